@@ -1,0 +1,214 @@
+"""OData query options evaluated over in-memory rows, shared by both simulators.
+
+`$filter` is parsed by the odata-query package (a real OData grammar) and evaluated here against
+plain dict rows; `$orderby` and `$select` are small enough to do by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cmp_to_key
+from typing import Any, Callable
+
+from odata_query import ast
+from odata_query.exceptions import ODataException
+from odata_query.grammar import ODataLexer, ODataParser
+
+
+class QueryError(ValueError):
+    """A query option the server cannot parse or that names an unknown property."""
+
+
+class UnknownProperty(QueryError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+Resolver = Callable[[dict, str], Any]
+Predicate = Callable[[dict], bool]
+
+
+def _default_resolver(row: dict, name: str) -> Any:
+    if name not in row:
+        raise UnknownProperty(name)
+    return row[name]
+
+
+def parse_filter(text: str):
+    try:
+        return ODataParser().parse(ODataLexer().tokenize(text))
+    except (ODataException, Exception) as exc:  # sly raises plain exceptions on some inputs
+        raise QueryError(f"Syntax error in $filter '{text}': {exc}") from None
+
+
+def compile_filter(text: str | None, *, resolver: Resolver = _default_resolver, case_insensitive: bool = True,
+                   known: Callable[[str], bool] | None = None) -> Predicate:
+    """Turn a $filter expression into a predicate. `known` checks property names up front."""
+    if not text or not text.strip():
+        return lambda row: True
+    tree = parse_filter(text)
+    if known is not None:
+        for name in _identifiers(tree):
+            if not known(name):
+                raise UnknownProperty(name)
+    evaluator = _Evaluator(resolver, case_insensitive)
+    return lambda row: bool(evaluator.eval(tree, row))
+
+
+def _identifiers(node) -> list[str]:
+    found = []
+    if isinstance(node, ast.Identifier):
+        return [node.name]
+    if isinstance(node, ast.Call):
+        for arg in node.args:
+            found += _identifiers(arg)
+        return found
+    for attr in ("left", "right", "operand"):
+        child = getattr(node, attr, None)
+        if child is not None:
+            found += _identifiers(child)
+    return found
+
+
+def _literal(node) -> Any:
+    if isinstance(node, ast.Null):
+        return None
+    if isinstance(node, ast.DateTime):
+        value = dt.datetime.fromisoformat(node.val.replace("Z", "+00:00"))
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if isinstance(node, ast.Date):
+        return dt.date.fromisoformat(node.val)
+    if isinstance(node, ast.GUID):
+        return node.val.lower()
+    if isinstance(node, ast.List):
+        return [_literal(item) for item in node.val]
+    return node.py_val
+
+
+def _norm(value: Any, fold: bool) -> Any:
+    if isinstance(value, str) and fold:
+        return value.casefold()
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def _compare(op, left: Any, right: Any, fold: bool) -> bool:
+    if isinstance(op, ast.In):
+        return any(_compare(ast.Eq(), left, item, fold) for item in right)
+    left, right = _norm(left, fold), _norm(right, fold)
+    if isinstance(left, dt.datetime) and isinstance(right, dt.date) and not isinstance(right, dt.datetime):
+        left = left.date()
+    if isinstance(left, dt.date) and not isinstance(left, dt.datetime) and isinstance(right, dt.datetime):
+        right = right.date()
+    if isinstance(op, ast.Eq):
+        return left == right
+    if isinstance(op, ast.NotEq):
+        return left != right
+    if left is None or right is None:
+        return False  # ordering against null is false in OData
+    try:
+        if isinstance(op, ast.Lt):
+            return left < right
+        if isinstance(op, ast.LtE):
+            return left <= right
+        if isinstance(op, ast.Gt):
+            return left > right
+        if isinstance(op, ast.GtE):
+            return left >= right
+    except TypeError:
+        raise QueryError(f"Cannot compare {left!r} with {right!r}") from None
+    raise QueryError(f"Unsupported comparison {type(op).__name__}")
+
+
+class _Evaluator:
+    def __init__(self, resolver: Resolver, fold: bool):
+        self.resolver = resolver
+        self.fold = fold
+
+    def eval(self, node, row: dict) -> Any:
+        if isinstance(node, ast.BoolOp):
+            if isinstance(node.op, ast.And):
+                return self.eval(node.left, row) and self.eval(node.right, row)
+            return self.eval(node.left, row) or self.eval(node.right, row)
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.Not):
+                return not self.eval(node.operand, row)
+            return -self.eval(node.operand, row)
+        if isinstance(node, ast.Compare):
+            return _compare(node.comparator, self.eval(node.left, row), self.eval(node.right, row), self.fold)
+        if isinstance(node, ast.Identifier):
+            return self.resolver(row, node.name)
+        if isinstance(node, ast.Call):
+            return self.call(node.func.name.lower(), [self.eval(arg, row) for arg in node.args])
+        if isinstance(node, ast._Literal):
+            return _literal(node)
+        raise QueryError(f"Unsupported expression {type(node).__name__}")
+
+    def call(self, name: str, args: list) -> Any:
+        def text(value):
+            value = "" if value is None else str(value)
+            return value.casefold() if self.fold else value
+
+        if name == "contains":
+            return text(args[1]) in text(args[0])
+        if name == "startswith":
+            return text(args[0]).startswith(text(args[1]))
+        if name == "endswith":
+            return text(args[0]).endswith(text(args[1]))
+        if name == "tolower":
+            return (args[0] or "").lower()
+        if name == "toupper":
+            return (args[0] or "").upper()
+        if name == "trim":
+            return (args[0] or "").strip()
+        if name == "length":
+            return len(args[0] or "")
+        if name == "indexof":
+            return text(args[0]).find(text(args[1]))
+        if name == "substring":
+            return (args[0] or "")[args[1]: (args[1] + args[2]) if len(args) > 2 else None]
+        if name == "concat":
+            return f"{args[0] or ''}{args[1] or ''}"
+        raise QueryError(f"Unknown function '{name}'")
+
+
+def parse_orderby(text: str | None) -> list[tuple[str, bool]]:
+    """`name asc,createdon desc` -> [("name", False), ("createdon", True)]."""
+    order = []
+    for part in (text or "").split(","):
+        words = part.split()
+        if not words:
+            continue
+        if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+            raise QueryError(f"Syntax error in $orderby '{text}'")
+        order.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
+    return order
+
+
+def sort_rows(rows: list[dict], order: list[tuple[str, bool]], resolver: Resolver = _default_resolver,
+              fold: bool = True) -> list[dict]:
+    """Sort by the $orderby keys; nulls sort first, as SQL Server does."""
+
+    def cmp(a: dict, b: dict) -> int:
+        for name, desc in order:
+            left, right = _norm(resolver(a, name), fold), _norm(resolver(b, name), fold)
+            if left == right:
+                continue
+            if left is None:
+                result = -1
+            elif right is None:
+                result = 1
+            else:
+                result = -1 if left < right else 1
+            return -result if desc else result
+        return 0
+
+    return sorted(rows, key=cmp_to_key(cmp))
+
+
+def split_select(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    return [name.strip() for name in text.split(",") if name.strip()]
