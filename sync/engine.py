@@ -1,0 +1,656 @@
+"""The synchronisation engine: runs one job, i.e. one table mapping in one direction.
+
+Per job (spec §3.2-3.6, with the improvements written down in the README):
+1. Records that failed before (and are not skipped) are retried first, whatever their modified-on.
+2. Then the source rows changed since the watermark, oldest first, page by page. After each page
+   the watermark advances (never past the job's start minus a safety margin), so an interrupted job
+   resumes where it stopped and a row changed while the job ran is read again next time.
+3. Per page: couplings are looked up in bulk, coupled destination rows are read in bulk, lookups
+   are resolved in bulk, then every row becomes an insert, an update, unchanged, skipped or failed;
+   the writes go to the destination a page at a time, and couplings and errors are saved in bulk.
+
+Echo suppression and conflicts rest on the coupling's snapshot of the values both sides had at the
+last synchronisation: a field changed on one side only is carried over; a field changed on both
+sides to different values is a conflict; a row whose version is the one we wrote is unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from .errors import AlreadyExistsError, ConflictError, RecordError, SyncError
+from .lookups import LookupResolver
+from .mappings import Catalog
+from .model import (
+    BcTable,
+    Convert,
+    DeletionConflictResolution,
+    Direction,
+    FieldMapping,
+    Side,
+    TableMapping,
+    UpdateConflictResolution,
+    WhenUncoupled,
+)
+from .ports import (
+    Clock,
+    Coupling,
+    CouplingStore,
+    CrmEndpoint,
+    Endpoint,
+    ErrorStore,
+    NewRow,
+    Record,
+    RecordFailure,
+    RowChange,
+    StateStore,
+    WriteResult,
+)
+from .values import blank_for, convert_plain, is_blank, normalize, same
+
+# Ids of Dataverse rows we create are derived from the Business Central record, so an insert that
+# is repeated (a retry after a lost answer, a re-delivered job) finds its row instead of duplicating it.
+CRM_ID_NAMESPACE = uuid.UUID("6f1d4c1e-3a51-4b9e-9f5c-0c2b8e7d5a10")
+COUNT_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled")
+
+
+@dataclass
+class Counts:
+    inserted: int = 0
+    modified: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    coupled: int = 0
+
+    def add(self, other: "Counts") -> None:
+        for name in COUNT_NAMES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Counts":
+        return cls(**{k: int(v) for k, v in (data or {}).items() if k in COUNT_NAMES})
+
+
+@dataclass
+class JobOutcome:
+    counts: Counts
+    notes: list[str]
+    checkpoint: dt.datetime | None
+
+
+@dataclass
+class Progress:
+    """Reported after every page, so the job runner can persist it and renew its lease."""
+
+    counts: Counts
+    checkpoint: dt.datetime | None
+
+
+def record_label(table, record: Record) -> str:
+    """How a user recognises a record: 'Customer C00010' or "account 'Adatum' (id)"."""
+    if isinstance(table, BcTable):
+        return f"{table.caption} {record.values.get(table.key_field) or record.id}"
+    return f"{table.logical_name} '{record.values.get(table.primary_name) or ''}' ({record.id})"
+
+
+class _Keep:
+    """Marker: leave the destination field as it is."""
+
+
+KEEP = _Keep()
+
+
+@dataclass
+class RowPlan:
+    action: str                      # insert | update | unchanged | skip | fail
+    values: dict[str, Any] = field(default_factory=dict)
+    error: SyncError | None = None
+    src_snapshot: dict[str, Any] = field(default_factory=dict)
+    dst_snapshot: dict[str, Any] = field(default_factory=dict)
+    dst_has_unsynced_changes: bool = False
+
+
+def plan_row(mapping: TableMapping, direction: Direction, src: Record, dst: Record | None,
+             coupling: Coupling | None, convert: Callable[[FieldMapping, Any], Any]) -> RowPlan:
+    """Decide what to write for one source row (pure; `convert` resolves values for the target side).
+
+    Bidirectional fields are merged three ways against the coupling's snapshot: changed on the
+    source only -> written; changed on the destination only -> left for the opposite pass; changed
+    on both to different values -> an update conflict, resolved per the mapping's setting.
+    Unidirectional fields always follow their source.
+    """
+    src_side, dst_side = direction.source, direction.target
+    src_snap = coupling.values_on(src_side) if coupling else {}
+    dst_snap = coupling.values_on(dst_side) if coupling else {}
+    writes: dict[str, Any] = {}
+    new_src, new_dst = {}, dict(dst_snap)
+    conflicts: list[tuple[FieldMapping, Any, Any]] = []
+    dst_pending = False
+    for fm in mapping.fields_for(direction):
+        src_field, dst_field = fm.field_on(src_side), fm.field_on(dst_side)
+        if dst_field is None:
+            continue
+        raw = src.values.get(src_field) if src_field else None
+        target_value = fm.constant if src_field is None else convert(fm, raw)
+        if src_field is not None:
+            new_src[fm.key] = raw
+        if target_value is KEEP:
+            continue
+        if dst is None:
+            if not is_blank(target_value):
+                writes[dst_field] = target_value
+            if src_field is not None:
+                new_dst[fm.key] = target_value
+            continue
+        current = dst.values.get(dst_field)
+        if same(target_value, current):
+            if src_field is not None:
+                new_dst[fm.key] = current
+            continue
+        if fm.direction is Direction.BIDIRECTIONAL and fm.key in src_snap:
+            src_changed = not same(raw, src_snap.get(fm.key))
+            dst_changed = not same(current, dst_snap.get(fm.key))
+            if dst_changed and not src_changed:
+                dst_pending = True
+                continue
+            if dst_changed and src_changed:
+                conflicts.append((fm, target_value, current))
+                continue
+        writes[dst_field] = target_value
+        if src_field is not None:
+            new_dst[fm.key] = target_value
+
+    skip_for_conflict = False
+    if conflicts:
+        resolution = mapping.update_conflict
+        if resolution is UpdateConflictResolution.NONE:
+            names = ", ".join(f"{fm.label} ({fm.bc} <-> {fm.crm})" for fm, _, _ in conflicts)
+            detail = "; ".join(f"{fm.label}: source {normalize(v)!r}, destination {normalize(c)!r}" for fm, v, c in conflicts)
+            return RowPlan("fail", error=ConflictError(
+                f"Both sides changed {names} since the last synchronisation ({detail}). "
+                f"Set an update-conflict resolution on {mapping.name} or make the values agree.",
+                fields=tuple(fm.label for fm, _, _ in conflicts)))
+        source_wins = (resolution is UpdateConflictResolution.SEND_TO_CRM) == (direction is Direction.TO_CRM)
+        if source_wins:
+            for fm, value, _ in conflicts:
+                writes[fm.field_on(dst_side)] = value
+                new_dst[fm.key] = value
+        else:
+            skip_for_conflict = True
+
+    if dst is None:
+        action = "insert"
+    elif writes:
+        action = "update"
+    else:
+        action = "skip" if skip_for_conflict else "unchanged"
+    return RowPlan(action, writes, src_snapshot=new_src, dst_snapshot=new_dst, dst_has_unsynced_changes=dst_pending)
+
+
+class SyncEngine:
+    def __init__(self, catalog: Catalog, bc: Endpoint, crm: CrmEndpoint, couplings: CouplingStore,
+                 errors: ErrorStore, state: StateStore, clock: Clock, *, page_size: int = 500,
+                 watermark_margin: dt.timedelta = dt.timedelta(seconds=60)):
+        self.catalog = catalog
+        self.bc = bc
+        self.crm = crm
+        self.couplings = couplings
+        self.errors = errors
+        self.state = state
+        self.clock = clock
+        self.page_size = page_size
+        self.watermark_margin = watermark_margin
+
+    def endpoint(self, side: Side) -> Endpoint:
+        return self.bc if side is Side.BC else self.crm
+
+    def run(self, mapping_name: str, direction: Direction, *, job_id: str, full: bool = False,
+            resume_from: dt.datetime | None = None, on_progress: Callable[[Progress], None] | None = None,
+            counts: Counts | None = None) -> JobOutcome:
+        mapping = self.catalog[mapping_name]
+        if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
+            raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
+        job = _Job(self, mapping, direction, job_id, full, counts or Counts(), on_progress)
+        if mapping.is_option_mapping:
+            return job.run_option_mapping()
+        return job.run(resume_from)
+
+
+class _Job:
+    """The state of one running job; one instance per run of SyncEngine.run."""
+
+    def __init__(self, engine: SyncEngine, mapping: TableMapping, direction: Direction, job_id: str,
+                 full: bool, counts: Counts, on_progress):
+        self.e = engine
+        self.mapping = mapping
+        self.direction = direction
+        self.job_id = job_id
+        self.full = full
+        self.counts = counts
+        self.on_progress = on_progress or (lambda progress: None)
+        self.src_side, self.dst_side = direction.source, direction.target
+        self.src, self.dst = engine.endpoint(self.src_side), engine.endpoint(self.dst_side)
+        self.src_table, self.dst_table = mapping.table_on(self.src_side), mapping.table_on(self.dst_side)
+        self.fields = mapping.fields_for(direction)
+        self.started = engine.clock.now()
+        self.cap = self.started - engine.watermark_margin
+        self.notes: Counter[str] = Counter()
+        self.resolver = LookupResolver(engine.catalog, engine.bc, engine.couplings)
+        self.failures = {f.source_id: f for f in engine.errors.list(mapping.name, direction)}
+        self.integration_user = engine.crm.integration_user_id() if self.src_side is Side.CRM else None
+        self.src_fields = self._field_list(self.src_side, self.src_table)
+        self.dst_fields = self._field_list(self.dst_side, self.dst_table)
+
+    def _field_list(self, side: Side, table) -> list[str]:
+        if table is None:  # the option set side of an option mapping
+            return []
+        names = [fm.field_on(side) for fm in self.fields if fm.field_on(side)]
+        names.append(table.key_field if isinstance(table, BcTable) else table.primary_name)
+        return list(dict.fromkeys(names))
+
+    # -- the two phases ------------------------------------------------------------------------
+
+    def run(self, resume_from: dt.datetime | None) -> JobOutcome:
+        retried = self._retry_failed()
+        since = resume_from if resume_from is not None else (None if self.full else self.e.state.watermark(self.mapping.name, self.direction))
+        checkpoint = since
+        for page in self.src.read_changed(self.src_table, self.src_fields, since=since,
+                                          where=self.mapping.filter_on(self.src_side), page_size=self.e.page_size):
+            rows = [r for r in page if r.id not in retried]
+            self._process(rows, forced=set())
+            newest = max((r.modified_on for r in page if r.modified_on), default=None)
+            if newest is not None:
+                checkpoint = min(newest, self.cap) if checkpoint is None else max(checkpoint, min(newest, self.cap))
+                self.e.state.advance_watermark(self.mapping.name, self.direction, checkpoint)
+            self.on_progress(Progress(self.counts, checkpoint))
+        return JobOutcome(self.counts, self._notes(), checkpoint)
+
+    def _retry_failed(self) -> set[str]:
+        """Records that failed earlier are tried again first, changed or not (spec §3.2)."""
+        ids = [sid for sid, f in self.failures.items() if not f.skipped]
+        for start in range(0, len(ids), self.e.page_size):
+            chunk = ids[start:start + self.e.page_size]
+            rows = self.src.read_ids(self.src_table, self.src_fields, chunk)
+            gone = set(chunk) - {r.id for r in rows}
+            if gone:  # deleted at the source: nothing left to retry
+                self.e.errors.clear_many(self.mapping.name, self.direction, sorted(gone))
+                for sid in gone:
+                    self.failures.pop(sid, None)
+            self._process(rows, forced={r.id for r in rows})
+        if ids:
+            self.on_progress(Progress(self.counts, None))
+        return set(ids)
+
+    # -- one page --------------------------------------------------------------------------------
+
+    def _process(self, rows: list[Record], forced: set[str]) -> None:
+        if not rows:
+            return
+        couplings = self.e.couplings.get_many(self.mapping.name, self.src_side, [r.id for r in rows])
+        work: list[tuple[Record, Coupling | None]] = []
+        for row in rows:
+            coupling = couplings.get(row.id)
+            verdict = self._triage(row, coupling, row.id in forced)
+            if verdict == "work":
+                work.append((row, coupling))
+            elif verdict == "unchanged":
+                self.counts.unchanged += 1
+            elif verdict == "skipped":
+                self.counts.skipped += 1
+        if not work:
+            return
+        page = _Page(self)
+        dst_rows = self._read_destinations([c for _, c in work if c])
+        matches = self._match_uncoupled([row for row, c in work if c is None])
+        self._prepare_lookups([row for row, _ in work])
+        for row, coupling in work:
+            if coupling is None and row.id in matches:
+                coupling, dst_row = matches[row.id]
+                page.new_couplings.add(row.id)
+            elif coupling is None:
+                dst_row = None
+            else:
+                dst_row = dst_rows.get(coupling.id_on(self.dst_side))
+                if dst_row is None:
+                    coupling = self._deletion_conflict(page, row, coupling)
+                    if coupling is not None:
+                        continue
+            page.plan(row, coupling, dst_row)
+        page.write()
+
+    def _triage(self, row: Record, coupling: Coupling | None, forced: bool) -> str:
+        if coupling is not None and coupling.skipped:
+            return "skipped"
+        if coupling is not None and coupling.unsynced == self.src_side.value:
+            return "work"
+        if (self.integration_user and row.modified_by == self.integration_user
+                and (coupling is None or coupling.crm_etag != row.etag)):
+            # Changes made in Sales by the connection user are not synchronised (the seed's rule);
+            # our own writes are recognised by their version instead and are simply unchanged.
+            return "ignored"
+        if coupling is None:
+            if self.mapping.sync_only_coupled and not self.full and not forced:
+                return "ignored"  # BC: uncoupled rows are not counted under Synch. Only Coupled Records
+            return "work"
+        if not forced and coupling.etag_on(self.src_side) == row.etag and coupling.values_on(self.src_side):
+            return "unchanged"
+        return "work"
+
+    def _read_destinations(self, couplings: list[Coupling]) -> dict[str, Record]:
+        ids = [c.id_on(self.dst_side) for c in couplings]
+        if not ids:
+            return {}
+        return {r.id: r for r in self.dst.read_ids(self.dst_table, self.dst_fields, ids)}
+
+    def _match_uncoupled(self, rows: list[Record]) -> dict[str, tuple[Coupling, Record]]:
+        """Match-before-create: an uncoupled row with exactly one uncoupled match is coupled to it."""
+        criteria = [fm for fm in self.mapping.match_fields() if fm.field_on(self.src_side) and fm.field_on(self.dst_side)]
+        if not rows or not criteria:
+            return {}
+        first = criteria[0]
+        wanted = {}
+        for row in rows:
+            value = convert_plain(first, row.values.get(first.field_on(self.src_side)), self.dst_side)
+            if not is_blank(value):
+                wanted[row.id] = value
+        if not wanted:
+            return {}
+        candidates = self.dst.read_matching(self.dst_table, self.dst_fields, first.field_on(self.dst_side),
+                                            sorted(set(wanted.values()), key=str))
+        taken = self.e.couplings.get_many(self.mapping.name, self.dst_side, [c.id for c in candidates])
+        free = [c for c in candidates if c.id not in taken]
+        result = {}
+        claimed: set[str] = set()
+        for row in rows:
+            if row.id not in wanted:
+                continue
+            hits = [c for c in free if all(self._criterion_matches(fm, row, c) for fm in criteria)]
+            if len(hits) == 1 and hits[0].id not in claimed:
+                claimed.add(hits[0].id)
+                bc_id, crm_id = (row.id, hits[0].id) if self.src_side is Side.BC else (hits[0].id, row.id)
+                result[row.id] = (Coupling(self.mapping.name, bc_id, crm_id), hits[0])
+            elif len(hits) > 1:
+                self.notes[f"{len(hits)} {self._dst_name()} rows match {record_label(self.src_table, row)}; "
+                           f"it was not coupled automatically"] += 1
+        return result
+
+    def _criterion_matches(self, fm: FieldMapping, row: Record, candidate: Record) -> bool:
+        value = convert_plain(fm, row.values.get(fm.field_on(self.src_side)), self.dst_side)
+        other = candidate.values.get(fm.field_on(self.dst_side))
+        if is_blank(value):
+            return True
+        return str(value).casefold() == str(other or "").casefold()
+
+    def _dst_name(self) -> str:
+        return self.dst_table.caption if isinstance(self.dst_table, BcTable) else self.dst_table.logical_name
+
+    def _prepare_lookups(self, rows: list[Record]) -> None:
+        for fm in self.fields:
+            src_field = fm.field_on(self.src_side)
+            if fm.convert is Convert.LOOKUP and src_field and fm.field_on(self.dst_side):
+                self.resolver.prepare(fm, self.dst_side, (r.values.get(src_field) for r in rows))
+
+    def _deletion_conflict(self, page: "_Page", row: Record, coupling: Coupling) -> Coupling | None:
+        """The coupled destination row is gone. Returns the coupling when the row was dealt with."""
+        resolution = self.mapping.deletion_conflict
+        if resolution is DeletionConflictResolution.NONE:
+            page.fail(row, coupling, RecordError(
+                f"{record_label(self.src_table, row)} cannot be updated because its coupled {self._dst_name()} "
+                f"{coupling.id_on(self.dst_side)} was deleted. Restore it, remove the coupling, or set a "
+                f"deletion-conflict resolution on {self.mapping.name}.", code="DeletionConflict"))
+            return coupling
+        page.removed.append(coupling)
+        if resolution is DeletionConflictResolution.REMOVE_COUPLING:
+            self.notes["couplings removed because the coupled row was deleted"] += 1
+            return coupling
+        return None  # RESTORE: continue as an uncoupled row, which is inserted again
+
+    # -- values ---------------------------------------------------------------------------------
+
+    def convert(self, fm: FieldMapping, value: Any, row: Record) -> Any:
+        if fm.convert is not Convert.LOOKUP:
+            return convert_plain(fm, value, self.dst_side)
+        if is_blank(value):
+            return KEEP if fm.not_null else blank_for(fm, self.dst_side)
+        found, converted = self.resolver.resolve(fm, self.dst_side, value)
+        if found:
+            return converted
+        ref = self.e.catalog[fm.lookup_mapping]
+        if fm.when_uncoupled is WhenUncoupled.CLEAR:
+            return KEEP if fm.not_null else blank_for(fm, self.dst_side)
+        if fm.when_uncoupled is WhenUncoupled.LEAVE_BLANK:
+            self.notes[f"{fm.label} {value!r} has no coupled {self._ref_name(ref)} (mapping {ref.name}); "
+                       f"left blank"] += 1
+            return KEEP if fm.not_null else blank_for(fm, self.dst_side)
+        raise RecordError(
+            f"{record_label(self.src_table, row)}: {fm.label} {value!r} is not coupled to "
+            f"{self._ref_name(ref)}; couple it first (table mapping {ref.name}).",
+            field=fm.label, code="NotCoupled")
+
+    def _ref_name(self, ref: TableMapping) -> str:
+        if ref.is_option_mapping:
+            return f"a Sales option of {ref.option_set.attribute}"
+        table = ref.table_on(self.dst_side)
+        return f"a {table.caption} record" if isinstance(table, BcTable) else f"a Dataverse {table.logical_name} row"
+
+    def _notes(self) -> list[str]:
+        return [f"{text} ({n}x)" if n > 1 else text for text, n in self.notes.most_common(20)]
+
+    def crm_id_for(self, bc_id: str) -> str:
+        return str(uuid.uuid5(CRM_ID_NAMESPACE, f"{self.mapping.name}/{bc_id}"))
+
+    # -- option mappings ------------------------------------------------------------------------
+
+    def run_option_mapping(self) -> JobOutcome:
+        """Couple each code of the Business Central table to the Sales option with the same label.
+
+        A code without such an option is skipped and the option stays blank on accounts (the
+        seed's rule); the job log says which codes.
+        """
+        option_set = self.mapping.option_set
+        labels = self.e.crm.option_labels(option_set)
+        value_of = {label.casefold(): value for value, label in labels.items()}
+        taken_options = None
+        for page in self.src.read_changed(self.src_table, ["code"], since=None, page_size=self.e.page_size):
+            coupled = self.e.couplings.get_many(self.mapping.name, Side.BC, [r.id for r in page])
+            if taken_options is None:
+                taken_options = self.e.couplings.get_many(self.mapping.name, Side.CRM, [str(v) for v in labels])
+            new: list[Coupling] = []
+            for row in page:
+                code = row.values.get("code") or ""
+                value = value_of.get(code.casefold())
+                current = coupled.get(row.id)
+                if current is not None and value is not None and current.crm_id == str(value):
+                    self.counts.unchanged += 1
+                elif value is None:
+                    self.counts.skipped += 1
+                    self.notes[f"{self.src_table.caption} {code} has no option in Sales "
+                               f"({option_set.table.logical_name}.{option_set.attribute}); it is left blank"] += 1
+                elif str(value) in taken_options and taken_options[str(value)].bc_id != row.id:
+                    self.counts.skipped += 1
+                    self.notes[f"Sales option {labels[value]!r} is already coupled to another "
+                               f"{self.src_table.caption}; {code} was not coupled"] += 1
+                else:
+                    coupling = Coupling(self.mapping.name, row.id, str(value), bc_etag=row.etag,
+                                        bc_values={"code|label": code}, crm_values={"code|label": labels[value]},
+                                        synced_at=self.e.clock.now(), job_id=self.job_id)
+                    new.append(coupling)
+                    taken_options[str(value)] = coupling
+                    self.counts.coupled += 1
+            if new:
+                stale = [coupled[c.bc_id] for c in new if c.bc_id in coupled]
+                if stale:
+                    self.e.couplings.delete_many(stale)
+                self.e.couplings.save_many(new)
+            self.on_progress(Progress(self.counts, None))
+        return JobOutcome(self.counts, self._notes(), None)
+
+
+class _Page:
+    """Plans and writes of one page; flushed with `write`."""
+
+    def __init__(self, job: _Job):
+        self.job = job
+        self.inserts: list[tuple[Record, RowPlan, str | None]] = []
+        self.updates: list[tuple[Record, Coupling, Record, RowPlan]] = []
+        self.unchanged: list[tuple[Record, Coupling, Record, RowPlan]] = []
+        self.failed: list[tuple[Record, Coupling | None, SyncError]] = []
+        self.succeeded: list[str] = []
+        self.saved: list[Coupling] = []
+        self.removed: list[Coupling] = []
+        self.new_couplings: set[str] = set()
+
+    def plan(self, row: Record, coupling: Coupling | None, dst_row: Record | None) -> None:
+        job = self.job
+        try:
+            plan = plan_row(job.mapping, job.direction, row, dst_row, coupling,
+                            lambda fm, value: job.convert(fm, value, row))
+        except RecordError as exc:
+            self.fail(row, coupling, exc)
+            return
+        if plan.action == "fail":
+            self.fail(row, coupling, plan.error)
+        elif plan.action == "insert":
+            proposed = job.crm_id_for(row.id) if job.dst_side is Side.CRM else None
+            self.inserts.append((row, plan, proposed))
+        elif plan.action == "update":
+            self.updates.append((row, coupling, dst_row, plan))
+        else:
+            self.unchanged.append((row, coupling, dst_row, plan))
+            if plan.action == "skip":
+                job.counts.skipped += 1
+            else:
+                job.counts.unchanged += 1
+            if row.id in self.new_couplings:
+                job.counts.coupled += 1
+
+    def fail(self, row: Record, coupling: Coupling | None, error: SyncError) -> None:
+        self.failed.append((row, coupling, error))
+
+    def write(self) -> None:
+        job = self.job
+        self._write_inserts()
+        self._write_updates()
+        for row, coupling, dst_row, plan in self.unchanged:
+            self._remember(row, coupling, dst_row, plan)
+            self.succeeded.append(row.id)
+        if self.removed:
+            job.e.couplings.delete_many(self.removed)
+        if self.saved:
+            job.e.couplings.save_many(self.saved)
+        self._record_failures()
+        cleared = [sid for sid in self.succeeded if sid in job.failures]
+        if cleared:
+            job.e.errors.clear_many(job.mapping.name, job.direction, cleared)
+            for sid in cleared:
+                job.failures.pop(sid, None)
+
+    def _write_inserts(self) -> None:
+        job = self.job
+        if not self.inserts:
+            return
+        series = job.mapping.bc_number_series if job.dst_side is Side.BC else None
+        if series is not None:
+            last = series.parse(job.dst.last_key(job.dst_table, series.field, series.prefix))
+            for offset, (_, plan, _) in enumerate(self.inserts, start=1):
+                plan.values.setdefault(series.field, series.format(last + offset))
+        results = job.dst.insert(job.dst_table, [NewRow(plan.values, proposed) for _, plan, proposed in self.inserts],
+                                 job.dst_fields)
+        existing: list[tuple[Record, str]] = []
+        for (row, plan, proposed), result in zip(self.inserts, results):
+            if result.error is not None:
+                if isinstance(result.error, AlreadyExistsError) and proposed:
+                    existing.append((row, proposed))  # written by an earlier attempt: couple and update
+                else:
+                    self.fail(row, None, result.error)
+                continue
+            coupling = self._new_coupling(row, result.record.id)
+            self._remember(row, coupling, result.record, plan)
+            job.counts.inserted += 1
+            self.succeeded.append(row.id)
+        if existing:
+            found = {r.id: r for r in job.dst.read_ids(job.dst_table, job.dst_fields, [p for _, p in existing])}
+            for row, proposed in existing:
+                if proposed not in found:
+                    self.fail(row, None, RecordError(f"{record_label(job.src_table, row)}: the {job._dst_name()} "
+                                                     f"{proposed} exists but cannot be read."))
+                    continue
+                self.new_couplings.add(row.id)
+                self.plan(row, self._new_coupling(row, proposed), found[proposed])
+            self._write_updates()
+
+    def _new_coupling(self, row: Record, dst_id: str) -> Coupling:
+        bc_id, crm_id = (row.id, dst_id) if self.job.src_side is Side.BC else (dst_id, row.id)
+        return Coupling(self.job.mapping.name, bc_id, crm_id)
+
+    def _write_updates(self) -> None:
+        job = self.job
+        pending, self.updates = self.updates, []
+        if not pending:
+            return
+        changes = [RowChange(dst_row.id, dst_row.etag, plan.values) for _, _, dst_row, plan in pending]
+        results = job.dst.update(job.dst_table, changes, job.dst_fields)
+        for (row, coupling, dst_row, plan), result in zip(pending, results):
+            if result.error is not None:
+                self.fail(row, coupling, result.error)
+                continue
+            self._remember(row, coupling, result.record, plan)
+            job.counts.modified += 1
+            if row.id in self.new_couplings:
+                job.counts.coupled += 1
+            self.succeeded.append(row.id)
+
+    def _remember(self, row: Record, coupling: Coupling, dst_row: Record, plan: RowPlan) -> None:
+        """Store both sides' versions and values so the next pass knows what changed since now."""
+        job = self.job
+        coupling.values_on(job.src_side).update(plan.src_snapshot)
+        coupling.values_on(job.dst_side).update(plan.dst_snapshot)
+        if job.src_side is Side.BC:
+            coupling.bc_etag = row.etag
+        else:
+            coupling.crm_etag = row.etag
+        if dst_row is not None:
+            if job.dst_side is Side.BC:
+                coupling.bc_etag = dst_row.etag
+            else:
+                coupling.crm_etag = dst_row.etag
+        # a merge that left destination-side changes for the opposite pass says so explicitly
+        coupling.unsynced = job.dst_side.value if plan.dst_has_unsynced_changes else ""
+        coupling.synced_at = job.e.clock.now()
+        coupling.job_id = job.job_id
+        self.saved.append(coupling)
+
+    def _record_failures(self) -> None:
+        job = self.job
+        if not self.failed:
+            return
+        now = job.e.clock.now()
+        entries = []
+        for row, coupling, error in self.failed:
+            job.counts.failed += 1
+            previous = job.failures.get(row.id)
+            entry = RecordFailure(
+                mapping=job.mapping.name, direction=job.direction, source_id=row.id,
+                record=record_label(job.src_table, row), message=error.message,
+                field=getattr(error, "field", ""), code=error.code or type(error).__name__,
+                target_id=coupling.id_on(job.dst_side) if coupling else "", transient=error.transient,
+                count=(previous.count + 1) if previous else 1,
+                first_seen=previous.first_seen if previous else now, last_seen=now, job_id=job.job_id)
+            job.failures[row.id] = entry
+            entries.append(entry)
+        job.e.errors.save_many(entries)
+
+
+def chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

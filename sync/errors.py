@@ -1,0 +1,84 @@
+"""One error hierarchy for the whole service.
+
+Every failure is classified once, where it is raised (the adapters at the edge), as either
+transient (worth retrying later: throttling, timeouts, a service that is briefly down) or terminal
+(retrying the same input gives the same answer: bad data, missing coupling, bad configuration).
+The engine and the job runner branch on these two classes only, never on HTTP status codes.
+"""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base of every error bcsync raises on purpose.
+
+    `code` is the service's own error code when there is one (a Dataverse HRESULT such as
+    0x80044331, a Business Central code such as Application_StringExceededLength), else ours.
+    """
+
+    transient = False
+
+    def __init__(self, message: str, *, code: str = "", status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.retry_after = retry_after
+
+
+class TransientError(SyncError):
+    """Retry later: the same request may well succeed."""
+
+    transient = True
+
+
+class TerminalError(SyncError):
+    """Do not retry blindly: log it, skip the record or stop the job, and report it."""
+
+
+class ThrottledError(TransientError):
+    """The service asked us to slow down (429, or 503 with Retry-After)."""
+
+
+class ServiceUnavailableError(TransientError):
+    """A 5xx, a timeout or a dropped connection."""
+
+
+class WriteOutcomeUnknown(TransientError):
+    """A non-idempotent write was sent but no answer came back; it may or may not have happened."""
+
+
+class AuthenticationError(TerminalError):
+    """The token endpoint refused us, or a service rejected our token or our identity."""
+
+
+class ConfigurationError(TerminalError):
+    """Settings or mapping definitions are wrong; nothing will work until they are fixed."""
+
+
+class NotFoundError(TerminalError):
+    """The addressed record does not exist (or no longer exists)."""
+
+
+class ConcurrencyError(TransientError):
+    """The record changed between our read and our write (stale ETag); re-read and try again."""
+
+
+class AlreadyExistsError(TerminalError):
+    """A record with the same key already exists."""
+
+
+class RecordError(TerminalError):
+    """A problem with one record's data: the message names the record and the field."""
+
+    def __init__(self, message: str, *, field: str = "", code: str = "", status: int | None = None):
+        super().__init__(message, code=code, status=status)
+        self.field = field
+
+
+class ConflictError(RecordError):
+    """Both sides changed the same field since the last synchronisation."""
+
+    def __init__(self, message: str, *, fields: tuple[str, ...]):
+        super().__init__(message, field=", ".join(fields), code="UpdateConflict")
+        self.fields = fields

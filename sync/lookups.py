@@ -1,0 +1,80 @@
+"""Lookups through couplings: a Business Central code or id <-> the coupled Dataverse id or option value.
+
+Resolution is done in bulk for a whole page (one query per side and page, never one per record)
+and cached for the job, bounded in size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .mappings import Catalog
+from .model import FieldMapping, Side
+from .ports import CouplingStore, Endpoint
+from .values import is_blank, normalize
+
+_MISSING = object()
+
+
+class LookupResolver:
+    def __init__(self, catalog: Catalog, bc: Endpoint, couplings: CouplingStore, max_cached: int = 20_000):
+        self.catalog = catalog
+        self.bc = bc
+        self.couplings = couplings
+        self.max_cached = max_cached
+        self._cache: dict[tuple[str, str | None, Side], dict[Any, Any]] = {}
+
+    def _bucket(self, fm: FieldMapping, target: Side) -> dict[Any, Any]:
+        key = (fm.lookup_mapping, fm.bc_key, target)
+        bucket = self._cache.setdefault(key, {})
+        if len(bucket) > self.max_cached:
+            bucket.clear()
+        return bucket
+
+    def prepare(self, fm: FieldMapping, target: Side, values: Iterable[Any]) -> None:
+        """Resolve every value of a page that is not cached yet."""
+        bucket = self._bucket(fm, target)
+        wanted = {normalize(v) for v in values if not is_blank(v)} - set(bucket)
+        if not wanted:
+            return
+        found = self._to_crm(fm, wanted) if target is Side.CRM else self._to_bc(fm, wanted)
+        for value in wanted:
+            bucket[value] = found.get(value, _MISSING)
+
+    def resolve(self, fm: FieldMapping, target: Side, value: Any) -> tuple[bool, Any]:
+        """(True, converted) when coupled; (False, None) when the referenced record is not coupled."""
+        result = self._bucket(fm, target).get(normalize(value), _MISSING)
+        return (False, None) if result is _MISSING else (True, result)
+
+    def _to_crm(self, fm: FieldMapping, values: set) -> dict[Any, Any]:
+        ref = self.catalog[fm.lookup_mapping]
+        if fm.bc_key:
+            rows = self.bc.read_matching(ref.bc, [fm.bc_key], fm.bc_key, sorted(values))
+            bc_id_of = {normalize(r.values.get(fm.bc_key)): r.id for r in rows}
+        else:
+            bc_id_of = {v: v for v in values}
+        coupled = self.couplings.get_many(ref.name, Side.BC, list(bc_id_of.values()))
+        as_option = ref.is_option_mapping
+        result = {}
+        for value, bc_id in bc_id_of.items():
+            coupling = coupled.get(bc_id)
+            if coupling is not None:
+                result[value] = int(coupling.crm_id) if as_option else coupling.crm_id
+        return result
+
+    def _to_bc(self, fm: FieldMapping, values: set) -> dict[Any, Any]:
+        ref = self.catalog[fm.lookup_mapping]
+        crm_ids = [str(int(v)) if ref.is_option_mapping else v for v in values]
+        coupled = self.couplings.get_many(ref.name, Side.CRM, crm_ids)
+        if fm.bc_key:
+            rows = self.bc.read_ids(ref.bc, [fm.bc_key], [c.bc_id for c in coupled.values()])
+            key_of = {r.id: r.values.get(fm.bc_key) for r in rows}
+        else:
+            key_of = {c.bc_id: c.bc_id for c in coupled.values()}
+        result = {}
+        for value in values:
+            crm_id = str(int(value)) if ref.is_option_mapping else value
+            coupling = coupled.get(crm_id)
+            if coupling is not None and coupling.bc_id in key_of:
+                result[value] = key_of[coupling.bc_id]
+        return result

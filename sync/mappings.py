@@ -1,0 +1,151 @@
+"""The built-in table mappings (spec: bc-integration.md §1 and §2), and the catalogue that holds them.
+
+Business Central names fields by table field (Salesperson Code); we talk to its API v2.0, so the
+field mappings use the API names (salespersonCode) and keep the table caption for messages.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from .errors import ConfigurationError
+from .model import (
+    Convert,
+    Direction,
+    FieldMapping,
+    NumberSeries,
+    OptionSet,
+    TableMapping,
+    WhenUncoupled,
+)
+from .tables import (
+    BC_CUSTOMER,
+    BC_PAYMENT_TERMS,
+    BC_SALESPERSON,
+    BC_SHIPMENT_METHOD,
+    CRM_ACCOUNT,
+    CRM_SYSTEMUSER,
+)
+
+TO, FROM, BI = Direction.TO_CRM, Direction.FROM_CRM, Direction.BIDIRECTIONAL
+
+
+def _text(bc: str, crm: str, direction: Direction, max_length: int, caption: str, **kw) -> FieldMapping:
+    return FieldMapping(bc, crm, direction, Convert.TEXT, max_length=max_length, caption=caption, **kw)
+
+
+SALESPEOPLE = TableMapping(
+    name="SALESPEOPLE",
+    description="Dataverse users become Business Central salespeople (enabled, licensed, not the integration user).",
+    bc=BC_SALESPERSON,
+    crm=CRM_SYSTEMUSER,
+    direction=FROM,
+    fields=(
+        _text("email", "internalemailaddress", FROM, 80, "E-Mail", use_for_matching=True),
+        _text("displayName", "fullname", FROM, 50, "Name"),
+        _text("phoneNo", "mobilephone", FROM, 30, "Phone No."),
+    ),
+    crm_filter="isdisabled eq false and islicensed eq true and isintegrationuser eq false",
+    bc_number_series=NumberSeries("code", "SP NO. ", 5),
+    inactivity_timeout_minutes=1440,
+)
+
+
+def _option_mapping(name: str, bc_table, attribute: str, description: str) -> TableMapping:
+    """Business Central code table <-> the options of one account attribute, coupled by code = label."""
+    return TableMapping(
+        name=name,
+        description=description,
+        bc=bc_table,
+        crm=None,
+        option_set=OptionSet(CRM_ACCOUNT, attribute),
+        direction=TO,
+        fields=(FieldMapping("code", "label", TO, Convert.TEXT, caption="Code", use_for_matching=True),),
+        inactivity_timeout_minutes=1440,
+    )
+
+
+PAYMENT_TERMS = _option_mapping(
+    "PAYMENT TERMS", BC_PAYMENT_TERMS, "paymenttermscode",
+    "Payment terms codes coupled to the options of the account's Payment Terms.")
+SHIPMENT_METHOD = _option_mapping(
+    "SHIPMENT METHOD", BC_SHIPMENT_METHOD, "address1_freighttermscode",
+    "Shipment method codes coupled to the options of the account's Address 1: Freight Terms.")
+
+CUSTOMER = TableMapping(
+    name="CUSTOMER",
+    description="Customers and accounts of relationship type Customer, both ways.",
+    bc=BC_CUSTOMER,
+    crm=CRM_ACCOUNT,
+    direction=BI,
+    fields=(
+        FieldMapping("salespersonCode", "ownerid", TO, Convert.LOOKUP, lookup_mapping="SALESPEOPLE",
+                     bc_key="code", not_null=True, caption="Salesperson Code"),
+        _text("displayName", "name", BI, 100, "Name", use_for_matching=True),
+        _text("addressLine1", "address1_line1", BI, 100, "Address"),
+        _text("addressLine2", "address1_line2", BI, 50, "Address 2"),
+        _text("postalCode", "address1_postalcode", BI, 20, "Post Code"),
+        _text("city", "address1_city", BI, 30, "City"),
+        _text("country", "address1_country", BI, 10, "Country/Region Code"),
+        _text("state", "address1_stateorprovince", BI, 30, "County"),
+        _text("email", "emailaddress1", BI, 80, "E-Mail"),
+        _text("website", "websiteurl", BI, 80, "Home Page"),
+        _text("phoneNumber", "telephone1", BI, 30, "Phone No."),
+        FieldMapping("shipmentMethodId", "address1_freighttermscode", BI, Convert.LOOKUP,
+                     lookup_mapping="SHIPMENT METHOD", when_uncoupled=WhenUncoupled.LEAVE_BLANK,
+                     caption="Shipment Method Code"),
+        FieldMapping("paymentTermsId", "paymenttermscode", BI, Convert.LOOKUP,
+                     lookup_mapping="PAYMENT TERMS", when_uncoupled=WhenUncoupled.LEAVE_BLANK,
+                     caption="Payment Terms Code"),
+        FieldMapping("creditLimit", "creditlimit", TO, Convert.NUMBER, caption="Credit Limit (LCY)"),
+        # BC's account template sets Relationship Type = Customer on the accounts it creates.
+        FieldMapping(None, "customertypecode", TO, Convert.NUMBER, constant=3, caption="Relationship Type"),
+    ),
+    bc_filter="blocked eq '_x0020_'",
+    crm_filter="statecode eq 0 and customertypecode eq 3",
+    dependencies=("SALESPEOPLE", "PAYMENT TERMS", "SHIPMENT METHOD"),
+)
+
+
+def builtin_mappings() -> list[TableMapping]:
+    return [SALESPEOPLE, PAYMENT_TERMS, SHIPMENT_METHOD, CUSTOMER]
+
+
+class Catalog:
+    """The table mappings in force: the built-in ones with the user's overrides applied."""
+
+    def __init__(self, mappings: Iterable[TableMapping]):
+        self._mappings: dict[str, TableMapping] = {}
+        for mapping in mappings:
+            if mapping.name in self._mappings:
+                raise ConfigurationError(f"Table mapping {mapping.name} is defined twice.")
+            self._mappings[mapping.name] = mapping
+        self._validate()
+
+    def _validate(self) -> None:
+        for mapping in self._mappings.values():
+            for dep in mapping.dependencies:
+                if dep not in self._mappings:
+                    raise ConfigurationError(f"Table mapping {mapping.name} depends on unknown mapping {dep}.")
+            for fm in mapping.fields:
+                if fm.convert is Convert.LOOKUP and fm.lookup_mapping not in self._mappings:
+                    raise ConfigurationError(
+                        f"Field {fm.label} of table mapping {mapping.name} looks up through unknown mapping {fm.lookup_mapping}.")
+
+    def __getitem__(self, name: str) -> TableMapping:
+        try:
+            return self._mappings[name]
+        except KeyError:
+            raise ConfigurationError(f"There is no table mapping named {name}.") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._mappings
+
+    def __iter__(self):
+        return iter(self._mappings.values())
+
+    def names(self) -> list[str]:
+        return list(self._mappings)
+
+    def as_dict(self) -> Mapping[str, TableMapping]:
+        return dict(self._mappings)

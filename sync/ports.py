@@ -1,0 +1,173 @@
+"""What the domain needs from the outside world, as Protocols; `shared/` implements them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol, Sequence
+
+from .errors import SyncError
+from .model import BcTable, CrmTable, Direction, OptionSet, Side
+
+
+@dataclass(frozen=True)
+class Record:
+    """One row as read from either side: field values by field name, plus its version."""
+
+    id: str
+    values: dict[str, Any]
+    etag: str | None = None
+    modified_on: dt.datetime | None = None
+    modified_by: str | None = None  # Dataverse: systemuserid of the last modifier
+
+
+@dataclass(frozen=True)
+class NewRow:
+    values: dict[str, Any]
+    id: str | None = None  # a client-chosen id, where the service accepts one (Dataverse)
+
+
+@dataclass(frozen=True)
+class RowChange:
+    id: str
+    etag: str | None
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of one row of a page write: the row as stored, or the error for that row."""
+
+    record: Record | None = None
+    error: SyncError | None = None
+
+
+Table = BcTable | CrmTable
+
+
+class Endpoint(Protocol):
+    """One side, Business Central or Dataverse, as the engine sees it.
+
+    Reads stream pages; writes take a page at a time and answer per row, so that an adapter can
+    send them one by one today and as $batch / UpsertMultiple later without the engine changing.
+    """
+
+    side: Side
+
+    def read_changed(self, table: Table, fields: Sequence[str], *, since: dt.datetime | None,
+                     where: str = "", page_size: int = 500) -> Iterator[list[Record]]:
+        """Rows matching `where` modified at or after `since` (all rows when None), oldest first."""
+
+    def read_ids(self, table: Table, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
+        """The rows with these ids that exist (missing ids are simply absent)."""
+
+    def read_matching(self, table: Table, fields: Sequence[str], field: str, values: Sequence[Any]) -> list[Record]:
+        """The rows whose `field` equals one of `values`."""
+
+    def last_key(self, table: Table, field: str, prefix: str) -> str | None:
+        """The highest value of `field` starting with `prefix` (for number series)."""
+
+    def insert(self, table: Table, rows: Sequence[NewRow], fields: Sequence[str]) -> list[WriteResult]:
+        ...
+
+    def update(self, table: Table, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
+        ...
+
+
+class CrmEndpoint(Endpoint, Protocol):
+    def integration_user_id(self) -> str:
+        """systemuserid of the user our token acts as (Dataverse WhoAmI)."""
+
+    def option_labels(self, option_set: OptionSet) -> dict[int, str]:
+        """Value -> label of the options of one attribute."""
+
+
+@dataclass
+class Coupling:
+    """A Business Central record coupled to a Dataverse row (BC's CRM Integration Record).
+
+    Besides the two ids it keeps, per side, the version (ETag) we last saw or wrote and the
+    values of the mapped fields at the last synchronisation: comparing against those tells
+    which side changed which field, which makes echo suppression and field-level merges exact.
+    """
+
+    mapping: str
+    bc_id: str
+    crm_id: str
+    bc_etag: str | None = None
+    crm_etag: str | None = None
+    bc_values: dict[str, Any] = field(default_factory=dict)
+    crm_values: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+    unsynced: str = ""  # "bc" or "crm": that side has changes a merge left for its own pass
+    synced_at: dt.datetime | None = None
+    job_id: str = ""
+
+    def id_on(self, side: Side) -> str:
+        return self.bc_id if side is Side.BC else self.crm_id
+
+    def etag_on(self, side: Side) -> str | None:
+        return self.bc_etag if side is Side.BC else self.crm_etag
+
+    def values_on(self, side: Side) -> dict[str, Any]:
+        return self.bc_values if side is Side.BC else self.crm_values
+
+
+class CouplingStore(Protocol):
+    def get_many(self, mapping: str, side: Side, ids: Sequence[str]) -> dict[str, Coupling]:
+        """Couplings of `mapping` by the id on `side`, for the ids that are coupled."""
+
+    def save_many(self, couplings: Sequence[Coupling]) -> None:
+        ...
+
+    def delete_many(self, couplings: Sequence[Coupling]) -> None:
+        ...
+
+
+@dataclass
+class RecordFailure:
+    """A record that failed to synchronise: kept until it succeeds, retried at every run."""
+
+    mapping: str
+    direction: Direction
+    source_id: str
+    record: str                     # how a user recognises it: "Customer C00010" / "account 'Adatum' (id)"
+    message: str
+    field: str = ""
+    code: str = ""
+    target_id: str = ""
+    transient: bool = False
+    count: int = 1
+    first_seen: dt.datetime | None = None
+    last_seen: dt.datetime | None = None
+    job_id: str = ""
+    skipped: bool = False
+
+
+class ErrorStore(Protocol):
+    def list(self, mapping: str, direction: Direction) -> list[RecordFailure]:
+        ...
+
+    def save_many(self, failures: Sequence[RecordFailure]) -> None:
+        ...
+
+    def clear_many(self, mapping: str, direction: Direction, source_ids: Sequence[str]) -> None:
+        ...
+
+
+class StateStore(Protocol):
+    def watermark(self, mapping: str, direction: Direction) -> dt.datetime | None:
+        ...
+
+    def advance_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
+        """Raise the watermark to `value`; never lowers it."""
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime:
+        ...
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)

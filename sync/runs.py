@@ -1,0 +1,354 @@
+"""Runs and jobs: how a synchronisation run is planned, queued, executed and reported.
+
+A run (full or scheduled) holds one job per table mapping and direction. Jobs whose dependencies
+are done are put on the job queue; a worker runs one job and then queues the dependants that became
+ready. Queue delivery is at least once, so every step is idempotent: a finished job ignores a
+duplicate message, a job is claimed with optimistic concurrency and a time-limited lease, and two
+jobs of the same mapping never run at once (a mapping lease shared by all runs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterable, Protocol, Sequence
+
+from .engine import Counts, Progress, SyncEngine
+from .errors import ConcurrencyError, SyncError, TransientError
+from .mappings import Catalog
+from .model import Direction
+from .planner import plan
+from .ports import Clock
+
+log = logging.getLogger("bcsync.runs")
+
+
+class RunKind(str, Enum):
+    FULL = "full"            # every row, creating counterparts of uncoupled rows (BC's full synchronisation)
+    SCHEDULED = "scheduled"  # rows changed since the watermark, as the timer runs it
+
+
+class JobStatus(str, Enum):
+    PENDING = "pending"      # waiting for its dependencies
+    QUEUED = "queued"        # on the job queue
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    BLOCKED = "blocked"      # not run because a dependency failed
+
+
+TERMINAL = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.BLOCKED})
+
+
+class RunStatus(str, Enum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass
+class Job:
+    run_id: str
+    job_id: str
+    mapping: str
+    direction: Direction
+    depends_on: tuple[str, ...]
+    seq: int = 0                    # position in dependency order, for listing
+    status: JobStatus = JobStatus.PENDING
+    counts: Counts = field(default_factory=Counts)
+    notes: list[str] = field(default_factory=list)
+    message: str = ""
+    attempts: int = 0
+    queued_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    checkpoint: dt.datetime | None = None
+    lease_until: dt.datetime | None = None
+    etag: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "job": self.job_id, "mapping": self.mapping, "direction": self.direction.value,
+            "status": self.status.value, "depends_on": list(self.depends_on), "counts": self.counts.as_dict(),
+            "notes": self.notes, "message": self.message, "attempts": self.attempts,
+            "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
+            "checkpoint": _iso(self.checkpoint),
+        }
+
+
+@dataclass
+class Run:
+    run_id: str
+    kind: RunKind
+    trigger: str
+    status: RunStatus = RunStatus.RUNNING
+    created_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    mappings: tuple[str, ...] = ()
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    """What travels on the queue: a pointer to the job, never its data (64 KB limit)."""
+
+    run_id: str
+    job_id: str
+
+    def to_json(self) -> str:
+        return json.dumps({"run": self.run_id, "job": self.job_id})
+
+    @classmethod
+    def from_json(cls, text: str) -> "JobMessage":
+        try:
+            data = json.loads(text)
+            return cls(str(data["run"]), str(data["job"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"Not a bcsync job message: {text[:200]!r}") from exc
+
+
+class RunStore(Protocol):
+    def create(self, run: Run, jobs: Sequence[Job]) -> None: ...
+    def get(self, run_id: str) -> Run | None: ...
+    def list_runs(self, limit: int = 20) -> list[Run]: ...
+    def jobs(self, run_id: str) -> list[Job]: ...
+    def get_job(self, run_id: str, job_id: str) -> Job | None: ...
+
+    def save_job(self, job: Job) -> Job:
+        """Save if nobody changed it since it was read (job.etag); raises ConcurrencyError otherwise."""
+
+    def save_run(self, run: Run) -> Run: ...
+
+
+class JobQueue(Protocol):
+    def send(self, message: JobMessage, delay_seconds: int = 0) -> None: ...
+
+
+class LeaseStore(Protocol):
+    def acquire(self, name: str, owner: str, until: dt.datetime) -> bool:
+        """Take or renew the lease `name` for `owner`, unless someone else holds an unexpired one."""
+
+    def release(self, name: str, owner: str) -> None: ...
+
+
+class LeaseLost(TransientError):
+    """Another worker took the job over (our lease expired); stop without saving anything more."""
+
+
+@dataclass
+class RunReport:
+    run: Run
+    jobs: list[Job]
+
+    def to_dict(self) -> dict:
+        total = Counts()
+        for job in self.jobs:
+            total.add(job.counts)
+        return {
+            "run": self.run.run_id, "kind": self.run.kind.value, "trigger": self.run.trigger,
+            "status": self.run.status.value, "created_at": _iso(self.run.created_at),
+            "finished_at": _iso(self.run.finished_at), "totals": total.as_dict(),
+            "jobs": [job.to_dict() for job in self.jobs],
+        }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+class RunCoordinator:
+    """Starts runs, executes their jobs from queue messages, and reports on them."""
+
+    def __init__(self, catalog: Catalog, engine: SyncEngine, runs: RunStore, queue: JobQueue,
+                 leases: LeaseStore, clock: Clock, *, lease_seconds: int = 600, max_attempts: int = 5,
+                 busy_retry_seconds: int = 30):
+        self.catalog = catalog
+        self.engine = engine
+        self.runs = runs
+        self.queue = queue
+        self.leases = leases
+        self.clock = clock
+        self.lease = dt.timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
+        self.busy_retry_seconds = busy_retry_seconds
+
+    # -- starting ---------------------------------------------------------------------------------
+
+    def start_run(self, kind: RunKind, trigger: str, mappings: Iterable[str] | None = None) -> Run:
+        planned = plan(self.catalog, mappings)
+        now = self.clock.now()
+        run = Run(f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", kind, trigger, created_at=now,
+                  mappings=tuple(dict.fromkeys(p.mapping for p in planned)))
+        jobs = [Job(run.run_id, p.job_id, p.mapping, p.direction, p.depends_on, seq=i) for i, p in enumerate(planned)]
+        self.runs.create(run, jobs)
+        log.info("run %s (%s) started with %d jobs", run.run_id, kind.value, len(jobs))
+        self.advance(run.run_id)
+        return self.runs.get(run.run_id) or run
+
+    def active_run(self, kind: RunKind, younger_than: dt.timedelta) -> Run | None:
+        """A run of this kind still going, started within the given time (older ones count as dead)."""
+        horizon = self.clock.now() - younger_than
+        for run in self.runs.list_runs(limit=10):
+            if run.kind is kind and run.status is RunStatus.RUNNING and run.created_at and run.created_at > horizon:
+                return run
+        return None
+
+    # -- executing --------------------------------------------------------------------------------
+
+    def handle(self, message: JobMessage) -> None:
+        """Run the job a queue message points at. Safe to call twice with the same message."""
+        job = self.runs.get_job(message.run_id, message.job_id)
+        run = self.runs.get(message.run_id)
+        if job is None or run is None:
+            log.warning("job %s of run %s does not exist (anymore); message dropped", message.job_id, message.run_id)
+            return
+        now = self.clock.now()
+        if job.status in TERMINAL:
+            self.advance(run.run_id)
+            return
+        if job.status is JobStatus.RUNNING and job.lease_until and job.lease_until > now:
+            return  # a duplicate delivery while another worker runs it
+        if job.status is JobStatus.PENDING and not self._dependencies_done(job):
+            return  # an early duplicate; advance() queues it when it is ready
+        owner = f"{run.run_id}/{job.job_id}"
+        lease_name = f"mapping:{job.mapping}"
+        if not self.leases.acquire(lease_name, owner, now + self.lease):
+            self.queue.send(message, delay_seconds=self.busy_retry_seconds)
+            return
+        try:
+            job = self._claim(job, now)
+        except ConcurrencyError:
+            self.leases.release(lease_name, owner)
+            return
+        try:
+            self._execute(run, job, lease_name, owner)
+        finally:
+            self.leases.release(lease_name, owner)
+        self.advance(run.run_id)
+
+    def _claim(self, job: Job, now: dt.datetime) -> Job:
+        job.status = JobStatus.RUNNING
+        job.attempts += 1
+        job.started_at = job.started_at or now
+        job.lease_until = now + self.lease
+        return self.runs.save_job(job)
+
+    def _execute(self, run: Run, job: Job, lease_name: str, owner: str) -> None:
+        def progress(p: Progress) -> None:
+            nonlocal job
+            now = self.clock.now()
+            job.counts = p.counts
+            job.checkpoint = p.checkpoint or job.checkpoint
+            job.lease_until = now + self.lease
+            try:
+                job = self.runs.save_job(job)
+            except ConcurrencyError:
+                raise LeaseLost(f"job {job.job_id} was taken over by another worker") from None
+            self.leases.acquire(lease_name, owner, now + self.lease)
+
+        try:
+            outcome = self.engine.run(job.mapping, job.direction, job_id=owner, full=run.kind is RunKind.FULL,
+                                      resume_from=job.checkpoint, counts=job.counts, on_progress=progress)
+        except LeaseLost:
+            log.warning("job %s lost its lease; another worker continues it", owner)
+            return
+        except TransientError as exc:
+            self._retry_later(job, exc)
+            return
+        except SyncError as exc:
+            self._finish(job, JobStatus.FAILED, f"{type(exc).__name__}: {exc.message}")
+            return
+        except Exception as exc:  # a bug must not leave the job running forever
+            log.exception("job %s crashed", owner)
+            self._finish(job, JobStatus.FAILED, f"unexpected error: {exc!r}")
+            return
+        job.counts = outcome.counts
+        job.notes = outcome.notes
+        job.checkpoint = outcome.checkpoint or job.checkpoint
+        self._finish(job, JobStatus.DONE, "")
+
+    def _retry_later(self, job: Job, exc: TransientError) -> None:
+        if job.attempts >= self.max_attempts:
+            self._finish(job, JobStatus.FAILED, f"gave up after {job.attempts} attempts: {exc.message}")
+            return
+        delay = int(max(exc.retry_after or 0, 15 * 2 ** (job.attempts - 1)))
+        job.status = JobStatus.QUEUED
+        job.message = f"attempt {job.attempts} failed ({exc.message}); retrying in {delay} s"
+        job.lease_until = None
+        job = self.runs.save_job(job)
+        self.queue.send(JobMessage(job.run_id, job.job_id), delay_seconds=delay)
+
+    def _finish(self, job: Job, status: JobStatus, message: str) -> None:
+        job.status = status
+        job.message = message
+        job.finished_at = self.clock.now()
+        job.lease_until = None
+        self.runs.save_job(job)
+        log.info("job %s/%s %s %s %s", job.run_id, job.job_id, status.value, job.counts.as_dict(), message)
+
+    def _dependencies_done(self, job: Job) -> bool:
+        jobs = {j.job_id: j for j in self.runs.jobs(job.run_id)}
+        return all(jobs[d].status is JobStatus.DONE for d in job.depends_on if d in jobs)
+
+    def advance(self, run_id: str) -> None:
+        """Queue the jobs whose dependencies are done, block those whose dependencies failed,
+        and close the run when every job is finished. Idempotent."""
+        changed = True
+        jobs: dict[str, Job] = {}
+        while changed:
+            changed = False
+            jobs = {j.job_id: j for j in self.runs.jobs(run_id)}
+            for job in jobs.values():
+                if job.status is not JobStatus.PENDING:
+                    continue
+                deps = [jobs[d] for d in job.depends_on if d in jobs]
+                broken = [d for d in deps if d.status in (JobStatus.FAILED, JobStatus.BLOCKED)]
+                if broken:
+                    job.status = JobStatus.BLOCKED
+                    job.message = f"not run because {broken[0].job_id} {broken[0].status.value}"
+                    job.finished_at = self.clock.now()
+                elif all(d.status is JobStatus.DONE for d in deps):
+                    # send first, then mark: a crash in between leaves a duplicate, never a lost job
+                    self.queue.send(JobMessage(run_id, job.job_id))
+                    job.status = JobStatus.QUEUED
+                    job.queued_at = self.clock.now()
+                else:
+                    continue
+                try:
+                    self.runs.save_job(job)
+                    changed = True
+                except ConcurrencyError:
+                    changed = True  # someone else moved it; read again
+        if jobs and all(j.status in TERMINAL for j in jobs.values()):
+            self._close(run_id, jobs.values())
+        elif not jobs:
+            self._close(run_id, [])
+
+    def _close(self, run_id: str, jobs: Iterable[Job]) -> None:
+        run = self.runs.get(run_id)
+        if run is None or run.status is not RunStatus.RUNNING:
+            return
+        ok = all(j.status is JobStatus.DONE for j in jobs)
+        run.status = RunStatus.DONE if ok else RunStatus.FAILED
+        run.finished_at = self.clock.now()
+        try:
+            self.runs.save_run(run)
+        except ConcurrencyError:
+            pass  # closed concurrently by another worker
+        log.info("run %s finished: %s", run_id, run.status.value)
+
+    # -- reporting --------------------------------------------------------------------------------
+
+    def report(self, run_id: str) -> RunReport | None:
+        run = self.runs.get(run_id)
+        if run is None:
+            return None
+        return RunReport(run, self.runs.jobs(run_id))
+
+    def latest(self) -> RunReport | None:
+        runs = self.runs.list_runs(limit=1)
+        return self.report(runs[0].run_id) if runs else None

@@ -1,0 +1,262 @@
+"""In-memory fakes of the domain's ports, for unit tests of sync/ only.
+
+End-to-end tests use the real adapters against Azurite and the simulators instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import uuid
+from typing import Any, Sequence
+
+from simulators.odata import compile_filter
+from sync.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
+from sync.model import BcTable, CrmTable, Direction, OptionSet, Side
+from sync.ports import Coupling, NewRow, Record, RecordFailure, RowChange, WriteResult
+from sync.runs import Job, JobMessage, Run
+
+
+class FakeClock:
+    def __init__(self, start: dt.datetime | None = None):
+        self.current = start or dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.timezone.utc)
+
+    def now(self) -> dt.datetime:
+        return self.current
+
+    def tick(self, seconds: float = 1) -> dt.datetime:
+        self.current += dt.timedelta(seconds=seconds)
+        return self.current
+
+
+class FakeEndpoint:
+    """A side holding rows per table name; every write bumps a version and the modified time."""
+
+    def __init__(self, side: Side, clock: FakeClock, user: str = "integration"):
+        self.side = side
+        self.clock = clock
+        self.user = user
+        self.tables: dict[str, dict[str, dict]] = {}
+        self.options: dict[tuple[str, str], dict[int, str]] = {}
+        self._version = itertools.count(1)
+        self.writes = 0
+        self.reject: dict[str, str] = {}   # id or field value -> error message, to inject row failures
+
+    @staticmethod
+    def _name(table) -> str:
+        return table.entity_set
+
+    def rows(self, table) -> dict[str, dict]:
+        return self.tables.setdefault(self._name(table), {})
+
+    def put(self, table, values: dict, *, id: str | None = None, by: str = "someone") -> str:
+        row_id = id or str(uuid.uuid4())
+        self.rows(table)[row_id] = {"values": dict(values), "etag": f"v{next(self._version)}",
+                                     "modified_on": self.clock.tick(), "modified_by": by}
+        return row_id
+
+    def edit(self, table, row_id: str, by: str = "someone", **values) -> None:
+        row = self.rows(table)[row_id]
+        row["values"].update(values)
+        row["etag"] = f"v{next(self._version)}"
+        row["modified_on"] = self.clock.tick()
+        row["modified_by"] = by
+
+    def _record(self, row_id: str, row: dict, fields: Sequence[str]) -> Record:
+        return Record(row_id, {f: row["values"].get(f) for f in fields}, row["etag"], row["modified_on"], row["modified_by"])
+
+    def read_changed(self, table, fields, *, since, where="", page_size=500):
+        enums = table.enum_fields if isinstance(table, BcTable) else frozenset()
+
+        def resolve(row, name):  # filters name enum values the way the BC API spells them
+            value = row["values"].get(name)
+            return value.replace(" ", "_x0020_") if name in enums and isinstance(value, str) else value
+
+        match = compile_filter(where, resolver=resolve)
+        rows = sorted(((rid, r) for rid, r in self.rows(table).items()
+                       if (since is None or r["modified_on"] >= since) and match(r)),
+                      key=lambda item: (item[1]["modified_on"], item[0]))
+        for start in range(0, len(rows), page_size):
+            yield [self._record(rid, r, fields) for rid, r in rows[start:start + page_size]]
+
+    def read_ids(self, table, fields, ids):
+        rows = self.rows(table)
+        return [self._record(i, rows[i], fields) for i in ids if i in rows]
+
+    def read_matching(self, table, fields, field, values):
+        wanted = {str(v).casefold() for v in values}
+        return [self._record(rid, r, fields) for rid, r in self.rows(table).items()
+                if str(r["values"].get(field) or "").casefold() in wanted]
+
+    def last_key(self, table, field, prefix):
+        keys = sorted(r["values"].get(field) or "" for r in self.rows(table).values())
+        keys = [k for k in keys if k.startswith(prefix)]
+        return keys[-1] if keys else None
+
+    def insert(self, table, rows: Sequence[NewRow], fields) -> list[WriteResult]:
+        results = []
+        for new in rows:
+            if new.id and new.id in self.rows(table):
+                results.append(WriteResult(error=AlreadyExistsError("duplicate key", code="0x80040237")))
+                continue
+            problem = next((msg for key, msg in self.reject.items() if key in new.values.values()), None)
+            if problem:
+                results.append(WriteResult(error=_record_error(problem)))
+                continue
+            self.writes += 1
+            defaults = {"statecode": 0} if self.side is Side.CRM else {}  # as Dataverse sets it
+            row_id = self.put(table, {**defaults, **new.values}, id=new.id, by=self.user)
+            results.append(WriteResult(self._record(row_id, self.rows(table)[row_id], fields)))
+        return results
+
+    def update(self, table, changes: Sequence[RowChange], fields) -> list[WriteResult]:
+        results = []
+        for change in changes:
+            row = self.rows(table).get(change.id)
+            if row is None:
+                results.append(WriteResult(error=NotFoundError("gone")))
+            elif change.etag and change.etag != row["etag"]:
+                results.append(WriteResult(error=ConcurrencyError("changed meanwhile")))
+            else:
+                self.writes += 1
+                self.edit(table, change.id, by=self.user, **change.values)
+                results.append(WriteResult(self._record(change.id, row, fields)))
+        return results
+
+    # Dataverse only
+    def integration_user_id(self) -> str:
+        return self.user
+
+    def option_labels(self, option_set: OptionSet) -> dict[int, str]:
+        return self.options.get((option_set.table.logical_name, option_set.attribute), {})
+
+
+def _record_error(message: str):
+    from sync.errors import RecordError
+    return RecordError(message, code="Rejected")
+
+
+class FakeCouplings:
+    def __init__(self):
+        self.by_side: dict[tuple[str, Side, str], Coupling] = {}
+        self.queries = 0
+
+    def get_many(self, mapping, side, ids):
+        self.queries += 1
+        found = {}
+        for i in ids:
+            c = self.by_side.get((mapping, side, i))
+            if c is not None:
+                found[i] = Coupling(**{**c.__dict__, "bc_values": dict(c.bc_values), "crm_values": dict(c.crm_values)})
+        return found
+
+    def save_many(self, couplings):
+        for c in couplings:
+            copy = Coupling(**{**c.__dict__, "bc_values": dict(c.bc_values), "crm_values": dict(c.crm_values)})
+            self.by_side[(c.mapping, Side.BC, c.bc_id)] = copy
+            self.by_side[(c.mapping, Side.CRM, c.crm_id)] = copy
+
+    def delete_many(self, couplings):
+        for c in couplings:
+            self.by_side.pop((c.mapping, Side.BC, c.bc_id), None)
+            self.by_side.pop((c.mapping, Side.CRM, c.crm_id), None)
+
+    def all(self, mapping):
+        return {c.bc_id: c for (m, side, _), c in self.by_side.items() if m == mapping and side is Side.BC}
+
+
+class FakeErrors:
+    def __init__(self):
+        self.entries: dict[tuple[str, Direction, str], RecordFailure] = {}
+
+    def list(self, mapping, direction):
+        return [e for (m, d, _), e in self.entries.items() if m == mapping and d is direction]
+
+    def save_many(self, failures):
+        for f in failures:
+            self.entries[(f.mapping, f.direction, f.source_id)] = f
+
+    def clear_many(self, mapping, direction, source_ids):
+        for sid in source_ids:
+            self.entries.pop((mapping, direction, sid), None)
+
+
+class FakeState:
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+        self.marks: dict[tuple[str, Direction], dt.datetime] = {}
+        self.leases: dict[str, tuple[str, dt.datetime]] = {}
+
+    def watermark(self, mapping, direction):
+        return self.marks.get((mapping, direction))
+
+    def advance_watermark(self, mapping, direction, value):
+        old = self.marks.get((mapping, direction))
+        if old is None or value > old:
+            self.marks[(mapping, direction)] = value
+
+    def acquire(self, name, owner, until):
+        held = self.leases.get(name)
+        if held and held[0] != owner and held[1] > self.clock.now():
+            return False
+        self.leases[name] = (owner, until)
+        return True
+
+    def release(self, name, owner):
+        if self.leases.get(name, (None,))[0] == owner:
+            del self.leases[name]
+
+
+class FakeRuns:
+    def __init__(self):
+        self.runs: dict[str, Run] = {}
+        self.job_rows: dict[str, dict[str, Job]] = {}
+        self._version = itertools.count(1)
+
+    def _stamp(self, obj):
+        obj.etag = str(next(self._version))
+        return obj
+
+    def create(self, run, jobs):
+        self.runs[run.run_id] = self._stamp(run)
+        self.job_rows[run.run_id] = {j.job_id: self._stamp(j) for j in jobs}
+
+    def get(self, run_id):
+        run = self.runs.get(run_id)
+        return None if run is None else Run(**run.__dict__)
+
+    def list_runs(self, limit=20):
+        return [Run(**r.__dict__) for r in sorted(self.runs.values(), key=lambda r: r.created_at, reverse=True)[:limit]]
+
+    def jobs(self, run_id):
+        return [Job(**j.__dict__) for j in sorted(self.job_rows.get(run_id, {}).values(), key=lambda j: j.seq)]
+
+    def get_job(self, run_id, job_id):
+        job = self.job_rows.get(run_id, {}).get(job_id)
+        return None if job is None else Job(**job.__dict__)
+
+    def save_job(self, job):
+        current = self.job_rows[job.run_id][job.job_id]
+        if current.etag != job.etag:
+            raise ConcurrencyError("job changed")
+        saved = self._stamp(Job(**job.__dict__))
+        self.job_rows[job.run_id][job.job_id] = saved
+        return Job(**saved.__dict__)
+
+    def save_run(self, run):
+        if self.runs[run.run_id].etag != run.etag:
+            raise ConcurrencyError("run changed")
+        self.runs[run.run_id] = self._stamp(Run(**run.__dict__))
+        return Run(**self.runs[run.run_id].__dict__)
+
+
+class FakeQueue:
+    def __init__(self):
+        self.messages: list[tuple[JobMessage, int]] = []
+
+    def send(self, message, delay_seconds=0):
+        self.messages.append((message, delay_seconds))
+
+    def drain(self):
+        pending, self.messages = self.messages, []
+        return [m for m, _ in pending]

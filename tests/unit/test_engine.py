@@ -1,0 +1,299 @@
+"""The engine against in-memory fakes of its ports."""
+
+import pytest
+
+from sync.engine import SyncEngine, plan_row
+from sync.mappings import CUSTOMER, Catalog, builtin_mappings
+from sync.model import Direction, Side, UpdateConflictResolution
+from sync.ports import Coupling, Record
+from sync.tables import BC_CUSTOMER, BC_PAYMENT_TERMS, BC_SALESPERSON, CRM_ACCOUNT, CRM_SYSTEMUSER
+from tests.fakes import FakeClock, FakeCouplings, FakeEndpoint, FakeErrors, FakeState
+
+TO, FROM = Direction.TO_CRM, Direction.FROM_CRM
+
+
+class World:
+    def __init__(self, catalog=None):
+        self.clock = FakeClock()
+        self.bc = FakeEndpoint(Side.BC, self.clock, user="bc-integration")
+        self.crm = FakeEndpoint(Side.CRM, self.clock, user="crm-integration")
+        self.couplings = FakeCouplings()
+        self.errors = FakeErrors()
+        self.state = FakeState(self.clock)
+        self.catalog = catalog or Catalog(builtin_mappings())
+        self.engine = SyncEngine(self.catalog, self.bc, self.crm, self.couplings, self.errors, self.state,
+                                 self.clock, page_size=2)
+        self.crm.options[("account", "paymenttermscode")] = {1: "Net 30", 2: "2% 10; Net 30", 3: "Net 45"}
+        self.crm.options[("account", "address1_freighttermscode")] = {1: "FOB", 2: "No Charge"}
+        self.jobs = 0
+
+    def user(self, name, email, **extra):
+        values = {"fullname": name, "internalemailaddress": email, "mobilephone": "", "isdisabled": False,
+                  "islicensed": True, "isintegrationuser": False, **extra}
+        return self.crm.put(CRM_SYSTEMUSER, values)
+
+    def customer(self, number, name, **extra):
+        values = {"number": number, "displayName": name, "blocked": " ", "salespersonCode": "", "email": "",
+                  "paymentTermsId": "00000000-0000-0000-0000-000000000000",
+                  "shipmentMethodId": "00000000-0000-0000-0000-000000000000", "creditLimit": 0, **extra}
+        return self.bc.put(BC_CUSTOMER, values)
+
+    def account(self, name, **extra):
+        values = {"name": name, "statecode": 0, "customertypecode": 3, **extra}
+        return self.crm.put(CRM_ACCOUNT, values)
+
+    def run(self, mapping, direction, full=False):
+        self.jobs += 1
+        self.clock.tick(120)  # jobs start after the safety margin of earlier changes
+        return self.engine.run(mapping, direction, job_id=f"job{self.jobs}", full=full)
+
+    def full_sync(self):
+        return {f"{m}:{d.value}": self.run(m, d, full=True)
+                for m, d in [("SALESPEOPLE", FROM), ("PAYMENT TERMS", TO), ("SHIPMENT METHOD", TO),
+                             ("CUSTOMER", TO), ("CUSTOMER", FROM)]}
+
+
+def test_full_sync_creates_salespeople_for_enabled_licensed_non_integration_users_only():
+    w = World()
+    w.user("Alicia Thornber", "alicia@contoso.com")
+    w.user("Disabled Dan", "dan@contoso.com", isdisabled=True)
+    w.user("Unlicensed Una", "una@contoso.com", islicensed=False)
+    w.user("# Integration", "integration@contoso.com", isintegrationuser=True)
+    out = w.run("SALESPEOPLE", FROM, full=True)
+    people = list(w.bc.rows(BC_SALESPERSON).values())
+    assert [p["values"]["displayName"] for p in people] == ["Alicia Thornber"]
+    assert people[0]["values"]["code"] == "SP NO. 00001"
+    assert out.counts.inserted == 1 and out.counts.failed == 0
+
+
+def test_new_salesperson_codes_continue_the_series():
+    w = World()
+    w.bc.put(BC_SALESPERSON, {"code": "SP NO. 00007", "displayName": "Old", "email": "old@x.com"})
+    w.user("A", "a@contoso.com")
+    w.user("B", "b@contoso.com")
+    w.run("SALESPEOPLE", FROM, full=True)
+    codes = sorted(r["values"]["code"] for r in w.bc.rows(BC_SALESPERSON).values())
+    assert codes == ["SP NO. 00007", "SP NO. 00008", "SP NO. 00009"]
+
+
+def test_salesperson_matching_an_existing_user_by_email_is_coupled_not_duplicated():
+    w = World()
+    sp = w.bc.put(BC_SALESPERSON, {"code": "AT", "displayName": "A. Thornber", "email": "ALICIA@contoso.com"})
+    uid = w.user("Alicia Thornber", "alicia@contoso.com")
+    out = w.run("SALESPEOPLE", FROM, full=True)
+    assert len(w.bc.rows(BC_SALESPERSON)) == 1
+    assert out.counts.coupled == 1
+    assert w.couplings.all("SALESPEOPLE")[sp].crm_id == uid
+    assert w.bc.rows(BC_SALESPERSON)[sp]["values"]["displayName"] == "Alicia Thornber"
+
+
+def test_customer_owner_comes_from_the_coupled_salesperson():
+    w = World()
+    uid = w.user("Alicia Thornber", "alicia@contoso.com")
+    w.run("SALESPEOPLE", FROM, full=True)
+    code = next(iter(w.bc.rows(BC_SALESPERSON).values()))["values"]["code"]
+    cid = w.customer("C00010", "Adatum", salespersonCode=code, email="info@adatum.com")
+    out = w.run("CUSTOMER", TO, full=True)
+    assert out.counts.inserted == 1
+    account_id = w.couplings.all("CUSTOMER")[cid].crm_id
+    account = w.crm.rows(CRM_ACCOUNT)[account_id]["values"]
+    assert account["ownerid"] == uid and account["name"] == "Adatum" and account["customertypecode"] == 3
+    assert account["emailaddress1"] == "info@adatum.com"
+
+
+def test_customer_whose_salesperson_is_not_coupled_fails_naming_record_and_field_then_succeeds_later():
+    w = World()
+    w.bc.put(BC_SALESPERSON, {"code": "JR", "displayName": "Jim", "email": "jim@contoso.com"})
+    cid = w.customer("C00020", "Fabrikam", salespersonCode="JR")
+    out = w.run("CUSTOMER", TO, full=True)
+    assert out.counts.failed == 1 and out.counts.inserted == 0
+    [failure] = w.errors.list("CUSTOMER", TO)
+    assert "Customer C00020" in failure.message and "Salesperson Code 'JR'" in failure.message
+    assert failure.field == "Salesperson Code" and "SALESPEOPLE" in failure.message
+    # the user now exists in Sales and is coupled; the next (scheduled) run retries the customer
+    w.user("Jim Rowe", "jim@contoso.com")
+    w.run("SALESPEOPLE", FROM, full=True)
+    out = w.run("CUSTOMER", TO)
+    assert out.counts.inserted == 1 and out.counts.failed == 0
+    assert w.errors.list("CUSTOMER", TO) == []
+    assert cid in w.couplings.all("CUSTOMER")
+
+
+def test_our_own_writes_do_not_echo_back_and_nothing_is_rewritten():
+    w = World()
+    w.customer("C00010", "Adatum")
+    w.account("Contoso")
+    w.full_sync()
+    writes = (w.bc.writes, w.crm.writes)
+    for direction in (TO, FROM, TO, FROM):
+        out = w.run("CUSTOMER", direction)
+        assert out.counts.inserted == out.counts.modified == out.counts.failed == 0
+    assert (w.bc.writes, w.crm.writes) == writes
+    assert len(w.bc.rows(BC_CUSTOMER)) == 2 and len(w.crm.rows(CRM_ACCOUNT)) == 2
+
+
+def test_a_change_on_either_side_is_carried_by_the_next_scheduled_run():
+    w = World()
+    cid = w.customer("C00010", "Adatum", city="Lyon")
+    aid = w.account("Contoso", address1_city="Paris")
+    w.full_sync()
+    bc_aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.edit(BC_CUSTOMER, cid, city="Marseille")
+    w.crm.edit(CRM_ACCOUNT, aid, telephone1="+33 1 23 45 67 89")
+    assert w.run("CUSTOMER", TO).counts.modified == 1
+    assert w.run("CUSTOMER", FROM).counts.modified == 1
+    assert w.crm.rows(CRM_ACCOUNT)[bc_aid]["values"]["address1_city"] == "Marseille"
+    bc_of_account = w.couplings.by_side[("CUSTOMER", Side.CRM, aid)].bc_id
+    assert w.bc.rows(BC_CUSTOMER)[bc_of_account]["values"]["phoneNumber"] == "+33 1 23 45 67 89"
+
+
+def test_same_field_changed_on_both_sides_is_a_conflict_and_nothing_is_overwritten():
+    w = World()
+    cid = w.customer("C00010", "Adatum", city="Lyon")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.edit(BC_CUSTOMER, cid, city="Marseille")
+    w.crm.edit(CRM_ACCOUNT, aid, address1_city="Nice")
+    out = w.run("CUSTOMER", TO)
+    assert out.counts.failed == 1
+    [failure] = w.errors.list("CUSTOMER", TO)
+    assert failure.code == "UpdateConflict" and "City" in failure.message
+    assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["address1_city"] == "Nice"
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["city"] == "Marseille"
+
+
+def test_different_fields_changed_on_both_sides_are_merged():
+    w = World()
+    cid = w.customer("C00010", "Adatum", city="Lyon", email="a@adatum.com")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.edit(BC_CUSTOMER, cid, city="Marseille")
+    w.crm.edit(CRM_ACCOUNT, aid, emailaddress1="sales@adatum.com")
+    assert w.run("CUSTOMER", TO).counts.modified == 1
+    assert w.run("CUSTOMER", FROM).counts.modified == 1
+    assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["address1_city"] == "Marseille"
+    assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["emailaddress1"] == "sales@adatum.com"
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["email"] == "sales@adatum.com"
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["city"] == "Marseille"
+    assert w.errors.entries == {}
+
+
+def test_conflict_resolution_send_to_crm_lets_business_central_win():
+    catalog = Catalog([m if m.name != "CUSTOMER" else CUSTOMER.with_overrides(
+        update_conflict=UpdateConflictResolution.SEND_TO_CRM) for m in builtin_mappings()])
+    w = World(catalog)
+    cid = w.customer("C00010", "Adatum", city="Lyon")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.edit(BC_CUSTOMER, cid, city="Marseille")
+    w.crm.edit(CRM_ACCOUNT, aid, address1_city="Nice")
+    assert w.run("CUSTOMER", TO).counts.modified == 1
+    w.run("CUSTOMER", FROM)
+    assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["address1_city"] == "Marseille"
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["city"] == "Marseille"
+
+
+def test_changes_made_in_sales_by_the_integration_user_are_not_synchronised_back():
+    w = World()
+    cid = w.customer("C00010", "Adatum", city="Lyon")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.crm.edit(CRM_ACCOUNT, aid, by="crm-integration", address1_city="Somewhere")
+    w.run("CUSTOMER", FROM)
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["city"] == "Lyon"
+
+
+def test_accounts_existing_on_both_sides_are_matched_not_duplicated():
+    w = World()
+    cid = w.customer("C00010", "Adatum Corporation", city="Lyon")
+    aid = w.account("adatum corporation", address1_city="Lyon")
+    results = w.full_sync()
+    assert len(w.crm.rows(CRM_ACCOUNT)) == 1 and len(w.bc.rows(BC_CUSTOMER)) == 1
+    assert w.couplings.all("CUSTOMER")[cid].crm_id == aid
+    assert results["CUSTOMER:to-crm"].counts.coupled == 1
+
+
+def test_an_insert_repeated_after_a_lost_answer_couples_the_existing_row():
+    w = World()
+    cid = w.customer("C00010", "Adatum")
+    first = w.run("CUSTOMER", TO, full=True)
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.couplings.delete_many([w.couplings.all("CUSTOMER")[cid]])   # the coupling save was lost
+    w.crm.edit(CRM_ACCOUNT, aid, by="someone", name="Renamed in Sales")  # and the row is no longer a name match
+    second = w.run("CUSTOMER", TO, full=True)
+    assert first.counts.inserted == 1 and second.counts.inserted == 0 and second.counts.failed == 0
+    assert len(w.crm.rows(CRM_ACCOUNT)) == 1
+    assert w.couplings.all("CUSTOMER")[cid].crm_id == aid
+
+
+def test_uncoupled_rows_are_ignored_by_scheduled_jobs_under_sync_only_coupled_records():
+    w = World()
+    w.customer("C00010", "Adatum")
+    out = w.run("CUSTOMER", TO)
+    assert out.counts.as_dict() == {k: 0 for k in out.counts.as_dict()}
+    assert w.crm.rows(CRM_ACCOUNT) == {}
+
+
+def test_option_codes_couple_by_label_and_unmatched_codes_are_left_blank_with_a_note():
+    w = World()
+    net30 = w.bc.put(BC_PAYMENT_TERMS, {"code": "NET 30", "displayName": "Net 30 days"})
+    cod = w.bc.put(BC_PAYMENT_TERMS, {"code": "COD", "displayName": "Cash on delivery"})
+    out = w.run("PAYMENT TERMS", TO, full=True)
+    assert out.counts.coupled == 1 and out.counts.skipped == 1
+    assert any("COD" in n and "left blank" in n for n in out.notes)
+    c1 = w.customer("C00010", "Adatum", paymentTermsId=net30)
+    c2 = w.customer("C00020", "Fabrikam", paymentTermsId=cod)
+    out = w.run("CUSTOMER", TO, full=True)
+    assert out.counts.inserted == 2 and out.counts.failed == 0
+    accounts = {w.couplings.all("CUSTOMER")[c].crm_id: c for c in (c1, c2)}
+    by_customer = {accounts[a]: r["values"] for a, r in w.crm.rows(CRM_ACCOUNT).items()}
+    assert by_customer[c1]["paymenttermscode"] == 1
+    assert by_customer[c2].get("paymenttermscode") is None
+    assert any("Payment Terms Code" in n and "left blank" in n for n in out.notes)
+
+
+def test_option_value_read_back_from_sales_becomes_the_coupled_code():
+    w = World()
+    net45 = w.bc.put(BC_PAYMENT_TERMS, {"code": "NET 45", "displayName": "Net 45 days"})
+    w.run("PAYMENT TERMS", TO, full=True)
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.crm.edit(CRM_ACCOUNT, aid, paymenttermscode=3)
+    w.run("CUSTOMER", FROM)
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["paymentTermsId"] == net45
+
+
+def test_watermark_never_passes_the_job_start_minus_the_margin():
+    w = World()
+    w.customer("C00010", "Adatum")
+    w.run("CUSTOMER", TO, full=True)
+    mark = w.state.watermark("CUSTOMER", TO)
+    assert mark is not None and mark <= w.clock.now()
+
+
+def test_record_rejected_by_the_destination_is_logged_and_retried_next_run():
+    w = World()
+    cid = w.customer("C00010", "Bad Name Ltd")
+    w.crm.reject["Bad Name Ltd"] = "The length of the 'name' attribute exceeded the maximum"
+    out = w.run("CUSTOMER", TO, full=True)
+    assert out.counts.failed == 1
+    [failure] = w.errors.list("CUSTOMER", TO)
+    assert failure.record == "Customer C00010" and failure.count == 1
+    out = w.run("CUSTOMER", TO)   # still failing: retried although unchanged, count goes up
+    assert out.counts.failed == 1 and w.errors.list("CUSTOMER", TO)[0].count == 2
+    del w.crm.reject["Bad Name Ltd"]
+    out = w.run("CUSTOMER", TO)
+    assert out.counts.inserted == 1 and w.errors.list("CUSTOMER", TO) == []
+    assert cid in w.couplings.all("CUSTOMER")
+
+
+def test_plan_row_three_way_merge():
+    src = Record("b1", {"displayName": "New", "city": "Lyon"}, "e2")
+    dst = Record("c1", {"name": "Old", "address1_city": "Paris", "customertypecode": 3}, "f2")
+    coupling = Coupling("CUSTOMER", "b1", "c1", bc_values={"displayName|name": "Old", "city|address1_city": "Lyon"},
+                        crm_values={"displayName|name": "Old", "city|address1_city": "Lyon"})
+    plan = plan_row(CUSTOMER, TO, src, dst, coupling, lambda fm, v: v)
+    assert plan.action == "update"
+    assert plan.values == {"name": "New"}          # the city changed in Sales only: left for the other pass
+    assert plan.dst_has_unsynced_changes
