@@ -428,20 +428,23 @@ class _Job:
         ref = self.e.catalog[fm.lookup_mapping]
         if fm.when_uncoupled is WhenUncoupled.CLEAR:
             return KEEP if fm.not_null else blank_for(fm, self.dst_side)
+        problem = self._uncoupled(fm, value, ref)
         if fm.when_uncoupled is WhenUncoupled.LEAVE_BLANK:
-            self.notes[f"{fm.label} {value!r} has no coupled {self._ref_name(ref)} (mapping {ref.name}); "
-                       f"left blank"] += 1
+            self.notes[f"{problem}; left blank"] += 1
             return KEEP if fm.not_null else blank_for(fm, self.dst_side)
-        raise RecordError(
-            f"{record_label(self.src_table, row)}: {fm.label} {value!r} is not coupled to "
-            f"{self._ref_name(ref)}; couple it first (table mapping {ref.name}).",
-            field=fm.label, code="NotCoupled")
+        raise RecordError(f"{record_label(self.src_table, row)}: {problem}; couple it first (table mapping {ref.name}).",
+                          field=fm.label, code="NotCoupled")
 
-    def _ref_name(self, ref: TableMapping) -> str:
+    def _uncoupled(self, fm: FieldMapping, value: Any, ref: TableMapping) -> str:
+        """The reason a lookup failed, in the user's terms."""
+        if self.dst_side is Side.CRM:
+            shown = self.resolver.display(value)
+            if ref.is_option_mapping:
+                return f"{fm.label} '{shown}' has no Sales option in {ref.option_set.attribute}"
+            return f"{fm.label} '{shown}' is not coupled to a Dataverse {ref.crm.logical_name}"
         if ref.is_option_mapping:
-            return f"a Sales option of {ref.option_set.attribute}"
-        table = ref.table_on(self.dst_side)
-        return f"a {table.caption} record" if isinstance(table, BcTable) else f"a Dataverse {table.logical_name} row"
+            return f"Sales option {normalize(value):g} of {ref.option_set.attribute} is not coupled to a {ref.bc.caption}"
+        return f"{fm.label}: Dataverse {ref.crm.logical_name} {value} is not coupled to a {ref.bc.caption}"
 
     def _notes(self) -> list[str]:
         return [f"{text} ({n}x)" if n > 1 else text for text, n in self.notes.most_common(20)]

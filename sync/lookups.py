@@ -23,6 +23,7 @@ class LookupResolver:
         self.couplings = couplings
         self.max_cached = max_cached
         self._cache: dict[tuple[str, str | None, Side], dict[Any, Any]] = {}
+        self._names: dict[Any, str] = {}  # BC ids that could not be resolved -> their code, for messages
 
     def _bucket(self, fm: FieldMapping, target: Side) -> dict[Any, Any]:
         key = (fm.lookup_mapping, fm.bc_key, target)
@@ -40,6 +41,15 @@ class LookupResolver:
         found = self._to_crm(fm, wanted) if target is Side.CRM else self._to_bc(fm, wanted)
         for value in wanted:
             bucket[value] = found.get(value, _MISSING)
+        missing = [v for v in wanted if v not in found]
+        if target is Side.CRM and not fm.bc_key and missing:
+            ref = self.catalog[fm.lookup_mapping]
+            for row in self.bc.read_ids(ref.bc, [ref.bc.key_field], missing):
+                self._names[normalize(row.id)] = str(row.values.get(ref.bc.key_field) or row.id)
+
+    def display(self, value: Any) -> str:
+        """How to show a looked-up value in a message: a BC id as its code, anything else as is."""
+        return self._names.get(normalize(value), str(value))
 
     def resolve(self, fm: FieldMapping, target: Side, value: Any) -> tuple[bool, Any]:
         """(True, converted) when coupled; (False, None) when the referenced record is not coupled."""

@@ -22,7 +22,7 @@ from .errors import ConcurrencyError, SyncError, TransientError
 from .mappings import Catalog
 from .model import Direction
 from .planner import plan
-from .ports import Clock
+from .ports import Clock, RecordFailure
 
 log = logging.getLogger("bcsync.runs")
 
@@ -143,6 +143,7 @@ class LeaseLost(TransientError):
 class RunReport:
     run: Run
     jobs: list[Job]
+    failures: list[RecordFailure] = field(default_factory=list)  # records that failed in this run
 
     def to_dict(self) -> dict:
         total = Counts()
@@ -153,6 +154,9 @@ class RunReport:
             "status": self.run.status.value, "created_at": _iso(self.run.created_at),
             "finished_at": _iso(self.run.finished_at), "totals": total.as_dict(),
             "jobs": [job.to_dict() for job in self.jobs],
+            "failures": [{"mapping": f.mapping, "direction": f.direction.value, "record": f.record,
+                          "field": f.field, "code": f.code, "message": f.message, "count": f.count,
+                          "source_id": f.source_id, "target_id": f.target_id} for f in self.failures],
         }
 
 
@@ -340,15 +344,3 @@ class RunCoordinator:
         except ConcurrencyError:
             pass  # closed concurrently by another worker
         log.info("run %s finished: %s", run_id, run.status.value)
-
-    # -- reporting --------------------------------------------------------------------------------
-
-    def report(self, run_id: str) -> RunReport | None:
-        run = self.runs.get(run_id)
-        if run is None:
-            return None
-        return RunReport(run, self.runs.jobs(run_id))
-
-    def latest(self) -> RunReport | None:
-        runs = self.runs.list_runs(limit=1)
-        return self.report(runs[0].run_id) if runs else None

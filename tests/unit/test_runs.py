@@ -6,7 +6,7 @@ from sync.errors import ConfigurationError, ThrottledError
 from sync.mappings import CUSTOMER, SALESPEOPLE, Catalog, builtin_mappings
 from sync.model import Direction
 from sync.planner import plan
-from sync.runs import JobMessage, JobStatus, RunCoordinator, RunKind, RunStatus
+from sync.runs import JobMessage, JobStatus, RunCoordinator, RunKind, RunReport, RunStatus
 from tests.unit.test_engine import World
 from tests.fakes import FakeQueue, FakeRuns
 
@@ -41,6 +41,9 @@ class Harness:
         self.runs, self.queue = FakeRuns(), FakeQueue()
         self.coordinator = RunCoordinator(self.w.catalog, self.w.engine, self.runs, self.queue, self.w.state, self.w.clock)
 
+    def report(self, run_id):
+        return RunReport(self.runs.get(run_id), self.runs.jobs(run_id))
+
     def drain(self, limit=100):
         handled = []
         for _ in range(limit):
@@ -63,7 +66,7 @@ def test_a_full_run_queues_jobs_in_dependency_order_and_finishes():
     assert "SALESPEOPLE:from-crm" in first_wave and "CUSTOMER:to-crm" not in first_wave
     handled = h.drain()
     assert handled.index("SALESPEOPLE:from-crm") < handled.index("CUSTOMER:to-crm") < handled.index("CUSTOMER:from-crm")
-    report = h.coordinator.report(run.run_id)
+    report = h.report(run.run_id)
     assert report.run.status is RunStatus.DONE
     assert all(j.status is JobStatus.DONE for j in report.jobs)
     assert report.to_dict()["totals"]["inserted"] == 2
@@ -117,7 +120,7 @@ def test_transient_failure_is_retried_later_then_failed_job_blocks_dependants():
     job = h.runs.get_job(run.run_id, msg.job_id)
     assert job.status is JobStatus.FAILED and job.attempts == 5
     h.drain()
-    report = h.coordinator.report(run.run_id)
+    report = h.report(run.run_id)
     statuses = {j.job_id: j.status for j in report.jobs}
     assert statuses["CUSTOMER:to-crm"] is JobStatus.BLOCKED and statuses["CUSTOMER:from-crm"] is JobStatus.BLOCKED
     assert report.run.status is RunStatus.FAILED

@@ -1,0 +1,55 @@
+# bcsync: every set-up step a fresh machine needs is here.
+#   make run    full sync of the sample company on the local stack (Azurite + simulators)
+#   make test   the test suite
+#   make up / make down   start / stop the local stack in the background (documented ports)
+#   make bench  benchmarks (speed, memory)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LOCAL  := .local
+
+.PHONY: setup test run up down seed bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(STAMP) node_modules/.installed
+
+test: setup
+	$(BIN)/pytest
+
+up: setup
+	@$(MAKE) --no-print-directory down >/dev/null
+	@mkdir -p $(LOCAL)
+	@nohup $(BIN)/python -m simulators serve --folder $(LOCAL) > $(LOCAL)/stack.log 2>&1 & echo $$! > $(LOCAL)/stack.pid
+	@for i in $$(seq 1 120); do test -f $(LOCAL)/ready && break; sleep 0.5; done; \
+	 test -f $(LOCAL)/ready || { echo "local stack did not start; see $(LOCAL)/stack.log"; cat $(LOCAL)/stack.log; exit 1; }
+	@echo "local stack up: settings in local.settings.json, endpoints in $(LOCAL)/stack.json"
+
+down:
+	@if test -f $(LOCAL)/stack.pid; then kill $$(cat $(LOCAL)/stack.pid) 2>/dev/null || true; \
+	 for i in $$(seq 1 40); do kill -0 $$(cat $(LOCAL)/stack.pid) 2>/dev/null || break; sleep 0.25; done; \
+	 rm -f $(LOCAL)/stack.pid $(LOCAL)/ready; echo "local stack down"; fi
+
+seed: setup
+	$(BIN)/python -m simulators seed-sample --folder $(LOCAL)
+
+run: up
+	$(BIN)/python -m simulators seed-sample --folder $(LOCAL)
+	$(BIN)/bcsync fullsync --wait
+	@echo "The stack is still up: try 'bcsync status', edit data, 'bcsync sync --wait'; 'make down' stops it."
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean: down
+	rm -rf $(VENV) node_modules $(LOCAL) local.settings.json

@@ -1,0 +1,1 @@
+"""The bcsync command line and the local worker that stands in for the Functions host."""

@@ -1,0 +1,150 @@
+"""`bcsync`: the same services as the function app, from a terminal.
+
+    bcsync fullsync [--wait] [--json] [--mapping NAME ...]   start a full synchronisation
+    bcsync sync [--wait] [--json]                            start a scheduled (incremental) run now
+    bcsync status [RUN_ID] [--json]                          a run and its jobs (default: the latest)
+    bcsync worker [--until-idle]                             process the job queue, as the Functions host does
+    bcsync settings                                          the settings and their meaning
+
+`--wait` drives the local worker until the run finishes, since the Functions host cannot run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from shared.settings import Settings, settings_table
+from shared.wiring import Services, build_services
+from sync.errors import SyncError
+from sync.runs import RunKind, RunReport, RunStatus
+
+from .worker import LocalWorker
+
+COLUMNS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled")
+
+
+def format_report(report: RunReport) -> str:
+    data = report.to_dict()
+    lines = [f"Run {data['run']} ({data['kind']}, {data['trigger']}): {data['status']}"]
+    header = f"{'job':<28} {'status':<8} " + " ".join(f"{c:>9}" for c in COLUMNS)
+    lines += [header, "-" * len(header)]
+    for job in data["jobs"]:
+        counts = " ".join(f"{job['counts'][c]:>9}" for c in COLUMNS)
+        lines.append(f"{job['job']:<28} {job['status']:<8} {counts}")
+    totals = " ".join(f"{data['totals'][c]:>9}" for c in COLUMNS)
+    lines += ["-" * len(header), f"{'total':<28} {'':<8} {totals}"]
+    for job in data["jobs"]:
+        for text in ([job["message"]] if job["message"] else []) + job["notes"]:
+            lines.append(f"  {job['job']}: {text}")
+    if data["failures"]:
+        lines.append(f"Failed records ({len(data['failures'])}), retried at the next run:")
+        lines += [f"  {f['mapping']} {f['direction']}: {f['message']}" for f in data["failures"]]
+    return "\n".join(lines)
+
+
+def _wait(services: Services, run_id: str, quiet: bool) -> RunReport:
+    worker = LocalWorker(services)
+    last = [0.0]
+
+    def finished() -> bool:
+        report = services.report(run_id)
+        return report is not None and report.run.status is not RunStatus.RUNNING
+
+    def progress() -> None:
+        if not quiet and time.monotonic() - last[0] > 5:
+            last[0] = time.monotonic()
+            report = services.report(run_id)
+            running = [j.job_id for j in report.jobs if j.status.value in ("running", "queued")]
+            print(f"... {', '.join(running) or 'waiting'}", file=sys.stderr)
+
+    worker.run_until(finished, on_idle=progress)
+    return services.report(run_id)
+
+
+def _start(services: Services, kind: RunKind, args) -> int:
+    run = services.start_run(kind, trigger="cli", mappings=getattr(args, "mapping", None) or None)
+    if not args.wait:
+        print(json.dumps({"run": run.run_id, "status": run.status.value}) if args.json else
+              f"Run {run.run_id} started; `bcsync status {run.run_id}` shows its progress.")
+        return 0
+    report = _wait(services, run.run_id, quiet=args.json)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0 if report.run.status is RunStatus.DONE else 1
+
+
+def cmd_fullsync(services: Services, args) -> int:
+    return _start(services, RunKind.FULL, args)
+
+
+def cmd_sync(services: Services, args) -> int:
+    return _start(services, RunKind.SCHEDULED, args)
+
+
+def cmd_status(services: Services, args) -> int:
+    report = services.report(args.run_id)
+    if report is None:
+        print(f"No run {args.run_id}." if args.run_id else "No runs yet.", file=sys.stderr)
+        return 1
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_worker(services: Services, args) -> int:
+    worker = LocalWorker(services)
+    if args.until_idle:
+        worker.run_until(lambda: True)
+    else:
+        worker.run_until(lambda: False)
+    print(f"handled {worker.handled} job message(s)")
+    return 0
+
+
+def cmd_settings(services: Services | None, args) -> int:
+    print(settings_table())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bcsync", description="Dynamics 365 Sales <-> Business Central synchronisation.")
+    p.add_argument("--settings", help="settings file (local.settings.json shape); default $BCSYNC_SETTINGS or "
+                                      "./local.settings.json")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, func, text in (("fullsync", cmd_fullsync, "start a full synchronisation"),
+                             ("sync", cmd_sync, "start a scheduled (incremental) run now")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--wait", action="store_true", help="process the jobs here until the run finishes")
+        s.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "fullsync":
+            s.add_argument("--mapping", action="append", help="only this table mapping (repeatable)")
+        s.set_defaults(func=func)
+    s = sub.add_parser("status", help="a run and its jobs")
+    s.add_argument("run_id", nargs="?", help="default: the latest run")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+    s = sub.add_parser("worker", help="process the job queue as the Functions host would")
+    s.add_argument("--until-idle", action="store_true", help="stop when the queue is empty")
+    s.set_defaults(func=cmd_worker)
+    s = sub.add_parser("settings", help="list the settings")
+    s.set_defaults(func=cmd_settings, no_services=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        services = None if getattr(args, "no_services", False) else build_services(Settings.load(file=args.settings))
+        return args.func(services, args)
+    except SyncError as exc:
+        print(f"bcsync: {type(exc).__name__}: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

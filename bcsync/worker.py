@@ -1,0 +1,62 @@
+"""A local stand-in for the Functions host's queue trigger.
+
+It takes messages from the same queue and hands them to the same handler as `run_job` in
+function_app.py, with the host's rules: a message whose handling raises becomes visible again and is
+retried, and after MAX_DEQUEUE_COUNT deliveries it moves to the poison queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from shared.queue import StorageJobQueue
+from shared.wiring import Services
+
+log = logging.getLogger("bcsync.worker")
+
+MAX_DEQUEUE_COUNT = 5      # host.json extensions.queues.maxDequeueCount
+VISIBILITY_TIMEOUT = 30    # seconds before a message whose handler crashed is seen again
+
+
+class LocalWorker:
+    def __init__(self, services: Services, poll_seconds: float = 0.5):
+        self.services = services
+        self.queue = services.queue
+        self.poison = StorageJobQueue(services.settings.storage_connection, f"{services.settings.queue_name}-poison")
+        self.poll_seconds = poll_seconds
+        self.handled = 0
+
+    def step(self) -> int:
+        """Handle what is visible on the queue now; returns how many messages were taken."""
+        taken = 0
+        for delivery in self.queue.receive(visibility_timeout=VISIBILITY_TIMEOUT):
+            taken += 1
+            if delivery.dequeue_count > MAX_DEQUEUE_COUNT:
+                log.error("message %s moved to the poison queue after %d deliveries", delivery.text,
+                          delivery.dequeue_count - 1)
+                self.queue.move_to_poison(delivery, self.poison)
+                continue
+            try:
+                self.services.handle_message(delivery.text)
+            except Exception:
+                log.exception("handling %s failed; it will be delivered again", delivery.text)
+                continue
+            self.queue.delete(delivery)
+            self.handled += 1
+        return taken
+
+    def run_until(self, done: Callable[[], bool], timeout: float | None = None,
+                  on_idle: Callable[[], None] | None = None) -> bool:
+        """Work until `done()` says so (checked whenever the queue is empty). False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.step() == 0:
+                if done():
+                    return True
+                if on_idle:
+                    on_idle()
+                if deadline is not None and time.monotonic() > deadline:
+                    return False
+                time.sleep(self.poll_seconds)

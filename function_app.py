@@ -1,0 +1,79 @@
+"""Azure Functions entry points (Python v2 programming model). Each one parses its trigger, calls
+the services and shapes the answer; the work itself lives in sync/ (domain) and shared/ (adapters)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import azure.functions as func
+
+from shared.wiring import Services, build_services
+from sync.errors import ConfigurationError
+from sync.runs import RunKind
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+log = logging.getLogger("bcsync")
+
+_services: Services | None = None
+
+
+def services() -> Services:
+    """Built once per worker process and reused by every invocation."""
+    global _services
+    if _services is None:
+        _services = build_services()
+    return _services
+
+
+def _json(body, status: int = 200, headers: dict | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, indent=2), status_code=status, mimetype="application/json",
+                             headers=headers)
+
+
+def _problem(status: int, message: str) -> func.HttpResponse:
+    return _json({"error": message}, status)
+
+
+@app.timer_trigger(schedule="%BCSYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def scheduled_sync(timer: func.TimerRequest) -> None:
+    run = services().start_scheduled_run(trigger="timer" + (" (past due)" if timer.past_due else ""))
+    if run is None:
+        log.info("previous scheduled run still going; no new run started")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="bcsync-jobs", connection="AzureWebJobsStorage")
+def run_job(msg: func.QueueMessage) -> None:
+    services().handle_message(msg.get_body().decode("utf-8"))
+
+
+@app.route(route="fullsync", methods=["POST"])
+def start_full_sync(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        body = req.get_json() if req.get_body() else {}
+    except ValueError:
+        return _problem(400, "The body must be JSON, e.g. {\"mappings\": [\"CUSTOMER\"]}, or empty.")
+    mappings = body.get("mappings") if isinstance(body, dict) else None
+    try:
+        run = services().start_run(RunKind.FULL, trigger="http", mappings=mappings)
+    except ConfigurationError as exc:
+        return _problem(400, exc.message)
+    status_url = req.url.split("/api/", 1)[0] + f"/api/runs/{run.run_id}"
+    return _json({"run": run.run_id, "status": run.status.value, "status_url": status_url}, 202,
+                 headers={"Location": status_url})
+
+
+@app.route(route="runs/{run_id}", methods=["GET"])
+def run_status(req: func.HttpRequest) -> func.HttpResponse:
+    report = services().report(req.route_params.get("run_id"))
+    if report is None:
+        return _problem(404, f"There is no run {req.route_params.get('run_id')}.")
+    return _json(report.to_dict())
+
+
+@app.route(route="runs", methods=["GET"])
+def list_runs(req: func.HttpRequest) -> func.HttpResponse:
+    limit = int(req.params.get("limit", "20"))
+    runs = services().runs.list_runs(limit=limit)
+    return _json({"runs": [{"run": r.run_id, "kind": r.kind.value, "status": r.status.value,
+                            "created_at": r.created_at.isoformat() if r.created_at else None} for r in runs]})

@@ -1,0 +1,173 @@
+"""Dataverse Web API v9.2 client, and the engine's view of Dataverse (CrmEndpoint).
+
+Lookups are read as `_<attribute>_value` and written with `<navigation>@odata.bind`; the endpoint
+hides that, so the engine sees every lookup under its attribute name as a plain id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterator, Sequence
+
+import requests
+
+from sync.errors import SyncError
+from sync.model import CrmTable, OptionSet, Side
+from sync.ports import NewRow, Record, RowChange, WriteResult
+
+from .http import ApiClient, ServiceError, classify
+from .odata import any_of, both, chunked, follow_pages, odata_datetime, parse_datetime, write_each
+
+API_PATH = "/api/data/v9.2"
+IDS_PER_QUERY = 50  # keeps URLs far below the 32 KB limit
+MAX_PAGE_SIZE = 5000
+
+ALREADY_EXISTS = frozenset({"0x80040237", "0x80060892", "0x80048cf3", "0x80043b06"})
+STALE_VERSION = frozenset({"0x80060882"})
+
+
+def parse_error(response: requests.Response) -> SyncError:
+    try:
+        error = response.json().get("error", {})
+        parsed = ServiceError(response.status_code, str(error.get("code", "")), str(error.get("message", "")))
+    except ValueError:
+        parsed = ServiceError(response.status_code, "", response.text[:300])
+    return classify("Dataverse", parsed, already_exists_codes=ALREADY_EXISTS, concurrency_codes=STALE_VERSION)
+
+
+class DataverseClient:
+    """Thin Web API calls; everything else (paging, errors, retries) is the ApiClient's."""
+
+    HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
+
+    def __init__(self, api: ApiClient):
+        self.api = api
+
+    def whoami(self) -> dict:
+        return self.api.get_json(f"{API_PATH}/WhoAmI", headers=self.HEADERS)
+
+    def pages(self, entity_set: str, *, select: Sequence[str], filter: str = "", orderby: str = "",
+              page_size: int = 500) -> Iterator[list[dict]]:
+        params = {"$select": ",".join(select)}
+        if filter:
+            params["$filter"] = filter
+        if orderby:
+            params["$orderby"] = orderby
+        headers = {**self.HEADERS, "Prefer": f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"}
+        return follow_pages(self.api, f"{API_PATH}/{entity_set}", params, headers)
+
+    def create(self, entity_set: str, body: dict, select: Sequence[str], *, idempotent: bool) -> dict:
+        headers = {**self.HEADERS, "Content-Type": "application/json", "Prefer": "return=representation"}
+        return self.api.request("POST", f"{API_PATH}/{entity_set}", params={"$select": ",".join(select)},
+                                json=body, headers=headers, idempotent=idempotent).json()
+
+    def update(self, entity_set: str, row_id: str, body: dict, select: Sequence[str], etag: str | None) -> dict:
+        headers = {**self.HEADERS, "Content-Type": "application/json", "Prefer": "return=representation",
+                   "If-Match": etag or "*"}
+        return self.api.request("PATCH", f"{API_PATH}/{entity_set}({row_id})", params={"$select": ",".join(select)},
+                                json=body, headers=headers).json()
+
+    def picklist_options(self, logical_name: str, attribute: str) -> dict[int, str]:
+        path = (f"{API_PATH}/EntityDefinitions(LogicalName='{logical_name}')/Attributes(LogicalName='{attribute}')"
+                f"/Microsoft.Dynamics.CRM.PicklistAttributeMetadata")
+        body = self.api.get_json(path, params={"$select": "LogicalName", "$expand": "OptionSet($select=Options)"},
+                                 headers=self.HEADERS)
+        options = {}
+        for option in (body.get("OptionSet") or {}).get("Options", []):
+            label = (option.get("Label") or {}).get("UserLocalizedLabel") or {}
+            if not label.get("Label"):
+                localized = (option.get("Label") or {}).get("LocalizedLabels") or [{}]
+                label = localized[0]
+            options[int(option["Value"])] = label.get("Label", "")
+        return options
+
+
+class DataverseEndpoint:
+    """CrmEndpoint over the Web API."""
+
+    side = Side.CRM
+
+    def __init__(self, client: DataverseClient):
+        self.client = client
+        self._whoami: str | None = None
+
+    # -- shapes ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _wire_name(table: CrmTable, name: str) -> str:
+        return f"_{name}_value" if name in table.lookups else name
+
+    def _select(self, table: CrmTable, fields: Sequence[str]) -> list[str]:
+        names = [table.primary_id, "modifiedon", "_modifiedby_value"]
+        names += [self._wire_name(table, f) for f in fields]
+        return list(dict.fromkeys(names))
+
+    def _record(self, table: CrmTable, row: dict, fields: Sequence[str]) -> Record:
+        values = {f: row.get(self._wire_name(table, f)) for f in fields}
+        return Record(row[table.primary_id], values, row.get("@odata.etag"), parse_datetime(row.get("modifiedon")),
+                      row.get("_modifiedby_value"))
+
+    @staticmethod
+    def _body(table: CrmTable, values: dict[str, Any]) -> dict:
+        body = {}
+        for name, value in values.items():
+            lookup = table.lookups.get(name)
+            if lookup is None:
+                body[name] = value
+            else:
+                body[f"{lookup.navigation}@odata.bind"] = None if value is None else f"/{lookup.entity_set}({value})"
+        return body
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def read_changed(self, table: CrmTable, fields: Sequence[str], *, since: dt.datetime | None, where: str = "",
+                     page_size: int = 500) -> Iterator[list[Record]]:
+        changed = f"modifiedon ge {odata_datetime(since)}" if since else ""
+        for rows in self.client.pages(table.entity_set, select=self._select(table, fields), filter=both(where, changed),
+                                      orderby=f"modifiedon asc,{table.primary_id} asc", page_size=page_size):
+            yield [self._record(table, row, fields) for row in rows]
+
+    def read_ids(self, table: CrmTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
+        return self.read_matching(table, fields, table.primary_id, ids)
+
+    def read_matching(self, table: CrmTable, fields: Sequence[str], field: str, values: Sequence[Any]) -> list[Record]:
+        found = []
+        for chunk in chunked(list(dict.fromkeys(values)), IDS_PER_QUERY):
+            for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
+                                          filter=any_of(self._wire_name(table, field), chunk), page_size=MAX_PAGE_SIZE):
+                found += [self._record(table, row, fields) for row in rows]
+        return found
+
+    def last_key(self, table: CrmTable, field: str, prefix: str) -> str | None:
+        raise NotImplementedError("Dataverse rows are not numbered by bcsync")
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def insert(self, table: CrmTable, rows: Sequence[NewRow], fields: Sequence[str]) -> list[WriteResult]:
+        def create(new: NewRow) -> Record:
+            body = self._body(table, new.values)
+            if new.id:
+                body[table.primary_id] = new.id
+            # a POST that names its own id is safe to repeat: a second one fails as a duplicate key
+            row = self.client.create(table.entity_set, body, self._select(table, fields), idempotent=bool(new.id))
+            return self._record(table, row, fields)
+
+        return write_each(rows, create)
+
+    def update(self, table: CrmTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
+        def patch(change: RowChange) -> Record:
+            row = self.client.update(table.entity_set, change.id, self._body(table, change.values),
+                                     self._select(table, fields), change.etag)
+            return self._record(table, row, fields)
+
+        return write_each(changes, patch)
+
+    # -- Dataverse only -------------------------------------------------------------------------
+
+    def integration_user_id(self) -> str:
+        if self._whoami is None:
+            self._whoami = self.client.whoami()["UserId"].lower()
+        return self._whoami
+
+    def option_labels(self, option_set: OptionSet) -> dict[int, str]:
+        return self.client.picklist_options(option_set.table.logical_name, option_set.attribute)

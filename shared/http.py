@@ -1,0 +1,204 @@
+"""HTTP plumbing shared by the Dataverse and Business Central clients.
+
+One `ApiClient` per service: it adds the bearer token, retries what is safe to retry, honours
+Retry-After, and turns every failure into the domain's error hierarchy through the service's own
+error parser. Retry safety follows the request, not the status alone: a request that never reached
+the server is always retried; a 429 or 503 means the server did not process it; a 5xx or a lost
+answer is only retried when the request is idempotent (GET, PATCH/DELETE with If-Match, a POST that
+carries its own id), so a create is never blindly repeated.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import requests
+from urllib3.exceptions import NewConnectionError
+
+from sync.errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    ConcurrencyError,
+    NotFoundError,
+    RecordError,
+    ServiceUnavailableError,
+    SyncError,
+    ThrottledError,
+    WriteOutcomeUnknown,
+)
+
+log = logging.getLogger("bcsync.http")
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
+
+
+class VerifyingSession(requests.Session):
+    """A Session that always passes its CA bundle per request.
+
+    requests lets REQUESTS_CA_BUNDLE override a Session's own `verify`; passing it per request
+    wins over the environment, so a test CA given in the settings is honoured everywhere (MSAL too).
+    """
+
+    def __init__(self, ca_bundle: str | None = None):
+        super().__init__()
+        self._ca_bundle = ca_bundle
+
+    def request(self, method, url, **kwargs):
+        if self._ca_bundle:
+            kwargs.setdefault("verify", self._ca_bundle)
+        return super().request(method, url, **kwargs)
+
+
+@dataclass(frozen=True)
+class ServiceError:
+    """What a service said about a failed request, parsed from its error body."""
+
+    status: int
+    code: str
+    message: str
+
+
+ErrorParser = Callable[[requests.Response], ServiceError]
+
+# Names of attributes/fields as services put them in validation messages.
+_FIELD_PATTERNS = (
+    re.compile(r"property (?:named )?'([^']+)'"),
+    re.compile(r"'([A-Za-z0-9_]+)' attribute"),
+    re.compile(r"[Ff]ield '?([A-Za-z0-9_ ./-]+?)'? (?:of table|must|contains)"),
+)
+
+
+def field_in(message: str) -> str:
+    for pattern in _FIELD_PATTERNS:
+        match = pattern.search(message)
+        if match:
+            return match.group(1)
+    return ""
+
+
+def classify(service: str, error: ServiceError, *, already_exists_codes: frozenset[str] = frozenset(),
+             concurrency_codes: frozenset[str] = frozenset()) -> SyncError:
+    """Map a service's answer onto transient vs terminal, once, here at the edge."""
+    status, code = error.status, error.code
+    text = f"{service}: {error.message}" if error.message else f"{service} answered HTTP {status}"
+    kwargs = {"code": code, "status": status}
+    if code in concurrency_codes:
+        return ConcurrencyError(text, **kwargs)
+    if code in already_exists_codes:
+        return AlreadyExistsError(text, **kwargs)
+    if status in (401, 403):
+        return AuthenticationError(text, **kwargs)
+    if status == 404:
+        return NotFoundError(text, **kwargs)
+    if status in (409, 412):
+        return ConcurrencyError(text, **kwargs)
+    if status == 429:
+        return ThrottledError(text, **kwargs)
+    if status == 408 or status >= 500:
+        return ServiceUnavailableError(text, **kwargs)
+    return RecordError(text, field=field_in(error.message), **kwargs)
+
+
+class ApiClient:
+    def __init__(self, service: str, base_url: str, token: Callable[..., str], *, session: requests.Session,
+                 parse_error: Callable[[requests.Response], SyncError], timeout: float = 60.0, max_retries: int = 5,
+                 max_retry_wait: float = 60.0, default_headers: dict[str, str] | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.service = service
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.session = session
+        self.parse_error = parse_error
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
+        self.default_headers = default_headers or {}
+        self.sleep = sleep
+        self.requests_sent = 0
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("https://") or path.startswith("http://") else f"{self.base_url}/{path.lstrip('/')}"
+
+    def request(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
+                headers: dict[str, str] | None = None, idempotent: bool | None = None) -> requests.Response:
+        method = method.upper()
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT_METHODS
+        url = self.url(path)
+        refreshed = False
+        attempt = 0
+        while True:
+            all_headers = {**self.default_headers, **(headers or {}),
+                           "Authorization": f"Bearer {self.token(force=refreshed)}"}
+            try:
+                self.requests_sent += 1
+                response = self.session.request(method, url, params=params, json=json, headers=all_headers,
+                                                timeout=self.timeout)
+            except requests.RequestException as exc:
+                sent = not _never_sent(exc)
+                if (sent and not idempotent) or attempt >= self.max_retries:
+                    if sent and not idempotent:
+                        raise WriteOutcomeUnknown(f"{self.service}: {method} {_short(url)} got no answer ({exc}); "
+                                                  f"it may or may not have been applied") from None
+                    raise ServiceUnavailableError(f"{self.service}: {method} {_short(url)} failed: {exc}") from None
+                self._wait(attempt, None)
+                attempt += 1
+                continue
+            if response.status_code < 400 or response.status_code == 304:
+                return response
+            if response.status_code == 401 and not refreshed:
+                refreshed = True  # an expired or revoked token: get a fresh one once
+                continue
+            error = self.parse_error(response)
+            retryable = response.status_code in (429, 503) or (
+                idempotent and (response.status_code in (408, 500, 502, 504)))
+            if not retryable or attempt >= self.max_retries:
+                raise error
+            wait = retry_after(response)
+            if wait is not None and wait > self.max_retry_wait:
+                error.retry_after = wait  # too long to wait here: the job is re-queued for later
+                raise error
+            log.info("%s %s %s -> %s, retry %d", self.service, method, _short(url), response.status_code, attempt + 1)
+            self._wait(attempt, wait)
+            attempt += 1
+
+    def _wait(self, attempt: int, retry_after_seconds: float | None) -> None:
+        if retry_after_seconds is not None:
+            self.sleep(retry_after_seconds)
+        else:
+            self.sleep(min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2))
+
+    def get_json(self, path: str, **kwargs) -> Any:
+        return self.request("GET", path, **kwargs).json()
+
+
+def retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request certainly did not reach the server (so even a POST may be retried)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        inner = getattr(reason, "reason", reason)
+        return isinstance(inner, NewConnectionError) or isinstance(reason, NewConnectionError)
+    return False
+
+
+def _short(url: str) -> str:
+    return url.split("?", 1)[0][-120:]

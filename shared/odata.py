@@ -1,0 +1,94 @@
+"""OData pieces both services share: literals, id filters, and following @odata.nextLink."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+
+from sync.errors import ConcurrencyError, ServiceUnavailableError, SyncError
+from sync.ports import Record, WriteResult
+
+from .http import ApiClient
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def literal(value: Any) -> str:
+    """An OData $filter literal: strings quoted (quotes doubled), GUIDs and numbers bare."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        return odata_datetime(value)
+    text = str(value)
+    if _GUID.match(text):
+        return text
+    return "'" + text.replace("'", "''") + "'"
+
+
+def odata_datetime(value: dt.datetime, millis: bool = False) -> str:
+    value = value.astimezone(dt.timezone.utc)
+    if millis:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_datetime(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def any_of(field: str, values: Sequence[Any]) -> str:
+    """`field eq a or field eq b ...`: one field only, which both services accept."""
+    return " or ".join(f"{field} eq {literal(v)}" for v in values)
+
+
+def both(*filters: str) -> str:
+    parts = [f"({f})" for f in filters if f]
+    return " and ".join(parts)
+
+
+def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def follow_pages(api: ApiClient, path: str, params: dict | None, headers: dict[str, str]) -> Iterator[list[dict]]:
+    """GET a collection and follow @odata.nextLink verbatim, resending the same headers."""
+    url: str | None = path
+    seen: set[str] = set()
+    while url:
+        body = api.get_json(url, params=params, headers=headers)
+        yield body.get("value", [])
+        url, params = body.get("@odata.nextLink"), None
+        if url in seen:
+            raise ServiceUnavailableError(f"{api.service} returned the same next page link twice: {url}")
+        if url:
+            seen.add(url)
+
+
+T = TypeVar("T")
+
+
+def write_each(items: Iterable[T], write: Callable[[T], Record]) -> list[WriteResult]:
+    """Write rows one request each, answering per row.
+
+    A row the service refuses (bad data, duplicate, stale version) fails alone and is retried at
+    the next run; a service in trouble (throttled beyond patience, down) stops the whole job, which
+    is then retried later from its checkpoint.
+    """
+    results = []
+    for item in items:
+        try:
+            results.append(WriteResult(write(item)))
+        except SyncError as exc:
+            if exc.transient and not isinstance(exc, ConcurrencyError):
+                raise
+            results.append(WriteResult(error=exc))
+    return results

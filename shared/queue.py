@@ -1,0 +1,74 @@
+"""The job queue on Azure Queue Storage.
+
+Messages are base64-encoded, which is what the Functions queue trigger expects by default
+(`messageEncoding: base64`); a message sent here is accepted by the trigger in function_app.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from sync.runs import JobMessage
+
+from .storage import storage_errors
+
+MESSAGE_TTL_SECONDS = -1  # never expire: a run must not silently lose a job
+
+
+class StorageJobQueue:
+    def __init__(self, connection_string: str, queue_name: str):
+        self.name = queue_name
+        self.client = QueueClient.from_connection_string(
+            connection_string, queue_name,
+            message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy())
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            with storage_errors():
+                try:
+                    self.client.create_queue()
+                except ResourceExistsError:
+                    pass
+            self._ready = True
+
+    def send(self, message: JobMessage, delay_seconds: int = 0) -> None:
+        self._ensure()
+        with storage_errors():
+            self.client.send_message(message.to_json(), visibility_timeout=delay_seconds or None,
+                                     time_to_live=MESSAGE_TTL_SECONDS)
+
+    def receive(self, visibility_timeout: int, max_messages: int = 16) -> Iterator["Delivery"]:
+        """For the local worker, which stands in for the Functions host."""
+        self._ensure()
+        with storage_errors():
+            messages = list(self.client.receive_messages(max_messages=max_messages, visibility_timeout=visibility_timeout))
+        for m in messages:
+            yield Delivery(m.content, m.dequeue_count or 1, m.id, m.pop_receipt)
+
+    def delete(self, delivery: "Delivery") -> None:
+        with storage_errors():
+            self.client.delete_message(delivery.id, delivery.pop_receipt)
+
+    def move_to_poison(self, delivery: "Delivery", poison: "StorageJobQueue") -> None:
+        poison._ensure()
+        with storage_errors():
+            poison.client.send_message(delivery.text, time_to_live=MESSAGE_TTL_SECONDS)
+        self.delete(delivery)
+
+    def clear(self) -> None:
+        self._ensure()
+        with storage_errors():
+            self.client.clear_messages()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    text: str
+    dequeue_count: int
+    id: str
+    pop_receipt: str

@@ -1,0 +1,129 @@
+"""Settings, from environment variables (app settings in Azure) or a local settings file.
+
+Every setting is declared once, as a field of Settings with its variable name, default and meaning;
+the README's configuration table is printed from the same declarations (`bcsync settings`). Environment variables win over the file, which has
+the shape of the Functions host's local.settings.json ({"Values": {...}}).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from sync.errors import ConfigurationError
+
+DEFAULT_SETTINGS_FILE = "local.settings.json"
+
+
+def _setting(env: str, default: Any, help: str, *, secret: bool = False):
+    return field(default=default, metadata={"env": env, "help": help, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, with the environment variable that sets it and what it means."""
+
+    storage_connection: str | None = _setting(
+        "AzureWebJobsStorage", None,
+        "Storage account connection string for couplings, runs, errors and the job queue "
+        "(UseDevelopmentStorage=true or an Azurite string locally).", secret=True)
+    tenant_id: str | None = _setting("BCSYNC_TENANT_ID", None, "Microsoft Entra tenant id of the app registration.")
+    authority_host: str = _setting("BCSYNC_AUTHORITY_HOST", "https://login.microsoftonline.com",
+                                   "Entra ID authority host; the local stack points it at the token simulator.")
+    client_id: str | None = _setting("BCSYNC_CLIENT_ID", None,
+                                     "Application (client) id of the integration app registration.")
+    client_secret: str | None = _setting("BCSYNC_CLIENT_SECRET", None,
+                                         "Client secret of the app registration (or use a certificate).", secret=True)
+    certificate_path: str | None = _setting("BCSYNC_CLIENT_CERTIFICATE_PATH", None,
+                                            "PEM file with the app's certificate and private key, instead of a secret.")
+    certificate_thumbprint: str | None = _setting("BCSYNC_CLIENT_CERTIFICATE_THUMBPRINT", None,
+                                                  "SHA-1 thumbprint (hex) of that certificate.")
+    dataverse_url: str | None = _setting("BCSYNC_DATAVERSE_URL", None,
+                                         "Dataverse environment URL, e.g. https://contoso.crm4.dynamics.com.")
+    bc_url: str | None = _setting(
+        "BCSYNC_BC_URL", None,
+        "Business Central environment URL: https://api.businesscentral.dynamics.com/v2.0/<tenant>/<environment>.")
+    bc_company_id: str | None = _setting("BCSYNC_BC_COMPANY_ID", None,
+                                         "Id (GUID) of the Business Central company to synchronise.")
+    bc_scope: str = _setting("BCSYNC_BC_SCOPE", "https://api.businesscentral.dynamics.com/.default",
+                             "OAuth scope for Business Central.")
+    ca_bundle: str | None = _setting(
+        "BCSYNC_CA_BUNDLE", None,
+        "Extra CA bundle (PEM) to trust for the services and the token endpoint; the local stack uses its test CA.")
+    queue_name: str = _setting("BCSYNC_QUEUE_NAME", "bcsync-jobs",
+                               "Storage queue of sync jobs (the queue trigger listens on bcsync-jobs).")
+    table_prefix: str = _setting("BCSYNC_TABLE_PREFIX", "bcsync", "Prefix of the Table Storage tables.")
+    page_size: int = _setting("BCSYNC_PAGE_SIZE", 500, "Rows read and written per page.")
+    http_timeout: float = _setting("BCSYNC_HTTP_TIMEOUT", 60.0, "Seconds before an HTTP request to a service times out.")
+    max_retries: int = _setting("BCSYNC_HTTP_MAX_RETRIES", 5, "Retries of a throttled or failed request before giving up.")
+    max_retry_wait: float = _setting("BCSYNC_MAX_RETRY_WAIT", 60.0,
+                                     "Longest Retry-After (seconds) waited in place; longer waits re-queue the job.")
+    watermark_margin_seconds: int = _setting("BCSYNC_WATERMARK_MARGIN_SECONDS", 60,
+                                             "Watermarks never pass job start minus this margin (clock skew, late commits).")
+    job_lease_seconds: int = _setting("BCSYNC_JOB_LEASE_SECONDS", 600,
+                                      "How long a running job holds its lease without reporting progress.")
+    schedule: str = _setting("BCSYNC_SCHEDULE", "0 */5 * * * *",
+                             "NCRONTAB schedule of the timer that starts scheduled runs (read by the Functions host).")
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, file: str | Path | None = None) -> "Settings":
+        """Environment first, then the settings file.
+
+        The file is `file`, else (for the real process environment only) $BCSYNC_SETTINGS or
+        ./local.settings.json when present. An explicit `environ` without a file reads no file.
+        """
+        if environ is None:
+            environ = os.environ
+            file = file or environ.get("BCSYNC_SETTINGS") or None
+            values = dict(read_settings_file(file or DEFAULT_SETTINGS_FILE, required=bool(file)))
+        else:
+            values = dict(read_settings_file(file, required=True)) if file else {}
+        values.update({k: v for k, v in environ.items() if v != ""})
+        kwargs = {}
+        for f in fields(cls):
+            raw = values.get(f.metadata["env"])
+            if raw is None:
+                continue
+            kind = type(f.default) if isinstance(f.default, (int, float)) else str
+            try:
+                kwargs[f.name] = kind(raw)
+            except ValueError:
+                raise ConfigurationError(f"Setting {f.metadata['env']} must be a {kind.__name__}, got {raw!r}.") from None
+        return cls(**kwargs)
+
+    def require(self, *attrs: str) -> None:
+        missing = [f.metadata["env"] for f in fields(self) if f.name in attrs and not getattr(self, f.name)]
+        if missing:
+            raise ConfigurationError("Missing setting(s): " + ", ".join(missing) + ". See the README's configuration table.")
+
+    def check_credentials(self) -> None:
+        self.require("tenant_id", "client_id", "dataverse_url", "bc_url", "bc_company_id")
+        if not self.client_secret and not (self.certificate_path and self.certificate_thumbprint):
+            raise ConfigurationError("Set BCSYNC_CLIENT_SECRET, or BCSYNC_CLIENT_CERTIFICATE_PATH and "
+                                     "BCSYNC_CLIENT_CERTIFICATE_THUMBPRINT.")
+
+
+def read_settings_file(path: str | Path, required: bool = False) -> dict[str, str]:
+    path = Path(path)
+    if not path.is_file():
+        if required:
+            raise ConfigurationError(f"Settings file {path} does not exist.")
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigurationError(f"Settings file {path} is not valid JSON: {exc}") from None
+    values = data.get("Values", data) if isinstance(data, dict) else {}
+    return {str(k): str(v) for k, v in values.items()}
+
+
+def settings_table() -> str:
+    """The configuration table of the README, in Markdown."""
+    rows = ["| Setting | Default | Meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        default = "" if f.default is None else f"`{f.default}`"
+        rows.append(f"| `{f.metadata['env']}` | {default} | {f.metadata['help']} |")
+    return "\n".join(rows)

@@ -1,0 +1,379 @@
+"""Azure Table Storage behind the domain's stores: couplings, sync state, leases, runs and errors.
+
+| table            | PartitionKey | RowKey                      | holds                                      |
+|------------------|--------------|-----------------------------|--------------------------------------------|
+| <p>couplings     | mapping      | bc:<id> and crm:<id>        | one coupling, findable from either side    |
+| <p>state         | mapping      | watermark:<direction>       | the watermark of a mapping and direction   |
+| <p>state         | lease        | <name>                      | who holds a lease, until when              |
+| <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
+| <p>runs          | <run id>     | run, job:<job id>           | the run and each of its jobs               |
+| <p>errors        | mapping      | <direction>:<source id>     | a record that failed, until it succeeds    |
+
+Both rows of a coupling are written in one entity-group transaction (same partition), and bulk
+reads ask for many row keys per query, several queries in parallel, so the engine never pays one
+storage round trip per record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from sync.engine import Counts
+from sync.errors import ConcurrencyError, ServiceUnavailableError
+from sync.model import Direction, Side
+from sync.ports import Clock, Coupling, RecordFailure
+from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
+
+KEYS_PER_QUERY = 14      # Table Storage allows 15 comparisons per filter; one is the partition
+TRANSACTION_SIZE = 100   # operations per entity-group transaction
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.timezone.utc).isoformat() if value else None
+
+
+def _dt(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def _key(value: str) -> str:
+    """Row/partition keys may not contain / \\ # ?; ids and mapping names never do, but be safe."""
+    for bad in "/\\#?":
+        value = value.replace(bad, "_")
+    return value
+
+
+class TableStorage:
+    """The storage account: creates the tables once and hands out table clients."""
+
+    def __init__(self, connection_string: str, prefix: str = "bcsync"):
+        self.service = TableServiceClient.from_connection_string(connection_string)
+        self.prefix = prefix
+        self._tables: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tables")
+
+    def table(self, name: str) -> TableClient:
+        full = f"{self.prefix}{name}"
+        with self._lock:
+            if full not in self._tables:
+                with storage_errors():
+                    self._tables[full] = self.service.create_table_if_not_exists(full)
+            return self._tables[full]
+
+
+class storage_errors:
+    """Context manager: storage trouble is transient for the domain (the job is retried)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError)):
+            return False
+        if isinstance(exc, (ServiceRequestError, ServiceResponseError)) or (
+                isinstance(exc, HttpResponseError) and (exc.status_code or 500) >= 500):
+            raise ServiceUnavailableError(f"Table Storage: {exc}") from exc
+        return False
+
+
+def _transact(table: TableClient, operations: list[tuple]) -> None:
+    by_partition: dict[str, list[tuple]] = {}
+    for op in operations:
+        by_partition.setdefault(op[1]["PartitionKey"], []).append(op)
+    for ops in by_partition.values():
+        for start in range(0, len(ops), TRANSACTION_SIZE):
+            with storage_errors():
+                table.submit_transaction(ops[start:start + TRANSACTION_SIZE])
+
+
+def _query_keys(storage: TableStorage, table: TableClient, partition: str, row_keys: Sequence[str]) -> list[dict]:
+    """Entities of one partition by row key, many keys per query and queries in parallel."""
+    def one(chunk: Sequence[str]) -> list[dict]:
+        params = {"pk": partition, **{f"r{i}": key for i, key in enumerate(chunk)}}
+        keys = " or ".join(f"RowKey eq @r{i}" for i in range(len(chunk)))
+        with storage_errors():
+            return list(table.query_entities(f"PartitionKey eq @pk and ( {keys} )", parameters=params))
+
+    chunks = [row_keys[i:i + KEYS_PER_QUERY] for i in range(0, len(row_keys), KEYS_PER_QUERY)]
+    if len(chunks) == 1:
+        return one(chunks[0])
+    return [entity for result in storage.pool.map(one, chunks) for entity in result]
+
+
+class CouplingTable:
+    def __init__(self, storage: TableStorage):
+        self.storage = storage
+        self.table = storage.table("couplings")
+
+    @staticmethod
+    def _entity(c: Coupling, side: Side) -> dict:
+        return {
+            "PartitionKey": _key(c.mapping), "RowKey": _key(f"{side.value}:{c.id_on(side)}"),
+            "mapping": c.mapping, "bc_id": c.bc_id, "crm_id": c.crm_id, "bc_etag": c.bc_etag, "crm_etag": c.crm_etag,
+            "bc_values": json.dumps(c.bc_values, default=str), "crm_values": json.dumps(c.crm_values, default=str),
+            "skipped": c.skipped, "unsynced": c.unsynced, "synced_at": _iso(c.synced_at), "job_id": c.job_id,
+        }
+
+    @staticmethod
+    def _coupling(e: dict) -> Coupling:
+        return Coupling(e["mapping"], e["bc_id"], e["crm_id"], e.get("bc_etag"), e.get("crm_etag"),
+                        json.loads(e.get("bc_values") or "{}"), json.loads(e.get("crm_values") or "{}"),
+                        bool(e.get("skipped")), e.get("unsynced") or "", _dt(e.get("synced_at")), e.get("job_id") or "")
+
+    def get_many(self, mapping: str, side: Side, ids: Sequence[str]) -> dict[str, Coupling]:
+        if not ids:
+            return {}
+        entities = _query_keys(self.storage, self.table, _key(mapping),
+                               [_key(f"{side.value}:{i}") for i in dict.fromkeys(ids)])
+        found = (self._coupling(e) for e in entities)
+        return {c.id_on(side): c for c in found}
+
+    def save_many(self, couplings: Sequence[Coupling]) -> None:
+        ops = [("upsert", self._entity(c, side), {"mode": UpdateMode.REPLACE})
+               for c in couplings for side in (Side.BC, Side.CRM)]
+        _transact(self.table, ops)
+
+    def delete_many(self, couplings: Sequence[Coupling]) -> None:
+        for c in couplings:
+            for side in (Side.BC, Side.CRM):
+                with storage_errors():
+                    try:
+                        self.table.delete_entity(_key(c.mapping), _key(f"{side.value}:{c.id_on(side)}"))
+                    except ResourceNotFoundError:
+                        pass
+
+    def list(self, mapping: str, limit: int | None = None) -> list[Coupling]:
+        with storage_errors():
+            entities = self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge 'bc:' and RowKey lt 'bc;'", parameters={"pk": _key(mapping)})
+            result = []
+            for e in entities:
+                result.append(self._coupling(e))
+                if limit and len(result) >= limit:
+                    break
+            return result
+
+
+class ErrorTable:
+    def __init__(self, storage: TableStorage):
+        self.table = storage.table("errors")
+
+    @staticmethod
+    def _entity(f: RecordFailure) -> dict:
+        return {
+            "PartitionKey": _key(f.mapping), "RowKey": _key(f"{f.direction.value}:{f.source_id}"),
+            "mapping": f.mapping, "direction": f.direction.value, "source_id": f.source_id, "record": f.record,
+            "message": f.message[:30000], "field": f.field, "code": f.code, "target_id": f.target_id,
+            "transient": f.transient, "count": f.count, "first_seen": _iso(f.first_seen),
+            "last_seen": _iso(f.last_seen), "job_id": f.job_id, "skipped": f.skipped,
+        }
+
+    @staticmethod
+    def _failure(e: dict) -> RecordFailure:
+        return RecordFailure(
+            mapping=e["mapping"], direction=Direction(e["direction"]), source_id=e["source_id"], record=e["record"],
+            message=e["message"], field=e.get("field") or "", code=e.get("code") or "", target_id=e.get("target_id") or "",
+            transient=bool(e.get("transient")), count=int(e.get("count") or 1), first_seen=_dt(e.get("first_seen")),
+            last_seen=_dt(e.get("last_seen")), job_id=e.get("job_id") or "", skipped=bool(e.get("skipped")))
+
+    def list(self, mapping: str, direction: Direction) -> list[RecordFailure]:
+        lo, hi = f"{direction.value}:", f"{direction.value};"
+        with storage_errors():
+            entities = self.table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                                                 parameters={"pk": _key(mapping), "lo": lo, "hi": hi})
+            return [self._failure(e) for e in entities]
+
+    def list_all(self) -> list[RecordFailure]:
+        with storage_errors():
+            return [self._failure(e) for e in self.table.list_entities()]
+
+    def save_many(self, failures: Sequence[RecordFailure]) -> None:
+        _transact(self.table, [("upsert", self._entity(f), {"mode": UpdateMode.REPLACE}) for f in failures])
+
+    def clear_many(self, mapping: str, direction: Direction, source_ids: Sequence[str]) -> None:
+        for sid in source_ids:
+            with storage_errors():
+                try:
+                    self.table.delete_entity(_key(mapping), _key(f"{direction.value}:{sid}"))
+                except ResourceNotFoundError:
+                    pass
+
+
+class StateTable:
+    """Watermarks per mapping and direction, and leases."""
+
+    LEASES = "lease"
+
+    def __init__(self, storage: TableStorage, clock: Clock):
+        self.table = storage.table("state")
+        self.clock = clock
+
+    def watermark(self, mapping: str, direction: Direction) -> dt.datetime | None:
+        with storage_errors():
+            try:
+                return _dt(self.table.get_entity(_key(mapping), f"watermark:{direction.value}").get("value"))
+            except ResourceNotFoundError:
+                return None
+
+    def advance_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
+        current = self.watermark(mapping, direction)
+        if current is not None and current >= value:
+            return
+        with storage_errors():
+            self.table.upsert_entity({"PartitionKey": _key(mapping), "RowKey": f"watermark:{direction.value}",
+                                      "value": _iso(value)}, mode=UpdateMode.REPLACE)
+
+    def reset_watermark(self, mapping: str, direction: Direction) -> None:
+        with storage_errors():
+            try:
+                self.table.delete_entity(_key(mapping), f"watermark:{direction.value}")
+            except ResourceNotFoundError:
+                pass
+
+    def acquire(self, name: str, owner: str, until: dt.datetime) -> bool:
+        entity = {"PartitionKey": self.LEASES, "RowKey": _key(name), "owner": owner, "until": _iso(until)}
+        with storage_errors():
+            try:
+                current = self.table.get_entity(self.LEASES, _key(name))
+            except ResourceNotFoundError:
+                try:
+                    self.table.create_entity(entity)
+                    return True
+                except ResourceExistsError:
+                    return False
+            if current.get("owner") != owner and _dt(current.get("until")) > self.clock.now():
+                return False
+            try:
+                self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                         match_condition=MatchConditions.IfNotModified)
+                return True
+            except ResourceModifiedError:
+                return False
+
+    def release(self, name: str, owner: str) -> None:
+        with storage_errors():
+            try:
+                current = self.table.get_entity(self.LEASES, _key(name))
+            except ResourceNotFoundError:
+                return
+            if current.get("owner") == owner:
+                try:
+                    self.table.delete_entity(self.LEASES, _key(name), etag=current.metadata["etag"],
+                                             match_condition=MatchConditions.IfNotModified)
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    pass
+
+
+class RunTable:
+    INDEX = "index"
+
+    def __init__(self, storage: TableStorage):
+        self.table = storage.table("runs")
+
+    # -- shapes ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _run_entity(run: Run) -> dict:
+        return {"PartitionKey": run.run_id, "RowKey": "run", "kind": run.kind.value, "trigger": run.trigger,
+                "status": run.status.value, "created_at": _iso(run.created_at), "finished_at": _iso(run.finished_at),
+                "mappings": json.dumps(list(run.mappings))}
+
+    @staticmethod
+    def _run(e: Any) -> Run:
+        return Run(e["PartitionKey"], RunKind(e["kind"]), e.get("trigger") or "", RunStatus(e["status"]),
+                   _dt(e.get("created_at")), _dt(e.get("finished_at")), tuple(json.loads(e.get("mappings") or "[]")),
+                   e.metadata.get("etag"))
+
+    @staticmethod
+    def _job_entity(job: Job) -> dict:
+        return {
+            "PartitionKey": job.run_id, "RowKey": f"job:{_key(job.job_id)}", "job_id": job.job_id,
+            "mapping": job.mapping, "direction": job.direction.value, "depends_on": json.dumps(list(job.depends_on)),
+            "seq": job.seq, "status": job.status.value, "counts": json.dumps(job.counts.as_dict()),
+            "notes": json.dumps(job.notes)[:30000], "message": job.message[:30000], "attempts": job.attempts,
+            "queued_at": _iso(job.queued_at), "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+            "checkpoint": _iso(job.checkpoint), "lease_until": _iso(job.lease_until),
+        }
+
+    @staticmethod
+    def _job(e: Any) -> Job:
+        return Job(
+            run_id=e["PartitionKey"], job_id=e["job_id"], mapping=e["mapping"], direction=Direction(e["direction"]),
+            depends_on=tuple(json.loads(e.get("depends_on") or "[]")), seq=int(e.get("seq") or 0),
+            status=JobStatus(e["status"]), counts=Counts.from_dict(json.loads(e.get("counts") or "{}")),
+            notes=json.loads(e.get("notes") or "[]"), message=e.get("message") or "", attempts=int(e.get("attempts") or 0),
+            queued_at=_dt(e.get("queued_at")), started_at=_dt(e.get("started_at")),
+            finished_at=_dt(e.get("finished_at")), checkpoint=_dt(e.get("checkpoint")),
+            lease_until=_dt(e.get("lease_until")), etag=e.metadata.get("etag"))
+
+    # -- RunStore -------------------------------------------------------------------------------
+
+    def create(self, run: Run, jobs: Sequence[Job]) -> None:
+        inverted = f"{10 ** 13 - int(run.created_at.timestamp() * 1000):013d}"
+        with storage_errors():
+            self.table.upsert_entity({"PartitionKey": self.INDEX, "RowKey": f"{inverted}-{run.run_id}",
+                                      "run_id": run.run_id})
+        _transact(self.table, [("upsert", self._run_entity(run))] + [("upsert", self._job_entity(j)) for j in jobs])
+
+    def get(self, run_id: str) -> Run | None:
+        with storage_errors():
+            try:
+                return self._run(self.table.get_entity(_key(run_id), "run"))
+            except ResourceNotFoundError:
+                return None
+
+    def list_runs(self, limit: int = 20) -> list[Run]:
+        with storage_errors():
+            ids = []
+            for e in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.INDEX},
+                                               results_per_page=limit):
+                ids.append(e["run_id"])
+                if len(ids) >= limit:
+                    break
+        return [run for run in (self.get(i) for i in ids) if run is not None]
+
+    def jobs(self, run_id: str) -> list[Job]:
+        with storage_errors():
+            entities = self.table.query_entities("PartitionKey eq @pk and RowKey ge 'job:' and RowKey lt 'job;'",
+                                                 parameters={"pk": _key(run_id)})
+            return sorted((self._job(e) for e in entities), key=lambda j: j.seq)
+
+    def get_job(self, run_id: str, job_id: str) -> Job | None:
+        with storage_errors():
+            try:
+                return self._job(self.table.get_entity(_key(run_id), f"job:{_key(job_id)}"))
+            except ResourceNotFoundError:
+                return None
+
+    def _save(self, entity: dict, etag: str | None) -> str:
+        with storage_errors():
+            try:
+                meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                                match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError) as exc:
+                raise ConcurrencyError(f"{entity['PartitionKey']}/{entity['RowKey']} changed meanwhile") from exc
+        return meta.get("etag")
+
+    def save_job(self, job: Job) -> Job:
+        job.etag = self._save(self._job_entity(job), job.etag)
+        return job
+
+    def save_run(self, run: Run) -> Run:
+        run.etag = self._save(self._run_entity(run), run.etag)
+        return run

@@ -1,0 +1,130 @@
+"""Composition root: builds the services from settings, once per process (Functions workers are
+reused, so clients, token caches and table clients live at module level)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import cached_property
+
+from sync.engine import SyncEngine
+from sync.mappings import Catalog, builtin_mappings
+from sync.ports import Clock, SystemClock
+from sync.runs import JobMessage, Run, RunCoordinator, RunKind, RunReport
+
+from . import businesscentral, dataverse
+from .auth import SignIn
+from .http import ApiClient, VerifyingSession
+from .queue import StorageJobQueue
+from .settings import Settings
+from .storage import CouplingTable, ErrorTable, RunTable, StateTable, TableStorage
+
+
+# A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
+SCHEDULED_RUN_STALE_AFTER = dt.timedelta(hours=2)
+MAX_REPORTED_FAILURES = 200
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+
+    @cached_property
+    def session(self) -> VerifyingSession:
+        return VerifyingSession(self.settings.ca_bundle)
+
+    @cached_property
+    def storage(self) -> TableStorage:
+        self.settings.require("storage_connection")
+        return TableStorage(self.settings.storage_connection, self.settings.table_prefix)
+
+    @cached_property
+    def couplings(self) -> CouplingTable:
+        return CouplingTable(self.storage)
+
+    @cached_property
+    def errors(self) -> ErrorTable:
+        return ErrorTable(self.storage)
+
+    @cached_property
+    def state(self) -> StateTable:
+        return StateTable(self.storage, self.clock)
+
+    @cached_property
+    def runs(self) -> RunTable:
+        return RunTable(self.storage)
+
+    @cached_property
+    def queue(self) -> StorageJobQueue:
+        self.settings.require("storage_connection")
+        return StorageJobQueue(self.settings.storage_connection, self.settings.queue_name)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return Catalog(builtin_mappings())
+
+    @cached_property
+    def sign_in(self) -> SignIn:
+        return SignIn(self.settings, self.session)
+
+    def _api(self, service: str, base_url: str, scope: str, parse_error) -> ApiClient:
+        s = self.settings
+        return ApiClient(service, base_url, self.sign_in.tokens_for(scope), session=self.session,
+                         parse_error=parse_error, timeout=s.http_timeout, max_retries=s.max_retries,
+                         max_retry_wait=s.max_retry_wait)
+
+    @cached_property
+    def dataverse(self) -> dataverse.DataverseClient:
+        self.settings.check_credentials()
+        url = self.settings.dataverse_url.rstrip("/")
+        return dataverse.DataverseClient(self._api("Dataverse", url, f"{url}/.default", dataverse.parse_error))
+
+    @cached_property
+    def business_central(self) -> businesscentral.BusinessCentralClient:
+        self.settings.check_credentials()
+        api = self._api("Business Central", self.settings.bc_url, self.settings.bc_scope, businesscentral.parse_error)
+        return businesscentral.BusinessCentralClient(api, self.settings.bc_company_id)
+
+    @cached_property
+    def engine(self) -> SyncEngine:
+        s = self.settings
+        return SyncEngine(self.catalog, businesscentral.BusinessCentralEndpoint(self.business_central),
+                          dataverse.DataverseEndpoint(self.dataverse), self.couplings, self.errors, self.state,
+                          self.clock, page_size=s.page_size,
+                          watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds))
+
+    @cached_property
+    def coordinator(self) -> RunCoordinator:
+        return RunCoordinator(self.catalog, self.engine, self.runs, self.queue, self.state, self.clock,
+                              lease_seconds=self.settings.job_lease_seconds)
+
+    def handle_message(self, text: str) -> None:
+        """What the queue trigger and the local worker do with one message."""
+        self.coordinator.handle(JobMessage.from_json(text))
+
+    def start_run(self, kind: RunKind, trigger: str, mappings: list[str] | None = None) -> Run:
+        return self.coordinator.start_run(kind, trigger, mappings)
+
+    def start_scheduled_run(self, trigger: str) -> Run | None:
+        """What the timer does; None when the previous scheduled run is still going."""
+        if self.coordinator.active_run(RunKind.SCHEDULED, younger_than=SCHEDULED_RUN_STALE_AFTER):
+            return None
+        return self.start_run(RunKind.SCHEDULED, trigger)
+
+    def report(self, run_id: str | None = None) -> RunReport | None:
+        """A run with its jobs (the latest when no id is given); needs storage only."""
+        if run_id is None:
+            latest = self.runs.list_runs(limit=1)
+            if not latest:
+                return None
+            run_id = latest[0].run_id
+        run = self.runs.get(run_id)
+        if run is None:
+            return None
+        failures = [f for f in self.errors.list_all() if f.job_id.startswith(f"{run_id}/")]
+        return RunReport(run, self.runs.jobs(run_id), failures[:MAX_REPORTED_FAILURES])
+
+
+def build_services(settings: Settings | None = None, clock: Clock | None = None) -> Services:
+    return Services(settings or Settings.load(), clock or SystemClock())

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from bcsync.worker import LocalWorker
+from shared.settings import Settings
+from shared.wiring import build_services
+from sync.runs import RunKind, RunStatus
+
+
+class Env:
+    """bcsync wired to the local stack exactly as in production, plus handles on both simulators."""
+
+    def __init__(self, stack, values: dict):
+        self.stack = stack
+        self.values = values
+        self.settings = Settings.load(environ=values)
+        self.services = build_services(self.settings)
+        self.dv = stack.dataverse
+        self.bc = stack.business_central
+        self.worker = LocalWorker(self.services, poll_seconds=0.05)
+
+    def run(self, kind: RunKind, mappings=None, timeout: float = 120):
+        run = self.services.start_run(kind, trigger="test", mappings=mappings)
+        finished = lambda: self.services.report(run.run_id).run.status is not RunStatus.RUNNING
+        assert self.worker.run_until(finished, timeout=timeout), "the run did not finish in time"
+        return self.services.report(run.run_id)
+
+    def full_sync(self, mappings=None):
+        return self.run(RunKind.FULL, mappings)
+
+    def sync(self, mappings=None):
+        return self.run(RunKind.SCHEDULED, mappings)
+
+    def couplings(self, mapping):
+        return self.services.couplings.list(mapping)
+
+    def errors(self):
+        return self.services.errors.list_all()
+
+
+@pytest.fixture
+def env(stack, isolated):
+    return Env(stack, isolated)
+
+
+def job(report, job_id):
+    return next(j for j in report.jobs if j.job_id == job_id)
