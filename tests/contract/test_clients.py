@@ -1,0 +1,147 @@
+"""Our production clients against the simulators over real HTTPS, with the real MSAL."""
+
+from __future__ import annotations
+
+import certifi
+import pytest
+
+from shared.settings import Settings
+from shared.wiring import build_services
+from sync.errors import AlreadyExistsError, AuthenticationError, ConcurrencyError, ServiceUnavailableError, ThrottledError
+from sync.model import OptionSet
+from sync.ports import NewRow, RowChange
+from sync.tables import BC_CUSTOMER, BC_SALESPERSON, CRM_ACCOUNT, CRM_SYSTEMUSER
+
+
+@pytest.fixture
+def services(isolated, monkeypatch):
+    # this machine points REQUESTS_CA_BUNDLE at the system store; our CA setting must still win
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    services = build_services(Settings.load(environ=isolated))
+    services.dataverse.api.sleep = services.business_central.api.sleep = lambda s: None
+    return services
+
+
+@pytest.fixture
+def dv(services):
+    from shared.dataverse import DataverseEndpoint
+    return DataverseEndpoint(services.dataverse)
+
+
+@pytest.fixture
+def bc(services):
+    from shared.businesscentral import BusinessCentralEndpoint
+    return BusinessCentralEndpoint(services.business_central)
+
+
+def test_dataverse_reads_page_by_page_oldest_first_with_lookups_as_ids(dv, stack):
+    owner = stack.ids.user_systemuser_id
+    ids = stack.dataverse.seed("account", [{"name": f"Account {i}", "customertypecode": 3, "ownerid": owner}
+                                           for i in range(5)])
+    pages = list(dv.read_changed(CRM_ACCOUNT, ["name", "ownerid"], since=None, where="customertypecode eq 3",
+                                 page_size=2))
+    assert [len(p) for p in pages] == [2, 2, 1]
+    records = [r for p in pages for r in p]
+    assert sorted(r.id for r in records) == sorted(ids)
+    assert all(r.values["ownerid"] == owner and r.etag.startswith('W/"') for r in records)
+    assert records == sorted(records, key=lambda r: (r.modified_on, r.id))   # oldest first, then by id
+    found = dv.read_ids(CRM_ACCOUNT, ["name"], [ids[3], ids[1], "00000000-0000-0000-0000-000000000001"])
+    assert sorted(r.id for r in found) == sorted([ids[1], ids[3]])
+    matched = dv.read_matching(CRM_ACCOUNT, ["name"], "name", ["account 2", "Account 4"])  # case-insensitive
+    assert sorted(r.values["name"] for r in matched) == ["Account 2", "Account 4"]
+
+
+def test_dataverse_insert_with_our_id_is_idempotent_and_stale_updates_are_refused(dv, stack):
+    proposed = "6d3f4b1e-1111-4222-8333-944455556666"
+    [first] = dv.insert(CRM_ACCOUNT, [NewRow({"name": "Adatum", "ownerid": stack.ids.user_systemuser_id}, proposed)],
+                        ["name", "ownerid"])
+    assert first.record.id == proposed and first.record.values["ownerid"] == stack.ids.user_systemuser_id
+    [again] = dv.insert(CRM_ACCOUNT, [NewRow({"name": "Adatum"}, proposed)], ["name"])
+    assert isinstance(again.error, AlreadyExistsError)
+    [ok] = dv.update(CRM_ACCOUNT, [RowChange(proposed, first.record.etag, {"telephone1": "1"})], ["telephone1"])
+    assert ok.record.values["telephone1"] == "1" and ok.record.etag != first.record.etag
+    [stale] = dv.update(CRM_ACCOUNT, [RowChange(proposed, first.record.etag, {"telephone1": "2"})], ["telephone1"])
+    assert isinstance(stale.error, ConcurrencyError)
+    assert stack.dataverse.get("account", proposed)["telephone1"] == "1"
+    assert stack.dataverse.get("account", proposed)["modifiedby"] == stack.ids.integration_user_id
+
+
+def test_dataverse_whoami_and_option_labels(dv, stack):
+    assert dv.integration_user_id() == stack.ids.integration_user_id
+    labels = dv.option_labels(OptionSet(CRM_ACCOUNT, "paymenttermscode"))
+    assert labels[1] == "Net 30" and labels[4] == "Net 60"
+
+
+def test_business_central_reads_writes_and_escapes_enums(bc, stack):
+    stack.business_central.seed("customers", [{"number": "10000", "displayName": "Blocked", "blocked": "All"},
+                                              {"number": "20000", "displayName": "Open"}])
+    [page] = list(bc.read_changed(BC_CUSTOMER, ["number", "displayName", "blocked"], since=None,
+                                  where="blocked eq '_x0020_'"))
+    assert [(r.values["number"], r.values["blocked"]) for r in page] == [("20000", " ")]
+    [created] = bc.insert(BC_CUSTOMER, [NewRow({"displayName": "New Co", "blocked": " "})], ["number", "displayName"])
+    assert created.record.values["number"]  # numbered by the company's number series
+    [stale_base] = bc.read_ids(BC_CUSTOMER, ["displayName"], [created.record.id])
+    bc.update(BC_CUSTOMER, [RowChange(created.record.id, stale_base.etag, {"city": "Oslo"})], ["city"])
+    [stale] = bc.update(BC_CUSTOMER, [RowChange(created.record.id, stale_base.etag, {"city": "Bergen"})], ["city"])
+    assert isinstance(stale.error, ConcurrencyError)
+    [bad] = bc.insert(BC_CUSTOMER, [NewRow({"displayName": "X" * 101})], ["number"])
+    assert bad.error is not None and not bad.error.transient and "100" in bad.error.message
+
+
+def test_business_central_number_series_helper(bc, stack):
+    stack.business_central.seed("salespeoplePurchasers", [{"code": "SP NO. 00003", "displayName": "a"},
+                                                          {"code": "SP NO. 00011", "displayName": "b"},
+                                                          {"code": "ZZ", "displayName": "c"}])
+    assert bc.last_key(BC_SALESPERSON, "code", "SP NO. ") == "SP NO. 00011"
+
+
+def test_throttling_is_retried_after_retry_after_and_counted(services, dv, stack):
+    waits = []
+    services.dataverse.api.sleep = waits.append
+    stack.dataverse.faults.fail(429, times=2, retry_after=3, path_contains="/accounts")
+    assert list(dv.read_changed(CRM_ACCOUNT, ["name"], since=None)) in ([], [[]])
+    assert waits == [3.0, 3.0]
+
+
+def test_a_long_retry_after_is_handed_back_to_the_job_instead_of_sleeping(services, dv, stack):
+    stack.dataverse.faults.fail(429, times=1, retry_after=600, path_contains="/accounts")
+    with pytest.raises(ThrottledError) as caught:
+        list(dv.read_changed(CRM_ACCOUNT, ["name"], since=None))
+    assert caught.value.retry_after == 600
+
+
+def test_a_create_is_never_blindly_repeated_but_a_read_is(services, bc, stack):
+    stack.business_central.faults.fail(500, times=1, methods=("POST",))
+    with pytest.raises(ServiceUnavailableError):
+        bc.insert(BC_CUSTOMER, [NewRow({"displayName": "Once"})], ["number"])
+    assert stack.business_central.rows("customers") == []   # (the simulator failed before creating)
+    posts = [r for r in stack.business_central.faults.requests if r[0] == "POST"]
+    assert len(posts) == 1
+    stack.business_central.faults.fail(500, times=2, methods=("GET",))
+    assert bc.read_ids(BC_CUSTOMER, ["number"], ["00000000-0000-0000-0000-000000000009"]) == []
+    stack.business_central.faults.fail(503, times=1, retry_after=1, methods=("POST",))
+    [created] = bc.insert(BC_CUSTOMER, [NewRow({"displayName": "After 503"})], ["number"])
+    assert created.record is not None  # a 503 means not processed: safe to send again
+
+
+def test_tokens_are_cached_and_a_wrong_secret_is_an_authentication_error(isolated, stack):
+    services = build_services(Settings.load(environ=isolated))
+    before = stack.issuer.issued
+    services.dataverse.whoami()
+    services.dataverse.whoami()
+    services.business_central.companies()
+    assert stack.issuer.issued - before == 2  # one token per resource, then MSAL's cache
+    wrong = build_services(Settings.load(environ={**isolated, "BCSYNC_CLIENT_SECRET": "wrong"}))
+    with pytest.raises(AuthenticationError, match="AADSTS7000215"):
+        wrong.dataverse.whoami()
+
+
+def test_an_app_without_a_dataverse_application_user_is_refused(isolated, stack):
+    from simulators.token import Client
+    stack.issuer.add_client(Client("11111111-2222-3333-4444-555555555555", secret="s"))
+    stranger = build_services(Settings.load(environ={**isolated, "BCSYNC_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+                                                     "BCSYNC_CLIENT_SECRET": "s"}))
+    with pytest.raises(AuthenticationError, match="0x80072560|not a member"):
+        stranger.dataverse.whoami()
+    with pytest.raises(AuthenticationError):
+        stranger.business_central.companies()
