@@ -1,0 +1,288 @@
+"""What the simulated Business Central contains: tables, API v2.0 entity sets, published pages.
+
+To add an entity set: define (or reuse) its `Table`, then a `View` listing its properties in the
+order the API page declares them, and register both in `build_catalog`. Field names, lengths and
+validation messages follow the standard APIV2 pages (microsoft/ALAppExtensions, Apps/W1/APIV2) and
+the BaseApp tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors
+from .model import Column, NumberSeries, Table, email_check
+from .views import Computed, CurrencyCode, Field, PageView, RelatedId, Session, SystemField, View
+
+API_V2 = "v2.0"
+SYSTEM_VERSION = "25.0.23364.24543"
+
+
+@dataclass
+class Catalog:
+    tables: dict[str, Table] = field(default_factory=dict)
+    apis: dict[str, dict[str, View]] = field(default_factory=dict)  # "v2.0" -> entity set -> view
+    pages: dict[str, PageView] = field(default_factory=dict)  # service name -> page
+
+    def add_table(self, table: Table) -> Table:
+        self.tables[table.name] = table
+        return table
+
+    def add_api(self, view: View, api: str = API_V2) -> View:
+        self.apis.setdefault(api, {})[view.name] = view
+        return view
+
+    def add_page(self, view: PageView) -> PageView:
+        self.pages[view.name] = view
+        return view
+
+    def view(self, name: str) -> View:
+        """An API v2.0 entity set or a page service by name (the in-process API accepts both)."""
+        found = self.apis.get(API_V2, {}).get(name) or self.pages.get(name)
+        if found is None:
+            raise KeyError(f"unknown entity set or page service {name!r}")
+        return found
+
+
+class NonBlank(Field):
+    """A property whose OnValidate refuses a blank value (customers.displayName)."""
+
+    def __init__(self, name: str, column: str, message: str):
+        super().__init__(name, column)
+        self.message = message
+
+    def set(self, session: Session, view: View, record: dict, value: Any) -> None:
+        super().set(session, view, record, value)
+        if record[self.column_name] == "":
+            raise errors.dialog(self.message)
+
+
+def _api_system_fields() -> list[Field]:
+    """Present on every row; not published by most API pages (the in-process API shows them)."""
+    return [
+        SystemField("systemCreatedAt", "SystemCreatedAt", "datetime", exposed=False),
+        SystemField("systemCreatedBy", "SystemCreatedBy", "guid", exposed=False),
+        SystemField("systemModifiedBy", "SystemModifiedBy", "guid", exposed=False),
+    ]
+
+
+def _id() -> Field:
+    return SystemField("id", "SystemId", "guid", caption="Id")
+
+
+def _last_modified() -> Field:
+    return SystemField("lastModifiedDateTime", "SystemModifiedAt", "datetime", caption="Last Modified Date")
+
+
+def code_table(number: int, name: str, code_length: int, description: str, description_length: int,
+               *extra: Column) -> Table:
+    return Table(number, name, [Column("Code", "code", code_length), Column(description, "text", description_length),
+                                *extra], key=("Code",))
+
+
+def build_catalog() -> Catalog:
+    cat = Catalog()
+
+    # -- tables ---------------------------------------------------------------------------------------
+    company = cat.add_table(Table(2000000006, "Company", [
+        Column("Name", "text", 30),
+        Column("Display Name", "text", 250),
+        Column("Business Profile Id", "text", 250),
+    ], key=("Name",), company_scoped=False))
+
+    salesperson = cat.add_table(Table(13, "Salesperson/Purchaser", [
+        Column("Code", "code", 20),
+        Column("Name", "text", 50),
+        Column("E-Mail", "text", 80, check=email_check),
+        Column("E-Mail 2", "text", 80, check=email_check),
+        Column("Phone No.", "text", 30),
+        Column("Job Title", "text", 30),
+        Column("Commission %", "decimal"),
+        Column("Privacy Blocked", "bool"),
+        Column("Blocked", "bool"),
+    ], key=("Code",)))
+
+    country = cat.add_table(code_table(9, "Country/Region", 10, "Name", 50))
+    currency = cat.add_table(code_table(4, "Currency", 10, "Description", 30,
+                                        Column("Symbol", "text", 10),
+                                        Column("Amount Decimal Places", "text", 5, init="2:2"),
+                                        Column("Invoice Rounding Precision", "decimal", init=0.01)))
+    payment_terms = cat.add_table(code_table(3, "Payment Terms", 10, "Description", 100,
+                                             Column("Due Date Calculation", "dateformula", 32),
+                                             Column("Discount Date Calculation", "dateformula", 32),
+                                             Column("Discount %", "decimal"),
+                                             Column("Calc. Pmt. Disc. on Cr. Memos", "bool")))
+    shipment_method = cat.add_table(code_table(10, "Shipment Method", 10, "Description", 100))
+    payment_method = cat.add_table(code_table(289, "Payment Method", 10, "Description", 100))
+    tax_area = cat.add_table(code_table(318, "Tax Area", 20, "Description", 100))
+    shipping_agent = cat.add_table(code_table(291, "Shipping Agent", 10, "Name", 50,
+                                              Column("Internet Address", "text", 250)))
+
+    customer = cat.add_table(Table(18, "Customer", [
+        Column("No.", "code", 20),
+        Column("Name", "text", 100),
+        Column("Contact Type", "option", options=("Company", "Person")),
+        Column("Address", "text", 100),
+        Column("Address 2", "text", 50),
+        Column("City", "text", 30),
+        Column("County", "text", 30),
+        Column("Country/Region Code", "code", 10, relation="Country/Region"),
+        Column("Post Code", "code", 20),
+        Column("Phone No.", "text", 30),
+        Column("E-Mail", "text", 80, check=email_check),
+        Column("Home Page", "text", 80),
+        Column("Salesperson Code", "code", 20, relation="Salesperson/Purchaser"),
+        Column("Balance Due", "decimal"),
+        Column("Credit Limit (LCY)", "decimal"),
+        Column("Tax Liable", "bool"),
+        Column("Tax Area Code", "code", 20, relation="Tax Area"),
+        Column("VAT Registration No.", "text", 20),
+        Column("Currency Code", "code", 10, relation="Currency"),
+        Column("Payment Terms Code", "code", 10, relation="Payment Terms"),
+        Column("Shipment Method Code", "code", 10, relation="Shipment Method"),
+        Column("Payment Method Code", "code", 10, relation="Payment Method"),
+        Column("Blocked", "option", options=(" ", "Ship", "Invoice", "All")),
+        Column("Shipping Agent Code", "code", 10, relation="Shipping Agent"),
+    ], key=("No.",), series=NumberSeries("C00010", 10)))
+
+    # -- API v2.0 entity sets -----------------------------------------------------------------------------
+    cat.add_api(View("companies", company, [
+        _id(),
+        Computed("systemVersion", "text", lambda s, r: SYSTEM_VERSION),
+        Computed("timestamp", "bigint", lambda s, r: r["$version"]),
+        Field("name", "Name"),
+        Field("displayName", "Display Name"),
+        Field("businessProfileId", "Business Profile Id"),
+        SystemField("systemCreatedAt", "SystemCreatedAt", "datetime"),
+        SystemField("systemCreatedBy", "SystemCreatedBy", "guid"),
+        SystemField("systemModifiedAt", "SystemModifiedAt", "datetime"),
+        SystemField("systemModifiedBy", "SystemModifiedBy", "guid"),
+    ], entity_name="company", insertable=False, modifiable=False, deletable=False))
+
+    cat.add_api(View("salespeoplePurchasers", salesperson, [
+        _id(),
+        Field("code", "Code"),
+        Field("displayName", "Name"),
+        Field("email", "E-Mail"),
+        Field("email2", "E-Mail 2"),
+        Field("phoneNo", "Phone No."),
+        Field("jobTitle", "Job Title"),
+        Field("commisionPercent", "Commission %"),
+        Field("privacyBlocked", "Privacy Blocked"),
+        Field("blocked", "Blocked"),
+        _last_modified(),
+        *_api_system_fields(),
+    ], entity_name="salespersonPurchaser"))
+
+    def customer_needs_name(session: Session, record: dict, values: dict) -> None:
+        if record["Name"] == "":
+            raise errors.dialog('A "displayName" must be provided.')
+
+    def tax_area_display_name(session: Session, record: dict) -> str:
+        code = record["Tax Area Code"]
+        if not code:
+            return ""
+        area = session.find("Tax Area", (code,))
+        return (area["Description"] or code) if area else code
+
+    cat.add_api(View("customers", customer, [
+        _id(),
+        Field("number", "No."),
+        NonBlank("displayName", "Name", 'The blank "displayName" is not allowed.'),
+        Field("type", "Contact Type"),
+        Field("addressLine1", "Address"),
+        Field("addressLine2", "Address 2"),
+        Field("city", "City"),
+        Field("state", "County"),
+        Field("country", "Country/Region Code"),
+        Field("postalCode", "Post Code"),
+        Field("phoneNumber", "Phone No."),
+        Field("email", "E-Mail"),
+        Field("website", "Home Page"),
+        Field("salespersonCode", "Salesperson Code"),
+        Field("balanceDue", "Balance Due", read_only=True),
+        Field("creditLimit", "Credit Limit (LCY)"),
+        Field("taxLiable", "Tax Liable"),
+        RelatedId("taxAreaId", "Tax Area Code", "Tax Area", "Tax Area"),
+        Computed("taxAreaDisplayName", "text", tax_area_display_name),
+        Field("taxRegistrationNumber", "VAT Registration No."),
+        RelatedId("currencyId", "Currency Code", "Currency", "Currency"),
+        CurrencyCode("currencyCode", "Currency Code", "currencyId"),
+        RelatedId("paymentTermsId", "Payment Terms Code", "Payment Terms", "Payment Terms"),
+        RelatedId("shipmentMethodId", "Shipment Method Code", "Shipment Method", "Shipment Method"),
+        RelatedId("paymentMethodId", "Payment Method Code", "Payment Method", "Payment Method"),
+        Field("blocked", "Blocked"),
+        _last_modified(),
+        Field("shippingAgentCode", "Shipping Agent Code", exposed=False),
+        *_api_system_fields(),
+    ], entity_name="customer", before_insert=customer_needs_name))
+
+    cat.add_api(View("paymentTerms", payment_terms, [
+        _id(),
+        Field("code", "Code"),
+        Field("displayName", "Description"),
+        Field("dueDateCalculation", "Due Date Calculation"),
+        Field("discountDateCalculation", "Discount Date Calculation"),
+        Field("discountPercent", "Discount %"),
+        Field("calculateDiscountOnCreditMemos", "Calc. Pmt. Disc. on Cr. Memos"),
+        _last_modified(),
+        *_api_system_fields(),
+    ], entity_name="paymentTerm"))
+
+    cat.add_api(View("shipmentMethods", shipment_method, [
+        _id(), Field("code", "Code"), Field("displayName", "Description"), _last_modified(), *_api_system_fields(),
+    ], entity_name="shipmentMethod"))
+
+    cat.add_api(View("currencies", currency, [
+        _id(),
+        Field("code", "Code"),
+        Field("displayName", "Description"),
+        Field("symbol", "Symbol"),
+        Field("amountDecimalPlaces", "Amount Decimal Places"),
+        Field("amountRoundingPrecision", "Invoice Rounding Precision"),
+        _last_modified(),
+        *_api_system_fields(),
+    ], entity_name="currency"))
+
+    cat.add_api(View("paymentMethods", payment_method, [
+        _id(), Field("code", "Code"), Field("displayName", "Description"), _last_modified(), *_api_system_fields(),
+    ], entity_name="paymentMethod"))
+
+    cat.add_api(View("taxAreas", tax_area, [
+        _id(), Field("code", "Code"), Field("displayName", "Description"),
+        Computed("taxType", "option", lambda s, r: "Sales Tax", options=("Sales Tax", "VAT")), _last_modified(), *_api_system_fields(),
+    ], entity_name="taxArea"))
+
+    cat.add_api(View("countriesRegions", country, [
+        _id(), Field("code", "Code"), Field("displayName", "Name"), _last_modified(), *_api_system_fields(),
+    ], entity_name="countryRegion"))
+
+    # -- OData v4 page web services -----------------------------------------------------------------------
+    cat.add_page(PageView("CustomerCard", customer, [
+        Field("No", "No."),
+        Field("Name", "Name"),
+        Field("Shipping_Agent_Code", "Shipping Agent Code"),
+        Field("Salesperson_Code", "Salesperson Code"),
+        SystemField("SystemId", "SystemId", "guid"),
+        SystemField("SystemModifiedAt", "SystemModifiedAt", "datetime"),
+    ]))
+    cat.add_page(PageView("ShippingAgents", shipping_agent, [
+        Field("Code", "Code"),
+        Field("Name", "Name"),
+        Field("Internet_Address", "Internet Address"),
+        SystemField("SystemId", "SystemId", "guid"),
+        SystemField("SystemModifiedAt", "SystemModifiedAt", "datetime"),
+    ]))
+    return cat
+
+
+# Country/Region codes every company starts with (the demo company ships a list like this one).
+DEFAULT_COUNTRIES = [
+    ("AT", "Austria"), ("AU", "Australia"), ("BE", "Belgium"), ("BR", "Brazil"), ("CA", "Canada"),
+    ("CH", "Switzerland"), ("CN", "China"), ("CZ", "Czech Republic"), ("DE", "Germany"), ("DK", "Denmark"),
+    ("ES", "Spain"), ("FI", "Finland"), ("FR", "France"), ("GB", "Great Britain"), ("IE", "Ireland"),
+    ("IN", "India"), ("IS", "Iceland"), ("IT", "Italy"), ("JP", "Japan"), ("MX", "Mexico"),
+    ("NL", "Netherlands"), ("NO", "Norway"), ("NZ", "New Zealand"), ("PL", "Poland"), ("PT", "Portugal"),
+    ("SE", "Sweden"), ("SG", "Singapore"), ("US", "USA"), ("ZA", "South Africa"),
+]

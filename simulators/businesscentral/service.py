@@ -1,0 +1,441 @@
+"""The wire protocol: routing, authentication, CRUD with etags, paging, JSON `$batch`, `$metadata`.
+
+Everything below the tenant/environment prefix (`/v2.0/{tenant}/{environment}`) is handled by
+`Service.handle`, which works on a `Call` (method, decoded path segments, query, headers, body) so
+that the inner requests of a `$batch` go through exactly the same code as top-level requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from xml.sax.saxutils import quoteattr
+
+from werkzeug.datastructures import Headers
+
+from . import errors
+from .model import escape_enum, is_guid
+from .query import parse_options, run_query
+from .views import PageView, Session, View
+
+if TYPE_CHECKING:
+    from .simulator import BusinessCentralSimulator
+
+log = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
+BATCH_LIMIT = 100
+
+_SEGMENT = re.compile(r"^(?P<name>[^()]+)(?:\((?P<key>.*)\))?$", re.S)
+
+
+@dataclass
+class Call:
+    """One request below `/v2.0/{tenant}/{environment}`."""
+
+    method: str
+    segments: list[str]  # decoded path segments, e.g. ["api", "v2.0", "companies(<id>)", "customers"]
+    args: dict[str, str]
+    headers: Headers
+    body: bytes
+    base: str  # "https://host:port/v2.0/<tenant>/<environment>" as the client addressed it
+    user: str  # the BC user (SystemId) that SystemModifiedBy records
+    in_batch: bool = False
+
+    def json(self) -> dict:
+        try:
+            value = json.loads(self.body.decode("utf-8")) if self.body and self.body.strip() else None
+        except (ValueError, UnicodeDecodeError):
+            raise errors.invalid_body() from None
+        if not isinstance(value, dict):
+            raise errors.invalid_body()
+        return value
+
+    @property
+    def path(self) -> str:
+        return "/".join(quote(s, safe="$'(),=@:!*+;") for s in self.segments)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None  # dict -> JSON, str -> as is
+    headers: dict = field(default_factory=dict)
+    content_type: str = JSON_TYPE
+
+
+def parse_segment(segment: str) -> tuple[str, str | None]:
+    match = _SEGMENT.match(segment)
+    if not match:
+        raise errors.resource_not_found(segment)
+    return match.group("name"), match.group("key")
+
+
+def parse_key(text: str) -> tuple:
+    """`'C00010'` -> ("C00010",); `No='A',Type='B'` -> ("A", "B"); a bare GUID or number as is."""
+    values, position = [], 0
+    while position < len(text):
+        match = re.match(r"\s*(?:[A-Za-z_][\w]*\s*=\s*)?", text[position:])
+        position += match.end()
+        if position < len(text) and text[position] == "'":
+            end, chars = position + 1, []
+            while end < len(text):
+                if text[end] == "'":
+                    if end + 1 < len(text) and text[end + 1] == "'":
+                        chars.append("'")
+                        end += 2
+                        continue
+                    break
+                chars.append(text[end])
+                end += 1
+            values.append("".join(chars))
+            position = end + 1
+        else:
+            end = text.find(",", position)
+            end = len(text) if end < 0 else end
+            values.append(text[position:end].strip())
+            position = end
+        position += len(re.match(r"\s*,?", text[position:]).group(0))
+    return tuple(values)
+
+
+def _quote_name(name: str) -> str:
+    return quote("'" + name.replace("'", "''") + "'", safe="'")
+
+
+class Service:
+    def __init__(self, sim: "BusinessCentralSimulator"):
+        self.sim = sim
+
+    # -- entry ------------------------------------------------------------------------------------------
+
+    def handle(self, call: Call) -> Reply:
+        try:
+            return self._route(call)
+        except errors.BCError as exc:
+            return Reply(exc.status, exc.body(), exc.headers)
+        except Exception:  # a simulator bug must still look like a BC failure to the client
+            log.exception("Business Central simulator failed on %s %s", call.method, call.path)
+            return Reply(500, errors.BCError(500, "Internal_ServerError", "An unexpected error occurred.").body())
+
+    def _route(self, call: Call) -> Reply:
+        segments = call.segments
+        if segments and segments[-1] == "" and len(segments) > 1:
+            segments = segments[:-1]
+        if not segments:
+            raise errors.no_route(f"{call.base}/{call.path}")
+        head = segments[0]
+        if head == "api":
+            rest = segments[1:]
+            for api, views in self.sim.catalog.apis.items():
+                parts = api.split("/")
+                if rest[: len(parts)] == parts:
+                    return self._api(call, api, views, rest[len(parts):])
+            raise errors.no_route(f"{call.base}/{call.path}")
+        if head.lower() == "odatav4":
+            return self._odata_v4(call, segments[1:])
+        raise errors.no_route(f"{call.base}/{call.path}")
+
+    # -- API (api/v2.0/...) -------------------------------------------------------------------------------
+
+    def _api(self, call: Call, api: str, views: dict[str, View], rest: list[str]) -> Reply:
+        root = f"{call.base}/api/{api}"
+        if not rest:
+            return Reply(200, {"@odata.context": f"{root}/$metadata",
+                               "value": [{"name": name, "kind": "EntitySet", "url": name} for name in views]})
+        if rest == ["$metadata"]:
+            return Reply(200, self.metadata(views.values(), "Microsoft.NAV"), content_type="application/xml")
+        if rest == ["$batch"]:
+            if call.method != "POST":
+                raise errors.method_not_allowed(call.method, "$batch", "Batch")
+            if call.in_batch:
+                raise errors.bad_request("A batch request cannot contain another batch request.")
+            return self._batch(call, api)
+
+        name, key = parse_segment(rest[0])
+        company = None
+        context_prefix = ""
+        if name == "companies" and "companies" in views:
+            if key is not None and len(rest) > 1:
+                company = self._company_by_id(key)
+                context_prefix = f"companies({company.id})/"
+                rest = rest[1:]
+                name, key = parse_segment(rest[0])
+            else:
+                return self._entity_request(call, views["companies"], key, rest[1:], Session(
+                    self.sim.store, self.sim.catalog, None, call.user), f"{root}/$metadata#", f"{root}/")
+        view = views.get(name)
+        if view is None:
+            raise errors.resource_not_found(name)
+        if view.company_scoped and company is None:
+            company = self._company_from_query(call)
+        session = Session(self.sim.store, self.sim.catalog, company if view.company_scoped else None, call.user)
+        return self._entity_request(call, view, key, rest[1:], session, f"{root}/$metadata#{context_prefix}",
+                                    f"{root}/{context_prefix}")
+
+    def _company_by_id(self, key: str):
+        text = key.strip("'{}").lower()
+        company = self.sim.store.companies.get(text)
+        if company is None:
+            raise errors.company_not_found(key)
+        return company
+
+    def _company_from_query(self, call: Call):
+        wanted = call.args.get("company") or call.headers.get("Company")
+        if not wanted:
+            raise errors.BCError(400, "Internal_CompanyNotFound", "The default company cannot be found.")
+        for company in self.sim.store.companies.values():
+            if company.id == wanted.strip("{}").lower() or company.name == wanted:
+                return company
+        raise errors.company_not_found(wanted)
+
+    # -- OData v4 page web services (ODataV4/...) ----------------------------------------------------------
+
+    def _odata_v4(self, call: Call, rest: list[str]) -> Reply:
+        root = f"{call.base}/ODataV4"
+        pages = self.sim.catalog.pages
+        if not rest:
+            return Reply(200, {"@odata.context": f"{root}/$metadata",
+                               "value": [{"name": name, "kind": "EntitySet", "url": name} for name in pages]})
+        if rest == ["$metadata"]:
+            return Reply(200, self.metadata(pages.values(), "NAV"), content_type="application/xml")
+        name, key = parse_segment(rest[0])
+        if name == "Company" and key is not None:
+            wanted = parse_key(key)[0] if key.strip() else ""
+            company = next((c for c in self.sim.store.companies.values() if c.name == wanted), None)
+            if company is None:
+                raise errors.company_not_found(wanted)
+            rest = rest[1:]
+            if not rest:
+                raise errors.resource_not_found("Company")
+            name, key = parse_segment(rest[0])
+        else:
+            company = self._company_from_query(call)
+        view = pages.get(name)
+        if view is None:
+            raise errors.resource_not_found(name)
+        prefix = f"Company({_quote_name(company.name)})/"
+        session = Session(self.sim.store, self.sim.catalog, company, call.user)
+        return self._entity_request(call, view, key, rest[1:], session, f"{root}/$metadata#{prefix}", f"{root}/{prefix}")
+
+    # -- entity sets and entities ----------------------------------------------------------------------
+
+    def _entity_request(self, call: Call, view: View, key: str | None, rest: list[str], session: Session,
+                        context: str, location: str) -> Reply:
+        method = call.method
+        with self.sim.store.lock:
+            if key is None:
+                if rest == ["$count"] and method == "GET":
+                    options = parse_options(view, {"$filter": call.args.get("$filter")})
+                    page = run_query(session, view, options, 1, self.sim.query_cache)
+                    return Reply(200, str(page.count), content_type="text/plain")
+                if rest:
+                    raise errors.resource_not_found(parse_segment(rest[0])[0])
+                if method == "GET":
+                    return self._list(call, view, session, context)
+                if method == "POST":
+                    if not view.insertable:
+                        raise errors.method_not_allowed("POST", view.name, "EntitySet")
+                    record = view.insert(session, call.json())
+                    return self._entity_reply(201, view, session, record, context, location)
+                raise errors.method_not_allowed(method, view.name, "EntitySet")
+
+            if view.kind != "page" and not is_guid(key.strip("'{}")):
+                raise errors.query_syntax(f"The key value '({key})' is not a valid GUID.")
+            record = view.find_by_key(session, parse_key(key) if view.kind == "page" else key.strip("'"))
+            if rest:
+                raise errors.resource_not_found(parse_segment(rest[0])[0])
+            if record is None:
+                raise view.not_found(parse_key(key) if view.kind == "page" else key)
+            if method == "GET":
+                select = parse_options(view, {"$select": call.args.get("$select")}).select
+                return self._entity_reply(200, view, session, record, context, location, select=select)
+            if method == "PATCH":
+                if not view.modifiable:
+                    raise errors.method_not_allowed("PATCH", view.name, "Entity")
+                self._check_if_match(call, view, record)
+                record = view.modify(session, record, call.json())
+                return self._entity_reply(200, view, session, record, context, location)
+            if method == "DELETE":
+                if not view.deletable:
+                    raise errors.method_not_allowed("DELETE", view.name, "Entity")
+                self._check_if_match(call, view, record)
+                view.delete(session, record)
+                return Reply(204, None, content_type="")
+            raise errors.method_not_allowed(method, view.name, "Entity")
+
+    def _entity_url(self, view: View, session: Session, record: dict, location: str) -> str:
+        if isinstance(view, PageView):
+            return f"{location}{view.name}{view.key_segment(session, record)}"
+        return f"{location}{view.name}({record['SystemId']})"
+
+    def _entity_reply(self, status: int, view: View, session: Session, record: dict, context: str, location: str,
+                      select: list[str] | None = None) -> Reply:
+        selected = f"({','.join(select)})" if select else ""
+        body = {"@odata.context": f"{context}{view.name}{selected}/$entity"}
+        body.update(view.wire(session, record, select))
+        headers = {"ETag": view.etag(record)}
+        if status == 201:
+            headers["Location"] = self._entity_url(view, session, record, location)
+        return Reply(status, body, headers)
+
+    def _list(self, call: Call, view: View, session: Session, context: str) -> Reply:
+        options = parse_options(view, call.args)
+        page_size, applied = self._page_size(call)
+        page = run_query(session, view, options, page_size, self.sim.query_cache)
+        selected = f"({','.join(options.select)})" if options.select else ""
+        body: dict = {"@odata.context": f"{context}{view.name}{selected}"}
+        if options.count:
+            body["@odata.count"] = page.count
+        body["value"] = [view.wire(session, record, options.select) for record in page.records]
+        if page.next_token:
+            body["@odata.nextLink"] = self._next_link(call, page.next_token, page.next_top)
+        headers = {"Preference-Applied": f"odata.maxpagesize={applied}"} if applied else {}
+        return Reply(200, body, headers)
+
+    def _page_size(self, call: Call) -> tuple[int, int | None]:
+        limit = self.sim.max_page_size
+        prefer = call.headers.get("Prefer") or ""
+        for part in prefer.split(","):
+            name, _, value = part.strip().partition("=")
+            if name.strip().lower() == "odata.maxpagesize":
+                try:
+                    wanted = int(value.strip().strip('"'))
+                except ValueError:
+                    continue
+                if wanted > 0:
+                    applied = min(wanted, limit)
+                    return applied, applied
+        return limit, None
+
+    def _next_link(self, call: Call, token: str, top: int | None) -> str:
+        params = [(k, v) for k, v in call.args.items() if k not in ("$skip", "$skiptoken", "$top")]
+        if top is not None:
+            params.append(("$top", str(top)))
+        params.append(("$skiptoken", token))
+        query = "&".join(f"{quote(k, safe='$')}={quote(v, safe=chr(39) + '$(),:*-_.')}" for k, v in params)
+        return f"{call.base}/{call.path}?{query}"
+
+    def _check_if_match(self, call: Call, view: View, record: dict) -> None:
+        header = (call.headers.get("If-Match") or "").strip()
+        if not header:
+            raise errors.missing_concurrency_token()
+        if header == "*":
+            return
+        current = view.etag(record)
+        candidates = [part.strip() for part in header.split(",") if part.strip()]
+        bare = current[2:] if current.startswith("W/") else current
+        if any(tag in (current, bare) for tag in candidates):
+            return
+        for tag in candidates:
+            text = tag[2:] if tag.startswith("W/") else tag
+            try:
+                decoded = base64.b64decode(text.strip('"'), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                continue
+            if decoded.startswith("'") and decoded.endswith("'"):
+                raise errors.entity_changed()
+        raise errors.missing_concurrency_token()
+
+    # -- $batch ------------------------------------------------------------------------------------------
+
+    def _batch(self, call: Call, api: str) -> Reply:
+        body = call.json()
+        requests = body.get("requests")
+        if not isinstance(requests, list) or any(not isinstance(item, dict) for item in requests):
+            raise errors.invalid_body()
+        if len(requests) > BATCH_LIMIT:
+            raise errors.bad_request(f"The batch request contains {len(requests)} operations, but the maximum "
+                                     f"allowed is {BATCH_LIMIT}.")
+        snapshot = (call.headers.get("Isolation") or "").strip().lower() == "snapshot"
+        store = self.sim.store
+        with store.lock:
+            if snapshot:
+                store.begin()
+            try:
+                responses = [self._inner(call, api, item) for item in requests]
+            except BaseException:
+                if snapshot:
+                    store.rollback()
+                raise
+            if snapshot:
+                if any(r["status"] >= 400 for r in responses):
+                    store.rollback()
+                else:
+                    store.commit()
+        return Reply(200, {"responses": responses})
+
+    def _inner(self, outer: Call, api: str, item: dict) -> dict:
+        request_id = str(item.get("id", ""))
+        method = str(item.get("method", "GET")).upper()
+        url = str(item.get("url", ""))
+        headers = Headers()
+        if outer.headers.get("Company"):
+            headers["Company"] = outer.headers["Company"]
+        for name, value in (item.get("headers") or {}).items():
+            headers[name] = str(value)
+        raw_body = item.get("body")
+        body = json.dumps(raw_body).encode() if raw_body is not None else b""
+        parts = urlsplit(url)
+        path = parts.path
+        base_path = urlsplit(outer.base).path
+        if parts.scheme or path.startswith("/"):
+            if not path.startswith(base_path + "/"):
+                return self._inner_reply(request_id, Reply(404, errors.no_route(url).body()))
+            segments = path[len(base_path) + 1:].split("/")
+        else:
+            segments = ["api", *api.split("/"), *path.split("/")]
+        inner = Call(method, [unquote(s) for s in segments], dict(parse_qsl(parts.query, keep_blank_values=True)),
+                     headers, body, outer.base, outer.user, in_batch=True)
+        return self._inner_reply(request_id, self.handle(inner))
+
+    @staticmethod
+    def _inner_reply(request_id: str, reply: Reply) -> dict:
+        headers = {k.lower(): v for k, v in reply.headers.items()}
+        if reply.body is not None:
+            headers["content-type"] = reply.content_type
+        headers["odata-version"] = "4.0"
+        out = {"id": request_id, "status": reply.status, "headers": headers}
+        if reply.body is not None:
+            out["body"] = reply.body
+        return out
+
+    # -- $metadata -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def metadata(views, namespace: str) -> str:
+        types, enums, sets = [], {}, []
+        for view in views:
+            props = []
+            for f in view.exposed:
+                if f.type == "option":
+                    enum_name = f"{view.entity_name}_{f.name}"
+                    enums[enum_name] = f.options
+                    edm = f"{namespace}.{enum_name}"
+                else:
+                    edm = f.edm
+                props.append(f'<Property Name={quoteattr(f.name)} Type="{edm}" Nullable="false" />')
+            keys = [f.name for f in view.key_fields] if isinstance(view, PageView) else ["id"]
+            key_xml = "".join(f'<PropertyRef Name="{k}" />' for k in keys)
+            types.append(f'<EntityType Name={quoteattr(view.entity_name)}><Key>{key_xml}</Key>{"".join(props)}</EntityType>')
+            sets.append(f'<EntitySet Name={quoteattr(view.name)} EntityType="{namespace}.{view.entity_name}" />')
+        enum_xml = "".join(
+            f'<EnumType Name={quoteattr(name)}>'
+            + "".join(f'<Member Name={quoteattr(escape_enum(o))} Value="{i}" />' for i, o in enumerate(options))
+            + "</EnumType>" for name, options in enums.items())
+        return ('<?xml version="1.0" encoding="utf-8"?>'
+                '<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx"><edmx:DataServices>'
+                f'<Schema Namespace="{namespace}" xmlns="http://docs.oasis-open.org/odata/ns/edm">'
+                f'{enum_xml}{"".join(types)}<EntityContainer Name="default">{"".join(sets)}</EntityContainer>'
+                '</Schema></edmx:DataServices></edmx:Edmx>')
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,244 @@
+"""The database underneath every view: per-company tables of rows keyed by SystemId.
+
+Rows change only through `Store.insert/modify/delete`, which keep the primary-key index, stamp
+SystemCreatedAt/SystemModifiedAt from a strictly increasing clock, bump the row version (the
+etag changes on every write), and journal the old row when a transaction is open so that a
+`$batch` with `Isolation: snapshot` can be rolled back.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import errors
+from .model import EMPTY_GUID, UTC, Column, Table
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class SqlClock:
+    """SystemModifiedAt as SQL Server's `datetime` keeps it: ticks of 1/300 s (so milliseconds end in
+    0, 3 or 7), strictly increasing even when two writes land in the same tick."""
+
+    def __init__(self, source: Callable[[], dt.datetime] | None = None):
+        self.source = source or (lambda: dt.datetime.now(UTC))
+        self._last = None
+
+    def now(self) -> dt.datetime:
+        moment = self.source()
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        micros = (moment - EPOCH) // dt.timedelta(microseconds=1)
+        ticks = (micros * 3 + 5000) // 10000
+        if self._last is not None and ticks <= self._last:
+            ticks = self._last + 1
+        self._last = ticks
+        return EPOCH + dt.timedelta(milliseconds=(ticks * 10 + 1) // 3)
+
+
+@dataclass
+class TableData:
+    rows: dict[str, dict] = field(default_factory=dict)  # SystemId -> record
+    by_key: dict[tuple, str] = field(default_factory=dict)  # primary key -> SystemId
+    last_number: str | None = None  # number series state
+
+
+@dataclass
+class Company:
+    id: str
+    name: str
+    lcy_code: str
+    tables: dict[str, TableData] = field(default_factory=dict)
+
+    def data(self, table: Table) -> TableData:
+        found = self.tables.get(table.name)
+        if found is None:
+            found = self.tables[table.name] = TableData()
+        return found
+
+
+def etag_for(record: dict) -> str:
+    """`W/"<base64>"` where the base64 decodes to `'44;<hash>1;00;'`, as BC's etags do."""
+    digest = hashlib.sha256(f"{record['SystemId']}:{record['$version']}".encode()).digest()
+    inner = f"'44;{base64.b64encode(digest).decode()}1;00;'"
+    return 'W/"' + base64.b64encode(inner.encode()).decode() + '"'
+
+
+class Store:
+    """All companies' tables plus the tables shared by the environment (Company)."""
+
+    def __init__(self, clock: Callable[[], dt.datetime] | None = None):
+        self.lock = threading.RLock()
+        self.clock = SqlClock(clock)
+        self.environment = Company(EMPTY_GUID, "", "")  # holds tables that are not per company
+        self.companies: dict[str, Company] = {}
+        self.generation = 0  # bumped on every change; query caches key on it
+        self._version = 0
+        self._journal: list[tuple] | None = None
+        self.listeners: list[Callable[[str, Company, Table, dict | None, dict | None], None]] = []
+
+    # -- companies ------------------------------------------------------------------------------------
+
+    def company(self, company_id: str) -> Company:
+        return self.companies[company_id]
+
+    def container(self, table: Table, company: Company | None) -> TableData:
+        return (company if table.company_scoped else self.environment).data(table)
+
+    # -- reads ------------------------------------------------------------------------------------------
+
+    def get(self, table: Table, company: Company | None, system_id: str) -> dict | None:
+        return self.container(table, company).rows.get(system_id.lower())
+
+    def find(self, table: Table, company: Company | None, key: tuple) -> dict | None:
+        data = self.container(table, company)
+        system_id = data.by_key.get(key)
+        return data.rows.get(system_id) if system_id else None
+
+    def rows(self, table: Table, company: Company | None) -> list[dict]:
+        return list(self.container(table, company).rows.values())
+
+    # -- field assignment (what Validate does at table level) --------------------------------------------
+
+    def assign(self, table: Table, company: Company | None, record: dict, column: str, value: Any,
+               resolve: Callable[[str], Table]) -> None:
+        """Set `record[column]`: type conversion and length, the field's own check, table relation."""
+        col: Column = table.column(column)
+        value = col.normalize(value)
+        if col.check is not None and value:
+            col.check(value)
+        if col.relation and value not in ("", None):
+            related = resolve(col.relation)
+            if self.find(related, company, (value,)) is None:
+                raise errors.table_relation(col.name, table.name, value, related.name)
+        record[column] = value
+
+    # -- writes -------------------------------------------------------------------------------------------
+
+    def _stamp(self, record: dict) -> None:
+        self._version += 1
+        record["$version"] = self._version
+        record.pop("$etag", None)
+
+    def _log(self, entry: tuple) -> None:
+        if self._journal is not None:
+            self._journal.append(entry)
+
+    def _notify(self, change: str, company: Company | None, table: Table, old: dict | None, new: dict | None) -> None:
+        for listener in list(self.listeners):
+            listener(change, company, table, old, new)
+
+    def next_number(self, table: Table, company: Company | None) -> str:
+        """Next number from the table's series, skipping numbers already taken."""
+        with self.lock:
+            return self._next_number(table, company)
+
+    def _next_number(self, table: Table, company: Company | None) -> str:
+        data = self.container(table, company)
+        self._log(("series", table, company, data.last_number))
+        number = table.series.after(data.last_number)
+        while (number,) in data.by_key:
+            number = table.series.after(number)
+        data.last_number = number
+        return number
+
+    def insert(self, table: Table, company: Company | None, record: dict, user: str,
+               modified_at: dt.datetime | None = None) -> dict:
+        with self.lock:
+            return self._insert(table, company, record, user, modified_at)
+
+    def _insert(self, table: Table, company: Company | None, record: dict, user: str,
+                modified_at: dt.datetime | None) -> dict:
+        data = self.container(table, company)
+        key = table.key_of(record)
+        if key in data.by_key:
+            raise errors.record_exists(table.name, table.key_fields(key))
+        record = dict(record)
+        system_id = (record.get("SystemId") or EMPTY_GUID).lower()
+        if system_id == EMPTY_GUID:
+            system_id = str(uuid.uuid4())
+        if system_id in data.rows:
+            raise errors.record_exists(table.name, [("SystemId", system_id)])
+        now = self.clock.now()
+        record.update({"SystemId": system_id, "SystemCreatedAt": now, "SystemCreatedBy": user,
+                       "SystemModifiedAt": modified_at or now, "SystemModifiedBy": user})
+        self._stamp(record)
+        data.rows[system_id] = record
+        data.by_key[key] = system_id
+        self.generation += 1
+        self._log(("row", table, company, system_id, None))
+        self._notify("created", company, table, None, record)
+        return record
+
+    def modify(self, table: Table, company: Company | None, record: dict, user: str,
+               modified_at: dt.datetime | None = None) -> dict:
+        """Write a changed copy of an existing row (renaming it when its primary key changed)."""
+        with self.lock:
+            return self._modify(table, company, record, user, modified_at)
+
+    def _modify(self, table: Table, company: Company | None, record: dict, user: str,
+                modified_at: dt.datetime | None) -> dict:
+        data = self.container(table, company)
+        system_id = record["SystemId"]
+        old = data.rows.get(system_id)
+        if old is None:
+            raise errors.record_not_found(table.name, table.key_fields(table.key_of(record)))
+        old_key, new_key = table.key_of(old), table.key_of(record)
+        if new_key != old_key and new_key in data.by_key:
+            raise errors.record_exists(table.name, table.key_fields(new_key))
+        record = dict(record)
+        record["SystemModifiedAt"] = modified_at or self.clock.now()
+        record["SystemModifiedBy"] = user
+        self._stamp(record)
+        if new_key != old_key:
+            del data.by_key[old_key]
+            data.by_key[new_key] = system_id
+        data.rows[system_id] = record
+        self.generation += 1
+        self._log(("row", table, company, system_id, old))
+        self._notify("updated", company, table, old, record)
+        return record
+
+    def delete(self, table: Table, company: Company | None, system_id: str) -> dict:
+        with self.lock:
+            return self._delete(table, company, system_id)
+
+    def _delete(self, table: Table, company: Company | None, system_id: str) -> dict:
+        data = self.container(table, company)
+        old = data.rows.pop(system_id)
+        del data.by_key[table.key_of(old)]
+        self.generation += 1
+        self._log(("row", table, company, system_id, old))
+        self._notify("deleted", company, table, old, None)
+        return old
+
+    # -- transactions ----------------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        self._journal = []
+
+    def commit(self) -> None:
+        self._journal = None
+
+    def rollback(self) -> None:
+        journal, self._journal = self._journal or [], None
+        for entry in reversed(journal):
+            if entry[0] == "series":
+                _, table, company, last = entry
+                self.container(table, company).last_number = last
+                continue
+            _, table, company, system_id, old = entry
+            data = self.container(table, company)
+            current = data.rows.pop(system_id, None)
+            if current is not None:
+                data.by_key.pop(table.key_of(current), None)
+            if old is not None:
+                data.rows[system_id] = old
+                data.by_key[table.key_of(old)] = system_id
+        self.generation += 1
