@@ -157,6 +157,11 @@ def plan_row(mapping: TableMapping, direction: Direction, src: Record, dst: Reco
             if src_field is not None:
                 new_dst[fm.key] = current
             continue
+        if fm.direction is Direction.BIDIRECTIONAL and fm.key not in src_snap and is_blank(target_value):
+            # first synchronisation of a matched pair: a blank never wipes out the other side's value;
+            # the opposite pass carries that value over instead
+            dst_pending = True
+            continue
         if fm.direction is Direction.BIDIRECTIONAL and fm.key in src_snap:
             src_changed = not same(raw, src_snap.get(fm.key))
             dst_changed = not same(current, dst_snap.get(fm.key))

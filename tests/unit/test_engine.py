@@ -297,3 +297,16 @@ def test_plan_row_three_way_merge():
     assert plan.action == "update"
     assert plan.values == {"name": "New"}          # the city changed in Sales only: left for the other pass
     assert plan.dst_has_unsynced_changes
+
+
+def test_coupling_by_match_fills_gaps_both_ways_instead_of_blanking():
+    w = World()
+    cid = w.customer("C00010", "Adatum Corporation", city="Lyon", phoneNumber="")
+    aid = w.account("Adatum Corporation", address1_city="", telephone1="+33 4 00 00 00 00")
+    w.full_sync()
+    account = w.crm.rows(CRM_ACCOUNT)[aid]["values"]
+    customer = w.bc.rows(BC_CUSTOMER)[cid]["values"]
+    assert account["address1_city"] == "Lyon" and account["telephone1"] == "+33 4 00 00 00 00"
+    assert customer["city"] == "Lyon" and customer["phoneNumber"] == "+33 4 00 00 00 00"
+    out = w.run("CUSTOMER", TO), w.run("CUSTOMER", FROM)
+    assert all(o.counts.modified == 0 for o in out)
