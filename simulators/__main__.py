@@ -19,7 +19,7 @@ from .stack import LocalStack, Ports
 
 def serve(args) -> int:
     folder = Path(args.folder)
-    stack = LocalStack(folder, Ports.documented()).start()
+    stack = LocalStack(folder, Ports() if args.ephemeral else Ports.documented()).start()
     stack.write_settings_file(Path(args.settings_file))
     (folder / "stack.json").write_text(json.dumps(stack.describe(), indent=2) + "\n")
     stopped = threading.Event()
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("serve", help="run Azurite and the simulators on the documented ports")
     s.add_argument("--folder", default=".local")
     s.add_argument("--settings-file", default="local.settings.json")
+    s.add_argument("--ephemeral", action="store_true", help="any free ports (benchmarks, parallel stacks)")
     s.set_defaults(func=serve)
     s = sub.add_parser("seed-sample", help="seed the sample company into the running stack")
     s.add_argument("--folder", default=".local")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 from werkzeug.wrappers import Request, Response
 
 
@@ -99,28 +100,39 @@ class FaultMiddleware:
         return resp(environ, start_response)
 
 
-class SimServer:
-    """Runs one WSGI app on 127.0.0.1 in a background thread, TLS when given a context."""
+class _ContextAdapter(BuiltinSSLAdapter):
+    """cheroot's TLS adapter, fed an SSLContext instead of certificate files."""
 
-    def __init__(self, app: Callable, port: int = 0, ssl_context=None):
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-        self._server: BaseWSGIServer = make_server("127.0.0.1", port, app, threaded=True, ssl_context=ssl_context)
-        self._server.daemon_threads = True
-        self.port = self._server.server_port
+    def __init__(self, context: ssl.SSLContext):
+        self.certificate = self.private_key = self.certificate_chain = self.ciphers = None
+        self.private_key_password = None
+        self._server_env = {}
+        self.context = context
+
+
+class SimServer:
+    """Runs one WSGI app on 127.0.0.1 in a background thread, TLS when given a context.
+
+    cheroot rather than werkzeug's development server: it keeps HTTP/1.1 connections alive, as
+    the real services do, so a client is not charged a TLS handshake per request.
+    """
+
+    def __init__(self, app: Callable, port: int = 0, ssl_context: ssl.SSLContext | None = None, threads: int = 16):
+        self._server = wsgi.Server(("127.0.0.1", port), app, numthreads=threads, server_name="bcsync-simulator")
+        if ssl_context is not None:
+            self._server.ssl_adapter = _ContextAdapter(ssl_context)
+        self._server.prepare()
+        self.port = self._server.bind_addr[1]
         scheme = "https" if ssl_context is not None else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"sim-{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve, name=f"sim-{self.port}", daemon=True)
 
     def start(self) -> "SimServer":
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
+        self._server.stop()
 
 
 def read_json(request: Request) -> Any:

@@ -1,0 +1,164 @@
+"""In-memory rows, one dict per table, behind one re-entrant lock.
+
+Rows are copy-on-write: a write puts a new `Row` in place of the old one and never mutates a stored
+row, so a reader holding a row (a cached query result, a page being serialised) sees a consistent
+version. Every change bumps the table's `version`, which invalidates cached query results.
+
+`transaction()` records an undo log so that a bulk action or a `$batch` changeset can be rolled back
+as a whole when one of its operations fails.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Iterator
+
+from .schema import Schema
+
+
+class Row:
+    """One stored row: column values plus, for polymorphic lookups, the table each points into."""
+
+    __slots__ = ("values", "targets")
+
+    def __init__(self, values: dict, targets: dict | None = None):
+        self.values = values
+        self.targets = targets or {}
+
+    @property
+    def version(self) -> int:
+        return self.values["versionnumber"]
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.values["versionnumber"]}"'
+
+
+class Table:
+    def __init__(self, logical_name: str):
+        self.logical_name = logical_name
+        self.rows: dict[str, Row] = {}
+        self.version = 0
+
+
+class Store:
+    FIRST_VERSION = 1000000
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.lock = threading.RLock()
+        self.tables: dict[str, Table] = {name: Table(name) for name in schema.entities}
+        self.row_version = self.FIRST_VERSION
+        self._undo: list | None = None
+        self.query_cache: OrderedDict = OrderedDict()
+        # change tracking: (table, id, version of the delete), in delete order
+        self.deleted: list[tuple[str, str, int]] = []
+        # unique indexes, built on first use: (table, columns) -> {normalised values: row id}
+        self.indexes: dict[tuple[str, tuple[str, ...]], dict[tuple, str]] = {}
+
+    def clear(self) -> None:
+        with self.lock:
+            self.tables = {name: Table(name) for name in self.schema.entities}
+            self.row_version = self.FIRST_VERSION
+            self.query_cache.clear()
+            self.deleted = []
+            self.indexes = {}
+
+    def next_version(self) -> int:
+        self.row_version += 1
+        return self.row_version
+
+    def table(self, logical_name: str) -> Table:
+        return self.tables[logical_name]
+
+    def get(self, logical_name: str, row_id: str) -> Row | None:
+        return self.tables[logical_name].rows.get(row_id)
+
+    def put(self, logical_name: str, row_id: str, row: Row) -> None:
+        table = self.tables[logical_name]
+        old = table.rows.get(row_id)
+        if self._undo is not None:
+            self._undo.append((logical_name, row_id, old))
+        table.rows[row_id] = row
+        table.version += 1
+        self._reindex(logical_name, row_id, old, row)
+
+    def remove(self, logical_name: str, row_id: str) -> None:
+        table = self.tables[logical_name]
+        old = table.rows.pop(row_id, None)
+        if old is not None:
+            if self._undo is not None:
+                self._undo.append((None, None, len(self.deleted)))
+                self._undo.append((logical_name, row_id, old))
+            self.deleted.append((logical_name, row_id, self.next_version()))
+            table.version += 1
+            self._reindex(logical_name, row_id, old, None)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-nothing: undo every put/remove made inside when the block raises."""
+        with self.lock:
+            if self._undo is not None:  # nested: the outer transaction decides
+                yield
+                return
+            self._undo = []
+            try:
+                yield
+            except BaseException:
+                for logical_name, row_id, old in reversed(self._undo):
+                    if logical_name is None:  # the delete log as it was before a remove
+                        del self.deleted[old:]
+                        continue
+                    table = self.tables[logical_name]
+                    current = table.rows.get(row_id)
+                    if old is None:
+                        table.rows.pop(row_id, None)
+                    else:
+                        table.rows[row_id] = old
+                    table.version += 1
+                    self._reindex(logical_name, row_id, current, old)
+                raise
+            finally:
+                self._undo = None
+
+    # ------------------------------------------------------------------ unique indexes
+
+    @staticmethod
+    def index_key(values: dict, columns: tuple[str, ...]) -> tuple | None:
+        """Normalised key of a row for a column set; None when a column is empty (not indexed)."""
+        key = []
+        for column in columns:
+            value = values.get(column)
+            if value is None:
+                return None
+            key.append(value.casefold() if isinstance(value, str) else value)
+        return tuple(key)
+
+    def find_unique(self, logical_name: str, columns: tuple[str, ...], values: dict) -> str | None:
+        """The id of the row whose `columns` equal those in `values` (case-insensitive), if any."""
+        key = self.index_key(values, columns)
+        if key is None:
+            return None
+        index = self.indexes.get((logical_name, columns))
+        if index is None:
+            index = self.indexes[(logical_name, columns)] = {}
+            for row_id, row in self.tables[logical_name].rows.items():
+                row_key = self.index_key(row.values, columns)
+                if row_key is not None:
+                    index.setdefault(row_key, row_id)
+        return index.get(key)
+
+    def _reindex(self, logical_name: str, row_id: str, old: Row | None, new: Row | None) -> None:
+        for (name, columns), index in self.indexes.items():
+            if name != logical_name:
+                continue
+            if old is not None:
+                old_key = self.index_key(old.values, columns)
+                if old_key is not None and index.get(old_key) == row_id:
+                    del index[old_key]
+            if new is not None:
+                new_key = self.index_key(new.values, columns)
+                if new_key is not None:
+                    index.setdefault(new_key, row_id)
