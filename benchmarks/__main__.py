@@ -72,6 +72,7 @@ def seed(stack: Stack, size: int) -> None:
 def measure(services, kind: RunKind) -> dict:
     apis = [services.dataverse.api, services.business_central.api]
     sent_before = sum(a.requests_sent for a in apis)
+    storage_before = services.storage.requests_sent
     tracemalloc.start()
     started = time.perf_counter()
     run = services.start_run(kind, trigger="bench", mappings=["CUSTOMER"])
@@ -86,6 +87,7 @@ def measure(services, kind: RunKind) -> dict:
     written = totals["inserted"] + totals["modified"]
     return {"seconds": seconds, "written": written, "per_second": written / seconds if seconds else 0,
             "requests": sum(a.requests_sent for a in apis) - sent_before, "peak_mb": peak / 2 ** 20,
+            "storage": services.storage.requests_sent - storage_before,
             "totals": totals}
 
 
@@ -116,12 +118,13 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="1000,4000", help="rows per side, comma separated")
     p.add_argument("--page-size", type=int, default=500)
     args = p.parse_args(argv)
-    print("| rows per side | run | seconds | rows written | rows/s | HTTP requests | peak Python memory (MB) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| rows per side | run | seconds | rows written | rows/s | service requests | storage requests "
+          "| peak Python memory (MB) |")
+    print("|---|---|---|---|---|---|---|---|")
     for size in (int(s) for s in args.sizes.split(",")):
         for rows, run, m in bench(size, args.page_size):
             print(f"| {rows} | {run} | {m['seconds']:.1f} | {m['written']} | {m['per_second']:.0f} | "
-                  f"{m['requests']} | {m['peak_mb']:.1f} |", flush=True)
+                  f"{m['requests']} | {m['storage']} | {m['peak_mb']:.1f} |", flush=True)
     return 0
 
 

@@ -90,8 +90,9 @@ class BusinessCentralEndpoint:
 
     side = Side.BC
 
-    def __init__(self, client: BusinessCentralClient):
+    def __init__(self, client: BusinessCentralClient, write_concurrency: int = 1):
         self.client = client
+        self.write_concurrency = write_concurrency
 
     @staticmethod
     def _select(table: BcTable, fields: Sequence[str]) -> list[str]:
@@ -107,7 +108,8 @@ class BusinessCentralEndpoint:
         return {k: encode_enum(v) if k in table.enum_fields else v for k, v in values.items()}
 
     def read_changed(self, table: BcTable, fields: Sequence[str], *, since: dt.datetime | None, where: str = "",
-                     page_size: int = 500) -> Iterator[list[Record]]:
+                     page_size: int = 500, not_modified_by: str | None = None) -> Iterator[list[Record]]:
+        # API v2.0 does not say who changed a row; the engine recognises our own writes by version.
         changed = f"{table.modified_field} ge {odata_datetime(since, millis=True)}" if since else ""
         for rows in self.client.pages(table.entity_set, select=self._select(table, fields), filter=both(where, changed),
                                       orderby=f"{table.modified_field} asc", page_size=page_size):
@@ -133,8 +135,9 @@ class BusinessCentralEndpoint:
 
     def insert(self, table: BcTable, rows: Sequence[NewRow], fields: Sequence[str]) -> list[WriteResult]:
         return write_each(rows, lambda new: self._record(
-            table, self.client.create(table.entity_set, self._body(table, new.values)), fields))
+            table, self.client.create(table.entity_set, self._body(table, new.values)), fields), self.write_concurrency)
 
     def update(self, table: BcTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         return write_each(changes, lambda change: self._record(
-            table, self.client.update(table.entity_set, change.id, self._body(table, change.values), change.etag), fields))
+            table, self.client.update(table.entity_set, change.id, self._body(table, change.values), change.etag), fields),
+            self.write_concurrency)

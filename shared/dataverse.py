@@ -87,8 +87,9 @@ class DataverseEndpoint:
 
     side = Side.CRM
 
-    def __init__(self, client: DataverseClient):
+    def __init__(self, client: DataverseClient, write_concurrency: int = 1):
         self.client = client
+        self.write_concurrency = write_concurrency
         self._whoami: str | None = None
 
     # -- shapes ---------------------------------------------------------------------------------
@@ -121,9 +122,11 @@ class DataverseEndpoint:
     # -- reads ----------------------------------------------------------------------------------
 
     def read_changed(self, table: CrmTable, fields: Sequence[str], *, since: dt.datetime | None, where: str = "",
-                     page_size: int = 500) -> Iterator[list[Record]]:
+                     page_size: int = 500, not_modified_by: str | None = None) -> Iterator[list[Record]]:
         changed = f"modifiedon ge {odata_datetime(since)}" if since else ""
-        for rows in self.client.pages(table.entity_set, select=self._select(table, fields), filter=both(where, changed),
+        others = f"_modifiedby_value ne {not_modified_by}" if not_modified_by else ""
+        for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
+                                      filter=both(where, changed, others),
                                       orderby=f"modifiedon asc,{table.primary_id} asc", page_size=page_size):
             yield [self._record(table, row, fields) for row in rows]
 
@@ -152,7 +155,7 @@ class DataverseEndpoint:
             row = self.client.create(table.entity_set, body, self._select(table, fields), idempotent=bool(new.id))
             return self._record(table, row, fields)
 
-        return write_each(rows, create)
+        return write_each(rows, create, self.write_concurrency)
 
     def update(self, table: CrmTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         def patch(change: RowChange) -> Record:
@@ -160,7 +163,7 @@ class DataverseEndpoint:
                                      self._select(table, fields), change.etag)
             return self._record(table, row, fields)
 
-        return write_each(changes, patch)
+        return write_each(changes, patch, self.write_concurrency)
 
     # -- Dataverse only -------------------------------------------------------------------------
 

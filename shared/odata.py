@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from sync.errors import ConcurrencyError, ServiceUnavailableError, SyncError
 from sync.ports import Record, WriteResult
@@ -76,19 +77,22 @@ def follow_pages(api: ApiClient, path: str, params: dict | None, headers: dict[s
 T = TypeVar("T")
 
 
-def write_each(items: Iterable[T], write: Callable[[T], Record]) -> list[WriteResult]:
-    """Write rows one request each, answering per row.
+def write_each(items: Sequence[T], write: Callable[[T], Record], concurrency: int = 1) -> list[WriteResult]:
+    """Write rows one request each, up to `concurrency` at a time, answering per row in order.
 
     A row the service refuses (bad data, duplicate, stale version) fails alone and is retried at
     the next run; a service in trouble (throttled beyond patience, down) stops the whole job, which
     is then retried later from its checkpoint.
     """
-    results = []
-    for item in items:
+    def one(item: T) -> WriteResult:
         try:
-            results.append(WriteResult(write(item)))
+            return WriteResult(write(item))
         except SyncError as exc:
             if exc.transient and not isinstance(exc, ConcurrencyError):
                 raise
-            results.append(WriteResult(error=exc))
-    return results
+            return WriteResult(error=exc)
+
+    if concurrency <= 1 or len(items) <= 1:
+        return [one(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="write") as pool:
+        return list(pool.map(one, items))

@@ -57,6 +57,9 @@ class Settings:
                                "Storage queue of sync jobs (the queue trigger listens on bcsync-jobs).")
     table_prefix: str = _setting("BCSYNC_TABLE_PREFIX", "bcsync", "Prefix of the Table Storage tables.")
     page_size: int = _setting("BCSYNC_PAGE_SIZE", 500, "Rows read and written per page.")
+    write_concurrency: int = _setting(
+        "BCSYNC_WRITE_CONCURRENCY", 4,
+        "Writes in flight at once per job and service (Business Central serves 5 per user at a time).")
     http_timeout: float = _setting("BCSYNC_HTTP_TIMEOUT", 60.0, "Seconds before an HTTP request to a service times out.")
     max_retries: int = _setting("BCSYNC_HTTP_MAX_RETRIES", 5, "Retries of a throttled or failed request before giving up.")
     max_retry_wait: float = _setting("BCSYNC_MAX_RETRY_WAIT", 60.0,

@@ -31,7 +31,8 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.data.tables import TableClient, UpdateMode
 
 from sync.engine import Counts
 from sync.errors import ConcurrencyError, ServiceUnavailableError
@@ -58,22 +59,41 @@ def _key(value: str) -> str:
     return value
 
 
+class _RequestCounter(SansIOHTTPPolicy):
+    def __init__(self):
+        self.count = 0
+
+    def on_request(self, request):
+        self.count += 1
+
+
 class TableStorage:
     """The storage account: creates the tables once and hands out table clients."""
 
     def __init__(self, connection_string: str, prefix: str = "bcsync"):
-        self.service = TableServiceClient.from_connection_string(connection_string)
+        self.connection_string = connection_string
+        self._counter = _RequestCounter()
         self.prefix = prefix
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tables")
 
+    @property
+    def requests_sent(self) -> int:
+        return self._counter.count
+
     def table(self, name: str) -> TableClient:
         full = f"{self.prefix}{name}"
         with self._lock:
             if full not in self._tables:
+                client = TableClient.from_connection_string(self.connection_string, full,
+                                                            per_call_policies=[self._counter])
                 with storage_errors():
-                    self._tables[full] = self.service.create_table_if_not_exists(full)
+                    try:
+                        client.create_table()
+                    except ResourceExistsError:
+                        pass
+                self._tables[full] = client
             return self._tables[full]
 
 
@@ -127,14 +147,14 @@ class CouplingTable:
             "PartitionKey": _key(c.mapping), "RowKey": _key(f"{side.value}:{c.id_on(side)}"),
             "mapping": c.mapping, "bc_id": c.bc_id, "crm_id": c.crm_id, "bc_etag": c.bc_etag, "crm_etag": c.crm_etag,
             "bc_values": json.dumps(c.bc_values, default=str), "crm_values": json.dumps(c.crm_values, default=str),
-            "skipped": c.skipped, "unsynced": c.unsynced, "synced_at": _iso(c.synced_at), "job_id": c.job_id,
+            "skipped": c.skipped, "synced_at": _iso(c.synced_at), "job_id": c.job_id,
         }
 
     @staticmethod
     def _coupling(e: dict) -> Coupling:
         return Coupling(e["mapping"], e["bc_id"], e["crm_id"], e.get("bc_etag"), e.get("crm_etag"),
                         json.loads(e.get("bc_values") or "{}"), json.loads(e.get("crm_values") or "{}"),
-                        bool(e.get("skipped")), e.get("unsynced") or "", _dt(e.get("synced_at")), e.get("job_id") or "")
+                        bool(e.get("skipped")), _dt(e.get("synced_at")), e.get("job_id") or "")
 
     def get_many(self, mapping: str, side: Side, ids: Sequence[str]) -> dict[str, Coupling]:
         if not ids:
@@ -245,6 +265,21 @@ class StateTable:
                 self.table.delete_entity(_key(mapping), f"watermark:{direction.value}")
             except ResourceNotFoundError:
                 pass
+
+    def pending(self, mapping: str, direction: Direction) -> list[str]:
+        lo, hi = f"pending:{direction.value}:", f"pending:{direction.value};"
+        with storage_errors():
+            return [e["source_id"] for e in self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                parameters={"pk": _key(mapping), "lo": lo, "hi": hi})]
+
+    def mark_pending(self, mapping: str, direction: Direction, ids: Sequence[str]) -> None:
+        _transact(self.table, [("upsert", {"PartitionKey": _key(mapping), "RowKey": _key(f"pending:{direction.value}:{i}"),
+                                           "source_id": i}) for i in dict.fromkeys(ids)])
+
+    def clear_pending(self, mapping: str, direction: Direction, ids: Sequence[str]) -> None:
+        _transact(self.table, [("delete", {"PartitionKey": _key(mapping), "RowKey": _key(f"pending:{direction.value}:{i}")})
+                               for i in dict.fromkeys(ids)])
 
     def acquire(self, name: str, owner: str, until: dt.datetime) -> bool:
         entity = {"PartitionKey": self.LEASES, "RowKey": _key(name), "owner": owner, "until": _iso(until)}

@@ -89,8 +89,9 @@ class Services:
     @cached_property
     def engine(self) -> SyncEngine:
         s = self.settings
-        return SyncEngine(self.catalog, businesscentral.BusinessCentralEndpoint(self.business_central),
-                          dataverse.DataverseEndpoint(self.dataverse), self.couplings, self.errors, self.state,
+        return SyncEngine(self.catalog,
+                          businesscentral.BusinessCentralEndpoint(self.business_central, s.write_concurrency),
+                          dataverse.DataverseEndpoint(self.dataverse, s.write_concurrency), self.couplings, self.errors, self.state,
                           self.clock, page_size=s.page_size,
                           watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds))
 

@@ -1,7 +1,8 @@
 """The synchronisation engine: runs one job, i.e. one table mapping in one direction.
 
 Per job (spec §3.2-3.6, with the improvements written down in the README):
-1. Records that failed before (and are not skipped) are retried first, whatever their modified-on.
+1. Records that failed before (and are not skipped) are retried first, whatever their modified-on,
+   with the rows a merge in the opposite direction left pending for this one.
 2. Then the source rows changed since the watermark, oldest first, page by page. After each page
    the watermark advances (never past the job's start minus a safety margin), so an interrupted job
    resumes where it stopped and a row changed while the job ran is read again next time.
@@ -266,11 +267,15 @@ class _Job:
     # -- the two phases ------------------------------------------------------------------------
 
     def run(self, resume_from: dt.datetime | None) -> JobOutcome:
-        retried = self._retry_failed()
+        retried = self._process_forced()
         since = resume_from if resume_from is not None else (None if self.full else self.e.state.watermark(self.mapping.name, self.direction))
         checkpoint = since
+        # Our own writes are not changes; where the service records who changed a row, ask it to
+        # leave them out (Sales changes made with the connection user's account are ignored too).
+        not_modified_by = self.integration_user if self.mapping.direction.includes(Direction.TO_CRM) else None
         for page in self.src.read_changed(self.src_table, self.src_fields, since=since,
-                                          where=self.mapping.filter_on(self.src_side), page_size=self.e.page_size):
+                                          where=self.mapping.filter_on(self.src_side), page_size=self.e.page_size,
+                                          not_modified_by=not_modified_by):
             rows = [r for r in page if r.id not in retried]
             self._process(rows, forced=set())
             newest = max((r.modified_on for r in page if r.modified_on), default=None)
@@ -280,18 +285,23 @@ class _Job:
             self.on_progress(Progress(self.counts, checkpoint))
         return JobOutcome(self.counts, self._notes(), checkpoint)
 
-    def _retry_failed(self) -> set[str]:
-        """Records that failed earlier are tried again first, changed or not (spec §3.2)."""
-        ids = [sid for sid, f in self.failures.items() if not f.skipped]
+    def _process_forced(self) -> set[str]:
+        """Records that failed earlier are tried again first, changed or not (spec §3.2), and so are
+        rows a merge left pending for this direction."""
+        pending = self.e.state.pending(self.mapping.name, self.direction)
+        ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if not f.skipped] + pending))
         for start in range(0, len(ids), self.e.page_size):
             chunk = ids[start:start + self.e.page_size]
             rows = self.src.read_ids(self.src_table, self.src_fields, chunk)
             gone = set(chunk) - {r.id for r in rows}
-            if gone:  # deleted at the source: nothing left to retry
-                self.e.errors.clear_many(self.mapping.name, self.direction, sorted(gone))
-                for sid in gone:
+            gone_failures = sorted(gone & set(self.failures))
+            if gone_failures:  # deleted at the source: nothing left to retry
+                self.e.errors.clear_many(self.mapping.name, self.direction, gone_failures)
+                for sid in gone_failures:
                     self.failures.pop(sid, None)
             self._process(rows, forced={r.id for r in rows})
+        if pending:
+            self.e.state.clear_pending(self.mapping.name, self.direction, pending)
         if ids:
             self.on_progress(Progress(self.counts, None))
         return set(ids)
@@ -336,9 +346,7 @@ class _Job:
     def _triage(self, row: Record, coupling: Coupling | None, forced: bool) -> str:
         if coupling is not None and coupling.skipped:
             return "skipped"
-        if coupling is not None and coupling.unsynced == self.src_side.value:
-            return "work"
-        if (self.integration_user and row.modified_by == self.integration_user
+        if (self.integration_user and not forced and row.modified_by == self.integration_user
                 and (coupling is None or coupling.crm_etag != row.etag)):
             # Changes made in Sales by the connection user are not synchronised (the seed's rule);
             # our own writes are recognised by their version instead and are simply unchanged.
@@ -517,6 +525,7 @@ class _Page:
         self.saved: list[Coupling] = []
         self.removed: list[Coupling] = []
         self.new_couplings: set[str] = set()
+        self.pending: list[str] = []  # destination ids with changes this pass left for the opposite one
 
     def plan(self, row: Record, coupling: Coupling | None, dst_row: Record | None) -> None:
         job = self.job
@@ -556,6 +565,9 @@ class _Page:
             job.e.couplings.delete_many(self.removed)
         if self.saved:
             job.e.couplings.save_many(self.saved)
+        if self.pending:
+            opposite = Direction.FROM_CRM if job.direction is Direction.TO_CRM else Direction.TO_CRM
+            job.e.state.mark_pending(job.mapping.name, opposite, self.pending)
         self._record_failures()
         cleared = [sid for sid in self.succeeded if sid in job.failures]
         if cleared:
@@ -632,8 +644,8 @@ class _Page:
                 coupling.bc_etag = dst_row.etag
             else:
                 coupling.crm_etag = dst_row.etag
-        # a merge that left destination-side changes for the opposite pass says so explicitly
-        coupling.unsynced = job.dst_side.value if plan.dst_has_unsynced_changes else ""
+        if plan.dst_has_unsynced_changes:
+            self.pending.append(dst_row.id if dst_row else coupling.id_on(job.dst_side))
         coupling.synced_at = job.e.clock.now()
         coupling.job_id = job.job_id
         self.saved.append(coupling)

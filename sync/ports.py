@@ -55,8 +55,12 @@ class Endpoint(Protocol):
     side: Side
 
     def read_changed(self, table: Table, fields: Sequence[str], *, since: dt.datetime | None,
-                     where: str = "", page_size: int = 500) -> Iterator[list[Record]]:
-        """Rows matching `where` modified at or after `since` (all rows when None), oldest first."""
+                     where: str = "", page_size: int = 500,
+                     not_modified_by: str | None = None) -> Iterator[list[Record]]:
+        """Rows matching `where` modified at or after `since` (all rows when None), oldest first.
+
+        `not_modified_by` leaves out rows last changed by that user, where the service can tell.
+        """
 
     def read_ids(self, table: Table, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
         """The rows with these ids that exist (missing ids are simply absent)."""
@@ -99,7 +103,6 @@ class Coupling:
     bc_values: dict[str, Any] = field(default_factory=dict)
     crm_values: dict[str, Any] = field(default_factory=dict)
     skipped: bool = False
-    unsynced: str = ""  # "bc" or "crm": that side has changes a merge left for its own pass
     synced_at: dt.datetime | None = None
     job_id: str = ""
 
@@ -161,6 +164,16 @@ class StateStore(Protocol):
 
     def advance_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
         """Raise the watermark to `value`; never lowers it."""
+
+    def pending(self, mapping: str, direction: Direction) -> list[str]:
+        """Source ids a job of this direction must process whatever their version: rows where a merge
+        in the opposite direction left changes for this one."""
+
+    def mark_pending(self, mapping: str, direction: Direction, ids: Sequence[str]) -> None:
+        ...
+
+    def clear_pending(self, mapping: str, direction: Direction, ids: Sequence[str]) -> None:
+        ...
 
 
 class Clock(Protocol):

@@ -65,7 +65,7 @@ class FakeEndpoint:
     def _record(self, row_id: str, row: dict, fields: Sequence[str]) -> Record:
         return Record(row_id, {f: row["values"].get(f) for f in fields}, row["etag"], row["modified_on"], row["modified_by"])
 
-    def read_changed(self, table, fields, *, since, where="", page_size=500):
+    def read_changed(self, table, fields, *, since, where="", page_size=500, not_modified_by=None):
         enums = table.enum_fields if isinstance(table, BcTable) else frozenset()
 
         def resolve(row, name):  # filters name enum values the way the BC API spells them
@@ -74,7 +74,8 @@ class FakeEndpoint:
 
         match = compile_filter(where, resolver=resolve)
         rows = sorted(((rid, r) for rid, r in self.rows(table).items()
-                       if (since is None or r["modified_on"] >= since) and match(r)),
+                       if (since is None or r["modified_on"] >= since) and match(r)
+                       and (not_modified_by is None or self.side is Side.BC or r["modified_by"] != not_modified_by)),
                       key=lambda item: (item[1]["modified_on"], item[0]))
         for start in range(0, len(rows), page_size):
             yield [self._record(rid, r, fields) for rid, r in rows[start:start + page_size]]
@@ -185,6 +186,7 @@ class FakeState:
     def __init__(self, clock: FakeClock):
         self.clock = clock
         self.marks: dict[tuple[str, Direction], dt.datetime] = {}
+        self.pending_ids: dict[tuple[str, Direction], set[str]] = {}
         self.leases: dict[str, tuple[str, dt.datetime]] = {}
 
     def watermark(self, mapping, direction):
@@ -194,6 +196,15 @@ class FakeState:
         old = self.marks.get((mapping, direction))
         if old is None or value > old:
             self.marks[(mapping, direction)] = value
+
+    def pending(self, mapping, direction):
+        return list(self.pending_ids.get((mapping, direction), []))
+
+    def mark_pending(self, mapping, direction, ids):
+        self.pending_ids.setdefault((mapping, direction), set()).update(ids)
+
+    def clear_pending(self, mapping, direction, ids):
+        self.pending_ids.get((mapping, direction), set()).difference_update(ids)
 
     def acquire(self, name, owner, until):
         held = self.leases.get(name)
