@@ -60,12 +60,6 @@ class StorageJobQueue:
             poison.client.send_message(delivery.text, time_to_live=MESSAGE_TTL_SECONDS)
         self.delete(delivery)
 
-    def clear(self) -> None:
-        self._ensure()
-        with storage_errors():
-            self.client.clear_messages()
-
-
 @dataclass(frozen=True)
 class Delivery:
     text: str

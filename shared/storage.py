@@ -259,13 +259,6 @@ class StateTable:
             self.table.upsert_entity({"PartitionKey": _key(mapping), "RowKey": f"watermark:{direction.value}",
                                       "value": _iso(value)}, mode=UpdateMode.REPLACE)
 
-    def reset_watermark(self, mapping: str, direction: Direction) -> None:
-        with storage_errors():
-            try:
-                self.table.delete_entity(_key(mapping), f"watermark:{direction.value}")
-            except ResourceNotFoundError:
-                pass
-
     def pending(self, mapping: str, direction: Direction) -> list[str]:
         lo, hi = f"pending:{direction.value}:", f"pending:{direction.value};"
         with storage_errors():

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> Response:
@@ -133,8 +133,3 @@ class SimServer:
 
     def stop(self) -> None:
         self._server.stop()
-
-
-def read_json(request: Request) -> Any:
-    data = request.get_data(as_text=True)
-    return json.loads(data) if data.strip() else None

@@ -22,7 +22,7 @@ import datetime as dt
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable
 
 from .errors import AlreadyExistsError, ConflictError, RecordError, SyncError
 from .lookups import LookupResolver
@@ -50,7 +50,6 @@ from .ports import (
     RecordFailure,
     RowChange,
     StateStore,
-    WriteResult,
 )
 from .values import blank_for, convert_plain, is_blank, normalize, same
 
@@ -669,8 +668,3 @@ class _Page:
             job.failures[row.id] = entry
             entries.append(entry)
         job.e.errors.save_many(entries)
-
-
-def chunks(items: Sequence, size: int) -> Iterable[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
-from typing import Any, Sequence
+from typing import Sequence
 
 from simulators.odata import compile_filter
 from sync.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
-from sync.model import BcTable, CrmTable, Direction, OptionSet, Side
+from sync.model import BcTable, Direction, OptionSet, Side
 from sync.ports import Coupling, NewRow, Record, RecordFailure, RowChange, WriteResult
 from sync.runs import Job, JobMessage, Run
 

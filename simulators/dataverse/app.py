@@ -515,14 +515,18 @@ class WebApi:
             row = self._create_row(ctx, entity, body)
             row_id = row.values[entity.primary_id]
             if ctx.prefs.representation:
-                select = parse_select(entity, ctx.args.get("$select"))
-                expand = parse_expand(entity, ctx.args.get("$expand"), sim.schema)
-                rendered = {"@odata.context": context_url(ctx.root, entity, select, single=True),
-                            **sim.renderer.render(entity, row, select, ctx.prefs, expand)}
+                rendered = self._representation(ctx, entity, row)
         url = self.entity_id_url(ctx, entity, row_id)
         if ctx.prefs.representation:
             return Reply(201, rendered, {"ETag": row.etag, "Location": url, **self._applied(ctx)})
         return Reply(204, None, {"OData-EntityId": url, "Location": url})
+
+    def _representation(self, ctx: Ctx, entity: Entity, row) -> dict:
+        """The row as `Prefer: return=representation` answers it, honouring $select and $expand."""
+        select = parse_select(entity, ctx.args.get("$select"))
+        expand = parse_expand(entity, ctx.args.get("$expand"), self.sim.schema)
+        return {"@odata.context": context_url(ctx.root, entity, select, single=True),
+                **self.sim.renderer.render(entity, row, select, ctx.prefs, expand)}
 
     def _check_write_options(self, ctx: Ctx) -> None:
         if "$expand" in ctx.args and not ctx.prefs.representation:
@@ -564,10 +568,7 @@ class WebApi:
                 created = True
             new_id = row.values[entity.primary_id]
             if ctx.prefs.representation:
-                select = parse_select(entity, ctx.args.get("$select"))
-                expand = parse_expand(entity, ctx.args.get("$expand"), sim.schema)
-                rendered = {"@odata.context": context_url(ctx.root, entity, select, single=True),
-                            **sim.renderer.render(entity, row, select, ctx.prefs, expand)}
+                rendered = self._representation(ctx, entity, row)
         url = self.entity_id_url(ctx, entity, new_id)
         if key is not None and entity.alternate_keys and (
                 normalize_guid(key) is None and not key.strip().startswith(f"{entity.primary_id}=")):

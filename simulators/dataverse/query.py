@@ -60,20 +60,29 @@ class Prefs:
         return False
 
 
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on `sep` outside quotes and brackets."""
-    parts, depth, quote_char, start = [], 0, None, 0
-    for i, ch in enumerate(text):
+def _top_level(text: str, start: int = 0):
+    """(index, character, depth) of each character outside quotes, depth counting ( and [."""
+    depth, quote_char = 0, None
+    for i in range(start, len(text)):
+        ch = text[i]
         if quote_char:
             if ch == quote_char:
                 quote_char = None
-        elif ch in "'\"":
+            continue
+        if ch in "'\"":
             quote_char = ch
         elif ch in "([":
             depth += 1
         elif ch in ")]":
             depth -= 1
-        elif ch == sep and depth == 0:
+        yield i, ch, depth
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside quotes and brackets."""
+    parts, start = [], 0
+    for i, ch, depth in _top_level(text):
+        if ch == sep and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     parts.append(text[start:])
@@ -287,20 +296,9 @@ def rewrite_dataverse_functions(text: str, entity: Entity) -> str:
 
 
 def _closing_paren(text: str, open_at: int) -> int:
-    depth, quote_char = 0, None
-    for i in range(open_at, len(text)):
-        ch = text[i]
-        if quote_char:
-            if ch == quote_char:
-                quote_char = None
-        elif ch in "'\"":
-            quote_char = ch
-        elif ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-            if depth == 0:
-                return i
+    for i, ch, depth in _top_level(text, open_at):
+        if ch in ")]" and depth == 0:
+            return i
     raise errors.bad_query(f"Syntax error in $filter: unbalanced parentheses in '{text}'.")
 
 

@@ -10,7 +10,7 @@ from shared.wiring import build_services
 from sync.errors import AlreadyExistsError, AuthenticationError, ConcurrencyError, ServiceUnavailableError, ThrottledError
 from sync.model import OptionSet
 from sync.ports import NewRow, RowChange
-from sync.tables import BC_CUSTOMER, BC_SALESPERSON, CRM_ACCOUNT, CRM_SYSTEMUSER
+from sync.tables import BC_CUSTOMER, BC_SALESPERSON, CRM_ACCOUNT
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from simulators import sample
-from sync.model import Side
 from sync.runs import JobStatus, RunStatus
 
 from .conftest import job

@@ -15,9 +15,8 @@ import pytest
 import requests
 
 from simulators.businesscentral import BCError, BusinessCentralSimulator
-from simulators.http import SimServer
 from simulators.tls import LocalCA
-from simulators.token import Client, TokenIssuer, TokenServer, User
+from simulators.token import Client, TokenIssuer, User
 
 SCOPE = "https://api.businesscentral.dynamics.com/.default"
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
@@ -68,20 +67,15 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    ca = LocalCA(tmp_path_factory.mktemp("bc-ca"))
-    issuer = TokenIssuer()
-    token_server = SimServer(TokenServer(issuer), ssl_context=ca.server_context()).start()
-    issuer.base_url = token_server.url
-    sim = BusinessCentralSimulator(issuer)
-    bc_server = SimServer(sim.app, ssl_context=ca.server_context()).start()
-    client = issuer.add_client(Client(str(uuid.uuid4()), secret="bc-secret"))
+def env(tenant):
+    sim = BusinessCentralSimulator(tenant.issuer)
+    bc_server = tenant.serve(sim.app)
+    client = tenant.issuer.add_client(Client(str(uuid.uuid4()), secret="bc-secret"))
     sim.register_application(client.client_id)
-    env = Env(ca, issuer, token_server.url, sim, bc_server.url, client, "")
+    env = Env(tenant.ca, tenant.issuer, tenant.token_url, sim, bc_server.url, client, "")
     env.token = env.app_token(client.client_id, "bc-secret")
     yield env
     bc_server.stop()
-    token_server.stop()
 
 
 @pytest.fixture

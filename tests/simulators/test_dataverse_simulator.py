@@ -15,9 +15,8 @@ import pytest
 import requests
 
 from simulators.dataverse import DataverseSimulator
-from simulators.http import SimServer
 from simulators.tls import LocalCA
-from simulators.token import Client, TokenIssuer, TokenServer, User
+from simulators.token import Client, TokenIssuer, User
 
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ODATA_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
@@ -62,23 +61,16 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    ca = LocalCA(tmp_path_factory.mktemp("dataverse-ca"))
-    issuer = TokenIssuer()
-    token_server = SimServer(TokenServer(issuer), ssl_context=ca.server_context()).start()
-    issuer.base_url = token_server.url
+def env(tenant):
     clock = Clock()
-    sim = DataverseSimulator(issuer, clock=clock)
-    dv_server = SimServer(sim.app, ssl_context=ca.server_context()).start()
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = str(ca.ca_file)
-    client = issuer.add_client(Client(str(uuid.uuid4()), secret="integration-secret", name="bcsync"))
-    other = issuer.add_client(Client(str(uuid.uuid4()), secret="other-secret", name="other app"))
-    user = issuer.add_user(User("sales.rep@contoso.example", "P@ssw0rd!", name="Sales Rep"))
-    yield Env(ca, issuer, token_server.url, dv_server.url, sim, clock, session, client, other, user)
+    sim = DataverseSimulator(tenant.issuer, clock=clock)
+    dv_server = tenant.serve(sim.app)
+    session = tenant.session()
+    client = tenant.issuer.add_client(Client(str(uuid.uuid4()), secret="integration-secret", name="bcsync"))
+    other = tenant.issuer.add_client(Client(str(uuid.uuid4()), secret="other-secret", name="other app"))
+    user = tenant.issuer.add_user(User("sales.rep@contoso.example", "P@ssw0rd!", name="Sales Rep"))
+    yield Env(tenant.ca, tenant.issuer, tenant.token_url, dv_server.url, sim, clock, session, client, other, user)
     dv_server.stop()
-    token_server.stop()
     session.close()
 
 

@@ -1,6 +1,5 @@
 """The engine against in-memory fakes of its ports."""
 
-import pytest
 
 from sync.engine import SyncEngine, plan_row
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings

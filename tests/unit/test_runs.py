@@ -3,8 +3,7 @@
 import pytest
 
 from sync.errors import ConfigurationError, ThrottledError
-from sync.mappings import CUSTOMER, SALESPEOPLE, Catalog, builtin_mappings
-from sync.model import Direction
+from sync.mappings import Catalog, builtin_mappings
 from sync.planner import plan
 from sync.runs import JobMessage, JobStatus, RunCoordinator, RunKind, RunReport, RunStatus
 from tests.unit.test_engine import World
