@@ -80,3 +80,34 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     runs = services().runs.list_runs(limit=limit)
     return _json({"runs": [{"run": r.run_id, "kind": r.kind.value, "status": r.status.value,
                             "created_at": r.created_at.isoformat() if r.created_at else None} for r in runs]})
+
+
+@app.route(route="mappings", methods=["GET"])
+def list_mappings(req: func.HttpRequest) -> func.HttpResponse:
+    return _json({"mappings": services().mappings()})
+
+
+@app.route(route="mappings/{name}", methods=["GET", "PATCH"])
+def mapping(req: func.HttpRequest) -> func.HttpResponse:
+    name = req.route_params.get("name", "")
+    try:
+        if req.method == "GET":
+            found = next((m for m in services().mappings() if m["name"] == name), None)
+            return _json(found) if found else _problem(404, f"There is no table mapping named {name}.")
+        try:
+            changes = req.get_json()
+        except ValueError:
+            return _problem(400, "The body must be a JSON object of settings to change.")
+        if not isinstance(changes, dict):
+            return _problem(400, "The body must be a JSON object of settings to change.")
+        return _json(services().set_mapping(name, changes))
+    except ConfigurationError as exc:
+        return _problem(400, exc.message)
+
+
+@app.route(route="mappings/{name}/overrides", methods=["DELETE"])
+def reset_mapping(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return _json(services().reset_mapping(req.route_params.get("name", "")))
+    except ConfigurationError as exc:
+        return _problem(404, exc.message)

@@ -3,6 +3,7 @@
     bcsync fullsync [--wait] [--json] [--mapping NAME ...]   start a full synchronisation
     bcsync sync [--wait] [--json]                            start a scheduled (incremental) run now
     bcsync status [RUN_ID] [--json]                          a run and its jobs (default: the latest)
+    bcsync mappings [show NAME | set NAME ... | reset NAME]  list and change the table mappings
     bcsync worker [--until-idle]                             process the job queue, as the Functions host does
     bcsync settings                                          the settings and their meaning
 
@@ -93,6 +94,66 @@ def cmd_status(services: Services, args) -> int:
     return 0
 
 
+def format_mappings(mappings: list[dict]) -> str:
+    lines = [f"{'mapping':<18} {'enabled':<8} {'direction':<14} {'depends on':<40} overridden"]
+    for m in mappings:
+        lines.append(f"{m['name']:<18} {str(m['enabled']).lower():<8} {m['direction']:<14} "
+                     f"{', '.join(m['dependencies']) or '-':<40} {', '.join(m['overridden']) or '-'}")
+    return "\n".join(lines)
+
+
+def format_mapping(m: dict) -> str:
+    lines = [f"{m['name']}: {m['description']}",
+             f"  {m['business_central']} (Business Central) <-> {m['dataverse']} (Sales), {m['direction']}, "
+             f"{'enabled' if m['enabled'] else 'disabled'}",
+             f"  Business Central filter: {m['bc_filter'] or '-'}",
+             f"  Sales filter:            {m['crm_filter'] or '-'}",
+             f"  synchronise only coupled records: {str(m['sync_only_coupled']).lower()}; update conflicts: "
+             f"{m['update_conflict']}; deletion conflicts: {m['deletion_conflict']}",
+             f"  depends on: {', '.join(m['dependencies']) or '-'}",
+             f"  overridden: {json.dumps(m['overridden']) if m['overridden'] else '-'}",
+             "  fields:"]
+    for f in m["fields"]:
+        bc = f["bc"] or f"(constant {f['constant']!r})"
+        crm = f["crm"] or f"(constant {f['constant']!r})"
+        via = f" via {f['lookup']}" if f["lookup"] else ""
+        lines.append(f"    {f['caption']:<24} {bc:<20} {f['direction']:<14} {crm}{via}")
+    return "\n".join(lines)
+
+
+def cmd_mappings(services: Services, args) -> int:
+    action = args.action or "list"
+    if action == "list":
+        found = services.mappings()
+        print(json.dumps(found, indent=2) if args.json else format_mappings(found))
+        return 0
+    if action == "show":
+        found = next((m for m in services.mappings() if m["name"] == args.name), None)
+        if found is None:
+            print(f"There is no table mapping named {args.name}.", file=sys.stderr)
+            return 1
+        print(json.dumps(found, indent=2) if args.json else format_mapping(found))
+        return 0
+    if action == "reset":
+        result = services.reset_mapping(args.name)
+    else:
+        changes = {k: getattr(args, k) for k in ("enabled", "direction", "bc_filter", "crm_filter",
+                                                 "sync_only_coupled", "update_conflict", "deletion_conflict")
+                   if getattr(args, k) is not None}
+        if args.field:
+            pairs = [f.rsplit("=", 1) for f in args.field]
+            if any(len(p) != 2 for p in pairs):
+                print("--field takes FIELD=DIRECTION, e.g. --field email=to-crm", file=sys.stderr)
+                return 2
+            changes["fields"] = dict(pairs)
+        if not changes:
+            print("Nothing to change; see `bcsync mappings set --help`.", file=sys.stderr)
+            return 2
+        result = services.set_mapping(args.name, changes)
+    print(json.dumps(result, indent=2) if args.json else format_mapping(result))
+    return 0
+
+
 def cmd_worker(services: Services, args) -> int:
     worker = LocalWorker(services)
     if args.until_idle:
@@ -126,6 +187,28 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("run_id", nargs="?", help="default: the latest run")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
+    s = sub.add_parser("mappings", help="list and change the table mappings")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_mappings, action=None)
+    actions = s.add_subparsers(dest="action")
+    a = actions.add_parser("show", help="one mapping with its fields")
+    a.add_argument("name")
+    a.add_argument("--json", action="store_true")
+    a = actions.add_parser("reset", help="drop a mapping's overrides")
+    a.add_argument("name")
+    a.add_argument("--json", action="store_true")
+    a = actions.add_parser("set", help="override a mapping's settings")
+    a.add_argument("name")
+    a.add_argument("--enabled", choices=["true", "false"])
+    a.add_argument("--direction", choices=["to-crm", "from-crm", "bidirectional"])
+    a.add_argument("--bc-filter", help="OData $filter on the Business Central side ('' removes it)")
+    a.add_argument("--crm-filter", help="OData $filter on the Dataverse side ('' removes it)")
+    a.add_argument("--sync-only-coupled", choices=["true", "false"])
+    a.add_argument("--update-conflict", choices=["none", "send-to-crm", "get-from-crm"])
+    a.add_argument("--deletion-conflict", choices=["none", "restore", "remove-coupling"])
+    a.add_argument("--field", action="append", metavar="FIELD=DIRECTION",
+                   help="a field's direction; FIELD is its BC field, Dataverse attribute or caption")
+    a.add_argument("--json", action="store_true")
     s = sub.add_parser("worker", help="process the job queue as the Functions host would")
     s.add_argument("--until-idle", action="store_true", help="stop when the queue is empty")
     s.set_defaults(func=cmd_worker)

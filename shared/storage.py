@@ -36,6 +36,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from sync.engine import Counts
 from sync.errors import ConcurrencyError, ServiceUnavailableError
+from sync.config import MappingOverride
 from sync.model import Direction, Side
 from sync.ports import Clock, Coupling, RecordFailure
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
@@ -405,3 +406,29 @@ class RunTable:
     def save_run(self, run: Run) -> Run:
         run.etag = self._save(self._run_entity(run), run.etag)
         return run
+
+
+class MappingConfigTable:
+    """Users' overrides of the built-in table mappings, one row per mapping."""
+
+    PARTITION = "mapping"
+
+    def __init__(self, storage: TableStorage):
+        self.table = storage.table("config")
+
+    def load(self) -> dict[str, MappingOverride]:
+        with storage_errors():
+            return {e["name"]: MappingOverride.from_dict(json.loads(e["override"]))
+                    for e in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.PARTITION})}
+
+    def save(self, name: str, override: MappingOverride) -> None:
+        with storage_errors():
+            self.table.upsert_entity({"PartitionKey": self.PARTITION, "RowKey": _key(name), "name": name,
+                                      "override": json.dumps(override.to_dict())}, mode=UpdateMode.REPLACE)
+
+    def delete(self, name: str) -> None:
+        with storage_errors():
+            try:
+                self.table.delete_entity(self.PARTITION, _key(name))
+            except ResourceNotFoundError:
+                pass

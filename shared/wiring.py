@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from sync.engine import SyncEngine
+from sync import config
+from sync.errors import ConfigurationError, SyncError
 from sync.mappings import Catalog, builtin_mappings
+from sync.model import Side
 from sync.ports import Clock, SystemClock
 from sync.runs import JobMessage, Run, RunCoordinator, RunKind, RunReport
 
@@ -17,7 +20,18 @@ from .auth import SignIn
 from .http import ApiClient, VerifyingSession
 from .queue import StorageJobQueue
 from .settings import Settings
-from .storage import CouplingTable, ErrorTable, RunTable, StateTable, TableStorage
+from .storage import CouplingTable, ErrorTable, MappingConfigTable, RunTable, StateTable, TableStorage
+
+
+class StoredCatalog:
+    """The built-in mappings with the overrides in Table Storage, read afresh for every run and job
+    (one small query), so a change made through any worker applies to the next job everywhere."""
+
+    def __init__(self, store: MappingConfigTable):
+        self.store = store
+
+    def current(self) -> Catalog:
+        return config.build_catalog(builtin_mappings(), self.store.load())
 
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
@@ -61,8 +75,12 @@ class Services:
         return StorageJobQueue(self.settings.storage_connection, self.settings.queue_name)
 
     @cached_property
-    def catalog(self) -> Catalog:
-        return Catalog(builtin_mappings())
+    def mapping_config(self) -> MappingConfigTable:
+        return MappingConfigTable(self.storage)
+
+    @cached_property
+    def catalogs(self) -> "StoredCatalog":
+        return StoredCatalog(self.mapping_config)
 
     @cached_property
     def sign_in(self) -> SignIn:
@@ -89,7 +107,7 @@ class Services:
     @cached_property
     def engine(self) -> SyncEngine:
         s = self.settings
-        return SyncEngine(self.catalog,
+        return SyncEngine(self.catalogs,
                           businesscentral.BusinessCentralEndpoint(self.business_central, s.write_concurrency),
                           dataverse.DataverseEndpoint(self.dataverse, s.write_concurrency), self.couplings, self.errors, self.state,
                           self.clock, page_size=s.page_size,
@@ -97,8 +115,52 @@ class Services:
 
     @cached_property
     def coordinator(self) -> RunCoordinator:
-        return RunCoordinator(self.catalog, self.engine, self.runs, self.queue, self.state, self.clock,
+        return RunCoordinator(self.catalogs, self.engine, self.runs, self.queue, self.state, self.clock,
                               lease_seconds=self.settings.job_lease_seconds)
+
+    # -- mappings -------------------------------------------------------------------------------
+
+    def mappings(self) -> list[dict]:
+        overrides = self.mapping_config.load()
+        return [config.describe(m, overrides.get(m.name)) for m in self.catalogs.current()]
+
+    def set_mapping(self, name: str, changes: dict) -> dict:
+        """Change a mapping's settings; validated against the mapping and, for filters, by the service."""
+        builtin = {m.name: m for m in builtin_mappings()}
+        if name not in builtin:
+            raise ConfigurationError(f"There is no table mapping named {name}; known: {', '.join(builtin)}.")
+        overrides = self.mapping_config.load()
+        override = config.parse_changes(overrides.get(name, config.MappingOverride()), changes, builtin[name])
+        mapping = config.apply(builtin[name], override)
+        config.build_catalog(builtin_mappings(), {**overrides, name: override})  # the whole catalogue stays valid
+        for side, key in ((Side.BC, "bc_filter"), (Side.CRM, "crm_filter")):
+            if changes.get(key):
+                self._probe_filter(mapping, side)
+        if override.is_empty():
+            self.mapping_config.delete(name)
+        else:
+            self.mapping_config.save(name, override)
+        return config.describe(mapping, override)
+
+    def reset_mapping(self, name: str) -> dict:
+        builtin = {m.name: m for m in builtin_mappings()}
+        if name not in builtin:
+            raise ConfigurationError(f"There is no table mapping named {name}.")
+        self.mapping_config.delete(name)
+        return config.describe(builtin[name])
+
+    def _probe_filter(self, mapping, side: Side) -> None:
+        """Ask the service for one row with the new filter, so a typo is refused now, not at the next run."""
+        endpoint = self.engine.endpoint(side)
+        table = mapping.table_on(side)
+        if table is None:
+            raise ConfigurationError(f"{mapping.name} has no Dataverse table to filter.")
+        where = mapping.filter_on(side)
+        try:
+            next(iter(endpoint.read_changed(table, [], since=None, where=where, page_size=1)), None)
+        except SyncError as exc:
+            name = "Business Central" if side is Side.BC else "Dataverse"
+            raise ConfigurationError(f"The {name} filter of {mapping.name} ({where!r}) was refused: {exc.message}") from None
 
     def handle_message(self, text: str) -> None:
         """What the queue trigger and the local worker do with one message."""

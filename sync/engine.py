@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from .errors import AlreadyExistsError, ConflictError, RecordError, SyncError
 from .lookups import LookupResolver
+from .config import CatalogSource
 from .mappings import Catalog
 from .model import (
     BcTable,
@@ -203,10 +204,10 @@ def plan_row(mapping: TableMapping, direction: Direction, src: Record, dst: Reco
 
 
 class SyncEngine:
-    def __init__(self, catalog: Catalog, bc: Endpoint, crm: CrmEndpoint, couplings: CouplingStore,
+    def __init__(self, catalogs: CatalogSource, bc: Endpoint, crm: CrmEndpoint, couplings: CouplingStore,
                  errors: ErrorStore, state: StateStore, clock: Clock, *, page_size: int = 500,
                  watermark_margin: dt.timedelta = dt.timedelta(seconds=60)):
-        self.catalog = catalog
+        self.catalogs = catalogs
         self.bc = bc
         self.crm = crm
         self.couplings = couplings
@@ -222,10 +223,11 @@ class SyncEngine:
     def run(self, mapping_name: str, direction: Direction, *, job_id: str, full: bool = False,
             resume_from: dt.datetime | None = None, on_progress: Callable[[Progress], None] | None = None,
             counts: Counts | None = None) -> JobOutcome:
-        mapping = self.catalog[mapping_name]
+        catalog = self.catalogs.current()  # overrides saved since the last job apply from now on
+        mapping = catalog[mapping_name]
         if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
-        job = _Job(self, mapping, direction, job_id, full, counts or Counts(), on_progress)
+        job = _Job(self, catalog, mapping, direction, job_id, full, counts or Counts(), on_progress)
         if mapping.is_option_mapping:
             return job.run_option_mapping()
         return job.run(resume_from)
@@ -234,9 +236,10 @@ class SyncEngine:
 class _Job:
     """The state of one running job; one instance per run of SyncEngine.run."""
 
-    def __init__(self, engine: SyncEngine, mapping: TableMapping, direction: Direction, job_id: str,
-                 full: bool, counts: Counts, on_progress):
+    def __init__(self, engine: SyncEngine, catalog: Catalog, mapping: TableMapping, direction: Direction,
+                 job_id: str, full: bool, counts: Counts, on_progress):
         self.e = engine
+        self.catalog = catalog
         self.mapping = mapping
         self.direction = direction
         self.job_id = job_id
@@ -250,7 +253,7 @@ class _Job:
         self.started = engine.clock.now()
         self.cap = self.started - engine.watermark_margin
         self.notes: Counter[str] = Counter()
-        self.resolver = LookupResolver(engine.catalog, engine.bc, engine.couplings)
+        self.resolver = LookupResolver(catalog, engine.bc, engine.couplings)
         self.failures = {f.source_id: f for f in engine.errors.list(mapping.name, direction)}
         self.integration_user = engine.crm.integration_user_id() if self.src_side is Side.CRM else None
         self.src_fields = self._field_list(self.src_side, self.src_table)
@@ -437,7 +440,7 @@ class _Job:
         found, converted = self.resolver.resolve(fm, self.dst_side, value)
         if found:
             return converted
-        ref = self.e.catalog[fm.lookup_mapping]
+        ref = self.catalog[fm.lookup_mapping]
         if fm.when_uncoupled is WhenUncoupled.CLEAR:
             return KEEP if fm.not_null else blank_for(fm, self.dst_side)
         problem = self._uncoupled(fm, value, ref)

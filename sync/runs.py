@@ -19,7 +19,7 @@ from typing import Iterable, Protocol, Sequence
 
 from .engine import Counts, Progress, SyncEngine
 from .errors import ConcurrencyError, SyncError, TransientError
-from .mappings import Catalog
+from .config import CatalogSource
 from .model import Direction
 from .planner import plan
 from .ports import Clock, RecordFailure
@@ -167,10 +167,10 @@ def _iso(value: dt.datetime | None) -> str | None:
 class RunCoordinator:
     """Starts runs, executes their jobs from queue messages, and reports on them."""
 
-    def __init__(self, catalog: Catalog, engine: SyncEngine, runs: RunStore, queue: JobQueue,
+    def __init__(self, catalogs: CatalogSource, engine: SyncEngine, runs: RunStore, queue: JobQueue,
                  leases: LeaseStore, clock: Clock, *, lease_seconds: int = 600, max_attempts: int = 5,
                  busy_retry_seconds: int = 30):
-        self.catalog = catalog
+        self.catalogs = catalogs
         self.engine = engine
         self.runs = runs
         self.queue = queue
@@ -183,7 +183,7 @@ class RunCoordinator:
     # -- starting ---------------------------------------------------------------------------------
 
     def start_run(self, kind: RunKind, trigger: str, mappings: Iterable[str] | None = None) -> Run:
-        planned = plan(self.catalog, mappings)
+        planned = plan(self.catalogs.current(), mappings)
         now = self.clock.now()
         run = Run(f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", kind, trigger, created_at=now,
                   mappings=tuple(dict.fromkeys(p.mapping for p in planned)))

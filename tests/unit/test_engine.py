@@ -1,6 +1,7 @@
 """The engine against in-memory fakes of its ports."""
 
 
+from sync.config import StaticCatalog
 from sync.engine import SyncEngine, plan_row
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
 from sync.model import Direction, Side, UpdateConflictResolution
@@ -20,7 +21,7 @@ class World:
         self.errors = FakeErrors()
         self.state = FakeState(self.clock)
         self.catalog = catalog or Catalog(builtin_mappings())
-        self.engine = SyncEngine(self.catalog, self.bc, self.crm, self.couplings, self.errors, self.state,
+        self.engine = SyncEngine(StaticCatalog(self.catalog), self.bc, self.crm, self.couplings, self.errors, self.state,
                                  self.clock, page_size=2)
         self.crm.options[("account", "paymenttermscode")] = {1: "Net 30", 2: "2% 10; Net 30", 3: "Net 45"}
         self.crm.options[("account", "address1_freighttermscode")] = {1: "FOB", 2: "No Charge"}

@@ -1,0 +1,177 @@
+"""Mappings are data: a user's overrides of the built-in table mappings, validated and applied.
+
+What can be changed without code, as on Business Central's Integration Table Mappings page: a
+mapping's enabled state, direction, the filter on each side, Synch. Only Coupled Records, the
+update- and deletion-conflict resolutions, and the direction of each field mapping. Overrides are
+stored per mapping; removing them restores the built-in definition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Protocol
+
+from .errors import ConfigurationError
+from .mappings import Catalog
+from .model import DeletionConflictResolution, Direction, FieldMapping, TableMapping, UpdateConflictResolution
+
+
+@dataclass
+class MappingOverride:
+    enabled: bool | None = None
+    direction: Direction | None = None
+    bc_filter: str | None = None
+    crm_filter: str | None = None
+    sync_only_coupled: bool | None = None
+    update_conflict: UpdateConflictResolution | None = None
+    deletion_conflict: DeletionConflictResolution | None = None
+    fields: dict[str, Direction] = field(default_factory=dict)  # field mapping key -> direction
+
+    def is_empty(self) -> bool:
+        return not self.fields and all(getattr(self, f.name) is None for f in dataclasses.fields(self) if f.name != "fields")
+
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "fields"}
+        data = {k: (v.value if hasattr(v, "value") else v) for k, v in data.items() if v is not None}
+        if self.fields:
+            data["fields"] = {k: v.value for k, v in self.fields.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MappingOverride":
+        return parse_changes(cls(), data, mapping=None)
+
+
+class MappingConfigStore(Protocol):
+    def load(self) -> dict[str, MappingOverride]: ...
+    def save(self, name: str, override: MappingOverride) -> None: ...
+    def delete(self, name: str) -> None: ...
+
+
+class CatalogSource(Protocol):
+    def current(self) -> Catalog:
+        """The catalogue in force now (built-ins with the stored overrides)."""
+
+
+class StaticCatalog:
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+
+    def current(self) -> Catalog:
+        return self.catalog
+
+
+SETTABLE = ("enabled", "direction", "bc_filter", "crm_filter", "sync_only_coupled", "update_conflict",
+            "deletion_conflict", "fields")
+
+
+def _choice(enum, value: Any, what: str):
+    try:
+        return enum(str(value).lower())
+    except ValueError:
+        allowed = ", ".join(e.value for e in enum)
+        raise ConfigurationError(f"{what} must be one of {allowed}; got {value!r}.") from None
+
+
+def _boolean(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ConfigurationError(f"{what} must be true or false; got {value!r}.")
+
+
+def find_field(mapping: TableMapping, name: str) -> FieldMapping:
+    """A field mapping by its Business Central field, its Dataverse attribute, or its key."""
+    for fm in mapping.fields:
+        if name in (fm.key, fm.bc, fm.crm) or name.casefold() == fm.label.casefold():
+            return fm
+    known = ", ".join(f"{fm.bc or '(constant)'} <-> {fm.crm or '(constant)'}" for fm in mapping.fields)
+    raise ConfigurationError(f"Table mapping {mapping.name} has no field {name!r}. Its fields: {known}.")
+
+
+def parse_changes(base: MappingOverride, changes: Mapping[str, Any], mapping: TableMapping | None) -> MappingOverride:
+    """Apply requested changes (JSON or CLI values) to an override; unknown keys are refused."""
+    unknown = set(changes) - set(SETTABLE)
+    if unknown:
+        raise ConfigurationError(f"Unknown setting(s) {', '.join(sorted(unknown))}; settable: {', '.join(SETTABLE)}.")
+    result = dataclasses.replace(base, fields=dict(base.fields))
+    for key, value in changes.items():
+        if key == "fields":
+            if not isinstance(value, Mapping):
+                raise ConfigurationError("fields must map a field name to a direction.")
+            for name, direction in value.items():
+                fkey = find_field(mapping, name).key if mapping is not None else name
+                result.fields[fkey] = _choice(Direction, direction, f"The direction of field {name}")
+        elif value is None:
+            setattr(result, key, None)
+        elif key in ("enabled", "sync_only_coupled"):
+            setattr(result, key, _boolean(value, key))
+        elif key == "direction":
+            result.direction = _choice(Direction, value, "direction")
+        elif key == "update_conflict":
+            result.update_conflict = _choice(UpdateConflictResolution, value, "update_conflict")
+        elif key == "deletion_conflict":
+            result.deletion_conflict = _choice(DeletionConflictResolution, value, "deletion_conflict")
+        else:
+            setattr(result, key, str(value))
+    return result
+
+
+def apply(mapping: TableMapping, override: MappingOverride) -> TableMapping:
+    """The mapping as the override makes it; refuses what Business Central refuses."""
+    changes = {k: getattr(override, k) for k in SETTABLE if k != "fields" and getattr(override, k) is not None}
+    direction = changes.get("direction", mapping.direction)
+    if mapping.is_option_mapping and direction is Direction.BIDIRECTIONAL:
+        raise ConfigurationError(f"{mapping.name} is an option mapping; option mappings must be one-way.")
+    fields = []
+    for fm in mapping.fields:
+        wanted = override.fields.get(fm.key)
+        if wanted is None or wanted is fm.direction:
+            fields.append(fm)  # a built-in bidirectional field in a one-way mapping simply flows one way
+            continue
+        if fm.is_constant:
+            raise ConfigurationError(f"Field {fm.label} of {mapping.name} is a constant; its direction cannot change.")
+        if not direction.includes(wanted) and not (direction is Direction.BIDIRECTIONAL):
+            raise ConfigurationError(f"Field {fm.label} cannot be {wanted.value} while {mapping.name} is {direction.value}.")
+        fields.append(dataclasses.replace(fm, direction=wanted))
+    for key in override.fields:
+        if not any(fm.key == key for fm in mapping.fields):
+            raise ConfigurationError(f"Table mapping {mapping.name} has no field {key!r}.")
+    if mapping.is_option_mapping and override.fields:
+        raise ConfigurationError(f"{mapping.name} is an option mapping; its field cannot be changed.")
+    return dataclasses.replace(mapping, fields=tuple(fields), **changes)
+
+
+def build_catalog(builtins: Iterable[TableMapping], overrides: Mapping[str, MappingOverride]) -> Catalog:
+    by_name = {m.name: m for m in builtins}
+    for name in overrides:
+        if name not in by_name:
+            raise ConfigurationError(f"Stored overrides name unknown table mapping {name}.")
+    return Catalog(apply(m, overrides[m.name]) if m.name in overrides else m for m in by_name.values())
+
+
+def describe(mapping: TableMapping, override: MappingOverride | None = None) -> dict:
+    """A mapping as `bcsync mappings` and GET /api/mappings show it."""
+    return {
+        "name": mapping.name,
+        "description": mapping.description,
+        "enabled": mapping.enabled,
+        "direction": mapping.direction.value,
+        "business_central": mapping.bc.entity_set,
+        "dataverse": (f"{mapping.option_set.table.logical_name}.{mapping.option_set.attribute} (options)"
+                      if mapping.is_option_mapping else mapping.crm.logical_name),
+        "bc_filter": mapping.bc_filter,
+        "crm_filter": mapping.crm_filter,
+        "sync_only_coupled": mapping.sync_only_coupled,
+        "update_conflict": mapping.update_conflict.value,
+        "deletion_conflict": mapping.deletion_conflict.value,
+        "dependencies": list(mapping.dependencies),
+        "overridden": (override.to_dict() if override and not override.is_empty() else {}),
+        "fields": [{"bc": fm.bc, "crm": fm.crm, "caption": fm.label, "direction": fm.direction.value,
+                    "constant": fm.constant, "lookup": fm.lookup_mapping} for fm in mapping.fields],
+    }
