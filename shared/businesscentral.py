@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from urllib.parse import quote
 from typing import Any, Iterator, Sequence
 
 import requests
 
-from sync.errors import SyncError
+from sync.errors import NotFoundError, SyncError
 from sync.model import BcTable, Side
 from sync.ports import NewRow, Record, RowChange, WriteResult
 
@@ -27,6 +28,7 @@ MAX_PAGE_SIZE = 20000
 ALREADY_EXISTS = frozenset({"Internal_EntityWithSameKeyExists"})
 STALE_VERSION = frozenset({"Request_EntityChanged"})
 _ESCAPED = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def parse_error(response: requests.Response) -> SyncError:
@@ -49,17 +51,32 @@ def encode_enum(value: Any) -> Any:
 
 
 class BusinessCentralClient:
+    """API v2.0 entity sets (`api/v2.0/companies(<id>)/<set>`) and published page web services
+    (`ODataV4/Company('<name>')/<service>`) of one company."""
+
     HEADERS = {"Accept": "application/json"}
 
     def __init__(self, api: ApiClient, company_id: str):
         self.api = api
         self.company_id = company_id
+        self._company_name: str | None = None
 
-    def _path(self, entity_set: str, row_id: str | None = None) -> str:
-        path = f"{API_PATH}/companies({self.company_id})/{entity_set}"
-        return f"{path}({row_id})" if row_id else path
+    def company_name(self) -> str:
+        if self._company_name is None:
+            body = self.api.get_json(f"{API_PATH}/companies({self.company_id})", headers=self.HEADERS)
+            self._company_name = body["name"]
+        return self._company_name
 
-    def pages(self, entity_set: str, *, select: Sequence[str] = (), filter: str = "", orderby: str = "",
+    def collection(self, table: BcTable) -> str:
+        if table.is_page:
+            return f"ODataV4/Company('{quote(self.company_name().replace(chr(39), chr(39) * 2), safe='')}')/{table.entity_set}"
+        return f"{API_PATH}/companies({self.company_id})/{table.entity_set}"
+
+    def item(self, table: BcTable, address: str) -> str:
+        """A row's URL: by id for API entity sets, by its key for page services."""
+        return f"{self.collection(table)}({address})"
+
+    def pages(self, table: BcTable, *, select: Sequence[str] = (), filter: str = "", orderby: str = "",
               top: int | None = None, page_size: int = 500) -> Iterator[list[dict]]:
         params: dict[str, str] = {}
         if select:
@@ -71,73 +88,177 @@ class BusinessCentralClient:
         if top:
             params["$top"] = str(top)
         headers = {**self.HEADERS, "Prefer": f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"}
-        return follow_pages(self.api, self._path(entity_set), params, headers)
+        return follow_pages(self.api, self.collection(table), params, headers)
 
-    def create(self, entity_set: str, body: dict) -> dict:
+    def create(self, table: BcTable, body: dict) -> dict:
         headers = {**self.HEADERS, "Content-Type": "application/json"}
-        return self.api.request("POST", self._path(entity_set), json=body, headers=headers).json()
+        return self.api.request("POST", self.collection(table), json=body, headers=headers).json()
 
-    def update(self, entity_set: str, row_id: str, body: dict, etag: str | None) -> dict:
+    def update(self, table: BcTable, address: str, body: dict, etag: str | None) -> dict:
         headers = {**self.HEADERS, "Content-Type": "application/json", "If-Match": etag or "*"}
-        return self.api.request("PATCH", self._path(entity_set, row_id), json=body, headers=headers).json()
+        return self.api.request("PATCH", self.item(table, address), json=body, headers=headers).json()
 
     def companies(self) -> list[dict]:
         return self.api.get_json(f"{API_PATH}/companies", headers=self.HEADERS).get("value", [])
 
 
+def page_key(table: BcTable, row: dict) -> str:
+    """`'R0010'` or `Item_No='1000',Sales_Type='Customer_x0020_Price_x0020_Group',...` for a page row."""
+    def lit(name: str) -> str:
+        value = row.get(name)
+        if isinstance(value, str) and name in table.enum_fields:
+            value = encode_enum(value)
+        if isinstance(value, str) and _DATE.match(value):
+            return value
+        return literal(value if value is not None else "")
+
+    if len(table.page_keys) == 1:
+        return lit(table.page_keys[0])
+    return ",".join(f"{name}={lit(name)}" for name in table.page_keys)
+
+
 class BusinessCentralEndpoint:
-    """Endpoint over API v2.0 entity sets."""
+    """Endpoint over API v2.0 entity sets and page web services, with companion pages merged in."""
 
     side = Side.BC
 
     def __init__(self, client: BusinessCentralClient, write_concurrency: int = 1):
         self.client = client
         self.write_concurrency = write_concurrency
+        self._keys: dict[str, str] = {}  # page row id -> key, learnt on read, needed to address a write
+
+    # -- shapes ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _select(table: BcTable, fields: Sequence[str]) -> list[str]:
-        return list(dict.fromkeys(["id", table.modified_field, *fields]))
+    def _own(table: BcTable, fields: Sequence[str]) -> list[str]:
+        extra = table.companion.fields if table.companion else {}
+        return [f for f in fields if f not in extra]
 
-    @staticmethod
-    def _record(table: BcTable, row: dict, fields: Sequence[str]) -> Record:
+    def _select(self, table: BcTable, fields: Sequence[str]) -> list[str]:
+        names = [table.id_field, table.modified_field, *table.page_keys, *self._own(table, fields)]
+        if table.companion and len(self._own(table, fields)) < len(fields):
+            names.append(table.companion.key[0])
+        return list(dict.fromkeys(names))
+
+    def _record(self, table: BcTable, row: dict, fields: Sequence[str]) -> Record:
         values = {f: decode_enum(row.get(f)) if f in table.enum_fields else row.get(f) for f in fields}
-        return Record(row["id"], values, row.get("@odata.etag"), parse_datetime(row.get(table.modified_field)))
+        if table.is_page:
+            self._remember_key(row[table.id_field], page_key(table, row))
+        return Record(row[table.id_field], values, row.get("@odata.etag"), parse_datetime(row.get(table.modified_field)))
+
+    def _remember_key(self, row_id: str, key: str) -> None:
+        if len(self._keys) > 20_000:
+            self._keys.clear()
+        self._keys[row_id] = key
 
     @staticmethod
     def _body(table: BcTable, values: dict[str, Any]) -> dict:
         return {k: encode_enum(v) if k in table.enum_fields else v for k, v in values.items()}
 
+    def _rows_to_records(self, table: BcTable, rows: list[dict], fields: Sequence[str]) -> list[Record]:
+        if table.companion and len(self._own(table, fields)) < len(fields):
+            self._merge_companion(table, rows, fields)
+        return [self._record(table, row, fields) for row in rows]
+
+    def _companion_table(self, table: BcTable) -> BcTable:
+        c = table.companion
+        return BcTable.page(c.service, f"{table.caption} page", (c.key[1],))
+
+    def _merge_companion(self, table: BcTable, rows: list[dict], fields: Sequence[str]) -> None:
+        """Fill the fields API v2.0 lacks from the companion page, one query per chunk of rows."""
+        c = table.companion
+        wanted = [c.fields[f] for f in fields if f in c.fields]
+        page = self._companion_table(table)
+        keys = [row.get(c.key[0]) for row in rows if row.get(c.key[0])]
+        found: dict[Any, dict] = {}
+        for chunk in chunked(list(dict.fromkeys(keys)), IDS_PER_QUERY):
+            for page_rows in self.client.pages(page, select=[c.key[1], *wanted], filter=any_of(c.key[1], chunk),
+                                               page_size=MAX_PAGE_SIZE):
+                found.update({r.get(c.key[1]): r for r in page_rows})
+        for row in rows:
+            extra = found.get(row.get(c.key[0]), {})
+            for ours, theirs in c.fields.items():
+                row[ours] = extra.get(theirs)
+
+    # -- reads ----------------------------------------------------------------------------------
+
     def read_changed(self, table: BcTable, fields: Sequence[str], *, since: dt.datetime | None, where: str = "",
                      page_size: int = 500, not_modified_by: str | None = None) -> Iterator[list[Record]]:
         # API v2.0 does not say who changed a row; the engine recognises our own writes by version.
         changed = f"{table.modified_field} ge {odata_datetime(since, millis=True)}" if since else ""
-        for rows in self.client.pages(table.entity_set, select=self._select(table, fields), filter=both(where, changed),
+        for rows in self.client.pages(table, select=self._select(table, fields), filter=both(where, changed),
                                       orderby=f"{table.modified_field} asc", page_size=page_size):
-            yield [self._record(table, row, fields) for row in rows]
+            yield self._rows_to_records(table, rows, fields)
 
     def read_ids(self, table: BcTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
-        return self.read_matching(table, fields, "id", ids)
+        return self.read_matching(table, fields, table.id_field, ids)
 
     def read_matching(self, table: BcTable, fields: Sequence[str], field: str, values: Sequence[Any]) -> list[Record]:
         found = []
         for chunk in chunked(list(dict.fromkeys(values)), IDS_PER_QUERY):
             if field in table.enum_fields:
                 chunk = [encode_enum(v) for v in chunk]
-            for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
-                                          filter=any_of(field, chunk), page_size=MAX_PAGE_SIZE):
-                found += [self._record(table, row, fields) for row in rows]
+            for rows in self.client.pages(table, select=self._select(table, fields), filter=any_of(field, chunk),
+                                          page_size=MAX_PAGE_SIZE):
+                found += self._rows_to_records(table, rows, fields)
         return found
 
     def last_key(self, table: BcTable, field: str, prefix: str) -> str | None:
-        rows = next(self.client.pages(table.entity_set, select=["id", field], top=1, orderby=f"{field} desc",
+        rows = next(self.client.pages(table, select=[table.id_field, field], top=1, orderby=f"{field} desc",
                                       filter=f"startswith({field},{literal(prefix)})"), [])
         return rows[0].get(field) if rows else None
 
+    # -- writes ---------------------------------------------------------------------------------
+
     def insert(self, table: BcTable, rows: Sequence[NewRow], fields: Sequence[str]) -> list[WriteResult]:
-        return write_each(rows, lambda new: self._record(
-            table, self.client.create(table.entity_set, self._body(table, new.values)), fields), self.write_concurrency)
+        def create(new: NewRow) -> Record:
+            own, extra = self._split(table, new.values)
+            row = self.client.create(table, self._body(table, own))
+            return self._finish_write(table, row, extra, fields)
+
+        return write_each(rows, create, self.write_concurrency)
 
     def update(self, table: BcTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
-        return write_each(changes, lambda change: self._record(
-            table, self.client.update(table.entity_set, change.id, self._body(table, change.values), change.etag), fields),
-            self.write_concurrency)
+        def patch(change: RowChange) -> Record:
+            own, extra = self._split(table, change.values)
+            if own or not extra:
+                row = self.client.update(table, self._address(table, change.id), self._body(table, own), change.etag)
+            else:
+                row = self._reread(table, change.id, fields)
+            return self._finish_write(table, row, extra, fields)
+
+        return write_each(changes, patch, self.write_concurrency)
+
+    def _split(self, table: BcTable, values: dict) -> tuple[dict, dict]:
+        extra_names = table.companion.fields if table.companion else {}
+        return ({k: v for k, v in values.items() if k not in extra_names},
+                {extra_names[k]: v for k, v in values.items() if k in extra_names})
+
+    def _finish_write(self, table: BcTable, row: dict, extra: dict, fields: Sequence[str]) -> Record:
+        """After the API write, the companion page's fields; then the row as it now stands."""
+        if extra:
+            page = self._companion_table(table)
+            key = literal(row[table.companion.key[0]])
+            self.client.update(page, key, self._body(page, extra), "*")
+            row = self._reread(table, row[table.id_field], fields)
+        else:
+            row = dict(row)
+            if table.companion and len(self._own(table, fields)) < len(fields):
+                self._merge_companion(table, [row], fields)
+        return self._record(table, row, fields)
+
+    def _reread(self, table: BcTable, row_id: str, fields: Sequence[str]) -> dict:
+        rows = next(self.client.pages(table, select=self._select(table, fields),
+                                      filter=any_of(table.id_field, [row_id]), page_size=1), [])
+        if not rows:
+            raise NotFoundError(f"Business Central: {table.caption} {row_id} disappeared while being written")
+        if table.companion and len(self._own(table, fields)) < len(fields):
+            self._merge_companion(table, rows, fields)
+        return rows[0]
+
+    def _address(self, table: BcTable, row_id: str) -> str:
+        if not table.is_page:
+            return row_id
+        if row_id not in self._keys:
+            self._record(table, self._reread(table, row_id, []), [])  # reading a row learns its key
+        return self._keys[row_id]

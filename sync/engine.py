@@ -479,13 +479,14 @@ class _Job:
         labels = self.e.crm.option_labels(option_set)
         value_of = {label.casefold(): value for value, label in labels.items()}
         taken_options = None
-        for page in self.src.read_changed(self.src_table, ["code"], since=None, page_size=self.e.page_size):
+        key = self.src_table.key_field
+        for page in self.src.read_changed(self.src_table, [key], since=None, page_size=self.e.page_size):
             coupled = self.e.couplings.get_many(self.mapping.name, Side.BC, [r.id for r in page])
             if taken_options is None:
                 taken_options = self.e.couplings.get_many(self.mapping.name, Side.CRM, [str(v) for v in labels])
             new: list[Coupling] = []
             for row in page:
-                code = row.values.get("code") or ""
+                code = row.values.get(key) or ""
                 value = value_of.get(code.casefold())
                 current = coupled.get(row.id)
                 if current is not None and value is not None and current.crm_id == str(value):
@@ -500,7 +501,8 @@ class _Job:
                                f"{self.src_table.caption}; {code} was not coupled"] += 1
                 else:
                     coupling = Coupling(self.mapping.name, row.id, str(value), bc_etag=row.etag,
-                                        bc_values={"code|label": code}, crm_values={"code|label": labels[value]},
+                                        bc_values={self.fields[0].key: code},
+                                        crm_values={self.fields[0].key: labels[value]},
                                         synced_at=self.e.clock.now(), job_id=self.job_id)
                     new.append(coupling)
                     taken_options[str(value)] = coupling

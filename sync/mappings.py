@@ -23,6 +23,7 @@ from .tables import (
     BC_PAYMENT_TERMS,
     BC_SALESPERSON,
     BC_SHIPMENT_METHOD,
+    BC_SHIPPING_AGENT,
     CRM_ACCOUNT,
     CRM_SYSTEMUSER,
 )
@@ -60,7 +61,7 @@ def _option_mapping(name: str, bc_table, attribute: str, description: str) -> Ta
         crm=None,
         option_set=OptionSet(CRM_ACCOUNT, attribute),
         direction=TO,
-        fields=(FieldMapping("code", "label", TO, Convert.TEXT, caption="Code", use_for_matching=True),),
+        fields=(FieldMapping(bc_table.key_field, "label", TO, Convert.TEXT, caption="Code", use_for_matching=True),),
         inactivity_timeout_minutes=1440,
     )
 
@@ -71,6 +72,9 @@ PAYMENT_TERMS = _option_mapping(
 SHIPMENT_METHOD = _option_mapping(
     "SHIPMENT METHOD", BC_SHIPMENT_METHOD, "address1_freighttermscode",
     "Shipment method codes coupled to the options of the account's Address 1: Freight Terms.")
+SHIPPING_AGENT = _option_mapping(
+    "SHIPPING AGENT", BC_SHIPPING_AGENT, "address1_shippingmethodcode",
+    "Shipping agent codes (page ShippingAgents) coupled to the options of the account's Address 1: Shipping Method.")
 
 CUSTOMER = TableMapping(
     name="CUSTOMER",
@@ -97,18 +101,21 @@ CUSTOMER = TableMapping(
         FieldMapping("paymentTermsId", "paymenttermscode", BI, Convert.LOOKUP,
                      lookup_mapping="PAYMENT TERMS", when_uncoupled=WhenUncoupled.LEAVE_BLANK,
                      caption="Payment Terms Code"),
+        FieldMapping("shippingAgentCode", "address1_shippingmethodcode", BI, Convert.LOOKUP,
+                     lookup_mapping="SHIPPING AGENT", bc_key="Code", when_uncoupled=WhenUncoupled.LEAVE_BLANK,
+                     caption="Shipping Agent Code"),
         FieldMapping("creditLimit", "creditlimit", TO, Convert.NUMBER, caption="Credit Limit (LCY)"),
         # BC's account template sets Relationship Type = Customer on the accounts it creates.
         FieldMapping(None, "customertypecode", TO, Convert.NUMBER, constant=3, caption="Relationship Type"),
     ),
     bc_filter="blocked eq '_x0020_'",
     crm_filter="statecode eq 0 and customertypecode eq 3",
-    dependencies=("SALESPEOPLE", "PAYMENT TERMS", "SHIPMENT METHOD"),
+    dependencies=("SALESPEOPLE", "PAYMENT TERMS", "SHIPMENT METHOD", "SHIPPING AGENT"),
 )
 
 
 def builtin_mappings() -> list[TableMapping]:
-    return [SALESPEOPLE, PAYMENT_TERMS, SHIPMENT_METHOD, CUSTOMER]
+    return [SALESPEOPLE, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER]
 
 
 class Catalog:

@@ -86,14 +86,37 @@ EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 
 
 @dataclass(frozen=True)
-class BcTable:
-    """A Business Central table as the API exposes it."""
+class Companion:
+    """Fields API v2.0 does not expose, read and written through a published page over the same rows
+    (e.g. a customer's Shipping Agent Code through the Customer Card page), as integrators do."""
 
-    entity_set: str                 # API v2.0 entity set, e.g. "customers"
+    service: str                    # the page web service, e.g. "CustomerCard"
+    key: tuple[str, str]            # (API field, page field) that identify the row, e.g. ("number", "No")
+    fields: Mapping[str, str]       # our field name on the API entity -> page field name
+
+
+@dataclass(frozen=True)
+class BcTable:
+    """A Business Central table as the API exposes it: an API v2.0 entity set, or a page published
+    as an OData v4 web service (when `page_keys` is set) for what API v2.0 lacks."""
+
+    entity_set: str                 # API v2.0 entity set ("customers") or page service name ("Resources")
     caption: str                    # "Customer", used in messages
     key_field: str = "number"       # the field users know a record by (No., Code)
     enum_fields: frozenset[str] = frozenset()
     modified_field: str = "lastModifiedDateTime"
+    id_field: str = "id"
+    page_keys: tuple[str, ...] = ()  # a page service's key fields, in the order of its URL key
+    companion: Companion | None = None
+
+    @property
+    def is_page(self) -> bool:
+        return bool(self.page_keys)
+
+    @classmethod
+    def page(cls, service: str, caption: str, keys: tuple[str, ...], **kw) -> "BcTable":
+        return cls(service, caption, key_field=keys[0], modified_field="SystemModifiedAt", id_field="SystemId",
+                   page_keys=keys, **kw)
 
 
 @dataclass(frozen=True)

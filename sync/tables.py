@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from .model import BcTable, CrmLookup, CrmTable
+from .model import BcTable, Companion, CrmLookup, CrmTable
 
 # Business Central, API v2.0 entity sets.
 BC_SALESPERSON = BcTable("salespeoplePurchasers", "Salesperson/Purchaser", key_field="code")
-BC_CUSTOMER = BcTable("customers", "Customer", key_field="number", enum_fields=frozenset({"blocked", "type"}))
+BC_CUSTOMER = BcTable("customers", "Customer", key_field="number", enum_fields=frozenset({"blocked", "type"}),
+                      companion=Companion("CustomerCard", ("number", "No"),
+                                          {"shippingAgentCode": "Shipping_Agent_Code"}))
 BC_PAYMENT_TERMS = BcTable("paymentTerms", "Payment Terms", key_field="code")
 BC_SHIPMENT_METHOD = BcTable("shipmentMethods", "Shipment Method", key_field="code")
+
+# Business Central, published pages (API v2.0 has no such entity sets).
+BC_SHIPPING_AGENT = BcTable.page("ShippingAgents", "Shipping Agent", ("Code",))
 
 # Dataverse.
 CRM_SYSTEMUSER = CrmTable("systemuser", "systemusers", "systemuserid", "fullname")
