@@ -42,7 +42,7 @@ def scheduled_sync(timer: func.TimerRequest) -> None:
         log.info("previous scheduled run still going; no new run started")
 
 
-@app.queue_trigger(arg_name="msg", queue_name="bcsync-jobs", connection="AzureWebJobsStorage")
+@app.queue_trigger(arg_name="msg", queue_name="%BCSYNC_QUEUE_NAME%", connection="AzureWebJobsStorage")
 def run_job(msg: func.QueueMessage) -> None:
     services().handle_message(msg.get_body().decode("utf-8"))
 

@@ -17,12 +17,13 @@ from shared.wiring import Services
 log = logging.getLogger("bcsync.worker")
 
 MAX_DEQUEUE_COUNT = 5      # host.json extensions.queues.maxDequeueCount
-VISIBILITY_TIMEOUT = 30    # seconds before a message whose handler crashed is seen again
 
 
 class LocalWorker:
     def __init__(self, services: Services, poll_seconds: float = 0.5):
         self.services = services
+        # a message stays hidden while its job may run (the host renews visibility the same way)
+        self.visibility = services.settings.job_lease_seconds
         self.queue = services.queue
         self.poison = StorageJobQueue(services.settings.storage_connection, f"{services.settings.queue_name}-poison")
         self.poll_seconds = poll_seconds
@@ -31,7 +32,7 @@ class LocalWorker:
     def step(self) -> int:
         """Handle what is visible on the queue now; returns how many messages were taken."""
         taken = 0
-        for delivery in self.queue.receive(visibility_timeout=VISIBILITY_TIMEOUT):
+        for delivery in self.queue.receive(visibility_timeout=self.visibility, max_messages=1):
             taken += 1
             if delivery.dequeue_count > MAX_DEQUEUE_COUNT:
                 log.error("message %s moved to the poison queue after %d deliveries", delivery.text,
@@ -48,15 +49,22 @@ class LocalWorker:
         return taken
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None,
-                  on_idle: Callable[[], None] | None = None) -> bool:
-        """Work until `done()` says so (checked whenever the queue is empty). False on timeout."""
+                  on_idle: Callable[[], None] | None = None, recover_every: float = 60.0) -> bool:
+        """Work until `done()` says so (checked whenever the queue is empty). False on timeout.
+
+        While idle it also does the timer's recovery now and then, so a job stranded by a crashed
+        worker is picked up again rather than waited on for ever."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        last_recovery = time.monotonic()
         while True:
             if self.step() == 0:
                 if done():
                     return True
                 if on_idle:
                     on_idle()
+                if time.monotonic() - last_recovery > recover_every:
+                    self.services.coordinator.recover()
+                    last_recovery = time.monotonic()
                 if deadline is not None and time.monotonic() > deadline:
                     return False
                 time.sleep(self.poll_seconds)

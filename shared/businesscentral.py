@@ -193,13 +193,14 @@ class BusinessCentralEndpoint:
     def read_ids(self, table: BcTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
         return self.read_matching(table, fields, table.id_field, ids)
 
-    def read_matching(self, table: BcTable, fields: Sequence[str], field: str, values: Sequence[Any]) -> list[Record]:
+    def read_matching(self, table: BcTable, fields: Sequence[str], field: str, values: Sequence[Any],
+                      where: str = "") -> list[Record]:
         found = []
         for chunk in chunked(list(dict.fromkeys(values)), IDS_PER_QUERY):
             if field in table.enum_fields:
                 chunk = [encode_enum(v) for v in chunk]
-            for rows in self.client.pages(table, select=self._select(table, fields), filter=any_of(field, chunk),
-                                          page_size=MAX_PAGE_SIZE):
+            for rows in self.client.pages(table, select=self._select(table, fields),
+                                          filter=both(where, any_of(field, chunk)), page_size=MAX_PAGE_SIZE):
                 found += self._rows_to_records(table, rows, fields)
         return found
 

@@ -133,11 +133,13 @@ class DataverseEndpoint:
     def read_ids(self, table: CrmTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
         return self.read_matching(table, fields, table.primary_id, ids)
 
-    def read_matching(self, table: CrmTable, fields: Sequence[str], field: str, values: Sequence[Any]) -> list[Record]:
+    def read_matching(self, table: CrmTable, fields: Sequence[str], field: str, values: Sequence[Any],
+                      where: str = "") -> list[Record]:
         found = []
         for chunk in chunked(list(dict.fromkeys(values)), IDS_PER_QUERY):
             for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
-                                          filter=any_of(self._wire_name(table, field), chunk), page_size=MAX_PAGE_SIZE):
+                                          filter=both(where, any_of(self._wire_name(table, field), chunk)),
+                                          page_size=MAX_PAGE_SIZE):
                 found += [self._record(table, row, fields) for row in rows]
         return found
 

@@ -131,11 +131,12 @@ class ApiClient:
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         url = self.url(path)
-        refreshed = False
+        refreshed = refresh_now = False
         attempt = 0
         while True:
             all_headers = {**self.default_headers, **(headers or {}),
-                           "Authorization": f"Bearer {self.token(force=refreshed)}"}
+                           "Authorization": f"Bearer {self.token(force=refresh_now)}"}
+            refresh_now = False
             try:
                 self.requests_sent += 1
                 response = self.session.request(method, url, params=params, json=json, headers=all_headers,
@@ -153,7 +154,7 @@ class ApiClient:
             if response.status_code < 400 or response.status_code == 304:
                 return response
             if response.status_code == 401 and not refreshed:
-                refreshed = True  # an expired or revoked token: get a fresh one once
+                refreshed = refresh_now = True  # an expired or revoked token: get a fresh one, once
                 continue
             error = self.parse_error(response)
             retryable = response.status_code in (429, 503) or (

@@ -7,7 +7,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
-from sync.errors import ConcurrencyError, ServiceUnavailableError, SyncError
+from sync.errors import ServiceUnavailableError, SyncError
 from sync.ports import Record, WriteResult
 
 from .http import ApiClient
@@ -80,16 +80,14 @@ T = TypeVar("T")
 def write_each(items: Sequence[T], write: Callable[[T], Record], concurrency: int = 1) -> list[WriteResult]:
     """Write rows one request each, up to `concurrency` at a time, answering per row in order.
 
-    A row the service refuses (bad data, duplicate, stale version) fails alone and is retried at
-    the next run; a service in trouble (throttled beyond patience, down) stops the whole job, which
-    is then retried later from its checkpoint.
+    Every error is the row's result, transient ones included: the engine records what was written
+    before it stops the job on a service in trouble (throttled beyond patience, down), so nothing
+    that succeeded is forgotten when the job is retried.
     """
     def one(item: T) -> WriteResult:
         try:
             return WriteResult(write(item))
         except SyncError as exc:
-            if exc.transient and not isinstance(exc, ConcurrencyError):
-                raise
             return WriteResult(error=exc)
 
     if concurrency <= 1 or len(items) <= 1:

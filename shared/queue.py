@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from sync.runs import JobMessage
@@ -52,7 +52,10 @@ class StorageJobQueue:
 
     def delete(self, delivery: "Delivery") -> None:
         with storage_errors():
-            self.client.delete_message(delivery.id, delivery.pop_receipt)
+            try:
+                self.client.delete_message(delivery.id, delivery.pop_receipt)
+            except ResourceNotFoundError:
+                pass  # its visibility ran out and another worker took it; that worker deletes it
 
     def move_to_poison(self, delivery: "Delivery", poison: "StorageJobQueue") -> None:
         poison._ensure()

@@ -54,7 +54,7 @@ class Settings:
         "BCSYNC_CA_BUNDLE", None,
         "Extra CA bundle (PEM) to trust for the services and the token endpoint; the local stack uses its test CA.")
     queue_name: str = _setting("BCSYNC_QUEUE_NAME", "bcsync-jobs",
-                               "Storage queue of sync jobs (the queue trigger listens on bcsync-jobs).")
+                               "Storage queue of sync jobs; the queue trigger listens on it (set it in the function app).")
     table_prefix: str = _setting("BCSYNC_TABLE_PREFIX", "bcsync", "Prefix of the Table Storage tables.")
     page_size: int = _setting("BCSYNC_PAGE_SIZE", 500, "Rows read and written per page.")
     write_concurrency: int = _setting(
@@ -68,6 +68,10 @@ class Settings:
                                              "Watermarks never pass job start minus this margin (clock skew, late commits).")
     job_lease_seconds: int = _setting("BCSYNC_JOB_LEASE_SECONDS", 600,
                                       "How long a running job holds its lease without reporting progress.")
+    job_time_budget_seconds: int = _setting(
+        "BCSYNC_JOB_TIME_BUDGET_SECONDS", 480,
+        "A job stops after this long and continues from its checkpoint in a new invocation "
+        "(below the Functions timeout: 10 minutes on the Consumption plan).")
     schedule: str = _setting("BCSYNC_SCHEDULE", "0 */5 * * * *",
                              "NCRONTAB schedule of the timer that starts scheduled runs (read by the Functions host).")
 

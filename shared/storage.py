@@ -335,7 +335,8 @@ class RunTable:
             "PartitionKey": job.run_id, "RowKey": f"job:{_key(job.job_id)}", "job_id": job.job_id,
             "mapping": job.mapping, "direction": job.direction.value, "depends_on": json.dumps(list(job.depends_on)),
             "seq": job.seq, "status": job.status.value, "counts": json.dumps(job.counts.as_dict()),
-            "notes": json.dumps(job.notes)[:30000], "message": job.message[:30000], "attempts": job.attempts,
+            "notes": json.dumps([n[:500] for n in job.notes[:40]]), "message": job.message[:30000],
+            "attempts": job.attempts,
             "queued_at": _iso(job.queued_at), "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
             "checkpoint": _iso(job.checkpoint), "lease_until": _iso(job.lease_until),
         }

@@ -116,7 +116,8 @@ class Services:
     @cached_property
     def coordinator(self) -> RunCoordinator:
         return RunCoordinator(self.catalogs, self.engine, self.runs, self.queue, self.state, self.clock,
-                              lease_seconds=self.settings.job_lease_seconds)
+                              lease_seconds=self.settings.job_lease_seconds,
+                              time_budget_seconds=self.settings.job_time_budget_seconds)
 
     # -- mappings -------------------------------------------------------------------------------
 
@@ -170,7 +171,9 @@ class Services:
         return self.coordinator.start_run(kind, trigger, mappings)
 
     def start_scheduled_run(self, trigger: str) -> Run | None:
-        """What the timer does; None when the previous scheduled run is still going."""
+        """What the timer does: first re-queue whatever a crash stranded, then start a scheduled run
+        unless the previous one is still going (None then)."""
+        self.coordinator.recover()
         if self.coordinator.active_run(RunKind.SCHEDULED, younger_than=SCHEDULED_RUN_STALE_AFTER):
             return None
         return self.start_run(RunKind.SCHEDULED, trigger)

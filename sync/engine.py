@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import AlreadyExistsError, ConflictError, RecordError, SyncError
+from .errors import AlreadyExistsError, ConcurrencyError, ConflictError, RecordError, SyncError
 from .lookups import LookupResolver
 from .config import CatalogSource
 from .mappings import Catalog
@@ -87,6 +87,7 @@ class JobOutcome:
     counts: Counts
     notes: list[str]
     checkpoint: dt.datetime | None
+    complete: bool = True  # False: stopped at its deadline; continue from the checkpoint
 
 
 @dataclass
@@ -141,6 +142,8 @@ def plan_row(mapping: TableMapping, direction: Direction, src: Record, dst: Reco
         src_field, dst_field = fm.field_on(src_side), fm.field_on(dst_side)
         if dst_field is None:
             continue
+        if fm.insert_only and dst is not None:
+            continue
         raw = src.values.get(src_field) if src_field else None
         target_value = fm.constant if src_field is None else convert(fm, raw)
         if src_field is not None:
@@ -172,6 +175,8 @@ def plan_row(mapping: TableMapping, direction: Direction, src: Record, dst: Reco
             if dst_changed and src_changed:
                 conflicts.append((fm, target_value, current))
                 continue
+            if not dst_changed and not src_changed:
+                continue  # values that cannot round-trip (cut to a shorter field): nobody changed them
         writes[dst_field] = target_value
         if src_field is not None:
             new_dst[fm.key] = target_value
@@ -192,7 +197,8 @@ def plan_row(mapping: TableMapping, direction: Direction, src: Record, dst: Reco
                 writes[fm.field_on(dst_side)] = value
                 new_dst[fm.key] = value
         else:
-            skip_for_conflict = True
+            # the losing side's pass writes nothing; the winner's pass must still run for this row
+            skip_for_conflict = dst_pending = True
 
     if dst is None:
         action = "insert"
@@ -222,7 +228,7 @@ class SyncEngine:
 
     def run(self, mapping_name: str, direction: Direction, *, job_id: str, full: bool = False,
             resume_from: dt.datetime | None = None, on_progress: Callable[[Progress], None] | None = None,
-            counts: Counts | None = None) -> JobOutcome:
+            counts: Counts | None = None, deadline: dt.datetime | None = None) -> JobOutcome:
         catalog = self.catalogs.current()  # overrides saved since the last job apply from now on
         mapping = catalog[mapping_name]
         if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
@@ -230,7 +236,7 @@ class SyncEngine:
         job = _Job(self, catalog, mapping, direction, job_id, full, counts or Counts(), on_progress)
         if mapping.is_option_mapping:
             return job.run_option_mapping()
-        return job.run(resume_from)
+        return job.run(resume_from, deadline)
 
 
 class _Job:
@@ -268,10 +274,11 @@ class _Job:
 
     # -- the two phases ------------------------------------------------------------------------
 
-    def run(self, resume_from: dt.datetime | None) -> JobOutcome:
-        retried = self._process_forced()
+    def run(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
+        # a continuation (resume_from set) already did the forced rows before its first checkpoint
+        retried = self._process_forced() if resume_from is None else set()
         since = resume_from if resume_from is not None else (None if self.full else self.e.state.watermark(self.mapping.name, self.direction))
-        checkpoint = since
+        resume = since  # where a continuation of this job starts: the newest row processed
         # Our own writes are not changes; where the service records who changed a row, ask it to
         # leave them out (Sales changes made with the connection user's account are ignored too).
         not_modified_by = self.integration_user if self.mapping.direction.includes(Direction.TO_CRM) else None
@@ -282,10 +289,17 @@ class _Job:
             self._process(rows, forced=set())
             newest = max((r.modified_on for r in page if r.modified_on), default=None)
             if newest is not None:
-                checkpoint = min(newest, self.cap) if checkpoint is None else max(checkpoint, min(newest, self.cap))
-                self.e.state.advance_watermark(self.mapping.name, self.direction, checkpoint)
-            self.on_progress(Progress(self.counts, checkpoint))
-        return JobOutcome(self.counts, self._notes(), checkpoint)
+                resume = newest if resume is None else max(resume, newest)
+                # the mapping's watermark never passes the job's start minus the margin, so rows
+                # committed late or stamped by a skewed clock are read again next run
+                self.e.state.advance_watermark(self.mapping.name, self.direction, min(newest, self.cap))
+            self.on_progress(Progress(self.counts, resume))
+            # Out of time: stop at this page, but only past where this invocation started, so that a
+            # continuation always gets further (rows sharing one timestamp are read again, not stuck on)
+            if (deadline is not None and resume is not None and (since is None or resume > since)
+                    and self.e.clock.now() >= deadline):
+                return JobOutcome(self.counts, self._notes(), resume, complete=False)
+        return JobOutcome(self.counts, self._notes(), resume)
 
     def _process_forced(self) -> set[str]:
         """Records that failed earlier are tried again first, changed or not (spec §3.2), and so are
@@ -328,9 +342,12 @@ class _Job:
             return
         page = _Page(self)
         dst_rows = self._read_destinations([c for _, c in work if c])
-        matches = self._match_uncoupled([row for row, c in work if c is None])
+        matches, ambiguous = self._match_uncoupled([row for row, c in work if c is None])
         self._prepare_lookups([row for row, _ in work])
         for row, coupling in work:
+            if row.id in ambiguous:
+                page.fail(row, None, ambiguous[row.id])
+                continue
             if coupling is None and row.id in matches:
                 coupling, dst_row = matches[row.id]
                 page.new_couplings.add(row.id)
@@ -367,11 +384,12 @@ class _Job:
             return {}
         return {r.id: r for r in self.dst.read_ids(self.dst_table, self.dst_fields, ids)}
 
-    def _match_uncoupled(self, rows: list[Record]) -> dict[str, tuple[Coupling, Record]]:
-        """Match-before-create: an uncoupled row with exactly one uncoupled match is coupled to it."""
+    def _match_uncoupled(self, rows: list[Record]) -> tuple[dict[str, tuple[Coupling, Record]], dict[str, RecordError]]:
+        """Match-before-create: an uncoupled row with exactly one uncoupled match (within the other
+        side's filter) is coupled to it; one with several matches fails rather than adding another."""
         criteria = [fm for fm in self.mapping.match_fields() if fm.field_on(self.src_side) and fm.field_on(self.dst_side)]
         if not rows or not criteria:
-            return {}
+            return {}, {}
         first = criteria[0]
         wanted = {}
         for row in rows:
@@ -379,12 +397,13 @@ class _Job:
             if not is_blank(value):
                 wanted[row.id] = value
         if not wanted:
-            return {}
+            return {}, {}
         candidates = self.dst.read_matching(self.dst_table, self.dst_fields, first.field_on(self.dst_side),
-                                            sorted(set(wanted.values()), key=str))
+                                            sorted(set(wanted.values()), key=str),
+                                            where=self.mapping.filter_on(self.dst_side))
         taken = self.e.couplings.get_many(self.mapping.name, self.dst_side, [c.id for c in candidates])
         free = [c for c in candidates if c.id not in taken]
-        result = {}
+        result, ambiguous = {}, {}
         claimed: set[str] = set()
         for row in rows:
             if row.id not in wanted:
@@ -395,9 +414,11 @@ class _Job:
                 bc_id, crm_id = (row.id, hits[0].id) if self.src_side is Side.BC else (hits[0].id, row.id)
                 result[row.id] = (Coupling(self.mapping.name, bc_id, crm_id), hits[0])
             elif len(hits) > 1:
-                self.notes[f"{len(hits)} {self._dst_name()} rows match {record_label(self.src_table, row)}; "
-                           f"it was not coupled automatically"] += 1
-        return result
+                ambiguous[row.id] = RecordError(
+                    f"{record_label(self.src_table, row)}: {len(hits)} uncoupled {self._dst_name()} rows match it "
+                    f"({', '.join(record_label(self.dst_table, h) for h in hits[:5])}); couple it by hand "
+                    f"instead of creating another one.", field=first.label, code="SeveralMatches")
+        return result, ambiguous
 
     def _criterion_matches(self, fm: FieldMapping, row: Record, candidate: Record) -> bool:
         value = convert_plain(fm, row.values.get(fm.field_on(self.src_side)), self.dst_side)
@@ -445,6 +466,10 @@ class _Job:
             return KEEP if fm.not_null else blank_for(fm, self.dst_side)
         problem = self._uncoupled(fm, value, ref)
         if fm.when_uncoupled is WhenUncoupled.LEAVE_BLANK:
+            if self.dst_side is Side.BC:
+                # Business Central keeps its value rather than lose it to an option it cannot name
+                self.notes[f"{problem}; the Business Central value was kept"] += 1
+                return KEEP
             self.notes[f"{problem}; left blank"] += 1
             return KEEP if fm.not_null else blank_for(fm, self.dst_side)
         raise RecordError(f"{record_label(self.src_table, row)}: {problem}; couple it first (table mapping {ref.name}).",
@@ -530,6 +555,7 @@ class _Page:
         self.removed: list[Coupling] = []
         self.new_couplings: set[str] = set()
         self.pending: list[str] = []  # destination ids with changes this pass left for the opposite one
+        self.interrupted: SyncError | None = None  # a transient failure of some write of this page
 
     def plan(self, row: Record, coupling: Coupling | None, dst_row: Record | None) -> None:
         job = self.job
@@ -556,6 +582,9 @@ class _Page:
                 job.counts.coupled += 1
 
     def fail(self, row: Record, coupling: Coupling | None, error: SyncError) -> None:
+        if error.transient and not isinstance(error, ConcurrencyError):
+            self.interrupted = self.interrupted or error  # not the record's fault: no failure recorded
+            return
         self.failed.append((row, coupling, error))
 
     def write(self) -> None:
@@ -565,19 +594,23 @@ class _Page:
         for row, coupling, dst_row, plan in self.unchanged:
             self._remember(row, coupling, dst_row, plan)
             self.succeeded.append(row.id)
+        if self.pending:  # before the couplings: a crash in between must not lose the pending mark
+            opposite = Direction.FROM_CRM if job.direction is Direction.TO_CRM else Direction.TO_CRM
+            job.e.state.mark_pending(job.mapping.name, opposite, self.pending)
         if self.removed:
             job.e.couplings.delete_many(self.removed)
         if self.saved:
             job.e.couplings.save_many(self.saved)
-        if self.pending:
-            opposite = Direction.FROM_CRM if job.direction is Direction.TO_CRM else Direction.TO_CRM
-            job.e.state.mark_pending(job.mapping.name, opposite, self.pending)
         self._record_failures()
         cleared = [sid for sid in self.succeeded if sid in job.failures]
         if cleared:
             job.e.errors.clear_many(job.mapping.name, job.direction, cleared)
             for sid in cleared:
                 job.failures.pop(sid, None)
+        if self.interrupted is not None:
+            # the service is in trouble: what was written is recorded above; the job stops here and is
+            # retried later from its checkpoint, which is before this page
+            raise self.interrupted
 
     def _write_inserts(self) -> None:
         job = self.job

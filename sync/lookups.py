@@ -26,18 +26,18 @@ class LookupResolver:
         self._names: dict[Any, str] = {}  # BC ids that could not be resolved -> their code, for messages
 
     def _bucket(self, fm: FieldMapping, target: Side) -> dict[Any, Any]:
-        key = (fm.lookup_mapping, fm.bc_key, target)
-        bucket = self._cache.setdefault(key, {})
-        if len(bucket) > self.max_cached:
-            bucket.clear()
-        return bucket
+        return self._cache.setdefault((fm.lookup_mapping, fm.bc_key, target), {})
 
     def prepare(self, fm: FieldMapping, target: Side, values: Iterable[Any]) -> None:
         """Resolve every value of a page that is not cached yet."""
         bucket = self._bucket(fm, target)
-        wanted = {normalize(v) for v in values if not is_blank(v)} - set(bucket)
+        page_values = {normalize(v) for v in values if not is_blank(v)}
+        wanted = page_values - set(bucket)
         if not wanted:
             return
+        if len(bucket) + len(wanted) > self.max_cached:
+            bucket.clear()  # bounded memory; this page's values are resolved again below
+            wanted = page_values
         found = self._to_crm(fm, wanted) if target is Side.CRM else self._to_bc(fm, wanted)
         for value in wanted:
             bucket[value] = found.get(value, _MISSING)

@@ -106,7 +106,8 @@ CUSTOMER = TableMapping(
                      caption="Shipping Agent Code"),
         FieldMapping("creditLimit", "creditlimit", TO, Convert.NUMBER, caption="Credit Limit (LCY)"),
         # BC's account template sets Relationship Type = Customer on the accounts it creates.
-        FieldMapping(None, "customertypecode", TO, Convert.NUMBER, constant=3, caption="Relationship Type"),
+        FieldMapping(None, "customertypecode", TO, Convert.NUMBER, constant=3, caption="Relationship Type",
+                     insert_only=True),
     ),
     bc_filter="blocked eq '_x0020_'",
     crm_filter="statecode eq 0 and customertypecode eq 3",

@@ -175,6 +175,7 @@ class FieldMapping:
     max_length: int | None = None   # of the Business Central field; longer text is cut, as BC does
     caption: str = ""               # the BC field caption for messages, e.g. "Salesperson Code"
     use_for_matching: bool = False  # a criterion of match-based coupling
+    insert_only: bool = False       # written when the row is created only (BC's configuration templates)
 
     @property
     def key(self) -> str:

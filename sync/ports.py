@@ -65,8 +65,9 @@ class Endpoint(Protocol):
     def read_ids(self, table: Table, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
         """The rows with these ids that exist (missing ids are simply absent)."""
 
-    def read_matching(self, table: Table, fields: Sequence[str], field: str, values: Sequence[Any]) -> list[Record]:
-        """The rows whose `field` equals one of `values`."""
+    def read_matching(self, table: Table, fields: Sequence[str], field: str, values: Sequence[Any],
+                      where: str = "") -> list[Record]:
+        """The rows whose `field` equals one of `values` (and that match `where`)."""
 
     def last_key(self, table: Table, field: str, prefix: str) -> str | None:
         """The highest value of `field` starting with `prefix` (for number series)."""

@@ -169,7 +169,7 @@ class RunCoordinator:
 
     def __init__(self, catalogs: CatalogSource, engine: SyncEngine, runs: RunStore, queue: JobQueue,
                  leases: LeaseStore, clock: Clock, *, lease_seconds: int = 600, max_attempts: int = 5,
-                 busy_retry_seconds: int = 30):
+                 busy_retry_seconds: int = 30, time_budget_seconds: int = 480):
         self.catalogs = catalogs
         self.engine = engine
         self.runs = runs
@@ -179,6 +179,7 @@ class RunCoordinator:
         self.lease = dt.timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
         self.busy_retry_seconds = busy_retry_seconds
+        self.time_budget = dt.timedelta(seconds=time_budget_seconds)
 
     # -- starting ---------------------------------------------------------------------------------
 
@@ -215,10 +216,14 @@ class RunCoordinator:
             self.advance(run.run_id)
             return
         if job.status is JobStatus.RUNNING and job.lease_until and job.lease_until > now:
-            return  # a duplicate delivery while another worker runs it
+            # another worker runs it, or did until it died: look again when its lease runs out, so a
+            # job whose worker vanished is taken over instead of staying "running" for ever
+            wait = int((job.lease_until - now).total_seconds()) + 5
+            self.queue.send(message, delay_seconds=min(wait, int(self.lease.total_seconds()) + 5))
+            return
         if job.status is JobStatus.PENDING and not self._dependencies_done(job):
             return  # an early duplicate; advance() queues it when it is ready
-        owner = f"{run.run_id}/{job.job_id}"
+        owner = f"{run.run_id}/{job.job_id}/{secrets.token_hex(4)}"  # this delivery, not the message
         lease_name = f"mapping:{job.mapping}"
         if not self.leases.acquire(lease_name, owner, now + self.lease):
             self.queue.send(message, delay_seconds=self.busy_retry_seconds)
@@ -252,11 +257,14 @@ class RunCoordinator:
                 job = self.runs.save_job(job)
             except ConcurrencyError:
                 raise LeaseLost(f"job {job.job_id} was taken over by another worker") from None
-            self.leases.acquire(lease_name, owner, now + self.lease)
+            if not self.leases.acquire(lease_name, owner, now + self.lease):
+                raise LeaseLost(f"the lease on {job.mapping} passed to another worker")
 
+        started = self.clock.now()
         try:
-            outcome = self.engine.run(job.mapping, job.direction, job_id=owner, full=run.kind is RunKind.FULL,
-                                      resume_from=job.checkpoint, counts=job.counts, on_progress=progress)
+            outcome = self.engine.run(job.mapping, job.direction, job_id=f"{run.run_id}/{job.job_id}",
+                                      full=run.kind is RunKind.FULL, resume_from=job.checkpoint, counts=job.counts,
+                                      on_progress=progress, deadline=started + self.time_budget)
         except LeaseLost:
             log.warning("job %s lost its lease; another worker continues it", owner)
             return
@@ -273,6 +281,15 @@ class RunCoordinator:
         job.counts = outcome.counts
         job.notes = outcome.notes
         job.checkpoint = outcome.checkpoint or job.checkpoint
+        if not outcome.complete:
+            # out of time for one invocation: continue from the checkpoint in a fresh one
+            job.status = JobStatus.QUEUED
+            job.attempts = 0
+            job.lease_until = None
+            job.message = f"continuing after {int(self.time_budget.total_seconds())} s, from {job.checkpoint}"
+            job = self.runs.save_job(job)
+            self.queue.send(JobMessage(job.run_id, job.job_id))
+            return
         self._finish(job, JobStatus.DONE, "")
 
     def _retry_later(self, job: Job, exc: TransientError) -> None:
@@ -281,6 +298,7 @@ class RunCoordinator:
             return
         delay = int(max(exc.retry_after or 0, 15 * 2 ** (job.attempts - 1)))
         job.status = JobStatus.QUEUED
+        job.queued_at = self.clock.now() + dt.timedelta(seconds=delay)
         job.message = f"attempt {job.attempts} failed ({exc.message}); retrying in {delay} s"
         job.lease_until = None
         job = self.runs.save_job(job)
@@ -331,6 +349,29 @@ class RunCoordinator:
             self._close(run_id, jobs.values())
         elif not jobs:
             self._close(run_id, [])
+
+    def recover(self, runs: int = 20) -> int:
+        """Put back on the queue what a crash may have stranded in the recent unfinished runs: a job
+        queued long ago without a message arriving, a running job whose lease ran out, dependants
+        never queued. Safe to call at any time (the timer does); returns how many jobs were re-sent."""
+        now = self.clock.now()
+        resent = 0
+        for run in self.runs.list_runs(limit=runs):
+            if run.status is not RunStatus.RUNNING:
+                continue
+            for job in self.runs.jobs(run.run_id):
+                stranded = (job.status is JobStatus.RUNNING and (job.lease_until is None or job.lease_until < now)) or (
+                    job.status is JobStatus.QUEUED and job.queued_at is not None and now - job.queued_at > self.lease)
+                if stranded:
+                    self.queue.send(JobMessage(run.run_id, job.job_id))
+                    job.queued_at = now
+                    try:
+                        self.runs.save_job(job)
+                    except ConcurrencyError:
+                        pass
+                    resent += 1
+            self.advance(run.run_id)
+        return resent
 
     def _close(self, run_id: str, jobs: Iterable[Job]) -> None:
         run = self.runs.get(run_id)

@@ -65,14 +65,18 @@ class FakeEndpoint:
     def _record(self, row_id: str, row: dict, fields: Sequence[str]) -> Record:
         return Record(row_id, {f: row["values"].get(f) for f in fields}, row["etag"], row["modified_on"], row["modified_by"])
 
-    def read_changed(self, table, fields, *, since, where="", page_size=500, not_modified_by=None):
+    @staticmethod
+    def _filter(table, where):
         enums = table.enum_fields if isinstance(table, BcTable) else frozenset()
 
         def resolve(row, name):  # filters name enum values the way the BC API spells them
             value = row["values"].get(name)
             return value.replace(" ", "_x0020_") if name in enums and isinstance(value, str) else value
 
-        match = compile_filter(where, resolver=resolve)
+        return compile_filter(where, resolver=resolve)
+
+    def read_changed(self, table, fields, *, since, where="", page_size=500, not_modified_by=None):
+        match = self._filter(table, where)
         rows = sorted(((rid, r) for rid, r in self.rows(table).items()
                        if (since is None or r["modified_on"] >= since) and match(r)
                        and (not_modified_by is None or self.side is Side.BC or r["modified_by"] != not_modified_by)),
@@ -84,10 +88,11 @@ class FakeEndpoint:
         rows = self.rows(table)
         return [self._record(i, rows[i], fields) for i in ids if i in rows]
 
-    def read_matching(self, table, fields, field, values):
+    def read_matching(self, table, fields, field, values, where=""):
         wanted = {str(v).casefold() for v in values}
+        match = self._filter(table, where)
         return [self._record(rid, r, fields) for rid, r in self.rows(table).items()
-                if str(r["values"].get(field) or "").casefold() in wanted]
+                if str(r["values"].get(field) or "").casefold() in wanted and match(r)]
 
     def last_key(self, table, field, prefix):
         keys = sorted(r["values"].get(field) or "" for r in self.rows(table).values())
@@ -105,7 +110,8 @@ class FakeEndpoint:
                 results.append(WriteResult(error=_record_error(problem)))
                 continue
             self.writes += 1
-            defaults = {"statecode": 0} if self.side is Side.CRM else {}  # as Dataverse sets it
+            # what the services default on create: an active Dataverse row, an unblocked BC customer
+            defaults = {"statecode": 0} if self.side is Side.CRM else {"blocked": " "}
             row_id = self.put(table, {**defaults, **new.values}, id=new.id, by=self.user)
             results.append(WriteResult(self._record(row_id, self.rows(table)[row_id], fields)))
         return results

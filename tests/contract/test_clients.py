@@ -112,8 +112,8 @@ def test_a_long_retry_after_is_handed_back_to_the_job_instead_of_sleeping(servic
 
 def test_a_create_is_never_blindly_repeated_but_a_read_is(services, bc, stack):
     stack.business_central.faults.fail(500, times=1, methods=("POST",))
-    with pytest.raises(ServiceUnavailableError):
-        bc.insert(BC_CUSTOMER, [NewRow({"displayName": "Once"})], ["number"])
+    [failed] = bc.insert(BC_CUSTOMER, [NewRow({"displayName": "Once"})], ["number"])
+    assert isinstance(failed.error, ServiceUnavailableError) and failed.error.transient
     assert stack.business_central.rows("customers") == []   # (the simulator failed before creating)
     posts = [r for r in stack.business_central.faults.requests if r[0] == "POST"]
     assert len(posts) == 1

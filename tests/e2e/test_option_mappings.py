@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from .conftest import job
 
-EMPTY = "00000000-0000-0000-0000-000000000000"
-
 
 def test_shipping_agents_come_from_the_published_page_and_couple_to_options_by_label(env):
     env.bc.seed("ShippingAgents", [{"Code": "DHL", "Name": "DHL Express"}, {"Code": "FEDEX", "Name": "FedEx"},
@@ -51,5 +49,6 @@ def test_payment_terms_and_shipment_methods_both_ways(env):
     # an option without a Business Central code leaves the customer's value alone and says so
     env.dv.update("account", account["accountid"], {"paymenttermscode": 3})   # Net 45: no such code
     report = env.sync()
-    assert env.bc.get("customers", customer)["paymentTermsId"] == EMPTY
-    assert any("Sales option 3 of paymenttermscode is not coupled" in n for n in job(report, "CUSTOMER:from-crm").notes)
+    assert env.bc.get("customers", customer)["paymentTermsId"] == terms["NET 60"]
+    assert any("Sales option 3 of paymenttermscode is not coupled" in n and "kept" in n
+               for n in job(report, "CUSTOMER:from-crm").notes)

@@ -58,7 +58,7 @@ def test_the_app_indexes_its_functions():
     functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
     assert set(functions) >= {"scheduled_sync", "run_job", "start_full_sync", "run_status", "list_runs"}
     bindings = json.loads(functions["run_job"].get_function_json())["bindings"]
-    assert bindings[0]["type"] == "queueTrigger" and bindings[0]["queueName"] == "bcsync-jobs"
+    assert bindings[0]["type"] == "queueTrigger" and bindings[0]["queueName"] == "%BCSYNC_QUEUE_NAME%"
     timer = json.loads(functions["scheduled_sync"].get_function_json())["bindings"][0]
     assert timer["schedule"] == "%BCSYNC_SCHEDULE%"
 

@@ -1,6 +1,8 @@
 """The engine against in-memory fakes of its ports."""
 
 
+import pytest
+
 from sync.config import StaticCatalog
 from sync.engine import SyncEngine, plan_row
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
@@ -310,3 +312,98 @@ def test_coupling_by_match_fills_gaps_both_ways_instead_of_blanking():
     assert customer["city"] == "Lyon" and customer["phoneNumber"] == "+33 4 00 00 00 00"
     out = w.run("CUSTOMER", TO), w.run("CUSTOMER", FROM)
     assert all(o.counts.modified == 0 for o in out)
+
+
+def test_get_from_crm_lets_sales_win_even_when_the_bc_pass_sees_the_conflict_first():
+    catalog = Catalog([m if m.name != "CUSTOMER" else CUSTOMER.with_overrides(
+        update_conflict=UpdateConflictResolution.GET_FROM_CRM) for m in builtin_mappings()])
+    w = World(catalog)
+    cid = w.customer("C00010", "Adatum", city="Lyon", phoneNumber="1")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.edit(BC_CUSTOMER, cid, city="BC-City", phoneNumber="2")
+    w.crm.edit(CRM_ACCOUNT, aid, address1_city="Sales-City")
+    w.run("CUSTOMER", TO)   # writes the phone, loses on the city
+    w.run("CUSTOMER", FROM)
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["city"] == "Sales-City"
+    assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["address1_city"] == "Sales-City"
+    assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["telephone1"] == "2"
+
+
+def test_a_value_cut_to_fit_business_central_is_not_written_back_over_the_longer_original():
+    w = World()
+    long_name = "The Very Long Named Corporation of Greater Metropolitan Areas and Surrounding Regions Incorporated Ltd"
+    aid = w.account(long_name)
+    w.full_sync()
+    cid = w.couplings.by_side[("CUSTOMER", Side.CRM, aid)].bc_id
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["displayName"] == long_name[:100]
+    w.bc.edit(BC_CUSTOMER, cid, phoneNumber="555")
+    w.run("CUSTOMER", TO)
+    assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["name"] == long_name
+    assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["telephone1"] == "555"
+
+
+def test_several_matches_fail_the_record_instead_of_adding_another_row():
+    w = World()
+    w.account("Contoso")
+    w.account("contoso")
+    w.customer("C00010", "Contoso")
+    out = w.run("CUSTOMER", TO, full=True)
+    assert out.counts.failed == 1 and out.counts.inserted == 0
+    assert len(w.crm.rows(CRM_ACCOUNT)) == 2
+    [failure] = w.errors.list("CUSTOMER", TO)
+    assert failure.code == "SeveralMatches" and "2 uncoupled account rows match" in failure.message
+
+
+def test_matching_only_considers_rows_within_the_other_sides_filter():
+    w = World()
+    vendor = w.account("Contoso", customertypecode=11)
+    cid = w.customer("C00010", "Contoso")
+    w.run("CUSTOMER", TO, full=True)
+    assert w.couplings.all("CUSTOMER")[cid].crm_id != vendor
+    assert len(w.crm.rows(CRM_ACCOUNT)) == 2
+
+
+def test_the_relationship_type_is_set_on_insert_only():
+    w = World()
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.crm.edit(CRM_ACCOUNT, aid, customertypecode=9)   # a user makes it a reseller
+    w.bc.edit(BC_CUSTOMER, cid, city="Oslo")
+    w.run("CUSTOMER", TO)
+    assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["customertypecode"] == 9
+
+
+def test_a_service_failing_mid_page_keeps_what_was_written_and_stops_the_job():
+    from sync.errors import ServiceUnavailableError
+    from sync.ports import WriteResult
+    w = World()
+    first, second = w.customer("C00010", "Adatum"), w.customer("C00020", "Fabrikam")
+    real_insert = w.crm.insert
+
+    def flaky(table, rows, fields):
+        results = real_insert(table, rows[:1], fields)
+        return results + [WriteResult(error=ServiceUnavailableError("503")) for _ in rows[1:]]
+
+    w.crm.insert = flaky
+    with pytest.raises(ServiceUnavailableError):
+        w.run("CUSTOMER", TO, full=True)
+    assert list(w.couplings.all("CUSTOMER")) == [first]       # the row that was written is coupled
+    assert w.errors.list("CUSTOMER", TO) == []                # a service outage is no record failure
+    w.crm.insert = real_insert
+    out = w.run("CUSTOMER", TO, full=True)
+    assert out.counts.inserted == 1 and len(w.crm.rows(CRM_ACCOUNT)) == 2
+    assert set(w.couplings.all("CUSTOMER")) == {first, second}
+
+
+def test_a_job_out_of_time_stops_at_a_checkpoint_and_a_continuation_finishes_it():
+    import datetime as dt
+    w = World()
+    for i in range(7):
+        w.customer(f"C{i:05d}", f"Customer {i}")
+    w.clock.tick(120)
+    out = w.engine.run("CUSTOMER", TO, job_id="j", full=True, deadline=w.clock.now() - dt.timedelta(seconds=1))
+    assert not out.complete and out.counts.inserted == 2   # one page of two rows
+    more = w.engine.run("CUSTOMER", TO, job_id="j", full=True, resume_from=out.checkpoint, counts=out.counts)
+    assert more.complete and more.counts.inserted == 7 and len(w.crm.rows(CRM_ACCOUNT)) == 7

@@ -132,3 +132,62 @@ def test_message_round_trip_and_garbage_is_refused():
     assert JobMessage.from_json(msg.to_json()) == msg
     with pytest.raises(ValueError):
         JobMessage.from_json("not json")
+
+
+def test_a_job_whose_worker_died_is_taken_over_when_its_lease_runs_out():
+    import datetime as dt
+    h = Harness()
+    h.w.customer("C00010", "Adatum")
+    run = h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    [(msg, _)] = [(m, d) for m, d in h.queue.messages if m.job_id == "CUSTOMER:to-crm"]
+    h.queue.messages.clear()
+    # a worker claimed it and died: the job says running, its lease has ten minutes left
+    job = h.runs.get_job(run.run_id, msg.job_id)
+    job.status, job.lease_until = JobStatus.RUNNING, h.w.clock.now() + dt.timedelta(minutes=10)
+    h.runs.save_job(job)
+    h.coordinator.handle(msg)                       # the host shows the message again
+    [(again, delay)] = h.queue.messages
+    assert again == msg and 600 <= delay <= 610     # looked at again when the lease has run out
+    h.queue.messages.clear()
+    h.w.clock.tick(700)
+    assert h.coordinator.recover() == 1             # the timer's sweep finds it stranded too
+    h.drain()
+    assert h.report(run.run_id).run.status is RunStatus.DONE
+    assert len(h.w.crm.rows(__import__("sync.tables", fromlist=["x"]).CRM_ACCOUNT)) == 1
+
+
+def test_a_second_delivery_cannot_run_a_job_of_a_mapping_that_is_running():
+    h = Harness()
+    run = h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["SALESPEOPLE"])
+    [(msg, _)] = h.queue.messages
+    h.queue.messages.clear()
+    seen = []
+
+    def nested(progress):  # while the first delivery runs, the same message arrives again
+        if not seen:
+            seen.append(True)
+            h.coordinator.handle(msg)
+
+    h.w.user("Alicia", "alicia@contoso.com")
+    real_run = h.w.engine.run
+    h.w.engine.run = lambda *a, **k: real_run(*a, **{**k, "on_progress": lambda p: (nested(p), k["on_progress"](p))})
+    h.coordinator.handle(msg)
+    assert h.report(run.run_id).jobs[0].status is JobStatus.DONE
+    assert h.w.bc.writes == 1                        # the nested delivery did not run it a second time
+    [(again, delay)] = h.queue.messages              # it looks again when the running job's lease ends
+    assert again == msg and delay > 600
+    h.queue.messages.clear()
+    h.coordinator.handle(again)                      # by then the job is done: nothing happens
+    assert h.w.bc.writes == 1 and h.queue.messages == []
+
+
+def test_a_job_out_of_time_continues_in_a_new_invocation():
+    h = Harness()
+    for i in range(5):
+        h.w.customer(f"C{i:05d}", f"Customer {i}")
+    h.coordinator.time_budget = __import__("datetime").timedelta(seconds=-1)   # every page exhausts it
+    run = h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    h.drain()
+    report = h.report(run.run_id)
+    assert report.run.status is RunStatus.DONE
+    assert report.jobs[0].counts.inserted == 5 and len(h.w.crm.rows(__import__("sync.tables", fromlist=["x"]).CRM_ACCOUNT)) == 5
