@@ -39,6 +39,7 @@ from .model import (
     UpdateConflictResolution,
     WhenUncoupled,
 )
+from .rules import IGNORE, MappingRules, Written
 from .ports import (
     Clock,
     Coupling,
@@ -262,14 +263,25 @@ class _Job:
         self.resolver = LookupResolver(catalog, engine.bc, engine.couplings)
         self.failures = {f.source_id: f for f in engine.errors.list(mapping.name, direction)}
         self.integration_user = engine.crm.integration_user_id() if self.src_side is Side.CRM else None
+        self.rules: MappingRules = mapping.rules or MappingRules()
         self.src_fields = self._field_list(self.src_side, self.src_table)
         self.dst_fields = self._field_list(self.dst_side, self.dst_table)
+        # what rules see (sync.rules.RuleContext)
+        self.bc, self.crm, self.couplings = engine.bc, engine.crm, engine.couplings
+        self.cache: dict[str, Any] = {}
+
+    def note(self, text: str) -> None:
+        self.notes[text] += 1
+
+    def endpoint(self, side: Side) -> Endpoint:
+        return self.e.endpoint(side)
 
     def _field_list(self, side: Side, table) -> list[str]:
         if table is None:  # the option set side of an option mapping
             return []
         names = [fm.field_on(side) for fm in self.fields if fm.field_on(side)]
         names.append(table.key_field if isinstance(table, BcTable) else table.primary_name)
+        names += self.rules.extra_fields.get(side, ())
         return list(dict.fromkeys(names))
 
     # -- the two phases ------------------------------------------------------------------------
@@ -341,9 +353,18 @@ class _Job:
         if not work:
             return
         page = _Page(self)
+        accepted: list[tuple[Record, Coupling | None]] = []
+        for row, coupling in work:
+            verdict = self.rules.accept(self, row, coupling)
+            if isinstance(verdict, RecordError):
+                page.fail(row, coupling, verdict)
+            elif verdict != IGNORE:
+                accepted.append((row, coupling))
+        work = accepted
         dst_rows = self._read_destinations([c for _, c in work if c])
-        matches, ambiguous = self._match_uncoupled([row for row, c in work if c is None])
         self._prepare_lookups([row for row, _ in work])
+        self.rules.prepare(self, [row for row, _ in work])
+        matches, ambiguous = self._match_uncoupled([row for row, c in work if c is None])
         for row, coupling in work:
             if row.id in ambiguous:
                 page.fail(row, None, ambiguous[row.id])
@@ -393,8 +414,8 @@ class _Job:
         first = criteria[0]
         wanted = {}
         for row in rows:
-            value = convert_plain(first, row.values.get(first.field_on(self.src_side)), self.dst_side)
-            if not is_blank(value):
+            value = self._criterion(first, row)
+            if value is not None:
                 wanted[row.id] = value
         if not wanted:
             return {}, {}
@@ -420,12 +441,19 @@ class _Job:
                     f"instead of creating another one.", field=first.label, code="SeveralMatches")
         return result, ambiguous
 
+    def _criterion(self, fm: FieldMapping, row: Record) -> Any:
+        """A match criterion's value on the destination side, or None when it cannot take part."""
+        try:
+            value = self.convert(fm, row.values.get(fm.field_on(self.src_side)), row)
+        except RecordError:
+            return None
+        return None if value is KEEP or is_blank(value) else value
+
     def _criterion_matches(self, fm: FieldMapping, row: Record, candidate: Record) -> bool:
-        value = convert_plain(fm, row.values.get(fm.field_on(self.src_side)), self.dst_side)
-        other = candidate.values.get(fm.field_on(self.dst_side))
-        if is_blank(value):
+        value = self._criterion(fm, row)
+        if value is None:
             return True
-        return str(value).casefold() == str(other or "").casefold()
+        return str(normalize(value)).casefold() == str(normalize(candidate.values.get(fm.field_on(self.dst_side)))).casefold()
 
     def _dst_name(self) -> str:
         return self.dst_table.caption if isinstance(self.dst_table, BcTable) else self.dst_table.logical_name
@@ -556,15 +584,21 @@ class _Page:
         self.new_couplings: set[str] = set()
         self.pending: list[str] = []  # destination ids with changes this pass left for the opposite one
         self.interrupted: SyncError | None = None  # a transient failure of some write of this page
-
+        self.written: list[Written] = []
     def plan(self, row: Record, coupling: Coupling | None, dst_row: Record | None) -> None:
         job = self.job
         try:
             plan = plan_row(job.mapping, job.direction, row, dst_row, coupling,
                             lambda fm, value: job.convert(fm, value, row))
+            extra = job.rules.extra_values(job, row, dst_row) if plan.action != "fail" else {}
         except RecordError as exc:
             self.fail(row, coupling, exc)
             return
+        for name, value in extra.items():  # computed values follow their source like one-way fields
+            if dst_row is None or not same(dst_row.values.get(name), value):
+                plan.values[name] = value
+        if plan.values and plan.action in ("unchanged", "skip"):
+            plan.action = "update"
         if plan.action == "fail":
             self.fail(row, coupling, plan.error)
         elif plan.action == "insert":
@@ -594,6 +628,11 @@ class _Page:
         for row, coupling, dst_row, plan in self.unchanged:
             self._remember(row, coupling, dst_row, plan)
             self.succeeded.append(row.id)
+        if self.written:
+            for source_id, error in (job.rules.after_write(job, self.written) or {}).items():
+                done = next(w for w in self.written if w.source.id == source_id)
+                self.succeeded.remove(source_id)  # the follow-up failed: retried next run
+                self.fail(done.source, done.coupling, error)
         if self.pending:  # before the couplings: a crash in between must not lose the pending mark
             opposite = Direction.FROM_CRM if job.direction is Direction.TO_CRM else Direction.TO_CRM
             job.e.state.mark_pending(job.mapping.name, opposite, self.pending)
@@ -635,6 +674,7 @@ class _Page:
             self._remember(row, coupling, result.record, plan)
             job.counts.inserted += 1
             self.succeeded.append(row.id)
+            self.written.append(Written(row, result.record, True, coupling))
         if existing:
             found = {r.id: r for r in job.dst.read_ids(job.dst_table, job.dst_fields, [p for _, p in existing])}
             for row, proposed in existing:
@@ -662,6 +702,7 @@ class _Page:
                 self.fail(row, coupling, result.error)
                 continue
             self._remember(row, coupling, result.record, plan)
+            self.written.append(Written(row, result.record, False, coupling))
             job.counts.modified += 1
             if row.id in self.new_couplings:
                 job.counts.coupled += 1

@@ -231,6 +231,7 @@ class TableMapping:
     enabled: bool = True
     bc_number_series: NumberSeries | None = None
     description: str = ""
+    rules: Any = None                     # a sync.rules.MappingRules for what field mappings cannot say
 
     def __post_init__(self):
         if self.option_set is not None and self.direction is Direction.BIDIRECTIONAL:

@@ -1,0 +1,76 @@
+"""Special rules of particular table mappings (spec §7), beyond what field mappings express.
+
+A table mapping may name a `MappingRules` object. The engine calls its hooks at fixed points of a
+page, always in bulk:
+
+- `accept(ctx, row, coupling)`: None to synchronise the row, IGNORE to leave it out silently (as a
+  filter would), or a RecordError to fail it with a message naming the record;
+- `prepare(ctx, rows)`: fetch, once per page, whatever `extra_values` needs;
+- `extra_values(ctx, row, dst_row)`: destination values that are computed rather than copied
+  (an exchange rate, a unit, a price list, a state); written when they differ from what is there;
+- `after_write(ctx, written)`: what must follow a page's writes (publish new products, keep price
+  list items, push invoice lines).
+
+Rules are pure domain code: they reach the services only through the job's ports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+from ..errors import RecordError
+from ..model import Side
+from ..ports import Coupling, CouplingStore, CrmEndpoint, Endpoint, Record
+
+if TYPE_CHECKING:
+    from ..mappings import Catalog
+    from ..model import Direction, TableMapping
+
+IGNORE = "ignore"
+
+
+@dataclass(frozen=True)
+class Written:
+    """One row a page wrote: the source row, the destination as stored, and whether it is new."""
+
+    source: Record
+    target: Record
+    inserted: bool
+    coupling: Coupling
+
+
+class RuleContext(Protocol):
+    """What a rule may use: the job's mapping and direction, both sides, couplings, the catalogue."""
+
+    mapping: "TableMapping"
+    direction: "Direction"
+    catalog: "Catalog"
+    bc: Endpoint
+    crm: CrmEndpoint
+    couplings: CouplingStore
+    cache: dict[str, Any]   # per job: what a rule fetched once (a currency, a price list)
+
+    def note(self, text: str) -> None: ...
+
+    def endpoint(self, side: Side) -> Endpoint: ...
+
+
+class MappingRules:
+    """No special rules; subclasses override what their mapping needs."""
+
+    #: destination fields the rules read or write, besides the field mappings' own
+    extra_fields: dict[Side, tuple[str, ...]] = {}
+
+    def accept(self, ctx: RuleContext, row: Record, coupling: Coupling | None) -> str | RecordError | None:
+        return None
+
+    def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
+        return None
+
+    def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
+        return {}
+
+    def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
+        """Follow-up writes; returns the source rows whose follow-up failed (retried next run)."""
+        return {}
