@@ -484,8 +484,14 @@ class _Job:
     def convert(self, fm: FieldMapping, value: Any, row: Record) -> Any:
         if fm.convert is not Convert.LOOKUP:
             return convert_plain(fm, value, self.dst_side)
+        ref_rules = self.catalog[fm.lookup_mapping].rules or MappingRules()
         if is_blank(value):
+            special = ref_rules.blank_counterpart(self, self.dst_side)
+            if special is not None:
+                return special
             return KEEP if fm.not_null else blank_for(fm, self.dst_side)
+        if self.dst_side is Side.BC and ref_rules.is_blank_counterpart(self, value):
+            return blank_for(fm, self.dst_side)
         found, converted = self.resolver.resolve(fm, self.dst_side, value)
         if found:
             return converted

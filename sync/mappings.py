@@ -18,13 +18,16 @@ from .model import (
     TableMapping,
     WhenUncoupled,
 )
+from .rules.currency import CurrencyRules
 from .tables import (
+    BC_CURRENCY,
     BC_CUSTOMER,
     BC_PAYMENT_TERMS,
     BC_SALESPERSON,
     BC_SHIPMENT_METHOD,
     BC_SHIPPING_AGENT,
     CRM_ACCOUNT,
+    CRM_CURRENCY,
     CRM_SYSTEMUSER,
 )
 
@@ -76,6 +79,20 @@ SHIPPING_AGENT = _option_mapping(
     "SHIPPING AGENT", BC_SHIPPING_AGENT, "address1_shippingmethodcode",
     "Shipping agent codes (page ShippingAgents) coupled to the options of the account's Address 1: Shipping Method.")
 
+CURRENCY = TableMapping(
+    name="CURRENCY",
+    description="Currencies with a standard ISO code as transaction currencies; exchange rates from BC.",
+    bc=BC_CURRENCY,
+    crm=CRM_CURRENCY,
+    direction=TO,
+    fields=(
+        _text("code", "isocurrencycode", TO, 10, "Code", use_for_matching=True),
+        _text("displayName", "currencyname", TO, 30, "Description"),
+        _text("symbol", "currencysymbol", TO, 10, "Symbol"),
+    ),
+    rules=CurrencyRules(),
+)
+
 CUSTOMER = TableMapping(
     name="CUSTOMER",
     description="Customers and accounts of relationship type Customer, both ways.",
@@ -104,6 +121,8 @@ CUSTOMER = TableMapping(
         FieldMapping("shippingAgentCode", "address1_shippingmethodcode", BI, Convert.LOOKUP,
                      lookup_mapping="SHIPPING AGENT", bc_key="Code", when_uncoupled=WhenUncoupled.LEAVE_BLANK,
                      caption="Shipping Agent Code"),
+        FieldMapping("currencyId", "transactioncurrencyid", BI, Convert.LOOKUP, lookup_mapping="CURRENCY",
+                     caption="Currency Code"),
         FieldMapping("creditLimit", "creditlimit", TO, Convert.NUMBER, caption="Credit Limit (LCY)"),
         # BC's account template sets Relationship Type = Customer on the accounts it creates.
         FieldMapping(None, "customertypecode", TO, Convert.NUMBER, constant=3, caption="Relationship Type",
@@ -111,12 +130,12 @@ CUSTOMER = TableMapping(
     ),
     bc_filter="blocked eq '_x0020_'",
     crm_filter="statecode eq 0 and customertypecode eq 3",
-    dependencies=("SALESPEOPLE", "PAYMENT TERMS", "SHIPMENT METHOD", "SHIPPING AGENT"),
+    dependencies=("SALESPEOPLE", "CURRENCY", "PAYMENT TERMS", "SHIPMENT METHOD", "SHIPPING AGENT"),
 )
 
 
 def builtin_mappings() -> list[TableMapping]:
-    return [SALESPEOPLE, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER]
+    return [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER]
 
 
 class Catalog:

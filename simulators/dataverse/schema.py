@@ -9,7 +9,8 @@ A table is an `Entity`; a column is an `Attr` of one of these kinds:
 modifiedon, createdby, modifiedby, versionnumber, ...), the owner columns of user-owned tables and,
 when a table has money columns, the currency columns (transactioncurrencyid, exchangerate and a
 `<money>_base` column per money column). To add a table later, write one more `table(...)` call
-and register it in `default_schema()`.
+and register it in `default_schema()`. What the service does beyond checking columns (derived values,
+lifecycles, side effects on other rows) is the table's `rules=` object (`rules.py`).
 
 Names follow the Dataverse entity reference (logical names, entity set names, option values).
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
+
+from . import rules
 
 METADATA_NAMESPACE = uuid.UUID("6d1f3c4e-9d7a-4c1b-8f0e-2b5a7c9e1d30")
 
@@ -65,6 +68,12 @@ class Attr:
     unique: bool = False           # rejected when another row has the same value (case-insensitive)
     unique_code: str = "0x80040237"
     unique_message: str = ""
+    # the service's own error for a missing required value: (code, message), else the generic one
+    required_error: tuple[str, str] | None = None
+    # lookups: what deleting the target does to this row: "remove_link" (clear the lookup) or "cascade"
+    on_delete: str = "remove_link"
+    # string columns numbered by the service when a create leaves them empty: the prefix ("ORD" -> ORD-01001-X7K2PQ)
+    autonumber: str | None = None
 
     def __post_init__(self) -> None:
         if not self.display_name:
@@ -80,6 +89,15 @@ class Attr:
     def wire_name(self) -> str:
         """The property name on the wire: lookups read as `_<name>_value`."""
         return f"_{self.name}_value" if self.is_lookup else self.name
+
+
+@dataclass
+class UniqueKey:
+    """Columns whose values together must be unique in the table (case-insensitive), with the service's error."""
+
+    columns: tuple[str, ...]
+    code: str
+    message: str          # may name the row's values: "{name}"
 
 
 @dataclass
@@ -103,6 +121,10 @@ class Entity:
     # alternate keys: each a tuple of column names
     alternate_keys: list[tuple[str, ...]] = field(default_factory=list)
     change_tracking: bool = True
+    # composite uniqueness the service enforces (not alternate keys: they cannot address a row)
+    unique_keys: list[UniqueKey] = field(default_factory=list)
+    # the table's platform rules (a `rules.TableRules`): derived values, lifecycle checks, side effects
+    rules: object = None
 
     def __post_init__(self) -> None:
         if not self.schema_name:
@@ -125,6 +147,7 @@ class Entity:
         self.money_attributes = [a for a in attrs if a.kind == "money" and not a.name.endswith("_base")]
         self.unique_attributes = [a for a in attrs if a.unique]
         self.required_attributes = [a for a in attrs if a.required and a.name != self.primary_id]
+        self.autonumber_attributes = [a for a in attrs if a.autonumber]
         owner = self.attributes.get("ownerid")
         self.self_owner = owner is not None and owner.kind == "uniqueidentifier"
 
@@ -151,13 +174,24 @@ class Schema:
     def __init__(self, entities: Iterable[Entity] = ()):
         self.entities: dict[str, Entity] = {}
         self.by_set: dict[str, Entity] = {}
+        self._shipped_options: dict[tuple[str, str], dict[int, str]] = {}
         for entity in entities:
             self.add(entity)
 
     def add(self, entity: Entity) -> Entity:
         self.entities[entity.logical_name] = entity
         self.by_set[entity.entity_set] = entity
+        for attr in entity.attributes.values():
+            if attr.kind == "picklist":
+                self._shipped_options[(entity.logical_name, attr.name)] = dict(attr.options)
         return entity
+
+    def restore_options(self) -> None:
+        """Option sets back to what the tables shipped with (drops values added by InsertOptionValue)."""
+        for (logical_name, name), options in self._shipped_options.items():
+            attr = self.entities[logical_name].attributes[name]
+            attr.options.clear()
+            attr.options.update(options)
 
     def get(self, logical_name: str) -> Entity | None:
         return self.entities.get(logical_name)
@@ -227,15 +261,20 @@ def customer(name: str, **kw) -> Attr:
                 navs={f"{name}_account": "account", f"{name}_contact": "contact"}, **kw)
 
 
+def polymorphic(name: str, targets: tuple[str, ...], **kw) -> Attr:
+    """A lookup to any of several tables, bound as `<name>_<table>@odata.bind` (annotation.objectid)."""
+    return Attr(name, "lookup", targets=tuple(targets), navs={f"{name}_{t}": t for t in targets}, **kw)
+
+
 def owner(**kw) -> Attr:
     # one navigation property, `ownerid`, bound to /systemusers(..) or /teams(..)
     return Attr("ownerid", "owner", targets=("systemuser", "team"), navs={"ownerid": "*"}, **kw)
 
 
-def state(options: dict[int, tuple[str, int]]) -> Attr:
-    """statecode: {value: (label, default status)}."""
+def state(options: dict[int, tuple[str, int]], **kw) -> Attr:
+    """statecode: {value: (label, default status)}; `default=` is the state of a new row (else the first)."""
     return Attr("statecode", "state", options={v: label for v, (label, _) in options.items()},
-                default_status={v: status for v, (_, status) in options.items()}, display_name="Status")
+                default_status={v: status for v, (_, status) in options.items()}, display_name="Status", **kw)
 
 
 def status(options: dict[int, tuple[str, int]]) -> Attr:
@@ -306,6 +345,13 @@ ACCESS_MODE = {0: "Read-Write", 1: "Administrative", 2: "Read", 3: "Support User
                5: "Delegated Admin"}
 TEAM_TYPE = {0: "Owner", 1: "Access", 2: "Security Group", 3: "Office Group"}
 GENDER = {1: "Male", 2: "Female"}
+PRODUCT_TYPE = {1: "Sales Inventory", 2: "Miscellaneous Charges", 3: "Services", 4: "Flat Fees"}
+PRODUCT_STRUCTURE = {1: "Product", 2: "Product Family", 3: "Product Bundle"}
+PRICING_METHOD = {1: "Currency Amount", 2: "Percent of List", 3: "Percent Markup - Current Cost",
+                  4: "Percent Margin - Current Cost", 5: "Percent Markup - Standard Cost",
+                  6: "Percent Margin - Standard Cost"}
+LINE_PRODUCT_TYPE = {1: "Product", 2: "Bundle", 3: "Required Bundle Product", 4: "Optional Bundle Product",
+                     5: "Project-based Service"}
 
 
 def address_columns(prefix: str = "address1") -> list[Attr]:
@@ -332,6 +378,22 @@ def address_columns(prefix: str = "address1") -> list[Attr]:
     ]
 
 
+def document_address(prefix: str) -> list[Attr]:
+    """billto_* / shipto_* of orders, invoices and their lines."""
+    return [
+        string(f"{prefix}_name", 200),
+        string(f"{prefix}_line1", 250),
+        string(f"{prefix}_line2", 250),
+        string(f"{prefix}_line3", 250),
+        string(f"{prefix}_city", 80),
+        string(f"{prefix}_stateorprovince", 50),
+        string(f"{prefix}_postalcode", 20),
+        string(f"{prefix}_country", 80),
+        string(f"{prefix}_telephone", 50),
+        string(f"{prefix}_fax", 50),
+    ]
+
+
 # --------------------------------------------------------------------------- the tables
 
 def businessunit() -> Entity:
@@ -345,6 +407,16 @@ def businessunit() -> Entity:
         lookup("transactioncurrencyid", "transactioncurrency", display_name="Currency"),
         memo("description", 2000),
     ], display_name="Business Unit", schema_name="BusinessUnit", object_type_code=10)
+
+
+def organization() -> Entity:
+    """The organisation itself: one row, which says which currency is the base currency."""
+    return table("organization", "organizations", "none", [
+        string("name", 160, required=True),
+        lookup("basecurrencyid", "transactioncurrency", display_name="Currency"),
+        integer("pricingdecimalprecision", 0, 4, default=2),
+        integer("currencydecimalprecision", 0, 4, default=2),
+    ], display_name="Organization", schema_name="Organization", object_type_code=1019)
 
 
 def team() -> Entity:
@@ -427,9 +499,11 @@ def account() -> Entity:
         lookup("transactioncurrencyid", "transactioncurrency", display_name="Currency"),
         lookup("primarycontactid", "contact", display_name="Primary Contact"),
         lookup("parentaccountid", "account", display_name="Parent Account"),
+        lookup("defaultpricelevelid", "pricelevel", display_name="Price List"),
         state(ACTIVE_INACTIVE_STATE),
         status(ACTIVE_INACTIVE_STATUS),
         memo("description", 2000),
+        guid("bcbi_companyid", display_name="Company Id"),
     ], display_name="Account", schema_name="Account", object_type_code=1)
 
 
@@ -446,6 +520,8 @@ def contact() -> Entity:
         string("telephone2", 50),
         string("mobilephone", 50),
         string("fax", 50),
+        string("pager", 50),
+        string("websiteurl", 200),
         picklist("gendercode", GENDER),
         picklist("customertypecode", {1: "Default Value"}),
         picklist("paymenttermscode", PAYMENT_TERMS, display_name="Payment Terms"),
@@ -458,10 +534,278 @@ def contact() -> Entity:
         state(ACTIVE_INACTIVE_STATE),
         status(ACTIVE_INACTIVE_STATUS),
         memo("description", 2000),
+        guid("bcbi_companyid", display_name="Company Id"),
     ], primary_name="fullname", display_name="Contact", schema_name="Contact", object_type_code=2,
         compose=compose_fullname)
 
 
+# --------------------------------------------------------------------------- product catalogue
+
+def uomschedule() -> Entity:
+    return table("uomschedule", "uomschedules", "organization", [
+        string("name", 200, required=True),
+        string("baseuomname", 100, required=True, display_name="Primary Unit",
+               required_error=("0x80043810", "baseuomname not specified")),
+        memo("description", 2000),
+        state(ACTIVE_INACTIVE_STATE),
+        status(ACTIVE_INACTIVE_STATUS),
+    ], display_name="Unit Group", schema_name="UoMSchedule", object_type_code=1056, rules=rules.UnitGroupRules())
+
+
+def uom() -> Entity:
+    return table("uom", "uoms", "none", [
+        string("name", 100, required=True),
+        decimal("quantity", precision=5, min_value=0.0, max_value=10000000000.0, required=True),
+        lookup("baseuom", "uom", display_name="Base Unit"),
+        lookup("uomscheduleid", "uomschedule", required=True, create_only=True, on_delete="cascade",
+               display_name="Unit Schedule"),
+        boolean("isschedulebaseuom", read_only=True, display_name="Is Schedule Base Unit"),
+    ], display_name="Unit", schema_name="UoM", object_type_code=1055, rules=rules.UnitRules(),
+        unique_keys=[UniqueKey(("uomscheduleid", "name"), "0x80047010",
+                               "An object with the specified name already exists: the unit group already has a unit "
+                               "named '{name}'.")])
+
+
+PRODUCT_STATE = {0: ("Active", 1), 1: ("Retired", 2), 2: ("Draft", 0), 3: ("Under Revision", 3)}
+PRODUCT_STATUS = {1: ("Active", 0), 2: ("Retired", 1), 0: ("Draft", 2), 3: ("Under Revision", 3)}
+
+
+def product() -> Entity:
+    return table("product", "products", "organization", [
+        string("productnumber", 100, required=True, unique=True, unique_code="0x80043b06",
+               unique_message="A product with the specified product ID already exists.",
+               required_error=("0x80043b05", "The product number can not be null."), display_name="Product ID"),
+        string("name", 100),
+        picklist("producttypecode", PRODUCT_TYPE, default=1, display_name="Product Type"),
+        picklist("productstructure", PRODUCT_STRUCTURE, default=1, display_name="Product Structure"),
+        lookup("parentproductid", "product", display_name="Parent"),
+        lookup("defaultuomscheduleid", "uomschedule", display_name="Unit Group"),
+        lookup("defaultuomid", "uom", display_name="Default Unit"),
+        lookup("pricelevelid", "pricelevel", display_name="Default Price List"),
+        decimal("quantityonhand", precision=2, min_value=0.0, max_value=1000000000.0),
+        integer("quantitydecimal", 0, 5, display_name="Decimals Supported"),
+        money("price", min_value=0.0, max_value=1000000000000.0, display_name="List Price"),
+        money("standardcost", min_value=0.0, max_value=1000000000000.0, display_name="Standard Cost"),
+        money("currentcost", min_value=0.0, max_value=1000000000000.0, display_name="Current Cost"),
+        decimal("stockvolume", precision=2, min_value=0.0, max_value=1000000000.0),
+        decimal("stockweight", precision=2, min_value=0.0, max_value=1000000000.0),
+        string("vendorname", 100),
+        string("vendorpartnumber", 100),
+        string("vendorid", 100),
+        boolean("isstockitem"),
+        boolean("iskit"),
+        memo("description", 2000),
+        datetime_("validfromdate", date_only=True),
+        datetime_("validtodate", date_only=True),
+        lookup("transactioncurrencyid", "transactioncurrency", display_name="Currency"),
+        state(PRODUCT_STATE, default=2),
+        status(PRODUCT_STATUS),
+        guid("bcbi_companyid", display_name="Company Id"),
+    ], display_name="Product", schema_name="Product", object_type_code=1024, rules=rules.ProductRules())
+
+
+def pricelevel() -> Entity:
+    return table("pricelevel", "pricelevels", "organization", [
+        string("name", 100, required=True, unique=True, unique_code="0x80043b0f",
+               unique_message="The name already exists: another price list is named '{value}'.",
+               required_error=("0x80043b0e", "The name can not be null.")),
+        memo("description", 2000),
+        lookup("transactioncurrencyid", "transactioncurrency", required=True, display_name="Currency"),
+        datetime_("begindate", date_only=True),
+        datetime_("enddate", date_only=True),
+        state({0: ("Active", 100001), 1: ("Inactive", 100002)}),
+        status({100001: ("Active", 0), 100002: ("Inactive", 1)}),
+        guid("bcbi_companyid", display_name="Company Id"),
+    ], display_name="Price List", schema_name="PriceLevel", object_type_code=1022)
+
+
+def productpricelevel() -> Entity:
+    return table("productpricelevel", "productpricelevels", "none", [
+        lookup("pricelevelid", "pricelevel", required=True, on_delete="cascade", display_name="Price List"),
+        lookup("productid", "product", required=True, on_delete="cascade", display_name="Product"),
+        lookup("uomid", "uom", required=True, display_name="Unit"),
+        lookup("uomscheduleid", "uomschedule", read_only=True, display_name="Unit Schedule ID"),
+        string("productnumber", 100, read_only=True, display_name="Product ID"),
+        money("amount"),
+        picklist("pricingmethodcode", PRICING_METHOD, default=1, display_name="Pricing Method"),
+        decimal("percentage", precision=2, min_value=0.0, max_value=100000.0),
+        lookup("transactioncurrencyid", "transactioncurrency", display_name="Currency"),
+        guid("bcbi_companyid", display_name="Company Id"),
+    ], primary_name="productnumber", display_name="Price List Item", schema_name="ProductPriceLevel",
+        object_type_code=1026, rules=rules.PriceListItemRules(),
+        unique_keys=[UniqueKey(("pricelevelid", "productid", "uomid"), "0x80043b08",
+                               "This product and unit combination has a price for this price list.")])
+
+
+# --------------------------------------------------------------------------- sales documents
+
+def opportunity() -> Entity:
+    return table("opportunity", "opportunities", "user", [
+        string("name", 300, required=True, display_name="Topic"),
+        customer("customerid", display_name="Potential Customer"),
+        lookup("parentaccountid", "account", display_name="Account"),
+        lookup("parentcontactid", "contact", display_name="Contact"),
+        lookup("pricelevelid", "pricelevel", display_name="Price List"),
+        lookup("transactioncurrencyid", "transactioncurrency", display_name="Currency"),
+        money("estimatedvalue", display_name="Est. Revenue"),
+        datetime_("estimatedclosedate", date_only=True, display_name="Est. Close Date"),
+        integer("closeprobability", 0, 100, display_name="Probability"),
+        memo("description", 2000),
+        state({0: ("Open", 1), 1: ("Won", 3), 2: ("Lost", 4)}),
+        status({1: ("In Progress", 0), 2: ("On Hold", 0), 3: ("Won", 1), 4: ("Canceled", 2), 5: ("Out-Sold", 2)}),
+        guid("bcbi_companyid", display_name="Company Id"),
+    ], display_name="Opportunity", display_collection_name="Opportunities", schema_name="Opportunity",
+        object_type_code=3, rules=rules.BaseCurrencyRules())
+
+
+def quote() -> Entity:
+    return table("quote", "quotes", "user", [
+        string("name", 300, required=True),
+        string("quotenumber", 100, autonumber="QUO", display_name="Quote ID"),
+        customer("customerid", display_name="Potential Customer"),
+        lookup("pricelevelid", "pricelevel", display_name="Price List"),
+        lookup("transactioncurrencyid", "transactioncurrency", display_name="Currency"),
+        lookup("opportunityid", "opportunity", display_name="Opportunity"),
+        memo("description", 2000),
+        money("totalamount", display_name="Total Amount"),
+        state({0: ("Draft", 1), 1: ("Active", 2), 2: ("Won", 4), 3: ("Closed", 5)}),
+        status({1: ("In Progress", 0), 2: ("In Progress", 1), 3: ("Open", 1), 4: ("Won", 2), 5: ("Lost", 3),
+                6: ("Canceled", 3), 7: ("Revised", 3)}),
+        guid("bcbi_companyid", display_name="Company Id"),
+    ], display_name="Quote", schema_name="Quote", object_type_code=1084, rules=rules.BaseCurrencyRules())
+
+
+def document_columns() -> list[Attr]:
+    """What orders and invoices share: customer, prices, addresses, terms, totals."""
+    return [
+        memo("description", 2000),
+        customer("customerid", required=True, display_name="Customer"),
+        lookup("pricelevelid", "pricelevel", display_name="Price List"),
+        lookup("transactioncurrencyid", "transactioncurrency", required=True, display_name="Currency"),
+        lookup("opportunityid", "opportunity", display_name="Opportunity"),
+        *document_address("billto"),
+        *document_address("shipto"),
+        picklist("paymenttermscode", PAYMENT_TERMS, display_name="Payment Terms"),
+        picklist("shippingmethodcode", SHIPPING_METHOD, display_name="Shipping Method"),
+        money("freightamount", display_name="Freight Amount"),
+        money("discountamount", display_name="Order Discount Amount"),
+        decimal("discountpercentage", precision=2, min_value=0.0, max_value=100.0, display_name="Order Discount (%)"),
+        money("totalamount", display_name="Total Amount"),
+        money("totalamountlessfreight", display_name="Total Pre-Freight Amount"),
+        money("totaltax", display_name="Total Tax"),
+        money("totaldiscountamount", display_name="Total Discount Amount"),
+        money("totallineitemdiscountamount", display_name="Total Line Item Discount Amount"),
+        money("totallineitemamount", read_only=True, display_name="Total Detail Amount"),
+        boolean("ispricelocked", ("No", "Yes"), display_name="Prices Locked"),
+        guid("bcbi_companyid", display_name="Company Id"),
+    ]
+
+
+def line_columns(parent: str, write_in_length: int) -> list[Attr]:
+    """What order lines and invoice lines share: product or write-in, price, quantity, amounts."""
+    return [
+        lookup(f"{parent}id", parent, required=True, create_only=True, on_delete="cascade"),
+        lookup("productid", "product", display_name="Existing Product"),
+        lookup("uomid", "uom", display_name="Unit"),
+        boolean("isproductoverridden", ("Existing", "Write In"), display_name="Select Product"),
+        string("productdescription", write_in_length, display_name="Write-In Product"),
+        boolean("ispriceoverridden", ("Use Default", "Override Price"), display_name="Pricing"),
+        money("priceperunit", required=True, display_name="Price Per Unit"),
+        decimal("quantity", precision=5, required=True),
+        money("manualdiscountamount", display_name="Manual Discount"),
+        money("volumediscountamount", display_name="Volume Discount"),
+        money("tax"),
+        money("baseamount", display_name="Amount"),
+        money("extendedamount", display_name="Extended Amount"),
+        integer("lineitemnumber", display_name="Line Item Number"),
+        integer("sequencenumber", display_name="Sequence Number"),
+        memo("description", 2000),
+        picklist("producttypecode", LINE_PRODUCT_TYPE, default=1, display_name="Product type"),
+        *document_address("shipto"),
+        lookup("transactioncurrencyid", "transactioncurrency", display_name="Currency"),
+    ]
+
+
+def invoice() -> Entity:
+    return table("invoice", "invoices", "user", [
+        string("name", 300, required=True),
+        string("invoicenumber", 100, autonumber="INV", display_name="Invoice ID"),
+        *document_columns(),
+        lookup("pricelevelid", "pricelevel", required=True, display_name="Price List"),
+        lookup("salesorderid", "salesorder", display_name="Order"),
+        datetime_("duedate", date_only=True, display_name="Due Date"),
+        datetime_("datedelivered", date_only=True, display_name="Date Delivered"),
+        state({0: ("Active", 1), 1: ("Closed", 3), 2: ("Paid", 100001), 3: ("Canceled", 100003)}),
+        status({1: ("New", 0), 2: ("Partially Shipped", 0), 4: ("Billed", 0), 5: ("Booked", 0), 6: ("Installed", 0),
+                3: ("Canceled", 1), 7: ("Paid in Full", 1), 100001: ("Complete", 2), 100002: ("Partial", 2),
+                100003: ("Canceled", 3)}),
+    ], display_name="Invoice", schema_name="Invoice", object_type_code=1090,
+        rules=rules.DocumentRules("invoice"))
+
+
+def invoicedetail() -> Entity:
+    return table("invoicedetail", "invoicedetails", "user", [
+        string("invoicedetailname", 500, display_name="Name"),
+        *line_columns("invoice", 850),
+        datetime_("actualdeliveryon", date_only=True, display_name="Delivered On"),
+        lookup("salesorderdetailid", "salesorderdetail", display_name="Order Product"),
+    ], primary_name="invoicedetailname", display_name="Invoice Product", schema_name="InvoiceDetail",
+        object_type_code=1091, rules=rules.LineRules("invoice"))
+
+
+def salesorder() -> Entity:
+    return table("salesorder", "salesorders", "user", [
+        string("name", 300, required=True),
+        string("ordernumber", 100, autonumber="ORD", display_name="Order ID"),
+        *document_columns(),
+        lookup("quoteid", "quote", display_name="Quote"),
+        datetime_("requestdeliveryby", date_only=True, display_name="Requested Delivery Date"),
+        datetime_("submitdate", date_only=True, display_name="Date Submitted"),
+        datetime_("datefulfilled", date_only=True, display_name="Date Fulfilled"),
+        datetime_("lastbackofficesubmit", date_only=True, display_name="Last Submitted to Back Office"),
+        integer("submitstatus", display_name="Submit Status"),
+        memo("submitstatusdescription", 2000, display_name="Submit Status Description"),
+        picklist("freighttermscode", FREIGHT_TERMS, display_name="Freight Terms"),
+        boolean("willcall", ("Address", "Will Call"), display_name="Ship To"),
+        state({0: ("Active", 1), 1: ("Submitted", 3), 2: ("Canceled", 4), 3: ("Fulfilled", 100001),
+               4: ("Invoiced", 100003)}),
+        status({1: ("New", 0), 2: ("Pending", 0), 3: ("In Progress", 1), 4: ("No Money", 2), 100001: ("Complete", 3),
+                100002: ("Partial", 3), 100003: ("Invoiced", 4)}),
+    ], display_name="Order", schema_name="SalesOrder", object_type_code=1088,
+        rules=rules.DocumentRules("salesorder", back_office=("lastbackofficesubmit", "submitstatus",
+                                                             "submitstatusdescription")))
+
+
+def salesorderdetail() -> Entity:
+    return table("salesorderdetail", "salesorderdetails", "user", [
+        string("salesorderdetailname", 500, display_name="Name"),
+        *line_columns("salesorder", 500),
+        datetime_("requestdeliveryby", date_only=True, display_name="Requested Delivery Date"),
+        decimal("quantityshipped", precision=5, display_name="Quantity Shipped"),
+    ], primary_name="salesorderdetailname", display_name="Order Product", schema_name="SalesOrderDetail",
+        object_type_code=1089, rules=rules.LineRules("salesorder"))
+
+
+NOTE_TARGETS = ("account", "contact", "salesorder", "invoice", "opportunity")
+
+
+def annotation() -> Entity:
+    return table("annotation", "annotations", "user", [
+        string("subject", 500, display_name="Title"),
+        memo("notetext", 100000, display_name="Description"),
+        polymorphic("objectid", NOTE_TARGETS, on_delete="cascade", display_name="Regarding"),
+        string("objecttypecode", 64, read_only=True, display_name="Object Type"),
+        boolean("isdocument", display_name="Is Document"),
+        string("filename", 255, display_name="File Name"),
+        integer("filesize", 0, INT_MAX, read_only=True, display_name="File Size (Bytes)"),
+        string("mimetype", 256, display_name="Mime Type"),
+        memo("documentbody", 1073741823, display_name="Document"),
+    ], primary_name="subject", display_name="Note", schema_name="Annotation", object_type_code=5,
+        rules=rules.NoteRules())
+
+
 def default_schema() -> Schema:
     """The tables served out of the box. Add new tables here."""
-    return Schema([businessunit(), team(), systemuser(), transactioncurrency(), account(), contact()])
+    return Schema([organization(), businessunit(), team(), systemuser(), transactioncurrency(), account(), contact(),
+                   uomschedule(), uom(), pricelevel(), product(), productpricelevel(), opportunity(), quote(),
+                   salesorder(), salesorderdetail(), invoice(), invoicedetail(), annotation()])

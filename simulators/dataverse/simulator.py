@@ -16,7 +16,7 @@ from . import errors
 from .app import WebApi, rows_json
 from .engine import Engine
 from .errors import DataverseError, error_body
-from .metadata import MetadataService, csdl
+from .metadata import MetadataService, csdl, insert_option_value
 from .query import QueryRunner, Renderer
 from .schema import Schema, default_schema
 from .store import Row, Store
@@ -60,9 +60,11 @@ class DataverseSimulator:
     # ------------------------------------------------------------------ state
 
     def reset(self) -> None:
-        """Back to a fresh organisation: root business unit, its default team, the base currency (USD)."""
+        """Back to a fresh organisation: the organization row, root business unit, its default team, the base
+        currency (USD), and the option sets as the tables ship them."""
         with self.store.lock:
             self.store.clear()
+            self.schema.restore_options()
             engine = self.engine
             engine.root_business_unit_id = self.root_business_unit_id
             engine.default_team_id = self.default_team_id
@@ -72,6 +74,8 @@ class DataverseSimulator:
                 "transactioncurrencyid": self.base_currency_id, "isocurrencycode": "USD",
                 "currencyname": "US Dollar", "currencysymbol": "$", "currencyprecision": 2, "exchangerate": 1.0,
                 "currencytype": 0})
+            self.create("organization", {"organizationid": self.organization_id, "name": name,
+                                         "basecurrencyid": self.base_currency_id})
             self.create("businessunit", {"businessunitid": self.root_business_unit_id, "name": name,
                                          "transactioncurrencyid": self.base_currency_id})
             self._put_system("businessunit", self.root_business_unit_id, {"parentbusinessunitid": None})
@@ -124,7 +128,7 @@ class DataverseSimulator:
     def delete(self, entity: str, id_: str) -> None:
         table = self._entity(entity)
         with self.store.transaction():
-            self.engine.delete(table, normalize_guid(id_) or str(id_), None)
+            self.engine.delete(table, normalize_guid(id_) or str(id_), None, web=False)
 
     def get(self, entity: str, id_: str) -> dict | None:
         table = self._entity(entity)
@@ -136,6 +140,12 @@ class DataverseSimulator:
         table = self._entity(entity)
         with self.store.lock:
             return [dict(row.values) for row in self.store.table(table.logical_name).rows.values()]
+
+    def add_option(self, entity: str, attribute: str, label: str, value: int | None = None) -> int:
+        """What InsertOptionValue does: a new option in `entity.attribute` (a picklist); returns its value, the
+        next free one from 100000000 unless `value` is given. Options added are dropped by `reset()`."""
+        with self.store.lock:
+            return insert_option_value(self.schema, entity, attribute, label, value)
 
     def add_alternate_key(self, entity: str, columns: list[str]) -> None:
         """Define an alternate key, so `/accounts(accountnumber='A1')` addresses a row (none exist by default)."""
@@ -182,6 +192,9 @@ class DataverseSimulator:
             if path == "update" and request.method == "POST":
                 self.update(body["entity"], body["id"], body.get("values") or {}, body.get("as_user"))
                 return json_response({"ok": True})
+            if path == "option" and request.method == "POST":
+                return json_response({"value": self.add_option(body["entity"], body["attribute"], body["label"],
+                                                               body.get("value"))})
             if path == "delete" and request.method == "POST":
                 self.delete(body["entity"], body["id"])
                 return json_response({"ok": True})

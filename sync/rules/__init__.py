@@ -71,6 +71,15 @@ class MappingRules:
     def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
         return {}
 
+    # For mappings other mappings look up through: what a blank Business Central value stands for on
+    # the other side (a blank currency code is the local currency, a row in Sales).
+
+    def blank_counterpart(self, ctx: RuleContext, target: Side) -> Any:
+        return None
+
+    def is_blank_counterpart(self, ctx: RuleContext, value: Any) -> bool:
+        return False
+
     def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
         """Follow-up writes; returns the source rows whose follow-up failed (retried next run)."""
         return {}

@@ -8,7 +8,8 @@ from sync.engine import SyncEngine, plan_row
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
 from sync.model import Direction, Side, UpdateConflictResolution
 from sync.ports import Coupling, Record
-from sync.tables import BC_CUSTOMER, BC_PAYMENT_TERMS, BC_SALESPERSON, CRM_ACCOUNT, CRM_SYSTEMUSER
+from sync.rules.currency import BC_COMPANY_INFORMATION, CRM_ORGANIZATION
+from sync.tables import BC_CUSTOMER, BC_PAYMENT_TERMS, BC_SALESPERSON, CRM_ACCOUNT, CRM_CURRENCY, CRM_SYSTEMUSER
 from tests.fakes import FakeClock, FakeCouplings, FakeEndpoint, FakeErrors, FakeState
 
 TO, FROM = Direction.TO_CRM, Direction.FROM_CRM
@@ -27,6 +28,11 @@ class World:
                                  self.clock, page_size=2)
         self.crm.options[("account", "paymenttermscode")] = {1: "Net 30", 2: "2% 10; Net 30", 3: "Net 45"}
         self.crm.options[("account", "address1_freighttermscode")] = {1: "FOB", 2: "No Charge"}
+        # a company in USD and an organisation whose base currency is USD
+        self.bc.put(BC_COMPANY_INFORMATION, {"displayName": "CRONUS", "currencyCode": "USD"})
+        self.usd = self.crm.put(CRM_CURRENCY, {"isocurrencycode": "USD", "currencyname": "US Dollar",
+                                                "exchangerate": 1.0})
+        self.crm.put(CRM_ORGANIZATION, {"name": "org", "basecurrencyid": self.usd, "currencydecimalprecision": 2})
         self.jobs = 0
 
     def user(self, name, email, **extra):
@@ -37,7 +43,8 @@ class World:
     def customer(self, number, name, **extra):
         values = {"number": number, "displayName": name, "blocked": " ", "salespersonCode": "", "email": "",
                   "paymentTermsId": "00000000-0000-0000-0000-000000000000",
-                  "shipmentMethodId": "00000000-0000-0000-0000-000000000000", "creditLimit": 0, **extra}
+                  "shipmentMethodId": "00000000-0000-0000-0000-000000000000", "creditLimit": 0,
+                  "currencyId": "00000000-0000-0000-0000-000000000000", **extra}
         return self.bc.put(BC_CUSTOMER, values)
 
     def account(self, name, **extra):
@@ -51,8 +58,8 @@ class World:
 
     def full_sync(self):
         return {f"{m}:{d.value}": self.run(m, d, full=True)
-                for m, d in [("SALESPEOPLE", FROM), ("PAYMENT TERMS", TO), ("SHIPMENT METHOD", TO),
-                             ("CUSTOMER", TO), ("CUSTOMER", FROM)]}
+                for m, d in [("SALESPEOPLE", FROM), ("CURRENCY", TO), ("PAYMENT TERMS", TO), ("SHIPMENT METHOD", TO),
+                             ("SHIPPING AGENT", TO), ("CUSTOMER", TO), ("CUSTOMER", FROM)]}
 
 
 def test_full_sync_creates_salespeople_for_enabled_licensed_non_integration_users_only():
@@ -407,3 +414,43 @@ def test_a_job_out_of_time_stops_at_a_checkpoint_and_a_continuation_finishes_it(
     assert not out.complete and out.counts.inserted == 2   # one page of two rows
     more = w.engine.run("CUSTOMER", TO, job_id="j", full=True, resume_from=out.checkpoint, counts=out.counts)
     assert more.complete and more.counts.inserted == 7 and len(w.crm.rows(CRM_ACCOUNT)) == 7
+
+
+def test_currencies_couple_by_iso_code_with_exchange_rates_and_the_local_currency_is_blank():
+    from sync.rules.currency import BC_EXCHANGE_RATES
+    from sync.tables import BC_CURRENCY
+    w = World()
+    eur = w.bc.put(BC_CURRENCY, {"code": "EUR", "displayName": "Euro", "symbol": "€"})
+    gbp = w.bc.put(BC_CURRENCY, {"code": "GBP", "displayName": "Pound", "symbol": ""})
+    w.bc.put(BC_CURRENCY, {"code": "LOC", "displayName": "Loyalty points", "symbol": ""})   # not ISO 4217
+    w.bc.put(BC_CURRENCY, {"code": "SEK", "displayName": "Krona", "symbol": "kr"})          # no exchange rate
+    existing_gbp = w.crm.put(CRM_CURRENCY, {"isocurrencycode": "GBP", "currencyname": "British Pound",
+                                            "exchangerate": 0.5})
+    w.bc.put(BC_EXCHANGE_RATES, {"Currency_Code": "EUR", "Starting_Date": "2020-01-01", "Exchange_Rate_Amount": 1,
+                                 "Relational_Exch_Rate_Amount": 1.25})
+    w.bc.put(BC_EXCHANGE_RATES, {"Currency_Code": "EUR", "Starting_Date": "2099-01-01", "Exchange_Rate_Amount": 1,
+                                 "Relational_Exch_Rate_Amount": 9})     # a future rate is not yet in force
+    w.bc.put(BC_EXCHANGE_RATES, {"Currency_Code": "GBP", "Starting_Date": "2021-06-01", "Exchange_Rate_Amount": 100,
+                                 "Relational_Exch_Rate_Amount": 125})
+    out = w.run("CURRENCY", TO, full=True)
+    assert out.counts.inserted == 1 and out.counts.coupled == 1 and out.counts.failed == 2
+    currencies = {r["values"]["isocurrencycode"]: r["values"] for r in w.crm.rows(CRM_CURRENCY).values()}
+    assert currencies["EUR"]["exchangerate"] == 0.8 and currencies["EUR"]["currencysymbol"] == "€"
+    assert currencies["GBP"]["exchangerate"] == 0.8 and currencies["GBP"]["currencysymbol"] == "GBP"
+    assert currencies["EUR"]["currencyprecision"] == 2
+    assert w.couplings.all("CURRENCY")[gbp].crm_id == existing_gbp
+    messages = sorted(f.message for f in w.errors.list("CURRENCY", TO))
+    assert "'LOC' is not a standard ISO 4217 currency code" in messages[0]
+    assert "no exchange rate for SEK" in messages[1]
+    # customers: EUR through the coupling, the blank local currency as the USD row, and back
+    euro_customer = w.customer("C00010", "Adatum", currencyId=eur)
+    local_customer = w.customer("C00020", "Fabrikam")
+    w.run("CUSTOMER", TO, full=True)
+    accounts = {w.couplings.all("CUSTOMER")[c].crm_id: c for c in (euro_customer, local_customer)}
+    by_customer = {accounts[a]: r["values"] for a, r in w.crm.rows(CRM_ACCOUNT).items()}
+    assert by_customer[euro_customer]["transactioncurrencyid"] == w.couplings.all("CURRENCY")[eur].crm_id
+    assert by_customer[local_customer]["transactioncurrencyid"] == w.usd
+    aid = w.couplings.all("CUSTOMER")[euro_customer].crm_id
+    w.crm.edit(CRM_ACCOUNT, aid, transactioncurrencyid=w.usd)
+    w.run("CUSTOMER", FROM)
+    assert w.bc.rows(BC_CUSTOMER)[euro_customer]["values"]["currencyId"] == "00000000-0000-0000-0000-000000000000"
