@@ -3,7 +3,12 @@
 To add an entity set: define (or reuse) its `Table`, then a `View` listing its properties in the
 order the API page declares them, and register both in `build_catalog`. Field names, lengths and
 validation messages follow the standard APIV2 pages (microsoft/ALAppExtensions, Apps/W1/APIV2) and
-the BaseApp tables.
+the BaseApp tables. Table logic (OnInsert/OnModify/OnDelete) is registered with `Catalog.on`.
+
+The master data and setup here; marketing.py adds contacts, business relations and opportunities,
+inventory.py units of measure, items, item ledger entries and resources, pricing.py price groups,
+sales prices, exchange rates and the Sales & Receivables Setup, documents.py sales orders and
+invoices with posting and payments.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 
 from . import errors
 from .model import Column, NumberSeries, Table, email_check
-from .views import Computed, CurrencyCode, Field, PageView, RelatedId, Session, SystemField, View
+from .views import Computed, CurrencyCode, Field, PageView, RelatedId, Session, SystemField, TableTriggers, View
 
 API_V2 = "v2.0"
 SYSTEM_VERSION = "25.0.23364.24543"
@@ -24,6 +29,11 @@ class Catalog:
     tables: dict[str, Table] = field(default_factory=dict)
     apis: dict[str, dict[str, View]] = field(default_factory=dict)  # "v2.0" -> entity set -> view
     pages: dict[str, PageView] = field(default_factory=dict)  # service name -> page
+    triggers: dict[str, list[TableTriggers]] = field(default_factory=dict)  # table name -> its triggers
+
+    def on(self, table_name: str, **triggers) -> None:
+        """Register table triggers: on_insert / after_insert / on_modify / after_modify / on_delete / after_delete."""
+        self.triggers.setdefault(table_name, []).append(TableTriggers(**triggers))
 
     def add_table(self, table: Table) -> Table:
         self.tables[table.name] = table
@@ -56,6 +66,18 @@ class NonBlank(Field):
         super().set(session, view, record, value)
         if record[self.column_name] == "":
             raise errors.dialog(self.message)
+
+
+def _documents():
+    from . import documents  # documents.py builds on this module
+    return documents
+
+
+class BalanceDue(Field):
+    """customers.balanceDue: the stored opening balance plus what posted invoices still leave open."""
+
+    def get(self, session: Session, record: dict) -> Any:
+        return record[self.column_name] + _documents().open_balance(session, record["No."])
 
 
 def _api_system_fields() -> list[Field]:
@@ -144,7 +166,25 @@ def build_catalog() -> Catalog:
         Column("Payment Method Code", "code", 10, relation="Payment Method"),
         Column("Blocked", "option", options=(" ", "Ship", "Invoice", "All")),
         Column("Shipping Agent Code", "code", 10, relation="Shipping Agent"),
+        Column("Customer Price Group", "code", 10, relation="Customer Price Group"),
     ], key=("No.",), series=NumberSeries("C00010", 10)))
+
+    company_information = cat.add_table(Table(79, "Company Information", [
+        Column("Primary Key", "code", 10),
+        Column("Name", "text", 100),
+        Column("Address", "text", 100),
+        Column("Address 2", "text", 50),
+        Column("City", "text", 30),
+        Column("County", "text", 30),
+        Column("Country/Region Code", "code", 10, relation="Country/Region"),
+        Column("Post Code", "code", 20),
+        Column("Phone No.", "text", 30),
+        Column("Fax No.", "text", 30),
+        Column("E-Mail", "text", 80, check=email_check),
+        Column("Home Page", "text", 80),
+        Column("VAT Registration No.", "text", 20),
+        Column("Industrial Classification", "text", 30),
+    ], key=("Primary Key",), blank_key=("Primary Key",)))
 
     # -- API v2.0 entity sets -----------------------------------------------------------------------------
     cat.add_api(View("companies", company, [
@@ -159,6 +199,27 @@ def build_catalog() -> Catalog:
         SystemField("systemModifiedAt", "SystemModifiedAt", "datetime"),
         SystemField("systemModifiedBy", "SystemModifiedBy", "guid"),
     ], entity_name="company", insertable=False, modifiable=False, deletable=False))
+
+    cat.add_api(View("companyInformation", company_information, [
+        _id(),
+        Field("displayName", "Name"),
+        Field("addressLine1", "Address"),
+        Field("addressLine2", "Address 2"),
+        Field("city", "City"),
+        Field("state", "County"),
+        Field("country", "Country/Region Code"),
+        Field("postalCode", "Post Code"),
+        Field("phoneNumber", "Phone No."),
+        Field("faxNumber", "Fax No."),
+        Field("email", "E-Mail"),
+        Field("website", "Home Page"),
+        Field("taxRegistrationNumber", "VAT Registration No."),
+        Computed("currencyCode", "code", lambda s, r: s.lcy_code),  # General Ledger Setup."LCY Code"
+        Computed("currentFiscalYearStartDate", "date", lambda s, r: s.today().replace(month=1, day=1)),
+        Field("industry", "Industrial Classification"),
+        _last_modified(),
+        *_api_system_fields(),
+    ], entity_name="companyInformation", insertable=False, deletable=False))
 
     cat.add_api(View("salespeoplePurchasers", salesperson, [
         _id(),
@@ -201,7 +262,7 @@ def build_catalog() -> Catalog:
         Field("email", "E-Mail"),
         Field("website", "Home Page"),
         Field("salespersonCode", "Salesperson Code"),
-        Field("balanceDue", "Balance Due", read_only=True),
+        BalanceDue("balanceDue", "Balance Due", read_only=True),
         Field("creditLimit", "Credit Limit (LCY)"),
         Field("taxLiable", "Tax Liable"),
         RelatedId("taxAreaId", "Tax Area Code", "Tax Area", "Tax Area"),
@@ -215,6 +276,7 @@ def build_catalog() -> Catalog:
         Field("blocked", "Blocked"),
         _last_modified(),
         Field("shippingAgentCode", "Shipping Agent Code", exposed=False),
+        Field("customerPriceGroupCode", "Customer Price Group", exposed=False),
         *_api_system_fields(),
     ], entity_name="customer", before_insert=customer_needs_name))
 
@@ -264,6 +326,8 @@ def build_catalog() -> Catalog:
         Field("Name", "Name"),
         Field("Shipping_Agent_Code", "Shipping Agent Code"),
         Field("Salesperson_Code", "Salesperson Code"),
+        Field("Customer_Price_Group", "Customer Price Group"),
+        Field("Currency_Code", "Currency Code"),
         SystemField("SystemId", "SystemId", "guid"),
         SystemField("SystemModifiedAt", "SystemModifiedAt", "datetime"),
     ]))
@@ -274,7 +338,18 @@ def build_catalog() -> Catalog:
         SystemField("SystemId", "SystemId", "guid"),
         SystemField("SystemModifiedAt", "SystemModifiedAt", "datetime"),
     ]))
+
+    from . import documents, inventory, marketing, pricing
+    inventory.register(cat)
+    marketing.register(cat)
+    pricing.register(cat)
+    documents.register(cat)
     return cat
+
+
+def page_system_fields() -> list[Field]:
+    """SystemId and SystemModifiedAt, published on a page so an integration can track its changes."""
+    return [SystemField("SystemId", "SystemId", "guid"), SystemField("SystemModifiedAt", "SystemModifiedAt", "datetime")]
 
 
 # Country/Region codes every company starts with (the demo company ships a list like this one).

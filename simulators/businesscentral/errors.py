@@ -27,9 +27,20 @@ class BCError(Exception):
         return {"error": {"code": self.code, "message": with_correlation(self.message)}}
 
 
+def _key_text(value: object) -> str:
+    """A key value as a message shows it: blank dates empty, whole decimals without a fraction."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
 def quoted_key(fields: list[tuple[str, object]]) -> str:
     """`No.='C00010'` (and `,`-joined for compound keys), as BC identifies a record in messages."""
-    return ",".join(f"{name}='{value}'" for name, value in fields)
+    return ",".join(f"{name}='{_key_text(value)}'" for name, value in fields)
 
 
 # -- authentication ---------------------------------------------------------------------------------

@@ -209,22 +209,81 @@ class Table:
     key: tuple[str, ...]
     series: NumberSeries | None = None  # assigns the (single) key field on insert when blank
     company_scoped: bool = True
+    indexes: tuple[tuple[str, ...], ...] = ()  # secondary keys the store indexes (lines by document, ...)
+    blank_key: tuple[str, ...] = ()  # key fields that may stay blank (a setup table's empty Primary Key)
     by_name: dict[str, Column] = field(init=False, repr=False)
 
     def __post_init__(self):
         self.by_name = {column.name: column for column in self.columns}
+        self._blank = {column.name: column.blank() for column in self.columns}
+        self._blank.update({"SystemId": EMPTY_GUID, "SystemCreatedAt": None, "SystemCreatedBy": EMPTY_GUID,
+                            "SystemModifiedAt": None, "SystemModifiedBy": EMPTY_GUID})
 
     def column(self, name: str) -> Column:
         return self.by_name[name]
 
     def new_record(self) -> dict:
-        record = {column.name: column.blank() for column in self.columns}
-        record.update({"SystemId": EMPTY_GUID, "SystemCreatedAt": None, "SystemCreatedBy": EMPTY_GUID,
-                       "SystemModifiedAt": None, "SystemModifiedBy": EMPTY_GUID})
-        return record
+        return dict(self._blank)  # blank values are immutable, so a shallow copy is a new record
 
     def key_of(self, record: dict) -> tuple:
         return tuple(record[name] for name in self.key)
 
     def key_fields(self, key: tuple) -> list[tuple[str, object]]:
         return list(zip(self.key, key))
+
+    def check_key(self, record: dict) -> None:
+        """TestField on each primary-key field that must not stay blank."""
+        for name in self.key:
+            if name not in self.blank_key and record[name] in ("", None):
+                raise errors.must_have_value(name, self.name, [(name, "")])
+
+
+# -- date formulas (CalcDate) ------------------------------------------------------------------------------
+
+_FORMULA_TERM = re.compile(r"([+-]?)(?:(\d+)([DWMQY])|C([DWMQY])|([DWMQY])(\d+))")
+
+
+def _add_months(value: dt.date, months: int) -> dt.date:
+    total = value.year * 12 + value.month - 1 + months
+    year, month = divmod(total, 12)
+    month += 1
+    last = (dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)).day
+    return dt.date(year, month, min(value.day, last))
+
+
+def _period_end(value: dt.date, unit: str, start: bool) -> dt.date:
+    if unit == "D":
+        return value
+    if unit == "W":
+        monday = value - dt.timedelta(days=value.weekday())
+        return monday if start else monday + dt.timedelta(days=6)
+    months = {"M": 1, "Q": 3, "Y": 12}[unit]
+    first_month = ((value.month - 1) // months) * months + 1 if unit != "Y" else 1
+    first = dt.date(value.year, first_month, 1)
+    return first if start else _add_months(first, months) - dt.timedelta(days=1)
+
+
+def calc_date(formula: str, value: dt.date) -> dt.date:
+    """CalcDate for the formulas a Date Formula field accepts: `30D`, `1M+CM`, `CM`, `-CM`, `D10`, `W1`."""
+    text = (formula or "").strip().upper()
+    for sign, number, unit, current, fixed_unit, fixed in _FORMULA_TERM.findall(text):
+        negative = sign == "-"
+        if unit:
+            n = int(number) * (-1 if negative else 1)
+            if unit == "D":
+                value += dt.timedelta(days=n)
+            elif unit == "W":
+                value += dt.timedelta(weeks=n)
+            else:
+                value = _add_months(value, n * {"M": 1, "Q": 3, "Y": 12}[unit])
+        elif current:
+            value = _period_end(value, current, negative)
+        else:  # the next (or, with '-', previous) day n of the month / weekday n / month n
+            n = int(fixed)
+            step = -1 if negative else 1
+            for _ in range(400):
+                if ((fixed_unit == "D" and value.day == n) or (fixed_unit == "W" and value.isoweekday() == n)
+                        or (fixed_unit in "MQY" and value.month == n and value.day == 1)):
+                    break
+                value += dt.timedelta(days=step)
+    return value

@@ -38,6 +38,7 @@ class QueryOptions:
     skip: int | None = None
     skiptoken: str | None = None
     count: bool = False
+    expand: list[str] | None = None  # contained collections to inline (`$expand=salesOrderLines`)
 
 
 def _non_negative(name: str, text: str | None) -> int | None:
@@ -63,7 +64,11 @@ def parse_options(view: View, args) -> QueryOptions:
         options.select = list(dict.fromkeys(select))
     expand = args.get("$expand")
     if expand:
-        raise errors.unknown_query_property(expand.split(",")[0].split("(")[0].strip(), view.type_name)
+        names = [part.strip() for part in expand.split(",") if part.strip()]
+        for name in names:
+            if name not in view.navigations:
+                raise errors.unknown_query_property(name.split("(")[0].strip(), view.type_name)
+        options.expand = list(dict.fromkeys(names))
     try:
         order = parse_orderby(args.get("$orderby"))
     except QueryError as exc:

@@ -1,4 +1,7 @@
-"""The wire protocol: routing, authentication, CRUD with etags, paging, JSON `$batch`, `$metadata`.
+"""The wire protocol: routing, authentication, CRUD with etags, paging, JSON `$batch`, `$metadata`,
+contained collections (`salesOrders({id})/salesOrderLines`, `$expand`, deep insert), bound actions
+(`salesOrders({id})/Microsoft.NAV.shipAndInvoice`) and composite page keys
+(`SalesPrices(Item_No='1000',Sales_Type='Customer',...)`, named parts in any order).
 
 Everything below the tenant/environment prefix (`/v2.0/{tenant}/{environment}`) is handled by
 `Service.handle`, which works on a `Call` (method, decoded path segments, query, headers, body) so
@@ -80,9 +83,15 @@ def parse_segment(segment: str) -> tuple[str, str | None]:
 
 def parse_key(text: str) -> tuple:
     """`'C00010'` -> ("C00010",); `No='A',Type='B'` -> ("A", "B"); a bare GUID or number as is."""
+    return tuple(value for _, value in parse_key_pairs(text))
+
+
+def parse_key_pairs(text: str) -> list[tuple[str | None, str]]:
+    """`'C00010'` -> [(None, "C00010")]; `No='A',Starting_Date=2024-01-01` -> [("No", "A"), ("Starting_Date", ...)]."""
     values, position = [], 0
     while position < len(text):
-        match = re.match(r"\s*(?:[A-Za-z_][\w]*\s*=\s*)?", text[position:])
+        match = re.match(r"\s*(?:([A-Za-z_][\w]*)\s*=\s*)?", text[position:])
+        name = match.group(1)
         position += match.end()
         if position < len(text) and text[position] == "'":
             end, chars = position + 1, []
@@ -95,15 +104,15 @@ def parse_key(text: str) -> tuple:
                     break
                 chars.append(text[end])
                 end += 1
-            values.append("".join(chars))
+            values.append((name, "".join(chars)))
             position = end + 1
         else:
             end = text.find(",", position)
             end = len(text) if end < 0 else end
-            values.append(text[position:end].strip())
+            values.append((name, text[position:end].strip()))
             position = end
         position += len(re.match(r"\s*,?", text[position:]).group(0))
-    return tuple(values)
+    return values
 
 
 def _quote_name(name: str) -> str:
@@ -228,35 +237,50 @@ class Service:
     # -- entity sets and entities ----------------------------------------------------------------------
 
     def _entity_request(self, call: Call, view: View, key: str | None, rest: list[str], session: Session,
-                        context: str, location: str) -> Reply:
+                        context: str, location: str, scope: tuple[str, str] | None = None) -> Reply:
+        """A collection or one entity of `view`; `scope` (property, parent id) limits it to the children
+        of one parent when it is reached through a navigation (`salesOrders({id})/salesOrderLines`)."""
         method = call.method
         with self.sim.store.lock:
             if key is None:
                 if rest == ["$count"] and method == "GET":
-                    options = parse_options(view, {"$filter": call.args.get("$filter")})
+                    text = self._scoped_filter(view, call.args.get("$filter"), scope)
+                    options = parse_options(view, {"$filter": text})
                     page = run_query(session, view, options, 1, self.sim.query_cache)
                     return Reply(200, str(page.count), content_type="text/plain")
                 if rest:
                     raise errors.resource_not_found(parse_segment(rest[0])[0])
                 if method == "GET":
-                    return self._list(call, view, session, context)
+                    return self._list(call, view, session, context, scope)
                 if method == "POST":
                     if not view.insertable:
                         raise errors.method_not_allowed("POST", view.name, "EntitySet")
-                    record = view.insert(session, call.json())
-                    return self._entity_reply(201, view, session, record, context, location)
+                    body = call.json()
+                    if scope is not None:
+                        name, parent = scope
+                        given = body.get(name)
+                        if given is not None and str(given).strip("{}").lower() != parent:
+                            raise errors.dialog(f'The value for "{name}" cannot be modified.')
+                        body[name] = parent
+                    return self._insert(view, session, body, context, location)
                 raise errors.method_not_allowed(method, view.name, "EntitySet")
 
             if view.kind != "page" and not is_guid(key.strip("'{}")):
                 raise errors.query_syntax(f"The key value '({key})' is not a valid GUID.")
-            record = view.find_by_key(session, parse_key(key) if view.kind == "page" else key.strip("'"))
-            if rest:
-                raise errors.resource_not_found(parse_segment(rest[0])[0])
+            parsed = parse_key_pairs(key) if view.kind == "page" else key.strip("'")
+            record = view.find_by_key(session, parsed)
+            if record is not None and scope is not None:
+                name, parent = scope
+                if str(view.by_name[name].get(session, record)).lower() != parent:
+                    record = None
             if record is None:
-                raise view.not_found(parse_key(key) if view.kind == "page" else key)
+                raise view.not_found(parsed)
+            if rest:
+                return self._below_entity(call, view, record, rest, session, context, location)
             if method == "GET":
-                select = parse_options(view, {"$select": call.args.get("$select")}).select
-                return self._entity_reply(200, view, session, record, context, location, select=select)
+                options = parse_options(view, {"$select": call.args.get("$select"), "$expand": call.args.get("$expand")})
+                return self._entity_reply(200, view, session, record, context, location, select=options.select,
+                                          expand=options.expand)
             if method == "PATCH":
                 if not view.modifiable:
                     raise errors.method_not_allowed("PATCH", view.name, "Entity")
@@ -271,30 +295,92 @@ class Service:
                 return Reply(204, None, content_type="")
             raise errors.method_not_allowed(method, view.name, "Entity")
 
+    def _below_entity(self, call: Call, view: View, record: dict, rest: list[str], session: Session,
+                      context: str, location: str) -> Reply:
+        """A bound action (`.../salesOrders({id})/Microsoft.NAV.shipAndInvoice`) or a contained collection."""
+        name, key = parse_segment(rest[0])
+        if key is None and len(rest) == 1 and "." in name:
+            namespace, _, action_name = name.rpartition(".")
+            action = view.actions.get(action_name) if namespace == view.namespace else None
+            if action is None:
+                raise errors.resource_not_found(name)
+            if call.method != "POST":
+                raise errors.method_not_allowed(call.method, action_name, "Action")
+            with self.sim.store.atomic():
+                action(session, record)
+            return Reply(204, None, content_type="")
+        navigation = view.navigations.get(name)
+        if navigation is None:
+            raise errors.resource_not_found(name)
+        segment = f"{view.name}({record['SystemId']})/"
+        scope = (navigation.child_field, str(navigation.parent_value(session, record)).lower())
+        return self._entity_request(call, navigation.view, key, rest[1:], session, context + segment,
+                                    location + segment, scope)
+
+    def _insert(self, view: View, session: Session, body: dict, context: str, location: str) -> Reply:
+        """POST, with a deep insert of contained collections (`salesOrderLines: [...]`) in one transaction."""
+        nested = []
+        for name, navigation in view.navigations.items():
+            if name in body and navigation.deep_insert:
+                items = body.pop(name)
+                if not isinstance(items, list) or any(not isinstance(item, dict) for item in items):
+                    raise errors.invalid_body()
+                nested.append((name, navigation, items))
+        with self.sim.store.atomic():
+            record = view.insert(session, body)
+            for _, navigation, items in nested:
+                parent = navigation.parent_value(session, record)
+                for item in items:
+                    navigation.view.insert(session.child(), {**item, navigation.child_field: parent})
+            record = self.sim.store.get(view.table, session.company, record["SystemId"]) or record
+        return self._entity_reply(201, view, session, record, context, location,
+                                  expand=[name for name, _, _ in nested] or None)
+
+    @staticmethod
+    def _scoped_filter(view: View, text: str | None, scope: tuple[str, str] | None) -> str | None:
+        if scope is None:
+            if view.list_requires and not _mentions(text, view.list_requires):
+                raise errors.dialog("You must specify an Id or a Document Id to get the lines.")
+            return text
+        name, parent = scope
+        condition = f"{name} eq {parent}" if view.by_name[name].type == "guid" else f"{name} eq '{parent}'"
+        return f"({condition}) and ({text})" if text and text.strip() else condition
+
     def _entity_url(self, view: View, session: Session, record: dict, location: str) -> str:
         if isinstance(view, PageView):
             return f"{location}{view.name}{view.key_segment(session, record)}"
         return f"{location}{view.name}({record['SystemId']})"
 
+    @staticmethod
+    def _wire(view: View, session: Session, record: dict, select: list[str] | None,
+              expand: list[str] | None) -> dict:
+        out = view.wire(session, record, select)
+        for name in expand or ():
+            navigation = view.navigations[name]
+            out[name] = [navigation.view.wire(session, child) for child in navigation.rows(session, record)]
+        return out
+
     def _entity_reply(self, status: int, view: View, session: Session, record: dict, context: str, location: str,
-                      select: list[str] | None = None) -> Reply:
+                      select: list[str] | None = None, expand: list[str] | None = None) -> Reply:
         selected = f"({','.join(select)})" if select else ""
         body = {"@odata.context": f"{context}{view.name}{selected}/$entity"}
-        body.update(view.wire(session, record, select))
+        body.update(self._wire(view, session, record, select, expand))
         headers = {"ETag": view.etag(record)}
         if status == 201:
             headers["Location"] = self._entity_url(view, session, record, location)
         return Reply(status, body, headers)
 
-    def _list(self, call: Call, view: View, session: Session, context: str) -> Reply:
+    def _list(self, call: Call, view: View, session: Session, context: str,
+              scope: tuple[str, str] | None = None) -> Reply:
         options = parse_options(view, call.args)
+        options.filter = self._scoped_filter(view, options.filter, scope)
         page_size, applied = self._page_size(call)
         page = run_query(session, view, options, page_size, self.sim.query_cache)
         selected = f"({','.join(options.select)})" if options.select else ""
         body: dict = {"@odata.context": f"{context}{view.name}{selected}"}
         if options.count:
             body["@odata.count"] = page.count
-        body["value"] = [view.wire(session, record, options.select) for record in page.records]
+        body["value"] = [self._wire(view, session, record, options.select, options.expand) for record in page.records]
         if page.next_token:
             body["@odata.nextLink"] = self._next_link(call, page.next_token, page.next_top)
         headers = {"Preference-Applied": f"odata.maxpagesize={applied}"} if applied else {}
@@ -422,9 +508,15 @@ class Service:
                 else:
                     edm = f.edm
                 props.append(f'<Property Name={quoteattr(f.name)} Type="{edm}" Nullable="false" />')
+            for name, navigation in view.navigations.items():
+                props.append(f'<NavigationProperty Name={quoteattr(name)} '
+                             f'Type="Collection({namespace}.{navigation.view.entity_name})" ContainsTarget="true" />')
             keys = [f.name for f in view.key_fields] if isinstance(view, PageView) else ["id"]
             key_xml = "".join(f'<PropertyRef Name="{k}" />' for k in keys)
             types.append(f'<EntityType Name={quoteattr(view.entity_name)}><Key>{key_xml}</Key>{"".join(props)}</EntityType>')
+            for action in view.actions:
+                types.append(f'<Action Name={quoteattr(action)} IsBound="true"><Parameter Name="bindingParameter" '
+                             f'Type="{namespace}.{view.entity_name}" /></Action>')
             sets.append(f'<EntitySet Name={quoteattr(view.name)} EntityType="{namespace}.{view.entity_name}" />')
         enum_xml = "".join(
             f'<EnumType Name={quoteattr(name)}>'
@@ -435,6 +527,14 @@ class Service:
                 f'<Schema Namespace="{namespace}" xmlns="http://docs.oasis-open.org/odata/ns/edm">'
                 f'{enum_xml}{"".join(types)}<EntityContainer Name="default">{"".join(sets)}</EntityContainer>'
                 '</Schema></edmx:DataServices></edmx:Edmx>')
+
+
+def _mentions(text: str | None, names: tuple[str, ...]) -> bool:
+    """Whether a $filter names one of `names` (a property, not text inside a string literal)."""
+    if not text:
+        return False
+    unquoted = re.sub(r"'(?:[^']|'')*'", "''", text)
+    return any(re.search(rf"\b{re.escape(name)}\b", unquoted) for name in names)
 
 
 def new_request_id() -> str:

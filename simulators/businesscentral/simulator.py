@@ -5,6 +5,9 @@
     base_url = server.url + sim.root_path          # like https://api.businesscentral.dynamics.com/v2.0/<tenant>/<env>
     sim.register_application(client_id)           # BC's "Microsoft Entra applications" page
     ids = sim.seed("customers", [{"displayName": "Adatum"}])
+    sim.post_item_ledger("1000", 25)               # inventory through an item ledger entry
+    posted_id = sim.post_document("salesOrders", order_id)   # = POST .../Microsoft.NAV.shipAndInvoice
+    sim.apply_payment(posted_id, 100.0)           # a customer payment applied to a posted invoice
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from werkzeug.wrappers import Request, Response
 from simulators.http import FaultKnobs, FaultMiddleware
 from simulators.token import TokenIssuer, TokenValidator
 
-from . import errors
+from . import documents, errors, inventory, pricing
 from .catalog import DEFAULT_COUNTRIES, Catalog, build_catalog
 from .model import EMPTY_GUID, format_datetime
 from .query import QueryCache, QueryOptions, run_query
@@ -97,6 +100,9 @@ class BusinessCentralSimulator:
             session = Session(self.store, self.catalog, company)
             for code, country in DEFAULT_COUNTRIES:
                 countries.insert(session, {"code": code, "displayName": country}, wire=False)
+            information = self.catalog.tables["Company Information"]
+            session.insert_row(information, {**information.new_record(), "Name": display_name or name})
+            pricing.create_setup(session)
             return company_id
 
     def register_application(self, client_id: str, description: str = "") -> str:
@@ -179,6 +185,49 @@ class BusinessCentralSimulator:
             session = self._session(view, company_id)
             page = run_query(session, view, QueryOptions(), 1 << 62, self.query_cache)
             return [view.python(session, record) for record in page.records]
+
+    def _company_session(self, company_id: str | None) -> Session:
+        company = self.store.companies.get((company_id or self.company_id).lower())
+        if company is None:
+            raise KeyError(f"unknown company {company_id!r}")
+        return Session(self.store, self.catalog, company)
+
+    def post_item_ledger(self, item_number: str, quantity: float, *, company_id: str | None = None,
+                         entry_type: str | None = None, document_number: str = "") -> float:
+        """Add an item ledger entry for the item (Positive/Negative Adjmt. by the sign unless `entry_type`
+        says otherwise) and bump the item's lastModifiedDateTime; returns the item's new inventory."""
+        with self.store.lock:
+            session = self._company_session(company_id)
+            entry = inventory.post_item_ledger(session, item_number, float(quantity), entry_type=entry_type,
+                                               document_no=document_number)
+            return inventory.inventory_of(session, entry["Item No."])
+
+    def post_document(self, entity_set: str, id_: str, *, company_id: str | None = None) -> str | None:
+        """Post a sales order (ship and invoice) or a draft sales invoice, as the bound actions do;
+        returns the id of the posted invoice (None when an order only shipped)."""
+        actions = {"salesOrders": documents.ship_and_invoice, "salesInvoices": documents.post_invoice}
+        if entity_set not in actions:
+            raise KeyError(f"{entity_set!r} cannot be posted")
+        view = self.catalog.view(entity_set)
+        with self.store.lock:
+            session = self._session(view, company_id)
+            record = self._record(view, session, id_)
+            if record is None:
+                raise view.not_found(id_)
+            with self.store.atomic():
+                posted = actions[entity_set](session, record)
+            return posted["SystemId"] if posted else None
+
+    def apply_payment(self, invoice_id: str, amount: float, *, company_id: str | None = None) -> dict:
+        """Apply a customer payment to a posted sales invoice: remainingAmount drops, at 0 the status is
+        Paid, lastModifiedDateTime moves. Returns the invoice as `get` shows it."""
+        view = self.catalog.view("salesInvoices")
+        with self.store.lock:
+            session = self._session(view, company_id)
+            record = self._record(view, session, invoice_id)
+            if record is None:
+                raise view.not_found(invoice_id)
+            return view.python(session, documents.apply_payment(session, record, float(amount)))
 
     # -- WSGI ----------------------------------------------------------------------------------------------
 
@@ -284,6 +333,16 @@ class BusinessCentralSimulator:
         if path.startswith("rows/") and request.method == "GET":
             rows = self.rows(path[len("rows/"):], company_id=request.args.get("company_id"))
             return self._plain_json({"value": [_jsonable(r) for r in rows]})
+        if path == "inventory" and request.method == "POST":
+            found = self.post_item_ledger(body["item"], body["quantity"], company_id=body.get("company_id"),
+                                          entry_type=body.get("entry_type"))
+            return self._plain_json({"inventory": found})
+        if path == "payment" and request.method == "POST":
+            row = self.apply_payment(body["invoice"], body["amount"], company_id=body.get("company_id"))
+            return self._plain_json(_jsonable(row))
+        if path == "post" and request.method == "POST":
+            posted = self.post_document(body["entity"], body["id"], company_id=body.get("company_id"))
+            return self._plain_json({"posted_invoice_id": posted})
         if path == "faults" and request.method == "POST":
             if body.get("clear"):
                 self.faults.clear()

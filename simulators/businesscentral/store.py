@@ -1,9 +1,10 @@
 """The database underneath every view: per-company tables of rows keyed by SystemId.
 
-Rows change only through `Store.insert/modify/delete`, which keep the primary-key index, stamp
-SystemCreatedAt/SystemModifiedAt from a strictly increasing clock, bump the row version (the
-etag changes on every write), and journal the old row when a transaction is open so that a
-`$batch` with `Isolation: snapshot` can be rolled back.
+Rows change only through `Store.insert/modify/delete`, which keep the primary-key index and the
+table's secondary indexes, stamp SystemCreatedAt/SystemModifiedAt from a strictly increasing clock,
+bump the row version (the etag changes on every write), and journal the old row when a transaction
+is open so that a `$batch` with `Isolation: snapshot` can be rolled back. `Store.atomic()` opens
+such a transaction (or a nested part of one) around a write and its triggers.
 """
 
 from __future__ import annotations
@@ -11,15 +12,26 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import random
 import threading
-import uuid
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import errors
-from .model import EMPTY_GUID, UTC, Column, Table
+from .model import EMPTY_GUID, UTC, Column, NumberSeries, Table
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+_VERSION_4 = (0x4000 << 64) | (0x8000 << 48)
+_VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+
+
+def new_guid() -> str:
+    """A random (version 4) GUID as text; faster than str(uuid.uuid4()) for bulk seeding."""
+    text = "%032x" % ((random.getrandbits(128) & _VERSION_MASK) | _VERSION_4)
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class SqlClock:
@@ -28,13 +40,17 @@ class SqlClock:
 
     def __init__(self, source: Callable[[], dt.datetime] | None = None):
         self.source = source or (lambda: dt.datetime.now(UTC))
+        self._system = source is None  # the real clock: read it as integer nanoseconds (cheaper)
         self._last = None
 
     def now(self) -> dt.datetime:
-        moment = self.source()
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        micros = (moment - EPOCH) // dt.timedelta(microseconds=1)
+        if self._system:
+            micros = time.time_ns() // 1000
+        else:
+            moment = self.source()
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            micros = (moment - EPOCH) // dt.timedelta(microseconds=1)
         ticks = (micros * 3 + 5000) // 10000
         if self._last is not None and ticks <= self._last:
             ticks = self._last + 1
@@ -46,7 +62,22 @@ class SqlClock:
 class TableData:
     rows: dict[str, dict] = field(default_factory=dict)  # SystemId -> record
     by_key: dict[tuple, str] = field(default_factory=dict)  # primary key -> SystemId
-    last_number: str | None = None  # number series state
+    numbers: dict[NumberSeries, str] = field(default_factory=dict)  # number series -> last number used
+    # secondary index: columns -> values -> SystemIds (a dict used as an ordered set)
+    indexes: dict[tuple[str, ...], dict[tuple, dict[str, None]]] = field(default_factory=dict)
+
+    def index_add(self, record: dict) -> None:
+        for columns, index in self.indexes.items():
+            index.setdefault(tuple(record[c] for c in columns), {})[record["SystemId"]] = None
+
+    def index_remove(self, record: dict) -> None:
+        for columns, index in self.indexes.items():
+            values = tuple(record[c] for c in columns)
+            bucket = index.get(values)
+            if bucket is not None:
+                bucket.pop(record["SystemId"], None)
+                if not bucket:
+                    del index[values]
 
 
 @dataclass
@@ -59,7 +90,7 @@ class Company:
     def data(self, table: Table) -> TableData:
         found = self.tables.get(table.name)
         if found is None:
-            found = self.tables[table.name] = TableData()
+            found = self.tables[table.name] = TableData(indexes={columns: {} for columns in table.indexes})
         return found
 
 
@@ -104,6 +135,14 @@ class Store:
     def rows(self, table: Table, company: Company | None) -> list[dict]:
         return list(self.container(table, company).rows.values())
 
+    def find_all(self, table: Table, company: Company | None, columns: tuple[str, ...], values: tuple) -> list[dict]:
+        """Rows whose `columns` hold `values` (through the table's index on them, else by scanning)."""
+        data = self.container(table, company)
+        index = data.indexes.get(columns)
+        if index is None:
+            return [r for r in data.rows.values() if tuple(r[c] for c in columns) == values]
+        return [data.rows[system_id] for system_id in index.get(values, ())]
+
     # -- field assignment (what Validate does at table level) --------------------------------------------
 
     def assign(self, table: Table, company: Company | None, record: dict, column: str, value: Any,
@@ -134,18 +173,19 @@ class Store:
         for listener in list(self.listeners):
             listener(change, company, table, old, new)
 
-    def next_number(self, table: Table, company: Company | None) -> str:
-        """Next number from the table's series, skipping numbers already taken."""
+    def next_number(self, table: Table, company: Company | None, series: NumberSeries | None = None) -> str:
+        """Next number from the table's series (or another series numbering it), skipping numbers taken."""
         with self.lock:
-            return self._next_number(table, company)
+            return self._next_number(table, company, series or table.series)
 
-    def _next_number(self, table: Table, company: Company | None) -> str:
+    def _next_number(self, table: Table, company: Company | None, series: NumberSeries) -> str:
         data = self.container(table, company)
-        self._log(("series", table, company, data.last_number))
-        number = table.series.after(data.last_number)
+        last = data.numbers.get(series)
+        self._log(("series", table, company, series, last))
+        number = series.after(last)
         while (number,) in data.by_key:
-            number = table.series.after(number)
-        data.last_number = number
+            number = series.after(number)
+        data.numbers[series] = number
         return number
 
     def insert(self, table: Table, company: Company | None, record: dict, user: str,
@@ -162,7 +202,7 @@ class Store:
         record = dict(record)
         system_id = (record.get("SystemId") or EMPTY_GUID).lower()
         if system_id == EMPTY_GUID:
-            system_id = str(uuid.uuid4())
+            system_id = new_guid()
         if system_id in data.rows:
             raise errors.record_exists(table.name, [("SystemId", system_id)])
         now = self.clock.now()
@@ -171,6 +211,7 @@ class Store:
         self._stamp(record)
         data.rows[system_id] = record
         data.by_key[key] = system_id
+        data.index_add(record)
         self.generation += 1
         self._log(("row", table, company, system_id, None))
         self._notify("created", company, table, None, record)
@@ -199,7 +240,9 @@ class Store:
         if new_key != old_key:
             del data.by_key[old_key]
             data.by_key[new_key] = system_id
+        data.index_remove(old)
         data.rows[system_id] = record
+        data.index_add(record)
         self.generation += 1
         self._log(("row", table, company, system_id, old))
         self._notify("updated", company, table, old, record)
@@ -213,6 +256,7 @@ class Store:
         data = self.container(table, company)
         old = data.rows.pop(system_id)
         del data.by_key[table.key_of(old)]
+        data.index_remove(old)
         self.generation += 1
         self._log(("row", table, company, system_id, old))
         self._notify("deleted", company, table, old, None)
@@ -228,17 +272,61 @@ class Store:
 
     def rollback(self) -> None:
         journal, self._journal = self._journal or [], None
+        self._undo(journal)
+
+    def atomic(self) -> "_Atomic":
+        """All writes inside succeed together or are undone together (nests inside a `$batch` snapshot)."""
+        return _Atomic(self)
+
+    def _undo(self, journal: list[tuple]) -> None:
         for entry in reversed(journal):
             if entry[0] == "series":
-                _, table, company, last = entry
-                self.container(table, company).last_number = last
+                _, table, company, series, last = entry
+                numbers = self.container(table, company).numbers
+                if last is None:
+                    numbers.pop(series, None)
+                else:
+                    numbers[series] = last
                 continue
             _, table, company, system_id, old = entry
             data = self.container(table, company)
             current = data.rows.pop(system_id, None)
             if current is not None:
                 data.by_key.pop(table.key_of(current), None)
+                data.index_remove(current)
             if old is not None:
                 data.rows[system_id] = old
                 data.by_key[table.key_of(old)] = system_id
+                data.index_add(old)
         self.generation += 1
+
+
+class _Atomic:
+    """`with store.atomic():` — holds the store lock; on an exception undoes the writes made inside."""
+
+    __slots__ = ("store", "outer", "mark")
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __enter__(self) -> None:
+        store = self.store
+        store.lock.acquire()
+        self.outer = store._journal is not None
+        if not self.outer:
+            store._journal = []
+        self.mark = len(store._journal)
+
+    def __exit__(self, kind, error, traceback) -> None:
+        store = self.store
+        try:
+            if kind is not None:
+                undo = store._journal[self.mark:]
+                del store._journal[self.mark:]
+                if not self.outer:
+                    store._journal = None
+                store._undo(undo)
+            elif not self.outer:
+                store._journal = None
+        finally:
+            store.lock.release()

@@ -5,7 +5,9 @@ A view is an ordered list of fields. Most fields map one view property onto one 
 are computed (`currencyCode` shows the LCY code when the column is blank, `paymentTermsId` is the
 SystemId of the related Payment Terms row). Fields marked `exposed=False` exist for the in-process
 Python API only (columns a view does not publish). Writing through a view validates each property
-in the view's field order, then inserts or modifies the row in the store.
+in the view's field order, then inserts or modifies the row through the session, which runs the
+table's triggers (OnInsert / OnModify / OnDelete: a new customer gets its contact, a document line
+bumps its header) inside one store transaction.
 """
 
 from __future__ import annotations
@@ -15,11 +17,25 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import errors
-from .model import EDM_TYPES, EMPTY_GUID, UTC, Column, Table, escape_enum, format_datetime, format_decimal, is_guid
+from .model import (EDM_TYPES, EMPTY_DATE_TEXT, EMPTY_GUID, UTC, Column, Table, escape_enum, format_datetime,
+                    format_decimal, is_guid)
 from .store import Company, Store, etag_for
 
 MIN_DATE = dt.date(1, 1, 1)
 MIN_DATETIME = dt.datetime(1, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class TableTriggers:
+    """A table's triggers. `on_*` run before the write and may change the new record (or refuse it);
+    `after_*` run after it and may write other rows (through the same session)."""
+
+    on_insert: Callable[["Session", dict], None] | None = None
+    after_insert: Callable[["Session", dict], None] | None = None
+    on_modify: Callable[["Session", dict, dict], None] | None = None  # (old, new)
+    after_modify: Callable[["Session", dict, dict], None] | None = None  # (old, new)
+    on_delete: Callable[["Session", dict], None] | None = None
+    after_delete: Callable[["Session", dict], None] | None = None
 
 
 @dataclass
@@ -31,10 +47,27 @@ class Session:
     company: Company | None
     user: str = EMPTY_GUID
     scratch: dict = field(default_factory=dict)
+    memo: dict = field(default_factory=dict)  # values computed for reading, keyed with the store generation
 
     @property
     def lcy_code(self) -> str:
         return self.company.lcy_code if self.company else ""
+
+    def child(self) -> "Session":
+        """The same user and company with a fresh scratch pad (for writes a trigger makes)."""
+        return Session(self.store, self.catalog, self.company, self.user)
+
+    def today(self) -> dt.date:
+        """The work date: today by the store's clock."""
+        return self.store.clock.source().astimezone(UTC).date()
+
+    def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        key = (self.store.generation, *key)
+        if key not in self.memo:
+            if len(self.memo) > 4096:
+                self.memo.clear()
+            self.memo[key] = compute()
+        return self.memo[key]
 
     def table(self, name: str) -> Table:
         return self.catalog.tables[name]
@@ -47,6 +80,65 @@ class Session:
 
     def get(self, table_name: str, system_id: str) -> dict | None:
         return self.store.get(self.table(table_name), self.company, system_id)
+
+    def find_all(self, table_name: str, columns: tuple[str, ...], values: tuple) -> list[dict]:
+        return self.store.find_all(self.table(table_name), self.company, columns, values)
+
+    # -- writing rows with their table's triggers ----------------------------------------------------------
+
+    def _triggers(self, table: Table) -> list[TableTriggers]:
+        return self.catalog.triggers.get(table.name, [])
+
+    def _latest(self, table: Table, record: dict) -> dict:
+        return self.store.get(table, self.company, record["SystemId"]) or record
+
+    def insert_row(self, table: Table, record: dict, *, modified_at: dt.datetime | None = None) -> dict:
+        """Insert: number from the series when the key is blank, OnInsert, the write, then after-insert."""
+        with self.store.atomic():
+            if table.series is not None and len(table.key) == 1 and record[table.key[0]] == "":
+                record[table.key[0]] = self.store.next_number(table, self.company)
+            all_triggers = self._triggers(table)
+            for triggers in all_triggers:
+                if triggers.on_insert:
+                    triggers.on_insert(self, record)
+            table.check_key(record)
+            stored = self.store.insert(table, self.company, record, self.user, modified_at=modified_at)
+            if not all_triggers:
+                return stored
+            for triggers in all_triggers:
+                if triggers.after_insert:
+                    triggers.after_insert(self, stored)
+            return self._latest(table, stored)
+
+    def modify_row(self, table: Table, old: dict, record: dict, *, modified_at: dt.datetime | None = None) -> dict:
+        with self.store.atomic():
+            for triggers in self._triggers(table):
+                if triggers.on_modify:
+                    triggers.on_modify(self, old, record)
+            table.check_key(record)
+            stored = self.store.modify(table, self.company, record, self.user, modified_at=modified_at)
+            for triggers in self._triggers(table):
+                if triggers.after_modify:
+                    triggers.after_modify(self, old, stored)
+            return self._latest(table, stored)
+
+    def delete_row(self, table: Table, record: dict) -> None:
+        with self.store.atomic():
+            for triggers in self._triggers(table):
+                if triggers.on_delete:
+                    triggers.on_delete(self, record)
+            if self.store.get(table, self.company, record["SystemId"]) is not None:
+                self.store.delete(table, self.company, record["SystemId"])
+            for triggers in self._triggers(table):
+                if triggers.after_delete:
+                    triggers.after_delete(self, record)
+
+    def touch(self, table: Table, record: dict) -> dict:
+        """Modify without changing a field (SystemModifiedAt and the etag move on), no triggers."""
+        current = self.store.get(table, self.company, record["SystemId"])
+        if current is None:
+            return record
+        return self.store.modify(table, self.company, dict(current), self.user)
 
 
 def _wire_date(value):
@@ -248,6 +340,39 @@ class CurrencyCode(Field):
         session.assign(view.table, record, self.column_name, code)
 
 
+class RelatedCode(Field):
+    """`baseUnitOfMeasureCode`: the code column that `<x>Id` also sets; when both are given they must
+    name the same row. An unknown code fails the column's table relation."""
+
+    def __init__(self, name: str, column: str, id_field: str, mismatch: str, **kwargs):
+        super().__init__(name, column, **kwargs)
+        self.id_field = id_field
+        self.mismatch = mismatch
+
+    def set(self, session: Session, view: "View", record: dict, value: Any) -> None:
+        chosen = session.scratch.get(self.id_field)
+        if chosen is not None:
+            related = session.table(self.column.relation)
+            if chosen[related.key[0]] != self.column.normalize(value):
+                raise errors.dialog(self.mismatch)
+            return
+        session.assign(view.table, record, self.column_name, value)
+
+
+@dataclass
+class Navigation:
+    """A contained collection (`salesOrders({id})/salesOrderLines`): the child view, the child property
+    that points at the parent and how to read the children of one parent (for `$expand`)."""
+
+    view: "View"
+    child_field: str
+    rows: Callable[[Session, dict], list[dict]]
+    deep_insert: bool = True
+
+    def parent_value(self, session: Session, parent: dict) -> Any:
+        return parent["SystemId"]
+
+
 class View:
     """An entity set (API page) or a published page: named, ordered fields over one table."""
 
@@ -256,7 +381,9 @@ class View:
     def __init__(self, name: str, table: Table, fields: list[Field], *, entity_name: str, namespace: str = "Microsoft.NAV",
                  before_insert: Callable[[Session, dict, dict], None] | None = None,
                  before_modify: Callable[[Session, dict, dict, dict], None] | None = None,
-                 insertable: bool = True, modifiable: bool = True, deletable: bool = True):
+                 insertable: bool = True, modifiable: bool = True, deletable: bool = True,
+                 on_delete: Callable[[Session, dict], None] | None = None,
+                 list_requires: tuple[str, ...] = (), order: list[str] | None = None):
         self.name = name
         self.table = table
         self.fields = [f.bind(table) for f in fields]
@@ -267,9 +394,13 @@ class View:
         self.before_insert = before_insert
         self.before_modify = before_modify
         self.insertable, self.modifiable, self.deletable = insertable, modifiable, deletable
+        self.on_delete = on_delete  # the page's OnDeleteRecord (may refuse)
+        self.list_requires = list_requires  # a top-level list must filter on one of these (document lines)
+        self.navigations: dict[str, Navigation] = {}
+        self.actions: dict[str, Callable[[Session, dict], Any]] = {}  # bound actions, POST .../Microsoft.NAV.<name>
         self.exposed = [f for f in self.fields if f.exposed]
         self.exposed_names = {f.name for f in self.exposed}
-        self.default_order = self._default_order()
+        self.default_order = order or self._default_order()
 
     @property
     def company_scoped(self) -> bool:
@@ -350,16 +481,11 @@ class View:
             raise errors.method_not_allowed("POST", self.name, "EntitySet")
         values = self._check_names(values, wire)
         record = self.table.new_record()
-        self._apply(session, record, values)
-        if self.before_insert is not None:
-            self.before_insert(session, record, values)
-        if self.table.series is not None and len(self.table.key) == 1 and record[self.table.key[0]] == "":
-            record[self.table.key[0]] = session.store.next_number(self.table, session.company)
-        for key_column in self.table.key:
-            if record[key_column] in ("", None):
-                raise errors.must_have_value(key_column, self.table.name, [(key_column, "")])
-        return session.store.insert(self.table, session.company, record, session.user,
-                                    modified_at=session.scratch.get("modified_at"))
+        with session.store.atomic():
+            self._apply(session, record, values)
+            if self.before_insert is not None:
+                self.before_insert(session, record, values)
+            return session.insert_row(self.table, record, modified_at=session.scratch.get("modified_at"))
 
     def modify(self, session: Session, current: dict, values: dict, *, wire: bool = True) -> dict:
         if not self.modifiable:
@@ -369,19 +495,19 @@ class View:
             if isinstance(f, SystemField) and f.system == "SystemId":
                 values.pop(f.name, None)
         record = dict(current)
-        self._apply(session, record, values)
-        if self.before_modify is not None:
-            self.before_modify(session, current, record, values)
-        for key_column in self.table.key:
-            if record[key_column] in ("", None):
-                raise errors.must_have_value(key_column, self.table.name, [(key_column, "")])
-        return session.store.modify(self.table, session.company, record, session.user,
-                                    modified_at=session.scratch.get("modified_at"))
+        with session.store.atomic():
+            self._apply(session, record, values)
+            if self.before_modify is not None:
+                self.before_modify(session, current, record, values)
+            return session.modify_row(self.table, current, record, modified_at=session.scratch.get("modified_at"))
 
     def delete(self, session: Session, current: dict) -> None:
         if not self.deletable:
             raise errors.method_not_allowed("DELETE", self.name, "Entity")
-        session.store.delete(self.table, session.company, current["SystemId"])
+        with session.store.atomic():
+            if self.on_delete is not None:
+                self.on_delete(session, current)
+            session.delete_row(self.table, current)
 
 
 class PageView(View):
@@ -396,25 +522,51 @@ class PageView(View):
         self.key_fields = [next(f for f in self.fields if f.column_name == column and f.plain)
                            for column in table.key]
 
-    def find_by_key(self, session: Session, key: Any) -> dict | None:
+    def key_values(self, key: Any) -> tuple | None:
+        """The key fields' values in key order from a parsed key segment: a tuple of positional values,
+        or (name, value) pairs as `Item_No='1000',Starting_Date=2024-01-01` gives them (any order)."""
+        if isinstance(key, list):
+            if all(name is None for name, _ in key):
+                key = tuple(value for _, value in key)
+            else:
+                given = {name: value for name, value in key}
+                if None in given or set(given) != {f.name for f in self.key_fields}:
+                    return None
+                key = tuple(given[f.name] for f in self.key_fields)
         values = key if isinstance(key, tuple) else (key,)
-        if len(values) != len(self.key_fields):
+        return values if len(values) == len(self.key_fields) else None
+
+    def find_by_key(self, session: Session, key: Any) -> dict | None:
+        values = self.key_values(key)
+        if values is None:
             return None
         normalized = []
         for f, value in zip(self.key_fields, values):
             try:
                 normalized.append(f.column.normalize(value))
-            except errors.BCError:
+            except (errors.BCError, ValueError):
                 return None
         return session.store.find(self.table, session.company, tuple(normalized))
 
     def not_found(self, key: Any) -> errors.BCError:
-        values = key if isinstance(key, tuple) else (key,)
+        values = self.key_values(key) or (key if isinstance(key, tuple) else (key,))
         return errors.record_not_found(self.table.name, [(f.column_name, v) for f, v in zip(self.key_fields, values)])
 
+    @staticmethod
+    def key_literal(f: Field, value: Any) -> str:
+        """A key value as the URL shows it: strings (and enum member names) quoted, dates and numbers bare."""
+        if f.type == "date":
+            return value.isoformat() if value else EMPTY_DATE_TEXT
+        if f.type == "bool":
+            return "true" if value else "false"
+        if f.type in ("decimal", "integer", "bigint"):
+            return str(format_decimal(value))
+        if f.type == "guid":
+            return str(value)
+        return "'" + str(f.to_wire(value)).replace("'", "''") + "'"
+
     def key_segment(self, session: Session, record: dict) -> str:
-        parts = [f.get(session, record) for f in self.key_fields]
-        quoted = ["'" + str(p).replace("'", "''") + "'" for p in parts]
-        if len(quoted) == 1:
-            return f"({quoted[0]})"
-        return "(" + ",".join(f"{f.name}={q}" for f, q in zip(self.key_fields, quoted)) + ")"
+        literals = [self.key_literal(f, f.get(session, record)) for f in self.key_fields]
+        if len(literals) == 1:
+            return f"({literals[0]})"
+        return "(" + ",".join(f"{f.name}={q}" for f, q in zip(self.key_fields, literals)) + ")"

@@ -216,6 +216,8 @@ class WebApi:
             return Reply(200, self.sim.metadata.handle(path, ctx.args, ctx.root))
         if path in ("BulkDelete", "Microsoft.Dynamics.CRM.BulkDelete"):
             return self.only(ctx, "POST") or self.bulk_delete(ctx)
+        if path in ("InsertOptionValue", "Microsoft.Dynamics.CRM.InsertOptionValue"):
+            return self.only(ctx, "POST") or self.insert_option_value(ctx)
         name, key, rest = split_resource(path)
         entity = self.sim.schema.by_set.get(name)
         if entity is None:
@@ -648,6 +650,22 @@ class WebApi:
             return Reply(204)
         return Reply(200, {"@odata.context": f"{ctx.root}/$metadata#Microsoft.Dynamics.CRM.UpsertMultipleResponse",
                            "Results": results})
+
+    def insert_option_value(self, ctx: Ctx) -> Reply:
+        """InsertOptionValue: a new option in a table's local option set (global option sets are not served)."""
+        body = ctx.json()
+        if not isinstance(body, dict):
+            raise errors.invalid_argument("The InsertOptionValue parameters must be a JSON object.")
+        if body.get("OptionSetName") and not body.get("EntityLogicalName"):
+            raise errors.invalid_argument("Global option sets are not served by this simulator; name "
+                                          "EntityLogicalName and AttributeLogicalName.")
+        label = body.get("Label") if isinstance(body.get("Label"), dict) else {}
+        labels = [item for item in label.get("LocalizedLabels") or [] if isinstance(item, dict)]
+        chosen = next((item for item in labels if item.get("LanguageCode") == 1033), labels[0] if labels else {})
+        new_value = self.sim.add_option(str(body.get("EntityLogicalName") or ""),
+                                        str(body.get("AttributeLogicalName") or ""), chosen.get("Label"), body.get("Value"))
+        return Reply(200, {"@odata.context": f"{ctx.root}/$metadata#Microsoft.Dynamics.CRM.InsertOptionValueResponse",
+                           "NewOptionValue": new_value})
 
     def bulk_delete(self, ctx: Ctx) -> Reply:
         """BulkDelete with a QueryExpression: done at once here (the service runs it as a system job)."""

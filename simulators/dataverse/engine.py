@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
+import string as _string
 import uuid
 from typing import Callable
 from urllib.parse import urlsplit
 
 from . import errors
 from .errors import DataverseError
+from .rules import Change
 from .schema import Attr, Entity, Schema
 from .store import Row, Store
 from .values import check_value, normalize_guid, utc_seconds
@@ -22,6 +25,8 @@ from .values import check_value, normalize_guid, utc_seconds
 SYSTEM_COLUMNS = frozenset({"createdon", "modifiedon", "createdby", "modifiedby", "versionnumber",
                             "createdonbehalfby", "modifiedonbehalfby", "owninguser", "owningteam",
                             "owningbusinessunit"})
+AUTONUMBER_FIRST = 1000   # the first number handed out is 1001, as in a fresh organisation
+AUTONUMBER_CHARS = _string.ascii_uppercase + _string.digits
 ENTITY_REF_RE = re.compile(r"^/?(?P<set>[A-Za-z_][A-Za-z0-9_]*)\((?P<key>.*)\)$")
 
 
@@ -266,6 +271,12 @@ class Engine:
             self._apply_owner(values, targets)
         if entity.self_owner:
             values["ownerid"] = row_id  # systemuser/team expose their own id as ownerid
+        for attr in entity.autonumber_attributes:
+            if values.get(attr.name) is None:
+                values[attr.name] = self.next_number(entity, attr)
+        change = Change(self, entity, values, targets, None, written.values, row_id, web, caller)
+        if entity.rules is not None:
+            entity.rules.prepare(change)
         self._apply_state(entity, values, written.values, None, row_id)
         if entity.compose:
             entity.compose(values)
@@ -284,6 +295,8 @@ class Engine:
         values["versionnumber"] = self.store.next_version()
         row = Row(values, targets)
         self.store.put(entity.logical_name, row_id, row)
+        if entity.rules is not None:
+            entity.rules.after_write(change, row)
         return row
 
     def update(self, entity: Entity, row_id: str, written: Written, caller: str | None, *, web: bool = True) -> Row:
@@ -312,6 +325,9 @@ class Engine:
             if values.get("ownerid") is None:
                 raise errors.invalid_argument("The owner of a record cannot be null.")
             self._apply_owner(values, targets)
+        change = Change(self, entity, values, targets, old.values, written.values, row_id, web, caller)
+        if entity.rules is not None:
+            entity.rules.prepare(change)
         self._apply_state(entity, values, written.values, old.values, row_id)
         if entity.compose:
             entity.compose(values)
@@ -330,24 +346,77 @@ class Engine:
         values["versionnumber"] = self.store.next_version()
         row = Row(values, targets)
         self.store.put(entity.logical_name, row_id, row)
+        if entity.rules is not None:
+            entity.rules.after_write(change, row)
         return row
 
-    def delete(self, entity: Entity, row_id: str, caller: str | None) -> None:
-        if self.store.get(entity.logical_name, row_id) is None:
+    def delete(self, entity: Entity, row_id: str, caller: str | None, *, web: bool = True,
+               cascade: bool = False) -> None:
+        """Delete a row. `cascade`: the row goes because its parent does (parental relationships)."""
+        row = self.store.get(entity.logical_name, row_id)
+        if row is None:
             raise errors.does_not_exist(entity.logical_name, row_id)
         if entity.logical_name == "transactioncurrency" and row_id == self.base_currency_id:
             raise errors.invalid_argument("The base currency of the organization cannot be deleted.")
+        change = Change(self, entity, row.values, row.targets, row.values, {}, row_id, web, caller, cascade=cascade)
+        if entity.rules is not None:
+            entity.rules.before_delete(change)
         self.store.remove(entity.logical_name, row_id)
-        # referential behaviour "Remove Link": rows pointing at the deleted row lose the reference
+        # referential behaviour: children of a parental relationship go with the row ("Cascade"); other rows
+        # pointing at it lose the reference ("Remove Link")
         for other, attr in self.schema.referencing(entity.logical_name):
             if attr.kind == "owner" or attr.read_only:
                 continue
             table = self.store.table(other.logical_name)
-            hits = [rid for rid, row in table.rows.items() if row.values.get(attr.name) == row_id]
+            hits = [rid for rid, hit in table.rows.items() if hit.values.get(attr.name) == row_id]
             for rid in hits:
+                if self.store.get(other.logical_name, rid) is None:
+                    continue  # already gone with an earlier cascade
+                if attr.on_delete == "cascade":
+                    self.delete(other, rid, caller, web=web, cascade=True)
+                    continue
                 unlink = Written()
                 unlink.values[attr.name] = None
                 self.update(other, rid, unlink, caller, web=False)
+        if entity.rules is not None:
+            entity.rules.after_delete(change)
+
+    # ------------------------------------------------------------------ what platform rules build on
+
+    def row(self, logical_name: str, row_id: str | None) -> Row | None:
+        return None if row_id is None else self.store.get(logical_name, row_id)
+
+    def rows(self, logical_name: str):
+        return self.store.table(logical_name).rows.values()
+
+    def system_create(self, logical_name: str, values: dict, targets: dict | None = None,
+                      caller: str | None = None) -> Row:
+        """A row the platform itself creates (values in stored form; no Web API validation)."""
+        written = Written()
+        written.values = dict(values)
+        written.targets = dict(targets or {})
+        return self.create(self.schema[logical_name], written, caller, web=False)
+
+    def system_update(self, logical_name: str, row_id: str, values: dict, targets: dict | None = None,
+                      caller: str | None = None) -> Row:
+        """A change the platform itself makes (read-only columns included; no Web API validation)."""
+        written = Written()
+        written.values = dict(values)
+        written.targets = dict(targets or {})
+        return self.update(self.schema[logical_name], row_id, written, caller, web=False)
+
+    def next_number(self, entity: Entity, attr: Attr) -> str:
+        """An auto-number as Dataverse composes it: prefix, sequence, random suffix (INV-01001-K7Q2ZD)."""
+        key = (entity.logical_name, attr.name)
+        number = self.store.sequences.get(key, AUTONUMBER_FIRST) + 1
+        self.store.sequences[key] = number
+        suffix = "".join(secrets.choice(AUTONUMBER_CHARS) for _ in range(6))
+        return f"{attr.autonumber}-{number:05d}-{suffix}"
+
+    def currency_places(self, currency_id: str | None) -> int:
+        currency = self.row("transactioncurrency", currency_id)
+        places = currency.values.get("currencyprecision") if currency is not None else None
+        return places if isinstance(places, int) else 2
 
     # ------------------------------------------------------------------ platform rules
 
@@ -427,6 +496,10 @@ class Engine:
                 message = attr.unique_message.format(value=values[attr.name]) or (
                     f"A record with the same value for {attr.name} already exists.")
                 raise DataverseError(400, attr.unique_code, message)
+        for key in entity.unique_keys:
+            other = store.find_unique(entity.logical_name, tuple(key.columns), values)
+            if other is not None and other != row_id:
+                raise DataverseError(400, key.code, key.message.format(**{c: values.get(c) for c in key.columns}))
         for columns in entity.alternate_keys:
             other = store.find_unique(entity.logical_name, tuple(columns), values)
             if other is not None and other != row_id:
@@ -437,6 +510,8 @@ class Engine:
 
     @staticmethod
     def _required(entity: Entity, attr: Attr) -> DataverseError:
+        if attr.required_error is not None:
+            return DataverseError(400, *attr.required_error)
         return errors.invalid_argument(
             f"A value for the required attribute '{attr.name}' of the '{entity.logical_name}' entity was not "
             f"provided.")

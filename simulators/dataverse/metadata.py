@@ -321,6 +321,43 @@ class MetadataService:
         return None
 
 
+FIRST_CUSTOM_OPTION = 100000000   # the default publisher's option value prefix (10000) × 10000
+OPTION_MAX = 2147483647
+
+
+def insert_option_value(schema: Schema, entity_name: str, attribute_name: str, label_text: str,
+                        value: int | None = None) -> int:
+    """InsertOptionValue on a table's local option set: adds `label` (with `value`, else the next free value from
+    100000000) and returns the value. Labels and values must be new to the option set."""
+    entity = schema.get(entity_name or "")
+    if entity is None:
+        raise DataverseErrorNotFound(f"LogicalName='{entity_name}'")
+    attr = entity.attributes.get(attribute_name or "")
+    if attr is None:
+        raise errors.DataverseError(404, "0x80040217", (
+            f"Could not find attribute with name {attribute_name} on entity {entity.logical_name}."))
+    if attr.kind != "picklist":
+        raise errors.invalid_argument(
+            f"InsertOptionValue adds options to picklist attributes; '{entity.logical_name}.{attr.name}' is of type "
+            f"{ATTRIBUTE_TYPES[attr.kind][0]} (status reasons take InsertStatusValue).")
+    text = label_text.strip() if isinstance(label_text, str) else ""
+    if not text:
+        raise errors.invalid_argument("The Label of the new option is required.")
+    if any(existing.casefold() == text.casefold() for existing in attr.options.values()):
+        raise errors.DataverseError(400, "0x80047010", (
+            f"An object with the specified name already exists: option set '{entity.logical_name}_{attr.name}' "
+            f"already has an option labelled '{text}'."))
+    if value is None:
+        value = max((v for v in attr.options if v >= FIRST_CUSTOM_OPTION), default=FIRST_CUSTOM_OPTION - 1) + 1
+    elif not isinstance(value, int) or isinstance(value, bool) or not -OPTION_MAX - 1 <= value <= OPTION_MAX:
+        raise errors.invalid_argument(f"The option value {value!r} is not a valid Int32.")
+    elif value in attr.options:
+        raise errors.DataverseError(400, "0x80044310",
+                                    "The picklist value already exists.  Picklist values must be unique.")
+    attr.options[value] = text
+    return value
+
+
 def DataverseErrorNotFound(key: str) -> errors.DataverseError:  # noqa: N802 - reads like the error it builds
     match = re.fullmatch(r"LogicalName\s*=\s*'([^']*)'", key.strip())
     name = match.group(1) if match else key

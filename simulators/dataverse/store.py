@@ -57,6 +57,8 @@ class Store:
         self.deleted: list[tuple[str, str, int]] = []
         # unique indexes, built on first use: (table, columns) -> {normalised values: row id}
         self.indexes: dict[tuple[str, tuple[str, ...]], dict[tuple, str]] = {}
+        # auto-number sequences: (table, column) -> last number handed out (gaps on rollback, as in Dataverse)
+        self.sequences: dict[tuple[str, str], int] = {}
 
     def clear(self) -> None:
         with self.lock:
@@ -65,6 +67,7 @@ class Store:
             self.query_cache.clear()
             self.deleted = []
             self.indexes = {}
+            self.sequences = {}
 
     def next_version(self) -> int:
         self.row_version += 1

@@ -1,0 +1,138 @@
+"""Customer price groups, (legacy) sales prices, currency exchange rates and the Sales & Receivables
+Setup. None of them is in API v2.0; integrations publish their pages as OData v4 web services:
+page 7 `CustomerPriceGroups`, page 7002 `SalesPrices` (composite key), page 483
+`CurrencyExchangeRates` (key Currency_Code, Starting_Date) and page 459 `SalesReceivablesSetup`
+(one record, key Primary_Key='').
+"""
+
+from __future__ import annotations
+
+from . import errors
+from .catalog import Catalog, page_system_fields
+from .model import Column, Table
+from .views import Field, PageView, Session
+
+SALES_TYPES = ("Customer", "Customer Price Group", "All Customers", "Campaign")
+SALES_CODE_TABLES = {"Customer": "Customer", "Customer Price Group": "Customer Price Group"}
+
+
+def _sales_price_rules(session: Session, old: dict | None, record: dict) -> None:
+    """Sales Price: Sales Code blank for All Customers, else required and (for customers and price
+    groups) an existing row; the starting date not after the ending date."""
+    table = session.table("Sales Price")
+    kind, code = record["Sales Type"], record["Sales Code"]
+    if kind == "All Customers":
+        if code:
+            raise errors.dialog("Sales Code must be blank.")
+    elif not code:
+        raise errors.must_have_value("Sales Code", table.name, table.key_fields(table.key_of(record)))
+    elif kind in SALES_CODE_TABLES and session.find(SALES_CODE_TABLES[kind], (code,)) is None:
+        raise errors.table_relation("Sales Code", table.name, code, SALES_CODE_TABLES[kind])
+    if record["Starting Date"] and record["Ending Date"] and record["Starting Date"] > record["Ending Date"]:
+        raise errors.dialog("Starting Date cannot be after Ending Date")
+
+
+def _delete_prices(session: Session, sales_type: str | None, column: str, code: str) -> None:
+    table = session.table("Sales Price")
+    for price in session.find_all("Sales Price", (column,), (code,)):
+        if sales_type is None or price["Sales Type"] == sales_type:
+            session.delete_row(table, price)
+
+
+def _setup_rules(session: Session, old: dict | None, record: dict) -> None:
+    """Sales & Receivables Setup: a new Write-in Product Type clears the number; the number must be an
+    item or a resource according to the type."""
+    if (old is not None and record["Write-in Product Type"] != old["Write-in Product Type"]
+            and record["Write-in Product No."] == old["Write-in Product No."]):
+        record["Write-in Product No."] = ""
+    number = record["Write-in Product No."]
+    if number:
+        related = "Item" if record["Write-in Product Type"] == "Item" else "Resource"
+        if session.find(related, (number,)) is None:
+            raise errors.table_relation("Write-in Product No.", "Sales & Receivables Setup", number, related)
+
+
+def create_setup(session: Session) -> dict:
+    """The company's single Sales & Receivables Setup record."""
+    table = session.table("Sales & Receivables Setup")
+    return session.insert_row(table, table.new_record())
+
+
+def register(cat: Catalog) -> None:
+    price_group = cat.add_table(Table(6, "Customer Price Group", [
+        Column("Code", "code", 10),
+        Column("Description", "text", 100),
+        Column("Allow Invoice Disc.", "bool", init=True),
+        Column("Price Includes VAT", "bool"),
+    ], key=("Code",)))
+
+    sales_price = cat.add_table(Table(7002, "Sales Price", [
+        Column("Item No.", "code", 20, relation="Item"),
+        Column("Sales Type", "option", options=SALES_TYPES),
+        Column("Sales Code", "code", 20),
+        Column("Starting Date", "date"),
+        Column("Ending Date", "date"),
+        Column("Currency Code", "code", 10, relation="Currency"),
+        Column("Variant Code", "code", 10),
+        Column("Unit of Measure Code", "code", 10, relation="Unit of Measure"),
+        Column("Minimum Quantity", "decimal"),
+        Column("Unit Price", "decimal"),
+    ], key=("Item No.", "Sales Type", "Sales Code", "Starting Date", "Currency Code", "Variant Code",
+            "Unit of Measure Code", "Minimum Quantity"),
+        blank_key=("Sales Code", "Starting Date", "Currency Code", "Variant Code", "Unit of Measure Code"),
+        indexes=(("Item No.",), ("Sales Code",))))
+
+    exchange_rate = cat.add_table(Table(330, "Currency Exchange Rate", [
+        Column("Currency Code", "code", 10, relation="Currency"),
+        Column("Starting Date", "date"),
+        Column("Exchange Rate Amount", "decimal"),
+        Column("Relational Exch. Rate Amount", "decimal"),
+    ], key=("Currency Code", "Starting Date")))
+
+    setup = cat.add_table(Table(311, "Sales & Receivables Setup", [
+        Column("Primary Key", "code", 10),
+        Column("Write-in Product Type", "option", options=("Item", "Resource")),
+        Column("Write-in Product No.", "code", 20),
+        Column("Default Price List Code", "code", 20),
+    ], key=("Primary Key",), blank_key=("Primary Key",)))
+
+    cat.on("Sales Price", on_insert=lambda s, r: _sales_price_rules(s, None, r), on_modify=_sales_price_rules)
+    cat.on("Customer Price Group",
+           after_delete=lambda s, r: _delete_prices(s, "Customer Price Group", "Sales Code", r["Code"]))
+    cat.on("Item", after_delete=lambda s, r: _delete_prices(s, None, "Item No.", r["No."]))
+    cat.on("Sales & Receivables Setup", on_insert=lambda s, r: _setup_rules(s, None, r), on_modify=_setup_rules)
+
+    cat.add_page(PageView("CustomerPriceGroups", price_group, [
+        Field("Code", "Code"),
+        Field("Description", "Description"),
+        Field("Allow_Invoice_Disc", "Allow Invoice Disc."),
+        Field("Price_Includes_VAT", "Price Includes VAT"),
+        *page_system_fields(),
+    ]))
+    cat.add_page(PageView("SalesPrices", sales_price, [
+        Field("Item_No", "Item No."),
+        Field("Sales_Type", "Sales Type"),
+        Field("Sales_Code", "Sales Code"),
+        Field("Starting_Date", "Starting Date"),
+        Field("Ending_Date", "Ending Date"),
+        Field("Currency_Code", "Currency Code"),
+        Field("Variant_Code", "Variant Code"),
+        Field("Unit_of_Measure_Code", "Unit of Measure Code"),
+        Field("Minimum_Quantity", "Minimum Quantity"),
+        Field("Unit_Price", "Unit Price"),
+        *page_system_fields(),
+    ]))
+    cat.add_page(PageView("CurrencyExchangeRates", exchange_rate, [
+        Field("Currency_Code", "Currency Code"),
+        Field("Starting_Date", "Starting Date"),
+        Field("Exchange_Rate_Amount", "Exchange Rate Amount"),
+        Field("Relational_Exch_Rate_Amount", "Relational Exch. Rate Amount"),
+        *page_system_fields(),
+    ]))
+    cat.add_page(PageView("SalesReceivablesSetup", setup, [
+        Field("Primary_Key", "Primary Key", read_only=True),
+        Field("Write_in_Product_Type", "Write-in Product Type"),
+        Field("Write_in_Product_No", "Write-in Product No."),
+        Field("Default_Price_List_Code", "Default Price List Code"),
+        *page_system_fields(),
+    ], insertable=False, deletable=False))

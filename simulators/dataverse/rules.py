@@ -1,0 +1,388 @@
+"""Platform rules of single tables: what the service derives, checks and does beyond column validation.
+
+A table opts in with `table(..., rules=SomeRules())`. The engine calls, inside the write's transaction:
+
+    prepare(change)               before state/status, money and uniqueness are applied (derive values, refuse)
+    after_write(change, row)      after the row is stored (side effects on other rows)
+    before_delete(change)         before the row is removed (refuse)
+    after_delete(change)          after the row and its cascaded children are gone
+
+`change.web` tells a Web API write from an in-process one (`sim.seed/create/update/delete`). Checks that
+refuse a write apply to Web API writes only, so tests can seed any state; derived values apply to both.
+Derived values are written into `change.values` (and `change.targets` for lookups).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING
+
+from . import errors
+from .errors import DataverseError
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .schema import Entity
+    from .store import Row
+
+
+class Change:
+    """One write as the rules see it."""
+
+    __slots__ = ("caller", "cascade", "changed", "engine", "entity", "old", "row_id", "targets", "values", "web")
+
+    def __init__(self, engine: Engine, entity: Entity, values: dict, targets: dict, old: dict | None,
+                 changed: dict, row_id: str, web: bool, caller: str | None, *, cascade: bool = False):
+        self.engine = engine
+        self.entity = entity
+        self.values = values          # the row as it will be stored (on delete: as it was)
+        self.targets = targets        # lookup column -> table it points into
+        self.old = old                # the stored row before an update (None on create)
+        self.changed = changed        # the columns this write names, in stored form
+        self.row_id = row_id
+        self.web = web
+        self.caller = caller
+        self.cascade = cascade        # a delete that follows the parent's delete
+
+    @property
+    def creating(self) -> bool:
+        return self.old is None
+
+    def touched(self, *names: str) -> bool:
+        """A create, or an update naming any of these columns."""
+        return self.creating or any(name in self.changed for name in names)
+
+    def set(self, name: str, value, target: str | None = None) -> None:
+        self.values[name] = value
+        if target is not None and value is not None:
+            self.targets[name] = target
+        elif value is None:
+            self.targets.pop(name, None)
+
+    def state_label(self, values: dict | None = None) -> str:
+        state = (values or self.values).get("statecode")
+        attr = self.entity.state_attr()
+        return attr.options.get(state, str(state)) if attr is not None else str(state)
+
+
+class TableRules:
+    def prepare(self, change: Change) -> None:
+        pass
+
+    def after_write(self, change: Change, row: Row) -> None:
+        pass
+
+    def before_delete(self, change: Change) -> None:
+        pass
+
+    def after_delete(self, change: Change) -> None:
+        pass
+
+
+def required(entity: str, name: str) -> DataverseError:
+    return errors.invalid_argument(
+        f"A value for the required attribute '{name}' of the '{entity}' entity was not provided.")
+
+
+# --------------------------------------------------------------------------- currencies
+
+class BaseCurrencyRules(TableRules):
+    """A new row without a currency gets the organisation's base currency."""
+
+    def prepare(self, change: Change) -> None:
+        if change.creating and change.values.get("transactioncurrencyid") is None:
+            change.set("transactioncurrencyid", change.engine.base_currency_id, "transactioncurrency")
+
+
+# --------------------------------------------------------------------------- units
+
+def base_unit_of(engine: Engine, group_id: str | None) -> Row | None:
+    return next((row for row in engine.rows("uom") if row.values.get("uomscheduleid") == group_id
+                 and row.values.get("isschedulebaseuom")), None) if group_id else None
+
+
+class UnitGroupRules(TableRules):
+    """Creating a unit group creates its base unit (named `baseuomname`, quantity 1, its own base unit);
+    renaming `baseuomname` renames that unit."""
+
+    def after_write(self, change: Change, row: Row) -> None:
+        engine, values = change.engine, change.values
+        if change.creating:
+            unit = engine.system_create("uom", {
+                "name": values.get("baseuomname") or "Primary Unit", "quantity": 1.0, "isschedulebaseuom": True,
+                "uomscheduleid": change.row_id}, {"uomscheduleid": "uomschedule"}, change.caller)
+            unit_id = unit.values["uomid"]
+            engine.system_update("uom", unit_id, {"baseuom": unit_id}, {"baseuom": "uom"}, change.caller)
+            return
+        name = values.get("baseuomname")
+        if "baseuomname" in change.changed and name and name != change.old.get("baseuomname"):
+            base = base_unit_of(engine, change.row_id)
+            if base is not None and base.values.get("name") != name:
+                engine.system_update("uom", base.values["uomid"], {"name": name}, caller=change.caller)
+
+
+class UnitRules(TableRules):
+    """A unit belongs to one group and is based on a unit of that group; the group's base unit stays
+    quantity 1 and cannot be deleted. Unit names are unique per group (a `UniqueKey` on the table)."""
+
+    def prepare(self, change: Change) -> None:
+        engine, values = change.engine, change.values
+        group_id = values.get("uomscheduleid")
+        is_base = bool(values.get("isschedulebaseuom"))
+        if change.creating and not is_base and values.get("baseuom") is None:
+            if change.web:
+                raise required("uom", "baseuom")
+            base = base_unit_of(engine, group_id)
+            if base is not None:
+                change.set("baseuom", base.values["uomid"], "uom")
+        if not change.web:
+            return
+        if values.get("baseuom") is not None and change.touched("baseuom"):
+            if is_base and values["baseuom"] != change.row_id:
+                raise DataverseError(400, "0x80043b17", "Do not use a base unit as the value for a primary unit. "
+                                                        "The base unit of a unit group is its own base unit.")
+            based_on = engine.row("uom", values["baseuom"])
+            if not is_base and (based_on is None or based_on.values.get("uomscheduleid") != group_id):
+                raise DataverseError(400, "0x80043b0b", "The base unit does not belong to the schedule.")
+        if is_base and not change.creating and "quantity" in change.changed and values.get("quantity") != 1.0:
+            raise DataverseError(400, "0x80043b18",
+                                 "Do not modify the Quantity field when you update the primary unit.")
+
+    def before_delete(self, change: Change) -> None:
+        if change.web and not change.cascade and change.values.get("isschedulebaseuom"):
+            raise DataverseError(400, "0x80043b03", "The base unit of a schedule cannot be deleted.")
+
+
+# --------------------------------------------------------------------------- products and prices
+
+ACTIVE, RETIRED, DRAFT, UNDER_REVISION = 0, 1, 2, 3
+PRODUCT_TRANSITIONS = {
+    (DRAFT, ACTIVE),                 # publish
+    (ACTIVE, RETIRED),               # retire
+    (ACTIVE, UNDER_REVISION),        # revise
+    (UNDER_REVISION, ACTIVE),        # publish the revision, or revert
+    (UNDER_REVISION, RETIRED),       # retire
+    (RETIRED, ACTIVE),               # activate a retired product
+}
+
+
+def product_transition_error(name: str, current: int, wanted: int) -> DataverseError:
+    """The service's error for a state change the product lifecycle does not allow (apis.md A.11)."""
+    if current == wanted:
+        code, message = {
+            ACTIVE: ("0x8004F982", "Product is already in Active State."),
+            RETIRED: ("0x8004F980", "Product is already in Retired State."),
+            DRAFT: ("0x8004F981", "Product is already in Draft State."),
+        }.get(current, ("0x8004F913", "Product is already Under Revision."))
+    elif wanted == DRAFT:
+        code, message = (("0x8004F979", "It is not possible to move product from Retired to Draft State.")
+                         if current == RETIRED else
+                         ("0x8004F912", "You can't set a published product to the draft state."))
+    elif wanted == RETIRED:
+        code, message = ("0x8004F978", (f"You can't retire this product because {name} is in draft state. "
+                                        f"A product should be in Active/ Under Revision state for retiring."))
+    else:
+        code, message = ("0x8004F913", "You can't revise a draft or a retired product.")
+    return DataverseError(400, code, message)
+
+
+class ProductRules(TableRules):
+    """New products start in Draft; state changes follow the product lifecycle (publish, revise, retire,
+    activate). The default unit must belong to the product's unit group (which it fills when empty)."""
+
+    def prepare(self, change: Change) -> None:
+        engine, values = change.engine, change.values
+        if change.web and "statecode" in change.changed:
+            current = DRAFT if change.creating else change.old.get("statecode")
+            wanted = values.get("statecode")
+            if not (change.creating and wanted == DRAFT) and (current, wanted) not in PRODUCT_TRANSITIONS:
+                raise product_transition_error(values.get("name") or values.get("productnumber") or "the product",
+                                               current, wanted)
+        if change.touched("defaultuomid", "defaultuomscheduleid"):
+            unit = engine.row("uom", values.get("defaultuomid"))
+            if unit is not None:
+                group_id = unit.values.get("uomscheduleid")
+                if values.get("defaultuomscheduleid") is None:
+                    change.set("defaultuomscheduleid", group_id, "uomschedule")
+                elif group_id != values["defaultuomscheduleid"] and change.web:
+                    raise DataverseError(400, "0x80043b14", "The specified unit is not valid for this product: "
+                                                            "the default unit must belong to the product's unit group.")
+
+
+class PriceListItemRules(TableRules):
+    """A price list item copies the product number and unit group from its product, prices a unit of that
+    group, and takes the price list's currency. Product + unit is unique per price list (a `UniqueKey`)."""
+
+    def prepare(self, change: Change) -> None:
+        engine, values = change.engine, change.values
+        product = engine.row("product", values.get("productid"))
+        if change.touched("productid"):
+            change.set("productnumber", product.values.get("productnumber") if product is not None else None)
+            change.set("uomscheduleid", product.values.get("defaultuomscheduleid") if product is not None else None,
+                       "uomschedule")
+        if change.web and product is not None and values.get("uomid") and change.touched("productid", "uomid"):
+            group_id = product.values.get("defaultuomscheduleid")
+            if group_id is None:
+                raise DataverseError(400, "0x80043b13", "The unit schedule id of the product is missing.")
+            unit = engine.row("uom", values["uomid"])
+            if unit is None or unit.values.get("uomscheduleid") != group_id:
+                raise DataverseError(400, "0x80043b14", "The specified unit is not valid for this product: "
+                                                        "it is not a unit of the product's unit group.")
+        if values.get("transactioncurrencyid") is None:
+            price_list = engine.row("pricelevel", values.get("pricelevelid"))
+            if price_list is not None:
+                change.set("transactioncurrencyid", price_list.values.get("transactioncurrencyid"),
+                           "transactioncurrency")
+
+
+# --------------------------------------------------------------------------- orders and invoices
+
+class DocumentRules(BaseCurrencyRules):
+    """Orders and invoices: only Active documents are editable. A closed one accepts only state changes
+    (plus `back_office` columns while Submitted: what back-office integrations write on a submitted order)."""
+
+    def __init__(self, noun: str, back_office: tuple[str, ...] = ()):
+        self.noun = noun
+        self.back_office = frozenset(back_office)
+
+    def prepare(self, change: Change) -> None:
+        super().prepare(change)
+        if change.creating or not change.web:
+            return
+        state = change.old.get("statecode")
+        if state in (0, None):
+            return
+        allowed = {"statecode", "statuscode"} | (self.back_office if state == 1 else frozenset())
+        blocked = sorted(name for name in change.changed if name not in allowed)
+        if blocked:
+            label = change.state_label(change.old)
+            extra = f", {', '.join(sorted(self.back_office))}" if self.back_office and state == 1 else ""
+            raise DataverseError(400, "0x80040233", (
+                f"The {self.noun} is read-only because it is {label}: only Active {self.noun} records can be "
+                f"edited. While {label} only statecode, statuscode{extra} can be changed (refused: "
+                f"{', '.join(blocked)})."))
+
+
+class LineRules(TableRules):
+    """Lines of an order or invoice: an existing product with a unit of its group, or a write-in with a
+    description; amounts the client leaves out are computed; lines of a closed document are read-only; the
+    parent's `totallineitemamount` is the sum of its lines' `baseamount`."""
+
+    def __init__(self, parent: str):
+        self.parent = parent
+        self.parent_column = f"{parent}id"
+
+    def _parent(self, change: Change) -> Row | None:
+        return change.engine.row(self.parent, change.values.get(self.parent_column))
+
+    def _check_open(self, change: Change, parent: Row | None) -> None:
+        if parent is not None and parent.values.get("statecode") not in (0, None):
+            label = change.engine.schema[self.parent].state_attr().options.get(parent.values.get("statecode"))
+            raise DataverseError(400, "0x80043b09", (
+                f"The parent is read only and cannot be edited: the {self.parent} is {label}, so its lines cannot "
+                f"be created, changed or deleted."))
+
+    def prepare(self, change: Change) -> None:
+        engine, values = change.engine, change.values
+        parent = self._parent(change)
+        if change.web:
+            self._check_open(change, parent)
+        if change.creating and values.get("transactioncurrencyid") is None and parent is not None:
+            change.set("transactioncurrencyid", parent.values.get("transactioncurrencyid"), "transactioncurrency")
+        if change.web and change.touched("productid", "uomid", "isproductoverridden", "productdescription"):
+            self._check_product(change)
+        if change.creating and values.get("sequencenumber") is None:
+            siblings = [row.values.get("sequencenumber") or 0 for row in engine.rows(change.entity.logical_name)
+                        if row.values.get(self.parent_column) == values.get(self.parent_column)]
+            values["sequencenumber"] = max(siblings, default=0) + 1
+        self._amounts(change)
+
+    @staticmethod
+    def _check_product(change: Change) -> None:
+        engine, values = change.engine, change.values
+        product_id = values.get("productid")
+        if values.get("isproductoverridden"):
+            if product_id is not None:
+                raise errors.invalid_argument(
+                    "A write-in product (isproductoverridden = true) cannot reference an existing product (productid).")
+            if not (values.get("productdescription") or "").strip():
+                raise errors.invalid_argument(
+                    "A write-in product (isproductoverridden = true) needs its name in productdescription.")
+            return
+        if product_id is None:
+            raise errors.invalid_argument(
+                "A line needs an existing product (productid and uomid) or a write-in product "
+                "(isproductoverridden = true with a productdescription).")
+        if values.get("uomid") is None:
+            raise required(change.entity.logical_name, "uomid")
+        product = engine.row("product", product_id)
+        unit = engine.row("uom", values["uomid"])
+        group_id = product.values.get("defaultuomscheduleid") if product is not None else None
+        if group_id is not None and (unit is None or unit.values.get("uomscheduleid") != group_id):
+            raise DataverseError(400, "0x80043b14", "The specified unit is not valid for this product: it is not a "
+                                                    "unit of the product's unit group.")
+
+    @staticmethod
+    def _amounts(change: Change) -> None:
+        """baseamount = priceperunit × quantity; extendedamount = baseamount − manualdiscountamount
+        − volumediscountamount × quantity (a per-unit discount) + tax. Values the write names are kept."""
+        values, changed = change.values, change.changed
+        places = change.engine.currency_places(values.get("transactioncurrencyid"))
+        price, quantity = values.get("priceperunit"), values.get("quantity")
+        recomputed = False
+        if "baseamount" not in changed and change.touched("priceperunit", "quantity") and (
+                price is not None and quantity is not None):
+            values["baseamount"] = round(price * quantity, places)
+            recomputed = True
+        base = values.get("baseamount")
+        if base is None or "extendedamount" in changed:
+            return
+        if recomputed or change.touched("baseamount", "manualdiscountamount", "volumediscountamount", "tax",
+                                        "quantity"):
+            extended = (base - (values.get("manualdiscountamount") or 0.0)
+                        - (values.get("volumediscountamount") or 0.0) * (quantity or 0.0) + (values.get("tax") or 0.0))
+            values["extendedamount"] = round(extended, places)
+
+    def _total(self, change: Change, parent_id: str | None) -> None:
+        engine = change.engine
+        parent = engine.row(self.parent, parent_id)
+        if parent is None:
+            return
+        total = sum(row.values.get("baseamount") or 0.0 for row in engine.rows(change.entity.logical_name)
+                    if row.values.get(self.parent_column) == parent_id)
+        total = round(total, engine.currency_places(parent.values.get("transactioncurrencyid")))
+        if parent.values.get("totallineitemamount") != total:
+            engine.system_update(self.parent, parent_id, {"totallineitemamount": total}, caller=change.caller)
+
+    def after_write(self, change: Change, row: Row) -> None:
+        self._total(change, change.values.get(self.parent_column))
+
+    def before_delete(self, change: Change) -> None:
+        if change.web and not change.cascade:
+            self._check_open(change, self._parent(change))
+
+    def after_delete(self, change: Change) -> None:
+        self._total(change, change.values.get(self.parent_column))
+
+
+# --------------------------------------------------------------------------- notes
+
+class NoteRules(TableRules):
+    """A note records the table of the row it is attached to (`objecttypecode`) and the size of its
+    attachment (`filesize`, bytes of the base64 `documentbody`)."""
+
+    def prepare(self, change: Change) -> None:
+        values = change.values
+        if change.touched("objectid"):
+            values["objecttypecode"] = change.targets.get("objectid") if values.get("objectid") else None
+        if change.creating or "documentbody" in change.changed:
+            body = values.get("documentbody")
+            if body:
+                try:
+                    values["filesize"] = len(base64.b64decode(body, validate=False))
+                except (binascii.Error, ValueError):
+                    values["filesize"] = len(body)
+                values["isdocument"] = True
+            else:
+                values["filesize"] = 0
