@@ -19,16 +19,28 @@ from .model import (
     WhenUncoupled,
 )
 from .rules.currency import CurrencyRules
+from .rules.prices import PriceListRules, SalesPriceRules
+from .rules.products import ProductRules
+from .rules.units import UnitGroupRules
 from .tables import (
     BC_CURRENCY,
     BC_CUSTOMER,
+    BC_CUSTOMER_PRICE_GROUP,
+    BC_ITEM,
+    BC_RESOURCE,
+    BC_SALES_PRICE,
+    BC_UNIT_OF_MEASURE,
     BC_PAYMENT_TERMS,
     BC_SALESPERSON,
     BC_SHIPMENT_METHOD,
     BC_SHIPPING_AGENT,
     CRM_ACCOUNT,
     CRM_CURRENCY,
+    CRM_PRICE_LIST,
+    CRM_PRICE_LIST_ITEM,
+    CRM_PRODUCT,
     CRM_SYSTEMUSER,
+    CRM_UNIT_GROUP,
 )
 
 TO, FROM, BI = Direction.TO_CRM, Direction.FROM_CRM, Direction.BIDIRECTIONAL
@@ -93,6 +105,105 @@ CURRENCY = TableMapping(
     rules=CurrencyRules(),
 )
 
+UNIT_OF_MEASURE = TableMapping(
+    name="UNIT OF MEASURE",
+    description="Units of measure as Sales unit groups named NAV <code>, each holding exactly one unit.",
+    bc=BC_UNIT_OF_MEASURE,
+    crm=CRM_UNIT_GROUP,
+    direction=TO,
+    fields=(
+        FieldMapping("code", "name", TO, Convert.TEXT, template="NAV {}", caption="Code", use_for_matching=True),
+        _text("code", "baseuomname", TO, 10, "Code"),
+    ),
+    rules=UnitGroupRules(),
+)
+
+ITEM_PRODUCT = TableMapping(
+    name="ITEM-PRODUCT",
+    description="Items as Sales products of type Sales Inventory, with the default price list; both ways.",
+    bc=BC_ITEM,
+    crm=CRM_PRODUCT,
+    direction=BI,
+    fields=(
+        _text("number", "productnumber", TO, 20, "No.", use_for_matching=True),
+        _text("displayName", "name", BI, 100, "Description"),
+        FieldMapping("unitPrice", "price", TO, Convert.NUMBER, not_negative=True, caption="Unit Price"),
+        FieldMapping("unitCost", "standardcost", TO, Convert.NUMBER, caption="Unit Cost"),
+        FieldMapping("unitCost", "currentcost", TO, Convert.NUMBER, caption="Unit Cost"),
+        FieldMapping("unitVolume", "stockvolume", TO, Convert.NUMBER, caption="Unit Volume"),
+        FieldMapping("grossWeight", "stockweight", TO, Convert.NUMBER, caption="Gross Weight"),
+        _text("vendorNo", "vendorid", TO, 20, "Vendor No."),
+        _text("vendorItemNo", "vendorpartnumber", TO, 50, "Vendor Item No."),
+        FieldMapping("inventory", "quantityonhand", TO, Convert.NUMBER, not_negative=True, caption="Inventory"),
+        FieldMapping("baseUnitOfMeasureCode", "defaultuomscheduleid", BI, Convert.LOOKUP,
+                     lookup_mapping="UNIT OF MEASURE", bc_key="code", caption="Base Unit of Measure"),
+    ),
+    crm_filter="producttypecode eq 1",
+    dependencies=("UNIT OF MEASURE", "CURRENCY"),
+    inactivity_timeout_minutes=1440,
+    rules=ProductRules(1, "blocked", "baseUnitOfMeasureCode", "unitPrice", "Item"),
+)
+
+RESOURCE_PRODUCT = TableMapping(
+    name="RESOURCE-PRODUCT",
+    description="Resources (page Resources) as Sales products of type Services; both ways.",
+    bc=BC_RESOURCE,
+    crm=CRM_PRODUCT,
+    direction=BI,
+    fields=(
+        _text("No", "productnumber", TO, 20, "No.", use_for_matching=True),
+        _text("Name", "name", BI, 100, "Name"),
+        FieldMapping("Unit_Price", "price", TO, Convert.NUMBER, not_negative=True, caption="Unit Price"),
+        FieldMapping("Unit_Cost", "standardcost", TO, Convert.NUMBER, caption="Unit Cost"),
+        FieldMapping("Unit_Cost", "currentcost", TO, Convert.NUMBER, caption="Unit Cost"),
+        _text("Vendor_No", "vendorid", TO, 20, "Vendor No."),
+        FieldMapping("Capacity", "quantityonhand", TO, Convert.NUMBER, not_negative=True, caption="Capacity"),
+        FieldMapping("Base_Unit_of_Measure", "defaultuomscheduleid", BI, Convert.LOOKUP,
+                     lookup_mapping="UNIT OF MEASURE", bc_key="code", caption="Base Unit of Measure"),
+    ),
+    crm_filter="producttypecode eq 3",
+    dependencies=("UNIT OF MEASURE", "CURRENCY"),
+    rules=ProductRules(3, "Blocked", "Base_Unit_of_Measure", "Unit_Price", "Resource"),
+)
+
+CUSTOMER_PRICE_GROUP = TableMapping(
+    name="CUSTPRCGRP-PRICE",
+    description="Customer price groups (page CustomerPriceGroups) as Sales price lists in the local currency.",
+    bc=BC_CUSTOMER_PRICE_GROUP,
+    crm=CRM_PRICE_LIST,
+    direction=TO,
+    fields=(
+        _text("Code", "name", TO, 10, "Code", use_for_matching=True),
+        _text("Description", "description", TO, 100, "Description", insert_only=True),
+    ),
+    dependencies=("CURRENCY", "ITEM-PRODUCT"),
+    inactivity_timeout_minutes=1440,
+    rules=PriceListRules(),
+)
+
+SALES_PRICE = TableMapping(
+    name="SALESPRC-PRODPRICE",
+    description="Sales prices of customer price groups (page SalesPrices) as price list items.",
+    bc=BC_SALES_PRICE,
+    crm=CRM_PRICE_LIST_ITEM,
+    direction=TO,
+    fields=(
+        FieldMapping("Sales_Code", "pricelevelid", TO, Convert.LOOKUP, lookup_mapping="CUSTPRCGRP-PRICE",
+                     bc_key="Code", caption="Sales Code", use_for_matching=True),
+        FieldMapping("Item_No", "productid", TO, Convert.LOOKUP, lookup_mapping="ITEM-PRODUCT", bc_key="number",
+                     caption="Item No.", use_for_matching=True),
+        FieldMapping("Currency_Code", "transactioncurrencyid", TO, Convert.LOOKUP, lookup_mapping="CURRENCY",
+                     bc_key="code", caption="Currency Code"),
+        FieldMapping(None, "pricingmethodcode", TO, Convert.NUMBER, constant=1, caption="Pricing Method"),
+        FieldMapping("Unit_Price", "amount", TO, Convert.NUMBER, caption="Unit Price"),
+    ),
+    bc_filter="Sales_Type eq 'Customer_x0020_Price_x0020_Group' and Sales_Code ne ''",
+    dependencies=("CUSTPRCGRP-PRICE", "ITEM-PRODUCT"),
+    sync_only_coupled=False,
+    inactivity_timeout_minutes=1440,
+    rules=SalesPriceRules(),
+)
+
 CUSTOMER = TableMapping(
     name="CUSTOMER",
     description="Customers and accounts of relationship type Customer, both ways.",
@@ -135,7 +246,8 @@ CUSTOMER = TableMapping(
 
 
 def builtin_mappings() -> list[TableMapping]:
-    return [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER]
+    return [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER, UNIT_OF_MEASURE,
+            ITEM_PRODUCT, RESOURCE_PRODUCT, CUSTOMER_PRICE_GROUP, SALES_PRICE]
 
 
 class Catalog:

@@ -176,6 +176,8 @@ class FieldMapping:
     caption: str = ""               # the BC field caption for messages, e.g. "Salesperson Code"
     use_for_matching: bool = False  # a criterion of match-based coupling
     insert_only: bool = False       # written when the row is created only (BC's configuration templates)
+    template: str | None = None     # text written to Sales, e.g. "NAV {}" for a unit group's name
+    not_negative: bool = False      # a negative number is written as 0 (prices, inventory in Sales)
 
     @property
     def key(self) -> str:

@@ -12,13 +12,39 @@ BC_CUSTOMER = BcTable("customers", "Customer", key_field="number", enum_fields=f
 BC_PAYMENT_TERMS = BcTable("paymentTerms", "Payment Terms", key_field="code")
 BC_SHIPMENT_METHOD = BcTable("shipmentMethods", "Shipment Method", key_field="code")
 BC_CURRENCY = BcTable("currencies", "Currency", key_field="code")
+BC_UNIT_OF_MEASURE = BcTable("unitsOfMeasure", "Unit of Measure", key_field="code")
+BC_ITEM = BcTable("items", "Item", key_field="number", enum_fields=frozenset({"type"}),
+                  companion=Companion("ItemCard", ("number", "No"),
+                                      {"unitVolume": "Unit_Volume", "grossWeight": "Gross_Weight",
+                                       "vendorNo": "Vendor_No", "vendorItemNo": "Vendor_Item_No"}))
 
 # Business Central, published pages (API v2.0 has no such entity sets).
 BC_SHIPPING_AGENT = BcTable.page("ShippingAgents", "Shipping Agent", ("Code",))
+BC_RESOURCE = BcTable.page("Resources", "Resource", ("No",), enum_fields=frozenset({"Type"}))
+BC_CUSTOMER_PRICE_GROUP = BcTable.page("CustomerPriceGroups", "Customer Price Group", ("Code",))
+BC_SALES_PRICE = BcTable.page(
+    "SalesPrices", "Sales Price",
+    ("Item_No", "Sales_Type", "Sales_Code", "Starting_Date", "Currency_Code", "Variant_Code", "Unit_of_Measure_Code",
+     "Minimum_Quantity"), enum_fields=frozenset({"Sales_Type"}))
+BC_SALES_SETUP = BcTable.page("SalesReceivablesSetup", "Sales & Receivables Setup", ("Primary_Key",),
+                              enum_fields=frozenset({"Write_in_Product_Type"}))
 
 # Dataverse.
 CRM_SYSTEMUSER = CrmTable("systemuser", "systemusers", "systemuserid", "fullname")
 CRM_CURRENCY = CrmTable("transactioncurrency", "transactioncurrencies", "transactioncurrencyid", "currencyname")
+CRM_UNIT_GROUP = CrmTable("uomschedule", "uomschedules", "uomscheduleid", "name")
+CRM_UNIT = CrmTable("uom", "uoms", "uomid", "name", lookups={
+    "uomscheduleid": CrmLookup("uomscheduleid", "uomschedules"), "baseuom": CrmLookup("baseuom", "uoms")})
+CRM_PRICE_LIST = CrmTable("pricelevel", "pricelevels", "pricelevelid", "name", lookups={
+    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
+CRM_PRODUCT = CrmTable("product", "products", "productid", "name", lookups={
+    "defaultuomscheduleid": CrmLookup("defaultuomscheduleid", "uomschedules"),
+    "defaultuomid": CrmLookup("defaultuomid", "uoms"),
+    "pricelevelid": CrmLookup("pricelevelid", "pricelevels"),
+    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
+CRM_PRICE_LIST_ITEM = CrmTable("productpricelevel", "productpricelevels", "productpricelevelid", "productnumber", lookups={
+    "pricelevelid": CrmLookup("pricelevelid", "pricelevels"), "productid": CrmLookup("productid", "products"),
+    "uomid": CrmLookup("uomid", "uoms"), "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 CRM_ACCOUNT = CrmTable(
     "account", "accounts", "accountid", "name",
     lookups={

@@ -43,12 +43,16 @@ def convert_plain(fm: FieldMapping, value: Any, target: Side) -> Any:
         if value is None or value == "":
             return "" if target is Side.BC else None
         text = str(value)
+        if target is Side.CRM and fm.template:
+            text = fm.template.format(text)
         if target is Side.BC and fm.max_length:
             text = text[: fm.max_length]
         return text
     if fm.convert is Convert.NUMBER:
         if value is None or value == "":
             return 0 if target is Side.BC else None
+        if fm.not_negative and value < 0:
+            return 0
         return value
     if fm.convert is Convert.BOOLEAN:
         return bool(value)

@@ -1,0 +1,43 @@
+"""CUSTPRCGRP-PRICE and SALESPRC-PRODPRICE (spec §2, §7): customer price groups as Sales price lists
+in the local currency, and their sales prices as price list items in the unit of the product's group."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..errors import RecordError
+from ..ports import Record
+from ..tables import BC_ITEM
+from . import MappingRules, RuleContext
+from .currency import CurrencyRules
+from .units import coupled_groups, single_unit
+
+
+class PriceListRules(MappingRules):
+    def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
+        return {"transactioncurrencyid": CurrencyRules().lcy_currency_id(ctx)} if dst_row is None else {}
+
+
+class SalesPriceRules(MappingRules):
+    """The unit of a price list item: the price's unit of measure, or the item's base unit when blank."""
+
+    def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
+        units = ctx.cache.setdefault("base_unit_of_item", {})
+        wanted = [n for n in dict.fromkeys(r.values.get("Item_No") for r in rows) if n and n not in units]
+        if wanted:
+            for item in ctx.bc.read_matching(BC_ITEM, ["number", "baseUnitOfMeasureCode"], "number", wanted):
+                units[item.values["number"]] = item.values.get("baseUnitOfMeasureCode") or ""
+        coupled_groups(ctx, [self._unit(ctx, r) for r in rows])
+
+    @staticmethod
+    def _unit(ctx: RuleContext, row: Record) -> str:
+        return row.values.get("Unit_of_Measure_Code") or ctx.cache["base_unit_of_item"].get(row.values.get("Item_No"), "")
+
+    def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
+        code = self._unit(ctx, row)
+        group = coupled_groups(ctx, [code]).get(code) if code else None
+        if group is None:
+            raise RecordError(f"Sales Price of item {row.values.get('Item_No')} for {row.values.get('Sales_Code')}: "
+                              f"unit of measure {code!r} is not coupled to a Sales unit group; couple it first "
+                              f"(table mapping UNIT OF MEASURE).", field="Unit of Measure Code", code="NotCoupled")
+        return {"uomid": single_unit(ctx, group, code)}

@@ -1,0 +1,152 @@
+"""ITEM-PRODUCT and RESOURCE-PRODUCT (spec §2 product extras, §7 "Product -> price lists").
+
+- Items become products of type Sales Inventory, resources of type Services; a new product gets the
+  local currency, quantity decimals 2, the default price list, its unit group's unit, and is
+  published (Dataverse creates products as drafts); afterwards Blocked and Retired follow each other.
+- Uncoupled blocked items/resources and uncoupled products that are not active create nothing; the
+  write-in item or resource of Sales & Receivables Setup is never synchronised.
+- The default price list "<company> Default Price List" in the local currency is created when
+  missing and holds one item per product: the product's unit at its price.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..errors import RecordError
+from ..model import Direction, Side
+from ..ports import NewRow, Record, RowChange
+from ..tables import BC_SALES_SETUP, CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM, CRM_PRODUCT
+from . import IGNORE, MappingRules, RuleContext, Written
+from .currency import BC_COMPANY_INFORMATION, CurrencyRules
+from .units import coupled_groups, single_unit
+
+ACTIVE, RETIRED, DRAFT = 0, 1, 2
+STATUS_OF = {ACTIVE: 1, RETIRED: 2}
+
+
+def write_in_product(ctx: RuleContext) -> tuple[str, str]:
+    """(type, number) of the write-in product in Sales & Receivables Setup, blanks when none."""
+    if "write_in" not in ctx.cache:
+        rows = next(iter(ctx.bc.read_changed(BC_SALES_SETUP, ["Write_in_Product_Type", "Write_in_Product_No"],
+                                             since=None)), [])
+        setup = rows[0].values if rows else {}
+        ctx.cache["write_in"] = (setup.get("Write_in_Product_Type") or "", setup.get("Write_in_Product_No") or "")
+    return ctx.cache["write_in"]
+
+
+def default_price_list(ctx: RuleContext) -> str:
+    """The id of "<company> Default Price List" in the local currency, created when missing."""
+    if "default_price_list" in ctx.cache:
+        return ctx.cache["default_price_list"]
+    company = next(iter(ctx.bc.read_changed(BC_COMPANY_INFORMATION, ["displayName"], since=None)), [])
+    name = f"{company[0].values.get('displayName') if company else 'Business Central'} Default Price List"
+    currencies = CurrencyRules()
+    lcy_id, lcy = currencies.lcy_currency_id(ctx), currencies.lcy_code(ctx)
+    found = ctx.crm.read_matching(CRM_PRICE_LIST, ["name", "transactioncurrencyid"], "name", [name, f"{name} {lcy}"])
+    in_lcy = [p for p in found if str(p.values.get("transactioncurrencyid")).lower() == lcy_id.lower()]
+    if in_lcy:
+        ctx.cache["default_price_list"] = in_lcy[0].id
+        return in_lcy[0].id
+    # a list of that name in another currency stays; ours gets the currency code in its name
+    wanted = f"{name} {lcy}" if found else name
+    [result] = ctx.crm.insert(CRM_PRICE_LIST, [NewRow({"name": wanted, "transactioncurrencyid": lcy_id})],
+                              ["name"])
+    if result.error is not None:
+        raise RecordError(f"The default price list {wanted!r} could not be created: {result.error.message}",
+                          code="DefaultPriceList")
+    ctx.note(f"created the default price list {wanted!r} in {lcy}")
+    ctx.cache["default_price_list"] = result.record.id
+    return result.record.id
+
+
+class ProductRules(MappingRules):
+    def __init__(self, product_type: int, blocked: str, unit: str, price: str, what: str):
+        self.product_type = product_type   # 1 Sales Inventory (items), 3 Services (resources)
+        self.blocked = blocked             # the Business Central Blocked field
+        self.unit = unit                   # the Business Central base unit code field
+        self.price = price                 # the Business Central unit price field
+        self.what = what                   # "Item" / "Resource", as in Write-in Product Type
+        self.extra_fields = {Side.CRM: ("defaultuomid", "pricelevelid", "transactioncurrencyid", "statecode",
+                                        "statuscode", "producttypecode", "quantitydecimal", "price"),
+                             Side.BC: (blocked, unit, price)}
+
+    def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
+        if ctx.direction is Direction.TO_CRM:
+            kind, number = write_in_product(ctx)
+            if number and kind.casefold() == self.what.casefold() and row.values.get(ctx.mapping.bc.key_field) == number:
+                return IGNORE  # the write-in item or resource is never synchronised
+            if coupling is None and row.values.get(self.blocked):
+                return IGNORE  # a blocked item does not become a product
+        elif coupling is None and row.values.get("statecode") != ACTIVE:
+            return IGNORE  # only active products become items or resources
+        return None
+
+    def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
+        if ctx.direction is Direction.TO_CRM:
+            coupled_groups(ctx, [r.values.get(self.unit) for r in rows])
+
+    def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
+        if ctx.direction is Direction.FROM_CRM:
+            return {self.blocked: row.values.get("statecode") != ACTIVE}
+        values: dict[str, Any] = {"producttypecode": self.product_type, "pricelevelid": default_price_list(ctx)}
+        code = row.values.get(self.unit) or ""
+        if code:
+            group = coupled_groups(ctx, [code]).get(code)
+            if group is None:
+                raise RecordError(f"{ctx.mapping.bc.caption} {row.values.get(ctx.mapping.bc.key_field)}: unit of measure "
+                                  f"{code!r} is not coupled to a Sales unit group; couple it first (table mapping "
+                                  f"UNIT OF MEASURE).", field="Base Unit of Measure", code="NotCoupled")
+            values["defaultuomid"] = single_unit(ctx, group, code)
+        if dst_row is None:
+            values["transactioncurrencyid"] = CurrencyRules().lcy_currency_id(ctx)
+            values["quantitydecimal"] = 2
+        else:
+            state = RETIRED if row.values.get(self.blocked) else ACTIVE
+            if dst_row.values.get("statecode") != state:
+                values.update(statecode=state, statuscode=STATUS_OF[state])
+        return values
+
+    def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
+        if ctx.direction is not Direction.TO_CRM:
+            return {}
+        failures: dict[str, RecordError] = {}
+        # Dataverse creates products as drafts; Business Central publishes them right away
+        new = [w for w in written if w.inserted]
+        published = ctx.crm.update(CRM_PRODUCT, [RowChange(w.target.id, None, {"statecode": ACTIVE, "statuscode": 1})
+                                                 for w in new], ["statecode"])
+        for w, result in zip(new, published):
+            if result.error is not None:
+                failures[w.source.id] = RecordError(f"Product {w.target.values.get('productnumber') or w.target.id} "
+                                                    f"could not be published: {result.error.message}", code="Publish")
+        failures.update(self._keep_price_list_items(ctx, [w for w in written if w.source.id not in failures]))
+        return failures
+
+    def _keep_price_list_items(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
+        """One item per product in the default price list: its unit at its price."""
+        price_list = default_price_list(ctx)
+        products = [w for w in written if w.target.values.get("defaultuomid")]
+        fields = ["pricelevelid", "productid", "uomid", "amount"]
+        existing = {(r.values.get("productid"), r.values.get("uomid")): r for r in ctx.crm.read_matching(
+            CRM_PRICE_LIST_ITEM, fields, "productid", [w.target.id for w in products],
+            where=f"_pricelevelid_value eq {price_list}")}
+        inserts, updates, order = [], [], []
+        for w in products:
+            amount = max(0, w.source.values.get(self.price) or 0)
+            item = existing.get((w.target.id, w.target.values.get("defaultuomid")))
+            if item is None:
+                inserts.append(NewRow({"pricelevelid": price_list, "productid": w.target.id,
+                                       "uomid": w.target.values["defaultuomid"], "amount": amount,
+                                       "pricingmethodcode": 1}))
+                order.append(w)
+            elif float(item.values.get("amount") or 0) != float(amount):
+                updates.append((w, RowChange(item.id, None, {"amount": amount})))
+        results = ctx.crm.insert(CRM_PRICE_LIST_ITEM, inserts, ["amount"]) if inserts else []
+        results_u = ctx.crm.update(CRM_PRICE_LIST_ITEM, [c for _, c in updates], ["amount"]) if updates else []
+        failures = {}
+        for w, result in list(zip(order, results)) + list(zip([w for w, _ in updates], results_u)):
+            if result.error is not None:
+                failures[w.source.id] = RecordError(f"The default price list item of product "
+                                                    f"{w.target.values.get('productnumber') or w.target.id} could not be "
+                                                    f"written: {result.error.message}", code="PriceListItem")
+        return failures
