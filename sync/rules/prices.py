@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..errors import RecordError
+from ..model import Side
 from ..ports import Record
 from ..tables import BC_ITEM
 from . import MappingRules, RuleContext
@@ -20,6 +21,8 @@ class PriceListRules(MappingRules):
 
 class SalesPriceRules(MappingRules):
     """The unit of a price list item: the price's unit of measure, or the item's base unit when blank."""
+
+    extra_fields = {Side.BC: ("Unit_of_Measure_Code", "Item_No", "Sales_Code")}
 
     def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
         units = ctx.cache.setdefault("base_unit_of_item", {})

@@ -68,7 +68,7 @@ class ProductRules(MappingRules):
         self.price = price                 # the Business Central unit price field
         self.what = what                   # "Item" / "Resource", as in Write-in Product Type
         self.extra_fields = {Side.CRM: ("defaultuomid", "pricelevelid", "transactioncurrencyid", "statecode",
-                                        "statuscode", "producttypecode", "quantitydecimal", "price"),
+                                        "statuscode", "producttypecode", "quantitydecimal", "price", "productnumber"),
                              Side.BC: (blocked, unit, price)}
 
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
@@ -88,7 +88,11 @@ class ProductRules(MappingRules):
 
     def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
         if ctx.direction is Direction.FROM_CRM:
-            return {self.blocked: row.values.get("statecode") != ACTIVE}
+            values = {self.blocked: row.values.get("statecode") != ACTIVE}
+            if dst_row is None and row.values.get("productnumber"):
+                # a new item or resource takes the product's number (No. -> productnumber is one-way)
+                values[ctx.mapping.bc.key_field] = str(row.values["productnumber"])[:20]
+            return values
         values: dict[str, Any] = {"producttypecode": self.product_type, "pricelevelid": default_price_list(ctx)}
         code = row.values.get(self.unit) or ""
         if code:
