@@ -47,13 +47,16 @@ class DataverseClient:
         return self.api.get_json(f"{API_PATH}/WhoAmI", headers=self.HEADERS)
 
     def pages(self, entity_set: str, *, select: Sequence[str], filter: str = "", orderby: str = "",
-              page_size: int = 500) -> Iterator[list[dict]]:
+              page_size: int = 500, lookup_types: bool = False) -> Iterator[list[dict]]:
         params = {"$select": ",".join(select)}
         if filter:
             params["$filter"] = filter
         if orderby:
             params["$orderby"] = orderby
-        headers = {**self.HEADERS, "Prefer": f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"}
+        prefer = f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"
+        if lookup_types:  # which table a lookup to several tables points at
+            prefer += ',odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"'
+        headers = {**self.HEADERS, "Prefer": prefer}
         return follow_pages(self.api, f"{API_PATH}/{entity_set}", params, headers)
 
     def create(self, entity_set: str, body: dict, select: Sequence[str], *, idempotent: bool) -> dict:
@@ -99,12 +102,20 @@ class DataverseEndpoint:
         return f"_{name}_value" if name in table.lookups else name
 
     def _select(self, table: CrmTable, fields: Sequence[str]) -> list[str]:
+        typed = {lookup.type_field: name for name, lookup in table.lookups.items() if lookup.type_field}
         names = [table.primary_id, "modifiedon", "_modifiedby_value"]
-        names += [self._wire_name(table, f) for f in fields]
+        names += [self._wire_name(table, typed.get(f, f)) for f in fields]
         return list(dict.fromkeys(names))
+
+    @staticmethod
+    def _typed(table: CrmTable, fields: Sequence[str]) -> bool:
+        return any(lookup.type_field in fields for lookup in table.lookups.values() if lookup.type_field)
 
     def _record(self, table: CrmTable, row: dict, fields: Sequence[str]) -> Record:
         values = {f: row.get(self._wire_name(table, f)) for f in fields}
+        for name, lookup in table.lookups.items():
+            if lookup.type_field and lookup.type_field in fields:
+                values[lookup.type_field] = row.get(f"_{name}_value@Microsoft.Dynamics.CRM.lookuplogicalname")
         return Record(row[table.primary_id], values, row.get("@odata.etag"), parse_datetime(row.get("modifiedon")),
                       row.get("_modifiedby_value"))
 
@@ -127,7 +138,8 @@ class DataverseEndpoint:
         others = f"_modifiedby_value ne {not_modified_by}" if not_modified_by else ""
         for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
                                       filter=both(where, changed, others),
-                                      orderby=f"modifiedon asc,{table.primary_id} asc", page_size=page_size):
+                                      orderby=f"modifiedon asc,{table.primary_id} asc", page_size=page_size,
+                                      lookup_types=self._typed(table, fields)):
             yield [self._record(table, row, fields) for row in rows]
 
     def read_ids(self, table: CrmTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
@@ -139,7 +151,7 @@ class DataverseEndpoint:
         for chunk in chunked(list(dict.fromkeys(values)), IDS_PER_QUERY):
             for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
                                           filter=both(where, any_of(self._wire_name(table, field), chunk)),
-                                          page_size=MAX_PAGE_SIZE):
+                                          page_size=MAX_PAGE_SIZE, lookup_types=self._typed(table, fields)):
                 found += [self._record(table, row, fields) for row in rows]
         return found
 

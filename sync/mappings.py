@@ -18,15 +18,18 @@ from .model import (
     TableMapping,
     WhenUncoupled,
 )
+from .rules.contacts import ContactRules, OpportunityRules
 from .rules.currency import CurrencyRules
 from .rules.prices import PriceListRules, SalesPriceRules
 from .rules.products import ProductRules
 from .rules.units import UnitGroupRules
 from .tables import (
+    BC_CONTACT,
     BC_CURRENCY,
     BC_CUSTOMER,
     BC_CUSTOMER_PRICE_GROUP,
     BC_ITEM,
+    BC_OPPORTUNITY,
     BC_RESOURCE,
     BC_SALES_PRICE,
     BC_UNIT_OF_MEASURE,
@@ -35,7 +38,9 @@ from .tables import (
     BC_SHIPMENT_METHOD,
     BC_SHIPPING_AGENT,
     CRM_ACCOUNT,
+    CRM_CONTACT,
     CRM_CURRENCY,
+    CRM_OPPORTUNITY,
     CRM_PRICE_LIST,
     CRM_PRICE_LIST_ITEM,
     CRM_PRODUCT,
@@ -103,6 +108,61 @@ CURRENCY = TableMapping(
         _text("symbol", "currencysymbol", TO, 10, "Symbol"),
     ),
     rules=CurrencyRules(),
+)
+
+CONTACT = TableMapping(
+    name="CONTACT",
+    description="Person contacts of companies related to customers, and Sales contacts of accounts; both ways.",
+    bc=BC_CONTACT,
+    crm=CRM_CONTACT,
+    direction=BI,
+    fields=(
+        FieldMapping("salespersonCode", "ownerid", TO, Convert.LOOKUP, lookup_mapping="SALESPEOPLE",
+                     bc_key="code", not_null=True, caption="Salesperson Code"),
+        FieldMapping("currencyCode", "transactioncurrencyid", BI, Convert.LOOKUP, lookup_mapping="CURRENCY",
+                     bc_key="code", caption="Currency Code"),
+        _text("addressLine1", "address1_line1", BI, 100, "Address"),
+        _text("addressLine2", "address1_line2", BI, 50, "Address 2"),
+        _text("postalCode", "address1_postalcode", BI, 20, "Post Code"),
+        _text("city", "address1_city", BI, 30, "City"),
+        _text("country", "address1_country", BI, 10, "Country/Region Code"),
+        _text("state", "address1_stateorprovince", BI, 30, "County"),
+        _text("email", "emailaddress1", BI, 80, "E-Mail", use_for_matching=True),
+        _text("faxNo", "fax", BI, 30, "Fax No."),
+        _text("firstName", "firstname", BI, 30, "First Name"),
+        _text("middleName", "middlename", BI, 30, "Middle Name"),
+        _text("surname", "lastname", BI, 30, "Surname"),
+        _text("website", "websiteurl", BI, 80, "Home Page"),
+        _text("mobilePhoneNumber", "mobilephone", BI, 30, "Mobile Phone No."),
+        _text("pager", "pager", BI, 30, "Pager"),
+        _text("phoneNumber", "telephone1", BI, 30, "Phone No."),
+        FieldMapping("type", None, FROM, Convert.TEXT, constant="Person", caption="Type"),
+    ),
+    bc_filter="type eq 'Person' and contactBusinessRelation eq 'Customer'",
+    crm_filter="_parentcustomerid_value ne null and statecode eq 0",
+    dependencies=("CUSTOMER",),
+    rules=ContactRules(),
+)
+
+OPPORTUNITY = TableMapping(
+    name="OPPORTUNITY",
+    description="Open opportunities both ways; owner from the salesperson, account from the contact's company.",
+    bc=BC_OPPORTUNITY,
+    crm=CRM_OPPORTUNITY,
+    direction=BI,
+    fields=(
+        _text("description", "name", BI, 100, "Description"),
+        FieldMapping("contactNumber", "parentcontactid", BI, Convert.LOOKUP, lookup_mapping="CONTACT",
+                     bc_key="number", caption="Contact No."),
+        FieldMapping("salespersonCode", "ownerid", TO, Convert.LOOKUP, lookup_mapping="SALESPEOPLE",
+                     bc_key="code", not_null=True, caption="Salesperson Code"),
+        FieldMapping("estimatedValue", "estimatedvalue", TO, Convert.NUMBER, caption="Estimated Value (LCY)"),
+        _text("estimatedClosingDate", "estimatedclosedate", TO, 10, "Estimated Closing Date"),
+    ),
+    bc_filter="status eq 'Not_x0020_Started' or status eq 'In_x0020_Progress'",
+    dependencies=("CONTACT",),
+    sync_only_coupled=False,
+    rules=OpportunityRules(),
 )
 
 UNIT_OF_MEASURE = TableMapping(
@@ -246,8 +306,8 @@ CUSTOMER = TableMapping(
 
 
 def builtin_mappings() -> list[TableMapping]:
-    return [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER, UNIT_OF_MEASURE,
-            ITEM_PRODUCT, RESOURCE_PRODUCT, CUSTOMER_PRICE_GROUP, SALES_PRICE]
+    return [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER, CONTACT, OPPORTUNITY,
+            UNIT_OF_MEASURE, ITEM_PRODUCT, RESOURCE_PRODUCT, CUSTOMER_PRICE_GROUP, SALES_PRICE]
 
 
 class Catalog:

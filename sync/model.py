@@ -125,6 +125,7 @@ class CrmLookup:
 
     navigation: str                 # e.g. "ownerid", "parentcustomerid_account"
     entity_set: str                 # e.g. "systemusers"
+    type_field: str | None = None   # for a lookup to several tables: where to put the referenced table's name
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,12 @@ BC_PAYMENT_TERMS = BcTable("paymentTerms", "Payment Terms", key_field="code")
 BC_SHIPMENT_METHOD = BcTable("shipmentMethods", "Shipment Method", key_field="code")
 BC_CURRENCY = BcTable("currencies", "Currency", key_field="code")
 BC_UNIT_OF_MEASURE = BcTable("unitsOfMeasure", "Unit of Measure", key_field="code")
+BC_CONTACT = BcTable("contacts", "Contact", key_field="number", enum_fields=frozenset({"type", "contactBusinessRelation"}),
+                     companion=Companion("ContactCard", ("number", "No"), {
+                         "firstName": "First_Name", "middleName": "Middle_Name", "surname": "Surname",
+                         "salespersonCode": "Salesperson_Code", "currencyCode": "Currency_Code", "faxNo": "Fax_No",
+                         "pager": "Pager"}))
+BC_OPPORTUNITY = BcTable("opportunities", "Opportunity", key_field="number", enum_fields=frozenset({"status"}))
 BC_ITEM = BcTable("items", "Item", key_field="number", enum_fields=frozenset({"type"}),
                   companion=Companion("ItemCard", ("number", "No"),
                                       {"unitVolume": "Unit_Volume", "grossWeight": "Gross_Weight",
@@ -32,6 +38,16 @@ BC_SALES_SETUP = BcTable.page("SalesReceivablesSetup", "Sales & Receivables Setu
 # Dataverse.
 CRM_SYSTEMUSER = CrmTable("systemuser", "systemusers", "systemuserid", "fullname")
 CRM_CURRENCY = CrmTable("transactioncurrency", "transactioncurrencies", "transactioncurrencyid", "currencyname")
+CRM_CONTACT = CrmTable("contact", "contacts", "contactid", "fullname", lookups={
+    "parentcustomerid": CrmLookup("parentcustomerid_account", "accounts", type_field="parentcustomeridtype"),
+    "ownerid": CrmLookup("ownerid", "systemusers"),
+    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
+CRM_OPPORTUNITY = CrmTable("opportunity", "opportunities", "opportunityid", "name", lookups={
+    "parentaccountid": CrmLookup("parentaccountid", "accounts"),
+    "parentcontactid": CrmLookup("parentcontactid", "contacts"),
+    "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
+    "ownerid": CrmLookup("ownerid", "systemusers"),
+    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 CRM_UNIT_GROUP = CrmTable("uomschedule", "uomschedules", "uomscheduleid", "name")
 CRM_UNIT = CrmTable("uom", "uoms", "uomid", "name", lookups={
     "uomscheduleid": CrmLookup("uomscheduleid", "uomschedules"), "baseuom": CrmLookup("baseuom", "uoms")})

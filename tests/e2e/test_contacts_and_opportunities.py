@@ -1,0 +1,100 @@
+"""CONTACT and OPPORTUNITY end to end: parents through company contacts, business relations and
+customer couplings; owners from salespeople; filters on both sides."""
+
+from __future__ import annotations
+
+from .conftest import job
+
+
+def seed(env):
+    [alicia] = env.dv.seed("systemuser", [{"fullname": "Alicia Thornber", "islicensed": True,
+                                           "internalemailaddress": "alicia@contoso.com"}])
+    env.bc.seed("salespeoplePurchasers", [{"code": "AT", "displayName": "Alicia", "email": "alicia@contoso.com"}])
+    [adatum] = env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
+    company = next(c for c in env.bc.rows("contacts") if c["displayName"] == "Adatum")["number"]
+    [loose] = env.bc.seed("contacts", [{"type": "Company", "displayName": "Loose Co"}])   # no customer relation
+    loose_number = env.bc.get("contacts", loose)["number"]
+    ann, stray = env.bc.seed("contacts", [
+        {"type": "Person", "displayName": "Ann Lee", "companyNumber": company, "email": "ann@adatum.example",
+         "phoneNumber": "+1 555 0101"},
+        {"type": "Person", "displayName": "Stray Person", "companyNumber": loose_number},
+    ])
+    ann_number = env.bc.get("contacts", ann)["number"]
+    env.bc.update("ContactCard", ann, {"Salesperson_Code": "AT"})
+    [contoso] = env.dv.seed("account", [{"name": "Contoso", "customertypecode": 3}])
+    bob, orphan = env.dv.seed("contact", [
+        {"firstname": "Bob", "lastname": "Smith", "parentcustomerid": contoso, "emailaddress1": "bob@contoso.example"},
+        {"firstname": "No", "lastname": "Parent"},
+    ])
+    [child] = env.dv.seed("contact", [{"firstname": "Kid", "lastname": "Smith", "parentcustomerid": ("contact", bob)}])
+    return alicia, adatum, company, ann, stray, contoso, bob
+
+
+def test_contacts_both_ways_with_their_parent_company_and_owner(env):
+    alicia, adatum, company, ann, stray, contoso, bob = seed(env)
+    report = env.full_sync()
+    assert job(report, "CONTACT:to-crm").counts.failed == 0 and job(report, "CONTACT:from-crm").counts.failed == 0
+
+    adatum_account = next(a for a in env.dv.rows("account") if a["name"] == "Adatum")
+    crm_contacts = {c["fullname"]: c for c in env.dv.rows("contact")}
+    assert set(crm_contacts) == {"Ann Lee", "Bob Smith", "No Parent", "Kid Smith"}   # Stray Person stays in BC
+    assert crm_contacts["Ann Lee"]["parentcustomerid"] == adatum_account["accountid"]
+    assert crm_contacts["Ann Lee"]["firstname"] == "Ann" and crm_contacts["Ann Lee"]["lastname"] == "Lee"
+    assert crm_contacts["Ann Lee"]["ownerid"] == alicia
+    assert crm_contacts["Ann Lee"]["telephone1"] == "+1 555 0101"
+
+    contoso_company = next(c for c in env.bc.rows("contacts") if c["displayName"] == "Contoso" and c["type"] == "Company")
+    bc_people = {c["displayName"]: c for c in env.bc.rows("contacts") if c["type"] == "Person"}
+    assert set(bc_people) == {"Ann Lee", "Stray Person", "Bob Smith"}       # no contact without an account parent
+    assert bc_people["Bob Smith"]["companyNumber"] == contoso_company["number"]
+    assert bc_people["Bob Smith"]["email"] == "bob@contoso.example"
+    card = next(c for c in env.bc.rows("ContactCard") if c["No"] == bc_people["Bob Smith"]["number"])
+    assert (card["First_Name"], card["Surname"]) == ("Bob", "Smith")
+
+    # a change in Sales reaches Business Central through the contact card
+    env.dv.update("contact", bob, {"lastname": "Smythe", "mobilephone": "+1 555 0199"})
+    env.sync()
+    card = next(c for c in env.bc.rows("ContactCard") if c["No"] == bc_people["Bob Smith"]["number"])
+    assert card["Surname"] == "Smythe" and card["Mobile_Phone_No"] == "+1 555 0199"
+
+
+def test_a_contact_of_a_customer_that_is_not_coupled_fails_with_a_clear_message(env):
+    seed(env)
+    env.services.set_mapping("CUSTOMER", {"enabled": False})
+    report = env.full_sync()
+    failures = [f for f in env.errors() if f.mapping == "CONTACT" and f.direction.value == "to-crm"]
+    assert [f.field for f in failures] == ["Company No."]
+    assert "is not related to a customer coupled to a Sales account" in failures[0].message
+    assert job(report, "CONTACT:from-crm").counts.failed == 1   # Bob: Contoso is not coupled either
+    [crm_failure] = [f for f in env.errors() if f.mapping == "CONTACT" and f.direction.value == "from-crm"]
+    assert "company does not exist in Business Central" in crm_failure.message
+
+
+def test_opportunities_both_ways(env):
+    alicia, adatum, company, ann, stray, contoso, bob = seed(env)
+    ann_number = env.bc.get("contacts", ann)["number"]
+    env.bc.seed("opportunities", [
+        {"contactNumber": ann_number, "description": "Fleet renewal", "salespersonCode": "AT",
+         "status": "In Progress", "estimatedValue": 50000, "estimatedClosingDate": "2027-03-31"},
+        {"contactNumber": ann_number, "description": "Old deal", "status": "Won"},
+    ])
+    env.full_sync()
+    [sales_bob] = [c for c in env.dv.rows("contact") if c["fullname"] == "Bob Smith"]
+    env.dv.seed("opportunity", [{"name": "Service contract", "parentcontactid": sales_bob["contactid"],
+                                 "customerid": contoso, "estimatedvalue": 1200}])
+    env.full_sync(mappings=["OPPORTUNITY"])
+    opportunities = {o["name"]: o for o in env.dv.rows("opportunity")}
+    assert set(opportunities) == {"Fleet renewal", "Service contract"}      # a won opportunity is not synchronised
+    fleet = opportunities["Fleet renewal"]
+    ann_contact = next(c for c in env.dv.rows("contact") if c["fullname"] == "Ann Lee")
+    adatum_account = next(a for a in env.dv.rows("account") if a["name"] == "Adatum")
+    assert fleet["parentcontactid"] == ann_contact["contactid"] and fleet["parentaccountid"] == adatum_account["accountid"]
+    assert fleet["ownerid"] == alicia and fleet["estimatedvalue"] == 50000
+    assert str(fleet["estimatedclosedate"])[:10] == "2027-03-31"
+    bc_opps = {o["description"]: o for o in env.bc.rows("opportunities")}
+    bob_number = next(c for c in env.bc.rows("contacts") if c["displayName"] == "Bob Smith")["number"]
+    assert bc_opps["Service contract"]["contactNumber"] == bob_number
+    # renamed in Sales, renamed in Business Central
+    env.dv.update("opportunity", fleet["opportunityid"], {"name": "Fleet renewal 2027"})
+    env.sync()
+    assert "Fleet renewal 2027" in {o["description"] for o in env.bc.rows("opportunities")}
