@@ -39,7 +39,7 @@ from .model import (
     UpdateConflictResolution,
     WhenUncoupled,
 )
-from .rules import IGNORE, MappingRules, Written
+from .rules import IGNORE, MappingRules, SkipRow, Written
 from .ports import (
     Clock,
     Coupling,
@@ -600,6 +600,10 @@ class _Page:
         except RecordError as exc:
             self.fail(row, coupling, exc)
             return
+        except SkipRow as skip:
+            job.note(skip.note)
+            job.counts.skipped += 1
+            return
         for name, value in extra.items():  # computed values follow their source like one-way fields
             if dst_row is None or not same(dst_row.values.get(name), value):
                 plan.values[name] = value
@@ -634,6 +638,8 @@ class _Page:
         for row, coupling, dst_row, plan in self.unchanged:
             self._remember(row, coupling, dst_row, plan)
             self.succeeded.append(row.id)
+            if row.id in job.failures and dst_row is not None:  # its follow-up failed last time: try it again
+                self.written.append(Written(row, dst_row, False, coupling, retried=True))
         if self.written:
             for source_id, error in (job.rules.after_write(job, self.written) or {}).items():
                 done = next(w for w in self.written if w.source.id == source_id)
@@ -708,7 +714,7 @@ class _Page:
                 self.fail(row, coupling, result.error)
                 continue
             self._remember(row, coupling, result.record, plan)
-            self.written.append(Written(row, result.record, False, coupling))
+            self.written.append(Written(row, result.record, False, coupling, retried=row.id in job.failures))
             job.counts.modified += 1
             if row.id in self.new_couplings:
                 job.counts.coupled += 1

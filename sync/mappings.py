@@ -20,6 +20,7 @@ from .model import (
 )
 from .rules.contacts import ContactRules, OpportunityRules
 from .rules.currency import CurrencyRules
+from .rules.invoices import PostedInvoiceRules
 from .rules.prices import PriceListRules, SalesPriceRules
 from .rules.products import ProductRules
 from .rules.units import UnitGroupRules
@@ -31,6 +32,7 @@ from .tables import (
     BC_ITEM,
     BC_OPPORTUNITY,
     BC_RESOURCE,
+    BC_SALES_INVOICE,
     BC_SALES_PRICE,
     BC_UNIT_OF_MEASURE,
     BC_PAYMENT_TERMS,
@@ -40,6 +42,7 @@ from .tables import (
     CRM_ACCOUNT,
     CRM_CONTACT,
     CRM_CURRENCY,
+    CRM_INVOICE,
     CRM_OPPORTUNITY,
     CRM_PRICE_LIST,
     CRM_PRICE_LIST_ITEM,
@@ -163,6 +166,43 @@ OPPORTUNITY = TableMapping(
     dependencies=("CONTACT",),
     sync_only_coupled=False,
     rules=OpportunityRules(),
+)
+
+def _address(prefix_bc: str, prefix_crm: str, caption: str) -> tuple[FieldMapping, ...]:
+    parts = (("Name", "name", 100), ("AddressLine1", "line1", 100), ("AddressLine2", "line2", 50), ("City", "city", 30),
+             ("Country", "country", 10), ("PostCode", "postalcode", 20), ("State", "stateorprovince", 30))
+    return tuple(_text(f"{prefix_bc}{bc}", f"{prefix_crm}_{crm}", TO, length, f"{caption} {bc}")
+                 for bc, crm, length in parts)
+
+
+POSTED_SALES_INVOICE = TableMapping(
+    name="POSTEDSALESINV-INV",
+    description="Posted sales invoices, with their lines, as Sales invoices; totals and paid state follow.",
+    bc=BC_SALES_INVOICE,
+    crm=CRM_INVOICE,
+    direction=TO,
+    fields=(
+        _text("number", "invoicenumber", TO, 20, "No.", use_for_matching=True),
+        FieldMapping("customerId", "customerid", TO, Convert.LOOKUP, lookup_mapping="CUSTOMER",
+                     caption="Sell-to Customer No."),
+        FieldMapping("salesperson", "ownerid", TO, Convert.LOOKUP, lookup_mapping="SALESPEOPLE", bc_key="code",
+                     not_null=True, caption="Salesperson Code"),
+        FieldMapping("currencyId", "transactioncurrencyid", TO, Convert.LOOKUP, lookup_mapping="CURRENCY",
+                     caption="Currency Code"),
+        _text("dueDate", "duedate", TO, 10, "Due Date"),
+        *_address("shipTo", "shipto", "Ship-to"),
+        *_address("billTo", "billto", "Bill-to"),
+        FieldMapping("totalAmountExcludingTax", "totalamountlessfreight", TO, Convert.NUMBER, caption="Amount"),
+        FieldMapping("totalAmountIncludingTax", "totalamount", TO, Convert.NUMBER, caption="Amount Including VAT"),
+        FieldMapping("discountAmount", "discountamount", TO, Convert.NUMBER, caption="Invoice Discount Amount"),
+        FieldMapping("paymentTermsId", "paymenttermscode", TO, Convert.LOOKUP, lookup_mapping="PAYMENT TERMS",
+                     when_uncoupled=WhenUncoupled.LEAVE_BLANK, caption="Payment Terms Code"),
+    ),
+    bc_filter="status eq 'Open' or status eq 'Paid'",
+    dependencies=("CUSTOMER", "ITEM-PRODUCT", "RESOURCE-PRODUCT", "OPPORTUNITY"),
+    sync_only_coupled=False,
+    inactivity_timeout_minutes=1440,
+    rules=PostedInvoiceRules(),
 )
 
 UNIT_OF_MEASURE = TableMapping(
@@ -307,7 +347,7 @@ CUSTOMER = TableMapping(
 
 def builtin_mappings() -> list[TableMapping]:
     return [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER, CONTACT, OPPORTUNITY,
-            UNIT_OF_MEASURE, ITEM_PRODUCT, RESOURCE_PRODUCT, CUSTOMER_PRICE_GROUP, SALES_PRICE]
+            UNIT_OF_MEASURE, ITEM_PRODUCT, RESOURCE_PRODUCT, CUSTOMER_PRICE_GROUP, SALES_PRICE, POSTED_SALES_INVOICE]
 
 
 class Catalog:

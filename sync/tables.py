@@ -19,6 +19,9 @@ BC_CONTACT = BcTable("contacts", "Contact", key_field="number", enum_fields=froz
                          "salespersonCode": "Salesperson_Code", "currencyCode": "Currency_Code", "faxNo": "Fax_No",
                          "pager": "Pager"}))
 BC_OPPORTUNITY = BcTable("opportunities", "Opportunity", key_field="number", enum_fields=frozenset({"status"}))
+BC_SALES_INVOICE = BcTable("salesInvoices", "Posted Sales Invoice", key_field="number", enum_fields=frozenset({"status"}))
+BC_SALES_INVOICE_LINE = BcTable("salesInvoiceLines", "Posted Sales Invoice Line", key_field="sequence",
+                                enum_fields=frozenset({"lineType"}))
 BC_ITEM = BcTable("items", "Item", key_field="number", enum_fields=frozenset({"type"}),
                   companion=Companion("ItemCard", ("number", "No"),
                                       {"unitVolume": "Unit_Volume", "grossWeight": "Gross_Weight",
@@ -49,6 +52,15 @@ CRM_OPPORTUNITY = CrmTable("opportunity", "opportunities", "opportunityid", "nam
     "ownerid": CrmLookup("ownerid", "systemusers"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 CRM_UNIT_GROUP = CrmTable("uomschedule", "uomschedules", "uomscheduleid", "name")
+CRM_INVOICE = CrmTable("invoice", "invoices", "invoiceid", "name", lookups={
+    "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
+    "ownerid": CrmLookup("ownerid", "systemusers"),
+    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
+    "pricelevelid": CrmLookup("pricelevelid", "pricelevels")})
+CRM_INVOICE_DETAIL = CrmTable("invoicedetail", "invoicedetails", "invoicedetailid", "invoicedetailname", lookups={
+    "invoiceid": CrmLookup("invoiceid", "invoices"), "productid": CrmLookup("productid", "products"),
+    "uomid": CrmLookup("uomid", "uoms"),
+    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 CRM_UNIT = CrmTable("uom", "uoms", "uomid", "name", lookups={
     "uomscheduleid": CrmLookup("uomscheduleid", "uomschedules"), "baseuom": CrmLookup("baseuom", "uoms")})
 CRM_PRICE_LIST = CrmTable("pricelevel", "pricelevels", "pricelevelid", "name", lookups={

@@ -30,14 +30,24 @@ if TYPE_CHECKING:
 IGNORE = "ignore"
 
 
+class SkipRow(Exception):
+    """Raised by `extra_values`: leave this row alone this time (counted skipped, noted in the job log)."""
+
+    def __init__(self, note: str):
+        super().__init__(note)
+        self.note = note
+
+
 @dataclass(frozen=True)
 class Written:
-    """One row a page wrote: the source row, the destination as stored, and whether it is new."""
+    """One row a page wrote (or a retried row whose follow-up failed before): the source row, the
+    destination as stored, whether it is new, and whether it is a retry of a failed record."""
 
     source: Record
     target: Record
     inserted: bool
     coupling: Coupling
+    retried: bool = False
 
 
 class RuleContext(Protocol):

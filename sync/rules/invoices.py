@@ -1,0 +1,184 @@
+"""POSTEDSALESINV-INV with its lines, POSTEDSALESLINE-INV (spec §7 invoice rules).
+
+- A posted invoice becomes a Sales invoice named after its number, for the coupled account, with
+  the salesperson's coupled user as owner, in its currency's price list (the default price list for
+  the local currency, "Price List in <code>" otherwise, created when missing).
+- Its item and resource lines become invoice products (the coupled product, in the product's unit),
+  after the header, in order; a line of an item or resource that is not coupled fails the invoice
+  with a message naming it. Comment lines carry no amounts and are left out. Lines are never
+  synchronised on their own.
+- Totals and state follow the posted invoice: paid in full -> Paid/Complete, partly paid ->
+  Paid/Partial, else Active/Billed. A Sales invoice that is no longer active is read-only, so it is
+  skipped from then on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Sequence
+
+from ..errors import RecordError
+from ..model import Side
+from ..ports import NewRow, Record, RowChange
+from ..tables import (
+    BC_ITEM,
+    BC_SALES_INVOICE_LINE,
+    CRM_INVOICE,
+    CRM_INVOICE_DETAIL,
+    CRM_PRICE_LIST,
+    CRM_PRODUCT,
+)
+from . import MappingRules, RuleContext, SkipRow, Written
+from .currency import CurrencyRules
+from .products import default_price_list
+
+ACTIVE, PAID = 0, 2
+BILLED, COMPLETE, PARTIAL = 4, 100001, 100002
+LINE_FIELDS = ["documentId", "sequence", "lineType", "lineObjectNumber", "description", "quantity", "unitPrice",
+               "discountAmount", "amountExcludingTax", "amountIncludingTax", "shipmentDate"]
+DETAIL_NAMESPACE = uuid.UUID("0b6f5a4e-4d0a-4a55-a0a5-5f4bb3e8c9d1")
+
+
+def invoice_state(row: Record) -> tuple[int, int]:
+    total = float(row.values.get("totalAmountIncludingTax") or 0)
+    remaining = float(row.values.get("remainingAmount") or 0)
+    if total and remaining <= 0:
+        return PAID, COMPLETE
+    if 0 < remaining < total:
+        return PAID, PARTIAL
+    return ACTIVE, BILLED
+
+
+class PostedInvoiceRules(MappingRules):
+    extra_fields = {Side.BC: ("number", "currencyCode", "currencyId", "totalAmountExcludingTax",
+                              "totalAmountIncludingTax", "remainingAmount", "discountAmount"),
+                    Side.CRM: ("statecode", "statuscode", "pricelevelid", "invoicenumber")}
+
+    def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
+        if dst_row is not None and dst_row.values.get("statecode") != ACTIVE:
+            state, status = invoice_state(row)
+            if (dst_row.values.get("statecode"), dst_row.values.get("statuscode")) != (state, status):
+                return {"statecode": state, "statuscode": status}  # a paid invoice may still change its status
+            raise SkipRow(f"Sales invoice {dst_row.values.get('invoicenumber') or dst_row.id} is no longer active, so "
+                          f"it is read-only and was left as it is")
+        total = float(row.values.get("totalAmountIncludingTax") or 0)
+        less_freight = float(row.values.get("totalAmountExcludingTax") or 0)
+        values: dict[str, Any] = {"name": row.values.get("number"), "totaltax": round(total - less_freight, 2)}
+        if dst_row is None:
+            values["pricelevelid"] = self.price_list(ctx, row)
+        else:
+            state, status = invoice_state(row)
+            if state != ACTIVE:
+                values.update(statecode=state, statuscode=status)
+        return values
+
+    @staticmethod
+    def price_list(ctx: RuleContext, row: Record) -> str:
+        code = (row.values.get("currencyCode") or "").upper()
+        currencies = CurrencyRules()
+        if not code or code == currencies.lcy_code(ctx):
+            return default_price_list(ctx)
+        lists = ctx.cache.setdefault("price_list_in", {})
+        if code not in lists:
+            name = f"Price List in {code}"
+            found = ctx.crm.read_matching(CRM_PRICE_LIST, ["name"], "name", [name])
+            if found:
+                lists[code] = found[0].id
+            else:
+                coupled = ctx.couplings.get_many("CURRENCY", Side.BC, [row.values.get("currencyId")])
+                if not coupled:
+                    raise RecordError(f"Posted Sales Invoice {row.values.get('number')}: currency {code} is not "
+                                      f"coupled to a Sales currency (table mapping CURRENCY).", field="Currency Code",
+                                      code="NotCoupled")
+                currency = next(iter(coupled.values())).crm_id
+                [result] = ctx.crm.insert(CRM_PRICE_LIST, [NewRow({"name": name, "transactioncurrencyid": currency})],
+                                          ["name"])
+                if result.error is not None:
+                    raise RecordError(f"The price list {name!r} could not be created: {result.error.message}")
+                lists[code] = result.record.id
+        return lists[code]
+
+    def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
+        # lines go with a new invoice, and with one whose lines failed before (written idempotently)
+        new = [w for w in written if w.inserted or w.retried]
+        if not new:
+            return {}
+        lines = ctx.bc.read_matching(BC_SALES_INVOICE_LINE, LINE_FIELDS, "documentId", [w.source.id for w in new])
+        products = self._products(ctx, lines)
+        failures: dict[str, RecordError] = {}
+        details: list[tuple[Written, NewRow]] = []
+        for w in new:
+            mine = sorted((l for l in lines if str(l.values["documentId"]).lower() == w.source.id.lower()),
+                          key=lambda l: l.values.get("sequence") or 0)
+            try:
+                details += [(w, self._detail(w, line, products)) for line in mine
+                            if line.values.get("lineType") in ("Item", "Resource")]
+            except RecordError as exc:
+                failures[w.source.id] = exc
+        results = ctx.crm.insert(CRM_INVOICE_DETAIL, [d for w, d in details if w.source.id not in failures], ["quantity"])
+        for (w, _), result in zip([x for x in details if x[0].source.id not in failures], results):
+            if result.error is not None and result.error.code not in ("0x80040237",):  # already there: a retry
+                failures.setdefault(w.source.id, RecordError(
+                    f"Posted Sales Invoice {w.source.values.get('number')}: a line could not be written: "
+                    f"{result.error.message}", code=result.error.code))
+        # totals of the lines, then the state: lines cannot be added to an invoice that is paid
+        changes = []
+        for w in new:
+            if w.source.id in failures:
+                continue
+            mine = [l for l in lines if str(l.values["documentId"]).lower() == w.source.id.lower()]
+            state, status = invoice_state(w.source)
+            values: dict[str, Any] = {"totallineitemdiscountamount": sum(float(l.values.get("discountAmount") or 0)
+                                                                         for l in mine)}
+            if state != ACTIVE:
+                values.update(statecode=state, statuscode=status)
+            else:
+                values.update(statecode=ACTIVE, statuscode=BILLED)
+            changes.append((w, RowChange(w.target.id, None, values)))
+        for (w, _), result in zip(changes, ctx.crm.update(CRM_INVOICE, [c for _, c in changes], ["statecode"])):
+            if result.error is not None:
+                failures[w.source.id] = RecordError(f"Posted Sales Invoice {w.source.values.get('number')}: its "
+                                                    f"totals and state could not be set: {result.error.message}")
+        return failures
+
+    @staticmethod
+    def _products(ctx: RuleContext, lines: Sequence[Record]) -> dict[tuple[str, str], Record]:
+        """(line type, number) -> the coupled Sales product (with its default unit)."""
+        from ..tables import BC_RESOURCE
+
+        found: dict[tuple[str, str], Record] = {}
+        for kind, table, mapping, key in (("Item", BC_ITEM, "ITEM-PRODUCT", "number"),
+                                          ("Resource", BC_RESOURCE, "RESOURCE-PRODUCT", "No")):
+            numbers = sorted({l.values.get("lineObjectNumber") for l in lines if l.values.get("lineType") == kind})
+            if not numbers:
+                continue
+            records = ctx.bc.read_matching(table, [key], key, numbers)
+            coupled = ctx.couplings.get_many(mapping, Side.BC, [r.id for r in records])
+            products = {p.id: p for p in ctx.crm.read_ids(CRM_PRODUCT, ["defaultuomid", "productnumber"],
+                                                          [c.crm_id for c in coupled.values()])}
+            for r in records:
+                c = coupled.get(r.id)
+                if c and c.crm_id in products:
+                    found[(kind, r.values.get(key))] = products[c.crm_id]
+        return found
+
+    @staticmethod
+    def _detail(w: Written, line: Record, products: dict) -> NewRow:
+        v = line.values
+        kind, number = v.get("lineType"), v.get("lineObjectNumber")
+        product = products.get((kind, number))
+        if product is None:
+            raise RecordError(f"Posted Sales Invoice {w.source.values.get('number')}: {kind.lower()} {number} on line "
+                              f"{v.get('sequence')} is not coupled to a Sales product; couple it first (table mapping "
+                              f"{'ITEM-PRODUCT' if kind == 'Item' else 'RESOURCE-PRODUCT'}).", field="No.",
+                              code="NotCoupled")
+        amount, incl = float(v.get("amountExcludingTax") or 0), float(v.get("amountIncludingTax") or 0)
+        discount = float(v.get("discountAmount") or 0)
+        return NewRow({
+            "invoiceid": w.target.id, "productid": product.id, "uomid": product.values.get("defaultuomid"),
+            "quantity": v.get("quantity") or 0, "priceperunit": v.get("unitPrice") or 0, "ispriceoverridden": True,
+            "manualdiscountamount": discount, "volumediscountamount": 0, "tax": round(incl - amount, 2),
+            "baseamount": amount + discount, "extendedamount": incl, "lineitemnumber": int(v.get("sequence") or 0),
+            "description": v.get("description") or None,
+            "actualdeliveryon": str(v.get("shipmentDate")) if v.get("shipmentDate") else None,
+        }, id=str(uuid.uuid5(DETAIL_NAMESPACE, line.id)))

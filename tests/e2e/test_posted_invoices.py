@@ -1,0 +1,78 @@
+"""POSTEDSALESINV-INV with its lines, end to end: posted in Business Central, invoiced in Sales."""
+
+from __future__ import annotations
+
+from .conftest import job
+
+
+def setup(env):
+    [alicia] = env.dv.seed("systemuser", [{"fullname": "Alicia Thornber", "islicensed": True,
+                                           "internalemailaddress": "alicia@contoso.com"}])
+    env.bc.seed("salespeoplePurchasers", [{"code": "AT", "displayName": "Alicia", "email": "alicia@contoso.com"}])
+    env.bc.seed("unitsOfMeasure", [{"code": "PCS", "displayName": "Piece"}, {"code": "HOUR", "displayName": "Hour"}])
+    env.bc.seed("items", [{"number": "1000", "displayName": "Bicycle", "baseUnitOfMeasureCode": "PCS", "unitPrice": 100},
+                          {"number": "1900", "displayName": "Old part", "baseUnitOfMeasureCode": "PCS",
+                           "unitPrice": 5, "blocked": True}])
+    env.bc.seed("Resources", [{"No": "R0010", "Name": "Installation", "Base_Unit_of_Measure": "HOUR", "Unit_Price": 80}])
+    env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum", "salespersonCode": "AT"}])
+    env.full_sync()
+    return alicia
+
+
+def post_invoice(env, lines, customer="10000"):
+    [draft] = env.bc.seed("salesInvoices", [{"customerNumber": customer}])
+    env.bc.seed("salesInvoiceLines", [{"documentId": draft, **line} for line in lines])
+    return env.bc.post_document("salesInvoices", draft)
+
+
+def test_posted_invoices_with_lines_totals_owner_and_paid_state(env):
+    alicia = setup(env)
+    posted = post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1000", "quantity": 2, "discountAmount": 20},
+                                {"lineType": "Comment", "description": "Delivered to the back door"},
+                                {"lineType": "Resource", "lineObjectNumber": "R0010", "quantity": 3}])
+    number = env.bc.get("salesInvoices", posted)["number"]
+    report = env.sync()
+    assert job(report, "POSTEDSALESINV-INV:to-crm").counts.inserted == 1, report.to_dict()
+    [invoice] = env.dv.rows("invoice")
+    account = next(a for a in env.dv.rows("account") if a["name"] == "Adatum")
+    assert invoice["name"] == number and invoice["invoicenumber"] == number
+    assert invoice["customerid"] == account["accountid"] and invoice["ownerid"] == alicia
+    assert invoice["totalamount"] == 420 and invoice["totalamountlessfreight"] == 420
+    assert (invoice["statecode"], invoice["statuscode"]) == (0, 4)              # Active, Billed
+    assert invoice["totallineitemdiscountamount"] == 20
+    price_list = next(p for p in env.dv.rows("pricelevel") if p["name"].endswith("Default Price List"))
+    assert invoice["pricelevelid"] == price_list["pricelevelid"]
+    details = sorted(env.dv.rows("invoicedetail"), key=lambda d: d["lineitemnumber"])
+    products = {p["productid"]: p["productnumber"] for p in env.dv.rows("product")}
+    assert [(products[d["productid"]], d["quantity"], d["priceperunit"]) for d in details] == \
+        [("1000", 2, 100), ("R0010", 3, 80)]
+    assert details[0]["manualdiscountamount"] == 20 and details[0]["extendedamount"] == 180
+
+    env.bc.apply_payment(posted, 100)
+    env.sync()
+    assert (env.dv.rows("invoice")[0]["statecode"], env.dv.rows("invoice")[0]["statuscode"]) == (2, 100002)
+    env.bc.apply_payment(posted, 320)
+    env.sync()
+    assert (env.dv.rows("invoice")[0]["statecode"], env.dv.rows("invoice")[0]["statuscode"]) == (2, 100001)
+    again = env.sync()   # paid in full: read-only in Sales, nothing more to do
+    assert job(again, "POSTEDSALESINV-INV:to-crm").counts.failed == 0
+
+
+def test_an_invoice_with_an_item_that_is_not_coupled_fails_naming_it_and_is_retried(env):
+    setup(env)
+    posted = post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1000", "quantity": 1}])
+    env.bc.update("items", next(i["id"] for i in env.bc.rows("items") if i["number"] == "1900"), {"blocked": False})
+    posted_2 = post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1900", "quantity": 1}])
+    number_2 = env.bc.get("salesInvoices", posted_2)["number"]
+    report = env.sync()
+    counts = job(report, "POSTEDSALESINV-INV:to-crm").counts
+    assert counts.inserted == 2 and counts.failed == 1
+    [failure] = [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"]
+    assert f"Posted Sales Invoice {number_2}: item 1900 on line 10000 is not coupled" in failure.message
+    # once the item is a product, the invoice gets its line on the next run
+    env.full_sync(mappings=["ITEM-PRODUCT"])
+    report = env.sync()
+    assert [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"] == []
+    invoice_2 = next(i for i in env.dv.rows("invoice") if i["invoicenumber"] == number_2)
+    assert [d["invoiceid"] for d in env.dv.rows("invoicedetail")].count(invoice_2["invoiceid"]) == 1
+    assert posted
