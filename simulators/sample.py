@@ -1,13 +1,17 @@
-"""A realistic sample company on both sides, with the awkward cases a real one has.
+"""A realistic sample company on both sides, with the awkward cases a real one has, for every mapping.
 
 Dataverse: licensed users, a disabled and an unlicensed one, one in integration mode; customer
 accounts, vendors, a prospect, an inactive customer, and two accounts that Business Central already
-has as customers. Business Central: salespeople (one matches a Dataverse user by e-mail, one has no
-user at all), payment terms and shipment methods some of which have no option in Sales, customers
-with and without salespeople, blocked customers.
+has as customers; contacts with and without a parent account; a product and an opportunity entered
+in Sales. Business Central: salespeople (one matches a Dataverse user by e-mail, one has no user at
+all); currencies with exchange rates and one that is not an ISO code; payment terms, shipment
+methods and shipping agents, some without an option in Sales; customers with and without
+salespeople, blocked ones, foreign-currency ones; person contacts of customers and of a company
+that is no customer; units, items (one blocked, the write-in item), resources; customer price
+groups and their prices; opportunities; posted invoices, paid, partly paid and open.
 
-`seed(dataverse, business_central)` takes anything with `seed(entity, rows) -> ids`: the
-simulators themselves (in-process) or `AdminClient` (a running stack).
+`seed(dataverse, business_central)` takes the simulators themselves (in-process) or
+`AdminClient`s (a running stack): anything with seed/update/post_document/apply_payment.
 """
 
 from __future__ import annotations
@@ -22,19 +26,39 @@ EMPTY = "00000000-0000-0000-0000-000000000000"
 class Seeder(Protocol):
     def seed(self, entity: str, rows: list[dict]) -> list[str]: ...
 
+    def rows(self, entity: str) -> list[dict]: ...
+
+    def update(self, entity: str, id_: str, values: dict) -> object: ...
+
 
 class AdminClient:
-    """Seeds a simulator running in another process through its admin endpoints."""
+    """Drives a simulator running in another process through its admin endpoints."""
 
     def __init__(self, base_url: str, ca_file: str):
         self.base_url = base_url.rstrip("/")
         self.ca_file = ca_file
 
-    def seed(self, entity: str, rows: list[dict]) -> list[str]:
-        response = requests.post(f"{self.base_url}/_sim/seed", json={"entity": entity, "rows": rows},
-                                 verify=self.ca_file, timeout=30)
+    def _post(self, path: str, body: dict) -> dict:
+        response = requests.post(f"{self.base_url}/_sim/{path}", json=body, verify=self.ca_file, timeout=60)
         response.raise_for_status()
-        return response.json()["ids"]
+        return response.json()
+
+    def seed(self, entity: str, rows: list[dict]) -> list[str]:
+        return self._post("seed", {"entity": entity, "rows": rows})["ids"]
+
+    def rows(self, entity: str) -> list[dict]:
+        response = requests.get(f"{self.base_url}/_sim/rows/{entity}", verify=self.ca_file, timeout=60)
+        response.raise_for_status()
+        return response.json()["value"]
+
+    def update(self, entity: str, id_: str, values: dict) -> dict:
+        return self._post("update", {"entity": entity, "id": id_, "values": values})
+
+    def post_document(self, entity: str, id_: str) -> str:
+        return self._post("post", {"entity": entity, "id": id_})["posted_invoice_id"]
+
+    def apply_payment(self, invoice: str, amount: float) -> dict:
+        return self._post("payment", {"invoice": invoice, "amount": amount})
 
 
 USERS = [
@@ -108,9 +132,20 @@ def seed(dataverse: Seeder, business_central: Seeder) -> dict[str, int]:
         row.update(extra)
         return row
 
+    eur, gbp, _ = business_central.seed("currencies", [
+        {"code": "EUR", "displayName": "Euro", "symbol": "€"},
+        {"code": "GBP", "displayName": "British pound", "symbol": "£"},
+        {"code": "LOY", "displayName": "Loyalty points", "symbol": ""},       # not an ISO 4217 code
+    ])
+    business_central.seed("CurrencyExchangeRates", [
+        {"Currency_Code": "EUR", "Starting_Date": "2025-01-01", "Exchange_Rate_Amount": 1, "Relational_Exch_Rate_Amount": 1.08},
+        {"Currency_Code": "GBP", "Starting_Date": "2025-01-01", "Exchange_Rate_Amount": 1, "Relational_Exch_Rate_Amount": 1.27},
+    ])
+    business_central.seed("ShippingAgents", [{"Code": "DHL", "Name": "DHL Express"}, {"Code": "UPS", "Name": "UPS"},
+                                             {"Code": "OWN LOG.", "Name": "Own logistics"}])
     business_central.seed("customers", [
         customer("10000", "Adatum Corporation", "Atlanta", "US", salespersonCode="AT", paymentTermsId=terms["NET 30"],
-                 email="info@adatum.example"),
+                 email="info@adatum.example", shippingAgentCode="DHL"),
         customer("20000", "Trey Research", "Chicago", "US", salespersonCode="AT"),
         customer("30000", "School of Fine Art", "Miami", "US", salespersonCode="AT", paymentTermsId=terms["NET 45"],
                  shipmentMethodId=methods["FOB"], phoneNumber="+1 305 555 0117", creditLimit=25000),
@@ -123,5 +158,95 @@ def seed(dataverse: Seeder, business_central: Seeder) -> dict[str, int]:
         customer("80000", "Tailspin Toys", "Dallas", "US", blocked="All"),             # blocked: not synchronised
         customer("90000", "Wingtip Toys", "Bristol", "GB", blocked="Ship", salespersonCode="AT"),  # blocked too
         customer("95000", "Lamna Healthcare", "Oslo", "NO", shipmentMethodId=methods["CIF"]),
+        customer("96000", "Europa Handel GmbH", "Hamburg", "DE", currencyId=eur, salespersonCode="AT",
+                 shippingAgentCode="OWN LOG."),
+        customer("97000", "Thames Supplies Ltd", "London", "GB", currencyId=gbp, shippingAgentCode="UPS"),
     ])
-    return {"systemuser": len(user_ids), "account": len(accounts), "customers": 10, "salespeoplePurchasers": 2}
+    counts = {"systemuser": len(user_ids), "account": len(accounts), "customers": 12, "salespeoplePurchasers": 2}
+    counts.update(_seed_people(dataverse, business_central, alicia))
+    counts.update(_seed_catalogue(dataverse, business_central))
+    counts.update(_seed_invoices(business_central))
+    return counts
+
+
+def _company_contact(business_central: Seeder, name: str) -> str:
+    """The company contact Business Central made for a customer (its number)."""
+    return next(c["number"] for c in business_central.rows("contacts") if c["displayName"] == name and c["type"] == "Company")
+
+
+def _seed_people(dataverse: Seeder, business_central: Seeder, alicia: str) -> dict[str, int]:
+    adatum, trey = _company_contact(business_central, "Adatum Corporation"), _company_contact(business_central, "Trey Research")
+    business_central.seed("contacts", [{"type": "Company", "displayName": "Independent Consultants"}])
+    loose = _company_contact(business_central, "Independent Consultants")
+    people = business_central.seed("contacts", [
+        {"type": "Person", "displayName": "Ann Lee", "companyNumber": adatum, "email": "ann.lee@adatum.example",
+         "phoneNumber": "+1 404 555 0111", "jobTitle": "Purchasing"},
+        {"type": "Person", "displayName": "Raj Patel", "companyNumber": trey, "email": "raj@treyresearch.example"},
+        {"type": "Person", "displayName": "Freelance Fred", "companyNumber": loose},   # company is no customer
+    ])
+    business_central.update("ContactCard", people[0], {"Salesperson_Code": "AT"})
+    ann = next(c["number"] for c in business_central.rows("contacts") if c["displayName"] == "Ann Lee")
+    business_central.seed("opportunities", [
+        {"contactNumber": ann, "description": "Office refit, 3 floors", "salespersonCode": "AT", "status": "In Progress",
+         "estimatedValue": 125000, "estimatedClosingDate": "2027-06-30"},
+        {"contactNumber": ann, "description": "Reception desk", "status": "Won"},        # closed: not synchronised
+    ])
+    fourth = next(a["accountid"] for a in dataverse.rows("account") if a["name"] == "Fourth Coffee")
+    bob, _ = dataverse.seed("contact", [
+        {"firstname": "Bob", "lastname": "Barista", "parentcustomerid": fourth, "emailaddress1": "bob@fourthcoffee.example",
+         "telephone1": "+1 206 555 0142"},
+        {"firstname": "Walk", "lastname": "In"},                                  # no parent account
+    ])
+    dataverse.seed("opportunity", [{"name": "Espresso machines, 40 units", "parentcontactid": bob,
+                                    "customerid": fourth, "estimatedvalue": 38000}])
+    return {"contacts": 3, "contact": 2, "opportunities": 2, "opportunity": 1}
+
+
+def _seed_catalogue(dataverse: Seeder, business_central: Seeder) -> dict[str, int]:
+    business_central.seed("unitsOfMeasure", [{"code": "PCS", "displayName": "Piece"}, {"code": "HOUR", "displayName": "Hour"},
+                                             {"code": "BOX", "displayName": "Box"}])
+    business_central.seed("items", [
+        {"number": "1896-S", "displayName": "ATHENS Desk", "baseUnitOfMeasureCode": "PCS", "unitPrice": 1000.8,
+         "unitCost": 780.7, "inventory": 12},
+        {"number": "1900-S", "displayName": "PARIS Guest Chair, black", "baseUnitOfMeasureCode": "PCS",
+         "unitPrice": 192.8, "unitCost": 150.4, "inventory": 40},
+        {"number": "1920-S", "displayName": "ANTWERP Conference Table", "baseUnitOfMeasureCode": "PCS",
+         "unitPrice": 1420.2, "unitCost": 1100, "inventory": -2},
+        {"number": "1960-S", "displayName": "ROME Guest Chair, green", "baseUnitOfMeasureCode": "PCS",
+         "unitPrice": 192.8, "blocked": True},
+        {"number": "WRITE-IN", "displayName": "Write-in product", "baseUnitOfMeasureCode": "PCS", "unitPrice": 0},
+    ])
+    setup = business_central.rows("SalesReceivablesSetup")[0]["SystemId"]
+    business_central.update("SalesReceivablesSetup", setup, {"Write_in_Product_Type": "Item",
+                                                             "Write_in_Product_No": "WRITE-IN"})
+    business_central.seed("Resources", [
+        {"No": "R0010", "Name": "Installation", "Base_Unit_of_Measure": "HOUR", "Unit_Price": 85, "Unit_Cost": 60,
+         "Capacity": 160},
+        {"No": "R0020", "Name": "Design consultation", "Base_Unit_of_Measure": "HOUR", "Unit_Price": 120,
+         "Unit_Cost": 90, "Capacity": 80},
+    ])
+    business_central.seed("CustomerPriceGroups", [{"Code": "RETAIL", "Description": "Retail customers"},
+                                                  {"Code": "DEALER", "Description": "Dealers and resellers"}])
+    business_central.seed("SalesPrices", [
+        {"Item_No": "1896-S", "Sales_Type": "Customer Price Group", "Sales_Code": "RETAIL", "Unit_Price": 990},
+        {"Item_No": "1896-S", "Sales_Type": "Customer Price Group", "Sales_Code": "DEALER", "Unit_Price": 880},
+        {"Item_No": "1900-S", "Sales_Type": "Customer Price Group", "Sales_Code": "DEALER", "Unit_Price": 160},
+        {"Item_No": "1900-S", "Sales_Type": "All Customers", "Sales_Code": "", "Unit_Price": 185},  # not a group price
+    ])
+    return {"items": 5, "Resources": 2, "SalesPrices": 4}
+
+
+def _seed_invoices(business_central: Seeder) -> dict[str, int]:
+    def invoice(customer: str, lines: list[dict]) -> str:
+        [draft] = business_central.seed("salesInvoices", [{"customerNumber": customer}])
+        business_central.seed("salesInvoiceLines", [{"documentId": draft, **line} for line in lines])
+        return business_central.post_document("salesInvoices", draft)
+
+    paid = invoice("10000", [{"lineType": "Item", "lineObjectNumber": "1896-S", "quantity": 2},
+                             {"lineType": "Comment", "description": "Assembly included"}])
+    partly = invoice("30000", [{"lineType": "Item", "lineObjectNumber": "1900-S", "quantity": 8, "discountAmount": 40},
+                               {"lineType": "Resource", "lineObjectNumber": "R0010", "quantity": 4}])
+    invoice("70000", [{"lineType": "Item", "lineObjectNumber": "1920-S", "quantity": 1}])
+    business_central.apply_payment(paid, 2001.6)
+    business_central.apply_payment(partly, 500)
+    return {"posted invoices": 3}

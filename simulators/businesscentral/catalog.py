@@ -167,6 +167,9 @@ def build_catalog() -> Catalog:
         Column("Blocked", "option", options=(" ", "Ship", "Invoice", "All")),
         Column("Shipping Agent Code", "code", 10, relation="Shipping Agent"),
         Column("Customer Price Group", "code", 10, relation="Customer Price Group"),
+        Column("Fax No.", "text", 30),
+        Column("Contact", "text", 100),
+        Column("Primary Contact No.", "code", 20, relation="Contact"),
     ], key=("No.",), series=NumberSeries("C00010", 10)))
 
     company_information = cat.add_table(Table(79, "Company Information", [
@@ -328,6 +331,9 @@ def build_catalog() -> Catalog:
         Field("Salesperson_Code", "Salesperson Code"),
         Field("Customer_Price_Group", "Customer Price Group"),
         Field("Currency_Code", "Currency Code"),
+        Field("Fax_No", "Fax No."),
+        Field("Contact", "Contact"),
+        Field("Primary_Contact_No", "Primary Contact No."),
         SystemField("SystemId", "SystemId", "guid"),
         SystemField("SystemModifiedAt", "SystemModifiedAt", "datetime"),
     ]))

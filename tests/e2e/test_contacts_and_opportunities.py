@@ -19,7 +19,6 @@ def seed(env):
          "phoneNumber": "+1 555 0101"},
         {"type": "Person", "displayName": "Stray Person", "companyNumber": loose_number},
     ])
-    ann_number = env.bc.get("contacts", ann)["number"]
     env.bc.update("ContactCard", ann, {"Salesperson_Code": "AT"})
     [contoso] = env.dv.seed("account", [{"name": "Contoso", "customertypecode": 3}])
     bob, orphan = env.dv.seed("contact", [

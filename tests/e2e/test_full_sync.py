@@ -68,3 +68,38 @@ def test_scheduled_run_after_full_sync_changes_nothing(env):
     assert totals["inserted"] == totals["modified"] == 0, report.to_dict()
     assert {a["accountid"]: a["versionnumber"] for a in env.dv.rows("account")} == dv_before
     assert {c["id"]: c["lastModifiedDateTime"] for c in env.bc.rows("customers")} == bc_before
+
+
+def test_every_mapping_runs_on_the_sample_company_in_dependency_order(env):
+    from sync.mappings import builtin_mappings
+    sample.seed(env.dv, env.bc)
+    report = env.full_sync()
+    started = {j.job_id: j.started_at for j in report.jobs}
+    finished = {j.job_id: j.finished_at for j in report.jobs}
+    for j in report.jobs:                                 # nothing starts before what it depends on has finished
+        for dep in j.depends_on:
+            assert finished[dep] <= started[j.job_id], (dep, j.job_id)
+    assert {j.mapping for j in report.jobs} == {m.name for m in builtin_mappings()}
+    worked = {j.mapping for j in report.jobs if j.counts.inserted + j.counts.coupled > 0}
+    assert worked == {m.name for m in builtin_mappings()}  # the sample exercises every mapping
+
+    currencies = {c["isocurrencycode"]: c for c in env.dv.rows("transactioncurrency")}
+    assert {"EUR", "GBP"} <= set(currencies) and "LOY" not in currencies
+    accounts = by(env.dv.rows("account"), "name")
+    assert accounts["Europa Handel GmbH"]["transactioncurrencyid"] == currencies["EUR"]["transactioncurrencyid"]
+    assert accounts["Adatum Corporation"]["address1_shippingmethodcode"] == 2   # DHL
+    products = by(env.dv.rows("product"), "productnumber")
+    assert set(products) == {"1896-S", "1900-S", "1920-S", "R0010", "R0020"}     # no blocked, no write-in item
+    lists = by(env.dv.rows("pricelevel"), "name")
+    assert {"RETAIL", "DEALER", "CRONUS USA, Inc. Default Price List"} <= set(lists)
+    contacts = by(env.dv.rows("contact"), "fullname")
+    assert contacts["Ann Lee"]["parentcustomerid"] == accounts["Adatum Corporation"]["accountid"]
+    assert "Freelance Fred" not in contacts
+    bc_people = {c["displayName"] for c in env.bc.rows("contacts") if c["type"] == "Person"}
+    assert "Bob Barista" in bc_people and "Walk In" not in bc_people
+    opportunities = by(env.dv.rows("opportunity"), "name")
+    assert "Office refit, 3 floors" in opportunities and "Reception desk" not in opportunities
+    assert "Espresso machines, 40 units" in {o["description"] for o in env.bc.rows("opportunities")}
+    invoices = sorted(env.dv.rows("invoice"), key=lambda i: i["invoicenumber"])
+    assert [(i["statecode"], i["statuscode"]) for i in invoices] == [(2, 100001), (2, 100002), (0, 4)]
+    assert len(env.dv.rows("invoicedetail")) == 4

@@ -50,7 +50,7 @@ def test_list_show_set_and_reset_from_the_command_line(cli, env):
 
 @pytest.mark.parametrize("args, message", [
     (("set", "PAYMENT TERMS", "--direction", "bidirectional"), "option mappings must be one-way"),
-    (("set", "CUSTOMER", "--field", "fax=to-crm"), "has no field 'fax'"),
+    (("set", "CUSTOMER", "--field", "colour=to-crm"), "has no field 'colour'"),
     (("set", "CUSTOMER", "--direction", "to-crm", "--field", "creditLimit=bidirectional"), "cannot be bidirectional"),
     (("set", "NOPE", "--enabled", "false"), "no table mapping named NOPE"),
     (("set", "CUSTOMER", "--bc-filter", "colour eq 'red'"), "Business Central filter of CUSTOMER"),

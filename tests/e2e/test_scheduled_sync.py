@@ -124,3 +124,38 @@ def test_accounts_that_are_not_active_customers_stay_out(env):
     env.full_sync()
     assert sorted(c["displayName"] for c in env.bc.rows("customers")) == ["Blocked Co", "Real Customer"]
     assert sorted(a["name"] for a in env.dv.rows("account")) == ["Gone Co", "Prospect Co", "Real Customer", "Vendor Co"]
+
+
+def test_changes_made_in_sales_with_the_connection_users_account_are_not_synchronised_back(env):
+    seed_small(env)
+    env.full_sync()
+    adatum = next(a for a in env.dv.rows("account") if a["name"] == "Adatum Corporation")
+    customer = next(c for c in env.bc.rows("customers") if c["displayName"] == "Adatum Corporation")
+    # someone signs in to Sales as the integration user and edits the account
+    env.dv.update("account", adatum["accountid"], {"telephone1": "+1 000 000 0000"},
+                  as_user=env.stack.ids.integration_user_id)
+    report = env.sync()
+    assert env.bc.get("customers", customer["id"])["phoneNumber"] == customer["phoneNumber"]
+    assert job(report, "CUSTOMER:from-crm").counts.modified == 0
+    # the same edit by an ordinary user is synchronised
+    env.dv.update("account", adatum["accountid"], {"telephone1": "+1 404 555 0100"}, as_user=env.stack.ids.user_systemuser_id)
+    env.sync()
+    assert env.bc.get("customers", customer["id"])["phoneNumber"] == "+1 404 555 0100"
+
+
+def test_fax_contact_name_and_primary_contact_of_customers_through_the_customer_card(env):
+    seed_small(env)
+    [adatum] = [c["id"] for c in env.bc.rows("customers") if c["displayName"] == "Adatum Corporation"]
+    env.bc.update("CustomerCard", adatum, {"Fax_No": "+1 404 555 0199", "Contact": "Ann Lee"})
+    company = next(c for c in env.bc.rows("contacts") if c["displayName"] == "Adatum Corporation")["number"]
+    [ann] = env.bc.seed("contacts", [{"type": "Person", "displayName": "Ann Lee", "companyNumber": company}])
+    env.full_sync()                       # contacts couple after customers: the primary contact stays blank
+    account = next(a for a in env.dv.rows("account") if a["name"] == "Adatum Corporation")
+    assert account["fax"] == "+1 404 555 0199" and account["address1_primarycontactname"] == "Ann Lee"
+    assert account.get("primarycontactid") is None
+    ann_number = env.bc.get("contacts", ann)["number"]
+    env.bc.update("CustomerCard", adatum, {"Primary_Contact_No": ann_number})
+    env.sync()
+    ann_contact = next(c for c in env.dv.rows("contact") if c["fullname"] == "Ann Lee")
+    account = next(a for a in env.dv.rows("account") if a["name"] == "Adatum Corporation")
+    assert account["primarycontactid"] == ann_contact["contactid"]
