@@ -58,6 +58,22 @@ def _text(bc: str, crm: str, direction: Direction, max_length: int, caption: str
     return FieldMapping(bc, crm, direction, Convert.TEXT, max_length=max_length, caption=caption, **kw)
 
 
+def _owner(bc_field: str) -> FieldMapping:
+    """The Sales owner: the user coupled to the record's salesperson; never cleared (Not Null)."""
+    return FieldMapping(bc_field, "ownerid", TO, Convert.LOOKUP, lookup_mapping="SALESPEOPLE", bc_key="code",
+                        not_null=True, caption="Salesperson Code")
+
+
+def _postal_address() -> tuple[FieldMapping, ...]:
+    """Address 1 of an account or contact <-> the address of a customer or contact."""
+    return (_text("addressLine1", "address1_line1", BI, 100, "Address"),
+            _text("addressLine2", "address1_line2", BI, 50, "Address 2"),
+            _text("postalCode", "address1_postalcode", BI, 20, "Post Code"),
+            _text("city", "address1_city", BI, 30, "City"),
+            _text("country", "address1_country", BI, 10, "Country/Region Code"),
+            _text("state", "address1_stateorprovince", BI, 30, "County"))
+
+
 SALESPEOPLE = TableMapping(
     name="SALESPEOPLE",
     description="Dataverse users become Business Central salespeople (enabled, licensed, not the integration user).",
@@ -120,16 +136,10 @@ CONTACT = TableMapping(
     crm=CRM_CONTACT,
     direction=BI,
     fields=(
-        FieldMapping("salespersonCode", "ownerid", TO, Convert.LOOKUP, lookup_mapping="SALESPEOPLE",
-                     bc_key="code", not_null=True, caption="Salesperson Code"),
+        _owner("salespersonCode"),
         FieldMapping("currencyCode", "transactioncurrencyid", BI, Convert.LOOKUP, lookup_mapping="CURRENCY",
                      bc_key="code", caption="Currency Code"),
-        _text("addressLine1", "address1_line1", BI, 100, "Address"),
-        _text("addressLine2", "address1_line2", BI, 50, "Address 2"),
-        _text("postalCode", "address1_postalcode", BI, 20, "Post Code"),
-        _text("city", "address1_city", BI, 30, "City"),
-        _text("country", "address1_country", BI, 10, "Country/Region Code"),
-        _text("state", "address1_stateorprovince", BI, 30, "County"),
+        *_postal_address(),
         _text("email", "emailaddress1", BI, 80, "E-Mail", use_for_matching=True),
         _text("faxNo", "fax", BI, 30, "Fax No."),
         _text("firstName", "firstname", BI, 30, "First Name"),
@@ -157,8 +167,7 @@ OPPORTUNITY = TableMapping(
         _text("description", "name", BI, 100, "Description"),
         FieldMapping("contactNumber", "parentcontactid", BI, Convert.LOOKUP, lookup_mapping="CONTACT",
                      bc_key="number", caption="Contact No."),
-        FieldMapping("salespersonCode", "ownerid", TO, Convert.LOOKUP, lookup_mapping="SALESPEOPLE",
-                     bc_key="code", not_null=True, caption="Salesperson Code"),
+        _owner("salespersonCode"),
         FieldMapping("estimatedValue", "estimatedvalue", TO, Convert.NUMBER, caption="Estimated Value (LCY)"),
         _text("estimatedClosingDate", "estimatedclosedate", TO, 10, "Estimated Closing Date"),
     ),
@@ -185,8 +194,7 @@ POSTED_SALES_INVOICE = TableMapping(
         _text("number", "invoicenumber", TO, 20, "No.", use_for_matching=True),
         FieldMapping("customerId", "customerid", TO, Convert.LOOKUP, lookup_mapping="CUSTOMER",
                      caption="Sell-to Customer No."),
-        FieldMapping("salesperson", "ownerid", TO, Convert.LOOKUP, lookup_mapping="SALESPEOPLE", bc_key="code",
-                     not_null=True, caption="Salesperson Code"),
+        _owner("salesperson"),
         FieldMapping("currencyId", "transactioncurrencyid", TO, Convert.LOOKUP, lookup_mapping="CURRENCY",
                      caption="Currency Code"),
         _text("dueDate", "duedate", TO, 10, "Due Date"),
@@ -311,16 +319,10 @@ CUSTOMER = TableMapping(
     crm=CRM_ACCOUNT,
     direction=BI,
     fields=(
-        FieldMapping("salespersonCode", "ownerid", TO, Convert.LOOKUP, lookup_mapping="SALESPEOPLE",
-                     bc_key="code", not_null=True, caption="Salesperson Code"),
+        _owner("salespersonCode"),
         _text("displayName", "name", BI, 100, "Name", use_for_matching=True),
         _text("contact", "address1_primarycontactname", BI, 100, "Contact"),
-        _text("addressLine1", "address1_line1", BI, 100, "Address"),
-        _text("addressLine2", "address1_line2", BI, 50, "Address 2"),
-        _text("postalCode", "address1_postalcode", BI, 20, "Post Code"),
-        _text("city", "address1_city", BI, 30, "City"),
-        _text("country", "address1_country", BI, 10, "Country/Region Code"),
-        _text("state", "address1_stateorprovince", BI, 30, "County"),
+        *_postal_address(),
         _text("email", "emailaddress1", BI, 80, "E-Mail"),
         _text("website", "websiteurl", BI, 80, "Home Page"),
         _text("phoneNumber", "telephone1", BI, 30, "Phone No."),
