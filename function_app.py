@@ -9,6 +9,7 @@ import logging
 import azure.functions as func
 
 from shared.wiring import Services, build_services
+from sync import failures
 from sync.errors import ConfigurationError
 from sync.runs import RunKind
 
@@ -111,3 +112,24 @@ def reset_mapping(req: func.HttpRequest) -> func.HttpResponse:
         return _json(services().reset_mapping(req.route_params.get("name", "")))
     except ConfigurationError as exc:
         return _problem(404, exc.message)
+
+
+@app.route(route="errors", methods=["GET"])
+def list_errors(req: func.HttpRequest) -> func.HttpResponse:
+    skipped = {"true": True, "false": False}.get((req.params.get("skipped") or "").lower())
+    found = services().failures(req.params.get("mapping"), req.params.get("direction"), skipped)
+    return _json({"errors": [failures.to_dict(f) for f in found]})
+
+
+@app.route(route="errors/retry", methods=["POST"])
+def retry_errors(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        body = req.get_json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not (body.get("source_id") or body.get("all") or body.get("skipped")):
+        return _problem(400, 'Say which records: {"source_id": ...}, {"all": true} or {"skipped": true}, '
+                             'optionally with "mapping" and "direction".')
+    done = services().retry_failures(mapping=body.get("mapping"), direction=body.get("direction"),
+                                     source_id=body.get("source_id"), skipped=True if body.get("skipped") else None)
+    return _json({"retried": [failures.to_dict(f) for f in done]})

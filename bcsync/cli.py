@@ -4,6 +4,8 @@
     bcsync sync [--wait] [--json]                            start a scheduled (incremental) run now
     bcsync status [RUN_ID] [--json]                          a run and its jobs (default: the latest)
     bcsync mappings [show NAME | set NAME ... | reset NAME]  list and change the table mappings
+    bcsync errors [--mapping M] [--skipped] [--json]         the records that failed, with their messages
+    bcsync retry (ID | --all | --skipped) [--mapping M]      have the next run try failed records again
     bcsync worker [--until-idle]                             process the job queue, as the Functions host does
     bcsync settings                                          the settings and their meaning
 
@@ -20,6 +22,7 @@ import time
 
 from shared.settings import Settings, settings_table
 from shared.wiring import Services, build_services
+from sync import failures
 from sync.errors import SyncError
 from sync.runs import RunKind, RunReport, RunStatus
 
@@ -154,6 +157,36 @@ def cmd_mappings(services: Services, args) -> int:
     return 0
 
 
+def format_failures(found: list) -> str:
+    if not found:
+        return "No failed records."
+    lines = []
+    for f in found:
+        state = "skipped" if f.skipped else "will be retried"
+        lines.append(f"{f.mapping} {f.direction.value} {f.source_id} ({f.count}x, {state}, last {f.last_seen:%Y-%m-%d %H:%M}): "
+                     f"{f.message}")
+    return "\n".join(lines)
+
+
+def cmd_errors(services: Services, args) -> int:
+    found = services.failures(args.mapping, args.direction, True if args.skipped else None)
+    print(json.dumps([failures.to_dict(f) for f in found], indent=2) if args.json else format_failures(found))
+    return 0
+
+
+def cmd_retry(services: Services, args) -> int:
+    if not (args.source_id or args.all or args.skipped):
+        print("Say which records: a source id, --all, or --skipped.", file=sys.stderr)
+        return 2
+    done = services.retry_failures(mapping=args.mapping, direction=args.direction, source_id=args.source_id,
+                                   skipped=True if args.skipped else None)
+    if args.json:
+        print(json.dumps([failures.to_dict(f) for f in done], indent=2))
+    else:
+        print(f"{len(done)} record(s) will be retried at the next run (`bcsync sync --wait` runs one now).")
+    return 0 if done or args.all or args.skipped else 1
+
+
 def cmd_worker(services: Services, args) -> int:
     worker = LocalWorker(services)
     if args.until_idle:
@@ -209,6 +242,20 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--field", action="append", metavar="FIELD=DIRECTION",
                    help="a field's direction; FIELD is its BC field, Dataverse attribute or caption")
     a.add_argument("--json", action="store_true")
+    s = sub.add_parser("errors", help="the records that failed")
+    s.add_argument("--mapping")
+    s.add_argument("--direction", choices=["to-crm", "from-crm"])
+    s.add_argument("--skipped", action="store_true", help="only the skipped ones")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_errors)
+    s = sub.add_parser("retry", help="have the next run try failed records again (restores skipped ones)")
+    s.add_argument("source_id", nargs="?", help="the failed record's id on its source side")
+    s.add_argument("--all", action="store_true", help="every failed record (of --mapping)")
+    s.add_argument("--skipped", action="store_true", help="every skipped record (of --mapping)")
+    s.add_argument("--mapping")
+    s.add_argument("--direction", choices=["to-crm", "from-crm"])
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_retry)
     s = sub.add_parser("worker", help="process the job queue as the Functions host would")
     s.add_argument("--until-idle", action="store_true", help="stop when the queue is empty")
     s.set_defaults(func=cmd_worker)

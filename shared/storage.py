@@ -148,14 +148,14 @@ class CouplingTable:
             "PartitionKey": _key(c.mapping), "RowKey": _key(f"{side.value}:{c.id_on(side)}"),
             "mapping": c.mapping, "bc_id": c.bc_id, "crm_id": c.crm_id, "bc_etag": c.bc_etag, "crm_etag": c.crm_etag,
             "bc_values": json.dumps(c.bc_values, default=str), "crm_values": json.dumps(c.crm_values, default=str),
-            "skipped": c.skipped, "synced_at": _iso(c.synced_at), "job_id": c.job_id,
+            "synced_at": _iso(c.synced_at), "job_id": c.job_id,
         }
 
     @staticmethod
     def _coupling(e: dict) -> Coupling:
         return Coupling(e["mapping"], e["bc_id"], e["crm_id"], e.get("bc_etag"), e.get("crm_etag"),
                         json.loads(e.get("bc_values") or "{}"), json.loads(e.get("crm_values") or "{}"),
-                        bool(e.get("skipped")), _dt(e.get("synced_at")), e.get("job_id") or "")
+                        _dt(e.get("synced_at")), e.get("job_id") or "")
 
     def get_many(self, mapping: str, side: Side, ids: Sequence[str]) -> dict[str, Coupling]:
         if not ids:
@@ -202,7 +202,7 @@ class ErrorTable:
             "mapping": f.mapping, "direction": f.direction.value, "source_id": f.source_id, "record": f.record,
             "message": f.message[:30000], "field": f.field, "code": f.code, "target_id": f.target_id,
             "transient": f.transient, "count": f.count, "first_seen": _iso(f.first_seen),
-            "last_seen": _iso(f.last_seen), "job_id": f.job_id, "skipped": f.skipped,
+            "last_seen": _iso(f.last_seen), "job_id": f.job_id, "skipped": f.skipped, "source_etag": f.source_etag,
         }
 
     @staticmethod
@@ -211,7 +211,8 @@ class ErrorTable:
             mapping=e["mapping"], direction=Direction(e["direction"]), source_id=e["source_id"], record=e["record"],
             message=e["message"], field=e.get("field") or "", code=e.get("code") or "", target_id=e.get("target_id") or "",
             transient=bool(e.get("transient")), count=int(e.get("count") or 1), first_seen=_dt(e.get("first_seen")),
-            last_seen=_dt(e.get("last_seen")), job_id=e.get("job_id") or "", skipped=bool(e.get("skipped")))
+            last_seen=_dt(e.get("last_seen")), job_id=e.get("job_id") or "", skipped=bool(e.get("skipped")),
+            source_etag=e.get("source_etag"))
 
     def list(self, mapping: str, direction: Direction) -> list[RecordFailure]:
         lo, hi = f"{direction.value}:", f"{direction.value};"

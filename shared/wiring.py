@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from sync.engine import SyncEngine
-from sync import config
+from sync import config, failures
 from sync.errors import ConfigurationError, SyncError
 from sync.mappings import Catalog, builtin_mappings
-from sync.model import Side
+from sync.model import Direction, Side
+from sync.ports import RecordFailure
 from sync.ports import Clock, SystemClock
 from sync.runs import JobMessage, Run, RunCoordinator, RunKind, RunReport
 
@@ -162,6 +163,22 @@ class Services:
         except SyncError as exc:
             name = "Business Central" if side is Side.BC else "Dataverse"
             raise ConfigurationError(f"The {name} filter of {mapping.name} ({where!r}) was refused: {exc.message}") from None
+
+    # -- failed records -----------------------------------------------------------------------------
+
+    def failures(self, mapping: str | None = None, direction: str | None = None,
+                 skipped: bool | None = None) -> list[RecordFailure]:
+        found = failures.select(self.errors.list_all(), mapping=mapping,
+                                direction=Direction(direction) if direction else None, skipped=skipped)
+        return sorted(found, key=lambda f: (f.mapping, f.direction.value, f.record))
+
+    def retry_failures(self, *, mapping: str | None = None, direction: str | None = None,
+                       source_id: str | None = None, skipped: bool | None = None) -> list[RecordFailure]:
+        """Have the next run try these failed records again; skipped ones are restored."""
+        chosen = failures.select(self.errors.list_all(), mapping=mapping,
+                                 direction=Direction(direction) if direction else None,
+                                 source_id=source_id, skipped=skipped)
+        return failures.retry(self.errors, chosen)
 
     def handle_message(self, text: str) -> None:
         """What the queue trigger and the local worker do with one message."""

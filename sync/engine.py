@@ -384,15 +384,16 @@ class _Job:
         page.write()
 
     def _triage(self, row: Record, coupling: Coupling | None, forced: bool) -> str:
-        if coupling is not None and coupling.skipped:
-            return "skipped"
+        failure = self.failures.get(row.id)
+        if failure is not None and failure.skipped and failure.source_etag == row.etag:
+            return "skipped"  # failed twice the same way and not changed since: left until restored
         if (self.integration_user and not forced and row.modified_by == self.integration_user
                 and (coupling is None or coupling.crm_etag != row.etag)):
             # Changes made in Sales by the connection user are not synchronised (the seed's rule);
             # our own writes are recognised by their version instead and are simply unchanged.
             return "ignored"
         if coupling is None:
-            if self.mapping.sync_only_coupled and not self.full and not forced:
+            if self.mapping.sync_only_coupled and not self.full and not forced and failure is None:
                 return "ignored"  # BC: uncoupled rows are not counted under Synch. Only Coupled Records
             return "work"
         if not forced and coupling.etag_on(self.src_side) == row.etag and coupling.values_on(self.src_side):
@@ -749,13 +750,19 @@ class _Page:
         for row, coupling, error in self.failed:
             job.counts.failed += 1
             previous = job.failures.get(row.id)
+            message = error.message if error.message.startswith(record_label(job.src_table, row)) else \
+                f"{record_label(job.src_table, row)}: {error.message}"
+            # the same error twice in a row: the record is skipped, as Business Central does, until
+            # its source changes or a user restores it
+            skipped = previous is not None and (previous.skipped or previous.message == message)
             entry = RecordFailure(
                 mapping=job.mapping.name, direction=job.direction, source_id=row.id,
-                record=record_label(job.src_table, row), message=error.message,
+                record=record_label(job.src_table, row), message=message,
                 field=getattr(error, "field", ""), code=error.code or type(error).__name__,
                 target_id=coupling.id_on(job.dst_side) if coupling else "", transient=error.transient,
                 count=(previous.count + 1) if previous else 1,
-                first_seen=previous.first_seen if previous else now, last_seen=now, job_id=job.job_id)
+                first_seen=previous.first_seen if previous else now, last_seen=now, job_id=job.job_id,
+                skipped=skipped, source_etag=row.etag)
             job.failures[row.id] = entry
             entries.append(entry)
         job.e.errors.save_many(entries)

@@ -103,7 +103,6 @@ class Coupling:
     crm_etag: str | None = None
     bc_values: dict[str, Any] = field(default_factory=dict)
     crm_values: dict[str, Any] = field(default_factory=dict)
-    skipped: bool = False
     synced_at: dt.datetime | None = None
     job_id: str = ""
 
@@ -145,7 +144,12 @@ class RecordFailure:
     first_seen: dt.datetime | None = None
     last_seen: dt.datetime | None = None
     job_id: str = ""
-    skipped: bool = False
+    skipped: bool = False            # failed twice the same way: not retried until its source changes
+    source_etag: str | None = None   # the version of the source row that failed
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.mapping, self.direction.value, self.source_id
 
 
 class ErrorStore(Protocol):
@@ -156,6 +160,9 @@ class ErrorStore(Protocol):
         ...
 
     def clear_many(self, mapping: str, direction: Direction, source_ids: Sequence[str]) -> None:
+        ...
+
+    def list_all(self) -> list[RecordFailure]:
         ...
 
 

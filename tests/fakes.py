@@ -187,6 +187,9 @@ class FakeErrors:
         for sid in source_ids:
             self.entries.pop((mapping, direction, sid), None)
 
+    def list_all(self):
+        return list(self.entries.values())
+
 
 class FakeState:
     def __init__(self, clock: FakeClock):

@@ -291,10 +291,27 @@ def test_record_rejected_by_the_destination_is_logged_and_retried_next_run():
     assert failure.record == "Customer C00010" and failure.count == 1
     out = w.run("CUSTOMER", TO)   # still failing: retried although unchanged, count goes up
     assert out.counts.failed == 1 and w.errors.list("CUSTOMER", TO)[0].count == 2
+    assert w.errors.list("CUSTOMER", TO)[0].skipped          # the same error twice: skipped from now on
     del w.crm.reject["Bad Name Ltd"]
+    out = w.run("CUSTOMER", TO)
+    assert out.counts.failed == out.counts.inserted == 0     # skipped records are not retried by themselves
+    from sync import failures
+    failures.retry(w.errors, w.errors.list("CUSTOMER", TO))  # a user restores it
     out = w.run("CUSTOMER", TO)
     assert out.counts.inserted == 1 and w.errors.list("CUSTOMER", TO) == []
     assert cid in w.couplings.all("CUSTOMER")
+
+
+def test_a_skipped_record_is_tried_again_when_its_source_changes():
+    w = World()
+    cid = w.customer("C00010", "Bad Name Ltd")
+    w.crm.reject["Bad Name Ltd"] = "The length of the 'name' attribute exceeded the maximum"
+    w.run("CUSTOMER", TO, full=True)
+    w.run("CUSTOMER", TO)
+    assert w.errors.list("CUSTOMER", TO)[0].skipped
+    w.bc.edit(BC_CUSTOMER, cid, displayName="Good Name Ltd")      # fixed at the source
+    out = w.run("CUSTOMER", TO)
+    assert out.counts.inserted == 1 and w.errors.list("CUSTOMER", TO) == []
 
 
 def test_plan_row_three_way_merge():

@@ -1,0 +1,39 @@
+"""Working with failed records: list them, retry one or all, restore the skipped ones.
+
+A failed record is retried at the start of every run. When it fails twice in a row with the same
+error it is skipped, as Business Central does, so that a permanent problem does not cost a request
+every run: it stays skipped until its source row changes (then it is tried again by itself) or a
+user asks for a retry (which restores it). A record that succeeds loses its error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+from .model import Direction
+from .ports import ErrorStore, RecordFailure
+
+
+def select(failures: Iterable[RecordFailure], *, mapping: str | None = None, direction: Direction | None = None,
+           source_id: str | None = None, skipped: bool | None = None) -> list[RecordFailure]:
+    return [f for f in failures
+            if (mapping is None or f.mapping == mapping) and (direction is None or f.direction is direction)
+            and (source_id is None or f.source_id.lower() == source_id.lower())
+            and (skipped is None or f.skipped is skipped)]
+
+
+def retry(errors: ErrorStore, failures: Iterable[RecordFailure]) -> list[RecordFailure]:
+    """Make the next run try these records again (restoring the skipped ones)."""
+    restored = [dataclasses.replace(f, skipped=False) for f in failures]
+    if restored:
+        errors.save_many(restored)
+    return restored
+
+
+def to_dict(f: RecordFailure) -> dict:
+    return {"mapping": f.mapping, "direction": f.direction.value, "source_id": f.source_id, "target_id": f.target_id,
+            "record": f.record, "field": f.field, "code": f.code, "message": f.message, "count": f.count,
+            "skipped": f.skipped, "transient": f.transient, "job": f.job_id,
+            "first_seen": f.first_seen.isoformat() if f.first_seen else None,
+            "last_seen": f.last_seen.isoformat() if f.last_seen else None}
