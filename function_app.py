@@ -9,7 +9,8 @@ import logging
 import azure.functions as func
 
 from shared.wiring import Services, build_services
-from sync import failures
+from sync import coupling, failures
+from sync.model import Side
 from sync.errors import ConfigurationError
 from sync.runs import RunKind
 
@@ -133,3 +134,29 @@ def retry_errors(req: func.HttpRequest) -> func.HttpResponse:
     done = services().retry_failures(mapping=body.get("mapping"), direction=body.get("direction"),
                                      source_id=body.get("source_id"), skipped=True if body.get("skipped") else None)
     return _json({"retried": [failures.to_dict(f) for f in done]})
+
+
+@app.route(route="couplings/{mapping}", methods=["GET", "POST", "DELETE"])
+def couplings(req: func.HttpRequest) -> func.HttpResponse:
+    mapping = req.route_params.get("mapping", "")
+    try:
+        if req.method == "GET":
+            found = services().list_couplings(mapping, req.params.get("search"), int(req.params.get("limit", "100")))
+            return _json({"couplings": [coupling.to_dict(c) for c in found]})
+        if req.method == "POST":
+            try:
+                body = req.get_json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict) or not body.get("bc_id") or not body.get("crm_id"):
+                return _problem(400, 'The body must be {"bc_id": ..., "crm_id": ...}.')
+            return _json(coupling.to_dict(services().couple(mapping, body["bc_id"], body["crm_id"])), 201)
+        bc_id, crm_id = req.params.get("bc"), req.params.get("crm")
+        if bool(bc_id) == bool(crm_id):
+            return _problem(400, "Give ?bc=<id> or ?crm=<id>.")
+        side, record_id = (Side.BC, bc_id) if bc_id else (Side.CRM, crm_id)
+        return _json(coupling.to_dict(services().uncouple(mapping, side, record_id)))
+    except ConfigurationError as exc:
+        return _problem(404 if "not coupled" in exc.message or "no table mapping" in exc.message else 400, exc.message)
+    except ValueError:
+        return _problem(400, "limit must be a number.")

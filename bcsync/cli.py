@@ -4,6 +4,9 @@
     bcsync sync [--wait] [--json]                            start a scheduled (incremental) run now
     bcsync status [RUN_ID] [--json]                          a run and its jobs (default: the latest)
     bcsync mappings [show NAME | set NAME ... | reset NAME]  list and change the table mappings
+    bcsync couple MAPPING --bc ID --crm ID                   couple two records; the next run synchronises them
+    bcsync uncouple MAPPING (--bc ID | --crm ID)             remove a coupling
+    bcsync couplings MAPPING [--search TEXT] [--limit N]     list and search the couplings of a mapping
     bcsync errors [--mapping M] [--skipped] [--json]         the records that failed, with their messages
     bcsync retry (ID | --all | --skipped) [--mapping M]      have the next run try failed records again
     bcsync worker [--until-idle]                             process the job queue, as the Functions host does
@@ -22,7 +25,8 @@ import time
 
 from shared.settings import Settings, settings_table
 from shared.wiring import Services, build_services
-from sync import failures
+from sync import coupling, failures
+from sync.model import Side
 from sync.errors import SyncError
 from sync.runs import RunKind, RunReport, RunStatus
 
@@ -187,6 +191,37 @@ def cmd_retry(services: Services, args) -> int:
     return 0 if done or args.all or args.skipped else 1
 
 
+def cmd_couple(services: Services, args) -> int:
+    made = services.couple(args.mapping, args.bc, args.crm)
+    print(json.dumps(coupling.to_dict(made), indent=2) if args.json else
+          f"Coupled {args.bc} (Business Central) with {args.crm} (Sales) in {args.mapping}; the next run synchronises them.")
+    return 0
+
+
+def cmd_uncouple(services: Services, args) -> int:
+    if bool(args.bc) == bool(args.crm):
+        print("Give --bc ID or --crm ID.", file=sys.stderr)
+        return 2
+    side, record_id = (Side.BC, args.bc) if args.bc else (Side.CRM, args.crm)
+    removed = services.uncouple(args.mapping, side, record_id)
+    print(json.dumps(coupling.to_dict(removed), indent=2) if args.json else
+          f"Uncoupled {removed.bc_id} (Business Central) from {removed.crm_id} (Sales) in {args.mapping}.")
+    return 0
+
+
+def cmd_couplings(services: Services, args) -> int:
+    found = services.list_couplings(args.mapping, args.search, args.limit)
+    if args.json:
+        print(json.dumps([coupling.to_dict(c) for c in found], indent=2, default=str))
+    else:
+        for c in found:
+            name = next((str(v) for v in c.bc_values.values() if v), "")
+            print(f"{c.bc_id}  {c.crm_id}  {c.synced_at:%Y-%m-%d %H:%M}  {name[:40]}" if c.synced_at else
+                  f"{c.bc_id}  {c.crm_id}  (not synchronised yet)")
+        print(f"{len(found)} coupling(s)")
+    return 0
+
+
 def cmd_worker(services: Services, args) -> int:
     worker = LocalWorker(services)
     if args.until_idle:
@@ -242,6 +277,24 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--field", action="append", metavar="FIELD=DIRECTION",
                    help="a field's direction; FIELD is its BC field, Dataverse attribute or caption")
     a.add_argument("--json", action="store_true")
+    s = sub.add_parser("couple", help="couple a Business Central record with a Sales row")
+    s.add_argument("mapping")
+    s.add_argument("--bc", required=True, help="the Business Central record's id (SystemId)")
+    s.add_argument("--crm", required=True, help="the Dataverse row's id (or the option value of an option mapping)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_couple)
+    s = sub.add_parser("uncouple", help="remove a coupling")
+    s.add_argument("mapping")
+    s.add_argument("--bc")
+    s.add_argument("--crm")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_uncouple)
+    s = sub.add_parser("couplings", help="list and search the couplings of a mapping")
+    s.add_argument("mapping")
+    s.add_argument("--search", help="text found in an id or a synchronised value")
+    s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_couplings)
     s = sub.add_parser("errors", help="the records that failed")
     s.add_argument("--mapping")
     s.add_argument("--direction", choices=["to-crm", "from-crm"])

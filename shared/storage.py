@@ -179,13 +179,16 @@ class CouplingTable:
                     except ResourceNotFoundError:
                         pass
 
-    def list(self, mapping: str, limit: int | None = None) -> list[Coupling]:
+    def list(self, mapping: str, limit: int | None = None, where=None) -> list[Coupling]:
+        """The couplings of a mapping (that satisfy `where`), streamed from the partition, at most `limit`."""
         with storage_errors():
             entities = self.table.query_entities(
                 "PartitionKey eq @pk and RowKey ge 'bc:' and RowKey lt 'bc;'", parameters={"pk": _key(mapping)})
             result = []
             for e in entities:
-                result.append(self._coupling(e))
+                coupling = self._coupling(e)
+                if where is None or where(coupling):
+                    result.append(coupling)
                 if limit and len(result) >= limit:
                     break
             return result

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from sync.engine import SyncEngine
-from sync import config, failures
+from sync import config, coupling, failures
 from sync.errors import ConfigurationError, SyncError
 from sync.mappings import Catalog, builtin_mappings
 from sync.model import Direction, Side
-from sync.ports import RecordFailure
+from sync.ports import Coupling, RecordFailure
 from sync.ports import Clock, SystemClock
 from sync.runs import JobMessage, Run, RunCoordinator, RunKind, RunReport
 
@@ -163,6 +163,20 @@ class Services:
         except SyncError as exc:
             name = "Business Central" if side is Side.BC else "Dataverse"
             raise ConfigurationError(f"The {name} filter of {mapping.name} ({where!r}) was refused: {exc.message}") from None
+
+    # -- couplings -----------------------------------------------------------------------------------
+
+    def couple(self, mapping: str, bc_id: str, crm_id: str) -> Coupling:
+        return coupling.couple(self.catalogs.current(), mapping, bc_id, crm_id, bc=self.engine.bc,
+                               crm=self.engine.crm, couplings=self.couplings, state=self.state)
+
+    def uncouple(self, mapping: str, side: Side, record_id: str) -> Coupling:
+        return coupling.uncouple(self.catalogs.current(), mapping, side, record_id, couplings=self.couplings,
+                                 errors=self.errors)
+
+    def list_couplings(self, mapping: str, search: str | None = None, limit: int = 100) -> list[Coupling]:
+        self.catalogs.current()[mapping]
+        return self.couplings.list(mapping, limit, (lambda c: coupling.matches(c, search)) if search else None)
 
     # -- failed records -----------------------------------------------------------------------------
 

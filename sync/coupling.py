@@ -1,0 +1,70 @@
+"""Coupling by hand: couple two records, uncouple, list and search the couplings of a mapping."""
+
+from __future__ import annotations
+
+import json
+
+from .errors import ConfigurationError
+from .mappings import Catalog
+from .model import Direction, Side, TableMapping
+from .ports import Coupling, CouplingStore, CrmEndpoint, Endpoint, ErrorStore, StateStore
+
+
+def _exists(mapping: TableMapping, side: Side, endpoint: Endpoint, record_id: str, crm: CrmEndpoint) -> str:
+    """A label for the record, or a ConfigurationError when it does not exist."""
+    if side is Side.CRM and mapping.is_option_mapping:
+        labels = crm.option_labels(mapping.option_set)
+        if not record_id.isdigit() or int(record_id) not in labels:
+            raise ConfigurationError(f"{mapping.option_set.attribute} has no option {record_id}.")
+        return f"option {record_id} {labels[int(record_id)]!r}"
+    table = mapping.table_on(side)
+    key = table.key_field if side is Side.BC else table.primary_name
+    found = endpoint.read_ids(table, [key], [record_id])
+    if not found:
+        what = table.caption if side is Side.BC else f"Dataverse {table.logical_name}"
+        raise ConfigurationError(f"There is no {what} with id {record_id}.")
+    name = found[0].values.get(key)
+    return f"{table.caption} {name}" if side is Side.BC else f"{table.logical_name} '{name}'"
+
+
+def couple(catalog: Catalog, name: str, bc_id: str, crm_id: str, *, bc: Endpoint, crm: CrmEndpoint,
+           couplings: CouplingStore, state: StateStore) -> Coupling:
+    """Couple two existing, uncoupled records; the next run synchronises them (BC to Sales first)."""
+    mapping = catalog[name]
+    labels = {Side.BC: _exists(mapping, Side.BC, bc, bc_id, crm), Side.CRM: _exists(mapping, Side.CRM, crm, crm_id, crm)}
+    for side, record_id in ((Side.BC, bc_id), (Side.CRM, crm_id)):
+        existing = couplings.get_many(name, side, [record_id]).get(record_id)
+        if existing is not None:
+            raise ConfigurationError(f"{labels[side]} is already coupled to {existing.id_on(side.other)}; "
+                                     f"uncouple it first.")
+    coupling = Coupling(name, bc_id, crm_id)
+    couplings.save_many([coupling])
+    first = mapping.direction.job_directions()[0]
+    state.mark_pending(name, first, [coupling.id_on(first.source)])
+    return coupling
+
+
+def uncouple(catalog: Catalog, name: str, side: Side, record_id: str, *, couplings: CouplingStore,
+             errors: ErrorStore) -> Coupling:
+    catalog[name]
+    coupling = couplings.get_many(name, side, [record_id]).get(record_id)
+    if coupling is None:
+        raise ConfigurationError(f"{record_id} is not coupled in table mapping {name}.")
+    couplings.delete_many([coupling])
+    for direction in (Direction.TO_CRM, Direction.FROM_CRM):
+        errors.clear_many(name, direction, [coupling.id_on(direction.source)])
+    return coupling
+
+
+def matches(coupling: Coupling, search: str) -> bool:
+    """A coupling matches a search text found in either id or in the values last synchronised."""
+    text = search.casefold()
+    haystack = " ".join([coupling.bc_id, coupling.crm_id, json.dumps(coupling.bc_values, default=str),
+                         json.dumps(coupling.crm_values, default=str)]).casefold()
+    return text in haystack
+
+
+def to_dict(coupling: Coupling) -> dict:
+    return {"mapping": coupling.mapping, "bc_id": coupling.bc_id, "crm_id": coupling.crm_id,
+            "synced_at": coupling.synced_at.isoformat() if coupling.synced_at else None, "job": coupling.job_id,
+            "bc_values": coupling.bc_values, "crm_values": coupling.crm_values}
