@@ -11,7 +11,7 @@ import azure.functions as func
 from shared.wiring import Services, build_services
 from sync import coupling, failures
 from sync.model import Side
-from sync.errors import ConfigurationError
+from sync.errors import ConfigurationError, SyncError
 from sync.runs import RunKind
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -60,6 +60,8 @@ def start_full_sync(req: func.HttpRequest) -> func.HttpResponse:
         run = services().start_run(RunKind.FULL, trigger="http", mappings=mappings)
     except ConfigurationError as exc:
         return _problem(400, exc.message)
+    except SyncError as exc:  # the review could not read a service
+        return _problem(503 if exc.transient else 502, exc.message)
     status_url = req.url.split("/api/", 1)[0] + f"/api/runs/{run.run_id}"
     return _json({"run": run.run_id, "status": run.status.value, "status_url": status_url}, 202,
                  headers={"Location": status_url})

@@ -34,7 +34,7 @@ from azure.core.exceptions import (
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient, UpdateMode
 
-from sync.engine import Counts
+from sync.engine import Counts, JobMode
 from sync.errors import ConcurrencyError, ServiceUnavailableError
 from sync.config import MappingOverride
 from sync.model import Direction, Side
@@ -338,7 +338,8 @@ class RunTable:
         return {
             "PartitionKey": job.run_id, "RowKey": f"job:{_key(job.job_id)}", "job_id": job.job_id,
             "mapping": job.mapping, "direction": job.direction.value, "depends_on": json.dumps(list(job.depends_on)),
-            "seq": job.seq, "status": job.status.value, "counts": json.dumps(job.counts.as_dict()),
+            "seq": job.seq, "mode": job.mode.value, "recommendation": job.recommendation,
+            "status": job.status.value, "counts": json.dumps(job.counts.as_dict()),
             "notes": json.dumps([n[:500] for n in job.notes[:40]]), "message": job.message[:30000],
             "attempts": job.attempts,
             "queued_at": _iso(job.queued_at), "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
@@ -350,6 +351,7 @@ class RunTable:
         return Job(
             run_id=e["PartitionKey"], job_id=e["job_id"], mapping=e["mapping"], direction=Direction(e["direction"]),
             depends_on=tuple(json.loads(e.get("depends_on") or "[]")), seq=int(e.get("seq") or 0),
+            mode=JobMode(e.get("mode") or "incremental"), recommendation=e.get("recommendation") or "",
             status=JobStatus(e["status"]), counts=Counts.from_dict(json.loads(e.get("counts") or "{}")),
             notes=json.loads(e.get("notes") or "[]"), message=e.get("message") or "", attempts=int(e.get("attempts") or 0),
             queued_at=_dt(e.get("queued_at")), started_at=_dt(e.get("started_at")),

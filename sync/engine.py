@@ -22,6 +22,7 @@ import datetime as dt
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Callable
 
 from .errors import AlreadyExistsError, ConcurrencyError, ConflictError, RecordError, SyncError
@@ -39,6 +40,7 @@ from .model import (
     UpdateConflictResolution,
     WhenUncoupled,
 )
+from .review import Recommendation, recommend
 from .rules import IGNORE, MappingRules, SkipRow, Written
 from .ports import (
     Clock,
@@ -210,6 +212,12 @@ def plan_row(mapping: TableMapping, direction: Direction, src: Record, dst: Reco
     return RowPlan(action, writes, src_snapshot=new_src, dst_snapshot=new_dst, dst_has_unsynced_changes=dst_pending)
 
 
+class JobMode(str, Enum):
+    INCREMENTAL = "incremental"  # rows changed since the watermark (scheduled runs)
+    FULL = "full"                # every row, creating counterparts of uncoupled ones (full synchronisation)
+    COUPLE = "couple"            # match-based coupling of the uncoupled rows only
+
+
 class SyncEngine:
     def __init__(self, catalogs: CatalogSource, bc: Endpoint, crm: CrmEndpoint, couplings: CouplingStore,
                  errors: ErrorStore, state: StateStore, clock: Clock, *, page_size: int = 500,
@@ -227,14 +235,17 @@ class SyncEngine:
     def endpoint(self, side: Side) -> Endpoint:
         return self.bc if side is Side.BC else self.crm
 
-    def run(self, mapping_name: str, direction: Direction, *, job_id: str, full: bool = False,
+    def recommend(self, mapping_name: str) -> "Recommendation":
+        return recommend(self.catalogs.current()[mapping_name], self.bc, self.crm)
+
+    def run(self, mapping_name: str, direction: Direction, *, job_id: str, mode: JobMode = JobMode.INCREMENTAL,
             resume_from: dt.datetime | None = None, on_progress: Callable[[Progress], None] | None = None,
             counts: Counts | None = None, deadline: dt.datetime | None = None) -> JobOutcome:
         catalog = self.catalogs.current()  # overrides saved since the last job apply from now on
         mapping = catalog[mapping_name]
         if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
-        job = _Job(self, catalog, mapping, direction, job_id, full, counts or Counts(), on_progress)
+        job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
         if mapping.is_option_mapping:
             return job.run_option_mapping()
         return job.run(resume_from, deadline)
@@ -244,13 +255,14 @@ class _Job:
     """The state of one running job; one instance per run of SyncEngine.run."""
 
     def __init__(self, engine: SyncEngine, catalog: Catalog, mapping: TableMapping, direction: Direction,
-                 job_id: str, full: bool, counts: Counts, on_progress):
+                 job_id: str, mode: JobMode, counts: Counts, on_progress):
         self.e = engine
         self.catalog = catalog
         self.mapping = mapping
         self.direction = direction
         self.job_id = job_id
-        self.full = full
+        self.mode = mode
+        self.full = mode is not JobMode.INCREMENTAL  # every row is read, uncoupled ones are worked on
         self.counts = counts
         self.on_progress = on_progress or (lambda progress: None)
         self.src_side, self.dst_side = direction.source, direction.target
@@ -372,7 +384,16 @@ class _Job:
             if coupling is None and row.id in matches:
                 coupling, dst_row = matches[row.id]
                 page.new_couplings.add(row.id)
+                if self.mode is JobMode.COUPLE and not self.mapping.sync_after_coupling:
+                    page.couple(coupling)
+                    continue
             elif coupling is None:
+                if self.mode is JobMode.COUPLE and not self.mapping.create_new_if_no_match:
+                    page.fail(row, None, RecordError(
+                        f"{record_label(self.src_table, row)}: no uncoupled {self._dst_name()} matches it, so it "
+                        f"was not coupled; couple it by hand, or let match-based coupling create new rows.",
+                        code="NoMatch"))
+                    continue
                 dst_row = None
             else:
                 dst_row = dst_rows.get(coupling.id_on(self.dst_side))
@@ -396,6 +417,8 @@ class _Job:
             if self.mapping.sync_only_coupled and not self.full and not forced and failure is None:
                 return "ignored"  # BC: uncoupled rows are not counted under Synch. Only Coupled Records
             return "work"
+        if self.mode is JobMode.COUPLE:
+            return "ignored"      # match-based coupling leaves coupled rows alone
         if not forced and coupling.etag_on(self.src_side) == row.etag and coupling.values_on(self.src_side):
             return "unchanged"
         return "work"
@@ -407,39 +430,49 @@ class _Job:
         return {r.id: r for r in self.dst.read_ids(self.dst_table, self.dst_fields, ids)}
 
     def _match_uncoupled(self, rows: list[Record]) -> tuple[dict[str, tuple[Coupling, Record]], dict[str, RecordError]]:
-        """Match-before-create: an uncoupled row with exactly one uncoupled match (within the other
-        side's filter) is coupled to it; one with several matches fails rather than adding another."""
-        criteria = [fm for fm in self.mapping.match_fields() if fm.field_on(self.src_side) and fm.field_on(self.dst_side)]
-        if not rows or not criteria:
-            return {}, {}
-        first = criteria[0]
-        wanted = {}
-        for row in rows:
-            value = self._criterion(first, row)
-            if value is not None:
-                wanted[row.id] = value
-        if not wanted:
-            return {}, {}
-        candidates = self.dst.read_matching(self.dst_table, self.dst_fields, first.field_on(self.dst_side),
-                                            sorted(set(wanted.values()), key=str),
-                                            where=self.mapping.filter_on(self.dst_side))
-        taken = self.e.couplings.get_many(self.mapping.name, self.dst_side, [c.id for c in candidates])
-        free = [c for c in candidates if c.id not in taken]
-        result, ambiguous = {}, {}
+        """Match-based coupling (spec §5), also run before any insert: for each uncoupled row, the
+        criteria groups are tried by priority; a group whose criteria (AND-ed, blank ones left out)
+        find exactly one uncoupled row within the other side's filter couples it; none -> the next
+        group; several -> the row fails rather than adding another."""
+        result: dict[str, tuple[Coupling, Record]] = {}
+        ambiguous: dict[str, RecordError] = {}
         claimed: set[str] = set()
-        for row in rows:
-            if row.id not in wanted:
-                continue
-            hits = [c for c in free if all(self._criterion_matches(fm, row, c) for fm in criteria)]
-            if len(hits) == 1 and hits[0].id not in claimed:
-                claimed.add(hits[0].id)
-                bc_id, crm_id = (row.id, hits[0].id) if self.src_side is Side.BC else (hits[0].id, row.id)
-                result[row.id] = (Coupling(self.mapping.name, bc_id, crm_id), hits[0])
-            elif len(hits) > 1:
-                ambiguous[row.id] = RecordError(
-                    f"{record_label(self.src_table, row)}: {len(hits)} uncoupled {self._dst_name()} rows match it "
-                    f"({', '.join(record_label(self.dst_table, h) for h in hits[:5])}); couple it by hand "
-                    f"instead of creating another one.", field=first.label, code="SeveralMatches")
+        remaining = list(rows)
+        for group in self.mapping.match_groups(self.src_side):
+            if not remaining:
+                break
+            values = {row.id: [self._criterion(fm, row) for fm in group] for row in remaining}
+            lead = {}  # per row, the first criterion with a value: it selects the candidates
+            for row in remaining:
+                first = next((i for i, v in enumerate(values[row.id]) if v is not None), None)
+                if first is not None:
+                    lead.setdefault(first, []).append(row)
+            candidates: dict[str, Record] = {}
+            for index, lead_rows in lead.items():
+                fm = group[index]
+                for c in self.dst.read_matching(self.dst_table, self.dst_fields, fm.field_on(self.dst_side),
+                                                sorted({values[r.id][index] for r in lead_rows}, key=str),
+                                                where=self.mapping.filter_on(self.dst_side)):
+                    candidates[c.id] = c
+            taken = self.e.couplings.get_many(self.mapping.name, self.dst_side, list(candidates))
+            free = [c for c in candidates.values() if c.id not in taken and c.id not in claimed]
+            unmatched = []
+            for row in remaining:
+                criteria = [(fm, v) for fm, v in zip(group, values[row.id]) if v is not None]
+                hits = [c for c in free if criteria and all(self._same(fm, v, c) for fm, v in criteria)]
+                if len(hits) == 1:
+                    claimed.add(hits[0].id)
+                    free.remove(hits[0])
+                    bc_id, crm_id = (row.id, hits[0].id) if self.src_side is Side.BC else (hits[0].id, row.id)
+                    result[row.id] = (Coupling(self.mapping.name, bc_id, crm_id), hits[0])
+                elif len(hits) > 1:
+                    ambiguous[row.id] = RecordError(
+                        f"{record_label(self.src_table, row)}: {len(hits)} uncoupled {self._dst_name()} rows match it "
+                        f"({', '.join(record_label(self.dst_table, h) for h in hits[:5])}); couple it by hand "
+                        f"instead of creating another one.", field=criteria[0][0].label, code="SeveralMatches")
+                else:
+                    unmatched.append(row)
+            remaining = unmatched
         return result, ambiguous
 
     def _criterion(self, fm: FieldMapping, row: Record) -> Any:
@@ -450,11 +483,11 @@ class _Job:
             return None
         return None if value is KEEP or is_blank(value) else value
 
-    def _criterion_matches(self, fm: FieldMapping, row: Record, candidate: Record) -> bool:
-        value = self._criterion(fm, row)
-        if value is None:
-            return True
-        return str(normalize(value)).casefold() == str(normalize(candidate.values.get(fm.field_on(self.dst_side)))).casefold()
+    def _same(self, fm: FieldMapping, value: Any, candidate: Record) -> bool:
+        mine, theirs = normalize(value), normalize(candidate.values.get(fm.field_on(self.dst_side)))
+        if isinstance(mine, str) and isinstance(theirs, str) and not fm.case_sensitive:
+            return mine.casefold() == theirs.casefold()
+        return same(mine, theirs)
 
     def _dst_name(self) -> str:
         return self.dst_table.caption if isinstance(self.dst_table, BcTable) else self.dst_table.logical_name
@@ -625,6 +658,12 @@ class _Page:
                 job.counts.unchanged += 1
             if row.id in self.new_couplings:
                 job.counts.coupled += 1
+
+    def couple(self, coupling: Coupling) -> None:
+        """Couple without synchronising (match-based coupling without Synch. After Coupling)."""
+        coupling.synced_at, coupling.job_id = self.job.e.clock.now(), self.job.job_id
+        self.saved.append(coupling)
+        self.job.counts.coupled += 1
 
     def fail(self, row: Record, coupling: Coupling | None, error: SyncError) -> None:
         if error.transient and not isinstance(error, ConcurrencyError):

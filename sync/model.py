@@ -176,6 +176,8 @@ class FieldMapping:
     max_length: int | None = None   # of the Business Central field; longer text is cut, as BC does
     caption: str = ""               # the BC field caption for messages, e.g. "Salesperson Code"
     use_for_matching: bool = False  # a criterion of match-based coupling
+    match_priority: int = 0         # criteria groups are tried in ascending priority; one group is AND-ed
+    case_sensitive: bool = False    # text criteria compare case-insensitively unless set
     insert_only: bool = False       # written when the row is created only (BC's configuration templates)
     template: str | None = None     # text written to Sales, e.g. "NAV {}" for a unit group's name
     not_negative: bool = False      # a negative number is written as 0 (prices, inventory in Sales)
@@ -235,6 +237,10 @@ class TableMapping:
     bc_number_series: NumberSeries | None = None
     description: str = ""
     rules: Any = None                     # a sync.rules.MappingRules for what field mappings cannot say
+    # match-based coupling creates the rows it finds no match for (BC's default is off; matching first
+    # is what prevents duplicates, so bcsync turns it on)
+    create_new_if_no_match: bool = True
+    sync_after_coupling: bool = True      # match-based coupling synchronises the pairs it couples
 
     def __post_init__(self):
         if self.option_set is not None and self.direction is Direction.BIDIRECTIONAL:
@@ -256,5 +262,7 @@ class TableMapping:
     def with_overrides(self, **changes) -> "TableMapping":
         return dataclasses.replace(self, **changes)
 
-    def match_fields(self) -> tuple[FieldMapping, ...]:
-        return tuple(f for f in self.fields if f.use_for_matching)
+    def match_groups(self, source: Side) -> list[list[FieldMapping]]:
+        """The match criteria usable from `source`, grouped by priority, highest (lowest number) first."""
+        usable = [f for f in self.fields if f.use_for_matching and f.bc and f.crm]
+        return [[f for f in usable if f.match_priority == p] for p in sorted({f.match_priority for f in usable})]

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterable, Protocol, Sequence
 
-from .engine import Counts, Progress, SyncEngine
+from .engine import Counts, JobMode, Progress, SyncEngine
+from .review import Recommendation
 from .errors import ConcurrencyError, SyncError, TransientError
 from .config import CatalogSource
 from .model import Direction
@@ -28,8 +29,9 @@ log = logging.getLogger("bcsync.runs")
 
 
 class RunKind(str, Enum):
-    FULL = "full"            # every row, creating counterparts of uncoupled rows (BC's full synchronisation)
+    FULL = "full"            # BC's full synchronisation: per mapping as the review recommends
     SCHEDULED = "scheduled"  # rows changed since the watermark, as the timer runs it
+    COUPLE = "couple"        # match-based coupling of the uncoupled rows of the chosen mappings
 
 
 class JobStatus(str, Enum):
@@ -58,6 +60,8 @@ class Job:
     direction: Direction
     depends_on: tuple[str, ...]
     seq: int = 0                    # position in dependency order, for listing
+    mode: JobMode = JobMode.INCREMENTAL
+    recommendation: str = ""        # full runs: what the review recommended for the mapping
     status: JobStatus = JobStatus.PENDING
     counts: Counts = field(default_factory=Counts)
     notes: list[str] = field(default_factory=list)
@@ -73,7 +77,7 @@ class Job:
     def to_dict(self) -> dict:
         return {
             "job": self.job_id, "mapping": self.mapping, "direction": self.direction.value,
-            "status": self.status.value, "depends_on": list(self.depends_on), "counts": self.counts.as_dict(),
+            "mode": self.mode.value, "recommendation": self.recommendation, "status": self.status.value, "depends_on": list(self.depends_on), "counts": self.counts.as_dict(),
             "notes": self.notes, "message": self.message, "attempts": self.attempts,
             "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
             "checkpoint": _iso(self.checkpoint),
@@ -189,10 +193,28 @@ class RunCoordinator:
         run = Run(f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", kind, trigger, created_at=now,
                   mappings=tuple(dict.fromkeys(p.mapping for p in planned)))
         jobs = [Job(run.run_id, p.job_id, p.mapping, p.direction, p.depends_on, seq=i) for i, p in enumerate(planned)]
+        if kind is RunKind.COUPLE:
+            for job in jobs:
+                job.mode = JobMode.COUPLE
+        elif kind is RunKind.FULL:
+            self._review(jobs, now)
         self.runs.create(run, jobs)
         log.info("run %s (%s) started with %d jobs", run.run_id, kind.value, len(jobs))
         self.advance(run.run_id)
         return self.runs.get(run.run_id) or run
+
+    def _review(self, jobs: list[Job], now: dt.datetime) -> None:
+        """Full synchronisation as the review recommends, mapping by mapping (spec §4)."""
+        recommendations: dict[str, Recommendation] = {}
+        for job in jobs:
+            if job.mapping not in recommendations:
+                recommendations[job.mapping] = self.engine.recommend(job.mapping)
+            found = recommendations[job.mapping]
+            job.recommendation = found.value
+            if found is Recommendation.NONE:
+                job.status, job.finished_at, job.message = JobStatus.DONE, now, "no records to synchronize now"
+            else:
+                job.mode = JobMode.COUPLE if found is Recommendation.COUPLE else JobMode.FULL
 
     def active_run(self, kind: RunKind, younger_than: dt.timedelta) -> Run | None:
         """A run of this kind still going, started within the given time (older ones count as dead)."""
@@ -263,7 +285,7 @@ class RunCoordinator:
         started = self.clock.now()
         try:
             outcome = self.engine.run(job.mapping, job.direction, job_id=f"{run.run_id}/{job.job_id}",
-                                      full=run.kind is RunKind.FULL, resume_from=job.checkpoint, counts=job.counts,
+                                      mode=job.mode, resume_from=job.checkpoint, counts=job.counts,
                                       on_progress=progress, deadline=started + self.time_budget)
         except LeaseLost:
             log.warning("job %s lost its lease; another worker continues it", owner)

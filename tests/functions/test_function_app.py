@@ -73,7 +73,7 @@ def test_full_sync_over_http_runs_through_the_queue_trigger(services, stack):
     assert body["status_url"] == f"https://bcsync.example/api/runs/{body['run']}"
     assert response.headers["Location"] == body["status_url"]
 
-    assert deliver_all(services) >= 5
+    assert deliver_all(services) >= 3           # mappings with nothing to synchronise finish at once
     status = user_function("run_status")(http("GET", body["status_url"], route_params={"run_id": body["run"]}))
     report = json.loads(status.get_body())
     assert report["status"] == "done"

@@ -4,7 +4,7 @@
 import pytest
 
 from sync.config import StaticCatalog
-from sync.engine import SyncEngine, plan_row
+from sync.engine import JobMode, SyncEngine, plan_row
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
 from sync.model import Direction, Side, UpdateConflictResolution
 from sync.ports import Coupling, Record
@@ -54,7 +54,8 @@ class World:
     def run(self, mapping, direction, full=False):
         self.jobs += 1
         self.clock.tick(120)  # jobs start after the safety margin of earlier changes
-        return self.engine.run(mapping, direction, job_id=f"job{self.jobs}", full=full)
+        return self.engine.run(mapping, direction, job_id=f"job{self.jobs}",
+                               mode=JobMode.FULL if full else JobMode.INCREMENTAL)
 
     def full_sync(self):
         return {f"{m}:{d.value}": self.run(m, d, full=True)
@@ -427,9 +428,9 @@ def test_a_job_out_of_time_stops_at_a_checkpoint_and_a_continuation_finishes_it(
     for i in range(7):
         w.customer(f"C{i:05d}", f"Customer {i}")
     w.clock.tick(120)
-    out = w.engine.run("CUSTOMER", TO, job_id="j", full=True, deadline=w.clock.now() - dt.timedelta(seconds=1))
+    out = w.engine.run("CUSTOMER", TO, job_id="j", mode=JobMode.FULL, deadline=w.clock.now() - dt.timedelta(seconds=1))
     assert not out.complete and out.counts.inserted == 2   # one page of two rows
-    more = w.engine.run("CUSTOMER", TO, job_id="j", full=True, resume_from=out.checkpoint, counts=out.counts)
+    more = w.engine.run("CUSTOMER", TO, job_id="j", mode=JobMode.FULL, resume_from=out.checkpoint, counts=out.counts)
     assert more.complete and more.counts.inserted == 7 and len(w.crm.rows(CRM_ACCOUNT)) == 7
 
 

@@ -100,12 +100,13 @@ def test_a_job_whose_mapping_is_busy_in_another_run_waits():
 def test_transient_failure_is_retried_later_then_failed_job_blocks_dependants():
     h = Harness()
     h.w.user("Alicia", "alicia@contoso.com")
+    h.w.customer("C00010", "Adatum")
 
     def throttled(*a, **k):
         raise ThrottledError("429 Too Many Requests", retry_after=42)
 
-    h.w.crm.read_changed = throttled
     run = h.coordinator.start_run(RunKind.FULL, trigger="test")
+    h.w.crm.read_changed = throttled
     msg = next(m for m, _ in h.queue.messages if m.job_id == "SALESPEOPLE:from-crm")
 
     def deliver():
