@@ -135,7 +135,7 @@ class BusinessCentralEndpoint:
         return [f for f in fields if f not in extra]
 
     def _select(self, table: BcTable, fields: Sequence[str]) -> list[str]:
-        names = [table.id_field, table.modified_field, *table.page_keys, *self._own(table, fields)]
+        names = [table.id_field, *filter(None, [table.modified_field]), *table.page_keys, *self._own(table, fields)]
         if table.companion and len(self._own(table, fields)) < len(fields):
             names.append(table.companion.key[0])
         return list(dict.fromkeys(names))
@@ -144,7 +144,8 @@ class BusinessCentralEndpoint:
         values = {f: decode_enum(row.get(f)) if f in table.enum_fields else row.get(f) for f in fields}
         if table.is_page:
             self._remember_key(row[table.id_field], page_key(table, row))
-        return Record(row[table.id_field], values, row.get("@odata.etag"), parse_datetime(row.get(table.modified_field)))
+        modified = parse_datetime(row.get(table.modified_field)) if table.modified_field else None
+        return Record(row[table.id_field], values, row.get("@odata.etag"), modified)
 
     def _remember_key(self, row_id: str, key: str) -> None:
         if len(self._keys) > 20_000:
@@ -185,9 +186,12 @@ class BusinessCentralEndpoint:
     def read_changed(self, table: BcTable, fields: Sequence[str], *, since: dt.datetime | None, where: str = "",
                      page_size: int = 500, not_modified_by: str | None = None) -> Iterator[list[Record]]:
         # API v2.0 does not say who changed a row; the engine recognises our own writes by version.
+        if since is not None and not table.modified_field:
+            raise ValueError(f"{table.entity_set} has no modification time to read changes by")
         changed = f"{table.modified_field} ge {odata_datetime(since, millis=True)}" if since else ""
+        order = f"{table.modified_field} asc" if table.modified_field else ""
         for rows in self.client.pages(table, select=self._select(table, fields), filter=both(where, changed),
-                                      orderby=f"{table.modified_field} asc", page_size=page_size):
+                                      orderby=order, page_size=page_size):
             yield self._rows_to_records(table, rows, fields)
 
     def read_ids(self, table: BcTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:

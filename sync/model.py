@@ -104,7 +104,7 @@ class BcTable:
     caption: str                    # "Customer", used in messages
     key_field: str = "number"       # the field users know a record by (No., Code)
     enum_fields: frozenset[str] = frozenset()
-    modified_field: str = "lastModifiedDateTime"
+    modified_field: str | None = "lastModifiedDateTime"  # None: the entity set publishes none (lines, relations)
     id_field: str = "id"
     page_keys: tuple[str, ...] = ()  # a page service's key fields, in the order of its URL key
     companion: Companion | None = None

@@ -22,7 +22,7 @@ BC_CONTACT = BcTable("contacts", "Contact", key_field="number", enum_fields=froz
 BC_OPPORTUNITY = BcTable("opportunities", "Opportunity", key_field="number", enum_fields=frozenset({"status"}))
 BC_SALES_INVOICE = BcTable("salesInvoices", "Posted Sales Invoice", key_field="number", enum_fields=frozenset({"status"}))
 BC_SALES_INVOICE_LINE = BcTable("salesInvoiceLines", "Posted Sales Invoice Line", key_field="sequence",
-                                enum_fields=frozenset({"lineType"}))
+                                enum_fields=frozenset({"lineType"}), modified_field=None)
 BC_ITEM = BcTable("items", "Item", key_field="number", enum_fields=frozenset({"type"}),
                   companion=Companion("ItemCard", ("number", "No"),
                                       {"unitVolume": "Unit_Volume", "grossWeight": "Gross_Weight",

@@ -26,7 +26,7 @@ from . import errors
 from .catalog import Catalog, _api_system_fields, _id, _last_modified
 from .inventory import post_item_ledger
 from .model import EMPTY_GUID, Column, NumberSeries, Table, calc_date, email_check
-from .views import Computed, CurrencyCode, Field, Navigation, RelatedCode, RelatedId, Session, View
+from .views import SystemField, Computed, CurrencyCode, Field, Navigation, RelatedCode, RelatedId, Session, View
 
 ORDERS = "Sales Order Entity Buffer"
 ORDER_LINES = "Sales Line"
@@ -598,7 +598,8 @@ def _line_fields(lines_table: str) -> list[Field]:
             Field("invoiceQuantity", "Qty. to Invoice"),
             Field("shipQuantity", "Qty. to Ship"),
         ]
-    fields.append(_last_modified())
+    # API v2.0 document lines publish no lastModifiedDateTime; a line change shows on the header
+    fields.append(SystemField("lastModifiedDateTime", "SystemModifiedAt", "datetime", exposed=False))
     return fields + _api_system_fields()
 
 

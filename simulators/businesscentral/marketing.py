@@ -323,15 +323,16 @@ def register(cat: Catalog) -> None:
         *_api_system_fields(),
     ], entity_name="contact"))
 
+    # contactInformation (API v2.0) publishes neither an id nor a modification time of its own
     information = cat.add_api(View("contactsInformation", business_relation, [
-        _id(),
+        SystemField("id", "SystemId", "guid", exposed=False),
         Computed("contactId", "guid", _related_contact("SystemId", EMPTY_GUID)),
         Field("contactNumber", "Contact No."),
         Computed("contactName", "text", _related_contact("Name", "")),
         Computed("contactType", "option", _related_contact("Type", "Company"), options=("Company", "Person")),
         Computed("relatedId", "guid", _related_id),
         Field("relatedType", "Link to Table"),
-        _last_modified(),
+        SystemField("lastModifiedDateTime", "SystemModifiedAt", "datetime", exposed=False),
         Field("businessRelationCode", "Business Relation Code", exposed=False),
         Field("relatedNumber", "No.", exposed=False),
         *_api_system_fields(),

@@ -16,7 +16,8 @@ from ..ports import Record
 from ..tables import BC_CONTACT
 from . import IGNORE, MappingRules, RuleContext
 
-BC_CONTACT_RELATIONS = BcTable("contactsInformation", "Contact Business Relation", key_field="contactNumber")
+BC_CONTACT_RELATIONS = BcTable("contactsInformation", "Contact Business Relation", key_field="contactNumber",
+                               id_field="contactId", modified_field=None)
 RELATION_FIELDS = ["contactNumber", "contactType", "relatedId", "relatedType"]
 
 
