@@ -10,8 +10,8 @@ import azure.functions as func
 
 from shared.wiring import Services, build_services
 from sync import coupling, failures
-from sync.model import Side
 from sync.errors import ConfigurationError, SyncError
+from sync.model import Side
 from sync.runs import RunKind
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

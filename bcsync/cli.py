@@ -26,8 +26,8 @@ import time
 from shared.settings import Settings, settings_table
 from shared.wiring import Services, build_services
 from sync import coupling, failures
-from sync.model import Side
 from sync.errors import SyncError
+from sync.model import Side
 from sync.runs import RunKind, RunReport, RunStatus
 
 from .worker import LocalWorker

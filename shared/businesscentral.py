@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from urllib.parse import quote
 from typing import Any, Iterator, Sequence
+from urllib.parse import quote
 
 import requests
 
-from sync.errors import NotFoundError, SyncError
+from sync.errors import ConcurrencyError, NotFoundError, SyncError
 from sync.model import BcTable, Side
 from sync.ports import NewRow, Record, RowChange, WriteResult
 
 from .http import ApiClient, ServiceError, classify
-from .odata import any_of, both, chunked, follow_pages, literal, odata_datetime, parse_datetime, write_each
+from .odata import (
+    PartialWrite,
+    any_of,
+    both,
+    chunked,
+    follow_pages,
+    literal,
+    odata_datetime,
+    parse_datetime,
+    write_each,
+)
 
 API_PATH = "api/v2.0"
 IDS_PER_QUERY = 40
@@ -230,6 +240,8 @@ class BusinessCentralEndpoint:
                 row = self.client.update(table, self._address(table, change.id), self._body(table, own), change.etag)
             else:
                 row = self._reread(table, change.id, fields)
+                if change.etag and row.get("@odata.etag") != change.etag:
+                    raise ConcurrencyError(f"Business Central: {table.caption} {change.id} changed since it was read")
             return self._finish_write(table, row, extra, fields)
 
         return write_each(changes, patch, self.write_concurrency)
@@ -240,11 +252,15 @@ class BusinessCentralEndpoint:
                 {extra_names[k]: v for k, v in values.items() if k in extra_names})
 
     def _finish_write(self, table: BcTable, row: dict, extra: dict, fields: Sequence[str]) -> Record:
-        """After the API write, the companion page's fields; then the row as it now stands."""
+        """After the API write, the companion page's fields; then the row as it now stands. When the
+        page write fails, the API write still stands: the row is reported written, with the error."""
         if extra:
             page = self._companion_table(table)
             key = literal(row[table.companion.key[0]])
-            self.client.update(page, key, self._body(page, extra), "*")
+            try:
+                self.client.update(page, key, self._body(page, extra), "*")
+            except SyncError as exc:
+                raise PartialWrite(self._record(table, row, self._own(table, fields)), exc) from None
             row = self._reread(table, row[table.id_field], fields)
         else:
             row = dict(row)

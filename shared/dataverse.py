@@ -16,7 +16,15 @@ from sync.model import CrmTable, OptionSet, Side
 from sync.ports import NewRow, Record, RowChange, WriteResult
 
 from .http import ApiClient, ServiceError, classify
-from .odata import any_of, both, chunked, follow_pages, odata_datetime, parse_datetime, write_each
+from .odata import (
+    any_of,
+    both,
+    chunked,
+    follow_pages,
+    odata_datetime,
+    parse_datetime,
+    write_each,
+)
 
 API_PATH = "/api/data/v9.2"
 IDS_PER_QUERY = 50  # keeps URLs far below the 32 KB limit
@@ -59,14 +67,22 @@ class DataverseClient:
         headers = {**self.HEADERS, "Prefer": prefer}
         return follow_pages(self.api, f"{API_PATH}/{entity_set}", params, headers)
 
-    def create(self, entity_set: str, body: dict, select: Sequence[str], *, idempotent: bool) -> dict:
-        headers = {**self.HEADERS, "Content-Type": "application/json", "Prefer": "return=representation"}
+    @staticmethod
+    def _prefer_representation(lookup_types: bool) -> str:
+        annotations = ',odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"' if lookup_types else ""
+        return "return=representation" + annotations
+
+    def create(self, entity_set: str, body: dict, select: Sequence[str], *, idempotent: bool,
+               lookup_types: bool = False) -> dict:
+        headers = {**self.HEADERS, "Content-Type": "application/json",
+                   "Prefer": self._prefer_representation(lookup_types)}
         return self.api.request("POST", f"{API_PATH}/{entity_set}", params={"$select": ",".join(select)},
                                 json=body, headers=headers, idempotent=idempotent).json()
 
-    def update(self, entity_set: str, row_id: str, body: dict, select: Sequence[str], etag: str | None) -> dict:
-        headers = {**self.HEADERS, "Content-Type": "application/json", "Prefer": "return=representation",
-                   "If-Match": etag or "*"}
+    def update(self, entity_set: str, row_id: str, body: dict, select: Sequence[str], etag: str | None,
+               lookup_types: bool = False) -> dict:
+        headers = {**self.HEADERS, "Content-Type": "application/json",
+                   "Prefer": self._prefer_representation(lookup_types), "If-Match": etag or "*"}
         return self.api.request("PATCH", f"{API_PATH}/{entity_set}({row_id})", params={"$select": ",".join(select)},
                                 json=body, headers=headers).json()
 
@@ -166,7 +182,8 @@ class DataverseEndpoint:
             if new.id:
                 body[table.primary_id] = new.id
             # a POST that names its own id is safe to repeat: a second one fails as a duplicate key
-            row = self.client.create(table.entity_set, body, self._select(table, fields), idempotent=bool(new.id))
+            row = self.client.create(table.entity_set, body, self._select(table, fields), idempotent=bool(new.id),
+                                     lookup_types=self._typed(table, fields))
             return self._record(table, row, fields)
 
         return write_each(rows, create, self.write_concurrency)
@@ -174,7 +191,7 @@ class DataverseEndpoint:
     def update(self, table: CrmTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         def patch(change: RowChange) -> Record:
             row = self.client.update(table.entity_set, change.id, self._body(table, change.values),
-                                     self._select(table, fields), change.etag)
+                                     self._select(table, fields), change.etag, lookup_types=self._typed(table, fields))
             return self._record(table, row, fields)
 
         return write_each(changes, patch, self.write_concurrency)

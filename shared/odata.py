@@ -77,6 +77,14 @@ def follow_pages(api: ApiClient, path: str, params: dict | None, headers: dict[s
 T = TypeVar("T")
 
 
+class PartialWrite(Exception):
+    """The row was written, but not all of it (a second request failed): keep the row, report the rest."""
+
+    def __init__(self, record: Record, error: SyncError):
+        super().__init__(error.message)
+        self.record, self.error = record, error
+
+
 def write_each(items: Sequence[T], write: Callable[[T], Record], concurrency: int = 1) -> list[WriteResult]:
     """Write rows one request each, up to `concurrency` at a time, answering per row in order.
 
@@ -87,6 +95,8 @@ def write_each(items: Sequence[T], write: Callable[[T], Record], concurrency: in
     def one(item: T) -> WriteResult:
         try:
             return WriteResult(write(item))
+        except PartialWrite as partial:
+            return WriteResult(partial.record, partial.error)
         except SyncError as exc:
             return WriteResult(error=exc)
 

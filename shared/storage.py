@@ -34,9 +34,9 @@ from azure.core.exceptions import (
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient, UpdateMode
 
+from sync.config import MappingOverride
 from sync.engine import Counts, JobMode
 from sync.errors import ConcurrencyError, ServiceUnavailableError
-from sync.config import MappingOverride
 from sync.model import Direction, Side
 from sync.ports import Clock, Coupling, RecordFailure
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus

@@ -7,13 +7,12 @@ import datetime as dt
 from dataclasses import dataclass
 from functools import cached_property
 
-from sync.engine import SyncEngine
 from sync import config, coupling, failures
+from sync.engine import SyncEngine
 from sync.errors import ConfigurationError, SyncError
 from sync.mappings import Catalog, builtin_mappings
 from sync.model import Direction, Side
-from sync.ports import Coupling, RecordFailure
-from sync.ports import Clock, SystemClock
+from sync.ports import Clock, Coupling, RecordFailure, SystemClock
 from sync.runs import JobMessage, Run, RunCoordinator, RunKind, RunReport
 
 from . import businesscentral, dataverse
@@ -21,7 +20,14 @@ from .auth import SignIn
 from .http import ApiClient, VerifyingSession
 from .queue import StorageJobQueue
 from .settings import Settings
-from .storage import CouplingTable, ErrorTable, MappingConfigTable, RunTable, StateTable, TableStorage
+from .storage import (
+    CouplingTable,
+    ErrorTable,
+    MappingConfigTable,
+    RunTable,
+    StateTable,
+    TableStorage,
+)
 
 
 class StoredCatalog:

@@ -14,7 +14,13 @@ from typing import Any, Iterable, Mapping, Protocol
 
 from .errors import ConfigurationError
 from .mappings import Catalog
-from .model import DeletionConflictResolution, Direction, FieldMapping, TableMapping, UpdateConflictResolution
+from .model import (
+    DeletionConflictResolution,
+    Direction,
+    FieldMapping,
+    TableMapping,
+    UpdateConflictResolution,
+)
 
 
 @dataclass

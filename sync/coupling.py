@@ -7,7 +7,14 @@ import json
 from .errors import ConfigurationError
 from .mappings import Catalog
 from .model import Direction, Side, TableMapping
-from .ports import Coupling, CouplingStore, CrmEndpoint, Endpoint, ErrorStore, StateStore
+from .ports import (
+    Coupling,
+    CouplingStore,
+    CrmEndpoint,
+    Endpoint,
+    ErrorStore,
+    StateStore,
+)
 
 
 def _exists(mapping: TableMapping, side: Side, endpoint: Endpoint, record_id: str, crm: CrmEndpoint) -> str:

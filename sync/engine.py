@@ -25,9 +25,15 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from .errors import AlreadyExistsError, ConcurrencyError, ConflictError, RecordError, SyncError
-from .lookups import LookupResolver
 from .config import CatalogSource
+from .errors import (
+    AlreadyExistsError,
+    ConcurrencyError,
+    ConflictError,
+    RecordError,
+    SyncError,
+)
+from .lookups import LookupResolver
 from .mappings import Catalog
 from .model import (
     BcTable,
@@ -40,8 +46,6 @@ from .model import (
     UpdateConflictResolution,
     WhenUncoupled,
 )
-from .review import Recommendation, recommend
-from .rules import IGNORE, MappingRules, SkipRow, Written
 from .ports import (
     Clock,
     Coupling,
@@ -55,6 +59,8 @@ from .ports import (
     RowChange,
     StateStore,
 )
+from .review import Recommendation, recommend
+from .rules import IGNORE, MappingRules, SkipRow, Written
 from .values import blank_for, convert_plain, is_blank, normalize, same
 
 # Ids of Dataverse rows we create are derived from the Business Central record, so an insert that
@@ -301,7 +307,12 @@ class _Job:
     def run(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
         # a continuation (resume_from set) already did the forced rows before its first checkpoint
         retried = self._process_forced() if resume_from is None else set()
-        since = resume_from if resume_from is not None else (None if self.full else self.e.state.watermark(self.mapping.name, self.direction))
+        if resume_from is not None:
+            since = resume_from
+        elif self.full or self.mapping.reread_all:
+            since = None
+        else:
+            since = self.e.state.watermark(self.mapping.name, self.direction)
         resume = since  # where a continuation of this job starts: the newest row processed
         # Our own writes are not changes; where the service records who changed a row, ask it to
         # leave them out (Sales changes made with the connection user's account are ignored too).
@@ -419,7 +430,8 @@ class _Job:
             return "work"
         if self.mode is JobMode.COUPLE:
             return "ignored"      # match-based coupling leaves coupled rows alone
-        if not forced and coupling.etag_on(self.src_side) == row.etag and coupling.values_on(self.src_side):
+        if (not forced and not self.mapping.reread_all and coupling.etag_on(self.src_side) == row.etag
+                and coupling.values_on(self.src_side)):
             return "unchanged"
         return "work"
 
@@ -638,9 +650,7 @@ class _Page:
             job.note(skip.note)
             job.counts.skipped += 1
             return
-        for name, value in extra.items():  # computed values follow their source like one-way fields
-            if dst_row is None or not same(dst_row.values.get(name), value):
-                plan.values[name] = value
+        self._merge_computed(plan, extra, coupling, dst_row)
         if plan.values and plan.action in ("unchanged", "skip"):
             plan.action = "update"
         if plan.action == "fail":
@@ -658,6 +668,28 @@ class _Page:
                 job.counts.unchanged += 1
             if row.id in self.new_couplings:
                 job.counts.coupled += 1
+
+    def _merge_computed(self, plan: RowPlan, extra: dict[str, Any], coupling: Coupling | None,
+                        dst_row: Record | None) -> None:
+        """Computed values (a state, a parent, a unit) are merged like bidirectional fields, against the
+        snapshot under "~<name>": a destination changed since we last wrote the value, while the
+        computed value did not change, is left alone for its own pass to carry back."""
+        job = self.job
+        src_snap = coupling.values_on(job.src_side) if coupling else {}
+        dst_snap = coupling.values_on(job.dst_side) if coupling else {}
+        for name, value in extra.items():
+            key = f"~{name}"
+            current = dst_row.values.get(name) if dst_row is not None else None
+            if dst_row is not None and key in src_snap and not same(current, value):
+                source_changed = not same(value, src_snap[key])
+                destination_changed = not same(current, dst_snap.get(key))
+                if destination_changed and not source_changed:
+                    plan.dst_has_unsynced_changes = True
+                    continue
+            plan.src_snapshot[key] = value
+            if dst_row is None or not same(current, value):
+                plan.values[name] = value
+            plan.dst_snapshot[key] = value
 
     def couple(self, coupling: Coupling) -> None:
         """Couple without synchronising (match-based coupling without Synch. After Coupling)."""
@@ -678,13 +710,10 @@ class _Page:
         for row, coupling, dst_row, plan in self.unchanged:
             self._remember(row, coupling, dst_row, plan)
             self.succeeded.append(row.id)
-            if row.id in job.failures and dst_row is not None:  # its follow-up failed last time: try it again
-                self.written.append(Written(row, dst_row, False, coupling, retried=True))
-        if self.written:
-            for source_id, error in (job.rules.after_write(job, self.written) or {}).items():
-                done = next(w for w in self.written if w.source.id == source_id)
-                self.succeeded.remove(source_id)  # the follow-up failed: retried next run
-                self.fail(done.source, done.coupling, error)
+            if dst_row is not None and (row.id in self.new_couplings or row.id in job.failures):
+                # newly coupled, or its follow-up failed last time: the rules' follow-up runs for it
+                self.written.append(Written(row, dst_row, row.id in self.new_couplings, coupling,
+                                            retried=row.id in job.failures))
         if self.pending:  # before the couplings: a crash in between must not lose the pending mark
             opposite = Direction.FROM_CRM if job.direction is Direction.TO_CRM else Direction.TO_CRM
             job.e.state.mark_pending(job.mapping.name, opposite, self.pending)
@@ -692,6 +721,7 @@ class _Page:
             job.e.couplings.delete_many(self.removed)
         if self.saved:
             job.e.couplings.save_many(self.saved)
+        self._follow_up()
         self._record_failures()
         cleared = [sid for sid in self.succeeded if sid in job.failures]
         if cleared:
@@ -702,6 +732,23 @@ class _Page:
             # the service is in trouble: what was written is recorded above; the job stops here and is
             # retried later from its checkpoint, which is before this page
             raise self.interrupted
+
+    def _follow_up(self) -> None:
+        """The rules' follow-up writes, once the couplings are saved. A row whose follow-up fails is a
+        failed record (retried next run); when a service is in trouble all of them are, and the job stops."""
+        job = self.job
+        if not self.written:
+            return
+        try:
+            problems = job.rules.after_write(job, self.written) or {}
+        except SyncError as exc:
+            problems = {w.source.id: exc for w in self.written}
+            self.interrupted = self.interrupted or (exc if exc.transient else None)
+        for source_id, error in problems.items():
+            done = next(w for w in self.written if w.source.id == source_id)
+            if source_id in self.succeeded:
+                self.succeeded.remove(source_id)
+            self.failed.append((done.source, done.coupling, error))  # recorded even when transient
 
     def _write_inserts(self) -> None:
         job = self.job
@@ -716,15 +763,19 @@ class _Page:
                                  job.dst_fields)
         existing: list[tuple[Record, str]] = []
         for (row, plan, proposed), result in zip(self.inserts, results):
-            if result.error is not None:
+            if result.error is not None and result.record is None:
                 if isinstance(result.error, AlreadyExistsError) and proposed:
                     existing.append((row, proposed))  # written by an earlier attempt: couple and update
                 else:
                     self.fail(row, None, result.error)
                 continue
             coupling = self._new_coupling(row, result.record.id)
-            self._remember(row, coupling, result.record, plan)
             job.counts.inserted += 1
+            if result.error is not None:  # written in part: coupled, and the rest retried next run
+                self.saved.append(coupling)  # no snapshot yet: the retry writes what is missing
+                self.failed.append((row, coupling, result.error))
+                continue
+            self._remember(row, coupling, result.record, plan)
             self.succeeded.append(row.id)
             self.written.append(Written(row, result.record, True, coupling))
         if existing:
@@ -750,11 +801,18 @@ class _Page:
         changes = [RowChange(dst_row.id, dst_row.etag, plan.values) for _, _, dst_row, plan in pending]
         results = job.dst.update(job.dst_table, changes, job.dst_fields)
         for (row, coupling, dst_row, plan), result in zip(pending, results):
-            if result.error is not None:
+            if result.error is not None and result.record is None:
                 self.fail(row, coupling, result.error)
                 continue
+            if result.error is not None:  # written in part: the snapshot stays, and the retry writes the rest
+                job.counts.modified += 1
+                if row.id in self.new_couplings:
+                    self.saved.append(coupling)
+                self.failed.append((row, coupling, result.error))
+                continue
             self._remember(row, coupling, result.record, plan)
-            self.written.append(Written(row, result.record, False, coupling, retried=row.id in job.failures))
+            self.written.append(Written(row, result.record, row.id in self.new_couplings, coupling,
+                                        retried=row.id in job.failures))
             job.counts.modified += 1
             if row.id in self.new_couplings:
                 job.counts.coupled += 1

@@ -31,14 +31,14 @@ from .tables import (
     BC_CUSTOMER_PRICE_GROUP,
     BC_ITEM,
     BC_OPPORTUNITY,
+    BC_PAYMENT_TERMS,
     BC_RESOURCE,
     BC_SALES_INVOICE,
     BC_SALES_PRICE,
-    BC_UNIT_OF_MEASURE,
-    BC_PAYMENT_TERMS,
     BC_SALESPERSON,
     BC_SHIPMENT_METHOD,
     BC_SHIPPING_AGENT,
+    BC_UNIT_OF_MEASURE,
     CRM_ACCOUNT,
     CRM_CONTACT,
     CRM_CURRENCY,
@@ -126,6 +126,8 @@ CURRENCY = TableMapping(
         _text("displayName", "currencyname", TO, 30, "Description"),
         _text("symbol", "currencysymbol", TO, 10, "Symbol"),
     ),
+    # exchange rates change without the currency changing: every run looks at every currency
+    reread_all=True,
     rules=CurrencyRules(),
 )
 

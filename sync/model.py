@@ -241,6 +241,7 @@ class TableMapping:
     # is what prevents duplicates, so bcsync turns it on)
     create_new_if_no_match: bool = True
     sync_after_coupling: bool = True      # match-based coupling synchronises the pairs it couples
+    reread_all: bool = False              # every run reads all rows (small tables whose values are computed)
 
     def __post_init__(self):
         if self.option_set is not None and self.direction is Direction.BIDIRECTIONAL:

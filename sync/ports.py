@@ -36,7 +36,8 @@ class RowChange:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """The outcome of one row of a page write: the row as stored, or the error for that row."""
+    """The outcome of one row of a page write: the row as stored, or the error for that row, or both
+    when the row was written but not all of it (it is kept, and the error retried)."""
 
     record: Record | None = None
     error: SyncError | None = None

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterable, Protocol, Sequence
 
-from .engine import Counts, JobMode, Progress, SyncEngine
-from .review import Recommendation
-from .errors import ConcurrencyError, SyncError, TransientError
 from .config import CatalogSource
+from .engine import Counts, JobMode, Progress, SyncEngine
+from .errors import ConcurrencyError, SyncError, TransientError
 from .model import Direction
 from .planner import plan
 from .ports import Clock, RecordFailure
+from .review import Recommendation
 
 log = logging.getLogger("bcsync.runs")
 

@@ -40,8 +40,9 @@ class SkipRow(Exception):
 
 @dataclass(frozen=True)
 class Written:
-    """One row a page wrote (or a retried row whose follow-up failed before): the source row, the
-    destination as stored, whether it is new, and whether it is a retry of a failed record."""
+    """One row a page wrote, newly coupled, or retried after its follow-up failed: the source row,
+    the destination as stored, whether the pair is new (inserted, matched, or found again after a
+    lost answer), and whether it is a retry of a failed record."""
 
     source: Record
     target: Record
@@ -60,6 +61,8 @@ class RuleContext(Protocol):
     crm: CrmEndpoint
     couplings: CouplingStore
     cache: dict[str, Any]   # per job: what a rule fetched once (a currency, a price list)
+
+    failures: dict[str, Any]  # source id -> the record's failure from earlier runs
 
     def note(self, text: str) -> None: ...
 

@@ -12,14 +12,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any, Sequence
 
-from ..errors import RecordError
+from ..errors import AlreadyExistsError, RecordError
 from ..model import BcTable, CrmLookup, CrmTable, Side
-from ..ports import Record
+from ..ports import NewRow, Record
 from ..tables import CRM_CURRENCY
 from . import MappingRules, RuleContext
 
+LCY_NAMESPACE = uuid.UUID("a1c5e0d2-7f44-4c1e-8d1f-6a0b9c3e2f75")
 BC_COMPANY_INFORMATION = BcTable("companyInformation", "Company Information", key_field="displayName")
 BC_EXCHANGE_RATES = BcTable.page("CurrencyExchangeRates", "Currency Exchange Rate", ("Currency_Code", "Starting_Date"))
 CRM_ORGANIZATION = CrmTable("organization", "organizations", "organizationid", "name",
@@ -52,15 +54,26 @@ class CurrencyRules(MappingRules):
         return ctx.cache["lcy"]
 
     def lcy_currency_id(self, ctx: RuleContext) -> str:
-        """The Dataverse currency that stands for Business Central's blank (local) currency code."""
+        """The Dataverse currency that stands for Business Central's blank (local) currency code;
+        created when Sales has none (name and symbol = the code, the organisation's precision)."""
         if "lcy_id" not in ctx.cache:
             code = self.lcy_code(ctx)
             rows = ctx.crm.read_matching(CRM_CURRENCY, ["isocurrencycode"], "isocurrencycode", [code])
-            if not rows:
-                raise RecordError(f"The local currency {code} of Business Central has no Dataverse currency with "
-                                  f"ISO code {code}; add it in Sales (Settings > Currencies).", code="NoLocalCurrency")
-            ctx.cache["lcy_id"] = rows[0].id
+            ctx.cache["lcy_id"] = rows[0].id if rows else self._create_lcy(ctx, code)
         return ctx.cache["lcy_id"]
+
+    def _create_lcy(self, ctx: RuleContext, code: str) -> str:
+        self._load_rates(ctx)
+        new_id = str(uuid.uuid5(LCY_NAMESPACE, code))
+        [result] = ctx.crm.insert(CRM_CURRENCY, [NewRow({
+            "isocurrencycode": code, "currencyname": code, "currencysymbol": code,
+            "currencyprecision": ctx.cache["precision"], "exchangerate": self.exchange_rate(ctx, code)}, new_id)],
+            ["isocurrencycode"])
+        if result.error is not None and not isinstance(result.error, AlreadyExistsError):
+            raise RecordError(f"The local currency {code} could not be created in Sales: {result.error.message}",
+                              code="NoLocalCurrency")
+        ctx.note(f"created the local currency {code} in Sales")
+        return new_id
 
     def blank_counterpart(self, ctx: RuleContext, target: Side) -> Any:
         """A blank Business Central currency code means LCY; in Sales that is a currency row."""
@@ -79,6 +92,10 @@ class CurrencyRules(MappingRules):
         return None
 
     def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
+        self._load_rates(ctx)
+
+    def _load_rates(self, ctx: RuleContext) -> None:
+        """Business Central's rates in force today, the Dataverse base currency, its precision."""
         if "factors" in ctx.cache:
             return
         today = dt.date.today().isoformat()

@@ -66,7 +66,7 @@ class PostedInvoiceRules(MappingRules):
         values: dict[str, Any] = {"name": row.values.get("number"), "totaltax": round(total - less_freight, 2)}
         if dst_row is None:
             values["pricelevelid"] = self.price_list(ctx, row)
-        else:
+        elif row.id not in ctx.failures:  # while its lines are missing, the state waits for them
             state, status = invoice_state(row)
             if state != ACTIVE:
                 values.update(statecode=state, statuscode=status)
@@ -128,8 +128,14 @@ class PostedInvoiceRules(MappingRules):
                 continue
             mine = [l for l in lines if str(l.values["documentId"]).lower() == w.source.id.lower()]
             state, status = invoice_state(w.source)
-            values: dict[str, Any] = {"totallineitemdiscountamount": sum(float(l.values.get("discountAmount") or 0)
-                                                                         for l in mine)}
+            line_discounts = sum(float(l.values.get("discountAmount") or 0) for l in mine)
+            total = float(w.source.values.get("totalAmountIncludingTax") or 0)
+            less_freight = float(w.source.values.get("totalAmountExcludingTax") or 0)
+            discount = float(w.source.values.get("discountAmount") or 0)
+            # the totals once more after the lines, which Dataverse would otherwise recalculate from
+            values: dict[str, Any] = {"totallineitemdiscountamount": line_discounts, "totalamount": total,
+                                      "totalamountlessfreight": less_freight, "totaltax": round(total - less_freight, 2),
+                                      "discountamount": discount, "totaldiscountamount": discount + line_discounts}
             if state != ACTIVE:
                 values.update(statecode=state, statuscode=status)
             else:

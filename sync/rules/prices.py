@@ -3,13 +3,14 @@ in the local currency, and their sales prices as price list items in the unit of
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Sequence
 
 from ..errors import RecordError
 from ..model import Side
 from ..ports import Record
 from ..tables import BC_ITEM
-from . import MappingRules, RuleContext
+from . import IGNORE, MappingRules, RuleContext
 from .currency import CurrencyRules
 from .units import coupled_groups, single_unit
 
@@ -22,7 +23,19 @@ class PriceListRules(MappingRules):
 class SalesPriceRules(MappingRules):
     """The unit of a price list item: the price's unit of measure, or the item's base unit when blank."""
 
-    extra_fields = {Side.BC: ("Unit_of_Measure_Code", "Item_No", "Sales_Code")}
+    extra_fields = {Side.BC: ("Unit_of_Measure_Code", "Item_No", "Sales_Code", "Starting_Date", "Ending_Date",
+                              "Minimum_Quantity", "Variant_Code")}
+
+    def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
+        """Sales has one price per product and unit in a price list: the one in force now, for any
+        quantity and no variant. Future, expired, quantity and variant prices are left out."""
+        today = dt.date.today().isoformat()
+        start, end = str(row.values.get("Starting_Date") or "")[:10], str(row.values.get("Ending_Date") or "")[:10]
+        if start > today or (end and end not in ("0001-01-01",) and end < today):
+            return IGNORE
+        if float(row.values.get("Minimum_Quantity") or 0) != 0 or row.values.get("Variant_Code"):
+            return IGNORE
+        return None
 
     def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
         units = ctx.cache.setdefault("base_unit_of_item", {})

@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Sequence
 
-from ..errors import RecordError
+from ..errors import AlreadyExistsError, RecordError
 from ..model import Direction, Side
 from ..ports import NewRow, Record, RowChange
 from ..tables import BC_SALES_SETUP, CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM, CRM_PRODUCT
@@ -22,6 +23,7 @@ from .currency import BC_COMPANY_INFORMATION, CurrencyRules
 from .units import coupled_groups, single_unit
 
 ACTIVE, RETIRED, DRAFT = 0, 1, 2
+PRICE_LIST_NAMESPACE = uuid.UUID("5c2f8e3a-8a0b-4d36-9a47-0d7f3c2b1e64")
 STATUS_OF = {ACTIVE: 1, RETIRED: 2}
 
 
@@ -50,8 +52,13 @@ def default_price_list(ctx: RuleContext) -> str:
         return in_lcy[0].id
     # a list of that name in another currency stays; ours gets the currency code in its name
     wanted = f"{name} {lcy}" if found else name
-    [result] = ctx.crm.insert(CRM_PRICE_LIST, [NewRow({"name": wanted, "transactioncurrencyid": lcy_id})],
+    # an id derived from the name: two jobs creating it at once make one list, not two
+    list_id = str(uuid.uuid5(PRICE_LIST_NAMESPACE, f"{wanted}/{lcy}"))
+    [result] = ctx.crm.insert(CRM_PRICE_LIST, [NewRow({"name": wanted, "transactioncurrencyid": lcy_id}, list_id)],
                               ["name"])
+    if isinstance(result.error, AlreadyExistsError):
+        ctx.cache["default_price_list"] = list_id
+        return list_id
     if result.error is not None:
         raise RecordError(f"The default price list {wanted!r} could not be created: {result.error.message}",
                           code="DefaultPriceList")
@@ -107,6 +114,8 @@ class ProductRules(MappingRules):
             values["quantitydecimal"] = 2
         else:
             state = RETIRED if row.values.get(self.blocked) else ACTIVE
+            if state == RETIRED and dst_row.values.get("statecode") == DRAFT:
+                state = ACTIVE  # a draft cannot be retired: publish it now, retire it next run
             if dst_row.values.get("statecode") != state:
                 values.update(statecode=state, statuscode=STATUS_OF[state])
         return values
@@ -116,13 +125,13 @@ class ProductRules(MappingRules):
             return {}
         failures: dict[str, RecordError] = {}
         # Dataverse creates products as drafts; Business Central publishes them right away
-        new = [w for w in written if w.inserted]
+        new = [w for w in written if w.target.values.get("statecode") == DRAFT]
         published = ctx.crm.update(CRM_PRODUCT, [RowChange(w.target.id, None, {"statecode": ACTIVE, "statuscode": 1})
                                                  for w in new], ["statecode"])
         for w, result in zip(new, published):
             if result.error is not None:
-                failures[w.source.id] = RecordError(f"Product {w.target.values.get('productnumber') or w.target.id} "
-                                                    f"could not be published: {result.error.message}", code="Publish")
+                number = w.target.values.get("productnumber") or w.target.id
+                failures[w.source.id] = _follow_up_error(result.error, f"Product {number} could not be published")
         failures.update(self._keep_price_list_items(ctx, [w for w in written if w.source.id not in failures]))
         return failures
 
@@ -150,7 +159,13 @@ class ProductRules(MappingRules):
         failures = {}
         for w, result in list(zip(order, results)) + list(zip([w for w, _ in updates], results_u)):
             if result.error is not None:
-                failures[w.source.id] = RecordError(f"The default price list item of product "
-                                                    f"{w.target.values.get('productnumber') or w.target.id} could not be "
-                                                    f"written: {result.error.message}", code="PriceListItem")
+                failures[w.source.id] = _follow_up_error(result.error, f"The default price list item of product "
+                                                         f"{w.target.values.get('productnumber') or w.target.id} could "
+                                                         f"not be written")
         return failures
+
+
+def _follow_up_error(error, what: str):
+    """The error of a follow-up write, keeping whether it is worth retrying."""
+    return type(error)(f"{what}: {error.message}", code=error.code) if error.transient else \
+        RecordError(f"{what}: {error.message}", code=error.code)
