@@ -687,9 +687,11 @@ class _Page:
                     plan.dst_has_unsynced_changes = True
                     continue
             plan.src_snapshot[key] = value
+            plan.dst_snapshot[key] = value
+            if dst_row is None and name in job.rules.update_only:
+                continue  # set by the follow-up (publishing a new product), remembered all the same
             if dst_row is None or not same(current, value):
                 plan.values[name] = value
-            plan.dst_snapshot[key] = value
 
     def couple(self, coupling: Coupling) -> None:
         """Couple without synchronising (match-based coupling without Synch. After Coupling)."""

@@ -74,6 +74,8 @@ class MappingRules:
 
     #: destination fields the rules read or write, besides the field mappings' own
     extra_fields: dict[Side, tuple[str, ...]] = {}
+    #: computed values a new row does not take (a follow-up sets them); remembered as if written
+    update_only: tuple[str, ...] = ()
 
     def accept(self, ctx: RuleContext, row: Record, coupling: Coupling | None) -> str | RecordError | None:
         return None

@@ -68,6 +68,8 @@ def default_price_list(ctx: RuleContext) -> str:
 
 
 class ProductRules(MappingRules):
+    update_only = ("statecode", "statuscode")
+
     def __init__(self, product_type: int, blocked: str, unit: str, price: str, what: str):
         self.product_type = product_type   # 1 Sales Inventory (items), 3 Services (resources)
         self.blocked = blocked             # the Business Central Blocked field
@@ -109,15 +111,13 @@ class ProductRules(MappingRules):
                                   f"{code!r} is not coupled to a Sales unit group; couple it first (table mapping "
                                   f"UNIT OF MEASURE).", field="Base Unit of Measure", code="NotCoupled")
             values["defaultuomid"] = single_unit(ctx, group, code)
+        state = RETIRED if row.values.get(self.blocked) else ACTIVE
         if dst_row is None:
             values["transactioncurrencyid"] = CurrencyRules().lcy_currency_id(ctx)
             values["quantitydecimal"] = 2
-        else:
-            state = RETIRED if row.values.get(self.blocked) else ACTIVE
-            if state == RETIRED and dst_row.values.get("statecode") == DRAFT:
-                state = ACTIVE  # a draft cannot be retired: publish it now, retire it next run
-            if dst_row.values.get("statecode") != state:
-                values.update(statecode=state, statuscode=STATUS_OF[state])
+        elif state == RETIRED and dst_row.values.get("statecode") == DRAFT:
+            state = ACTIVE  # a draft cannot be retired: publish it now, retire it next run
+        values.update(statecode=state, statuscode=STATUS_OF[state])  # a new product is published by after_write
         return values
 
     def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:

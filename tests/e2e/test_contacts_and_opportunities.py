@@ -97,3 +97,18 @@ def test_opportunities_both_ways(env):
     env.dv.update("opportunity", fleet["opportunityid"], {"name": "Fleet renewal 2027"})
     env.sync()
     assert "Fleet renewal 2027" in {o["description"] for o in env.bc.rows("opportunities")}
+
+
+def test_a_contact_card_write_failing_after_the_contact_was_created_keeps_it_coupled(env):
+    seed(env)
+    env.full_sync(mappings=["SALESPEOPLE", "CUSTOMER"])
+    env.bc.faults.fail(400, times=1, path_contains="ContactCard", methods=("PATCH",))
+    env.full_sync(mappings=["CONTACT"])
+    bobs = [c for c in env.bc.rows("contacts") if c["type"] == "Person" and c["displayName"].startswith("Bob")]
+    assert len(bobs) == 1
+    assert [f.mapping for f in env.errors()] == ["CONTACT"]        # the card's fields are still to be written
+    env.sync()
+    card = next(c for c in env.bc.rows("ContactCard") if c["No"] == bobs[0]["number"])
+    assert (card["First_Name"], card["Surname"]) == ("Bob", "Smith")
+    assert [c["displayName"] for c in env.bc.rows("contacts") if c["displayName"].startswith("Bob")] == ["Bob Smith"]
+    assert env.errors() == []

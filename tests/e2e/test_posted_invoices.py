@@ -76,3 +76,17 @@ def test_an_invoice_with_an_item_that_is_not_coupled_fails_naming_it_and_is_retr
     invoice_2 = next(i for i in env.dv.rows("invoice") if i["invoicenumber"] == number_2)
     assert [d["invoiceid"] for d in env.dv.rows("invoicedetail")].count(invoice_2["invoiceid"]) == 1
     assert posted
+
+
+def test_an_invoice_paid_before_its_lines_could_be_written_gets_them_and_then_its_state(env):
+    setup(env)
+    env.bc.update("items", next(i["id"] for i in env.bc.rows("items") if i["number"] == "1900"), {"blocked": False})
+    posted = post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1900", "quantity": 2}])
+    env.sync()                                                   # header in, line fails: 1900 not coupled
+    env.bc.apply_payment(posted, 10)                             # paid in full meanwhile
+    env.full_sync(mappings=["ITEM-PRODUCT"])
+    env.sync()
+    [invoice] = env.dv.rows("invoice")
+    assert [d["invoiceid"] for d in env.dv.rows("invoicedetail")] == [invoice["invoiceid"]]
+    assert (invoice["statecode"], invoice["statuscode"]) == (2, 100001)
+    assert [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"] == []

@@ -161,3 +161,30 @@ def test_currencies_with_exchange_rates_and_the_customer_currency(env):
     assert accounts["Europa GmbH"]["transactioncurrencyid"] == currencies["EUR"]["transactioncurrencyid"]
     assert accounts["Local Inc."]["transactioncurrencyid"] == currencies["USD"]["transactioncurrencyid"]
     assert job(report, "CURRENCY:to-crm").counts.inserted == 1
+
+
+def test_a_product_retired_in_sales_while_its_item_is_edited_in_business_central_stays_retired(env):
+    items, _ = seed_catalogue(env)
+    env.full_sync()
+    bike = products(env)["1000"]
+    env.dv.update("product", bike["productid"], {"statecode": 1, "statuscode": 2})   # retired in Sales ...
+    env.bc.update("items", items[0], {"unitPrice": 4100})                            # ... while BC edits the item
+    env.sync()
+    assert products(env)["1000"]["statecode"] == 1 and products(env)["1000"]["price"] == 4100
+    assert env.bc.get("items", items[0])["blocked"] is True
+
+
+def test_prices_not_in_force_today_are_left_out(env):
+    seed_catalogue(env)
+    env.bc.seed("CustomerPriceGroups", [{"Code": "RETAIL", "Description": "Retail"}])
+    env.bc.seed("SalesPrices", [
+        {"Item_No": "1000", "Sales_Type": "Customer Price Group", "Sales_Code": "RETAIL", "Unit_Price": 3900},
+        {"Item_No": "1000", "Sales_Type": "Customer Price Group", "Sales_Code": "RETAIL", "Unit_Price": 3500,
+         "Starting_Date": "2099-01-01"},
+        {"Item_No": "1000", "Sales_Type": "Customer Price Group", "Sales_Code": "RETAIL", "Unit_Price": 3000,
+         "Minimum_Quantity": 10},
+    ])
+    report = env.full_sync()
+    retail = next(p for p in env.dv.rows("pricelevel") if p["name"] == "RETAIL")
+    amounts = [p["amount"] for p in env.dv.rows("productpricelevel") if p["pricelevelid"] == retail["pricelevelid"]]
+    assert amounts == [3900] and job(report, "SALESPRC-PRODPRICE:to-crm").counts.failed == 0
