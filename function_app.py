@@ -162,3 +162,23 @@ def couplings(req: func.HttpRequest) -> func.HttpResponse:
         return _problem(404 if "not coupled" in exc.message or "no table mapping" in exc.message else 400, exc.message)
     except ValueError:
         return _problem(400, "limit must be a number.")
+
+
+@app.route(route="match/{mapping}", methods=["POST"])
+def match(req: func.HttpRequest) -> func.HttpResponse:
+    """Match-based coupling; the body may change the criteria first:
+    {"match": {"email": {"priority": 0}}, "create_new_if_no_match": false, "sync_after_coupling": true}."""
+    mapping = req.route_params.get("mapping", "")
+    try:
+        body = req.get_json() if req.get_body() else {}
+    except ValueError:
+        return _problem(400, "The body must be JSON or empty.")
+    try:
+        if body:
+            services().set_mapping(mapping, body)
+        run = services().start_run(RunKind.COUPLE, trigger="http", mappings=[mapping])
+    except ConfigurationError as exc:
+        return _problem(400, exc.message)
+    status_url = req.url.split("/api/", 1)[0] + f"/api/runs/{run.run_id}"
+    return _json({"run": run.run_id, "status": run.status.value, "status_url": status_url}, 202,
+                 headers={"Location": status_url})

@@ -4,6 +4,7 @@
     bcsync sync [--wait] [--json]                            start a scheduled (incremental) run now
     bcsync status [RUN_ID] [--json]                          a run and its jobs (default: the latest)
     bcsync mappings [show NAME | set NAME ... | reset NAME]  list and change the table mappings
+    bcsync match MAPPING [--match FIELD[:PRIORITY][:case]] [--wait]   match-based coupling of uncoupled rows
     bcsync couple MAPPING --bc ID --crm ID                   couple two records; the next run synchronises them
     bcsync uncouple MAPPING (--bc ID | --crm ID)             remove a coupling
     bcsync couplings MAPPING [--search TEXT] [--limit N]     list and search the couplings of a mapping
@@ -144,9 +145,7 @@ def cmd_mappings(services: Services, args) -> int:
     if action == "reset":
         result = services.reset_mapping(args.name)
     else:
-        changes = {k: getattr(args, k) for k in ("enabled", "direction", "bc_filter", "crm_filter",
-                                                 "sync_only_coupled", "update_conflict", "deletion_conflict")
-                   if getattr(args, k) is not None}
+        changes = _changes(args)
         if args.field:
             pairs = [f.rsplit("=", 1) for f in args.field]
             if any(len(p) != 2 for p in pairs):
@@ -189,6 +188,38 @@ def cmd_retry(services: Services, args) -> int:
     else:
         print(f"{len(done)} record(s) will be retried at the next run (`bcsync sync --wait` runs one now).")
     return 0 if done or args.all or args.skipped else 1
+
+
+SETTING_OPTIONS = ("enabled", "direction", "bc_filter", "crm_filter", "sync_only_coupled", "update_conflict",
+                   "deletion_conflict", "create_new_if_no_match", "sync_after_coupling", "interval_minutes",
+                   "inactivity_timeout_minutes")
+
+
+def _changes(args) -> dict:
+    """The mapping settings given on the command line, as `set_mapping` takes them."""
+    changes = {k: getattr(args, k) for k in SETTING_OPTIONS if getattr(args, k, None) is not None}
+    if getattr(args, "match", None):
+        criteria = {}
+        for spec in args.match:
+            name, *rest = spec.split(":")
+            criteria[name] = {"priority": int(next((r for r in rest if r.isdigit()), 0)),
+                              "case_sensitive": "case" in rest}
+        changes["match"] = criteria
+    return changes
+
+
+def cmd_match(services: Services, args) -> int:
+    changes = _changes(args)
+    if changes:
+        services.set_mapping(args.mapping, changes)
+    run = services.start_run(RunKind.COUPLE, trigger="cli", mappings=[args.mapping])
+    if not args.wait:
+        print(json.dumps({"run": run.run_id, "status": run.status.value}) if args.json else
+              f"Match-based coupling of {args.mapping} started as run {run.run_id}.")
+        return 0
+    report = _wait(services, run.run_id, quiet=args.json)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0 if report.run.status is RunStatus.DONE else 1
 
 
 def cmd_couple(services: Services, args) -> int:
@@ -237,6 +268,14 @@ def cmd_settings(services: Services | None, args) -> int:
     return 0
 
 
+def _coupling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--match", action="append", metavar="FIELD[:PRIORITY][:case]",
+                   help="a match criterion (repeatable; these replace the mapping's criteria); lower priorities are "
+                        "tried first, fields of one priority must all match; :case compares case-sensitively")
+    p.add_argument("--create-new-if-no-match", choices=["true", "false"])
+    p.add_argument("--sync-after-coupling", choices=["true", "false"])
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bcsync", description="Dynamics 365 Sales <-> Business Central synchronisation.")
     p.add_argument("--settings", help="settings file (local.settings.json shape); default $BCSYNC_SETTINGS or "
@@ -276,7 +315,17 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--deletion-conflict", choices=["none", "restore", "remove-coupling"])
     a.add_argument("--field", action="append", metavar="FIELD=DIRECTION",
                    help="a field's direction; FIELD is its BC field, Dataverse attribute or caption")
+    a.add_argument("--interval-minutes", type=int, help="minutes between scheduled runs of this mapping")
+    a.add_argument("--inactivity-timeout-minutes", type=int,
+                   help="after a run that changed nothing, minutes before the next unless a change wakes it")
+    _coupling_options(a)
     a.add_argument("--json", action="store_true")
+    s = sub.add_parser("match", help="match-based coupling of the uncoupled rows of a mapping")
+    s.add_argument("mapping")
+    _coupling_options(s)
+    s.add_argument("--wait", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_match)
     s = sub.add_parser("couple", help="couple a Business Central record with a Sales row")
     s.add_argument("mapping")
     s.add_argument("--bc", required=True, help="the Business Central record's id (SystemId)")

@@ -32,16 +32,24 @@ class MappingOverride:
     sync_only_coupled: bool | None = None
     update_conflict: UpdateConflictResolution | None = None
     deletion_conflict: DeletionConflictResolution | None = None
+    create_new_if_no_match: bool | None = None
+    sync_after_coupling: bool | None = None
+    interval_minutes: int | None = None
+    inactivity_timeout_minutes: int | None = None
     fields: dict[str, Direction] = field(default_factory=dict)  # field mapping key -> direction
+    # field mapping key -> {"priority": n, "case_sensitive": b}; when set, exactly these are the criteria
+    match: dict[str, dict] | None = None
 
     def is_empty(self) -> bool:
-        return not self.fields and all(getattr(self, f.name) is None for f in dataclasses.fields(self) if f.name != "fields")
+        return all(not getattr(self, f.name) and getattr(self, f.name) is not False for f in dataclasses.fields(self))
 
     def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "fields"}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("fields", "match")}
         data = {k: (v.value if hasattr(v, "value") else v) for k, v in data.items() if v is not None}
         if self.fields:
             data["fields"] = {k: v.value for k, v in self.fields.items()}
+        if self.match is not None:
+            data["match"] = self.match
         return data
 
     @classmethod
@@ -69,7 +77,10 @@ class StaticCatalog:
 
 
 SETTABLE = ("enabled", "direction", "bc_filter", "crm_filter", "sync_only_coupled", "update_conflict",
-            "deletion_conflict", "fields")
+            "deletion_conflict", "create_new_if_no_match", "sync_after_coupling", "interval_minutes",
+            "inactivity_timeout_minutes", "fields", "match")
+BOOLEANS = ("enabled", "sync_only_coupled", "create_new_if_no_match", "sync_after_coupling")
+NUMBERS = ("interval_minutes", "inactivity_timeout_minutes")
 
 
 def _choice(enum, value: Any, what: str):
@@ -107,7 +118,9 @@ def parse_changes(base: MappingOverride, changes: Mapping[str, Any], mapping: Ta
         raise ConfigurationError(f"Unknown setting(s) {', '.join(sorted(unknown))}; settable: {', '.join(SETTABLE)}.")
     result = dataclasses.replace(base, fields=dict(base.fields))
     for key, value in changes.items():
-        if key == "fields":
+        if key == "match":
+            result.match = None if value is None else _match(mapping, value)
+        elif key == "fields":
             if not isinstance(value, Mapping):
                 raise ConfigurationError("fields must map a field name to a direction.")
             for name, direction in value.items():
@@ -115,8 +128,16 @@ def parse_changes(base: MappingOverride, changes: Mapping[str, Any], mapping: Ta
                 result.fields[fkey] = _choice(Direction, direction, f"The direction of field {name}")
         elif value is None:
             setattr(result, key, None)
-        elif key in ("enabled", "sync_only_coupled"):
+        elif key in BOOLEANS:
             setattr(result, key, _boolean(value, key))
+        elif key in NUMBERS:
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                number = 0
+            if number < 1:
+                raise ConfigurationError(f"{key} must be a whole number of minutes, at least 1; got {value!r}.")
+            setattr(result, key, number)
         elif key == "direction":
             result.direction = _choice(Direction, value, "direction")
         elif key == "update_conflict":
@@ -128,9 +149,26 @@ def parse_changes(base: MappingOverride, changes: Mapping[str, Any], mapping: Ta
     return result
 
 
+def _match(mapping: TableMapping | None, value: Any) -> dict[str, dict]:
+    """Match criteria: a list of fields, or fields with {"priority": n, "case_sensitive": b}."""
+    items = value.items() if isinstance(value, Mapping) else ((name, {}) for name in value)
+    criteria = {}
+    for name, options in items:
+        options = options or {}
+        key = find_field(mapping, name).key if mapping is not None else name
+        if mapping is not None and find_field(mapping, name).is_constant:
+            raise ConfigurationError(f"Field {name} is a constant; it cannot be a match criterion.")
+        criteria[key] = {"priority": int(options.get("priority", 0)),
+                         "case_sensitive": _boolean(options.get("case_sensitive", False), "case_sensitive")}
+    if not criteria:
+        raise ConfigurationError("Choose at least one field to match on.")
+    return criteria
+
+
 def apply(mapping: TableMapping, override: MappingOverride) -> TableMapping:
     """The mapping as the override makes it; refuses what Business Central refuses."""
-    changes = {k: getattr(override, k) for k in SETTABLE if k != "fields" and getattr(override, k) is not None}
+    changes = {k: getattr(override, k) for k in SETTABLE
+               if k not in ("fields", "match") and getattr(override, k) is not None}
     direction = changes.get("direction", mapping.direction)
     if mapping.is_option_mapping and direction is Direction.BIDIRECTIONAL:
         raise ConfigurationError(f"{mapping.name} is an option mapping; option mappings must be one-way.")
@@ -145,6 +183,14 @@ def apply(mapping: TableMapping, override: MappingOverride) -> TableMapping:
         if not direction.includes(wanted) and not (direction is Direction.BIDIRECTIONAL):
             raise ConfigurationError(f"Field {fm.label} cannot be {wanted.value} while {mapping.name} is {direction.value}.")
         fields.append(dataclasses.replace(fm, direction=wanted))
+    if override.match is not None:
+        unknown = set(override.match) - {fm.key for fm in mapping.fields}
+        if unknown:
+            raise ConfigurationError(f"Table mapping {mapping.name} has no field {sorted(unknown)[0]!r} to match on.")
+        fields = [dataclasses.replace(fm, use_for_matching=fm.key in override.match,
+                                      match_priority=override.match.get(fm.key, {}).get("priority", 0),
+                                      case_sensitive=override.match.get(fm.key, {}).get("case_sensitive", False))
+                  for fm in fields]
     for key in override.fields:
         if not any(fm.key == key for fm in mapping.fields):
             raise ConfigurationError(f"Table mapping {mapping.name} has no field {key!r}.")
@@ -176,8 +222,14 @@ def describe(mapping: TableMapping, override: MappingOverride | None = None) -> 
         "sync_only_coupled": mapping.sync_only_coupled,
         "update_conflict": mapping.update_conflict.value,
         "deletion_conflict": mapping.deletion_conflict.value,
+        "create_new_if_no_match": mapping.create_new_if_no_match,
+        "sync_after_coupling": mapping.sync_after_coupling,
+        "interval_minutes": mapping.interval_minutes,
+        "inactivity_timeout_minutes": mapping.inactivity_timeout_minutes,
         "dependencies": list(mapping.dependencies),
         "overridden": (override.to_dict() if override and not override.is_empty() else {}),
         "fields": [{"bc": fm.bc, "crm": fm.crm, "caption": fm.label, "direction": fm.direction.value,
-                    "constant": fm.constant, "lookup": fm.lookup_mapping} for fm in mapping.fields],
+                    "constant": fm.constant, "lookup": fm.lookup_mapping,
+                    "match": ({"priority": fm.match_priority, "case_sensitive": fm.case_sensitive}
+                              if fm.use_for_matching else None)} for fm in mapping.fields],
     }

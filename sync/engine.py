@@ -67,6 +67,10 @@ from .values import blank_for, convert_plain, is_blank, normalize, same
 # is repeated (a retry after a lost answer, a re-delivered job) finds its row instead of duplicating it.
 CRM_ID_NAMESPACE = uuid.UUID("6f1d4c1e-3a51-4b9e-9f5c-0c2b8e7d5a10")
 COUNT_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled")
+# failures of match-based coupling: their cause is usually on the other side (a duplicate, a missing
+# row), so they are never skipped, and they clear once the row is coupled by any means
+NO_MATCH, SEVERAL_MATCHES = "NoMatch", "SeveralMatches"
+MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
 
 
 @dataclass
@@ -105,6 +109,10 @@ class Progress:
 
     counts: Counts
     checkpoint: dt.datetime | None
+
+
+def _table_name(table) -> str:
+    return table.caption if isinstance(table, BcTable) else table.logical_name
 
 
 def record_label(table, record: Record) -> str:
@@ -363,6 +371,12 @@ class _Job:
         if not rows:
             return
         couplings = self.e.couplings.get_many(self.mapping.name, self.src_side, [r.id for r in rows])
+        matched = [r.id for r in rows if r.id in couplings and getattr(self.failures.get(r.id), "code", "")
+                   in MATCH_FAILURES]
+        if matched:  # coupled since (by hand, or matched from the other side)
+            self.e.errors.clear_many(self.mapping.name, self.direction, matched)
+            for sid in matched:
+                self.failures.pop(sid)
         work: list[tuple[Record, Coupling | None]] = []
         for row in rows:
             coupling = couplings.get(row.id)
@@ -403,7 +417,7 @@ class _Job:
                     page.fail(row, None, RecordError(
                         f"{record_label(self.src_table, row)}: no uncoupled {self._dst_name()} matches it, so it "
                         f"was not coupled; couple it by hand, or let match-based coupling create new rows.",
-                        code="NoMatch"))
+                        code=NO_MATCH))
                     continue
                 dst_row = None
             else:
@@ -468,20 +482,31 @@ class _Job:
                     candidates[c.id] = c
             taken = self.e.couplings.get_many(self.mapping.name, self.dst_side, list(candidates))
             free = [c for c in candidates.values() if c.id not in taken and c.id not in claimed]
+            hits, criteria = {}, {}
+            for row in remaining:
+                criteria[row.id] = [(fm, v) for fm, v in zip(group, values[row.id]) if v is not None]
+                hits[row.id] = [c for c in free if criteria[row.id]
+                                and all(self._same(fm, v, c) for fm, v in criteria[row.id])]
+            # one row matched by several of ours is as ambiguous as several matching one of ours:
+            # coupling the first would leave the others to be created as duplicates
+            rivals = Counter(h[0].id for h in hits.values() if len(h) == 1)
             unmatched = []
             for row in remaining:
-                criteria = [(fm, v) for fm, v in zip(group, values[row.id]) if v is not None]
-                hits = [c for c in free if criteria and all(self._same(fm, v, c) for fm, v in criteria)]
-                if len(hits) == 1:
-                    claimed.add(hits[0].id)
-                    free.remove(hits[0])
-                    bc_id, crm_id = (row.id, hits[0].id) if self.src_side is Side.BC else (hits[0].id, row.id)
-                    result[row.id] = (Coupling(self.mapping.name, bc_id, crm_id), hits[0])
-                elif len(hits) > 1:
+                found, field_label = hits[row.id], criteria[row.id][0][0].label if criteria[row.id] else ""
+                if len(found) == 1 and rivals[found[0].id] == 1:
+                    claimed.add(found[0].id)
+                    bc_id, crm_id = (row.id, found[0].id) if self.src_side is Side.BC else (found[0].id, row.id)
+                    result[row.id] = (Coupling(self.mapping.name, bc_id, crm_id), found[0])
+                elif len(found) == 1:
                     ambiguous[row.id] = RecordError(
-                        f"{record_label(self.src_table, row)}: {len(hits)} uncoupled {self._dst_name()} rows match it "
-                        f"({', '.join(record_label(self.dst_table, h) for h in hits[:5])}); couple it by hand "
-                        f"instead of creating another one.", field=criteria[0][0].label, code="SeveralMatches")
+                        f"{record_label(self.src_table, row)} matches {record_label(self.dst_table, found[0])}, and "
+                        f"so do {rivals[found[0].id] - 1} other uncoupled {self._src_name()} row(s); couple the "
+                        f"right one by hand.", field=field_label, code=SEVERAL_MATCHES)
+                elif found:
+                    ambiguous[row.id] = RecordError(
+                        f"{record_label(self.src_table, row)}: {len(found)} uncoupled {self._dst_name()} rows match it "
+                        f"({', '.join(record_label(self.dst_table, h) for h in found[:5])}); couple it by hand "
+                        f"instead of creating another one.", field=field_label, code=SEVERAL_MATCHES)
                 else:
                     unmatched.append(row)
             remaining = unmatched
@@ -502,7 +527,10 @@ class _Job:
         return same(mine, theirs)
 
     def _dst_name(self) -> str:
-        return self.dst_table.caption if isinstance(self.dst_table, BcTable) else self.dst_table.logical_name
+        return _table_name(self.dst_table)
+
+    def _src_name(self) -> str:
+        return _table_name(self.src_table)
 
     def _prepare_lookups(self, rows: list[Record]) -> None:
         for fm in self.fields:
@@ -697,6 +725,7 @@ class _Page:
         """Couple without synchronising (match-based coupling without Synch. After Coupling)."""
         coupling.synced_at, coupling.job_id = self.job.e.clock.now(), self.job.job_id
         self.saved.append(coupling)
+        self.succeeded.append(coupling.id_on(self.job.src_side))
         self.job.counts.coupled += 1
 
     def fail(self, row: Record, coupling: Coupling | None, error: SyncError) -> None:
@@ -853,7 +882,8 @@ class _Page:
                 f"{record_label(job.src_table, row)}: {error.message}"
             # the same error twice in a row: the record is skipped, as Business Central does, until
             # its source changes or a user restores it
-            skipped = previous is not None and (previous.skipped or previous.message == message)
+            skipped = (previous is not None and (previous.skipped or previous.message == message)
+                       and error.code not in MATCH_FAILURES)
             entry = RecordFailure(
                 mapping=job.mapping.name, direction=job.direction, source_id=row.id,
                 record=record_label(job.src_table, row), message=message,
