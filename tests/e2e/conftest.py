@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from bcsync.cli import main
 from bcsync.worker import LocalWorker
 from shared.settings import Settings
 from shared.wiring import build_services
@@ -42,6 +45,19 @@ class Env:
 @pytest.fixture
 def env(stack, isolated):
     return Env(stack, isolated)
+
+
+@pytest.fixture
+def cli(env, tmp_path, capsys):
+    """`bcsync ...` against the test's stack; returns (exit code, stdout, stderr)."""
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"Values": env.values}))
+
+    def run(*args):
+        code = main(["--settings", str(settings), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
 
 
 def job(report, job_id):

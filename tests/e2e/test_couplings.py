@@ -5,22 +5,8 @@ from __future__ import annotations
 import json
 
 import azure.functions as func
-import pytest
 
 import function_app
-from bcsync.cli import main
-
-
-@pytest.fixture
-def cli(env, tmp_path, capsys):
-    settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps({"Values": env.values}))
-
-    def run(*args):
-        code = main(["--settings", str(settings), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def test_couple_by_hand_then_the_next_run_synchronises_the_pair(env, cli):

@@ -6,24 +6,10 @@ from __future__ import annotations
 import json
 
 import azure.functions as func
-import pytest
 
 import function_app
-from bcsync.cli import main
 
 from .conftest import job
-
-
-@pytest.fixture
-def cli(env, tmp_path, capsys):
-    settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps({"Values": env.values}))
-
-    def run(*args):
-        code = main(["--settings", str(settings), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def seed(env):

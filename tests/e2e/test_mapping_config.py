@@ -9,21 +9,8 @@ import azure.functions as func
 import pytest
 
 import function_app
-from bcsync.cli import main
 
 from .conftest import job
-
-
-@pytest.fixture
-def cli(env, tmp_path, capsys):
-    settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps({"Values": env.values}))
-
-    def run(*args):
-        code = main(["--settings", str(settings), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def test_list_show_set_and_reset_from_the_command_line(cli, env):

@@ -10,8 +10,6 @@ import azure.functions as func
 import function_app
 from sync.runs import RunKind
 
-from .test_couplings import cli  # noqa: F401  (fixture)
-
 
 def _seed_customers(env):
     bc = env.bc.seed("customers", [
