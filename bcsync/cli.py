@@ -33,7 +33,7 @@ from sync.runs import RunKind, RunReport, RunStatus
 
 from .worker import LocalWorker
 
-COLUMNS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled")
+COLUMNS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled", "uncoupled")
 
 
 def format_report(report: RunReport) -> str:

@@ -72,6 +72,10 @@ class Settings:
         "BCSYNC_JOB_TIME_BUDGET_SECONDS", 480,
         "A job stops after this long and continues from its checkpoint in a new invocation "
         "(below the Functions timeout: 10 minutes on the Consumption plan).")
+    reconcile_minutes: int = _setting(
+        "BCSYNC_RECONCILE_MINUTES", 360,
+        "How often a mapping checks that its coupled Business Central records still exist (its API reports no "
+        "deletions); Dataverse deletions come from change tracking at every run.")
     schedule: str = _setting("BCSYNC_SCHEDULE", "0 */5 * * * *",
                              "NCRONTAB schedule of the timer that starts scheduled runs (read by the Functions host).")
 

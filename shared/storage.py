@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -179,6 +179,18 @@ class CouplingTable:
                     except ResourceNotFoundError:
                         pass
 
+    def coupled_ids(self, mapping: str, side: Side, page_size: int = 1000) -> Iterator[list[str]]:
+        lo, hi = f"{side.value}:", f"{side.value};"  # row keys of one side sort together
+        column = "bc_id" if side is Side.BC else "crm_id"
+        with storage_errors():
+            pages = self.table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                                              parameters={"pk": _key(mapping), "lo": lo, "hi": hi},
+                                              select=[column], results_per_page=page_size).by_page()
+            for page in pages:
+                ids = [e[column] for e in page]
+                if ids:
+                    yield ids
+
     def list(self, mapping: str, limit: int | None = None, where=None) -> list[Coupling]:
         """The couplings of a mapping (that satisfy `where`), streamed from the partition, at most `limit`."""
         with storage_errors():
@@ -278,6 +290,18 @@ class StateTable:
     def clear_pending(self, mapping: str, direction: Direction, ids: Sequence[str]) -> None:
         _transact(self.table, [("delete", {"PartitionKey": _key(mapping), "RowKey": _key(f"pending:{direction.value}:{i}")})
                                for i in dict.fromkeys(ids)])
+
+    def cursor(self, mapping: str, name: str) -> str | None:
+        with storage_errors():
+            try:
+                return self.table.get_entity(_key(mapping), _key(f"cursor:{name}")).get("value")
+            except ResourceNotFoundError:
+                return None
+
+    def save_cursor(self, mapping: str, name: str, value: str) -> None:
+        with storage_errors():
+            self.table.upsert_entity({"PartitionKey": _key(mapping), "RowKey": _key(f"cursor:{name}"), "value": value},
+                                     mode=UpdateMode.REPLACE)
 
     def acquire(self, name: str, owner: str, until: dt.datetime) -> bool:
         entity = {"PartitionKey": self.LEASES, "RowKey": _key(name), "owner": owner, "until": _iso(until)}

@@ -118,7 +118,8 @@ class Services:
                           businesscentral.BusinessCentralEndpoint(self.business_central, s.write_concurrency),
                           dataverse.DataverseEndpoint(self.dataverse, s.write_concurrency), self.couplings, self.errors, self.state,
                           self.clock, page_size=s.page_size,
-                          watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds))
+                          watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds),
+                          reconcile_every=dt.timedelta(minutes=s.reconcile_minutes))
 
     @cached_property
     def coordinator(self) -> RunCoordinator:

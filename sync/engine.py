@@ -66,7 +66,7 @@ from .values import blank_for, convert_plain, is_blank, normalize, same
 # Ids of Dataverse rows we create are derived from the Business Central record, so an insert that
 # is repeated (a retry after a lost answer, a re-delivered job) finds its row instead of duplicating it.
 CRM_ID_NAMESPACE = uuid.UUID("6f1d4c1e-3a51-4b9e-9f5c-0c2b8e7d5a10")
-COUNT_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled")
+COUNT_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled", "uncoupled")
 # failures of match-based coupling: their cause is usually on the other side (a duplicate, a missing
 # row), so they are never skipped, and they clear once the row is coupled by any means
 NO_MATCH, SEVERAL_MATCHES = "NoMatch", "SeveralMatches"
@@ -82,6 +82,7 @@ class Counts:
     skipped: int = 0
     failed: int = 0
     coupled: int = 0
+    uncoupled: int = 0
 
     def add(self, other: "Counts") -> None:
         for name in COUNT_NAMES:
@@ -235,7 +236,8 @@ class JobMode(str, Enum):
 class SyncEngine:
     def __init__(self, catalogs: CatalogSource, bc: Endpoint, crm: CrmEndpoint, couplings: CouplingStore,
                  errors: ErrorStore, state: StateStore, clock: Clock, *, page_size: int = 500,
-                 watermark_margin: dt.timedelta = dt.timedelta(seconds=60)):
+                 watermark_margin: dt.timedelta = dt.timedelta(seconds=60),
+                 reconcile_every: dt.timedelta = dt.timedelta(hours=6)):
         self.catalogs = catalogs
         self.bc = bc
         self.crm = crm
@@ -245,6 +247,7 @@ class SyncEngine:
         self.clock = clock
         self.page_size = page_size
         self.watermark_margin = watermark_margin
+        self.reconcile_every = reconcile_every  # how often coupled ids are checked where no change feed tells deletions
 
     def endpoint(self, side: Side) -> Endpoint:
         return self.bc if side is Side.BC else self.crm
@@ -314,6 +317,8 @@ class _Job:
 
     def run(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
         # a continuation (resume_from set) already did the forced rows before its first checkpoint
+        if resume_from is None and self.mode is not JobMode.COUPLE:
+            self._detect_deletions()
         retried = self._process_forced() if resume_from is None else set()
         if resume_from is not None:
             since = resume_from
@@ -364,6 +369,50 @@ class _Job:
         if ids:
             self.on_progress(Progress(self.counts, None))
         return set(ids)
+
+    # -- deletions ------------------------------------------------------------------------------
+
+    def _detect_deletions(self) -> None:
+        """Deletions are looked for, not stumbled upon (spec §3.3 only meets them on the next update).
+        Where this job writes, a deleted row's coupled source is processed now, and the mapping's
+        deletion-conflict resolution decides: report it, restore the row, or remove the coupling.
+        Where a one-way mapping's source row was deleted, its copy stays and the coupling goes."""
+        one_way = self.mapping.direction is not Direction.BIDIRECTIONAL
+        for side in (self.dst_side, self.src_side) if one_way else (self.dst_side,):
+            gone, done = self._deleted_on(side)
+            couplings = list(self.e.couplings.get_many(self.mapping.name, side, gone).values()) if gone else []
+            if couplings and side is self.dst_side:
+                self.e.state.mark_pending(self.mapping.name, self.direction,
+                                          [c.id_on(self.src_side) for c in couplings])
+            elif couplings:
+                self.e.couplings.delete_many(couplings)
+                self.counts.uncoupled += len(couplings)
+                self.note(f"couplings removed because the {_table_name(self.src_table)} was deleted")
+            done()
+
+    def _deleted_on(self, side: Side) -> tuple[list[str], Callable[[], None]]:
+        """Ids deleted on `side` since the last look, and what to call once they are dealt with."""
+        mapping, state = self.mapping.name, self.e.state
+        if side is Side.CRM:
+            name = "deletions:crm"
+            feed = self.e.crm.deletions(self.mapping.table_on(side), state.cursor(mapping, name))
+            if feed is not None:
+                gone = feed.deleted if feed.complete else self._reconcile(side)
+                return gone, lambda: state.save_cursor(mapping, name, feed.cursor)
+        # no change feed (Business Central's API has none): the coupled ids are checked now and then
+        name = f"reconciled:{side.value}"
+        last = state.cursor(mapping, name)
+        if last is not None and self.started - dt.datetime.fromisoformat(last) < self.e.reconcile_every:
+            return [], lambda: None
+        return self._reconcile(side), lambda: state.save_cursor(mapping, name, self.started.isoformat())
+
+    def _reconcile(self, side: Side) -> list[str]:
+        """The coupled ids on `side` whose row no longer exists."""
+        table, gone = self.mapping.table_on(side), []
+        for ids in self.e.couplings.coupled_ids(self.mapping.name, side):
+            found = {r.id for r in self.endpoint(side).read_ids(table, [], ids)}
+            gone += [i for i in ids if i not in found]
+        return gone
 
     # -- one page --------------------------------------------------------------------------------
 
@@ -548,8 +597,9 @@ class _Job:
                 f"deletion-conflict resolution on {self.mapping.name}.", code="DeletionConflict"))
             return coupling
         page.removed.append(coupling)
+        self.counts.uncoupled += 1
         if resolution is DeletionConflictResolution.REMOVE_COUPLING:
-            self.notes["couplings removed because the coupled row was deleted"] += 1
+            self.note(f"couplings removed because the {self._dst_name()} was deleted")
             return coupling
         return None  # RESTORE: continue as an uncoupled row, which is inserted again
 

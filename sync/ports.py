@@ -80,7 +80,20 @@ class Endpoint(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class DeletionFeed:
+    """Rows deleted since a cursor, as a change feed reports them (Dataverse change tracking)."""
+
+    deleted: list[str]
+    cursor: str               # where the next read continues
+    complete: bool = True     # False: the feed started over, so deletions before it are unknown
+
+
 class CrmEndpoint(Endpoint, Protocol):
+    def deletions(self, table: CrmTable, cursor: str | None) -> DeletionFeed | None:
+        """Ids deleted since `cursor`; without one, or when it expired, the feed starts over
+        (complete=False). None when the table does not track changes."""
+
     def integration_user_id(self) -> str:
         """systemuserid of the user our token acts as (Dataverse WhoAmI)."""
 
@@ -126,6 +139,9 @@ class CouplingStore(Protocol):
 
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
         ...
+
+    def coupled_ids(self, mapping: str, side: Side, page_size: int = 1000) -> Iterator[list[str]]:
+        """The ids on `side` of every coupling of `mapping`, a page at a time."""
 
 
 @dataclass
@@ -182,6 +198,12 @@ class StateStore(Protocol):
         ...
 
     def clear_pending(self, mapping: str, direction: Direction, ids: Sequence[str]) -> None:
+        ...
+
+    def cursor(self, mapping: str, name: str) -> str | None:
+        """A mapping's bookmark in some feed (a delta link, the time of the last reconciliation)."""
+
+    def save_cursor(self, mapping: str, name: str, value: str) -> None:
         ...
 
 

@@ -13,7 +13,7 @@ from typing import Sequence
 from simulators.odata import compile_filter
 from sync.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
 from sync.model import BcTable, Direction, OptionSet, Side
-from sync.ports import Coupling, NewRow, Record, RecordFailure, RowChange, WriteResult
+from sync.ports import Coupling, DeletionFeed, NewRow, Record, RecordFailure, RowChange, WriteResult
 from sync.runs import Job, JobMessage, Run
 
 
@@ -41,6 +41,7 @@ class FakeEndpoint:
         self._version = itertools.count(1)
         self.writes = 0
         self.reject: dict[str, str] = {}   # id or field value -> error message, to inject row failures
+        self.tombstones: list[tuple[str, str]] = []
 
     @staticmethod
     def _name(table) -> str:
@@ -130,7 +131,18 @@ class FakeEndpoint:
                 results.append(WriteResult(self._record(change.id, row, fields)))
         return results
 
+    def delete(self, table, row_id: str) -> None:
+        del self.rows(table)[row_id]
+        self.tombstones.append((self._name(table), row_id))
+
     # Dataverse only
+    def deletions(self, table, cursor):
+        """A change feed over the tombstone log; the cursor is a position in it ("expired" restarts)."""
+        if cursor is None or cursor == "expired":
+            return DeletionFeed([], str(len(self.tombstones)), complete=False)
+        deleted = [rid for name, rid in self.tombstones[int(cursor):] if name == self._name(table)]
+        return DeletionFeed(deleted, str(len(self.tombstones)))
+
     def integration_user_id(self) -> str:
         return self.user
 
@@ -171,6 +183,11 @@ class FakeCouplings:
     def all(self, mapping):
         return {c.bc_id: c for (m, side, _), c in self.by_side.items() if m == mapping and side is Side.BC}
 
+    def coupled_ids(self, mapping, side, page_size=1000):
+        ids = [i for (m, s, i) in self.by_side if m == mapping and s is side]
+        for start in range(0, len(ids), page_size):
+            yield ids[start:start + page_size]
+
 
 class FakeErrors:
     def __init__(self):
@@ -197,6 +214,7 @@ class FakeState:
         self.marks: dict[tuple[str, Direction], dt.datetime] = {}
         self.pending_ids: dict[tuple[str, Direction], set[str]] = {}
         self.leases: dict[str, tuple[str, dt.datetime]] = {}
+        self.cursors: dict[tuple[str, str], str] = {}
 
     def watermark(self, mapping, direction):
         return self.marks.get((mapping, direction))
@@ -214,6 +232,12 @@ class FakeState:
 
     def clear_pending(self, mapping, direction, ids):
         self.pending_ids.get((mapping, direction), set()).difference_update(ids)
+
+    def cursor(self, mapping, name):
+        return self.cursors.get((mapping, name))
+
+    def save_cursor(self, mapping, name, value):
+        self.cursors[(mapping, name)] = value
 
     def acquire(self, name, owner, until):
         held = self.leases.get(name)

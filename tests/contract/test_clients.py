@@ -51,6 +51,20 @@ def test_dataverse_reads_page_by_page_oldest_first_with_lookups_as_ids(dv, stack
     assert sorted(r.values["name"] for r in matched) == ["Account 2", "Account 4"]
 
 
+def test_dataverse_change_tracking_reports_deletions_and_restarts_when_expired(dv, stack, monkeypatch):
+    ids = stack.dataverse.seed("account", [{"name": f"Account {i}"} for i in range(3)])
+    first = dv.deletions(CRM_ACCOUNT, None)          # starts tracking: nothing known before it
+    assert not first.complete and first.deleted == [] and "$deltatoken=" in first.cursor
+    stack.dataverse.delete("account", ids[1])
+    stack.dataverse.update("account", ids[0], {"name": "Changed"})   # changes are not deletions
+    later = dv.deletions(CRM_ACCOUNT, first.cursor)
+    assert later.complete and later.deleted == [ids[1]] and later.cursor != first.cursor
+    assert dv.deletions(CRM_ACCOUNT, later.cursor).deleted == []
+    monkeypatch.setattr(stack.dataverse, "change_tracking_days", -1)   # every token has expired
+    expired = dv.deletions(CRM_ACCOUNT, later.cursor)
+    assert not expired.complete and expired.deleted == []
+
+
 def test_dataverse_insert_with_our_id_is_idempotent_and_stale_updates_are_refused(dv, stack):
     proposed = "6d3f4b1e-1111-4222-8333-944455556666"
     [first] = dv.insert(CRM_ACCOUNT, [NewRow({"name": "Adatum", "ownerid": stack.ids.user_systemuser_id}, proposed)],

@@ -16,12 +16,17 @@ class Env:
 
     def __init__(self, stack, values: dict):
         self.stack = stack
-        self.values = values
-        self.settings = Settings.load(environ=values)
-        self.services = build_services(self.settings)
         self.dv = stack.dataverse
         self.bc = stack.business_central
+        self.configure(**values)
+
+    def configure(self, **values) -> "Env":
+        """Rewire with these settings changed (storage and simulators are kept)."""
+        self.values = {**getattr(self, "values", {}), **{k: str(v) for k, v in values.items()}}
+        self.settings = Settings.load(environ=self.values)
+        self.services = build_services(self.settings)
         self.worker = LocalWorker(self.services, poll_seconds=0.05)
+        return self
 
     def run(self, kind: RunKind, mappings=None, timeout: float = 120):
         run = self.services.start_run(kind, trigger="test", mappings=mappings)
