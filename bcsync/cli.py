@@ -1,7 +1,7 @@
 """`bcsync`: the same services as the function app, from a terminal.
 
     bcsync fullsync [--wait] [--json] [--mapping NAME ...]   start a full synchronisation
-    bcsync sync [--wait] [--json]                            start a scheduled (incremental) run now
+    bcsync sync [--due] [--mapping M] [--wait] [--json]      start a scheduled (incremental) run now
     bcsync status [RUN_ID] [--json]                          a run and its jobs (default: the latest)
     bcsync mappings [show NAME | set NAME ... | reset NAME]  list and change the table mappings
     bcsync match MAPPING [--match FIELD[:PRIORITY][:case]] [--wait]   match-based coupling of uncoupled rows
@@ -47,7 +47,9 @@ def format_report(report: RunReport) -> str:
     totals = " ".join(f"{data['totals'][c]:>9}" for c in COLUMNS)
     lines += ["-" * len(header), f"{'total':<28} {'':<8} {totals}"]
     for job in data["jobs"]:
-        for text in ([job["message"]] if job["message"] else []) + job["notes"]:
+        why = ([f"review: {job['recommendation']}"] if job["recommendation"] else []) + \
+              ([f"due: {job['reason']}"] if job["reason"] else [])
+        for text in why + ([job["message"]] if job["message"] else []) + job["notes"]:
             lines.append(f"  {job['job']}: {text}")
     if data["failures"]:
         lines.append(f"Failed records ({len(data['failures'])}), retried at the next run:")
@@ -75,7 +77,12 @@ def _wait(services: Services, run_id: str, quiet: bool) -> RunReport:
 
 
 def _start(services: Services, kind: RunKind, args) -> int:
-    run = services.start_run(kind, trigger="cli", mappings=getattr(args, "mapping", None) or None)
+    return _follow(services, services.start_run(kind, trigger="cli", mappings=getattr(args, "mapping", None) or None),
+                   args)
+
+
+def _follow(services: Services, run, args) -> int:
+    """Say the run started, or with --wait process its jobs here and print its report."""
     if not args.wait:
         print(json.dumps({"run": run.run_id, "status": run.status.value}) if args.json else
               f"Run {run.run_id} started; `bcsync status {run.run_id}` shows its progress.")
@@ -90,7 +97,13 @@ def cmd_fullsync(services: Services, args) -> int:
 
 
 def cmd_sync(services: Services, args) -> int:
-    return _start(services, RunKind.SCHEDULED, args)
+    if not args.due:
+        return _start(services, RunKind.SCHEDULED, args)
+    run = services.start_scheduled_run(trigger="cli")
+    if run is None:
+        print(json.dumps({"run": None}) if args.json else "No table mapping is due.")
+        return 0
+    return _follow(services, run, args)
 
 
 def cmd_status(services: Services, args) -> int:
@@ -103,9 +116,13 @@ def cmd_status(services: Services, args) -> int:
 
 
 def format_mappings(mappings: list[dict]) -> str:
-    lines = [f"{'mapping':<18} {'enabled':<8} {'direction':<14} {'depends on':<40} overridden"]
+    lines = [f"{'mapping':<18} {'enabled':<8} {'direction':<14} {'every':>6} {'last run':<21} {'runs by':<21} "
+             f"{'depends on':<40} overridden"]
     for m in mappings:
+        schedule = m["schedule"]
+        last = (schedule["last_run_at"] or "never")[:19] + (" (held)" if schedule["held"] else "")
         lines.append(f"{m['name']:<18} {str(m['enabled']).lower():<8} {m['direction']:<14} "
+                     f"{str(m['interval_minutes']) + ' m':>6} {last:<21} {(schedule['runs_by'] or 'next tick')[:19]:<21} "
                      f"{', '.join(m['dependencies']) or '-':<40} {', '.join(m['overridden']) or '-'}")
     return "\n".join(lines)
 
@@ -212,14 +229,7 @@ def cmd_match(services: Services, args) -> int:
     changes = _changes(args)
     if changes:
         services.set_mapping(args.mapping, changes)
-    run = services.start_run(RunKind.COUPLE, trigger="cli", mappings=[args.mapping])
-    if not args.wait:
-        print(json.dumps({"run": run.run_id, "status": run.status.value}) if args.json else
-              f"Match-based coupling of {args.mapping} started as run {run.run_id}.")
-        return 0
-    report = _wait(services, run.run_id, quiet=args.json)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
-    return 0 if report.run.status is RunStatus.DONE else 1
+    return _follow(services, services.start_run(RunKind.COUPLE, trigger="cli", mappings=[args.mapping]), args)
 
 
 def cmd_couple(services: Services, args) -> int:
@@ -287,8 +297,10 @@ def parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=text)
         s.add_argument("--wait", action="store_true", help="process the jobs here until the run finishes")
         s.add_argument("--json", action="store_true", help="machine-readable output")
-        if name == "fullsync":
-            s.add_argument("--mapping", action="append", help="only this table mapping (repeatable)")
+        s.add_argument("--mapping", action="append", help="only this table mapping (repeatable)")
+        if name == "sync":
+            s.add_argument("--due", action="store_true",
+                           help="as the timer does: only the mappings whose schedule says they are due")
         s.set_defaults(func=func)
     s = sub.add_parser("status", help="a run and its jobs")
     s.add_argument("run_id", nargs="?", help="default: the latest run")

@@ -40,6 +40,7 @@ from sync.errors import ConcurrencyError, ServiceUnavailableError
 from sync.model import Direction, Side
 from sync.ports import Clock, Coupling, RecordFailure
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
+from sync.schedule import MappingSchedule
 
 KEYS_PER_QUERY = 14      # Table Storage allows 15 comparisons per filter; one is the partition
 TRANSACTION_SIZE = 100   # operations per entity-group transaction
@@ -253,9 +254,10 @@ class ErrorTable:
 
 
 class StateTable:
-    """Watermarks per mapping and direction, and leases."""
+    """Watermarks, pending rows and cursors per mapping; schedules; leases."""
 
     LEASES = "lease"
+    SCHEDULES = "schedule"
 
     def __init__(self, storage: TableStorage, clock: Clock):
         self.table = storage.table("state")
@@ -302,6 +304,18 @@ class StateTable:
         with storage_errors():
             self.table.upsert_entity({"PartitionKey": _key(mapping), "RowKey": _key(f"cursor:{name}"), "value": value},
                                      mode=UpdateMode.REPLACE)
+
+    def schedules(self) -> dict[str, MappingSchedule]:
+        with storage_errors():
+            return {e["mapping"]: MappingSchedule(_dt(e.get("last_run_at")), bool(e.get("held")),
+                                                  _dt(e.get("last_activity_at")))
+                    for e in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.SCHEDULES})}
+
+    def save_schedule(self, mapping: str, schedule: MappingSchedule) -> None:
+        with storage_errors():
+            self.table.upsert_entity({"PartitionKey": self.SCHEDULES, "RowKey": _key(mapping), "mapping": mapping,
+                                      "last_run_at": _iso(schedule.last_run_at), "held": schedule.held,
+                                      "last_activity_at": _iso(schedule.last_activity_at)}, mode=UpdateMode.REPLACE)
 
     def acquire(self, name: str, owner: str, until: dt.datetime) -> bool:
         entity = {"PartitionKey": self.LEASES, "RowKey": _key(name), "owner": owner, "until": _iso(until)}
@@ -362,7 +376,7 @@ class RunTable:
         return {
             "PartitionKey": job.run_id, "RowKey": f"job:{_key(job.job_id)}", "job_id": job.job_id,
             "mapping": job.mapping, "direction": job.direction.value, "depends_on": json.dumps(list(job.depends_on)),
-            "seq": job.seq, "mode": job.mode.value, "recommendation": job.recommendation,
+            "seq": job.seq, "mode": job.mode.value, "recommendation": job.recommendation, "reason": job.reason,
             "status": job.status.value, "counts": json.dumps(job.counts.as_dict()),
             "notes": json.dumps([n[:500] for n in job.notes[:40]]), "message": job.message[:30000],
             "attempts": job.attempts,
@@ -376,6 +390,7 @@ class RunTable:
             run_id=e["PartitionKey"], job_id=e["job_id"], mapping=e["mapping"], direction=Direction(e["direction"]),
             depends_on=tuple(json.loads(e.get("depends_on") or "[]")), seq=int(e.get("seq") or 0),
             mode=JobMode(e.get("mode") or "incremental"), recommendation=e.get("recommendation") or "",
+            reason=e.get("reason") or "",
             status=JobStatus(e["status"]), counts=Counts.from_dict(json.loads(e.get("counts") or "{}")),
             notes=json.loads(e.get("notes") or "[]"), message=e.get("message") or "", attempts=int(e.get("attempts") or 0),
             queued_at=_dt(e.get("queued_at")), started_at=_dt(e.get("started_at")),

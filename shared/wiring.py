@@ -14,6 +14,7 @@ from sync.mappings import Catalog, builtin_mappings
 from sync.model import Direction, Side
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
 from sync.runs import JobMessage, Run, RunCoordinator, RunKind, RunReport
+from sync.schedule import schedule_status
 
 from . import businesscentral, dataverse
 from .auth import SignIn
@@ -42,7 +43,6 @@ class StoredCatalog:
 
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
-SCHEDULED_RUN_STALE_AFTER = dt.timedelta(hours=2)
 MAX_REPORTED_FAILURES = 200
 
 
@@ -123,7 +123,7 @@ class Services:
 
     @cached_property
     def coordinator(self) -> RunCoordinator:
-        return RunCoordinator(self.catalogs, self.engine, self.runs, self.queue, self.state, self.clock,
+        return RunCoordinator(self.catalogs, self.engine, self.runs, self.queue, self.state, self.state, self.clock,
                               lease_seconds=self.settings.job_lease_seconds,
                               time_budget_seconds=self.settings.job_time_budget_seconds)
 
@@ -131,7 +131,9 @@ class Services:
 
     def mappings(self) -> list[dict]:
         overrides = self.mapping_config.load()
-        return [config.describe(m, overrides.get(m.name)) for m in self.catalogs.current()]
+        schedules = self.state.schedules()
+        return [{**config.describe(m, overrides.get(m.name)), "schedule": schedule_status(m, schedules.get(m.name))}
+                for m in self.catalogs.current()]
 
     def set_mapping(self, name: str, changes: dict) -> dict:
         """Change a mapping's settings; validated against the mapping and, for filters, by the service."""
@@ -209,12 +211,8 @@ class Services:
         return self.coordinator.start_run(kind, trigger, mappings)
 
     def start_scheduled_run(self, trigger: str) -> Run | None:
-        """What the timer does: first re-queue whatever a crash stranded, then start a scheduled run
-        unless the previous one is still going (None then)."""
-        self.coordinator.recover()
-        if self.coordinator.active_run(RunKind.SCHEDULED, younger_than=SCHEDULED_RUN_STALE_AFTER):
-            return None
-        return self.start_run(RunKind.SCHEDULED, trigger)
+        """What the timer does: the due mappings, after re-queueing what a crash stranded (None: nothing due)."""
+        return self.coordinator.start_scheduled_run(trigger)
 
     def report(self, run_id: str | None = None) -> RunReport | None:
         """A run with its jobs (the latest when no id is given); needs storage only."""

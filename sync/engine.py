@@ -71,6 +71,8 @@ COUNT_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "faile
 # row), so they are never skipped, and they clear once the row is coupled by any means
 NO_MATCH, SEVERAL_MATCHES = "NoMatch", "SeveralMatches"
 MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
+DELTA_CURSOR = "deletions:crm"   # the state store's name for a mapping's Dataverse delta link
+PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
 
 
 @dataclass
@@ -252,6 +254,13 @@ class SyncEngine:
     def endpoint(self, side: Side) -> Endpoint:
         return self.bc if side is Side.BC else self.crm
 
+    def has_work(self, mapping_name: str) -> bool:
+        """Whether a scheduled job of the mapping would find anything to do now (see _Job.has_work)."""
+        catalog = self.catalogs.current()
+        mapping = catalog[mapping_name]
+        return any(_Job(self, catalog, mapping, direction, "schedule check", JobMode.INCREMENTAL, Counts(), None)
+                   .has_work() for direction in mapping.direction.job_directions())
+
     def recommend(self, mapping_name: str) -> "Recommendation":
         return recommend(self.catalogs.current()[mapping_name], self.bc, self.crm)
 
@@ -327,12 +336,9 @@ class _Job:
         else:
             since = self.e.state.watermark(self.mapping.name, self.direction)
         resume = since  # where a continuation of this job starts: the newest row processed
-        # Our own writes are not changes; where the service records who changed a row, ask it to
-        # leave them out (Sales changes made with the connection user's account are ignored too).
-        not_modified_by = self.integration_user if self.mapping.direction.includes(Direction.TO_CRM) else None
         for page in self.src.read_changed(self.src_table, self.src_fields, since=since,
                                           where=self.mapping.filter_on(self.src_side), page_size=self.e.page_size,
-                                          not_modified_by=not_modified_by):
+                                          not_modified_by=self._not_modified_by()):
             rows = [r for r in page if r.id not in retried]
             self._process(rows, forced=set())
             newest = max((r.modified_on for r in page if r.modified_on), default=None)
@@ -348,6 +354,31 @@ class _Job:
                     and self.e.clock.now() >= deadline):
                 return JobOutcome(self.counts, self._notes(), resume, complete=False)
         return JobOutcome(self.counts, self._notes(), resume)
+
+    def _not_modified_by(self) -> str | None:
+        # Our own writes are not changes; where the service records who changed a row, ask it to
+        # leave them out (Sales changes made with the connection user's account are ignored too).
+        return self.integration_user if self.mapping.direction.includes(Direction.TO_CRM) else None
+
+    def has_work(self) -> bool:
+        """Would this job do anything now? A few cheap reads, so that a mapping held after a quiet run
+        is woken by changes on either side instead of waiting for its inactivity timeout."""
+        name, state = self.mapping.name, self.e.state
+        watermark = state.watermark(name, self.direction)
+        if self.mapping.is_option_mapping:
+            return bool(next(iter(self.src.read_changed(self.src_table, [], since=watermark, page_size=1)), []))
+        if (self.mapping.reread_all or state.pending(name, self.direction)
+                or any(not f.skipped for f in self.failures.values())):
+            return True
+        page = next(iter(self.src.read_changed(self.src_table, self.src_fields, since=watermark,
+                                               where=self.mapping.filter_on(self.src_side), page_size=PEEK_ROWS,
+                                               not_modified_by=self._not_modified_by())), [])
+        if len(page) == PEEK_ROWS:
+            return True  # more changes than worth looking through: just run
+        couplings = self.e.couplings.get_many(name, self.src_side, [r.id for r in page]) if page else {}
+        if any(self._triage(row, couplings.get(row.id), False) == "work" for row in page):
+            return True
+        return self._deletions_waiting()
 
     def _process_forced(self) -> set[str]:
         """Records that failed earlier are tried again first, changed or not (spec §3.2), and so are
@@ -377,8 +408,7 @@ class _Job:
         Where this job writes, a deleted row's coupled source is processed now, and the mapping's
         deletion-conflict resolution decides: report it, restore the row, or remove the coupling.
         Where a one-way mapping's source row was deleted, its copy stays and the coupling goes."""
-        one_way = self.mapping.direction is not Direction.BIDIRECTIONAL
-        for side in (self.dst_side, self.src_side) if one_way else (self.dst_side,):
+        for side in self._deletion_sides():
             gone, done = self._deleted_on(side)
             couplings = list(self.e.couplings.get_many(self.mapping.name, side, gone).values()) if gone else []
             if couplings and side is self.dst_side:
@@ -390,21 +420,43 @@ class _Job:
                 self.note(f"couplings removed because the {_table_name(self.src_table)} was deleted")
             done()
 
+    def _deletion_sides(self) -> tuple[Side, ...]:
+        """Each side's deletions are looked for by one job of the mapping: the one writing to it, or
+        for a one-way mapping, its only job."""
+        one_way = self.mapping.direction is not Direction.BIDIRECTIONAL
+        return (self.dst_side, self.src_side) if one_way else (self.dst_side,)
+
     def _deleted_on(self, side: Side) -> tuple[list[str], Callable[[], None]]:
         """Ids deleted on `side` since the last look, and what to call once they are dealt with."""
         mapping, state = self.mapping.name, self.e.state
         if side is Side.CRM:
-            name = "deletions:crm"
-            feed = self.e.crm.deletions(self.mapping.table_on(side), state.cursor(mapping, name))
+            feed = self.e.crm.deletions(self.mapping.table_on(side), state.cursor(mapping, DELTA_CURSOR))
             if feed is not None:
                 gone = feed.deleted if feed.complete else self._reconcile(side)
-                return gone, lambda: state.save_cursor(mapping, name, feed.cursor)
+                return gone, lambda: state.save_cursor(mapping, DELTA_CURSOR, feed.cursor)
         # no change feed (Business Central's API has none): the coupled ids are checked now and then
-        name = f"reconciled:{side.value}"
-        last = state.cursor(mapping, name)
-        if last is not None and self.started - dt.datetime.fromisoformat(last) < self.e.reconcile_every:
+        if not self._reconcile_due(side):
             return [], lambda: None
-        return self._reconcile(side), lambda: state.save_cursor(mapping, name, self.started.isoformat())
+        return self._reconcile(side), lambda: state.save_cursor(mapping, f"reconciled:{side.value}",
+                                                                  self.started.isoformat())
+
+    def _reconcile_due(self, side: Side) -> bool:
+        last = self.e.state.cursor(self.mapping.name, f"reconciled:{side.value}")
+        return last is None or self.started - dt.datetime.fromisoformat(last) >= self.e.reconcile_every
+
+    def _deletions_waiting(self) -> bool:
+        """Whether `_detect_deletions` would find something, without consuming the change feed."""
+        for side in self._deletion_sides():
+            if not next(iter(self.e.couplings.coupled_ids(self.mapping.name, side, page_size=1)), None):
+                continue  # nothing coupled, nothing to lose
+            cursor = self.e.state.cursor(self.mapping.name, DELTA_CURSOR) if side is Side.CRM else None
+            feed = self.e.crm.deletions(self.mapping.table_on(side), cursor) if cursor else None
+            if feed is not None:
+                if not feed.complete or self.e.couplings.get_many(self.mapping.name, side, feed.deleted):
+                    return True
+            elif self._reconcile_due(side):
+                return True
+        return False
 
     def _reconcile(self, side: Side) -> list[str]:
         """The coupled ids on `side` whose row no longer exists."""
@@ -695,6 +747,9 @@ class _Job:
                 if stale:
                     self.e.couplings.delete_many(stale)
                 self.e.couplings.save_many(new)
+            newest = max((r.modified_on for r in page if r.modified_on), default=None)
+            if newest is not None:  # read whole every time; the watermark only tells the schedule of changes
+                self.e.state.advance_watermark(self.mapping.name, self.direction, min(newest, self.cap))
             self.on_progress(Progress(self.counts, None))
         return JobOutcome(self.counts, self._notes(), None)
 
@@ -715,6 +770,7 @@ class _Page:
         self.pending: list[str] = []  # destination ids with changes this pass left for the opposite one
         self.interrupted: SyncError | None = None  # a transient failure of some write of this page
         self.written: list[Written] = []
+
     def plan(self, row: Record, coupling: Coupling | None, dst_row: Record | None) -> None:
         job = self.job
         try:

@@ -24,6 +24,7 @@ from .model import Direction
 from .planner import plan
 from .ports import Clock, RecordFailure
 from .review import Recommendation
+from .schedule import ScheduleStore, after_run, due_mappings, iso
 
 log = logging.getLogger("bcsync.runs")
 
@@ -62,6 +63,7 @@ class Job:
     seq: int = 0                    # position in dependency order, for listing
     mode: JobMode = JobMode.INCREMENTAL
     recommendation: str = ""        # full runs: what the review recommended for the mapping
+    reason: str = ""                # scheduled runs: why the mapping was due
     status: JobStatus = JobStatus.PENDING
     counts: Counts = field(default_factory=Counts)
     notes: list[str] = field(default_factory=list)
@@ -77,10 +79,11 @@ class Job:
     def to_dict(self) -> dict:
         return {
             "job": self.job_id, "mapping": self.mapping, "direction": self.direction.value,
-            "mode": self.mode.value, "recommendation": self.recommendation, "status": self.status.value, "depends_on": list(self.depends_on), "counts": self.counts.as_dict(),
+            "mode": self.mode.value, "recommendation": self.recommendation, "reason": self.reason,
+            "status": self.status.value, "depends_on": list(self.depends_on), "counts": self.counts.as_dict(),
             "notes": self.notes, "message": self.message, "attempts": self.attempts,
-            "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
-            "checkpoint": _iso(self.checkpoint),
+            "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
+            "checkpoint": iso(self.checkpoint),
         }
 
 
@@ -155,8 +158,8 @@ class RunReport:
             total.add(job.counts)
         return {
             "run": self.run.run_id, "kind": self.run.kind.value, "trigger": self.run.trigger,
-            "status": self.run.status.value, "created_at": _iso(self.run.created_at),
-            "finished_at": _iso(self.run.finished_at), "totals": total.as_dict(),
+            "status": self.run.status.value, "created_at": iso(self.run.created_at),
+            "finished_at": iso(self.run.finished_at), "totals": total.as_dict(),
             "jobs": [job.to_dict() for job in self.jobs],
             "failures": [{"mapping": f.mapping, "direction": f.direction.value, "record": f.record,
                           "field": f.field, "code": f.code, "message": f.message, "count": f.count,
@@ -164,21 +167,18 @@ class RunReport:
         }
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 class RunCoordinator:
     """Starts runs, executes their jobs from queue messages, and reports on them."""
 
     def __init__(self, catalogs: CatalogSource, engine: SyncEngine, runs: RunStore, queue: JobQueue,
-                 leases: LeaseStore, clock: Clock, *, lease_seconds: int = 600, max_attempts: int = 5,
-                 busy_retry_seconds: int = 30, time_budget_seconds: int = 480):
+                 leases: LeaseStore, schedules: ScheduleStore, clock: Clock, *, lease_seconds: int = 600,
+                 max_attempts: int = 5, busy_retry_seconds: int = 30, time_budget_seconds: int = 480):
         self.catalogs = catalogs
         self.engine = engine
         self.runs = runs
         self.queue = queue
         self.leases = leases
+        self.schedules = schedules
         self.clock = clock
         self.lease = dt.timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
@@ -187,12 +187,14 @@ class RunCoordinator:
 
     # -- starting ---------------------------------------------------------------------------------
 
-    def start_run(self, kind: RunKind, trigger: str, mappings: Iterable[str] | None = None) -> Run:
+    def start_run(self, kind: RunKind, trigger: str, mappings: Iterable[str] | None = None,
+                  reasons: dict[str, str] | None = None) -> Run:
         planned = plan(self.catalogs.current(), mappings)
         now = self.clock.now()
         run = Run(f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", kind, trigger, created_at=now,
                   mappings=tuple(dict.fromkeys(p.mapping for p in planned)))
-        jobs = [Job(run.run_id, p.job_id, p.mapping, p.direction, p.depends_on, seq=i) for i, p in enumerate(planned)]
+        jobs = [Job(run.run_id, p.job_id, p.mapping, p.direction, p.depends_on, seq=i,
+                    reason=(reasons or {}).get(p.mapping, "")) for i, p in enumerate(planned)]
         if kind is RunKind.COUPLE:
             for job in jobs:
                 job.mode = JobMode.COUPLE
@@ -200,6 +202,8 @@ class RunCoordinator:
             self._review(jobs, now)
         self.runs.create(run, jobs)
         log.info("run %s (%s) started with %d jobs", run.run_id, kind.value, len(jobs))
+        for mapping in {j.mapping: j for j in jobs if j.status is JobStatus.DONE}.values():
+            self._record_schedule(mapping)  # nothing to synchronise: it counts as a quiet run
         self.advance(run.run_id)
         return self.runs.get(run.run_id) or run
 
@@ -216,13 +220,22 @@ class RunCoordinator:
             else:
                 job.mode = JobMode.COUPLE if found is Recommendation.COUPLE else JobMode.FULL
 
-    def active_run(self, kind: RunKind, younger_than: dt.timedelta) -> Run | None:
-        """A run of this kind still going, started within the given time (older ones count as dead)."""
-        horizon = self.clock.now() - younger_than
-        for run in self.runs.list_runs(limit=10):
-            if run.kind is kind and run.status is RunStatus.RUNNING and run.created_at and run.created_at > horizon:
-                return run
-        return None
+    def start_scheduled_run(self, trigger: str) -> Run | None:
+        """What the timer does: re-queue whatever a crash stranded, then start a run of the mappings
+        that are due and not busy in another run (None when nothing is due)."""
+        self.recover()
+        due = due_mappings(self.catalogs.current(), self.schedules.schedules(), self.clock.now(),
+                           self.busy_mappings(), self.engine.has_work)
+        if not due:
+            log.info("no table mapping is due")
+            return None
+        log.info("due: %s", "; ".join(f"{m} ({why})" for m, why in due.items()))
+        return self.start_run(RunKind.SCHEDULED, trigger, list(due), reasons=due)
+
+    def busy_mappings(self, runs: int = 20) -> set[str]:
+        """Mappings with an unfinished job in one of the recent unfinished runs."""
+        return {job.mapping for run in self.runs.list_runs(limit=runs) if run.status is RunStatus.RUNNING
+                for job in self.runs.jobs(run.run_id) if job.status not in TERMINAL}
 
     # -- executing --------------------------------------------------------------------------------
 
@@ -333,6 +346,21 @@ class RunCoordinator:
         job.lease_until = None
         self.runs.save_job(job)
         log.info("job %s/%s %s %s %s", job.run_id, job.job_id, status.value, job.counts.as_dict(), message)
+        self._record_schedule(job)
+
+    def _record_schedule(self, finished: Job) -> None:
+        """Once every job of the mapping in this run has finished, its schedule moves on: held when
+        the run changed nothing (spec §3.2: nothing inserted, modified, deleted or failed)."""
+        run = self.runs.get(finished.run_id)
+        if run is None or run.kind is RunKind.COUPLE:
+            return
+        mine = [j for j in self.runs.jobs(run.run_id) if j.mapping == finished.mapping]
+        if any(j.status not in TERMINAL or j.status is JobStatus.BLOCKED for j in mine):
+            return  # still going, or never ran: due again at the next tick
+        changed = any(j.status is JobStatus.FAILED or j.counts.inserted + j.counts.modified + j.counts.deleted
+                      + j.counts.failed + j.counts.uncoupled > 0 for j in mine)
+        previous = self.schedules.schedules().get(finished.mapping)
+        self.schedules.save_schedule(finished.mapping, after_run(previous, run.created_at, changed))
 
     def _dependencies_done(self, job: Job) -> bool:
         jobs = {j.job_id: j for j in self.runs.jobs(job.run_id)}

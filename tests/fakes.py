@@ -215,6 +215,7 @@ class FakeState:
         self.pending_ids: dict[tuple[str, Direction], set[str]] = {}
         self.leases: dict[str, tuple[str, dt.datetime]] = {}
         self.cursors: dict[tuple[str, str], str] = {}
+        self.schedule_rows: dict = {}
 
     def watermark(self, mapping, direction):
         return self.marks.get((mapping, direction))
@@ -232,6 +233,12 @@ class FakeState:
 
     def clear_pending(self, mapping, direction, ids):
         self.pending_ids.get((mapping, direction), set()).difference_update(ids)
+
+    def schedules(self):
+        return dict(self.schedule_rows)
+
+    def save_schedule(self, mapping, schedule):
+        self.schedule_rows[mapping] = schedule
 
     def cursor(self, mapping, name):
         return self.cursors.get((mapping, name))

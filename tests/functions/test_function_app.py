@@ -19,6 +19,7 @@ import function_app
 from shared.settings import Settings
 from shared.wiring import build_services
 from sync.runs import RunStatus
+from tests.support import rewind_schedules
 
 
 def user_function(name):
@@ -103,6 +104,9 @@ def test_timer_starts_a_scheduled_run_but_not_while_one_is_going(services):
     assert len(services.runs.list_runs()) == 1   # the first one has not finished yet
     deliver_all(services)
     assert services.runs.get(run.run_id).status is RunStatus.DONE
+    user_function("scheduled_sync")(TimerRequest(past_due=True))
+    assert len(services.runs.list_runs()) == 1   # every mapping just ran: nothing is due
+    rewind_schedules(services, 31)
     user_function("scheduled_sync")(TimerRequest(past_due=True))
     runs = services.runs.list_runs()
     assert len(runs) == 2 and runs[0].trigger == "timer (past due)"

@@ -40,7 +40,8 @@ class Harness:
     def __init__(self):
         self.w = World()
         self.runs, self.queue = FakeRuns(), FakeQueue()
-        self.coordinator = RunCoordinator(StaticCatalog(self.w.catalog), self.w.engine, self.runs, self.queue, self.w.state, self.w.clock)
+        self.coordinator = RunCoordinator(StaticCatalog(self.w.catalog), self.w.engine, self.runs, self.queue, self.w.state, self.w.state,
+                                          self.w.clock)
 
     def report(self, run_id):
         return RunReport(self.runs.get(run_id), self.runs.jobs(run_id))
