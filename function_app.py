@@ -77,13 +77,13 @@ def run_status(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="runs", methods=["GET"])
 def list_runs(req: func.HttpRequest) -> func.HttpResponse:
+    """The job log: the latest runs (?limit=20) with every job's counts and timings (?mapping= filters)."""
     try:
         limit = max(1, min(200, int(req.params.get("limit", "20"))))
     except ValueError:
         return _problem(400, "limit must be a number.")
-    runs = services().runs.list_runs(limit=limit)
-    return _json({"runs": [{"run": r.run_id, "kind": r.kind.value, "status": r.status.value,
-                            "created_at": r.created_at.isoformat() if r.created_at else None} for r in runs]})
+    reports = services().job_log(limit=limit, mapping=req.params.get("mapping") or None)
+    return _json({"runs": [report.to_dict() for report in reports]})
 
 
 @app.route(route="mappings", methods=["GET"])

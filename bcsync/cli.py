@@ -3,6 +3,7 @@
     bcsync fullsync [--wait] [--json] [--mapping NAME ...]   start a full synchronisation
     bcsync sync [--due] [--mapping M] [--wait] [--json]      start a scheduled (incremental) run now
     bcsync status [RUN_ID] [--json]                          a run and its jobs (default: the latest)
+    bcsync runs [--limit N] [--mapping M] [--purge [--days N]]  the job log; apply its retention
     bcsync mappings [show NAME | set NAME ... | reset NAME]  list and change the table mappings
     bcsync match MAPPING [--match FIELD[:PRIORITY][:case]] [--wait]   match-based coupling of uncoupled rows
     bcsync couple MAPPING --bc ID --crm ID                   couple two records; the next run synchronises them
@@ -112,6 +113,28 @@ def cmd_status(services: Services, args) -> int:
         print(f"No run {args.run_id}." if args.run_id else "No runs yet.", file=sys.stderr)
         return 1
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_runs(services: Services, args) -> int:
+    if args.purge:
+        purged = services.purge_runs(args.days)
+        print(json.dumps({"purged": purged}) if args.json else f"Purged {purged} run(s).")
+        return 0
+    reports = services.job_log(limit=args.limit, mapping=args.mapping)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2))
+        return 0
+    header = f"{'run':<24} {'job':<28} {'status':<8} {'started':<20} {'seconds':>8} " + \
+        " ".join(f"{c:>9}" for c in COLUMNS)
+    lines = [header, "-" * len(header)]
+    for report in reports:
+        for job in report.to_dict()["jobs"]:
+            seconds = "" if job["seconds"] is None else f"{job['seconds']:.1f}"
+            lines.append(f"{report.run.run_id:<24} {job['job']:<28} {job['status']:<8} "
+                         f"{(job['started_at'] or '')[:19]:<20} {seconds:>8} "
+                         + " ".join(f"{job['counts'][c]:>9}" for c in COLUMNS))
+    print("\n".join(lines))
     return 0
 
 
@@ -302,6 +325,13 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--due", action="store_true",
                            help="as the timer does: only the mappings whose schedule says they are due")
         s.set_defaults(func=func)
+    s = sub.add_parser("runs", help="the job log: the latest runs' jobs with counts and timings")
+    s.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    s.add_argument("--mapping", help="only the jobs of this table mapping")
+    s.add_argument("--purge", action="store_true", help="delete runs older than the retention now")
+    s.add_argument("--days", type=int, help="with --purge: the retention in days (default BCSYNC_LOG_RETENTION_DAYS)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_runs)
     s = sub.add_parser("status", help="a run and its jobs")
     s.add_argument("run_id", nargs="?", help="default: the latest run")
     s.add_argument("--json", action="store_true")

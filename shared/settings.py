@@ -72,6 +72,10 @@ class Settings:
         "BCSYNC_JOB_TIME_BUDGET_SECONDS", 480,
         "A job stops after this long and continues from its checkpoint in a new invocation "
         "(below the Functions timeout: 10 minutes on the Consumption plan).")
+    log_retention_days: int = _setting(
+        "BCSYNC_LOG_RETENTION_DAYS", 30,
+        "Runs and their job log older than this many days are deleted (0 keeps them); a run that a failed "
+        "record still refers to is kept, and failed records are only removed when they are resolved.")
     reconcile_minutes: int = _setting(
         "BCSYNC_RECONCILE_MINUTES", 360,
         "How often a mapping checks that its coupled Business Central records still exist (its API reports no "

@@ -400,7 +400,7 @@ class RunTable:
     # -- RunStore -------------------------------------------------------------------------------
 
     def create(self, run: Run, jobs: Sequence[Job]) -> None:
-        inverted = f"{10 ** 13 - int(run.created_at.timestamp() * 1000):013d}"
+        inverted = self._index_key(run.created_at)
         with storage_errors():
             self.table.upsert_entity({"PartitionKey": self.INDEX, "RowKey": f"{inverted}-{run.run_id}",
                                       "run_id": run.run_id})
@@ -422,6 +422,28 @@ class RunTable:
                 if len(ids) >= limit:
                     break
         return [run for run in (self.get(i) for i in ids) if run is not None]
+
+    def older_than(self, when: dt.datetime, limit: int = 500) -> list[Run]:
+        with storage_errors():
+            ids = [e["run_id"] for e in self.table.query_entities(
+                "PartitionKey eq @pk and RowKey gt @lo", parameters={"pk": self.INDEX, "lo": self._index_key(when)},
+                select=["run_id"], results_per_page=limit)][:limit]
+        return [run for run in (self.get(i) for i in ids) if run is not None]
+
+    def delete(self, run: Run) -> None:
+        with storage_errors():
+            entities = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": _key(run.run_id)},
+                                                      select=["PartitionKey", "RowKey"]))
+            _transact(self.table, [("delete", e) for e in entities])
+            try:  # the index row last: a crash before it leaves the run listed, and purged next time
+                self.table.delete_entity(self.INDEX, f"{self._index_key(run.created_at)}-{run.run_id}")
+            except ResourceNotFoundError:
+                pass
+
+    @staticmethod
+    def _index_key(when: dt.datetime) -> str:
+        """Newest first: the index sorts by an inverted millisecond timestamp."""
+        return f"{10 ** 13 - int(when.timestamp() * 1000):013d}"
 
     def jobs(self, run_id: str) -> list[Job]:
         with storage_errors():

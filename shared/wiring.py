@@ -125,7 +125,8 @@ class Services:
     def coordinator(self) -> RunCoordinator:
         return RunCoordinator(self.catalogs, self.engine, self.runs, self.queue, self.state, self.state, self.clock,
                               lease_seconds=self.settings.job_lease_seconds,
-                              time_budget_seconds=self.settings.job_time_budget_seconds)
+                              time_budget_seconds=self.settings.job_time_budget_seconds,
+                              log_retention_days=self.settings.log_retention_days)
 
     # -- mappings -------------------------------------------------------------------------------
 
@@ -213,6 +214,20 @@ class Services:
     def start_scheduled_run(self, trigger: str) -> Run | None:
         """What the timer does: the due mappings, after re-queueing what a crash stranded (None: nothing due)."""
         return self.coordinator.start_scheduled_run(trigger)
+
+    def job_log(self, limit: int = 20, mapping: str | None = None) -> list[RunReport]:
+        """The latest runs with their jobs' counts and timings (only the jobs of `mapping` when given)."""
+        reports = []
+        for run in self.runs.list_runs(limit=limit):
+            jobs = [j for j in self.runs.jobs(run.run_id) if mapping is None or j.mapping == mapping]
+            if jobs or mapping is None:
+                reports.append(RunReport(run, jobs))
+        return reports
+
+    def purge_runs(self, days: int | None = None) -> int:
+        """Apply the job log's retention now (BCSYNC_LOG_RETENTION_DAYS unless `days` is given)."""
+        days = self.settings.log_retention_days if days is None else days
+        return self.coordinator.purge(dt.timedelta(days=days))
 
     def report(self, run_id: str | None = None) -> RunReport | None:
         """A run with its jobs (the latest when no id is given); needs storage only."""

@@ -27,6 +27,7 @@ from .review import Recommendation
 from .schedule import ScheduleStore, after_run, due_mappings, iso
 
 log = logging.getLogger("bcsync.runs")
+RUNS_STATE = "(runs)"  # the state store's partition for what belongs to no mapping
 
 
 class RunKind(str, Enum):
@@ -83,6 +84,8 @@ class Job:
             "status": self.status.value, "depends_on": list(self.depends_on), "counts": self.counts.as_dict(),
             "notes": self.notes, "message": self.message, "attempts": self.attempts,
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
+            "seconds": (round((self.finished_at - self.started_at).total_seconds(), 1)
+                        if self.started_at and self.finished_at else None),
             "checkpoint": iso(self.checkpoint),
         }
 
@@ -130,6 +133,12 @@ class RunStore(Protocol):
 
     def save_run(self, run: Run) -> Run: ...
 
+    def older_than(self, when: dt.datetime, limit: int = 500) -> list[Run]:
+        """Runs created before `when`, newest first."""
+
+    def delete(self, run: Run) -> None:
+        """The run and its jobs."""
+
 
 class JobQueue(Protocol):
     def send(self, message: JobMessage, delay_seconds: int = 0) -> None: ...
@@ -172,7 +181,8 @@ class RunCoordinator:
 
     def __init__(self, catalogs: CatalogSource, engine: SyncEngine, runs: RunStore, queue: JobQueue,
                  leases: LeaseStore, schedules: ScheduleStore, clock: Clock, *, lease_seconds: int = 600,
-                 max_attempts: int = 5, busy_retry_seconds: int = 30, time_budget_seconds: int = 480):
+                 max_attempts: int = 5, busy_retry_seconds: int = 30, time_budget_seconds: int = 480,
+                 log_retention_days: int = 0):
         self.catalogs = catalogs
         self.engine = engine
         self.runs = runs
@@ -184,6 +194,16 @@ class RunCoordinator:
         self.max_attempts = max_attempts
         self.busy_retry_seconds = busy_retry_seconds
         self.time_budget = dt.timedelta(seconds=time_budget_seconds)
+        self.log_retention = dt.timedelta(days=log_retention_days)  # zero: runs are kept for ever
+
+    def _once_a_day(self, what: str) -> bool:
+        """True at most once a day per `what`, across workers (last time kept in the state store)."""
+        state, now = self.engine.state, self.clock.now()
+        last = state.cursor(RUNS_STATE, what)
+        if last is not None and now - dt.datetime.fromisoformat(last) < dt.timedelta(days=1):
+            return False
+        state.save_cursor(RUNS_STATE, what, now.isoformat())
+        return True
 
     # -- starting ---------------------------------------------------------------------------------
 
@@ -224,6 +244,8 @@ class RunCoordinator:
         """What the timer does: re-queue whatever a crash stranded, then start a run of the mappings
         that are due and not busy in another run (None when nothing is due)."""
         self.recover()
+        if self.log_retention and self._once_a_day("purged"):
+            self.purge(self.log_retention)
         due = due_mappings(self.catalogs.current(), self.schedules.schedules(), self.clock.now(),
                            self.busy_mappings(), self.engine.has_work)
         if not due:
@@ -231,6 +253,19 @@ class RunCoordinator:
             return None
         log.info("due: %s", "; ".join(f"{m} ({why})" for m, why in due.items()))
         return self.start_run(RunKind.SCHEDULED, trigger, list(due), reasons=due)
+
+    def purge(self, keep: dt.timedelta) -> int:
+        """The job log's retention: finished runs older than `keep` go, except those a failed record
+        still points at (an unresolved error keeps the run that reported it). Returns how many went."""
+        referenced = {f.job_id.split("/", 1)[0] for f in self.engine.errors.list_all()}
+        purged = 0
+        for run in self.runs.older_than(self.clock.now() - keep):
+            if run.status is not RunStatus.RUNNING and run.run_id not in referenced:
+                self.runs.delete(run)
+                purged += 1
+        if purged:
+            log.info("purged %d runs older than %s", purged, keep)
+        return purged
 
     def busy_mappings(self, runs: int = 20) -> set[str]:
         """Mappings with an unfinished job in one of the recent unfinished runs."""
