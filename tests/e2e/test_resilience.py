@@ -1,0 +1,90 @@
+"""Runs that survive what happens to real workers: one dying in the middle of a full synchronisation,
+and two racing for the same mapping."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from bcsync.worker import LocalWorker
+from shared.wiring import build_services
+from sync.runs import JobMessage, JobStatus, RunKind, RunStatus
+
+from .conftest import job
+
+
+class WorkerDied(BaseException):
+    """Stands for the process being killed: nothing in bcsync catches it."""
+
+
+def _customers(env, n):
+    return env.bc.seed("customers", [{"number": f"C{i:03d}", "displayName": f"Customer {i}"} for i in range(n)])
+
+
+def test_a_full_sync_interrupted_halfway_resumes_without_duplicates(env):
+    env.configure(BCSYNC_PAGE_SIZE=5, BCSYNC_JOB_LEASE_SECONDS=2)
+    _customers(env, 23)
+    endpoint = env.services.engine.crm
+    real_insert, calls = endpoint.insert, []
+
+    def insert_then_die(table, rows, fields):
+        results = real_insert(table, rows, fields)
+        calls.append(len(rows))
+        if len(calls) == 3:   # the third page is written to Dataverse, but its couplings never saved
+            raise WorkerDied()
+        return results
+
+    endpoint.insert = insert_then_die
+    run = env.services.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    with pytest.raises(WorkerDied):
+        env.worker.run_until(lambda: False, timeout=60)
+    endpoint.insert = real_insert
+    assert len(env.dv.rows("account")) == 15 and len(env.couplings("CUSTOMER")) == 10
+    assert job(env.services.report(run.run_id), "CUSTOMER:to-crm").status is JobStatus.RUNNING
+
+    # another worker (a new process) takes over once the dead one's lease runs out
+    survivor = LocalWorker(build_services(env.settings), poll_seconds=0.05)
+    assert survivor.run_until(lambda: env.services.report(run.run_id).run.status is not RunStatus.RUNNING,
+                              timeout=60, recover_every=1)
+    report = env.services.report(run.run_id)
+    assert report.run.status is RunStatus.DONE
+    names = sorted(a["name"] for a in env.dv.rows("account"))
+    assert names == sorted(f"Customer {i}" for i in range(23))          # every one, none twice
+    assert len(env.couplings("CUSTOMER")) == 23 and env.errors() == []
+    to_crm = job(report, "CUSTOMER:to-crm")
+    assert to_crm.attempts >= 2 and to_crm.counts.inserted + to_crm.counts.coupled == 23
+    again = env.sync(["CUSTOMER"])
+    assert sum(j.counts.inserted + j.counts.modified for j in again.jobs) == 0
+
+
+def test_two_workers_racing_on_one_mapping_never_run_it_twice_at_once(env):
+    env.configure(BCSYNC_PAGE_SIZE=5)
+    _customers(env, 20)
+    env.dv.faults.latency_ms = 15          # long enough jobs for the workers to collide
+    try:
+        full = env.services.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+        scheduled = env.services.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
+        # the same job message delivered twice, as at-least-once queues do
+        env.services.queue.send(JobMessage(full.run_id, "CUSTOMER:to-crm"))
+        runs = (full.run_id, scheduled.run_id)
+        done = lambda: all(env.services.report(r).run.status is not RunStatus.RUNNING for r in runs)  # noqa: E731
+        workers = [LocalWorker(build_services(env.settings), poll_seconds=0.02) for _ in range(2)]
+        results = []
+        threads = [threading.Thread(target=lambda w=w: results.append(w.run_until(done, timeout=120)))
+                   for w in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        env.dv.faults.latency_ms = 0
+    assert results == [True, True]
+    assert all(w.handled > 0 for w in workers)        # both took part
+    jobs = [j for r in runs for j in env.services.report(r).jobs]
+    assert all(j.status is JobStatus.DONE for j in jobs)
+    spans = sorted((j.started_at, j.finished_at) for j in jobs)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, "two jobs of CUSTOMER ran at the same time"
+    assert len(env.dv.rows("account")) == 20 and len(env.couplings("CUSTOMER")) == 20
+    assert job(env.services.report(full.run_id), "CUSTOMER:to-crm").counts.inserted == 20
