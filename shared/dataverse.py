@@ -11,7 +11,7 @@ from typing import Any, Iterator, Sequence
 
 import requests
 
-from sync.errors import SyncError
+from sync.errors import RecordError, SyncError
 from sync.model import CrmTable, OptionSet, Side
 from sync.ports import DeletionFeed, NewRow, Record, RowChange, WriteResult
 
@@ -107,7 +107,8 @@ class DataverseClient:
             url, params = body.get("@odata.nextLink"), None
         if not next_link:
             raise SyncError(f"Dataverse answered a change-tracking read of {entity_set} without a delta link.")
-        return deleted, next_link
+        # kept without the organisation's address, so a link outlives a change of BCSYNC_DATAVERSE_URL
+        return deleted, next_link[next_link.find(API_PATH):] if API_PATH in next_link else next_link
 
     def picklist_options(self, logical_name: str, attribute: str) -> dict[int, str]:
         path = (f"{API_PATH}/EntityDefinitions(LogicalName='{logical_name}')/Attributes(LogicalName='{attribute}')"
@@ -191,9 +192,9 @@ class DataverseEndpoint:
         except SyncError as exc:
             if exc.code == NOT_TRACKED:
                 return None
-            if exc.code != EXPIRED_VERSION_STAMP or cursor is None:
+            if cursor is None or not (exc.code == EXPIRED_VERSION_STAMP or isinstance(exc, RecordError)):
                 raise
-        # the delta link is older than the organisation keeps changes: start over
+        # the delta link is older than the organisation keeps changes, or no longer valid: start over
         _, link = self.client.delta(table.entity_set, table.primary_id, None)
         return DeletionFeed([], link, complete=False)
 

@@ -32,7 +32,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.pipeline.policies import SansIOHTTPPolicy
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from sync.config import MappingOverride
 from sync.engine import Counts, JobMode
@@ -173,12 +173,17 @@ class CouplingTable:
 
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
         for c in couplings:
-            for side in (Side.BC, Side.CRM):
-                with storage_errors():
-                    try:
-                        self.table.delete_entity(_key(c.mapping), _key(f"{side.value}:{c.id_on(side)}"))
-                    except ResourceNotFoundError:
-                        pass
+            keys = [{"PartitionKey": _key(c.mapping), "RowKey": _key(f"{side.value}:{c.id_on(side)}")}
+                    for side in (Side.BC, Side.CRM)]
+            try:  # both rows at once, so a crash never leaves one side coupled
+                _transact(self.table, [("delete", k) for k in keys])
+            except TableTransactionError:  # a row already gone fails the batch: delete what is left one by one
+                for k in keys:
+                    with storage_errors():
+                        try:
+                            self.table.delete_entity(k["PartitionKey"], k["RowKey"])
+                        except ResourceNotFoundError:
+                            pass
 
     def coupled_ids(self, mapping: str, side: Side, page_size: int = 1000) -> Iterator[list[str]]:
         lo, hi = f"{side.value}:", f"{side.value};"  # row keys of one side sort together
@@ -423,12 +428,17 @@ class RunTable:
                     break
         return [run for run in (self.get(i) for i in ids) if run is not None]
 
-    def older_than(self, when: dt.datetime, limit: int = 500) -> list[Run]:
+    def older_than(self, when: dt.datetime) -> Iterator[Run]:
         with storage_errors():
-            ids = [e["run_id"] for e in self.table.query_entities(
+            entries = self.table.query_entities(
                 "PartitionKey eq @pk and RowKey gt @lo", parameters={"pk": self.INDEX, "lo": self._index_key(when)},
-                select=["run_id"], results_per_page=limit)][:limit]
-        return [run for run in (self.get(i) for i in ids) if run is not None]
+                select=["RowKey", "run_id"])
+            for entry in entries:
+                run = self.get(entry["run_id"])
+                if run is None:  # its rows went, the index row did not (a purge that stopped halfway)
+                    self.table.delete_entity(self.INDEX, entry["RowKey"])
+                else:
+                    yield run
 
     def delete(self, run: Run) -> None:
         with storage_errors():

@@ -17,13 +17,15 @@ from .ports import (
 )
 
 
-def _exists(mapping: TableMapping, side: Side, endpoint: Endpoint, record_id: str, crm: CrmEndpoint) -> str:
-    """A label for the record, or a ConfigurationError when it does not exist."""
+def _exists(mapping: TableMapping, side: Side, endpoint: Endpoint, record_id: str,
+            crm: CrmEndpoint) -> tuple[str, str]:
+    """A label for the record and its id as the service spells it, or a ConfigurationError when it
+    does not exist (a GUID typed in upper case must not become a coupling the service never answers to)."""
     if side is Side.CRM and mapping.is_option_mapping:
         labels = crm.option_labels(mapping.option_set)
         if not record_id.isdigit() or int(record_id) not in labels:
             raise ConfigurationError(f"{mapping.option_set.attribute} has no option {record_id}.")
-        return f"option {record_id} {labels[int(record_id)]!r}"
+        return f"option {record_id} {labels[int(record_id)]!r}", record_id
     table = mapping.table_on(side)
     key = table.key_field if side is Side.BC else table.primary_name
     found = endpoint.read_ids(table, [key], [record_id])
@@ -31,14 +33,16 @@ def _exists(mapping: TableMapping, side: Side, endpoint: Endpoint, record_id: st
         what = table.caption if side is Side.BC else f"Dataverse {table.logical_name}"
         raise ConfigurationError(f"There is no {what} with id {record_id}.")
     name = found[0].values.get(key)
-    return f"{table.caption} {name}" if side is Side.BC else f"{table.logical_name} '{name}'"
+    return (f"{table.caption} {name}" if side is Side.BC else f"{table.logical_name} '{name}'"), found[0].id
 
 
 def couple(catalog: Catalog, name: str, bc_id: str, crm_id: str, *, bc: Endpoint, crm: CrmEndpoint,
            couplings: CouplingStore, state: StateStore) -> Coupling:
     """Couple two existing, uncoupled records; the next run synchronises them (BC to Sales first)."""
     mapping = catalog[name]
-    labels = {Side.BC: _exists(mapping, Side.BC, bc, bc_id, crm), Side.CRM: _exists(mapping, Side.CRM, crm, crm_id, crm)}
+    (bc_label, bc_id), (crm_label, crm_id) = (_exists(mapping, Side.BC, bc, bc_id, crm),
+                                              _exists(mapping, Side.CRM, crm, crm_id, crm))
+    labels = {Side.BC: bc_label, Side.CRM: crm_label}
     for side, record_id in ((Side.BC, bc_id), (Side.CRM, crm_id)):
         existing = couplings.get_many(name, side, [record_id]).get(record_id)
         if existing is not None:

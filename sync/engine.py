@@ -23,7 +23,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from .config import CatalogSource
 from .errors import (
@@ -345,8 +345,10 @@ class _Job:
             if newest is not None:
                 resume = newest if resume is None else max(resume, newest)
                 # the mapping's watermark never passes the job's start minus the margin, so rows
-                # committed late or stamped by a skewed clock are read again next run
-                self.e.state.advance_watermark(self.mapping.name, self.direction, min(newest, self.cap))
+                # committed late or stamped by a skewed clock are read again next run; a coupling
+                # job leaves coupled rows alone, so their changes must still be found by the next run
+                if self.mode is not JobMode.COUPLE:
+                    self.e.state.advance_watermark(self.mapping.name, self.direction, min(newest, self.cap))
             self.on_progress(Progress(self.counts, resume))
             # Out of time: stop at this page, but only past where this invocation started, so that a
             # continuation always gets further (rows sharing one timestamp are read again, not stuck on)
@@ -366,7 +368,8 @@ class _Job:
         name, state = self.mapping.name, self.e.state
         watermark = state.watermark(name, self.direction)
         if self.mapping.is_option_mapping:
-            return bool(next(iter(self.src.read_changed(self.src_table, [], since=watermark, page_size=1)), []))
+            newest = next(iter(self.src.read_changed(self.src_table, [], since=watermark, page_size=PEEK_ROWS)), [])
+            return any(watermark is None or (r.modified_on and r.modified_on > watermark) for r in newest)
         if (self.mapping.reread_all or state.pending(name, self.direction)
                 or any(not f.skipped for f in self.failures.values())):
             return True
@@ -376,8 +379,10 @@ class _Job:
         if len(page) == PEEK_ROWS:
             return True  # more changes than worth looking through: just run
         couplings = self.e.couplings.get_many(name, self.src_side, [r.id for r in page]) if page else {}
-        if any(self._triage(row, couplings.get(row.id), False) == "work" for row in page):
-            return True
+        for row in page:
+            coupling = couplings.get(row.id)
+            if self._triage(row, coupling, False) == "work" and self.rules.accept(self, row, coupling) != IGNORE:
+                return True
         return self._deletions_waiting()
 
     def _process_forced(self) -> set[str]:
@@ -394,11 +399,14 @@ class _Job:
                 self.e.errors.clear_many(self.mapping.name, self.direction, gone_failures)
                 for sid in gone_failures:
                     self.failures.pop(sid, None)
+            orphans = list(self.e.couplings.get_many(self.mapping.name, self.src_side, sorted(gone)).values())
+            if orphans:  # deleted on both sides: the coupling has nothing left to couple
+                self.e.couplings.delete_many(orphans)
+                self.counts.uncoupled += len(orphans)
             self._process(rows, forced={r.id for r in rows})
+            self.on_progress(Progress(self.counts, None))
         if pending:
             self.e.state.clear_pending(self.mapping.name, self.direction, pending)
-        if ids:
-            self.on_progress(Progress(self.counts, None))
         return set(ids)
 
     # -- deletions ------------------------------------------------------------------------------
@@ -409,16 +417,20 @@ class _Job:
         deletion-conflict resolution decides: report it, restore the row, or remove the coupling.
         Where a one-way mapping's source row was deleted, its copy stays and the coupling goes."""
         for side in self._deletion_sides():
-            gone, done = self._deleted_on(side)
-            couplings = list(self.e.couplings.get_many(self.mapping.name, side, gone).values()) if gone else []
-            if couplings and side is self.dst_side:
-                self.e.state.mark_pending(self.mapping.name, self.direction,
-                                          [c.id_on(self.src_side) for c in couplings])
-            elif couplings:
-                self.e.couplings.delete_many(couplings)
-                self.counts.uncoupled += len(couplings)
-                self.note(f"couplings removed because the {_table_name(self.src_table)} was deleted")
+            pages, done = self._deleted_on(side)
+            for gone in pages:
+                self._deleted(side, gone)
+                self.on_progress(Progress(self.counts, None))  # a long reconciliation keeps its lease
             done()
+
+    def _deleted(self, side: Side, gone: list[str]) -> None:
+        couplings = list(self.e.couplings.get_many(self.mapping.name, side, gone).values()) if gone else []
+        if couplings and side is self.dst_side:
+            self.e.state.mark_pending(self.mapping.name, self.direction, [c.id_on(self.src_side) for c in couplings])
+        elif couplings:
+            self.e.couplings.delete_many(couplings)
+            self.counts.uncoupled += len(couplings)
+            self.note(f"couplings removed because the {_table_name(self.src_table)} was deleted")
 
     def _deletion_sides(self) -> tuple[Side, ...]:
         """Each side's deletions are looked for by one job of the mapping: the one writing to it, or
@@ -426,13 +438,14 @@ class _Job:
         one_way = self.mapping.direction is not Direction.BIDIRECTIONAL
         return (self.dst_side, self.src_side) if one_way else (self.dst_side,)
 
-    def _deleted_on(self, side: Side) -> tuple[list[str], Callable[[], None]]:
-        """Ids deleted on `side` since the last look, and what to call once they are dealt with."""
+    def _deleted_on(self, side: Side) -> tuple[Iterable[list[str]], Callable[[], None]]:
+        """Pages of ids deleted on `side` since the last look, and what to call once they are dealt
+        with (a crash before that looks again next time; dealing with a deletion twice is harmless)."""
         mapping, state = self.mapping.name, self.e.state
         if side is Side.CRM:
             feed = self.e.crm.deletions(self.mapping.table_on(side), state.cursor(mapping, DELTA_CURSOR))
             if feed is not None:
-                gone = feed.deleted if feed.complete else self._reconcile(side)
+                gone = [feed.deleted] if feed.complete else self._reconcile(side)
                 return gone, lambda: state.save_cursor(mapping, DELTA_CURSOR, feed.cursor)
         # no change feed (Business Central's API has none): the coupled ids are checked now and then
         if not self._reconcile_due(side):
@@ -458,13 +471,12 @@ class _Job:
                 return True
         return False
 
-    def _reconcile(self, side: Side) -> list[str]:
-        """The coupled ids on `side` whose row no longer exists."""
-        table, gone = self.mapping.table_on(side), []
+    def _reconcile(self, side: Side) -> Iterator[list[str]]:
+        """Page by page, the coupled ids on `side` whose row no longer exists."""
+        table = self.mapping.table_on(side)
         for ids in self.e.couplings.coupled_ids(self.mapping.name, side):
-            found = {r.id for r in self.endpoint(side).read_ids(table, [], ids)}
-            gone += [i for i in ids if i not in found]
-        return gone
+            found = {r.id.lower() for r in self.endpoint(side).read_ids(table, [], ids)}
+            yield [i for i in ids if i.lower() not in found]  # GUIDs: the services may change their case
 
     # -- one page --------------------------------------------------------------------------------
 
@@ -514,7 +526,7 @@ class _Job:
                     page.couple(coupling)
                     continue
             elif coupling is None:
-                if self.mode is JobMode.COUPLE and not self.mapping.create_new_if_no_match:
+                if self._match_only(row):
                     page.fail(row, None, RecordError(
                         f"{record_label(self.src_table, row)}: no uncoupled {self._dst_name()} matches it, so it "
                         f"was not coupled; couple it by hand, or let match-based coupling create new rows.",
@@ -529,6 +541,16 @@ class _Job:
                         continue
             page.plan(row, coupling, dst_row)
         page.write()
+
+    def _match_only(self, row: Record) -> bool:
+        """An uncoupled row that may be coupled but not created: in a coupling job without create-new,
+        and when a scheduled run under Synch. Only Coupled Records retries a row that failed matching
+        (it couples it or reports it again, but never creates what match-based coupling did not)."""
+        if self.mode is JobMode.COUPLE:
+            return not self.mapping.create_new_if_no_match
+        failure = self.failures.get(row.id)
+        return (self.mode is JobMode.INCREMENTAL and self.mapping.sync_only_coupled and failure is not None
+                and failure.code in MATCH_FAILURES)
 
     def _triage(self, row: Record, coupling: Coupling | None, forced: bool) -> str:
         failure = self.failures.get(row.id)
@@ -590,7 +612,7 @@ class _Job:
                                 and all(self._same(fm, v, c) for fm, v in criteria[row.id])]
             # one row matched by several of ours is as ambiguous as several matching one of ours:
             # coupling the first would leave the others to be created as duplicates
-            rivals = Counter(h[0].id for h in hits.values() if len(h) == 1)
+            rivals = Counter(c.id for found in hits.values() for c in found)
             unmatched = []
             for row in remaining:
                 found, field_label = hits[row.id], criteria[row.id][0][0].label if criteria[row.id] else ""

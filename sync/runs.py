@@ -15,7 +15,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable, Iterator, Protocol, Sequence
 
 from .config import CatalogSource
 from .engine import Counts, JobMode, Progress, SyncEngine
@@ -133,8 +133,8 @@ class RunStore(Protocol):
 
     def save_run(self, run: Run) -> Run: ...
 
-    def older_than(self, when: dt.datetime, limit: int = 500) -> list[Run]:
-        """Runs created before `when`, newest first."""
+    def older_than(self, when: dt.datetime) -> Iterator[Run]:
+        """Runs created before `when`, newest first, streamed."""
 
     def delete(self, run: Run) -> None:
         """The run and its jobs."""
@@ -245,18 +245,32 @@ class RunCoordinator:
         that are due and not busy in another run (None when nothing is due)."""
         self.recover()
         if self.log_retention and self._once_a_day("purged"):
-            self.purge(self.log_retention)
+            try:
+                self.purge(self.log_retention)
+            except SyncError as exc:  # housekeeping must not cost the tick its run
+                log.warning("purging the job log failed: %s", exc.message)
         due = due_mappings(self.catalogs.current(), self.schedules.schedules(), self.clock.now(),
-                           self.busy_mappings(), self.engine.has_work)
+                           self.busy_mappings(), self._has_work)
         if not due:
             log.info("no table mapping is due")
             return None
         log.info("due: %s", "; ".join(f"{m} ({why})" for m, why in due.items()))
         return self.start_run(RunKind.SCHEDULED, trigger, list(due), reasons=due)
 
+    def _has_work(self, mapping: str) -> bool:
+        """The schedule's look at a held mapping; when the look itself fails, the mapping just runs
+        (its job has retries and reports), so one service in trouble does not stop the others."""
+        try:
+            return self.engine.has_work(mapping)
+        except SyncError as exc:
+            log.warning("could not tell whether %s has work (%s); running it", mapping, exc.message)
+            return True
+
     def purge(self, keep: dt.timedelta) -> int:
         """The job log's retention: finished runs older than `keep` go, except those a failed record
         still points at (an unresolved error keeps the run that reported it). Returns how many went."""
+        if keep <= dt.timedelta(0):
+            return 0  # a retention of zero keeps everything
         referenced = {f.job_id.split("/", 1)[0] for f in self.engine.errors.list_all()}
         purged = 0
         for run in self.runs.older_than(self.clock.now() - keep):
@@ -267,7 +281,7 @@ class RunCoordinator:
             log.info("purged %d runs older than %s", purged, keep)
         return purged
 
-    def busy_mappings(self, runs: int = 20) -> set[str]:
+    def busy_mappings(self, runs: int = 50) -> set[str]:
         """Mappings with an unfinished job in one of the recent unfinished runs."""
         return {job.mapping for run in self.runs.list_runs(limit=runs) if run.status is RunStatus.RUNNING
                 for job in self.runs.jobs(run.run_id) if job.status not in TERMINAL}
@@ -390,7 +404,7 @@ class RunCoordinator:
         if run is None or run.kind is RunKind.COUPLE:
             return
         mine = [j for j in self.runs.jobs(run.run_id) if j.mapping == finished.mapping]
-        if any(j.status not in TERMINAL or j.status is JobStatus.BLOCKED for j in mine):
+        if any(j.status not in TERMINAL for j in mine) or all(j.status is JobStatus.BLOCKED for j in mine):
             return  # still going, or never ran: due again at the next tick
         changed = any(j.status is JobStatus.FAILED or j.counts.inserted + j.counts.modified + j.counts.deleted
                       + j.counts.failed + j.counts.uncoupled > 0 for j in mine)

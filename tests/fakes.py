@@ -279,8 +279,8 @@ class FakeRuns:
     def list_runs(self, limit=20):
         return [Run(**r.__dict__) for r in sorted(self.runs.values(), key=lambda r: r.created_at, reverse=True)[:limit]]
 
-    def older_than(self, when, limit=500):
-        return [r for r in self.list_runs(limit=len(self.runs)) if r.created_at < when][:limit]
+    def older_than(self, when):
+        return [r for r in self.list_runs(limit=len(self.runs)) if r.created_at < when]
 
     def delete(self, run):
         self.runs.pop(run.run_id, None)

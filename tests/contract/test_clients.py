@@ -63,6 +63,9 @@ def test_dataverse_change_tracking_reports_deletions_and_restarts_when_expired(d
     monkeypatch.setattr(stack.dataverse, "change_tracking_days", -1)   # every token has expired
     expired = dv.deletions(CRM_ACCOUNT, later.cursor)
     assert not expired.complete and expired.deleted == []
+    monkeypatch.setattr(stack.dataverse, "change_tracking_days", 7)
+    garbled = dv.deletions(CRM_ACCOUNT, later.cursor.replace("$deltatoken=", "$deltatoken=x"))
+    assert not garbled.complete and garbled.cursor.startswith("/api/data/v9.2/accounts?")
 
 
 def test_dataverse_insert_with_our_id_is_idempotent_and_stale_updates_are_refused(dv, stack):

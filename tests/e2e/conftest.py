@@ -20,11 +20,11 @@ class Env:
         self.bc = stack.business_central
         self.configure(**values)
 
-    def configure(self, **values) -> "Env":
-        """Rewire with these settings changed (storage and simulators are kept)."""
+    def configure(self, clock=None, **values) -> "Env":
+        """Rewire with these settings changed, or another clock (storage and simulators are kept)."""
         self.values = {**getattr(self, "values", {}), **{k: str(v) for k, v in values.items()}}
         self.settings = Settings.load(environ=self.values)
-        self.services = build_services(self.settings)
+        self.services = build_services(self.settings, clock)
         self.worker = LocalWorker(self.services, poll_seconds=0.05)
         return self
 

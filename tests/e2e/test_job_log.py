@@ -3,11 +3,20 @@ never takes away what an unresolved error still refers to."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import azure.functions as func
 
 import function_app
+
+
+class DaysAgo:
+    def __init__(self, days):
+        self.offset = dt.timedelta(days=days)
+
+    def now(self):
+        return dt.datetime.now(dt.timezone.utc) - self.offset
 
 
 def test_jobs_are_listed_with_counts_and_timings_and_old_runs_are_purged_unless_an_error_needs_them(
@@ -17,8 +26,10 @@ def test_jobs_are_listed_with_counts_and_timings_and_old_runs_are_purged_unless_
     env.bc.seed("salespeoplePurchasers", [{"code": "AT", "displayName": "Alicia", "email": "at@example.com"},
                                           {"code": "JR", "displayName": "Jim", "email": "jim@example.com"}])
     [customer] = env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum", "salespersonCode": "JR"}])
+    env.configure(clock=DaysAgo(3))                               # these two runs are three days old
     failing = env.full_sync(["SALESPEOPLE", "CUSTOMER"])          # the customer fails: JR is no salesperson
     quiet = env.sync(["SALESPEOPLE"])
+    env.configure(clock=None)
 
     code, out, _ = cli("runs", "--json")
     listed = json.loads(out)
@@ -38,8 +49,9 @@ def test_jobs_are_listed_with_counts_and_timings_and_old_runs_are_purged_unless_
     quiet_counts = body["runs"][0]["jobs"][0]["counts"]
     assert quiet_counts["unchanged"] >= 1 and quiet_counts["inserted"] + quiet_counts["modified"] == 0
 
-    # a retention of 0 days: both runs are old enough, but the failed customer still refers to the first
-    code, out, _ = cli("runs", "--purge", "--days", "0")
+    assert env.services.purge_runs(0) == 0 and cli("runs", "--purge", "--days", "4")[1].startswith("Purged 0")
+    # a retention of 2 days: both runs are old enough, but the failed customer still refers to the first
+    code, out, _ = cli("runs", "--purge", "--days", "2")
     assert code == 0 and "Purged 1 run" in out
     assert [r.run_id for r in env.services.runs.list_runs()] == [failing.run.run_id]
     assert env.services.runs.jobs(quiet.run.run_id) == []
@@ -48,5 +60,6 @@ def test_jobs_are_listed_with_counts_and_timings_and_old_runs_are_purged_unless_
     env.bc.update("customers", customer, {"salespersonCode": "AT"})
     env.sync(["CUSTOMER"])
     assert env.errors() == []                                      # resolved: nothing holds the old run now
-    env.services.purge_runs(0)
-    assert env.services.runs.list_runs() == []
+    newest = env.services.runs.list_runs()[0].run_id                # today's run stays
+    env.services.purge_runs(2)
+    assert [r.run_id for r in env.services.runs.list_runs()] == [newest]

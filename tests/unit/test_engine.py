@@ -3,7 +3,7 @@
 
 import pytest
 
-from sync.config import StaticCatalog
+from sync.config import MappingOverride, StaticCatalog, apply
 from sync.engine import JobMode, SyncEngine, plan_row
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
 from sync.model import Direction, Side, UpdateConflictResolution
@@ -472,3 +472,64 @@ def test_currencies_couple_by_iso_code_with_exchange_rates_and_the_local_currenc
     w.crm.edit(CRM_ACCOUNT, aid, transactioncurrencyid=w.usd)
     w.run("CUSTOMER", FROM)
     assert w.bc.rows(BC_CUSTOMER)[euro_customer]["values"]["currencyId"] == "00000000-0000-0000-0000-000000000000"
+
+
+def _coupling_run(w, mapping, direction, **overrides):
+    w.jobs += 1
+    w.clock.tick(120)
+    if overrides:
+        w.engine.catalogs = StaticCatalog(Catalog([m.with_overrides(**overrides) if m.name == mapping else m
+                                                   for m in w.catalog]))
+    return w.engine.run(mapping, direction, job_id=f"job{w.jobs}", mode=JobMode.COUPLE)
+
+
+def test_a_coupling_job_leaves_the_watermark_so_changes_to_coupled_rows_still_flow():
+    w = World()
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.edit(BC_CUSTOMER, cid, displayName="Adatum Corporation")
+    w.clock.tick(600)
+    w.customer("C00020", "Litware")                      # a newer row: the coupling job reads past the rename
+    _coupling_run(w, "CUSTOMER", TO)                     # ignores the coupled, changed customer
+    w.run("CUSTOMER", TO)
+    assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["name"] == "Adatum Corporation"
+
+
+def test_a_record_that_failed_matching_is_never_created_by_a_scheduled_run():
+    w = World()
+    cid = w.customer("C00010", "Adatum")
+    out = _coupling_run(w, "CUSTOMER", TO, create_new_if_no_match=False)
+    assert out.counts.failed == 1 and w.errors.list("CUSTOMER", TO)[0].code == "NoMatch"
+    w.engine.catalogs = StaticCatalog(w.catalog)
+    w.run("CUSTOMER", TO)                                # retried: still no match, and not created
+    assert w.crm.rows(CRM_ACCOUNT) == {} and w.errors.list("CUSTOMER", TO)[0].count == 2
+    aid = w.account("Adatum")                            # the counterpart appears: the retry couples it
+    w.run("CUSTOMER", TO)
+    assert w.couplings.all("CUSTOMER")[cid].crm_id == aid and w.errors.list("CUSTOMER", TO) == []
+    assert len(w.crm.rows(CRM_ACCOUNT)) == 1
+
+
+def test_a_row_matched_by_several_of_ours_is_coupled_to_none_of_them():
+    w = World()
+    w.account("Contoso", telephone1="1")
+    w.account("Contoso", telephone1="2")
+    w.customer("C00010", "Contoso", phoneNumber="1")   # matches only the first account by name and phone
+    w.customer("C00020", "Contoso")                    # matches both by name
+    criteria = MappingOverride(match={"displayName|name": {"priority": 0, "case_sensitive": False},
+                                      "phoneNumber|telephone1": {"priority": 0, "case_sensitive": False}})
+    w.engine.catalogs = StaticCatalog(Catalog([apply(m, criteria) if m.name == "CUSTOMER" else m for m in w.catalog]))
+    out = w.run("CUSTOMER", TO, full=True)
+    assert out.counts.coupled == 0 and out.counts.inserted == 0 and out.counts.failed == 2
+    assert {f.code for f in w.errors.list("CUSTOMER", TO)} == {"SeveralMatches"}
+
+
+def test_a_coupling_whose_two_records_were_both_deleted_is_dropped():
+    w = World()
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.crm.delete(CRM_ACCOUNT, aid)
+    w.bc.delete(BC_CUSTOMER, cid)
+    w.run("CUSTOMER", TO)                  # the Sales deletion marks the customer, which is gone too
+    assert w.couplings.all("CUSTOMER") == {} and w.errors.list_all() == []
