@@ -5,10 +5,11 @@ order the API page declares them, and register both in `build_catalog`. Field na
 validation messages follow the standard APIV2 pages (microsoft/ALAppExtensions, Apps/W1/APIV2) and
 the BaseApp tables. Table logic (OnInsert/OnModify/OnDelete) is registered with `Catalog.on`.
 
-The master data and setup here; marketing.py adds contacts, business relations and opportunities,
+The master data and setup here (with the chart of accounts: `accounts`, read-only like BC's API page,
+its rows seeded in-process); marketing.py adds contacts, business relations and opportunities,
 inventory.py units of measure, items, item ledger entries and resources, pricing.py price groups,
-sales prices, exchange rates and the Sales & Receivables Setup, documents.py sales orders and
-invoices with posting and payments.
+sales prices, exchange rates and the Sales & Receivables Setup, documents.py sales orders (with the
+SalesOrder page) and invoices with posting and payments.
 """
 
 from __future__ import annotations
@@ -97,6 +98,19 @@ def _last_modified() -> Field:
     return SystemField("lastModifiedDateTime", "SystemModifiedAt", "datetime", caption="Last Modified Date")
 
 
+GL_ACCOUNT_TYPES = ("Posting", "Heading", "Total", "Begin-Total", "End-Total")
+GL_ACCOUNT_CATEGORIES = (" ", "Assets", "Liabilities", "Equity", "Income", "Cost of Goods Sold", "Expense")
+
+
+def check_gl_account(account: dict) -> None:
+    """GLAcc.CheckGLAcc, before anything is posted to an account: a posting account, not blocked."""
+    key = [("No.", account["No."])]
+    if account["Account Type"] != "Posting":
+        raise errors.must_be_equal("Account Type", "Posting", "G/L Account", key, account["Account Type"])
+    if account["Blocked"]:
+        raise errors.must_be_equal("Blocked", "No", "G/L Account", key, "Yes")
+
+
 def code_table(number: int, name: str, code_length: int, description: str, description_length: int,
                *extra: Column) -> Table:
     return Table(number, name, [Column("Code", "code", code_length), Column(description, "text", description_length),
@@ -171,6 +185,17 @@ def build_catalog() -> Catalog:
         Column("Contact", "text", 100),
         Column("Primary Contact No.", "code", 20, relation="Contact"),
     ], key=("No.",), series=NumberSeries("C00010", 10)))
+
+    gl_account = cat.add_table(Table(15, "G/L Account", [
+        Column("No.", "code", 20),
+        Column("Name", "text", 100),
+        Column("Account Type", "option", options=GL_ACCOUNT_TYPES),
+        Column("Income/Balance", "option", options=("Income Statement", "Balance Sheet")),
+        Column("Account Category", "option", options=GL_ACCOUNT_CATEGORIES),
+        Column("Account Subcategory Descript.", "text", 80),
+        Column("Direct Posting", "bool", init=True),
+        Column("Blocked", "bool"),
+    ], key=("No.",)))
 
     company_information = cat.add_table(Table(79, "Company Information", [
         Column("Primary Key", "code", 10),
@@ -322,6 +347,21 @@ def build_catalog() -> Catalog:
     cat.add_api(View("countriesRegions", country, [
         _id(), Field("code", "Code"), Field("displayName", "Name"), _last_modified(), *_api_system_fields(),
     ], entity_name="countryRegion"))
+
+    cat.add_api(View("accounts", gl_account, [
+        _id(),
+        Field("number", "No."),
+        Field("displayName", "Name"),
+        Field("category", "Account Category"),
+        Field("subCategory", "Account Subcategory Descript."),
+        Field("blocked", "Blocked"),
+        Field("accountType", "Account Type"),
+        Field("directPosting", "Direct Posting"),
+        Computed("netChange", "decimal", lambda s, r: 0.0),  # the simulator keeps no G/L entries
+        _last_modified(),
+        Field("incomeBalance", "Income/Balance", exposed=False),
+        *_api_system_fields(),
+    ], entity_name="account", insertable=False, modifiable=False, deletable=False, seedable=True))
 
     # -- OData v4 page web services -----------------------------------------------------------------------
     cat.add_page(PageView("CustomerCard", customer, [

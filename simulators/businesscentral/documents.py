@@ -2,7 +2,10 @@
 
 Tables: "Sales Order Entity Buffer" (orders, numbers 101001...) with "Sales Line"; "Sales Invoice
 Entity Aggregate" holding draft invoices (102001...) and posted invoices (103001..., Posted = true)
-with "Sales Invoice Line Aggregate". Line amounts and header totals are computed when read:
+with "Sales Invoice Line Aggregate". A line is a Comment or sells an Item, a Resource or an Account
+(a G/L account that is a posting account, not blocked, with Direct Posting: freight and other charges;
+its description is the account's name, its price the one given). Line amounts and header totals are
+computed when read:
 
     amountExcludingTax = quantity x unitPrice - discountAmount   (prices excluding tax)
     totalTaxAmount     = amountExcludingTax x taxPercent / 100
@@ -15,6 +18,11 @@ quantities and deletes the draft invoice / the fully invoiced order. A posted dr
 draft's id (BC's "Draft Invoice SystemId"); an invoice posted from an order gets a new id and carries
 orderId/orderNumber. Posted invoices are read-only; `apply_payment` lowers their remaining amount
 until they are Paid.
+
+A document takes its sell-to customer's shipment method and shipping agent; the shipping agent, which
+API v2.0 does not publish, is set through the page web service `SalesOrder` (page 42, keyed
+`SalesOrder(Document_Type='Order',No='101001')`), which modifies orders but neither creates nor deletes
+them.
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ import uuid
 from typing import Any
 
 from . import errors
-from .catalog import Catalog, _api_system_fields, _id, _last_modified
+from .catalog import Catalog, _api_system_fields, _id, _last_modified, check_gl_account, page_system_fields
 from .inventory import post_item_ledger
 from .model import EMPTY_GUID, Column, NumberSeries, Table, calc_date, email_check
-from .views import SystemField, Computed, CurrencyCode, Field, Navigation, RelatedCode, RelatedId, Session, View
+from .views import (SystemField, Computed, CurrencyCode, Field, Navigation, PageView, RelatedCode, RelatedId, Session,
+                    View)
 
 ORDERS = "Sales Order Entity Buffer"
 ORDER_LINES = "Sales Line"
@@ -37,9 +46,11 @@ HEADER_OF = {ORDER_LINES: ORDERS, INVOICE_LINES: INVOICES}
 
 POSTED_INVOICE_NUMBERS = NumberSeries("103001")
 LINE_TYPES = ("Comment", "Account", "Item", "Resource", "Fixed Asset", "Charge")
+LINE_SOURCES = {"Item": "Item", "Resource": "Resource", "Account": "G/L Account"}  # the table "No." refers to
 ORDER_STATUS = ("Draft", "In Review", "Open")
 INVOICE_STATUS = (" ", "Draft", "In Review", "Open", "Paid", "Canceled", "Corrective")
 LINE_STEP = 10000
+DOCUMENT_TYPES = ("Quote", "Order", "Invoice", "Credit Memo", "Blanket Order", "Return Order")  # Sales Header's
 
 POSTED = "The invoice has been posted and can no longer be modified."
 NOTHING_TO_POST = "There is nothing to post."
@@ -51,13 +62,6 @@ ADDRESS = (("Address", "text", 100, "AddressLine1"), ("Address 2", "text", 50, "
 
 def _r(value: float) -> float:
     return round(value + 0.0, 2)
-
-
-def test_field_error(field: str, expected: str, table: str, key: list[tuple[str, object]], current: str) -> errors.BCError:
-    """TestField(field, expected) failing: `Blocked must be equal to 'No'  in Item: No.=1000. Current value is 'Yes'.`"""
-    where = ", ".join(f"{name}={value}" for name, value in key)
-    return errors.BCError(400, "Application_FieldValidationException",
-                          f"{field} must be equal to '{expected}'  in {table}: {where}. Current value is '{current}'.")
 
 
 # -- amounts -------------------------------------------------------------------------------------------------
@@ -162,6 +166,7 @@ def _copy_customer(session: Session, record: dict, customer: dict, bill_to: bool
         record[f"Ship-to {column}"] = customer[column]
     record["Salesperson Code"] = customer["Salesperson Code"]
     record["Shipment Method Code"] = customer["Shipment Method Code"]
+    record["Shipping Agent Code"] = customer["Shipping Agent Code"]
     _copy_customer(session, record, customer, True)
 
 
@@ -251,6 +256,7 @@ def _header_columns(invoice: bool) -> list[Column]:
         Column("Prices Including VAT", "bool"),
         Column("Payment Terms Code", "code", 10, relation="Payment Terms"),
         Column("Shipment Method Code", "code", 10, relation="Shipment Method"),
+        Column("Shipping Agent Code", "code", 10, relation="Shipping Agent"),
         Column("Salesperson Code", "code", 20, relation="Salesperson/Purchaser"),
         Column("Shipping Advice", "option", options=("Partial", "Complete")),
         Column("Invoice Discount Amount", "decimal"),
@@ -428,24 +434,36 @@ def _fully_shipped(session: Session, record: dict) -> bool:
 
 # -- lines -------------------------------------------------------------------------------------------------------
 
-class LineItemId(Field):
-    """itemId: the SystemId of an Item line's item; setting it makes the line an Item line for that item."""
+class LineObjectId(Field):
+    """itemId / accountId: the SystemId of an Item line's item / an Account line's G/L account; setting it
+    makes the line a line of that type for that row."""
 
-    def __init__(self):
-        super().__init__("itemId", None, type="guid")
+    def __init__(self, name: str, kind: str):
+        super().__init__(name, None, type="guid")
+        self.kind = kind
 
     def get(self, session: Session, record: dict) -> Any:
-        if record["Type"] != "Item" or not record["No."]:
+        if record["Type"] != self.kind or not record["No."]:
             return EMPTY_GUID
-        item = session.find("Item", (record["No."],))
-        return item["SystemId"] if item else EMPTY_GUID
+        source = session.find(LINE_SOURCES[self.kind], (record["No."],))
+        return source["SystemId"] if source else EMPTY_GUID
 
     def set(self, session: Session, view: View, record: dict, value: Any) -> None:
         guid = str(value).strip("{}").lower()
-        item = session.get("Item", guid) if guid != EMPTY_GUID else None
-        if item is None:
-            raise errors.dialog("Item does not exist.")
-        session.scratch["item"] = item
+        if guid != EMPTY_GUID and "line object" in session.scratch:
+            raise errors.dialog('Both "itemId" and "accountId" are specified. Specify only one of them.')
+        source = session.get(LINE_SOURCES[self.kind], guid) if guid != EMPTY_GUID else None
+        if source is None:
+            raise errors.dialog(f"{self.kind} does not exist.")
+        session.scratch["line object"] = (self.kind, source)
+
+
+def _check_source(kind: str, source: dict) -> None:
+    """A line's item or resource must not be blocked, its G/L account must pass GLAcc.CheckGLAcc."""
+    if kind == "Account":
+        check_gl_account(source)
+    elif source["Blocked"]:
+        raise errors.must_be_equal("Blocked", "No", kind, [("No.", source["No."])], "Yes")
 
 
 def _line_hooks(lines_table: str):
@@ -460,8 +478,8 @@ def _line_hooks(lines_table: str):
         if not orders and header["Posted"]:
             raise errors.dialog(POSTED)
         if orders and header["Status"] == "Open":
-            raise test_field_error("Status", "Open", "Sales Header", [("Document Type", "Order"), ("No.", header["No."])],
-                                   "Released")
+            raise errors.must_be_equal("Status", "Open", "Sales Header",
+                                       [("Document Type", "Order"), ("No.", header["No."])], "Released")
         if old is not None:
             if record["Document Id"] != old["Document Id"]:
                 raise errors.dialog('The value for "documentId" cannot be modified.')
@@ -478,11 +496,12 @@ def _line_hooks(lines_table: str):
                 raise errors.dialog("You cannot insert a line with a duplicate sequence number.")
         key = [("Document No.", header["No."]), ("Line No.", record["Line No."])]
 
-        item = session.scratch.get("item")
-        if item is not None:
-            if "lineObjectNumber" in values and record["No."] != item["No."]:
-                raise errors.dialog("The item values do not match to a specific Item.")
-            record["Type"], record["No."] = "Item", item["No."]
+        chosen = session.scratch.get("line object")  # (type, row) that itemId or accountId picked
+        if chosen is not None:
+            kind, source = chosen
+            if "lineObjectNumber" in values and record["No."] != source["No."]:
+                raise errors.dialog(f"The {kind.lower()} values do not match to a specific {kind}.")
+            record["Type"], record["No."] = kind, source["No."]
         elif old is None and "lineType" not in values:
             record["Type"] = "Item" if record["No."] else "Comment"
         kind = record["Type"]
@@ -494,24 +513,27 @@ def _line_hooks(lines_table: str):
             for column in ("Unit Price", "Line Discount Amount", "Line Discount %", "Qty. to Ship", "Qty. to Invoice"):
                 record[column] = 0.0
             return
-        if kind not in ("Item", "Resource"):
-            raise errors.dialog(f"The simulator does not support lines of type {kind}; use Comment, Item or Resource.")
+        if kind not in LINE_SOURCES:
+            raise errors.dialog(f"The simulator does not support lines of type {kind}; use Comment, Item, Resource "
+                                "or Account.")
         if not record["No."]:
             raise errors.must_have_value("No.", table.name, key)
-        source = session.find(kind, (record["No."],))
+        source = session.find(LINE_SOURCES[kind], (record["No."],))
         if source is None:
-            if kind == "Item":
-                raise errors.dialog("Item does not exist.")
-            raise errors.table_relation("No.", table.name, record["No."], kind)
-        if source["Blocked"]:
-            raise test_field_error("Blocked", "No", kind, [("No.", source["No."])], "Yes")
+            if kind == "Resource":
+                raise errors.table_relation("No.", table.name, record["No."], kind)
+            raise errors.dialog(f"{kind} does not exist.")  # the API page's own check for items and accounts
+        _check_source(kind, source)
+        if kind == "Account" and not source["Direct Posting"]:
+            raise errors.must_be_equal("Direct Posting", "Yes", LINE_SOURCES[kind], [("No.", source["No."])], "No")
         if new_object:
             if "description" not in values:
                 record["Description"] = source["Description" if kind == "Item" else "Name"]
-            if "unitPrice" not in values:
-                record["Unit Price"] = source["Unit Price"]
-            if "unitOfMeasureCode" not in values and "unitOfMeasureId" not in values:
-                record["Unit of Measure Code"] = source["Base Unit of Measure"]
+            if kind != "Account":  # a G/L account has no price or unit: the line keeps what it was given
+                if "unitPrice" not in values:
+                    record["Unit Price"] = source["Unit Price"]
+                if "unitOfMeasureCode" not in values and "unitOfMeasureId" not in values:
+                    record["Unit of Measure Code"] = source["Base Unit of Measure"]
             if kind == "Item" and "taxCode" not in values:
                 record["Tax Group Code"] = source["Tax Group Code"]
         if record["Shipment Date"] is None:
@@ -554,8 +576,8 @@ def _line_hooks(lines_table: str):
         if not orders and header["Posted"]:
             raise errors.dialog(POSTED)
         if orders and header["Status"] == "Open":
-            raise test_field_error("Status", "Open", "Sales Header", [("Document Type", "Order"), ("No.", header["No."])],
-                                   "Released")
+            raise errors.must_be_equal("Status", "Open", "Sales Header",
+                                       [("Document Type", "Order"), ("No.", header["No."])], "Released")
 
     return (lambda s, record, values: rules(s, None, record, values), rules, on_delete)
 
@@ -566,8 +588,8 @@ def _line_fields(lines_table: str) -> list[Field]:
         _id(),
         Field("documentId", "Document Id"),
         Field("sequence", "Line No."),
-        LineItemId(),
-        Computed("accountId", "guid", lambda s, r: EMPTY_GUID),
+        LineObjectId("itemId", "Item"),
+        LineObjectId("accountId", "Account"),
         Field("lineType", "Type"),
         Field("lineObjectNumber", "No."),
         Field("description", "Description"),
@@ -618,12 +640,12 @@ def _check_customer(session: Session, header: dict, shipping: bool, invoicing: b
 
 def _check_lines(session: Session, lines: list[dict]) -> None:
     for line in lines:
-        if line["Type"] in ("Item", "Resource"):
-            source = session.find(line["Type"], (line["No."],))
+        if line["Type"] in LINE_SOURCES:
+            table = LINE_SOURCES[line["Type"]]
+            source = session.find(table, (line["No."],))
             if source is None:
-                raise errors.record_not_found(line["Type"], [("No.", line["No."])])
-            if source["Blocked"]:
-                raise test_field_error("Blocked", "No", line["Type"], [("No.", source["No."])], "Yes")
+                raise errors.record_not_found(table, [("No.", line["No."])])
+            _check_source(line["Type"], source)
 
 
 def _new_posted_invoice(session: Session, source_table: str, header: dict, system_id: str | None) -> dict:
@@ -808,3 +830,16 @@ def register(cat: Catalog) -> None:
         "reopen": reopen,
     })
     views["salesInvoices"].actions["post"] = post_invoice
+
+    # page 42 "Sales Order": a header change passes salesOrders' checks (and due date) like one through the API
+    cat.add_page(PageView("SalesOrder", cat.tables[ORDERS], [
+        Computed("Document_Type", "option", lambda s, r: "Order", options=DOCUMENT_TYPES, caption="Document Type"),
+        Field("No", "No.", read_only=True),
+        Field("Sell_to_Customer_No", "Sell-to Customer No.", read_only=True),
+        Field("Your_Reference", "Your Reference"),
+        Field("External_Document_No", "External Document No."),
+        Field("Shipping_Agent_Code", "Shipping Agent Code"),
+        Field("Shipment_Method_Code", "Shipment Method Code"),
+        Field("Payment_Terms_Code", "Payment Terms Code"),
+        *page_system_fields(),
+    ], key=("Document_Type", "No"), insertable=False, deletable=False, before_modify=_header_hooks(ORDERS)[1]))

@@ -157,6 +157,13 @@ def must_have_value(field: str, table: str, key: list[tuple[str, object]]) -> BC
                    "It cannot be zero or empty.")
 
 
+def must_be_equal(field: str, expected: str, table: str, key: list[tuple[str, object]], current: str) -> BCError:
+    """TestField(field, expected) failing: `Blocked must be equal to 'No'  in Item: No.=1000. Current value is 'Yes'.`"""
+    where = ", ".join(f"{name}={value}" for name, value in key)
+    return BCError(400, "Application_FieldValidationException",
+                   f"{field} must be equal to '{expected}'  in {table}: {where}. Current value is '{current}'.")
+
+
 def dialog(message: str) -> BCError:
     return BCError(400, "Application_DialogException", message)
 

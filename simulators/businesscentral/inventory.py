@@ -44,10 +44,9 @@ def inventory_of(session: Session, item_no: str) -> float:
 
 
 def post_item_ledger(session: Session, item_no: str, quantity: float, *, entry_type: str | None = None,
-                     document_no: str = "", posting_date: dt.date | None = None, description: str = "",
-                     touch: bool = True) -> dict:
-    """Add an item ledger entry (Positive/Negative Adjmt. unless told) and, unless `touch` is false,
-    bump the item's SystemModifiedAt so that a `lastModifiedDateTime` poll sees the new inventory."""
+                     document_no: str = "", posting_date: dt.date | None = None, description: str = "") -> dict:
+    """Add an item ledger entry (Positive/Negative Adjmt. unless told). As in Business Central the item
+    itself does not change: its inventory is a sum over the entries, so its lastModifiedDateTime stays."""
     items = session.table("Item")
     item = session.find("Item", (items.column("No.").normalize(item_no),))
     if item is None:
@@ -63,10 +62,7 @@ def post_item_ledger(session: Session, item_no: str, quantity: float, *, entry_t
         "Description": description[:100] or item["Description"],
         "Quantity": float(quantity),
     })
-    entry = session.insert_row(table, record)
-    if touch:
-        session.touch(items, item)
-    return entry
+    return session.insert_row(table, record)
 
 
 def _related(name: str, column: str, table: str, label: str) -> list[Field]:
@@ -139,7 +135,7 @@ def register(cat: Catalog) -> None:
             return
         delta = round(target - inventory_of(session, record["No."]), 5)
         if delta:
-            post_item_ledger(session, record["No."], delta, touch=False,
+            post_item_ledger(session, record["No."], delta,
                              description="Opening inventory" if opening else "Inventory adjustment")
 
     def refuse_delete_with_entries(session: Session, record: dict) -> None:

@@ -2,13 +2,14 @@
 Setup. None of them is in API v2.0; integrations publish their pages as OData v4 web services:
 page 7 `CustomerPriceGroups`, page 7002 `SalesPrices` (composite key), page 483
 `CurrencyExchangeRates` (key Currency_Code, Starting_Date) and page 459 `SalesReceivablesSetup`
-(one record, key Primary_Key='').
+(one record, key Primary_Key=''; with the write-in product and Freight_GL_Acc_No, the G/L account
+an integration puts freight charges on).
 """
 
 from __future__ import annotations
 
 from . import errors
-from .catalog import Catalog, page_system_fields
+from .catalog import Catalog, check_gl_account, page_system_fields
 from .model import Column, Table
 from .views import Field, PageView, Session
 
@@ -41,7 +42,7 @@ def _delete_prices(session: Session, sales_type: str | None, column: str, code: 
 
 def _setup_rules(session: Session, old: dict | None, record: dict) -> None:
     """Sales & Receivables Setup: a new Write-in Product Type clears the number; the number must be an
-    item or a resource according to the type."""
+    item or a resource according to the type. A new freight account must be one that can be posted to."""
     if (old is not None and record["Write-in Product Type"] != old["Write-in Product Type"]
             and record["Write-in Product No."] == old["Write-in Product No."]):
         record["Write-in Product No."] = ""
@@ -50,6 +51,12 @@ def _setup_rules(session: Session, old: dict | None, record: dict) -> None:
         related = "Item" if record["Write-in Product Type"] == "Item" else "Resource"
         if session.find(related, (number,)) is None:
             raise errors.table_relation("Write-in Product No.", "Sales & Receivables Setup", number, related)
+    freight = record["Freight G/L Acc. No."]
+    if freight and (old is None or freight != old["Freight G/L Acc. No."]):
+        account = session.find("G/L Account", (freight,))
+        if account is None:
+            raise errors.table_relation("Freight G/L Acc. No.", "Sales & Receivables Setup", freight, "G/L Account")
+        check_gl_account(account)
 
 
 def create_setup(session: Session) -> dict:
@@ -94,6 +101,7 @@ def register(cat: Catalog) -> None:
         Column("Write-in Product Type", "option", options=("Item", "Resource")),
         Column("Write-in Product No.", "code", 20),
         Column("Default Price List Code", "code", 20),
+        Column("Freight G/L Acc. No.", "code", 20, relation="G/L Account"),
     ], key=("Primary Key",), blank_key=("Primary Key",)))
 
     cat.on("Sales Price", on_insert=lambda s, r: _sales_price_rules(s, None, r), on_modify=_sales_price_rules)
@@ -134,5 +142,6 @@ def register(cat: Catalog) -> None:
         Field("Write_in_Product_Type", "Write-in Product Type"),
         Field("Write_in_Product_No", "Write-in Product No."),
         Field("Default_Price_List_Code", "Default Price List Code"),
+        Field("Freight_GL_Acc_No", "Freight G/L Acc. No."),
         *page_system_fields(),
     ], insertable=False, deletable=False))

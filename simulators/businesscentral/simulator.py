@@ -5,6 +5,7 @@
     base_url = server.url + sim.root_path          # like https://api.businesscentral.dynamics.com/v2.0/<tenant>/<env>
     sim.register_application(client_id)           # BC's "Microsoft Entra applications" page
     ids = sim.seed("customers", [{"displayName": "Adatum"}])
+    sim.seed("accounts", [{"number": "6610", "displayName": "Freight"}])   # G/L accounts: read-only on the wire
     sim.post_item_ledger("1000", 25)               # inventory through an item ledger entry
     posted_id = sim.post_document("salesOrders", order_id)   # = POST .../Microsoft.NAV.shipAndInvoice
     sim.apply_payment(posted_id, 100.0)           # a customer payment applied to a posted invoice
@@ -140,7 +141,8 @@ class BusinessCentralSimulator:
 
     def seed(self, entity_set: str, rows: list[dict], *, company_id: str | None = None) -> list[str]:
         """Insert rows given with the view's field names (hidden fields such as the customer's
-        shippingAgentCode, and id / lastModifiedDateTime, allowed). Validates like the service does."""
+        shippingAgentCode, and id / lastModifiedDateTime, allowed; also into a seedable read-only entity
+        set such as `accounts`). Validates like the service does."""
         view = self.catalog.view(entity_set)
         ids = []
         with self.store.lock:
@@ -168,7 +170,7 @@ class BusinessCentralSimulator:
             record = self._record(view, session, id_)
             if record is None:
                 raise view.not_found(id_)
-            view.delete(session, record)
+            view.delete(session, record, wire=False)
 
     def get(self, entity_set: str, id_: str, *, company_id: str | None = None) -> dict | None:
         """The row as the view shows it (plain enum text, aware datetimes), plus hidden fields; a copy."""
@@ -195,7 +197,7 @@ class BusinessCentralSimulator:
     def post_item_ledger(self, item_number: str, quantity: float, *, company_id: str | None = None,
                          entry_type: str | None = None, document_number: str = "") -> float:
         """Add an item ledger entry for the item (Positive/Negative Adjmt. by the sign unless `entry_type`
-        says otherwise) and bump the item's lastModifiedDateTime; returns the item's new inventory."""
+        says otherwise); the item itself does not change. Returns the item's new inventory."""
         with self.store.lock:
             session = self._company_session(company_id)
             entry = inventory.post_item_ledger(session, item_number, float(quantity), entry_type=entry_type,

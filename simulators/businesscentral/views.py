@@ -276,8 +276,8 @@ class Computed(Field):
     """A read-only value computed from the row (balanceDue, taxAreaDisplayName, ...)."""
 
     def __init__(self, name: str, type: str, compute: Callable[[Session, dict], Any], *, exposed: bool = True,
-                 options: tuple[str, ...] = ()):
-        super().__init__(name, None, type=type, read_only=True, exposed=exposed, options=options)
+                 options: tuple[str, ...] = (), caption: str | None = None):
+        super().__init__(name, None, type=type, read_only=True, exposed=exposed, options=options, caption=caption)
         self.compute = compute
 
     @property
@@ -374,14 +374,16 @@ class Navigation:
 
 
 class View:
-    """An entity set (API page) or a published page: named, ordered fields over one table."""
+    """An entity set (API page) or a published page: named, ordered fields over one table. A `seedable`
+    view is read-only on the wire but its rows are kept on BC pages the API does not write (the chart of
+    accounts), so the in-process API may insert, modify and delete them."""
 
     kind = "api"
 
     def __init__(self, name: str, table: Table, fields: list[Field], *, entity_name: str, namespace: str = "Microsoft.NAV",
                  before_insert: Callable[[Session, dict, dict], None] | None = None,
                  before_modify: Callable[[Session, dict, dict, dict], None] | None = None,
-                 insertable: bool = True, modifiable: bool = True, deletable: bool = True,
+                 insertable: bool = True, modifiable: bool = True, deletable: bool = True, seedable: bool = False,
                  on_delete: Callable[[Session, dict], None] | None = None,
                  list_requires: tuple[str, ...] = (), order: list[str] | None = None):
         self.name = name
@@ -394,6 +396,7 @@ class View:
         self.before_insert = before_insert
         self.before_modify = before_modify
         self.insertable, self.modifiable, self.deletable = insertable, modifiable, deletable
+        self.seedable = seedable
         self.on_delete = on_delete  # the page's OnDeleteRecord (may refuse)
         self.list_requires = list_requires  # a top-level list must filter on one of these (document lines)
         self.navigations: dict[str, Navigation] = {}
@@ -477,7 +480,7 @@ class View:
                 f.set(session, self, record, values[f.name])
 
     def insert(self, session: Session, values: dict, *, wire: bool = True) -> dict:
-        if not self.insertable:
+        if not self.insertable and (wire or not self.seedable):
             raise errors.method_not_allowed("POST", self.name, "EntitySet")
         values = self._check_names(values, wire)
         record = self.table.new_record()
@@ -488,7 +491,7 @@ class View:
             return session.insert_row(self.table, record, modified_at=session.scratch.get("modified_at"))
 
     def modify(self, session: Session, current: dict, values: dict, *, wire: bool = True) -> dict:
-        if not self.modifiable:
+        if not self.modifiable and (wire or not self.seedable):
             raise errors.method_not_allowed("PATCH", self.name, "Entity")
         values = self._check_names(values, wire)
         for f in self.fields:  # a SystemId never changes
@@ -501,8 +504,8 @@ class View:
                 self.before_modify(session, current, record, values)
             return session.modify_row(self.table, current, record, modified_at=session.scratch.get("modified_at"))
 
-    def delete(self, session: Session, current: dict) -> None:
-        if not self.deletable:
+    def delete(self, session: Session, current: dict, *, wire: bool = True) -> None:
+        if not self.deletable and (wire or not self.seedable):
             raise errors.method_not_allowed("DELETE", self.name, "Entity")
         with session.store.atomic():
             if self.on_delete is not None:
@@ -512,15 +515,19 @@ class View:
 
 class PageView(View):
     """A page published as an OData v4 web service: keyed by the table's primary key, e.g.
-    `CustomerCard('C00010')`; property names are the page's control names (`Shipping_Agent_Code`)."""
+    `CustomerCard('C00010')`; property names are the page's control names (`Shipping_Agent_Code`).
+    `key` names the key fields when the real page's table has a longer key than the simulator's: the
+    orders' table is keyed by No. alone, BC's Sales Header by (Document Type, No.), so `SalesOrder` is
+    keyed `(Document_Type='Order',No='101001')` with Document_Type computed; a key naming another value
+    for a computed field finds nothing."""
 
     kind = "page"
 
-    def __init__(self, name: str, table: Table, fields: list[Field], **kwargs):
+    def __init__(self, name: str, table: Table, fields: list[Field], *, key: tuple[str, ...] = (), **kwargs):
         kwargs.setdefault("namespace", "NAV")
         super().__init__(name, table, fields, entity_name=name, **kwargs)
-        self.key_fields = [next(f for f in self.fields if f.column_name == column and f.plain)
-                           for column in table.key]
+        self.key_fields = [self.by_name[name] for name in key] or [
+            next(f for f in self.fields if f.column_name == column and f.plain) for column in table.key]
 
     def key_values(self, key: Any) -> tuple | None:
         """The key fields' values in key order from a parsed key segment: a tuple of positional values,
@@ -540,17 +547,24 @@ class PageView(View):
         values = self.key_values(key)
         if values is None:
             return None
-        normalized = []
+        stored, computed = {}, []
         for f, value in zip(self.key_fields, values):
+            if not f.plain:
+                computed.append((f, value))
+                continue
             try:
-                normalized.append(f.column.normalize(value))
+                stored[f.column_name] = f.column.normalize(value)
             except (errors.BCError, ValueError):
                 return None
-        return session.store.find(self.table, session.company, tuple(normalized))
+        record = session.store.find(self.table, session.company, tuple(stored[column] for column in self.table.key))
+        if record is not None and any(f.comparable(f.get(session, record)) != value for f, value in computed):
+            return None
+        return record
 
     def not_found(self, key: Any) -> errors.BCError:
         values = self.key_values(key) or (key if isinstance(key, tuple) else (key,))
-        return errors.record_not_found(self.table.name, [(f.column_name, v) for f, v in zip(self.key_fields, values)])
+        return errors.record_not_found(self.table.name, [(f.column_name or f.caption, v)
+                                                         for f, v in zip(self.key_fields, values)])
 
     @staticmethod
     def key_literal(f: Field, value: Any) -> str:

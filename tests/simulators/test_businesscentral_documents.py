@@ -1,7 +1,8 @@
 """The Business Central simulator's marketing, inventory, pricing and sales document data over real
-HTTPS: contacts and business relations, items and their ledger, opportunities, sales orders and
-invoices with posting and payments, and the page web services integrations publish (Resources,
-CustomerPriceGroups, SalesPrices, CurrencyExchangeRates, SalesReceivablesSetup)."""
+HTTPS: contacts and business relations, items and their ledger, G/L accounts, opportunities, sales
+orders and invoices (with freight on G/L account lines) with posting and payments, and the page web
+services integrations publish (Resources, CustomerPriceGroups, SalesPrices, CurrencyExchangeRates,
+SalesReceivablesSetup, SalesOrder)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,17 @@ def master_data(env) -> dict:
                                          "paymentTermsId": terms}])
     return {"item": item, "resource": resource, "customer": customer, "terms": terms,
             "item_no": sim.get("items", item)["number"], "resource_no": sim.get("Resources", resource)["No"]}
+
+
+def chart_of_accounts(env) -> dict[str, str]:
+    """G/L accounts by number: 6610 freight, 6000 a heading, 6620 blocked, 6630 without direct posting."""
+    numbers = ["6610", "6000", "6620", "6630"]
+    return dict(zip(numbers, env.sim.seed("accounts", [
+        {"number": "6610", "displayName": "Freight Income", "category": "Income", "subCategory": "Income, Services"},
+        {"number": "6000", "displayName": "Revenue", "accountType": "Heading", "directPosting": False},
+        {"number": "6620", "displayName": "Old freight", "blocked": True},
+        {"number": "6630", "displayName": "Freight, indirect", "directPosting": False},
+    ])))
 
 
 # -- contacts and business relations ------------------------------------------------------------------------
@@ -218,14 +230,14 @@ def test_items_with_a_base_unit_and_inventory_from_item_ledger_entries(env, bc):
     moved = ok(bc.patch(item_url, json={"baseUnitOfMeasureId": box["id"]}, headers={"If-Match": item["@odata.etag"]}))
     assert moved["baseUnitOfMeasureCode"] == "BOX"
 
-    # inventory moves only through item ledger entries, each of which counts as a change of the item
+    # inventory moves only through item ledger entries, which leave the item itself unchanged
     stamp = literal(moved["lastModifiedDateTime"])
     later()
     assert env.sim.post_item_ledger("1000", 12) == 12
     admin = env.session().post(f"{env.url}/_sim/inventory", json={"item": "1000", "quantity": -2.5})
     assert admin.status_code == 200 and admin.json() == {"inventory": 9.5}
-    [changed] = ok(bc.get(url, params={"$filter": f"lastModifiedDateTime gt {stamp}"}))["value"]
-    assert changed["number"] == "1000" and changed["inventory"] == 9.5
+    assert ok(bc.get(url, params={"$filter": f"lastModifiedDateTime gt {stamp}"}))["value"] == []
+    assert ok(bc.get(item_url))["inventory"] == 9.5
     entries = ok(bc.get(f"{env.company}/itemLedgerEntries", params={"$filter": "itemNumber eq '1000'"}))["value"]
     assert [(e["entryNumber"], e["entryType"], e["quantity"]) for e in entries] == [
         (1, "Positive_x0020_Adjmt_x002E_", 12), (2, "Negative_x0020_Adjmt_x002E_", -2.5)]
@@ -277,6 +289,39 @@ def test_opportunities_for_contacts(env, bc):
     assert error_of(bc.post(url, json={"contactNumber": person["number"], "salespersonCode": "XX"}))[:2] == (
         400, "Internal_InvalidTableRelation")
     assert error_of(bc.post(url, json={"status": "Pending"}))[:2] == (400, "Application_EvaluateException")
+
+
+# -- G/L accounts ------------------------------------------------------------------------------------------
+
+def test_g_l_accounts_are_read_only_on_the_wire_and_seeded_in_process(env, bc):
+    ids = chart_of_accounts(env)
+    url = f"{env.company}/accounts"
+    listed = ok(bc.get(url))["value"]
+    assert [a["number"] for a in listed] == ["6000", "6610", "6620", "6630"]
+    freight = listed[1]
+    assert {k: v for k, v in freight.items() if k not in ("@odata.etag", "lastModifiedDateTime")} == {
+        "id": ids["6610"], "number": "6610", "displayName": "Freight Income", "category": "Income",
+        "subCategory": "Income, Services", "blocked": False, "accountType": "Posting", "directPosting": True,
+        "netChange": 0}
+    assert when(freight["lastModifiedDateTime"]).year > 2000 and listed[0]["category"] == "_x0020_"
+    assert listed[0]["accountType"] == "Heading" and listed[3]["directPosting"] is False
+    postable = ok(bc.get(url, params={"$filter": "accountType eq 'Posting' and directPosting eq true and blocked eq false"}))
+    assert [a["number"] for a in postable["value"]] == ["6610"]
+    assert ok(bc.get(f"{url}({ids['6610']})"))["displayName"] == "Freight Income"
+    assert '<EntitySet Name="accounts" EntityType="Microsoft.NAV.account"' in bc.get(f"{env.api}/$metadata").text
+
+    assert error_of(bc.post(url, json={"number": "7000", "displayName": "X"}))[:2] == (405, "BadRequest_MethodNotAllowed")
+    assert error_of(bc.patch(f"{url}({ids['6610']})", json={"blocked": True}, headers={"If-Match": "*"}))[:2] == (
+        405, "BadRequest_MethodNotAllowed")
+    assert error_of(bc.delete(f"{url}({ids['6610']})", headers={"If-Match": "*"}))[:2] == (
+        405, "BadRequest_MethodNotAllowed")
+
+    # the in-process API keeps the chart of accounts as BC users do on its pages
+    assert env.sim.update("accounts", ids["6630"], {"directPosting": True})["directPosting"] is True
+    assert env.sim.get("accounts", ids["6610"])["incomeBalance"] == "Income Statement"
+    env.sim.delete("accounts", ids["6620"])
+    assert [a["number"] for a in env.sim.rows("accounts")] == ["6000", "6610", "6630"]
+    assert error_of(bc.get(f"{url}({ids['6620']})"))[:2] == (404, "Internal_RecordNotFound")
 
 
 # -- sales documents -----------------------------------------------------------------------------------------
@@ -438,6 +483,62 @@ def test_a_partly_shipped_order_stays_until_it_is_fully_invoiced(env, bc):
     assert ok(bc.get(f"{env.company}/items({data['item']})"))["inventory"] == 5
 
 
+def test_freight_on_a_g_l_account_line_is_shipped_invoiced_and_posts_no_item_ledger_entry(env, bc):
+    data = master_data(env)
+    accounts = chart_of_accounts(env)
+    orders = f"{env.company}/salesOrders"
+    order = created(bc.post(orders, json={"customerId": data["customer"], "salesOrderLines": [
+        {"itemId": data["item"], "quantity": 2},
+        {"lineType": "Account", "lineObjectNumber": "6610", "quantity": 1, "unitPrice": 25}]}))
+    item_line, freight = order["salesOrderLines"]
+    assert (freight["lineType"], freight["lineObjectNumber"], freight["accountId"], freight["itemId"],
+            freight["description"], freight["unitOfMeasureCode"], freight["unitPrice"]) == (
+        "Account", "6610", accounts["6610"], EMPTY_GUID, "Freight Income", "", 25)
+    assert (freight["amountExcludingTax"], freight["netAmount"], freight["shipQuantity"]) == (25, 25, 1)
+    assert item_line["accountId"] == EMPTY_GUID and order["totalAmountExcludingTax"] == 225
+
+    lines_url = f"{orders}({order['id']})/salesOrderLines"
+    by_id = created(bc.post(lines_url, json={"accountId": accounts["6610"], "quantity": 1, "description": "Express"}))
+    assert (by_id["lineType"], by_id["lineObjectNumber"], by_id["description"], by_id["unitPrice"]) == (
+        "Account", "6610", "Express", 0)
+    assert error_of(bc.post(lines_url, json={"lineType": "Account", "lineObjectNumber": "9999", "quantity": 1})) == (
+        400, "Application_DialogException", "Account does not exist.")
+    assert error_of(bc.post(lines_url, json={"accountId": str(uuid.uuid4()), "quantity": 1})) == (
+        400, "Application_DialogException", "Account does not exist.")
+    assert error_of(bc.post(lines_url, json={"lineType": "Account", "lineObjectNumber": "6620", "quantity": 1})) == (
+        400, "Application_FieldValidationException",
+        "Blocked must be equal to 'No'  in G/L Account: No.=6620. Current value is 'Yes'.")
+    assert error_of(bc.post(lines_url, json={"lineType": "Account", "lineObjectNumber": "6000", "quantity": 1})) == (
+        400, "Application_FieldValidationException",
+        "Account Type must be equal to 'Posting'  in G/L Account: No.=6000. Current value is 'Heading'.")
+    assert error_of(bc.post(lines_url, json={"lineType": "Account", "lineObjectNumber": "6630", "quantity": 1})) == (
+        400, "Application_FieldValidationException",
+        "Direct Posting must be equal to 'Yes'  in G/L Account: No.=6630. Current value is 'No'.")
+    assert error_of(bc.post(lines_url, json={"accountId": accounts["6610"], "lineObjectNumber": "6630"})) == (
+        400, "Application_DialogException", "The account values do not match to a specific Account.")
+    assert error_of(bc.post(lines_url, json={"itemId": data["item"], "accountId": accounts["6610"]})) == (
+        400, "Application_DialogException", 'Both "itemId" and "accountId" are specified. Specify only one of them.')
+    assert bc.delete(f"{lines_url}({by_id['id']})", headers={"If-Match": "*"}).status_code == 204
+
+    assert bc.post(f"{orders}({order['id']})/Microsoft.NAV.shipAndInvoice").status_code == 204
+    [invoice] = ok(bc.get(f"{env.company}/salesInvoices", params={"$expand": "salesInvoiceLines"}))["value"]
+    assert invoice["totalAmountExcludingTax"] == invoice["remainingAmount"] == 225
+    assert [(line["lineType"], line["lineObjectNumber"], line["accountId"], line["description"], line["quantity"],
+             line["netAmount"]) for line in invoice["salesInvoiceLines"]] == [
+        ("Item", data["item_no"], EMPTY_GUID, "Bicycle", 2, 200),
+        ("Account", "6610", accounts["6610"], "Freight Income", 1, 25)]
+    sales = ok(bc.get(f"{env.company}/itemLedgerEntries", params={"$filter": "entryType eq 'Sale'"}))["value"]
+    assert [(e["itemNumber"], e["quantity"]) for e in sales] == [(data["item_no"], -2)]
+
+    # posting checks the account again: one blocked since the order was taken cannot be posted to
+    draft = created(bc.post(f"{env.company}/salesInvoices", json={"customerId": data["customer"], "salesInvoiceLines": [
+        {"lineType": "Account", "lineObjectNumber": "6610", "quantity": 1, "unitPrice": 10}]}))
+    env.sim.update("accounts", accounts["6610"], {"blocked": True})
+    assert error_of(bc.post(f"{env.company}/salesInvoices({draft['id']})/Microsoft.NAV.post")) == (
+        400, "Application_FieldValidationException",
+        "Blocked must be equal to 'No'  in G/L Account: No.=6610. Current value is 'Yes'.")
+
+
 # -- published pages ----------------------------------------------------------------------------------------------
 
 def test_resources_and_customer_price_groups_pages(env, bc):
@@ -475,6 +576,64 @@ def test_resources_and_customer_price_groups_pages(env, bc):
     assert error_of(bc.post(groups, json={"Code": "TOO-LONG-CODE"}))[:2] == (400, "Application_StringExceededLength")
     updated = ok(bc.patch(f"{groups}('RETAIL')", json={"Price_Includes_VAT": True}, headers={"If-Match": "*"}))
     assert updated["Price_Includes_VAT"] is True and updated["SystemId"] == retail["SystemId"]
+
+
+def test_the_sales_order_page_sets_the_shipping_agent_of_an_order(env, bc):
+    data = master_data(env)
+    env.sim.seed("ShippingAgents", [{"Code": "DHL", "Name": "DHL Express"}, {"Code": "UPS", "Name": "UPS"}])
+    env.sim.update("customers", data["customer"], {"shippingAgentCode": "DHL"})
+    order = created(bc.post(f"{env.company}/salesOrders", json={"customerId": data["customer"], "salesOrderLines": [
+        {"itemId": data["item"], "quantity": 1}]}))
+    assert "shippingAgentCode" not in order  # API v2.0 does not publish it
+    url = f"{env.odata}/SalesOrder"
+    key_url = f"{url}(Document_Type='Order',No='{order['number']}')"
+    page = ok(bc.get(key_url))
+    assert page["@odata.context"].endswith("/$metadata#Company('CRONUS%20USA%2C%20Inc.')/SalesOrder/$entity")
+    assert {k: v for k, v in page.items() if not k.startswith("@")} == {
+        "Document_Type": "Order", "No": "101001", "Sell_to_Customer_No": "C00010", "Your_Reference": "",
+        "External_Document_No": "", "Shipping_Agent_Code": "DHL", "Shipment_Method_Code": "",
+        "Payment_Terms_Code": "30 DAYS", "SystemId": order["id"], "SystemModifiedAt": order["lastModifiedDateTime"]}
+    assert ok(bc.get(f"{url}('Order','101001')"))["SystemId"] == order["id"]
+
+    assert error_of(bc.patch(key_url, json={"Shipping_Agent_Code": "UPS"}))[:2] == (400, "BadRequest_InvalidToken")
+    patched = ok(bc.patch(key_url, json={"Shipping_Agent_Code": "ups", "Your_Reference": "SO-DV-0042"},
+                          headers={"If-Match": page["@odata.etag"]}))
+    assert (patched["Shipping_Agent_Code"], patched["Your_Reference"]) == ("UPS", "SO-DV-0042")
+    assert ok(bc.get(key_url))["Shipping_Agent_Code"] == "UPS"
+    again = ok(bc.get(f"{env.company}/salesOrders({order['id']})"))
+    assert again["yourReference"] == "SO-DV-0042" and again["@odata.etag"] == patched["@odata.etag"]
+    assert error_of(bc.patch(key_url, json={"Shipping_Agent_Code": "DHL"}, headers={"If-Match": page["@odata.etag"]}))[:2] == (
+        409, "Request_EntityChanged")
+    assert error_of(bc.patch(key_url, json={"Shipping_Agent_Code": "FEDEX"}, headers={"If-Match": "*"})) == (
+        400, "Internal_InvalidTableRelation",
+        "The field Shipping Agent Code of table Sales Order Entity Buffer contains a value (FEDEX) that cannot be found "
+        "in the related table (Shipping Agent).")
+    assert error_of(bc.patch(key_url, json={"Sell_to_Customer_No": "C00020"}, headers={"If-Match": "*"})) == (
+        400, "BadRequest_InvalidOperation", "Control 'Sell-to Customer No.' is read-only.")
+    cleared = ok(bc.patch(key_url, json={"Payment_Terms_Code": ""}, headers={"If-Match": "*"}))
+    assert cleared["Payment_Terms_Code"] == ""  # and the due date follows, as through salesOrders
+    assert str(env.sim.get("salesOrders", order["id"])["dueDate"]) == order["orderDate"]
+
+    # Document Type is always Order: another value finds nothing
+    assert error_of(bc.get(f"{url}(Document_Type='Quote',No='101001')")) == (
+        404, "Internal_RecordNotFound",
+        "The Sales Order Entity Buffer does not exist. Identification fields and values: Document Type='Quote',No.='101001'")
+    assert error_of(bc.get(f"{url}(Document_Type='Order',No='101999')"))[:2] == (404, "Internal_RecordNotFound")
+    listed = ok(bc.get(url, params={"$filter": "No eq '101001' and Document_Type eq 'Order'"}))["value"]
+    assert [(row["No"], row["Shipping_Agent_Code"]) for row in listed] == [("101001", "UPS")]
+    assert ok(bc.get(url, params={"$filter": "No eq '101999'"}))["value"] == []
+    assert error_of(bc.post(url, json={"Sell_to_Customer_No": "C00010"}))[:2] == (405, "BadRequest_MethodNotAllowed")
+    assert error_of(bc.delete(key_url, headers={"If-Match": "*"}))[:2] == (405, "BadRequest_MethodNotAllowed")
+    metadata = bc.get(f"{env.base}/ODataV4/$metadata").text
+    assert '<EntityType Name="SalesOrder"><Key><PropertyRef Name="Document_Type" /><PropertyRef Name="No" /></Key>' in metadata
+
+    # posting carries the shipping agent onto the posted invoice
+    assert bc.post(f"{env.company}/salesOrders({order['id']})/Microsoft.NAV.shipAndInvoice").status_code == 204
+    assert error_of(bc.get(key_url))[:2] == (404, "Internal_RecordNotFound")
+    [invoice] = ok(bc.get(f"{env.company}/salesInvoices"))["value"]
+    posted = env.sim.store.get(env.sim.catalog.tables["Sales Invoice Entity Aggregate"],
+                               env.sim.store.companies[env.sim.company_id], invoice["id"])
+    assert posted["Shipping Agent Code"] == "UPS"
 
 
 def test_sales_prices_are_addressed_by_their_composite_key(env, bc):
@@ -571,6 +730,22 @@ def test_currency_exchange_rates_and_the_sales_receivables_setup(env, bc):
         "cannot be found in the related table (Resource).")
     switched = ok(bc.patch(setup_url, json={"Write_in_Product_Type": "Item"}, headers={"If-Match": "*"}))
     assert switched["Write_in_Product_No"] == ""  # a new type clears the number
+    # the freight account must be a G/L account that can be posted to
+    chart_of_accounts(env)
+    assert switched["Freight_GL_Acc_No"] == ""
+    assert ok(bc.patch(setup_url, json={"Freight_GL_Acc_No": "6610"}, headers={"If-Match": "*"}))["Freight_GL_Acc_No"] == "6610"
+    assert ok(bc.get(setup_url, params={"$select": "Freight_GL_Acc_No"}))["Freight_GL_Acc_No"] == "6610"
+    assert env.sim.rows("SalesReceivablesSetup")[0]["Freight_GL_Acc_No"] == "6610"
+    assert error_of(bc.patch(setup_url, json={"Freight_GL_Acc_No": "9999"}, headers={"If-Match": "*"})) == (
+        400, "Internal_InvalidTableRelation",
+        "The field Freight G/L Acc. No. of table Sales & Receivables Setup contains a value (9999) that cannot be "
+        "found in the related table (G/L Account).")
+    assert error_of(bc.patch(setup_url, json={"Freight_GL_Acc_No": "6000"}, headers={"If-Match": "*"})) == (
+        400, "Application_FieldValidationException",
+        "Account Type must be equal to 'Posting'  in G/L Account: No.=6000. Current value is 'Heading'.")
+    assert error_of(bc.patch(setup_url, json={"Freight_GL_Acc_No": "6620"}, headers={"If-Match": "*"}))[:2] == (
+        400, "Application_FieldValidationException")
+    assert ok(bc.get(setup_url))["Freight_GL_Acc_No"] == "6610"
     assert error_of(bc.post(f"{env.odata}/SalesReceivablesSetup", json={"Primary_Key": "X"}))[:2] == (
         405, "BadRequest_MethodNotAllowed")
     assert error_of(bc.delete(setup_url, headers={"If-Match": "*"}))[:2] == (405, "BadRequest_MethodNotAllowed")
