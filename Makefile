@@ -46,6 +46,8 @@ seed: setup
 run: up
 	$(BIN)/python -m simulators seed-sample --folder $(LOCAL)
 	$(BIN)/bcsync fullsync --wait
+	$(BIN)/python -m simulators seed-orders --folder $(LOCAL)
+	BCSYNC_AUTO_CREATE_SALES_ORDERS=true $(BIN)/bcsync sync --mapping SALESORDER-ORDER --wait
 	@echo "The stack is still up: try 'bcsync status', edit data, 'bcsync sync --wait'; 'make down' stops it."
 
 bench: setup

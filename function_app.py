@@ -10,7 +10,7 @@ import azure.functions as func
 
 from shared.wiring import Services, build_services
 from sync import coupling, failures
-from sync.errors import ConfigurationError, SyncError
+from sync.errors import ConcurrencyError, ConfigurationError, RecordError, SyncError
 from sync.model import Side
 from sync.runs import RunKind
 
@@ -182,3 +182,37 @@ def match(req: func.HttpRequest) -> func.HttpResponse:
     status_url = req.url.split("/api/", 1)[0] + f"/api/runs/{run.run_id}"
     return _json({"run": run.run_id, "status": run.status.value, "status_url": status_url}, 202,
                  headers={"Location": status_url})
+
+
+@app.route(route="orders/create", methods=["POST"])
+def create_orders(req: func.HttpRequest) -> func.HttpResponse:
+    """Create submitted Sales orders in Business Central now: {"orders": ["<salesorderid>", ...]}."""
+    try:
+        body = req.get_json()
+    except ValueError:
+        body = None
+    ids = body.get("orders") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        return _problem(400, 'The body must be {"orders": ["<salesorderid>", ...]}.')
+    try:
+        results = services().create_sales_orders(ids)
+    except ConcurrencyError as exc:
+        return _problem(409, exc.message)
+    except SyncError as exc:
+        return _problem(503 if exc.transient else 502, exc.message)
+    return _json({"orders": [r.to_dict() for r in results]},
+                 200 if all(r.status != "failed" for r in results) else 422)
+
+
+@app.route(route="items/availability", methods=["GET"])
+def item_availability(req: func.HttpRequest) -> func.HttpResponse:
+    """Business Central inventory of a Sales product: ?product=<productid or product number>."""
+    product = (req.params.get("product") or "").strip()
+    if not product:
+        return _problem(400, "Give ?product=<the product's id or product number>.")
+    try:
+        return _json(services().item_availability(product))
+    except RecordError as exc:
+        return _problem(404, exc.message)
+    except SyncError as exc:
+        return _problem(503 if exc.transient else 502, exc.message)

@@ -286,6 +286,24 @@ def cmd_couplings(services: Services, args) -> int:
     return 0
 
 
+def cmd_orders(services: Services, args) -> int:
+    results = services.create_sales_orders(args.order_ids)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            print(f"{r.status:8} {r.bc_order or '-':10} {r.message}")
+    return 0 if all(r.status != "failed" for r in results) else 1
+
+
+def cmd_availability(services: Services, args) -> int:
+    found = services.item_availability(args.product)
+    print(json.dumps(found, indent=2) if args.json else
+          f"Product {found['product_number']}: item {found['item_no']}, {found['inventory']:g} {found['unit']} in "
+          f"inventory")
+    return 0
+
+
 def cmd_worker(services: Services, args) -> int:
     worker = LocalWorker(services)
     if args.until_idle:
@@ -400,6 +418,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--direction", choices=["to-crm", "from-crm"])
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_retry)
+    s = sub.add_parser("orders", help="sales orders from Sales")
+    actions = s.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("create", help="create submitted Sales orders in Business Central now")
+    a.add_argument("order_ids", nargs="+", metavar="ID", help="the Sales order's id (salesorderid)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_orders)
+    s = sub.add_parser("availability", help="Business Central inventory of a Sales product")
+    s.add_argument("product", help="the product's id or product number")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_availability)
     s = sub.add_parser("worker", help="process the job queue as the Functions host would")
     s.add_argument("--until-idle", action="store_true", help="stop when the queue is empty")
     s.set_defaults(func=cmd_worker)

@@ -2,9 +2,10 @@
 
 The local stack runs in its own process (so its in-memory data does not count against ours); this
 process runs bcsync exactly as the CLI does and measures it. Sizes are customers and accounts per
-side; the scheduled run changes 1% of the rows on each side.
+side; the scheduled run changes 1% of the rows on each side. The sales order benchmark submits
+orders of several lines in Sales and has the SALESORDER-ORDER job create them.
 
-    python -m benchmarks [--sizes 1000,4000] [--page-size 500]
+    python -m benchmarks [--sizes 1000,4000] [--page-size 500] [--orders 200] [--lines 5]
 """
 
 from __future__ import annotations
@@ -69,13 +70,13 @@ def seed(stack: Stack, size: int) -> None:
             for i in range(n)]})
 
 
-def measure(services, kind: RunKind) -> dict:
+def measure(services, kind: RunKind, mappings=("CUSTOMER",)) -> dict:
     apis = [services.dataverse.api, services.business_central.api]
     sent_before = sum(a.requests_sent for a in apis)
     storage_before = services.storage.requests_sent
     tracemalloc.start()
     started = time.perf_counter()
-    run = services.start_run(kind, trigger="bench", mappings=["CUSTOMER"])
+    run = services.start_run(kind, trigger="bench", mappings=list(mappings))
     LocalWorker(services, poll_seconds=0.05).run_until(
         lambda: services.report(run.run_id).run.status is not RunStatus.RUNNING)
     seconds = time.perf_counter() - started
@@ -113,16 +114,51 @@ def bench(size: int, page_size: int) -> list[tuple]:
         stack.stop()
 
 
+def bench_orders(count: int, lines: int, page_size: int) -> list[tuple]:
+    stack = Stack()
+    try:
+        stack.admin("bc", "seed", {"entity": "unitsOfMeasure", "rows": [{"code": "PCS", "displayName": "Piece"}]})
+        stack.admin("bc", "seed", {"entity": "items", "rows": [
+            {"number": f"I{i:03d}", "displayName": f"Item {i}", "baseUnitOfMeasureCode": "PCS", "unitPrice": 10 + i}
+            for i in range(lines)]})
+        stack.admin("bc", "seed", {"entity": "customers", "rows": [{"number": "C1", "displayName": "Buyer"}]})
+        values = {**json.loads((stack.folder / "settings.json").read_text())["Values"],
+                  "BCSYNC_PAGE_SIZE": str(page_size), "BCSYNC_AUTO_CREATE_SALES_ORDERS": "true"}
+        services = build_services(Settings.load(environ=values))
+        measure(services, RunKind.FULL, ("CURRENCY", "UNIT OF MEASURE", "ITEM-PRODUCT", "CUSTOMER"))
+        account = next(a["accountid"] for a in stack.rows("dv", "account") if a["name"] == "Buyer")
+        products = [p for p in stack.rows("dv", "product")]
+        currency = stack.rows("dv", "transactioncurrency")[0]["transactioncurrencyid"]
+        orders = stack.admin("dv", "seed", {"entity": "salesorder", "rows": [
+            {"name": f"PO {i}", "customerid": account, "transactioncurrencyid": currency} for i in range(count)]})["ids"]
+        stack.admin("dv", "seed", {"entity": "salesorderdetail", "rows": [
+            {"salesorderid": o, "productid": p["productid"], "uomid": p["defaultuomid"], "quantity": 2,
+             "priceperunit": 10, "ispriceoverridden": True, "description": "x" * 150}
+            for o in orders for p in products]})
+        for o in orders:
+            stack.admin("dv", "update", {"entity": "salesorder", "id": o, "values": {"statecode": 1, "statuscode": 3}})
+        created = measure(services, RunKind.SCHEDULED, ("SALESORDER-ORDER",))
+        assert created["totals"]["inserted"] == count, created
+        return [(count, f"sales orders of {len(products)} lines (+ comment lines)", created)]
+    finally:
+        stack.stop()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
     p.add_argument("--sizes", default="1000,4000", help="rows per side, comma separated")
     p.add_argument("--page-size", type=int, default=500)
+    p.add_argument("--orders", type=int, default=200, help="sales orders to create (0: none)")
+    p.add_argument("--lines", type=int, default=5, help="product lines per sales order")
     args = p.parse_args(argv)
     print("| rows per side | run | seconds | rows written | rows/s | service requests | storage requests "
           "| peak Python memory (MB) |")
     print("|---|---|---|---|---|---|---|---|")
-    for size in (int(s) for s in args.sizes.split(",")):
-        for rows, run, m in bench(size, args.page_size):
+    runs = [lambda size=int(s): bench(size, args.page_size) for s in args.sizes.split(",") if s]
+    if args.orders:
+        runs.append(lambda: bench_orders(args.orders, args.lines, args.page_size))
+    for measured in runs:
+        for rows, run, m in measured():
             print(f"| {rows} | {run} | {m['seconds']:.1f} | {m['written']} | {m['per_second']:.0f} | "
                   f"{m['requests']} | {m['storage']} | {m['peak_mb']:.1f} |", flush=True)
     return 0

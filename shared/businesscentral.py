@@ -173,7 +173,7 @@ class BusinessCentralEndpoint:
 
     def _companion_table(self, table: BcTable) -> BcTable:
         c = table.companion
-        return BcTable.page(c.service, f"{table.caption} page", (c.key[1],))
+        return BcTable.page(c.service, f"{table.caption} page", (*(k for k, _ in c.fixed_keys), c.key[1]))
 
     def _merge_companion(self, table: BcTable, rows: list[dict], fields: Sequence[str]) -> None:
         """Fill the fields API v2.0 lacks from the companion page, one query per chunk of rows."""
@@ -255,8 +255,8 @@ class BusinessCentralEndpoint:
         """After the API write, the companion page's fields; then the row as it now stands. When the
         page write fails, the API write still stands: the row is reported written, with the error."""
         if extra:
-            page = self._companion_table(table)
-            key = literal(row[table.companion.key[0]])
+            page, c = self._companion_table(table), table.companion
+            key = page_key(page, {**dict(c.fixed_keys), c.key[1]: row[c.key[0]]})
             try:
                 self.client.update(page, key, self._body(page, extra), "*")
             except SyncError as exc:

@@ -80,6 +80,10 @@ class Settings:
         "BCSYNC_RECONCILE_MINUTES", 360,
         "How often a mapping checks that its coupled Business Central records still exist (its API reports no "
         "deletions); Dataverse deletions come from change tracking at every run.")
+    auto_create_sales_orders: bool = _setting(
+        "BCSYNC_AUTO_CREATE_SALES_ORDERS", False,
+        "Business Central's \"Automatically Create Sales Orders\": the SALESORDER-ORDER job creates every order "
+        "submitted in Sales (else orders are created on demand, with bcsync orders create or the HTTP API).")
     schedule: str = _setting("BCSYNC_SCHEDULE", "0 */5 * * * *",
                              "NCRONTAB schedule of the timer that starts scheduled runs (read by the Functions host).")
 
@@ -104,7 +108,7 @@ class Settings:
                 continue
             kind = type(f.default) if isinstance(f.default, (int, float)) else str
             try:
-                kwargs[f.name] = kind(raw)
+                kwargs[f.name] = _boolean(raw) if kind is bool else kind(raw)
             except ValueError:
                 raise ConfigurationError(f"Setting {f.metadata['env']} must be a {kind.__name__}, got {raw!r}.") from None
         return cls(**kwargs)
@@ -119,6 +123,14 @@ class Settings:
         if not self.client_secret and not (self.certificate_path and self.certificate_thumbprint):
             raise ConfigurationError("Set BCSYNC_CLIENT_SECRET, or BCSYNC_CLIENT_CERTIFICATE_PATH and "
                                      "BCSYNC_CLIENT_CERTIFICATE_THUMBPRINT.")
+
+
+def _boolean(raw: str) -> bool:
+    value = {"true": True, "1": True, "yes": True, "on": True,
+             "false": False, "0": False, "no": False, "off": False}.get(raw.strip().lower())
+    if value is None:
+        raise ValueError(raw)
+    return value
 
 
 def read_settings_file(path: str | Path, required: bool = False) -> dict[str, str]:

@@ -4,14 +4,17 @@ reused, so clients, token caches and table clients live at module level)."""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from dataclasses import dataclass
 from functools import cached_property
 
-from sync import config, coupling, failures
+from sync import availability, config, coupling, failures, orders
+from sync.availability import ItemAvailabilityProcess
 from sync.engine import SyncEngine
-from sync.errors import ConfigurationError, SyncError
+from sync.errors import ConcurrencyError, ConfigurationError, SyncError
 from sync.mappings import Catalog, builtin_mappings
-from sync.model import Direction, Side
+from sync.model import ConnectionSetup, Direction, Side
+from sync.orders import OrderResult
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
 from sync.runs import JobMessage, Run, RunCoordinator, RunKind, RunReport
 from sync.schedule import schedule_status
@@ -119,7 +122,8 @@ class Services:
                           dataverse.DataverseEndpoint(self.dataverse, s.write_concurrency), self.couplings, self.errors, self.state,
                           self.clock, page_size=s.page_size,
                           watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds),
-                          reconcile_every=dt.timedelta(minutes=s.reconcile_minutes))
+                          reconcile_every=dt.timedelta(minutes=s.reconcile_minutes),
+                          setup=ConnectionSetup(auto_create_sales_orders=s.auto_create_sales_orders))
 
     @cached_property
     def coordinator(self) -> RunCoordinator:
@@ -203,6 +207,23 @@ class Services:
                                  direction=Direction(direction) if direction else None,
                                  source_id=source_id, skipped=skipped)
         return failures.retry(self.errors, chosen)
+
+    # -- lead to cash ----------------------------------------------------------------------------------
+
+    def create_sales_orders(self, order_ids: list[str]) -> list[OrderResult]:
+        """Create these Sales orders in Business Central now, holding the SALESORDER-ORDER lease so that
+        the scheduled job never works on the same orders at the same time."""
+        lease, owner = f"mapping:{orders.MAPPING}", f"on-demand-{secrets.token_hex(4)}"
+        if not self.state.acquire(lease, owner, self.clock.now() + dt.timedelta(seconds=self.settings.job_lease_seconds)):
+            raise ConcurrencyError("A SALESORDER-ORDER job is running right now; try again in a minute.")
+        try:
+            return orders.SalesOrderProcess().create(self.engine.job(orders.MAPPING, f"on-demand/{owner}"), order_ids)
+        finally:
+            self.state.release(lease, owner)
+
+    def item_availability(self, product: str) -> dict:
+        """Business Central inventory of one Sales product (its id or product number)."""
+        return ItemAvailabilityProcess.lookup(self.engine.job(availability.MAPPING, "availability"), product)
 
     def handle_message(self, text: str) -> None:
         """What the queue trigger and the local worker do with one message."""

@@ -2,6 +2,7 @@
 
     python -m simulators serve [--folder .local] [--settings-file local.settings.json]
     python -m simulators seed-sample [--folder .local]
+    python -m simulators seed-orders [--folder .local]
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ def seed_sample(args) -> int:
     return 0
 
 
+def seed_orders(args) -> int:
+    info = json.loads((Path(args.folder) / "stack.json").read_text())
+    counts = sample.seed_orders(sample.AdminClient(info["dataverse"], info["ca_file"]))
+    print("sample orders seeded: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m simulators")
     sub = p.add_subparsers(dest="command", required=True)
@@ -52,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("seed-sample", help="seed the sample company into the running stack")
     s.add_argument("--folder", default=".local")
     s.set_defaults(func=seed_sample)
+    s = sub.add_parser("seed-orders", help="submit sample sales orders in Sales (after a full synchronisation)")
+    s.add_argument("--folder", default=".local")
+    s.set_defaults(func=seed_orders)
     args = p.parse_args(argv)
     return args.func(args)
 

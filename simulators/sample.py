@@ -216,9 +216,11 @@ def _seed_catalogue(dataverse: Seeder, business_central: Seeder) -> dict[str, in
          "unitPrice": 192.8, "blocked": True},
         {"number": "WRITE-IN", "displayName": "Write-in product", "baseUnitOfMeasureCode": "PCS", "unitPrice": 0},
     ])
+    business_central.seed("accounts", [{"number": "6610", "displayName": "Freight charged", "accountType": "Posting"}])
     setup = business_central.rows("SalesReceivablesSetup")[0]["SystemId"]
     business_central.update("SalesReceivablesSetup", setup, {"Write_in_Product_Type": "Item",
-                                                             "Write_in_Product_No": "WRITE-IN"})
+                                                             "Write_in_Product_No": "WRITE-IN",
+                                                             "Freight_GL_Acc_No": "6610"})
     business_central.seed("Resources", [
         {"No": "R0010", "Name": "Installation", "Base_Unit_of_Measure": "HOUR", "Unit_Price": 85, "Unit_Cost": 60,
          "Capacity": 160},
@@ -233,7 +235,7 @@ def _seed_catalogue(dataverse: Seeder, business_central: Seeder) -> dict[str, in
         {"Item_No": "1900-S", "Sales_Type": "Customer Price Group", "Sales_Code": "DEALER", "Unit_Price": 160},
         {"Item_No": "1900-S", "Sales_Type": "All Customers", "Sales_Code": "", "Unit_Price": 185},  # not a group price
     ])
-    return {"items": 5, "Resources": 2, "SalesPrices": 4}
+    return {"items": 5, "Resources": 2, "SalesPrices": 4, "accounts": 1}
 
 
 def _seed_invoices(business_central: Seeder) -> dict[str, int]:
@@ -250,3 +252,33 @@ def _seed_invoices(business_central: Seeder) -> dict[str, int]:
     business_central.apply_payment(paid, 2001.6)
     business_central.apply_payment(partly, 500)
     return {"posted invoices": 3}
+
+
+def seed_orders(dataverse: Seeder) -> dict[str, int]:
+    """Sales orders submitted in Sales, once the full synchronisation has made the products: one with a
+    write-in, a long description and freight; one for a prospect, which Business Central refuses."""
+    accounts = {a["name"]: a["accountid"] for a in dataverse.rows("account")}
+    products = {p["productnumber"]: p for p in dataverse.rows("product")}
+    usd = next(c["transactioncurrencyid"] for c in dataverse.rows("transactioncurrency") if c["isocurrencycode"] == "USD")
+
+    def order(name: str, account: str, lines: list[dict], **header) -> str:
+        [order_id] = dataverse.seed("salesorder", [{"name": name, "customerid": accounts[account],
+                                                    "transactioncurrencyid": usd, **header}])
+        dataverse.seed("salesorderdetail", [{"salesorderid": order_id, **line} for line in lines])
+        dataverse.update("salesorder", order_id, {"statecode": 1, "statuscode": 3})
+        return order_id
+
+    def product(number: str, quantity: float, **more) -> dict:
+        p = products[number]
+        return {"productid": p["productid"], "uomid": p["defaultuomid"], "quantity": quantity,
+                "priceperunit": p.get("price") or 0, "ispriceoverridden": True, **more}
+
+    order("PO 7001", "Adatum Corporation", [
+        product("1896-S", 2, description="Deliver to the 3rd floor reception; the lift takes 2 desks at a time."),
+        {"isproductoverridden": True, "productdescription": (
+            "Custom cable management tray, cut to the desk's width, powder-coated to match the desk frame, with "
+            "two grommets and a cable spine for the monitor arms"), "quantity": 2, "priceperunit": 75},
+        product("R0010", 3),
+    ], freightamount=45, paymenttermscode=1, requestdeliveryby="2026-12-15")
+    order("PO 7002", "Coho Winery", [product("1900-S", 6)])   # a prospect: not a customer in Business Central
+    return {"submitted sales orders": 2}

@@ -172,6 +172,8 @@ def apply(mapping: TableMapping, override: MappingOverride) -> TableMapping:
     direction = changes.get("direction", mapping.direction)
     if mapping.is_option_mapping and direction is Direction.BIDIRECTIONAL:
         raise ConfigurationError(f"{mapping.name} is an option mapping; option mappings must be one-way.")
+    if mapping.process is not None and direction is not mapping.direction:
+        raise ConfigurationError(f"{mapping.name} only runs {mapping.direction.value}; its direction cannot change.")
     fields = []
     for fm in mapping.fields:
         wanted = override.fields.get(fm.key)

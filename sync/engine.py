@@ -33,10 +33,12 @@ from .errors import (
     RecordError,
     SyncError,
 )
+from .failures import failed_again
 from .lookups import LookupResolver
 from .mappings import Catalog
 from .model import (
     BcTable,
+    ConnectionSetup,
     Convert,
     DeletionConflictResolution,
     Direction,
@@ -55,7 +57,6 @@ from .ports import (
     ErrorStore,
     NewRow,
     Record,
-    RecordFailure,
     RowChange,
     StateStore,
 )
@@ -239,7 +240,7 @@ class SyncEngine:
     def __init__(self, catalogs: CatalogSource, bc: Endpoint, crm: CrmEndpoint, couplings: CouplingStore,
                  errors: ErrorStore, state: StateStore, clock: Clock, *, page_size: int = 500,
                  watermark_margin: dt.timedelta = dt.timedelta(seconds=60),
-                 reconcile_every: dt.timedelta = dt.timedelta(hours=6)):
+                 reconcile_every: dt.timedelta = dt.timedelta(hours=6), setup: ConnectionSetup = ConnectionSetup()):
         self.catalogs = catalogs
         self.bc = bc
         self.crm = crm
@@ -250,6 +251,7 @@ class SyncEngine:
         self.page_size = page_size
         self.watermark_margin = watermark_margin
         self.reconcile_every = reconcile_every  # how often coupled ids are checked where no change feed tells deletions
+        self.setup = setup
 
     def endpoint(self, side: Side) -> Endpoint:
         return self.bc if side is Side.BC else self.crm
@@ -258,8 +260,11 @@ class SyncEngine:
         """Whether a scheduled job of the mapping would find anything to do now (see _Job.has_work)."""
         catalog = self.catalogs.current()
         mapping = catalog[mapping_name]
-        return any(_Job(self, catalog, mapping, direction, "schedule check", JobMode.INCREMENTAL, Counts(), None)
-                   .has_work() for direction in mapping.direction.job_directions())
+        jobs = [_Job(self, catalog, mapping, direction, "schedule check", JobMode.INCREMENTAL, Counts(), None)
+                for direction in mapping.direction.job_directions()]
+        if mapping.process is not None:
+            return mapping.process.has_work(jobs[0])
+        return any(job.has_work() for job in jobs)
 
     def recommend(self, mapping_name: str) -> "Recommendation":
         return recommend(self.catalogs.current()[mapping_name], self.bc, self.crm)
@@ -272,9 +277,18 @@ class SyncEngine:
         if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
         job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
+        if mapping.process is not None:
+            return mapping.process.run(job, deadline)
         if mapping.is_option_mapping:
             return job.run_option_mapping()
         return job.run(resume_from, deadline)
+
+    def job(self, mapping_name: str, job_id: str) -> "_Job":
+        """A job context outside a run, for what a user starts on one record (create one sales order)."""
+        catalog = self.catalogs.current()
+        mapping = catalog[mapping_name]
+        return _Job(self, catalog, mapping, mapping.direction.job_directions()[0], job_id, JobMode.INCREMENTAL,
+                    Counts(), None)
 
 
 class _Job:
@@ -304,8 +318,9 @@ class _Job:
         self.rules: MappingRules = mapping.rules or MappingRules()
         self.src_fields = self._field_list(self.src_side, self.src_table)
         self.dst_fields = self._field_list(self.dst_side, self.dst_table)
-        # what rules see (sync.rules.RuleContext)
+        # what rules and processes see (sync.rules.RuleContext, sync.process.JobContext)
         self.bc, self.crm, self.couplings = engine.bc, engine.crm, engine.couplings
+        self.errors, self.state, self.clock, self.setup = engine.errors, engine.state, engine.clock, engine.setup
         self.cache: dict[str, Any] = {}
 
     def note(self, text: str) -> None:
@@ -354,8 +369,8 @@ class _Job:
             # continuation always gets further (rows sharing one timestamp are read again, not stuck on)
             if (deadline is not None and resume is not None and (since is None or resume > since)
                     and self.e.clock.now() >= deadline):
-                return JobOutcome(self.counts, self._notes(), resume, complete=False)
-        return JobOutcome(self.counts, self._notes(), resume)
+                return self.outcome(resume, complete=False)
+        return self.outcome(resume)
 
     def _not_modified_by(self) -> str | None:
         # Our own writes are not changes; where the service records who changed a row, ask it to
@@ -718,8 +733,12 @@ class _Job:
             return f"Sales option {normalize(value):g} of {ref.option_set.attribute} is not coupled to a {ref.bc.caption}"
         return f"{fm.label}: Dataverse {ref.crm.logical_name} {value} is not coupled to a {ref.bc.caption}"
 
-    def _notes(self) -> list[str]:
-        return [f"{text} ({n}x)" if n > 1 else text for text, n in self.notes.most_common(20)]
+    def progress(self) -> None:
+        self.on_progress(Progress(self.counts, None))
+
+    def outcome(self, checkpoint: dt.datetime | None = None, complete: bool = True) -> JobOutcome:
+        notes = [f"{text} ({n}x)" if n > 1 else text for text, n in self.notes.most_common(20)]
+        return JobOutcome(self.counts, notes, checkpoint, complete)
 
     def crm_id_for(self, bc_id: str) -> str:
         return str(uuid.uuid5(CRM_ID_NAMESPACE, f"{self.mapping.name}/{bc_id}"))
@@ -773,7 +792,7 @@ class _Job:
             if newest is not None:  # read whole every time; the watermark only tells the schedule of changes
                 self.e.state.advance_watermark(self.mapping.name, self.direction, min(newest, self.cap))
             self.on_progress(Progress(self.counts, None))
-        return JobOutcome(self.counts, self._notes(), None)
+        return self.outcome()
 
 
 class _Page:
@@ -1010,16 +1029,10 @@ class _Page:
                 f"{record_label(job.src_table, row)}: {error.message}"
             # the same error twice in a row: the record is skipped, as Business Central does, until
             # its source changes or a user restores it
-            skipped = (previous is not None and (previous.skipped or previous.message == message)
-                       and error.code not in MATCH_FAILURES)
-            entry = RecordFailure(
-                mapping=job.mapping.name, direction=job.direction, source_id=row.id,
-                record=record_label(job.src_table, row), message=message,
-                field=getattr(error, "field", ""), code=error.code or type(error).__name__,
-                target_id=coupling.id_on(job.dst_side) if coupling else "", transient=error.transient,
-                count=(previous.count + 1) if previous else 1,
-                first_seen=previous.first_seen if previous else now, last_seen=now, job_id=job.job_id,
-                skipped=skipped, source_etag=row.etag)
+            entry = failed_again(previous, error, mapping=job.mapping.name, direction=job.direction, source_id=row.id,
+                                 record=record_label(job.src_table, row), message=message, now=now,
+                                 job_id=job.job_id, target_id=coupling.id_on(job.dst_side) if coupling else "",
+                                 source_etag=row.etag, skippable=error.code not in MATCH_FAILURES)
             job.failures[row.id] = entry
             entries.append(entry)
         job.e.errors.save_many(entries)

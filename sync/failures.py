@@ -9,8 +9,10 @@ user asks for a retry (which restores it). A record that succeeds loses its erro
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Iterable
 
+from .errors import SyncError
 from .model import Direction
 from .ports import ErrorStore, RecordFailure
 
@@ -21,6 +23,20 @@ def select(failures: Iterable[RecordFailure], *, mapping: str | None = None, dir
             if (mapping is None or f.mapping == mapping) and (direction is None or f.direction is direction)
             and (source_id is None or f.source_id.lower() == source_id.lower())
             and (skipped is None or f.skipped is skipped)]
+
+
+def failed_again(previous: RecordFailure | None, error: SyncError, *, mapping: str, direction: Direction,
+                 source_id: str, record: str, message: str, now: dt.datetime, job_id: str, target_id: str = "",
+                 source_etag: str | None = None, skippable: bool = True) -> RecordFailure:
+    """The failure of a record that failed now, counted on from its previous failure. The same error
+    twice in a row skips it when `skippable` (documents that wait on other records never are)."""
+    skipped = skippable and previous is not None and (previous.skipped or previous.message == message)
+    return RecordFailure(
+        mapping=mapping, direction=direction, source_id=source_id, record=record, message=message,
+        field=getattr(error, "field", ""), code=error.code or type(error).__name__, target_id=target_id,
+        transient=error.transient, count=(previous.count + 1) if previous else 1,
+        first_seen=previous.first_seen if previous else now, last_seen=now, job_id=job_id, skipped=skipped,
+        source_etag=source_etag)
 
 
 def retry(errors: ErrorStore, failures: Iterable[RecordFailure]) -> list[RecordFailure]:

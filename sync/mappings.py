@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
+from .availability import ItemAvailabilityProcess
 from .errors import ConfigurationError
 from .model import (
     Convert,
@@ -18,6 +19,7 @@ from .model import (
     TableMapping,
     WhenUncoupled,
 )
+from .orders import SalesOrderProcess
 from .rules.contacts import ContactRules, OpportunityRules
 from .rules.currency import CurrencyRules
 from .rules.invoices import PostedInvoiceRules
@@ -30,10 +32,12 @@ from .tables import (
     BC_CUSTOMER,
     BC_CUSTOMER_PRICE_GROUP,
     BC_ITEM,
+    BC_ITEM_LEDGER_ENTRY,
     BC_OPPORTUNITY,
     BC_PAYMENT_TERMS,
     BC_RESOURCE,
     BC_SALES_INVOICE,
+    BC_SALES_ORDER,
     BC_SALES_PRICE,
     BC_SALESPERSON,
     BC_SHIPMENT_METHOD,
@@ -47,6 +51,7 @@ from .tables import (
     CRM_PRICE_LIST,
     CRM_PRICE_LIST_ITEM,
     CRM_PRODUCT,
+    CRM_SALES_ORDER,
     CRM_SYSTEMUSER,
     CRM_UNIT_GROUP,
 )
@@ -352,10 +357,36 @@ CUSTOMER = TableMapping(
     dependencies=("SALESPEOPLE", "CURRENCY", "PAYMENT TERMS", "SHIPMENT METHOD", "SHIPPING AGENT"),
 )
 
+SALES_ORDER = TableMapping(
+    name="SALESORDER-ORDER",
+    description="Sales orders submitted in Sales created as Business Central sales orders (automatically when "
+                "BCSYNC_AUTO_CREATE_SALES_ORDERS is on, else on demand); posted or deleted orders reported back.",
+    bc=BC_SALES_ORDER,
+    crm=CRM_SALES_ORDER,
+    direction=FROM,
+    fields=(),
+    dependencies=("CUSTOMER", "CURRENCY", "UNIT OF MEASURE", "ITEM-PRODUCT", "RESOURCE-PRODUCT", "PAYMENT TERMS",
+                  "SHIPMENT METHOD"),
+    process=SalesOrderProcess(),
+)
+
+ITEM_AVAILABILITY = TableMapping(
+    name="ITEM-AVAILABILITY",
+    description="Inventory of coupled items pushed to the products' Quantity On Hand when item ledger entries are "
+                "posted.",
+    bc=BC_ITEM_LEDGER_ENTRY,
+    crm=CRM_PRODUCT,
+    direction=TO,
+    fields=(),
+    dependencies=("ITEM-PRODUCT",),
+    process=ItemAvailabilityProcess(),
+)
+
 
 def builtin_mappings() -> list[TableMapping]:
     return [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER, CONTACT, OPPORTUNITY,
-            UNIT_OF_MEASURE, ITEM_PRODUCT, RESOURCE_PRODUCT, CUSTOMER_PRICE_GROUP, SALES_PRICE, POSTED_SALES_INVOICE]
+            UNIT_OF_MEASURE, ITEM_PRODUCT, RESOURCE_PRODUCT, CUSTOMER_PRICE_GROUP, SALES_PRICE, POSTED_SALES_INVOICE,
+            SALES_ORDER, ITEM_AVAILABILITY]
 
 
 class Catalog:

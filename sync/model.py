@@ -93,6 +93,7 @@ class Companion:
     service: str                    # the page web service, e.g. "CustomerCard"
     key: tuple[str, str]            # (API field, page field) that identify the row, e.g. ("number", "No")
     fields: Mapping[str, str]       # our field name on the API entity -> page field name
+    fixed_keys: tuple[tuple[str, str], ...] = ()  # key fields the page's view fixes: (("Document_Type", "Order"),)
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,13 @@ class NumberSeries:
 
 
 @dataclass(frozen=True)
+class ConnectionSetup:
+    """The switches of Business Central's CRM Connection Setup that change what jobs do."""
+
+    auto_create_sales_orders: bool = False  # "Automatically Create Sales Orders": submitted orders on schedule
+
+
+@dataclass(frozen=True)
 class TableMapping:
     name: str
     bc: BcTable
@@ -242,6 +250,8 @@ class TableMapping:
     create_new_if_no_match: bool = True
     sync_after_coupling: bool = True      # match-based coupling synchronises the pairs it couples
     reread_all: bool = False              # every run reads all rows (small tables whose values are computed)
+    # a job that is no row-by-row field transfer (sales orders, item availability): a sync.process.JobProcess
+    process: Any = None
 
     def __post_init__(self):
         if self.option_set is not None and self.direction is Direction.BIDIRECTIONAL:

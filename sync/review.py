@@ -28,6 +28,8 @@ def _sample(endpoint: Endpoint, mapping: TableMapping, side: Side, fields: list[
 
 def recommend(mapping: TableMapping, bc: Endpoint, crm: CrmEndpoint) -> Recommendation:
     """As Business Central's CRM Full Synch. Review decides, per mapping."""
+    if mapping.process is not None:
+        return Recommendation.FULL  # its job works out itself what there is to do
     in_bc = bool(_sample(bc, mapping, Side.BC, [], 1))
     if mapping.is_option_mapping:
         return Recommendation.COUPLE if in_bc else Recommendation.NONE

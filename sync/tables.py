@@ -23,6 +23,14 @@ BC_OPPORTUNITY = BcTable("opportunities", "Opportunity", key_field="number", enu
 BC_SALES_INVOICE = BcTable("salesInvoices", "Posted Sales Invoice", key_field="number", enum_fields=frozenset({"status"}))
 BC_SALES_INVOICE_LINE = BcTable("salesInvoiceLines", "Posted Sales Invoice Line", key_field="sequence",
                                 enum_fields=frozenset({"lineType"}), modified_field=None)
+# API v2.0 orders have no shipping agent: page 42 "Sales Order", published as SalesOrder, has it
+BC_SALES_ORDER = BcTable("salesOrders", "Sales Order", key_field="number", enum_fields=frozenset({"status"}),
+                         companion=Companion("SalesOrder", ("number", "No"), {"shippingAgentCode": "Shipping_Agent_Code"},
+                                             fixed_keys=(("Document_Type", "Order"),)))
+BC_SALES_ORDER_LINE = BcTable("salesOrderLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
+                              modified_field=None)
+BC_ITEM_LEDGER_ENTRY = BcTable("itemLedgerEntries", "Item Ledger Entry", key_field="entryNumber",
+                               enum_fields=frozenset({"entryType"}))
 BC_ITEM = BcTable("items", "Item", key_field="number", enum_fields=frozenset({"type"}),
                   companion=Companion("ItemCard", ("number", "No"),
                                       {"unitVolume": "Unit_Volume", "grossWeight": "Gross_Weight",
@@ -62,6 +70,14 @@ CRM_INVOICE_DETAIL = CrmTable("invoicedetail", "invoicedetails", "invoicedetaili
     "invoiceid": CrmLookup("invoiceid", "invoices"), "productid": CrmLookup("productid", "products"),
     "uomid": CrmLookup("uomid", "uoms"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
+CRM_SALES_ORDER = CrmTable("salesorder", "salesorders", "salesorderid", "name", lookups={
+    "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
+    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
+    "pricelevelid": CrmLookup("pricelevelid", "pricelevels")})
+CRM_SALES_ORDER_DETAIL = CrmTable("salesorderdetail", "salesorderdetails", "salesorderdetailid", "salesorderdetailname",
+                                  lookups={"salesorderid": CrmLookup("salesorderid", "salesorders"),
+                                           "productid": CrmLookup("productid", "products"),
+                                           "uomid": CrmLookup("uomid", "uoms")})
 CRM_UNIT = CrmTable("uom", "uoms", "uomid", "name", lookups={
     "uomscheduleid": CrmLookup("uomscheduleid", "uomschedules"), "baseuom": CrmLookup("baseuom", "uoms")})
 CRM_PRICE_LIST = CrmTable("pricelevel", "pricelevels", "pricelevelid", "name", lookups={

@@ -1,0 +1,90 @@
+"""ITEM-AVAILABILITY: Business Central inventory for Sales users (spec §7, item availability).
+
+Posting does not change an item: only item ledger entries are added. So, as Business Central's own
+"Item Availability" job does, the job reads the ledger entries posted since its watermark and
+pushes the inventory of their items, when coupled, to the products' quantityonhand. Its first run
+pushes every coupled item. `lookup` answers a Sales user's question for one product on the spot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Sequence
+
+from .errors import RecordError
+from .model import Direction, Side
+from .ports import RowChange
+from .process import JobContext
+from .tables import BC_ITEM, BC_ITEM_LEDGER_ENTRY, CRM_PRODUCT
+
+MAPPING = "ITEM-AVAILABILITY"
+ITEMS = "ITEM-PRODUCT"
+GUID = re.compile(r"^\{?[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\}?$")
+
+
+class ItemAvailabilityProcess:
+    """The job of ITEM-AVAILABILITY (a sync.process.JobProcess)."""
+
+    def has_work(self, job: JobContext) -> bool:
+        since = job.state.watermark(MAPPING, Direction.TO_CRM)
+        if since is None:
+            return True
+        return bool(next(iter(job.bc.read_changed(BC_ITEM_LEDGER_ENTRY, ["itemNumber"], since=since, page_size=1)), []))
+
+    def run(self, job: JobContext, deadline: dt.datetime | None):
+        since = job.state.watermark(MAPPING, Direction.TO_CRM)
+        if since is None:
+            for ids in job.couplings.coupled_ids(ITEMS, Side.BC, page_size=100):
+                self._push(job, job.bc.read_ids(BC_ITEM, ["number", "inventory"], ids))
+                job.progress()
+        else:
+            for page in job.bc.read_changed(BC_ITEM_LEDGER_ENTRY, ["itemNumber"], since=since, page_size=500):
+                numbers = sorted({r.values.get("itemNumber") for r in page if r.values.get("itemNumber")})
+                self._push(job, job.bc.read_matching(BC_ITEM, ["number", "inventory"], "number", numbers))
+                job.progress()
+        # entries are never changed once posted; the cap's margin covers those committed late
+        job.state.advance_watermark(MAPPING, Direction.TO_CRM, job.cap)
+        return job.outcome()
+
+    @staticmethod
+    def _push(job: JobContext, items: Sequence) -> None:
+        coupled = job.couplings.get_many(ITEMS, Side.BC, [i.id for i in items])
+        products = {p.id.lower(): p for p in job.crm.read_ids(CRM_PRODUCT, ["quantityonhand"],
+                                                              [c.crm_id for c in coupled.values()])}
+        changes = []
+        for item in items:
+            c = coupled.get(item.id)
+            product = products.get(c.crm_id.lower()) if c else None
+            if product is None:
+                continue  # not in the integration
+            inventory = max(0.0, float(item.values.get("inventory") or 0))  # Sales keeps no negative stock
+            if float(product.values.get("quantityonhand") or 0) == inventory:
+                job.counts.unchanged += 1
+            else:
+                changes.append((item, RowChange(product.id, None, {"quantityonhand": inventory})))
+        for (item, _), result in zip(changes, job.crm.update(CRM_PRODUCT, [c for _, c in changes], ["quantityonhand"])):
+            if result.error is None:
+                job.counts.modified += 1
+            else:
+                job.counts.failed += 1
+                job.note(f"Item {item.values.get('number')}: the inventory could not be written to its product "
+                         f"({result.error.message}); tried again when the item next moves")
+
+    @staticmethod
+    def lookup(job: JobContext, product: str) -> dict:
+        """Inventory of one product, by its Dataverse id or its product number, from its coupled item."""
+        field = "productid" if GUID.match(product) else "productnumber"
+        rows = job.crm.read_matching(CRM_PRODUCT, ["productnumber", "name"], field, [product.strip("{}")])
+        if not rows:
+            raise RecordError(f"There is no product with {field} {product} in Sales.", field=field, code="NotFound")
+        row = rows[0]
+        coupled = job.couplings.get_many(ITEMS, Side.CRM, [row.id])
+        items = job.bc.read_ids(BC_ITEM, ["number", "baseUnitOfMeasureCode", "inventory"],
+                                [c.bc_id for c in coupled.values()])
+        if not items:
+            raise RecordError(f"Product {row.values.get('productnumber')} is not coupled to a Business Central item "
+                              f"(table mapping {ITEMS}).", field="productid", code="NotCoupled")
+        item = items[0].values
+        return {"product_id": row.id, "product_number": row.values.get("productnumber"), "item_no": item.get("number"),
+                "unit": item.get("baseUnitOfMeasureCode"), "inventory": float(item.get("inventory") or 0)}

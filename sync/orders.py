@@ -1,0 +1,564 @@
+"""SALESORDER-ORDER: sales orders submitted in Sales become Business Central sales orders (spec §6.1).
+
+An order is created on demand, or by the mapping's scheduled job when the connection setup says
+"automatically create sales orders" (then every submitted order not yet sent to the back office is
+picked). Each order is worked on by itself: a failure is an error on that order, naming the field,
+kept with the other failed records and tried again at the next run.
+
+Nothing is created twice: before creating, the order's coupling is looked up, then a Business
+Central order carrying the Sales order number as Your Reference (one created by an attempt whose
+answer or coupling was lost), then a posted invoice with it. The order and its lines go in one deep
+insert, so Business Central has either the whole order or none of it.
+
+The same job follows the coupled orders: posted in full (the order is gone and a posted invoice
+names it) -> the Sales order becomes Invoiced; deleted by a user -> the Sales order is set back to
+Active / Pending with its back-office submit date cleared, so it can be submitted again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .errors import RecordError, SyncError
+from .failures import failed_again
+from .model import Direction, OptionSet, Side
+from .ports import Coupling, NewRow, Record, RowChange
+from .process import JobContext
+from .rules.currency import CurrencyRules
+from .tables import (
+    BC_CURRENCY,
+    BC_ITEM,
+    BC_RESOURCE,
+    BC_SALES_INVOICE,
+    BC_SALES_ORDER,
+    BC_SALES_SETUP,
+    BC_UNIT_OF_MEASURE,
+    CRM_ACCOUNT,
+    CRM_CONTACT,
+    CRM_CURRENCY,
+    CRM_PRODUCT,
+    CRM_SALES_ORDER,
+    CRM_SALES_ORDER_DETAIL,
+    CRM_UNIT,
+)
+
+MAPPING = "SALESORDER-ORDER"
+ACTIVE, SUBMITTED, INVOICED = 0, 1, 4
+PENDING, INVOICED_STATUS = 2, 100003
+CUSTOMER_TYPE = 3                 # account.customertypecode Customer
+SALES_INVENTORY, SERVICES = 1, 3  # product.producttypecode
+LINE_STEP = 10_000
+TEXT_LINE = 100                   # a sales line's Description
+REFERENCE = 35                    # Your Reference, External Document No.
+ADDRESS = (("line1", "AddressLine1", 100), ("line2", "AddressLine2", 50), ("city", "City", 30),
+           ("postalcode", "PostCode", 20), ("country", "Country", 10), ("stateorprovince", "State", 30))
+# the order's option attributes use the account's option mappings (spec §2.1)
+# (order attribute, option mapping, order field, caption, the code field when the order takes a code, not an id)
+OPTIONS = (("paymenttermscode", "PAYMENT TERMS", "paymentTermsId", "Payment Terms", None),
+           ("freighttermscode", "SHIPMENT METHOD", "shipmentMethodId", "Shipment Method", None),
+           ("shippingmethodcode", "SHIPPING AGENT", "shippingAgentCode", "Shipping Agent", "Code"))
+ORDER_FIELDS = ["name", "ordernumber", "statecode", "customerid", "customeridtype", "transactioncurrencyid",
+                "requestdeliveryby", "lastbackofficesubmit", "submitstatusdescription", "discountamount",
+                "discountpercentage", "totallineitemamount", "totalamountlessfreight", "freightamount",
+                *(o[0] for o in OPTIONS),
+                *(f"{p}_{a}" for p in ("billto", "shipto") for a, _, _ in ADDRESS)]
+DETAIL_FIELDS = ["salesorderid", "sequencenumber", "productid", "uomid", "isproductoverridden", "productdescription",
+                 "description", "quantity", "priceperunit", "manualdiscountamount", "volumediscountamount"]
+NOT_SUBMITTED = "NotSubmitted"
+
+
+def order_label(order: Record) -> str:
+    v = order.values
+    return f"Sales order {v.get('ordernumber') or order.id} '{v.get('name') or ''}'"
+
+
+def text_lines(text: str) -> list[str]:
+    """A memo as sales line descriptions: each of its lines, cut into pieces of up to 100 characters."""
+    pieces = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        line = line.strip()
+        pieces += [line[i:i + TEXT_LINE] for i in range(0, len(line), TEXT_LINE)]
+    return pieces
+
+
+@dataclass
+class OrderResult:
+    """What became of one order: created, coupled (found already created), exists, or failed."""
+
+    order_id: str
+    order: str
+    status: str
+    bc_order: str = ""
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return {"order_id": self.order_id, "order": self.order, "status": self.status, "bc_order": self.bc_order,
+                "message": self.message}
+
+
+class SalesOrderProcess:
+    """The job of SALESORDER-ORDER (a sync.process.JobProcess)."""
+
+    def has_work(self, job: JobContext) -> bool:
+        if next(iter(job.couplings.coupled_ids(MAPPING, Side.BC, page_size=1)), []):
+            return True
+        return job.setup.auto_create_sales_orders and bool(
+            next(iter(job.crm.read_changed(CRM_SALES_ORDER, ["name"], since=None, where=self._unsent(), page_size=1)),
+                 []))
+
+    @staticmethod
+    def _unsent() -> str:
+        return f"statecode eq {SUBMITTED} and lastbackofficesubmit eq null"
+
+    def run(self, job: JobContext, deadline: dt.datetime | None):
+        self.follow_coupled(job)
+        if not job.setup.auto_create_sales_orders:
+            job.note("automatic creation of sales orders is off: submitted orders are created on demand")
+            return job.outcome()
+        for page in job.crm.read_changed(CRM_SALES_ORDER, ORDER_FIELDS, since=None, where=self._unsent(),
+                                         page_size=50):
+            self._create(job, page)
+            job.progress()
+            if deadline is not None and job.clock.now() >= deadline:
+                return job.outcome(complete=False)
+        return job.outcome()
+
+    def create(self, job: JobContext, order_ids: Sequence[str]) -> list[OrderResult]:
+        """Create these orders now (bcsync orders create): each must be submitted."""
+        orders = job.crm.read_ids(CRM_SALES_ORDER, ORDER_FIELDS, list(dict.fromkeys(i.lower() for i in order_ids)))
+        found = {o.id.lower() for o in orders}
+        results = [OrderResult(i, f"Sales order {i}", "failed", message=f"Sales order {i} does not exist in Sales.")
+                   for i in order_ids if i.lower() not in found]
+        return results + self._create(job, orders)
+
+    # -- creating ---------------------------------------------------------------------------------
+
+    def _create(self, job: JobContext, orders: list[Record]) -> list[OrderResult]:
+        results: dict[str, OrderResult] = {}
+        failed: dict[str, tuple[Record, SyncError]] = {}
+        coupled = job.couplings.get_many(MAPPING, Side.CRM, [o.id for o in orders])
+        todo = []
+        for order in orders:
+            if order.values.get("statecode") != SUBMITTED:
+                state = {ACTIVE: "Active", 2: "Canceled", 3: "Fulfilled", INVOICED: "Invoiced"}.get(
+                    order.values.get("statecode"), str(order.values.get("statecode")))
+                results[order.id] = OrderResult(order.id, order_label(order), "failed", message=(
+                    f"{order_label(order)} is {state}, not Submitted: only submitted orders are created in Business "
+                    f"Central."))
+            elif order.id in coupled:
+                results[order.id] = self._existing(job, order, coupled[order.id])
+            else:
+                todo.append(order)
+        todo = self._found_again(job, todo, results, failed)
+        lookups = _Lookups(job, todo)
+        for order in todo:
+            try:
+                body, discount = self._order_body(job, order, lookups)
+            except RecordError as exc:
+                failed[order.id] = (order, exc)
+                continue
+            results[order.id] = self._insert(job, order, body, discount, failed)
+        self._record(job, orders, results, failed)
+        return [results[o.id] for o in orders if o.id in results]
+
+    def _existing(self, job: JobContext, order: Record, coupling: Coupling) -> OrderResult:
+        rows = job.bc.read_ids(BC_SALES_ORDER, ["number"], [coupling.bc_id])
+        if rows:
+            job.counts.unchanged += 1
+            self._stamp(job, [(order, rows[0].values.get("number"))])
+            return OrderResult(order.id, order_label(order), "exists", rows[0].values.get("number") or "",
+                               f"{order_label(order)} was already created as Business Central sales order "
+                               f"{rows[0].values.get('number')}.")
+        outcome = self._follow(job, [coupling]).get(coupling.bc_id, "")
+        return OrderResult(order.id, order_label(order), "failed", message=f"{order_label(order)}: {outcome}")
+
+    def _found_again(self, job: JobContext, orders: list[Record], results: dict, failed: dict) -> list[Record]:
+        """Orders Business Central already has (Your Reference = the order number): coupled, not created."""
+        numbers = {(o.values.get("ordernumber") or "")[:REFERENCE]: o for o in orders if o.values.get("ordernumber")}
+        if not numbers:
+            return orders
+        fields = ["number", "customerPurchaseOrderReference"]
+        open_orders = job.bc.read_matching(BC_SALES_ORDER, fields, "customerPurchaseOrderReference", list(numbers))
+        posted = job.bc.read_matching(BC_SALES_INVOICE, fields, "customerPurchaseOrderReference", list(numbers))
+        found: list[tuple[Record, str]] = []
+        for row in open_orders:
+            order = numbers.get(row.values.get("customerPurchaseOrderReference") or "")
+            if order is not None and order.id not in results:
+                job.couplings.save_many([Coupling(MAPPING, row.id, order.id, bc_etag=row.etag, synced_at=job.clock.now(),
+                                                  job_id=job.job_id)])
+                job.counts.coupled += 1
+                found.append((order, row.values.get("number")))
+                results[order.id] = OrderResult(order.id, order_label(order), "coupled", row.values.get("number") or "",
+                                                f"{order_label(order)} was found as Business Central sales order "
+                                                f"{row.values.get('number')} and coupled to it.")
+        for row in posted:
+            order = numbers.get(row.values.get("customerPurchaseOrderReference") or "")
+            if order is not None and order.id not in results:
+                failed[order.id] = (order, RecordError(
+                    f"{order_label(order)} was already created and posted in Business Central: posted sales invoice "
+                    f"{row.values.get('number')} has Your Reference {order.values.get('ordernumber')}.",
+                    field="ordernumber", code="AlreadyPosted"))
+        self._stamp(job, found)
+        return [o for o in orders if o.id not in results and o.id not in failed]
+
+    def _order_body(self, job: JobContext, order: Record, lookups: "_Lookups") -> tuple[dict, float]:
+        v = order.values
+        body: dict[str, Any] = {
+            "customerId": lookups.customer(order),
+            "externalDocumentNumber": (v.get("name") or "")[:REFERENCE],
+            "customerPurchaseOrderReference": (v.get("ordernumber") or "")[:REFERENCE],
+            "currencyCode": lookups.currency(order),
+        }
+        if v.get("requestdeliveryby"):
+            body["requestedDeliveryDate"] = str(v["requestdeliveryby"])[:10]
+        for prefix, api in (("billto", "billTo"), ("shipto", "shipTo")):
+            # copied only when Sales has an address (names are not), else the customer's stays
+            if any(v.get(f"{prefix}_{attr}") for attr, _, _ in ADDRESS):
+                for attr, suffix, length in ADDRESS:
+                    body[f"{api}{suffix}"] = (v.get(f"{prefix}_{attr}") or "")[:length]
+        for attribute, mapping, field, caption, code_field in OPTIONS:
+            value = lookups.option(order, attribute, mapping, caption, code_field)
+            if value:
+                body[field] = value
+        body["salesOrderLines"] = lookups.lines(order)
+        return body, self._invoice_discount(v)
+
+    @staticmethod
+    def _invoice_discount(v: dict) -> float:
+        """The order discount as Business Central's invoice discount: line total less the total before freight."""
+        amount, percent = float(v.get("discountamount") or 0), float(v.get("discountpercentage") or 0)
+        if not amount and not percent:
+            return 0.0
+        lines = float(v.get("totallineitemamount") or 0)
+        before_freight = v.get("totalamountlessfreight")
+        if before_freight is None:
+            before_freight = lines - round(lines * percent / 100, 2) - amount
+        return round(lines - float(before_freight), 2)
+
+    def _insert(self, job: JobContext, order: Record, body: dict, discount: float, failed: dict) -> OrderResult:
+        [result] = job.bc.insert(BC_SALES_ORDER, [NewRow(body)], ["number"])
+        if result.record is None:
+            failed[order.id] = (order, result.error)
+            return OrderResult(order.id, order_label(order), "failed", message=result.error.message)
+        created = result.record
+        if result.error is not None:  # the order stands; only the page write after it failed
+            job.note(f"sales order {created.values.get('number')}: the shipping agent could not be set: "
+                     f"{result.error.message}")
+        job.couplings.save_many([Coupling(MAPPING, created.id, order.id, bc_etag=created.etag,
+                                          synced_at=job.clock.now(), job_id=job.job_id)])
+        job.counts.inserted += 1
+        number = created.values.get("number") or ""
+        if discount:
+            [applied] = job.bc.update(BC_SALES_ORDER, [RowChange(created.id, created.etag, {"discountAmount": discount})],
+                                      ["number"])
+            if applied.error is not None:
+                job.note(f"sales order {number}: the order discount {discount} could not be applied: "
+                         f"{applied.error.message}")
+        self._stamp(job, [(order, number)])
+        return OrderResult(order.id, order_label(order), "created", number,
+                           f"{order_label(order)} was created as Business Central sales order {number}.")
+
+    def _stamp(self, job: JobContext, orders: list[tuple[Record, str]]) -> None:
+        """Sent to the back office: today's date, and the Business Central order number for Sales users."""
+        today = job.clock.now().date().isoformat()
+        changes = [RowChange(o.id, None, {"lastbackofficesubmit": today,
+                                          "submitstatusdescription": f"Business Central sales order {number}"})
+                   for o, number in orders if str(o.values.get("lastbackofficesubmit") or "")[:10] != today]
+        for change, result in zip(changes, job.crm.update(CRM_SALES_ORDER, changes, ["name"])):
+            if result.error is not None:  # the coupling stands; the next run stamps it again
+                job.note(f"sales order {change.id}: the back-office submit date could not be set: "
+                         f"{result.error.message}")
+
+    def _record(self, job: JobContext, orders: list[Record], results: dict, failed: dict) -> None:
+        now = job.clock.now()
+        entries, shown = [], []
+        for order, error in failed.values():
+            label = order_label(order)
+            message = error.message if error.message.startswith(label) else f"{label}: {error.message}"
+            results[order.id] = OrderResult(order.id, label, "failed", message=message)
+            job.counts.failed += 1
+            entries.append(failed_again(job.failures.get(order.id), error, mapping=MAPPING, direction=Direction.FROM_CRM,
+                                        source_id=order.id, record=label, message=message, now=now, job_id=job.job_id,
+                                        source_etag=order.etag, skippable=False))
+            if order.values.get("submitstatusdescription") != message[:2000]:
+                shown.append(RowChange(order.id, None, {"submitstatusdescription": message[:2000]}))
+        if entries:
+            job.errors.save_many(entries)
+            for entry in entries:
+                job.failures[entry.source_id] = entry
+        done = [o.id for o in orders if o.id not in failed and o.id in job.failures]
+        if done:
+            job.errors.clear_many(MAPPING, Direction.FROM_CRM, done)
+        # the reason shows on the order in Sales too, where the salesperson looks
+        job.crm.update(CRM_SALES_ORDER, shown, ["name"])
+
+    # -- following coupled orders -----------------------------------------------------------------
+
+    def follow_coupled(self, job: JobContext) -> None:
+        for ids in job.couplings.coupled_ids(MAPPING, Side.BC, page_size=100):
+            present = {r.id.lower() for r in job.bc.read_ids(BC_SALES_ORDER, ["number"], ids)}
+            gone = [i for i in ids if i.lower() not in present]
+            if gone:
+                self._follow(job, list(job.couplings.get_many(MAPPING, Side.BC, gone).values()))
+
+    def _follow(self, job: JobContext, couplings: list[Coupling]) -> dict[str, str]:
+        """Orders gone from Business Central: posted (an invoice names the order) or deleted."""
+        invoices = job.bc.read_matching(BC_SALES_INVOICE, ["number", "orderId", "orderNumber"], "orderId",
+                                        [c.bc_id for c in couplings])
+        posted = {str(r.values.get("orderId")).lower(): r for r in invoices}
+        said: dict[str, str] = {}
+        changes = []
+        for c in couplings:
+            invoice = posted.get(c.bc_id.lower())
+            if invoice is not None:
+                changes.append(RowChange(c.crm_id, None, {"statecode": INVOICED, "statuscode": INVOICED_STATUS}))
+                said[c.bc_id] = (f"the Business Central order {invoice.values.get('orderNumber')} was posted as "
+                                 f"invoice {invoice.values.get('number')}; the Sales order is Invoiced")
+                job.counts.modified += 1
+            else:
+                changes.append(RowChange(c.crm_id, None, {"statecode": ACTIVE, "statuscode": PENDING,
+                                                          "lastbackofficesubmit": None,
+                                                          "submitstatusdescription": None}))
+                said[c.bc_id] = ("its Business Central order was deleted, so the Sales order was set back to Active; "
+                                 "submit it again to create a new one")
+                job.counts.uncoupled += 1
+            job.note(f"sales order {c.crm_id}: {said[c.bc_id]}")
+        done = []
+        for c, result in zip(couplings, job.crm.update(CRM_SALES_ORDER, changes, ["name"])):
+            if result.error is None or result.error.code == "NotFound" or "does not exist" in result.error.message:
+                done.append(c)  # a Sales order deleted meanwhile needs nothing more
+            else:
+                job.note(f"sales order {c.crm_id} could not be updated ({result.error.message}); tried again next run")
+        job.couplings.delete_many(done)
+        return said
+
+
+class _Lookups:
+    """Everything the orders of one page refer to, read in bulk: accounts, currencies, products,
+    units and their couplings, Business Central's write-in setup."""
+
+    def __init__(self, job: JobContext, orders: list[Record]):
+        self.job = job
+        orders = list(orders)
+        self.details: dict[str, list[Record]] = {}
+        if not orders:
+            return
+        for d in job.crm.read_matching(CRM_SALES_ORDER_DETAIL, DETAIL_FIELDS, "salesorderid", [o.id for o in orders]):
+            self.details.setdefault(str(d.values.get("salesorderid")).lower(), []).append(d)
+        details = [d for ds in self.details.values() for d in ds]
+        self.accounts = self._accounts(orders)
+        self.products = {p.id.lower(): p for p in job.crm.read_ids(
+            CRM_PRODUCT, ["name", "productnumber", "statecode", "producttypecode"],
+            sorted({d.values["productid"] for d in details if d.values.get("productid")}))}
+        self.objects = self._coupled_objects(list(self.products.values()))
+        self.units = self._units(sorted({d.values["uomid"] for d in details if d.values.get("uomid")}))
+        self.currencies = self._currencies(orders)
+
+    # customers
+
+    def _accounts(self, orders: list[Record]) -> dict[str, tuple[Record | None, str | None]]:
+        """customer id -> (the account, the coupled Business Central customer id)."""
+        job = self.job
+        contact_ids = [o.values["customerid"] for o in orders
+                       if o.values.get("customerid") and o.values.get("customeridtype") == "contact"]
+        parent_of = {c.id.lower(): c.values.get("parentcustomerid") for c in job.crm.read_ids(
+            CRM_CONTACT, ["fullname", "parentcustomerid", "parentcustomeridtype"], contact_ids)
+            if c.values.get("parentcustomeridtype") in (None, "account")}
+        self.parent_of = parent_of
+        account_ids = [o.values["customerid"] for o in orders
+                       if o.values.get("customerid") and o.values.get("customeridtype") != "contact"]
+        account_ids += [p for p in parent_of.values() if p]
+        accounts = {a.id.lower(): a for a in job.crm.read_ids(CRM_ACCOUNT, ["name", "customertypecode"], account_ids)}
+        coupled = job.couplings.get_many("CUSTOMER", Side.CRM, list(accounts))
+        return {i: (a, coupled[i].bc_id if i in coupled else None) for i, a in accounts.items()}
+
+    def customer(self, order: Record) -> str:
+        v = order.values
+        customer = v.get("customerid")
+        if not customer:
+            raise RecordError("There is no customer on the order.", field="customerid", code="NoCustomer")
+        if v.get("customeridtype") == "contact":
+            parent = self.parent_of.get(customer.lower())
+            if not parent:
+                raise RecordError(f"The order's customer is contact {customer}, which has no parent account to bill.",
+                                  field="customerid", code="NoCustomer")
+            customer = parent
+        account, bc_id = self.accounts.get(customer.lower(), (None, None))
+        if account is None:
+            raise RecordError(f"The order's account {customer} does not exist in Sales.", field="customerid",
+                              code="NoCustomer")
+        name = account.values.get("name")
+        if account.values.get("customertypecode") != CUSTOMER_TYPE:
+            raise RecordError(f"Account '{name}' is not of relationship type Customer, so it cannot buy in Business "
+                              f"Central.", field="customerid", code="NotACustomer")
+        if bc_id is None:
+            raise RecordError(f"Account '{name}' is not coupled to a Business Central customer; couple it first "
+                              f"(table mapping CUSTOMER).", field="customerid", code="NotCoupled")
+        return bc_id
+
+    # currency
+
+    def _currencies(self, orders: list[Record]) -> dict[str, tuple[str, str | None]]:
+        """currency id -> (ISO code, the coupled Business Central currency code)."""
+        job = self.job
+        ids = sorted({o.values["transactioncurrencyid"] for o in orders if o.values.get("transactioncurrencyid")})
+        rows = job.crm.read_ids(CRM_CURRENCY, ["isocurrencycode"], ids)
+        coupled = job.couplings.get_many("CURRENCY", Side.CRM, [r.id for r in rows])
+        codes = {r.id: r.values.get("code") for r in job.bc.read_ids(
+            BC_CURRENCY, ["code"], [c.bc_id for c in coupled.values()])}
+        return {r.id.lower(): (r.values.get("isocurrencycode") or "",
+                               codes.get(coupled[r.id].bc_id) if r.id in coupled else None) for r in rows}
+
+    def currency(self, order: Record) -> str:
+        currency = order.values.get("transactioncurrencyid")
+        iso, code = self.currencies.get(str(currency).lower(), ("", None)) if currency else ("", None)
+        lcy = CurrencyRules.lcy_code(self.job)
+        if not currency or iso.upper() == lcy:
+            return lcy  # the local currency: Business Central's blank currency code
+        if code is None:
+            raise RecordError(f"Currency {iso} of the order is not coupled to a Business Central currency (table "
+                              f"mapping CURRENCY).", field="transactioncurrencyid", code="NotCoupled")
+        return code
+
+    # options
+
+    def option(self, order: Record, attribute: str, mapping_name: str, caption: str, code_field: str | None) -> str | None:
+        """The Business Central code (its id, or its `code_field`) coupled to the account option with the order
+        option's label; None (the customer's default stays) when the order has none or it is not coupled."""
+        value = order.values.get(attribute)
+        if value is None:
+            return None
+        job = self.job
+        cache = job.cache.setdefault("options", {})
+        mapping = job.catalog[mapping_name]
+        if attribute not in cache:
+            order_labels = job.crm.option_labels(OptionSet(CRM_SALES_ORDER, attribute))
+            account_values = {label.casefold(): v for v, label in job.crm.option_labels(mapping.option_set).items()}
+            values = {v: account_values.get(label.casefold()) for v, label in order_labels.items()}
+            coupled = job.couplings.get_many(mapping_name, Side.CRM, [str(v) for v in values.values() if v is not None])
+            found = {v: coupled[str(a)].bc_id for v, a in values.items() if str(a) in coupled}
+            if code_field:
+                codes = {r.id.lower(): r.values.get(code_field)
+                         for r in job.bc.read_ids(mapping.bc, [code_field], sorted(set(found.values())))}
+                found = {v: codes[i.lower()] for v, i in found.items() if i.lower() in codes}
+            cache[attribute] = (found, order_labels)
+        bc_ids, labels = cache[attribute]
+        if int(value) not in bc_ids:
+            job.note(f"{caption} '{labels.get(int(value), value)}' of an order is not coupled (table mapping "
+                     f"{mapping_name}): the customer's {caption} is kept")
+            return None
+        return bc_ids[int(value)]
+
+    # lines
+
+    def _coupled_objects(self, products: list[Record]) -> dict[str, tuple[str, str | None, str, bool]]:
+        """product id -> (line type, the coupled item's or resource's number or None, the mapping, coupled)."""
+        found: dict[str, tuple[str, str | None, str, bool]] = {}
+        for kind, type_code, mapping, table, key in (("Item", SALES_INVENTORY, "ITEM-PRODUCT", BC_ITEM, "number"),
+                                                     ("Resource", SERVICES, "RESOURCE-PRODUCT", BC_RESOURCE, "No")):
+            ids = [p.id for p in products if p.values.get("producttypecode") == type_code]
+            coupled = self.job.couplings.get_many(mapping, Side.CRM, ids)
+            numbers = {r.id.lower(): r.values.get(key) for r in self.job.bc.read_ids(
+                table, [key], [c.bc_id for c in coupled.values()])}
+            for i in ids:
+                c = coupled.get(i)
+                found[i.lower()] = (kind, numbers.get(c.bc_id.lower()) if c else None, mapping, bool(c))
+        return found
+
+    def _units(self, uom_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """uom id -> (its name, the coupled Business Central unit of measure code)."""
+        job = self.job
+        units = job.crm.read_ids(CRM_UNIT, ["name", "uomscheduleid"], uom_ids)
+        coupled = job.couplings.get_many("UNIT OF MEASURE", Side.CRM, [u.values.get("uomscheduleid") for u in units
+                                                                        if u.values.get("uomscheduleid")])
+        codes = {r.id.lower(): r.values.get("code") for r in job.bc.read_ids(
+            BC_UNIT_OF_MEASURE, ["code"], [c.bc_id for c in coupled.values()])}
+        result = {}
+        for u in units:
+            c = coupled.get(u.values.get("uomscheduleid") or "")
+            result[u.id.lower()] = (u.values.get("name") or "", codes.get(c.bc_id.lower()) if c else None)
+        return result
+
+    def _setup(self) -> dict:
+        cache = self.job.cache
+        if "sales_setup" not in cache:
+            rows = next(iter(self.job.bc.read_changed(
+                BC_SALES_SETUP, ["Write_in_Product_Type", "Write_in_Product_No", "Freight_GL_Acc_No"], since=None)), [])
+            cache["sales_setup"] = rows[0].values if rows else {}
+        return cache["sales_setup"]
+
+    def lines(self, order: Record) -> list[dict]:
+        details = sorted(self.details.get(order.id.lower(), []), key=lambda d: d.values.get("sequencenumber") or 0)
+        lines: list[dict] = []
+
+        def add(line: dict) -> None:
+            lines.append({"sequence": LINE_STEP * (len(lines) + 1), **line})
+
+        for n, d in enumerate(details, start=1):
+            v = d.values
+            text = (v.get("description") or v.get("productdescription") or "").strip()
+            line = {"quantity": float(v.get("quantity") or 0), "unitPrice": float(v.get("priceperunit") or 0),
+                    "discountAmount": round(float(v.get("quantity") or 0) * float(v.get("volumediscountamount") or 0)
+                                            + float(v.get("manualdiscountamount") or 0), 2)}
+            if not v.get("productid"):
+                kind, number = self._write_in(n)
+                pieces = text_lines(text)
+                add({**line, "lineType": kind, "lineObjectNumber": number,
+                     **({"description": pieces.pop(0)} if pieces else {})})
+            else:
+                kind, number = self._product(v, n)
+                line.update(lineType=kind, lineObjectNumber=number)
+                if v.get("uomid"):
+                    line["unitOfMeasureCode"] = self._unit(v, n)
+                add(line)
+                pieces = text_lines(text)
+            for piece in pieces:
+                add({"lineType": "Comment", "description": piece})
+        if not details:
+            raise RecordError("The order has no lines.", field="salesorderdetail", code="NoLines")
+        freight = float(order.values.get("freightamount") or 0)
+        if freight:
+            account = self._setup().get("Freight_GL_Acc_No")
+            if not account:
+                raise RecordError(f"The order has a freight amount of {freight:g}, but Business Central's Sales & "
+                                  f"Receivables Setup has no Freight G/L Acc. No. to charge it to.",
+                                  field="freightamount", code="NoFreightAccount")
+            add({"lineType": "Account", "lineObjectNumber": account, "quantity": 1, "unitPrice": freight})
+        return lines
+
+    def _write_in(self, n: int) -> tuple[str, str]:
+        setup = self._setup()
+        kind, number = setup.get("Write_in_Product_Type") or "Item", setup.get("Write_in_Product_No") or ""
+        if not number:
+            raise RecordError(f"Line {n} is a write-in product, but Business Central's Sales & Receivables Setup has "
+                              f"no Write-in Product No.; set one (an item or resource) to take write-ins.",
+                              field="productid", code="NoWriteInProduct")
+        return kind, number
+
+    def _product(self, v: dict, n: int) -> tuple[str, str]:
+        product = self.products.get(str(v["productid"]).lower())
+        if product is None:
+            raise RecordError(f"The product of line {n} ({v['productid']}) does not exist in Sales.", field="productid",
+                              code="NotCoupled")
+        name = product.values.get("productnumber") or product.values.get("name")
+        if product.values.get("statecode") != ACTIVE:
+            raise RecordError(f"Product {name} on line {n} is not active in Sales.", field="productid",
+                              code="ProductNotActive")
+        if product.id.lower() not in self.objects:
+            raise RecordError(f"Product {name} on line {n} is neither Sales Inventory nor Services, so it has no item "
+                              f"or resource in Business Central.", field="producttypecode", code="ProductType")
+        kind, number, mapping, was_coupled = self.objects[product.id.lower()]
+        if number is None:
+            what = "is coupled to an item or resource that no longer exists" if was_coupled else \
+                f"is not coupled to a Business Central {kind.lower()}; couple it first (table mapping {mapping})"
+            raise RecordError(f"Product {name} on line {n} {what}.", field="productid", code="NotCoupled")
+        return kind, number
+
+    def _unit(self, v: dict, n: int) -> str:
+        name, code = self.units.get(str(v["uomid"]).lower(), (str(v["uomid"]), None))
+        if code is None:
+            raise RecordError(f"Unit {name} on line {n} is not coupled to a Business Central unit of measure (table "
+                              f"mapping UNIT OF MEASURE).", field="uomid", code="NotCoupled")
+        return code

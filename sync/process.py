@@ -1,0 +1,60 @@
+"""Jobs that are not a row-by-row field transfer: sales order creation, item availability.
+
+A table mapping with a `process` runs it instead of the engine's transfer, with the same job
+context (both sides, couplings, failures, counts, notes) and under the same scheduler, leases and
+job log as every other mapping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .model import ConnectionSetup, Direction
+from .ports import (
+    Clock,
+    CouplingStore,
+    CrmEndpoint,
+    Endpoint,
+    ErrorStore,
+    RecordFailure,
+    StateStore,
+)
+
+if TYPE_CHECKING:
+    from .engine import Counts, JobOutcome
+    from .mappings import Catalog
+    from .model import TableMapping
+
+
+class JobContext(Protocol):
+    mapping: "TableMapping"
+    direction: Direction
+    catalog: "Catalog"
+    job_id: str
+    bc: Endpoint
+    crm: CrmEndpoint
+    couplings: CouplingStore
+    errors: ErrorStore
+    state: StateStore
+    clock: Clock
+    setup: ConnectionSetup
+    counts: "Counts"
+    cap: dt.datetime                 # what a watermark may be raised to: the job's start less the margin
+    failures: dict[str, RecordFailure]
+    cache: dict[str, Any]
+
+    def note(self, text: str) -> None: ...
+
+    def progress(self) -> None:
+        """Report the counts so far (the runner saves them and renews the job's lease)."""
+
+    def outcome(self, checkpoint: dt.datetime | None = None, complete: bool = True) -> "JobOutcome": ...
+
+
+class JobProcess(Protocol):
+    def has_work(self, job: JobContext) -> bool:
+        """Whether a scheduled job would find anything to do now (cheap: a row or two read)."""
+
+    def run(self, job: JobContext, deadline: dt.datetime | None) -> "JobOutcome":
+        ...
