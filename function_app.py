@@ -201,7 +201,7 @@ def create_orders(req: func.HttpRequest) -> func.HttpResponse:
     except SyncError as exc:
         return _problem(503 if exc.transient else 502, exc.message)
     return _json({"orders": [r.to_dict() for r in results]},
-                 200 if all(r.status != "failed" for r in results) else 422)
+                 200 if all(r.ok for r in results) else 422)
 
 
 @app.route(route="items/availability", methods=["GET"])

@@ -292,8 +292,8 @@ def cmd_orders(services: Services, args) -> int:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         for r in results:
-            print(f"{r.status:8} {r.bc_order or '-':10} {r.message}")
-    return 0 if all(r.status != "failed" for r in results) else 1
+            print(f"{r.status:10} {r.bc_order or '-':10} {r.message}")
+    return 0 if all(r.ok for r in results) else 1
 
 
 def cmd_availability(services: Services, args) -> int:

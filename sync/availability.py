@@ -9,18 +9,18 @@ pushes every coupled item. `lookup` answers a Sales user's question for one prod
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Sequence
 
 from .errors import RecordError
 from .model import Direction, Side
-from .ports import RowChange
+from .failures import failed_again
+from .ports import Record, RowChange
 from .process import JobContext
 from .tables import BC_ITEM, BC_ITEM_LEDGER_ENTRY, CRM_PRODUCT
+from .values import is_guid
 
 MAPPING = "ITEM-AVAILABILITY"
 ITEMS = "ITEM-PRODUCT"
-GUID = re.compile(r"^\{?[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\}?$")
 
 
 class ItemAvailabilityProcess:
@@ -28,7 +28,7 @@ class ItemAvailabilityProcess:
 
     def has_work(self, job: JobContext) -> bool:
         since = job.state.watermark(MAPPING, Direction.TO_CRM)
-        if since is None:
+        if since is None or job.failures:
             return True
         return bool(next(iter(job.bc.read_changed(BC_ITEM_LEDGER_ENTRY, ["itemNumber"], since=since, page_size=1)), []))
 
@@ -39,6 +39,15 @@ class ItemAvailabilityProcess:
                 self._push(job, job.bc.read_ids(BC_ITEM, ["number", "inventory"], ids))
                 job.progress()
         else:
+            if job.failures:  # items whose inventory could not be written last time
+                items = job.bc.read_ids(BC_ITEM, ["number", "inventory"], list(job.failures))
+                present = {i.id.lower() for i in items}
+                gone = [i for i in job.failures if i.lower() not in present]
+                for i in gone:
+                    del job.failures[i]
+                if gone:
+                    job.errors.clear_many(MAPPING, Direction.TO_CRM, gone)
+                self._push(job, items)
             for page in job.bc.read_changed(BC_ITEM_LEDGER_ENTRY, ["itemNumber"], since=since, page_size=500):
                 numbers = sorted({r.values.get("itemNumber") for r in page if r.values.get("itemNumber")})
                 self._push(job, job.bc.read_matching(BC_ITEM, ["number", "inventory"], "number", numbers))
@@ -48,33 +57,46 @@ class ItemAvailabilityProcess:
         return job.outcome()
 
     @staticmethod
-    def _push(job: JobContext, items: Sequence) -> None:
+    def _push(job: JobContext, items: Sequence[Record]) -> None:
         coupled = job.couplings.get_many(ITEMS, Side.BC, [i.id for i in items])
         products = {p.id.lower(): p for p in job.crm.read_ids(CRM_PRODUCT, ["quantityonhand"],
                                                               [c.crm_id for c in coupled.values()])}
-        changes = []
+        changes, done = [], []
         for item in items:
             c = coupled.get(item.id)
             product = products.get(c.crm_id.lower()) if c else None
             if product is None:
-                continue  # not in the integration
-            inventory = max(0.0, float(item.values.get("inventory") or 0))  # Sales keeps no negative stock
+                done.append(item.id)  # not in the integration
+                continue
+            inventory = on_hand(item)
             if float(product.values.get("quantityonhand") or 0) == inventory:
                 job.counts.unchanged += 1
+                done.append(item.id)
             else:
                 changes.append((item, RowChange(product.id, None, {"quantityonhand": inventory})))
+        now, failures = job.clock.now(), []
         for (item, _), result in zip(changes, job.crm.update(CRM_PRODUCT, [c for _, c in changes], ["quantityonhand"])):
             if result.error is None:
                 job.counts.modified += 1
-            else:
-                job.counts.failed += 1
-                job.note(f"Item {item.values.get('number')}: the inventory could not be written to its product "
-                         f"({result.error.message}); tried again when the item next moves")
+                done.append(item.id)
+                continue
+            job.counts.failed += 1
+            label = f"Item {item.values.get('number')}"
+            failures.append(failed_again(
+                job.failures.get(item.id), result.error, mapping=MAPPING, direction=Direction.TO_CRM,
+                source_id=item.id, record=label, now=now, job_id=job.job_id, skippable=False,
+                message=f"{label}: the inventory could not be written to its product: {result.error.message}"))
+        if failures:  # tried again at the next run
+            job.errors.save_many(failures)
+            job.failures.update({f.source_id: f for f in failures})
+        cleared = [i for i in done if job.failures.pop(i, None) is not None]
+        if cleared:
+            job.errors.clear_many(MAPPING, Direction.TO_CRM, cleared)
 
     @staticmethod
     def lookup(job: JobContext, product: str) -> dict:
         """Inventory of one product, by its Dataverse id or its product number, from its coupled item."""
-        field = "productid" if GUID.match(product) else "productnumber"
+        field = "productid" if is_guid(product) else "productnumber"
         rows = job.crm.read_matching(CRM_PRODUCT, ["productnumber", "name"], field, [product.strip("{}")])
         if not rows:
             raise RecordError(f"There is no product with {field} {product} in Sales.", field=field, code="NotFound")
@@ -87,4 +109,10 @@ class ItemAvailabilityProcess:
                               f"(table mapping {ITEMS}).", field="productid", code="NotCoupled")
         item = items[0].values
         return {"product_id": row.id, "product_number": row.values.get("productnumber"), "item_no": item.get("number"),
-                "unit": item.get("baseUnitOfMeasureCode"), "inventory": float(item.get("inventory") or 0)}
+                "unit": item.get("baseUnitOfMeasureCode"), "inventory": on_hand(items[0])}
+
+
+def on_hand(item: Record) -> float:
+    """The quantity on hand Sales is told: Business Central's inventory, never below zero, as Sales
+    keeps no negative stock (the push and the on-the-spot lookup agree)."""
+    return max(0.0, float(item.values.get("inventory") or 0))

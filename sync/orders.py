@@ -17,12 +17,14 @@ Active / Pending with its back-office submit date cleared, so it can be submitte
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .errors import RecordError, SyncError
+from .errors import NotFoundError, RecordError, SyncError
 from .failures import failed_again
+from .values import is_guid
 from .model import Direction, OptionSet, Side
 from .ports import Coupling, NewRow, Record, RowChange
 from .process import JobContext
@@ -56,9 +58,10 @@ ADDRESS = (("line1", "AddressLine1", 100), ("line2", "AddressLine2", 50), ("city
            ("postalcode", "PostCode", 20), ("country", "Country", 10), ("stateorprovince", "State", 30))
 # the order's option attributes use the account's option mappings (spec §2.1)
 # (order attribute, option mapping, order field, caption, the code field when the order takes a code, not an id)
+SHIPPING_AGENT = ("shippingmethodcode", "SHIPPING AGENT", "shippingAgentCode", "Shipping Agent", "Code")
 OPTIONS = (("paymenttermscode", "PAYMENT TERMS", "paymentTermsId", "Payment Terms", None),
            ("freighttermscode", "SHIPMENT METHOD", "shipmentMethodId", "Shipment Method", None),
-           ("shippingmethodcode", "SHIPPING AGENT", "shippingAgentCode", "Shipping Agent", "Code"))
+           SHIPPING_AGENT)
 ORDER_FIELDS = ["name", "ordernumber", "statecode", "customerid", "customeridtype", "transactioncurrencyid",
                 "requestdeliveryby", "lastbackofficesubmit", "submitstatusdescription", "discountamount",
                 "discountpercentage", "totallineitemamount", "totalamountlessfreight", "freightamount",
@@ -66,7 +69,11 @@ ORDER_FIELDS = ["name", "ordernumber", "statecode", "customerid", "customeridtyp
                 *(f"{p}_{a}" for p in ("billto", "shipto") for a, _, _ in ADDRESS)]
 DETAIL_FIELDS = ["salesorderid", "sequencenumber", "productid", "uomid", "isproductoverridden", "productdescription",
                  "description", "quantity", "priceperunit", "manualdiscountamount", "volumediscountamount"]
-NOT_SUBMITTED = "NotSubmitted"
+INCOMPLETE = "OrderIncomplete"
+# what Business Central takes only once the order exists: the invoice discount, computed from the
+# lines, and the shipping agent, on page 42 (order field -> the Sales attribute, a caption)
+SET_AFTER = {"discountAmount": ("discountamount", "order discount"),
+             "shippingAgentCode": ("shippingmethodcode", "shipping agent")}
 
 
 def order_label(order: Record) -> str:
@@ -85,13 +92,18 @@ def text_lines(text: str) -> list[str]:
 
 @dataclass
 class OrderResult:
-    """What became of one order: created, coupled (found already created), exists, or failed."""
+    """What became of one order: created, coupled (found already created), exists, incomplete (created,
+    but its order discount or shipping agent is still to be set), or failed."""
 
     order_id: str
     order: str
     status: str
     bc_order: str = ""
     message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("created", "coupled", "exists")
 
     def to_dict(self) -> dict:
         return {"order_id": self.order_id, "order": self.order, "status": self.status, "bc_order": self.bc_order,
@@ -110,10 +122,12 @@ class SalesOrderProcess:
 
     @staticmethod
     def _unsent() -> str:
-        return f"statecode eq {SUBMITTED} and lastbackofficesubmit eq null"
+        # Business Central treats 1900-01-01 as "never submitted" too
+        return f"statecode eq {SUBMITTED} and (lastbackofficesubmit eq null or lastbackofficesubmit le 1900-01-01)"
 
     def run(self, job: JobContext, deadline: dt.datetime | None):
         self.follow_coupled(job)
+        self._settle_failures(job)
         if not job.setup.auto_create_sales_orders:
             job.note("automatic creation of sales orders is off: submitted orders are created on demand")
             return job.outcome()
@@ -127,11 +141,35 @@ class SalesOrderProcess:
 
     def create(self, job: JobContext, order_ids: Sequence[str]) -> list[OrderResult]:
         """Create these orders now (bcsync orders create): each must be submitted."""
-        orders = job.crm.read_ids(CRM_SALES_ORDER, ORDER_FIELDS, list(dict.fromkeys(i.lower() for i in order_ids)))
+        ids = list(dict.fromkeys(i.strip().strip("{}").lower() for i in order_ids if is_guid(i)))
+        orders = job.crm.read_ids(CRM_SALES_ORDER, ORDER_FIELDS, ids)
         found = {o.id.lower() for o in orders}
-        results = [OrderResult(i, f"Sales order {i}", "failed", message=f"Sales order {i} does not exist in Sales.")
-                   for i in order_ids if i.lower() not in found]
+        results = [OrderResult(i, f"Sales order {i}", "failed", message=(
+            f"Sales order {i} does not exist in Sales." if is_guid(i) else
+            f"'{i}' is not a Sales order id (a GUID, the salesorderid)."))
+            for i in order_ids if not is_guid(i) or i.strip().strip("{}").lower() not in found]
         return results + self._create(job, orders)
+
+    def _settle_failures(self, job: JobContext) -> None:
+        """Errors of orders that wait no more are cleared (the order is gone, no longer submitted, or
+        created meanwhile); an order created with a part missing gets that part again."""
+        if not job.failures:
+            return
+        orders = {o.id.lower(): o for o in job.crm.read_ids(CRM_SALES_ORDER, ORDER_FIELDS, list(job.failures))}
+        coupled = {i.lower() for i in job.couplings.get_many(MAPPING, Side.CRM, list(orders))}
+        incomplete, settled = [], []
+        for source_id, failure in list(job.failures.items()):
+            order = orders.get(source_id.lower())
+            if order is not None and order.values.get("statecode") == SUBMITTED and failure.code == INCOMPLETE \
+                    and source_id.lower() in coupled:
+                incomplete.append(order)
+            elif order is None or order.values.get("statecode") != SUBMITTED or source_id.lower() in coupled:
+                settled.append(source_id)
+                del job.failures[source_id]
+        if settled:
+            job.errors.clear_many(MAPPING, Direction.FROM_CRM, settled)
+        if incomplete:
+            self._create(job, incomplete)
 
     # -- creating ---------------------------------------------------------------------------------
 
@@ -148,29 +186,42 @@ class SalesOrderProcess:
                     f"{order_label(order)} is {state}, not Submitted: only submitted orders are created in Business "
                     f"Central."))
             elif order.id in coupled:
-                results[order.id] = self._existing(job, order, coupled[order.id])
+                results[order.id] = self._existing(job, order, coupled[order.id], failed)
             else:
                 todo.append(order)
-        todo = self._found_again(job, todo, results, failed)
-        lookups = _Lookups(job, todo)
-        for order in todo:
-            try:
-                body, discount = self._order_body(job, order, lookups)
-            except RecordError as exc:
-                failed[order.id] = (order, exc)
-                continue
-            results[order.id] = self._insert(job, order, body, discount, failed)
-        self._record(job, orders, results, failed)
+        try:
+            todo = self._found_again(job, todo, results, failed)
+            lookups = _Lookups(job, todo)
+            for order in todo:
+                try:
+                    body, discount = self._order_body(job, order, lookups)
+                except RecordError as exc:
+                    failed[order.id] = (order, exc)
+                    continue
+                results[order.id] = self._insert(job, order, body, discount, failed)
+        finally:
+            # what was done stays recorded when a service gives out midway (the job is retried)
+            self._record(job, [o for o in orders if o.id in results or o.id in failed], results, failed)
         return [results[o.id] for o in orders if o.id in results]
 
-    def _existing(self, job: JobContext, order: Record, coupling: Coupling) -> OrderResult:
+    def _existing(self, job: JobContext, order: Record, coupling: Coupling, failed: dict) -> OrderResult:
         rows = job.bc.read_ids(BC_SALES_ORDER, ["number"], [coupling.bc_id])
         if rows:
+            number = rows[0].values.get("number") or ""
+            previous = job.failures.get(order.id)
+            if previous is not None and previous.code == INCOMPLETE:
+                values = self._set_after_values(job, order, previous.field.split(","))
+                if not self._set_after(job, order, rows[0], values, failed):
+                    return OrderResult(order.id, order_label(order), "incomplete", number)
+                job.counts.modified += 1
+                self._stamp(job, [(order, number)], force=True)
+                return OrderResult(order.id, order_label(order), "exists", number,
+                                   f"{order_label(order)} was already created as Business Central sales order "
+                                   f"{number}; its {self._captions(values)} is now set.")
             job.counts.unchanged += 1
-            self._stamp(job, [(order, rows[0].values.get("number"))])
-            return OrderResult(order.id, order_label(order), "exists", rows[0].values.get("number") or "",
-                               f"{order_label(order)} was already created as Business Central sales order "
-                               f"{rows[0].values.get('number')}.")
+            self._stamp(job, [(order, number)])
+            return OrderResult(order.id, order_label(order), "exists", number,
+                               f"{order_label(order)} was already created as Business Central sales order {number}.")
         outcome = self._follow(job, [coupling]).get(coupling.bc_id, "")
         return OrderResult(order.id, order_label(order), "failed", message=f"{order_label(order)}: {outcome}")
 
@@ -181,7 +232,8 @@ class SalesOrderProcess:
             return orders
         fields = ["number", "customerPurchaseOrderReference"]
         open_orders = job.bc.read_matching(BC_SALES_ORDER, fields, "customerPurchaseOrderReference", list(numbers))
-        posted = job.bc.read_matching(BC_SALES_INVOICE, fields, "customerPurchaseOrderReference", list(numbers))
+        posted = job.bc.read_matching(BC_SALES_INVOICE, fields, "customerPurchaseOrderReference", list(numbers),
+                                      where="status ne 'Draft'")
         found: list[tuple[Record, str]] = []
         for row in open_orders:
             order = numbers.get(row.values.get("customerPurchaseOrderReference") or "")
@@ -218,10 +270,10 @@ class SalesOrderProcess:
             if any(v.get(f"{prefix}_{attr}") for attr, _, _ in ADDRESS):
                 for attr, suffix, length in ADDRESS:
                     body[f"{api}{suffix}"] = (v.get(f"{prefix}_{attr}") or "")[:length]
-        for attribute, mapping, field, caption, code_field in OPTIONS:
-            value = lookups.option(order, attribute, mapping, caption, code_field)
+        for option in OPTIONS:
+            value = order_option(job, order, option)
             if value:
-                body[field] = value
+                body[option[2]] = value
         body["salesOrderLines"] = lookups.lines(order)
         return body, self._invoice_discount(v)
 
@@ -243,29 +295,53 @@ class SalesOrderProcess:
             failed[order.id] = (order, result.error)
             return OrderResult(order.id, order_label(order), "failed", message=result.error.message)
         created = result.record
-        if result.error is not None:  # the order stands; only the page write after it failed
-            job.note(f"sales order {created.values.get('number')}: the shipping agent could not be set: "
-                     f"{result.error.message}")
         job.couplings.save_many([Coupling(MAPPING, created.id, order.id, bc_etag=created.etag,
                                           synced_at=job.clock.now(), job_id=job.job_id)])
         job.counts.inserted += 1
         number = created.values.get("number") or ""
-        if discount:
-            [applied] = job.bc.update(BC_SALES_ORDER, [RowChange(created.id, created.etag, {"discountAmount": discount})],
-                                      ["number"])
-            if applied.error is not None:
-                job.note(f"sales order {number}: the order discount {discount} could not be applied: "
-                         f"{applied.error.message}")
         self._stamp(job, [(order, number)])
-        return OrderResult(order.id, order_label(order), "created", number,
+        # the order stands; a page write after it that failed is tried once more, then next run
+        later = {"discountAmount": discount} if discount else {}
+        if result.error is not None and body.get("shippingAgentCode"):
+            later["shippingAgentCode"] = body["shippingAgentCode"]
+        status = "created" if self._set_after(job, order, created, later, failed) else "incomplete"
+        return OrderResult(order.id, order_label(order), status, number,
                            f"{order_label(order)} was created as Business Central sales order {number}.")
 
-    def _stamp(self, job: JobContext, orders: list[tuple[Record, str]]) -> None:
+    @staticmethod
+    def _captions(values: dict) -> str:
+        return " and ".join(SET_AFTER[k][1] for k in values)
+
+    def _set_after_values(self, job: JobContext, order: Record, attributes: list[str]) -> dict:
+        values: dict[str, Any] = {}
+        if "discountamount" in attributes:
+            values["discountAmount"] = self._invoice_discount(order.values)
+        if "shippingmethodcode" in attributes:
+            code = order_option(job, order, SHIPPING_AGENT)
+            if code:
+                values["shippingAgentCode"] = code
+        return values
+
+    def _set_after(self, job: JobContext, order: Record, row: Record, values: dict, failed: dict) -> bool:
+        """Write what the order takes only once it exists; False, and an error on the order, when it fails."""
+        if not values:
+            return True
+        [result] = job.bc.update(BC_SALES_ORDER, [RowChange(row.id, row.etag, values)], ["number"])
+        if result.error is None:
+            return True
+        number = row.values.get("number") or ""
+        failed[order.id] = (order, RecordError(
+            f"{order_label(order)} was created as Business Central sales order {number}, but its "
+            f"{self._captions(values)} could not be set: {result.error.message} It is set again at the next run.",
+            field=",".join(SET_AFTER[k][0] for k in values), code=INCOMPLETE))
+        return False
+
+    def _stamp(self, job: JobContext, orders: list[tuple[Record, str]], force: bool = False) -> None:
         """Sent to the back office: today's date, and the Business Central order number for Sales users."""
         today = job.clock.now().date().isoformat()
         changes = [RowChange(o.id, None, {"lastbackofficesubmit": today,
                                           "submitstatusdescription": f"Business Central sales order {number}"})
-                   for o, number in orders if str(o.values.get("lastbackofficesubmit") or "")[:10] != today]
+                   for o, number in orders if force or str(o.values.get("lastbackofficesubmit") or "")[:10] != today]
         for change, result in zip(changes, job.crm.update(CRM_SALES_ORDER, changes, ["name"])):
             if result.error is not None:  # the coupling stands; the next run stamps it again
                 job.note(f"sales order {change.id}: the back-office submit date could not be set: "
@@ -277,7 +353,9 @@ class SalesOrderProcess:
         for order, error in failed.values():
             label = order_label(order)
             message = error.message if error.message.startswith(label) else f"{label}: {error.message}"
-            results[order.id] = OrderResult(order.id, label, "failed", message=message)
+            prior = results.get(order.id)
+            results[order.id] = OrderResult(order.id, label, prior.status if prior and error.code == INCOMPLETE
+                                            else "failed", prior.bc_order if prior else "", message)
             job.counts.failed += 1
             entries.append(failed_again(job.failures.get(order.id), error, mapping=MAPPING, direction=Direction.FROM_CRM,
                                         source_id=order.id, record=label, message=message, now=now, job_id=job.job_id,
@@ -327,12 +405,47 @@ class SalesOrderProcess:
             job.note(f"sales order {c.crm_id}: {said[c.bc_id]}")
         done = []
         for c, result in zip(couplings, job.crm.update(CRM_SALES_ORDER, changes, ["name"])):
-            if result.error is None or result.error.code == "NotFound" or "does not exist" in result.error.message:
+            if result.error is None or isinstance(result.error, NotFoundError):
                 done.append(c)  # a Sales order deleted meanwhile needs nothing more
             else:
                 job.note(f"sales order {c.crm_id} could not be updated ({result.error.message}); tried again next run")
         job.couplings.delete_many(done)
         return said
+
+
+def _option_codes(job: JobContext, option: tuple) -> tuple[dict[int, str], dict[int, str]]:
+    """The order option's values -> the coupled Business Central ids (or codes), and their labels;
+    read once per job. The order's option set is matched to the account's by label (spec §2.1)."""
+    attribute, mapping_name, _, _, code_field = option
+    cache = job.cache.setdefault("options", {})
+    if attribute not in cache:
+        mapping = job.catalog[mapping_name]
+        order_labels = job.crm.option_labels(OptionSet(CRM_SALES_ORDER, attribute))
+        account_values = {label.casefold(): v for v, label in job.crm.option_labels(mapping.option_set).items()}
+        values = {v: account_values.get(label.casefold()) for v, label in order_labels.items()}
+        coupled = job.couplings.get_many(mapping_name, Side.CRM, [str(v) for v in values.values() if v is not None])
+        found = {v: coupled[str(a)].bc_id for v, a in values.items() if str(a) in coupled}
+        if code_field:
+            codes = {r.id.lower(): r.values.get(code_field)
+                     for r in job.bc.read_ids(mapping.bc, [code_field], sorted(set(found.values())))}
+            found = {v: codes[i.lower()] for v, i in found.items() if i.lower() in codes}
+        cache[attribute] = (found, order_labels)
+    return cache[attribute]
+
+
+def order_option(job: JobContext, order: Record, option: tuple) -> str | None:
+    """The Business Central code (its id, or its code field) coupled to the account option with the order
+    option's label; None (the customer's default stays) when the order has none or it is not coupled."""
+    attribute, mapping_name, _, caption, _ = option
+    value = order.values.get(attribute)
+    if value is None:
+        return None
+    bc_ids, labels = _option_codes(job, option)
+    if int(value) not in bc_ids:
+        job.note(f"{caption} '{labels.get(int(value), value)}' of an order is not coupled (table mapping "
+                 f"{mapping_name}): the customer's {caption} is kept")
+        return None
+    return bc_ids[int(value)]
 
 
 class _Lookups:
@@ -355,6 +468,13 @@ class _Lookups:
         self.objects = self._coupled_objects(list(self.products.values()))
         self.units = self._units(sorted({d.values["uomid"] for d in details if d.values.get("uomid")}))
         self.currencies = self._currencies(orders)
+        # read up front, so that a service giving out stops the job before any order is created
+        for option in OPTIONS:
+            if any(o.values.get(option[0]) is not None for o in orders):
+                _option_codes(job, option)
+        self._setup()
+        with contextlib.suppress(RecordError):  # no LCY: an error on each order, raised there
+            CurrencyRules.lcy_code(job)
 
     # customers
 
@@ -363,9 +483,10 @@ class _Lookups:
         job = self.job
         contact_ids = [o.values["customerid"] for o in orders
                        if o.values.get("customerid") and o.values.get("customeridtype") == "contact"]
-        parent_of = {c.id.lower(): c.values.get("parentcustomerid") for c in job.crm.read_ids(
-            CRM_CONTACT, ["fullname", "parentcustomerid", "parentcustomeridtype"], contact_ids)
-            if c.values.get("parentcustomeridtype") in (None, "account")}
+        contacts = job.crm.read_ids(CRM_CONTACT, ["fullname", "parentcustomerid", "parentcustomeridtype"], contact_ids)
+        self.contact_names = {c.id.lower(): c.values.get("fullname") or c.id for c in contacts}
+        parent_of = {c.id.lower(): c.values.get("parentcustomerid") for c in contacts
+                     if c.values.get("parentcustomeridtype") in (None, "account")}
         self.parent_of = parent_of
         account_ids = [o.values["customerid"] for o in orders
                        if o.values.get("customerid") and o.values.get("customeridtype") != "contact"]
@@ -382,8 +503,10 @@ class _Lookups:
         if v.get("customeridtype") == "contact":
             parent = self.parent_of.get(customer.lower())
             if not parent:
-                raise RecordError(f"The order's customer is contact {customer}, which has no parent account to bill.",
-                                  field="customerid", code="NoCustomer")
+                name = self.contact_names.get(customer.lower())
+                what = f"contact '{name}', which has no parent account to bill" if name else \
+                    f"contact {customer}, which does not exist in Sales"
+                raise RecordError(f"The order's customer is {what}.", field="customerid", code="NoCustomer")
             customer = parent
         account, bc_id = self.accounts.get(customer.lower(), (None, None))
         if account is None:
@@ -422,35 +545,6 @@ class _Lookups:
                               f"mapping CURRENCY).", field="transactioncurrencyid", code="NotCoupled")
         return code
 
-    # options
-
-    def option(self, order: Record, attribute: str, mapping_name: str, caption: str, code_field: str | None) -> str | None:
-        """The Business Central code (its id, or its `code_field`) coupled to the account option with the order
-        option's label; None (the customer's default stays) when the order has none or it is not coupled."""
-        value = order.values.get(attribute)
-        if value is None:
-            return None
-        job = self.job
-        cache = job.cache.setdefault("options", {})
-        mapping = job.catalog[mapping_name]
-        if attribute not in cache:
-            order_labels = job.crm.option_labels(OptionSet(CRM_SALES_ORDER, attribute))
-            account_values = {label.casefold(): v for v, label in job.crm.option_labels(mapping.option_set).items()}
-            values = {v: account_values.get(label.casefold()) for v, label in order_labels.items()}
-            coupled = job.couplings.get_many(mapping_name, Side.CRM, [str(v) for v in values.values() if v is not None])
-            found = {v: coupled[str(a)].bc_id for v, a in values.items() if str(a) in coupled}
-            if code_field:
-                codes = {r.id.lower(): r.values.get(code_field)
-                         for r in job.bc.read_ids(mapping.bc, [code_field], sorted(set(found.values())))}
-                found = {v: codes[i.lower()] for v, i in found.items() if i.lower() in codes}
-            cache[attribute] = (found, order_labels)
-        bc_ids, labels = cache[attribute]
-        if int(value) not in bc_ids:
-            job.note(f"{caption} '{labels.get(int(value), value)}' of an order is not coupled (table mapping "
-                     f"{mapping_name}): the customer's {caption} is kept")
-            return None
-        return bc_ids[int(value)]
-
     # lines
 
     def _coupled_objects(self, products: list[Record]) -> dict[str, tuple[str, str | None, str, bool]]:
@@ -468,7 +562,7 @@ class _Lookups:
         return found
 
     def _units(self, uom_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-        """uom id -> (its name, the coupled Business Central unit of measure code)."""
+        """uom id -> (its name, the code of the Business Central unit of measure its unit group is coupled to)."""
         job = self.job
         units = job.crm.read_ids(CRM_UNIT, ["name", "uomscheduleid"], uom_ids)
         coupled = job.couplings.get_many("UNIT OF MEASURE", Side.CRM, [u.values.get("uomscheduleid") for u in units
@@ -561,4 +655,9 @@ class _Lookups:
         if code is None:
             raise RecordError(f"Unit {name} on line {n} is not coupled to a Business Central unit of measure (table "
                               f"mapping UNIT OF MEASURE).", field="uomid", code="NotCoupled")
+        # a unit group stands for one Business Central unit of measure, named as its code; other units
+        # of the group have no conversion Business Central knows of
+        if name.casefold() != code.casefold():
+            raise RecordError(f"Unit {name} on line {n} is not the unit {code} of its unit group, the one Business "
+                              f"Central sells in.", field="uomid", code="UnitNotCoupled")
         return code

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Protocol, Sequence
 
 from .config import CatalogSource
 from .engine import Counts, JobMode, Progress, SyncEngine
-from .errors import ConcurrencyError, SyncError, TransientError
+from .errors import ConcurrencyError, ConfigurationError, SyncError, TransientError
 from .model import Direction
 from .planner import plan
 from .ports import Clock, RecordFailure
@@ -216,8 +216,7 @@ class RunCoordinator:
         jobs = [Job(run.run_id, p.job_id, p.mapping, p.direction, p.depends_on, seq=i,
                     reason=(reasons or {}).get(p.mapping, "")) for i, p in enumerate(planned)]
         if kind is RunKind.COUPLE:
-            for job in jobs:
-                job.mode = JobMode.COUPLE
+            self._couple(jobs, mappings is not None, now)
         elif kind is RunKind.FULL:
             self._review(jobs, now)
         self.runs.create(run, jobs)
@@ -226,6 +225,17 @@ class RunCoordinator:
             self._record_schedule(mapping)  # nothing to synchronise: it counts as a quiet run
         self.advance(run.run_id)
         return self.runs.get(run.run_id) or run
+
+    def _couple(self, jobs: list[Job], asked: bool, now: dt.datetime) -> None:
+        """Match-based coupling; a job mapping (sales orders, item availability) has no rows to match."""
+        catalog = self.catalogs.current()
+        for job in jobs:
+            job.mode = JobMode.COUPLE
+            if catalog[job.mapping].process is not None:
+                if asked:
+                    raise ConfigurationError(f"Table mapping {job.mapping} is not coupled by matching records: its "
+                                             f"job couples what it creates itself.")
+                job.status, job.finished_at, job.message = JobStatus.DONE, now, "nothing to couple by matching"
 
     def _review(self, jobs: list[Job], now: dt.datetime) -> None:
         """Full synchronisation as the review recommends, mapping by mapping (spec §4)."""

@@ -11,6 +11,11 @@ from .model import EMPTY_GUID, Convert, FieldMapping, Side
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
+def is_guid(value: str) -> bool:
+    """A GUID as users type it: any case, braces or not."""
+    return bool(_GUID.match(value.strip().strip("{}")))
+
+
 def is_blank(value: Any) -> bool:
     return value is None or value == "" or value == EMPTY_GUID
 
