@@ -44,6 +44,22 @@ def test_inventory_posted_in_business_central_reaches_sales_on_the_item_availabi
     assert later.counts.modified == 1 and on_hand(env, "1100") == 7
 
 
+def test_an_inventory_sales_refused_is_an_error_written_again_at_the_next_run(env):
+    seed(env)
+    env.sync(["ITEM-AVAILABILITY"])
+    env.bc.post_item_ledger("1000", 8)
+    env.stack.dataverse.faults.fail(400, times=1, methods=("PATCH",), path_contains="products(",
+                                    body={"error": {"code": "0x80040265", "message": "A plug-in refused it."}})
+    first = job(env.sync(["ITEM-AVAILABILITY"]), "ITEM-AVAILABILITY:to-crm")
+    assert first.counts.failed == 1 and on_hand(env, "1000") == 12
+    [failure] = [f for f in env.errors() if f.mapping == "ITEM-AVAILABILITY"]
+    assert failure.record == "Item 1000" and "plug-in refused" in failure.message
+
+    again = job(env.sync(["ITEM-AVAILABILITY"]), "ITEM-AVAILABILITY:to-crm")   # no new entries: the error is the work
+    assert again.counts.modified == 1 and on_hand(env, "1000") == 20
+    assert [f for f in env.errors() if f.mapping == "ITEM-AVAILABILITY"] == []
+
+
 def test_a_sales_user_asks_for_the_inventory_of_a_product_by_id_or_number(env, cli, monkeypatch):
     products = seed(env)
     env.bc.post_item_ledger("1000", 3)

@@ -1,0 +1,161 @@
+"""SALESORDER-ORDER end to end, the finer rules: line amounts and numbering, contacts as customers,
+currencies, units, orders already posted, orders that change or vanish in Sales, and a write that
+fails after the order was created."""
+
+from __future__ import annotations
+
+from sync.model import Side
+
+from .conftest import job
+from .test_sales_orders import LONG, account, bc_lines, product, product_line, setup, submitted_order
+
+MAPPING = "SALESORDER-ORDER"
+
+
+def order_errors(env):
+    return {f.source_id: f for f in env.errors() if f.mapping == MAPPING}
+
+
+def test_line_amounts_numbering_and_a_contact_as_the_customer(env, cli):
+    setup(env)
+    [ann] = env.dv.seed("contact", [{"firstname": "Ann", "lastname": "Lee", "parentcustomerid": account(env)}],
+                        as_user=env.stack.ids.user_systemuser_id)
+    order = submitted_order(env, [
+        product_line(env, "1000", 4, 100, volumediscountamount=5, manualdiscountamount=2, description=LONG),
+        product_line(env, "R0010", 1, 80),
+    ], customer=("contact", ann))
+
+    code, out, _ = cli("orders", "create", order)
+    assert code == 0, out
+    [created] = env.bc.rows("salesOrders")
+    assert created["customerNumber"] == "10000"                        # the contact's parent account buys
+    lines = sorted((line for line in env.bc.rows("salesOrderLines") if line["documentId"] == created["id"]),
+                   key=lambda line: line["sequence"])
+    assert [line["sequence"] for line in lines] == [10000, 20000, 30000, 40000, 50000]
+    assert lines[0]["discountAmount"] == 4 * 5 + 2                     # volume discount per unit, then manual
+    # a real product keeps its own description; the order line's text follows as comment lines
+    assert bc_lines(env, created["id"])[:4] == [("Item", "1000", "Bicycle", 4, 100),
+                                                ("Comment", "", LONG[:100], 0, 0),
+                                                ("Comment", "", LONG[100:200], 0, 0),
+                                                ("Comment", "", LONG[200:], 0, 0)]
+
+    [orphan] = env.dv.seed("contact", [{"firstname": "Solo", "lastname": "Buyer"}],
+                           as_user=env.stack.ids.user_systemuser_id)
+    alone = submitted_order(env, [product_line(env, "1000", 1, 100)], customer=("contact", orphan))
+    code, out, _ = cli("orders", "create", alone)
+    assert code == 1 and "contact 'Solo Buyer', which has no parent account" in out
+
+
+def test_the_order_currency_goes_through_its_coupling(env, cli):
+    env.bc.seed("currencies", [{"code": "EUR", "displayName": "Euro", "symbol": "€"},
+                               {"code": "GBP", "displayName": "Pound", "symbol": "£"}])
+    env.bc.seed("CurrencyExchangeRates", [{"Currency_Code": code, "Starting_Date": "2024-01-01",
+                                           "Exchange_Rate_Amount": 1, "Relational_Exch_Rate_Amount": rate}
+                                          for code, rate in (("EUR", 1.08), ("GBP", 1.27))])
+    setup(env)
+    currencies = {c["isocurrencycode"]: c["transactioncurrencyid"] for c in env.dv.rows("transactioncurrency")}
+    env.services.uncouple("CURRENCY", Side.CRM, currencies["GBP"])
+    in_euro = submitted_order(env, [product_line(env, "1000", 1, 90)], transactioncurrencyid=currencies["EUR"])
+    in_pounds = submitted_order(env, [product_line(env, "1000", 1, 80)], transactioncurrencyid=currencies["GBP"])
+
+    code, out, _ = cli("orders", "create", in_euro, in_pounds)
+    assert code == 1
+    [created] = env.bc.rows("salesOrders")
+    assert created["currencyCode"] == "EUR"
+    failure = order_errors(env)[in_pounds]
+    assert failure.field == "transactioncurrencyid" and "GBP" in failure.message and "not coupled" in failure.message
+
+
+def test_a_unit_other_than_the_unit_groups_own_is_refused(env, cli):
+    setup(env)
+    bike = product(env, "1000")
+    [box] = env.dv.seed("uom", [{"name": "Box of 4", "uomscheduleid": bike["defaultuomscheduleid"], "quantity": 4,
+                                 "baseuom": bike["defaultuomid"]}])
+    order = submitted_order(env, [{**product_line(env, "1000", 1, 400), "uomid": box}])
+    code, out, _ = cli("orders", "create", order)
+    assert code == 1 and env.bc.rows("salesOrders") == []
+    failure = order_errors(env)[order]
+    assert failure.field == "uomid" and "Box of 4" in failure.message and "PCS" in failure.message
+
+
+def test_an_order_posted_before_its_coupling_was_lost_is_never_created_again(env, cli):
+    setup(env)
+    order = submitted_order(env, [product_line(env, "1000", 1, 100)])
+    other = submitted_order(env, [product_line(env, "1000", 2, 100)], name="PO 4712")
+    ordernumber = env.dv.get("salesorder", order)["ordernumber"]
+    # a draft invoice naming the other order is no posted order: that one is still created
+    env.bc.seed("salesInvoices", [{"customerNumber": "10000",
+                                   "customerPurchaseOrderReference": env.dv.get("salesorder", other)["ordernumber"]}])
+    assert cli("orders", "create", order)[0] == 0
+    [created] = env.bc.rows("salesOrders")
+    env.services.uncouple(MAPPING, Side.CRM, order)
+    env.bc.post_document("salesOrders", created["id"])
+
+    code, out, _ = cli("orders", "create", order, other)
+    assert code == 1 and "already created and posted" in out
+    assert order_errors(env)[order].code == "AlreadyPosted" and ordernumber in order_errors(env)[order].message
+    assert [o["externalDocumentNumber"] for o in env.bc.rows("salesOrders")] == ["PO 4712"]
+
+
+def test_errors_of_orders_that_wait_no_more_are_cleared_and_1900_counts_as_never_sent(env):
+    setup(env)
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    user = env.stack.ids.user_systemuser_id
+    [saddle] = env.dv.seed("product", [{"name": "Saddle", "productnumber": "SAD-1", "producttypecode": 1,
+                                         "defaultuomscheduleid": product(env, "1000")["defaultuomscheduleid"],
+                                         "defaultuomid": product(env, "1000")["defaultuomid"]}], as_user=user)
+    env.dv.update("product", saddle, {"statecode": 0, "statuscode": 1}, as_user=user)
+    revised = submitted_order(env, [product_line(env, "SAD-1", 1, 30)], name="revised")
+    dropped = submitted_order(env, [product_line(env, "SAD-1", 1, 30)], name="dropped")
+    env.sync([MAPPING])
+    assert set(order_errors(env)) == {revised, dropped}
+
+    # the salesperson takes one back to revise it and deletes the other: their errors go
+    env.dv.update("salesorder", revised, {"statecode": 0, "statuscode": 2}, as_user=user)
+    env.dv.delete("salesorder", dropped)
+    legacy = submitted_order(env, [product_line(env, "1000", 1, 100)], name="legacy")
+    env.dv.update("salesorder", legacy, {"lastbackofficesubmit": "1900-01-01"}, as_user=user)
+    report = env.sync([MAPPING])
+    assert order_errors(env) == {}
+    assert job(report, f"{MAPPING}:from-crm").counts.inserted == 1     # 1900-01-01 is Business Central's "never"
+    assert [o["externalDocumentNumber"] for o in env.bc.rows("salesOrders")] == ["LEGACY"]   # a Code field
+
+
+def test_an_order_deleted_in_both_services_loses_its_coupling_quietly(env, cli):
+    setup(env)
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    order = submitted_order(env, [product_line(env, "1000", 1, 100)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.bc.delete("salesOrders", created["id"])
+    env.dv.delete("salesorder", order)
+    report = env.sync([MAPPING])
+    assert job(report, f"{MAPPING}:from-crm").counts.uncoupled == 1
+    assert env.couplings(MAPPING) == [] and order_errors(env) == {}
+
+
+def test_a_discount_that_could_not_be_applied_is_an_error_set_again_next_run(env, cli):
+    setup(env)
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    order = submitted_order(env, [product_line(env, "1000", 5, 100)], discountamount=50)
+    env.stack.business_central.faults.fail(400, times=1, methods=("PATCH",), path_contains="salesOrders(",
+                                           body={"error": {"code": "Internal_Error", "message": "Locked."}})
+    code, out, _ = cli("orders", "create", order)
+    assert code == 1 and out.startswith("incomplete")
+    [created] = env.bc.rows("salesOrders")
+    assert created["discountAmount"] == 0
+    failure = order_errors(env)[order]
+    assert failure.field == "discountamount" and created["number"] in failure.message
+    assert "order discount could not be set" in env.dv.get("salesorder", order)["submitstatusdescription"]
+
+    report = env.sync([MAPPING])
+    assert job(report, f"{MAPPING}:from-crm").counts.modified == 1
+    [created] = env.bc.rows("salesOrders")
+    assert created["discountAmount"] == 50 and order_errors(env) == {}
+    assert created["number"] in env.dv.get("salesorder", order)["submitstatusdescription"]
+    assert len(env.bc.rows("salesOrders")) == 1
+
+
+def test_match_based_coupling_is_refused_for_the_order_job(env, cli):
+    code, out, err = cli("match", MAPPING)
+    assert code != 0 and "not coupled by matching" in out + err
