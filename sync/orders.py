@@ -62,7 +62,7 @@ SHIPPING_AGENT = ("shippingmethodcode", "SHIPPING AGENT", "shippingAgentCode", "
 OPTIONS = (("paymenttermscode", "PAYMENT TERMS", "paymentTermsId", "Payment Terms", None),
            ("freighttermscode", "SHIPMENT METHOD", "shipmentMethodId", "Shipment Method", None),
            SHIPPING_AGENT)
-ORDER_FIELDS = ["name", "ordernumber", "statecode", "customerid", "customeridtype", "transactioncurrencyid",
+ORDER_FIELDS = ["name", "ordernumber", "description", "statecode", "customerid", "customeridtype", "transactioncurrencyid",
                 "requestdeliveryby", "lastbackofficesubmit", "submitstatusdescription", "discountamount",
                 "discountpercentage", "totallineitemamount", "totalamountlessfreight", "freightamount",
                 *(o[0] for o in OPTIONS),
@@ -71,9 +71,11 @@ DETAIL_FIELDS = ["salesorderid", "sequencenumber", "productid", "uomid", "isprod
                  "description", "quantity", "priceperunit", "manualdiscountamount", "volumediscountamount"]
 INCOMPLETE = "OrderIncomplete"
 # what Business Central takes only once the order exists: the invoice discount, computed from the
-# lines, and the shipping agent, on page 42 (order field -> the Sales attribute, a caption)
+# lines, and the fields of page 42 (order field -> the Sales attribute, a caption)
 SET_AFTER = {"discountAmount": ("discountamount", "order discount"),
-             "shippingAgentCode": ("shippingmethodcode", "shipping agent")}
+             "shippingAgentCode": ("shippingmethodcode", "shipping agent"),
+             "paymentDiscountPercent": ("discountpercentage", "payment discount %"),
+             "workDescription": ("description", "work description")}
 
 
 def order_label(order: Record) -> str:
@@ -274,8 +276,20 @@ class SalesOrderProcess:
             value = order_option(job, order, option)
             if value:
                 body[option[2]] = value
+        body.update(self._page_values(order))
         body["salesOrderLines"] = lookups.lines(order)
         return body, self._invoice_discount(v)
+
+    @staticmethod
+    def _page_values(order: Record) -> dict:
+        """Payment Discount % = the order discount %, and Work Description = the order's description
+        (spec §6.1), both on page 42."""
+        v, values = order.values, {}
+        if v.get("discountpercentage"):
+            values["paymentDiscountPercent"] = float(v["discountpercentage"])
+        if (v.get("description") or "").strip():
+            values["workDescription"] = v["description"]
+        return values
 
     @staticmethod
     def _invoice_discount(v: dict) -> float:
@@ -302,8 +316,8 @@ class SalesOrderProcess:
         self._stamp(job, [(order, number)])
         # the order stands; a page write after it that failed is tried once more, then next run
         later = {"discountAmount": discount} if discount else {}
-        if result.error is not None and body.get("shippingAgentCode"):
-            later["shippingAgentCode"] = body["shippingAgentCode"]
+        if result.error is not None:
+            later.update({k: body[k] for k in BC_SALES_ORDER.companion.fields if k in body})
         status = "created" if self._set_after(job, order, created, later, failed) else "incomplete"
         return OrderResult(order.id, order_label(order), status, number,
                            f"{order_label(order)} was created as Business Central sales order {number}.")
@@ -313,7 +327,7 @@ class SalesOrderProcess:
         return " and ".join(SET_AFTER[k][1] for k in values)
 
     def _set_after_values(self, job: JobContext, order: Record, attributes: list[str]) -> dict:
-        values: dict[str, Any] = {}
+        values = {k: x for k, x in self._page_values(order).items() if SET_AFTER[k][0] in attributes}
         if "discountamount" in attributes:
             values["discountAmount"] = self._invoice_discount(order.values)
         if "shippingmethodcode" in attributes:

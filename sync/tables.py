@@ -23,9 +23,13 @@ BC_OPPORTUNITY = BcTable("opportunities", "Opportunity", key_field="number", enu
 BC_SALES_INVOICE = BcTable("salesInvoices", "Posted Sales Invoice", key_field="number", enum_fields=frozenset({"status"}))
 BC_SALES_INVOICE_LINE = BcTable("salesInvoiceLines", "Posted Sales Invoice Line", key_field="sequence",
                                 enum_fields=frozenset({"lineType"}), modified_field=None)
-# API v2.0 orders have no shipping agent: page 42 "Sales Order", published as SalesOrder, has it
+# API v2.0 orders lack the shipping agent, payment discount % and work description: page 42
+# "Sales Order", published as SalesOrder, has them
 BC_SALES_ORDER = BcTable("salesOrders", "Sales Order", key_field="number", enum_fields=frozenset({"status"}),
-                         companion=Companion("SalesOrder", ("number", "No"), {"shippingAgentCode": "Shipping_Agent_Code"},
+                         companion=Companion("SalesOrder", ("number", "No"),
+                                             {"shippingAgentCode": "Shipping_Agent_Code",
+                                              "paymentDiscountPercent": "Payment_Discount_Percent",
+                                              "workDescription": "WorkDescription"},
                                              fixed_keys=(("Document_Type", "Order"),)))
 BC_SALES_ORDER_LINE = BcTable("salesOrderLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
                               modified_field=None)

@@ -260,6 +260,8 @@ def _header_columns(invoice: bool) -> list[Column]:
         Column("Salesperson Code", "code", 20, relation="Salesperson/Purchaser"),
         Column("Shipping Advice", "option", options=("Partial", "Complete")),
         Column("Invoice Discount Amount", "decimal"),
+        Column("Payment Discount %", "decimal"),
+        Column("Work Description", "text"),  # a BLOB in Business Central; page 42 shows it as text
         Column("Status", "option", options=INVOICE_STATUS if invoice else ORDER_STATUS),
     ]
     if invoice:
@@ -841,5 +843,7 @@ def register(cat: Catalog) -> None:
         Field("Shipping_Agent_Code", "Shipping Agent Code"),
         Field("Shipment_Method_Code", "Shipment Method Code"),
         Field("Payment_Terms_Code", "Payment Terms Code"),
+        Field("Payment_Discount_Percent", "Payment Discount %"),
+        Field("WorkDescription", "Work Description"),
         *page_system_fields(),
     ], key=("Document_Type", "No"), insertable=False, deletable=False, before_modify=_header_hooks(ORDERS)[1]))

@@ -7,7 +7,16 @@ from __future__ import annotations
 from sync.model import Side
 
 from .conftest import job
-from .test_sales_orders import LONG, account, bc_lines, product, product_line, setup, submitted_order
+from .test_sales_orders import (
+    LONG,
+    account,
+    active_product,
+    bc_lines,
+    product,
+    product_line,
+    setup,
+    submitted_order,
+)
 
 MAPPING = "SALESORDER-ORDER"
 
@@ -101,10 +110,7 @@ def test_errors_of_orders_that_wait_no_more_are_cleared_and_1900_counts_as_never
     setup(env)
     env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
     user = env.stack.ids.user_systemuser_id
-    [saddle] = env.dv.seed("product", [{"name": "Saddle", "productnumber": "SAD-1", "producttypecode": 1,
-                                         "defaultuomscheduleid": product(env, "1000")["defaultuomscheduleid"],
-                                         "defaultuomid": product(env, "1000")["defaultuomid"]}], as_user=user)
-    env.dv.update("product", saddle, {"statecode": 0, "statuscode": 1}, as_user=user)
+    active_product(env, "Saddle", "SAD-1", 1)
     revised = submitted_order(env, [product_line(env, "SAD-1", 1, 30)], name="revised")
     dropped = submitted_order(env, [product_line(env, "SAD-1", 1, 30)], name="dropped")
     env.sync([MAPPING])
@@ -159,3 +165,23 @@ def test_a_discount_that_could_not_be_applied_is_an_error_set_again_next_run(env
 def test_match_based_coupling_is_refused_for_the_order_job(env, cli):
     code, out, err = cli("match", MAPPING)
     assert code != 0 and "not coupled by matching" in out + err
+
+
+def test_payment_discount_and_work_description_reach_page_42_even_when_its_write_fails_once(env, cli):
+    setup(env)
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    note = "Deliver to the back door.\nCall Ann first."
+    order = submitted_order(env, [product_line(env, "1000", 2, 100)], discountpercentage=2, description=note)
+    # the page write after the order's insert fails, and so does the one more try at once
+    env.stack.business_central.faults.fail(400, times=2, methods=("PATCH",), path_contains="SalesOrder(",
+                                           body={"error": {"code": "Internal_Error", "message": "Locked."}})
+    code, out, _ = cli("orders", "create", order)
+    assert code == 1 and out.startswith("incomplete")
+    failure = order_errors(env)[order]
+    assert "description" in failure.field.split(",") and "work description" in failure.message
+
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    [page] = [p for p in env.bc.rows("SalesOrder") if p["No"] == created["number"]]
+    assert (page["Payment_Discount_Percent"], page["WorkDescription"]) == (2, note)
+    assert order_errors(env) == {} and len(env.bc.rows("salesOrders")) == 1

@@ -52,6 +52,16 @@ def lcy(env):
     return next(c["transactioncurrencyid"] for c in env.dv.rows("transactioncurrency") if c["isocurrencycode"] == "USD")
 
 
+def active_product(env, name, number, type_code):
+    """A product made in Sales alone (coupled to nothing), in the bicycle's unit group."""
+    user, bike = env.stack.ids.user_systemuser_id, product(env, "1000")
+    [made] = env.dv.seed("product", [{"name": name, "productnumber": number, "producttypecode": type_code,
+                                      "defaultuomscheduleid": bike["defaultuomscheduleid"],
+                                      "defaultuomid": bike["defaultuomid"]}], as_user=user)
+    env.dv.update("product", made, {"statecode": 0, "statuscode": 1}, as_user=user)
+    return made
+
+
 def submitted_order(env, lines, customer=None, **header):
     user = env.stack.ids.user_systemuser_id
     [order] = env.dv.seed("salesorder", [{"name": "PO 4711", "customerid": customer or account(env),
@@ -165,10 +175,7 @@ def test_each_precondition_failure_is_an_error_on_that_order_and_retried_next_ru
     user = env.stack.ids.user_systemuser_id
     [prospect] = env.dv.seed("account", [{"name": "Fabrikam", "customertypecode": 3}], as_user=user)  # not coupled
     [vendor] = env.dv.seed("account", [{"name": "Litware", "customertypecode": 10}], as_user=user)
-    [loose] = env.dv.seed("product", [{"name": "Saddle", "productnumber": "SAD-1", "producttypecode": 1,
-                                        "defaultuomscheduleid": product(env, "1000")["defaultuomscheduleid"],
-                                        "defaultuomid": product(env, "1000")["defaultuomid"]}], as_user=user)
-    env.dv.update("product", loose, {"statecode": 0, "statuscode": 1}, as_user=user)
+    active_product(env, "Saddle", "SAD-1", 1)
     uncoupled_customer = submitted_order(env, [product_line(env, "1000", 1, 100)], customer=prospect, name="A")
     not_a_customer = submitted_order(env, [product_line(env, "1000", 1, 100)], customer=vendor, name="B")
     uncoupled_product = submitted_order(env, [product_line(env, "SAD-1", 1, 30)], name="C")
@@ -176,10 +183,7 @@ def test_each_precondition_failure_is_an_error_on_that_order_and_retried_next_ru
                                       "priceperunit": 5}], name="D")
     good = submitted_order(env, [product_line(env, "1000", 1, 100)], name="E")
     freight = submitted_order(env, [product_line(env, "1000", 1, 100)], name="F", freightamount=9.5)
-    [fee] = env.dv.seed("product", [{"name": "Handling fee", "productnumber": "FEE", "producttypecode": 2,
-                                      "defaultuomscheduleid": product(env, "1000")["defaultuomscheduleid"],
-                                      "defaultuomid": product(env, "1000")["defaultuomid"]}], as_user=user)
-    env.dv.update("product", fee, {"statecode": 0, "statuscode": 1}, as_user=user)
+    active_product(env, "Handling fee", "FEE", 2)
     misc = submitted_order(env, [product_line(env, "FEE", 1, 10)], name="G")
     gone = submitted_order(env, [product_line(env, "R0010", 1, 80)], name="H")
     env.bc.delete("Resources", env.bc.rows("Resources")[0]["SystemId"])      # coupled, then deleted in BC
