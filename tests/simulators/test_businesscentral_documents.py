@@ -592,7 +592,8 @@ def test_the_sales_order_page_sets_the_shipping_agent_of_an_order(env, bc):
     assert {k: v for k, v in page.items() if not k.startswith("@")} == {
         "Document_Type": "Order", "No": "101001", "Sell_to_Customer_No": "C00010", "Your_Reference": "",
         "External_Document_No": "", "Shipping_Agent_Code": "DHL", "Shipment_Method_Code": "",
-        "Payment_Terms_Code": "30 DAYS", "SystemId": order["id"], "SystemModifiedAt": order["lastModifiedDateTime"]}
+        "Payment_Terms_Code": "30 DAYS", "Payment_Discount_Percent": 0, "WorkDescription": "", "SystemId": order["id"],
+        "SystemModifiedAt": order["lastModifiedDateTime"]}
     assert ok(bc.get(f"{url}('Order','101001')"))["SystemId"] == order["id"]
 
     assert error_of(bc.patch(key_url, json={"Shipping_Agent_Code": "UPS"}))[:2] == (400, "BadRequest_InvalidToken")
