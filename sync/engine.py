@@ -867,6 +867,8 @@ class _Page:
                 continue  # set by the follow-up (publishing a new product), remembered all the same
             if dst_row is None or not same(current, value):
                 plan.values[name] = value
+            else:
+                plan.values.pop(name, None)  # a field mapping's value yields to the rule's
 
     def couple(self, coupling: Coupling) -> None:
         """Couple without synchronising (match-based coupling without Synch. After Coupling)."""

@@ -68,6 +68,8 @@ CRM_UNIT_GROUP = CrmTable("uomschedule", "uomschedules", "uomscheduleid", "name"
 CRM_INVOICE = CrmTable("invoice", "invoices", "invoiceid", "name", lookups={
     "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
     "ownerid": CrmLookup("ownerid", "systemusers"),
+    "salesorderid": CrmLookup("salesorderid", "salesorders"),
+    "opportunityid": CrmLookup("opportunityid", "opportunities"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
     "pricelevelid": CrmLookup("pricelevelid", "pricelevels")})
 CRM_INVOICE_DETAIL = CrmTable("invoicedetail", "invoicedetails", "invoicedetailid", "invoicedetailname", lookups={
@@ -76,6 +78,8 @@ CRM_INVOICE_DETAIL = CrmTable("invoicedetail", "invoicedetails", "invoicedetaili
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 CRM_SALES_ORDER = CrmTable("salesorder", "salesorders", "salesorderid", "name", lookups={
     "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
+    "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
+    "opportunityid": CrmLookup("opportunityid", "opportunities"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
     "pricelevelid": CrmLookup("pricelevelid", "pricelevels")})
 CRM_SALES_ORDER_DETAIL = CrmTable("salesorderdetail", "salesorderdetails", "salesorderdetailid", "salesorderdetailname",

@@ -7,6 +7,10 @@
   after the header, in order; a line of an item or resource that is not coupled fails the invoice
   with a message naming it. Comment lines carry no amounts and are left out. Lines are never
   synchronised on their own.
+- An invoice of an order that came from Sales (Your Reference = the Sales order number) belongs to
+  that order: it takes the order's name, order, opportunity, price list and owner (a user; a team
+  owner leaves the salesperson's user). The order's customer (its account, or its contact's parent
+  account) must still be the invoice's, else the invoice fails with an error naming both.
 - Totals and state follow the posted invoice: paid in full -> Paid/Complete, partly paid ->
   Paid/Partial, else Active/Billed. A Sales invoice that is no longer active is read-only, so it is
   skipped from then on.
@@ -23,10 +27,12 @@ from ..ports import NewRow, Record, RowChange
 from ..tables import (
     BC_ITEM,
     BC_SALES_INVOICE_LINE,
+    CRM_CONTACT,
     CRM_INVOICE,
     CRM_INVOICE_DETAIL,
     CRM_PRICE_LIST,
     CRM_PRODUCT,
+    CRM_SALES_ORDER,
 )
 from . import MappingRules, RuleContext, SkipRow, Written
 from .currency import CurrencyRules
@@ -51,8 +57,54 @@ def invoice_state(row: Record) -> tuple[int, int]:
 
 class PostedInvoiceRules(MappingRules):
     extra_fields = {Side.BC: ("number", "currencyCode", "currencyId", "totalAmountExcludingTax",
-                              "totalAmountIncludingTax", "remainingAmount", "discountAmount"),
-                    Side.CRM: ("statecode", "statuscode", "pricelevelid", "invoicenumber")}
+                              "totalAmountIncludingTax", "remainingAmount", "discountAmount",
+                              "customerPurchaseOrderReference"),
+                    Side.CRM: ("statecode", "statuscode", "pricelevelid", "invoicenumber", "salesorderid",
+                               "opportunityid")}
+
+    def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
+        """The Sales orders the page's invoices came from, and the accounts that buy on them."""
+        origins = ctx.cache.setdefault("origin_orders", {})
+        refs = sorted({r.values["customerPurchaseOrderReference"] for r in rows
+                       if r.values.get("customerPurchaseOrderReference")} - set(origins))
+        if not refs:
+            return
+        orders = ctx.crm.read_matching(CRM_SALES_ORDER, ["name", "ordernumber", "customerid", "customeridtype",
+                                                         "opportunityid", "pricelevelid", "ownerid", "owneridtype"],
+                                       "ordernumber", refs)
+        contacts = [o.values["customerid"] for o in orders if o.values.get("customeridtype") == "contact"]
+        parents = {c.id.lower(): c.values.get("parentcustomerid") for c in ctx.crm.read_ids(
+            CRM_CONTACT, ["parentcustomerid", "parentcustomeridtype"], contacts)
+            if c.values.get("parentcustomeridtype") in (None, "account")}
+        for ref in refs:
+            origins[ref] = None  # not from Sales
+        for order in orders:
+            customer = str(order.values.get("customerid") or "").lower()
+            account = parents.get(customer) if order.values.get("customeridtype") == "contact" else customer
+            origins[order.values.get("ordernumber")] = (order, str(account or "").lower())
+
+    def origin_values(self, ctx: RuleContext, row: Record) -> dict[str, Any]:
+        """What the invoice takes from the Sales order it came from (spec §7 posted invoices)."""
+        found = ctx.cache.get("origin_orders", {}).get(row.values.get("customerPurchaseOrderReference") or "")
+        if found is None:
+            return {}
+        order, account = found
+        coupled = ctx.couplings.get_many("CUSTOMER", Side.BC, [row.values.get("customerId")])
+        customer = next(iter(coupled.values())).crm_id.lower() if coupled else ""
+        if customer != account:
+            raise RecordError(
+                f"Posted Sales Invoice {row.values.get('number')} was created from Sales order "
+                f"{order.values.get('ordernumber')}, whose customer has changed or is no longer coupled to the "
+                f"invoice's customer.", field="customerid", code="CustomerChanged")
+        v = order.values
+        values = {"name": v.get("name"), "salesorderid": order.id}
+        if v.get("opportunityid"):
+            values["opportunityid"] = v["opportunityid"]
+        if v.get("pricelevelid"):
+            values["pricelevelid"] = v["pricelevelid"]
+        if v.get("ownerid") and v.get("owneridtype") in (None, "systemuser"):
+            values["ownerid"] = v["ownerid"]
+        return values
 
     def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
         if dst_row is not None and dst_row.values.get("statecode") != ACTIVE:
@@ -70,6 +122,7 @@ class PostedInvoiceRules(MappingRules):
             state, status = invoice_state(row)
             if state != ACTIVE:
                 values.update(statecode=state, statuscode=status)
+        values.update(self.origin_values(ctx, row))
         return values
 
     @staticmethod

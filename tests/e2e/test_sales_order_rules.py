@@ -185,3 +185,33 @@ def test_payment_discount_and_work_description_reach_page_42_even_when_its_write
     [page] = [p for p in env.bc.rows("SalesOrder") if p["No"] == created["number"]]
     assert (page["Payment_Discount_Percent"], page["WorkDescription"]) == (2, note)
     assert order_errors(env) == {} and len(env.bc.rows("salesOrders")) == 1
+
+
+def test_the_invoice_of_an_order_from_sales_belongs_to_that_order(env, cli):
+    setup(env)
+    env.bc.seed("customers", [{"number": "20000", "displayName": "Fabrikam", "salespersonCode": "AT"}])
+    env.full_sync(["CUSTOMER"])
+    user = env.stack.ids.user_systemuser_id
+    order = submitted_order(env, [product_line(env, "1000", 1, 100)])
+    assert cli("orders", "create", order)[0] == 0
+    [created] = env.bc.rows("salesOrders")
+    posted = env.bc.post_document("salesOrders", created["id"])
+    # an order made in Business Central for another customer, naming the same Sales order
+    ordernumber = env.dv.get("salesorder", order)["ordernumber"]
+    [stray] = env.bc.seed("salesOrders", [{"customerNumber": "20000", "customerPurchaseOrderReference": ordernumber}])
+    env.bc.seed("salesOrderLines", [{"documentId": stray, "lineType": "Item", "lineObjectNumber": "1000",
+                                     "quantity": 1, "unitPrice": 100}])
+    env.bc.post_document("salesOrders", stray)
+
+    env.sync(["POSTEDSALESINV-INV"])
+    [invoice] = env.dv.rows("invoice")
+    assert (invoice["name"], invoice["salesorderid"]) == ("PO 4711", order)
+    alicia = next(u["systemuserid"] for u in env.dv.rows("systemuser") if u["fullname"] == "Alicia Thornber")
+    assert invoice["ownerid"] == user == env.dv.get("salesorder", order)["ownerid"] != alicia  # not the salesperson's
+    [failure] = [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"]
+    assert failure.field == "customerid" and ordernumber in failure.message and "customer has changed" in failure.message
+
+    env.bc.apply_payment(posted, 40)                                  # later updates keep the order's owner
+    env.sync(["POSTEDSALESINV-INV"])
+    [invoice] = env.dv.rows("invoice")
+    assert invoice["statecode"] == 2 and invoice["ownerid"] == user
