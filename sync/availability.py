@@ -39,6 +39,7 @@ class ItemAvailabilityProcess:
                 self._push(job, job.bc.read_ids(BC_ITEM, ["number", "inventory"], ids))
                 job.progress()
         else:
+            retried: set[str] = set()
             if job.failures:  # items whose inventory could not be written last time
                 items = job.bc.read_ids(BC_ITEM, ["number", "inventory"], list(job.failures))
                 present = {i.id.lower() for i in items}
@@ -48,9 +49,11 @@ class ItemAvailabilityProcess:
                 if gone:
                     job.errors.clear_many(MAPPING, Direction.TO_CRM, gone)
                 self._push(job, items)
+                retried = present
             for page in job.bc.read_changed(BC_ITEM_LEDGER_ENTRY, ["itemNumber"], since=since, page_size=500):
                 numbers = sorted({r.values.get("itemNumber") for r in page if r.values.get("itemNumber")})
-                self._push(job, job.bc.read_matching(BC_ITEM, ["number", "inventory"], "number", numbers))
+                items = job.bc.read_matching(BC_ITEM, ["number", "inventory"], "number", numbers)
+                self._push(job, [i for i in items if i.id.lower() not in retried])
                 job.progress()
         # entries are never changed once posted; the cap's margin covers those committed late
         job.state.advance_watermark(MAPPING, Direction.TO_CRM, job.cap)
@@ -74,11 +77,14 @@ class ItemAvailabilityProcess:
                 done.append(item.id)
             else:
                 changes.append((item, RowChange(product.id, None, {"quantityonhand": inventory})))
-        now, failures = job.clock.now(), []
+        now, failures, outage = job.clock.now(), [], None
         for (item, _), result in zip(changes, job.crm.update(CRM_PRODUCT, [c for _, c in changes], ["quantityonhand"])):
             if result.error is None:
                 job.counts.modified += 1
                 done.append(item.id)
+                continue
+            if result.error.transient:  # not the item's fault: the job stops, its watermark stays
+                outage = outage or result.error
                 continue
             job.counts.failed += 1
             label = f"Item {item.values.get('number')}"
@@ -92,12 +98,14 @@ class ItemAvailabilityProcess:
         cleared = [i for i in done if job.failures.pop(i, None) is not None]
         if cleared:
             job.errors.clear_many(MAPPING, Direction.TO_CRM, cleared)
+        if outage is not None:
+            raise outage
 
     @staticmethod
     def lookup(job: JobContext, product: str) -> dict:
         """Inventory of one product, by its Dataverse id or its product number, from its coupled item."""
         field = "productid" if is_guid(product) else "productnumber"
-        rows = job.crm.read_matching(CRM_PRODUCT, ["productnumber", "name"], field, [product.strip("{}")])
+        rows = job.crm.read_matching(CRM_PRODUCT, ["productnumber", "name"], field, [product.strip().strip("{}")])
         if not rows:
             raise RecordError(f"There is no product with {field} {product} in Sales.", field=field, code="NotFound")
         row = rows[0]

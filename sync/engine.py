@@ -828,6 +828,8 @@ class _Page:
         self._merge_computed(plan, extra, coupling, dst_row)
         if plan.values and plan.action in ("unchanged", "skip"):
             plan.action = "update"
+        elif not plan.values and plan.action == "update":
+            plan.action = "unchanged"  # what the field mappings would change, the rules keep
         if plan.action == "fail":
             self.fail(row, coupling, plan.error)
         elif plan.action == "insert":
@@ -860,6 +862,7 @@ class _Page:
                 destination_changed = not same(current, dst_snap.get(key))
                 if destination_changed and not source_changed:
                     plan.dst_has_unsynced_changes = True
+                    plan.values.pop(name, None)
                     continue
             plan.src_snapshot[key] = value
             plan.dst_snapshot[key] = value

@@ -22,7 +22,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .errors import NotFoundError, RecordError, SyncError
+from .errors import ConcurrencyError, NotFoundError, RecordError, SyncError
 from .failures import failed_again
 from .values import is_guid
 from .model import Direction, OptionSet, Side
@@ -69,7 +69,8 @@ ORDER_FIELDS = ["name", "ordernumber", "description", "statecode", "customerid",
                 *(f"{p}_{a}" for p in ("billto", "shipto") for a, _, _ in ADDRESS)]
 DETAIL_FIELDS = ["salesorderid", "sequencenumber", "productid", "uomid", "isproductoverridden", "productdescription",
                  "description", "quantity", "priceperunit", "manualdiscountamount", "volumediscountamount"]
-INCOMPLETE = "OrderIncomplete"
+INCOMPLETE = "OrderIncomplete"   # created; what is set after creation is still missing (tried again)
+RELEASED = "OrderReleased"       # created, then released before that could be set (shown, not tried again)
 # what Business Central takes only once the order exists: the invoice discount, computed from the
 # lines, and the fields of page 42 (order field -> the Sales attribute, a caption)
 SET_AFTER = {"discountAmount": ("discountamount", "order discount"),
@@ -161,11 +162,12 @@ class SalesOrderProcess:
         coupled = {i.lower() for i in job.couplings.get_many(MAPPING, Side.CRM, list(orders))}
         incomplete, settled = [], []
         for source_id, failure in list(job.failures.items()):
-            order = orders.get(source_id.lower())
-            if order is not None and order.values.get("statecode") == SUBMITTED and failure.code == INCOMPLETE \
-                    and source_id.lower() in coupled:
-                incomplete.append(order)
-            elif order is None or order.values.get("statecode") != SUBMITTED or source_id.lower() in coupled:
+            order, is_coupled = orders.get(source_id.lower()), source_id.lower() in coupled
+            if order is not None and is_coupled and failure.code == INCOMPLETE:
+                incomplete.append(order)  # whatever Sales did with the order since: its BC order is still open
+            elif order is not None and is_coupled and failure.code == RELEASED:
+                continue  # shown until the order is invoiced or deleted
+            elif order is None or order.values.get("statecode") != SUBMITTED or is_coupled:
                 settled.append(source_id)
                 del job.failures[source_id]
         if settled:
@@ -178,20 +180,20 @@ class SalesOrderProcess:
     def _create(self, job: JobContext, orders: list[Record]) -> list[OrderResult]:
         results: dict[str, OrderResult] = {}
         failed: dict[str, tuple[Record, SyncError]] = {}
-        coupled = job.couplings.get_many(MAPPING, Side.CRM, [o.id for o in orders])
-        todo = []
-        for order in orders:
-            if order.values.get("statecode") != SUBMITTED:
-                state = {ACTIVE: "Active", 2: "Canceled", 3: "Fulfilled", INVOICED: "Invoiced"}.get(
-                    order.values.get("statecode"), str(order.values.get("statecode")))
-                results[order.id] = OrderResult(order.id, order_label(order), "failed", message=(
-                    f"{order_label(order)} is {state}, not Submitted: only submitted orders are created in Business "
-                    f"Central."))
-            elif order.id in coupled:
-                results[order.id] = self._existing(job, order, coupled[order.id], failed)
-            else:
-                todo.append(order)
         try:
+            coupled = job.couplings.get_many(MAPPING, Side.CRM, [o.id for o in orders])
+            todo = []
+            for order in orders:
+                if order.id in coupled:
+                    results[order.id] = self._existing(job, order, coupled[order.id], failed)
+                elif order.values.get("statecode") != SUBMITTED:
+                    state = {ACTIVE: "Active", 2: "Canceled", 3: "Fulfilled", INVOICED: "Invoiced"}.get(
+                        order.values.get("statecode"), str(order.values.get("statecode")))
+                    results[order.id] = OrderResult(order.id, order_label(order), "failed", message=(
+                        f"{order_label(order)} is {state}, not Submitted: only submitted orders are created in "
+                        f"Business Central."))
+                else:
+                    todo.append(order)
             todo = self._found_again(job, todo, results, failed)
             lookups = _Lookups(job, todo)
             for order in todo:
@@ -207,19 +209,12 @@ class SalesOrderProcess:
         return [results[o.id] for o in orders if o.id in results]
 
     def _existing(self, job: JobContext, order: Record, coupling: Coupling, failed: dict) -> OrderResult:
-        rows = job.bc.read_ids(BC_SALES_ORDER, ["number"], [coupling.bc_id])
+        rows = job.bc.read_ids(BC_SALES_ORDER, ["number", "status"], [coupling.bc_id])
         if rows:
             number = rows[0].values.get("number") or ""
             previous = job.failures.get(order.id)
             if previous is not None and previous.code == INCOMPLETE:
-                values = self._set_after_values(job, order, previous.field.split(","))
-                if not self._set_after(job, order, rows[0], values, failed):
-                    return OrderResult(order.id, order_label(order), "incomplete", number)
-                job.counts.modified += 1
-                self._stamp(job, [(order, number)], force=True)
-                return OrderResult(order.id, order_label(order), "exists", number,
-                                   f"{order_label(order)} was already created as Business Central sales order "
-                                   f"{number}; its {self._captions(values)} is now set.")
+                return self._complete(job, order, rows[0], previous.field.split(","), failed)
             job.counts.unchanged += 1
             self._stamp(job, [(order, number)])
             return OrderResult(order.id, order_label(order), "exists", number,
@@ -227,12 +222,32 @@ class SalesOrderProcess:
         outcome = self._follow(job, [coupling]).get(coupling.bc_id, "")
         return OrderResult(order.id, order_label(order), "failed", message=f"{order_label(order)}: {outcome}")
 
+    def _complete(self, job: JobContext, order: Record, row: Record, attributes: list[str],
+                  failed: dict) -> OrderResult:
+        """Set what an earlier attempt could not set after creating the order, while the order is open."""
+        label, number = order_label(order), row.values.get("number") or ""
+        values = self._set_after_values(job, order, attributes)
+        if values and row.values.get("status") != "Draft":  # API v2.0 "Draft" is BC's Open; released takes none
+            failed[order.id] = (order, RecordError(
+                f"{label} was created as Business Central sales order {number}, which was released before its "
+                f"{self._captions(values)} could be set; set it there if it still applies.",
+                field=",".join(SET_AFTER[k][0] for k in values), code=RELEASED))
+            return OrderResult(order.id, label, "incomplete", number)
+        if values and not self._set_after(job, order, row, values, failed):
+            return OrderResult(order.id, label, "incomplete", number)
+        job.counts.modified += 1
+        self._describe(job, [(order, f"Business Central sales order {number}")])
+        what = f"its {self._captions(values)} is now set" if values else "nothing was left to set"
+        return OrderResult(order.id, label, "exists", number,
+                           f"{label} was already created as Business Central sales order {number}; {what}.")
+
     def _found_again(self, job: JobContext, orders: list[Record], results: dict, failed: dict) -> list[Record]:
-        """Orders Business Central already has (Your Reference = the order number): coupled, not created."""
+        """Orders Business Central already has (Your Reference = the order number): coupled, not created,
+        and given what is set only after creation (the attempt that created them may have stopped short)."""
         numbers = {(o.values.get("ordernumber") or "")[:REFERENCE]: o for o in orders if o.values.get("ordernumber")}
         if not numbers:
             return orders
-        fields = ["number", "customerPurchaseOrderReference"]
+        fields = ["number", "customerPurchaseOrderReference", "status"]
         open_orders = job.bc.read_matching(BC_SALES_ORDER, fields, "customerPurchaseOrderReference", list(numbers))
         posted = job.bc.read_matching(BC_SALES_INVOICE, fields, "customerPurchaseOrderReference", list(numbers),
                                       where="status ne 'Draft'")
@@ -244,7 +259,10 @@ class SalesOrderProcess:
                                                   job_id=job.job_id)])
                 job.counts.coupled += 1
                 found.append((order, row.values.get("number")))
-                results[order.id] = OrderResult(order.id, order_label(order), "coupled", row.values.get("number") or "",
+                complete = row.values.get("status") != "Draft" or self._set_after(
+                    job, order, row, self._set_after_values(job, order, [a for a, _ in SET_AFTER.values()]), failed)
+                results[order.id] = OrderResult(order.id, order_label(order), "coupled" if complete else "incomplete",
+                                                row.values.get("number") or "",
                                                 f"{order_label(order)} was found as Business Central sales order "
                                                 f"{row.values.get('number')} and coupled to it.")
         for row in posted:
@@ -337,28 +355,44 @@ class SalesOrderProcess:
         return values
 
     def _set_after(self, job: JobContext, order: Record, row: Record, values: dict, failed: dict) -> bool:
-        """Write what the order takes only once it exists; False, and an error on the order, when it fails."""
+        """Write what the order takes only once it exists; False, and an error on the order naming what
+        is still missing, when it fails. A service giving out stops the job once that is recorded."""
         if not values:
             return True
         [result] = job.bc.update(BC_SALES_ORDER, [RowChange(row.id, row.etag, values)], ["number"])
         if result.error is None:
             return True
+        if result.record is not None:  # the API write went through; the page write after it did not
+            values = {k: v for k, v in values.items() if k in BC_SALES_ORDER.companion.fields}
         number = row.values.get("number") or ""
-        failed[order.id] = (order, RecordError(
+        error = RecordError(
             f"{order_label(order)} was created as Business Central sales order {number}, but its "
             f"{self._captions(values)} could not be set: {result.error.message} It is set again at the next run.",
-            field=",".join(SET_AFTER[k][0] for k in values), code=INCOMPLETE))
+            field=",".join(SET_AFTER[k][0] for k in values), code=INCOMPLETE)
+        error.transient = result.error.transient
+        failed[order.id] = (order, error)
+        if result.error.transient and not isinstance(result.error, ConcurrencyError):
+            raise result.error
         return False
 
-    def _stamp(self, job: JobContext, orders: list[tuple[Record, str]], force: bool = False) -> None:
+    def _stamp(self, job: JobContext, orders: list[tuple[Record, str]]) -> None:
         """Sent to the back office: today's date, and the Business Central order number for Sales users."""
         today = job.clock.now().date().isoformat()
         changes = [RowChange(o.id, None, {"lastbackofficesubmit": today,
                                           "submitstatusdescription": f"Business Central sales order {number}"})
-                   for o, number in orders if force or str(o.values.get("lastbackofficesubmit") or "")[:10] != today]
+                   for o, number in orders if str(o.values.get("lastbackofficesubmit") or "")[:10] != today]
+        self._write_stamps(job, changes)
+
+    def _describe(self, job: JobContext, orders: list[tuple[Record, str]]) -> None:
+        """The Submit Status Description Sales users read, where it differs."""
+        self._write_stamps(job, [RowChange(o.id, None, {"submitstatusdescription": text[:2000]})
+                                 for o, text in orders if o.values.get("submitstatusdescription") != text[:2000]])
+
+    @staticmethod
+    def _write_stamps(job: JobContext, changes: list[RowChange]) -> None:
         for change, result in zip(changes, job.crm.update(CRM_SALES_ORDER, changes, ["name"])):
             if result.error is not None:  # the coupling stands; the next run stamps it again
-                job.note(f"sales order {change.id}: the back-office submit date could not be set: "
+                job.note(f"sales order {change.id}: its back-office submit status could not be set: "
                          f"{result.error.message}")
 
     def _record(self, job: JobContext, orders: list[Record], results: dict, failed: dict) -> None:
@@ -368,14 +402,13 @@ class SalesOrderProcess:
             label = order_label(order)
             message = error.message if error.message.startswith(label) else f"{label}: {error.message}"
             prior = results.get(order.id)
-            results[order.id] = OrderResult(order.id, label, prior.status if prior and error.code == INCOMPLETE
-                                            else "failed", prior.bc_order if prior else "", message)
+            results[order.id] = OrderResult(order.id, label, "incomplete" if prior and error.code in (
+                INCOMPLETE, RELEASED) else "failed", prior.bc_order if prior else "", message)
             job.counts.failed += 1
             entries.append(failed_again(job.failures.get(order.id), error, mapping=MAPPING, direction=Direction.FROM_CRM,
                                         source_id=order.id, record=label, message=message, now=now, job_id=job.job_id,
                                         source_etag=order.etag, skippable=False))
-            if order.values.get("submitstatusdescription") != message[:2000]:
-                shown.append(RowChange(order.id, None, {"submitstatusdescription": message[:2000]}))
+            shown.append((order, message))
         if entries:
             job.errors.save_many(entries)
             for entry in entries:
@@ -383,8 +416,10 @@ class SalesOrderProcess:
         done = [o.id for o in orders if o.id not in failed and o.id in job.failures]
         if done:
             job.errors.clear_many(MAPPING, Direction.FROM_CRM, done)
+            for i in done:
+                del job.failures[i]
         # the reason shows on the order in Sales too, where the salesperson looks
-        job.crm.update(CRM_SALES_ORDER, shown, ["name"])
+        self._describe(job, shown)
 
     # -- following coupled orders -----------------------------------------------------------------
 

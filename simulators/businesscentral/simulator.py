@@ -204,21 +204,27 @@ class BusinessCentralSimulator:
                                                document_no=document_number)
             return inventory.inventory_of(session, entry["Item No."])
 
-    def post_document(self, entity_set: str, id_: str, *, company_id: str | None = None) -> str | None:
-        """Post a sales order (ship and invoice) or a draft sales invoice, as the bound actions do;
-        returns the id of the posted invoice (None when an order only shipped)."""
-        actions = {"salesOrders": documents.ship_and_invoice, "salesInvoices": documents.post_invoice}
-        if entity_set not in actions:
-            raise KeyError(f"{entity_set!r} cannot be posted")
+    def act(self, entity_set: str, id_: str, action: str, *, company_id: str | None = None) -> dict | None:
+        """Run a bound action of a document (release, reopen, shipAndInvoice, post) as a user would."""
         view = self.catalog.view(entity_set)
+        if action not in view.actions:
+            raise KeyError(f"{entity_set!r} has no action {action!r}")
         with self.store.lock:
             session = self._session(view, company_id)
             record = self._record(view, session, id_)
             if record is None:
                 raise view.not_found(id_)
             with self.store.atomic():
-                posted = actions[entity_set](session, record)
-            return posted["SystemId"] if posted else None
+                return view.actions[action](session, record)
+
+    def post_document(self, entity_set: str, id_: str, *, company_id: str | None = None) -> str | None:
+        """Post a sales order (ship and invoice) or a draft sales invoice, as the bound actions do;
+        returns the id of the posted invoice (None when an order only shipped)."""
+        actions = {"salesOrders": "shipAndInvoice", "salesInvoices": "post"}
+        if entity_set not in actions:
+            raise KeyError(f"{entity_set!r} cannot be posted")
+        posted = self.act(entity_set, id_, actions[entity_set], company_id=company_id)
+        return posted["SystemId"] if posted else None
 
     def apply_payment(self, invoice_id: str, amount: float, *, company_id: str | None = None) -> dict:
         """Apply a customer payment to a posted sales invoice: remainingAmount drops, at 0 the status is

@@ -59,8 +59,7 @@ class PostedInvoiceRules(MappingRules):
     extra_fields = {Side.BC: ("number", "currencyCode", "currencyId", "totalAmountExcludingTax",
                               "totalAmountIncludingTax", "remainingAmount", "discountAmount",
                               "customerPurchaseOrderReference"),
-                    Side.CRM: ("statecode", "statuscode", "pricelevelid", "invoicenumber", "salesorderid",
-                               "opportunityid")}
+                    Side.CRM: ("statecode", "statuscode", "pricelevelid", "invoicenumber", "salesorderid", "name")}
 
     def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
         """The Sales orders the page's invoices came from, and the accounts that buy on them."""
@@ -84,12 +83,12 @@ class PostedInvoiceRules(MappingRules):
             origins[order.values.get("ordernumber")] = (order, str(account or "").lower())
 
     def origin_values(self, ctx: RuleContext, row: Record) -> dict[str, Any]:
-        """What the invoice takes from the Sales order it came from (spec §7 posted invoices)."""
+        """What a new invoice takes from the Sales order it came from (spec §7 posted invoices)."""
         found = ctx.cache.get("origin_orders", {}).get(row.values.get("customerPurchaseOrderReference") or "")
         if found is None:
             return {}
         order, account = found
-        coupled = ctx.couplings.get_many("CUSTOMER", Side.BC, [row.values.get("customerId")])
+        coupled = ctx.couplings.get_many("CUSTOMER", Side.BC, [str(row.values.get("customerId") or "").lower()])
         customer = next(iter(coupled.values())).crm_id.lower() if coupled else ""
         if customer != account:
             raise RecordError(
@@ -117,12 +116,17 @@ class PostedInvoiceRules(MappingRules):
         less_freight = float(row.values.get("totalAmountExcludingTax") or 0)
         values: dict[str, Any] = {"name": row.values.get("number"), "totaltax": round(total - less_freight, 2)}
         if dst_row is None:
-            values["pricelevelid"] = self.price_list(ctx, row)
-        elif row.id not in ctx.failures:  # while its lines are missing, the state waits for them
+            values.update(self.origin_values(ctx, row))
+            if "pricelevelid" not in values:
+                values["pricelevelid"] = self.price_list(ctx, row)
+            return values
+        if row.id not in ctx.failures:  # while its lines are missing, the state waits for them
             state, status = invoice_state(row)
             if state != ACTIVE:
                 values.update(statecode=state, statuscode=status)
-        values.update(self.origin_values(ctx, row))
+        if dst_row.values.get("salesorderid"):
+            # an order's invoice keeps its name and owner (the order's, or whom a Sales user chose)
+            values.update(name=dst_row.values.get("name"), ownerid=dst_row.values.get("ownerid"))
         return values
 
     @staticmethod

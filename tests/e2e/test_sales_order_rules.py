@@ -215,3 +215,29 @@ def test_the_invoice_of_an_order_from_sales_belongs_to_that_order(env, cli):
     env.sync(["POSTEDSALESINV-INV"])
     [invoice] = env.dv.rows("invoice")
     assert invoice["statecode"] == 2 and invoice["ownerid"] == user
+
+
+def test_an_order_released_before_its_discount_was_set_keeps_its_error_until_invoiced(env, cli):
+    setup(env)
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    order = submitted_order(env, [product_line(env, "1000", 5, 100)], discountamount=50)
+    faults = env.stack.business_central.faults
+    faults.fail(400, times=1, methods=("PATCH",), path_contains="salesOrders(",
+                body={"error": {"code": "Internal_Error", "message": "Locked."}})
+    assert cli("orders", "create", order)[1].startswith("incomplete")
+    [created] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", created["id"], "release")             # a user releases it meanwhile
+
+    for _ in range(2):                                                # shown, never written over the release
+        faults.requests.clear()
+        env.sync([MAPPING])
+        assert not [r for r in faults.requests if r[0] == "PATCH"]
+        failure = order_errors(env)[order]
+        assert failure.code == "OrderReleased" and "released before its order discount" in failure.message
+    assert env.bc.rows("salesOrders")[0]["discountAmount"] == 0
+
+    env.bc.post_document("salesOrders", created["id"])
+    env.sync([MAPPING])                                               # Invoiced: nothing is waiting any more
+    assert env.dv.get("salesorder", order)["statecode"] == 4
+    env.sync([MAPPING])
+    assert order_errors(env) == {}
