@@ -17,7 +17,7 @@ from .failures import failed_again
 from .ports import Record, RowChange
 from .process import JobContext
 from .tables import BC_ITEM, BC_ITEM_LEDGER_ENTRY, CRM_PRODUCT
-from .values import is_guid
+from .values import as_guid
 
 MAPPING = "ITEM-AVAILABILITY"
 ITEMS = "ITEM-PRODUCT"
@@ -104,8 +104,9 @@ class ItemAvailabilityProcess:
     @staticmethod
     def lookup(job: JobContext, product: str) -> dict:
         """Inventory of one product, by its Dataverse id or its product number, from its coupled item."""
-        field = "productid" if is_guid(product) else "productnumber"
-        rows = job.crm.read_matching(CRM_PRODUCT, ["productnumber", "name"], field, [product.strip().strip("{}")])
+        guid = as_guid(product)
+        field = "productid" if guid else "productnumber"
+        rows = job.crm.read_matching(CRM_PRODUCT, ["productnumber", "name"], field, [guid or product.strip()])
         if not rows:
             raise RecordError(f"There is no product with {field} {product} in Sales.", field=field, code="NotFound")
         row = rows[0]

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from .errors import ConcurrencyError, NotFoundError, RecordError, SyncError
 from .failures import failed_again
-from .values import is_guid
+from .values import as_guid
 from .model import Direction, OptionSet, Side
 from .ports import Coupling, NewRow, Record, RowChange
 from .process import JobContext
@@ -77,6 +77,7 @@ SET_AFTER = {"discountAmount": ("discountamount", "order discount"),
              "shippingAgentCode": ("shippingmethodcode", "shipping agent"),
              "paymentDiscountPercent": ("discountpercentage", "payment discount %"),
              "workDescription": ("description", "work description")}
+ALL_SET_AFTER = [attribute for attribute, _ in SET_AFTER.values()]
 
 
 def order_label(order: Record) -> str:
@@ -144,13 +145,13 @@ class SalesOrderProcess:
 
     def create(self, job: JobContext, order_ids: Sequence[str]) -> list[OrderResult]:
         """Create these orders now (bcsync orders create): each must be submitted."""
-        ids = list(dict.fromkeys(i.strip().strip("{}").lower() for i in order_ids if is_guid(i)))
-        orders = job.crm.read_ids(CRM_SALES_ORDER, ORDER_FIELDS, ids)
+        guids = {i: as_guid(i) for i in order_ids}
+        orders = job.crm.read_ids(CRM_SALES_ORDER, ORDER_FIELDS, list(dict.fromkeys(g for g in guids.values() if g)))
         found = {o.id.lower() for o in orders}
         results = [OrderResult(i, f"Sales order {i}", "failed", message=(
-            f"Sales order {i} does not exist in Sales." if is_guid(i) else
+            f"Sales order {i} does not exist in Sales." if guid else
             f"'{i}' is not a Sales order id (a GUID, the salesorderid)."))
-            for i in order_ids if not is_guid(i) or i.strip().strip("{}").lower() not in found]
+            for i, guid in guids.items() if guid not in found]
         return results + self._create(job, orders)
 
     def _settle_failures(self, job: JobContext) -> None:
@@ -182,10 +183,14 @@ class SalesOrderProcess:
         failed: dict[str, tuple[Record, SyncError]] = {}
         try:
             coupled = job.couplings.get_many(MAPPING, Side.CRM, [o.id for o in orders])
+            bc_orders = {r.id.lower(): r for r in job.bc.read_ids(BC_SALES_ORDER, ["number", "status"],
+                                                                  [c.bc_id for c in coupled.values()])}
             todo = []
             for order in orders:
                 if order.id in coupled:
-                    results[order.id] = self._existing(job, order, coupled[order.id], failed)
+                    coupling = coupled[order.id]
+                    results[order.id] = self._existing(job, order, coupling, bc_orders.get(coupling.bc_id.lower()),
+                                                       failed)
                 elif order.values.get("statecode") != SUBMITTED:
                     state = {ACTIVE: "Active", 2: "Canceled", 3: "Fulfilled", INVOICED: "Invoiced"}.get(
                         order.values.get("statecode"), str(order.values.get("statecode")))
@@ -198,23 +203,23 @@ class SalesOrderProcess:
             lookups = _Lookups(job, todo)
             for order in todo:
                 try:
-                    body, discount = self._order_body(job, order, lookups)
+                    body = self._order_body(job, order, lookups)
                 except RecordError as exc:
                     failed[order.id] = (order, exc)
                     continue
-                results[order.id] = self._insert(job, order, body, discount, failed)
+                results[order.id] = self._insert(job, order, body, failed)
         finally:
             # what was done stays recorded when a service gives out midway (the job is retried)
             self._record(job, [o for o in orders if o.id in results or o.id in failed], results, failed)
         return [results[o.id] for o in orders if o.id in results]
 
-    def _existing(self, job: JobContext, order: Record, coupling: Coupling, failed: dict) -> OrderResult:
-        rows = job.bc.read_ids(BC_SALES_ORDER, ["number", "status"], [coupling.bc_id])
-        if rows:
-            number = rows[0].values.get("number") or ""
+    def _existing(self, job: JobContext, order: Record, coupling: Coupling, row: Record | None,
+                  failed: dict) -> OrderResult:
+        if row is not None:
+            number = row.values.get("number") or ""
             previous = job.failures.get(order.id)
             if previous is not None and previous.code == INCOMPLETE:
-                return self._complete(job, order, rows[0], previous.field.split(","), failed)
+                return self._complete(job, order, row, previous.field.split(","), failed)
             job.counts.unchanged += 1
             self._stamp(job, [(order, number)])
             return OrderResult(order.id, order_label(order), "exists", number,
@@ -260,7 +265,7 @@ class SalesOrderProcess:
                 job.counts.coupled += 1
                 found.append((order, row.values.get("number")))
                 complete = row.values.get("status") != "Draft" or self._set_after(
-                    job, order, row, self._set_after_values(job, order, [a for a, _ in SET_AFTER.values()]), failed)
+                    job, order, row, self._set_after_values(job, order, ALL_SET_AFTER), failed)
                 results[order.id] = OrderResult(order.id, order_label(order), "coupled" if complete else "incomplete",
                                                 row.values.get("number") or "",
                                                 f"{order_label(order)} was found as Business Central sales order "
@@ -275,7 +280,7 @@ class SalesOrderProcess:
         self._stamp(job, found)
         return [o for o in orders if o.id not in results and o.id not in failed]
 
-    def _order_body(self, job: JobContext, order: Record, lookups: "_Lookups") -> tuple[dict, float]:
+    def _order_body(self, job: JobContext, order: Record, lookups: "_Lookups") -> dict:
         v = order.values
         body: dict[str, Any] = {
             "customerId": lookups.customer(order),
@@ -296,7 +301,7 @@ class SalesOrderProcess:
                 body[option[2]] = value
         body.update(self._page_values(order))
         body["salesOrderLines"] = lookups.lines(order)
-        return body, self._invoice_discount(v)
+        return body
 
     @staticmethod
     def _page_values(order: Record) -> dict:
@@ -321,7 +326,7 @@ class SalesOrderProcess:
             before_freight = lines - round(lines * percent / 100, 2) - amount
         return round(lines - float(before_freight), 2)
 
-    def _insert(self, job: JobContext, order: Record, body: dict, discount: float, failed: dict) -> OrderResult:
+    def _insert(self, job: JobContext, order: Record, body: dict, failed: dict) -> OrderResult:
         [result] = job.bc.insert(BC_SALES_ORDER, [NewRow(body)], ["number"])
         if result.record is None:
             failed[order.id] = (order, result.error)
@@ -333,9 +338,9 @@ class SalesOrderProcess:
         number = created.values.get("number") or ""
         self._stamp(job, [(order, number)])
         # the order stands; a page write after it that failed is tried once more, then next run
-        later = {"discountAmount": discount} if discount else {}
-        if result.error is not None:
-            later.update({k: body[k] for k in BC_SALES_ORDER.companion.fields if k in body})
+        # the insert's own page write failed: all of SET_AFTER again, else just the discount
+        later = self._set_after_values(job, order, ALL_SET_AFTER if result.error is not None
+                                       else ["discountamount"])
         status = "created" if self._set_after(job, order, created, later, failed) else "incomplete"
         return OrderResult(order.id, order_label(order), status, number,
                            f"{order_label(order)} was created as Business Central sales order {number}.")
@@ -346,8 +351,9 @@ class SalesOrderProcess:
 
     def _set_after_values(self, job: JobContext, order: Record, attributes: list[str]) -> dict:
         values = {k: x for k, x in self._page_values(order).items() if SET_AFTER[k][0] in attributes}
-        if "discountamount" in attributes:
-            values["discountAmount"] = self._invoice_discount(order.values)
+        discount = self._invoice_discount(order.values)
+        if "discountamount" in attributes and discount:
+            values["discountAmount"] = discount
         if "shippingmethodcode" in attributes:
             code = order_option(job, order, SHIPPING_AGENT)
             if code:

@@ -11,9 +11,10 @@ from .model import EMPTY_GUID, Convert, FieldMapping, Side
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-def is_guid(value: str) -> bool:
-    """A GUID as users type it: any case, braces or not."""
-    return bool(_GUID.match(value.strip().strip("{}")))
+def as_guid(value: str) -> str | None:
+    """A GUID as users type it (any case, braces or not) as services spell it; None when it is none."""
+    plain = value.strip().strip("{}")
+    return plain.lower() if _GUID.match(plain) else None
 
 
 def is_blank(value: Any) -> bool:

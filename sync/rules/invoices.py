@@ -62,12 +62,20 @@ class PostedInvoiceRules(MappingRules):
                     Side.CRM: ("statecode", "statuscode", "pricelevelid", "invoicenumber", "salesorderid", "name")}
 
     def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
-        """The Sales orders the page's invoices came from, and the accounts that buy on them."""
+        """The Sales orders the page's invoices came from, the accounts that buy on them, and the
+        accounts the invoices' customers are coupled to."""
         origins = ctx.cache.setdefault("origin_orders", {})
         refs = sorted({r.values["customerPurchaseOrderReference"] for r in rows
                        if r.values.get("customerPurchaseOrderReference")} - set(origins))
-        if not refs:
-            return
+        if refs:
+            self._origin_orders(ctx, refs, origins)
+        customers = {str(r.values.get("customerId") or "").lower() for r in rows
+                     if origins.get(r.values.get("customerPurchaseOrderReference") or "")}
+        ctx.cache["invoice_accounts"] = {bc_id.lower(): c.crm_id.lower() for bc_id, c in ctx.couplings.get_many(
+            "CUSTOMER", Side.BC, sorted(customers)).items()} if customers else {}
+
+    @staticmethod
+    def _origin_orders(ctx: RuleContext, refs: list[str], origins: dict) -> None:
         orders = ctx.crm.read_matching(CRM_SALES_ORDER, ["name", "ordernumber", "customerid", "customeridtype",
                                                          "opportunityid", "pricelevelid", "ownerid", "owneridtype"],
                                        "ordernumber", refs)
@@ -88,8 +96,7 @@ class PostedInvoiceRules(MappingRules):
         if found is None:
             return {}
         order, account = found
-        coupled = ctx.couplings.get_many("CUSTOMER", Side.BC, [str(row.values.get("customerId") or "").lower()])
-        customer = next(iter(coupled.values())).crm_id.lower() if coupled else ""
+        customer = ctx.cache["invoice_accounts"].get(str(row.values.get("customerId") or "").lower(), "")
         if customer != account:
             raise RecordError(
                 f"Posted Sales Invoice {row.values.get('number')} was created from Sales order "
