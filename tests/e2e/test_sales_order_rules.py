@@ -86,6 +86,14 @@ def test_a_unit_other_than_the_unit_groups_own_is_refused(env, cli):
     failure = order_errors(env)[order]
     assert failure.field == "uomid" and "Box of 4" in failure.message and "PCS" in failure.message
 
+    # a unit group made in Sales is coupled to no Business Central unit of measure
+    [crates] = env.dv.seed("uomschedule", [{"name": "Crates", "baseuomname": "CRATE"}])
+    crate = next(u["uomid"] for u in env.dv.rows("uom") if u["uomscheduleid"] == crates)
+    other = submitted_order(env, [{**product_line(env, "1000", 1, 400), "uomid": crate}], name="PO 4712")
+    assert cli("orders", "create", other)[0] == 1
+    failure = order_errors(env)[other]
+    assert failure.field == "uomid" and "CRATE" in failure.message and "not coupled" in failure.message
+
 
 def test_an_order_posted_before_its_coupling_was_lost_is_never_created_again(env, cli):
     setup(env)
