@@ -18,8 +18,10 @@ from sync.errors import ConfigurationError
 DEFAULT_SETTINGS_FILE = "local.settings.json"
 
 
-def _setting(env: str, default: Any, help: str, *, secret: bool = False):
-    return field(default=default, metadata={"env": env, "help": help, "secret": secret})
+def _setting(env: str, default: Any, help: str, *, secret: bool = False, required: bool = True):
+    """`required`: a deployment must set it (a default counts as set); secrets are never printed."""
+    return field(default=default, metadata={"env": env, "help": help, "secret": secret,
+                                            "required": required and default is None})
 
 
 @dataclass(frozen=True)
@@ -28,19 +30,65 @@ class Settings:
 
     storage_connection: str | None = _setting(
         "AzureWebJobsStorage", None,
-        "Storage account connection string for couplings, runs, errors and the job queue "
-        "(UseDevelopmentStorage=true or an Azurite string locally).", secret=True)
+        "Storage connection string for couplings, runs, errors and the job queue (UseDevelopmentStorage=true or "
+        "an Azurite string locally). In Azure use the identity-based settings below instead: no key.",
+        secret=True, required=False)
+    storage_account_name: str | None = _setting(
+        "AzureWebJobsStorage__accountName", None,
+        "Storage account reached with a token, not a key: its table and queue endpoints are "
+        "https://<name>.table.core.windows.net and https://<name>.queue.core.windows.net. The Functions host "
+        "reads the same setting for its own triggers.", required=False)
+    storage_table_uri: str | None = _setting(
+        "AzureWebJobsStorage__tableServiceUri", None,
+        "Table endpoint for identity-based storage, when not derived from the account name (another cloud, Azurite).",
+        required=False)
+    storage_queue_uri: str | None = _setting(
+        "AzureWebJobsStorage__queueServiceUri", None,
+        "Queue endpoint for identity-based storage, when not derived from the account name.", required=False)
+    storage_credential: str | None = _setting(
+        "AzureWebJobsStorage__credential", None,
+        "managedidentity: storage tokens come from the function app's managed identity (the only kind bcsync "
+        "supports for identity-based storage).", required=False)
+    storage_client_id: str | None = _setting(
+        "AzureWebJobsStorage__clientId", None,
+        "Client id of the user-assigned managed identity used for storage (empty: the system-assigned one).",
+        required=False)
     tenant_id: str | None = _setting("BCSYNC_TENANT_ID", None, "Microsoft Entra tenant id of the app registration.")
     authority_host: str = _setting("BCSYNC_AUTHORITY_HOST", "https://login.microsoftonline.com",
                                    "Entra ID authority host; the local stack points it at the token simulator.")
     client_id: str | None = _setting("BCSYNC_CLIENT_ID", None,
                                      "Application (client) id of the integration app registration.")
+    client_credential: str | None = _setting(
+        "BCSYNC_CLIENT_CREDENTIAL", None,
+        "How the integration app proves who it is: managedidentity (a federated credential of the app registration "
+        "trusts the function app's managed identity; no secret exists), certificate or secret. Empty: the one "
+        "whose settings are given.", required=False)
+    managed_identity_client_id: str | None = _setting(
+        "BCSYNC_MANAGED_IDENTITY_CLIENT_ID", None,
+        "Client id of the user-assigned managed identity that signs in to the app registration (empty: the "
+        "system-assigned one).", required=False)
+    federated_token_audience: str = _setting(
+        "BCSYNC_FEDERATED_TOKEN_AUDIENCE", "api://AzureADTokenExchange",
+        "Audience of the managed identity's token that the app's federated credential expects "
+        "(api://AzureADTokenExchangeUSGov and so on in national clouds).")
     client_secret: str | None = _setting("BCSYNC_CLIENT_SECRET", None,
-                                         "Client secret of the app registration (or use a certificate).", secret=True)
-    certificate_path: str | None = _setting("BCSYNC_CLIENT_CERTIFICATE_PATH", None,
-                                            "PEM file with the app's certificate and private key, instead of a secret.")
-    certificate_thumbprint: str | None = _setting("BCSYNC_CLIENT_CERTIFICATE_THUMBPRINT", None,
-                                                  "SHA-1 thumbprint (hex) of that certificate.")
+                                         "Client secret of the app registration, when signing in with a secret.",
+                                         secret=True, required=False)
+    certificate_path: str | None = _setting(
+        "BCSYNC_CLIENT_CERTIFICATE_PATH", None,
+        "Certificate of the app registration with its private key: a PEM file, or a PFX / PKCS#12 file.",
+        required=False)
+    certificate: str | None = _setting(
+        "BCSYNC_CLIENT_CERTIFICATE", None,
+        "The certificate as base64 PKCS#12, which is what a Key Vault reference to a certificate "
+        "(@Microsoft.KeyVault(SecretUri=https://<vault>.vault.azure.net/secrets/<certificate>)) resolves to.",
+        secret=True, required=False)
+    certificate_password: str | None = _setting(
+        "BCSYNC_CLIENT_CERTIFICATE_PASSWORD", None, "Password of the PFX file or of an encrypted PEM key.",
+        secret=True, required=False)
+    certificate_thumbprint: str | None = _setting(
+        "BCSYNC_CLIENT_CERTIFICATE_THUMBPRINT", None,
+        "SHA-1 thumbprint (hex) of the certificate; read from the certificate when empty.", required=False)
     dataverse_url: str | None = _setting("BCSYNC_DATAVERSE_URL", None,
                                          "Dataverse environment URL, e.g. https://contoso.crm4.dynamics.com.")
     bc_url: str | None = _setting(
@@ -52,7 +100,8 @@ class Settings:
                              "OAuth scope for Business Central.")
     ca_bundle: str | None = _setting(
         "BCSYNC_CA_BUNDLE", None,
-        "Extra CA bundle (PEM) to trust for the services and the token endpoint; the local stack uses its test CA.")
+        "Extra CA bundle (PEM) to trust for the services, the token endpoint and storage; the local stack uses "
+        "its test CA.", required=False)
     queue_name: str = _setting("BCSYNC_QUEUE_NAME", "bcsync-jobs",
                                "Storage queue of sync jobs; the queue trigger listens on it (set it in the function app).")
     table_prefix: str = _setting("BCSYNC_TABLE_PREFIX", "bcsync", "Prefix of the Table Storage tables.")
@@ -86,6 +135,24 @@ class Settings:
         "submitted in Sales (else orders are created on demand, with bcsync orders create or the HTTP API).")
     schedule: str = _setting("BCSYNC_SCHEDULE", "0 */5 * * * *",
                              "NCRONTAB schedule of the timer that starts scheduled runs (read by the Functions host).")
+
+    http_auth: str = _setting(
+        "BCSYNC_HTTP_AUTH", "keys",
+        "Who may call the HTTP API. keys: reading needs a function key, changing needs the admin (master) key. "
+        "entra: App Service Authentication signs callers in and app roles decide (see BCSYNC_READER_ROLE and "
+        "BCSYNC_ADMIN_ROLE); read when the function app starts.")
+    reader_role: str = _setting("BCSYNC_READER_ROLE", "bcsync.Reader",
+                                "App role that may read runs, mappings, errors, couplings and availability (entra).")
+    admin_role: str = _setting("BCSYNC_ADMIN_ROLE", "bcsync.Admin",
+                               "App role that may also change: full sync, mappings, couplings, retries, orders (entra).")
+    appinsights_connection: str | None = _setting(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING", None,
+        "Application Insights resource: traces, metrics and logs are exported there with OpenTelemetry.",
+        required=False)
+    appinsights_authentication: str | None = _setting(
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING", None,
+        "Authorization=AAD;ClientId=<managed identity client id>: export with Entra ID when the resource has local "
+        "authentication disabled (the Functions host reads the same setting).", required=False)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, file: str | Path | None = None) -> "Settings":
@@ -149,8 +216,9 @@ def read_settings_file(path: str | Path, required: bool = False) -> dict[str, st
 
 def settings_table() -> str:
     """The configuration table of the README, in Markdown."""
-    rows = ["| Setting | Default | Meaning |", "|---|---|---|"]
+    rows = ["| Setting | Default | Required | Meaning |", "|---|---|---|---|"]
     for f in fields(Settings):
         default = "" if f.default is None else f"`{f.default}`"
-        rows.append(f"| `{f.metadata['env']}` | {default} | {f.metadata['help']} |")
+        required = "yes" if f.metadata["required"] else ""
+        rows.append(f"| `{f.metadata['env']}` | {default} | {required} | {f.metadata['help']} |")
     return "\n".join(rows)
