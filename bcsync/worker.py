@@ -11,7 +11,6 @@ import logging
 import time
 from typing import Callable
 
-from shared.queue import StorageJobQueue
 from shared.wiring import Services
 
 log = logging.getLogger("bcsync.worker")
@@ -25,7 +24,7 @@ class LocalWorker:
         # a message stays hidden while its job may run (the host renews visibility the same way)
         self.visibility = services.settings.job_lease_seconds
         self.queue = services.queue
-        self.poison = StorageJobQueue(services.settings.storage_connection, f"{services.settings.queue_name}-poison")
+        self.poison = self.queue.poison_queue()
         self.poll_seconds = poll_seconds
         self.handled = 0
 

@@ -1,6 +1,7 @@
 """Signing in as the integration user: an MSAL confidential client, one per worker.
 
-Client credentials with a secret or a certificate; one token per resource (Dataverse and Business
+Client credentials proven by a federated managed identity, a certificate or a secret (shared/identity.py
+turns the settings into MSAL's client credential); one token per resource (Dataverse and Business
 Central have different scopes). MSAL keeps app tokens in its in-memory cache and only calls the
 token endpoint on a miss, so `token()` is cheap on every request.
 """
@@ -8,28 +9,38 @@ token endpoint on a miss, so `token()` is cheap on every request.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
+from typing import Callable
 
 import msal
 import requests
 
 from sync.errors import AuthenticationError, ConfigurationError, ServiceUnavailableError
 
+from .identity import MANAGED_IDENTITY, ManagedIdentity, client_credential, credential_kind
 from .settings import Settings
 
+# What to fix when the token endpoint refuses the integration app, by Entra's AADSTS code.
+_REMEDIES = {
+    "AADSTS700016": "BCSYNC_CLIENT_ID is not an application of tenant BCSYNC_TENANT_ID",
+    "AADSTS90002": "BCSYNC_TENANT_ID names no tenant",
+    "AADSTS7000215": "BCSYNC_CLIENT_SECRET is wrong or has expired",
+    "AADSTS700027": "the app registration does not know the certificate in BCSYNC_CLIENT_CERTIFICATE(_PATH): "
+                    "upload its public part to the app registration",
+    "AADSTS700211": "the app registration has no federated credential whose issuer is this tenant's "
+                    "(https://login.microsoftonline.com/<BCSYNC_TENANT_ID>/v2.0)",
+    "AADSTS700213": "the app registration's federated credential must name, as subject, the principal (object) id "
+                    "of the managed identity in BCSYNC_MANAGED_IDENTITY_CLIENT_ID",
+    "AADSTS700212": "BCSYNC_FEDERATED_TOKEN_AUDIENCE must be the audience of the app registration's federated "
+                    "credential (api://AzureADTokenExchange unless changed)",
+    "AADSTS700024": "the managed identity's token had expired when it reached Entra ID: check the clock and the "
+                    "identity endpoint (BCSYNC_MANAGED_IDENTITY_CLIENT_ID)",
+}
 
-def confidential_client(settings: Settings, session: requests.Session) -> msal.ConfidentialClientApplication:
+
+def confidential_client(settings: Settings, session: requests.Session,
+                        managed_identity: Callable[[str | None, str], ManagedIdentity]) -> msal.ConfidentialClientApplication:
     settings.require("tenant_id", "client_id")
-    if settings.client_secret:
-        credential: str | dict = settings.client_secret
-    elif settings.certificate_path and settings.certificate_thumbprint:
-        path = Path(settings.certificate_path)
-        if not path.is_file():
-            raise ConfigurationError(f"Certificate file {path} (BCSYNC_CLIENT_CERTIFICATE_PATH) does not exist.")
-        credential = {"private_key": path.read_text(), "thumbprint": settings.certificate_thumbprint}
-    else:
-        raise ConfigurationError("Set BCSYNC_CLIENT_SECRET, or BCSYNC_CLIENT_CERTIFICATE_PATH and "
-                                 "BCSYNC_CLIENT_CERTIFICATE_THUMBPRINT.")
+    credential = client_credential(settings, managed_identity)
     authority = f"{settings.authority_host.rstrip('/')}/{settings.tenant_id}"
     is_public_cloud = settings.authority_host.rstrip("/") == "https://login.microsoftonline.com"
     try:
@@ -47,9 +58,11 @@ class SignIn:
     """The integration user's confidential client, created on first use (MSAL contacts the
     authority when it is built) and shared by every resource."""
 
-    def __init__(self, settings: Settings, session: requests.Session):
+    def __init__(self, settings: Settings, session: requests.Session,
+                 managed_identity: Callable[[str | None, str], ManagedIdentity]):
         self.settings = settings
         self.session = session
+        self.managed_identity = managed_identity
         self._app: msal.ConfidentialClientApplication | None = None
         self.lock = threading.Lock()
 
@@ -57,7 +70,7 @@ class SignIn:
     def app(self) -> msal.ConfidentialClientApplication:
         with self.lock:
             if self._app is None:
-                self._app = confidential_client(self.settings, self.session)
+                self._app = confidential_client(self.settings, self.session, self.managed_identity)
             return self._app
 
     def tokens_for(self, scope: str) -> "TokenProvider":
@@ -86,4 +99,8 @@ class TokenProvider:
         description = result.get("error_description", "")
         if error in ("temporarily_unavailable", "server_error"):
             raise ServiceUnavailableError(f"Token endpoint: {error}: {description}")
-        raise AuthenticationError(f"Could not sign in for {self.scope}: {error}: {description}", code=error)
+        remedy = next((text for code, text in _REMEDIES.items() if description.startswith(code)), None)
+        how = credential_kind(self.sign_in.settings)
+        raise AuthenticationError(f"Could not sign in for {self.scope} (credential: {how}"
+                                  + (", a federated credential trusting the managed identity" if how == MANAGED_IDENTITY else "")
+                                  + f"): {error}: {description}" + (f" Fix: {remedy}." if remedy else ""), code=error)

@@ -10,25 +10,21 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.queue import (
-    QueueClient,
-    TextBase64DecodePolicy,
-    TextBase64EncodePolicy,
-)
+from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from sync.runs import JobMessage
 
-from .storage import storage_errors
+from .storage import StorageAccount, storage_errors
 
 MESSAGE_TTL_SECONDS = -1  # never expire: a run must not silently lose a job
 
 
 class StorageJobQueue:
-    def __init__(self, connection_string: str, queue_name: str):
+    def __init__(self, account: StorageAccount, queue_name: str):
+        self.account = account
         self.name = queue_name
-        self.client = QueueClient.from_connection_string(
-            connection_string, queue_name,
-            message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy())
+        self.client = account.queue_client(queue_name, message_encode_policy=TextBase64EncodePolicy(),
+                                           message_decode_policy=TextBase64DecodePolicy())
         self._ready = False
 
     def _ensure(self) -> None:
@@ -60,6 +56,10 @@ class StorageJobQueue:
                 self.client.delete_message(delivery.id, delivery.pop_receipt)
             except ResourceNotFoundError:
                 pass  # its visibility ran out and another worker took it; that worker deletes it
+
+    def poison_queue(self) -> "StorageJobQueue":
+        """Where the host (and the local worker) moves a message that failed too often."""
+        return StorageJobQueue(self.account, f"{self.name}-poison")
 
     def move_to_poison(self, delivery: "Delivery", poison: "StorageJobQueue") -> None:
         poison._ensure()

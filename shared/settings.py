@@ -185,11 +185,9 @@ class Settings:
         if missing:
             raise ConfigurationError("Missing setting(s): " + ", ".join(missing) + ". See the README's configuration table.")
 
-    def check_credentials(self) -> None:
+    def check_services(self) -> None:
+        """What reaching Dataverse and Business Central needs (the credential is checked on sign-in)."""
         self.require("tenant_id", "client_id", "dataverse_url", "bc_url", "bc_company_id")
-        if not self.client_secret and not (self.certificate_path and self.certificate_thumbprint):
-            raise ConfigurationError("Set BCSYNC_CLIENT_SECRET, or BCSYNC_CLIENT_CERTIFICATE_PATH and "
-                                     "BCSYNC_CLIENT_CERTIFICATE_THUMBPRINT.")
 
 
 def _boolean(raw: str) -> bool:

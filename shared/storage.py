@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Sequence
 
@@ -33,10 +34,11 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.storage.queue import QueueClient
 
 from sync.config import MappingOverride
 from sync.engine import Counts, JobMode
-from sync.errors import ConcurrencyError, ServiceUnavailableError
+from sync.errors import AuthenticationError, ConcurrencyError, ServiceUnavailableError
 from sync.model import Direction, Side
 from sync.ports import Clock, Coupling, RecordFailure
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
@@ -69,11 +71,58 @@ class _RequestCounter(SansIOHTTPPolicy):
         self.count += 1
 
 
+class _Refusals(SansIOHTTPPolicy):
+    """A 401 or 403 from storage is a credential problem, terminal, and the message says what to fix
+    (the SDK's own bearer-token policy has already tried a fresh token by then)."""
+
+    def __init__(self, hint: str):
+        self.hint = hint
+
+    def on_response(self, request, response):
+        status = response.http_response.status_code
+        if status in (401, 403):
+            code = response.http_response.headers.get("x-ms-error-code") or response.http_response.reason
+            raise AuthenticationError(f"Azure Storage refused bcsync (HTTP {status} {code})"
+                                      + (f": {self.hint}." if self.hint else "."), code=str(code or ""), status=status)
+
+
+@dataclass(frozen=True)
+class StorageAccount:
+    """Where the storage account is and how bcsync proves itself to it: a connection string (an account
+    key), or table and queue endpoints with a token credential. `hint` says what to fix when the account
+    refuses us; shared/identity.py builds this from the settings."""
+
+    connection_string: str | None = None
+    table_url: str | None = None
+    queue_url: str | None = None
+    credential: Any = None
+    ca_bundle: str | None = None
+    hint: str = ""
+
+    def _options(self, policies: Sequence[SansIOHTTPPolicy]) -> dict:
+        options: dict[str, Any] = {"per_call_policies": [_Refusals(self.hint), *policies]}
+        if self.ca_bundle:
+            options["connection_verify"] = self.ca_bundle  # a test CA; passed per client so no env var overrides it
+        return options
+
+    def table_client(self, table: str, *policies: SansIOHTTPPolicy) -> TableClient:
+        options = self._options(policies)
+        if self.connection_string:
+            return TableClient.from_connection_string(self.connection_string, table, **options)
+        return TableClient(self.table_url, table, credential=self.credential, **options)
+
+    def queue_client(self, queue: str, **kwargs) -> QueueClient:
+        options = {**self._options(()), **kwargs}
+        if self.connection_string:
+            return QueueClient.from_connection_string(self.connection_string, queue, **options)
+        return QueueClient(self.queue_url, queue, credential=self.credential, **options)
+
+
 class TableStorage:
     """The storage account: creates the tables once and hands out table clients."""
 
-    def __init__(self, connection_string: str, prefix: str = "bcsync"):
-        self.connection_string = connection_string
+    def __init__(self, account: StorageAccount, prefix: str = "bcsync"):
+        self.account = account
         self._counter = _RequestCounter()
         self.prefix = prefix
         self._tables: dict[str, TableClient] = {}
@@ -88,8 +137,7 @@ class TableStorage:
         full = f"{self.prefix}{name}"
         with self._lock:
             if full not in self._tables:
-                client = TableClient.from_connection_string(self.connection_string, full,
-                                                            per_call_policies=[self._counter])
+                client = self.account.table_client(full, self._counter)
                 with storage_errors():
                     try:
                         client.create_table()

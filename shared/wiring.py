@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from sync import availability, config, coupling, failures, orders
@@ -22,6 +22,7 @@ from sync.schedule import schedule_status
 from . import businesscentral, dataverse
 from .auth import SignIn
 from .http import ApiClient, VerifyingSession
+from .identity import ManagedIdentity, storage_account
 from .queue import StorageJobQueue
 from .settings import Settings
 from .storage import (
@@ -30,6 +31,7 @@ from .storage import (
     MappingConfigTable,
     RunTable,
     StateTable,
+    StorageAccount,
     TableStorage,
 )
 
@@ -53,15 +55,27 @@ MAX_REPORTED_FAILURES = 200
 class Services:
     settings: Settings
     clock: Clock
+    _identities: dict[str | None, ManagedIdentity] = field(default_factory=dict, init=False, repr=False)
 
     @cached_property
     def session(self) -> VerifyingSession:
         return VerifyingSession(self.settings.ca_bundle)
 
+    def managed_identity(self, client_id: str | None, setting: str) -> ManagedIdentity:
+        """One MSAL managed-identity client per identity, shared by storage, sign-in and telemetry."""
+        key = client_id or None
+        if key not in self._identities:
+            self._identities[key] = ManagedIdentity(key, self.session)
+        self._identities[key].settings.add(setting)
+        return self._identities[key]
+
+    @cached_property
+    def storage_account(self) -> StorageAccount:
+        return storage_account(self.settings, self.managed_identity)
+
     @cached_property
     def storage(self) -> TableStorage:
-        self.settings.require("storage_connection")
-        return TableStorage(self.settings.storage_connection, self.settings.table_prefix)
+        return TableStorage(self.storage_account, self.settings.table_prefix)
 
     @cached_property
     def couplings(self) -> CouplingTable:
@@ -81,8 +95,7 @@ class Services:
 
     @cached_property
     def queue(self) -> StorageJobQueue:
-        self.settings.require("storage_connection")
-        return StorageJobQueue(self.settings.storage_connection, self.settings.queue_name)
+        return StorageJobQueue(self.storage_account, self.settings.queue_name)
 
     @cached_property
     def mapping_config(self) -> MappingConfigTable:
@@ -94,7 +107,7 @@ class Services:
 
     @cached_property
     def sign_in(self) -> SignIn:
-        return SignIn(self.settings, self.session)
+        return SignIn(self.settings, self.session, self.managed_identity)
 
     def _api(self, service: str, base_url: str, scope: str, parse_error) -> ApiClient:
         s = self.settings
@@ -104,13 +117,13 @@ class Services:
 
     @cached_property
     def dataverse(self) -> dataverse.DataverseClient:
-        self.settings.check_credentials()
+        self.settings.check_services()
         url = self.settings.dataverse_url.rstrip("/")
         return dataverse.DataverseClient(self._api("Dataverse", url, f"{url}/.default", dataverse.parse_error))
 
     @cached_property
     def business_central(self) -> businesscentral.BusinessCentralClient:
-        self.settings.check_credentials()
+        self.settings.check_services()
         api = self._api("Business Central", self.settings.bc_url, self.settings.bc_scope, businesscentral.parse_error)
         return businesscentral.BusinessCentralClient(api, self.settings.bc_company_id)
 

@@ -22,7 +22,16 @@ from .businesscentral import BusinessCentralSimulator
 from .dataverse import DataverseSimulator
 from .http import SimServer
 from .tls import LocalCA
-from .token import Client, TokenIssuer, TokenServer, User
+from .token import (
+    TOKEN_EXCHANGE_AUDIENCE,
+    Client,
+    FederatedCredential,
+    ManagedIdentity,
+    ManagedIdentityServer,
+    TokenIssuer,
+    TokenServer,
+    User,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -40,10 +49,12 @@ class Ports:
     token: int = 0
     dataverse: int = 0
     business_central: int = 0
+    identity: int = 0
 
     @classmethod
     def documented(cls) -> "Ports":
-        return cls(blob=10000, queue=10001, table=10002, token=7443, dataverse=7444, business_central=7445)
+        return cls(blob=10000, queue=10001, table=10002, token=7443, dataverse=7444, business_central=7445,
+                   identity=7446)
 
 
 def free_port() -> int:
@@ -52,19 +63,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def azurite_connection_string(blob: int, queue: int, table: int) -> str:
-    return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{blob}/{AZURITE_ACCOUNT};"
-            f"QueueEndpoint=http://127.0.0.1:{queue}/{AZURITE_ACCOUNT};"
-            f"TableEndpoint=http://127.0.0.1:{table}/{AZURITE_ACCOUNT};")
+def azurite_connection_string(blob: int, queue: int, table: int, scheme: str = "http") -> str:
+    return (f"DefaultEndpointsProtocol={scheme};AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint={scheme}://127.0.0.1:{blob}/{AZURITE_ACCOUNT};"
+            f"QueueEndpoint={scheme}://127.0.0.1:{queue}/{AZURITE_ACCOUNT};"
+            f"TableEndpoint={scheme}://127.0.0.1:{table}/{AZURITE_ACCOUNT};")
 
 
 class Azurite:
-    """The pinned Azurite from node_modules, in memory, as a child process."""
+    """The pinned Azurite from node_modules, in memory, as a child process.
 
-    def __init__(self, ports: Ports, log_file: Path):
+    With `tls` (certificate and key files) it serves HTTPS and accepts OAuth bearer tokens besides the
+    account key (`--oauth basic`: issuer, audience and expiry are checked, signatures are not)."""
+
+    def __init__(self, ports: Ports, log_file: Path, tls: tuple[Path, Path] | None = None):
         self.ports = ports
         self.log_file = log_file
+        self.tls = tls
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Azurite":
@@ -79,7 +94,8 @@ class Azurite:
             [str(binary), "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--silent",
              "--blobHost", "127.0.0.1", "--blobPort", str(self.ports.blob),
              "--queueHost", "127.0.0.1", "--queuePort", str(self.ports.queue),
-             "--tableHost", "127.0.0.1", "--tablePort", str(self.ports.table)],
+             "--tableHost", "127.0.0.1", "--tablePort", str(self.ports.table),
+             *(["--oauth", "basic", "--cert", str(self.tls[0]), "--key", str(self.tls[1])] if self.tls else [])],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         deadline = time.monotonic() + 30
         for port in (self.ports.queue, self.ports.table):
@@ -97,7 +113,12 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        return azurite_connection_string(self.ports.blob, self.ports.queue, self.ports.table)
+        return azurite_connection_string(self.ports.blob, self.ports.queue, self.ports.table,
+                                         "https" if self.tls else "http")
+
+    def service_uri(self, service: str) -> str:
+        """`https://127.0.0.1:<port>/devstoreaccount1`: what AzureWebJobsStorage__<service>ServiceUri names."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{getattr(self.ports, service)}/{AZURITE_ACCOUNT}"
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -120,6 +141,9 @@ class Identities:
     user_object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     user_systemuser_id: str = ""
     public_client_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # the app Sam signs in with
+    # the function app's user-assigned managed identity, trusted by the integration app's federated credential
+    managed_identity: ManagedIdentity = field(default_factory=ManagedIdentity)
+    identity_header: str = field(default_factory=lambda: uuid.uuid4().hex)  # what the platform puts in IDENTITY_HEADER
 
 
 class LocalStack:
@@ -133,6 +157,8 @@ class LocalStack:
         self.dataverse = DataverseSimulator(self.issuer)
         self.business_central = BusinessCentralSimulator(self.issuer, tenant_id=self.issuer.tenant_id)
         self.azurite = Azurite(self.ports, self.folder / "azurite.log") if with_azurite else None
+        self.secure_azurite: Azurite | None = None
+        self.managed_identity_endpoint = ManagedIdentityServer(self.issuer, self.ids.identity_header)
         self.servers: list[SimServer] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -145,10 +171,15 @@ class LocalStack:
         self.issuer.base_url = token.url
         dv = SimServer(self.dataverse.app, self.ports.dataverse, context).start()
         bc = SimServer(self.business_central.app, self.ports.business_central, context).start()
-        self.servers = [token, dv, bc]
+        identity = SimServer(self.managed_identity_endpoint, self.ports.identity).start()  # plain HTTP, as in Azure
+        self.servers = [token, dv, bc, identity]
         self.token_url, self.dataverse_url, self.bc_server_url = token.url, dv.url, bc.url
-        self.issuer.add_client(Client(self.ids.integration_client_id, secret=self.ids.integration_secret,
-                                      name="bcsync integration"))
+        self.identity_url = f"{identity.url}/msi/token"
+        self.issuer.add_managed_identity(self.ids.managed_identity)
+        self.issuer.add_client(Client(
+            self.ids.integration_client_id, secret=self.ids.integration_secret, name="bcsync integration",
+            federated=[FederatedCredential(self.issuer.issuer, self.ids.managed_identity.principal_id,
+                                           TOKEN_EXCHANGE_AUDIENCE)]))
         self.issuer.add_user(User(self.ids.user_name, self.ids.user_password, object_id=self.ids.user_object_id,
                                   name="Sam Sales"))
         self.reset()
@@ -157,8 +188,15 @@ class LocalStack:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
-        if self.azurite:
-            self.azurite.stop()
+        for azurite in (self.azurite, self.secure_azurite):
+            if azurite:
+                azurite.stop()
+
+    def start_secure_storage(self) -> Azurite:
+        """A second Azurite over HTTPS that accepts bearer tokens, for the secretless path (started once)."""
+        if self.secure_azurite is None:
+            self.secure_azurite = Azurite(Ports(), self.folder / "azurite-oauth.log", tls=self.ca.server_files()).start()
+        return self.secure_azurite
 
     def reset(self) -> None:
         """Both services back to an empty org/company with only the identities set up."""
@@ -203,9 +241,37 @@ class LocalStack:
             "BCSYNC_BC_COMPANY_ID": self.business_central.company_id,
             "BCSYNC_BC_SCOPE": f"{BC_AUDIENCE}/.default",
             "BCSYNC_CA_BUNDLE": str(self.ca.ca_file),
+            # the Functions host resolves %BCSYNC_SCHEDULE% and %BCSYNC_QUEUE_NAME% in the bindings from the
+            # settings alone (code defaults do not apply there), so `func start` needs them written out
+            "BCSYNC_SCHEDULE": "0 */5 * * * *",
+            "BCSYNC_QUEUE_NAME": "bcsync-jobs",
         }
         values.update(overrides)
         return values
+
+    def secretless_settings_values(self, **overrides: str) -> dict[str, str]:
+        """Settings with no secret and no storage key: storage over HTTPS with the managed identity's tokens,
+        and the integration app signed in through its federated credential. The process also needs
+        `identity_environment()`, which the platform sets in Azure."""
+        storage = self.start_secure_storage()
+        client_id = self.ids.managed_identity.client_id
+        values = {k: v for k, v in self.settings_values().items()
+                  if k not in ("AzureWebJobsStorage", "BCSYNC_CLIENT_SECRET")}
+        values.update({
+            "AzureWebJobsStorage__tableServiceUri": storage.service_uri("table"),
+            "AzureWebJobsStorage__queueServiceUri": storage.service_uri("queue"),
+            "AzureWebJobsStorage__blobServiceUri": storage.service_uri("blob"),
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": client_id,
+            "BCSYNC_CLIENT_CREDENTIAL": "managedidentity",
+            "BCSYNC_MANAGED_IDENTITY_CLIENT_ID": client_id,
+        })
+        values.update(overrides)
+        return values
+
+    def identity_environment(self) -> dict[str, str]:
+        """What App Service / Functions sets in the environment of a process with a managed identity."""
+        return {"IDENTITY_ENDPOINT": self.identity_url, "IDENTITY_HEADER": self.ids.identity_header}
 
     def user_token(self, resource: str) -> str:
         """A token for the ordinary user (password grant, as a person signing in)."""
@@ -229,4 +295,7 @@ class LocalStack:
             "user": {"name": self.ids.user_name, "password": self.ids.user_password,
                      "public_client_id": self.ids.public_client_id, "systemuserid": self.ids.user_systemuser_id},
             "ca_file": str(self.ca.ca_file),
+            "managed_identity": {"endpoint": self.identity_url, "client_id": self.ids.managed_identity.client_id,
+                                 "principal_id": self.ids.managed_identity.principal_id,
+                                 "identity_header": self.ids.identity_header},
         }

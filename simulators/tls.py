@@ -29,6 +29,14 @@ class LocalCA:
         self._server.configure_cert(ctx)
         return ctx
 
+    def server_files(self) -> tuple[Path, Path]:
+        """The server certificate (with its chain) and key as PEM files, for servers that read files (Azurite)."""
+        cert, key = self.folder / "server.pem", self.folder / "server-key.pem"
+        if not cert.exists():
+            cert.write_bytes(b"".join(blob.bytes() for blob in self._server.cert_chain_pems))
+            self._server.private_key_pem.write_to_path(str(key))
+        return cert, key
+
     def combined_bundle(self) -> Path:
         """The system trust store plus this CA, for tools that only read REQUESTS_CA_BUNDLE."""
         import certifi  # requests depends on certifi, so it is always present

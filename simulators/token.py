@@ -1,10 +1,16 @@
-"""Entra ID (Azure AD) token endpoint simulator.
+"""Entra ID (Azure AD) token endpoint simulator, and the managed-identity endpoint of a function app.
 
 Speaks enough of the v2.0 endpoint for the real MSAL: the tenant's OpenID configuration, the token
-endpoint for the client-credentials grant (client secret or certificate assertion) and the
+endpoint for the client-credentials grant (client secret, certificate assertion, or a federated
+assertion: another identity's token that the app registration's federated credential trusts) and the
 resource-owner password grant (an ordinary user), the user realm lookup MSAL does before a password
 grant, and the signing keys. Access tokens are RS256 JWTs with audience, expiry, tenant, app id and
 object id. `TokenValidator` is what the resource simulators use to check a bearer token.
+
+`ManagedIdentityServer` is the App Service / Functions identity endpoint (IDENTITY_ENDPOINT, checked
+with the X-IDENTITY-HEADER secret) that MSAL's ManagedIdentityClient calls. As in Azure, a token for
+storage is a v1 token (issuer https://sts.windows.net/<tenant>/), which is what Azurite accepts; other
+resources get v2 tokens from the tenant's issuer.
 """
 
 from __future__ import annotations
@@ -26,23 +32,47 @@ from werkzeug.wrappers import Request, Response
 from .http import json_response
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+# Resources whose tokens are v1 (Azure Storage accepts v1 tokens only; Azurite checks the v1 issuer).
+V1_RESOURCES = frozenset({"https://storage.azure.com"})
+
+
+@dataclass(frozen=True)
+class FederatedCredential:
+    """What an app registration trusts instead of a secret: tokens from `issuer` about `subject`
+    (for a managed identity, its principal id) with `audience`."""
+
+    issuer: str
+    subject: str
+    audience: str = TOKEN_EXCHANGE_AUDIENCE
 
 
 @dataclass
 class Client:
-    """An app registration: client id, its secret and/or certificate, and its service principal."""
+    """An app registration: client id, its secret, certificate and/or federated credentials, and its
+    service principal."""
 
     client_id: str
     secret: str | None = None
     certificate_pem: bytes | None = None
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     name: str = ""
+    federated: list[FederatedCredential] = field(default_factory=list)
 
     def thumbprint(self) -> str | None:
         if not self.certificate_pem:
             return None
         cert = x509.load_pem_x509_certificate(self.certificate_pem)
         return cert.fingerprint(cert.signature_hash_algorithm.__class__()).hex().upper()
+
+
+@dataclass
+class ManagedIdentity:
+    """A managed identity assigned to the function app: user-assigned ones have a client id of their own."""
+
+    client_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    principal_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    system_assigned: bool = False
 
 
 @dataclass
@@ -67,6 +97,7 @@ class TokenIssuer:
         ).hexdigest()[:16]
         self.clients: dict[str, Client] = {}
         self.users: dict[str, User] = {}
+        self.managed_identities: list[ManagedIdentity] = []
         self.base_url = ""  # set once the server knows its port
         self.issued = 0
 
@@ -74,9 +105,17 @@ class TokenIssuer:
     def issuer(self) -> str:
         return f"{self.base_url}/{self.tenant_id}/v2.0"
 
+    @property
+    def v1_issuer(self) -> str:
+        return f"https://sts.windows.net/{self.tenant_id}/"
+
     def add_client(self, client: Client) -> Client:
         self.clients[client.client_id] = client
         return client
+
+    def add_managed_identity(self, identity: ManagedIdentity) -> ManagedIdentity:
+        self.managed_identities.append(identity)
+        return identity
 
     def add_user(self, user: User) -> User:
         self.users[user.username.lower()] = user
@@ -88,20 +127,22 @@ class TokenIssuer:
     def sign(self, claims: dict) -> str:
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.key_id})
 
-    def access_token(self, audience: str, *, app_id: str, object_id: str, extra: dict | None = None) -> str:
+    def access_token(self, audience: str, *, app_id: str, object_id: str, extra: dict | None = None,
+                     v1: bool = False, lifetime_seconds: int | None = None) -> str:
         now = int(time.time())
+        lifetime = self.lifetime_seconds if lifetime_seconds is None else lifetime_seconds
         claims = {
             "aud": audience,
-            "iss": self.issuer,
-            "iat": now,
-            "nbf": now,
-            "exp": now + self.lifetime_seconds,
+            "iss": self.v1_issuer if v1 else self.issuer,
+            "iat": min(now, now + lifetime),
+            "nbf": min(now, now + lifetime),
+            "exp": now + lifetime,
             "tid": self.tenant_id,
             "appid": app_id,
             "azp": app_id,
             "oid": object_id,
             "sub": object_id,
-            "ver": "2.0",
+            "ver": "1.0" if v1 else "2.0",
         }
         claims.update(extra or {})
         self.issued += 1
@@ -211,8 +252,12 @@ class TokenServer:
             if client.secret is None or form["client_secret"] != client.secret:
                 raise TokenError(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
             return client
-        if form.get("client_assertion_type") == ASSERTION_TYPE and client.certificate_pem:
-            self._verify_assertion(client, form.get("client_assertion", ""))
+        if form.get("client_assertion_type") == ASSERTION_TYPE:
+            assertion = form.get("client_assertion", "")
+            if _unverified_claims(assertion).get("iss") == client.client_id and client.certificate_pem:
+                self._verify_assertion(client, assertion)
+            else:
+                self._verify_federated(client, assertion)
             return client
         raise TokenError(401, "invalid_client", "AADSTS7000216: 'client_assertion' or 'client_secret' is required.")
 
@@ -225,6 +270,83 @@ class TokenServer:
             raise TokenError(401, "invalid_client", f"AADSTS700027: Client assertion failed signature validation. {exc}")
         if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
             raise TokenError(401, "invalid_client", "AADSTS700023: Client assertion issuer or subject does not match the client id.")
+
+    def _verify_federated(self, client: Client, assertion: str) -> None:
+        """A token from a trusted issuer (here: this tenant's own, for a managed identity) stands in for
+        a secret when a federated credential of the app names its issuer, subject and audience."""
+        claims = _unverified_claims(assertion)
+        issuer, subject, audience = claims.get("iss"), claims.get("sub"), claims.get("aud")
+        trusted = [f for f in client.federated if f.issuer == issuer]
+        if not trusted:
+            raise TokenError(401, "invalid_client", "AADSTS700211: No matching federated identity record found for "
+                                                    f"presented assertion issuer '{issuer}'.")
+        trusted = [f for f in trusted if f.subject == subject]
+        if not trusted:
+            raise TokenError(401, "invalid_client", "AADSTS700213: No matching federated identity record found for "
+                                                    f"presented assertion subject '{subject}'.")
+        if not any(f.audience == audience for f in trusted):
+            raise TokenError(401, "invalid_client", "AADSTS700212: No matching federated identity record found for "
+                                                    f"presented assertion audience '{audience}'.")
+        try:
+            jwt.decode(assertion, self.issuer.public_key(), algorithms=["RS256"], audience=audience, issuer=issuer)
+        except jwt.ExpiredSignatureError:
+            raise TokenError(401, "invalid_client", "AADSTS700024: Client assertion is not within its valid time range.")
+        except jwt.PyJWTError as exc:
+            raise TokenError(401, "invalid_client", f"AADSTS700027: Client assertion failed signature validation. {exc}")
+
+
+def _unverified_claims(assertion: str) -> dict:
+    try:
+        return jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise TokenError(400, "invalid_request", "AADSTS50027: JWT token is invalid or malformed.") from None
+
+
+class ManagedIdentityServer:
+    """WSGI app of the App Service / Functions managed-identity endpoint (plain HTTP on loopback, as
+    the platform serves it inside the sandbox): GET ?api-version=2019-08-01&resource=...[&client_id=...]
+    with the X-IDENTITY-HEADER secret."""
+
+    API_VERSION = "2019-08-01"
+
+    def __init__(self, issuer: TokenIssuer, header_secret: str):
+        self.issuer = issuer
+        self.header_secret = header_secret
+        self.lifetime_seconds: int | None = None  # tests set a negative one to hand out expired tokens
+        self.issued = 0
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        response = self._token(request) if request.method == "GET" else \
+            json_response({"statusCode": 405, "message": "Only GET is supported."}, 405)
+        return response(environ, start_response)
+
+    def _token(self, request: Request) -> Response:
+        if request.headers.get("X-IDENTITY-HEADER") != self.header_secret:
+            return json_response({"statusCode": 401, "message": "X-IDENTITY-HEADER is missing or wrong."}, 401)
+        if request.args.get("api-version") != self.API_VERSION:
+            return json_response({"statusCode": 400, "message": f"api-version must be {self.API_VERSION}."}, 400)
+        resource = (request.args.get("resource") or "").rstrip("/")
+        if not resource:
+            return json_response({"statusCode": 400, "message": "The resource parameter is required."}, 400)
+        identity = self._identity(request.args.get("client_id"))
+        if identity is None:
+            return json_response({"statusCode": 400, "message": "No managed identity with client id "
+                                  f"'{request.args.get('client_id') or '(system-assigned)'}' is assigned to this app."}, 400)
+        v1 = resource in V1_RESOURCES
+        token = self.issuer.access_token(resource, app_id=identity.client_id, object_id=identity.principal_id,
+                                         extra={"idtyp": "app", "xms_mirid": "/managedIdentity"}, v1=v1,
+                                         lifetime_seconds=self.lifetime_seconds)
+        self.issued += 1
+        claims = jwt.decode(token, options={"verify_signature": False})
+        return json_response({"access_token": token, "expires_on": str(claims["exp"]), "resource": resource,
+                              "token_type": "Bearer", "client_id": identity.client_id})
+
+    def _identity(self, client_id: str | None) -> ManagedIdentity | None:
+        for identity in self.issuer.managed_identities:
+            if (client_id and identity.client_id == client_id) or (not client_id and identity.system_assigned):
+                return identity
+        return None
 
 
 class TokenValidator:

@@ -13,7 +13,6 @@ import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
-from azure.storage.queue import QueueClient
 
 import function_app
 from shared.settings import Settings
@@ -35,7 +34,7 @@ def services(isolated, monkeypatch):
 
 def deliver_all(services, limit=50):
     """Do what the host does: take raw messages, base64-decode them, call the queue trigger."""
-    raw = QueueClient.from_connection_string(services.settings.storage_connection, services.settings.queue_name)
+    raw = services.storage_account.queue_client(services.settings.queue_name)
     trigger = user_function("run_job")
     delivered = 0
     for _ in range(limit):
