@@ -3,11 +3,15 @@ the services and shapes the answer; the work itself lives in sync/ (domain) and 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 
 import azure.functions as func
 
+from shared.access import ENTRA, Access, auth_mode, authorise
+from shared.settings import Settings
 from shared.wiring import Services, build_services
 from sync import coupling, failures
 from sync.errors import ConcurrencyError, ConfigurationError, RecordError, SyncError
@@ -26,6 +30,35 @@ def services() -> Services:
     if _services is None:
         _services = build_services()
     return _services
+
+
+def _startup_auth_mode() -> str:
+    """BCSYNC_HTTP_AUTH as the host indexes the functions; unreadable settings keep the stricter keys."""
+    try:
+        return auth_mode(Settings.load())
+    except ConfigurationError:
+        return "keys"
+
+
+AUTH_MODE = _startup_auth_mode()
+
+
+def route(path: str, methods: list[str], access: Access):
+    """An HTTP route that reads or changes. In keys mode the host enforces the key level (function
+    key to read, master key to change); in entra mode every caller's app roles are checked here,
+    before anything is read or written."""
+    level = func.AuthLevel.ANONYMOUS if AUTH_MODE == ENTRA else \
+        func.AuthLevel.FUNCTION if access is Access.READ else func.AuthLevel.ADMIN
+
+    def decorate(handler):
+        @functools.wraps(handler)
+        def guarded(req: func.HttpRequest) -> func.HttpResponse:
+            refusal = authorise(AUTH_MODE, access, req.headers, services().settings, os.environ)
+            if refusal:
+                return _problem(refusal.status, refusal.message)
+            return handler(req)
+        return app.route(route=path, methods=methods, auth_level=level)(guarded)
+    return decorate
 
 
 def _json(body, status: int = 200, headers: dict | None = None) -> func.HttpResponse:
@@ -49,7 +82,7 @@ def run_job(msg: func.QueueMessage) -> None:
     services().handle_message(msg.get_body().decode("utf-8"))
 
 
-@app.route(route="fullsync", methods=["POST"])
+@route("fullsync", ["POST"], Access.CHANGE)
 def start_full_sync(req: func.HttpRequest) -> func.HttpResponse:
     try:
         body = req.get_json() if req.get_body() else {}
@@ -67,7 +100,7 @@ def start_full_sync(req: func.HttpRequest) -> func.HttpResponse:
                  headers={"Location": status_url})
 
 
-@app.route(route="runs/{run_id}", methods=["GET"])
+@route("runs/{run_id}", ["GET"], Access.READ)
 def run_status(req: func.HttpRequest) -> func.HttpResponse:
     report = services().report(req.route_params.get("run_id"))
     if report is None:
@@ -75,7 +108,7 @@ def run_status(req: func.HttpRequest) -> func.HttpResponse:
     return _json(report.to_dict())
 
 
-@app.route(route="runs", methods=["GET"])
+@route("runs", ["GET"], Access.READ)
 def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     """The job log: the latest runs (?limit=20) with every job's counts and timings (?mapping= filters)."""
     try:
@@ -86,30 +119,33 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"runs": [report.to_dict() for report in reports]})
 
 
-@app.route(route="mappings", methods=["GET"])
+@route("mappings", ["GET"], Access.READ)
 def list_mappings(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"mappings": services().mappings()})
 
 
-@app.route(route="mappings/{name}", methods=["GET", "PATCH"])
+@route("mappings/{name}", ["GET"], Access.READ)
 def mapping(req: func.HttpRequest) -> func.HttpResponse:
     name = req.route_params.get("name", "")
+    found = next((m for m in services().mappings() if m["name"] == name), None)
+    return _json(found) if found else _problem(404, f"There is no table mapping named {name}.")
+
+
+@route("mappings/{name}", ["PATCH"], Access.CHANGE)
+def change_mapping(req: func.HttpRequest) -> func.HttpResponse:
     try:
-        if req.method == "GET":
-            found = next((m for m in services().mappings() if m["name"] == name), None)
-            return _json(found) if found else _problem(404, f"There is no table mapping named {name}.")
-        try:
-            changes = req.get_json()
-        except ValueError:
-            return _problem(400, "The body must be a JSON object of settings to change.")
-        if not isinstance(changes, dict):
-            return _problem(400, "The body must be a JSON object of settings to change.")
-        return _json(services().set_mapping(name, changes))
+        changes = req.get_json()
+    except ValueError:
+        changes = None
+    if not isinstance(changes, dict):
+        return _problem(400, "The body must be a JSON object of settings to change.")
+    try:
+        return _json(services().set_mapping(req.route_params.get("name", ""), changes))
     except ConfigurationError as exc:
         return _problem(400, exc.message)
 
 
-@app.route(route="mappings/{name}/overrides", methods=["DELETE"])
+@route("mappings/{name}/overrides", ["DELETE"], Access.CHANGE)
 def reset_mapping(req: func.HttpRequest) -> func.HttpResponse:
     try:
         return _json(services().reset_mapping(req.route_params.get("name", "")))
@@ -117,14 +153,14 @@ def reset_mapping(req: func.HttpRequest) -> func.HttpResponse:
         return _problem(404, exc.message)
 
 
-@app.route(route="errors", methods=["GET"])
+@route("errors", ["GET"], Access.READ)
 def list_errors(req: func.HttpRequest) -> func.HttpResponse:
     skipped = {"true": True, "false": False}.get((req.params.get("skipped") or "").lower())
     found = services().failures(req.params.get("mapping"), req.params.get("direction"), skipped)
     return _json({"errors": [failures.to_dict(f) for f in found]})
 
 
-@app.route(route="errors/retry", methods=["POST"])
+@route("errors/retry", ["POST"], Access.CHANGE)
 def retry_errors(req: func.HttpRequest) -> func.HttpResponse:
     try:
         body = req.get_json()
@@ -138,33 +174,51 @@ def retry_errors(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"retried": [failures.to_dict(f) for f in done]})
 
 
-@app.route(route="couplings/{mapping}", methods=["GET", "POST", "DELETE"])
-def couplings(req: func.HttpRequest) -> func.HttpResponse:
-    mapping = req.route_params.get("mapping", "")
+def _coupling_problem(exc: ConfigurationError) -> func.HttpResponse:
+    return _problem(404 if "not coupled" in exc.message or "no table mapping" in exc.message else 400, exc.message)
+
+
+@route("couplings/{mapping}", ["GET"], Access.READ)
+def list_couplings(req: func.HttpRequest) -> func.HttpResponse:
     try:
-        if req.method == "GET":
-            found = services().list_couplings(mapping, req.params.get("search"), int(req.params.get("limit", "100")))
-            return _json({"couplings": [coupling.to_dict(c) for c in found]})
-        if req.method == "POST":
-            try:
-                body = req.get_json()
-            except ValueError:
-                body = None
-            if not isinstance(body, dict) or not body.get("bc_id") or not body.get("crm_id"):
-                return _problem(400, 'The body must be {"bc_id": ..., "crm_id": ...}.')
-            return _json(coupling.to_dict(services().couple(mapping, body["bc_id"], body["crm_id"])), 201)
-        bc_id, crm_id = req.params.get("bc"), req.params.get("crm")
-        if bool(bc_id) == bool(crm_id):
-            return _problem(400, "Give ?bc=<id> or ?crm=<id>.")
-        side, record_id = (Side.BC, bc_id) if bc_id else (Side.CRM, crm_id)
-        return _json(coupling.to_dict(services().uncouple(mapping, side, record_id)))
-    except ConfigurationError as exc:
-        return _problem(404 if "not coupled" in exc.message or "no table mapping" in exc.message else 400, exc.message)
+        limit = int(req.params.get("limit", "100"))
     except ValueError:
         return _problem(400, "limit must be a number.")
+    try:
+        found = services().list_couplings(req.route_params.get("mapping", ""), req.params.get("search"), limit)
+    except ConfigurationError as exc:
+        return _coupling_problem(exc)
+    return _json({"couplings": [coupling.to_dict(c) for c in found]})
 
 
-@app.route(route="match/{mapping}", methods=["POST"])
+@route("couplings/{mapping}", ["POST"], Access.CHANGE)
+def couple(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        body = req.get_json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not body.get("bc_id") or not body.get("crm_id"):
+        return _problem(400, 'The body must be {"bc_id": ..., "crm_id": ...}.')
+    try:
+        pair = services().couple(req.route_params.get("mapping", ""), body["bc_id"], body["crm_id"])
+    except ConfigurationError as exc:
+        return _coupling_problem(exc)
+    return _json(coupling.to_dict(pair), 201)
+
+
+@route("couplings/{mapping}", ["DELETE"], Access.CHANGE)
+def uncouple(req: func.HttpRequest) -> func.HttpResponse:
+    bc_id, crm_id = req.params.get("bc"), req.params.get("crm")
+    if bool(bc_id) == bool(crm_id):
+        return _problem(400, "Give ?bc=<id> or ?crm=<id>.")
+    side, record_id = (Side.BC, bc_id) if bc_id else (Side.CRM, crm_id)
+    try:
+        return _json(coupling.to_dict(services().uncouple(req.route_params.get("mapping", ""), side, record_id)))
+    except ConfigurationError as exc:
+        return _coupling_problem(exc)
+
+
+@route("match/{mapping}", ["POST"], Access.CHANGE)
 def match(req: func.HttpRequest) -> func.HttpResponse:
     """Match-based coupling; the body may change the criteria first:
     {"match": {"email": {"priority": 0}}, "create_new_if_no_match": false, "sync_after_coupling": true}."""
@@ -184,7 +238,7 @@ def match(req: func.HttpRequest) -> func.HttpResponse:
                  headers={"Location": status_url})
 
 
-@app.route(route="orders/create", methods=["POST"])
+@route("orders/create", ["POST"], Access.CHANGE)
 def create_orders(req: func.HttpRequest) -> func.HttpResponse:
     """Create submitted Sales orders in Business Central now: {"orders": ["<salesorderid>", ...]}."""
     try:
@@ -204,7 +258,7 @@ def create_orders(req: func.HttpRequest) -> func.HttpResponse:
                  200 if all(r.ok for r in results) else 422)
 
 
-@app.route(route="items/availability", methods=["GET"])
+@route("items/availability", ["GET"], Access.READ)
 def item_availability(req: func.HttpRequest) -> func.HttpResponse:
     """Business Central inventory of a Sales product: ?product=<productid or product number>."""
     product = (req.params.get("product") or "").strip()

@@ -232,6 +232,7 @@ class LocalStack:
         values = {
             "AzureWebJobsStorage": self.storage_connection if self.azurite else "",
             "FUNCTIONS_WORKER_RUNTIME": "python",
+            "FUNCTIONS_EXTENSION_VERSION": "~4",
             "BCSYNC_TENANT_ID": self.issuer.tenant_id,
             "BCSYNC_AUTHORITY_HOST": self.token_url,
             "BCSYNC_CLIENT_ID": self.ids.integration_client_id,

@@ -1,9 +1,14 @@
-"""Helpers for tests that drive real storage."""
+"""Helpers for tests that drive real storage and the function app."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import re
+from urllib.parse import parse_qsl, urlsplit
+
+import azure.functions as func
 
 
 def rewind_schedules(services, minutes: float) -> None:
@@ -12,3 +17,56 @@ def rewind_schedules(services, minutes: float) -> None:
         if schedule.last_run_at is not None:
             services.state.save_schedule(mapping, dataclasses.replace(
                 schedule, last_run_at=schedule.last_run_at - dt.timedelta(minutes=minutes)))
+
+
+_indexed: dict[int, tuple] = {}
+
+
+def functions_of(app) -> list:
+    """`app.get_functions()`, which may run once per app (as the host indexes once): later calls refuse
+    the names already seen."""
+    if id(app) not in _indexed:
+        _indexed[id(app)] = (app, app.get_functions())  # keep the app alive so its id is not reused
+    return _indexed[id(app)][1]
+
+
+class FunctionsHost:
+    """Routes HTTP requests to the app's functions the way the Functions host does: by method and
+    route template (`api/` prefix, `{name}` parameters), enforcing each function's key level.
+
+    Core Tools cannot run here, so this stands in for the host's routing and key checks; the function
+    bodies, bindings and auth levels are the app's own. `keys` play the host's function and master keys.
+    """
+
+    FUNCTION_KEY, MASTER_KEY = "function-key", "master-key"
+
+    def __init__(self, app):
+        self.routes = []
+        for f in functions_of(app):
+            if f.is_http_function():
+                trigger = f.get_trigger().get_dict_repr()
+                pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", trigger["route"])
+                self.routes.append((re.compile(f"^/api/{pattern}$"), {str(getattr(m, "value", m)) for m in trigger["methods"]},
+                                    str(getattr(trigger["authLevel"], "name", trigger["authLevel"])), f))
+
+    def function_for(self, method: str, path: str):
+        for pattern, methods, level, f in self.routes:
+            found = pattern.match(path)
+            if found and method.upper() in methods:
+                return f, level, found.groupdict()
+        return None, None, {}
+
+    def request(self, method: str, url: str, body=None, *, key: str | None = None, headers=None, params=None):
+        parts = urlsplit(url)
+        f, level, route_params = self.function_for(method, parts.path)
+        if f is None:
+            return func.HttpResponse("", status_code=404)
+        given = {"FUNCTION": {self.FUNCTION_KEY, self.MASTER_KEY}, "ADMIN": {self.MASTER_KEY}}.get(level)
+        if given is not None and key not in given:
+            return func.HttpResponse("", status_code=401)  # the host answers before the function runs
+        data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+        request = func.HttpRequest(method.upper(), f"https://bcsync.example{parts.path}", body=data,
+                                   headers={"Content-Type": "application/json", **(headers or {})},
+                                   params={**dict(parse_qsl(parts.query)), **(params or {})},
+                                   route_params=route_params)
+        return f.get_user_function()(request)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-import azure.functions as func
-
 import function_app
+from tests.support import FunctionsHost
 
 
 def test_couple_by_hand_then_the_next_run_synchronises_the_pair(env, cli):
@@ -40,13 +39,13 @@ def test_couple_by_hand_then_the_next_run_synchronises_the_pair(env, cli):
 
 def test_couplings_over_http(env, monkeypatch):
     monkeypatch.setattr(function_app, "_services", env.services)
-    handler = function_app.couplings.build().get_user_function()
+    host = FunctionsHost(function_app.app)
     [customer] = env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
     [account] = env.dv.seed("account", [{"name": "Adatum", "customertypecode": 3}])
 
     def call(method, params=None, body=b""):
-        return handler(func.HttpRequest(method, "https://x/api/couplings/CUSTOMER", params=params or {},
-                                        route_params={"mapping": "CUSTOMER"}, body=body))
+        key = host.FUNCTION_KEY if method == "GET" else host.MASTER_KEY
+        return host.request(method, "/api/couplings/CUSTOMER", body, key=key, params=params)
 
     made = call("POST", body=json.dumps({"bc_id": customer, "crm_id": account}).encode())
     assert made.status_code == 201

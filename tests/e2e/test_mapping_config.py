@@ -82,10 +82,10 @@ def test_mappings_over_http(env, monkeypatch):
 
     listed = json.loads(call("list_mappings", "GET").get_body())["mappings"]
     assert {m["name"] for m in listed} >= {"SALESPEOPLE", "CUSTOMER", "PAYMENT TERMS", "SHIPMENT METHOD"}
-    patched = call("mapping", "PATCH", {"name": "CUSTOMER"}, json.dumps({"enabled": False, "sync_only_coupled": False}).encode())
+    patched = call("change_mapping", "PATCH", {"name": "CUSTOMER"}, json.dumps({"enabled": False, "sync_only_coupled": False}).encode())
     assert patched.status_code == 200 and json.loads(patched.get_body())["enabled"] is False
     assert json.loads(call("mapping", "GET", {"name": "CUSTOMER"}).get_body())["sync_only_coupled"] is False
-    bad = call("mapping", "PATCH", {"name": "CUSTOMER"}, json.dumps({"colour": "red"}).encode())
+    bad = call("change_mapping", "PATCH", {"name": "CUSTOMER"}, json.dumps({"colour": "red"}).encode())
     assert bad.status_code == 400 and "colour" in json.loads(bad.get_body())["error"]
     assert call("mapping", "GET", {"name": "NOPE"}).status_code == 404
     reset = call("reset_mapping", "DELETE", {"name": "CUSTOMER"})

@@ -18,7 +18,7 @@ import function_app
 from shared.settings import Settings
 from shared.wiring import build_services
 from sync.runs import RunStatus
-from tests.support import rewind_schedules
+from tests.support import functions_of, rewind_schedules
 
 
 def user_function(name):
@@ -55,7 +55,7 @@ def http(method, url, body=b"", route_params=None):
 
 
 def test_the_app_indexes_its_functions():
-    functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
+    functions = {f.get_function_name(): f for f in functions_of(function_app.app)}
     assert set(functions) >= {"scheduled_sync", "run_job", "start_full_sync", "run_status", "list_runs"}
     bindings = json.loads(functions["run_job"].get_function_json())["bindings"]
     assert bindings[0]["type"] == "queueTrigger" and bindings[0]["queueName"] == "%BCSYNC_QUEUE_NAME%"

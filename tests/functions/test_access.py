@@ -1,0 +1,144 @@
+"""Who may call the HTTP API, route by route: reading needs a function key (keys mode) or the reader
+or admin app role (entra mode); changing needs the master key or the admin role. A refusal answers
+401 or 403 and writes nothing."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import function_app
+from shared.access import Access
+from shared.settings import Settings
+from shared.wiring import build_services
+from tests.support import FunctionsHost
+
+# Every route of the API with a request that reads or that the route's own validation refuses, so a
+# request let through writes nothing either; the access each route needs.
+ROUTES = [
+    ("POST", "/api/fullsync", {"mappings": ["NOPE"]}, Access.CHANGE),
+    ("GET", "/api/runs/nope", None, Access.READ),
+    ("GET", "/api/runs?limit=x", None, Access.READ),
+    ("GET", "/api/mappings", None, Access.READ),
+    ("GET", "/api/mappings/NOPE", None, Access.READ),
+    ("PATCH", "/api/mappings/CUSTOMER", {"colour": "red"}, Access.CHANGE),
+    ("DELETE", "/api/mappings/NOPE/overrides", None, Access.CHANGE),
+    ("GET", "/api/errors", None, Access.READ),
+    ("POST", "/api/errors/retry", {}, Access.CHANGE),
+    ("GET", "/api/couplings/CUSTOMER?limit=x", None, Access.READ),
+    ("POST", "/api/couplings/CUSTOMER", {}, Access.CHANGE),
+    ("DELETE", "/api/couplings/CUSTOMER", None, Access.CHANGE),
+    ("POST", "/api/match/NOPE", None, Access.CHANGE),
+    ("POST", "/api/orders/create", {"orders": []}, Access.CHANGE),
+    ("GET", "/api/items/availability", None, Access.READ),
+]
+
+
+def principal(*roles: str) -> str:
+    """X-MS-CLIENT-PRINCIPAL as App Service Authentication forwards it."""
+    return base64.b64encode(json.dumps({
+        "auth_typ": "aad", "name_typ": "name", "role_typ": "roles",
+        "claims": [{"typ": "name", "val": "Pat Admin"}, *({"typ": "roles", "val": r} for r in roles)],
+    }).encode()).decode()
+
+
+@pytest.fixture
+def services(isolated, monkeypatch):
+    services = build_services(Settings.load(environ=isolated))
+    monkeypatch.setattr(function_app, "_services", services)
+    return services
+
+
+def written(services) -> tuple:
+    """What a request could have written: runs, mapping overrides, couplings, failed records."""
+    return (len(services.runs.list_runs()), services.mapping_config.load(), services.couplings.list("CUSTOMER"),
+            services.errors.list_all())
+
+
+def test_every_route_is_classified_as_reading_or_changing():
+    host = FunctionsHost(function_app.app)
+    declared = {(m, p.pattern) for p, methods, _, _ in host.routes for m in methods}
+    classified = set()
+    for method, url, _, _ in ROUTES:
+        path = url.split("?")[0]
+        found = next(p.pattern for p, methods, _, _ in host.routes if p.match(path) and method in methods)
+        classified.add((method, found))
+    assert classified == declared
+
+
+@pytest.mark.parametrize("method, url, body, access", ROUTES, ids=[f"{r[0]} {r[1]}" for r in ROUTES])
+def test_keys_mode_reading_needs_a_function_key_and_changing_the_master_key(services, method, url, body, access):
+    host = FunctionsHost(function_app.app)
+    before = written(services)
+    assert host.request(method, url, body).status_code == 401                       # no key
+    with_function_key = host.request(method, url, body, key=host.FUNCTION_KEY).status_code
+    assert (with_function_key == 401) is (access is Access.CHANGE)
+    assert host.request(method, url, body, key=host.MASTER_KEY).status_code in (200, 400, 404)
+    assert written(services) == before
+
+
+@pytest.fixture
+def entra(services, monkeypatch):
+    """The function app as it starts with BCSYNC_HTTP_AUTH=entra behind App Service Authentication."""
+    monkeypatch.setenv("BCSYNC_HTTP_AUTH", "entra")
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+    module = importlib.reload(function_app)
+    module._services = services
+    yield FunctionsHost(module.app)
+    monkeypatch.delenv("BCSYNC_HTTP_AUTH")
+    importlib.reload(function_app)
+
+
+@pytest.mark.parametrize("method, url, body, access", ROUTES, ids=[f"{r[0]} {r[1]}" for r in ROUTES])
+def test_entra_mode_checks_app_roles_on_every_route(services, entra, method, url, body, access):
+    before = written(services)
+    anonymous = entra.request(method, url, body)
+    assert anonymous.status_code == 401 and "Sign in" in json.loads(anonymous.get_body())["error"]
+    no_role = entra.request(method, url, body, headers={"X-MS-CLIENT-PRINCIPAL": principal()})
+    assert no_role.status_code == 403
+    reader = entra.request(method, url, body, headers={"X-MS-CLIENT-PRINCIPAL": principal("bcsync.Reader")})
+    if access is Access.CHANGE:
+        assert reader.status_code == 403 and "bcsync.Admin" in json.loads(reader.get_body())["error"]
+    else:
+        assert reader.status_code in (200, 400, 404)
+    admin = entra.request(method, url, body, headers={"X-MS-CLIENT-PRINCIPAL": principal("bcsync.Admin")})
+    assert admin.status_code in (200, 400, 404)
+    assert written(services) == before
+
+
+def test_entra_mode_without_app_service_authentication_trusts_no_header(services, entra, monkeypatch):
+    monkeypatch.delenv("WEBSITE_AUTH_ENABLED")
+    refused = entra.request("GET", "/api/mappings", headers={"X-MS-CLIENT-PRINCIPAL": principal("bcsync.Admin")})
+    assert refused.status_code == 401 and "App Service Authentication" in json.loads(refused.get_body())["error"]
+    garbled = entra.request("GET", "/api/mappings", headers={"X-MS-CLIENT-PRINCIPAL": "%%%"})
+    assert garbled.status_code == 401
+
+
+def test_entra_mode_roles_can_be_renamed(services, entra):
+    function_app._services = build_services(dataclasses.replace(services.settings, admin_role="Sync.Admins"))
+    allowed = entra.request("POST", "/api/fullsync", {"mappings": ["NOPE"]},
+                            headers={"X-MS-CLIENT-PRINCIPAL": principal("Sync.Admins")})
+    assert allowed.status_code == 400
+    refused = entra.request("POST", "/api/fullsync", {"mappings": ["NOPE"]},
+                            headers={"X-MS-CLIENT-PRINCIPAL": principal("bcsync.Admin")})
+    assert refused.status_code == 403
+
+
+def test_the_readme_documents_each_routes_access():
+    """The README's HTTP API table says, per route, whether it reads or changes; it matches the code."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = re.findall(r"^\| `(GET|POST|PATCH|DELETE) (/api/[^` ?]+)[^|]*\| (read|change) \|", readme, re.M)
+    documented = {(method, path.replace("{", "<").replace("}", ">")): access for method, path, access in rows}
+    host = FunctionsHost(function_app.app)
+    actual = {}
+    for pattern, methods, level, _ in host.routes:
+        path = re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"<\1>", pattern.pattern.strip("^$"))
+        for method in methods:
+            actual[(method, path)] = "read" if level == "FUNCTION" else "change"
+    assert documented == actual
