@@ -1,0 +1,88 @@
+namespace bcsync.Integration;
+
+using Microsoft.CRM.BusinessRelation;
+using Microsoft.CRM.Contact;
+using Microsoft.CRM.Opportunity;
+using Microsoft.CRM.Setup;
+using Microsoft.CRM.Team;
+using Microsoft.Finance.Currency;
+using Microsoft.Finance.GeneralLedger.Account;
+using Microsoft.Foundation.Address;
+using Microsoft.Foundation.Company;
+using Microsoft.Foundation.NoSeries;
+using Microsoft.Foundation.PaymentTerms;
+using Microsoft.Foundation.Shipping;
+using Microsoft.Foundation.UOM;
+using Microsoft.Integration.Entity;
+using Microsoft.Inventory.Item;
+using Microsoft.Inventory.Ledger;
+using Microsoft.Projects.Resources.Resource;
+using Microsoft.Sales.Customer;
+using Microsoft.Sales.Document;
+using Microsoft.Sales.History;
+using Microsoft.Sales.Pricing;
+using Microsoft.Sales.Receivables;
+using Microsoft.Sales.Setup;
+
+// What bcsync's Microsoft Entra application reads and writes, and nothing else: assign it on the
+// application's card (Microsoft Entra Applications). bcsync never deletes, so no table has D.
+// The extension adds no pages of its own; its page extensions run with the base pages below.
+permissionset 50100 "BCS INTEGRATION"
+{
+    Assignable = true;
+    Caption = 'bcsync integration';
+
+    Permissions =
+        // both ways (API v2.0 and the published cards)
+        tabledata Customer = RIM,
+        tabledata Contact = RIM,
+        tabledata Item = RIM,
+        tabledata Resource = RIM,
+        tabledata Opportunity = RIM,
+        tabledata "Salesperson/Purchaser" = RIM,
+        // written by Business Central itself when bcsync inserts the rows above: a customer's company
+        // contact and business relation, an item's or resource's base unit, an opportunity's first entry,
+        // and the numbers from the number series
+        tabledata "Contact Business Relation" = RIM,
+        tabledata "Item Unit of Measure" = RIM,
+        tabledata "Resource Unit of Measure" = RIM,
+        tabledata "Opportunity Entry" = RIM,
+        tabledata "No. Series" = R,
+        tabledata "No. Series Line" = RM,
+        // sales orders created from Sales (API v2.0 salesOrders with their lines, page 42 Sales Order)
+        tabledata "Sales Header" = RIM,
+        tabledata "Sales Line" = RIM,
+        tabledata "Sales Order Entity Buffer" = RIM,
+        // read only
+        tabledata Currency = R,
+        tabledata "Currency Exchange Rate" = R,
+        tabledata "Unit of Measure" = R,
+        tabledata "Payment Terms" = R,
+        tabledata "Shipment Method" = R,
+        tabledata "Shipping Agent" = R,
+        tabledata "Customer Price Group" = R,
+        tabledata "Sales Price" = R,
+        tabledata "Sales Invoice Header" = R,
+        tabledata "Sales Invoice Line" = R,
+        tabledata "Sales Invoice Entity Aggregate" = R,
+        tabledata "Cust. Ledger Entry" = R,
+        tabledata "Item Ledger Entry" = R,
+        tabledata "Res. Capacity Entry" = R,
+        tabledata "G/L Account" = R,
+        tabledata "Sales & Receivables Setup" = R,
+        tabledata "Marketing Setup" = R,
+        tabledata "Company Information" = R,
+        tabledata "Country/Region" = R,
+        tabledata "Post Code" = R,
+        // the pages published as web services (WebServices.xml)
+        page "Customer Card" = X,
+        page "Contact Card" = X,
+        page "Item Card" = X,
+        page "Resource Card" = X,
+        page "Customer Price Groups" = X,
+        page "Sales Prices" = X,
+        page "Currency Exchange Rates" = X,
+        page "Sales & Receivables Setup" = X,
+        page "Sales Order" = X,
+        page "Shipping Agents" = X;
+}
