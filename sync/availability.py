@@ -1,4 +1,4 @@
-"""ITEM-AVAILABILITY: Business Central inventory for Sales users (spec §7, item availability).
+"""ITEM-AVAILABILITY: Business Central inventory for Sales users.
 
 Posting does not change an item: only item ledger entries are added. So, as Business Central's own
 "Item Availability" job does, the job reads the ledger entries posted since its watermark and

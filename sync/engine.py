@@ -1,6 +1,6 @@
 """The synchronisation engine: runs one job, i.e. one table mapping in one direction.
 
-Per job (spec §3.2-3.6, with the improvements written down in the README):
+Per job:
 1. Records that failed before (and are not skipped) are retried first, whatever their modified-on,
    with the rows a merge in the opposite direction left pending for this one.
 2. Then the source rows changed since the watermark, oldest first, page by page. After each page
@@ -401,7 +401,7 @@ class _Job:
         return self._deletions_waiting()
 
     def _process_forced(self) -> set[str]:
-        """Records that failed earlier are tried again first, changed or not (spec §3.2), and so are
+        """Records that failed earlier are tried again first, changed or not, and so are
         rows a merge left pending for this direction."""
         pending = self.e.state.pending(self.mapping.name, self.direction)
         ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if not f.skipped] + pending))
@@ -427,7 +427,7 @@ class _Job:
     # -- deletions ------------------------------------------------------------------------------
 
     def _detect_deletions(self) -> None:
-        """Deletions are looked for, not stumbled upon (spec §3.3 only meets them on the next update).
+        """Deletions are looked for, not stumbled upon.
         Where this job writes, a deleted row's coupled source is processed now, and the mapping's
         deletion-conflict resolution decides: report it, restore the row, or remove the coupling.
         Where a one-way mapping's source row was deleted, its copy stays and the coupling goes."""
@@ -594,7 +594,7 @@ class _Job:
         return {r.id: r for r in self.dst.read_ids(self.dst_table, self.dst_fields, ids)}
 
     def _match_uncoupled(self, rows: list[Record]) -> tuple[dict[str, tuple[Coupling, Record]], dict[str, RecordError]]:
-        """Match-based coupling (spec §5), also run before any insert: for each uncoupled row, the
+        """Match-based coupling, also run before any insert: for each uncoupled row, the
         criteria groups are tried by priority; a group whose criteria (AND-ed, blank ones left out)
         find exactly one uncoupled row within the other side's filter couples it; none -> the next
         group; several -> the row fails rather than adding another."""

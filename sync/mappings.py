@@ -1,4 +1,4 @@
-"""The built-in table mappings (spec: bc-integration.md §1 and §2), and the catalogue that holds them.
+"""The built-in table mappings (those of Business Central's own integration), and the catalogue that holds them.
 
 Business Central names fields by table field (Salesperson Code); we talk to its API v2.0, so the
 field mappings use the API names (salespersonCode) and keep the table caption for messages.

@@ -1,4 +1,4 @@
-"""SALESORDER-ORDER: sales orders submitted in Sales become Business Central sales orders (spec §6.1).
+"""SALESORDER-ORDER: sales orders submitted in Sales become Business Central sales orders.
 
 An order is created on demand, or by the mapping's scheduled job when the connection setup says
 "automatically create sales orders" (then every submitted order not yet sent to the back office is
@@ -56,7 +56,7 @@ TEXT_LINE = 100                   # a sales line's Description
 REFERENCE = 35                    # Your Reference, External Document No.
 ADDRESS = (("line1", "AddressLine1", 100), ("line2", "AddressLine2", 50), ("city", "City", 30),
            ("postalcode", "PostCode", 20), ("country", "Country", 10), ("stateorprovince", "State", 30))
-# the order's option attributes use the account's option mappings (spec §2.1)
+# the order's option attributes use the account's option mappings
 # (order attribute, option mapping, order field, caption, the code field when the order takes a code, not an id)
 SHIPPING_AGENT = ("shippingmethodcode", "SHIPPING AGENT", "shippingAgentCode", "Shipping Agent", "Code")
 OPTIONS = (("paymenttermscode", "PAYMENT TERMS", "paymentTermsId", "Payment Terms", None),
@@ -305,8 +305,8 @@ class SalesOrderProcess:
 
     @staticmethod
     def _page_values(order: Record) -> dict:
-        """Payment Discount % = the order discount %, and Work Description = the order's description
-        (spec §6.1), both on page 42."""
+        """Payment Discount % = the order discount %, and Work Description = the order's description,
+        both on page 42, as Business Central does."""
         v, values = order.values, {}
         if v.get("discountpercentage"):
             values["paymentDiscountPercent"] = float(v["discountpercentage"])
@@ -470,7 +470,7 @@ class SalesOrderProcess:
 
 def _option_codes(job: JobContext, option: tuple) -> tuple[dict[int, str], dict[int, str]]:
     """The order option's values -> the coupled Business Central ids (or codes), and their labels;
-    read once per job. The order's option set is matched to the account's by label (spec §2.1)."""
+    read once per job. The order's option set is matched to the account's by label."""
     attribute, mapping_name, _, _, code_field = option
     cache = job.cache.setdefault("options", {})
     if attribute not in cache:

@@ -1,4 +1,4 @@
-"""The full synchronisation review (spec §4): what a full synchronisation should do per mapping.
+"""The full synchronisation review: what a full synchronisation should do per mapping.
 
 - FULL: read every row and create the counterparts of uncoupled ones;
 - COUPLE: both sides already hold data, so couple matching rows first (match-based coupling),

@@ -238,7 +238,7 @@ class RunCoordinator:
                 job.status, job.finished_at, job.message = JobStatus.DONE, now, "nothing to couple by matching"
 
     def _review(self, jobs: list[Job], now: dt.datetime) -> None:
-        """Full synchronisation as the review recommends, mapping by mapping (spec §4)."""
+        """Full synchronisation as the review recommends, mapping by mapping."""
         recommendations: dict[str, Recommendation] = {}
         for job in jobs:
             if job.mapping not in recommendations:
@@ -409,7 +409,7 @@ class RunCoordinator:
 
     def _record_schedule(self, finished: Job) -> None:
         """Once every job of the mapping in this run has finished, its schedule moves on: held when
-        the run changed nothing (spec §3.2: nothing inserted, modified, deleted or failed)."""
+        the run changed nothing (nothing inserted, modified, deleted or failed)."""
         run = self.runs.get(finished.run_id)
         if run is None or run.kind is RunKind.COUPLE:
             return

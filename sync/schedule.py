@@ -1,4 +1,4 @@
-"""Which table mappings a timer tick should run (spec §1.1 and §3.2, job queue side).
+"""Which table mappings a timer tick should run.
 
 Each mapping runs every `interval_minutes`. After a run that inserted, modified, deleted, uncoupled
 and failed nothing, it is held ("On Hold with Inactivity Timeout") until `inactivity_timeout_minutes`

@@ -1,4 +1,4 @@
-"""Value conversion and comparison between the two sides (spec §2.1)."""
+"""Value conversion and comparison between the two sides."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Special rules of particular table mappings (spec §7), beyond what field mappings express.
+"""Special rules of particular table mappings, beyond what field mappings express.
 
 A table mapping may name a `MappingRules` object. The engine calls its hooks at fixed points of a
 page, always in bulk:

@@ -1,4 +1,4 @@
-"""CONTACT and OPPORTUNITY (spec §2, §7): the parent account of a contact, and of an opportunity.
+"""CONTACT and OPPORTUNITY: the parent account of a contact, and of an opportunity.
 
 Business Central relates a person contact to a company contact (Company No.), and the company
 contact to a customer through a business relation (read from `contactsInformation`). Sales relates a

@@ -1,4 +1,4 @@
-"""CURRENCY (spec §7): Business Central currencies as Sales transaction currencies.
+"""CURRENCY: Business Central currencies as Sales transaction currencies.
 
 - Coupled by ISO code; a code that is not a standard ISO 4217 code is not coupled and is reported.
 - Business Central's local currency (LCY, a blank currency code on its records) is the Dataverse

@@ -1,4 +1,4 @@
-"""POSTEDSALESINV-INV with its lines, POSTEDSALESLINE-INV (spec §7 invoice rules).
+"""POSTEDSALESINV-INV with its lines, POSTEDSALESLINE-INV.
 
 - A posted invoice becomes a Sales invoice named after its number, for the coupled account, with
   the salesperson's coupled user as owner, in its currency's price list (the default price list for
@@ -91,7 +91,7 @@ class PostedInvoiceRules(MappingRules):
             origins[order.values.get("ordernumber")] = (order, str(account or "").lower())
 
     def origin_values(self, ctx: RuleContext, row: Record) -> dict[str, Any]:
-        """What a new invoice takes from the Sales order it came from (spec §7 posted invoices)."""
+        """What a new invoice takes from the Sales order it came from."""
         found = ctx.cache.get("origin_orders", {}).get(row.values.get("customerPurchaseOrderReference") or "")
         if found is None:
             return {}

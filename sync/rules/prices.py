@@ -1,4 +1,4 @@
-"""CUSTPRCGRP-PRICE and SALESPRC-PRODPRICE (spec §2, §7): customer price groups as Sales price lists
+"""CUSTPRCGRP-PRICE and SALESPRC-PRODPRICE: customer price groups as Sales price lists
 in the local currency, and their sales prices as price list items in the unit of the product's group."""
 
 from __future__ import annotations

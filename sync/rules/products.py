@@ -1,4 +1,4 @@
-"""ITEM-PRODUCT and RESOURCE-PRODUCT (spec §2 product extras, §7 "Product -> price lists").
+"""ITEM-PRODUCT and RESOURCE-PRODUCT.
 
 - Items become products of type Sales Inventory, resources of type Services; a new product gets the
   local currency, quantity decimals 2, the default price list, its unit group's unit, and is

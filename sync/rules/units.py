@@ -1,4 +1,4 @@
-"""UNIT OF MEASURE (spec §7, legacy rule): a Business Central unit of measure is a Sales unit group
+"""UNIT OF MEASURE: a Business Central unit of measure is a Sales unit group
 named "NAV <code>" holding exactly one unit, named <code>, its base unit, quantity 1. Dataverse
 creates that unit with the group; a group that breaks the rule is an error naming it."""
 

@@ -1,4 +1,4 @@
-"""Match-based coupling (spec §5) through the stack: criteria, priorities, case sensitivity, the
+"""Match-based coupling through the stack: criteria, priorities, case sensitivity, the
 coupling mode's options, and the CLI and HTTP entry points."""
 
 from __future__ import annotations
