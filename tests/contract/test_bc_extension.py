@@ -225,7 +225,8 @@ def _run_sample(env: Env) -> None:
                                           "transactioncurrencyid": usd, "shippingmethodcode": 4,
                                           "discountpercentage": 5, "description": "Deliver before noon."}],
                           as_user=user)
-    env.dv.seed("salesorderdetail", [{"salesorderid": order, "productid": desk["productid"], "uomid": desk["defaultuomid"],
+    env.dv.seed("salesorderdetail", [{"salesorderid": order, "productid": desk["productid"],
+                                      "uomid": desk["defaultuomid"],
                                       "quantity": 1, "priceperunit": 1000, "ispriceoverridden": True}], as_user=user)
     env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
     [result] = env.services.create_sales_orders([order])
@@ -246,7 +247,8 @@ def observed(stack):
     with pytest.MonkeyPatch.context() as mp:
         recorder.install(mp)
         _run_sample(env)
-    response = env.services.business_central.api.request("GET", "ODataV4/$metadata", headers={"Accept": "application/xml"})
+    response = env.services.business_central.api.request("GET", "ODataV4/$metadata",
+                                                         headers={"Accept": "application/xml"})
     return recorder, parse_metadata(response.text)
 
 
@@ -275,7 +277,8 @@ def published_fields(service: str) -> dict[str, str]:
     """OData name -> where it comes from, for one service: base controls, the table's key, the extension."""
     base = BASE[service]
     fields = {name: f"control {control!r} of page {base['page']}" for control, name in base["controls"].items()}
-    fields.update({name: f"key field {field!r} of table {base['source_table']}" for field, name in base["primary_key"].items()})
+    fields.update({name: f"key field {field!r} of table {base['source_table']}"
+                   for field, name in base["primary_key"].items()})
     for control, name in page_extensions()[base["page_name"]]["controls"].items():
         fields[name] = f"control {control!r} added by the extension"
     return fields
@@ -328,7 +331,8 @@ def test_declared_control_names_give_the_declared_odata_names():
         for control, name in {**declared["controls"], **declared["primary_key"]}.items():
             assert odata_name(control) == name, f"{service}: control {control!r} is published as {odata_name(control)}"
         for key in declared["odata_key"]:
-            assert key in {**declared["controls"], **declared["primary_key"]}.values() or key == "SystemId", (service, key)
+            published = {**declared["controls"], **declared["primary_key"]}.values()
+            assert key in published or key == "SystemId", (service, key)
 
 
 def test_every_page_extension_adds_the_change_tracking_fields_where_the_page_lacks_them():
@@ -345,7 +349,8 @@ def test_every_page_extension_adds_the_change_tracking_fields_where_the_page_lac
                 f"{ext['file']}: {tracking} must come from exactly one of the base page and the extension")
         clash = set(added) & set(declared["controls"])
         assert not clash, f"{ext['file']} adds controls the base page already has: {clash}"
-        assert ext["anchors"] == [declared["anchor"]], f"{ext['file']} adds to {ext['anchors']}, not {declared['anchor']}"
+        assert ext["anchors"] == [declared["anchor"]], (
+            f"{ext['file']} adds to {ext['anchors']}, not {declared['anchor']}")
         assert any(lo <= ext["id"] <= hi for lo, hi in ranges), f"{ext['file']}: id {ext['id']} outside idRanges"
         assert ext["id"] not in ids and ext["name"] not in names and len(ext["name"]) <= 30, ext
         ids.add(ext["id"])
