@@ -1,0 +1,18 @@
+// The function app's only identity: storage, Application Insights, the Key Vault and the sign-in to
+// the integration app registration (through a federated credential) all use it.
+
+@description('Name of the user-assigned managed identity.')
+param name string
+param location string
+param tags object = {}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output name string = identity.name
+output clientId string = identity.properties.clientId
+output principalId string = identity.properties.principalId
