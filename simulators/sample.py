@@ -220,7 +220,7 @@ def _seed_catalogue(dataverse: Seeder, business_central: Seeder) -> dict[str, in
     setup = business_central.rows("SalesReceivablesSetup")[0]["SystemId"]
     business_central.update("SalesReceivablesSetup", setup, {"Write_in_Product_Type": "Item",
                                                              "Write_in_Product_No": "WRITE-IN",
-                                                             "Freight_GL_Acc_No": "6610"})
+                                                             "Freight_G_L_Acc_No": "6610"})
     business_central.seed("Resources", [
         {"No": "R0010", "Name": "Installation", "Base_Unit_of_Measure": "HOUR", "Unit_Price": 85, "Unit_Cost": 60,
          "Capacity": 160},

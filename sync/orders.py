@@ -634,7 +634,7 @@ class _Lookups:
         cache = self.job.cache
         if "sales_setup" not in cache:
             rows = next(iter(self.job.bc.read_changed(
-                BC_SALES_SETUP, ["Write_in_Product_Type", "Write_in_Product_No", "Freight_GL_Acc_No"], since=None)), [])
+                BC_SALES_SETUP, ["Write_in_Product_Type", "Write_in_Product_No", "Freight_G_L_Acc_No"], since=None)), [])
             cache["sales_setup"] = rows[0].values if rows else {}
         return cache["sales_setup"]
 
@@ -669,7 +669,7 @@ class _Lookups:
             raise RecordError("The order has no lines.", field="salesorderdetail", code="NoLines")
         freight = float(order.values.get("freightamount") or 0)
         if freight:
-            account = self._setup().get("Freight_GL_Acc_No")
+            account = self._setup().get("Freight_G_L_Acc_No")
             if not account:
                 raise RecordError(f"The order has a freight amount of {freight:g}, but Business Central's Sales & "
                                   f"Receivables Setup has no Freight G/L Acc. No. to charge it to.",

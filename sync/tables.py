@@ -8,7 +8,7 @@ from .model import BcTable, Companion, CrmLookup, CrmTable
 BC_SALESPERSON = BcTable("salespeoplePurchasers", "Salesperson/Purchaser", key_field="code")
 BC_CUSTOMER = BcTable("customers", "Customer", key_field="number", enum_fields=frozenset({"blocked", "type"}),
                       companion=Companion("CustomerCard", ("number", "No"), {
-                          "shippingAgentCode": "Shipping_Agent_Code", "faxNo": "Fax_No", "contact": "Contact",
+                          "shippingAgentCode": "Shipping_Agent_Code", "faxNo": "Fax_No", "contact": "ContactName",
                           "primaryContactNo": "Primary_Contact_No"}))
 BC_PAYMENT_TERMS = BcTable("paymentTerms", "Payment Terms", key_field="code")
 BC_SHIPMENT_METHOD = BcTable("shipmentMethods", "Shipment Method", key_field="code")

@@ -372,7 +372,7 @@ def build_catalog() -> Catalog:
         Field("Customer_Price_Group", "Customer Price Group"),
         Field("Currency_Code", "Currency Code"),
         Field("Fax_No", "Fax No."),
-        Field("Contact", "Contact"),
+        Field("ContactName", "Contact"),
         Field("Primary_Contact_No", "Primary Contact No."),
         SystemField("SystemId", "SystemId", "guid"),
         SystemField("SystemModifiedAt", "SystemModifiedAt", "datetime"),

@@ -2,7 +2,7 @@
 Setup. None of them is in API v2.0; integrations publish their pages as OData v4 web services:
 page 7 `CustomerPriceGroups`, page 7002 `SalesPrices` (composite key), page 483
 `CurrencyExchangeRates` (key Currency_Code, Starting_Date) and page 459 `SalesReceivablesSetup`
-(one record, key Primary_Key=''; with the write-in product and Freight_GL_Acc_No, the G/L account
+(one record, key Primary_Key=''; with the write-in product and Freight_G_L_Acc_No, the G/L account
 an integration puts freight charges on).
 """
 
@@ -142,6 +142,6 @@ def register(cat: Catalog) -> None:
         Field("Write_in_Product_Type", "Write-in Product Type"),
         Field("Write_in_Product_No", "Write-in Product No."),
         Field("Default_Price_List_Code", "Default Price List Code"),
-        Field("Freight_GL_Acc_No", "Freight G/L Acc. No."),
+        Field("Freight_G_L_Acc_No", "Freight G/L Acc. No."),
         *page_system_fields(),
     ], insertable=False, deletable=False))

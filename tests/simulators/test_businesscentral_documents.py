@@ -733,20 +733,20 @@ def test_currency_exchange_rates_and_the_sales_receivables_setup(env, bc):
     assert switched["Write_in_Product_No"] == ""  # a new type clears the number
     # the freight account must be a G/L account that can be posted to
     chart_of_accounts(env)
-    assert switched["Freight_GL_Acc_No"] == ""
-    assert ok(bc.patch(setup_url, json={"Freight_GL_Acc_No": "6610"}, headers={"If-Match": "*"}))["Freight_GL_Acc_No"] == "6610"
-    assert ok(bc.get(setup_url, params={"$select": "Freight_GL_Acc_No"}))["Freight_GL_Acc_No"] == "6610"
-    assert env.sim.rows("SalesReceivablesSetup")[0]["Freight_GL_Acc_No"] == "6610"
-    assert error_of(bc.patch(setup_url, json={"Freight_GL_Acc_No": "9999"}, headers={"If-Match": "*"})) == (
+    assert switched["Freight_G_L_Acc_No"] == ""
+    assert ok(bc.patch(setup_url, json={"Freight_G_L_Acc_No": "6610"}, headers={"If-Match": "*"}))["Freight_G_L_Acc_No"] == "6610"
+    assert ok(bc.get(setup_url, params={"$select": "Freight_G_L_Acc_No"}))["Freight_G_L_Acc_No"] == "6610"
+    assert env.sim.rows("SalesReceivablesSetup")[0]["Freight_G_L_Acc_No"] == "6610"
+    assert error_of(bc.patch(setup_url, json={"Freight_G_L_Acc_No": "9999"}, headers={"If-Match": "*"})) == (
         400, "Internal_InvalidTableRelation",
         "The field Freight G/L Acc. No. of table Sales & Receivables Setup contains a value (9999) that cannot be "
         "found in the related table (G/L Account).")
-    assert error_of(bc.patch(setup_url, json={"Freight_GL_Acc_No": "6000"}, headers={"If-Match": "*"})) == (
+    assert error_of(bc.patch(setup_url, json={"Freight_G_L_Acc_No": "6000"}, headers={"If-Match": "*"})) == (
         400, "Application_FieldValidationException",
         "Account Type must be equal to 'Posting'  in G/L Account: No.=6000. Current value is 'Heading'.")
-    assert error_of(bc.patch(setup_url, json={"Freight_GL_Acc_No": "6620"}, headers={"If-Match": "*"}))[:2] == (
+    assert error_of(bc.patch(setup_url, json={"Freight_G_L_Acc_No": "6620"}, headers={"If-Match": "*"}))[:2] == (
         400, "Application_FieldValidationException")
-    assert ok(bc.get(setup_url))["Freight_GL_Acc_No"] == "6610"
+    assert ok(bc.get(setup_url))["Freight_G_L_Acc_No"] == "6610"
     assert error_of(bc.post(f"{env.odata}/SalesReceivablesSetup", json={"Primary_Key": "X"}))[:2] == (
         405, "BadRequest_MethodNotAllowed")
     assert error_of(bc.delete(setup_url, headers={"If-Match": "*"}))[:2] == (405, "BadRequest_MethodNotAllowed")
