@@ -36,7 +36,7 @@ def setup(env, write_in="WRITE-IN", freight="6610"):
     setup_row = env.bc.rows("SalesReceivablesSetup")[0]
     env.bc.update("SalesReceivablesSetup", setup_row["SystemId"], {"Write_in_Product_Type": "Item",
                                                                    "Write_in_Product_No": write_in,
-                                                                   "Freight_GL_Acc_No": freight})
+                                                                   "Freight_G_L_Acc_No": freight})
     env.full_sync()
 
 
@@ -209,7 +209,7 @@ def test_each_precondition_failure_is_an_error_on_that_order_and_retried_next_ru
     env.bc.seed("items", [{"number": "WI", "displayName": "Write-in", "baseUnitOfMeasureCode": "PCS"}])
     env.bc.seed("accounts", [{"number": "6620", "displayName": "Carriage", "accountType": "Posting"}])
     env.bc.update("SalesReceivablesSetup", setup_row["SystemId"], {"Write_in_Product_No": "WI",
-                                                                   "Freight_GL_Acc_No": "6620"})
+                                                                   "Freight_G_L_Acc_No": "6620"})
     env.full_sync(["CUSTOMER"])
     again = env.sync(["SALESORDER-ORDER"])
     counts = job(again, "SALESORDER-ORDER:from-crm").counts
