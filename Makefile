@@ -57,19 +57,16 @@ clean: down
 	rm -rf $(VENV) node_modules $(LOCAL) local.settings.json
 
 # Bicep checks (tests/infra): checkov in its own pinned virtual environment, apart from the project's
-# packages; `make test` installs it.
-INFRA_VENV  := .venv-infra
+# packages (inside .venv, so that git, the deployment package and `make clean` leave it out with it);
+# `make test` installs it.
+INFRA_VENV  := $(VENV)/infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
 $(INFRA_STAMP): tests/infra/requirements-checkov.txt
 	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
-	echo '*' > $(INFRA_VENV)/.gitignore
 	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/infra/requirements-checkov.txt
 	touch $(INFRA_STAMP)
 
-.PHONY: infra-tools clean-infra-tools
+.PHONY: infra-tools
 infra-tools: $(INFRA_STAMP)
 test: $(INFRA_STAMP)
-clean: clean-infra-tools
-clean-infra-tools:
-	rm -rf $(INFRA_VENV)

@@ -1,7 +1,7 @@
 """checkov's Bicep checks pass on infra/: no failed check, and every skipped check is skipped by an
 inline comment in the Bicep that gives its reason.
 
-checkov runs from its own virtual environment (`make infra-tools`, which `make test` depends on);
+checkov runs from its own virtual environment, .venv/infra (`make infra-tools`, which `make test` depends on);
 BCSYNC_CHECKOV names another binary.
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 from .bicep import INFRA, ROOT, bicep_files
 
-CHECKOV = Path(os.environ.get("BCSYNC_CHECKOV", ROOT / ".venv-infra" / "bin" / "checkov"))
+CHECKOV = Path(os.environ.get("BCSYNC_CHECKOV", ROOT / ".venv" / "infra" / "bin" / "checkov"))
 SKIP_COMMENT = re.compile(r"//\s*checkov:skip=(?P<check>[A-Z0-9_]+)(?::(?P<reason>[^\n]*))?")
 
 
