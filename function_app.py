@@ -8,7 +8,8 @@ import logging
 
 import azure.functions as func
 
-from shared.wiring import Services, build_services
+from shared.telemetry import set_log_levels
+from shared.wiring import Services, build_services, start_telemetry
 from sync import coupling, failures
 from sync.errors import ConcurrencyError, ConfigurationError, RecordError, SyncError
 from sync.model import Side
@@ -16,6 +17,10 @@ from sync.runs import RunKind
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("bcsync")
+
+# Once per worker process, when the worker loads this module: before any invocation.
+set_log_levels()
+start_telemetry()
 
 _services: Services | None = None
 

@@ -18,7 +18,7 @@ from azure.storage.queue import (
 
 from sync.runs import JobMessage
 
-from .storage import storage_errors
+from .storage import counting_responses, storage_errors
 
 MESSAGE_TTL_SECONDS = -1  # never expire: a run must not silently lose a job
 
@@ -28,7 +28,8 @@ class StorageJobQueue:
         self.name = queue_name
         self.client = QueueClient.from_connection_string(
             connection_string, queue_name,
-            message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy())
+            message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy(),
+            raw_response_hook=counting_responses("Queue Storage"))
         self._ready = False
 
     def _ensure(self) -> None:

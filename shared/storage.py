@@ -42,6 +42,8 @@ from sync.ports import Clock, Coupling, RecordFailure
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
 from sync.schedule import MappingSchedule
 
+from .telemetry import count_request, map_in_context
+
 KEYS_PER_QUERY = 14      # Table Storage allows 15 comparisons per filter; one is the partition
 TRANSACTION_SIZE = 100   # operations per entity-group transaction
 
@@ -69,6 +71,11 @@ class _RequestCounter(SansIOHTTPPolicy):
         self.count += 1
 
 
+def counting_responses(service: str):
+    """An SDK client's raw_response_hook: each answer (retries included) counted with its status."""
+    return lambda response: count_request(service, response.http_response.status_code)
+
+
 class TableStorage:
     """The storage account: creates the tables once and hands out table clients."""
 
@@ -89,7 +96,8 @@ class TableStorage:
         with self._lock:
             if full not in self._tables:
                 client = TableClient.from_connection_string(self.connection_string, full,
-                                                            per_call_policies=[self._counter])
+                                                            per_call_policies=[self._counter],
+                                                            raw_response_hook=counting_responses("Table Storage"))
                 with storage_errors():
                     try:
                         client.create_table()
@@ -135,7 +143,7 @@ def _query_keys(storage: TableStorage, table: TableClient, partition: str, row_k
     chunks = [row_keys[i:i + KEYS_PER_QUERY] for i in range(0, len(row_keys), KEYS_PER_QUERY)]
     if len(chunks) == 1:
         return one(chunks[0])
-    return [entity for result in storage.pool.map(one, chunks) for entity in result]
+    return [entity for result in map_in_context(storage.pool, one, chunks) for entity in result]
 
 
 class CouplingTable:
