@@ -12,7 +12,8 @@ import azure.functions as func
 
 from shared.access import ENTRA, Access, auth_mode, authorise
 from shared.settings import Settings
-from shared.wiring import Services, build_services
+from shared.telemetry import set_log_levels
+from shared.wiring import Services, build_services, start_telemetry
 from sync import coupling, failures
 from sync.errors import ConcurrencyError, ConfigurationError, RecordError, SyncError
 from sync.model import Side
@@ -20,6 +21,10 @@ from sync.runs import RunKind
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("bcsync")
+
+# Once per worker process, when the worker loads this module: before any invocation.
+set_log_levels()
+start_telemetry()
 
 _services: Services | None = None
 

@@ -15,6 +15,7 @@
     bcsync settings                                          the settings and their meaning
 
 `--wait` drives the local worker until the run finishes, since the Functions host cannot run here.
+`-v` prints bcsync's own log (INFO), `-vv` everything, the Azure SDK's HTTP logging included.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import sys
 import time
 
 from shared.settings import Settings, settings_table
-from shared.wiring import Services, build_services
+from shared.telemetry import set_log_levels
+from shared.wiring import Services, build_services, start_telemetry
 from sync import coupling, failures
 from sync.errors import SyncError
 from sync.model import Side
@@ -331,7 +333,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bcsync", description="Dynamics 365 Sales <-> Business Central synchronisation.")
     p.add_argument("--settings", help="settings file (local.settings.json shape); default $BCSYNC_SETTINGS or "
                                       "./local.settings.json")
-    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="print bcsync's log; -vv prints everything, the Azure SDK's HTTP logging included")
     sub = p.add_subparsers(dest="command", required=True)
     for name, func, text in (("fullsync", cmd_fullsync, "start a full synchronisation"),
                              ("sync", cmd_sync, "start a scheduled (incremental) run now")):
@@ -436,13 +439,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_to_console(verbosity: int) -> None:
+    """Warnings only by default; the loggers themselves stay at INFO so that telemetry gets bcsync's log."""
+    set_log_levels(verbosity)
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
+    if not root.handlers:  # a host (pytest) that brings its own handlers keeps them
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        console.setLevel((logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)])
+        root.addHandler(console)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log_to_console(args.verbose)
     try:
-        services = None if getattr(args, "no_services", False) else build_services(Settings.load(file=args.settings))
-        return args.func(services, args)
+        if getattr(args, "no_services", False):
+            return args.func(None, args)
+        settings = Settings.load(file=args.settings)
+        start_telemetry(settings)
+        return args.func(build_services(settings), args)
     except SyncError as exc:
         print(f"bcsync: {type(exc).__name__}: {exc.message}", file=sys.stderr)
         return 2

@@ -33,6 +33,8 @@ from sync.errors import (
     WriteOutcomeUnknown,
 )
 
+from .telemetry import count_request
+
 log = logging.getLogger("bcsync.http")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
@@ -142,6 +144,7 @@ class ApiClient:
                 response = self.session.request(method, url, params=params, json=json, headers=all_headers,
                                                 timeout=self.timeout)
             except requests.RequestException as exc:
+                count_request(self.service, None)
                 sent = not _never_sent(exc)
                 if (sent and not idempotent) or attempt >= self.max_retries:
                     if sent and not idempotent:
@@ -151,6 +154,7 @@ class ApiClient:
                 self._wait(attempt, None)
                 attempt += 1
                 continue
+            count_request(self.service, response.status_code)
             if response.status_code < 400 or response.status_code == 304:
                 return response
             if response.status_code == 401 and not refreshed:

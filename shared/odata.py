@@ -11,6 +11,7 @@ from sync.errors import ServiceUnavailableError, SyncError
 from sync.ports import Record, WriteResult
 
 from .http import ApiClient
+from .telemetry import map_in_context
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -103,4 +104,4 @@ def write_each(items: Sequence[T], write: Callable[[T], Record], concurrency: in
     if concurrency <= 1 or len(items) <= 1:
         return [one(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="write") as pool:
-        return list(pool.map(one, items))
+        return map_in_context(pool, one, items)

@@ -14,7 +14,7 @@ from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from sync.runs import JobMessage
 
-from .storage import StorageAccount, storage_errors
+from .storage import StorageAccount, counting_responses, storage_errors
 
 MESSAGE_TTL_SECONDS = -1  # never expire: a run must not silently lose a job
 
@@ -24,7 +24,8 @@ class StorageJobQueue:
         self.account = account
         self.name = queue_name
         self.client = account.queue_client(queue_name, message_encode_policy=TextBase64EncodePolicy(),
-                                           message_decode_policy=TextBase64DecodePolicy())
+                                           message_decode_policy=TextBase64DecodePolicy(),
+                                           raw_response_hook=counting_responses("Queue Storage"))
         self._ready = False
 
     def _ensure(self) -> None:

@@ -153,6 +153,12 @@ class Settings:
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING", None,
         "Authorization=AAD;ClientId=<managed identity client id>: export with Entra ID when the resource has local "
         "authentication disabled (the Functions host reads the same setting).", required=False)
+    python_enable_opentelemetry: bool = _setting(
+        "PYTHON_ENABLE_OPENTELEMETRY", False,
+        "true in Azure (read by the Functions Python worker): the worker hands each invocation's trace context to "
+        "bcsync, which exports its own telemetry, and the host leaves the worker's logs to it. Leave "
+        "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY unset: with it the worker would configure the exporter itself, "
+        "without bcsync's managed identity credential.")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, file: str | Path | None = None) -> "Settings":

@@ -44,6 +44,8 @@ from sync.ports import Clock, Coupling, RecordFailure
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
 from sync.schedule import MappingSchedule
 
+from .telemetry import count_request, map_in_context
+
 KEYS_PER_QUERY = 14      # Table Storage allows 15 comparisons per filter; one is the partition
 TRANSACTION_SIZE = 100   # operations per entity-group transaction
 
@@ -105,8 +107,8 @@ class StorageAccount:
             options["connection_verify"] = self.ca_bundle  # a test CA; passed per client so no env var overrides it
         return options
 
-    def table_client(self, table: str, *policies: SansIOHTTPPolicy) -> TableClient:
-        options = self._options(policies)
+    def table_client(self, table: str, *policies: SansIOHTTPPolicy, **kwargs) -> TableClient:
+        options = {**self._options(policies), **kwargs}
         if self.connection_string:
             return TableClient.from_connection_string(self.connection_string, table, **options)
         return TableClient(self.table_url, table, credential=self.credential, **options)
@@ -116,6 +118,11 @@ class StorageAccount:
         if self.connection_string:
             return QueueClient.from_connection_string(self.connection_string, queue, **options)
         return QueueClient(self.queue_url, queue, credential=self.credential, **options)
+
+
+def counting_responses(service: str):
+    """An SDK client's raw_response_hook: each answer (retries included) counted with its status."""
+    return lambda response: count_request(service, response.http_response.status_code)
 
 
 class TableStorage:
@@ -137,7 +144,8 @@ class TableStorage:
         full = f"{self.prefix}{name}"
         with self._lock:
             if full not in self._tables:
-                client = self.account.table_client(full, self._counter)
+                client = self.account.table_client(full, self._counter,
+                                                   raw_response_hook=counting_responses("Table Storage"))
                 with storage_errors():
                     try:
                         client.create_table()
@@ -183,7 +191,7 @@ def _query_keys(storage: TableStorage, table: TableClient, partition: str, row_k
     chunks = [row_keys[i:i + KEYS_PER_QUERY] for i in range(0, len(row_keys), KEYS_PER_QUERY)]
     if len(chunks) == 1:
         return one(chunks[0])
-    return [entity for result in storage.pool.map(one, chunks) for entity in result]
+    return [entity for result in map_in_context(storage.pool, one, chunks) for entity in result]
 
 
 class CouplingTable:

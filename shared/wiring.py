@@ -4,6 +4,7 @@ reused, so clients, token caches and table clients live at module level)."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,7 +23,7 @@ from sync.schedule import schedule_status
 from . import businesscentral, dataverse
 from .auth import SignIn
 from .http import ApiClient, VerifyingSession
-from .identity import ManagedIdentity, storage_account
+from .identity import ManagedIdentity, ManagedIdentityCredential, storage_account
 from .queue import StorageJobQueue
 from .settings import Settings
 from .storage import (
@@ -34,6 +35,7 @@ from .storage import (
     StorageAccount,
     TableStorage,
 )
+from .telemetry import JobTelemetry, configure_telemetry, run_started
 
 
 class StoredCatalog:
@@ -143,7 +145,7 @@ class Services:
         return RunCoordinator(self.catalogs, self.engine, self.runs, self.queue, self.state, self.state, self.clock,
                               lease_seconds=self.settings.job_lease_seconds,
                               time_budget_seconds=self.settings.job_time_budget_seconds,
-                              log_retention_days=self.settings.log_retention_days)
+                              log_retention_days=self.settings.log_retention_days, observer=JobTelemetry())
 
     # -- mappings -------------------------------------------------------------------------------
 
@@ -243,11 +245,11 @@ class Services:
         self.coordinator.handle(JobMessage.from_json(text))
 
     def start_run(self, kind: RunKind, trigger: str, mappings: list[str] | None = None) -> Run:
-        return self.coordinator.start_run(kind, trigger, mappings)
+        return run_started(lambda: self.coordinator.start_run(kind, trigger, mappings))
 
     def start_scheduled_run(self, trigger: str) -> Run | None:
         """What the timer does: the due mappings, after re-queueing what a crash stranded (None: nothing due)."""
-        return self.coordinator.start_scheduled_run(trigger)
+        return run_started(lambda: self.coordinator.start_scheduled_run(trigger))
 
     def job_log(self, limit: int = 20, mapping: str | None = None) -> list[RunReport]:
         """The latest runs with their jobs' counts and timings (only the jobs of `mapping` when given)."""
@@ -279,3 +281,20 @@ class Services:
 
 def build_services(settings: Settings | None = None, clock: Clock | None = None) -> Services:
     return Services(settings or Settings.load(), clock or SystemClock())
+
+
+def start_telemetry(settings: Settings | None = None) -> bool:
+    """Export telemetry when Application Insights is configured: once per process, by the function app
+    when a worker loads it and by the CLI. A telemetry setting in error is logged, not raised: the
+    synchronisation runs on without it."""
+    def credential(client_id: str | None) -> ManagedIdentityCredential:
+        identity = ManagedIdentity(client_id, VerifyingSession(settings.ca_bundle))
+        identity.settings.add("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+        return ManagedIdentityCredential(identity)
+
+    try:
+        settings = settings or Settings.load()
+        return configure_telemetry(settings, credential_factory=credential)
+    except ConfigurationError as exc:
+        logging.getLogger("bcsync").error("telemetry is not exported: %s", exc.message)
+        return False

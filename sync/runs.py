@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import secrets
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterable, Iterator, Protocol, Sequence
@@ -76,6 +77,10 @@ class Job:
     checkpoint: dt.datetime | None = None
     lease_until: dt.datetime | None = None
     etag: str | None = None
+
+    def fields(self) -> dict[str, str]:
+        """Which job this is, as fields of its log records (custom dimensions in Application Insights)."""
+        return {"run": self.run_id, "job": self.job_id, "mapping": self.mapping, "direction": self.direction.value}
 
     def to_dict(self) -> dict:
         return {
@@ -151,6 +156,19 @@ class LeaseStore(Protocol):
     def release(self, name: str, owner: str) -> None: ...
 
 
+class JobObserver:
+    """Hears what jobs do, for the edges' telemetry; the domain only reports. Does nothing by default."""
+
+    def running(self, run: Run, job: Job) -> AbstractContextManager[None]:
+        """Wraps one execution of `job`: an attempt, or a part continued after a time budget."""
+        return nullcontext()
+
+    def ended(self, job: Job) -> None:
+        """Called inside `running` when the execution ends: the job is done, failed, or queued again (a
+        transient failure, or out of time), with its counts so far. Not called when the job's lease was
+        lost, as another worker carries on with it."""
+
+
 class LeaseLost(TransientError):
     """Another worker took the job over (our lease expired); stop without saving anything more."""
 
@@ -182,7 +200,7 @@ class RunCoordinator:
     def __init__(self, catalogs: CatalogSource, engine: SyncEngine, runs: RunStore, queue: JobQueue,
                  leases: LeaseStore, schedules: ScheduleStore, clock: Clock, *, lease_seconds: int = 600,
                  max_attempts: int = 5, busy_retry_seconds: int = 30, time_budget_seconds: int = 480,
-                 log_retention_days: int = 0):
+                 log_retention_days: int = 0, observer: JobObserver | None = None):
         self.catalogs = catalogs
         self.engine = engine
         self.runs = runs
@@ -195,6 +213,7 @@ class RunCoordinator:
         self.busy_retry_seconds = busy_retry_seconds
         self.time_budget = dt.timedelta(seconds=time_budget_seconds)
         self.log_retention = dt.timedelta(days=log_retention_days)  # zero: runs are kept for ever
+        self.observer = observer or JobObserver()
 
     def _once_a_day(self, what: str) -> bool:
         """True at most once a day per `what`, across workers (last time kept in the state store)."""
@@ -220,7 +239,7 @@ class RunCoordinator:
         elif kind is RunKind.FULL:
             self._review(jobs, now)
         self.runs.create(run, jobs)
-        log.info("run %s (%s) started with %d jobs", run.run_id, kind.value, len(jobs))
+        log.info("run %s (%s) started with %d jobs", run.run_id, kind.value, len(jobs), extra={"run": run.run_id})
         for mapping in {j.mapping: j for j in jobs if j.status is JobStatus.DONE}.values():
             self._record_schedule(mapping)  # nothing to synchronise: it counts as a quiet run
         self.advance(run.run_id)
@@ -303,7 +322,8 @@ class RunCoordinator:
         job = self.runs.get_job(message.run_id, message.job_id)
         run = self.runs.get(message.run_id)
         if job is None or run is None:
-            log.warning("job %s of run %s does not exist (anymore); message dropped", message.job_id, message.run_id)
+            log.warning("job %s of run %s does not exist (anymore); message dropped", message.job_id, message.run_id,
+                        extra={"run": message.run_id, "job": message.job_id})
             return
         now = self.clock.now()
         if job.status in TERMINAL:
@@ -328,7 +348,10 @@ class RunCoordinator:
             self.leases.release(lease_name, owner)
             return
         try:
-            self._execute(run, job, lease_name, owner)
+            with self.observer.running(run, job):
+                ended = self._execute(run, job, lease_name, owner)
+                if ended is not None:
+                    self.observer.ended(ended)
         finally:
             self.leases.release(lease_name, owner)
         self.advance(run.run_id)
@@ -340,7 +363,8 @@ class RunCoordinator:
         job.lease_until = now + self.lease
         return self.runs.save_job(job)
 
-    def _execute(self, run: Run, job: Job, lease_name: str, owner: str) -> None:
+    def _execute(self, run: Run, job: Job, lease_name: str, owner: str) -> Job | None:
+        """Run the job once; returns it as it ended (None: it lost its lease to another worker)."""
         def progress(p: Progress) -> None:
             nonlocal job
             now = self.clock.now()
@@ -360,18 +384,15 @@ class RunCoordinator:
                                       mode=job.mode, resume_from=job.checkpoint, counts=job.counts,
                                       on_progress=progress, deadline=started + self.time_budget)
         except LeaseLost:
-            log.warning("job %s lost its lease; another worker continues it", owner)
-            return
+            log.warning("job %s lost its lease; another worker continues it", owner, extra=job.fields())
+            return None
         except TransientError as exc:
-            self._retry_later(job, exc)
-            return
+            return self._retry_later(job, exc)
         except SyncError as exc:
-            self._finish(job, JobStatus.FAILED, f"{type(exc).__name__}: {exc.message}")
-            return
+            return self._finish(job, JobStatus.FAILED, f"{type(exc).__name__}: {exc.message}")
         except Exception as exc:  # a bug must not leave the job running forever
-            log.exception("job %s crashed", owner)
-            self._finish(job, JobStatus.FAILED, f"unexpected error: {exc!r}")
-            return
+            log.exception("job %s crashed", owner, extra=job.fields())
+            return self._finish(job, JobStatus.FAILED, f"unexpected error: {exc!r}")
         job.counts = outcome.counts
         job.notes = outcome.notes
         job.checkpoint = outcome.checkpoint or job.checkpoint
@@ -383,13 +404,13 @@ class RunCoordinator:
             job.message = f"continuing after {int(self.time_budget.total_seconds())} s, from {job.checkpoint}"
             job = self.runs.save_job(job)
             self.queue.send(JobMessage(job.run_id, job.job_id))
-            return
-        self._finish(job, JobStatus.DONE, "")
+            log.info("job %s/%s %s", job.run_id, job.job_id, job.message, extra=job.fields())
+            return job
+        return self._finish(job, JobStatus.DONE, "")
 
-    def _retry_later(self, job: Job, exc: TransientError) -> None:
+    def _retry_later(self, job: Job, exc: TransientError) -> Job:
         if job.attempts >= self.max_attempts:
-            self._finish(job, JobStatus.FAILED, f"gave up after {job.attempts} attempts: {exc.message}")
-            return
+            return self._finish(job, JobStatus.FAILED, f"gave up after {job.attempts} attempts: {exc.message}")
         delay = int(max(exc.retry_after or 0, 15 * 2 ** (job.attempts - 1)))
         job.status = JobStatus.QUEUED
         job.queued_at = self.clock.now() + dt.timedelta(seconds=delay)
@@ -397,15 +418,19 @@ class RunCoordinator:
         job.lease_until = None
         job = self.runs.save_job(job)
         self.queue.send(JobMessage(job.run_id, job.job_id), delay_seconds=delay)
+        log.warning("job %s/%s %s", job.run_id, job.job_id, job.message, extra=job.fields())
+        return job
 
-    def _finish(self, job: Job, status: JobStatus, message: str) -> None:
+    def _finish(self, job: Job, status: JobStatus, message: str) -> Job:
         job.status = status
         job.message = message
         job.finished_at = self.clock.now()
         job.lease_until = None
-        self.runs.save_job(job)
-        log.info("job %s/%s %s %s %s", job.run_id, job.job_id, status.value, job.counts.as_dict(), message)
+        job = self.runs.save_job(job)
+        log.log(logging.ERROR if status is JobStatus.FAILED else logging.INFO, "job %s/%s %s %s %s",
+                job.run_id, job.job_id, status.value, job.counts.as_dict(), message, extra=job.fields())
         self._record_schedule(job)
+        return job
 
     def _record_schedule(self, finished: Job) -> None:
         """Once every job of the mapping in this run has finished, its schedule moves on: held when
@@ -493,4 +518,5 @@ class RunCoordinator:
             self.runs.save_run(run)
         except ConcurrencyError:
             pass  # closed concurrently by another worker
-        log.info("run %s finished: %s", run_id, run.status.value)
+        log.log(logging.INFO if ok else logging.WARNING, "run %s finished: %s", run_id, run.status.value,
+                extra={"run": run_id})

@@ -78,10 +78,13 @@ var storageSettings = [
   { name: 'AzureWebJobsStorage__clientId', value: identityClientId }
 ]
 
-// Telemetry with Entra ID: the resource accepts no instrumentation-key-only ingestion.
+// Telemetry with Entra ID: the resource accepts no instrumentation-key-only ingestion. The Python
+// worker hands each invocation's trace context to bcsync, which exports with the identity; the
+// worker's own exporter (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY) stays off, it has no credential.
 var monitoringSettings = [
   { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: applicationInsights.properties.ConnectionString }
   { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identityClientId};Authorization=AAD' }
+  { name: 'PYTHON_ENABLE_OPENTELEMETRY', value: 'true' }
 ]
 
 var bcsyncSettings = [

@@ -1,9 +1,10 @@
-"""The domain stays pure: no Azure SDK, no HTTP library, no MSAL in sync/."""
+"""The domain stays pure: no Azure SDK, no HTTP library, no MSAL, no OpenTelemetry in sync/."""
 
 import ast
 from pathlib import Path
 
-FORBIDDEN = {"azure", "msal", "requests", "httpx", "aiohttp", "urllib3", "shared", "simulators", "werkzeug"}
+FORBIDDEN = {"azure", "msal", "requests", "httpx", "aiohttp", "urllib3", "shared", "simulators", "werkzeug",
+             "opentelemetry"}
 
 
 def test_sync_imports_no_adapters():

@@ -1,5 +1,8 @@
 """Planning runs and coordinating their jobs, with in-memory ports."""
 
+import contextlib
+import logging
+
 import pytest
 
 from sync.config import StaticCatalog
@@ -7,7 +10,7 @@ from sync.config import StaticCatalog
 from sync.errors import ConfigurationError, ThrottledError
 from sync.mappings import Catalog, builtin_mappings
 from sync.planner import plan
-from sync.runs import JobMessage, JobStatus, RunCoordinator, RunKind, RunReport, RunStatus
+from sync.runs import JobMessage, JobObserver, JobStatus, RunCoordinator, RunKind, RunReport, RunStatus
 from tests.unit.test_engine import World
 from tests.fakes import FakeQueue, FakeRuns
 
@@ -193,3 +196,48 @@ def test_a_job_out_of_time_continues_in_a_new_invocation():
     report = h.report(run.run_id)
     assert report.run.status is RunStatus.DONE
     assert report.jobs[0].counts.inserted == 5 and len(h.w.crm.rows(__import__("sync.tables", fromlist=["x"]).CRM_ACCOUNT)) == 5
+
+
+class Recorder(JobObserver):
+    def __init__(self):
+        self.events = []
+
+    @contextlib.contextmanager
+    def running(self, run, job):
+        self.events.append(("running", job.job_id, job.attempts))
+        yield
+        self.events.append(("left", job.job_id))
+
+    def ended(self, job):
+        self.events.append(("ended", job.job_id, job.status, job.counts.inserted))
+
+
+def test_job_ends_are_logged_with_their_fields_and_told_to_the_observer(caplog):
+    h = Harness()
+    h.coordinator.observer = observer = Recorder()
+    h.w.customer("C00010", "Adatum")
+    run = h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    real_read = h.w.bc.read_changed
+    h.w.bc.read_changed = lambda *a, **k: (_ for _ in ()).throw(ThrottledError("429 Too Many Requests"))
+    caplog.set_level(logging.INFO, logger="bcsync")
+    first = next(m for m, _ in h.queue.messages if m.job_id == "CUSTOMER:to-crm")
+    h.queue.messages.clear()
+    h.coordinator.handle(first)
+    [retry] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "retrying" in retry.getMessage()
+    assert (retry.run, retry.job, retry.mapping, retry.direction) == (run.run_id, "CUSTOMER:to-crm", "CUSTOMER", "to-crm")
+    assert observer.events == [("running", "CUSTOMER:to-crm", 1), ("ended", "CUSTOMER:to-crm", JobStatus.QUEUED, 0),
+                               ("left", "CUSTOMER:to-crm")]
+
+    h.w.bc.read_changed = real_read
+    h.drain()
+    assert ("ended", "CUSTOMER:to-crm", JobStatus.DONE, 1) in observer.events
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+    h.w.crm.read_changed = lambda *a, **k: (_ for _ in ()).throw(ConfigurationError("the filter is refused"))
+    second = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
+    h.drain()
+    [failed] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "failed" in failed.getMessage() and "the filter is refused" in failed.getMessage()
+    assert (failed.run, failed.job, failed.mapping) == (second.run_id, "CUSTOMER:from-crm", "CUSTOMER")
+    assert observer.events[-2:] == [("ended", "CUSTOMER:from-crm", JobStatus.FAILED, 0), ("left", "CUSTOMER:from-crm")]
