@@ -75,6 +75,15 @@ def _problem(status: int, message: str) -> func.HttpResponse:
     return _json({"error": message}, status)
 
 
+def _json_object(req: func.HttpRequest) -> dict | None:
+    """The body as a JSON object, or None when it is not one (the route says what it wants)."""
+    try:
+        body = req.get_json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 @app.timer_trigger(schedule="%BCSYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def scheduled_sync(timer: func.TimerRequest) -> None:
     run = services().start_scheduled_run(trigger="timer" + (" (past due)" if timer.past_due else ""))
@@ -138,11 +147,8 @@ def mapping(req: func.HttpRequest) -> func.HttpResponse:
 
 @route("mappings/{name}", ["PATCH"], Access.CHANGE)
 def change_mapping(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        changes = req.get_json()
-    except ValueError:
-        changes = None
-    if not isinstance(changes, dict):
+    changes = _json_object(req)
+    if changes is None:
         return _problem(400, "The body must be a JSON object of settings to change.")
     try:
         return _json(services().set_mapping(req.route_params.get("name", ""), changes))
@@ -167,11 +173,8 @@ def list_errors(req: func.HttpRequest) -> func.HttpResponse:
 
 @route("errors/retry", ["POST"], Access.CHANGE)
 def retry_errors(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        body = req.get_json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or not (body.get("source_id") or body.get("all") or body.get("skipped")):
+    body = _json_object(req)
+    if body is None or not (body.get("source_id") or body.get("all") or body.get("skipped")):
         return _problem(400, 'Say which records: {"source_id": ...}, {"all": true} or {"skipped": true}, '
                              'optionally with "mapping" and "direction".')
     done = services().retry_failures(mapping=body.get("mapping"), direction=body.get("direction"),
@@ -198,11 +201,8 @@ def list_couplings(req: func.HttpRequest) -> func.HttpResponse:
 
 @route("couplings/{mapping}", ["POST"], Access.CHANGE)
 def couple(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        body = req.get_json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or not body.get("bc_id") or not body.get("crm_id"):
+    body = _json_object(req)
+    if body is None or not body.get("bc_id") or not body.get("crm_id"):
         return _problem(400, 'The body must be {"bc_id": ..., "crm_id": ...}.')
     try:
         pair = services().couple(req.route_params.get("mapping", ""), body["bc_id"], body["crm_id"])
@@ -246,11 +246,8 @@ def match(req: func.HttpRequest) -> func.HttpResponse:
 @route("orders/create", ["POST"], Access.CHANGE)
 def create_orders(req: func.HttpRequest) -> func.HttpResponse:
     """Create submitted Sales orders in Business Central now: {"orders": ["<salesorderid>", ...]}."""
-    try:
-        body = req.get_json()
-    except ValueError:
-        body = None
-    ids = body.get("orders") if isinstance(body, dict) else None
+    body = _json_object(req)
+    ids = body.get("orders") if body is not None else None
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
         return _problem(400, 'The body must be {"orders": ["<salesorderid>", ...]}.')
     try:
