@@ -19,10 +19,11 @@ draft's id (BC's "Draft Invoice SystemId"); an invoice posted from an order gets
 orderId/orderNumber. Posted invoices are read-only; `apply_payment` lowers their remaining amount
 until they are Paid.
 
-A document takes its sell-to customer's shipment method and shipping agent; the shipping agent, which
-API v2.0 does not publish, is set through the page web service `SalesOrder` (page 42, keyed
-`SalesOrder(Document_Type='Order',No='101001')`), which modifies orders but neither creates nor deletes
-them.
+A document takes its sell-to customer's shipment method and shipping agent. What API v2.0 orders do not
+publish (Your Reference, the shipping agent) or publish read-only (the bill-to address) is set through
+the page web service `SalesOrder` (page 42, keyed `SalesOrder(Document_Type='Order',No='101001')`),
+which modifies orders but neither creates nor deletes them. Posted invoices do publish Your Reference,
+as customerPurchaseOrderReference.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ ORDER_STATUS = ("Draft", "In Review", "Open")
 INVOICE_STATUS = (" ", "Draft", "In Review", "Open", "Paid", "Canceled", "Corrective")
 LINE_STEP = 10000
 DOCUMENT_TYPES = ("Quote", "Order", "Invoice", "Credit Memo", "Blanket Order", "Return Order")  # Sales Header's
+BILL_TO_OPTIONS = ("Default (Customer)", "Another Customer", "Custom Address")  # enum 421
+CUSTOM_ADDRESS = BILL_TO_OPTIONS[2]
 
 POSTED = "The invoice has been posted and can no longer be modified."
 NOTHING_TO_POST = "There is nothing to post."
@@ -225,6 +228,41 @@ class PartialShipping(Field):
 
     def set(self, session: Session, view: View, record: dict, value: Any) -> None:
         session.assign(view.table, record, self.column_name, "Partial" if value else "Complete")
+
+
+class BillToOptions(Field):
+    """Page 42's BillToOptions, a page variable (enum 421 "Sales Bill-to Options"). OnAfterGetRecord works it
+    out only when a GUI is allowed, so a web service always reads the enum's first value. Its OnValidate makes
+    the sell-to customer the bill-to customer for Default (Customer), and copies the sell-to address to the
+    bill-to address while both customers are the same."""
+
+    def __init__(self):
+        super().__init__("BillToOptions", None, type="option", options=BILL_TO_OPTIONS, caption="Bill-to")
+
+    def get(self, session: Session, record: dict) -> Any:
+        return BILL_TO_OPTIONS[0]
+
+    def set(self, session: Session, view: View, record: dict, value: Any) -> None:
+        option = Column(self.name, "option", options=BILL_TO_OPTIONS).option(value)
+        session.scratch[self.name] = option
+        if option == BILL_TO_OPTIONS[0]:
+            customer = session.find("Customer", (record["Sell-to Customer No."],))
+            if customer is not None:
+                _copy_customer(session, record, customer, True)
+        if record["Bill-to Customer No."] == record["Sell-to Customer No."]:
+            for column, *_ in ADDRESS:
+                record[f"Bill-to {column}"] = record[f"Sell-to {column}"]
+
+
+class BillToAddress(Field):
+    """A bill-to address control of page 42: Editable = (BillToOptions = Custom Address) or (Bill-to Customer
+    No. <> Sell-to Customer No.), so a request must choose Custom Address (earlier on the page) to write it."""
+
+    def set(self, session: Session, view: View, record: dict, value: Any) -> None:
+        custom = session.scratch.get("BillToOptions") == CUSTOM_ADDRESS
+        if not custom and record["Bill-to Customer No."] == record["Sell-to Customer No."]:
+            raise errors.read_only_property(self.caption)
+        super().set(session, view, record, value)
 
 
 def _header_columns(invoice: bool) -> list[Column]:
@@ -422,9 +460,8 @@ def _header_fields(header_table: str) -> list[Field]:
     if invoice:
         fields.append(Computed("posted", "bool", lambda s, r: r["Posted"], exposed=False))
     else:
-        fields += [Field("yourReference", "Your Reference"),
-                   Field("customerPurchaseOrderReference", "Your Reference"),
-                   Field("shippingAdvice", "Shipping Advice", exposed=False),
+        # API v2.0 orders publish no Your Reference (page 42 does, as Your_Reference)
+        fields += [Field("shippingAdvice", "Shipping Advice", exposed=False),
                    Field("dueDate", "Due Date", exposed=False)]
     return fields + _api_system_fields()
 
@@ -833,17 +870,25 @@ def register(cat: Catalog) -> None:
     })
     views["salesInvoices"].actions["post"] = post_invoice
 
-    # page 42 "Sales Order": a header change passes salesOrders' checks (and due date) like one through the API
+    # page 42 "Sales Order", its controls in the page's order (a request's values are validated in that order):
+    # a header change passes salesOrders' checks (and due date) like one through the API
     cat.add_page(PageView("SalesOrder", cat.tables[ORDERS], [
         Computed("Document_Type", "option", lambda s, r: "Order", options=DOCUMENT_TYPES, caption="Document Type"),
         Field("No", "No.", read_only=True),
         Field("Sell_to_Customer_No", "Sell-to Customer No.", read_only=True),
-        Field("Your_Reference", "Your Reference"),
         Field("External_Document_No", "External Document No."),
-        Field("Shipping_Agent_Code", "Shipping Agent Code"),
-        Field("Shipment_Method_Code", "Shipment Method Code"),
+        Field("Your_Reference", "Your Reference"),
+        Field("WorkDescription", "Work Description"),
         Field("Payment_Terms_Code", "Payment Terms Code"),
         Field("Payment_Discount_Percent", "Payment Discount %"),
-        Field("WorkDescription", "Work Description"),
+        Field("Shipment_Method_Code", "Shipment Method Code"),
+        Field("Shipping_Agent_Code", "Shipping Agent Code"),
+        BillToOptions(),
+        BillToAddress("Bill_to_Address", "Bill-to Address"),
+        BillToAddress("Bill_to_Address_2", "Bill-to Address 2"),
+        BillToAddress("Bill_to_City", "Bill-to City"),
+        BillToAddress("Bill_to_County", "Bill-to County"),
+        BillToAddress("Bill_to_Post_Code", "Bill-to Post Code"),
+        BillToAddress("Bill_to_Country_Region_Code", "Bill-to Country/Region Code"),
         *page_system_fields(),
     ], key=("Document_Type", "No"), insertable=False, deletable=False, before_modify=_header_hooks(ORDERS)[1]))
