@@ -454,10 +454,16 @@ def test_draft_invoice_is_posted_under_its_id_and_paid(env, bc):
     paid = admin.post(f"{env.url}/_sim/payment", json={"invoice": draft["id"], "amount": 300})
     assert paid.status_code == 200 and paid.json()["remainingAmount"] == 80 and paid.json()["status"] == "Open"
     partly = ok(bc.get(f"{invoices}({draft['id']})"))
-    assert when(partly["lastModifiedDateTime"]) > when(posted["lastModifiedDateTime"])
+    # the invoice row is not modified: only its ledger entry, which remainingAmount reads live
+    assert (partly["lastModifiedDateTime"], partly["@odata.etag"]) == (posted["lastModifiedDateTime"],
+                                                                       posted["@odata.etag"])
+    assert partly["remainingAmount"] == 80
     assert ok(bc.get(f"{env.company}/customers({data['customer']})"))["balanceDue"] == 80
     settled = env.sim.apply_payment(draft["id"], 80)
     assert settled["status"] == "Paid" and settled["remainingAmount"] == 0
+    paid_in_full = ok(bc.get(f"{invoices}({draft['id']})"))   # closed: the status changes, and the row with it
+    assert when(paid_in_full["lastModifiedDateTime"]) > when(posted["lastModifiedDateTime"])
+    assert ok(bc.get(f"{env.company}/customers({data['customer']})"))["balanceDue"] == 0
     assert [i["number"] for i in ok(bc.get(invoices, params={"$filter": "status eq 'Paid'"}))["value"]] == ["103001"]
     assert admin.post(f"{env.url}/_sim/payment", json={"invoice": empty["id"], "amount": 1}).status_code == 400
 
