@@ -237,10 +237,10 @@ class CustomerNumber(Field):
 
 
 class PartialShipping(Field):
-    """partialShipping: Shipping Advice Partial (true) or Complete (false)."""
+    """partialShipping: Shipping Advice Partial (true) or Complete (false); page 30028's PartialOrderShipping."""
 
     def __init__(self, name: str, column: str):
-        super().__init__(name, column, type="bool")
+        super().__init__(name, column, type="bool", page_variable=True)
 
     def get(self, session: Session, record: dict) -> Any:
         return record[self.column_name] == "Partial"
@@ -256,7 +256,8 @@ class BillToOptions(Field):
     bill-to address while both customers are the same."""
 
     def __init__(self):
-        super().__init__("BillToOptions", None, type="option", options=BILL_TO_OPTIONS, caption="Bill-to")
+        super().__init__("BillToOptions", None, type="option", options=BILL_TO_OPTIONS, caption="Bill-to",
+                         page_variable=True)
 
     def get(self, session: Session, record: dict) -> Any:
         return BILL_TO_OPTIONS[0]
@@ -442,7 +443,7 @@ def _header_fields(header_table: str) -> list[Field]:
         Field("shortcutDimension1Code", "Shortcut Dimension 1 Code"),
         Field("shortcutDimension2Code", "Shortcut Dimension 2 Code"),
         RelatedId("currencyId", "Currency Code", "Currency", "Currency"),
-        CurrencyCode("currencyCode", "Currency Code", "currencyId"),
+        CurrencyCode("currencyCode", "Currency Code", "currencyId", page_variable=True),  # CurrencyCodeTxt
     ]
     if invoice:
         fields += [Field("orderId", "Order Id", read_only=True), Field("orderNumber", "Order No.", read_only=True)]
@@ -453,7 +454,7 @@ def _header_fields(header_table: str) -> list[Field]:
         Field("salesperson", "Salesperson Code"),
     ]
     if invoice:
-        fields.append(Computed("remainingAmount", "decimal", remaining_amount))
+        fields.append(Computed("remainingAmount", "decimal", remaining_amount, page_variable=True))
     else:
         fields += [
             PartialShipping("partialShipping", "Shipping Advice"),
@@ -928,7 +929,7 @@ def register(cat: Catalog) -> None:
         Field("Sell_to_Customer_No", "Sell-to Customer No.", read_only=True),
         Field("External_Document_No", "External Document No."),
         Field("Your_Reference", "Your Reference"),
-        Field("WorkDescription", "Work Description"),
+        Field("WorkDescription", "Work Description", page_variable=True),  # Rec.GetWorkDescription()
         Field("Payment_Terms_Code", "Payment Terms Code"),
         Field("Payment_Discount_Percent", "Payment Discount %"),
         Field("Shipment_Method_Code", "Shipment Method Code"),

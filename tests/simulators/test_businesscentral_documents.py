@@ -279,7 +279,7 @@ def test_opportunities_for_contacts(env, bc):
     assert when(won["lastModifiedDateTime"]) > when(opportunity["lastModifiedDateTime"])
     assert [o["number"] for o in ok(bc.get(url, params={"$filter": "status eq 'Won'"}))["value"]] == ["OP000010"]
     assert error_of(bc.get(url, params={"$filter": "status eq 'Won' or closed eq true"}))[:2] == (
-        400, "BadRequest_NotSupported")
+        501, "BadRequest_MethodNotImplemented")
     assert error_of(bc.patch(f"{url}({opportunity['id']})", json={"closed": False}, headers={"If-Match": "*"}))[:2] == (
         400, "BadRequest_InvalidOperation")
     assert error_of(bc.post(url, json={"contactNumber": "CT999999"})) == (
@@ -465,6 +465,13 @@ def test_draft_invoice_is_posted_under_its_id_and_paid(env, bc):
     assert when(paid_in_full["lastModifiedDateTime"]) > when(posted["lastModifiedDateTime"])
     assert ok(bc.get(f"{env.company}/customers({data['customer']})"))["balanceDue"] == 0
     assert [i["number"] for i in ok(bc.get(invoices, params={"$filter": "status eq 'Paid'"}))["value"]] == ["103001"]
+    # remainingAmount and currencyCode are page variables: no filtering or sorting on them
+    for option, text in (("$filter", "remainingAmount gt 0"), ("$filter", "currencyCode eq 'USD'"),
+                         ("$orderby", "remainingAmount desc")):
+        assert error_of(bc.get(invoices, params={option: text})) == (
+            501, "BadRequest_MethodNotImplemented",
+            f"The property '{text.split()[0]}' is not bound to a table field and cannot be used in {option}.")
+    assert ok(bc.get(invoices, params={"$select": "number,remainingAmount", "$filter": "status eq 'Open'"}))
     assert admin.post(f"{env.url}/_sim/payment", json={"invoice": empty["id"], "amount": 1}).status_code == 400
 
 
