@@ -151,6 +151,7 @@ def test_companies_lists_the_company_with_its_fields(env, bc):
                             "businessProfileId", "systemCreatedAt", "systemCreatedBy", "systemModifiedAt",
                             "systemModifiedBy"}
     assert DATETIME.match(company["systemCreatedAt"])
+    assert company["systemVersion"].startswith("26.")  # it serves salespeoplePurchasers as 26.0 has it
     single = bc.get(f"{env.api}/companies({env.sim.company_id})")
     assert single.json()["@odata.context"].endswith("#companies/$entity")
     assert error_of(bc.post(f"{env.api}/companies", json={"name": "X"}))[:2] == (405, "BadRequest_MethodNotAllowed")
