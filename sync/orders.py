@@ -263,7 +263,8 @@ class SalesOrderProcess:
             return orders
         fields = ["number", "status", "customerId", "externalDocumentNumber", "yourReference"]
         found = self._referenced(job, BC_SALES_ORDER, fields, "yourReference", numbers, "")
-        found += self._lost_answers(job, [o for o in orders if o.id not in {f.id for f, _ in found}], lookups,
+        referenced = {order.id for order, _ in found}
+        found += self._lost_answers(job, [o for o in orders if o.id not in referenced], lookups,
                                     BC_SALES_ORDER, BC_SALES_ORDER_LINE, fields, "yourReference", "")
         coupled: list[tuple[Record, str]] = []
         for order, row in found:
@@ -284,7 +285,8 @@ class SalesOrderProcess:
         fields = ["number", "customerId", "externalDocumentNumber", "customerPurchaseOrderReference"]
         posted = self._referenced(job, BC_SALES_INVOICE, fields, "customerPurchaseOrderReference", numbers,
                                   "status ne 'Draft'")
-        posted += self._lost_answers(job, [o for o in left if o.id not in {p.id for p, _ in posted}], lookups,
+        referenced = {order.id for order, _ in posted}
+        posted += self._lost_answers(job, [o for o in left if o.id not in referenced], lookups,
                                      BC_SALES_INVOICE, BC_SALES_INVOICE_LINE, fields, "customerPurchaseOrderReference",
                                      "status ne 'Draft' and orderNumber ne ''")
         for order, row in posted:
@@ -535,8 +537,9 @@ class SalesOrderProcess:
 
 def _line_print(lines: Sequence[dict]) -> list[tuple]:
     """What tells one order's lines from another's: per line, in order, its type, number and quantity."""
+    ordered = sorted(lines, key=lambda line: line.get("sequence") or 0)
     return [(line.get("sequence"), line.get("lineType"), line.get("lineObjectNumber") or "",
-             round(float(line.get("quantity") or 0), 5)) for line in sorted(lines, key=lambda l: l.get("sequence") or 0)]
+             round(float(line.get("quantity") or 0), 5)) for line in ordered]
 
 
 def _option_codes(job: JobContext, option: tuple) -> tuple[dict[int, str], dict[int, str]]:
