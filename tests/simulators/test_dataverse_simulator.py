@@ -681,10 +681,8 @@ def test_create_update_and_upsert_multiple(env, dv):
         {"accountid": one, "name": "Bulk 1b", "@odata.type": "Microsoft.Dynamics.CRM.account"},
         {"@odata.id": f"accounts({fresh})", "name": "Bulk 3", "@odata.type": "Microsoft.Dynamics.CRM.account"},
     ]})
-    assert upserted.status_code == 200, upserted.text
-    results = upserted.json()["Results"]
-    assert [r["RecordCreated"] for r in results] == [False, True]
-    assert results[1]["Target"]["accountid"] == fresh
+    assert upserted.status_code == 204 and upserted.content == b""   # no UpsertMultipleResponse, unlike the SDK's
+    assert env.sim.get("account", one)["name"] == "Bulk 1b"
     assert env.sim.get("account", fresh)["name"] == "Bulk 3"
 
 
@@ -1000,6 +998,17 @@ def test_alternate_keys_for_addressing_and_sdk_upsert(env, dv, monkeypatch):
         assert env.sim.get("account", acc)["name"] == "Upserted by key"
         by_number = {a["accountnumber"]: a["name"] for a in env.sim.rows("account")}
         assert by_number == {"A000": "Upserted by key", "K1": "Key One", "K2": "Key Two"}
+
+        # the key column in the body as well as in @odata.id: taken when the row exists, refused when it is created
+        def upsert(number, name):
+            return dv.post("accounts/Microsoft.Dynamics.CRM.UpsertMultiple", {"Targets": [
+                {"@odata.type": "Microsoft.Dynamics.CRM.account", "@odata.id": f"accounts(accountnumber='{number}')",
+                 "accountnumber": number, "name": name}]})
+        assert upsert("K1", "Key One again").status_code == 204
+        refused = upsert("K3", "Key Three")
+        assert refused.status_code == 400 and refused.json()["error"] == {
+            "code": "0x80040216", "message": "An unexpected error occurred."}
+        assert sorted(a["accountnumber"] for a in env.sim.rows("account")) == ["A000", "K1", "K2"]
     finally:
         env.sim.schema["account"].alternate_keys.clear()
 
