@@ -336,6 +336,9 @@ def test_filters(env, dv):
     assert response.status_code == 400 and error_code(response) == "0x80060888"
     assert "nosuch" in response.json()["error"]["message"]
     assert dv.get("accounts", params={"$filter": "name eq"}).status_code == 400
+    for other in ("tolower(name) eq 'contoso ltd'", "length(name) gt 3", "contains(toupper(name),'WIND')"):
+        refused = dv.get("accounts", params={"$filter": other})   # only contains, endswith and startswith
+        assert refused.status_code == 400 and "is not supported" in refused.json()["error"]["message"], other
 
 
 # --------------------------------------------------------------------------- paging
@@ -365,6 +368,13 @@ def test_top_is_ignored_when_maxpagesize_is_present(env, dv):
     body = dv.get("accounts?$select=name&$top=3", headers={"Prefer": "odata.maxpagesize=5"}).json()
     assert len(body["value"]) == 5 and "@odata.nextLink" in body
     assert len(dv.get("accounts?$select=name&$top=3").json()["value"]) == 3
+
+
+def test_a_maxpagesize_above_5000_is_ignored_not_applied(env, dv):
+    seed_accounts(env, 6)
+    response = dv.get("accounts?$select=name&$top=3", headers={"Prefer": "odata.maxpagesize=6000"})
+    assert "Preference-Applied" not in response.headers
+    assert len(response.json()["value"]) == 3                   # no page size in force: $top applies
 
 
 def test_paging_never_skips_rows_changed_between_page_reads(env, dv):
