@@ -190,6 +190,7 @@ class SalesOrderProcess:
     def _create(self, job: JobContext, orders: list[Record]) -> list[OrderResult]:
         results: dict[str, OrderResult] = {}
         failed: dict[str, tuple[Record, SyncError]] = {}
+        stamps: list[tuple[Record, str]] = []   # orders created, with their Business Central number
         try:
             coupled = job.couplings.get_many(MAPPING, Side.CRM, [o.id for o in orders])
             bc_orders = {r.id.lower(): r for r in job.bc.read_ids(BC_SALES_ORDER, ["number", "status"],
@@ -216,9 +217,11 @@ class SalesOrderProcess:
                 except RecordError as exc:
                     failed[order.id] = (order, exc)
                     continue
-                results[order.id] = self._insert(job, order, body, failed)
+                results[order.id] = self._insert(job, order, body, failed, stamps)
         finally:
-            # what was done stays recorded when a service gives out midway (the job is retried)
+            # what was done stays recorded when a service gives out midway (the job is retried); the new
+            # orders are stamped together, each write-back step for all of them at once
+            self._stamp(job, stamps)
             self._record(job, [o for o in orders if o.id in results or o.id in failed], results, failed)
         return [results[o.id] for o in orders if o.id in results]
 
@@ -335,7 +338,8 @@ class SalesOrderProcess:
             before_freight = lines - round(lines * percent / 100, 2) - amount
         return round(lines - float(before_freight), 2)
 
-    def _insert(self, job: JobContext, order: Record, body: dict, failed: dict) -> OrderResult:
+    def _insert(self, job: JobContext, order: Record, body: dict, failed: dict,
+                stamps: list[tuple[Record, str]]) -> OrderResult:
         [result] = job.bc.insert(BC_SALES_ORDER, [NewRow(body)], ["number"])
         if result.record is None:
             failed[order.id] = (order, result.error)
@@ -345,7 +349,7 @@ class SalesOrderProcess:
                                           synced_at=job.clock.now(), job_id=job.job_id)])
         job.counts.inserted += 1
         number = created.values.get("number") or ""
-        self._stamp(job, [(order, number)])
+        stamps.append((order, number))
         # the order stands; a page write after it that failed is tried once more, then next run
         # the insert's own page write failed: all of SET_AFTER again, else just the discount
         later = self._set_after_values(job, order, ALL_SET_AFTER if result.error is not None
