@@ -64,7 +64,8 @@ def compile_filter(text: str | None, *, resolver: Resolver = _default_resolver, 
 def _nodes(node):
     """The expression and everything in it (a call's arguments, not its name)."""
     yield node
-    children = node.args if isinstance(node, ast.Call) else [getattr(node, a, None) for a in ("left", "right", "operand")]
+    children = node.args if isinstance(node, ast.Call) else [getattr(node, a, None)
+                                                              for a in ("left", "right", "operand")]
     for child in children:
         if child is not None:
             yield from _nodes(child)

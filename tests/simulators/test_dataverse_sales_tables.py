@@ -398,7 +398,8 @@ def test_a_submitted_sales_order_is_read_only_and_written_the_way_business_centr
     assert dv.patch(f"salesorders({so})", {"lastbackofficesubmit": "2024-05-02", "submitstatus": 1,
                                            "submitstatusdescription": "Created as BC order 101005"}).status_code == 204
     assert dv.patch(f"salesorders({so})", {"statecode": 1}).status_code == 204
-    assert state() == (1, 3) and env.sim.get("salesorder", so)["submitstatusdescription"] == "Created as BC order 101005"
+    assert state() == (1, 3)
+    assert env.sim.get("salesorder", so)["submitstatusdescription"] == "Created as BC order 101005"
     # Fulfilled and Canceled need FulfillSalesOrder and CancelSalesOrder
     for closing, label, message_name in (({"statecode": 3}, "Fulfilled", "FulfillSalesOrder"),
                                          ({"statecode": 2, "statuscode": 4}, "Canceled", "CancelSalesOrder")):
