@@ -47,13 +47,24 @@ class WriteBacks:
         return self.complete(job, self.begin(job, write_backs))
 
     def begin(self, job: JobContext, write_backs: Sequence[WriteBack]) -> Begun:
-        """Read the rows and record what is to be written to them; nothing is written yet."""
-        wanted = {w.row_id.lower(): w for w in write_backs}
+        """Read the rows and record what is to be written to them; nothing is written yet. A row that
+        still has a write-back recorded (one that failed midway) gets a single one for both."""
+        if not write_backs:
+            return []
+        recorded = {w.row_id.lower(): w for w in job.state.write_backs(job.mapping.name)}
+        wanted: dict[str, WriteBack] = {}
+        for w in write_backs:
+            key = w.row_id.lower()
+            earlier = wanted.get(key) or recorded.get(key)
+            wanted[key] = w if earlier is None else dataclasses.replace(
+                earlier, values={**earlier.values, **w.values},
+                **({} if w.state is None else {"state": w.state, "status": w.status}))
         rows = self._read(job, wanted.values())
-        begun = [(dataclasses.replace(w, state=row.values.get("statecode") if w.state is None else w.state,
-                                      version=row.etag), row)
-                 for key, w in wanted.items() if (row := rows.get(key)) is not None]
-        begun = [(w, row) for w, row in begun if self._columns(w, row) or self._set_state(w, row)]
+        begun: Begun = []
+        for key, w in wanted.items():
+            row = rows.get(key)
+            if key in recorded or (row is not None and (self._columns(w, row) or self._set_state(w, row))):
+                begun.append((self._resolve(job, w, row), row))
         if begun:
             job.state.save_write_backs(job.mapping.name, [w for w, _ in begun])
         return begun
@@ -64,19 +75,25 @@ class WriteBacks:
         if not left:
             return
         rows = self._read(job, left)
-        ours = job.crm.integration_user_id().lower()
-        begun: Begun = []
-        for w in left:
-            row = rows.get(w.row_id.lower())
-            if row is not None and row.etag != w.version and (row.modified_by or "").lower() != ours:
-                # someone changed it since the write-back began: their state stands, the columns are still ours
-                w = dataclasses.replace(w, state=row.values.get("statecode"), status=row.values.get("statuscode"))
-                job.note(f"{self.table.logical_name} {w.row_id} was changed in Sales while bcsync was writing to it; "
-                         f"it keeps the state it was given then")
-            begun.append((w, row))
+        begun = [(self._resolve(job, w, rows.get(w.row_id.lower())), rows.get(w.row_id.lower())) for w in left]
         for row_id, reason in self.complete(job, begun).items():
             job.note(f"{self.table.logical_name} {row_id}: what bcsync began to write could not be completed "
                      f"({reason}); tried again next run")
+
+    def _resolve(self, job: JobContext, w: WriteBack, row: Record | None) -> WriteBack:
+        """The write-back as it is to be done. A new one ends in the state it names, else in the row's,
+        and remembers the row's version. One begun earlier ends in its state too, unless someone other
+        than the integration changed the row since it began: the state that person gave it stands."""
+        if row is None:
+            return w
+        if w.version is None:
+            return dataclasses.replace(w, state=row.values.get("statecode") if w.state is None else w.state,
+                                       version=row.etag)
+        if row.etag != w.version and (row.modified_by or "").lower() != job.crm.integration_user_id().lower():
+            job.note(f"{self.table.logical_name} {w.row_id} was changed in Sales while bcsync was writing to it; "
+                     f"it keeps the state it was given then")
+            return dataclasses.replace(w, state=row.values.get("statecode"), status=row.values.get("statuscode"))
+        return w
 
     def complete(self, job: JobContext, begun: Begun) -> dict[str, str]:
         """Re-activate, write, set the state again; forget each write-back once its row is done (or gone)."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from sync.errors import ServiceUnavailableError
 from sync.model import Side
-from sync.ports import RowChange, WriteBack
+from sync.ports import RowChange, WriteBack, WriteResult
 from sync.tables import CRM_SALES_ORDER
 from sync.writeback import WriteBacks
 
@@ -93,3 +94,25 @@ def test_a_stopped_write_back_is_completed_and_a_user_who_changed_the_row_meanwh
     assert any(theirs in n and "changed in Sales" in n for n in j.notes)
     assert any(closed in n and "closed" in n for n in j.notes)
 
+
+
+def test_a_write_back_failing_midway_is_merged_into_the_next_one_for_the_row_not_replaced():
+    j, write_backs = job(), WriteBacks(CRM_SALES_ORDER, reopens=frozenset({SUBMITTED}))
+    submitted = order(j)
+    real = j.crm.update
+
+    def down_for_columns(table, changes, fields):   # the service gives out on the columns, once
+        if any("lastbackofficesubmit" in c.values for c in changes):
+            j.crm.update = real
+            return [WriteResult(error=ServiceUnavailableError("503")) for _ in changes]
+        return real(table, changes, fields)
+
+    j.crm.update = down_for_columns
+    assert list(write_backs.write(j, [WriteBack(submitted, STAMP)])) == [submitted]
+    assert row(j, submitted)["statecode"] == ACTIVE                          # re-activated, then it failed
+    # the same job writes the order's error: the stamp still recorded is written with it, and the order
+    # goes back to Submitted rather than staying in the Active state the failed attempt left
+    write_backs.write(j, [WriteBack(submitted, {"submitstatusdescription": "Its discount could not be set"})])
+    assert (row(j, submitted)["statecode"], row(j, submitted)["lastbackofficesubmit"]) == (SUBMITTED, "2024-05-02")
+    assert row(j, submitted)["submitstatusdescription"] == "Its discount could not be set"
+    assert j.state.write_backs("SALESORDER-ORDER") == []
