@@ -117,7 +117,7 @@ class PostedInvoiceRules(MappingRules):
         if dst_row is not None and dst_row.values.get("statecode") != ACTIVE:
             state, status = invoice_state(row)
             if (dst_row.values.get("statecode"), dst_row.values.get("statuscode")) != (state, status):
-                return {"statecode": state, "statuscode": status}  # written once reopened (reopen)
+                return {"statecode": state, "statuscode": status}  # once re-activated (reopen)
             raise SkipRow(f"Sales invoice {dst_row.values.get('invoicenumber') or dst_row.id} is no longer active, so "
                           f"it is read-only and was left as it is")
         total = float(row.values.get("totalAmountIncludingTax") or 0)
