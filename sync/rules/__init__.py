@@ -8,6 +8,8 @@ page, always in bulk:
 - `prepare(ctx, rows)`: fetch, once per page, whatever `extra_values` needs;
 - `extra_values(ctx, row, dst_row)`: destination values that are computed rather than copied
   (an exchange rate, a unit, a price list, a state); written when they differ from what is there;
+- `reopen(ctx, dst_row, values)`: what to write first so that a destination row read-only in its
+  state takes the update (a closed Sales invoice is re-activated, as Business Central does);
 - `after_write(ctx, written)`: what must follow a page's writes (publish new products, keep price
   list items, push invoice lines).
 
@@ -94,6 +96,10 @@ class MappingRules:
 
     def is_blank_counterpart(self, ctx: RuleContext, value: Any) -> bool:
         return False
+
+    def reopen(self, ctx: RuleContext, dst_row: Record, values: dict[str, Any]) -> dict[str, Any]:
+        """Values that make `dst_row` writable again before `values` are written to it; {} when it is."""
+        return {}
 
     def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
         """Follow-up writes; returns the source rows whose follow-up failed (retried next run)."""
