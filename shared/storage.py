@@ -4,6 +4,7 @@
 |------------------|--------------|-----------------------------|--------------------------------------------|
 | <p>couplings     | mapping      | bc:<id> and crm:<id>        | one coupling, findable from either side    |
 | <p>state         | mapping      | watermark:<direction>       | the watermark of a mapping and direction   |
+| <p>state         | mapping      | writeback:<row id>          | a write-back to Sales begun, not finished  |
 | <p>state         | lease        | <name>                      | who holds a lease, until when              |
 | <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
 | <p>runs          | <run id>     | run, job:<job id>           | the run and each of its jobs               |
@@ -40,7 +41,7 @@ from sync.config import MappingOverride
 from sync.engine import Counts, JobMode
 from sync.errors import AuthenticationError, ConcurrencyError, ServiceUnavailableError
 from sync.model import Direction, Side
-from sync.ports import Clock, Coupling, RecordFailure
+from sync.ports import Clock, Coupling, RecordFailure, WriteBack
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
 from sync.schedule import MappingSchedule
 
@@ -353,6 +354,22 @@ class StateTable:
     def clear_pending(self, mapping: str, direction: Direction, ids: Sequence[str]) -> None:
         _transact(self.table, [("delete", {"PartitionKey": _key(mapping), "RowKey": _key(f"pending:{direction.value}:{i}")})
                                for i in dict.fromkeys(ids)])
+
+    def write_backs(self, mapping: str) -> list[WriteBack]:
+        with storage_errors():
+            return [WriteBack(e["row_id"], json.loads(e["values"]), e.get("state"), e.get("status"), e.get("version"))
+                    for e in self.table.query_entities(
+                        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                        parameters={"pk": _key(mapping), "lo": "writeback:", "hi": "writeback;"})]
+
+    def save_write_backs(self, mapping: str, write_backs: Sequence[WriteBack]) -> None:
+        _transact(self.table, [("upsert", {"PartitionKey": _key(mapping), "RowKey": _key(f"writeback:{w.row_id}"),
+                                           "row_id": w.row_id, "values": json.dumps(w.values), "state": w.state,
+                                           "status": w.status, "version": w.version}) for w in write_backs])
+
+    def clear_write_backs(self, mapping: str, row_ids: Sequence[str]) -> None:
+        _transact(self.table, [("delete", {"PartitionKey": _key(mapping), "RowKey": _key(f"writeback:{i}")})
+                               for i in dict.fromkeys(row_ids)])
 
     def cursor(self, mapping: str, name: str) -> str | None:
         with storage_errors():

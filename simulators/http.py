@@ -1,8 +1,12 @@
-"""Serving a simulator: a WSGI app on loopback over TLS, with fault knobs in front of it."""
+"""Serving a simulator: a WSGI app on loopback over TLS, with the service's protection limits and
+fault knobs in front of it."""
 
 from __future__ import annotations
 
+import base64
+import collections
 import json
+import math
 import ssl
 import threading
 import time
@@ -33,9 +37,110 @@ class Fault:
     methods: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Limits:
+    """A service's protection limits, per user: requests in a sliding window, requests in progress at
+    once (with a queue in front, or none: refused at once), and for Dataverse the execution time the
+    user's requests may take in the window. The defaults of each simulator are the documented ones."""
+
+    requests: int = 6000
+    window_seconds: float = 300.0
+    concurrent: int | None = None
+    queue: int = 0
+    queue_timeout_seconds: float = 480.0
+    execution_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why protection refused a request: `reason` is one of "requests", "concurrent", "execution",
+    "queue timeout"; the simulator turns it into its service's answer."""
+
+    reason: str
+    retry_after: int | None
+
+
+class _UserUsage:
+    def __init__(self):
+        self.times: collections.deque[float] = collections.deque()
+        self.durations: collections.deque[tuple[float, float]] = collections.deque()
+        self.active = 0
+        self.waiting = 0
+
+
+class ServiceProtection:
+    """Enforces `Limits` per user (the token's object id), as both services do: over the window's
+    request count or execution time the answer is 429 with the seconds until enough of the window has
+    passed; over the concurrency, a request waits in the queue or, when the queue is full, is refused."""
+
+    def __init__(self, limits: Limits):
+        self.default = limits
+        self.limits = limits
+        self._users: dict[str, _UserUsage] = {}
+        self._lock = threading.Condition()
+        self.refused = 0
+
+    def reset(self, limits: Limits | None = None) -> None:
+        with self._lock:
+            self.limits = limits or self.default
+            self._users.clear()
+            self.refused = 0
+
+    def admit(self, user: str) -> Refusal | None:
+        limits, now = self.limits, time.monotonic()
+        with self._lock:
+            usage = self._users.setdefault(user, _UserUsage())
+            start = now - limits.window_seconds
+            while usage.times and usage.times[0] <= start:
+                usage.times.popleft()
+            while usage.durations and usage.durations[0][0] <= start:
+                usage.durations.popleft()
+            if len(usage.times) >= limits.requests:
+                return self._refuse("requests", usage.times[0] + limits.window_seconds - now)
+            if limits.execution_seconds is not None and sum(d for _, d in usage.durations) >= limits.execution_seconds:
+                return self._refuse("execution", usage.durations[0][0] + limits.window_seconds - now)
+            if limits.concurrent is not None and usage.active >= limits.concurrent:
+                if usage.waiting >= limits.queue:
+                    return self._refuse("concurrent", 1)
+                usage.waiting += 1
+                deadline = now + limits.queue_timeout_seconds
+                while usage.active >= limits.concurrent:
+                    if not self._lock.wait(timeout=max(0.0, deadline - time.monotonic())):
+                        usage.waiting -= 1
+                        return self._refuse("queue timeout", None)
+                usage.waiting -= 1
+            usage.times.append(now)
+            usage.active += 1
+        return None
+
+    def release(self, user: str, started: float) -> None:
+        with self._lock:
+            usage = self._users[user]
+            usage.active -= 1
+            usage.durations.append((started, time.monotonic() - started))
+            self._lock.notify_all()
+
+    def _refuse(self, reason: str, seconds: float | None) -> Refusal:
+        self.refused += 1
+        return Refusal(reason, None if seconds is None else max(1, math.ceil(seconds)))
+
+
+def caller(environ) -> str:
+    """Who a request counts against: the bearer token's object id (not verified here; the service
+    refuses a bad token after admission, as the real ones count every request)."""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    try:
+        payload = authorization.split(" ", 1)[1].split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(claims.get("oid") or claims.get("appid") or "anonymous")
+    except (IndexError, ValueError):
+        return "anonymous"
+
+
 @dataclass
 class FaultKnobs:
-    """What a test or `make run` can turn on: latency, scripted failures, a request log.
+    """What a test or `make run` can turn on: latency, scripted failures, a request log, and the
+    protection limits (the service's documented ones unless a test lowers them).
 
     Faults are scripted rather than random so that a test asserts exact behaviour.
     """
@@ -43,6 +148,7 @@ class FaultKnobs:
     latency_ms: int = 0
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    protection: ServiceProtection = field(default_factory=lambda: ServiceProtection(Limits()))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def fail(self, status: int, times: int = 1, retry_after: int | None = None, body: dict | None = None,
@@ -55,6 +161,7 @@ class FaultKnobs:
             self.faults.clear()
             self.requests.clear()
             self.latency_ms = 0
+        self.protection.reset()
 
     def take(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -71,25 +178,47 @@ class FaultKnobs:
         return None
 
     def configure(self, spec: dict) -> None:
-        """Apply the JSON shape the admin endpoint accepts: {"latency_ms": .., "fail": [{..Fault..}]}."""
+        """Apply the JSON shape the admin endpoint accepts:
+        {"latency_ms": .., "fail": [{..Fault..}], "limits": {..Limits..}}."""
         if "latency_ms" in spec:
             self.latency_ms = int(spec["latency_ms"])
         for item in spec.get("fail", []):
             self.fail(**item)
+        if "limits" in spec:
+            self.protection.reset(Limits(**{**self.protection.default.__dict__, **spec["limits"]}))
 
 
 class FaultMiddleware:
-    """Sits in front of a simulator app; admin paths (/_sim/...) are never faulted."""
+    """Sits in front of a simulator app: the service's protection limits first, then latency and
+    scripted faults. Admin paths (/_sim/...) are never limited or faulted. `refusal` turns a
+    protection refusal into the service's own answer."""
 
-    def __init__(self, app: Callable, knobs: FaultKnobs, error_body: Callable[[int], dict]):
+    def __init__(self, app: Callable, knobs: FaultKnobs, error_body: Callable[[int], dict],
+                 refusal: Callable[[Refusal], Response]):
         self.app = app
         self.knobs = knobs
         self.error_body = error_body
+        self.refusal = refusal
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_sim/"):
             return self.app(environ, start_response)
+        user, started = caller(environ), time.monotonic()
+        refused = self.knobs.protection.admit(user)
+        if refused is not None:
+            return self.refusal(refused)(environ, start_response)
+        body = None
+        try:
+            # the body is produced here, so that a request counts as in progress until it is answered
+            body = self._serve(environ, start_response, path)
+            return list(body)
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+            self.knobs.protection.release(user, started)
+
+    def _serve(self, environ, start_response, path):
         if self.knobs.latency_ms:
             time.sleep(self.knobs.latency_ms / 1000)
         fault = self.knobs.take(environ.get("REQUEST_METHOD", "GET"), path)

@@ -43,8 +43,9 @@ def parse_filter(text: str):
 
 
 def compile_filter(text: str | None, *, resolver: Resolver = _default_resolver, case_insensitive: bool = True,
-                   known: Callable[[str], bool] | None = None) -> Predicate:
-    """Turn a $filter expression into a predicate. `known` checks property names up front."""
+                   known: Callable[[str], bool] | None = None, functions: frozenset[str] | None = None) -> Predicate:
+    """Turn a $filter expression into a predicate. `known` checks property names up front; `functions`
+    limits the functions the service takes (None: every one evaluated here)."""
     if not text or not text.strip():
         return lambda row: True
     tree = parse_filter(text)
@@ -52,23 +53,30 @@ def compile_filter(text: str | None, *, resolver: Resolver = _default_resolver, 
         for name in _identifiers(tree):
             if not known(name):
                 raise UnknownProperty(name)
+    if functions is not None:
+        for name in _calls(tree):
+            if name.lower() not in functions:
+                raise QueryError(f"The function '{name}' is not supported in $filter.")
     evaluator = _Evaluator(resolver, case_insensitive)
     return lambda row: bool(evaluator.eval(tree, row))
 
 
-def _identifiers(node) -> list[str]:
-    found = []
-    if isinstance(node, ast.Identifier):
-        return [node.name]
-    if isinstance(node, ast.Call):
-        for arg in node.args:
-            found += _identifiers(arg)
-        return found
-    for attr in ("left", "right", "operand"):
-        child = getattr(node, attr, None)
+def _nodes(node):
+    """The expression and everything in it (a call's arguments, not its name)."""
+    yield node
+    children = node.args if isinstance(node, ast.Call) else [getattr(node, a, None)
+                                                              for a in ("left", "right", "operand")]
+    for child in children:
         if child is not None:
-            found += _identifiers(child)
-    return found
+            yield from _nodes(child)
+
+
+def _identifiers(node) -> list[str]:
+    return [n.name for n in _nodes(node) if isinstance(n, ast.Identifier)]
+
+
+def _calls(node) -> list[str]:
+    return [n.func.name for n in _nodes(node) if isinstance(n, ast.Call)]
 
 
 def _literal(node) -> Any:

@@ -862,14 +862,17 @@ class _Page:
                         dst_row: Record | None) -> None:
         """Computed values (a state, a parent, a unit) are merged like bidirectional fields, against the
         snapshot under "~<name>": a destination changed since we last wrote the value, while the
-        computed value did not change, is left alone for its own pass to carry back."""
+        computed value did not change, is left alone for its own pass to carry back. A one-way mapping
+        has no such pass: its computed values follow the source, as its fields do (and a state that a
+        stopped job's reopening step left is not taken for a user's)."""
         job = self.job
         src_snap = coupling.values_on(job.src_side) if coupling else {}
         dst_snap = coupling.values_on(job.dst_side) if coupling else {}
+        both_ways = job.mapping.direction is Direction.BIDIRECTIONAL
         for name, value in extra.items():
             key = f"~{name}"
             current = dst_row.values.get(name) if dst_row is not None else None
-            if dst_row is not None and key in src_snap and not same(current, value):
+            if both_ways and dst_row is not None and key in src_snap and not same(current, value):
                 source_changed = not same(value, src_snap[key])
                 destination_changed = not same(current, dst_snap.get(key))
                 if destination_changed and not source_changed:
@@ -990,7 +993,7 @@ class _Page:
 
     def _write_updates(self) -> None:
         job = self.job
-        pending, self.updates = self.updates, []
+        pending, self.updates = self._reopen(self.updates), []
         if not pending:
             return
         changes = [RowChange(dst_row.id, dst_row.etag, plan.values) for _, _, dst_row, plan in pending]
@@ -1012,6 +1015,29 @@ class _Page:
             if row.id in self.new_couplings:
                 job.counts.coupled += 1
             self.succeeded.append(row.id)
+
+    def _reopen(self, pending: list) -> list:
+        """Destination rows read-only in their state are made writable first (the rules say how); the update
+        then goes to the version this left, and sets back what reopening changed unless it sets it itself.
+        Should the job stop in between, the row stays reopened and is written when its source row is read
+        again (the job resumes before this page) or its failure retried."""
+        job = self.job
+        reopens = [job.rules.reopen(job, dst_row, plan.values) for _, _, dst_row, plan in pending]
+        todo = [i for i, values in enumerate(reopens) if values]
+        if not todo:
+            return pending
+        results = job.dst.update(job.dst_table, [RowChange(pending[i][2].id, pending[i][2].etag, reopens[i])
+                                                 for i in todo], job.dst_fields)
+        writable = list(pending)
+        for i, result in zip(todo, results):
+            row, coupling, closed, plan = pending[i]
+            if result.record is None:
+                self.fail(row, coupling, result.error)
+                writable[i] = None
+            else:
+                plan.values = {**{k: closed.values.get(k) for k in reopens[i]}, **plan.values}
+                writable[i] = (row, coupling, result.record, plan)
+        return [item for item in writable if item is not None]
 
     def _remember(self, row: Record, coupling: Coupling, dst_row: Record, plan: RowPlan) -> None:
         """Store both sides' versions and values so the next pass knows what changed since now."""

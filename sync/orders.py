@@ -17,6 +17,10 @@ lines this order would get.
 The same job follows the coupled orders: posted in full (the order is gone and a posted invoice
 names it) -> the Sales order becomes Invoiced; deleted by a user -> the Sales order is set back to
 Active / Pending with its back-office submit date cleared, so it can be submitted again.
+
+A submitted order is read-only in Sales, so what bcsync writes to it goes as Business Central writes
+it: Active, the columns, Submitted again, three updates, recorded before the first so that the next
+job completes what a stopped one began (sync.writeback).
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .errors import ConcurrencyError, NotFoundError, RecordError, SyncError
+from .errors import ConcurrencyError, RecordError, SyncError
 from .failures import failed_again
 from .values import as_guid
 from .model import BcTable, Direction, OptionSet, Side
-from .ports import Coupling, NewRow, Record, RowChange
+from .ports import Coupling, NewRow, Record, RowChange, WriteBack
 from .process import JobContext
 from .rules.currency import CurrencyRules
 from .tables import (
@@ -51,6 +55,7 @@ from .tables import (
     CRM_SALES_ORDER_DETAIL,
     CRM_UNIT,
 )
+from .writeback import WriteBacks
 
 MAPPING = "SALESORDER-ORDER"
 ACTIVE, SUBMITTED, INVOICED = 0, 1, 4
@@ -86,6 +91,8 @@ SET_AFTER = {"ordernumber": "Your Reference", "discountamount": "order discount"
 ALL_SET_AFTER = list(SET_AFTER)
 PAGE_42 = [attribute for attribute in SET_AFTER if attribute != "discountamount"]
 LINE_PRINT = ["documentId", "sequence", "lineType", "lineObjectNumber", "quantity"]
+# a submitted order is re-activated to be written; other closed orders are left alone
+WRITE_BACKS = WriteBacks(CRM_SALES_ORDER, reopens=frozenset({SUBMITTED}))
 
 
 def order_label(order: Record) -> str:
@@ -126,7 +133,7 @@ class SalesOrderProcess:
     """The job of SALESORDER-ORDER (a sync.process.JobProcess)."""
 
     def has_work(self, job: JobContext) -> bool:
-        if next(iter(job.couplings.coupled_ids(MAPPING, Side.BC, page_size=1)), []):
+        if next(iter(job.couplings.coupled_ids(MAPPING, Side.BC, page_size=1)), []) or job.state.write_backs(MAPPING):
             return True
         return job.setup.auto_create_sales_orders and bool(
             next(iter(job.crm.read_changed(CRM_SALES_ORDER, ["name"], since=None, where=self._unsent(), page_size=1)),
@@ -138,6 +145,7 @@ class SalesOrderProcess:
         return f"statecode eq {SUBMITTED} and (lastbackofficesubmit eq null or lastbackofficesubmit le 1900-01-01)"
 
     def run(self, job: JobContext, deadline: dt.datetime | None):
+        WRITE_BACKS.finish(job)  # first: an order a stopped job left Active is no longer submitted
         self.follow_coupled(job)
         self._settle_failures(job)
         if not job.setup.auto_create_sales_orders:
@@ -153,6 +161,7 @@ class SalesOrderProcess:
 
     def create(self, job: JobContext, order_ids: Sequence[str]) -> list[OrderResult]:
         """Create these orders now (bcsync orders create): each must be submitted."""
+        WRITE_BACKS.finish(job)
         guids = {i: as_guid(i) for i in order_ids}
         orders = job.crm.read_ids(CRM_SALES_ORDER, ORDER_FIELDS, list(dict.fromkeys(g for g in guids.values() if g)))
         found = {o.id.lower() for o in orders}
@@ -189,6 +198,7 @@ class SalesOrderProcess:
     def _create(self, job: JobContext, orders: list[Record]) -> list[OrderResult]:
         results: dict[str, OrderResult] = {}
         failed: dict[str, tuple[Record, SyncError]] = {}
+        stamps: list[tuple[Record, str]] = []   # orders created, with their Business Central number
         try:
             coupled = job.couplings.get_many(MAPPING, Side.CRM, [o.id for o in orders])
             bc_orders = {r.id.lower(): r for r in job.bc.read_ids(BC_SALES_ORDER, ["number", "status"],
@@ -215,9 +225,11 @@ class SalesOrderProcess:
                 except RecordError as exc:
                     failed[order.id] = (order, exc)
                     continue
-                results[order.id] = self._insert(job, order, body, failed)
+                results[order.id] = self._insert(job, order, body, failed, stamps)
         finally:
-            # what was done stays recorded when a service gives out midway (the job is retried)
+            # what was done stays recorded when a service gives out midway (the job is retried); the new
+            # orders are stamped together, each write-back step for all of them at once
+            self._stamp(job, stamps)
             self._record(job, [o for o in orders if o.id in results or o.id in failed], results, failed)
         return [results[o.id] for o in orders if o.id in results]
 
@@ -378,7 +390,8 @@ class SalesOrderProcess:
             before_freight = lines - round(lines * percent / 100, 2) - amount
         return round(lines - float(before_freight), 2)
 
-    def _insert(self, job: JobContext, order: Record, body: dict, failed: dict) -> OrderResult:
+    def _insert(self, job: JobContext, order: Record, body: dict, failed: dict,
+                stamps: list[tuple[Record, str]]) -> OrderResult:
         [result] = job.bc.insert(BC_SALES_ORDER, [NewRow(body)], ["number"])
         if result.record is None:
             failed[order.id] = (order, result.error)
@@ -388,7 +401,7 @@ class SalesOrderProcess:
                                           synced_at=job.clock.now(), job_id=job.job_id)])
         job.counts.inserted += 1
         number = created.values.get("number") or ""
-        self._stamp(job, [(order, number)])
+        stamps.append((order, number))
         # the order stands; a page write after it that failed is tried once more, then next run
         # the insert's own page write failed: all of SET_AFTER again, else just the discount
         later = self._set_after_values(job, order, ALL_SET_AFTER if result.error is not None
@@ -451,22 +464,21 @@ class SalesOrderProcess:
     def _stamp(self, job: JobContext, orders: list[tuple[Record, str]]) -> None:
         """Sent to the back office: today's date, and the Business Central order number for Sales users."""
         today = job.clock.now().date().isoformat()
-        changes = [RowChange(o.id, None, {"lastbackofficesubmit": today,
-                                          "submitstatusdescription": f"Business Central sales order {number}"})
-                   for o, number in orders if str(o.values.get("lastbackofficesubmit") or "")[:10] != today]
-        self._write_stamps(job, changes)
+        self._write_stamps(job, [WriteBack(o.id, {"lastbackofficesubmit": today,
+                                                  "submitstatusdescription": f"Business Central sales order {number}"})
+                                 for o, number in orders
+                                 if str(o.values.get("lastbackofficesubmit") or "")[:10] != today])
 
     def _describe(self, job: JobContext, orders: list[tuple[Record, str]]) -> None:
         """The Submit Status Description Sales users read, where it differs."""
-        self._write_stamps(job, [RowChange(o.id, None, {"submitstatusdescription": text[:2000]})
+        self._write_stamps(job, [WriteBack(o.id, {"submitstatusdescription": text[:2000]})
                                  for o, text in orders if o.values.get("submitstatusdescription") != text[:2000]])
 
     @staticmethod
-    def _write_stamps(job: JobContext, changes: list[RowChange]) -> None:
-        for change, result in zip(changes, job.crm.update(CRM_SALES_ORDER, changes, ["name"])):
-            if result.error is not None:  # the coupling stands; the next run stamps it again
-                job.note(f"sales order {change.id}: its back-office submit status could not be set: "
-                         f"{result.error.message}")
+    def _write_stamps(job: JobContext, write_backs: list[WriteBack]) -> None:
+        for order_id, reason in WRITE_BACKS.write(job, write_backs).items():
+            job.note(f"sales order {order_id}: its back-office submit status could not be set ({reason}); it is set "
+                     f"by the next run")
 
     def _record(self, job: JobContext, orders: list[Record], results: dict, failed: dict) -> None:
         now = job.clock.now()
@@ -509,29 +521,27 @@ class SalesOrderProcess:
                                         [c.bc_id for c in couplings])
         posted = {str(r.values.get("orderId")).lower(): r for r in invoices}
         said: dict[str, str] = {}
-        changes = []
+        write_backs = []
         for c in couplings:
             invoice = posted.get(c.bc_id.lower())
             if invoice is not None:
-                changes.append(RowChange(c.crm_id, None, {"statecode": INVOICED, "statuscode": INVOICED_STATUS}))
+                write_backs.append(WriteBack(c.crm_id, {}, INVOICED, INVOICED_STATUS))
                 said[c.bc_id] = (f"the Business Central order {invoice.values.get('orderNumber')} was posted as "
                                  f"invoice {invoice.values.get('number')}; the Sales order is Invoiced")
                 job.counts.modified += 1
             else:
-                changes.append(RowChange(c.crm_id, None, {"statecode": ACTIVE, "statuscode": PENDING,
-                                                          "lastbackofficesubmit": None,
-                                                          "submitstatusdescription": None}))
+                write_backs.append(WriteBack(c.crm_id, {"lastbackofficesubmit": None, "submitstatusdescription": None},
+                                             ACTIVE, PENDING))
                 said[c.bc_id] = ("its Business Central order was deleted, so the Sales order was set back to Active; "
                                  "submit it again to create a new one")
                 job.counts.uncoupled += 1
             job.note(f"sales order {c.crm_id}: {said[c.bc_id]}")
-        done = []
-        for c, result in zip(couplings, job.crm.update(CRM_SALES_ORDER, changes, ["name"])):
-            if result.error is None or isinstance(result.error, NotFoundError):
-                done.append(c)  # a Sales order deleted meanwhile needs nothing more
-            else:
-                job.note(f"sales order {c.crm_id} could not be updated ({result.error.message}); tried again next run")
-        job.couplings.delete_many(done)
+        # recorded, the write-backs are what remembers the orders: a job that stops after this completes them
+        # rather than deciding anew (by then a user may have submitted the order again)
+        begun = WRITE_BACKS.begin(job, write_backs)
+        job.couplings.delete_many(couplings)
+        for order_id, reason in WRITE_BACKS.complete(job, begun).items():
+            job.note(f"sales order {order_id} could not be updated ({reason}); completed by the next run")
         return said
 
 

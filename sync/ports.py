@@ -183,6 +183,21 @@ class ErrorStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class WriteBack:
+    """Columns to write to a Sales row that may be read-only in its state, and the state it ends in.
+
+    Recorded before the first of its steps and forgotten after the last (sync.writeback), so that a run
+    that stops in between leaves it for the next run to complete.
+    """
+
+    row_id: str
+    values: dict[str, Any]
+    state: int | None = None        # the state the row ends in; None: the one it has
+    status: int | None = None       # its status reason; None: the state's default
+    version: str | None = None      # the row's version when the write-back began (recorded with it)
+
+
 class StateStore(Protocol):
     def watermark(self, mapping: str, direction: Direction) -> dt.datetime | None:
         ...
@@ -198,6 +213,15 @@ class StateStore(Protocol):
         ...
 
     def clear_pending(self, mapping: str, direction: Direction, ids: Sequence[str]) -> None:
+        ...
+
+    def write_backs(self, mapping: str) -> list[WriteBack]:
+        """Write-backs begun and not known to be finished."""
+
+    def save_write_backs(self, mapping: str, write_backs: Sequence[WriteBack]) -> None:
+        ...
+
+    def clear_write_backs(self, mapping: str, row_ids: Sequence[str]) -> None:
         ...
 
     def cursor(self, mapping: str, name: str) -> str | None:

@@ -216,6 +216,7 @@ class FakeState:
         self.leases: dict[str, tuple[str, dt.datetime]] = {}
         self.cursors: dict[tuple[str, str], str] = {}
         self.schedule_rows: dict = {}
+        self.write_back_rows: dict[tuple[str, str], object] = {}
 
     def watermark(self, mapping, direction):
         return self.marks.get((mapping, direction))
@@ -233,6 +234,16 @@ class FakeState:
 
     def clear_pending(self, mapping, direction, ids):
         self.pending_ids.get((mapping, direction), set()).difference_update(ids)
+
+    def write_backs(self, mapping):
+        return [w for (m, _), w in self.write_back_rows.items() if m == mapping]
+
+    def save_write_backs(self, mapping, write_backs):
+        self.write_back_rows.update({(mapping, w.row_id): w for w in write_backs})
+
+    def clear_write_backs(self, mapping, row_ids):
+        for row_id in row_ids:
+            self.write_back_rows.pop((mapping, row_id), None)
 
     def schedules(self):
         return dict(self.schedule_rows)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 
+from simulators.http import Limits, Refusal, json_response
+
 
 def with_correlation(message: str) -> str:
     return f"{message}  CorrelationId:  {uuid.uuid4()}."
@@ -212,3 +214,21 @@ def error_body(status: int) -> dict:
     """A realistic body for a scripted failure with this status (used by FaultMiddleware)."""
     code, message = _FAULTS.get(status, ("Unknown", "An error occurred while processing this request."))
     return {"error": {"code": code, "message": with_correlation(message)}}
+
+
+# Operational limits of Business Central online for OData and API requests, per user: 6,000 requests
+# in a sliding 5-minute window and 5 at once, with up to 95 more waiting; a request waits at most 8
+# minutes for its turn. Over them: 429 (no Retry-After is promised), or 503 when the wait times out.
+LIMITS = Limits(requests=6000, window_seconds=300, concurrent=5, queue=95, queue_timeout_seconds=480)
+_PROTECTION = {
+    "requests": "The number of requests exceeded the limit of 6000 over a time window of 300 seconds.",
+    "concurrent": "Too many concurrent requests: the request queue is full.",
+}
+
+
+def protection_refusal(refusal: Refusal):
+    if refusal.reason == "queue timeout":
+        return json_response(error_body(503), 503)
+    return json_response({"error": {"code": "Application_TooManyRequests",
+                                    "message": with_correlation(_PROTECTION.get(refusal.reason, _PROTECTION["requests"]))}},
+                         429)

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
-from simulators.http import FaultKnobs, FaultMiddleware
+from simulators.http import FaultKnobs, FaultMiddleware, ServiceProtection
 from simulators.token import TokenIssuer, TokenValidator
 
 from . import documents, errors, inventory, pricing
@@ -58,7 +58,7 @@ class BusinessCentralSimulator:
         self.catalog: Catalog = build_catalog()
         self.store = Store(clock)
         self.query_cache = QueryCache()
-        self.faults = FaultKnobs()
+        self.faults = FaultKnobs(protection=ServiceProtection(errors.LIMITS))
         self.max_page_size = DEFAULT_MAX_PAGE_SIZE
         self.applications: dict[str, BCUser] = {}
         self.users: dict[str, BCUser] = {}
@@ -67,7 +67,7 @@ class BusinessCentralSimulator:
         self.company_name = company_name
         self.lcy_code = lcy_code
         self._default_company = (self.company_id, company_name, lcy_code)
-        self.app = FaultMiddleware(self._wsgi, self.faults, errors.error_body)
+        self.app = FaultMiddleware(self._wsgi, self.faults, errors.error_body, errors.protection_refusal)
         self.reset()
 
     @property

@@ -601,7 +601,7 @@ class WebApi:
                                        "Microsoft.OData.ODataException: The parameter 'Targets' is missing or not a collection.")
         sim = self.sim
         engine = sim.engine
-        ids, results = [], []
+        ids = []
         with sim.store.transaction():
             for target in targets:
                 if not isinstance(target, dict) or "@odata.type" not in target:
@@ -621,35 +621,25 @@ class WebApi:
                         raise errors.invalid_argument(f"The {entity.primary_id} of every target must be provided.")
                     if isinstance(row_id, AltKeyMiss):
                         raise self._missing(entity, row_id)
+                if action == "UpdateMultiple" or (row_id is not None and self._existing(entity, row_id) is not None):
                     written.row_id = None
                     engine.update(entity, row_id, written, ctx.caller_id)
                     continue
-                existing = self._existing(entity, row_id) if row_id is not None else None
-                if existing is not None:
+                if isinstance(row_id, AltKeyMiss):
+                    if any(name in written.values for name in row_id.key):
+                        # the key both in @odata.id and in the body: the service fails the create path this
+                        # way (its update path takes it)
+                        raise DataverseError(400, "0x80040216", "An unexpected error occurred.")
+                    for name, literal in row_id.key.items():
+                        written.values[name] = literal_value(entity.attributes[name], literal)
                     written.row_id = None
-                    row = engine.update(entity, row_id, written, ctx.caller_id)
-                    created = False
-                else:
-                    if isinstance(row_id, AltKeyMiss):
-                        for name, literal in row_id.key.items():
-                            attr = entity.attributes.get(name)
-                            if attr is not None and attr.name not in written.values:
-                                written.values[attr.name] = literal_value(attr, literal)
-                        written.row_id = None
-                    elif row_id is not None:
-                        written.row_id = row_id
-                    row = engine.create(entity, written, ctx.caller_id)
-                    created = True
-                results.append({"@odata.type": "#Microsoft.Dynamics.CRM.UpsertResponse", "RecordCreated": created,
-                                "Target": {"@odata.type": f"#{entity.type_name}",
-                                           entity.primary_id: row.values[entity.primary_id]}})
+                elif row_id is not None:
+                    written.row_id = row_id
+                engine.create(entity, written, ctx.caller_id)
         if action == "CreateMultiple":
             return Reply(200, {"@odata.context": f"{ctx.root}/$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse",
                                "Ids": ids})
-        if action == "UpdateMultiple":
-            return Reply(204)
-        return Reply(200, {"@odata.context": f"{ctx.root}/$metadata#Microsoft.Dynamics.CRM.UpsertMultipleResponse",
-                           "Results": results})
+        return Reply(204)  # UpdateMultiple; UpsertMultiple too: its UpsertMultipleResponse is not returned
 
     def insert_option_value(self, ctx: Ctx) -> Reply:
         """InsertOptionValue: a new option in a table's local option set (global option sets are not served)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from simulators.http import Limits, Refusal, json_response
+
 PAYLOAD_HELP = ("Error identified in Payload provided by the user for Entity :'{entity}', For more information on "
                 "this error please follow this help link https://go.microsoft.com/fwlink/?linkid=2195293  ----> "
                 "InnerException : {inner}")
@@ -120,3 +122,22 @@ def error_body(status: int) -> dict:
     """A realistic Dataverse error body for an injected failure with this status."""
     code, message = FAULT_BODIES.get(status, ("0x80040216", f"An unexpected error occurred (HTTP {status})."))
     return {"error": {"code": code, "message": message}}
+
+
+# Service protection (Learn: "Service protection API limits"): per user and web server, 6,000
+# requests and 1,200 seconds of execution in a sliding 5-minute window, 52 requests at once; every
+# refusal is a 429 with Retry-After.
+LIMITS = Limits(requests=6000, window_seconds=300, concurrent=52, queue=0, execution_seconds=1200)
+PROTECTION = {
+    "requests": ("0x80072322", "Number of requests exceeded the limit of 6000 over time window of 300 seconds."),
+    "execution": ("0x80072321", "Combined execution time of incoming requests exceeded limit of 1,200,000 "
+                                "milliseconds over time window of 300 seconds. Decrease number of concurrent "
+                                "requests or reduce the duration of requests and try again later."),
+    "concurrent": ("0x80072326", "Number of concurrent requests exceeded the limit of 52."),
+}
+
+
+def protection_refusal(refusal: Refusal):
+    code, message = PROTECTION.get(refusal.reason, PROTECTION["requests"])
+    return json_response({"error": {"code": code, "message": message}}, 429,
+                         {"Retry-After": str(refusal.retry_after or 1)})

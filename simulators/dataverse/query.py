@@ -99,9 +99,11 @@ def parse_prefer(values: list[str]) -> Prefs:
                 prefs.representation = True
             elif name == "odata.maxpagesize":
                 try:
-                    prefs.maxpagesize = max(1, min(int(value), MAX_PAGE_SIZE))
+                    size = int(value)
                 except ValueError:
-                    pass
+                    continue
+                if size <= MAX_PAGE_SIZE:  # "Max page size requests larger than 5,000 are ignored"
+                    prefs.maxpagesize = max(1, size)
             elif name in ("odata.include-annotations", "include-annotations"):
                 prefs.annotations = [p.strip() for p in value.split(",") if p.strip()]
             elif name == "odata.continue-on-error":
@@ -275,6 +277,7 @@ def context_url(root: str, entity: Entity, select: list[Attr] | None, single: bo
 # --------------------------------------------------------------------------- $filter
 
 DV_FUNCTION_RE = re.compile(r"Microsoft\.Dynamics\.CRM\.(\w+)\(")
+ODATA_FUNCTIONS = frozenset({"contains", "endswith", "startswith"})  # the only OData functions the Web API takes
 
 
 def rewrite_dataverse_functions(text: str, entity: Entity) -> str:
@@ -370,7 +373,7 @@ def compile_row_filter(entity: Entity, text: str | None):
         return row.values.get(wire[name].name)
 
     try:
-        return compile_filter(text, resolver=resolve, known=lambda name: name in wire)
+        return compile_filter(text, resolver=resolve, known=lambda name: name in wire, functions=ODATA_FUNCTIONS)
     except UnknownProperty as exc:
         raise errors.unknown_property(entity.logical_name, exc.name) from None
     except QueryError as exc:

@@ -655,7 +655,7 @@ def opportunity() -> Entity:
         status({1: ("In Progress", 0), 2: ("On Hold", 0), 3: ("Won", 1), 4: ("Canceled", 2), 5: ("Out-Sold", 2)}),
         guid("bcbi_companyid", display_name="Company Id"),
     ], display_name="Opportunity", display_collection_name="Opportunities", schema_name="Opportunity",
-        object_type_code=3, rules=rules.BaseCurrencyRules())
+        object_type_code=3, rules=rules.OpportunityRules())
 
 
 def quote() -> Entity:
@@ -740,7 +740,7 @@ def invoice() -> Entity:
                 3: ("Canceled", 1), 7: ("Paid in Full", 1), 100001: ("Complete", 2), 100002: ("Partial", 2),
                 100003: ("Canceled", 3)}),
     ], display_name="Invoice", schema_name="Invoice", object_type_code=1090,
-        rules=rules.DocumentRules("invoice"))
+        rules=rules.DocumentRules(through_active=True))
 
 
 def invoicedetail() -> Entity:
@@ -772,8 +772,8 @@ def salesorder() -> Entity:
         status({1: ("New", 0), 2: ("Pending", 0), 3: ("In Progress", 1), 4: ("No Money", 2), 100001: ("Complete", 3),
                 100002: ("Partial", 3), 100003: ("Invoiced", 4)}),
     ], display_name="Order", schema_name="SalesOrder", object_type_code=1088,
-        rules=rules.DocumentRules("salesorder", back_office=("lastbackofficesubmit", "submitstatus",
-                                                             "submitstatusdescription")))
+        rules=rules.DocumentRules(closing=rules.ClosingMessages(
+            "SalesOrder", {2: ("Canceled", "CancelSalesOrder"), 3: ("Fulfilled", "FulfillSalesOrder")}, "0x80040203")))
 
 
 def salesorderdetail() -> Entity:

@@ -9,13 +9,13 @@ from typing import Callable
 
 from werkzeug.wrappers import Request, Response
 
-from simulators.http import FaultKnobs, FaultMiddleware, json_response
+from simulators.http import FaultKnobs, FaultMiddleware, ServiceProtection, json_response
 from simulators.token import TokenIssuer
 
 from . import errors
 from .app import WebApi, rows_json
 from .engine import Engine
-from .errors import DataverseError, error_body
+from .errors import LIMITS, DataverseError, error_body, protection_refusal
 from .metadata import MetadataService, csdl, insert_option_value
 from .query import QueryRunner, Renderer
 from .schema import Schema, default_schema
@@ -47,10 +47,10 @@ class DataverseSimulator:
         self.renderer = Renderer(self.store)
         self.metadata = MetadataService(self.schema)
         self._csdl: str | None = None
-        self.faults = FaultKnobs()
+        self.faults = FaultKnobs(protection=ServiceProtection(LIMITS))
         self.change_tracking_days = 7  # Organization.ExpireChangeTrackingInDays
         self.web = WebApi(self)
-        self.app = FaultMiddleware(self.web, self.faults, error_body)
+        self.app = FaultMiddleware(self.web, self.faults, error_body, protection_refusal)
         # the organisation's own rows keep their ids across resets
         self.root_business_unit_id = str(uuid.uuid4())
         self.default_team_id = str(uuid.uuid4())

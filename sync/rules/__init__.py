@@ -11,6 +11,8 @@ page, always in bulk:
 - `unversioned_changes(ctx)`: at the start of a job, the coupled source rows that changed although
   their version did not move (a value the service computes on every read), found in bulk; the job
   works on them as changed rows;
+- `reopen(ctx, dst_row, values)`: what to write first so that a destination row read-only in its
+  state takes the update (a closed Sales invoice is re-activated, as Business Central does);
 - `after_write(ctx, written)`: what must follow a page's writes (publish new products, keep price
   list items, push invoice lines).
 
@@ -102,6 +104,10 @@ class MappingRules:
 
     def is_blank_counterpart(self, ctx: RuleContext, value: Any) -> bool:
         return False
+
+    def reopen(self, ctx: RuleContext, dst_row: Record, values: dict[str, Any]) -> dict[str, Any]:
+        """Values that make `dst_row` writable again before `values` are written to it; {} when it is."""
+        return {}
 
     def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
         """Follow-up writes; returns the source rows whose follow-up failed (retried next run)."""

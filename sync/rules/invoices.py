@@ -12,8 +12,9 @@
   owner leaves the salesperson's user). The order's customer (its account, or its contact's parent
   account) must still be the invoice's, else the invoice fails with an error naming both.
 - Totals and state follow the posted invoice: paid in full -> Paid/Complete, partly paid ->
-  Paid/Partial, else Active/Billed. A Sales invoice that is no longer active is read-only, so it is
-  skipped from then on.
+  Paid/Partial, else Active/Billed. A Sales invoice that is no longer active is read-only: only its
+  state follows from then on, and as Business Central does it, the invoice is re-activated (Active /
+  Billed) before it is given another paid status.
 - A partial payment does not move a posted invoice's lastModifiedDateTime (the API's value is the
   SystemModifiedAt of "Sales Invoice Entity Aggregate", which codeunit 5477 modifies on a ledger
   entry change only when the invoice's status changes, Open -> Paid); only remainingAmount, computed
@@ -141,7 +142,7 @@ class PostedInvoiceRules(MappingRules):
         state, status = invoice_state(row)
         if dst_row is not None and dst_row.values.get("statecode") != ACTIVE:
             if (dst_row.values.get("statecode"), dst_row.values.get("statuscode")) != (state, status):
-                return {"statecode": state, "statuscode": status}  # a paid invoice may still change its status
+                return {"statecode": state, "statuscode": status}  # once re-activated (reopen)
             raise SkipRow(f"Sales invoice {dst_row.values.get('invoicenumber') or dst_row.id} is no longer active, so "
                           f"it is read-only and was left as it is", in_place={"statecode": state, "statuscode": status})
         total = float(row.values.get("totalAmountIncludingTax") or 0)
@@ -161,6 +162,14 @@ class PostedInvoiceRules(MappingRules):
             # an order's invoice keeps its name and owner (the order's, or whom a Sales user chose)
             values.update(name=dst_row.values.get("name"), ownerid=dst_row.values.get("ownerid"))
         return values
+
+    def reopen(self, ctx: RuleContext, dst_row: Record, values: dict[str, Any]) -> dict[str, Any]:
+        """A closed invoice takes nothing but a change back to Active: anything else waits until it is
+        Active / Billed again (CRM Synch. Helper, ActivateInvoiceForFurtherUpdate)."""
+        if dst_row.values.get("statecode") == ACTIVE or (
+                values.get("statecode") == ACTIVE and set(values) <= {"statecode", "statuscode"}):
+            return {}
+        return {"statecode": ACTIVE, "statuscode": BILLED}
 
     @staticmethod
     def price_list(ctx: RuleContext, row: Record) -> str:

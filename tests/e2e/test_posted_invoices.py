@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
+from bcsync.worker import LocalWorker
+from shared.wiring import build_services
+from sync.runs import RunKind, RunStatus
+
 from .conftest import job
+from .test_resilience import WorkerDied
 
 
 def setup(env):
@@ -17,6 +24,11 @@ def setup(env):
     env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum", "salespersonCode": "AT"}])
     env.full_sync()
     return alicia
+
+
+def state(env):
+    [invoice] = env.dv.rows("invoice")
+    return invoice["statecode"], invoice["statuscode"]
 
 
 def post_invoice(env, lines, customer="10000"):
@@ -50,10 +62,10 @@ def test_posted_invoices_with_lines_totals_owner_and_paid_state(env):
 
     env.bc.apply_payment(posted, 100)
     env.sync()
-    assert (env.dv.rows("invoice")[0]["statecode"], env.dv.rows("invoice")[0]["statuscode"]) == (2, 100002)
+    assert state(env) == (2, 100002)
     env.bc.apply_payment(posted, 320)
     env.sync()
-    assert (env.dv.rows("invoice")[0]["statecode"], env.dv.rows("invoice")[0]["statuscode"]) == (2, 100001)
+    assert state(env) == (2, 100001)
     again = env.sync()   # paid in full: read-only in Sales, nothing more to do
     assert job(again, "POSTEDSALESINV-INV:to-crm").counts.failed == 0
 
@@ -89,6 +101,41 @@ def test_an_invoice_paid_before_its_lines_could_be_written_gets_them_and_then_it
     [invoice] = env.dv.rows("invoice")
     assert [d["invoiceid"] for d in env.dv.rows("invoicedetail")] == [invoice["invoiceid"]]
     assert (invoice["statecode"], invoice["statuscode"]) == (2, 100001)
+    assert [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"] == []
+
+
+def test_a_paid_invoice_is_re_activated_before_its_new_status_and_a_worker_killed_in_between_is_caught_up(env):
+    setup(env)
+    env.configure(BCSYNC_JOB_LEASE_SECONDS=2)
+    posted = post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1000", "quantity": 1}])
+    env.sync()
+    env.bc.apply_payment(posted, 40)
+    env.sync()
+    assert state(env) == (2, 100002)                           # Paid / Partial
+    env.bc.apply_payment(posted, 60)
+
+    # Paid / Partial -> Paid / Complete goes through Active / Billed, as Business Central does it; the
+    # worker dies right after that first update reached Dataverse
+    endpoint = env.services.engine.crm
+    real_update = endpoint.update
+
+    def update(table, changes, fields):
+        results = real_update(table, changes, fields)
+        if table.logical_name == "invoice" and any(c.values == {"statecode": 0, "statuscode": 4} for c in changes):
+            raise WorkerDied()
+        return results
+
+    endpoint.update = update
+    run = env.services.start_run(RunKind.SCHEDULED, trigger="test", mappings=["POSTEDSALESINV-INV"])
+    with pytest.raises(WorkerDied):
+        env.worker.run_until(lambda: False, timeout=60)
+    endpoint.update = real_update
+    assert state(env) == (0, 4)                                # left Active / Billed
+
+    survivor = LocalWorker(build_services(env.settings), poll_seconds=0.05)
+    assert survivor.run_until(lambda: env.services.report(run.run_id).run.status is not RunStatus.RUNNING,
+                              timeout=60, recover_every=1)
+    assert state(env) == (2, 100001)                           # the next worker gives it its status
     assert [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"] == []
 
 

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from bcsync.worker import LocalWorker
+from simulators.http import Limits
 from shared.wiring import build_services
 from sync.runs import JobMessage, JobStatus, RunKind, RunStatus
 
@@ -88,3 +89,15 @@ def test_two_workers_racing_on_one_mapping_never_run_it_twice_at_once(env):
         assert start >= end, "two jobs of CUSTOMER ran at the same time"
     assert len(env.dv.rows("account")) == 20 and len(env.couplings("CUSTOMER")) == 20
     assert job(env.services.report(full.run_id), "CUSTOMER:to-crm").counts.inserted == 20
+
+
+def test_a_full_sync_within_both_services_protection_limits_loses_and_repeats_nothing(env):
+    """Both services throttling hard (their limits lowered): bcsync waits as told and every record arrives once."""
+    env.dv.faults.protection.reset(Limits(requests=25, window_seconds=2))
+    env.bc.faults.protection.reset(Limits(requests=4, window_seconds=2, concurrent=2, queue=2))
+    _customers(env, 30)
+    report = env.full_sync(["CUSTOMER"])
+    assert report.run.status is RunStatus.DONE, report.to_dict()
+    assert sorted(a["name"] for a in env.dv.rows("account")) == sorted(f"Customer {i}" for i in range(30))
+    assert env.dv.faults.protection.refused > 0 and env.bc.faults.protection.refused > 0
+    assert env.errors() == []

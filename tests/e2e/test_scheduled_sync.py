@@ -148,7 +148,7 @@ def test_changes_made_in_sales_with_the_connection_users_account_are_not_synchro
 def test_fax_contact_name_and_primary_contact_of_customers_through_the_customer_card(env):
     seed_small(env)
     [adatum] = [c["id"] for c in env.bc.rows("customers") if c["displayName"] == "Adatum Corporation"]
-    env.bc.update("CustomerCard", adatum, {"Fax_No": "+1 404 555 0199", "Contact": "Ann Lee"})
+    env.bc.update("CustomerCard", adatum, {"Fax_No": "+1 404 555 0199", "ContactName": "Ann Lee"})
     company = next(c for c in env.bc.rows("contacts") if c["displayName"] == "Adatum Corporation")["number"]
     [ann] = env.bc.seed("contacts", [{"type": "Person", "displayName": "Ann Lee", "companyNumber": company}])
     env.full_sync()                       # contacts couple after customers: the primary contact stays blank

@@ -251,9 +251,13 @@ def test_an_opportunity_with_a_customer_account(env, dv):
     url = f"opportunities({body['opportunityid']})"
     assert dv.patch(url, {"customerid_contact@odata.bind": f"/contacts({contact})"}).status_code == 204
     assert dv.get(f"{url}?$select=_customerid_value", headers=ANNOTATIONS).json()["_customerid_value" + LOOKUP_TABLE] == "contact"
-    assert dv.patch(url, {"statecode": 1}).status_code == 204
-    assert env.sim.get("opportunity", body["opportunityid"])["statuscode"] == 3
-    assert dv.patch(url, {"statecode": 2, "statuscode": 5}).status_code == 204
+    for closing, label in (({"statecode": 1}, "won"), ({"statecode": 2, "statuscode": 5}, "lost")):
+        refused = dv.patch(url, closing)   # WinOpportunity / LoseOpportunity, not an update
+        assert refused.status_code == 400 and error_code(refused) == "0x80100005"
+        assert message(refused) == (f"This message can not be used to set the state of opportunity to {label}. In "
+                                    f"order to set state of opportunity to {label}, use the "
+                                    f"{'won' if label == 'won' else 'lose'} message instead.")
+    assert env.sim.get("opportunity", body["opportunityid"])["statecode"] == 0
     missing = dv.post("opportunities", {"name": "x", "customerid_account@odata.bind": f"/accounts({uuid.uuid4()})"})
     assert missing.status_code == 404 and error_code(missing) == "0x80040217"
     wrong = dv.post("opportunities", {"name": "x", "customerid_account@odata.bind": f"/contacts({contact})"})
@@ -314,23 +318,28 @@ def test_invoice_lines_amounts_and_a_paid_invoice_is_read_only(env, dv):
 
     assert dv.patch(f"invoices({inv})", {"statecode": 2, "statuscode": 100001}).status_code == 204  # paid
     for refused in (dv.patch(f"invoices({inv})", {"name": "changed"}),
-                    dv.patch(f"invoices({inv})", {"statecode": 2, "statuscode": 100002, "description": "x"})):
-        assert refused.status_code == 400 and error_code(refused) == "0x80040233"
-        assert "read-only" in message(refused) and "Paid" in message(refused)
+                    dv.patch(f"invoices({inv})", {"statecode": 2, "statuscode": 100002, "description": "x"}),
+                    dv.patch(f"invoices({inv})", {"statecode": 0, "statuscode": 4, "description": "x"}),
+                    dv.patch(f"invoices({inv})", {"statuscode": 100002}),      # closed to closed: re-activate first
+                    dv.patch(f"invoices({inv})", {"statecode": 3, "statuscode": 100003})):
+        assert refused.status_code == 400 and refused.json()["error"] == {
+            "code": "0x8004022e", "message": "The object cannot be updated because it is read-only."}
     for refused in (dv.patch(f"invoicedetails({write_in})", {"quantity": 5}), dv.delete(f"invoicedetails({write_in})"),
                     dv.post("invoicedetails", {"invoiceid@odata.bind": lines, "isproductoverridden": True,
                                                "productdescription": "late", "priceperunit": 1, "quantity": 1})):
         assert refused.status_code == 400 and error_code(refused) == "0x80043b09", refused.text
-    assert dv.patch(f"invoices({inv})", {"statuscode": 100002}).status_code == 204  # the state stays editable
+    assert (env.sim.get("invoice", inv)["statecode"], env.sim.get("invoice", inv)["statuscode"]) == (2, 100001)
+    assert dv.patch(f"invoices({inv})", {"statecode": 0, "statuscode": 4}).status_code == 204   # re-activated
+    assert dv.patch(f"invoices({inv})", {"name": "reopened", "statecode": 2, "statuscode": 100002}).status_code == 204
+    assert (env.sim.get("invoice", inv)["name"], env.sim.get("invoice", inv)["statuscode"]) == ("reopened", 100002)
     assert dv.patch(f"invoices({inv})", {"statecode": 0, "statuscode": 4}).status_code == 204
-    assert dv.patch(f"invoices({inv})", {"name": "reopened"}).status_code == 204
     assert dv.delete(f"invoices({inv})").status_code == 204
     assert {r["invoiceid"] for r in env.sim.rows("invoicedetail")} == set()
 
 
 # --------------------------------------------------------------------------- sales orders
 
-def test_a_submitted_sales_order_is_read_only_but_for_the_back_office_fields(env, dv):
+def test_a_submitted_sales_order_is_read_only_and_written_the_way_business_central_does(env, dv):
     group, pcs = unit_group(dv, "Items", "PCS")
     product = published_product(dv, "1000", group, pcs)
     acc = env.sim.create("account", {"name": "Adatum"})
@@ -367,19 +376,42 @@ def test_a_submitted_sales_order_is_read_only_but_for_the_back_office_fields(env
 
     assert dv.patch(f"salesorders({so})", {"statecode": 1}).status_code == 204  # submitted
     assert (env.sim.get("salesorder", so)["statecode"], env.sim.get("salesorder", so)["statuscode"]) == (1, 3)
-    refused = dv.patch(f"salesorders({so})", {"name": "PO 4712"})
-    assert refused.status_code == 400 and error_code(refused) == "0x80040233" and "Submitted" in message(refused)
-    assert dv.patch(f"salesorders({so})", {"lastbackofficesubmit": "2024-05-02", "submitstatus": 1,
-                                           "submitstatusdescription": "Created as BC order 101005"}).status_code == 204
-    assert env.sim.get("salesorder", so)["submitstatusdescription"] == "Created as BC order 101005"
+
+    def state():
+        row = env.sim.get("salesorder", so)
+        return row["statecode"], row["statuscode"]
+
+    # nothing but the state changes on a submitted order: not the back-office columns either, nor columns sent
+    # along with the state change that re-activates it (they are applied first, to the submitted order)
+    for refused in (dv.patch(f"salesorders({so})", {"name": "PO 4712"}),
+                    dv.patch(f"salesorders({so})", {"lastbackofficesubmit": "2024-05-02"}),
+                    dv.patch(f"salesorders({so})", {"submitstatusdescription": "Created as BC order 101005"}),
+                    dv.patch(f"salesorders({so})", {"statecode": 0, "lastbackofficesubmit": "2024-05-02"})):
+        assert refused.status_code == 400 and refused.json()["error"] == {
+            "code": "0x8004022e", "message": "The object cannot be updated because it is read-only."}
+    assert state() == (1, 3)
     line_refused = dv.patch(f"salesorderdetails({line})", {"quantity": 3})
     assert line_refused.status_code == 400 and error_code(line_refused) == "0x80043b09"
+    # Business Central's way: Active, the column, Submitted again, each its own update
+    assert dv.patch(f"salesorders({so})", {"statecode": 0}).status_code == 204
+    assert state() == (0, 1)
+    assert dv.patch(f"salesorders({so})", {"lastbackofficesubmit": "2024-05-02", "submitstatus": 1,
+                                           "submitstatusdescription": "Created as BC order 101005"}).status_code == 204
+    assert dv.patch(f"salesorders({so})", {"statecode": 1}).status_code == 204
+    assert state() == (1, 3)
+    assert env.sim.get("salesorder", so)["submitstatusdescription"] == "Created as BC order 101005"
+    # Fulfilled and Canceled need FulfillSalesOrder and CancelSalesOrder
+    for closing, label, message_name in (({"statecode": 3}, "Fulfilled", "FulfillSalesOrder"),
+                                         ({"statecode": 2, "statuscode": 4}, "Canceled", "CancelSalesOrder")):
+        refused = dv.patch(f"salesorders({so})", closing)
+        assert refused.status_code == 400 and message_name in message(refused) and label in message(refused)
     assert dv.patch(f"salesorders({so})", {"statecode": 0, "statuscode": 2}).status_code == 204  # back to Active, Pending
     assert dv.patch(f"salesorders({so})", {"name": "PO 4712", "lastbackofficesubmit": None}).status_code == 204
     assert dv.patch(f"salesorderdetails({line})", {"quantity": 3}).status_code == 204
     assert env.sim.get("salesorder", so)["totallineitemamount"] == 300.0
-    assert dv.patch(f"salesorders({so})", {"statecode": 4}).status_code == 204
-    assert dv.patch(f"salesorders({so})", {"lastbackofficesubmit": "2024-05-03"}).status_code == 400  # Invoiced
+    assert dv.patch(f"salesorders({so})", {"statecode": 1}).status_code == 204
+    assert dv.patch(f"salesorders({so})", {"statecode": 4, "statuscode": 100003}).status_code == 204  # Invoiced
+    assert dv.patch(f"salesorders({so})", {"lastbackofficesubmit": "2024-05-03"}).status_code == 400
 
 
 def test_notes_on_an_order(env, dv):

@@ -336,6 +336,9 @@ def test_filters(env, dv):
     assert response.status_code == 400 and error_code(response) == "0x80060888"
     assert "nosuch" in response.json()["error"]["message"]
     assert dv.get("accounts", params={"$filter": "name eq"}).status_code == 400
+    for other in ("tolower(name) eq 'contoso ltd'", "length(name) gt 3", "contains(toupper(name),'WIND')"):
+        refused = dv.get("accounts", params={"$filter": other})   # only contains, endswith and startswith
+        assert refused.status_code == 400 and "is not supported" in refused.json()["error"]["message"], other
 
 
 # --------------------------------------------------------------------------- paging
@@ -365,6 +368,13 @@ def test_top_is_ignored_when_maxpagesize_is_present(env, dv):
     body = dv.get("accounts?$select=name&$top=3", headers={"Prefer": "odata.maxpagesize=5"}).json()
     assert len(body["value"]) == 5 and "@odata.nextLink" in body
     assert len(dv.get("accounts?$select=name&$top=3").json()["value"]) == 3
+
+
+def test_a_maxpagesize_above_5000_is_ignored_not_applied(env, dv):
+    seed_accounts(env, 6)
+    response = dv.get("accounts?$select=name&$top=3", headers={"Prefer": "odata.maxpagesize=6000"})
+    assert "Preference-Applied" not in response.headers
+    assert len(response.json()["value"]) == 3                   # no page size in force: $top applies
 
 
 def test_paging_never_skips_rows_changed_between_page_reads(env, dv):
@@ -681,10 +691,8 @@ def test_create_update_and_upsert_multiple(env, dv):
         {"accountid": one, "name": "Bulk 1b", "@odata.type": "Microsoft.Dynamics.CRM.account"},
         {"@odata.id": f"accounts({fresh})", "name": "Bulk 3", "@odata.type": "Microsoft.Dynamics.CRM.account"},
     ]})
-    assert upserted.status_code == 200, upserted.text
-    results = upserted.json()["Results"]
-    assert [r["RecordCreated"] for r in results] == [False, True]
-    assert results[1]["Target"]["accountid"] == fresh
+    assert upserted.status_code == 204 and upserted.content == b""   # no UpsertMultipleResponse, unlike the SDK's
+    assert env.sim.get("account", one)["name"] == "Bulk 1b"
     assert env.sim.get("account", fresh)["name"] == "Bulk 3"
 
 
@@ -1000,6 +1008,17 @@ def test_alternate_keys_for_addressing_and_sdk_upsert(env, dv, monkeypatch):
         assert env.sim.get("account", acc)["name"] == "Upserted by key"
         by_number = {a["accountnumber"]: a["name"] for a in env.sim.rows("account")}
         assert by_number == {"A000": "Upserted by key", "K1": "Key One", "K2": "Key Two"}
+
+        # the key column in the body as well as in @odata.id: taken when the row exists, refused when it is created
+        def upsert(number, name):
+            return dv.post("accounts/Microsoft.Dynamics.CRM.UpsertMultiple", {"Targets": [
+                {"@odata.type": "Microsoft.Dynamics.CRM.account", "@odata.id": f"accounts(accountnumber='{number}')",
+                 "accountnumber": number, "name": name}]})
+        assert upsert("K1", "Key One again").status_code == 204
+        refused = upsert("K3", "Key Three")
+        assert refused.status_code == 400 and refused.json()["error"] == {
+            "code": "0x80040216", "message": "An unexpected error occurred."}
+        assert sorted(a["accountnumber"] for a in env.sim.rows("account")) == ["A000", "K1", "K2"]
     finally:
         env.sim.schema["account"].alternate_keys.clear()
 
