@@ -173,7 +173,8 @@ class BusinessCentralEndpoint:
 
     def _companion_table(self, table: BcTable) -> BcTable:
         c = table.companion
-        return BcTable.page(c.service, f"{table.caption} page", (*(k for k, _ in c.fixed_keys), c.key[1]))
+        return BcTable.page(c.service, f"{table.caption} page", (*(k for k, _ in c.fixed_keys), c.key[1]),
+                            enum_fields=c.enum_fields)
 
     def _merge_companion(self, table: BcTable, rows: list[dict], fields: Sequence[str]) -> None:
         """Fill the fields API v2.0 lacks from the companion page, one query per chunk of rows."""
@@ -209,6 +210,8 @@ class BusinessCentralEndpoint:
 
     def read_matching(self, table: BcTable, fields: Sequence[str], field: str, values: Sequence[Any],
                       where: str = "") -> list[Record]:
+        if table.companion and field in table.companion.fields:
+            return self._read_matching_on_companion(table, fields, field, values, where)
         found = []
         for chunk in chunked(list(dict.fromkeys(values)), IDS_PER_QUERY):
             if field in table.enum_fields:
@@ -217,6 +220,17 @@ class BusinessCentralEndpoint:
                                           filter=both(where, any_of(field, chunk)), page_size=MAX_PAGE_SIZE):
                 found += self._rows_to_records(table, rows, fields)
         return found
+
+    def _read_matching_on_companion(self, table: BcTable, fields: Sequence[str], field: str, values: Sequence[Any],
+                                    where: str) -> list[Record]:
+        """Rows whose companion page field has one of the values: the page finds their keys, the API the rows."""
+        c = table.companion
+        page, name = self._companion_table(table), c.fields[field]
+        keys: list[Any] = []
+        for chunk in chunked(list(dict.fromkeys(values)), IDS_PER_QUERY):
+            for rows in self.client.pages(page, select=[c.key[1]], filter=any_of(name, chunk), page_size=MAX_PAGE_SIZE):
+                keys += [row[c.key[1]] for row in rows]
+        return self.read_matching(table, fields, c.key[0], keys, where) if keys else []
 
     def last_key(self, table: BcTable, field: str, prefix: str) -> str | None:
         rows = next(self.client.pages(table, select=[table.id_field, field], top=1, orderby=f"{field} desc",

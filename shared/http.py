@@ -102,7 +102,7 @@ def classify(service: str, error: ServiceError, *, already_exists_codes: frozens
         return ConcurrencyError(text, **kwargs)
     if status == 429:
         return ThrottledError(text, **kwargs)
-    if status == 408 or status >= 500:
+    if status == 408 or (status >= 500 and status != 501):  # 501: a request the service does not implement
         return ServiceUnavailableError(text, **kwargs)
     return RecordError(text, field=field_in(error.message), **kwargs)
 

@@ -343,6 +343,7 @@ class _Job:
         # a continuation (resume_from set) already did the forced rows before its first checkpoint
         if resume_from is None and self.mode is not JobMode.COUPLE:
             self._detect_deletions()
+            self._detect_unversioned_changes()
         retried = self._process_forced() if resume_from is None else set()
         if resume_from is not None:
             since = resume_from
@@ -398,7 +399,7 @@ class _Job:
             coupling = couplings.get(row.id)
             if self._triage(row, coupling, False) == "work" and self.rules.accept(self, row, coupling) != IGNORE:
                 return True
-        return self._deletions_waiting()
+        return self._deletions_waiting() or bool(self.rules.unversioned_changes(self))
 
     def _process_forced(self) -> set[str]:
         """Records that failed earlier are tried again first, changed or not, and so are
@@ -423,6 +424,13 @@ class _Job:
         if pending:
             self.e.state.clear_pending(self.mapping.name, self.direction, pending)
         return set(ids)
+
+    def _detect_unversioned_changes(self) -> None:
+        """Rows whose change their version does not show (the rules find them, in bulk) are worked on
+        with the forced rows; marked pending first, so that a crash before then does not lose them."""
+        changed = self.rules.unversioned_changes(self)
+        if changed:
+            self.e.state.mark_pending(self.mapping.name, self.direction, changed)
 
     # -- deletions ------------------------------------------------------------------------------
 
@@ -824,6 +832,10 @@ class _Page:
         except SkipRow as skip:
             job.note(skip.note)
             job.counts.skipped += 1
+            if coupling is not None and skip.in_place:  # in sync as it stands: the next pass knows it
+                for side in (Side.BC, Side.CRM):
+                    coupling.values_on(side).update({f"~{name}": value for name, value in skip.in_place.items()})
+                self.saved.append(coupling)
             return
         self._merge_computed(plan, extra, coupling, dst_row)
         if plan.values and plan.action in ("unchanged", "skip"):

@@ -94,6 +94,7 @@ class Companion:
     key: tuple[str, str]            # (API field, page field) that identify the row, e.g. ("number", "No")
     fields: Mapping[str, str]       # our field name on the API entity -> page field name
     fixed_keys: tuple[tuple[str, str], ...] = ()  # key fields the page's view fixes: (("Document_Type", "Order"),)
+    enum_fields: frozenset[str] = frozenset()       # page fields whose values are enum members (BillToOptions)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,12 @@ kept with the other failed records and tried again at the next run.
 
 Nothing is created twice: before creating, the order's coupling is looked up, then a Business
 Central order carrying the Sales order number as Your Reference (one created by an attempt whose
-answer or coupling was lost), then a posted invoice with it. The order and its lines go in one deep
-insert, so Business Central has either the whole order or none of it.
+coupling was lost), then a posted invoice with it. The order and its lines go in one deep insert, so
+Business Central has either the whole order or none of it. API v2.0 orders have no Your Reference:
+it is written through page 42 right after the insert, with the page's other values, so an attempt
+whose answer was lost may have left an order without it; that one is recognised as a draft of the
+same customer with the order's name as External Document No., no Your Reference and exactly the
+lines this order would get.
 
 The same job follows the coupled orders: posted in full (the order is gone and a posted invoice
 names it) -> the Sales order becomes Invoiced; deleted by a user -> the Sales order is set back to
@@ -29,7 +33,7 @@ from typing import Any, Sequence
 from .errors import ConcurrencyError, RecordError, SyncError
 from .failures import failed_again
 from .values import as_guid
-from .model import Direction, OptionSet, Side
+from .model import BcTable, Direction, OptionSet, Side
 from .ports import Coupling, NewRow, Record, RowChange, WriteBack
 from .process import JobContext
 from .rules.currency import CurrencyRules
@@ -38,7 +42,9 @@ from .tables import (
     BC_ITEM,
     BC_RESOURCE,
     BC_SALES_INVOICE,
+    BC_SALES_INVOICE_LINE,
     BC_SALES_ORDER,
+    BC_SALES_ORDER_LINE,
     BC_SALES_SETUP,
     BC_UNIT_OF_MEASURE,
     CRM_ACCOUNT,
@@ -61,12 +67,13 @@ TEXT_LINE = 100                   # a sales line's Description
 REFERENCE = 35                    # Your Reference, External Document No.
 ADDRESS = (("line1", "AddressLine1", 100), ("line2", "AddressLine2", 50), ("city", "City", 30),
            ("postalcode", "PostCode", 20), ("country", "Country", 10), ("stateorprovince", "State", 30))
+CUSTOM_ADDRESS = "Custom Address"  # page 42's BillToOptions that makes its bill-to address editable
 # the order's option attributes use the account's option mappings
 # (order attribute, option mapping, order field, caption, the code field when the order takes a code, not an id)
 SHIPPING_AGENT = ("shippingmethodcode", "SHIPPING AGENT", "shippingAgentCode", "Shipping Agent", "Code")
-OPTIONS = (("paymenttermscode", "PAYMENT TERMS", "paymentTermsId", "Payment Terms", None),
-           ("freighttermscode", "SHIPMENT METHOD", "shipmentMethodId", "Shipment Method", None),
-           SHIPPING_AGENT)
+API_OPTIONS = (("paymenttermscode", "PAYMENT TERMS", "paymentTermsId", "Payment Terms", None),
+               ("freighttermscode", "SHIPMENT METHOD", "shipmentMethodId", "Shipment Method", None))
+OPTIONS = (*API_OPTIONS, SHIPPING_AGENT)
 ORDER_FIELDS = ["name", "ordernumber", "description", "statecode", "customerid", "customeridtype", "transactioncurrencyid",
                 "requestdeliveryby", "lastbackofficesubmit", "submitstatusdescription", "discountamount",
                 "discountpercentage", "totallineitemamount", "totalamountlessfreight", "freightamount",
@@ -76,13 +83,14 @@ DETAIL_FIELDS = ["salesorderid", "sequencenumber", "productid", "uomid", "isprod
                  "description", "quantity", "priceperunit", "manualdiscountamount", "volumediscountamount"]
 INCOMPLETE = "OrderIncomplete"   # created; what is set after creation is still missing (tried again)
 RELEASED = "OrderReleased"       # created, then released before that could be set (shown, not tried again)
-# what Business Central takes only once the order exists: the invoice discount, computed from the
-# lines, and the fields of page 42 (order field -> the Sales attribute, a caption)
-SET_AFTER = {"discountAmount": ("discountamount", "order discount"),
-             "shippingAgentCode": ("shippingmethodcode", "shipping agent"),
-             "paymentDiscountPercent": ("discountpercentage", "payment discount %"),
-             "workDescription": ("description", "work description")}
-ALL_SET_AFTER = [attribute for attribute, _ in SET_AFTER.values()]
+# what Business Central takes only once the order exists, by the Sales attribute it comes from: the
+# invoice discount, computed from the lines, and the controls of page 42
+SET_AFTER = {"ordernumber": "Your Reference", "discountamount": "order discount",
+             "shippingmethodcode": "shipping agent", "discountpercentage": "payment discount %",
+             "description": "work description", "billto_composite": "bill-to address"}
+ALL_SET_AFTER = list(SET_AFTER)
+PAGE_42 = [attribute for attribute in SET_AFTER if attribute != "discountamount"]
+LINE_PRINT = ["documentId", "sequence", "lineType", "lineObjectNumber", "quantity"]
 # a submitted order is re-activated to be written; other closed orders are left alone
 WRITE_BACKS = WriteBacks(CRM_SALES_ORDER, reopens=frozenset({SUBMITTED}))
 
@@ -209,8 +217,8 @@ class SalesOrderProcess:
                         f"Business Central."))
                 else:
                     todo.append(order)
-            todo = self._found_again(job, todo, results, failed)
             lookups = _Lookups(job, todo)
+            todo = self._found_again(job, todo, lookups, results, failed)
             for order in todo:
                 try:
                     body = self._order_body(job, order, lookups)
@@ -248,7 +256,7 @@ class SalesOrderProcess:
             failed[order.id] = (order, RecordError(
                 f"{label} was created as Business Central sales order {number}, which was released before its "
                 f"{self._captions(values)} could be set; set it there if it still applies.",
-                field=",".join(SET_AFTER[k][0] for k in values), code=RELEASED))
+                field=",".join(values), code=RELEASED))
             return OrderResult(order.id, label, "incomplete", number)
         if values and not self._set_after(job, order, row, values, failed):
             return OrderResult(order.id, label, "incomplete", number)
@@ -258,73 +266,117 @@ class SalesOrderProcess:
         return OrderResult(order.id, label, "exists", number,
                            f"{label} was already created as Business Central sales order {number}; {what}.")
 
-    def _found_again(self, job: JobContext, orders: list[Record], results: dict, failed: dict) -> list[Record]:
-        """Orders Business Central already has (Your Reference = the order number): coupled, not created,
-        and given what is set only after creation (the attempt that created them may have stopped short)."""
+    def _found_again(self, job: JobContext, orders: list[Record], lookups: "_Lookups", results: dict,
+                     failed: dict) -> list[Record]:
+        """Orders Business Central already has: coupled, not created, and given what is set only after
+        creation (the attempt that created them may have stopped short). A posted one is an error."""
         numbers = {(o.values.get("ordernumber") or "")[:REFERENCE]: o for o in orders if o.values.get("ordernumber")}
         if not numbers:
             return orders
-        fields = ["number", "customerPurchaseOrderReference", "status"]
-        open_orders = job.bc.read_matching(BC_SALES_ORDER, fields, "customerPurchaseOrderReference", list(numbers))
-        posted = job.bc.read_matching(BC_SALES_INVOICE, fields, "customerPurchaseOrderReference", list(numbers),
-                                      where="status ne 'Draft'")
-        found: list[tuple[Record, str]] = []
-        for row in open_orders:
-            order = numbers.get(row.values.get("customerPurchaseOrderReference") or "")
-            if order is not None and order.id not in results:
-                job.couplings.save_many([Coupling(MAPPING, row.id, order.id, bc_etag=row.etag, synced_at=job.clock.now(),
-                                                  job_id=job.job_id)])
-                job.counts.coupled += 1
-                found.append((order, row.values.get("number")))
-                complete = row.values.get("status") != "Draft" or self._set_after(
-                    job, order, row, self._set_after_values(job, order, ALL_SET_AFTER), failed)
-                results[order.id] = OrderResult(order.id, order_label(order), "coupled" if complete else "incomplete",
-                                                row.values.get("number") or "",
-                                                f"{order_label(order)} was found as Business Central sales order "
-                                                f"{row.values.get('number')} and coupled to it.")
-        for row in posted:
-            order = numbers.get(row.values.get("customerPurchaseOrderReference") or "")
-            if order is not None and order.id not in results:
-                failed[order.id] = (order, RecordError(
-                    f"{order_label(order)} was already created and posted in Business Central: posted sales invoice "
-                    f"{row.values.get('number')} has Your Reference {order.values.get('ordernumber')}.",
-                    field="ordernumber", code="AlreadyPosted"))
-        self._stamp(job, found)
-        return [o for o in orders if o.id not in results and o.id not in failed]
+        fields = ["number", "status", "customerId", "externalDocumentNumber", "yourReference"]
+        found = self._referenced(job, BC_SALES_ORDER, fields, "yourReference", numbers, "")
+        referenced = {order.id for order, _ in found}
+        found += self._lost_answers(job, [o for o in orders if o.id not in referenced], lookups,
+                                    BC_SALES_ORDER, BC_SALES_ORDER_LINE, fields, "yourReference", "")
+        coupled: list[tuple[Record, str]] = []
+        for order, row in found:
+            if order.id in results:
+                continue
+            job.couplings.save_many([Coupling(MAPPING, row.id, order.id, bc_etag=row.etag, synced_at=job.clock.now(),
+                                              job_id=job.job_id)])
+            job.counts.coupled += 1
+            coupled.append((order, row.values.get("number")))
+            complete = row.values.get("status") != "Draft" or self._set_after(
+                job, order, row, self._set_after_values(job, order, ALL_SET_AFTER), failed)
+            results[order.id] = OrderResult(order.id, order_label(order), "coupled" if complete else "incomplete",
+                                            row.values.get("number") or "",
+                                            f"{order_label(order)} was found as Business Central sales order "
+                                            f"{row.values.get('number')} and coupled to it.")
+        self._stamp(job, coupled)
+        left = [o for o in orders if o.id not in results]
+        fields = ["number", "customerId", "externalDocumentNumber", "customerPurchaseOrderReference"]
+        posted = self._referenced(job, BC_SALES_INVOICE, fields, "customerPurchaseOrderReference", numbers,
+                                  "status ne 'Draft'")
+        referenced = {order.id for order, _ in posted}
+        posted += self._lost_answers(job, [o for o in left if o.id not in referenced], lookups,
+                                     BC_SALES_INVOICE, BC_SALES_INVOICE_LINE, fields, "customerPurchaseOrderReference",
+                                     "status ne 'Draft' and orderNumber ne ''")
+        for order, row in posted:
+            if order.id in results or order.id in failed:
+                continue
+            why = (f"has Your Reference {order.values.get('ordernumber')}"
+                   if row.values.get("customerPurchaseOrderReference") else
+                   "has its name as External Document No., its customer and its lines, and no Your Reference (an "
+                   "attempt created it, but its answer was lost)")
+            failed[order.id] = (order, RecordError(
+                f"{order_label(order)} was already created and posted in Business Central: posted sales invoice "
+                f"{row.values.get('number')} {why}.", field="ordernumber", code="AlreadyPosted"))
+        return [o for o in left if o.id not in failed]
+
+    @staticmethod
+    def _referenced(job: JobContext, table: BcTable, fields: list[str], reference: str, numbers: dict[str, Record],
+                    where: str) -> list[tuple[Record, Record]]:
+        """The orders or invoices whose Your Reference is one of the order numbers."""
+        return [(numbers[row.values[reference]], row) for row in job.bc.read_matching(
+            table, fields, reference, list(numbers), where=where) if row.values.get(reference) in numbers]
+
+    @staticmethod
+    def _lost_answers(job: JobContext, orders: list[Record], lookups: "_Lookups", table: BcTable, line_table: BcTable,
+                      fields: list[str], reference: str, where: str) -> list[tuple[Record, Record]]:
+        """Orders (or their posted invoices) an attempt created without hearing back, so before it could write
+        Your Reference: those of the same customer whose External Document No. is the order's name, with no
+        Your Reference and, line for line, the lines this order would get. One a user made by hand differs."""
+        by_name: dict[str, list[Record]] = {}
+        for order in orders:
+            if order.values.get("name"):  # External Document No. is a Code field: upper case
+                by_name.setdefault(order.values["name"][:REFERENCE].upper(), []).append(order)
+        if not by_name:
+            return []
+        rows = [row for row in job.bc.read_matching(table, fields, "externalDocumentNumber", list(by_name), where=where)
+                if not row.values.get(reference)]
+        if not rows:
+            return []
+        lines: dict[str, list[dict]] = {}
+        for line in job.bc.read_matching(line_table, LINE_PRINT, "documentId", [r.id for r in rows]):
+            lines.setdefault(str(line.values["documentId"]).lower(), []).append(line.values)
+        found, taken = [], set()
+        for row in rows:
+            for order in by_name.get((row.values.get("externalDocumentNumber") or "").upper(), []):
+                if order.id in taken:
+                    continue
+                try:
+                    same = (str(row.values.get("customerId")).lower() == lookups.customer(order).lower()
+                            and _line_print(lines.get(row.id.lower(), [])) == _line_print(lookups.lines(order)))
+                except RecordError:
+                    continue  # this order cannot be created as it stands: it fails below with the reason
+                if same:
+                    taken.add(order.id)
+                    found.append((order, row))
+                    break
+        return found
 
     def _order_body(self, job: JobContext, order: Record, lookups: "_Lookups") -> dict:
+        """The deep insert of the order with its lines, and the page 42 values written right after it."""
         v = order.values
         body: dict[str, Any] = {
             "customerId": lookups.customer(order),
             "externalDocumentNumber": (v.get("name") or "")[:REFERENCE],
-            "customerPurchaseOrderReference": (v.get("ordernumber") or "")[:REFERENCE],
             "currencyCode": lookups.currency(order),
         }
         if v.get("requestdeliveryby"):
             body["requestedDeliveryDate"] = str(v["requestdeliveryby"])[:10]
-        for prefix, api in (("billto", "billTo"), ("shipto", "shipTo")):
-            # copied only when Sales has an address (names are not), else the customer's stays
-            if any(v.get(f"{prefix}_{attr}") for attr, _, _ in ADDRESS):
-                for attr, suffix, length in ADDRESS:
-                    body[f"{api}{suffix}"] = (v.get(f"{prefix}_{attr}") or "")[:length]
-        for option in OPTIONS:
+        # copied only when Sales has an address (names are not), else the customer's stays
+        if any(v.get(f"shipto_{attr}") for attr, _, _ in ADDRESS):
+            for attr, suffix, length in ADDRESS:
+                body[f"shipTo{suffix}"] = (v.get(f"shipto_{attr}") or "")[:length]
+        for option in API_OPTIONS:
             value = order_option(job, order, option)
             if value:
                 body[option[2]] = value
-        body.update(self._page_values(order))
+        for values in self._set_after_values(job, order, PAGE_42).values():
+            body.update(values)
         body["salesOrderLines"] = lookups.lines(order)
         return body
-
-    @staticmethod
-    def _page_values(order: Record) -> dict:
-        """Payment Discount % = the order discount %, and Work Description = the order's description,
-        both on page 42, as Business Central does."""
-        v, values = order.values, {}
-        if v.get("discountpercentage"):
-            values["paymentDiscountPercent"] = float(v["discountpercentage"])
-        if (v.get("description") or "").strip():
-            values["workDescription"] = v["description"]
-        return values
 
     @staticmethod
     def _invoice_discount(v: dict) -> float:
@@ -360,34 +412,49 @@ class SalesOrderProcess:
 
     @staticmethod
     def _captions(values: dict) -> str:
-        return " and ".join(SET_AFTER[k][1] for k in values)
+        return " and ".join(SET_AFTER[attribute] for attribute in values)
 
-    def _set_after_values(self, job: JobContext, order: Record, attributes: list[str]) -> dict:
-        values = {k: x for k, x in self._page_values(order).items() if SET_AFTER[k][0] in attributes}
-        discount = self._invoice_discount(order.values)
+    def _set_after_values(self, job: JobContext, order: Record, attributes: list[str]) -> dict[str, dict]:
+        """What the order takes once it exists, for those of the Sales attributes that have a value: Your
+        Reference = the order number, the order discount as Business Central's invoice discount, and as
+        Business Central does, the shipping agent, Payment Discount % = the order discount %, Work
+        Description = the order's description; and the bill-to address, as a custom address."""
+        v, values = order.values, {}
+        if "ordernumber" in attributes and v.get("ordernumber"):
+            values["ordernumber"] = {"yourReference": v["ordernumber"][:REFERENCE]}
+        discount = self._invoice_discount(v)
         if "discountamount" in attributes and discount:
-            values["discountAmount"] = discount
+            values["discountamount"] = {"discountAmount": discount}
         if "shippingmethodcode" in attributes:
             code = order_option(job, order, SHIPPING_AGENT)
             if code:
-                values["shippingAgentCode"] = code
+                values["shippingmethodcode"] = {"shippingAgentCode": code}
+        if "discountpercentage" in attributes and v.get("discountpercentage"):
+            values["discountpercentage"] = {"paymentDiscountPercent": float(v["discountpercentage"])}
+        if "description" in attributes and (v.get("description") or "").strip():
+            values["description"] = {"workDescription": v["description"]}
+        # copied only when Sales has one (names are not), else the customer's stays
+        if "billto_composite" in attributes and any(v.get(f"billto_{attr}") for attr, _, _ in ADDRESS):
+            values["billto_composite"] = {"billToOptions": CUSTOM_ADDRESS, **{
+                f"billTo{suffix}": (v.get(f"billto_{attr}") or "")[:length] for attr, suffix, length in ADDRESS}}
         return values
 
-    def _set_after(self, job: JobContext, order: Record, row: Record, values: dict, failed: dict) -> bool:
+    def _set_after(self, job: JobContext, order: Record, row: Record, values: dict[str, dict], failed: dict) -> bool:
         """Write what the order takes only once it exists; False, and an error on the order naming what
         is still missing, when it fails. A service giving out stops the job once that is recorded."""
         if not values:
             return True
-        [result] = job.bc.update(BC_SALES_ORDER, [RowChange(row.id, row.etag, values)], ["number"])
+        change = RowChange(row.id, row.etag, {k: x for group in values.values() for k, x in group.items()})
+        [result] = job.bc.update(BC_SALES_ORDER, [change], ["number"])
         if result.error is None:
             return True
         if result.record is not None:  # the API write went through; the page write after it did not
-            values = {k: v for k, v in values.items() if k in BC_SALES_ORDER.companion.fields}
+            values = {attribute: group for attribute, group in values.items() if attribute != "discountamount"}
         number = row.values.get("number") or ""
         error = RecordError(
             f"{order_label(order)} was created as Business Central sales order {number}, but its "
             f"{self._captions(values)} could not be set: {result.error.message} It is set again at the next run.",
-            field=",".join(SET_AFTER[k][0] for k in values), code=INCOMPLETE)
+            field=",".join(values), code=INCOMPLETE)
         error.transient = result.error.transient
         failed[order.id] = (order, error)
         if result.error.transient and not isinstance(result.error, ConcurrencyError):
@@ -476,6 +543,13 @@ class SalesOrderProcess:
         for order_id, reason in WRITE_BACKS.complete(job, begun).items():
             job.note(f"sales order {order_id} could not be updated ({reason}); completed by the next run")
         return said
+
+
+def _line_print(lines: Sequence[dict]) -> list[tuple]:
+    """What tells one order's lines from another's: per line, in order, its type, number and quantity."""
+    ordered = sorted(lines, key=lambda line: line.get("sequence") or 0)
+    return [(line.get("sequence"), line.get("lineType"), line.get("lineObjectNumber") or "",
+             round(float(line.get("quantity") or 0), 5)) for line in ordered]
 
 
 def _option_codes(job: JobContext, option: tuple) -> tuple[dict[int, str], dict[int, str]]:

@@ -23,14 +23,24 @@ BC_OPPORTUNITY = BcTable("opportunities", "Opportunity", key_field="number", enu
 BC_SALES_INVOICE = BcTable("salesInvoices", "Posted Sales Invoice", key_field="number", enum_fields=frozenset({"status"}))
 BC_SALES_INVOICE_LINE = BcTable("salesInvoiceLines", "Posted Sales Invoice Line", key_field="sequence",
                                 enum_fields=frozenset({"lineType"}), modified_field=None)
-# API v2.0 orders lack the shipping agent, payment discount % and work description: page 42
-# "Sales Order", published as SalesOrder, has them
+# API v2.0 orders lack Your Reference, the shipping agent, payment discount % and work description, and
+# publish the bill-to address read-only: page 42 "Sales Order", published as SalesOrder, has them all. Its
+# bill-to address controls are editable once BillToOptions (a page variable) says Custom Address.
 BC_SALES_ORDER = BcTable("salesOrders", "Sales Order", key_field="number", enum_fields=frozenset({"status"}),
                          companion=Companion("SalesOrder", ("number", "No"),
-                                             {"shippingAgentCode": "Shipping_Agent_Code",
+                                             {"yourReference": "Your_Reference",
+                                              "workDescription": "WorkDescription",
                                               "paymentDiscountPercent": "Payment_Discount_Percent",
-                                              "workDescription": "WorkDescription"},
-                                             fixed_keys=(("Document_Type", "Order"),)))
+                                              "shippingAgentCode": "Shipping_Agent_Code",
+                                              "billToOptions": "BillToOptions",
+                                              "billToAddressLine1": "Bill_to_Address",
+                                              "billToAddressLine2": "Bill_to_Address_2",
+                                              "billToCity": "Bill_to_City",
+                                              "billToState": "Bill_to_County",
+                                              "billToPostCode": "Bill_to_Post_Code",
+                                              "billToCountry": "Bill_to_Country_Region_Code"},
+                                             fixed_keys=(("Document_Type", "Order"),),
+                                             enum_fields=frozenset({"BillToOptions"})))
 BC_SALES_ORDER_LINE = BcTable("salesOrderLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
                               modified_field=None)
 BC_ITEM_LEDGER_ENTRY = BcTable("itemLedgerEntries", "Item Ledger Entry", key_field="entryNumber",

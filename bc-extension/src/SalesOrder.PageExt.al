@@ -2,8 +2,8 @@ namespace bcsync.Integration;
 
 using Microsoft.Sales.Document;
 
-// Page 42 "Sales Order", published as SalesOrder (shipping agent, payment discount % and work description,
-// which API v2.0 orders lack).
+// Page 42 "Sales Order", published as SalesOrder (Your Reference, shipping agent, payment discount % and work
+// description, which API v2.0 orders lack, and the bill-to address, which they publish read-only).
 pageextension 50108 "BCS Sales Order" extends "Sales Order"
 {
     layout

@@ -22,7 +22,8 @@ from .model import Column, NumberSeries, Table, email_check
 from .views import Computed, CurrencyCode, Field, PageView, RelatedId, Session, SystemField, TableTriggers, View
 
 API_V2 = "v2.0"
-SYSTEM_VERSION = "25.0.23364.24543"
+# 26.0 (2025 release wave 1): the first version whose salespeoplePurchasers has email and phoneNo
+SYSTEM_VERSION = "26.0.0.0"
 
 
 @dataclass

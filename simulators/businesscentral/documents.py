@@ -16,13 +16,17 @@ Posting (bound actions `salesOrders({id})/Microsoft.NAV.shipAndInvoice`, `salesI
 Microsoft.NAV.post`) creates a posted invoice, adds negative item ledger entries for the shipped item
 quantities and deletes the draft invoice / the fully invoiced order. A posted draft invoice keeps the
 draft's id (BC's "Draft Invoice SystemId"); an invoice posted from an order gets a new id and carries
-orderId/orderNumber. Posted invoices are read-only; `apply_payment` lowers their remaining amount
-until they are Paid.
+orderId/orderNumber. Posted invoices are read-only. Posting also writes the invoice's customer ledger
+entry (table 21 "Cust. Ledger Entry"), which payments apply to (`apply_payment`): remainingAmount is
+read live from that entry, as API page 30012 computes it on every read, and the invoice itself is
+modified only when its status changes (Open -> Paid once the entry is closed), as codeunit 5477
+"Sales Invoice Aggregator" does: a partial payment leaves its lastModifiedDateTime and etag alone.
 
-A document takes its sell-to customer's shipment method and shipping agent; the shipping agent, which
-API v2.0 does not publish, is set through the page web service `SalesOrder` (page 42, keyed
-`SalesOrder(Document_Type='Order',No='101001')`), which modifies orders but neither creates nor deletes
-them.
+A document takes its sell-to customer's shipment method and shipping agent. What API v2.0 orders do not
+publish (Your Reference, the shipping agent) or publish read-only (the bill-to address) is set through
+the page web service `SalesOrder` (page 42, keyed `SalesOrder(Document_Type='Order',No='101001')`),
+which modifies orders but neither creates nor deletes them. Posted invoices do publish Your Reference,
+as customerPurchaseOrderReference.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 
 from . import errors
 from .catalog import Catalog, _api_system_fields, _id, _last_modified, check_gl_account, page_system_fields
-from .inventory import post_item_ledger
+from .inventory import ENTRY_NUMBERS, post_item_ledger
 from .model import EMPTY_GUID, Column, NumberSeries, Table, calc_date, email_check
 from .views import (SystemField, Computed, CurrencyCode, Field, Navigation, PageView, RelatedCode, RelatedId, Session,
                     View)
@@ -41,6 +45,7 @@ ORDERS = "Sales Order Entity Buffer"
 ORDER_LINES = "Sales Line"
 INVOICES = "Sales Invoice Entity Aggregate"
 INVOICE_LINES = "Sales Invoice Line Aggregate"
+CUSTOMER_LEDGER = "Cust. Ledger Entry"
 LINES_OF = {ORDERS: ORDER_LINES, INVOICES: INVOICE_LINES}
 HEADER_OF = {ORDER_LINES: ORDERS, INVOICE_LINES: INVOICES}
 
@@ -51,6 +56,8 @@ ORDER_STATUS = ("Draft", "In Review", "Open")
 INVOICE_STATUS = (" ", "Draft", "In Review", "Open", "Paid", "Canceled", "Corrective")
 LINE_STEP = 10000
 DOCUMENT_TYPES = ("Quote", "Order", "Invoice", "Credit Memo", "Blanket Order", "Return Order")  # Sales Header's
+BILL_TO_OPTIONS = ("Default (Customer)", "Another Customer", "Custom Address")  # enum 421
+CUSTOM_ADDRESS = BILL_TO_OPTIONS[2]
 
 POSTED = "The invoice has been posted and can no longer be modified."
 NOTHING_TO_POST = "There is nothing to post."
@@ -129,12 +136,27 @@ def _total(name: str, header_table: str) -> Computed:
 
 
 def open_balance(session: Session, customer_no: str) -> float:
-    """What the customer's posted invoices still leave to pay."""
-    data = session.store.container(session.table(INVOICES), session.company)
+    """What the customer's open ledger entries still leave to pay."""
+    data = session.store.container(session.table(CUSTOMER_LEDGER), session.company)
     if not data.rows:
         return 0.0
-    invoices = session.find_all(INVOICES, ("Bill-to Customer No.",), (customer_no,))
-    return _r(sum(invoice["Remaining Amount"] for invoice in invoices if invoice["Posted"]))
+    entries = session.find_all(CUSTOMER_LEDGER, ("Customer No.",), (customer_no,))
+    return _r(sum(entry["Remaining Amount"] for entry in entries if entry["Open"]))
+
+
+def ledger_entry(session: Session, invoice: dict) -> dict | None:
+    """The customer ledger entry a posted invoice made."""
+    entries = session.find_all(CUSTOMER_LEDGER, ("Document No.",), (invoice["No."],))
+    return next((entry for entry in entries if entry["Document Type"] == "Invoice"), None)
+
+
+def remaining_amount(session: Session, invoice: dict) -> float:
+    """API page 30012's remainingAmount, a page variable: the ledger entry's for a posted invoice (0 when
+    canceled), the total for a draft."""
+    if not invoice["Posted"]:
+        return document_amounts(session, INVOICES, invoice)[1]["totalAmountIncludingTax"]
+    entry = ledger_entry(session, invoice)
+    return entry["Remaining Amount"] if entry is not None and invoice["Status"] != "Canceled" else 0.0
 
 
 # -- header fields ---------------------------------------------------------------------------------------------
@@ -215,16 +237,52 @@ class CustomerNumber(Field):
 
 
 class PartialShipping(Field):
-    """partialShipping: Shipping Advice Partial (true) or Complete (false)."""
+    """partialShipping: Shipping Advice Partial (true) or Complete (false); page 30028's PartialOrderShipping."""
 
     def __init__(self, name: str, column: str):
-        super().__init__(name, column, type="bool")
+        super().__init__(name, column, type="bool", page_variable=True)
 
     def get(self, session: Session, record: dict) -> Any:
         return record[self.column_name] == "Partial"
 
     def set(self, session: Session, view: View, record: dict, value: Any) -> None:
         session.assign(view.table, record, self.column_name, "Partial" if value else "Complete")
+
+
+class BillToOptions(Field):
+    """Page 42's BillToOptions, a page variable (enum 421 "Sales Bill-to Options"). OnAfterGetRecord works it
+    out only when a GUI is allowed, so a web service always reads the enum's first value. Its OnValidate makes
+    the sell-to customer the bill-to customer for Default (Customer), and copies the sell-to address to the
+    bill-to address while both customers are the same."""
+
+    def __init__(self):
+        super().__init__("BillToOptions", None, type="option", options=BILL_TO_OPTIONS, caption="Bill-to",
+                         page_variable=True)
+
+    def get(self, session: Session, record: dict) -> Any:
+        return BILL_TO_OPTIONS[0]
+
+    def set(self, session: Session, view: View, record: dict, value: Any) -> None:
+        option = Column(self.name, "option", options=BILL_TO_OPTIONS).option(value)
+        session.scratch[self.name] = option
+        if option == BILL_TO_OPTIONS[0]:
+            customer = session.find("Customer", (record["Sell-to Customer No."],))
+            if customer is not None:
+                _copy_customer(session, record, customer, True)
+        if record["Bill-to Customer No."] == record["Sell-to Customer No."]:
+            for column, *_ in ADDRESS:
+                record[f"Bill-to {column}"] = record[f"Sell-to {column}"]
+
+
+class BillToAddress(Field):
+    """A bill-to address control of page 42: Editable = (BillToOptions = Custom Address) or (Bill-to Customer
+    No. <> Sell-to Customer No.), so a request must choose Custom Address (earlier on the page) to write it."""
+
+    def set(self, session: Session, view: View, record: dict, value: Any) -> None:
+        custom = session.scratch.get("BillToOptions") == CUSTOM_ADDRESS
+        if not custom and record["Bill-to Customer No."] == record["Sell-to Customer No."]:
+            raise errors.read_only_property(self.caption)
+        super().set(session, view, record, value)
 
 
 def _header_columns(invoice: bool) -> list[Column]:
@@ -265,8 +323,7 @@ def _header_columns(invoice: bool) -> list[Column]:
         Column("Status", "option", options=INVOICE_STATUS if invoice else ORDER_STATUS),
     ]
     if invoice:
-        columns += [Column("Posted", "bool"), Column("Remaining Amount", "decimal"),
-                    Column("Order No.", "code", 20), Column("Order Id", "guid")]
+        columns += [Column("Posted", "bool"), Column("Order No.", "code", 20), Column("Order Id", "guid")]
     return columns
 
 
@@ -386,7 +443,7 @@ def _header_fields(header_table: str) -> list[Field]:
         Field("shortcutDimension1Code", "Shortcut Dimension 1 Code"),
         Field("shortcutDimension2Code", "Shortcut Dimension 2 Code"),
         RelatedId("currencyId", "Currency Code", "Currency", "Currency"),
-        CurrencyCode("currencyCode", "Currency Code", "currencyId"),
+        CurrencyCode("currencyCode", "Currency Code", "currencyId", page_variable=True),  # CurrencyCodeTxt
     ]
     if invoice:
         fields += [Field("orderId", "Order Id", read_only=True), Field("orderNumber", "Order No.", read_only=True)]
@@ -397,8 +454,7 @@ def _header_fields(header_table: str) -> list[Field]:
         Field("salesperson", "Salesperson Code"),
     ]
     if invoice:
-        fields.append(Computed("remainingAmount", "decimal", lambda s, r: r["Remaining Amount"] if r["Posted"]
-                               else document_amounts(s, INVOICES, r)[1]["totalAmountIncludingTax"]))
+        fields.append(Computed("remainingAmount", "decimal", remaining_amount, page_variable=True))
     else:
         fields += [
             PartialShipping("partialShipping", "Shipping Advice"),
@@ -422,9 +478,8 @@ def _header_fields(header_table: str) -> list[Field]:
     if invoice:
         fields.append(Computed("posted", "bool", lambda s, r: r["Posted"], exposed=False))
     else:
-        fields += [Field("yourReference", "Your Reference"),
-                   Field("customerPurchaseOrderReference", "Your Reference"),
-                   Field("shippingAdvice", "Shipping Advice", exposed=False),
+        # API v2.0 orders publish no Your Reference (page 42 does, as Your_Reference)
+        fields += [Field("shippingAdvice", "Shipping Advice", exposed=False),
                    Field("dueDate", "Due Date", exposed=False)]
     return fields + _api_system_fields()
 
@@ -671,7 +726,7 @@ def _new_posted_invoice(session: Session, source_table: str, header: dict, syste
 
 
 def _insert_posted(session: Session, record: dict, lines: list[dict]) -> dict:
-    """Insert a posted invoice with copies of `lines`; its remaining amount is its total."""
+    """Insert a posted invoice with copies of `lines`, and its customer ledger entry, open for its total."""
     invoices, invoice_lines = session.table(INVOICES), session.table(INVOICE_LINES)
     posted = session.insert_row(invoices, record)
     for source in lines:
@@ -684,7 +739,13 @@ def _insert_posted(session: Session, record: dict, lines: list[dict]) -> dict:
         session.insert_row(invoice_lines, line)
     posted = session.get(INVOICES, posted["SystemId"])
     total = document_amounts(session, INVOICES, posted)[1]["totalAmountIncludingTax"]
-    return session.store.modify(invoices, session.company, {**posted, "Remaining Amount": total}, session.user)
+    ledger = session.table(CUSTOMER_LEDGER)
+    session.insert_row(ledger, {**ledger.new_record(),
+                                "Entry No.": int(session.store.next_number(ledger, session.company, ENTRY_NUMBERS)),
+                                "Customer No.": posted["Bill-to Customer No."], "Posting Date": posted["Posting Date"],
+                                "Document Type": "Invoice", "Document No.": posted["No."], "Amount": total,
+                                "Remaining Amount": total, "Open": True})
+    return posted
 
 
 def post_invoice(session: Session, draft: dict) -> dict:
@@ -775,14 +836,30 @@ def reopen(session: Session, order: dict) -> None:
 
 
 def apply_payment(session: Session, invoice: dict, amount: float) -> dict:
-    """A payment applied to a posted invoice: the remaining amount drops; at zero the invoice is Paid."""
+    """A payment applied to a posted invoice's ledger entry: its remaining amount drops; at zero the entry
+    closes. Returns the invoice as it now stands."""
     if not invoice["Posted"]:
         raise errors.dialog(f"Invoice {invoice['No.']} is not posted; only posted invoices can be paid.")
     if amount <= 0:
         raise errors.dialog("The payment amount must be positive.")
-    remaining = max(0.0, _r(invoice["Remaining Amount"] - amount))
-    return session.modify_row(session.table(INVOICES), invoice, {
-        **invoice, "Remaining Amount": remaining, "Status": "Paid" if remaining == 0 else "Open"})
+    entry = ledger_entry(session, invoice)
+    if entry is None:
+        raise errors.record_not_found(CUSTOMER_LEDGER, [("Document No.", invoice["No."])])
+    remaining = max(0.0, _r(entry["Remaining Amount"] - amount))
+    session.modify_row(session.table(CUSTOMER_LEDGER), entry, {**entry, "Remaining Amount": remaining,
+                                                                 "Open": remaining > 0})
+    return session.get(INVOICES, invoice["SystemId"])
+
+
+def _invoice_status_follows_ledger(session: Session, entry: dict) -> None:
+    """Codeunit 5477's subscriber on Cust. Ledger Entry: the posted invoice's status is set from its entry
+    (Paid once closed), and the invoice is modified only when that status changes (UpdateStatusIfChanged)."""
+    if entry["Document Type"] != "Invoice":
+        return
+    invoice = session.find(INVOICES, (entry["Document No."],))
+    status = "Open" if entry["Open"] else "Paid"
+    if invoice is not None and invoice["Posted"] and invoice["Status"] not in (status, "Canceled", "Corrective"):
+        session.modify_row(session.table(INVOICES), invoice, {**invoice, "Status": status})
 
 
 def _refuse_customer_delete(session: Session, customer: dict) -> None:
@@ -808,6 +885,17 @@ def register(cat: Catalog) -> None:
                         indexes=(("Document No.",),)))
     for header_table in (ORDERS, INVOICES):
         _header_triggers(cat, header_table)
+    cat.add_table(Table(21, CUSTOMER_LEDGER, [
+        Column("Entry No.", "integer"),
+        Column("Customer No.", "code", 20, relation="Customer"),
+        Column("Posting Date", "date"),
+        Column("Document Type", "option", options=(" ", "Payment", "Invoice", "Credit Memo")),
+        Column("Document No.", "code", 20),
+        Column("Amount", "decimal"),
+        Column("Remaining Amount", "decimal"),  # a FlowField over the detailed entries in BC; kept here
+        Column("Open", "bool"),
+    ], key=("Entry No.",), indexes=(("Customer No.",), ("Document No.",))))
+    cat.on(CUSTOMER_LEDGER, after_modify=lambda s, old, new: _invoice_status_follows_ledger(s, new))
     cat.on("Customer", on_delete=_refuse_customer_delete)
 
     views = {}
@@ -833,17 +921,25 @@ def register(cat: Catalog) -> None:
     })
     views["salesInvoices"].actions["post"] = post_invoice
 
-    # page 42 "Sales Order": a header change passes salesOrders' checks (and due date) like one through the API
+    # page 42 "Sales Order", its controls in the page's order (a request's values are validated in that order):
+    # a header change passes salesOrders' checks (and due date) like one through the API
     cat.add_page(PageView("SalesOrder", cat.tables[ORDERS], [
         Computed("Document_Type", "option", lambda s, r: "Order", options=DOCUMENT_TYPES, caption="Document Type"),
         Field("No", "No.", read_only=True),
         Field("Sell_to_Customer_No", "Sell-to Customer No.", read_only=True),
-        Field("Your_Reference", "Your Reference"),
         Field("External_Document_No", "External Document No."),
-        Field("Shipping_Agent_Code", "Shipping Agent Code"),
-        Field("Shipment_Method_Code", "Shipment Method Code"),
+        Field("Your_Reference", "Your Reference"),
+        Field("WorkDescription", "Work Description", page_variable=True),  # Rec.GetWorkDescription()
         Field("Payment_Terms_Code", "Payment Terms Code"),
         Field("Payment_Discount_Percent", "Payment Discount %"),
-        Field("WorkDescription", "Work Description"),
+        Field("Shipment_Method_Code", "Shipment Method Code"),
+        Field("Shipping_Agent_Code", "Shipping Agent Code"),
+        BillToOptions(),
+        BillToAddress("Bill_to_Address", "Bill-to Address"),
+        BillToAddress("Bill_to_Address_2", "Bill-to Address 2"),
+        BillToAddress("Bill_to_City", "Bill-to City"),
+        BillToAddress("Bill_to_County", "Bill-to County"),
+        BillToAddress("Bill_to_Post_Code", "Bill-to Post Code"),
+        BillToAddress("Bill_to_Country_Region_Code", "Bill-to Country/Region Code"),
         *page_system_fields(),
     ], key=("Document_Type", "No"), insertable=False, deletable=False, before_modify=_header_hooks(ORDERS)[1]))

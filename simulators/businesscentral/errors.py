@@ -80,9 +80,27 @@ def unknown_query_property(name: str, type_name: str) -> BCError:
     return BCError(400, "BadRequest_NotFound", f"Could not find a property named '{name}' on type '{type_name}'.")
 
 
+# What the OData layer does not implement answers 501 with BadRequest_MethodNotImplemented (observed on
+# tenants for `or` across fields, `not` and `in` below schema version 2.1; the page-variable wording is ours).
+
 def or_on_distinct_fields() -> BCError:
-    return BCError(400, "BadRequest_NotSupported",
+    return BCError(501, "BadRequest_MethodNotImplemented",
                    "The 'OR' operator is not supported on distinct fields on an OData filter.")
+
+
+def not_operator() -> BCError:
+    return BCError(501, "BadRequest_MethodNotImplemented",
+                   "Client requests that contain 'Not' filter options are not supported.")
+
+
+def in_operator() -> BCError:
+    return BCError(501, "BadRequest_MethodNotImplemented",
+                   "The 'In' operator is only supported with $schemaversion=2.1.")
+
+
+def page_variable(name: str, option: str) -> BCError:
+    return BCError(501, "BadRequest_MethodNotImplemented",
+                   f"The property '{name}' is not bound to a table field and cannot be used in {option}.")
 
 
 def invalid_enum_literal(value: str) -> BCError:

@@ -2,7 +2,9 @@
 
 `$filter` is parsed by the shared OData core (simulators/odata.py) and checked the way Business
 Central checks it first: property names must exist, `or` may only combine conditions on one field,
-enum literals must be member names (`'_x0020_'`), literal types must match the property's type.
+`not` is refused, `in` needs `$schemaversion=2.1`, a property bound to a page variable (computed per
+row, like salesInvoices.remainingAmount) can be neither filtered nor sorted on, enum literals must be
+member names (`'_x0020_'`), literal types must match the property's type.
 
 Paging is keyset based: a `$skiptoken` carries the sort key and SystemId of the last row returned,
 and the next page starts strictly after that position, so rows modified between two page reads are
@@ -53,9 +55,14 @@ def _non_negative(name: str, text: str | None) -> int | None:
     return value
 
 
+IN_SCHEMA_VERSION = "2.1"  # the `in` operator works only when the request asks for this schema version
+
+
 def parse_options(view: View, args) -> QueryOptions:
     """Read and validate the system query options of a GET (args: a mapping of query parameters)."""
     options = QueryOptions(filter=args.get("$filter"), skiptoken=args.get("$skiptoken"))
+    if options.filter and args.get("$schemaversion") != IN_SCHEMA_VERSION and _uses_in(options.filter):
+        raise errors.in_operator()
     select = split_select(args.get("$select"))
     if select:
         for name in select:
@@ -76,6 +83,8 @@ def parse_options(view: View, args) -> QueryOptions:
     for name, _ in order:
         if name not in view.exposed_names:
             raise errors.unknown_query_property(name, view.type_name)
+        if view.by_name[name].page_variable:
+            raise errors.page_variable(name, "$orderby")
     options.orderby = order or None
     options.top = _non_negative("$top", args.get("$top"))
     options.skip = _non_negative("$skip", args.get("$skip"))
@@ -117,6 +126,19 @@ def _identifiers(node) -> set[str]:
     return found
 
 
+def _uses_in(text: str) -> bool:
+    try:
+        tree = parse_filter(text)
+    except QueryError:
+        return False  # a syntax error is reported when the filter is compiled
+
+    def walk(node) -> bool:
+        if isinstance(node, ast.Compare) and isinstance(node.comparator, ast.In):
+            return True
+        return any(walk(child) for child in (getattr(node, a, None) for a in ("left", "right", "operand")) if child)
+    return walk(tree)
+
+
 def _check_filter(view: View, node) -> None:
     if isinstance(node, ast.BoolOp):
         if isinstance(node.op, ast.Or) and len(_identifiers(node)) > 1:
@@ -124,6 +146,8 @@ def _check_filter(view: View, node) -> None:
         _check_filter(view, node.left)
         _check_filter(view, node.right)
     elif isinstance(node, ast.UnaryOp):
+        if isinstance(node.op, ast.Not):
+            raise errors.not_operator()
         _check_filter(view, node.operand)
     elif isinstance(node, ast.Compare):
         left, right = node.left, node.right
@@ -156,6 +180,8 @@ def compile_view_filter(session: Session, view: View, text: str | None):
     for name in _identifiers(tree):
         if name not in view.exposed_names:
             raise errors.unknown_query_property(name, view.type_name)
+        if view.by_name[name].page_variable:
+            raise errors.page_variable(name, "$filter")
     _check_filter(view, tree)
     try:
         predicate = compile_filter(text, resolver=lambda record, name: view.comparable(session, record, name),

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
 BATCH_LIMIT = 100
+COMMITTING_ACTIONS = ("Microsoft.NAV.shipAndInvoice", "Microsoft.NAV.post")  # their AL code calls Commit()
 
 _SEGMENT = re.compile(r"^(?P<name>[^()]+)(?:\((?P<key>.*)\))?$", re.S)
 
@@ -245,7 +246,7 @@ class Service:
             if key is None:
                 if rest == ["$count"] and method == "GET":
                     text = self._scoped_filter(view, call.args.get("$filter"), scope)
-                    options = parse_options(view, {"$filter": text})
+                    options = parse_options(view, {"$filter": text, "$schemaversion": call.args.get("$schemaversion")})
                     page = run_query(session, view, options, 1, self.sim.query_cache)
                     return Reply(200, str(page.count), content_type="text/plain")
                 if rest:
@@ -446,7 +447,12 @@ class Service:
             if snapshot:
                 store.begin()
             try:
-                responses = [self._inner(call, api, item) for item in requests]
+                responses = []
+                for item in requests:
+                    responses.append(self._inner(call, api, item))
+                    if snapshot and responses[-1]["status"] < 400 and _commits(item):
+                        store.commit()  # posting commits (Sales-Post): what came before it stays
+                        store.begin()
             except BaseException:
                 if snapshot:
                     store.rollback()
@@ -539,3 +545,9 @@ def _mentions(text: str | None, names: tuple[str, ...]) -> bool:
 
 def new_request_id() -> str:
     return str(uuid.uuid4())
+
+
+def _commits(item: dict) -> bool:
+    """A request of a $batch whose AL code commits, so that `Isolation: snapshot` cannot roll it back."""
+    return str(item.get("method", "")).upper() == "POST" and \
+        urlsplit(str(item.get("url", ""))).path.rsplit("/", 1)[-1] in COMMITTING_ACTIONS

@@ -227,8 +227,9 @@ class BusinessCentralSimulator:
         return posted["SystemId"] if posted else None
 
     def apply_payment(self, invoice_id: str, amount: float, *, company_id: str | None = None) -> dict:
-        """Apply a customer payment to a posted sales invoice: remainingAmount drops, at 0 the status is
-        Paid, lastModifiedDateTime moves. Returns the invoice as `get` shows it."""
+        """Apply a customer payment to a posted sales invoice's ledger entry: remainingAmount drops; when the
+        entry closes the status becomes Paid and only then does the invoice's lastModifiedDateTime move (a
+        partial payment leaves the invoice row untouched). Returns the invoice as `get` shows it."""
         view = self.catalog.view("salesInvoices")
         with self.store.lock:
             session = self._session(view, company_id)

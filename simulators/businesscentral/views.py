@@ -157,8 +157,12 @@ class Field:
     """One property of a view, backed by a table column unless a subclass computes it."""
 
     def __init__(self, name: str, column: str | None = None, *, type: str | None = None, read_only: bool = False,
-                 exposed: bool = True, options: tuple[str, ...] = (), caption: str | None = None):
+                 exposed: bool = True, options: tuple[str, ...] = (), caption: str | None = None,
+                 page_variable: bool = False):
         self.name = name
+        # bound to a page variable the page computes per row (OnAfterGetRecord), not to a table field:
+        # Business Central can neither filter nor sort on it
+        self.page_variable = page_variable
         self.caption = caption or column or name  # the page control's caption, used in messages
         self.column_name = column
         self._type = type
@@ -276,8 +280,9 @@ class Computed(Field):
     """A read-only value computed from the row (balanceDue, taxAreaDisplayName, ...)."""
 
     def __init__(self, name: str, type: str, compute: Callable[[Session, dict], Any], *, exposed: bool = True,
-                 options: tuple[str, ...] = (), caption: str | None = None):
-        super().__init__(name, None, type=type, read_only=True, exposed=exposed, options=options, caption=caption)
+                 options: tuple[str, ...] = (), caption: str | None = None, page_variable: bool = False):
+        super().__init__(name, None, type=type, read_only=True, exposed=exposed, options=options, caption=caption,
+                         page_variable=page_variable)
         self.compute = compute
 
     @property
@@ -319,8 +324,8 @@ class CurrencyCode(Field):
     """`currencyCode`: the LCY code when the column is blank; setting the LCY code blanks the column, and
     a currencyId given in the same request must name the same currency."""
 
-    def __init__(self, name: str, column: str, id_field: str):
-        super().__init__(name, column, type="code")
+    def __init__(self, name: str, column: str, id_field: str, **kwargs):
+        super().__init__(name, column, type="code", **kwargs)
         self.id_field = id_field
 
     def get(self, session: Session, record: dict) -> Any:

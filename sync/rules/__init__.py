@@ -8,6 +8,9 @@ page, always in bulk:
 - `prepare(ctx, rows)`: fetch, once per page, whatever `extra_values` needs;
 - `extra_values(ctx, row, dst_row)`: destination values that are computed rather than copied
   (an exchange rate, a unit, a price list, a state); written when they differ from what is there;
+- `unversioned_changes(ctx)`: at the start of a job, the coupled source rows that changed although
+  their version did not move (a value the service computes on every read), found in bulk; the job
+  works on them as changed rows;
 - `reopen(ctx, dst_row, values)`: what to write first so that a destination row read-only in its
   state takes the update (a closed Sales invoice is re-activated, as Business Central does);
 - `after_write(ctx, written)`: what must follow a page's writes (publish new products, keep price
@@ -33,11 +36,13 @@ IGNORE = "ignore"
 
 
 class SkipRow(Exception):
-    """Raised by `extra_values`: leave this row alone this time (counted skipped, noted in the job log)."""
+    """Raised by `extra_values`: leave this row alone this time (counted skipped, noted in the job log).
+    `in_place`: computed values the destination already holds, remembered as synchronised."""
 
-    def __init__(self, note: str):
+    def __init__(self, note: str, in_place: dict[str, Any] | None = None):
         super().__init__(note)
         self.note = note
+        self.in_place = in_place or {}
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,9 @@ class MappingRules:
 
     def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
         return {}
+
+    def unversioned_changes(self, ctx: RuleContext) -> list[str]:
+        return []
 
     # For mappings other mappings look up through: what a blank Business Central value stands for on
     # the other side (a blank currency code is the local currency, a row in Sales).

@@ -15,6 +15,11 @@
   Paid/Partial, else Active/Billed. A Sales invoice that is no longer active is read-only: only its
   state follows from then on, and as Business Central does it, the invoice is re-activated (Active /
   Billed) before it is given another paid status.
+- A partial payment does not move a posted invoice's lastModifiedDateTime (the API's value is the
+  SystemModifiedAt of "Sales Invoice Entity Aggregate", which codeunit 5477 modifies on a ledger
+  entry change only when the invoice's status changes, Open -> Paid); only remainingAmount, computed
+  on every read, shows it. So every job reads the open invoices' amounts in one paged read, and the
+  coupled ones whose paid state is not the one last synchronised are worked on as changed rows.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from typing import Any, Sequence
 
 from ..errors import RecordError
 from ..model import Side
-from ..ports import NewRow, Record, RowChange
+from ..ports import Coupling, NewRow, Record, RowChange
 from ..tables import (
     BC_ITEM,
+    BC_SALES_INVOICE,
     BC_SALES_INVOICE_LINE,
     CRM_CONTACT,
     CRM_INVOICE,
@@ -41,9 +47,16 @@ from .products import default_price_list
 
 ACTIVE, PAID = 0, 2
 BILLED, COMPLETE, PARTIAL = 4, 100001, 100002
+OPEN_INVOICES_PAGE = 20_000  # Business Central's largest page: one request per 20,000 open invoices
 LINE_FIELDS = ["documentId", "sequence", "lineType", "lineObjectNumber", "description", "quantity", "unitPrice",
                "discountAmount", "amountExcludingTax", "amountIncludingTax", "shipmentDate"]
 DETAIL_NAMESPACE = uuid.UUID("0b6f5a4e-4d0a-4a55-a0a5-5f4bb3e8c9d1")
+
+
+def synced_state(coupling: Coupling) -> tuple[int, int]:
+    """The paid state last synchronised (Active/Billed until one was)."""
+    snapshot = coupling.values_on(Side.BC)
+    return snapshot.get("~statecode", ACTIVE), snapshot.get("~statuscode", BILLED)
 
 
 def invoice_state(row: Record) -> tuple[int, int]:
@@ -61,6 +74,18 @@ class PostedInvoiceRules(MappingRules):
                               "totalAmountIncludingTax", "remainingAmount", "discountAmount",
                               "customerPurchaseOrderReference"),
                     Side.CRM: ("statecode", "statuscode", "pricelevelid", "invoicenumber", "salesorderid", "name")}
+    update_only = ("statecode", "statuscode")  # a new invoice takes its state after its lines (after_write)
+
+    def unversioned_changes(self, ctx: RuleContext) -> list[str]:
+        """Open invoices whose paid state is not the one last synchronised: partly paid (or unapplied)
+        since. One paged read of the open invoices' amounts, whatever their number."""
+        where = " and ".join(f"({f})" for f in (ctx.mapping.filter_on(Side.BC), "status eq 'Open'") if f)
+        changed = []
+        for page in ctx.bc.read_changed(BC_SALES_INVOICE, ["totalAmountIncludingTax", "remainingAmount"], since=None,
+                                        where=where, page_size=OPEN_INVOICES_PAGE):
+            couplings = ctx.couplings.get_many(ctx.mapping.name, Side.BC, [r.id for r in page])
+            changed += [r.id for r in page if r.id in couplings and invoice_state(r) != synced_state(couplings[r.id])]
+        return changed
 
     def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
         """The Sales orders the page's invoices came from, the accounts that buy on them, and the
@@ -114,12 +139,12 @@ class PostedInvoiceRules(MappingRules):
         return values
 
     def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
+        state, status = invoice_state(row)
         if dst_row is not None and dst_row.values.get("statecode") != ACTIVE:
-            state, status = invoice_state(row)
             if (dst_row.values.get("statecode"), dst_row.values.get("statuscode")) != (state, status):
                 return {"statecode": state, "statuscode": status}  # once re-activated (reopen)
             raise SkipRow(f"Sales invoice {dst_row.values.get('invoicenumber') or dst_row.id} is no longer active, so "
-                          f"it is read-only and was left as it is")
+                          f"it is read-only and was left as it is", in_place={"statecode": state, "statuscode": status})
         total = float(row.values.get("totalAmountIncludingTax") or 0)
         less_freight = float(row.values.get("totalAmountExcludingTax") or 0)
         values: dict[str, Any] = {"name": row.values.get("number"), "totaltax": round(total - less_freight, 2)}
@@ -127,9 +152,10 @@ class PostedInvoiceRules(MappingRules):
             values.update(self.origin_values(ctx, row))
             if "pricelevelid" not in values:
                 values["pricelevelid"] = self.price_list(ctx, row)
+            if state != ACTIVE:
+                values.update(statecode=state, statuscode=status)  # remembered now, written by after_write
             return values
         if row.id not in ctx.failures:  # while its lines are missing, the state waits for them
-            state, status = invoice_state(row)
             if state != ACTIVE:
                 values.update(statecode=state, statuscode=status)
         if dst_row.values.get("salesorderid"):

@@ -7,7 +7,8 @@ import pytest
 
 from shared.settings import Settings
 from shared.wiring import build_services
-from sync.errors import AlreadyExistsError, AuthenticationError, ConcurrencyError, ServiceUnavailableError, ThrottledError
+from sync.errors import (AlreadyExistsError, AuthenticationError, ConcurrencyError, ServiceUnavailableError,
+                         SyncError, ThrottledError)
 from sync.model import OptionSet
 from sync.ports import NewRow, RowChange
 from sync.tables import BC_CUSTOMER, BC_SALESPERSON, CRM_ACCOUNT
@@ -103,6 +104,16 @@ def test_business_central_reads_writes_and_escapes_enums(bc, stack):
     assert isinstance(stale.error, ConcurrencyError)
     [bad] = bc.insert(BC_CUSTOMER, [NewRow({"displayName": "X" * 101})], ["number"])
     assert bad.error is not None and not bad.error.transient and "100" in bad.error.message
+
+
+def test_a_filter_business_central_does_not_implement_is_refused_at_once_not_retried(services, bc, stack):
+    waits = []
+    services.business_central.api.sleep = waits.append
+    for where in ("number eq '10000' or displayName eq 'Open'", "number in ('10000', '20000')"):
+        with pytest.raises(SyncError) as caught:  # 501 BadRequest_MethodNotImplemented: no retry can help
+            list(bc.read_changed(BC_CUSTOMER, ["number"], since=None, where=where))
+        assert not caught.value.transient and caught.value.status == 501
+    assert waits == []
 
 
 def test_business_central_number_series_helper(bc, stack):

@@ -137,3 +137,38 @@ def test_a_paid_invoice_is_re_activated_before_its_new_status_and_a_worker_kille
                               timeout=60, recover_every=1)
     assert state(env) == (2, 100001)                           # the next worker gives it its status
     assert [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"] == []
+
+
+def test_partial_payments_are_found_without_a_request_per_invoice(env):
+    """A partial payment leaves a posted invoice's lastModifiedDateTime as it was (only remainingAmount,
+    computed on every read, moves): each job reads the open invoices' amounts in one paged read."""
+    setup(env)
+    posted = [post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1000", "quantity": 1}]) for _ in range(5)]
+    env.sync()
+    log = env.stack.business_central.faults.requests
+
+    def run_and_count():
+        log.clear()
+        report = env.sync(["POSTEDSALESINV-INV"])
+        assert job(report, "POSTEDSALESINV-INV:to-crm").counts.failed == 0, report.to_dict()
+        return len([path for method, path in log if "/salesInvoices" in path])
+
+    def states():
+        numbers = {env.bc.get("salesInvoices", p)["number"]: p for p in posted}
+        return {numbers[i["invoicenumber"]]: (i["statecode"], i["statuscode"]) for i in env.dv.rows("invoice")}
+
+    quiet = run_and_count()                                   # nothing paid: the look costs the same
+    before = env.bc.get("salesInvoices", posted[0])
+    env.bc.apply_payment(posted[0], 30)
+    assert env.bc.get("salesInvoices", posted[0])["lastModifiedDateTime"] == before["lastModifiedDateTime"]
+    one = run_and_count()
+    assert states()[posted[0]] == (2, 100002)                 # Paid / Partial
+    for invoice in posted[1:]:
+        env.bc.apply_payment(invoice, 30)
+    four = run_and_count()
+    assert set(states().values()) == {(2, 100002)}
+    assert quiet <= one == four <= 3, (quiet, one, four)      # never a request per invoice
+    assert run_and_count() == quiet                           # once synchronised, nothing is worked on again
+    env.bc.apply_payment(posted[0], 70)                       # paid in full: the invoice row itself changes
+    run_and_count()
+    assert states()[posted[0]] == (2, 100001)                 # Paid / Complete

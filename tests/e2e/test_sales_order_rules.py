@@ -4,6 +4,8 @@ fails after the order was created."""
 
 from __future__ import annotations
 
+import requests
+
 from sync.model import Side
 
 from .conftest import job
@@ -23,6 +25,11 @@ MAPPING = "SALESORDER-ORDER"
 
 def order_errors(env):
     return {f.source_id: f for f in env.errors() if f.mapping == MAPPING}
+
+
+def page_of(env, order):
+    """The order as page 42 "Sales Order" (published as SalesOrder) shows it."""
+    return next(p for p in env.bc.rows("SalesOrder") if p["No"] == order["number"])
 
 
 def test_line_amounts_numbering_and_a_contact_as_the_customer(env, cli):
@@ -206,7 +213,8 @@ def test_the_invoice_of_an_order_from_sales_belongs_to_that_order(env, cli):
     posted = env.bc.post_document("salesOrders", created["id"])
     # an order made in Business Central for another customer, naming the same Sales order
     ordernumber = env.dv.get("salesorder", order)["ordernumber"]
-    [stray] = env.bc.seed("salesOrders", [{"customerNumber": "20000", "customerPurchaseOrderReference": ordernumber}])
+    [stray] = env.bc.seed("salesOrders", [{"customerNumber": "20000"}])
+    env.bc.update("SalesOrder", stray, {"Your_Reference": ordernumber})
     env.bc.seed("salesOrderLines", [{"documentId": stray, "lineType": "Item", "lineObjectNumber": "1000",
                                      "quantity": 1, "unitPrice": 100}])
     env.bc.post_document("salesOrders", stray)
@@ -249,3 +257,77 @@ def test_an_order_released_before_its_discount_was_set_keeps_its_error_until_inv
     assert env.dv.get("salesorder", order)["statecode"] == 4
     env.sync([MAPPING])
     assert order_errors(env) == {}
+
+
+def test_an_order_whose_answer_was_lost_is_found_again_by_name_customer_and_lines_never_created_twice(env, monkeypatch):
+    setup(env)
+    order = submitted_order(env, [product_line(env, "1000", 2, 100)], discountpercentage=2)
+    ordernumber = env.dv.get("salesorder", order)["ordernumber"]
+    # a draft a user made by hand with the same name and customer, but other lines, is not this order
+    [by_hand] = env.bc.seed("salesOrders", [{"customerNumber": "10000", "externalDocumentNumber": "PO 4711"}])
+    env.bc.seed("salesOrderLines", [{"documentId": by_hand, "lineType": "Item", "lineObjectNumber": "1000",
+                                     "quantity": 1}])
+    # Business Central creates the order, but its answer never arrives (so Your Reference was never written)
+    session, lost = env.services.business_central.api.session, []
+    send = session.request
+
+    def lose_the_answer(method, url, **kwargs):
+        response = send(method, url, **kwargs)
+        if method == "POST" and url.endswith("/salesOrders") and not lost:
+            lost.append(url)
+            raise requests.exceptions.ReadTimeout("the connection dropped before the answer")
+        return response
+    monkeypatch.setattr(session, "request", lose_the_answer)
+
+    [result] = env.services.create_sales_orders([order])
+    assert result.status == "failed" and "may or may not have been applied" in result.message
+    [created] = [o for o in env.bc.rows("salesOrders") if o["id"] != by_hand]
+    assert page_of(env, created)["Your_Reference"] == ""
+
+    [result] = env.services.create_sales_orders([order])              # tried again: found, not created
+    assert result.status == "coupled" and result.bc_order == created["number"], result.message
+    assert len(env.bc.rows("salesOrders")) == 2
+    page = page_of(env, created)
+    assert (page["Your_Reference"], page["Payment_Discount_Percent"]) == (ordernumber, 2)
+    assert page_of(env, env.bc.get("salesOrders", by_hand))["Your_Reference"] == ""
+    assert [c.bc_id for c in env.couplings(MAPPING)] == [created["id"]] and order_errors(env) == {}
+    [result] = env.services.create_sales_orders([order])
+    assert result.status == "exists" and len(env.bc.rows("salesOrders")) == 2
+
+
+def test_the_bill_to_address_of_an_order_is_written_through_page_42(env, cli):
+    setup(env)
+    order = submitted_order(env, [product_line(env, "1000", 1, 100)], billto_line1="PO Box 12",
+                            billto_city="Atlanta", billto_postalcode="30301", billto_stateorprovince="GA",
+                            shipto_line1="1 Harbour Road", shipto_city="Seattle")
+    code, out, _ = cli("orders", "create", order)
+    assert code == 0 and out.startswith("created"), out
+    [created] = env.bc.rows("salesOrders")
+    assert (created["billToAddressLine1"], created["billToAddressLine2"], created["billToCity"],
+            created["billToPostCode"], created["billToState"]) == ("PO Box 12", "", "Atlanta", "30301", "GA")
+    assert (created["shipToAddressLine1"], created["shipToCity"]) == ("1 Harbour Road", "Seattle")
+    assert created["billToCustomerNumber"] == created["customerNumber"] == "10000"   # still the customer's bill
+    customer = next(c for c in env.bc.rows("customers") if c["number"] == "10000")
+    assert created["sellToAddressLine1"] == customer["addressLine1"]
+
+
+def test_an_order_whose_answer_was_lost_and_that_was_posted_meanwhile_is_not_created_again(env, monkeypatch):
+    setup(env)
+    order = submitted_order(env, [product_line(env, "1000", 1, 100)])
+    session, lost = env.services.business_central.api.session, []
+    send = session.request
+
+    def lose_the_answer(method, url, **kwargs):
+        response = send(method, url, **kwargs)
+        if method == "POST" and url.endswith("/salesOrders") and not lost:
+            lost.append(url)
+            raise requests.exceptions.ConnectionError("reset by peer")
+        return response
+    monkeypatch.setattr(session, "request", lose_the_answer)
+    assert env.services.create_sales_orders([order])[0].status == "failed"
+    [created] = env.bc.rows("salesOrders")
+    posted = env.bc.get("salesInvoices", env.bc.post_document("salesOrders", created["id"]))  # by a user, at once
+
+    [result] = env.services.create_sales_orders([order])
+    assert result.status == "failed" and posted["number"] in result.message, result.message
+    assert order_errors(env)[order].code == "AlreadyPosted" and env.bc.rows("salesOrders") == []

@@ -100,12 +100,12 @@ def test_a_submitted_order_becomes_a_business_central_order_with_write_ins_and_l
     [created] = env.bc.rows("salesOrders")
     terms = {t["code"]: t["id"] for t in env.bc.rows("paymentTerms")}
     assert created["externalDocumentNumber"] == "PO 4711"
-    assert created["customerPurchaseOrderReference"] == ordernumber           # Your Reference
+    [page] = [p for p in env.bc.rows("SalesOrder") if p["No"] == created["number"]]
+    assert page["Your_Reference"] == ordernumber                              # through page 42 "Sales Order"
     assert created["customerNumber"] == "10000" and created["currencyCode"] == "USD"
     assert created["paymentTermsId"] == terms["NET 30"]                        # the order's, not the customer's
     assert created["shipmentMethodId"] == env.bc.rows("shipmentMethods")[0]["id"]
-    [page] = [p for p in env.bc.rows("SalesOrder") if p["No"] == created["number"]]
-    assert page["Shipping_Agent_Code"] == "UPS"                                # through page 42 "Sales Order"
+    assert page["Shipping_Agent_Code"] == "UPS"
     assert str(created["requestedDeliveryDate"]) == "2026-12-01"
     assert (created["shipToAddressLine1"], created["shipToCity"]) == ("1 Harbour Road", "Seattle")
     assert created["discountAmount"] == 20

@@ -51,3 +51,23 @@ def test_quiet_mappings_are_held_until_a_change_or_their_inactivity_timeout(env,
     _tick(env, monkeypatch)                                           # a quiet run holds it again
     rewind_schedules(env.services, 721)                               # CUSTOMER's inactivity timeout
     assert _tick(env, monkeypatch)["CUSTOMER"] == "inactivity timeout of 720 minutes"
+
+
+def test_a_partial_payment_wakes_the_held_posted_invoices(env, monkeypatch):
+    """A partial payment does not move the invoice's lastModifiedDateTime; the look at a held mapping
+    finds it all the same, by the open invoices' amounts."""
+    from .test_posted_invoices import post_invoice, setup
+
+    setup(env)
+    posted = post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1000", "quantity": 1}])
+    env.sync()
+    rewind_schedules(env.services, 31)
+    _tick(env, monkeypatch)
+    assert env.services.state.schedules()["POSTEDSALESINV-INV"].held
+    rewind_schedules(env.services, 31)
+    assert "POSTEDSALESINV-INV" not in _tick(env, monkeypatch)        # held, and nothing changed
+    env.bc.apply_payment(posted, 40)
+    rewind_schedules(env.services, 31)
+    assert _tick(env, monkeypatch)["POSTEDSALESINV-INV"] == "held, woken by changes"
+    [invoice] = env.dv.rows("invoice")
+    assert (invoice["statecode"], invoice["statuscode"]) == (2, 100002)

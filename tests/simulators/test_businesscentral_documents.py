@@ -279,7 +279,7 @@ def test_opportunities_for_contacts(env, bc):
     assert when(won["lastModifiedDateTime"]) > when(opportunity["lastModifiedDateTime"])
     assert [o["number"] for o in ok(bc.get(url, params={"$filter": "status eq 'Won'"}))["value"]] == ["OP000010"]
     assert error_of(bc.get(url, params={"$filter": "status eq 'Won' or closed eq true"}))[:2] == (
-        400, "BadRequest_NotSupported")
+        501, "BadRequest_MethodNotImplemented")
     assert error_of(bc.patch(f"{url}({opportunity['id']})", json={"closed": False}, headers={"If-Match": "*"}))[:2] == (
         400, "BadRequest_InvalidOperation")
     assert error_of(bc.post(url, json={"contactNumber": "CT999999"})) == (
@@ -333,14 +333,19 @@ def test_sales_order_with_item_resource_and_comment_lines_ships_and_invoices(env
         400, "Application_DialogException", "A customerNumber or a customerID must be provided.")
     assert error_of(bc.post(orders, json={"customerNumber": "NOPE"})) == (
         400, "Application_DialogException", "The sell-to customer cannot be found.")
+    for reference in ("yourReference", "customerPurchaseOrderReference"):  # API v2.0 orders have neither
+        assert error_of(bc.post(orders, json={"customerNumber": "c00010", reference: "SO-DV-0042"}))[:2] == (
+            400, "BadRequest")
     order = created(bc.post(orders, json={"customerNumber": "c00010", "externalDocumentNumber": "PO-4711",
-                                          "yourReference": "SO-DV-0042", "orderDate": "2030-01-15"}))
+                                          "orderDate": "2030-01-15"}))
     assert (order["number"], order["status"], order["customerId"], order["customerName"]) == (
         "101001", "Draft", data["customer"], "Adatum")
     assert (order["sellToAddressLine1"], order["billToCity"], order["shipToName"], order["shipToState"]) == (
         "1 Main St", "Atlanta", "Adatum", "GA")
     assert order["currencyCode"] == "USD" and order["paymentTermsId"] == data["terms"]
-    assert order["customerPurchaseOrderReference"] == "SO-DV-0042" and order["totalAmountIncludingTax"] == 0
+    assert "customerPurchaseOrderReference" not in order and order["totalAmountIncludingTax"] == 0
+    ok(bc.patch(f"{env.odata}/SalesOrder('Order','101001')", json={"Your_Reference": "SO-DV-0042"},
+                headers={"If-Match": "*"}))                                   # page 42 has Your Reference
     lines_url = f"{orders}({order['id']})/salesOrderLines"
 
     item_line = created(bc.post(lines_url, json={"itemId": data["item"], "quantity": 3}))
@@ -449,11 +454,24 @@ def test_draft_invoice_is_posted_under_its_id_and_paid(env, bc):
     paid = admin.post(f"{env.url}/_sim/payment", json={"invoice": draft["id"], "amount": 300})
     assert paid.status_code == 200 and paid.json()["remainingAmount"] == 80 and paid.json()["status"] == "Open"
     partly = ok(bc.get(f"{invoices}({draft['id']})"))
-    assert when(partly["lastModifiedDateTime"]) > when(posted["lastModifiedDateTime"])
+    # the invoice row is not modified: only its ledger entry, which remainingAmount reads live
+    assert (partly["lastModifiedDateTime"], partly["@odata.etag"]) == (posted["lastModifiedDateTime"],
+                                                                       posted["@odata.etag"])
+    assert partly["remainingAmount"] == 80
     assert ok(bc.get(f"{env.company}/customers({data['customer']})"))["balanceDue"] == 80
     settled = env.sim.apply_payment(draft["id"], 80)
     assert settled["status"] == "Paid" and settled["remainingAmount"] == 0
+    paid_in_full = ok(bc.get(f"{invoices}({draft['id']})"))   # closed: the status changes, and the row with it
+    assert when(paid_in_full["lastModifiedDateTime"]) > when(posted["lastModifiedDateTime"])
+    assert ok(bc.get(f"{env.company}/customers({data['customer']})"))["balanceDue"] == 0
     assert [i["number"] for i in ok(bc.get(invoices, params={"$filter": "status eq 'Paid'"}))["value"]] == ["103001"]
+    # remainingAmount and currencyCode are page variables: no filtering or sorting on them
+    for option, text in (("$filter", "remainingAmount gt 0"), ("$filter", "currencyCode eq 'USD'"),
+                         ("$orderby", "remainingAmount desc")):
+        assert error_of(bc.get(invoices, params={option: text})) == (
+            501, "BadRequest_MethodNotImplemented",
+            f"The property '{text.split()[0]}' is not bound to a table field and cannot be used in {option}.")
+    assert ok(bc.get(invoices, params={"$select": "number,remainingAmount", "$filter": "status eq 'Open'"}))
     assert admin.post(f"{env.url}/_sim/payment", json={"invoice": empty["id"], "amount": 1}).status_code == 400
 
 
@@ -592,8 +610,10 @@ def test_the_sales_order_page_sets_the_shipping_agent_of_an_order(env, bc):
     assert {k: v for k, v in page.items() if not k.startswith("@")} == {
         "Document_Type": "Order", "No": "101001", "Sell_to_Customer_No": "C00010", "Your_Reference": "",
         "External_Document_No": "", "Shipping_Agent_Code": "DHL", "Shipment_Method_Code": "",
-        "Payment_Terms_Code": "30 DAYS", "Payment_Discount_Percent": 0, "WorkDescription": "", "SystemId": order["id"],
-        "SystemModifiedAt": order["lastModifiedDateTime"]}
+        "Payment_Terms_Code": "30 DAYS", "Payment_Discount_Percent": 0, "WorkDescription": "",
+        "BillToOptions": "Default_x0020__x0028_Customer_x0029_", "Bill_to_Address": "1 Main St",
+        "Bill_to_Address_2": "", "Bill_to_City": "Atlanta", "Bill_to_County": "GA", "Bill_to_Post_Code": "31772",
+        "Bill_to_Country_Region_Code": "US", "SystemId": order["id"], "SystemModifiedAt": order["lastModifiedDateTime"]}
     assert ok(bc.get(f"{url}('Order','101001')"))["SystemId"] == order["id"]
 
     assert error_of(bc.patch(key_url, json={"Shipping_Agent_Code": "UPS"}))[:2] == (400, "BadRequest_InvalidToken")
@@ -602,7 +622,7 @@ def test_the_sales_order_page_sets_the_shipping_agent_of_an_order(env, bc):
     assert (patched["Shipping_Agent_Code"], patched["Your_Reference"]) == ("UPS", "SO-DV-0042")
     assert ok(bc.get(key_url))["Shipping_Agent_Code"] == "UPS"
     again = ok(bc.get(f"{env.company}/salesOrders({order['id']})"))
-    assert again["yourReference"] == "SO-DV-0042" and again["@odata.etag"] == patched["@odata.etag"]
+    assert "yourReference" not in again and again["@odata.etag"] == patched["@odata.etag"]
     assert error_of(bc.patch(key_url, json={"Shipping_Agent_Code": "DHL"}, headers={"If-Match": page["@odata.etag"]}))[:2] == (
         409, "Request_EntityChanged")
     assert error_of(bc.patch(key_url, json={"Shipping_Agent_Code": "FEDEX"}, headers={"If-Match": "*"})) == (
@@ -611,6 +631,20 @@ def test_the_sales_order_page_sets_the_shipping_agent_of_an_order(env, bc):
         "in the related table (Shipping Agent).")
     assert error_of(bc.patch(key_url, json={"Sell_to_Customer_No": "C00020"}, headers={"If-Match": "*"})) == (
         400, "BadRequest_InvalidOperation", "Control 'Sell-to Customer No.' is read-only.")
+    # the bill-to address, read-only on API v2.0, is editable on the page once Bill-to is a Custom Address
+    assert error_of(bc.patch(f"{env.company}/salesOrders({order['id']})", json={"billToCity": "Macon"},
+                             headers={"If-Match": "*"})) == (
+        400, "BadRequest_InvalidOperation", "Control 'Bill-to City' is read-only.")
+    assert error_of(bc.patch(key_url, json={"Bill_to_City": "Macon"}, headers={"If-Match": "*"})) == (
+        400, "BadRequest_InvalidOperation", "Control 'Bill-to City' is read-only.")
+    billed = ok(bc.patch(key_url, json={"Bill_to_City": "Macon", "BillToOptions": "Custom_x0020_Address",
+                                        "Bill_to_Address": "9 Mill Rd", "Bill_to_Post_Code": "31201"},
+                         headers={"If-Match": "*"}))
+    assert (billed["Bill_to_Address"], billed["Bill_to_City"], billed["Bill_to_County"], billed["BillToOptions"]) == (
+        "9 Mill Rd", "Macon", "GA", "Default_x0020__x0028_Customer_x0029_")  # a page variable, never read back
+    api = ok(bc.get(f"{env.company}/salesOrders({order['id']})"))
+    assert (api["billToAddressLine1"], api["billToCity"], api["billToPostCode"], api["sellToCity"]) == (
+        "9 Mill Rd", "Macon", "31201", "Atlanta")
     cleared = ok(bc.patch(key_url, json={"Payment_Terms_Code": ""}, headers={"If-Match": "*"}))
     assert cleared["Payment_Terms_Code"] == ""  # and the due date follows, as through salesOrders
     assert str(env.sim.get("salesOrders", order["id"])["dueDate"]) == order["orderDate"]

@@ -151,6 +151,7 @@ def test_companies_lists_the_company_with_its_fields(env, bc):
                             "businessProfileId", "systemCreatedAt", "systemCreatedBy", "systemModifiedAt",
                             "systemModifiedBy"}
     assert DATETIME.match(company["systemCreatedAt"])
+    assert company["systemVersion"].startswith("26.")  # it serves salespeoplePurchasers as 26.0 has it
     single = bc.get(f"{env.api}/companies({env.sim.company_id})")
     assert single.json()["@odata.context"].endswith("#companies/$entity")
     assert error_of(bc.post(f"{env.api}/companies", json={"name": "X"}))[:2] == (405, "BadRequest_MethodNotAllowed")
@@ -215,7 +216,15 @@ def test_filter_with_escaped_enums_datetimes_and_or_on_one_field_only(env, bc):
     assert numbers(**{"$filter": f"lastModifiedDateTime gt {literal}"}) == ["Charlie"]
 
     assert error_of(bc.get(url, params={"$filter": "blocked eq '_x0020_' or city eq 'Oslo'"})) == (
-        400, "BadRequest_NotSupported", "The 'OR' operator is not supported on distinct fields on an OData filter.")
+        501, "BadRequest_MethodNotImplemented",
+        "The 'OR' operator is not supported on distinct fields on an OData filter.")
+    assert error_of(bc.get(url, params={"$filter": "not (city eq 'Oslo')"})) == (
+        501, "BadRequest_MethodNotImplemented", "Client requests that contain 'Not' filter options are not supported.")
+    # `in` only in schema version 2.1 (BC 24 and later); otherwise an `or` chain on the one field
+    assert error_of(bc.get(url, params={"$filter": "city in ('Oslo', 'Bergen')"}))[:2] == (
+        501, "BadRequest_MethodNotImplemented")
+    assert numbers(**{"$filter": "city in ('Oslo', 'Bergen')", "$schemaversion": "2.1"}) == \
+        numbers(**{"$filter": "city eq 'Oslo' or city eq 'Bergen'"}) == ["Alpha", "Charlie"]
     assert error_of(bc.get(url, params={"$filter": "nickname eq 'x'"})) == (
         400, "BadRequest_NotFound", "Could not find a property named 'nickname' on type 'Microsoft.NAV.customer'.")
     assert error_of(bc.get(url, params={"$filter": "blocked eq ' '"}))[:2] == (400, "BadRequest")
@@ -488,6 +497,21 @@ def test_batch_with_snapshot_isolation_is_all_or_nothing(env, bc):
     ok = bc.post(f"{env.api}/$batch", json={"requests": requests_[:2]}, headers={"Isolation": "snapshot"})
     assert [r["status"] for r in ok.json()["responses"]] == [201, 201]
     assert [c["number"] for c in env.sim.rows("customers")] == ["C00010"]  # the rolled-back number is reused
+
+    # posting commits, as Sales-Post does: a snapshot batch cannot roll back what came before it
+    [item] = env.sim.seed("items", [{"displayName": "Bicycle", "unitPrice": 100}])
+    [order] = env.sim.seed("salesOrders", [{"customerNumber": "C00010"}])
+    env.sim.seed("salesOrderLines", [{"documentId": order, "itemId": item, "quantity": 1}])
+    posting = [
+        {"id": "a", "method": "POST", "url": f"companies({cid})/salespeoplePurchasers", "body": {"code": "CD"}},
+        {"id": "b", "method": "POST", "url": f"companies({cid})/salesOrders({order})/Microsoft.NAV.shipAndInvoice"},
+        {"id": "c", "method": "POST", "url": f"companies({cid})/customers",
+         "body": {"displayName": "Broken", "salespersonCode": "ZZ"}},
+    ]
+    response = bc.post(f"{env.api}/$batch", json={"requests": posting}, headers={"Isolation": "snapshot"})
+    assert [r["status"] for r in response.json()["responses"]] == [201, 204, 400]
+    assert [s["code"] for s in env.sim.rows("salespeoplePurchasers")] == ["AB", "CD"]
+    assert env.sim.rows("salesOrders") == [] and len(env.sim.rows("salesInvoices")) == 1
 
     too_many = [{"id": str(i), "method": "GET", "url": "companies"} for i in range(101)]
     assert error_of(bc.post(f"{env.api}/$batch", json={"requests": too_many}))[:2] == (400, "BadRequest")
