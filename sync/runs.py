@@ -345,7 +345,10 @@ class RunCoordinator:
         try:
             job = self._claim(job, now)
         except ConcurrencyError:
+            # the job moved between our read and our claim (another worker claimed it, or the advance
+            # that sent this message marked it queued only now): look again rather than drop the message
             self.leases.release(lease_name, owner)
+            self.queue.send(message)
             return
         try:
             with self.observer.running(run, job):

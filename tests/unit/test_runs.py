@@ -101,6 +101,31 @@ def test_a_job_whose_mapping_is_busy_in_another_run_waits():
     assert h.runs.get_job(run.run_id, msg.job_id).status is JobStatus.QUEUED
 
 
+def test_a_message_that_arrives_before_its_job_is_marked_queued_is_not_lost(monkeypatch):
+    """advance() sends before it marks: a worker may read the job still pending, and its claim then
+    meets the newer version. The message is looked at again, so the job still runs."""
+    h = Harness()
+    run = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test")
+    msg = next(m for m, _ in h.queue.messages if m.job_id == "SALESPEOPLE:from-crm")
+    h.queue.messages.remove((msg, 0))
+    others = list(h.queue.messages)
+    read = h.runs.get_job
+
+    def read_then_marked_by_another_worker(run_id, job_id):
+        job = read(run_id, job_id)
+        newer = read(run_id, job_id)
+        newer.message = "marked queued meanwhile"
+        h.runs.save_job(newer)
+        monkeypatch.setattr(h.runs, "get_job", read)
+        return job
+
+    monkeypatch.setattr(h.runs, "get_job", read_then_marked_by_another_worker)
+    h.coordinator.handle(msg)
+    assert h.queue.messages == [*others, (msg, 0)]
+    h.drain()
+    assert h.report(run.run_id).run.status is RunStatus.DONE
+
+
 def test_transient_failure_is_retried_later_then_failed_job_blocks_dependants():
     h = Harness()
     h.w.user("Alicia", "alicia@contoso.com")
