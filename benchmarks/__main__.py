@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -122,8 +123,13 @@ def measure(stack: BenchStack, kind: str, mappings: list[str]) -> tuple[dict, in
     requests_before, cpu_before = stack.request_counts(), stack.cpu()
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", str(stack.settings_file), kind,
                                 ",".join(mappings)], stdout=subprocess.PIPE, cwd=ROOT)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    try:
+        output = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+    except BaseException:
+        process.kill()  # interrupted: no worker left running against a stack that is about to stop
+        process.wait()
+        raise
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise SystemExit(f"the worker failed ({process.returncode}); see its output above")
@@ -170,6 +176,7 @@ def main(argv=None) -> int:
     p.add_argument("--changes", type=int, default=10, help="rows changed per side before the scheduled run")
     p.add_argument("--quick", action="store_true", help="a smoke run of 1,000 rows per side")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # so that the stack and worker are stopped too
     mappings = [m.strip() for m in args.mappings.split(",") if m.strip()]
     if set(mappings) - set(MAPPINGS) or ("CONTACT" in mappings and "CUSTOMER" not in mappings):
         p.error(f"--mappings takes {', '.join(MAPPINGS)} (CONTACT with CUSTOMER, whose rows are its parents)")

@@ -76,6 +76,10 @@ HEADER = ("| rows per side | mappings | run | records | seconds | records/s | Da
           "| CPU s worker/simulators/Azurite |")
 
 
+def rate(per_second: float) -> str:
+    return f"{per_second:,.0f}" if per_second >= 10 else f"{per_second:.1f}"
+
+
 def table(runs: list[dict]) -> str:
     lines = [HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
     for r in runs:
@@ -83,7 +87,7 @@ def table(runs: list[dict]) -> str:
         throttled = sum(r["requests"][s]["throttled"] for s in SERVICES)
         cpu = "/".join(f"{r['cpu_seconds'][p]:.1f}" for p in PROCESSES)
         lines.append(f"| {r['size']:,} | {', '.join(r['mappings'])} | {r['run']} | {r['records']:,} | "
-                     f"{r['wall_seconds']:.1f} | {r['records_per_second']:,.0f} | {per_service[0]} | {per_service[1]} | "
+                     f"{r['wall_seconds']:.1f} | {rate(r['records_per_second'])} | {per_service[0]} | {per_service[1]} | "
                      f"{throttled} | {r['requests_per_record']:.3f} | {r['bound']} | {r['bound_ratio']:.1f} | "
                      f"{r['storage_requests_per_record']:.3f} | {r['peak_rss_mb']:.0f} | {cpu} |")
     return "\n".join(lines)
