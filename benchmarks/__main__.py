@@ -80,7 +80,8 @@ class Dataset:
         rows = []
         for i in range(n):
             first, last = person(i)
-            rows.append({"type": "Person", "displayName": f"{first} {last}", "companyNumber": companies[i % len(companies)],
+            rows.append({"type": "Person", "displayName": f"{first} {last}",
+                         "companyNumber": companies[i % len(companies)],
                          "email": f"{first.lower()}.{i}@bc.example", "phoneNumber": f"+33 6 {i:08d}"})
         self.add("Business Central", "contacts", rows)
         rows = []

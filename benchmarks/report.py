@@ -87,7 +87,8 @@ def table(runs: list[dict]) -> str:
         throttled = sum(r["requests"][s]["throttled"] for s in SERVICES)
         cpu = "/".join(f"{r['cpu_seconds'][p]:.1f}" for p in PROCESSES)
         lines.append(f"| {r['size']:,} | {', '.join(r['mappings'])} | {r['run']} | {r['records']:,} | "
-                     f"{r['wall_seconds']:.1f} | {rate(r['records_per_second'])} | {per_service[0]} | {per_service[1]} | "
+                     f"{r['wall_seconds']:.1f} | {rate(r['records_per_second'])} | "
+                     f"{per_service[0]} | {per_service[1]} | "
                      f"{throttled} | {r['requests_per_record']:.3f} | {r['bound']} | {r['bound_ratio']:.1f} | "
                      f"{r['storage_requests_per_record']:.3f} | {r['peak_rss_mb']:.0f} | {cpu} |")
     return "\n".join(lines)

@@ -124,7 +124,6 @@ class ConcurrencyLimit:
         self.hint_header = hint_header
         self.grow_after = grow_after
         self.in_flight = 0
-        self.peak = 0
         self.admitted = 0
         self._successes = 0
         self._changed = threading.Condition()
@@ -135,7 +134,6 @@ class ConcurrencyLimit:
                 self._changed.wait()
             self.in_flight += 1
             self.admitted += 1
-            self.peak = max(self.peak, self.in_flight)
 
     def release(self, response: requests.Response | None) -> None:
         """Frees the slot and adapts the window to the answer (None: no answer, which says nothing about load)."""

@@ -74,6 +74,7 @@ def test_the_readme_table_is_replaced_between_its_markers_only():
     text = f"# bcsync\n\n## Performance\n{report.README_START}\nold table\n{report.README_END}\n\n## Next\n"
     refreshed = report.refresh_readme(text, results)
     assert "old table" not in refreshed and report.table(results["runs"]) in refreshed
-    assert refreshed.startswith("# bcsync\n\n## Performance\n") and refreshed.endswith(f"{report.README_END}\n\n## Next\n")
+    assert refreshed.startswith("# bcsync\n\n## Performance\n")
+    assert refreshed.endswith(f"{report.README_END}\n\n## Next\n")
     assert "Measured 2026-12-03 on 2 cores, 50 ms latency" in refreshed
     assert report.refresh_readme(refreshed, results) == refreshed

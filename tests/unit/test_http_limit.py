@@ -55,7 +55,7 @@ def test_many_threads_never_have_more_requests_in_flight_than_the_limit():
     api = client(session, ConcurrencyLimit(5))
     with ThreadPoolExecutor(max_workers=40) as pool:
         list(pool.map(lambda i: api.get_json(f"rows/{i}"), range(200)))
-    assert session.peak == 5 and api.limit.peak == 5
+    assert session.peak == 5
     assert session.sent == api.requests_sent == 200
     assert api.limit.in_flight == 0
 
