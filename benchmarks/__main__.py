@@ -1,166 +1,197 @@
-"""`make bench`: throughput, request counts and memory of full and scheduled runs.
+"""`make bench`: full and scheduled synchronisations at volume, measured in separate processes.
 
-The local stack runs in its own process (so its in-memory data does not count against ours); this
-process runs bcsync exactly as the CLI does and measures it. Sizes are customers and accounts per
-side; the scheduled run changes 1% of the rows on each side. The sales order benchmark submits
-orders of several lines in Sales and has the SALESORDER-ORDER job create them.
+For each size, a fresh local stack (its own process) is seeded with that many rows per side, split over
+the chosen mappings (CUSTOMER: customers and accounts; CONTACT: person contacts of those customers and
+accounts; ITEM-PRODUCT: items and products), with latency injected on both services and their
+protection limits on. A worker process runs a full synchronisation, then, after 10 changes per side
+among the coupled rows, a scheduled run. Results go to the console, benchmarks/results.json and the
+Performance table of the README.
 
-    python -m benchmarks [--sizes 1000,4000] [--page-size 500] [--orders 200] [--lines 5]
+    python -m benchmarks [--sizes 10000,100000] [--mappings CUSTOMER,CONTACT,ITEM-PRODUCT]
+                         [--latency-ms 50] [--changes 10] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
-import tempfile
-import time
-import tracemalloc
 from pathlib import Path
 
-import requests
+from .report import full_sync_bound, refresh_readme, run_result, scheduled_bound, table
+from .stack import BenchStack
 
-from bcsync.worker import LocalWorker
-from shared.settings import Settings
-from shared.wiring import build_services
-from sync.runs import RunKind, RunStatus
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results.json"
+MAPPINGS = ("CUSTOMER", "CONTACT", "ITEM-PRODUCT")
+# mappings the measured ones look values up in; they run too, with a handful of rows
+SUPPORT = {"ITEM-PRODUCT": ("CURRENCY", "UNIT OF MEASURE")}
 
-
-class Stack:
-    def __init__(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="bcsync-bench-"))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "simulators", "serve", "--ephemeral", "--folder", str(self.folder),
-             "--settings-file", str(self.folder / "settings.json")],
-            stdout=subprocess.DEVNULL, stderr=open(self.folder / "stack.log", "wb"))
-        for _ in range(240):
-            if (self.folder / "ready").exists():
-                break
-            time.sleep(0.25)
-        else:
-            raise SystemExit(f"the stack did not start; see {self.folder / 'stack.log'}")
-        self.info = json.loads((self.folder / "stack.json").read_text())
-        self.ca = self.info["ca_file"]
-
-    def admin(self, service: str, path: str, body: dict) -> dict:
-        base = self.info["dataverse"] if service == "dv" else self.info["business_central"].split("/v2.0/")[0]
-        response = requests.post(f"{base}/_sim/{path}", json=body, verify=self.ca, timeout=300)
-        response.raise_for_status()
-        return response.json()
-
-    def rows(self, service: str, entity: str) -> list[dict]:
-        base = self.info["dataverse"] if service == "dv" else self.info["business_central"].split("/v2.0/")[0]
-        return requests.get(f"{base}/_sim/rows/{entity}", verify=self.ca, timeout=300).json()["value"]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
+FIRST = ("Ada", "Bruno", "Chloé", "Dmitri", "Esther", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kemal", "Lena")
+LAST = ("Achterberg", "Baptiste", "Castellano", "Dubois", "Eriksen", "Fontaine", "Gallo", "Haddad", "Ivanova")
+TRADE = ("Trading", "Logistics", "Foods", "Engineering", "Textiles", "Optics", "Marine", "Timber", "Pharma")
+CITIES = ("Lyon", "Porto", "Ghent", "Turin", "Bergen", "Kraków", "Seville", "Aarhus", "Graz", "Nantes")
+GOODS = ("bolt", "valve", "bracket", "gasket", "hinge", "spring", "washer", "bearing", "sprocket", "flange")
 
 
-def seed(stack: Stack, size: int) -> None:
-    for start in range(0, size, 1000):
-        n = min(1000, size - start)
-        stack.admin("bc", "seed", {"entity": "customers", "rows": [
-            {"number": f"B{start + i:06d}", "displayName": f"BC customer {start + i}", "city": "Lyon",
-             "phoneNumber": f"+33 4 {start + i:06d}"} for i in range(n)]})
-        stack.admin("dv", "seed", {"entity": "account", "rows": [
-            {"name": f"Sales account {start + i}", "customertypecode": 3, "address1_city": "Paris"}
-            for i in range(n)]})
+def person(i: int) -> tuple[str, str]:
+    return FIRST[i % len(FIRST)], f"{LAST[(i // len(FIRST)) % len(LAST)]}-{i}"
 
 
-def measure(services, kind: RunKind, mappings=("CUSTOMER",)) -> dict:
-    apis = [services.dataverse.api, services.business_central.api]
-    sent_before = sum(a.requests_sent for a in apis)
-    storage_before = services.storage.requests_sent
-    tracemalloc.start()
-    started = time.perf_counter()
-    run = services.start_run(kind, trigger="bench", mappings=list(mappings))
-    LocalWorker(services, poll_seconds=0.05).run_until(
-        lambda: services.report(run.run_id).run.status is not RunStatus.RUNNING)
-    seconds = time.perf_counter() - started
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    report = services.report(run.run_id)
-    assert report.run.status is RunStatus.DONE, report.to_dict()
-    totals = report.to_dict()["totals"]
-    written = totals["inserted"] + totals["modified"]
-    return {"seconds": seconds, "written": written, "per_second": written / seconds if seconds else 0,
-            "requests": sum(a.requests_sent for a in apis) - sent_before, "peak_mb": peak / 2 ** 20,
-            "storage": services.storage.requests_sent - storage_before,
-            "totals": totals}
+class Dataset:
+    """Distinct rows on each side (no name on one side matches one on the other, so nothing is coupled by
+    matching: every row is created on the other side), and the ids of the seeded rows per table."""
+
+    def __init__(self, stack: BenchStack, mappings: list[str], size: int):
+        self.stack = stack
+        self.per_mapping = size // len(mappings)
+        self.seeded: dict[tuple[str, str], list[str]] = {}
+        if "CUSTOMER" in mappings:
+            self.customers()
+        if "CONTACT" in mappings:
+            self.contacts()
+        if "ITEM-PRODUCT" in mappings:
+            self.items()
+
+    def add(self, service: str, entity: str, rows: list[dict]) -> list[str]:
+        self.seeded[(service, entity)] = ids = self.stack.seed(service, entity, rows)
+        return ids
+
+    def customers(self) -> None:
+        n = self.per_mapping
+        self.add("Business Central", "customers", [
+            {"number": f"C{i:06d}", "displayName": f"{LAST[i % len(LAST)]} {TRADE[i % len(TRADE)]} {i}",
+             "city": CITIES[i % len(CITIES)], "phoneNumber": f"+33 4 {i:08d}", "email": f"orders{i}@bc.example"}
+            for i in range(n)])
+        self.add("Dataverse", "account", [
+            {"name": f"{TRADE[i % len(TRADE)]} {FIRST[i % len(FIRST)]} Holdings {i}", "customertypecode": 3,
+             "address1_city": CITIES[(i + 3) % len(CITIES)], "telephone1": f"+49 30 {i:08d}",
+             "emailaddress1": f"buying{i}@sales.example"} for i in range(n)])
+
+    def contacts(self) -> None:
+        n = self.per_mapping
+        companies = [c["number"] for c in self.stack.rows("Business Central", "contacts") if c["type"] == "Company"]
+        accounts = self.seeded[("Dataverse", "account")]
+        rows = []
+        for i in range(n):
+            first, last = person(i)
+            rows.append({"type": "Person", "displayName": f"{first} {last}",
+                         "companyNumber": companies[i % len(companies)],
+                         "email": f"{first.lower()}.{i}@bc.example", "phoneNumber": f"+33 6 {i:08d}"})
+        self.add("Business Central", "contacts", rows)
+        rows = []
+        for i in range(n):
+            first, last = person(i + n)
+            rows.append({"firstname": first, "lastname": last, "parentcustomerid": accounts[i % len(accounts)],
+                         "emailaddress1": f"{first.lower()}.{i}@sales.example", "telephone1": f"+49 171 {i:08d}"})
+        self.add("Dataverse", "contact", rows)
+
+    def items(self) -> None:
+        n = self.per_mapping
+        self.stack.seed("Business Central", "unitsOfMeasure", [{"code": "PCS", "displayName": "Piece"}])
+        [group] = self.stack.seed("Dataverse", "uomschedule", [{"name": "NAV PCS", "baseuomname": "PCS"}])
+        unit = next(u for u in self.stack.rows("Dataverse", "uom") if u["uomscheduleid"] == group)["uomid"]
+        self.add("Business Central", "items", [
+            {"number": f"I{i:06d}", "displayName": f"{GOODS[i % len(GOODS)]} M{i % 40} type {i}",
+             "baseUnitOfMeasureCode": "PCS", "unitPrice": 1 + i % 500, "unitCost": 0.5 + i % 300}
+            for i in range(n)])
+        self.add("Dataverse", "product", [
+            {"productnumber": f"P{i:06d}", "name": f"{GOODS[(i + 5) % len(GOODS)]} kit {i}", "producttypecode": 1,
+             "defaultuomscheduleid": group, "defaultuomid": unit, "statecode": 0, "statuscode": 1}
+            for i in range(n)])
+
+    def change(self, count: int) -> None:
+        """Change `count` seeded rows per side (all coupled after the full synchronisation), spread over the
+        tables."""
+        changes = {"customers": {"city": "Marseille"}, "account": {"telephone1": "+33 1 99 99 99 99"},
+                   "contacts": {"phoneNumber": "+33 6 99 99 99 99"}, "contact": {"mobilephone": "+49 170 9999"},
+                   "items": {"displayName": "renamed item"}, "product": {"name": "renamed product"}}
+        for service in ("Business Central", "Dataverse"):
+            tables = [(entity, ids) for (s, entity), ids in self.seeded.items() if s == service]
+            for i, (entity, ids) in enumerate(tables):
+                for row in random.sample(ids, count // len(tables) + (i < count % len(tables))):
+                    self.stack.admin(service, "update", {"entity": entity, "id": row, "values": changes[entity]})
 
 
-def bench(size: int, page_size: int) -> list[tuple]:
-    stack = Stack()
+def measure(stack: BenchStack, kind: str, mappings: list[str]) -> tuple[dict, int, dict[str, float], dict]:
+    """Runs one synchronisation in a worker process: what it printed, its peak RSS (kB), the CPU seconds of
+    each process, and the requests the simulators received, by service and kind."""
+    requests_before, cpu_before = stack.request_counts(), stack.cpu()
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", str(stack.settings_file), kind,
+                                ",".join(mappings)], stdout=subprocess.PIPE, cwd=ROOT)
     try:
-        seed(stack, size)
-        settings = Settings.load(environ={**json.loads((stack.folder / "settings.json").read_text())["Values"],
-                                          "BCSYNC_PAGE_SIZE": str(page_size)})
-        services = build_services(settings)
-        full = measure(services, RunKind.FULL)
-        changed = max(1, size // 100)
-        customers = random.sample(stack.rows("bc", "customers"), changed)
-        accounts = random.sample([a for a in stack.rows("dv", "account") if a["name"].startswith("Sales")], changed)
-        for c in customers:
-            stack.admin("bc", "update", {"entity": "customers", "id": c["id"], "values": {"city": "Marseille"}})
-        for a in accounts:
-            stack.admin("dv", "update", {"entity": "account", "id": a["accountid"], "values": {"telephone1": "+33 1"}})
-        scheduled = measure(services, RunKind.SCHEDULED)
-        assert scheduled["totals"]["modified"] == 2 * changed, scheduled
-        return [(size, "full", full), (size, f"scheduled, {changed}+{changed} changed", scheduled)]
-    finally:
-        stack.stop()
+        output = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+    except BaseException:
+        process.kill()  # interrupted: no worker left running against a stack that is about to stop
+        process.wait()
+        raise
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise SystemExit(f"the worker failed ({process.returncode}); see its output above")
+    cpu_after, requests_after = stack.cpu(), stack.request_counts()
+    cpu = {"worker": usage.ru_utime + usage.ru_stime,
+           **{name: cpu_after[name] - cpu_before[name] for name in cpu_after}}
+    requests = {service: {kind: counts - requests_before[service][kind] for kind, counts in by_kind.items()}
+                for service, by_kind in requests_after.items()}
+    return json.loads(output.decode().strip().splitlines()[-1]), usage.ru_maxrss, cpu, requests
 
 
-def bench_orders(count: int, lines: int, page_size: int) -> list[tuple]:
-    stack = Stack()
+def bench(size: int, mappings: list[str], latency_ms: int, changes: int) -> list[dict]:
+    stack = BenchStack()
     try:
-        stack.admin("bc", "seed", {"entity": "unitsOfMeasure", "rows": [{"code": "PCS", "displayName": "Piece"}]})
-        stack.admin("bc", "seed", {"entity": "items", "rows": [
-            {"number": f"I{i:03d}", "displayName": f"Item {i}", "baseUnitOfMeasureCode": "PCS", "unitPrice": 10 + i}
-            for i in range(lines)]})
-        stack.admin("bc", "seed", {"entity": "customers", "rows": [{"number": "C1", "displayName": "Buyer"}]})
-        values = {**json.loads((stack.folder / "settings.json").read_text())["Values"],
-                  "BCSYNC_PAGE_SIZE": str(page_size), "BCSYNC_AUTO_CREATE_SALES_ORDERS": "true"}
-        services = build_services(Settings.load(environ=values))
-        measure(services, RunKind.FULL, ("CURRENCY", "UNIT OF MEASURE", "ITEM-PRODUCT", "CUSTOMER"))
-        account = next(a["accountid"] for a in stack.rows("dv", "account") if a["name"] == "Buyer")
-        products = [p for p in stack.rows("dv", "product")]
-        currency = stack.rows("dv", "transactioncurrency")[0]["transactioncurrencyid"]
-        orders = stack.admin("dv", "seed", {"entity": "salesorder", "rows": [
-            {"name": f"PO {i}", "customerid": account, "transactioncurrencyid": currency} for i in range(count)]})["ids"]
-        stack.admin("dv", "seed", {"entity": "salesorderdetail", "rows": [
-            {"salesorderid": o, "productid": p["productid"], "uomid": p["defaultuomid"], "quantity": 2,
-             "priceperunit": 10, "ispriceoverridden": True, "description": "x" * 150}
-            for o in orders for p in products]})
-        for o in orders:
-            stack.admin("dv", "update", {"entity": "salesorder", "id": o, "values": {"statecode": 1, "statuscode": 3}})
-        created = measure(services, RunKind.SCHEDULED, ("SALESORDER-ORDER",))
-        assert created["totals"]["inserted"] == count, created
-        return [(count, f"sales orders of {len(products)} lines (+ comment lines)", created)]
+        print(f"seeding {size:,} rows per side over {', '.join(mappings)}", file=sys.stderr, flush=True)
+        data = Dataset(stack, mappings, size)
+        stack.set_latency(latency_ms)
+        run_mappings = [*dict.fromkeys(s for m in mappings for s in SUPPORT.get(m, ())), *mappings]
+        results = []
+        for kind in ("full", "scheduled"):
+            if kind == "scheduled":
+                data.change(changes)
+            print(f"{kind} run of {size:,} rows per side", file=sys.stderr, flush=True)
+            worker, peak_kb, cpu, requests = measure(stack, kind, run_mappings)
+            print("\n".join(f"  {line}" for line in worker["job_log"]), file=sys.stderr)
+            if worker["status"] != "done" or worker["failures"]:
+                print(f"the {kind} run ended {worker['status']}: {worker['failures']}", file=sys.stderr)
+            bound = (sum(full_sync_bound([data.per_mapping] * len(mappings)).values()) if kind == "full"
+                     else scheduled_bound(worker["jobs"]))
+            results.append(run_result(size=size, mappings=mappings, run=kind, records=worker["records"],
+                                      wall_seconds=worker["seconds"], requests=requests, bound=bound,
+                                      storage_requests=worker["storage_requests"], peak_rss_kb=peak_kb,
+                                      cpu_seconds=cpu))
+        return results
     finally:
         stack.stop()
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
-    p.add_argument("--sizes", default="1000,4000", help="rows per side, comma separated")
-    p.add_argument("--page-size", type=int, default=500)
-    p.add_argument("--orders", type=int, default=200, help="sales orders to create (0: none)")
-    p.add_argument("--lines", type=int, default=5, help="product lines per sales order")
+    p.add_argument("--sizes", default="10000,100000", help="rows per side, comma separated")
+    p.add_argument("--mappings", default=",".join(MAPPINGS), help=f"comma separated, among {', '.join(MAPPINGS)}")
+    p.add_argument("--latency-ms", type=int, default=50, help="latency injected on both services")
+    p.add_argument("--changes", type=int, default=10, help="rows changed per side before the scheduled run")
+    p.add_argument("--quick", action="store_true", help="a smoke run of 1,000 rows per side")
     args = p.parse_args(argv)
-    print("| rows per side | run | seconds | rows written | rows/s | service requests | storage requests "
-          "| peak Python memory (MB) |")
-    print("|---|---|---|---|---|---|---|---|")
-    runs = [lambda size=int(s): bench(size, args.page_size) for s in args.sizes.split(",") if s]
-    if args.orders:
-        runs.append(lambda: bench_orders(args.orders, args.lines, args.page_size))
-    for measured in runs:
-        for rows, run, m in measured():
-            print(f"| {rows} | {run} | {m['seconds']:.1f} | {m['written']} | {m['per_second']:.0f} | "
-                  f"{m['requests']} | {m['storage']} | {m['peak_mb']:.1f} |", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # so that the stack and worker are stopped too
+    mappings = [m.strip() for m in args.mappings.split(",") if m.strip()]
+    if set(mappings) - set(MAPPINGS) or ("CONTACT" in mappings and "CUSTOMER" not in mappings):
+        p.error(f"--mappings takes {', '.join(MAPPINGS)} (CONTACT with CUSTOMER, whose rows are its parents)")
+    sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",") if s]
+    runs = []
+    for size in sizes:
+        runs += bench(size, mappings, args.latency_ms, args.changes)
+        print(table(runs[-2:]), flush=True)
+    results = {"generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "latency_ms": args.latency_ms, "cpus": os.cpu_count(), "runs": runs}
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\n{table(runs)}\n\nwritten to {RESULTS.relative_to(ROOT)}")
+    readme = ROOT / "README.md"
+    readme.write_text(refresh_readme(readme.read_text(), results))
     return 0
 
 

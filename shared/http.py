@@ -14,6 +14,7 @@ import email.utils
 import logging
 import random
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -107,22 +108,77 @@ def classify(service: str, error: ServiceError, *, already_exists_codes: frozens
     return RecordError(text, field=field_in(error.message), **kwargs)
 
 
+class ConcurrencyLimit:
+    """How many requests one client has in flight at once: never more than `maximum` (the service's limit
+    per user), nor than the parallelism the service recommends in a `hint_header` when it sends one.
+
+    The window adapts additively-increase / multiplicatively-decrease: a 429 halves it, so every thread
+    backs off together instead of each retrying into the same wall, and `grow_after` successes in a row
+    open it by one again. Threads over the window wait for a slot; a retry waits outside it.
+    """
+
+    def __init__(self, maximum: int, *, hint_header: str | None = None, grow_after: int = 20):
+        if maximum < 1:
+            raise ValueError("a concurrency limit is at least 1")
+        self.maximum = self.ceiling = self.window = maximum
+        self.hint_header = hint_header
+        self.grow_after = grow_after
+        self.in_flight = 0
+        self.admitted = 0
+        self._successes = 0
+        self._changed = threading.Condition()
+
+    def acquire(self) -> None:
+        with self._changed:
+            while self.in_flight >= self.window:
+                self._changed.wait()
+            self.in_flight += 1
+            self.admitted += 1
+
+    def release(self, response: requests.Response | None) -> None:
+        """Frees the slot and adapts the window to the answer (None: no answer, which says nothing about load)."""
+        with self._changed:
+            self.in_flight -= 1
+            if response is not None:
+                self._follow_hint(response.headers.get(self.hint_header) if self.hint_header else None)
+                if response.status_code == 429:
+                    self.window, self._successes = max(1, self.window // 2), 0
+                elif response.status_code < 500:
+                    self._successes += 1
+                    if self._successes >= self.grow_after and self.window < self.ceiling:
+                        self.window, self._successes = self.window + 1, 0
+            self._changed.notify_all()
+
+    def _follow_hint(self, hint: str | None) -> None:
+        try:
+            recommended = int(hint) if hint else 0
+        except ValueError:
+            return
+        if recommended >= 1:
+            self.ceiling = min(self.maximum, recommended)
+            self.window = min(self.window, self.ceiling)
+
+
 class ApiClient:
     def __init__(self, service: str, base_url: str, token: Callable[..., str], *, session: requests.Session,
-                 parse_error: Callable[[requests.Response], SyncError], timeout: float = 60.0, max_retries: int = 5,
-                 max_retry_wait: float = 60.0, default_headers: dict[str, str] | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 parse_error: Callable[[requests.Response], SyncError], limit: ConcurrencyLimit,
+                 timeout: float = 60.0, max_retries: int = 5, max_retry_wait: float = 60.0,
+                 default_headers: dict[str, str] | None = None, sleep: Callable[[float], None] = time.sleep):
         self.service = service
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.session = session
         self.parse_error = parse_error
+        self.limit = limit
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
         self.default_headers = default_headers or {}
         self.sleep = sleep
-        self.requests_sent = 0
+
+    @property
+    def requests_sent(self) -> int:
+        return self.limit.admitted
 
     def url(self, path: str) -> str:
         return path if path.startswith("https://") or path.startswith("http://") else f"{self.base_url}/{path.lstrip('/')}"
@@ -140,9 +196,7 @@ class ApiClient:
                            "Authorization": f"Bearer {self.token(force=refresh_now)}"}
             refresh_now = False
             try:
-                self.requests_sent += 1
-                response = self.session.request(method, url, params=params, json=json, headers=all_headers,
-                                                timeout=self.timeout)
+                response = self._send(method, url, params=params, json=json, headers=all_headers)
             except requests.RequestException as exc:
                 count_request(self.service, None)
                 sent = not _never_sent(exc)
@@ -172,6 +226,15 @@ class ApiClient:
             log.info("%s %s %s -> %s, retry %d", self.service, method, _short(url), response.status_code, attempt + 1)
             self._wait(attempt, wait)
             attempt += 1
+
+    def _send(self, method: str, url: str, **kwargs) -> requests.Response:
+        self.limit.acquire()
+        response = None
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            return response
+        finally:
+            self.limit.release(response)
 
     def _wait(self, attempt: int, retry_after_seconds: float | None) -> None:
         if retry_after_seconds is not None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from sync.errors import ServiceUnavailableError, SyncError
 from sync.ports import Record, WriteResult
 
 from .http import ApiClient
-from .telemetry import map_in_context
+from .telemetry import map_in_context, submit_in_context
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -62,17 +62,29 @@ def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def follow_pages(api: ApiClient, path: str, params: dict | None, headers: dict[str, str]) -> Iterator[list[dict]]:
-    """GET a collection and follow @odata.nextLink verbatim, resending the same headers."""
-    url: str | None = path
-    seen: set[str] = set()
-    while url:
-        body = api.get_json(url, params=params, headers=headers)
-        yield body.get("value", [])
-        url, params = body.get("@odata.nextLink"), None
-        if url in seen:
-            raise ServiceUnavailableError(f"{api.service} returned the same next page link twice: {url}")
-        if url:
-            seen.add(url)
+    """GET a collection and follow @odata.nextLink verbatim, resending the same headers.
+
+    The next page is requested in the background while the caller works on the current one, so reading
+    overlaps writing; never more than one page ahead, so memory holds two pages at most. A failed read
+    raises when the caller asks for that page. A caller that stops early (closes the iterator, or drops
+    it) waits here for a request in flight to be answered, so no thread or half-read answer is left behind.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="next-page") as pool:
+        pending: Future | None = submit_in_context(pool, api.get_json, path, params=params, headers=headers)
+        seen: set[str] = set()
+        try:
+            while pending is not None:
+                body = pending.result()
+                url, pending = body.get("@odata.nextLink"), None
+                if url and url not in seen:
+                    seen.add(url)
+                    pending = submit_in_context(pool, api.get_json, url, headers=headers)
+                yield body.get("value", [])
+                if url and pending is None:
+                    raise ServiceUnavailableError(f"{api.service} returned the same next page link twice: {url}")
+        finally:
+            if pending is not None:
+                pending.cancel()  # not started yet: never sent; started: the pool's exit waits for its answer
 
 
 T = TypeVar("T")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from importlib.metadata import entry_points
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
@@ -202,8 +202,13 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def map_in_context(pool: Executor, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """`pool.map`, each call in a copy of the caller's context, so that the spans it makes stay under the
+def submit_in_context(pool: Executor, fn: Callable[..., R], *args, **kwargs) -> Future[R]:
+    """`pool.submit` in a copy of the caller's context, so that the spans the call makes stay under the
     caller's span (a thread pool does not carry the context over by itself)."""
-    futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
+    return pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
+def map_in_context(pool: Executor, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """`pool.map`, each call in a copy of the caller's context (see `submit_in_context`)."""
+    futures = [submit_in_context(pool, fn, item) for item in items]
     return [future.result() for future in futures]

@@ -22,7 +22,7 @@ from sync.schedule import schedule_status
 
 from . import businesscentral, dataverse
 from .auth import SignIn
-from .http import ApiClient, VerifyingSession
+from .http import ApiClient, ConcurrencyLimit, VerifyingSession
 from .identity import ManagedIdentity, ManagedIdentityCredential, storage_account
 from .queue import StorageJobQueue
 from .settings import Settings
@@ -48,6 +48,12 @@ class StoredCatalog:
     def current(self) -> Catalog:
         return config.build_catalog(builtin_mappings(), self.store.load())
 
+
+# Requests in flight at once per service and user: Business Central serves 5 at a time; Dataverse allows 52
+# and recommends its own parallelism per organisation in a response header, which is followed when lower.
+BC_CONCURRENCY = 5
+DATAVERSE_CONCURRENCY = 52
+DATAVERSE_DOP_HINT = "x-ms-dop-hint"
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
 MAX_REPORTED_FAILURES = 200
@@ -111,22 +117,25 @@ class Services:
     def sign_in(self) -> SignIn:
         return SignIn(self.settings, self.session, self.managed_identity)
 
-    def _api(self, service: str, base_url: str, scope: str, parse_error) -> ApiClient:
+    def _api(self, service: str, base_url: str, scope: str, parse_error, limit: ConcurrencyLimit) -> ApiClient:
         s = self.settings
         return ApiClient(service, base_url, self.sign_in.tokens_for(scope), session=self.session,
-                         parse_error=parse_error, timeout=s.http_timeout, max_retries=s.max_retries,
+                         parse_error=parse_error, limit=limit, timeout=s.http_timeout, max_retries=s.max_retries,
                          max_retry_wait=s.max_retry_wait)
 
     @cached_property
     def dataverse(self) -> dataverse.DataverseClient:
         self.settings.check_services()
         url = self.settings.dataverse_url.rstrip("/")
-        return dataverse.DataverseClient(self._api("Dataverse", url, f"{url}/.default", dataverse.parse_error))
+        return dataverse.DataverseClient(self._api(
+            "Dataverse", url, f"{url}/.default", dataverse.parse_error,
+            ConcurrencyLimit(DATAVERSE_CONCURRENCY, hint_header=DATAVERSE_DOP_HINT)))
 
     @cached_property
     def business_central(self) -> businesscentral.BusinessCentralClient:
         self.settings.check_services()
-        api = self._api("Business Central", self.settings.bc_url, self.settings.bc_scope, businesscentral.parse_error)
+        api = self._api("Business Central", self.settings.bc_url, self.settings.bc_scope, businesscentral.parse_error,
+                        ConcurrencyLimit(BC_CONCURRENCY))
         return businesscentral.BusinessCentralClient(api, self.settings.bc_company_id)
 
     @cached_property

@@ -148,6 +148,7 @@ class FaultKnobs:
     latency_ms: int = 0
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    counts: collections.Counter = field(default_factory=collections.Counter)
     protection: ServiceProtection = field(default_factory=lambda: ServiceProtection(Limits()))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -160,8 +161,15 @@ class FaultKnobs:
         with self._lock:
             self.faults.clear()
             self.requests.clear()
+            self.counts.clear()
             self.latency_ms = 0
         self.protection.reset()
+
+    def count(self, method: str, path: str) -> None:
+        """Every request that reached the service, refused ones included, by kind (what `make bench` reads)."""
+        kind = "batch" if path.endswith("$batch") else "read" if method in ("GET", "HEAD") else "write"
+        with self._lock:
+            self.counts[kind] += 1
 
     def take(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -190,8 +198,8 @@ class FaultKnobs:
 
 class FaultMiddleware:
     """Sits in front of a simulator app: the service's protection limits first, then latency and
-    scripted faults. Admin paths (/_sim/...) are never limited or faulted. `refusal` turns a
-    protection refusal into the service's own answer."""
+    scripted faults. Admin paths (/_sim/...) are never limited, faulted or counted; `/_sim/requests` answers the
+    counts of the others. `refusal` turns a protection refusal into the service's own answer."""
 
     def __init__(self, app: Callable, knobs: FaultKnobs, error_body: Callable[[int], dict],
                  refusal: Callable[[Refusal], Response]):
@@ -202,8 +210,12 @@ class FaultMiddleware:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if path == "/_sim/requests":
+            counts = {kind: self.knobs.counts[kind] for kind in ("read", "write", "batch")}
+            return json_response({**counts, "throttled": self.knobs.protection.refused})(environ, start_response)
         if path.startswith("/_sim/"):
             return self.app(environ, start_response)
+        self.knobs.count(environ.get("REQUEST_METHOD", "GET"), path)
         user, started = caller(environ), time.monotonic()
         refused = self.knobs.protection.admit(user)
         if refused is not None:

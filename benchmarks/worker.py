@@ -1,0 +1,50 @@
+"""One measured run in a process of its own, so that its peak memory and CPU time are bcsync's alone:
+`python -m benchmarks.worker SETTINGS_FILE full|scheduled MAPPING,...` starts the run, works its jobs off
+the queue as the Functions host would, and prints one JSON line with what only this process knows."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from bcsync.worker import LocalWorker
+from shared.settings import Settings
+from shared.wiring import build_services
+from sync.runs import RunKind, RunStatus
+
+
+def main(argv: list[str]) -> int:
+    settings_file, kind, mappings = argv
+    services = build_services(Settings.load(environ={}, file=settings_file))
+    watching = 0  # storage requests of this harness asking whether the run is over, not of bcsync's work
+
+    def over() -> bool:
+        nonlocal watching
+        before = services.storage.requests_sent
+        status = services.runs.get(run.run_id).status
+        watching += services.storage.requests_sent - before
+        return status is not RunStatus.RUNNING
+
+    started = time.perf_counter()
+    run = services.start_run(RunKind(kind), trigger="bench", mappings=mappings.split(","))
+    LocalWorker(services, poll_seconds=0.05).run_until(over)
+    seconds = time.perf_counter() - started
+    storage_requests = services.storage.requests_sent - watching
+    report = services.report(run.run_id)
+    totals = report.to_dict()["totals"]
+    print(json.dumps({
+        "status": report.run.status.value, "seconds": seconds, "jobs": len(report.jobs), "totals": totals,
+        "records": totals["inserted"] + totals["modified"] + totals["deleted"],
+        "storage_requests": storage_requests,
+        "api_requests": {"Dataverse": services.dataverse.api.requests_sent,
+                         "Business Central": services.business_central.api.requests_sent},
+        "failures": [f"{f.mapping} {f.record}: {f.message}" for f in report.failures[:5]],
+        "job_log": [f"{j.job_id}: {j.status.value}, attempt {j.attempts}, {d['seconds']} s, {d['mode']} {j.message}"
+                    for j, d in ((j, j.to_dict()) for j in report.jobs)],
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

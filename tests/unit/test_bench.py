@@ -1,0 +1,80 @@
+"""The benchmark's arithmetic on canned numbers (nothing is timed here): the request-count bound, one run's
+result, the printed table, the README refresh and the schema of results.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import report
+from benchmarks.__main__ import RESULTS, ROOT
+
+README = ROOT / "README.md"
+
+
+def canned_run(**changes) -> dict:
+    requests = {"Dataverse": {"read": 4, "write": 10, "batch": 0, "throttled": 1},
+                "Business Central": {"read": 3, "write": 0, "batch": 100, "throttled": 0}}
+    values = dict(size=10000, mappings=["CUSTOMER"], run="full", records=20000, wall_seconds=16.0, requests=requests,
+                  bound=112, storage_requests=300, peak_rss_kb=153600,
+                  cpu_seconds={"worker": 12.345, "simulators": 30.0, "azurite": 2.5})
+    return report.run_result(**{**values, **changes})
+
+
+def test_the_bound_is_pages_plus_bulk_requests_per_table_and_service():
+    # 10,000 rows: Dataverse 2 pages of 5,000 + 10 chunks of 1,000; Business Central 1 page + 100 batches of 100
+    assert report.full_sync_bound([10000]) == {"Dataverse": 12, "Business Central": 101}
+    # tables are paged separately, and a part page or chunk is still a request
+    assert report.full_sync_bound([3334, 3333, 3333]) == {"Dataverse": 3 * (1 + 4), "Business Central": 3 * (1 + 34)}
+    assert report.full_sync_bound([0]) == {"Dataverse": 0, "Business Central": 0}
+    assert report.scheduled_bound(6) == 24
+
+
+def test_a_run_result_derives_rates_ratios_and_units():
+    run = canned_run()
+    assert run["requests_total"] == 117                      # throttled answers are in the kinds, not added again
+    assert run["records_per_second"] == 1250.0
+    assert run["requests_per_record"] == pytest.approx(117 / 20000, abs=1e-4)
+    assert run["bound_ratio"] == pytest.approx(117 / 112, abs=0.01)
+    assert run["storage_requests_per_record"] == 0.015
+    assert run["peak_rss_mb"] == 150.0
+    assert run["cpu_seconds"] == {"worker": 12.35, "simulators": 30.0, "azurite": 2.5}
+    empty = canned_run(records=0, wall_seconds=0.0)          # a scheduled run with nothing to do
+    assert empty["records_per_second"] == 0.0 and empty["requests_per_record"] == 117.0
+
+
+def test_the_table_has_a_row_per_run_with_every_column():
+    text = report.table([canned_run(), canned_run(run="scheduled", records=20, bound=24)])
+    lines = text.splitlines()
+    assert len(lines) == 4 and all(line.count("|") == lines[0].count("|") for line in lines)
+    assert "| 10,000 | CUSTOMER | full | 20,000 | 16.0 | 1,250 | 4/10/0 | 3/0/100 | 1 |" in lines[2]
+    assert lines[3].endswith("| 150 | 12.3/30.0/2.5 |") or lines[3].endswith("| 150 | 12.4/30.0/2.5 |")
+
+
+def test_results_are_checked_against_the_schema():
+    results = {"generated_at": "2026-12-03T01:00:00+00:00", "latency_ms": 50, "cpus": 2, "runs": [canned_run()]}
+    assert report.check_results(json.loads(json.dumps(results))) == []
+    broken = json.loads(json.dumps(results))
+    del broken["runs"][0]["requests"]["Dataverse"]["batch"]
+    broken["runs"][0]["records"] = "many"
+    del broken["latency_ms"]
+    assert report.check_results(broken) == ["missing latency_ms", "runs[0].records is not int",
+                                            "runs[0].requests[Dataverse] has no batch"]
+
+
+def test_the_committed_results_follow_the_schema_and_are_the_readmes_table():
+    results = json.loads(RESULTS.read_text())
+    assert report.check_results(results) == []
+    assert report.table(results["runs"]) in README.read_text()
+
+
+def test_the_readme_table_is_replaced_between_its_markers_only():
+    results = {"generated_at": "2026-12-03T01:00:00+00:00", "latency_ms": 50, "cpus": 2, "runs": [canned_run()]}
+    text = f"# bcsync\n\n## Performance\n{report.README_START}\nold table\n{report.README_END}\n\n## Next\n"
+    refreshed = report.refresh_readme(text, results)
+    assert "old table" not in refreshed and report.table(results["runs"]) in refreshed
+    assert refreshed.startswith("# bcsync\n\n## Performance\n")
+    assert refreshed.endswith(f"{report.README_END}\n\n## Next\n")
+    assert "Measured 2026-12-03 on 2 cores, 50 ms latency" in refreshed
+    assert report.refresh_readme(refreshed, results) == refreshed

@@ -1,0 +1,119 @@
+"""follow_pages reads the next page while the caller works on the current one: pages in order, one page
+ahead at most, errors when the caller reaches the page, nothing left running when the caller stops."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from shared.odata import follow_pages
+from sync.errors import ServiceUnavailableError
+
+
+class FakeApi:
+    """Pages "p0".."p{n-1}" linked by nextLink; `fail_at` raises on that page, `loop_at` links to itself;
+    requests from page `held_from` on wait until `release` is set. Records the requests, their threads
+    and the span current in each."""
+
+    service = "Test"
+
+    def __init__(self, pages: int, fail_at: int | None = None, loop_at: int | None = None, held_from: int = 0):
+        self.pages, self.fail_at, self.loop_at, self.held_from = pages, fail_at, loop_at, held_from
+        self.sent: list[tuple[str, dict | None, dict]] = []
+        self.threads: set[str] = set()
+        self.contexts: list[object] = []
+        self.answered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def get_json(self, url, params=None, headers=None):
+        self.sent.append((url, params, headers))
+        self.threads.add(threading.current_thread().name)
+        self.contexts.append(trace.get_current_span())
+        index = int(url.rsplit("p", 1)[1])
+        if index >= self.held_from:
+            self.release.wait(5)
+        if index == self.fail_at:
+            self.answered.set()
+            raise ServiceUnavailableError(f"page {index} failed")
+        body = {"value": [f"row {index}.{i}" for i in range(2)]}
+        if index + 1 < self.pages:
+            body["@odata.nextLink"] = f"https://svc/p{index + 1}"
+        if index == self.loop_at:
+            body["@odata.nextLink"] = f"https://svc/p{index}"
+        self.answered.set()
+        return body
+
+
+def test_pages_come_in_order_with_the_first_request_carrying_the_query():
+    api = FakeApi(4)
+    pages = list(follow_pages(api, "p0", {"$top": "2"}, {"Prefer": "x"}))
+    assert pages == [[f"row {i}.0", f"row {i}.1"] for i in range(4)]
+    assert [url for url, _, _ in api.sent] == ["p0", "https://svc/p1", "https://svc/p2", "https://svc/p3"]
+    assert api.sent[0][1] == {"$top": "2"} and all(params is None for _, params, _ in api.sent[1:])
+    assert all(headers == {"Prefer": "x"} for _, _, headers in api.sent)
+
+
+def test_the_next_page_is_read_while_the_caller_works_but_never_two_ahead():
+    api = FakeApi(5)
+    pages = follow_pages(api, "p0", None, {})
+    first = next(pages)
+    api.answered.clear()
+    assert api.answered.wait(5)                     # page 1 was fetched while the caller holds page 0
+    assert first == ["row 0.0", "row 0.1"] and len(api.sent) == 2
+    threading.Event().wait(0.05)
+    assert len(api.sent) == 2                       # and nothing further until the caller takes page 1
+    next(pages)
+    api.answered.clear()
+    assert api.answered.wait(5) and len(api.sent) == 3
+    assert api.threads == {"next-page_0"}           # one background reader, not one per page
+    pages.close()
+
+
+def test_a_failed_page_raises_when_the_caller_reaches_it():
+    api = FakeApi(5, fail_at=2)
+    pages = follow_pages(api, "p0", None, {})
+    assert next(pages) == ["row 0.0", "row 0.1"]
+    assert next(pages) == ["row 1.0", "row 1.1"]   # page 2 has failed in the background meanwhile
+    with pytest.raises(ServiceUnavailableError, match="page 2 failed"):
+        next(pages)
+    assert len(api.sent) == 3
+
+
+def test_a_repeated_next_link_fails_after_the_page_that_sent_it():
+    api = FakeApi(5, loop_at=1)
+    pages = follow_pages(api, "p0", None, {})
+    assert next(pages) and next(pages) == ["row 1.0", "row 1.1"]
+    with pytest.raises(ServiceUnavailableError, match="same next page link twice"):
+        next(pages)
+
+
+def test_a_caller_that_stops_early_waits_for_the_request_in_flight_and_leaves_no_thread():
+    api = FakeApi(10, held_from=1)
+    api.release.clear()                             # the read of page 1 will be held mid-request
+    pages = follow_pages(api, "p0", None, {})
+    next(pages)
+    api.answered.clear()
+    closer = threading.Thread(target=pages.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()                        # close waits for the answer rather than abandoning it
+    api.release.set()
+    closer.join(5)
+    assert not closer.is_alive() and api.answered.is_set()
+    assert len(api.sent) == 2                       # page 2 was never asked for
+    assert not [t for t in threading.enumerate() if t.name.startswith("next-page")]
+
+
+def test_the_background_reads_run_in_the_callers_telemetry_context():
+    api = FakeApi(3)
+    span = trace.NonRecordingSpan(trace.SpanContext(trace_id=1, span_id=2, is_remote=False))
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        list(follow_pages(api, "p0", None, {}))
+    finally:
+        otel_context.detach(token)
+    assert api.contexts == [span, span, span]
