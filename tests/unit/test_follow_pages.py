@@ -28,6 +28,7 @@ class FakeApi:
         self.answered = threading.Event()
         self.release = threading.Event()
         self.release.set()
+        self.held = threading.Event()
 
     def get_json(self, url, params=None, headers=None):
         self.sent.append((url, params, headers))
@@ -35,6 +36,7 @@ class FakeApi:
         self.contexts.append(trace.get_current_span())
         index = int(url.rsplit("p", 1)[1])
         if index >= self.held_from:
+            self.held.set()
             self.release.wait(5)
         if index == self.fail_at:
             self.answered.set()
@@ -96,6 +98,7 @@ def test_a_caller_that_stops_early_waits_for_the_request_in_flight_and_leaves_no
     api.release.clear()                             # the read of page 1 will be held mid-request
     pages = follow_pages(api, "p0", None, {})
     next(pages)
+    assert api.held.wait(5)                         # the read-ahead of page 1 is in flight
     api.answered.clear()
     closer = threading.Thread(target=pages.close)
     closer.start()
