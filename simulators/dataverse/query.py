@@ -342,7 +342,11 @@ def _function_to_odata(name: str, params: dict, entity: Entity) -> str:
 
     if name in ("In", "NotIn"):
         items = values()
-        expr = f"{prop} in ({','.join(_literal(attr, v) for v in items)})" if items else "false"
+        literals = [_literal(attr, v) for v in items]
+        if len(literals) > 1:
+            expr = f"{prop} in ({','.join(literals)})"
+        else:  # the parser reads a one-item list as parentheses
+            expr = f"{prop} eq {literals[0]}" if literals else "false"
         return f"({expr})" if name == "In" else f"(not ({expr}))"
     if name in ("Between", "NotBetween"):
         low, high = values()
