@@ -191,7 +191,8 @@ class DataverseEndpoint:
     def read_matching(self, table: CrmTable, fields: Sequence[str], field: str, values: Sequence[Any],
                       where: str = "") -> list[Record]:
         found = []
-        for listed in in_filters(self._wire_name(table, field), list(dict.fromkeys(values))):
+        # the query functions name a column by its logical name (a lookup's too, not `_<name>_value`)
+        for listed in in_filters(field, list(dict.fromkeys(values))):
             for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
                                           filter=both(where, listed), page_size=MAX_PAGE_SIZE,
                                           lookup_types=self._typed(table, fields)):
