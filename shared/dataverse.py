@@ -8,27 +8,29 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Iterator, Sequence
+from urllib.parse import quote
 
 import requests
 
-from sync.errors import RecordError, SyncError
+from sync.errors import AlreadyExistsError, AuthenticationError, ConcurrencyError, RecordError, SyncError
 from sync.model import CrmTable, OptionSet, Side
 from sync.ports import DeletionFeed, NewRow, Record, RowChange, WriteResult
 
 from .http import ApiClient, ServiceError, classify
-from .odata import (
-    any_of,
-    both,
-    chunked,
-    follow_pages,
-    odata_datetime,
-    parse_datetime,
-    write_each,
-)
+from .odata import both, chunked, follow_pages, odata_datetime, parse_datetime, run_concurrently
 
 API_PATH = "/api/data/v9.2"
-IDS_PER_QUERY = 50  # keeps URLs far below the 32 KB limit
 MAX_PAGE_SIZE = 5000
+# Rows per CreateMultiple / UpdateMultiple. The service sets no fixed cap, but on a standard table one bulk
+# request is one transaction, rolled back whole on any error and bounded by message size and time limits;
+# Microsoft suggests starting near 1,000 small rows when no plug-ins run. Sales runs plug-ins on its
+# tables, a rolled-back chunk is split to find its bad row, and the chunk's versions are read back in one
+# `In` query: half that keeps all three cheap.
+BULK_CHUNK = 500
+# A `Microsoft.Dynamics.CRM.In` query lists at most this many values and this many URL characters: a GUID
+# takes 45 once quoted and encoded, so a full query stays near 23 KB, under the Web API's 32 KB URL limit.
+IN_VALUES_PER_QUERY = 500
+IN_QUERY_CHARS = 24_000
 
 ALREADY_EXISTS = frozenset({"0x80040237", "0x80060892", "0x80048cf3", "0x80043b06"})
 STALE_VERSION = frozenset({"0x80060882"})
@@ -69,24 +71,12 @@ class DataverseClient:
         headers = {**self.HEADERS, "Prefer": prefer}
         return follow_pages(self.api, f"{API_PATH}/{entity_set}", params, headers)
 
-    @staticmethod
-    def _prefer_representation(lookup_types: bool) -> str:
-        annotations = ',odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"' if lookup_types else ""
-        return "return=representation" + annotations
-
-    def create(self, entity_set: str, body: dict, select: Sequence[str], *, idempotent: bool,
-               lookup_types: bool = False) -> dict:
-        headers = {**self.HEADERS, "Content-Type": "application/json",
-                   "Prefer": self._prefer_representation(lookup_types)}
-        return self.api.request("POST", f"{API_PATH}/{entity_set}", params={"$select": ",".join(select)},
-                                json=body, headers=headers, idempotent=idempotent).json()
-
-    def update(self, entity_set: str, row_id: str, body: dict, select: Sequence[str], etag: str | None,
-               lookup_types: bool = False) -> dict:
-        headers = {**self.HEADERS, "Content-Type": "application/json",
-                   "Prefer": self._prefer_representation(lookup_types), "If-Match": etag or "*"}
-        return self.api.request("PATCH", f"{API_PATH}/{entity_set}({row_id})", params={"$select": ",".join(select)},
-                                json=body, headers=headers).json()
+    def bulk(self, entity_set: str, action: str, targets: list[dict], *, idempotent: bool) -> dict:
+        """CreateMultiple / UpdateMultiple: all targets or none (a standard table rolls back on any error)."""
+        response = self.api.request("POST", f"{API_PATH}/{entity_set}/Microsoft.Dynamics.CRM.{action}",
+                                    json={"Targets": targets}, idempotent=idempotent,
+                                    headers={**self.HEADERS, "Content-Type": "application/json"})
+        return response.json() if response.content else {}
 
     def delta(self, entity_set: str, primary_id: str, link: str | None) -> tuple[list[str], str]:
         """Change tracking: the ids deleted since `link` and the next delta link. Without a link the
@@ -201,10 +191,11 @@ class DataverseEndpoint:
     def read_matching(self, table: CrmTable, fields: Sequence[str], field: str, values: Sequence[Any],
                       where: str = "") -> list[Record]:
         found = []
-        for chunk in chunked(list(dict.fromkeys(values)), IDS_PER_QUERY):
+        # the query functions name a column by its logical name (a lookup's too, not `_<name>_value`)
+        for listed in in_filters(field, list(dict.fromkeys(values))):
             for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
-                                          filter=both(where, any_of(self._wire_name(table, field), chunk)),
-                                          page_size=MAX_PAGE_SIZE, lookup_types=self._typed(table, fields)):
+                                          filter=both(where, listed), page_size=MAX_PAGE_SIZE,
+                                          lookup_types=self._typed(table, fields)):
                 found += [self._record(table, row, fields) for row in rows]
         return found
 
@@ -214,24 +205,74 @@ class DataverseEndpoint:
     # -- writes ---------------------------------------------------------------------------------
 
     def insert(self, table: CrmTable, rows: Sequence[NewRow], fields: Sequence[str]) -> list[WriteResult]:
-        def create(new: NewRow) -> Record:
-            body = self._body(table, new.values)
-            if new.id:
-                body[table.primary_id] = new.id
-            # a POST that names its own id is safe to repeat: a second one fails as a duplicate key
-            row = self.client.create(table.entity_set, body, self._select(table, fields), idempotent=bool(new.id),
-                                     lookup_types=self._typed(table, fields))
-            return self._record(table, row, fields)
-
-        return write_each(rows, create, self.write_concurrency)
+        """CreateMultiple with the ids bcsync proposes, so that a repeated request (after a lost answer) fails as
+        a duplicate key instead of creating the rows twice."""
+        return self._write_bulk(table, fields, "CreateMultiple", [(new.id, self._target(table, new.values, new.id))
+                                                                 for new in rows])
 
     def update(self, table: CrmTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
-        def patch(change: RowChange) -> Record:
-            row = self.client.update(table.entity_set, change.id, self._body(table, change.values),
-                                     self._select(table, fields), change.etag, lookup_types=self._typed(table, fields))
-            return self._record(table, row, fields)
+        """UpdateMultiple. Its Web API action takes the targets only: unlike a PATCH with If-Match, it cannot be
+        made to check each row's version (the SDK's ConcurrencyBehavior has no Web API counterpart), so a
+        change made in Sales between bcsync's read of the row and this write is overwritten. The row's
+        ETag (`change.etag`) is therefore not sent."""
+        return self._write_bulk(table, fields, "UpdateMultiple", [(change.id, self._target(table, change.values,
+                                                                                           change.id))
+                                                                 for change in changes])
 
-        return write_each(changes, patch, self.write_concurrency)
+    def _target(self, table: CrmTable, values: dict[str, Any], row_id: str | None) -> dict:
+        target = {**self._body(table, values), "@odata.type": f"Microsoft.Dynamics.CRM.{table.logical_name}"}
+        if row_id:
+            target[table.primary_id] = row_id
+        return target
+
+    def _write_bulk(self, table: CrmTable, fields: Sequence[str], action: str,
+                    items: list[tuple[str | None, dict]]) -> list[WriteResult]:
+        chunks = [list(chunk) for chunk in chunked(items, BULK_CHUNK)]
+        answers = run_concurrently(chunks, lambda chunk: self._write_chunk(table, fields, action, chunk),
+                                   self.write_concurrency)
+        return [result for answer in answers for result in answer]
+
+    def _write_chunk(self, table: CrmTable, fields: Sequence[str], action: str,
+                     items: list[tuple[str | None, dict]]) -> list[WriteResult]:
+        """One bulk request, then the rows' versions read back in one query. A chunk that fails for one of
+        its rows is split in halves until the bad row is alone: its error becomes that row's, the others are
+        written. An error that is no row's (throttled beyond patience, the service down, access denied) is
+        every row's result, as `write_each` answers it: the engine records what was written, then stops."""
+        ids = [row_id for row_id, _ in items]
+        try:
+            answer = self.client.bulk(table.entity_set, action, [target for _, target in items],
+                                      idempotent=all(ids))
+        except SyncError as exc:
+            return self._chunk_failed(table, fields, action, items, exc)
+        written = [str(i) for i in answer.get("Ids") or ids] if action == "CreateMultiple" else ids
+        try:
+            found = {r.id.lower(): r for r in self.read_ids(table, fields, written)}
+        except SyncError as exc:
+            return [WriteResult(error=exc) for _ in items]
+        return [WriteResult(found[i.lower()]) if i.lower() in found else WriteResult(error=RecordError(
+            f"Dataverse: the {table.logical_name} {i} was written but cannot be read back.")) for i in written]
+
+    def _chunk_failed(self, table: CrmTable, fields: Sequence[str], action: str, items: list[tuple[str | None, dict]],
+                      error: SyncError) -> list[WriteResult]:
+        ids = [row_id for row_id, _ in items]
+        if isinstance(error, AlreadyExistsError) and action == "CreateMultiple" and all(ids):
+            # a repeat of a create whose answer was lost, or rows an earlier run created: those that exist
+            # are the engine's to couple and update, the others are created now
+            try:
+                existing = {r.id.lower() for r in self.read_ids(table, fields, ids)}
+            except SyncError as exc:
+                return [WriteResult(error=exc) for _ in items]
+            if existing:
+                rest = [item for item in items if item[0].lower() not in existing]
+                created = iter(self._write_chunk(table, fields, action, rest) if rest else [])
+                return [WriteResult(error=error) if row_id.lower() in existing else next(created)
+                        for row_id, _ in items]
+        row_specific = not error.transient or isinstance(error, ConcurrencyError)
+        if len(items) == 1 or not row_specific or isinstance(error, AuthenticationError):
+            return [WriteResult(error=error) for _ in items]
+        half = len(items) // 2
+        return (self._write_chunk(table, fields, action, items[:half])
+                + self._write_chunk(table, fields, action, items[half:]))
 
     # -- Dataverse only -------------------------------------------------------------------------
 
@@ -242,3 +283,24 @@ class DataverseEndpoint:
 
     def option_labels(self, option_set: OptionSet) -> dict[int, str]:
         return self.client.picklist_options(option_set.table.logical_name, option_set.attribute)
+
+
+def in_filters(field: str, values: Sequence[Any]) -> Iterator[str]:
+    """`Microsoft.Dynamics.CRM.In` filters listing `values` (as strings, the function's parameter type),
+    each short enough for one URL."""
+    listed: list[str] = []
+    size = 0
+    for value in values:
+        text = "'" + str(value).replace("'", "''") + "'"
+        length = len(quote(text, safe="")) + 3  # and the encoded comma
+        if listed and (len(listed) >= IN_VALUES_PER_QUERY or size + length > IN_QUERY_CHARS):
+            yield _in_filter(field, listed)
+            listed, size = [], 0
+        listed.append(text)
+        size += length
+    if listed:
+        yield _in_filter(field, listed)
+
+
+def _in_filter(field: str, listed: list[str]) -> str:
+    return f"Microsoft.Dynamics.CRM.In(PropertyName='{field}',PropertyValues=[{','.join(listed)}])"

@@ -113,7 +113,15 @@ def write_each(items: Sequence[T], write: Callable[[T], Record], concurrency: in
         except SyncError as exc:
             return WriteResult(error=exc)
 
+    return run_concurrently(items, one, concurrency)
+
+
+R = TypeVar("R")
+
+
+def run_concurrently(items: Sequence[T], work: Callable[[T], R], concurrency: int = 1) -> list[R]:
+    """`work` on every item, up to `concurrency` at a time, the answers in the items' order."""
     if concurrency <= 1 or len(items) <= 1:
-        return [one(item) for item in items]
+        return [work(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="write") as pool:
-        return map_in_context(pool, one, items)
+        return map_in_context(pool, work, items)

@@ -27,7 +27,8 @@ def json_response(body: Any, status: int = 200, headers: dict | None = None) -> 
 
 @dataclass
 class Fault:
-    """One injected failure: answer `status` instead of serving, `times` times."""
+    """One injected failure: answer `status` instead of serving, `times` times; with `after`, the request is
+    served first and its answer lost on the way back (a gateway timing out while the service finished)."""
 
     status: int
     times: int = 1
@@ -35,6 +36,7 @@ class Fault:
     body: dict | None = None
     path_contains: str = ""
     methods: tuple[str, ...] = ()
+    after: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,10 @@ class FaultKnobs:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def fail(self, status: int, times: int = 1, retry_after: int | None = None, body: dict | None = None,
-             path_contains: str = "", methods: tuple[str, ...] = ()) -> None:
+             path_contains: str = "", methods: tuple[str, ...] = (), after: bool = False) -> None:
         with self._lock:
-            self.faults.append(Fault(status, times, retry_after, body, path_contains, tuple(m.upper() for m in methods)))
+            self.faults.append(Fault(status, times, retry_after, body, path_contains, tuple(m.upper() for m in methods),
+                                     after))
 
     def clear(self) -> None:
         with self._lock:
@@ -236,6 +239,13 @@ class FaultMiddleware:
         fault = self.knobs.take(environ.get("REQUEST_METHOD", "GET"), path)
         if fault is None:
             return self.app(environ, start_response)
+        if fault.after:
+            served = self.app(environ, lambda status, headers, exc_info=None: lambda data: None)
+            try:
+                list(served)
+            finally:
+                if hasattr(served, "close"):
+                    served.close()
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         resp = json_response(fault.body or self.error_body(fault.status), fault.status, headers)
         return resp(environ, start_response)

@@ -79,7 +79,7 @@ def _calls(node) -> list[str]:
     return [n.func.name for n in _nodes(node) if isinstance(n, ast.Call)]
 
 
-def _literal(node) -> Any:
+def literal_value(node) -> Any:
     if isinstance(node, ast.Null):
         return None
     if isinstance(node, ast.DateTime):
@@ -90,7 +90,7 @@ def _literal(node) -> Any:
     if isinstance(node, ast.GUID):
         return node.val.lower()
     if isinstance(node, ast.List):
-        return [_literal(item) for item in node.val]
+        return [literal_value(item) for item in node.val]
     return node.py_val
 
 
@@ -151,7 +151,7 @@ class _Evaluator:
         if isinstance(node, ast.Call):
             return self.call(node.func.name.lower(), [self.eval(arg, row) for arg in node.args])
         if isinstance(node, ast._Literal):
-            return _literal(node)
+            return literal_value(node)
         raise QueryError(f"Unsupported expression {type(node).__name__}")
 
     def call(self, name: str, args: list) -> Any:

@@ -153,8 +153,9 @@ class WebApi:
         request = Request(environ)
         if request.path.startswith("/_sim/"):
             return self.sim.admin(request)(environ, start_response)
-        reply = self.serve(request)
-        return reply.response()(environ, start_response)
+        response = self.serve(request).response()
+        response.headers["x-ms-dop-hint"] = str(self.sim.dop_hint)
+        return response(environ, start_response)
 
     def serve(self, request: Request) -> Reply:
         match = API_PATH_RE.match(request.path)
@@ -303,12 +304,9 @@ class WebApi:
         prefs = ctx.prefs
         sim = self.sim
         with sim.store.lock:
-            keys, rows = sim.runner.sorted_rows(entity, args.get("$filter"), order)
-            descs = tuple(d for _, d in order)
-            start, remaining, tracking = 0, None, None
+            after, remaining, tracking = None, None, None
             if token_text:
-                token, remaining, tracking = decode_token(token_text, len(order))
-                start = sim.runner.start_after(keys, token, descs)
+                after, remaining, tracking = decode_token(token_text, len(order))
             if prefs.track_changes and tracking is None:
                 self._check_tracking(ctx, entity)
                 tracking = sim.store.row_version
@@ -319,9 +317,16 @@ class WebApi:
                 size = min(remaining, 5000)
             else:
                 size = 5000
-            page = rows[start:start + size]
+            walked = None if count else sim.runner.page(entity, args.get("$filter"), order, after, size)
+            if walked is not None:
+                keys, page, further = walked
+            else:
+                all_keys, rows = sim.runner.sorted_rows(entity, args.get("$filter"), order)
+                start = 0 if after is None else sim.runner.start_after(all_keys, after, tuple(d for _, d in order))
+                keys, page = all_keys[start:start + size], rows[start:start + size]
+                further = start + len(page) < len(rows)
             left = None if remaining is None else remaining - len(page)
-            more = start + len(page) < len(rows) and (left is None or left > 0) and len(page) > 0
+            more = further and (left is None or left > 0) and len(page) > 0
             body: dict = {"@odata.context": context_url(ctx.root, entity, select)}
             if prefs.annotations and prefs.wants(TOTAL_COUNT):
                 body[f"@{TOTAL_COUNT}"] = min(len(rows), COUNT_LIMIT) if count else -1
@@ -331,7 +336,7 @@ class WebApi:
             body["value"] = [sim.renderer.render(entity, row, select, prefs, expand) for row in page]
             pairs = [(k, v) for k, v in args.items(multi=True) if k != "$skiptoken"]
             if more:
-                token = encode_token(keys[start + len(page) - 1], left, tracking)
+                token = encode_token(keys[len(page) - 1], left, tracking)
                 pairs.append(("$skiptoken", skiptoken_value(token, page_number_of(token_text) + 1)))
                 body["@odata.nextLink"] = f"{ctx.root}/{entity.entity_set}?{encode_query(pairs)}"
             elif tracking is not None:

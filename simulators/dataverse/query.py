@@ -3,8 +3,11 @@
 Paging is keyset-based: the `$skiptoken` carries the sort key and primary id of the last row of the
 page, and the next page starts after that key in the current data. A row modified between two page
 reads therefore moves within the order but is never skipped (Dataverse's paging cookie works the
-same way). The filtered, sorted result is cached per (table, filter, order) until the table changes,
-so paging through a large table does not re-sort it for every page.
+same way). A page in ascending order walks the store's ordered index from the token (or from the
+filter's lower bound on the first sort column) and stops when the page is full, so it costs the rows
+it examines, not the table. A lookup by a list of primary ids (`In`, or `eq` terms joined by `or`)
+reads those rows only. Other queries (descending order, `$count`) filter and sort the table, with
+the result cached per (table, filter, order) until the table changes.
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ import base64
 import datetime as dt
 import json
 import re
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 from odata_query import ast
 
-from simulators.odata import QueryError, UnknownProperty, compile_filter, parse_filter, parse_orderby, split_select
+from simulators.odata import (QueryError, UnknownProperty, compile_filter, literal_value, parse_filter, parse_orderby,
+                              split_select)
 
 from . import errors
 from .schema import Attr, Entity
-from .store import Row, Store
+from .store import Row, Store, sort_component
 from .values import format_datetime, format_number, normalize_guid, to_wire
 
 MAX_PAGE_SIZE = 5000
@@ -313,13 +319,22 @@ def _function_to_odata(name: str, params: dict, entity: Entity) -> str:
     prop = attr.wire_name
 
     def values() -> list:
-        raw = params.get("PropertyValues") or "[]"
-        for candidate in (raw, raw.replace("'", '"')):
-            try:
-                return json.loads(candidate)
-            except ValueError:
-                continue
-        raise errors.bad_query(f"Invalid PropertyValues '{raw}' for {name}.")
+        """PropertyValues=['a','b''c',1]: OData literals in brackets (JSON strings accepted too)."""
+        raw = (params.get("PropertyValues") or "[]").strip()
+        if not (raw.startswith("[") and raw.endswith("]")):
+            raise errors.bad_query(f"Invalid PropertyValues '{raw}' for {name}.")
+        out = []
+        for item in split_top_level(raw[1:-1]):
+            if len(item) > 1 and item[0] == item[-1] == "'":
+                out.append(item[1:-1].replace("''", "'"))
+            elif item[0] == '"':
+                try:
+                    out.append(json.loads(item))
+                except ValueError:
+                    raise errors.bad_query(f"Invalid PropertyValues '{raw}' for {name}.") from None
+            else:
+                out.append(item)
+        return out
 
     def single() -> str:
         raw = params.get("PropertyValue", "")
@@ -327,7 +342,11 @@ def _function_to_odata(name: str, params: dict, entity: Entity) -> str:
 
     if name in ("In", "NotIn"):
         items = values()
-        expr = " or ".join(f"{prop} eq {_literal(attr, v)}" for v in items) if items else "false"
+        literals = [_literal(attr, v) for v in items]
+        if len(literals) > 1:
+            expr = f"{prop} in ({','.join(literals)})"
+        else:  # the parser reads a one-item list as parentheses
+            expr = f"{prop} eq {literals[0]}" if literals else "false"
         return f"({expr})" if name == "In" else f"(not ({expr}))"
     if name in ("Between", "NotBetween"):
         low, high = values()
@@ -394,14 +413,6 @@ def parse_order(entity: Entity, text: str | None) -> list[tuple[Attr, bool]]:
             raise errors.unknown_property(entity.logical_name, name)
         out.append((attr, desc))
     return out
-
-
-def _component(value):
-    if value is None:
-        return (0,)
-    if isinstance(value, str):
-        return (1, value.casefold())
-    return (1, value)
 
 
 def _cmp(a, b) -> int:
@@ -471,10 +482,65 @@ def page_number_of(text: str | None) -> int:
 
 
 class QueryRunner:
-    """Filters and sorts a table, with the result cached until the table changes."""
+    """Answers a query from the store: a page walked along an ordered index, rows looked up by id, or
+    (for what neither serves) the table filtered and sorted, cached until the table changes."""
 
     def __init__(self, store: Store):
         self.store = store
+        self.examined = 0  # rows looked at by all queries: what a request costs, for tests to bound
+        self._filters: OrderedDict = OrderedDict()  # (table, $filter) -> (parsed tree, predicate)
+
+    def compiled(self, entity: Entity, filter_text: str | None):
+        key = (entity.logical_name, filter_text or "")
+        hit = self._filters.get(key)
+        if hit is None:
+            predicate = compile_row_filter(entity, filter_text)
+            tree = None if predicate is None else parse_filter(prepare_filter(entity, filter_text))
+            hit = self._filters[key] = (tree, predicate)
+            while len(self._filters) > CACHE_ENTRIES:
+                self._filters.popitem(last=False)
+        else:
+            self._filters.move_to_end(key)
+        return hit
+
+    def page(self, entity: Entity, filter_text: str | None, order: list[tuple[Attr, bool]], after: tuple | None,
+             size: int) -> tuple[list[tuple], list[Row], bool] | None:
+        """Up to `size` matching rows after the key `after`, with their keys and whether more follow, walked
+        along the table's ordered index. None when the index does not serve the query (a descending order, a
+        lookup by ids, values that do not sort): `sorted_rows` answers it then."""
+        if any(desc for _, desc in order):
+            return None
+        tree, predicate = self.compiled(entity, filter_text)
+        if tree is not None and _lookup(entity, tree) is not None:
+            return None
+        keys = self.store.ordered_keys(entity.logical_name, tuple(a.name for a, _ in order))
+        if keys is None:
+            return None
+        try:
+            start = 0 if after is None else bisect_right(keys, after)
+        except TypeError:
+            raise errors.bad_query("The $skiptoken is not valid for this query.") from None
+        low = _lower_bound(tree, order[0][0]) if tree is not None and order else None
+        if low is not None:
+            try:
+                start = max(start, bisect_left(keys, (sort_component(low),)))
+            except TypeError:
+                pass  # a literal of another type: the filter decides row by row
+        rows = self.store.table(entity.logical_name).rows
+        out_keys, out_rows = [], []
+        i = start
+        try:
+            while i < len(keys) and len(out_rows) <= size:
+                key = keys[i]
+                i += 1
+                self.examined += 1
+                row = rows[key[-1]]
+                if predicate is None or predicate(row):
+                    out_keys.append(key)
+                    out_rows.append(row)
+        except QueryError as exc:
+            raise errors.bad_query(str(exc)) from None
+        return out_keys[:size], out_rows[:size], len(out_rows) > size
 
     def sorted_rows(self, entity: Entity, filter_text: str | None, order: list[tuple[Attr, bool]]):
         store = self.store
@@ -484,17 +550,22 @@ class QueryRunner:
         if hit is not None and hit[0] == table.version:
             store.query_cache.move_to_end(cache_key)
             return hit[1], hit[2]
-        predicate = compile_row_filter(entity, filter_text)
-        candidates = self.candidates(entity, filter_text, table) if predicate is not None else None
+        tree, predicate = self.compiled(entity, filter_text)
+        found = self.candidates(entity, tree, table) if tree is not None else None
+        if found is None:
+            candidates = table.rows.values()
+        else:
+            candidates, exact = found
+            if exact:
+                predicate = None
+        self.examined += len(candidates)
         try:
-            if candidates is None:
-                candidates = table.rows.values()
             matched = [row for row in candidates if predicate is None or predicate(row)]
         except QueryError as exc:
             raise errors.bad_query(str(exc)) from None
         pk = entity.primary_id
         names = [a.name for a, _ in order]
-        items = [(tuple(_component(row.values.get(n)) for n in names) + (row.values[pk],), row) for row in matched]
+        items = [(tuple(sort_component(row.values.get(n)) for n in names) + (row.values[pk],), row) for row in matched]
         items.sort(key=lambda item: item[0][-1])
         for i in reversed(range(len(order))):
             try:
@@ -509,30 +580,22 @@ class QueryRunner:
         return keys, rows
 
     @staticmethod
-    def candidates(entity: Entity, filter_text: str | None, table) -> list[Row] | None:
-        """A cheap superset of the matching rows when the filter requires `col eq v1 or col eq v2 ...`.
+    def candidates(entity: Entity, tree, table) -> tuple[list[Row], bool] | None:
+        """A cheap superset of the matching rows when the filter requires `col in (v1, v2, ...)` or
+        `col eq v1 or col eq v2 ...`, and whether it is exactly the matches (a lookup by primary id alone).
 
-        Clients look rows up by id in chunks (`accountid eq a or accountid eq b or ...`); evaluating that
-        expression against every row of a large table is slow, so such a conjunct is answered from the
-        primary key (or one pass with a set) and the full filter then runs on the candidates only.
+        Clients look rows up by id in chunks; evaluating that expression against every row of a large
+        table is slow, so such a conjunct is answered from the primary key (or one pass with a set) and the
+        rest of the filter then runs on the candidates only.
         """
-        try:
-            tree = parse_filter(prepare_filter(entity, filter_text))
-        except QueryError:
+        found = _lookup(entity, tree)
+        if found is None:
             return None
-        for conjunct in _conjuncts(tree):
-            terms = _eq_terms(conjunct)
-            if not terms or len({name for name, _ in terms}) != 1:
-                continue
-            attr = entity.wire.get(terms[0][0])
-            if attr is None:
-                return None
-            wanted = {_key_value(value) for _, value in terms}
-            if attr.name == entity.primary_id:
-                return [table.rows[v] for v in wanted if isinstance(v, str) and v in table.rows]
-            name = attr.name
-            return [row for row in table.rows.values() if _key_value(row.values.get(name)) in wanted]
-        return None
+        attr, wanted, exact = found
+        if attr.name == entity.primary_id:
+            return [table.rows[v] for v in wanted if isinstance(v, str) and v in table.rows], exact
+        name = attr.name
+        return [row for row in table.rows.values() if _key_value(row.values.get(name)) in wanted], False
 
     @staticmethod
     def start_after(keys: list[tuple], token: tuple, descs: tuple[bool, ...]) -> int:
@@ -547,6 +610,33 @@ class QueryRunner:
         return lo
 
 
+def _lookup(entity: Entity, tree) -> tuple[Attr, set, bool] | None:
+    """The conjunct that lists the values one column must have: (column, the values, whether it is the
+    primary id and the whole filter)."""
+    conjuncts = _conjuncts(tree)
+    for conjunct in conjuncts:
+        terms = _eq_terms(conjunct)
+        if not terms or len({name for name, _ in terms}) != 1:
+            continue
+        attr = entity.wire.get(terms[0][0])
+        if attr is None:
+            return None
+        wanted = {_key_value(value) for _, value in terms}
+        return attr, wanted, len(conjuncts) == 1 and attr.name == entity.primary_id
+    return None
+
+
+def _lower_bound(tree, attr: Attr):
+    """The least value of `attr` the filter admits, from a conjunct `attr ge|gt|eq <literal>`; None if none."""
+    for conjunct in _conjuncts(tree):
+        if (isinstance(conjunct, ast.Compare) and isinstance(conjunct.comparator, (ast.GtE, ast.Gt, ast.Eq))
+                and isinstance(conjunct.left, ast.Identifier) and not conjunct.left.namespace
+                and conjunct.left.name == attr.wire_name and isinstance(conjunct.right, ast._Literal)
+                and not isinstance(conjunct.right, (ast.List, ast.Null))):
+            return literal_value(conjunct.right)
+    return None
+
+
 def _conjuncts(node) -> list:
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
         return _conjuncts(node.left) + _conjuncts(node.right)
@@ -554,17 +644,24 @@ def _conjuncts(node) -> list:
 
 
 def _eq_terms(node) -> list[tuple[str, object]] | None:
-    """`a eq 1 or a eq 2` -> [("a", 1), ("a", 2)]; None for any other shape."""
+    """`a eq 1 or a eq 2` and `a in (1, 2)` -> [("a", 1), ("a", 2)]; None for any other shape."""
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
         left, right = _eq_terms(node.left), _eq_terms(node.right)
         return None if left is None or right is None else left + right
-    if (isinstance(node, ast.Compare) and isinstance(node.comparator, ast.Eq)
+    if (isinstance(node, ast.Compare) and isinstance(node.comparator, (ast.Eq, ast.In))
             and isinstance(node.left, ast.Identifier) and not node.left.namespace):
-        literal = node.right
-        if isinstance(literal, ast.GUID):
-            return [(node.left.name, literal.val.lower())]
-        if isinstance(literal, (ast.String, ast.Integer, ast.Boolean)):
-            return [(node.left.name, literal.py_val)]
+        literals = node.right.val if isinstance(node.comparator, ast.In) else [node.right]
+        values = [_term_value(literal) for literal in literals]
+        if all(value is not None for value in values):
+            return [(node.left.name, value) for value in values]
+    return None
+
+
+def _term_value(literal):
+    if isinstance(literal, ast.GUID):
+        return literal.val.lower()
+    if isinstance(literal, (ast.String, ast.Integer, ast.Boolean)):
+        return literal.py_val
     return None
 
 

@@ -22,6 +22,8 @@ from .schema import Schema, default_schema
 from .store import Row, Store
 from .values import normalize_guid
 
+DOP_HINT = 4
+
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
@@ -49,6 +51,9 @@ class DataverseSimulator:
         self._csdl: str | None = None
         self.faults = FaultKnobs(protection=ServiceProtection(LIMITS))
         self.change_tracking_days = 7  # Organization.ExpireChangeTrackingInDays
+        # x-ms-dop-hint on every answer: the degree of parallelism the service recommends for this
+        # environment (it varies with the servers allotted; Microsoft's bulk samples report 4)
+        self.dop_hint = DOP_HINT
         self.web = WebApi(self)
         self.app = FaultMiddleware(self.web, self.faults, error_body, protection_refusal)
         # the organisation's own rows keep their ids across resets
@@ -206,6 +211,8 @@ class DataverseSimulator:
             if path == "faults" and request.method == "POST":
                 if body.get("clear"):
                     self.faults.clear()
+                    self.dop_hint = DOP_HINT
+                self.dop_hint = int(body.get("dop_hint", self.dop_hint))
                 self.faults.configure(body)
                 return json_response({"ok": True})
             return json_response({"error": {"code": "0x80060888", "message": f"No admin endpoint '{path}'."}}, 404)

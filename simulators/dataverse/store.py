@@ -4,6 +4,9 @@ Rows are copy-on-write: a write puts a new `Row` in place of the old one and nev
 row, so a reader holding a row (a cached query result, a page being serialised) sees a consistent
 version. Every change bumps the table's `version`, which invalidates cached query results.
 
+Ordered indexes (`ordered_keys`) keep every row's sort key in one ascending order per column list, updated on
+each write, so that a page of a large table costs the rows it walks, not a sort of the table.
+
 `transaction()` records an undo log so that a bulk action or a `$batch` changeset can be rolled back
 as a whole when one of its operations fails.
 """
@@ -11,6 +14,7 @@ as a whole when one of its operations fails.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left, insort
 from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator
@@ -36,6 +40,15 @@ class Row:
         return f'W/"{self.values["versionnumber"]}"'
 
 
+def sort_component(value) -> tuple:
+    """A value as one component of a sort key: nulls first, text compared case-insensitively."""
+    if value is None:
+        return (0,)
+    if isinstance(value, str):
+        return (1, value.casefold())
+    return (1, value)
+
+
 class Table:
     def __init__(self, logical_name: str):
         self.logical_name = logical_name
@@ -59,6 +72,8 @@ class Store:
         self.indexes: dict[tuple[str, tuple[str, ...]], dict[tuple, str]] = {}
         # auto-number sequences: (table, column) -> last number handed out (gaps on rollback, as in Dataverse)
         self.sequences: dict[tuple[str, str], int] = {}
+        # ordered indexes, built on first use: (table, sort columns) -> sorted keys (components..., primary id)
+        self.orders: dict[tuple[str, tuple[str, ...]], list[tuple]] = {}
 
     def clear(self) -> None:
         with self.lock:
@@ -68,6 +83,7 @@ class Store:
             self.deleted = []
             self.indexes = {}
             self.sequences = {}
+            self.orders = {}
 
     def next_version(self) -> int:
         self.row_version += 1
@@ -153,7 +169,41 @@ class Store:
                     index.setdefault(row_key, row_id)
         return index.get(key)
 
+    # ------------------------------------------------------------------ ordered indexes
+
+    def order_key(self, logical_name: str, values: dict, columns: tuple[str, ...]) -> tuple:
+        return tuple(sort_component(values.get(c)) for c in columns) + (values[self.schema[logical_name].primary_id],)
+
+    def ordered_keys(self, logical_name: str, columns: tuple[str, ...]) -> list[tuple] | None:
+        """Every row's key in ascending order of `columns`, then the primary id; None when the values do not sort."""
+        index = self.orders.get((logical_name, columns))
+        if index is None:
+            try:
+                index = sorted(self.order_key(logical_name, row.values, columns)
+                               for row in self.tables[logical_name].rows.values())
+            except TypeError:
+                return None
+            self.orders[(logical_name, columns)] = index
+        return index
+
+    def _reorder(self, logical_name: str, old: Row | None, new: Row | None) -> None:
+        for (name, columns), keys in list(self.orders.items()):
+            if name != logical_name:
+                continue
+            try:
+                if old is not None:
+                    old_key = self.order_key(name, old.values, columns)
+                    at = bisect_left(keys, old_key)
+                    if at < len(keys) and keys[at] == old_key:
+                        del keys[at]
+                if new is not None:
+                    insort(keys, self.order_key(name, new.values, columns))
+            except TypeError:  # a value that does not sort with the others: the index is given up
+                del self.orders[(name, columns)]
+
     def _reindex(self, logical_name: str, row_id: str, old: Row | None, new: Row | None) -> None:
+        if old is not new:
+            self._reorder(logical_name, old, new)
         for (name, columns), index in self.indexes.items():
             if name != logical_name:
                 continue

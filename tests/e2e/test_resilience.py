@@ -93,8 +93,9 @@ def test_two_workers_racing_on_one_mapping_never_run_it_twice_at_once(env):
 
 def test_a_full_sync_within_both_services_protection_limits_loses_and_repeats_nothing(env):
     """Both services throttling hard (their limits lowered): bcsync waits as told and every record arrives once."""
-    env.dv.faults.protection.reset(Limits(requests=25, window_seconds=2))
-    env.bc.faults.protection.reset(Limits(requests=4, window_seconds=2, concurrent=2, queue=2))
+    # bulk writes leave a few requests on each side: the limits are low enough to throttle them all the same
+    env.dv.faults.protection.reset(Limits(requests=2, window_seconds=2))
+    env.bc.faults.protection.reset(Limits(requests=2, window_seconds=2, concurrent=2, queue=2))
     _customers(env, 30)
     report = env.full_sync(["CUSTOMER"])
     assert report.run.status is RunStatus.DONE, report.to_dict()

@@ -363,6 +363,62 @@ def test_server_driven_paging_with_count_over_three_pages(env, dv):
     assert [n for p in pages for n in p] == [f"Account {i:03d}" for i in range(25)]
 
 
+def test_in_filters_by_a_list_of_values_quotes_included(env, dv):
+    ids = env.sim.seed("account", [{"name": name} for name in ("O'Brien Ltd", "Contoso", "Fabrikam")])
+    names = dv.get("accounts?$select=name&$orderby=name&$filter=Microsoft.Dynamics.CRM.In("
+                   "PropertyName='name',PropertyValues=['o''brien ltd','Fabrikam','Nobody'])")
+    assert names.status_code == 200, names.text
+    assert [r["name"] for r in names.json()["value"]] == ["Fabrikam", "O'Brien Ltd"]
+    by_id = dv.get(f"accounts?$select=name&$filter=Microsoft.Dynamics.CRM.In(PropertyName='accountid',"
+                   f"PropertyValues=['{ids[1]}','{ids[2]}']) and name ne 'Fabrikam'")
+    assert [r["name"] for r in by_id.json()["value"]] == ["Contoso"]
+    others = dv.get(f"accounts?$select=name&$filter=Microsoft.Dynamics.CRM.NotIn(PropertyName='accountid',"
+                    f"PropertyValues=['{ids[1]}','{ids[2]}'])")
+    assert [r["name"] for r in others.json()["value"]] == ["O'Brien Ltd"]
+
+
+def test_a_page_costs_the_rows_it_walks_not_the_table(env, dv):
+    """100k accounts: a 5000-row page, first or next (after a write in between), examines about 5000 rows; a
+    lookup of 1000 ids examines those 1000; a query the index cannot serve ($count) still works."""
+    ids = env.sim.seed("account", [{"name": f"Bulk {i:06d}"} for i in range(100_000)])
+    prefer = {"Prefer": "odata.maxpagesize=5000"}
+    runner = env.sim.runner
+
+    def examined(url: str) -> tuple[int, dict]:
+        before = runner.examined
+        response = dv.get(url, headers=prefer)
+        assert response.status_code == 200, response.text
+        return runner.examined - before, response.json()
+
+    dv.get("accounts?$select=name&$orderby=modifiedon,accountid", headers={"Prefer": "odata.maxpagesize=1"})
+    cost, first = examined("accounts?$select=name&$orderby=modifiedon,accountid")
+    assert cost <= 5001 and len(first["value"]) == 5000
+    env.sim.update("account", ids[7], {"name": "Changed"})  # a write between pages does not rebuild anything
+    cost, second = examined(first["@odata.nextLink"])
+    assert cost <= 5001 and len(second["value"]) == 5000
+    assert not {r["accountid"] for r in first["value"]} & {r["accountid"] for r in second["value"]}
+    wanted = ids[50_000:51_000]
+    chunks = [wanted[:500], wanted[500:]]
+    found = set()
+    for chunk in chunks:
+        cost, body = examined("accounts?$select=name&$filter=Microsoft.Dynamics.CRM.In(PropertyName='accountid',"
+                              "PropertyValues=[" + ",".join(f"'{i}'" for i in chunk) + "])")
+        assert cost <= len(chunk)
+        found |= {r["accountid"] for r in body["value"]}
+    assert found == set(wanted)
+    assert examined("accounts?$select=name&$count=true&$top=3")[1]["@odata.count"] == 5000
+
+
+def test_every_answer_carries_the_recommended_degree_of_parallelism(env, dv):
+    assert dv.get("WhoAmI").headers["x-ms-dop-hint"] == "4"
+    assert dv.get("accounts(00000000-0000-0000-0000-000000000001)").headers["x-ms-dop-hint"] == "4"
+    env.sim.dop_hint = 8
+    try:
+        assert dv.get("accounts?$top=1").headers["x-ms-dop-hint"] == "8"
+    finally:
+        env.sim.dop_hint = 4
+
+
 def test_top_is_ignored_when_maxpagesize_is_present(env, dv):
     seed_accounts(env, 12)
     body = dv.get("accounts?$select=name&$top=3", headers={"Prefer": "odata.maxpagesize=5"}).json()
@@ -712,6 +768,13 @@ def test_bulk_calls_roll_back_on_any_error(env, dv):
     assert env.sim.get("account", acc)["name"] == "Account 000"
     untyped = dv.post("accounts/Microsoft.Dynamics.CRM.CreateMultiple", {"Targets": [{"name": "No type"}]})
     assert untyped.status_code == 400
+    fresh = str(uuid.uuid4())
+    duplicate = dv.post("accounts/Microsoft.Dynamics.CRM.CreateMultiple", {"Targets": [
+        {"accountid": fresh, "name": "New", "@odata.type": "Microsoft.Dynamics.CRM.account"},
+        {"accountid": acc, "name": "Again", "@odata.type": "Microsoft.Dynamics.CRM.account"},
+    ]})
+    assert duplicate.status_code == 412 and error_code(duplicate) == "0x80040237"  # a repeated create
+    assert env.sim.get("account", fresh) is None and env.sim.get("account", acc)["name"] == "Account 000"
 
 
 # --------------------------------------------------------------------------- failure injection

@@ -35,6 +35,10 @@ class Caller:
     def limit(self, **limits) -> None:
         self.sim.faults.protection.reset(Limits(**limits))
 
+    def post(self, url: str, **kwargs) -> requests.Response:
+        return requests.post(url, headers={"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})},
+                             verify=str(self.stack.ca.ca_file), timeout=30, **kwargs)
+
     def get(self) -> requests.Response:
         return requests.get(self.url, headers={"Authorization": f"Bearer {self.token}"},
                             verify=str(self.stack.ca.ca_file), timeout=30)
@@ -70,6 +74,22 @@ def test_dataverse_counts_requests_in_a_sliding_window_and_says_when_to_come_bac
     assert 1 <= wait <= 2
     time.sleep(wait + 0.1)
     assert dataverse.get().status_code == 200
+
+
+def test_dataverse_counts_a_bulk_action_and_a_batch_as_one_request_each(dataverse):
+    """Learn, "Use bulk operation messages" (How are API limits applied?) and "Service protection API limits"
+    (a batch avoids the number-of-requests limit): one request each, whatever they hold."""
+    dataverse.limit(requests=3, window_seconds=60)
+    targets = [{"name": f"Bulk {i}", "@odata.type": "Microsoft.Dynamics.CRM.account"} for i in range(20)]
+    assert dataverse.post(f"{dataverse.url}/Microsoft.Dynamics.CRM.CreateMultiple",
+                          json={"Targets": targets}).status_code == 200
+    parts = "".join(f"--b\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+                    f"GET {dataverse.url}?$top=1 HTTP/1.1\r\nAccept: application/json\r\n\r\n" for _ in range(10))
+    batch = dataverse.post(dataverse.url.replace("/accounts", "/$batch"), data=parts + "--b--\r\n",
+                           headers={"Content-Type": "multipart/mixed; boundary=b"})
+    assert batch.status_code == 200, batch.text
+    assert dataverse.get().status_code == 200
+    assert dataverse.get().status_code == 429
 
 
 def test_dataverse_refuses_requests_over_its_concurrency_at_once(dataverse):
