@@ -35,6 +35,13 @@ class Fault:
     body: dict | None = None
     path_contains: str = ""
     methods: tuple[str, ...] = ()
+    # serve the request, then break the connection instead of answering: the client cannot tell whether
+    # the request was applied (a lost answer); `status` is then not used
+    lose_answer: bool = False
+
+
+class AnswerLost(ConnectionAbortedError):
+    """Raised while answering a request whose answer a fault loses on purpose."""
 
 
 @dataclass(frozen=True)
@@ -152,9 +159,14 @@ class FaultKnobs:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def fail(self, status: int, times: int = 1, retry_after: int | None = None, body: dict | None = None,
-             path_contains: str = "", methods: tuple[str, ...] = ()) -> None:
+             path_contains: str = "", methods: tuple[str, ...] = (), lose_answer: bool = False) -> None:
         with self._lock:
-            self.faults.append(Fault(status, times, retry_after, body, path_contains, tuple(m.upper() for m in methods)))
+            self.faults.append(Fault(status, times, retry_after, body, path_contains, tuple(m.upper() for m in methods),
+                                     lose_answer))
+
+    def lose_answers(self, times: int = 1, path_contains: str = "", methods: tuple[str, ...] = ()) -> None:
+        """The next `times` matching requests are served, but their answers never reach the client."""
+        self.fail(200, times, path_contains=path_contains, methods=methods, lose_answer=True)
 
     def clear(self) -> None:
         with self._lock:
@@ -163,13 +175,18 @@ class FaultKnobs:
             self.latency_ms = 0
         self.protection.reset()
 
-    def take(self, method: str, path: str) -> Fault | None:
+    def take(self, method: str, path: str, inner: bool = False) -> Fault | None:
+        """The scripted fault for this request, if any. `inner`: a request inside a `$batch` (not logged
+        as a request of its own, and never one whose answer is lost: the `$batch` has the answer)."""
         with self._lock:
-            self.requests.append((method, path))
+            if not inner:
+                self.requests.append((method, path))
             for fault in self.faults:
                 if fault.path_contains and fault.path_contains not in path:
                     continue
                 if fault.methods and method not in fault.methods:
+                    continue
+                if inner and fault.lose_answer:
                     continue
                 fault.times -= 1
                 if fault.times <= 0:
@@ -212,7 +229,7 @@ class FaultMiddleware:
         try:
             # the body is produced here, so that a request counts as in progress until it is answered
             body = self._serve(environ, start_response, path)
-            return list(body)
+            return body if isinstance(body, _LostAnswer) else list(body)
         finally:
             if hasattr(body, "close"):
                 body.close()
@@ -224,9 +241,26 @@ class FaultMiddleware:
         fault = self.knobs.take(environ.get("REQUEST_METHOD", "GET"), path)
         if fault is None:
             return self.app(environ, start_response)
+        if fault.lose_answer:
+            served = self.app(environ, lambda status, headers, exc_info=None: None)
+            for _ in served:  # the request is applied in full ...
+                pass
+            if hasattr(served, "close"):
+                served.close()
+            # ... and the answer breaks off after its first byte: the server closes the connection
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "65536")])
+            return _LostAnswer()
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         resp = json_response(fault.body or self.error_body(fault.status), fault.status, headers)
         return resp(environ, start_response)
+
+
+class _LostAnswer:
+    """A response body that breaks off: one byte, then the connection is dropped."""
+
+    def __iter__(self):
+        yield b"{"
+        raise AnswerLost("the answer to this request is lost on purpose (a scripted fault)")
 
 
 class _ContextAdapter(BuiltinSSLAdapter):

@@ -245,6 +245,7 @@ class Service:
                 if rest == ["$count"] and method == "GET":
                     text = self._scoped_filter(view, call.args.get("$filter"), scope)
                     options = parse_options(view, {"$filter": text, "$schemaversion": call.args.get("$schemaversion")})
+                    options.count = True
                     page = run_query(session, view, options, 1, self.sim.query_cache)
                     return Reply(200, str(page.count), content_type="text/plain")
                 if rest:
@@ -489,6 +490,12 @@ class Service:
             segments = [*root, *path.split("/")]
         inner = Call(method, [unquote(s) for s in segments], dict(parse_qsl(parts.query, keep_blank_values=True)),
                      headers, body, outer.base, outer.user, in_batch=True)
+        # a scripted fault may hit one request of a batch, which answers for itself as the others go on
+        fault = self.sim.faults.take(method, f"{base_path}/{inner.path}", inner=True)
+        if fault is not None:
+            retry = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return self._inner_reply(request_id, Reply(fault.status, fault.body or errors.error_body(fault.status),
+                                                       retry))
         return self._inner_reply(request_id, self.handle(inner))
 
     @staticmethod
