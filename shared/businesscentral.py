@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from sync.errors import ConcurrencyError, NotFoundError, SyncError
+from sync.errors import ConcurrencyError, NotFoundError, RecordError, SyncError
 from sync.model import BcTable, Side
 from sync.ports import NewRow, Record, RowChange, WriteResult
 
@@ -168,13 +168,18 @@ def _inner_json(request_id: str, root: str, request: Inner) -> dict:
     return item
 
 
-def answer_row(answer: dict | SyncError) -> dict:
-    """The row an inner answer of a `$batch` carries, or its error raised as the domain's error."""
+def answer_row(answer: dict | SyncError, sent: dict | None = None) -> dict:
+    """The row an inner answer of a `$batch` carries, or its error raised as the domain's error. A data
+    error that names no field but quotes a value `sent` has names the field that value was sent in."""
     if isinstance(answer, SyncError):
         raise answer
     status, body = int(answer.get("status", 500)), answer.get("body")
     if status >= 400:
-        raise error_of(status, body)
+        error = error_of(status, body)
+        if isinstance(error, RecordError) and not error.field and sent:
+            error.field = next((name for name, value in sent.items() if isinstance(value, str) and value
+                                and (f'"{value}"' in error.message or f"'{value}'" in error.message)), "")
+        raise error
     return body if isinstance(body, dict) else {}
 
 
@@ -354,18 +359,19 @@ class BusinessCentralEndpoint:
     def insert(self, table: BcTable, rows: Sequence[NewRow], fields: Sequence[str]) -> list[WriteResult]:
         splits = [self._split(table, new.values) for new in rows]
         collection = self.client.collection(table)
-        answers = self._send([Inner("POST", collection, self._body(table, own)) for own, _ in splits])
-        return self._finish(table, answers, [extra for _, extra in splits], fields)
+        creates = [Inner("POST", collection, self._body(table, own)) for own, _ in splits]
+        return self._finish(table, self._send(creates), creates, [extra for _, extra in splits], fields)
 
     def update(self, table: BcTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         splits = [self._split(table, change.values) for change in changes]
         patched = [i for i, (own, extra) in enumerate(splits) if own or not extra]
         self._learn_keys(table, [changes[i].id for i in patched])
         answers: list[dict | SyncError] = [{}] * len(changes)
-        sent = self._send([Inner("PATCH", self.client.item(table, self._keys.get(changes[i].id, changes[i].id)),
-                                 self._body(table, splits[i][0]), {"If-Match": changes[i].etag or "*"})
-                           for i in patched])
-        for i, answer in zip(patched, sent):
+        writes: list[Inner | None] = [None] * len(changes)
+        for i in patched:
+            writes[i] = Inner("PATCH", self.client.item(table, self._keys.get(changes[i].id, changes[i].id)),
+                              self._body(table, splits[i][0]), {"If-Match": changes[i].etag or "*"})
+        for i, answer in zip(patched, self._send([writes[i] for i in patched])):
             answers[i] = answer
         # companion fields alone: the page write needs no API write, but the version must still be the one read
         alone = [i for i in range(len(changes)) if i not in set(patched)]
@@ -378,7 +384,7 @@ class BusinessCentralEndpoint:
                 answers[i] = ConcurrencyError(f"Business Central: {table.caption} {change.id} changed since it was read")
             else:
                 answers[i] = {"status": 200, "body": row}
-        return self._finish(table, answers, [extra for _, extra in splits], fields)
+        return self._finish(table, answers, writes, [extra for _, extra in splits], fields)
 
     def _split(self, table: BcTable, values: dict) -> tuple[dict, dict]:
         extra_names = table.companion.fields if table.companion else {}
@@ -393,8 +399,8 @@ class BusinessCentralEndpoint:
         with ThreadPoolExecutor(max_workers=min(self.write_concurrency, len(chunks)), thread_name_prefix="bc") as pool:
             return [a for answers in map_in_context(pool, self.client.batch, chunks) for a in answers]
 
-    def _finish(self, table: BcTable, answers: Sequence[dict | SyncError], extras: Sequence[dict],
-                fields: Sequence[str]) -> list[WriteResult]:
+    def _finish(self, table: BcTable, answers: Sequence[dict | SyncError], sent: Sequence[Inner | None],
+                extras: Sequence[dict], fields: Sequence[str]) -> list[WriteResult]:
         """After the API writes, the companion page's fields (batched as well); then the rows as they now
         stand, read once for all rows the page wrote. When the page write fails, the API write still
         stands: the row is reported written, with the error."""
@@ -402,7 +408,7 @@ class BusinessCentralEndpoint:
         rows: dict[int, dict] = {}
         for i, answer in enumerate(answers):
             try:
-                rows[i] = dict(answer_row(answer))
+                rows[i] = dict(answer_row(answer, sent[i].body if sent[i] else None))
             except SyncError as exc:
                 results[i] = WriteResult(error=exc)
         paged = [i for i in rows if extras[i]]
@@ -412,9 +418,9 @@ class BusinessCentralEndpoint:
                                                                              c.key[1]: rows[i][c.key[0]]})),
                             self._body(page, extras[i]), {"If-Match": "*"}) for i in paged]
             written = []
-            for i, answer in zip(paged, self._send(writes)):
+            for i, write, answer in zip(paged, writes, self._send(writes)):
                 try:
-                    answer_row(answer)
+                    answer_row(answer, write.body)
                     written.append(i)
                 except SyncError as exc:
                     results[i] = WriteResult(self._record(table, rows.pop(i), self._own(table, fields)), exc)

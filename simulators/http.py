@@ -38,6 +38,7 @@ class Fault:
     # serve the request, then break the connection instead of answering: the client cannot tell whether
     # the request was applied (a lost answer); `status` is then not used
     lose_answer: bool = False
+    after: int = 0  # let this many matching requests through first (a fault in the middle of a run)
 
 
 class AnswerLost(ConnectionAbortedError):
@@ -159,14 +160,16 @@ class FaultKnobs:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def fail(self, status: int, times: int = 1, retry_after: int | None = None, body: dict | None = None,
-             path_contains: str = "", methods: tuple[str, ...] = (), lose_answer: bool = False) -> None:
+             path_contains: str = "", methods: tuple[str, ...] = (), lose_answer: bool = False,
+             after: int = 0) -> None:
         with self._lock:
             self.faults.append(Fault(status, times, retry_after, body, path_contains, tuple(m.upper() for m in methods),
-                                     lose_answer))
+                                     lose_answer, after))
 
-    def lose_answers(self, times: int = 1, path_contains: str = "", methods: tuple[str, ...] = ()) -> None:
+    def lose_answers(self, times: int = 1, path_contains: str = "", methods: tuple[str, ...] = (),
+                     after: int = 0) -> None:
         """The next `times` matching requests are served, but their answers never reach the client."""
-        self.fail(200, times, path_contains=path_contains, methods=methods, lose_answer=True)
+        self.fail(200, times, path_contains=path_contains, methods=methods, lose_answer=True, after=after)
 
     def clear(self) -> None:
         with self._lock:
@@ -187,6 +190,9 @@ class FaultKnobs:
                 if fault.methods and method not in fault.methods:
                     continue
                 if inner and fault.lose_answer:
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
                     continue
                 fault.times -= 1
                 if fault.times <= 0:
