@@ -127,6 +127,12 @@ def null_not_allowed(name: str, edm_type: str) -> BCError:
                    f"'{edm_type}[Nullable=False]'. The expected type '{edm_type}[Nullable=False]' does not allow null values.")
 
 
+def batch_too_large(limit: int) -> BCError:
+    """More requests in one `$batch` than allowed (code and wording as reported from tenants)."""
+    return BCError(400, "Unknown", f"The current batch message contains too many parts. A maximum number of "
+                                   f"'{limit}' query operations and change sets are allowed in a batch message.")
+
+
 def invalid_body() -> BCError:
     return BCError(400, "BadRequest", "Invalid Request Body")
 

@@ -307,6 +307,7 @@ class Page:
     count: int | None  # rows matching the filter, counted only when asked ($count)
     next_token: str | None
     next_top: int | None
+    examined: int = 0  # rows the query looked at: its cost, whatever the machine's speed
 
 
 def _sorted(session: Session, view: View, options: QueryOptions, order: list[tuple[str, bool]],
@@ -471,9 +472,11 @@ def run_query(session: Session, view: View, options: QueryOptions, page_size: in
     if pinned is not None:
         rows = [r for r in pinned if predicate(r)]
         keyed = sorted((index.key(r), r["SystemId"]) for r in rows)
-        return _page_of_sorted(session, view, options, page_size,
+        page = _page_of_sorted(session, view, options, page_size,
                                _Sorted([_Position(tuple(_plain(k) for k in key), sid, desc) for key, sid in keyed],
                                        [sid for _, sid in keyed]))
+        page.examined = len(pinned)
+        return page
     entries, table_rows = index.entries, session.store.container(view.table, session.company).rows
     if options.skiptoken:
         after = decode_token(options.skiptoken, names, desc)
@@ -485,6 +488,7 @@ def run_query(session: Session, view: View, options: QueryOptions, page_size: in
     skip = 0 if options.skiptoken else (options.skip or 0)
     chosen: list[tuple[tuple, str]] = []
     more = False
+    position = start
     for position in range(start, len(entries)):
         entry = entries[position]
         record = table_rows[entry[1]]
@@ -502,11 +506,13 @@ def run_query(session: Session, view: View, options: QueryOptions, page_size: in
     if more and chosen:
         key, sid = chosen[-1]
         token = encode_token(names, _Position(tuple(_plain(k) for k in key), sid, desc))
+    examined = position - start + 1 if start < len(entries) else 0
     count = None
     if options.count:
         count = sum(1 for r in table_rows.values() if predicate is None or predicate(r))
+        examined += len(table_rows)
     next_top = (options.top - size) if (token and options.top is not None) else None
-    return Page([table_rows[sid] for _, sid in chosen], count, token, next_top)
+    return Page([table_rows[sid] for _, sid in chosen], count, token, next_top, examined)
 
 
 def _plain(part):
@@ -530,4 +536,4 @@ def _page_of_sorted(session: Session, view: View, options: QueryOptions, page_si
     more = start + size < len(result.positions) and (options.top is None or options.top > size)
     token = encode_token(names, chosen[-1]) if (more and chosen) else None
     next_top = (options.top - size) if (token and options.top is not None) else None
-    return Page(records, len(result.positions), token, next_top)
+    return Page(records, len(result.positions), token, next_top, len(result.positions))

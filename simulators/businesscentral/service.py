@@ -443,8 +443,7 @@ class Service:
         if not isinstance(requests, list) or any(not isinstance(item, dict) for item in requests):
             raise errors.invalid_body()
         if len(requests) > BATCH_LIMIT:
-            raise errors.bad_request(f"The batch request contains {len(requests)} operations, but the maximum "
-                                     f"allowed is {BATCH_LIMIT}.")
+            raise errors.batch_too_large(BATCH_LIMIT)
         snapshot = (call.headers.get("Isolation") or "").strip().lower() == "snapshot"
         store = self.sim.store
         with store.lock:
