@@ -72,8 +72,8 @@ def encode_enum(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Inner:
-    """One request of a `$batch`: its method, its path below the API root or the page services' root
-    (as `collection()` and `item()` give it), and its body."""
+    """One request of a `$batch`: its method, its path as `collection()` and `item()` give it (under
+    `api/v2.0` or `ODataV4`; one `$batch` holds requests under one of them), its body and headers."""
 
     method: str
     path: str
@@ -112,7 +112,7 @@ class BusinessCentralClient:
               top: int | None = None, page_size: int = 500, schema: dict[str, str] | None = None
               ) -> Iterator[list[dict]]:
         headers = {**self.HEADERS, "Prefer": f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"}
-        return follow_pages(self.api, self.collection(table), _query(select, filter, orderby, top, schema), headers)
+        return follow_pages(self.api, self.collection(table), _params(select, filter, orderby, top, schema), headers)
 
     def batch(self, requests_: Sequence[Inner]) -> list[dict | SyncError]:
         """Send requests of one root (API or page services) as JSON `$batch`es of at most BATCH_SIZE, in order.
@@ -144,7 +144,7 @@ class BusinessCentralClient:
         return self.api.get_json(f"{API_PATH}/companies", headers=self.HEADERS).get("value", [])
 
 
-def _query(select: Sequence[str], filter: str, orderby: str, top: int | None,
+def _params(select: Sequence[str], filter: str, orderby: str, top: int | None,
            schema: dict[str, str] | None) -> dict[str, str]:
     params: dict[str, str] = {}
     if select:
@@ -294,7 +294,7 @@ class BusinessCentralEndpoint:
             return [row for rows in self.client.pages(table, select=select, filter=filters[0],
                                                       page_size=MAX_PAGE_SIZE, schema=IN_SCHEMA) for row in rows]
         collection = self.client.collection(table)
-        reads = [Inner("GET", f"{collection}?{urlencode(_query(select, f, '', None, IN_SCHEMA))}",
+        reads = [Inner("GET", f"{collection}?{urlencode(_params(select, f, '', None, IN_SCHEMA))}",
                        headers={"Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}"}) for f in filters]
         found: list[dict] = []
         for answer in self.client.batch(reads):
@@ -365,7 +365,13 @@ class BusinessCentralEndpoint:
     def update(self, table: BcTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         splits = [self._split(table, change.values) for change in changes]
         patched = [i for i, (own, extra) in enumerate(splits) if own or not extra]
-        self._learn_keys(table, [changes[i].id for i in patched])
+        alone = sorted(set(range(len(changes))) - set(patched))
+        try:
+            self._learn_keys(table, [changes[i].id for i in patched])
+            # companion fields alone: the page write needs no API write, but the version must still be the one read
+            current = self._rows_by_id(table, [changes[i].id for i in alone], fields)
+        except SyncError as exc:  # nothing written yet
+            return [WriteResult(error=exc) for _ in changes]
         answers: list[dict | SyncError] = [{}] * len(changes)
         writes: list[Inner | None] = [None] * len(changes)
         for i in patched:
@@ -373,15 +379,13 @@ class BusinessCentralEndpoint:
                               self._body(table, splits[i][0]), {"If-Match": changes[i].etag or "*"})
         for i, answer in zip(patched, self._send([writes[i] for i in patched])):
             answers[i] = answer
-        # companion fields alone: the page write needs no API write, but the version must still be the one read
-        alone = [i for i in range(len(changes)) if i not in set(patched)]
-        current = self._rows_by_id(table, [changes[i].id for i in alone], fields)
         for i in alone:
             row, change = current.get(changes[i].id), changes[i]
             if row is None:
                 answers[i] = NotFoundError(f"Business Central: {table.caption} {change.id} does not exist")
             elif change.etag and row.get("@odata.etag") != change.etag:
-                answers[i] = ConcurrencyError(f"Business Central: {table.caption} {change.id} changed since it was read")
+                answers[i] = ConcurrencyError(
+                    f"Business Central: {table.caption} {change.id} changed since it was read")
             else:
                 answers[i] = {"status": 200, "body": row}
         return self._finish(table, answers, writes, [extra for _, extra in splits], fields)
@@ -423,8 +427,13 @@ class BusinessCentralEndpoint:
                     answer_row(answer, write.body)
                     written.append(i)
                 except SyncError as exc:
-                    results[i] = WriteResult(self._record(table, rows.pop(i), self._own(table, fields)), exc)
-            current = self._rows_by_id(table, [rows[i][table.id_field] for i in written], fields)
+                    results[i] = self._in_part(table, rows.pop(i), fields, exc)
+            try:
+                current = self._rows_by_id(table, [rows[i][table.id_field] for i in written], fields)
+            except SyncError as exc:
+                for i in written:
+                    results[i] = self._in_part(table, rows.pop(i), fields, exc)
+                current, written = {}, []
             for i in written:
                 row = current.get(rows[i][table.id_field])
                 if row is None:
@@ -435,10 +444,19 @@ class BusinessCentralEndpoint:
                     rows[i] = row
         plain = [i for i in rows if not extras[i]]
         if plain and self._needs_companion(table, fields):
-            self._merge_companion(table, [rows[i] for i in plain], fields)
+            try:
+                self._merge_companion(table, [rows[i] for i in plain], fields)
+            except SyncError as exc:
+                for i in plain:
+                    results[i] = self._in_part(table, rows.pop(i), fields, exc)
         for i, row in rows.items():
             results[i] = WriteResult(self._record(table, row, fields))
         return results
+
+    def _in_part(self, table: BcTable, row: dict, fields: Sequence[str], error: SyncError) -> WriteResult:
+        """A row the API wrote whose companion fields were not written or not read back: kept (coupled)
+        with what the API answered, and the error, so that the rest is retried."""
+        return WriteResult(self._record(table, row, self._own(table, fields)), error)
 
     def _rows_by_id(self, table: BcTable, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict]:
         if not ids:

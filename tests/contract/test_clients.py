@@ -134,6 +134,15 @@ def test_business_central_writes_and_reads_many_rows_in_few_requests(bc, stack):
     assert [(m, p.rsplit("/", 1)[-1]) for m, p in requests] == [("POST", "$batch")]
 
 
+def test_business_central_rows_written_but_not_read_back_are_kept_written_in_part(bc, stack):
+    stack.business_central.faults.fail(503, times=10, path_contains="CustomerCard", methods=("GET",))
+    results = bc.insert(BC_CUSTOMER, [NewRow({"displayName": f"Co {i}", "faxNo": "1"}) for i in range(3)],
+                        ["number", "displayName", "faxNo"])
+    assert all(r.record is not None and isinstance(r.error, ServiceUnavailableError) for r in results)
+    assert sorted(r.record.values["displayName"] for r in results) == ["Co 0", "Co 1", "Co 2"]
+    assert len(stack.business_central.rows("customers")) == 3
+
+
 def test_a_filter_business_central_does_not_implement_is_refused_at_once_not_retried(services, bc, stack):
     waits = []
     services.business_central.api.sleep = waits.append
