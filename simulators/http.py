@@ -8,6 +8,7 @@ import collections
 import json
 import math
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -269,6 +270,14 @@ class _LostAnswer:
         raise AnswerLost("the answer to this request is lost on purpose (a scripted fault)")
 
 
+def _quiet_about_lost_answers(error_log: Callable) -> Callable:
+    """cheroot reports an answer that broke off; one broken off on purpose is no error."""
+    def log(msg: str = "", level: int = 20, traceback: bool = False) -> None:
+        if not isinstance(sys.exc_info()[1], AnswerLost):
+            error_log(msg, level, traceback)
+    return log
+
+
 class _ContextAdapter(BuiltinSSLAdapter):
     """cheroot's TLS adapter, fed an SSLContext instead of certificate files."""
 
@@ -288,6 +297,7 @@ class SimServer:
 
     def __init__(self, app: Callable, port: int = 0, ssl_context: ssl.SSLContext | None = None, threads: int = 16):
         self._server = wsgi.Server(("127.0.0.1", port), app, numthreads=threads, server_name="bcsync-simulator")
+        self._server.error_log = _quiet_about_lost_answers(self._server.error_log)
         if ssl_context is not None:
             self._server.ssl_adapter = _ContextAdapter(ssl_context)
         self._server.prepare()
