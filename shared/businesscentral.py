@@ -114,6 +114,20 @@ class BusinessCentralClient:
         headers = {**self.HEADERS, "Prefer": f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"}
         return follow_pages(self.api, self.collection(table), _params(select, filter, orderby, top, schema), headers)
 
+    # requests for a `$batch`, built here so that every request bcsync makes is shaped in this class
+
+    def create(self, table: BcTable, body: dict) -> Inner:
+        return Inner("POST", self.collection(table), body)
+
+    def update(self, table: BcTable, address: str, body: dict, etag: str | None) -> Inner:
+        return Inner("PATCH", self.item(table, address), body, {"If-Match": etag or "*"})
+
+    def read(self, table: BcTable, *, select: Sequence[str], filter: str,
+             schema: dict[str, str] | None = None) -> Inner:
+        query = urlencode(_params(select, filter, "", None, schema))
+        prefer = {"Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}"}
+        return Inner("GET", f"{self.collection(table)}?{query}", headers=prefer)
+
     def batch(self, requests_: Sequence[Inner]) -> list[dict | SyncError]:
         """Send requests of one root (API or page services) as JSON `$batch`es of at most BATCH_SIZE, in order.
 
@@ -293,9 +307,7 @@ class BusinessCentralEndpoint:
         if len(filters) == 1:
             return [row for rows in self.client.pages(table, select=select, filter=filters[0],
                                                       page_size=MAX_PAGE_SIZE, schema=IN_SCHEMA) for row in rows]
-        collection = self.client.collection(table)
-        reads = [Inner("GET", f"{collection}?{urlencode(_params(select, f, '', None, IN_SCHEMA))}",
-                       headers={"Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}"}) for f in filters]
+        reads = [self.client.read(table, select=select, filter=f, schema=IN_SCHEMA) for f in filters]
         found: list[dict] = []
         for answer in self.client.batch(reads):
             body = answer_row(answer)
@@ -358,8 +370,7 @@ class BusinessCentralEndpoint:
 
     def insert(self, table: BcTable, rows: Sequence[NewRow], fields: Sequence[str]) -> list[WriteResult]:
         splits = [self._split(table, new.values) for new in rows]
-        collection = self.client.collection(table)
-        creates = [Inner("POST", collection, self._body(table, own)) for own, _ in splits]
+        creates = [self.client.create(table, self._body(table, own)) for own, _ in splits]
         return self._finish(table, self._send(creates), creates, [extra for _, extra in splits], fields)
 
     def update(self, table: BcTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
@@ -375,8 +386,8 @@ class BusinessCentralEndpoint:
         answers: list[dict | SyncError] = [{}] * len(changes)
         writes: list[Inner | None] = [None] * len(changes)
         for i in patched:
-            writes[i] = Inner("PATCH", self.client.item(table, self._keys.get(changes[i].id, changes[i].id)),
-                              self._body(table, splits[i][0]), {"If-Match": changes[i].etag or "*"})
+            writes[i] = self.client.update(table, self._keys.get(changes[i].id, changes[i].id),
+                                           self._body(table, splits[i][0]), changes[i].etag)
         for i, answer in zip(patched, self._send([writes[i] for i in patched])):
             answers[i] = answer
         for i in alone:
@@ -418,9 +429,8 @@ class BusinessCentralEndpoint:
         paged = [i for i in rows if extras[i]]
         if paged:
             page, c = self._companion_table(table), table.companion
-            writes = [Inner("PATCH", self.client.item(page, page_key(page, {**dict(c.fixed_keys),
-                                                                             c.key[1]: rows[i][c.key[0]]})),
-                            self._body(page, extras[i]), {"If-Match": "*"}) for i in paged]
+            writes = [self.client.update(page, page_key(page, {**dict(c.fixed_keys), c.key[1]: rows[i][c.key[0]]}),
+                                         self._body(page, extras[i]), None) for i in paged]
             written = []
             for i, write, answer in zip(paged, writes, self._send(writes)):
                 try:
