@@ -259,6 +259,20 @@ def test_an_order_released_before_its_discount_was_set_keeps_its_error_until_inv
     assert order_errors(env) == {}
 
 
+def lose_first_order_answer(env, monkeypatch, failure: Exception) -> None:
+    """Business Central creates the first order POSTed, but its answer never reaches bcsync."""
+    session, lost = env.services.business_central.api.session, []
+    send = session.request
+
+    def lose_the_answer(method, url, **kwargs):
+        response = send(method, url, **kwargs)
+        if method == "POST" and url.endswith("/salesOrders") and not lost:
+            lost.append(url)
+            raise failure
+        return response
+    monkeypatch.setattr(session, "request", lose_the_answer)
+
+
 def test_an_order_whose_answer_was_lost_is_found_again_by_name_customer_and_lines_never_created_twice(env, monkeypatch):
     setup(env)
     order = submitted_order(env, [product_line(env, "1000", 2, 100)], discountpercentage=2)
@@ -268,16 +282,7 @@ def test_an_order_whose_answer_was_lost_is_found_again_by_name_customer_and_line
     env.bc.seed("salesOrderLines", [{"documentId": by_hand, "lineType": "Item", "lineObjectNumber": "1000",
                                      "quantity": 1}])
     # Business Central creates the order, but its answer never arrives (so Your Reference was never written)
-    session, lost = env.services.business_central.api.session, []
-    send = session.request
-
-    def lose_the_answer(method, url, **kwargs):
-        response = send(method, url, **kwargs)
-        if method == "POST" and url.endswith("/salesOrders") and not lost:
-            lost.append(url)
-            raise requests.exceptions.ReadTimeout("the connection dropped before the answer")
-        return response
-    monkeypatch.setattr(session, "request", lose_the_answer)
+    lose_first_order_answer(env, monkeypatch, requests.exceptions.ReadTimeout("the connection dropped before the answer"))
 
     [result] = env.services.create_sales_orders([order])
     assert result.status == "failed" and "may or may not have been applied" in result.message
@@ -314,16 +319,7 @@ def test_the_bill_to_address_of_an_order_is_written_through_page_42(env, cli):
 def test_an_order_whose_answer_was_lost_and_that_was_posted_meanwhile_is_not_created_again(env, monkeypatch):
     setup(env)
     order = submitted_order(env, [product_line(env, "1000", 1, 100)])
-    session, lost = env.services.business_central.api.session, []
-    send = session.request
-
-    def lose_the_answer(method, url, **kwargs):
-        response = send(method, url, **kwargs)
-        if method == "POST" and url.endswith("/salesOrders") and not lost:
-            lost.append(url)
-            raise requests.exceptions.ConnectionError("reset by peer")
-        return response
-    monkeypatch.setattr(session, "request", lose_the_answer)
+    lose_first_order_answer(env, monkeypatch, requests.exceptions.ConnectionError("reset by peer"))
     assert env.services.create_sales_orders([order])[0].status == "failed"
     [created] = env.bc.rows("salesOrders")
     posted = env.bc.get("salesInvoices", env.bc.post_document("salesOrders", created["id"]))  # by a user, at once
