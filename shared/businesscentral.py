@@ -3,37 +3,38 @@
 Records are addressed in the company given by the settings. Enum values travel XML-escaped
 (a blank is `_x0020_`); the endpoint decodes them on read and encodes them on write, so the engine
 sees plain text.
+
+Writes go in JSON `$batch` requests of up to 100 inner requests without an atomicity group: each
+inner request succeeds or fails on its own, so one bad row never fails the rest of its chunk. Id
+lists are read with `in` filters (`$schemaversion=2.1`, which Business Central 26 understands), as
+many ids per request as a URL of moderate length holds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 
-from sync.errors import ConcurrencyError, NotFoundError, SyncError
+from sync.errors import ConcurrencyError, NotFoundError, RecordError, SyncError
 from sync.model import BcTable, Side
 from sync.ports import NewRow, Record, RowChange, WriteResult
 
 from .http import ApiClient, ServiceError, classify
-from .odata import (
-    PartialWrite,
-    any_of,
-    both,
-    chunked,
-    follow_pages,
-    literal,
-    odata_datetime,
-    parse_datetime,
-    write_each,
-)
+from .odata import both, chunked, follow_pages, literal, odata_datetime, parse_datetime
+from .telemetry import map_in_context
 
 API_PATH = "api/v2.0"
-IDS_PER_QUERY = 40
+PAGE_PATH = "ODataV4"
 MAX_PAGE_SIZE = 20000
+BATCH_SIZE = 100  # inner requests per $batch: the service refuses more
+URL_BUDGET = 12_000  # characters of an encoded `in` filter, so that a query URL stays well under 16 KB
+IN_SCHEMA = {"$schemaversion": "2.1"}  # `in` is refused under the default schema version
 
 ALREADY_EXISTS = frozenset({"Internal_EntityWithSameKeyExists"})
 STALE_VERSION = frozenset({"Request_EntityChanged"})
@@ -41,13 +42,22 @@ _ESCAPED = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+def error_of(status: int, body: Any) -> SyncError:
+    """A Business Central error answer (a whole response's, or one inner answer of a `$batch`) as the domain's error."""
+    if isinstance(body, dict):
+        error = body.get("error") or {}
+        parsed = ServiceError(status, str(error.get("code", "")), str(error.get("message", "")).strip())
+    else:
+        parsed = ServiceError(status, "", str(body or "")[:300])
+    return classify("Business Central", parsed, already_exists_codes=ALREADY_EXISTS, concurrency_codes=STALE_VERSION)
+
+
 def parse_error(response: requests.Response) -> SyncError:
     try:
-        error = response.json().get("error", {})
-        parsed = ServiceError(response.status_code, str(error.get("code", "")), str(error.get("message", "")).strip())
+        body = response.json()
     except ValueError:
-        parsed = ServiceError(response.status_code, "", response.text[:300])
-    return classify("Business Central", parsed, already_exists_codes=ALREADY_EXISTS, concurrency_codes=STALE_VERSION)
+        body = response.text
+    return error_of(response.status_code, body)
 
 
 def decode_enum(value: Any) -> Any:
@@ -58,6 +68,17 @@ def encode_enum(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     return "".join(c if c.isalnum() or c == "_" else f"_x{ord(c):04X}_" for c in value)
+
+
+@dataclass(frozen=True)
+class Inner:
+    """One request of a `$batch`: its method, its path as `collection()` and `item()` give it (under
+    `api/v2.0` or `ODataV4`; one `$batch` holds requests under one of them), its body and headers."""
+
+    method: str
+    path: str
+    body: dict | None = None
+    headers: dict[str, str] | None = None
 
 
 class BusinessCentralClient:
@@ -79,37 +100,121 @@ class BusinessCentralClient:
 
     def collection(self, table: BcTable) -> str:
         if table.is_page:
-            return f"ODataV4/Company('{quote(self.company_name().replace(chr(39), chr(39) * 2), safe='')}')/{table.entity_set}"
+            name = quote(self.company_name().replace(chr(39), chr(39) * 2), safe='')
+            return f"{PAGE_PATH}/Company('{name}')/{table.entity_set}"
         return f"{API_PATH}/companies({self.company_id})/{table.entity_set}"
 
     def item(self, table: BcTable, address: str) -> str:
         """A row's URL: by id for API entity sets, by its key for page services."""
-        return f"{self.collection(table)}({address})"
+        return f"{self.collection(table)}({quote(address, safe=chr(39) + '(),=:@')})"
 
     def pages(self, table: BcTable, *, select: Sequence[str] = (), filter: str = "", orderby: str = "",
-              top: int | None = None, page_size: int = 500) -> Iterator[list[dict]]:
-        params: dict[str, str] = {}
-        if select:
-            params["$select"] = ",".join(select)
-        if filter:
-            params["$filter"] = filter
-        if orderby:
-            params["$orderby"] = orderby
-        if top:
-            params["$top"] = str(top)
+              top: int | None = None, page_size: int = 500, schema: dict[str, str] | None = None
+              ) -> Iterator[list[dict]]:
         headers = {**self.HEADERS, "Prefer": f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"}
-        return follow_pages(self.api, self.collection(table), params, headers)
+        return follow_pages(self.api, self.collection(table), _params(select, filter, orderby, top, schema), headers)
 
-    def create(self, table: BcTable, body: dict) -> dict:
+    # requests for a `$batch`, built here so that every request bcsync makes is shaped in this class
+
+    def create(self, table: BcTable, body: dict) -> Inner:
+        return Inner("POST", self.collection(table), body)
+
+    def update(self, table: BcTable, address: str, body: dict, etag: str | None) -> Inner:
+        return Inner("PATCH", self.item(table, address), body, {"If-Match": etag or "*"})
+
+    def read(self, table: BcTable, *, select: Sequence[str], filter: str,
+             schema: dict[str, str] | None = None) -> Inner:
+        query = urlencode(_params(select, filter, "", None, schema))
+        prefer = {"Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}"}
+        return Inner("GET", f"{self.collection(table)}?{query}", headers=prefer)
+
+    def batch(self, requests_: Sequence[Inner]) -> list[dict | SyncError]:
+        """Send requests of one root (API or page services) as JSON `$batch`es of at most BATCH_SIZE, in order.
+
+        No atomicity group and no `Isolation: snapshot`: every inner request succeeds or fails on its own
+        and has its own answer. Each item of the result is the inner answer (a dict with status, headers
+        and body) or, for all requests of a `$batch` that failed as a whole, the SyncError it raised.
+        """
+        answers: list = []
+        for chunk in chunked(list(requests_), BATCH_SIZE):
+            try:
+                answers += self._batch(chunk)
+            except SyncError as exc:
+                answers += [exc] * len(chunk)
+        return answers
+
+    def _batch(self, chunk: Sequence[Inner]) -> list[dict]:
+        root = PAGE_PATH if chunk[0].path.startswith(PAGE_PATH + "/") else API_PATH
+        body = {"requests": [_inner_json(str(n), root, r) for n, r in enumerate(chunk)]}
+        # reads and If-Match updates may be sent again after a lost answer; creates may not (see insert)
+        idempotent = all(r.method in ("GET", "PATCH") for r in chunk)
         headers = {**self.HEADERS, "Content-Type": "application/json"}
-        return self.api.request("POST", self.collection(table), json=body, headers=headers).json()
-
-    def update(self, table: BcTable, address: str, body: dict, etag: str | None) -> dict:
-        headers = {**self.HEADERS, "Content-Type": "application/json", "If-Match": etag or "*"}
-        return self.api.request("PATCH", self.item(table, address), json=body, headers=headers).json()
+        response = self.api.request("POST", f"{root}/$batch", json=body, headers=headers, idempotent=idempotent)
+        by_id = {str(a.get("id")): a for a in response.json().get("responses", [])}
+        missing = {"status": 500, "body": {"error": {"code": "", "message": "no answer in the $batch response"}}}
+        return [by_id.get(str(n), missing) for n in range(len(chunk))]
 
     def companies(self) -> list[dict]:
         return self.api.get_json(f"{API_PATH}/companies", headers=self.HEADERS).get("value", [])
+
+
+def _params(select: Sequence[str], filter: str, orderby: str, top: int | None,
+           schema: dict[str, str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if select:
+        params["$select"] = ",".join(select)
+    if filter:
+        params["$filter"] = filter
+    if orderby:
+        params["$orderby"] = orderby
+    if top:
+        params["$top"] = str(top)
+    params.update(schema or {})
+    return params
+
+
+def _inner_json(request_id: str, root: str, request: Inner) -> dict:
+    item: dict[str, Any] = {"id": request_id, "method": request.method, "url": request.path[len(root) + 1:],
+                            "headers": {**BusinessCentralClient.HEADERS, **(request.headers or {})}}
+    if request.body is not None:
+        item["body"] = request.body
+        item["headers"]["Content-Type"] = "application/json"
+    return item
+
+
+def answer_row(answer: dict | SyncError, sent: dict | None = None) -> dict:
+    """The row an inner answer of a `$batch` carries, or its error raised as the domain's error. A data
+    error that names no field but quotes a value `sent` has names the field that value was sent in."""
+    if isinstance(answer, SyncError):
+        raise answer
+    status, body = int(answer.get("status", 500)), answer.get("body")
+    if status >= 400:
+        error = error_of(status, body)
+        if isinstance(error, RecordError) and not error.field and sent:
+            error.field = next((name for name, value in sent.items() if isinstance(value, str) and value
+                                and (f'"{value}"' in error.message or f"'{value}'" in error.message)), "")
+        raise error
+    return body if isinstance(body, dict) else {}
+
+
+def in_filters(field: str, values: Sequence[Any], where: str = "") -> Iterator[str]:
+    """`field in (...)` filters (with `where` and-ed), each as many values as URL_BUDGET holds."""
+    def condition(literals: list[str]) -> str:
+        # a one-value list is plain `eq`, which every OData parser takes
+        return both(where, f"{field} eq {literals[0]}" if len(literals) == 1 else f"{field} in ({','.join(literals)})")
+
+    chunk: list[str] = []
+    size = 0
+    for value in dict.fromkeys(values):
+        text = literal(value)
+        cost = len(quote(text, safe="")) + 3
+        if chunk and size + cost > URL_BUDGET:
+            yield condition(chunk)
+            chunk, size = [], 0
+        chunk.append(text)
+        size += cost
+    if chunk:
+        yield condition(chunk)
 
 
 def page_key(table: BcTable, row: dict) -> str:
@@ -144,9 +249,13 @@ class BusinessCentralEndpoint:
         extra = table.companion.fields if table.companion else {}
         return [f for f in fields if f not in extra]
 
+    @classmethod
+    def _needs_companion(cls, table: BcTable, fields: Sequence[str]) -> bool:
+        return table.companion is not None and len(cls._own(table, fields)) < len(fields)
+
     def _select(self, table: BcTable, fields: Sequence[str]) -> list[str]:
         names = [table.id_field, *filter(None, [table.modified_field]), *table.page_keys, *self._own(table, fields)]
-        if table.companion and len(self._own(table, fields)) < len(fields):
+        if self._needs_companion(table, fields):
             names.append(table.companion.key[0])
         return list(dict.fromkeys(names))
 
@@ -167,7 +276,7 @@ class BusinessCentralEndpoint:
         return {k: encode_enum(v) if k in table.enum_fields else v for k, v in values.items()}
 
     def _rows_to_records(self, table: BcTable, rows: list[dict], fields: Sequence[str]) -> list[Record]:
-        if table.companion and len(self._own(table, fields)) < len(fields):
+        if self._needs_companion(table, fields):
             self._merge_companion(table, rows, fields)
         return [self._record(table, row, fields) for row in rows]
 
@@ -177,20 +286,37 @@ class BusinessCentralEndpoint:
                             enum_fields=c.enum_fields)
 
     def _merge_companion(self, table: BcTable, rows: list[dict], fields: Sequence[str]) -> None:
-        """Fill the fields API v2.0 lacks from the companion page, one query per chunk of rows."""
+        """Fill the fields API v2.0 lacks from the companion page: one read per page of rows, joined by key."""
         c = table.companion
         wanted = [c.fields[f] for f in fields if f in c.fields]
-        page = self._companion_table(table)
         keys = [row.get(c.key[0]) for row in rows if row.get(c.key[0])]
-        found: dict[Any, dict] = {}
-        for chunk in chunked(list(dict.fromkeys(keys)), IDS_PER_QUERY):
-            for page_rows in self.client.pages(page, select=[c.key[1], *wanted], filter=any_of(c.key[1], chunk),
-                                               page_size=MAX_PAGE_SIZE):
-                found.update({r.get(c.key[1]): r for r in page_rows})
+        found = {r.get(c.key[1]): r for r in self._query(self._companion_table(table), [c.key[1], *wanted],
+                                                         c.key[1], keys)}
         for row in rows:
             extra = found.get(row.get(c.key[0]), {})
             for ours, theirs in c.fields.items():
                 row[ours] = extra.get(theirs)
+
+    def _query(self, table: BcTable, select: Sequence[str], field: str, values: Sequence[Any],
+               where: str = "") -> list[dict]:
+        """The rows whose `field` has one of `values`: one `in` query when the values fit in one URL, else
+        a `$batch` of such queries (each inner answer followed to its last page)."""
+        filters = list(in_filters(field, values, where))
+        if not filters:
+            return []
+        if len(filters) == 1:
+            return [row for rows in self.client.pages(table, select=select, filter=filters[0],
+                                                      page_size=MAX_PAGE_SIZE, schema=IN_SCHEMA) for row in rows]
+        reads = [self.client.read(table, select=select, filter=f, schema=IN_SCHEMA) for f in filters]
+        found: list[dict] = []
+        for answer in self.client.batch(reads):
+            body = answer_row(answer)
+            found += body.get("value", [])
+            if body.get("@odata.nextLink"):
+                headers = {**self.client.HEADERS, "Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}"}
+                for rows in follow_pages(self.client.api, body["@odata.nextLink"], None, headers):
+                    found += rows
+        return found
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -212,24 +338,17 @@ class BusinessCentralEndpoint:
                       where: str = "") -> list[Record]:
         if table.companion and field in table.companion.fields:
             return self._read_matching_on_companion(table, fields, field, values, where)
-        found = []
-        for chunk in chunked(list(dict.fromkeys(values)), IDS_PER_QUERY):
-            if field in table.enum_fields:
-                chunk = [encode_enum(v) for v in chunk]
-            for rows in self.client.pages(table, select=self._select(table, fields),
-                                          filter=both(where, any_of(field, chunk)), page_size=MAX_PAGE_SIZE):
-                found += self._rows_to_records(table, rows, fields)
-        return found
+        if field in table.enum_fields:
+            values = [encode_enum(v) for v in values]
+        rows = self._query(table, self._select(table, fields), field, values, where)
+        return self._rows_to_records(table, rows, fields)
 
     def _read_matching_on_companion(self, table: BcTable, fields: Sequence[str], field: str, values: Sequence[Any],
                                     where: str) -> list[Record]:
         """Rows whose companion page field has one of the values: the page finds their keys, the API the rows."""
         c = table.companion
         page, name = self._companion_table(table), c.fields[field]
-        keys: list[Any] = []
-        for chunk in chunked(list(dict.fromkeys(values)), IDS_PER_QUERY):
-            for rows in self.client.pages(page, select=[c.key[1]], filter=any_of(name, chunk), page_size=MAX_PAGE_SIZE):
-                keys += [row[c.key[1]] for row in rows]
+        keys = [row[c.key[1]] for row in self._query(page, [c.key[1]], name, values)]
         return self.read_matching(table, fields, c.key[0], keys, where) if keys else []
 
     def last_key(self, table: BcTable, field: str, prefix: str) -> str | None:
@@ -238,62 +357,128 @@ class BusinessCentralEndpoint:
         return rows[0].get(field) if rows else None
 
     # -- writes ---------------------------------------------------------------------------------
+    #
+    # A lost answer to a `$batch` of creates: the ApiClient does not repeat a non-idempotent request
+    # whose answer was lost, so every row of that `$batch` ends as WriteOutcomeUnknown (transient);
+    # the engine records what the other chunks wrote and stops the job, to resume it later from
+    # before this page. The repeat then does not create those rows again because match-based coupling
+    # runs before any insert: the rows the lost `$batch` created are found by the mapping's match
+    # criteria (a customer's name, a contact's or salesperson's e-mail) and coupled and updated
+    # instead. A number from bcsync's number series is no guard on its own: the repeat reads the
+    # highest number again and proposes the next ones. A mapping without match criteria, or a row
+    # whose criteria are blank, is not protected from a duplicate this way.
 
     def insert(self, table: BcTable, rows: Sequence[NewRow], fields: Sequence[str]) -> list[WriteResult]:
-        def create(new: NewRow) -> Record:
-            own, extra = self._split(table, new.values)
-            row = self.client.create(table, self._body(table, own))
-            return self._finish_write(table, row, extra, fields)
-
-        return write_each(rows, create, self.write_concurrency)
+        splits = [self._split(table, new.values) for new in rows]
+        creates = [self.client.create(table, self._body(table, own)) for own, _ in splits]
+        return self._finish(table, self._send(creates), creates, [extra for _, extra in splits], fields)
 
     def update(self, table: BcTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
-        def patch(change: RowChange) -> Record:
-            own, extra = self._split(table, change.values)
-            if own or not extra:
-                row = self.client.update(table, self._address(table, change.id), self._body(table, own), change.etag)
+        splits = [self._split(table, change.values) for change in changes]
+        patched = [i for i, (own, extra) in enumerate(splits) if own or not extra]
+        alone = sorted(set(range(len(changes))) - set(patched))
+        try:
+            self._learn_keys(table, [changes[i].id for i in patched])
+            # companion fields alone: the page write needs no API write, but the version must still be the one read
+            current = self._rows_by_id(table, [changes[i].id for i in alone], fields)
+        except SyncError as exc:  # nothing written yet
+            return [WriteResult(error=exc) for _ in changes]
+        answers: list[dict | SyncError] = [{}] * len(changes)
+        writes: list[Inner | None] = [None] * len(changes)
+        for i in patched:
+            writes[i] = self.client.update(table, self._keys.get(changes[i].id, changes[i].id),
+                                           self._body(table, splits[i][0]), changes[i].etag)
+        for i, answer in zip(patched, self._send([writes[i] for i in patched])):
+            answers[i] = answer
+        for i in alone:
+            row, change = current.get(changes[i].id), changes[i]
+            if row is None:
+                answers[i] = NotFoundError(f"Business Central: {table.caption} {change.id} does not exist")
+            elif change.etag and row.get("@odata.etag") != change.etag:
+                answers[i] = ConcurrencyError(
+                    f"Business Central: {table.caption} {change.id} changed since it was read")
             else:
-                row = self._reread(table, change.id, fields)
-                if change.etag and row.get("@odata.etag") != change.etag:
-                    raise ConcurrencyError(f"Business Central: {table.caption} {change.id} changed since it was read")
-            return self._finish_write(table, row, extra, fields)
-
-        return write_each(changes, patch, self.write_concurrency)
+                answers[i] = {"status": 200, "body": row}
+        return self._finish(table, answers, writes, [extra for _, extra in splits], fields)
 
     def _split(self, table: BcTable, values: dict) -> tuple[dict, dict]:
         extra_names = table.companion.fields if table.companion else {}
         return ({k: v for k, v in values.items() if k not in extra_names},
                 {extra_names[k]: v for k, v in values.items() if k in extra_names})
 
-    def _finish_write(self, table: BcTable, row: dict, extra: dict, fields: Sequence[str]) -> Record:
-        """After the API write, the companion page's fields; then the row as it now stands. When the
-        page write fails, the API write still stands: the row is reported written, with the error."""
-        if extra:
-            page, c = self._companion_table(table), table.companion
-            key = page_key(page, {**dict(c.fixed_keys), c.key[1]: row[c.key[0]]})
+    def _send(self, requests_: Sequence[Inner]) -> list[dict | SyncError]:
+        """`$batch`es of up to BATCH_SIZE requests, up to `write_concurrency` of them in flight; answers in order."""
+        chunks = list(chunked(list(requests_), BATCH_SIZE))
+        if self.write_concurrency <= 1 or len(chunks) <= 1:
+            return [a for chunk in chunks for a in self.client.batch(chunk)]
+        with ThreadPoolExecutor(max_workers=min(self.write_concurrency, len(chunks)), thread_name_prefix="bc") as pool:
+            return [a for answers in map_in_context(pool, self.client.batch, chunks) for a in answers]
+
+    def _finish(self, table: BcTable, answers: Sequence[dict | SyncError], sent: Sequence[Inner | None],
+                extras: Sequence[dict], fields: Sequence[str]) -> list[WriteResult]:
+        """After the API writes, the companion page's fields (batched as well); then the rows as they now
+        stand, read once for all rows the page wrote. When the page write fails, the API write still
+        stands: the row is reported written, with the error."""
+        results: list[WriteResult | None] = [None] * len(answers)
+        rows: dict[int, dict] = {}
+        for i, answer in enumerate(answers):
             try:
-                self.client.update(page, key, self._body(page, extra), "*")
+                rows[i] = dict(answer_row(answer, sent[i].body if sent[i] else None))
             except SyncError as exc:
-                raise PartialWrite(self._record(table, row, self._own(table, fields)), exc) from None
-            row = self._reread(table, row[table.id_field], fields)
-        else:
-            row = dict(row)
-            if table.companion and len(self._own(table, fields)) < len(fields):
-                self._merge_companion(table, [row], fields)
-        return self._record(table, row, fields)
+                results[i] = WriteResult(error=exc)
+        paged = [i for i in rows if extras[i]]
+        if paged:
+            page, c = self._companion_table(table), table.companion
+            writes = [self.client.update(page, page_key(page, {**dict(c.fixed_keys), c.key[1]: rows[i][c.key[0]]}),
+                                         self._body(page, extras[i]), None) for i in paged]
+            written = []
+            for i, write, answer in zip(paged, writes, self._send(writes)):
+                try:
+                    answer_row(answer, write.body)
+                    written.append(i)
+                except SyncError as exc:
+                    results[i] = self._in_part(table, rows.pop(i), fields, exc)
+            try:
+                current = self._rows_by_id(table, [rows[i][table.id_field] for i in written], fields)
+            except SyncError as exc:
+                for i in written:
+                    results[i] = self._in_part(table, rows.pop(i), fields, exc)
+                current, written = {}, []
+            for i in written:
+                row = current.get(rows[i][table.id_field])
+                if row is None:
+                    del rows[i]
+                    results[i] = WriteResult(error=NotFoundError(
+                        f"Business Central: {table.caption} disappeared while being written"))
+                else:
+                    rows[i] = row
+        plain = [i for i in rows if not extras[i]]
+        if plain and self._needs_companion(table, fields):
+            try:
+                self._merge_companion(table, [rows[i] for i in plain], fields)
+            except SyncError as exc:
+                for i in plain:
+                    results[i] = self._in_part(table, rows.pop(i), fields, exc)
+        for i, row in rows.items():
+            results[i] = WriteResult(self._record(table, row, fields))
+        return results
 
-    def _reread(self, table: BcTable, row_id: str, fields: Sequence[str]) -> dict:
-        rows = next(self.client.pages(table, select=self._select(table, fields),
-                                      filter=any_of(table.id_field, [row_id]), page_size=1), [])
-        if not rows:
-            raise NotFoundError(f"Business Central: {table.caption} {row_id} disappeared while being written")
-        if table.companion and len(self._own(table, fields)) < len(fields):
+    def _in_part(self, table: BcTable, row: dict, fields: Sequence[str], error: SyncError) -> WriteResult:
+        """A row the API wrote whose companion fields were not written or not read back: kept (coupled)
+        with what the API answered, and the error, so that the rest is retried."""
+        return WriteResult(self._record(table, row, self._own(table, fields)), error)
+
+    def _rows_by_id(self, table: BcTable, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict]:
+        if not ids:
+            return {}
+        rows = self._query(table, self._select(table, fields), table.id_field, ids)
+        if self._needs_companion(table, fields):
             self._merge_companion(table, rows, fields)
-        return rows[0]
+        return {row[table.id_field]: row for row in rows}
 
-    def _address(self, table: BcTable, row_id: str) -> str:
+    def _learn_keys(self, table: BcTable, ids: Sequence[str]) -> None:
+        """Page rows are addressed by their key: read the keys not yet known, all in one go."""
         if not table.is_page:
-            return row_id
-        if row_id not in self._keys:
-            self._record(table, self._reread(table, row_id, []), [])  # reading a row learns its key
-        return self._keys[row_id]
+            return
+        for row in self._rows_by_id(table, [i for i in ids if i not in self._keys], []).values():
+            self._record(table, row, [])

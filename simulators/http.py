@@ -8,6 +8,7 @@ import collections
 import json
 import math
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ def json_response(body: Any, status: int = 200, headers: dict | None = None) -> 
 
 @dataclass
 class Fault:
-    """One injected failure: answer `status` instead of serving, `times` times; with `after`, the request is
-    served first and its answer lost on the way back (a gateway timing out while the service finished)."""
+    """One injected failure: answer `status` instead of serving, `times` times; with `served_first`, the request
+    is served first and its answer replaced by the fault (a gateway timing out while the service finished)."""
 
     status: int
     times: int = 1
@@ -36,7 +37,15 @@ class Fault:
     body: dict | None = None
     path_contains: str = ""
     methods: tuple[str, ...] = ()
-    after: bool = False
+    served_first: bool = False
+    # serve the request, then break the connection instead of answering: the client cannot tell whether
+    # the request was applied (a lost answer); `status` is then not used
+    lose_answer: bool = False
+    after: int = 0  # let this many matching requests through first (a fault in the middle of a run)
+
+
+class AnswerLost(ConnectionAbortedError):
+    """Raised while answering a request whose answer a fault loses on purpose."""
 
 
 @dataclass(frozen=True)
@@ -155,10 +164,16 @@ class FaultKnobs:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def fail(self, status: int, times: int = 1, retry_after: int | None = None, body: dict | None = None,
-             path_contains: str = "", methods: tuple[str, ...] = (), after: bool = False) -> None:
+             path_contains: str = "", methods: tuple[str, ...] = (), lose_answer: bool = False,
+             after: int = 0, served_first: bool = False) -> None:
         with self._lock:
             self.faults.append(Fault(status, times, retry_after, body, path_contains, tuple(m.upper() for m in methods),
-                                     after))
+                                     served_first, lose_answer, after))
+
+    def lose_answers(self, times: int = 1, path_contains: str = "", methods: tuple[str, ...] = (),
+                     after: int = 0) -> None:
+        """The next `times` matching requests are served, but their answers never reach the client."""
+        self.fail(200, times, path_contains=path_contains, methods=methods, lose_answer=True, after=after)
 
     def clear(self) -> None:
         with self._lock:
@@ -174,13 +189,21 @@ class FaultKnobs:
         with self._lock:
             self.counts[kind] += 1
 
-    def take(self, method: str, path: str) -> Fault | None:
+    def take(self, method: str, path: str, inner: bool = False) -> Fault | None:
+        """The scripted fault for this request, if any. `inner`: a request inside a `$batch` (not logged
+        as a request of its own, and never one whose answer is lost: the `$batch` has the answer)."""
         with self._lock:
-            self.requests.append((method, path))
+            if not inner:
+                self.requests.append((method, path))
             for fault in self.faults:
                 if fault.path_contains and fault.path_contains not in path:
                     continue
                 if fault.methods and method not in fault.methods:
+                    continue
+                if inner and fault.lose_answer:
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
                     continue
                 fault.times -= 1
                 if fault.times <= 0:
@@ -227,7 +250,7 @@ class FaultMiddleware:
         try:
             # the body is produced here, so that a request counts as in progress until it is answered
             body = self._serve(environ, start_response, path)
-            return list(body)
+            return body if isinstance(body, _LostAnswer) else list(body)
         finally:
             if hasattr(body, "close"):
                 body.close()
@@ -239,16 +262,41 @@ class FaultMiddleware:
         fault = self.knobs.take(environ.get("REQUEST_METHOD", "GET"), path)
         if fault is None:
             return self.app(environ, start_response)
-        if fault.after:
+        if fault.served_first:
             served = self.app(environ, lambda status, headers, exc_info=None: lambda data: None)
             try:
                 list(served)
             finally:
                 if hasattr(served, "close"):
                     served.close()
+        if fault.lose_answer:
+            served = self.app(environ, lambda status, headers, exc_info=None: None)
+            for _ in served:  # the request is applied in full ...
+                pass
+            if hasattr(served, "close"):
+                served.close()
+            # ... and the answer breaks off after its first byte: the server closes the connection
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "65536")])
+            return _LostAnswer()
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         resp = json_response(fault.body or self.error_body(fault.status), fault.status, headers)
         return resp(environ, start_response)
+
+
+class _LostAnswer:
+    """A response body that breaks off: one byte, then the connection is dropped."""
+
+    def __iter__(self):
+        yield b"{"
+        raise AnswerLost("the answer to this request is lost on purpose (a scripted fault)")
+
+
+def _quiet_about_lost_answers(error_log: Callable) -> Callable:
+    """cheroot reports an answer that broke off; one broken off on purpose is no error."""
+    def log(msg: str = "", level: int = 20, traceback: bool = False) -> None:
+        if not isinstance(sys.exc_info()[1], AnswerLost):
+            error_log(msg, level, traceback)
+    return log
 
 
 class _ContextAdapter(BuiltinSSLAdapter):
@@ -270,6 +318,7 @@ class SimServer:
 
     def __init__(self, app: Callable, port: int = 0, ssl_context: ssl.SSLContext | None = None, threads: int = 16):
         self._server = wsgi.Server(("127.0.0.1", port), app, numthreads=threads, server_name="bcsync-simulator")
+        self._server.error_log = _quiet_about_lost_answers(self._server.error_log)
         if ssl_context is not None:
             self._server.ssl_adapter = _ContextAdapter(ssl_context)
         self._server.prepare()

@@ -7,7 +7,7 @@ plain dict rows; `$orderby` and `$select` are small enough to do by hand.
 from __future__ import annotations
 
 import datetime as dt
-from functools import cmp_to_key
+from functools import cmp_to_key, lru_cache
 from typing import Any, Callable
 
 from odata_query import ast
@@ -35,7 +35,10 @@ def _default_resolver(row: dict, name: str) -> Any:
     return row[name]
 
 
+@lru_cache(maxsize=64)
 def parse_filter(text: str):
+    """The $filter's syntax tree; cached, as a request checks and evaluates the same text several times
+    (the trees are never changed)."""
     try:
         return ODataParser().parse(ODataLexer().tokenize(text))
     except (ODataException, Exception) as exc:  # sly raises plain exceptions on some inputs
@@ -134,6 +137,15 @@ class _Evaluator:
     def __init__(self, resolver: Resolver, fold: bool):
         self.resolver = resolver
         self.fold = fold
+        self._sets: dict[int, frozenset | None] = {}  # per `in` list: its values normalised, when all hashable
+
+    def _in_set(self, node) -> frozenset | None:
+        found = self._sets.get(id(node), False)
+        if found is False:
+            values = [_norm(value, self.fold) for value in _literal(node)]
+            plain = all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values)
+            found = self._sets[id(node)] = frozenset(values) if plain else None
+        return found
 
     def eval(self, node, row: dict) -> Any:
         if isinstance(node, ast.BoolOp):
@@ -145,7 +157,12 @@ class _Evaluator:
                 return not self.eval(node.operand, row)
             return -self.eval(node.operand, row)
         if isinstance(node, ast.Compare):
-            return _compare(node.comparator, self.eval(node.left, row), self.eval(node.right, row), self.fold)
+            left = self.eval(node.left, row)
+            if isinstance(node.comparator, ast.In) and isinstance(node.right, ast.List):
+                members = self._in_set(node.right)  # a long `in` list: one set lookup, not a scan per row
+                if members is not None and isinstance(left, (str, int, float)):
+                    return _norm(left, self.fold) in members
+            return _compare(node.comparator, left, self.eval(node.right, row), self.fold)
         if isinstance(node, ast.Identifier):
             return self.resolver(row, node.name)
         if isinstance(node, ast.Call):

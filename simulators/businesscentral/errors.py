@@ -127,6 +127,12 @@ def null_not_allowed(name: str, edm_type: str) -> BCError:
                    f"'{edm_type}[Nullable=False]'. The expected type '{edm_type}[Nullable=False]' does not allow null values.")
 
 
+def batch_too_large(limit: int) -> BCError:
+    """More requests in one `$batch` than allowed (code and wording as reported from tenants)."""
+    return BCError(400, "Unknown", f"The current batch message contains too many parts. A maximum number of "
+                                   f"'{limit}' query operations and change sets are allowed in a batch message.")
+
+
 def invalid_body() -> BCError:
     return BCError(400, "BadRequest", "Invalid Request Body")
 
@@ -219,6 +225,8 @@ def error_body(status: int) -> dict:
 # Operational limits of Business Central online for OData and API requests, per user: 6,000 requests
 # in a sliding 5-minute window and 5 at once, with up to 95 more waiting; a request waits at most 8
 # minutes for its turn. Over them: 429 (no Retry-After is promised), or 503 when the wait times out.
+# A `$batch` is one request here, in the window and in the concurrent places, whatever it holds: no
+# Microsoft page says otherwise, and batching is their advice for making fewer calls.
 LIMITS = Limits(requests=6000, window_seconds=300, concurrent=5, queue=95, queue_timeout_seconds=480)
 _PROTECTION = {
     "requests": "The number of requests exceeded the limit of 6000 over a time window of 300 seconds.",

@@ -18,7 +18,7 @@ import base64
 import datetime as dt
 import json
 import threading
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -304,9 +304,10 @@ class QueryCache:
 @dataclass
 class Page:
     records: list[dict]
-    count: int
+    count: int | None  # rows matching the filter, counted only when asked ($count)
     next_token: str | None
     next_top: int | None
+    examined: int = 0  # rows the query looked at: its cost, whatever the machine's speed
 
 
 def _sorted(session: Session, view: View, options: QueryOptions, order: list[tuple[str, bool]],
@@ -331,9 +332,197 @@ def _sorted(session: Session, view: View, options: QueryOptions, order: list[tup
     return result
 
 
+# -- indexed reads ---------------------------------------------------------------------------------------
+#
+# When every field of the ordering shows a stored value (a plain column or a system field), the rows come
+# from the table's order index (store.OrderIndex): a page starts where the skip token bisects and walks
+# forward, testing the filter, until it is full; so it costs O(page), not O(table). A filter that pins
+# the SystemId or a code key to a list of values (`id in (...)`, `number eq '...'`, an `or` of `eq` on one
+# of them) reads just those rows through the store's key and indexes: O(values). A filter `x ge <time>`
+# on the ordering's first (ascending) field starts the walk at that time. Other orderings (on computed
+# fields) sort the filtered rows once per query and store generation, cached.
+
+class _Desc:
+    """A sort key part that sorts in reverse (a descending $orderby field)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __lt__(self, other: "_Desc") -> bool:
+        return other.value < self.value
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Desc) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def _part(value, desc: bool):
+    """One field's place in a sort key: blanks (None) first ascending, last descending, as `_Position` has it."""
+    part = (0,) if value is None else (1, value)
+    return _Desc(part) if desc else part
+
+
+def _stored(f) -> str | None:
+    """The record key a view field shows as it is, or None when the field is computed."""
+    if f.plain:
+        return f.column_name
+    return getattr(f, "system", None)
+
+
+def _order_index(session: Session, view: View, order: list[tuple[str, bool]]):
+    fields = [view.by_name[name] for name, _ in order]
+    columns = [_stored(f) for f in fields]
+    if any(column is None for column in columns):
+        return None
+    spec = tuple((column, f.type, f.options, desc) for column, f, (_, desc) in zip(columns, fields, order))
+    steps = [(column, f.sortable, desc) for column, f, (_, desc) in zip(columns, fields, order)]
+
+    def key(record: dict) -> tuple:
+        return tuple(_part(_fold(sortable(record[column])), desc) for column, sortable, desc in steps)
+
+    return session.store.container(view.table, session.company).order(spec, key)
+
+
+def _conjuncts(node) -> list:
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+        return _conjuncts(node.left) + _conjuncts(node.right)
+    return [node]
+
+
+def _pinned(node) -> tuple[str, list] | None:
+    """(field, literals) when the condition is `field eq v`, `field in (...)` or an `or` of `eq` on one field."""
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        left, right = _pinned(node.left), _pinned(node.right)
+        if left and right and left[0] == right[0]:
+            return left[0], left[1] + right[1]
+        return None
+    if isinstance(node, ast.Compare) and isinstance(node.left, ast.Identifier):
+        if isinstance(node.comparator, ast.Eq):
+            return node.left.name, [node.right]
+        if isinstance(node.comparator, ast.In) and isinstance(node.right, ast.List):
+            return node.left.name, list(node.right.val)
+    return None
+
+
+def _lookup(session: Session, view: View, name: str, literals: list) -> list[dict] | None:
+    """The rows a pinned field can hold (a superset of the matches; the filter still decides), or None
+    when no key or index serves that field."""
+    f = view.by_name.get(name)
+    column = _stored(f) if f is not None else None
+    store, table, company = session.store, view.table, session.company
+    if column == "SystemId":
+        values = [lit.val.lower() for lit in literals if isinstance(lit, (ast.GUID, ast.String))]
+        return [r for r in (store.get(table, company, v) for v in dict.fromkeys(values)) if r is not None]
+    if column is None or f.type != "code" or not all(isinstance(lit, ast.String) for lit in literals):
+        return None
+    values = dict.fromkeys(lit.val.strip().upper() for lit in literals)  # codes are stored upper case
+    if table.key == (column,):
+        return [r for r in (store.find(table, company, (v,)) for v in values) if r is not None]
+    if (column,) in table.indexes:
+        return [r for v in values for r in store.find_all(table, company, (column,), (v,))]
+    return None
+
+
+def _narrowed(session: Session, view: View, tree) -> list[dict] | None:
+    best = None
+    for node in _conjuncts(tree):
+        pinned = _pinned(node)
+        rows = _lookup(session, view, *pinned) if pinned else None
+        if rows is not None and (best is None or len(rows) < len(best)):
+            best = rows
+    return best
+
+
+def _lower_bound(view: View, tree, order: list[tuple[str, bool]]):
+    """The first sort key part a `field ge|gt <literal>` on the ordering's first ascending field allows."""
+    if not order or order[0][1]:
+        return None
+    first = view.by_name[order[0][0]]
+    if first.type not in ("datetime", "code", "text", "integer", "decimal") or _stored(first) is None:
+        return None
+    bound = None
+    for node in _conjuncts(tree):
+        if (isinstance(node, ast.Compare) and isinstance(node.comparator, (ast.Gt, ast.GtE))
+                and isinstance(node.left, ast.Identifier) and node.left.name == first.name):
+            literal = node.right
+            if first.type == "datetime" and isinstance(literal, ast.DateTime):
+                value = dt.datetime.fromisoformat(literal.val.replace("Z", "+00:00"))
+                bound = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+            elif first.type in ("code", "text") and isinstance(literal, ast.String):
+                bound = literal.val.casefold()
+            elif first.type in ("integer", "decimal") and isinstance(literal, (ast.Integer, ast.Float)):
+                bound = literal.py_val
+    return None if bound is None else ((_part(bound, False),),)
+
+
 def run_query(session: Session, view: View, options: QueryOptions, page_size: int, cache: QueryCache) -> Page:
     order = list(options.orderby or [(name, False) for name in view.default_order])
-    result = _sorted(session, view, options, order, cache)
+    names = [name for name, _ in order]
+    desc = tuple(d for _, d in order)
+    predicate = compile_view_filter(session, view, options.filter)
+    index = _order_index(session, view, order)
+    if index is None:
+        return _page_of_sorted(session, view, options, page_size, _sorted(session, view, options, order, cache))
+    tree = parse_filter(options.filter) if predicate is not None else None
+    pinned = _narrowed(session, view, tree) if tree is not None else None
+    if pinned is not None:
+        rows = [r for r in pinned if predicate(r)]
+        keyed = sorted((index.key(r), r["SystemId"]) for r in rows)
+        page = _page_of_sorted(session, view, options, page_size,
+                               _Sorted([_Position(tuple(_plain(k) for k in key), sid, desc) for key, sid in keyed],
+                                       [sid for _, sid in keyed]))
+        page.examined = len(pinned)
+        return page
+    entries, table_rows = index.entries, session.store.container(view.table, session.company).rows
+    if options.skiptoken:
+        after = decode_token(options.skiptoken, names, desc)
+        start = bisect_right(entries, (tuple(_part(v, d) for v, d in zip(after.values, desc)), after.system_id))
+    else:
+        bound = _lower_bound(view, tree, order) if tree is not None else None
+        start = bisect_left(entries, bound) if bound is not None else 0
+    size = page_size if options.top is None else min(page_size, options.top)
+    skip = 0 if options.skiptoken else (options.skip or 0)
+    chosen: list[tuple[tuple, str]] = []
+    more = False
+    position = start
+    for position in range(start, len(entries)):
+        entry = entries[position]
+        record = table_rows[entry[1]]
+        if predicate is not None and not predicate(record):
+            continue
+        if skip:
+            skip -= 1
+            continue
+        if len(chosen) == size:
+            more = True
+            break
+        chosen.append(entry)
+    more = more and (options.top is None or options.top > size)
+    token = None
+    if more and chosen:
+        key, sid = chosen[-1]
+        token = encode_token(names, _Position(tuple(_plain(k) for k in key), sid, desc))
+    examined = position - start + 1 if start < len(entries) else 0
+    count = None
+    if options.count:
+        count = sum(1 for r in table_rows.values() if predicate is None or predicate(r))
+        examined += len(table_rows)
+    next_top = (options.top - size) if (token and options.top is not None) else None
+    return Page([table_rows[sid] for _, sid in chosen], count, token, next_top, examined)
+
+
+def _plain(part):
+    """A sort key part's value back (for a skip token)."""
+    part = part.value if isinstance(part, _Desc) else part
+    return None if len(part) == 1 else part[1]
+
+
+def _page_of_sorted(session: Session, view: View, options: QueryOptions, page_size: int, result: _Sorted) -> Page:
+    order = list(options.orderby or [(name, False) for name in view.default_order])
     names = [name for name, _ in order]
     if options.skiptoken:
         after = decode_token(options.skiptoken, names, tuple(d for _, d in order))
@@ -347,4 +536,4 @@ def run_query(session: Session, view: View, options: QueryOptions, page_size: in
     more = start + size < len(result.positions) and (options.top is None or options.top > size)
     token = encode_token(names, chosen[-1]) if (more and chosen) else None
     next_top = (options.top - size) if (token and options.top is not None) else None
-    return Page(records, len(result.positions), token, next_top)
+    return Page(records, len(result.positions), token, next_top, len(result.positions))

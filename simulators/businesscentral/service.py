@@ -163,11 +163,7 @@ class Service:
         if rest == ["$metadata"]:
             return Reply(200, self.metadata(views.values(), "Microsoft.NAV"), content_type="application/xml")
         if rest == ["$batch"]:
-            if call.method != "POST":
-                raise errors.method_not_allowed(call.method, "$batch", "Batch")
-            if call.in_batch:
-                raise errors.bad_request("A batch request cannot contain another batch request.")
-            return self._batch(call, api)
+            return self._batch(call, ["api", *api.split("/")])
 
         name, key = parse_segment(rest[0])
         company = None
@@ -216,6 +212,8 @@ class Service:
                                "value": [{"name": name, "kind": "EntitySet", "url": name} for name in pages]})
         if rest == ["$metadata"]:
             return Reply(200, self.metadata(pages.values(), "NAV"), content_type="application/xml")
+        if rest == ["$batch"]:
+            return self._batch(call, ["ODataV4"])
         name, key = parse_segment(rest[0])
         if name == "Company" and key is not None:
             wanted = parse_key(key)[0] if key.strip() else ""
@@ -247,6 +245,7 @@ class Service:
                 if rest == ["$count"] and method == "GET":
                     text = self._scoped_filter(view, call.args.get("$filter"), scope)
                     options = parse_options(view, {"$filter": text, "$schemaversion": call.args.get("$schemaversion")})
+                    options.count = True
                     page = run_query(session, view, options, 1, self.sim.query_cache)
                     return Reply(200, str(page.count), content_type="text/plain")
                 if rest:
@@ -433,14 +432,18 @@ class Service:
 
     # -- $batch ------------------------------------------------------------------------------------------
 
-    def _batch(self, call: Call, api: str) -> Reply:
+    def _batch(self, call: Call, root: list[str]) -> Reply:
+        """A JSON `$batch`; relative inner URLs are read below `root` (the API's or the page services')."""
+        if call.method != "POST":
+            raise errors.method_not_allowed(call.method, "$batch", "Batch")
+        if call.in_batch:
+            raise errors.bad_request("A batch request cannot contain another batch request.")
         body = call.json()
         requests = body.get("requests")
         if not isinstance(requests, list) or any(not isinstance(item, dict) for item in requests):
             raise errors.invalid_body()
         if len(requests) > BATCH_LIMIT:
-            raise errors.bad_request(f"The batch request contains {len(requests)} operations, but the maximum "
-                                     f"allowed is {BATCH_LIMIT}.")
+            raise errors.batch_too_large(BATCH_LIMIT)
         snapshot = (call.headers.get("Isolation") or "").strip().lower() == "snapshot"
         store = self.sim.store
         with store.lock:
@@ -449,7 +452,7 @@ class Service:
             try:
                 responses = []
                 for item in requests:
-                    responses.append(self._inner(call, api, item))
+                    responses.append(self._inner(call, root, item))
                     if snapshot and responses[-1]["status"] < 400 and _commits(item):
                         store.commit()  # posting commits (Sales-Post): what came before it stays
                         store.begin()
@@ -464,7 +467,7 @@ class Service:
                     store.commit()
         return Reply(200, {"responses": responses})
 
-    def _inner(self, outer: Call, api: str, item: dict) -> dict:
+    def _inner(self, outer: Call, root: list[str], item: dict) -> dict:
         request_id = str(item.get("id", ""))
         method = str(item.get("method", "GET")).upper()
         url = str(item.get("url", ""))
@@ -483,9 +486,15 @@ class Service:
                 return self._inner_reply(request_id, Reply(404, errors.no_route(url).body()))
             segments = path[len(base_path) + 1:].split("/")
         else:
-            segments = ["api", *api.split("/"), *path.split("/")]
+            segments = [*root, *path.split("/")]
         inner = Call(method, [unquote(s) for s in segments], dict(parse_qsl(parts.query, keep_blank_values=True)),
                      headers, body, outer.base, outer.user, in_batch=True)
+        # a scripted fault may hit one request of a batch, which answers for itself as the others go on
+        fault = self.sim.faults.take(method, f"{base_path}/{inner.path}", inner=True)
+        if fault is not None:
+            retry = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return self._inner_reply(request_id, Reply(fault.status, fault.body or errors.error_body(fault.status),
+                                                       retry))
         return self._inner_reply(request_id, self.handle(inner))
 
     @staticmethod

@@ -15,6 +15,7 @@ import hashlib
 import random
 import threading
 import time
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -65,10 +66,14 @@ class TableData:
     numbers: dict[NumberSeries, str] = field(default_factory=dict)  # number series -> last number used
     # secondary index: columns -> values -> SystemIds (a dict used as an ordered set)
     indexes: dict[tuple[str, ...], dict[tuple, dict[str, None]]] = field(default_factory=dict)
+    # the rows in the order of an $orderby, built when first asked for (by the query layer)
+    orders: dict[tuple, "OrderIndex"] = field(default_factory=dict)
 
     def index_add(self, record: dict) -> None:
         for columns, index in self.indexes.items():
             index.setdefault(tuple(record[c] for c in columns), {})[record["SystemId"]] = None
+        for order in self.orders.values():
+            order.add(record)
 
     def index_remove(self, record: dict) -> None:
         for columns, index in self.indexes.items():
@@ -78,6 +83,41 @@ class TableData:
                 bucket.pop(record["SystemId"], None)
                 if not bucket:
                     del index[values]
+        for order in self.orders.values():
+            order.remove(record)
+
+    def order(self, spec: tuple, key: Callable[[dict], tuple]) -> "OrderIndex":
+        """The rows sorted by `key` (then SystemId); `spec` names the ordering, `key` computes it."""
+        found = self.orders.get(spec)
+        if found is None:
+            found = self.orders[spec] = OrderIndex(key, self.rows.values())
+        return found
+
+
+class OrderIndex:
+    """(sort key, SystemId) of every row, sorted, and kept so by every write and undo: a page of a
+    large table is found by bisecting, not by sorting the table again."""
+
+    __slots__ = ("key", "entries", "keys")
+
+    def __init__(self, key: Callable[[dict], tuple], rows):
+        self.key = key
+        self.keys: dict[str, tuple] = {record["SystemId"]: key(record) for record in rows}
+        self.entries: list[tuple[tuple, str]] = sorted((k, system_id) for system_id, k in self.keys.items())
+
+    def add(self, record: dict) -> None:
+        system_id, key = record["SystemId"], self.key(record)
+        self.keys[system_id] = key
+        insort(self.entries, (key, system_id))
+
+    def remove(self, record: dict) -> None:
+        system_id = record["SystemId"]
+        key = self.keys.pop(system_id, None)  # the key it was filed under, even if the row changed in place since
+        if key is None:
+            return
+        position = bisect_left(self.entries, (key, system_id))
+        if position < len(self.entries) and self.entries[position] == (key, system_id):
+            del self.entries[position]
 
 
 @dataclass

@@ -409,6 +409,7 @@ class View:
         self.exposed = [f for f in self.fields if f.exposed]
         self.exposed_names = {f.name for f in self.exposed}
         self.default_order = order or self._default_order()
+        self._plans: dict[tuple[str, ...] | None, list[tuple]] = {}
 
     @property
     def company_scoped(self) -> bool:
@@ -437,11 +438,19 @@ class View:
 
     def wire(self, session: Session, record: dict, select: list[str] | None = None) -> dict:
         out = {"@odata.etag": self.etag(record)}
-        fields = self.exposed if select is None else [self.by_name[name] for name in select]
-        for f in fields:
-            value = record[f.column_name] if f.plain else f.get(session, record)
-            out[f.name] = f.converter(value) if f.converter else value
+        for name, column, f, convert in self._wire_plan(select):
+            value = record[column] if column is not None else f.get(session, record)
+            out[name] = convert(value) if convert else value
         return out
+
+    def _wire_plan(self, select: list[str] | None) -> list[tuple]:
+        """Per $select, what to show and how: worked out once, as a page of 20,000 rows asks 20,000 times."""
+        key = None if select is None else tuple(select)
+        plan = self._plans.get(key)
+        if plan is None:
+            fields = self.exposed if select is None else [self.by_name[name] for name in select]
+            plan = self._plans[key] = [(f.name, f.column_name if f.plain else None, f, f.converter) for f in fields]
+        return plan
 
     def python(self, session: Session, record: dict) -> dict:
         out = {f.name: f.get(session, record) for f in self.fields}

@@ -157,11 +157,17 @@ class Recorder:
 
     def install(self, mp: pytest.MonkeyPatch) -> None:
         pages, create, update = BusinessCentralClient.pages, BusinessCentralClient.create, BusinessCentralClient.update
+        read = BusinessCentralClient.read
         rec = self
 
-        def recorded_pages(client, table, *, select=(), filter="", orderby="", top=None, page_size=500):
+        def recorded_pages(client, table, *, select=(), filter="", orderby="", top=None, page_size=500, **more):
             rec.add("GET", table, set(select) | filter_fields(filter) | filter_fields(orderby))
-            return pages(client, table, select=select, filter=filter, orderby=orderby, top=top, page_size=page_size)
+            return pages(client, table, select=select, filter=filter, orderby=orderby, top=top, page_size=page_size,
+                         **more)
+
+        def recorded_read(client, table, *, select, filter, **more):   # a read sent in a $batch
+            rec.add("GET", table, set(select) | filter_fields(filter))
+            return read(client, table, select=select, filter=filter, **more)
 
         def recorded_create(client, table, body):
             rec.add("POST", table, set(body))
@@ -172,6 +178,7 @@ class Recorder:
             return update(client, table, address, body, etag)
 
         mp.setattr(BusinessCentralClient, "pages", recorded_pages)
+        mp.setattr(BusinessCentralClient, "read", recorded_read)
         mp.setattr(BusinessCentralClient, "create", recorded_create)
         mp.setattr(BusinessCentralClient, "update", recorded_update)
 

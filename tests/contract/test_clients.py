@@ -110,7 +110,7 @@ def test_dataverse_one_bad_row_in_a_chunk_of_100_fails_alone(dv, stack):
 
 
 def test_dataverse_a_lost_answer_to_a_bulk_create_is_repeated_without_duplicates(dv, stack):
-    stack.dataverse.faults.fail(504, after=True, path_contains="CreateMultiple")
+    stack.dataverse.faults.fail(504, served_first=True, path_contains="CreateMultiple")
     rows = [NewRow({"name": f"Lost {i}"}, f"6d3f4b1e-0000-4000-8000-{i:012d}") for i in range(20)]
     results = dv.insert(CRM_ACCOUNT, rows, ["name"])
     # the repeat fails as duplicate keys: every row exists, for the engine to couple and update
@@ -163,6 +163,43 @@ def test_business_central_reads_writes_and_escapes_enums(bc, stack):
     assert isinstance(stale.error, ConcurrencyError)
     [bad] = bc.insert(BC_CUSTOMER, [NewRow({"displayName": "X" * 101})], ["number"])
     assert bad.error is not None and not bad.error.transient and "100" in bad.error.message
+
+
+def test_business_central_writes_and_reads_many_rows_in_few_requests(bc, stack):
+    requests = stack.business_central.faults.requests
+    fields = ["number", "displayName", "faxNo"]
+    created = bc.insert(BC_CUSTOMER, [NewRow({"displayName": f"Co {i:03d}", "faxNo": f"+47 {i:03d}"})
+                                      for i in range(150)], fields)
+    assert [r.record.values["faxNo"] for r in created] == [f"+47 {i:03d}" for i in range(150)]
+    # 2 $batches of creates, 2 of Customer Card writes (after learning the company's name for the page
+    # URLs), then the rows read back once: API rows and card rows
+    assert sorted((m, p.rsplit("/", 1)[-1].split("(")[0]) for m, p in requests) == sorted(
+        [("POST", "$batch")] * 4 + [("GET", "customers"), ("GET", "CustomerCard"), ("GET", "companies")])
+    ids = [r.record.id for r in created]
+    read = {r.id: r for r in bc.read_ids(BC_CUSTOMER, fields, ids)}
+    assert all(read[r.record.id].etag == r.record.etag for r in created)   # the version after the card write
+
+    requests.clear()
+    stale = created[7].record
+    bc.update(BC_CUSTOMER, [RowChange(stale.id, stale.etag, {"faxNo": "changed"})], fields)
+    changes = [RowChange(r.record.id, r.record.etag, {"faxNo": f"+1 {i}"}) for i, r in enumerate(created)]
+    updated = bc.update(BC_CUSTOMER, changes, fields)
+    assert isinstance(updated[7].error, ConcurrencyError)        # card fields alone: the version is still checked
+    assert [u.record.values["faxNo"] for u in updated if u.error is None] == [f"+1 {i}" for i in range(150) if i != 7]
+
+    requests.clear()
+    many = ids + [f"00000000-0000-0000-0000-{i:012d}" for i in range(1000)]   # more ids than one URL holds
+    assert sorted(r.id for r in bc.read_ids(BC_CUSTOMER, ["number"], many)) == sorted(ids)
+    assert [(m, p.rsplit("/", 1)[-1]) for m, p in requests] == [("POST", "$batch")]
+
+
+def test_business_central_rows_written_but_not_read_back_are_kept_written_in_part(bc, stack):
+    stack.business_central.faults.fail(503, times=10, path_contains="CustomerCard", methods=("GET",))
+    results = bc.insert(BC_CUSTOMER, [NewRow({"displayName": f"Co {i}", "faxNo": "1"}) for i in range(3)],
+                        ["number", "displayName", "faxNo"])
+    assert all(r.record is not None and isinstance(r.error, ServiceUnavailableError) for r in results)
+    assert sorted(r.record.values["displayName"] for r in results) == ["Co 0", "Co 1", "Co 2"]
+    assert len(stack.business_central.rows("customers")) == 3
 
 
 def test_a_filter_business_central_does_not_implement_is_refused_at_once_not_retried(services, bc, stack):

@@ -45,7 +45,7 @@ def test_one_bad_row_among_100_is_that_records_error_and_the_others_are_coupled(
 
 def test_a_lost_answer_to_a_bulk_create_is_repeated_without_duplicates(env):
     seed_customers(env, 50)
-    env.dv.faults.fail(504, after=True, path_contains="CreateMultiple")
+    env.dv.faults.fail(504, served_first=True, path_contains="CreateMultiple")
     report = env.full_sync(["CUSTOMER"])
     assert report.run.status is RunStatus.DONE, report.to_dict()
     names = sorted(a["name"] for a in env.dv.rows("account"))

@@ -264,9 +264,13 @@ def lose_first_order_answer(env, monkeypatch, failure: Exception) -> None:
     session, lost = env.services.business_central.api.session, []
     send = session.request
 
+    def creates_an_order(url, body) -> bool:   # on its own, or inside a $batch
+        inner = (body or {}).get("requests", []) if url.endswith("/$batch") else [{"method": "POST", "url": url}]
+        return any(r.get("method") == "POST" and r.get("url", "").endswith("salesOrders") for r in inner)
+
     def lose_the_answer(method, url, **kwargs):
         response = send(method, url, **kwargs)
-        if method == "POST" and url.endswith("/salesOrders") and not lost:
+        if method == "POST" and creates_an_order(url, kwargs.get("json")) and not lost:
             lost.append(url)
             raise failure
         return response

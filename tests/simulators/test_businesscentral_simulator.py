@@ -481,6 +481,25 @@ def test_batch_runs_each_request_and_reports_its_status(env, bc):
     assert sorted(c["displayName"] for c in env.sim.rows("customers")) == ["Batch One", "Existing"]
 
 
+def test_page_services_take_a_batch_and_a_fault_may_hit_one_request_of_it(env, bc):
+    numbers = [env.sim.get("customers", i)["number"] for i in env.sim.seed("customers", [{"displayName": "A"},
+                                                                                         {"displayName": "B"}])]
+    company = f"Company('{quote(env.sim.company_name, safe='')}')"
+    env.sim.faults.fail(503, path_contains=f"CustomerCard('{numbers[1]}')", methods=("PATCH",))
+    response = bc.post(f"{env.base}/ODataV4/$batch", json={"requests": [
+        {"id": n, "method": "PATCH", "url": f"{company}/CustomerCard('{n}')", "headers": {"If-Match": "*"},
+         "body": {"Fax_No": "42"}} for n in numbers]})
+    assert [r["status"] for r in response.json()["responses"]] == [200, 503]
+    assert [c["Fax_No"] for c in env.sim.rows("CustomerCard")] == ["42", ""]
+    assert [m for m, _ in env.sim.faults.requests[-1:]] == ["POST"]      # the inner requests are not logged
+    env.sim.faults.lose_answers(path_contains="/ODataV4/$batch")
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):       # applied, but the answer breaks off
+        bc.post(f"{env.base}/ODataV4/$batch", json={"requests": [
+            {"id": "1", "method": "PATCH", "url": f"{company}/CustomerCard('{numbers[1]}')",
+             "headers": {"If-Match": "*"}, "body": {"Fax_No": "43"}}]})
+    assert [c["Fax_No"] for c in env.sim.rows("CustomerCard")] == ["42", "43"]
+
+
 def test_batch_with_snapshot_isolation_is_all_or_nothing(env, bc):
     cid = env.sim.company_id
     requests_ = [
@@ -514,7 +533,10 @@ def test_batch_with_snapshot_isolation_is_all_or_nothing(env, bc):
     assert env.sim.rows("salesOrders") == [] and len(env.sim.rows("salesInvoices")) == 1
 
     too_many = [{"id": str(i), "method": "GET", "url": "companies"} for i in range(101)]
-    assert error_of(bc.post(f"{env.api}/$batch", json={"requests": too_many}))[:2] == (400, "BadRequest")
+    assert error_of(bc.post(f"{env.api}/$batch", json={"requests": too_many})) == (
+        400, "Unknown", "The current batch message contains too many parts. A maximum number of '100' query "
+                        "operations and change sets are allowed in a batch message.")
+    assert bc.post(f"{env.api}/$batch", json={"requests": too_many[:100]}).status_code == 200
 
 
 # -- failure injection and admin endpoints ------------------------------------------------------------------

@@ -136,3 +136,15 @@ def test_limits_are_per_user(stack, dataverse):
     person = requests.get(dataverse.url, headers={"Authorization": f"Bearer {stack.user_token(stack.dataverse_url)}"},
                           verify=str(stack.ca.ca_file), timeout=30)
     assert person.status_code == 200
+
+
+def test_business_central_counts_a_batch_as_one_request_whatever_it_holds(stack, business_central):
+    business_central.limit(requests=2, window_seconds=60, concurrent=1, queue=0)
+    company = f"companies({stack.business_central.company_id})"
+    inner = [{"id": str(i), "method": "GET", "url": f"{company}/customers?$top=1"} for i in range(100)]
+    batch = requests.post(f"{stack.bc_url}/api/v2.0/$batch", json={"requests": inner},
+                          headers={"Authorization": f"Bearer {business_central.token}"},
+                          verify=str(stack.ca.ca_file), timeout=30)
+    assert batch.status_code == 200 and [r["status"] for r in batch.json()["responses"]] == [200] * 100
+    # the hundred inner requests took one place in the window (and one of the concurrent places)
+    assert [business_central.get().status_code for _ in range(2)] == [200, 429]
