@@ -142,7 +142,7 @@ class _Evaluator:
     def _in_set(self, node) -> frozenset | None:
         found = self._sets.get(id(node), False)
         if found is False:
-            values = [_norm(value, self.fold) for value in _literal(node)]
+            values = [_norm(value, self.fold) for value in literal_value(node)]
             plain = all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values)
             found = self._sets[id(node)] = frozenset(values) if plain else None
         return found
