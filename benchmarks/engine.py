@@ -147,7 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     profile = cProfile.Profile() if args.profile else None
     results = measure(args.rows, args.page_size, profile)
-    print(f"{'job':<22} {'records':>8} {'CPU s':>7} {'in fakes':>9} {'records/s per core':>19} {'sync logic alone':>17}")
+    print(f"{'job':<22} {'records':>8} {'CPU s':>7} {'in fakes':>9} {'records/s per core':>19} "
+          f"{'sync logic alone':>17}")
     for r in results:
         print(f"{r['job']:<22} {r['records']:>8} {r['cpu_seconds']:>7.2f} {r['fakes_cpu_seconds']:>9.2f} "
               f"{r['records_per_cpu_second']:>19,} {r['sync_logic_records_per_cpu_second']:>17,}")

@@ -248,7 +248,8 @@ class FieldPlan:
 
     def _conflict(self, conflicts: list[tuple[FieldMapping, Any, Any]]) -> ConflictError:
         names = ", ".join(f"{fm.label} ({fm.bc} <-> {fm.crm})" for fm, _, _ in conflicts)
-        detail = "; ".join(f"{fm.label}: source {normalize(v)!r}, destination {normalize(c)!r}" for fm, v, c in conflicts)
+        detail = "; ".join(f"{fm.label}: source {normalize(v)!r}, destination {normalize(c)!r}"
+                           for fm, v, c in conflicts)
         return ConflictError(
             f"Both sides changed {names} since the last synchronisation ({detail}). "
             f"Set an update-conflict resolution on {self.mapping.name} or make the values agree.",
@@ -270,7 +271,7 @@ class JobMode(str, Enum):
 
 class SyncEngine:
     def __init__(self, catalogs: CatalogSource, bc: Endpoint, crm: CrmEndpoint, couplings: CouplingStore,
-                 errors: ErrorStore, state: StateStore, clock: Clock, *, page_size: int = 500,
+                 errors: ErrorStore, state: StateStore, clock: Clock, *, page_size: int = 20_000,
                  watermark_margin: dt.timedelta = dt.timedelta(seconds=60),
                  reconcile_every: dt.timedelta = dt.timedelta(hours=6), setup: ConnectionSetup = ConnectionSetup()):
         self.catalogs = catalogs
@@ -694,8 +695,8 @@ class _Job:
             result = {sid: (coupling, whole[dst.id]) for sid, (coupling, dst) in result.items() if dst.id in whole}
         return result, ambiguous
 
-    def _query_matches(self, group: list[FieldMapping], rows: list[Record],
-                       criteria: dict[str, list[tuple[FieldMapping, Any]]], claimed: set[str]) -> dict[str, list[Record]]:
+    def _query_matches(self, group: list[FieldMapping], rows: list[Record], criteria: dict[str, list[tuple]],
+                       claimed: set[str]) -> dict[str, list[Record]]:
         """Per row, the uncoupled destination rows its criteria find, asked of the destination: per
         criterion that leads some row (its first with a value), one query for the page's values."""
         lead: dict[int, set] = {}
