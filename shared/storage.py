@@ -221,6 +221,20 @@ def _delete(storage: TableStorage, table: TableClient, groups: list[list[dict]])
     list(map_in_context(storage.pool, remove, chunks))
 
 
+def _query_keys(storage: TableStorage, table: TableClient, partition: str, row_keys: Sequence[str]) -> list[dict]:
+    """Entities of one partition by row key, many keys per query and queries in parallel."""
+    def one(chunk: Sequence[str]) -> list[dict]:
+        params = {"pk": partition, **{f"r{i}": key for i, key in enumerate(chunk)}}
+        keys = " or ".join(f"RowKey eq @r{i}" for i in range(len(chunk)))
+        with storage_errors():
+            return list(table.query_entities(f"PartitionKey eq @pk and ( {keys} )", parameters=params))
+
+    chunks = [row_keys[i:i + KEYS_PER_QUERY] for i in range(0, len(row_keys), KEYS_PER_QUERY)]
+    if len(chunks) == 1:
+        return one(chunks[0])
+    return [entity for result in map_in_context(storage.pool, one, chunks) for entity in result]
+
+
 class CouplingTable:
     def __init__(self, storage: TableStorage):
         self.storage = storage
