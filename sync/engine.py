@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -354,6 +355,7 @@ class _Job:
         self._converters: dict[int, tuple[FieldMapping, Converter]] = {}
         self.field_plan = FieldPlan(mapping, direction, self.converter)
         self.match_index: MatchIndex | None = None  # built by the first page that matches in a full job
+        self._crm_id_prefix = hashlib.sha1(CRM_ID_NAMESPACE.bytes + f"{mapping.name}/".encode())
         # what rules and processes see (sync.rules.RuleContext, sync.process.JobContext)
         self.bc, self.crm, self.couplings = engine.bc, engine.crm, engine.couplings
         self.errors, self.state, self.clock, self.setup = engine.errors, engine.state, engine.clock, engine.setup
@@ -656,8 +658,7 @@ class _Job:
         for group in groups:
             if not remaining:
                 break
-            criteria = {row.id: [(fm, v) for fm, v in ((fm, self._criterion(fm, row)) for fm in group) if v is not None]
-                        for row in remaining}
+            criteria = self._criteria(group, remaining)
             if index is not None:
                 hits = {row.id: index.find(criteria[row.id], self._same) for row in remaining}
             else:
@@ -726,13 +727,22 @@ class _Job:
             self.match_index = MatchIndex(self.dst_side, fields, label, uncoupled)
         return self.match_index
 
-    def _criterion(self, fm: FieldMapping, row: Record) -> Any:
-        """A match criterion's value on the destination side, or None when it cannot take part."""
-        try:
-            value = self.convert(fm, row.values.get(fm.field_on(self.src_side)), row)
-        except RecordError:
-            return None
-        return None if value is KEEP or is_blank(value) else value
+    def _criteria(self, group: list[FieldMapping], rows: list[Record]) -> dict[str, list[tuple[FieldMapping, Any]]]:
+        """Per row, the criteria of the group that take part: (field mapping, value on the destination side)
+        of those whose value converts to something not blank."""
+        steps = [(fm, fm.field_on(self.src_side), self.converter(fm)) for fm in group]
+        result = {}
+        for row in rows:
+            criteria = []
+            for fm, name, convert in steps:
+                try:
+                    value = convert(row.values.get(name), row)
+                except RecordError:
+                    continue
+                if value is not KEEP and not is_blank(value):
+                    criteria.append((fm, value))
+            result[row.id] = criteria
+        return result
 
     @staticmethod
     def _same(fm: FieldMapping, value: Any, theirs: Any) -> bool:
@@ -838,7 +848,14 @@ class _Job:
         return JobOutcome(self.counts, notes, checkpoint, complete)
 
     def crm_id_for(self, bc_id: str) -> str:
-        return str(uuid.uuid5(CRM_ID_NAMESPACE, f"{self.mapping.name}/{bc_id}"))
+        """uuid5(CRM_ID_NAMESPACE, "<mapping>/<bc id>"), with the hash of the common prefix taken once."""
+        digest = self._crm_id_prefix.copy()
+        digest.update(bc_id.encode())
+        raw = bytearray(digest.digest()[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        text = raw.hex()
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
     # -- option mappings ------------------------------------------------------------------------
 

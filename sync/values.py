@@ -67,6 +67,8 @@ def plain_converter(fm: FieldMapping, target: Side) -> Callable[[Any, Any], Any]
         empty = "" if to_bc else None
         template = None if to_bc else fm.template
         max_length = fm.max_length if to_bc else None
+        if not template and not max_length:  # most fields: the text as it is
+            return lambda value, row=None: empty if value is None or value == "" else str(value)
 
         def text(value: Any, row: Any = None) -> Any:
             if value is None or value == "":
