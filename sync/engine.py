@@ -926,13 +926,14 @@ class MatchIndex:
         self.position = {f: i for i, f in enumerate(fields)}
         self.rows: dict[str, tuple] = {}
         self.buckets: dict[str, dict[Any, list[str]]] = {f: {} for f in fields}
+        buckets = [self.buckets[f] for f in fields]
         for row in rows:
-            values = tuple(row.values.get(f) for f in fields)
+            values = [row.values.get(f) for f in fields]
             self.rows[row.id] = (*values, row.values.get(label))
-            for f, value in zip(fields, values):
+            for bucket, value in zip(buckets, values):
                 key = _match_key(value)
                 if key is not None:
-                    self.buckets[f].setdefault(key, []).append(row.id)
+                    bucket.setdefault(key, []).append(row.id)
 
     def find(self, criteria: list[tuple[FieldMapping, Any]], same: Callable[[FieldMapping, Any, Any], bool]) \
             -> list[Record]:
@@ -988,7 +989,8 @@ class _Page:
                     coupling.values_on(side).update({f"~{name}": value for name, value in skip.in_place.items()})
                 self.saved.append(coupling)
             return
-        self._merge_computed(plan, extra, coupling, dst_row)
+        if extra:
+            self._merge_computed(plan, extra, coupling, dst_row)
         if plan.values and plan.action in ("unchanged", "skip"):
             plan.action = "update"
         elif not plan.values and plan.action == "update":
