@@ -925,15 +925,22 @@ class MatchIndex:
         self.side, self.fields, self.label = side, fields, label
         self.position = {f: i for i, f in enumerate(fields)}
         self.rows: dict[str, tuple] = {}
-        self.buckets: dict[str, dict[Any, list[str]]] = {f: {} for f in fields}
+        self.buckets: dict[str, dict[Any, str | list[str]]] = {f: {} for f in fields}
         buckets = [self.buckets[f] for f in fields]
         for row in rows:
             values = [row.values.get(f) for f in fields]
             self.rows[row.id] = (*values, row.values.get(label))
             for bucket, value in zip(buckets, values):
                 key = _match_key(value)
-                if key is not None:
-                    bucket.setdefault(key, []).append(row.id)
+                if key is None:
+                    continue
+                held = bucket.get(key)  # one id, or a list of the ids sharing the value (rare: no list per row)
+                if held is None:
+                    bucket[key] = row.id
+                elif isinstance(held, list):
+                    held.append(row.id)
+                else:
+                    bucket[key] = [held, row.id]
 
     def find(self, criteria: list[tuple[FieldMapping, Any]], same: Callable[[FieldMapping, Any, Any], bool]) \
             -> list[Record]:
@@ -944,7 +951,8 @@ class MatchIndex:
         lead_fm, lead_value = criteria[0]
         wanted = [(fm, v, self.position[fm.field_on(self.side)]) for fm, v in criteria]
         found = []
-        for row_id in self.buckets[lead_fm.field_on(self.side)].get(_match_key(lead_value), ()):
+        held = self.buckets[lead_fm.field_on(self.side)].get(_match_key(lead_value), ())
+        for row_id in (held,) if isinstance(held, str) else held:
             values = self.rows.get(row_id)
             if values is not None and all(same(fm, v, values[i]) for fm, v, i in wanted):
                 found.append(Record(row_id, {**dict(zip(self.fields, values)), self.label: values[-1]}))
