@@ -73,7 +73,7 @@ param tablePrefix string = 'bcsync'
 
 @minValue(1)
 @description('BCSYNC_PAGE_SIZE: rows read and written per page.')
-param pageSize int = 500
+param pageSize int = 20000
 
 @minValue(1)
 @description('BCSYNC_WRITE_CONCURRENCY: writes in flight at once per job and service.')

@@ -105,7 +105,9 @@ class Settings:
     queue_name: str = _setting("BCSYNC_QUEUE_NAME", "bcsync-jobs",
                                "Storage queue of sync jobs; the queue trigger listens on it (set it in the function app).")
     table_prefix: str = _setting("BCSYNC_TABLE_PREFIX", "bcsync", "Prefix of the Table Storage tables.")
-    page_size: int = _setting("BCSYNC_PAGE_SIZE", 500, "Rows read and written per page.")
+    page_size: int = _setting(
+        "BCSYNC_PAGE_SIZE", 20000,
+        "Rows read and written per page; each service is asked for at most its largest page (Dataverse 5,000).")
     write_concurrency: int = _setting(
         "BCSYNC_WRITE_CONCURRENCY", 4,
         "Writes in flight at once per job and service (Business Central serves 5 per user at a time).")

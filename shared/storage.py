@@ -10,9 +10,10 @@
 | <p>runs          | <run id>     | run, job:<job id>           | the run and each of its jobs               |
 | <p>errors        | mapping      | <direction>:<source id>     | a record that failed, until it succeeds    |
 
-Both rows of a coupling are written in one entity-group transaction (same partition), and bulk
-reads ask for many row keys per query, several queries in parallel, so the engine never pays one
-storage round trip per record.
+Both rows of a coupling are written in one entity-group transaction (same partition); transactions
+of 100 operations go in parallel, deletes included. Bulk reads ask for many row keys per query,
+several queries in parallel, or read the mapping's rows of one side by range when that takes fewer
+requests, so the engine never pays one storage round trip per record.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Iterator, Sequence
 
 from azure.core import MatchConditions
@@ -49,6 +51,7 @@ from .telemetry import count_request, map_in_context
 
 KEYS_PER_QUERY = 14      # Table Storage allows 15 comparisons per filter; one is the partition
 TRANSACTION_SIZE = 100   # operations per entity-group transaction
+SCAN_PAGE = 1000         # entities per answer of a query
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -171,14 +174,51 @@ class storage_errors:
         return False
 
 
-def _transact(table: TableClient, operations: list[tuple]) -> None:
-    by_partition: dict[str, list[tuple]] = {}
+def _transact(storage: TableStorage, table: TableClient, operations: list[tuple]) -> None:
+    """Entity-group transactions of up to TRANSACTION_SIZE operations of one partition, sent in parallel.
+    An entity written twice is written once, as it was last given (a transaction refuses duplicates, and
+    parallel ones would race); callers keep the operations that must succeed together adjacent, in even
+    numbers, so that no chunk splits them."""
+    by_partition: dict[str, dict[str, tuple]] = {}
     for op in operations:
-        by_partition.setdefault(op[1]["PartitionKey"], []).append(op)
-    for ops in by_partition.values():
-        for start in range(0, len(ops), TRANSACTION_SIZE):
-            with storage_errors():
-                table.submit_transaction(ops[start:start + TRANSACTION_SIZE])
+        by_partition.setdefault(op[1]["PartitionKey"], {})[op[1]["RowKey"]] = op
+    chunks = [ops[start:start + TRANSACTION_SIZE] for ops in (list(p.values()) for p in by_partition.values())
+              for start in range(0, len(ops), TRANSACTION_SIZE)]
+
+    def submit(chunk: list[tuple]) -> None:
+        with storage_errors():
+            table.submit_transaction(chunk)
+
+    if len(chunks) == 1:
+        submit(chunks[0])
+    else:
+        list(map_in_context(storage.pool, submit, chunks))
+
+
+def _delete(storage: TableStorage, table: TableClient, groups: list[list[dict]]) -> None:
+    """Delete entities (given by their keys) in transactions, each group within one; a transaction that
+    fails because an entity is gone already is redone one entity at a time."""
+    def remove(chunk: list[list[dict]]) -> None:
+        try:
+            _transact(storage, table, [("delete", key) for group in chunk for key in group])
+        except TableTransactionError:
+            for key in (key for group in chunk for key in group):
+                with storage_errors():
+                    try:
+                        table.delete_entity(key["PartitionKey"], key["RowKey"])
+                    except ResourceNotFoundError:
+                        pass
+
+    chunks, chunk, size = [], [], 0
+    for group in groups:
+        if size + len(group) > TRANSACTION_SIZE or (chunk and chunk[0][0]["PartitionKey"] != group[0]["PartitionKey"]):
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(group)
+        size += len(group)
+    if chunk:
+        chunks.append(chunk)
+    list(map_in_context(storage.pool, remove, chunks))
 
 
 def _query_keys(storage: TableStorage, table: TableClient, partition: str, row_keys: Sequence[str]) -> list[dict]:
@@ -199,6 +239,8 @@ class CouplingTable:
     def __init__(self, storage: TableStorage):
         self.storage = storage
         self.table = storage.table("couplings")
+        self.transact = partial(_transact, storage, self.table)
+        self._sizes: dict[tuple[str, Side], int] = {}  # couplings per mapping and side, as last counted
 
     @staticmethod
     def _entity(c: Coupling, side: Side) -> dict:
@@ -216,31 +258,53 @@ class CouplingTable:
                         _dt(e.get("synced_at")), e.get("job_id") or "")
 
     def get_many(self, mapping: str, side: Side, ids: Sequence[str]) -> dict[str, Coupling]:
-        if not ids:
+        """Many keys per query; when the ids are many and the mapping's couplings few enough, one range
+        query over the side instead, cut short when it costs what the key queries would."""
+        keys = sorted({_key(f"{side.value}:{i}") for i in ids})
+        if not keys:
             return {}
-        entities = _query_keys(self.storage, self.table, _key(mapping),
-                               [_key(f"{side.value}:{i}") for i in dict.fromkeys(ids)])
+        queries = -(-len(keys) // KEYS_PER_QUERY)
+        known = self._sizes.get((mapping, side))
+        entities: list = []
+        if queries > 1 and (known is None or -(-known // SCAN_PAGE) < queries):
+            entities, keys = self._scan(mapping, side, keys, queries - 1)
+        if keys:
+            entities += _query_keys(self.storage, self.table, _key(mapping), keys)
         found = (self._coupling(e) for e in entities)
         return {c.id_on(side): c for c in found}
+
+    def _scan(self, mapping: str, side: Side, keys: list[str], pages: int) -> tuple[list, list[str]]:
+        """The entities of `keys` (sorted) found by a range query over the side's rows, reading at most
+        `pages` answers; and the keys past where it stopped, still to be looked up."""
+        wanted, found, seen, last = set(keys), [], 0, ""
+        with storage_errors():
+            answers = self.table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                                                parameters={"pk": _key(mapping), "lo": f"{side.value}:",
+                                                            "hi": f"{side.value};"},
+                                                results_per_page=SCAN_PAGE).by_page()
+            for read, answer in enumerate(answers, start=1):
+                for entity in answer:
+                    seen += 1
+                    last = entity["RowKey"]
+                    if last in wanted:
+                        found.append(entity)
+                if read >= pages and answers.continuation_token:
+                    return found, [k for k in keys if k > last]
+        self._sizes[(mapping, side)] = seen  # read to the end: how many there are, for the next choice
+        return found, []
 
     def save_many(self, couplings: Sequence[Coupling]) -> None:
         ops = [("upsert", self._entity(c, side), {"mode": UpdateMode.REPLACE})
                for c in couplings for side in (Side.BC, Side.CRM)]
-        _transact(self.table, ops)
+        for counted in [k for k in self._sizes if k[0] in {c.mapping for c in couplings}]:
+            self._sizes[counted] += len(couplings)  # at most this many more (some were there)
+        self.transact(ops)
 
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
-        for c in couplings:
-            keys = [{"PartitionKey": _key(c.mapping), "RowKey": _key(f"{side.value}:{c.id_on(side)}")}
-                    for side in (Side.BC, Side.CRM)]
-            try:  # both rows at once, so a crash never leaves one side coupled
-                _transact(self.table, [("delete", k) for k in keys])
-            except TableTransactionError:  # a row already gone fails the batch: delete what is left one by one
-                for k in keys:
-                    with storage_errors():
-                        try:
-                            self.table.delete_entity(k["PartitionKey"], k["RowKey"])
-                        except ResourceNotFoundError:
-                            pass
+        # both rows of a coupling in one transaction, so a crash never leaves one side coupled
+        _delete(self.storage, self.table, [[{"PartitionKey": _key(c.mapping),
+                                             "RowKey": _key(f"{side.value}:{c.id_on(side)}")}
+                                            for side in (Side.BC, Side.CRM)] for c in couplings])
 
     def coupled_ids(self, mapping: str, side: Side, page_size: int = 1000) -> Iterator[list[str]]:
         lo, hi = f"{side.value}:", f"{side.value};"  # row keys of one side sort together
@@ -271,7 +335,9 @@ class CouplingTable:
 
 class ErrorTable:
     def __init__(self, storage: TableStorage):
+        self.storage = storage
         self.table = storage.table("errors")
+        self.transact = partial(_transact, storage, self.table)
 
     @staticmethod
     def _entity(f: RecordFailure) -> dict:
@@ -304,15 +370,12 @@ class ErrorTable:
             return [self._failure(e) for e in self.table.list_entities()]
 
     def save_many(self, failures: Sequence[RecordFailure]) -> None:
-        _transact(self.table, [("upsert", self._entity(f), {"mode": UpdateMode.REPLACE}) for f in failures])
+        self.transact([("upsert", self._entity(f), {"mode": UpdateMode.REPLACE}) for f in failures])
 
     def clear_many(self, mapping: str, direction: Direction, source_ids: Sequence[str]) -> None:
-        for sid in source_ids:
-            with storage_errors():
-                try:
-                    self.table.delete_entity(_key(mapping), _key(f"{direction.value}:{sid}"))
-                except ResourceNotFoundError:
-                    pass
+        _delete(self.storage, self.table, [[{"PartitionKey": _key(mapping),
+                                             "RowKey": _key(f"{direction.value}:{sid}")}]
+                                           for sid in dict.fromkeys(source_ids)])
 
 
 class StateTable:
@@ -322,7 +385,9 @@ class StateTable:
     SCHEDULES = "schedule"
 
     def __init__(self, storage: TableStorage, clock: Clock):
+        self.storage = storage
         self.table = storage.table("state")
+        self.transact = partial(_transact, storage, self.table)
         self.clock = clock
 
     def watermark(self, mapping: str, direction: Direction) -> dt.datetime | None:
@@ -348,11 +413,11 @@ class StateTable:
                 parameters={"pk": _key(mapping), "lo": lo, "hi": hi})]
 
     def mark_pending(self, mapping: str, direction: Direction, ids: Sequence[str]) -> None:
-        _transact(self.table, [("upsert", {"PartitionKey": _key(mapping), "RowKey": _key(f"pending:{direction.value}:{i}"),
+        self.transact([("upsert", {"PartitionKey": _key(mapping), "RowKey": _key(f"pending:{direction.value}:{i}"),
                                            "source_id": i}) for i in dict.fromkeys(ids)])
 
     def clear_pending(self, mapping: str, direction: Direction, ids: Sequence[str]) -> None:
-        _transact(self.table, [("delete", {"PartitionKey": _key(mapping), "RowKey": _key(f"pending:{direction.value}:{i}")})
+        self.transact([("delete", {"PartitionKey": _key(mapping), "RowKey": _key(f"pending:{direction.value}:{i}")})
                                for i in dict.fromkeys(ids)])
 
     def write_backs(self, mapping: str) -> list[WriteBack]:
@@ -363,12 +428,12 @@ class StateTable:
                         parameters={"pk": _key(mapping), "lo": "writeback:", "hi": "writeback;"})]
 
     def save_write_backs(self, mapping: str, write_backs: Sequence[WriteBack]) -> None:
-        _transact(self.table, [("upsert", {"PartitionKey": _key(mapping), "RowKey": _key(f"writeback:{w.row_id}"),
+        self.transact([("upsert", {"PartitionKey": _key(mapping), "RowKey": _key(f"writeback:{w.row_id}"),
                                            "row_id": w.row_id, "values": json.dumps(w.values), "state": w.state,
                                            "status": w.status, "version": w.version}) for w in write_backs])
 
     def clear_write_backs(self, mapping: str, row_ids: Sequence[str]) -> None:
-        _transact(self.table, [("delete", {"PartitionKey": _key(mapping), "RowKey": _key(f"writeback:{i}")})
+        self.transact([("delete", {"PartitionKey": _key(mapping), "RowKey": _key(f"writeback:{i}")})
                                for i in dict.fromkeys(row_ids)])
 
     def cursor(self, mapping: str, name: str) -> str | None:
@@ -433,7 +498,9 @@ class RunTable:
     INDEX = "index"
 
     def __init__(self, storage: TableStorage):
+        self.storage = storage
         self.table = storage.table("runs")
+        self.transact = partial(_transact, storage, self.table)
 
     # -- shapes ---------------------------------------------------------------------------------
 
@@ -482,7 +549,7 @@ class RunTable:
         with storage_errors():
             self.table.upsert_entity({"PartitionKey": self.INDEX, "RowKey": f"{inverted}-{run.run_id}",
                                       "run_id": run.run_id})
-        _transact(self.table, [("upsert", self._run_entity(run))] + [("upsert", self._job_entity(j)) for j in jobs])
+        self.transact([("upsert", self._run_entity(run))] + [("upsert", self._job_entity(j)) for j in jobs])
 
     def get(self, run_id: str) -> Run | None:
         with storage_errors():
@@ -517,7 +584,7 @@ class RunTable:
         with storage_errors():
             entities = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": _key(run.run_id)},
                                                       select=["PartitionKey", "RowKey"]))
-            _transact(self.table, [("delete", e) for e in entities])
+            self.transact([("delete", e) for e in entities])
             try:  # the index row last: a crash before it leaves the run listed, and purged next time
                 self.table.delete_entity(self.INDEX, f"{self._index_key(run.created_at)}-{run.run_id}")
             except ResourceNotFoundError:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from .failures import failed_again
 from .lookups import LookupResolver
 from .mappings import Catalog
 from .model import (
+    EMPTY_GUID,
     BcTable,
     ConnectionSetup,
     Convert,
@@ -62,7 +64,7 @@ from .ports import (
 )
 from .review import Recommendation, recommend
 from .rules import IGNORE, MappingRules, SkipRow, Written
-from .values import blank_for, convert_plain, is_blank, normalize, same
+from .values import blank_for, is_blank, normalize, plain_converter, same
 
 # Ids of Dataverse rows we create are derived from the Business Central record, so an insert that
 # is repeated (a retry after a lost answer, a re-delivered job) finds its row instead of duplicating it.
@@ -143,91 +145,123 @@ class RowPlan:
     dst_has_unsynced_changes: bool = False
 
 
-def plan_row(mapping: TableMapping, direction: Direction, src: Record, dst: Record | None,
-             coupling: Coupling | None, convert: Callable[[FieldMapping, Any], Any]) -> RowPlan:
-    """Decide what to write for one source row (pure; `convert` resolves values for the target side).
+Converter = Callable[[Any, Record], Any]  # a source value (of a row) -> the value for the destination
+
+
+class FieldPlan:
+    """The field mappings of one table mapping in one job direction, resolved once per job: which fields
+    apply, their names on both sides, their converters and snapshot keys. `plan` decides per row.
 
     Bidirectional fields are merged three ways against the coupling's snapshot: changed on the
     source only -> written; changed on the destination only -> left for the opposite pass; changed
     on both to different values -> an update conflict, resolved per the mapping's setting.
     Unidirectional fields always follow their source.
     """
-    src_side, dst_side = direction.source, direction.target
-    src_snap = coupling.values_on(src_side) if coupling else {}
-    dst_snap = coupling.values_on(dst_side) if coupling else {}
-    writes: dict[str, Any] = {}
-    new_src, new_dst = {}, dict(dst_snap)
-    conflicts: list[tuple[FieldMapping, Any, Any]] = []
-    dst_pending = False
-    for fm in mapping.fields_for(direction):
-        src_field, dst_field = fm.field_on(src_side), fm.field_on(dst_side)
-        if dst_field is None:
-            continue
-        if fm.insert_only and dst is not None:
-            continue
-        raw = src.values.get(src_field) if src_field else None
-        target_value = fm.constant if src_field is None else convert(fm, raw)
-        if src_field is not None:
-            new_src[fm.key] = raw
-        if target_value is KEEP:
-            continue
-        if dst is None:
-            if not is_blank(target_value):
-                writes[dst_field] = target_value
-            if src_field is not None:
-                new_dst[fm.key] = target_value
-            continue
-        current = dst.values.get(dst_field)
-        if same(target_value, current):
-            if src_field is not None:
-                new_dst[fm.key] = current
-            continue
-        if fm.direction is Direction.BIDIRECTIONAL and fm.key not in src_snap and is_blank(target_value):
-            # first synchronisation of a matched pair: a blank never wipes out the other side's value;
-            # the opposite pass carries that value over instead
-            dst_pending = True
-            continue
-        if fm.direction is Direction.BIDIRECTIONAL and fm.key in src_snap:
-            src_changed = not same(raw, src_snap.get(fm.key))
-            dst_changed = not same(current, dst_snap.get(fm.key))
-            if dst_changed and not src_changed:
-                dst_pending = True
-                continue
-            if dst_changed and src_changed:
-                conflicts.append((fm, target_value, current))
-                continue
-            if not dst_changed and not src_changed:
-                continue  # values that cannot round-trip (cut to a shorter field): nobody changed them
-        writes[dst_field] = target_value
-        if src_field is not None:
-            new_dst[fm.key] = target_value
 
-    skip_for_conflict = False
-    if conflicts:
+    def __init__(self, mapping: TableMapping, direction: Direction,
+                 converter: Callable[[FieldMapping], Converter]):
+        self.mapping, self.direction = mapping, direction
+        self.src_side, self.dst_side = direction.source, direction.target
+        # per field: (field mapping, snapshot key, source field, destination field, constant, insert only,
+        # bidirectional, converter); plain tuples, as this runs for every field of every row
+        self.steps = tuple(
+            (fm, fm.key, fm.field_on(self.src_side), fm.field_on(self.dst_side), fm.constant, fm.insert_only,
+             fm.direction is Direction.BIDIRECTIONAL, converter(fm) if fm.field_on(self.src_side) else None)
+            for fm in mapping.fields_for(direction) if fm.field_on(self.dst_side) is not None)
         resolution = mapping.update_conflict
-        if resolution is UpdateConflictResolution.NONE:
-            names = ", ".join(f"{fm.label} ({fm.bc} <-> {fm.crm})" for fm, _, _ in conflicts)
-            detail = "; ".join(f"{fm.label}: source {normalize(v)!r}, destination {normalize(c)!r}" for fm, v, c in conflicts)
-            return RowPlan("fail", error=ConflictError(
-                f"Both sides changed {names} since the last synchronisation ({detail}). "
-                f"Set an update-conflict resolution on {mapping.name} or make the values agree.",
-                fields=tuple(fm.label for fm, _, _ in conflicts)))
-        source_wins = (resolution is UpdateConflictResolution.SEND_TO_CRM) == (direction is Direction.TO_CRM)
-        if source_wins:
-            for fm, value, _ in conflicts:
-                writes[fm.field_on(dst_side)] = value
-                new_dst[fm.key] = value
-        else:
-            # the losing side's pass writes nothing; the winner's pass must still run for this row
-            skip_for_conflict = dst_pending = True
+        self.source_wins = (resolution is not UpdateConflictResolution.NONE and
+                            (resolution is UpdateConflictResolution.SEND_TO_CRM) == (direction is Direction.TO_CRM))
 
-    if dst is None:
-        action = "insert"
-    elif writes:
-        action = "update"
-    else:
-        action = "skip" if skip_for_conflict else "unchanged"
-    return RowPlan(action, writes, src_snapshot=new_src, dst_snapshot=new_dst, dst_has_unsynced_changes=dst_pending)
+    def plan(self, src: Record, dst: Record | None, coupling: Coupling | None) -> RowPlan:
+        if coupling is not None:
+            src_snap, dst_snap = coupling.values_on(self.src_side), coupling.values_on(self.dst_side)
+        else:
+            src_snap, dst_snap = {}, {}
+        source, current_values = src.values, dst.values if dst is not None else None
+        writes: dict[str, Any] = {}
+        new_src, new_dst = {}, dict(dst_snap)
+        conflicts: list[tuple[FieldMapping, Any, Any]] = []
+        dst_pending = False
+        for fm, key, src_field, dst_field, constant, insert_only, both_ways, convert in self.steps:
+            if insert_only and dst is not None:
+                continue
+            if src_field is None:
+                raw, target_value = None, constant
+            else:
+                raw = source.get(src_field)
+                target_value = convert(raw, src)
+                new_src[key] = raw
+            if target_value is KEEP:
+                continue
+            if current_values is None:
+                if target_value is not None and target_value != "" and target_value != EMPTY_GUID:  # not blank
+                    writes[dst_field] = target_value
+                if src_field is not None:
+                    new_dst[key] = target_value
+                continue
+            current = current_values.get(dst_field)
+            if same(target_value, current):
+                if src_field is not None:
+                    new_dst[key] = current
+                continue
+            if both_ways:
+                if key not in src_snap:
+                    if is_blank(target_value):
+                        # first synchronisation of a matched pair: a blank never wipes out the other side's
+                        # value; the opposite pass carries that value over instead
+                        dst_pending = True
+                        continue
+                else:
+                    src_changed = not same(raw, src_snap.get(key))
+                    dst_changed = not same(current, dst_snap.get(key))
+                    if dst_changed and not src_changed:
+                        dst_pending = True
+                        continue
+                    if dst_changed and src_changed:
+                        conflicts.append((fm, target_value, current))
+                        continue
+                    if not dst_changed and not src_changed:
+                        continue  # values that cannot round-trip (cut to a shorter field): nobody changed them
+            writes[dst_field] = target_value
+            if src_field is not None:
+                new_dst[key] = target_value
+
+        skip_for_conflict = False
+        if conflicts:
+            if self.mapping.update_conflict is UpdateConflictResolution.NONE:
+                return RowPlan("fail", error=self._conflict(conflicts))
+            if self.source_wins:
+                for fm, value, _ in conflicts:
+                    writes[fm.field_on(self.dst_side)] = value
+                    new_dst[fm.key] = value
+            else:
+                # the losing side's pass writes nothing; the winner's pass must still run for this row
+                skip_for_conflict = dst_pending = True
+
+        if dst is None:
+            action = "insert"
+        elif writes:
+            action = "update"
+        else:
+            action = "skip" if skip_for_conflict else "unchanged"
+        return RowPlan(action, writes, src_snapshot=new_src, dst_snapshot=new_dst,
+                       dst_has_unsynced_changes=dst_pending)
+
+    def _conflict(self, conflicts: list[tuple[FieldMapping, Any, Any]]) -> ConflictError:
+        names = ", ".join(f"{fm.label} ({fm.bc} <-> {fm.crm})" for fm, _, _ in conflicts)
+        detail = "; ".join(f"{fm.label}: source {normalize(v)!r}, destination {normalize(c)!r}"
+                           for fm, v, c in conflicts)
+        return ConflictError(
+            f"Both sides changed {names} since the last synchronisation ({detail}). "
+            f"Set an update-conflict resolution on {self.mapping.name} or make the values agree.",
+            fields=tuple(fm.label for fm, _, _ in conflicts))
+
+
+def plan_row(mapping: TableMapping, direction: Direction, src: Record, dst: Record | None,
+             coupling: Coupling | None, convert: Callable[[FieldMapping, Any], Any]) -> RowPlan:
+    """Decide what to write for one source row (pure; `convert` resolves values for the target side).
+    A job builds its FieldPlan once instead; this is the same decision for a single row."""
+    return FieldPlan(mapping, direction, lambda fm: lambda value, row: convert(fm, value)).plan(src, dst, coupling)
 
 
 class JobMode(str, Enum):
@@ -238,7 +272,7 @@ class JobMode(str, Enum):
 
 class SyncEngine:
     def __init__(self, catalogs: CatalogSource, bc: Endpoint, crm: CrmEndpoint, couplings: CouplingStore,
-                 errors: ErrorStore, state: StateStore, clock: Clock, *, page_size: int = 500,
+                 errors: ErrorStore, state: StateStore, clock: Clock, *, page_size: int = 20_000,
                  watermark_margin: dt.timedelta = dt.timedelta(seconds=60),
                  reconcile_every: dt.timedelta = dt.timedelta(hours=6), setup: ConnectionSetup = ConnectionSetup()):
         self.catalogs = catalogs
@@ -318,6 +352,10 @@ class _Job:
         self.rules: MappingRules = mapping.rules or MappingRules()
         self.src_fields = self._field_list(self.src_side, self.src_table)
         self.dst_fields = self._field_list(self.dst_side, self.dst_table)
+        self._converters: dict[int, tuple[FieldMapping, Converter]] = {}
+        self.field_plan = FieldPlan(mapping, direction, self.converter)
+        self.match_index: MatchIndex | None = None  # built by the first page that matches in a full job
+        self._crm_id_prefix = hashlib.sha1(CRM_ID_NAMESPACE.bytes + f"{mapping.name}/".encode())
         # what rules and processes see (sync.rules.RuleContext, sync.process.JobContext)
         self.bc, self.crm, self.couplings = engine.bc, engine.crm, engine.couplings
         self.errors, self.state, self.clock, self.setup = engine.errors, engine.state, engine.clock, engine.setup
@@ -605,34 +643,26 @@ class _Job:
         """Match-based coupling, also run before any insert: for each uncoupled row, the
         criteria groups are tried by priority; a group whose criteria (AND-ed, blank ones left out)
         find exactly one uncoupled row within the other side's filter couples it; none -> the next
-        group; several -> the row fails rather than adding another."""
+        group; several -> the row fails rather than adding another.
+
+        A job that reads every row (full, couple) reads the destination once and matches in memory;
+        a scheduled run, with few uncoupled rows, asks the destination per page."""
         result: dict[str, tuple[Coupling, Record]] = {}
         ambiguous: dict[str, RecordError] = {}
+        groups = self.mapping.match_groups(self.src_side)
+        if not rows or not groups:
+            return result, ambiguous
+        index = self._match_index(groups) if self.full else None
         claimed: set[str] = set()
         remaining = list(rows)
-        for group in self.mapping.match_groups(self.src_side):
+        for group in groups:
             if not remaining:
                 break
-            values = {row.id: [self._criterion(fm, row) for fm in group] for row in remaining}
-            lead = {}  # per row, the first criterion with a value: it selects the candidates
-            for row in remaining:
-                first = next((i for i, v in enumerate(values[row.id]) if v is not None), None)
-                if first is not None:
-                    lead.setdefault(first, []).append(row)
-            candidates: dict[str, Record] = {}
-            for index, lead_rows in lead.items():
-                fm = group[index]
-                for c in self.dst.read_matching(self.dst_table, self.dst_fields, fm.field_on(self.dst_side),
-                                                sorted({values[r.id][index] for r in lead_rows}, key=str),
-                                                where=self.mapping.filter_on(self.dst_side)):
-                    candidates[c.id] = c
-            taken = self.e.couplings.get_many(self.mapping.name, self.dst_side, list(candidates))
-            free = [c for c in candidates.values() if c.id not in taken and c.id not in claimed]
-            hits, criteria = {}, {}
-            for row in remaining:
-                criteria[row.id] = [(fm, v) for fm, v in zip(group, values[row.id]) if v is not None]
-                hits[row.id] = [c for c in free if criteria[row.id]
-                                and all(self._same(fm, v, c) for fm, v in criteria[row.id])]
+            criteria = self._criteria(group, remaining)
+            if index is not None:
+                hits = {row.id: index.find(criteria[row.id], self._same) for row in remaining}
+            else:
+                hits = self._query_matches(group, remaining, criteria, claimed)
             # one row matched by several of ours is as ambiguous as several matching one of ours:
             # coupling the first would leave the others to be created as duplicates
             rivals = Counter(c.id for found in hits.values() for c in found)
@@ -641,6 +671,8 @@ class _Job:
                 found, field_label = hits[row.id], criteria[row.id][0][0].label if criteria[row.id] else ""
                 if len(found) == 1 and rivals[found[0].id] == 1:
                     claimed.add(found[0].id)
+                    if index is not None:
+                        index.discard([found[0].id])
                     bc_id, crm_id = (row.id, found[0].id) if self.src_side is Side.BC else (found[0].id, row.id)
                     result[row.id] = (Coupling(self.mapping.name, bc_id, crm_id), found[0])
                 elif len(found) == 1:
@@ -656,18 +688,67 @@ class _Job:
                 else:
                     unmatched.append(row)
             remaining = unmatched
+        if index is not None and result:
+            # the index holds what matching needs; the pairs' destination rows are read whole for planning
+            # (one that vanished since is no match: its source row is created instead)
+            whole = {r.id: r for r in self.dst.read_ids(self.dst_table, self.dst_fields,
+                                                        [dst.id for _, dst in result.values()])}
+            result = {sid: (coupling, whole[dst.id]) for sid, (coupling, dst) in result.items() if dst.id in whole}
         return result, ambiguous
 
-    def _criterion(self, fm: FieldMapping, row: Record) -> Any:
-        """A match criterion's value on the destination side, or None when it cannot take part."""
-        try:
-            value = self.convert(fm, row.values.get(fm.field_on(self.src_side)), row)
-        except RecordError:
-            return None
-        return None if value is KEEP or is_blank(value) else value
+    def _query_matches(self, group: list[FieldMapping], rows: list[Record], criteria: dict[str, list[tuple]],
+                       claimed: set[str]) -> dict[str, list[Record]]:
+        """Per row, the uncoupled destination rows its criteria find, asked of the destination: per
+        criterion that leads some row (its first with a value), one query for the page's values."""
+        lead: dict[int, set] = {}
+        for row in rows:
+            if criteria[row.id]:
+                fm, value = criteria[row.id][0]
+                lead.setdefault(group.index(fm), set()).add(value)
+        candidates: dict[str, Record] = {}
+        for index, values in lead.items():
+            for c in self.dst.read_matching(self.dst_table, self.dst_fields, group[index].field_on(self.dst_side),
+                                            sorted(values, key=str), where=self.mapping.filter_on(self.dst_side)):
+                candidates[c.id] = c
+        taken = self.e.couplings.get_many(self.mapping.name, self.dst_side, list(candidates))
+        free = [c for c in candidates.values() if c.id not in taken and c.id not in claimed]
+        dst_side = self.dst_side
+        return {row.id: [c for c in free if criteria[row.id] and all(
+            self._same(fm, v, c.values.get(fm.field_on(dst_side))) for fm, v in criteria[row.id])] for row in rows}
 
-    def _same(self, fm: FieldMapping, value: Any, candidate: Record) -> bool:
-        mine, theirs = normalize(value), normalize(candidate.values.get(fm.field_on(self.dst_side)))
+    def _match_index(self, groups: list[list[FieldMapping]]) -> "MatchIndex":
+        if self.match_index is None:
+            fields = list(dict.fromkeys(fm.field_on(self.dst_side) for group in groups for fm in group))
+            label = self.dst_table.key_field if self.dst_side is Side.BC else self.dst_table.primary_name
+            coupled = {i for ids in self.e.couplings.coupled_ids(self.mapping.name, self.dst_side) for i in ids}
+            pages = self.dst.read_changed(self.dst_table, list(dict.fromkeys([*fields, label])), since=None,
+                                          where=self.mapping.filter_on(self.dst_side), page_size=self.e.page_size)
+            uncoupled = (r for page in pages for r in page if r.id not in coupled)
+            self.match_index = MatchIndex(self.dst_side, fields, label, uncoupled)
+        return self.match_index
+
+    def _criteria(self, group: list[FieldMapping], rows: list[Record]) -> dict[str, list[tuple[FieldMapping, Any]]]:
+        """Per row, the criteria of the group that take part: (field mapping, value on the destination side)
+        of those whose value converts to something not blank."""
+        steps = [(fm, fm.field_on(self.src_side), self.converter(fm)) for fm in group]
+        result = {}
+        for row in rows:
+            criteria = []
+            for fm, name, convert in steps:
+                try:
+                    value = convert(row.values.get(name), row)
+                except RecordError:
+                    continue
+                if value is not KEEP and not is_blank(value):
+                    criteria.append((fm, value))
+            result[row.id] = criteria
+        return result
+
+    @staticmethod
+    def _same(fm: FieldMapping, value: Any, theirs: Any) -> bool:
+        """Whether a criterion's value equals a destination row's: text ignores case unless the field
+        mapping says otherwise."""
+        mine, theirs = normalize(value), normalize(theirs)
         if isinstance(mine, str) and isinstance(theirs, str) and not fm.case_sensitive:
             return mine.casefold() == theirs.casefold()
         return same(mine, theirs)
@@ -703,32 +784,50 @@ class _Job:
     # -- values ---------------------------------------------------------------------------------
 
     def convert(self, fm: FieldMapping, value: Any, row: Record) -> Any:
+        return self.converter(fm)(value, row)
+
+    def converter(self, fm: FieldMapping) -> Converter:
+        # by identity: the field mappings of the job's mapping live as long as the job, and hashing
+        # one (all its attributes) would cost more than converting
+        known = self._converters.get(id(fm))
+        if known is None or known[0] is not fm:
+            known = self._converters[id(fm)] = (fm, self._converter(fm))
+        return known[1]
+
+    def _converter(self, fm: FieldMapping) -> Converter:
+        """How a source value of `fm` becomes the destination's, with what does not depend on the row
+        looked up once per job."""
+        dst_side = self.dst_side
         if fm.convert is not Convert.LOOKUP:
-            return convert_plain(fm, value, self.dst_side)
-        ref_rules = self.catalog[fm.lookup_mapping].rules or MappingRules()
-        if is_blank(value):
-            special = ref_rules.blank_counterpart(self, self.dst_side)
-            if special is not None:
-                return special
-            return KEEP if fm.not_null else blank_for(fm, self.dst_side)
-        if self.dst_side is Side.BC and ref_rules.is_blank_counterpart(self, value):
-            return blank_for(fm, self.dst_side)
-        found, converted = self.resolver.resolve(fm, self.dst_side, value)
-        if found:
-            return converted
+            return plain_converter(fm, dst_side)
         ref = self.catalog[fm.lookup_mapping]
-        if fm.when_uncoupled is WhenUncoupled.CLEAR:
-            return KEEP if fm.not_null else blank_for(fm, self.dst_side)
-        problem = self._uncoupled(fm, value, ref)
-        if fm.when_uncoupled is WhenUncoupled.LEAVE_BLANK:
-            if self.dst_side is Side.BC:
-                # Business Central keeps its value rather than lose it to an option it cannot name
-                self.notes[f"{problem}; the Business Central value was kept"] += 1
-                return KEEP
-            self.notes[f"{problem}; left blank"] += 1
-            return KEEP if fm.not_null else blank_for(fm, self.dst_side)
-        raise RecordError(f"{record_label(self.src_table, row)}: {problem}; couple it first (table mapping {ref.name}).",
-                          field=fm.label, code="NotCoupled")
+        ref_rules = ref.rules or MappingRules()
+        blank = blank_for(fm, dst_side)
+        cleared = KEEP if fm.not_null else blank
+        resolve = self.resolver.resolver(fm, dst_side)
+
+        def lookup(value: Any, row: Record) -> Any:
+            if is_blank(value):
+                special = ref_rules.blank_counterpart(self, dst_side)
+                return cleared if special is None else special
+            if dst_side is Side.BC and ref_rules.is_blank_counterpart(self, value):
+                return blank
+            found, converted = resolve(value)
+            if found:
+                return converted
+            if fm.when_uncoupled is WhenUncoupled.CLEAR:
+                return cleared
+            problem = self._uncoupled(fm, value, ref)
+            if fm.when_uncoupled is WhenUncoupled.LEAVE_BLANK:
+                if dst_side is Side.BC:
+                    # Business Central keeps its value rather than lose it to an option it cannot name
+                    self.notes[f"{problem}; the Business Central value was kept"] += 1
+                    return KEEP
+                self.notes[f"{problem}; left blank"] += 1
+                return cleared
+            raise RecordError(f"{record_label(self.src_table, row)}: {problem}; couple it first (table mapping "
+                              f"{ref.name}).", field=fm.label, code="NotCoupled")
+        return lookup
 
     def _uncoupled(self, fm: FieldMapping, value: Any, ref: TableMapping) -> str:
         """The reason a lookup failed, in the user's terms."""
@@ -749,7 +848,14 @@ class _Job:
         return JobOutcome(self.counts, notes, checkpoint, complete)
 
     def crm_id_for(self, bc_id: str) -> str:
-        return str(uuid.uuid5(CRM_ID_NAMESPACE, f"{self.mapping.name}/{bc_id}"))
+        """uuid5(CRM_ID_NAMESPACE, "<mapping>/<bc id>"), with the hash of the common prefix taken once."""
+        digest = self._crm_id_prefix.copy()
+        digest.update(bc_id.encode())
+        raw = bytearray(digest.digest()[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        text = raw.hex()
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
     # -- option mappings ------------------------------------------------------------------------
 
@@ -803,6 +909,61 @@ class _Job:
         return self.outcome()
 
 
+def _match_key(value: Any) -> Any:
+    """What the match index files a value under: coarser than any criterion's comparison (text folded to
+    one case), so that every row a criterion could match is in the bucket of its value."""
+    key = normalize(value)
+    return key.casefold() if isinstance(key, str) else key
+
+
+class MatchIndex:
+    """The uncoupled destination rows of a job that reads every row, read once and filed by the value of
+    each match criterion's field. Rows are kept as compact tuples of the matched fields (and the field
+    users know a row by, for messages), as there may be many."""
+
+    def __init__(self, side: Side, fields: list[str], label: str, rows: Iterable[Record]):
+        self.side, self.fields, self.label = side, fields, label
+        self.position = {f: i for i, f in enumerate(fields)}
+        self.rows: dict[str, tuple] = {}
+        self.buckets: dict[str, dict[Any, str | list[str]]] = {f: {} for f in fields}
+        buckets = [self.buckets[f] for f in fields]
+        for row in rows:
+            values = [row.values.get(f) for f in fields]
+            self.rows[row.id] = (*values, row.values.get(label))
+            for bucket, value in zip(buckets, values):
+                key = _match_key(value)
+                if key is None:
+                    continue
+                held = bucket.get(key)  # one id, or a list of the ids sharing the value (rare: no list per row)
+                if held is None:
+                    bucket[key] = row.id
+                elif isinstance(held, list):
+                    held.append(row.id)
+                else:
+                    bucket[key] = [held, row.id]
+
+    def find(self, criteria: list[tuple[FieldMapping, Any]], same: Callable[[FieldMapping, Any, Any], bool]) \
+            -> list[Record]:
+        """The rows still uncoupled that satisfy every criterion ((field mapping, value) pairs, the first
+        one leading), as records of the matched fields."""
+        if not criteria:
+            return []
+        lead_fm, lead_value = criteria[0]
+        wanted = [(fm, v, self.position[fm.field_on(self.side)]) for fm, v in criteria]
+        found = []
+        held = self.buckets[lead_fm.field_on(self.side)].get(_match_key(lead_value), ())
+        for row_id in (held,) if isinstance(held, str) else held:
+            values = self.rows.get(row_id)
+            if values is not None and all(same(fm, v, values[i]) for fm, v, i in wanted):
+                found.append(Record(row_id, {**dict(zip(self.fields, values)), self.label: values[-1]}))
+        return found
+
+    def discard(self, ids: Iterable[str]) -> None:
+        """Rows coupled meanwhile are no candidates any more."""
+        for row_id in ids:
+            self.rows.pop(row_id, None)
+
+
 class _Page:
     """Plans and writes of one page; flushed with `write`."""
 
@@ -823,8 +984,7 @@ class _Page:
     def plan(self, row: Record, coupling: Coupling | None, dst_row: Record | None) -> None:
         job = self.job
         try:
-            plan = plan_row(job.mapping, job.direction, row, dst_row, coupling,
-                            lambda fm, value: job.convert(fm, value, row))
+            plan = job.field_plan.plan(row, dst_row, coupling)
             extra = job.rules.extra_values(job, row, dst_row) if plan.action != "fail" else {}
         except RecordError as exc:
             self.fail(row, coupling, exc)
@@ -837,7 +997,8 @@ class _Page:
                     coupling.values_on(side).update({f"~{name}": value for name, value in skip.in_place.items()})
                 self.saved.append(coupling)
             return
-        self._merge_computed(plan, extra, coupling, dst_row)
+        if extra:
+            self._merge_computed(plan, extra, coupling, dst_row)
         if plan.values and plan.action in ("unchanged", "skip"):
             plan.action = "update"
         elif not plan.values and plan.action == "update":
@@ -919,6 +1080,8 @@ class _Page:
             job.e.couplings.delete_many(self.removed)
         if self.saved:
             job.e.couplings.save_many(self.saved)
+            if job.match_index is not None:
+                job.match_index.discard(c.id_on(job.dst_side) for c in self.saved)
         self._follow_up()
         self._record_failures()
         cleared = [sid for sid in self.succeeded if sid in job.failures]

@@ -6,7 +6,7 @@ and cached for the job, bounded in size.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .mappings import Catalog
 from .model import FieldMapping, Side
@@ -51,10 +51,15 @@ class LookupResolver:
         """How to show a looked-up value in a message: a BC id as its code, anything else as is."""
         return self._names.get(normalize(value), str(value))
 
-    def resolve(self, fm: FieldMapping, target: Side, value: Any) -> tuple[bool, Any]:
-        """(True, converted) when coupled; (False, None) when the referenced record is not coupled."""
-        result = self._bucket(fm, target).get(normalize(value), _MISSING)
-        return (False, None) if result is _MISSING else (True, result)
+    def resolver(self, fm: FieldMapping, target: Side) -> Callable[[Any], tuple[bool, Any]]:
+        """Resolves a value of `fm` towards `target` (prepared beforehand): (True, converted) when coupled,
+        (False, None) when the referenced record is not coupled."""
+        bucket = self._bucket(fm, target)  # cleared in place when full, never replaced
+
+        def resolve(value: Any) -> tuple[bool, Any]:
+            result = bucket.get(normalize(value), _MISSING)
+            return (False, None) if result is _MISSING else (True, result)
+        return resolve
 
     def _to_crm(self, fm: FieldMapping, values: set) -> dict[Any, Any]:
         ref = self.catalog[fm.lookup_mapping]

@@ -29,6 +29,7 @@ from .schedule import ScheduleStore, after_run, due_mappings, iso
 
 log = logging.getLogger("bcsync.runs")
 RUNS_STATE = "(runs)"  # the state store's partition for what belongs to no mapping
+PROGRESS_SAVES_PER_LEASE = 20  # a running job saves its progress (and renews its lease) every 1/20 of a lease
 
 
 class RunKind(str, Enum):
@@ -368,11 +369,18 @@ class RunCoordinator:
 
     def _execute(self, run: Run, job: Job, lease_name: str, owner: str) -> Job | None:
         """Run the job once; returns it as it ended (None: it lost its lease to another worker)."""
+        saved_at = self.clock.now()  # the claim saved the job and took its lease
+
         def progress(p: Progress) -> None:
-            nonlocal job
+            nonlocal job, saved_at
             now = self.clock.now()
             job.counts = p.counts
             job.checkpoint = p.checkpoint or job.checkpoint
+            # Saved now and then, not after every page: the lease is renewed long before it runs out, and
+            # a continuation after a crash resumes from an older checkpoint, redoing pages harmlessly.
+            if now - saved_at < self.lease / PROGRESS_SAVES_PER_LEASE:
+                return
+            saved_at = now
             job.lease_until = now + self.lease
             try:
                 job = self.runs.save_job(job)

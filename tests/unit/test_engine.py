@@ -1,10 +1,11 @@
 """The engine against in-memory fakes of its ports."""
 
+import uuid
 
 import pytest
 
 from sync.config import MappingOverride, StaticCatalog, apply
-from sync.engine import JobMode, SyncEngine, plan_row
+from sync.engine import CRM_ID_NAMESPACE, JobMode, SyncEngine, plan_row
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
 from sync.model import Direction, Side, UpdateConflictResolution
 from sync.ports import Coupling, Record
@@ -533,3 +534,9 @@ def test_a_coupling_whose_two_records_were_both_deleted_is_dropped():
     w.bc.delete(BC_CUSTOMER, cid)
     w.run("CUSTOMER", TO)                  # the Sales deletion marks the customer, which is gone too
     assert w.couplings.all("CUSTOMER") == {} and w.errors.list_all() == []
+
+
+def test_the_ids_of_rows_we_create_in_sales_are_name_based_uuids_of_mapping_and_source_id():
+    job = World().engine.job("CUSTOMER", "job1")
+    for bc_id in ("C00010", "0b0e6a3e-1f2d-4c55-9d3c-2a7e5f9b8c01", "Zoë"):
+        assert job.crm_id_for(bc_id) == str(uuid.uuid5(CRM_ID_NAMESPACE, f"CUSTOMER/{bc_id}"))

@@ -266,3 +266,28 @@ def test_job_ends_are_logged_with_their_fields_and_told_to_the_observer(caplog):
     assert "failed" in failed.getMessage() and "the filter is refused" in failed.getMessage()
     assert (failed.run, failed.job, failed.mapping) == (second.run_id, "CUSTOMER:from-crm", "CUSTOMER")
     assert observer.events[-2:] == [("ended", "CUSTOMER:from-crm", JobStatus.FAILED, 0), ("left", "CUSTOMER:from-crm")]
+
+
+def test_a_running_job_saves_its_progress_now_and_then_renewing_its_lease_well_before_it_runs_out():
+    h = Harness()
+    h.w.engine.page_size = 1
+    for i in range(12):
+        h.w.customer(f"C{i:05d}", f"Customer {i}")
+    pages = h.w.bc.read_changed
+
+    def ten_seconds_a_page(*args, **kwargs):
+        for page in pages(*args, **kwargs):
+            h.w.clock.tick(10)
+            yield page
+    h.w.bc.read_changed = ten_seconds_a_page
+    saves, save = [], h.runs.save_job
+    h.runs.save_job = lambda job: (saves.append((job.job_id, job.status, h.w.clock.now(), job.lease_until)),
+                                   save(job))[1]
+    h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    h.drain()
+    running = [(at, until) for job_id, status, at, until in saves
+               if job_id == "CUSTOMER:to-crm" and status is JobStatus.RUNNING]
+    gaps = [(later - earlier).total_seconds() for (earlier, _), (later, _) in zip(running, running[1:])]
+    assert len(gaps) >= 3                            # 120 s of pages: saved a few times, not after each page
+    assert all(30 <= gap <= 40 for gap in gaps)      # every twentieth of the 600 s lease
+    assert all((until - at).total_seconds() == 600 for at, until in running)
