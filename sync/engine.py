@@ -73,6 +73,7 @@ COUNT_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "faile
 NO_MATCH, SEVERAL_MATCHES = "NoMatch", "SeveralMatches"
 MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
 FEED_CURSOR = "feed:crm"         # the state store's name for a mapping's Dataverse delta link
+LASTING = dt.timedelta(hours=1)  # how long the engine keeps facts that hardly ever change
 PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
 
 
@@ -252,6 +253,16 @@ class SyncEngine:
         self.watermark_margin = watermark_margin
         self.reconcile_every = reconcile_every  # how often coupled ids are checked where no change feed tells deletions
         self.setup = setup
+        self._lasting: dict[str, Any] = {}
+        self._lasting_since: dt.datetime | None = None
+
+    def lasting(self) -> dict[str, Any]:
+        """Facts about the services that hardly ever change (the local currency and its Sales row), kept
+        across jobs for an hour so that a scheduled run does not read them again for every job."""
+        now = self.clock.now()
+        if self._lasting_since is None or now - self._lasting_since >= LASTING:
+            self._lasting, self._lasting_since = {}, now
+        return self._lasting
 
     def endpoint(self, side: Side) -> Endpoint:
         return self.bc if side is Side.BC else self.crm
@@ -322,6 +333,8 @@ class _Job:
         self.bc, self.crm, self.couplings = engine.bc, engine.crm, engine.couplings
         self.errors, self.state, self.clock, self.setup = engine.errors, engine.state, engine.clock, engine.setup
         self.cache: dict[str, Any] = {}
+        self.lasting = engine.lasting()
+        self.moves_watermark = mode is not JobMode.COUPLE
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
@@ -340,6 +353,11 @@ class _Job:
     # -- the two phases ------------------------------------------------------------------------
 
     def run(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
+        # A coupling job leaves coupled rows alone, so their changes must still be found by the next run:
+        # its watermark stays, unless nothing was coupled before it and it synchronises what it couples
+        # (then it reads every row as a full one does, and the first scheduled run need not read them again)
+        self.moves_watermark = self.mode is not JobMode.COUPLE or (
+            resume_from is None and self.mapping.sync_after_coupling and self._nothing_coupled(self.src_side))
         # a continuation (resume_from set) already did the forced rows before its first checkpoint
         if resume_from is None:
             self._detect_deletions()
@@ -374,11 +392,11 @@ class _Job:
     def _advance(self, page: list[Record], resume: dt.datetime | None) -> dt.datetime | None:
         """The newest modified-on seen so far. The mapping's watermark follows it, but never passes the
         job's start minus the margin, so rows committed late or stamped by a skewed clock are read again
-        next run; a coupling job leaves coupled rows alone, so their changes must still be found later."""
+        next run."""
         newest = max((r.modified_on for r in page if r.modified_on), default=None)
         if newest is None:
             return resume
-        if self.mode is not JobMode.COUPLE:
+        if self.moves_watermark:
             self.e.state.advance_watermark(self.mapping.name, self.direction, min(newest, self.cap))
         return newest if resume is None else max(resume, newest)
 
@@ -463,7 +481,10 @@ class _Job:
         if peek is not None and peek[0]:
             return True
         if peek is None or not peek[1]:  # the feed does not tell this job's changes: the watermark does
-            page = next(iter(self.src.read_changed(self.src_table, self.src_fields, since=watermark,
+            # a companion page's fields tell nothing a version does not: not read for a look
+            companion = getattr(self.src_table, "companion", None)
+            fields = [f for f in self.src_fields if not (companion and f in companion.fields)]
+            page = next(iter(self.src.read_changed(self.src_table, fields, since=watermark,
                                                    where=self.mapping.filter_on(self.src_side), page_size=PEEK_ROWS,
                                                    not_modified_by=self._not_modified_by())), [])
             if len(page) == PEEK_ROWS or self._work_among(page):
@@ -530,7 +551,7 @@ class _Job:
             for gone in self._reconcile(side):
                 self._deleted(side, gone)
                 self.on_progress(Progress(self.counts, None))  # a long reconciliation keeps its lease
-        elif next(iter(self.e.couplings.coupled_ids(self.mapping.name, side, page_size=1)), None):
+        elif not self._nothing_coupled(side):
             return  # a coupling job leaves coupled rows alone: the next scheduled run checks them
         # (a full synchronisation's coupling with nothing coupled before it has nothing to check until the
         # next interval, so the first scheduled run after it is as cheap as any other)
@@ -568,6 +589,9 @@ class _Job:
         return _Job(self.e, self.catalog, self.mapping, direction, self.job_id, JobMode.INCREMENTAL, self.counts,
                     self.on_progress)
 
+    def _nothing_coupled(self, side: Side) -> bool:
+        return next(iter(self.e.couplings.coupled_ids(self.mapping.name, side, page_size=1)), None) is None
+
     def _reconcile_due(self, side: Side) -> bool:
         last = self.e.state.cursor(self.mapping.name, f"reconciled:{side.value}")
         return last is None or self.started - dt.datetime.fromisoformat(last) >= self.e.reconcile_every
@@ -575,11 +599,10 @@ class _Job:
     def _deletions_waiting(self, feed_looked: bool) -> bool:
         """Whether `_detect_deletions` would find something, without consuming the change feed."""
         if self.direction is self.mapping.direction.job_directions()[0] and self._reconcile_due(Side.BC):
-            if next(iter(self.e.couplings.coupled_ids(self.mapping.name, Side.BC, page_size=1)), None):
+            if not self._nothing_coupled(Side.BC):
                 return True
         if self._reads_feed() and not feed_looked:  # no feed yet, or none at all: reconciliation
-            return self._reconcile_due(Side.CRM) and bool(next(iter(
-                self.e.couplings.coupled_ids(self.mapping.name, Side.CRM, page_size=1)), None))
+            return self._reconcile_due(Side.CRM) and not self._nothing_coupled(Side.CRM)
         return False
 
     def _peek_feed(self) -> tuple[bool, bool] | None:
