@@ -4,6 +4,7 @@ run with a few changes per side a handful per direction, however large the table
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 
@@ -72,7 +73,10 @@ def test_a_scheduled_run_costs_a_few_requests_per_direction_after_a_full_sync(en
                               for i in range(ROWS)])
     env.dv.seed("account", [{"name": f"Customer {i}", "customertypecode": 3, "address1_city": "Lyon"}
                             for i in range(ROWS)])
-    time.sleep(1)  # the full synchronisation's watermark is not the seed's second
+    # the simulator stamps seeded rows some milliseconds apart, into the next seconds: the full
+    # synchronisation starts once they are past, as it would minutes after the rows were made
+    newest = max(c["lastModifiedDateTime"] for c in env.bc.rows("customers"))
+    time.sleep(max(0.0, (newest - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 1)
     full = env.full_sync(["CUSTOMER"])
     assert job(full, "CUSTOMER:to-crm").counts.coupled == ROWS and len(env.couplings("CUSTOMER")) == ROWS
     count = RequestCount(env)
