@@ -457,7 +457,10 @@ class _Job:
                         self._deleted(Side.CRM, [i for i in ids if i.lower() not in present])
                 self.e.state.save_cursor(self.mapping.name, FEED_CURSOR, page.cursor)
             self.on_progress(Progress(self.counts, resume))
-            if feed.complete and deadline is not None and self.e.clock.now() >= deadline and not page.last:
+            # out of time: a continuation goes on from the saved cursor (a full read is not cut short here:
+            # its continuation would start from the checkpoint instead)
+            source = takes and self.mode is JobMode.INCREMENTAL
+            if source and feed.complete and not page.last and deadline is not None and self.e.clock.now() >= deadline:
                 return self.outcome(resume or self.started, complete=False)
         return self.outcome(resume) if takes and self.mode is JobMode.INCREMENTAL else None
 
