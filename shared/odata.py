@@ -158,18 +158,17 @@ class _Parser:
         return token
 
     def expression(self) -> Callable[[dict], bool]:
-        parts = [self.conjunction()]
-        while self.peek() == ("word", "or"):
-            self.take()
-            parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else (lambda row: any(p(row) for p in parts))
+        return self.joined("or", self.conjunction, any)
 
     def conjunction(self) -> Callable[[dict], bool]:
-        parts = [self.unary()]
-        while self.peek() == ("word", "and"):
+        return self.joined("and", self.unary, all)
+
+    def joined(self, word: str, part: Callable[[], Callable[[dict], bool]], combine) -> Callable[[dict], bool]:
+        parts = [part()]
+        while self.peek() == ("word", word):
             self.take()
-            parts.append(self.unary())
-        return parts[0] if len(parts) == 1 else (lambda row: all(p(row) for p in parts))
+            parts.append(part())
+        return parts[0] if len(parts) == 1 else (lambda row: combine(p(row) for p in parts))
 
     def unary(self) -> Callable[[dict], bool]:
         kind, text = self.take()
