@@ -42,7 +42,6 @@ class FakeEndpoint:
         self.writes = 0
         self.reject: dict[str, str] = {}   # id or field value -> error message, to inject row failures
         self.tombstones: list[tuple[str, str, int]] = []   # table, id, version of the deletion
-        self.feed_reads = 0
 
     @staticmethod
     def _name(table) -> str:
@@ -139,7 +138,6 @@ class FakeEndpoint:
     # Dataverse only
     def changes(self, table, fields, cursor, *, where="", page_size=500, not_modified_by=None):
         """A change feed over row versions; the cursor is the last version seen ("expired" restarts)."""
-        self.feed_reads += 1
         complete = cursor not in (None, "expired")
         since = int(cursor) if complete else 0
         version = lambda row: int(row["etag"][1:])
@@ -148,7 +146,7 @@ class FakeEndpoint:
                       key=lambda item: version(item[1]))
         changed = [self._record(rid, r, fields) for rid, r in rows
                    if match(r) and (not_modified_by is None or r["modified_by"] != not_modified_by)]
-        deleted = [rid for name, rid, v in self.tombstones if name == self._name(table) and v > since] if complete else []
+        deleted = [rid for name, rid, v in self.tombstones if complete and name == self._name(table) and v > since]
         newest = max([since] + [version(r) for r in self.rows(table).values()] + [v for _, _, v in self.tombstones])
         page = FeedPage(changed, deleted, str(newest), True, [] if complete else [rid for rid, _ in rows])
         return ChangeFeed(iter([page]), complete)
