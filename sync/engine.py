@@ -3,9 +3,11 @@
 Per job:
 1. Records that failed before (and are not skipped) are retried first, whatever their modified-on,
    with the rows a merge in the opposite direction left pending for this one.
-2. Then the source rows changed since the watermark, oldest first, page by page. After each page
-   the watermark advances (never past the job's start minus a safety margin), so an interrupted job
-   resumes where it stopped and a row changed while the job ran is read again next time.
+2. Then the source rows changed since the last run: from Sales, the change feed (rows changed and
+   deleted, with its cursor saved after each page); elsewhere the rows changed since the watermark,
+   oldest first, page by page. After each page the watermark advances (never past the job's start minus
+   a safety margin), so an interrupted job resumes where it stopped and a row changed while the job ran
+   is read again next time.
 3. Per page: couplings are looked up in bulk, coupled destination rows are read in bulk, lookups
    are resolved in bulk, then every row becomes an insert, an update, unchanged, skipped or failed;
    the writes go to the destination a page at a time, and couplings and errors are saved in bulk.
@@ -23,7 +25,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from .config import CatalogSource
 from .errors import (
@@ -49,6 +51,7 @@ from .model import (
     WhenUncoupled,
 )
 from .ports import (
+    ChangeFeed,
     Clock,
     Coupling,
     CouplingStore,
@@ -414,7 +417,7 @@ class _Job:
     def _reads_feed(self) -> bool:
         return self.src_side is Side.CRM or not self.mapping.direction.includes(Direction.FROM_CRM)
 
-    def _feed(self, page_size: int) -> tuple[Any, bool]:
+    def _feed(self, page_size: int) -> tuple[ChangeFeed | None, bool]:
         """The feed from where the mapping's last reader left it (None: the table tracks no changes),
         and whether this job takes its changed rows."""
         cursor = self.e.state.cursor(self.mapping.name, FEED_CURSOR)
