@@ -7,6 +7,8 @@ hides that, so the engine sees every lookup under its attribute name as a plain 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import urllib.parse
 from typing import Any, Iterator, Sequence
 from urllib.parse import quote
 
@@ -14,10 +16,10 @@ import requests
 
 from sync.errors import AlreadyExistsError, AuthenticationError, ConcurrencyError, RecordError, SyncError
 from sync.model import CrmTable, OptionSet, Side
-from sync.ports import DeletionFeed, NewRow, Record, RowChange, WriteResult
+from sync.ports import ChangeFeed, FeedPage, NewRow, Record, RowChange, WriteResult
 
 from .http import ApiClient, ServiceError, classify
-from .odata import both, chunked, follow_pages, odata_datetime, parse_datetime, run_concurrently
+from .odata import both, chunked, follow_pages, odata_datetime, parse_datetime, row_filter, run_concurrently
 
 API_PATH = "/api/data/v9.2"
 MAX_PAGE_SIZE = 5000
@@ -36,6 +38,12 @@ ALREADY_EXISTS = frozenset({"0x80040237", "0x80060892", "0x80048cf3", "0x80043b0
 STALE_VERSION = frozenset({"0x80060882"})
 NOT_TRACKED = "0x80072491"             # ChangeTrackingNotEnabledForEntity
 EXPIRED_VERSION_STAMP = "0x80044352"   # the delta token is older than ExpireChangeTrackingInDays
+
+
+def _selected(link: str) -> set[str]:
+    """The columns a delta link reads."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
+    return {name for value in query.get("$select", []) for name in value.split(",")}
 
 
 def parse_error(response: requests.Response) -> SyncError:
@@ -78,27 +86,34 @@ class DataverseClient:
                                     headers={**self.HEADERS, "Content-Type": "application/json"})
         return response.json() if response.content else {}
 
-    def delta(self, entity_set: str, primary_id: str, link: str | None) -> tuple[list[str], str]:
-        """Change tracking: the ids deleted since `link` and the next delta link. Without a link the
-        whole table is read (its ids only) to start tracking. Rows created or changed are ignored:
-        the modified-on watermark finds those, with the filters change tracking does not allow."""
+    def delta(self, entity_set: str, select: Sequence[str], link: str | None, *, page_size: int,
+              lookup_types: bool = False) -> Iterator[tuple[list[dict], list[str], str, bool]]:
+        """Change tracking, a page at a time: the rows created or changed and the ids deleted since `link`,
+        and the link to go on from (the next page's, or on the last page the delta link for next time).
+        Without a link, tracking starts and every row of the table comes as changed."""
+        prefer = f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"
+        if lookup_types:
+            prefer += ',odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"'
         if link is None:
-            url, params = f"{API_PATH}/{entity_set}", {"$select": primary_id}
-            headers = {**self.HEADERS, "Prefer": f"odata.track-changes,odata.maxpagesize={MAX_PAGE_SIZE}"}
+            url, params = f"{API_PATH}/{entity_set}", {"$select": ",".join(select)}
+            prefer = "odata.track-changes," + prefer
         else:
-            url, params, headers = link, None, self.HEADERS
-        deleted: list[str] = []
-        next_link = ""
+            url, params = link, None
+        headers = {**self.HEADERS, "Prefer": prefer}
         while url:
             body = self.api.get_json(url, params=params, headers=headers)
-            deleted += [row["id"] for row in body.get("value", [])
-                        if str(row.get("@odata.context", "")).endswith("$deletedEntity") or row.get("reason") == "deleted"]
-            next_link = body.get("@odata.deltaLink") or next_link
+            rows, deleted = [], []
+            for row in body.get("value", []):
+                if str(row.get("@odata.context", "")).endswith("$deletedEntity") or row.get("reason") == "deleted":
+                    deleted.append(row["id"])
+                else:
+                    rows.append(row)
             url, params = body.get("@odata.nextLink"), None
-        if not next_link:
-            raise SyncError(f"Dataverse answered a change-tracking read of {entity_set} without a delta link.")
-        # kept without the organisation's address, so a link outlives a change of BCSYNC_DATAVERSE_URL
-        return deleted, next_link[next_link.find(API_PATH):] if API_PATH in next_link else next_link
+            onward = url or body.get("@odata.deltaLink")
+            if not onward:
+                raise SyncError(f"Dataverse answered a change-tracking read of {entity_set} without a delta link.")
+            # kept without the organisation's address, so a link outlives a change of BCSYNC_DATAVERSE_URL
+            yield rows, deleted, onward[onward.find(API_PATH):] if API_PATH in onward else onward, not url
 
     def picklist_options(self, logical_name: str, attribute: str) -> dict[int, str]:
         path = (f"{API_PATH}/EntityDefinitions(LogicalName='{logical_name}')/Attributes(LogicalName='{attribute}')"
@@ -175,18 +190,38 @@ class DataverseEndpoint:
     def read_ids(self, table: CrmTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
         return self.read_matching(table, fields, table.primary_id, ids)
 
-    def deletions(self, table: CrmTable, cursor: str | None) -> DeletionFeed | None:
+    def changes(self, table: CrmTable, fields: Sequence[str], cursor: str | None, *, where: str = "",
+                page_size: int = 500, not_modified_by: str | None = None) -> ChangeFeed | None:
+        compiled = row_filter(where)
+        # without a filter we can apply, the feed only tells deletions: it reads no columns
+        select = self._select(table, fields) + sorted(compiled[1]) if compiled else [table.primary_id]
+        select = list(dict.fromkeys(select))
+        typed = bool(compiled) and self._typed(table, fields)
+        if cursor is not None and not set(select) <= _selected(cursor):
+            cursor = None  # made for other columns (the mapping changed): its rows would lack values
         try:
-            deleted, link = self.client.delta(table.entity_set, table.primary_id, cursor)
-            return DeletionFeed(deleted, link, complete=cursor is not None)
+            pages = self.client.delta(table.entity_set, select, cursor, page_size=page_size, lookup_types=typed)
+            first = next(pages)
         except SyncError as exc:
             if exc.code == NOT_TRACKED:
                 return None
             if cursor is None or not (exc.code == EXPIRED_VERSION_STAMP or isinstance(exc, RecordError)):
                 raise
-        # the delta link is older than the organisation keeps changes, or no longer valid: start over
-        _, link = self.client.delta(table.entity_set, table.primary_id, None)
-        return DeletionFeed([], link, complete=False)
+            # the delta link is older than the organisation keeps changes, or no longer valid: start over
+            cursor = None
+            pages = self.client.delta(table.entity_set, select, None, page_size=page_size, lookup_types=typed)
+            first = next(pages)
+        complete = cursor is not None
+
+        def feed() -> Iterator[FeedPage]:
+            others = (not_modified_by or "").lower()
+            for rows, deleted, onward, last in itertools.chain([first], pages):
+                present = [] if complete else [row[table.primary_id] for row in rows]
+                kept = [row for row in rows if compiled is not None and compiled[0](row)
+                        and not (others and str(row.get("_modifiedby_value") or "").lower() == others)]
+                yield FeedPage([self._record(table, row, fields) for row in kept], deleted, onward, last, present)
+
+        return ChangeFeed(feed(), complete, filtered=compiled is not None)
 
     def read_matching(self, table: CrmTable, fields: Sequence[str], field: str, values: Sequence[Any],
                       where: str = "") -> list[Record]:

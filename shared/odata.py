@@ -125,3 +125,124 @@ def run_concurrently(items: Sequence[T], work: Callable[[T], R], concurrency: in
         return [work(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="write") as pool:
         return map_in_context(pool, work, items)
+
+
+# -- filters evaluated in memory -------------------------------------------------------------------
+# Dataverse change tracking refuses $filter, so a mapping's filter is applied to the rows of the feed
+# here. Only comparisons of a column with a literal, joined by and/or/not and parentheses, are taken:
+# anything else (functions, arithmetic, lambdas) makes `row_filter` answer None, and the caller keeps
+# asking the service (watermark reads), which evaluates the filter itself.
+
+_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<paren>[()])|(?P<guid>[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}\b)"
+                    r"|(?P<word>[A-Za-z_][\w.]*)|(?P<num>-?\d+(?:\.\d+)?))")
+_COMPARE = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
+            "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b}
+_CONSTANTS = {"null": None, "true": True, "false": False}
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    found, position = [], 0
+    text = text.rstrip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise _Unsupported(text[position:])
+        kind = next(k for k, v in match.groupdict().items() if v is not None)
+        found.append((kind, match.group(kind)))
+        position = match.end()
+    return found
+
+
+def _comparable(value: Any) -> Any:
+    """Text compares without regard to case, as Dataverse does."""
+    return value.casefold() if isinstance(value, str) else value
+
+
+class _Parser:
+    """or-expression := and-expression ('or' and-expression)*; and := unary ('and' unary)*;
+    unary := 'not' unary | '(' or ')' | column op literal."""
+
+    def __init__(self, tokens: list[tuple[str, str]]):
+        self.tokens, self.at, self.columns = tokens, 0, set()
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.at] if self.at < len(self.tokens) else ("end", "")
+
+    def take(self) -> tuple[str, str]:
+        token = self.peek()
+        self.at += 1
+        return token
+
+    def expression(self) -> Callable[[dict], bool]:
+        return self.joined("or", self.conjunction, any)
+
+    def conjunction(self) -> Callable[[dict], bool]:
+        return self.joined("and", self.unary, all)
+
+    def joined(self, word: str, part: Callable[[], Callable[[dict], bool]], combine) -> Callable[[dict], bool]:
+        parts = [part()]
+        while self.peek() == ("word", word):
+            self.take()
+            parts.append(part())
+        return parts[0] if len(parts) == 1 else (lambda row: combine(p(row) for p in parts))
+
+    def unary(self) -> Callable[[dict], bool]:
+        kind, text = self.take()
+        if (kind, text) == ("word", "not"):
+            inner = self.unary()
+            return lambda row: not inner(row)
+        if (kind, text) == ("paren", "("):
+            inner = self.expression()
+            if self.take() != ("paren", ")"):
+                raise _Unsupported("(")
+            return inner
+        if kind != "word" or text in _CONSTANTS:
+            raise _Unsupported(text)
+        column = text
+        op_kind, op = self.take()
+        if op_kind != "word" or op not in _COMPARE:
+            raise _Unsupported(op)
+        value = self.literal()
+        self.columns.add(column)
+        compare = _COMPARE[op]
+
+        def test(row: dict) -> bool:
+            mine = _comparable(row.get(column))
+            if mine is None or value is None:
+                return compare(mine is None, value is None) if op in ("eq", "ne") else False
+            try:
+                return compare(mine, value)
+            except TypeError:
+                return False
+        return test
+
+    def literal(self) -> Any:
+        kind, text = self.take()
+        if kind == "str":
+            return text[1:-1].replace("''", "'").casefold()
+        if kind == "num":
+            return float(text) if "." in text else int(text)
+        if kind == "guid":
+            return text.casefold()
+        if kind == "word" and text in _CONSTANTS:
+            return _CONSTANTS[text]
+        raise _Unsupported(text)
+
+
+def row_filter(text: str) -> tuple[Callable[[dict], bool], frozenset[str]] | None:
+    """A `$filter` as a predicate on a row as the service sends it, with the columns it reads; None when
+    the filter uses more than comparisons with literals."""
+    if not text.strip():
+        return (lambda row: True), frozenset()
+    try:
+        parser = _Parser(_tokens(text))
+        test = parser.expression()
+        if parser.peek()[0] != "end":
+            return None
+    except _Unsupported:
+        return None
+    return test, frozenset(parser.columns)

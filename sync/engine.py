@@ -3,9 +3,11 @@
 Per job:
 1. Records that failed before (and are not skipped) are retried first, whatever their modified-on,
    with the rows a merge in the opposite direction left pending for this one.
-2. Then the source rows changed since the watermark, oldest first, page by page. After each page
-   the watermark advances (never past the job's start minus a safety margin), so an interrupted job
-   resumes where it stopped and a row changed while the job ran is read again next time.
+2. Then the source rows changed since the last run: from Sales, the change feed (rows changed and
+   deleted, with its cursor saved after each page); elsewhere the rows changed since the watermark,
+   oldest first, page by page. After each page the watermark advances (never past the job's start minus
+   a safety margin), so an interrupted job resumes where it stopped and a row changed while the job ran
+   is read again next time.
 3. Per page: couplings are looked up in bulk, coupled destination rows are read in bulk, lookups
    are resolved in bulk, then every row becomes an insert, an update, unchanged, skipped or failed;
    the writes go to the destination a page at a time, and couplings and errors are saved in bulk.
@@ -24,7 +26,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from .config import CatalogSource
 from .errors import (
@@ -51,6 +53,7 @@ from .model import (
     WhenUncoupled,
 )
 from .ports import (
+    ChangeFeed,
     Clock,
     Coupling,
     CouplingStore,
@@ -74,7 +77,8 @@ COUNT_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "faile
 # row), so they are never skipped, and they clear once the row is coupled by any means
 NO_MATCH, SEVERAL_MATCHES = "NoMatch", "SeveralMatches"
 MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
-DELTA_CURSOR = "deletions:crm"   # the state store's name for a mapping's Dataverse delta link
+FEED_CURSOR = "feed:crm"         # the state store's name for a mapping's Dataverse delta link
+LASTING = dt.timedelta(hours=1)  # how long the engine keeps facts that hardly ever change
 PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
 
 
@@ -286,6 +290,16 @@ class SyncEngine:
         self.watermark_margin = watermark_margin
         self.reconcile_every = reconcile_every  # how often coupled ids are checked where no change feed tells deletions
         self.setup = setup
+        self._lasting: dict[str, Any] = {}
+        self._lasting_since: dt.datetime | None = None
+
+    def lasting(self) -> dict[str, Any]:
+        """Facts about the services that hardly ever change (the local currency and its Sales row), kept
+        across jobs for an hour so that a scheduled run does not read them again for every job."""
+        now = self.clock.now()
+        if self._lasting_since is None or now - self._lasting_since >= LASTING:
+            self._lasting, self._lasting_since = {}, now
+        return self._lasting
 
     def endpoint(self, side: Side) -> Endpoint:
         return self.bc if side is Side.BC else self.crm
@@ -360,6 +374,8 @@ class _Job:
         self.bc, self.crm, self.couplings = engine.bc, engine.crm, engine.couplings
         self.errors, self.state, self.clock, self.setup = engine.errors, engine.state, engine.clock, engine.setup
         self.cache: dict[str, Any] = {}
+        self.lasting = engine.lasting()
+        self.moves_watermark = mode is not JobMode.COUPLE
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
@@ -378,11 +394,21 @@ class _Job:
     # -- the two phases ------------------------------------------------------------------------
 
     def run(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
+        # A coupling job leaves coupled rows alone, so their changes must still be found by the next run:
+        # its watermark stays, unless nothing was coupled before it and it synchronises what it couples
+        # (then it reads every row as a full one does, and the first scheduled run need not read them again)
+        self.moves_watermark = self.mode is not JobMode.COUPLE or (
+            resume_from is None and self.mapping.sync_after_coupling and self._nothing_coupled(self.src_side))
         # a continuation (resume_from set) already did the forced rows before its first checkpoint
-        if resume_from is None and self.mode is not JobMode.COUPLE:
+        if resume_from is None:
             self._detect_deletions()
-            self._detect_unversioned_changes()
+            if self.mode is not JobMode.COUPLE:
+                self._detect_unversioned_changes()
         retried = self._process_forced() if resume_from is None else set()
+        if self.src_side is Side.CRM and (resume_from is None or self.mode is JobMode.INCREMENTAL):
+            done = self._read_feed(retried, deadline)
+            if done is not None:
+                return done
         if resume_from is not None:
             since = resume_from
         elif self.full or self.mapping.reread_all:
@@ -395,14 +421,7 @@ class _Job:
                                           not_modified_by=self._not_modified_by()):
             rows = [r for r in page if r.id not in retried]
             self._process(rows, forced=set())
-            newest = max((r.modified_on for r in page if r.modified_on), default=None)
-            if newest is not None:
-                resume = newest if resume is None else max(resume, newest)
-                # the mapping's watermark never passes the job's start minus the margin, so rows
-                # committed late or stamped by a skewed clock are read again next run; a coupling
-                # job leaves coupled rows alone, so their changes must still be found by the next run
-                if self.mode is not JobMode.COUPLE:
-                    self.e.state.advance_watermark(self.mapping.name, self.direction, min(newest, self.cap))
+            resume = self._advance(page, resume)
             self.on_progress(Progress(self.counts, resume))
             # Out of time: stop at this page, but only past where this invocation started, so that a
             # continuation always gets further (rows sharing one timestamp are read again, not stuck on)
@@ -410,6 +429,81 @@ class _Job:
                     and self.e.clock.now() >= deadline):
                 return self.outcome(resume, complete=False)
         return self.outcome(resume)
+
+    def _advance(self, page: list[Record], resume: dt.datetime | None) -> dt.datetime | None:
+        """The newest modified-on seen so far. The mapping's watermark follows it, but never passes the
+        job's start minus the margin, so rows committed late or stamped by a skewed clock are read again
+        next run."""
+        newest = max((r.modified_on for r in page if r.modified_on), default=None)
+        if newest is None:
+            return resume
+        if self.moves_watermark:
+            self.e.state.advance_watermark(self.mapping.name, self.direction, min(newest, self.cap))
+        return newest if resume is None else max(resume, newest)
+
+    # -- the Sales change feed ---------------------------------------------------------------------
+    # Where a Dataverse table tracks changes, one feed (a delta link) tells the rows changed and deleted
+    # since the last run. Each mapping's feed has one reader, so that no job misses what another one read
+    # past: the job reading from Sales, or in a BC -> Sales mapping its only job. Rows deleted in Sales
+    # that a bidirectional mapping's BC -> Sales pass must decide on (its deletion-conflict resolution)
+    # go through that pass at once (_hand_over).
+    # Change tracking refuses $filter: the mapping's filter is applied to the feed in memory, and our own
+    # changes (modified by the integration user) are left out there too. A filter that cannot be evaluated
+    # in memory (functions, arithmetic) keeps the mapping on modified-on watermarks; the feed then only
+    # tells deletions.
+
+    def _reads_feed(self) -> bool:
+        return self.src_side is Side.CRM or not self.mapping.direction.includes(Direction.FROM_CRM)
+
+    def _feed(self, page_size: int) -> tuple[ChangeFeed | None, bool]:
+        """The feed from where the mapping's last reader left it (None: the table tracks no changes),
+        and whether this job takes its changed rows."""
+        cursor = self.e.state.cursor(self.mapping.name, FEED_CURSOR)
+        if self.src_side is Side.CRM:
+            feed = self.e.crm.changes(self.src_table, self.src_fields, cursor, where=self.mapping.crm_filter,
+                                      page_size=page_size, not_modified_by=self._not_modified_by())
+        else:
+            feed = self.e.crm.changes(self.dst_table, [], cursor, page_size=page_size)
+        takes = (feed is not None and feed.filtered and self.src_side is Side.CRM and self.mode is not JobMode.FULL
+                 and not self.mapping.reread_all)
+        return feed, takes
+
+    def _read_feed(self, retried: set[str], deadline: dt.datetime | None) -> JobOutcome | None:
+        """Reads the feed: deletions are dealt with, changed rows processed (a full synchronisation reads
+        every row anyway), and the feed's cursor saved after each page it covers. When the feed starts
+        over, rows coupled before it that it does not list were deleted; its cursor is saved only at its
+        end, once those are known. Returns the job's outcome when the feed was its source of changes or
+        it ran out of time; None when it goes on to read changes by watermark (or every row)."""
+        feed, takes = self._feed(self.e.page_size)
+        if feed is None:
+            self._reconcile_when_due(Side.CRM)
+            return None
+        # a coupling job leaves coupled rows alone: their changes go through an incremental pass
+        worker = self if self.mode is JobMode.INCREMENTAL else self._pass(self.direction)
+        present: set[str] = set()
+        resume = None
+        for page in feed.pages:
+            self._deleted(Side.CRM, page.deleted)
+            present.update(i.lower() for i in page.present)
+            if takes:
+                rows = [r for r in page.changed if r.id not in retried]
+                if worker is not self:
+                    coupled = self.e.couplings.get_many(self.mapping.name, Side.CRM, [r.id for r in rows])
+                    rows = [r for r in rows if r.id in coupled]
+                worker._process(rows, forced=set())
+                resume = self._advance(page.changed, resume)
+            if feed.complete or page.last:
+                if not feed.complete:
+                    for ids in self.e.couplings.coupled_ids(self.mapping.name, Side.CRM):
+                        self._deleted(Side.CRM, [i for i in ids if i.lower() not in present])
+                self.e.state.save_cursor(self.mapping.name, FEED_CURSOR, page.cursor)
+            self.on_progress(Progress(self.counts, resume))
+            # out of time: a continuation goes on from the saved cursor (a full read is not cut short here:
+            # its continuation would start from the checkpoint instead)
+            source = takes and self.mode is JobMode.INCREMENTAL
+            if source and feed.complete and not page.last and deadline is not None and self.e.clock.now() >= deadline:
+                return self.outcome(resume or self.started, complete=False)
+        return self.outcome(resume) if takes and self.mode is JobMode.INCREMENTAL else None
 
     def _not_modified_by(self) -> str | None:
         # Our own writes are not changes; where the service records who changed a row, ask it to
@@ -427,23 +521,37 @@ class _Job:
         if (self.mapping.reread_all or state.pending(name, self.direction)
                 or any(not f.skipped for f in self.failures.values())):
             return True
-        page = next(iter(self.src.read_changed(self.src_table, self.src_fields, since=watermark,
-                                               where=self.mapping.filter_on(self.src_side), page_size=PEEK_ROWS,
-                                               not_modified_by=self._not_modified_by())), [])
-        if len(page) == PEEK_ROWS:
-            return True  # more changes than worth looking through: just run
-        couplings = self.e.couplings.get_many(name, self.src_side, [r.id for r in page]) if page else {}
-        for row in page:
-            coupling = couplings.get(row.id)
-            if self._triage(row, coupling, False) == "work" and self.rules.accept(self, row, coupling) != IGNORE:
-                return True
-        return self._deletions_waiting() or bool(self.rules.unversioned_changes(self))
+        peek = self._peek_feed() if self._reads_feed() else None
+        if peek is not None and peek[0]:
+            return True
+        if peek is None or not peek[1]:  # the feed does not tell this job's changes: the watermark does
+            # a companion page's fields tell nothing a version does not: not read for a look
+            companion = getattr(self.src_table, "companion", None)
+            fields = [f for f in self.src_fields if not (companion and f in companion.fields)]
+            page = next(iter(self.src.read_changed(self.src_table, fields, since=watermark,
+                                                   where=self.mapping.filter_on(self.src_side), page_size=PEEK_ROWS,
+                                                   not_modified_by=self._not_modified_by())), [])
+            if len(page) == PEEK_ROWS or self._work_among(page):
+                return True  # (more changes than worth looking through: just run)
+        return self._deletions_waiting(peek is not None) or bool(self.rules.unversioned_changes(self))
+
+    def _work_among(self, rows: list[Record]) -> bool:
+        couplings = self.e.couplings.get_many(self.mapping.name, self.src_side, [r.id for r in rows]) if rows else {}
+        return any(self._triage(row, couplings.get(row.id), False) == "work"
+                   and self.rules.accept(self, row, couplings.get(row.id)) != IGNORE for row in rows)
 
     def _process_forced(self) -> set[str]:
         """Records that failed earlier are tried again first, changed or not, and so are
         rows a merge left pending for this direction."""
         pending = self.e.state.pending(self.mapping.name, self.direction)
         ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if not f.skipped] + pending))
+        self._process_ids(ids)
+        if pending:
+            self.e.state.clear_pending(self.mapping.name, self.direction, pending)
+        return set(ids)
+
+    def _process_ids(self, ids: list[str]) -> None:
+        """These source rows, changed or not; those deleted meanwhile are let go."""
         for start in range(0, len(ids), self.e.page_size):
             chunk = ids[start:start + self.e.page_size]
             rows = self.src.read_ids(self.src_table, self.src_fields, chunk)
@@ -459,9 +567,6 @@ class _Job:
                 self.counts.uncoupled += len(orphans)
             self._process(rows, forced={r.id for r in rows})
             self.on_progress(Progress(self.counts, None))
-        if pending:
-            self.e.state.clear_pending(self.mapping.name, self.direction, pending)
-        return set(ids)
 
     def _detect_unversioned_changes(self) -> None:
         """Rows whose change their version does not show (the rules find them, in bulk) are worked on
@@ -473,64 +578,90 @@ class _Job:
     # -- deletions ------------------------------------------------------------------------------
 
     def _detect_deletions(self) -> None:
-        """Deletions are looked for, not stumbled upon.
-        Where this job writes, a deleted row's coupled source is processed now, and the mapping's
-        deletion-conflict resolution decides: report it, restore the row, or remove the coupling.
-        Where a one-way mapping's source row was deleted, its copy stays and the coupling goes."""
-        for side in self._deletion_sides():
-            pages, done = self._deleted_on(side)
-            for gone in pages:
+        """Deletions are looked for, not stumbled upon. Business Central's coupled ids are checked now and
+        then by the mapping's first job (its API has no change feed); Sales deletions come with the change
+        feed, which a job reading from Sales reads with its changes (_read_feed) and a BC -> Sales mapping's
+        job reads here, before the rows they leave pending are processed."""
+        if self.direction is self.mapping.direction.job_directions()[0]:
+            self._reconcile_when_due(Side.BC)
+        if self.src_side is Side.BC and self._reads_feed():
+            self._read_feed(set(), None)
+
+    def _reconcile_when_due(self, side: Side) -> None:
+        """Where no change feed tells deletions, the coupled ids are checked every `reconcile_every`."""
+        if not self._reconcile_due(side):
+            return
+        if self.mode is not JobMode.COUPLE:
+            for gone in self._reconcile(side):
                 self._deleted(side, gone)
                 self.on_progress(Progress(self.counts, None))  # a long reconciliation keeps its lease
-            done()
+        elif not self._nothing_coupled(side):
+            return  # a coupling job leaves coupled rows alone: the next scheduled run checks them
+        # (a full synchronisation's coupling with nothing coupled before it has nothing to check until the
+        # next interval, so the first scheduled run after it is as cheap as any other)
+        self.e.state.save_cursor(self.mapping.name, f"reconciled:{side.value}", self.started.isoformat())
 
     def _deleted(self, side: Side, gone: list[str]) -> None:
+        """Coupled rows deleted on `side`: where the mapping writes to that side, the coupled source row goes
+        through that direction's pass, whose deletion-conflict resolution decides (report it, restore the
+        row, or remove the coupling); where a one-way mapping's source row was deleted, its copy stays and
+        the coupling goes."""
         couplings = list(self.e.couplings.get_many(self.mapping.name, side, gone).values()) if gone else []
-        if couplings and side is self.dst_side:
-            self.e.state.mark_pending(self.mapping.name, self.direction, [c.id_on(self.src_side) for c in couplings])
-        elif couplings:
+        if not couplings:
+            return
+        writer = next((d for d in self.mapping.direction.job_directions() if d.target is side), None)
+        if writer is None:
             self.e.couplings.delete_many(couplings)
             self.counts.uncoupled += len(couplings)
-            self.note(f"couplings removed because the {_table_name(self.src_table)} was deleted")
+            self.note(f"couplings removed because the {_table_name(self.mapping.table_on(side))} was deleted")
+        else:
+            self._hand_over(writer, [c.id_on(writer.source) for c in couplings])
 
-    def _deletion_sides(self) -> tuple[Side, ...]:
-        """Each side's deletions are looked for by one job of the mapping: the one writing to it, or
-        for a one-way mapping, its only job."""
-        one_way = self.mapping.direction is not Direction.BIDIRECTIONAL
-        return (self.dst_side, self.src_side) if one_way else (self.dst_side,)
+    def _hand_over(self, direction: Direction, ids: list[str]) -> None:
+        """Rows for `direction`'s pass, marked pending first so that a crash in between loses nothing. A
+        later job of this run takes them with its forced rows; otherwise they are processed now."""
+        self.e.state.mark_pending(self.mapping.name, direction, ids)
+        order = self.mapping.direction.job_directions()
+        if order.index(direction) > order.index(self.direction):
+            return
+        worker = self if direction is self.direction and self.mode is not JobMode.COUPLE else self._pass(direction)
+        worker._process_ids(ids)
+        self.e.state.clear_pending(self.mapping.name, direction, ids)
 
-    def _deleted_on(self, side: Side) -> tuple[Iterable[list[str]], Callable[[], None]]:
-        """Pages of ids deleted on `side` since the last look, and what to call once they are dealt
-        with (a crash before that looks again next time; dealing with a deletion twice is harmless)."""
-        mapping, state = self.mapping.name, self.e.state
-        if side is Side.CRM:
-            feed = self.e.crm.deletions(self.mapping.table_on(side), state.cursor(mapping, DELTA_CURSOR))
-            if feed is not None:
-                gone = [feed.deleted] if feed.complete else self._reconcile(side)
-                return gone, lambda: state.save_cursor(mapping, DELTA_CURSOR, feed.cursor)
-        # no change feed (Business Central's API has none): the coupled ids are checked now and then
-        if not self._reconcile_due(side):
-            return [], lambda: None
-        return self._reconcile(side), lambda: state.save_cursor(mapping, f"reconciled:{side.value}",
-                                                                  self.started.isoformat())
+    def _pass(self, direction: Direction) -> "_Job":
+        """An incremental pass of this mapping in `direction` within this job, counted with it."""
+        return _Job(self.e, self.catalog, self.mapping, direction, self.job_id, JobMode.INCREMENTAL, self.counts,
+                    self.on_progress)
+
+    def _nothing_coupled(self, side: Side) -> bool:
+        return next(iter(self.e.couplings.coupled_ids(self.mapping.name, side, page_size=1)), None) is None
 
     def _reconcile_due(self, side: Side) -> bool:
         last = self.e.state.cursor(self.mapping.name, f"reconciled:{side.value}")
         return last is None or self.started - dt.datetime.fromisoformat(last) >= self.e.reconcile_every
 
-    def _deletions_waiting(self) -> bool:
+    def _deletions_waiting(self, feed_looked: bool) -> bool:
         """Whether `_detect_deletions` would find something, without consuming the change feed."""
-        for side in self._deletion_sides():
-            if not next(iter(self.e.couplings.coupled_ids(self.mapping.name, side, page_size=1)), None):
-                continue  # nothing coupled, nothing to lose
-            cursor = self.e.state.cursor(self.mapping.name, DELTA_CURSOR) if side is Side.CRM else None
-            feed = self.e.crm.deletions(self.mapping.table_on(side), cursor) if cursor else None
-            if feed is not None:
-                if not feed.complete or self.e.couplings.get_many(self.mapping.name, side, feed.deleted):
-                    return True
-            elif self._reconcile_due(side):
+        if self.direction is self.mapping.direction.job_directions()[0] and self._reconcile_due(Side.BC):
+            if not self._nothing_coupled(Side.BC):
                 return True
+        if self._reads_feed() and not feed_looked:  # no feed yet, or none at all: reconciliation
+            return self._reconcile_due(Side.CRM) and not self._nothing_coupled(Side.CRM)
         return False
+
+    def _peek_feed(self) -> tuple[bool, bool] | None:
+        """A look at the first page of the change feed, which is left where it is: whether it holds rows to
+        process or coupled rows deleted, and whether it tells this job's changes. None: no feed yet."""
+        if self.e.state.cursor(self.mapping.name, FEED_CURSOR) is None:
+            return None
+        feed, takes = self._feed(PEEK_ROWS)
+        if feed is None:
+            return None
+        page = next(iter(feed.pages))
+        if not feed.complete or not page.last or (
+                page.deleted and self.e.couplings.get_many(self.mapping.name, Side.CRM, page.deleted)):
+            return True, takes  # (started over, or more than worth looking through: just run)
+        return takes and self._work_among(page.changed), takes
 
     def _reconcile(self, side: Side) -> Iterator[list[str]]:
         """Page by page, the coupled ids on `side` whose row no longer exists."""

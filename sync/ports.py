@@ -81,18 +81,30 @@ class Endpoint(Protocol):
 
 
 @dataclass(frozen=True)
-class DeletionFeed:
-    """Rows deleted since a cursor, as a change feed reports them (Dataverse change tracking)."""
+class FeedPage:
+    """One page of a change feed (Dataverse change tracking)."""
 
-    deleted: list[str]
-    cursor: str               # where the next read continues
-    complete: bool = True     # False: the feed started over, so deletions before it are unknown
+    changed: list[Record]     # rows created or changed, matching the feed's filter
+    deleted: list[str]        # ids of rows deleted
+    cursor: str               # where the feed goes on after this page; the last page's is kept for next time
+    last: bool = True         # the feed's last page: `cursor` is where the next run starts
+    present: list[str] = field(default_factory=list)  # feed started over: every row of the page, filter or not
+
+
+@dataclass
+class ChangeFeed:
+    pages: Iterator[FeedPage]
+    complete: bool = True     # False: the feed started over; its pages hold every row and no deletions
+    filtered: bool = True     # False: the filter cannot be applied to the feed, so `changed` is always empty
 
 
 class CrmEndpoint(Endpoint, Protocol):
-    def deletions(self, table: CrmTable, cursor: str | None) -> DeletionFeed | None:
-        """Ids deleted since `cursor`; without one, or when it expired, the feed starts over
-        (complete=False). None when the table does not track changes."""
+    def changes(self, table: CrmTable, fields: Sequence[str], cursor: str | None, *, where: str = "",
+                page_size: int = 500, not_modified_by: str | None = None) -> ChangeFeed | None:
+        """Rows changed and deleted since `cursor`, in one feed. Without a cursor, or when it expired or
+        was made for other fields, the feed starts over (complete=False). `where` and `not_modified_by`
+        are applied as `read_changed` does; where the feed cannot apply `where`, it tells only deletions
+        (filtered=False). None when the table does not track changes."""
 
     def integration_user_id(self) -> str:
         """systemuserid of the user our token acts as (Dataverse WhoAmI)."""

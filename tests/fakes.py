@@ -13,7 +13,7 @@ from typing import Sequence
 from simulators.odata import compile_filter
 from sync.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
 from sync.model import BcTable, Direction, OptionSet, Side
-from sync.ports import Coupling, DeletionFeed, NewRow, Record, RecordFailure, RowChange, WriteResult
+from sync.ports import ChangeFeed, Coupling, FeedPage, NewRow, Record, RecordFailure, RowChange, WriteResult
 from sync.runs import Job, JobMessage, Run
 
 
@@ -41,7 +41,7 @@ class FakeEndpoint:
         self._version = itertools.count(1)
         self.writes = 0
         self.reject: dict[str, str] = {}   # id or field value -> error message, to inject row failures
-        self.tombstones: list[tuple[str, str]] = []
+        self.tombstones: list[tuple[str, str, int]] = []   # table, id, version of the deletion
 
     @staticmethod
     def _name(table) -> str:
@@ -133,15 +133,23 @@ class FakeEndpoint:
 
     def delete(self, table, row_id: str) -> None:
         del self.rows(table)[row_id]
-        self.tombstones.append((self._name(table), row_id))
+        self.tombstones.append((self._name(table), row_id, next(self._version)))
 
     # Dataverse only
-    def deletions(self, table, cursor):
-        """A change feed over the tombstone log; the cursor is a position in it ("expired" restarts)."""
-        if cursor is None or cursor == "expired":
-            return DeletionFeed([], str(len(self.tombstones)), complete=False)
-        deleted = [rid for name, rid in self.tombstones[int(cursor):] if name == self._name(table)]
-        return DeletionFeed(deleted, str(len(self.tombstones)))
+    def changes(self, table, fields, cursor, *, where="", page_size=500, not_modified_by=None):
+        """A change feed over row versions; the cursor is the last version seen ("expired" restarts)."""
+        complete = cursor not in (None, "expired")
+        since = int(cursor) if complete else 0
+        version = lambda row: int(row["etag"][1:])
+        match = self._filter(table, where)
+        rows = sorted(((rid, r) for rid, r in self.rows(table).items() if version(r) > since),
+                      key=lambda item: version(item[1]))
+        changed = [self._record(rid, r, fields) for rid, r in rows
+                   if match(r) and (not_modified_by is None or r["modified_by"] != not_modified_by)]
+        deleted = [rid for name, rid, v in self.tombstones if complete and name == self._name(table) and v > since]
+        newest = max([since] + [version(r) for r in self.rows(table).values()] + [v for _, _, v in self.tombstones])
+        page = FeedPage(changed, deleted, str(newest), True, [] if complete else [rid for rid, _ in rows])
+        return ChangeFeed(iter([page]), complete)
 
     def integration_user_id(self) -> str:
         return self.user

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 API_PATH_RE = re.compile(r"^/api/data/v9\.\d(?P<rest>/.*)?$")
 JSON_TYPE = "application/json; odata.metadata=minimal"
 BULK_ACTIONS = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
+ROW, GONE = 0, 1  # the two parts of a delta read: rows changed first, then deletions
 UNSUPPORTED_OPTIONS = {
     "$apply": "The $apply query option is not supported by this server.",
     "$search": "The $search query option is not supported.",
@@ -371,30 +372,57 @@ class WebApi:
                                  "Version stamp associated with the client has expired. Please perform a full sync.")
         return int(match.group(1))
 
-    def changes(self, entity: Entity, since: int) -> tuple[list[Row], list[str]]:
-        """Rows created or updated after `since` (by version), then ids deleted after it."""
+    def changes(self, entity: Entity, since: int) -> tuple[list[Row], list[tuple[int, str]]]:
+        """Rows created or updated after `since` (by version), then the version and id of each row
+        deleted after it."""
         store = self.sim.store
         changed = sorted((row for row in store.table(entity.logical_name).rows.values() if row.version > since),
                          key=lambda row: row.version)
-        deleted = [rid for name, rid, version in store.deleted if name == entity.logical_name and version > since]
+        deleted = [(version, rid) for name, rid, version in store.deleted
+                   if name == entity.logical_name and version > since]
         return changed, deleted
 
     def delta(self, ctx: Ctx, entity: Entity) -> Reply:
+        """A delta link's read: rows changed, then deletions, by version, paged by `odata.maxpagesize` like
+        any read. A next link goes on after the last version it listed, so a row changed while the pages
+        are read comes again further on; the delta link on the last page starts from the version current
+        at the first page, so nothing changed meanwhile is missed."""
         self._check_tracking(ctx, entity)
         select = parse_select(entity, ctx.args.get("$select"))
         sim = self.sim
         with sim.store.lock:
             since = self._read_delta_token(ctx.args["$deltatoken"])
+            phase, after, upto = self._delta_position(ctx.args.get("$skiptoken"), sim.store.row_version)
             changed, deleted = self.changes(entity, since)
-            value = [sim.renderer.render(entity, row, select, ctx.prefs) for row in changed]
+            entries = [(ROW, row.version, row) for row in changed] + [(GONE, version, rid) for version, rid in deleted]
+            entries = [e for e in entries if (e[0], e[1]) > (phase, after)]
+            size = ctx.prefs.maxpagesize or 5000
+            page, more = entries[:size], len(entries) > size
+            value = [sim.renderer.render(entity, row, select, ctx.prefs) for kind, _, row in page if kind == ROW]
             value += [{"@odata.context": f"{ctx.root}/$metadata#{entity.entity_set}/$deletedEntity",
-                       "id": rid, "reason": "deleted"} for rid in deleted]
+                       "id": rid, "reason": "deleted"} for kind, _, rid in page if kind == GONE]
             pairs = [(k, v) for k, v in ctx.args.items(multi=True) if k not in ("$deltatoken", "$skiptoken")]
-            pairs.append(("$deltatoken", self._delta_token(sim.store.row_version)))
         shape = context_url(ctx.root, entity, select)
-        return Reply(200, {"@odata.context": f"{shape}/$delta", "value": value,
-                           "@odata.deltaLink": f"{ctx.root}/{entity.entity_set}?{encode_query(pairs)}"},
-                     self._applied(ctx))
+        body = {"@odata.context": f"{shape}/$delta", "value": value}
+        if more:
+            last_kind, last_version, _ = page[-1]
+            pairs += [("$deltatoken", ctx.args["$deltatoken"]), ("$skiptoken", f"{last_kind}!{last_version}!{upto}")]
+            body["@odata.nextLink"] = f"{ctx.root}/{entity.entity_set}?{encode_query(pairs)}"
+        else:
+            pairs.append(("$deltatoken", self._delta_token(upto)))
+            body["@odata.deltaLink"] = f"{ctx.root}/{entity.entity_set}?{encode_query(pairs)}"
+        return Reply(200, body, self._applied(ctx, ctx.prefs.maxpagesize))
+
+    @staticmethod
+    def _delta_position(token: str | None, current: int) -> tuple[int, int, int]:
+        """Where a paged delta read goes on: the kind and version of the last entry listed, and the
+        version the read started at. No token: the first page."""
+        if not token:
+            return ROW, -1, current
+        match = re.fullmatch(r"([01])!(\d+)!(\d+)", token)
+        if not match:
+            raise errors.bad_query("The $skiptoken is not valid.")
+        return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
     def count(self, ctx: Ctx, entity: Entity) -> Reply:
         with self.sim.store.lock:

@@ -68,6 +68,7 @@ class RuleContext(Protocol):
     crm: CrmEndpoint
     couplings: CouplingStore
     cache: dict[str, Any]   # per job: what a rule fetched once (a currency, a price list)
+    lasting: dict[str, Any]  # across jobs, for an hour: facts that hardly ever change (the local currency)
 
     failures: dict[str, Any]  # source id -> the record's failure from earlier runs
 

@@ -46,21 +46,21 @@ class CurrencyRules(MappingRules):
 
     @staticmethod
     def lcy_code(ctx: RuleContext) -> str:
-        if "lcy" not in ctx.cache:
+        if "lcy" not in ctx.lasting:
             rows = next(iter(ctx.bc.read_changed(BC_COMPANY_INFORMATION, ["currencyCode"], since=None)), [])
             if not rows or not rows[0].values.get("currencyCode"):
                 raise RecordError("Business Central's Company Information has no local currency code (LCY).")
-            ctx.cache["lcy"] = rows[0].values["currencyCode"].upper()
-        return ctx.cache["lcy"]
+            ctx.lasting["lcy"] = rows[0].values["currencyCode"].upper()
+        return ctx.lasting["lcy"]
 
     def lcy_currency_id(self, ctx: RuleContext) -> str:
         """The Dataverse currency that stands for Business Central's blank (local) currency code;
         created when Sales has none (name and symbol = the code, the organisation's precision)."""
-        if "lcy_id" not in ctx.cache:
+        if "lcy_id" not in ctx.lasting:
             code = self.lcy_code(ctx)
             rows = ctx.crm.read_matching(CRM_CURRENCY, ["isocurrencycode"], "isocurrencycode", [code])
-            ctx.cache["lcy_id"] = rows[0].id if rows else self._create_lcy(ctx, code)
-        return ctx.cache["lcy_id"]
+            ctx.lasting["lcy_id"] = rows[0].id if rows else self._create_lcy(ctx, code)
+        return ctx.lasting["lcy_id"]
 
     def _create_lcy(self, ctx: RuleContext, code: str) -> str:
         self._load_rates(ctx)

@@ -52,21 +52,41 @@ def test_dataverse_reads_page_by_page_oldest_first_with_lookups_as_ids(dv, stack
     assert sorted(r.values["name"] for r in matched) == ["Account 2", "Account 4"]
 
 
-def test_dataverse_change_tracking_reports_deletions_and_restarts_when_expired(dv, stack, monkeypatch):
-    ids = stack.dataverse.seed("account", [{"name": f"Account {i}"} for i in range(3)])
-    first = dv.deletions(CRM_ACCOUNT, None)          # starts tracking: nothing known before it
-    assert not first.complete and first.deleted == [] and "$deltatoken=" in first.cursor
+def _read(feed):
+    pages = list(feed.pages)
+    return ([r for p in pages for r in p.changed], [i for p in pages for i in p.deleted],
+            [i for p in pages for i in p.present], pages[-1])
+
+
+def test_dataverse_change_feed_tells_changes_and_deletions_and_restarts_when_expired(dv, stack, monkeypatch):
+    ids = stack.dataverse.seed("account", [{"name": f"Account {i}", "customertypecode": 3} for i in range(3)])
+    [vendor] = stack.dataverse.seed("account", [{"name": "Vendor", "customertypecode": 11}])
+    where, fields = "customertypecode eq 3 and statecode eq 0", ["name"]
+    first = dv.changes(CRM_ACCOUNT, fields, None, where=where)   # starts tracking: every row, the filter applied
+    changed, deleted, present, last = _read(first)
+    assert not first.complete and first.filtered and deleted == [] and "$deltatoken=" in last.cursor and last.last
+    assert sorted(r.id for r in changed) == sorted(ids) and sorted(present) == sorted(ids + [vendor])
     stack.dataverse.delete("account", ids[1])
-    stack.dataverse.update("account", ids[0], {"name": "Changed"})   # changes are not deletions
-    later = dv.deletions(CRM_ACCOUNT, first.cursor)
-    assert later.complete and later.deleted == [ids[1]] and later.cursor != first.cursor
-    assert dv.deletions(CRM_ACCOUNT, later.cursor).deleted == []
+    stack.dataverse.update("account", ids[0], {"name": "Changed"}, as_user=stack.ids.user_systemuser_id)
+    stack.dataverse.update("account", ids[2], {"name": "Ours"}, as_user=stack.ids.integration_user_id)
+    stack.dataverse.update("account", vendor, {"name": "Filtered out"}, as_user=stack.ids.user_systemuser_id)
+    later = dv.changes(CRM_ACCOUNT, fields, last.cursor, where=where, page_size=1,
+                       not_modified_by=stack.ids.integration_user_id)
+    changed, deleted, present, end = _read(later)
+    assert later.complete and deleted == [ids[1]] and present == []
+    assert [(r.id, r.values["name"]) for r in changed] == [(ids[0], "Changed")] and changed[0].etag.startswith('W/"')
+    assert end.cursor != last.cursor and end.last
+    assert _read(dv.changes(CRM_ACCOUNT, fields, end.cursor, where=where))[:2] == ([], [])
+    # a filter the feed cannot apply: deletions only
+    assert not dv.changes(CRM_ACCOUNT, fields, end.cursor, where="contains(name,'A')").filtered
+    # a cursor made for fewer columns starts over rather than read rows without the values asked for
+    assert not dv.changes(CRM_ACCOUNT, ["name", "telephone1"], end.cursor, where=where).complete
     monkeypatch.setattr(stack.dataverse, "change_tracking_days", -1)   # every token has expired
-    expired = dv.deletions(CRM_ACCOUNT, later.cursor)
-    assert not expired.complete and expired.deleted == []
+    expired = dv.changes(CRM_ACCOUNT, fields, end.cursor, where=where)
+    assert not expired.complete and _read(expired)[1] == []
     monkeypatch.setattr(stack.dataverse, "change_tracking_days", 7)
-    garbled = dv.deletions(CRM_ACCOUNT, later.cursor.replace("$deltatoken=", "$deltatoken=x"))
-    assert not garbled.complete and garbled.cursor.startswith("/api/data/v9.2/accounts?")
+    garbled = dv.changes(CRM_ACCOUNT, fields, end.cursor.replace("$deltatoken=", "$deltatoken=x"), where=where)
+    assert not garbled.complete and _read(garbled)[3].cursor.startswith("/api/data/v9.2/accounts?")
 
 
 def test_dataverse_insert_with_our_id_is_idempotent_and_updates_go_in_bulk_without_version_checks(dv, stack):

@@ -23,11 +23,13 @@ def test_an_account_deleted_in_sales_is_reported_then_restored(env):
     customer, account = _customer_pair(env)
     env.dv.delete("account", account)
 
-    report = env.sync(["CUSTOMER"])              # change tracking tells the deletion at once
-    to_crm = job(report, "CUSTOMER:to-crm")
-    assert to_crm.counts.failed == 1
+    # change tracking tells the deletion at once: the Sales -> BC job reads the feed and hands the customer
+    # to a BC -> Sales pass, whose deletion-conflict resolution decides (and whose failure it is)
+    report = env.sync(["CUSTOMER"])
+    assert job(report, "CUSTOMER:from-crm").counts.failed == 1
     [error] = env.errors()
     assert error.code == "DeletionConflict" and error.source_id == customer and error.target_id == account
+    assert error.direction.value == "to-crm"
     assert error.message.startswith(f"Customer 10000 cannot be updated because its coupled account {account} "
                                     "was deleted")
     assert _pair_of(env, customer).crm_id == account   # nothing is decided for the user

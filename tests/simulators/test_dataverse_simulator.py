@@ -1048,6 +1048,31 @@ def test_change_tracking_initial_sync_and_deltas(env, dv):
     assert expired.status_code == 400 and error_code(expired) == "0x80044352"
 
 
+def test_a_delta_read_pages_by_maxpagesize_and_misses_nothing_changed_while_it_pages(env, dv):
+    ids = seed_accounts(env, 3)
+    body = dv.get("accounts?$select=name,modifiedon,_modifiedby_value",
+                  headers={"Prefer": "odata.track-changes"}).json()
+    link = body["@odata.deltaLink"]
+    for i in ids:
+        env.sim.update("account", i, {"name": f"Changed {i}"})
+    env.sim.delete("account", ids[2])
+    page_of_two = {"Prefer": "odata.maxpagesize=2"}
+    first = dv.get(link, headers=page_of_two)
+    assert first.headers["Preference-Applied"] == "odata.maxpagesize=2"
+    first = first.json()
+    assert [r["accountid"] for r in first["value"]] == ids[:2] and "@odata.deltaLink" not in first
+    assert set(first["value"][0]) >= {"@odata.etag", "accountid", "name", "modifiedon", "_modifiedby_value"}
+    env.sim.update("account", ids[0], {"name": "Changed again while paging"})
+    second = dv.get(first["@odata.nextLink"], headers=page_of_two).json()
+    # the row changed meanwhile comes again after the others, then the deletion, on the last page
+    assert [r.get("accountid") or r["id"] for r in second["value"]] == [ids[0], ids[2]]
+    assert second["value"][-1]["reason"] == "deleted" and "@odata.nextLink" not in second
+    # the next delta starts where this read began: the row changed while it paged comes once more, alone
+    again = dv.get(second["@odata.deltaLink"]).json()
+    assert [r["accountid"] for r in again["value"]] == [ids[0]]
+    assert dv.get(again["@odata.deltaLink"]).json()["value"] == []
+
+
 def test_alternate_keys_for_addressing_and_sdk_upsert(env, dv, monkeypatch):
     from PowerPlatform.Dataverse.client import DataverseClient
     from PowerPlatform.Dataverse.models.upsert import UpsertItem

@@ -1,11 +1,13 @@
 """The engine against in-memory fakes of its ports."""
 
+import dataclasses
 import uuid
 
 import pytest
 
 from sync.config import MappingOverride, StaticCatalog, apply
 from sync.engine import CRM_ID_NAMESPACE, JobMode, SyncEngine, plan_row
+from sync.errors import ServiceUnavailableError
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
 from sync.model import Direction, Side, UpdateConflictResolution
 from sync.ports import Coupling, Record
@@ -532,7 +534,9 @@ def test_a_coupling_whose_two_records_were_both_deleted_is_dropped():
     aid = w.couplings.all("CUSTOMER")[cid].crm_id
     w.crm.delete(CRM_ACCOUNT, aid)
     w.bc.delete(BC_CUSTOMER, cid)
-    w.run("CUSTOMER", TO)                  # the Sales deletion marks the customer, which is gone too
+    # the Sales -> BC job reads the Sales change feed and hands the customer to the BC -> Sales pass at
+    # once, which finds it gone too
+    w.run("CUSTOMER", FROM)
     assert w.couplings.all("CUSTOMER") == {} and w.errors.list_all() == []
 
 
@@ -540,3 +544,109 @@ def test_the_ids_of_rows_we_create_in_sales_are_name_based_uuids_of_mapping_and_
     job = World().engine.job("CUSTOMER", "job1")
     for bc_id in ("C00010", "0b0e6a3e-1f2d-4c55-9d3c-2a7e5f9b8c01", "Zoë"):
         assert job.crm_id_for(bc_id) == str(uuid.uuid5(CRM_ID_NAMESPACE, f"CUSTOMER/{bc_id}"))
+
+
+def _reads(endpoint):
+    """Counts the reads of an endpoint from now on."""
+    counted = {"read_changed": 0, "read_ids": 0, "changes": 0}
+    for name in counted:
+        original = getattr(endpoint, name)
+
+        def wrapper(*args, _original=original, _name=name, **kwargs):
+            counted[_name] += 1
+            return _original(*args, **kwargs)
+        setattr(endpoint, name, wrapper)
+    return counted
+
+
+def test_sales_changes_come_from_the_change_feed_with_the_filter_and_our_own_changes_left_out_in_memory():
+    w = World()
+    cid = w.customer("C00010", "Adatum", city="Lyon")
+    other = w.customer("C00020", "Litware", city="Rome")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    vendor = w.couplings.all("CUSTOMER")[other].crm_id
+    w.crm.edit(CRM_ACCOUNT, vendor, customertypecode=11, telephone1="1")   # outside the filter now
+    w.crm.edit(CRM_ACCOUNT, aid, by="crm-integration", address1_city="Ours")  # the integration user
+    reads = _reads(w.crm)
+    assert w.run("CUSTOMER", FROM).counts.modified == 0
+    assert reads == {"read_changed": 0, "read_ids": 0, "changes": 1}   # no watermark read, no reconciliation
+    w.crm.edit(CRM_ACCOUNT, aid, address1_city="Paris")
+    assert w.run("CUSTOMER", FROM).counts.modified == 1
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["city"] == "Paris"
+    assert w.bc.rows(BC_CUSTOMER)[other]["values"].get("phoneNumber") != "1"
+    # the BC -> Sales job does not touch the feed: one reader, so neither misses what the other read past
+    w.run("CUSTOMER", TO)
+    assert reads["changes"] == 2
+
+
+def test_a_filter_the_feed_cannot_apply_keeps_the_watermark_and_takes_only_deletions_from_the_feed():
+    w = World()
+    cid = w.customer("C00010", "Adatum", city="Lyon")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    reads = _reads(w.crm)
+    feed = w.crm.changes
+    w.crm.changes = lambda *a, **k: dataclasses.replace(feed(*a, **k), filtered=False)
+    w.crm.edit(CRM_ACCOUNT, aid, address1_city="Paris")
+    assert w.run("CUSTOMER", FROM).counts.modified == 1
+    assert reads["read_changed"] == 1 and reads["changes"] == 1
+
+
+def test_a_full_sync_leaves_the_feed_and_the_reconciliation_so_the_next_run_checks_nothing_again():
+    w = World()
+    w.customer("C00010", "Adatum")
+    w.account("Contoso")
+    w.full_sync()
+    bc_reads, crm_reads = _reads(w.bc), _reads(w.crm)
+    w.run("CUSTOMER", TO)
+    w.run("CUSTOMER", FROM)
+    assert bc_reads == {"read_changed": 1, "read_ids": 0, "changes": 0}
+    assert crm_reads == {"read_changed": 0, "read_ids": 0, "changes": 1}
+
+
+def test_the_feed_cursor_is_saved_only_once_its_page_is_dealt_with():
+    w = World()
+    cid = w.customer("C00010", "Adatum", city="Lyon")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    before = w.state.cursor("CUSTOMER", "feed:crm")
+    w.crm.edit(CRM_ACCOUNT, aid, address1_city="Paris")
+    w.bc.update = lambda *a, **k: (_ for _ in ()).throw(ServiceUnavailableError("down"))
+    with pytest.raises(ServiceUnavailableError):
+        w.run("CUSTOMER", FROM)
+    assert w.state.cursor("CUSTOMER", "feed:crm") == before    # the change is read again next time
+    del w.bc.update
+    assert w.run("CUSTOMER", FROM).counts.modified == 1
+    assert w.state.cursor("CUSTOMER", "feed:crm") != before
+
+
+def test_a_sales_deletion_found_by_the_sales_to_bc_job_goes_through_the_bc_to_sales_pass_at_once():
+    w = World()
+    cid = w.customer("C00010", "Adatum", city="Lyon")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.crm.delete(CRM_ACCOUNT, aid)
+    out = w.run("CUSTOMER", FROM)
+    assert out.counts.failed == 1
+    [failure] = w.errors.list("CUSTOMER", TO)
+    assert failure.code == "DeletionConflict" and failure.source_id == cid
+    assert w.state.pending("CUSTOMER", TO) == []
+
+
+def test_the_schedules_look_at_sales_is_one_read_of_the_feed_which_it_leaves_where_it_is():
+    w = World()
+    cid = w.customer("C00010", "Adatum", city="Lyon")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.run("CUSTOMER", TO)
+    w.run("CUSTOMER", FROM)
+    w.clock.tick(120)
+    reads = _reads(w.crm)
+    assert not w.engine.has_work("CUSTOMER")
+    w.crm.edit(CRM_ACCOUNT, aid, by="crm-integration", address1_city="Ours")
+    assert not w.engine.has_work("CUSTOMER")
+    w.crm.edit(CRM_ACCOUNT, aid, address1_city="Paris")
+    assert w.engine.has_work("CUSTOMER")
+    assert reads == {"read_changed": 0, "read_ids": 0, "changes": 3}
+    assert w.run("CUSTOMER", FROM).counts.modified == 1

@@ -259,7 +259,7 @@ def test_job_ends_are_logged_with_their_fields_and_told_to_the_observer(caplog):
     assert ("ended", "CUSTOMER:to-crm", JobStatus.DONE, 1) in observer.events
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
-    h.w.crm.read_changed = lambda *a, **k: (_ for _ in ()).throw(ConfigurationError("the filter is refused"))
+    h.w.crm.changes = lambda *a, **k: (_ for _ in ()).throw(ConfigurationError("the filter is refused"))
     second = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
     h.drain()
     [failed] = [r for r in caplog.records if r.levelno == logging.ERROR]
