@@ -6,14 +6,16 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+from shared import businesscentral, dataverse
+
 SERVICES = ("Dataverse", "Business Central")
 KINDS = ("read", "write", "batch")
 
-# The largest page each service serves by default and the most rows one bulk request carries: Dataverse
-# pages of 5,000 rows and CreateMultiple chunks of 1,000 rows; Business Central pages of 20,000 rows and
-# $batch requests of 100 operations.
-PAGE_SIZE = {"Dataverse": 5000, "Business Central": 20000}
-BATCH_SIZE = {"Dataverse": 1000, "Business Central": 100}
+# The largest page each service serves and the most rows one bulk request of bcsync carries, as the
+# adapters use them: Dataverse pages and CreateMultiple / UpdateMultiple chunks, Business Central pages
+# and $batch requests.
+PAGE_SIZE = {"Dataverse": dataverse.MAX_PAGE_SIZE, "Business Central": businesscentral.MAX_PAGE_SIZE}
+BATCH_SIZE = {"Dataverse": dataverse.BULK_CHUNK, "Business Central": businesscentral.BATCH_SIZE}
 
 # What the issue allows a scheduled run with a few changes: this many requests per job (mapping direction).
 SCHEDULED_REQUESTS_PER_JOB = 4

@@ -23,10 +23,10 @@ def canned_run(**changes) -> dict:
 
 
 def test_the_bound_is_pages_plus_bulk_requests_per_table_and_service():
-    # 10,000 rows: Dataverse 2 pages of 5,000 + 10 chunks of 1,000; Business Central 1 page + 100 batches of 100
-    assert report.full_sync_bound([10000]) == {"Dataverse": 12, "Business Central": 101}
+    # 10,000 rows: Dataverse 2 pages of 5,000 + 20 chunks of 500; Business Central 1 page + 100 batches of 100
+    assert report.full_sync_bound([10000]) == {"Dataverse": 22, "Business Central": 101}
     # tables are paged separately, and a part page or chunk is still a request
-    assert report.full_sync_bound([3334, 3333, 3333]) == {"Dataverse": 3 * (1 + 4), "Business Central": 3 * (1 + 34)}
+    assert report.full_sync_bound([3334, 3333, 3333]) == {"Dataverse": 3 * (1 + 7), "Business Central": 3 * (1 + 34)}
     assert report.full_sync_bound([0]) == {"Dataverse": 0, "Business Central": 0}
     assert report.scheduled_bound(6) == 24
 
