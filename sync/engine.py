@@ -405,7 +405,10 @@ class _Job:
             if self.mode is not JobMode.COUPLE:
                 self._detect_unversioned_changes()
         retried = self._process_forced() if resume_from is None else set()
-        if self.src_side is Side.CRM and (resume_from is None or self.mode is JobMode.INCREMENTAL):
+        # a coupling job leaves the feed to the next scheduled run: there, as for any new pair, the pairs
+        # it coupled are synchronised from Business Central first
+        if self.src_side is Side.CRM and self.mode is not JobMode.COUPLE and (
+                resume_from is None or self.mode is JobMode.INCREMENTAL):
             done = self._read_feed(retried, deadline)
             if done is not None:
                 return done
@@ -478,19 +481,13 @@ class _Job:
         if feed is None:
             self._reconcile_when_due(Side.CRM)
             return None
-        # a coupling job leaves coupled rows alone: their changes go through an incremental pass
-        worker = self if self.mode is JobMode.INCREMENTAL else self._pass(self.direction)
         present: set[str] = set()
         resume = None
         for page in feed.pages:
             self._deleted(Side.CRM, page.deleted)
             present.update(i.lower() for i in page.present)
             if takes:
-                rows = [r for r in page.changed if r.id not in retried]
-                if worker is not self:
-                    coupled = self.e.couplings.get_many(self.mapping.name, Side.CRM, [r.id for r in rows])
-                    rows = [r for r in rows if r.id in coupled]
-                worker._process(rows, forced=set())
+                self._process([r for r in page.changed if r.id not in retried], forced=set())
                 resume = self._advance(page.changed, resume)
             if feed.complete or page.last:
                 if not feed.complete:
