@@ -8,7 +8,6 @@ import datetime as dt
 import os
 import time
 
-
 from .conftest import job
 
 ROWS, CHANGED = int(os.environ.get("BCSYNC_TEST_ROWS", 1000)), 10
