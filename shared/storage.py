@@ -51,6 +51,7 @@ from .telemetry import count_request, map_in_context
 
 KEYS_PER_QUERY = 14      # Table Storage allows 15 comparisons per filter; one is the partition
 TRANSACTION_SIZE = 100   # operations per entity-group transaction
+TRANSACTION_ATTEMPTS = 3  # a transaction of upserts is sent again when its connection broke
 SCAN_PAGE = 1000         # entities per answer of a query
 
 
@@ -186,8 +187,18 @@ def _transact(storage: TableStorage, table: TableClient, operations: list[tuple]
               for start in range(0, len(ops), TRANSACTION_SIZE)]
 
     def submit(chunk: list[tuple]) -> None:
-        with storage_errors():
-            table.submit_transaction(chunk)
+        # The SDK does not resend a POST whose connection broke after it was sent (as when the server
+        # closes an idle keep-alive connection just then); a transaction of upserts can safely go again.
+        resendable = all(op[0] == "upsert" for op in chunk)
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                with storage_errors():
+                    table.submit_transaction(chunk)
+                return
+            except ServiceUnavailableError as exc:
+                if not resendable or attempt == TRANSACTION_ATTEMPTS or not isinstance(
+                        exc.__cause__, ServiceResponseError):
+                    raise
 
     if len(chunks) == 1:
         submit(chunks[0])
