@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 import requests
 
-from sync.errors import AlreadyExistsError, AuthenticationError, ConcurrencyError, RecordError, SyncError
+from sync.errors import (AlreadyExistsError, AuthenticationError, ConcurrencyError, RecordError,
+                         ServiceUnavailableError, SyncError)
 from sync.model import CrmTable, OptionSet, Side
 from sync.ports import ChangeFeed, FeedPage, NewRow, Record, RowChange, WriteResult
 
@@ -94,7 +95,7 @@ def _batch_answers(response: requests.Response) -> list[tuple[int, Any]]:
     """The (status, body) of each part of a `$batch` answer, in order."""
     match = _BOUNDARY.search(response.headers.get("Content-Type", ""))
     if match is None:
-        raise SyncError(f"Dataverse answered a $batch without a multipart body: {response.text[:300]}")
+        raise ServiceUnavailableError(f"Dataverse answered a $batch without a multipart body: {response.text[:300]}")
     answers = []
     for part in response.text.replace("\r\n", "\n").split(f"--{match.group(1)}")[1:]:
         # the part's own headers, a blank line, the status line and the answer's headers, a blank line, the body
@@ -166,7 +167,10 @@ class DataverseClient:
     def batch(self, requests_: Sequence[Inner]) -> list[tuple[int, Any]]:
         """One `$batch` of independent requests with `odata.continue-on-error`, so that a failing request does
         not stop those after it: the (status, body) of every request, in order. Only requests that may be
-        sent twice (reads, and updates with If-Match) go here: a lost answer is asked again."""
+        sent twice (reads, and updates with If-Match) go here: a lost answer is asked again. (An update the
+        lost attempt applied then answers 412, its version having moved: that row fails as a conflict and
+        is seen again next run, where Sales already holds the values.) An answer that cannot be read
+        raises ServiceUnavailableError: the job stops and is retried."""
         boundary = f"batch_{uuid.uuid4()}"
         response = self.api.request("POST", f"{API_PATH}/$batch", data=_batch_body(boundary, requests_),
                                     idempotent=True,
@@ -174,7 +178,8 @@ class DataverseClient:
                                              "Content-Type": f'multipart/mixed; boundary="{boundary}"'})
         answers = _batch_answers(response)
         if len(answers) != len(requests_):
-            raise SyncError(f"Dataverse answered {len(answers)} of the {len(requests_)} requests of a $batch.")
+            raise ServiceUnavailableError(
+                f"Dataverse answered {len(answers)} of the {len(requests_)} requests of a $batch.")
         return answers
 
     def delta(self, entity_set: str, select: Sequence[str], link: str | None, *, page_size: int,

@@ -183,8 +183,9 @@ class ApiClient:
     def url(self, path: str) -> str:
         return path if path.startswith("https://") or path.startswith("http://") else f"{self.base_url}/{path.lstrip('/')}"
 
-    def request(self, method: str, path: str, *, params: dict | None = None, json: Any = None, data: bytes | None = None,
-                headers: dict[str, str] | None = None, idempotent: bool | None = None) -> requests.Response:
+    def request(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
+                data: bytes | None = None, headers: dict[str, str] | None = None,
+                idempotent: bool | None = None) -> requests.Response:
         method = method.upper()
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS

@@ -127,6 +127,24 @@ def test_dataverse_insert_with_our_id_is_idempotent_and_updates_check_versions_i
         ("POST", "Microsoft.Dynamics.CRM.UpdateMultiple"), ("GET", "accounts")]
 
 
+def test_dataverse_a_lost_answer_to_a_batch_of_updates_is_asked_again(dv, stack):
+    created = dv.insert(CRM_ACCOUNT, [NewRow({"name": f"Co {i}"}, f"6d3f4b1e-0000-4000-8000-{i:012d}")
+                                      for i in range(3)], ["name"])
+    stale = created[0].record.etag
+    dv.update(CRM_ACCOUNT, [RowChange(created[0].record.id, stale, {"name": "Co 0 renamed"})], ["name"])
+    stack.dataverse.faults.requests.clear()
+    stack.dataverse.faults.lose_answers(1, path_contains="$batch")
+    results = dv.update(CRM_ACCOUNT, [RowChange(r.record.id, None if i else stale, {"telephone1": "9"})
+                                      for i, r in enumerate(created)], ["telephone1"])
+    # the $batch was served, its answer lost, and sent again: the rows without a version are written
+    # once more alike; the stale one failed both times as the conflict it is
+    assert [p.rsplit("/", 1)[-1] for m, p in stack.dataverse.faults.requests] == ["$batch", "$batch"]
+    assert isinstance(results[0].error, ConcurrencyError)
+    assert all(r.error is None and r.record.values["telephone1"] == "9" for r in results[1:])
+    assert [a.get("telephone1") for a in sorted(stack.dataverse.rows("account"), key=lambda a: a["name"])] == \
+        [None, "9", "9"]
+
+
 def bulk_posts(stack) -> list[str]:
     return [p for m, p in stack.dataverse.faults.requests if m == "POST" and "Multiple" in p]
 
