@@ -293,9 +293,14 @@ class BusinessCentralEndpoint:
         found = {r.get(c.key[1]): r for r in self._query(self._companion_table(table), [c.key[1], *wanted],
                                                          c.key[1], keys)}
         for row in rows:
-            extra = found.get(row.get(c.key[0]), {})
-            for ours, theirs in c.fields.items():
-                row[ours] = extra.get(theirs)
+            self._joined(table, row, found.get(row.get(c.key[0]), {}))
+
+    @staticmethod
+    def _joined(table: BcTable, row: dict, page_row: dict) -> dict:
+        """`row` with the companion fields' values of its page row."""
+        for ours, theirs in table.companion.fields.items():
+            row[ours] = page_row.get(theirs)
+        return row
 
     def _query(self, table: BcTable, select: Sequence[str], field: str, values: Sequence[Any],
                where: str = "") -> list[dict]:
@@ -416,9 +421,11 @@ class BusinessCentralEndpoint:
 
     def _finish(self, table: BcTable, answers: Sequence[dict | SyncError], sent: Sequence[Inner | None],
                 extras: Sequence[dict], fields: Sequence[str]) -> list[WriteResult]:
-        """After the API writes, the companion page's fields (batched as well); then the rows as they now
-        stand, read once for all rows the page wrote. When the page write fails, the API write still
-        stands: the row is reported written, with the error."""
+        """After the API writes, the companion page's fields (batched as well). A row is answered as the API
+        and the page answered its writes: the companion fields it did not write are not read again, as no
+        one needs them after a write (the engine keeps the values it planned, and the version). A row the
+        page wrote changed version with it, so only its API version is read back, once for all of them.
+        When the page write fails, the API write still stands: the row is reported written, with the error."""
         results: list[WriteResult | None] = [None] * len(answers)
         rows: dict[int, dict] = {}
         for i, answer in enumerate(answers):
@@ -426,42 +433,41 @@ class BusinessCentralEndpoint:
                 rows[i] = dict(answer_row(answer, sent[i].body if sent[i] else None))
             except SyncError as exc:
                 results[i] = WriteResult(error=exc)
+        own = self._own(table, fields)
         paged = [i for i in rows if extras[i]]
         if paged:
-            page, c = self._companion_table(table), table.companion
-            writes = [self.client.update(page, page_key(page, {**dict(c.fixed_keys), c.key[1]: rows[i][c.key[0]]}),
-                                         self._body(page, extras[i]), None) for i in paged]
-            written = []
-            for i, write, answer in zip(paged, writes, self._send(writes)):
-                try:
-                    answer_row(answer, write.body)
-                    written.append(i)
-                except SyncError as exc:
-                    results[i] = self._in_part(table, rows.pop(i), fields, exc)
-            try:
-                current = self._rows_by_id(table, [rows[i][table.id_field] for i in written], fields)
-            except SyncError as exc:
-                for i in written:
-                    results[i] = self._in_part(table, rows.pop(i), fields, exc)
-                current, written = {}, []
-            for i in written:
-                row = current.get(rows[i][table.id_field])
-                if row is None:
-                    del rows[i]
-                    results[i] = WriteResult(error=NotFoundError(
-                        f"Business Central: {table.caption} disappeared while being written"))
-                else:
-                    rows[i] = row
-        plain = [i for i in rows if not extras[i]]
-        if plain and self._needs_companion(table, fields):
-            try:
-                self._merge_companion(table, [rows[i] for i in plain], fields)
-            except SyncError as exc:
-                for i in plain:
-                    results[i] = self._in_part(table, rows.pop(i), fields, exc)
+            self._write_companion(table, rows, paged, extras, fields, results)
         for i, row in rows.items():
-            results[i] = WriteResult(self._record(table, row, fields))
+            results[i] = WriteResult(self._record(table, row, fields if extras[i] else own))
         return results
+
+    def _write_companion(self, table: BcTable, rows: dict[int, dict], paged: list[int], extras: Sequence[dict],
+                         fields: Sequence[str], results: list[WriteResult | None]) -> None:
+        """The page writes of the rows `paged`, then their API versions read back: `rows` is left with the
+        rows written whole (page values joined in from the page's answers), `results` with the others."""
+        page, c = self._companion_table(table), table.companion
+        writes = [self.client.update(page, page_key(page, {**dict(c.fixed_keys), c.key[1]: rows[i][c.key[0]]}),
+                                     self._body(page, extras[i]), None) for i in paged]
+        written: dict[int, dict] = {}
+        for i, write, answer in zip(paged, writes, self._send(writes)):
+            try:
+                written[i] = answer_row(answer, write.body)
+            except SyncError as exc:
+                results[i] = self._in_part(table, rows.pop(i), fields, exc)
+        try:
+            current = self._rows_by_id(table, [rows[i][table.id_field] for i in written], self._own(table, fields))
+        except SyncError as exc:
+            for i in written:
+                results[i] = self._in_part(table, rows.pop(i), fields, exc)
+            return
+        for i, page_row in written.items():
+            row = current.get(rows[i][table.id_field])
+            if row is None:
+                del rows[i]
+                results[i] = WriteResult(error=NotFoundError(
+                    f"Business Central: {table.caption} disappeared while being written"))
+            else:
+                rows[i] = self._joined(table, row, page_row)
 
     def _in_part(self, table: BcTable, row: dict, fields: Sequence[str], error: SyncError) -> WriteResult:
         """A row the API wrote whose companion fields were not written or not read back: kept (coupled)

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
+import re
 import urllib.parse
+import uuid
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 from urllib.parse import quote
 
 import requests
 
-from sync.errors import AlreadyExistsError, AuthenticationError, ConcurrencyError, RecordError, SyncError
+from sync.errors import (AlreadyExistsError, AuthenticationError, ConcurrencyError, RecordError,
+                         ServiceUnavailableError, SyncError)
 from sync.model import CrmTable, OptionSet, Side
 from sync.ports import ChangeFeed, FeedPage, NewRow, Record, RowChange, WriteResult
 
@@ -34,6 +39,13 @@ BULK_CHUNK = 500
 IN_VALUES_PER_QUERY = 500
 IN_QUERY_CHARS = 24_000
 
+# An update of at most this many rows goes as one `$batch` of PATCH requests: one request in all, where
+# UpdateMultiple costs two (the action answers without the rows, so their versions are read back), and each
+# row's version is checked (If-Match), which the action cannot do. Beyond it UpdateMultiple's single
+# operation on the server beats as many separate updates, and its read-back is one query per chunk.
+PATCH_BATCH_MAX = 100
+_BOUNDARY = re.compile(r'boundary="?([^";,\s]+)"?', re.IGNORECASE)
+
 ALREADY_EXISTS = frozenset({"0x80040237", "0x80060892", "0x80048cf3", "0x80043b06"})
 STALE_VERSION = frozenset({"0x80060882"})
 NOT_TRACKED = "0x80072491"             # ChangeTrackingNotEnabledForEntity
@@ -46,13 +58,68 @@ def _selected(link: str) -> set[str]:
     return {name for value in query.get("$select", []) for name in value.split(",")}
 
 
+def error_of(status: int, body: Any) -> SyncError:
+    """A Dataverse error answer (a whole response's, or one part of a `$batch`) as the domain's error."""
+    if isinstance(body, dict):
+        error = body.get("error") or {}
+        parsed = ServiceError(status, str(error.get("code", "")), str(error.get("message", "")))
+    else:
+        parsed = ServiceError(status, "", str(body or "")[:300])
+    return classify("Dataverse", parsed, already_exists_codes=ALREADY_EXISTS, concurrency_codes=STALE_VERSION)
+
+
 def parse_error(response: requests.Response) -> SyncError:
     try:
-        error = response.json().get("error", {})
-        parsed = ServiceError(response.status_code, str(error.get("code", "")), str(error.get("message", "")))
+        body = response.json()
     except ValueError:
-        parsed = ServiceError(response.status_code, "", response.text[:300])
-    return classify("Dataverse", parsed, already_exists_codes=ALREADY_EXISTS, concurrency_codes=STALE_VERSION)
+        body = response.text
+    return error_of(response.status_code, body)
+
+
+def _batch_body(boundary: str, requests_: Sequence[Inner]) -> bytes:
+    """A multipart/mixed `$batch` of independent requests (no changeset: each succeeds or fails alone)."""
+    lines: list[str] = []
+    for request in requests_:
+        lines += [f"--{boundary}", "Content-Type: application/http", "Content-Transfer-Encoding: binary", "",
+                  f"{request.method} {request.url} HTTP/1.1"]
+        lines += [f"{name}: {value}" for name, value in request.headers.items()]
+        if request.body is not None:
+            lines += ["Content-Type: application/json; type=entry", "", json.dumps(request.body)]
+        else:
+            lines += [""]
+    lines += [f"--{boundary}--", ""]
+    return "\r\n".join(lines).encode("utf-8")
+
+
+def _batch_answers(response: requests.Response) -> list[tuple[int, Any]]:
+    """The (status, body) of each part of a `$batch` answer, in order."""
+    match = _BOUNDARY.search(response.headers.get("Content-Type", ""))
+    if match is None:
+        raise ServiceUnavailableError(f"Dataverse answered a $batch without a multipart body: {response.text[:300]}")
+    answers = []
+    for part in response.text.replace("\r\n", "\n").split(f"--{match.group(1)}")[1:]:
+        # the part's own headers, a blank line, the status line and the answer's headers, a blank line, the body
+        _, _, inner = part.partition("\n\n")
+        status_line, _, rest = inner.partition("\n")
+        if not status_line.startswith("HTTP/"):
+            continue  # the closing `--` after the last part
+        body_text = rest.partition("\n\n")[2].strip()
+        try:
+            body: Any = json.loads(body_text) if body_text else None
+        except ValueError:
+            body = body_text
+        answers.append((int(status_line.split(" ")[1]), body))
+    return answers
+
+
+@dataclass(frozen=True)
+class Inner:
+    """One request of a `$batch`: method, absolute URL, headers, JSON body."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: dict | None = None
 
 
 class DataverseClient:
@@ -85,6 +152,35 @@ class DataverseClient:
                                     json={"Targets": targets}, idempotent=idempotent,
                                     headers={**self.HEADERS, "Content-Type": "application/json"})
         return response.json() if response.content else {}
+
+    def patch(self, entity_set: str, row_id: str, body: dict, *, etag: str | None, select: Sequence[str],
+              lookup_types: bool = False) -> Inner:
+        """An update for a `$batch`: applied only to the version `etag` (any version when None; never a
+        create, as a PATCH without If-Match would be), answered with the row as stored, its version included."""
+        prefer = "return=representation"
+        if lookup_types:
+            prefer += ',odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"'
+        url = self.api.url(f"{API_PATH}/{entity_set}({row_id})") + "?" + urllib.parse.urlencode(
+            {"$select": ",".join(select)}, safe=",$")
+        return Inner("PATCH", url, {"If-Match": etag or "*", "Prefer": prefer}, body)
+
+    def batch(self, requests_: Sequence[Inner]) -> list[tuple[int, Any]]:
+        """One `$batch` of independent requests with `odata.continue-on-error`, so that a failing request does
+        not stop those after it: the (status, body) of every request, in order. Only requests that may be
+        sent twice (reads, and updates with If-Match) go here: a lost answer is asked again. (An update the
+        lost attempt applied then answers 412, its version having moved: that row fails as a conflict and
+        is seen again next run, where Sales already holds the values.) An answer that cannot be read
+        raises ServiceUnavailableError: the job stops and is retried."""
+        boundary = f"batch_{uuid.uuid4()}"
+        response = self.api.request("POST", f"{API_PATH}/$batch", data=_batch_body(boundary, requests_),
+                                    idempotent=True,
+                                    headers={**self.HEADERS, "Prefer": "odata.continue-on-error",
+                                             "Content-Type": f'multipart/mixed; boundary="{boundary}"'})
+        answers = _batch_answers(response)
+        if len(answers) != len(requests_):
+            raise ServiceUnavailableError(
+                f"Dataverse answered {len(answers)} of the {len(requests_)} requests of a $batch.")
+        return answers
 
     def delta(self, entity_set: str, select: Sequence[str], link: str | None, *, page_size: int,
               lookup_types: bool = False) -> Iterator[tuple[list[dict], list[str], str, bool]]:
@@ -246,13 +342,39 @@ class DataverseEndpoint:
                                                                  for new in rows])
 
     def update(self, table: CrmTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
-        """UpdateMultiple. Its Web API action takes the targets only: unlike a PATCH with If-Match, it cannot be
-        made to check each row's version (the SDK's ConcurrencyBehavior has no Web API counterpart), so a
-        change made in Sales between bcsync's read of the row and this write is overwritten. The row's
-        ETag (`change.etag`) is therefore not sent."""
+        """Up to PATCH_BATCH_MAX rows: one `$batch` of PATCH requests, each applied only to the version the
+        change was planned on (`change.etag`): a row changed in Sales since it was read is not written, and
+        answers with a ConcurrencyError of its own. More rows: UpdateMultiple, whose Web API action takes the
+        targets only: unlike a PATCH with If-Match, it cannot be made to check each row's version (the SDK's
+        ConcurrencyBehavior has no Web API counterpart), so such a change is overwritten there."""
+        if len(changes) <= PATCH_BATCH_MAX:
+            return self._patch_batch(table, changes, fields)
         return self._write_bulk(table, fields, "UpdateMultiple", [(change.id, self._target(table, change.values,
                                                                                            change.id))
                                                                  for change in changes])
+
+    def _patch_batch(self, table: CrmTable, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
+        """The changes in one `$batch`, each row answered with its own outcome; an error that is no row's
+        (throttled beyond patience, the service down) is every row's, as `write_each` answers it."""
+        if not changes:
+            return []
+        select, typed = self._select(table, fields), self._typed(table, fields)
+        patches = [self.client.patch(table.entity_set, change.id, self._body(table, change.values), etag=change.etag,
+                                     select=select, lookup_types=typed) for change in changes]
+        try:
+            answers = self.client.batch(patches)
+        except SyncError as exc:
+            return [WriteResult(error=exc) for _ in changes]
+        results = []
+        for change, (status, body) in zip(changes, answers):
+            if status >= 400:
+                results.append(WriteResult(error=error_of(status, body)))
+            elif isinstance(body, dict) and table.primary_id in body:
+                results.append(WriteResult(self._record(table, body, fields)))
+            else:
+                results.append(WriteResult(error=RecordError(
+                    f"Dataverse: the {table.logical_name} {change.id} was written but not answered with its values.")))
+        return results
 
     def _target(self, table: CrmTable, values: dict[str, Any], row_id: str | None) -> dict:
         target = {**self._body(table, values), "@odata.type": f"Microsoft.Dynamics.CRM.{table.logical_name}"}

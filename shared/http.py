@@ -184,7 +184,8 @@ class ApiClient:
         return path if path.startswith("https://") or path.startswith("http://") else f"{self.base_url}/{path.lstrip('/')}"
 
     def request(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
-                headers: dict[str, str] | None = None, idempotent: bool | None = None) -> requests.Response:
+                data: bytes | None = None, headers: dict[str, str] | None = None,
+                idempotent: bool | None = None) -> requests.Response:
         method = method.upper()
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
@@ -196,7 +197,7 @@ class ApiClient:
                            "Authorization": f"Bearer {self.token(force=refresh_now)}"}
             refresh_now = False
             try:
-                response = self._send(method, url, params=params, json=json, headers=all_headers)
+                response = self._send(method, url, params=params, json=json, data=data, headers=all_headers)
             except requests.RequestException as exc:
                 count_request(self.service, None)
                 sent = not _never_sent(exc)

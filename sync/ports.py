@@ -37,7 +37,9 @@ class RowChange:
 @dataclass(frozen=True)
 class WriteResult:
     """The outcome of one row of a page write: the row as stored, or the error for that row, or both
-    when the row was written but not all of it (it is kept, and the error retried)."""
+    when the row was written but not all of it (it is kept, and the error retried). The row carries its
+    new version and the values the write answered with: a Business Central row's companion page fields
+    only when the write went to the page as well (they are not read again for a write that did not)."""
 
     record: Record | None = None
     error: SyncError | None = None

@@ -214,6 +214,12 @@ def _run_one(api: "WebApi", ctx: Ctx, request: InnerRequest, refs: dict | None) 
                     request.body, ctx.root, ctx.caller, parse_prefer(request.headers.getlist("Prefer")), refs)
         if inner.path.strip("/") == "$batch":
             raise errors.bad_query("A batch cannot contain another batch.")
+        # a scripted fault may hit one request of a batch, which answers for itself in its part
+        fault = api.sim.faults.take(request.method, urlsplit(ctx.root).path + "/" + path, inner=True)
+        if fault is not None:
+            retry = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return Reply(fault.status, fault.body or errors.error_body(fault.status), retry,
+                         "application/json; odata.metadata=minimal")
         return api.dispatch(inner)
     except DataverseError as exc:
         return error_reply(exc)

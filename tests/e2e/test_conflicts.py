@@ -60,3 +60,27 @@ def test_the_same_field_changed_on_both_sides_is_a_conflict_until_a_resolution_p
     assert env.dv.get("account", account)["name"] == "Adatum (BC)"
     assert env.bc.get("customers", customer)["displayName"] == "Adatum (BC)"
     assert job(report, "CUSTOMER:to-crm").counts.modified == 1 and env.errors() == []
+
+
+def test_a_sales_edit_made_while_bcsync_writes_the_account_is_not_overwritten(env, monkeypatch):
+    customer, account = _pair(env)
+    env.bc.update("customers", customer, {"city": "Boston"})
+    client, send = env.services.dataverse, env.services.dataverse.batch
+
+    def edited_in_between(requests_):
+        monkeypatch.setattr(client, "batch", send)
+        _edit_in_sales(env, account, {"address1_city": "Denver"})   # after bcsync read the account
+        return send(requests_)
+
+    monkeypatch.setattr(client, "batch", edited_in_between)
+    report = env.sync(["CUSTOMER"])
+    # the update carried the version bcsync read: Sales refused it, and the record failed, not the run
+    assert job(report, "CUSTOMER:to-crm").counts.failed == 1 and job(report, "CUSTOMER:to-crm").counts.modified == 0
+    assert env.dv.get("account", account)["address1_city"] == "Denver"
+    assert env.bc.get("customers", customer)["city"] == "Boston"
+    # seen again, both sides changed City: the conflict the mapping's resolution decides, nothing lost meanwhile
+    env.sync(["CUSTOMER"])
+    conflict = next(e for e in env.errors() if e.direction.value == "to-crm")
+    assert conflict.code == "UpdateConflict" and conflict.field == "City"
+    assert env.dv.get("account", account)["address1_city"] == "Denver"
+    assert env.bc.get("customers", customer)["city"] == "Boston"

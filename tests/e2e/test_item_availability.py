@@ -48,8 +48,8 @@ def test_an_inventory_sales_refused_is_an_error_written_again_at_the_next_run(en
     seed(env)
     env.sync(["ITEM-AVAILABILITY"])
     env.bc.post_item_ledger("1000", 8)
-    env.stack.dataverse.faults.fail(400, times=1, methods=("POST",),
-                                    path_contains="products/Microsoft.Dynamics.CRM.UpdateMultiple",
+    # one product's update, inside the $batch that carries a small update
+    env.stack.dataverse.faults.fail(400, times=1, methods=("PATCH",), path_contains="/products(",
                                     body={"error": {"code": "0x80040265", "message": "A plug-in refused it."}})
     first = job(env.sync(["ITEM-AVAILABILITY"]), "ITEM-AVAILABILITY:to-crm")
     assert first.counts.failed == 1 and on_hand(env, "1000") == 12

@@ -866,6 +866,37 @@ def test_batch_changeset_rolls_back_and_stops_at_the_first_failure(env, dv):
     assert dv.post("$batch", data="not multipart", headers={"Content-Type": "text/plain"}).status_code == 400
 
 
+
+def test_batch_of_version_checked_updates_answers_each_row_and_a_scripted_fault_hits_one_part(env, dv):
+    seed_accounts(env, 4)
+    rows = sorted(env.sim.rows("account"), key=lambda a: a["name"])
+    etags = {a["accountid"]: dv.get(f"accounts({a['accountid']})").json()["@odata.etag"] for a in rows}
+    env.sim.update("account", rows[1]["accountid"], {"telephone1": "changed meanwhile"})
+    env.sim.faults.fail(400, path_contains=f"/accounts({rows[2]['accountid']})", methods=("PATCH",),
+                        body={"error": {"code": "0x80040265", "message": "A plug-in refused it."}})
+    prefer = {"Prefer": "return=representation"}
+    parts = [http_part(f"PATCH {env.api}/accounts({a['accountid']})?$select=name,telephone1 HTTP/1.1",
+                       {"telephone1": f"new {i}"}, {"If-Match": etags[a["accountid"]], **prefer})
+             for i, a in enumerate(rows[:3])]
+    parts.append(http_part(f"PATCH {env.api}/accounts({uuid.uuid4()}) HTTP/1.1", {"name": "never created"},
+                           {"If-Match": "*", **prefer}))
+    response = dv.post("$batch", data=batch_body("b", parts), headers={
+        "Content-Type": "multipart/mixed; boundary=b", "Prefer": "odata.continue-on-error"})
+    assert response.status_code == 200
+    statuses = re.findall(r"HTTP/1.1 (\d+)", response.text)
+    assert statuses == ["200", "412", "400", "404"]
+    # the updated row comes back as stored, its new version in the body and the ETag header
+    first = env.sim.get("account", rows[0]["accountid"])
+    assert first["telephone1"] == "new 0" and f'"telephone1":"new 0"' in response.text
+    new_etag = dv.get(f"accounts({rows[0]['accountid']})").json()["@odata.etag"]
+    assert new_etag != etags[rows[0]["accountid"]] and f"ETag: {new_etag}" in response.text
+    assert "0x80060882" in response.text and "A plug-in refused it." in response.text
+    assert env.sim.get("account", rows[1]["accountid"])["telephone1"] == "changed meanwhile"
+    assert env.sim.get("account", rows[2]["accountid"]).get("telephone1") != "new 2"
+    assert len(env.sim.rows("account")) == 4
+    assert [m for m, p in env.sim.faults.requests if p.endswith("$batch")] == ["POST"]   # one request in all
+
+
 # --------------------------------------------------------------------------- admin endpoints
 
 def test_admin_endpoints(env, dv):
