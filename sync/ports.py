@@ -210,6 +210,17 @@ class WriteBack:
     version: str | None = None      # the row's version when the write-back began (recorded with it)
 
 
+@dataclass(frozen=True)
+class PendingInsert:
+    """A row sent to be created on a side that chooses the new row's id itself (Business Central),
+    recorded before the write: should the answer be lost, the values sent and the time tell the next
+    attempt which new row it was."""
+
+    source_id: str
+    values: dict[str, Any]          # the destination's fields as sent
+    sent_at: dt.datetime
+
+
 class StateStore(Protocol):
     def watermark(self, mapping: str, direction: Direction) -> dt.datetime | None:
         ...
@@ -234,6 +245,15 @@ class StateStore(Protocol):
         ...
 
     def clear_write_backs(self, mapping: str, row_ids: Sequence[str]) -> None:
+        ...
+
+    def pending_inserts(self, mapping: str) -> list[PendingInsert]:
+        """Inserts sent and not known to be coupled."""
+
+    def save_pending_inserts(self, mapping: str, inserts: Sequence[PendingInsert]) -> None:
+        ...
+
+    def clear_pending_inserts(self, mapping: str, source_ids: Sequence[str]) -> None:
         ...
 
     def cursor(self, mapping: str, name: str) -> str | None:

@@ -225,6 +225,7 @@ class FakeState:
         self.cursors: dict[tuple[str, str], str] = {}
         self.schedule_rows: dict = {}
         self.write_back_rows: dict[tuple[str, str], object] = {}
+        self.pending_insert_rows: dict[tuple[str, str], object] = {}
 
     def watermark(self, mapping, direction):
         return self.marks.get((mapping, direction))
@@ -252,6 +253,16 @@ class FakeState:
     def clear_write_backs(self, mapping, row_ids):
         for row_id in row_ids:
             self.write_back_rows.pop((mapping, row_id), None)
+
+    def pending_inserts(self, mapping):
+        return [p for (m, _), p in self.pending_insert_rows.items() if m == mapping]
+
+    def save_pending_inserts(self, mapping, inserts):
+        self.pending_insert_rows.update({(mapping, p.source_id): p for p in inserts})
+
+    def clear_pending_inserts(self, mapping, source_ids):
+        for source_id in source_ids:
+            self.pending_insert_rows.pop((mapping, source_id), None)
 
     def schedules(self):
         return dict(self.schedule_rows)
