@@ -321,14 +321,15 @@ class BusinessCentralEndpoint:
     # -- reads ----------------------------------------------------------------------------------
 
     def read_changed(self, table: BcTable, fields: Sequence[str], *, since: dt.datetime | None, where: str = "",
-                     page_size: int = 500, not_modified_by: str | None = None) -> Iterator[list[Record]]:
+                     page_size: int = 500, not_modified_by: str | None = None,
+                     limit: int | None = None) -> Iterator[list[Record]]:
         # API v2.0 does not say who changed a row; the engine recognises our own writes by version.
         if since is not None and not table.modified_field:
             raise ValueError(f"{table.entity_set} has no modification time to read changes by")
         changed = f"{table.modified_field} ge {odata_datetime(since, millis=True)}" if since else ""
         order = f"{table.modified_field} asc" if table.modified_field else ""
         for rows in self.client.pages(table, select=self._select(table, fields), filter=both(where, changed),
-                                      orderby=order, page_size=page_size):
+                                      orderby=order, page_size=limit or page_size, top=limit):
             yield self._rows_to_records(table, rows, fields)
 
     def read_ids(self, table: BcTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:

@@ -515,7 +515,7 @@ class _Job:
         name, state = self.mapping.name, self.e.state
         watermark = state.watermark(name, self.direction)
         if self.mapping.is_option_mapping:
-            newest = next(iter(self.src.read_changed(self.src_table, [], since=watermark, page_size=PEEK_ROWS)), [])
+            newest = next(iter(self.src.read_changed(self.src_table, [], since=watermark, limit=PEEK_ROWS)), [])
             return any(watermark is None or (r.modified_on and r.modified_on > watermark) for r in newest)
         if (self.mapping.reread_all or state.pending(name, self.direction)
                 or any(not f.skipped for f in self.failures.values())):
@@ -528,7 +528,7 @@ class _Job:
             companion = getattr(self.src_table, "companion", None)
             fields = [f for f in self.src_fields if not (companion and f in companion.fields)]
             page = next(iter(self.src.read_changed(self.src_table, fields, since=watermark,
-                                                   where=self.mapping.filter_on(self.src_side), page_size=PEEK_ROWS,
+                                                   where=self.mapping.filter_on(self.src_side), limit=PEEK_ROWS,
                                                    not_modified_by=self._not_modified_by())), [])
             if len(page) == PEEK_ROWS or self._work_among(page):
                 return True  # (more changes than worth looking through: just run)

@@ -56,11 +56,12 @@ class Endpoint(Protocol):
     side: Side
 
     def read_changed(self, table: Table, fields: Sequence[str], *, since: dt.datetime | None,
-                     where: str = "", page_size: int = 500,
-                     not_modified_by: str | None = None) -> Iterator[list[Record]]:
+                     where: str = "", page_size: int = 500, not_modified_by: str | None = None,
+                     limit: int | None = None) -> Iterator[list[Record]]:
         """Rows matching `where` modified at or after `since` (all rows when None), oldest first.
 
-        `not_modified_by` leaves out rows last changed by that user, where the service can tell.
+        `not_modified_by` leaves out rows last changed by that user, where the service can tell. `limit`:
+        only the first rows, at most that many, in one page (a look that reads nothing ahead).
         """
 
     def read_ids(self, table: Table, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:

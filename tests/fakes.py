@@ -76,12 +76,14 @@ class FakeEndpoint:
 
         return compile_filter(where, resolver=resolve)
 
-    def read_changed(self, table, fields, *, since, where="", page_size=500, not_modified_by=None):
+    def read_changed(self, table, fields, *, since, where="", page_size=500, not_modified_by=None, limit=None):
         match = self._filter(table, where)
         rows = sorted(((rid, r) for rid, r in self.rows(table).items()
                        if (since is None or r["modified_on"] >= since) and match(r)
                        and (not_modified_by is None or self.side is Side.BC or r["modified_by"] != not_modified_by)),
                       key=lambda item: (item[1]["modified_on"], item[0]))
+        if limit is not None:
+            rows, page_size = rows[:limit], max(limit, 1)
         for start in range(0, len(rows), page_size):
             yield [self._record(rid, r, fields) for rid, r in rows[start:start + page_size]]
 
