@@ -891,6 +891,8 @@ class _Job:
         changed since the first was sent (less the margin for clock skew) whose fields hold what was sent.
         Rows sent with the same values pair up one to one, in any order, as any pairing is as good."""
         since = min(p.sent_at for p in pending) - self.e.watermark_margin
+        if not self.dst_table.modified_field:  # a page without a modification time: every row is looked at
+            since = None
         fields = list(dict.fromkeys([*self.dst_fields, *(f for p in pending for f in p.values)]))
         rows = [r for page in self.dst.read_changed(self.dst_table, fields, since=since,
                                                     page_size=self.e.page_size) for r in page]
@@ -899,7 +901,7 @@ class _Job:
         by_fields: dict[tuple[str, ...], dict[tuple, list[Record]]] = {}  # rows by the values of some fields
         found: dict[str, Record] = {}
         taken: set[str] = set()
-        for entry in pending:
+        for entry in (p for p in pending if p.values):
             names = tuple(sorted(entry.values))
             index = by_fields.get(names)
             if index is None:
@@ -908,8 +910,8 @@ class _Job:
                     index.setdefault(tuple(normalize(r.values.get(f)) for f in names), []).append(r)
             earliest = entry.sent_at - self.e.watermark_margin
             candidates = index.get(tuple(normalize(entry.values[f]) for f in names), [])
-            hit = next((r for r in candidates if r.id not in taken and names
-                        and (r.modified_on is None or r.modified_on >= earliest)), None)
+            hit = next((r for r in candidates
+                        if r.id not in taken and (r.modified_on is None or r.modified_on >= earliest)), None)
             if hit is not None:
                 found[entry.source_id] = hit
                 taken.add(hit.id)

@@ -1,7 +1,8 @@
 """Business Central picks the ids of the rows bcsync creates there, so a repeated insert cannot find its
 row by id. Rows no match criterion can find again (an opportunity) are recorded before they are sent:
 after a lost answer, or a worker killed right after Business Central created them, the next attempt
-couples the rows that were created instead of creating them twice."""
+couples the rows that were created instead of creating them twice (opportunities; contacts without an
+e-mail, whose card fields are compared too)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,22 @@ def test_a_worker_killed_right_after_business_central_created_opportunities_leav
     report = taken_over(env, run)
     assert report.run.status is RunStatus.DONE, report.to_dict()
     assert_each_once_and_coupled(env, NAMES)
+
+
+def test_a_lost_answer_to_a_batch_of_contacts_without_an_e_mail_is_repeated_without_duplicates(env):
+    [contoso] = env.dv.seed("account", [{"name": "Contoso", "customertypecode": 3}])
+    env.full_sync(["CUSTOMER"])
+    people = [("Bob", "Smith"), ("Ann", "Lee"), ("Ann", "Lee")]   # no e-mail to match them by
+    env.dv.seed("contact", [{"firstname": first, "lastname": last, "parentcustomerid": contoso}
+                            for first, last in people])
+    env.bc.faults.lose_answers(times=1, path_contains="/api/v2.0/$batch", methods=("POST",))
+    report = env.full_sync(["CONTACT"])
+    assert report.run.status is RunStatus.DONE, report.to_dict()
+    assert not env.bc.faults.faults
+    assert job(report, "CONTACT:from-crm").attempts >= 2
+    created = Counter(c["displayName"] for c in env.bc.rows("contacts") if c["type"] == "Person")
+    assert created == Counter(["Bob Smith", "Ann Lee", "Ann Lee"])
+    cards = Counter((c["First_Name"], c["Surname"]) for c in env.bc.rows("ContactCard") if c["Surname"])
+    assert cards == Counter(people)
+    assert len(env.couplings("CONTACT")) == 3 and env.errors() == []
+    assert env.services.state.pending_inserts("CONTACT") == []
