@@ -326,14 +326,15 @@ class BusinessCentralEndpoint:
     # -- reads ----------------------------------------------------------------------------------
 
     def read_changed(self, table: BcTable, fields: Sequence[str], *, since: dt.datetime | None, where: str = "",
-                     page_size: int = 500, not_modified_by: str | None = None) -> Iterator[list[Record]]:
+                     page_size: int = 500, not_modified_by: str | None = None,
+                     limit: int | None = None) -> Iterator[list[Record]]:
         # API v2.0 does not say who changed a row; the engine recognises our own writes by version.
         if since is not None and not table.modified_field:
             raise ValueError(f"{table.entity_set} has no modification time to read changes by")
         changed = f"{table.modified_field} ge {odata_datetime(since, millis=True)}" if since else ""
         order = f"{table.modified_field} asc" if table.modified_field else ""
         for rows in self.client.pages(table, select=self._select(table, fields), filter=both(where, changed),
-                                      orderby=order, page_size=page_size):
+                                      orderby=order, page_size=limit or page_size, top=limit):
             yield self._rows_to_records(table, rows, fields)
 
     def read_ids(self, table: BcTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
@@ -366,12 +367,9 @@ class BusinessCentralEndpoint:
     # A lost answer to a `$batch` of creates: the ApiClient does not repeat a non-idempotent request
     # whose answer was lost, so every row of that `$batch` ends as WriteOutcomeUnknown (transient);
     # the engine records what the other chunks wrote and stops the job, to resume it later from
-    # before this page. The repeat then does not create those rows again because match-based coupling
-    # runs before any insert: the rows the lost `$batch` created are found by the mapping's match
-    # criteria (a customer's name, a contact's or salesperson's e-mail) and coupled and updated
-    # instead. A number from bcsync's number series is no guard on its own: the repeat reads the
-    # highest number again and proposes the next ones. A mapping without match criteria, or a row
-    # whose criteria are blank, is not protected from a duplicate this way.
+    # before this page. The repeat does not create those rows again: rows with match criteria are
+    # found by match-based coupling, which runs before any insert; rows without any are found by the
+    # values recorded before they were sent (the engine's pending inserts, sync.engine._guard_inserts).
 
     def insert(self, table: BcTable, rows: Sequence[NewRow], fields: Sequence[str]) -> list[WriteResult]:
         splits = [self._split(table, new.values) for new in rows]

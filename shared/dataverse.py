@@ -134,16 +134,19 @@ class DataverseClient:
         return self.api.get_json(f"{API_PATH}/WhoAmI", headers=self.HEADERS)
 
     def pages(self, entity_set: str, *, select: Sequence[str], filter: str = "", orderby: str = "",
-              page_size: int = 500, lookup_types: bool = False) -> Iterator[list[dict]]:
+              page_size: int = 500, lookup_types: bool = False, top: int | None = None) -> Iterator[list[dict]]:
         params = {"$select": ",".join(select)}
         if filter:
             params["$filter"] = filter
         if orderby:
             params["$orderby"] = orderby
-        prefer = f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"
+        # the service ignores $top when a page size is preferred: one or the other
+        prefs = [f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"] if top is None else []
+        if top is not None:
+            params["$top"] = str(top)
         if lookup_types:  # which table a lookup to several tables points at
-            prefer += ',odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"'
-        headers = {**self.HEADERS, "Prefer": prefer}
+            prefs.append('odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"')
+        headers = {**self.HEADERS, **({"Prefer": ",".join(prefs)} if prefs else {})}
         return follow_pages(self.api, f"{API_PATH}/{entity_set}", params, headers)
 
     def bulk(self, entity_set: str, action: str, targets: list[dict], *, idempotent: bool) -> dict:
@@ -274,13 +277,14 @@ class DataverseEndpoint:
     # -- reads ----------------------------------------------------------------------------------
 
     def read_changed(self, table: CrmTable, fields: Sequence[str], *, since: dt.datetime | None, where: str = "",
-                     page_size: int = 500, not_modified_by: str | None = None) -> Iterator[list[Record]]:
+                     page_size: int = 500, not_modified_by: str | None = None,
+                     limit: int | None = None) -> Iterator[list[Record]]:
         changed = f"modifiedon ge {odata_datetime(since)}" if since else ""
         others = f"_modifiedby_value ne {not_modified_by}" if not_modified_by else ""
         for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
                                       filter=both(where, changed, others),
                                       orderby=f"modifiedon asc,{table.primary_id} asc", page_size=page_size,
-                                      lookup_types=self._typed(table, fields)):
+                                      lookup_types=self._typed(table, fields), top=limit):
             yield [self._record(table, row, fields) for row in rows]
 
     def read_ids(self, table: CrmTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:

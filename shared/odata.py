@@ -68,6 +68,8 @@ def follow_pages(api: ApiClient, path: str, params: dict | None, headers: dict[s
     overlaps writing; never more than one page ahead, so memory holds two pages at most. A failed read
     raises when the caller asks for that page. A caller that stops early (closes the iterator, or drops
     it) waits here for a request in flight to be answered, so no thread or half-read answer is left behind.
+    Only a next link is read ahead: a read of one page costs one request. A caller that wants only the first
+    rows asks for them with `$top`, whose answer has no next link, so that no page is read for nothing.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="next-page") as pool:
         pending: Future | None = submit_in_context(pool, api.get_json, path, params=params, headers=headers)

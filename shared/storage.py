@@ -5,6 +5,7 @@
 | <p>couplings     | mapping      | bc:<id> and crm:<id>        | one coupling, findable from either side    |
 | <p>state         | mapping      | watermark:<direction>       | the watermark of a mapping and direction   |
 | <p>state         | mapping      | writeback:<row id>          | a write-back to Sales begun, not finished  |
+| <p>state         | mapping      | inserting:<source id>       | a Business Central insert sent, not coupled |
 | <p>state         | lease        | <name>                      | who holds a lease, until when              |
 | <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
 | <p>runs          | <run id>     | run, job:<job id>           | the run and each of its jobs               |
@@ -43,7 +44,7 @@ from sync.config import MappingOverride
 from sync.engine import Counts, JobMode
 from sync.errors import AuthenticationError, ConcurrencyError, ServiceUnavailableError
 from sync.model import Direction, Side
-from sync.ports import Clock, Coupling, RecordFailure, WriteBack
+from sync.ports import Clock, Coupling, PendingInsert, RecordFailure, WriteBack
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
 from sync.schedule import MappingSchedule
 
@@ -446,6 +447,22 @@ class StateTable:
     def clear_write_backs(self, mapping: str, row_ids: Sequence[str]) -> None:
         self.transact([("delete", {"PartitionKey": _key(mapping), "RowKey": _key(f"writeback:{i}")})
                                for i in dict.fromkeys(row_ids)])
+
+    def pending_inserts(self, mapping: str) -> list[PendingInsert]:
+        with storage_errors():
+            return [PendingInsert(e["source_id"], json.loads(e["values"]), _dt(e["sent_at"]))
+                    for e in self.table.query_entities(
+                        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                        parameters={"pk": _key(mapping), "lo": "inserting:", "hi": "inserting;"})]
+
+    def save_pending_inserts(self, mapping: str, inserts: Sequence[PendingInsert]) -> None:
+        self.transact([("upsert", {"PartitionKey": _key(mapping), "RowKey": _key(f"inserting:{p.source_id}"),
+                                   "source_id": p.source_id, "values": json.dumps(p.values, default=str),
+                                   "sent_at": _iso(p.sent_at)}) for p in inserts])
+
+    def clear_pending_inserts(self, mapping: str, source_ids: Sequence[str]) -> None:
+        _delete(self.storage, self.table, [[{"PartitionKey": _key(mapping), "RowKey": _key(f"inserting:{i}")}]
+                                           for i in dict.fromkeys(source_ids)])
 
     def cursor(self, mapping: str, name: str) -> str | None:
         with storage_errors():

@@ -30,7 +30,7 @@ class ItemAvailabilityProcess:
         since = job.state.watermark(MAPPING, Direction.TO_CRM)
         if since is None or job.failures:
             return True
-        return bool(next(iter(job.bc.read_changed(BC_ITEM_LEDGER_ENTRY, ["itemNumber"], since=since, page_size=1)), []))
+        return bool(next(iter(job.bc.read_changed(BC_ITEM_LEDGER_ENTRY, ["itemNumber"], since=since, limit=1)), []))
 
     def run(self, job: JobContext, deadline: dt.datetime | None):
         since = job.state.watermark(MAPPING, Direction.TO_CRM)

@@ -61,6 +61,7 @@ from .ports import (
     Endpoint,
     ErrorStore,
     NewRow,
+    PendingInsert,
     Record,
     RowChange,
     StateStore,
@@ -376,6 +377,7 @@ class _Job:
         self.cache: dict[str, Any] = {}
         self.lasting = engine.lasting()
         self.moves_watermark = mode is not JobMode.COUPLE
+        self._pending_inserts: dict[str, PendingInsert] | None = None  # read when first needed
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
@@ -513,7 +515,7 @@ class _Job:
         name, state = self.mapping.name, self.e.state
         watermark = state.watermark(name, self.direction)
         if self.mapping.is_option_mapping:
-            newest = next(iter(self.src.read_changed(self.src_table, [], since=watermark, page_size=PEEK_ROWS)), [])
+            newest = next(iter(self.src.read_changed(self.src_table, [], since=watermark, limit=PEEK_ROWS)), [])
             return any(watermark is None or (r.modified_on and r.modified_on > watermark) for r in newest)
         if (self.mapping.reread_all or state.pending(name, self.direction)
                 or any(not f.skipped for f in self.failures.values())):
@@ -526,7 +528,7 @@ class _Job:
             companion = getattr(self.src_table, "companion", None)
             fields = [f for f in self.src_fields if not (companion and f in companion.fields)]
             page = next(iter(self.src.read_changed(self.src_table, fields, since=watermark,
-                                                   where=self.mapping.filter_on(self.src_side), page_size=PEEK_ROWS,
+                                                   where=self.mapping.filter_on(self.src_side), limit=PEEK_ROWS,
                                                    not_modified_by=self._not_modified_by())), [])
             if len(page) == PEEK_ROWS or self._work_among(page):
                 return True  # (more changes than worth looking through: just run)
@@ -872,6 +874,49 @@ class _Job:
             result[row.id] = criteria
         return result
 
+    def unmatchable(self, rows: list[Record]) -> set[str]:
+        """Rows no match criterion could find again (none has a value): where the destination picks new
+        rows' ids, a lost answer to their insert is guarded by a pending-insert record instead."""
+        groups = self.mapping.match_groups(self.src_side)
+        found = {sid for group in groups for sid, criteria in self._criteria(group, rows).items() if criteria}
+        return {row.id for row in rows} - found
+
+    def pending_inserts(self) -> dict[str, PendingInsert]:
+        if self._pending_inserts is None:
+            self._pending_inserts = {p.source_id: p for p in self.e.state.pending_inserts(self.mapping.name)}
+        return self._pending_inserts
+
+    def created_earlier(self, pending: list[PendingInsert]) -> dict[str, Record]:
+        """The destination rows that earlier attempts of these inserts created, by source id: uncoupled rows
+        changed since the first was sent (less the margin for clock skew) whose fields hold what was sent.
+        Rows sent with the same values pair up one to one, in any order, as any pairing is as good."""
+        since = min(p.sent_at for p in pending) - self.e.watermark_margin
+        if not self.dst_table.modified_field:  # a page without a modification time: every row is looked at
+            since = None
+        fields = list(dict.fromkeys([*self.dst_fields, *(f for p in pending for f in p.values)]))
+        rows = [r for page in self.dst.read_changed(self.dst_table, fields, since=since,
+                                                    page_size=self.e.page_size) for r in page]
+        coupled = self.e.couplings.get_many(self.mapping.name, self.dst_side, [r.id for r in rows]) if rows else {}
+        free = [r for r in rows if r.id not in coupled]
+        by_fields: dict[tuple[str, ...], dict[tuple, list[Record]]] = {}  # rows by the values of some fields
+        found: dict[str, Record] = {}
+        taken: set[str] = set()
+        for entry in (p for p in pending if p.values):
+            names = tuple(sorted(entry.values))
+            index = by_fields.get(names)
+            if index is None:
+                index = by_fields[names] = {}
+                for r in free:
+                    index.setdefault(tuple(normalize(r.values.get(f)) for f in names), []).append(r)
+            earliest = entry.sent_at - self.e.watermark_margin
+            candidates = index.get(tuple(normalize(entry.values[f]) for f in names), [])
+            hit = next((r for r in candidates
+                        if r.id not in taken and (r.modified_on is None or r.modified_on >= earliest)), None)
+            if hit is not None:
+                found[entry.source_id] = hit
+                taken.add(hit.id)
+        return found
+
     @staticmethod
     def _same(fm: FieldMapping, value: Any, theirs: Any) -> bool:
         """Whether a criterion's value equals a destination row's: text ignores case unless the field
@@ -1107,6 +1152,8 @@ class _Page:
         self.new_couplings: set[str] = set()
         self.pending: list[str] = []  # destination ids with changes this pass left for the opposite one
         self.interrupted: SyncError | None = None  # a transient failure of some write of this page
+        self.guarded: set[str] = set()  # source ids with a pending-insert record (see _guard_inserts)
+        self.refused: set[str] = set()  # ... whose insert was refused: nothing was created
         self.written: list[Written] = []
 
     def plan(self, row: Record, coupling: Coupling | None, dst_row: Record | None) -> None:
@@ -1210,6 +1257,13 @@ class _Page:
             job.e.couplings.save_many(self.saved)
             if job.match_index is not None:
                 job.match_index.discard(c.id_on(job.dst_side) for c in self.saved)
+        if self.guarded:  # coupled, or refused: nothing is left for a repeat to look for
+            coupled = {c.id_on(job.src_side) for c in self.saved}
+            settled = [sid for sid in self.guarded if sid in coupled or sid in self.refused]
+            if settled:
+                job.e.state.clear_pending_inserts(job.mapping.name, settled)
+                for sid in settled:
+                    job.pending_inserts().pop(sid, None)
         self._follow_up()
         self._record_failures()
         cleared = [sid for sid in self.succeeded if sid in job.failures]
@@ -1241,6 +1295,8 @@ class _Page:
 
     def _write_inserts(self) -> None:
         job = self.job
+        if job.dst_side is Side.BC and self.inserts:
+            self._guard_inserts()
         if not self.inserts:
             return
         series = job.mapping.bc_number_series if job.dst_side is Side.BC else None
@@ -1248,6 +1304,11 @@ class _Page:
             last = series.parse(job.dst.last_key(job.dst_table, series.field, series.prefix))
             for offset, (_, plan, _) in enumerate(self.inserts, start=1):
                 plan.values.setdefault(series.field, series.format(last + offset))
+        if self.guarded:
+            now = job.e.clock.now()
+            sent = [PendingInsert(row.id, plan.values, now) for row, plan, _ in self.inserts if row.id in self.guarded]
+            job.e.state.save_pending_inserts(job.mapping.name, sent)
+            job.pending_inserts().update((p.source_id, p) for p in sent)
         results = job.dst.insert(job.dst_table, [NewRow(plan.values, proposed) for _, plan, proposed in self.inserts],
                                  job.dst_fields)
         existing: list[tuple[Record, str]] = []
@@ -1256,6 +1317,8 @@ class _Page:
                 if isinstance(result.error, AlreadyExistsError) and proposed:
                     existing.append((row, proposed))  # written by an earlier attempt: couple and update
                 else:
+                    if not result.error.transient:
+                        self.refused.add(row.id)
                     self.fail(row, None, result.error)
                 continue
             coupling = self._new_coupling(row, result.record.id)
@@ -1277,6 +1340,29 @@ class _Page:
                 self.new_couplings.add(row.id)
                 self.plan(row, self._new_coupling(row, proposed), found[proposed])
             self._write_updates()
+
+    def _guard_inserts(self) -> None:
+        """Business Central picks a new row's id, so a repeated insert cannot find its row by id, as one in
+        Sales does. Rows that match-based coupling could not find again either (no criterion has a value)
+        are recorded before they are sent, with the values sent; a row recorded by an earlier attempt whose
+        outcome is unknown (a lost answer, a worker that died) is looked for first among the rows created
+        since, by those values, and coupled and updated instead of inserted again."""
+        job = self.job
+        self.guarded = job.unmatchable([row for row, _, _ in self.inserts])
+        if not self.guarded:
+            return
+        pending = job.pending_inserts()
+        earlier = [pending[sid] for sid in self.guarded if sid in pending]
+        found = job.created_earlier(earlier) if earlier else {}
+        if not found:
+            return
+        inserts, self.inserts = self.inserts, []
+        for row, plan, proposed in inserts:
+            if row.id not in found:
+                self.inserts.append((row, plan, proposed))
+                continue
+            self.new_couplings.add(row.id)
+            self.plan(row, self._new_coupling(row, found[row.id].id), found[row.id])
 
     def _new_coupling(self, row: Record, dst_id: str) -> Coupling:
         bc_id, crm_id = (row.id, dst_id) if self.job.src_side is Side.BC else (dst_id, row.id)

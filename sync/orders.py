@@ -136,7 +136,7 @@ class SalesOrderProcess:
         if next(iter(job.couplings.coupled_ids(MAPPING, Side.BC, page_size=1)), []) or job.state.write_backs(MAPPING):
             return True
         return job.setup.auto_create_sales_orders and bool(
-            next(iter(job.crm.read_changed(CRM_SALES_ORDER, ["name"], since=None, where=self._unsent(), page_size=1)),
+            next(iter(job.crm.read_changed(CRM_SALES_ORDER, ["name"], since=None, where=self._unsent(), limit=1)),
                  []))
 
     @staticmethod

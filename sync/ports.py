@@ -58,11 +58,12 @@ class Endpoint(Protocol):
     side: Side
 
     def read_changed(self, table: Table, fields: Sequence[str], *, since: dt.datetime | None,
-                     where: str = "", page_size: int = 500,
-                     not_modified_by: str | None = None) -> Iterator[list[Record]]:
+                     where: str = "", page_size: int = 500, not_modified_by: str | None = None,
+                     limit: int | None = None) -> Iterator[list[Record]]:
         """Rows matching `where` modified at or after `since` (all rows when None), oldest first.
 
-        `not_modified_by` leaves out rows last changed by that user, where the service can tell.
+        `not_modified_by` leaves out rows last changed by that user, where the service can tell. `limit`:
+        only the first rows, at most that many, in one page (a look that reads nothing ahead).
         """
 
     def read_ids(self, table: Table, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
@@ -212,6 +213,17 @@ class WriteBack:
     version: str | None = None      # the row's version when the write-back began (recorded with it)
 
 
+@dataclass(frozen=True)
+class PendingInsert:
+    """A row sent to be created on a side that chooses the new row's id itself (Business Central),
+    recorded before the write: should the answer be lost, the values sent and the time tell the next
+    attempt which new row it was."""
+
+    source_id: str
+    values: dict[str, Any]          # the destination's fields as sent
+    sent_at: dt.datetime
+
+
 class StateStore(Protocol):
     def watermark(self, mapping: str, direction: Direction) -> dt.datetime | None:
         ...
@@ -236,6 +248,15 @@ class StateStore(Protocol):
         ...
 
     def clear_write_backs(self, mapping: str, row_ids: Sequence[str]) -> None:
+        ...
+
+    def pending_inserts(self, mapping: str) -> list[PendingInsert]:
+        """Inserts sent and not known to be coupled."""
+
+    def save_pending_inserts(self, mapping: str, inserts: Sequence[PendingInsert]) -> None:
+        ...
+
+    def clear_pending_inserts(self, mapping: str, source_ids: Sequence[str]) -> None:
         ...
 
     def cursor(self, mapping: str, name: str) -> str | None:

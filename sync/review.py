@@ -23,7 +23,7 @@ class Recommendation(str, Enum):
 
 def _sample(endpoint: Endpoint, mapping: TableMapping, side: Side, fields: list[str], n: int) -> list:
     table = mapping.table_on(side)
-    return next(iter(endpoint.read_changed(table, fields, since=None, where=mapping.filter_on(side), page_size=n)), [])[:n]
+    return next(iter(endpoint.read_changed(table, fields, since=None, where=mapping.filter_on(side), limit=n)), [])
 
 
 def recommend(mapping: TableMapping, bc: Endpoint, crm: CrmEndpoint) -> Recommendation:

@@ -76,12 +76,14 @@ class FakeEndpoint:
 
         return compile_filter(where, resolver=resolve)
 
-    def read_changed(self, table, fields, *, since, where="", page_size=500, not_modified_by=None):
+    def read_changed(self, table, fields, *, since, where="", page_size=500, not_modified_by=None, limit=None):
         match = self._filter(table, where)
         rows = sorted(((rid, r) for rid, r in self.rows(table).items()
                        if (since is None or r["modified_on"] >= since) and match(r)
                        and (not_modified_by is None or self.side is Side.BC or r["modified_by"] != not_modified_by)),
                       key=lambda item: (item[1]["modified_on"], item[0]))
+        if limit is not None:
+            rows, page_size = rows[:limit], max(limit, 1)
         for start in range(0, len(rows), page_size):
             yield [self._record(rid, r, fields) for rid, r in rows[start:start + page_size]]
 
@@ -216,6 +218,28 @@ class FakeErrors:
         return list(self.entries.values())
 
 
+class _PerMapping:
+    """Entries of the state store kept per mapping under one of their attributes (write-backs, pending inserts)."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.rows: dict[tuple[str, str], object] = {}
+
+    def list(self, mapping):
+        return [entry for (m, _), entry in self.rows.items() if m == mapping]
+
+    def save(self, mapping, entries):
+        self.rows.update({(mapping, getattr(entry, self.key)): entry for entry in entries})
+
+    def clear(self, mapping, keys):
+        for key in keys:
+            self.rows.pop((mapping, key), None)
+
+    def ports(self):
+        """The state store's list, save and clear of these entries."""
+        return self.list, self.save, self.clear
+
+
 class FakeState:
     def __init__(self, clock: FakeClock):
         self.clock = clock
@@ -224,7 +248,9 @@ class FakeState:
         self.leases: dict[str, tuple[str, dt.datetime]] = {}
         self.cursors: dict[tuple[str, str], str] = {}
         self.schedule_rows: dict = {}
-        self.write_back_rows: dict[tuple[str, str], object] = {}
+        write_backs, inserting = _PerMapping("row_id"), _PerMapping("source_id")
+        self.write_backs, self.save_write_backs, self.clear_write_backs = write_backs.ports()
+        self.pending_inserts, self.save_pending_inserts, self.clear_pending_inserts = inserting.ports()
 
     def watermark(self, mapping, direction):
         return self.marks.get((mapping, direction))
@@ -242,16 +268,6 @@ class FakeState:
 
     def clear_pending(self, mapping, direction, ids):
         self.pending_ids.get((mapping, direction), set()).difference_update(ids)
-
-    def write_backs(self, mapping):
-        return [w for (m, _), w in self.write_back_rows.items() if m == mapping]
-
-    def save_write_backs(self, mapping, write_backs):
-        self.write_back_rows.update({(mapping, w.row_id): w for w in write_backs})
-
-    def clear_write_backs(self, mapping, row_ids):
-        for row_id in row_ids:
-            self.write_back_rows.pop((mapping, row_id), None)
 
     def schedules(self):
         return dict(self.schedule_rows)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Callable, Sequence
 
 import pytest
 
@@ -8,7 +9,8 @@ from bcsync.cli import main
 from bcsync.worker import LocalWorker
 from shared.settings import Settings
 from shared.wiring import build_services
-from sync.runs import RunKind, RunStatus
+from sync.model import Side
+from sync.runs import Run, RunKind, RunStatus
 
 
 class Env:
@@ -67,3 +69,38 @@ def cli(env, tmp_path, capsys):
 
 def job(report, job_id):
     return next(j for j in report.jobs if j.job_id == job_id)
+
+
+class WorkerDied(BaseException):
+    """Stands for the process being killed: nothing in bcsync catches it."""
+
+
+def killed_after(env, side: Side, method: str, when: Callable[[Any, Sequence], bool],
+                 kind: RunKind = RunKind.SCHEDULED, mappings: Sequence[str] | None = None) -> Run:
+    """Starts a run whose worker dies right after a call of `method` ("insert", "update") on the endpoint of
+    `side` for which `when(table, rows)` holds, once that call has reached the service. Returns the run."""
+    endpoint = env.services.engine.endpoint(side)
+    real = getattr(endpoint, method)
+
+    def call(table, rows, fields):
+        results = real(table, rows, fields)
+        if when(table, rows):
+            raise WorkerDied()
+        return results
+
+    setattr(endpoint, method, call)
+    try:
+        run = env.services.start_run(kind, trigger="test", mappings=list(mappings) if mappings else None)
+        with pytest.raises(WorkerDied):
+            env.worker.run_until(lambda: False, timeout=60)
+    finally:
+        setattr(endpoint, method, real)
+    return run
+
+
+def taken_over(env, run: Run):
+    """Another worker (a new process) takes the run over once the dead one's lease runs out; its report."""
+    survivor = LocalWorker(build_services(env.settings), poll_seconds=0.05)
+    assert survivor.run_until(lambda: env.services.report(run.run_id).run.status is not RunStatus.RUNNING,
+                              timeout=60, recover_every=1)
+    return env.services.report(run.run_id)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
+from sync.model import Side
+from sync.runs import RunKind
 
-from bcsync.worker import LocalWorker
-from shared.wiring import build_services
-from sync.runs import RunKind, RunStatus
-
-from .conftest import job
-from .test_resilience import WorkerDied
+from .conftest import job, killed_after, taken_over
 
 
 def setup(env):
@@ -116,25 +112,13 @@ def test_a_paid_invoice_is_re_activated_before_its_new_status_and_a_worker_kille
 
     # Paid / Partial -> Paid / Complete goes through Active / Billed, as Business Central does it; the
     # worker dies right after that first update reached Dataverse
-    endpoint = env.services.engine.crm
-    real_update = endpoint.update
+    def billed(table, changes):
+        return table.logical_name == "invoice" and any(c.values == {"statecode": 0, "statuscode": 4} for c in changes)
 
-    def update(table, changes, fields):
-        results = real_update(table, changes, fields)
-        if table.logical_name == "invoice" and any(c.values == {"statecode": 0, "statuscode": 4} for c in changes):
-            raise WorkerDied()
-        return results
-
-    endpoint.update = update
-    run = env.services.start_run(RunKind.SCHEDULED, trigger="test", mappings=["POSTEDSALESINV-INV"])
-    with pytest.raises(WorkerDied):
-        env.worker.run_until(lambda: False, timeout=60)
-    endpoint.update = real_update
+    run = killed_after(env, Side.CRM, "update", billed, RunKind.SCHEDULED, ["POSTEDSALESINV-INV"])
     assert state(env) == (0, 4)                                # left Active / Billed
 
-    survivor = LocalWorker(build_services(env.settings), poll_seconds=0.05)
-    assert survivor.run_until(lambda: env.services.report(run.run_id).run.status is not RunStatus.RUNNING,
-                              timeout=60, recover_every=1)
+    taken_over(env, run)
     assert state(env) == (2, 100001)                           # the next worker gives it its status
     assert [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"] == []
 

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from bcsync.worker import LocalWorker
 from simulators.http import Limits
 from shared.wiring import build_services
+from sync.model import Side
 from sync.runs import JobMessage, JobStatus, RunKind, RunStatus
 
-from .conftest import job
-
-
-class WorkerDied(BaseException):
-    """Stands for the process being killed: nothing in bcsync catches it."""
+from .conftest import job, killed_after, taken_over
 
 
 def _customers(env, n):
@@ -29,29 +24,18 @@ def test_a_full_sync_interrupted_halfway_resumes_without_duplicates(env, monkeyp
     # resumes from (and the counts saved with it) does not depend on how fast this machine is
     monkeypatch.setattr("sync.runs.PROGRESS_SAVES_PER_LEASE", 10**9)
     _customers(env, 23)
-    endpoint = env.services.engine.crm
-    real_insert, calls = endpoint.insert, []
+    calls = []
 
-    def insert_then_die(table, rows, fields):
-        results = real_insert(table, rows, fields)
+    def third_page(table, rows):   # the third page is written to Dataverse, but its couplings never saved
         calls.append(len(rows))
-        if len(calls) == 3:   # the third page is written to Dataverse, but its couplings never saved
-            raise WorkerDied()
-        return results
+        return len(calls) == 3
 
-    endpoint.insert = insert_then_die
-    run = env.services.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
-    with pytest.raises(WorkerDied):
-        env.worker.run_until(lambda: False, timeout=60)
-    endpoint.insert = real_insert
+    run = killed_after(env, Side.CRM, "insert", third_page, RunKind.FULL, ["CUSTOMER"])
     assert len(env.dv.rows("account")) == 15 and len(env.couplings("CUSTOMER")) == 10
     assert job(env.services.report(run.run_id), "CUSTOMER:to-crm").status is JobStatus.RUNNING
 
     # another worker (a new process) takes over once the dead one's lease runs out
-    survivor = LocalWorker(build_services(env.settings), poll_seconds=0.05)
-    assert survivor.run_until(lambda: env.services.report(run.run_id).run.status is not RunStatus.RUNNING,
-                              timeout=60, recover_every=1)
-    report = env.services.report(run.run_id)
+    report = taken_over(env, run)
     assert report.run.status is RunStatus.DONE
     names = sorted(a["name"] for a in env.dv.rows("account"))
     assert names == sorted(f"Customer {i}" for i in range(23))          # every one, none twice

@@ -5,51 +5,27 @@ without overriding what a user did to the order meanwhile."""
 
 from __future__ import annotations
 
-import pytest
-
-from bcsync.worker import LocalWorker
-from shared.wiring import build_services
+from sync.model import Side
 from sync.runs import RunKind, RunStatus
 
-from .conftest import job
-from .test_resilience import WorkerDied
+from .conftest import job, killed_after, taken_over
 from .test_sales_orders import product_line, setup, submitted_order
 
 MAPPING = "SALESORDER-ORDER"
 
 
-def die_after(env, values: dict):
-    """The worker dies right after an update of a Sales order with exactly these values reached Dataverse;
-    returns what undoes the trap."""
-    endpoint = env.services.engine.crm
-    real_update = endpoint.update
-
-    def update(table, changes, fields):
-        results = real_update(table, changes, fields)
-        if table.logical_name == "salesorder" and any(c.values == values for c in changes):
-            raise WorkerDied()
-        return results
-
-    endpoint.update = update
-    return lambda: setattr(endpoint, "update", real_update)
-
-
 def killed_midway(env, values: dict):
-    """A scheduled run of SALESORDER-ORDER whose worker dies after the update with these values."""
-    undo = die_after(env, values)
-    run = env.services.start_run(RunKind.SCHEDULED, trigger="test", mappings=[MAPPING])
-    with pytest.raises(WorkerDied):
-        env.worker.run_until(lambda: False, timeout=60)
-    undo()
-    return run
+    """A scheduled run of SALESORDER-ORDER whose worker dies right after an update of a Sales order with
+    exactly these values reached Dataverse."""
+    def update(table, changes):
+        return table.logical_name == "salesorder" and any(c.values == values for c in changes)
+
+    return killed_after(env, Side.CRM, "update", update, RunKind.SCHEDULED, [MAPPING])
 
 
-def taken_over(env, run):
-    """Another worker (a new process) takes the job over once the dead one's lease runs out."""
-    survivor = LocalWorker(build_services(env.settings), poll_seconds=0.05)
-    assert survivor.run_until(lambda: env.services.report(run.run_id).run.status is not RunStatus.RUNNING,
-                              timeout=60, recover_every=1)
-    report = env.services.report(run.run_id)
+def job_taken_over(env, run):
+    """Another worker (a new process) finishes the run; the job from Sales."""
+    report = taken_over(env, run)
     assert report.run.status is RunStatus.DONE
     return job(report, f"{MAPPING}:from-crm")
 
@@ -69,7 +45,7 @@ def test_killed_between_the_steps_of_stamping_a_new_order_the_next_worker_submit
     assert state(env, order) == (0, 1) and env.dv.get("salesorder", order)["lastbackofficesubmit"] is None
     assert [w.row_id for w in env.services.state.write_backs(MAPPING)] == [order]
 
-    taken_over(env, run)
+    job_taken_over(env, run)
     assert state(env, order) == (1, 3)                   # Submitted again, never left Active
     sales_order = env.dv.get("salesorder", order)
     assert sales_order["lastbackofficesubmit"] is not None
@@ -92,7 +68,7 @@ def test_killed_while_setting_an_order_back_to_active_the_next_worker_clears_its
     assert env.dv.get("salesorder", order)["lastbackofficesubmit"] is not None
     assert env.couplings(MAPPING) == []                  # what is left to do is the recorded write-back
 
-    taken_over(env, run)
+    job_taken_over(env, run)
     sales_order = env.dv.get("salesorder", order)
     assert state(env, order) == (0, 2)
     assert (sales_order["lastbackofficesubmit"], sales_order["submitstatusdescription"]) == (None, None)
@@ -115,7 +91,7 @@ def test_an_order_a_user_changed_while_it_was_left_active_keeps_what_the_user_di
     # the order looks editable again, and a salesperson edits it before the next worker comes
     env.dv.update("salesorder", order, {"name": "PO 4711 with a bell"}, as_user=user)
 
-    completed = taken_over(env, run)
+    completed = job_taken_over(env, run)
     sales_order = env.dv.get("salesorder", order)
     assert state(env, order) == (0, 1) and sales_order["name"] == "PO 4711 with a bell"   # not submitted over them
     assert sales_order["submitstatusdescription"] == f"Business Central sales order {created['number']}"

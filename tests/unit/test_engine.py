@@ -650,3 +650,32 @@ def test_the_schedules_look_at_sales_is_one_read_of_the_feed_which_it_leaves_whe
     assert w.engine.has_work("CUSTOMER")
     assert reads == {"read_changed": 0, "read_ids": 0, "changes": 3}
     assert w.run("CUSTOMER", FROM).counts.modified == 1
+
+
+def test_salespeople_without_an_email_created_before_a_lost_answer_are_coupled_not_created_again():
+    from sync.errors import WriteOutcomeUnknown
+    from sync.ports import WriteResult
+    w = World()
+    w.bc.put(BC_SALESPERSON, {"code": "OLD", "displayName": "Pat Doe", "email": ""})
+    twins = [w.user("Pat Doe", ""), w.user("Pat Doe", "")]     # nothing to match them by, and alike
+    alicia = w.user("Alicia Thornber", "alicia@contoso.com")
+    real_insert = w.bc.insert
+
+    def answer_lost(table, rows, fields):
+        real_insert(table, rows, fields)
+        return [WriteResult(error=WriteOutcomeUnknown("no answer")) for _ in rows]
+
+    w.bc.insert = answer_lost
+    with pytest.raises(WriteOutcomeUnknown):
+        w.run("SALESPEOPLE", FROM, full=True)
+    assert sorted(p.source_id for p in w.state.pending_inserts("SALESPEOPLE")) == sorted(twins)
+    assert len(w.bc.rows(BC_SALESPERSON)) == 3 and w.couplings.all("SALESPEOPLE") == {}
+    w.bc.insert = real_insert
+    out = w.run("SALESPEOPLE", FROM, full=True)
+    assert out.counts.coupled == 2 and out.counts.inserted == 1 and out.counts.failed == 0
+    people = w.bc.rows(BC_SALESPERSON)
+    assert sorted(p["values"]["code"] for p in people.values()) == ["OLD", "SP NO. 00001", "SP NO. 00002",
+                                                                    "SP NO. 00003"]
+    coupled = {c.crm_id: people[c.bc_id]["values"]["code"] for c in w.couplings.all("SALESPEOPLE").values()}
+    assert coupled == {twins[0]: "SP NO. 00001", twins[1]: "SP NO. 00002", alicia: "SP NO. 00003"}
+    assert w.state.pending_inserts("SALESPEOPLE") == []

@@ -120,3 +120,10 @@ def test_the_background_reads_run_in_the_callers_telemetry_context():
     finally:
         otel_context.detach(token)
     assert api.contexts == [span, span, span]
+
+
+def test_a_read_of_one_page_costs_one_request():
+    api = FakeApi(1)
+    assert list(follow_pages(api, "p0", {"$top": "2"}, {})) == [["row 0.0", "row 0.1"]]
+    threading.Event().wait(0.05)
+    assert [url for url, _, _ in api.sent] == ["p0"]
