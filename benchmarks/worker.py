@@ -26,6 +26,19 @@ def main(argv: list[str]) -> int:
         watching += services.storage.requests_sent - before
         return status is not RunStatus.RUNNING
 
+    apis = (services.dataverse.api, services.business_central.api)
+    per_job: dict[str, int] = {}  # API requests per job (the worker runs one job at a time)
+    run_job = services.engine.run
+
+    def counted(mapping, direction, **kwargs):
+        before = sum(api.requests_sent for api in apis)
+        try:
+            return run_job(mapping, direction, **kwargs)
+        finally:
+            key = f"{mapping}:{direction.value}"
+            per_job[key] = per_job.get(key, 0) + sum(api.requests_sent for api in apis) - before
+    services.engine.run = counted
+
     started = time.perf_counter()
     run = services.start_run(RunKind(kind), trigger="bench", mappings=mappings.split(","))
     LocalWorker(services, poll_seconds=0.05).run_until(over)
@@ -40,7 +53,8 @@ def main(argv: list[str]) -> int:
         "api_requests": {"Dataverse": services.dataverse.api.requests_sent,
                          "Business Central": services.business_central.api.requests_sent},
         "failures": [f"{f.mapping} {f.record}: {f.message}" for f in report.failures[:5]],
-        "job_log": [f"{j.job_id}: {j.status.value}, attempt {j.attempts}, {d['seconds']} s, {d['mode']} {j.message}"
+        "job_log": [f"{j.job_id}: {j.status.value}, attempt {j.attempts}, {d['seconds']} s, "
+                    f"{per_job.get(j.job_id, 0)} API requests, {d['mode']} {j.message}"
                     for j, d in ((j, j.to_dict()) for j in report.jobs)],
     }))
     return 0
