@@ -88,11 +88,14 @@ def table(runs: list[dict]) -> str:
         per_service = ["/".join(str(r["requests"][s][k]) for k in KINDS) for s in SERVICES]
         throttled = sum(r["requests"][s]["throttled"] for s in SERVICES)
         cpu = "/".join(f"{r['cpu_seconds'][p]:.1f}" for p in PROCESSES)
+        # a run that synced nothing shows what it cost in all, not a per-record figure
+        api, storage = ((f"{r['requests_per_record']:.3f}", f"{r['storage_requests_per_record']:.3f}") if r["records"]
+                        else (f"{r['requests_total']} in all", f"{r['storage_requests']} in all"))
         lines.append(f"| {r['size']:,} | {', '.join(r['mappings'])} | {r['run']} | {r['records']:,} | "
                      f"{r['wall_seconds']:.1f} | {rate(r['records_per_second'])} | "
                      f"{per_service[0]} | {per_service[1]} | "
-                     f"{throttled} | {r['requests_per_record']:.3f} | {r['bound']} | {r['bound_ratio']:.1f} | "
-                     f"{r['storage_requests_per_record']:.3f} | {r['peak_rss_mb']:.0f} | {cpu} |")
+                     f"{throttled} | {api} | {r['bound']} | {r['bound_ratio']:.1f} | "
+                     f"{storage} | {r['peak_rss_mb']:.0f} | {cpu} |")
     return "\n".join(lines)
 
 

@@ -42,6 +42,7 @@ def test_a_run_result_derives_rates_ratios_and_units():
     assert run["cpu_seconds"] == {"worker": 12.35, "simulators": 30.0, "azurite": 2.5}
     empty = canned_run(records=0, wall_seconds=0.0)          # a scheduled run with nothing to do
     assert empty["records_per_second"] == 0.0 and empty["requests_per_record"] == 117.0
+    assert "| 117 in all |" in report.table([empty])
 
 
 def test_the_table_has_a_row_per_run_with_every_column():
