@@ -442,8 +442,8 @@ class CouplingTable:
                                                   results_per_page=1).by_page()
                 if next(iter(next(first, [])), None) is not None:
                     # the rows of Business Central's side, then any row left without its pair
-                    for rows in ("and RowKey ge 'bc:' and RowKey lt 'bc;'", ""):
-                        for page in self.table.query_entities(f"PartitionKey eq @pk {rows}", parameters={"pk": old},
+                    for rows in (" and RowKey ge 'bc:' and RowKey lt 'bc;'", ""):
+                        for page in self.table.query_entities(f"PartitionKey eq @pk{rows}", parameters={"pk": old},
                                                               results_per_page=SCAN_PAGE).by_page():
                             couplings = [self._coupling(e) for e in page]
                             self._save(couplings)
