@@ -2,8 +2,8 @@
 
 | table            | PartitionKey | RowKey                      | holds                                      |
 |------------------|--------------|-----------------------------|--------------------------------------------|
-| <p>couplings     | mapping|bc|<bucket>, mapping|crm|<bucket> | <id> | one coupling, stored on each side   |
-| <p>couplings     | mapping|journal | <uuid>                   | coupling writes begun, not finished        |
+| <p>couplings     | mapping, side, bucket * | <id>             | one coupling, stored under each side's id  |
+| <p>couplings     | mapping, "journal" *    | <uuid>           | coupling writes begun, not finished        |
 | <p>state         | mapping      | watermark:<direction>       | the watermark of a mapping and direction   |
 | <p>state         | mapping      | writeback:<row id>          | a write-back to Sales begun, not finished  |
 | <p>state         | mapping      | inserting:<source id>       | a Business Central insert sent, not coupled |
@@ -11,6 +11,8 @@
 | <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
 | <p>runs          | <run id>     | run, job:<job id>           | the run and each of its jobs               |
 | <p>errors        | mapping      | <direction>:<source id>     | a record that failed, until it succeeds    |
+
+* joined by "|": `CUSTOMER|bc|0a`, `CUSTOMER|crm|03`, `CUSTOMER|journal`.
 
 A coupling is stored twice, under the id of each side, in one of COUPLING_BUCKETS partitions per side
 chosen by a hash of that id. The two rows of a coupling are in different partitions, so no transaction
@@ -296,6 +298,10 @@ class CouplingTable:
     def _address(mapping: str, side: Side, id_: str) -> tuple[str, str]:
         return f"{_key(mapping)}|{side.value}|{_bucket(id_)}", _key(id_)
 
+    @classmethod
+    def _row(cls, mapping: str, side: Side, id_: str) -> dict:
+        return dict(zip(("PartitionKey", "RowKey"), cls._address(mapping, side, id_)))
+
     @staticmethod
     def _side_range(mapping: str, side: Side) -> dict[str, str]:
         """Query parameters lo and hi bounding every partition of one side: "}" sorts right after "|"."""
@@ -373,8 +379,7 @@ class CouplingTable:
         for mapping in {c.mapping for c in couplings}:
             self._migrate(mapping)
         self._journaled("delete", couplings, lambda: _delete(self.storage, self.table, [
-            [dict(zip(("PartitionKey", "RowKey"), self._address(c.mapping, side, c.id_on(side))))]
-            for c in couplings for side in _SIDES]))
+            [self._row(c.mapping, side, c.id_on(side))] for c in couplings for side in _SIDES]))
 
     def _journaled(self, op: str, couplings: Sequence[Coupling], write) -> None:
         """`write()` the rows of both sides, between a journal of the pairs and its removal: the two rows of a
@@ -393,7 +398,8 @@ class CouplingTable:
         self._forget(journal)
 
     def _forget(self, journal: Sequence[dict]) -> None:
-        _delete(self.storage, self.table, [[{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}] for e in journal])
+        _delete(self.storage, self.table,
+                [[{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}] for e in journal])
 
     def recover(self, mapping: str) -> int:
         moved = self._migrate(mapping)
@@ -422,8 +428,7 @@ class CouplingTable:
         changed = [end for end in now if now[end] != stored.get(end)]
         self.transact([("upsert", self._entity(now[end], end[0]), {"mode": UpdateMode.REPLACE})
                        for end in changed if now[end] is not None])
-        _delete(self.storage, self.table, [[dict(zip(("PartitionKey", "RowKey"), self._address(mapping, *end)))]
-                                           for end in changed if now[end] is None])
+        _delete(self.storage, self.table, [[self._row(mapping, *end)] for end in changed if now[end] is None])
         self._forget(journal)
         log.info("Couplings of %s: %d left half written by a stopped job completed", mapping, completed)
         return moved + completed
