@@ -2,7 +2,8 @@
 
 | table            | PartitionKey | RowKey                      | holds                                      |
 |------------------|--------------|-----------------------------|--------------------------------------------|
-| <p>couplings     | mapping      | bc:<id> and crm:<id>        | one coupling, findable from either side    |
+| <p>couplings     | mapping, side, bucket * | <id>             | one coupling, stored under each side's id  |
+| <p>couplings     | mapping, "journal" *    | <uuid>           | coupling writes begun, not finished        |
 | <p>state         | mapping      | watermark:<direction>       | the watermark of a mapping and direction   |
 | <p>state         | mapping      | writeback:<row id>          | a write-back to Sales begun, not finished  |
 | <p>state         | mapping      | inserting:<source id>       | a Business Central insert sent, not coupled |
@@ -11,21 +12,29 @@
 | <p>runs          | <run id>     | run, job:<job id>           | the run and each of its jobs               |
 | <p>errors        | mapping      | <direction>:<source id>     | a record that failed, until it succeeds    |
 
-Both rows of a coupling are written in one entity-group transaction (same partition); transactions
-of 100 operations go in parallel, deletes included. Bulk reads ask for many row keys per query,
-several queries in parallel, or read the mapping's rows of one side by range when that takes fewer
-requests, so the engine never pays one storage round trip per record.
+* joined by "|": `CUSTOMER|bc|0a`, `CUSTOMER|crm|03`, `CUSTOMER|journal`.
+
+A coupling is stored twice, under the id of each side, in one of COUPLING_BUCKETS partitions per side
+chosen by a hash of that id. The two rows of a coupling are in different partitions, so no transaction
+covers both: a journal row lists the pairs before they are written and goes after, and
+CouplingTable.recover completes whatever a crash left between. Transactions of 100 operations of one
+partition go in parallel, deletes included. Bulk reads ask for many row keys per query, several queries
+in parallel, or read one side's partitions by range when that takes fewer requests, so the engine never
+pays one storage round trip per record.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
+import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -54,6 +63,13 @@ KEYS_PER_QUERY = 14      # Table Storage allows 15 comparisons per filter; one i
 TRANSACTION_SIZE = 100   # operations per entity-group transaction
 TRANSACTION_ATTEMPTS = 3  # a transaction of upserts is sent again when its connection broke
 SCAN_PAGE = 1000         # entities per answer of a query
+# A mapping's couplings spread over this many partitions per side: Azurite filters a partition linearly on
+# every write (20,000 upserts take 138 s in one partition, 25 s in 16), and Azure serves one partition from
+# one server (about 2,000 entities/s). More buckets would cost more requests for a handful of couplings.
+COUPLING_BUCKETS = 16
+JOURNAL_PAIRS = 300      # pairs per journal row: 300 pairs of GUIDs are about 24,000 of a property's 32K characters
+
+log = logging.getLogger("bcsync.storage")
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -222,7 +238,7 @@ def _delete(storage: TableStorage, table: TableClient, groups: list[list[dict]])
                         pass
 
     chunks, chunk, size = [], [], 0
-    for group in groups:
+    for group in sorted(groups, key=lambda g: g[0]["PartitionKey"]):  # a transaction holds one partition
         if size + len(group) > TRANSACTION_SIZE or (chunk and chunk[0][0]["PartitionKey"] != group[0]["PartitionKey"]):
             chunks.append(chunk)
             chunk, size = [], 0
@@ -233,31 +249,73 @@ def _delete(storage: TableStorage, table: TableClient, groups: list[list[dict]])
     list(map_in_context(storage.pool, remove, chunks))
 
 
-def _query_keys(storage: TableStorage, table: TableClient, partition: str, row_keys: Sequence[str]) -> list[dict]:
-    """Entities of one partition by row key, many keys per query and queries in parallel."""
-    def one(chunk: Sequence[str]) -> list[dict]:
-        params = {"pk": partition, **{f"r{i}": key for i, key in enumerate(chunk)}}
-        keys = " or ".join(f"RowKey eq @r{i}" for i in range(len(chunk)))
+def _key_queries(keys: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """The queries that look up these (partition, row key) pairs: one partition and KEYS_PER_QUERY keys each."""
+    by_partition: dict[str, list[str]] = {}
+    for partition, row_key in keys:
+        by_partition.setdefault(partition, []).append(row_key)
+    return [(partition, rows[i:i + KEYS_PER_QUERY]) for partition, rows in by_partition.items()
+            for i in range(0, len(rows), KEYS_PER_QUERY)]
+
+
+def _query_keys(storage: TableStorage, table: TableClient, queries: list[tuple[str, list[str]]]) -> list[dict]:
+    """Entities by key (see _key_queries), many keys per query and queries in parallel."""
+    def one(query: tuple[str, list[str]]) -> list[dict]:
+        partition, row_keys = query
+        params = {"pk": partition, **{f"r{i}": key for i, key in enumerate(row_keys)}}
+        keys = " or ".join(f"RowKey eq @r{i}" for i in range(len(row_keys)))
         with storage_errors():
             return list(table.query_entities(f"PartitionKey eq @pk and ( {keys} )", parameters=params))
 
-    chunks = [row_keys[i:i + KEYS_PER_QUERY] for i in range(0, len(row_keys), KEYS_PER_QUERY)]
-    if len(chunks) == 1:
-        return one(chunks[0])
-    return [entity for result in map_in_context(storage.pool, one, chunks) for entity in result]
+    if len(queries) == 1:
+        return one(queries[0])
+    return [entity for result in map_in_context(storage.pool, one, queries) for entity in result]
+
+
+def _bucket(id_: str) -> str:
+    """Two hex digits; ids that differ only in case (GUIDs as the services spell them) share a bucket."""
+    return f"{zlib.crc32(id_.lower().encode()) % COUPLING_BUCKETS:02x}"
+
+
+_SIDES = (Side.BC, Side.CRM)
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 class CouplingTable:
+    """Couplings, each stored once per side (see the module's notes). Built-in mapping names never hold
+    "|", so the partitions of one mapping (`<mapping>|...`) never meet another's nor the first layout's
+    single partition per mapping (`<mapping>`)."""
+
     def __init__(self, storage: TableStorage):
         self.storage = storage
         self.table = storage.table("couplings")
         self.transact = partial(_transact, storage, self.table)
         self._sizes: dict[tuple[str, Side], int] = {}  # couplings per mapping and side, as last counted
+        self._current: set[str] = set()  # mappings whose couplings this process found in today's layout
+        self._lock = threading.Lock()
 
     @staticmethod
-    def _entity(c: Coupling, side: Side) -> dict:
+    def _address(mapping: str, side: Side, id_: str) -> tuple[str, str]:
+        return f"{_key(mapping)}|{side.value}|{_bucket(id_)}", _key(id_)
+
+    @classmethod
+    def _row(cls, mapping: str, side: Side, id_: str) -> dict:
+        return dict(zip(("PartitionKey", "RowKey"), cls._address(mapping, side, id_)))
+
+    @staticmethod
+    def _side_range(mapping: str, side: Side) -> dict[str, str]:
+        """Query parameters lo and hi bounding every partition of one side: "}" sorts right after "|"."""
+        return {"lo": f"{_key(mapping)}|{side.value}|", "hi": f"{_key(mapping)}|{side.value}}}"}
+
+    @staticmethod
+    def _journal_partition(mapping: str) -> str:
+        return f"{_key(mapping)}|journal"
+
+    @classmethod
+    def _entity(cls, c: Coupling, side: Side) -> dict:
+        partition, row = cls._address(c.mapping, side, c.id_on(side))
         return {
-            "PartitionKey": _key(c.mapping), "RowKey": _key(f"{side.value}:{c.id_on(side)}"),
+            "PartitionKey": partition, "RowKey": row,
             "mapping": c.mapping, "bc_id": c.bc_id, "crm_id": c.crm_id, "bc_etag": c.bc_etag, "crm_etag": c.crm_etag,
             "bc_values": json.dumps(c.bc_values, default=str), "crm_values": json.dumps(c.crm_values, default=str),
             "synced_at": _iso(c.synced_at), "job_id": c.job_id,
@@ -270,34 +328,35 @@ class CouplingTable:
                         _dt(e.get("synced_at")), e.get("job_id") or "")
 
     def get_many(self, mapping: str, side: Side, ids: Sequence[str]) -> dict[str, Coupling]:
-        """Many keys per query; when the ids are many and the mapping's couplings few enough, one range
-        query over the side instead, cut short when it costs what the key queries would."""
-        keys = sorted({_key(f"{side.value}:{i}") for i in ids})
+        """Many keys per query, one bucket per query; when the ids are many and the mapping's couplings
+        few enough, one range query over the side instead, cut short when it costs what the key queries would."""
+        self._migrate(mapping)
+        keys = sorted({self._address(mapping, side, i) for i in ids})
         if not keys:
             return {}
-        queries = -(-len(keys) // KEYS_PER_QUERY)
+        queries = len(_key_queries(keys))
         known = self._sizes.get((mapping, side))
         entities: list = []
         if queries > 1 and (known is None or -(-known // SCAN_PAGE) < queries):
             entities, keys = self._scan(mapping, side, keys, queries - 1)
         if keys:
-            entities += _query_keys(self.storage, self.table, _key(mapping), keys)
+            entities += _query_keys(self.storage, self.table, _key_queries(keys))
         found = (self._coupling(e) for e in entities)
         return {c.id_on(side): c for c in found}
 
-    def _scan(self, mapping: str, side: Side, keys: list[str], pages: int) -> tuple[list, list[str]]:
-        """The entities of `keys` (sorted) found by a range query over the side's rows, reading at most
-        `pages` answers; and the keys past where it stopped, still to be looked up."""
-        wanted, found, seen, last = set(keys), [], 0, ""
+    def _scan(self, mapping: str, side: Side, keys: list[tuple[str, str]], pages: int) -> tuple[list, list]:
+        """The entities of `keys` (sorted (partition, row key) pairs) found by a range query over the side's
+        partitions, reading at most `pages` answers; and the keys past where it stopped, still to be looked up.
+        The answers come sorted by partition, then row key, as the keys are."""
+        wanted, found, seen, last = set(keys), [], 0, ("", "")
         with storage_errors():
-            answers = self.table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-                                                parameters={"pk": _key(mapping), "lo": f"{side.value}:",
-                                                            "hi": f"{side.value};"},
+            answers = self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
+                                                parameters=self._side_range(mapping, side),
                                                 results_per_page=SCAN_PAGE).by_page()
             for read, answer in enumerate(answers, start=1):
                 for entity in answer:
                     seen += 1
-                    last = entity["RowKey"]
+                    last = (entity["PartitionKey"], entity["RowKey"])
                     if last in wanted:
                         found.append(entity)
                 if read >= pages and answers.continuation_token:
@@ -306,24 +365,107 @@ class CouplingTable:
         return found, []
 
     def save_many(self, couplings: Sequence[Coupling]) -> None:
-        ops = [("upsert", self._entity(c, side), {"mode": UpdateMode.REPLACE})
-               for c in couplings for side in (Side.BC, Side.CRM)]
+        for mapping in {c.mapping for c in couplings}:
+            self._migrate(mapping)
+        self._save(couplings)
+
+    def _save(self, couplings: Sequence[Coupling]) -> None:
         for counted in [k for k in self._sizes if k[0] in {c.mapping for c in couplings}]:
             self._sizes[counted] += len(couplings)  # at most this many more (some were there)
-        self.transact(ops)
+        self._journaled("save", couplings, lambda: self.transact(
+            [("upsert", self._entity(c, side), {"mode": UpdateMode.REPLACE}) for c in couplings for side in _SIDES]))
 
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
-        # both rows of a coupling in one transaction, so a crash never leaves one side coupled
-        _delete(self.storage, self.table, [[{"PartitionKey": _key(c.mapping),
-                                             "RowKey": _key(f"{side.value}:{c.id_on(side)}")}
-                                            for side in (Side.BC, Side.CRM)] for c in couplings])
+        for mapping in {c.mapping for c in couplings}:
+            self._migrate(mapping)
+        self._journaled("delete", couplings, lambda: _delete(self.storage, self.table, [
+            [self._row(c.mapping, side, c.id_on(side))] for c in couplings for side in _SIDES]))
+
+    def _journaled(self, op: str, couplings: Sequence[Coupling], write) -> None:
+        """`write()` the rows of both sides, between a journal of the pairs and its removal: the two rows of a
+        coupling are in different partitions, so a crash may leave one written; recover() completes it."""
+        if not couplings:
+            return
+        at = _iso(dt.datetime.now(dt.timezone.utc))
+        pairs: dict[str, list[list[str]]] = {}
+        for c in couplings:
+            pairs.setdefault(c.mapping, []).append([c.bc_id, c.crm_id])
+        journal = [{"PartitionKey": self._journal_partition(mapping), "RowKey": uuid.uuid4().hex, "op": op, "at": at,
+                    "pairs": json.dumps(listed[i:i + JOURNAL_PAIRS])}
+                   for mapping, listed in pairs.items() for i in range(0, len(listed), JOURNAL_PAIRS)]
+        self.transact([("upsert", entry) for entry in journal])
+        write()
+        self._forget(journal)
+
+    def _forget(self, journal: Sequence[dict]) -> None:
+        _delete(self.storage, self.table,
+                [[{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}] for e in journal])
+
+    def recover(self, mapping: str) -> int:
+        moved = self._migrate(mapping)
+        with storage_errors():
+            journal = sorted(self.table.query_entities("PartitionKey eq @pk",
+                                                       parameters={"pk": self._journal_partition(mapping)}),
+                             key=lambda e: e["at"])
+        if not journal:
+            return moved
+        pairs = [(e["op"], bc_id, crm_id) for e in journal for bc_id, crm_id in json.loads(e["pairs"])]
+        bc_side = self.get_many(mapping, Side.BC, [p[1] for p in pairs])
+        crm_side = self.get_many(mapping, Side.CRM, [p[2] for p in pairs])
+        stored = {**{(Side.BC, i): c for i, c in bc_side.items()}, **{(Side.CRM, i): c for i, c in crm_side.items()}}
+        now = dict(stored)
+        completed = 0
+        for op, bc_id, crm_id in pairs:
+            ends = ((Side.BC, bc_id), (Side.CRM, crm_id))
+            # a row that names another pair belongs to a later write of that pair: it is left alone
+            ours = [end for end in ends if now.get(end) is None or (now[end].bc_id, now[end].crm_id) == (bc_id, crm_id)]
+            written = [now[end] for end in ours if now.get(end) is not None]
+            if not written:
+                continue
+            outcome = None if op == "delete" else max(written, key=lambda c: c.synced_at or _EARLIEST)
+            completed += any(now.get(end) != outcome for end in ours)
+            now.update((end, outcome) for end in ours)
+        changed = [end for end in now if now[end] != stored.get(end)]
+        self.transact([("upsert", self._entity(now[end], end[0]), {"mode": UpdateMode.REPLACE})
+                       for end in changed if now[end] is not None])
+        _delete(self.storage, self.table, [[self._row(mapping, *end)] for end in changed if now[end] is None])
+        self._forget(journal)
+        log.info("Couplings of %s: %d left half written by a stopped job completed", mapping, completed)
+        return moved + completed
+
+    def _migrate(self, mapping: str) -> int:
+        """Moves the mapping's couplings from the first layout (one partition per mapping, row keys bc:<id> and
+        crm:<id>) to today's, once; how many it moved. One query per mapping and process when none are left."""
+        if mapping in self._current:
+            return 0
+        with self._lock:
+            if mapping in self._current:
+                return 0
+            old, moved = _key(mapping), 0
+            with storage_errors():
+                first = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": old}, select=["RowKey"],
+                                                  results_per_page=1).by_page()
+                if next(iter(next(first, [])), None) is not None:
+                    # the rows of Business Central's side, then any row left without its pair
+                    for rows in (" and RowKey ge 'bc:' and RowKey lt 'bc;'", ""):
+                        for page in self.table.query_entities(f"PartitionKey eq @pk{rows}", parameters={"pk": old},
+                                                              results_per_page=SCAN_PAGE).by_page():
+                            couplings = [self._coupling(e) for e in page]
+                            self._save(couplings)
+                            _delete(self.storage, self.table, [[{"PartitionKey": old,
+                                                                 "RowKey": _key(f"{side.value}:{c.id_on(side)}")}
+                                                                for side in _SIDES] for c in couplings])
+                            moved += len(couplings)
+                    log.info("Couplings of %s: %d moved to partitions by side and bucket", mapping, moved)
+            self._current.add(mapping)
+            return moved
 
     def coupled_ids(self, mapping: str, side: Side, page_size: int = 1000) -> Iterator[list[str]]:
-        lo, hi = f"{side.value}:", f"{side.value};"  # row keys of one side sort together
+        self._migrate(mapping)
         column = "bc_id" if side is Side.BC else "crm_id"
         with storage_errors():
-            pages = self.table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-                                              parameters={"pk": _key(mapping), "lo": lo, "hi": hi},
+            pages = self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
+                                              parameters=self._side_range(mapping, side),
                                               select=[column], results_per_page=page_size).by_page()
             for page in pages:
                 ids = [e[column] for e in page]
@@ -331,10 +473,11 @@ class CouplingTable:
                     yield ids
 
     def list(self, mapping: str, limit: int | None = None, where=None) -> list[Coupling]:
-        """The couplings of a mapping (that satisfy `where`), streamed from the partition, at most `limit`."""
+        """The couplings of a mapping (that satisfy `where`), streamed from Business Central's side, at most `limit`."""
+        self._migrate(mapping)
         with storage_errors():
-            entities = self.table.query_entities(
-                "PartitionKey eq @pk and RowKey ge 'bc:' and RowKey lt 'bc;'", parameters={"pk": _key(mapping)})
+            entities = self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
+                                                 parameters=self._side_range(mapping, Side.BC))
             result = []
             for e in entities:
                 coupling = self._coupling(e)

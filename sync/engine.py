@@ -325,6 +325,7 @@ class SyncEngine:
         mapping = catalog[mapping_name]
         if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
+        self.couplings.recover(mapping.name)
         job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
         if mapping.process is not None:
             return mapping.process.run(job, deadline)

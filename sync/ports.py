@@ -158,6 +158,11 @@ class CouplingStore(Protocol):
     def coupled_ids(self, mapping: str, side: Side, page_size: int = 1000) -> Iterator[list[str]]:
         """The ids on `side` of every coupling of `mapping`, a page at a time."""
 
+    def recover(self, mapping: str) -> int:
+        """Completes the coupling writes of `mapping` that a stopped job left half done (one side of a pair
+        written or deleted, not the other), and moves couplings kept in an older storage layout; how many
+        couplings it completed or moved. Called before a job reads any coupling."""
+
 
 @dataclass
 class RecordFailure:
