@@ -112,7 +112,7 @@ param logRetentionDays int = 30
 param reconcileMinutes int = 360
 
 @minValue(0)
-@description('BCSYNC_FACTS_TTL_SECONDS: seconds a fact about the set-up of the services is used before it is read again.')
+@description('BCSYNC_FACTS_TTL_SECONDS: seconds a fact about the services set-up is used before it is read again.')
 param factsTtlSeconds int = 3600
 
 @description('BCSYNC_AUTO_CREATE_SALES_ORDERS: create every order submitted in Sales on schedule.')
