@@ -75,6 +75,7 @@ from .values import blank_for, is_blank, normalize, plain_converter, same
 # is repeated (a retry after a lost answer, a re-delivered job) finds its row instead of duplicating it.
 CRM_ID_NAMESPACE = uuid.UUID("6f1d4c1e-3a51-4b9e-9f5c-0c2b8e7d5a10")
 COUNT_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled", "uncoupled")
+WRITES = ("inserted", "modified", "deleted", "coupled", "uncoupled")  # counts of a job that changed rows or pairs
 # failures of match-based coupling: their cause is usually on the other side (a duplicate, a missing
 # row), so they are never skipped, and they clear once the row is coupled by any means
 NO_MATCH, SEVERAL_MATCHES = "NoMatch", "SeveralMatches"
@@ -320,19 +321,23 @@ class SyncEngine:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
         job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
         with job.facts.in_use():
-            # this job may change reference rows kept as facts: they are read afresh from now on
-            job.facts.drop(job.rules.stales)
             try:
                 if mapping.process is not None:
-                    return mapping.process.run(job, deadline)
-                if mapping.is_option_mapping:
-                    return job.run_option_mapping()
-                return job.run(resume_from, deadline)
+                    outcome = mapping.process.run(job, deadline)
+                elif mapping.is_option_mapping:
+                    outcome = job.run_option_mapping()
+                else:
+                    outcome = job.run(resume_from, deadline)
             except SyncError as exc:
+                job.facts.drop(job.rules.stales)  # it may have written some rows
                 dropped = [] if exc.transient else job.facts.refused(exc.message)
                 if dropped:  # the job log shows the error only
                     exc.message = f"{exc.message} ({'; '.join(dropped)})"
                 raise
+            # reference rows kept as facts that this job may have changed are read afresh from now on
+            if any(getattr(outcome.counts, name) for name in WRITES):
+                job.facts.drop(job.rules.stales)
+            return outcome
 
     def job(self, mapping_name: str, job_id: str) -> "_Job":
         """A job context outside a run, for what a user starts on one record (create one sales order)."""

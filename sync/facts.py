@@ -6,7 +6,7 @@ name, its local currency. Such a fact is kept with the time it was read and used
 time to live; a job reads all kept facts at most once, in one query, when it first needs one.
 
 Reference rows that mappings write or couple (a currency, a price list) are facts only as long as nothing
-changes them: a job of a mapping that may change one drops it first (`MappingRules.stales`), and a fact
+changes them: a job of a mapping that may change one drops it when it wrote (`MappingRules.stales`), and a fact
 found wrong (a request built from it refused as unknown) is dropped, with a note in the job log, so that
 the next run reads it afresh.
 """

@@ -85,7 +85,7 @@ class MappingRules:
     extra_fields: dict[Side, tuple[str, ...]] = {}
     #: computed values a new row does not take (a follow-up sets them); remembered as if written
     update_only: tuple[str, ...] = ()
-    #: facts (sync.facts) a job of the mapping may make stale: dropped when it starts, read afresh after
+    #: facts (sync.facts) a job of the mapping may make stale: dropped when it wrote anything, read afresh after
     stales: tuple[str, ...] = ()
 
     def accept(self, ctx: RuleContext, row: Record, coupling: Coupling | None) -> str | RecordError | None:

@@ -17,7 +17,6 @@ from typing import Any, Sequence
 
 from .. import facts
 from ..errors import AlreadyExistsError, RecordError
-from ..facts import LCY_CURRENCY
 from ..model import BcTable, CrmLookup, CrmTable, Side
 from ..ports import NewRow, Record
 from ..tables import CRM_CURRENCY
@@ -53,7 +52,7 @@ def company_information(ctx: RuleContext) -> dict[str, Any]:
 
 class CurrencyRules(MappingRules):
     extra_fields = {Side.CRM: ("exchangerate", "currencyprecision", "currencysymbol")}
-    stales = (LCY_CURRENCY,)  # the job writes Sales currencies
+    stales = (facts.LCY_CURRENCY,)  # the job writes Sales currencies
 
     # -- what the other mappings need: the local currency ---------------------------------------
 
@@ -66,7 +65,7 @@ class CurrencyRules(MappingRules):
         created when Sales has none (name and symbol = the code, the organisation's precision)."""
         code = self.lcy_code(ctx)
         # found again when the local currency changed since
-        return ctx.facts.get(LCY_CURRENCY, lambda: {"code": code, "id": self._lcy_row(ctx, code)},
+        return ctx.facts.get(facts.LCY_CURRENCY, lambda: {"code": code, "id": self._lcy_row(ctx, code)},
                              fits=lambda kept: kept["code"] == code)["id"]
 
     def _lcy_row(self, ctx: RuleContext, code: str) -> str:

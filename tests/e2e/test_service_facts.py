@@ -138,3 +138,18 @@ def rename_company(env, name: str) -> None:
     store.companies[env.bc.company_id].name = name
     record = store.get(table, store.environment, env.bc.company_id)
     store.modify(table, store.environment, {**record, "Name": name}, "00000000-0000-0000-0000-000000000000")
+
+
+def test_a_currency_job_that_wrote_drops_the_kept_local_currency_row_and_a_quiet_one_keeps_it(env):
+    env.bc.seed("customers", [{"number": "C01", "displayName": "First"}])
+    assert env.full_sync(["CUSTOMER"]).run.status is RunStatus.DONE
+    assert "dataverse.lcy-currency" in env.services.state.facts()
+
+    assert job(env.sync(["CURRENCY"]), "CURRENCY:to-crm").counts.inserted == 0
+    assert "dataverse.lcy-currency" in env.services.state.facts()
+
+    env.bc.seed("currencies", [{"code": "EUR", "displayName": "Euro", "symbol": "€"}])
+    env.bc.seed("CurrencyExchangeRates", [{"Currency_Code": "EUR", "Starting_Date": "2024-01-01",
+                                           "Exchange_Rate_Amount": 1, "Relational_Exch_Rate_Amount": 1.08}])
+    assert job(env.full_sync(["CURRENCY"]), "CURRENCY:to-crm").counts.inserted == 1
+    assert "dataverse.lcy-currency" not in env.services.state.facts()
