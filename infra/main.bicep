@@ -111,6 +111,10 @@ param logRetentionDays int = 30
 @description('BCSYNC_RECONCILE_MINUTES: how often coupled Business Central records are checked for deletion.')
 param reconcileMinutes int = 360
 
+@minValue(0)
+@description('BCSYNC_FACTS_TTL_SECONDS: seconds a fact about the services set-up is used before it is read again.')
+param factsTtlSeconds int = 3600
+
 @description('BCSYNC_AUTO_CREATE_SALES_ORDERS: create every order submitted in Sales on schedule.')
 param autoCreateSalesOrders bool = false
 
@@ -260,6 +264,7 @@ module api 'app/functionapp.bicep' = {
     jobTimeBudgetSeconds: jobTimeBudgetSeconds
     logRetentionDays: logRetentionDays
     reconcileMinutes: reconcileMinutes
+    factsTtlSeconds: factsTtlSeconds
     autoCreateSalesOrders: autoCreateSalesOrders
     httpAuth: httpAuth
     readerRole: readerRole

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 import requests
 
 from sync.errors import ConcurrencyError, NotFoundError, RecordError, SyncError
+from sync.facts import BC_COMPANY_NAME, running
 from sync.model import BcTable, Side
 from sync.ports import NewRow, Record, RowChange, WriteResult
 
@@ -93,10 +94,16 @@ class BusinessCentralClient:
         self._company_name: str | None = None
 
     def company_name(self) -> str:
+        """Addresses the company's pages: kept across runs while a job runs (sync.facts), else for the process."""
+        facts = running()
+        if facts is not None:
+            return facts.get(BC_COMPANY_NAME, self._read_company_name)
         if self._company_name is None:
-            body = self.api.get_json(f"{API_PATH}/companies({self.company_id})", headers=self.HEADERS)
-            self._company_name = body["name"]
+            self._company_name = self._read_company_name()
         return self._company_name
+
+    def _read_company_name(self) -> str:
+        return self.api.get_json(f"{API_PATH}/companies({self.company_id})", headers=self.HEADERS)["name"]
 
     def collection(self, table: BcTable) -> str:
         if table.is_page:

@@ -131,6 +131,11 @@ class Settings:
         "BCSYNC_RECONCILE_MINUTES", 360,
         "How often a mapping checks that its coupled Business Central records still exist (its API reports no "
         "deletions); Dataverse deletions come from change tracking at every run.")
+    facts_ttl_seconds: int = _setting(
+        "BCSYNC_FACTS_TTL_SECONDS", 3600,
+        "How long facts about the services' set-up (the integration user, the Business Central company's name, its "
+        "local currency, the default price list) are used, kept in Table Storage, before they are read again; 0 "
+        "reads them in every job.")
     auto_create_sales_orders: bool = _setting(
         "BCSYNC_AUTO_CREATE_SALES_ORDERS", False,
         "Business Central's \"Automatically Create Sales Orders\": the SALESORDER-ORDER job creates every order "

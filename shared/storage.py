@@ -8,6 +8,7 @@
 | <p>state         | mapping      | writeback:<row id>          | a write-back to Sales begun, not finished  |
 | <p>state         | mapping      | inserting:<source id>       | a Business Central insert sent, not coupled |
 | <p>state         | lease        | <name>                      | who holds a lease, until when              |
+| <p>state         | facts        | <name>                      | a fact about a service's set-up, read when |
 | <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
 | <p>runs          | <run id>     | run, job:<job id>           | the run and each of its jobs               |
 | <p>errors        | mapping      | <direction>:<source id>     | a record that failed, until it succeeds    |
@@ -53,7 +54,7 @@ from sync.config import MappingOverride
 from sync.engine import Counts, JobMode
 from sync.errors import AuthenticationError, ConcurrencyError, ServiceUnavailableError
 from sync.model import Direction, Side
-from sync.ports import Clock, Coupling, PendingInsert, RecordFailure, WriteBack
+from sync.ports import Clock, Coupling, Fact, PendingInsert, RecordFailure, WriteBack
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
 from sync.schedule import MappingSchedule
 
@@ -538,6 +539,7 @@ class StateTable:
 
     LEASES = "lease"
     SCHEDULES = "schedule"
+    FACTS = "facts"
 
     def __init__(self, storage: TableStorage, clock: Clock):
         self.storage = storage
@@ -618,6 +620,21 @@ class StateTable:
         with storage_errors():
             self.table.upsert_entity({"PartitionKey": _key(mapping), "RowKey": _key(f"cursor:{name}"), "value": value},
                                      mode=UpdateMode.REPLACE)
+
+    def facts(self) -> dict[str, Fact]:
+        with storage_errors():
+            return {e["name"]: Fact(json.loads(e["value"]), _dt(e["read_at"]))
+                    for e in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.FACTS})}
+
+    def save_fact(self, name: str, fact: Fact) -> None:
+        with storage_errors():
+            self.table.upsert_entity({"PartitionKey": self.FACTS, "RowKey": _key(name), "name": name,
+                                      "value": json.dumps(fact.value), "read_at": _iso(fact.read_at)},
+                                     mode=UpdateMode.REPLACE)
+
+    def drop_facts(self, names: Sequence[str]) -> None:
+        _delete(self.storage, self.table, [[{"PartitionKey": self.FACTS, "RowKey": _key(name)}]
+                                           for name in dict.fromkeys(names)])
 
     def schedules(self) -> dict[str, MappingSchedule]:
         with storage_errors():

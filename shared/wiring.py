@@ -147,7 +147,8 @@ class Services:
                           self.clock, page_size=s.page_size,
                           watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds),
                           reconcile_every=dt.timedelta(minutes=s.reconcile_minutes),
-                          setup=ConnectionSetup(auto_create_sales_orders=s.auto_create_sales_orders))
+                          setup=ConnectionSetup(auto_create_sales_orders=s.auto_create_sales_orders),
+                          facts_ttl=dt.timedelta(seconds=s.facts_ttl_seconds))
 
     @cached_property
     def coordinator(self) -> RunCoordinator:

@@ -36,6 +36,7 @@ from .errors import (
     RecordError,
     SyncError,
 )
+from .facts import INTEGRATION_USER, Facts
 from .failures import failed_again
 from .lookups import LookupResolver
 from .mappings import Catalog
@@ -74,12 +75,12 @@ from .values import blank_for, is_blank, normalize, plain_converter, same
 # is repeated (a retry after a lost answer, a re-delivered job) finds its row instead of duplicating it.
 CRM_ID_NAMESPACE = uuid.UUID("6f1d4c1e-3a51-4b9e-9f5c-0c2b8e7d5a10")
 COUNT_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled", "uncoupled")
+WRITES = ("inserted", "modified", "deleted", "coupled", "uncoupled")  # counts of a job that changed rows or pairs
 # failures of match-based coupling: their cause is usually on the other side (a duplicate, a missing
 # row), so they are never skipped, and they clear once the row is coupled by any means
 NO_MATCH, SEVERAL_MATCHES = "NoMatch", "SeveralMatches"
 MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
 FEED_CURSOR = "feed:crm"         # the state store's name for a mapping's Dataverse delta link
-LASTING = dt.timedelta(hours=1)  # how long the engine keeps facts that hardly ever change
 PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
 
 
@@ -279,7 +280,8 @@ class SyncEngine:
     def __init__(self, catalogs: CatalogSource, bc: Endpoint, crm: CrmEndpoint, couplings: CouplingStore,
                  errors: ErrorStore, state: StateStore, clock: Clock, *, page_size: int = 20_000,
                  watermark_margin: dt.timedelta = dt.timedelta(seconds=60),
-                 reconcile_every: dt.timedelta = dt.timedelta(hours=6), setup: ConnectionSetup = ConnectionSetup()):
+                 reconcile_every: dt.timedelta = dt.timedelta(hours=6), setup: ConnectionSetup = ConnectionSetup(),
+                 facts_ttl: dt.timedelta = dt.timedelta(hours=1)):
         self.catalogs = catalogs
         self.bc = bc
         self.crm = crm
@@ -291,16 +293,7 @@ class SyncEngine:
         self.watermark_margin = watermark_margin
         self.reconcile_every = reconcile_every  # how often coupled ids are checked where no change feed tells deletions
         self.setup = setup
-        self._lasting: dict[str, Any] = {}
-        self._lasting_since: dt.datetime | None = None
-
-    def lasting(self) -> dict[str, Any]:
-        """Facts about the services that hardly ever change (the local currency and its Sales row), kept
-        across jobs for an hour so that a scheduled run does not read them again for every job."""
-        now = self.clock.now()
-        if self._lasting_since is None or now - self._lasting_since >= LASTING:
-            self._lasting, self._lasting_since = {}, now
-        return self._lasting
+        self.facts_ttl = facts_ttl  # how long a fact about the services' set-up is used without reading it again
 
     def endpoint(self, side: Side) -> Endpoint:
         return self.bc if side is Side.BC else self.crm
@@ -311,9 +304,10 @@ class SyncEngine:
         mapping = catalog[mapping_name]
         jobs = [_Job(self, catalog, mapping, direction, "schedule check", JobMode.INCREMENTAL, Counts(), None)
                 for direction in mapping.direction.job_directions()]
-        if mapping.process is not None:
-            return mapping.process.has_work(jobs[0])
-        return any(job.has_work() for job in jobs)
+        with jobs[0].facts.in_use():
+            if mapping.process is not None:
+                return mapping.process.has_work(jobs[0])
+            return any(job.has_work() for job in jobs)
 
     def recommend(self, mapping_name: str) -> "Recommendation":
         return recommend(self.catalogs.current()[mapping_name], self.bc, self.crm)
@@ -327,11 +321,24 @@ class SyncEngine:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
         self.couplings.recover(mapping.name)
         job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
-        if mapping.process is not None:
-            return mapping.process.run(job, deadline)
-        if mapping.is_option_mapping:
-            return job.run_option_mapping()
-        return job.run(resume_from, deadline)
+        with job.facts.in_use():
+            try:
+                if mapping.process is not None:
+                    outcome = mapping.process.run(job, deadline)
+                elif mapping.is_option_mapping:
+                    outcome = job.run_option_mapping()
+                else:
+                    outcome = job.run(resume_from, deadline)
+            except SyncError as exc:
+                job.facts.drop(job.rules.stales)  # it may have written some rows
+                dropped = [] if exc.transient else job.facts.refused(exc.message)
+                if dropped:  # the job log shows the error only
+                    exc.message = f"{exc.message} ({'; '.join(dropped)})"
+                raise
+            # reference rows kept as facts that this job may have changed are read afresh from now on
+            if any(getattr(outcome.counts, name) for name in WRITES):
+                job.facts.drop(job.rules.stales)
+            return outcome
 
     def job(self, mapping_name: str, job_id: str) -> "_Job":
         """A job context outside a run, for what a user starts on one record (create one sales order)."""
@@ -364,7 +371,8 @@ class _Job:
         self.notes: Counter[str] = Counter()
         self.resolver = LookupResolver(catalog, engine.bc, engine.couplings)
         self.failures = {f.source_id: f for f in engine.errors.list(mapping.name, direction)}
-        self.integration_user = engine.crm.integration_user_id() if self.src_side is Side.CRM else None
+        self.facts = Facts(engine.state, engine.clock, engine.facts_ttl, self.note)
+        self.integration_user = self.integration_user_id() if self.src_side is Side.CRM else None
         self.rules: MappingRules = mapping.rules or MappingRules()
         self.src_fields = self._field_list(self.src_side, self.src_table)
         self.dst_fields = self._field_list(self.dst_side, self.dst_table)
@@ -376,12 +384,14 @@ class _Job:
         self.bc, self.crm, self.couplings = engine.bc, engine.crm, engine.couplings
         self.errors, self.state, self.clock, self.setup = engine.errors, engine.state, engine.clock, engine.setup
         self.cache: dict[str, Any] = {}
-        self.lasting = engine.lasting()
         self.moves_watermark = mode is not JobMode.COUPLE
         self._pending_inserts: dict[str, PendingInsert] | None = None  # read when first needed
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
+
+    def integration_user_id(self) -> str:
+        return self.facts.get(INTEGRATION_USER, self.e.crm.integration_user_id)
 
     def endpoint(self, side: Side) -> Endpoint:
         return self.e.endpoint(side)
@@ -1445,6 +1455,8 @@ class _Page:
         entries = []
         for row, coupling, error in self.failed:
             job.counts.failed += 1
+            if not error.transient:
+                job.facts.refused(error.message)
             previous = job.failures.get(row.id)
             message = error.message if error.message.startswith(record_label(job.src_table, row)) else \
                 f"{record_label(job.src_table, row)}: {error.message}"

@@ -229,6 +229,15 @@ class PendingInsert:
     sent_at: dt.datetime
 
 
+@dataclass(frozen=True)
+class Fact:
+    """Something read from a service's configuration (a company's name, the local currency code), with
+    when it was read: kept across runs, so that a worker starting cold need not read it again."""
+
+    value: Any
+    read_at: dt.datetime
+
+
 class StateStore(Protocol):
     def watermark(self, mapping: str, direction: Direction) -> dt.datetime | None:
         ...
@@ -268,6 +277,15 @@ class StateStore(Protocol):
         """A mapping's bookmark in some feed (a delta link, the time of the last reconciliation)."""
 
     def save_cursor(self, mapping: str, name: str, value: str) -> None:
+        ...
+
+    def facts(self) -> dict[str, Fact]:
+        """Every fact kept, by name, in one read."""
+
+    def save_fact(self, name: str, fact: Fact) -> None:
+        ...
+
+    def drop_facts(self, names: Sequence[str]) -> None:
         ...
 
 

@@ -23,6 +23,7 @@ from .ports import (
 
 if TYPE_CHECKING:
     from .engine import Counts, JobOutcome
+    from .facts import Facts
     from .mappings import Catalog
     from .model import TableMapping
 
@@ -43,8 +44,12 @@ class JobContext(Protocol):
     cap: dt.datetime                 # what a watermark may be raised to: the job's start less the margin
     failures: dict[str, RecordFailure]
     cache: dict[str, Any]
+    facts: "Facts"
 
     def note(self, text: str) -> None: ...
+
+    def integration_user_id(self) -> str:
+        """systemuserid bcsync acts as in Dataverse (a fact kept across runs)."""
 
     def progress(self) -> None:
         """Report the counts so far (the runner saves them and renews the job's lease)."""

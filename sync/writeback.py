@@ -89,7 +89,7 @@ class WriteBacks:
         if w.version is None:
             return dataclasses.replace(w, state=row.values.get("statecode") if w.state is None else w.state,
                                        version=row.etag)
-        if row.etag != w.version and (row.modified_by or "").lower() != job.crm.integration_user_id().lower():
+        if row.etag != w.version and (row.modified_by or "").lower() != job.integration_user_id().lower():
             job.note(f"{self.table.logical_name} {w.row_id} was changed in Sales while bcsync was writing to it; "
                      f"it keeps the state it was given then")
             return dataclasses.replace(w, state=row.values.get("statecode"), status=row.values.get("statuscode"))

@@ -249,6 +249,8 @@ class FakeState:
         self.marks: dict[tuple[str, Direction], dt.datetime] = {}
         self.pending_ids: dict[tuple[str, Direction], set[str]] = {}
         self.leases: dict[str, tuple[str, dt.datetime]] = {}
+        self.kept_facts: dict = {}
+        self.fact_reads = 0
         self.cursors: dict[tuple[str, str], str] = {}
         self.schedule_rows: dict = {}
         write_backs, inserting = _PerMapping("row_id"), _PerMapping("source_id")
@@ -283,6 +285,17 @@ class FakeState:
 
     def save_cursor(self, mapping, name, value):
         self.cursors[(mapping, name)] = value
+
+    def facts(self):
+        self.fact_reads += 1
+        return dict(self.kept_facts)
+
+    def save_fact(self, name, fact):
+        self.kept_facts[name] = fact
+
+    def drop_facts(self, names):
+        for name in names:
+            self.kept_facts.pop(name, None)
 
     def acquire(self, name, owner, until):
         held = self.leases.get(name)

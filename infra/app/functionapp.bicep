@@ -50,6 +50,7 @@ param jobLeaseSeconds int = 600
 param jobTimeBudgetSeconds int = 480
 param logRetentionDays int = 30
 param reconcileMinutes int = 360
+param factsTtlSeconds int = 3600
 param autoCreateSalesOrders bool = false
 
 @allowed([ 'keys', 'entra' ])
@@ -108,6 +109,7 @@ var bcsyncSettings = [
   { name: 'BCSYNC_JOB_TIME_BUDGET_SECONDS', value: string(jobTimeBudgetSeconds) }
   { name: 'BCSYNC_LOG_RETENTION_DAYS', value: string(logRetentionDays) }
   { name: 'BCSYNC_RECONCILE_MINUTES', value: string(reconcileMinutes) }
+  { name: 'BCSYNC_FACTS_TTL_SECONDS', value: string(factsTtlSeconds) }
   { name: 'BCSYNC_AUTO_CREATE_SALES_ORDERS', value: autoCreateSalesOrders ? 'true' : 'false' }
   { name: 'BCSYNC_HTTP_AUTH', value: httpAuth }
   { name: 'BCSYNC_READER_ROLE', value: readerRole }

@@ -29,6 +29,7 @@ from ..model import Side
 from ..ports import Coupling, CouplingStore, CrmEndpoint, Endpoint, Record
 
 if TYPE_CHECKING:
+    from ..facts import Facts
     from ..mappings import Catalog
     from ..model import Direction, TableMapping
 
@@ -67,8 +68,8 @@ class RuleContext(Protocol):
     bc: Endpoint
     crm: CrmEndpoint
     couplings: CouplingStore
-    cache: dict[str, Any]   # per job: what a rule fetched once (a currency, a price list)
-    lasting: dict[str, Any]  # across jobs, for an hour: facts that hardly ever change (the local currency)
+    cache: dict[str, Any]   # per job: what a rule fetched once (a unit group's units)
+    facts: "Facts"          # across runs: the services' set-up (the local currency), see sync.facts
 
     failures: dict[str, Any]  # source id -> the record's failure from earlier runs
 
@@ -84,6 +85,8 @@ class MappingRules:
     extra_fields: dict[Side, tuple[str, ...]] = {}
     #: computed values a new row does not take (a follow-up sets them); remembered as if written
     update_only: tuple[str, ...] = ()
+    #: facts (sync.facts) a job of the mapping may make stale: dropped when it wrote anything, read afresh after
+    stales: tuple[str, ...] = ()
 
     def accept(self, ctx: RuleContext, row: Record, coupling: Coupling | None) -> str | RecordError | None:
         return None

@@ -15,6 +15,7 @@ import datetime as dt
 import uuid
 from typing import Any, Sequence
 
+from .. import facts
 from ..errors import AlreadyExistsError, RecordError
 from ..model import BcTable, CrmLookup, CrmTable, Side
 from ..ports import NewRow, Record
@@ -39,28 +40,37 @@ VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA 
 """.split())
 
 
+def company_information(ctx: RuleContext) -> dict[str, Any]:
+    """Business Central's Company Information: the local currency code (LCY) and the company's display name."""
+    def read() -> dict[str, Any]:
+        rows = next(iter(ctx.bc.read_changed(BC_COMPANY_INFORMATION, ["currencyCode", "displayName"], since=None)), [])
+        if not rows or not rows[0].values.get("currencyCode"):
+            raise RecordError("Business Central's Company Information has no local currency code (LCY).")
+        return rows[0].values
+    return ctx.facts.get(facts.BC_COMPANY_INFORMATION, read)
+
+
 class CurrencyRules(MappingRules):
     extra_fields = {Side.CRM: ("exchangerate", "currencyprecision", "currencysymbol")}
+    stales = (facts.LCY_CURRENCY,)  # the job writes Sales currencies
 
     # -- what the other mappings need: the local currency ---------------------------------------
 
     @staticmethod
     def lcy_code(ctx: RuleContext) -> str:
-        if "lcy" not in ctx.lasting:
-            rows = next(iter(ctx.bc.read_changed(BC_COMPANY_INFORMATION, ["currencyCode"], since=None)), [])
-            if not rows or not rows[0].values.get("currencyCode"):
-                raise RecordError("Business Central's Company Information has no local currency code (LCY).")
-            ctx.lasting["lcy"] = rows[0].values["currencyCode"].upper()
-        return ctx.lasting["lcy"]
+        return company_information(ctx)["currencyCode"].upper()
 
     def lcy_currency_id(self, ctx: RuleContext) -> str:
         """The Dataverse currency that stands for Business Central's blank (local) currency code;
         created when Sales has none (name and symbol = the code, the organisation's precision)."""
-        if "lcy_id" not in ctx.lasting:
-            code = self.lcy_code(ctx)
-            rows = ctx.crm.read_matching(CRM_CURRENCY, ["isocurrencycode"], "isocurrencycode", [code])
-            ctx.lasting["lcy_id"] = rows[0].id if rows else self._create_lcy(ctx, code)
-        return ctx.lasting["lcy_id"]
+        code = self.lcy_code(ctx)
+        # found again when the local currency changed since
+        return ctx.facts.get(facts.LCY_CURRENCY, lambda: {"code": code, "id": self._lcy_row(ctx, code)},
+                             fits=lambda kept: kept["code"] == code)["id"]
+
+    def _lcy_row(self, ctx: RuleContext, code: str) -> str:
+        rows = ctx.crm.read_matching(CRM_CURRENCY, ["isocurrencycode"], "isocurrencycode", [code])
+        return rows[0].id if rows else self._create_lcy(ctx, code)
 
     def _create_lcy(self, ctx: RuleContext, code: str) -> str:
         self._load_rates(ctx)

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any, Sequence
 
 from ..errors import RecordError
+from ..facts import DEFAULT_PRICE_LIST
 from ..model import Side
 from ..ports import Record
 from ..tables import BC_ITEM
@@ -16,6 +17,8 @@ from .units import coupled_groups, single_unit
 
 
 class PriceListRules(MappingRules):
+    stales = (DEFAULT_PRICE_LIST,)  # the job writes Sales price lists
+
     def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
         return {"transactioncurrencyid": CurrencyRules().lcy_currency_id(ctx)} if dst_row is None else {}
 

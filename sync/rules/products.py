@@ -15,11 +15,12 @@ import uuid
 from typing import Any, Sequence
 
 from ..errors import AlreadyExistsError, RecordError
+from ..facts import BC_WRITE_IN_PRODUCT, DEFAULT_PRICE_LIST
 from ..model import Direction, Side
 from ..ports import NewRow, Record, RowChange
 from ..tables import BC_SALES_SETUP, CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM, CRM_PRODUCT
 from . import IGNORE, MappingRules, RuleContext, Written
-from .currency import BC_COMPANY_INFORMATION, CurrencyRules
+from .currency import CurrencyRules, company_information
 from .units import coupled_groups, single_unit
 
 ACTIVE, RETIRED, DRAFT = 0, 1, 2
@@ -29,26 +30,29 @@ STATUS_OF = {ACTIVE: 1, RETIRED: 2}
 
 def write_in_product(ctx: RuleContext) -> tuple[str, str]:
     """(type, number) of the write-in product in Sales & Receivables Setup, blanks when none."""
-    if "write_in" not in ctx.cache:
+    def read() -> list[str]:
         rows = next(iter(ctx.bc.read_changed(BC_SALES_SETUP, ["Write_in_Product_Type", "Write_in_Product_No"],
                                              since=None)), [])
         setup = rows[0].values if rows else {}
-        ctx.cache["write_in"] = (setup.get("Write_in_Product_Type") or "", setup.get("Write_in_Product_No") or "")
-    return ctx.cache["write_in"]
+        return [setup.get("Write_in_Product_Type") or "", setup.get("Write_in_Product_No") or ""]
+    kind, number = ctx.facts.get(BC_WRITE_IN_PRODUCT, read)
+    return kind, number
 
 
 def default_price_list(ctx: RuleContext) -> str:
-    """The id of "<company> Default Price List" in the local currency, created when missing."""
-    if "default_price_list" in ctx.cache:
-        return ctx.cache["default_price_list"]
-    company = next(iter(ctx.bc.read_changed(BC_COMPANY_INFORMATION, ["displayName"], since=None)), [])
-    name = f"{company[0].values.get('displayName') if company else 'Business Central'} Default Price List"
-    currencies = CurrencyRules()
-    lcy_id, lcy = currencies.lcy_currency_id(ctx), currencies.lcy_code(ctx)
+    """The id of "<company> Default Price List" in the local currency, created when missing (found again
+    when the local currency's row changed since)."""
+    lcy_id = CurrencyRules().lcy_currency_id(ctx)
+    return ctx.facts.get(DEFAULT_PRICE_LIST, lambda: {"currency": lcy_id, "id": _default_price_list(ctx, lcy_id)},
+                         fits=lambda kept: kept["currency"] == lcy_id)["id"]
+
+
+def _default_price_list(ctx: RuleContext, lcy_id: str) -> str:
+    name = f"{company_information(ctx).get('displayName') or 'Business Central'} Default Price List"
+    lcy = CurrencyRules.lcy_code(ctx)
     found = ctx.crm.read_matching(CRM_PRICE_LIST, ["name", "transactioncurrencyid"], "name", [name, f"{name} {lcy}"])
     in_lcy = [p for p in found if str(p.values.get("transactioncurrencyid")).lower() == lcy_id.lower()]
     if in_lcy:
-        ctx.cache["default_price_list"] = in_lcy[0].id
         return in_lcy[0].id
     # a list of that name in another currency stays; ours gets the currency code in its name
     wanted = f"{name} {lcy}" if found else name
@@ -57,13 +61,11 @@ def default_price_list(ctx: RuleContext) -> str:
     [result] = ctx.crm.insert(CRM_PRICE_LIST, [NewRow({"name": wanted, "transactioncurrencyid": lcy_id}, list_id)],
                               ["name"])
     if isinstance(result.error, AlreadyExistsError):
-        ctx.cache["default_price_list"] = list_id
         return list_id
     if result.error is not None:
         raise RecordError(f"The default price list {wanted!r} could not be created: {result.error.message}",
                           code="DefaultPriceList")
     ctx.note(f"created the default price list {wanted!r} in {lcy}")
-    ctx.cache["default_price_list"] = result.record.id
     return result.record.id
 
 

@@ -20,6 +20,9 @@ class Job(SimpleNamespace):
     def note(self, text: str) -> None:
         self.notes.append(text)
 
+    def integration_user_id(self) -> str:
+        return self.crm.integration_user_id()
+
 
 def job() -> Job:
     clock = FakeClock()
