@@ -3,9 +3,11 @@ are moved by the first job, and a pair that a dying worker left written on one s
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from shared.storage import CouplingTable
+from shared.storage import CouplingTable, _bucket
 from sync.model import Side
 from sync.runs import RunKind, RunStatus
 
@@ -57,14 +59,22 @@ def test_a_pair_written_on_one_side_when_the_worker_died_is_completed_by_the_nex
     env.configure(BCSYNC_JOB_LEASE_SECONDS=2)
     _customers(env, 5)
     table = env.services.couplings.table
-    real, failed = table.submit_transaction, []
+    real, failed, stored = table.submit_transaction, [], set()
+    bc_partitions = {f"CUSTOMER|bc|{_bucket(c['id'])}" for c in env.bc.rows("customers")}
 
     def submit(operations, **kwargs):
-        # the worker dies while the rows of Sales' side are sent: one transaction never reaches storage
-        if not failed and operations[0][1]["PartitionKey"].startswith("CUSTOMER|crm|"):
+        # the worker dies while the rows of Sales' side are sent: one transaction never reaches storage,
+        # after those of Business Central's side have (they go in parallel, so it waits for them)
+        partition = operations[0][1]["PartitionKey"]
+        if not failed and partition.startswith("CUSTOMER|crm|"):
             failed.append(operations)
+            deadline = time.monotonic() + 10
+            while not bc_partitions <= stored and time.monotonic() < deadline:
+                time.sleep(0.01)
             raise WorkerDied()
-        return real(operations, **kwargs)
+        result = real(operations, **kwargs)
+        stored.add(partition)
+        return result
 
     table.submit_transaction = submit
     try:
