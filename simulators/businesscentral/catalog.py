@@ -185,7 +185,32 @@ def build_catalog() -> Catalog:
         Column("Fax No.", "text", 30),
         Column("Contact", "text", 100),
         Column("Primary Contact No.", "code", 20, relation="Contact"),
+        Column("Gen. Bus. Posting Group", "code", 20),
+        Column("VAT Bus. Posting Group", "code", 20),
+        Column("Customer Posting Group", "code", 20),
     ], key=("No.",), series=NumberSeries("C00010", 10)))
+
+    # Configuration templates (RapidStart): a template names a table and gives field values by field name;
+    # Business Central's integration applies the one its table mapping names to each record it creates.
+    template = cat.add_table(Table(8618, "Config. Template Header", [
+        Column("Code", "code", 10),
+        Column("Description", "text", 100),
+        Column("Table ID", "integer"),
+        Column("Table Name", "text", 250),
+        Column("Enabled", "bool", init=True),
+    ], key=("Code",)))
+    template_line = cat.add_table(Table(8619, "Config. Template Line", [
+        Column("Data Template Code", "code", 10, relation="Config. Template Header"),
+        Column("Line No.", "integer"),
+        Column("Type", "option", options=("Field", "Template", "Related Template")),
+        Column("Field Name", "text", 30),
+        Column("Field Caption", "text", 250),
+        Column("Template Code", "code", 10),
+        Column("Default Value", "text", 2048),
+        Column("Skip Relation Check", "bool"),
+        Column("Mandatory", "bool"),
+        Column("Reference", "text", 250),
+    ], key=("Data Template Code", "Line No.")))
 
     gl_account = cat.add_table(Table(15, "G/L Account", [
         Column("No.", "code", 20),
@@ -306,8 +331,13 @@ def build_catalog() -> Catalog:
         _last_modified(),
         Field("shippingAgentCode", "Shipping Agent Code", exposed=False),
         Field("customerPriceGroupCode", "Customer Price Group", exposed=False),
+        Field("genBusPostingGroup", "Gen. Bus. Posting Group", exposed=False),
+        Field("vatBusPostingGroup", "VAT Bus. Posting Group", exposed=False),
+        Field("customerPostingGroup", "Customer Posting Group", exposed=False),
         *_api_system_fields(),
-    ], entity_name="customer", before_insert=customer_needs_name))
+    ], entity_name="customer", before_insert=customer_needs_name,
+        seed_defaults={"genBusPostingGroup": "DOMESTIC", "vatBusPostingGroup": "DOMESTIC",
+                       "customerPostingGroup": "DOMESTIC"}))
 
     cat.add_api(View("paymentTerms", payment_terms, [
         _id(),
@@ -375,8 +405,32 @@ def build_catalog() -> Catalog:
         Field("Fax_No", "Fax No."),
         Field("ContactName", "Contact"),
         Field("Primary_Contact_No", "Primary Contact No."),
+        Field("Gen_Bus_Posting_Group", "Gen. Bus. Posting Group"),
+        Field("VAT_Bus_Posting_Group", "VAT Bus. Posting Group"),
+        Field("Customer_Posting_Group", "Customer Posting Group"),
         SystemField("SystemId", "SystemId", "guid"),
         SystemField("SystemModifiedAt", "SystemModifiedAt", "datetime"),
+    ]))
+    # page 8620 "Config. Template List" and its lines, page 8619 "Config. Template Subform"
+    cat.add_page(PageView("ConfigTemplates", template, [
+        Field("Code", "Code"),
+        Field("Description", "Description"),
+        Field("Table_ID", "Table ID"),
+        Field("Table_Name", "Table Name"),
+        *page_system_fields(),
+    ]))
+    cat.add_page(PageView("ConfigTemplateLines", template_line, [
+        Field("Data_Template_Code", "Data Template Code"),
+        Field("Line_No", "Line No."),
+        Field("Type", "Type"),
+        Field("Field_Name", "Field Name"),
+        Field("Field_Caption", "Field Caption"),
+        Field("Template_Code", "Template Code"),
+        Field("Default_Value", "Default Value"),
+        Field("Skip_Relation_Check", "Skip Relation Check"),
+        Field("Mandatory", "Mandatory"),
+        Field("Reference", "Reference"),
+        *page_system_fields(),
     ]))
     cat.add_page(PageView("ShippingAgents", shipping_agent, [
         Field("Code", "Code"),
