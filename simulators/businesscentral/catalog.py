@@ -14,6 +14,7 @@ SalesOrder page) and invoices with posting and payments.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -413,25 +414,11 @@ def build_catalog() -> Catalog:
     ]))
     # page 8620 "Config. Template List" and its lines, page 8619 "Config. Template Subform"
     cat.add_page(PageView("ConfigTemplates", template, [
-        Field("Code", "Code"),
-        Field("Description", "Description"),
-        Field("Table_ID", "Table ID"),
-        Field("Table_Name", "Table Name"),
-        *page_system_fields(),
-    ]))
+        *page_fields("Code", "Description", "Table ID", "Table Name"), *page_system_fields()]))
     cat.add_page(PageView("ConfigTemplateLines", template_line, [
-        Field("Data_Template_Code", "Data Template Code"),
-        Field("Line_No", "Line No."),
-        Field("Type", "Type"),
-        Field("Field_Name", "Field Name"),
-        Field("Field_Caption", "Field Caption"),
-        Field("Template_Code", "Template Code"),
-        Field("Default_Value", "Default Value"),
-        Field("Skip_Relation_Check", "Skip Relation Check"),
-        Field("Mandatory", "Mandatory"),
-        Field("Reference", "Reference"),
-        *page_system_fields(),
-    ]))
+        *page_fields("Data Template Code", "Line No.", "Type", "Field Name", "Field Caption", "Template Code",
+                     "Default Value", "Skip Relation Check", "Mandatory", "Reference"),
+        *page_system_fields()]))
     cat.add_page(PageView("ShippingAgents", shipping_agent, [
         Field("Code", "Code"),
         Field("Name", "Name"),
@@ -446,6 +433,12 @@ def build_catalog() -> Catalog:
     pricing.register(cat)
     documents.register(cat)
     return cat
+
+
+def page_fields(*columns: str) -> list[Field]:
+    """Controls named after their table fields, under the names a page web service publishes them by:
+    characters that cannot be part of a name become one underscore ("Line No." -> Line_No)."""
+    return [Field(re.sub(r"[^0-9A-Za-z]+", "_", column).strip("_"), column) for column in columns]
 
 
 def page_system_fields() -> list[Field]:
