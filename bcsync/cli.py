@@ -160,6 +160,7 @@ def format_mapping(m: dict) -> str:
              f"  Sales filter:            {m['crm_filter'] or '-'}",
              f"  synchronise only coupled records: {str(m['sync_only_coupled']).lower()}; update conflicts: "
              f"{m['update_conflict']}; deletion conflicts: {m['deletion_conflict']}",
+             f"  configuration template: {m['template_code'] or '-'}",
              f"  depends on: {', '.join(m['dependencies']) or '-'}",
              f"  overridden: {json.dumps(m['overridden']) if m['overridden'] else '-'}",
              "  fields:"]
@@ -234,7 +235,7 @@ def cmd_retry(services: Services, args) -> int:
 
 SETTING_OPTIONS = ("enabled", "direction", "bc_filter", "crm_filter", "sync_only_coupled", "update_conflict",
                    "deletion_conflict", "create_new_if_no_match", "sync_after_coupling", "interval_minutes",
-                   "inactivity_timeout_minutes")
+                   "inactivity_timeout_minutes", "template_code")
 
 
 def _changes(args) -> dict:
@@ -381,6 +382,8 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--interval-minutes", type=int, help="minutes between scheduled runs of this mapping")
     a.add_argument("--inactivity-timeout-minutes", type=int,
                    help="after a run that changed nothing, minutes before the next unless a change wakes it")
+    a.add_argument("--template-code", help="configuration template applied to each Business Central record the "
+                                           "mapping creates ('' removes it)")
     _coupling_options(a)
     a.add_argument("--json", action="store_true")
     s = sub.add_parser("match", help="match-based coupling of the uncoupled rows of a mapping")
