@@ -148,11 +148,17 @@ def counting_responses(service: str):
     return lambda response: count_request(service, response.http_response.status_code)
 
 
-class TableStorage:
-    """The storage account: creates the tables once and hands out table clients."""
+# bcsync's tables, each named with BCSYNC_TABLE_PREFIX in front
+TABLE_NAMES = ("couplings", "errors", "state", "runs", "config")
 
-    def __init__(self, account: StorageAccount, prefix: str = "bcsync"):
+
+class TableStorage:
+    """The storage account: creates the tables once and hands out table clients (`create` False: only
+    reads tables that exist, as the connection check does, which writes nothing)."""
+
+    def __init__(self, account: StorageAccount, prefix: str = "bcsync", create: bool = True):
         self.account = account
+        self.create = create
         self._counter = _RequestCounter()
         self.prefix = prefix
         self._tables: dict[str, TableClient] = {}
@@ -171,7 +177,8 @@ class TableStorage:
                                                    raw_response_hook=counting_responses("Table Storage"))
                 with storage_errors():
                     try:
-                        client.create_table()
+                        if self.create:
+                            client.create_table()
                     except ResourceExistsError:
                         pass
                 self._tables[full] = client

@@ -9,8 +9,11 @@ import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from azure.core.exceptions import ResourceNotFoundError
+
 from sync import availability, config, coupling, failures, orders
 from sync.availability import ItemAvailabilityProcess
+from sync.check import CheckReport, run_checks
 from sync.engine import SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, SyncError
 from sync.mappings import Catalog, builtin_mappings
@@ -22,6 +25,7 @@ from sync.schedule import schedule_status
 
 from . import businesscentral, dataverse
 from .auth import SignIn
+from .check import ServiceProbe
 from .http import ApiClient, ConcurrencyLimit, VerifyingSession
 from .identity import ManagedIdentity, ManagedIdentityCredential, storage_account
 from .queue import StorageJobQueue
@@ -249,6 +253,18 @@ class Services:
     def item_availability(self, product: str) -> dict:
         """Business Central inventory of one Sales product (its id or product number)."""
         return ItemAvailabilityProcess.lookup(self.engine.job(availability.MAPPING, "availability"), product)
+
+    def check(self) -> CheckReport:
+        """The connection check (sync.check): every service and storage object bcsync depends on, read only. The
+        mapping overrides are read without creating their table; unreadable, the built-in mappings are checked."""
+        try:
+            overrides = MappingConfigTable(TableStorage(self.storage_account, self.settings.table_prefix,
+                                                        create=False)).load()
+        except (SyncError, ResourceNotFoundError):
+            overrides = {}  # storage's own finding says why
+        probe = ServiceProbe(self.settings, self.sign_in, lambda: self.dataverse, lambda: self.business_central,
+                             lambda: self.storage_account)
+        return run_checks(config.build_catalog(builtin_mappings(), overrides), probe)
 
     def handle_message(self, text: str) -> None:
         """What the queue trigger and the local worker do with one message."""

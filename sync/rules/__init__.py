@@ -87,6 +87,9 @@ class MappingRules:
     update_only: tuple[str, ...] = ()
     #: facts (sync.facts) a job of the mapping may make stale: dropped when it wrote anything, read afresh after
     stales: tuple[str, ...] = ()
+    #: tables besides the mapping's own that the rules read, and write: what the connection check tries
+    reads: tuple = ()
+    writes: tuple = ()
 
     def accept(self, ctx: RuleContext, row: Record, coupling: Coupling | None) -> str | RecordError | None:
         return None

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..errors import RecordError
 from ..model import Side
-from ..tables import CRM_UNIT
+from ..tables import BC_UNIT_OF_MEASURE, CRM_UNIT
 from . import MappingRules, RuleContext, Written
 
 GROUP_NAME = "NAV {}"
@@ -52,6 +52,8 @@ def single_unit(ctx: RuleContext, group_id: str, code: str) -> str:
 class UnitGroupRules(MappingRules):
     """Groups written by the job are checked; a new one is right by construction."""
 
+    reads = (CRM_UNIT, BC_UNIT_OF_MEASURE)
+
     def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
         changed = [w for w in written if not w.inserted]
         ctx.cache.pop("units_of_group", None)
@@ -67,7 +69,6 @@ class UnitGroupRules(MappingRules):
 
 def coupled_groups(ctx: RuleContext, unit_codes: Sequence[str]) -> dict[str, str]:
     """Business Central unit codes -> the ids of their coupled unit groups (cached for the job)."""
-    from ..tables import BC_UNIT_OF_MEASURE
 
     cache = ctx.cache.setdefault("group_of_unit", {})
     wanted = [c for c in dict.fromkeys(unit_codes) if c and c not in cache]
