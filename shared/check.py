@@ -136,7 +136,8 @@ class ServiceProbe:
         return True
 
     def kept_facts(self) -> dict[str, Fact]:
-        state = StateTable(TableStorage(self.storage_account(), self.settings.table_prefix, create=False), SystemClock())
+        storage = TableStorage(self.storage_account(), self.settings.table_prefix, read_only=True)
+        state = StateTable(storage, SystemClock())
         try:
             return state.facts()
         except ResourceNotFoundError:

@@ -153,12 +153,12 @@ TABLE_NAMES = ("couplings", "errors", "state", "runs", "config")
 
 
 class TableStorage:
-    """The storage account: creates the tables once and hands out table clients (`create` False: only
-    reads tables that exist, as the connection check does, which writes nothing)."""
+    """The storage account: creates the tables once and hands out table clients (`read_only`: for the connection
+    check, which writes nothing and answers in seconds: tables are not created, and requests not retried)."""
 
-    def __init__(self, account: StorageAccount, prefix: str = "bcsync", create: bool = True):
+    def __init__(self, account: StorageAccount, prefix: str = "bcsync", read_only: bool = False):
         self.account = account
-        self.create = create
+        self.read_only = read_only
         self._counter = _RequestCounter()
         self.prefix = prefix
         self._tables: dict[str, TableClient] = {}
@@ -174,10 +174,11 @@ class TableStorage:
         with self._lock:
             if full not in self._tables:
                 client = self.account.table_client(full, self._counter,
-                                                   raw_response_hook=counting_responses("Table Storage"))
+                                                   raw_response_hook=counting_responses("Table Storage"),
+                                                   **({"retry_total": 0} if self.read_only else {}))
                 with storage_errors():
                     try:
-                        if self.create:
+                        if not self.read_only:
                             client.create_table()
                     except ResourceExistsError:
                         pass

@@ -259,7 +259,7 @@ class Services:
         mapping overrides are read without creating their table; unreadable, the built-in mappings are checked."""
         try:
             overrides = MappingConfigTable(TableStorage(self.storage_account, self.settings.table_prefix,
-                                                        create=False)).load()
+                                                        read_only=True)).load()
         except (SyncError, ResourceNotFoundError):
             overrides = {}  # storage's own finding says why
         probe = ServiceProbe(self.settings, self.sign_in, lambda: self.dataverse, lambda: self.business_central,

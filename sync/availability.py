@@ -26,7 +26,7 @@ ITEMS = "ITEM-PRODUCT"
 class ItemAvailabilityProcess:
     """The job of ITEM-AVAILABILITY (a sync.process.JobProcess)."""
 
-    # the tables the job reads and writes (what the connection check tries)
+    # the tables the job reads and updates (what the connection check tries)
     reads = (BC_ITEM_LEDGER_ENTRY, BC_ITEM)
     writes = (CRM_PRODUCT,)
 

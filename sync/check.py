@@ -96,8 +96,9 @@ class Reach:
 
 
 def reach(mappings: Iterable[TableMapping]) -> Reach:
-    """The tables the enabled mappings touch: each mapping's own two tables (the destination side written
-    when the mapping's direction includes it) and those its rules or job process declare (`reads`, `writes`)."""
+    """The tables the enabled mappings touch: each mapping's own two tables (rows created and updated on the side
+    the mapping's direction writes to) and those its rules or job process declare (`reads`, `writes` for
+    updates, `creates`)."""
     found = Reach()
     for m in mappings:
         if not m.enabled:
@@ -110,6 +111,8 @@ def reach(mappings: Iterable[TableMapping]) -> Reach:
             for table in getattr(extra, "reads", ()):
                 found.add(table, (READ,))
             for table in getattr(extra, "writes", ()):
+                found.add(table, (READ, WRITE))
+            for table in getattr(extra, "creates", ()):
                 found.add(table, (READ, CREATE, WRITE))
     return found
 

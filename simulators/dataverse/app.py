@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 API_PATH_RE = re.compile(r"^/api/data/v9\.\d(?P<rest>/.*)?$")
 JSON_TYPE = "application/json; odata.metadata=minimal"
 BULK_ACTIONS = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
-RETRIEVE_USER_PRIVILEGES = ("Microsoft.Dynamics.CRM.RetrieveUserPrivileges()", "Microsoft.Dynamics.CRM.RetrieveUserPrivileges")
+RETRIEVE_USER_PRIVILEGES = ("Microsoft.Dynamics.CRM.RetrieveUserPrivileges()",
+                            "Microsoft.Dynamics.CRM.RetrieveUserPrivileges")
 ROW, GONE = 0, 1  # the two parts of a delta read: rows changed first, then deletions
 UNSUPPORTED_OPTIONS = {
     "$apply": "The $apply query option is not supported by this server.",

@@ -78,7 +78,7 @@ class PostedInvoiceRules(MappingRules):
     update_only = ("statecode", "statuscode")  # a new invoice takes its state after its lines (after_write)
     reads = (BC_SALES_INVOICE_LINE, BC_ITEM, BC_RESOURCE, BC_COMPANY_INFORMATION, CRM_SALES_ORDER, CRM_CONTACT,
              CRM_PRODUCT)
-    writes = (CRM_INVOICE_DETAIL, CRM_PRICE_LIST)
+    creates = (CRM_INVOICE_DETAIL, CRM_PRICE_LIST)
 
     def unversioned_changes(self, ctx: RuleContext) -> list[str]:
         """Open invoices whose paid state is not the one last synchronised: partly paid (or unapplied)

@@ -72,7 +72,7 @@ def _default_price_list(ctx: RuleContext, lcy_id: str) -> str:
 class ProductRules(MappingRules):
     update_only = ("statecode", "statuscode")
     reads = (BC_SALES_SETUP, BC_COMPANY_INFORMATION, CRM_UNIT)
-    writes = (CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM)
+    creates = (CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM)
 
     def __init__(self, product_type: int, blocked: str, unit: str, price: str, what: str):
         self.product_type = product_type   # 1 Sales Inventory (items), 3 Services (resources)
