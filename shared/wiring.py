@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -58,6 +58,9 @@ class StoredCatalog:
 BC_CONCURRENCY = 5
 DATAVERSE_CONCURRENCY = 52
 DATAVERSE_DOP_HINT = "x-ms-dop-hint"
+
+# The connection check's longest wait for an answer or a Retry-After, so that it answers in seconds.
+CHECK_TIMEOUT = 10.0
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
 MAX_REPORTED_FAILURES = 200
@@ -262,9 +265,18 @@ class Services:
                                                         read_only=True)).load()
         except (SyncError, ResourceNotFoundError):
             overrides = {}  # storage's own finding says why
-        probe = ServiceProbe(self.settings, self.sign_in, lambda: self.dataverse, lambda: self.business_central,
+        quick = self._checking
+        probe = ServiceProbe(quick.settings, quick.sign_in, lambda: quick.dataverse, lambda: quick.business_central,
                              lambda: self.storage_account)
         return run_checks(config.build_catalog(builtin_mappings(), overrides), probe)
+
+    @cached_property
+    def _checking(self) -> "Services":
+        """Clients for the connection check, which answers in seconds: a request is retried once at most and
+        waits at most CHECK_TIMEOUT; kept, with their token cache, for the next check."""
+        s = self.settings
+        return Services(replace(s, max_retries=1, max_retry_wait=min(s.max_retry_wait, CHECK_TIMEOUT),
+                                http_timeout=min(s.http_timeout, CHECK_TIMEOUT)), self.clock)
 
     def handle_message(self, text: str) -> None:
         """What the queue trigger and the local worker do with one message."""

@@ -142,6 +142,26 @@ def test_business_central_refusing_the_application(env, cli):
     assert "Microsoft Entra Applications page" in problem["fix"] and "BCS INTEGRATION" in problem["fix"]
 
 
+def test_business_central_not_knowing_the_application(env, cli):
+    env.bc.applications.pop(env.stack.ids.integration_client_id.lower())
+    found = problems(check(cli)[1])
+    assert found.keys() == {"Business Central company"}
+    assert "rejected the client credentials" in found["Business Central company"]["detail"]
+    assert found["Business Central company"]["fix"].startswith(
+        f"on Business Central's Microsoft Entra Applications page, enable the app registration "
+        f"{env.stack.ids.integration_client_id}")
+
+
+def test_an_unreachable_service_fails_its_checks_in_seconds(env, cli):
+    closed = free_port()
+    env.configure(BCSYNC_BC_URL=f"https://127.0.0.1:{closed}{env.bc.root_path}")
+    code, report = check(cli)
+    assert code == 1 and report["seconds"] < 10
+    company = problems(report)["Business Central company"]
+    assert "failed" in company["detail"] and "run the check again" in company["fix"]
+    assert [p["check"] for p in report["problems"]] == ["Business Central company"]
+
+
 def test_unreachable_storage(env, cli):
     closed = free_port()
     env.configure(AzureWebJobsStorage=azurite_connection_string(closed, closed, closed))
