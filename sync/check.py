@@ -29,6 +29,7 @@ from .ports import ConnectionProbe
 CREATE, READ, WRITE = "Create", "Read", "Write"
 ORGANIZATION = "organization"
 SERVICE = {Side.BC: "Business Central", Side.CRM: "Dataverse"}
+AGAIN = "the service did not answer; run the check again in a minute"
 # Business Central requests go 5 at a time anyway (its limit per user); a few more keep both services busy
 PARALLEL = 8
 
@@ -52,7 +53,8 @@ class Finding:
 
 
 def _sentence(text: str) -> str:
-    return text if text.rstrip().endswith((".", ")")) and not text.rstrip().endswith("..") else text.rstrip() + "."
+    text = text.rstrip()
+    return text if text.endswith((".", ")")) else text + "."
 
 
 @dataclass
@@ -132,7 +134,8 @@ def _storage(probe: ConnectionProbe) -> list[Finding]:
     try:
         missing = probe.storage()
     except SyncError as exc:
-        return [Finding("Storage", False, exc.message, "" if isinstance(exc, AuthenticationError) else
+        # a refusal or a setting in error says what to fix itself
+        return [Finding("Storage", False, exc.message, "" if not exc.transient else
                         "check that the storage account in AzureWebJobsStorage is reachable from here (network rules, "
                         "private endpoints, the account name)")]
     if missing:
@@ -166,8 +169,9 @@ def _dataverse(probe: ConnectionProbe, needed: Reach) -> list[Finding]:
     if not user.found:
         return findings + [Finding(
             "Dataverse application user", False, f"{who} has no application user in this environment",
-            f"create one with that application id (Power Platform admin center > the environment > Settings > Users "
-            f"+ permissions > Application users) and assign it a security role that has the privileges below")]
+            "create one with that application id (Power Platform admin center > the environment > Settings > Users "
+            "+ permissions > Application users) and assign it a security role with the privileges bcsync needs "
+            "(docs/deploy.md lists them)")]
     if user.disabled:
         return findings + [Finding("Dataverse application user", False, f"the application user '{user.name}' of "
                                    f"{who} is disabled", "enable it in the Power Platform admin center (Application "
@@ -189,7 +193,7 @@ def _integration_user(probe: ConnectionProbe, user_id: str, name: str) -> Findin
     except SyncError:
         kept = None  # storage has its own finding
     if kept is not None and str(kept.value).lower() != user_id.lower():
-        return Finding("Integration user", False, f"the job log keeps {kept.value} as the integration user, but "
+        return Finding("Integration user", False, f"bcsync's state keeps {kept.value} as the integration user, but "
                                                   f"bcsync now acts as '{name}' ({user_id})",
                        "the kept id is read afresh after BCSYNC_FACTS_TTL_SECONDS; until then bcsync's own writes "
                        "come back as changes: wait that long before the next run, or lower the setting")
@@ -210,14 +214,14 @@ def _privileges(user: str, held: dict[str, dict[str, str]], needed: Reach) -> li
             f"the application user '{user}' has no security role with {' and '.join(lacking)} on {name} at "
             f"organization level" + (f" ({'; '.join(partial)})" if partial else ""),
             f"add {', '.join(lacking)} on the table {name} at Organization level to its security role, or assign "
-            f"it a role that has them (Power Platform admin center > Application users > Edit security roles)"))
+            "it a role that has them (Power Platform admin center > Application users > Edit security roles)"))
     return findings
 
 
 def _access_fix(exc: SyncError, who: str) -> str:
     if isinstance(exc, AuthenticationError):
         return f"check that {who} may use the service (its application user and security role)"
-    return "" if exc.transient is False else "the service did not answer; run the check again in a minute"
+    return AGAIN if exc.transient else ""
 
 
 def _business_central(probe: ConnectionProbe, needed: Reach, pool: ThreadPoolExecutor) -> list[Finding]:
@@ -266,4 +270,4 @@ def _bc_fix(exc: SyncError, who: str, table: BcTable | None) -> str:
             return (f"publish the page as the web service {table.entity_set} (install the bcsync extension "
                     "from bc-extension/, which publishes every page bcsync uses)")
         return f"the API v2.0 entity set {table.entity_set} is missing: bcsync needs Business Central 26.0 or later"
-    return "the service did not answer; run the check again in a minute" if exc.transient else ""
+    return AGAIN if exc.transient else ""

@@ -7,8 +7,6 @@ import datetime as dt
 import json
 import uuid
 
-import pytest
-
 from simulators.stack import azurite_connection_string, free_port
 from sync.facts import INTEGRATION_USER
 from sync.ports import Fact
@@ -186,16 +184,3 @@ def test_a_kept_integration_user_that_is_no_longer_ours(env, cli):
     assert problem["check"] == "Integration user" and "BCSYNC_FACTS_TTL_SECONDS" in problem["fix"]
     assert env.stack.ids.integration_user_id in problem["detail"]
 
-
-@pytest.fixture
-def cli(env, tmp_path, capsys):
-    """`bcsync ...` with the settings the test configured last."""
-    from bcsync.cli import main
-
-    def run(*args):
-        settings = tmp_path / "settings.json"
-        settings.write_text(json.dumps({"Values": env.values}))
-        code = main(["--settings", str(settings), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
