@@ -13,6 +13,7 @@
     bcsync retry (ID | --all | --skipped) [--mapping M]      have the next run try failed records again
     bcsync worker [--until-idle]                             process the job queue, as the Functions host does
     bcsync settings                                          the settings and their meaning
+    bcsync check [--json]                                    test every connection and permission bcsync needs
 
 `--wait` drives the local worker until the run finishes, since the Functions host cannot run here.
 `-v` prints bcsync's own log (INFO), `-vv` everything, the Azure SDK's HTTP logging included.
@@ -317,6 +318,13 @@ def cmd_worker(services: Services, args) -> int:
     return 0
 
 
+def cmd_check(services: Services, args) -> int:
+    """The connection check; exit code 1 when a check fails."""
+    report = services.check()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
+    return 0 if report.ok else 1
+
+
 def cmd_settings(services: Services | None, args) -> int:
     print(settings_table())
     return 0
@@ -437,6 +445,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("worker", help="process the job queue as the Functions host would")
     s.add_argument("--until-idle", action="store_true", help="stop when the queue is empty")
     s.set_defaults(func=cmd_worker)
+    s = sub.add_parser("check", help="test every connection and permission bcsync needs (writes nothing)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_check)
     s = sub.add_parser("settings", help="list the settings")
     s.set_defaults(func=cmd_settings, no_services=True)
     return p

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..errors import RecordError
 from ..model import Side
-from ..tables import CRM_UNIT
+from ..tables import BC_UNIT_OF_MEASURE, CRM_UNIT
 from . import MappingRules, RuleContext, Written
 
 GROUP_NAME = "NAV {}"
@@ -54,6 +54,8 @@ class UnitGroupRules(MappingRules):
     hold other units than the one Business Central needs, and that is an error on the unit of measure
     (not found later on an item). A group the job created holds its one unit and passes."""
 
+    reads = (CRM_UNIT, BC_UNIT_OF_MEASURE)
+
     def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
         ctx.cache.pop("units_of_group", None)
         units_of_groups(ctx, [w.target.id for w in written])
@@ -68,7 +70,6 @@ class UnitGroupRules(MappingRules):
 
 def coupled_groups(ctx: RuleContext, unit_codes: Sequence[str]) -> dict[str, str]:
     """Business Central unit codes -> the ids of their coupled unit groups (cached for the job)."""
-    from ..tables import BC_UNIT_OF_MEASURE
 
     cache = ctx.cache.setdefault("group_of_unit", {})
     wanted = [c for c in dict.fromkeys(unit_codes) if c and c not in cache]

@@ -457,6 +457,18 @@ def test_customer_card_page_is_another_view_of_the_same_customer_rows(env, bc):
 
 # -- $batch -----------------------------------------------------------------------------------------------
 
+def test_an_unpublished_page_is_not_found_until_published_again(env, bc):
+    assert bc.get(f"{env.odata}/CustomerCard?$top=1").status_code == 200
+    admin = env.session().post(f"{env.url}/_sim/settings", json={"unpublished": ["CustomerCard"]})
+    assert admin.status_code == 200
+    gone = bc.get(f"{env.odata}/CustomerCard?$top=1")
+    assert error_of(gone) == (404, "BadRequest_ResourceNotFound", "Resource not found for the segment 'CustomerCard'.")
+    assert bc.get(f"{env.odata}/ItemCard?$top=1").status_code == 200
+    assert bc.get(f"{env.company}/customers?$top=1").status_code == 200   # the API's own entity set stays
+    env.sim.reset()
+    assert bc.get(f"{env.odata}/CustomerCard?$top=1").status_code == 200
+
+
 def test_batch_runs_each_request_and_reports_its_status(env, bc):
     [existing] = env.sim.seed("customers", [{"displayName": "Existing"}])
     etag = env.sim.get("customers", existing)["@odata.etag"]
