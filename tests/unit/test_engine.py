@@ -7,7 +7,7 @@ import pytest
 
 from sync.config import MappingOverride, StaticCatalog, apply
 from sync.engine import CRM_ID_NAMESPACE, JobMode, SyncEngine, plan_row
-from sync.errors import ServiceUnavailableError
+from sync.errors import ConfigurationError, ServiceUnavailableError
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
 from sync.model import Direction, Side, UpdateConflictResolution
 from sync.ports import Coupling, Record
@@ -679,3 +679,45 @@ def test_salespeople_without_an_email_created_before_a_lost_answer_are_coupled_n
     coupled = {c.crm_id: people[c.bc_id]["values"]["code"] for c in w.couplings.all("SALESPEOPLE").values()}
     assert coupled == {twins[0]: "SP NO. 00001", twins[1]: "SP NO. 00002", alicia: "SP NO. 00003"}
     assert w.state.pending_inserts("SALESPEOPLE") == []
+
+
+def test_sales_owner_sets_the_salesperson_a_team_or_the_integration_user_keeps_it_and_others_fail():
+    w = World()
+    alicia = w.user("Alicia Thornber", "alicia@contoso.com")
+    una = w.user("Una Unlicensed", "una@contoso.com", islicensed=False)
+    w.run("SALESPEOPLE", FROM, full=True)
+    code = next(iter(w.bc.rows(BC_SALESPERSON).values()))["values"]["code"]
+    owned = {name: w.account(name, ownerid=owner, owneridtype=kind) for name, owner, kind in [
+        ("Alicia's", alicia, "systemuser"), ("Team's", "team-1", "team"), ("Ours", "crm-integration", "systemuser"),
+        ("Una's", una, "systemuser")]}
+    out = w.run("CUSTOMER", FROM, full=True)
+    salesperson = {c["values"]["displayName"]: c["values"].get("salespersonCode")
+                   for c in w.bc.rows(BC_CUSTOMER).values()}
+    assert salesperson == {"Alicia's": code, "Team's": None, "Ours": None}
+    assert any("'Team's'" in n and "its owner is a Dataverse team (team-1)" in n for n in out.notes), out.notes
+    [failure] = w.errors.list("CUSTOMER", FROM)
+    assert failure.source_id == owned["Una's"] and failure.field == "Salesperson Code"
+    assert f"Dataverse systemuser 'Una Unlicensed' ({una}) is not coupled" in failure.message
+
+
+def test_text_longer_than_its_field_is_cut_with_a_note_or_fails_as_the_mapping_says():
+    w = World()
+    w.account("Adatum", telephone1="x" * 45)
+    out = w.run("CUSTOMER", FROM, full=True)
+    [customer] = w.bc.rows(BC_CUSTOMER).values()
+    assert customer["values"]["phoneNumber"] == "x" * 30
+    assert out.notes == ["account 'Adatum' (%s): Phone No. (telephone1 -> phoneNumber) is 45 characters long; the "
+                         "Business Central field holds 30: cut to 30 characters" % next(iter(w.crm.rows(CRM_ACCOUNT)))]
+
+    strict = World(Catalog(apply(m, MappingOverride.from_dict({"truncation": "error"})) if m.name == "CUSTOMER" else m
+                           for m in builtin_mappings()))
+    strict.account("Adatum", telephone1="x" * 45)
+    out = strict.run("CUSTOMER", FROM, full=True)
+    assert out.counts.failed == 1 and not strict.bc.rows(BC_CUSTOMER)
+    [failure] = strict.errors.list("CUSTOMER", FROM)
+    assert failure.field == "Phone No." and "is 45 characters long; the Business Central field holds 30" in failure.message
+
+
+def test_truncation_accepts_cut_or_error_only():
+    with pytest.raises(ConfigurationError, match="truncation must be one of cut, error"):
+        MappingOverride.from_dict({"truncation": "shorten"})
