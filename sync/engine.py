@@ -84,6 +84,7 @@ NO_MATCH, SEVERAL_MATCHES = "NoMatch", "SeveralMatches"
 MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
 FEED_CURSOR = "feed:crm"         # the state store's name for a mapping's Dataverse delta link
 PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
+CUTS_NAMED = 10                  # records a job-log note on text cut to fit names, per field (the rest are counted)
 
 
 @dataclass
@@ -141,6 +142,15 @@ class _Keep:
 
 
 KEEP = _Keep()
+
+
+@dataclass
+class _Cuts:
+    """The values of one text field mapping that a job cut to fit their Business Central field."""
+
+    fm: FieldMapping
+    count: int = 0
+    named: list[str] = field(default_factory=list)  # the first CUTS_NAMED records, with the original length
 
 
 @dataclass
@@ -379,7 +389,8 @@ class _Job:
         self.src_fields = self._field_list(self.src_side, self.src_table)
         self.dst_fields = self._field_list(self.dst_side, self.dst_table)
         self._converters: dict[int, tuple[FieldMapping, Converter]] = {}
-        self._cut: set[tuple[str, str]] = set()  # (source id, field mapping key) of values cut and noted
+        self._cut: set[tuple[str, str]] = set()  # (source id, field mapping key) of the values cut to fit
+        self._cuts: dict[str, _Cuts] = {}  # per field mapping key: the values cut to fit
         self.field_plan = FieldPlan(mapping, direction, self.converter)
         self.match_index: MatchIndex | None = None  # built by the first page that matches in a full job
         self._crm_id_prefix = hashlib.sha1(CRM_ID_NAMESPACE.bytes + f"{mapping.name}/".encode())
@@ -1053,22 +1064,35 @@ class _Job:
         def fitted(value: Any, row: Record) -> Any:
             length = len(str(value)) if value is not None else 0
             if length > limit:
-                problem = (f"{record_label(self.src_table, row)}: {fm.label} ({fm.crm} -> {fm.bc}) is {length} "
-                           f"characters long; the Business Central field holds {limit}")
                 if fail:
-                    raise RecordError(f"{problem}. Shorten it, or set the truncation of {self.mapping.name} to cut.",
-                                      field=fm.label, code="TextTooLong")
+                    raise RecordError(
+                        f"{record_label(self.src_table, row)}: {fm.label} ({fm.crm} -> {fm.bc}) is {length} characters "
+                        f"long; the Business Central field holds {limit}. Shorten it, or set the truncation of "
+                        f"{self.mapping.name} to cut.", field=fm.label, code="TextTooLong")
                 if (row.id, fm.key) not in self._cut:  # converted more than once for matching: noted once
                     self._cut.add((row.id, fm.key))
-                    self.note(f"{problem}: cut to {limit} characters")
+                    cuts = self._cuts.setdefault(fm.key, _Cuts(fm))
+                    cuts.count += 1
+                    if len(cuts.named) < CUTS_NAMED:
+                        cuts.named.append(f"{record_label(self.src_table, row)}: {length} characters")
             return convert(value, row)
         return fitted
 
     def progress(self) -> None:
         self.on_progress(Progress(self.counts, None))
 
+    def _cut_notes(self) -> list[str]:
+        """Per field, the records whose text was cut to fit, with their original lengths: one note, bounded."""
+        notes = []
+        for cuts in self._cuts.values():
+            fm, count, named = cuts.fm, cuts.count, cuts.named
+            more = f"; and {count - len(named)} more" if count > len(named) else ""
+            notes.append(f"{fm.label} ({fm.crm} -> {fm.bc}): {count} value(s) longer than the {fm.max_length} "
+                         f"characters the Business Central field holds were cut to fit: {'; '.join(named)}{more}")
+        return notes
+
     def outcome(self, checkpoint: dt.datetime | None = None, complete: bool = True) -> JobOutcome:
-        notes = [f"{text} ({n}x)" if n > 1 else text for text, n in self.notes.most_common(20)]
+        notes = self._cut_notes() + [f"{text} ({n}x)" if n > 1 else text for text, n in self.notes.most_common(20)]
         return JobOutcome(self.counts, notes, checkpoint, complete)
 
     def crm_id_for(self, bc_id: str) -> str:

@@ -702,12 +702,18 @@ def test_sales_owner_sets_the_salesperson_a_team_or_the_integration_user_keeps_i
 
 def test_text_longer_than_its_field_is_cut_with_a_note_or_fails_as_the_mapping_says():
     w = World()
-    w.account("Adatum", telephone1="x" * 45)
+    adatum = w.account("Adatum", telephone1="x" * 45)
+    for n in range(11):
+        w.account(f"Other {n:02}", telephone1="y" * 31)
     out = w.run("CUSTOMER", FROM, full=True)
-    [customer] = w.bc.rows(BC_CUSTOMER).values()
-    assert customer["values"]["phoneNumber"] == "x" * 30
-    assert out.notes == ["account 'Adatum' (%s): Phone No. (telephone1 -> phoneNumber) is 45 characters long; the "
-                         "Business Central field holds 30: cut to 30 characters" % next(iter(w.crm.rows(CRM_ACCOUNT)))]
+    phones = {c["values"]["displayName"]: c["values"]["phoneNumber"] for c in w.bc.rows(BC_CUSTOMER).values()}
+    assert phones["Adatum"] == "x" * 30 and phones["Other 10"] == "y" * 30
+    # one note for the field, naming the first records with their lengths and counting the rest
+    [note] = out.notes
+    assert note.startswith("Phone No. (telephone1 -> phoneNumber): 12 value(s) longer than the 30 characters the "
+                           f"Business Central field holds were cut to fit: account 'Adatum' ({adatum}): 45 characters; "
+                           "account 'Other 00'")
+    assert note.endswith(": 31 characters; and 2 more")
 
     strict = World(Catalog(apply(m, MappingOverride.from_dict({"truncation": "error"})) if m.name == "CUSTOMER" else m
                            for m in builtin_mappings()))
