@@ -84,7 +84,7 @@ NO_MATCH, SEVERAL_MATCHES = "NoMatch", "SeveralMatches"
 MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
 FEED_CURSOR = "feed:crm"         # the state store's name for a mapping's Dataverse delta link
 PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
-CUTS_NAMED = 10                  # records a job-log note on text cut to fit names, per field (the rest are counted)
+LISTED = 10                      # records a job-log note about many records names (the rest are counted)
 
 
 @dataclass
@@ -145,12 +145,12 @@ KEEP = _Keep()
 
 
 @dataclass
-class _Cuts:
-    """The values of one text field mapping that a job cut to fit their Business Central field."""
+class _Listing:
+    """The records one job-log note is about: all counted, the first LISTED named."""
 
-    fm: FieldMapping
     count: int = 0
-    named: list[str] = field(default_factory=list)  # the first CUTS_NAMED records, with the original length
+    named: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)  # a record converted twice (matching, then planning) counts once
 
 
 @dataclass
@@ -389,8 +389,7 @@ class _Job:
         self.src_fields = self._field_list(self.src_side, self.src_table)
         self.dst_fields = self._field_list(self.dst_side, self.dst_table)
         self._converters: dict[int, tuple[FieldMapping, Converter]] = {}
-        self._cut: set[tuple[str, str]] = set()  # (source id, field mapping key) of the values cut to fit
-        self._cuts: dict[str, _Cuts] = {}  # per field mapping key: the values cut to fit
+        self._listings: dict[str, _Listing] = {}  # notes about many records, by their text
         self.field_plan = FieldPlan(mapping, direction, self.converter)
         self.match_index: MatchIndex | None = None  # built by the first page that matches in a full job
         self._crm_id_prefix = hashlib.sha1(CRM_ID_NAMESPACE.bytes + f"{mapping.name}/".encode())
@@ -403,6 +402,16 @@ class _Job:
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
+
+    def note_record(self, text: str, record: str) -> None:
+        """A note about one record, which the job log shows with the others of the same text, in one bounded note."""
+        listing = self._listings.setdefault(text, _Listing())
+        if record in listing.seen:
+            return
+        listing.seen.add(record)
+        listing.count += 1
+        if len(listing.named) < LISTED:
+            listing.named.append(record)
 
     def integration_user_id(self) -> str:
         return self.facts.get(INTEGRATION_USER, self.e.crm.integration_user_id)
@@ -1020,8 +1029,9 @@ class _Job:
                 kind = row.values.get(type_field)
                 if kind and kind != ref.crm.logical_name:
                     # a team owns the row: no salesperson stands for a team, so Business Central keeps its own
-                    self.note(f"{record_label(self.src_table, row)}: {fm.label} was kept, as its owner is a Dataverse "
-                              f"{kind} ({value}); only {ref.crm.logical_name} owners map to a {ref.bc.caption}")
+                    self.note_record(f"{fm.label} kept where the owner is a Dataverse {kind}: only "
+                                     f"{ref.crm.logical_name} owners map to a {ref.bc.caption}",
+                                     f"{record_label(self.src_table, row)}, {kind} {value}")
                     return KEEP
                 if same(value, self.integration_user):
                     return KEEP  # Sales made bcsync's own user the owner of a row it created without a salesperson
@@ -1069,30 +1079,19 @@ class _Job:
                         f"{record_label(self.src_table, row)}: {fm.label} ({fm.crm} -> {fm.bc}) is {length} characters "
                         f"long; the Business Central field holds {limit}. Shorten it, or set the truncation of "
                         f"{self.mapping.name} to cut.", field=fm.label, code="TextTooLong")
-                if (row.id, fm.key) not in self._cut:  # converted more than once for matching: noted once
-                    self._cut.add((row.id, fm.key))
-                    cuts = self._cuts.setdefault(fm.key, _Cuts(fm))
-                    cuts.count += 1
-                    if len(cuts.named) < CUTS_NAMED:
-                        cuts.named.append(f"{record_label(self.src_table, row)}: {length} characters")
+                self.note_record(f"{fm.label} ({fm.crm} -> {fm.bc}) cut to the {limit} characters the Business "
+                                 f"Central field holds", f"{record_label(self.src_table, row)}: {length} characters")
             return convert(value, row)
         return fitted
 
     def progress(self) -> None:
         self.on_progress(Progress(self.counts, None))
 
-    def _cut_notes(self) -> list[str]:
-        """Per field, the records whose text was cut to fit, with their original lengths: one note, bounded."""
-        notes = []
-        for cuts in self._cuts.values():
-            fm, count, named = cuts.fm, cuts.count, cuts.named
-            more = f"; and {count - len(named)} more" if count > len(named) else ""
-            notes.append(f"{fm.label} ({fm.crm} -> {fm.bc}): {count} value(s) longer than the {fm.max_length} "
-                         f"characters the Business Central field holds were cut to fit: {'; '.join(named)}{more}")
-        return notes
-
     def outcome(self, checkpoint: dt.datetime | None = None, complete: bool = True) -> JobOutcome:
-        notes = self._cut_notes() + [f"{text} ({n}x)" if n > 1 else text for text, n in self.notes.most_common(20)]
+        listed = [f"{text}, {listing.count} record(s): {'; '.join(listing.named)}"
+                  + (f"; and {listing.count - len(listing.named)} more" if listing.count > len(listing.named) else "")
+                  for text, listing in self._listings.items()]
+        notes = listed + [f"{text} ({n}x)" if n > 1 else text for text, n in self.notes.most_common(20)]
         return JobOutcome(self.counts, notes, checkpoint, complete)
 
     def crm_id_for(self, bc_id: str) -> str:

@@ -17,8 +17,8 @@ def test_text_cut_to_fit_is_noted_with_field_and_length(env):
     customer = next(c for c in env.bc.rows("customers") if c["displayName"] == "Contoso")
     assert customer["phoneNumber"] == LONG_PHONE[:30]
     notes = job(report, "CUSTOMER:from-crm").notes
-    assert (f"Phone No. (telephone1 -> phoneNumber): 1 value(s) longer than the 30 characters the Business Central "
-            f"field holds were cut to fit: account 'Contoso' ({account}): 49 characters") in notes, notes
+    assert (f"Phone No. (telephone1 -> phoneNumber) cut to the 30 characters the Business Central field holds, "
+            f"1 record(s): account 'Contoso' ({account}): 49 characters") in notes, notes
     assert env.errors() == []
 
     # the cut value is in sync: the next run neither writes it back to Sales nor notes it again
