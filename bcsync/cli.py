@@ -160,7 +160,7 @@ def format_mapping(m: dict) -> str:
              f"  Business Central filter: {m['bc_filter'] or '-'}",
              f"  Sales filter:            {m['crm_filter'] or '-'}",
              f"  synchronise only coupled records: {str(m['sync_only_coupled']).lower()}; update conflicts: "
-             f"{m['update_conflict']}; deletion conflicts: {m['deletion_conflict']}",
+             f"{m['update_conflict']}; deletion conflicts: {m['deletion_conflict']}; text too long: {m['truncation']}",
              f"  configuration template: {m['template_code'] or '-'}",
              f"  depends on: {', '.join(m['dependencies']) or '-'}",
              f"  overridden: {json.dumps(m['overridden']) if m['overridden'] else '-'}",
@@ -236,7 +236,7 @@ def cmd_retry(services: Services, args) -> int:
 
 SETTING_OPTIONS = ("enabled", "direction", "bc_filter", "crm_filter", "sync_only_coupled", "update_conflict",
                    "deletion_conflict", "create_new_if_no_match", "sync_after_coupling", "interval_minutes",
-                   "inactivity_timeout_minutes", "template_code")
+                   "inactivity_timeout_minutes", "template_code", "truncation")
 
 
 def _changes(args) -> dict:
@@ -392,6 +392,8 @@ def parser() -> argparse.ArgumentParser:
                    help="after a run that changed nothing, minutes before the next unless a change wakes it")
     a.add_argument("--template-code", help="configuration template applied to each Business Central record the "
                                            "mapping creates ('' removes it)")
+    a.add_argument("--truncation", choices=["cut", "error"],
+                   help="text longer than its Business Central field: cut it with a note (default), or fail the record")
     _coupling_options(a)
     a.add_argument("--json", action="store_true")
     s = sub.add_parser("match", help="match-based coupling of the uncoupled rows of a mapping")

@@ -3,7 +3,8 @@
 What can be changed without code, as on Business Central's Integration Table Mappings page: a
 mapping's enabled state, direction, the filter on each side, Synch. Only Coupled Records, the
 update- and deletion-conflict resolutions, the configuration template applied to the Business Central
-records it creates, and the direction of each field mapping. Overrides are
+records it creates, the direction of each field mapping, and what text too long for its Business Central
+field does (truncation). Overrides are
 stored per mapping; removing them restores the built-in definition.
 """
 
@@ -20,6 +21,7 @@ from .model import (
     Direction,
     FieldMapping,
     TableMapping,
+    Truncation,
     UpdateConflictResolution,
 )
 
@@ -38,6 +40,7 @@ class MappingOverride:
     interval_minutes: int | None = None
     inactivity_timeout_minutes: int | None = None
     template_code: str | None = None
+    truncation: Truncation | None = None
     fields: dict[str, Direction] = field(default_factory=dict)  # field mapping key -> direction
     # field mapping key -> {"priority": n, "case_sensitive": b}; when set, exactly these are the criteria
     match: dict[str, dict] | None = None
@@ -80,7 +83,7 @@ class StaticCatalog:
 
 SETTABLE = ("enabled", "direction", "bc_filter", "crm_filter", "sync_only_coupled", "update_conflict",
             "deletion_conflict", "create_new_if_no_match", "sync_after_coupling", "interval_minutes",
-            "inactivity_timeout_minutes", "template_code", "fields", "match")
+            "inactivity_timeout_minutes", "template_code", "truncation", "fields", "match")
 BOOLEANS = ("enabled", "sync_only_coupled", "create_new_if_no_match", "sync_after_coupling")
 NUMBERS = ("interval_minutes", "inactivity_timeout_minutes")
 
@@ -146,6 +149,8 @@ def parse_changes(base: MappingOverride, changes: Mapping[str, Any], mapping: Ta
             result.update_conflict = _choice(UpdateConflictResolution, value, "update_conflict")
         elif key == "deletion_conflict":
             result.deletion_conflict = _choice(DeletionConflictResolution, value, "deletion_conflict")
+        elif key == "truncation":
+            result.truncation = _choice(Truncation, value, "truncation")
         else:
             setattr(result, key, str(value))
     return result
@@ -238,6 +243,7 @@ def describe(mapping: TableMapping, override: MappingOverride | None = None) -> 
         "interval_minutes": mapping.interval_minutes,
         "inactivity_timeout_minutes": mapping.inactivity_timeout_minutes,
         "template_code": mapping.template_code,
+        "truncation": mapping.truncation.value,
         "dependencies": list(mapping.dependencies),
         "overridden": (override.to_dict() if override and not override.is_empty() else {}),
         "fields": [{"bc": fm.bc, "crm": fm.crm, "caption": fm.label, "direction": fm.direction.value,

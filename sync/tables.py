@@ -85,13 +85,13 @@ CRM_SYSTEMUSER = CrmTable("systemuser", "systemusers", "systemuserid", "fullname
 CRM_CURRENCY = CrmTable("transactioncurrency", "transactioncurrencies", "transactioncurrencyid", "currencyname")
 CRM_CONTACT = CrmTable("contact", "contacts", "contactid", "fullname", lookups={
     "parentcustomerid": CrmLookup("parentcustomerid_account", "accounts", type_field="parentcustomeridtype"),
-    "ownerid": CrmLookup("ownerid", "systemusers"),
+    "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 CRM_OPPORTUNITY = CrmTable("opportunity", "opportunities", "opportunityid", "name", lookups={
     "parentaccountid": CrmLookup("parentaccountid", "accounts"),
     "parentcontactid": CrmLookup("parentcontactid", "contacts"),
     "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
-    "ownerid": CrmLookup("ownerid", "systemusers"),
+    "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 CRM_UNIT_GROUP = CrmTable("uomschedule", "uomschedules", "uomscheduleid", "name")
 CRM_INVOICE = CrmTable("invoice", "invoices", "invoiceid", "name", lookups={
@@ -130,7 +130,7 @@ CRM_PRICE_LIST_ITEM = CrmTable("productpricelevel", "productpricelevels", "produ
 CRM_ACCOUNT = CrmTable(
     "account", "accounts", "accountid", "name",
     lookups={
-        "ownerid": CrmLookup("ownerid", "systemusers"),
+        "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
         "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
         "primarycontactid": CrmLookup("primarycontactid", "contacts"),
     },
