@@ -77,6 +77,10 @@ class RuleContext(Protocol):
 
     def endpoint(self, side: Side) -> Endpoint: ...
 
+    def sync_first(self, mapping_name: str, ids: list[str], rows: Sequence[Record]) -> dict[str, Any]:
+        """Referenced records of another mapping, not coupled yet, synchronised now in the job's direction
+        (see SyncEngine.sync_records); what became of each (a RecordOutcome), by lower-case id."""
+
 
 class MappingRules:
     """No special rules; subclasses override what their mapping needs."""
