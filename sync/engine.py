@@ -380,10 +380,10 @@ class SyncEngine:
         records the jobs that asked for these are working on, which are not synchronised again."""
         catalog = self.catalogs.current()
         mapping = catalog[mapping_name]
-        if (not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL
+        if (not mapping.enabled or not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL
                 or mapping.is_option_mapping or mapping.process is not None):
             raise ConfigurationError(f"Table mapping {mapping.name} does not synchronise single records "
-                                     f"{direction.value}.")
+                                     f"{direction.value}{'' if mapping.enabled else ' (it is disabled)'}.")
         job = _Job(self, catalog, mapping, direction, job_id, JobMode.INCREMENTAL, Counts(), None)
         job.outcomes, job.restore_skipped = {}, restore_skipped
         ids = [i for i in dict.fromkeys(ids) if (mapping.name, i.lower()) not in visiting]
@@ -477,6 +477,8 @@ class _Job:
     def sync_first(self, mapping_name: str, ids: list[str], rows: list[Record]) -> dict[str, RecordOutcome]:
         """Records of another mapping that `rows` reference and that are not coupled, synchronised now in this
         job's direction (created and coupled when they pass that mapping's filter); by lower-case id."""
+        if not self._synchronises_first(self.catalog[mapping_name]):
+            return {}
         visiting = self.visiting | {(self.mapping.name, r.id.lower()) for r in rows}
         outcomes = self.e.sync_records(mapping_name, self.direction, ids, job_id=f"{self.job_id}/{mapping_name}",
                                        visiting=visiting)
@@ -485,6 +487,24 @@ class _Job:
                 self.note(f"records referenced but not coupled yet were synchronised first (table mapping "
                           f"{mapping_name})")
         return {o.source_id.lower(): o for o in outcomes}
+
+    def _synchronises_first(self, ref: TableMapping) -> bool:
+        """Whether records of `ref` are synchronised first when referenced: it is enabled, transfers rows (no
+        option mapping, no process) and runs in this job's direction."""
+        return (ref.enabled and not ref.is_option_mapping and ref.process is None
+                and ref.direction.includes(self.direction))
+
+    def coupled_first(self, mapping_name: str, ids: list[str], rows: list[Record]) \
+            -> tuple[dict[str, Coupling], dict[str, str]]:
+        """The couplings of these records (on this job's source side) in another mapping, those not coupled yet
+        synchronised first (sync_first); and, by lower-case id, why one could not be."""
+        coupled = self.e.couplings.get_many(mapping_name, self.src_side, ids)
+        missing = [i for i in ids if i not in coupled]
+        if not missing:
+            return coupled, {}
+        outcomes = self.sync_first(mapping_name, missing, rows)
+        coupled.update(self.e.couplings.get_many(mapping_name, self.src_side, missing))
+        return coupled, {i: o.error or o.status for i, o in outcomes.items() if not o.ok}
 
     def integration_user_id(self) -> str:
         return self.facts.get(INTEGRATION_USER, self.e.crm.integration_user_id)
@@ -1055,8 +1075,7 @@ class _Job:
                     or not fm.field_on(self.dst_side):
                 continue
             ref = self.catalog[fm.lookup_mapping]
-            if ref.is_option_mapping or ref.process is not None or not ref.enabled \
-                    or not ref.direction.includes(self.direction):
+            if not self._synchronises_first(ref):
                 continue
             self.resolver.prepare(fm, self.dst_side, (r.values.get(src_field) for r in rows))
             resolve, ref_rules = self.resolver.resolver(fm, self.dst_side), ref.rules or MappingRules()

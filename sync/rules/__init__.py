@@ -77,9 +77,10 @@ class RuleContext(Protocol):
 
     def endpoint(self, side: Side) -> Endpoint: ...
 
-    def sync_first(self, mapping_name: str, ids: list[str], rows: Sequence[Record]) -> dict[str, Any]:
-        """Referenced records of another mapping, not coupled yet, synchronised now in the job's direction
-        (see SyncEngine.sync_records); what became of each (a RecordOutcome), by lower-case id."""
+    def coupled_first(self, mapping_name: str, ids: list[str], rows: Sequence[Record]) \
+            -> tuple[dict[str, Coupling], dict[str, str]]:
+        """The couplings of records `rows` refer to in another mapping; those not coupled yet are synchronised
+        first, in the job's direction (SyncEngine.sync_records). Also why one could not be, by lower-case id."""
 
 
 class MappingRules:

@@ -293,13 +293,8 @@ class PostedInvoiceRules(MappingRules):
             if not numbers:
                 continue
             records = ctx.bc.read_matching(table, [key], key, numbers)
-            coupled = ctx.couplings.get_many(mapping, Side.BC, [r.id for r in records])
-            uncoupled = [r.id for r in records if r.id not in coupled]
-            if uncoupled:
-                outcomes = ctx.sync_first(mapping, uncoupled, rows)
-                coupled.update(ctx.couplings.get_many(mapping, Side.BC, uncoupled))
-                problems.update({(kind, r.values.get(key)): outcomes[r.id.lower()].error for r in records
-                                 if r.id.lower() in outcomes and not outcomes[r.id.lower()].ok})
+            coupled, why = ctx.coupled_first(mapping, [r.id for r in records], rows)
+            problems.update({(kind, r.values.get(key)): why[r.id.lower()] for r in records if r.id.lower() in why})
             products = {p.id: p for p in ctx.crm.read_ids(CRM_PRODUCT, ["defaultuomid", "productnumber"],
                                                           [c.crm_id for c in coupled.values()])}
             for r in records:
