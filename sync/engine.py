@@ -1115,7 +1115,8 @@ class _Job:
         self.counts.uncoupled += 1
         if resolution is DeletionConflictResolution.REMOVE_COUPLING:
             self.note(f"couplings removed because the {self._dst_name()} was deleted")
-            self.record(row, "skipped", error=f"its coupled {self._dst_name()} was deleted, so the coupling was removed")
+            self.record(row, "skipped", error=f"its coupled {self._dst_name()} was deleted, so the coupling was "
+                                              f"removed")
             return coupling
         return None  # RESTORE: continue as an uncoupled row, which is inserted again
 
