@@ -70,6 +70,7 @@ from .ports import (
 )
 from .review import Recommendation, recommend
 from .rules import IGNORE, MappingRules, SkipRow, Written
+from .templates import template_values, without_template
 from .values import blank_for, is_blank, normalize, plain_converter, same
 
 # Ids of Dataverse rows we create are derived from the Business Central record, so an insert that
@@ -1469,6 +1470,7 @@ class _Page:
         job = self.job
         if job.dst_side is Side.BC and self.inserts:
             self._guard_inserts()
+        template = self._template() if job.dst_side is Side.BC and self.inserts else {}
         if not self.inserts:
             return
         series = job.mapping.bc_number_series if job.dst_side is Side.BC else None
@@ -1481,8 +1483,9 @@ class _Page:
             sent = [PendingInsert(row.id, plan.values, now) for row, plan, _ in self.inserts if row.id in self.guarded]
             job.e.state.save_pending_inserts(job.mapping.name, sent)
             job.pending_inserts().update((p.source_id, p) for p in sent)
-        results = job.dst.insert(job.dst_table, [NewRow(plan.values, proposed) for _, plan, proposed in self.inserts],
-                                 job.dst_fields)
+        # the template fills what the synchronisation leaves unset
+        results = job.dst.insert(job.dst_table, [NewRow({**template, **plan.values}, proposed)
+                                                 for _, plan, proposed in self.inserts], job.dst_fields)
         existing: list[tuple[Record, str]] = []
         for (row, plan, proposed), result in zip(self.inserts, results):
             if result.error is not None and result.record is None:
@@ -1496,6 +1499,10 @@ class _Page:
             coupling = self._new_coupling(row, result.record.id)
             job.counts.inserted += 1
             job.record(row, "created", result.record.id)
+            lacking = job.dst_side is Side.BC and without_template(job.mapping,
+                                                                   result.record.values.get(job.dst_table.key_field))
+            if lacking:
+                job.note(lacking)
             if result.error is not None:  # written in part: coupled, and the rest retried next run
                 self.saved.append(coupling)  # no snapshot yet: the retry writes what is missing
                 self.failed.append((row, coupling, result.error))
@@ -1513,6 +1520,18 @@ class _Page:
                 self.new_couplings.add(row.id)
                 self.plan(row, self._new_coupling(row, proposed), found[proposed])
             self._write_updates()
+
+    def _template(self) -> dict[str, Any]:
+        """The values of the mapping's configuration template for the new rows; when it cannot be had, the
+        rows are not created (failed, or left for the next run when the service is in trouble)."""
+        try:
+            return template_values(self.job, self.job.mapping)
+        except SyncError as exc:
+            for row, _, _ in self.inserts:
+                self.refused.add(row.id)
+                self.fail(row, None, exc)
+            self.inserts = []
+            return {}
 
     def _guard_inserts(self) -> None:
         """Business Central picks a new row's id, so a repeated insert cannot find its row by id, as one in

@@ -110,6 +110,10 @@ class BcTable:
     id_field: str = "id"
     page_keys: tuple[str, ...] = ()  # a page service's key fields, in the order of its URL key
     companion: Companion | None = None
+    # what a configuration template may fill on a new row: (the table's field name, as a template line names
+    # it, our field name); the first `posting_groups` of them are what the row cannot be invoiced without
+    template_fields: tuple[tuple[str, str], ...] = ()
+    posting_groups: int = 0
 
     @property
     def is_page(self) -> bool:
@@ -253,6 +257,8 @@ class TableMapping:
     reread_all: bool = False              # every run reads all rows (small tables whose values are computed)
     # a job that is no row-by-row field transfer (sales orders, item availability): a sync.process.JobProcess
     process: Any = None
+    # "Table Config Template Code": the configuration template applied to each Business Central row it creates
+    template_code: str = ""
 
     def __post_init__(self):
         if self.option_set is not None and self.direction is Direction.BIDIRECTIONAL:

@@ -92,6 +92,10 @@ class MappingRules:
     update_only: tuple[str, ...] = ()
     #: facts (sync.facts) a job of the mapping may make stale: dropped when it wrote anything, read afresh after
     stales: tuple[str, ...] = ()
+    #: tables besides the mapping's own that the rules read, update, and create rows in (the connection check's)
+    reads: tuple = ()
+    writes: tuple = ()
+    creates: tuple = ()
 
     def accept(self, ctx: RuleContext, row: Record, coupling: Coupling | None) -> str | RecordError | None:
         return None

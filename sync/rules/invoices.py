@@ -35,6 +35,7 @@ from ..model import Side
 from ..ports import Coupling, NewRow, Record, RowChange
 from ..tables import (
     BC_ITEM,
+    BC_RESOURCE,
     BC_SALES_INVOICE,
     BC_SALES_INVOICE_LINE,
     CRM_CONTACT,
@@ -45,7 +46,7 @@ from ..tables import (
     CRM_SALES_ORDER,
 )
 from . import MappingRules, RuleContext, SkipRow, Written
-from .currency import CurrencyRules
+from .currency import BC_COMPANY_INFORMATION, CurrencyRules
 from .products import default_price_list
 
 ACTIVE, PAID = 0, 2
@@ -78,6 +79,9 @@ class PostedInvoiceRules(MappingRules):
                               "customerPurchaseOrderReference"),
                     Side.CRM: ("statecode", "statuscode", "pricelevelid", "invoicenumber", "salesorderid", "name")}
     update_only = ("statecode", "statuscode")  # a new invoice takes its state after its lines (after_write)
+    reads = (BC_SALES_INVOICE_LINE, BC_ITEM, BC_RESOURCE, BC_COMPANY_INFORMATION, CRM_SALES_ORDER, CRM_CONTACT,
+             CRM_PRODUCT)
+    creates = (CRM_INVOICE_DETAIL, CRM_PRICE_LIST)
 
     def unversioned_changes(self, ctx: RuleContext) -> list[str]:
         """Open invoices whose paid state is not the one last synchronised: partly paid (or unapplied)
@@ -283,7 +287,6 @@ class PostedInvoiceRules(MappingRules):
             -> tuple[dict[tuple[str, str], Record], dict[tuple[str, str], str]]:
         """(line type, number) -> the coupled Sales product (with its default unit); items and resources not
         coupled yet are synchronised first. Also (line type, number) -> why one could not be."""
-        from ..tables import BC_RESOURCE
 
         found: dict[tuple[str, str], Record] = {}
         problems: dict[tuple[str, str], str] = {}

@@ -39,6 +39,7 @@ ROUTES = [
     ("POST", "/api/records/CUSTOMER/create", {"in": "sales"}, Access.CHANGE),
     ("POST", "/api/records/CUSTOMER/sync", {"ids": []}, Access.CHANGE),
     ("GET", "/api/items/availability", None, Access.READ),
+    ("GET", "/api/health", None, Access.READ),
 ]
 
 

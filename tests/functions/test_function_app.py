@@ -139,3 +139,15 @@ def test_records_are_created_and_synchronised_now_over_http(services, stack):
     missing = synchronise(http("POST", "https://x/api/records/NOPE/sync", b'{"ids": ["x"]}', route_params={"mapping": "NOPE"}))
     assert missing.status_code == 404
 
+
+def test_health_answers_200_when_every_check_passes_and_503_with_the_problems(services, stack):
+    healthy = user_function("health")(http("GET", "https://bcsync.example/api/health"))
+    assert healthy.status_code == 200 and json.loads(healthy.get_body())["healthy"] is True
+    stack.business_central.unpublished = {"ItemCard"}
+    stack.dataverse.revoke_privileges(stack.ids.integration_user_id, ["prvCreateProduct"])
+    sick = user_function("health")(http("GET", "https://bcsync.example/api/health"))
+    assert sick.status_code == 503
+    body = json.loads(sick.get_body())
+    assert body["healthy"] is False
+    assert {p["check"] for p in body["problems"]} == {"Business Central page ItemCard", "Dataverse table product"}
+    assert all(p["fix"] for p in body["problems"])
