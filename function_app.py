@@ -243,6 +243,48 @@ def match(req: func.HttpRequest) -> func.HttpResponse:
                  headers={"Location": status_url})
 
 
+def _records_answer(req: func.HttpRequest, act) -> func.HttpResponse:
+    """A per-record action's answer: what became of each record (200 when all are synchronised, else 422)."""
+    body = _json_object(req)
+    ids, where = (body.get("ids"), body.get("filter")) if body is not None else (None, None)
+    if (ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) and i for i in ids))) \
+            or (where is not None and not isinstance(where, str)) or bool(ids) == bool(where):
+        return _problem(400, 'The body must name the records: {"ids": ["<source id>", ...]} or {"filter": "<OData '
+                             '$filter on the source table>"}.')
+    try:
+        done = act(body, ids, where)
+    except ConfigurationError as exc:
+        return _problem(404 if "no table mapping" in exc.message else 400, exc.message)
+    except ConcurrencyError as exc:
+        return _problem(409, exc.message)
+    except SyncError as exc:
+        return _problem(503 if exc.transient else 502, exc.message)
+    return _json({"records": [r.to_dict() for r in done]}, 200 if all(r.ok for r in done) else 422)
+
+
+@route("records/{mapping}/create", ["POST"], Access.CHANGE)
+def create_records(req: func.HttpRequest) -> func.HttpResponse:
+    """Create records that are not coupled in Sales or Business Central now:
+    {"in": "sales" | "bc", "ids": [...]} or {"in": ..., "filter": "..."} (ids and filter on the other side)."""
+    target = {"sales": Side.CRM, "bc": Side.BC}.get(str((_json_object(req) or {}).get("in")))
+    if target is None:
+        return _problem(400, 'Say where to create them: {"in": "sales"} or {"in": "bc"}.')
+    return _records_answer(req, lambda body, ids, where: services().create_records(
+        req.route_params.get("mapping", ""), target, ids, where))
+
+
+@route("records/{mapping}/sync", ["POST"], Access.CHANGE)
+def synchronise_records(req: func.HttpRequest) -> func.HttpResponse:
+    """Synchronise coupled records now: {"ids": [...]} or {"filter": "..."}, on the source side of
+    "direction" ("to-crm" or "from-crm"; default the mapping's first)."""
+    def act(body, ids, where):
+        direction = body.get("direction")
+        if direction not in (None, "to-crm", "from-crm"):
+            raise ConfigurationError('"direction" is "to-crm" or "from-crm".')
+        return services().synchronise_records(req.route_params.get("mapping", ""), direction, ids, where)
+    return _records_answer(req, act)
+
+
 @route("orders/create", ["POST"], Access.CHANGE)
 def create_orders(req: func.HttpRequest) -> func.HttpResponse:
     """Create submitted Sales orders in Business Central now: {"orders": ["<salesorderid>", ...]}."""

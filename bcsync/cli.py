@@ -9,6 +9,8 @@
     bcsync couple MAPPING --bc ID --crm ID                   couple two records; the next run synchronises them
     bcsync uncouple MAPPING (--bc ID | --crm ID)             remove a coupling
     bcsync couplings MAPPING [--search TEXT] [--limit N]     list and search the couplings of a mapping
+    bcsync records create MAPPING --in sales|bc (--id ID ... | --filter F)   create uncoupled records there now
+    bcsync records sync MAPPING [--direction D] (--id ID ... | --filter F)  synchronise coupled records now
     bcsync errors [--mapping M] [--skipped] [--json]         the records that failed, with their messages
     bcsync retry (ID | --all | --skipped) [--mapping M]      have the next run try failed records again
     bcsync worker [--until-idle]                             process the job queue, as the Functions host does
@@ -290,6 +292,21 @@ def cmd_couplings(services: Services, args) -> int:
     return 0
 
 
+def cmd_records(services: Services, args) -> int:
+    if args.action == "create":
+        done = services.create_records(args.mapping, Side.CRM if args.target == "sales" else Side.BC, args.id,
+                                       args.filter)
+    else:
+        done = services.synchronise_records(args.mapping, args.direction, args.id, args.filter)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in done], indent=2))
+    else:
+        for r in done:
+            print(f"{r.status:10} {r.record or r.source_id}" + (f" -> {r.target_id}" if r.target_id else "") +
+                  (f": {r.error}" if r.error else ""))
+    return 0 if all(r.ok for r in done) else 1
+
+
 def cmd_orders(services: Services, args) -> int:
     results = services.create_sales_orders(args.order_ids)
     if args.json:
@@ -420,6 +437,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=100)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_couplings)
+    s = sub.add_parser("records", help="create or synchronise single records now")
+    actions = s.add_subparsers(dest="action", required=True)
+    for name, text in (("create", "create records that are not coupled on the other side, and couple them"),
+                       ("sync", "synchronise coupled records now, changed or not")):
+        a = actions.add_parser(name, help=text)
+        a.add_argument("mapping")
+        if name == "create":
+            a.add_argument("--in", dest="target", choices=["sales", "bc"], required=True,
+                           help="where to create them: Sales (from Business Central records) or Business Central")
+        else:
+            a.add_argument("--direction", choices=["to-crm", "from-crm"],
+                           help="default: the mapping's first direction (to-crm for a bidirectional one)")
+        a.add_argument("--id", action="append", help="a source record's id (repeatable)")
+        a.add_argument("--filter", help="an OData $filter on the source table instead of ids")
+        a.add_argument("--json", action="store_true")
+        a.set_defaults(func=cmd_records)
     s = sub.add_parser("errors", help="the records that failed")
     s.add_argument("--mapping")
     s.add_argument("--direction", choices=["to-crm", "from-crm"])

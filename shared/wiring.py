@@ -3,6 +3,7 @@ reused, so clients, token caches and table clients live at module level)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import secrets
@@ -14,7 +15,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from sync import availability, config, coupling, failures, orders
 from sync.availability import ItemAvailabilityProcess
 from sync.check import CheckReport, run_checks
-from sync.engine import SyncEngine
+from sync.engine import RecordOutcome, SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, SyncError
 from sync.mappings import Catalog, builtin_mappings
 from sync.model import ConnectionSetup, Direction, Side
@@ -64,6 +65,8 @@ CHECK_TIMEOUT = 10.0
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
 MAX_REPORTED_FAILURES = 200
+# records one per-record action takes (create, synchronise now); a filter that finds more is refused
+MAX_RECORDS_PER_ACTION = 1000
 
 
 @dataclass
@@ -242,16 +245,62 @@ class Services:
 
     # -- lead to cash ----------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _on_demand(self, mapping: str):
+        """Work on a mapping's records now, holding its lease so that no job of it runs at the same time;
+        yields the job id to record the work under."""
+        lease, owner = f"mapping:{mapping}", f"on-demand-{secrets.token_hex(4)}"
+        if not self.state.acquire(lease, owner, self.clock.now() + dt.timedelta(seconds=self.settings.job_lease_seconds)):
+            raise ConcurrencyError(f"A {mapping} job is running right now; try again in a minute.")
+        try:
+            yield f"on-demand/{owner}"
+        finally:
+            self.state.release(lease, owner)
+
     def create_sales_orders(self, order_ids: list[str]) -> list[OrderResult]:
         """Create these Sales orders in Business Central now, holding the SALESORDER-ORDER lease so that
         the scheduled job never works on the same orders at the same time."""
-        lease, owner = f"mapping:{orders.MAPPING}", f"on-demand-{secrets.token_hex(4)}"
-        if not self.state.acquire(lease, owner, self.clock.now() + dt.timedelta(seconds=self.settings.job_lease_seconds)):
-            raise ConcurrencyError("A SALESORDER-ORDER job is running right now; try again in a minute.")
-        try:
-            return orders.SalesOrderProcess().create(self.engine.job(orders.MAPPING, f"on-demand/{owner}"), order_ids)
-        finally:
-            self.state.release(lease, owner)
+        with self._on_demand(orders.MAPPING) as job_id:
+            return orders.SalesOrderProcess().create(self.engine.job(orders.MAPPING, job_id), order_ids)
+
+    # -- per-record actions -------------------------------------------------------------------------
+
+    def create_records(self, mapping: str, target: Side, ids: list[str] | None = None,
+                       where: str | None = None) -> list[RecordOutcome]:
+        """Create records that are not coupled in `target` (Sales or Business Central) now, and couple them:
+        by their ids on the other side, or those that an OData filter on that side's table finds."""
+        direction = Direction.TO_CRM if target is Side.CRM else Direction.FROM_CRM
+        return self._records(mapping, direction, ids, where, coupled=False)
+
+    def synchronise_records(self, mapping: str, direction: str | None = None, ids: list[str] | None = None,
+                            where: str | None = None) -> list[RecordOutcome]:
+        """Synchronise coupled records now, changed or not, from their source side (the mapping's first
+        direction unless given): by their source ids, or those an OData filter on the source table finds."""
+        chosen = Direction(direction) if direction else self.catalogs.current()[mapping].direction.job_directions()[0]
+        return self._records(mapping, chosen, ids, where, coupled=True)
+
+    def _records(self, mapping: str, direction: Direction, ids: list[str] | None, where: str | None,
+                 coupled: bool) -> list[RecordOutcome]:
+        if bool(ids) == bool(where):
+            raise ConfigurationError("Give the records' ids or a filter (one of the two).")
+        found = self.catalogs.current()[mapping]
+        if not found.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
+            raise ConfigurationError(f"Table mapping {mapping} does not synchronise {direction.value}.")
+        if where:
+            source, table = self.engine.endpoint(direction.source), found.table_on(direction.source)
+            try:
+                pages = source.read_changed(table, [], since=None, where=where, limit=MAX_RECORDS_PER_ACTION + 1)
+                ids = [r.id for page in pages for r in page]
+            except SyncError as exc:
+                if exc.transient:
+                    raise
+                raise ConfigurationError(f"The filter {where!r} on {mapping} was refused: {exc.message}") from None
+            if len(ids) > MAX_RECORDS_PER_ACTION:
+                raise ConfigurationError(f"The filter finds more than {MAX_RECORDS_PER_ACTION} records; narrow it, or "
+                                         f"let a full synchronisation do that many.")
+        with self._on_demand(mapping) as job_id:
+            return self.engine.sync_records(mapping, direction, list(ids or []), job_id=job_id, coupled=coupled,
+                                            restore_skipped=True)
 
     def item_availability(self, product: str) -> dict:
         """Business Central inventory of one Sales product (its id or product number)."""

@@ -32,6 +32,7 @@ from .config import CatalogSource
 from .errors import (
     AlreadyExistsError,
     ConcurrencyError,
+    ConfigurationError,
     ConflictError,
     RecordError,
     SyncError,
@@ -85,6 +86,7 @@ MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
 FEED_CURSOR = "feed:crm"         # the state store's name for a mapping's Dataverse delta link
 PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
 LISTED = 10                      # records a job-log note about many records names (the rest are counted)
+SERVICE = {Side.BC: "Business Central", Side.CRM: "Sales"}
 
 
 @dataclass
@@ -124,6 +126,26 @@ class Progress:
 
     counts: Counts
     checkpoint: dt.datetime | None
+
+
+@dataclass
+class RecordOutcome:
+    """What a job did with one record it was asked to synchronise: created, coupled (matched to an existing
+    row), updated, unchanged, skipped, filtered (its mapping's filter or rules leave it out), failed or
+    missing (no such record); `error` says why when it was not synchronised."""
+
+    source_id: str
+    status: str
+    record: str = ""
+    target_id: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("created", "coupled", "updated", "unchanged")
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
 
 
 def _table_name(table) -> str:
@@ -359,6 +381,31 @@ class SyncEngine:
         return _Job(self, catalog, mapping, mapping.direction.job_directions()[0], job_id, JobMode.INCREMENTAL,
                     Counts(), None)
 
+    def sync_records(self, mapping_name: str, direction: Direction, ids: list[str], *, job_id: str,
+                     coupled: bool | None = None, restore_skipped: bool = False,
+                     visiting: frozenset[tuple[str, str]] = frozenset()) -> list[RecordOutcome]:
+        """Synchronise these source records of a mapping now, whatever their modified-on, creating their
+        counterparts where they are not coupled (Synch. Only Coupled Records notwithstanding), when they
+        pass the mapping's filter. `coupled`: True takes coupled records only, False uncoupled ones only
+        (the others fail); `restore_skipped` works on records skipped after failing twice. What a job
+        records with them (failures, couplings) is as a scheduled job would record it. `visiting`: the
+        records the jobs that asked for these are working on, which are not synchronised again."""
+        catalog = self.catalogs.current()
+        mapping = catalog[mapping_name]
+        if (not mapping.enabled or not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL
+                or mapping.is_option_mapping or mapping.process is not None):
+            raise ConfigurationError(f"Table mapping {mapping.name} does not synchronise single records "
+                                     f"{direction.value}{'' if mapping.enabled else ' (it is disabled)'}.")
+        job = _Job(self, catalog, mapping, direction, job_id, JobMode.INCREMENTAL, Counts(), None)
+        job.outcomes, job.restore_skipped = {}, restore_skipped
+        ids = [i for i in dict.fromkeys(ids) if (mapping.name, i.lower()) not in visiting]
+        job.visiting = visiting | {(mapping.name, i.lower()) for i in ids}
+        with job.facts.in_use():
+            job._process_ids(job.selected(ids, coupled))
+        return [job.outcomes.get(i.lower()) or RecordOutcome(i, "missing", error=(
+            f"There is no {job._src_name()} with id {i} in {SERVICE[job.src_side]}."
+        )) for i in ids]
+
 
 class _Job:
     """The state of one running job; one instance per run of SyncEngine.run."""
@@ -399,6 +446,11 @@ class _Job:
         self.cache: dict[str, Any] = {}
         self.moves_watermark = mode is not JobMode.COUPLE
         self._pending_inserts: dict[str, PendingInsert] | None = None  # read when first needed
+        # records asked for by id (sync_records): what became of each, by lower-case id
+        self.outcomes: dict[str, RecordOutcome] | None = None
+        self.restore_skipped = False
+        self.visiting: frozenset[tuple[str, str]] = frozenset()  # (mapping, id) being synchronised up the chain
+        self.reference_problems: dict[tuple[str, Any], str] = {}  # (mapping, looked-up value) -> why not synced first
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
@@ -412,6 +464,70 @@ class _Job:
         listing.count += 1
         if len(listing.named) < LISTED:
             listing.named.append(record)
+
+    def record(self, row: Record, status: str, target_id: str = "", error: str = "") -> None:
+        """What became of a record a caller asked for (sync_records); nothing when nobody asked."""
+        if self.outcomes is not None:
+            self.outcomes[row.id.lower()] = RecordOutcome(row.id, status, record_label(self.src_table, row),
+                                                          target_id, error)
+
+    def selected(self, ids: list[str], coupled: bool | None) -> list[str]:
+        """The ids to synchronise: those that pass the mapping's filter and, when `coupled` is given, are
+        coupled (True) or not (False); the others are recorded as filtered or failed."""
+        where = self.mapping.filter_on(self.src_side)
+        couplings = self.e.couplings.get_many(self.mapping.name, self.src_side, ids) if coupled is not None else {}
+        passing = {i.lower() for i in ids}
+        if where and ids:
+            id_field = self.src_table.id_field if isinstance(self.src_table, BcTable) else self.src_table.primary_id
+            passing = {r.id.lower() for r in self.src.read_matching(self.src_table, [], id_field, ids, where=where)}
+        coupled_ids = {i.lower() for i in couplings}
+        refused = [i for i in ids if i.lower() not in passing or (coupled is not None
+                                                                  and (i.lower() in coupled_ids) != coupled)]
+        key = self.src_table.key_field if isinstance(self.src_table, BcTable) else self.src_table.primary_name
+        for row in self.src.read_ids(self.src_table, [key], refused) if refused else []:
+            label = record_label(self.src_table, row)
+            if row.id.lower() not in passing:
+                self.record(row, "filtered", error=f"{label} does not pass the filter of table mapping "
+                                                   f"{self.mapping.name} ({where}), so it is not synchronised.")
+            elif coupled:
+                self.record(row, "failed", error=f"{label} is not coupled in table mapping {self.mapping.name}; "
+                                                 f"create it in {SERVICE[self.dst_side]} instead.")
+            else:
+                self.record(row, "failed", error=f"{label} is already coupled in table mapping {self.mapping.name}; "
+                                                 f"synchronise it instead.")
+        return [i for i in ids if i not in refused]
+
+    def sync_first(self, mapping_name: str, ids: list[str], rows: list[Record]) -> dict[str, RecordOutcome]:
+        """Records of another mapping that `rows` reference and that are not coupled, synchronised now in this
+        job's direction (created and coupled when they pass that mapping's filter); by lower-case id."""
+        if not self._synchronises_first(self.catalog[mapping_name]):
+            return {}
+        visiting = self.visiting | {(self.mapping.name, r.id.lower()) for r in rows}
+        outcomes = self.e.sync_records(mapping_name, self.direction, ids, job_id=f"{self.job_id}/{mapping_name}",
+                                       visiting=visiting)
+        for outcome in outcomes:
+            if outcome.ok:
+                self.note(f"records referenced but not coupled yet were synchronised first (table mapping "
+                          f"{mapping_name})")
+        return {o.source_id.lower(): o for o in outcomes}
+
+    def _synchronises_first(self, ref: TableMapping) -> bool:
+        """Whether records of `ref` are synchronised first when referenced: it is enabled, transfers rows (no
+        option mapping, no process) and runs in this job's direction."""
+        return (ref.enabled and not ref.is_option_mapping and ref.process is None
+                and ref.direction.includes(self.direction))
+
+    def coupled_first(self, mapping_name: str, ids: list[str], rows: list[Record]) \
+            -> tuple[dict[str, Coupling], dict[str, str]]:
+        """The couplings of these records (on this job's source side) in another mapping, those not coupled yet
+        synchronised first (sync_first); and, by lower-case id, why one could not be."""
+        coupled = self.e.couplings.get_many(mapping_name, self.src_side, ids)
+        missing = [i for i in ids if i not in coupled]
+        if not missing:
+            return coupled, {}
+        outcomes = self.sync_first(mapping_name, missing, rows)
+        coupled.update(self.e.couplings.get_many(mapping_name, self.src_side, missing))
+        return coupled, {i: o.error or o.status for i, o in outcomes.items() if not o.ok}
 
     def integration_user_id(self) -> str:
         return self.facts.get(INTEGRATION_USER, self.e.crm.integration_user_id)
@@ -727,6 +843,7 @@ class _Job:
                 self.counts.unchanged += 1
             elif verdict == "skipped":
                 self.counts.skipped += 1
+                self.record(row, "skipped", error=self.failures[row.id].message)
         if not work:
             return
         page = _Page(self)
@@ -737,8 +854,12 @@ class _Job:
                 page.fail(row, coupling, verdict)
             elif verdict != IGNORE:
                 accepted.append((row, coupling))
+            else:
+                self.record(row, "filtered", error=f"{record_label(self.src_table, row)} is left out by the rules "
+                                                   f"of table mapping {self.mapping.name}.")
         work = accepted
         dst_rows = self._read_destinations([c for _, c in work if c])
+        self._sync_references([row for row, _ in work])
         self._prepare_lookups([row for row, _ in work])
         self.rules.prepare(self, [row for row, _ in work])
         matches, ambiguous = self._match_uncoupled([row for row, c in work if c is None])
@@ -781,7 +902,7 @@ class _Job:
 
     def _triage(self, row: Record, coupling: Coupling | None, forced: bool) -> str:
         failure = self.failures.get(row.id)
-        if failure is not None and failure.skipped and failure.source_etag == row.etag:
+        if failure is not None and failure.skipped and failure.source_etag == row.etag and not self.restore_skipped:
             return "skipped"  # failed twice the same way and not changed since: left until restored
         if (self.integration_user and not forced and row.modified_by == self.integration_user
                 and (coupling is None or coupling.crm_etag != row.etag)):
@@ -968,6 +1089,38 @@ class _Job:
     def _src_name(self) -> str:
         return _table_name(self.src_table)
 
+    def _sync_references(self, rows: list[Record]) -> None:
+        """Records the rows look up that are not coupled (a customer created after the full synchronisation,
+        on its first invoice) are synchronised first by their own mapping, when it synchronises this way:
+        created on the other side and coupled if they pass its filter, so that the lookup then finds them.
+        Why one could not be is kept for the error of the record that references it."""
+        for fm in self.fields:
+            src_field = fm.field_on(self.src_side)
+            if fm.convert is not Convert.LOOKUP or fm.when_uncoupled is not WhenUncoupled.FAIL or not src_field \
+                    or not fm.field_on(self.dst_side):
+                continue
+            ref = self.catalog[fm.lookup_mapping]
+            if not self._synchronises_first(ref):
+                continue
+            self.resolver.prepare(fm, self.dst_side, (r.values.get(src_field) for r in rows))
+            resolve, ref_rules = self.resolver.resolver(fm, self.dst_side), ref.rules or MappingRules()
+            missing = sorted({normalize(v) for r in rows if not is_blank(v := r.values.get(src_field))
+                              and not resolve(v)[0] and not (self.src_side is Side.CRM
+                                                             and ref_rules.is_blank_counterpart(self, v))}, key=str)
+            if not missing:
+                continue
+            if fm.bc_key and self.src_side is Side.BC:  # a code: the referenced record's id is looked for
+                found = self.e.bc.read_matching(ref.bc, [fm.bc_key], fm.bc_key, missing)
+                id_of = {normalize(r.values.get(fm.bc_key)): r.id for r in found}
+            else:
+                id_of = {value: str(value) for value in missing}
+            outcomes = self.sync_first(ref.name, list(id_of.values()), rows)
+            for value, ref_id in id_of.items():
+                outcome = outcomes.get(ref_id.lower())
+                if outcome is not None and not outcome.ok:
+                    self.reference_problems[(ref.name, value)] = outcome.error or outcome.status
+            self.resolver.forget(fm, self.dst_side, missing)
+
     def _prepare_lookups(self, rows: list[Record]) -> None:
         for fm in self.fields:
             src_field = fm.field_on(self.src_side)
@@ -987,6 +1140,8 @@ class _Job:
         self.counts.uncoupled += 1
         if resolution is DeletionConflictResolution.REMOVE_COUPLING:
             self.note(f"couplings removed because the {self._dst_name()} was deleted")
+            self.record(row, "skipped", error=f"its coupled {self._dst_name()} was deleted, so the coupling was "
+                                              f"removed")
             return coupling
         return None  # RESTORE: continue as an uncoupled row, which is inserted again
 
@@ -1048,8 +1203,11 @@ class _Job:
                     return KEEP
                 self.notes[f"{problem}; left blank"] += 1
                 return cleared
-            raise RecordError(f"{record_label(self.src_table, row)}: {problem}; couple it first (table mapping "
-                              f"{ref.name}).", field=fm.label, code="NotCoupled")
+            why = self.reference_problems.get((ref.name, normalize(value)))
+            advice = f"it could not be synchronised first: {why}" if why else \
+                f"couple it first (table mapping {ref.name})."
+            raise RecordError(f"{record_label(self.src_table, row)}: {problem}; {advice}", field=fm.label,
+                              code="NotCoupled")
         return lookup
 
     def _uncoupled(self, fm: FieldMapping, value: Any, ref: TableMapping) -> str:
@@ -1240,6 +1398,7 @@ class _Page:
             return
         except SkipRow as skip:
             job.note(skip.note)
+            job.record(row, "skipped", error=skip.note)
             job.counts.skipped += 1
             if coupling is not None and skip.in_place:  # in sync as it stands: the next pass knows it
                 for side in (Side.BC, Side.CRM):
@@ -1318,6 +1477,8 @@ class _Page:
         for row, coupling, dst_row, plan in self.unchanged:
             self._remember(row, coupling, dst_row, plan)
             self.succeeded.append(row.id)
+            job.record(row, "coupled" if row.id in self.new_couplings else
+                       "skipped" if plan.action == "skip" else "unchanged", coupling.id_on(job.dst_side))
             if dst_row is not None and (row.id in self.new_couplings or row.id in job.failures):
                 # newly coupled, or its follow-up failed last time: the rules' follow-up runs for it
                 self.written.append(Written(row, dst_row, row.id in self.new_couplings, coupling,
@@ -1399,6 +1560,7 @@ class _Page:
                 continue
             coupling = self._new_coupling(row, result.record.id)
             job.counts.inserted += 1
+            job.record(row, "created", result.record.id)
             lacking = job.dst_side is Side.BC and without_template(job.mapping,
                                                                    result.record.values.get(job.dst_table.key_field))
             if lacking:
@@ -1480,6 +1642,7 @@ class _Page:
             self._remember(row, coupling, result.record, plan)
             self.written.append(Written(row, result.record, row.id in self.new_couplings, coupling,
                                         retried=row.id in job.failures))
+            job.record(row, "coupled" if row.id in self.new_couplings else "updated", result.record.id)
             job.counts.modified += 1
             if row.id in self.new_couplings:
                 job.counts.coupled += 1
@@ -1548,5 +1711,6 @@ class _Page:
                                  job_id=job.job_id, target_id=coupling.id_on(job.dst_side) if coupling else "",
                                  source_etag=row.etag, skippable=error.code not in MATCH_FAILURES)
             job.failures[row.id] = entry
+            job.record(row, "failed", entry.target_id, message)
             entries.append(entry)
         job.e.errors.save_many(entries)

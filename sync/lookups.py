@@ -47,6 +47,12 @@ class LookupResolver:
             for row in self.bc.read_ids(ref.bc, [ref.bc.key_field], missing):
                 self._names[normalize(row.id)] = str(row.values.get(ref.bc.key_field) or row.id)
 
+    def forget(self, fm: FieldMapping, target: Side, values: Iterable[Any]) -> None:
+        """Values that may have been coupled since they were resolved (synchronised first): resolved again."""
+        bucket = self._bucket(fm, target)
+        for value in values:
+            bucket.pop(normalize(value), None)
+
     def display(self, value: Any) -> str:
         """How to show a looked-up value in a message: a BC id as its code, anything else as is."""
         return self._names.get(normalize(value), str(value))

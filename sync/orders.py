@@ -611,7 +611,7 @@ class _Lookups:
         self.products = {p.id.lower(): p for p in job.crm.read_ids(
             CRM_PRODUCT, ["name", "productnumber", "statecode", "producttypecode"],
             sorted({d.values["productid"] for d in details if d.values.get("productid")}))}
-        self.objects = self._coupled_objects(list(self.products.values()))
+        self.objects = self._coupled_objects(list(self.products.values()), orders)
         self.units = self._units(sorted({d.values["uomid"] for d in details if d.values.get("uomid")}))
         self.currencies = self._currencies(orders)
         # read up front, so that a service giving out stops the job before any order is created
@@ -638,7 +638,8 @@ class _Lookups:
                        if o.values.get("customerid") and o.values.get("customeridtype") != "contact"]
         account_ids += [p for p in parent_of.values() if p]
         accounts = {a.id.lower(): a for a in job.crm.read_ids(CRM_ACCOUNT, ["name", "customertypecode"], account_ids)}
-        coupled = job.couplings.get_many("CUSTOMER", Side.CRM, list(accounts))
+        customers = [i for i, a in accounts.items() if a.values.get("customertypecode") == CUSTOMER_TYPE]
+        coupled, self.problems = job.coupled_first("CUSTOMER", customers, orders)
         return {i: (a, coupled[i].bc_id if i in coupled else None) for i, a in accounts.items()}
 
     def customer(self, order: Record) -> str:
@@ -663,8 +664,8 @@ class _Lookups:
             raise RecordError(f"Account '{name}' is not of relationship type Customer, so it cannot buy in Business "
                               f"Central.", field="customerid", code="NotACustomer")
         if bc_id is None:
-            raise RecordError(f"Account '{name}' is not coupled to a Business Central customer; couple it first "
-                              f"(table mapping CUSTOMER).", field="customerid", code="NotCoupled")
+            raise RecordError(f"Account '{name}' is not coupled to a Business Central customer; "
+                              f"{self._advice(account.id, 'CUSTOMER')}", field="customerid", code="NotCoupled")
         return bc_id
 
     # currency
@@ -693,13 +694,23 @@ class _Lookups:
 
     # lines
 
-    def _coupled_objects(self, products: list[Record]) -> dict[str, tuple[str, str | None, str, bool]]:
-        """product id -> (line type, the coupled item's or resource's number or None, the mapping, coupled)."""
+    def _advice(self, crm_id: str, mapping: str) -> str:
+        """Why a record the order refers to is not coupled, when it could not be synchronised first."""
+        why = self.problems.get(crm_id.lower())
+        return f"it could not be synchronised first: {why}" if why else f"couple it first (table mapping {mapping})."
+
+    def _coupled_objects(self, products: list[Record], orders: list[Record]) \
+            -> dict[str, tuple[str, str | None, str, bool]]:
+        """product id -> (line type, the coupled item's or resource's number or None, the mapping, coupled); active
+        products not coupled yet are synchronised first."""
         found: dict[str, tuple[str, str | None, str, bool]] = {}
         for kind, type_code, mapping, table, key in (("Item", SALES_INVENTORY, "ITEM-PRODUCT", BC_ITEM, "number"),
                                                      ("Resource", SERVICES, "RESOURCE-PRODUCT", BC_RESOURCE, "No")):
             ids = [p.id for p in products if p.values.get("producttypecode") == type_code]
-            coupled = self.job.couplings.get_many(mapping, Side.CRM, ids)
+            active = [p.id for p in products if p.values.get("producttypecode") == type_code
+                      and p.values.get("statecode") == ACTIVE]
+            coupled, why = self.job.coupled_first(mapping, active, orders)
+            self.problems.update(why)
             numbers = {r.id.lower(): r.values.get(key) for r in self.job.bc.read_ids(
                 table, [key], [c.bc_id for c in coupled.values()])}
             for i in ids:
@@ -791,9 +802,9 @@ class _Lookups:
                               f"or resource in Business Central.", field="producttypecode", code="ProductType")
         kind, number, mapping, was_coupled = self.objects[product.id.lower()]
         if number is None:
-            what = "is coupled to an item or resource that no longer exists" if was_coupled else \
-                f"is not coupled to a Business Central {kind.lower()}; couple it first (table mapping {mapping})"
-            raise RecordError(f"Product {name} on line {n} {what}.", field="productid", code="NotCoupled")
+            what = "is coupled to an item or resource that no longer exists." if was_coupled else \
+                f"is not coupled to a Business Central {kind.lower()}; {self._advice(product.id, mapping)}"
+            raise RecordError(f"Product {name} on line {n} {what}", field="productid", code="NotCoupled")
         return kind, number
 
     def _unit(self, v: dict, n: int) -> str:

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .model import ConnectionSetup, Direction
 from .ports import (
     Clock,
+    Coupling,
     CouplingStore,
     CrmEndpoint,
     Endpoint,
     ErrorStore,
+    Record,
     RecordFailure,
     StateStore,
 )
@@ -47,6 +49,11 @@ class JobContext(Protocol):
     facts: "Facts"
 
     def note(self, text: str) -> None: ...
+
+    def coupled_first(self, mapping_name: str, ids: list[str], rows: list[Record]) \
+            -> tuple[dict[str, Coupling], dict[str, str]]:
+        """The couplings of records `rows` refer to in another mapping; those not coupled yet are synchronised
+        first, in the job's direction (SyncEngine.sync_records). Also why one could not be, by lower-case id."""
 
     def integration_user_id(self) -> str:
         """systemuserid bcsync acts as in Dataverse (a fact kept across runs)."""

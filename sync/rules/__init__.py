@@ -77,6 +77,11 @@ class RuleContext(Protocol):
 
     def endpoint(self, side: Side) -> Endpoint: ...
 
+    def coupled_first(self, mapping_name: str, ids: list[str], rows: Sequence[Record]) \
+            -> tuple[dict[str, Coupling], dict[str, str]]:
+        """The couplings of records `rows` refer to in another mapping; those not coupled yet are synchronised
+        first, in the job's direction (SyncEngine.sync_records). Also why one could not be, by lower-case id."""
+
 
 class MappingRules:
     """No special rules; subclasses override what their mapping needs."""

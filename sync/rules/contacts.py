@@ -28,10 +28,14 @@ def accounts_of_companies(ctx: RuleContext, company_numbers: Sequence[str]) -> d
     if wanted:
         relations = [r for r in ctx.bc.read_matching(BC_CONTACT_RELATIONS, RELATION_FIELDS, "contactNumber", wanted)
                      if r.values.get("relatedType") == "Customer"]
-        coupled = ctx.couplings.get_many("CUSTOMER", Side.BC, [r.values["relatedId"] for r in relations])
+        # customers not coupled yet are synchronised first
+        coupled, why = ctx.coupled_first("CUSTOMER", [r.values["relatedId"] for r in relations], [])
+        problems = ctx.cache.setdefault("customer_problems", {})
         for r in relations:
             c = coupled.get(r.values["relatedId"])
             cache[r.values["contactNumber"]] = c.crm_id if c else None
+            if r.values["relatedId"].lower() in why:
+                problems[r.values["contactNumber"]] = why[r.values["relatedId"].lower()]
         for n in wanted:
             cache.setdefault(n, None)
     return {n: cache.get(n) for n in company_numbers if n}
@@ -42,7 +46,8 @@ def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[
     cache = ctx.cache.setdefault("company_of_account", {})
     wanted = [a for a in dict.fromkeys(account_ids) if a and a not in cache]
     if wanted:
-        coupled = ctx.couplings.get_many("CUSTOMER", Side.CRM, wanted)
+        coupled, why = ctx.coupled_first("CUSTOMER", wanted, [])  # accounts not coupled yet: synchronised first
+        ctx.cache.setdefault("customer_problems", {}).update(why)
         customer_of = {a: c.bc_id for a, c in coupled.items()}
         relations = ctx.bc.read_matching(BC_CONTACT_RELATIONS, RELATION_FIELDS, "relatedId",
                                          list(customer_of.values())) if customer_of else []
@@ -74,17 +79,22 @@ class ContactRules(MappingRules):
             company = row.values.get("companyNumber")
             account = accounts_of_companies(ctx, [company]).get(company)
             if account is None:
+                why = ctx.cache.get("customer_problems", {}).get(company)
+                advice = f"its customer could not be synchronised first: {why}" if why else \
+                    "couple the customer first (table mapping CUSTOMER)."
                 raise RecordError(f"Contact {row.values.get('number')}: its company {company} is not related to a "
-                                  f"customer coupled to a Sales account; couple the customer first (table mapping "
-                                  f"CUSTOMER).", field="Company No.", code="ParentNotCoupled")
+                                  f"customer coupled to a Sales account; {advice}", field="Company No.",
+                                  code="ParentNotCoupled")
             return {"parentcustomerid": account}
         account = row.values.get("parentcustomerid")
         company = companies_of_accounts(ctx, [account]).get(account)
         if company is None:
+            why = ctx.cache.get("customer_problems", {}).get(str(account).lower())
             raise RecordError(f"contact '{row.values.get('fullname') or ''}' ({row.id}): its parent account {account} "
                               f"is not coupled to a Business Central customer with a company contact, so the "
-                              f"company does not exist in Business Central.", field="Company Name",
-                              code="CompanyDoesNotExist")
+                              f"company does not exist in Business Central" +
+                              (f"; the account could not be synchronised first: {why}" if why else "."),
+                              field="Company Name", code="CompanyDoesNotExist")
         values: dict[str, Any] = {"companyNumber": company}
         if dst_row is None:
             values["displayName"] = row.values.get("fullname") or ""

@@ -4,8 +4,11 @@
   the salesperson's coupled user as owner, in its currency's price list (the default price list for
   the local currency, "Price List in <code>" otherwise, created when missing).
 - Its item and resource lines become invoice products (the coupled product, in the product's unit),
-  after the header, in order; a line of an item or resource that is not coupled fails the invoice
-  with a message naming it. Comment lines carry no amounts and are left out. Lines are never
+  after the header, in order. An invoice is written with its lines or not at all: the lines' items and
+  resources are looked up before the header is written, those not coupled yet are synchronised first
+  (when ITEM-PRODUCT or RESOURCE-PRODUCT would: not blocked, within the filter), and an invoice with a
+  line whose product still cannot be found fails as a whole, naming the line, the item and why, and
+  nothing of it is written. Comment lines carry no amounts and are left out. Lines are never
   synchronised on their own.
 - An invoice of an order that came from Sales (Your Reference = the Sales order number) belongs to
   that order: it takes the order's name, order, opportunity, price list and owner (a user; a team
@@ -103,6 +106,34 @@ class PostedInvoiceRules(MappingRules):
                      if origins.get(r.values.get("customerPurchaseOrderReference") or "")}
         ctx.cache["invoice_accounts"] = {bc_id.lower(): c.crm_id.lower() for bc_id, c in ctx.couplings.get_many(
             "CUSTOMER", Side.BC, sorted(customers)).items()} if customers else {}
+        self._prepare_lines(ctx, rows)
+
+    def _prepare_lines(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
+        """The lines of the invoices this page may write (new ones, and those whose lines failed before), and
+        the products of their items and resources, before any header is written."""
+        coupled = ctx.couplings.get_many(ctx.mapping.name, Side.BC, [r.id for r in rows])
+        wanted = [r.id for r in rows if r.id not in coupled or r.id in ctx.failures]
+        lines = ctx.bc.read_matching(BC_SALES_INVOICE_LINE, LINE_FIELDS, "documentId", wanted) if wanted else []
+        by_invoice: dict[str, list[Record]] = {}
+        for line in sorted(lines, key=lambda l: l.values.get("sequence") or 0):
+            by_invoice.setdefault(str(line.values["documentId"]).lower(), []).append(line)
+        ctx.cache["invoice_lines"] = by_invoice
+        ctx.cache["line_products"], ctx.cache["line_problems"] = self._products(ctx, lines, rows)
+
+    @staticmethod
+    def _check_lines(ctx: RuleContext, row: Record) -> None:
+        """An invoice whose item or resource line has no Sales product is not written at all."""
+        products, problems = ctx.cache["line_products"], ctx.cache["line_problems"]
+        for line in ctx.cache["invoice_lines"].get(row.id.lower(), []):
+            v = line.values
+            kind, number = v.get("lineType"), v.get("lineObjectNumber")
+            if kind in ("Item", "Resource") and (kind, number) not in products:
+                why = problems.get((kind, number))
+                advice = f"it could not be synchronised first: {why}" if why else \
+                    f"couple it first (table mapping {'ITEM-PRODUCT' if kind == 'Item' else 'RESOURCE-PRODUCT'})."
+                raise RecordError(f"Posted Sales Invoice {row.values.get('number')}: {kind.lower()} {number} on line "
+                                  f"{v.get('sequence')} is not coupled to a Sales product, so the invoice is not "
+                                  f"written; {advice}", field="No.", code="NotCoupled")
 
     @staticmethod
     def _origin_orders(ctx: RuleContext, refs: list[str], origins: dict) -> None:
@@ -149,6 +180,8 @@ class PostedInvoiceRules(MappingRules):
                 return {"statecode": state, "statuscode": status}  # once re-activated (reopen)
             raise SkipRow(f"Sales invoice {dst_row.values.get('invoicenumber') or dst_row.id} is no longer active, so "
                           f"it is read-only and was left as it is", in_place={"statecode": state, "statuscode": status})
+        if dst_row is None or row.id in ctx.failures:
+            self._check_lines(ctx, row)
         total = float(row.values.get("totalAmountIncludingTax") or 0)
         less_freight = float(row.values.get("totalAmountExcludingTax") or 0)
         values: dict[str, Any] = {"name": row.values.get("number"), "totaltax": round(total - less_freight, 2)}
@@ -206,13 +239,12 @@ class PostedInvoiceRules(MappingRules):
         new = [w for w in written if w.inserted or w.retried]
         if not new:
             return {}
-        lines = ctx.bc.read_matching(BC_SALES_INVOICE_LINE, LINE_FIELDS, "documentId", [w.source.id for w in new])
-        products = self._products(ctx, lines)
+        # the lines and products read, and the products synchronised, before the headers were written
+        lines_of, products = ctx.cache["invoice_lines"], ctx.cache["line_products"]
         failures: dict[str, RecordError] = {}
         details: list[tuple[Written, NewRow]] = []
         for w in new:
-            mine = sorted((l for l in lines if str(l.values["documentId"]).lower() == w.source.id.lower()),
-                          key=lambda l: l.values.get("sequence") or 0)
+            mine = lines_of.get(w.source.id.lower(), [])
             try:
                 details += [(w, self._detail(w, line, products)) for line in mine
                             if line.values.get("lineType") in ("Item", "Resource")]
@@ -229,7 +261,7 @@ class PostedInvoiceRules(MappingRules):
         for w in new:
             if w.source.id in failures:
                 continue
-            mine = [l for l in lines if str(l.values["documentId"]).lower() == w.source.id.lower()]
+            mine = lines_of.get(w.source.id.lower(), [])
             state, status = invoice_state(w.source)
             line_discounts = sum(float(l.values.get("discountAmount") or 0) for l in mine)
             total = float(w.source.values.get("totalAmountIncludingTax") or 0)
@@ -251,24 +283,28 @@ class PostedInvoiceRules(MappingRules):
         return failures
 
     @staticmethod
-    def _products(ctx: RuleContext, lines: Sequence[Record]) -> dict[tuple[str, str], Record]:
-        """(line type, number) -> the coupled Sales product (with its default unit)."""
+    def _products(ctx: RuleContext, lines: Sequence[Record], rows: Sequence[Record]) \
+            -> tuple[dict[tuple[str, str], Record], dict[tuple[str, str], str]]:
+        """(line type, number) -> the coupled Sales product (with its default unit); items and resources not
+        coupled yet are synchronised first. Also (line type, number) -> why one could not be."""
 
         found: dict[tuple[str, str], Record] = {}
+        problems: dict[tuple[str, str], str] = {}
         for kind, table, mapping, key in (("Item", BC_ITEM, "ITEM-PRODUCT", "number"),
                                           ("Resource", BC_RESOURCE, "RESOURCE-PRODUCT", "No")):
             numbers = sorted({l.values.get("lineObjectNumber") for l in lines if l.values.get("lineType") == kind})
             if not numbers:
                 continue
             records = ctx.bc.read_matching(table, [key], key, numbers)
-            coupled = ctx.couplings.get_many(mapping, Side.BC, [r.id for r in records])
+            coupled, why = ctx.coupled_first(mapping, [r.id for r in records], rows)
+            problems.update({(kind, r.values.get(key)): why[r.id.lower()] for r in records if r.id.lower() in why})
             products = {p.id: p for p in ctx.crm.read_ids(CRM_PRODUCT, ["defaultuomid", "productnumber"],
                                                           [c.crm_id for c in coupled.values()])}
             for r in records:
                 c = coupled.get(r.id)
                 if c and c.crm_id in products:
                     found[(kind, r.values.get(key))] = products[c.crm_id]
-        return found
+        return found, problems
 
     @staticmethod
     def _detail(w: Written, line: Record, products: dict) -> NewRow:

@@ -112,3 +112,25 @@ def test_a_contact_card_write_failing_after_the_contact_was_created_keeps_it_cou
     assert (card["First_Name"], card["Surname"]) == ("Bob", "Smith")
     assert [c["displayName"] for c in env.bc.rows("contacts") if c["displayName"].startswith("Bob")] == ["Bob Smith"]
     assert env.errors() == []
+
+
+def test_an_opportunity_synchronises_its_new_contact_first_or_names_it(env):
+    alicia, adatum, company, ann, stray, contoso, bob = seed(env)
+    env.full_sync()
+    [dan] = env.bc.seed("contacts", [{"type": "Person", "displayName": "Dan Park", "companyNumber": company}])
+    env.sync()
+    assert "Dan Park" not in [c["fullname"] for c in env.dv.rows("contact")]   # Synch. Only Coupled Records
+    env.bc.seed("opportunities", [{"contactNumber": env.bc.get("contacts", dan)["number"], "description": "Spare parts",
+                                   "status": "In Progress"}])
+    report = env.sync()
+    assert job(report, "OPPORTUNITY:to-crm").counts.failed == 0, report.to_dict()
+    dan_contact = next(c for c in env.dv.rows("contact") if c["fullname"] == "Dan Park")
+    [spare] = [o for o in env.dv.rows("opportunity") if o["name"] == "Spare parts"]
+    assert spare["parentcontactid"] == dan_contact["contactid"]
+    # a person of a company that is no customer is outside CONTACT's filter: the opportunity's error says so
+    stray_number = env.bc.get("contacts", stray)["number"]
+    env.bc.seed("opportunities", [{"contactNumber": stray_number, "description": "Cold lead", "status": "In Progress"}])
+    env.sync()
+    [failure] = [f for f in env.errors() if f.mapping == "OPPORTUNITY"]
+    assert f"Contact No. '{stray_number}' is not coupled to a Dataverse contact; it could not be synchronised first: " \
+           f"Contact {stray_number} does not pass the filter of table mapping CONTACT" in failure.message

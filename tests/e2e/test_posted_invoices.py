@@ -66,38 +66,86 @@ def test_posted_invoices_with_lines_totals_owner_and_paid_state(env):
     assert job(again, "POSTEDSALESINV-INV:to-crm").counts.failed == 0
 
 
-def test_an_invoice_with_an_item_that_is_not_coupled_fails_naming_it_and_is_retried(env):
+def unblocked_but_filtered_out(env, number="1900"):
+    """Item `number` may be posted, but ITEM-PRODUCT's filter leaves it out, so it cannot become a product."""
+    env.bc.update("items", next(i["id"] for i in env.bc.rows("items") if i["number"] == number), {"blocked": False})
+    env.services.set_mapping("ITEM-PRODUCT", {"bc_filter": f"number ne '{number}'"})
+
+
+def test_an_invoice_whose_item_cannot_be_synchronised_is_not_written_and_its_error_names_the_item(env):
     setup(env)
-    posted = post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1000", "quantity": 1}])
-    env.bc.update("items", next(i["id"] for i in env.bc.rows("items") if i["number"] == "1900"), {"blocked": False})
-    posted_2 = post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1900", "quantity": 1}])
-    number_2 = env.bc.get("salesInvoices", posted_2)["number"]
+    unblocked_but_filtered_out(env)
+    posted = post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1000", "quantity": 1},
+                                {"lineType": "Item", "lineObjectNumber": "1900", "quantity": 1}])
+    number = env.bc.get("salesInvoices", posted)["number"]
     report = env.sync()
     counts = job(report, "POSTEDSALESINV-INV:to-crm").counts
-    assert counts.inserted == 2 and counts.failed == 1
+    assert counts.inserted == 0 and counts.failed == 1
+    assert env.dv.rows("invoice") == [] and env.dv.rows("invoicedetail") == []   # no header without its lines
     [failure] = [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"]
-    assert f"Posted Sales Invoice {number_2}: item 1900 on line 10000 is not coupled" in failure.message
-    # once the item is a product, the invoice gets its line on the next run
-    env.full_sync(mappings=["ITEM-PRODUCT"])
-    report = env.sync()
+    assert f"Posted Sales Invoice {number}: item 1900 on line 20000 is not coupled to a Sales product, so the " \
+           f"invoice is not written" in failure.message
+    assert "Item 1900 does not pass the filter of table mapping ITEM-PRODUCT (number ne '1900')" in failure.message
+    # once the item may flow, the retried invoice synchronises it first and is written whole, once
+    env.services.reset_mapping("ITEM-PRODUCT")
+    env.sync()
+    env.sync()
     assert [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"] == []
-    invoice_2 = next(i for i in env.dv.rows("invoice") if i["invoicenumber"] == number_2)
-    assert [d["invoiceid"] for d in env.dv.rows("invoicedetail")].count(invoice_2["invoiceid"]) == 1
-    assert posted
+    [invoice] = env.dv.rows("invoice")
+    assert invoice["invoicenumber"] == number and (invoice["statecode"], invoice["statuscode"]) == (0, 4)
+    assert [d["invoiceid"] for d in env.dv.rows("invoicedetail")] == [invoice["invoiceid"]] * 2
 
 
-def test_an_invoice_paid_before_its_lines_could_be_written_gets_them_and_then_its_state(env):
+def test_an_invoice_paid_before_it_could_be_written_is_written_whole_with_its_state(env):
     setup(env)
-    env.bc.update("items", next(i["id"] for i in env.bc.rows("items") if i["number"] == "1900"), {"blocked": False})
+    unblocked_but_filtered_out(env)
     posted = post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1900", "quantity": 2}])
-    env.sync()                                                   # header in, line fails: 1900 not coupled
+    env.sync()                                                   # 1900 cannot become a product: nothing written
+    assert env.dv.rows("invoice") == []
     env.bc.apply_payment(posted, 10)                             # paid in full meanwhile
-    env.full_sync(mappings=["ITEM-PRODUCT"])
+    env.services.reset_mapping("ITEM-PRODUCT")
     env.sync()
     [invoice] = env.dv.rows("invoice")
     assert [d["invoiceid"] for d in env.dv.rows("invoicedetail")] == [invoice["invoiceid"]]
     assert (invoice["statecode"], invoice["statuscode"]) == (2, 100001)
     assert [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"] == []
+
+
+def test_a_customer_and_an_item_created_after_the_full_sync_are_synchronised_first_with_their_invoice(env):
+    setup(env)
+    env.bc.seed("customers", [{"number": "10010", "displayName": "Fabrikam", "salespersonCode": "AT"}])
+    env.bc.seed("items", [{"number": "1100", "displayName": "Front wheel", "baseUnitOfMeasureCode": "PCS",
+                           "unitPrice": 30}])
+    env.sync()                  # Synch. Only Coupled Records: new customers and items do not flow on schedule
+    assert "Fabrikam" not in [a["name"] for a in env.dv.rows("account")]
+    posted = post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1100", "quantity": 2}], customer="10010")
+    report = env.sync()
+    invoice_job = job(report, "POSTEDSALESINV-INV:to-crm")
+    assert (invoice_job.counts.inserted, invoice_job.counts.failed) == (1, 0), report.to_dict()
+    assert any("synchronised first (table mapping CUSTOMER)" in n for n in invoice_job.notes)
+    assert any("synchronised first (table mapping ITEM-PRODUCT)" in n for n in invoice_job.notes)
+    fabrikam = next(a for a in env.dv.rows("account") if a["name"] == "Fabrikam")
+    wheel = next(p for p in env.dv.rows("product") if p["productnumber"] == "1100")
+    assert fabrikam["accountid"] in [c.crm_id for c in env.couplings("CUSTOMER")]
+    assert wheel["productid"] in [c.crm_id for c in env.couplings("ITEM-PRODUCT")]
+    [invoice] = env.dv.rows("invoice")
+    assert invoice["invoicenumber"] == env.bc.get("salesInvoices", posted)["number"]
+    assert invoice["customerid"] == fabrikam["accountid"]
+    assert [(d["productid"], d["quantity"]) for d in env.dv.rows("invoicedetail")] == [(wheel["productid"], 2)]
+    assert env.errors() == []
+
+
+def test_an_invoice_for_a_customer_outside_the_customer_filter_fails_naming_the_customer(env):
+    setup(env)
+    [tailspin] = env.bc.seed("customers", [{"number": "10020", "displayName": "Tailspin"}])
+    post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1000", "quantity": 1}], customer="10020")
+    env.bc.update("customers", tailspin, {"blocked": "All"})   # blocked after posting: outside CUSTOMER's filter
+    report = env.sync()
+    assert job(report, "POSTEDSALESINV-INV:to-crm").counts.failed == 1
+    assert env.dv.rows("invoice") == [] and "Tailspin" not in [a["name"] for a in env.dv.rows("account")]
+    [failure] = env.errors()
+    assert "Sell-to Customer No. '10020' is not coupled to a Dataverse account; it could not be synchronised " \
+           "first: Customer 10020 does not pass the filter of table mapping CUSTOMER" in failure.message
 
 
 def test_a_paid_invoice_is_re_activated_before_its_new_status_and_a_worker_killed_in_between_is_caught_up(env):

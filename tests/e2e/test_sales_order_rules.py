@@ -125,9 +125,9 @@ def test_errors_of_orders_that_wait_no_more_are_cleared_and_1900_counts_as_never
     setup(env)
     env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
     user = env.stack.ids.user_systemuser_id
-    active_product(env, "Saddle", "SAD-1", 1)
-    revised = submitted_order(env, [product_line(env, "SAD-1", 1, 30)], name="revised")
-    dropped = submitted_order(env, [product_line(env, "SAD-1", 1, 30)], name="dropped")
+    active_product(env, "Handling fee", "FEE", 2)   # neither an item nor a resource: the orders fail
+    revised = submitted_order(env, [product_line(env, "FEE", 1, 30)], name="revised")
+    dropped = submitted_order(env, [product_line(env, "FEE", 1, 30)], name="dropped")
     env.sync([MAPPING])
     assert set(order_errors(env)) == {revised, dropped}
 

@@ -174,9 +174,12 @@ def test_each_precondition_failure_is_an_error_on_that_order_and_retried_next_ru
     env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
     user = env.stack.ids.user_systemuser_id
     [prospect] = env.dv.seed("account", [{"name": "Fabrikam", "customertypecode": 3}], as_user=user)  # not coupled
+    [inactive] = env.dv.seed("account", [{"name": "Northwind", "customertypecode": 3}], as_user=user)
     [vendor] = env.dv.seed("account", [{"name": "Litware", "customertypecode": 10}], as_user=user)
     active_product(env, "Saddle", "SAD-1", 1)
     uncoupled_customer = submitted_order(env, [product_line(env, "1000", 1, 100)], customer=prospect, name="A")
+    filtered_customer = submitted_order(env, [product_line(env, "1000", 1, 100)], customer=inactive, name="I")
+    env.dv.update("account", inactive, {"statecode": 1, "statuscode": 2}, as_user=user)  # outside CUSTOMER's filter
     not_a_customer = submitted_order(env, [product_line(env, "1000", 1, 100)], customer=vendor, name="B")
     uncoupled_product = submitted_order(env, [product_line(env, "SAD-1", 1, 30)], name="C")
     write_in = submitted_order(env, [{"isproductoverridden": True, "productdescription": "Bell", "quantity": 1,
@@ -190,19 +193,23 @@ def test_each_precondition_failure_is_an_error_on_that_order_and_retried_next_ru
 
     report = env.sync(["SALESORDER-ORDER"])
     counts = job(report, "SALESORDER-ORDER:from-crm").counts
-    assert (counts.inserted, counts.failed) == (1, 7)
+    assert (counts.inserted, counts.failed) == (3, 6)
+    # the account and the product not coupled yet were synchronised first: created in Business Central
+    assert "Fabrikam" in [c["displayName"] for c in env.bc.rows("customers")]
+    assert "SAD-1" in [i["number"] for i in env.bc.rows("items")]
     failures = {f.source_id: f for f in env.errors() if f.mapping == "SALESORDER-ORDER"}
-    assert set(failures) == {uncoupled_customer, not_a_customer, uncoupled_product, write_in, freight, misc, gone}
+    assert set(failures) == {filtered_customer, not_a_customer, write_in, freight, misc, gone}
     assert "neither Sales Inventory nor Services" in failures[misc].message
     assert "R0010" in failures[gone].message and "no longer exists" in failures[gone].message
-    assert "Fabrikam" in failures[uncoupled_customer].message and "not coupled" in failures[uncoupled_customer].message
-    assert failures[uncoupled_customer].field == "customerid"
+    assert "Account 'Northwind' is not coupled to a Business Central customer; it could not be synchronised first: " \
+           "account 'Northwind'" in failures[filtered_customer].message
+    assert "does not pass the filter of table mapping CUSTOMER" in failures[filtered_customer].message
+    assert failures[filtered_customer].field == "customerid"
     assert "relationship type Customer" in failures[not_a_customer].message
-    assert "SAD-1" in failures[uncoupled_product].message and failures[uncoupled_product].field == "productid"
     assert "Write-in Product No." in failures[write_in].message
     assert "Freight G/L Acc. No." in failures[freight].message and failures[freight].field == "freightamount"
     assert all(f.message.startswith("Sales order ") for f in failures.values())
-    assert "not coupled" in env.dv.get("salesorder", uncoupled_customer)["submitstatusdescription"]  # shown in Sales
+    assert "not coupled" in env.dv.get("salesorder", filtered_customer)["submitstatusdescription"]  # shown in Sales
 
     # fixed at the source: retried by the next run, each created once, the errors gone
     setup_row = env.bc.rows("SalesReceivablesSetup")[0]
@@ -210,13 +217,12 @@ def test_each_precondition_failure_is_an_error_on_that_order_and_retried_next_ru
     env.bc.seed("accounts", [{"number": "6620", "displayName": "Carriage", "accountType": "Posting"}])
     env.bc.update("SalesReceivablesSetup", setup_row["SystemId"], {"Write_in_Product_No": "WI",
                                                                    "Freight_G_L_Acc_No": "6620"})
-    env.full_sync(["CUSTOMER"])
     again = env.sync(["SALESORDER-ORDER"])
     counts = job(again, "SALESORDER-ORDER:from-crm").counts
-    assert (counts.inserted, counts.failed) == (3, 4)
+    assert (counts.inserted, counts.failed) == (2, 4)
     assert {f.source_id for f in env.errors() if f.mapping == "SALESORDER-ORDER"} == {
-        not_a_customer, uncoupled_product, misc, gone}
-    assert sorted(o["externalDocumentNumber"] for o in env.bc.rows("salesOrders")) == ["A", "D", "E", "F"]
+        filtered_customer, not_a_customer, misc, gone}
+    assert sorted(o["externalDocumentNumber"] for o in env.bc.rows("salesOrders")) == ["A", "C", "D", "E", "F"]
     assert env.dv.get("salesorder", good)["lastbackofficesubmit"] is not None
 
 

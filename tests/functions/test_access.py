@@ -36,6 +36,8 @@ ROUTES = [
     ("DELETE", "/api/couplings/CUSTOMER", None, Access.CHANGE),
     ("POST", "/api/match/NOPE", None, Access.CHANGE),
     ("POST", "/api/orders/create", {"orders": []}, Access.CHANGE),
+    ("POST", "/api/records/CUSTOMER/create", {"in": "sales"}, Access.CHANGE),
+    ("POST", "/api/records/CUSTOMER/sync", {"ids": []}, Access.CHANGE),
     ("GET", "/api/items/availability", None, Access.READ),
     ("GET", "/api/health", None, Access.READ),
 ]

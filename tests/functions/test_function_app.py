@@ -113,6 +113,33 @@ def test_timer_starts_a_scheduled_run_but_not_while_one_is_going(services):
     assert [r["run"] for r in listed["runs"]] == [r.run_id for r in runs]
 
 
+def test_records_are_created_and_synchronised_now_over_http(services, stack):
+    [adatum] = stack.business_central.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
+    create, synchronise = user_function("create_records"), user_function("synchronise_records")
+    url, params = "https://x/api/records/CUSTOMER", {"mapping": "CUSTOMER"}
+
+    def call(function, action, body):
+        answer = function(http("POST", f"{url}/{action}", json.dumps(body).encode(), route_params=params))
+        return answer.status_code, json.loads(answer.get_body())
+
+    status, body = call(create, "create", {"in": "sales", "ids": [adatum]})
+    [account] = stack.dataverse.rows("account")
+    assert status == 200 and body["records"] == [{"source_id": adatum, "status": "created", "record": "Customer 10000",
+                                                  "target_id": account["accountid"], "error": ""}]
+    status, body = call(create, "create", {"in": "sales", "ids": [adatum]})
+    assert status == 422 and body["records"][0]["status"] == "failed"
+    assert "already coupled" in body["records"][0]["error"] and len(stack.dataverse.rows("account")) == 1
+    stack.business_central.update("customers", adatum, {"displayName": "Adatum Corporation"})
+    status, body = call(synchronise, "sync", {"direction": "to-crm", "filter": "number eq '10000'"})
+    assert status == 200 and [r["status"] for r in body["records"]] == ["updated"]
+    assert stack.dataverse.rows("account")[0]["name"] == "Adatum Corporation"
+    assert call(synchronise, "sync", {"ids": []})[0] == 400
+    assert call(create, "create", {"ids": [adatum]})[0] == 400                 # where to create them is missing
+    assert call(synchronise, "sync", {"ids": [adatum], "direction": "sideways"})[0] == 400
+    missing = synchronise(http("POST", "https://x/api/records/NOPE/sync", b'{"ids": ["x"]}', route_params={"mapping": "NOPE"}))
+    assert missing.status_code == 404
+
+
 def test_health_answers_200_when_every_check_passes_and_503_with_the_problems(services, stack):
     healthy = user_function("health")(http("GET", "https://bcsync.example/api/health"))
     assert healthy.status_code == 200 and json.loads(healthy.get_body())["healthy"] is True
