@@ -22,6 +22,7 @@ from .model import (
 from .orders import SalesOrderProcess
 from .rules.contacts import ContactRules, OpportunityRules
 from .rules.currency import CurrencyRules
+from .rules.customers import CustomerRules
 from .rules.invoices import PostedInvoiceRules
 from .rules.prices import PriceListRules, SalesPriceRules
 from .rules.products import ProductRules
@@ -356,9 +357,11 @@ CUSTOMER = TableMapping(
         FieldMapping(None, "customertypecode", TO, Convert.NUMBER, constant=3, caption="Relationship Type",
                      insert_only=True),
     ),
-    bc_filter="blocked eq '_x0020_'",
-    crm_filter="statecode eq 0 and customertypecode eq 3",
+    # not blocked / active: checked on uncoupled rows only (CustomerRules), so that a coupled customer or
+    # account that becomes blocked or inactive still gets that change across
+    crm_filter="customertypecode eq 3",
     dependencies=("SALESPEOPLE", "CURRENCY", "PAYMENT TERMS", "SHIPMENT METHOD", "SHIPPING AGENT"),
+    rules=CustomerRules(),
 )
 
 SALES_ORDER = TableMapping(

@@ -87,6 +87,9 @@ class MappingRules:
     update_only: tuple[str, ...] = ()
     #: facts (sync.facts) a job of the mapping may make stale: dropped when it wrote anything, read afresh after
     stales: tuple[str, ...] = ()
+    #: computed values the source side owns: written whenever the destination differs, even where a user
+    #: changed the destination since (not merged like bidirectional fields)
+    source_owned: tuple[str, ...] = ()
 
     def accept(self, ctx: RuleContext, row: Record, coupling: Coupling | None) -> str | RecordError | None:
         return None
