@@ -4,17 +4,22 @@ Business Central relates a person contact to a company contact (Company No.), an
 contact to a customer through a business relation (read from `contactsInformation`). Sales relates a
 contact to its parent account. The chain person -> company -> customer -> coupled account is
 followed both ways, for a page of rows at a time.
+
+When a contact is coupled after its customer and account (the CUSTOMER job cleared the primary contact
+then, as it was not coupled yet), the primary contact is back-filled where it is empty, as Business
+Central does: the account's Primary Contact and the customer's Primary Contact No. become the one the
+other side names, if that is the contact just coupled; when both are empty, the first contact coupled.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from ..errors import RecordError
 from ..model import BcTable, Direction, Side
-from ..ports import Record
-from ..tables import BC_CONTACT
-from . import IGNORE, MappingRules, RuleContext
+from ..ports import Record, RowChange
+from ..tables import BC_CONTACT, BC_CUSTOMER, CRM_ACCOUNT
+from . import IGNORE, MappingRules, RuleContext, Written
 
 BC_CONTACT_RELATIONS = BcTable("contactsInformation", "Contact Business Relation", key_field="contactNumber",
                                id_field="contactId", modified_field=None)
@@ -88,6 +93,68 @@ class ContactRules(MappingRules):
         if dst_row is None:
             values["displayName"] = row.values.get("fullname") or ""
         return values
+
+    def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
+        return back_fill_primary_contacts(ctx, written)
+
+
+class NewContact(NamedTuple):
+    account: str        # the parent account's id
+    contact: str        # the Sales contact's id
+    number: str         # the Business Central contact's number
+    source: str         # the job's source row id
+
+
+def new_contacts(ctx: RuleContext, written: Sequence[Written]) -> list[NewContact]:
+    """The pairs a page coupled (or whose follow-up is retried), with their parent account."""
+    found = []
+    for w in written:
+        if not (w.inserted or w.retried):
+            continue
+        if ctx.direction is Direction.TO_CRM:
+            company = w.source.values.get("companyNumber")
+            account, crm, bc = accounts_of_companies(ctx, [company]).get(company), w.target, w.source
+        else:
+            account, crm, bc = w.source.values.get("parentcustomerid"), w.source, w.target
+        if account and bc.values.get("number"):
+            found.append(NewContact(str(account).lower(), crm.id, bc.values["number"], w.source.id))
+    return found
+
+
+def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
+    """Primary contacts left empty because the contact was not coupled yet, set now that it is."""
+    new = new_contacts(ctx, written)
+    if not new or "CUSTOMER" not in ctx.catalog:
+        return {}
+    accounts = {a.id.lower(): a for a in ctx.crm.read_ids(CRM_ACCOUNT, ["primarycontactid"], [n.account for n in new])}
+    customer_of = {a.lower(): c.bc_id for a, c in ctx.couplings.get_many("CUSTOMER", Side.CRM, list(accounts)).items()}
+    customers = {c.id.lower(): c
+                 for c in ctx.bc.read_ids(BC_CUSTOMER, ["primaryContactNo"], list(customer_of.values()))}
+    account_changes: list[tuple[NewContact, RowChange]] = []
+    customer_changes: list[tuple[NewContact, RowChange]] = []
+    for account_id, account in accounts.items():
+        mine = [n for n in new if n.account == account_id]
+        customer = customers.get(str(customer_of.get(account_id, "")).lower())
+        named_in_sales = str(account.values.get("primarycontactid") or "").lower()
+        named_in_bc = customer.values.get("primaryContactNo") if customer else None
+        if not named_in_sales:
+            chosen = next((n for n in mine if n.number == named_in_bc), None) if named_in_bc else mine[0]
+            if chosen:
+                account_changes.append((chosen, RowChange(account.id, None, {"primarycontactid": chosen.contact})))
+        if customer is not None and not named_in_bc:
+            chosen = next((n for n in mine if n.contact.lower() == named_in_sales), None) if named_in_sales else mine[0]
+            if chosen:
+                customer_changes.append((chosen, RowChange(customer.id, None, {"primaryContactNo": chosen.number})))
+    failures: dict[str, RecordError] = {}
+    for endpoint, table, what, changes, field in (
+            (ctx.crm, CRM_ACCOUNT, "account", account_changes, "primarycontactid"),
+            (ctx.bc, BC_CUSTOMER, "customer", customer_changes, "primaryContactNo")):
+        results = endpoint.update(table, [c for _, c in changes], [field]) if changes else []
+        for (n, _), result in zip(changes, results):
+            if result.error is not None:
+                failures[n.source] = RecordError(f"Contact {n.number}: it could not be made the primary contact of "
+                                                 f"its {what}: {result.error.message}", code=result.error.code)
+    return failures
 
 
 class OpportunityRules(MappingRules):
