@@ -261,7 +261,7 @@ ITEM_PRODUCT = TableMapping(
     crm_filter="producttypecode eq 1",
     dependencies=("UNIT OF MEASURE", "CURRENCY"),
     inactivity_timeout_minutes=1440,
-    rules=ProductRules(1, "blocked", "baseUnitOfMeasureCode", "unitPrice", "Item"),
+    rules=ProductRules(1, "blocked", "baseUnitOfMeasureCode", "unitPrice", "Item", "vendorNo"),
 )
 
 RESOURCE_PRODUCT = TableMapping(
@@ -283,7 +283,7 @@ RESOURCE_PRODUCT = TableMapping(
     ),
     crm_filter="producttypecode eq 3",
     dependencies=("UNIT OF MEASURE", "CURRENCY"),
-    rules=ProductRules(3, "Blocked", "Base_Unit_of_Measure", "Unit_Price", "Resource"),
+    rules=ProductRules(3, "Blocked", "Base_Unit_of_Measure", "Unit_Price", "Resource", "Vendor_No"),
 )
 
 CUSTOMER_PRICE_GROUP = TableMapping(
