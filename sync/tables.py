@@ -26,7 +26,7 @@ BC_SALES_INVOICE = BcTable("salesInvoices", "Posted Sales Invoice", key_field="n
                            enum_fields=frozenset({"status"}),
                            companion=Companion("PostedSalesInvoice", ("number", "No"), {
                                "shippingAgentCode": "Shipping_Agent_Code", "shipmentDate": "Shipment_Date",
-                               "workDescription": "WorkDescription"}))
+                               "workDescription": "GetWorkDescription"}))
 BC_SALES_INVOICE_LINE = BcTable("salesInvoiceLines", "Posted Sales Invoice Line", key_field="sequence",
                                 enum_fields=frozenset({"lineType"}), modified_field=None)
 # API v2.0 orders lack Your Reference, the shipping agent, payment discount % and work description, and

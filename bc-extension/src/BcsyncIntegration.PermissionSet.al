@@ -17,6 +17,7 @@ using Microsoft.Integration.Entity;
 using Microsoft.Inventory.Item;
 using Microsoft.Inventory.Ledger;
 using Microsoft.Projects.Resources.Resource;
+using Microsoft.Purchases.Vendor;
 using Microsoft.Sales.Customer;
 using Microsoft.Sales.Document;
 using Microsoft.Sales.History;
@@ -60,6 +61,7 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "Payment Terms" = R,
         tabledata "Shipment Method" = R,
         tabledata "Shipping Agent" = R,
+        tabledata Vendor = R,
         tabledata "Customer Price Group" = R,
         tabledata "Sales Price" = R,
         tabledata "Sales Invoice Header" = R,
@@ -84,5 +86,6 @@ permissionset 50100 "BCS INTEGRATION"
         page "Currency Exchange Rates" = X,
         page "Sales & Receivables Setup" = X,
         page "Sales Order" = X,
-        page "Shipping Agents" = X;
+        page "Shipping Agents" = X,
+        page "Posted Sales Invoice" = X;
 }

@@ -943,7 +943,7 @@ def register(cat: Catalog) -> None:
         Field("No", "No.", read_only=True),
         Field("Shipment_Date", "Shipment Date", read_only=True),
         Field("Shipping_Agent_Code", "Shipping Agent Code", read_only=True),
-        Field("WorkDescription", "Work Description", read_only=True, page_variable=True),  # GetWorkDescription()
+        Field("GetWorkDescription", "Work Description", read_only=True, page_variable=True),  # a control over a method
         *page_system_fields(),
     ], insertable=False, modifiable=False, deletable=False))
 
