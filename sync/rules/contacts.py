@@ -9,6 +9,7 @@ When a contact is coupled after its customer and account (the CUSTOMER job clear
 then, as it was not coupled yet), the primary contact is back-filled where it is empty, as Business
 Central does: the account's Primary Contact and the customer's Primary Contact No. become the one the
 other side names, if that is the contact just coupled; when both are empty, the first contact coupled.
+A customer or account that had not changed since its last synchronisation stays synchronised.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, NamedTuple, Sequence
 
 from ..errors import RecordError
 from ..model import BcTable, Direction, Side
-from ..ports import Record, RowChange
+from ..ports import Coupling, Record, RowChange
 from ..tables import BC_CONTACT, BC_CUSTOMER, CRM_ACCOUNT
 from . import IGNORE, MappingRules, RuleContext, Written
 
@@ -122,38 +123,56 @@ def new_contacts(ctx: RuleContext, written: Sequence[Written]) -> list[NewContac
 
 
 def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
-    """Primary contacts left empty because the contact was not coupled yet, set now that it is."""
+    """Primary contacts left empty because the contact was not coupled yet, set now that it is. As Business
+    Central does, a customer or account that had not changed since it was last synchronised is kept so:
+    its CUSTOMER coupling takes the new version and value, and the next CUSTOMER job has nothing to do."""
     new = new_contacts(ctx, written)
     if not new or "CUSTOMER" not in ctx.catalog:
         return {}
     accounts = {a.id.lower(): a for a in ctx.crm.read_ids(CRM_ACCOUNT, ["primarycontactid"], [n.account for n in new])}
-    customer_of = {a.lower(): c.bc_id for a, c in ctx.couplings.get_many("CUSTOMER", Side.CRM, list(accounts)).items()}
-    customers = {c.id.lower(): c
-                 for c in ctx.bc.read_ids(BC_CUSTOMER, ["primaryContactNo"], list(customer_of.values()))}
-    account_changes: list[tuple[NewContact, RowChange]] = []
-    customer_changes: list[tuple[NewContact, RowChange]] = []
+    couplings = {a.lower(): c for a, c in ctx.couplings.get_many("CUSTOMER", Side.CRM, list(accounts)).items()}
+    customers = {c.id.lower(): c for c in ctx.bc.read_ids(BC_CUSTOMER, ["primaryContactNo"],
+                                                          [c.bc_id for c in couplings.values()])}
+    account_changes: list[tuple[NewContact, Record, Coupling | None]] = []
+    customer_changes: list[tuple[NewContact, Record, Coupling | None]] = []
     for account_id, account in accounts.items():
         mine = [n for n in new if n.account == account_id]
-        customer = customers.get(str(customer_of.get(account_id, "")).lower())
+        coupling = couplings.get(account_id)
+        customer = customers.get(coupling.bc_id.lower()) if coupling else None
         named_in_sales = str(account.values.get("primarycontactid") or "").lower()
         named_in_bc = customer.values.get("primaryContactNo") if customer else None
         if not named_in_sales:
             chosen = next((n for n in mine if n.number == named_in_bc), None) if named_in_bc else mine[0]
             if chosen:
-                account_changes.append((chosen, RowChange(account.id, None, {"primarycontactid": chosen.contact})))
+                account_changes.append((chosen, account, coupling))
         if customer is not None and not named_in_bc:
             chosen = next((n for n in mine if n.contact.lower() == named_in_sales), None) if named_in_sales else mine[0]
             if chosen:
-                customer_changes.append((chosen, RowChange(customer.id, None, {"primaryContactNo": chosen.number})))
+                customer_changes.append((chosen, customer, coupling))
+    fm = next((f for f in ctx.catalog["CUSTOMER"].fields if f.crm == "primarycontactid"), None)
     failures: dict[str, RecordError] = {}
-    for endpoint, table, what, changes, field in (
-            (ctx.crm, CRM_ACCOUNT, "account", account_changes, "primarycontactid"),
-            (ctx.bc, BC_CUSTOMER, "customer", customer_changes, "primaryContactNo")):
-        results = endpoint.update(table, [c for _, c in changes], [field]) if changes else []
-        for (n, _), result in zip(changes, results):
+    kept: dict[int, Coupling] = {}
+    for side, table, what, changes in ((Side.CRM, CRM_ACCOUNT, "account", account_changes),
+                                       (Side.BC, BC_CUSTOMER, "customer", customer_changes)):
+        field = "primarycontactid" if side is Side.CRM else "primaryContactNo"
+        endpoint = ctx.endpoint(side)
+        values = [n.contact if side is Side.CRM else n.number for n, _, _ in changes]
+        results = endpoint.update(table, [RowChange(row.id, None, {field: value})
+                                          for (_, row, _), value in zip(changes, values)], [field]) if changes else []
+        for (n, row, coupling), result in zip(changes, results):
             if result.error is not None:
                 failures[n.source] = RecordError(f"Contact {n.number}: it could not be made the primary contact of "
                                                  f"its {what}: {result.error.message}", code=result.error.code)
+            elif coupling is not None and fm is not None and coupling.etag_on(side) == row.etag and result.record:
+                # unchanged since synchronised: the pair stays synchronised, with the primary contact
+                if side is Side.CRM:
+                    coupling.crm_etag = result.record.etag
+                else:
+                    coupling.bc_etag = result.record.etag
+                coupling.bc_values[fm.key], coupling.crm_values[fm.key] = n.number, n.contact
+                kept[id(coupling)] = coupling
+    if kept:
+        ctx.couplings.save_many(list(kept.values()))
     return failures
 
 
