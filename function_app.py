@@ -260,6 +260,13 @@ def create_orders(req: func.HttpRequest) -> func.HttpResponse:
                  200 if all(r.ok for r in results) else 422)
 
 
+@route("health", ["GET"], Access.READ)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    """The connection check: 200 when every check passes, else 503 with the problems and their fixes."""
+    report = services().check()
+    return _json(report.to_dict(), 200 if report.ok else 503)
+
+
 @route("items/availability", ["GET"], Access.READ)
 def item_availability(req: func.HttpRequest) -> func.HttpResponse:
     """Business Central inventory of a Sales product: ?product=<productid or product number>."""

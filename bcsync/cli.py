@@ -13,6 +13,7 @@
     bcsync retry (ID | --all | --skipped) [--mapping M]      have the next run try failed records again
     bcsync worker [--until-idle]                             process the job queue, as the Functions host does
     bcsync settings                                          the settings and their meaning
+    bcsync check [--json]                                    test every connection and permission bcsync needs
 
 `--wait` drives the local worker until the run finishes, since the Functions host cannot run here.
 `-v` prints bcsync's own log (INFO), `-vv` everything, the Azure SDK's HTTP logging included.
@@ -159,7 +160,8 @@ def format_mapping(m: dict) -> str:
              f"  Business Central filter: {m['bc_filter'] or '-'}",
              f"  Sales filter:            {m['crm_filter'] or '-'}",
              f"  synchronise only coupled records: {str(m['sync_only_coupled']).lower()}; update conflicts: "
-             f"{m['update_conflict']}; deletion conflicts: {m['deletion_conflict']}",
+             f"{m['update_conflict']}; deletion conflicts: {m['deletion_conflict']}; text too long: {m['truncation']}",
+             f"  configuration template: {m['template_code'] or '-'}",
              f"  depends on: {', '.join(m['dependencies']) or '-'}",
              f"  overridden: {json.dumps(m['overridden']) if m['overridden'] else '-'}",
              "  fields:"]
@@ -234,7 +236,7 @@ def cmd_retry(services: Services, args) -> int:
 
 SETTING_OPTIONS = ("enabled", "direction", "bc_filter", "crm_filter", "sync_only_coupled", "update_conflict",
                    "deletion_conflict", "create_new_if_no_match", "sync_after_coupling", "interval_minutes",
-                   "inactivity_timeout_minutes")
+                   "inactivity_timeout_minutes", "template_code", "truncation")
 
 
 def _changes(args) -> dict:
@@ -316,6 +318,13 @@ def cmd_worker(services: Services, args) -> int:
     return 0
 
 
+def cmd_check(services: Services, args) -> int:
+    """The connection check; exit code 1 when a check fails."""
+    report = services.check()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
+    return 0 if report.ok else 1
+
+
 def cmd_settings(services: Services | None, args) -> int:
     print(settings_table())
     return 0
@@ -381,6 +390,10 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--interval-minutes", type=int, help="minutes between scheduled runs of this mapping")
     a.add_argument("--inactivity-timeout-minutes", type=int,
                    help="after a run that changed nothing, minutes before the next unless a change wakes it")
+    a.add_argument("--template-code", help="configuration template applied to each Business Central record the "
+                                           "mapping creates ('' removes it)")
+    a.add_argument("--truncation", choices=["cut", "error"],
+                   help="text longer than its Business Central field: cut it with a note (default), or fail the record")
     _coupling_options(a)
     a.add_argument("--json", action="store_true")
     s = sub.add_parser("match", help="match-based coupling of the uncoupled rows of a mapping")
@@ -434,6 +447,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("worker", help="process the job queue as the Functions host would")
     s.add_argument("--until-idle", action="store_true", help="stop when the queue is empty")
     s.set_defaults(func=cmd_worker)
+    s = sub.add_parser("check", help="test every connection and permission bcsync needs (writes nothing)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_check)
     s = sub.add_parser("settings", help="list the settings")
     s.set_defaults(func=cmd_settings, no_services=True)
     return p

@@ -148,11 +148,17 @@ def counting_responses(service: str):
     return lambda response: count_request(service, response.http_response.status_code)
 
 
-class TableStorage:
-    """The storage account: creates the tables once and hands out table clients."""
+# bcsync's tables, each named with BCSYNC_TABLE_PREFIX in front
+TABLE_NAMES = ("couplings", "errors", "state", "runs", "config")
 
-    def __init__(self, account: StorageAccount, prefix: str = "bcsync"):
+
+class TableStorage:
+    """The storage account: creates the tables once and hands out table clients (`read_only`: for the connection
+    check, which writes nothing and answers in seconds: tables are not created, and requests not retried)."""
+
+    def __init__(self, account: StorageAccount, prefix: str = "bcsync", read_only: bool = False):
         self.account = account
+        self.read_only = read_only
         self._counter = _RequestCounter()
         self.prefix = prefix
         self._tables: dict[str, TableClient] = {}
@@ -168,10 +174,12 @@ class TableStorage:
         with self._lock:
             if full not in self._tables:
                 client = self.account.table_client(full, self._counter,
-                                                   raw_response_hook=counting_responses("Table Storage"))
+                                                   raw_response_hook=counting_responses("Table Storage"),
+                                                   **({"retry_total": 0} if self.read_only else {}))
                 with storage_errors():
                     try:
-                        client.create_table()
+                        if not self.read_only:
+                            client.create_table()
                     except ResourceExistsError:
                         pass
                 self._tables[full] = client

@@ -6,11 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+
+from azure.core.exceptions import ResourceNotFoundError
 
 from sync import availability, config, coupling, failures, orders
 from sync.availability import ItemAvailabilityProcess
+from sync.check import CheckReport, run_checks
 from sync.engine import SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, SyncError
 from sync.mappings import Catalog, builtin_mappings
@@ -22,6 +25,7 @@ from sync.schedule import schedule_status
 
 from . import businesscentral, dataverse
 from .auth import SignIn
+from .check import ServiceProbe
 from .http import ApiClient, ConcurrencyLimit, VerifyingSession
 from .identity import ManagedIdentity, ManagedIdentityCredential, storage_account
 from .queue import StorageJobQueue
@@ -54,6 +58,9 @@ class StoredCatalog:
 BC_CONCURRENCY = 5
 DATAVERSE_CONCURRENCY = 52
 DATAVERSE_DOP_HINT = "x-ms-dop-hint"
+
+# The connection check's longest wait for an answer or a Retry-After, so that it answers in seconds.
+CHECK_TIMEOUT = 10.0
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
 MAX_REPORTED_FAILURES = 200
@@ -249,6 +256,27 @@ class Services:
     def item_availability(self, product: str) -> dict:
         """Business Central inventory of one Sales product (its id or product number)."""
         return ItemAvailabilityProcess.lookup(self.engine.job(availability.MAPPING, "availability"), product)
+
+    def check(self) -> CheckReport:
+        """The connection check (sync.check): every service and storage object bcsync depends on, read only. The
+        mapping overrides are read without creating their table; unreadable, the built-in mappings are checked."""
+        try:
+            overrides = MappingConfigTable(TableStorage(self.storage_account, self.settings.table_prefix,
+                                                        read_only=True)).load()
+        except (SyncError, ResourceNotFoundError):
+            overrides = {}  # storage's own finding says why
+        quick = self._checking
+        probe = ServiceProbe(quick.settings, quick.sign_in, lambda: quick.dataverse, lambda: quick.business_central,
+                             lambda: self.storage_account)
+        return run_checks(config.build_catalog(builtin_mappings(), overrides), probe)
+
+    @cached_property
+    def _checking(self) -> "Services":
+        """Clients for the connection check, which answers in seconds: a request is retried once at most and
+        waits at most CHECK_TIMEOUT; kept, with their token cache, for the next check."""
+        s = self.settings
+        return Services(replace(s, max_retries=1, max_retry_wait=min(s.max_retry_wait, CHECK_TIMEOUT),
+                                http_timeout=min(s.http_timeout, CHECK_TIMEOUT)), self.clock)
 
     def handle_message(self, text: str) -> None:
         """What the queue trigger and the local worker do with one message."""

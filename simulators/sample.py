@@ -166,6 +166,7 @@ def seed(dataverse: Seeder, business_central: Seeder) -> dict[str, int]:
     counts.update(_seed_people(dataverse, business_central, alicia))
     counts.update(_seed_catalogue(dataverse, business_central))
     counts.update(_seed_invoices(business_central))
+    counts.update(_seed_templates(business_central))
     return counts
 
 
@@ -252,6 +253,35 @@ def _seed_invoices(business_central: Seeder) -> dict[str, int]:
     business_central.apply_payment(paid, 2001.6)
     business_central.apply_payment(partly, 500)
     return {"posted invoices": 3}
+
+
+# Configuration templates for the records bcsync creates from Sales, as Business Central's integration set-up
+# makes BCICUST: `bcsync mappings set CUSTOMER --template-code BCICUST` (and ITEM-PRODUCT BCIITEM,
+# RESOURCE-PRODUCT BCIRES) applies them. Without one, a customer created from Sales cannot be invoiced.
+TEMPLATES = {
+    "BCICUST": ("Customer", 18, {"Gen. Bus. Posting Group": "DOMESTIC", "VAT Bus. Posting Group": "DOMESTIC",
+                                 "Customer Posting Group": "DOMESTIC"}),
+    "BCIITEM": ("Item", 27, {"Gen. Prod. Posting Group": "RETAIL", "Inventory Posting Group": "RESALE"}),
+    "BCIRES": ("Resource", 156, {"Gen. Prod. Posting Group": "SERVICES", "VAT Prod. Posting Group": "STANDARD"}),
+}
+
+
+def seed_templates(business_central: Seeder, templates: dict = TEMPLATES) -> None:
+    """Configuration templates (page ConfigTemplates) with their field lines (page ConfigTemplateLines)."""
+    business_central.seed("ConfigTemplates", [
+        {"Code": code, "Description": f"New {table.lower()}s from Sales", "Table_ID": number, "Table_Name": table}
+        for code, (table, number, _) in templates.items()])
+    business_central.seed("ConfigTemplateLines", [
+        {"Data_Template_Code": code, "Line_No": 10000 * n, "Type": "Field", "Field_Name": name, "Default_Value": value}
+        for code, (_, _, values) in templates.items() for n, (name, value) in enumerate(values.items(), start=1)])
+
+
+def _seed_templates(business_central: Seeder) -> dict[str, int]:
+    business_central.seed("generalProductPostingGroups", [{"code": "RETAIL", "description": "Retail"},
+                                                          {"code": "SERVICES", "description": "Services"}])
+    business_central.seed("inventoryPostingGroups", [{"code": "RESALE", "description": "Resale items"}])
+    seed_templates(business_central)
+    return {"ConfigTemplates": len(TEMPLATES)}
 
 
 def seed_orders(dataverse: Seeder) -> dict[str, int]:

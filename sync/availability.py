@@ -26,6 +26,10 @@ ITEMS = "ITEM-PRODUCT"
 class ItemAvailabilityProcess:
     """The job of ITEM-AVAILABILITY (a sync.process.JobProcess)."""
 
+    # the tables the job reads and updates (what the connection check tries)
+    reads = (BC_ITEM_LEDGER_ENTRY, BC_ITEM)
+    writes = (CRM_PRODUCT,)
+
     def has_work(self, job: JobContext) -> bool:
         since = job.state.watermark(MAPPING, Direction.TO_CRM)
         if since is None or job.failures:

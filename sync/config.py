@@ -2,7 +2,9 @@
 
 What can be changed without code, as on Business Central's Integration Table Mappings page: a
 mapping's enabled state, direction, the filter on each side, Synch. Only Coupled Records, the
-update- and deletion-conflict resolutions, and the direction of each field mapping. Overrides are
+update- and deletion-conflict resolutions, the configuration template applied to the Business Central
+records it creates, the direction of each field mapping, and what text too long for its Business Central
+field does (truncation). Overrides are
 stored per mapping; removing them restores the built-in definition.
 """
 
@@ -19,6 +21,7 @@ from .model import (
     Direction,
     FieldMapping,
     TableMapping,
+    Truncation,
     UpdateConflictResolution,
 )
 
@@ -36,6 +39,8 @@ class MappingOverride:
     sync_after_coupling: bool | None = None
     interval_minutes: int | None = None
     inactivity_timeout_minutes: int | None = None
+    template_code: str | None = None
+    truncation: Truncation | None = None
     fields: dict[str, Direction] = field(default_factory=dict)  # field mapping key -> direction
     # field mapping key -> {"priority": n, "case_sensitive": b}; when set, exactly these are the criteria
     match: dict[str, dict] | None = None
@@ -78,7 +83,7 @@ class StaticCatalog:
 
 SETTABLE = ("enabled", "direction", "bc_filter", "crm_filter", "sync_only_coupled", "update_conflict",
             "deletion_conflict", "create_new_if_no_match", "sync_after_coupling", "interval_minutes",
-            "inactivity_timeout_minutes", "fields", "match")
+            "inactivity_timeout_minutes", "template_code", "truncation", "fields", "match")
 BOOLEANS = ("enabled", "sync_only_coupled", "create_new_if_no_match", "sync_after_coupling")
 NUMBERS = ("interval_minutes", "inactivity_timeout_minutes")
 
@@ -144,6 +149,8 @@ def parse_changes(base: MappingOverride, changes: Mapping[str, Any], mapping: Ta
             result.update_conflict = _choice(UpdateConflictResolution, value, "update_conflict")
         elif key == "deletion_conflict":
             result.deletion_conflict = _choice(DeletionConflictResolution, value, "deletion_conflict")
+        elif key == "truncation":
+            result.truncation = _choice(Truncation, value, "truncation")
         else:
             setattr(result, key, str(value))
     return result
@@ -172,6 +179,13 @@ def apply(mapping: TableMapping, override: MappingOverride) -> TableMapping:
     direction = changes.get("direction", mapping.direction)
     if mapping.is_option_mapping and direction is Direction.BIDIRECTIONAL:
         raise ConfigurationError(f"{mapping.name} is an option mapping; option mappings must be one-way.")
+    if changes.get("template_code"):
+        if not direction.includes(Direction.FROM_CRM) or not mapping.bc.template_fields:
+            raise ConfigurationError(f"{mapping.name} does not create Business Central records that take a "
+                                     f"configuration template; it cannot have a template code.")
+        if len(changes["template_code"]) > 10:
+            raise ConfigurationError(f"A template code has at most 10 characters; got {changes['template_code']!r}.")
+        changes["template_code"] = changes["template_code"].upper()
     if mapping.process is not None and direction is not mapping.direction:
         raise ConfigurationError(f"{mapping.name} only runs {mapping.direction.value}; its direction cannot change.")
     fields = []
@@ -228,6 +242,8 @@ def describe(mapping: TableMapping, override: MappingOverride | None = None) -> 
         "sync_after_coupling": mapping.sync_after_coupling,
         "interval_minutes": mapping.interval_minutes,
         "inactivity_timeout_minutes": mapping.inactivity_timeout_minutes,
+        "template_code": mapping.template_code,
+        "truncation": mapping.truncation.value,
         "dependencies": list(mapping.dependencies),
         "overridden": (override.to_dict() if override and not override.is_empty() else {}),
         "fields": [{"bc": fm.bc, "crm": fm.crm, "caption": fm.label, "direction": fm.direction.value,

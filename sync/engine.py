@@ -50,6 +50,7 @@ from .model import (
     FieldMapping,
     Side,
     TableMapping,
+    Truncation,
     UpdateConflictResolution,
     WhenUncoupled,
 )
@@ -69,6 +70,7 @@ from .ports import (
 )
 from .review import Recommendation, recommend
 from .rules import IGNORE, MappingRules, SkipRow, Written
+from .templates import template_values, without_template
 from .values import blank_for, is_blank, normalize, plain_converter, same
 
 # Ids of Dataverse rows we create are derived from the Business Central record, so an insert that
@@ -82,6 +84,7 @@ NO_MATCH, SEVERAL_MATCHES = "NoMatch", "SeveralMatches"
 MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
 FEED_CURSOR = "feed:crm"         # the state store's name for a mapping's Dataverse delta link
 PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
+LISTED = 10                      # records a job-log note about many records names (the rest are counted)
 
 
 @dataclass
@@ -139,6 +142,15 @@ class _Keep:
 
 
 KEEP = _Keep()
+
+
+@dataclass
+class _Listing:
+    """The records one job-log note is about: all counted, the first LISTED named."""
+
+    count: int = 0
+    named: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)  # a record converted twice (matching, then planning) counts once
 
 
 @dataclass
@@ -377,6 +389,7 @@ class _Job:
         self.src_fields = self._field_list(self.src_side, self.src_table)
         self.dst_fields = self._field_list(self.dst_side, self.dst_table)
         self._converters: dict[int, tuple[FieldMapping, Converter]] = {}
+        self._listings: dict[str, _Listing] = {}  # notes about many records, by their text
         self.field_plan = FieldPlan(mapping, direction, self.converter)
         self.match_index: MatchIndex | None = None  # built by the first page that matches in a full job
         self._crm_id_prefix = hashlib.sha1(CRM_ID_NAMESPACE.bytes + f"{mapping.name}/".encode())
@@ -390,6 +403,16 @@ class _Job:
     def note(self, text: str) -> None:
         self.notes[text] += 1
 
+    def note_record(self, text: str, record: str) -> None:
+        """A note about one record, which the job log shows with the others of the same text, in one bounded note."""
+        listing = self._listings.setdefault(text, _Listing())
+        if record in listing.seen:
+            return
+        listing.seen.add(record)
+        listing.count += 1
+        if len(listing.named) < LISTED:
+            listing.named.append(record)
+
     def integration_user_id(self) -> str:
         return self.facts.get(INTEGRATION_USER, self.e.crm.integration_user_id)
 
@@ -400,6 +423,8 @@ class _Job:
         if table is None:  # the option set side of an option mapping
             return []
         names = [fm.field_on(side) for fm in self.fields if fm.field_on(side)]
+        if not isinstance(table, BcTable):  # which table a mapped lookup to several tables points at (owner)
+            names += [table.lookups[n].type_field for n in names if n in table.lookups and table.lookups[n].type_field]
         names.append(table.key_field if isinstance(table, BcTable) else table.primary_name)
         names += self.rules.extra_fields.get(side, ())
         return list(dict.fromkeys(names))
@@ -983,12 +1008,16 @@ class _Job:
         looked up once per job."""
         dst_side = self.dst_side
         if fm.convert is not Convert.LOOKUP:
+            if fm.convert is Convert.TEXT and fm.max_length and dst_side is Side.BC:
+                return self._fitted(fm, plain_converter(fm, dst_side))
             return plain_converter(fm, dst_side)
         ref = self.catalog[fm.lookup_mapping]
         ref_rules = ref.rules or MappingRules()
         blank = blank_for(fm, dst_side)
         cleared = KEEP if fm.not_null else blank
         resolve = self.resolver.resolver(fm, dst_side)
+        lookup_of = self.src_table.lookups.get(fm.crm) if self.src_side is Side.CRM else None
+        type_field = lookup_of.type_field if lookup_of is not None and not ref.is_option_mapping else None
 
         def lookup(value: Any, row: Record) -> Any:
             if is_blank(value):
@@ -996,6 +1025,16 @@ class _Job:
                 return cleared if special is None else special
             if dst_side is Side.BC and ref_rules.is_blank_counterpart(self, value):
                 return blank
+            if type_field:
+                kind = row.values.get(type_field)
+                if kind and kind != ref.crm.logical_name:
+                    # a team owns the row: no salesperson stands for a team, so Business Central keeps its own
+                    self.note_record(f"{fm.label} kept where the owner is a Dataverse {kind}: only "
+                                     f"{ref.crm.logical_name} owners map to a {ref.bc.caption}",
+                                     f"{record_label(self.src_table, row)}, {kind} {value}")
+                    return KEEP
+                if same(value, self.integration_user):
+                    return KEEP  # Sales made bcsync's own user the owner of a row it created without a salesperson
             found, converted = resolve(value)
             if found:
                 return converted
@@ -1022,13 +1061,37 @@ class _Job:
             return f"{fm.label} '{shown}' is not coupled to a Dataverse {ref.crm.logical_name}"
         if ref.is_option_mapping:
             return f"Sales option {normalize(value):g} of {ref.option_set.attribute} is not coupled to a {ref.bc.caption}"
-        return f"{fm.label}: Dataverse {ref.crm.logical_name} {value} is not coupled to a {ref.bc.caption}"
+        # named as users know it (read only for a record that fails: there are few)
+        named = self.e.crm.read_ids(ref.crm, [ref.crm.primary_name], [value])
+        shown = f"'{named[0].values.get(ref.crm.primary_name)}' ({value})" if named else str(value)
+        return f"{fm.label}: Dataverse {ref.crm.logical_name} {shown} is not coupled to a {ref.bc.caption}"
+
+    def _fitted(self, fm: FieldMapping, convert: Converter) -> Converter:
+        """Text longer than its Business Central field is never cut silently: per the mapping's truncation, it is
+        cut with a note naming the record, the field and the original length, or the record fails."""
+        limit, fail = fm.max_length, self.mapping.truncation is Truncation.ERROR
+
+        def fitted(value: Any, row: Record) -> Any:
+            length = len(str(value)) if value is not None else 0
+            if length > limit:
+                if fail:
+                    raise RecordError(
+                        f"{record_label(self.src_table, row)}: {fm.label} ({fm.crm} -> {fm.bc}) is {length} characters "
+                        f"long; the Business Central field holds {limit}. Shorten it, or set the truncation of "
+                        f"{self.mapping.name} to cut.", field=fm.label, code="TextTooLong")
+                self.note_record(f"{fm.label} ({fm.crm} -> {fm.bc}) cut to the {limit} characters the Business "
+                                 f"Central field holds", f"{record_label(self.src_table, row)}: {length} characters")
+            return convert(value, row)
+        return fitted
 
     def progress(self) -> None:
         self.on_progress(Progress(self.counts, None))
 
     def outcome(self, checkpoint: dt.datetime | None = None, complete: bool = True) -> JobOutcome:
-        notes = [f"{text} ({n}x)" if n > 1 else text for text, n in self.notes.most_common(20)]
+        listed = [f"{text}, {listing.count} record(s): {'; '.join(listing.named)}"
+                  + (f"; and {listing.count - len(listing.named)} more" if listing.count > len(listing.named) else "")
+                  for text, listing in self._listings.items()]
+        notes = listed + [f"{text} ({n}x)" if n > 1 else text for text, n in self.notes.most_common(20)]
         return JobOutcome(self.counts, notes, checkpoint, complete)
 
     def crm_id_for(self, bc_id: str) -> str:
@@ -1309,6 +1372,7 @@ class _Page:
         job = self.job
         if job.dst_side is Side.BC and self.inserts:
             self._guard_inserts()
+        template = self._template() if job.dst_side is Side.BC and self.inserts else {}
         if not self.inserts:
             return
         series = job.mapping.bc_number_series if job.dst_side is Side.BC else None
@@ -1321,8 +1385,9 @@ class _Page:
             sent = [PendingInsert(row.id, plan.values, now) for row, plan, _ in self.inserts if row.id in self.guarded]
             job.e.state.save_pending_inserts(job.mapping.name, sent)
             job.pending_inserts().update((p.source_id, p) for p in sent)
-        results = job.dst.insert(job.dst_table, [NewRow(plan.values, proposed) for _, plan, proposed in self.inserts],
-                                 job.dst_fields)
+        # the template fills what the synchronisation leaves unset
+        results = job.dst.insert(job.dst_table, [NewRow({**template, **plan.values}, proposed)
+                                                 for _, plan, proposed in self.inserts], job.dst_fields)
         existing: list[tuple[Record, str]] = []
         for (row, plan, proposed), result in zip(self.inserts, results):
             if result.error is not None and result.record is None:
@@ -1335,6 +1400,10 @@ class _Page:
                 continue
             coupling = self._new_coupling(row, result.record.id)
             job.counts.inserted += 1
+            lacking = job.dst_side is Side.BC and without_template(job.mapping,
+                                                                   result.record.values.get(job.dst_table.key_field))
+            if lacking:
+                job.note(lacking)
             if result.error is not None:  # written in part: coupled, and the rest retried next run
                 self.saved.append(coupling)  # no snapshot yet: the retry writes what is missing
                 self.failed.append((row, coupling, result.error))
@@ -1352,6 +1421,18 @@ class _Page:
                 self.new_couplings.add(row.id)
                 self.plan(row, self._new_coupling(row, proposed), found[proposed])
             self._write_updates()
+
+    def _template(self) -> dict[str, Any]:
+        """The values of the mapping's configuration template for the new rows; when it cannot be had, the
+        rows are not created (failed, or left for the next run when the service is in trouble)."""
+        try:
+            return template_values(self.job, self.job.mapping)
+        except SyncError as exc:
+            for row, _, _ in self.inserts:
+                self.refused.add(row.id)
+                self.fail(row, None, exc)
+            self.inserts = []
+            return {}
 
     def _guard_inserts(self) -> None:
         """Business Central picks a new row's id, so a repeated insert cannot find its row by id, as one in

@@ -64,10 +64,11 @@ def _text(bc: str, crm: str, direction: Direction, max_length: int, caption: str
     return FieldMapping(bc, crm, direction, Convert.TEXT, max_length=max_length, caption=caption, **kw)
 
 
-def _owner(bc_field: str) -> FieldMapping:
-    """The Sales owner: the user coupled to the record's salesperson; never cleared (Not Null)."""
-    return FieldMapping(bc_field, "ownerid", TO, Convert.LOOKUP, lookup_mapping="SALESPEOPLE", bc_key="code",
-                        not_null=True, caption="Salesperson Code")
+def _owner(bc_field: str, direction: Direction = BI) -> FieldMapping:
+    """The Sales owner: the user coupled to the record's salesperson; never cleared (Not Null). From Sales,
+    a user owner gives the salesperson coupled to that user (see _Job._converter for teams)."""
+    return FieldMapping(bc_field, "ownerid", direction, Convert.LOOKUP, lookup_mapping="SALESPEOPLE",
+                        bc_key="code", not_null=True, caption="Salesperson Code")
 
 
 def _postal_address() -> tuple[FieldMapping, ...]:
@@ -202,7 +203,7 @@ POSTED_SALES_INVOICE = TableMapping(
         _text("number", "invoicenumber", TO, 20, "No.", use_for_matching=True),
         FieldMapping("customerId", "customerid", TO, Convert.LOOKUP, lookup_mapping="CUSTOMER",
                      caption="Sell-to Customer No."),
-        _owner("salesperson"),
+        _owner("salesperson", TO),
         FieldMapping("currencyId", "transactioncurrencyid", TO, Convert.LOOKUP, lookup_mapping="CURRENCY",
                      caption="Currency Code"),
         _text("dueDate", "duedate", TO, 10, "Due Date"),

@@ -82,6 +82,13 @@ class WhenUncoupled(str, Enum):
     LEAVE_BLANK = "blank"  # the seed's rule for option values: leave blank, note it in the job log
 
 
+class Truncation(str, Enum):
+    """What happens to text longer than the Business Central field it is written to."""
+
+    CUT = "cut"      # cut to fit, with a note naming the record, the field and the original length
+    ERROR = "error"  # the record fails with an error naming the field, the length and the limit
+
+
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -110,6 +117,10 @@ class BcTable:
     id_field: str = "id"
     page_keys: tuple[str, ...] = ()  # a page service's key fields, in the order of its URL key
     companion: Companion | None = None
+    # what a configuration template may fill on a new row: (the table's field name, as a template line names
+    # it, our field name); the first `posting_groups` of them are what the row cannot be invoiced without
+    template_fields: tuple[tuple[str, str], ...] = ()
+    posting_groups: int = 0
 
     @property
     def is_page(self) -> bool:
@@ -175,7 +186,7 @@ class FieldMapping:
     bc_key: str | None = None
     when_uncoupled: WhenUncoupled = WhenUncoupled.FAIL
     not_null: bool = False          # never write an empty value (BC's "Not Null", e.g. ownerid)
-    max_length: int | None = None   # of the Business Central field; longer text is cut, as BC does
+    max_length: int | None = None   # of the Business Central field; longer text: the mapping's `truncation`
     caption: str = ""               # the BC field caption for messages, e.g. "Salesperson Code"
     use_for_matching: bool = False  # a criterion of match-based coupling
     match_priority: int = 0         # criteria groups are tried in ascending priority; one group is AND-ed
@@ -251,8 +262,11 @@ class TableMapping:
     create_new_if_no_match: bool = True
     sync_after_coupling: bool = True      # match-based coupling synchronises the pairs it couples
     reread_all: bool = False              # every run reads all rows (small tables whose values are computed)
+    truncation: Truncation = Truncation.CUT  # text longer than its Business Central field: cut with a note, or fail
     # a job that is no row-by-row field transfer (sales orders, item availability): a sync.process.JobProcess
     process: Any = None
+    # "Table Config Template Code": the configuration template applied to each Business Central row it creates
+    template_code: str = ""
 
     def __post_init__(self):
         if self.option_set is not None and self.direction is Direction.BIDIRECTIONAL:

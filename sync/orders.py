@@ -132,6 +132,13 @@ class OrderResult:
 class SalesOrderProcess:
     """The job of SALESORDER-ORDER (a sync.process.JobProcess)."""
 
+    # the tables the job reads, updates and creates rows in (what the connection check tries)
+    reads = (CRM_SALES_ORDER_DETAIL, CRM_PRODUCT, CRM_CONTACT, CRM_ACCOUNT, CRM_CURRENCY, CRM_UNIT, BC_SALES_INVOICE,
+             BC_SALES_INVOICE_LINE, BC_SALES_ORDER_LINE, BC_ITEM, BC_RESOURCE, BC_CURRENCY, BC_UNIT_OF_MEASURE,
+             BC_SALES_SETUP)
+    writes = (CRM_SALES_ORDER,)
+    creates = (BC_SALES_ORDER,)
+
     def has_work(self, job: JobContext) -> bool:
         if next(iter(job.couplings.coupled_ids(MAPPING, Side.BC, page_size=1)), []) or job.state.write_backs(MAPPING):
             return True

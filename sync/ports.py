@@ -297,3 +297,48 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class ApplicationUser:
+    """The Dataverse user bcsync acts as; `found` False when the app registration has none in the environment,
+    `disabled` when it has one that is disabled (both refuse every request)."""
+
+    found: bool
+    id: str = ""
+    name: str = ""
+    disabled: bool = False
+
+
+class ConnectionProbe(Protocol):
+    """What the connection check asks of the services and of storage. Every call only reads; each raises
+    the SyncError the adapter classified when the service refuses or cannot be reached."""
+
+    def identity(self, side: Side) -> str:
+        """How bcsync signs in to that side, for messages: "the app registration <client id>"."""
+
+    def sign_in(self, side: Side) -> None:
+        """Get a token for the service on `side` (from the token cache when it holds one)."""
+
+    def application_user(self) -> ApplicationUser:
+        """Who bcsync acts as in Dataverse (WhoAmI and the user's row)."""
+
+    def privileges(self, user_id: str) -> dict[str, dict[str, str]]:
+        """The user's privileges through its security roles: Dataverse table (logical name) -> access
+        ("Create", "Read", "Write", ...) -> depth ("user", "business unit", "parent business unit",
+        "organization")."""
+
+    def company(self) -> str:
+        """The name of the Business Central company bcsync is set up for (NotFoundError when there is none)."""
+
+    def companies(self) -> list[tuple[str, str]]:
+        """(id, name) of every company the environment has."""
+
+    def read_one(self, side: Side, table: Table, where: str = "") -> None:
+        """Read at most one row of `table` (that matches `where`)."""
+
+    def storage(self) -> list[str]:
+        """Reach the storage account's tables and queue; returns those that do not exist yet."""
+
+    def kept_facts(self) -> dict[str, Fact]:
+        """The facts kept in the state table, read without creating it ({} when it does not exist)."""

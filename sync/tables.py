@@ -9,7 +9,14 @@ BC_SALESPERSON = BcTable("salespeoplePurchasers", "Salesperson/Purchaser", key_f
 BC_CUSTOMER = BcTable("customers", "Customer", key_field="number", enum_fields=frozenset({"blocked", "type"}),
                       companion=Companion("CustomerCard", ("number", "No"), {
                           "shippingAgentCode": "Shipping_Agent_Code", "faxNo": "Fax_No", "contact": "ContactName",
-                          "primaryContactNo": "Primary_Contact_No"}))
+                          "primaryContactNo": "Primary_Contact_No", "genBusPostingGroup": "Gen_Bus_Posting_Group",
+                          "vatBusPostingGroup": "VAT_Bus_Posting_Group",
+                          "customerPostingGroup": "Customer_Posting_Group"}),
+                      template_fields=(("Gen. Bus. Posting Group", "genBusPostingGroup"),
+                                       ("Customer Posting Group", "customerPostingGroup"),
+                                       ("VAT Bus. Posting Group", "vatBusPostingGroup"),
+                                       ("Shipping Agent Code", "shippingAgentCode")),
+                      posting_groups=2)
 BC_PAYMENT_TERMS = BcTable("paymentTerms", "Payment Terms", key_field="code")
 BC_SHIPMENT_METHOD = BcTable("shipmentMethods", "Shipment Method", key_field="code")
 BC_CURRENCY = BcTable("currencies", "Currency", key_field="code")
@@ -18,7 +25,8 @@ BC_CONTACT = BcTable("contacts", "Contact", key_field="number", enum_fields=froz
                      companion=Companion("ContactCard", ("number", "No"), {
                          "firstName": "First_Name", "middleName": "Middle_Name", "surname": "Surname",
                          "salespersonCode": "Salesperson_Code", "currencyCode": "Currency_Code", "faxNo": "Fax_No",
-                         "pager": "Pager"}))
+                         "pager": "Pager"}),
+                     template_fields=(("Salesperson Code", "salespersonCode"), ("Currency Code", "currencyCode")))
 BC_OPPORTUNITY = BcTable("opportunities", "Opportunity", key_field="number", enum_fields=frozenset({"status"}))
 # API v2.0 invoices lack the shipping agent, shipment date and work description: page 132 "Posted Sales
 # Invoice", published as PostedSalesInvoice, has them.
@@ -55,11 +63,22 @@ BC_ITEM_LEDGER_ENTRY = BcTable("itemLedgerEntries", "Item Ledger Entry", key_fie
 BC_ITEM = BcTable("items", "Item", key_field="number", enum_fields=frozenset({"type"}),
                   companion=Companion("ItemCard", ("number", "No"),
                                       {"unitVolume": "Unit_Volume", "grossWeight": "Gross_Weight",
-                                       "vendorNo": "Vendor_No", "vendorItemNo": "Vendor_Item_No"}))
+                                       "vendorNo": "Vendor_No", "vendorItemNo": "Vendor_Item_No"}),
+                  template_fields=(("Gen. Prod. Posting Group", "generalProductPostingGroupCode"),
+                                   ("Inventory Posting Group", "inventoryPostingGroupCode"),
+                                   ("Tax Group Code", "taxGroupCode")),
+                  posting_groups=2)
 
 # Business Central, published pages (API v2.0 has no such entity sets).
 BC_SHIPPING_AGENT = BcTable.page("ShippingAgents", "Shipping Agent", ("Code",))
-BC_RESOURCE = BcTable.page("Resources", "Resource", ("No",), enum_fields=frozenset({"Type"}))
+BC_RESOURCE = BcTable.page("Resources", "Resource", ("No",), enum_fields=frozenset({"Type"}),
+                           template_fields=(("Gen. Prod. Posting Group", "Gen_Prod_Posting_Group"),
+                                            ("VAT Prod. Posting Group", "VAT_Prod_Posting_Group")),
+                           posting_groups=1)
+# Configuration templates (page 8620) and their lines (page 8619), which a table mapping's template code names.
+BC_CONFIG_TEMPLATE = BcTable.page("ConfigTemplates", "Config. Template Header", ("Code",))
+BC_CONFIG_TEMPLATE_LINE = BcTable.page("ConfigTemplateLines", "Config. Template Line",
+                                       ("Data_Template_Code", "Line_No"), enum_fields=frozenset({"Type"}))
 BC_CUSTOMER_PRICE_GROUP = BcTable.page("CustomerPriceGroups", "Customer Price Group", ("Code",))
 BC_SALES_PRICE = BcTable.page(
     "SalesPrices", "Sales Price",
@@ -73,13 +92,13 @@ CRM_SYSTEMUSER = CrmTable("systemuser", "systemusers", "systemuserid", "fullname
 CRM_CURRENCY = CrmTable("transactioncurrency", "transactioncurrencies", "transactioncurrencyid", "currencyname")
 CRM_CONTACT = CrmTable("contact", "contacts", "contactid", "fullname", lookups={
     "parentcustomerid": CrmLookup("parentcustomerid_account", "accounts", type_field="parentcustomeridtype"),
-    "ownerid": CrmLookup("ownerid", "systemusers"),
+    "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 CRM_OPPORTUNITY = CrmTable("opportunity", "opportunities", "opportunityid", "name", lookups={
     "parentaccountid": CrmLookup("parentaccountid", "accounts"),
     "parentcontactid": CrmLookup("parentcontactid", "contacts"),
     "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
-    "ownerid": CrmLookup("ownerid", "systemusers"),
+    "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 CRM_UNIT_GROUP = CrmTable("uomschedule", "uomschedules", "uomscheduleid", "name")
 CRM_INVOICE = CrmTable("invoice", "invoices", "invoiceid", "name", lookups={
@@ -118,7 +137,7 @@ CRM_PRICE_LIST_ITEM = CrmTable("productpricelevel", "productpricelevels", "produ
 CRM_ACCOUNT = CrmTable(
     "account", "accounts", "accountid", "name",
     lookups={
-        "ownerid": CrmLookup("ownerid", "systemusers"),
+        "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
         "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
         "primarycontactid": CrmLookup("primarycontactid", "contacts"),
     },

@@ -24,6 +24,7 @@ using Microsoft.Sales.History;
 using Microsoft.Sales.Pricing;
 using Microsoft.Sales.Receivables;
 using Microsoft.Sales.Setup;
+using System.IO;
 
 // What bcsync's Microsoft Entra application reads and writes, and nothing else: assign it on the
 // application's card (Microsoft Entra Applications). bcsync never deletes, so no table has D.
@@ -76,6 +77,9 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "Company Information" = R,
         tabledata "Country/Region" = R,
         tabledata "Post Code" = R,
+        // the configuration templates applied to the customers, items and resources bcsync creates
+        tabledata "Config. Template Header" = R,
+        tabledata "Config. Template Line" = R,
         // the pages published as web services (WebServices.xml)
         page "Customer Card" = X,
         page "Contact Card" = X,
@@ -87,5 +91,7 @@ permissionset 50100 "BCS INTEGRATION"
         page "Sales & Receivables Setup" = X,
         page "Sales Order" = X,
         page "Shipping Agents" = X,
+        page "Config. Template List" = X,
+        page "Config. Template Subform" = X,
         page "Posted Sales Invoice" = X;
 }

@@ -15,6 +15,7 @@ SalesOrder page) and invoices with posting and payments.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,7 +187,32 @@ def build_catalog() -> Catalog:
         Column("Fax No.", "text", 30),
         Column("Contact", "text", 100),
         Column("Primary Contact No.", "code", 20, relation="Contact"),
+        Column("Gen. Bus. Posting Group", "code", 20),
+        Column("VAT Bus. Posting Group", "code", 20),
+        Column("Customer Posting Group", "code", 20),
     ], key=("No.",), series=NumberSeries("C00010", 10)))
+
+    # Configuration templates (RapidStart): a template names a table and gives field values by field name;
+    # Business Central's integration applies the one its table mapping names to each record it creates.
+    template = cat.add_table(Table(8618, "Config. Template Header", [
+        Column("Code", "code", 10),
+        Column("Description", "text", 100),
+        Column("Table ID", "integer"),
+        Column("Table Name", "text", 250),
+        Column("Enabled", "bool", init=True),
+    ], key=("Code",)))
+    template_line = cat.add_table(Table(8619, "Config. Template Line", [
+        Column("Data Template Code", "code", 10, relation="Config. Template Header"),
+        Column("Line No.", "integer"),
+        Column("Type", "option", options=("Field", "Template", "Related Template")),
+        Column("Field Name", "text", 30),
+        Column("Field Caption", "text", 250),
+        Column("Template Code", "code", 10),
+        Column("Default Value", "text", 2048),
+        Column("Skip Relation Check", "bool"),
+        Column("Mandatory", "bool"),
+        Column("Reference", "text", 250),
+    ], key=("Data Template Code", "Line No.")))
 
     gl_account = cat.add_table(Table(15, "G/L Account", [
         Column("No.", "code", 20),
@@ -323,8 +349,13 @@ def build_catalog() -> Catalog:
         _last_modified(),
         Field("shippingAgentCode", "Shipping Agent Code", exposed=False),
         Field("customerPriceGroupCode", "Customer Price Group", exposed=False),
+        Field("genBusPostingGroup", "Gen. Bus. Posting Group", exposed=False),
+        Field("vatBusPostingGroup", "VAT Bus. Posting Group", exposed=False),
+        Field("customerPostingGroup", "Customer Posting Group", exposed=False),
         *_api_system_fields(),
-    ], entity_name="customer", before_insert=customer_needs_name))
+    ], entity_name="customer", before_insert=customer_needs_name,
+        seed_defaults={"genBusPostingGroup": "DOMESTIC", "vatBusPostingGroup": "DOMESTIC",
+                       "customerPostingGroup": "DOMESTIC"}))
 
     cat.add_api(View("paymentTerms", payment_terms, [
         _id(),
@@ -401,9 +432,19 @@ def build_catalog() -> Catalog:
         Field("Fax_No", "Fax No."),
         Field("ContactName", "Contact"),
         Field("Primary_Contact_No", "Primary Contact No."),
+        Field("Gen_Bus_Posting_Group", "Gen. Bus. Posting Group"),
+        Field("VAT_Bus_Posting_Group", "VAT Bus. Posting Group"),
+        Field("Customer_Posting_Group", "Customer Posting Group"),
         SystemField("SystemId", "SystemId", "guid"),
         SystemField("SystemModifiedAt", "SystemModifiedAt", "datetime"),
     ]))
+    # page 8620 "Config. Template List" and its lines, page 8619 "Config. Template Subform"
+    cat.add_page(PageView("ConfigTemplates", template, [
+        *page_fields("Code", "Description", "Table ID", "Table Name"), *page_system_fields()]))
+    cat.add_page(PageView("ConfigTemplateLines", template_line, [
+        *page_fields("Data Template Code", "Line No.", "Type", "Field Name", "Field Caption", "Template Code",
+                     "Default Value", "Skip Relation Check", "Mandatory", "Reference"),
+        *page_system_fields()]))
     cat.add_page(PageView("ShippingAgents", shipping_agent, [
         Field("Code", "Code"),
         Field("Name", "Name"),
@@ -427,6 +468,12 @@ def build_catalog() -> Catalog:
     pricing.register(cat)
     documents.register(cat)
     return cat
+
+
+def page_fields(*columns: str) -> list[Field]:
+    """Controls named after their table fields, under the names a page web service publishes them by:
+    characters that cannot be part of a name become one underscore ("Line No." -> Line_No)."""
+    return [Field(re.sub(r"[^0-9A-Za-z]+", "_", column).strip("_"), column) for column in columns]
 
 
 def page_system_fields() -> list[Field]:

@@ -700,6 +700,8 @@ def _line_fields(lines_table: str) -> list[Field]:
 
 # -- posting ------------------------------------------------------------------------------------------------------
 
+POSTING_GROUPS = ("Customer Posting Group", "Gen. Bus. Posting Group")  # a customer without them cannot be invoiced
+
 def _check_customer(session: Session, header: dict, shipping: bool, invoicing: bool) -> None:
     for number in dict.fromkeys((header["Sell-to Customer No."], header["Bill-to Customer No."])):
         customer = session.find("Customer", (number,))
@@ -709,6 +711,10 @@ def _check_customer(session: Session, header: dict, shipping: bool, invoicing: b
         if blocked == "All" or (blocked == "Ship" and shipping) or (blocked == "Invoice" and invoicing):
             raise errors.dialog(f"You cannot post this type of document when Customer {number} is blocked "
                                 f"with type {blocked}")
+        if invoicing:  # the customer ledger entry and the sales G/L entries need them (Cust.TestField)
+            for column in POSTING_GROUPS:
+                if not customer[column]:
+                    raise errors.must_have_value(column, "Customer", [("No.", number)])
 
 
 def _check_lines(session: Session, lines: list[dict]) -> None:

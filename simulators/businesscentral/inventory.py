@@ -125,6 +125,8 @@ def register(cat: Catalog) -> None:
         Column("Capacity", "decimal"),
         Column("Vendor No.", "code", 20),
         Column("Blocked", "bool"),
+        Column("Gen. Prod. Posting Group", "code", 20, relation="Gen. Product Posting Group"),
+        Column("VAT Prod. Posting Group", "code", 20),
     ], key=("No.",), series=NumberSeries("R0010", 10)))
 
     # -- item triggers: an inventory given in-process becomes a ledger entry; no deleting posted history ----
@@ -233,5 +235,7 @@ def register(cat: Catalog) -> None:
         Field("Capacity", "Capacity"),
         Field("Vendor_No", "Vendor No."),
         Field("Blocked", "Blocked"),
+        Field("Gen_Prod_Posting_Group", "Gen. Prod. Posting Group"),
+        Field("VAT_Prod_Posting_Group", "VAT Prod. Posting Group"),
         *page_system_fields(),
     ]))

@@ -226,7 +226,7 @@ class Service:
             name, key = parse_segment(rest[0])
         else:
             company = self._company_from_query(call)
-        view = pages.get(name)
+        view = pages.get(name) if name not in self.sim.unpublished else None
         if view is None:
             raise errors.resource_not_found(name)
         prefix = f"Company({_quote_name(company.name)})/"

@@ -60,6 +60,7 @@ class BusinessCentralSimulator:
         self.query_cache = QueryCache()
         self.faults = FaultKnobs(protection=ServiceProtection(errors.LIMITS))
         self.max_page_size = DEFAULT_MAX_PAGE_SIZE
+        self.unpublished: set[str] = set()  # page web services an administrator unpublished (404 as if unknown)
         self.applications: dict[str, BCUser] = {}
         self.users: dict[str, BCUser] = {}
         self.service = Service(self)
@@ -83,6 +84,7 @@ class BusinessCentralSimulator:
             self.store.environment.tables.clear()
             self.query_cache.clear()
             self.faults.clear()
+            self.unpublished.clear()
             company_id, name, lcy = self._default_company
             self.add_company(name, lcy_code=lcy, company_id=company_id)
 
@@ -364,6 +366,8 @@ class BusinessCentralSimulator:
         if path == "settings" and request.method == "POST":
             if "max_page_size" in body:
                 self.max_page_size = int(body["max_page_size"])
+            if "unpublished" in body:
+                self.unpublished = set(body["unpublished"])
             return self._plain_json({"ok": True})
         return self._plain_json({"error": f"unknown admin endpoint {request.method} /_sim/{path}"}, 404)
 

@@ -390,9 +390,13 @@ class View:
                  before_modify: Callable[[Session, dict, dict, dict], None] | None = None,
                  insertable: bool = True, modifiable: bool = True, deletable: bool = True, seedable: bool = False,
                  on_delete: Callable[[Session, dict], None] | None = None,
-                 list_requires: tuple[str, ...] = (), order: list[str] | None = None):
+                 list_requires: tuple[str, ...] = (), order: list[str] | None = None,
+                 seed_defaults: dict[str, Any] | None = None):
         self.name = name
         self.table = table
+        # what a record made by a user in the client gets from the template the user picks (the posting groups
+        # of a customer): the in-process API fills them in when not given; a request over the wire does not
+        self.seed_defaults = seed_defaults or {}
         self.fields = [f.bind(table) for f in fields]
         self.by_name = {f.name: f for f in self.fields}
         self.entity_name = entity_name
@@ -496,7 +500,7 @@ class View:
     def insert(self, session: Session, values: dict, *, wire: bool = True) -> dict:
         if not self.insertable and (wire or not self.seedable):
             raise errors.method_not_allowed("POST", self.name, "EntitySet")
-        values = self._check_names(values, wire)
+        values = self._check_names(values if wire else {**self.seed_defaults, **values}, wire)
         record = self.table.new_record()
         with session.store.atomic():
             self._apply(session, record, values)

@@ -26,6 +26,7 @@ from .errors import DataverseError
 from .query import (COUNT_LIMIT, TOTAL_COUNT, TOTAL_COUNT_EXCEEDED, Prefs, context_url, decode_token, encode_token,
                     page_number_of, parse_expand, parse_order, parse_prefer, parse_select, skiptoken_value)
 from .schema import Entity
+from .security import ACCESS_BY_ACTION, ACCESS_BY_METHOD
 from .store import Row
 from .values import normalize_guid, to_json
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 API_PATH_RE = re.compile(r"^/api/data/v9\.\d(?P<rest>/.*)?$")
 JSON_TYPE = "application/json; odata.metadata=minimal"
 BULK_ACTIONS = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
+RETRIEVE_USER_PRIVILEGES = ("Microsoft.Dynamics.CRM.RetrieveUserPrivileges()",
+                            "Microsoft.Dynamics.CRM.RetrieveUserPrivileges")
 ROW, GONE = 0, 1  # the two parts of a delta read: rows changed first, then deletions
 UNSUPPORTED_OPTIONS = {
     "$apply": "The $apply query option is not supported by this server.",
@@ -224,6 +227,10 @@ class WebApi:
         entity = self.sim.schema.by_set.get(name)
         if entity is None:
             raise errors.segment_not_found(name)
+        if entity.logical_name == "systemuser" and rest in RETRIEVE_USER_PRIVILEGES:
+            return self.only(ctx, "GET") or self.user_privileges(ctx, key)
+        bulk = ACCESS_BY_ACTION.get((rest or "").split(".")[-1]) if key is None else None
+        self.sim.security.demand(ctx.caller_id, entity, bulk or (ACCESS_BY_METHOD.get(method, "Read"),))
         if key is None:
             if rest is None:
                 if method == "GET":
@@ -258,6 +265,19 @@ class WebApi:
         sets = [{"name": e.entity_set, "kind": "EntitySet", "url": e.entity_set}
                 for e in self.sim.schema.entities.values()]
         return Reply(200, {"@odata.context": f"{ctx.root}/$metadata", "value": sets})
+
+    def user_privileges(self, ctx: Ctx, key: str | None) -> Reply:
+        """RetrieveUserPrivileges, bound to a systemuser: the privileges its security roles grant."""
+        with self.sim.store.lock:
+            row = self._existing(self.sim.schema["systemuser"], self.sim.engine.parse_key(
+                self.sim.schema["systemuser"], key or ""))
+            if row is None:
+                raise errors.does_not_exist("systemuser", str(key))
+            user_id = row.values["systemuserid"]
+            business_unit = row.values.get("businessunitid") or self.sim.root_business_unit_id
+        return Reply(200, {
+            "@odata.context": f"{ctx.root}/$metadata#Microsoft.Dynamics.CRM.RetrieveUserPrivilegesResponse",
+            "RolePrivileges": self.sim.security.role_privileges(user_id, business_unit)})
 
     def who_am_i(self, ctx: Ctx) -> Reply:
         return Reply(200, {

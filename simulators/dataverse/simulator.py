@@ -19,6 +19,7 @@ from .errors import LIMITS, DataverseError, error_body, protection_refusal
 from .metadata import MetadataService, csdl, insert_option_value
 from .query import QueryRunner, Renderer
 from .schema import Schema, default_schema
+from .security import Security
 from .store import Row, Store
 from .values import normalize_guid
 
@@ -48,6 +49,7 @@ class DataverseSimulator:
         self.runner = QueryRunner(self.store)
         self.renderer = Renderer(self.store)
         self.metadata = MetadataService(self.schema)
+        self.security = Security(self.schema)
         self._csdl: str | None = None
         self.faults = FaultKnobs(protection=ServiceProtection(LIMITS))
         self.change_tracking_days = 7  # Organization.ExpireChangeTrackingInDays
@@ -69,6 +71,7 @@ class DataverseSimulator:
         currency (USD), and the option sets as the tables ship them."""
         with self.store.lock:
             self.store.clear()
+            self.security.clear()
             self.schema.restore_options()
             engine = self.engine
             engine.root_business_unit_id = self.root_business_unit_id
@@ -152,6 +155,10 @@ class DataverseSimulator:
         with self.store.lock:
             return insert_option_value(self.schema, entity, attribute, label, value)
 
+    def revoke_privileges(self, user_id: str, names: list[str]) -> None:
+        """Take privileges (prvWriteAccount ...) from the user's security role; `reset()` gives them back."""
+        self.security.revoke(user_id, names)
+
     def add_alternate_key(self, entity: str, columns: list[str]) -> None:
         """Define an alternate key, so `/accounts(accountnumber='A1')` addresses a row (none exist by default)."""
         table = self._entity(entity)
@@ -208,6 +215,9 @@ class DataverseSimulator:
                 with self.store.lock:
                     rows = list(self.store.table(table.logical_name).rows.values())
                 return json_response({"value": rows_json(rows)})
+            if path == "privileges" and request.method == "POST":
+                self.revoke_privileges(body["user"], body.get("revoke") or [])
+                return json_response({"ok": True})
             if path == "faults" and request.method == "POST":
                 if body.get("clear"):
                     self.faults.clear()

@@ -87,6 +87,10 @@ class MappingRules:
     update_only: tuple[str, ...] = ()
     #: facts (sync.facts) a job of the mapping may make stale: dropped when it wrote anything, read afresh after
     stales: tuple[str, ...] = ()
+    #: tables besides the mapping's own that the rules read, update, and create rows in (the connection check's)
+    reads: tuple = ()
+    writes: tuple = ()
+    creates: tuple = ()
     #: computed values the source side owns: written whenever the destination differs, even where a user
     #: changed the destination since (not merged like bidirectional fields)
     source_owned: tuple[str, ...] = ()

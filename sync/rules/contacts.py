@@ -62,6 +62,8 @@ def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[
 
 class ContactRules(MappingRules):
     extra_fields = {Side.BC: ("companyNumber", "type"), Side.CRM: ("parentcustomerid", "parentcustomeridtype")}
+    reads = (BC_CONTACT_RELATIONS,)
+    writes = (CRM_ACCOUNT, BC_CUSTOMER)  # primary contacts back-filled
 
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
         if ctx.direction is Direction.FROM_CRM and row.values.get("parentcustomeridtype") != "account":
@@ -182,6 +184,7 @@ class OpportunityRules(MappingRules):
 
     extra_fields = {Side.BC: ("contactNumber", "salespersonCode"),
                     Side.CRM: ("parentaccountid", "parentcontactid", "customerid", "ownerid")}
+    reads = (BC_CONTACT, BC_CONTACT_RELATIONS)
 
     def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
         if ctx.direction is Direction.TO_CRM:

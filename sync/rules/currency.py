@@ -53,6 +53,7 @@ def company_information(ctx: RuleContext) -> dict[str, Any]:
 class CurrencyRules(MappingRules):
     extra_fields = {Side.CRM: ("exchangerate", "currencyprecision", "currencysymbol")}
     stales = (facts.LCY_CURRENCY,)  # the job writes Sales currencies
+    reads = (BC_COMPANY_INFORMATION, BC_EXCHANGE_RATES, CRM_ORGANIZATION)
 
     # -- what the other mappings need: the local currency ---------------------------------------
 

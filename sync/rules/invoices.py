@@ -44,6 +44,7 @@ from ..model import Side
 from ..ports import Coupling, NewRow, Record, RowChange
 from ..tables import (
     BC_ITEM,
+    BC_RESOURCE,
     BC_SALES_INVOICE,
     BC_SALES_INVOICE_LINE,
     BC_SHIPMENT_METHOD,
@@ -55,7 +56,7 @@ from ..tables import (
     CRM_SALES_ORDER,
 )
 from . import MappingRules, RuleContext, SkipRow, Written
-from .currency import CurrencyRules
+from .currency import BC_COMPANY_INFORMATION, CurrencyRules
 from .products import default_price_list, write_in_product
 
 ACTIVE, PAID = 0, 2
@@ -90,6 +91,9 @@ class PostedInvoiceRules(MappingRules):
                               "workDescription"),
                     Side.CRM: ("statecode", "statuscode", "pricelevelid", "invoicenumber", "salesorderid", "name")}
     update_only = ("statecode", "statuscode")  # a new invoice takes its state after its lines (after_write)
+    reads = (BC_SALES_INVOICE_LINE, BC_ITEM, BC_RESOURCE, BC_COMPANY_INFORMATION, CRM_SALES_ORDER, CRM_CONTACT,
+             CRM_PRODUCT, BC_SHIPMENT_METHOD)
+    creates = (CRM_INVOICE_DETAIL, CRM_PRICE_LIST)
 
     def unversioned_changes(self, ctx: RuleContext) -> list[str]:
         """Open invoices whose paid state is not the one last synchronised: partly paid (or unapplied)
@@ -269,7 +273,6 @@ class PostedInvoiceRules(MappingRules):
     @staticmethod
     def _products(ctx: RuleContext, lines: Sequence[Record]) -> dict[tuple[str, str], Record]:
         """(line type, number) -> the coupled Sales product (with its default unit)."""
-        from ..tables import BC_RESOURCE
 
         found: dict[tuple[str, str], Record] = {}
         for kind, table, mapping, key in (("Item", BC_ITEM, "ITEM-PRODUCT", "number"),

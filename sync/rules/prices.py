@@ -10,14 +10,15 @@ from ..errors import RecordError
 from ..facts import DEFAULT_PRICE_LIST
 from ..model import Side
 from ..ports import Record
-from ..tables import BC_ITEM
+from ..tables import BC_ITEM, CRM_UNIT
 from . import IGNORE, MappingRules, RuleContext
-from .currency import CurrencyRules
+from .currency import BC_COMPANY_INFORMATION, CurrencyRules
 from .units import coupled_groups, single_unit
 
 
 class PriceListRules(MappingRules):
     stales = (DEFAULT_PRICE_LIST,)  # the job writes Sales price lists
+    reads = (BC_COMPANY_INFORMATION,)
 
     def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
         return {"transactioncurrencyid": CurrencyRules().lcy_currency_id(ctx)} if dst_row is None else {}
@@ -28,6 +29,7 @@ class SalesPriceRules(MappingRules):
 
     extra_fields = {Side.BC: ("Unit_of_Measure_Code", "Item_No", "Sales_Code", "Starting_Date", "Ending_Date",
                               "Minimum_Quantity", "Variant_Code")}
+    reads = (BC_ITEM, CRM_UNIT)
 
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
         """Sales has one price per product and unit in a price list: the one in force now, for any

@@ -19,9 +19,9 @@ from ..errors import AlreadyExistsError, RecordError
 from ..facts import BC_WRITE_IN_PRODUCT, DEFAULT_PRICE_LIST
 from ..model import Direction, Side
 from ..ports import NewRow, Record, RowChange
-from ..tables import BC_SALES_SETUP, BC_VENDOR, CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM, CRM_PRODUCT
+from ..tables import BC_SALES_SETUP, BC_VENDOR, CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM, CRM_PRODUCT, CRM_UNIT
 from . import IGNORE, MappingRules, RuleContext, Written
-from .currency import CurrencyRules, company_information
+from .currency import BC_COMPANY_INFORMATION, CurrencyRules, company_information
 from .units import coupled_groups, single_unit
 
 ACTIVE, RETIRED, DRAFT = 0, 1, 2
@@ -72,6 +72,8 @@ def _default_price_list(ctx: RuleContext, lcy_id: str) -> str:
 
 class ProductRules(MappingRules):
     update_only = ("statecode", "statuscode")
+    reads = (BC_SALES_SETUP, BC_COMPANY_INFORMATION, CRM_UNIT, BC_VENDOR)
+    creates = (CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM)
 
     def __init__(self, product_type: int, blocked: str, unit: str, price: str, what: str, vendor: str):
         self.product_type = product_type   # 1 Sales Inventory (items), 3 Services (resources)

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..errors import RecordError
 from ..model import Side
-from ..tables import CRM_UNIT
+from ..tables import BC_UNIT_OF_MEASURE, CRM_UNIT
 from . import MappingRules, RuleContext, Written
 
 GROUP_NAME = "NAV {}"
@@ -50,14 +50,17 @@ def single_unit(ctx: RuleContext, group_id: str, code: str) -> str:
 
 
 class UnitGroupRules(MappingRules):
-    """Groups written by the job are checked; a new one is right by construction."""
+    """Every group the job wrote or coupled is checked, a new pair too: a group found by its name may
+    hold other units than the one Business Central needs, and that is an error on the unit of measure
+    (not found later on an item). A group the job created holds its one unit and passes."""
+
+    reads = (CRM_UNIT, BC_UNIT_OF_MEASURE)
 
     def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
-        changed = [w for w in written if not w.inserted]
         ctx.cache.pop("units_of_group", None)
-        units_of_groups(ctx, [w.target.id for w in changed])
+        units_of_groups(ctx, [w.target.id for w in written])
         failures = {}
-        for w in changed:
+        for w in written:
             try:
                 single_unit(ctx, w.target.id, w.source.values.get("code") or "")
             except RecordError as exc:
@@ -67,7 +70,6 @@ class UnitGroupRules(MappingRules):
 
 def coupled_groups(ctx: RuleContext, unit_codes: Sequence[str]) -> dict[str, str]:
     """Business Central unit codes -> the ids of their coupled unit groups (cached for the job)."""
-    from ..tables import BC_UNIT_OF_MEASURE
 
     cache = ctx.cache.setdefault("group_of_unit", {})
     wanted = [c for c in dict.fromkeys(unit_codes) if c and c not in cache]

@@ -202,11 +202,13 @@ def _sales_user(env: Env) -> str:
 
 
 def _run_sample(env: Env) -> None:
-    """The sample company, synchronised in full; then what a salesperson does in Sales that bcsync writes to
+    """The sample company, synchronised in full with the sample's configuration templates; then what a salesperson does in Sales that bcsync writes to
     Business Central through pages (a customer's fax and shipping agent, a contact's name parts and pager, a
     service product, a resource's name, an order with shipping agent, payment discount % and work description),
     a scheduled run, and an availability look-up."""
     sample.seed(env.dv, env.bc)
+    for mapping, template in (("CUSTOMER", "BCICUST"), ("ITEM-PRODUCT", "BCIITEM"), ("RESOURCE-PRODUCT", "BCIRES")):
+        env.services.set_mapping(mapping, {"template_code": template})
     report = env.full_sync()
     assert report.run.status.name == "DONE", report.to_dict()
     user = _sales_user(env)

@@ -56,11 +56,12 @@ def env(stack, isolated):
 
 @pytest.fixture
 def cli(env, tmp_path, capsys):
-    """`bcsync ...` against the test's stack; returns (exit code, stdout, stderr)."""
+    """`bcsync ...` against the test's stack, with the settings `env` was configured with last; returns
+    (exit code, stdout, stderr)."""
     settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps({"Values": env.values}))
 
     def run(*args):
+        settings.write_text(json.dumps({"Values": env.values}))
         code = main(["--settings", str(settings), *args])
         out, err = capsys.readouterr()
         return code, out, err

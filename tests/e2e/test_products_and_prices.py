@@ -91,6 +91,25 @@ def test_a_unit_group_with_more_than_one_unit_is_an_error_naming_it(env):
     assert "2000" not in products(env)
 
 
+def test_the_unit_of_measure_job_itself_reports_a_two_unit_group_on_the_unit(env):
+    env.bc.seed("unitsOfMeasure", [{"code": "KG", "displayName": "Kilogram"}])
+    [group] = env.dv.seed("uomschedule", [{"name": "NAV KG", "baseuomname": "KG"}])
+    kg = next(u for u in env.dv.rows("uom") if u["name"] == "KG")
+    env.dv.seed("uom", [{"name": "G", "quantity": 0.001, "baseuom": kg["uomid"], "uomscheduleid": group}])
+    report = env.full_sync(["UNIT OF MEASURE"])                            # no item names the unit yet
+    outcome = job(report, "UNIT OF MEASURE:to-crm")
+    assert outcome.counts.coupled == 1 and outcome.counts.failed == 1
+    [failure] = [f for f in env.errors() if f.mapping == "UNIT OF MEASURE"]
+    unit = next(u for u in env.bc.rows("unitsOfMeasure") if u["code"] == "KG")
+    assert failure.source_id == unit["id"]                                 # an error on that unit
+    assert "Unit group NAV KG must contain exactly one unit, KG; it has 2 (G, KG)" in failure.message
+    # once the extra unit is gone from the group, the next run clears the error
+    extra = next(u for u in env.dv.rows("uom") if u["name"] == "G")
+    env.dv.delete("uom", extra["uomid"])
+    env.sync(["UNIT OF MEASURE"])
+    assert [f for f in env.errors() if f.mapping == "UNIT OF MEASURE"] == []
+
+
 def test_products_created_in_sales_become_items(env):
     env.bc.seed("unitsOfMeasure", [{"code": "PCS", "displayName": "Piece"}])
     env.full_sync()

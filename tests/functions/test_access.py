@@ -37,6 +37,7 @@ ROUTES = [
     ("POST", "/api/match/NOPE", None, Access.CHANGE),
     ("POST", "/api/orders/create", {"orders": []}, Access.CHANGE),
     ("GET", "/api/items/availability", None, Access.READ),
+    ("GET", "/api/health", None, Access.READ),
 ]
 
 

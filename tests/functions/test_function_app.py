@@ -111,3 +111,16 @@ def test_timer_starts_a_scheduled_run_but_not_while_one_is_going(services):
     assert len(runs) == 2 and runs[0].trigger == "timer (past due)"
     listed = json.loads(user_function("list_runs")(http("GET", "https://x/api/runs")).get_body())
     assert [r["run"] for r in listed["runs"]] == [r.run_id for r in runs]
+
+
+def test_health_answers_200_when_every_check_passes_and_503_with_the_problems(services, stack):
+    healthy = user_function("health")(http("GET", "https://bcsync.example/api/health"))
+    assert healthy.status_code == 200 and json.loads(healthy.get_body())["healthy"] is True
+    stack.business_central.unpublished = {"ItemCard"}
+    stack.dataverse.revoke_privileges(stack.ids.integration_user_id, ["prvCreateProduct"])
+    sick = user_function("health")(http("GET", "https://bcsync.example/api/health"))
+    assert sick.status_code == 503
+    body = json.loads(sick.get_body())
+    assert body["healthy"] is False
+    assert {p["check"] for p in body["problems"]} == {"Business Central page ItemCard", "Dataverse table product"}
+    assert all(p["fix"] for p in body["problems"])

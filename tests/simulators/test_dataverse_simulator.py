@@ -184,6 +184,34 @@ def test_who_am_i(env, dv):
         assert response.headers["OData-Version"] == "4.0"
 
 
+def test_a_revoked_privilege_refuses_what_needs_it_and_is_missing_from_the_users_privileges(env, dv):
+    env.sim.revoke_privileges(APP_USER, ["prvWriteAccount", "prvReadInvoice"])
+    created = dv.post("accounts", {"name": "Adatum"})
+    assert created.status_code == 204                              # Create is still granted
+    account = entity_id(created)
+    refused = dv.patch(f"accounts({account})", {"name": "Adatum Ltd"}, headers={"If-Match": "*"})
+    assert refused.status_code == 403 and error_code(refused) == "0x80040220"
+    assert "missing prvWriteAccount privilege" in refused.json()["error"]["message"]
+    bulk = dv.post("accounts/Microsoft.Dynamics.CRM.UpdateMultiple", {"Targets": [
+        {"@odata.type": "Microsoft.Dynamics.CRM.account", "accountid": account, "name": "x"}]})
+    assert bulk.status_code == 403
+    lines = dv.get("invoicedetails?$top=1")                        # lines follow the invoice's privileges
+    assert lines.status_code == 403 and "prvReadInvoice" in lines.json()["error"]["message"]
+    assert dv.get("accounts?$top=1").status_code == 200
+
+    answer = dv.get(f"systemusers({APP_USER})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()")
+    assert answer.status_code == 200
+    held = {p["PrivilegeName"]: p for p in answer.json()["RolePrivileges"]}
+    assert "prvWriteAccount" not in held and "prvReadInvoice" not in held
+    assert held["prvCreateAccount"]["Depth"] == "Global" and "prvReadUser" in held
+    assert held["prvCreateAccount"]["BusinessUnitId"] == env.sim.root_business_unit_id
+    assert not any(name.endswith("InvoiceDetail") or name.endswith("Invoicedetail") for name in held)
+    env.sim.reset()
+    env.sim.seed("systemuser", [{"systemuserid": APP_USER, "applicationid": env.client.client_id,
+                                 "lastname": "Integration", "islicensed": False}])
+    assert dv.get("invoices?$top=1").status_code == 200           # a reset gives the role its privileges back
+
+
 def test_initial_state_is_root_business_unit_default_team_and_base_currency(env):
     env.sim.reset()
     assert [r["businessunitid"] for r in env.sim.rows("businessunit")] == [env.sim.root_business_unit_id]

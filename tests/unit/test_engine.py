@@ -7,7 +7,7 @@ import pytest
 
 from sync.config import MappingOverride, StaticCatalog, apply
 from sync.engine import CRM_ID_NAMESPACE, JobMode, SyncEngine, plan_row
-from sync.errors import ServiceUnavailableError
+from sync.errors import ConfigurationError, ServiceUnavailableError
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
 from sync.model import Direction, Side, UpdateConflictResolution
 from sync.ports import Coupling, Record
@@ -679,3 +679,51 @@ def test_salespeople_without_an_email_created_before_a_lost_answer_are_coupled_n
     coupled = {c.crm_id: people[c.bc_id]["values"]["code"] for c in w.couplings.all("SALESPEOPLE").values()}
     assert coupled == {twins[0]: "SP NO. 00001", twins[1]: "SP NO. 00002", alicia: "SP NO. 00003"}
     assert w.state.pending_inserts("SALESPEOPLE") == []
+
+
+def test_sales_owner_sets_the_salesperson_a_team_or_the_integration_user_keeps_it_and_others_fail():
+    w = World()
+    alicia = w.user("Alicia Thornber", "alicia@contoso.com")
+    una = w.user("Una Unlicensed", "una@contoso.com", islicensed=False)
+    w.run("SALESPEOPLE", FROM, full=True)
+    code = next(iter(w.bc.rows(BC_SALESPERSON).values()))["values"]["code"]
+    owned = {name: w.account(name, ownerid=owner, owneridtype=kind) for name, owner, kind in [
+        ("Alicias", alicia, "systemuser"), ("Teams", "team-1", "team"), ("Ours", "crm-integration", "systemuser"),
+        ("Unas", una, "systemuser")]}
+    out = w.run("CUSTOMER", FROM, full=True)
+    salesperson = {c["values"]["displayName"]: c["values"].get("salespersonCode")
+                   for c in w.bc.rows(BC_CUSTOMER).values()}
+    assert salesperson == {"Alicias": code, "Teams": None, "Ours": None}
+    assert (f"Salesperson Code kept where the owner is a Dataverse team: only systemuser owners map to a "
+            f"Salesperson/Purchaser, 1 record(s): account 'Teams' ({owned['Teams']}), team team-1") in out.notes
+    [failure] = w.errors.list("CUSTOMER", FROM)
+    assert failure.source_id == owned["Unas"] and failure.field == "Salesperson Code"
+    assert f"Dataverse systemuser 'Una Unlicensed' ({una}) is not coupled" in failure.message
+
+
+def test_text_longer_than_its_field_is_cut_with_a_note_or_fails_as_the_mapping_says():
+    w = World()
+    adatum = w.account("Adatum", telephone1="x" * 45)
+    for n in range(11):
+        w.account(f"Other {n:02}", telephone1="y" * 31)
+    out = w.run("CUSTOMER", FROM, full=True)
+    phones = {c["values"]["displayName"]: c["values"]["phoneNumber"] for c in w.bc.rows(BC_CUSTOMER).values()}
+    assert phones["Adatum"] == "x" * 30 and phones["Other 10"] == "y" * 30
+    # one note for the field, naming the first records with their lengths and counting the rest
+    [note] = [n for n in out.notes if n.startswith("Phone No.")]
+    assert note.startswith("Phone No. (telephone1 -> phoneNumber) cut to the 30 characters the Business Central "
+                           f"field holds, 12 record(s): account 'Adatum' ({adatum}): 45 characters; account 'Other 00'")
+    assert note.endswith(": 31 characters; and 2 more")
+
+    strict = World(Catalog(apply(m, MappingOverride.from_dict({"truncation": "error"})) if m.name == "CUSTOMER" else m
+                           for m in builtin_mappings()))
+    strict.account("Adatum", telephone1="x" * 45)
+    out = strict.run("CUSTOMER", FROM, full=True)
+    assert out.counts.failed == 1 and not strict.bc.rows(BC_CUSTOMER)
+    [failure] = strict.errors.list("CUSTOMER", FROM)
+    assert failure.field == "Phone No." and "is 45 characters long; the Business Central field holds 30" in failure.message
+
+
+def test_truncation_accepts_cut_or_error_only():
+    with pytest.raises(ConfigurationError, match="truncation must be one of cut, error"):
+        MappingOverride.from_dict({"truncation": "shorten"})
