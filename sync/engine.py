@@ -1441,7 +1441,8 @@ class _Page:
         for name, value in extra.items():
             key = f"~{name}"
             current = dst_row.values.get(name) if dst_row is not None else None
-            if both_ways and dst_row is not None and key in src_snap and not same(current, value):
+            if (both_ways and dst_row is not None and key in src_snap and not same(current, value)
+                    and name not in job.rules.source_owned):
                 source_changed = not same(value, src_snap[key])
                 destination_changed = not same(current, dst_snap.get(key))
                 if destination_changed and not source_changed:

@@ -22,6 +22,7 @@ from .model import (
 from .orders import SalesOrderProcess
 from .rules.contacts import ContactRules, OpportunityRules
 from .rules.currency import CurrencyRules
+from .rules.customers import CustomerRules
 from .rules.invoices import PostedInvoiceRules
 from .rules.prices import PriceListRules, SalesPriceRules
 from .rules.products import ProductRules
@@ -213,6 +214,10 @@ POSTED_SALES_INVOICE = TableMapping(
         FieldMapping("discountAmount", "discountamount", TO, Convert.NUMBER, caption="Invoice Discount Amount"),
         FieldMapping("paymentTermsId", "paymenttermscode", TO, Convert.LOOKUP, lookup_mapping="PAYMENT TERMS",
                      when_uncoupled=WhenUncoupled.LEAVE_BLANK, caption="Payment Terms Code"),
+        FieldMapping("shippingAgentCode", "shippingmethodcode", TO, Convert.LOOKUP, lookup_mapping="SHIPPING AGENT",
+                     bc_key="Code", when_uncoupled=WhenUncoupled.LEAVE_BLANK, caption="Shipping Agent Code"),
+        _text("shipmentDate", "datedelivered", TO, 10, "Shipment Date"),
+        _text("workDescription", "description", TO, 2000, "Work Description"),
     ),
     bc_filter="status eq 'Open' or status eq 'Paid'",
     dependencies=("CUSTOMER", "ITEM-PRODUCT", "RESOURCE-PRODUCT", "OPPORTUNITY"),
@@ -257,7 +262,7 @@ ITEM_PRODUCT = TableMapping(
     crm_filter="producttypecode eq 1",
     dependencies=("UNIT OF MEASURE", "CURRENCY"),
     inactivity_timeout_minutes=1440,
-    rules=ProductRules(1, "blocked", "baseUnitOfMeasureCode", "unitPrice", "Item"),
+    rules=ProductRules(1, "blocked", "baseUnitOfMeasureCode", "unitPrice", "Item", "vendorNo"),
 )
 
 RESOURCE_PRODUCT = TableMapping(
@@ -279,7 +284,7 @@ RESOURCE_PRODUCT = TableMapping(
     ),
     crm_filter="producttypecode eq 3",
     dependencies=("UNIT OF MEASURE", "CURRENCY"),
-    rules=ProductRules(3, "Blocked", "Base_Unit_of_Measure", "Unit_Price", "Resource"),
+    rules=ProductRules(3, "Blocked", "Base_Unit_of_Measure", "Unit_Price", "Resource", "Vendor_No"),
 )
 
 CUSTOMER_PRICE_GROUP = TableMapping(
@@ -353,9 +358,11 @@ CUSTOMER = TableMapping(
         FieldMapping(None, "customertypecode", TO, Convert.NUMBER, constant=3, caption="Relationship Type",
                      insert_only=True),
     ),
-    bc_filter="blocked eq '_x0020_'",
-    crm_filter="statecode eq 0 and customertypecode eq 3",
+    # not blocked / active: checked on uncoupled rows only (CustomerRules), so that a coupled customer or
+    # account that becomes blocked or inactive still gets that change across
+    crm_filter="customertypecode eq 3",
     dependencies=("SALESPEOPLE", "CURRENCY", "PAYMENT TERMS", "SHIPMENT METHOD", "SHIPPING AGENT"),
+    rules=CustomerRules(),
 )
 
 SALES_ORDER = TableMapping(

@@ -17,6 +17,7 @@ using Microsoft.Integration.Entity;
 using Microsoft.Inventory.Item;
 using Microsoft.Inventory.Ledger;
 using Microsoft.Projects.Resources.Resource;
+using Microsoft.Purchases.Vendor;
 using Microsoft.Sales.Customer;
 using Microsoft.Sales.Document;
 using Microsoft.Sales.History;
@@ -61,6 +62,7 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "Payment Terms" = R,
         tabledata "Shipment Method" = R,
         tabledata "Shipping Agent" = R,
+        tabledata Vendor = R,
         tabledata "Customer Price Group" = R,
         tabledata "Sales Price" = R,
         tabledata "Sales Invoice Header" = R,
@@ -90,5 +92,6 @@ permissionset 50100 "BCS INTEGRATION"
         page "Sales Order" = X,
         page "Shipping Agents" = X,
         page "Config. Template List" = X,
-        page "Config. Template Subform" = X;
+        page "Config. Template Subform" = X,
+        page "Posted Sales Invoice" = X;
 }

@@ -6,7 +6,8 @@ validation messages follow the standard APIV2 pages (microsoft/ALAppExtensions, 
 the BaseApp tables. Table logic (OnInsert/OnModify/OnDelete) is registered with `Catalog.on`.
 
 The master data and setup here (with the chart of accounts: `accounts`, read-only like BC's API page,
-its rows seeded in-process); marketing.py adds contacts, business relations and opportunities,
+its rows seeded in-process; vendors; fixed assets and item charges as the pages FixedAssets and
+ItemCharges, for invoice lines); marketing.py adds contacts, business relations and opportunities,
 inventory.py units of measure, items, item ledger entries and resources, pricing.py price groups,
 sales prices, exchange rates and the Sales & Receivables Setup, documents.py sales orders (with the
 SalesOrder page) and invoices with posting and payments.
@@ -224,6 +225,22 @@ def build_catalog() -> Catalog:
         Column("Blocked", "bool"),
     ], key=("No.",)))
 
+    vendor = cat.add_table(Table(23, "Vendor", [
+        Column("No.", "code", 20),
+        Column("Name", "text", 100),
+        Column("Blocked", "option", options=(" ", "Payment", "All")),
+    ], key=("No.",), series=NumberSeries("V00010", 10)))
+    fixed_asset = cat.add_table(Table(5600, "Fixed Asset", [
+        Column("No.", "code", 20),
+        Column("Description", "text", 100),
+        Column("Blocked", "bool"),
+        Column("Inactive", "bool"),
+    ], key=("No.",), series=NumberSeries("FA000010", 10)))
+    item_charge = cat.add_table(Table(5800, "Item Charge", [
+        Column("No.", "code", 20),
+        Column("Description", "text", 100),
+    ], key=("No.",)))
+
     company_information = cat.add_table(Table(79, "Company Information", [
         Column("Primary Key", "code", 10),
         Column("Name", "text", 100),
@@ -395,6 +412,15 @@ def build_catalog() -> Catalog:
         *_api_system_fields(),
     ], entity_name="account", insertable=False, modifiable=False, deletable=False, seedable=True))
 
+    cat.add_api(View("vendors", vendor, [
+        _id(),
+        Field("number", "No."),
+        NonBlank("displayName", "Name", 'The blank "displayName" is not allowed.'),
+        Field("blocked", "Blocked"),
+        _last_modified(),
+        *_api_system_fields(),
+    ], entity_name="vendor"))
+
     # -- OData v4 page web services -----------------------------------------------------------------------
     cat.add_page(PageView("CustomerCard", customer, [
         Field("No", "No."),
@@ -425,6 +451,15 @@ def build_catalog() -> Catalog:
         Field("Internet_Address", "Internet Address"),
         SystemField("SystemId", "SystemId", "guid"),
         SystemField("SystemModifiedAt", "SystemModifiedAt", "datetime"),
+    ]))
+
+    # pages 5601 "Fixed Asset List" and 5801 "Item Charges" (API v2.0 has neither): what invoice lines sell
+    cat.add_page(PageView("FixedAssets", fixed_asset, [
+        Field("No", "No."), Field("Description", "Description"), Field("Blocked", "Blocked"),
+        Field("Inactive", "Inactive"), *page_system_fields(),
+    ]))
+    cat.add_page(PageView("ItemCharges", item_charge, [
+        Field("No", "No."), Field("Description", "Description"), *page_system_fields(),
     ]))
 
     from . import documents, inventory, marketing, pricing

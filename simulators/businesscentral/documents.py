@@ -2,9 +2,10 @@
 
 Tables: "Sales Order Entity Buffer" (orders, numbers 101001...) with "Sales Line"; "Sales Invoice
 Entity Aggregate" holding draft invoices (102001...) and posted invoices (103001..., Posted = true)
-with "Sales Invoice Line Aggregate". A line is a Comment or sells an Item, a Resource or an Account
-(a G/L account that is a posting account, not blocked, with Direct Posting: freight and other charges;
-its description is the account's name, its price the one given). Line amounts and header totals are
+with "Sales Invoice Line Aggregate". A line is a Comment or sells an Item, a Resource, an Account
+(a G/L account that is a posting account, not blocked, with Direct Posting: freight and other charges),
+a Charge (an item charge) or a Fixed Asset (not blocked, not inactive); an account's, charge's or fixed
+asset's line takes its name as description and keeps the price it is given. Line amounts and header totals are
 computed when read:
 
     amountExcludingTax = quantity x unitPrice - discountAmount   (prices excluding tax)
@@ -26,7 +27,10 @@ A document takes its sell-to customer's shipment method and shipping agent. What
 publish (Your Reference, the shipping agent) or publish read-only (the bill-to address) is set through
 the page web service `SalesOrder` (page 42, keyed `SalesOrder(Document_Type='Order',No='101001')`),
 which modifies orders but neither creates nor deletes them. Posted invoices do publish Your Reference,
-as customerPurchaseOrderReference.
+as customerPurchaseOrderReference; their shipping agent, shipment date and work description are read
+through page 132 "Posted Sales Invoice" published as `PostedSalesInvoice` (read-only; the simulator's
+page also lists draft invoices, which an integration reading posted numbers never asks for). A document's
+Shipment Date starts as its requested delivery date or document date.
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ HEADER_OF = {ORDER_LINES: ORDERS, INVOICE_LINES: INVOICES}
 
 POSTED_INVOICE_NUMBERS = NumberSeries("103001")
 LINE_TYPES = ("Comment", "Account", "Item", "Resource", "Fixed Asset", "Charge")
-LINE_SOURCES = {"Item": "Item", "Resource": "Resource", "Account": "G/L Account"}  # the table "No." refers to
+LINE_SOURCES = {"Item": "Item", "Resource": "Resource", "Account": "G/L Account",  # the table "No." refers to
+                "Charge": "Item Charge", "Fixed Asset": "Fixed Asset"}
+PRICED_BY_LINE = ("Account", "Charge", "Fixed Asset")  # no price or unit of their own: the line keeps what it is given
 ORDER_STATUS = ("Draft", "In Review", "Open")
 INVOICE_STATUS = (" ", "Draft", "In Review", "Open", "Paid", "Canceled", "Corrective")
 LINE_STEP = 10000
@@ -294,6 +300,7 @@ def _header_columns(invoice: bool) -> list[Column]:
         Column("Posting Date", "date"),
         Column("Due Date", "date"),
         Column("Requested Delivery Date", "date"),
+        Column("Shipment Date", "date"),
         Column("Sell-to Customer No.", "code", 20),
         Column("Sell-to Customer Name", "text", 100),
         Column("Bill-to Customer No.", "code", 20),
@@ -367,6 +374,8 @@ def _header_hooks(header_table: str):
             raise errors.dialog("Invoice discount must be positive.")
         record["Document Date"] = record["Document Date"] or session.today()
         record["Posting Date"] = record["Posting Date"] or session.today()
+        record["Shipment Date"] = (record["Shipment Date"] or record["Requested Delivery Date"]
+                                   or record["Document Date"])
         if invoice:
             record["Status"] = "Open" if record["Posted"] else "Draft"
         if "dueDate" not in values:
@@ -476,7 +485,11 @@ def _header_fields(header_table: str) -> list[Field]:
         Field("email", "Sell-to E-Mail"),
     ]
     if invoice:
-        fields.append(Computed("posted", "bool", lambda s, r: r["Posted"], exposed=False))
+        fields += [Computed("posted", "bool", lambda s, r: r["Posted"], exposed=False),
+                   # not published by API v2.0 (page 132 has them): seedable on drafts, as a user sets them
+                   Field("shippingAgentCode", "Shipping Agent Code", exposed=False),
+                   Field("shipmentDate", "Shipment Date", exposed=False),
+                   Field("workDescription", "Work Description", exposed=False)]
     else:
         # API v2.0 orders publish no Your Reference (page 42 does, as Your_Reference)
         fields += [Field("shippingAdvice", "Shipping Advice", exposed=False),
@@ -516,10 +529,13 @@ class LineObjectId(Field):
 
 
 def _check_source(kind: str, source: dict) -> None:
-    """A line's item or resource must not be blocked, its G/L account must pass GLAcc.CheckGLAcc."""
+    """A line's item, resource or fixed asset must not be blocked (a fixed asset not inactive either), its
+    G/L account must pass GLAcc.CheckGLAcc; an item charge has nothing to check."""
     if kind == "Account":
         check_gl_account(source)
-    elif source["Blocked"]:
+    elif kind == "Fixed Asset" and source["Inactive"]:
+        raise errors.must_be_equal("Inactive", "No", kind, [("No.", source["No."])], "Yes")
+    elif kind != "Charge" and source["Blocked"]:
         raise errors.must_be_equal("Blocked", "No", kind, [("No.", source["No."])], "Yes")
 
 
@@ -571,8 +587,8 @@ def _line_hooks(lines_table: str):
                 record[column] = 0.0
             return
         if kind not in LINE_SOURCES:
-            raise errors.dialog(f"The simulator does not support lines of type {kind}; use Comment, Item, Resource "
-                                "or Account.")
+            raise errors.dialog(f"The simulator does not support lines of type {kind}; use Comment, Item, Resource, "
+                                "Account, Charge or Fixed Asset.")
         if not record["No."]:
             raise errors.must_have_value("No.", table.name, key)
         source = session.find(LINE_SOURCES[kind], (record["No."],))
@@ -585,8 +601,8 @@ def _line_hooks(lines_table: str):
             raise errors.must_be_equal("Direct Posting", "Yes", LINE_SOURCES[kind], [("No.", source["No."])], "No")
         if new_object:
             if "description" not in values:
-                record["Description"] = source["Description" if kind == "Item" else "Name"]
-            if kind != "Account":  # a G/L account has no price or unit: the line keeps what it was given
+                record["Description"] = source["Name" if kind in ("Resource", "Account") else "Description"]
+            if kind not in PRICED_BY_LINE:
                 if "unitPrice" not in values:
                     record["Unit Price"] = source["Unit Price"]
                 if "unitOfMeasureCode" not in values and "unitOfMeasureId" not in values:
@@ -726,6 +742,7 @@ def _new_posted_invoice(session: Session, source_table: str, header: dict, syste
     })
     if source_table == ORDERS:
         record.update({"Order No.": header["No."], "Order Id": header["SystemId"]})
+    record["Shipment Date"] = header["Shipment Date"] or record["Document Date"]
     if source_table == ORDERS or record["Due Date"] is None:
         _due_date(session, record)
     return record
@@ -926,6 +943,15 @@ def register(cat: Catalog) -> None:
         "reopen": reopen,
     })
     views["salesInvoices"].actions["post"] = post_invoice
+
+    # page 132 "Posted Sales Invoice": what API v2.0 does not publish of a posted invoice
+    cat.add_page(PageView("PostedSalesInvoice", cat.tables[INVOICES], [
+        Field("No", "No.", read_only=True),
+        Field("Shipment_Date", "Shipment Date", read_only=True),
+        Field("Shipping_Agent_Code", "Shipping Agent Code", read_only=True),
+        Field("GetWorkDescription", "Work Description", read_only=True, page_variable=True),  # a control over a method
+        *page_system_fields(),
+    ], insertable=False, modifiable=False, deletable=False))
 
     # page 42 "Sales Order", its controls in the page's order (a request's values are validated in that order):
     # a header change passes salesOrders' checks (and due date) like one through the API

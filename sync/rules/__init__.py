@@ -96,6 +96,9 @@ class MappingRules:
     reads: tuple = ()
     writes: tuple = ()
     creates: tuple = ()
+    #: computed values the source side owns: written whenever the destination differs, even where a user
+    #: changed the destination since (not merged like bidirectional fields)
+    source_owned: tuple[str, ...] = ()
 
     def accept(self, ctx: RuleContext, row: Record, coupling: Coupling | None) -> str | RecordError | None:
         return None

@@ -4,17 +4,23 @@ Business Central relates a person contact to a company contact (Company No.), an
 contact to a customer through a business relation (read from `contactsInformation`). Sales relates a
 contact to its parent account. The chain person -> company -> customer -> coupled account is
 followed both ways, for a page of rows at a time.
+
+When a contact is coupled after its customer and account (the CUSTOMER job cleared the primary contact
+then, as it was not coupled yet), the primary contact is back-filled where it is empty, as Business
+Central does: the account's Primary Contact and the customer's Primary Contact No. become the one the
+other side names, if that is the contact just coupled; when both are empty, the first contact coupled.
+A customer or account that had not changed since its last synchronisation stays synchronised.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from ..errors import RecordError
 from ..model import BcTable, Direction, Side
-from ..ports import Record
-from ..tables import BC_CONTACT
-from . import IGNORE, MappingRules, RuleContext
+from ..ports import Coupling, Record, RowChange
+from ..tables import BC_CONTACT, BC_CUSTOMER, CRM_ACCOUNT
+from . import IGNORE, MappingRules, RuleContext, Written
 
 BC_CONTACT_RELATIONS = BcTable("contactsInformation", "Contact Business Relation", key_field="contactNumber",
                                id_field="contactId", modified_field=None)
@@ -62,6 +68,7 @@ def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[
 class ContactRules(MappingRules):
     extra_fields = {Side.BC: ("companyNumber", "type"), Side.CRM: ("parentcustomerid", "parentcustomeridtype")}
     reads = (BC_CONTACT_RELATIONS,)
+    writes = (CRM_ACCOUNT, BC_CUSTOMER)  # primary contacts back-filled
 
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
         if ctx.direction is Direction.FROM_CRM and row.values.get("parentcustomeridtype") != "account":
@@ -99,6 +106,86 @@ class ContactRules(MappingRules):
         if dst_row is None:
             values["displayName"] = row.values.get("fullname") or ""
         return values
+
+    def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
+        return back_fill_primary_contacts(ctx, written)
+
+
+class NewContact(NamedTuple):
+    account: str        # the parent account's id
+    contact: str        # the Sales contact's id
+    number: str         # the Business Central contact's number
+    source: str         # the job's source row id
+
+
+def new_contacts(ctx: RuleContext, written: Sequence[Written]) -> list[NewContact]:
+    """The pairs a page coupled (or whose follow-up is retried), with their parent account."""
+    found = []
+    for w in written:
+        if not (w.inserted or w.retried):
+            continue
+        if ctx.direction is Direction.TO_CRM:
+            company = w.source.values.get("companyNumber")
+            account, crm, bc = accounts_of_companies(ctx, [company]).get(company), w.target, w.source
+        else:
+            account, crm, bc = w.source.values.get("parentcustomerid"), w.source, w.target
+        if account and bc.values.get("number"):
+            found.append(NewContact(str(account).lower(), crm.id, bc.values["number"], w.source.id))
+    return found
+
+
+def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
+    """Primary contacts left empty because the contact was not coupled yet, set now that it is. As Business
+    Central does, a customer or account that had not changed since it was last synchronised is kept so:
+    its CUSTOMER coupling takes the new version and value, and the next CUSTOMER job has nothing to do."""
+    new = new_contacts(ctx, written)
+    if not new or "CUSTOMER" not in ctx.catalog:
+        return {}
+    accounts = {a.id.lower(): a for a in ctx.crm.read_ids(CRM_ACCOUNT, ["primarycontactid"], [n.account for n in new])}
+    couplings = {a.lower(): c for a, c in ctx.couplings.get_many("CUSTOMER", Side.CRM, list(accounts)).items()}
+    customers = {c.id.lower(): c for c in ctx.bc.read_ids(BC_CUSTOMER, ["primaryContactNo"],
+                                                          [c.bc_id for c in couplings.values()])}
+    account_changes: list[tuple[NewContact, Record, Coupling | None]] = []
+    customer_changes: list[tuple[NewContact, Record, Coupling | None]] = []
+    for account_id, account in accounts.items():
+        mine = [n for n in new if n.account == account_id]
+        coupling = couplings.get(account_id)
+        customer = customers.get(coupling.bc_id.lower()) if coupling else None
+        named_in_sales = str(account.values.get("primarycontactid") or "").lower()
+        named_in_bc = customer.values.get("primaryContactNo") if customer else None
+        if not named_in_sales:
+            chosen = next((n for n in mine if n.number == named_in_bc), None) if named_in_bc else mine[0]
+            if chosen:
+                account_changes.append((chosen, account, coupling))
+        if customer is not None and not named_in_bc:
+            chosen = next((n for n in mine if n.contact.lower() == named_in_sales), None) if named_in_sales else mine[0]
+            if chosen:
+                customer_changes.append((chosen, customer, coupling))
+    fm = next((f for f in ctx.catalog["CUSTOMER"].fields if f.crm == "primarycontactid"), None)
+    failures: dict[str, RecordError] = {}
+    kept: dict[int, Coupling] = {}
+    for side, table, what, changes in ((Side.CRM, CRM_ACCOUNT, "account", account_changes),
+                                       (Side.BC, BC_CUSTOMER, "customer", customer_changes)):
+        field = "primarycontactid" if side is Side.CRM else "primaryContactNo"
+        endpoint = ctx.endpoint(side)
+        values = [n.contact if side is Side.CRM else n.number for n, _, _ in changes]
+        results = endpoint.update(table, [RowChange(row.id, None, {field: value})
+                                          for (_, row, _), value in zip(changes, values)], [field]) if changes else []
+        for (n, row, coupling), result in zip(changes, results):
+            if result.error is not None:
+                failures[n.source] = RecordError(f"Contact {n.number}: it could not be made the primary contact of "
+                                                 f"its {what}: {result.error.message}", code=result.error.code)
+            elif coupling is not None and fm is not None and coupling.etag_on(side) == row.etag and result.record:
+                # unchanged since synchronised: the pair stays synchronised, with the primary contact
+                if side is Side.CRM:
+                    coupling.crm_etag = result.record.etag
+                else:
+                    coupling.bc_etag = result.record.etag
+                coupling.bc_values[fm.key], coupling.crm_values[fm.key] = n.number, n.contact
+                kept[id(coupling)] = coupling
+    if kept:
+        ctx.couplings.save_many(list(kept.values()))
+    return failures
 
 
 class OpportunityRules(MappingRules):

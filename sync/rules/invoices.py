@@ -8,8 +8,20 @@
   resources are looked up before the header is written, those not coupled yet are synchronised first
   (when ITEM-PRODUCT or RESOURCE-PRODUCT would: not blocked, within the filter), and an invoice with a
   line whose product still cannot be found fails as a whole, naming the line, the item and why, and
-  nothing of it is written. Comment lines carry no amounts and are left out. Lines are never
-  synchronised on their own.
+  nothing of it is written. A line with no Sales product (a G/L account, such as freight or the
+  invoice rounding line, an item charge, a fixed asset, or the write-in item or resource of Sales &
+  Receivables Setup) becomes a write-in product described "<No.> <Description>.". Comment lines carry
+  no amounts and are left out. Lines are never synchronised on their own.
+- Line amounts are Business Central's: tax is the line's amount including tax less its amount (both after
+  the invoice discount), the extended amount adds the line's share of the invoice discount back, as the
+  invoice's own discount is taken off the header. With prices including tax, the price per unit is the
+  line's amount before discounts and excluding tax, per unit (Business Central subtracts the tax per unit,
+  which an invoice discount throws off). Whatever a price per unit rounded to cents leaves between Sales'
+  arithmetic (price x quantity - discount + tax) and the posted lines goes to one write-in line
+  "Rounding", so that the Sales invoice's totals are the sums of its lines and equal the posted invoice's.
+- The shipping agent becomes the shipping method (through the SHIPPING AGENT option coupling), the shipment
+  date the date delivered, the work description the description; a new invoice without a work description
+  takes its shipment method's description instead.
 - An invoice of an order that came from Sales (Your Reference = the Sales order number) belongs to
   that order: it takes the order's name, order, opportunity, price list and owner (a user; a team
   owner leaves the salesperson's user). The order's customer (its account, or its contact's parent
@@ -38,6 +50,7 @@ from ..tables import (
     BC_RESOURCE,
     BC_SALES_INVOICE,
     BC_SALES_INVOICE_LINE,
+    BC_SHIPMENT_METHOD,
     CRM_CONTACT,
     CRM_INVOICE,
     CRM_INVOICE_DETAIL,
@@ -47,13 +60,14 @@ from ..tables import (
 )
 from . import MappingRules, RuleContext, SkipRow, Written
 from .currency import BC_COMPANY_INFORMATION, CurrencyRules
-from .products import default_price_list
+from .products import default_price_list, write_in_product
 
 ACTIVE, PAID = 0, 2
 BILLED, COMPLETE, PARTIAL = 4, 100001, 100002
 OPEN_INVOICES_PAGE = 20_000  # Business Central's largest page: one request per 20,000 open invoices
 LINE_FIELDS = ["documentId", "sequence", "lineType", "lineObjectNumber", "description", "quantity", "unitPrice",
-               "discountAmount", "amountExcludingTax", "amountIncludingTax", "shipmentDate"]
+               "discountAmount", "invoiceDiscountAllocation", "netAmount", "netAmountIncludingTax", "shipmentDate"]
+WITH_PRODUCT = {"Item": "ITEM-PRODUCT", "Resource": "RESOURCE-PRODUCT"}  # line types sold as a coupled product
 DETAIL_NAMESPACE = uuid.UUID("0b6f5a4e-4d0a-4a55-a0a5-5f4bb3e8c9d1")
 
 
@@ -76,11 +90,12 @@ def invoice_state(row: Record) -> tuple[int, int]:
 class PostedInvoiceRules(MappingRules):
     extra_fields = {Side.BC: ("number", "currencyCode", "currencyId", "totalAmountExcludingTax",
                               "totalAmountIncludingTax", "remainingAmount", "discountAmount",
-                              "customerPurchaseOrderReference"),
+                              "customerPurchaseOrderReference", "pricesIncludeTax", "shipmentMethodId",
+                              "workDescription"),
                     Side.CRM: ("statecode", "statuscode", "pricelevelid", "invoicenumber", "salesorderid", "name")}
     update_only = ("statecode", "statuscode")  # a new invoice takes its state after its lines (after_write)
     reads = (BC_SALES_INVOICE_LINE, BC_ITEM, BC_RESOURCE, BC_COMPANY_INFORMATION, CRM_SALES_ORDER, CRM_CONTACT,
-             CRM_PRODUCT)
+             CRM_PRODUCT, BC_SHIPMENT_METHOD)
     creates = (CRM_INVOICE_DETAIL, CRM_PRICE_LIST)
 
     def unversioned_changes(self, ctx: RuleContext) -> list[str]:
@@ -106,6 +121,13 @@ class PostedInvoiceRules(MappingRules):
                      if origins.get(r.values.get("customerPurchaseOrderReference") or "")}
         ctx.cache["invoice_accounts"] = {bc_id.lower(): c.crm_id.lower() for bc_id, c in ctx.couplings.get_many(
             "CUSTOMER", Side.BC, sorted(customers)).items()} if customers else {}
+        methods = ctx.cache.setdefault("shipment_methods", {})
+        wanted = sorted({str(r.values["shipmentMethodId"]).lower() for r in rows if r.values.get("shipmentMethodId")}
+                        - set(methods))
+        if wanted:
+            found = {m.id.lower(): m.values.get("displayName") for m in ctx.bc.read_ids(BC_SHIPMENT_METHOD,
+                                                                                         ["displayName"], wanted)}
+            methods.update({m: found.get(m) for m in wanted})
         self._prepare_lines(ctx, rows)
 
     def _prepare_lines(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
@@ -122,15 +144,17 @@ class PostedInvoiceRules(MappingRules):
 
     @staticmethod
     def _check_lines(ctx: RuleContext, row: Record) -> None:
-        """An invoice whose item or resource line has no Sales product is not written at all."""
+        """An invoice whose item or resource line (other than the write-in one) has no Sales product is not
+        written at all."""
         products, problems = ctx.cache["line_products"], ctx.cache["line_problems"]
+        _, write_in = write_in_product(ctx)
         for line in ctx.cache["invoice_lines"].get(row.id.lower(), []):
             v = line.values
             kind, number = v.get("lineType"), v.get("lineObjectNumber")
-            if kind in ("Item", "Resource") and (kind, number) not in products:
+            if kind in WITH_PRODUCT and number != write_in and (kind, number) not in products:
                 why = problems.get((kind, number))
                 advice = f"it could not be synchronised first: {why}" if why else \
-                    f"couple it first (table mapping {'ITEM-PRODUCT' if kind == 'Item' else 'RESOURCE-PRODUCT'})."
+                    f"couple it first (table mapping {WITH_PRODUCT[kind]})."
                 raise RecordError(f"Posted Sales Invoice {row.values.get('number')}: {kind.lower()} {number} on line "
                                   f"{v.get('sequence')} is not coupled to a Sales product, so the invoice is not "
                                   f"written; {advice}", field="No.", code="NotCoupled")
@@ -186,6 +210,9 @@ class PostedInvoiceRules(MappingRules):
         less_freight = float(row.values.get("totalAmountExcludingTax") or 0)
         values: dict[str, Any] = {"name": row.values.get("number"), "totaltax": round(total - less_freight, 2)}
         if dst_row is None:
+            method = str(row.values.get("shipmentMethodId") or "").lower()
+            if not row.values.get("workDescription") and ctx.cache["shipment_methods"].get(method):
+                values["description"] = ctx.cache["shipment_methods"][method]
             values.update(self.origin_values(ctx, row))
             if "pricelevelid" not in values:
                 values["pricelevelid"] = self.price_list(ctx, row)
@@ -244,12 +271,9 @@ class PostedInvoiceRules(MappingRules):
         failures: dict[str, RecordError] = {}
         details: list[tuple[Written, NewRow]] = []
         for w in new:
-            mine = lines_of.get(w.source.id.lower(), [])
-            try:
-                details += [(w, self._detail(w, line, products)) for line in mine
-                            if line.values.get("lineType") in ("Item", "Resource")]
-            except RecordError as exc:
-                failures[w.source.id] = exc
+            mine = [l for l in lines_of.get(w.source.id.lower(), []) if l.values.get("lineType") != "Comment"]
+            rows = [self._detail(w, line, products) for line in mine]
+            details += [(w, d) for d in rows + self._rounding(w, mine, rows)]
         results = ctx.crm.insert(CRM_INVOICE_DETAIL, [d for w, d in details if w.source.id not in failures], ["quantity"])
         for (w, _), result in zip([x for x in details if x[0].source.id not in failures], results):
             if result.error is not None and result.error.code not in ("0x80040237",):  # already there: a retry
@@ -261,16 +285,9 @@ class PostedInvoiceRules(MappingRules):
         for w in new:
             if w.source.id in failures:
                 continue
-            mine = lines_of.get(w.source.id.lower(), [])
             state, status = invoice_state(w.source)
-            line_discounts = sum(float(l.values.get("discountAmount") or 0) for l in mine)
-            total = float(w.source.values.get("totalAmountIncludingTax") or 0)
-            less_freight = float(w.source.values.get("totalAmountExcludingTax") or 0)
-            discount = float(w.source.values.get("discountAmount") or 0)
             # the totals once more after the lines, which Dataverse would otherwise recalculate from
-            values: dict[str, Any] = {"totallineitemdiscountamount": line_discounts, "totalamount": total,
-                                      "totalamountlessfreight": less_freight, "totaltax": round(total - less_freight, 2),
-                                      "discountamount": discount, "totaldiscountamount": discount + line_discounts}
+            values: dict[str, Any] = totals_of(w.source, [d for x, d in details if x is w])
             if state != ACTIVE:
                 values.update(statecode=state, statuscode=status)
             else:
@@ -286,13 +303,15 @@ class PostedInvoiceRules(MappingRules):
     def _products(ctx: RuleContext, lines: Sequence[Record], rows: Sequence[Record]) \
             -> tuple[dict[tuple[str, str], Record], dict[tuple[str, str], str]]:
         """(line type, number) -> the coupled Sales product (with its default unit); items and resources not
-        coupled yet are synchronised first. Also (line type, number) -> why one could not be."""
-
+        coupled yet are synchronised first (not the write-in one, which needs no product). Also (line type,
+        number) -> why one could not be."""
+        _, write_in = write_in_product(ctx)
         found: dict[tuple[str, str], Record] = {}
         problems: dict[tuple[str, str], str] = {}
         for kind, table, mapping, key in (("Item", BC_ITEM, "ITEM-PRODUCT", "number"),
                                           ("Resource", BC_RESOURCE, "RESOURCE-PRODUCT", "No")):
-            numbers = sorted({l.values.get("lineObjectNumber") for l in lines if l.values.get("lineType") == kind})
+            numbers = sorted({l.values.get("lineObjectNumber") for l in lines if l.values.get("lineType") == kind}
+                             - {write_in})
             if not numbers:
                 continue
             records = ctx.bc.read_matching(table, [key], key, numbers)
@@ -310,19 +329,50 @@ class PostedInvoiceRules(MappingRules):
     def _detail(w: Written, line: Record, products: dict) -> NewRow:
         v = line.values
         kind, number = v.get("lineType"), v.get("lineObjectNumber")
-        product = products.get((kind, number))
-        if product is None:
-            raise RecordError(f"Posted Sales Invoice {w.source.values.get('number')}: {kind.lower()} {number} on line "
-                              f"{v.get('sequence')} is not coupled to a Sales product; couple it first (table mapping "
-                              f"{'ITEM-PRODUCT' if kind == 'Item' else 'RESOURCE-PRODUCT'}).", field="No.",
-                              code="NotCoupled")
-        amount, incl = float(v.get("amountExcludingTax") or 0), float(v.get("amountIncludingTax") or 0)
-        discount = float(v.get("discountAmount") or 0)
-        return NewRow({
-            "invoiceid": w.target.id, "productid": product.id, "uomid": product.values.get("defaultuomid"),
-            "quantity": v.get("quantity") or 0, "priceperunit": v.get("unitPrice") or 0, "ispriceoverridden": True,
-            "manualdiscountamount": discount, "volumediscountamount": 0, "tax": round(incl - amount, 2),
-            "baseamount": amount + discount, "extendedamount": incl, "lineitemnumber": int(v.get("sequence") or 0),
+        product = products.get((kind, number))  # none: a write-in (the invoice's lines were checked before)
+        quantity = float(v.get("quantity") or 0)
+        net, share, discount = (float(v.get(f) or 0)
+                                for f in ("netAmount", "invoiceDiscountAllocation", "discountAmount"))
+        tax = round(float(v.get("netAmountIncludingTax") or 0) - net, 2)
+        price = float(v.get("unitPrice") or 0)
+        if w.source.values.get("pricesIncludeTax"):
+            price = round((net + share + discount) / quantity, 2) if quantity else 0.0
+        base = round(price * quantity, 2)
+        values = {
+            "invoiceid": w.target.id, "quantity": quantity, "priceperunit": price, "ispriceoverridden": True,
+            "manualdiscountamount": discount, "volumediscountamount": 0, "tax": tax, "baseamount": base,
+            "extendedamount": round(base - discount + tax, 2), "lineitemnumber": int(v.get("sequence") or 0),
             "description": v.get("description") or None,
             "actualdeliveryon": str(v.get("shipmentDate")) if v.get("shipmentDate") else None,
-        }, id=str(uuid.uuid5(DETAIL_NAMESPACE, line.id)))
+        }
+        if product is None:  # a write-in product, as Business Central writes it
+            values.update(isproductoverridden=True, productdescription=f"{number} {v.get('description') or ''}.")
+        else:
+            values.update(productid=product.id, uomid=product.values.get("defaultuomid"))
+        return NewRow(values, id=str(uuid.uuid5(DETAIL_NAMESPACE, line.id)))
+
+    @staticmethod
+    def _rounding(w: Written, lines: Sequence[Record], details: Sequence[NewRow]) -> list[NewRow]:
+        """The write-in line "Rounding" for what the details' own arithmetic leaves of the posted lines'
+        amounts (including tax, the invoice discount added back as it is taken off the header); none when
+        nothing is left."""
+        posted = sum(float(l.values.get(f) or 0) for l in lines
+                     for f in ("netAmountIncludingTax", "invoiceDiscountAllocation"))
+        left = round(posted - sum(d.values["extendedamount"] for d in details), 2)
+        if not left:
+            return []
+        return [NewRow({"invoiceid": w.target.id, "isproductoverridden": True, "productdescription": "Rounding",
+                        "quantity": 1, "priceperunit": left, "ispriceoverridden": True, "manualdiscountamount": 0,
+                        "volumediscountamount": 0, "tax": 0, "baseamount": left, "extendedamount": left},
+                       id=str(uuid.uuid5(DETAIL_NAMESPACE, f"{w.source.id}/rounding")))]
+
+
+def totals_of(invoice: Record, details: Sequence[NewRow]) -> dict[str, Any]:
+    """A Sales invoice's totals as the sums of its lines, less the posted invoice's discount."""
+    discount = float(invoice.values.get("discountAmount") or 0)
+    line_discounts = round(sum(d.values["manualdiscountamount"] for d in details), 2)
+    tax = round(sum(d.values["tax"] for d in details), 2)
+    total = round(sum(d.values["extendedamount"] for d in details) - discount, 2)
+    return {"totallineitemdiscountamount": line_discounts, "totalamount": total, "totaltax": tax,
+            "totalamountlessfreight": round(total - tax, 2), "discountamount": discount,
+            "totaldiscountamount": round(discount + line_discounts, 2)}

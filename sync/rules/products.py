@@ -3,6 +3,7 @@
 - Items become products of type Sales Inventory, resources of type Services; a new product gets the
   local currency, quantity decimals 2, the default price list, its unit group's unit, and is
   published (Dataverse creates products as drafts); afterwards Blocked and Retired follow each other.
+- A product's vendor name is the name of the item's or resource's vendor (blank without one).
 - Uncoupled blocked items/resources and uncoupled products that are not active create nothing; the
   write-in item or resource of Sales & Receivables Setup is never synchronised.
 - The default price list "<company> Default Price List" in the local currency is created when
@@ -18,7 +19,7 @@ from ..errors import AlreadyExistsError, RecordError
 from ..facts import BC_WRITE_IN_PRODUCT, DEFAULT_PRICE_LIST
 from ..model import Direction, Side
 from ..ports import NewRow, Record, RowChange
-from ..tables import BC_SALES_SETUP, CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM, CRM_PRODUCT, CRM_UNIT
+from ..tables import BC_SALES_SETUP, BC_VENDOR, CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM, CRM_PRODUCT, CRM_UNIT
 from . import IGNORE, MappingRules, RuleContext, Written
 from .currency import BC_COMPANY_INFORMATION, CurrencyRules, company_information
 from .units import coupled_groups, single_unit
@@ -71,18 +72,20 @@ def _default_price_list(ctx: RuleContext, lcy_id: str) -> str:
 
 class ProductRules(MappingRules):
     update_only = ("statecode", "statuscode")
-    reads = (BC_SALES_SETUP, BC_COMPANY_INFORMATION, CRM_UNIT)
+    reads = (BC_SALES_SETUP, BC_COMPANY_INFORMATION, CRM_UNIT, BC_VENDOR)
     creates = (CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM)
 
-    def __init__(self, product_type: int, blocked: str, unit: str, price: str, what: str):
+    def __init__(self, product_type: int, blocked: str, unit: str, price: str, what: str, vendor: str):
         self.product_type = product_type   # 1 Sales Inventory (items), 3 Services (resources)
         self.blocked = blocked             # the Business Central Blocked field
         self.unit = unit                   # the Business Central base unit code field
         self.price = price                 # the Business Central unit price field
         self.what = what                   # "Item" / "Resource", as in Write-in Product Type
+        self.vendor = vendor               # the Business Central Vendor No. field
         self.extra_fields = {Side.CRM: ("defaultuomid", "pricelevelid", "transactioncurrencyid", "statecode",
-                                        "statuscode", "producttypecode", "quantitydecimal", "price", "productnumber"),
-                             Side.BC: (blocked, unit, price)}
+                                        "statuscode", "producttypecode", "quantitydecimal", "price", "productnumber",
+                                        "vendorname"),
+                             Side.BC: (blocked, unit, price, vendor)}
 
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
         if ctx.direction is Direction.TO_CRM:
@@ -98,6 +101,18 @@ class ProductRules(MappingRules):
     def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
         if ctx.direction is Direction.TO_CRM:
             coupled_groups(ctx, [r.values.get(self.unit) for r in rows])
+            self._vendor_names(ctx, [r.values.get(self.vendor) for r in rows])
+
+    @staticmethod
+    def _vendor_names(ctx: RuleContext, numbers: Sequence[str | None]) -> dict[str, str | None]:
+        """Vendor numbers -> the vendors' names (None for a vendor that does not exist)."""
+        names = ctx.cache.setdefault("vendor_names", {})
+        wanted = sorted({n for n in numbers if n} - set(names))
+        if wanted:
+            found = {v.values.get("number"): v.values.get("displayName")
+                     for v in ctx.bc.read_matching(BC_VENDOR, ["number", "displayName"], "number", wanted)}
+            names.update({n: found.get(n) for n in wanted})
+        return {n: names.get(n) for n in numbers if n}
 
     def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
         if ctx.direction is Direction.FROM_CRM:
@@ -106,7 +121,9 @@ class ProductRules(MappingRules):
                 # a new item or resource takes the product's number (No. -> productnumber is one-way)
                 values[ctx.mapping.bc.key_field] = str(row.values["productnumber"])[:20]
             return values
-        values: dict[str, Any] = {"producttypecode": self.product_type, "pricelevelid": default_price_list(ctx)}
+        vendor = row.values.get(self.vendor)
+        values: dict[str, Any] = {"producttypecode": self.product_type, "pricelevelid": default_price_list(ctx),
+                                  "vendorname": self._vendor_names(ctx, [vendor]).get(vendor) if vendor else None}
         code = row.values.get(self.unit) or ""
         if code:
             group = coupled_groups(ctx, [code]).get(code)

@@ -134,3 +134,32 @@ def test_an_opportunity_synchronises_its_new_contact_first_or_names_it(env):
     [failure] = [f for f in env.errors() if f.mapping == "OPPORTUNITY"]
     assert f"Contact No. '{stray_number}' is not coupled to a Dataverse contact; it could not be synchronised first: " \
            f"Contact {stray_number} does not pass the filter of table mapping CONTACT" in failure.message
+
+
+def test_the_primary_contact_is_back_filled_once_the_contact_is_coupled_after_its_account(env):
+    [adatum] = env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
+    company = next(c for c in env.bc.rows("contacts") if c["displayName"] == "Adatum")["number"]
+    [ann] = env.bc.seed("contacts", [{"type": "Person", "displayName": "Ann Lee", "companyNumber": company}])
+    ann_number = env.bc.get("contacts", ann)["number"]
+    env.bc.update("CustomerCard", adatum, {"Primary_Contact_No": ann_number})
+    [contoso] = env.dv.seed("account", [{"name": "Contoso", "customertypecode": 3}])
+    env.full_sync(mappings=["CUSTOMER"])
+    # the contacts are not coupled yet: the lookups found nothing to point at
+    account = next(a for a in env.dv.rows("account") if a["name"] == "Adatum")
+    assert account["primarycontactid"] is None
+    contoso_customer = next(c for c in env.bc.rows("CustomerCard") if c["Name"] == "Contoso")
+    assert contoso_customer["Primary_Contact_No"] == ""
+    [bob] = env.dv.seed("contact", [{"firstname": "Bob", "lastname": "Smith", "parentcustomerid": contoso}])
+
+    report = env.full_sync(mappings=["CONTACT"])
+    assert job(report, "CONTACT:to-crm").counts.failed == 0 and job(report, "CONTACT:from-crm").counts.failed == 0
+    ann_in_sales = next(c for c in env.dv.rows("contact") if c["fullname"] == "Ann Lee")
+    assert next(a for a in env.dv.rows("account") if a["name"] == "Adatum")["primarycontactid"] == \
+        ann_in_sales["contactid"]                                 # the one the customer names
+    bob_in_bc = next(c for c in env.bc.rows("contacts") if c["displayName"] == "Bob Smith")
+    contoso_customer = next(c for c in env.bc.rows("CustomerCard") if c["Name"] == "Contoso")
+    assert contoso_customer["Primary_Contact_No"] == bob_in_bc["number"]  # both empty: the contact coupled
+    assert next(a for a in env.dv.rows("account") if a["name"] == "Contoso")["primarycontactid"] == bob
+    # nothing left for the next run to write back and forth
+    report = env.sync()
+    assert job(report, "CUSTOMER:to-crm").counts.failed == 0 and job(report, "CUSTOMER:from-crm").counts.modified == 0

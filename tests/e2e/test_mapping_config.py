@@ -18,7 +18,7 @@ def test_list_show_set_and_reset_from_the_command_line(cli, env):
     assert code == 0 and "CUSTOMER" in out and "SALESPEOPLE" in out
     code, out, _ = cli("mappings", "show", "CUSTOMER", "--json")
     shown = json.loads(out)
-    assert shown["direction"] == "bidirectional" and shown["crm_filter"] == "statecode eq 0 and customertypecode eq 3"
+    assert shown["direction"] == "bidirectional" and shown["crm_filter"] == "customertypecode eq 3"
 
     code, out, _ = cli("mappings", "set", "CUSTOMER", "--update-conflict", "send-to-crm", "--field", "email=to-crm",
                        "--json")

@@ -204,3 +204,58 @@ def test_partial_payments_are_found_without_a_request_per_invoice(env):
     env.bc.apply_payment(posted[0], 70)                       # paid in full: the invoice row itself changes
     run_and_count()
     assert states()[posted[0]] == (2, 100001)                 # Paid / Complete
+
+
+def test_lines_without_a_product_are_write_ins_and_the_header_takes_shipping_and_work_description(env):
+    env.bc.seed("accounts", [{"number": "6100", "displayName": "Freight", "accountType": "Posting"},
+                             {"number": "9250", "displayName": "Invoice Rounding", "accountType": "Posting"}])
+    env.bc.seed("FixedAssets", [{"No": "FA01", "Description": "Demo car"}])
+    env.bc.seed("ItemCharges", [{"No": "P-FREIGHT", "Description": "Freight charge"}])
+    env.bc.seed("ShippingAgents", [{"Code": "DHL", "Name": "DHL Express"}])
+    setup(env)
+    [draft] = env.bc.seed("salesInvoices", [{"customerNumber": "10000", "shippingAgentCode": "DHL",
+                                             "shipmentDate": "2026-11-30", "workDescription": "Leave at the gate"}])
+    env.bc.seed("salesInvoiceLines", [{"documentId": draft, **line} for line in [
+        {"lineType": "Item", "lineObjectNumber": "1000", "quantity": 2},
+        {"lineType": "Account", "lineObjectNumber": "6100", "quantity": 1, "unitPrice": 12.5},
+        {"lineType": "Charge", "lineObjectNumber": "P-FREIGHT", "quantity": 2, "unitPrice": 3.5},
+        {"lineType": "Fixed Asset", "lineObjectNumber": "FA01", "quantity": 1, "unitPrice": 300},
+        # what Business Central adds at posting when the total is rounded: a line of the rounding account
+        {"lineType": "Account", "lineObjectNumber": "9250", "quantity": 1, "unitPrice": 0.03}]])
+    posted = env.bc.get("salesInvoices", env.bc.post_document("salesInvoices", draft))
+    report = env.sync()
+    assert job(report, "POSTEDSALESINV-INV:to-crm").counts.failed == 0, report.to_dict()
+    [invoice] = env.dv.rows("invoice")
+    assert invoice["shippingmethodcode"] == 2                               # DHL
+    assert str(invoice["datedelivered"])[:10] == "2026-11-30"
+    assert invoice["description"] == "Leave at the gate"
+    details = sorted(env.dv.rows("invoicedetail"), key=lambda d: d["lineitemnumber"])
+    assert [(d["isproductoverridden"], d["productdescription"], d["quantity"], d["extendedamount"]) for d in details] == [
+        (False, None, 2, 200), (True, "6100 Freight.", 1, 12.5), (True, "P-FREIGHT Freight charge.", 2, 7),
+        (True, "FA01 Demo car.", 1, 300), (True, "9250 Invoice Rounding.", 1, 0.03)]
+    assert invoice["totalamount"] == posted["totalAmountIncludingTax"] == 519.53
+    assert invoice["totalamount"] == round(sum(d["extendedamount"] for d in details) - invoice["discountamount"], 2)
+
+
+def test_prices_including_tax_leave_a_rounding_line_and_the_totals_equal_the_lines(env):
+    setup(env)
+    env.bc.seed("shipmentMethods", [{"code": "EXW", "displayName": "Ex Warehouse"}])
+    env.bc.update("customers", next(c["id"] for c in env.bc.rows("customers")),
+                  {"shipmentMethodId": next(m["id"] for m in env.bc.rows("shipmentMethods"))})
+    [draft] = env.bc.seed("salesInvoices", [{"customerNumber": "10000", "pricesIncludeTax": True,
+                                             "discountAmount": 5}])
+    env.bc.seed("salesInvoiceLines", [
+        {"documentId": draft, "lineType": "Item", "lineObjectNumber": "1000", "quantity": q, "unitPrice": 9.99,
+         "taxPercent": 25} for q in (3, 7)])
+    posted = env.bc.get("salesInvoices", env.bc.post_document("salesInvoices", draft))
+    env.sync()
+    [invoice] = env.dv.rows("invoice")
+    details = env.dv.rows("invoicedetail")
+    [rounding] = [d for d in details if d["isproductoverridden"]]
+    assert (rounding["productdescription"], rounding["quantity"], rounding["extendedamount"]) == ("Rounding", 1, 0.02)
+    for d in details:                                                  # each line adds up in Sales' arithmetic
+        assert d["extendedamount"] == round(d["priceperunit"] * d["quantity"] - d["manualdiscountamount"] + d["tax"], 2)
+    assert invoice["totalamount"] == posted["totalAmountIncludingTax"] == 93.65
+    assert invoice["totalamount"] == round(sum(d["extendedamount"] for d in details) - invoice["discountamount"], 2)
+    assert invoice["totaltax"] == round(sum(d["tax"] for d in details), 2) == posted["totalTaxAmount"]
+    assert invoice["description"] == "Ex Warehouse"                    # no work description: the shipment method's

@@ -207,3 +207,22 @@ def test_prices_not_in_force_today_are_left_out(env):
     retail = next(p for p in env.dv.rows("pricelevel") if p["name"] == "RETAIL")
     amounts = [p["amount"] for p in env.dv.rows("productpricelevel") if p["pricelevelid"] == retail["pricelevelid"]]
     assert amounts == [3900] and job(report, "SALESPRC-PRODPRICE:to-crm").counts.failed == 0
+
+
+def test_a_product_takes_its_vendor_s_name(env):
+    env.bc.seed("vendors", [{"number": "V100", "displayName": "Fabrikam Supplies"},
+                            {"number": "V200", "displayName": "Litware Parts"}])
+    env.bc.seed("unitsOfMeasure", [{"code": "PCS", "displayName": "Piece"}, {"code": "HOUR", "displayName": "Hour"}])
+    [bicycle, _] = env.bc.seed("items", [
+        {"number": "1000", "displayName": "Bicycle", "baseUnitOfMeasureCode": "PCS", "vendorNo": "V100"},
+        {"number": "1100", "displayName": "Wheel", "baseUnitOfMeasureCode": "PCS"}])
+    env.bc.seed("Resources", [{"No": "R0010", "Name": "Installation", "Base_Unit_of_Measure": "HOUR",
+                               "Vendor_No": "V200"}])
+    env.full_sync()
+    found = products(env)
+    assert (found["1000"]["vendorid"], found["1000"]["vendorname"]) == ("V100", "Fabrikam Supplies")
+    assert found["1100"]["vendorname"] is None
+    assert found["R0010"]["vendorname"] == "Litware Parts"
+    env.bc.update("items", bicycle, {"vendorNo": "V200"})
+    env.sync()
+    assert products(env)["1000"]["vendorname"] == "Litware Parts"

@@ -151,13 +151,16 @@ def test_fax_contact_name_and_primary_contact_of_customers_through_the_customer_
     env.bc.update("CustomerCard", adatum, {"Fax_No": "+1 404 555 0199", "ContactName": "Ann Lee"})
     company = next(c for c in env.bc.rows("contacts") if c["displayName"] == "Adatum Corporation")["number"]
     [ann] = env.bc.seed("contacts", [{"type": "Person", "displayName": "Ann Lee", "companyNumber": company}])
-    env.full_sync()                       # contacts couple after customers: the primary contact stays blank
+    env.full_sync()           # contacts couple after customers: the primary contact is back-filled then
     account = next(a for a in env.dv.rows("account") if a["name"] == "Adatum Corporation")
     assert account["fax"] == "+1 404 555 0199" and account["address1_primarycontactname"] == "Ann Lee"
-    assert account.get("primarycontactid") is None
-    ann_number = env.bc.get("contacts", ann)["number"]
-    env.bc.update("CustomerCard", adatum, {"Primary_Contact_No": ann_number})
-    env.sync()
     ann_contact = next(c for c in env.dv.rows("contact") if c["fullname"] == "Ann Lee")
-    account = next(a for a in env.dv.rows("account") if a["name"] == "Adatum Corporation")
     assert account["primarycontactid"] == ann_contact["contactid"]
+    ann_number = env.bc.get("contacts", ann)["number"]
+    assert next(c for c in env.bc.rows("CustomerCard") if c["Name"] == "Adatum Corporation")["Primary_Contact_No"] \
+        == ann_number
+    # cleared in Business Central: cleared in Sales
+    env.bc.update("CustomerCard", adatum, {"Primary_Contact_No": ""})
+    env.sync()
+    account = next(a for a in env.dv.rows("account") if a["name"] == "Adatum Corporation")
+    assert account.get("primarycontactid") is None
