@@ -1096,8 +1096,10 @@ class _Job:
         Why one could not be is kept for the error of the record that references it."""
         for fm in self.fields:
             src_field = fm.field_on(self.src_side)
+            # an owner (the Not Null lookup) is never synchronised first: a Sales user with no salesperson is an
+            # error, as in Business Central, not a salesperson to create
             if fm.convert is not Convert.LOOKUP or fm.when_uncoupled is not WhenUncoupled.FAIL or not src_field \
-                    or not fm.field_on(self.dst_side):
+                    or not fm.field_on(self.dst_side) or fm.not_null:
                 continue
             ref = self.catalog[fm.lookup_mapping]
             if not self._synchronises_first(ref):

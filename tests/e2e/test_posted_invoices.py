@@ -139,13 +139,13 @@ def test_an_invoice_for_a_customer_outside_the_customer_filter_fails_naming_the_
     setup(env)
     [tailspin] = env.bc.seed("customers", [{"number": "10020", "displayName": "Tailspin"}])
     post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1000", "quantity": 1}], customer="10020")
-    env.bc.update("customers", tailspin, {"blocked": "All"})   # blocked after posting: outside CUSTOMER's filter
+    env.bc.update("customers", tailspin, {"blocked": "All"})   # blocked after posting: CUSTOMER's rules leave it out
     report = env.sync()
     assert job(report, "POSTEDSALESINV-INV:to-crm").counts.failed == 1
     assert env.dv.rows("invoice") == [] and "Tailspin" not in [a["name"] for a in env.dv.rows("account")]
     [failure] = env.errors()
     assert "Sell-to Customer No. '10020' is not coupled to a Dataverse account; it could not be synchronised " \
-           "first: Customer 10020 does not pass the filter of table mapping CUSTOMER" in failure.message
+           "first: Customer 10020 is left out by the rules of table mapping CUSTOMER" in failure.message
 
 
 def test_a_paid_invoice_is_re_activated_before_its_new_status_and_a_worker_killed_in_between_is_caught_up(env):

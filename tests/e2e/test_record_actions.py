@@ -30,8 +30,8 @@ def test_create_in_sales_and_in_business_central_and_synchronise_now(env, cli):
     assert code == 0 and out.startswith("unchanged"), out
 
     [blocked] = env.bc.seed("customers", [{"number": "10030", "displayName": "Litware", "blocked": "All"}])
-    code, out, _ = cli("records", "sync", "CUSTOMER", "--id", blocked)
-    assert code == 1 and out.startswith("filtered") and "does not pass the filter of table mapping CUSTOMER" in out
+    code, out, _ = cli("records", "create", "CUSTOMER", "--in", "sales", "--id", blocked)
+    assert code == 1 and out.startswith("filtered") and "is left out by the rules of table mapping CUSTOMER" in out
     env.bc.update("customers", blocked, {"blocked": " "})
     code, out, _ = cli("records", "sync", "CUSTOMER", "--id", blocked)
     assert code == 1 and "is not coupled in table mapping CUSTOMER; create it in Sales instead" in out

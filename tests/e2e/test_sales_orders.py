@@ -179,7 +179,7 @@ def test_each_precondition_failure_is_an_error_on_that_order_and_retried_next_ru
     active_product(env, "Saddle", "SAD-1", 1)
     uncoupled_customer = submitted_order(env, [product_line(env, "1000", 1, 100)], customer=prospect, name="A")
     filtered_customer = submitted_order(env, [product_line(env, "1000", 1, 100)], customer=inactive, name="I")
-    env.dv.update("account", inactive, {"statecode": 1, "statuscode": 2}, as_user=user)  # outside CUSTOMER's filter
+    env.dv.update("account", inactive, {"statecode": 1, "statuscode": 2}, as_user=user)  # left out by CUSTOMER's rules
     not_a_customer = submitted_order(env, [product_line(env, "1000", 1, 100)], customer=vendor, name="B")
     uncoupled_product = submitted_order(env, [product_line(env, "SAD-1", 1, 30)], name="C")
     write_in = submitted_order(env, [{"isproductoverridden": True, "productdescription": "Bell", "quantity": 1,
@@ -203,7 +203,7 @@ def test_each_precondition_failure_is_an_error_on_that_order_and_retried_next_ru
     assert "R0010" in failures[gone].message and "no longer exists" in failures[gone].message
     assert "Account 'Northwind' is not coupled to a Business Central customer; it could not be synchronised first: " \
            "account 'Northwind'" in failures[filtered_customer].message
-    assert "does not pass the filter of table mapping CUSTOMER" in failures[filtered_customer].message
+    assert "is left out by the rules of table mapping CUSTOMER" in failures[filtered_customer].message
     assert failures[filtered_customer].field == "customerid"
     assert "relationship type Customer" in failures[not_a_customer].message
     assert "Write-in Product No." in failures[write_in].message
