@@ -25,7 +25,7 @@ node_modules/.installed: package.json package-lock.json
 setup: $(STAMP) node_modules/.installed
 
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --dist loadfile
 
 up: setup
 	@$(MAKE) --no-print-directory down >/dev/null
@@ -45,6 +45,10 @@ seed: setup
 
 run: up
 	$(BIN)/python -m simulators seed-sample --folder $(LOCAL)
+	@# the sample company's configuration templates give what is created in Business Central its posting groups
+	$(BIN)/bcsync mappings set CUSTOMER --template-code BCICUST >/dev/null
+	$(BIN)/bcsync mappings set ITEM-PRODUCT --template-code BCIITEM >/dev/null
+	$(BIN)/bcsync mappings set RESOURCE-PRODUCT --template-code BCIRES >/dev/null
 	$(BIN)/bcsync fullsync --wait
 	$(BIN)/python -m simulators seed-orders --folder $(LOCAL)
 	BCSYNC_AUTO_CREATE_SALES_ORDERS=true $(BIN)/bcsync sync --mapping SALESORDER-ORDER --wait
