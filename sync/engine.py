@@ -167,15 +167,6 @@ KEEP = _Keep()
 
 
 @dataclass
-class _Listing:
-    """The records one job-log note is about: all counted, the first LISTED named."""
-
-    count: int = 0
-    named: list[str] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)  # a record converted twice (matching, then planning) counts once
-
-
-@dataclass
 class RowPlan:
     action: str                      # insert | update | unchanged | skip | fail
     values: dict[str, Any] = field(default_factory=dict)
@@ -436,7 +427,8 @@ class _Job:
         self.src_fields = self._field_list(self.src_side, self.src_table)
         self.dst_fields = self._field_list(self.dst_side, self.dst_table)
         self._converters: dict[int, tuple[FieldMapping, Converter]] = {}
-        self._listings: dict[str, _Listing] = {}  # notes about many records, by their text
+        # notes about many records: by text, the records in the order noted (one converted twice counts once)
+        self._listings: dict[str, dict[str, None]] = {}
         self.field_plan = FieldPlan(mapping, direction, self.converter)
         self.match_index: MatchIndex | None = None  # built by the first page that matches in a full job
         self._crm_id_prefix = hashlib.sha1(CRM_ID_NAMESPACE.bytes + f"{mapping.name}/".encode())
@@ -457,13 +449,7 @@ class _Job:
 
     def note_record(self, text: str, record: str) -> None:
         """A note about one record, which the job log shows with the others of the same text, in one bounded note."""
-        listing = self._listings.setdefault(text, _Listing())
-        if record in listing.seen:
-            return
-        listing.seen.add(record)
-        listing.count += 1
-        if len(listing.named) < LISTED:
-            listing.named.append(record)
+        self._listings.setdefault(text, {})[record] = None
 
     def record(self, row: Record, status: str, target_id: str = "", error: str = "") -> None:
         """What became of a record a caller asked for (sync_records); nothing when nobody asked."""
@@ -1248,9 +1234,9 @@ class _Job:
         self.on_progress(Progress(self.counts, None))
 
     def outcome(self, checkpoint: dt.datetime | None = None, complete: bool = True) -> JobOutcome:
-        listed = [f"{text}, {listing.count} record(s): {'; '.join(listing.named)}"
-                  + (f"; and {listing.count - len(listing.named)} more" if listing.count > len(listing.named) else "")
-                  for text, listing in self._listings.items()]
+        listed = [f"{text}, {len(records)} record(s): {'; '.join(list(records)[:LISTED])}"
+                  + (f"; and {len(records) - LISTED} more" if len(records) > LISTED else "")
+                  for text, records in self._listings.items()]
         notes = listed + [f"{text} ({n}x)" if n > 1 else text for text, n in self.notes.most_common(20)]
         return JobOutcome(self.counts, notes, checkpoint, complete)
 
@@ -1564,10 +1550,9 @@ class _Page:
             coupling = self._new_coupling(row, result.record.id)
             job.counts.inserted += 1
             job.record(row, "created", result.record.id)
-            lacking = job.dst_side is Side.BC and without_template(job.mapping,
-                                                                   result.record.values.get(job.dst_table.key_field))
+            lacking = job.dst_side is Side.BC and without_template(job.mapping)
             if lacking:
-                job.note(lacking)
+                job.note_record(lacking, str(result.record.values.get(job.dst_table.key_field)))
             if result.error is not None:  # written in part: coupled, and the rest retried next run
                 self.saved.append(coupling)  # no snapshot yet: the retry writes what is missing
                 self.failed.append((row, coupling, result.error))

@@ -60,10 +60,10 @@ def _read(ctx: RuleContext, mapping: TableMapping) -> dict[str, Any] | RecordErr
     return values
 
 
-def without_template(mapping: TableMapping, key: Any) -> str | None:
-    """The job-log note for a record created with no template, when its table needs posting groups."""
+def without_template(mapping: TableMapping) -> str | None:
+    """The job-log note about records created with no template, when their table needs posting groups."""
     groups = [name for name, _ in mapping.bc.template_fields[:mapping.bc.posting_groups]]
     if mapping.template_code or not groups:
         return None
-    return (f"{mapping.bc.caption.lower()} {key} created without a template: no {' or '.join(groups)}, so it "
+    return (f"{mapping.bc.caption.lower()}s created without a template: no {' or '.join(groups)}, so they "
             f"cannot be invoiced; set {mapping.name}'s template code")

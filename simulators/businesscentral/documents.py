@@ -946,10 +946,10 @@ def register(cat: Catalog) -> None:
 
     # page 132 "Posted Sales Invoice": what API v2.0 does not publish of a posted invoice
     cat.add_page(PageView("PostedSalesInvoice", cat.tables[INVOICES], [
-        Field("No", "No.", read_only=True),
-        Field("Shipment_Date", "Shipment Date", read_only=True),
-        Field("Shipping_Agent_Code", "Shipping Agent Code", read_only=True),
-        Field("GetWorkDescription", "Work Description", read_only=True, page_variable=True),  # a control over a method
+        Field("No", "No."),
+        Field("Shipment_Date", "Shipment Date"),
+        Field("Shipping_Agent_Code", "Shipping Agent Code"),
+        Field("GetWorkDescription", "Work Description", page_variable=True),  # a control over a method
         *page_system_fields(),
     ], insertable=False, modifiable=False, deletable=False))
 

@@ -206,7 +206,7 @@ class Service:
 
     def _odata_v4(self, call: Call, rest: list[str]) -> Reply:
         root = f"{call.base}/ODataV4"
-        pages = self.sim.catalog.pages
+        pages = {n: v for n, v in self.sim.catalog.pages.items() if n not in self.sim.unpublished}
         if not rest:
             return Reply(200, {"@odata.context": f"{root}/$metadata",
                                "value": [{"name": name, "kind": "EntitySet", "url": name} for name in pages]})
@@ -226,7 +226,7 @@ class Service:
             name, key = parse_segment(rest[0])
         else:
             company = self._company_from_query(call)
-        view = pages.get(name) if name not in self.sim.unpublished else None
+        view = pages.get(name)
         if view is None:
             raise errors.resource_not_found(name)
         prefix = f"Company({_quote_name(company.name)})/"

@@ -274,8 +274,8 @@ class PostedInvoiceRules(MappingRules):
             mine = [l for l in lines_of.get(w.source.id.lower(), []) if l.values.get("lineType") != "Comment"]
             rows = [self._detail(w, line, products) for line in mine]
             details += [(w, d) for d in rows + self._rounding(w, mine, rows)]
-        results = ctx.crm.insert(CRM_INVOICE_DETAIL, [d for w, d in details if w.source.id not in failures], ["quantity"])
-        for (w, _), result in zip([x for x in details if x[0].source.id not in failures], results):
+        results = ctx.crm.insert(CRM_INVOICE_DETAIL, [d for _, d in details], ["quantity"])
+        for (w, _), result in zip(details, results):
             if result.error is not None and result.error.code not in ("0x80040237",):  # already there: a retry
                 failures.setdefault(w.source.id, RecordError(
                     f"Posted Sales Invoice {w.source.values.get('number')}: a line could not be written: "

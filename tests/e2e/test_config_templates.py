@@ -76,8 +76,8 @@ def test_without_a_template_the_customer_is_created_and_the_job_log_says_what_it
     card = customer_named(env, "Trey Research")
     assert card["Customer_Posting_Group"] == ""
     notes = job(report, "CUSTOMER:from-crm").notes
-    assert (f"customer {card['No']} created without a template: no Gen. Bus. Posting Group or Customer Posting "
-            f"Group, so it cannot be invoiced; set CUSTOMER's template code") in notes
+    assert (f"customers created without a template: no Gen. Bus. Posting Group or Customer Posting Group, so they "
+            f"cannot be invoiced; set CUSTOMER's template code, 1 record(s): {card['No']}") in notes
     # and Business Central refuses to invoice it, naming the missing field
     with pytest.raises(BCError) as refused:
         invoice(env, card["No"])
