@@ -97,12 +97,12 @@ class BusinessCentralClient:
         """Addresses the company's pages: kept across runs while a job runs (sync.facts), else for the process."""
         facts = running()
         if facts is not None:
-            return facts.get(BC_COMPANY_NAME, self._read_company_name)
+            return facts.get(BC_COMPANY_NAME, self.read_company_name)
         if self._company_name is None:
-            self._company_name = self._read_company_name()
+            self._company_name = self.read_company_name()
         return self._company_name
 
-    def _read_company_name(self) -> str:
+    def read_company_name(self) -> str:
         return self.api.get_json(f"{API_PATH}/companies({self.company_id})", headers=self.HEADERS)["name"]
 
     def collection(self, table: BcTable) -> str:

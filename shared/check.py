@@ -96,7 +96,7 @@ class ServiceProbe:
         return held_privileges(answer.get("RolePrivileges") or [])
 
     def company(self) -> str:
-        return self.business_central()._read_company_name()  # asked every time: the client keeps the name it read
+        return self.business_central().read_company_name()  # asked every time: the client keeps the name it read
 
     def companies(self) -> list[tuple[str, str]]:
         return [(c.get("id", ""), c.get("name", "")) for c in self.business_central().companies()]
