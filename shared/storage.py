@@ -52,7 +52,7 @@ from azure.storage.queue import QueueClient
 
 from sync.config import MappingOverride
 from sync.engine import Counts, JobMode
-from sync.errors import AuthenticationError, ConcurrencyError, ServiceUnavailableError
+from sync.errors import AuthenticationError, ConcurrencyError, ConfigurationError, ServiceUnavailableError
 from sync.model import Direction, Side
 from sync.ports import Clock, Coupling, Fact, PendingInsert, RecordFailure, WriteBack
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
@@ -831,9 +831,27 @@ class MappingConfigTable:
         self.table = storage.table("config")
 
     def load(self) -> dict[str, MappingOverride]:
+        """The stored overrides; one that no longer validates stops every run until it is fixed or reset."""
+        overrides, problems = self.load_checked()
+        if problems:
+            raise ConfigurationError(next(iter(problems.values())))
+        return overrides
+
+    def load_checked(self) -> tuple[dict[str, MappingOverride], dict[str, str]]:
+        """The stored overrides that validate, and what is wrong with the others (by mapping), so that
+        the mappings can still be listed and the bad override reset."""
+        overrides, problems = {}, {}
         with storage_errors():
-            return {e["name"]: MappingOverride.from_dict(json.loads(e["override"]))
-                    for e in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.PARTITION})}
+            entities = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.PARTITION}))
+        for e in entities:
+            try:
+                overrides[e["name"]] = MappingOverride.from_dict(json.loads(e["override"]))
+            except (ValueError, TypeError, ConfigurationError) as exc:
+                problems[e["name"]] = (f"The stored overrides of table mapping {e['name']} are invalid "
+                                       f"({getattr(exc, 'message', exc)}); reset them "
+                                       f"(DELETE /api/mappings/{e['name']}/overrides or bcsync mappings reset "
+                                       f"{e['name']}) and set them again.")
+        return overrides, problems
 
     def save(self, name: str, override: MappingOverride) -> None:
         with storage_errors():
