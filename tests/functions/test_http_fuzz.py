@@ -108,7 +108,8 @@ def test_a_bad_override_already_in_storage_is_shown_with_its_fix_and_can_be_rese
     status, listed = call("list_mappings", "GET")
     assert status == 200
     customer = next(m for m in listed["mappings"] if m["name"] == "CUSTOMER")
-    assert customer["interval_minutes"] == 30 and "DELETE /api/mappings/CUSTOMER/overrides" in customer["override_problem"]
+    assert customer["interval_minutes"] == 30
+    assert "DELETE /api/mappings/CUSTOMER/overrides" in customer["override_problem"]
     status, problem = call("start_full_sync", body='{"mappings": ["CONTACT"]}')
     assert status == 400 and "stored overrides of table mapping CUSTOMER are invalid" in problem["error"]
     assert call("reset_mapping", "DELETE", route_params={"name": "CUSTOMER"})[0] == 200
