@@ -62,14 +62,13 @@ def route(path: str, methods: list[str], access: Access):
         @functools.wraps(handler)
         def guarded(req: func.HttpRequest) -> func.HttpResponse:
             try:
-                refusal = authorise(AUTH_MODE, access, req.headers, services().settings, os.environ)
-            except SyncError as exc:  # the settings: the operator's to fix, not the caller's
+                settings = services().settings
+            except SyncError as exc:  # the operator's to fix, not the caller's
                 log.error("%s %s refused: %s", req.method, path, exc.message)
                 return _problem(503, f"bcsync is not configured to serve requests: {exc.message}")
-            if refusal:
-                return _problem(refusal.status, refusal.message)
             try:
-                return handler(req)
+                refusal = authorise(AUTH_MODE, access, req.headers, settings, os.environ)
+                return _problem(refusal.status, refusal.message) if refusal else handler(req)
             except request.BadRequest as exc:
                 return _problem(exc.status, exc.message, exc.field)
             except NotFoundError as exc:

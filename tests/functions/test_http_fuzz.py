@@ -187,3 +187,10 @@ def test_no_generated_request_makes_a_route_fail(services, name):
             assert isinstance(answer["error"], str) and len(answer["error"]) < 10_000, answer
 
     fuzz()
+
+
+def test_anything_unforeseen_is_a_logged_500_problem_not_a_traceback(services, monkeypatch, caplog):
+    monkeypatch.setattr(type(services), "mappings", lambda self: 1 / 0)
+    status, problem = call("list_mappings", "GET")
+    assert status == 500 and "what went wrong is in its log" in problem["error"]
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
