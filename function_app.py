@@ -134,8 +134,7 @@ def run_status(req: func.HttpRequest) -> func.HttpResponse:
 def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     """The job log: the latest runs (?limit=20) with every job's counts and timings (?mapping= filters)."""
     limit = request.number(req.params, "limit", 20, 1, 200)
-    chosen = request.text(req.params, "mapping")
-    reports = services().job_log(limit=limit, mapping=chosen and request.mapping(chosen, status=400))
+    reports = services().job_log(limit=limit, mapping=request.named_mapping(req.params))
     return _json({"runs": [report.to_dict() for report in reports]})
 
 
@@ -162,14 +161,13 @@ def reset_mapping(req: func.HttpRequest) -> func.HttpResponse:
     return _json(services().reset_mapping(request.mapping(req.route_params.get("name", ""), field="name")))
 
 
-FAILED_DIRECTIONS = (Direction.TO_CRM.value, Direction.FROM_CRM.value)
+ONE_WAY = (Direction.TO_CRM.value, Direction.FROM_CRM.value)
 
 
 @route("errors", ["GET"], Access.READ)
 def list_errors(req: func.HttpRequest) -> func.HttpResponse:
-    chosen = request.text(req.params, "mapping")
-    found = services().failures(chosen and request.mapping(chosen, status=400),
-                                request.choice(req.params, "direction", FAILED_DIRECTIONS),
+    found = services().failures(request.named_mapping(req.params),
+                                request.choice(req.params, "direction", ONE_WAY),
                                 request.flag(req.params, "skipped"))
     return _json({"errors": [failures.to_dict(f) for f in found]})
 
@@ -180,11 +178,10 @@ def retry_errors(req: func.HttpRequest) -> func.HttpResponse:
     body = request.body(req.get_body(), which, ("source_id", "all", "skipped", "mapping", "direction"))
     source_id, everything, skipped = request.text(body, "source_id"), request.flag(body, "all"), \
         request.flag(body, "skipped")
-    chosen = request.text(body, "mapping")
-    direction = request.choice(body, "direction", FAILED_DIRECTIONS)
+    chosen, direction = request.named_mapping(body), request.choice(body, "direction", ONE_WAY)
     if not (source_id or everything or skipped):
         raise request.BadRequest(f"Say which records: {which}.", field="source_id")
-    done = services().retry_failures(mapping=chosen and request.mapping(chosen, status=400), direction=direction,
+    done = services().retry_failures(mapping=chosen, direction=direction,
                                      source_id=source_id, skipped=True if skipped else None)
     return _json({"retried": [failures.to_dict(f) for f in done]})
 
@@ -256,7 +253,7 @@ def synchronise_records(req: func.HttpRequest) -> func.HttpResponse:
     """Synchronise coupled records now: {"ids": [...]} or {"filter": "..."}, on the source side of
     "direction" ("to-crm" or "from-crm"; default the mapping's first)."""
     def act(name, body, ids, where):
-        direction = request.choice(body, "direction", FAILED_DIRECTIONS)
+        direction = request.choice(body, "direction", ONE_WAY)
         return services().synchronise_records(name, direction, ids, where)
     return _records_answer(req, ("direction",), act)
 

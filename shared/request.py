@@ -118,6 +118,12 @@ def mapping(name: Any, *, field: str = "mapping", status: int = 404) -> str:
     return name
 
 
+def named_mapping(data: Mapping[str, Any], key: str = "mapping") -> str | None:
+    """An optional table mapping name in the body or query; missing or empty is None."""
+    name = text(data, key, limit=100)
+    return None if name is None else mapping(name, field=key, status=400)
+
+
 def mappings(data: Mapping[str, Any], key: str) -> list[str] | None:
     """A list of table mapping names; missing or null is None (every mapping)."""
     names = texts(data, key, hint=f'name table mappings, e.g. {{"{key}": ["CUSTOMER"]}}, or leave {key} out for all',
