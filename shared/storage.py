@@ -50,7 +50,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from azure.storage.queue import QueueClient
 
-from sync.config import MappingOverride
+from sync.config import MappingOverride, stored_problem
 from sync.engine import Counts, JobMode
 from sync.errors import AuthenticationError, ConcurrencyError, ConfigurationError, ServiceUnavailableError
 from sync.model import Direction, Side
@@ -847,10 +847,7 @@ class MappingConfigTable:
             try:
                 overrides[e["name"]] = MappingOverride.from_dict(json.loads(e["override"]))
             except (ValueError, TypeError, ConfigurationError) as exc:
-                problems[e["name"]] = (f"The stored overrides of table mapping {e['name']} are invalid "
-                                       f"({getattr(exc, 'message', exc)}); reset them "
-                                       f"(DELETE /api/mappings/{e['name']}/overrides or bcsync mappings reset "
-                                       f"{e['name']}) and set them again.")
+                problems[e["name"]] = stored_problem(e["name"], getattr(exc, "message", str(exc)))
         return overrides, problems
 
     def save(self, name: str, override: MappingOverride) -> None:

@@ -173,10 +173,12 @@ class Services:
         """Every mapping as configured; one whose stored override no longer validates is shown as built in,
         with the problem and its fix."""
         overrides, problems = self.mapping_config.load_checked()
+        catalog, unusable = config.checked_catalog(builtin_mappings(), overrides)
+        problems.update(unusable)
         schedules = self.state.schedules()
-        return [{**config.describe(m, overrides.get(m.name)), "schedule": schedule_status(m, schedules.get(m.name)),
-                 **({"override_problem": problems[m.name]} if m.name in problems else {})}
-                for m in config.build_catalog(builtin_mappings(), overrides)]
+        return [{**config.describe(m, None if m.name in problems else overrides.get(m.name)),
+                 "schedule": schedule_status(m, schedules.get(m.name)),
+                 **({"override_problem": problems[m.name]} if m.name in problems else {})} for m in catalog]
 
     def set_mapping(self, name: str, changes: dict) -> dict:
         """Change a mapping's settings; validated against the mapping and, for filters, by the service."""
@@ -314,16 +316,17 @@ class Services:
 
     def check(self) -> CheckReport:
         """The connection check (sync.check): every service and storage object bcsync depends on, read only. The
-        mapping overrides are read without creating their table; unreadable, the built-in mappings are checked."""
+        mapping overrides are read without creating their table; where unreadable or invalid, the built-in
+        mappings are checked."""
         try:
             overrides = MappingConfigTable(TableStorage(self.storage_account, self.settings.table_prefix,
-                                                        read_only=True)).load()
+                                                        read_only=True)).load_checked()[0]
         except (SyncError, ResourceNotFoundError):
             overrides = {}  # storage's own finding says why
         quick = self._checking
         probe = ServiceProbe(quick.settings, quick.sign_in, lambda: quick.dataverse, lambda: quick.business_central,
                              lambda: self.storage_account)
-        return run_checks(config.build_catalog(builtin_mappings(), overrides), probe)
+        return run_checks(config.checked_catalog(builtin_mappings(), overrides)[0], probe)
 
     @cached_property
     def _checking(self) -> "Services":

@@ -260,7 +260,30 @@ def build_catalog(builtins: Iterable[TableMapping], overrides: Mapping[str, Mapp
     for name in overrides:
         if name not in by_name:
             raise ConfigurationError(f"Stored overrides name unknown table mapping {name}.")
-    return Catalog(apply(m, overrides[m.name]) if m.name in overrides else m for m in by_name.values())
+    catalog, problems = checked_catalog(by_name.values(), overrides)
+    if problems:
+        raise ConfigurationError(next(iter(problems.values())))
+    return catalog
+
+
+def checked_catalog(builtins: Iterable[TableMapping], overrides: Mapping[str, MappingOverride]
+                    ) -> tuple[Catalog, dict[str, str]]:
+    """The catalogue with the overrides that still apply, and what is wrong with each of the others (by
+    mapping), so that the mappings can be listed and a bad override reset; overrides of mappings that
+    no longer exist are left out."""
+    applied, problems = {}, {}
+    for mapping in builtins:
+        try:
+            applied[mapping.name] = apply(mapping, overrides[mapping.name]) if mapping.name in overrides else mapping
+        except ConfigurationError as exc:
+            applied[mapping.name], problems[mapping.name] = mapping, stored_problem(mapping.name, exc.message)
+    return Catalog(applied.values()), problems
+
+
+def stored_problem(name: str, problem: str) -> str:
+    """What is said of a stored override that no longer validates (stored by hand or by an older version)."""
+    return (f"The stored overrides of table mapping {name} are invalid ({problem}); reset them "
+            f"(DELETE /api/mappings/{name}/overrides or bcsync mappings reset {name}) and set them again.")
 
 
 def describe(mapping: TableMapping, override: MappingOverride | None = None) -> dict:
