@@ -19,25 +19,12 @@ from azure.functions.timer import TimerRequest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import function_app
-from shared.settings import Settings
-from shared.wiring import build_services
 from sync.config import MappingOverride
 from sync.model import Direction
 from sync.runs import Job, JobStatus, Run, RunKind
+from tests.functions.test_function_app import services, user_function  # noqa: F401 (services is a fixture)
 
 RUN_ID = "20261203-101500-abc123"
-
-
-def user_function(name):
-    return getattr(function_app, name).build().get_user_function()
-
-
-@pytest.fixture
-def services(isolated, monkeypatch):
-    services = build_services(Settings.load(environ=isolated))
-    monkeypatch.setattr(function_app, "_services", services)
-    return services
 
 
 @pytest.fixture

@@ -342,8 +342,8 @@ def _worker_dies_reading(h, pages):
 
 
 def _killed_again_and_again(h, monkeypatch, pages):
-    """A full synchronisation of CUSTOMER whose Business Central -> Sales job is killed after `pages` pages at every claim,
-    taken over each time its lease has run out (the timer's recovery); returns the job as it ended."""
+    """A full synchronisation of CUSTOMER whose Business Central -> Sales job is killed after `pages` pages at every
+    claim, taken over each time its lease has run out (the timer's recovery); returns the job as it ended."""
     monkeypatch.setattr("sync.runs.PROGRESS_SAVES_PER_LEASE", 10**9)  # progress saved after every page
     for i in range(8):
         h.w.clock.tick(1)
