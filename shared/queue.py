@@ -89,6 +89,6 @@ class Delivery:
     def body(self) -> bytes | None:
         """The content base64-decoded, as the host hands it to the trigger; None when it is not base64."""
         try:
-            return base64.b64decode(self.content, validate=True)
+            return base64.b64decode(self.content or "", validate=True)
         except (binascii.Error, ValueError):
             return None
