@@ -86,14 +86,26 @@ def _json_object(req: func.HttpRequest) -> dict | None:
 
 @app.timer_trigger(schedule="%BCSYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def scheduled_sync(timer: func.TimerRequest) -> None:
-    run = services().start_scheduled_run(trigger="timer" + (" (past due)" if timer.past_due else ""))
+    """A tick. It does not raise: the host never runs a failed tick again, the next tick does the same work (the
+    recovery of stranded jobs included), so a failure is logged with its reason rather than as a traceback."""
+    past_due = getattr(timer, "past_due", False) is True  # nothing but a true flag says the tick is late
+    try:
+        run = services().start_scheduled_run(trigger="timer" + (" (past due)" if past_due else ""))
+    except SyncError as exc:
+        log.error("no scheduled run started%s: %s The next tick tries again.",
+                  " (a service is unavailable)" if exc.transient else "", exc.message)
+        return
     if run is None:
         log.info("previous scheduled run still going; no new run started")
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%BCSYNC_QUEUE_NAME%", connection="AzureWebJobsStorage")
 def run_job(msg: func.QueueMessage) -> None:
-    services().handle_message(msg.get_body().decode("utf-8"))
+    """One job message. One that can never work is reported and copied to the poison queue by handle_message,
+    and this returns, so that the host deletes it: raising would only have the host deliver it four times more,
+    with a traceback each time, before it moved it to the same queue. A transient error is raised, for the host
+    to deliver the message again later."""
+    services().handle_message(msg.get_body())
 
 
 @route("fullsync", ["POST"], Access.CHANGE)

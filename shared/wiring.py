@@ -16,7 +16,7 @@ from sync import availability, config, coupling, failures, orders
 from sync.availability import ItemAvailabilityProcess
 from sync.check import CheckReport, run_checks
 from sync.engine import RecordOutcome, SyncEngine
-from sync.errors import ConcurrencyError, ConfigurationError, SyncError
+from sync.errors import ConcurrencyError, ConfigurationError, SyncError, TerminalError
 from sync.mappings import Catalog, builtin_mappings
 from sync.model import ConnectionSetup, Direction, Side
 from sync.orders import OrderResult
@@ -41,6 +41,9 @@ from .storage import (
     TableStorage,
 )
 from .telemetry import JobTelemetry, configure_telemetry, run_started
+
+
+log = logging.getLogger("bcsync.queue")
 
 
 class StoredCatalog:
@@ -327,9 +330,19 @@ class Services:
         return Services(replace(s, max_retries=1, max_retry_wait=min(s.max_retry_wait, CHECK_TIMEOUT),
                                 http_timeout=min(s.http_timeout, CHECK_TIMEOUT)), self.clock)
 
-    def handle_message(self, text: str) -> None:
-        """What the queue trigger and the local worker do with one message."""
-        self.coordinator.handle(JobMessage.from_json(text))
+    def handle_message(self, body: bytes) -> None:
+        """What the queue trigger and the local worker do with one message's body. A message that can never work
+        (terminal: not a job message, no such job, a request storage refuses) is reported, copied to the poison
+        queue and then counts as handled: delivering it again would give the same answer. A transient error is
+        raised, for the message to be delivered again."""
+        try:
+            self.coordinator.handle(JobMessage.parse(body))
+        except TerminalError as exc:
+            poison = f"{self.queue.name}-poison"
+            log.error("queue message moved to %s: %s Job messages come from bcsync only: whatever else writes to "
+                      "the queue %s must stop.", poison, exc.message, self.queue.name,
+                      extra={"code": exc.code, "field": getattr(exc, "field", "")})
+            self.queue.poison(body)
 
     def start_run(self, kind: RunKind, trigger: str, mappings: list[str] | None = None) -> Run:
         return run_started(lambda: self.coordinator.start_run(kind, trigger, mappings))

@@ -68,6 +68,15 @@ class AlreadyExistsError(TerminalError):
     """A record with the same key already exists."""
 
 
+class MessageError(TerminalError):
+    """A queue message that is not a bcsync job message, or points at no job: delivering it again gives the same
+    answer. `field` names the part of the message that is wrong."""
+
+    def __init__(self, message: str, *, field: str = ""):
+        super().__init__(message, code="BadJobMessage")
+        self.field = field
+
+
 class RecordError(TerminalError):
     """A problem with one record's data: the message names the record and the field."""
 
