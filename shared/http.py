@@ -49,6 +49,7 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
 # long enough to ride out a service restarting, short enough that a misconfigured job fails in seconds.
 FAIL_FAST_RETRIES = 2
 FAIL_FAST_WAIT = 1.0
+CA_SETTING = "BCSYNC_CA_BUNDLE"  # the extra CA that VerifyingSession trusts
 _NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 T = TypeVar("T")
@@ -121,7 +122,7 @@ def classify(service: str, error: ServiceError, *, already_exists_codes: frozens
     return RecordError(text, field=field_in(error.message), **kwargs)
 
 
-def misconfigured(exc: BaseException, url: str, setting: str, ca_setting: str = "BCSYNC_CA_BUNDLE") -> SettingsError | None:
+def misconfigured(exc: BaseException, url: str, setting: str) -> SettingsError | None:
     """The setting to fix when a request failed in a way that retrying cannot mend: the host of `url` (from
     `setting`) does not resolve, nothing listens on its port, or its certificate is not one bcsync trusts. None
     when the service may just be down (a timeout, a reset, a name server that did not answer)."""
@@ -135,8 +136,8 @@ def misconfigured(exc: BaseException, url: str, setting: str, ca_setting: str = 
             return SettingsError({setting: f"nothing accepts connections on {host} (connection refused); correct "
                                            "the address or port"})
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return SettingsError({ca_setting: f"the certificate of {host} ({setting}) is not trusted: "
-                                              f"{cause.verify_message or cause.reason}; set {ca_setting} to a PEM file "
+            return SettingsError({CA_SETTING: f"the certificate of {host} ({setting}) is not trusted: "
+                                              f"{cause.verify_message or cause.reason}; set {CA_SETTING} to a PEM file "
                                               f"with the CA that signed it, or correct {setting}"})
     return None
 

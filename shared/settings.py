@@ -85,18 +85,19 @@ def _one_of(*choices: str) -> Check:
     return lambda value: None if value.strip().lower() in choices else f"is not one of {', '.join(choices)}; set one"
 
 
-def _existing_file(what: str) -> Check:
+def _existing_file(what: str, *, certificates: bool = False) -> Check:
+    """A file that exists here (and, for `certificates`, holds a PEM certificate)."""
     def check(value: str) -> str | None:
         path = Path(value)
         if not path.is_file():
             return f"names no file here; set the path of the {what}"
-        if what.startswith("PEM"):
+        if certificates:
             try:
                 text = path.read_text(errors="replace")
             except OSError as exc:
                 return f"cannot be read ({exc.strerror}); make the {what} readable by this process"
             if "-----BEGIN CERTIFICATE-----" not in text:
-                return f"holds no certificate; set the path of a {what}"
+                return f"holds no PEM certificate; set the path of a {what}"
         return None
     return check
 
@@ -314,10 +315,11 @@ class Settings:
     ca_bundle: str | None = _setting(
         "BCSYNC_CA_BUNDLE", None,
         "Extra CA bundle (PEM) to trust for the services, the token endpoint and storage; the local stack uses "
-        "its test CA.", required=False, check=_existing_file("PEM file of CA certificates"))
-    queue_name: str = _setting("BCSYNC_QUEUE_NAME", "bcsync-jobs",
-                               "Storage queue of sync jobs; the queue trigger listens on it (set it in the function app).",
-                               check=_queue_name)
+        "its test CA.", required=False, check=_existing_file("PEM file of CA certificates", certificates=True))
+    queue_name: str = _setting(
+        "BCSYNC_QUEUE_NAME", "bcsync-jobs",
+        "Storage queue of sync jobs; the queue trigger listens on it (set it in the function app).",
+        check=_queue_name)
     table_prefix: str = _setting("BCSYNC_TABLE_PREFIX", "bcsync", "Prefix of the Table Storage tables.",
                                  check=_table_prefix)
     page_size: int = _setting(
@@ -337,9 +339,10 @@ class Settings:
     max_retry_wait: float = _setting("BCSYNC_MAX_RETRY_WAIT", 60.0,
                                      "Longest Retry-After (seconds) waited in place; longer waits re-queue the job.",
                                      check=_in_range(0, "seconds", 3600))
-    watermark_margin_seconds: int = _setting("BCSYNC_WATERMARK_MARGIN_SECONDS", 60,
-                                             "Watermarks never pass job start minus this margin (clock skew, late commits).",
-                                             check=_in_range(0, "seconds", 24 * 3600))
+    watermark_margin_seconds: int = _setting(
+        "BCSYNC_WATERMARK_MARGIN_SECONDS", 60,
+        "Watermarks never pass job start minus this margin (clock skew, late commits).",
+        check=_in_range(0, "seconds", 24 * 3600))
     job_lease_seconds: int = _setting("BCSYNC_JOB_LEASE_SECONDS", 600,
                                       "How long a running job holds its lease without reporting progress.",
                                       check=_in_range(1, "seconds; a queue message hides a week at most", WEEK_SECONDS))
@@ -379,9 +382,10 @@ class Settings:
     reader_role: str = _setting("BCSYNC_READER_ROLE", "bcsync.Reader",
                                 "App role that may read runs, mappings, errors, couplings and availability (entra).",
                                 check=_role)
-    admin_role: str = _setting("BCSYNC_ADMIN_ROLE", "bcsync.Admin",
-                               "App role that may also change: full sync, mappings, couplings, retries, orders (entra).",
-                               check=_role)
+    admin_role: str = _setting(
+        "BCSYNC_ADMIN_ROLE", "bcsync.Admin",
+        "App role that may also change: full sync, mappings, couplings, retries, orders (entra).",
+        check=_role)
     appinsights_connection: str | None = _setting(
         "APPLICATIONINSIGHTS_CONNECTION_STRING", None,
         "Application Insights resource: traces, metrics and logs are exported there with OpenTelemetry.",
