@@ -80,8 +80,7 @@ class SignIn:
     def app(self) -> msal.ConfidentialClientApplication:
         with self.lock:
             if self._app is None:
-                self._app = failing_fast(lambda: confidential_client(self.settings, self.session,
-                                                                     self.managed_identity))
+                self._app = confidential_client(self.settings, self.session, self.managed_identity)
             return self._app
 
     def tokens_for(self, scope: str) -> "TokenProvider":
@@ -96,7 +95,7 @@ class TokenProvider:
         self.scope = scope
 
     def __call__(self, force: bool = False) -> str:
-        return failing_fast(lambda: self._token(force))
+        return failing_fast(lambda: self._token(force))  # building the client (on first use) included
 
     def _token(self, force: bool) -> str:
         app = self.sign_in.app

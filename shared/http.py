@@ -155,7 +155,7 @@ def _causes(exc: BaseException):
                     *(arg for arg in getattr(cause, "args", ()) if isinstance(arg, BaseException))]
 
 
-def failing_fast(call: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
+def failing_fast(call: Callable[[], T]) -> T:
     """`call()`, tried again FAIL_FAST_RETRIES times while it says a setting is wrong, since one failed DNS
     lookup or refused connection may be a blip; the SettingsError is raised when it persists."""
     retries = 0
@@ -166,7 +166,7 @@ def failing_fast(call: Callable[[], T], sleep: Callable[[float], None] = time.sl
             if retries >= FAIL_FAST_RETRIES:
                 raise
             log.info("%s; trying again in %g s", exc.message, FAIL_FAST_WAIT)
-            sleep(FAIL_FAST_WAIT)
+            time.sleep(FAIL_FAST_WAIT)
             retries += 1
 
 
