@@ -15,7 +15,7 @@ from shared.settings import Settings
 from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
 from sync import coupling, failures
-from sync.errors import ConcurrencyError, ConfigurationError, RecordError, SyncError
+from sync.errors import ConcurrencyError, ConfigurationError, RecordError, SettingsError, SyncError
 from sync.model import Side
 from sync.runs import RunKind
 
@@ -58,10 +58,13 @@ def route(path: str, methods: list[str], access: Access):
     def decorate(handler):
         @functools.wraps(handler)
         def guarded(req: func.HttpRequest) -> func.HttpResponse:
-            refusal = authorise(AUTH_MODE, access, req.headers, services().settings, os.environ)
-            if refusal:
-                return _problem(refusal.status, refusal.message)
-            return handler(req)
+            try:
+                refusal = authorise(AUTH_MODE, access, req.headers, services().settings, os.environ)
+                if refusal:
+                    return _problem(refusal.status, refusal.message)
+                return handler(req)
+            except SettingsError as exc:
+                return _settings_problem(exc)
         return app.route(route=path, methods=methods, auth_level=level)(guarded)
     return decorate
 
@@ -75,6 +78,27 @@ def _problem(status: int, message: str) -> func.HttpResponse:
     return _json({"error": message}, status)
 
 
+def _settings_problem(exc: SettingsError) -> func.HttpResponse:
+    """503: the function app is up but cannot serve until these settings are fixed (not a fault of the request,
+    nor an unexplained 500); the answer names each setting with its problem and fix."""
+    return _json({"error": exc.message, "settings": exc.problems}, 503)
+
+
+def _settings_logged(what: str):
+    """A timer or queue function that, with settings in error, logs them in one line instead of a traceback at
+    every invocation. A job message taken meanwhile is not lost: the timer re-sends a queued job whose message
+    never arrived once the settings are fixed."""
+    def decorate(handler):
+        @functools.wraps(handler)
+        def logged(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except SettingsError as exc:
+                log.error("%s not done: %s", what, exc.message)
+        return logged
+    return decorate
+
+
 def _json_object(req: func.HttpRequest) -> dict | None:
     """The body as a JSON object, or None when it is not one (the route says what it wants)."""
     try:
@@ -85,6 +109,7 @@ def _json_object(req: func.HttpRequest) -> dict | None:
 
 
 @app.timer_trigger(schedule="%BCSYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+@_settings_logged("scheduled run")
 def scheduled_sync(timer: func.TimerRequest) -> None:
     """A tick. It does not raise: the host never runs a failed tick again, the next tick does the same work (the
     recovery of stranded jobs included), so a failure is logged with its reason rather than as a traceback."""
@@ -100,6 +125,7 @@ def scheduled_sync(timer: func.TimerRequest) -> None:
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%BCSYNC_QUEUE_NAME%", connection="AzureWebJobsStorage")
+@_settings_logged("job message")
 def run_job(msg: func.QueueMessage) -> None:
     """One job message. One that can never work is reported and copied to the poison queue by handle_message,
     and this returns, so that the host deletes it: raising would only have the host deliver it four times more,

@@ -130,25 +130,26 @@ class Services:
     def sign_in(self) -> SignIn:
         return SignIn(self.settings, self.session, self.managed_identity)
 
-    def _api(self, service: str, base_url: str, scope: str, parse_error, limit: ConcurrencyLimit) -> ApiClient:
+    def _api(self, service: str, base_url: str, setting: str, scope: str, parse_error,
+             limit: ConcurrencyLimit) -> ApiClient:
         s = self.settings
         return ApiClient(service, base_url, self.sign_in.tokens_for(scope), session=self.session,
                          parse_error=parse_error, limit=limit, timeout=s.http_timeout, max_retries=s.max_retries,
-                         max_retry_wait=s.max_retry_wait)
+                         max_retry_wait=s.max_retry_wait, setting=setting)
 
     @cached_property
     def dataverse(self) -> dataverse.DataverseClient:
         self.settings.check_services()
         url = self.settings.dataverse_url.rstrip("/")
         return dataverse.DataverseClient(self._api(
-            "Dataverse", url, f"{url}/.default", dataverse.parse_error,
+            "Dataverse", url, "BCSYNC_DATAVERSE_URL", f"{url}/.default", dataverse.parse_error,
             ConcurrencyLimit(DATAVERSE_CONCURRENCY, hint_header=DATAVERSE_DOP_HINT)))
 
     @cached_property
     def business_central(self) -> businesscentral.BusinessCentralClient:
         self.settings.check_services()
-        api = self._api("Business Central", self.settings.bc_url, self.settings.bc_scope, businesscentral.parse_error,
-                        ConcurrencyLimit(BC_CONCURRENCY))
+        api = self._api("Business Central", self.settings.bc_url, "BCSYNC_BC_URL", self.settings.bc_scope,
+                        businesscentral.parse_error, ConcurrencyLimit(BC_CONCURRENCY))
         return businesscentral.BusinessCentralClient(api, self.settings.bc_company_id)
 
     @cached_property

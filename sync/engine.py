@@ -35,6 +35,7 @@ from .errors import (
     ConfigurationError,
     ConflictError,
     RecordError,
+    SettingsError,
     SyncError,
 )
 from .facts import INTEGRATION_USER, Facts
@@ -1371,7 +1372,7 @@ class _Page:
         self.removed: list[Coupling] = []
         self.new_couplings: set[str] = set()
         self.pending: list[str] = []  # destination ids with changes this pass left for the opposite one
-        self.interrupted: SyncError | None = None  # a transient failure of some write of this page
+        self.interrupted: SyncError | None = None  # a transient (or settings) failure of some write of this page
         self.guarded: set[str] = set()  # source ids with a pending-insert record (see _guard_inserts)
         self.refused: set[str] = set()  # ... whose insert was refused: nothing was created
         self.written: list[Written] = []
@@ -1454,8 +1455,9 @@ class _Page:
         self.job.counts.coupled += 1
 
     def fail(self, row: Record, coupling: Coupling | None, error: SyncError) -> None:
-        if error.transient and not isinstance(error, ConcurrencyError):
-            self.interrupted = self.interrupted or error  # not the record's fault: no failure recorded
+        if (error.transient and not isinstance(error, ConcurrencyError)) or isinstance(error, SettingsError):
+            # not the record's fault: no failure recorded; a setting that can never work fails the job
+            self.interrupted = self.interrupted or error
             return
         self.failed.append((row, coupling, error))
 
