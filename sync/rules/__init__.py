@@ -32,6 +32,7 @@ from ..ports import Coupling, CouplingStore, CrmEndpoint, Endpoint, Record
 
 if TYPE_CHECKING:
     from ..facts import Facts
+    from ..lookups import LookupResolver
     from ..mappings import Catalog
     from ..model import Direction, TableMapping
 
@@ -72,6 +73,7 @@ class RuleContext(Protocol):
     couplings: CouplingStore
     cache: dict[str, Any]   # per job: what a rule fetched once (a unit group's units)
     facts: "Facts"          # across runs: the services' set-up (the local currency), see sync.facts
+    resolver: "LookupResolver"  # per job: Business Central codes -> coupled Dataverse ids, shared with lookups
 
     failures: dict[str, Any]  # source id -> the record's failure from earlier runs
 
