@@ -109,10 +109,13 @@ class ProductRules(MappingRules):
             coupled_groups(ctx, [r.values.get(self.unit) for r in rows if self._kept_unit(ctx, r) is None])
             self._vendor_names(ctx, [r.values.get(self.vendor) for r in rows])
             # rows whose price list item holds their price and unit already, in the default price list
-            price_list = default_price_list(ctx)
-            ctx.cache.setdefault("priced", set()).update(
-                r.id for r in rows if (ctx.remembered(r, (self.unit, self.price), ("pricelevelid",)) or {}).get(
-                    "pricelevelid") == price_list)
+            kept = {r.id: k["pricelevelid"] for r in rows
+                    if (k := ctx.remembered(r, (self.unit, self.price), ("pricelevelid",)))}
+            try:
+                price_list = default_price_list(ctx) if kept else None
+            except RecordError:
+                price_list = None  # each row fails on it in extra_values
+            ctx.cache.setdefault("priced", set()).update(i for i, kept_list in kept.items() if kept_list == price_list)
 
     @staticmethod
     def _vendor_names(ctx: RuleContext, numbers: Sequence[str | None]) -> dict[str, str | None]:
