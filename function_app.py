@@ -16,7 +16,15 @@ from shared.settings import Settings
 from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
 from sync import config, coupling, failures
-from sync.errors import ConcurrencyError, ConfigurationError, NotFoundError, RecordError, SyncError, cut
+from sync.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    NotFoundError,
+    RecordError,
+    SettingsError,
+    SyncError,
+    cut,
+)
 from sync.model import Direction, Side
 from sync.runs import RUN_ID, RunKind
 
@@ -62,13 +70,10 @@ def route(path: str, methods: list[str], access: Access):
         @functools.wraps(handler)
         def guarded(req: func.HttpRequest) -> func.HttpResponse:
             try:
-                settings = services().settings
-            except SyncError as exc:  # the operator's to fix, not the caller's
-                log.error("%s %s refused: %s", req.method, path, exc.message)
-                return _problem(503, f"bcsync is not configured to serve requests: {exc.message}")
-            try:
-                refusal = authorise(AUTH_MODE, access, req.headers, settings, os.environ)
+                refusal = authorise(AUTH_MODE, access, req.headers, services().settings, os.environ)
                 return _problem(refusal.status, refusal.message) if refusal else handler(req)
+            except SettingsError as exc:  # the operator's to fix, not the caller's
+                return _settings_problem(exc)
             except request.BadRequest as exc:
                 return _problem(exc.status, exc.message, exc.field)
             except NotFoundError as exc:
@@ -95,16 +100,51 @@ def _problem(status: int, message: str, field: str = "") -> func.HttpResponse:
     return _json({"error": message, **({"field": field} if field else {})}, status)
 
 
+def _settings_problem(exc: SettingsError) -> func.HttpResponse:
+    """503: the function app is up but cannot serve until these settings are fixed (not a fault of the request,
+    nor an unexplained 500); the answer names each setting with its problem and fix."""
+    return _json({"error": exc.message, "settings": exc.problems}, 503)
+
+
+def _settings_logged(what: str):
+    """A timer or queue function that, with settings in error, logs them in one line instead of a traceback at
+    every invocation. A job message taken meanwhile is not lost: the timer re-sends a queued job whose message
+    never arrived once the settings are fixed."""
+    def decorate(handler):
+        @functools.wraps(handler)
+        def logged(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except SettingsError as exc:
+                log.error("%s not done: %s", what, exc.message)
+        return logged
+    return decorate
+
+
 @app.timer_trigger(schedule="%BCSYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+@_settings_logged("scheduled run")
 def scheduled_sync(timer: func.TimerRequest) -> None:
-    run = services().start_scheduled_run(trigger="timer" + (" (past due)" if timer.past_due else ""))
+    """A tick. It does not raise: the host never runs a failed tick again, the next tick does the same work (the
+    recovery of stranded jobs included), so a failure is logged with its reason rather than as a traceback."""
+    past_due = getattr(timer, "past_due", False) is True  # nothing but a true flag says the tick is late
+    try:
+        run = services().start_scheduled_run(trigger="timer" + (" (past due)" if past_due else ""))
+    except SyncError as exc:
+        log.error("no scheduled run started%s: %s The next tick tries again.",
+                  " (a service is unavailable)" if exc.transient else "", exc.message)
+        return
     if run is None:
         log.info("previous scheduled run still going; no new run started")
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%BCSYNC_QUEUE_NAME%", connection="AzureWebJobsStorage")
+@_settings_logged("job message")
 def run_job(msg: func.QueueMessage) -> None:
-    services().handle_message(msg.get_body().decode("utf-8"))
+    """One job message. One that can never work is reported and copied to the poison queue by handle_message,
+    and this returns, so that the host deletes it: raising would only have the host deliver it four times more,
+    with a traceback each time, before it moved it to the same queue. A transient error is raised, for the host
+    to deliver the message again later."""
+    services().handle_message(msg.get_body())
 
 
 @route("fullsync", ["POST"], Access.CHANGE)

@@ -33,7 +33,7 @@ from shared.settings import Settings, settings_table
 from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
 from sync import coupling, failures
-from sync.errors import SyncError
+from sync.errors import SettingsError, SyncError
 from sync.model import Side
 from sync.runs import RunKind, RunReport, RunStatus
 
@@ -95,6 +95,11 @@ def _follow(services: Services, run, args) -> int:
         return 0
     report = _wait(services, run.run_id, quiet=args.json)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    # a job that failed on a setting that can never work: said once, as a settings error at start is
+    misconfigured = next((j.message for j in report.jobs if j.message.startswith(f"{SettingsError.__name__}: ")), None)
+    if misconfigured:
+        print(f"bcsync: {misconfigured}", file=sys.stderr)
+        return 2
     return 0 if report.run.status is RunStatus.DONE else 1
 
 

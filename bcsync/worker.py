@@ -1,8 +1,10 @@
 """A local stand-in for the Functions host's queue trigger.
 
 It takes messages from the same queue and hands them to the same handler as `run_job` in
-function_app.py, with the host's rules: a message whose handling raises becomes visible again and is
-retried, and after MAX_DEQUEUE_COUNT deliveries it moves to the poison queue.
+function_app.py, with the host's rules: a message that is not base64 moves to the poison queue at once
+(the host's queue extension does the same), a message whose handling raises becomes visible again and is
+retried, and after MAX_DEQUEUE_COUNT deliveries it moves to the poison queue. A message that can never
+work is moved there by the handler itself (Services.handle_message).
 """
 
 from __future__ import annotations
@@ -33,15 +35,17 @@ class LocalWorker:
         taken = 0
         for delivery in self.queue.receive(visibility_timeout=self.visibility, max_messages=1):
             taken += 1
-            if delivery.dequeue_count > MAX_DEQUEUE_COUNT:
-                log.error("message %s moved to the poison queue after %d deliveries", delivery.text,
-                          delivery.dequeue_count - 1)
+            body = delivery.body
+            if body is None or delivery.dequeue_count > MAX_DEQUEUE_COUNT:
+                log.error("message %s moved to the poison queue %s", delivery.id,
+                          "at once: it is not base64" if body is None
+                          else f"after {delivery.dequeue_count - 1} deliveries")
                 self.queue.move_to_poison(delivery, self.poison)
                 continue
             try:
-                self.services.handle_message(delivery.text)
+                self.services.handle_message(body)
             except Exception:
-                log.exception("handling %s failed; it will be delivered again", delivery.text)
+                log.exception("handling message %s failed; it will be delivered again", delivery.id)
                 continue
             self.queue.delete(delivery)
             self.handled += 1

@@ -14,8 +14,9 @@ from typing import Callable
 import msal
 import requests
 
-from sync.errors import AuthenticationError, ConfigurationError, ServiceUnavailableError
+from sync.errors import AuthenticationError, ConfigurationError, ServiceUnavailableError, SettingsError
 
+from .http import failing_fast, misconfigured
 from .identity import MANAGED_IDENTITY, ManagedIdentity, client_credential, credential_kind
 from .settings import Settings
 
@@ -35,6 +36,9 @@ _REMEDIES = {
     "AADSTS700024": "the managed identity's token had expired when it reached Entra ID: check the clock and the "
                     "identity endpoint (BCSYNC_MANAGED_IDENTITY_CLIENT_ID)",
 }
+# Answers that say the configured tenant or client does not exist: the setting to fix, not a service to wait for.
+_UNKNOWN = {"AADSTS700016": "BCSYNC_CLIENT_ID", "AADSTS90002": "BCSYNC_TENANT_ID"}
+AUTHORITY_SETTING = "BCSYNC_AUTHORITY_HOST"
 
 
 def confidential_client(settings: Settings, session: requests.Session,
@@ -49,9 +53,15 @@ def confidential_client(settings: Settings, session: requests.Session,
             # instance discovery only knows Microsoft's clouds; a private authority skips it
             instance_discovery=None if is_public_cloud else False)
     except ValueError as exc:
+        if "authority configuration" in str(exc):  # its OpenID configuration answered 4xx: Entra's unknown tenant
+            raise SettingsError({"BCSYNC_TENANT_ID": f"{settings.tenant_id!r} is a tenant that the authority "
+                                                     f"{settings.authority_host} does not know (its OpenID "
+                                                     f"configuration is refused); set the tenant id, or correct "
+                                                     f"{AUTHORITY_SETTING}"}) from None
         raise ConfigurationError(f"The token authority {authority} is not usable: {exc}") from None
     except requests.RequestException as exc:
-        raise ServiceUnavailableError(f"Token authority {authority} unreachable: {exc}") from None
+        raise misconfigured(exc, authority, AUTHORITY_SETTING) or \
+            ServiceUnavailableError(f"Token authority {authority} unreachable: {exc}") from None
 
 
 class SignIn:
@@ -85,6 +95,9 @@ class TokenProvider:
         self.scope = scope
 
     def __call__(self, force: bool = False) -> str:
+        return failing_fast(lambda: self._token(force))  # building the client (on first use) included
+
+    def _token(self, force: bool) -> str:
         app = self.sign_in.app
         with self.sign_in.lock:
             if force:
@@ -92,7 +105,8 @@ class TokenProvider:
             try:
                 result = app.acquire_token_for_client(scopes=[self.scope])
             except requests.RequestException as exc:
-                raise ServiceUnavailableError(f"Token endpoint unreachable: {exc}") from None
+                raise misconfigured(exc, self.sign_in.settings.authority_host, AUTHORITY_SETTING) or \
+                    ServiceUnavailableError(f"Token endpoint unreachable: {exc}") from None
         if "access_token" in result:
             return result["access_token"]
         error = result.get("error", "unknown_error")
@@ -100,6 +114,9 @@ class TokenProvider:
         if error in ("temporarily_unavailable", "server_error"):
             raise ServiceUnavailableError(f"Token endpoint: {error}: {description}")
         remedy = next((text for code, text in _REMEDIES.items() if description.startswith(code)), None)
+        unknown = next((setting for code, setting in _UNKNOWN.items() if description.startswith(code)), None)
+        if unknown:
+            raise SettingsError({unknown: f"Entra ID answered {error}: {description} Fix: {remedy}"})
         how = credential_kind(self.sign_in.settings)
         raise AuthenticationError(f"Could not sign in for {self.scope} (credential: {how}"
                                   + (", a federated credential trusting the managed identity" if how == MANAGED_IDENTITY else "")

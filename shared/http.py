@@ -14,10 +14,13 @@ import email.utils
 import logging
 import random
 import re
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import NewConnectionError
@@ -29,6 +32,7 @@ from sync.errors import (
     NotFoundError,
     RecordError,
     ServiceUnavailableError,
+    SettingsError,
     SyncError,
     ThrottledError,
     WriteOutcomeUnknown,
@@ -39,6 +43,16 @@ from .telemetry import count_request
 log = logging.getLogger("bcsync.http")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
+
+# A connection that says "this can never work" (a name that does not resolve, a closed port, an untrusted
+# certificate) is tried this many times more, this many seconds apart, before it is reported as the setting to fix:
+# long enough to ride out a service restarting, short enough that a misconfigured job fails in seconds.
+FAIL_FAST_RETRIES = 2
+FAIL_FAST_WAIT = 1.0
+CA_SETTING = "BCSYNC_CA_BUNDLE"  # the extra CA that VerifyingSession trusts
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+T = TypeVar("T")
 
 
 class VerifyingSession(requests.Session):
@@ -108,6 +122,54 @@ def classify(service: str, error: ServiceError, *, already_exists_codes: frozens
     return RecordError(text, field=field_in(error.message), **kwargs)
 
 
+def misconfigured(exc: BaseException, url: str, setting: str) -> SettingsError | None:
+    """The setting to fix when a request failed in a way that retrying cannot mend: the host of `url` (from
+    `setting`) does not resolve, nothing listens on its port, or its certificate is not one bcsync trusts. None
+    when the service may just be down (a timeout, a reset, a name server that did not answer)."""
+    where = urlsplit(url)
+    host = f"{where.hostname}:{where.port}" if where.port else str(where.hostname)
+    for cause in _causes(exc):
+        if isinstance(cause, socket.gaierror) and cause.errno in _NO_SUCH_NAME:
+            return SettingsError({setting: f"its host {where.hostname} does not resolve (no such name in DNS); "
+                                           "correct the host name"})
+        if isinstance(cause, ConnectionRefusedError):
+            return SettingsError({setting: f"nothing accepts connections on {host} (connection refused); correct "
+                                           "the address or port"})
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return SettingsError({CA_SETTING: f"the certificate of {host} ({setting}) is not trusted: "
+                                              f"{cause.verify_message or cause.reason}; set {CA_SETTING} to a PEM file "
+                                              f"with the CA that signed it, or correct {setting}"})
+    return None
+
+
+def _causes(exc: BaseException):
+    """The exception and everything it wraps (requests wraps urllib3, which wraps the socket's error)."""
+    seen, pending = set(), [exc]
+    while pending:
+        cause = pending.pop()
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        yield cause
+        pending += [cause.__cause__, cause.__context__, getattr(cause, "reason", None),
+                    *(arg for arg in getattr(cause, "args", ()) if isinstance(arg, BaseException))]
+
+
+def failing_fast(call: Callable[[], T]) -> T:
+    """`call()`, tried again FAIL_FAST_RETRIES times while it says a setting is wrong, since one failed DNS
+    lookup or refused connection may be a blip; the SettingsError is raised when it persists."""
+    retries = 0
+    while True:
+        try:
+            return call()
+        except SettingsError as exc:
+            if retries >= FAIL_FAST_RETRIES:
+                raise
+            log.info("%s; trying again in %g s", exc.message, FAIL_FAST_WAIT)
+            time.sleep(FAIL_FAST_WAIT)
+            retries += 1
+
+
 class ConcurrencyLimit:
     """How many requests one client has in flight at once: never more than `maximum` (the service's limit
     per user), nor than the parallelism the service recommends in a `hint_header` when it sends one.
@@ -163,8 +225,10 @@ class ApiClient:
     def __init__(self, service: str, base_url: str, token: Callable[..., str], *, session: requests.Session,
                  parse_error: Callable[[requests.Response], SyncError], limit: ConcurrencyLimit,
                  timeout: float = 60.0, max_retries: int = 5, max_retry_wait: float = 60.0,
-                 default_headers: dict[str, str] | None = None, sleep: Callable[[float], None] = time.sleep):
+                 default_headers: dict[str, str] | None = None, sleep: Callable[[float], None] = time.sleep,
+                 setting: str = ""):
         self.service = service
+        self.setting = setting  # the setting that gave base_url, named when it can never be reached
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.session = session
@@ -191,7 +255,7 @@ class ApiClient:
             idempotent = method in IDEMPOTENT_METHODS
         url = self.url(path)
         refreshed = refresh_now = False
-        attempt = 0
+        attempt = fail_fast_retries = 0
         while True:
             all_headers = {**self.default_headers, **(headers or {}),
                            "Authorization": f"Bearer {self.token(force=refresh_now)}"}
@@ -200,6 +264,13 @@ class ApiClient:
                 response = self._send(method, url, params=params, json=json, data=data, headers=all_headers)
             except requests.RequestException as exc:
                 count_request(self.service, None)
+                wrong = misconfigured(exc, url, self.setting) if self.setting else None
+                if wrong is not None:
+                    if fail_fast_retries >= FAIL_FAST_RETRIES:
+                        raise wrong from None
+                    fail_fast_retries += 1
+                    self.sleep(FAIL_FAST_WAIT)
+                    continue
                 sent = not _never_sent(exc)
                 if (sent and not idempotent) or attempt >= self.max_retries:
                     if sent and not idempotent:

@@ -47,12 +47,18 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.pipeline.policies import SansIOHTTPPolicy
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import RequestTooLargeError, TableClient, TableTransactionError, UpdateMode
 from azure.storage.queue import QueueClient
 
 from sync.config import MappingOverride, stored_problem
 from sync.engine import Counts, JobMode
-from sync.errors import AuthenticationError, ConcurrencyError, ConfigurationError, ServiceUnavailableError
+from sync.errors import (
+    AuthenticationError,
+    ConcurrencyError,
+    ConfigurationError,
+    ServiceUnavailableError,
+    TerminalError,
+)
 from sync.model import Direction, Side
 from sync.ports import Clock, Coupling, Fact, PendingInsert, RecordFailure, WriteBack
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
@@ -187,17 +193,27 @@ class TableStorage:
 
 
 class storage_errors:
-    """Context manager: storage trouble is transient for the domain (the job is retried)."""
+    """Context manager: storage trouble in the domain's terms. A 5xx, a timeout or a dropped connection is transient
+    (the job is retried); any other refusal (400 for a key it does not accept, 413, 431) is terminal, as the same
+    request gets the same answer. What callers handle themselves passes through: not found, exists, modified, and a
+    transaction's refusal, which the caller reads (a delete of what is gone)."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, exc, tb):
-        if exc is None or isinstance(exc, (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError)):
+        if exc is None or isinstance(exc, (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError)) or (
+                isinstance(exc, TableTransactionError) and not isinstance(exc, RequestTooLargeError)):
             return False
+        status = exc.status_code if isinstance(exc, HttpResponseError) else None
         if isinstance(exc, (ServiceRequestError, ServiceResponseError)) or (
-                isinstance(exc, HttpResponseError) and (exc.status_code or 500) >= 500):
+                isinstance(exc, HttpResponseError) and (status or 500) >= 500) or status in (408, 429):
             raise ServiceUnavailableError(f"Table Storage: {exc}") from exc
+        if status is not None and 400 <= status < 500:
+            code = str(getattr(exc, "error_code", None) or exc.reason or "")
+            said = next(iter(str(exc.message or "").splitlines()), "")[:300]  # its first line: it may echo a 60 kB key
+            raise TerminalError(f"Azure Storage refused a request (HTTP {status} {code}): {said}", code=code,
+                                status=status) from exc
         return False
 
 
@@ -720,7 +736,7 @@ class RunTable:
             "seq": job.seq, "mode": job.mode.value, "recommendation": job.recommendation, "reason": job.reason,
             "status": job.status.value, "counts": json.dumps(job.counts.as_dict()),
             "notes": json.dumps([n[:500] for n in job.notes[:40]]), "message": job.message[:30000],
-            "attempts": job.attempts,
+            "attempts": job.attempts, "attempts_without_progress": job.attempts_without_progress,
             "queued_at": _iso(job.queued_at), "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
             "checkpoint": _iso(job.checkpoint), "lease_until": _iso(job.lease_until),
         }
@@ -734,6 +750,7 @@ class RunTable:
             reason=e.get("reason") or "",
             status=JobStatus(e["status"]), counts=Counts.from_dict(json.loads(e.get("counts") or "{}")),
             notes=json.loads(e.get("notes") or "[]"), message=e.get("message") or "", attempts=int(e.get("attempts") or 0),
+            attempts_without_progress=int(e.get("attempts_without_progress") or 0),
             queued_at=_dt(e.get("queued_at")), started_at=_dt(e.get("started_at")),
             finished_at=_dt(e.get("finished_at")), checkpoint=_dt(e.get("checkpoint")),
             lease_until=_dt(e.get("lease_until")), etag=e.metadata.get("etag"))

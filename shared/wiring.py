@@ -16,7 +16,7 @@ from sync import availability, config, coupling, failures, orders
 from sync.availability import ItemAvailabilityProcess
 from sync.check import CheckReport, run_checks
 from sync.engine import RecordOutcome, SyncEngine
-from sync.errors import ConcurrencyError, ConfigurationError, SyncError, cut, shown
+from sync.errors import ConcurrencyError, ConfigurationError, SyncError, TerminalError, cut, shown
 from sync.mappings import Catalog, builtin_mappings
 from sync.model import ConnectionSetup, Direction, Side
 from sync.orders import OrderResult
@@ -41,6 +41,9 @@ from .storage import (
     TableStorage,
 )
 from .telemetry import JobTelemetry, configure_telemetry, run_started
+
+
+log = logging.getLogger("bcsync.queue")
 
 
 class StoredCatalog:
@@ -127,25 +130,26 @@ class Services:
     def sign_in(self) -> SignIn:
         return SignIn(self.settings, self.session, self.managed_identity)
 
-    def _api(self, service: str, base_url: str, scope: str, parse_error, limit: ConcurrencyLimit) -> ApiClient:
+    def _api(self, service: str, base_url: str, setting: str, scope: str, parse_error,
+             limit: ConcurrencyLimit) -> ApiClient:
         s = self.settings
         return ApiClient(service, base_url, self.sign_in.tokens_for(scope), session=self.session,
                          parse_error=parse_error, limit=limit, timeout=s.http_timeout, max_retries=s.max_retries,
-                         max_retry_wait=s.max_retry_wait)
+                         max_retry_wait=s.max_retry_wait, setting=setting)
 
     @cached_property
     def dataverse(self) -> dataverse.DataverseClient:
         self.settings.check_services()
         url = self.settings.dataverse_url.rstrip("/")
         return dataverse.DataverseClient(self._api(
-            "Dataverse", url, f"{url}/.default", dataverse.parse_error,
+            "Dataverse", url, "BCSYNC_DATAVERSE_URL", f"{url}/.default", dataverse.parse_error,
             ConcurrencyLimit(DATAVERSE_CONCURRENCY, hint_header=DATAVERSE_DOP_HINT)))
 
     @cached_property
     def business_central(self) -> businesscentral.BusinessCentralClient:
         self.settings.check_services()
-        api = self._api("Business Central", self.settings.bc_url, self.settings.bc_scope, businesscentral.parse_error,
-                        ConcurrencyLimit(BC_CONCURRENCY))
+        api = self._api("Business Central", self.settings.bc_url, "BCSYNC_BC_URL", self.settings.bc_scope,
+                        businesscentral.parse_error, ConcurrencyLimit(BC_CONCURRENCY))
         return businesscentral.BusinessCentralClient(api, self.settings.bc_company_id)
 
     @cached_property
@@ -336,9 +340,19 @@ class Services:
         return Services(replace(s, max_retries=1, max_retry_wait=min(s.max_retry_wait, CHECK_TIMEOUT),
                                 http_timeout=min(s.http_timeout, CHECK_TIMEOUT)), self.clock)
 
-    def handle_message(self, text: str) -> None:
-        """What the queue trigger and the local worker do with one message."""
-        self.coordinator.handle(JobMessage.from_json(text))
+    def handle_message(self, body: bytes) -> None:
+        """What the queue trigger and the local worker do with one message's body. A message that can never work
+        (terminal: not a job message, no such job, a request storage refuses) is reported, copied to the poison
+        queue and then counts as handled: delivering it again would give the same answer. A transient error is
+        raised, for the message to be delivered again."""
+        try:
+            self.coordinator.handle(JobMessage.parse(body))
+        except TerminalError as exc:
+            poison = f"{self.queue.name}-poison"
+            log.error("queue message moved to %s: %s Job messages come from bcsync only: whatever else writes to "
+                      "the queue %s must stop.", poison, exc.message, self.queue.name,
+                      extra={"code": exc.code, "field": getattr(exc, "field", "")})
+            self.queue.poison(body)
 
     def start_run(self, kind: RunKind, trigger: str, mappings: list[str] | None = None) -> Run:
         return run_started(lambda: self.coordinator.start_run(kind, trigger, mappings))

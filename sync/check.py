@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .errors import AuthenticationError, NotFoundError, SyncError
+from .errors import AuthenticationError, NotFoundError, SettingsError, SyncError
 from .facts import INTEGRATION_USER
 from .model import EMPTY_GUID, BcTable, CrmTable, Direction, Side, TableMapping
 from .ports import ConnectionProbe
@@ -218,10 +218,17 @@ def _privileges(user: str, held: dict[str, dict[str, str]], needed: Reach) -> li
     return findings
 
 
+def _no_answer_fix(exc: SyncError) -> str:
+    """A service that gave no answer: a setting that can never work is corrected, a service that is down waited for."""
+    if isinstance(exc, SettingsError):
+        return f"correct {' and '.join(exc.problems)}"
+    return AGAIN if exc.transient else ""
+
+
 def _access_fix(exc: SyncError, who: str) -> str:
     if isinstance(exc, AuthenticationError):
         return f"check that {who} may use the service (its application user and security role)"
-    return AGAIN if exc.transient else ""
+    return _no_answer_fix(exc)
 
 
 def _business_central(probe: ConnectionProbe, needed: Reach, pool: ThreadPoolExecutor) -> list[Finding]:
@@ -270,4 +277,4 @@ def _bc_fix(exc: SyncError, who: str, table: BcTable | None) -> str:
             return (f"publish the page as the web service {table.entity_set} (install the bcsync extension "
                     "from bc-extension/, which publishes every page bcsync uses)")
         return f"the API v2.0 entity set {table.entity_set} is missing: bcsync needs Business Central 26.0 or later"
-    return AGAIN if exc.transient else ""
+    return _no_answer_fix(exc)

@@ -35,6 +35,7 @@ from .errors import (
     ConfigurationError,
     ConflictError,
     RecordError,
+    SettingsError,
     SyncError,
 )
 from .facts import INTEGRATION_USER, Facts
@@ -186,7 +187,9 @@ class FieldPlan:
     Bidirectional fields are merged three ways against the coupling's snapshot: changed on the
     source only -> written; changed on the destination only -> left for the opposite pass; changed
     on both to different values -> an update conflict, resolved per the mapping's setting.
-    Unidirectional fields always follow their source.
+    Unidirectional fields always follow their source. A bidirectional lookup that neither side changed
+    since then writes nothing whatever it resolves to, so it is not resolved (a scheduled run reads no
+    referenced rows for it).
     """
 
     def __init__(self, mapping: TableMapping, direction: Direction,
@@ -194,14 +197,34 @@ class FieldPlan:
         self.mapping, self.direction = mapping, direction
         self.src_side, self.dst_side = direction.source, direction.target
         # per field: (field mapping, snapshot key, source field, destination field, constant, insert only,
-        # bidirectional, converter); plain tuples, as this runs for every field of every row
+        # bidirectional, a lookup that may be left unresolved, converter); plain tuples, as this runs for every
+        # field of every row
         self.steps = tuple(
             (fm, fm.key, fm.field_on(self.src_side), fm.field_on(self.dst_side), fm.constant, fm.insert_only,
-             fm.direction is Direction.BIDIRECTIONAL, converter(fm) if fm.field_on(self.src_side) else None)
+             fm.direction is Direction.BIDIRECTIONAL, self._may_settle(fm),
+             converter(fm) if fm.field_on(self.src_side) else None)
             for fm in mapping.fields_for(direction) if fm.field_on(self.dst_side) is not None)
         resolution = mapping.update_conflict
         self.source_wins = (resolution is not UpdateConflictResolution.NONE and
                             (resolution is UpdateConflictResolution.SEND_TO_CRM) == (direction is Direction.TO_CRM))
+
+    @staticmethod
+    def _may_settle(fm: FieldMapping) -> bool:
+        return fm.convert is Convert.LOOKUP and fm.direction is Direction.BIDIRECTIONAL
+
+    @staticmethod
+    def _settled(key: str, raw: Any, current: Any, src_snap: dict[str, Any], dst_snap: dict[str, Any]) -> bool:
+        """Neither side changed the field since the pair was last synchronised."""
+        return key in src_snap and key in dst_snap and same(raw, src_snap[key]) and same(current, dst_snap[key])
+
+    def to_look_up(self, fm: FieldMapping, rows: list[tuple[Record, Coupling | None, Record | None]]) -> list[Record]:
+        """The rows (source row, coupling, destination row) whose value of lookup `fm` `plan` resolves."""
+        if not self._may_settle(fm):
+            return [row for row, _, _ in rows]
+        key, src_field, dst_field = fm.key, fm.field_on(self.src_side), fm.field_on(self.dst_side)
+        return [row for row, coupling, dst in rows if coupling is None or dst is None or not self._settled(
+            key, row.values.get(src_field), dst.values.get(dst_field), coupling.values_on(self.src_side),
+            coupling.values_on(self.dst_side))]
 
     def plan(self, src: Record, dst: Record | None, coupling: Coupling | None) -> RowPlan:
         if coupling is not None:
@@ -213,15 +236,18 @@ class FieldPlan:
         new_src, new_dst = {}, dict(dst_snap)
         conflicts: list[tuple[FieldMapping, Any, Any]] = []
         dst_pending = False
-        for fm, key, src_field, dst_field, constant, insert_only, both_ways, convert in self.steps:
+        for fm, key, src_field, dst_field, constant, insert_only, both_ways, may_settle, convert in self.steps:
             if insert_only and dst is not None:
                 continue
             if src_field is None:
                 raw, target_value = None, constant
             else:
                 raw = source.get(src_field)
-                target_value = convert(raw, src)
                 new_src[key] = raw
+                if may_settle and current_values is not None and self._settled(
+                        key, raw, current_values.get(dst_field), src_snap, dst_snap):
+                    continue
+                target_value = convert(raw, src)
             if target_value is KEEP:
                 continue
             if current_values is None:
@@ -443,6 +469,7 @@ class _Job:
         self.restore_skipped = False
         self.visiting: frozenset[tuple[str, str]] = frozenset()  # (mapping, id) being synchronised up the chain
         self.reference_problems: dict[tuple[str, Any], str] = {}  # (mapping, looked-up value) -> why not synced first
+        self.page_couplings: dict[str, Coupling] = {}  # the couplings of the rows the current page works on
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
@@ -514,6 +541,20 @@ class _Job:
         outcomes = self.sync_first(mapping_name, missing, rows)
         coupled.update(self.e.couplings.get_many(mapping_name, self.src_side, missing))
         return coupled, {i: o.error or o.status for i, o in outcomes.items() if not o.ok}
+
+    def remembered(self, row: Record, inputs: tuple[str, ...], names: tuple[str, ...]) -> dict[str, Any] | None:
+        """The values the rules computed for `row` (`names`) when its pair was last synchronised, while the source
+        fields they derive from (`inputs`, among the rules' `inputs`) still hold what they held then; None when
+        they must be computed: a new pair, a changed input, a record that failed before, or a full synchronisation,
+        which computes everything afresh."""
+        coupling = self.page_couplings.get(row.id)
+        if self.full or coupling is None or row.id in self.failures:
+            return None
+        snapshot = coupling.values_on(self.src_side)
+        if any(f"^{name}" not in snapshot or not same(snapshot[f"^{name}"], row.values.get(name)) for name in inputs) \
+                or any(f"~{name}" not in snapshot for name in names):
+            return None
+        return {name: snapshot[f"~{name}"] for name in names}
 
     def integration_user_id(self) -> str:
         return self.facts.get(INTEGRATION_USER, self.e.crm.integration_user_id)
@@ -845,8 +886,10 @@ class _Job:
                                                    f"of table mapping {self.mapping.name}.")
         work = accepted
         dst_rows = self._read_destinations([c for _, c in work if c])
-        self._sync_references([row for row, _ in work])
-        self._prepare_lookups([row for row, _ in work])
+        self.page_couplings = {row.id: c for row, c in work if c is not None}
+        pairs = [(row, c, dst_rows.get(c.id_on(self.dst_side)) if c else None) for row, c in work]
+        self._sync_references(pairs)
+        self._prepare_lookups(pairs)
         self.rules.prepare(self, [row for row, _ in work])
         matches, ambiguous = self._match_uncoupled([row for row, c in work if c is None])
         for row, coupling in work:
@@ -1075,7 +1118,7 @@ class _Job:
     def _src_name(self) -> str:
         return _table_name(self.src_table)
 
-    def _sync_references(self, rows: list[Record]) -> None:
+    def _sync_references(self, pairs: list[tuple[Record, Coupling | None, Record | None]]) -> None:
         """Records the rows look up that are not coupled (a customer created after the full synchronisation,
         on its first invoice) are synchronised first by their own mapping, when it synchronises this way:
         created on the other side and coupled if they pass its filter, so that the lookup then finds them.
@@ -1088,7 +1131,8 @@ class _Job:
                     or not fm.field_on(self.dst_side) or fm.not_null:
                 continue
             ref = self.catalog[fm.lookup_mapping]
-            if not self._synchronises_first(ref):
+            rows = self.field_plan.to_look_up(fm, pairs)
+            if not rows or not self._synchronises_first(ref):
                 continue
             self.resolver.prepare(fm, self.dst_side, (r.values.get(src_field) for r in rows))
             resolve, ref_rules = self.resolver.resolver(fm, self.dst_side), ref.rules or MappingRules()
@@ -1109,10 +1153,11 @@ class _Job:
                     self.reference_problems[(ref.name, value)] = outcome.error or outcome.status
             self.resolver.forget(fm, self.dst_side, missing)
 
-    def _prepare_lookups(self, rows: list[Record]) -> None:
+    def _prepare_lookups(self, pairs: list[tuple[Record, Coupling | None, Record | None]]) -> None:
         for fm in self.fields:
             src_field = fm.field_on(self.src_side)
             if fm.convert is Convert.LOOKUP and src_field and fm.field_on(self.dst_side):
+                rows = self.field_plan.to_look_up(fm, pairs)
                 self.resolver.prepare(fm, self.dst_side, (r.values.get(src_field) for r in rows))
 
     def _deletion_conflict(self, page: "_Page", row: Record, coupling: Coupling) -> Coupling | None:
@@ -1371,7 +1416,7 @@ class _Page:
         self.removed: list[Coupling] = []
         self.new_couplings: set[str] = set()
         self.pending: list[str] = []  # destination ids with changes this pass left for the opposite one
-        self.interrupted: SyncError | None = None  # a transient failure of some write of this page
+        self.interrupted: SyncError | None = None  # a transient (or settings) failure of some write of this page
         self.guarded: set[str] = set()  # source ids with a pending-insert record (see _guard_inserts)
         self.refused: set[str] = set()  # ... whose insert was refused: nothing was created
         self.written: list[Written] = []
@@ -1395,6 +1440,7 @@ class _Page:
             return
         if extra:
             self._merge_computed(plan, extra, coupling, dst_row)
+        self._remember_inputs(row, plan, extra)
         if plan.values and plan.action in ("unchanged", "skip"):
             plan.action = "update"
         elif not plan.values and plan.action == "update":
@@ -1414,6 +1460,18 @@ class _Page:
                 job.counts.unchanged += 1
             if row.id in self.new_couplings:
                 job.counts.coupled += 1
+
+    def _remember_inputs(self, row: Record, plan: RowPlan, extra: dict[str, Any]) -> None:
+        """The source fields the rules' computed values derive from, as they are now (MappingRules.inputs); where
+        each direction computes the other's inputs, also what this pass wrote as the destination's."""
+        rules, src_side, dst_side = self.job.rules, self.job.src_side, self.job.dst_side
+        for name in rules.inputs.get(src_side, ()):
+            plan.src_snapshot[f"^{name}"] = row.values.get(name)
+        if rules.mirrored_inputs:
+            for mine, theirs in zip(rules.inputs.get(src_side, ()), rules.inputs.get(dst_side, ())):
+                if theirs in extra:
+                    plan.dst_snapshot[f"^{theirs}"] = extra[theirs]
+                    plan.src_snapshot[f"~{mine}"] = plan.dst_snapshot[f"~{mine}"] = row.values.get(mine)
 
     def _merge_computed(self, plan: RowPlan, extra: dict[str, Any], coupling: Coupling | None,
                         dst_row: Record | None) -> None:
@@ -1454,8 +1512,9 @@ class _Page:
         self.job.counts.coupled += 1
 
     def fail(self, row: Record, coupling: Coupling | None, error: SyncError) -> None:
-        if error.transient and not isinstance(error, ConcurrencyError):
-            self.interrupted = self.interrupted or error  # not the record's fault: no failure recorded
+        if (error.transient and not isinstance(error, ConcurrencyError)) or isinstance(error, SettingsError):
+            # not the record's fault: no failure recorded; a setting that can never work fails the job
+            self.interrupted = self.interrupted or error
             return
         self.failed.append((row, coupling, error))
 

@@ -56,6 +56,20 @@ class ConfigurationError(TerminalError):
     """Settings or mapping definitions are wrong; nothing will work until they are fixed."""
 
 
+class SettingsError(ConfigurationError):
+    """Settings that can never work as they are. `problems` maps each setting to what is wrong with its value and
+    how to fix it; all are reported at once. Raised when the settings are loaded, and at the edge when the wire
+    shows that a configured host or identity does not exist (a name that does not resolve, a closed port, a
+    certificate no trusted CA signed, a tenant or client Entra ID does not know): retrying cannot help, fixing
+    the setting does."""
+
+    def __init__(self, problems: dict[str, str]):
+        listed = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+        super().__init__(f"{len(problems)} settings are wrong: {listed}." if len(problems) > 1 else f"{listed}.",
+                         code="SettingsError")
+        self.problems = dict(problems)
+
+
 class NotFoundError(TerminalError):
     """The addressed record does not exist (or no longer exists)."""
 
@@ -66,6 +80,15 @@ class ConcurrencyError(TransientError):
 
 class AlreadyExistsError(TerminalError):
     """A record with the same key already exists."""
+
+
+class MessageError(TerminalError):
+    """A queue message that is not a bcsync job message, or points at no job: delivering it again gives the same
+    answer. `field` names the part of the message that is wrong."""
+
+    def __init__(self, message: str, *, field: str = ""):
+        super().__init__(message, code="BadJobMessage")
+        self.field = field
 
 
 class RecordError(TerminalError):

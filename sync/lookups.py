@@ -6,7 +6,7 @@ and cached for the job, bounded in size.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from .mappings import Catalog
 from .model import FieldMapping, Side
@@ -14,6 +14,13 @@ from .ports import CouplingStore, Endpoint
 from .values import is_blank, normalize
 
 _MISSING = object()
+
+
+class _Reference(NamedTuple):
+    """What a lookup refers to: a mapping's Business Central rows by a key (for rules that look up codes)."""
+
+    lookup_mapping: str
+    bc_key: str
 
 
 class LookupResolver:
@@ -46,6 +53,14 @@ class LookupResolver:
             ref = self.catalog[fm.lookup_mapping]
             for row in self.bc.read_ids(ref.bc, [ref.bc.key_field], missing):
                 self._names[normalize(row.id)] = str(row.values.get(ref.bc.key_field) or row.id)
+
+    def coupled(self, mapping: str, bc_key: str, values: Iterable[Any]) -> dict[Any, Any]:
+        """Business Central values of `bc_key` in `mapping` -> the coupled Dataverse ids, for those coupled; one read
+        for the values not resolved yet, shared with the job's lookups of the same rows (a unit code)."""
+        reference, values = _Reference(mapping, bc_key), [v for v in values if not is_blank(v)]
+        self.prepare(reference, Side.CRM, values)  # type: ignore[arg-type]  (a lookup needs only these two)
+        resolve = self.resolver(reference, Side.CRM)  # type: ignore[arg-type]
+        return {v: found for v in values for ok, found in [resolve(v)] if ok}
 
     def forget(self, fm: FieldMapping, target: Side, values: Iterable[Any]) -> None:
         """Values that may have been coupled since they were resolved (synchronised first): resolved again."""

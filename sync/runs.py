@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Protocol, Sequence
 
 from .config import CatalogSource
 from .engine import Counts, JobMode, Progress, SyncEngine
-from .errors import ConcurrencyError, ConfigurationError, SyncError, TransientError
+from .errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TransientError
 from .model import Direction
 from .planner import plan
 from .ports import Clock, RecordFailure
@@ -33,6 +33,7 @@ log = logging.getLogger("bcsync.runs")
 RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 RUNS_STATE = "(runs)"  # the state store's partition for what belongs to no mapping
 PROGRESS_SAVES_PER_LEASE = 20  # a running job saves its progress (and renews its lease) every 1/20 of a lease
+RETRY_SECONDS = 15  # a job that failed transiently runs again after this, doubled for each attempt without progress
 
 
 class RunKind(str, Enum):
@@ -75,6 +76,9 @@ class Job:
     notes: list[str] = field(default_factory=list)
     message: str = ""
     attempts: int = 0
+    # attempts since the job last made progress (its checkpoint moved on): the retry limit counts these, so a
+    # long job that fails now and then but gets further each time is not given up on
+    attempts_without_progress: int = 0
     queued_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
@@ -92,6 +96,7 @@ class Job:
             "mode": self.mode.value, "recommendation": self.recommendation, "reason": self.reason,
             "status": self.status.value, "depends_on": list(self.depends_on), "counts": self.counts.as_dict(),
             "notes": self.notes, "message": self.message, "attempts": self.attempts,
+            "attempts_without_progress": self.attempts_without_progress,
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
             "seconds": (round((self.finished_at - self.started_at).total_seconds(), 1)
                         if self.started_at and self.finished_at else None),
@@ -111,6 +116,20 @@ class Run:
     etag: str | None = None
 
 
+# What a job message's ids may be: ours are far shorter (a run id is 22 characters, a job id a table mapping's name
+# and a direction), and Table Storage refuses keys with these characters or over 1 KiB.
+MAX_RUN_ID = 64
+MAX_JOB_ID = 200
+KEY_CHARACTERS = "/\\#?"
+JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "true or false", int: "a number",
+              float: "a number", type(None): "null"}
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    """A value quoted in an error: a 60 kB id is not echoed whole."""
+    return repr(text[:limit]) + (f" (and {len(text) - limit} more characters)" if len(text) > limit else "")
+
+
 @dataclass(frozen=True)
 class JobMessage:
     """What travels on the queue: a pointer to the job, never its data (64 KB limit)."""
@@ -122,12 +141,45 @@ class JobMessage:
         return json.dumps({"run": self.run_id, "job": self.job_id})
 
     @classmethod
-    def from_json(cls, text: str) -> "JobMessage":
+    def parse(cls, body: bytes | str) -> "JobMessage":
+        """A message's body as the queue trigger hands it over, checked before anything is looked up: MessageError
+        names what is wrong (not UTF-8, not JSON, not an object, a field missing, of another type, empty, too long
+        or with characters no id has)."""
+        if isinstance(body, bytes):
+            try:
+                body = body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise MessageError(f"The job message is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                                   f"position {exc.start}).") from None
         try:
-            data = json.loads(text)
-            return cls(str(data["run"]), str(data["job"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"Not a bcsync job message: {text[:200]!r}") from exc
+            data = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise MessageError(f"The job message is not JSON ({exc.msg} at position {exc.pos}): "
+                               f"{_excerpt(body)}.") from None
+        except RecursionError:
+            raise MessageError("The job message is JSON nested too deeply to be a job message.") from None
+        if not isinstance(data, dict):
+            raise MessageError(f'The job message must be a JSON object {{"run": "<run id>", "job": "<job id>"}}, '
+                               f"not {JSON_TYPES.get(type(data), 'a number')}.")
+        return cls(cls._id(data, "run", MAX_RUN_ID), cls._id(data, "job", MAX_JOB_ID))
+
+    @staticmethod
+    def _id(data: dict, field: str, limit: int) -> str:
+        value = data.get(field)
+        problem = None
+        if field not in data:
+            problem = "is missing"
+        elif not isinstance(value, str):
+            problem = f"must be a string, not {JSON_TYPES.get(type(value), 'a number')}"
+        elif not value.strip():
+            problem = "is empty"
+        elif len(value) > limit:
+            problem = f"is {len(value)} characters long; a {field} id has at most {limit}"
+        elif not value.isprintable() or any(c in KEY_CHARACTERS for c in value):
+            problem = f"has characters no {field} id has (control characters or / \\ # ?): {_excerpt(value)}"
+        if problem:
+            raise MessageError(f'Field "{field}" of the job message {problem}.', field=field)
+        return value
 
 
 class RunStore(Protocol):
@@ -325,10 +377,11 @@ class RunCoordinator:
         """Run the job a queue message points at. Safe to call twice with the same message."""
         job = self.runs.get_job(message.run_id, message.job_id)
         run = self.runs.get(message.run_id)
-        if job is None or run is None:
-            log.warning("job %s of run %s does not exist (anymore); message dropped", message.job_id, message.run_id,
-                        extra={"run": message.run_id, "job": message.job_id})
-            return
+        if run is None:
+            raise MessageError(f"There is no run {message.run_id}: it never existed, or the job log's retention "
+                               f"removed it.", field="run")
+        if job is None:
+            raise MessageError(f"Run {message.run_id} has no job {_excerpt(message.job_id)}.", field="job")
         now = self.clock.now()
         if job.status in TERMINAL:
             self.advance(run.run_id)
@@ -366,6 +419,7 @@ class RunCoordinator:
     def _claim(self, job: Job, now: dt.datetime) -> Job:
         job.status = JobStatus.RUNNING
         job.attempts += 1
+        job.attempts_without_progress += 1
         job.started_at = job.started_at or now
         job.lease_until = now + self.lease
         return self.runs.save_job(job)
@@ -373,12 +427,19 @@ class RunCoordinator:
     def _execute(self, run: Run, job: Job, lease_name: str, owner: str) -> Job | None:
         """Run the job once; returns it as it ended (None: it lost its lease to another worker)."""
         saved_at = self.clock.now()  # the claim saved the job and took its lease
+        claimed_from = job.checkpoint
+        if job.attempts_without_progress > self.max_attempts:
+            # the attempts before stopped midway (a worker killed, out of memory) or failed, none saving progress
+            stopped = f"gave up after {self.max_attempts} attempts without progress, the last stopped midway"
+            return self._finish(job, JobStatus.FAILED, f"{stopped} ({job.message})" if job.message else stopped)
 
         def progress(p: Progress) -> None:
             nonlocal job, saved_at
             now = self.clock.now()
             job.counts = p.counts
             job.checkpoint = p.checkpoint or job.checkpoint
+            if job.checkpoint and (claimed_from is None or job.checkpoint > claimed_from):
+                job.attempts_without_progress = 0  # a next attempt starts further on: it counts from one again
             # Saved now and then, not after every page: the lease is renewed long before it runs out, and
             # a continuation after a crash resumes from an older checkpoint, redoing pages harmlessly.
             if now - saved_at < self.lease / PROGRESS_SAVES_PER_LEASE:
@@ -413,7 +474,7 @@ class RunCoordinator:
         if not outcome.complete:
             # out of time for one invocation: continue from the checkpoint in a fresh one
             job.status = JobStatus.QUEUED
-            job.attempts = 0
+            job.attempts = job.attempts_without_progress = 0
             job.lease_until = None
             job.message = f"continuing after {int(self.time_budget.total_seconds())} s, from {job.checkpoint}"
             job = self.runs.save_job(job)
@@ -423,12 +484,18 @@ class RunCoordinator:
         return self._finish(job, JobStatus.DONE, "")
 
     def _retry_later(self, job: Job, exc: TransientError) -> Job:
-        if job.attempts >= self.max_attempts:
-            return self._finish(job, JobStatus.FAILED, f"gave up after {job.attempts} attempts: {exc.message}")
-        delay = int(max(exc.retry_after or 0, 15 * 2 ** (job.attempts - 1)))
+        """A transient failure: the job goes back on the queue, later each time it fails without progress, until
+        it has failed max_attempts times in a row without progress."""
+        stalled = job.attempts_without_progress
+        if stalled >= self.max_attempts:
+            return self._finish(job, JobStatus.FAILED, f"gave up after {stalled} attempts without progress: "
+                                                       f"{exc.message}")
+        delay = int(max(exc.retry_after or 0, RETRY_SECONDS * 2 ** (max(stalled, 1) - 1)))
         job.status = JobStatus.QUEUED
         job.queued_at = self.clock.now() + dt.timedelta(seconds=delay)
-        job.message = f"attempt {job.attempts} failed ({exc.message}); retrying in {delay} s"
+        job.message = f"attempt {job.attempts} failed ({exc.message})" + (
+            f" after getting to {iso(job.checkpoint)}" if not stalled
+            else f"; {stalled} of {self.max_attempts} attempts without progress") + f"; retrying in {delay} s"
         job.lease_until = None
         job = self.runs.save_job(job)
         self.queue.send(JobMessage(job.run_id, job.job_id), delay_seconds=delay)

@@ -8,6 +8,8 @@ page, always in bulk:
 - `prepare(ctx, rows)`: fetch, once per page, whatever `extra_values` needs;
 - `extra_values(ctx, row, dst_row)`: destination values that are computed rather than copied
   (an exchange rate, a unit, a price list, a state); written when they differ from what is there;
+  a value that costs reads may be taken as last synchronised while its inputs did not change
+  (`ctx.remembered`);
 - `unversioned_changes(ctx)`: at the start of a job, the coupled source rows that changed although
   their version did not move (a value the service computes on every read), found in bulk; the job
   works on them as changed rows;
@@ -30,6 +32,7 @@ from ..ports import Coupling, CouplingStore, CrmEndpoint, Endpoint, Record
 
 if TYPE_CHECKING:
     from ..facts import Facts
+    from ..lookups import LookupResolver
     from ..mappings import Catalog
     from ..model import Direction, TableMapping
 
@@ -70,12 +73,17 @@ class RuleContext(Protocol):
     couplings: CouplingStore
     cache: dict[str, Any]   # per job: what a rule fetched once (a unit group's units)
     facts: "Facts"          # across runs: the services' set-up (the local currency), see sync.facts
+    resolver: "LookupResolver"  # per job: Business Central codes -> coupled Dataverse ids, shared with lookups
 
     failures: dict[str, Any]  # source id -> the record's failure from earlier runs
 
     def note(self, text: str) -> None: ...
 
     def endpoint(self, side: Side) -> Endpoint: ...
+
+    def remembered(self, row: Record, inputs: tuple[str, ...], names: tuple[str, ...]) -> dict[str, Any] | None:
+        """Computed values `names` as last synchronised, while source fields `inputs` are unchanged since (a
+        scheduled run); None when they must be computed again."""
 
     def coupled_first(self, mapping_name: str, ids: list[str], rows: Sequence[Record]) \
             -> tuple[dict[str, Coupling], dict[str, str]]:
@@ -99,6 +107,13 @@ class MappingRules:
     #: computed values the source side owns: written whenever the destination differs, even where a user
     #: changed the destination since (not merged like bidirectional fields)
     source_owned: tuple[str, ...] = ()
+    #: source fields, per source side, that costly computed values derive from (a parent found through other
+    #: rows): kept in the coupling's snapshot, so that a scheduled run computes those values again only for rows
+    #: where one changed (RuleContext.remembered)
+    inputs: dict[Side, tuple[str, ...]] = {}
+    #: each direction computes the other's inputs, pairwise (a contact's parent account from its company, its
+    #: company from its parent account): a pass remembers what it wrote as the destination's inputs too
+    mirrored_inputs = False
 
     def accept(self, ctx: RuleContext, row: Record, coupling: Coupling | None) -> str | RecordError | None:
         return None

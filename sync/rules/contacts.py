@@ -66,7 +66,14 @@ def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[
 
 
 class ContactRules(MappingRules):
+    """A contact's parent takes a read of business relations: a scheduled run reads them only for contacts
+    whose company (or parent account) changed since the pair was last synchronised, and keeps the parent
+    it found then for the others. A change of a company's customer relation alone reaches its contacts
+    at the next full synchronisation, which finds every parent afresh."""
+
     extra_fields = {Side.BC: ("companyNumber", "type"), Side.CRM: ("parentcustomerid", "parentcustomeridtype")}
+    inputs = {Side.BC: ("companyNumber",), Side.CRM: ("parentcustomerid",)}
+    mirrored_inputs = True
     reads = (BC_CONTACT_RELATIONS,)
     writes = (CRM_ACCOUNT, BC_CUSTOMER)  # primary contacts back-filled
 
@@ -75,13 +82,24 @@ class ContactRules(MappingRules):
             return IGNORE  # only contacts whose parent customer is an account (the product page's filter)
         return None
 
+    @staticmethod
+    def _parent(ctx: RuleContext, row: Record) -> dict[str, Any] | None:
+        """The parent as last synchronised, while the row's company (parent account) is the same."""
+        if ctx.direction is Direction.TO_CRM:
+            return ctx.remembered(row, ("companyNumber",), ("parentcustomerid",))
+        return ctx.remembered(row, ("parentcustomerid",), ("companyNumber",))
+
     def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
+        rows = [r for r in rows if self._parent(ctx, r) is None]
         if ctx.direction is Direction.TO_CRM:
             accounts_of_companies(ctx, [r.values.get("companyNumber") for r in rows])
         else:
             companies_of_accounts(ctx, [r.values.get("parentcustomerid") for r in rows])
 
     def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
+        kept = self._parent(ctx, row) if dst_row is not None else None
+        if kept is not None:
+            return kept
         if ctx.direction is Direction.TO_CRM:
             company = row.values.get("companyNumber")
             account = accounts_of_companies(ctx, [company]).get(company)

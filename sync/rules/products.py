@@ -82,6 +82,9 @@ class ProductRules(MappingRules):
         self.price = price                 # the Business Central unit price field
         self.what = what                   # "Item" / "Resource", as in Write-in Product Type
         self.vendor = vendor               # the Business Central Vendor No. field
+        # a product's unit and its price list item cost reads: a scheduled run finds them again only where the
+        # unit or the price changed since the pair was last synchronised
+        self.inputs = {Side.BC: (unit, price)}
         self.extra_fields = {Side.CRM: ("defaultuomid", "pricelevelid", "transactioncurrencyid", "statecode",
                                         "statuscode", "producttypecode", "quantitydecimal", "price", "productnumber",
                                         "vendorname"),
@@ -98,10 +101,21 @@ class ProductRules(MappingRules):
             return IGNORE  # only active products become items or resources
         return None
 
+    def _kept_unit(self, ctx: RuleContext, row: Record) -> dict[str, Any] | None:
+        return ctx.remembered(row, (self.unit,), ("defaultuomid",))
+
     def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
         if ctx.direction is Direction.TO_CRM:
-            coupled_groups(ctx, [r.values.get(self.unit) for r in rows])
+            coupled_groups(ctx, [r.values.get(self.unit) for r in rows if self._kept_unit(ctx, r) is None])
             self._vendor_names(ctx, [r.values.get(self.vendor) for r in rows])
+            # rows whose price list item holds their price and unit already, in the default price list
+            kept = {r.id: k["pricelevelid"] for r in rows
+                    if (k := ctx.remembered(r, (self.unit, self.price), ("pricelevelid",)))}
+            try:
+                price_list = default_price_list(ctx) if kept else None
+            except RecordError:
+                price_list = None  # each row fails on it in extra_values
+            ctx.cache.setdefault("priced", set()).update(i for i, kept_list in kept.items() if kept_list == price_list)
 
     @staticmethod
     def _vendor_names(ctx: RuleContext, numbers: Sequence[str | None]) -> dict[str, str | None]:
@@ -125,7 +139,10 @@ class ProductRules(MappingRules):
         values: dict[str, Any] = {"producttypecode": self.product_type, "pricelevelid": default_price_list(ctx),
                                   "vendorname": self._vendor_names(ctx, [vendor]).get(vendor) if vendor else None}
         code = row.values.get(self.unit) or ""
-        if code:
+        kept = self._kept_unit(ctx, row) if dst_row is not None else None
+        if kept is not None:
+            values.update(kept)
+        elif code:
             group = coupled_groups(ctx, [code]).get(code)
             if group is None:
                 raise RecordError(f"{ctx.mapping.bc.caption} {row.values.get(ctx.mapping.bc.key_field)}: unit of measure "
@@ -159,7 +176,9 @@ class ProductRules(MappingRules):
     def _keep_price_list_items(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
         """One item per product in the default price list: its unit at its price."""
         price_list = default_price_list(ctx)
-        products = [w for w in written if w.target.values.get("defaultuomid")]
+        priced = ctx.cache.get("priced", set())
+        products = [w for w in written if w.target.values.get("defaultuomid")
+                    and (w.inserted or w.retried or w.source.id not in priced)]
         fields = ["pricelevelid", "productid", "uomid", "amount"]
         existing = {(r.values.get("productid"), r.values.get("uomid")): r for r in ctx.crm.read_matching(
             CRM_PRICE_LIST_ITEM, fields, "productid", [w.target.id for w in products],

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import RecordError
-from ..model import Side
 from ..tables import BC_UNIT_OF_MEASURE, CRM_UNIT
 from . import MappingRules, RuleContext, Written
 
@@ -69,16 +68,6 @@ class UnitGroupRules(MappingRules):
 
 
 def coupled_groups(ctx: RuleContext, unit_codes: Sequence[str]) -> dict[str, str]:
-    """Business Central unit codes -> the ids of their coupled unit groups (cached for the job)."""
-
-    cache = ctx.cache.setdefault("group_of_unit", {})
-    wanted = [c for c in dict.fromkeys(unit_codes) if c and c not in cache]
-    if wanted:
-        bc_units = ctx.bc.read_matching(BC_UNIT_OF_MEASURE, ["code"], "code", wanted)
-        coupled = ctx.couplings.get_many("UNIT OF MEASURE", Side.BC, [u.id for u in bc_units])
-        for u in bc_units:
-            if u.id in coupled:
-                cache[u.values["code"]] = coupled[u.id].crm_id
-        for code in wanted:
-            cache.setdefault(code, None)
-    return {c: cache.get(c) for c in unit_codes if c}
+    """Business Central unit codes -> the ids of their coupled unit groups (resolved once per job, with the
+    job's lookups of the same codes)."""
+    return ctx.resolver.coupled("UNIT OF MEASURE", "code", unit_codes)

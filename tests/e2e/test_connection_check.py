@@ -150,13 +150,13 @@ def test_business_central_not_knowing_the_application(env, cli):
         f"{env.stack.ids.integration_client_id}")
 
 
-def test_an_unreachable_service_fails_its_checks_in_seconds(env, cli):
+def test_an_unreachable_service_fails_its_checks_in_seconds_naming_the_setting(env, cli):
     closed = free_port()
     env.configure(BCSYNC_BC_URL=f"https://127.0.0.1:{closed}{env.bc.root_path}")
     code, report = check(cli)
     assert code == 1 and report["seconds"] < 10
     company = problems(report)["Business Central company"]
-    assert "failed" in company["detail"] and "run the check again" in company["fix"]
+    assert "connection refused" in company["detail"] and company["fix"] == "correct BCSYNC_BC_URL"
     assert [p["check"] for p in report["problems"]] == ["Business Central company"]
 
 

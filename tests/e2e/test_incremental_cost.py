@@ -1,6 +1,8 @@
 """What a scheduled run costs in API requests once 1,000 + 1,000 customers are coupled: the Sales change
 feed and the Business Central watermark each cost one read, so a quiet run is about two requests, and a
-run with a few changes per side four per direction (three reads and one write), however large the tables are."""
+run with a few changes per side four per direction (three reads and one write), however large the tables are.
+The same holds for contacts (whose parent takes a read of business relations only where the company changed)
+and for items and products (whose unit and price list item take reads only where the unit or price changed)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ ROWS, CHANGED = int(os.environ.get("BCSYNC_TEST_ROWS", 1000)), 10
 
 
 class RequestCount:
-    """API requests (and the writes among them) per job direction and per schedule check, counted at
-    both services' HTTP clients; each request is listed when measured."""
+    """API requests (and the writes among them) per job ("<mapping>:<direction>") and per schedule check,
+    counted at both services' HTTP clients; each request is listed when measured."""
 
     def __init__(self, env):
         self.apis = [env.services.dataverse.api, env.services.business_central.api]
@@ -26,7 +28,7 @@ class RequestCount:
         self.current = ""
         for session in {id(api.session): api.session for api in self.apis}.values():  # the two may share one
             self._log(session)
-        self._wrap("run", lambda args: args[1].value)
+        self._wrap("run", lambda args: f"{args[0]}:{args[1].value}")
         self._wrap("has_work", lambda args: "schedule check")
 
     def _log(self, session) -> None:
@@ -83,7 +85,7 @@ def test_a_scheduled_run_costs_a_few_requests_per_direction_after_a_full_sync(en
     # the full synchronisation left the change feed and the deletion baseline: nothing is checked again
     quiet = count.measure("first scheduled run after the full synchronisation", lambda: env.sync(["CUSTOMER"]))
     assert quiet.to_dict()["totals"]["modified"] == 0
-    assert set(count.requests) == {"to-crm", "from-crm"}
+    assert set(count.requests) == {"CUSTOMER:to-crm", "CUSTOMER:from-crm"}
     assert all(n <= 2 for n in count.requests.values()), count.requests
 
     customers = [c["id"] for c in env.bc.rows("customers")][:CHANGED]
@@ -109,7 +111,87 @@ def test_a_scheduled_run_costs_a_few_requests_per_direction_after_a_full_sync(en
     # per direction: the changed rows with their companion page rows (Business Central) or the change feed,
     # the coupled rows on the other side (and their companion page rows), and one $batch of updates whose
     # answers carry the new versions, so nothing is read back after it
-    assert count.writes == {"to-crm": 1, "from-crm": 1}, count.writes
-    assert count.requests == {"to-crm": 4, "from-crm": 4}, count.requests
-    assert [line.split(": ", 1)[0] for line in count.sent if line.split(" ")[1] == "POST"] == ["to-crm", "from-crm"]
+    assert count.writes == {"CUSTOMER:to-crm": 1, "CUSTOMER:from-crm": 1}, count.writes
+    assert count.requests == {"CUSTOMER:to-crm": 4, "CUSTOMER:from-crm": 4}, count.requests
+    assert [line.split(": ", 1)[0] for line in count.sent if line.split(" ")[1] == "POST"] == [
+        "CUSTOMER:to-crm", "CUSTOMER:from-crm"]
     assert all(line.endswith("$batch") for line in count.sent if " POST " in line), count.sent
+
+
+
+def test_contacts_items_and_products_cost_four_requests_per_direction_too(env):
+    env.configure(BCSYNC_WATERMARK_MARGIN_SECONDS=0)
+    rows = max(ROWS // 5, 2 * CHANGED)  # one page either way: the count does not grow with the rows
+    env.bc.seed("customers", [{"number": f"C{i:05d}", "displayName": f"Customer {i}"} for i in range(rows)])
+    accounts = env.dv.seed("account", [{"name": f"Account {i}", "customertypecode": 3} for i in range(rows)])
+    companies = [c["number"] for c in env.bc.rows("contacts") if c["type"] == "Company"]
+    env.bc.seed("contacts", [{"type": "Person", "displayName": f"Ann Lee {i}", "companyNumber": companies[i],
+                              "email": f"ann{i}@bc.example"} for i in range(rows)])
+    env.dv.seed("contact", [{"firstname": "Bob", "lastname": f"Smith {i}", "parentcustomerid": accounts[i],
+                             "emailaddress1": f"bob{i}@sales.example"} for i in range(rows)])
+    env.bc.seed("unitsOfMeasure", [{"code": "PCS", "displayName": "Piece"}, {"code": "BOX", "displayName": "Box"}])
+    env.bc.seed("items", [{"number": f"I{i:05d}", "displayName": f"Bolt {i}", "baseUnitOfMeasureCode": "PCS",
+                           "unitPrice": 1 + i} for i in range(rows)])
+    env.full_sync()
+    group = next(g for g in env.dv.rows("uomschedule") if g["name"] == "NAV PCS")["uomscheduleid"]
+    unit = next(u for u in env.dv.rows("uom") if u["name"] == "PCS")["uomid"]
+    env.dv.seed("product", [{"productnumber": f"P{i:05d}", "name": f"Kit {i}", "producttypecode": 1,
+                             "defaultuomscheduleid": group, "defaultuomid": unit, "statecode": 0, "statuscode": 1}
+                            for i in range(rows)])
+    env.full_sync(["ITEM-PRODUCT"])
+    time.sleep(1)  # the rows the full synchronisations wrote are behind the next run's watermark
+    people = [c["id"] for c in env.bc.rows("contacts") if c["type"] == "Person"][:CHANGED]
+    for person in people:
+        env.bc.update("contacts", person, {"phoneNumber": "+33 6 99 99 99 99"})
+    sales_contacts = [c["contactid"] for c in env.dv.rows("contact")][-CHANGED:]
+    for contact in sales_contacts:
+        env.dv.update("contact", contact, {"mobilephone": "+49 170 9999"}, as_user=env.stack.ids.user_systemuser_id)
+    items = [i["id"] for i in env.bc.rows("items")][:CHANGED]
+    for item in items:
+        env.bc.update("items", item, {"displayName": "Renamed item"})
+    products = [p["productid"] for p in env.dv.rows("product")][-CHANGED:]
+    for product in products:
+        env.dv.update("product", product, {"name": "Renamed product"}, as_user=env.stack.ids.user_systemuser_id)
+
+    env.configure(BCSYNC_WATERMARK_MARGIN_SECONDS=0)  # a cold worker, as for CUSTOMER
+    count = RequestCount(env)
+    busy = count.measure(f"scheduled run, {CHANGED} changes per side", lambda: env.sync(["CONTACT", "ITEM-PRODUCT"]))
+    assert busy.to_dict()["totals"]["failed"] == 0, busy.to_dict()
+    for job_id in ("CONTACT:to-crm", "CONTACT:from-crm", "ITEM-PRODUCT:to-crm", "ITEM-PRODUCT:from-crm"):
+        assert job(busy, job_id).counts.modified == CHANGED, job_id
+    # per direction: the changed rows (with their card page rows), the coupled rows on the other side (with
+    # theirs), one $batch; no business relations, units of measure, unit groups or price list items, as no
+    # company, parent, unit or price changed
+    assert count.requests == {"CONTACT:to-crm": 4, "CONTACT:from-crm": 4, "ITEM-PRODUCT:to-crm": 4,
+                              "ITEM-PRODUCT:from-crm": 4}, count.sent
+    assert all(line.endswith("$batch") for line in count.sent if " POST " in line), count.sent
+    # what was not read again still holds
+    parent_of = {c["contactid"]: c["parentcustomerid"] for c in env.dv.rows("contact")}
+    account_of = {a["name"]: a["accountid"] for a in env.dv.rows("account")}
+    changed_in_sales = [c for c in env.dv.rows("contact") if c.get("telephone1") == "+33 6 99 99 99 99"]
+    assert len(changed_in_sales) == CHANGED
+    assert all(parent_of[c["contactid"]] == account_of[f"Customer {c['lastname'].split()[-1]}"]
+               for c in changed_in_sales)
+    assert sum(1 for c in env.bc.rows("contacts") if c.get("mobilePhoneNumber") == "+49 170 9999") == CHANGED
+    renamed = [p for p in env.dv.rows("product") if p["name"] == "Renamed item"]
+    assert len(renamed) == CHANGED and all(p["defaultuomid"] == unit for p in renamed)
+    prices = {r["productid"]: r["amount"] for r in env.dv.rows("productpricelevel")}
+    assert all(prices[p["productid"]] == p["price"] for p in renamed)
+    assert sum(1 for i in env.bc.rows("items") if i["displayName"] == "Renamed product") == CHANGED
+
+    # a contact moved to another company, an item given another unit and price: those are found again
+    env.bc.update("contacts", people[0], {"companyNumber": companies[-1]})
+    box = next(u for u in env.bc.rows("unitsOfMeasure") if u["code"] == "BOX")
+    env.bc.update("items", items[0], {"baseUnitOfMeasureCode": "BOX", "unitPrice": 777})
+    count.measure("a company, a unit and a price changed", lambda: env.sync(["CONTACT", "ITEM-PRODUCT"]))
+    moved = next(c for c in env.dv.rows("contact") if c.get("telephone1") == "+33 6 99 99 99 99"
+                 and c["lastname"] == env.bc.get("contacts", people[0])["displayName"].split()[-1])
+    assert moved["parentcustomerid"] == account_of[f"Customer {rows - 1}"]
+    number = env.bc.get("items", items[0])["number"]
+    product = next(p for p in env.dv.rows("product") if p["productnumber"] == number)
+    box_group = next(g for g in env.dv.rows("uomschedule") if g["name"] == "NAV BOX")["uomscheduleid"]
+    box_unit = next(u for u in env.dv.rows("uom") if u["uomscheduleid"] == box_group)["uomid"]
+    assert (product["defaultuomscheduleid"], product["defaultuomid"], product["price"]) == (box_group, box_unit, 777)
+    assert {(r["uomid"], r["amount"]) for r in env.dv.rows("productpricelevel")
+            if r["productid"] == product["productid"]} >= {(box_unit, 777)}
+    assert box["code"] == "BOX"

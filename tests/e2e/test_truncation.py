@@ -43,3 +43,37 @@ def test_truncation_set_to_error_fails_the_record_naming_field_length_and_limit(
     env.sync()
     assert next(c for c in env.bc.rows("customers") if c["displayName"] == "Contoso")["phoneNumber"] == "+1 425 555 0100"
     assert env.errors() == []
+
+
+LONG_FAX = "+1 425 555 0199 (reception, weekdays)"     # 37 characters; Fax No. holds 30
+LONG_CITY = "Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch"   # 58 characters; City holds 30
+
+
+def test_bad_input_text_too_long_in_an_edit_names_each_record_and_field(env):
+    """Bad input on the edit path, several records and fields at once: each cut is in the job log with its record and
+    field; with truncation set to error, the record fails naming the field and nothing of it is written."""
+    contoso, fabrikam = env.dv.seed("account", [{"name": "Contoso", "customertypecode": 3, "telephone1": "1"},
+                                                {"name": "Fabrikam", "customertypecode": 3, "fax": "2"}])
+    env.full_sync()
+    env.dv.update("account", contoso, {"telephone1": LONG_PHONE, "fax": LONG_FAX})
+    env.dv.update("account", fabrikam, {"fax": LONG_FAX})
+    notes = job(env.sync(), "CUSTOMER:from-crm").notes
+    assert (f"Phone No. (telephone1 -> phoneNumber) cut to the 30 characters the Business Central field holds, "
+            f"1 record(s): account 'Contoso' ({contoso}): 49 characters") in notes, notes
+    assert (f"Fax No. (fax -> faxNo) cut to the 30 characters the Business Central field holds, 2 record(s): "
+            f"account 'Contoso' ({contoso}): 37 characters; account 'Fabrikam' ({fabrikam}): 37 characters") in notes
+    customers = {c["displayName"]: c for c in env.bc.rows("customers")}
+    cards = {c["No"]: c for c in env.bc.rows("CustomerCard")}   # Fax No. is on the customer card
+    assert customers["Contoso"]["phoneNumber"] == LONG_PHONE[:30]
+    assert cards[customers["Fabrikam"]["number"]]["Fax_No"] == LONG_FAX[:30]
+    assert env.errors() == []
+
+    env.services.set_mapping("CUSTOMER", {"truncation": "error"})
+    env.dv.update("account", contoso, {"address1_city": LONG_CITY, "telephone1": "+1 425 555 0100"})
+    report = env.sync()
+    assert job(report, "CUSTOMER:from-crm").counts.failed == 1
+    [failure] = env.errors()
+    assert failure.record == f"account 'Contoso' ({contoso})" and failure.field == "City"
+    assert "is 58 characters long; the Business Central field holds 30" in failure.message
+    contoso_bc = next(c for c in env.bc.rows("customers") if c["displayName"] == "Contoso")
+    assert contoso_bc["city"] == "" and contoso_bc["phoneNumber"] == LONG_PHONE[:30]  # not written in part

@@ -1,6 +1,7 @@
 """A job's field plan, built once, decides every row as the per-row planning it replaced did: checked
 against that planning, kept here as written before (field by field, no precomputation), over the
-built-in mappings and many generated rows, snapshots and conflict resolutions."""
+built-in mappings and many generated rows, snapshots and conflict resolutions. One rule was added since:
+a bidirectional lookup that neither side changed since the last synchronisation is not converted."""
 
 import random
 
@@ -9,7 +10,7 @@ import pytest
 from sync.engine import KEEP, FieldPlan, RowPlan
 from sync.errors import ConflictError
 from sync.mappings import builtin_mappings
-from sync.model import EMPTY_GUID, Direction, UpdateConflictResolution
+from sync.model import EMPTY_GUID, Convert, Direction, UpdateConflictResolution
 from sync.ports import Coupling, Record
 from sync.values import is_blank, normalize, same
 
@@ -28,9 +29,13 @@ def reference_plan(mapping, direction, src, dst, coupling, convert) -> RowPlan:
         if dst_field is None or (fm.insert_only and dst is not None):
             continue
         raw = src.values.get(src_field) if src_field else None
-        target = fm.constant if src_field is None else convert(fm, raw)
         if src_field is not None:
             new_src[fm.key] = raw
+        if (fm.convert is Convert.LOOKUP and fm.direction is Direction.BIDIRECTIONAL and dst is not None
+                and src_field is not None and fm.key in src_snap and fm.key in dst_snap
+                and same(raw, src_snap[fm.key]) and same(dst.values.get(dst_field), dst_snap[fm.key])):
+            continue  # a lookup neither side changed: nothing to write, whatever it converts to
+        target = fm.constant if src_field is None else convert(fm, raw)
         if target is KEEP:
             continue
         if dst is None:

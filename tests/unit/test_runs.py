@@ -7,11 +7,11 @@ import pytest
 
 from sync.config import StaticCatalog
 
-from sync.errors import ConfigurationError, ThrottledError
+from sync.errors import ConfigurationError, MessageError, ThrottledError
 from sync.mappings import Catalog, builtin_mappings
 from sync.planner import plan
 from sync.runs import JobMessage, JobObserver, JobStatus, RunCoordinator, RunKind, RunReport, RunStatus
-from tests.unit.test_engine import World
+from tests.unit.test_engine import CRM_ACCOUNT, World
 from tests.fakes import FakeQueue, FakeRuns
 
 
@@ -149,7 +149,8 @@ def test_transient_failure_is_retried_later_then_failed_job_blocks_dependants():
     for _ in range(4):
         deliver()
     job = h.runs.get_job(run.run_id, msg.job_id)
-    assert job.status is JobStatus.FAILED and job.attempts == 5
+    assert job.status is JobStatus.FAILED and job.attempts == job.attempts_without_progress == 5
+    assert job.message == "gave up after 5 attempts without progress: 429 Too Many Requests"
     h.drain()
     report = h.report(run.run_id)
     statuses = {j.job_id: j.status for j in report.jobs}
@@ -159,9 +160,39 @@ def test_transient_failure_is_retried_later_then_failed_job_blocks_dependants():
 
 def test_message_round_trip_and_garbage_is_refused():
     msg = JobMessage("r1", "CUSTOMER:to-crm")
-    assert JobMessage.from_json(msg.to_json()) == msg
-    with pytest.raises(ValueError):
-        JobMessage.from_json("not json")
+    assert JobMessage.parse(msg.to_json().encode()) == msg == JobMessage.parse(msg.to_json())
+
+
+@pytest.mark.parametrize("body, field, says", [
+    (b"\xff\xfe{}", "", "not UTF-8 text (byte 0xff at position 0)"),
+    (b"not json", "", "not JSON (Expecting value at position 0)"),
+    (b"[1, null]", "", "must be a JSON object"),
+    (b'"CUSTOMER"', "", "not a string"),
+    (b'{"job": "CUSTOMER:to-crm"}', "run", 'Field "run" of the job message is missing'),
+    (b'{"run": 5, "job": "CUSTOMER:to-crm"}', "run", '"run" of the job message must be a string, not a number'),
+    (b'{"run": "r1", "job": null}', "job", '"job" of the job message must be a string, not null'),
+    (b'{"run": " ", "job": "CUSTOMER:to-crm"}', "run", '"run" of the job message is empty'),
+    (b'{"run": "' + b"9" * 61440 + b'", "job": "x"}', "run", "is 61440 characters long; a run id has at most 64"),
+    (b'{"run": "r1", "job": "a\\u0000b"}', "job", "has characters no job id has"),
+    (b'{"run": "r1", "job": "\\ud800"}', "job", "has characters no job id has"),
+    (b'{"run": "r/1", "job": "x"}', "run", "has characters no run id has"),
+    (b"[" * 100_000, "", "nested too deeply"),
+])
+def test_a_message_that_is_no_job_message_is_refused_naming_the_field_and_problem(body, field, says):
+    with pytest.raises(MessageError) as refused:
+        JobMessage.parse(body)
+    assert says in refused.value.message and refused.value.field == field and not refused.value.transient
+    assert len(refused.value.message) < 300          # a 60 kB value is not echoed whole
+
+
+def test_a_message_for_no_run_or_no_job_is_refused():
+    h = Harness()
+    run = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
+    with pytest.raises(MessageError, match="no run 20990101"):
+        h.coordinator.handle(JobMessage("20990101-000000-abcdef", "CUSTOMER:to-crm"))
+    with pytest.raises(MessageError, match="has no job 'NOPE:to-crm'") as refused:
+        h.coordinator.handle(JobMessage(run.run_id, "NOPE:to-crm"))
+    assert refused.value.field == "job"
 
 
 def test_a_job_whose_worker_died_is_taken_over_when_its_lease_runs_out():
@@ -291,3 +322,54 @@ def test_a_running_job_saves_its_progress_now_and_then_renewing_its_lease_well_b
     assert len(gaps) >= 3                            # 120 s of pages: saved a few times, not after each page
     assert all(30 <= gap <= 40 for gap in gaps)      # every twentieth of the 600 s lease
     assert all((until - at).total_seconds() == 600 for at, until in running)
+
+
+class WorkerDied(BaseException):
+    """Stands for the worker's process being killed: nothing in bcsync catches it."""
+
+
+def _worker_dies_reading(h, pages):
+    """Every claim of a job reading Business Central dies once it has read `pages` pages (each a second later)."""
+    real = h.w.bc.read_changed
+
+    def read_changed(*args, **kwargs):
+        for number, page in enumerate(real(*args, **kwargs)):
+            if number == pages and kwargs.get("limit") is None:
+                raise WorkerDied()
+            h.w.clock.tick(1)
+            yield page
+    h.w.bc.read_changed = read_changed
+
+
+def _killed_again_and_again(h, monkeypatch, pages):
+    """A full synchronisation of CUSTOMER whose Business Central -> Sales job is killed after `pages` pages at every
+    claim, taken over each time its lease has run out (the timer's recovery); returns the job as it ended."""
+    monkeypatch.setattr("sync.runs.PROGRESS_SAVES_PER_LEASE", 10**9)  # progress saved after every page
+    for i in range(8):
+        h.w.clock.tick(1)
+        h.w.customer(f"C{i:05d}", f"Customer {i}")
+    _worker_dies_reading(h, pages)
+    run = h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    for _ in range(20):
+        try:
+            h.drain()
+            break
+        except WorkerDied:
+            h.w.clock.tick(700)              # its lease runs out
+            h.coordinator.recover()
+    return h.runs.get_job(run.run_id, "CUSTOMER:to-crm")
+
+
+def test_a_job_killed_after_every_page_starts_its_attempts_again_and_finishes(monkeypatch):
+    h = Harness()
+    job = _killed_again_and_again(h, monkeypatch, pages=1)
+    assert job.status is JobStatus.DONE and job.attempts == 7 > h.coordinator.max_attempts
+    assert len(h.w.crm.rows(CRM_ACCOUNT)) == 8
+
+
+def test_a_job_killed_before_any_progress_gives_up_after_the_limit(monkeypatch):
+    h = Harness()
+    job = _killed_again_and_again(h, monkeypatch, pages=0)
+    assert job.status is JobStatus.FAILED and job.attempts == 6 and job.attempts_without_progress == 6
+    assert job.message == "gave up after 5 attempts without progress, the last stopped midway"
+    assert h.w.crm.rows(CRM_ACCOUNT) == {}
