@@ -106,23 +106,7 @@ def _settings_problem(exc: SettingsError) -> func.HttpResponse:
     return _json({"error": exc.message, "settings": exc.problems}, 503)
 
 
-def _settings_logged(what: str):
-    """A timer or queue function that, with settings in error, logs them in one line instead of a traceback at
-    every invocation. A job message taken meanwhile is not lost: the timer re-sends a queued job whose message
-    never arrived once the settings are fixed."""
-    def decorate(handler):
-        @functools.wraps(handler)
-        def logged(*args, **kwargs):
-            try:
-                return handler(*args, **kwargs)
-            except SettingsError as exc:
-                log.error("%s not done: %s", what, exc.message)
-        return logged
-    return decorate
-
-
 @app.timer_trigger(schedule="%BCSYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
-@_settings_logged("scheduled run")
 def scheduled_sync(timer: func.TimerRequest) -> None:
     """A tick. It does not raise: the host never runs a failed tick again, the next tick does the same work (the
     recovery of stranded jobs included), so a failure is logged with its reason rather than as a traceback."""
@@ -138,13 +122,16 @@ def scheduled_sync(timer: func.TimerRequest) -> None:
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%BCSYNC_QUEUE_NAME%", connection="AzureWebJobsStorage")
-@_settings_logged("job message")
 def run_job(msg: func.QueueMessage) -> None:
     """One job message. One that can never work is reported and copied to the poison queue by handle_message,
     and this returns, so that the host deletes it: raising would only have the host deliver it four times more,
     with a traceback each time, before it moved it to the same queue. A transient error is raised, for the host
-    to deliver the message again later."""
-    services().handle_message(msg.get_body())
+    to deliver the message again later. With settings in error the message is taken and the settings logged in
+    one line: the timer re-sends a queued job whose message never arrived once they are fixed."""
+    try:
+        services().handle_message(msg.get_body())
+    except SettingsError as exc:
+        log.error("job message not done: %s", exc.message)
 
 
 @route("fullsync", ["POST"], Access.CHANGE)

@@ -44,5 +44,5 @@ def test_the_timer_and_the_queue_trigger_log_one_line(misconfigured, caplog):
     with caplog.at_level(logging.ERROR, logger="bcsync"):
         user_function("scheduled_sync")(TimerRequest(past_due=False))
         user_function("run_job")(QueueMessage(id="1", body=b'{"run": "r", "job": "j"}', dequeue_count=1))
-    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["scheduled run not done", "job message not done"]
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["no scheduled run started", "job message not done"]
     assert all(r.exc_info is None and "BCSYNC_PAGE_SIZE" in r.getMessage() for r in caplog.records)
