@@ -10,14 +10,23 @@ import os
 
 import azure.functions as func
 
+from shared import request
 from shared.access import ENTRA, Access, auth_mode, authorise
 from shared.settings import Settings
 from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
-from sync import coupling, failures
-from sync.errors import ConcurrencyError, ConfigurationError, RecordError, SettingsError, SyncError
-from sync.model import Side
-from sync.runs import RunKind
+from sync import config, coupling, failures
+from sync.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    NotFoundError,
+    RecordError,
+    SettingsError,
+    SyncError,
+    cut,
+)
+from sync.model import Direction, Side
+from sync.runs import RUN_ID, RunKind
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("bcsync")
@@ -51,7 +60,9 @@ AUTH_MODE = _startup_auth_mode()
 def route(path: str, methods: list[str], access: Access):
     """An HTTP route that reads or changes. In keys mode the host enforces the key level (function
     key to read, master key to change); in entra mode every caller's app roles are checked here,
-    before anything is read or written."""
+    before anything is read or written. Whatever the handler raises becomes a JSON problem here: a
+    bad request 400 or 404, a service's trouble 502 or 503, and anything unforeseen a logged 500, so
+    that no traceback reaches the host."""
     level = func.AuthLevel.ANONYMOUS if AUTH_MODE == ENTRA else \
         func.AuthLevel.FUNCTION if access is Access.READ else func.AuthLevel.ADMIN
 
@@ -60,11 +71,22 @@ def route(path: str, methods: list[str], access: Access):
         def guarded(req: func.HttpRequest) -> func.HttpResponse:
             try:
                 refusal = authorise(AUTH_MODE, access, req.headers, services().settings, os.environ)
-                if refusal:
-                    return _problem(refusal.status, refusal.message)
-                return handler(req)
-            except SettingsError as exc:
+                return _problem(refusal.status, refusal.message) if refusal else handler(req)
+            except SettingsError as exc:  # the operator's to fix, not the caller's
                 return _settings_problem(exc)
+            except request.BadRequest as exc:
+                return _problem(exc.status, exc.message, exc.field)
+            except NotFoundError as exc:
+                return _problem(404, exc.message)
+            except ConcurrencyError as exc:
+                return _problem(409, exc.message)
+            except ConfigurationError as exc:
+                return _problem(400, exc.message)
+            except SyncError as exc:
+                return _problem(503 if exc.transient else 502, exc.message)
+            except Exception:
+                log.exception("%s %s failed", req.method, path)
+                return _problem(500, "bcsync failed to answer this request; what went wrong is in its log.")
         return app.route(route=path, methods=methods, auth_level=level)(guarded)
     return decorate
 
@@ -74,23 +96,14 @@ def _json(body, status: int = 200, headers: dict | None = None) -> func.HttpResp
                              headers=headers)
 
 
-def _problem(status: int, message: str) -> func.HttpResponse:
-    return _json({"error": message}, status)
+def _problem(status: int, message: str, field: str = "") -> func.HttpResponse:
+    return _json({"error": message, **({"field": field} if field else {})}, status)
 
 
 def _settings_problem(exc: SettingsError) -> func.HttpResponse:
     """503: the function app is up but cannot serve until these settings are fixed (not a fault of the request,
     nor an unexplained 500); the answer names each setting with its problem and fix."""
     return _json({"error": exc.message, "settings": exc.problems}, 503)
-
-
-def _json_object(req: func.HttpRequest) -> dict | None:
-    """The body as a JSON object, or None when it is not one (the route says what it wants)."""
-    try:
-        body = req.get_json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 @app.timer_trigger(schedule="%BCSYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
@@ -123,17 +136,13 @@ def run_job(msg: func.QueueMessage) -> None:
 
 @route("fullsync", ["POST"], Access.CHANGE)
 def start_full_sync(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        body = req.get_json() if req.get_body() else {}
-    except ValueError:
-        return _problem(400, "The body must be JSON, e.g. {\"mappings\": [\"CUSTOMER\"]}, or empty.")
-    mappings = body.get("mappings") if isinstance(body, dict) else None
-    try:
-        run = services().start_run(RunKind.FULL, trigger="http", mappings=mappings)
-    except ConfigurationError as exc:
-        return _problem(400, exc.message)
-    except SyncError as exc:  # the review could not read a service
-        return _problem(503 if exc.transient else 502, exc.message)
+    """Full synchronisation of every mapping (no body, or {}), or of some: {"mappings": ["CUSTOMER"]}."""
+    body = request.body(req.get_body(), '{"mappings": ["CUSTOMER"]}', ("mappings",), required=False)
+    run = services().start_run(RunKind.FULL, trigger="http", mappings=request.mappings(body, "mappings"))
+    return _started(req, run)
+
+
+def _started(req: func.HttpRequest, run) -> func.HttpResponse:
     status_url = req.url.split("/api/", 1)[0] + f"/api/runs/{run.run_id}"
     return _json({"run": run.run_id, "status": run.status.value, "status_url": status_url}, 202,
                  headers={"Location": status_url})
@@ -141,20 +150,18 @@ def start_full_sync(req: func.HttpRequest) -> func.HttpResponse:
 
 @route("runs/{run_id}", ["GET"], Access.READ)
 def run_status(req: func.HttpRequest) -> func.HttpResponse:
-    report = services().report(req.route_params.get("run_id"))
+    run_id = req.route_params.get("run_id", "")
+    report = services().report(run_id) if RUN_ID.fullmatch(run_id) else None
     if report is None:
-        return _problem(404, f"There is no run {req.route_params.get('run_id')}.")
+        raise request.BadRequest(f"There is no run {cut(run_id)}; GET /api/runs lists them.", status=404)
     return _json(report.to_dict())
 
 
 @route("runs", ["GET"], Access.READ)
 def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     """The job log: the latest runs (?limit=20) with every job's counts and timings (?mapping= filters)."""
-    try:
-        limit = max(1, min(200, int(req.params.get("limit", "20"))))
-    except ValueError:
-        return _problem(400, "limit must be a number.")
-    reports = services().job_log(limit=limit, mapping=req.params.get("mapping") or None)
+    limit = request.number(req.params, "limit", 20, 1, 200)
+    reports = services().job_log(limit=limit, mapping=request.named_mapping(req.params))
     return _json({"runs": [report.to_dict() for report in reports]})
 
 
@@ -165,125 +172,96 @@ def list_mappings(req: func.HttpRequest) -> func.HttpResponse:
 
 @route("mappings/{name}", ["GET"], Access.READ)
 def mapping(req: func.HttpRequest) -> func.HttpResponse:
-    name = req.route_params.get("name", "")
-    found = next((m for m in services().mappings() if m["name"] == name), None)
-    return _json(found) if found else _problem(404, f"There is no table mapping named {name}.")
+    name = request.mapping(req.route_params.get("name", ""), field="name")
+    return _json(next(m for m in services().mappings() if m["name"] == name))
 
 
 @route("mappings/{name}", ["PATCH"], Access.CHANGE)
 def change_mapping(req: func.HttpRequest) -> func.HttpResponse:
-    changes = _json_object(req)
-    if changes is None:
-        return _problem(400, "The body must be a JSON object of settings to change.")
-    try:
-        return _json(services().set_mapping(req.route_params.get("name", ""), changes))
-    except ConfigurationError as exc:
-        return _problem(400, exc.message)
+    name = request.mapping(req.route_params.get("name", ""), field="name")
+    changes = request.body(req.get_body(), '{"interval_minutes": 30}', config.SETTABLE)
+    return _json(services().set_mapping(name, changes))
 
 
 @route("mappings/{name}/overrides", ["DELETE"], Access.CHANGE)
 def reset_mapping(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        return _json(services().reset_mapping(req.route_params.get("name", "")))
-    except ConfigurationError as exc:
-        return _problem(404, exc.message)
+    return _json(services().reset_mapping(request.mapping(req.route_params.get("name", ""), field="name")))
+
+
+ONE_WAY = (Direction.TO_CRM.value, Direction.FROM_CRM.value)
 
 
 @route("errors", ["GET"], Access.READ)
 def list_errors(req: func.HttpRequest) -> func.HttpResponse:
-    skipped = {"true": True, "false": False}.get((req.params.get("skipped") or "").lower())
-    found = services().failures(req.params.get("mapping"), req.params.get("direction"), skipped)
+    found = services().failures(request.named_mapping(req.params),
+                                request.choice(req.params, "direction", ONE_WAY),
+                                request.flag(req.params, "skipped"))
     return _json({"errors": [failures.to_dict(f) for f in found]})
 
 
 @route("errors/retry", ["POST"], Access.CHANGE)
 def retry_errors(req: func.HttpRequest) -> func.HttpResponse:
-    body = _json_object(req)
-    if body is None or not (body.get("source_id") or body.get("all") or body.get("skipped")):
-        return _problem(400, 'Say which records: {"source_id": ...}, {"all": true} or {"skipped": true}, '
-                             'optionally with "mapping" and "direction".')
-    done = services().retry_failures(mapping=body.get("mapping"), direction=body.get("direction"),
-                                     source_id=body.get("source_id"), skipped=True if body.get("skipped") else None)
+    which = '{"source_id": "<id>"}, {"all": true} or {"skipped": true}, optionally with "mapping" and "direction"'
+    body = request.body(req.get_body(), which, ("source_id", "all", "skipped", "mapping", "direction"))
+    source_id, everything, skipped = request.text(body, "source_id"), request.flag(body, "all"), \
+        request.flag(body, "skipped")
+    chosen, direction = request.named_mapping(body), request.choice(body, "direction", ONE_WAY)
+    if not (source_id or everything or skipped):
+        raise request.BadRequest(f"Say which records: {which}.", field="source_id")
+    done = services().retry_failures(mapping=chosen, direction=direction,
+                                     source_id=source_id, skipped=True if skipped else None)
     return _json({"retried": [failures.to_dict(f) for f in done]})
-
-
-def _coupling_problem(exc: ConfigurationError) -> func.HttpResponse:
-    return _problem(404 if "not coupled" in exc.message or "no table mapping" in exc.message else 400, exc.message)
 
 
 @route("couplings/{mapping}", ["GET"], Access.READ)
 def list_couplings(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        limit = int(req.params.get("limit", "100"))
-    except ValueError:
-        return _problem(400, "limit must be a number.")
-    try:
-        found = services().list_couplings(req.route_params.get("mapping", ""), req.params.get("search"), limit)
-    except ConfigurationError as exc:
-        return _coupling_problem(exc)
+    found = services().list_couplings(request.mapping(req.route_params.get("mapping", "")),
+                                      request.text(req.params, "search"),
+                                      request.number(req.params, "limit", 100, 1, 1000))
     return _json({"couplings": [coupling.to_dict(c) for c in found]})
 
 
 @route("couplings/{mapping}", ["POST"], Access.CHANGE)
 def couple(req: func.HttpRequest) -> func.HttpResponse:
-    body = _json_object(req)
-    if body is None or not body.get("bc_id") or not body.get("crm_id"):
-        return _problem(400, 'The body must be {"bc_id": ..., "crm_id": ...}.')
-    try:
-        pair = services().couple(req.route_params.get("mapping", ""), body["bc_id"], body["crm_id"])
-    except ConfigurationError as exc:
-        return _coupling_problem(exc)
+    example = '{"bc_id": "<Business Central id>", "crm_id": "<Sales id>"}'
+    body = request.body(req.get_body(), example, ("bc_id", "crm_id"))
+    ids = [request.text(body, key, required=True, hint=f"send {example}", limit=100) for key in ("bc_id", "crm_id")]
+    pair = services().couple(request.mapping(req.route_params.get("mapping", "")), *ids)
     return _json(coupling.to_dict(pair), 201)
 
 
 @route("couplings/{mapping}", ["DELETE"], Access.CHANGE)
 def uncouple(req: func.HttpRequest) -> func.HttpResponse:
-    bc_id, crm_id = req.params.get("bc"), req.params.get("crm")
+    name = request.mapping(req.route_params.get("mapping", ""))
+    bc_id, crm_id = (request.text(req.params, key, limit=100) for key in ("bc", "crm"))
     if bool(bc_id) == bool(crm_id):
-        return _problem(400, "Give ?bc=<id> or ?crm=<id>.")
+        raise request.BadRequest("Give ?bc=<id> or ?crm=<id> (one of the two).", field="bc")
     side, record_id = (Side.BC, bc_id) if bc_id else (Side.CRM, crm_id)
-    try:
-        return _json(coupling.to_dict(services().uncouple(req.route_params.get("mapping", ""), side, record_id)))
-    except ConfigurationError as exc:
-        return _coupling_problem(exc)
+    return _json(coupling.to_dict(services().uncouple(name, side, record_id)))
 
 
 @route("match/{mapping}", ["POST"], Access.CHANGE)
 def match(req: func.HttpRequest) -> func.HttpResponse:
     """Match-based coupling; the body may change the criteria first:
     {"match": {"email": {"priority": 0}}, "create_new_if_no_match": false, "sync_after_coupling": true}."""
-    mapping = req.route_params.get("mapping", "")
-    try:
-        body = req.get_json() if req.get_body() else {}
-    except ValueError:
-        return _problem(400, "The body must be JSON or empty.")
-    try:
-        if body:
-            services().set_mapping(mapping, body)
-        run = services().start_run(RunKind.COUPLE, trigger="http", mappings=[mapping])
-    except ConfigurationError as exc:
-        return _problem(400, exc.message)
-    status_url = req.url.split("/api/", 1)[0] + f"/api/runs/{run.run_id}"
-    return _json({"run": run.run_id, "status": run.status.value, "status_url": status_url}, 202,
-                 headers={"Location": status_url})
+    name = request.mapping(req.route_params.get("mapping", ""))
+    body = request.body(req.get_body(), '{"match": ["email"]}', config.SETTABLE, required=False)
+    if body:
+        services().set_mapping(name, body)
+    return _started(req, services().start_run(RunKind.COUPLE, trigger="http", mappings=[name]))
 
 
-def _records_answer(req: func.HttpRequest, act) -> func.HttpResponse:
+RECORDS = 'name the records: {"ids": ["<source id>", ...]} or {"filter": "<OData $filter on the source table>"}'
+
+
+def _records_answer(req: func.HttpRequest, keys: tuple[str, ...], act) -> func.HttpResponse:
     """A per-record action's answer: what became of each record (200 when all are synchronised, else 422)."""
-    body = _json_object(req)
-    ids, where = (body.get("ids"), body.get("filter")) if body is not None else (None, None)
-    if (ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) and i for i in ids))) \
-            or (where is not None and not isinstance(where, str)) or bool(ids) == bool(where):
-        return _problem(400, 'The body must name the records: {"ids": ["<source id>", ...]} or {"filter": "<OData '
-                             '$filter on the source table>"}.')
-    try:
-        done = act(body, ids, where)
-    except ConfigurationError as exc:
-        return _problem(404 if "no table mapping" in exc.message else 400, exc.message)
-    except ConcurrencyError as exc:
-        return _problem(409, exc.message)
-    except SyncError as exc:
-        return _problem(503 if exc.transient else 502, exc.message)
+    name = request.mapping(req.route_params.get("mapping", ""))
+    body = request.body(req.get_body(), '{"ids": ["<source id>"]}', ("ids", "filter") + keys)
+    ids, where = request.texts(body, "ids", hint=RECORDS, limit=100), request.text(body, "filter")
+    if bool(ids) == bool(where):
+        raise request.BadRequest(f"The body must {RECORDS} (one of the two).", field="ids")
+    done = act(name, body, ids, where)
     return _json({"records": [r.to_dict() for r in done]}, 200 if all(r.ok for r in done) else 422)
 
 
@@ -291,38 +269,31 @@ def _records_answer(req: func.HttpRequest, act) -> func.HttpResponse:
 def create_records(req: func.HttpRequest) -> func.HttpResponse:
     """Create records that are not coupled in Sales or Business Central now:
     {"in": "sales" | "bc", "ids": [...]} or {"in": ..., "filter": "..."} (ids and filter on the other side)."""
-    target = {"sales": Side.CRM, "bc": Side.BC}.get(str((_json_object(req) or {}).get("in")))
-    if target is None:
-        return _problem(400, 'Say where to create them: {"in": "sales"} or {"in": "bc"}.')
-    return _records_answer(req, lambda body, ids, where: services().create_records(
-        req.route_params.get("mapping", ""), target, ids, where))
+    def act(name, body, ids, where):
+        target = {"sales": Side.CRM, "bc": Side.BC}[request.choice(body, "in", ("sales", "bc"), required=True)]
+        return services().create_records(name, target, ids, where)
+    return _records_answer(req, ("in",), act)
 
 
 @route("records/{mapping}/sync", ["POST"], Access.CHANGE)
 def synchronise_records(req: func.HttpRequest) -> func.HttpResponse:
     """Synchronise coupled records now: {"ids": [...]} or {"filter": "..."}, on the source side of
     "direction" ("to-crm" or "from-crm"; default the mapping's first)."""
-    def act(body, ids, where):
-        direction = body.get("direction")
-        if direction not in (None, "to-crm", "from-crm"):
-            raise ConfigurationError('"direction" is "to-crm" or "from-crm".')
-        return services().synchronise_records(req.route_params.get("mapping", ""), direction, ids, where)
-    return _records_answer(req, act)
+    def act(name, body, ids, where):
+        direction = request.choice(body, "direction", ONE_WAY)
+        return services().synchronise_records(name, direction, ids, where)
+    return _records_answer(req, ("direction",), act)
 
 
 @route("orders/create", ["POST"], Access.CHANGE)
 def create_orders(req: func.HttpRequest) -> func.HttpResponse:
     """Create submitted Sales orders in Business Central now: {"orders": ["<salesorderid>", ...]}."""
-    body = _json_object(req)
-    ids = body.get("orders") if body is not None else None
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
-        return _problem(400, 'The body must be {"orders": ["<salesorderid>", ...]}.')
-    try:
-        results = services().create_sales_orders(ids)
-    except ConcurrencyError as exc:
-        return _problem(409, exc.message)
-    except SyncError as exc:
-        return _problem(503 if exc.transient else 502, exc.message)
+    example = '{"orders": ["<salesorderid>", ...]}'
+    ids = request.texts(request.body(req.get_body(), example, ("orders",)), "orders", hint=f"send {example}",
+                        limit=100)
+    if ids is None:
+        raise request.BadRequest(f"orders is missing; send {example}.", field="orders")
+    results = services().create_sales_orders(ids)
     return _json({"orders": [r.to_dict() for r in results]},
                  200 if all(r.ok for r in results) else 422)
 
@@ -337,12 +308,9 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @route("items/availability", ["GET"], Access.READ)
 def item_availability(req: func.HttpRequest) -> func.HttpResponse:
     """Business Central inventory of a Sales product: ?product=<productid or product number>."""
-    product = (req.params.get("product") or "").strip()
-    if not product:
-        return _problem(400, "Give ?product=<the product's id or product number>.")
+    product = request.text({"product": (req.params.get("product") or "").strip()}, "product", required=True,
+                           limit=100, hint="give ?product=<the product's id or product number>")
     try:
         return _json(services().item_availability(product))
     except RecordError as exc:
         return _problem(404, exc.message)
-    except SyncError as exc:
-        return _problem(503 if exc.transient else 502, exc.message)

@@ -50,9 +50,15 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import RequestTooLargeError, TableClient, TableTransactionError, UpdateMode
 from azure.storage.queue import QueueClient
 
-from sync.config import MappingOverride
+from sync.config import MappingOverride, stored_problem
 from sync.engine import Counts, JobMode
-from sync.errors import AuthenticationError, ConcurrencyError, ServiceUnavailableError, TerminalError
+from sync.errors import (
+    AuthenticationError,
+    ConcurrencyError,
+    ConfigurationError,
+    ServiceUnavailableError,
+    TerminalError,
+)
 from sync.model import Direction, Side
 from sync.ports import Clock, Coupling, Fact, PendingInsert, RecordFailure, WriteBack
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
@@ -842,9 +848,24 @@ class MappingConfigTable:
         self.table = storage.table("config")
 
     def load(self) -> dict[str, MappingOverride]:
+        """The stored overrides; one that no longer validates stops every run until it is fixed or reset."""
+        overrides, problems = self.load_checked()
+        if problems:
+            raise ConfigurationError(next(iter(problems.values())))
+        return overrides
+
+    def load_checked(self) -> tuple[dict[str, MappingOverride], dict[str, str]]:
+        """The stored overrides that validate, and what is wrong with the others (by mapping), so that
+        the mappings can still be listed and the bad override reset."""
+        overrides, problems = {}, {}
         with storage_errors():
-            return {e["name"]: MappingOverride.from_dict(json.loads(e["override"]))
-                    for e in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.PARTITION})}
+            entities = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.PARTITION}))
+        for e in entities:
+            try:
+                overrides[e["name"]] = MappingOverride.from_dict(json.loads(e["override"]))
+            except (ValueError, TypeError, ConfigurationError) as exc:
+                problems[e["name"]] = stored_problem(e["name"], getattr(exc, "message", str(exc)))
+        return overrides, problems
 
     def save(self, name: str, override: MappingOverride) -> None:
         with storage_errors():

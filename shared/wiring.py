@@ -16,7 +16,7 @@ from sync import availability, config, coupling, failures, orders
 from sync.availability import ItemAvailabilityProcess
 from sync.check import CheckReport, run_checks
 from sync.engine import RecordOutcome, SyncEngine
-from sync.errors import ConcurrencyError, ConfigurationError, SyncError, TerminalError
+from sync.errors import ConcurrencyError, ConfigurationError, SyncError, TerminalError, cut, shown
 from sync.mappings import Catalog, builtin_mappings
 from sync.model import ConnectionSetup, Direction, Side
 from sync.orders import OrderResult
@@ -174,16 +174,21 @@ class Services:
     # -- mappings -------------------------------------------------------------------------------
 
     def mappings(self) -> list[dict]:
-        overrides = self.mapping_config.load()
+        """Every mapping as configured; one whose stored override no longer validates is shown as built in,
+        with the problem and its fix."""
+        overrides, problems = self.mapping_config.load_checked()
+        catalog, unusable = config.checked_catalog(builtin_mappings(), overrides)
+        problems.update(unusable)
         schedules = self.state.schedules()
-        return [{**config.describe(m, overrides.get(m.name)), "schedule": schedule_status(m, schedules.get(m.name))}
-                for m in self.catalogs.current()]
+        return [{**config.describe(m, None if m.name in problems else overrides.get(m.name)),
+                 "schedule": schedule_status(m, schedules.get(m.name)),
+                 **({"override_problem": problems[m.name]} if m.name in problems else {})} for m in catalog]
 
     def set_mapping(self, name: str, changes: dict) -> dict:
         """Change a mapping's settings; validated against the mapping and, for filters, by the service."""
         builtin = {m.name: m for m in builtin_mappings()}
         if name not in builtin:
-            raise ConfigurationError(f"There is no table mapping named {name}; known: {', '.join(builtin)}.")
+            raise ConfigurationError(f"There is no table mapping named {cut(name)}; known: {', '.join(builtin)}.")
         overrides = self.mapping_config.load()
         override = config.parse_changes(overrides.get(name, config.MappingOverride()), changes, builtin[name])
         mapping = config.apply(builtin[name], override)
@@ -200,7 +205,7 @@ class Services:
     def reset_mapping(self, name: str) -> dict:
         builtin = {m.name: m for m in builtin_mappings()}
         if name not in builtin:
-            raise ConfigurationError(f"There is no table mapping named {name}.")
+            raise ConfigurationError(f"There is no table mapping named {cut(name)}.")
         self.mapping_config.delete(name)
         return config.describe(builtin[name])
 
@@ -215,7 +220,8 @@ class Services:
             next(iter(endpoint.read_changed(table, [], since=None, where=where, page_size=1)), None)
         except SyncError as exc:
             name = "Business Central" if side is Side.BC else "Dataverse"
-            raise ConfigurationError(f"The {name} filter of {mapping.name} ({where!r}) was refused: {exc.message}") from None
+            raise ConfigurationError(f"The {name} filter of {mapping.name} ({shown(where)}) was refused: "
+                                     f"{exc.message}") from None
 
     # -- couplings -----------------------------------------------------------------------------------
 
@@ -290,6 +296,8 @@ class Services:
         found = self.catalogs.current()[mapping]
         if not found.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
             raise ConfigurationError(f"Table mapping {mapping} does not synchronise {direction.value}.")
+        for record_id in ids or ():
+            coupling.check_id(found, direction.source, record_id)
         if where:
             source, table = self.engine.endpoint(direction.source), found.table_on(direction.source)
             try:
@@ -298,7 +306,7 @@ class Services:
             except SyncError as exc:
                 if exc.transient:
                     raise
-                raise ConfigurationError(f"The filter {where!r} on {mapping} was refused: {exc.message}") from None
+                raise ConfigurationError(f"The filter {shown(where)} on {mapping} was refused: {exc.message}") from None
             if len(ids) > MAX_RECORDS_PER_ACTION:
                 raise ConfigurationError(f"The filter finds more than {MAX_RECORDS_PER_ACTION} records; narrow it, or "
                                          f"let a full synchronisation do that many.")
@@ -312,16 +320,17 @@ class Services:
 
     def check(self) -> CheckReport:
         """The connection check (sync.check): every service and storage object bcsync depends on, read only. The
-        mapping overrides are read without creating their table; unreadable, the built-in mappings are checked."""
+        mapping overrides are read without creating their table; where unreadable or invalid, the built-in
+        mappings are checked."""
         try:
             overrides = MappingConfigTable(TableStorage(self.storage_account, self.settings.table_prefix,
-                                                        read_only=True)).load()
+                                                        read_only=True)).load_checked()[0]
         except (SyncError, ResourceNotFoundError):
             overrides = {}  # storage's own finding says why
         quick = self._checking
         probe = ServiceProbe(quick.settings, quick.sign_in, lambda: quick.dataverse, lambda: quick.business_central,
                              lambda: self.storage_account)
-        return run_checks(config.build_catalog(builtin_mappings(), overrides), probe)
+        return run_checks(config.checked_catalog(builtin_mappings(), overrides)[0], probe)
 
     @cached_property
     def _checking(self) -> "Services":

@@ -11,10 +11,12 @@ stored per mapping; removing them restores the built-in definition.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, cut, shown
 from .mappings import Catalog
 from .model import (
     DeletionConflictResolution,
@@ -86,6 +88,12 @@ SETTABLE = ("enabled", "direction", "bc_filter", "crm_filter", "sync_only_couple
             "inactivity_timeout_minutes", "template_code", "truncation", "fields", "match")
 BOOLEANS = ("enabled", "sync_only_coupled", "create_new_if_no_match", "sync_after_coupling")
 NUMBERS = ("interval_minutes", "inactivity_timeout_minutes")
+TEXTS = ("bc_filter", "crm_filter", "template_code")
+# a schedule longer than a year is a typo; the bound also keeps every date computed from it in range
+MAX_MINUTES = 525_600
+# an OData filter travels in the request URL, which both services cap at a few thousand characters
+MAX_FILTER_LENGTH = 2_000
+MATCH_OPTIONS = ("priority", "case_sensitive")
 
 
 def _choice(enum, value: Any, what: str):
@@ -93,7 +101,7 @@ def _choice(enum, value: Any, what: str):
         return enum(str(value).lower())
     except ValueError:
         allowed = ", ".join(e.value for e in enum)
-        raise ConfigurationError(f"{what} must be one of {allowed}; got {value!r}.") from None
+        raise ConfigurationError(f"{what} must be one of {allowed}; got {shown(value)}.") from None
 
 
 def _boolean(value: Any, what: str) -> bool:
@@ -104,7 +112,22 @@ def _boolean(value: Any, what: str) -> bool:
         return True
     if text in ("false", "no", "0", "off"):
         return False
-    raise ConfigurationError(f"{what} must be true or false; got {value!r}.")
+    raise ConfigurationError(f"{what} must be true or false; got {shown(value)}.")
+
+
+def whole_number(value: Any, what: str, low: int, high: int, unit: str = "") -> int:
+    """A whole number from low to high: a JSON number or, from the command line, its text. Booleans,
+    fractions, NaN and infinities are refused rather than rounded."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,18}\s*", value):
+        number = int(value)
+    if number is None or not low <= number <= high:
+        raise ConfigurationError(f"{what} must be a whole number{unit} from {low} to {high:,}; got {shown(value)}.")
+    return number
 
 
 def find_field(mapping: TableMapping, name: str) -> FieldMapping:
@@ -113,14 +136,15 @@ def find_field(mapping: TableMapping, name: str) -> FieldMapping:
         if name in (fm.key, fm.bc, fm.crm) or name.casefold() == fm.label.casefold():
             return fm
     known = ", ".join(f"{fm.bc or '(constant)'} <-> {fm.crm or '(constant)'}" for fm in mapping.fields)
-    raise ConfigurationError(f"Table mapping {mapping.name} has no field {name!r}. Its fields: {known}.")
+    raise ConfigurationError(f"Table mapping {mapping.name} has no field {shown(name)}. Its fields: {known}.")
 
 
 def parse_changes(base: MappingOverride, changes: Mapping[str, Any], mapping: TableMapping | None) -> MappingOverride:
     """Apply requested changes (JSON or CLI values) to an override; unknown keys are refused."""
     unknown = set(changes) - set(SETTABLE)
     if unknown:
-        raise ConfigurationError(f"Unknown setting(s) {', '.join(sorted(unknown))}; settable: {', '.join(SETTABLE)}.")
+        raise ConfigurationError(f"Unknown setting(s) {cut(', '.join(sorted(map(str, unknown))))}; "
+                                 f"settable: {', '.join(SETTABLE)}.")
     result = dataclasses.replace(base, fields=dict(base.fields))
     for key, value in changes.items():
         if key == "match":
@@ -136,13 +160,7 @@ def parse_changes(base: MappingOverride, changes: Mapping[str, Any], mapping: Ta
         elif key in BOOLEANS:
             setattr(result, key, _boolean(value, key))
         elif key in NUMBERS:
-            try:
-                number = int(value)
-            except (TypeError, ValueError):
-                number = 0
-            if number < 1:
-                raise ConfigurationError(f"{key} must be a whole number of minutes, at least 1; got {value!r}.")
-            setattr(result, key, number)
+            setattr(result, key, whole_number(value, key, 1, MAX_MINUTES, " of minutes"))
         elif key == "direction":
             result.direction = _choice(Direction, value, "direction")
         elif key == "update_conflict":
@@ -152,20 +170,41 @@ def parse_changes(base: MappingOverride, changes: Mapping[str, Any], mapping: Ta
         elif key == "truncation":
             result.truncation = _choice(Truncation, value, "truncation")
         else:
-            setattr(result, key, str(value))
+            setattr(result, key, _text(value, key))
     return result
+
+
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{key} must be text; got {shown(value)}.")
+    if key != "template_code" and len(value) > MAX_FILTER_LENGTH:
+        raise ConfigurationError(f"{key} has {len(value):,} characters; a filter has at most {MAX_FILTER_LENGTH:,}.")
+    return value
 
 
 def _match(mapping: TableMapping | None, value: Any) -> dict[str, dict]:
     """Match criteria: a list of fields, or fields with {"priority": n, "case_sensitive": b}."""
-    items = value.items() if isinstance(value, Mapping) else ((name, {}) for name in value)
+    example = 'e.g. ["email"] or {"email": {"priority": 0, "case_sensitive": false}}'
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        items = [(name, {}) for name in value]
+    else:
+        raise ConfigurationError(f"match must be a list of fields or an object of fields, {example}; "
+                                 f"got {shown(value)}.")
     criteria = {}
     for name, options in items:
-        options = options or {}
+        if not isinstance(name, str):
+            raise ConfigurationError(f"match names fields by their name, {example}; got {shown(name)}.")
+        options = {} if options is None else options
+        if not isinstance(options, Mapping) or set(options) - set(MATCH_OPTIONS):
+            raise ConfigurationError(f"The match options of {cut(name)} are an object with "
+                                     f"{' and/or '.join(MATCH_OPTIONS)}, {example}; got {shown(options)}.")
         key = find_field(mapping, name).key if mapping is not None else name
         if mapping is not None and find_field(mapping, name).is_constant:
             raise ConfigurationError(f"Field {name} is a constant; it cannot be a match criterion.")
-        criteria[key] = {"priority": int(options.get("priority", 0)),
+        criteria[key] = {"priority": whole_number(options.get("priority", 0), f"The match priority of {cut(name)}",
+                                                  0, 1_000),
                          "case_sensitive": _boolean(options.get("case_sensitive", False), "case_sensitive")}
     if not criteria:
         raise ConfigurationError("Choose at least one field to match on.")
@@ -184,7 +223,8 @@ def apply(mapping: TableMapping, override: MappingOverride) -> TableMapping:
             raise ConfigurationError(f"{mapping.name} does not create Business Central records that take a "
                                      f"configuration template; it cannot have a template code.")
         if len(changes["template_code"]) > 10:
-            raise ConfigurationError(f"A template code has at most 10 characters; got {changes['template_code']!r}.")
+            raise ConfigurationError(f"A template code has at most 10 characters; "
+                                     f"got {shown(changes['template_code'])}.")
         changes["template_code"] = changes["template_code"].upper()
     if mapping.process is not None and direction is not mapping.direction:
         raise ConfigurationError(f"{mapping.name} only runs {mapping.direction.value}; its direction cannot change.")
@@ -220,7 +260,30 @@ def build_catalog(builtins: Iterable[TableMapping], overrides: Mapping[str, Mapp
     for name in overrides:
         if name not in by_name:
             raise ConfigurationError(f"Stored overrides name unknown table mapping {name}.")
-    return Catalog(apply(m, overrides[m.name]) if m.name in overrides else m for m in by_name.values())
+    catalog, problems = checked_catalog(by_name.values(), overrides)
+    if problems:
+        raise ConfigurationError(next(iter(problems.values())))
+    return catalog
+
+
+def checked_catalog(builtins: Iterable[TableMapping], overrides: Mapping[str, MappingOverride]
+                    ) -> tuple[Catalog, dict[str, str]]:
+    """The catalogue with the overrides that still apply, and what is wrong with each of the others (by
+    mapping), so that the mappings can be listed and a bad override reset; overrides of mappings that
+    no longer exist are left out."""
+    applied, problems = {}, {}
+    for mapping in builtins:
+        try:
+            applied[mapping.name] = apply(mapping, overrides[mapping.name]) if mapping.name in overrides else mapping
+        except ConfigurationError as exc:
+            applied[mapping.name], problems[mapping.name] = mapping, stored_problem(mapping.name, exc.message)
+    return Catalog(applied.values()), problems
+
+
+def stored_problem(name: str, problem: str) -> str:
+    """What is said of a stored override that no longer validates (stored by hand or by an older version)."""
+    return (f"The stored overrides of table mapping {name} are invalid ({problem}); reset them "
+            f"(DELETE /api/mappings/{name}/overrides or bcsync mappings reset {name}) and set them again.")
 
 
 def describe(mapping: TableMapping, override: MappingOverride | None = None) -> dict:

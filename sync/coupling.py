@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, NotFoundError, shown
 from .mappings import Catalog
 from .model import Direction, Side, TableMapping
 from .ports import (
@@ -15,6 +15,19 @@ from .ports import (
     ErrorStore,
     StateStore,
 )
+from .values import as_guid
+
+
+def check_id(mapping: TableMapping, side: Side, record_id: object) -> str:
+    """A record id as the user gave it, refused unless it has the shape of one: a GUID, or the number
+    of an option on the Sales side of an option mapping. Checked before any service or table is asked."""
+    option = side is Side.CRM and mapping.is_option_mapping
+    number = isinstance(record_id, str) and record_id.isascii() and record_id.isdigit() and len(record_id) < 10
+    if isinstance(record_id, str) and (number if option else as_guid(record_id)):
+        return record_id
+    service, shape = ("Sales", "an option number") if option else \
+        ("Sales" if side is Side.CRM else "Business Central", "a GUID such as 00000000-0000-0000-0000-000000000000")
+    raise ConfigurationError(f"A {service} record id in {mapping.name} is {shape}; got {shown(record_id)}.")
 
 
 def _exists(mapping: TableMapping, side: Side, endpoint: Endpoint, record_id: str,
@@ -40,6 +53,7 @@ def couple(catalog: Catalog, name: str, bc_id: str, crm_id: str, *, bc: Endpoint
            couplings: CouplingStore, state: StateStore) -> Coupling:
     """Couple two existing, uncoupled records; the next run synchronises them (BC to Sales first)."""
     mapping = catalog[name]
+    bc_id, crm_id = check_id(mapping, Side.BC, bc_id), check_id(mapping, Side.CRM, crm_id)
     (bc_label, bc_id), (crm_label, crm_id) = (_exists(mapping, Side.BC, bc, bc_id, crm),
                                               _exists(mapping, Side.CRM, crm, crm_id, crm))
     labels = {Side.BC: bc_label, Side.CRM: crm_label}
@@ -57,10 +71,10 @@ def couple(catalog: Catalog, name: str, bc_id: str, crm_id: str, *, bc: Endpoint
 
 def uncouple(catalog: Catalog, name: str, side: Side, record_id: str, *, couplings: CouplingStore,
              errors: ErrorStore) -> Coupling:
-    catalog[name]
+    check_id(catalog[name], side, record_id)
     coupling = couplings.get_many(name, side, [record_id]).get(record_id)
     if coupling is None:
-        raise ConfigurationError(f"{record_id} is not coupled in table mapping {name}.")
+        raise NotFoundError(f"{record_id} is not coupled in table mapping {name}.")
     couplings.delete_many([coupling])
     for direction in (Direction.TO_CRM, Direction.FROM_CRM):
         errors.clear_many(name, direction, [coupling.id_on(direction.source)])

@@ -105,3 +105,16 @@ class ConflictError(RecordError):
     def __init__(self, message: str, *, fields: tuple[str, ...]):
         super().__init__(message, field=", ".join(fields), code="UpdateConflict")
         self.fields = fields
+
+
+SHOWN_LENGTH = 100
+
+
+def cut(text: str, limit: int = SHOWN_LENGTH) -> str:
+    """User input as an error message quotes it: a huge value is cut, never echoed whole."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def shown(value: object, limit: int = SHOWN_LENGTH) -> str:
+    """A value's repr as an error message quotes it, cut like `cut`."""
+    return cut(repr(value), limit)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import secrets
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from .review import Recommendation
 from .schedule import ScheduleStore, after_run, due_mappings, iso
 
 log = logging.getLogger("bcsync.runs")
+# the shape of the run ids start_run gives out (when it started, then a random suffix)
+RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 RUNS_STATE = "(runs)"  # the state store's partition for what belongs to no mapping
 PROGRESS_SAVES_PER_LEASE = 20  # a running job saves its progress (and renews its lease) every 1/20 of a lease
 RETRY_SECONDS = 15  # a job that failed transiently runs again after this, doubled for each attempt without progress
