@@ -25,10 +25,11 @@ FACT_READS = {
 
 
 def fact_reads(count: RequestCount) -> dict[str, list[str]]:
-    """Per job direction, the facts its requests read."""
+    """Per job direction (over all mappings), the facts its requests read."""
     found: dict[str, list[str]] = {}
     for line in count.sent:
-        direction, request = line.split(": ", 1)
+        job_name, request = line.split(": ", 1)
+        direction = job_name.rsplit(":", 1)[-1]
         found.setdefault(direction, []).extend(name for name, path in FACT_READS.items()
                                                if path.search(request.split(" ", 1)[1]))
     return found
@@ -64,7 +65,7 @@ def test_a_cold_worker_uses_the_facts_kept_by_an_earlier_run_until_they_expire(e
     assert report.run.status is RunStatus.DONE, report.to_dict()
     assert job(report, "CUSTOMER:to-crm").counts.modified == 3
     assert job(report, "ITEM-PRODUCT:to-crm").counts.modified == 2
-    assert fact_reads(count) == {direction: [] for direction in count.requests}, count.sent
+    assert all(not facts for facts in fact_reads(count).values()), count.sent
     # every job read the kept facts in one storage query at most: they came from the state table
     assert set(env.services.state.facts()) >= {"dataverse.integration-user", "bc.company-name",
                                                "bc.company-information", "bc.write-in-product",
