@@ -7,6 +7,7 @@
 | <p>state         | mapping      | watermark:<direction>       | the watermark of a mapping and direction   |
 | <p>state         | mapping      | writeback:<row id>          | a write-back to Sales begun, not finished  |
 | <p>state         | mapping      | inserting:<source id>       | a Business Central insert sent, not coupled |
+| <p>state         | mapping      | versions:<direction>:<n>    | versions a full job left, ids and versions  |
 | <p>state         | lease        | <name>                      | who holds a lease, until when              |
 | <p>state         | facts        | <name>                      | a fact about a service's set-up, read when |
 | <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
@@ -68,6 +69,7 @@ SCAN_PAGE = 1000         # entities per answer of a query
 # every write (20,000 upserts take 138 s in one partition, 25 s in 16), and Azure serves one partition from
 # one server (about 2,000 entities/s). More buckets would cost more requests for a handful of couplings.
 COUPLING_BUCKETS = 16
+VERSIONS_PER_ROW = 250   # known versions per row: an id and a version are under 100 of a property's 32K characters
 JOURNAL_PAIRS = 300      # pairs per journal row: 300 pairs of GUIDs are about 24,000 of a property's 32K characters
 
 log = logging.getLogger("bcsync.storage")
@@ -626,6 +628,27 @@ class StateTable:
     def clear_pending_inserts(self, mapping: str, source_ids: Sequence[str]) -> None:
         _delete(self.storage, self.table, [[{"PartitionKey": _key(mapping), "RowKey": _key(f"inserting:{i}")}]
                                            for i in dict.fromkeys(source_ids)])
+
+    def known_versions(self, mapping: str, direction: Direction) -> dict[str, str]:
+        with storage_errors():
+            return {i: v for e in self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                parameters={"pk": _key(mapping), **self._versions_range(direction)}) for i, v in json.loads(e["versions"])}
+
+    def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
+        with storage_errors():
+            old = [[{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}] for e in self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi", select=["PartitionKey", "RowKey"],
+                parameters={"pk": _key(mapping), **self._versions_range(direction)})]
+        _delete(self.storage, self.table, old)
+        listed = list(versions.items())
+        self.transact([("upsert", {"PartitionKey": _key(mapping), "RowKey": f"versions:{direction.value}:{n:06d}",
+                                   "versions": json.dumps(listed[i:i + VERSIONS_PER_ROW])})
+                       for n, i in enumerate(range(0, len(listed), VERSIONS_PER_ROW))])
+
+    @staticmethod
+    def _versions_range(direction: Direction) -> dict[str, str]:
+        return {"lo": f"versions:{direction.value}:", "hi": f"versions:{direction.value};"}
 
     def cursor(self, mapping: str, name: str) -> str | None:
         with storage_errors():

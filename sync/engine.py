@@ -26,7 +26,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .config import CatalogSource
 from .errors import (
@@ -470,6 +470,12 @@ class _Job:
         self.visiting: frozenset[tuple[str, str]] = frozenset()  # (mapping, id) being synchronised up the chain
         self.reference_problems: dict[tuple[str, Any], str] = {}  # (mapping, looked-up value) -> why not synced first
         self.page_couplings: dict[str, Coupling] = {}  # the couplings of the rows the current page works on
+        # a full job into Business Central of a two-way mapping: the version of each BC row that the couplings it
+        # read or saved hold, by lower-case id (see _pass_own_writes)
+        self.bc_versions: dict[str, str] | None = (
+            {} if self.full and self.dst_side is Side.BC and mapping.direction.includes(Direction.TO_CRM)
+            and not mapping.reread_all else None)
+        self.known: dict[str, str] | None = None  # the versions that job left for this one: read when first needed
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
@@ -612,7 +618,66 @@ class _Job:
             if (deadline is not None and resume is not None and (since is None or resume > since)
                     and self.e.clock.now() >= deadline):
                 return self.outcome(resume, complete=False)
+        self._pass_own_writes()
+        if self.known:  # read past: the next run's watermark is beyond them, or its lookups find the rest
+            self.e.state.save_known_versions(self.mapping.name, self.direction, {})
         return self.outcome(resume)
+
+    def _known_versions(self) -> dict[str, str]:
+        """The versions of BC rows a full job into Business Central left coupled (see _pass_own_writes)."""
+        if self.known is None:
+            kept = (self.mode is JobMode.INCREMENTAL and self.direction is Direction.TO_CRM
+                    and self.mapping.direction is Direction.BIDIRECTIONAL and not self.mapping.reread_all)
+            self.known = self.e.state.known_versions(self.mapping.name, self.direction) if kept else {}
+        return self.known
+
+    def _know_versions(self, couplings: Iterable[Coupling]) -> None:
+        """Remembers the BC version these couplings hold, where the BC -> Sales pass would find a row of that
+        version unchanged (the coupling has its snapshot)."""
+        if self.bc_versions is not None:
+            self.bc_versions.update((c.bc_id.lower(), c.bc_etag) for c in couplings if c.bc_etag and c.bc_values)
+
+    def _pass_own_writes(self) -> None:
+        """After a full job into Business Central, moves the BC -> Sales watermark past the rows this job wrote,
+        so that the next scheduled run does not read them all back only to find each unchanged.
+
+        The watermark may pass a row only when the BC -> Sales pass would do nothing with it, and never where
+        a row it would work on may still appear:
+        - Rows changed since the watermark are read oldest first, as that pass reads them. Each must hold the
+          version its coupling holds (with a snapshot): then the pass finds it unchanged. This job knows the
+          couplings it read or saved; the others are looked up. A row edited by a user during the synchronisation,
+          even one this job wrote before or after the edit, has another version, so the watermark stops at its
+          modified-on and the next run reads it (and whatever shares its time stamp).
+        - The watermark stops short of this check's start minus the margin, as every watermark does: a row
+          committed late, or stamped by a skewed clock, may carry an earlier time than rows already visible.
+        Rows past where the watermark stops are read again by the next pass; those of a version their coupling
+        holds are kept as known versions, so that it finds them unchanged without looking their couplings up.
+        Failed and pending rows do not depend on the watermark: the next pass retries them anyway."""
+        if not self.bc_versions:
+            return
+        since = self.e.state.watermark(self.mapping.name, Direction.TO_CRM)
+        if since is None:
+            return  # that pass has not run: it reads every row anyway
+        cap = self.e.clock.now() - self.e.watermark_margin
+        passed: dt.datetime | None = None
+        known: dict[str, str] = {}
+        for page in self.dst.read_changed(self.dst_table, [], since=since, where=self.mapping.filter_on(Side.BC),
+                                          page_size=self.e.page_size):
+            unknown = [r.id for r in page if r.id.lower() not in self.bc_versions]
+            self._know_versions(self.e.couplings.get_many(self.mapping.name, Side.BC, unknown).values()
+                                if unknown else ())
+            for row in page:
+                unchanged = self.bc_versions.get(row.id.lower()) == row.etag
+                if passed is None and (row.modified_on is None or row.modified_on >= cap or not unchanged):
+                    passed = min(cap, row.modified_on or since)
+                if passed is not None and unchanged:
+                    known[row.id.lower()] = row.etag
+        passed = cap if passed is None else passed
+        if passed > since:
+            self.e.state.advance_watermark(self.mapping.name, Direction.TO_CRM, passed)
+            self.note("the BC -> Sales watermark passed the rows this job wrote, unchanged since")
+        self.e.state.save_known_versions(self.mapping.name, Direction.TO_CRM, known)
+        self.bc_versions = None
 
     def _advance(self, page: list[Record], resume: dt.datetime | None) -> dt.datetime | None:
         """The newest modified-on seen so far. The mapping's watermark follows it, but never passes the
@@ -851,9 +916,15 @@ class _Job:
     # -- one page --------------------------------------------------------------------------------
 
     def _process(self, rows: list[Record], forced: set[str]) -> None:
+        known = self._known_versions() if rows else {}
+        if known:  # unchanged since a full job wrote them: their couplings need no look
+            rows, before = [r for r in rows if r.id in forced or r.id in self.failures
+                            or known.get(r.id.lower()) != r.etag], len(rows)
+            self.counts.unchanged += before - len(rows)
         if not rows:
             return
         couplings = self.e.couplings.get_many(self.mapping.name, self.src_side, [r.id for r in rows])
+        self._know_versions(couplings.values())
         matched = [r.id for r in rows if r.id in couplings and getattr(self.failures.get(r.id), "code", "")
                    in MATCH_FAILURES]
         if matched:  # coupled since (by hand, or matched from the other side)
@@ -1536,8 +1607,11 @@ class _Page:
             job.e.state.mark_pending(job.mapping.name, opposite, self.pending)
         if self.removed:
             job.e.couplings.delete_many(self.removed)
+            for coupling in self.removed if job.bc_versions is not None else ():
+                job.bc_versions.pop(coupling.bc_id.lower(), None)
         if self.saved:
             job.e.couplings.save_many(self.saved)
+            job._know_versions(self.saved)
             if job.match_index is not None:
                 job.match_index.discard(c.id_on(job.dst_side) for c in self.saved)
         if self.guarded:  # coupled, or refused: nothing is left for a repeat to look for
