@@ -463,6 +463,7 @@ class _Job:
         self.errors, self.state, self.clock, self.setup = engine.errors, engine.state, engine.clock, engine.setup
         self.cache: dict[str, Any] = {}
         self.moves_watermark = mode is not JobMode.COUPLE
+        self.starts_feed = False  # see _starts_feed
         self._pending_inserts: dict[str, PendingInsert] | None = None  # read when first needed
         # records asked for by id (sync_records): what became of each, by lower-case id
         self.outcomes: dict[str, RecordOutcome] | None = None
@@ -593,8 +594,9 @@ class _Job:
                 self._detect_unversioned_changes()
         retried = self._process_forced() if resume_from is None else set()
         # a coupling job leaves the feed to the next scheduled run: there, as for any new pair, the pairs
-        # it coupled are synchronised from Business Central first
-        if self.src_side is Side.CRM and self.mode is not JobMode.COUPLE and (
+        # it coupled are synchronised from Business Central first (unless it starts the feed, _starts_feed)
+        self.starts_feed = self._starts_feed(resume_from)
+        if self.src_side is Side.CRM and (self.mode is not JobMode.COUPLE or self.starts_feed) and (
                 resume_from is None or self.mode is JobMode.INCREMENTAL):
             done = self._read_feed(retried, deadline)
             if done is not None:
@@ -679,6 +681,16 @@ class _Job:
         self.e.state.save_known_versions(self.mapping.name, Direction.TO_CRM, known)
         self.bc_versions = None
 
+    def _starts_feed(self, resume_from: dt.datetime | None) -> bool:
+        """A coupling job from Sales that synchronises what it couples, in a mapping whose change feed nobody has
+        read yet (its first synchronisation), reads the feed to its end before it reads every row, and leaves the
+        feed's cursor and deletion baseline as a full job does: otherwise the first scheduled run would read the
+        whole table again from the feed and look up every row's coupling. What changed in Sales before the cursor
+        is then this job's to carry: coupled rows synchronised before whose version changed since (edited while
+        the BC -> Sales pass ran) are synchronised, not left alone as a coupling job otherwise leaves them."""
+        return (self.mode is JobMode.COUPLE and self.src_side is Side.CRM and resume_from is None
+                and self.mapping.sync_after_coupling and self.e.state.cursor(self.mapping.name, FEED_CURSOR) is None)
+
     def _advance(self, page: list[Record], resume: dt.datetime | None) -> dt.datetime | None:
         """The newest modified-on seen so far. The mapping's watermark follows it, but never passes the
         job's start minus the margin, so rows committed late or stamped by a skewed clock are read again
@@ -713,7 +725,7 @@ class _Job:
                                       page_size=page_size, not_modified_by=self._not_modified_by())
         else:
             feed = self.e.crm.changes(self.dst_table, [], cursor, page_size=page_size)
-        takes = (feed is not None and feed.filtered and self.src_side is Side.CRM and self.mode is not JobMode.FULL
+        takes = (feed is not None and feed.filtered and self.src_side is Side.CRM and self.mode is JobMode.INCREMENTAL
                  and not self.mapping.reread_all)
         return feed, takes
 
@@ -1013,7 +1025,8 @@ class _Job:
             if self.mapping.sync_only_coupled and not self.full and not forced and failure is None:
                 return "ignored"  # BC: uncoupled rows are not counted under Synch. Only Coupled Records
             return "work"
-        if self.mode is JobMode.COUPLE:
+        if self.mode is JobMode.COUPLE and not (self.starts_feed and coupling.values_on(self.src_side)
+                                                and coupling.etag_on(self.src_side) != row.etag):
             return "ignored"      # match-based coupling leaves coupled rows alone
         if (not forced and not self.mapping.reread_all and coupling.etag_on(self.src_side) == row.etag
                 and coupling.values_on(self.src_side)):

@@ -774,3 +774,38 @@ def test_rows_written_within_the_margin_are_read_back_without_looking_up_their_c
     assert first.counts.unchanged == 3 and first.counts.modified == 0
     assert w.couplings.queries == queries  # the versions the full sync kept told them unchanged
     assert not w.state.known_versions("CUSTOMER", TO)  # and they are forgotten once read past
+
+
+def _first_coupling_run(w, edit_between=None):
+    """A first full synchronisation as the review recommends when both sides hold rows: coupling jobs that
+    synchronise what they couple, BC -> Sales first; `edit_between` runs between the two."""
+    for m, d in [("SALESPEOPLE", FROM), ("CURRENCY", TO), ("PAYMENT TERMS", TO), ("SHIPMENT METHOD", TO),
+                 ("SHIPPING AGENT", TO)]:
+        w.run(m, d, full=True)
+    _coupling_run(w, "CUSTOMER", TO)
+    if edit_between:
+        edit_between()
+    return _coupling_run(w, "CUSTOMER", FROM)
+
+
+def test_a_coupling_run_leaves_the_sales_change_feed_so_the_first_scheduled_run_reads_no_rows_again():
+    w = World()
+    w.customer("C00010", "Adatum")
+    w.account("Contoso")
+    w.account("Fabrikam")
+    assert _first_coupling_run(w).counts.inserted == 2
+    assert w.state.cursor("CUSTOMER", "feed:crm") is not None
+    queries = w.couplings.queries
+    first = w.run("CUSTOMER", FROM)
+    assert first.counts.unchanged == first.counts.modified == 0
+    assert w.couplings.queries == queries
+
+
+def test_a_sales_row_edited_between_the_two_coupling_jobs_is_carried_to_business_central():
+    w = World()
+    cid = w.customer("C00010", "Adatum")
+    w.account("Contoso")
+    edited = lambda: w.crm.edit(CRM_ACCOUNT, w.couplings.all("CUSTOMER")[cid].crm_id, telephone1="+33 1 23 45 67 89")
+    assert _first_coupling_run(w, edited).counts.modified == 1
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["phoneNumber"] == "+33 1 23 45 67 89"
+    assert w.run("CUSTOMER", FROM).counts.modified == 0
