@@ -213,11 +213,13 @@ class storage_errors:
         return False
 
 
-def _transact(storage: TableStorage, table: TableClient, operations: list[tuple]) -> None:
+def _transact(storage: TableStorage, table: TableClient, operations: list[tuple], build=None) -> None:
     """Entity-group transactions of up to TRANSACTION_SIZE operations of one partition, sent in parallel.
     An entity written twice is written once, as it was last given (a transaction refuses duplicates, and
     parallel ones would race); callers keep the operations that must succeed together adjacent, in even
-    numbers, so that no chunk splits them."""
+    numbers, so that no chunk splits them. `build`: operations carry only the entities' keys, and
+    build(operation) gives the operation to send, made as its transaction is sent, so that the entities of
+    many operations are not all in memory at once."""
     by_partition: dict[str, dict[str, tuple]] = {}
     for op in operations:
         by_partition.setdefault(op[1]["PartitionKey"], {})[op[1]["RowKey"]] = op
@@ -227,6 +229,7 @@ def _transact(storage: TableStorage, table: TableClient, operations: list[tuple]
     def submit(chunk: list[tuple]) -> None:
         # The SDK does not resend a POST whose connection broke after it was sent (as when the server
         # closes an idle keep-alive connection just then); a transaction of upserts can safely go again.
+        chunk = [build(op) for op in chunk] if build else chunk
         resendable = all(op[0] == "upsert" for op in chunk)
         for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
@@ -393,8 +396,16 @@ class CouplingTable:
     def _save(self, couplings: Sequence[Coupling]) -> None:
         for counted in [k for k in self._sizes if k[0] in {c.mapping for c in couplings}]:
             self._sizes[counted] += len(couplings)  # at most this many more (some were there)
+        # the entities (their snapshots in JSON) are made per transaction: a page's couplings held at once
+        # as entities were the largest part of a full job's memory
+        sources: dict[tuple[str, str], tuple[Coupling, Side]] = {}
+        for c in couplings:
+            for side in _SIDES:
+                sources[self._address(c.mapping, side, c.id_on(side))] = (c, side)
         self._journaled("save", couplings, lambda: self.transact(
-            [("upsert", self._entity(c, side), {"mode": UpdateMode.REPLACE}) for c in couplings for side in _SIDES]))
+            [("upsert", {"PartitionKey": partition, "RowKey": row}) for partition, row in sources],
+            build=lambda op: ("upsert", self._entity(*sources[op[1]["PartitionKey"], op[1]["RowKey"]]),
+                              {"mode": UpdateMode.REPLACE})))
 
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
         for mapping in {c.mapping for c in couplings}:
