@@ -7,6 +7,7 @@
 | <p>state         | mapping      | watermark:<direction>       | the watermark of a mapping and direction   |
 | <p>state         | mapping      | writeback:<row id>          | a write-back to Sales begun, not finished  |
 | <p>state         | mapping      | inserting:<source id>       | a Business Central insert sent, not coupled |
+| <p>state         | mapping      | versions:<direction>:<n>    | versions a full job left, ids and versions  |
 | <p>state         | lease        | <name>                      | who holds a lease, until when              |
 | <p>state         | facts        | <name>                      | a fact about a service's set-up, read when |
 | <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
@@ -74,6 +75,7 @@ SCAN_PAGE = 1000         # entities per answer of a query
 # every write (20,000 upserts take 138 s in one partition, 25 s in 16), and Azure serves one partition from
 # one server (about 2,000 entities/s). More buckets would cost more requests for a handful of couplings.
 COUPLING_BUCKETS = 16
+VERSIONS_PER_ROW = 250   # known versions per row: an id and a version are under 100 of a property's 32K characters
 JOURNAL_PAIRS = 300      # pairs per journal row: 300 pairs of GUIDs are about 24,000 of a property's 32K characters
 
 log = logging.getLogger("bcsync.storage")
@@ -217,11 +219,13 @@ class storage_errors:
         return False
 
 
-def _transact(storage: TableStorage, table: TableClient, operations: list[tuple]) -> None:
+def _transact(storage: TableStorage, table: TableClient, operations: list[tuple], build=None) -> None:
     """Entity-group transactions of up to TRANSACTION_SIZE operations of one partition, sent in parallel.
     An entity written twice is written once, as it was last given (a transaction refuses duplicates, and
     parallel ones would race); callers keep the operations that must succeed together adjacent, in even
-    numbers, so that no chunk splits them."""
+    numbers, so that no chunk splits them. `build`: operations carry only the entities' keys, and
+    build(operation) gives the operation to send, made as its transaction is sent, so that the entities of
+    many operations are not all in memory at once."""
     by_partition: dict[str, dict[str, tuple]] = {}
     for op in operations:
         by_partition.setdefault(op[1]["PartitionKey"], {})[op[1]["RowKey"]] = op
@@ -231,6 +235,7 @@ def _transact(storage: TableStorage, table: TableClient, operations: list[tuple]
     def submit(chunk: list[tuple]) -> None:
         # The SDK does not resend a POST whose connection broke after it was sent (as when the server
         # closes an idle keep-alive connection just then); a transaction of upserts can safely go again.
+        chunk = [build(op) for op in chunk] if build else chunk
         resendable = all(op[0] == "upsert" for op in chunk)
         for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
@@ -397,8 +402,16 @@ class CouplingTable:
     def _save(self, couplings: Sequence[Coupling]) -> None:
         for counted in [k for k in self._sizes if k[0] in {c.mapping for c in couplings}]:
             self._sizes[counted] += len(couplings)  # at most this many more (some were there)
+        # the entities (their snapshots in JSON) are made per transaction: a page's couplings held at once
+        # as entities were the largest part of a full job's memory
+        sources: dict[tuple[str, str], tuple[Coupling, Side]] = {}
+        for c in couplings:
+            for side in _SIDES:
+                sources[self._address(c.mapping, side, c.id_on(side))] = (c, side)
         self._journaled("save", couplings, lambda: self.transact(
-            [("upsert", self._entity(c, side), {"mode": UpdateMode.REPLACE}) for c in couplings for side in _SIDES]))
+            [("upsert", {"PartitionKey": partition, "RowKey": row}) for partition, row in sources],
+            build=lambda op: ("upsert", self._entity(*sources[op[1]["PartitionKey"], op[1]["RowKey"]]),
+                              {"mode": UpdateMode.REPLACE})))
 
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
         for mapping in {c.mapping for c in couplings}:
@@ -632,6 +645,27 @@ class StateTable:
     def clear_pending_inserts(self, mapping: str, source_ids: Sequence[str]) -> None:
         _delete(self.storage, self.table, [[{"PartitionKey": _key(mapping), "RowKey": _key(f"inserting:{i}")}]
                                            for i in dict.fromkeys(source_ids)])
+
+    def known_versions(self, mapping: str, direction: Direction) -> dict[str, str]:
+        with storage_errors():
+            return {i: v for e in self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                parameters={"pk": _key(mapping), **self._versions_range(direction)}) for i, v in json.loads(e["versions"])}
+
+    def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
+        with storage_errors():
+            old = [[{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}] for e in self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi", select=["PartitionKey", "RowKey"],
+                parameters={"pk": _key(mapping), **self._versions_range(direction)})]
+        _delete(self.storage, self.table, old)
+        listed = list(versions.items())
+        self.transact([("upsert", {"PartitionKey": _key(mapping), "RowKey": f"versions:{direction.value}:{n:06d}",
+                                   "versions": json.dumps(listed[i:i + VERSIONS_PER_ROW])})
+                       for n, i in enumerate(range(0, len(listed), VERSIONS_PER_ROW))])
+
+    @staticmethod
+    def _versions_range(direction: Direction) -> dict[str, str]:
+        return {"lo": f"versions:{direction.value}:", "hi": f"versions:{direction.value};"}
 
     def cursor(self, mapping: str, name: str) -> str | None:
         with storage_errors():

@@ -26,7 +26,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .config import CatalogSource
 from .errors import (
@@ -463,6 +463,7 @@ class _Job:
         self.errors, self.state, self.clock, self.setup = engine.errors, engine.state, engine.clock, engine.setup
         self.cache: dict[str, Any] = {}
         self.moves_watermark = mode is not JobMode.COUPLE
+        self.starts_feed = False  # see _starts_feed
         self._pending_inserts: dict[str, PendingInsert] | None = None  # read when first needed
         # records asked for by id (sync_records): what became of each, by lower-case id
         self.outcomes: dict[str, RecordOutcome] | None = None
@@ -470,6 +471,12 @@ class _Job:
         self.visiting: frozenset[tuple[str, str]] = frozenset()  # (mapping, id) being synchronised up the chain
         self.reference_problems: dict[tuple[str, Any], str] = {}  # (mapping, looked-up value) -> why not synced first
         self.page_couplings: dict[str, Coupling] = {}  # the couplings of the rows the current page works on
+        # a full job into Business Central of a two-way mapping: the version of each BC row that the couplings it
+        # read or saved hold, by lower-case id (see _pass_own_writes)
+        self.bc_versions: dict[str, str] | None = (
+            {} if self.full and self.dst_side is Side.BC and mapping.direction.includes(Direction.TO_CRM)
+            and not mapping.reread_all else None)
+        self.known: dict[str, str] | None = None  # the versions that job left for this one: read when first needed
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
@@ -587,8 +594,9 @@ class _Job:
                 self._detect_unversioned_changes()
         retried = self._process_forced() if resume_from is None else set()
         # a coupling job leaves the feed to the next scheduled run: there, as for any new pair, the pairs
-        # it coupled are synchronised from Business Central first
-        if self.src_side is Side.CRM and self.mode is not JobMode.COUPLE and (
+        # it coupled are synchronised from Business Central first (unless it starts the feed, _starts_feed)
+        self.starts_feed = self._starts_feed(resume_from)
+        if self.src_side is Side.CRM and (self.mode is not JobMode.COUPLE or self.starts_feed) and (
                 resume_from is None or self.mode is JobMode.INCREMENTAL):
             done = self._read_feed(retried, deadline)
             if done is not None:
@@ -612,7 +620,76 @@ class _Job:
             if (deadline is not None and resume is not None and (since is None or resume > since)
                     and self.e.clock.now() >= deadline):
                 return self.outcome(resume, complete=False)
+        self._pass_own_writes()
+        if self.known:  # read past: the next run's watermark is beyond them, or its lookups find the rest
+            self.e.state.save_known_versions(self.mapping.name, self.direction, {})
         return self.outcome(resume)
+
+    def _known_versions(self) -> dict[str, str]:
+        """The versions of BC rows a full job into Business Central left coupled (see _pass_own_writes)."""
+        if self.known is None:
+            kept = (self.mode is JobMode.INCREMENTAL and self.direction is Direction.TO_CRM
+                    and self.mapping.direction is Direction.BIDIRECTIONAL and not self.mapping.reread_all)
+            self.known = self.e.state.known_versions(self.mapping.name, self.direction) if kept else {}
+        return self.known
+
+    def _know_versions(self, couplings: Iterable[Coupling]) -> None:
+        """Remembers the BC version these couplings hold, where the BC -> Sales pass would find a row of that
+        version unchanged (the coupling has its snapshot)."""
+        if self.bc_versions is not None:
+            self.bc_versions.update((c.bc_id.lower(), c.bc_etag) for c in couplings if c.bc_etag and c.bc_values)
+
+    def _pass_own_writes(self) -> None:
+        """After a full job into Business Central, moves the BC -> Sales watermark past the rows this job wrote,
+        so that the next scheduled run does not read them all back only to find each unchanged.
+
+        The watermark may pass a row only when the BC -> Sales pass would do nothing with it, and never where
+        a row it would work on may still appear:
+        - Rows changed since the watermark are read oldest first, as that pass reads them. Each must hold the
+          version its coupling holds (with a snapshot): then the pass finds it unchanged. This job knows the
+          couplings it read or saved; the others are looked up. A row edited by a user during the synchronisation,
+          even one this job wrote before or after the edit, has another version, so the watermark stops at its
+          modified-on and the next run reads it (and whatever shares its time stamp).
+        - The watermark stops short of this check's start minus the margin, as every watermark does: a row
+          committed late, or stamped by a skewed clock, may carry an earlier time than rows already visible.
+        Rows past where the watermark stops are read again by the next pass; those of a version their coupling
+        holds are kept as known versions, so that it finds them unchanged without looking their couplings up.
+        Failed and pending rows do not depend on the watermark: the next pass retries them anyway."""
+        if not self.bc_versions:
+            return
+        since = self.e.state.watermark(self.mapping.name, Direction.TO_CRM)
+        if since is None:
+            return  # that pass has not run: it reads every row anyway
+        cap = self.e.clock.now() - self.e.watermark_margin
+        passed: dt.datetime | None = None
+        known: dict[str, str] = {}
+        for page in self.dst.read_changed(self.dst_table, [], since=since, where=self.mapping.filter_on(Side.BC),
+                                          page_size=self.e.page_size):
+            unknown = [r.id for r in page if r.id.lower() not in self.bc_versions]
+            self._know_versions(self.e.couplings.get_many(self.mapping.name, Side.BC, unknown).values()
+                                if unknown else ())
+            for row in page:
+                unchanged = self.bc_versions.get(row.id.lower()) == row.etag
+                if passed is None and (row.modified_on is None or row.modified_on >= cap or not unchanged):
+                    passed = min(cap, row.modified_on or since)
+                if passed is not None and unchanged:
+                    known[row.id.lower()] = row.etag
+        passed = cap if passed is None else passed
+        if passed > since:
+            self.e.state.advance_watermark(self.mapping.name, Direction.TO_CRM, passed)
+            self.note("the BC -> Sales watermark passed the rows this job wrote, unchanged since")
+        self.e.state.save_known_versions(self.mapping.name, Direction.TO_CRM, known)
+        self.bc_versions = None
+
+    def _starts_feed(self, resume_from: dt.datetime | None) -> bool:
+        """A coupling job from Sales that synchronises what it couples, in a mapping whose change feed nobody has
+        read yet (its first synchronisation), reads the feed to its end before it reads every row, and leaves the
+        feed's cursor and deletion baseline as a full job does: otherwise the first scheduled run would read the
+        whole table again from the feed and look up every row's coupling. What changed in Sales before the cursor
+        is then this job's to carry: coupled rows synchronised before whose version changed since (edited while
+        the BC -> Sales pass ran) are synchronised, not left alone as a coupling job otherwise leaves them."""
+        return (self.mode is JobMode.COUPLE and self.src_side is Side.CRM and resume_from is None
+                and self.mapping.sync_after_coupling and self.e.state.cursor(self.mapping.name, FEED_CURSOR) is None)
 
     def _advance(self, page: list[Record], resume: dt.datetime | None) -> dt.datetime | None:
         """The newest modified-on seen so far. The mapping's watermark follows it, but never passes the
@@ -648,7 +725,7 @@ class _Job:
                                       page_size=page_size, not_modified_by=self._not_modified_by())
         else:
             feed = self.e.crm.changes(self.dst_table, [], cursor, page_size=page_size)
-        takes = (feed is not None and feed.filtered and self.src_side is Side.CRM and self.mode is not JobMode.FULL
+        takes = (feed is not None and feed.filtered and self.src_side is Side.CRM and self.mode is JobMode.INCREMENTAL
                  and not self.mapping.reread_all)
         return feed, takes
 
@@ -851,9 +928,15 @@ class _Job:
     # -- one page --------------------------------------------------------------------------------
 
     def _process(self, rows: list[Record], forced: set[str]) -> None:
+        known = self._known_versions() if rows else {}
+        if known:  # unchanged since a full job wrote them: their couplings need no look
+            rows, before = [r for r in rows if r.id in forced or r.id in self.failures
+                            or known.get(r.id.lower()) != r.etag], len(rows)
+            self.counts.unchanged += before - len(rows)
         if not rows:
             return
         couplings = self.e.couplings.get_many(self.mapping.name, self.src_side, [r.id for r in rows])
+        self._know_versions(couplings.values())
         matched = [r.id for r in rows if r.id in couplings and getattr(self.failures.get(r.id), "code", "")
                    in MATCH_FAILURES]
         if matched:  # coupled since (by hand, or matched from the other side)
@@ -942,7 +1025,8 @@ class _Job:
             if self.mapping.sync_only_coupled and not self.full and not forced and failure is None:
                 return "ignored"  # BC: uncoupled rows are not counted under Synch. Only Coupled Records
             return "work"
-        if self.mode is JobMode.COUPLE:
+        if self.mode is JobMode.COUPLE and not (self.starts_feed and coupling.values_on(self.src_side)
+                                                and coupling.etag_on(self.src_side) != row.etag):
             return "ignored"      # match-based coupling leaves coupled rows alone
         if (not forced and not self.mapping.reread_all and coupling.etag_on(self.src_side) == row.etag
                 and coupling.values_on(self.src_side)):
@@ -1536,8 +1620,11 @@ class _Page:
             job.e.state.mark_pending(job.mapping.name, opposite, self.pending)
         if self.removed:
             job.e.couplings.delete_many(self.removed)
+            for coupling in self.removed if job.bc_versions is not None else ():
+                job.bc_versions.pop(coupling.bc_id.lower(), None)
         if self.saved:
             job.e.couplings.save_many(self.saved)
+            job._know_versions(self.saved)
             if job.match_index is not None:
                 job.match_index.discard(c.id_on(job.dst_side) for c in self.saved)
         if self.guarded:  # coupled, or refused: nothing is left for a repeat to look for

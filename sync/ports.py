@@ -273,6 +273,13 @@ class StateStore(Protocol):
     def clear_pending_inserts(self, mapping: str, source_ids: Sequence[str]) -> None:
         ...
 
+    def known_versions(self, mapping: str, direction: Direction) -> dict[str, str]:
+        """Versions of source rows (by lower-case id) that a job of the other direction wrote and left coupled
+        with that version: a row still of that version needs no look at its coupling."""
+
+    def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
+        """Replaces the known versions (none: forgets them)."""
+
     def cursor(self, mapping: str, name: str) -> str | None:
         """A mapping's bookmark in some feed (a delta link, the time of the last reconciliation)."""
 

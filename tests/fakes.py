@@ -252,6 +252,7 @@ class FakeState:
         self.kept_facts: dict = {}
         self.fact_reads = 0
         self.cursors: dict[tuple[str, str], str] = {}
+        self.versions: dict[tuple[str, Direction], dict[str, str]] = {}
         self.schedule_rows: dict = {}
         write_backs, inserting = _PerMapping("row_id"), _PerMapping("source_id")
         self.write_backs, self.save_write_backs, self.clear_write_backs = write_backs.ports()
@@ -282,6 +283,12 @@ class FakeState:
 
     def cursor(self, mapping, name):
         return self.cursors.get((mapping, name))
+
+    def known_versions(self, mapping, direction):
+        return dict(self.versions.get((mapping, direction), {}))
+
+    def save_known_versions(self, mapping, direction, versions):
+        self.versions[(mapping, direction)] = dict(versions)
 
     def save_cursor(self, mapping, name, value):
         self.cursors[(mapping, name)] = value

@@ -1,6 +1,7 @@
 """The engine against in-memory fakes of its ports."""
 
 import dataclasses
+import datetime as dt
 import uuid
 
 import pytest
@@ -727,3 +728,84 @@ def test_text_longer_than_its_field_is_cut_with_a_note_or_fails_as_the_mapping_s
 def test_truncation_accepts_cut_or_error_only():
     with pytest.raises(ConfigurationError, match="truncation must be one of cut, error"):
         MappingOverride.from_dict({"truncation": "shorten"})
+
+
+def _created_in_bc_by_a_full_sync(margin_seconds: int, edit_meanwhile: str = ""):
+    """Three Sales accounts that the full synchronisation creates in Business Central, a page of two and then
+    one; `edit_meanwhile`: a city a user gives the second one in Business Central between the two pages."""
+    w = World()
+    w.engine.watermark_margin = dt.timedelta(seconds=margin_seconds)
+    w.customer("C00010", "Adatum")
+    accounts = [w.account(name) for name in ("Contoso", "Fabrikam", "Litware")]
+    save_many = w.couplings.save_many
+
+    def saved(couplings):
+        save_many(couplings)
+        created = w.couplings.by_side.get(("CUSTOMER", Side.CRM, accounts[1]))
+        if edit_meanwhile and created is not None and any(c.crm_id == accounts[1] for c in couplings):
+            w.bc.edit(BC_CUSTOMER, created.bc_id, city=edit_meanwhile)
+        w.clock.tick()  # time goes on after writes
+
+    w.couplings.save_many = saved
+    w.full_sync()
+    w.couplings.save_many = save_many
+    return w, accounts
+
+
+def test_a_full_sync_moves_the_bc_watermark_past_the_rows_it_created_in_business_central():
+    w, _ = _created_in_bc_by_a_full_sync(margin_seconds=0)
+    assert all(w.state.watermark("CUSTOMER", TO) >= row["modified_on"] for row in w.bc.rows(BC_CUSTOMER).values())
+    first = w.run("CUSTOMER", TO)
+    assert first.counts.unchanged == first.counts.modified == 0  # nothing read back
+
+
+def test_a_row_edited_while_the_full_sync_ran_is_carried_by_the_next_scheduled_run():
+    w, accounts = _created_in_bc_by_a_full_sync(margin_seconds=0, edit_meanwhile="Marseille")
+    first = w.run("CUSTOMER", TO)
+    assert first.counts.modified == 1 and first.counts.unchanged == 1  # the row created after it is read again
+    assert w.crm.rows(CRM_ACCOUNT)[accounts[1]]["values"]["address1_city"] == "Marseille"
+
+
+def test_rows_written_within_the_margin_are_read_back_without_looking_up_their_couplings():
+    w, _ = _created_in_bc_by_a_full_sync(margin_seconds=60)
+    assert w.state.known_versions("CUSTOMER", TO)
+    queries = w.couplings.queries
+    first = w.run("CUSTOMER", TO)
+    assert first.counts.unchanged == 3 and first.counts.modified == 0
+    assert w.couplings.queries == queries  # the versions the full sync kept told them unchanged
+    assert not w.state.known_versions("CUSTOMER", TO)  # and they are forgotten once read past
+
+
+def _first_coupling_run(w, edit_between=None):
+    """A first full synchronisation as the review recommends when both sides hold rows: coupling jobs that
+    synchronise what they couple, BC -> Sales first; `edit_between` runs between the two."""
+    for m, d in [("SALESPEOPLE", FROM), ("CURRENCY", TO), ("PAYMENT TERMS", TO), ("SHIPMENT METHOD", TO),
+                 ("SHIPPING AGENT", TO)]:
+        w.run(m, d, full=True)
+    _coupling_run(w, "CUSTOMER", TO)
+    if edit_between:
+        edit_between()
+    return _coupling_run(w, "CUSTOMER", FROM)
+
+
+def test_a_coupling_run_leaves_the_sales_change_feed_so_the_first_scheduled_run_reads_no_rows_again():
+    w = World()
+    w.customer("C00010", "Adatum")
+    w.account("Contoso")
+    w.account("Fabrikam")
+    assert _first_coupling_run(w).counts.inserted == 2
+    assert w.state.cursor("CUSTOMER", "feed:crm") is not None
+    queries = w.couplings.queries
+    first = w.run("CUSTOMER", FROM)
+    assert first.counts.unchanged == first.counts.modified == 0
+    assert w.couplings.queries == queries
+
+
+def test_a_sales_row_edited_between_the_two_coupling_jobs_is_carried_to_business_central():
+    w = World()
+    cid = w.customer("C00010", "Adatum")
+    w.account("Contoso")
+    edited = lambda: w.crm.edit(CRM_ACCOUNT, w.couplings.all("CUSTOMER")[cid].crm_id, telephone1="+33 1 23 45 67 89")
+    assert _first_coupling_run(w, edited).counts.modified == 1
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["phoneNumber"] == "+33 1 23 45 67 89"
+    assert w.run("CUSTOMER", FROM).counts.modified == 0
