@@ -899,8 +899,10 @@ class _Job:
             if self.mapping.sync_only_coupled and not self.full and not forced and failure is None:
                 return "ignored"  # BC: uncoupled rows are not counted under Synch. Only Coupled Records
             return "work"
-        if self.mode is JobMode.COUPLE:
-            return "ignored"      # match-based coupling leaves coupled rows alone
+        if self.mode is JobMode.COUPLE and not forced:
+            # match-based coupling leaves coupled rows alone, but not those a pass left pending for it (a
+            # matched pair's blanks filled from this side) or that failed before: their marks are cleared
+            return "ignored"
         if (not forced and not self.mapping.reread_all and coupling.etag_on(self.src_side) == row.etag
                 and coupling.values_on(self.src_side)):
             return "unchanged"

@@ -499,6 +499,17 @@ def test_a_coupling_job_leaves_the_watermark_so_changes_to_coupled_rows_still_fl
     assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["name"] == "Adatum Corporation"
 
 
+def test_a_coupling_job_fills_a_matched_pairs_blank_business_central_field_from_sales():
+    """Found by the convergence property test: the Sales -> BC coupling job ignored the matched pair that the
+    BC -> Sales one had left pending for it, and cleared its mark, so the blank phone was never filled."""
+    w = World()
+    cid = w.customer("C00010", "Adatum")
+    w.account("Adatum", telephone1="111")
+    _coupling_run(w, "CUSTOMER", TO)
+    _coupling_run(w, "CUSTOMER", FROM)
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["phoneNumber"] == "111"
+
+
 def test_a_record_that_failed_matching_is_never_created_by_a_scheduled_run():
     w = World()
     cid = w.customer("C00010", "Adatum")
