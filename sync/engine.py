@@ -693,15 +693,16 @@ class _Job:
             chunk = ids[start:start + self.e.page_size]
             rows = self.src.read_ids(self.src_table, self.src_fields, chunk)
             gone = set(chunk) - {r.id for r in rows}
+            # the couplings first: a job that stops in between still retries the failures, and finds them here
+            orphans = list(self.e.couplings.get_many(self.mapping.name, self.src_side, sorted(gone)).values())
+            if orphans:  # deleted on both sides: the coupling has nothing left to couple
+                self.e.couplings.delete_many(orphans)
+                self.counts.uncoupled += len(orphans)
             gone_failures = sorted(gone & set(self.failures))
             if gone_failures:  # deleted at the source: nothing left to retry
                 self.e.errors.clear_many(self.mapping.name, self.direction, gone_failures)
                 for sid in gone_failures:
                     self.failures.pop(sid, None)
-            orphans = list(self.e.couplings.get_many(self.mapping.name, self.src_side, sorted(gone)).values())
-            if orphans:  # deleted on both sides: the coupling has nothing left to couple
-                self.e.couplings.delete_many(orphans)
-                self.counts.uncoupled += len(orphans)
             self._process(rows, forced={r.id for r in rows})
             self.on_progress(Progress(self.counts, None))
 

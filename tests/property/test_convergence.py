@@ -80,8 +80,9 @@ class Model:
         if not bc and not crm:
             return
         uncoupled = self._uncoupled()
-        if not (bc and crm):   # the review's "full synchronization"; with rows on both sides "couple records"
-            self._synchronise_pairs()
+        # the review's "full synchronization"; with rows on both sides "couple records", which leaves coupled
+        # pairs alone but for those that failed before (every run retries them)
+        self._synchronise_pairs(None if not (bc and crm) else set(self.stuck))
         self._couple(*uncoupled)
 
     def _uncoupled(self) -> tuple[list[str], list[str]]:
@@ -92,9 +93,11 @@ class Model:
     def _placeholder(self, side: Side) -> str:
         return f"?{side.value}{next(self._placeholders)}"
 
-    def _synchronise_pairs(self) -> None:
+    def _synchronise_pairs(self, only: set[str] | None = None) -> None:
         bc_rows, crm_rows = self.rows[Side.BC], self.rows[Side.CRM]
         for bc_id, crm_id in list(self.pairs.items()):
+            if only is not None and bc_id not in only:
+                continue
             b, c = bc_rows.get(bc_id), crm_rows.get(crm_id)
             if b is None and c is None:
                 self._forget(bc_id)

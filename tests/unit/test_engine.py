@@ -1,6 +1,7 @@
 """The engine against in-memory fakes of its ports."""
 
 import dataclasses
+import datetime as dt
 import uuid
 
 import pytest
@@ -548,6 +549,32 @@ def test_a_coupling_whose_two_records_were_both_deleted_is_dropped():
     # the Sales -> BC job reads the Sales change feed and hands the customer to the BC -> Sales pass at
     # once, which finds it gone too
     w.run("CUSTOMER", FROM)
+    assert w.couplings.all("CUSTOMER") == {} and w.errors.list_all() == []
+
+
+def test_a_job_that_stops_after_letting_a_deleted_records_failure_go_still_drops_its_coupling():
+    """Found by the convergence property test: the failure went before the coupling, so a job stopped in
+    between left a coupling of two deleted rows that nothing reported."""
+    w = World()
+    w.engine.reconcile_every = dt.timedelta(0)              # coupled Business Central ids checked at every run
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.delete(BC_CUSTOMER, cid)
+    w.run("CUSTOMER", TO)                                   # finds the deletion, hands it to Sales -> BC
+    w.run("CUSTOMER", FROM)                                 # no deletion-conflict resolution: reported
+    assert [f.source_id for f in w.errors.list("CUSTOMER", FROM)] == [aid]
+    w.crm.delete(CRM_ACCOUNT, aid)
+    real = w.errors.clear_many
+
+    def stopped(*args):
+        real(*args)
+        raise ServiceUnavailableError("the worker stopped here")
+    w.errors.clear_many = stopped
+    with pytest.raises(ServiceUnavailableError):            # a coupling job (a full synchronisation)
+        _coupling_run(w, "CUSTOMER", FROM)
+    w.errors.clear_many = real
+    _coupling_run(w, "CUSTOMER", FROM)                      # goes on; it reads no deletions itself
     assert w.couplings.all("CUSTOMER") == {} and w.errors.list_all() == []
 
 
