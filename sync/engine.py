@@ -685,7 +685,20 @@ class _Job:
         self._process_ids(ids)
         if pending:
             self.e.state.clear_pending(self.mapping.name, self.direction, pending)
+        self._let_go_deleted([sid for sid, f in self.failures.items() if f.skipped])
         return set(ids)
+
+    def _let_go_deleted(self, skipped: list[str]) -> None:
+        """Skipped records are not retried, but one deleted at the source has nothing left to report: its
+        failure goes (one read of ids a page, only while some record is skipped)."""
+        for start in range(0, len(skipped), self.e.page_size):
+            chunk = skipped[start:start + self.e.page_size]
+            found = {r.id.lower() for r in self.src.read_ids(self.src_table, [], chunk)}
+            gone = [sid for sid in chunk if sid.lower() not in found]
+            if gone:
+                self.e.errors.clear_many(self.mapping.name, self.direction, gone)
+                for sid in gone:
+                    self.failures.pop(sid, None)
 
     def _process_ids(self, ids: list[str]) -> None:
         """These source rows, changed or not; those deleted meanwhile are let go."""
