@@ -70,6 +70,7 @@ class Model:
         self.pairs: dict[str, str] = {}       # bc id -> crm id
         self.base: dict[str, dict] = {}       # bc id -> values at the last synchronisation
         self.stuck: set[str] = set()          # bc ids of pairs in conflict
+        self.ours: set[str] = set()           # accounts bcsync wrote last (the integration user's changes)
         self._placeholders = itertools.count()
 
     def run(self, kind: RunKind) -> None:
@@ -87,8 +88,10 @@ class Model:
 
     def _uncoupled(self) -> tuple[list[str], list[str]]:
         crm_coupled = set(self.pairs.values())
+        # changes made in Sales by the integration user are not synchronised: an account bcsync wrote last
+        # and whose coupling was removed is left alone (until a user changes it)
         return ([i for i in self.rows[Side.BC] if i not in self.pairs],
-                [i for i in self.rows[Side.CRM] if i not in crm_coupled])
+                [i for i in self.rows[Side.CRM] if i not in crm_coupled and i not in self.ours])
 
     def _placeholder(self, side: Side) -> str:
         return f"?{side.value}{next(self._placeholders)}"
@@ -116,6 +119,7 @@ class Model:
                 else:
                     crm_id = self._placeholder(Side.CRM)
                     crm_rows[crm_id] = dict(survivor)
+                    self.ours.add(crm_id)
                 self._couple_pair(bc_id, crm_id, survivor)
 
     def _merge(self, bc_id: str, b: dict, c: dict) -> None:
@@ -133,8 +137,8 @@ class Model:
             self.stuck.add(bc_id)
             return
         self.stuck.discard(bc_id)
+        self._write(self.pairs[bc_id], c, result)
         b.update(result)
-        c.update(result)
         self.base[bc_id] = dict(result)
 
     def _couple(self, bc_ids: list[str], crm_ids: list[str]) -> None:
@@ -149,19 +153,26 @@ class Model:
                 b, c = bc_rows[bcs[0]], crm_rows[crms[0]]
                 # a matched pair's first synchronisation: Business Central's values, a blank never wins
                 values = {name: b[name] or c[name] for name in FIELDS}
+                self._write(crms[0], c, values)
                 b.update(values)
-                c.update(values)
                 self._couple_pair(bcs[0], crms[0], values)
                 continue
             assert not (bcs and crms), "the test makes names unique: no ambiguous matches"
             for bc_id in bcs:
                 crm_id = self._placeholder(Side.CRM)
                 crm_rows[crm_id] = dict(bc_rows[bc_id])
+                self.ours.add(crm_id)
                 self._couple_pair(bc_id, crm_id, bc_rows[bc_id])
             for crm_id in crms:
                 bc_id = self._placeholder(Side.BC)
                 bc_rows[bc_id] = dict(crm_rows[crm_id])
                 self._couple_pair(bc_id, crm_id, crm_rows[crm_id])
+
+    def _write(self, crm_id: str, c: dict, values: dict) -> None:
+        """The account takes these values; bcsync writes it when one differs."""
+        if c != values:
+            self.ours.add(crm_id)
+        c.update(values)
 
     def _couple_pair(self, bc_id: str, crm_id: str, values: dict) -> None:
         self.pairs[bc_id] = crm_id
@@ -188,6 +199,9 @@ class Model:
         rows = self.rows[side]
         assert real not in rows, f"{real} was coupled twice"
         rows[real] = rows.pop(placeholder)
+        if placeholder in self.ours:
+            self.ours.remove(placeholder)
+            self.ours.add(real)
         if side is Side.BC:
             self.pairs[real] = self.pairs.pop(placeholder)
             self.base[real] = self.base.pop(placeholder)
@@ -250,7 +264,8 @@ class Convergence(RuleBasedStateMachine):
             row_id = self.w.customer(f"C{next(self.names):05d}", values["name"], email=values["email"],
                                      phoneNumber=values["phone"])
         else:
-            row_id = self.w.account(values["name"], emailaddress1=values["email"], telephone1=values["phone"])
+            row_id = self.w.account(values["name"], emailaddress1=values["email"], telephone1=values["phone"],
+                                    statuscode=1)   # as Sales sets it: bcsync has no reason to write the row
         self.model.rows[side][row_id] = dict(values)
 
     @rule(side=st.sampled_from(Side), email=st.sampled_from(VALUES["email"]), phone=st.sampled_from(VALUES["phone"]))
@@ -281,6 +296,7 @@ class Convergence(RuleBasedStateMachine):
         endpoint = self.w.bc if side is Side.BC else self.w.crm
         endpoint.edit(table, row_id, **{FIELDS[field][0 if side is Side.BC else 1]: value})
         self.model.rows[side][row_id][field] = value
+        self.model.ours.discard(row_id)
 
     @rule(side=st.sampled_from(Side), index=st.integers(0, 50))
     def delete(self, side, index):
