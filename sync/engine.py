@@ -862,6 +862,17 @@ class _Job:
         self._sync_references([row for row, _ in work])
         self._prepare_lookups([row for row, _ in work])
         self.rules.prepare(self, [row for row, _ in work])
+        # a coupled row whose counterpart is gone: its deletion-conflict resolution decides; one to restore is
+        # uncoupled from here on and matched first like any other, so that a repeat (the job stopped after
+        # the insert) finds the row an earlier attempt restored instead of creating another
+        kept = []
+        for row, coupling in work:
+            if coupling is not None and coupling.id_on(self.dst_side) not in dst_rows:
+                if self._deletion_conflict(page, row, coupling) is not None:
+                    continue
+                coupling = None
+            kept.append((row, coupling))
+        work = kept
         matches, ambiguous = self._match_uncoupled([row for row, c in work if c is None])
         for row, coupling in work:
             if row.id in ambiguous:
@@ -882,11 +893,7 @@ class _Job:
                     continue
                 dst_row = None
             else:
-                dst_row = dst_rows.get(coupling.id_on(self.dst_side))
-                if dst_row is None:
-                    coupling = self._deletion_conflict(page, row, coupling)
-                    if coupling is not None:
-                        continue
+                dst_row = dst_rows[coupling.id_on(self.dst_side)]
             page.plan(row, coupling, dst_row)
         page.write()
 

@@ -10,7 +10,7 @@ from sync.config import MappingOverride, StaticCatalog, apply
 from sync.engine import CRM_ID_NAMESPACE, JobMode, SyncEngine, plan_row
 from sync.errors import ConfigurationError, ServiceUnavailableError
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
-from sync.model import Direction, Side, UpdateConflictResolution
+from sync.model import DeletionConflictResolution, Direction, Side, UpdateConflictResolution
 from sync.ports import Coupling, Record
 from sync.rules.currency import BC_COMPANY_INFORMATION, CRM_ORGANIZATION
 from sync.tables import BC_CUSTOMER, BC_PAYMENT_TERMS, BC_SALESPERSON, CRM_ACCOUNT, CRM_CURRENCY, CRM_SYSTEMUSER
@@ -594,6 +594,31 @@ def test_a_skipped_record_deleted_at_its_source_leaves_the_error_log():
     w.run("CUSTOMER", TO)
     w.run("CUSTOMER", FROM)
     assert w.errors.list_all() == [] and w.couplings.all("CUSTOMER") == {}
+
+
+def test_a_restore_repeated_after_its_insert_couples_the_row_restored_instead_of_creating_another():
+    """Found by the convergence property test: a restore inserted without matching first, so a job stopped
+    after the insert created the customer twice when it ran again."""
+    w = World(Catalog([m.with_overrides(deletion_conflict=DeletionConflictResolution.RESTORE)
+                       if m.name == "CUSTOMER" else m for m in builtin_mappings()]))
+    w.engine.reconcile_every = dt.timedelta(0)
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.delete(BC_CUSTOMER, cid)
+    w.run("CUSTOMER", TO)                                   # finds the deletion, hands it to Sales -> BC
+    real = w.bc.insert
+
+    def stopped(*args):
+        real(*args)
+        raise ServiceUnavailableError("the worker stopped here")
+    w.bc.insert = stopped
+    with pytest.raises(ServiceUnavailableError):
+        w.run("CUSTOMER", FROM)
+    w.bc.insert = real
+    w.run("CUSTOMER", FROM)
+    [restored] = w.bc.rows(BC_CUSTOMER)
+    assert w.couplings.all("CUSTOMER")[restored].crm_id == aid and w.errors.list_all() == []
 
 
 def test_the_ids_of_rows_we_create_in_sales_are_name_based_uuids_of_mapping_and_source_id():
