@@ -681,41 +681,49 @@ class _Job:
         """Records that failed earlier are tried again first, changed or not, and so are
         rows a merge left pending for this direction."""
         pending = self.e.state.pending(self.mapping.name, self.direction)
-        ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if not f.skipped] + pending))
+        # rows are marked pending while coupled; one uncoupled since (its coupling removed by a deletion-conflict
+        # resolution in a job stopped before the mark was cleared) has nothing pending, and is not created here
+        coupled = self.e.couplings.get_many(self.mapping.name, self.src_side, pending) if pending else {}
+        ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if not f.skipped]
+                                 + [i for i in pending if i in coupled]))
         self._process_ids(ids)
         if pending:
             self.e.state.clear_pending(self.mapping.name, self.direction, pending)
         self._let_go_deleted([sid for sid, f in self.failures.items() if f.skipped])
-        return set(ids)
+        return set(ids) | set(pending)
 
     def _let_go_deleted(self, skipped: list[str]) -> None:
         """Skipped records are not retried, but one deleted at the source has nothing left to report: its
         failure goes (one read of ids a page, only while some record is skipped)."""
         for start in range(0, len(skipped), self.e.page_size):
             chunk = skipped[start:start + self.e.page_size]
-            found = {r.id.lower() for r in self.src.read_ids(self.src_table, [], chunk)}
-            gone = [sid for sid in chunk if sid.lower() not in found]
-            if gone:
-                self.e.errors.clear_many(self.mapping.name, self.direction, gone)
-                for sid in gone:
-                    self.failures.pop(sid, None)
+            found = {r.id for r in self.src.read_ids(self.src_table, [], chunk)}
+            self._let_go([sid for sid in chunk if sid not in found])
+
+    def _let_go(self, gone: list[str]) -> None:
+        """Source rows deleted: the couplings of those deleted on both sides go (one whose destination is still
+        there waits for the deletion to be found, and its deletion-conflict resolution), then their failures,
+        so that a job stopped in between still finds them."""
+        couplings = list(self.e.couplings.get_many(self.mapping.name, self.src_side, gone).values()) if gone else []
+        if couplings:
+            alive = {r.id.lower() for r in self.dst.read_ids(self.dst_table, [], [c.id_on(self.dst_side)
+                                                                                for c in couplings])}
+            orphans = [c for c in couplings if c.id_on(self.dst_side).lower() not in alive]
+            if orphans:
+                self.e.couplings.delete_many(orphans)
+                self.counts.uncoupled += len(orphans)
+        failed = [sid for sid in gone if sid in self.failures]
+        if failed:  # deleted at the source: nothing left to retry
+            self.e.errors.clear_many(self.mapping.name, self.direction, failed)
+            for sid in failed:
+                self.failures.pop(sid, None)
 
     def _process_ids(self, ids: list[str]) -> None:
         """These source rows, changed or not; those deleted meanwhile are let go."""
         for start in range(0, len(ids), self.e.page_size):
             chunk = ids[start:start + self.e.page_size]
             rows = self.src.read_ids(self.src_table, self.src_fields, chunk)
-            gone = set(chunk) - {r.id for r in rows}
-            # the couplings first: a job that stops in between still retries the failures, and finds them here
-            orphans = list(self.e.couplings.get_many(self.mapping.name, self.src_side, sorted(gone)).values())
-            if orphans:  # deleted on both sides: the coupling has nothing left to couple
-                self.e.couplings.delete_many(orphans)
-                self.counts.uncoupled += len(orphans)
-            gone_failures = sorted(gone & set(self.failures))
-            if gone_failures:  # deleted at the source: nothing left to retry
-                self.e.errors.clear_many(self.mapping.name, self.direction, gone_failures)
-                for sid in gone_failures:
-                    self.failures.pop(sid, None)
+            self._let_go(sorted(set(chunk) - {r.id for r in rows}))
             self._process(rows, forced={r.id for r in rows})
             self.on_progress(Progress(self.counts, None))
 

@@ -621,6 +621,50 @@ def test_a_restore_repeated_after_its_insert_couples_the_row_restored_instead_of
     assert w.couplings.all("CUSTOMER")[restored].crm_id == aid and w.errors.list_all() == []
 
 
+def _deleted_in_bc(deletion=DeletionConflictResolution.NONE):
+    """A coupled customer deleted in Business Central, the BC -> Sales job having found it; (world, account id)."""
+    w = World(Catalog([m.with_overrides(deletion_conflict=deletion) if m.name == "CUSTOMER" else m
+                       for m in builtin_mappings()]))
+    w.engine.reconcile_every = dt.timedelta(0)
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.edit(BC_CUSTOMER, cid, email="bc@adatum.com")
+    w.crm.edit(CRM_ACCOUNT, aid, emailaddress1="crm@adatum.com")
+    w.run("CUSTOMER", TO)                                   # an update conflict: the customer fails
+    assert [f.source_id for f in w.errors.list("CUSTOMER", TO)] == [cid]
+    w.bc.delete(BC_CUSTOMER, cid)
+    w.run("CUSTOMER", TO)
+    return w, aid
+
+
+def test_a_failed_record_deleted_at_its_source_keeps_its_coupling_while_the_other_row_is_there():
+    """Found by the convergence property test: letting go the failure of a deleted customer also removed its
+    coupling, so the account was created again in Business Central, whatever the deletion-conflict resolution."""
+    w, aid = _deleted_in_bc()
+    w.run("CUSTOMER", FROM)
+    assert w.bc.rows(BC_CUSTOMER) == {} and [c.crm_id for c in w.couplings.all("CUSTOMER").values()] == [aid]
+    [failure] = w.errors.list_all()
+    assert failure.source_id == aid and failure.code == "DeletionConflict"
+
+
+def test_a_row_whose_coupling_was_removed_is_not_created_by_a_job_that_stopped_before_clearing_its_mark():
+    """Found by the convergence property test: the row stayed marked pending, uncoupled, and the next attempt
+    created its counterpart as if the resolution were restore."""
+    w, aid = _deleted_in_bc(DeletionConflictResolution.REMOVE_COUPLING)
+    real = w.couplings.delete_many
+
+    def stopped(*args):
+        real(*args)
+        raise ServiceUnavailableError("the worker stopped here")
+    w.couplings.delete_many = stopped
+    with pytest.raises(ServiceUnavailableError):
+        w.run("CUSTOMER", FROM)
+    w.couplings.delete_many = real
+    w.run("CUSTOMER", FROM)
+    assert w.bc.rows(BC_CUSTOMER) == {} and w.couplings.all("CUSTOMER") == {} and aid in w.crm.rows(CRM_ACCOUNT)
+
+
 def test_the_ids_of_rows_we_create_in_sales_are_name_based_uuids_of_mapping_and_source_id():
     job = World().engine.job("CUSTOMER", "job1")
     for bc_id in ("C00010", "0b0e6a3e-1f2d-4c55-9d3c-2a7e5f9b8c01", "Zoë"):
