@@ -7,7 +7,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("convergence", max_examples=6, stateful_step_count=25, deadline=None,
+# derandomized: `make test` tries the same histories every time (the soak profile draws new ones)
+settings.register_profile("convergence", max_examples=6, stateful_step_count=25, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.register_profile("soak", max_examples=150, stateful_step_count=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow], print_blob=True)

@@ -153,7 +153,8 @@ class Model:
                 b, c = bc_rows[bcs[0]], crm_rows[crms[0]]
                 # a matched pair's first synchronisation: Business Central's values, a blank never wins
                 values = {name: b[name] or c[name] for name in FIELDS}
-                self._write(crms[0], c, values)
+                c.update(values)
+                self.ours.add(crms[0])   # written all the same: the customer's currency and credit limit
                 b.update(values)
                 self._couple_pair(bcs[0], crms[0], values)
                 continue
