@@ -552,6 +552,21 @@ def test_a_coupling_whose_two_records_were_both_deleted_is_dropped():
     assert w.couplings.all("CUSTOMER") == {} and w.errors.list_all() == []
 
 
+def _stopped_after(port, method, job):
+    """Runs `job`, which stops right after `port.method` did its work, as a worker dying there would."""
+    real = getattr(port, method)
+
+    def stopped(*args):
+        real(*args)
+        raise ServiceUnavailableError("the worker stopped here")
+    setattr(port, method, stopped)
+    try:
+        with pytest.raises(ServiceUnavailableError):
+            job()
+    finally:
+        setattr(port, method, real)
+
+
 def test_a_job_that_stops_after_letting_a_deleted_records_failure_go_still_drops_its_coupling():
     """Found by the convergence property test: the failure went before the coupling, so a job stopped in
     between left a coupling of two deleted rows that nothing reported."""
@@ -565,15 +580,7 @@ def test_a_job_that_stops_after_letting_a_deleted_records_failure_go_still_drops
     w.run("CUSTOMER", FROM)                                 # no deletion-conflict resolution: reported
     assert [f.source_id for f in w.errors.list("CUSTOMER", FROM)] == [aid]
     w.crm.delete(CRM_ACCOUNT, aid)
-    real = w.errors.clear_many
-
-    def stopped(*args):
-        real(*args)
-        raise ServiceUnavailableError("the worker stopped here")
-    w.errors.clear_many = stopped
-    with pytest.raises(ServiceUnavailableError):            # a coupling job (a full synchronisation)
-        _coupling_run(w, "CUSTOMER", FROM)
-    w.errors.clear_many = real
+    _stopped_after(w.errors, "clear_many", lambda: _coupling_run(w, "CUSTOMER", FROM))  # as a full sync does
     _coupling_run(w, "CUSTOMER", FROM)                      # goes on; it reads no deletions itself
     assert w.couplings.all("CUSTOMER") == {} and w.errors.list_all() == []
 
@@ -607,15 +614,7 @@ def test_a_restore_repeated_after_its_insert_couples_the_row_restored_instead_of
     aid = w.couplings.all("CUSTOMER")[cid].crm_id
     w.bc.delete(BC_CUSTOMER, cid)
     w.run("CUSTOMER", TO)                                   # finds the deletion, hands it to Sales -> BC
-    real = w.bc.insert
-
-    def stopped(*args):
-        real(*args)
-        raise ServiceUnavailableError("the worker stopped here")
-    w.bc.insert = stopped
-    with pytest.raises(ServiceUnavailableError):
-        w.run("CUSTOMER", FROM)
-    w.bc.insert = real
+    _stopped_after(w.bc, "insert", lambda: w.run("CUSTOMER", FROM))
     w.run("CUSTOMER", FROM)
     [restored] = w.bc.rows(BC_CUSTOMER)
     assert w.couplings.all("CUSTOMER")[restored].crm_id == aid and w.errors.list_all() == []
@@ -652,15 +651,7 @@ def test_a_row_whose_coupling_was_removed_is_not_created_by_a_job_that_stopped_b
     """Found by the convergence property test: the row stayed marked pending, uncoupled, and the next attempt
     created its counterpart as if the resolution were restore."""
     w, aid = _deleted_in_bc(DeletionConflictResolution.REMOVE_COUPLING)
-    real = w.couplings.delete_many
-
-    def stopped(*args):
-        real(*args)
-        raise ServiceUnavailableError("the worker stopped here")
-    w.couplings.delete_many = stopped
-    with pytest.raises(ServiceUnavailableError):
-        w.run("CUSTOMER", FROM)
-    w.couplings.delete_many = real
+    _stopped_after(w.couplings, "delete_many", lambda: w.run("CUSTOMER", FROM))
     w.run("CUSTOMER", FROM)
     assert w.bc.rows(BC_CUSTOMER) == {} and w.couplings.all("CUSTOMER") == {} and aid in w.crm.rows(CRM_ACCOUNT)
 
