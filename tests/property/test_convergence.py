@@ -15,7 +15,9 @@ The model (Model below), for the customers' name, e-mail and phone:
 - scheduled runs leave uncoupled rows alone; a full run couples them by name or creates their
   counterparts (a matched pair takes Business Central's values, a blank filled from Sales). When both
   sides hold rows the full synchronisation only couples (Business Central's review), leaving coupled
-  pairs to the scheduled runs; otherwise it also synchronises them as a scheduled run does.
+  pairs to the scheduled runs (but for those that failed before); otherwise it also synchronises them
+  as a scheduled run does. An account bcsync wrote last is, like any change of the integration user,
+  not read: once its coupling was removed it is not created again until a user edits it.
 """
 
 from __future__ import annotations
