@@ -682,10 +682,12 @@ class _Job:
         rows a merge left pending for this direction."""
         pending = self.e.state.pending(self.mapping.name, self.direction)
         # rows are marked pending while coupled; one uncoupled since (its coupling removed by a deletion-conflict
-        # resolution in a job stopped before the mark was cleared) has nothing pending, and is not created here
+        # resolution in a job stopped before the mark was cleared) is not created here, unless it was being
+        # restored (then matched first: it finds the row an earlier attempt created)
         coupled = self.e.couplings.get_many(self.mapping.name, self.src_side, pending) if pending else {}
+        restoring = self.mapping.deletion_conflict is DeletionConflictResolution.RESTORE
         ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if not f.skipped]
-                                 + [i for i in pending if i in coupled]))
+                                 + [i for i in pending if i in coupled or restoring]))
         self._process_ids(ids)
         if pending:
             self.e.state.clear_pending(self.mapping.name, self.direction, pending)

@@ -656,6 +656,16 @@ def test_a_row_whose_coupling_was_removed_is_not_created_by_a_job_that_stopped_b
     assert w.bc.rows(BC_CUSTOMER) == {} and w.couplings.all("CUSTOMER") == {} and aid in w.crm.rows(CRM_ACCOUNT)
 
 
+def test_a_restore_stopped_between_its_couplings_is_completed_by_the_next_attempt():
+    """Found by the convergence property test: the old coupling removed and the new one not saved, the row
+    restored was left uncoupled."""
+    w, aid = _deleted_in_bc(DeletionConflictResolution.RESTORE)
+    _stopped_after(w.couplings, "delete_many", lambda: w.run("CUSTOMER", FROM))
+    w.run("CUSTOMER", FROM)
+    [restored] = w.bc.rows(BC_CUSTOMER)
+    assert w.couplings.all("CUSTOMER")[restored].crm_id == aid
+
+
 def test_the_ids_of_rows_we_create_in_sales_are_name_based_uuids_of_mapping_and_source_id():
     job = World().engine.job("CUSTOMER", "job1")
     for bc_id in ("C00010", "0b0e6a3e-1f2d-4c55-9d3c-2a7e5f9b8c01", "Zoë"):
