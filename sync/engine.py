@@ -799,27 +799,51 @@ class _Job:
         """Records that failed earlier are tried again first, changed or not, and so are
         rows a merge left pending for this direction."""
         pending = self.e.state.pending(self.mapping.name, self.direction)
-        ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if not f.skipped] + pending))
+        # rows are marked pending while coupled; one uncoupled since (its coupling removed by a deletion-conflict
+        # resolution in a job stopped before the mark was cleared) is not created here, unless it was being
+        # restored (then matched first: it finds the row an earlier attempt created)
+        coupled = self.e.couplings.get_many(self.mapping.name, self.src_side, pending) if pending else {}
+        restoring = self.mapping.deletion_conflict is DeletionConflictResolution.RESTORE
+        ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if not f.skipped]
+                                 + [i for i in pending if i in coupled or restoring]))
         self._process_ids(ids)
         if pending:
             self.e.state.clear_pending(self.mapping.name, self.direction, pending)
-        return set(ids)
+        self._let_go_deleted([sid for sid, f in self.failures.items() if f.skipped])
+        return set(ids) | set(pending)
+
+    def _let_go_deleted(self, skipped: list[str]) -> None:
+        """Skipped records are not retried, but one deleted at the source has nothing left to report: its
+        failure goes (one read of ids a page, only while some record is skipped)."""
+        for start in range(0, len(skipped), self.e.page_size):
+            chunk = skipped[start:start + self.e.page_size]
+            found = {r.id for r in self.src.read_ids(self.src_table, [], chunk)}
+            self._let_go([sid for sid in chunk if sid not in found])
+
+    def _let_go(self, gone: list[str]) -> None:
+        """Source rows deleted: the couplings of those deleted on both sides go (one whose destination is still
+        there waits for the deletion to be found, and its deletion-conflict resolution), then their failures,
+        so that a job stopped in between still finds them."""
+        couplings = list(self.e.couplings.get_many(self.mapping.name, self.src_side, gone).values()) if gone else []
+        if couplings:
+            alive = {r.id.lower() for r in self.dst.read_ids(self.dst_table, [], [c.id_on(self.dst_side)
+                                                                                for c in couplings])}
+            orphans = [c for c in couplings if c.id_on(self.dst_side).lower() not in alive]
+            if orphans:
+                self.e.couplings.delete_many(orphans)
+                self.counts.uncoupled += len(orphans)
+        failed = [sid for sid in gone if sid in self.failures]
+        if failed:  # deleted at the source: nothing left to retry
+            self.e.errors.clear_many(self.mapping.name, self.direction, failed)
+            for sid in failed:
+                self.failures.pop(sid, None)
 
     def _process_ids(self, ids: list[str]) -> None:
         """These source rows, changed or not; those deleted meanwhile are let go."""
         for start in range(0, len(ids), self.e.page_size):
             chunk = ids[start:start + self.e.page_size]
             rows = self.src.read_ids(self.src_table, self.src_fields, chunk)
-            gone = set(chunk) - {r.id for r in rows}
-            gone_failures = sorted(gone & set(self.failures))
-            if gone_failures:  # deleted at the source: nothing left to retry
-                self.e.errors.clear_many(self.mapping.name, self.direction, gone_failures)
-                for sid in gone_failures:
-                    self.failures.pop(sid, None)
-            orphans = list(self.e.couplings.get_many(self.mapping.name, self.src_side, sorted(gone)).values())
-            if orphans:  # deleted on both sides: the coupling has nothing left to couple
-                self.e.couplings.delete_many(orphans)
-                self.counts.uncoupled += len(orphans)
+            self._let_go(sorted(set(chunk) - {r.id for r in rows}))
             self._process(rows, forced={r.id for r in rows})
             self.on_progress(Progress(self.counts, None))
 
@@ -974,6 +998,17 @@ class _Job:
         self._sync_references(pairs)
         self._prepare_lookups(pairs)
         self.rules.prepare(self, [row for row, _ in work])
+        # a coupled row whose counterpart is gone: its deletion-conflict resolution decides; one to restore is
+        # uncoupled from here on and matched first like any other, so that a repeat (the job stopped after
+        # the insert) finds the row an earlier attempt restored instead of creating another
+        kept = []
+        for row, coupling in work:
+            if coupling is not None and coupling.id_on(self.dst_side) not in dst_rows:
+                if self._deletion_conflict(page, row, coupling) is not None:
+                    continue
+                coupling = None
+            kept.append((row, coupling))
+        work = kept
         matches, ambiguous = self._match_uncoupled([row for row, c in work if c is None])
         for row, coupling in work:
             if row.id in ambiguous:
@@ -994,11 +1029,7 @@ class _Job:
                     continue
                 dst_row = None
             else:
-                dst_row = dst_rows.get(coupling.id_on(self.dst_side))
-                if dst_row is None:
-                    coupling = self._deletion_conflict(page, row, coupling)
-                    if coupling is not None:
-                        continue
+                dst_row = dst_rows[coupling.id_on(self.dst_side)]
             page.plan(row, coupling, dst_row)
         page.write()
 
@@ -1025,9 +1056,12 @@ class _Job:
             if self.mapping.sync_only_coupled and not self.full and not forced and failure is None:
                 return "ignored"  # BC: uncoupled rows are not counted under Synch. Only Coupled Records
             return "work"
-        if self.mode is JobMode.COUPLE and not (self.starts_feed and coupling.values_on(self.src_side)
-                                                and coupling.etag_on(self.src_side) != row.etag):
-            return "ignored"      # match-based coupling leaves coupled rows alone
+        if self.mode is JobMode.COUPLE and not forced and not (
+                self.starts_feed and coupling.values_on(self.src_side) and coupling.etag_on(self.src_side) != row.etag):
+            # match-based coupling leaves coupled rows alone, but not those a pass left pending for it (a
+            # matched pair's blanks filled from this side) or that failed before: their marks are cleared;
+            # nor, when it starts the change feed, rows synchronised before and changed since
+            return "ignored"
         if (not forced and not self.mapping.reread_all and coupling.etag_on(self.src_side) == row.etag
                 and coupling.values_on(self.src_side)):
             return "unchanged"

@@ -42,6 +42,7 @@ class FakeEndpoint:
         self.writes = 0
         self.reject: dict[str, str] = {}   # id or field value -> error message, to inject row failures
         self.tombstones: list[tuple[str, str, int]] = []   # table, id, version of the deletion
+        self.new_id = lambda: str(uuid.uuid4())   # the ids of new rows (a test may make them predictable)
 
     @staticmethod
     def _name(table) -> str:
@@ -51,7 +52,7 @@ class FakeEndpoint:
         return self.tables.setdefault(self._name(table), {})
 
     def put(self, table, values: dict, *, id: str | None = None, by: str = "someone") -> str:
-        row_id = id or str(uuid.uuid4())
+        row_id = id or self.new_id()
         self.rows(table)[row_id] = {"values": dict(values), "etag": f"v{next(self._version)}",
                                      "modified_on": self.clock.tick(), "modified_by": by}
         return row_id

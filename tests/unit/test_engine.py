@@ -10,7 +10,7 @@ from sync.config import MappingOverride, StaticCatalog, apply
 from sync.engine import CRM_ID_NAMESPACE, JobMode, SyncEngine, plan_row
 from sync.errors import ConfigurationError, ServiceUnavailableError
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
-from sync.model import Direction, Side, UpdateConflictResolution
+from sync.model import DeletionConflictResolution, Direction, Side, UpdateConflictResolution
 from sync.ports import Coupling, Record
 from sync.rules.currency import BC_COMPANY_INFORMATION, CRM_ORGANIZATION
 from sync.tables import BC_CUSTOMER, BC_PAYMENT_TERMS, BC_SALESPERSON, CRM_ACCOUNT, CRM_CURRENCY, CRM_SYSTEMUSER
@@ -500,6 +500,17 @@ def test_a_coupling_job_leaves_the_watermark_so_changes_to_coupled_rows_still_fl
     assert w.crm.rows(CRM_ACCOUNT)[aid]["values"]["name"] == "Adatum Corporation"
 
 
+def test_a_coupling_job_fills_a_matched_pairs_blank_business_central_field_from_sales():
+    """Found by the convergence property test: the Sales -> BC coupling job ignored the matched pair that the
+    BC -> Sales one had left pending for it, and cleared its mark, so the blank phone was never filled."""
+    w = World()
+    cid = w.customer("C00010", "Adatum")
+    w.account("Adatum", telephone1="111")
+    _coupling_run(w, "CUSTOMER", TO)
+    _coupling_run(w, "CUSTOMER", FROM)
+    assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["phoneNumber"] == "111"
+
+
 def test_a_record_that_failed_matching_is_never_created_by_a_scheduled_run():
     w = World()
     cid = w.customer("C00010", "Adatum")
@@ -539,6 +550,120 @@ def test_a_coupling_whose_two_records_were_both_deleted_is_dropped():
     # once, which finds it gone too
     w.run("CUSTOMER", FROM)
     assert w.couplings.all("CUSTOMER") == {} and w.errors.list_all() == []
+
+
+def _stopped_after(port, method, job):
+    """Runs `job`, which stops right after `port.method` did its work, as a worker dying there would."""
+    real = getattr(port, method)
+
+    def stopped(*args):
+        real(*args)
+        raise ServiceUnavailableError("the worker stopped here")
+    setattr(port, method, stopped)
+    try:
+        with pytest.raises(ServiceUnavailableError):
+            job()
+    finally:
+        setattr(port, method, real)
+
+
+def test_a_job_that_stops_after_letting_a_deleted_records_failure_go_still_drops_its_coupling():
+    """Found by the convergence property test: the failure went before the coupling, so a job stopped in
+    between left a coupling of two deleted rows that nothing reported."""
+    w = World()
+    w.engine.reconcile_every = dt.timedelta(0)              # coupled Business Central ids checked at every run
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.delete(BC_CUSTOMER, cid)
+    w.run("CUSTOMER", TO)                                   # finds the deletion, hands it to Sales -> BC
+    w.run("CUSTOMER", FROM)                                 # no deletion-conflict resolution: reported
+    assert [f.source_id for f in w.errors.list("CUSTOMER", FROM)] == [aid]
+    w.crm.delete(CRM_ACCOUNT, aid)
+    _stopped_after(w.errors, "clear_many", lambda: _coupling_run(w, "CUSTOMER", FROM))  # as a full sync does
+    _coupling_run(w, "CUSTOMER", FROM)                      # goes on; it reads no deletions itself
+    assert w.couplings.all("CUSTOMER") == {} and w.errors.list_all() == []
+
+
+def test_a_skipped_record_deleted_at_its_source_leaves_the_error_log():
+    """Found by the convergence property test: skipped records were never read again, so the failure of one
+    deleted since stayed in the error log for ever."""
+    w = World()
+    w.engine.reconcile_every = dt.timedelta(0)
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    w.crm.delete(CRM_ACCOUNT, w.couplings.all("CUSTOMER")[cid].crm_id)
+    w.run("CUSTOMER", FROM)                                 # the deletion found: the customer's failure
+    w.run("CUSTOMER", TO)                                   # the same again: skipped
+    [failure] = w.errors.list("CUSTOMER", TO)
+    assert failure.skipped and failure.source_id == cid
+    w.bc.delete(BC_CUSTOMER, cid)
+    w.run("CUSTOMER", TO)
+    w.run("CUSTOMER", FROM)
+    assert w.errors.list_all() == [] and w.couplings.all("CUSTOMER") == {}
+
+
+def test_a_restore_repeated_after_its_insert_couples_the_row_restored_instead_of_creating_another():
+    """Found by the convergence property test: a restore inserted without matching first, so a job stopped
+    after the insert created the customer twice when it ran again."""
+    w = World(Catalog([m.with_overrides(deletion_conflict=DeletionConflictResolution.RESTORE)
+                       if m.name == "CUSTOMER" else m for m in builtin_mappings()]))
+    w.engine.reconcile_every = dt.timedelta(0)
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.delete(BC_CUSTOMER, cid)
+    w.run("CUSTOMER", TO)                                   # finds the deletion, hands it to Sales -> BC
+    _stopped_after(w.bc, "insert", lambda: w.run("CUSTOMER", FROM))
+    w.run("CUSTOMER", FROM)
+    [restored] = w.bc.rows(BC_CUSTOMER)
+    assert w.couplings.all("CUSTOMER")[restored].crm_id == aid and w.errors.list_all() == []
+
+
+def _deleted_in_bc(deletion=DeletionConflictResolution.NONE):
+    """A coupled customer deleted in Business Central, the BC -> Sales job having found it; (world, account id)."""
+    w = World(Catalog([m.with_overrides(deletion_conflict=deletion) if m.name == "CUSTOMER" else m
+                       for m in builtin_mappings()]))
+    w.engine.reconcile_every = dt.timedelta(0)
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    aid = w.couplings.all("CUSTOMER")[cid].crm_id
+    w.bc.edit(BC_CUSTOMER, cid, email="bc@adatum.com")
+    w.crm.edit(CRM_ACCOUNT, aid, emailaddress1="crm@adatum.com")
+    w.run("CUSTOMER", TO)                                   # an update conflict: the customer fails
+    assert [f.source_id for f in w.errors.list("CUSTOMER", TO)] == [cid]
+    w.bc.delete(BC_CUSTOMER, cid)
+    w.run("CUSTOMER", TO)
+    return w, aid
+
+
+def test_a_failed_record_deleted_at_its_source_keeps_its_coupling_while_the_other_row_is_there():
+    """Found by the convergence property test: letting go the failure of a deleted customer also removed its
+    coupling, so the account was created again in Business Central, whatever the deletion-conflict resolution."""
+    w, aid = _deleted_in_bc()
+    w.run("CUSTOMER", FROM)
+    assert w.bc.rows(BC_CUSTOMER) == {} and [c.crm_id for c in w.couplings.all("CUSTOMER").values()] == [aid]
+    [failure] = w.errors.list_all()
+    assert failure.source_id == aid and failure.code == "DeletionConflict"
+
+
+def test_a_row_whose_coupling_was_removed_is_not_created_by_a_job_that_stopped_before_clearing_its_mark():
+    """Found by the convergence property test: the row stayed marked pending, uncoupled, and the next attempt
+    created its counterpart as if the resolution were restore."""
+    w, aid = _deleted_in_bc(DeletionConflictResolution.REMOVE_COUPLING)
+    _stopped_after(w.couplings, "delete_many", lambda: w.run("CUSTOMER", FROM))
+    w.run("CUSTOMER", FROM)
+    assert w.bc.rows(BC_CUSTOMER) == {} and w.couplings.all("CUSTOMER") == {} and aid in w.crm.rows(CRM_ACCOUNT)
+
+
+def test_a_restore_stopped_between_its_couplings_is_completed_by_the_next_attempt():
+    """Found by the convergence property test: the old coupling removed and the new one not saved, the row
+    restored was left uncoupled."""
+    w, aid = _deleted_in_bc(DeletionConflictResolution.RESTORE)
+    _stopped_after(w.couplings, "delete_many", lambda: w.run("CUSTOMER", FROM))
+    w.run("CUSTOMER", FROM)
+    [restored] = w.bc.rows(BC_CUSTOMER)
+    assert w.couplings.all("CUSTOMER")[restored].crm_id == aid
 
 
 def test_the_ids_of_rows_we_create_in_sales_are_name_based_uuids_of_mapping_and_source_id():
