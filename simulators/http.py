@@ -51,23 +51,27 @@ RANDOM_FAULT_KINDS = ("throttled", "unavailable", "stall", "cut before", "cut af
 
 @dataclass
 class RandomFaults:
-    """A share (`rate`) of requests failed at random, each with one of RANDOM_FAULT_KINDS: a 429 with Retry-After,
-    a 503, a stall of `stall_seconds` (longer than the client waits) after which the connection drops unserved,
-    the connection cut before the request is served, or after it is served (the client never hears)."""
+    """A share (`rate`) of requests failed at random, each with one of `kinds` (RANDOM_FAULT_KINDS): a 429 with
+    Retry-After, a 503, a stall of `stall_seconds` (longer than the client waits) after which the connection drops
+    unserved, the connection cut before the request is served, or after it is served (the client never hears)."""
 
     rate: float
     stall_seconds: float = 30.0
     retry_after: int = 1
     seed: int | None = None
+    kinds: tuple[str, ...] = RANDOM_FAULT_KINDS
     injected: collections.Counter = field(default_factory=collections.Counter)
 
     def __post_init__(self):
+        if set(self.kinds) - set(RANDOM_FAULT_KINDS):
+            raise ValueError(f"random fault kinds are among {', '.join(RANDOM_FAULT_KINDS)}")
+        self.kinds = tuple(self.kinds)
         self._random = random.Random(self.seed)
 
     def pick(self) -> str | None:
         if self._random.random() >= self.rate:
             return None
-        kind = self._random.choice(RANDOM_FAULT_KINDS)
+        kind = self._random.choice(self.kinds)
         self.injected[kind] += 1
         return kind
 
@@ -348,7 +352,7 @@ class _LostAnswer:
 
     def __iter__(self):
         yield b"{"
-        raise AnswerLost("the answer to this request is lost on purpose (a scripted fault)")
+        raise AnswerLost("the answer to this request is lost on purpose (an injected fault)")
 
 
 def _quiet_about_lost_answers(error_log: Callable) -> Callable:
