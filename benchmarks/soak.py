@@ -20,6 +20,7 @@ import argparse
 import collections
 import datetime as dt
 import json
+import logging
 import os
 import random
 import signal
@@ -78,7 +79,9 @@ def soak_services(settings_file: Path) -> Services:
 
 
 def work(settings_file: Path) -> None:
-    """One worker process: works the queue for ever, saying on stdout which job it runs (for the killer)."""
+    """One worker process: works the queue for ever, saying on stdout which job it runs (for the killer); its log
+    (jobs, retries, take-overs) goes to stderr, worker-<n>.log in the stack's folder."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     services = soak_services(settings_file)
     run_job = services.engine.run
 
