@@ -172,6 +172,12 @@ def run_to_end(services: Services, kind: RunKind, timeout: float, workers: Worke
     return run.run_id, True
 
 
+def job_log(services: Services, run_id: str) -> dict:
+    report = services.report(run_id)
+    return {"run": run_id, "status": report.run.status.value,
+            "jobs": [f"{j.job_id}: {j.status.value}, attempt {j.attempts} {j.message}".rstrip() for j in report.jobs]}
+
+
 def rows_by_key(stack: BenchStack, service: str, table: str, key) -> dict[str, list[dict]]:
     found = collections.defaultdict(list)
     for row in stack.rows(service, table):
@@ -226,7 +232,7 @@ def table(results: dict) -> str:
             for m, r in results["mappings"].items()]
     t = results["totals"]
     summary = (f"records lost {t['lost']}, duplicated {t['duplicated']}, couplings not one to one "
-               f"{t['couplings_not_one_to_one']}, in the error log {t['error_log']}, runs stuck {t['runs_stuck']}, "
+               f"{t['couplings_not_one_to_one']}, in the error log {t["error_log"]}, full runs failed {t["full_runs_failed"]}, runs stuck {t['runs_stuck']}, "
                f"wall time {t['wall_seconds']:,.0f} s")
     return "\n".join([head, *rows, summary])
 
@@ -252,15 +258,15 @@ def soak(rows: int, kills: int, fault_rate: float, kill_every: float, seed: int)
         services = soak_services(stack.settings_file)
         workers = Workers(stack.settings_file, stack.folder, rng)
         set_faults(stack, fault_rate, seed)
-        runs, stuck = 0, 0
+        stuck, full_runs = 0, []
         print(f"full runs with {fault_rate:.0%} of calls faulted until {kills} workers are killed",
               file=sys.stderr, flush=True)
         while True:
             run_id, ended = run_to_end(services, RunKind.FULL, timeout=3 * 3600, workers=workers, kills=kills,
                                        kill_every=kill_every)
-            runs += 1
             stuck += not ended
-            print(f"  run {run_id}: {services.runs.get(run_id).status.value}", file=sys.stderr, flush=True)
+            full_runs.append(job_log(services, run_id))
+            print(f"  run {run_id}: {full_runs[-1]['status']}", file=sys.stderr, flush=True)
             if len(workers.kills) >= kills or not ended:
                 break
         injected = {service: stack.admin(service, "faulted") for service in ("Dataverse", "Business Central")}
@@ -269,18 +275,16 @@ def soak(rows: int, kills: int, fault_rate: float, kill_every: float, seed: int)
         print("faults off: a quiet scheduled run", file=sys.stderr, flush=True)
         quiet_id, ended = run_to_end(services, RunKind.SCHEDULED, timeout=3600)
         stuck += not ended
-        quiet = services.report(quiet_id)
         mappings = compare(stack, services, expected)
         totals = {k: sum(m[k] for m in mappings.values()) for k in ("lost", "duplicated", "couplings_not_one_to_one")}
-        totals.update(error_log=len(services.errors.list_all()), runs_stuck=stuck + sum(
+        totals.update(error_log=len(services.errors.list_all()), full_runs_failed=sum(
+            r["status"] == "failed" for r in full_runs), runs_stuck=stuck + sum(
             r.status is RunStatus.RUNNING for r in services.runs.list_runs(limit=50) if r.run_id != quiet_id),
                       wall_seconds=round(time.perf_counter() - started, 1))
         return {"generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "rows": rows,
                 "rows_per_side": per_side, "posted_invoices": invoice_count, "lines_per_invoice": LINES_PER_INVOICE,
-                "fault_rate": fault_rate, "calls_under_faults": calls, "faults_injected": injected, "full_runs": runs, "workers": WORKERS,
-                "kills": workers.kills, "quiet_run": {"status": quiet.run.status.value,
-                                                      "jobs": [f"{j.job_id}: {j.status.value} {j.message}"
-                                                               for j in quiet.jobs]},
+                "fault_rate": fault_rate, "calls_under_faults": calls, "faults_injected": injected, "full_runs": full_runs, "workers": WORKERS,
+                "kills": workers.kills, "quiet_run": job_log(services, quiet_id),
                 "cpus": os.cpu_count(), "load_average": os.getloadavg(), "settings": SETTINGS,
                 "mappings": mappings, "totals": totals}
     finally:
