@@ -232,8 +232,8 @@ def table(results: dict) -> str:
             for m, r in results["mappings"].items()]
     t = results["totals"]
     summary = (f"records lost {t['lost']}, duplicated {t['duplicated']}, couplings not one to one "
-               f"{t['couplings_not_one_to_one']}, in the error log {t["error_log"]}, full runs failed {t["full_runs_failed"]}, runs stuck {t['runs_stuck']}, "
-               f"wall time {t['wall_seconds']:,.0f} s")
+               f"{t['couplings_not_one_to_one']}, in the error log {t['error_log']}, full runs failed "
+               f"{t['full_runs_failed']}, runs stuck {t['runs_stuck']}, wall time {t['wall_seconds']:,.0f} s")
     return "\n".join([head, *rows, summary])
 
 
