@@ -99,7 +99,7 @@ class Dataset:
         drafts = self.stack.seed("Business Central", "salesInvoices",
                                  [{"customerNumber": f"C{i % n:06d}"} for i in range(count)])
         self.stack.seed("Business Central", "salesInvoiceLines", [
-            {"documentId": draft, "lineType": "Item", "lineObjectNumber": f"I{(i * lines + j) % n:06d}", "quantity": 1 + j}
-            for i, draft in enumerate(drafts) for j in range(lines)])
-        return [self.stack.admin("Business Central", "post", {"entity": "salesInvoices", "id": draft})["posted_invoice_id"]
-                for draft in drafts]
+            {"documentId": draft, "lineType": "Item", "lineObjectNumber": f"I{(i * lines + j) % n:06d}",
+             "quantity": 1 + j} for i, draft in enumerate(drafts) for j in range(lines)])
+        post = [{"entity": "salesInvoices", "id": draft} for draft in drafts]
+        return [self.stack.admin("Business Central", "post", body)["posted_invoice_id"] for body in post]

@@ -283,7 +283,8 @@ def soak(rows: int, kills: int, fault_rate: float, kill_every: float, seed: int)
                       wall_seconds=round(time.perf_counter() - started, 1))
         return {"generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "rows": rows,
                 "rows_per_side": per_side, "posted_invoices": invoice_count, "lines_per_invoice": LINES_PER_INVOICE,
-                "fault_rate": fault_rate, "calls_under_faults": calls, "faults_injected": injected, "full_runs": full_runs, "workers": WORKERS,
+                "fault_rate": fault_rate, "calls_under_faults": calls, "faults_injected": injected,
+                "full_runs": full_runs, "workers": WORKERS,
                 "kills": workers.kills, "quiet_run": job_log(services, quiet_id),
                 "cpus": os.cpu_count(), "load_average": os.getloadavg(), "settings": SETTINGS,
                 "mappings": mappings, "totals": totals}

@@ -21,7 +21,7 @@ ROWS = {
     ("Business Central", "salesInvoices"): [{"id": "s1", "number": "103001"}, {"id": "s2", "number": "103002"}],
     ("Dataverse", "invoice"): [{"invoiceid": "v1", "invoicenumber": "103001"},
                                {"invoiceid": "v2", "invoicenumber": "103002"}],
-    ("Dataverse", "invoicedetail"): [{"invoiceid": "v1"}, {"invoiceid": "v2"}, {"invoiceid": "v2"}, {"invoiceid": "v2"}],
+    ("Dataverse", "invoicedetail"): [{"invoiceid": "v1"}] + [{"invoiceid": "v2"}] * 3,
 }
 COUPLINGS = {"CUSTOMER": [("c1", "a1")], "CONTACT": [("k1", "p1")], "ITEM-PRODUCT": [("i1", "d1")],
              INVOICES: [("s1", "v1"), ("s2", "v1")]}
