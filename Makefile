@@ -3,6 +3,7 @@
 #   make test   the test suite
 #   make up / make down   start / stop the local stack in the background (documented ports)
 #   make bench  benchmarks (speed, memory)
+#   make soak   faults, killed workers and duplicate messages at volume: nothing lost or duplicated (not in make test)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCAL  := .local
 
-.PHONY: setup test run up down seed bench clean
+.PHONY: setup test run up down seed bench soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +57,10 @@ run: up
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+soak: setup
+	$(BIN)/python -m benchmarks.soak
+	BCSYNC_HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest -q tests/property
 
 clean: down
 	rm -rf $(VENV) node_modules $(LOCAL) local.settings.json

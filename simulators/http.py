@@ -7,6 +7,7 @@ import base64
 import collections
 import json
 import math
+import random
 import ssl
 import sys
 import threading
@@ -42,6 +43,37 @@ class Fault:
     # the request was applied (a lost answer); `status` is then not used
     lose_answer: bool = False
     after: int = 0  # let this many matching requests through first (a fault in the middle of a run)
+
+
+# what a random fault does (see RandomFaults)
+RANDOM_FAULT_KINDS = ("throttled", "unavailable", "stall", "cut before", "cut after")
+
+
+@dataclass
+class RandomFaults:
+    """A share (`rate`) of requests failed at random, each with one of `kinds` (RANDOM_FAULT_KINDS): a 429 with
+    Retry-After, a 503, a stall of `stall_seconds` (longer than the client waits) after which the connection drops
+    unserved, the connection cut before the request is served, or after it is served (the client never hears)."""
+
+    rate: float
+    stall_seconds: float = 30.0
+    retry_after: int = 1
+    seed: int | None = None
+    kinds: tuple[str, ...] = RANDOM_FAULT_KINDS
+    injected: collections.Counter = field(default_factory=collections.Counter)
+
+    def __post_init__(self):
+        if set(self.kinds) - set(RANDOM_FAULT_KINDS):
+            raise ValueError(f"random fault kinds are among {', '.join(RANDOM_FAULT_KINDS)}")
+        self.kinds = tuple(self.kinds)
+        self._random = random.Random(self.seed)
+
+    def pick(self) -> str | None:
+        if self._random.random() >= self.rate:
+            return None
+        kind = self._random.choice(self.kinds)
+        self.injected[kind] += 1
+        return kind
 
 
 class AnswerLost(ConnectionAbortedError):
@@ -153,11 +185,13 @@ class FaultKnobs:
     """What a test or `make run` can turn on: latency, scripted failures, a request log, and the
     protection limits (the service's documented ones unless a test lowers them).
 
-    Faults are scripted rather than random so that a test asserts exact behaviour.
+    Faults are scripted so that a test asserts exact behaviour; `random` (the soak's) fails a share of requests
+    at random instead, after the scripted ones.
     """
 
     latency_ms: int = 0
     faults: list[Fault] = field(default_factory=list)
+    random: RandomFaults | None = None
     requests: list[tuple[str, str]] = field(default_factory=list)
     counts: collections.Counter = field(default_factory=collections.Counter)
     protection: ServiceProtection = field(default_factory=lambda: ServiceProtection(Limits()))
@@ -181,6 +215,7 @@ class FaultKnobs:
             self.requests.clear()
             self.counts.clear()
             self.latency_ms = 0
+            self.random = None
         self.protection.reset()
 
     def count(self, method: str, path: str) -> None:
@@ -211,11 +246,18 @@ class FaultKnobs:
                 return fault
         return None
 
+    def take_random(self) -> str | None:
+        """The kind of random fault for this request, if any."""
+        with self._lock:
+            return self.random.pick() if self.random else None
+
     def configure(self, spec: dict) -> None:
         """Apply the JSON shape the admin endpoint accepts:
-        {"latency_ms": .., "fail": [{..Fault..}], "limits": {..Limits..}}."""
+        {"latency_ms": .., "fail": [{..Fault..}], "limits": {..Limits..}, "random": {..RandomFaults..} or null}."""
         if "latency_ms" in spec:
             self.latency_ms = int(spec["latency_ms"])
+        if "random" in spec:
+            self.random = RandomFaults(**spec["random"]) if spec["random"] else None
         for item in spec.get("fail", []):
             self.fail(**item)
         if "limits" in spec:
@@ -224,8 +266,9 @@ class FaultKnobs:
 
 class FaultMiddleware:
     """Sits in front of a simulator app: the service's protection limits first, then latency and
-    scripted faults. Admin paths (/_sim/...) are never limited, faulted or counted; `/_sim/requests` answers the
-    counts of the others. `refusal` turns a protection refusal into the service's own answer."""
+    scripted or random faults. Admin paths (/_sim/...) are never limited, faulted or counted; `/_sim/requests`
+    answers the counts of the others, `/_sim/faulted` the random faults injected by kind. `refusal` turns a
+    protection refusal into the service's own answer."""
 
     def __init__(self, app: Callable, knobs: FaultKnobs, error_body: Callable[[int], dict],
                  refusal: Callable[[Refusal], Response]):
@@ -239,6 +282,9 @@ class FaultMiddleware:
         if path == "/_sim/requests":
             counts = {kind: self.knobs.counts[kind] for kind in ("read", "write", "batch")}
             return json_response({**counts, "throttled": self.knobs.protection.refused})(environ, start_response)
+        if path == "/_sim/faulted":
+            injected = dict(self.knobs.random.injected) if self.knobs.random else {}
+            return json_response(injected)(environ, start_response)
         if path.startswith("/_sim/"):
             return self.app(environ, start_response)
         self.knobs.count(environ.get("REQUEST_METHOD", "GET"), path)
@@ -261,7 +307,7 @@ class FaultMiddleware:
             time.sleep(self.knobs.latency_ms / 1000)
         fault = self.knobs.take(environ.get("REQUEST_METHOD", "GET"), path)
         if fault is None:
-            return self.app(environ, start_response)
+            return self._serve_or_fail_at_random(environ, start_response)
         if fault.served_first:
             served = self.app(environ, lambda status, headers, exc_info=None: lambda data: None)
             try:
@@ -270,17 +316,35 @@ class FaultMiddleware:
                 if hasattr(served, "close"):
                     served.close()
         if fault.lose_answer:
-            served = self.app(environ, lambda status, headers, exc_info=None: None)
-            for _ in served:  # the request is applied in full ...
+            return self._lose_answer(environ, start_response, served=True)
+        return self._fail(environ, start_response, fault.status, fault.retry_after, fault.body)
+
+    def _serve_or_fail_at_random(self, environ, start_response):
+        kind = self.knobs.take_random()
+        if kind is None:
+            return self.app(environ, start_response)
+        if kind == "throttled":
+            return self._fail(environ, start_response, 429, self.knobs.random.retry_after)
+        if kind == "unavailable":
+            return self._fail(environ, start_response, 503)
+        if kind == "stall":
+            time.sleep(self.knobs.random.stall_seconds)
+        return self._lose_answer(environ, start_response, served=kind == "cut after")
+
+    def _fail(self, environ, start_response, status: int, retry_after: int | None = None, body: dict | None = None):
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        return json_response(body or self.error_body(status), status, headers)(environ, start_response)
+
+    def _lose_answer(self, environ, start_response, served: bool):
+        if served:
+            applied = self.app(environ, lambda status, headers, exc_info=None: None)
+            for _ in applied:  # the request is applied in full ...
                 pass
-            if hasattr(served, "close"):
-                served.close()
-            # ... and the answer breaks off after its first byte: the server closes the connection
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "65536")])
-            return _LostAnswer()
-        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-        resp = json_response(fault.body or self.error_body(fault.status), fault.status, headers)
-        return resp(environ, start_response)
+            if hasattr(applied, "close"):
+                applied.close()
+        # ... (or not at all) and the answer breaks off after its first byte: the server closes the connection
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "65536")])
+        return _LostAnswer()
 
 
 class _LostAnswer:
@@ -288,7 +352,7 @@ class _LostAnswer:
 
     def __iter__(self):
         yield b"{"
-        raise AnswerLost("the answer to this request is lost on purpose (a scripted fault)")
+        raise AnswerLost("the answer to this request is lost on purpose (an injected fault)")
 
 
 def _quiet_about_lost_answers(error_log: Callable) -> Callable:

@@ -67,6 +67,7 @@ from .ports import (
     NewRow,
     PendingInsert,
     Record,
+    RecordFailure,
     RowChange,
     StateStore,
 )
@@ -1657,6 +1658,7 @@ class _Page:
             for coupling in self.removed if job.bc_versions is not None else ():
                 job.bc_versions.pop(coupling.bc_id.lower(), None)
         if self.saved:
+            self._follow_up_pending()
             job.e.couplings.save_many(self.saved)
             job._know_versions(self.saved)
             if job.match_index is not None:
@@ -1679,6 +1681,24 @@ class _Page:
             # the service is in trouble: what was written is recorded above; the job stops here and is
             # retried later from its checkpoint, which is before this page
             raise self.interrupted
+
+    def _follow_up_pending(self) -> None:
+        """New rows whose rules write more after them (an invoice's lines) are logged as failed records before
+        their couplings are saved, and cleared once the follow-up succeeds: a worker that dies in between
+        leaves them to be retried (the follow-up is idempotent), where they would otherwise look coupled and
+        done for good."""
+        job = self.job
+        if type(job.rules).after_write is MappingRules.after_write:
+            return
+        now = job.e.clock.now()
+        entries = [RecordFailure(job.mapping.name, job.direction, w.source.id, record_label(job.src_table, w.source),
+                                 f"{record_label(job.src_table, w.source)}: written, but what goes with it is not yet "
+                                 f"(a job stopped in between); retried at the next run", transient=True,
+                                 target_id=w.target.id, first_seen=now, last_seen=now, job_id=job.job_id)
+                   for w in self.written if w.inserted and w.source.id not in job.failures]
+        if entries:
+            job.e.errors.save_many(entries)
+            job.failures.update((e.source_id, e) for e in entries)
 
     def _follow_up(self) -> None:
         """The rules' follow-up writes, once the couplings are saved. A row whose follow-up fails is a

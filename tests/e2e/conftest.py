@@ -77,13 +77,16 @@ class WorkerDied(BaseException):
 
 
 def killed_after(env, side: Side, method: str, when: Callable[[Any, Sequence], bool],
-                 kind: RunKind = RunKind.SCHEDULED, mappings: Sequence[str] | None = None) -> Run:
+                 kind: RunKind = RunKind.SCHEDULED, mappings: Sequence[str] | None = None, before: bool = False) -> Run:
     """Starts a run whose worker dies right after a call of `method` ("insert", "update") on the endpoint of
-    `side` for which `when(table, rows)` holds, once that call has reached the service. Returns the run."""
+    `side` for which `when(table, rows)` holds, once that call has reached the service (`before`: just before
+    it is made). Returns the run."""
     endpoint = env.services.engine.endpoint(side)
     real = getattr(endpoint, method)
 
     def call(table, rows, fields):
+        if before and when(table, rows):
+            raise WorkerDied()
         results = real(table, rows, fields)
         if when(table, rows):
             raise WorkerDied()

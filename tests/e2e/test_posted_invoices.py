@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sync.model import Side
 from sync.runs import RunKind
 
@@ -168,6 +170,25 @@ def test_a_paid_invoice_is_re_activated_before_its_new_status_and_a_worker_kille
 
     taken_over(env, run)
     assert state(env) == (2, 100001)                           # the next worker gives it its status
+    assert [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"] == []
+
+
+@pytest.mark.parametrize("dies", ["after the header", "before the lines"])
+def test_a_worker_dying_between_an_invoice_and_its_lines_leaves_them_to_the_next_worker(env, dies):
+    """Found by `make soak`: a worker killed after an invoice's header (and its coupling) was written, but
+    before its lines, left the invoice without lines for good."""
+    setup(env)
+    env.configure(BCSYNC_JOB_LEASE_SECONDS=2)
+    post_invoice(env, [{"lineType": "Item", "lineObjectNumber": "1000", "quantity": 2}])
+    table = "invoice" if dies == "after the header" else "invoicedetail"
+    run = killed_after(env, Side.CRM, "insert", lambda t, rows: t.logical_name == table, RunKind.SCHEDULED,
+                       ["POSTEDSALESINV-INV"], before=dies == "before the lines")
+    assert len(env.dv.rows("invoice")) == 1
+    taken_over(env, run)
+    env.sync()
+    [invoice] = env.dv.rows("invoice")
+    assert [(d["invoiceid"], d["quantity"]) for d in env.dv.rows("invoicedetail")] == [(invoice["invoiceid"], 2)]
+    assert (invoice["statecode"], invoice["statuscode"], invoice["totalamount"]) == (0, 4, 200)
     assert [f for f in env.errors() if f.mapping == "POSTEDSALESINV-INV"] == []
 
 

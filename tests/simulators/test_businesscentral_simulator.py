@@ -570,6 +570,40 @@ def test_scripted_throttling_and_outages(env, bc):
     assert bc.get(f"{env.api}/companies").status_code == 200
 
 
+def test_random_faults_of_each_kind_reach_the_client_as_real_failures(env, bc):
+    admin = env.session()
+    customers = f"{env.company}/customers"
+
+    def only(kind: str, **more) -> None:
+        spec = {"rate": 1, "kinds": [kind], **more}
+        assert admin.post(f"{env.url}/_sim/faults", json={"random": spec}).status_code == 200
+
+    only("throttled", retry_after=3)
+    throttled = bc.get(customers)
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "3"
+    only("unavailable")
+    assert bc.get(customers).status_code == 503
+    only("stall", stall_seconds=1.5)
+    with pytest.raises(requests.exceptions.ReadTimeout):                 # longer than the client waits
+        bc.post(customers, json={"displayName": "Stalled"}, timeout=0.5)
+    only("cut before")
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        bc.post(customers, json={"displayName": "Never applied"})
+    only("cut after")
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):      # applied, but the client never hears
+        bc.post(customers, json={"displayName": "Applied"})
+    assert admin.get(f"{env.url}/_sim/faulted").json() == {"cut after": 1}
+    time.sleep(1.5)  # the stalled request is dropped unserved
+    assert [c["displayName"] for c in env.sim.rows("customers")] == ["Applied"]
+
+    admin.post(f"{env.url}/_sim/faults", json={"random": {"rate": 0.3, "seed": 7, "kinds": ["unavailable"]}})
+    failed = sum(bc.get(customers).status_code == 503 for _ in range(100))
+    assert 15 <= failed <= 45 and admin.get(f"{env.url}/_sim/faulted").json() == {"unavailable": failed}
+    admin.post(f"{env.url}/_sim/faults", json={"random": None})
+    assert bc.get(customers).status_code == 200
+    assert admin.post(f"{env.url}/_sim/faults", json={"random": {"rate": 1, "kinds": ["gremlins"]}}).status_code == 400
+
+
 def test_admin_endpoints_seed_update_delete_and_reset(env, bc):
     admin = env.session()
     agents = admin.post(f"{env.url}/_sim/seed", json={"entity": "ShippingAgents", "rows": [{"Code": "FEDEX"}]})
