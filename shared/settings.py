@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from sync.errors import ConfigurationError, SettingsError
+from sync.errors import ConfigurationError, SettingsError, shown
 
 DEFAULT_SETTINGS_FILE = "local.settings.json"
 
@@ -455,10 +455,9 @@ def _typed(f, raw: str) -> Any:
 
 def _problem(f, raw: str, wrong: str) -> str:
     """What is wrong with a setting, its value shown (never a secret's, nor more than a line of it)."""
-    shown = "the value (a secret, not shown)" if f.metadata["secret"] else \
-        repr(raw if len(raw) <= 80 else raw[:80] + "...")
+    value = "the value (a secret, not shown)" if f.metadata["secret"] else shown(raw, 80)
     default = "" if f.default is None else f", or remove the setting for the default {f.default}"
-    return f"{shown} {wrong}{default}"
+    return f"{value} {wrong}{default}"
 
 
 def _boolean(raw: str) -> bool:

@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Protocol, Sequence
 
 from .config import CatalogSource
 from .engine import Counts, JobMode, Progress, SyncEngine
-from .errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TransientError
+from .errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TransientError, shown
 from .model import Direction
 from .planner import plan
 from .ports import Clock, RecordFailure
@@ -125,11 +125,6 @@ JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "true 
               float: "a number", type(None): "null"}
 
 
-def _excerpt(text: str, limit: int = 80) -> str:
-    """A value quoted in an error: a 60 kB id is not echoed whole."""
-    return repr(text[:limit]) + (f" (and {len(text) - limit} more characters)" if len(text) > limit else "")
-
-
 @dataclass(frozen=True)
 class JobMessage:
     """What travels on the queue: a pointer to the job, never its data (64 KB limit)."""
@@ -155,7 +150,7 @@ class JobMessage:
             data = json.loads(body)
         except json.JSONDecodeError as exc:
             raise MessageError(f"The job message is not JSON ({exc.msg} at position {exc.pos}): "
-                               f"{_excerpt(body)}.") from None
+                               f"{shown(body)}.") from None
         except RecursionError:
             raise MessageError("The job message is JSON nested too deeply to be a job message.") from None
         if not isinstance(data, dict):
@@ -176,7 +171,7 @@ class JobMessage:
         elif len(value) > limit:
             problem = f"is {len(value)} characters long; a {field} id has at most {limit}"
         elif not value.isprintable() or any(c in KEY_CHARACTERS for c in value):
-            problem = f"has characters no {field} id has (control characters or / \\ # ?): {_excerpt(value)}"
+            problem = f"has characters no {field} id has (control characters or / \\ # ?): {shown(value)}"
         if problem:
             raise MessageError(f'Field "{field}" of the job message {problem}.', field=field)
         return value
@@ -381,7 +376,7 @@ class RunCoordinator:
             raise MessageError(f"There is no run {message.run_id}: it never existed, or the job log's retention "
                                f"removed it.", field="run")
         if job is None:
-            raise MessageError(f"Run {message.run_id} has no job {_excerpt(message.job_id)}.", field="job")
+            raise MessageError(f"Run {message.run_id} has no job {shown(message.job_id)}.", field="job")
         now = self.clock.now()
         if job.status in TERMINAL:
             self.advance(run.run_id)
