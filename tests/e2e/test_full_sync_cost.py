@@ -9,7 +9,7 @@ import math
 import time
 
 from .conftest import job
-from .test_incremental_cost import RequestCount
+from .test_incremental_cost import RequestCount, seed_contacts
 
 ROWS = 600  # more than a CreateMultiple chunk (500) and than a $batch (100): chunks and batches both count
 DV_PAGE, BC_PAGE, DV_BULK, BC_BATCH = 5000, 20000, 500, 100
@@ -24,13 +24,7 @@ def back_fill(rows: int) -> int:
 
 
 def test_contact_full_jobs_read_referenced_rows_once_per_page(env):
-    env.bc.seed("customers", [{"number": f"C{i:05d}", "displayName": f"Customer {i}"} for i in range(ROWS)])
-    accounts = env.dv.seed("account", [{"name": f"Account {i}", "customertypecode": 3} for i in range(ROWS)])
-    companies = [c["number"] for c in env.bc.rows("contacts") if c["type"] == "Company"]
-    env.bc.seed("contacts", [{"type": "Person", "displayName": f"Ann Lee {i}", "companyNumber": companies[i],
-                              "email": f"ann{i}@bc.example"} for i in range(ROWS)])
-    env.dv.seed("contact", [{"firstname": "Bob", "lastname": f"Smith {i}", "parentcustomerid": accounts[i],
-                             "emailaddress1": f"bob{i}@sales.example"} for i in range(ROWS)])
+    seed_contacts(env, ROWS)
     time.sleep(1)  # the seeded rows are older than the full synchronisation's start
     count = RequestCount(env)
     full = count.measure("full synchronisation", lambda: env.full_sync(["CUSTOMER", "CONTACT"]))
