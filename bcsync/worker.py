@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from typing import Callable
 
+from shared.queue import Delivery
+from shared.telemetry import submit_in_context
 from shared.wiring import Services
 
 log = logging.getLogger("bcsync.worker")
@@ -21,8 +25,12 @@ MAX_DEQUEUE_COUNT = 5      # host.json extensions.queues.maxDequeueCount
 
 
 class LocalWorker:
-    def __init__(self, services: Services, poll_seconds: float = 0.5):
+    """`concurrency` messages are handled at once, as the host does (host.json queues.batchSize): jobs whose
+    dependencies are done run side by side, each mapping's lease keeping two jobs of one mapping apart."""
+
+    def __init__(self, services: Services, poll_seconds: float = 0.5, concurrency: int = 1):
         self.services = services
+        self.concurrency = concurrency
         # a message stays hidden while its job may run (the host renews visibility the same way)
         self.visibility = services.settings.job_lease_seconds
         self.queue = services.queue
@@ -35,21 +43,30 @@ class LocalWorker:
         taken = 0
         for delivery in self.queue.receive(visibility_timeout=self.visibility, max_messages=1):
             taken += 1
-            body = delivery.body
-            if body is None or delivery.dequeue_count > MAX_DEQUEUE_COUNT:
-                log.error("message %s moved to the poison queue %s", delivery.id,
-                          "at once: it is not base64" if body is None
-                          else f"after {delivery.dequeue_count - 1} deliveries")
-                self.queue.move_to_poison(delivery, self.poison)
-                continue
-            try:
-                self.services.handle_message(body)
-            except Exception:
-                log.exception("handling message %s failed; it will be delivered again", delivery.id)
-                continue
-            self.queue.delete(delivery)
-            self.handled += 1
+            self._take(delivery)
         return taken
+
+    def _take(self, delivery: Delivery) -> None:
+        body = delivery.body
+        if body is None or delivery.dequeue_count > MAX_DEQUEUE_COUNT:
+            log.error("message %s moved to the poison queue %s", delivery.id,
+                      "at once: it is not base64" if body is None else f"after {delivery.dequeue_count - 1} deliveries")
+            self.queue.move_to_poison(delivery, self.poison)
+            return
+        try:
+            self.services.handle_message(body)
+        except Exception:
+            log.exception("handling message %s failed; it will be delivered again", delivery.id)
+            return
+        self.queue.delete(delivery)
+        self.handled += 1
+
+    def _step_concurrently(self, pool: ThreadPoolExecutor, running: set[Future]) -> int:
+        """Start what is visible on the queue, up to the free places; returns how many messages are in hand."""
+        free = self.concurrency - len(running)
+        for delivery in self.queue.receive(visibility_timeout=self.visibility, max_messages=free) if free else ():
+            running.add(submit_in_context(pool, self._take, delivery))
+        return len(running)
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None,
                   on_idle: Callable[[], None] | None = None, recover_every: float = 60.0) -> bool:
@@ -57,10 +74,22 @@ class LocalWorker:
 
         While idle it also does the timer's recovery now and then, so a job stranded by a crashed
         worker is picked up again rather than waited on for ever."""
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="job") if self.concurrency > 1 \
+                else nullcontext() as pool:
+            return self._work(pool, done, timeout, on_idle, recover_every)
+
+    def _work(self, pool: ThreadPoolExecutor | None, done: Callable[[], bool], timeout: float | None,
+              on_idle: Callable[[], None] | None, recover_every: float) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         last_recovery = time.monotonic()
+        running: set[Future] = set()
         while True:
-            if self.step() == 0:
+            if pool is not None and self._step_concurrently(pool, running):
+                finished, running_now = wait(running, timeout=self.poll_seconds, return_when=FIRST_COMPLETED)
+                running.intersection_update(running_now)
+                for future in finished:
+                    future.result()  # what stops a worker (a BaseException) stops this one too
+            elif pool is not None or self.step() == 0:
                 if done():
                     return True
                 if on_idle:

@@ -4,14 +4,18 @@ the queue as the Functions host would, and prints one JSON line with what only t
 
 from __future__ import annotations
 
+import contextvars
 import json
 import sys
+import threading
 import time
 
 from bcsync.worker import LocalWorker
 from shared.settings import Settings
 from shared.wiring import build_services
 from sync.runs import RunKind, RunStatus
+
+CONCURRENCY = 4  # messages handled at once, as host.json's queues.batchSize lets the Functions host
 
 
 def main(argv: list[str]) -> int:
@@ -26,22 +30,25 @@ def main(argv: list[str]) -> int:
         watching += services.storage.requests_sent - before
         return status is not RunStatus.RUNNING
 
-    apis = (services.dataverse.api, services.business_central.api)
-    per_job: dict[str, int] = {}  # API requests per job (the worker runs one job at a time)
-    run_job = services.engine.run
+    # API requests per job: jobs run side by side, so each request is counted for the job whose context sent it
+    per_job: dict[str, int] = {}
+    current, lock, run_job = contextvars.ContextVar("job", default=""), threading.Lock(), services.engine.run
+    limits = {id(api.limit): api.limit for api in (services.dataverse.api, services.business_central.api)}
+    for limit in limits.values():
+        def acquire(admit=limit.acquire):
+            admit()
+            with lock:
+                per_job[current.get()] = per_job.get(current.get(), 0) + 1
+        limit.acquire = acquire
 
     def counted(mapping, direction, **kwargs):
-        before = sum(api.requests_sent for api in apis)
-        try:
-            return run_job(mapping, direction, **kwargs)
-        finally:
-            key = f"{mapping}:{direction.value}"
-            per_job[key] = per_job.get(key, 0) + sum(api.requests_sent for api in apis) - before
+        current.set(f"{mapping}:{direction.value}")
+        return run_job(mapping, direction, **kwargs)
     services.engine.run = counted
 
     started = time.perf_counter()
     run = services.start_run(RunKind(kind), trigger="bench", mappings=mappings.split(","))
-    LocalWorker(services, poll_seconds=0.05).run_until(over)
+    LocalWorker(services, poll_seconds=0.05, concurrency=CONCURRENCY).run_until(over)
     seconds = time.perf_counter() - started
     storage_requests = services.storage.requests_sent - watching
     report = services.report(run.run_id)

@@ -44,6 +44,7 @@ IN_QUERY_CHARS = 24_000
 # row's version is checked (If-Match), which the action cannot do. Beyond it UpdateMultiple's single
 # operation on the server beats as many separate updates, and its read-back is one query per chunk.
 PATCH_BATCH_MAX = 100
+BATCH_MAX = 1000  # requests in one `$batch`: the service refuses more
 _BOUNDARY = re.compile(r'boundary="?([^";,\s]+)"?', re.IGNORECASE)
 
 ALREADY_EXISTS = frozenset({"0x80040237", "0x80060892", "0x80048cf3", "0x80043b06"})
@@ -140,14 +141,24 @@ class DataverseClient:
             params["$filter"] = filter
         if orderby:
             params["$orderby"] = orderby
-        # the service ignores $top when a page size is preferred: one or the other
-        prefs = [f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"] if top is None else []
         if top is not None:
             params["$top"] = str(top)
+        headers = self.read_headers(None if top is not None else page_size, lookup_types)
+        return follow_pages(self.api, f"{API_PATH}/{entity_set}", params, headers)
+
+    def read_headers(self, page_size: int | None, lookup_types: bool) -> dict[str, str]:
+        # the service ignores $top when a page size is preferred: one or the other (no page size with $top)
+        prefs = [f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)}"] if page_size else []
         if lookup_types:  # which table a lookup to several tables points at
             prefs.append('odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"')
-        headers = {**self.HEADERS, **({"Prefer": ",".join(prefs)} if prefs else {})}
-        return follow_pages(self.api, f"{API_PATH}/{entity_set}", params, headers)
+        return {**self.HEADERS, **({"Prefer": ",".join(prefs)} if prefs else {})}
+
+    def read(self, entity_set: str, *, select: Sequence[str], filter: str, lookup_types: bool) -> Inner:
+        """A query for a `$batch`, in the largest pages (the answer's next link is followed with the same
+        headers)."""
+        url = self.api.url(f"{API_PATH}/{entity_set}") + "?" + urllib.parse.urlencode(
+            {"$select": ",".join(select), "$filter": filter}, safe=",$")
+        return Inner("GET", url, self.read_headers(MAX_PAGE_SIZE, lookup_types))
 
     def bulk(self, entity_set: str, action: str, targets: list[dict], *, idempotent: bool) -> dict:
         """CreateMultiple / UpdateMultiple: all targets or none (a standard table rolls back on any error)."""
@@ -325,12 +336,24 @@ class DataverseEndpoint:
 
     def read_matching(self, table: CrmTable, fields: Sequence[str], field: str, values: Sequence[Any],
                       where: str = "") -> list[Record]:
-        found = []
         # the query functions name a column by its logical name (a lookup's too, not `_<name>_value`)
-        for listed in in_filters(field, list(dict.fromkeys(values))):
-            for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
-                                          filter=both(where, listed), page_size=MAX_PAGE_SIZE,
-                                          lookup_types=self._typed(table, fields)):
+        filters = [both(where, listed) for listed in in_filters(field, list(dict.fromkeys(values)))]
+        select, typed = self._select(table, fields), self._typed(table, fields)
+        if len(filters) == 1:
+            return [self._record(table, row, fields) for rows in self.client.pages(
+                table.entity_set, select=select, filter=filters[0], page_size=MAX_PAGE_SIZE, lookup_types=typed)
+                for row in rows]
+        # more values than one URL holds: the queries go in one `$batch` (a request, not one per query)
+        found = []
+        for chunk in chunked(filters, BATCH_MAX):
+            reads = [self.client.read(table.entity_set, select=select, filter=f, lookup_types=typed) for f in chunk]
+            for read, (status, body) in zip(reads, self.client.batch(reads)):
+                if status >= 400:
+                    raise error_of(status, body)
+                rows = list(body.get("value", []))
+                if body.get("@odata.nextLink"):
+                    rows += [row for page in follow_pages(self.client.api, body["@odata.nextLink"], None,
+                                                          read.headers) for row in page]
                 found += [self._record(table, row, fields) for row in rows]
         return found
 
@@ -388,14 +411,24 @@ class DataverseEndpoint:
 
     def _write_bulk(self, table: CrmTable, fields: Sequence[str], action: str,
                     items: list[tuple[str | None, dict]]) -> list[WriteResult]:
+        """The chunks' bulk requests, then the written rows' versions read back for all chunks at once (the
+        actions answer without them)."""
         chunks = [list(chunk) for chunk in chunked(items, BULK_CHUNK)]
         answers = run_concurrently(chunks, lambda chunk: self._write_chunk(table, fields, action, chunk),
                                    self.write_concurrency)
-        return [result for answer in answers for result in answer]
+        outcomes = [outcome for answer in answers for outcome in answer]
+        try:
+            found = {r.id.lower(): r for r in self.read_ids(table, fields, [i for i, e in outcomes if e is None])}
+        except SyncError as exc:
+            return [WriteResult(error=error or exc) for _, error in outcomes]
+        return [WriteResult(error=error) if error is not None else WriteResult(found[i.lower()])
+                if i.lower() in found else WriteResult(error=RecordError(
+                    f"Dataverse: the {table.logical_name} {i} was written but cannot be read back."))
+                for i, error in outcomes]
 
     def _write_chunk(self, table: CrmTable, fields: Sequence[str], action: str,
-                     items: list[tuple[str | None, dict]]) -> list[WriteResult]:
-        """One bulk request, then the rows' versions read back in one query. A chunk that fails for one of
+                     items: list[tuple[str | None, dict]]) -> list[tuple[str, SyncError | None]]:
+        """One bulk request: each row's id, and its error if it was not written. A chunk that fails for one of
         its rows is split in halves until the bad row is alone: its error becomes that row's, the others are
         written. An error that is no row's (throttled beyond patience, the service down, access denied) is
         every row's result, as `write_each` answers it: the engine records what was written, then stops."""
@@ -406,15 +439,10 @@ class DataverseEndpoint:
         except SyncError as exc:
             return self._chunk_failed(table, fields, action, items, exc)
         written = [str(i) for i in answer.get("Ids") or ids] if action == "CreateMultiple" else ids
-        try:
-            found = {r.id.lower(): r for r in self.read_ids(table, fields, written)}
-        except SyncError as exc:
-            return [WriteResult(error=exc) for _ in items]
-        return [WriteResult(found[i.lower()]) if i.lower() in found else WriteResult(error=RecordError(
-            f"Dataverse: the {table.logical_name} {i} was written but cannot be read back.")) for i in written]
+        return [(i, None) for i in written]
 
     def _chunk_failed(self, table: CrmTable, fields: Sequence[str], action: str, items: list[tuple[str | None, dict]],
-                      error: SyncError) -> list[WriteResult]:
+                      error: SyncError) -> list[tuple[str, SyncError | None]]:
         ids = [row_id for row_id, _ in items]
         if isinstance(error, AlreadyExistsError) and action == "CreateMultiple" and all(ids):
             # a repeat of a create whose answer was lost, or rows an earlier run created: those that exist
@@ -422,15 +450,14 @@ class DataverseEndpoint:
             try:
                 existing = {r.id.lower() for r in self.read_ids(table, fields, ids)}
             except SyncError as exc:
-                return [WriteResult(error=exc) for _ in items]
+                return [(row_id, exc) for row_id in ids]
             if existing:
                 rest = [item for item in items if item[0].lower() not in existing]
                 created = iter(self._write_chunk(table, fields, action, rest) if rest else [])
-                return [WriteResult(error=error) if row_id.lower() in existing else next(created)
-                        for row_id, _ in items]
+                return [(row_id, error) if row_id.lower() in existing else next(created) for row_id, _ in items]
         row_specific = not error.transient or isinstance(error, ConcurrencyError)
         if len(items) == 1 or not row_specific or isinstance(error, AuthenticationError):
-            return [WriteResult(error=error) for _ in items]
+            return [(row_id, error) for row_id in ids]
         half = len(items) // 2
         return (self._write_chunk(table, fields, action, items[:half])
                 + self._write_chunk(table, fields, action, items[half:]))

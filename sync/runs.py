@@ -292,7 +292,7 @@ class RunCoordinator:
         self.runs.create(run, jobs)
         log.info("run %s (%s) started with %d jobs", run.run_id, kind.value, len(jobs), extra={"run": run.run_id})
         for mapping in {j.mapping: j for j in jobs if j.status is JobStatus.DONE}.values():
-            self._record_schedule(mapping)  # nothing to synchronise: it counts as a quiet run
+            self._record_schedule(mapping, run)  # nothing to synchronise: it counts as a quiet run
         self.advance(run.run_id)
         return self.runs.get(run.run_id) or run
 
@@ -426,7 +426,7 @@ class RunCoordinator:
         if job.attempts_without_progress > self.max_attempts:
             # the attempts before stopped midway (a worker killed, out of memory) or failed, none saving progress
             stopped = f"gave up after {self.max_attempts} attempts without progress, the last stopped midway"
-            return self._finish(job, JobStatus.FAILED, f"{stopped} ({job.message})" if job.message else stopped)
+            return self._finish(run, job, JobStatus.FAILED, f"{stopped} ({job.message})" if job.message else stopped)
 
         def progress(p: Progress) -> None:
             nonlocal job, saved_at
@@ -457,12 +457,12 @@ class RunCoordinator:
             log.warning("job %s lost its lease; another worker continues it", owner, extra=job.fields())
             return None
         except TransientError as exc:
-            return self._retry_later(job, exc)
+            return self._retry_later(run, job, exc)
         except SyncError as exc:
-            return self._finish(job, JobStatus.FAILED, f"{type(exc).__name__}: {exc.message}")
+            return self._finish(run, job, JobStatus.FAILED, f"{type(exc).__name__}: {exc.message}")
         except Exception as exc:  # a bug must not leave the job running forever
             log.exception("job %s crashed", owner, extra=job.fields())
-            return self._finish(job, JobStatus.FAILED, f"unexpected error: {exc!r}")
+            return self._finish(run, job, JobStatus.FAILED, f"unexpected error: {exc!r}")
         job.counts = outcome.counts
         job.notes = outcome.notes
         job.checkpoint = outcome.checkpoint or job.checkpoint
@@ -476,14 +476,14 @@ class RunCoordinator:
             self.queue.send(JobMessage(job.run_id, job.job_id))
             log.info("job %s/%s %s", job.run_id, job.job_id, job.message, extra=job.fields())
             return job
-        return self._finish(job, JobStatus.DONE, "")
+        return self._finish(run, job, JobStatus.DONE, "")
 
-    def _retry_later(self, job: Job, exc: TransientError) -> Job:
+    def _retry_later(self, run: Run, job: Job, exc: TransientError) -> Job:
         """A transient failure: the job goes back on the queue, later each time it fails without progress, until
         it has failed max_attempts times in a row without progress."""
         stalled = job.attempts_without_progress
         if stalled >= self.max_attempts:
-            return self._finish(job, JobStatus.FAILED, f"gave up after {stalled} attempts without progress: "
+            return self._finish(run, job, JobStatus.FAILED, f"gave up after {stalled} attempts without progress: "
                                                        f"{exc.message}")
         delay = int(max(exc.retry_after or 0, RETRY_SECONDS * 2 ** (max(stalled, 1) - 1)))
         job.status = JobStatus.QUEUED
@@ -497,7 +497,7 @@ class RunCoordinator:
         log.warning("job %s/%s %s", job.run_id, job.job_id, job.message, extra=job.fields())
         return job
 
-    def _finish(self, job: Job, status: JobStatus, message: str) -> Job:
+    def _finish(self, run: Run, job: Job, status: JobStatus, message: str) -> Job:
         job.status = status
         job.message = message
         job.finished_at = self.clock.now()
@@ -505,14 +505,13 @@ class RunCoordinator:
         job = self.runs.save_job(job)
         log.log(logging.ERROR if status is JobStatus.FAILED else logging.INFO, "job %s/%s %s %s %s",
                 job.run_id, job.job_id, status.value, job.counts.as_dict(), message, extra=job.fields())
-        self._record_schedule(job)
+        self._record_schedule(job, run)
         return job
 
-    def _record_schedule(self, finished: Job) -> None:
+    def _record_schedule(self, finished: Job, run: Run) -> None:
         """Once every job of the mapping in this run has finished, its schedule moves on: held when
         the run changed nothing (nothing inserted, modified, deleted or failed)."""
-        run = self.runs.get(finished.run_id)
-        if run is None or run.kind is RunKind.COUPLE:
+        if run.kind is RunKind.COUPLE:
             return
         mine = [j for j in self.runs.jobs(run.run_id) if j.mapping == finished.mapping]
         if any(j.status not in TERMINAL for j in mine) or all(j.status is JobStatus.BLOCKED for j in mine):
@@ -552,7 +551,8 @@ class RunCoordinator:
                     continue
                 try:
                     self.runs.save_job(job)
-                    changed = True
+                    # a blocked job may block its dependants: look again (a queued one unblocks nothing yet)
+                    changed = changed or job.status is JobStatus.BLOCKED
                 except ConcurrencyError:
                     changed = True  # someone else moved it; read again
         if jobs and all(j.status in TERMINAL for j in jobs.values()):

@@ -119,9 +119,8 @@ def test_a_scheduled_run_costs_a_few_requests_per_direction_after_a_full_sync(en
 
 
 
-def test_contacts_items_and_products_cost_four_requests_per_direction_too(env):
-    env.configure(BCSYNC_WATERMARK_MARGIN_SECONDS=0)
-    rows = max(ROWS // 5, 2 * CHANGED)  # one page either way: the count does not grow with the rows
+def seed_contacts(env, rows: int) -> list[str]:
+    """`rows` customers and accounts, each with one person contact on its side; the company contacts' numbers."""
     env.bc.seed("customers", [{"number": f"C{i:05d}", "displayName": f"Customer {i}"} for i in range(rows)])
     accounts = env.dv.seed("account", [{"name": f"Account {i}", "customertypecode": 3} for i in range(rows)])
     companies = [c["number"] for c in env.bc.rows("contacts") if c["type"] == "Company"]
@@ -129,6 +128,13 @@ def test_contacts_items_and_products_cost_four_requests_per_direction_too(env):
                               "email": f"ann{i}@bc.example"} for i in range(rows)])
     env.dv.seed("contact", [{"firstname": "Bob", "lastname": f"Smith {i}", "parentcustomerid": accounts[i],
                              "emailaddress1": f"bob{i}@sales.example"} for i in range(rows)])
+    return companies
+
+
+def test_contacts_items_and_products_cost_four_requests_per_direction_too(env):
+    env.configure(BCSYNC_WATERMARK_MARGIN_SECONDS=0)
+    rows = max(ROWS // 5, 2 * CHANGED)  # one page either way: the count does not grow with the rows
+    companies = seed_contacts(env, rows)
     env.bc.seed("unitsOfMeasure", [{"code": "PCS", "displayName": "Piece"}, {"code": "BOX", "displayName": "Box"}])
     env.bc.seed("items", [{"number": f"I{i:05d}", "displayName": f"Bolt {i}", "baseUnitOfMeasureCode": "PCS",
                            "unitPrice": 1 + i} for i in range(rows)])
