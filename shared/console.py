@@ -203,9 +203,9 @@ def console_mapping(req: func.HttpRequest) -> func.HttpResponse:
         _select("deletion_conflict", "When the coupled record was deleted",
                 [(c.value, c.value) for c in DeletionConflictResolution], m["deletion_conflict"],
                 "field-deletion_conflict"),
-        _input("interval_minutes", "Runs at least every (minutes)", m["interval_minutes"], "field-interval_minutes",
+        _input("interval_minutes", "Interval (minutes)", m["interval_minutes"], "field-interval_minutes",
                "number", min=1, data_type="number"),
-        _input("inactivity_timeout_minutes", "Without changes, runs every (minutes)",
+        _input("inactivity_timeout_minutes", "Interval after a while without changes (minutes)",
                m["inactivity_timeout_minutes"], "field-inactivity_timeout_minutes", "number", min=1,
                data_type="number"),
     ))
