@@ -131,7 +131,8 @@ def test_a_hostile_product_lookup_is_escaped_and_a_bad_filter_answers_a_page(env
     assert answer.status_code == 404 and HOSTILE not in answer.get_body().decode()
     assert "&lt;script&gt;" in answer.get_body().decode()
     refused = host.request("GET", "/api/console/errors?direction=sideways", key=host.FUNCTION_KEY)
-    assert refused.status_code == 400 and refused.mimetype == "text/html" and 'id="problem"' in refused.get_body().decode()
+    assert refused.status_code == 400 and refused.mimetype == "text/html"
+    assert 'id="problem"' in refused.get_body().decode()
     assert host.request("GET", "/api/console/jobs/nope", key=host.FUNCTION_KEY).status_code == 404
 
 
