@@ -19,10 +19,10 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import azure.functions as func
 
-from sync import coupling, failures
+from sync import coupling
 from sync.errors import RecordError, SettingsError, SyncError, cut
 from sync.facts import BC_COMPANY_NAME
-from sync.model import DeletionConflictResolution, Direction, Side, UpdateConflictResolution
+from sync.model import DeletionConflictResolution, Direction, UpdateConflictResolution
 from sync.ports import RecordFailure
 from sync.runs import RUN_ID, RunStatus
 
@@ -163,10 +163,11 @@ def console_mappings(req: func.HttpRequest) -> func.HttpResponse:
 
 def _mappings(req: func.HttpRequest) -> func.HttpResponse:
     found = Counter((f.mapping, f.skipped) for f in services().failures())
+    busy = services().coordinator.busy_mappings()
     rows = []
     for m in services().mappings():
         name, schedule = m["name"], m["schedule"]
-        state = "enabled" if m["enabled"] else "disabled"
+        state = ("enabled" if m["enabled"] else "disabled") + (", running" if name in busy else "")
         problem = f'<span class="bad long">{esc(m["override_problem"])}</span>' if m.get("override_problem") else ""
         errors, skipped = found[(name, False)], found[(name, True)]
         actions = (_button("Run now", "POST", "/sync", {"mappings": [name]}, then="run", name=f"Run {name} now")

@@ -146,6 +146,8 @@ def test_the_pages_actions_reach_the_json_routes(env, host):
         assert started.status_code == 202
         run = json.loads(started.get_body())["run"]
         assert env.services.report(run).run.mappings == ("CUSTOMER",)
+        assert "<td>enabled, running</td>" in re.search(r'<tr data-mapping="CUSTOMER">.*?</tr>',
+                                                         get(host, "/api/console/mappings").text).group(0)
         shown = get(host, f"/api/console/jobs/{run}")
         assert f'data-run="{run}"' in shown.text and 'data-running="true"' in shown.text
         assert env.worker.run_until(lambda: env.services.report(run).run.status is not RunStatus.RUNNING, timeout=120)
