@@ -196,3 +196,15 @@ def test_actions_need_the_master_key_in_keys_mode(env, host):
     refused = host.request(button["data-method"], "/api" + button["data-path"], json.loads(button["data-body"]),
                            key=host.FUNCTION_KEY)
     assert refused.status_code == 401 and len(env.services.runs.list_runs()) == 1     # the seed's full sync only
+
+
+def test_settings_in_error_are_named_on_the_page_without_a_secret(env, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no local.settings.json here
+    for name, value in env.values.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BCSYNC_CLIENT_SECRET", "s3cret-pasted-with-a-space ")
+    monkeypatch.setattr(function_app, "_services", None)
+    host = FunctionsHost(function_app.app)
+    answer = host.request("GET", "/api/console/mappings", key=host.FUNCTION_KEY)
+    page = answer.get_body().decode()
+    assert answer.status_code == 503 and "<code>BCSYNC_CLIENT_SECRET</code>" in page and "s3cret" not in page
