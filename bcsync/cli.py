@@ -43,7 +43,7 @@ from sync.errors import SettingsError, SyncError, TransientError
 from sync.model import Side
 from sync.runs import RunKind, RunReport, RunStatus
 
-from .console import COUNTS, Output, RunView, Watching, error, seconds, show_report, table
+from .console import COUNTS, Output, RunView, Watching, count_cells, error, seconds, show_report, table, when
 from .worker import LocalWorker
 
 OK, FAILED, USAGE, INTERRUPTED, PIPE_CLOSED = 0, 1, 2, 130, 141
@@ -110,7 +110,7 @@ def _watch(services: Services, run_id: str, worker: LocalWorker, finished, out: 
     here, and the job log polled (at most once a second) for the jobs that have not started or run elsewhere."""
     from rich.live import Live
 
-    view = RunView(services.runs.get(run_id), services.runs.jobs(run_id))
+    view = RunView(out.console, services.runs.get(run_id), services.runs.jobs(run_id))
     polled = [time.monotonic()]
 
     def poll() -> None:
@@ -178,29 +178,31 @@ def cmd_runs(services: Services, args) -> int:
         args.out.result({"purged": purged}, f"Purged {purged} run(s).")
         return OK
     reports = services.job_log(limit=args.limit, mapping=args.mapping)
-    t = table("run", "job", "status", "started", "seconds", *COUNTS, numeric=("seconds", *COUNTS))
-    for report in reports:
-        for job in report.jobs:
-            t.add_row(report.run.run_id, job.job_id, job.status.value,
-                      job.started_at.strftime("%Y-%m-%d %H:%M:%S") if job.started_at else "", seconds(job),
-                      *(str(getattr(job.counts, c)) for c in COUNTS))
-    args.out.result([r.to_dict() for r in reports], t)
+    # the job's start time only: its date is in the run id
+    rows = [[report.run.run_id, job.job_id, job.status.value, f"{job.started_at:%H:%M:%S}" if job.started_at else "",
+             seconds(job),
+             *count_cells(job.counts)] for report in reports for job in report.jobs]
+    args.out.result([r.to_dict() for r in reports],
+                    table(args.out.console, ("run", "job", "status", "started", "seconds", *COUNTS), rows,
+                          numeric=("seconds", *COUNTS), whole=("run", "status", "started"), optional=COUNTS))
     return OK
 
 
-def mappings_table(mappings: list[dict]):
-    t = table("mapping", "enabled", "direction", "every", "last run", "runs by", "depends on", "overridden",
-              numeric=("every",))
+def mappings_table(console, mappings: list[dict]):
+    rows = []
     for m in mappings:
         schedule = m["schedule"]
-        last = (schedule["last_run_at"] or "never")[:19].replace("T", " ") + (" (held)" if schedule["held"] else "")
-        t.add_row(m["name"], str(m["enabled"]).lower(), m["direction"], f"{m['interval_minutes']} m", last,
-                  (schedule["runs_by"] or "next tick")[:19].replace("T", " "), ", ".join(m["dependencies"]) or "-",
-                  ", ".join(m["overridden"]) or "-")
-    return t
+        state = "held" if schedule["held"] and m["enabled"] else "enabled" if m["enabled"] else "disabled"
+        # month, day and time: a schedule is about the next hours, and the year makes it too wide for a terminal
+        last, runs_by = (schedule[k][5:16].replace("T", " ") if schedule[k] else "" for k in ("last_run_at", "runs_by"))
+        rows.append([m["name"], state, m["direction"], f"{m['interval_minutes']} m", last or "never",
+                     runs_by or "next tick", ", ".join(m["dependencies"]) or "-", ", ".join(m["overridden"]) or "-"])
+    return table(console, ("mapping", "state", "direction", "every", "last run", "runs by", "depends on",
+                           "overridden"), rows, numeric=("every",), whole=("mapping", "state", "direction", "last run", "runs by"),
+                 optional=("overridden",))
 
 
-def format_mapping(m: dict) -> list:
+def format_mapping(console, m: dict) -> list:
     lines = [f"{m['name']}: {m['description']}",
              f"  {m['business_central']} (Business Central) <-> {m['dataverse']} (Sales), {m['direction']}, "
              f"{'enabled' if m['enabled'] else 'disabled'}",
@@ -212,25 +214,23 @@ def format_mapping(m: dict) -> list:
              f"  depends on: {', '.join(m['dependencies']) or '-'}",
              f"  overridden: {json.dumps(m['overridden']) if m['overridden'] else '-'}",
              "  fields:"]
-    t = table("field", "Business Central", "direction", "Sales")
-    for f in m["fields"]:
-        bc = f["bc"] or f"(constant {f['constant']!r})"
-        crm = f["crm"] or f"(constant {f['constant']!r})"
-        t.add_row(f["caption"], bc, f["direction"], crm + (f" via {f['lookup']}" if f["lookup"] else ""))
-    return [*lines, t]
+    rows = [[f["caption"], f["bc"] or f"(constant {f['constant']!r})", f["direction"],
+             (f["crm"] or f"(constant {f['constant']!r})") + (f" via {f['lookup']}" if f["lookup"] else "")]
+            for f in m["fields"]]
+    return [*lines, table(console, ("field", "Business Central", "direction", "Sales"), rows, whole=("direction",))]
 
 
 def cmd_mappings(services: Services, args) -> int:
     action = args.action or "list"
     if action == "list":
         found = services.mappings()
-        args.out.result(found, mappings_table(found))
+        args.out.result(found, mappings_table(args.out.console, found))
         return OK
     if action == "show":
         found = next((m for m in services.mappings() if m["name"] == args.name), None)
         if found is None:
             raise CliError(f"There is no table mapping named {args.name}.", field="name")
-        args.out.result(found, *format_mapping(found))
+        args.out.result(found, *format_mapping(args.out.console, found))
         return OK
     if action == "reset":
         result = services.reset_mapping(args.name)
@@ -244,23 +244,22 @@ def cmd_mappings(services: Services, args) -> int:
         if not changes:
             raise CliError("Nothing to change; see `bcsync mappings set --help`.")
         result = services.set_mapping(args.name, changes)
-    args.out.result(result, *format_mapping(result))
+    args.out.result(result, *format_mapping(args.out.console, result))
     return OK
 
 
-def failures_table(found: list):
+def failures_table(console, found: list):
     if not found:
         return "No failed records."
-    t = table("mapping", "direction", "record", "count", "state", "last seen", "message", numeric=("count",))
-    for f in found:
-        t.add_row(f.mapping, f.direction.value, f.source_id, str(f.count), "skipped" if f.skipped else "will retry",
-                  f"{f.last_seen:%Y-%m-%d %H:%M}", f.message)
-    return t
+    rows = [[f.mapping, f.direction.value, f.source_id, str(f.count), "skipped" if f.skipped else "will retry",
+             when(f.last_seen), f.message] for f in found]
+    return table(console, ("mapping", "direction", "record", "count", "state", "last seen", "message"), rows,
+                 numeric=("count",), whole=("direction", "state", "last seen"))
 
 
 def cmd_errors(services: Services, args) -> int:
     found = services.failures(args.mapping, args.direction, True if args.skipped else None)
-    args.out.result([failures.to_dict(f) for f in found], failures_table(found))
+    args.out.result([failures.to_dict(f) for f in found], failures_table(args.out.console, found))
     return OK
 
 
@@ -318,11 +317,11 @@ def cmd_uncouple(services: Services, args) -> int:
 
 def cmd_couplings(services: Services, args) -> int:
     found = services.list_couplings(args.mapping, args.search, args.limit)
-    t = table("Business Central", "Sales", "synchronised", "name")
-    for c in found:
-        t.add_row(c.bc_id, c.crm_id, f"{c.synced_at:%Y-%m-%d %H:%M}" if c.synced_at else "not yet",
-                  next((str(v) for v in c.bc_values.values() if v), ""))
-    args.out.result([coupling.to_dict(c) for c in found], t, f"{len(found)} coupling(s)")
+    rows = [[c.bc_id, c.crm_id, when(c.synced_at) or "not yet", next((str(v) for v in c.bc_values.values() if v), "")]
+            for c in found]
+    args.out.result([coupling.to_dict(c) for c in found],
+                    table(args.out.console, ("Business Central", "Sales", "synchronised", "name"), rows,
+                          whole=("synchronised",)), f"{len(found)} coupling(s)")
     return OK
 
 
@@ -368,11 +367,9 @@ def cmd_check(services: Services, args) -> int:
 
 def cmd_settings(services: Services | None, args) -> int:
     rows = settings_rows()
-    t = table("setting", "default", "required", "meaning")
-    for row in rows:
-        t.add_row(row["setting"], "" if row["default"] is None else str(row["default"]),
-                  "yes" if row["required"] else "", row["meaning"])
-    args.out.result(rows, t)
+    shown = [[row["setting"], "" if row["default"] is None else str(row["default"]), "yes" if row["required"] else "",
+              row["meaning"]] for row in rows]
+    args.out.result(rows, table(args.out.console, ("setting", "default", "required", "meaning"), shown))
     return OK
 
 

@@ -14,10 +14,11 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from rich import box
 from rich.console import Console, Group
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -70,17 +71,49 @@ def error(message: str, json_mode: bool, *, code: str = "", field: str = "") -> 
     sys.stderr.flush()
 
 
-def table(*columns: str, numeric: Iterable[str] = ()) -> Table:
-    """A table whose numeric columns are right-aligned and never wrapped; text columns fold when the terminal is
-    narrow, so that every row keeps its columns."""
-    numeric = set(numeric)
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold")
-    for name in columns:
-        if name in numeric:
-            t.add_column(name, justify="right", no_wrap=True)
-        else:
-            t.add_column(name, overflow="fold")
+def table(console: Console, columns: Sequence[str], rows: Iterable[Sequence[str] | None], *,
+          numeric: Iterable[str] = (), whole: Iterable[str] = (), optional: Iterable[str] = ()) -> Table:
+    """A table of `rows` (None: a rule between sections) that fits the terminal while every row keeps its columns:
+    numeric columns and those in `whole` (ids, times) are never wrapped, the other text columns fold. Should that
+    be too wide, the `optional` columns that are zero (or empty) in every row are left out, then columns are one space apart
+    instead of two."""
+    rows = list(rows)
+    numeric, whole, optional = set(numeric), set(whole), set(optional)
+
+    def build(names: list[str], narrow: bool = False) -> Table:
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold", collapse_padding=narrow)
+        for name in names:
+            if name in numeric:
+                t.add_column(name, justify="right", no_wrap=True)
+            elif name in whole:
+                t.add_column(name, no_wrap=True)
+            else:
+                t.add_column(name, overflow="fold", min_width=min(len(name), 8))
+        kept = [columns.index(name) for name in names]
+        for row in rows:
+            if row is None:
+                t.add_section()
+            else:
+                t.add_row(*(row[i] for i in kept))
+        return t
+
+    def too_wide(t: Table) -> bool:
+        unbounded = console.options.update(max_width=PIPED_WIDTH)  # a table's own measure stops at the width
+        return Measurement.get(console, unbounded, t).maximum > console.width
+
+    t = build(list(columns))
+    if too_wide(t):
+        cells = [row for row in rows if row is not None]
+        names = [name for i, name in enumerate(columns)
+                 if name not in optional or any(row[i] not in ("0", "-", "") for row in cells)]
+        t = build(names)
+        if too_wide(t):
+            t = build(names, narrow=True)
     return t
+
+
+def when(moment: dt.datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else ""
 
 
 def seconds(job: Job, now: dt.datetime | None = None) -> str:
@@ -91,15 +124,19 @@ def seconds(job: Job, now: dt.datetime | None = None) -> str:
     return "" if end is None else f"{max((end - job.started_at).total_seconds(), 0):.1f}"
 
 
-def report_table(report: RunReport) -> Table:
-    t = table("job", "status", *COUNTS, "seconds", numeric=(*COUNTS, "seconds"))
+def count_cells(counts: Counts) -> list[str]:
+    return [str(getattr(counts, c)) for c in COUNTS]
+
+
+def report_table(console: Console, report: RunReport) -> Table:
     total = Counts()
+    rows: list[list[str] | None] = []
     for job in report.jobs:
         total.add(job.counts)
-        t.add_row(job.job_id, job.status.value, *(str(getattr(job.counts, c)) for c in COUNTS), seconds(job))
-    t.add_section()
-    t.add_row("total", "", *(str(getattr(total, c)) for c in COUNTS), "")
-    return t
+        rows.append([job.job_id, job.status.value, *count_cells(job.counts), seconds(job)])
+    rows += [None, ["total", "", *count_cells(total), ""]]
+    return table(console, ("job", "status", *COUNTS, "seconds"), rows, numeric=(*COUNTS, "seconds"),
+                 whole=("status",), optional=COUNTS)
 
 
 def show_report(out: Output, report: RunReport) -> None:
@@ -114,7 +151,7 @@ def show_report(out: Output, report: RunReport) -> None:
         lines.append(f"Failed records ({len(report.failures)}), retried at the next run:")
         lines += [f"  {f.mapping} {f.direction.value}: {f.message}" for f in report.failures]
     out.result(report.to_dict(), f"Run {run.run_id} ({run.kind.value}, {run.trigger}): {run.status.value}",
-               report_table(report), *lines)
+               report_table(out.console, report), *lines)
 
 
 def read_written(counts: Counts) -> tuple[int, int]:
@@ -129,7 +166,8 @@ class RunView:
     twice: from the job log, polled (counts saved there now and then, by whichever worker runs the job), and
     page by page from the worker in this process (`Watching`), which is what makes the counts live."""
 
-    def __init__(self, run: Run, jobs: Iterable[Job]):
+    def __init__(self, console: Console, run: Run, jobs: Iterable[Job]):
+        self.console = console
         self.run = run
         self.started = time.monotonic()
         self._lock = threading.Lock()  # the display refreshes from its own thread
@@ -155,13 +193,15 @@ class RunView:
         with self._lock:
             jobs = sorted(self._jobs.values(), key=lambda j: j.seq)
         now = dt.datetime.now(dt.timezone.utc)
-        t = table("job", "status", "read", "written", "coupled", "failed", "seconds",
-                  numeric=("read", "written", "coupled", "failed", "seconds"))
+        rows = []
         for job in jobs:
             read, written = read_written(job.counts)
-            style = "bold" if job.status is JobStatus.RUNNING else ""
-            t.add_row(job.job_id, job.status.value, str(read), str(written), str(job.counts.coupled),
-                      str(job.counts.failed), seconds(job, now), style=style)
+            rows.append([job.job_id, job.status.value, str(read), str(written), str(job.counts.coupled),
+                         str(job.counts.failed), seconds(job, now)])
+        t = table(self.console, ("job", "status", "read", "written", "coupled", "failed", "seconds"), rows,
+                  numeric=("read", "written", "coupled", "failed", "seconds"), whole=("status",))
+        for row, job in zip(t.rows, jobs):
+            row.style = "bold" if job.status is JobStatus.RUNNING else ""
         done = sum(j.status in (JobStatus.DONE, JobStatus.FAILED, JobStatus.BLOCKED) for j in jobs)
         running = ", ".join(j.job_id for j in jobs if j.status is JobStatus.RUNNING) or "waiting for a job"
         elapsed = int(time.monotonic() - self.started)
