@@ -49,8 +49,8 @@ from .worker import LocalWorker
 OK, FAILED, USAGE, INTERRUPTED, PIPE_CLOSED = 0, 1, 2, 130, 141
 EXIT_CODES = f"""exit codes:
   {OK}    done
-  {FAILED}    done, but the run failed (a job failed), a check failed, or a record or order was not synchronised;
-       also a service that is down or throttling (try again later)
+  {FAILED}    done, but something failed or was not there: the run (a job) or a check failed, a record or order was
+       not synchronised, no run yet, nothing to retry; also a service that is down or throttling (try again later)
   {USAGE}    bad usage or settings: a wrong option, an unknown name, a refused change, a setting that can never work
   {INTERRUPTED}  interrupted (Ctrl-C); a started run goes on in the background
   {PIPE_CLOSED}  the reader of the output went away (e.g. `bcsync mappings | head`); nothing is printed"""
@@ -198,7 +198,8 @@ def mappings_table(console, mappings: list[dict]):
         rows.append([m["name"], state, m["direction"], f"{m['interval_minutes']} m", last or "never",
                      runs_by or "next tick", ", ".join(m["dependencies"]) or "-", ", ".join(m["overridden"]) or "-"])
     return table(console, ("mapping", "state", "direction", "every", "last run", "runs by", "depends on",
-                           "overridden"), rows, numeric=("every",), whole=("mapping", "state", "direction", "last run", "runs by"),
+                           "overridden"), rows,
+                 numeric=("every",), whole=("mapping", "state", "direction", "last run", "runs by"),
                  optional=("overridden",))
 
 

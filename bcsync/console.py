@@ -33,9 +33,9 @@ PIPED_WIDTH = 10_000
 class Output:
     """Where one command writes, and how (`json`: machine-readable; `live`: a terminal that can show progress)."""
 
-    def __init__(self, json_mode: bool, console: Console | None = None):
+    def __init__(self, json_mode: bool):
         self.json = json_mode
-        self.console = console or terminal()
+        self.console = terminal()
         self.live = self.console.is_terminal and not json_mode
 
     def result(self, data, *shown) -> None:
@@ -53,12 +53,11 @@ class Output:
         self.console.file.flush()
 
 
-def terminal(file=None) -> Console:
-    """A console on stdout (or `file`): the terminal's width when it is one, rows never wrapped when piped.
-    Markup is off, since names, filters and messages may hold square brackets."""
-    probe = Console(file=file)
-    width = None if probe.is_terminal else PIPED_WIDTH
-    return Console(file=file, width=width, markup=False, highlight=False, emoji=False)
+def terminal() -> Console:
+    """A console on stdout: the terminal's width when it is one, rows never wrapped when piped. Markup is off,
+    since names, filters and messages may hold square brackets."""
+    width = None if Console().is_terminal else PIPED_WIDTH
+    return Console(width=width, markup=False, highlight=False, emoji=False)
 
 
 def error(message: str, json_mode: bool, *, code: str = "", field: str = "") -> None:
@@ -75,8 +74,8 @@ def table(console: Console, columns: Sequence[str], rows: Iterable[Sequence[str]
           numeric: Iterable[str] = (), whole: Iterable[str] = (), optional: Iterable[str] = ()) -> Table:
     """A table of `rows` (None: a rule between sections) that fits the terminal while every row keeps its columns:
     numeric columns and those in `whole` (ids, times) are never wrapped, the other text columns fold. Should that
-    be too wide, the `optional` columns that are zero (or empty) in every row are left out, then columns are one space apart
-    instead of two."""
+    be too wide, the `optional` columns that are zero (or empty) in every row are left out, then columns are one
+    space apart instead of two."""
     rows = list(rows)
     numeric, whole, optional = set(numeric), set(whole), set(optional)
 
@@ -155,8 +154,8 @@ def show_report(out: Output, report: RunReport) -> None:
 
 
 def read_written(counts: Counts) -> tuple[int, int]:
-    """Rows a job has read (every row it looked at ends in exactly one of inserted, modified, deleted, unchanged,
-    skipped or failed) and rows it wrote to the other side."""
+    """Rows a job has read (those it inserted, modified, deleted, left unchanged, skipped or failed; a row it only
+    coupled is counted as coupled) and rows it wrote to the other side."""
     written = counts.inserted + counts.modified + counts.deleted
     return written + counts.unchanged + counts.skipped + counts.failed, written
 
