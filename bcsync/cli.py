@@ -26,7 +26,6 @@ Exit codes: see EXIT_CODES.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
