@@ -17,8 +17,10 @@
     bcsync settings                                          the settings and their meaning
     bcsync check [--json]                                    test every connection and permission bcsync needs
 
-`--wait` drives the local worker until the run finishes, since the Functions host cannot run here.
-`-v` prints bcsync's own log (INFO), `-vv` everything, the Azure SDK's HTTP logging included.
+`--wait` drives the local worker until the run finishes, since the Functions host cannot run here; on a terminal it
+shows each job's progress meanwhile. `--json` (any command) prints one JSON document on stdout; errors then are one
+JSON object on stderr. `-v` prints bcsync's own log (INFO), `-vv` everything, the Azure SDK's HTTP logging included.
+Exit codes: see EXIT_CODES.
 """
 
 from __future__ import annotations
@@ -26,60 +28,103 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 
-from shared.settings import Settings, settings_table
+from shared.settings import Settings, settings_rows
 from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
 from sync import coupling, failures
-from sync.errors import SettingsError, SyncError
+from sync.errors import SettingsError, SyncError, TransientError
 from sync.model import Side
 from sync.runs import RunKind, RunReport, RunStatus
 
+from .console import COUNTS, Output, RunView, Watching, count_cells, error, seconds, show_report, table, when
 from .worker import LocalWorker
 
-COLUMNS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled", "uncoupled")
+OK, FAILED, USAGE, INTERRUPTED, PIPE_CLOSED = 0, 1, 2, 130, 141
+EXIT_CODES = f"""exit codes:
+  {OK}    done
+  {FAILED}    done, but something failed or was not there: the run (a job) or a check failed, a record or order was
+       not synchronised, no run yet, nothing to retry; also a service that is down or throttling (try again later)
+  {USAGE}    bad usage or settings: a wrong option, an unknown name, a refused change, a setting that can never work
+  {INTERRUPTED}  interrupted (Ctrl-C); a started run goes on in the background
+  {PIPE_CLOSED}  the reader of the output went away (e.g. `bcsync mappings | head`); nothing is printed"""
 
 
-def format_report(report: RunReport) -> str:
-    data = report.to_dict()
-    lines = [f"Run {data['run']} ({data['kind']}, {data['trigger']}): {data['status']}"]
-    header = f"{'job':<28} {'status':<8} " + " ".join(f"{c:>9}" for c in COLUMNS)
-    lines += [header, "-" * len(header)]
-    for job in data["jobs"]:
-        counts = " ".join(f"{job['counts'][c]:>9}" for c in COLUMNS)
-        lines.append(f"{job['job']:<28} {job['status']:<8} {counts}")
-    totals = " ".join(f"{data['totals'][c]:>9}" for c in COLUMNS)
-    lines += ["-" * len(header), f"{'total':<28} {'':<8} {totals}"]
-    for job in data["jobs"]:
-        why = ([f"review: {job['recommendation']}"] if job["recommendation"] else []) + \
-              ([f"due: {job['reason']}"] if job["reason"] else [])
-        for text in why + ([job["message"]] if job["message"] else []) + job["notes"]:
-            lines.append(f"  {job['job']}: {text}")
-    if data["failures"]:
-        lines.append(f"Failed records ({len(data['failures'])}), retried at the next run:")
-        lines += [f"  {f['mapping']} {f['direction']}: {f['message']}" for f in data["failures"]]
-    return "\n".join(lines)
+class CliError(Exception):
+    """Ends the command with one line on stderr (a JSON object under --json) and an exit code."""
+
+    def __init__(self, message: str, exit_code: int = USAGE, *, code: str = "", field: str = ""):
+        super().__init__(message)
+        self.message, self.exit_code, self.code, self.field = message, exit_code, code, field
 
 
-def _wait(services: Services, run_id: str, quiet: bool) -> RunReport:
+class UsageError(CliError):
+    """What argparse refuses; `parser` is the (sub)command whose usage is shown."""
+
+    def __init__(self, message: str, parser: argparse.ArgumentParser):
+        named = re.match(r"argument ([^:]+): ", message)  # argparse names the argument it refuses this way
+        super().__init__(message, field=named.group(1).split("/")[-1] if named else "")
+        self.parser = parser
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors raised for main() to print (as JSON under --json) instead of exiting at once."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise UsageError(message, self)
+
+
+def _wait(services: Services, run_id: str, out: Output) -> RunReport:
+    """Work through the run's jobs here until it finishes; on a terminal, show them meanwhile."""
     worker = LocalWorker(services)
-    last = [0.0]
 
     def finished() -> bool:
-        report = services.report(run_id)
-        return report is not None and report.run.status is not RunStatus.RUNNING
+        run = services.runs.get(run_id)
+        return run is not None and run.status is not RunStatus.RUNNING
 
-    def progress() -> None:
-        if not quiet and time.monotonic() - last[0] > 5:
-            last[0] = time.monotonic()
-            report = services.report(run_id)
-            running = [j.job_id for j in report.jobs if j.status.value in ("running", "queued")]
-            print(f"... {', '.join(running) or 'waiting'}", file=sys.stderr)
-
-    worker.run_until(finished, on_idle=progress)
+    try:
+        if not out.live:
+            worker.run_until(finished)
+        else:
+            _watch(services, run_id, worker, finished, out)
+    except KeyboardInterrupt:
+        raise CliError(f"interrupted. Run {run_id} goes on in the background as soon as a worker takes its jobs (the "
+                       f"function app, or `bcsync worker`); a job cut short here starts again once its lease of "
+                       f"{services.settings.job_lease_seconds} s runs out. `bcsync status {run_id}` follows it.",
+                       INTERRUPTED) from None
     return services.report(run_id)
+
+
+def _watch(services: Services, run_id: str, worker: LocalWorker, finished, out: Output) -> None:
+    """`worker.run_until(finished)` with the run's jobs live on the terminal: counts page by page from the worker
+    here, and the job log polled (at most once a second) for the jobs that have not started or run elsewhere."""
+    from rich.live import Live
+
+    view = RunView(out.console, services.runs.get(run_id), services.runs.jobs(run_id))
+    polled = [time.monotonic()]
+
+    def poll() -> None:
+        if time.monotonic() - polled[0] >= 1:
+            polled[0] = time.monotonic()
+            view.stored(services.runs.jobs(run_id))
+
+    coordinator = services.coordinator
+    observer = coordinator.observer
+    coordinator.observer = Watching(observer, view, on_start=poll)
+    try:
+        with Live(view, console=out.console, transient=True, refresh_per_second=4):
+            worker.run_until(finished, on_idle=poll)
+    finally:
+        coordinator.observer = observer
 
 
 def _start(services: Services, kind: RunKind, args) -> int:
@@ -89,18 +134,18 @@ def _start(services: Services, kind: RunKind, args) -> int:
 
 def _follow(services: Services, run, args) -> int:
     """Say the run started, or with --wait process its jobs here and print its report."""
+    out = args.out
     if not args.wait:
-        print(json.dumps({"run": run.run_id, "status": run.status.value}) if args.json else
-              f"Run {run.run_id} started; `bcsync status {run.run_id}` shows its progress.")
-        return 0
-    report = _wait(services, run.run_id, quiet=args.json)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+        out.result({"run": run.run_id, "status": run.status.value},
+                   f"Run {run.run_id} started; `bcsync status {run.run_id}` shows its progress.")
+        return OK
+    report = _wait(services, run.run_id, out)
+    show_report(out, report)
     # a job that failed on a setting that can never work: said once, as a settings error at start is
     misconfigured = next((j.message for j in report.jobs if j.message.startswith(f"{SettingsError.__name__}: ")), None)
     if misconfigured:
-        print(f"bcsync: {misconfigured}", file=sys.stderr)
-        return 2
-    return 0 if report.run.status is RunStatus.DONE else 1
+        raise CliError(misconfigured.split(": ", 1)[1], USAGE, code=SettingsError.__name__)
+    return OK if report.run.status is RunStatus.DONE else FAILED
 
 
 def cmd_fullsync(services: Services, args) -> int:
@@ -112,55 +157,52 @@ def cmd_sync(services: Services, args) -> int:
         return _start(services, RunKind.SCHEDULED, args)
     run = services.start_scheduled_run(trigger="cli")
     if run is None:
-        print(json.dumps({"run": None}) if args.json else "No table mapping is due.")
-        return 0
+        args.out.result({"run": None}, "No table mapping is due.")
+        return OK
     return _follow(services, run, args)
 
 
 def cmd_status(services: Services, args) -> int:
     report = services.report(args.run_id)
     if report is None:
-        print(f"No run {args.run_id}." if args.run_id else "No runs yet.", file=sys.stderr)
-        return 1
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
-    return 0
+        raise CliError(f"There is no run {args.run_id}." if args.run_id else "There are no runs yet.",
+                       USAGE if args.run_id else FAILED, field="run_id" if args.run_id else "")
+    show_report(args.out, report)
+    return OK
 
 
 def cmd_runs(services: Services, args) -> int:
     if args.purge:
         purged = services.purge_runs(args.days)
-        print(json.dumps({"purged": purged}) if args.json else f"Purged {purged} run(s).")
-        return 0
+        args.out.result({"purged": purged}, f"Purged {purged} run(s).")
+        return OK
     reports = services.job_log(limit=args.limit, mapping=args.mapping)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in reports], indent=2))
-        return 0
-    header = f"{'run':<24} {'job':<28} {'status':<8} {'started':<20} {'seconds':>8} " + \
-        " ".join(f"{c:>9}" for c in COLUMNS)
-    lines = [header, "-" * len(header)]
-    for report in reports:
-        for job in report.to_dict()["jobs"]:
-            seconds = "" if job["seconds"] is None else f"{job['seconds']:.1f}"
-            lines.append(f"{report.run.run_id:<24} {job['job']:<28} {job['status']:<8} "
-                         f"{(job['started_at'] or '')[:19]:<20} {seconds:>8} "
-                         + " ".join(f"{job['counts'][c]:>9}" for c in COLUMNS))
-    print("\n".join(lines))
-    return 0
+    # the job's start time only: its date is in the run id
+    rows = [[report.run.run_id, job.job_id, job.status.value, f"{job.started_at:%H:%M:%S}" if job.started_at else "",
+             seconds(job),
+             *count_cells(job.counts)] for report in reports for job in report.jobs]
+    args.out.result([r.to_dict() for r in reports],
+                    table(args.out.console, ("run", "job", "status", "started", "seconds", *COUNTS), rows,
+                          numeric=("seconds", *COUNTS), whole=("run", "status", "started"), optional=COUNTS))
+    return OK
 
 
-def format_mappings(mappings: list[dict]) -> str:
-    lines = [f"{'mapping':<18} {'enabled':<8} {'direction':<14} {'every':>6} {'last run':<21} {'runs by':<21} "
-             f"{'depends on':<40} overridden"]
+def mappings_table(console, mappings: list[dict]):
+    rows = []
     for m in mappings:
         schedule = m["schedule"]
-        last = (schedule["last_run_at"] or "never")[:19] + (" (held)" if schedule["held"] else "")
-        lines.append(f"{m['name']:<18} {str(m['enabled']).lower():<8} {m['direction']:<14} "
-                     f"{str(m['interval_minutes']) + ' m':>6} {last:<21} {(schedule['runs_by'] or 'next tick')[:19]:<21} "
-                     f"{', '.join(m['dependencies']) or '-':<40} {', '.join(m['overridden']) or '-'}")
-    return "\n".join(lines)
+        state = "held" if schedule["held"] and m["enabled"] else "enabled" if m["enabled"] else "disabled"
+        # month, day and time: a schedule is about the next hours, and the year makes it too wide for a terminal
+        last, runs_by = (schedule[k][5:16].replace("T", " ") if schedule[k] else "" for k in ("last_run_at", "runs_by"))
+        rows.append([m["name"], state, m["direction"], f"{m['interval_minutes']} m", last or "never",
+                     runs_by or "next tick", ", ".join(m["dependencies"]) or "-", ", ".join(m["overridden"]) or "-"])
+    return table(console, ("mapping", "state", "direction", "every", "last run", "runs by", "depends on",
+                           "overridden"), rows,
+                 numeric=("every",), whole=("mapping", "state", "direction", "last run", "runs by"),
+                 optional=("overridden",))
 
 
-def format_mapping(m: dict) -> str:
+def format_mapping(console, m: dict) -> list:
     lines = [f"{m['name']}: {m['description']}",
              f"  {m['business_central']} (Business Central) <-> {m['dataverse']} (Sales), {m['direction']}, "
              f"{'enabled' if m['enabled'] else 'disabled'}",
@@ -172,27 +214,24 @@ def format_mapping(m: dict) -> str:
              f"  depends on: {', '.join(m['dependencies']) or '-'}",
              f"  overridden: {json.dumps(m['overridden']) if m['overridden'] else '-'}",
              "  fields:"]
-    for f in m["fields"]:
-        bc = f["bc"] or f"(constant {f['constant']!r})"
-        crm = f["crm"] or f"(constant {f['constant']!r})"
-        via = f" via {f['lookup']}" if f["lookup"] else ""
-        lines.append(f"    {f['caption']:<24} {bc:<20} {f['direction']:<14} {crm}{via}")
-    return "\n".join(lines)
+    rows = [[f["caption"], f["bc"] or f"(constant {f['constant']!r})", f["direction"],
+             (f["crm"] or f"(constant {f['constant']!r})") + (f" via {f['lookup']}" if f["lookup"] else "")]
+            for f in m["fields"]]
+    return [*lines, table(console, ("field", "Business Central", "direction", "Sales"), rows, whole=("direction",))]
 
 
 def cmd_mappings(services: Services, args) -> int:
     action = args.action or "list"
     if action == "list":
         found = services.mappings()
-        print(json.dumps(found, indent=2) if args.json else format_mappings(found))
-        return 0
+        args.out.result(found, mappings_table(args.out.console, found))
+        return OK
     if action == "show":
         found = next((m for m in services.mappings() if m["name"] == args.name), None)
         if found is None:
-            print(f"There is no table mapping named {args.name}.", file=sys.stderr)
-            return 1
-        print(json.dumps(found, indent=2) if args.json else format_mapping(found))
-        return 0
+            raise CliError(f"There is no table mapping named {args.name}.", field="name")
+        args.out.result(found, *format_mapping(args.out.console, found))
+        return OK
     if action == "reset":
         result = services.reset_mapping(args.name)
     else:
@@ -200,45 +239,38 @@ def cmd_mappings(services: Services, args) -> int:
         if args.field:
             pairs = [f.rsplit("=", 1) for f in args.field]
             if any(len(p) != 2 for p in pairs):
-                print("--field takes FIELD=DIRECTION, e.g. --field email=to-crm", file=sys.stderr)
-                return 2
+                raise CliError("--field takes FIELD=DIRECTION, e.g. --field email=to-crm", field="--field")
             changes["fields"] = dict(pairs)
         if not changes:
-            print("Nothing to change; see `bcsync mappings set --help`.", file=sys.stderr)
-            return 2
+            raise CliError("Nothing to change; see `bcsync mappings set --help`.")
         result = services.set_mapping(args.name, changes)
-    print(json.dumps(result, indent=2) if args.json else format_mapping(result))
-    return 0
+    args.out.result(result, *format_mapping(args.out.console, result))
+    return OK
 
 
-def format_failures(found: list) -> str:
+def failures_table(console, found: list):
     if not found:
         return "No failed records."
-    lines = []
-    for f in found:
-        state = "skipped" if f.skipped else "will be retried"
-        lines.append(f"{f.mapping} {f.direction.value} {f.source_id} ({f.count}x, {state}, last {f.last_seen:%Y-%m-%d %H:%M}): "
-                     f"{f.message}")
-    return "\n".join(lines)
+    rows = [[f.mapping, f.direction.value, f.source_id, str(f.count), "skipped" if f.skipped else "will retry",
+             when(f.last_seen), f.message] for f in found]
+    return table(console, ("mapping", "direction", "record", "count", "state", "last seen", "message"), rows,
+                 numeric=("count",), whole=("direction", "state", "last seen"))
 
 
 def cmd_errors(services: Services, args) -> int:
     found = services.failures(args.mapping, args.direction, True if args.skipped else None)
-    print(json.dumps([failures.to_dict(f) for f in found], indent=2) if args.json else format_failures(found))
-    return 0
+    args.out.result([failures.to_dict(f) for f in found], failures_table(args.out.console, found))
+    return OK
 
 
 def cmd_retry(services: Services, args) -> int:
     if not (args.source_id or args.all or args.skipped):
-        print("Say which records: a source id, --all, or --skipped.", file=sys.stderr)
-        return 2
+        raise CliError("Say which records: a source id, --all, or --skipped.")
     done = services.retry_failures(mapping=args.mapping, direction=args.direction, source_id=args.source_id,
                                    skipped=True if args.skipped else None)
-    if args.json:
-        print(json.dumps([failures.to_dict(f) for f in done], indent=2))
-    else:
-        print(f"{len(done)} record(s) will be retried at the next run (`bcsync sync --wait` runs one now).")
-    return 0 if done or args.all or args.skipped else 1
+    args.out.result([failures.to_dict(f) for f in done],
+                    f"{len(done)} record(s) will be retried at the next run (`bcsync sync --wait` runs one now).")
+    return OK if done or args.all or args.skipped else FAILED
 
 
 SETTING_OPTIONS = ("enabled", "direction", "bc_filter", "crm_filter", "sync_only_coupled", "update_conflict",
@@ -268,33 +300,29 @@ def cmd_match(services: Services, args) -> int:
 
 def cmd_couple(services: Services, args) -> int:
     made = services.couple(args.mapping, args.bc, args.crm)
-    print(json.dumps(coupling.to_dict(made), indent=2) if args.json else
-          f"Coupled {args.bc} (Business Central) with {args.crm} (Sales) in {args.mapping}; the next run synchronises them.")
-    return 0
+    args.out.result(coupling.to_dict(made), f"Coupled {args.bc} (Business Central) with {args.crm} (Sales) in "
+                                            f"{args.mapping}; the next run synchronises them.")
+    return OK
 
 
 def cmd_uncouple(services: Services, args) -> int:
     if bool(args.bc) == bool(args.crm):
-        print("Give --bc ID or --crm ID.", file=sys.stderr)
-        return 2
+        raise CliError("Give --bc ID or --crm ID.")
     side, record_id = (Side.BC, args.bc) if args.bc else (Side.CRM, args.crm)
     removed = services.uncouple(args.mapping, side, record_id)
-    print(json.dumps(coupling.to_dict(removed), indent=2) if args.json else
-          f"Uncoupled {removed.bc_id} (Business Central) from {removed.crm_id} (Sales) in {args.mapping}.")
-    return 0
+    args.out.result(coupling.to_dict(removed), f"Uncoupled {removed.bc_id} (Business Central) from {removed.crm_id} "
+                                               f"(Sales) in {args.mapping}.")
+    return OK
 
 
 def cmd_couplings(services: Services, args) -> int:
     found = services.list_couplings(args.mapping, args.search, args.limit)
-    if args.json:
-        print(json.dumps([coupling.to_dict(c) for c in found], indent=2, default=str))
-    else:
-        for c in found:
-            name = next((str(v) for v in c.bc_values.values() if v), "")
-            print(f"{c.bc_id}  {c.crm_id}  {c.synced_at:%Y-%m-%d %H:%M}  {name[:40]}" if c.synced_at else
-                  f"{c.bc_id}  {c.crm_id}  (not synchronised yet)")
-        print(f"{len(found)} coupling(s)")
-    return 0
+    rows = [[c.bc_id, c.crm_id, when(c.synced_at) or "not yet", next((str(v) for v in c.bc_values.values() if v), "")]
+            for c in found]
+    args.out.result([coupling.to_dict(c) for c in found],
+                    table(args.out.console, ("Business Central", "Sales", "synchronised", "name"), rows,
+                          whole=("synchronised",)), f"{len(found)} coupling(s)")
+    return OK
 
 
 def cmd_records(services: Services, args) -> int:
@@ -303,110 +331,142 @@ def cmd_records(services: Services, args) -> int:
                                        args.filter)
     else:
         done = services.synchronise_records(args.mapping, args.direction, args.id, args.filter)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in done], indent=2))
-    else:
-        for r in done:
-            print(f"{r.status:10} {r.record or r.source_id}" + (f" -> {r.target_id}" if r.target_id else "") +
-                  (f": {r.error}" if r.error else ""))
-    return 0 if all(r.ok for r in done) else 1
+    args.out.result([r.to_dict() for r in done],
+                    *(f"{r.status:10} {r.record or r.source_id}" + (f" -> {r.target_id}" if r.target_id else "") +
+                      (f": {r.error}" if r.error else "") for r in done))
+    return OK if all(r.ok for r in done) else FAILED
 
 
 def cmd_orders(services: Services, args) -> int:
     results = services.create_sales_orders(args.order_ids)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
-    else:
-        for r in results:
-            print(f"{r.status:10} {r.bc_order or '-':10} {r.message}")
-    return 0 if all(r.ok for r in results) else 1
+    args.out.result([r.to_dict() for r in results],
+                    *(f"{r.status:10} {r.bc_order or '-':10} {r.message}" for r in results))
+    return OK if all(r.ok for r in results) else FAILED
 
 
 def cmd_availability(services: Services, args) -> int:
     found = services.item_availability(args.product)
-    print(json.dumps(found, indent=2) if args.json else
-          f"Product {found['product_number']}: item {found['item_no']}, {found['inventory']:g} {found['unit']} in "
-          f"inventory")
-    return 0
+    args.out.result(found, f"Product {found['product_number']}: item {found['item_no']}, {found['inventory']:g} "
+                           f"{found['unit']} in inventory")
+    return OK
 
 
 def cmd_worker(services: Services, args) -> int:
     worker = LocalWorker(services)
-    if args.until_idle:
-        worker.run_until(lambda: True)
-    else:
-        worker.run_until(lambda: False)
-    print(f"handled {worker.handled} job message(s)")
-    return 0
+    worker.run_until(lambda: bool(args.until_idle))
+    args.out.result({"handled": worker.handled}, f"handled {worker.handled} job message(s)")
+    return OK
 
 
 def cmd_check(services: Services, args) -> int:
     """The connection check; exit code 1 when a check fails."""
     report = services.check()
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
-    return 0 if report.ok else 1
+    args.out.result(report.to_dict(), report.text())
+    return OK if report.ok else FAILED
 
 
 def cmd_settings(services: Services | None, args) -> int:
-    print(settings_table())
-    return 0
+    rows = settings_rows()
+    shown = [[row["setting"], "" if row["default"] is None else str(row["default"]), "yes" if row["required"] else "",
+              row["meaning"]] for row in rows]
+    args.out.result(rows, table(args.out.console, ("setting", "default", "required", "meaning"), shown))
+    return OK
 
 
 def _coupling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--match", action="append", metavar="FIELD[:PRIORITY][:case]",
                    help="a match criterion (repeatable; these replace the mapping's criteria); lower priorities are "
                         "tried first, fields of one priority must all match; :case compares case-sensitively")
-    p.add_argument("--create-new-if-no-match", choices=["true", "false"])
-    p.add_argument("--sync-after-coupling", choices=["true", "false"])
+    p.add_argument("--create-new-if-no-match", choices=["true", "false"],
+                   help="a row that matches nothing: create it on the other side (true) or report it (false)")
+    p.add_argument("--sync-after-coupling", choices=["true", "false"],
+                   help="synchronise a pair as soon as it is coupled (true), or leave that to the next run (false)")
+
+
+JSON_HELP = "machine-readable output: one JSON document on stdout; an error is one JSON object on stderr"
+EXAMPLES = """examples:
+  bcsync check                           is every connection and permission in place?
+  bcsync fullsync --wait                 a full synchronisation, its jobs shown as they run
+  bcsync sync --mapping CUSTOMER --wait  a scheduled run of one mapping now
+  bcsync runs --limit 5                  the job log
+  bcsync errors --json | jq length       how many records failed
+  bcsync mappings set CUSTOMER --direction to-crm
+"""
+
+
+def _command(sub, name: str, text: str, func=None, examples: str = "") -> argparse.ArgumentParser:
+    """A (sub)command with its help; one that runs (`func`) takes --json."""
+    s = sub.add_parser(name, help=text, description=text + ".",
+                       epilog=f"examples:\n{examples}" if examples else None)
+    if func is not None:
+        s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
+        s.set_defaults(func=func)
+    return s
+
+
+def _version() -> str:
+    try:
+        return version("bcsync")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bcsync", description="Dynamics 365 Sales <-> Business Central synchronisation.")
+    p = Parser(prog="bcsync", description="Dynamics 365 Sales <-> Business Central synchronisation.",
+               epilog=f"{EXAMPLES}\n{EXIT_CODES}\n\n`bcsync COMMAND --help` tells more about each command.")
     p.add_argument("--settings", help="settings file (local.settings.json shape); default $BCSYNC_SETTINGS or "
                                       "./local.settings.json")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="print bcsync's log; -vv prints everything, the Azure SDK's HTTP logging included")
-    sub = p.add_subparsers(dest="command", required=True)
-    for name, func, text in (("fullsync", cmd_fullsync, "start a full synchronisation"),
-                             ("sync", cmd_sync, "start a scheduled (incremental) run now")):
-        s = sub.add_parser(name, help=text)
-        s.add_argument("--wait", action="store_true", help="process the jobs here until the run finishes")
-        s.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help=JSON_HELP + " (also after the command)")
+    p.add_argument("--version", action="version", version=f"bcsync {_version()}", help="print bcsync's version")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
+    for name, func, text, examples in (
+            ("fullsync", cmd_fullsync, "start a full synchronisation",
+             "  bcsync fullsync --wait\n  bcsync fullsync --mapping CUSTOMER --mapping CONTACT --wait --json\n"),
+            ("sync", cmd_sync, "start a scheduled (incremental) run now",
+             "  bcsync sync --wait\n  bcsync sync --due            as the timer does\n")):
+        s = _command(sub, name, text, func, examples)
+        s.add_argument("--wait", action="store_true",
+                       help="process the jobs here until the run finishes, showing them on a terminal; exit code 1 "
+                            "when the run fails")
         s.add_argument("--mapping", action="append", help="only this table mapping (repeatable)")
         if name == "sync":
             s.add_argument("--due", action="store_true",
                            help="as the timer does: only the mappings whose schedule says they are due")
-        s.set_defaults(func=func)
-    s = sub.add_parser("runs", help="the job log: the latest runs' jobs with counts and timings")
+    s = _command(sub, "runs", "the job log: the latest runs' jobs with counts and timings", cmd_runs,
+                 "  bcsync runs --limit 5 --mapping CUSTOMER\n  bcsync runs --purge --days 30\n")
     s.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
     s.add_argument("--mapping", help="only the jobs of this table mapping")
     s.add_argument("--purge", action="store_true", help="delete runs older than the retention now")
     s.add_argument("--days", type=int, help="with --purge: the retention in days (default BCSYNC_LOG_RETENTION_DAYS)")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_runs)
-    s = sub.add_parser("status", help="a run and its jobs")
-    s.add_argument("run_id", nargs="?", help="default: the latest run")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_status)
-    s = sub.add_parser("mappings", help="list and change the table mappings")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_mappings, action=None)
-    actions = s.add_subparsers(dest="action")
-    a = actions.add_parser("show", help="one mapping with its fields")
-    a.add_argument("name")
-    a.add_argument("--json", action="store_true")
-    a = actions.add_parser("reset", help="drop a mapping's overrides")
-    a.add_argument("name")
-    a.add_argument("--json", action="store_true")
-    a = actions.add_parser("set", help="override a mapping's settings")
-    a.add_argument("name")
-    a.add_argument("--enabled", choices=["true", "false"])
-    a.add_argument("--direction", choices=["to-crm", "from-crm", "bidirectional"])
+    s = _command(sub, "status", "a run and its jobs", cmd_status, "  bcsync status\n  bcsync status RUN_ID --json\n")
+    s.add_argument("run_id", nargs="?", help="the run's id, as fullsync, sync and runs print it (default: the latest)")
+    s = _command(sub, "mappings", "list and change the table mappings", cmd_mappings,
+                 "  bcsync mappings\n  bcsync mappings show CUSTOMER\n"
+                 "  bcsync mappings set CUSTOMER --direction to-crm --field email=to-crm\n"
+                 "  bcsync mappings reset CUSTOMER\n")
+    s.set_defaults(action=None)
+    actions = s.add_subparsers(dest="action", metavar="ACTION", help="default: list the mappings")
+    a = _command(actions, "show", "one mapping with its fields", cmd_mappings)
+    a.add_argument("name", help="the table mapping's name, e.g. CUSTOMER")
+    a = _command(actions, "reset", "drop a mapping's overrides", cmd_mappings)
+    a.add_argument("name", help="the table mapping's name")
+    a = _command(actions, "set", "override a mapping's settings", cmd_mappings,
+                 "  bcsync mappings set CUSTOMER --update-conflict send-to-crm\n"
+                 "  bcsync mappings set CUSTOMER --bc-filter \"city eq 'Lyon'\"\n")
+    a.add_argument("name", help="the table mapping's name")
+    a.add_argument("--enabled", choices=["true", "false"], help="a disabled mapping is left out of every run")
+    a.add_argument("--direction", choices=["to-crm", "from-crm", "bidirectional"],
+                   help="which way its records flow: to Sales, from Sales, or both")
     a.add_argument("--bc-filter", help="OData $filter on the Business Central side ('' removes it)")
     a.add_argument("--crm-filter", help="OData $filter on the Dataverse side ('' removes it)")
-    a.add_argument("--sync-only-coupled", choices=["true", "false"])
-    a.add_argument("--update-conflict", choices=["none", "send-to-crm", "get-from-crm"])
-    a.add_argument("--deletion-conflict", choices=["none", "restore", "remove-coupling"])
+    a.add_argument("--sync-only-coupled", choices=["true", "false"],
+                   help="true: scheduled runs leave uncoupled records alone; false: they create their counterparts")
+    a.add_argument("--update-conflict", choices=["none", "send-to-crm", "get-from-crm"],
+                   help="a record changed on both sides: report it (none), or let one side win")
+    a.add_argument("--deletion-conflict", choices=["none", "restore", "remove-coupling"],
+                   help="a coupled record deleted on one side: report it (none), restore it, or drop the coupling")
     a.add_argument("--field", action="append", metavar="FIELD=DIRECTION",
                    help="a field's direction; FIELD is its BC field, Dataverse attribute or caption")
     a.add_argument("--interval-minutes", type=int, help="minutes between scheduled runs of this mapping")
@@ -417,37 +477,29 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--truncation", choices=["cut", "error"],
                    help="text longer than its Business Central field: cut it with a note (default), or fail the record")
     _coupling_options(a)
-    a.add_argument("--json", action="store_true")
-    s = sub.add_parser("match", help="match-based coupling of the uncoupled rows of a mapping")
-    s.add_argument("mapping")
+    s = _command(sub, "match", "match-based coupling of the uncoupled rows of a mapping", cmd_match,
+                 "  bcsync match CUSTOMER --match Name:0 --match 'Phone No.':1 --wait\n")
+    s.add_argument("mapping", help="the table mapping's name")
     _coupling_options(s)
-    s.add_argument("--wait", action="store_true")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_match)
-    s = sub.add_parser("couple", help="couple a Business Central record with a Sales row")
-    s.add_argument("mapping")
+    s.add_argument("--wait", action="store_true", help="process the coupling here until it finishes")
+    s = _command(sub, "couple", "couple a Business Central record with a Sales row", cmd_couple)
+    s.add_argument("mapping", help="the table mapping's name")
     s.add_argument("--bc", required=True, help="the Business Central record's id (SystemId)")
     s.add_argument("--crm", required=True, help="the Dataverse row's id (or the option value of an option mapping)")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_couple)
-    s = sub.add_parser("uncouple", help="remove a coupling")
-    s.add_argument("mapping")
-    s.add_argument("--bc")
-    s.add_argument("--crm")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_uncouple)
-    s = sub.add_parser("couplings", help="list and search the couplings of a mapping")
-    s.add_argument("mapping")
+    s = _command(sub, "uncouple", "remove a coupling", cmd_uncouple, "  bcsync uncouple CUSTOMER --crm ID\n")
+    s.add_argument("mapping", help="the table mapping's name")
+    s.add_argument("--bc", help="the Business Central record's id (SystemId)")
+    s.add_argument("--crm", help="the Dataverse row's id")
+    s = _command(sub, "couplings", "list and search the couplings of a mapping", cmd_couplings)
+    s.add_argument("mapping", help="the table mapping's name")
     s.add_argument("--search", help="text found in an id or a synchronised value")
-    s.add_argument("--limit", type=int, default=100)
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_couplings)
-    s = sub.add_parser("records", help="create or synchronise single records now")
-    actions = s.add_subparsers(dest="action", required=True)
+    s.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    s = _command(sub, "records", "create or synchronise single records now")
+    actions = s.add_subparsers(dest="action", required=True, metavar="ACTION", help="create or sync")
     for name, text in (("create", "create records that are not coupled on the other side, and couple them"),
                        ("sync", "synchronise coupled records now, changed or not")):
-        a = actions.add_parser(name, help=text)
-        a.add_argument("mapping")
+        a = _command(actions, name, text, cmd_records)
+        a.add_argument("mapping", help="the table mapping's name")
         if name == "create":
             a.add_argument("--in", dest="target", choices=["sales", "bc"], required=True,
                            help="where to create them: Sales (from Business Central records) or Business Central")
@@ -456,40 +508,28 @@ def parser() -> argparse.ArgumentParser:
                            help="default: the mapping's first direction (to-crm for a bidirectional one)")
         a.add_argument("--id", action="append", help="a source record's id (repeatable)")
         a.add_argument("--filter", help="an OData $filter on the source table instead of ids")
-        a.add_argument("--json", action="store_true")
-        a.set_defaults(func=cmd_records)
-    s = sub.add_parser("errors", help="the records that failed")
-    s.add_argument("--mapping")
-    s.add_argument("--direction", choices=["to-crm", "from-crm"])
+    s = _command(sub, "errors", "the records that failed", cmd_errors)
+    s.add_argument("--mapping", help="only this table mapping's")
+    s.add_argument("--direction", choices=["to-crm", "from-crm"], help="only this direction's")
     s.add_argument("--skipped", action="store_true", help="only the skipped ones")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_errors)
-    s = sub.add_parser("retry", help="have the next run try failed records again (restores skipped ones)")
+    s = _command(sub, "retry", "have the next run try failed records again (restores skipped ones)", cmd_retry,
+                 "  bcsync retry --all --mapping CUSTOMER\n")
     s.add_argument("source_id", nargs="?", help="the failed record's id on its source side")
     s.add_argument("--all", action="store_true", help="every failed record (of --mapping)")
     s.add_argument("--skipped", action="store_true", help="every skipped record (of --mapping)")
-    s.add_argument("--mapping")
-    s.add_argument("--direction", choices=["to-crm", "from-crm"])
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_retry)
-    s = sub.add_parser("orders", help="sales orders from Sales")
-    actions = s.add_subparsers(dest="action", required=True)
-    a = actions.add_parser("create", help="create submitted Sales orders in Business Central now")
+    s.add_argument("--mapping", help="only this table mapping's")
+    s.add_argument("--direction", choices=["to-crm", "from-crm"], help="only this direction's")
+    s = _command(sub, "orders", "sales orders from Sales")
+    actions = s.add_subparsers(dest="action", required=True, metavar="ACTION", help="create")
+    a = _command(actions, "create", "create submitted Sales orders in Business Central now", cmd_orders)
     a.add_argument("order_ids", nargs="+", metavar="ID", help="the Sales order's id (salesorderid)")
-    a.add_argument("--json", action="store_true")
-    a.set_defaults(func=cmd_orders)
-    s = sub.add_parser("availability", help="Business Central inventory of a Sales product")
+    s = _command(sub, "availability", "Business Central inventory of a Sales product", cmd_availability)
     s.add_argument("product", help="the product's id or product number")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_availability)
-    s = sub.add_parser("worker", help="process the job queue as the Functions host would")
+    s = _command(sub, "worker", "process the job queue as the Functions host would", cmd_worker)
     s.add_argument("--until-idle", action="store_true", help="stop when the queue is empty")
-    s.set_defaults(func=cmd_worker)
-    s = sub.add_parser("check", help="test every connection and permission bcsync needs (writes nothing)")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_check)
-    s = sub.add_parser("settings", help="list the settings")
-    s.set_defaults(func=cmd_settings, no_services=True)
+    _command(sub, "check", "test every connection and permission bcsync needs (writes nothing)", cmd_check)
+    s = _command(sub, "settings", "list the settings and their meaning", cmd_settings)
+    s.set_defaults(no_services=True)
     return p
 
 
@@ -505,18 +545,53 @@ def _log_to_console(verbosity: int) -> None:
         root.addHandler(console)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    _log_to_console(args.verbose)
+def _json_asked(argv: list[str]) -> bool:
+    """Whether the command line asks for JSON, for the errors argparse finds before it has parsed --json."""
+    return "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
+
+
+def _stdout_closed() -> None:
+    """The reader went away: what is still buffered (and Python's flush at exit) goes nowhere, quietly."""
     try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file (a test captures it)
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    json_mode = _json_asked(argv)
+    try:
+        args = parser().parse_args(argv)
+        _log_to_console(args.verbose)
+        args.out = Output(args.json)
         if getattr(args, "no_services", False):
             return args.func(None, args)
         settings = Settings.load(file=args.settings)
         start_telemetry(settings)
         return args.func(build_services(settings), args)
+    except UsageError as exc:
+        if json_mode:
+            error(exc.message, json_mode, field=exc.field)
+        else:  # as argparse says it
+            exc.parser.print_usage(sys.stderr)
+            sys.stderr.write(f"{exc.parser.prog}: error: {exc.message}\n")
+        return exc.exit_code
+    except CliError as exc:
+        error(exc.message, json_mode, code=exc.code, field=exc.field)
+        return exc.exit_code
     except SyncError as exc:
-        print(f"bcsync: {type(exc).__name__}: {exc.message}", file=sys.stderr)
-        return 2
+        problems = exc.problems if isinstance(exc, SettingsError) else {}
+        error(exc.message, json_mode, code=type(exc).__name__,
+              field=next(iter(problems)) if len(problems) == 1 else getattr(exc, "field", ""))
+        # a service that is down or throttling may work later; anything else needs a fix first
+        return FAILED if isinstance(exc, TransientError) else USAGE
+    except KeyboardInterrupt:
+        error("interrupted.", json_mode)
+        return INTERRUPTED
+    except BrokenPipeError:
+        _stdout_closed()
+        return PIPE_CLOSED
 
 
 if __name__ == "__main__":

@@ -181,6 +181,11 @@ def _storage_connection(value: str) -> str | None:
     unknown = sorted(set(parts) - STORAGE_CONNECTION_KEYS)
     if unknown:
         return f"has unknown part(s) {', '.join(unknown)}; {fix}"
+    empty = sorted(key for key, item in parts.items() if not item)  # the storage SDKs refuse a part without a value
+    if empty:
+        return f"has empty part(s) {', '.join(empty)}; {fix}"
+    if "developmentstorageproxyuri" in parts:
+        return f"has a DevelopmentStorageProxyUri, which the Table Storage SDK does not support; {fix}"
     if parts.get("usedevelopmentstorage", "").lower() == "true":
         return None
     if not parts.get("accountname"):
@@ -495,11 +500,16 @@ def _json_kind(value: Any) -> str:
         if isinstance(value, dict) else "a string" if isinstance(value, str) else "a number or true/false"
 
 
+def settings_rows() -> list[dict]:
+    """Every setting: its name, default, whether it is required, and what it means."""
+    return [{"setting": f.metadata["env"], "default": f.default, "required": f.metadata["required"],
+             "meaning": f.metadata["help"]} for f in fields(Settings)]
+
+
 def settings_table() -> str:
     """The configuration table of the README, in Markdown."""
     rows = ["| Setting | Default | Required | Meaning |", "|---|---|---|---|"]
-    for f in fields(Settings):
-        default = "" if f.default is None else f"`{f.default}`"
-        required = "yes" if f.metadata["required"] else ""
-        rows.append(f"| `{f.metadata['env']}` | {default} | {required} | {f.metadata['help']} |")
+    for row in settings_rows():
+        default = "" if row["default"] is None else f"`{row['default']}`"
+        rows.append(f"| `{row['setting']}` | {default} | {'yes' if row['required'] else ''} | {row['meaning']} |")
     return "\n".join(rows)

@@ -214,6 +214,9 @@ class JobObserver:
         """Wraps one execution of `job`: an attempt, or a part continued after a time budget."""
         return nullcontext()
 
+    def progress(self, job: Job) -> None:
+        """Called after every page of `job` with its counts so far (saved to the job log only now and then)."""
+
     def ended(self, job: Job) -> None:
         """Called inside `running` when the execution ends: the job is done, failed, or queued again (a
         transient failure, or out of time), with its counts so far. Not called when the job's lease was
@@ -433,6 +436,7 @@ class RunCoordinator:
             now = self.clock.now()
             job.counts = p.counts
             job.checkpoint = p.checkpoint or job.checkpoint
+            self.observer.progress(job)
             if job.checkpoint and (claimed_from is None or job.checkpoint > claimed_from):
                 job.attempts_without_progress = 0  # a next attempt starts further on: it counts from one again
             # Saved now and then, not after every page: the lease is renewed long before it runs out, and
