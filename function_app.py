@@ -136,9 +136,12 @@ def run_job(msg: func.QueueMessage) -> None:
 
 @route("fullsync", ["POST"], Access.CHANGE)
 def start_full_sync(req: func.HttpRequest) -> func.HttpResponse:
-    """Full synchronisation of every mapping (no body, or {}), or of some: {"mappings": ["CUSTOMER"]}."""
-    body = request.body(req.get_body(), '{"mappings": ["CUSTOMER"]}', ("mappings",), required=False)
-    run = services().start_run(RunKind.FULL, trigger="http", mappings=request.mappings(body, "mappings"))
+    """Full synchronisation of every mapping (no body, or {}), or of some: {"mappings": ["CUSTOMER"]}; a dry run,
+    which writes nothing and reports what it would write: {"dry_run": true}."""
+    body = request.body(req.get_body(), '{"mappings": ["CUSTOMER"], "dry_run": true}', ("mappings", "dry_run"),
+                        required=False)
+    run = services().start_run(RunKind.FULL, trigger="http", mappings=request.mappings(body, "mappings"),
+                               dry=bool(request.flag(body, "dry_run")))
     return _started(req, run)
 
 

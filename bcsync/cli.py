@@ -1,7 +1,7 @@
 """`bcsync`: the same services as the function app, from a terminal.
 
-    bcsync fullsync [--wait] [--json] [--mapping NAME ...]   start a full synchronisation
-    bcsync sync [--due] [--mapping M] [--wait] [--json]      start a scheduled (incremental) run now
+    bcsync fullsync [--wait] [--json] [--mapping NAME ...] [--dry-run]   start a full synchronisation
+    bcsync sync [--due] [--mapping M] [--wait] [--json] [--dry-run]  start a scheduled (incremental) run now
     bcsync status [RUN_ID] [--json]                          a run and its jobs (default: the latest)
     bcsync runs [--limit N] [--mapping M] [--purge [--days N]]  the job log; apply its retention
     bcsync mappings [show NAME | set NAME ... | reset NAME]  list and change the table mappings
@@ -82,9 +82,33 @@ def _wait(services: Services, run_id: str, quiet: bool) -> RunReport:
     return services.report(run_id)
 
 
+def format_dry_run(report: RunReport) -> str:
+    """What a dry run's jobs would do: per job, counts by kind, then the records with the fields that would change."""
+    lines = []
+    for job_id, found in report.dry_reports.items():
+        counts = ", ".join(f"{n} {kind}" for kind, n in found["counts"].items() if n) or "nothing to write"
+        lines.append(f"{job_id} would: {counts}")
+        for record in found["records"]:
+            where = record.get("direction") or record.get("table")
+            why = f": {record['reason']}" if record.get("reason") else ""
+            lines.append(f"  {record['kind']:<8} {where} {record['record'] or record.get('target_id', '')}{why}")
+            for name, change in record.get("fields", {}).items():
+                lines.append(f"             {name}: {change['old']!r} -> {change['new']!r}")
+            lines += [f"             {name} = {value!r}" for name, value in (record.get("values") or {}).items()]
+        if found["truncated"]:
+            lines.append(f"  (the first {found['listed']} records of each kind are listed; the counts are complete)")
+    return "\n".join(["Dry run: nothing was written."] + lines)
+
+
+def _print_report(report: RunReport, as_json: bool) -> None:
+    print(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
+    if report.run.dry and not as_json:
+        print(format_dry_run(report))
+
+
 def _start(services: Services, kind: RunKind, args) -> int:
-    return _follow(services, services.start_run(kind, trigger="cli", mappings=getattr(args, "mapping", None) or None),
-                   args)
+    return _follow(services, services.start_run(kind, trigger="cli", mappings=getattr(args, "mapping", None) or None,
+                                                dry=args.dry_run), args)
 
 
 def _follow(services: Services, run, args) -> int:
@@ -94,7 +118,7 @@ def _follow(services: Services, run, args) -> int:
               f"Run {run.run_id} started; `bcsync status {run.run_id}` shows its progress.")
         return 0
     report = _wait(services, run.run_id, quiet=args.json)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    _print_report(report, args.json)
     # a job that failed on a setting that can never work: said once, as a settings error at start is
     misconfigured = next((j.message for j in report.jobs if j.message.startswith(f"{SettingsError.__name__}: ")), None)
     if misconfigured:
@@ -110,7 +134,7 @@ def cmd_fullsync(services: Services, args) -> int:
 def cmd_sync(services: Services, args) -> int:
     if not args.due:
         return _start(services, RunKind.SCHEDULED, args)
-    run = services.start_scheduled_run(trigger="cli")
+    run = services.start_scheduled_run(trigger="cli", dry=args.dry_run)
     if run is None:
         print(json.dumps({"run": None}) if args.json else "No table mapping is due.")
         return 0
@@ -122,7 +146,7 @@ def cmd_status(services: Services, args) -> int:
     if report is None:
         print(f"No run {args.run_id}." if args.run_id else "No runs yet.", file=sys.stderr)
         return 1
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    _print_report(report, args.json)
     return 0
 
 
@@ -373,6 +397,9 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--wait", action="store_true", help="process the jobs here until the run finishes")
         s.add_argument("--json", action="store_true", help="machine-readable output")
         s.add_argument("--mapping", action="append", help="only this table mapping (repeatable)")
+        s.add_argument("--dry-run", action="store_true",
+                       help="plan for real, write nothing: report per record what would be inserted, modified, "
+                            "coupled, deleted, restored, a conflict or skipped")
         if name == "sync":
             s.add_argument("--due", action="store_true",
                            help="as the timer does: only the mappings whose schedule says they are due")
