@@ -85,7 +85,7 @@ def _wait(services: Services, run_id: str, quiet: bool) -> RunReport:
 def format_dry_run(report: RunReport) -> str:
     """What a dry run's jobs would do: per job, counts by kind, then the records with the fields that would change."""
     lines = []
-    for job_id, found in report.dry_reports.items():
+    for job_id, found in report.to_dict()["dry_run_report"].items():
         counts = ", ".join(f"{n} {kind}" for kind, n in found["counts"].items() if n) or "nothing to write"
         lines.append(f"{job_id} would: {counts}")
         for record in found["records"]:

@@ -246,8 +246,8 @@ class RunReport:
             total.add(job.counts)
         return {
             "run": self.run.run_id, "kind": self.run.kind.value, "trigger": self.run.trigger, "dry_run": self.run.dry,
-            **({"dry_run_report": {job: shown_report(r) for job, r in self.dry_reports.items()}}
-               if self.run.dry else {}),
+            **({"dry_run_report": {j.job_id: shown_report(self.dry_reports[j.job_id]) for j in self.jobs
+                                   if j.job_id in self.dry_reports}} if self.run.dry else {}),
             "status": self.run.status.value, "created_at": iso(self.run.created_at),
             "finished_at": iso(self.run.finished_at), "totals": total.as_dict(),
             "jobs": [job.to_dict() for job in self.jobs],
