@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections import Counter, defaultdict
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .engine import RecordOutcome, SyncEngine
 from .errors import shown
@@ -32,12 +32,10 @@ from .ports import (
     ErrorStore,
     Fact,
     NewRow,
-    PendingInsert,
     Record,
     RecordFailure,
     RowChange,
     StateStore,
-    WriteBack,
     WriteResult,
 )
 from .values import same
@@ -222,6 +220,35 @@ class RecordedErrors:
             self.cleared.add(key)
 
 
+class _KeptPerMapping:
+    """Entries the state store keeps per mapping under one of their attributes (write-backs, pending inserts):
+    read once, then kept in memory with the job's changes."""
+
+    def __init__(self, read: Callable[[str], list], key: str):
+        self.read, self.key = read, key
+        self.kept: dict[str, dict[str, Any]] = {}
+
+    def _of(self, mapping: str) -> dict[str, Any]:
+        if mapping not in self.kept:
+            self.kept[mapping] = {getattr(entry, self.key): entry for entry in self.read(mapping)}
+        return self.kept[mapping]
+
+    def list(self, mapping: str) -> list:
+        return list(self._of(mapping).values())
+
+    def save(self, mapping: str, entries: Sequence) -> None:
+        self._of(mapping).update((getattr(entry, self.key), entry) for entry in entries)
+
+    def clear(self, mapping: str, keys: Sequence[str]) -> None:
+        kept = self._of(mapping)
+        for key in keys:
+            kept.pop(key, None)
+
+    def ports(self) -> tuple[Callable, Callable, Callable]:
+        """The state store's list, save and clear of these entries."""
+        return self.list, self.save, self.clear
+
+
 class RecordedState:
     """The state store with the job's changes kept in memory: watermarks, change-feed cursors, pending marks,
     known versions, write-backs, pending inserts and facts stay as stored, so the next real run is unchanged."""
@@ -230,7 +257,11 @@ class RecordedState:
         self.real = real
         self.watermarks: dict[tuple[str, Direction], dt.datetime] = {}
         self.pendings: dict[tuple[str, Direction], set[str]] = {}
-        self.kept: dict[tuple[str, str], Any] = {}  # what a list-or-dict reader answers from memory once changed
+        self.known: dict[tuple[str, Direction], dict[str, str]] = {}
+        write_backs, inserts = _KeptPerMapping(real.write_backs, "row_id"), _KeptPerMapping(real.pending_inserts,
+                                                                                            "source_id")
+        self.write_backs, self.save_write_backs, self.clear_write_backs = write_backs.ports()
+        self.pending_inserts, self.save_pending_inserts, self.clear_pending_inserts = inserts.ports()
         self.cursors: dict[tuple[str, str], str] = {}
         self.kept_facts: dict[str, Fact] | None = None
 
@@ -256,41 +287,12 @@ class RecordedState:
     def clear_pending(self, mapping: str, direction: Direction, ids: Sequence[str]) -> None:
         self._pending(mapping, direction).difference_update(ids)
 
-    def _by_key(self, what: str, mapping: str, read, key) -> dict:
-        if (what, mapping) not in self.kept:
-            self.kept[(what, mapping)] = {key(item): item for item in read(mapping)}
-        return self.kept[(what, mapping)]
-
-    def write_backs(self, mapping: str) -> list[WriteBack]:
-        return list(self._by_key("write-backs", mapping, self.real.write_backs, lambda w: w.row_id).values())
-
-    def save_write_backs(self, mapping: str, write_backs: Sequence[WriteBack]) -> None:
-        self._by_key("write-backs", mapping, self.real.write_backs, lambda w: w.row_id).update(
-            (w.row_id, w) for w in write_backs)
-
-    def clear_write_backs(self, mapping: str, row_ids: Sequence[str]) -> None:
-        kept = self._by_key("write-backs", mapping, self.real.write_backs, lambda w: w.row_id)
-        for row_id in row_ids:
-            kept.pop(row_id, None)
-
-    def pending_inserts(self, mapping: str) -> list[PendingInsert]:
-        return list(self._by_key("inserts", mapping, self.real.pending_inserts, lambda p: p.source_id).values())
-
-    def save_pending_inserts(self, mapping: str, inserts: Sequence[PendingInsert]) -> None:
-        self._by_key("inserts", mapping, self.real.pending_inserts, lambda p: p.source_id).update(
-            (p.source_id, p) for p in inserts)
-
-    def clear_pending_inserts(self, mapping: str, source_ids: Sequence[str]) -> None:
-        kept = self._by_key("inserts", mapping, self.real.pending_inserts, lambda p: p.source_id)
-        for source_id in source_ids:
-            kept.pop(source_id, None)
-
     def known_versions(self, mapping: str, direction: Direction) -> dict[str, str]:
-        key = (f"known:{direction.value}", mapping)
-        return dict(self.kept[key]) if key in self.kept else self.real.known_versions(mapping, direction)
+        key = (mapping, direction)
+        return dict(self.known[key]) if key in self.known else self.real.known_versions(mapping, direction)
 
     def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
-        self.kept[(f"known:{direction.value}", mapping)] = dict(versions)
+        self.known[(mapping, direction)] = dict(versions)
 
     def cursor(self, mapping: str, name: str) -> str | None:
         return self.cursors.get((mapping, name)) or self.real.cursor(mapping, name)
