@@ -44,10 +44,19 @@ def _counts(report) -> dict[str, dict]:
     return {j.job_id: j.counts.as_dict() for j in report.jobs}
 
 
+def _rows(env) -> list:
+    """The customers and accounts as stored, each with its version."""
+    return [env.bc.rows("customers"), env.dv.rows("account")]
+
+
 def _unchanged_by(env, act):
-    writes, stored = _writes(env), _stored(env)
+    """`act` with evidence that it wrote nothing: no request but reads reached either service (Business Central's
+    reads of many ids go as a `$batch` of queries, which these small tests do not need), their rows are as they
+    were, and so are the couplings, the failed records and the state."""
+    writes, stored, rows = _writes(env), _stored(env), _rows(env)
     result = act()
     assert _writes(env) == writes, "a dry run sent a write to a service"
+    assert _rows(env) == rows
     assert _stored(env) == stored, "a dry run changed couplings, failed records or state"
     return result
 
