@@ -388,7 +388,7 @@ class Services:
             return None
         failures = [f for f in self.errors.list_all() if f.job_id.startswith(f"{run_id}/")]
         return RunReport(run, self.runs.jobs(run_id), failures[:MAX_REPORTED_FAILURES],
-                         self.runs.reports(run_id) if run.dry else {})
+                         self.runs.reports(run_id) if run.dry else None)
 
 
 def build_services(settings: Settings | None = None, clock: Clock | None = None) -> Services:

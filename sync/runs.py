@@ -238,7 +238,8 @@ class RunReport:
     run: Run
     jobs: list[Job]
     failures: list[RecordFailure] = field(default_factory=list)  # records that failed in this run
-    dry_reports: dict[str, dict] = field(default_factory=dict)  # a dry run: what each job would do, by job id
+    # a dry run: what each job would do, by job id (None: not read, as in the job log's list of runs)
+    dry_reports: dict[str, dict] | None = None
 
     def to_dict(self) -> dict:
         total = Counts()
@@ -247,7 +248,7 @@ class RunReport:
         return {
             "run": self.run.run_id, "kind": self.run.kind.value, "trigger": self.run.trigger, "dry_run": self.run.dry,
             **({"dry_run_report": {j.job_id: shown_report(self.dry_reports[j.job_id]) for j in self.jobs
-                                   if j.job_id in self.dry_reports}} if self.run.dry else {}),
+                                   if j.job_id in self.dry_reports}} if self.dry_reports is not None else {}),
             "status": self.run.status.value, "created_at": iso(self.run.created_at),
             "finished_at": iso(self.run.finished_at), "totals": total.as_dict(),
             "jobs": [job.to_dict() for job in self.jobs],
