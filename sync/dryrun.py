@@ -61,20 +61,18 @@ def _value(value: Any) -> Any:
 
 
 class PlannedWrites:
-    """What the endpoints were asked to write, by table and row id: new rows' values, changed fields' old and
-    new values."""
+    """What the endpoints were asked to write, by row id (lower case; both services' ids are GUIDs): the table
+    and the new row's values, or the table and each changed field's old and new value."""
 
     def __init__(self) -> None:
-        self.inserts: dict[tuple[str, str], dict[str, Any]] = {}
-        self.updates: dict[tuple[str, str], dict[str, tuple[Any, Any]]] = {}
+        self.inserts: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.updates: dict[str, tuple[str, dict[str, tuple[Any, Any]]]] = {}
 
     def take_insert(self, row_id: str) -> dict[str, Any] | None:
-        key = next((k for k in self.inserts if k[1] == row_id.lower()), None)
-        return self.inserts.pop(key) if key else None
+        return self.inserts.pop(row_id.lower(), ("", None))[1]
 
     def take_update(self, row_id: str) -> dict[str, tuple[Any, Any]] | None:
-        key = next((k for k in self.updates if k[1] == row_id.lower()), None)
-        return self.updates.pop(key) if key else None
+        return self.updates.pop(row_id.lower(), ("", None))[1]
 
 
 class RecordingEndpoint:
@@ -124,7 +122,7 @@ class RecordingEndpoint:
         for row in rows:
             # Sales takes the id bcsync proposes; Business Central's is made up, the same for the same values
             row_id = row.id or str(uuid.uuid5(DRY_IDS, f"{_table(table)}/{sorted(map(str, row.values.items()))}"))
-            self.writes.inserts[(_table(table), row_id.lower())] = {k: _value(v) for k, v in row.values.items()}
+            self.writes.inserts[row_id.lower()] = (_table(table), {k: _value(v) for k, v in row.values.items()})
             results.append(WriteResult(Record(row_id, dict(row.values), DRY_VERSION)))
         return results
 
@@ -138,7 +136,7 @@ class RecordingEndpoint:
         for change in changes:
             before = seen.get(change.id.lower())
             old = before.values if before is not None else {}
-            fields_changed = self.writes.updates.setdefault((_table(table), change.id.lower()), {})
+            fields_changed = self.writes.updates.setdefault(change.id.lower(), (_table(table), {}))[1]
             for name, new in change.values.items():
                 first_old = fields_changed[name][0] if name in fields_changed else _value(old.get(name))
                 fields_changed[name] = (first_old, _value(new))
@@ -336,7 +334,7 @@ class DryRun:
 
     def touched(self) -> list[str]:
         """The ids of the rows this job would have written or coupled, on both sides, for the later jobs."""
-        ids = [row_id for _, row_id in [*self.writes.inserts, *self.writes.updates]]
+        ids = [*self.writes.inserts, *self.writes.updates]
         ids += [i for c in self.couplings.saved.values() for i in (c.bc_id, c.crm_id)]
         return list(dict.fromkeys(i.lower() for i in ids))
 
@@ -379,10 +377,10 @@ class DryRun:
                             f"{coupling.crm_id}", "source_id": coupling.bc_id,
                             "target_id": coupling.crm_id, "reason": "a coupled record was deleted: the coupling "
                                                                     "is removed"})
-        for (table, row_id), values in self.writes.inserts.items():  # follow-up writes (lines, companions)
+        for row_id, (table, values) in self.writes.inserts.items():  # follow-up writes (lines, companions)
             entries.append({"kind": "insert", "table": table, "record": f"{table} {row_id}", "target_id": row_id,
                             "values": values})
-        for (table, row_id), changed in self.writes.updates.items():
+        for row_id, (table, changed) in self.writes.updates.items():
             fields = {name: {"old": old, "new": new} for name, (old, new) in changed.items() if not same(old, new)}
             if fields:
                 entries.append({"kind": "modify", "table": table, "record": f"{table} {row_id}",
