@@ -1,7 +1,7 @@
 """`bcsync`: the same services as the function app, from a terminal.
 
-    bcsync fullsync [--wait] [--json] [--mapping NAME ...]   start a full synchronisation
-    bcsync sync [--due] [--mapping M] [--wait] [--json]      start a scheduled (incremental) run now
+    bcsync fullsync [--wait] [--json] [--mapping NAME ...] [--dry-run]   start a full synchronisation
+    bcsync sync [--due] [--mapping M] [--wait] [--json] [--dry-run]  start a scheduled (incremental) run now
     bcsync status [RUN_ID] [--json]                          a run and its jobs (default: the latest)
     bcsync runs [--limit N] [--mapping M] [--purge [--days N]]  the job log; apply its retention
     bcsync mappings [show NAME | set NAME ... | reset NAME]  list and change the table mappings
@@ -128,8 +128,8 @@ def _watch(services: Services, run_id: str, worker: LocalWorker, finished, out: 
 
 
 def _start(services: Services, kind: RunKind, args) -> int:
-    return _follow(services, services.start_run(kind, trigger="cli", mappings=getattr(args, "mapping", None) or None),
-                   args)
+    return _follow(services, services.start_run(kind, trigger="cli", mappings=getattr(args, "mapping", None) or None,
+                                                dry=args.dry_run), args)
 
 
 def _follow(services: Services, run, args) -> int:
@@ -155,7 +155,7 @@ def cmd_fullsync(services: Services, args) -> int:
 def cmd_sync(services: Services, args) -> int:
     if not args.due:
         return _start(services, RunKind.SCHEDULED, args)
-    run = services.start_scheduled_run(trigger="cli")
+    run = services.start_scheduled_run(trigger="cli", dry=args.dry_run)
     if run is None:
         args.out.result({"run": None}, "No table mapping is due.")
         return OK
@@ -423,7 +423,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
     for name, func, text, examples in (
             ("fullsync", cmd_fullsync, "start a full synchronisation",
-             "  bcsync fullsync --wait\n  bcsync fullsync --mapping CUSTOMER --mapping CONTACT --wait --json\n"),
+             "  bcsync fullsync --wait\n  bcsync fullsync --mapping CUSTOMER --mapping CONTACT --wait --json\n"
+             "  bcsync fullsync --dry-run --wait    what it would write, writing nothing\n"),
             ("sync", cmd_sync, "start a scheduled (incremental) run now",
              "  bcsync sync --wait\n  bcsync sync --due            as the timer does\n")):
         s = _command(sub, name, text, func, examples)
@@ -431,6 +432,9 @@ def parser() -> argparse.ArgumentParser:
                        help="process the jobs here until the run finishes, showing them on a terminal; exit code 1 "
                             "when the run fails")
         s.add_argument("--mapping", action="append", help="only this table mapping (repeatable)")
+        s.add_argument("--dry-run", action="store_true",
+                       help="plan for real, write nothing: report per record what would be inserted, modified, "
+                            "coupled, deleted, restored, a conflict or skipped")
         if name == "sync":
             s.add_argument("--due", action="store_true",
                            help="as the timer does: only the mappings whose schedule says they are due")

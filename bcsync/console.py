@@ -149,8 +149,28 @@ def show_report(out: Output, report: RunReport) -> None:
     if report.failures:
         lines.append(f"Failed records ({len(report.failures)}), retried at the next run:")
         lines += [f"  {f.mapping} {f.direction.value}: {f.message}" for f in report.failures]
+    if run.dry:
+        lines += dry_run_lines(report)
     out.result(report.to_dict(), f"Run {run.run_id} ({run.kind.value}, {run.trigger}): {run.status.value}",
                report_table(out.console, report), *lines)
+
+
+def dry_run_lines(report: RunReport) -> list[str]:
+    """What a dry run's jobs would do: per job, counts by kind, then the records with the fields that would change."""
+    lines = ["Dry run: nothing was written."]
+    for job_id, found in report.to_dict().get("dry_run_report", {}).items():
+        counts = ", ".join(f"{n} {kind}" for kind, n in found["counts"].items() if n) or "nothing to write"
+        lines.append(f"{job_id} would: {counts}")
+        for record in found["records"]:
+            where = record.get("direction") or record.get("table")
+            why = f": {record['reason']}" if record.get("reason") else ""
+            lines.append(f"  {record['kind']:<8} {where} {record['record'] or record.get('target_id', '')}{why}")
+            for name, change in record.get("fields", {}).items():
+                lines.append(f"             {name}: {change['old']!r} -> {change['new']!r}")
+            lines += [f"             {name} = {value!r}" for name, value in (record.get("values") or {}).items()]
+        if found["truncated"]:
+            lines.append(f"  (the first {found['listed']} records of each kind are listed; the counts are complete)")
+    return lines
 
 
 def read_written(counts: Counts) -> tuple[int, int]:

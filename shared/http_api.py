@@ -107,18 +107,24 @@ def _problem(status: int, message: str, field: str = "", settings: dict | None =
 
 @route("fullsync", ["POST"], Access.CHANGE)
 def start_full_sync(req: func.HttpRequest) -> func.HttpResponse:
-    """Full synchronisation of every mapping (no body, or {}), or of some: {"mappings": ["CUSTOMER"]}."""
-    body = request.body(req.get_body(), '{"mappings": ["CUSTOMER"]}', ("mappings",), required=False)
-    run = services().start_run(RunKind.FULL, trigger="http", mappings=request.mappings(body, "mappings"))
-    return _started(req, run)
+    """Full synchronisation of every mapping (no body, or {}), or of some: {"mappings": ["CUSTOMER"]}; a dry run,
+    which writes nothing and reports what it would write: {"dry_run": true}."""
+    return _start(req, RunKind.FULL)
 
 
 @route("sync", ["POST"], Access.CHANGE)
 def start_sync(req: func.HttpRequest) -> func.HttpResponse:
-    """A scheduled (incremental) run now, as `bcsync sync` starts it: every mapping, or {"mappings": [...]}."""
-    body = request.body(req.get_body(), '{"mappings": ["CUSTOMER"]}', ("mappings",), required=False)
-    return _started(req, services().start_run(RunKind.SCHEDULED, trigger="http",
-                                              mappings=request.mappings(body, "mappings")))
+    """A scheduled (incremental) run now, as `bcsync sync` starts it: every mapping, or {"mappings": [...]};
+    {"dry_run": true} as for a full synchronisation."""
+    return _start(req, RunKind.SCHEDULED)
+
+
+def _start(req: func.HttpRequest, kind: RunKind) -> func.HttpResponse:
+    body = request.body(req.get_body(), '{"mappings": ["CUSTOMER"], "dry_run": true}', ("mappings", "dry_run"),
+                        required=False)
+    run = services().start_run(kind, trigger="http", mappings=request.mappings(body, "mappings"),
+                               dry=bool(request.flag(body, "dry_run")))
+    return _started(req, run)
 
 
 def _started(req: func.HttpRequest, run) -> func.HttpResponse:

@@ -740,6 +740,12 @@ class StateTable:
                     pass
 
 
+# a dry job's report is kept in one entity (at most 1 MiB, text counted at two bytes a character), in properties of
+# at most 64 KiB
+REPORT_CHARACTERS = 400_000
+REPORT_PART = 30_000
+
+
 class RunTable:
     INDEX = "index"
 
@@ -754,13 +760,13 @@ class RunTable:
     def _run_entity(run: Run) -> dict:
         return {"PartitionKey": run.run_id, "RowKey": "run", "kind": run.kind.value, "trigger": run.trigger,
                 "status": run.status.value, "created_at": _iso(run.created_at), "finished_at": _iso(run.finished_at),
-                "mappings": json.dumps(list(run.mappings))}
+                "mappings": json.dumps(list(run.mappings)), "dry": run.dry}
 
     @staticmethod
     def _run(e: Any) -> Run:
         return Run(e["PartitionKey"], RunKind(e["kind"]), e.get("trigger") or "", RunStatus(e["status"]),
                    _dt(e.get("created_at")), _dt(e.get("finished_at")), tuple(json.loads(e.get("mappings") or "[]")),
-                   e.metadata.get("etag"))
+                   e.metadata.get("etag"), bool(e.get("dry")))
 
     @staticmethod
     def _job_entity(job: Job) -> dict:
@@ -772,7 +778,7 @@ class RunTable:
             "notes": json.dumps([n[:500] for n in job.notes[:40]]), "message": job.message[:30000],
             "attempts": job.attempts, "attempts_without_progress": job.attempts_without_progress,
             "queued_at": _iso(job.queued_at), "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
-            "checkpoint": _iso(job.checkpoint), "lease_until": _iso(job.lease_until),
+            "checkpoint": _iso(job.checkpoint), "lease_until": _iso(job.lease_until), "dry": job.dry,
         }
 
     @staticmethod
@@ -787,7 +793,7 @@ class RunTable:
             attempts_without_progress=int(e.get("attempts_without_progress") or 0),
             queued_at=_dt(e.get("queued_at")), started_at=_dt(e.get("started_at")),
             finished_at=_dt(e.get("finished_at")), checkpoint=_dt(e.get("checkpoint")),
-            lease_until=_dt(e.get("lease_until")), etag=e.metadata.get("etag"))
+            lease_until=_dt(e.get("lease_until")), etag=e.metadata.get("etag"), dry=bool(e.get("dry")))
 
     # -- RunStore -------------------------------------------------------------------------------
 
@@ -871,6 +877,25 @@ class RunTable:
     def save_run(self, run: Run) -> Run:
         run.etag = self._save(self._run_entity(run), run.etag)
         return run
+
+    def save_report(self, run_id: str, job_id: str, report: dict) -> None:
+        """In parts of at most REPORT_PART characters (a property's limit); records are left out, the last
+        first, until the whole fits in an entity."""
+        text = json.dumps(report)
+        while len(text) > REPORT_CHARACTERS and report["records"]:
+            report = {**report, "records": report["records"][:len(report["records"]) // 2], "truncated": True}
+            text = json.dumps(report)
+        parts = {f"part{i}": text[at:at + REPORT_PART] for i, at in enumerate(range(0, len(text), REPORT_PART))}
+        with storage_errors():
+            self.table.upsert_entity({"PartitionKey": _key(run_id), "RowKey": f"report:{_key(job_id)}",
+                                      "job_id": job_id, "parts": len(parts), **parts}, mode=UpdateMode.REPLACE)
+
+    def reports(self, run_id: str) -> dict[str, dict]:
+        with storage_errors():
+            entities = self.table.query_entities("PartitionKey eq @pk and RowKey ge 'report:' and RowKey lt 'report;'",
+                                                 parameters={"pk": _key(run_id)})
+            return {e["job_id"]: json.loads("".join(e[f"part{i}"] for i in range(int(e["parts"]))))
+                    for e in entities}
 
 
 class MappingConfigTable:

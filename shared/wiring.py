@@ -354,12 +354,13 @@ class Services:
                       extra={"code": exc.code, "field": getattr(exc, "field", "")})
             self.queue.poison(body)
 
-    def start_run(self, kind: RunKind, trigger: str, mappings: list[str] | None = None) -> Run:
-        return run_started(lambda: self.coordinator.start_run(kind, trigger, mappings))
+    def start_run(self, kind: RunKind, trigger: str, mappings: list[str] | None = None, dry: bool = False) -> Run:
+        """A run; `dry`: a dry run, which reports what it would write and writes nothing (sync.dryrun)."""
+        return run_started(lambda: self.coordinator.start_run(kind, trigger, mappings, dry=dry))
 
-    def start_scheduled_run(self, trigger: str) -> Run | None:
+    def start_scheduled_run(self, trigger: str, dry: bool = False) -> Run | None:
         """What the timer does: the due mappings, after re-queueing what a crash stranded (None: nothing due)."""
-        return run_started(lambda: self.coordinator.start_scheduled_run(trigger))
+        return run_started(lambda: self.coordinator.start_scheduled_run(trigger, dry=dry))
 
     def job_log(self, limit: int = 20, mapping: str | None = None) -> list[RunReport]:
         """The latest runs with their jobs' counts and timings (only the jobs of `mapping` when given)."""
@@ -386,7 +387,8 @@ class Services:
         if run is None:
             return None
         failures = [f for f in self.errors.list_all() if f.job_id.startswith(f"{run_id}/")]
-        return RunReport(run, self.runs.jobs(run_id), failures[:MAX_REPORTED_FAILURES])
+        return RunReport(run, self.runs.jobs(run_id), failures[:MAX_REPORTED_FAILURES],
+                         self.runs.reports(run_id) if run.dry else None)
 
 
 def build_services(settings: Settings | None = None, clock: Clock | None = None) -> Services:

@@ -346,6 +346,8 @@ class SyncEngine:
         self.reconcile_every = reconcile_every  # how often coupled ids are checked where no change feed tells deletions
         self.setup = setup
         self.facts_ttl = facts_ttl  # how long a fact about the services' set-up is used without reading it again
+        # hears what became of each record a job worked on (a dry run's report): (mapping, direction, outcome)
+        self.on_record: Callable[[str, Direction, RecordOutcome], None] | None = None
 
     def endpoint(self, side: Side) -> Endpoint:
         return self.bc if side is Side.BC else self.crm
@@ -487,10 +489,15 @@ class _Job:
         self._listings.setdefault(text, {})[record] = None
 
     def record(self, row: Record, status: str, target_id: str = "", error: str = "") -> None:
-        """What became of a record a caller asked for (sync_records); nothing when nobody asked."""
+        """What became of a record, for a caller that asked for it (sync_records) and for a dry run's report;
+        nothing when nobody listens."""
+        if self.outcomes is None and self.e.on_record is None:
+            return
+        outcome = RecordOutcome(row.id, status, record_label(self.src_table, row), target_id, error)
         if self.outcomes is not None:
-            self.outcomes[row.id.lower()] = RecordOutcome(row.id, status, record_label(self.src_table, row),
-                                                          target_id, error)
+            self.outcomes[row.id.lower()] = outcome
+        if self.e.on_record is not None:
+            self.e.on_record(self.mapping.name, self.direction, outcome)
 
     def selected(self, ids: list[str], coupled: bool | None) -> list[str]:
         """The ids to synchronise: those that pass the mapping's filter and, when `coupled` is given, are
@@ -1020,6 +1027,7 @@ class _Job:
                 page.new_couplings.add(row.id)
                 if self.mode is JobMode.COUPLE and not self.mapping.sync_after_coupling:
                     page.couple(coupling)
+                    self.record(row, "coupled", coupling.id_on(self.dst_side))
                     continue
             elif coupling is None:
                 if self._match_only(row):

@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Iterable, Iterator, Protocol, Sequence
 
 from .config import CatalogSource
+from .dryrun import DryRun, carried, merged, shown_report
 from .engine import Counts, JobMode, Progress, SyncEngine
 from .errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TransientError, shown
 from .model import Direction
@@ -85,6 +86,7 @@ class Job:
     checkpoint: dt.datetime | None = None
     lease_until: dt.datetime | None = None
     etag: str | None = None
+    dry: bool = False               # a dry run's job: planned for real, written nowhere (sync.dryrun)
 
     def fields(self) -> dict[str, str]:
         """Which job this is, as fields of its log records (custom dimensions in Application Insights)."""
@@ -100,7 +102,7 @@ class Job:
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
             "seconds": (round((self.finished_at - self.started_at).total_seconds(), 1)
                         if self.started_at and self.finished_at else None),
-            "checkpoint": iso(self.checkpoint),
+            "checkpoint": iso(self.checkpoint), "dry_run": self.dry,
         }
 
 
@@ -114,6 +116,7 @@ class Run:
     finished_at: dt.datetime | None = None
     mappings: tuple[str, ...] = ()
     etag: str | None = None
+    dry: bool = False  # a dry run: its jobs report what they would write, and write nothing
 
 
 # What a job message's ids may be: ours are far shorter (a run id is 22 characters, a job id a table mapping's name
@@ -195,6 +198,12 @@ class RunStore(Protocol):
     def delete(self, run: Run) -> None:
         """The run and its jobs."""
 
+    def save_report(self, run_id: str, job_id: str, report: dict) -> None:
+        """A dry job's report (sync.dryrun), replacing the one saved before."""
+
+    def reports(self, run_id: str) -> dict[str, dict]:
+        """The reports of a dry run's jobs, by job id."""
+
 
 class JobQueue(Protocol):
     def send(self, message: JobMessage, delay_seconds: int = 0) -> None: ...
@@ -232,13 +241,17 @@ class RunReport:
     run: Run
     jobs: list[Job]
     failures: list[RecordFailure] = field(default_factory=list)  # records that failed in this run
+    # a dry run: what each job would do, by job id (None: not read, as in the job log's list of runs)
+    dry_reports: dict[str, dict] | None = None
 
     def to_dict(self) -> dict:
         total = Counts()
         for job in self.jobs:
             total.add(job.counts)
         return {
-            "run": self.run.run_id, "kind": self.run.kind.value, "trigger": self.run.trigger,
+            "run": self.run.run_id, "kind": self.run.kind.value, "trigger": self.run.trigger, "dry_run": self.run.dry,
+            **({"dry_run_report": {j.job_id: shown_report(self.dry_reports[j.job_id]) for j in self.jobs
+                                   if j.job_id in self.dry_reports}} if self.dry_reports is not None else {}),
             "status": self.run.status.value, "created_at": iso(self.run.created_at),
             "finished_at": iso(self.run.finished_at), "totals": total.as_dict(),
             "jobs": [job.to_dict() for job in self.jobs],
@@ -281,20 +294,20 @@ class RunCoordinator:
     # -- starting ---------------------------------------------------------------------------------
 
     def start_run(self, kind: RunKind, trigger: str, mappings: Iterable[str] | None = None,
-                  reasons: dict[str, str] | None = None) -> Run:
+                  reasons: dict[str, str] | None = None, dry: bool = False) -> Run:
         planned = plan(self.catalogs.current(), mappings)
         now = self.clock.now()
         run = Run(f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", kind, trigger, created_at=now,
-                  mappings=tuple(dict.fromkeys(p.mapping for p in planned)))
+                  mappings=tuple(dict.fromkeys(p.mapping for p in planned)), dry=dry)
         jobs = [Job(run.run_id, p.job_id, p.mapping, p.direction, p.depends_on, seq=i,
-                    reason=(reasons or {}).get(p.mapping, "")) for i, p in enumerate(planned)]
+                    reason=(reasons or {}).get(p.mapping, ""), dry=dry) for i, p in enumerate(planned)]
         if kind is RunKind.COUPLE:
             self._couple(jobs, mappings is not None, now)
         elif kind is RunKind.FULL:
             self._review(jobs, now)
         self.runs.create(run, jobs)
         log.info("run %s (%s) started with %d jobs", run.run_id, kind.value, len(jobs), extra={"run": run.run_id})
-        for mapping in {j.mapping: j for j in jobs if j.status is JobStatus.DONE}.values():
+        for mapping in {j.mapping: j for j in jobs if j.status is JobStatus.DONE and not dry}.values():
             self._record_schedule(mapping, run)  # nothing to synchronise: it counts as a quiet run
         self.advance(run.run_id)
         return self.runs.get(run.run_id) or run
@@ -323,7 +336,7 @@ class RunCoordinator:
             else:
                 job.mode = JobMode.COUPLE if found is Recommendation.COUPLE else JobMode.FULL
 
-    def start_scheduled_run(self, trigger: str) -> Run | None:
+    def start_scheduled_run(self, trigger: str, dry: bool = False) -> Run | None:
         """What the timer does: re-queue whatever a crash stranded, then start a run of the mappings
         that are due and not busy in another run (None when nothing is due)."""
         self.recover()
@@ -338,7 +351,7 @@ class RunCoordinator:
             log.info("no table mapping is due")
             return None
         log.info("due: %s", "; ".join(f"{m} ({why})" for m, why in due.items()))
-        return self.start_run(RunKind.SCHEDULED, trigger, list(due), reasons=due)
+        return self.start_run(RunKind.SCHEDULED, trigger, list(due), reasons=due, dry=dry)
 
     def _has_work(self, mapping: str) -> bool:
         """The schedule's look at a held mapping; when the look itself fails, the mapping just runs
@@ -453,10 +466,20 @@ class RunCoordinator:
                 raise LeaseLost(f"the lease on {job.mapping} passed to another worker")
 
         started = self.clock.now()
+        dry, reports = None, {}
+        if job.dry:
+            reports = self.runs.reports(run.run_id)
+            dry = DryRun(self.engine, carried(reports, [j.job_id for j in self.runs.jobs(run.run_id)
+                                                         if j.mapping == job.mapping and j.seq < job.seq]))
         try:
-            outcome = self.engine.run(job.mapping, job.direction, job_id=f"{run.run_id}/{job.job_id}",
-                                      mode=job.mode, resume_from=job.checkpoint, counts=job.counts,
-                                      on_progress=progress, deadline=started + self.time_budget)
+            try:
+                outcome = (dry.engine if dry else self.engine).run(
+                    job.mapping, job.direction, job_id=f"{run.run_id}/{job.job_id}", mode=job.mode,
+                    resume_from=job.checkpoint, counts=job.counts, on_progress=progress,
+                    deadline=started + self.time_budget)
+            finally:
+                if dry is not None:  # what it planned up to a failure, too (the job log tells the failure)
+                    self.runs.save_report(run.run_id, job.job_id, merged(reports.get(job.job_id), dry.report()))
         except LeaseLost:
             log.warning("job %s lost its lease; another worker continues it", owner, extra=job.fields())
             return None
@@ -515,7 +538,7 @@ class RunCoordinator:
     def _record_schedule(self, finished: Job, run: Run) -> None:
         """Once every job of the mapping in this run has finished, its schedule moves on: held when
         the run changed nothing (nothing inserted, modified, deleted or failed)."""
-        if run.kind is RunKind.COUPLE:
+        if run.kind is RunKind.COUPLE or run.dry:
             return
         mine = [j for j in self.runs.jobs(run.run_id) if j.mapping == finished.mapping]
         if any(j.status not in TERMINAL for j in mine) or all(j.status is JobStatus.BLOCKED for j in mine):

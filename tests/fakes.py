@@ -321,6 +321,7 @@ class FakeRuns:
     def __init__(self):
         self.runs: dict[str, Run] = {}
         self.job_rows: dict[str, dict[str, Job]] = {}
+        self.dry_reports: dict[str, dict[str, dict]] = {}
         self._version = itertools.count(1)
 
     def _stamp(self, obj):
@@ -365,6 +366,12 @@ class FakeRuns:
             raise ConcurrencyError("run changed")
         self.runs[run.run_id] = self._stamp(Run(**run.__dict__))
         return Run(**self.runs[run.run_id].__dict__)
+
+    def save_report(self, run_id, job_id, report):
+        self.dry_reports.setdefault(run_id, {})[job_id] = report
+
+    def reports(self, run_id):
+        return dict(self.dry_reports.get(run_id, {}))
 
 
 class FakeQueue:
