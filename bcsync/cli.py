@@ -16,6 +16,7 @@
     bcsync worker [--until-idle]                             process the job queue, as the Functions host does
     bcsync settings                                          the settings and their meaning
     bcsync check [--json]                                    test every connection and permission bcsync needs
+    bcsync serve [--port 7071] [--no-worker]                 the function app's HTTP routes (status page, API) here
 
 `--wait` drives the local worker until the run finishes, since the Functions host cannot run here.
 `-v` prints bcsync's own log (INFO), `-vv` everything, the Azure SDK's HTTP logging included.
@@ -37,6 +38,7 @@ from sync.errors import SettingsError, SyncError
 from sync.model import Side
 from sync.runs import RunKind, RunReport, RunStatus
 
+from . import host
 from .worker import LocalWorker
 
 COLUMNS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled", "uncoupled")
@@ -490,6 +492,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_check)
     s = sub.add_parser("settings", help="list the settings")
     s.set_defaults(func=cmd_settings, no_services=True)
+    host.add_command(sub)
     return p
 
 
