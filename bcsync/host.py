@@ -132,7 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def server(app, host: str = "127.0.0.1", port: int = 7071, prefix: str | None = None) -> ThreadingHTTPServer:
     """An HTTP server (not yet serving) for the app's routes; port 0 picks a free one."""
-    handler = type("Handler", (_Handler,), {"routes": http_routes(functions_of(app), route_prefix() if prefix is None else prefix)})
+    routes = http_routes(functions_of(app), route_prefix() if prefix is None else prefix)
+    handler = type("Handler", (_Handler,), {"routes": routes})
     httpd = ThreadingHTTPServer((host, port), handler)
     httpd.daemon_threads = True
     return httpd

@@ -81,7 +81,8 @@ def test_literal_segments_win_over_parameters():
         def get_trigger(self):
             return type("T", (), {"get_dict_repr": lambda _: {"route": self.route, "methods": ["GET"]}})()
 
-    routes = host.http_routes([Fake("any", "errors/{id}"), Fake("retry", "errors/retry"), Fake("rest", "files/{*path}")])
+    routes = host.http_routes([Fake("any", "errors/{id}"), Fake("retry", "errors/retry"),
+                               Fake("rest", "files/{*path}")])
     assert host.find(routes, "GET", "/api/errors/retry")[0].function.name == "retry"
     assert host.find(routes, "GET", "/api/errors/x1") == (routes[1], {"id": "x1"})
     assert host.find(routes, "GET", "/api/files/a/b.png")[1] == {"path": "a/b.png"}
