@@ -18,13 +18,18 @@ import os
 import re
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
+
+from shared.wiring import Services
+
+from .worker import LocalWorker
 
 log = logging.getLogger("bcsync.host")
 
@@ -139,6 +144,26 @@ def server(app, host: str = "127.0.0.1", port: int = 7071, prefix: str | None = 
     return httpd
 
 
+@contextmanager
+def serving(app, worker: Services | None = None, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The app's routes served in a background thread, and with `worker` the job queue's messages taken in
+    another (as the host's queue trigger would); yields the base URL and stops both on leaving."""
+    httpd = server(app, host, port)
+    stop = threading.Event()
+    threads = [threading.Thread(target=httpd.serve_forever, name="http", daemon=True)]
+    if worker is not None:
+        threads.append(threading.Thread(target=LocalWorker(worker).run_until, args=(stop.is_set,), name="worker",
+                                        daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        yield "http://%s:%d" % httpd.server_address[:2]
+    finally:
+        stop.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def add_command(sub) -> None:
     """The `serve` subcommand of the bcsync CLI."""
     s = sub.add_parser("serve", help="serve the function app's HTTP routes (status page and API) on this machine")
@@ -155,21 +180,11 @@ def run(_, args: argparse.Namespace) -> int:
     sys.path.insert(0, str(ROOT))
     import function_app
 
-    from .worker import LocalWorker
-
-    httpd = server(function_app.app, args.host, args.port)
-    stop = threading.Event()
-    if not args.no_worker:
-        worker = LocalWorker(function_app.services())
-        threading.Thread(target=worker.run_until, args=(stop.is_set,), daemon=True, name="worker").start()
-    host, port = httpd.server_address[:2]
-    print(f"bcsync serving http://{host}:{port}/{route_prefix()}/ (function keys are not checked locally)"
-          f"{'' if args.no_worker else '; taking job messages'}. Ctrl-C stops.", flush=True)
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop.set()
-        httpd.server_close()
+    with serving(function_app.app, None if args.no_worker else function_app.services(), args.host, args.port) as url:
+        print(f"bcsync serving {url}/{route_prefix()}/ (function keys are not checked locally)"
+              f"{'' if args.no_worker else '; taking job messages'}. Ctrl-C stops.", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
     return 0

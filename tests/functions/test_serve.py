@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,11 +22,8 @@ from shared.wiring import build_services
 def served(isolated, monkeypatch):
     """The host on a free port in this process, with the app wired to the test's stack; its base URL."""
     monkeypatch.setattr(function_app, "_services", build_services(Settings.load(environ=isolated)))
-    httpd = host.server(function_app.app, port=0)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield "http://127.0.0.1:%d" % httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
+    with host.serving(function_app.app) as url:
+        yield url
 
 
 def call(method, url, body=None):
