@@ -1,32 +1,38 @@
-"""Azure Functions entry points (Python v2 programming model). Each one parses its trigger, calls
-the services and shapes the answer; the work itself lives in sync/ (domain) and shared/ (adapters)."""
+"""Azure Functions entry points (Python v2 programming model): the timer and queue triggers here, the HTTP
+API in the blueprint of shared/http_api.py. Each one parses its trigger, calls the services and shapes the
+answer; the work itself lives in sync/ (domain) and shared/ (adapters)."""
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import os
 
 import azure.functions as func
 
-from shared import request
-from shared.access import ENTRA, Access, auth_mode, authorise
-from shared.settings import Settings
+from shared import console, http_api
+from shared.http_api import (  # noqa: F401 (re-exported: callers and tests reach the routes as function_app.<name>)
+    change_mapping,
+    couple,
+    create_orders,
+    create_records,
+    health,
+    item_availability,
+    list_couplings,
+    list_errors,
+    list_mappings,
+    list_runs,
+    mapping,
+    match,
+    reset_mapping,
+    retry_errors,
+    run_status,
+    start_full_sync,
+    start_sync,
+    synchronise_records,
+    uncouple,
+)
 from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
-from sync import config, coupling, failures
-from sync.errors import (
-    ConcurrencyError,
-    ConfigurationError,
-    NotFoundError,
-    RecordError,
-    SettingsError,
-    SyncError,
-    cut,
-)
-from sync.model import Direction, Side
-from sync.runs import RUN_ID, RunKind
+from sync.errors import SettingsError, SyncError
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("bcsync")
@@ -46,64 +52,9 @@ def services() -> Services:
     return _services
 
 
-def _startup_auth_mode() -> str:
-    """BCSYNC_HTTP_AUTH as the host indexes the functions; unreadable settings keep the stricter keys."""
-    try:
-        return auth_mode(Settings.load())
-    except ConfigurationError:
-        return "keys"
-
-
-AUTH_MODE = _startup_auth_mode()
-
-
-def route(path: str, methods: list[str], access: Access):
-    """An HTTP route that reads or changes. In keys mode the host enforces the key level (function
-    key to read, master key to change); in entra mode every caller's app roles are checked here,
-    before anything is read or written. Whatever the handler raises becomes a JSON problem here: a
-    bad request 400 or 404, a service's trouble 502 or 503, and anything unforeseen a logged 500, so
-    that no traceback reaches the host."""
-    level = func.AuthLevel.ANONYMOUS if AUTH_MODE == ENTRA else \
-        func.AuthLevel.FUNCTION if access is Access.READ else func.AuthLevel.ADMIN
-
-    def decorate(handler):
-        @functools.wraps(handler)
-        def guarded(req: func.HttpRequest) -> func.HttpResponse:
-            try:
-                refusal = authorise(AUTH_MODE, access, req.headers, services().settings, os.environ)
-                return _problem(refusal.status, refusal.message) if refusal else handler(req)
-            except SettingsError as exc:  # the operator's to fix, not the caller's
-                return _settings_problem(exc)
-            except request.BadRequest as exc:
-                return _problem(exc.status, exc.message, exc.field)
-            except NotFoundError as exc:
-                return _problem(404, exc.message)
-            except ConcurrencyError as exc:
-                return _problem(409, exc.message)
-            except ConfigurationError as exc:
-                return _problem(400, exc.message)
-            except SyncError as exc:
-                return _problem(503 if exc.transient else 502, exc.message)
-            except Exception:
-                log.exception("%s %s failed", req.method, path)
-                return _problem(500, "bcsync failed to answer this request; what went wrong is in its log.")
-        return app.route(route=path, methods=methods, auth_level=level)(guarded)
-    return decorate
-
-
-def _json(body, status: int = 200, headers: dict | None = None) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body, indent=2), status_code=status, mimetype="application/json",
-                             headers=headers)
-
-
-def _problem(status: int, message: str, field: str = "") -> func.HttpResponse:
-    return _json({"error": message, **({"field": field} if field else {})}, status)
-
-
-def _settings_problem(exc: SettingsError) -> func.HttpResponse:
-    """503: the function app is up but cannot serve until these settings are fixed (not a fault of the request,
-    nor an unexplained 500); the answer names each setting with its problem and fix."""
-    return _json({"error": exc.message, "settings": exc.problems}, 503)
+http_api.serve(services)
+app.register_blueprint(http_api.bp)
+app.register_blueprint(console.bp)
 
 
 @app.timer_trigger(schedule="%BCSYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
@@ -132,185 +83,3 @@ def run_job(msg: func.QueueMessage) -> None:
         services().handle_message(msg.get_body())
     except SettingsError as exc:
         log.error("job message not done: %s", exc.message)
-
-
-@route("fullsync", ["POST"], Access.CHANGE)
-def start_full_sync(req: func.HttpRequest) -> func.HttpResponse:
-    """Full synchronisation of every mapping (no body, or {}), or of some: {"mappings": ["CUSTOMER"]}."""
-    body = request.body(req.get_body(), '{"mappings": ["CUSTOMER"]}', ("mappings",), required=False)
-    run = services().start_run(RunKind.FULL, trigger="http", mappings=request.mappings(body, "mappings"))
-    return _started(req, run)
-
-
-def _started(req: func.HttpRequest, run) -> func.HttpResponse:
-    status_url = req.url.split("/api/", 1)[0] + f"/api/runs/{run.run_id}"
-    return _json({"run": run.run_id, "status": run.status.value, "status_url": status_url}, 202,
-                 headers={"Location": status_url})
-
-
-@route("runs/{run_id}", ["GET"], Access.READ)
-def run_status(req: func.HttpRequest) -> func.HttpResponse:
-    run_id = req.route_params.get("run_id", "")
-    report = services().report(run_id) if RUN_ID.fullmatch(run_id) else None
-    if report is None:
-        raise request.BadRequest(f"There is no run {cut(run_id)}; GET /api/runs lists them.", status=404)
-    return _json(report.to_dict())
-
-
-@route("runs", ["GET"], Access.READ)
-def list_runs(req: func.HttpRequest) -> func.HttpResponse:
-    """The job log: the latest runs (?limit=20) with every job's counts and timings (?mapping= filters)."""
-    limit = request.number(req.params, "limit", 20, 1, 200)
-    reports = services().job_log(limit=limit, mapping=request.named_mapping(req.params))
-    return _json({"runs": [report.to_dict() for report in reports]})
-
-
-@route("mappings", ["GET"], Access.READ)
-def list_mappings(req: func.HttpRequest) -> func.HttpResponse:
-    return _json({"mappings": services().mappings()})
-
-
-@route("mappings/{name}", ["GET"], Access.READ)
-def mapping(req: func.HttpRequest) -> func.HttpResponse:
-    name = request.mapping(req.route_params.get("name", ""), field="name")
-    return _json(next(m for m in services().mappings() if m["name"] == name))
-
-
-@route("mappings/{name}", ["PATCH"], Access.CHANGE)
-def change_mapping(req: func.HttpRequest) -> func.HttpResponse:
-    name = request.mapping(req.route_params.get("name", ""), field="name")
-    changes = request.body(req.get_body(), '{"interval_minutes": 30}', config.SETTABLE)
-    return _json(services().set_mapping(name, changes))
-
-
-@route("mappings/{name}/overrides", ["DELETE"], Access.CHANGE)
-def reset_mapping(req: func.HttpRequest) -> func.HttpResponse:
-    return _json(services().reset_mapping(request.mapping(req.route_params.get("name", ""), field="name")))
-
-
-ONE_WAY = (Direction.TO_CRM.value, Direction.FROM_CRM.value)
-
-
-@route("errors", ["GET"], Access.READ)
-def list_errors(req: func.HttpRequest) -> func.HttpResponse:
-    found = services().failures(request.named_mapping(req.params),
-                                request.choice(req.params, "direction", ONE_WAY),
-                                request.flag(req.params, "skipped"))
-    return _json({"errors": [failures.to_dict(f) for f in found]})
-
-
-@route("errors/retry", ["POST"], Access.CHANGE)
-def retry_errors(req: func.HttpRequest) -> func.HttpResponse:
-    which = '{"source_id": "<id>"}, {"all": true} or {"skipped": true}, optionally with "mapping" and "direction"'
-    body = request.body(req.get_body(), which, ("source_id", "all", "skipped", "mapping", "direction"))
-    source_id, everything, skipped = request.text(body, "source_id"), request.flag(body, "all"), \
-        request.flag(body, "skipped")
-    chosen, direction = request.named_mapping(body), request.choice(body, "direction", ONE_WAY)
-    if not (source_id or everything or skipped):
-        raise request.BadRequest(f"Say which records: {which}.", field="source_id")
-    done = services().retry_failures(mapping=chosen, direction=direction,
-                                     source_id=source_id, skipped=True if skipped else None)
-    return _json({"retried": [failures.to_dict(f) for f in done]})
-
-
-@route("couplings/{mapping}", ["GET"], Access.READ)
-def list_couplings(req: func.HttpRequest) -> func.HttpResponse:
-    found = services().list_couplings(request.mapping(req.route_params.get("mapping", "")),
-                                      request.text(req.params, "search"),
-                                      request.number(req.params, "limit", 100, 1, 1000))
-    return _json({"couplings": [coupling.to_dict(c) for c in found]})
-
-
-@route("couplings/{mapping}", ["POST"], Access.CHANGE)
-def couple(req: func.HttpRequest) -> func.HttpResponse:
-    example = '{"bc_id": "<Business Central id>", "crm_id": "<Sales id>"}'
-    body = request.body(req.get_body(), example, ("bc_id", "crm_id"))
-    ids = [request.text(body, key, required=True, hint=f"send {example}", limit=100) for key in ("bc_id", "crm_id")]
-    pair = services().couple(request.mapping(req.route_params.get("mapping", "")), *ids)
-    return _json(coupling.to_dict(pair), 201)
-
-
-@route("couplings/{mapping}", ["DELETE"], Access.CHANGE)
-def uncouple(req: func.HttpRequest) -> func.HttpResponse:
-    name = request.mapping(req.route_params.get("mapping", ""))
-    bc_id, crm_id = (request.text(req.params, key, limit=100) for key in ("bc", "crm"))
-    if bool(bc_id) == bool(crm_id):
-        raise request.BadRequest("Give ?bc=<id> or ?crm=<id> (one of the two).", field="bc")
-    side, record_id = (Side.BC, bc_id) if bc_id else (Side.CRM, crm_id)
-    return _json(coupling.to_dict(services().uncouple(name, side, record_id)))
-
-
-@route("match/{mapping}", ["POST"], Access.CHANGE)
-def match(req: func.HttpRequest) -> func.HttpResponse:
-    """Match-based coupling; the body may change the criteria first:
-    {"match": {"email": {"priority": 0}}, "create_new_if_no_match": false, "sync_after_coupling": true}."""
-    name = request.mapping(req.route_params.get("mapping", ""))
-    body = request.body(req.get_body(), '{"match": ["email"]}', config.SETTABLE, required=False)
-    if body:
-        services().set_mapping(name, body)
-    return _started(req, services().start_run(RunKind.COUPLE, trigger="http", mappings=[name]))
-
-
-RECORDS = 'name the records: {"ids": ["<source id>", ...]} or {"filter": "<OData $filter on the source table>"}'
-
-
-def _records_answer(req: func.HttpRequest, keys: tuple[str, ...], act) -> func.HttpResponse:
-    """A per-record action's answer: what became of each record (200 when all are synchronised, else 422)."""
-    name = request.mapping(req.route_params.get("mapping", ""))
-    body = request.body(req.get_body(), '{"ids": ["<source id>"]}', ("ids", "filter") + keys)
-    ids, where = request.texts(body, "ids", hint=RECORDS, limit=100), request.text(body, "filter")
-    if bool(ids) == bool(where):
-        raise request.BadRequest(f"The body must {RECORDS} (one of the two).", field="ids")
-    done = act(name, body, ids, where)
-    return _json({"records": [r.to_dict() for r in done]}, 200 if all(r.ok for r in done) else 422)
-
-
-@route("records/{mapping}/create", ["POST"], Access.CHANGE)
-def create_records(req: func.HttpRequest) -> func.HttpResponse:
-    """Create records that are not coupled in Sales or Business Central now:
-    {"in": "sales" | "bc", "ids": [...]} or {"in": ..., "filter": "..."} (ids and filter on the other side)."""
-    def act(name, body, ids, where):
-        target = {"sales": Side.CRM, "bc": Side.BC}[request.choice(body, "in", ("sales", "bc"), required=True)]
-        return services().create_records(name, target, ids, where)
-    return _records_answer(req, ("in",), act)
-
-
-@route("records/{mapping}/sync", ["POST"], Access.CHANGE)
-def synchronise_records(req: func.HttpRequest) -> func.HttpResponse:
-    """Synchronise coupled records now: {"ids": [...]} or {"filter": "..."}, on the source side of
-    "direction" ("to-crm" or "from-crm"; default the mapping's first)."""
-    def act(name, body, ids, where):
-        direction = request.choice(body, "direction", ONE_WAY)
-        return services().synchronise_records(name, direction, ids, where)
-    return _records_answer(req, ("direction",), act)
-
-
-@route("orders/create", ["POST"], Access.CHANGE)
-def create_orders(req: func.HttpRequest) -> func.HttpResponse:
-    """Create submitted Sales orders in Business Central now: {"orders": ["<salesorderid>", ...]}."""
-    example = '{"orders": ["<salesorderid>", ...]}'
-    ids = request.texts(request.body(req.get_body(), example, ("orders",)), "orders", hint=f"send {example}",
-                        limit=100)
-    if ids is None:
-        raise request.BadRequest(f"orders is missing; send {example}.", field="orders")
-    results = services().create_sales_orders(ids)
-    return _json({"orders": [r.to_dict() for r in results]},
-                 200 if all(r.ok for r in results) else 422)
-
-
-@route("health", ["GET"], Access.READ)
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    """The connection check: 200 when every check passes, else 503 with the problems and their fixes."""
-    report = services().check()
-    return _json(report.to_dict(), 200 if report.ok else 503)
-
-
-@route("items/availability", ["GET"], Access.READ)
-def item_availability(req: func.HttpRequest) -> func.HttpResponse:
-    """Business Central inventory of a Sales product: ?product=<productid or product number>."""
-    product = request.text({"product": (req.params.get("product") or "").strip()}, "product", required=True,
-                           limit=100, hint="give ?product=<the product's id or product number>")
-    try:
-        return _json(services().item_availability(product))
-    except RecordError as exc:
-        return _problem(404, exc.message)
