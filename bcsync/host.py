@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 
@@ -89,7 +89,8 @@ def find(routes: list[Route], method: str, path: str) -> tuple[Route | None, dic
     for r in routes:
         found = r.pattern.match(path)
         if found and method in r.methods:
-            return r, {k: v for k, v in found.groupdict().items() if v is not None}
+            # the host hands route values over decoded ("PAYMENT%20TERMS" is PAYMENT TERMS)
+            return r, {k: unquote(v) for k, v in found.groupdict().items() if v is not None}
     return None, {}
 
 

@@ -198,7 +198,7 @@ def test_pages_fit_a_phones_width(console):
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": 375, "height": 812, "deviceScaleFactor": 1, "mobile": True})
     try:
-        for page, params in (("mappings", {}), ("mappings/CUSTOMER", {}), ("review", {}), ("jobs", {}),
+        for page, params in (("mappings", {}), ("mappings/PAYMENT TERMS", {}), ("review", {}), ("jobs", {}),
                              ("errors", {}), ("couplings", {"mapping": "CUSTOMER"}),
                              ("availability", {"product": "1900-S"})):
             console.open(page, **params)
@@ -214,6 +214,6 @@ def test_pages_fit_a_phones_width(console):
                 left, right, first_left, first_right, size = table
                 assert 0 <= left and right <= 375 and 0 <= first_left < first_right <= 375 and size >= 14, \
                     (page, table)
-            console.screenshot("phone-" + page.replace("/", "-"))
+            console.screenshot("phone-" + page.replace("/", "-").replace(" ", "-"))
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -47,6 +47,8 @@ def test_json_routes_answer_over_http_with_status_headers_and_body(served):
     assert status == 200 and json.loads(body)["interval_minutes"] == 45
     status, _, body = call("GET", f"{served}/api/mappings/CUSTOMER")
     assert json.loads(body)["interval_minutes"] == 45
+    status, _, body = call("GET", f"{served}/api/mappings/PAYMENT%20TERMS")   # route values arrive decoded
+    assert status == 200 and json.loads(body)["name"] == "PAYMENT TERMS"
 
     # the app's own answers keep their status, and a 202's Location names this host
     status, _, body = call("GET", f"{served}/api/runs/nosuch")
