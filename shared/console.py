@@ -19,10 +19,10 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import azure.functions as func
 
-from sync import coupling, failures
-from sync.errors import RecordError, SyncError
+from sync import coupling
+from sync.errors import RecordError, SettingsError, SyncError, cut
 from sync.facts import BC_COMPANY_NAME
-from sync.model import DeletionConflictResolution, Direction, Side, UpdateConflictResolution
+from sync.model import DeletionConflictResolution, Direction, UpdateConflictResolution
 from sync.ports import RecordFailure
 from sync.runs import RUN_ID, RunStatus
 
@@ -132,15 +132,15 @@ def _button(label: str, method: str, path: str, body=None, *, then: str = "reloa
 def _select(name: str, label: str, options: Iterable[tuple[str, str]], chosen: str | None, field_id: str) -> str:
     items = "".join(f'<option value="{esc(v)}"{" selected" if v == (chosen or "") else ""}>{esc(text)}</option>'
                     for v, text in options)
-    return (f'<label for="{field_id}">{esc(label)}</label>'
-            f'<select id="{field_id}" name="{esc(name)}" data-initial="{esc(chosen or "")}">{items}</select>')
+    return (f'<div class="field"><label for="{field_id}">{esc(label)}</label>'
+            f'<select id="{field_id}" name="{esc(name)}" data-initial="{esc(chosen or "")}">{items}</select></div>')
 
 
 def _input(name: str, label: str, value, field_id: str, kind: str = "text", **extra) -> str:
     more = "".join(f' {k.replace("_", "-")}="{esc(v)}"' for k, v in extra.items())
-    return (f'<label for="{field_id}">{esc(label)}</label>'
+    return (f'<div class="field"><label for="{field_id}">{esc(label)}</label>'
             f'<input id="{field_id}" name="{esc(name)}" type="{kind}" value="{esc(value)}" '
-            f'data-initial="{esc(value)}"{more}>')
+            f'data-initial="{esc(value)}"{more}></div>')
 
 
 def _when(value: str | None) -> str:
@@ -163,11 +163,12 @@ def console_mappings(req: func.HttpRequest) -> func.HttpResponse:
 
 def _mappings(req: func.HttpRequest) -> func.HttpResponse:
     found = Counter((f.mapping, f.skipped) for f in services().failures())
+    busy = services().coordinator.busy_mappings()
     rows = []
     for m in services().mappings():
         name, schedule = m["name"], m["schedule"]
-        state = "enabled" if m["enabled"] else "disabled"
-        problem = f'<br><span class="bad">{esc(m["override_problem"])}</span>' if m.get("override_problem") else ""
+        state = ("enabled" if m["enabled"] else "disabled") + (", running" if name in busy else "")
+        problem = f'<span class="bad long">{esc(m["override_problem"])}</span>' if m.get("override_problem") else ""
         errors, skipped = found[(name, False)], found[(name, True)]
         actions = (_button("Run now", "POST", "/sync", {"mappings": [name]}, then="run", name=f"Run {name} now")
                    + _button("Full sync", "POST", "/fullsync", {"mappings": [name]}, then="run",
@@ -203,9 +204,9 @@ def console_mapping(req: func.HttpRequest) -> func.HttpResponse:
         _select("deletion_conflict", "When the coupled record was deleted",
                 [(c.value, c.value) for c in DeletionConflictResolution], m["deletion_conflict"],
                 "field-deletion_conflict"),
-        _input("interval_minutes", "Runs at least every (minutes)", m["interval_minutes"], "field-interval_minutes",
+        _input("interval_minutes", "Interval (minutes)", m["interval_minutes"], "field-interval_minutes",
                "number", min=1, data_type="number"),
-        _input("inactivity_timeout_minutes", "Without changes, runs every (minutes)",
+        _input("inactivity_timeout_minutes", "Interval after a while without changes (minutes)",
                m["inactivity_timeout_minutes"], "field-inactivity_timeout_minutes", "number", min=1,
                data_type="number"),
     ))
@@ -235,6 +236,8 @@ def console_review(req: func.HttpRequest) -> func.HttpResponse:
         name = m["name"]
         try:
             recommendation = s.engine.recommend(name).value
+        except SettingsError:
+            raise  # the whole page is the settings' problem, not one mapping's
         except SyncError as exc:
             recommendation = f"not known: {exc.message}"
         box = f"review-{_slug(name)}"
@@ -273,10 +276,10 @@ def console_run(req: func.HttpRequest) -> func.HttpResponse:
     run_id = req.route_params.get("run_id", "")
     report = services().report(run_id) if RUN_ID.fullmatch(run_id) else None
     if report is None:
-        raise request.BadRequest(f"There is no run {run_id[:80]}.", status=404)
+        raise request.BadRequest(f"There is no run {cut(run_id)}.", status=404)
     shown = report.to_dict()
     failed = [f'<tr><td>{esc(f["mapping"])}</td><td>{esc(f["direction"])}</td><td>{esc(f["record"])}</td>'
-              f'<td>{esc(f["message"])}</td></tr>' for f in shown["failures"]]
+              f'<td class="long">{esc(f["message"])}</td></tr>' for f in shown["failures"]]
     more = _table("Records that failed in this run", ("Mapping", "Direction", "Record", "Message"), failed,
                   "run-failures", "No record failed in this run.")
     return _page(req, "jobs", f"Run {run_id}", _run(shown, heading=False) + more)
@@ -291,7 +294,7 @@ def _run(run: dict, heading: bool = True) -> str:
     for job in run["jobs"]:
         why = job["recommendation"] or job["reason"]
         counts = "".join(f'<td data-count="{c}">{esc(job["counts"].get(c, 0))}</td>' for c in COUNTS)
-        message = f'<br><span class="note">{esc(job["message"])}</span>' if job["message"] else ""
+        message = f'<span class="note long">{esc(job["message"])}</span>' if job["message"] else ""
         rows.append(f'<tr data-job="{esc(job["job"])}"><th scope="row">{esc(job["job"])}{message}</th>'
                     f'<td>{esc(job["mode"])}{": " + esc(why) if why else ""}</td>'
                     f'<td data-field="status">{esc(job["status"])}</td>{counts}'
@@ -328,7 +331,8 @@ def console_errors(req: func.HttpRequest) -> func.HttpResponse:
                        name=f"Restore skipped record {f.record}") if f.skipped else
                _button("Retry", "POST", "/errors/retry", scope, name=f"Retry record {f.record}"))
         rows.append(f'<tr data-source-id="{esc(f.source_id)}"><td>{esc(f.mapping)}</td><td>{esc(f.direction.value)}'
-                    f'</td><th scope="row">{esc(f.record)}</th><td>{esc(f.field)}</td><td>{esc(f.message)}</td>'
+                    f'</td><th scope="row">{esc(f.record)}</th><td>{esc(f.field)}</td>'
+                    f'<td class="long">{esc(f.message)}</td>'
                     f'<td>{esc(f.count)}</td><td>{"skipped" if f.skipped else "failed"}</td>'
                     f'<td>{_when(f.last_seen.isoformat() if f.last_seen else None)}</td>'
                     f'<td class="actions">{links.both(f)}</td><td class="actions">{act}</td></tr>')
@@ -411,7 +415,7 @@ def console_couplings(req: func.HttpRequest) -> func.HttpResponse:
     for c in map(coupling.to_dict, found):
         values = "; ".join(f"{k}: {v}" for k, v in {**c["bc_values"], **c["crm_values"]}.items() if v not in (None, ""))
         rows.append(f'<tr data-bc-id="{esc(c["bc_id"])}"><th scope="row"><code>{esc(c["bc_id"])}</code></th>'
-                    f'<td><code>{esc(c["crm_id"])}</code></td><td>{esc(values[:200])}</td>'
+                    f'<td><code>{esc(c["crm_id"])}</code></td><td class="long">{esc(values[:200])}</td>'
                     f'<td>{_when(c["synced_at"])}</td>'
                     f'<td class="actions">{links.pair(chosen, c["bc_id"], c["crm_id"])}</td><td class="actions">'
                     + _button("Uncouple", "DELETE", f"{path}?{urlencode({'bc': c['bc_id']})}",
@@ -456,7 +460,8 @@ def console_availability(req: func.HttpRequest) -> func.HttpResponse:
 CSS = """
 :root{color-scheme:light;--fg:#1b1b1b;--muted:#555;--line:#c8c8c8;--accent:#0b5cad;--bad:#a4262c;--bg:#fff}
 *{box-sizing:border-box}
-body{margin:0;font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+body{margin:0;overflow-wrap:break-word;font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+  color:var(--fg);background:var(--bg)}
 header{background:#f3f5f8;border-bottom:1px solid var(--line);padding:.5rem 1rem}
 .brand{margin:0 0 .25rem;font-weight:700}
 nav ul{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:.25rem .75rem}
@@ -468,16 +473,18 @@ a{color:var(--accent)}
 .wrap{max-width:100%;overflow-x:auto;margin:.5rem 0 1rem}
 table{border-collapse:collapse;min-width:100%}
 caption{text-align:left;font-weight:600;padding:.25rem 0}
-th,td{border:1px solid var(--line);padding:.3rem .5rem;text-align:left;vertical-align:top}
+th,td{border:1px solid var(--line);padding:.3rem .5rem;text-align:left;vertical-align:top;white-space:nowrap}
+.long{display:block;white-space:normal;min-width:16rem;max-width:32rem}
+td.long{display:table-cell}
 thead th{background:#f3f5f8}
 code{overflow-wrap:anywhere}
 form.filters,form.edit{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:flex-end;margin:.5rem 0 1rem}
 form.edit{flex-direction:column;align-items:stretch;max-width:40rem}
+.field{display:flex;flex-direction:column;gap:.15rem;min-width:0;max-width:100%}
 label{display:block;font-weight:600;font-size:.9rem}
 input,select,button,.button{font:inherit;min-height:2.25rem;max-width:100%}
 input[type=text],input[type=search],input[type=number],select{width:100%;padding:.25rem .4rem;border:1px solid #767676;
   border-radius:3px}
-form.filters>label+select,form.filters>label+input{width:auto}
 button,.button{display:inline-block;padding:.3rem .75rem;border:1px solid var(--accent);border-radius:3px;
   background:var(--accent);color:#fff;cursor:pointer;text-decoration:none}
 button.act{background:#fff;color:var(--accent)}
