@@ -76,6 +76,17 @@ class Console:
         except Exception:  # noqa: BLE001 - selenium's NoAlertPresentException: not yet
             return None
 
+    def act(self, control: WebElement, confirm: bool = False) -> None:
+        """Click an action that reloads the page once it succeeded (answering its question); returns after the
+        reload, so that nothing of the old page is read or races a navigation."""
+        self.driver.execute_script("window.beforeAction = true")
+        control.click()
+        if confirm:
+            self.confirm()
+        self.wait(lambda: self.driver.execute_script(
+            "return window.beforeAction === undefined && document.readyState === 'complete'"), 30,
+            "the page did not reload after the action")
+
     def screenshot(self, name: str) -> None:
         """The whole page (not only the window) as test-results/screenshots/<name>.png."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -79,13 +79,11 @@ def test_edit_a_mappings_direction_and_schedule_then_reset_it(console):
     interval.clear()
     interval.send_keys("45")
     console.screenshot("mapping-edit")
-    console.find("#save").click()
-    console.wait(lambda: "Done" in console.status() or "bad" in console.find("#status").get_attribute("class"))
-    assert "Done" in console.status(), console.status()
+    console.act(console.find("#save"))
 
     saved = by_name(env.services.mappings(), "name", "CONTACT")
     assert saved["direction"] == "to-crm" and saved["interval_minutes"] == 45
-    console.wait(lambda: "direction" in console.find("#overridden").text)   # the page reloads with what was saved
+    assert "direction" in console.find("#overridden").text                  # the page reloads with what was saved
     assert Select(console.find("#field-direction")).first_selected_option.get_attribute("value") == "to-crm"
     assert console.find("#field-interval_minutes").get_attribute("value") == "45"
     console.open("mappings")
@@ -93,10 +91,10 @@ def test_edit_a_mappings_direction_and_schedule_then_reset_it(console):
     assert "to-crm" in row.text and "every 45 min" in row.text
 
     console.open("mappings/CONTACT")
-    console.find('button[aria-label="Reset CONTACT to its built-in definition"]').click()
-    console.confirm()
-    console.wait(lambda: by_name(env.services.mappings(), "name", "CONTACT")["direction"] == "bidirectional")
-    assert not by_name(env.services.mappings(), "name", "CONTACT")["overridden"]
+    console.act(console.find('button[aria-label="Reset CONTACT to its built-in definition"]'), confirm=True)
+    reset = by_name(env.services.mappings(), "name", "CONTACT")
+    assert reset["direction"] == "bidirectional" and not reset["overridden"]
+    assert Select(console.find("#field-direction")).first_selected_option.get_attribute("value") == "bidirectional"
 
 
 def test_errors_page_retries_and_restores_skipped_records(console):
@@ -119,12 +117,10 @@ def test_errors_page_retries_and_restores_skipped_records(console):
     env.dv.seed("systemuser", [{"fullname": "Jim Rowe", "islicensed": True,
                                 "internalemailaddress": "jim.rowe@contoso.com"}])
     env.full_sync(["SALESPEOPLE"])
-    rows[alpine].find_element("css selector", "button.act").click()          # Restore
-    console.wait(lambda: "will be tried again" in console.status())
+    console.act(rows[alpine].find_element("css selector", 'button[aria-label^="Restore"]'))
     assert not next(f for f in env.errors() if f.source_id == alpine).skipped
-    console.wait(lambda: not console.all(f'tr[data-source-id="{alpine}"] button[aria-label^="Restore"]'))
-    console.find(f'tr[data-source-id="{fresh}"] button[aria-label^="Retry"]').click()
-    console.wait(lambda: "1 record(s) will be tried again" in console.status())
+    assert console.all(f'tr[data-source-id="{alpine}"] button[aria-label^="Retry"]')     # failed, no longer skipped
+    console.act(console.find(f'tr[data-source-id="{fresh}"] button[aria-label^="Retry"]'))
 
     env.sync(["CUSTOMER"])
     assert [f for f in env.errors() if f.mapping == "CUSTOMER"] == []
@@ -142,15 +138,14 @@ def test_couplings_search_uncouple_and_couple(console):
     assert [r.get_attribute("data-bc-id") for r in console.all("tr[data-bc-id]")] == [pair.bc_id]
     console.screenshot("couplings")
 
-    console.find(f'button[aria-label="Uncouple {pair.bc_id}"]').click()
-    console.confirm()
-    console.wait(lambda: all(c.bc_id != pair.bc_id for c in env.couplings("CUSTOMER")))
-    console.wait(lambda: console.all("#couplings-empty"))     # the page reloads without it
+    console.act(console.find(f'button[aria-label="Uncouple {pair.bc_id}"]'), confirm=True)
+    assert all(c.bc_id != pair.bc_id for c in env.couplings("CUSTOMER"))
+    assert console.all("#couplings-empty")                                   # the page reloads without it
 
     console.find("#couple-bc_id").send_keys(pair.bc_id)
     console.find("#couple-crm_id").send_keys(pair.crm_id)
-    console.find("#couple").click()
-    console.wait(lambda: any(c.bc_id == pair.bc_id and c.crm_id == pair.crm_id for c in env.couplings("CUSTOMER")))
+    console.act(console.find("#couple"))
+    assert any(c.bc_id == pair.bc_id and c.crm_id == pair.crm_id for c in env.couplings("CUSTOMER"))
     console.open("couplings", mapping="CUSTOMER", search=pair.crm_id)
     assert [r.get_attribute("data-bc-id") for r in console.all("tr[data-bc-id]")] == [pair.bc_id]
     assert env.services.uncouple("CUSTOMER", Side.CRM, pair.crm_id).bc_id == pair.bc_id   # one coupling, not two
@@ -202,6 +197,7 @@ def test_pages_fit_a_phones_width(console):
                              ("errors", {}), ("couplings", {"mapping": "CUSTOMER"}),
                              ("availability", {"product": "1900-S"})):
             console.open(page, **params)
+            console.screenshot("phone-" + page.replace("/", "-").replace(" ", "-"))
             width = driver.execute_script("return [document.documentElement.scrollWidth,"
                                           " document.documentElement.clientWidth, window.innerWidth]")
             assert width[0] <= width[1] == 375, (page, width)            # no sideways scrolling of the page
@@ -214,6 +210,5 @@ def test_pages_fit_a_phones_width(console):
                 left, right, first_left, first_right, size = table
                 assert 0 <= left and right <= 375 and 0 <= first_left < first_right <= 375 and size >= 14, \
                     (page, table)
-            console.screenshot("phone-" + page.replace("/", "-").replace(" ", "-"))
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
