@@ -496,7 +496,7 @@ td.actions>*{margin:.1rem .2rem .1rem 0}
 .skip{position:absolute;left:-999px}
 .skip:focus{left:1rem;top:.5rem;background:#fff;padding:.25rem .5rem;z-index:1}
 .bad{color:var(--bad)}
-.note{color:var(--muted);font-size:.9rem}
+.note{color:var(--muted);font-size:.9rem;font-weight:400}
 #status:empty{display:none}
 #status{padding:.4rem .6rem;border-left:4px solid var(--accent);background:#eef4fb}
 #status.bad{border-color:var(--bad);background:#fbeeee}
