@@ -101,7 +101,8 @@ def test_errors_page_retries_and_restores_skipped_records(console):
     env = console.env
     # the sample's Alpine Ski House (salesperson JR has no Sales user) failed once; a second run skips it, and
     # a new customer of JR's fails for the first time
-    [fresh] = env.bc.seed("customers", [{"number": "BT-002", "displayName": "Browser Test Skis", "salespersonCode": "JR"}])
+    [fresh] = env.bc.seed("customers", [{"number": "BT-002", "displayName": "Browser Test Skis",
+                                          "salespersonCode": "JR"}])
     env.full_sync(["CUSTOMER"])
     alpine = by_name(env.bc.rows("customers"), "displayName", "Alpine Ski House")["id"]
     assert {f.source_id: f.skipped for f in env.errors() if f.mapping == "CUSTOMER"} == {alpine: True, fresh: False}
