@@ -47,11 +47,6 @@ def esc(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _data(value) -> str:
-    """A JSON value for a data- attribute (escaped, so it cannot leave the attribute)."""
-    return esc(json.dumps(value))
-
-
 def _error_page(status: int, message: str, field: str = "", settings: dict | None = None) -> func.HttpResponse:
     """What the route guard answers in place of a page: the reason, and with settings in error each setting."""
     listed = "".join(f"<li><code>{esc(name)}</code>: {esc(problem)}</li>" for name, problem in (settings or {}).items())
