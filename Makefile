@@ -79,3 +79,14 @@ $(INFRA_STAMP): tests/infra/requirements-checkov.txt
 .PHONY: infra-tools
 infra-tools: $(INFRA_STAMP)
 test: $(INFRA_STAMP)
+
+# The browser tests (tests/browser) drive Debian's Chromium through its chromedriver; both are installed here when
+# missing (as root, which this machine and CI are), so that no driver is ever downloaded.
+.PHONY: chromium
+chromium:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	 test "$$(id -u)" = 0 || { echo "the browser tests need Chromium: sudo apt-get install chromium chromium-driver"; \
+	 exit 1; }; \
+	 apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	 chromium chromium-driver >/dev/null; }
+setup: chromium

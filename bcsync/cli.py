@@ -16,6 +16,7 @@
     bcsync worker [--until-idle]                             process the job queue, as the Functions host does
     bcsync settings                                          the settings and their meaning
     bcsync check [--json]                                    test every connection and permission bcsync needs
+    bcsync serve [--port 7071] [--no-worker]                 the function app's HTTP routes (status page, API) here
 
 `--wait` drives the local worker until the run finishes, since the Functions host cannot run here; on a terminal it
 shows each job's progress meanwhile. `--json` (any command) prints one JSON document on stdout; errors then are one
@@ -42,6 +43,7 @@ from sync.errors import SettingsError, SyncError, TransientError
 from sync.model import Side
 from sync.runs import RunKind, RunReport, RunStatus
 
+from . import host
 from .console import COUNTS, Output, RunView, Watching, count_cells, error, seconds, show_report, table, when
 from .worker import LocalWorker
 
@@ -534,6 +536,10 @@ def parser() -> argparse.ArgumentParser:
     _command(sub, "check", "test every connection and permission bcsync needs (writes nothing)", cmd_check)
     s = _command(sub, "settings", "list the settings and their meaning", cmd_settings)
     s.set_defaults(no_services=True)
+    host.add_command(_command(sub, "serve", "serve the function app's HTTP routes (status page and API) on this "
+                                            "machine", host.run,
+                              "  bcsync serve                 then open http://127.0.0.1:7071/api/console\n"
+                              "  bcsync serve --port 0 --no-worker\n"))
     return p
 
 

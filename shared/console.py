@@ -472,7 +472,7 @@ th,td{border:1px solid var(--line);padding:.3rem .5rem;text-align:left;vertical-
 .long{display:block;white-space:normal;min-width:16rem;max-width:32rem}
 td.long{display:table-cell}
 thead th{background:#f3f5f8}
-code{overflow-wrap:anywhere}
+code{overflow-wrap:anywhere;white-space:normal}
 form.filters,form.edit{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:flex-end;margin:.5rem 0 1rem}
 form.edit{flex-direction:column;align-items:stretch;max-width:40rem}
 .field{display:flex;flex-direction:column;gap:.15rem;min-width:0;max-width:100%}

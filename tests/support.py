@@ -10,6 +10,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
+from bcsync.host import functions_of  # noqa: F401  (the tests' one index of the app's functions)
+
 
 def rewind_schedules(services, minutes: float) -> None:
     """Make every mapping's last run look `minutes` older, as if that much time had passed."""
@@ -17,17 +19,6 @@ def rewind_schedules(services, minutes: float) -> None:
         if schedule.last_run_at is not None:
             services.state.save_schedule(mapping, dataclasses.replace(
                 schedule, last_run_at=schedule.last_run_at - dt.timedelta(minutes=minutes)))
-
-
-_indexed: dict[int, tuple] = {}
-
-
-def functions_of(app) -> list:
-    """`app.get_functions()`, which may run once per app (as the host indexes once): later calls refuse
-    the names already seen."""
-    if id(app) not in _indexed:
-        _indexed[id(app)] = (app, app.get_functions())  # keep the app alive so its id is not reused
-    return _indexed[id(app)][1]
 
 
 class FunctionsHost:
