@@ -293,7 +293,7 @@ def _run(run: dict, heading: bool = True) -> str:
         rows.append(f'<tr data-job="{esc(job["job"])}"><th scope="row">{esc(job["job"])}{message}</th>'
                     f'<td>{esc(job["mode"])}{": " + esc(why) if why else ""}</td>'
                     f'<td data-field="status">{esc(job["status"])}</td>{counts}'
-                    f'<td>{_when(job["started_at"])}</td>'
+                    f'<td data-field="started">{_when(job["started_at"])}</td>'
                     f'<td data-field="seconds" data-started="{esc(job["started_at"] or "")}">'
                     f'{esc(job["seconds"] if job["seconds"] is not None else "—")}</td></tr>')
     running = run["status"] == RunStatus.RUNNING.value
@@ -596,6 +596,30 @@ SCRIPT = r"""
     return job.started_at ? ((Date.now() - Date.parse(job.started_at)) / 1000).toFixed(0) + " so far" : "—";
   }
 
+  // the run page lists the run's failed records: once a live run ends, the list is rebuilt from its answer
+  function showFailures(failures) {
+    const empty = document.getElementById("run-failures-empty");
+    if (!empty || !failures.length) { return; }
+    const table = document.createElement("table");
+    table.id = "run-failures";
+    table.createCaption().textContent = "Records that failed in this run";
+    const head = table.createTHead().insertRow();
+    ["Mapping", "Direction", "Record", "Message"].forEach(text => {
+      const cell = document.createElement("th");
+      cell.scope = "col";
+      cell.textContent = text;
+      head.appendChild(cell);
+    });
+    const body = table.createTBody();
+    failures.forEach(failure => {
+      const row = body.insertRow();
+      [failure.mapping, failure.direction, failure.record, failure.message].forEach(text => {
+        row.insertCell().textContent = text;
+      });
+    });
+    empty.replaceWith(table);
+  }
+
   function refresh(section) {
     call("GET", "/runs/" + encodeURIComponent(section.dataset.run)).then(answer => {
       if (!answer.ok) { return; }
@@ -609,10 +633,18 @@ SCRIPT = r"""
         });
         const time = row.querySelector("[data-field=seconds]");
         time.textContent = seconds(time, job);
+        const started = row.querySelector("[data-field=started]");
+        if (job.started_at && started.textContent === "—") {
+          started.textContent = job.started_at.replace("T", " ").slice(0, 19);
+        }
       });
       section.querySelector("[data-field=run-status]").textContent = run.status;
       if (run.status === "running") { setTimeout(() => refresh(section), 2000); }
-      else { section.dataset.running = "false"; say("Run " + run.run + " " + run.status + "."); }
+      else {
+        section.dataset.running = "false";
+        showFailures(run.failures);
+        say("Run " + run.run + " " + run.status + ".");
+      }
     }, () => setTimeout(() => refresh(section), 5000));
   }
 

@@ -42,6 +42,8 @@ def test_run_now_from_the_mappings_page_shows_the_run_progressing_to_done(consol
     shown = {r.get_attribute("data-job"): r.find_element("css selector", "[data-count=modified]").text
              for r in console.all("tr[data-job]")}
     assert shown == {j.job_id: str(j.counts.modified) for j in report.jobs} and shown["CUSTOMER:to-crm"] == "1"
+    # each job's start time filled in live (the page was rendered before the jobs started)
+    assert all(cell.text != "—" for cell in console.all("tr[data-job] [data-field=started]"))
     assert by_name(env.dv.rows("account"), "accountid", pair.crm_id)["name"] == "Trey Research Europe"
     console.screenshot("job-log-run")
 
