@@ -50,6 +50,7 @@ def main(argv: list[str]) -> int:
         "status": report.run.status.value, "seconds": seconds, "jobs": len(report.jobs), "totals": totals,
         "records": totals["inserted"] + totals["modified"] + totals["deleted"],
         "storage_requests": storage_requests,
+        "storage_by_purpose": [f"{n:6} {' '.join(k)}" for k, n in services.storage.requests_by_purpose.most_common()],
         "api_requests": {"Dataverse": services.dataverse.api.requests_sent,
                          "Business Central": services.business_central.api.requests_sent},
         "failures": [f"{f.mapping} {f.record}: {f.message}" for f in report.failures[:5]],

@@ -30,13 +30,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import threading
 import uuid
 import zlib
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import unquote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -96,12 +99,40 @@ def _key(value: str) -> str:
     return value
 
 
+_PARTITION = re.compile(r"PartitionKey(?:%20|\s|=|%3D|eq|')+'?([^'&)]*)")
+
+
+def _purpose(partition: str) -> str:
+    """A partition key without what varies per record or bucket: `CUSTOMER|bc|0a` -> `CUSTOMER|bc`."""
+    partition = unquote(partition)
+    return partition.rsplit("|", 1)[0] if re.search(r"\|(bc|crm)\|[0-9a-f]{2}$", partition) else partition
+
+
 class _RequestCounter(SansIOHTTPPolicy):
+    """Requests sent, in all and by what they were for: (operation, table, partition), read from the request
+    (for a benchmark's account of where storage requests go; the partition of a range query is its lower end)."""
+
     def __init__(self):
         self.count = 0
+        self.by_purpose: Counter[tuple[str, str, str]] = Counter()
 
     def on_request(self, request):
         self.count += 1
+        http = request.http_request
+        path = unquote(http.url.split("?", 1)[0].rsplit("/", 1)[-1])
+        table = path.split("(", 1)[0]
+        if table == "$batch":
+            body = http.body if isinstance(http.body, (str, bytes)) else b""
+            text = body.decode(errors="replace") if isinstance(body, bytes) else body
+            operation, found = "transaction", re.search(r'"PartitionKey":\s*"([^"]*)"|PartitionKey=\'([^\']*)\'', text)
+            table = next(iter(re.findall(r"/([A-Za-z0-9]+)(?:\(|\?|\s)", text)), "?")
+            partition = (found.group(1) or found.group(2)) if found else "?"
+        else:
+            operation = {"GET": "query" if "(" not in path or "$filter" in http.url else "get"}.get(
+                http.method, http.method.lower())
+            found = _PARTITION.search(unquote(http.url))
+            partition = found.group(1) if found else ""
+        self.by_purpose[(operation, table, _purpose(partition))] += 1
 
 
 class _Refusals(SansIOHTTPPolicy):
@@ -176,6 +207,10 @@ class TableStorage:
     @property
     def requests_sent(self) -> int:
         return self._counter.count
+
+    @property
+    def requests_by_purpose(self) -> Counter[tuple[str, str, str]]:
+        return self._counter.by_purpose
 
     def table(self, name: str) -> TableClient:
         full = f"{self.prefix}{name}"
