@@ -864,8 +864,8 @@ def _created_in_bc_by_a_full_sync(margin_seconds: int, edit_meanwhile: str = "")
     accounts = [w.account(name) for name in ("Contoso", "Fabrikam", "Litware")]
     save_many = w.couplings.save_many
 
-    def saved(couplings):
-        save_many(couplings)
+    def saved(couplings, follow_up=None):
+        save_many(couplings, follow_up)
         created = w.couplings.by_side.get(("CUSTOMER", Side.CRM, accounts[1]))
         if edit_meanwhile and created is not None and any(c.crm_id == accounts[1] for c in couplings):
             w.bc.edit(BC_CUSTOMER, created.bc_id, city=edit_meanwhile)
