@@ -522,7 +522,8 @@ class CouplingTable:
     def _journaled(self, op: str, couplings: Sequence[Coupling], follow_up: FollowUp | None, write) -> None:
         """`write()` the rows of both sides, between a journal of the pairs and its removal: the two rows of a
         coupling are in different partitions, so a crash may leave one written; recover() completes it.
-        A follow-up's note goes in the same transactions as the journal (same partition) and stays after it."""
+        A follow-up's note goes in the same transactions as the journal (same partition), and both stay until
+        followed_up."""
         if not couplings:
             return
         at = _iso(dt.datetime.now(dt.timezone.utc))
@@ -539,9 +540,10 @@ class CouplingTable:
                  for i in range(0, len(follow_up.source_ids), JOURNAL_PAIRS * 2)]
         self.transact([("upsert", entry) for entry in journal + notes])
         write()
-        self._forget(journal)
-        if follow_up is not None:
-            follow_up.note = notes
+        if notes:  # removed with the note, in one transaction (a crash before leaves pairs already complete)
+            follow_up.note = journal + notes
+        else:
+            self._forget(journal)
 
     def _forget(self, journal: Sequence[dict]) -> None:
         _delete(self.storage, self.table,
