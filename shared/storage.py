@@ -3,7 +3,8 @@
 | table            | PartitionKey | RowKey                      | holds                                      |
 |------------------|--------------|-----------------------------|--------------------------------------------|
 | <p>couplings     | mapping, side, bucket * | <id>             | one coupling, stored under each side's id  |
-| <p>couplings     | mapping, "journal" *    | <uuid>           | coupling writes begun, not finished        |
+| <p>couplings     | mapping, "journal" *    | <uuid>           | coupling writes begun, not finished; new   |
+|                  |                         |                  | rows whose follow-up writes are not done   |
 | <p>state         | mapping      | watermark:<direction>       | the watermark of a mapping and direction   |
 | <p>state         | mapping      | writeback:<row id>          | a write-back to Sales begun, not finished  |
 | <p>state         | mapping      | inserting:<source id>       | a Business Central insert sent, not coupled |
