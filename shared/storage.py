@@ -402,8 +402,9 @@ class CouplingTable:
         """While open, get_many of the side answers from memory: its couplings are read once, by one range query
         over its partitions (a thousand per request), at the first lookup, and what this store saves or deletes
         meanwhile is applied to them. A full job looks every row's coupling up: this costs fewer requests than
-        looking them up page by page, and on Azurite, whose every query filters the whole table, it keeps the
-        cost of a full job linear in its rows. Held as compact tuples of the stored strings (JSON not parsed)."""
+        looking them up page by page (a range query per page once the table is large), and spares Azurite, which
+        filters the whole table on every query, those queries. Held as tuples of the stored strings (JSON not
+        parsed until looked up)."""
         key = (mapping, side)
         with self._lock:
             if key in self._held:  # held already, by the job that runs this one (a referenced record synced first)

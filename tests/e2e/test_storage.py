@@ -4,6 +4,7 @@ deletes in transactions, couplings spread over buckets."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 
 from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, CouplingTable, _bucket
 from sync.model import Direction, Side
@@ -110,9 +111,11 @@ def test_held_couplings_are_read_once_and_follow_what_the_store_saves_and_delete
     saved = _couplings(SCAN_PAGE + 200)
     store.save_many(saved)
     with store.held("CUSTOMER", Side.CRM):
-        before = storage.requests_sent
+        before, purposes = storage.requests_sent, Counter(storage.requests_by_purpose)
         found = store.get_many("CUSTOMER", Side.CRM, [c.crm_id for c in saved[:700]] + ["not-coupled"])
         assert storage.requests_sent - before == 2                   # the side's 1,200 rows, a thousand a request
+        # counted by what they were for: a query of the couplings table from the side's first partition on
+        assert storage.requests_by_purpose - purposes == {("query", f"{storage.prefix}couplings", "CUSTOMER|crm|"): 2}
         assert found[saved[5].crm_id] == saved[5]
         added, changed = _couplings(3), Coupling(**{**saved[6].__dict__, "crm_etag": "c-new"})
         store.save_many([*added, changed])
