@@ -363,6 +363,7 @@ class CouplingTable:
         self._lock = threading.Lock()
         # couplings of a mapping's side held in memory (see held): by row key, their stored fields; None until read
         self._held: dict[tuple[str, Side], dict[str, tuple] | None] = {}
+        self._held_lock = threading.Lock()  # not _lock: _migrate saves while it holds that one
 
     @staticmethod
     def _address(mapping: str, side: Side, id_: str) -> tuple[str, str]:
@@ -406,33 +407,32 @@ class CouplingTable:
         filters the whole table on every query, those queries. Held as tuples of the stored strings (JSON not
         parsed until looked up)."""
         key = (mapping, side)
-        with self._lock:
-            if key in self._held:  # held already, by the job that runs this one (a referenced record synced first)
-                yield
-                return
-            self._held[key] = None
+        with self._held_lock:
+            mine = key not in self._held  # else held already, by the job that runs this one (a record synced first)
+            self._held.setdefault(key, None)
         try:
             yield
         finally:
-            with self._lock:
-                self._held.pop(key, None)
+            if mine:
+                with self._held_lock:
+                    self._held.pop(key, None)
 
     def _held_couplings(self, mapping: str, side: Side) -> dict[str, tuple] | None:
         key = (mapping, side)
         if key not in self._held:
             return None
-        with self._lock:
-            if self._held.get(key) is None:
+        with self._held_lock:
+            if key in self._held and self._held[key] is None:
                 with storage_errors():
                     entities = self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
                                                          parameters=self._side_range(mapping, side),
                                                          select=["RowKey", *_HELD], results_per_page=SCAN_PAGE)
                     self._held[key] = {e["RowKey"]: tuple(e.get(f) for f in _HELD) for e in entities}
-            return self._held[key]
+            return self._held.get(key)
 
     def _hold(self, changes: Iterable[tuple[str, Side, str, tuple | None]]) -> None:
         """Couplings saved (their fields) or deleted (None), by mapping, side and row key, applied to those held."""
-        with self._lock:
+        with self._held_lock:
             for mapping, side, row, fields in changes:
                 held = self._held.get((mapping, side))
                 if held is not None and fields is None:
