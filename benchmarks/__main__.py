@@ -81,6 +81,8 @@ def bench(size: int, mappings: list[str], latency_ms: int, changes: int) -> list
             print(f"{label} run of {size:,} rows per side", file=sys.stderr, flush=True)
             worker, peak_kb, cpu, requests = measure(stack, kind, run_mappings)
             print("\n".join(f"  {line}" for line in worker["job_log"]), file=sys.stderr)
+            print("  Table Storage requests by operation, table and partition:", file=sys.stderr)
+            print("\n".join(f"  {line}" for line in worker["storage_by_purpose"]), file=sys.stderr)
             if worker["status"] != "done" or worker["failures"]:
                 print(f"the {label} run ended {worker['status']}: {worker['failures']}", file=sys.stderr)
             bound = (sum(full_sync_bound([data.per_mapping] * len(mappings)).values()) if kind == "full"

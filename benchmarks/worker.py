@@ -9,6 +9,7 @@ import json
 import sys
 import threading
 import time
+from collections import Counter
 
 from bcsync.worker import LocalWorker
 from shared.settings import Settings
@@ -22,12 +23,14 @@ def main(argv: list[str]) -> int:
     settings_file, kind, mappings = argv
     services = build_services(Settings.load(environ={}, file=settings_file))
     watching = 0  # storage requests of this harness asking whether the run is over, not of bcsync's work
+    watched: Counter = Counter()  # the same by purpose
 
     def over() -> bool:
         nonlocal watching
-        before = services.storage.requests_sent
+        before, by_purpose = services.storage.requests_sent, Counter(services.storage.requests_by_purpose)
         status = services.runs.get(run.run_id).status
         watching += services.storage.requests_sent - before
+        watched.update(services.storage.requests_by_purpose - by_purpose)
         return status is not RunStatus.RUNNING
 
     # API requests per job: jobs run side by side, so each request is counted for the job whose context sent it
@@ -57,6 +60,8 @@ def main(argv: list[str]) -> int:
         "status": report.run.status.value, "seconds": seconds, "jobs": len(report.jobs), "totals": totals,
         "records": totals["inserted"] + totals["modified"] + totals["deleted"],
         "storage_requests": storage_requests,
+        "storage_by_purpose": [f"{n:6} {' '.join(k)}"
+                               for k, n in (services.storage.requests_by_purpose - watched).most_common()],
         "api_requests": {"Dataverse": services.dataverse.api.requests_sent,
                          "Business Central": services.business_central.api.requests_sent},
         "failures": [f"{f.mapping} {f.record}: {f.message}" for f in report.failures[:5]],

@@ -3,7 +3,8 @@
 | table            | PartitionKey | RowKey                      | holds                                      |
 |------------------|--------------|-----------------------------|--------------------------------------------|
 | <p>couplings     | mapping, side, bucket * | <id>             | one coupling, stored under each side's id  |
-| <p>couplings     | mapping, "journal" *    | <uuid>           | coupling writes begun, not finished        |
+| <p>couplings     | mapping, "journal" *    | <uuid>           | coupling writes begun, not finished; new   |
+|                  |                         |                  | rows whose follow-up writes are not done   |
 | <p>state         | mapping      | watermark:<direction>       | the watermark of a mapping and direction   |
 | <p>state         | mapping      | writeback:<row id>          | a write-back to Sales begun, not finished  |
 | <p>state         | mapping      | inserting:<source id>       | a Business Central insert sent, not coupled |
@@ -30,13 +31,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import threading
 import uuid
 import zlib
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import unquote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -61,7 +66,7 @@ from sync.errors import (
     TerminalError,
 )
 from sync.model import Direction, Side
-from sync.ports import Clock, Coupling, Fact, PendingInsert, RecordFailure, WriteBack
+from sync.ports import Clock, Coupling, Fact, FollowUp, PendingInsert, RecordFailure, WriteBack
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
 from sync.schedule import MappingSchedule
 
@@ -96,12 +101,40 @@ def _key(value: str) -> str:
     return value
 
 
+_PARTITION = re.compile(r"PartitionKey(?: eq | ge |=)'([^']*)'")
+
+
+def _purpose(partition: str) -> str:
+    """A partition key without what varies per record or bucket: `CUSTOMER|bc|0a` -> `CUSTOMER|bc`."""
+    partition = unquote(partition)
+    return partition.rsplit("|", 1)[0] if re.search(r"\|(bc|crm)\|[0-9a-f]{2}$", partition) else partition
+
+
 class _RequestCounter(SansIOHTTPPolicy):
+    """Requests sent, in all and by what they were for: (operation, table, partition), read from the request
+    (for a benchmark's account of where storage requests go; the partition of a range query is its lower end)."""
+
     def __init__(self):
         self.count = 0
+        self.by_purpose: Counter[tuple[str, str, str]] = Counter()
 
     def on_request(self, request):
         self.count += 1
+        http = request.http_request
+        path = unquote(http.url.split("?", 1)[0].rsplit("/", 1)[-1])
+        table = path.split("(", 1)[0]
+        if table == "$batch":
+            body = http.body if isinstance(http.body, (str, bytes)) else b""
+            text = body.decode(errors="replace") if isinstance(body, bytes) else body
+            operation, found = "transaction", re.search(r'"PartitionKey":\s*"([^"]*)"|PartitionKey=\'([^\']*)\'', text)
+            table = next(iter(re.findall(r"/([A-Za-z][A-Za-z0-9]{2,62})\(PartitionKey", text)), "?")
+            partition = (found.group(1) or found.group(2)) if found else "?"
+        else:
+            operation = {"GET": "query" if "(" not in path or "$filter" in http.url else "get"}.get(
+                http.method, http.method.lower())
+            found = _PARTITION.search(unquote(http.url))
+            partition = found.group(1) if found else ""
+        self.by_purpose[(operation, table, _purpose(partition))] += 1
 
 
 class _Refusals(SansIOHTTPPolicy):
@@ -176,6 +209,10 @@ class TableStorage:
     @property
     def requests_sent(self) -> int:
         return self._counter.count
+
+    @property
+    def requests_by_purpose(self) -> Counter[tuple[str, str, str]]:
+        return self._counter.by_purpose
 
     def table(self, name: str) -> TableClient:
         full = f"{self.prefix}{name}"
@@ -308,6 +345,7 @@ def _bucket(id_: str) -> str:
 
 
 _SIDES = (Side.BC, Side.CRM)
+_HELD = ("mapping", "bc_id", "crm_id", "bc_etag", "crm_etag", "bc_values", "crm_values", "synced_at", "job_id")
 _EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
@@ -323,6 +361,9 @@ class CouplingTable:
         self._sizes: dict[tuple[str, Side], int] = {}  # couplings per mapping and side, as last counted
         self._current: set[str] = set()  # mappings whose couplings this process found in today's layout
         self._lock = threading.Lock()
+        # couplings of a mapping's side held in memory (see held): by row key, their stored fields; None until read
+        self._held: dict[tuple[str, Side], dict[str, tuple] | None] = {}
+        self._held_lock = threading.Lock()  # not _lock: _migrate saves while it holds that one
 
     @staticmethod
     def _address(mapping: str, side: Side, id_: str) -> tuple[str, str]:
@@ -357,10 +398,57 @@ class CouplingTable:
                         json.loads(e.get("bc_values") or "{}"), json.loads(e.get("crm_values") or "{}"),
                         _dt(e.get("synced_at")), e.get("job_id") or "")
 
+    @contextmanager
+    def held(self, mapping: str, side: Side) -> Iterator[None]:
+        """While open, get_many of the side answers from memory: its couplings are read once, by one range query
+        over its partitions (a thousand per request), at the first lookup, and what this store saves or deletes
+        meanwhile is applied to them. A full job looks every row's coupling up: this costs fewer requests than
+        looking them up page by page (a range query per page once the table is large), and spares Azurite, which
+        filters the whole table on every query, those queries. Held as tuples of the stored strings (JSON not
+        parsed until looked up)."""
+        key = (mapping, side)
+        with self._held_lock:
+            mine = key not in self._held  # else held already, by the job that runs this one (a record synced first)
+            self._held.setdefault(key, None)
+        try:
+            yield
+        finally:
+            if mine:
+                with self._held_lock:
+                    self._held.pop(key, None)
+
+    def _held_couplings(self, mapping: str, side: Side) -> dict[str, tuple] | None:
+        key = (mapping, side)
+        if key not in self._held:
+            return None
+        with self._held_lock:
+            if key in self._held and self._held[key] is None:
+                with storage_errors():
+                    entities = self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
+                                                         parameters=self._side_range(mapping, side),
+                                                         select=["RowKey", *_HELD], results_per_page=SCAN_PAGE)
+                    self._held[key] = {e["RowKey"]: tuple(e.get(f) for f in _HELD) for e in entities}
+            return self._held.get(key)
+
+    def _hold(self, changes: Iterable[tuple[str, Side, str, tuple | None]]) -> None:
+        """Couplings saved (their fields) or deleted (None), by mapping, side and row key, applied to those held."""
+        with self._held_lock:
+            for mapping, side, row, fields in changes:
+                held = self._held.get((mapping, side))
+                if held is not None and fields is None:
+                    held.pop(row, None)
+                elif held is not None:
+                    held[row] = fields
+
     def get_many(self, mapping: str, side: Side, ids: Sequence[str]) -> dict[str, Coupling]:
         """Many keys per query, one bucket per query; when the ids are many and the mapping's couplings
-        few enough, one range query over the side instead, cut short when it costs what the key queries would."""
+        few enough, one range query over the side instead, cut short when it costs what the key queries would.
+        Held couplings (see held) are answered from memory."""
         self._migrate(mapping)
+        held = self._held_couplings(mapping, side)
+        if held is not None:
+            found = (held.get(_key(i)) for i in ids)
+            return {c.id_on(side): c for c in (self._coupling(dict(zip(_HELD, t))) for t in found if t)}
         keys = sorted({self._address(mapping, side, i) for i in ids})
         if not keys:
             return {}
@@ -394,12 +482,17 @@ class CouplingTable:
         self._sizes[(mapping, side)] = seen  # read to the end: how many there are, for the next choice
         return found, []
 
-    def save_many(self, couplings: Sequence[Coupling]) -> None:
+    def save_many(self, couplings: Sequence[Coupling], follow_up: FollowUp | None = None) -> None:
         for mapping in {c.mapping for c in couplings}:
             self._migrate(mapping)
-        self._save(couplings)
+        self._save(couplings, follow_up)
 
-    def _save(self, couplings: Sequence[Coupling]) -> None:
+    def followed_up(self, follow_up: FollowUp) -> None:
+        if follow_up.note:
+            self._forget(follow_up.note)
+            follow_up.note = None
+
+    def _save(self, couplings: Sequence[Coupling], follow_up: FollowUp | None = None) -> None:
         for counted in [k for k in self._sizes if k[0] in {c.mapping for c in couplings}]:
             self._sizes[counted] += len(couplings)  # at most this many more (some were there)
         # the entities (their snapshots in JSON) are made per transaction: a page's couplings held at once
@@ -408,20 +501,31 @@ class CouplingTable:
         for c in couplings:
             for side in _SIDES:
                 sources[self._address(c.mapping, side, c.id_on(side))] = (c, side)
-        self._journaled("save", couplings, lambda: self.transact(
-            [("upsert", {"PartitionKey": partition, "RowKey": row}) for partition, row in sources],
-            build=lambda op: ("upsert", self._entity(*sources[op[1]["PartitionKey"], op[1]["RowKey"]]),
-                              {"mode": UpdateMode.REPLACE})))
+        held: list[tuple[str, Side, str, tuple]] = []  # what the held couplings take once the rows are written
+
+        def build(op: tuple) -> tuple:
+            c, side = sources[op[1]["PartitionKey"], op[1]["RowKey"]]
+            entity = self._entity(c, side)
+            if (c.mapping, side) in self._held:
+                held.append((c.mapping, side, entity["RowKey"], tuple(entity.get(f) for f in _HELD)))
+            return "upsert", entity, {"mode": UpdateMode.REPLACE}
+
+        self._journaled("save", couplings, follow_up, lambda: self.transact(
+            [("upsert", {"PartitionKey": partition, "RowKey": row}) for partition, row in sources], build=build))
+        self._hold(held)
 
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
         for mapping in {c.mapping for c in couplings}:
             self._migrate(mapping)
-        self._journaled("delete", couplings, lambda: _delete(self.storage, self.table, [
+        self._journaled("delete", couplings, None, lambda: _delete(self.storage, self.table, [
             [self._row(c.mapping, side, c.id_on(side))] for c in couplings for side in _SIDES]))
+        self._hold((c.mapping, side, _key(c.id_on(side)), None) for c in couplings for side in _SIDES)
 
-    def _journaled(self, op: str, couplings: Sequence[Coupling], write) -> None:
+    def _journaled(self, op: str, couplings: Sequence[Coupling], follow_up: FollowUp | None, write) -> None:
         """`write()` the rows of both sides, between a journal of the pairs and its removal: the two rows of a
-        coupling are in different partitions, so a crash may leave one written; recover() completes it."""
+        coupling are in different partitions, so a crash may leave one written; recover() completes it.
+        A follow-up's note goes in the same transactions as the journal (same partition), and both stay until
+        followed_up."""
         if not couplings:
             return
         at = _iso(dt.datetime.now(dt.timezone.utc))
@@ -431,22 +535,37 @@ class CouplingTable:
         journal = [{"PartitionKey": self._journal_partition(mapping), "RowKey": uuid.uuid4().hex, "op": op, "at": at,
                     "pairs": json.dumps(listed[i:i + JOURNAL_PAIRS])}
                    for mapping, listed in pairs.items() for i in range(0, len(listed), JOURNAL_PAIRS)]
-        self.transact([("upsert", entry) for entry in journal])
+        notes = [{"PartitionKey": self._journal_partition(mapping), "RowKey": uuid.uuid4().hex, "op": "follow-up",
+                  "at": at, "direction": follow_up.direction.value,
+                  "ids": json.dumps(follow_up.source_ids[i:i + JOURNAL_PAIRS * 2])}
+                 for mapping in (pairs if follow_up and follow_up.source_ids else ())
+                 for i in range(0, len(follow_up.source_ids), JOURNAL_PAIRS * 2)]
+        self.transact([("upsert", entry) for entry in journal + notes])
         write()
-        self._forget(journal)
+        if notes:  # removed with the note, in one transaction (a crash before leaves pairs already complete)
+            follow_up.note = journal + notes
+        else:
+            self._forget(journal)
 
     def _forget(self, journal: Sequence[dict]) -> None:
         _delete(self.storage, self.table,
                 [[{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}] for e in journal])
 
-    def recover(self, mapping: str) -> int:
-        moved = self._migrate(mapping)
+    def recover(self, mapping: str) -> list[FollowUp]:
+        self._migrate(mapping)
         with storage_errors():
-            journal = sorted(self.table.query_entities("PartitionKey eq @pk",
+            entries = sorted(self.table.query_entities("PartitionKey eq @pk",
                                                        parameters={"pk": self._journal_partition(mapping)}),
                              key=lambda e: e["at"])
-        if not journal:
-            return moved
+        journal = [e for e in entries if e["op"] != "follow-up"]
+        follow_ups = [FollowUp(Direction(e["direction"]), json.loads(e["ids"]),
+                               [{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}])
+                      for e in entries if e["op"] == "follow-up"]
+        if journal:
+            self._complete(mapping, journal)
+        return follow_ups
+
+    def _complete(self, mapping: str, journal: list[dict]) -> None:
         pairs = [(e["op"], bc_id, crm_id) for e in journal for bc_id, crm_id in json.loads(e["pairs"])]
         bc_side = self.get_many(mapping, Side.BC, [p[1] for p in pairs])
         crm_side = self.get_many(mapping, Side.CRM, [p[2] for p in pairs])
@@ -469,7 +588,6 @@ class CouplingTable:
         _delete(self.storage, self.table, [[self._row(mapping, *end)] for end in changed if now[end] is None])
         self._forget(journal)
         log.info("Couplings of %s: %d left half written by a stopped job completed", mapping, completed)
-        return moved + completed
 
     def _migrate(self, mapping: str) -> int:
         """Moves the mapping's couplings from the first layout (one partition per mapping, row keys bc:<id> and

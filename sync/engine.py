@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Iterable, Iterator
@@ -64,6 +65,7 @@ from .ports import (
     CrmEndpoint,
     Endpoint,
     ErrorStore,
+    FollowUp,
     NewRow,
     PendingInsert,
     Record,
@@ -373,7 +375,7 @@ class SyncEngine:
         mapping = catalog[mapping_name]
         if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
-        self.couplings.recover(mapping.name)
+        self._retry_follow_ups(mapping, self.couplings.recover(mapping.name))
         job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
         with job.facts.in_use():
             try:
@@ -393,6 +395,20 @@ class SyncEngine:
             if any(getattr(outcome.counts, name) for name in WRITES):
                 job.facts.drop(job.rules.stales)
             return outcome
+
+    def _retry_follow_ups(self, mapping: TableMapping, left: list[FollowUp]) -> None:
+        """New rows whose follow-up writes a stopped job may not have done (see _Page.write) are logged as failed
+        records, so the next pass retries them (the follow-up is written idempotently); then their note goes."""
+        now = self.clock.now()
+        for follow_up in left:
+            failed = {f.source_id for f in self.errors.list(mapping.name, follow_up.direction)}
+            table = mapping.table_on(follow_up.direction.source)
+            self.errors.save_many([RecordFailure(
+                mapping.name, follow_up.direction, sid, record_label(table, Record(sid, {})),
+                f"{record_label(table, Record(sid, {}))}: written, but what goes with it may not be (a job stopped "
+                f"in between); retried at the next run", transient=True, first_seen=now, last_seen=now)
+                for sid in follow_up.source_ids if sid not in failed])
+            self.couplings.followed_up(follow_up)
 
     def job(self, mapping_name: str, job_id: str) -> "_Job":
         """A job context outside a run, for what a user starts on one record (create one sales order)."""
@@ -616,18 +632,20 @@ class _Job:
         else:
             since = self.e.state.watermark(self.mapping.name, self.direction)
         resume = since  # where a continuation of this job starts: the newest row processed
-        for page in self.src.read_changed(self.src_table, self.src_fields, since=since,
-                                          where=self.mapping.filter_on(self.src_side), page_size=self.e.page_size,
-                                          not_modified_by=self._not_modified_by()):
-            rows = [r for r in page if r.id not in retried]
-            self._process(rows, forced=set())
-            resume = self._advance(page, resume)
-            self.on_progress(Progress(self.counts, resume))
-            # Out of time: stop at this page, but only past where this invocation started, so that a
-            # continuation always gets further (rows sharing one timestamp are read again, not stuck on)
-            if (deadline is not None and resume is not None and (since is None or resume > since)
-                    and self.e.clock.now() >= deadline):
-                return self.outcome(resume, complete=False)
+        # every row is read: their couplings are read once, not looked up page by page
+        with self.e.couplings.held(self.mapping.name, self.src_side) if since is None else nullcontext():
+            for page in self.src.read_changed(self.src_table, self.src_fields, since=since,
+                                              where=self.mapping.filter_on(self.src_side),
+                                              page_size=self.e.page_size, not_modified_by=self._not_modified_by()):
+                rows = [r for r in page if r.id not in retried]
+                self._process(rows, forced=set())
+                resume = self._advance(page, resume)
+                self.on_progress(Progress(self.counts, resume))
+                # Out of time: stop at this page, but only past where this invocation started, so that a
+                # continuation always gets further (rows sharing one timestamp are read again, not stuck on)
+                if (deadline is not None and resume is not None and (since is None or resume > since)
+                        and self.e.clock.now() >= deadline):
+                    return self.outcome(resume, complete=False)
         self._pass_own_writes()
         if self.known:  # read past: the next run's watermark is beyond them, or its lookups find the rest
             self.e.state.save_known_versions(self.mapping.name, self.direction, {})
@@ -1665,9 +1683,9 @@ class _Page:
             job.e.couplings.delete_many(self.removed)
             for coupling in self.removed if job.bc_versions is not None else ():
                 job.bc_versions.pop(coupling.bc_id.lower(), None)
+        follow_up = self._follow_up_note()
         if self.saved:
-            self._follow_up_pending()
-            job.e.couplings.save_many(self.saved)
+            job.e.couplings.save_many(self.saved, follow_up)
             job._know_versions(self.saved)
             if job.match_index is not None:
                 job.match_index.discard(c.id_on(job.dst_side) for c in self.saved)
@@ -1680,6 +1698,8 @@ class _Page:
                     job.pending_inserts().pop(sid, None)
         self._follow_up()
         self._record_failures()
+        if follow_up is not None and follow_up.note is not None:
+            job.e.couplings.followed_up(follow_up)
         cleared = [sid for sid in self.succeeded if sid in job.failures]
         if cleared:
             job.e.errors.clear_many(job.mapping.name, job.direction, cleared)
@@ -1690,23 +1710,16 @@ class _Page:
             # retried later from its checkpoint, which is before this page
             raise self.interrupted
 
-    def _follow_up_pending(self) -> None:
-        """New rows whose rules write more after them (an invoice's lines) are logged as failed records before
-        their couplings are saved, and cleared once the follow-up succeeds: a worker that dies in between
-        leaves them to be retried (the follow-up is idempotent), where they would otherwise look coupled and
-        done for good."""
+    def _follow_up_note(self) -> FollowUp | None:
+        """New rows whose rules write more after them (an invoice's lines) are noted with their couplings, in the
+        same storage transactions, and the note goes once their follow-ups are done or their failures recorded:
+        a worker that dies in between leaves the note, and the next job logs them as failed records to retry
+        (the follow-up is idempotent), where they would otherwise look coupled and done for good."""
         job = self.job
         if type(job.rules).after_write is MappingRules.after_write:
-            return
-        now = job.e.clock.now()
-        entries = [RecordFailure(job.mapping.name, job.direction, w.source.id, record_label(job.src_table, w.source),
-                                 f"{record_label(job.src_table, w.source)}: written, but what goes with it is not yet "
-                                 f"(a job stopped in between); retried at the next run", transient=True,
-                                 target_id=w.target.id, first_seen=now, last_seen=now, job_id=job.job_id)
-                   for w in self.written if w.inserted and w.source.id not in job.failures]
-        if entries:
-            job.e.errors.save_many(entries)
-            job.failures.update((e.source_id, e) for e in entries)
+            return None
+        ids = [w.source.id for w in self.written if w.inserted and w.source.id not in job.failures]
+        return FollowUp(job.direction, ids) if ids else None
 
     def _follow_up(self) -> None:
         """The rules' follow-up writes, once the couplings are saved. A row whose follow-up fails is a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 
@@ -145,12 +146,27 @@ class Coupling:
         return self.bc_values if side is Side.BC else self.crm_values
 
 
+@dataclass
+class FollowUp:
+    """New rows of one direction whose rules write more after their couplings are saved (an invoice's lines):
+    the store keeps a note of them, written with the couplings' own journal at no extra request, until
+    `followed_up`; a job that stops in between leaves the note, and `recover` hands its rows back to be
+    retried. `note` is the store's handle on what it wrote."""
+
+    direction: Direction
+    source_ids: list[str]
+    note: Any = None
+
+
 class CouplingStore(Protocol):
     def get_many(self, mapping: str, side: Side, ids: Sequence[str]) -> dict[str, Coupling]:
         """Couplings of `mapping` by the id on `side`, for the ids that are coupled."""
 
-    def save_many(self, couplings: Sequence[Coupling]) -> None:
-        ...
+    def save_many(self, couplings: Sequence[Coupling], follow_up: FollowUp | None = None) -> None:
+        """Saves the couplings; with `follow_up`, notes those rows as awaiting their follow-up writes."""
+
+    def followed_up(self, follow_up: FollowUp) -> None:
+        """The follow-up writes of a save_many are done (or their failures recorded): the note goes."""
 
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
         ...
@@ -158,10 +174,15 @@ class CouplingStore(Protocol):
     def coupled_ids(self, mapping: str, side: Side, page_size: int = 1000) -> Iterator[list[str]]:
         """The ids on `side` of every coupling of `mapping`, a page at a time."""
 
-    def recover(self, mapping: str) -> int:
+    def held(self, mapping: str, side: Side) -> AbstractContextManager[None]:
+        """While open, the couplings of `mapping` on `side` may be read all at once and kept, and get_many answer
+        from them (with what this store saves or deletes meanwhile): for a job that reads every row."""
+
+    def recover(self, mapping: str) -> list[FollowUp]:
         """Completes the coupling writes of `mapping` that a stopped job left half done (one side of a pair
-        written or deleted, not the other), and moves couplings kept in an older storage layout; how many
-        couplings it completed or moved. Called before a job reads any coupling."""
+        written or deleted, not the other), and moves couplings kept in an older storage layout; the rows whose
+        follow-up writes a stopped job may not have done (each note stays until `followed_up`, so the caller
+        records them first). Called before a job reads any coupling."""
 
 
 @dataclass

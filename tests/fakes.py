@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
+from contextlib import nullcontext
 from typing import Sequence
 
 from simulators.odata import compile_filter
@@ -170,6 +171,7 @@ class FakeCouplings:
     def __init__(self):
         self.by_side: dict[tuple[str, Side, str], Coupling] = {}
         self.queries = 0
+        self.follow_ups: list = []  # notes of follow-ups not done (see CouplingStore.save_many)
 
     def get_many(self, mapping, side, ids):
         self.queries += 1
@@ -180,7 +182,10 @@ class FakeCouplings:
                 found[i] = Coupling(**{**c.__dict__, "bc_values": dict(c.bc_values), "crm_values": dict(c.crm_values)})
         return found
 
-    def save_many(self, couplings):
+    def save_many(self, couplings, follow_up=None):
+        if follow_up is not None:
+            follow_up.note = couplings[0].mapping
+            self.follow_ups.append(follow_up)
         for c in couplings:
             copy = Coupling(**{**c.__dict__, "bc_values": dict(c.bc_values), "crm_values": dict(c.crm_values)})
             self.by_side[(c.mapping, Side.BC, c.bc_id)] = copy
@@ -199,8 +204,15 @@ class FakeCouplings:
         for start in range(0, len(ids), page_size):
             yield ids[start:start + page_size]
 
+    def held(self, mapping, side):
+        return nullcontext()  # every lookup is in memory here
+
+    def followed_up(self, follow_up):
+        self.follow_ups = [f for f in self.follow_ups if f is not follow_up]
+
     def recover(self, mapping):
-        return 0  # both sides are written at once here: nothing is ever left half done
+        # both sides are written at once here: only follow-ups are ever left undone
+        return [f for f in self.follow_ups if f.note == mapping]
 
 
 class FakeErrors:

@@ -4,10 +4,11 @@ deletes in transactions, couplings spread over buckets."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 
 from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, CouplingTable, _bucket
 from sync.model import Direction, Side
-from sync.ports import Coupling, RecordFailure
+from sync.ports import Coupling, FollowUp, RecordFailure
 
 
 def _couplings(n: int, mapping: str = "CUSTOMER") -> list[Coupling]:
@@ -103,3 +104,55 @@ def test_errors_are_cleared_in_transactions(env):
     errors.clear_many("CUSTOMER", Direction.TO_CRM, [f"id{i}" for i in range(140)])
     assert storage.requests_sent - before == 2
     assert sorted(f.source_id for f in errors.list("CUSTOMER", Direction.TO_CRM)) == [f"id{i}" for i in range(140, 150)]
+
+
+def test_held_couplings_are_read_once_and_follow_what_the_store_saves_and_deletes(env):
+    store, storage = CouplingTable(env.services.storage), env.services.storage
+    saved = _couplings(SCAN_PAGE + 200)
+    store.save_many(saved)
+    with store.held("CUSTOMER", Side.CRM):
+        before, purposes = storage.requests_sent, Counter(storage.requests_by_purpose)
+        found = store.get_many("CUSTOMER", Side.CRM, [c.crm_id for c in saved[:700]] + ["not-coupled"])
+        assert storage.requests_sent - before == 2                   # the side's 1,200 rows, a thousand a request
+        # counted by what they were for: a query of the couplings table from the side's first partition on
+        assert storage.requests_by_purpose - purposes == {("query", f"{storage.prefix}couplings", "CUSTOMER|crm|"): 2}
+        assert found[saved[5].crm_id] == saved[5]
+        added, changed = _couplings(3), Coupling(**{**saved[6].__dict__, "crm_etag": "c-new"})
+        store.save_many([*added, changed])
+        store.delete_many(saved[7:9])
+        before = storage.requests_sent
+        found = store.get_many("CUSTOMER", Side.CRM, [c.crm_id for c in [*added, *saved[:10]]])
+        assert storage.requests_sent - before == 0                   # answered from memory
+        assert set(found) == {c.crm_id for c in [*added, *saved[:7], saved[9]]}
+        assert found[saved[6].crm_id].crm_etag == "c-new"
+        # the other side is looked up in storage, as without holding
+        assert set(store.get_many("CUSTOMER", Side.BC, [added[0].bc_id])) == {added[0].bc_id}
+    before = storage.requests_sent
+    assert set(store.get_many("CUSTOMER", Side.CRM, [saved[0].crm_id])) == {saved[0].crm_id}
+    assert storage.requests_sent - before == 1                       # let go: looked up again
+
+
+def test_a_follow_up_note_costs_no_request_and_a_stopped_job_leaves_it_to_recover(env):
+    store, storage = CouplingTable(env.services.storage), env.services.storage
+    plain, noted = _couplings(50), _couplings(50)
+    store.get_many("CUSTOMER", Side.BC, ["warm-up"])                  # the first layout's look, done
+    before = storage.requests_sent
+    store.save_many(plain)
+    plain_cost = storage.requests_sent - before
+    before = storage.requests_sent
+    follow_up = FollowUp(Direction.TO_CRM, [c.bc_id for c in noted[:30]])
+    store.save_many(noted, follow_up)
+    store.followed_up(follow_up)
+    # a journal transaction, a transaction per partition, the journal's removal: the note adds none
+    assert plain_cost == 1 + _partitions(plain) + 1
+    assert storage.requests_sent - before == 1 + _partitions(noted) + 1
+    assert store.recover("CUSTOMER") == []
+    # a job that stops between the save and the follow-ups leaves the note (and the save's journal)
+    stopped = FollowUp(Direction.FROM_CRM, [noted[0].crm_id])
+    store.save_many(noted[:2], stopped)
+    left = store.recover("CUSTOMER")
+    assert [(f.direction, f.source_ids) for f in left] == [(Direction.FROM_CRM, [noted[0].crm_id])]
+    assert set(store.get_many("CUSTOMER", Side.BC, [c.bc_id for c in noted[:2]])) == {c.bc_id for c in noted[:2]}
+    assert len(store.recover("CUSTOMER")) == 1                       # kept until the caller has logged them
+    store.followed_up(left[0])
+    assert store.recover("CUSTOMER") == []

@@ -864,8 +864,8 @@ def _created_in_bc_by_a_full_sync(margin_seconds: int, edit_meanwhile: str = "")
     accounts = [w.account(name) for name in ("Contoso", "Fabrikam", "Litware")]
     save_many = w.couplings.save_many
 
-    def saved(couplings):
-        save_many(couplings)
+    def saved(couplings, follow_up=None):
+        save_many(couplings, follow_up)
         created = w.couplings.by_side.get(("CUSTOMER", Side.CRM, accounts[1]))
         if edit_meanwhile and created is not None and any(c.crm_id == accounts[1] for c in couplings):
             w.bc.edit(BC_CUSTOMER, created.bc_id, city=edit_meanwhile)
@@ -934,3 +934,32 @@ def test_a_sales_row_edited_between_the_two_coupling_jobs_is_carried_to_business
     assert _first_coupling_run(w, edited).counts.modified == 1
     assert w.bc.rows(BC_CUSTOMER)[cid]["values"]["phoneNumber"] == "+33 1 23 45 67 89"
     assert w.run("CUSTOMER", FROM).counts.modified == 0
+
+
+class _Crash(Exception):
+    """A worker that dies (not an error the engine handles)."""
+
+
+def test_a_job_that_stops_before_a_new_rows_follow_up_leaves_it_to_be_retried():
+    base = type(CUSTOMER.rules)
+    calls = []
+
+    class FollowingUp(base):
+        def after_write(self, ctx, written):
+            calls.append([(w.source.id, w.inserted, w.retried) for w in written])
+            if len(calls) == 1:
+                raise _Crash()
+            return {}
+
+    w = World(Catalog([dataclasses.replace(m, rules=FollowingUp()) if m.name == "CUSTOMER" else m
+                       for m in builtin_mappings()]))
+    adatum = w.customer("C1", "Adatum")
+    with pytest.raises(_Crash):
+        w.full_sync()                                       # coupled, then stopped before its follow-up was done
+    assert w.couplings.get_many("CUSTOMER", Side.BC, [adatum])  # it looks coupled and done ...
+    assert w.errors.list("CUSTOMER", TO) == []              # ... and nothing was logged for it (no storage write)
+    w.run("CUSTOMER", FROM)                                 # any next job of the mapping logs it from the note
+    assert [f.source_id for f in w.errors.list("CUSTOMER", TO)] == [adatum]
+    w.run("CUSTOMER", TO)
+    assert calls[-1] == [(adatum, False, True)]             # the follow-up is retried
+    assert w.errors.list("CUSTOMER", TO) == [] and w.couplings.recover("CUSTOMER") == []
