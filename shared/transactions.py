@@ -74,7 +74,8 @@ def submit_transaction(table: TableClient, operations: Sequence[tuple]) -> None:
     said = answer.decode(errors="replace")
     if failed == 413:
         raise RequestTooLargeError(message="The transaction request was too large", response=response)
-    raise TableTransactionError(message=f"The transaction was refused (HTTP {failed}): {_message(said)}", response=response)
+    raise TableTransactionError(message=f"The transaction was refused (HTTP {failed}): {_message(said)}",
+                                response=response)
 
 
 def _message(answer: str) -> str:
