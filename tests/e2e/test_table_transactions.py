@@ -8,8 +8,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.settings import Settings
-from shared.wiring import build_services
 from shared.transactions import submit_transaction
+from shared.wiring import build_services
 
 
 @pytest.fixture
