@@ -9,7 +9,11 @@ run. Scheduled runs start past the watermark margin, as they would minutes apart
 Performance table of the README.
 
     python -m benchmarks [--sizes 10000,100000] [--mappings CUSTOMER,CONTACT,ITEM-PRODUCT]
-                         [--latency-ms 50] [--changes 10] [--quick]
+                         [--latency-ms 50] [--changes 10] [--quick] [--profile DIR] [--trace-memory DIR]
+
+--profile and --trace-memory keep, per size and run, the worker's CPU profile (`<size>-<run>.prof`) and the
+lines holding most memory near its peak (`<size>-<run>-memory.txt`); the figures of such runs are not
+measurements (profiling and tracing slow the worker down).
 """
 
 from __future__ import annotations
@@ -38,12 +42,13 @@ RUNS = (("full", "full"), ("first scheduled", "scheduled"), ("scheduled", "sched
 # mappings the measured ones look values up in; they run too, with a handful of rows
 SUPPORT = {"ITEM-PRODUCT": ("CURRENCY", "UNIT OF MEASURE")}
 
-def measure(stack: BenchStack, kind: str, mappings: list[str]) -> tuple[dict, int, dict[str, float], dict]:
-    """Runs one synchronisation in a worker process: what it printed, its peak RSS (kB), the CPU seconds of
-    each process, and the requests the simulators received, by service and kind."""
+def measure(stack: BenchStack, kind: str, mappings: list[str], extra: list[str] = ()) \
+        -> tuple[dict, int, dict[str, float], dict]:
+    """Runs one synchronisation in a worker process (`extra`: more of its options): what it printed, its peak RSS
+    (kB), the CPU seconds of each process, and the requests the simulators received, by service and kind."""
     requests_before, cpu_before = stack.request_counts(), stack.cpu()
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", str(stack.settings_file), kind,
-                                ",".join(mappings)], stdout=subprocess.PIPE, cwd=ROOT)
+                                ",".join(mappings), *extra], stdout=subprocess.PIPE, cwd=ROOT)
     try:
         output = process.stdout.read()
         _, status, usage = os.wait4(process.pid, 0)
@@ -62,7 +67,8 @@ def measure(stack: BenchStack, kind: str, mappings: list[str]) -> tuple[dict, in
     return json.loads(output.decode().strip().splitlines()[-1]), usage.ru_maxrss, cpu, requests
 
 
-def bench(size: int, mappings: list[str], latency_ms: int, changes: int) -> list[dict]:
+def bench(size: int, mappings: list[str], latency_ms: int, changes: int, profile: Path | None = None,
+          trace_memory: Path | None = None) -> list[dict]:
     stack = BenchStack()
     try:
         print(f"seeding {size:,} rows per side over {', '.join(mappings)}", file=sys.stderr, flush=True)
@@ -79,7 +85,10 @@ def bench(size: int, mappings: list[str], latency_ms: int, changes: int) -> list
             if label == "scheduled":
                 data.change(changes)
             print(f"{label} run of {size:,} rows per side", file=sys.stderr, flush=True)
-            worker, peak_kb, cpu, requests = measure(stack, kind, run_mappings)
+            stem = f"{size}-{label.replace(' ', '-')}"
+            extra = [*(["--profile", str(profile / f"{stem}.prof")] if profile else []),
+                     *(["--trace-memory", str(trace_memory / f"{stem}-memory.txt")] if trace_memory else [])]
+            worker, peak_kb, cpu, requests = measure(stack, kind, run_mappings, extra)
             print("\n".join(f"  {line}" for line in worker["job_log"]), file=sys.stderr)
             print("  Table Storage requests by operation, table and partition:", file=sys.stderr)
             print("\n".join(f"  {line}" for line in worker["storage_by_purpose"]), file=sys.stderr)
@@ -103,15 +112,21 @@ def main(argv=None) -> int:
     p.add_argument("--latency-ms", type=int, default=50, help="latency injected on both services")
     p.add_argument("--changes", type=int, default=10, help="rows changed per side before the scheduled run")
     p.add_argument("--quick", action="store_true", help="a smoke run of 1,000 rows per side")
+    p.add_argument("--profile", type=Path, metavar="DIR", help="keep the worker's CPU profile of each run here")
+    p.add_argument("--trace-memory", type=Path, metavar="DIR",
+                   help="keep the largest holders of the worker's memory near its peak, per run, here")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # so that the stack and worker are stopped too
     mappings = [m.strip() for m in args.mappings.split(",") if m.strip()]
     if set(mappings) - set(MAPPINGS) or ("CONTACT" in mappings and "CUSTOMER" not in mappings):
         p.error(f"--mappings takes {', '.join(MAPPINGS)} (CONTACT with CUSTOMER, whose rows are its parents)")
     sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",") if s]
+    for folder in (args.profile, args.trace_memory):
+        if folder:
+            folder.mkdir(parents=True, exist_ok=True)
     runs = []
     for size in sizes:
-        runs += bench(size, mappings, args.latency_ms, args.changes)
+        runs += bench(size, mappings, args.latency_ms, args.changes, args.profile, args.trace_memory)
         print(table(runs[-len(RUNS):]), flush=True)
     results = {"generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "latency_ms": args.latency_ms, "cpus": os.cpu_count(), "runs": runs}

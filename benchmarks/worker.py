@@ -1,15 +1,25 @@
 """One measured run in a process of its own, so that its peak memory and CPU time are bcsync's alone:
-`python -m benchmarks.worker SETTINGS_FILE full|scheduled MAPPING,...` starts the run, works its jobs off
-the queue as the Functions host would, and prints one JSON line with what only this process knows."""
+`python -m benchmarks.worker SETTINGS_FILE full|scheduled MAPPING,... [--profile FILE] [--trace-memory FILE]` starts
+the run, works its jobs off the queue as the Functions host would, and prints one JSON line with what only this
+process knows.
+
+--profile writes the run's CPU profile (cProfile, for pstats or snakeviz); --trace-memory traces what Python
+allocates and writes the lines that held most near the peak. Both slow the run down (tracing memory several
+times), so a run with either is not a measurement."""
 
 from __future__ import annotations
 
+import argparse
 import contextvars
+import cProfile
 import json
+import pstats
 import sys
 import threading
 import time
+import tracemalloc
 from collections import Counter
+from pathlib import Path
 
 from bcsync.worker import LocalWorker
 from shared.settings import Settings
@@ -19,8 +29,70 @@ from sync.runs import RunKind, RunStatus
 CONCURRENCY = 4  # messages handled at once, as host.json's queues.batchSize lets the Functions host
 
 
+class ThreadProfiles:
+    """cProfile of every thread (storage transactions and the next page's read run in pools), in CPU time of
+    each thread, so that waiting on locks and sockets does not count."""
+
+    def __init__(self):
+        self.profiles = [cProfile.Profile(time.thread_time)]
+        threading.setprofile(self._start)  # threads started from now on profile themselves
+        self.profiles[0].enable()
+
+    def _start(self, *_) -> None:
+        sys.setprofile(None)
+        profile = cProfile.Profile(time.thread_time)
+        self.profiles.append(profile)
+        profile.enable()
+
+    def dump(self, path: Path) -> None:
+        threading.setprofile(None)
+        for profile in self.profiles:
+            profile.disable()
+        stats = pstats.Stats(self.profiles[0])
+        for profile in self.profiles[1:]:
+            stats.add(profile)
+        stats.dump_stats(path)
+
+
+class PeakMemory:
+    """Traces Python's allocations and keeps a snapshot taken near their peak: sampled every `every` seconds,
+    a new snapshot whenever the memory held has grown by a tenth since the last one."""
+
+    def __init__(self, every: float = 2.0):
+        self.every, self.peak, self.snapshot = every, 0, None
+        self.stopped = threading.Event()
+        tracemalloc.start(8)
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.stopped.wait(self.every):
+            held, _ = tracemalloc.get_traced_memory()
+            if held > self.peak * 1.1:
+                self.peak, self.snapshot = held, tracemalloc.take_snapshot()
+
+    def write(self, path: Path) -> None:
+        self.stopped.set()
+        self.thread.join()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        lines = [f"traced peak {peak / 2**20:.1f} MiB; snapshot at {self.peak / 2**20:.1f} MiB, largest holders:"]
+        if self.snapshot is not None:
+            for stat in self.snapshot.statistics("traceback")[:25]:
+                lines.append(f"{stat.size / 2**20:8.1f} MiB {stat.count:>9,} blocks")
+                lines += [f"    {frame}" for frame in stat.traceback.format(most_recent_first=True)[:8]]
+        path.write_text("\n".join(lines) + "\n")
+
+
 def main(argv: list[str]) -> int:
-    settings_file, kind, mappings = argv
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
+    parser.add_argument("settings_file")
+    parser.add_argument("kind", choices=("full", "scheduled"))
+    parser.add_argument("mappings")
+    parser.add_argument("--profile", type=Path, help="file for the run's CPU profile")
+    parser.add_argument("--trace-memory", type=Path, help="file for the largest holders of memory near the peak")
+    args = parser.parse_args(argv)
+    settings_file, kind, mappings = args.settings_file, args.kind, args.mappings
     services = build_services(Settings.load(environ={}, file=settings_file))
     watching = 0  # storage requests of this harness asking whether the run is over, not of bcsync's work
     watched: Counter = Counter()  # the same by purpose
@@ -49,10 +121,16 @@ def main(argv: list[str]) -> int:
         return run_job(mapping, direction, **kwargs)
     services.engine.run = counted
 
+    memory = PeakMemory() if args.trace_memory else None
+    profile = ThreadProfiles() if args.profile else None
     started = time.perf_counter()
     run = services.start_run(RunKind(kind), trigger="bench", mappings=mappings.split(","))
     LocalWorker(services, poll_seconds=0.05, concurrency=CONCURRENCY).run_until(over)
     seconds = time.perf_counter() - started
+    if profile:
+        profile.dump(args.profile)
+    if memory:
+        memory.write(args.trace_memory)
     storage_requests = services.storage.requests_sent - watching
     report = services.report(run.run_id)
     totals = report.to_dict()["totals"]

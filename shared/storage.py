@@ -71,6 +71,7 @@ from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
 from sync.schedule import MappingSchedule
 
 from .telemetry import count_request, map_in_context
+from .transactions import submit_transaction
 
 KEYS_PER_QUERY = 14      # Table Storage allows 15 comparisons per filter; one is the partition
 TRANSACTION_SIZE = 100   # operations per entity-group transaction
@@ -277,7 +278,7 @@ def _transact(storage: TableStorage, table: TableClient, operations: list[tuple]
         for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
                 with storage_errors():
-                    table.submit_transaction(chunk)
+                    submit_transaction(table, chunk)
                 return
             except ServiceUnavailableError as exc:
                 if not resendable or attempt == TRANSACTION_ATTEMPTS or not isinstance(

@@ -18,6 +18,7 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections import Counter, defaultdict
+from contextlib import AbstractContextManager
 from typing import Any, Callable, Iterator, Sequence
 
 from .engine import RecordOutcome, SyncEngine
@@ -31,6 +32,7 @@ from .ports import (
     Endpoint,
     ErrorStore,
     Fact,
+    FollowUp,
     NewRow,
     Record,
     RecordFailure,
@@ -168,10 +170,16 @@ class RecordedCouplings:
                 found[coupling.id_on(side)] = copy.deepcopy(coupling)
         return found
 
-    def save_many(self, couplings: Sequence[Coupling]) -> None:
+    def save_many(self, couplings: Sequence[Coupling], follow_up: FollowUp | None = None) -> None:
         for coupling in couplings:
             self.deleted.pop(self._key(coupling), None)
             self.saved[self._key(coupling)] = copy.deepcopy(coupling)
+
+    def followed_up(self, follow_up: FollowUp) -> None:
+        pass  # a dry save notes no follow-up: its follow-up writes are only recorded
+
+    def held(self, mapping: str, side: Side) -> AbstractContextManager[None]:
+        return self.real.held(mapping, side)  # the stored couplings, read once; the dry saves stay here
 
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
         for coupling in couplings:
@@ -186,8 +194,8 @@ class RecordedCouplings:
             if kept:
                 yield kept
 
-    def recover(self, mapping: str) -> int:
-        return 0  # completing a stopped job's writes is a write: the next real job does it
+    def recover(self, mapping: str) -> list[FollowUp]:
+        return []  # completing a stopped job's writes is a write: the next real job does it
 
 
 class RecordedErrors:

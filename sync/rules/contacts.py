@@ -165,8 +165,11 @@ def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> 
                                                           [c.bc_id for c in couplings.values()])}
     account_changes: list[tuple[NewContact, Record, Coupling | None]] = []
     customer_changes: list[tuple[NewContact, Record, Coupling | None]] = []
+    by_account: dict[str, list[NewContact]] = {}  # grouped once: a page may hold thousands of new contacts
+    for n in new:
+        by_account.setdefault(n.account, []).append(n)
     for account_id, account in accounts.items():
-        mine = [n for n in new if n.account == account_id]
+        mine = by_account.get(account_id, [])
         coupling = couplings.get(account_id)
         customer = customers.get(coupling.bc_id.lower()) if coupling else None
         named_in_sales = str(account.values.get("primarycontactid") or "").lower()

@@ -4,11 +4,15 @@ result, the printed table, the README refresh and the schema of results.json."""
 from __future__ import annotations
 
 import json
+import pstats
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from benchmarks import report
 from benchmarks.__main__ import RESULTS, ROOT
+from benchmarks.worker import PeakMemory, ThreadProfiles
 
 README = ROOT / "README.md"
 
@@ -79,3 +83,22 @@ def test_the_readme_table_is_replaced_between_its_markers_only():
     assert refreshed.endswith(f"{report.README_END}\n\n## Next\n")
     assert "Measured 2026-12-03 on 2 cores, 50 ms latency" in refreshed
     assert report.refresh_readme(refreshed, results) == refreshed
+
+
+def test_the_worker_profile_holds_the_cpu_of_pool_threads_and_the_memory_trace_its_holders(tmp_path):
+    def busy_in_a_pool_thread() -> int:
+        return sum(i * i for i in range(200_000))
+
+    memory = PeakMemory(every=0.01)
+    profiles = ThreadProfiles()
+    with ThreadPoolExecutor(max_workers=1) as pool:  # started after the profiler, as the worker's pools are
+        pool.submit(busy_in_a_pool_thread).result()
+    held = [bytearray(1000) for _ in range(20_000)]  # about 20 MB, held across a sample
+    time.sleep(0.1)
+    profiles.dump(tmp_path / "run.prof")
+    memory.write(tmp_path / "memory.txt")
+    del held
+    functions = {name for _, _, name in pstats.Stats(str(tmp_path / "run.prof")).stats}
+    assert "busy_in_a_pool_thread" in functions
+    trace = (tmp_path / "memory.txt").read_text()
+    assert trace.startswith("traced peak") and "test_bench.py" in trace

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from azure.core.exceptions import ServiceResponseError
 
+from shared import storage
 from shared.storage import TRANSACTION_ATTEMPTS, _transact
 from sync.errors import ServiceUnavailableError
 
@@ -20,6 +21,12 @@ class BrokenThenFine:
         if len(self.sent) <= self.breaks:
             raise ServiceResponseError("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))")
         return []
+
+
+@pytest.fixture(autouse=True)
+def sent_by_the_fake(monkeypatch):
+    """Transactions go to the fake table client's submit_transaction instead of over HTTP."""
+    monkeypatch.setattr(storage, "submit_transaction", lambda table, chunk: table.submit_transaction(chunk))
 
 
 def _ops(kind: str, n: int = 3) -> list[tuple]:
