@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from shared import storage
 from shared.storage import CouplingTable, _bucket
 from sync.model import Side
 from sync.runs import RunKind, RunStatus
@@ -55,34 +56,32 @@ def test_couplings_of_the_first_layout_are_moved_and_found_by_the_next_scheduled
     assert {(c.bc_id, c.crm_id) for c in env.couplings("CUSTOMER")} == {(c.bc_id, c.crm_id) for c in coupled}
 
 
-def test_a_pair_written_on_one_side_when_the_worker_died_is_completed_by_the_next_job(env):
+def test_a_pair_written_on_one_side_when_the_worker_died_is_completed_by_the_next_job(env, monkeypatch):
     env.configure(BCSYNC_JOB_LEASE_SECONDS=2)
     _customers(env, 5)
     table = env.services.couplings.table
-    real, failed, stored = table.submit_transaction, [], set()
+    real, failed, stored = storage.submit_transaction, [], set()
     bc_partitions = {f"CUSTOMER|bc|{_bucket(c['id'])}" for c in env.bc.rows("customers")}
 
-    def submit(operations, **kwargs):
+    def submit(client, operations):
         # the worker dies while the rows of Sales' side are sent: one transaction never reaches storage,
         # after those of Business Central's side have (they go in parallel, so it waits for them)
         partition = operations[0][1]["PartitionKey"]
-        if not failed and partition.startswith("CUSTOMER|crm|"):
+        if client is table and not failed and partition.startswith("CUSTOMER|crm|"):
             failed.append(operations)
             deadline = time.monotonic() + 10
             while not bc_partitions <= stored and time.monotonic() < deadline:
                 time.sleep(0.01)
             raise WorkerDied()
-        result = real(operations, **kwargs)
+        result = real(client, operations)
         stored.add(partition)
         return result
 
-    table.submit_transaction = submit
-    try:
-        run = env.services.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
-        with pytest.raises(WorkerDied):
-            env.worker.run_until(lambda: False, timeout=60)
-    finally:
-        del table.submit_transaction
+    monkeypatch.setattr(storage, "submit_transaction", submit)
+    run = env.services.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    with pytest.raises(WorkerDied):
+        env.worker.run_until(lambda: False, timeout=60)
+    monkeypatch.undo()
     accounts = [a["accountid"] for a in env.dv.rows("account")]
     assert len(accounts) == 5
     half = CouplingTable(env.services.storage)
