@@ -687,19 +687,21 @@ class _Job:
         if since is None:
             return  # that pass has not run: it reads every row anyway
         cap = self.e.clock.now() - self.e.watermark_margin
+        # every page read before the couplings the job does not know are looked up, in one go: looked up page by
+        # page, they would cost a range query over all of the side's couplings per page once the table is large
+        rows = [(r.id.lower(), r.etag, r.modified_on) for page in self.dst.read_changed(
+            self.dst_table, [], since=since, where=self.mapping.filter_on(Side.BC), page_size=self.e.page_size)
+                for r in page]
+        unknown = [row_id for row_id, _, _ in rows if row_id not in self.bc_versions]
+        self._know_versions(self.e.couplings.get_many(self.mapping.name, Side.BC, unknown).values() if unknown else ())
         passed: dt.datetime | None = None
         known: dict[str, str] = {}
-        for page in self.dst.read_changed(self.dst_table, [], since=since, where=self.mapping.filter_on(Side.BC),
-                                          page_size=self.e.page_size):
-            unknown = [r.id for r in page if r.id.lower() not in self.bc_versions]
-            self._know_versions(self.e.couplings.get_many(self.mapping.name, Side.BC, unknown).values()
-                                if unknown else ())
-            for row in page:
-                unchanged = self.bc_versions.get(row.id.lower()) == row.etag
-                if passed is None and (row.modified_on is None or row.modified_on >= cap or not unchanged):
-                    passed = min(cap, row.modified_on or since)
-                if passed is not None and unchanged:
-                    known[row.id.lower()] = row.etag
+        for row_id, etag, modified_on in rows:
+            unchanged = self.bc_versions.get(row_id) == etag
+            if passed is None and (modified_on is None or modified_on >= cap or not unchanged):
+                passed = min(cap, modified_on or since)
+            if passed is not None and unchanged:
+                known[row_id] = etag
         passed = cap if passed is None else passed
         if passed > since:
             self.e.state.advance_watermark(self.mapping.name, Direction.TO_CRM, passed)

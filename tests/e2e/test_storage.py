@@ -10,6 +10,9 @@ from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, CouplingTable, _bucket
 from sync.model import Direction, Side
 from sync.ports import Coupling, FollowUp, RecordFailure
 
+from ..conftest import fresh
+from .conftest import Env, job
+
 
 def _couplings(n: int, mapping: str = "CUSTOMER") -> list[Coupling]:
     return [Coupling(mapping, str(uuid.uuid4()), str(uuid.uuid4()), bc_etag=f"b{i}", crm_etag=f"c{i}",
@@ -156,3 +159,32 @@ def test_a_follow_up_note_costs_no_request_and_a_stopped_job_leaves_it_to_recove
     assert len(store.recover("CUSTOMER")) == 1                       # kept until the caller has logged them
     store.followed_up(left[0])
     assert store.recover("CUSTOMER") == []
+
+
+def _range_queries_of_a_full_synchronisation(stack, page_size: int) -> Counter:
+    """A full synchronisation of 40 + 40 customers read in pages of `page_size` rows, on fresh simulators and
+    tables: its range queries over couplings, by the side they read."""
+    env = Env(stack, {**fresh(stack), "BCSYNC_PAGE_SIZE": page_size})
+    env.bc.seed("customers", [{"number": f"C{i:05d}", "displayName": f"Customer {i}"} for i in range(40)])
+    env.dv.seed("account", [{"name": f"Account {i}", "customertypecode": 3} for i in range(40)])
+    storage = env.services.storage
+    purposes = Counter(storage.requests_by_purpose)
+    full = env.full_sync(["CUSTOMER"])
+    assert full.to_dict()["totals"]["failed"] == 0, full.to_dict()
+    assert job(full, "CUSTOMER:to-crm").counts.inserted == job(full, "CUSTOMER:from-crm").counts.inserted == 40
+    queries: Counter = Counter()
+    for (operation, table, partition), n in (storage.requests_by_purpose - purposes).items():
+        # a range query's partition is where it starts, the side's first one: `CUSTOMER|bc|`
+        if operation == "query" and table.endswith("couplings") and partition.endswith("|"):
+            queries[partition] += n
+    return queries
+
+
+def test_a_full_synchronisation_reads_each_sides_couplings_by_range_as_often_whatever_its_pages(stack):
+    # Each range query reads a side's couplings from its start: one per page would grow with the rows squared.
+    # Read in pages of 10 rows (4 to 8 per side and job) or in one page, the full jobs send as many. Among them:
+    # the Sales -> BC job looks up at its end the couplings of the BC rows it did not see (those the BC -> Sales
+    # job coupled, changed since its watermark), once for all of them, not once per page of BC rows
+    small, whole = [_range_queries_of_a_full_synchronisation(stack, size) for size in (10, 1000)]
+    assert small == whole, (small, whole)
+    assert sum(whole.values()) <= 12, whole
