@@ -14,9 +14,10 @@ whose answer was lost may have left an order without it; that one is recognised 
 same customer with the order's name as External Document No., no Your Reference and exactly the
 lines this order would get.
 
-The same job follows the coupled orders: posted in full (the order is gone and a posted invoice
-names it) -> the Sales order becomes Invoiced; deleted by a user -> the Sales order is set back to
-Active / Pending with its back-office submit date cleared, so it can be submitted again.
+The same job follows the coupled orders: changed -> the Sales order shows their progress (sync.order_progress:
+date fulfilled, totals, status posts); posted in full (the order is gone and a posted invoice names it) -> the
+Sales order becomes Invoiced; deleted by a user -> the Sales order is set back to Active / Pending with its
+back-office submit date cleared, so it can be submitted again.
 
 A submitted order is read-only in Sales, so what bcsync writes to it goes as Business Central writes
 it: Active, the columns, Submitted again, three updates, recorded before the first so that the next
@@ -50,11 +51,13 @@ from .tables import (
     CRM_ACCOUNT,
     CRM_CONTACT,
     CRM_CURRENCY,
+    CRM_POST,
     CRM_PRODUCT,
     CRM_SALES_ORDER,
     CRM_SALES_ORDER_DETAIL,
     CRM_UNIT,
 )
+from .order_progress import OrderProgress
 from .writeback import WriteBacks
 
 MAPPING = "SALESORDER-ORDER"
@@ -93,6 +96,7 @@ PAGE_42 = [attribute for attribute in SET_AFTER if attribute != "discountamount"
 LINE_PRINT = ["documentId", "sequence", "lineType", "lineObjectNumber", "quantity"]
 # a submitted order is re-activated to be written; other closed orders are left alone
 WRITE_BACKS = WriteBacks(CRM_SALES_ORDER, reopens=frozenset({SUBMITTED}))
+PROGRESS = OrderProgress(WRITE_BACKS, MAPPING)
 
 
 def order_label(order: Record) -> str:
@@ -137,7 +141,7 @@ class SalesOrderProcess:
              BC_SALES_INVOICE_LINE, BC_SALES_ORDER_LINE, BC_ITEM, BC_RESOURCE, BC_CURRENCY, BC_UNIT_OF_MEASURE,
              BC_SALES_SETUP)
     writes = (CRM_SALES_ORDER,)
-    creates = (BC_SALES_ORDER,)
+    creates = (BC_SALES_ORDER, CRM_POST)
 
     def has_work(self, job: JobContext) -> bool:
         if next(iter(job.couplings.coupled_ids(MAPPING, Side.BC, page_size=1)), []) or job.state.write_backs(MAPPING):
@@ -517,14 +521,17 @@ class SalesOrderProcess:
 
     def follow_coupled(self, job: JobContext) -> None:
         for ids in job.couplings.coupled_ids(MAPPING, Side.BC, page_size=100):
-            present = {r.id.lower() for r in job.bc.read_ids(BC_SALES_ORDER, ["number"], ids)}
+            rows = job.bc.read_ids(BC_SALES_ORDER, ["number"], ids)
+            PROGRESS.follow(job, rows)
+            present = {r.id.lower() for r in rows}
             gone = [i for i in ids if i.lower() not in present]
             if gone:
                 self._follow(job, list(job.couplings.get_many(MAPPING, Side.BC, gone).values()))
 
     def _follow(self, job: JobContext, couplings: list[Coupling]) -> dict[str, str]:
         """Orders gone from Business Central: posted (an invoice names the order) or deleted."""
-        invoices = job.bc.read_matching(BC_SALES_INVOICE, ["number", "orderId", "orderNumber"], "orderId",
+        invoices = job.bc.read_matching(BC_SALES_INVOICE, ["number", "orderId", "orderNumber", "customerId",
+                                                           "customerPurchaseOrderReference"], "orderId",
                                         [c.bc_id for c in couplings])
         posted = {str(r.values.get("orderId")).lower(): r for r in invoices}
         said: dict[str, str] = {}
@@ -546,6 +553,7 @@ class SalesOrderProcess:
         # recorded, the write-backs are what remembers the orders: a job that stops after this completes them
         # rather than deciding anew (by then a user may have submitted the order again)
         begun = WRITE_BACKS.begin(job, write_backs)
+        PROGRESS.posted(job, couplings, posted)
         job.couplings.delete_many(couplings)
         for order_id, reason in WRITE_BACKS.complete(job, begun).items():
             job.note(f"sales order {order_id} could not be updated ({reason}); completed by the next run")

@@ -52,7 +52,11 @@ BC_SALES_ORDER = BcTable("salesOrders", "Sales Order", key_field="number", enum_
                                               "billToCity": "Bill_to_City",
                                               "billToState": "Bill_to_County",
                                               "billToPostCode": "Bill_to_Post_Code",
-                                              "billToCountry": "Bill_to_Country_Region_Code"},
+                                              "billToCountry": "Bill_to_Country_Region_Code",
+                                              # what posting left on the order (added by bcsync's extension)
+                                              "lastShipmentDate": "Last_Shipment_Date",
+                                              "lastShippingNumber": "Last_Shipping_No",
+                                              "lastPostingNumber": "Last_Posting_No"},
                                              fixed_keys=(("Document_Type", "Order"),),
                                              enum_fields=frozenset({"BillToOptions"})))
 BC_SALES_ORDER_LINE = BcTable("salesOrderLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
@@ -122,6 +126,11 @@ CRM_SALES_ORDER_DETAIL = CrmTable("salesorderdetail", "salesorderdetails", "sale
                                   lookups={"salesorderid": CrmLookup("salesorderid", "salesorders"),
                                            "productid": CrmLookup("productid", "products"),
                                            "uomid": CrmLookup("uomid", "uoms")})
+# a post on an order's or an account's wall; its regarding row is bound by table (`regardingobjectid_<table>`),
+# so each navigation is its own entry, and posts are only ever created
+CRM_POST = CrmTable("post", "posts", "postid", "text", lookups={
+    "regardingobjectid_salesorder": CrmLookup("regardingobjectid_salesorder", "salesorders"),
+    "regardingobjectid_account": CrmLookup("regardingobjectid_account", "accounts")})
 CRM_UNIT = CrmTable("uom", "uoms", "uomid", "name", lookups={
     "uomscheduleid": CrmLookup("uomscheduleid", "uomschedules"), "baseuom": CrmLookup("baseuom", "uoms")})
 CRM_PRICE_LIST = CrmTable("pricelevel", "pricelevels", "pricelevelid", "name", lookups={

@@ -1,0 +1,103 @@
+"""The sales order after creation, end to end: what becomes of a coupled order in Business Central (released,
+shipped, invoiced) shows on its Sales order at the scheduled runs: date fulfilled, totals, status posts on the
+order's wall and, once it is posted in full, on the account's."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .conftest import job
+from .test_sales_orders import account, product_line, setup, submitted_order
+
+MAPPING = "SALESORDER-ORDER"
+
+
+def created_order(env):
+    """A Sales order for two bicycles, created in Business Central by a scheduled run."""
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    order = submitted_order(env, [product_line(env, "1000", 2, 100)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    return order, created
+
+
+def posts(env, table, row_id):
+    return [p["text"] for p in sorted(env.dv.rows("post"), key=lambda p: p["createdon"])
+            if str(p.get("regardingobjectid")).lower() == row_id.lower() and p.get("regardingobjectidtype", table)
+            == table]
+
+
+def state(env, order):
+    row = env.dv.get("salesorder", order)
+    return row["statecode"], row["statuscode"]
+
+
+def ship(env, bc_order, quantity):
+    """Ship `quantity` of the order's line without invoicing it, as a warehouse user does (the order is reopened
+    to set what to ship, released again and posted)."""
+    [line] = [x for x in env.bc.rows("salesOrderLines") if x["documentId"] == bc_order["id"]]
+    env.bc.act("salesOrders", bc_order["id"], "reopen")
+    env.bc.update("salesOrderLines", line["id"], {"shipQuantity": quantity, "invoiceQuantity": 0})
+    env.bc.act("salesOrders", bc_order["id"], "release")
+    env.bc.post_document("salesOrders", bc_order["id"])
+
+
+def test_a_released_shipped_and_invoiced_order_shows_its_progress_in_sales(env):
+    setup(env)
+    order, created = created_order(env)
+    before = env.dv.get("salesorder", order)
+
+    # still open in Business Central: its mapping pushes released orders only, and nothing happened to post
+    report = env.sync([MAPPING])
+    assert job(report, f"{MAPPING}:from-crm").counts.modified == 0 and posts(env, "salesorder", order) == []
+
+    env.bc.act("salesOrders", created["id"], "release")
+    report = env.sync([MAPPING])
+    assert job(report, f"{MAPPING}:from-crm").counts.modified == 1
+    sales_order = env.dv.get("salesorder", order)
+    bc_order = env.bc.get("salesOrders", created["id"])
+    assert sales_order["totalamountlessfreight"] == bc_order["totalAmountExcludingTax"] == 200
+    assert sales_order["totalamount"] == bc_order["totalAmountIncludingTax"]
+    assert sales_order["datefulfilled"] is None and state(env, order) == (1, 3)    # Submitted again
+    assert sales_order["lastbackofficesubmit"] == before["lastbackofficesubmit"]
+    assert posts(env, "salesorder", order) == ["The order was released in Business Central."]
+
+    # nothing changed since: nothing is written, nothing posted again
+    report = env.sync([MAPPING])
+    assert job(report, f"{MAPPING}:from-crm").counts.modified == 0 and len(posts(env, "salesorder", order)) == 1
+
+    ship(env, created, 1)
+    [page] = [p for p in env.bc.rows("SalesOrder") if p["No"] == created["number"]]
+    report = env.sync([MAPPING])
+    assert job(report, f"{MAPPING}:from-crm").counts.modified == 1
+    sales_order = env.dv.get("salesorder", order)
+    assert page["Last_Shipment_Date"] and str(sales_order["datefulfilled"])[:10] == str(page["Last_Shipment_Date"])
+    assert state(env, order) == (1, 3)
+    assert posts(env, "salesorder", order)[1:] == [f"Business Central posted shipment {page['Last_Shipping_No']} for "
+                                                   f"the order."]
+
+    # the rest shipped and invoiced: the order is gone from Business Central, the Sales order is Invoiced
+    invoice_id = env.bc.post_document("salesOrders", created["id"])
+    invoice = env.bc.get("salesInvoices", invoice_id)
+    report = env.sync([MAPPING])
+    assert state(env, order) == (4, 100003)
+    assert posts(env, "salesorder", order)[2:] == [
+        f"Business Central posted the last shipment of the order with invoice {invoice['number']}.",
+        f"Business Central posted invoice {invoice['number']} for the order."]
+    ordernumber = env.dv.get("salesorder", order)["ordernumber"]
+    assert posts(env, "account", account(env)) == [
+        f"Order {ordernumber} was posted in Business Central: invoice {invoice['number']}."]
+    again = env.sync([MAPPING])
+    assert len(env.dv.rows("post")) == 5 and job(again, f"{MAPPING}:from-crm").counts.modified == 0
+
+
+def test_a_post_repeated_by_a_run_that_lost_track_is_not_posted_twice(env):
+    setup(env)
+    order, created = created_order(env)
+    env.bc.act("salesOrders", created["id"], "release")
+    env.sync([MAPPING])
+    # the coupling forgets what it saw (as when a run stops after posting, before saving it)
+    [coupling] = env.couplings(MAPPING)
+    env.services.couplings.save_many([dataclasses.replace(coupling, bc_etag=None, bc_values={})])
+    env.sync([MAPPING])
+    assert posts(env, "salesorder", order) == ["The order was released in Business Central."]
