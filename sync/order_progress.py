@@ -96,10 +96,10 @@ class OrderProgress:
         self.write_backs = write_backs
         self.mapping = mapping
 
-    def follow(self, job: JobContext, present: list[Record]) -> None:
-        """The orders of `present` (read with their version) that changed since the coupling saw them."""
-        couplings = job.couplings.get_many(self.mapping, Side.BC, [r.id for r in present])
-        changed = [r.id for r in present if r.id in couplings and r.etag != couplings[r.id].bc_etag]
+    def follow(self, job: JobContext, present: list[Record], couplings: dict[str, Coupling]) -> None:
+        """The orders of `present` (read with their version) that changed since their coupling saw them."""
+        couplings = {bc_id.lower(): c for bc_id, c in couplings.items()}
+        changed = [r.id for r in present if r.id.lower() in couplings and r.etag != couplings[r.id.lower()].bc_etag]
         if not changed:
             return
         rows = job.bc.read_ids(BC_SALES_ORDER, PROGRESS, changed)
@@ -107,7 +107,7 @@ class OrderProgress:
         write_backs: list[WriteBack] = []
         seen: list[Coupling] = []
         for row in rows:
-            coupling, v = couplings[row.id], row.values
+            coupling, v = couplings[row.id.lower()], row.values
             now = {k: v.get(k) for k in SEEN}
             posts += order_posts(coupling, row, now)
             if v.get("status") == RELEASED:  # Business Central's mapping takes released orders only

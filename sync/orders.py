@@ -15,9 +15,9 @@ same customer with the order's name as External Document No., no Your Reference 
 lines this order would get.
 
 The same job follows the coupled orders: changed -> the Sales order shows their progress (sync.order_progress:
-date fulfilled, totals, status posts); posted in full (the order is gone and a posted invoice names it) -> the
-Sales order becomes Invoiced; deleted by a user -> the Sales order is set back to Active / Pending with its
-back-office submit date cleared, so it can be submitted again.
+date fulfilled, totals, status posts); their notes are kept both ways (sync.order_notes); posted in full (the
+order is gone and a posted invoice names it) -> the Sales order becomes Invoiced; deleted by a user -> the Sales
+order is set back to Active / Pending with its back-office submit date cleared, so it can be submitted again.
 
 A submitted order is read-only in Sales, so what bcsync writes to it goes as Business Central writes
 it: Active, the columns, Submitted again, three updates, recorded before the first so that the next
@@ -41,6 +41,7 @@ from .rules.currency import CurrencyRules
 from .tables import (
     BC_CURRENCY,
     BC_ITEM,
+    BC_RECORD_LINK,
     BC_RESOURCE,
     BC_SALES_INVOICE,
     BC_SALES_INVOICE_LINE,
@@ -51,12 +52,14 @@ from .tables import (
     CRM_ACCOUNT,
     CRM_CONTACT,
     CRM_CURRENCY,
+    CRM_NOTE,
     CRM_POST,
     CRM_PRODUCT,
     CRM_SALES_ORDER,
     CRM_SALES_ORDER_DETAIL,
     CRM_UNIT,
 )
+from .order_notes import OrderNotes
 from .order_progress import OrderProgress
 from .writeback import WriteBacks
 
@@ -97,6 +100,7 @@ LINE_PRINT = ["documentId", "sequence", "lineType", "lineObjectNumber", "quantit
 # a submitted order is re-activated to be written; other closed orders are left alone
 WRITE_BACKS = WriteBacks(CRM_SALES_ORDER, reopens=frozenset({SUBMITTED}))
 PROGRESS = OrderProgress(WRITE_BACKS, MAPPING)
+NOTES = OrderNotes(MAPPING)
 
 
 def order_label(order: Record) -> str:
@@ -141,7 +145,7 @@ class SalesOrderProcess:
              BC_SALES_INVOICE_LINE, BC_SALES_ORDER_LINE, BC_ITEM, BC_RESOURCE, BC_CURRENCY, BC_UNIT_OF_MEASURE,
              BC_SALES_SETUP)
     writes = (CRM_SALES_ORDER,)
-    creates = (BC_SALES_ORDER, CRM_POST)
+    creates = (BC_SALES_ORDER, BC_RECORD_LINK, CRM_POST, CRM_NOTE)
 
     def has_work(self, job: JobContext) -> bool:
         if next(iter(job.couplings.coupled_ids(MAPPING, Side.BC, page_size=1)), []) or job.state.write_backs(MAPPING):
@@ -520,13 +524,19 @@ class SalesOrderProcess:
     # -- following coupled orders -----------------------------------------------------------------
 
     def follow_coupled(self, job: JobContext) -> None:
+        coupled = False
         for ids in job.couplings.coupled_ids(MAPPING, Side.BC, page_size=100):
+            coupled = True
             rows = job.bc.read_ids(BC_SALES_ORDER, ["number"], ids)
-            PROGRESS.follow(job, rows)
+            couplings = job.couplings.get_many(MAPPING, Side.BC, ids)
+            PROGRESS.follow(job, rows, couplings)
             present = {r.id.lower() for r in rows}
-            gone = [i for i in ids if i.lower() not in present]
+            NOTES.to_business_central(job, [c for i, c in couplings.items() if i.lower() in present])
+            gone = [c for i, c in couplings.items() if i.lower() not in present]
             if gone:
-                self._follow(job, list(job.couplings.get_many(MAPPING, Side.BC, gone).values()))
+                self._follow(job, gone)
+        if coupled:  # Business Central's notes of coupled orders only
+            NOTES.to_sales(job)
 
     def _follow(self, job: JobContext, couplings: list[Coupling]) -> dict[str, str]:
         """Orders gone from Business Central: posted (an invoice names the order) or deleted."""

@@ -79,6 +79,9 @@ BC_RESOURCE = BcTable.page("Resources", "Resource", ("No",), enum_fields=frozens
                            template_fields=(("Gen. Prod. Posting Group", "Gen_Prod_Posting_Group"),
                                             ("VAT Prod. Posting Group", "VAT_Prod_Posting_Group")),
                            posting_groups=1)
+# The notes attached to records (table "Record Link"): API v2.0 has none; bcsync's extension publishes its own page
+# RecordLinks, with the record a note belongs to as its table number and SystemId, and the note as text.
+BC_RECORD_LINK = BcTable.page("RecordLinks", "Record Link", ("Link_ID",))
 # Configuration templates (page 8620) and their lines (page 8619), which a table mapping's template code names.
 BC_CONFIG_TEMPLATE = BcTable.page("ConfigTemplates", "Config. Template Header", ("Code",))
 BC_CONFIG_TEMPLATE_LINE = BcTable.page("ConfigTemplateLines", "Config. Template Line",
@@ -126,6 +129,9 @@ CRM_SALES_ORDER_DETAIL = CrmTable("salesorderdetail", "salesorderdetails", "sale
                                   lookups={"salesorderid": CrmLookup("salesorderid", "salesorders"),
                                            "productid": CrmLookup("productid", "products"),
                                            "uomid": CrmLookup("uomid", "uoms")})
+# a note (annotation) of a sales order: read by the row it is attached to, written to an order
+CRM_NOTE = CrmTable("annotation", "annotations", "annotationid", "subject", lookups={
+    "objectid": CrmLookup("objectid_salesorder", "salesorders")})
 # a post on an order's or an account's wall; its regarding row is bound by table (`regardingobjectid_<table>`),
 # so each navigation is its own entry, and posts are only ever created
 CRM_POST = CrmTable("post", "posts", "postid", "text", lookups={

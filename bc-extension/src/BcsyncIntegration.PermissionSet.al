@@ -28,7 +28,7 @@ using System.IO;
 
 // What bcsync's Microsoft Entra application reads and writes, and nothing else: assign it on the
 // application's card (Microsoft Entra Applications). bcsync never deletes, so no table has D.
-// The extension adds no pages of its own; its page extensions run with the base pages below.
+// The extension adds one page of its own (BCS Record Links); its page extensions run with the base pages below.
 permissionset 50100 "BCS INTEGRATION"
 {
     Assignable = true;
@@ -55,6 +55,8 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "Sales Header" = RIM,
         tabledata "Sales Line" = RIM,
         tabledata "Sales Order Entity Buffer" = RIM,
+        // the notes of those orders, both ways (page BCS Record Links)
+        tabledata "Record Link" = RIM,
         // read only
         tabledata Currency = R,
         tabledata "Currency Exchange Rate" = R,
@@ -93,5 +95,6 @@ permissionset 50100 "BCS INTEGRATION"
         page "Shipping Agents" = X,
         page "Config. Template List" = X,
         page "Config. Template Subform" = X,
-        page "Posted Sales Invoice" = X;
+        page "Posted Sales Invoice" = X,
+        page "BCS Record Links" = X;
 }

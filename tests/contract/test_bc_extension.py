@@ -73,6 +73,32 @@ def page_extensions() -> dict[str, dict]:
     return found
 
 
+def own_pages() -> dict[int, dict]:
+    """Page ID -> the pages the extension adds (src/*.Page.al), described as base-pages.json describes base pages:
+    page, page_name, source_table, controls (every field control, page variables included), primary_key and
+    odata_key (its ODataKeyFields), no known gaps."""
+    found = {}
+    for path in sorted((EXT / "src").glob("*.Page.al")):
+        text = re.sub(r"//[^\n]*", "", path.read_text())
+        head = re.search(rf"\bpage\s+(\d+)\s+({_NAME})", text)
+        source = re.search(rf"SourceTable\s*=\s*({_NAME})\s*;", text)
+        keys = re.search(r"ODataKeyFields\s*=\s*([^;]+);", text)
+        assert head and source and keys, f"{path.name}: a page needs its SourceTable and ODataKeyFields"
+        controls = [unquote(c) for c in re.findall(rf"\bfield\(({_NAME})\s*;", text)]
+        key = {unquote(k.strip()): odata_name(unquote(k.strip())) for k in keys.group(1).split(",")}
+        found[int(head.group(1))] = {"page": int(head.group(1)), "page_name": unquote(head.group(2)),
+                                     "file": path.name, "source_table": unquote(source.group(1)),
+                                     "controls": {c: odata_name(c) for c in controls}, "primary_key": key,
+                                     "odata_key": list(key.values()), "known_gaps": {}}
+    return found
+
+
+def declared_services() -> dict[str, dict]:
+    """Service -> its page: the base pages of base-pages.json and the extension's own pages it publishes."""
+    own = own_pages()
+    return {**BASE, **{service: own[page] for service, page in web_services().items() if page in own}}
+
+
 def web_services() -> dict[str, int]:
     """Service name -> page ID from the TenantWebService entries of the extension."""
     services = {}
@@ -284,7 +310,10 @@ def used(observed):
 
 def published_fields(service: str) -> dict[str, str]:
     """OData name -> where it comes from, for one service: base controls, the table's key, the extension."""
-    base = BASE[service]
+    base = declared_services()[service]
+    if "file" in base:  # a page of the extension's own
+        return {name: f"control {control!r} of the extension's page {base['page']}"
+                for control, name in {**base["controls"], **base["primary_key"]}.items()}
     fields = {name: f"control {control!r} of page {base['page']}" for control, name in base["controls"].items()}
     fields.update({name: f"key field {field!r} of table {base['source_table']}"
                    for field, name in base["primary_key"].items()})
@@ -309,12 +338,15 @@ def test_the_extension_publishes_every_page_service_bcsync_calls_and_no_other(us
     services = web_services()
     assert set(services) == set(used), (f"published but unused: {sorted(set(services) - set(used))}; "
                                         f"used but not published: {sorted(set(used) - set(services))}")
-    assert set(BASE) == set(used), f"base-pages.json must declare exactly the services bcsync uses: {sorted(used)}"
+    declared_all = declared_services()
+    assert set(declared_all) == set(used), (f"base-pages.json and the extension's own pages must declare exactly the "
+                                            f"services bcsync uses: {sorted(used)}")
     extensions = page_extensions()
     for service, page in services.items():
-        declared = BASE[service]
+        declared = declared_all[service]
         assert page == declared["page"], f"{service} publishes page {page}, the declaration says {declared['page']}"
-        assert declared["page_name"] in extensions, f"no page extension of {declared['page_name']} ({service})"
+        assert "file" in declared or declared["page_name"] in extensions, (
+            f"no page extension of {declared['page_name']} ({service})")
 
 
 def test_every_field_bcsync_uses_is_published_or_a_known_gap(used):
@@ -322,11 +354,11 @@ def test_every_field_bcsync_uses_is_published_or_a_known_gap(used):
     for service, fields in sorted(used.items()):
         published = published_fields(service)
         missing = sorted(fields - set(published))
-        known = BASE[service]["known_gaps"]
+        known = declared_services()[service]["known_gaps"]
         gaps[service] = missing
         unexplained = [f for f in missing if f not in known]
         if unexplained:
-            problems.append(f"{service} (page {BASE[service]['page']} {BASE[service]['page_name']}): {unexplained} "
+            problems.append(f"{service} (page {declared_services()[service]['page']}): {unexplained} "
                             f"are neither controls of the base page (contract/base-pages.json) nor added by the "
                             f"extension (bc-extension/src)")
         stale = sorted(set(known) - set(missing))
@@ -366,6 +398,14 @@ def test_every_page_extension_adds_the_change_tracking_fields_where_the_page_lac
         names.add(ext["name"])
 
 
+def test_the_extensions_own_pages_track_changes_and_use_its_ids():
+    ranges = [(r["from"], r["to"]) for r in json.loads((EXT / "app.json").read_text())["idRanges"]]
+    for page in own_pages().values():
+        assert {"SystemId", "SystemModifiedAt"} <= set(page["controls"].values()), page["file"]
+        assert any(lo <= page["page"] <= hi for lo, hi in ranges), f"{page['file']}: id outside idRanges"
+        assert len(page["page_name"]) <= 30, page["file"]
+
+
 def test_app_json_is_a_per_tenant_cloud_extension():
     app = json.loads((EXT / "app.json").read_text())
     uuid.UUID(app["id"])
@@ -401,7 +441,8 @@ def test_services_bcsync_writes_are_addressed_by_the_key_business_central_uses(o
     for kind, service, method in sorted(recorder.calls()):
         if kind == "pages" and method == "PATCH":
             client_key = list(tables[service].page_keys)
-            assert client_key == BASE[service]["odata_key"], f"bcsync addresses {service} rows by {client_key}"
+            assert client_key == declared_services()[service]["odata_key"], (
+                f"bcsync addresses {service} rows by {client_key}")
             assert metadata[service][1] == client_key, f"the simulator keys {service} by {metadata[service][1]}"
 
 
@@ -413,7 +454,7 @@ def test_the_permission_set_grants_what_bcsync_needs_and_no_more(observed):
     for kind, name, method in sorted(recorder.calls()):
         if TABLES[kind].get(name, {}).get(method) is None:
             problems.append(f"contract/tables.json has no {method} for {kind} {name}")
-    for service, declared in BASE.items():
+    for service, declared in declared_services().items():
         assert declared["source_table"] in TABLES["pages"][service]["GET"], service
     for entries in (TABLES["api"], TABLES["pages"]):
         for methods in entries.values():
@@ -433,6 +474,6 @@ def test_the_permission_set_grants_what_bcsync_needs_and_no_more(observed):
         extra = set(letters) - declared_needs.get(table, set())
         if extra:
             problems.append(f"the permission set grants {table} {''.join(sorted(extra))} that no request needs")
-    if set(pages) != {d["page_name"] for d in BASE.values()}:
+    if set(pages) != {d["page_name"] for d in declared_services().values()}:
         problems.append(f"the permission set must give X on exactly the published pages, not {sorted(pages)}")
     assert not problems, "\n".join(problems)

@@ -101,3 +101,47 @@ def test_a_post_repeated_by_a_run_that_lost_track_is_not_posted_twice(env):
     env.services.couplings.save_many([dataclasses.replace(coupling, bc_etag=None, bc_values={})])
     env.sync([MAPPING])
     assert posts(env, "salesorder", order) == ["The order was released in Business Central."]
+
+
+def links(env, bc_order):
+    return [(link["Description"], link["NoteText"]) for link in sorted(env.bc.rows("RecordLinks"),
+                                                                       key=lambda link: link["Link_ID"])
+            if link["RecordSystemId"] == bc_order["id"] and link["RecordTableNo"] == 36]
+
+
+def notes(env, order):
+    return sorted((n["subject"], n["notetext"]) for n in env.dv.rows("annotation")
+                  if str(n.get("objectid")).lower() == order.lower())
+
+
+def test_notes_go_both_ways_between_the_sales_order_and_its_business_central_order(env):
+    setup(env)
+    user = env.stack.ids.user_systemuser_id
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    order = submitted_order(env, [product_line(env, "1000", 2, 100)])
+    env.dv.seed("annotation", [{"subject": "Gate code", "notetext": "Ring twice, gate code 4711.",
+                                "objectid": order, "objecttypecode": "salesorder"}], as_user=user)
+    env.dv.seed("annotation", [{"subject": "Drawing", "filename": "plan.pdf", "documentbody": "JVBERi0=",
+                                "objectid": order, "objecttypecode": "salesorder"}], as_user=user)   # an attachment
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.sync([MAPPING])      # the order's notes follow at the next run, as in Business Central
+    assert links(env, created) == [("Gate code", "Ring twice, gate code 4711.")]
+
+    # a note changed in Sales is written to its record link; one made in Business Central becomes a Sales note
+    [note] = [n for n in env.dv.rows("annotation") if n["subject"] == "Gate code"]
+    env.dv.update("annotation", note["annotationid"], {"notetext": "Gate code is now 0815."}, as_user=user)
+    env.bc.create("RecordLinks", {"Description": "Carrier", "NoteText": "Pick-up by DHL on Friday.",
+                                  "RecordTableNo": 36, "RecordSystemId": created["id"]})
+    report = env.sync([MAPPING])
+    counts = job(report, f"{MAPPING}:from-crm").counts
+    assert (counts.inserted, counts.modified) == (1, 1)
+    assert links(env, created) == [("Gate code", "Gate code is now 0815."), ("Carrier", "Pick-up by DHL on Friday.")]
+    assert notes(env, order) == [("Carrier", "Pick-up by DHL on Friday."), ("Drawing", None),
+                                 ("Gate code", "Gate code is now 0815.")]
+
+    # nothing comes back or twice
+    report = env.sync([MAPPING])
+    counts = job(report, f"{MAPPING}:from-crm").counts
+    assert (counts.inserted, counts.modified) == (0, 0) and len(env.bc.rows("RecordLinks")) == 2
+    assert len(notes(env, order)) == 3
