@@ -49,6 +49,7 @@ from .tables import (
     BC_SALES_ORDER_LINE,
     BC_SALES_SETUP,
     BC_UNIT_OF_MEASURE,
+    BC_VAT_POSTING_SETUP,
     CRM_ACCOUNT,
     CRM_CONTACT,
     CRM_CURRENCY,
@@ -60,6 +61,7 @@ from .tables import (
     CRM_UNIT,
 )
 from .order_notes import OrderNotes
+from .order_prices import net_prices
 from .order_progress import OrderProgress
 from .writeback import WriteBacks
 
@@ -143,7 +145,7 @@ class SalesOrderProcess:
     # the tables the job reads, updates and creates rows in (what the connection check tries)
     reads = (CRM_SALES_ORDER_DETAIL, CRM_PRODUCT, CRM_CONTACT, CRM_ACCOUNT, CRM_CURRENCY, CRM_UNIT, BC_SALES_INVOICE,
              BC_SALES_INVOICE_LINE, BC_SALES_ORDER_LINE, BC_ITEM, BC_RESOURCE, BC_CURRENCY, BC_UNIT_OF_MEASURE,
-             BC_SALES_SETUP)
+             BC_SALES_SETUP, BC_VAT_POSTING_SETUP)
     writes = (CRM_SALES_ORDER,)
     creates = (BC_SALES_ORDER, BC_RECORD_LINK, CRM_POST, CRM_NOTE)
 
@@ -390,7 +392,7 @@ class SalesOrderProcess:
                 body[option[2]] = value
         for values in self._set_after_values(job, order, PAGE_42).values():
             body.update(values)
-        body["salesOrderLines"] = lookups.lines(order)
+        body["salesOrderLines"] = net_prices(job, body["customerId"], lookups.lines(order))
         return body
 
     @staticmethod

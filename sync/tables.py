@@ -67,7 +67,9 @@ BC_ITEM_LEDGER_ENTRY = BcTable("itemLedgerEntries", "Item Ledger Entry", key_fie
 BC_ITEM = BcTable("items", "Item", key_field="number", enum_fields=frozenset({"type"}),
                   companion=Companion("ItemCard", ("number", "No"),
                                       {"unitVolume": "Unit_Volume", "grossWeight": "Gross_Weight",
-                                       "vendorNo": "Vendor_No", "vendorItemNo": "Vendor_Item_No"}),
+                                       "vendorNo": "Vendor_No", "vendorItemNo": "Vendor_Item_No",
+                                       "vatProdPostingGroup": "VAT_Prod_Posting_Group",
+                                       "vatBusPostingGrPrice": "VAT_Bus_Posting_Gr_Price"}),
                   template_fields=(("Gen. Prod. Posting Group", "generalProductPostingGroupCode"),
                                    ("Inventory Posting Group", "inventoryPostingGroupCode"),
                                    ("Tax Group Code", "taxGroupCode")),
@@ -79,6 +81,9 @@ BC_RESOURCE = BcTable.page("Resources", "Resource", ("No",), enum_fields=frozens
                            template_fields=(("Gen. Prod. Posting Group", "Gen_Prod_Posting_Group"),
                                             ("VAT Prod. Posting Group", "VAT_Prod_Posting_Group")),
                            posting_groups=1)
+# page 472 "VAT Posting Setup": the VAT % of a business and product posting group (API v2.0 has no VAT setup)
+BC_VAT_POSTING_SETUP = BcTable.page("VATPostingSetup", "VAT Posting Setup",
+                                    ("VAT_Bus_Posting_Group", "VAT_Prod_Posting_Group"))
 # The notes attached to records (table "Record Link"): API v2.0 has none; bcsync's extension publishes its own page
 # RecordLinks, with the record a note belongs to as its table number and SystemId, and the note as text.
 BC_RECORD_LINK = BcTable.page("RecordLinks", "Record Link", ("Link_ID",))

@@ -6,6 +6,7 @@ using Microsoft.CRM.Opportunity;
 using Microsoft.CRM.Setup;
 using Microsoft.CRM.Team;
 using Microsoft.Finance.Currency;
+using Microsoft.Finance.VAT.Setup;
 using Microsoft.Finance.GeneralLedger.Account;
 using Microsoft.Foundation.Address;
 using Microsoft.Foundation.Company;
@@ -75,6 +76,7 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "Res. Capacity Entry" = R,
         tabledata "G/L Account" = R,
         tabledata "Sales & Receivables Setup" = R,
+        tabledata "VAT Posting Setup" = R,
         tabledata "Marketing Setup" = R,
         tabledata "Company Information" = R,
         tabledata "Country/Region" = R,
@@ -96,5 +98,6 @@ permissionset 50100 "BCS INTEGRATION"
         page "Config. Template List" = X,
         page "Config. Template Subform" = X,
         page "Posted Sales Invoice" = X,
+        page "VAT Posting Setup" = X,
         page "BCS Record Links" = X;
 }

@@ -7,7 +7,7 @@ using System.Utilities;
 // Business Central order as record links and back. A link's record is shown as its table number and SystemId
 // (RecordTableNo, RecordSystemId), and its note, a BLOB, as text (NoteText); a new note takes both to find the
 // record it is attached to.
-page 50120 "BCS Record Links"
+page 50130 "BCS Record Links"
 {
     PageType = List;
     SourceTable = "Record Link";

@@ -145,3 +145,38 @@ def test_notes_go_both_ways_between_the_sales_order_and_its_business_central_ord
     counts = job(report, f"{MAPPING}:from-crm").counts
     assert (counts.inserted, counts.modified) == (0, 0) and len(env.bc.rows("RecordLinks")) == 2
     assert len(notes(env, order)) == 3
+
+
+def test_an_items_price_that_includes_vat_reaches_business_central_without_vat(env):
+    setup(env)
+    env.bc.seed("VATPostingSetup", [{"VAT_Bus_Posting_Group": "DOMESTIC", "VAT_Prod_Posting_Group": "VAT25",
+                                     "VAT_Percent": 25}])
+    item = next(i for i in env.bc.rows("items") if i["number"] == "1000")
+    env.bc.update("items", item["id"], {"priceIncludesTax": True})
+    env.bc.update("ItemCard", item["id"], {"VAT_Prod_Posting_Group": "VAT25", "VAT_Bus_Posting_Gr_Price": "DOMESTIC"})
+    customer = next(c for c in env.bc.rows("customers") if c["number"] == "10000")
+    env.bc.update("CustomerCard", customer["id"], {"VAT_Bus_Posting_Group": "DOMESTIC"})
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    submitted_order(env, [product_line(env, "1000", 2, 118.75), product_line(env, "R0010", 1, 80)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    prices = [(line["lineObjectNumber"], line["unitPrice"]) for line in sorted(
+        env.bc.rows("salesOrderLines"), key=lambda line: line["sequence"]) if line["documentId"] == created["id"]]
+    assert prices == [("1000", 95), ("R0010", 80)]   # 118.75 / 1.25; a resource's price is not converted
+
+    # a customer of another VAT business posting group buys at the item's price as it is
+    env.bc.update("CustomerCard", customer["id"], {"VAT_Bus_Posting_Group": "EXPORT"})
+    submitted_order(env, [product_line(env, "1000", 1, 118.75)])
+    env.sync([MAPPING])
+    [second] = [o for o in env.bc.rows("salesOrders") if o["id"] != created["id"]]
+    assert [line["unitPrice"] for line in env.bc.rows("salesOrderLines") if line["documentId"] == second["id"]] \
+        == [118.75]
+
+    # no VAT posting setup for the two groups: the order fails, naming them, and nothing is created
+    env.bc.update("CustomerCard", customer["id"], {"VAT_Bus_Posting_Group": "DOMESTIC"})
+    env.bc.update("ItemCard", item["id"], {"VAT_Prod_Posting_Group": "VAT10"})
+    third = submitted_order(env, [product_line(env, "1000", 1, 110)])
+    env.sync([MAPPING])
+    assert len(env.bc.rows("salesOrders")) == 2
+    [error] = [e for e in env.errors() if e.source_id == third]
+    assert error.field == "priceperunit" and "no VAT Posting Setup for DOMESTIC and VAT10" in error.message
