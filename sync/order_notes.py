@@ -111,7 +111,9 @@ class OrderNotes:
             job.couplings.save_many(saved)
             seen = [int(link.values["Link_ID"]) for link in page]
             # a link that failed is read again next run, with those after it (their couplings keep them single)
-            last = min(failed) - 1 if failed else max([last, *seen])
-            job.state.save_cursor(self.mapping, CURSOR, str(last))
+            cursor = min(failed) - 1 if failed else max([last, *seen])
+            if cursor != last:
+                last = cursor
+                job.state.save_cursor(self.mapping, CURSOR, str(last))
             if failed:
                 return
