@@ -111,6 +111,12 @@ def test_a_sales_order_in_a_unit_other_than_the_base_unit_keeps_its_unit(env, cl
     [line] = [line for line in env.bc.rows("salesOrderLines") if line["documentId"] == created["id"]]
     assert line["unitOfMeasureCode"] == "BOX"
 
+    # posted, its invoice line in Sales is in the box too
+    env.bc.post_document("salesOrders", created["id"])
+    env.sync(["POSTEDSALESINV-INV"])
+    [detail] = env.dv.rows("invoicedetail")
+    assert (detail["productid"], detail["uomid"], detail["quantity"]) == (bike["productid"], box["uomid"], 2)
+
     # a unit of another product's group is refused, naming both
     install = units_of(env, groups(env)["RESOURCE R0010 UOM GR"])["DAY"]
     other = submitted_order(env, [{"productid": bike["productid"], "uomid": install["uomid"], "quantity": 1,
