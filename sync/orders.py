@@ -830,8 +830,8 @@ class _Lookups:
         if owner is not None:
             # unit-group mode: any unit of the product's own group, which Business Central converts by its quantity
             if owner.casefold() != str(number).casefold():
-                raise RecordError(f"Unit {name} on line {n} is a unit of measure of {owner}, not of {number}, the line's "
-                                  f"item or resource.", field="uomid", code="UnitNotCoupled")
+                raise RecordError(f"Unit {name} on line {n} is a unit of measure of {owner}, not of {number}, the "
+                                  f"line's item or resource.", field="uomid", code="UnitNotCoupled")
             return code
         # a unit group stands for one Business Central unit of measure, named as its code; other units
         # of the group have no conversion Business Central knows of

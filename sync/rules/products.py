@@ -89,9 +89,9 @@ class ProductRules(MappingRules):
         # unit or the price changed since the pair was last synchronised
         self.inputs = {Side.BC: (unit, price)}
         self.owner = ITEM_UNITS if what == "Item" else RESOURCE_UNITS  # in unit-group mode
-        self.extra_fields = {Side.CRM: ("defaultuomid", "defaultuomscheduleid", "pricelevelid", "transactioncurrencyid", "statecode",
-                                        "statuscode", "producttypecode", "quantitydecimal", "price", "productnumber",
-                                        "vendorname"),
+        self.extra_fields = {Side.CRM: ("defaultuomid", "defaultuomscheduleid", "pricelevelid", "transactioncurrencyid",
+                                        "statecode", "statuscode", "producttypecode", "quantitydecimal", "price",
+                                        "productnumber", "vendorname"),
                              Side.BC: (blocked, unit, price, vendor)}
 
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
@@ -197,7 +197,8 @@ class ProductRules(MappingRules):
         products = [w for w in written if w.target.values.get("defaultuomid")
                     and (w.inserted or w.retried or w.source.id not in priced)]
         key = ctx.mapping.bc.key_field
-        units = coupled_units(ctx, self.owner, [w.source.values.get(key) for w in products], [w.source for w in products]) \
+        sources = [w.source for w in products]
+        units = coupled_units(ctx, self.owner, [r.values.get(key) for r in sources], sources) \
             if unit_groups(ctx) else {}
         entries = []
         for w in products:

@@ -1,8 +1,9 @@
 """ITEM UOM and RESOURCE UOM (unit-group mode): the units of measure of an item or resource as the units of
 its Sales unit group (sync.rules.units), based on the group's base unit (which carries the group's name and
-holds 1, so a unit's quantity is its Qty. per Unit of Measure). A unit written to Sales, new or with another quantity, gets its item in
-the default price list at once, at the product's price times the unit's quantity: the product's own job only
-reprices when the item or resource changes, which adding a unit of measure does not."""
+holds 1, so a unit's quantity is its Qty. per Unit of Measure). A unit written to Sales, new or with another
+quantity, gets its item in the default price list at once, at the product's price times the unit's quantity:
+the product's own job only reprices when the item or resource changes, which adding a unit of measure does
+not."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ class UnitOfMeasureRules(MappingRules):
         owner_ids = sorted({str(w.source.values.get(self.owner.system_id) or "") for w in written} - {""})
         if not owner_ids:
             return {}
-        products = {c.bc_id.lower(): c.crm_id for c in ctx.couplings.get_many(self.products, Side.BC, owner_ids).values()}
+        coupled = ctx.couplings.get_many(self.products, Side.BC, owner_ids)
+        products = {c.bc_id.lower(): c.crm_id for c in coupled.values()}
         prices = {r.id.lower(): float(r.values.get(self.price) or 0)
                   for r in ctx.bc.read_ids(self.table, [self.price], [i for i in owner_ids if i.lower() in products])}
         entries = []

@@ -98,8 +98,8 @@ def unit_of(ctx: RuleContext, owner: UnitOwner, number: str, code: str, rows: Se
     """The Sales unit coupled to unit of measure `code` of this item or resource, or an error naming both."""
     unit = coupled_units(ctx, owner, [number], rows).get((number, code))
     if unit is None:
-        raise RecordError(f"{owner.caption} {number}: its unit of measure {code!r} is not coupled to a unit of its Sales "
-                          f"unit group; couple it first (table mapping {owner.mapping}).", field=field,
+        raise RecordError(f"{owner.caption} {number}: its unit of measure {code!r} is not coupled to a unit of its "
+                          f"Sales unit group; couple it first (table mapping {owner.mapping}).", field=field,
                           code="NotCoupled")
     return unit[0]
 
