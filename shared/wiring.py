@@ -50,11 +50,12 @@ class StoredCatalog:
     """The built-in mappings with the overrides in Table Storage, read afresh for every run and job
     (one small query), so a change made through any worker applies to the next job everywhere."""
 
-    def __init__(self, store: MappingConfigTable):
+    def __init__(self, store: MappingConfigTable, unit_groups: bool = False):
         self.store = store
+        self.unit_groups = unit_groups  # BCSYNC_UNIT_MODE
 
     def current(self) -> Catalog:
-        return config.build_catalog(builtin_mappings(), self.store.load())
+        return config.build_catalog(builtin_mappings(self.unit_groups), self.store.load())
 
 
 # Requests in flight at once per service and user: Business Central serves 5 at a time; Dataverse allows 52
@@ -124,7 +125,7 @@ class Services:
 
     @cached_property
     def catalogs(self) -> "StoredCatalog":
-        return StoredCatalog(self.mapping_config)
+        return StoredCatalog(self.mapping_config, self.settings.unit_groups)
 
     @cached_property
     def sign_in(self) -> SignIn:
@@ -173,11 +174,14 @@ class Services:
 
     # -- mappings -------------------------------------------------------------------------------
 
+    def _builtins(self) -> list:
+        return builtin_mappings(self.settings.unit_groups)
+
     def mappings(self) -> list[dict]:
         """Every mapping as configured; one whose stored override no longer validates is shown as built in,
         with the problem and its fix."""
         overrides, problems = self.mapping_config.load_checked()
-        catalog, unusable = config.checked_catalog(builtin_mappings(), overrides)
+        catalog, unusable = config.checked_catalog(self._builtins(), overrides)
         problems.update(unusable)
         schedules = self.state.schedules()
         return [{**config.describe(m, None if m.name in problems else overrides.get(m.name)),
@@ -186,13 +190,13 @@ class Services:
 
     def set_mapping(self, name: str, changes: dict) -> dict:
         """Change a mapping's settings; validated against the mapping and, for filters, by the service."""
-        builtin = {m.name: m for m in builtin_mappings()}
+        builtin = {m.name: m for m in self._builtins()}
         if name not in builtin:
             raise ConfigurationError(f"There is no table mapping named {cut(name)}; known: {', '.join(builtin)}.")
         overrides = self.mapping_config.load()
         override = config.parse_changes(overrides.get(name, config.MappingOverride()), changes, builtin[name])
         mapping = config.apply(builtin[name], override)
-        config.build_catalog(builtin_mappings(), {**overrides, name: override})  # the whole catalogue stays valid
+        config.build_catalog(self._builtins(), {**overrides, name: override})  # the whole catalogue stays valid
         for side, key in ((Side.BC, "bc_filter"), (Side.CRM, "crm_filter")):
             if changes.get(key):
                 self._probe_filter(mapping, side)
@@ -203,7 +207,7 @@ class Services:
         return config.describe(mapping, override)
 
     def reset_mapping(self, name: str) -> dict:
-        builtin = {m.name: m for m in builtin_mappings()}
+        builtin = {m.name: m for m in self._builtins()}
         if name not in builtin:
             raise ConfigurationError(f"There is no table mapping named {cut(name)}.")
         self.mapping_config.delete(name)
@@ -232,6 +236,9 @@ class Services:
     def uncouple(self, mapping: str, side: Side, record_id: str) -> Coupling:
         return coupling.uncouple(self.catalogs.current(), mapping, side, record_id, couplings=self.couplings,
                                  errors=self.errors)
+
+    def uncouple_all(self, mapping: str) -> int:
+        return coupling.uncouple_all(mapping, couplings=self.couplings, errors=self.errors)
 
     def list_couplings(self, mapping: str, search: str | None = None, limit: int = 100) -> list[Coupling]:
         self.catalogs.current()[mapping]
@@ -330,7 +337,7 @@ class Services:
         quick = self._checking
         probe = ServiceProbe(quick.settings, quick.sign_in, lambda: quick.dataverse, lambda: quick.business_central,
                              lambda: self.storage_account)
-        return run_checks(config.checked_catalog(builtin_mappings(), overrides)[0], probe)
+        return run_checks(config.checked_catalog(self._builtins(), overrides)[0], probe)
 
     @cached_property
     def _checking(self) -> "Services":

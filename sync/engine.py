@@ -75,6 +75,7 @@ from .ports import (
 )
 from .review import Recommendation, recommend
 from .rules import IGNORE, MappingRules, SkipRow, Written
+from .rules.units import refuse_mixed_modes
 from .templates import template_values, without_template
 from .values import blank_for, is_blank, normalize, plain_converter, same
 
@@ -378,6 +379,7 @@ class SyncEngine:
         self._retry_follow_ups(mapping, self.couplings.recover(mapping.name))
         job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
         with job.facts.in_use():
+            refuse_mixed_modes(job)
             try:
                 if mapping.process is not None:
                     outcome = mapping.process.run(job, deadline)
@@ -414,8 +416,10 @@ class SyncEngine:
         """A job context outside a run, for what a user starts on one record (create one sales order)."""
         catalog = self.catalogs.current()
         mapping = catalog[mapping_name]
-        return _Job(self, catalog, mapping, mapping.direction.job_directions()[0], job_id, JobMode.INCREMENTAL,
-                    Counts(), None)
+        job = _Job(self, catalog, mapping, mapping.direction.job_directions()[0], job_id, JobMode.INCREMENTAL,
+                   Counts(), None)
+        refuse_mixed_modes(job)
+        return job
 
     def sync_records(self, mapping_name: str, direction: Direction, ids: list[str], *, job_id: str,
                      coupled: bool | None = None, restore_skipped: bool = False,
@@ -437,6 +441,7 @@ class SyncEngine:
         ids = [i for i in dict.fromkeys(ids) if (mapping.name, i.lower()) not in visiting]
         job.visiting = visiting | {(mapping.name, i.lower()) for i in ids}
         with job.facts.in_use():
+            refuse_mixed_modes(job)
             job._process_ids(job.selected(ids, coupled))
         return [job.outcomes.get(i.lower()) or RecordOutcome(i, "missing", error=(
             f"There is no {job._src_name()} with id {i} in {SERVICE[job.src_side]}."

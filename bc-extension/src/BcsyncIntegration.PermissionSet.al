@@ -29,7 +29,8 @@ using System.IO;
 
 // What bcsync's Microsoft Entra application reads and writes, and nothing else: assign it on the
 // application's card (Microsoft Entra Applications). bcsync never deletes, so no table has D.
-// The extension adds one page of its own (BCS Record Links); its page extensions run with the base pages below.
+// The extension adds two pages of its own (BCS Unit Groups, BCS Record Links); its page extensions run with the
+// base pages below.
 permissionset 50100 "BCS INTEGRATION"
 {
     Assignable = true;
@@ -84,6 +85,8 @@ permissionset 50100 "BCS INTEGRATION"
         // the configuration templates applied to the customers, items and resources bcsync creates
         tabledata "Config. Template Header" = R,
         tabledata "Config. Template Line" = R,
+        // unit-group mode: the unit groups of items and resources
+        tabledata "Unit Group" = R,
         // the pages published as web services (WebServices.xml)
         page "Customer Card" = X,
         page "Contact Card" = X,
@@ -98,6 +101,9 @@ permissionset 50100 "BCS INTEGRATION"
         page "Config. Template List" = X,
         page "Config. Template Subform" = X,
         page "Posted Sales Invoice" = X,
+        page "Item Units of Measure" = X,
+        page "Resource Units of Measure" = X,
+        page "BCS Unit Groups" = X,
         page "VAT Posting Setup" = X,
         page "BCS Record Links" = X;
 }

@@ -73,32 +73,6 @@ def page_extensions() -> dict[str, dict]:
     return found
 
 
-def own_pages() -> dict[int, dict]:
-    """Page ID -> the pages the extension adds (src/*.Page.al), described as base-pages.json describes base pages:
-    page, page_name, source_table, controls (every field control, page variables included), primary_key and
-    odata_key (its ODataKeyFields), no known gaps."""
-    found = {}
-    for path in sorted((EXT / "src").glob("*.Page.al")):
-        text = re.sub(r"//[^\n]*", "", path.read_text())
-        head = re.search(rf"\bpage\s+(\d+)\s+({_NAME})", text)
-        source = re.search(rf"SourceTable\s*=\s*({_NAME})\s*;", text)
-        keys = re.search(r"ODataKeyFields\s*=\s*([^;]+);", text)
-        assert head and source and keys, f"{path.name}: a page needs its SourceTable and ODataKeyFields"
-        controls = [unquote(c) for c in re.findall(rf"\bfield\(({_NAME})\s*;", text)]
-        key = {unquote(k.strip()): odata_name(unquote(k.strip())) for k in keys.group(1).split(",")}
-        found[int(head.group(1))] = {"page": int(head.group(1)), "page_name": unquote(head.group(2)),
-                                     "file": path.name, "source_table": unquote(source.group(1)),
-                                     "controls": {c: odata_name(c) for c in controls}, "primary_key": key,
-                                     "odata_key": list(key.values()), "known_gaps": {}}
-    return found
-
-
-def declared_services() -> dict[str, dict]:
-    """Service -> its page: the base pages of base-pages.json and the extension's own pages it publishes."""
-    own = own_pages()
-    return {**BASE, **{service: own[page] for service, page in web_services().items() if page in own}}
-
-
 def web_services() -> dict[str, int]:
     """Service name -> page ID from the TenantWebService entries of the extension."""
     services = {}
@@ -155,15 +129,16 @@ def static_usage() -> dict[str, set[str]]:
     (key, fixed keys, fields), the BC fields of mappings on page tables, their rules' extra fields and filters,
     and the key fields that lookups read from page tables."""
     used: dict[str, set[str]] = defaultdict(set)
-    mappings = {m.name: m for m in builtin_mappings()}
-    tables = declared_tables() + [m.bc for m in mappings.values()]
+    both_modes = [m for unit_groups in (False, True) for m in builtin_mappings(unit_groups)]
+    mappings = {m.name: m for m in both_modes}
+    tables = declared_tables() + [m.bc for m in both_modes]
     for t in tables:
         if t.is_page:
             used[t.entity_set] |= {*t.page_keys, t.id_field, *filter(None, [t.modified_field])}
         if t.companion:
             c = t.companion
             used[c.service] |= {c.key[1], *(k for k, _ in c.fixed_keys), *c.fields.values()}
-    for m in mappings.values():
+    for m in both_modes:
         if m.bc.is_page:
             used[m.bc.entity_set] |= {f.bc for f in m.fields if f.bc} | filter_fields(m.bc_filter)
             if m.rules is not None:
@@ -270,6 +245,12 @@ def _run_sample(env: Env) -> None:
     report = env.sync()
     assert report.run.status.name == "DONE", report.to_dict()
 
+    # unit-group mode reads units of measure and unit groups through their pages
+    env.services.uncouple_all("UNIT OF MEASURE")
+    env.configure(BCSYNC_UNIT_MODE="unit-groups")
+    report = env.full_sync(["UNIT GROUP", "ITEM UOM", "RESOURCE UOM"])
+    assert report.run.status.name == "DONE", report.to_dict()
+
 
 @pytest.fixture(scope="module")
 def observed(stack):
@@ -310,14 +291,11 @@ def used(observed):
 
 def published_fields(service: str) -> dict[str, str]:
     """OData name -> where it comes from, for one service: base controls, the table's key, the extension."""
-    base = declared_services()[service]
-    if "file" in base:  # a page of the extension's own
-        return {name: f"control {control!r} of the extension's page {base['page']}"
-                for control, name in {**base["controls"], **base["primary_key"]}.items()}
+    base = BASE[service]
     fields = {name: f"control {control!r} of page {base['page']}" for control, name in base["controls"].items()}
     fields.update({name: f"key field {field!r} of table {base['source_table']}"
                    for field, name in base["primary_key"].items()})
-    for control, name in page_extensions()[base["page_name"]]["controls"].items():
+    for control, name in page_extensions().get(base["page_name"], {"controls": {}})["controls"].items():
         fields[name] = f"control {control!r} added by the extension"
     return fields
 
@@ -338,15 +316,16 @@ def test_the_extension_publishes_every_page_service_bcsync_calls_and_no_other(us
     services = web_services()
     assert set(services) == set(used), (f"published but unused: {sorted(set(services) - set(used))}; "
                                         f"used but not published: {sorted(set(used) - set(services))}")
-    declared_all = declared_services()
-    assert set(declared_all) == set(used), (f"base-pages.json and the extension's own pages must declare exactly the "
-                                            f"services bcsync uses: {sorted(used)}")
+    assert set(BASE) == set(used), f"base-pages.json must declare exactly the services bcsync uses: {sorted(used)}"
     extensions = page_extensions()
     for service, page in services.items():
-        declared = declared_all[service]
+        declared = BASE[service]
         assert page == declared["page"], f"{service} publishes page {page}, the declaration says {declared['page']}"
-        assert "file" in declared or declared["page_name"] in extensions, (
-            f"no page extension of {declared['page_name']} ({service})")
+        if declared.get("own_page"):
+            assert f'page {page} "{declared["page_name"]}"' in (EXT / declared["source"].split("bc-extension/")[1]) \
+                .read_text(), f"{service}: {declared['source']} does not declare page {page}"
+            continue
+        assert declared["page_name"] in extensions, f"no page extension of {declared['page_name']} ({service})"
 
 
 def test_every_field_bcsync_uses_is_published_or_a_known_gap(used):
@@ -354,11 +333,11 @@ def test_every_field_bcsync_uses_is_published_or_a_known_gap(used):
     for service, fields in sorted(used.items()):
         published = published_fields(service)
         missing = sorted(fields - set(published))
-        known = declared_services()[service]["known_gaps"]
+        known = BASE[service]["known_gaps"]
         gaps[service] = missing
         unexplained = [f for f in missing if f not in known]
         if unexplained:
-            problems.append(f"{service} (page {declared_services()[service]['page']}): {unexplained} "
+            problems.append(f"{service} (page {BASE[service]['page']} {BASE[service]['page_name']}): {unexplained} "
                             f"are neither controls of the base page (contract/base-pages.json) nor added by the "
                             f"extension (bc-extension/src)")
         stale = sorted(set(known) - set(missing))
@@ -378,10 +357,11 @@ def test_declared_control_names_give_the_declared_odata_names():
 
 def test_every_page_extension_adds_the_change_tracking_fields_where_the_page_lacks_them():
     extensions, app = page_extensions(), json.loads((EXT / "app.json").read_text())
-    assert {d["page_name"] for d in BASE.values()} == set(extensions)
+    extended = {service: d for service, d in BASE.items() if not d.get("own_page")}
+    assert {d["page_name"] for d in extended.values()} == set(extensions)
     ranges = [(r["from"], r["to"]) for r in app["idRanges"]]
     ids, names = set(), set()
-    for service, declared in BASE.items():
+    for service, declared in extended.items():
         ext = extensions[declared["page_name"]]
         added = ext["controls"]
         base_names = {odata_name(c) for c in declared["controls"]}
@@ -396,14 +376,6 @@ def test_every_page_extension_adds_the_change_tracking_fields_where_the_page_lac
         assert ext["id"] not in ids and ext["name"] not in names and len(ext["name"]) <= 30, ext
         ids.add(ext["id"])
         names.add(ext["name"])
-
-
-def test_the_extensions_own_pages_track_changes_and_use_its_ids():
-    ranges = [(r["from"], r["to"]) for r in json.loads((EXT / "app.json").read_text())["idRanges"]]
-    for page in own_pages().values():
-        assert {"SystemId", "SystemModifiedAt"} <= set(page["controls"].values()), page["file"]
-        assert any(lo <= page["page"] <= hi for lo, hi in ranges), f"{page['file']}: id outside idRanges"
-        assert len(page["page_name"]) <= 30, page["file"]
 
 
 def test_app_json_is_a_per_tenant_cloud_extension():
@@ -441,8 +413,7 @@ def test_services_bcsync_writes_are_addressed_by_the_key_business_central_uses(o
     for kind, service, method in sorted(recorder.calls()):
         if kind == "pages" and method == "PATCH":
             client_key = list(tables[service].page_keys)
-            assert client_key == declared_services()[service]["odata_key"], (
-                f"bcsync addresses {service} rows by {client_key}")
+            assert client_key == BASE[service]["odata_key"], f"bcsync addresses {service} rows by {client_key}"
             assert metadata[service][1] == client_key, f"the simulator keys {service} by {metadata[service][1]}"
 
 
@@ -454,7 +425,7 @@ def test_the_permission_set_grants_what_bcsync_needs_and_no_more(observed):
     for kind, name, method in sorted(recorder.calls()):
         if TABLES[kind].get(name, {}).get(method) is None:
             problems.append(f"contract/tables.json has no {method} for {kind} {name}")
-    for service, declared in declared_services().items():
+    for service, declared in BASE.items():
         assert declared["source_table"] in TABLES["pages"][service]["GET"], service
     for entries in (TABLES["api"], TABLES["pages"]):
         for methods in entries.values():
@@ -474,6 +445,6 @@ def test_the_permission_set_grants_what_bcsync_needs_and_no_more(observed):
         extra = set(letters) - declared_needs.get(table, set())
         if extra:
             problems.append(f"the permission set grants {table} {''.join(sorted(extra))} that no request needs")
-    if set(pages) != {d["page_name"] for d in declared_services().values()}:
+    if set(pages) != {d["page_name"] for d in BASE.values()}:
         problems.append(f"the permission set must give X on exactly the published pages, not {sorted(pages)}")
     assert not problems, "\n".join(problems)
