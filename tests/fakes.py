@@ -5,6 +5,7 @@ End-to-end tests use the real adapters against Azurite and the simulators instea
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import uuid
@@ -167,6 +168,11 @@ def _record_error(message: str):
     return RecordError(message, code="Rejected")
 
 
+def _copy(coupling: Coupling) -> Coupling:
+    """What the store keeps or hands out is its own, as a stored entity is: snapshots included."""
+    return dataclasses.replace(coupling, bc_values=dict(coupling.bc_values), crm_values=dict(coupling.crm_values))
+
+
 class FakeCouplings:
     def __init__(self):
         self.by_side: dict[tuple[str, Side, str], Coupling] = {}
@@ -179,7 +185,7 @@ class FakeCouplings:
         for i in ids:
             c = self.by_side.get((mapping, side, i))
             if c is not None:
-                found[i] = Coupling(**{**c.__dict__, "bc_values": dict(c.bc_values), "crm_values": dict(c.crm_values)})
+                found[i] = _copy(c)
         return found
 
     def save_many(self, couplings, follow_up=None):
@@ -187,7 +193,7 @@ class FakeCouplings:
             follow_up.note = couplings[0].mapping
             self.follow_ups.append(follow_up)
         for c in couplings:
-            copy = Coupling(**{**c.__dict__, "bc_values": dict(c.bc_values), "crm_values": dict(c.crm_values)})
+            copy = _copy(c)
             self.by_side[(c.mapping, Side.BC, c.bc_id)] = copy
             self.by_side[(c.mapping, Side.CRM, c.crm_id)] = copy
 
