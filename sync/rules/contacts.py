@@ -199,6 +199,7 @@ def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> 
             if chosen:
                 customer_changes.append((chosen, customer, coupling))
     fm = next((f for f in ctx.catalog["CUSTOMER"].fields if f.crm == "primarycontactid"), None)
+    key = fm.key if fm is not None else None  # the primary contact's in CUSTOMER's snapshots
     failures: dict[str, RecordError] = {}
     kept: dict[int, Coupling] = {}
     for side, table, what, changes in ((Side.CRM, CRM_ACCOUNT, "account", account_changes),
@@ -212,13 +213,13 @@ def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> 
             if result.error is not None:
                 failures[n.source] = RecordError(f"Contact {n.number}: it could not be made the primary contact of "
                                                  f"its {what}: {result.error.message}", code=result.error.code)
-            elif coupling is not None and fm is not None and coupling.etag_on(side) == row.etag and result.record:
+            elif coupling is not None and key is not None and coupling.etag_on(side) == row.etag and result.record:
                 # unchanged since synchronised: the pair stays synchronised, with the primary contact
                 if side is Side.CRM:
                     coupling.crm_etag = result.record.etag
                 else:
                     coupling.bc_etag = result.record.etag
-                coupling.bc_values[fm.key], coupling.crm_values[fm.key] = n.number, n.contact
+                coupling.bc_values[key], coupling.crm_values[key] = n.number, n.contact
                 kept[id(coupling)] = coupling
     if kept:
         ctx.couplings.save_many(list(kept.values()))
