@@ -5,7 +5,6 @@ End-to-end tests use the real adapters against Azurite and the simulators instea
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import itertools
 import uuid
@@ -106,12 +105,13 @@ class FakeEndpoint:
         return keys[-1] if keys else None
 
     def insert(self, table, rows: Sequence[NewRow], fields) -> list[WriteResult]:
-        results = []
+        results, stored = [], self.rows(table)
         for new in rows:
-            if new.id and new.id in self.rows(table):
+            if new.id and new.id in stored:
                 results.append(WriteResult(error=AlreadyExistsError("duplicate key", code="0x80040237")))
                 continue
-            problem = next((msg for key, msg in self.reject.items() if key in new.values.values()), None)
+            problem = self.reject and next((msg for key, msg in self.reject.items() if key in new.values.values()),
+                                           None)
             if problem:
                 results.append(WriteResult(error=_record_error(problem)))
                 continue
@@ -119,13 +119,13 @@ class FakeEndpoint:
             # what the services default on create: an active Dataverse row, an unblocked BC customer
             defaults = {"statecode": 0} if self.side is Side.CRM else {"blocked": " "}
             row_id = self.put(table, {**defaults, **new.values}, id=new.id, by=self.user)
-            results.append(WriteResult(self._record(row_id, self.rows(table)[row_id], fields)))
+            results.append(WriteResult(self._record(row_id, stored[row_id], fields)))
         return results
 
     def update(self, table, changes: Sequence[RowChange], fields) -> list[WriteResult]:
-        results = []
+        results, stored = [], self.rows(table)
         for change in changes:
-            row = self.rows(table).get(change.id)
+            row = stored.get(change.id)
             if row is None:
                 results.append(WriteResult(error=NotFoundError("gone")))
             elif change.etag and change.etag != row["etag"]:
@@ -170,7 +170,8 @@ def _record_error(message: str):
 
 def _copy(coupling: Coupling) -> Coupling:
     """What the store keeps or hands out is its own, as a stored entity is: snapshots included."""
-    return dataclasses.replace(coupling, bc_values=dict(coupling.bc_values), crm_values=dict(coupling.crm_values))
+    return Coupling(**{**coupling.__dict__, "bc_values": dict(coupling.bc_values),
+                       "crm_values": dict(coupling.crm_values)})
 
 
 class FakeCouplings:
