@@ -118,11 +118,11 @@ def main(argv: list[str]) -> int:
         return status is not RunStatus.RUNNING
 
     # Per job: API and Table Storage requests, counted for the job whose context sent them (jobs run side by side),
-    # the seconds its deliveries took in all and the part of them inside the engine (the rest is the coordinator's
-    # bookkeeping: reading the job, the lease, the claim, finishing, the schedule, queueing the next jobs).
+    # the seconds its handling took in all and the part of them inside the engine (the rest is the coordinator's
+    # bookkeeping: the lease, the claim, finishing, the schedule, queueing the next jobs).
     per_job: dict[str, Counter] = {}
     current, lock = contextvars.ContextVar("job", default=""), threading.Lock()
-    run_job, handle = services.engine.run, services.coordinator.handle
+    run_job, handle, take = services.engine.run, services.coordinator.handle, services.coordinator._take
 
     def add(what: str, amount: float = 1) -> None:
         with lock:
@@ -151,9 +151,13 @@ def main(argv: list[str]) -> int:
 
     def handled(message):
         current.set(message.job_id)
-        return timed("handled", handle, message)
+        return handle(message)
 
-    services.coordinator.handle = handled
+    def taken(run, job, *args):  # a delivery may run the jobs that become ready after its own (chained)
+        current.set(job.job_id)
+        return timed("handled", take, run, job, *args)
+
+    services.coordinator.handle, services.coordinator._take = handled, taken
     services.engine.run = lambda *args, **kwargs: timed("engine", run_job, *args, **kwargs)
 
     memory = PeakMemory() if args.trace_memory else None

@@ -707,6 +707,7 @@ class StateTable:
         self.table = storage.table("state")
         self.transact = partial(_transact, storage, self.table)
         self.clock = clock
+        self._lease_etags: dict[tuple[str, str], str] = {}  # (lease, owner) -> ETag, of the leases this process holds
 
     def watermark(self, mapping: str, direction: Direction) -> dt.datetime | None:
         with storage_errors():
@@ -831,37 +832,56 @@ class StateTable:
                                       "last_activity_at": _iso(schedule.last_activity_at)}, mode=UpdateMode.REPLACE)
 
     def acquire(self, name: str, owner: str, until: dt.datetime) -> bool:
+        """One request in the usual cases: a free lease is created (a released one is deleted), and one this
+        process holds is renewed by its ETag; the lease is read only when someone else may hold it."""
         entity = {"PartitionKey": self.LEASES, "RowKey": _key(name), "owner": owner, "until": _iso(until)}
         with storage_errors():
+            held = self._lease_etags.get((name, owner))
+            if held is not None:
+                try:
+                    self._lease_etags[(name, owner)] = self.table.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=held,
+                        match_condition=MatchConditions.IfNotModified)["etag"]
+                    return True
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    self._lease_etags.pop((name, owner), None)  # changed meanwhile: look at it as anyone would
+            try:
+                self._lease_etags[(name, owner)] = self.table.create_entity(entity)["etag"]
+                return True
+            except ResourceExistsError:
+                pass
             try:
                 current = self.table.get_entity(self.LEASES, _key(name))
             except ResourceNotFoundError:
-                try:
-                    self.table.create_entity(entity)
-                    return True
-                except ResourceExistsError:
-                    return False
+                return False  # released between our create and our read: whoever takes it next has it
             if current.get("owner") != owner and _dt(current.get("until")) > self.clock.now():
                 return False
             try:
-                self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
-                                         match_condition=MatchConditions.IfNotModified)
+                self._lease_etags[(name, owner)] = self.table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified)["etag"]
                 return True
             except ResourceModifiedError:
                 return False
 
     def release(self, name: str, owner: str) -> None:
+        """Deletes the lease if `owner` still holds it: by the ETag of its last renewal when this process took it
+        (one request), else after reading it."""
         with storage_errors():
-            try:
-                current = self.table.get_entity(self.LEASES, _key(name))
-            except ResourceNotFoundError:
-                return
-            if current.get("owner") == owner:
+            etag = self._lease_etags.pop((name, owner), None)
+            if etag is None:
                 try:
-                    self.table.delete_entity(self.LEASES, _key(name), etag=current.metadata["etag"],
-                                             match_condition=MatchConditions.IfNotModified)
-                except (ResourceModifiedError, ResourceNotFoundError):
-                    pass
+                    current = self.table.get_entity(self.LEASES, _key(name))
+                except ResourceNotFoundError:
+                    return
+                if current.get("owner") != owner:
+                    return
+                etag = current.metadata["etag"]
+            try:
+                self.table.delete_entity(self.LEASES, _key(name), etag=etag,
+                                         match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                pass
 
 
 # a dry job's report is kept in one entity (at most 1 MiB, text counted at two bytes a character), in properties of

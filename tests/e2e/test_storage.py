@@ -3,10 +3,11 @@ deletes in transactions, couplings spread over buckets."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections import Counter
 
-from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, CouplingTable, _bucket
+from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, CouplingTable, StateTable, _bucket
 from sync.model import Direction, Side
 from sync.ports import Coupling, FollowUp, RecordFailure
 
@@ -188,3 +189,27 @@ def test_a_full_synchronisation_reads_each_sides_couplings_by_range_as_often_wha
     small, whole = [_range_queries_of_a_full_synchronisation(stack, size) for size in (10, 1000)]
     assert small == whole, (small, whole)
     assert sum(whole.values()) <= 12, whole
+
+
+def test_a_lease_is_taken_renewed_and_released_in_one_request_each_and_keeps_other_owners_out(env):
+    storage, clock = env.services.storage, env.services.clock
+    mine, theirs = StateTable(storage, clock), StateTable(storage, clock)   # two workers
+    lease, later = f"mapping:{uuid.uuid4()}", clock.now() + dt.timedelta(minutes=10)
+
+    def requests(call, *args):
+        before = storage.requests_sent
+        result = call(*args)
+        return result, storage.requests_sent - before
+
+    assert requests(mine.acquire, lease, "run/job/a", later) == (True, 1)      # free: created
+    assert requests(mine.acquire, lease, "run/job/a", later) == (True, 1)      # renewed by its ETag
+    assert theirs.acquire(lease, "run/job/b", later) is False                  # held by another owner
+    assert requests(mine.release, lease, "run/job/a") == (None, 1)
+    assert theirs.acquire(lease, "run/job/b", clock.now() - dt.timedelta(seconds=1)) is True   # free again
+    # b's lease has run out: a takes it over, and b, which no longer holds it, can neither renew nor release it
+    assert mine.acquire(lease, "run/job/a", later) is True
+    assert theirs.acquire(lease, "run/job/b", later) is False
+    theirs.release(lease, "run/job/b")
+    assert theirs.acquire(lease, "run/job/c", later) is False
+    mine.release(lease, "run/job/a")
+    assert theirs.acquire(lease, "run/job/c", later) is True
