@@ -77,6 +77,10 @@ KEYS_PER_QUERY = 14      # Table Storage allows 15 comparisons per filter; one i
 TRANSACTION_SIZE = 100   # operations per entity-group transaction
 TRANSACTION_ATTEMPTS = 3  # a transaction of upserts is sent again when its connection broke
 SCAN_PAGE = 1000         # entities per answer of a query
+# Fewer ids than this are looked up by key, even where a range query might cost fewer requests: key queries go in
+# parallel and answer with the ids' couplings only, while a range query reads its answers one after another, up to a
+# thousand couplings each. A scheduled run's few changed rows in a large table were looked up by reading most of it.
+SCAN_MIN_IDS = SCAN_PAGE // 10
 # A mapping's couplings spread over this many partitions per side: Azurite filters a partition linearly on
 # every write (20,000 upserts take 138 s in one partition, 25 s in 16), and Azure serves one partition from
 # one server (about 2,000 entities/s). More buckets would cost more requests for a handful of couplings.
@@ -447,8 +451,9 @@ class CouplingTable:
                     held[row] = fields
 
     def get_many(self, mapping: str, side: Side, ids: Sequence[str]) -> dict[str, Coupling]:
-        """Many keys per query, one bucket per query; when the ids are many and the mapping's couplings
-        few enough, one range query over the side instead, cut short when it costs what the key queries would.
+        """Many keys per query, one bucket per query; when the ids are many (SCAN_MIN_IDS) and the mapping's
+        couplings few enough, one range query over the side instead, cut short when it costs what the key queries
+        would.
         Held couplings (see held) are answered from memory."""
         self._migrate(mapping)
         held = self._held_couplings(mapping, side)
@@ -461,7 +466,7 @@ class CouplingTable:
         queries = len(_key_queries(keys))
         known = self._sizes.get((mapping, side))
         entities: list = []
-        if queries > 1 and (known is None or -(-known // SCAN_PAGE) < queries):
+        if queries > 1 and (known is None or -(-known // SCAN_PAGE) < queries) and len(keys) >= SCAN_MIN_IDS:
             entities, keys = self._scan(mapping, side, keys, queries - 1)
         if keys:
             entities += _query_keys(self.storage, self.table, _key_queries(keys))

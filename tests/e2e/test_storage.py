@@ -7,6 +7,7 @@ import datetime as dt
 import uuid
 from collections import Counter
 
+from shared import storage as storage_module
 from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, CouplingTable, StateTable, _bucket
 from sync.model import Direction, Side
 from sync.ports import Coupling, FollowUp, RecordFailure
@@ -46,13 +47,18 @@ def test_many_ids_are_looked_up_by_one_range_query_while_the_couplings_are_few(e
     assert {c.bc_id for c in by_crm.values()} == {c.bc_id for c in saved[100:130]}
 
 
-def test_a_range_query_stops_where_key_queries_get_cheaper_and_keys_finish_the_lookup(env):
+def test_a_range_query_stops_where_key_queries_get_cheaper_and_keys_finish_the_lookup(env, monkeypatch):
     store, storage = CouplingTable(env.services.storage), env.services.storage
     saved = _couplings(SCAN_PAGE + 200)
     store.save_many(saved)
-    # two key queries (two buckets): one answer of the range query at most, then a key query for the
-    # bucket it did not reach (partitions come in order, the last bucket last)
     wanted = [_in_bucket(saved, 0).bc_id, _in_bucket(saved, COUPLING_BUCKETS - 1).bc_id]
+    # two ids are too few for a range query: two key queries, in parallel, not the side's first thousand couplings
+    before = storage.requests_sent
+    assert set(store.get_many("CUSTOMER", Side.BC, wanted)) == set(wanted)
+    assert storage.requests_sent - before == 2 and not store._sizes
+    # were they enough: two key queries (two buckets) cost one answer of the range query at most, then a key query
+    # for the bucket it did not reach (partitions come in order, the last bucket last)
+    monkeypatch.setattr(storage_module, "SCAN_MIN_IDS", 1)
     before = storage.requests_sent
     found = store.get_many("CUSTOMER", Side.BC, wanted)
     assert set(found) == set(wanted)
