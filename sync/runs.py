@@ -409,7 +409,8 @@ class RunCoordinator:
         message = JobMessage(run.run_id, job.job_id)
         now = self.clock.now()
         if job.status in TERMINAL:
-            self.advance(run.run_id)
+            if run.status is RunStatus.RUNNING:  # a closed run has nothing left to queue
+                self.advance(run.run_id)
             return None
         if job.status is JobStatus.RUNNING and job.lease_until and job.lease_until > now:
             # another worker runs it, or did until it died: look again when its lease runs out, so a
