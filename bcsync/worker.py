@@ -22,6 +22,9 @@ from shared.wiring import Services
 log = logging.getLogger("bcsync.worker")
 
 MAX_DEQUEUE_COUNT = 5      # host.json extensions.queues.maxDequeueCount
+# While jobs run, an empty queue is looked at less and less often, up to this (the host backs off likewise): a job
+# that becomes ready when another ends runs in that job's delivery (RunCoordinator.handle), not after a poll.
+MAX_POLL_SECONDS = 0.5
 
 
 class LocalWorker:
@@ -62,11 +65,12 @@ class LocalWorker:
         self.handled += 1
 
     def _step_concurrently(self, pool: ThreadPoolExecutor, running: set[Future]) -> int:
-        """Start what is visible on the queue, up to the free places; returns how many messages are in hand."""
-        free = self.concurrency - len(running)
+        """Start what is visible on the queue, up to the free places; returns how many messages it took."""
+        free, taken = self.concurrency - len(running), 0
         for delivery in self.queue.receive(visibility_timeout=self.visibility, max_messages=free) if free else ():
             running.add(submit_in_context(pool, self._take, delivery))
-        return len(running)
+            taken += 1
+        return taken
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None,
                   on_idle: Callable[[], None] | None = None, recover_every: float = 60.0) -> bool:
@@ -83,12 +87,18 @@ class LocalWorker:
         deadline = None if timeout is None else time.monotonic() + timeout
         last_recovery = time.monotonic()
         running: set[Future] = set()
+        poll = self.poll_seconds
         while True:
-            if pool is not None and self._step_concurrently(pool, running):
-                finished, running_now = wait(running, timeout=self.poll_seconds, return_when=FIRST_COMPLETED)
+            if pool is not None:
+                taken = self._step_concurrently(pool, running)
+                poll = self.poll_seconds if taken else min(poll * 2, max(MAX_POLL_SECONDS, self.poll_seconds))
+            if pool is not None and running:
+                finished, running_now = wait(running, timeout=poll, return_when=FIRST_COMPLETED)
                 running.intersection_update(running_now)
                 for future in finished:
                     future.result()  # what stops a worker (a BaseException) stops this one too
+                if finished:
+                    poll = self.poll_seconds  # what ended may have queued more
             elif pool is not None or self.step() == 0:
                 if done():
                     return True

@@ -99,7 +99,7 @@ def bench(size: int, mappings: list[str], latency_ms: int, changes: int, profile
             results.append(run_result(size=size, mappings=mappings, run=label, records=worker["records"],
                                       wall_seconds=worker["seconds"], requests=requests, bound=bound,
                                       storage_requests=worker["storage_requests"], peak_rss_kb=peak_kb,
-                                      cpu_seconds=cpu))
+                                      cpu_seconds=cpu, job_seconds=worker["job_seconds"]))
         return results
     finally:
         stack.stop()

@@ -42,8 +42,9 @@ def scheduled_bound(jobs: int) -> int:
 
 def run_result(*, size: int, mappings: list[str], run: str, records: int, wall_seconds: float,
                requests: dict[str, dict[str, int]], bound: int, storage_requests: int, peak_rss_kb: int,
-               cpu_seconds: dict[str, float]) -> dict:
-    """One entry of results.json. `requests` holds per service the counts by kind (and "throttled")."""
+               cpu_seconds: dict[str, float], job_seconds: dict[str, float] | None = None) -> dict:
+    """One entry of results.json. `requests` holds per service the counts by kind (and "throttled"); `job_seconds`
+    the seconds each job's deliveries took, by job id."""
     total = sum(requests[service][kind] for service in SERVICES for kind in KINDS)
     return {
         "size": size, "mappings": mappings, "run": run, "records": records,
@@ -56,6 +57,7 @@ def run_result(*, size: int, mappings: list[str], run: str, records: int, wall_s
         "storage_requests_per_record": round(storage_requests / records, 4) if records else float(storage_requests),
         "peak_rss_mb": round(peak_rss_kb / 1024, 1),
         "cpu_seconds": {process: round(cpu_seconds.get(process, 0.0), 2) for process in PROCESSES},
+        "job_seconds": job_seconds or {},
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import datetime as dt
 import cProfile
 import json
 import pstats
@@ -24,7 +25,7 @@ from pathlib import Path
 from bcsync.worker import LocalWorker
 from shared.settings import Settings
 from shared.wiring import build_services
-from sync.runs import RunKind, RunStatus
+from sync.runs import Job, RunKind, RunStatus
 
 CONCURRENCY = 4  # messages handled at once, as host.json's queues.batchSize lets the Functions host
 
@@ -84,6 +85,17 @@ class PeakMemory:
         path.write_text("\n".join(lines) + "\n")
 
 
+def job_line(job: Job, jobs: list[Job], run_started: dt.datetime, counts: Counter) -> str:
+    """One job of the job log with where its time went: waiting (from the last of its dependencies finishing, or the
+    run's start, to its claim), the seconds of its deliveries, of them in the engine, and its requests."""
+    ready = max((j.finished_at for j in jobs if j.job_id in job.depends_on and j.finished_at), default=run_started)
+    waited = (job.started_at - ready).total_seconds() if ready and job.started_at else None
+    return (f"{job.job_id}: {job.status.value}, attempt {job.attempts}, "
+            f"waited {'-' if waited is None else f'{waited:.2f}'} s, handled {counts['handled']:.2f} s "
+            f"(engine {counts['engine']:.2f} s), {counts['api']:.0f} API requests, "
+            f"{counts['storage']:.0f} storage requests, {job.mode.value} {job.message}")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
     parser.add_argument("settings_file")
@@ -105,21 +117,48 @@ def main(argv: list[str]) -> int:
         watched.update(services.storage.requests_by_purpose - by_purpose)
         return status is not RunStatus.RUNNING
 
-    # API requests per job: jobs run side by side, so each request is counted for the job whose context sent it
-    per_job: dict[str, int] = {}
-    current, lock, run_job = contextvars.ContextVar("job", default=""), threading.Lock(), services.engine.run
+    # Per job: API and Table Storage requests, counted for the job whose context sent them (jobs run side by side),
+    # the seconds its handling took in all and the part of them inside the engine (the rest is the coordinator's
+    # bookkeeping: the lease, the claim, finishing, the schedule, queueing the next jobs).
+    per_job: dict[str, Counter] = {}
+    current, lock = contextvars.ContextVar("job", default=""), threading.Lock()
+    run_job, handle, take = services.engine.run, services.coordinator.handle, services.coordinator._take
+
+    def add(what: str, amount: float = 1) -> None:
+        with lock:
+            per_job.setdefault(current.get(), Counter())[what] += amount
+
     limits = {id(api.limit): api.limit for api in (services.dataverse.api, services.business_central.api)}
     for limit in limits.values():
         def acquire(admit=limit.acquire):
             admit()
-            with lock:
-                per_job[current.get()] = per_job.get(current.get(), 0) + 1
+            add("api")
         limit.acquire = acquire
+    counter = services.storage._counter
+    count_storage = counter.on_request
 
-    def counted(mapping, direction, **kwargs):
-        current.set(f"{mapping}:{direction.value}")
-        return run_job(mapping, direction, **kwargs)
-    services.engine.run = counted
+    def on_request(request):
+        count_storage(request)
+        add("storage")
+    counter.on_request = on_request
+
+    def timed(what: str, call, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            add(what, time.perf_counter() - started)
+
+    def handled(message):
+        current.set(message.job_id)
+        return handle(message)
+
+    def taken(run, job, *args):  # a delivery may run the jobs that become ready after its own (chained)
+        current.set(job.job_id)
+        return timed("handled", take, run, job, *args)
+
+    services.coordinator.handle, services.coordinator._take = handled, taken
+    services.engine.run = lambda *args, **kwargs: timed("engine", run_job, *args, **kwargs)
 
     memory = PeakMemory() if args.trace_memory else None
     profile = ThreadProfiles() if args.profile else None
@@ -143,9 +182,8 @@ def main(argv: list[str]) -> int:
         "api_requests": {"Dataverse": services.dataverse.api.requests_sent,
                          "Business Central": services.business_central.api.requests_sent},
         "failures": [f"{f.mapping} {f.record}: {f.message}" for f in report.failures[:5]],
-        "job_log": [f"{j.job_id}: {j.status.value}, attempt {j.attempts}, {d['seconds']} s, "
-                    f"{per_job.get(j.job_id, 0)} API requests, {d['mode']} {j.message}"
-                    for j, d in ((j, j.to_dict()) for j in report.jobs)],
+        "job_log": [job_line(j, report.jobs, report.run.created_at, per_job.get(j.job_id, Counter())) for j in report.jobs],
+        "job_seconds": {j.job_id: round(per_job.get(j.job_id, Counter())["handled"], 3) for j in report.jobs},
     }))
     return 0
 

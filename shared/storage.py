@@ -77,6 +77,10 @@ KEYS_PER_QUERY = 14      # Table Storage allows 15 comparisons per filter; one i
 TRANSACTION_SIZE = 100   # operations per entity-group transaction
 TRANSACTION_ATTEMPTS = 3  # a transaction of upserts is sent again when its connection broke
 SCAN_PAGE = 1000         # entities per answer of a query
+# Fewer ids than this are looked up by key, even where a range query might cost fewer requests: key queries go in
+# parallel and answer with the ids' couplings only, while a range query reads its answers one after another, up to a
+# thousand couplings each. A scheduled run's few changed rows in a large table were looked up by reading most of it.
+SCAN_MIN_IDS = SCAN_PAGE // 10
 # A mapping's couplings spread over this many partitions per side: Azurite filters a partition linearly on
 # every write (20,000 upserts take 138 s in one partition, 25 s in 16), and Azure serves one partition from
 # one server (about 2,000 entities/s). More buckets would cost more requests for a handful of couplings.
@@ -447,8 +451,9 @@ class CouplingTable:
                     held[row] = fields
 
     def get_many(self, mapping: str, side: Side, ids: Sequence[str]) -> dict[str, Coupling]:
-        """Many keys per query, one bucket per query; when the ids are many and the mapping's couplings
-        few enough, one range query over the side instead, cut short when it costs what the key queries would.
+        """Many keys per query, one bucket per query; when the ids are many (SCAN_MIN_IDS) and the mapping's
+        couplings few enough, one range query over the side instead, cut short when it costs what the key queries
+        would.
         Held couplings (see held) are answered from memory."""
         self._migrate(mapping)
         held = self._held_couplings(mapping, side)
@@ -461,7 +466,7 @@ class CouplingTable:
         queries = len(_key_queries(keys))
         known = self._sizes.get((mapping, side))
         entities: list = []
-        if queries > 1 and (known is None or -(-known // SCAN_PAGE) < queries):
+        if queries > 1 and (known is None or -(-known // SCAN_PAGE) < queries) and len(keys) >= SCAN_MIN_IDS:
             entities, keys = self._scan(mapping, side, keys, queries - 1)
         if keys:
             entities += _query_keys(self.storage, self.table, _key_queries(keys))
@@ -707,6 +712,7 @@ class StateTable:
         self.table = storage.table("state")
         self.transact = partial(_transact, storage, self.table)
         self.clock = clock
+        self._lease_etags: dict[tuple[str, str], str] = {}  # (lease, owner) -> ETag, of the leases this process holds
 
     def watermark(self, mapping: str, direction: Direction) -> dt.datetime | None:
         with storage_errors():
@@ -831,37 +837,56 @@ class StateTable:
                                       "last_activity_at": _iso(schedule.last_activity_at)}, mode=UpdateMode.REPLACE)
 
     def acquire(self, name: str, owner: str, until: dt.datetime) -> bool:
+        """One request in the usual cases: a free lease is created (a released one is deleted), and one this
+        process holds is renewed by its ETag; the lease is read only when someone else may hold it."""
         entity = {"PartitionKey": self.LEASES, "RowKey": _key(name), "owner": owner, "until": _iso(until)}
         with storage_errors():
+            held = self._lease_etags.get((name, owner))
+            if held is not None:
+                try:
+                    self._lease_etags[(name, owner)] = self.table.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=held,
+                        match_condition=MatchConditions.IfNotModified)["etag"]
+                    return True
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    self._lease_etags.pop((name, owner), None)  # changed meanwhile: look at it as anyone would
+            try:
+                self._lease_etags[(name, owner)] = self.table.create_entity(entity)["etag"]
+                return True
+            except ResourceExistsError:
+                pass
             try:
                 current = self.table.get_entity(self.LEASES, _key(name))
             except ResourceNotFoundError:
-                try:
-                    self.table.create_entity(entity)
-                    return True
-                except ResourceExistsError:
-                    return False
+                return False  # released between our create and our read: whoever takes it next has it
             if current.get("owner") != owner and _dt(current.get("until")) > self.clock.now():
                 return False
             try:
-                self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
-                                         match_condition=MatchConditions.IfNotModified)
+                self._lease_etags[(name, owner)] = self.table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified)["etag"]
                 return True
             except ResourceModifiedError:
                 return False
 
     def release(self, name: str, owner: str) -> None:
+        """Deletes the lease if `owner` still holds it: by the ETag of its last renewal when this process took it
+        (one request), else after reading it."""
         with storage_errors():
-            try:
-                current = self.table.get_entity(self.LEASES, _key(name))
-            except ResourceNotFoundError:
-                return
-            if current.get("owner") == owner:
+            etag = self._lease_etags.pop((name, owner), None)
+            if etag is None:
                 try:
-                    self.table.delete_entity(self.LEASES, _key(name), etag=current.metadata["etag"],
-                                             match_condition=MatchConditions.IfNotModified)
-                except (ResourceModifiedError, ResourceNotFoundError):
-                    pass
+                    current = self.table.get_entity(self.LEASES, _key(name))
+                except ResourceNotFoundError:
+                    return
+                if current.get("owner") != owner:
+                    return
+                etag = current.metadata["etag"]
+            try:
+                self.table.delete_entity(self.LEASES, _key(name), etag=etag,
+                                         match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                pass
 
 
 # a dry job's report is kept in one entity (at most 1 MiB, text counted at two bytes a character), in properties of

@@ -1766,6 +1766,7 @@ class _Page:
         results = job.dst.insert(job.dst_table, [NewRow({**template, **plan.values}, proposed)
                                                  for _, plan, proposed in self.inserts], job.dst_fields)
         existing: list[tuple[Record, str]] = []
+        lacking = without_template(job.mapping) if job.dst_side is Side.BC else None
         for (row, plan, proposed), result in zip(self.inserts, results):
             if result.error is not None and result.record is None:
                 if isinstance(result.error, AlreadyExistsError) and proposed:
@@ -1778,7 +1779,6 @@ class _Page:
             coupling = self._new_coupling(row, result.record.id)
             job.counts.inserted += 1
             job.record(row, "created", result.record.id)
-            lacking = job.dst_side is Side.BC and without_template(job.mapping)
             if lacking:
                 job.note_record(lacking, str(result.record.values.get(job.dst_table.key_field)))
             if result.error is not None:  # written in part: coupled, and the rest retried next run

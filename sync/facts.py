@@ -50,9 +50,11 @@ class Facts:
     def get(self, name: str, read: Callable[[], Any], fits: Callable[[Any], bool] = lambda value: True) -> Any:
         """The fact `name`: as kept while it is fresh (and `fits` it, where it derives from another fact),
         else `read()` now and kept from now on."""
-        fact, now = self._facts().get(name), self.clock.now()
-        stale = fact is None or (name not in self._read and now - fact.read_at >= self.ttl)
+        fact = self._facts().get(name)
+        # read in this job: fresh for the rest of it, so the clock is not asked (a job asks for some per record)
+        stale = fact is None or (name not in self._read and self.clock.now() - fact.read_at >= self.ttl)
         if stale or not fits(fact.value):
+            now = self.clock.now()
             fact = self._facts()[name] = Fact(read(), now)
             self._read.add(name)  # fresh for the rest of the job, however short the time to live
             if self.ttl > dt.timedelta(0):

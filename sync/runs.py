@@ -308,7 +308,7 @@ class RunCoordinator:
         self.runs.create(run, jobs)
         log.info("run %s (%s) started with %d jobs", run.run_id, kind.value, len(jobs), extra={"run": run.run_id})
         for mapping in {j.mapping: j for j in jobs if j.status is JobStatus.DONE and not dry}.values():
-            self._record_schedule(mapping, run)  # nothing to synchronise: it counts as a quiet run
+            self._record_schedule(mapping, run, jobs)  # nothing to synchronise: it counts as a quiet run
         self.advance(run.run_id)
         return self.runs.get(run.run_id) or run
 
@@ -385,7 +385,11 @@ class RunCoordinator:
     # -- executing --------------------------------------------------------------------------------
 
     def handle(self, message: JobMessage) -> None:
-        """Run the job a queue message points at. Safe to call twice with the same message."""
+        """Run the job a queue message points at. Safe to call twice with the same message.
+
+        A job that becomes ready when this one finishes is run next in this same delivery, without waiting
+        for its message (see advance), while at least half of the time budget is left: the budget counts from
+        the delivery's start, so that the delivery as a whole stays within it."""
         job = self.runs.get_job(message.run_id, message.job_id)
         run = self.runs.get(message.run_id)
         if run is None:
@@ -393,39 +397,55 @@ class RunCoordinator:
                                f"removed it.", field="run")
         if job is None:
             raise MessageError(f"Run {message.run_id} has no job {shown(message.job_id)}.", field="job")
+        deadline = self.clock.now() + self.time_budget
+        chained = False
+        while job is not None:
+            job = self._take(run, job, deadline, chained)
+            chained = True
+
+    def _take(self, run: Run, job: Job, deadline: dt.datetime, chained: bool) -> Job | None:
+        """Run `job` if it is due and free; returns the job to run next in this delivery, if any. `chained`: the job
+        was queued by this delivery, whose message for it is only a safety net (so none is sent again here)."""
+        message = JobMessage(run.run_id, job.job_id)
         now = self.clock.now()
         if job.status in TERMINAL:
-            self.advance(run.run_id)
-            return
+            if run.status is RunStatus.RUNNING:  # a closed run has nothing left to queue
+                self.advance(run.run_id)
+            return None
         if job.status is JobStatus.RUNNING and job.lease_until and job.lease_until > now:
             # another worker runs it, or did until it died: look again when its lease runs out, so a
             # job whose worker vanished is taken over instead of staying "running" for ever
             wait = int((job.lease_until - now).total_seconds()) + 5
             self.queue.send(message, delay_seconds=min(wait, int(self.lease.total_seconds()) + 5))
-            return
+            return None
         if job.status is JobStatus.PENDING and not self._dependencies_done(job):
-            return  # an early duplicate; advance() queues it when it is ready
+            return None  # an early duplicate; advance() queues it when it is ready
         owner = f"{run.run_id}/{job.job_id}/{secrets.token_hex(4)}"  # this delivery, not the message
         lease_name = f"mapping:{job.mapping}"
         if not self.leases.acquire(lease_name, owner, now + self.lease):
-            self.queue.send(message, delay_seconds=self.busy_retry_seconds)
-            return
+            if not chained:
+                self.queue.send(message, delay_seconds=self.busy_retry_seconds)
+            return None
         try:
             job = self._claim(job, now)
         except ConcurrencyError:
             # the job moved between our read and our claim (another worker claimed it, or the advance
             # that sent this message marked it queued only now): look again rather than drop the message
             self.leases.release(lease_name, owner)
-            self.queue.send(message)
-            return
+            if not chained:
+                self.queue.send(message)
+            return None
         try:
             with self.observer.running(run, job):
-                ended = self._execute(run, job, lease_name, owner)
+                ended = self._execute(run, job, lease_name, owner, deadline)
                 if ended is not None:
                     self.observer.ended(ended)
         finally:
             self.leases.release(lease_name, owner)
-        self.advance(run.run_id)
+        jobs = self.runs.jobs(run.run_id)  # read once, for the schedule and for what is ready now
+        if ended is not None:
+            self._record_schedule(ended, run, jobs)
+        return self.advance(run.run_id, jobs, chain=self.clock.now() < deadline - self.time_budget / 2, run=run)
 
     def _claim(self, job: Job, now: dt.datetime) -> Job:
         job.status = JobStatus.RUNNING
@@ -435,8 +455,9 @@ class RunCoordinator:
         job.lease_until = now + self.lease
         return self.runs.save_job(job)
 
-    def _execute(self, run: Run, job: Job, lease_name: str, owner: str) -> Job | None:
-        """Run the job once; returns it as it ended (None: it lost its lease to another worker)."""
+    def _execute(self, run: Run, job: Job, lease_name: str, owner: str, deadline: dt.datetime) -> Job | None:
+        """Run the job once, until `deadline` at most; returns it as it ended (None: it lost its lease to another
+        worker)."""
         saved_at = self.clock.now()  # the claim saved the job and took its lease
         claimed_from = job.checkpoint
         if job.attempts_without_progress > self.max_attempts:
@@ -465,7 +486,6 @@ class RunCoordinator:
             if not self.leases.acquire(lease_name, owner, now + self.lease):
                 raise LeaseLost(f"the lease on {job.mapping} passed to another worker")
 
-        started = self.clock.now()
         dry, reports = None, {}
         if job.dry:
             reports = self.runs.reports(run.run_id)
@@ -476,7 +496,7 @@ class RunCoordinator:
                 outcome = (dry.engine if dry else self.engine).run(
                     job.mapping, job.direction, job_id=f"{run.run_id}/{job.job_id}", mode=job.mode,
                     resume_from=job.checkpoint, counts=job.counts, on_progress=progress,
-                    deadline=started + self.time_budget)
+                    deadline=deadline)
             finally:
                 if dry is not None:  # what it planned up to a failure, too (the job log tells the failure)
                     self.runs.save_report(run.run_id, job.job_id, merged(reports.get(job.job_id), dry.report()))
@@ -532,60 +552,70 @@ class RunCoordinator:
         job = self.runs.save_job(job)
         log.log(logging.ERROR if status is JobStatus.FAILED else logging.INFO, "job %s/%s %s %s %s",
                 job.run_id, job.job_id, status.value, job.counts.as_dict(), message, extra=job.fields())
-        self._record_schedule(job, run)
         return job
 
-    def _record_schedule(self, finished: Job, run: Run) -> None:
-        """Once every job of the mapping in this run has finished, its schedule moves on: held when
-        the run changed nothing (nothing inserted, modified, deleted or failed)."""
+    def _record_schedule(self, finished: Job, run: Run, jobs: list[Job]) -> None:
+        """Once every job of the mapping in this run has finished (`jobs`: the run's, as read after `finished`
+        was saved), its schedule moves on: held when the run changed nothing (nothing inserted, modified, deleted
+        or failed)."""
         if run.kind is RunKind.COUPLE or run.dry:
             return
-        mine = [j for j in self.runs.jobs(run.run_id) if j.mapping == finished.mapping]
+        mine = [j for j in jobs if j.mapping == finished.mapping]
         if any(j.status not in TERMINAL for j in mine) or all(j.status is JobStatus.BLOCKED for j in mine):
             return  # still going, or never ran: due again at the next tick
         changed = any(j.status is JobStatus.FAILED or j.counts.inserted + j.counts.modified + j.counts.deleted
                       + j.counts.failed + j.counts.uncoupled > 0 for j in mine)
-        previous = self.schedules.schedules().get(finished.mapping)
+        # a run that changed something sets the schedule afresh; one that did not keeps the last activity
+        previous = None if changed else self.schedules.schedules().get(finished.mapping)
         self.schedules.save_schedule(finished.mapping, after_run(previous, run.created_at, changed))
 
     def _dependencies_done(self, job: Job) -> bool:
         jobs = {j.job_id: j for j in self.runs.jobs(job.run_id)}
         return all(jobs[d].status is JobStatus.DONE for d in job.depends_on if d in jobs)
 
-    def advance(self, run_id: str) -> None:
+    def advance(self, run_id: str, jobs: list[Job] | None = None, chain: bool = False,
+                run: Run | None = None) -> Job | None:
         """Queue the jobs whose dependencies are done, block those whose dependencies failed,
-        and close the run when every job is finished. Idempotent."""
-        changed = True
-        jobs: dict[str, Job] = {}
+        and close the run when every job is finished. Idempotent. `jobs`: the run's jobs as just read.
+
+        `chain`: the caller runs the first job queued now itself, right away, and this returns it. Its message
+        is still sent, first as for any job, but to be delivered only after busy_retry_seconds: if the caller
+        stops before claiming it, the message runs it; if the caller got to it, it finds the job running or done."""
+        changed, chained = True, None
+        by_id: dict[str, Job] = {}
         while changed:
             changed = False
-            jobs = {j.job_id: j for j in self.runs.jobs(run_id)}
-            for job in jobs.values():
+            by_id = {j.job_id: j for j in (jobs if jobs is not None else self.runs.jobs(run_id))}
+            jobs = None  # read again in a next round
+            for job in by_id.values():
                 if job.status is not JobStatus.PENDING:
                     continue
-                deps = [jobs[d] for d in job.depends_on if d in jobs]
+                deps = [by_id[d] for d in job.depends_on if d in by_id]
                 broken = [d for d in deps if d.status in (JobStatus.FAILED, JobStatus.BLOCKED)]
+                ahead = chain and chained is None
                 if broken:
                     job.status = JobStatus.BLOCKED
                     job.message = f"not run because {broken[0].job_id} {broken[0].status.value}"
                     job.finished_at = self.clock.now()
                 elif all(d.status is JobStatus.DONE for d in deps):
                     # send first, then mark: a crash in between leaves a duplicate, never a lost job
-                    self.queue.send(JobMessage(run_id, job.job_id))
+                    self.queue.send(JobMessage(run_id, job.job_id), delay_seconds=self.busy_retry_seconds if ahead
+                                    else 0)
                     job.status = JobStatus.QUEUED
                     job.queued_at = self.clock.now()
                 else:
                     continue
                 try:
-                    self.runs.save_job(job)
+                    saved = self.runs.save_job(job)
+                    if ahead and saved.status is JobStatus.QUEUED:
+                        chained = saved
                     # a blocked job may block its dependants: look again (a queued one unblocks nothing yet)
                     changed = changed or job.status is JobStatus.BLOCKED
                 except ConcurrencyError:
                     changed = True  # someone else moved it; read again
-        if jobs and all(j.status in TERMINAL for j in jobs.values()):
-            self._close(run_id, jobs.values())
-        elif not jobs:
-            self._close(run_id, [])
+        if all(j.status in TERMINAL for j in by_id.values()):
+            self._close(run_id, by_id.values(), run)
+        return chained
 
     def recover(self, runs: int = 20) -> int:
         """Put back on the queue what a crash may have stranded in the recent unfinished runs: a job
@@ -610,8 +640,9 @@ class RunCoordinator:
             self.advance(run.run_id)
         return resent
 
-    def _close(self, run_id: str, jobs: Iterable[Job]) -> None:
-        run = self.runs.get(run_id)
+    def _close(self, run_id: str, jobs: Iterable[Job], run: Run | None = None) -> None:
+        """`run`: as read before (its ETag keeps a concurrent close out), else it is read now."""
+        run = run or self.runs.get(run_id)
         if run is None or run.status is not RunStatus.RUNNING:
             return
         ok = all(j.status is JobStatus.DONE for j in jobs)

@@ -3,10 +3,12 @@ deletes in transactions, couplings spread over buckets."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections import Counter
 
-from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, CouplingTable, _bucket
+from shared import storage as storage_module
+from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, CouplingTable, StateTable, _bucket
 from sync.model import Direction, Side
 from sync.ports import Coupling, FollowUp, RecordFailure
 
@@ -45,13 +47,18 @@ def test_many_ids_are_looked_up_by_one_range_query_while_the_couplings_are_few(e
     assert {c.bc_id for c in by_crm.values()} == {c.bc_id for c in saved[100:130]}
 
 
-def test_a_range_query_stops_where_key_queries_get_cheaper_and_keys_finish_the_lookup(env):
+def test_a_range_query_stops_where_key_queries_get_cheaper_and_keys_finish_the_lookup(env, monkeypatch):
     store, storage = CouplingTable(env.services.storage), env.services.storage
     saved = _couplings(SCAN_PAGE + 200)
     store.save_many(saved)
-    # two key queries (two buckets): one answer of the range query at most, then a key query for the
-    # bucket it did not reach (partitions come in order, the last bucket last)
     wanted = [_in_bucket(saved, 0).bc_id, _in_bucket(saved, COUPLING_BUCKETS - 1).bc_id]
+    # two ids are too few for a range query: two key queries, in parallel, not the side's first thousand couplings
+    before = storage.requests_sent
+    assert set(store.get_many("CUSTOMER", Side.BC, wanted)) == set(wanted)
+    assert storage.requests_sent - before == 2 and not store._sizes
+    # were they enough: two key queries (two buckets) cost one answer of the range query at most, then a key query
+    # for the bucket it did not reach (partitions come in order, the last bucket last)
+    monkeypatch.setattr(storage_module, "SCAN_MIN_IDS", 1)
     before = storage.requests_sent
     found = store.get_many("CUSTOMER", Side.BC, wanted)
     assert set(found) == set(wanted)
@@ -188,3 +195,27 @@ def test_a_full_synchronisation_reads_each_sides_couplings_by_range_as_often_wha
     small, whole = [_range_queries_of_a_full_synchronisation(stack, size) for size in (10, 1000)]
     assert small == whole, (small, whole)
     assert sum(whole.values()) <= 12, whole
+
+
+def test_a_lease_is_taken_renewed_and_released_in_one_request_each_and_keeps_other_owners_out(env):
+    storage, clock = env.services.storage, env.services.clock
+    mine, theirs = StateTable(storage, clock), StateTable(storage, clock)   # two workers
+    lease, later = f"mapping:{uuid.uuid4()}", clock.now() + dt.timedelta(minutes=10)
+
+    def requests(call, *args):
+        before = storage.requests_sent
+        result = call(*args)
+        return result, storage.requests_sent - before
+
+    assert requests(mine.acquire, lease, "run/job/a", later) == (True, 1)      # free: created
+    assert requests(mine.acquire, lease, "run/job/a", later) == (True, 1)      # renewed by its ETag
+    assert theirs.acquire(lease, "run/job/b", later) is False                  # held by another owner
+    assert requests(mine.release, lease, "run/job/a") == (None, 1)
+    assert theirs.acquire(lease, "run/job/b", clock.now() - dt.timedelta(seconds=1)) is True   # free again
+    # b's lease has run out: a takes it over, and b, which no longer holds it, can neither renew nor release it
+    assert mine.acquire(lease, "run/job/a", later) is True
+    assert theirs.acquire(lease, "run/job/b", later) is False
+    theirs.release(lease, "run/job/b")
+    assert theirs.acquire(lease, "run/job/c", later) is False
+    mine.release(lease, "run/job/a")
+    assert theirs.acquire(lease, "run/job/c", later) is True

@@ -102,3 +102,23 @@ def test_the_worker_profile_holds_the_cpu_of_pool_threads_and_the_memory_trace_i
     assert "busy_in_a_pool_thread" in functions
     trace = (tmp_path / "memory.txt").read_text()
     assert trace.startswith("traced peak") and "test_bench.py" in trace
+
+
+def test_a_job_line_tells_the_wait_after_its_dependencies_and_where_its_time_went():
+    import datetime as dt
+    from collections import Counter
+
+    from benchmarks.worker import job_line
+    from sync.model import Direction
+    from sync.runs import Job, JobStatus
+
+    start = dt.datetime(2026, 12, 3, 18, 0, tzinfo=dt.timezone.utc)
+    first = Job("r", "CUSTOMER:to-crm", "CUSTOMER", Direction.TO_CRM, (), status=JobStatus.DONE, attempts=1,
+                started_at=start + dt.timedelta(seconds=0.5), finished_at=start + dt.timedelta(seconds=2))
+    second = Job("r", "CUSTOMER:from-crm", "CUSTOMER", Direction.FROM_CRM, ("CUSTOMER:to-crm",), status=JobStatus.DONE,
+                 attempts=1, started_at=start + dt.timedelta(seconds=2.25))
+    counts = Counter(handled=1.5, engine=1.2, api=4, storage=20)
+    assert job_line(first, [first, second], start, counts).startswith(
+        "CUSTOMER:to-crm: done, attempt 1, waited 0.50 s, handled 1.50 s (engine 1.20 s), 4 API requests, "
+        "20 storage requests")
+    assert "waited 0.25 s" in job_line(second, [first, second], start, Counter())

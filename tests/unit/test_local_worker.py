@@ -60,3 +60,18 @@ def test_one_at_a_time_by_default():
     local, queue, in_hand = worker(3, concurrency=1)
     assert local.run_until(lambda: not queue.waiting, timeout=10)
     assert len(queue.deleted) == 3 and max(in_hand) == 1
+
+
+def test_while_jobs_run_an_empty_queue_is_looked_at_less_and_less_often():
+    local, queue, _ = worker(1, concurrency=4)
+    looks, receive = [], queue.receive
+
+    def counted(*args, **kwargs):
+        looks.append(time.monotonic())
+        return receive(*args, **kwargs)
+
+    queue.receive = counted
+    local.services.handle_message = lambda body: time.sleep(1.5)   # one long job, nothing else queued
+    assert local.run_until(lambda: not queue.waiting and queue.deleted, timeout=10)
+    # every 0.01 s that would be about 150 looks; backing off to MAX_POLL_SECONDS, about 10
+    assert len(looks) < 20

@@ -254,6 +254,41 @@ def test_a_job_out_of_time_continues_in_a_new_invocation():
     assert report.jobs[0].counts.inserted == 5 and len(h.w.crm.rows(__import__("sync.tables", fromlist=["x"]).CRM_ACCOUNT)) == 5
 
 
+def test_a_job_that_becomes_ready_runs_in_the_same_delivery_and_its_late_message_changes_nothing():
+    h = Harness()
+    h.w.customer("C00010", "Adatum")
+    run = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
+    assert [(m.job_id, delay) for m, delay in h.queue.messages] == [("CUSTOMER:to-crm", 0)]
+    first = h.queue.drain()[0]
+    h.coordinator.handle(first)
+    report = h.report(run.run_id)
+    assert [j.status for j in report.jobs] == [JobStatus.DONE, JobStatus.DONE]
+    assert report.run.status is RunStatus.DONE
+    # the dependant's message was sent before it ran, as always, but to arrive only if this delivery had stopped
+    assert h.queue.messages == [(JobMessage(run.run_id, "CUSTOMER:from-crm"), h.coordinator.busy_retry_seconds)]
+    before = ((h.w.bc.writes, h.w.crm.writes), [j.to_dict() for j in report.jobs])
+    h.drain()
+    assert ((h.w.bc.writes, h.w.crm.writes), [j.to_dict() for j in h.runs.jobs(run.run_id)]) == before
+
+
+def test_a_delivery_runs_no_next_job_once_half_of_its_time_budget_is_gone(monkeypatch):
+    h = Harness()
+    h.w.customer("C00010", "Adatum")
+    run_job = h.w.engine.run
+
+    def slow(*args, **kwargs):
+        h.w.clock.tick(h.coordinator.time_budget.total_seconds() / 2 + 1)
+        return run_job(*args, **kwargs)
+
+    monkeypatch.setattr(h.w.engine, "run", slow)
+    run = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
+    h.coordinator.handle(h.queue.drain()[0])
+    assert [j.status for j in h.runs.jobs(run.run_id)] == [JobStatus.DONE, JobStatus.QUEUED]
+    assert h.queue.messages == [(JobMessage(run.run_id, "CUSTOMER:from-crm"), 0)]   # for any worker, at once
+    h.drain()
+    assert h.report(run.run_id).run.status is RunStatus.DONE
+
+
 class Recorder(JobObserver):
     def __init__(self):
         self.events = []
