@@ -14,9 +14,10 @@ whose answer was lost may have left an order without it; that one is recognised 
 same customer with the order's name as External Document No., no Your Reference and exactly the
 lines this order would get.
 
-The same job follows the coupled orders: posted in full (the order is gone and a posted invoice
-names it) -> the Sales order becomes Invoiced; deleted by a user -> the Sales order is set back to
-Active / Pending with its back-office submit date cleared, so it can be submitted again.
+The same job follows the coupled orders: changed -> the Sales order shows their progress (sync.order_progress:
+date fulfilled, totals, status posts); their notes are kept both ways (sync.order_notes); posted in full (the
+order is gone and a posted invoice names it) -> the Sales order becomes Invoiced; deleted by a user -> the Sales
+order is set back to Active / Pending with its back-office submit date cleared, so it can be submitted again.
 
 A submitted order is read-only in Sales, so what bcsync writes to it goes as Business Central writes
 it: Active, the columns, Submitted again, three updates, recorded before the first so that the next
@@ -40,6 +41,7 @@ from .rules.currency import CurrencyRules
 from .tables import (
     BC_CURRENCY,
     BC_ITEM,
+    BC_RECORD_LINK,
     BC_RESOURCE,
     BC_SALES_INVOICE,
     BC_SALES_INVOICE_LINE,
@@ -47,14 +49,20 @@ from .tables import (
     BC_SALES_ORDER_LINE,
     BC_SALES_SETUP,
     BC_UNIT_OF_MEASURE,
+    BC_VAT_POSTING_SETUP,
     CRM_ACCOUNT,
     CRM_CONTACT,
     CRM_CURRENCY,
+    CRM_NOTE,
+    CRM_POST,
     CRM_PRODUCT,
     CRM_SALES_ORDER,
     CRM_SALES_ORDER_DETAIL,
     CRM_UNIT,
 )
+from .order_notes import OrderNotes
+from .order_prices import net_prices
+from .order_progress import OrderProgress
 from .rules.units import ITEM_UNITS, RESOURCE_UNITS, unit_groups
 from .writeback import WriteBacks
 
@@ -94,6 +102,8 @@ PAGE_42 = [attribute for attribute in SET_AFTER if attribute != "discountamount"
 LINE_PRINT = ["documentId", "sequence", "lineType", "lineObjectNumber", "quantity"]
 # a submitted order is re-activated to be written; other closed orders are left alone
 WRITE_BACKS = WriteBacks(CRM_SALES_ORDER, reopens=frozenset({SUBMITTED}))
+PROGRESS = OrderProgress(WRITE_BACKS, MAPPING)
+NOTES = OrderNotes(MAPPING)
 
 
 def order_label(order: Record) -> str:
@@ -136,9 +146,9 @@ class SalesOrderProcess:
     # the tables the job reads, updates and creates rows in (what the connection check tries)
     reads = (CRM_SALES_ORDER_DETAIL, CRM_PRODUCT, CRM_CONTACT, CRM_ACCOUNT, CRM_CURRENCY, CRM_UNIT, BC_SALES_INVOICE,
              BC_SALES_INVOICE_LINE, BC_SALES_ORDER_LINE, BC_ITEM, BC_RESOURCE, BC_CURRENCY, BC_UNIT_OF_MEASURE,
-             BC_SALES_SETUP)
+             BC_SALES_SETUP, BC_VAT_POSTING_SETUP)
     writes = (CRM_SALES_ORDER,)
-    creates = (BC_SALES_ORDER,)
+    creates = (BC_SALES_ORDER, BC_RECORD_LINK, CRM_POST, CRM_NOTE)
 
     def has_work(self, job: JobContext) -> bool:
         if next(iter(job.couplings.coupled_ids(MAPPING, Side.BC, page_size=1)), []) or job.state.write_backs(MAPPING):
@@ -383,7 +393,7 @@ class SalesOrderProcess:
                 body[option[2]] = value
         for values in self._set_after_values(job, order, PAGE_42).values():
             body.update(values)
-        body["salesOrderLines"] = lookups.lines(order)
+        body["salesOrderLines"] = net_prices(job, body["customerId"], lookups.lines(order))
         return body
 
     @staticmethod
@@ -517,15 +527,24 @@ class SalesOrderProcess:
     # -- following coupled orders -----------------------------------------------------------------
 
     def follow_coupled(self, job: JobContext) -> None:
+        coupled = False
         for ids in job.couplings.coupled_ids(MAPPING, Side.BC, page_size=100):
-            present = {r.id.lower() for r in job.bc.read_ids(BC_SALES_ORDER, ["number"], ids)}
-            gone = [i for i in ids if i.lower() not in present]
+            coupled = True
+            rows = job.bc.read_ids(BC_SALES_ORDER, ["number"], ids)
+            couplings = job.couplings.get_many(MAPPING, Side.BC, ids)
+            PROGRESS.follow(job, rows, couplings)
+            present = {r.id.lower() for r in rows}
+            NOTES.to_business_central(job, [c for i, c in couplings.items() if i.lower() in present])
+            gone = [c for i, c in couplings.items() if i.lower() not in present]
             if gone:
-                self._follow(job, list(job.couplings.get_many(MAPPING, Side.BC, gone).values()))
+                self._follow(job, gone)
+        if coupled:  # Business Central's notes of coupled orders only
+            NOTES.to_sales(job)
 
     def _follow(self, job: JobContext, couplings: list[Coupling]) -> dict[str, str]:
         """Orders gone from Business Central: posted (an invoice names the order) or deleted."""
-        invoices = job.bc.read_matching(BC_SALES_INVOICE, ["number", "orderId", "orderNumber"], "orderId",
+        invoices = job.bc.read_matching(BC_SALES_INVOICE, ["number", "orderId", "orderNumber", "customerId",
+                                                           "customerPurchaseOrderReference"], "orderId",
                                         [c.bc_id for c in couplings])
         posted = {str(r.values.get("orderId")).lower(): r for r in invoices}
         said: dict[str, str] = {}
@@ -547,6 +566,7 @@ class SalesOrderProcess:
         # recorded, the write-backs are what remembers the orders: a job that stops after this completes them
         # rather than deciding anew (by then a user may have submitted the order again)
         begun = WRITE_BACKS.begin(job, write_backs)
+        PROGRESS.posted(job, couplings, posted)
         job.couplings.delete_many(couplings)
         for order_id, reason in WRITE_BACKS.complete(job, begun).items():
             job.note(f"sales order {order_id} could not be updated ({reason}); completed by the next run")

@@ -52,7 +52,11 @@ BC_SALES_ORDER = BcTable("salesOrders", "Sales Order", key_field="number", enum_
                                               "billToCity": "Bill_to_City",
                                               "billToState": "Bill_to_County",
                                               "billToPostCode": "Bill_to_Post_Code",
-                                              "billToCountry": "Bill_to_Country_Region_Code"},
+                                              "billToCountry": "Bill_to_Country_Region_Code",
+                                              # what posting left on the order (added by bcsync's extension)
+                                              "lastShipmentDate": "Last_Shipment_Date",
+                                              "lastShippingNumber": "Last_Shipping_No",
+                                              "lastPostingNumber": "Last_Posting_No"},
                                              fixed_keys=(("Document_Type", "Order"),),
                                              enum_fields=frozenset({"BillToOptions"})))
 BC_SALES_ORDER_LINE = BcTable("salesOrderLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
@@ -63,7 +67,9 @@ BC_ITEM_LEDGER_ENTRY = BcTable("itemLedgerEntries", "Item Ledger Entry", key_fie
 BC_ITEM = BcTable("items", "Item", key_field="number", enum_fields=frozenset({"type"}),
                   companion=Companion("ItemCard", ("number", "No"),
                                       {"unitVolume": "Unit_Volume", "grossWeight": "Gross_Weight",
-                                       "vendorNo": "Vendor_No", "vendorItemNo": "Vendor_Item_No"}),
+                                       "vendorNo": "Vendor_No", "vendorItemNo": "Vendor_Item_No",
+                                       "vatProdPostingGroup": "VAT_Prod_Posting_Group",
+                                       "vatBusPostingGrPrice": "VAT_Bus_Posting_Gr_Price"}),
                   template_fields=(("Gen. Prod. Posting Group", "generalProductPostingGroupCode"),
                                    ("Inventory Posting Group", "inventoryPostingGroupCode"),
                                    ("Tax Group Code", "taxGroupCode")),
@@ -75,6 +81,12 @@ BC_RESOURCE = BcTable.page("Resources", "Resource", ("No",), enum_fields=frozens
                            template_fields=(("Gen. Prod. Posting Group", "Gen_Prod_Posting_Group"),
                                             ("VAT Prod. Posting Group", "VAT_Prod_Posting_Group")),
                            posting_groups=1)
+# page 472 "VAT Posting Setup": the VAT % of a business and product posting group (API v2.0 has no VAT setup)
+BC_VAT_POSTING_SETUP = BcTable.page("VATPostingSetup", "VAT Posting Setup",
+                                    ("VAT_Bus_Posting_Group", "VAT_Prod_Posting_Group"))
+# The notes attached to records (table "Record Link"): API v2.0 has none; bcsync's extension publishes its own page
+# RecordLinks, with the record a note belongs to as its table number and SystemId, and the note as text.
+BC_RECORD_LINK = BcTable.page("RecordLinks", "Record Link", ("Link_ID",))
 # Unit-group mode: the units of measure of items (page 5404) and resources (page 210), and the unit groups
 # (table 5400, the bcsync extension's list page over items' and resources' groups). A unit's *_System_Id is the
 # SystemId of its item or resource, which its unit group names as Source_Id; a group's Code is computed.
@@ -130,6 +142,14 @@ CRM_SALES_ORDER_DETAIL = CrmTable("salesorderdetail", "salesorderdetails", "sale
                                   lookups={"salesorderid": CrmLookup("salesorderid", "salesorders"),
                                            "productid": CrmLookup("productid", "products"),
                                            "uomid": CrmLookup("uomid", "uoms")})
+# a note (annotation) of a sales order: read by the row it is attached to, written to an order
+CRM_NOTE = CrmTable("annotation", "annotations", "annotationid", "subject", lookups={
+    "objectid": CrmLookup("objectid_salesorder", "salesorders")})
+# a post on an order's or an account's wall; its regarding row is bound by table (`regardingobjectid_<table>`),
+# so each navigation is its own entry, and posts are only ever created
+CRM_POST = CrmTable("post", "posts", "postid", "text", lookups={
+    "regardingobjectid_salesorder": CrmLookup("regardingobjectid_salesorder", "salesorders"),
+    "regardingobjectid_account": CrmLookup("regardingobjectid_account", "accounts")})
 CRM_UNIT = CrmTable("uom", "uoms", "uomid", "name", lookups={
     "uomscheduleid": CrmLookup("uomscheduleid", "uomschedules"), "baseuom": CrmLookup("baseuom", "uoms")})
 CRM_PRICE_LIST = CrmTable("pricelevel", "pricelevels", "pricelevelid", "name", lookups={

@@ -6,6 +6,7 @@ using Microsoft.CRM.Opportunity;
 using Microsoft.CRM.Setup;
 using Microsoft.CRM.Team;
 using Microsoft.Finance.Currency;
+using Microsoft.Finance.VAT.Setup;
 using Microsoft.Finance.GeneralLedger.Account;
 using Microsoft.Foundation.Address;
 using Microsoft.Foundation.Company;
@@ -28,7 +29,8 @@ using System.IO;
 
 // What bcsync's Microsoft Entra application reads and writes, and nothing else: assign it on the
 // application's card (Microsoft Entra Applications). bcsync never deletes, so no table has D.
-// The extension adds one page of its own (BCS Unit Groups); its page extensions run with the base pages below.
+// The extension adds two pages of its own (BCS Unit Groups, BCS Record Links); its page extensions run with the
+// base pages below.
 permissionset 50100 "BCS INTEGRATION"
 {
     Assignable = true;
@@ -55,6 +57,8 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "Sales Header" = RIM,
         tabledata "Sales Line" = RIM,
         tabledata "Sales Order Entity Buffer" = RIM,
+        // the notes of those orders, both ways (page BCS Record Links)
+        tabledata "Record Link" = RIM,
         // read only
         tabledata Currency = R,
         tabledata "Currency Exchange Rate" = R,
@@ -73,6 +77,7 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "Res. Capacity Entry" = R,
         tabledata "G/L Account" = R,
         tabledata "Sales & Receivables Setup" = R,
+        tabledata "VAT Posting Setup" = R,
         tabledata "Marketing Setup" = R,
         tabledata "Company Information" = R,
         tabledata "Country/Region" = R,
@@ -98,5 +103,7 @@ permissionset 50100 "BCS INTEGRATION"
         page "Posted Sales Invoice" = X,
         page "Item Units of Measure" = X,
         page "Resource Units of Measure" = X,
-        page "BCS Unit Groups" = X;
+        page "BCS Unit Groups" = X,
+        page "VAT Posting Setup" = X,
+        page "BCS Record Links" = X;
 }

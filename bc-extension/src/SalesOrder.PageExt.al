@@ -3,7 +3,9 @@ namespace bcsync.Integration;
 using Microsoft.Sales.Document;
 
 // Page 42 "Sales Order", published as SalesOrder (Your Reference, shipping agent, payment discount % and work
-// description, which API v2.0 orders lack, and the bill-to address, which they publish read-only).
+// description, which API v2.0 orders lack, and the bill-to address, which they publish read-only). The extension
+// adds what posting leaves on the order (last shipment date and number, last invoice number), which bcsync
+// reports back to the Sales order.
 pageextension 50108 "BCS Sales Order" extends "Sales Order"
 {
     layout
@@ -23,6 +25,30 @@ pageextension 50108 "BCS Sales Order" extends "Sales Order"
                 ApplicationArea = All;
                 Caption = 'System Modified At';
                 ToolTip = 'Specifies when the record was last changed. bcsync reads the changes since its last run by this field.';
+                Editable = false;
+                Visible = false;
+            }
+            field("Last Shipment Date"; Rec."Last Shipment Date")
+            {
+                ApplicationArea = All;
+                Caption = 'Last Shipment Date';
+                ToolTip = 'Specifies the posting date of the last shipment posted for the order. bcsync writes it to the Sales order as its date fulfilled.';
+                Editable = false;
+                Visible = false;
+            }
+            field("Last Shipping No."; Rec."Last Shipping No.")
+            {
+                ApplicationArea = All;
+                Caption = 'Last Shipping No.';
+                ToolTip = 'Specifies the number of the last shipment posted for the order. bcsync posts on the Sales order when it changes.';
+                Editable = false;
+                Visible = false;
+            }
+            field("Last Posting No."; Rec."Last Posting No.")
+            {
+                ApplicationArea = All;
+                Caption = 'Last Posting No.';
+                ToolTip = 'Specifies the number of the last invoice posted for the order. bcsync posts on the Sales order when it changes.';
                 Editable = false;
                 Visible = false;
             }

@@ -462,11 +462,12 @@ def build_catalog() -> Catalog:
         Field("No", "No."), Field("Description", "Description"), *page_system_fields(),
     ]))
 
-    from . import documents, inventory, marketing, pricing
+    from . import documents, inventory, links, marketing, pricing
     inventory.register(cat)
     marketing.register(cat)
     pricing.register(cat)
     documents.register(cat)
+    links.register(cat)
     return cat
 
 

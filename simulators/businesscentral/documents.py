@@ -54,6 +54,7 @@ LINES_OF = {ORDERS: ORDER_LINES, INVOICES: INVOICE_LINES}
 HEADER_OF = {ORDER_LINES: ORDERS, INVOICE_LINES: INVOICES}
 
 POSTED_INVOICE_NUMBERS = NumberSeries("103001")
+POSTED_SHIPMENT_NUMBERS = NumberSeries("108001")
 LINE_TYPES = ("Comment", "Account", "Item", "Resource", "Fixed Asset", "Charge")
 LINE_SOURCES = {"Item": "Item", "Resource": "Resource", "Account": "G/L Account",  # the table "No." refers to
                 "Charge": "Item Charge", "Fixed Asset": "Fixed Asset"}
@@ -331,6 +332,9 @@ def _header_columns(invoice: bool) -> list[Column]:
     ]
     if invoice:
         columns += [Column("Posted", "bool"), Column("Order No.", "code", 20), Column("Order Id", "guid")]
+    else:  # what posting leaves on an order: the last shipment's date and number, the last invoice's number
+        columns += [Column("Last Shipment Date", "date"), Column("Last Shipping No.", "code", 20),
+                    Column("Last Posting No.", "code", 20)]
     return columns
 
 
@@ -844,6 +848,12 @@ def ship_and_invoice(session: Session, order: dict) -> dict | None:
                     **line, "Quantity Shipped": shipped, "Quantity Invoiced": invoiced,
                     "Qty. to Ship": _r(line["Quantity"] - shipped), "Qty. to Invoice": _r(line["Quantity"] - invoiced)})
         current = session.get(ORDERS, order["SystemId"])
+        # the Sales Header remembers its last posted shipment and invoice (what page 42 then shows)
+        last = {"Last Posting No.": posted["No."]} if posted else {}
+        if shipping:
+            last.update({"Last Shipment Date": posting_date, "Last Shipping No.": session.store.next_number(
+                session.table(ORDERS), session.company, POSTED_SHIPMENT_NUMBERS)})
+        current = session.modify_row(session.table(ORDERS), current, {**current, **last})
         remaining = [line for line in document_lines(session, ORDERS, current) if line["Type"] != "Comment"]
         if all(line["Quantity Invoiced"] >= line["Quantity"] for line in remaining):
             session.delete_row(session.table(ORDERS), current)
@@ -978,5 +988,8 @@ def register(cat: Catalog) -> None:
         BillToAddress("Bill_to_County", "Bill-to County"),
         BillToAddress("Bill_to_Post_Code", "Bill-to Post Code"),
         BillToAddress("Bill_to_Country_Region_Code", "Bill-to Country/Region Code"),
+        Field("Last_Shipment_Date", "Last Shipment Date", read_only=True),
+        Field("Last_Shipping_No", "Last Shipping No.", read_only=True),
+        Field("Last_Posting_No", "Last Posting No.", read_only=True),
         *page_system_fields(),
     ], key=("Document_Type", "No"), insertable=False, deletable=False, before_modify=_header_hooks(ORDERS)[1]))

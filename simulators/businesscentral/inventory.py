@@ -146,6 +146,8 @@ def register(cat: Catalog) -> None:
         Column("GTIN", "code", 14),
         Column("Unit Price", "decimal"),
         Column("Price Includes VAT", "bool"),
+        Column("VAT Bus. Posting Gr. (Price)", "code", 20),  # the customers for whom Unit Price includes VAT
+        Column("VAT Prod. Posting Group", "code", 20),
         Column("Unit Cost", "decimal"),
         Column("Tax Group Code", "code", 20, relation="Tax Group"),
         Column("Base Unit of Measure", "code", 10, relation="Unit of Measure"),
@@ -296,6 +298,8 @@ def register(cat: Catalog) -> None:
         Field("Vendor_No", "Vendor No."),
         Field("Vendor_Item_No", "Vendor Item No."),
         Field("Blocked", "Blocked"),
+        Field("VAT_Prod_Posting_Group", "VAT Prod. Posting Group"),
+        Field("VAT_Bus_Posting_Gr_Price", "VAT Bus. Posting Gr. (Price)"),
         *page_system_fields(),
     ]))
     cat.add_page(PageView("Resources", resource, [

@@ -3,7 +3,7 @@ Setup. None of them is in API v2.0; integrations publish their pages as OData v4
 page 7 `CustomerPriceGroups`, page 7002 `SalesPrices` (composite key), page 483
 `CurrencyExchangeRates` (key Currency_Code, Starting_Date) and page 459 `SalesReceivablesSetup`
 (one record, key Primary_Key=''; with the write-in product and Freight_G_L_Acc_No, the G/L account
-an integration puts freight charges on).
+an integration puts freight charges on); page 472 `VATPostingSetup` (the VAT % per posting groups).
 """
 
 from __future__ import annotations
@@ -66,6 +66,19 @@ def create_setup(session: Session) -> dict:
 
 
 def register(cat: Catalog) -> None:
+    # page 472 "VAT Posting Setup": the VAT % of each business and product posting group (what a price that
+    # includes VAT is converted by)
+    vat_setup = cat.add_table(Table(325, "VAT Posting Setup", [
+        Column("VAT Bus. Posting Group", "code", 20),
+        Column("VAT Prod. Posting Group", "code", 20),
+        Column("VAT %", "decimal"),
+    ], key=("VAT Bus. Posting Group", "VAT Prod. Posting Group")))
+    cat.add_page(PageView("VATPostingSetup", vat_setup, [
+        Field("VAT_Bus_Posting_Group", "VAT Bus. Posting Group"),
+        Field("VAT_Prod_Posting_Group", "VAT Prod. Posting Group"),
+        Field("VAT_Percent", "VAT %"),
+        *page_system_fields(),
+    ]))
     price_group = cat.add_table(Table(6, "Customer Price Group", [
         Column("Code", "code", 10),
         Column("Description", "text", 100),

@@ -804,8 +804,20 @@ def annotation() -> Entity:
         rules=rules.NoteRules())
 
 
+def post() -> Entity:
+    """A post on a row's activity wall (what Business Central's status posts are); posts are created, not edited."""
+    return table("post", "posts", "organization", [
+        memo("text", 1000, required=True, display_name="Text"),
+        polymorphic("regardingobjectid", NOTE_TARGETS, required=True, create_only=True, on_delete="cascade",
+                    display_name="Regarding"),
+        picklist("source", {1: "Auto Post", 2: "Manual Post"}, default=2, display_name="Source"),
+        picklist("type", {1: "Check-in", 2: "Idea", 3: "News", 4: "Private Message", 5: "Question", 6: "Re-post",
+                          7: "Status"}, default=7, display_name="Type"),
+    ], primary_name="text", display_name="Post", schema_name="Post", object_type_code=8000)
+
+
 def default_schema() -> Schema:
     """The tables served out of the box. Add new tables here."""
     return Schema([organization(), businessunit(), team(), systemuser(), transactioncurrency(), account(), contact(),
                    uomschedule(), uom(), pricelevel(), product(), productpricelevel(), opportunity(), quote(),
-                   salesorder(), salesorderdetail(), invoice(), invoicedetail(), annotation()])
+                   salesorder(), salesorderdetail(), invoice(), invoicedetail(), annotation(), post()])

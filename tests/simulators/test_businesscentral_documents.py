@@ -492,6 +492,10 @@ def test_a_partly_shipped_order_stays_until_it_is_fully_invoiced(env, bc):
     assert ok(bc.get(f"{env.company}/items({data['item']})"))["inventory"] == 8
     [first] = ok(bc.get(f"{env.company}/salesInvoices"))["value"]
     assert first["totalAmountExcludingTax"] == 200 and first["orderNumber"] == order["number"]
+    # the order remembers that posting (page 42 shows it): its shipment's date and number, its invoice's number
+    page = ok(bc.get(f"{env.odata}/SalesOrder(Document_Type='Order',No='{order['number']}')"))
+    assert (page["Last_Shipment_Date"], page["Last_Shipping_No"], page["Last_Posting_No"]) == (
+        first["postingDate"], "108001", first["number"])
     assert error_of(bc.delete(f"{env.company}/customers({data['customer']})", headers={"If-Match": "*"})) == (
         400, "Application_DialogException", "You cannot delete Customer C00010 because it has open ledger entries.")
 
@@ -613,7 +617,8 @@ def test_the_sales_order_page_sets_the_shipping_agent_of_an_order(env, bc):
         "Payment_Terms_Code": "30 DAYS", "Payment_Discount_Percent": 0, "WorkDescription": "",
         "BillToOptions": "Default_x0020__x0028_Customer_x0029_", "Bill_to_Address": "1 Main St",
         "Bill_to_Address_2": "", "Bill_to_City": "Atlanta", "Bill_to_County": "GA", "Bill_to_Post_Code": "31772",
-        "Bill_to_Country_Region_Code": "US", "SystemId": order["id"], "SystemModifiedAt": order["lastModifiedDateTime"]}
+        "Bill_to_Country_Region_Code": "US", "Last_Shipment_Date": "0001-01-01", "Last_Shipping_No": "",
+        "Last_Posting_No": "", "SystemId": order["id"], "SystemModifiedAt": order["lastModifiedDateTime"]}
     assert ok(bc.get(f"{url}('Order','101001')"))["SystemId"] == order["id"]
 
     assert error_of(bc.patch(key_url, json={"Shipping_Agent_Code": "UPS"}))[:2] == (400, "BadRequest_InvalidToken")
