@@ -375,6 +375,12 @@ class Settings:
         "BCSYNC_AUTO_CREATE_SALES_ORDERS", False,
         "Business Central's \"Automatically Create Sales Orders\": the SALESORDER-ORDER job creates every order "
         "submitted in Sales (else orders are created on demand, with bcsync orders create or the HTTP API).")
+    ownership_model: str = _setting(
+        "BCSYNC_OWNERSHIP_MODEL", "person",
+        "Business Central's ownership model. person: a Sales row's owner is the user coupled to its salesperson "
+        "(or purchaser), both ways, and SALESPEOPLE synchronises users. team: rows bcsync creates in Sales belong to "
+        "the default team of the business unit of bcsync's application user, owners never change a Salesperson "
+        "Code nor the other way round, and there is no SALESPEOPLE mapping.", check=_one_of("person", "team"))
     schedule: str = _setting("BCSYNC_SCHEDULE", "0 */5 * * * *",
                              "NCRONTAB schedule of the timer that starts scheduled runs (read by the Functions host).",
                              check=_schedule)
