@@ -3,6 +3,8 @@ the purchaser as owner; contacts of a vendor's company under its account; vendor
 
 from __future__ import annotations
 
+from simulators.sample import seed_templates
+
 from .conftest import job
 
 
@@ -25,6 +27,8 @@ def seed(env):
 
 def test_vendors_synchronise_both_ways_with_the_purchaser_as_owner(env):
     alicia, fabrikam, litware = seed(env)
+    seed_templates(env.bc)
+    env.services.set_mapping("VENDOR", {"template_code": "BCIVEND"})
     report = env.full_sync()
     assert job(report, "VENDOR:to-crm").counts.inserted == 2 and job(report, "VENDOR:from-crm").counts.inserted == 1
     assert [f for f in env.errors() if f.mapping == "VENDOR"] == []
@@ -35,6 +39,8 @@ def test_vendors_synchronise_both_ways_with_the_purchaser_as_owner(env):
     assert vendor["phoneNumber"] == "+1 555 0111"
     card = by_name(env.bc.rows("VendorCard"), "No", vendor["number"])
     assert card["Purchaser_Code"] == "AT"                      # the owner, coupled to AT
+    assert (card["Gen_Bus_Posting_Group"], card["Vendor_Posting_Group"]) == ("DOMESTIC", "DOMESTIC")  # BCIVEND
+    assert not any("without a template" in n for n in job(report, "VENDOR:from-crm").notes)
     assert {c.bc_id for c in env.couplings("VENDOR")} == {v["id"] for v in env.bc.rows("vendors")}
 
     # scheduled runs carry changes both ways
