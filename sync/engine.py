@@ -1604,7 +1604,8 @@ class _Page:
         if plan.action == "fail":
             self.fail(row, coupling, plan.error)
         elif plan.action == "insert":
-            plan.values.update(job.team_owner())
+            if "ownerid" not in plan.values:  # an owner the rules chose (an order's, for its invoice) stays
+                plan.values.update(job.team_owner())
             proposed = job.crm_id_for(row.id) if job.dst_side is Side.CRM else None
             self.inserts.append((row, plan, proposed))
         elif plan.action == "update":

@@ -112,7 +112,7 @@ CRM_OPPORTUNITY = CrmTable("opportunity", "opportunities", "opportunityid", "nam
 CRM_UNIT_GROUP = CrmTable("uomschedule", "uomschedules", "uomscheduleid", "name")
 CRM_INVOICE = CrmTable("invoice", "invoices", "invoiceid", "name", lookups={
     "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
-    "ownerid": CrmLookup("ownerid", "systemusers"),
+    "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
     "salesorderid": CrmLookup("salesorderid", "salesorders"),
     "opportunityid": CrmLookup("opportunityid", "opportunities"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),

@@ -93,6 +93,21 @@ def _api_system_fields() -> list[Field]:
     ]
 
 
+def _address_columns() -> list[Column]:
+    """The address and communication fields a customer and a vendor share."""
+    return [Column("Address", "text", 100), Column("Address 2", "text", 50), Column("City", "text", 30),
+            Column("County", "text", 30), Column("Country/Region Code", "code", 10, relation="Country/Region"),
+            Column("Post Code", "code", 20), Column("Phone No.", "text", 30),
+            Column("E-Mail", "text", 80, check=email_check), Column("Home Page", "text", 80)]
+
+
+def address_fields() -> list[Field]:
+    """The address and phone number of a customer, vendor or contact as API v2.0 publishes them."""
+    return [Field("addressLine1", "Address"), Field("addressLine2", "Address 2"), Field("city", "City"),
+            Field("state", "County"), Field("country", "Country/Region Code"), Field("postalCode", "Post Code"),
+            Field("phoneNumber", "Phone No.")]
+
+
 def _id() -> Field:
     return SystemField("id", "SystemId", "guid", caption="Id")
 
@@ -162,15 +177,7 @@ def build_catalog() -> Catalog:
         Column("No.", "code", 20),
         Column("Name", "text", 100),
         Column("Contact Type", "option", options=("Company", "Person")),
-        Column("Address", "text", 100),
-        Column("Address 2", "text", 50),
-        Column("City", "text", 30),
-        Column("County", "text", 30),
-        Column("Country/Region Code", "code", 10, relation="Country/Region"),
-        Column("Post Code", "code", 20),
-        Column("Phone No.", "text", 30),
-        Column("E-Mail", "text", 80, check=email_check),
-        Column("Home Page", "text", 80),
+        *_address_columns(),
         Column("Salesperson Code", "code", 20, relation="Salesperson/Purchaser"),
         Column("Balance Due", "decimal"),
         Column("Credit Limit (LCY)", "decimal"),
@@ -228,15 +235,7 @@ def build_catalog() -> Catalog:
     vendor = cat.add_table(Table(23, "Vendor", [
         Column("No.", "code", 20),
         Column("Name", "text", 100),
-        Column("Address", "text", 100),
-        Column("Address 2", "text", 50),
-        Column("City", "text", 30),
-        Column("County", "text", 30),
-        Column("Country/Region Code", "code", 10, relation="Country/Region"),
-        Column("Post Code", "code", 20),
-        Column("Phone No.", "text", 30),
-        Column("E-Mail", "text", 80, check=email_check),
-        Column("Home Page", "text", 80),
+        *_address_columns(),
         Column("Fax No.", "text", 30),
         Column("Purchaser Code", "code", 20, relation="Salesperson/Purchaser"),
         Column("Currency Code", "code", 10, relation="Currency"),
@@ -291,13 +290,7 @@ def build_catalog() -> Catalog:
     cat.add_api(View("companyInformation", company_information, [
         _id(),
         Field("displayName", "Name"),
-        Field("addressLine1", "Address"),
-        Field("addressLine2", "Address 2"),
-        Field("city", "City"),
-        Field("state", "County"),
-        Field("country", "Country/Region Code"),
-        Field("postalCode", "Post Code"),
-        Field("phoneNumber", "Phone No."),
+        *address_fields(),
         Field("faxNumber", "Fax No."),
         Field("email", "E-Mail"),
         Field("website", "Home Page"),
@@ -340,13 +333,7 @@ def build_catalog() -> Catalog:
         Field("number", "No."),
         NonBlank("displayName", "Name", 'The blank "displayName" is not allowed.'),
         Field("type", "Contact Type"),
-        Field("addressLine1", "Address"),
-        Field("addressLine2", "Address 2"),
-        Field("city", "City"),
-        Field("state", "County"),
-        Field("country", "Country/Region Code"),
-        Field("postalCode", "Post Code"),
-        Field("phoneNumber", "Phone No."),
+        *address_fields(),
         Field("email", "E-Mail"),
         Field("website", "Home Page"),
         Field("salespersonCode", "Salesperson Code"),
@@ -432,13 +419,7 @@ def build_catalog() -> Catalog:
         _id(),
         Field("number", "No."),
         NonBlank("displayName", "Name", 'The blank "displayName" is not allowed.'),
-        Field("addressLine1", "Address"),
-        Field("addressLine2", "Address 2"),
-        Field("city", "City"),
-        Field("state", "County"),
-        Field("country", "Country/Region Code"),
-        Field("postalCode", "Post Code"),
-        Field("phoneNumber", "Phone No."),
+        *address_fields(),
         Field("email", "E-Mail"),
         Field("website", "Home Page"),
         RelatedId("currencyId", "Currency Code", "Currency", "Currency"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import errors
-from .catalog import API_V2, Catalog, _api_system_fields, _id, _last_modified, page_system_fields
+from .catalog import API_V2, Catalog, _api_system_fields, _id, _last_modified, address_fields, page_system_fields
 from .model import EMPTY_GUID, Column, NumberSeries, Table, email_check
 from .views import Computed, Field, Navigation, PageView, Session, SystemField, View
 
@@ -314,13 +314,7 @@ def register(cat: Catalog) -> None:
         Field("companyNumber", "Company No."),
         Field("companyName", "Company Name", read_only=True),
         Field("contactBusinessRelation", "Contact Business Relation", read_only=True),
-        Field("addressLine1", "Address"),
-        Field("addressLine2", "Address 2"),
-        Field("city", "City"),
-        Field("state", "County"),
-        Field("country", "Country/Region Code"),
-        Field("postalCode", "Post Code"),
-        Field("phoneNumber", "Phone No."),
+        *address_fields(),
         Field("mobilePhoneNumber", "Mobile Phone No."),
         Field("email", "E-Mail"),
         Field("website", "Home Page"),

@@ -45,6 +45,19 @@ def test_new_sales_rows_get_the_default_team_of_the_business_unit_and_salespeopl
     # a customer made from an account has no salesperson: the owner does not cross
     assert by_name(env.bc.rows("customers"), "displayName", "Contoso")["salespersonCode"] == ""
 
+    # a posted invoice reaches Sales owned by the team as well
+    env.bc.seed("unitsOfMeasure", [{"code": "PCS", "displayName": "Piece"}])
+    env.bc.seed("items", [{"number": "1000", "displayName": "Bicycle", "baseUnitOfMeasureCode": "PCS",
+                           "unitPrice": 100}])
+    [draft] = env.bc.seed("salesInvoices", [{"customerNumber": "10000"}])
+    env.bc.seed("salesInvoiceLines", [{"documentId": draft, "lineType": "Item", "lineObjectNumber": "1000",
+                                       "quantity": 1}])
+    env.bc.post_document("salesInvoices", draft)
+    report = env.sync()
+    assert job(report, "POSTEDSALESINV-INV:to-crm").counts.inserted == 1, report.to_dict()
+    [invoice] = env.dv.rows("invoice")
+    assert invoice["ownerid"] == team and invoice["owningteam"] == team
+
 
 def test_an_owner_never_changes_a_salesperson_code_nor_the_other_way_round(env):
     team = team_model(env)
