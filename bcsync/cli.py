@@ -7,7 +7,7 @@
     bcsync mappings [show NAME | set NAME ... | reset NAME]  list and change the table mappings
     bcsync match MAPPING [--match FIELD[:PRIORITY][:case]] [--wait]   match-based coupling of uncoupled rows
     bcsync couple MAPPING --bc ID --crm ID                   couple two records; the next run synchronises them
-    bcsync uncouple MAPPING (--bc ID | --crm ID)             remove a coupling
+    bcsync uncouple MAPPING (--bc ID | --crm ID | --all)     remove a coupling, or all of a mapping
     bcsync couplings MAPPING [--search TEXT] [--limit N]     list and search the couplings of a mapping
     bcsync records create MAPPING --in sales|bc (--id ID ... | --filter F)   create uncoupled records there now
     bcsync records sync MAPPING [--direction D] (--id ID ... | --filter F)  synchronise coupled records now
@@ -308,8 +308,15 @@ def cmd_couple(services: Services, args) -> int:
 
 
 def cmd_uncouple(services: Services, args) -> int:
+    if args.all:
+        if args.bc or args.crm:
+            raise CliError("Give --all, or --bc ID or --crm ID, not both.")
+        count = services.uncouple_all(args.mapping)
+        args.out.result({"mapping": args.mapping, "removed": count},
+                        f"Removed all {count} coupling(s) of {args.mapping}.")
+        return OK
     if bool(args.bc) == bool(args.crm):
-        raise CliError("Give --bc ID or --crm ID.")
+        raise CliError("Give --bc ID or --crm ID (or --all).")
     side, record_id = (Side.BC, args.bc) if args.bc else (Side.CRM, args.crm)
     removed = services.uncouple(args.mapping, side, record_id)
     args.out.result(coupling.to_dict(removed), f"Uncoupled {removed.bc_id} (Business Central) from {removed.crm_id} "
@@ -496,6 +503,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("mapping", help="the table mapping's name")
     s.add_argument("--bc", help="the Business Central record's id (SystemId)")
     s.add_argument("--crm", help="the Dataverse row's id")
+    s.add_argument("--all", action="store_true",
+                   help="every coupling of the mapping, also of a unit mapping of the other unit mode")
     s = _command(sub, "couplings", "list and search the couplings of a mapping", cmd_couplings)
     s.add_argument("mapping", help="the table mapping's name")
     s.add_argument("--search", help="text found in an id or a synchronised value")

@@ -9,7 +9,7 @@ import re
 from typing import Any, Collection, Iterable, Mapping
 
 from sync.errors import cut, shown
-from sync.mappings import builtin_mappings
+from sync.mappings import builtin_names
 
 # a text longer than this is no name, id, search or filter of ours (and would not fit in a service's URL)
 MAX_TEXT = 2_000
@@ -110,7 +110,7 @@ def number(params: Mapping[str, str], key: str, default: int, low: int, high: in
 
 def mapping(name: Any, *, field: str = "mapping", status: int = 404) -> str:
     """The name of a table mapping (404 for a route's, 400 for one named in the body or query)."""
-    known = [m.name for m in builtin_mappings()]
+    known = builtin_names()
     if name not in known:
         shown_name = cut(name) if isinstance(name, str) else shown(name)
         raise BadRequest(f"There is no table mapping named {shown_name}; the table mappings are {', '.join(known)}.",

@@ -375,6 +375,13 @@ class Settings:
         "BCSYNC_AUTO_CREATE_SALES_ORDERS", False,
         "Business Central's \"Automatically Create Sales Orders\": the SALESORDER-ORDER job creates every order "
         "submitted in Sales (else orders are created on demand, with bcsync orders create or the HTTP API).")
+    unit_mode: str = _setting(
+        "BCSYNC_UNIT_MODE", "legacy",
+        "Business Central's \"Unit Group Mapping Enabled\". legacy: each unit of measure is a Sales unit group "
+        "NAV <code> of one unit (table mapping UNIT OF MEASURE). unit-groups: each item and resource has its own "
+        "unit group holding all its units of measure with their quantities (UNIT GROUP, ITEM UOM, RESOURCE UOM). "
+        "Couplings of the other mode stop the unit, product, price and order jobs until they are removed (see "
+        "Switching the unit mode).", check=_one_of("legacy", "unit-groups"))
     ownership_model: str = _setting(
         "BCSYNC_OWNERSHIP_MODEL", "person",
         "Business Central's ownership model. person: a Sales row's owner is the user coupled to its salesperson "
@@ -447,6 +454,11 @@ class Settings:
         missing = [f.metadata["env"] for f in fields(self) if f.name in attrs and not getattr(self, f.name)]
         if missing:
             raise ConfigurationError("Missing setting(s): " + ", ".join(missing) + ". See the README's configuration table.")
+
+    @property
+    def unit_groups(self) -> bool:
+        """Unit-group mode (BCSYNC_UNIT_MODE), else legacy."""
+        return (self.unit_mode or "").strip().lower() == "unit-groups"
 
     def check_services(self) -> None:
         """What reaching Dataverse and Business Central needs (the credential is checked on sign-in)."""

@@ -17,7 +17,7 @@ from sync.availability import ItemAvailabilityProcess
 from sync.check import CheckReport, run_checks
 from sync.engine import RecordOutcome, SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, SyncError, TerminalError, cut, shown
-from sync.mappings import PERSON_ONLY, Catalog, builtin_mappings
+from sync.mappings import Catalog, builtin_mappings
 from sync.model import ConnectionSetup, Direction, OwnershipModel, Side
 from sync.orders import OrderResult
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
@@ -50,19 +50,14 @@ class StoredCatalog:
     """The built-in mappings with the overrides in Table Storage, read afresh for every run and job
     (one small query), so a change made through any worker applies to the next job everywhere."""
 
-    def __init__(self, store: MappingConfigTable, ownership: OwnershipModel = OwnershipModel.PERSON):
-        self.store, self.ownership = store, ownership
+    def __init__(self, store: MappingConfigTable, unit_groups: bool = False,
+                 ownership: OwnershipModel = OwnershipModel.PERSON):
+        self.store = store
+        self.unit_groups = unit_groups  # BCSYNC_UNIT_MODE
+        self.ownership = ownership      # BCSYNC_OWNERSHIP_MODEL
 
     def current(self) -> Catalog:
-        builtins = builtin_mappings(self.ownership)
-        return config.build_catalog(builtins, in_force(builtins, self.store.load()))
-
-
-def in_force(builtins: list, overrides: dict) -> dict:
-    """The stored overrides without those of mappings the ownership model in force does not have (SALESPEOPLE's
-    wait for a switch back to the person model)."""
-    names = {m.name for m in builtins}
-    return {name: o for name, o in overrides.items() if name in names or name not in PERSON_ONLY}
+        return config.build_catalog(builtin_mappings(self.unit_groups, self.ownership), self.store.load())
 
 
 # Requests in flight at once per service and user: Business Central serves 5 at a time; Dataverse allows 52
@@ -132,15 +127,11 @@ class Services:
 
     @cached_property
     def catalogs(self) -> "StoredCatalog":
-        return StoredCatalog(self.mapping_config, self.ownership)
+        return StoredCatalog(self.mapping_config, self.settings.unit_groups, self.ownership)
 
     @property
     def ownership(self) -> OwnershipModel:
         return OwnershipModel(self.settings.ownership_model.strip().lower())
-
-    def builtins(self) -> list:
-        """The built-in table mappings of the ownership model in force."""
-        return builtin_mappings(self.ownership)
 
     @cached_property
     def sign_in(self) -> SignIn:
@@ -190,11 +181,14 @@ class Services:
 
     # -- mappings -------------------------------------------------------------------------------
 
+    def _builtins(self) -> list:
+        return builtin_mappings(self.settings.unit_groups, self.ownership)
+
     def mappings(self) -> list[dict]:
         """Every mapping as configured; one whose stored override no longer validates is shown as built in,
         with the problem and its fix."""
         overrides, problems = self.mapping_config.load_checked()
-        catalog, unusable = config.checked_catalog(self.builtins(), overrides)
+        catalog, unusable = config.checked_catalog(self._builtins(), overrides)
         problems.update(unusable)
         schedules = self.state.schedules()
         return [{**config.describe(m, None if m.name in problems else overrides.get(m.name)),
@@ -203,14 +197,13 @@ class Services:
 
     def set_mapping(self, name: str, changes: dict) -> dict:
         """Change a mapping's settings; validated against the mapping and, for filters, by the service."""
-        builtin = {m.name: m for m in self.builtins()}
+        builtin = {m.name: m for m in self._builtins()}
         if name not in builtin:
             raise ConfigurationError(f"There is no table mapping named {cut(name)}; known: {', '.join(builtin)}.")
         overrides = self.mapping_config.load()
         override = config.parse_changes(overrides.get(name, config.MappingOverride()), changes, builtin[name])
         mapping = config.apply(builtin[name], override)
-        # the whole catalogue stays valid
-        config.build_catalog(builtin.values(), in_force(list(builtin.values()), {**overrides, name: override}))
+        config.build_catalog(self._builtins(), {**overrides, name: override})  # the whole catalogue stays valid
         for side, key in ((Side.BC, "bc_filter"), (Side.CRM, "crm_filter")):
             if changes.get(key):
                 self._probe_filter(mapping, side)
@@ -221,7 +214,7 @@ class Services:
         return config.describe(mapping, override)
 
     def reset_mapping(self, name: str) -> dict:
-        builtin = {m.name: m for m in self.builtins()}
+        builtin = {m.name: m for m in self._builtins()}
         if name not in builtin:
             raise ConfigurationError(f"There is no table mapping named {cut(name)}.")
         self.mapping_config.delete(name)
@@ -250,6 +243,9 @@ class Services:
     def uncouple(self, mapping: str, side: Side, record_id: str) -> Coupling:
         return coupling.uncouple(self.catalogs.current(), mapping, side, record_id, couplings=self.couplings,
                                  errors=self.errors)
+
+    def uncouple_all(self, mapping: str) -> int:
+        return coupling.uncouple_all(mapping, couplings=self.couplings, errors=self.errors)
 
     def list_couplings(self, mapping: str, search: str | None = None, limit: int = 100) -> list[Coupling]:
         self.catalogs.current()[mapping]
@@ -348,7 +344,7 @@ class Services:
         quick = self._checking
         probe = ServiceProbe(quick.settings, quick.sign_in, lambda: quick.dataverse, lambda: quick.business_central,
                              lambda: self.storage_account)
-        return run_checks(config.checked_catalog(self.builtins(), overrides)[0], probe)
+        return run_checks(config.checked_catalog(self._builtins(), overrides)[0], probe)
 
     @cached_property
     def _checking(self) -> "Services":

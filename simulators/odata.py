@@ -138,6 +138,7 @@ class _Evaluator:
         self.resolver = resolver
         self.fold = fold
         self._sets: dict[int, frozenset | None] = {}  # per `in` list: its values normalised, when all hashable
+        self._literals: dict[int, Any] = {}  # per literal: its value, converted once rather than per row
 
     def _in_set(self, node) -> frozenset | None:
         found = self._sets.get(id(node), False)
@@ -168,7 +169,9 @@ class _Evaluator:
         if isinstance(node, ast.Call):
             return self.call(node.func.name.lower(), [self.eval(arg, row) for arg in node.args])
         if isinstance(node, ast._Literal):
-            return literal_value(node)
+            if id(node) not in self._literals:
+                self._literals[id(node)] = literal_value(node)
+            return self._literals[id(node)]
         raise QueryError(f"Unsupported expression {type(node).__name__}")
 
     def call(self, name: str, args: list) -> Any:

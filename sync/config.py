@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol
 
 from .errors import ConfigurationError, cut, shown
-from .mappings import Catalog
+from .mappings import Catalog, builtin_names
 from .model import (
     DeletionConflictResolution,
     Direction,
@@ -258,7 +258,7 @@ def apply(mapping: TableMapping, override: MappingOverride) -> TableMapping:
 def build_catalog(builtins: Iterable[TableMapping], overrides: Mapping[str, MappingOverride]) -> Catalog:
     by_name = {m.name: m for m in builtins}
     for name in overrides:
-        if name not in by_name:
+        if name not in by_name and name not in builtin_names():  # the other unit mode's mappings keep theirs
             raise ConfigurationError(f"Stored overrides name unknown table mapping {name}.")
     catalog, problems = checked_catalog(by_name.values(), overrides)
     if problems:

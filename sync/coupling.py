@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from .errors import ConfigurationError, NotFoundError, shown
-from .mappings import Catalog
+from .mappings import Catalog, builtin_names
 from .model import Direction, Side, TableMapping
 from .ports import (
     Coupling,
@@ -79,6 +79,18 @@ def uncouple(catalog: Catalog, name: str, side: Side, record_id: str, *, couplin
     for direction in (Direction.TO_CRM, Direction.FROM_CRM):
         errors.clear_many(name, direction, [coupling.id_on(direction.source)])
     return coupling
+
+
+def uncouple_all(name: str, *, couplings: CouplingStore, errors: ErrorStore) -> int:
+    """Remove every coupling of a built-in mapping of either unit mode (switching modes leaves the other mode's
+    couplings, which stop the unit, product, price and order jobs); its failed records go too. Returns how many."""
+    if name not in builtin_names():
+        raise NotFoundError(f"There is no table mapping named {name}; known: {', '.join(builtin_names())}.")
+    removed = couplings.list(name)
+    couplings.delete_many(removed)
+    for direction in (Direction.TO_CRM, Direction.FROM_CRM):
+        errors.clear_many(name, direction, [c.id_on(direction.source) for c in removed])
+    return len(removed)
 
 
 def matches(coupling: Coupling, search: str) -> bool:

@@ -76,6 +76,7 @@ from .ports import (
 )
 from .review import Recommendation, recommend
 from .rules import IGNORE, MappingRules, SkipRow, Written
+from .rules.units import refuse_mixed_modes
 from .templates import template_values, without_template
 from .values import blank_for, is_blank, normalize, plain_converter, same
 
@@ -379,6 +380,7 @@ class SyncEngine:
         self._retry_follow_ups(mapping, self.couplings.recover(mapping.name))
         job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
         with job.facts.in_use():
+            refuse_mixed_modes(job)
             try:
                 if mapping.process is not None:
                     outcome = mapping.process.run(job, deadline)
@@ -415,8 +417,10 @@ class SyncEngine:
         """A job context outside a run, for what a user starts on one record (create one sales order)."""
         catalog = self.catalogs.current()
         mapping = catalog[mapping_name]
-        return _Job(self, catalog, mapping, mapping.direction.job_directions()[0], job_id, JobMode.INCREMENTAL,
-                    Counts(), None)
+        job = _Job(self, catalog, mapping, mapping.direction.job_directions()[0], job_id, JobMode.INCREMENTAL,
+                   Counts(), None)
+        refuse_mixed_modes(job)
+        return job
 
     def sync_records(self, mapping_name: str, direction: Direction, ids: list[str], *, job_id: str,
                      coupled: bool | None = None, restore_skipped: bool = False,
@@ -438,6 +442,7 @@ class SyncEngine:
         ids = [i for i in dict.fromkeys(ids) if (mapping.name, i.lower()) not in visiting]
         job.visiting = visiting | {(mapping.name, i.lower()) for i in ids}
         with job.facts.in_use():
+            refuse_mixed_modes(job)
             job._process_ids(job.selected(ids, coupled))
         return [job.outcomes.get(i.lower()) or RecordOutcome(i, "missing", error=(
             f"There is no {job._src_name()} with id {i} in {SERVICE[job.src_side]}."
@@ -1772,6 +1777,7 @@ class _Page:
         results = job.dst.insert(job.dst_table, [NewRow({**template, **plan.values}, proposed)
                                                  for _, plan, proposed in self.inserts], job.dst_fields)
         existing: list[tuple[Record, str]] = []
+        lacking = without_template(job.mapping) if job.dst_side is Side.BC else None
         for (row, plan, proposed), result in zip(self.inserts, results):
             if result.error is not None and result.record is None:
                 if isinstance(result.error, AlreadyExistsError) and proposed:
@@ -1784,7 +1790,6 @@ class _Page:
             coupling = self._new_coupling(row, result.record.id)
             job.counts.inserted += 1
             job.record(row, "created", result.record.id)
-            lacking = job.dst_side is Side.BC and without_template(job.mapping)
             if lacking:
                 job.note_record(lacking, str(result.record.values.get(job.dst_table.key_field)))
             if result.error is not None:  # written in part: coupled, and the rest retried next run

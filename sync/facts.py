@@ -27,6 +27,7 @@ BC_COMPANY_INFORMATION = "bc.company-information"  # local currency code and dis
 BC_WRITE_IN_PRODUCT = "bc.write-in-product"       # Sales & Receivables Setup: the write-in item or resource
 LCY_CURRENCY = "dataverse.lcy-currency"           # the Sales currency row of the local currency
 DEFAULT_PRICE_LIST = "dataverse.default-price-list"  # "<company> Default Price List"
+UNIT_MODE = "bcsync.unit-mode"                    # the unit mode found free of the other mode's couplings
 # facts a request is built from, and what of each a refusal of that request names
 REFUSABLE: dict[str, Callable[[Any], str]] = {BC_COMPANY_NAME: str, OWNING_TEAM: str,
                                               LCY_CURRENCY: lambda row: row["id"],
@@ -51,9 +52,11 @@ class Facts:
     def get(self, name: str, read: Callable[[], Any], fits: Callable[[Any], bool] = lambda value: True) -> Any:
         """The fact `name`: as kept while it is fresh (and `fits` it, where it derives from another fact),
         else `read()` now and kept from now on."""
-        fact, now = self._facts().get(name), self.clock.now()
-        stale = fact is None or (name not in self._read and now - fact.read_at >= self.ttl)
+        fact = self._facts().get(name)
+        # read in this job: fresh for the rest of it, so the clock is not asked (a job asks for some per record)
+        stale = fact is None or (name not in self._read and self.clock.now() - fact.read_at >= self.ttl)
         if stale or not fits(fact.value):
+            now = self.clock.now()
             fact = self._facts()[name] = Fact(read(), now)
             self._read.add(name)  # fresh for the rest of the job, however short the time to live
             if self.ttl > dt.timedelta(0):

@@ -28,7 +28,8 @@ from .rules.customers import CustomerRules
 from .rules.invoices import PostedInvoiceRules
 from .rules.prices import PriceListRules, SalesPriceRules
 from .rules.products import ProductRules
-from .rules.units import UnitGroupRules
+from .rules.unitgroups import UnitOfMeasureRules
+from .rules.units import ITEM_UNITS, RESOURCE_UNITS, UnitGroupRules, UnitOwner
 from .tables import (
     BC_CONTACT,
     BC_CURRENCY,
@@ -36,15 +37,18 @@ from .tables import (
     BC_CUSTOMER_PRICE_GROUP,
     BC_ITEM,
     BC_ITEM_LEDGER_ENTRY,
+    BC_ITEM_UNIT,
     BC_OPPORTUNITY,
     BC_PAYMENT_TERMS,
     BC_RESOURCE,
+    BC_RESOURCE_UNIT,
     BC_SALES_INVOICE,
     BC_SALES_ORDER,
     BC_SALES_PRICE,
     BC_SALESPERSON,
     BC_SHIPMENT_METHOD,
     BC_SHIPPING_AGENT,
+    BC_UNIT_GROUP,
     BC_UNIT_OF_MEASURE,
     BC_VENDOR,
     CRM_ACCOUNT,
@@ -57,6 +61,7 @@ from .tables import (
     CRM_PRODUCT,
     CRM_SALES_ORDER,
     CRM_SYSTEMUSER,
+    CRM_UNIT,
     CRM_UNIT_GROUP,
 )
 
@@ -244,6 +249,49 @@ UNIT_OF_MEASURE = TableMapping(
     rules=UnitGroupRules(),
 )
 
+# Unit-group mode (Business Central's "Unit Group Mapping Enabled"). Synch. Only Coupled Records is off: a unit
+# of measure added to an item reaches Sales at the next run, found again by its name in its group if it is there.
+UNIT_GROUP = TableMapping(
+    name="UNIT GROUP",
+    description="Each item's and resource's unit group as a Sales unit group named ITEM <No.> UOM GR / "
+                "RESOURCE <No.> UOM GR.",
+    bc=BC_UNIT_GROUP,
+    crm=CRM_UNIT_GROUP,
+    direction=TO,
+    fields=(
+        FieldMapping("Code", "name", TO, Convert.TEXT, caption="Source No.", use_for_matching=True),
+        FieldMapping("Code", "baseuomname", TO, Convert.TEXT, caption="Source No."),
+    ),
+    sync_only_coupled=False,
+)
+
+
+def _units_of_measure(owner: UnitOwner, products: str, table, price: str) -> TableMapping:
+    """ITEM UOM / RESOURCE UOM: the units of measure of items or resources as the units of their unit groups,
+    matched by name within the group."""
+    return TableMapping(
+        name=owner.mapping,
+        description=f"{owner.caption} units of measure as units of the {owner.caption.lower()}'s Sales unit group, "
+                    f"holding their quantity of base units.",
+        bc=owner.table,
+        crm=CRM_UNIT,
+        direction=TO,
+        fields=(
+            FieldMapping(owner.system_id, "uomscheduleid", TO, Convert.LOOKUP, lookup_mapping="UNIT GROUP",
+                         bc_key="Source_Id", caption=f"{owner.caption} No.", use_for_matching=True),
+            FieldMapping("Code", "name", TO, Convert.TEXT, caption="Code", use_for_matching=True),
+            FieldMapping("Qty_per_Unit_of_Measure", "quantity", TO, Convert.NUMBER,
+                         caption="Qty. per Unit of Measure"),
+        ),
+        dependencies=("UNIT GROUP",),
+        sync_only_coupled=False,
+        rules=UnitOfMeasureRules(owner, products, table, price),
+    )
+
+
+ITEM_UOM = _units_of_measure(ITEM_UNITS, "ITEM-PRODUCT", BC_ITEM, "unitPrice")
+RESOURCE_UOM = _units_of_measure(RESOURCE_UNITS, "RESOURCE-PRODUCT", BC_RESOURCE, "Unit_Price")
+
 ITEM_PRODUCT = TableMapping(
     name="ITEM-PRODUCT",
     description="Items as Sales products of type Sales Inventory, with the default price list; both ways.",
@@ -424,14 +472,33 @@ ITEM_AVAILABILITY = TableMapping(
 )
 
 
+def _in_unit_groups(mapping: TableMapping, units: tuple[str, ...]) -> TableMapping:
+    """A mapping as unit-group mode has it: depending on the unit mappings `units` instead of UNIT OF MEASURE;
+    a product's unit and unit group come from its rules, not from a lookup through UNIT OF MEASURE."""
+    dependencies = tuple(d for d in mapping.dependencies if d != UNIT_OF_MEASURE.name)
+    return mapping.with_overrides(
+        dependencies=(*units, *dependencies) if len(dependencies) < len(mapping.dependencies) else dependencies,
+        fields=tuple(f for f in mapping.fields if f.lookup_mapping != UNIT_OF_MEASURE.name))
+
+
 # mappings that exist in the person ownership model only
 PERSON_ONLY = frozenset({"SALESPEOPLE"})
 
 
-def builtin_mappings(ownership: OwnershipModel = OwnershipModel.PERSON) -> list[TableMapping]:
+def builtin_mappings(unit_groups: bool = False, ownership: OwnershipModel = OwnershipModel.PERSON) -> list[TableMapping]:
+    """The built-in mappings in legacy unit mode, or in unit-group mode (Business Central's "Unit Group Mapping
+    Enabled"), where UNIT GROUP, ITEM UOM and RESOURCE UOM replace UNIT OF MEASURE; in the person ownership model
+    or the team one (team_owned)."""
+    if not unit_groups:
+        units, items, resources, orders = [UNIT_OF_MEASURE], ITEM_PRODUCT, RESOURCE_PRODUCT, SALES_ORDER
+    else:
+        units = [UNIT_GROUP, ITEM_UOM, RESOURCE_UOM]
+        items = _in_unit_groups(ITEM_PRODUCT, (ITEM_UOM.name,))
+        resources = _in_unit_groups(RESOURCE_PRODUCT, (RESOURCE_UOM.name,))
+        orders = _in_unit_groups(SALES_ORDER, (ITEM_UOM.name, RESOURCE_UOM.name))
     mappings = [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER, VENDOR, CONTACT,
-                OPPORTUNITY, UNIT_OF_MEASURE, ITEM_PRODUCT, RESOURCE_PRODUCT, CUSTOMER_PRICE_GROUP, SALES_PRICE,
-                POSTED_SALES_INVOICE, SALES_ORDER, ITEM_AVAILABILITY]
+                OPPORTUNITY, *units, items, resources, CUSTOMER_PRICE_GROUP, SALES_PRICE, POSTED_SALES_INVOICE, orders,
+                ITEM_AVAILABILITY]
     if ownership is OwnershipModel.PERSON:
         return mappings
     return [team_owned(m) for m in mappings if m.name not in PERSON_ONLY]
@@ -444,6 +511,11 @@ def team_owned(mapping: TableMapping) -> TableMapping:
     fields = tuple(fm for fm in mapping.fields if fm.lookup_mapping not in PERSON_ONLY)
     dependencies = tuple(name for name in mapping.dependencies if name not in PERSON_ONLY)
     return replace(mapping, fields=fields, dependencies=dependencies)
+
+
+def builtin_names() -> list[str]:
+    """The names of the built-in mappings of both unit modes."""
+    return list(dict.fromkeys(m.name for unit_groups in (False, True) for m in builtin_mappings(unit_groups)))
 
 
 class Catalog:

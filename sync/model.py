@@ -127,9 +127,9 @@ class BcTable:
         return bool(self.page_keys)
 
     @classmethod
-    def page(cls, service: str, caption: str, keys: tuple[str, ...], **kw) -> "BcTable":
-        return cls(service, caption, key_field=keys[0], modified_field="SystemModifiedAt", id_field="SystemId",
-                   page_keys=keys, **kw)
+    def page(cls, service: str, caption: str, keys: tuple[str, ...], key_field: str = "", **kw) -> "BcTable":
+        return cls(service, caption, key_field=key_field or keys[0], modified_field="SystemModifiedAt",
+                   id_field="SystemId", page_keys=keys, **kw)
 
 
 @dataclass(frozen=True)

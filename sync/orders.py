@@ -55,6 +55,7 @@ from .tables import (
     CRM_SALES_ORDER_DETAIL,
     CRM_UNIT,
 )
+from .rules.units import ITEM_UNITS, RESOURCE_UNITS, unit_groups
 from .writeback import WriteBacks
 
 MAPPING = "SALESORDER-ORDER"
@@ -718,9 +719,22 @@ class _Lookups:
                 found[i.lower()] = (kind, numbers.get(c.bc_id.lower()) if c else None, mapping, bool(c))
         return found
 
-    def _units(self, uom_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-        """uom id -> (its name, the code of the Business Central unit of measure its unit group is coupled to)."""
+    def _units(self, uom_ids: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
+        """uom id -> (its name, the Business Central unit of measure code it is coupled to, and in unit-group mode the
+        item's or resource's number whose unit it is; None in legacy mode, where a group serves every product)."""
         job = self.job
+        if unit_groups(job):
+            units = job.crm.read_ids(CRM_UNIT, ["name"], uom_ids)
+            result: dict[str, tuple[str, str | None, str | None]] = {}
+            for owner in (ITEM_UNITS, RESOURCE_UNITS):
+                coupled = job.couplings.get_many(owner.mapping, Side.CRM, [u.id for u in units])
+                rows = {r.id.lower(): r.values for r in job.bc.read_ids(
+                    owner.table, [owner.number, "Code"], [c.bc_id for c in coupled.values()])}
+                for u in units:
+                    row = rows.get(coupled[u.id].bc_id.lower()) if u.id in coupled else None
+                    if row is not None:
+                        result[u.id.lower()] = (u.values.get("name") or "", row.get("Code"), row.get(owner.number))
+            return {u.id.lower(): result.get(u.id.lower(), (u.values.get("name") or "", None, None)) for u in units}
         units = job.crm.read_ids(CRM_UNIT, ["name", "uomscheduleid"], uom_ids)
         coupled = job.couplings.get_many("UNIT OF MEASURE", Side.CRM, [u.values.get("uomscheduleid") for u in units
                                                                         if u.values.get("uomscheduleid")])
@@ -729,7 +743,7 @@ class _Lookups:
         result = {}
         for u in units:
             c = coupled.get(u.values.get("uomscheduleid") or "")
-            result[u.id.lower()] = (u.values.get("name") or "", codes.get(c.bc_id.lower()) if c else None)
+            result[u.id.lower()] = (u.values.get("name") or "", codes.get(c.bc_id.lower()) if c else None, None)
         return result
 
     def _setup(self) -> dict:
@@ -762,7 +776,7 @@ class _Lookups:
                 kind, number = self._product(v, n)
                 line.update(lineType=kind, lineObjectNumber=number)
                 if v.get("uomid"):
-                    line["unitOfMeasureCode"] = self._unit(v, n)
+                    line["unitOfMeasureCode"] = self._unit(v, n, number)
                 add(line)
                 pieces = text_lines(text)
             for piece in pieces:
@@ -807,11 +821,18 @@ class _Lookups:
             raise RecordError(f"Product {name} on line {n} {what}", field="productid", code="NotCoupled")
         return kind, number
 
-    def _unit(self, v: dict, n: int) -> str:
-        name, code = self.units.get(str(v["uomid"]).lower(), (str(v["uomid"]), None))
+    def _unit(self, v: dict, n: int, number: str) -> str:
+        name, code, owner = self.units.get(str(v["uomid"]).lower(), (str(v["uomid"]), None, None))
         if code is None:
+            mappings = "ITEM UOM or RESOURCE UOM" if unit_groups(self.job) else "UNIT OF MEASURE"
             raise RecordError(f"Unit {name} on line {n} is not coupled to a Business Central unit of measure (table "
-                              f"mapping UNIT OF MEASURE).", field="uomid", code="NotCoupled")
+                              f"mapping {mappings}).", field="uomid", code="NotCoupled")
+        if owner is not None:
+            # unit-group mode: any unit of the product's own group, which Business Central converts by its quantity
+            if owner.casefold() != str(number).casefold():
+                raise RecordError(f"Unit {name} on line {n} is a unit of measure of {owner}, not of {number}, the "
+                                  f"line's item or resource.", field="uomid", code="UnitNotCoupled")
+            return code
         # a unit group stands for one Business Central unit of measure, named as its code; other units
         # of the group have no conversion Business Central knows of
         if name.casefold() != code.casefold():

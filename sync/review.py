@@ -39,7 +39,7 @@ def recommend(mapping: TableMapping, bc: Endpoint, crm: CrmEndpoint) -> Recommen
     if mapping.name == "CURRENCY":
         only_base = len(in_crm) == 1 and float(in_crm[0].values.get("exchangerate") or 0) == 1.0
         return Recommendation.FULL if only_base else Recommendation.COUPLE
-    if mapping.name == "UNIT OF MEASURE":
+    if mapping.name in ("UNIT OF MEASURE", "UNIT GROUP", "ITEM UOM", "RESOURCE UOM"):
         if not in_bc and len(in_crm) <= 1:
             return Recommendation.NONE
         return Recommendation.COUPLE if in_bc and len(in_crm) > 1 else Recommendation.FULL

@@ -84,6 +84,14 @@ BC_RESOURCE = BcTable.page("Resources", "Resource", ("No",), enum_fields=frozens
                            template_fields=(("Gen. Prod. Posting Group", "Gen_Prod_Posting_Group"),
                                             ("VAT Prod. Posting Group", "VAT_Prod_Posting_Group")),
                            posting_groups=1)
+# Unit-group mode: the units of measure of items (page 5404) and resources (page 210), and the unit groups
+# (table 5400, the bcsync extension's list page over items' and resources' groups). A unit's *_System_Id is the
+# SystemId of its item or resource, which its unit group names as Source_Id; a group's Code is computed.
+BC_ITEM_UNIT = BcTable.page("ItemUnitsOfMeasure", "Item Unit of Measure", ("Item_No", "Code"), key_field="Code")
+BC_RESOURCE_UNIT = BcTable.page("ResourceUnitsOfMeasure", "Resource Unit of Measure", ("Resource_No", "Code"),
+                                key_field="Code")
+BC_UNIT_GROUP = BcTable.page("UnitGroups", "Unit Group", ("Source_Type", "Source_Id"), key_field="Code",
+                             enum_fields=frozenset({"Source_Type"}))
 # Configuration templates (page 8620) and their lines (page 8619), which a table mapping's template code names.
 BC_CONFIG_TEMPLATE = BcTable.page("ConfigTemplates", "Config. Template Header", ("Code",))
 BC_CONFIG_TEMPLATE_LINE = BcTable.page("ConfigTemplateLines", "Config. Template Line",

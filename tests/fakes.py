@@ -105,12 +105,13 @@ class FakeEndpoint:
         return keys[-1] if keys else None
 
     def insert(self, table, rows: Sequence[NewRow], fields) -> list[WriteResult]:
-        results = []
+        results, stored = [], self.rows(table)
         for new in rows:
-            if new.id and new.id in self.rows(table):
+            if new.id and new.id in stored:
                 results.append(WriteResult(error=AlreadyExistsError("duplicate key", code="0x80040237")))
                 continue
-            problem = next((msg for key, msg in self.reject.items() if key in new.values.values()), None)
+            problem = self.reject and next((msg for key, msg in self.reject.items() if key in new.values.values()),
+                                           None)
             if problem:
                 results.append(WriteResult(error=_record_error(problem)))
                 continue
@@ -118,13 +119,13 @@ class FakeEndpoint:
             # what the services default on create: an active Dataverse row, an unblocked BC customer
             defaults = {"statecode": 0} if self.side is Side.CRM else {"blocked": " "}
             row_id = self.put(table, {**defaults, **new.values}, id=new.id, by=self.user)
-            results.append(WriteResult(self._record(row_id, self.rows(table)[row_id], fields)))
+            results.append(WriteResult(self._record(row_id, stored[row_id], fields)))
         return results
 
     def update(self, table, changes: Sequence[RowChange], fields) -> list[WriteResult]:
-        results = []
+        results, stored = [], self.rows(table)
         for change in changes:
-            row = self.rows(table).get(change.id)
+            row = stored.get(change.id)
             if row is None:
                 results.append(WriteResult(error=NotFoundError("gone")))
             elif change.etag and change.etag != row["etag"]:
@@ -167,6 +168,12 @@ def _record_error(message: str):
     return RecordError(message, code="Rejected")
 
 
+def _copy(coupling: Coupling) -> Coupling:
+    """What the store keeps or hands out is its own, as a stored entity is: snapshots included."""
+    return Coupling(**{**coupling.__dict__, "bc_values": dict(coupling.bc_values),
+                       "crm_values": dict(coupling.crm_values)})
+
+
 class FakeCouplings:
     def __init__(self):
         self.by_side: dict[tuple[str, Side, str], Coupling] = {}
@@ -179,7 +186,7 @@ class FakeCouplings:
         for i in ids:
             c = self.by_side.get((mapping, side, i))
             if c is not None:
-                found[i] = Coupling(**{**c.__dict__, "bc_values": dict(c.bc_values), "crm_values": dict(c.crm_values)})
+                found[i] = _copy(c)
         return found
 
     def save_many(self, couplings, follow_up=None):
@@ -187,7 +194,7 @@ class FakeCouplings:
             follow_up.note = couplings[0].mapping
             self.follow_ups.append(follow_up)
         for c in couplings:
-            copy = Coupling(**{**c.__dict__, "bc_values": dict(c.bc_values), "crm_values": dict(c.crm_values)})
+            copy = _copy(c)
             self.by_side[(c.mapping, Side.BC, c.bc_id)] = copy
             self.by_side[(c.mapping, Side.CRM, c.crm_id)] = copy
 

@@ -28,7 +28,7 @@ using System.IO;
 
 // What bcsync's Microsoft Entra application reads and writes, and nothing else: assign it on the
 // application's card (Microsoft Entra Applications). bcsync never deletes, so no table has D.
-// The extension adds no pages of its own; its page extensions run with the base pages below.
+// The extension adds one page of its own (BCS Unit Groups); its page extensions run with the base pages below.
 permissionset 50100 "BCS INTEGRATION"
 {
     Assignable = true;
@@ -80,6 +80,8 @@ permissionset 50100 "BCS INTEGRATION"
         // the configuration templates applied to the customers, items and resources bcsync creates
         tabledata "Config. Template Header" = R,
         tabledata "Config. Template Line" = R,
+        // unit-group mode: the unit groups of items and resources
+        tabledata "Unit Group" = R,
         // the pages published as web services (WebServices.xml)
         page "Customer Card" = X,
         page "Vendor Card" = X,
@@ -94,5 +96,8 @@ permissionset 50100 "BCS INTEGRATION"
         page "Shipping Agents" = X,
         page "Config. Template List" = X,
         page "Config. Template Subform" = X,
-        page "Posted Sales Invoice" = X;
+        page "Posted Sales Invoice" = X,
+        page "Item Units of Measure" = X,
+        page "Resource Units of Measure" = X,
+        page "BCS Unit Groups" = X;
 }

@@ -609,6 +609,11 @@ def _line_hooks(lines_table: str):
                     record["Unit of Measure Code"] = source["Base Unit of Measure"]
             if kind == "Item" and "taxCode" not in values:
                 record["Tax Group Code"] = source["Tax Group Code"]
+        unit = record["Unit of Measure Code"]
+        if kind in ("Item", "Resource") and unit and \
+                session.find(f"{kind} Unit of Measure", (record["No."], unit)) is None:
+            # a line sells in one of the item's or resource's units of measure, converted to base units by its quantity
+            raise errors.table_relation("Unit of Measure Code", table.name, unit, f"{kind} Unit of Measure")
         if record["Shipment Date"] is None:
             record["Shipment Date"] = header["Requested Delivery Date"] if orders and header["Requested Delivery Date"] \
                 else header["Document Date"]

@@ -4,6 +4,11 @@ An item's `inventory` is what BC's Inventory FlowField is: the sum of its item l
 quantities. Entries come from `post_item_ledger` (the simulator's `post_item_ledger` / admin
 `POST /_sim/inventory`, an `inventory` given to seed or update an item, posting a sales document).
 Resources are not in API v2.0; integrations publish page 76/77 as the `Resources` web service.
+
+Every item and resource has its units of measure (tables 5404 and 205: a code and how many base units it
+holds; the base unit holds 1, created when the base unit is set) and its unit group (table 5400, created with
+the item or resource; its code is `ITEM <No.> UOM GR` / `RESOURCE <No.> UOM GR`), published as the pages
+ItemUnitsOfMeasure (5404), ResourceUnitsOfMeasure (210) and UnitGroups (the bcsync extension's list over 5400).
 """
 
 from __future__ import annotations
@@ -72,6 +77,53 @@ def _related(name: str, column: str, table: str, label: str) -> list[Field]:
                         f"The {label.lower()} values do not match to a specific {label}.")]
 
 
+def _keep_units(owner: str, unit_table: str, group_type: str):
+    """Triggers of an item or resource: its unit group with it, and a unit of measure for its base unit
+    (quantity 1) whenever the base unit is set, as validating Base Unit of Measure does in Business Central."""
+    def base_unit(session: Session, record: dict) -> None:
+        code = record["Base Unit of Measure"]
+        if code and session.find(unit_table, (record["No."], code)) is None:
+            table = session.table(unit_table)
+            unit = table.new_record()
+            unit.update({f"{owner} No.": record["No."], "Code": code, "Qty. per Unit of Measure": 1.0})
+            session.child().insert_row(table, unit)
+
+    def inserted(session: Session, record: dict) -> None:
+        table = session.table("Unit Group")
+        group = table.new_record()
+        group.update({"Source Type": group_type, "Source Id": record["SystemId"], "Source No.": record["No."]})
+        session.child().insert_row(table, group)
+        base_unit(session, record)
+
+    def deleted(session: Session, record: dict) -> None:
+        for row in session.find_all("Unit Group", ("Source Id",), (record["SystemId"],)):
+            session.child().delete_row(session.table("Unit Group"), row)
+        for row in session.find_all(unit_table, (f"{owner} No.",), (record["No."],)):
+            session.child().delete_row(session.table(unit_table), row)
+
+    return dict(after_insert=inserted, after_modify=lambda s, old, new: base_unit(s, new), after_delete=deleted)
+
+
+def _check_unit(owner: str):
+    """A unit of measure holds a positive quantity of base units; the base unit itself holds exactly 1."""
+    def check(session: Session, record: dict) -> None:
+        quantity = record["Qty. per Unit of Measure"]
+        if quantity <= 0:
+            raise errors.dialog(f"Qty. per Unit of Measure must be greater than 0 in {owner} Unit of Measure "
+                                f"{owner} No.='{record[owner + ' No.']}',Code='{record['Code']}'.")
+        parent = session.find(owner, (record[f"{owner} No."],))
+        if parent is None:
+            raise errors.record_not_found(owner, [("No.", record[f"{owner} No."])])
+        if parent["Base Unit of Measure"] == record["Code"] and quantity != 1:
+            raise errors.dialog(f"Qty. per Unit of Measure must be 1 for the base unit of measure of {owner} "
+                                f"{parent['No.']}.")
+    return check
+
+
+def _group_code(session: Session, record: dict) -> str:
+    return f"{record['Source Type'].upper()} {record['Source No.']} UOM GR"
+
+
 def register(cat: Catalog) -> None:
     unit = cat.add_table(Table(204, "Unit of Measure", [
         Column("Code", "code", 10),
@@ -128,6 +180,27 @@ def register(cat: Catalog) -> None:
         Column("Gen. Prod. Posting Group", "code", 20, relation="Gen. Product Posting Group"),
         Column("VAT Prod. Posting Group", "code", 20),
     ], key=("No.",), series=NumberSeries("R0010", 10)))
+
+    item_unit = cat.add_table(Table(5404, "Item Unit of Measure", [
+        Column("Item No.", "code", 20, relation="Item"),
+        Column("Code", "code", 10, relation="Unit of Measure"),
+        Column("Qty. per Unit of Measure", "decimal"),
+    ], key=("Item No.", "Code"), indexes=(("Item No.",),)))
+    resource_unit = cat.add_table(Table(205, "Resource Unit of Measure", [
+        Column("Resource No.", "code", 20, relation="Resource"),
+        Column("Code", "code", 10, relation="Unit of Measure"),
+        Column("Qty. per Unit of Measure", "decimal"),
+    ], key=("Resource No.", "Code"), indexes=(("Resource No.",),)))
+    unit_group = cat.add_table(Table(5400, "Unit Group", [
+        Column("Source Type", "option", options=("Item", "Resource")),
+        Column("Source Id", "guid"),
+        Column("Source No.", "code", 20),
+    ], key=("Source Type", "Source Id"), indexes=(("Source Id",),)))
+    cat.on("Item", **_keep_units("Item", "Item Unit of Measure", "Item"))
+    cat.on("Resource", **_keep_units("Resource", "Resource Unit of Measure", "Resource"))
+    for owner, table_name in (("Item", "Item Unit of Measure"), ("Resource", "Resource Unit of Measure")):
+        check = _check_unit(owner)
+        cat.on(table_name, on_insert=check, on_modify=lambda s, old, new, check=check: check(s, new))
 
     # -- item triggers: an inventory given in-process becomes a ledger entry; no deleting posted history ----
 
@@ -239,3 +312,21 @@ def register(cat: Catalog) -> None:
         Field("VAT_Prod_Posting_Group", "VAT Prod. Posting Group"),
         *page_system_fields(),
     ]))
+    for service, table, owner in (("ItemUnitsOfMeasure", item_unit, "Item"),
+                                  ("ResourceUnitsOfMeasure", resource_unit, "Resource")):
+        cat.add_page(PageView(service, table, [
+            Field(f"{owner}_No", f"{owner} No."),
+            Field("Code", "Code"),
+            Field("Qty_per_Unit_of_Measure", "Qty. per Unit of Measure"),
+            # the extension's field: the item's or resource's SystemId, which its unit group names as Source Id
+            Computed(f"{owner}_System_Id", "guid", lambda s, r, owner=owner: (
+                s.find(owner, (r[f"{owner} No."],)) or {}).get("SystemId")),
+            *page_system_fields(),
+        ]))
+    cat.add_page(PageView("UnitGroups", unit_group, [
+        Field("Source_Type", "Source Type"),
+        Field("Source_Id", "Source Id"),
+        Field("Source_No", "Source No."),
+        Computed("Code", "code", _group_code),
+        *page_system_fields(),
+    ], insertable=False, modifiable=False, deletable=False))

@@ -14,7 +14,7 @@ A customer or account that had not changed since its last synchronisation stays 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from ..errors import RecordError
 from ..model import BcTable, Direction, Side
@@ -91,6 +91,22 @@ def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[
     return {a: cache.get(a) for a in account_ids if a}
 
 
+def account_of_company(ctx: RuleContext, company_number: str | None) -> str | None:
+    return _one(ctx, "account_of_company", accounts_of_companies, company_number)
+
+
+def company_of_account(ctx: RuleContext, account_id: str | None) -> str | None:
+    return _one(ctx, "company_of_account", companies_of_accounts, account_id)
+
+
+def _one(ctx: RuleContext, cache_name: str, find: Callable[[RuleContext, Sequence[str]], dict[str, str | None]],
+         key: str | None) -> str | None:
+    """What `find` gives for one key, taken from the job's cache where `find` put it (a page's rows each ask
+    for their own, after `prepare` found them all)."""
+    cache = ctx.cache.get(cache_name, {})
+    return cache[key] if key in cache else find(ctx, [key]).get(key)
+
+
 class ContactRules(MappingRules):
     """A contact's parent takes a read of business relations: a scheduled run reads them only for contacts
     whose company (or parent account) changed since the pair was last synchronised, and keeps the parent
@@ -128,7 +144,7 @@ class ContactRules(MappingRules):
             return kept
         if ctx.direction is Direction.TO_CRM:
             company = row.values.get("companyNumber")
-            account = accounts_of_companies(ctx, [company]).get(company)
+            account = account_of_company(ctx, company)
             if account is None:
                 why = ctx.cache.get("customer_problems", {}).get(company)
                 advice = f"its customer or vendor could not be synchronised first: {why}" if why else \
@@ -138,7 +154,7 @@ class ContactRules(MappingRules):
                                   code="ParentNotCoupled")
             return {"parentcustomerid": account}
         account = row.values.get("parentcustomerid")
-        company = companies_of_accounts(ctx, [account]).get(account)
+        company = company_of_account(ctx, account)
         if company is None:
             why = ctx.cache.get("customer_problems", {}).get(str(account).lower())
             raise RecordError(f"contact '{row.values.get('fullname') or ''}' ({row.id}): its parent account {account} "
@@ -170,7 +186,7 @@ def new_contacts(ctx: RuleContext, written: Sequence[Written]) -> list[NewContac
             continue
         if ctx.direction is Direction.TO_CRM:
             company = w.source.values.get("companyNumber")
-            account, crm, bc = accounts_of_companies(ctx, [company]).get(company), w.target, w.source
+            account, crm, bc = account_of_company(ctx, company), w.target, w.source
         else:
             account, crm, bc = w.source.values.get("parentcustomerid"), w.source, w.target
         if account and bc.values.get("number"):
@@ -209,6 +225,7 @@ def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> 
             if chosen:
                 customer_changes.append((chosen, customer, coupling))
     fm = next((f for f in ctx.catalog["CUSTOMER"].fields if f.crm == "primarycontactid"), None)
+    key = fm.key if fm is not None else None  # the primary contact's in CUSTOMER's snapshots
     failures: dict[str, RecordError] = {}
     kept: dict[int, Coupling] = {}
     for side, table, what, changes in ((Side.CRM, CRM_ACCOUNT, "account", account_changes),
@@ -222,13 +239,13 @@ def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> 
             if result.error is not None:
                 failures[n.source] = RecordError(f"Contact {n.number}: it could not be made the primary contact of "
                                                  f"its {what}: {result.error.message}", code=result.error.code)
-            elif coupling is not None and fm is not None and coupling.etag_on(side) == row.etag and result.record:
+            elif coupling is not None and key is not None and coupling.etag_on(side) == row.etag and result.record:
                 # unchanged since synchronised: the pair stays synchronised, with the primary contact
                 if side is Side.CRM:
                     coupling.crm_etag = result.record.etag
                 else:
                     coupling.bc_etag = result.record.etag
-                coupling.bc_values[fm.key], coupling.crm_values[fm.key] = n.number, n.contact
+                coupling.bc_values[key], coupling.crm_values[key] = n.number, n.contact
                 kept[id(coupling)] = coupling
     if kept:
         ctx.couplings.save_many(list(kept.values()))
@@ -261,7 +278,7 @@ class OpportunityRules(MappingRules):
         if ctx.direction is Direction.TO_CRM:
             contact = row.values.get("contactNumber")
             company = self._companies(ctx, [contact]).get(contact, "")
-            account = accounts_of_companies(ctx, [company]).get(company) if company else None
+            account = account_of_company(ctx, company) if company else None
             if account is None:
                 return {}
             return {"parentaccountid": account, "customerid": account}

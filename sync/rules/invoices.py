@@ -61,12 +61,14 @@ from ..tables import (
 from . import MappingRules, RuleContext, SkipRow, Written
 from .currency import BC_COMPANY_INFORMATION, CurrencyRules
 from .products import default_price_list, write_in_product
+from .units import ITEM_UNITS, RESOURCE_UNITS, coupled_units, unit_groups
 
 ACTIVE, PAID = 0, 2
 BILLED, COMPLETE, PARTIAL = 4, 100001, 100002
 OPEN_INVOICES_PAGE = 20_000  # Business Central's largest page: one request per 20,000 open invoices
 LINE_FIELDS = ["documentId", "sequence", "lineType", "lineObjectNumber", "description", "quantity", "unitPrice",
-               "discountAmount", "invoiceDiscountAllocation", "netAmount", "netAmountIncludingTax", "shipmentDate"]
+               "discountAmount", "invoiceDiscountAllocation", "netAmount", "netAmountIncludingTax", "shipmentDate",
+               "unitOfMeasureCode"]
 WITH_PRODUCT = {"Item": "ITEM-PRODUCT", "Resource": "RESOURCE-PRODUCT"}  # line types sold as a coupled product
 DETAIL_NAMESPACE = uuid.UUID("0b6f5a4e-4d0a-4a55-a0a5-5f4bb3e8c9d1")
 
@@ -141,6 +143,12 @@ class PostedInvoiceRules(MappingRules):
             by_invoice.setdefault(str(line.values["documentId"]).lower(), []).append(line)
         ctx.cache["invoice_lines"] = by_invoice
         ctx.cache["line_products"], ctx.cache["line_problems"] = self._products(ctx, lines, rows)
+        # unit-group mode: a line is in the Sales unit of its own unit of measure
+        ctx.cache["line_units"] = {(owner.caption, *key): unit[0] for owner in (ITEM_UNITS, RESOURCE_UNITS)
+                                   for key, unit in coupled_units(ctx, owner, [
+                                       l.values.get("lineObjectNumber") for l in lines
+                                       if l.values.get("lineType") == owner.caption], rows).items()} \
+            if unit_groups(ctx) else None
 
     @staticmethod
     def _check_lines(ctx: RuleContext, row: Record) -> None:
@@ -158,6 +166,13 @@ class PostedInvoiceRules(MappingRules):
                 raise RecordError(f"Posted Sales Invoice {row.values.get('number')}: {kind.lower()} {number} on line "
                                   f"{v.get('sequence')} is not coupled to a Sales product, so the invoice is not "
                                   f"written; {advice}", field="No.", code="NotCoupled")
+            units, code = ctx.cache["line_units"], v.get("unitOfMeasureCode")
+            if units is not None and kind in WITH_PRODUCT and number != write_in and code \
+                    and (kind, number, code) not in units:
+                raise RecordError(f"Posted Sales Invoice {row.values.get('number')}: unit of measure {code} of "
+                                  f"{kind.lower()} {number} on line {v.get('sequence')} is not coupled to a unit of "
+                                  f"its Sales unit group, so the invoice is not written; couple it first (table "
+                                  f"mapping {kind.upper()} UOM).", field="Unit of Measure Code", code="NotCoupled")
 
     @staticmethod
     def _origin_orders(ctx: RuleContext, refs: list[str], origins: dict) -> None:
@@ -272,7 +287,7 @@ class PostedInvoiceRules(MappingRules):
         details: list[tuple[Written, NewRow]] = []
         for w in new:
             mine = [l for l in lines_of.get(w.source.id.lower(), []) if l.values.get("lineType") != "Comment"]
-            rows = [self._detail(w, line, products) for line in mine]
+            rows = [self._detail(w, line, products, ctx.cache["line_units"] or {}) for line in mine]
             details += [(w, d) for d in rows + self._rounding(w, mine, rows)]
         results = ctx.crm.insert(CRM_INVOICE_DETAIL, [d for _, d in details], ["quantity"])
         for (w, _), result in zip(details, results):
@@ -326,7 +341,7 @@ class PostedInvoiceRules(MappingRules):
         return found, problems
 
     @staticmethod
-    def _detail(w: Written, line: Record, products: dict) -> NewRow:
+    def _detail(w: Written, line: Record, products: dict, units: dict) -> NewRow:
         v = line.values
         kind, number = v.get("lineType"), v.get("lineObjectNumber")
         product = products.get((kind, number))  # none: a write-in (the invoice's lines were checked before)
@@ -348,7 +363,8 @@ class PostedInvoiceRules(MappingRules):
         if product is None:  # a write-in product, as Business Central writes it
             values.update(isproductoverridden=True, productdescription=f"{number} {v.get('description') or ''}.")
         else:
-            values.update(productid=product.id, uomid=product.values.get("defaultuomid"))
+            values.update(productid=product.id, uomid=units.get((kind, number, v.get("unitOfMeasureCode")))
+                          or product.values.get("defaultuomid"))
         return NewRow(values, id=str(uuid.uuid5(DETAIL_NAMESPACE, line.id)))
 
     @staticmethod

@@ -1,5 +1,6 @@
 """CUSTPRCGRP-PRICE and SALESPRC-PRODPRICE: customer price groups as Sales price lists
-in the local currency, and their sales prices as price list items in the unit of the product's group."""
+in the local currency, and their sales prices as price list items in the unit of the product's group: the
+group's one unit in legacy unit mode, the unit of the price's unit of measure in unit-group mode."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..ports import Record
 from ..tables import BC_ITEM, CRM_UNIT
 from . import IGNORE, MappingRules, RuleContext
 from .currency import BC_COMPANY_INFORMATION, CurrencyRules
-from .units import coupled_groups, single_unit
+from .units import ITEM_UNITS, coupled_groups, coupled_units, single_unit, unit_groups, unit_of
 
 
 class PriceListRules(MappingRules):
@@ -48,7 +49,10 @@ class SalesPriceRules(MappingRules):
         if wanted:
             for item in ctx.bc.read_matching(BC_ITEM, ["number", "baseUnitOfMeasureCode"], "number", wanted):
                 units[item.values["number"]] = item.values.get("baseUnitOfMeasureCode") or ""
-        coupled_groups(ctx, [self._unit(ctx, r) for r in rows])
+        if unit_groups(ctx):
+            coupled_units(ctx, ITEM_UNITS, [r.values.get("Item_No") for r in rows], rows)
+        else:
+            coupled_groups(ctx, [self._unit(ctx, r) for r in rows])
 
     @staticmethod
     def _unit(ctx: RuleContext, row: Record) -> str:
@@ -56,6 +60,8 @@ class SalesPriceRules(MappingRules):
 
     def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
         code = self._unit(ctx, row)
+        if unit_groups(ctx):
+            return {"uomid": unit_of(ctx, ITEM_UNITS, row.values.get("Item_No"), code, [row], "Unit of Measure Code")}
         group = coupled_groups(ctx, [code]).get(code) if code else None
         if group is None:
             raise RecordError(f"Sales Price of item {row.values.get('Item_No')} for {row.values.get('Sales_Code')}: "

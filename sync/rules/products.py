@@ -7,12 +7,14 @@
 - Uncoupled blocked items/resources and uncoupled products that are not active create nothing; the
   write-in item or resource of Sales & Receivables Setup is never synchronised.
 - The default price list "<company> Default Price List" in the local currency is created when
-  missing and holds one item per product: the product's unit at its price.
+  missing and holds one item per product and unit: in legacy unit mode the product's one unit at its price;
+  in unit-group mode each unit of its group at its price times the unit's quantity of base units.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..errors import AlreadyExistsError, RecordError
@@ -22,7 +24,8 @@ from ..ports import NewRow, Record, RowChange
 from ..tables import BC_SALES_SETUP, BC_VENDOR, CRM_PRICE_LIST, CRM_PRICE_LIST_ITEM, CRM_PRODUCT, CRM_UNIT
 from . import IGNORE, MappingRules, RuleContext, Written
 from .currency import BC_COMPANY_INFORMATION, CurrencyRules, company_information
-from .units import coupled_groups, single_unit
+from .units import ITEM_UNITS, RESOURCE_UNITS, UNIT_GROUP, coupled_groups, coupled_units, single_unit, \
+    unit_groups, unit_of
 
 ACTIVE, RETIRED, DRAFT = 0, 1, 2
 PRICE_LIST_NAMESPACE = uuid.UUID("5c2f8e3a-8a0b-4d36-9a47-0d7f3c2b1e64")
@@ -85,9 +88,10 @@ class ProductRules(MappingRules):
         # a product's unit and its price list item cost reads: a scheduled run finds them again only where the
         # unit or the price changed since the pair was last synchronised
         self.inputs = {Side.BC: (unit, price)}
-        self.extra_fields = {Side.CRM: ("defaultuomid", "pricelevelid", "transactioncurrencyid", "statecode",
-                                        "statuscode", "producttypecode", "quantitydecimal", "price", "productnumber",
-                                        "vendorname"),
+        self.owner = ITEM_UNITS if what == "Item" else RESOURCE_UNITS  # in unit-group mode
+        self.extra_fields = {Side.CRM: ("defaultuomid", "defaultuomscheduleid", "pricelevelid", "transactioncurrencyid",
+                                        "statecode", "statuscode", "producttypecode", "quantitydecimal", "price",
+                                        "productnumber", "vendorname"),
                              Side.BC: (blocked, unit, price, vendor)}
 
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
@@ -106,7 +110,12 @@ class ProductRules(MappingRules):
 
     def prepare(self, ctx: RuleContext, rows: Sequence[Record]) -> None:
         if ctx.direction is Direction.TO_CRM:
-            coupled_groups(ctx, [r.values.get(self.unit) for r in rows if self._kept_unit(ctx, r) is None])
+            if unit_groups(ctx):
+                key = ctx.mapping.bc.key_field
+                coupled_units(ctx, self.owner, [r.values.get(key) for r in rows], rows)
+                ctx.resolver.coupled(UNIT_GROUP, "Source_Id", [r.id for r in rows])
+            else:
+                coupled_groups(ctx, [r.values.get(self.unit) for r in rows if self._kept_unit(ctx, r) is None])
             self._vendor_names(ctx, [r.values.get(self.vendor) for r in rows])
             # rows whose price list item holds their price and unit already, in the default price list
             kept = {r.id: k["pricelevelid"] for r in rows
@@ -142,6 +151,15 @@ class ProductRules(MappingRules):
         kept = self._kept_unit(ctx, row) if dst_row is not None else None
         if kept is not None:
             values.update(kept)
+        elif code and unit_groups(ctx):
+            number = row.values.get(ctx.mapping.bc.key_field)
+            values["defaultuomid"] = unit_of(ctx, self.owner, number, code, [row], "Base Unit of Measure")
+            group = ctx.resolver.coupled(UNIT_GROUP, "Source_Id", [row.id]).get(row.id)
+            if group is None:
+                raise RecordError(f"{self.what} {number}: its unit group is not coupled to a Sales unit group; couple "
+                                  f"it first (table mapping {UNIT_GROUP}).", field="Base Unit of Measure",
+                                  code="NotCoupled")
+            values["defaultuomscheduleid"] = group
         elif code:
             group = coupled_groups(ctx, [code]).get(code)
             if group is None:
@@ -174,35 +192,69 @@ class ProductRules(MappingRules):
         return failures
 
     def _keep_price_list_items(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
-        """One item per product in the default price list: its unit at its price."""
-        price_list = default_price_list(ctx)
+        """One item per product and unit in the default price list (see the module's docstring)."""
         priced = ctx.cache.get("priced", set())
         products = [w for w in written if w.target.values.get("defaultuomid")
                     and (w.inserted or w.retried or w.source.id not in priced)]
-        fields = ["pricelevelid", "productid", "uomid", "amount"]
-        existing = {(r.values.get("productid"), r.values.get("uomid")): r for r in ctx.crm.read_matching(
-            CRM_PRICE_LIST_ITEM, fields, "productid", [w.target.id for w in products],
-            where=f"_pricelevelid_value eq {price_list}")}
-        inserts, updates, order = [], [], []
+        key = ctx.mapping.bc.key_field
+        sources = [w.source for w in products]
+        units = coupled_units(ctx, self.owner, [r.values.get(key) for r in sources], sources) \
+            if unit_groups(ctx) else {}
+        entries = []
         for w in products:
-            amount = max(0, w.source.values.get(self.price) or 0)
-            item = existing.get((w.target.id, w.target.values.get("defaultuomid")))
-            if item is None:
-                inserts.append(NewRow({"pricelevelid": price_list, "productid": w.target.id,
-                                       "uomid": w.target.values["defaultuomid"], "amount": amount,
-                                       "pricingmethodcode": 1}))
-                order.append(w)
-            elif float(item.values.get("amount") or 0) != float(amount):
-                updates.append((w, RowChange(item.id, None, {"amount": amount})))
-        results = ctx.crm.insert(CRM_PRICE_LIST_ITEM, inserts, ["amount"]) if inserts else []
-        results_u = ctx.crm.update(CRM_PRICE_LIST_ITEM, [c for _, c in updates], ["amount"]) if updates else []
-        failures = {}
-        for w, result in list(zip(order, results)) + list(zip([w for w, _ in updates], results_u)):
-            if result.error is not None:
-                failures[w.source.id] = _follow_up_error(result.error, f"The default price list item of product "
-                                                         f"{w.target.values.get('productnumber') or w.target.id} could "
-                                                         f"not be written")
-        return failures
+            price = max(0, w.source.values.get(self.price) or 0)
+            number = w.source.values.get(key)
+            label = w.target.values.get("productnumber") or w.target.id
+            if unit_groups(ctx):
+                entries += [PriceItem(w.source.id, w.target.id, uom, unit_price(price, quantity), label)
+                            for (n, _), (uom, quantity) in units.items() if n == number]
+            else:
+                entries.append(PriceItem(w.source.id, w.target.id, w.target.values["defaultuomid"], price, label))
+        return keep_price_list_items(ctx, entries)
+
+
+@dataclass(frozen=True)
+class PriceItem:
+    """A price list item of the default price list as it should be: for the source row `source_id`."""
+
+    source_id: str
+    product_id: str
+    uom_id: str
+    amount: float
+    label: str          # the product, for messages
+
+
+def unit_price(price: float, quantity: float) -> float:
+    """The price of a unit holding `quantity` base units, in the currency's cents."""
+    return round(price * quantity, 2)
+
+
+def keep_price_list_items(ctx: RuleContext, entries: Sequence[PriceItem]) -> dict[str, RecordError]:
+    """Create or update these items of the default price list; the source rows whose item failed."""
+    if not entries:
+        return {}
+    price_list = default_price_list(ctx)
+    fields = ["pricelevelid", "productid", "uomid", "amount"]
+    existing = {(str(r.values.get("productid")).lower(), str(r.values.get("uomid")).lower()): r
+                for r in ctx.crm.read_matching(CRM_PRICE_LIST_ITEM, fields, "productid",
+                                               sorted({e.product_id for e in entries}),
+                                               where=f"_pricelevelid_value eq {price_list}")}
+    inserts, updates = [], []
+    for e in entries:
+        item = existing.get((e.product_id.lower(), e.uom_id.lower()))
+        if item is None:
+            inserts.append((e, NewRow({"pricelevelid": price_list, "productid": e.product_id, "uomid": e.uom_id,
+                                       "amount": e.amount, "pricingmethodcode": 1})))
+        elif float(item.values.get("amount") or 0) != float(e.amount):
+            updates.append((e, RowChange(item.id, None, {"amount": e.amount})))
+    results = ctx.crm.insert(CRM_PRICE_LIST_ITEM, [r for _, r in inserts], ["amount"]) if inserts else []
+    results += ctx.crm.update(CRM_PRICE_LIST_ITEM, [c for _, c in updates], ["amount"]) if updates else []
+    failures = {}
+    for (e, _), result in zip(inserts + updates, results):
+        if result.error is not None:
+            failures[e.source_id] = _follow_up_error(result.error, f"The default price list item of product {e.label} "
+                                                                   f"could not be written")
+    return failures
 
 
 def _follow_up_error(error, what: str):

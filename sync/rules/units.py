@@ -1,16 +1,107 @@
-"""UNIT OF MEASURE: a Business Central unit of measure is a Sales unit group
-named "NAV <code>" holding exactly one unit, named <code>, its base unit, quantity 1. Dataverse
-creates that unit with the group; a group that breaks the rule is an error naming it."""
+"""Units of measure in Sales, in either of Business Central's two modes ("Unit Group Mapping Enabled").
+
+Legacy (UNIT OF MEASURE): a Business Central unit of measure is a Sales unit group named "NAV <code>"
+holding exactly one unit, named <code>, its base unit, quantity 1. Dataverse creates that unit with the
+group; a group that breaks the rule is an error naming it.
+
+Unit groups (UNIT GROUP, ITEM UOM, RESOURCE UOM): each item and resource has a Sales unit group named
+"ITEM <No.> UOM GR" / "RESOURCE <No.> UOM GR" whose units are its units of measure, each holding its quantity
+of base units. Couplings of one mode in the other are refused (refuse_mixed_modes): products, prices and
+orders would point at units of both.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
-from ..errors import RecordError
-from ..tables import BC_UNIT_OF_MEASURE, CRM_UNIT
+from ..errors import ConfigurationError, RecordError
+from ..facts import UNIT_MODE
+from ..model import Side
+from ..ports import Record
+from ..tables import BC_ITEM_UNIT, BC_RESOURCE_UNIT, BC_UNIT_OF_MEASURE, CRM_UNIT
 from . import MappingRules, RuleContext, Written
 
 GROUP_NAME = "NAV {}"
+LEGACY, UNIT_GROUPS = "legacy", "unit-groups"
+UNIT_GROUP, ITEM_UOM, RESOURCE_UOM = "UNIT GROUP", "ITEM UOM", "RESOURCE UOM"
+MODE_MAPPINGS = {LEGACY: ("UNIT OF MEASURE",), UNIT_GROUPS: (UNIT_GROUP, ITEM_UOM, RESOURCE_UOM)}
+
+
+def unit_groups(ctx: RuleContext) -> bool:
+    """Whether the job runs in unit-group mode (its catalogue holds the unit group mappings)."""
+    return UNIT_GROUP in ctx.catalog
+
+
+def refuse_mixed_modes(ctx: RuleContext) -> None:
+    """A job of a unit mapping, or of one that depends on one (products, prices, orders, invoices), stops when
+    couplings of the other mode exist. Checked once per mode switch: the fact keeps the mode found clean."""
+    mode, other = (UNIT_GROUPS, LEGACY) if unit_groups(ctx) else (LEGACY, UNIT_GROUPS)
+    if not _depends_on_units(ctx, ctx.mapping.name, MODE_MAPPINGS[mode]):
+        return
+
+    def check() -> str:
+        found = [name for name in MODE_MAPPINGS[other] if next(ctx.couplings.coupled_ids(name, Side.BC, 1), None)]
+        if found:
+            names = ", ".join(found)
+            raise ConfigurationError(
+                f"Table mapping {ctx.mapping.name} does not run: bcsync is in {mode} unit mode (BCSYNC_UNIT_MODE), but "
+                f"couplings of {other} mode exist (table mapping {names}). Either set BCSYNC_UNIT_MODE={other} again, "
+                f"or remove those couplings (bcsync uncouple MAPPING --all for {names}) as README's Switching the "
+                f"unit mode describes.")
+        return mode
+    ctx.facts.get(UNIT_MODE, check, fits=lambda kept: kept == mode)
+
+
+def _depends_on_units(ctx: RuleContext, name: str, units: tuple[str, ...], seen: frozenset = frozenset()) -> bool:
+    if name in units:
+        return True
+    mapping = ctx.catalog[name]
+    return any(_depends_on_units(ctx, d, units, seen | {name}) for d in mapping.dependencies if d not in seen)
+
+
+@dataclass(frozen=True)
+class UnitOwner:
+    """Items or resources, as owners of units of measure in unit-group mode."""
+
+    mapping: str        # the units' table mapping: ITEM UOM
+    table: Any          # their Business Central page: ItemUnitsOfMeasure
+    number: str         # the field naming the owner on a unit: Item_No
+    system_id: str      # the owner's SystemId on a unit (its unit group's Source_Id): Item_System_Id
+    caption: str        # Item
+
+
+ITEM_UNITS = UnitOwner(ITEM_UOM, BC_ITEM_UNIT, "Item_No", "Item_System_Id", "Item")
+RESOURCE_UNITS = UnitOwner(RESOURCE_UOM, BC_RESOURCE_UNIT, "Resource_No", "Resource_System_Id", "Resource")
+UNIT_FIELDS = ["Code", "Qty_per_Unit_of_Measure"]
+
+
+def coupled_units(ctx: RuleContext, owner: UnitOwner, numbers: Sequence[str | None], rows: Sequence[Record]) \
+        -> dict[tuple[str, str], tuple[str, float]]:
+    """(owner number, unit code) -> (the coupled Sales unit, its quantity of base units) for every unit of measure of
+    these items or resources; units not coupled yet are synchronised first (read once per job and number)."""
+    cache = ctx.cache.setdefault(f"units:{owner.mapping}", {})
+    wanted = [n for n in dict.fromkeys(numbers) if n and n not in cache]
+    if wanted:
+        units = ctx.bc.read_matching(owner.table, [owner.number, *UNIT_FIELDS], owner.number, wanted)
+        coupled, _ = ctx.coupled_first(owner.mapping, [u.id for u in units], rows)
+        for n in wanted:
+            cache[n] = {}
+        for u in units:
+            if u.id in coupled:
+                cache.setdefault(u.values.get(owner.number), {})[u.values.get("Code")] = (
+                    coupled[u.id].crm_id, float(u.values.get("Qty_per_Unit_of_Measure") or 0))
+    return {(n, code): unit for n in numbers if n for code, unit in cache.get(n, {}).items()}
+
+
+def unit_of(ctx: RuleContext, owner: UnitOwner, number: str, code: str, rows: Sequence[Record], field: str) -> str:
+    """The Sales unit coupled to unit of measure `code` of this item or resource, or an error naming both."""
+    unit = coupled_units(ctx, owner, [number], rows).get((number, code))
+    if unit is None:
+        raise RecordError(f"{owner.caption} {number}: its unit of measure {code!r} is not coupled to a unit of its "
+                          f"Sales unit group; couple it first (table mapping {owner.mapping}).", field=field,
+                          code="NotCoupled")
+    return unit[0]
 
 
 def units_of_groups(ctx: RuleContext, group_ids: Sequence[str]) -> dict[str, list]:

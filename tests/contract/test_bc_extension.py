@@ -129,15 +129,16 @@ def static_usage() -> dict[str, set[str]]:
     (key, fixed keys, fields), the BC fields of mappings on page tables, their rules' extra fields and filters,
     and the key fields that lookups read from page tables."""
     used: dict[str, set[str]] = defaultdict(set)
-    mappings = {m.name: m for m in builtin_mappings()}
-    tables = declared_tables() + [m.bc for m in mappings.values()]
+    both_modes = [m for unit_groups in (False, True) for m in builtin_mappings(unit_groups)]
+    mappings = {m.name: m for m in both_modes}
+    tables = declared_tables() + [m.bc for m in both_modes]
     for t in tables:
         if t.is_page:
             used[t.entity_set] |= {*t.page_keys, t.id_field, *filter(None, [t.modified_field])}
         if t.companion:
             c = t.companion
             used[c.service] |= {c.key[1], *(k for k, _ in c.fixed_keys), *c.fields.values()}
-    for m in mappings.values():
+    for m in both_modes:
         if m.bc.is_page:
             used[m.bc.entity_set] |= {f.bc for f in m.fields if f.bc} | filter_fields(m.bc_filter)
             if m.rules is not None:
@@ -245,6 +246,12 @@ def _run_sample(env: Env) -> None:
     report = env.sync()
     assert report.run.status.name == "DONE", report.to_dict()
 
+    # unit-group mode reads units of measure and unit groups through their pages
+    env.services.uncouple_all("UNIT OF MEASURE")
+    env.configure(BCSYNC_UNIT_MODE="unit-groups")
+    report = env.full_sync(["UNIT GROUP", "ITEM UOM", "RESOURCE UOM"])
+    assert report.run.status.name == "DONE", report.to_dict()
+
 
 @pytest.fixture(scope="module")
 def observed(stack):
@@ -289,7 +296,7 @@ def published_fields(service: str) -> dict[str, str]:
     fields = {name: f"control {control!r} of page {base['page']}" for control, name in base["controls"].items()}
     fields.update({name: f"key field {field!r} of table {base['source_table']}"
                    for field, name in base["primary_key"].items()})
-    for control, name in page_extensions()[base["page_name"]]["controls"].items():
+    for control, name in page_extensions().get(base["page_name"], {"controls": {}})["controls"].items():
         fields[name] = f"control {control!r} added by the extension"
     return fields
 
@@ -315,6 +322,10 @@ def test_the_extension_publishes_every_page_service_bcsync_calls_and_no_other(us
     for service, page in services.items():
         declared = BASE[service]
         assert page == declared["page"], f"{service} publishes page {page}, the declaration says {declared['page']}"
+        if declared.get("own_page"):
+            assert f'page {page} "{declared["page_name"]}"' in (EXT / declared["source"].split("bc-extension/")[1]) \
+                .read_text(), f"{service}: {declared['source']} does not declare page {page}"
+            continue
         assert declared["page_name"] in extensions, f"no page extension of {declared['page_name']} ({service})"
 
 
@@ -347,10 +358,11 @@ def test_declared_control_names_give_the_declared_odata_names():
 
 def test_every_page_extension_adds_the_change_tracking_fields_where_the_page_lacks_them():
     extensions, app = page_extensions(), json.loads((EXT / "app.json").read_text())
-    assert {d["page_name"] for d in BASE.values()} == set(extensions)
+    extended = {service: d for service, d in BASE.items() if not d.get("own_page")}
+    assert {d["page_name"] for d in extended.values()} == set(extensions)
     ranges = [(r["from"], r["to"]) for r in app["idRanges"]]
     ids, names = set(), set()
-    for service, declared in BASE.items():
+    for service, declared in extended.items():
         ext = extensions[declared["page_name"]]
         added = ext["controls"]
         base_names = {odata_name(c) for c in declared["controls"]}
