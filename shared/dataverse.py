@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import requests
 
-from sync.errors import (AlreadyExistsError, AuthenticationError, ConcurrencyError, RecordError,
+from sync.errors import (AlreadyExistsError, AuthenticationError, ConcurrencyError, ConfigurationError, RecordError,
                          ServiceUnavailableError, SyncError)
 from sync.model import CrmTable, OptionSet, Side
 from sync.ports import ChangeFeed, FeedPage, NewRow, Record, RowChange, WriteResult
@@ -121,6 +121,11 @@ class Inner:
     url: str
     headers: dict[str, str]
     body: dict | None = None
+
+
+# the entity set an owner of each type is bound to, and the team type that may own rows
+OWNER_SETS = {"systemuser": "systemusers", "team": "teams"}
+OWNER_TEAM = 0
 
 
 class DataverseClient:
@@ -276,13 +281,20 @@ class DataverseEndpoint:
 
     @staticmethod
     def _body(table: CrmTable, values: dict[str, Any]) -> dict:
+        """The row's values as the Web API takes them; a lookup to several tables (an owner) is bound to the table
+        its type field names, which is not written itself."""
+        types = {lookup.type_field: name for name, lookup in table.lookups.items() if lookup.type_field}
         body = {}
         for name, value in values.items():
             lookup = table.lookups.get(name)
+            if name in types:
+                continue
             if lookup is None:
                 body[name] = value
             else:
-                body[f"{lookup.navigation}@odata.bind"] = None if value is None else f"/{lookup.entity_set}({value})"
+                kind = values.get(lookup.type_field) if lookup.type_field else None
+                entity_set = OWNER_SETS.get(kind, lookup.entity_set)
+                body[f"{lookup.navigation}@odata.bind"] = None if value is None else f"/{entity_set}({value})"
         return body
 
     # -- reads ----------------------------------------------------------------------------------
@@ -468,6 +480,19 @@ class DataverseEndpoint:
         if self._whoami is None:
             self._whoami = self.client.whoami()["UserId"].lower()
         return self._whoami
+
+    def default_owning_team_id(self) -> str:
+        """The default team of the business unit bcsync's application user belongs to (the business unit coupled
+        to the company): the owner of the rows bcsync creates in the team ownership model."""
+        unit = self.client.whoami()["BusinessUnitId"]
+        teams = next(self.client.pages("teams", select=["teamid"], top=1, filter=(
+            f"_businessunitid_value eq {unit} and isdefault eq true and teamtype eq {OWNER_TEAM}")), [])
+        if not teams:
+            raise ConfigurationError(f"The business unit {unit} of bcsync's application user in Dataverse has no "
+                                     f"default owner team, which owns the rows bcsync creates in the team ownership "
+                                     f"model; move the application user to a business unit with one, or set "
+                                     f"BCSYNC_OWNERSHIP_MODEL to person.")
+        return teams[0]["teamid"].lower()
 
     def option_labels(self, option_set: OptionSet) -> dict[int, str]:
         return self.client.picklist_options(option_set.table.logical_name, option_set.attribute)

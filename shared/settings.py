@@ -382,6 +382,12 @@ class Settings:
         "unit group holding all its units of measure with their quantities (UNIT GROUP, ITEM UOM, RESOURCE UOM). "
         "Couplings of the other mode stop the unit, product, price and order jobs until they are removed (see "
         "Switching the unit mode).", check=_one_of("legacy", "unit-groups"))
+    ownership_model: str = _setting(
+        "BCSYNC_OWNERSHIP_MODEL", "person",
+        "Business Central's ownership model. person: a Sales row's owner is the user coupled to its salesperson "
+        "(or purchaser), both ways, and SALESPEOPLE synchronises users. team: rows bcsync creates in Sales belong to "
+        "the default team of the business unit of bcsync's application user, owners never change a Salesperson "
+        "Code nor the other way round, and there is no SALESPEOPLE mapping.", check=_one_of("person", "team"))
     schedule: str = _setting("BCSYNC_SCHEDULE", "0 */5 * * * *",
                              "NCRONTAB schedule of the timer that starts scheduled runs (read by the Functions host).",
                              check=_schedule)

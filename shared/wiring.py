@@ -18,7 +18,7 @@ from sync.check import CheckReport, run_checks
 from sync.engine import RecordOutcome, SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, SyncError, TerminalError, cut, shown
 from sync.mappings import Catalog, builtin_mappings
-from sync.model import ConnectionSetup, Direction, Side
+from sync.model import ConnectionSetup, Direction, OwnershipModel, Side
 from sync.orders import OrderResult
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
 from sync.runs import JobMessage, Run, RunCoordinator, RunKind, RunReport
@@ -50,12 +50,14 @@ class StoredCatalog:
     """The built-in mappings with the overrides in Table Storage, read afresh for every run and job
     (one small query), so a change made through any worker applies to the next job everywhere."""
 
-    def __init__(self, store: MappingConfigTable, unit_groups: bool = False):
+    def __init__(self, store: MappingConfigTable, unit_groups: bool = False,
+                 ownership: OwnershipModel = OwnershipModel.PERSON):
         self.store = store
         self.unit_groups = unit_groups  # BCSYNC_UNIT_MODE
+        self.ownership = ownership      # BCSYNC_OWNERSHIP_MODEL
 
     def current(self) -> Catalog:
-        return config.build_catalog(builtin_mappings(self.unit_groups), self.store.load())
+        return config.build_catalog(builtin_mappings(self.unit_groups, self.ownership), self.store.load())
 
 
 # Requests in flight at once per service and user: Business Central serves 5 at a time; Dataverse allows 52
@@ -125,7 +127,11 @@ class Services:
 
     @cached_property
     def catalogs(self) -> "StoredCatalog":
-        return StoredCatalog(self.mapping_config, self.settings.unit_groups)
+        return StoredCatalog(self.mapping_config, self.settings.unit_groups, self.ownership)
+
+    @property
+    def ownership(self) -> OwnershipModel:
+        return OwnershipModel(self.settings.ownership_model.strip().lower())
 
     @cached_property
     def sign_in(self) -> SignIn:
@@ -162,7 +168,8 @@ class Services:
                           self.clock, page_size=s.page_size,
                           watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds),
                           reconcile_every=dt.timedelta(minutes=s.reconcile_minutes),
-                          setup=ConnectionSetup(auto_create_sales_orders=s.auto_create_sales_orders),
+                          setup=ConnectionSetup(auto_create_sales_orders=s.auto_create_sales_orders,
+                                                ownership_model=self.ownership),
                           facts_ttl=dt.timedelta(seconds=s.facts_ttl_seconds))
 
     @cached_property
@@ -175,7 +182,7 @@ class Services:
     # -- mappings -------------------------------------------------------------------------------
 
     def _builtins(self) -> list:
-        return builtin_mappings(self.settings.unit_groups)
+        return builtin_mappings(self.settings.unit_groups, self.ownership)
 
     def mappings(self) -> list[dict]:
         """Every mapping as configured; one whose stored override no longer validates is shown as built in,

@@ -257,12 +257,14 @@ def _seed_invoices(business_central: Seeder) -> dict[str, int]:
 
 # Configuration templates for the records bcsync creates from Sales, as Business Central's integration set-up
 # makes BCICUST: `bcsync mappings set CUSTOMER --template-code BCICUST` (and ITEM-PRODUCT BCIITEM,
-# RESOURCE-PRODUCT BCIRES) applies them. Without one, a customer created from Sales cannot be invoiced.
+# RESOURCE-PRODUCT BCIRES, VENDOR BCIVEND) applies them. Without one, a customer created from Sales cannot be invoiced.
 TEMPLATES = {
     "BCICUST": ("Customer", 18, {"Gen. Bus. Posting Group": "DOMESTIC", "VAT Bus. Posting Group": "DOMESTIC",
                                  "Customer Posting Group": "DOMESTIC"}),
     "BCIITEM": ("Item", 27, {"Gen. Prod. Posting Group": "RETAIL", "Inventory Posting Group": "RESALE"}),
     "BCIRES": ("Resource", 156, {"Gen. Prod. Posting Group": "SERVICES", "VAT Prod. Posting Group": "STANDARD"}),
+    "BCIVEND": ("Vendor", 23, {"Gen. Bus. Posting Group": "DOMESTIC", "VAT Bus. Posting Group": "DOMESTIC",
+                               "Vendor Posting Group": "DOMESTIC"}),
 }
 
 

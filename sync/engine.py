@@ -39,7 +39,7 @@ from .errors import (
     SettingsError,
     SyncError,
 )
-from .facts import INTEGRATION_USER, Facts
+from .facts import INTEGRATION_USER, OWNING_TEAM, Facts
 from .failures import failed_again
 from .lookups import LookupResolver
 from .mappings import Catalog
@@ -51,6 +51,7 @@ from .model import (
     DeletionConflictResolution,
     Direction,
     FieldMapping,
+    OwnershipModel,
     Side,
     TableMapping,
     Truncation,
@@ -594,6 +595,14 @@ class _Job:
 
     def integration_user_id(self) -> str:
         return self.facts.get(INTEGRATION_USER, self.e.crm.integration_user_id)
+
+    def team_owner(self) -> dict[str, Any]:
+        """What a new Sales row is owned by in the team ownership model: the default team of the coupled business
+        unit ({} in the person model, or for a table without owners)."""
+        if self.setup.ownership_model is not OwnershipModel.TEAM or self.dst_side is not Side.CRM \
+                or "ownerid" not in self.dst_table.lookups:
+            return {}
+        return {"ownerid": self.facts.get(OWNING_TEAM, self.e.crm.default_owning_team_id), "owneridtype": "team"}
 
     def endpoint(self, side: Side) -> Endpoint:
         return self.e.endpoint(side)
@@ -1600,6 +1609,8 @@ class _Page:
         if plan.action == "fail":
             self.fail(row, coupling, plan.error)
         elif plan.action == "insert":
+            if "ownerid" not in plan.values:  # an owner the rules chose (an order's, for its invoice) stays
+                plan.values.update(job.team_owner())
             proposed = job.crm_id_for(row.id) if job.dst_side is Side.CRM else None
             self.inserts.append((row, plan, proposed))
         elif plan.action == "update":

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 from .ports import Clock, Fact, StateStore
 
 INTEGRATION_USER = "dataverse.integration-user"  # systemuserid bcsync acts as (WhoAmI)
+OWNING_TEAM = "dataverse.owning-team"             # default team of its business unit (team ownership model)
 BC_COMPANY_NAME = "bc.company-name"               # addresses the company's published pages
 BC_COMPANY_INFORMATION = "bc.company-information"  # local currency code and display name
 BC_WRITE_IN_PRODUCT = "bc.write-in-product"       # Sales & Receivables Setup: the write-in item or resource
@@ -28,7 +29,8 @@ LCY_CURRENCY = "dataverse.lcy-currency"           # the Sales currency row of th
 DEFAULT_PRICE_LIST = "dataverse.default-price-list"  # "<company> Default Price List"
 UNIT_MODE = "bcsync.unit-mode"                    # the unit mode found free of the other mode's couplings
 # facts a request is built from, and what of each a refusal of that request names
-REFUSABLE: dict[str, Callable[[Any], str]] = {BC_COMPANY_NAME: str, LCY_CURRENCY: lambda row: row["id"],
+REFUSABLE: dict[str, Callable[[Any], str]] = {BC_COMPANY_NAME: str, OWNING_TEAM: str,
+                                              LCY_CURRENCY: lambda row: row["id"],
                                               DEFAULT_PRICE_LIST: lambda row: row["id"]}
 
 _running: contextvars.ContextVar["Facts | None"] = contextvars.ContextVar("bcsync_facts", default=None)

@@ -6,6 +6,7 @@ field mappings use the API names (salespersonCode) and keep the table caption fo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterable, Mapping
 
 from .availability import ItemAvailabilityProcess
@@ -16,6 +17,7 @@ from .model import (
     FieldMapping,
     NumberSeries,
     OptionSet,
+    OwnershipModel,
     TableMapping,
     WhenUncoupled,
 )
@@ -48,6 +50,7 @@ from .tables import (
     BC_SHIPPING_AGENT,
     BC_UNIT_GROUP,
     BC_UNIT_OF_MEASURE,
+    BC_VENDOR,
     CRM_ACCOUNT,
     CRM_CONTACT,
     CRM_CURRENCY,
@@ -69,11 +72,12 @@ def _text(bc: str, crm: str, direction: Direction, max_length: int, caption: str
     return FieldMapping(bc, crm, direction, Convert.TEXT, max_length=max_length, caption=caption, **kw)
 
 
-def _owner(bc_field: str, direction: Direction = BI) -> FieldMapping:
+def _owner(bc_field: str, direction: Direction = BI, caption: str = "Salesperson Code") -> FieldMapping:
     """The Sales owner: the user coupled to the record's salesperson; never cleared (Not Null). From Sales,
-    a user owner gives the salesperson coupled to that user (see _Job._converter for teams)."""
+    a user owner gives the salesperson coupled to that user (see _Job._converter for teams). Person
+    ownership model only: team_owned drops it."""
     return FieldMapping(bc_field, "ownerid", direction, Convert.LOOKUP, lookup_mapping="SALESPEOPLE",
-                        bc_key="code", not_null=True, caption="Salesperson Code")
+                        bc_key="code", not_null=True, caption=caption)
 
 
 def _postal_address() -> tuple[FieldMapping, ...]:
@@ -145,7 +149,8 @@ CURRENCY = TableMapping(
 
 CONTACT = TableMapping(
     name="CONTACT",
-    description="Person contacts of companies related to customers, and Sales contacts of accounts; both ways.",
+    description="Person contacts of companies related to customers or vendors, and Sales contacts of accounts; "
+                "both ways.",
     bc=BC_CONTACT,
     crm=CRM_CONTACT,
     direction=BI,
@@ -165,9 +170,9 @@ CONTACT = TableMapping(
         _text("phoneNumber", "telephone1", BI, 30, "Phone No."),
         FieldMapping("type", None, FROM, Convert.TEXT, constant="Person", caption="Type"),
     ),
-    bc_filter="type eq 'Person' and contactBusinessRelation eq 'Customer'",
+    bc_filter="type eq 'Person' and (contactBusinessRelation eq 'Customer' or contactBusinessRelation eq 'Vendor')",
     crm_filter="_parentcustomerid_value ne null and statecode eq 0",
-    dependencies=("CUSTOMER",),
+    dependencies=("CUSTOMER", "VENDOR"),
     rules=ContactRules(),
 )
 
@@ -413,6 +418,34 @@ CUSTOMER = TableMapping(
     rules=CustomerRules(),
 )
 
+VENDOR = TableMapping(
+    name="VENDOR",
+    description="Vendors and accounts of relationship type Vendor, both ways.",
+    bc=BC_VENDOR,
+    crm=CRM_ACCOUNT,
+    direction=BI,
+    fields=(
+        _owner("purchaserCode", caption="Purchaser Code"),
+        _text("displayName", "name", BI, 100, "Name", use_for_matching=True),
+        *_postal_address(),
+        _text("email", "emailaddress1", BI, 80, "E-Mail"),
+        _text("phoneNumber", "telephone1", BI, 30, "Phone No."),
+        _text("website", "websiteurl", BI, 80, "Home Page"),
+        _text("faxNo", "fax", BI, 30, "Fax No."),
+        FieldMapping("paymentTermsId", "paymenttermscode", BI, Convert.LOOKUP, lookup_mapping="PAYMENT TERMS",
+                     when_uncoupled=WhenUncoupled.LEAVE_BLANK, caption="Payment Terms Code"),
+        FieldMapping("currencyId", "transactioncurrencyid", BI, Convert.LOOKUP, lookup_mapping="CURRENCY",
+                     caption="Currency Code"),
+        # Business Central's vendor account template sets Relationship Type = Vendor on the accounts it creates.
+        FieldMapping(None, "customertypecode", TO, Convert.NUMBER, constant=11, caption="Relationship Type",
+                     insert_only=True),
+    ),
+    # blocked / inactive as for CUSTOMER: checked on uncoupled rows only (CustomerRules)
+    crm_filter="customertypecode eq 11",
+    dependencies=("SALESPEOPLE", "CURRENCY", "PAYMENT TERMS", "SHIPMENT METHOD", "SHIPPING AGENT"),
+    rules=CustomerRules(),
+)
+
 SALES_ORDER = TableMapping(
     name="SALESORDER-ORDER",
     description="Sales orders submitted in Sales created as Business Central sales orders (automatically when "
@@ -448,9 +481,14 @@ def _in_unit_groups(mapping: TableMapping, units: tuple[str, ...]) -> TableMappi
         fields=tuple(f for f in mapping.fields if f.lookup_mapping != UNIT_OF_MEASURE.name))
 
 
-def builtin_mappings(unit_groups: bool = False) -> list[TableMapping]:
+# mappings that exist in the person ownership model only
+PERSON_ONLY = frozenset({"SALESPEOPLE"})
+
+
+def builtin_mappings(unit_groups: bool = False, ownership: OwnershipModel = OwnershipModel.PERSON) -> list[TableMapping]:
     """The built-in mappings in legacy unit mode, or in unit-group mode (Business Central's "Unit Group Mapping
-    Enabled"), where UNIT GROUP, ITEM UOM and RESOURCE UOM replace UNIT OF MEASURE."""
+    Enabled"), where UNIT GROUP, ITEM UOM and RESOURCE UOM replace UNIT OF MEASURE; in the person ownership model
+    or the team one (team_owned)."""
     if not unit_groups:
         units, items, resources, orders = [UNIT_OF_MEASURE], ITEM_PRODUCT, RESOURCE_PRODUCT, SALES_ORDER
     else:
@@ -458,9 +496,21 @@ def builtin_mappings(unit_groups: bool = False) -> list[TableMapping]:
         items = _in_unit_groups(ITEM_PRODUCT, (ITEM_UOM.name,))
         resources = _in_unit_groups(RESOURCE_PRODUCT, (RESOURCE_UOM.name,))
         orders = _in_unit_groups(SALES_ORDER, (ITEM_UOM.name, RESOURCE_UOM.name))
-    return [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER, CONTACT, OPPORTUNITY,
-            *units, items, resources, CUSTOMER_PRICE_GROUP, SALES_PRICE, POSTED_SALES_INVOICE, orders,
-            ITEM_AVAILABILITY]
+    mappings = [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER, VENDOR, CONTACT,
+                OPPORTUNITY, *units, items, resources, CUSTOMER_PRICE_GROUP, SALES_PRICE, POSTED_SALES_INVOICE, orders,
+                ITEM_AVAILABILITY]
+    if ownership is OwnershipModel.PERSON:
+        return mappings
+    return [team_owned(m) for m in mappings if m.name not in PERSON_ONLY]
+
+
+def team_owned(mapping: TableMapping) -> TableMapping:
+    """A mapping in the team ownership model, as Business Central sets it up: no owner field mappings (an owner
+    never changes a Salesperson Code, nor the other way round) and no SALESPEOPLE, which that model deletes.
+    New Sales rows get the default owning team (SyncEngine)."""
+    fields = tuple(fm for fm in mapping.fields if fm.lookup_mapping not in PERSON_ONLY)
+    dependencies = tuple(name for name in mapping.dependencies if name not in PERSON_ONLY)
+    return replace(mapping, fields=fields, dependencies=dependencies)
 
 
 def builtin_names() -> list[str]:

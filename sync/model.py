@@ -230,11 +230,19 @@ class NumberSeries:
         return int(tail) if tail.isdigit() else 0
 
 
+class OwnershipModel(str, Enum):
+    """Who owns the Sales rows (Business Central's Dataverse Connection Setup, "Ownership Model")."""
+
+    PERSON = "person"  # the user coupled to the record's salesperson; SALESPEOPLE synchronises users
+    TEAM = "team"      # new rows get the default team of the coupled business unit; owners never cross
+
+
 @dataclass(frozen=True)
 class ConnectionSetup:
     """The switches of Business Central's CRM Connection Setup that change what jobs do."""
 
     auto_create_sales_orders: bool = False  # "Automatically Create Sales Orders": submitted orders on schedule
+    ownership_model: OwnershipModel = OwnershipModel.PERSON
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,9 @@ class CrmEndpoint(Endpoint, Protocol):
     def integration_user_id(self) -> str:
         """systemuserid of the user our token acts as (Dataverse WhoAmI)."""
 
+    def default_owning_team_id(self) -> str:
+        """teamid of the default team of the business unit the user our token acts as belongs to."""
+
     def option_labels(self, option_set: OptionSet) -> dict[int, str]:
         """Value -> label of the options of one attribute."""
 

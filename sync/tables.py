@@ -61,7 +61,16 @@ BC_SALES_ORDER = BcTable("salesOrders", "Sales Order", key_field="number", enum_
                                              enum_fields=frozenset({"BillToOptions"})))
 BC_SALES_ORDER_LINE = BcTable("salesOrderLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
                               modified_field=None)
-BC_VENDOR = BcTable("vendors", "Vendor", key_field="number")
+# API v2.0 vendors lack the purchaser, fax and posting groups: page 26 "Vendor Card", published as VendorCard.
+BC_VENDOR = BcTable("vendors", "Vendor", key_field="number", enum_fields=frozenset({"blocked"}),
+                    companion=Companion("VendorCard", ("number", "No"), {
+                        "purchaserCode": "Purchaser_Code", "faxNo": "Fax_No",
+                        "genBusPostingGroup": "Gen_Bus_Posting_Group", "vatBusPostingGroup": "VAT_Bus_Posting_Group",
+                        "vendorPostingGroup": "Vendor_Posting_Group"}),
+                    template_fields=(("Gen. Bus. Posting Group", "genBusPostingGroup"),
+                                     ("Vendor Posting Group", "vendorPostingGroup"),
+                                     ("VAT Bus. Posting Group", "vatBusPostingGroup")),
+                    posting_groups=2)
 BC_ITEM_LEDGER_ENTRY = BcTable("itemLedgerEntries", "Item Ledger Entry", key_field="entryNumber",
                                enum_fields=frozenset({"entryType"}))
 BC_ITEM = BcTable("items", "Item", key_field="number", enum_fields=frozenset({"type"}),
@@ -123,7 +132,7 @@ CRM_OPPORTUNITY = CrmTable("opportunity", "opportunities", "opportunityid", "nam
 CRM_UNIT_GROUP = CrmTable("uomschedule", "uomschedules", "uomscheduleid", "name")
 CRM_INVOICE = CrmTable("invoice", "invoices", "invoiceid", "name", lookups={
     "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
-    "ownerid": CrmLookup("ownerid", "systemusers"),
+    "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
     "salesorderid": CrmLookup("salesorderid", "salesorders"),
     "opportunityid": CrmLookup("opportunityid", "opportunities"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),

@@ -39,13 +39,14 @@ permissionset 50100 "BCS INTEGRATION"
     Permissions =
         // both ways (API v2.0 and the published cards)
         tabledata Customer = RIM,
+        tabledata Vendor = RIM,
         tabledata Contact = RIM,
         tabledata Item = RIM,
         tabledata Resource = RIM,
         tabledata Opportunity = RIM,
         tabledata "Salesperson/Purchaser" = RIM,
-        // written by Business Central itself when bcsync inserts the rows above: a customer's company
-        // contact and business relation, an item's or resource's base unit, an opportunity's first entry,
+        // written by Business Central itself when bcsync inserts the rows above: a customer's or vendor's
+        // company contact and business relation, an item's or resource's base unit, an opportunity's first entry,
         // and the numbers from the number series
         tabledata "Contact Business Relation" = RIM,
         tabledata "Item Unit of Measure" = RIM,
@@ -66,7 +67,6 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "Payment Terms" = R,
         tabledata "Shipment Method" = R,
         tabledata "Shipping Agent" = R,
-        tabledata Vendor = R,
         tabledata "Customer Price Group" = R,
         tabledata "Sales Price" = R,
         tabledata "Sales Invoice Header" = R,
@@ -89,6 +89,7 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "Unit Group" = R,
         // the pages published as web services (WebServices.xml)
         page "Customer Card" = X,
+        page "Vendor Card" = X,
         page "Contact Card" = X,
         page "Item Card" = X,
         page "Resource Card" = X,

@@ -93,6 +93,21 @@ def _api_system_fields() -> list[Field]:
     ]
 
 
+def _address_columns() -> list[Column]:
+    """The address and communication fields a customer and a vendor share."""
+    return [Column("Address", "text", 100), Column("Address 2", "text", 50), Column("City", "text", 30),
+            Column("County", "text", 30), Column("Country/Region Code", "code", 10, relation="Country/Region"),
+            Column("Post Code", "code", 20), Column("Phone No.", "text", 30),
+            Column("E-Mail", "text", 80, check=email_check), Column("Home Page", "text", 80)]
+
+
+def address_fields() -> list[Field]:
+    """The address and phone number of a customer, vendor or contact as API v2.0 publishes them."""
+    return [Field("addressLine1", "Address"), Field("addressLine2", "Address 2"), Field("city", "City"),
+            Field("state", "County"), Field("country", "Country/Region Code"), Field("postalCode", "Post Code"),
+            Field("phoneNumber", "Phone No.")]
+
+
 def _id() -> Field:
     return SystemField("id", "SystemId", "guid", caption="Id")
 
@@ -162,15 +177,7 @@ def build_catalog() -> Catalog:
         Column("No.", "code", 20),
         Column("Name", "text", 100),
         Column("Contact Type", "option", options=("Company", "Person")),
-        Column("Address", "text", 100),
-        Column("Address 2", "text", 50),
-        Column("City", "text", 30),
-        Column("County", "text", 30),
-        Column("Country/Region Code", "code", 10, relation="Country/Region"),
-        Column("Post Code", "code", 20),
-        Column("Phone No.", "text", 30),
-        Column("E-Mail", "text", 80, check=email_check),
-        Column("Home Page", "text", 80),
+        *_address_columns(),
         Column("Salesperson Code", "code", 20, relation="Salesperson/Purchaser"),
         Column("Balance Due", "decimal"),
         Column("Credit Limit (LCY)", "decimal"),
@@ -228,7 +235,15 @@ def build_catalog() -> Catalog:
     vendor = cat.add_table(Table(23, "Vendor", [
         Column("No.", "code", 20),
         Column("Name", "text", 100),
+        *_address_columns(),
+        Column("Fax No.", "text", 30),
+        Column("Purchaser Code", "code", 20, relation="Salesperson/Purchaser"),
+        Column("Currency Code", "code", 10, relation="Currency"),
+        Column("Payment Terms Code", "code", 10, relation="Payment Terms"),
         Column("Blocked", "option", options=(" ", "Payment", "All")),
+        Column("Gen. Bus. Posting Group", "code", 20),
+        Column("VAT Bus. Posting Group", "code", 20),
+        Column("Vendor Posting Group", "code", 20),
     ], key=("No.",), series=NumberSeries("V00010", 10)))
     fixed_asset = cat.add_table(Table(5600, "Fixed Asset", [
         Column("No.", "code", 20),
@@ -275,13 +290,7 @@ def build_catalog() -> Catalog:
     cat.add_api(View("companyInformation", company_information, [
         _id(),
         Field("displayName", "Name"),
-        Field("addressLine1", "Address"),
-        Field("addressLine2", "Address 2"),
-        Field("city", "City"),
-        Field("state", "County"),
-        Field("country", "Country/Region Code"),
-        Field("postalCode", "Post Code"),
-        Field("phoneNumber", "Phone No."),
+        *address_fields(),
         Field("faxNumber", "Fax No."),
         Field("email", "E-Mail"),
         Field("website", "Home Page"),
@@ -324,13 +333,7 @@ def build_catalog() -> Catalog:
         Field("number", "No."),
         NonBlank("displayName", "Name", 'The blank "displayName" is not allowed.'),
         Field("type", "Contact Type"),
-        Field("addressLine1", "Address"),
-        Field("addressLine2", "Address 2"),
-        Field("city", "City"),
-        Field("state", "County"),
-        Field("country", "Country/Region Code"),
-        Field("postalCode", "Post Code"),
-        Field("phoneNumber", "Phone No."),
+        *address_fields(),
         Field("email", "E-Mail"),
         Field("website", "Home Page"),
         Field("salespersonCode", "Salesperson Code"),
@@ -416,8 +419,19 @@ def build_catalog() -> Catalog:
         _id(),
         Field("number", "No."),
         NonBlank("displayName", "Name", 'The blank "displayName" is not allowed.'),
+        *address_fields(),
+        Field("email", "E-Mail"),
+        Field("website", "Home Page"),
+        RelatedId("currencyId", "Currency Code", "Currency", "Currency"),
+        CurrencyCode("currencyCode", "Currency Code", "currencyId"),
+        RelatedId("paymentTermsId", "Payment Terms Code", "Payment Terms", "Payment Terms"),
         Field("blocked", "Blocked"),
         _last_modified(),
+        Field("purchaserCode", "Purchaser Code", exposed=False),
+        Field("faxNo", "Fax No.", exposed=False),
+        Field("genBusPostingGroup", "Gen. Bus. Posting Group", exposed=False),
+        Field("vatBusPostingGroup", "VAT Bus. Posting Group", exposed=False),
+        Field("vendorPostingGroup", "Vendor Posting Group", exposed=False),
         *_api_system_fields(),
     ], entity_name="vendor"))
 
@@ -437,6 +451,12 @@ def build_catalog() -> Catalog:
         Field("Customer_Posting_Group", "Customer Posting Group"),
         SystemField("SystemId", "SystemId", "guid"),
         SystemField("SystemModifiedAt", "SystemModifiedAt", "datetime"),
+    ]))
+    # page 26 "Vendor Card": what API v2.0 vendors lack
+    cat.add_page(PageView("VendorCard", vendor, [
+        *page_fields("No.", "Name", "Purchaser Code", "Fax No.", "Gen. Bus. Posting Group", "VAT Bus. Posting Group",
+                     "Vendor Posting Group"),
+        *page_system_fields(),
     ]))
     # page 8620 "Config. Template List" and its lines, page 8619 "Config. Template Subform"
     cat.add_page(PageView("ConfigTemplates", template, [

@@ -17,14 +17,22 @@ from __future__ import annotations
 from typing import Any
 
 from . import errors
-from .catalog import API_V2, Catalog, _api_system_fields, _id, _last_modified, page_system_fields
+from .catalog import API_V2, Catalog, _api_system_fields, _id, _last_modified, address_fields, page_system_fields
 from .model import EMPTY_GUID, Column, NumberSeries, Table, email_check
 from .views import Computed, Field, Navigation, PageView, Session, SystemField, View
 
 CUSTOMER_RELATION_CODE = "CUST"  # Marketing Setup "Bus. Rel. Code for Customers"
+VENDOR_RELATION_CODE = "VEND"    # Marketing Setup "Bus. Rel. Code for Vendors"
 LINK_TYPES = (" ", "Customer", "Vendor", "Bank Account", "Employee")
 RELATION_SUMMARY = (*LINK_TYPES, "Multiple")
 NAME_PARTS = ("First Name", "Middle Name", "Surname")
+
+# Vendor column -> Contact column (VendCont-Update copies these on insert)
+VENDOR_TO_CONTACT = {
+    "Name": "Name", "Address": "Address", "Address 2": "Address 2", "City": "City", "County": "County",
+    "Post Code": "Post Code", "Country/Region Code": "Country/Region Code", "Phone No.": "Phone No.",
+    "E-Mail": "E-Mail", "Home Page": "Home Page", "Currency Code": "Currency Code",
+}
 
 # Customer column -> Contact column (CustCont-Update copies these both ways in BC)
 CUSTOMER_TO_CONTACT = {
@@ -150,17 +158,23 @@ def customer_relations(session: Session, customer_no: str) -> list[dict]:
     return session.find_all("Contact Business Relation", ("Link to Table", "No."), ("Customer", customer_no))
 
 
-def _customer_inserted(session: Session, customer: dict) -> None:
+def _company_contact(session: Session, link: str, code: str, record: dict, copied: dict[str, str]) -> None:
+    """A new customer or vendor gets a contact, related to it by a business relation (CustCont-Update and
+    VendCont-Update)."""
     contacts = session.table("Contact")
     number = session.store.next_number(contacts, session.company)
     relation = session.table("Contact Business Relation").new_record()
-    relation.update({"Contact No.": number, "Business Relation Code": CUSTOMER_RELATION_CODE,
-                     "Link to Table": "Customer", "No.": customer["No."]})
+    relation.update({"Contact No.": number, "Business Relation Code": code, "Link to Table": link,
+                     "No.": record["No."]})
     session.insert_row(session.table("Contact Business Relation"), relation)
     contact = contacts.new_record()
-    contact.update({target: customer[source] for source, target in CUSTOMER_TO_CONTACT.items()})
-    contact.update({"No.": number, "Type": customer["Contact Type"]})
+    contact.update({target: record[source] for source, target in copied.items()})
+    contact.update({"No.": number, "Type": record.get("Contact Type", "Company")})
     session.insert_row(contacts, contact)
+
+
+def _customer_inserted(session: Session, customer: dict) -> None:
+    _company_contact(session, "Customer", CUSTOMER_RELATION_CODE, customer, CUSTOMER_TO_CONTACT)
 
 
 def _customer_modified(session: Session, old: dict, new: dict) -> None:
@@ -216,7 +230,7 @@ def _related_contact(table_column: str, blank: Any):
 
 
 def _related_id(session: Session, record: dict) -> str:
-    table = {"Customer": "Customer"}.get(record["Link to Table"])
+    table = {"Customer": "Customer", "Vendor": "Vendor"}.get(record["Link to Table"])
     related = session.find(table, (record["No."],)) if table else None
     return related["SystemId"] if related else EMPTY_GUID
 
@@ -286,6 +300,8 @@ def register(cat: Catalog) -> None:
            after_delete=lambda s, r: refresh_relation(s, r["Contact No."]))
     cat.on("Customer", after_insert=_customer_inserted, after_modify=_customer_modified,
            after_delete=_customer_deleted)
+    cat.on("Vendor", after_insert=lambda s, r: _company_contact(s, "Vendor", VENDOR_RELATION_CODE, r,
+                                                                VENDOR_TO_CONTACT))
     cat.on("Opportunity", on_insert=lambda s, r: _opportunity_rules(s, None, r), on_modify=_opportunity_rules)
 
     # -- API v2.0 ---------------------------------------------------------------------------------------
@@ -298,13 +314,7 @@ def register(cat: Catalog) -> None:
         Field("companyNumber", "Company No."),
         Field("companyName", "Company Name", read_only=True),
         Field("contactBusinessRelation", "Contact Business Relation", read_only=True),
-        Field("addressLine1", "Address"),
-        Field("addressLine2", "Address 2"),
-        Field("city", "City"),
-        Field("state", "County"),
-        Field("country", "Country/Region Code"),
-        Field("postalCode", "Post Code"),
-        Field("phoneNumber", "Phone No."),
+        *address_fields(),
         Field("mobilePhoneNumber", "Mobile Phone No."),
         Field("email", "E-Mail"),
         Field("website", "Home Page"),

@@ -97,6 +97,18 @@ def base_unit_of(engine: Engine, group_id: str | None) -> Row | None:
                  and row.values.get("isschedulebaseuom")), None) if group_id else None
 
 
+class BusinessUnitRules(TableRules):
+    """Creating a business unit creates its default team: an owner team of the same name, which a user or team
+    cannot delete or leave (the root business unit's is made with the organisation)."""
+
+    def after_write(self, change: Change, row: Row) -> None:
+        if change.creating and change.row_id != change.engine.root_business_unit_id:
+            team = change.engine.system_create("team", {
+                "name": change.values["name"], "businessunitid": change.row_id, "teamtype": 0},
+                {"businessunitid": "businessunit"}, change.caller)
+            change.engine.system_update("team", team.values["teamid"], {"isdefault": True}, caller=change.caller)
+
+
 class UnitGroupRules(TableRules):
     """Creating a unit group creates its base unit (named `baseuomname`, quantity 1, its own base unit);
     renaming `baseuomname` renames that unit."""

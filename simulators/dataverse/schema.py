@@ -406,7 +406,7 @@ def businessunit() -> Entity:
         boolean("isdisabled", ("Enabled", "Disabled")),
         lookup("transactioncurrencyid", "transactioncurrency", display_name="Currency"),
         memo("description", 2000),
-    ], display_name="Business Unit", schema_name="BusinessUnit", object_type_code=10)
+    ], display_name="Business Unit", schema_name="BusinessUnit", object_type_code=10, rules=rules.BusinessUnitRules())
 
 
 def organization() -> Entity:

@@ -1,9 +1,9 @@
 """CONTACT and OPPORTUNITY: the parent account of a contact, and of an opportunity.
 
 Business Central relates a person contact to a company contact (Company No.), and the company
-contact to a customer through a business relation (read from `contactsInformation`). Sales relates a
-contact to its parent account. The chain person -> company -> customer -> coupled account is
-followed both ways, for a page of rows at a time.
+contact to a customer or vendor through a business relation (read from `contactsInformation`). Sales
+relates a contact to its parent account. The chain person -> company -> customer (else vendor) ->
+coupled account is followed both ways, for a page of rows at a time.
 
 When a contact is coupled after its customer and account (the CUSTOMER job cleared the primary contact
 then, as it was not coupled yet), the primary contact is back-filled where it is empty, as Business
@@ -27,41 +27,67 @@ BC_CONTACT_RELATIONS = BcTable("contactsInformation", "Contact Business Relation
 RELATION_FIELDS = ["contactNumber", "contactType", "relatedId", "relatedType"]
 
 
+# a business relation -> the table mapping of the accounts of its records, customers first
+PARENT_MAPPINGS = {"Customer": "CUSTOMER", "Vendor": "VENDOR"}
+
+
+def _coupled_parents(ctx: RuleContext, ids_by_mapping: dict[str, list[str]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The couplings of customers or vendors (or accounts) by mapping, those not coupled yet synchronised first;
+    and why one could not be (through each mapping that was tried)."""
+    coupled: dict[str, Any] = {}
+    why: dict[str, str] = {}
+    for mapping, ids in ids_by_mapping.items():
+        ids = [i for i in ids if i not in coupled]
+        if not ids or mapping not in ctx.catalog:
+            continue
+        found, problems = ctx.coupled_first(mapping, ids, [])
+        coupled.update(found)
+        for key, problem in problems.items():
+            why[key] = f"{why[key]}; {problem}" if key in why else problem
+    found = {key.lower() for key in coupled}
+    return coupled, {key: problem for key, problem in why.items() if key not in found}
+
+
 def accounts_of_companies(ctx: RuleContext, company_numbers: Sequence[str]) -> dict[str, str | None]:
-    """Company contact numbers -> the account coupled to the customer each is related to (or None)."""
+    """Company contact numbers -> the account coupled to the customer (else the vendor) each is related to (or
+    None)."""
     cache = ctx.cache.setdefault("account_of_company", {})
     wanted = [n for n in dict.fromkeys(company_numbers) if n and n not in cache]
     if wanted:
         relations = [r for r in ctx.bc.read_matching(BC_CONTACT_RELATIONS, RELATION_FIELDS, "contactNumber", wanted)
-                     if r.values.get("relatedType") == "Customer"]
-        # customers not coupled yet are synchronised first
-        coupled, why = ctx.coupled_first("CUSTOMER", [r.values["relatedId"] for r in relations], [])
+                     if r.values.get("relatedType") in PARENT_MAPPINGS]
+        # customers and vendors not coupled yet are synchronised first
+        coupled, why = _coupled_parents(ctx, {mapping: [r.values["relatedId"] for r in relations
+                                                        if r.values["relatedType"] == link]
+                                              for link, mapping in PARENT_MAPPINGS.items()})
         problems = ctx.cache.setdefault("customer_problems", {})
-        for r in relations:
+        for r in sorted(relations, key=lambda r: r.values["relatedType"] != "Customer"):
             c = coupled.get(r.values["relatedId"])
-            cache[r.values["contactNumber"]] = c.crm_id if c else None
+            if cache.get(r.values["contactNumber"]) is None:
+                cache[r.values["contactNumber"]] = c.crm_id if c else None
             if r.values["relatedId"].lower() in why:
-                problems[r.values["contactNumber"]] = why[r.values["relatedId"].lower()]
+                problems.setdefault(r.values["contactNumber"], why[r.values["relatedId"].lower()])
         for n in wanted:
             cache.setdefault(n, None)
     return {n: cache.get(n) for n in company_numbers if n}
 
 
 def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[str, str | None]:
-    """Account ids -> the number of the company contact of the customer coupled to each (or None)."""
+    """Account ids -> the number of the company contact of the customer or vendor coupled to each (or None)."""
     cache = ctx.cache.setdefault("company_of_account", {})
     wanted = [a for a in dict.fromkeys(account_ids) if a and a not in cache]
     if wanted:
-        coupled, why = ctx.coupled_first("CUSTOMER", wanted, [])  # accounts not coupled yet: synchronised first
+        # accounts not coupled yet: synchronised first, as a customer, else as a vendor
+        coupled, why = _coupled_parents(ctx, {mapping: wanted for mapping in PARENT_MAPPINGS.values()})
         ctx.cache.setdefault("customer_problems", {}).update(why)
-        customer_of = {a: c.bc_id for a, c in coupled.items()}
+        related_of = {a: c.bc_id for a, c in coupled.items()}
         relations = ctx.bc.read_matching(BC_CONTACT_RELATIONS, RELATION_FIELDS, "relatedId",
-                                         list(customer_of.values())) if customer_of else []
-        company_of_customer = {r.values["relatedId"].lower(): r.values["contactNumber"] for r in relations
-                               if r.values.get("contactType") == "Company"}
+                                         list(related_of.values())) if related_of else []
+        company_of_related = {r.values["relatedId"].lower(): r.values["contactNumber"] for r in relations
+                              if r.values.get("contactType") == "Company"}
         for a in wanted:
-            customer = customer_of.get(a)
-            cache[a] = company_of_customer.get(customer.lower()) if customer else None
+            related = related_of.get(a)
+            cache[a] = company_of_related.get(related.lower()) if related else None
     return {a: cache.get(a) for a in account_ids if a}
 
 
@@ -121,10 +147,10 @@ class ContactRules(MappingRules):
             account = account_of_company(ctx, company)
             if account is None:
                 why = ctx.cache.get("customer_problems", {}).get(company)
-                advice = f"its customer could not be synchronised first: {why}" if why else \
-                    "couple the customer first (table mapping CUSTOMER)."
+                advice = f"its customer or vendor could not be synchronised first: {why}" if why else \
+                    "couple the customer or vendor first (table mapping CUSTOMER or VENDOR)."
                 raise RecordError(f"Contact {row.values.get('number')}: its company {company} is not related to a "
-                                  f"customer coupled to a Sales account; {advice}", field="Company No.",
+                                  f"customer or vendor coupled to a Sales account; {advice}", field="Company No.",
                                   code="ParentNotCoupled")
             return {"parentcustomerid": account}
         account = row.values.get("parentcustomerid")
@@ -132,8 +158,8 @@ class ContactRules(MappingRules):
         if company is None:
             why = ctx.cache.get("customer_problems", {}).get(str(account).lower())
             raise RecordError(f"contact '{row.values.get('fullname') or ''}' ({row.id}): its parent account {account} "
-                              f"is not coupled to a Business Central customer with a company contact, so the "
-                              f"company does not exist in Business Central" +
+                              f"is not coupled to a Business Central customer or vendor with a company contact, so "
+                              f"the company does not exist in Business Central" +
                               (f"; the account could not be synchronised first: {why}" if why else "."),
                               field="Company Name", code="CompanyDoesNotExist")
         values: dict[str, Any] = {"companyNumber": company}

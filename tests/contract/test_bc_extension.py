@@ -208,7 +208,8 @@ def _run_sample(env: Env) -> None:
     service product, a resource's name, an order with shipping agent, payment discount % and work description),
     a scheduled run, and an availability look-up."""
     sample.seed(env.dv, env.bc)
-    for mapping, template in (("CUSTOMER", "BCICUST"), ("ITEM-PRODUCT", "BCIITEM"), ("RESOURCE-PRODUCT", "BCIRES")):
+    for mapping, template in (("CUSTOMER", "BCICUST"), ("ITEM-PRODUCT", "BCIITEM"), ("RESOURCE-PRODUCT", "BCIRES"),
+                              ("VENDOR", "BCIVEND")):
         env.services.set_mapping(mapping, {"template_code": template})
     report = env.full_sync()
     assert report.run.status.name == "DONE", report.to_dict()

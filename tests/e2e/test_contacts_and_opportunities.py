@@ -63,7 +63,7 @@ def test_a_contact_of_a_customer_that_is_not_coupled_fails_with_a_clear_message(
     report = env.full_sync()
     failures = [f for f in env.errors() if f.mapping == "CONTACT" and f.direction.value == "to-crm"]
     assert [f.field for f in failures] == ["Company No."]
-    assert "is not related to a customer coupled to a Sales account" in failures[0].message
+    assert "is not related to a customer or vendor coupled to a Sales account" in failures[0].message
     assert job(report, "CONTACT:from-crm").counts.failed == 1   # Bob: Contoso is not coupled either
     [crm_failure] = [f for f in env.errors() if f.mapping == "CONTACT" and f.direction.value == "from-crm"]
     assert "company does not exist in Business Central" in crm_failure.message

@@ -553,6 +553,25 @@ def test_state_and_status_by_patch(env, dv):
     assert "is not a valid status code for state code" in mismatch.json()["error"]["message"]
 
 
+def test_a_new_business_unit_gets_its_default_owner_team_which_can_own_rows(env, dv):
+    root = env.sim.root_business_unit_id
+    response = dv.post("businessunits", {"name": "CRONUS USA", "parentbusinessunitid@odata.bind": f"/businessunits({root})"})
+    assert response.status_code == 204, response.text
+    unit = entity_id(response)
+    found = dv.get(f"teams?$select=teamid,name,teamtype,isdefault&$filter=_businessunitid_value eq {unit} and "
+                   f"isdefault eq true and teamtype eq 0").json()["value"]
+    assert [(t["name"], t["teamtype"], t["isdefault"]) for t in found] == [("CRONUS USA", 0, True)]
+    team = found[0]["teamid"]
+    response = dv.post("accounts?$select=_ownerid_value,_owningteam_value,_owningbusinessunit_value",
+                       {"name": "Team owned", "ownerid@odata.bind": f"/teams({team})"},
+                       headers={"Prefer": "return=representation"})
+    body = response.json()
+    assert (body["_ownerid_value"], body["_owningteam_value"], body["_owningbusinessunit_value"]) == (team, team, unit)
+    # the application user moved into the unit: WhoAmI names it
+    dv.patch(f"systemusers({APP_USER})", {"businessunitid@odata.bind": f"/businessunits({unit})"})
+    assert dv.get("WhoAmI").json()["BusinessUnitId"] == unit
+
+
 # --------------------------------------------------------------------------- lookups
 
 def test_binding_owner_and_lookups_and_reading_them_back(env, dv):
