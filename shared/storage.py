@@ -353,6 +353,10 @@ def _bucket(id_: str) -> str:
 _SIDES = (Side.BC, Side.CRM)
 _HELD = ("mapping", "bc_id", "crm_id", "bc_etag", "crm_etag", "bc_values", "crm_values", "synced_at", "job_id")
 _EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+# A coupling's row is written whole (every property, see CouplingTable._entity), so insert-or-merge stores what
+# insert-or-replace would, at the same cost on Azure; Azurite, though, replaces by deleting and inserting, which
+# shifts every entity of the table in its in-memory indexes, and merges in place.
+_WHOLE = {"mode": UpdateMode.MERGE}
 
 
 class CouplingTable:
@@ -390,17 +394,19 @@ class CouplingTable:
 
     @classmethod
     def _entity(cls, c: Coupling, side: Side) -> dict:
+        """Every property present, blanks as "" (a property left out would keep its old value under a merge)."""
         partition, row = cls._address(c.mapping, side, c.id_on(side))
         return {
             "PartitionKey": partition, "RowKey": row,
-            "mapping": c.mapping, "bc_id": c.bc_id, "crm_id": c.crm_id, "bc_etag": c.bc_etag, "crm_etag": c.crm_etag,
-            "bc_values": json.dumps(c.bc_values, default=str), "crm_values": json.dumps(c.crm_values, default=str),
-            "synced_at": _iso(c.synced_at), "job_id": c.job_id,
+            "mapping": c.mapping, "bc_id": c.bc_id, "crm_id": c.crm_id, "bc_etag": c.bc_etag or "",
+            "crm_etag": c.crm_etag or "", "bc_values": json.dumps(c.bc_values, default=str),
+            "crm_values": json.dumps(c.crm_values, default=str), "synced_at": _iso(c.synced_at) or "",
+            "job_id": c.job_id or "",
         }
 
     @staticmethod
     def _coupling(e: dict) -> Coupling:
-        return Coupling(e["mapping"], e["bc_id"], e["crm_id"], e.get("bc_etag"), e.get("crm_etag"),
+        return Coupling(e["mapping"], e["bc_id"], e["crm_id"], e.get("bc_etag") or None, e.get("crm_etag") or None,
                         json.loads(e.get("bc_values") or "{}"), json.loads(e.get("crm_values") or "{}"),
                         _dt(e.get("synced_at")), e.get("job_id") or "")
 
@@ -514,7 +520,7 @@ class CouplingTable:
             entity = self._entity(c, side)
             if (c.mapping, side) in self._held:
                 held.append((c.mapping, side, entity["RowKey"], tuple(entity.get(f) for f in _HELD)))
-            return "upsert", entity, {"mode": UpdateMode.REPLACE}
+            return "upsert", entity, _WHOLE
 
         self._journaled("save", couplings, follow_up, lambda: self.transact(
             [("upsert", {"PartitionKey": partition, "RowKey": row}) for partition, row in sources], build=build))
@@ -589,7 +595,7 @@ class CouplingTable:
             completed += any(now.get(end) != outcome for end in ours)
             now.update((end, outcome) for end in ours)
         changed = [end for end in now if now[end] != stored.get(end)]
-        self.transact([("upsert", self._entity(now[end], end[0]), {"mode": UpdateMode.REPLACE})
+        self.transact([("upsert", self._entity(now[end], end[0]), _WHOLE)
                        for end in changed if now[end] is not None])
         _delete(self.storage, self.table, [[self._row(mapping, *end)] for end in changed if now[end] is None])
         self._forget(journal)
