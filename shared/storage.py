@@ -373,6 +373,7 @@ class CouplingTable:
         self._lock = threading.Lock()
         # couplings of a mapping's side held in memory (see held): by row key, their stored fields; None until read
         self._held: dict[tuple[str, Side], dict[str, tuple] | None] = {}
+        self._partly: set[tuple[str, Side]] = set()  # held sides whose missing ids are looked up in storage
         self._held_lock = threading.Lock()  # not _lock: _migrate saves while it holds that one
 
     @staticmethod
@@ -411,23 +412,27 @@ class CouplingTable:
                         _dt(e.get("synced_at")), e.get("job_id") or "")
 
     @contextmanager
-    def held(self, mapping: str, side: Side) -> Iterator[None]:
+    def held(self, mapping: str, side: Side, complete: bool = True) -> Iterator[None]:
         """While open, get_many of the side answers from memory: its couplings are read once, by one range query
         over its partitions (a thousand per request), at the first lookup, and what this store saves or deletes
         meanwhile is applied to them. A full job looks every row's coupling up: this costs fewer requests than
         looking them up page by page (a range query per page once the table is large), and spares Azurite, which
         filters the whole table on every query, those queries. Held as tuples of the stored strings (JSON not
-        parsed until looked up)."""
+        parsed until looked up). Not `complete`: ids missing from memory are looked up in storage (for a mapping
+        whose own jobs, under their own lease, may couple more meanwhile)."""
         key = (mapping, side)
         with self._held_lock:
             mine = key not in self._held  # else held already, by the job that runs this one (a record synced first)
             self._held.setdefault(key, None)
+            if mine and not complete:
+                self._partly.add(key)
         try:
             yield
         finally:
             if mine:
                 with self._held_lock:
                     self._held.pop(key, None)
+                    self._partly.discard(key)
 
     def _held_couplings(self, mapping: str, side: Side) -> dict[str, tuple] | None:
         key = (mapping, side)
@@ -457,13 +462,16 @@ class CouplingTable:
         few enough, one range query over the side instead, cut short when it costs what the key queries would.
         Held couplings (see held) are answered from memory."""
         self._migrate(mapping)
-        held = self._held_couplings(mapping, side)
+        held, result = self._held_couplings(mapping, side), {}
         if held is not None:
             found = (held.get(_key(i)) for i in ids)
-            return {c.id_on(side): c for c in (self._coupling(dict(zip(_HELD, t))) for t in found if t)}
+            result = {c.id_on(side): c for c in (self._coupling(dict(zip(_HELD, t))) for t in found if t)}
+            if (mapping, side) not in self._partly:
+                return result
+            ids = [i for i in ids if i not in result]
         keys = sorted({self._address(mapping, side, i) for i in ids})
         if not keys:
-            return {}
+            return result
         queries = len(_key_queries(keys))
         known = self._sizes.get((mapping, side))
         entities: list = []
@@ -472,7 +480,7 @@ class CouplingTable:
         if keys:
             entities += _query_keys(self.storage, self.table, _key_queries(keys))
         found = (self._coupling(e) for e in entities)
-        return {c.id_on(side): c for c in found}
+        return {**result, **{c.id_on(side): c for c in found}}
 
     def _scan(self, mapping: str, side: Side, keys: list[tuple[str, str]], pages: int) -> tuple[list, list]:
         """The entities of `keys` (sorted (partition, row key) pairs) found by a range query over the side's
