@@ -208,4 +208,3 @@ def test_a_full_synchronisation_reads_each_sides_couplings_by_range_as_often_wha
     small, whole = [_range_queries_of_a_full_synchronisation(stack, size) for size in (10, 1000)]
     assert small == whole, (small, whole)
     assert sum(whole.values()) <= 12, whole
-
