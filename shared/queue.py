@@ -13,7 +13,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Iterator
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from sync.runs import JobMessage
 
@@ -61,6 +61,10 @@ class StorageJobQueue:
                 self.client.delete_message(delivery.id, delivery.pop_receipt)
             except ResourceNotFoundError:
                 pass  # its visibility ran out and another worker took it; that worker deletes it
+            except HttpResponseError as exc:
+                if exc.error_code != "PopReceiptMismatch":
+                    raise
+                # the same, while the other delivery still holds it: the service answers 400, not 404
 
     def poison_queue(self) -> "StorageJobQueue":
         """Where the host (and the local worker) moves a message that failed too often, or can never work."""

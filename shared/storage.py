@@ -357,6 +357,10 @@ def _bucket(id_: str) -> str:
 _SIDES = (Side.BC, Side.CRM)
 _HELD = ("mapping", "bc_id", "crm_id", "bc_etag", "crm_etag", "bc_values", "crm_values", "synced_at", "job_id")
 _EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+# A coupling's row is written whole (every property, see CouplingTable._entity), so insert-or-merge stores what
+# insert-or-replace would, at the same cost on Azure; Azurite, though, replaces by deleting and inserting, which
+# shifts every entity of the table in its in-memory indexes, and merges in place.
+_WHOLE = {"mode": UpdateMode.MERGE}
 
 
 class CouplingTable:
@@ -373,6 +377,7 @@ class CouplingTable:
         self._lock = threading.Lock()
         # couplings of a mapping's side held in memory (see held): by row key, their stored fields; None until read
         self._held: dict[tuple[str, Side], dict[str, tuple] | None] = {}
+        self._partly: set[tuple[str, Side]] = set()  # held sides whose missing ids are looked up in storage
         self._held_lock = threading.Lock()  # not _lock: _migrate saves while it holds that one
 
     @staticmethod
@@ -394,38 +399,44 @@ class CouplingTable:
 
     @classmethod
     def _entity(cls, c: Coupling, side: Side) -> dict:
+        """Every property present, blanks as "" (a property left out would keep its old value under a merge)."""
         partition, row = cls._address(c.mapping, side, c.id_on(side))
         return {
             "PartitionKey": partition, "RowKey": row,
-            "mapping": c.mapping, "bc_id": c.bc_id, "crm_id": c.crm_id, "bc_etag": c.bc_etag, "crm_etag": c.crm_etag,
-            "bc_values": json.dumps(c.bc_values, default=str), "crm_values": json.dumps(c.crm_values, default=str),
-            "synced_at": _iso(c.synced_at), "job_id": c.job_id,
+            "mapping": c.mapping, "bc_id": c.bc_id, "crm_id": c.crm_id, "bc_etag": c.bc_etag or "",
+            "crm_etag": c.crm_etag or "", "bc_values": json.dumps(c.bc_values, default=str),
+            "crm_values": json.dumps(c.crm_values, default=str), "synced_at": _iso(c.synced_at) or "",
+            "job_id": c.job_id or "",
         }
 
     @staticmethod
     def _coupling(e: dict) -> Coupling:
-        return Coupling(e["mapping"], e["bc_id"], e["crm_id"], e.get("bc_etag"), e.get("crm_etag"),
+        return Coupling(e["mapping"], e["bc_id"], e["crm_id"], e.get("bc_etag") or None, e.get("crm_etag") or None,
                         json.loads(e.get("bc_values") or "{}"), json.loads(e.get("crm_values") or "{}"),
                         _dt(e.get("synced_at")), e.get("job_id") or "")
 
     @contextmanager
-    def held(self, mapping: str, side: Side) -> Iterator[None]:
+    def held(self, mapping: str, side: Side, complete: bool = True) -> Iterator[None]:
         """While open, get_many of the side answers from memory: its couplings are read once, by one range query
         over its partitions (a thousand per request), at the first lookup, and what this store saves or deletes
         meanwhile is applied to them. A full job looks every row's coupling up: this costs fewer requests than
         looking them up page by page (a range query per page once the table is large), and spares Azurite, which
         filters the whole table on every query, those queries. Held as tuples of the stored strings (JSON not
-        parsed until looked up)."""
+        parsed until looked up). Not `complete`: ids missing from memory are looked up in storage (for a mapping
+        whose own jobs, under their own lease, may couple more meanwhile)."""
         key = (mapping, side)
         with self._held_lock:
             mine = key not in self._held  # else held already, by the job that runs this one (a record synced first)
             self._held.setdefault(key, None)
+            if mine and not complete:
+                self._partly.add(key)
         try:
             yield
         finally:
             if mine:
                 with self._held_lock:
                     self._held.pop(key, None)
+                    self._partly.discard(key)
 
     def _held_couplings(self, mapping: str, side: Side) -> dict[str, tuple] | None:
         key = (mapping, side)
@@ -456,13 +467,16 @@ class CouplingTable:
         would.
         Held couplings (see held) are answered from memory."""
         self._migrate(mapping)
-        held = self._held_couplings(mapping, side)
+        held, result = self._held_couplings(mapping, side), {}
         if held is not None:
             found = (held.get(_key(i)) for i in ids)
-            return {c.id_on(side): c for c in (self._coupling(dict(zip(_HELD, t))) for t in found if t)}
+            result = {c.id_on(side): c for c in (self._coupling(dict(zip(_HELD, t))) for t in found if t)}
+            if (mapping, side) not in self._partly:
+                return result
+            ids = [i for i in ids if i not in result]
         keys = sorted({self._address(mapping, side, i) for i in ids})
         if not keys:
-            return {}
+            return result
         queries = len(_key_queries(keys))
         known = self._sizes.get((mapping, side))
         entities: list = []
@@ -471,7 +485,7 @@ class CouplingTable:
         if keys:
             entities += _query_keys(self.storage, self.table, _key_queries(keys))
         found = (self._coupling(e) for e in entities)
-        return {c.id_on(side): c for c in found}
+        return {**result, **{c.id_on(side): c for c in found}}
 
     def _scan(self, mapping: str, side: Side, keys: list[tuple[str, str]], pages: int) -> tuple[list, list]:
         """The entities of `keys` (sorted (partition, row key) pairs) found by a range query over the side's
@@ -519,7 +533,7 @@ class CouplingTable:
             entity = self._entity(c, side)
             if (c.mapping, side) in self._held:
                 held.append((c.mapping, side, entity["RowKey"], tuple(entity.get(f) for f in _HELD)))
-            return "upsert", entity, {"mode": UpdateMode.REPLACE}
+            return "upsert", entity, _WHOLE
 
         self._journaled("save", couplings, follow_up, lambda: self.transact(
             [("upsert", {"PartitionKey": partition, "RowKey": row}) for partition, row in sources], build=build))
@@ -594,7 +608,7 @@ class CouplingTable:
             completed += any(now.get(end) != outcome for end in ours)
             now.update((end, outcome) for end in ours)
         changed = [end for end in now if now[end] != stored.get(end)]
-        self.transact([("upsert", self._entity(now[end], end[0]), {"mode": UpdateMode.REPLACE})
+        self.transact([("upsert", self._entity(now[end], end[0]), _WHOLE)
                        for end in changed if now[end] is not None])
         _delete(self.storage, self.table, [[self._row(mapping, *end)] for end in changed if now[end] is None])
         self._forget(journal)

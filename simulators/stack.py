@@ -9,6 +9,7 @@ application, and one ordinary licensed user who signs in with a password.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -90,8 +91,11 @@ class Azurite:
             if not getattr(self.ports, name):
                 setattr(self.ports, name, free_port())
         log = open(self.log_file, "ab")
+        # AZURITE_CPU_PROFILE=<folder>: node writes a CPU profile of Azurite there when it stops (for `make bench`)
+        profile = os.environ.get("AZURITE_CPU_PROFILE")
+        node = ["node", "--cpu-prof", "--cpu-prof-dir", profile] if profile else []
         self.process = subprocess.Popen(
-            [str(binary), "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--silent",
+            [*node, str(binary), "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--silent",
              "--blobHost", "127.0.0.1", "--blobPort", str(self.ports.blob),
              "--queueHost", "127.0.0.1", "--queuePort", str(self.ports.queue),
              "--tableHost", "127.0.0.1", "--tablePort", str(self.ports.table),

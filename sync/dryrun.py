@@ -178,8 +178,8 @@ class RecordedCouplings:
     def followed_up(self, follow_up: FollowUp) -> None:
         pass  # a dry save notes no follow-up: its follow-up writes are only recorded
 
-    def held(self, mapping: str, side: Side) -> AbstractContextManager[None]:
-        return self.real.held(mapping, side)  # the stored couplings, read once; the dry saves stay here
+    def held(self, mapping: str, side: Side, complete: bool = True) -> AbstractContextManager[None]:
+        return self.real.held(mapping, side, complete)  # the stored couplings, read once; the dry saves stay here
 
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
         for coupling in couplings:

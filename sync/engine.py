@@ -24,7 +24,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections import Counter
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Iterable, Iterator
@@ -647,7 +647,7 @@ class _Job:
             since = self.e.state.watermark(self.mapping.name, self.direction)
         resume = since  # where a continuation of this job starts: the newest row processed
         # every row is read: their couplings are read once, not looked up page by page
-        with self.e.couplings.held(self.mapping.name, self.src_side) if since is None else nullcontext():
+        with self._held() if since is None else nullcontext():
             for page in self.src.read_changed(self.src_table, self.src_fields, since=since,
                                               where=self.mapping.filter_on(self.src_side),
                                               page_size=self.e.page_size, not_modified_by=self._not_modified_by()):
@@ -664,6 +664,17 @@ class _Job:
         if self.known:  # read past: the next run's watermark is beyond them, or its lookups find the rest
             self.e.state.save_known_versions(self.mapping.name, self.direction, {})
         return self.outcome(resume)
+
+    def _held(self) -> ExitStack:
+        """The couplings a job that reads every row looks up: those of its source side, and, read at the first
+        lookup of each side, those of the mappings it depends on, which its rules look up page by page (a
+        contact's company); their own jobs may couple more meanwhile, so ids missing there are looked up."""
+        stack = ExitStack()
+        stack.enter_context(self.e.couplings.held(self.mapping.name, self.src_side))
+        for name in self.mapping.dependencies:
+            for side in (Side.BC, Side.CRM):
+                stack.enter_context(self.e.couplings.held(name, side, complete=False))
+        return stack
 
     def _known_versions(self) -> dict[str, str]:
         """The versions of BC rows a full job into Business Central left coupled (see _pass_own_writes)."""

@@ -177,9 +177,10 @@ class CouplingStore(Protocol):
     def coupled_ids(self, mapping: str, side: Side, page_size: int = 1000) -> Iterator[list[str]]:
         """The ids on `side` of every coupling of `mapping`, a page at a time."""
 
-    def held(self, mapping: str, side: Side) -> AbstractContextManager[None]:
+    def held(self, mapping: str, side: Side, complete: bool = True) -> AbstractContextManager[None]:
         """While open, the couplings of `mapping` on `side` may be read all at once and kept, and get_many answer
-        from them (with what this store saves or deletes meanwhile): for a job that reads every row."""
+        from them (with what this store saves or deletes meanwhile): for a job that reads every row. Not
+        `complete`: ids not found among them are looked up as usual (another mapping's, coupled by its own jobs)."""
 
     def recover(self, mapping: str) -> list[FollowUp]:
         """Completes the coupling writes of `mapping` that a stopped job left half done (one side of a pair

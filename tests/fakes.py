@@ -211,7 +211,7 @@ class FakeCouplings:
         for start in range(0, len(ids), page_size):
             yield ids[start:start + page_size]
 
-    def held(self, mapping, side):
+    def held(self, mapping, side, complete=True):
         return nullcontext()  # every lookup is in memory here
 
     def followed_up(self, follow_up):

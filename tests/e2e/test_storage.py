@@ -142,6 +142,26 @@ def test_held_couplings_are_read_once_and_follow_what_the_store_saves_and_delete
     assert storage.requests_sent - before == 1                       # let go: looked up again
 
 
+def test_a_side_held_in_part_answers_what_it_holds_from_memory_and_looks_up_the_rest(env):
+    # another mapping's couplings, held by a job that looks them up page by page: that mapping's own jobs (in
+    # other workers, under their own lease) may couple more meanwhile, which are then found in storage
+    store, other, storage = CouplingTable(env.services.storage), CouplingTable(env.services.storage), env.services.storage
+    saved = _couplings(SCAN_PAGE + 200)
+    store.save_many(saved)
+    with store.held("CUSTOMER", Side.BC, complete=False):
+        store.get_many("CUSTOMER", Side.BC, [saved[0].bc_id])       # the side is read at the first lookup
+        before = storage.requests_sent
+        found = store.get_many("CUSTOMER", Side.BC, [c.bc_id for c in saved[:300]])
+        assert storage.requests_sent - before == 0 and set(found) == {c.bc_id for c in saved[:300]}
+        late = _couplings(2)
+        other.save_many(late)                                          # coupled elsewhere meanwhile
+        before = storage.requests_sent
+        found = store.get_many("CUSTOMER", Side.BC, [c.bc_id for c in [*saved[:5], *late]] + ["not-coupled"])
+        assert set(found) == {c.bc_id for c in [*saved[:5], *late]}
+        assert found[late[1].bc_id] == late[1] and found[saved[3].bc_id] == saved[3]
+        assert 0 < storage.requests_sent - before <= 3                 # only the ids not held, by key
+
+
 def test_a_follow_up_note_costs_no_request_and_a_stopped_job_leaves_it_to_recover(env):
     store, storage = CouplingTable(env.services.storage), env.services.storage
     plain, noted = _couplings(50), _couplings(50)
