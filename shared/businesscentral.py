@@ -27,7 +27,7 @@ from sync.model import BcTable, Side
 from sync.ports import NewRow, Record, RowChange, WriteResult
 
 from .http import ApiClient, ServiceError, classify
-from .odata import both, chunked, follow_pages, literal, odata_datetime, parse_datetime
+from .odata import both, chunked, consumed, follow_pages, literal, odata_datetime, parse_datetime
 from .telemetry import map_in_context
 
 API_PATH = "api/v2.0"
@@ -285,7 +285,7 @@ class BusinessCentralEndpoint:
     def _rows_to_records(self, table: BcTable, rows: list[dict], fields: Sequence[str]) -> list[Record]:
         if self._needs_companion(table, fields):
             self._merge_companion(table, rows, fields)
-        return [self._record(table, row, fields) for row in rows]
+        return consumed(rows, lambda row: self._record(table, row, fields))
 
     def _companion_table(self, table: BcTable) -> BcTable:
         c = table.companion

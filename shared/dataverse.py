@@ -24,7 +24,8 @@ from sync.model import CrmTable, OptionSet, Side
 from sync.ports import ChangeFeed, FeedPage, NewRow, Record, RowChange, WriteResult
 
 from .http import ApiClient, ServiceError, classify
-from .odata import both, chunked, follow_pages, odata_datetime, parse_datetime, row_filter, run_concurrently
+from .odata import (both, chunked, consumed, follow_pages, odata_datetime, parse_datetime, row_filter,
+                    run_concurrently)
 
 API_PATH = "/api/data/v9.2"
 MAX_PAGE_SIZE = 5000
@@ -218,7 +219,7 @@ class DataverseClient:
         while url:
             body = self.api.get_json(url, params=params, headers=headers)
             rows, deleted = [], []
-            for row in body.get("value", []):
+            for row in body.pop("value", []):  # popped: the caller may drop the rows while this waits
                 if str(row.get("@odata.context", "")).endswith("$deletedEntity") or row.get("reason") == "deleted":
                     deleted.append(row["id"])
                 else:
@@ -308,7 +309,7 @@ class DataverseEndpoint:
                                       filter=both(where, changed, others),
                                       orderby=f"modifiedon asc,{table.primary_id} asc", page_size=page_size,
                                       lookup_types=self._typed(table, fields), top=limit):
-            yield [self._record(table, row, fields) for row in rows]
+            yield consumed(rows, lambda row: self._record(table, row, fields))
 
     def read_ids(self, table: CrmTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
         return self.read_matching(table, fields, table.primary_id, ids)
@@ -342,7 +343,9 @@ class DataverseEndpoint:
                 present = [] if complete else [row[table.primary_id] for row in rows]
                 kept = [row for row in rows if compiled is not None and compiled[0](row)
                         and not (others and str(row.get("_modifiedby_value") or "").lower() == others)]
-                yield FeedPage([self._record(table, row, fields) for row in kept], deleted, onward, last, present)
+                rows.clear()
+                yield FeedPage(consumed(kept, lambda row: self._record(table, row, fields)), deleted, onward, last,
+                               present)
 
         return ChangeFeed(feed(), complete, filtered=compiled is not None)
 

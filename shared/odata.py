@@ -90,6 +90,18 @@ def follow_pages(api: ApiClient, path: str, params: dict | None, headers: dict[s
 
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+def consumed(rows: list[dict], convert: Callable[[dict], R]) -> list[R]:
+    """`convert` of each row of a page as read, the page emptied as it goes: a page of parsed JSON is as large as
+    its records, and whoever else holds the list (the page reader) then holds nothing while they are worked on."""
+    converted = []
+    for i, row in enumerate(rows):
+        converted.append(convert(row))
+        rows[i] = None
+    rows.clear()
+    return converted
 
 
 class PartialWrite(Exception):
@@ -116,9 +128,6 @@ def write_each(items: Sequence[T], write: Callable[[T], Record], concurrency: in
             return WriteResult(error=exc)
 
     return run_concurrently(items, one, concurrency)
-
-
-R = TypeVar("R")
 
 
 def run_concurrently(items: Sequence[T], work: Callable[[T], R], concurrency: int = 1) -> list[R]:

@@ -29,6 +29,7 @@ from .auth import SignIn
 from .check import ServiceProbe
 from .http import ApiClient, ConcurrencyLimit, VerifyingSession
 from .identity import ManagedIdentity, ManagedIdentityCredential, storage_account
+from .memory import keep_memory_compact
 from .queue import StorageJobQueue
 from .settings import Settings
 from .storage import (
@@ -406,6 +407,7 @@ class Services:
 
 
 def build_services(settings: Settings | None = None, clock: Clock | None = None) -> Services:
+    keep_memory_compact()  # before any job allocates pages in threads of its own
     return Services(settings or Settings.load(), clock or SystemClock())
 
 

@@ -92,6 +92,10 @@ MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
 FEED_CURSOR = "feed:crm"         # the state store's name for a mapping's Dataverse delta link
 PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
 LISTED = 10                      # records a job-log note about many records names (the rest are counted)
+# rows of a page planned and written together: a job's plans, written rows and new couplings stay this many
+# whatever the page size (a page of 20,000 is worked on in halves; what is read per batch of rows, such as
+# references and the destination rows, is then read per half)
+WORK_ROWS = 10_000
 SERVICE = {Side.BC: "Business Central", Side.CRM: "Sales"}
 
 
@@ -652,7 +656,8 @@ class _Job:
                                               where=self.mapping.filter_on(self.src_side),
                                               page_size=self.e.page_size, not_modified_by=self._not_modified_by()):
                 rows = [r for r in page if r.id not in retried]
-                self._process(rows, forced=set())
+                for start in range(0, len(rows), WORK_ROWS):
+                    self._process(rows[start:start + WORK_ROWS], forced=set())
                 resume = self._advance(page, resume)
                 self.on_progress(Progress(self.counts, resume))
                 # Out of time: stop at this page, but only past where this invocation started, so that a

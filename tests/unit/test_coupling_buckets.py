@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections import Counter
 
-from shared.storage import COUPLING_BUCKETS, CouplingTable, _bucket
+from shared.storage import COUPLING_BUCKETS, CouplingTable, _bucket, _packed, _unpacked
 from sync.model import Side
+from sync.ports import Coupling
 
 
 def test_a_thousand_guids_fill_every_bucket_evenly():
@@ -20,3 +22,17 @@ def test_an_id_keeps_its_bucket_whatever_the_case_and_its_row_key_as_given():
     assert _bucket(guid) == _bucket(guid.lower())
     assert CouplingTable._address("CUSTOMER", Side.CRM, guid) == (f"CUSTOMER|crm|{_bucket(guid)}", guid)
     assert CouplingTable._address("CUSTOMER", Side.BC, guid)[0].startswith("CUSTOMER|bc|")
+
+
+def test_a_held_coupling_is_one_string_that_gives_back_the_coupling_stored():
+    synced = dt.datetime(2026, 12, 3, 9, 30, tzinfo=dt.timezone.utc)
+    for coupling in (Coupling("CUSTOMER", "bc-1", "crm-1", 'W/"1"', None, {"name": "Ünïcode, \"quoted\""},
+                              {"name": ""}, synced, "job-1"),
+                     Coupling("CUSTOMER", "bc-2", "crm-2", None, None, {}, {}, None, "")):  # blanks stored as ""
+        entity = CouplingTable._entity(coupling, Side.BC)
+        packed = _packed(entity)
+        assert isinstance(packed, str)   # one object per held coupling, not a tuple of nine
+        assert CouplingTable._coupling(_unpacked(packed)) == coupling
+        assert _unpacked(packed)["crm_etag"] == entity["crm_etag"]
+    older = {"mapping": "CUSTOMER", "bc_id": "bc-3", "crm_id": "crm-3"}   # a row written before every property was
+    assert _unpacked(_packed(older))["job_id"] is None                     # a missing property stays None, not ""

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from sync import engine as engine_module
 from sync.config import MappingOverride, StaticCatalog, apply
 from sync.engine import CRM_ID_NAMESPACE, JobMode, SyncEngine, plan_row
 from sync.errors import ConfigurationError, ServiceUnavailableError
@@ -963,3 +964,18 @@ def test_a_job_that_stops_before_a_new_rows_follow_up_leaves_it_to_be_retried():
     w.run("CUSTOMER", TO)
     assert calls[-1] == [(adatum, False, True)]             # the follow-up is retried
     assert w.errors.list("CUSTOMER", TO) == [] and w.couplings.recover("CUSTOMER") == []
+
+
+def test_a_page_is_planned_and_written_in_batches_of_work_rows_so_a_large_page_holds_no_more(monkeypatch):
+    w = World()
+    w.engine.page_size = 10
+    monkeypatch.setattr(engine_module, "WORK_ROWS", 2)
+    worked: list[int] = []
+    process = engine_module._Job._process
+    monkeypatch.setattr(engine_module._Job, "_process",
+                        lambda job, rows, forced: (worked.append(len(rows)), process(job, rows, forced)))
+    for i in range(5):
+        w.customer(f"C{i:05d}", f"Customer {i}")
+    outcome = w.run("CUSTOMER", TO, full=True)
+    assert worked == [2, 2, 1]                     # one page of five rows, in batches of two
+    assert outcome.counts.inserted == 5 and len(w.crm.rows(CRM_ACCOUNT)) == 5

@@ -9,8 +9,10 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from shared.businesscentral import BusinessCentralClient, BusinessCentralEndpoint
 from shared.odata import follow_pages
 from sync.errors import ServiceUnavailableError
+from sync.model import BcTable
 
 
 class FakeApi:
@@ -127,3 +129,27 @@ def test_a_read_of_one_page_costs_one_request():
     assert list(follow_pages(api, "p0", {"$top": "2"}, {})) == [["row 0.0", "row 0.1"]]
     threading.Event().wait(0.05)
     assert [url for url, _, _ in api.sent] == ["p0"]
+
+
+class RowsApi(FakeApi):
+    """Pages of two customers each, as Business Central answers them; keeps every answer it gave."""
+
+    def __init__(self, pages: int):
+        super().__init__(pages)
+        self.answers: list[dict] = []
+
+    def get_json(self, url, params=None, headers=None):
+        body = super().get_json(url if "svc" in url else "p0", params, headers)  # the first asks for the collection
+        body["value"] = [{"id": row, "number": row, "@odata.etag": "W/\"1\""} for row in body["value"]]
+        self.answers.append(body)
+        return body
+
+
+def test_a_page_of_records_leaves_its_answer_empty_so_that_only_the_records_are_held():
+    api = RowsApi(3)
+    endpoint = BusinessCentralEndpoint(BusinessCentralClient(api, "company"))
+    pages = endpoint.read_changed(BcTable("customers", "Customer", modified_field=None), ["number"], since=None)
+    first = next(pages)
+    assert [r.values["number"] for r in first] == ["row 0.0", "row 0.1"]
+    assert api.answers[0]["value"] == []   # the parsed rows are gone while the caller works on the records
+    assert [r.id for page in pages for r in page] == ["row 1.0", "row 1.1", "row 2.0", "row 2.1"]
