@@ -106,16 +106,20 @@ class OrderProgress:
         posts: list[Post] = []
         write_backs: list[WriteBack] = []
         seen: list[Coupling] = []
+        # an order whose error names Sales fields its Business Central order still lacks (released before they
+        # could be set) keeps its Sales amounts: Business Central's would undo the discount Sales asks for, which
+        # bcsync reads from them, and clear the error that shows it
+        lacking = {i.lower() for i, f in job.failures.items() if f.field}
         for row in rows:
             coupling, v = couplings[row.id.lower()], row.values
             now = {k: v.get(k) for k in SEEN}
             posts += order_posts(coupling, row, now)
             if v.get("status") == RELEASED:  # Business Central's mapping takes released orders only
-                write_backs.append(WriteBack(coupling.crm_id, {
-                    "datefulfilled": bc_date(v.get("lastShipmentDate")),
-                    "totalamountlessfreight": v.get("totalAmountExcludingTax"),
-                    "totalamount": v.get("totalAmountIncludingTax"),
-                    "discountamount": v.get("discountAmount")}))
+                values = {"datefulfilled": bc_date(v.get("lastShipmentDate"))}
+                if coupling.crm_id.lower() not in lacking:
+                    values.update(totalamountlessfreight=v.get("totalAmountExcludingTax"),
+                                  totalamount=v.get("totalAmountIncludingTax"), discountamount=v.get("discountAmount"))
+                write_backs.append(WriteBack(coupling.crm_id, values))
             seen.append(dataclasses.replace(coupling, bc_etag=row.etag, bc_values=now, synced_at=job.clock.now(),
                                             job_id=job.job_id))
         # recorded first, the write-backs outlive a run that stops here; the posts' ids make them unique
