@@ -254,7 +254,7 @@ class DataverseEndpoint:
     def __init__(self, client: DataverseClient, write_concurrency: int = 1):
         self.client = client
         self.write_concurrency = write_concurrency
-        self._whoami: str | None = None
+        self._whoami: dict | None = None  # bcsync's application user and its business unit, asked once
 
     # -- shapes ---------------------------------------------------------------------------------
 
@@ -284,12 +284,12 @@ class DataverseEndpoint:
     def _body(table: CrmTable, values: dict[str, Any]) -> dict:
         """The row's values as the Web API takes them; a lookup to several tables (an owner) is bound to the table
         its type field names, which is not written itself."""
-        types = {lookup.type_field: name for name, lookup in table.lookups.items() if lookup.type_field}
+        type_fields = {lookup.type_field for lookup in table.lookups.values() if lookup.type_field}
         body = {}
         for name, value in values.items():
-            lookup = table.lookups.get(name)
-            if name in types:
+            if name in type_fields:
                 continue
+            lookup = table.lookups.get(name)
             if lookup is None:
                 body[name] = value
             else:
@@ -479,15 +479,18 @@ class DataverseEndpoint:
 
     # -- Dataverse only -------------------------------------------------------------------------
 
-    def integration_user_id(self) -> str:
+    def _me(self) -> dict:
         if self._whoami is None:
-            self._whoami = self.client.whoami()["UserId"].lower()
+            self._whoami = self.client.whoami()
         return self._whoami
+
+    def integration_user_id(self) -> str:
+        return self._me()["UserId"].lower()
 
     def default_owning_team_id(self) -> str:
         """The default team of the business unit bcsync's application user belongs to (the business unit coupled
         to the company): the owner of the rows bcsync creates in the team ownership model."""
-        unit = self.client.whoami()["BusinessUnitId"]
+        unit = self._me()["BusinessUnitId"]
         teams = next(self.client.pages("teams", select=["teamid"], top=1, filter=(
             f"_businessunitid_value eq {unit} and isdefault eq true and teamtype eq {OWNER_TEAM}")), [])
         if not teams:

@@ -257,8 +257,9 @@ def apply(mapping: TableMapping, override: MappingOverride) -> TableMapping:
 
 def build_catalog(builtins: Iterable[TableMapping], overrides: Mapping[str, MappingOverride]) -> Catalog:
     by_name = {m.name: m for m in builtins}
+    known = {*by_name, *builtin_names()}  # the other unit mode's mappings keep their overrides
     for name in overrides:
-        if name not in by_name and name not in builtin_names():  # the other unit mode's mappings keep theirs
+        if name not in known:
             raise ConfigurationError(f"Stored overrides name unknown table mapping {name}.")
     catalog, problems = checked_catalog(by_name.values(), overrides)
     if problems:

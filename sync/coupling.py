@@ -75,22 +75,26 @@ def uncouple(catalog: Catalog, name: str, side: Side, record_id: str, *, couplin
     coupling = couplings.get_many(name, side, [record_id]).get(record_id)
     if coupling is None:
         raise NotFoundError(f"{record_id} is not coupled in table mapping {name}.")
-    couplings.delete_many([coupling])
-    for direction in (Direction.TO_CRM, Direction.FROM_CRM):
-        errors.clear_many(name, direction, [coupling.id_on(direction.source)])
+    _remove(name, [coupling], couplings, errors)
     return coupling
 
 
 def uncouple_all(name: str, *, couplings: CouplingStore, errors: ErrorStore) -> int:
     """Remove every coupling of a built-in mapping of either unit mode (switching modes leaves the other mode's
     couplings, which stop the unit, product, price and order jobs); its failed records go too. Returns how many."""
-    if name not in builtin_names():
-        raise NotFoundError(f"There is no table mapping named {name}; known: {', '.join(builtin_names())}.")
+    known = builtin_names()
+    if name not in known:
+        raise NotFoundError(f"There is no table mapping named {name}; known: {', '.join(known)}.")
     removed = couplings.list(name)
+    _remove(name, removed, couplings, errors)
+    return len(removed)
+
+
+def _remove(name: str, removed: list[Coupling], couplings: CouplingStore, errors: ErrorStore) -> None:
+    """Delete couplings with the failed records of their rows, in both directions."""
     couplings.delete_many(removed)
     for direction in (Direction.TO_CRM, Direction.FROM_CRM):
         errors.clear_many(name, direction, [c.id_on(direction.source) for c in removed])
-    return len(removed)
 
 
 def matches(coupling: Coupling, search: str) -> bool:

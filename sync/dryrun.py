@@ -116,9 +116,6 @@ class RecordingEndpoint:
                       where: str = "") -> list[Record]:
         return self._kept(table, self.real.read_matching(table, fields, field, values, where=where))
 
-    def last_key(self, table, field: str, prefix: str) -> str | None:
-        return self.real.last_key(table, field, prefix)
-
     def insert(self, table, rows: Sequence[NewRow], fields: Sequence[str]) -> list[WriteResult]:
         results = []
         for row in rows:
@@ -163,11 +160,12 @@ class RecordedCouplings:
         # copies: the job changes the couplings it reads, which must not show in what later reads return
         found = {k: copy.deepcopy(c) for k, c in self.real.get_many(mapping, side, ids).items()
                  if self._key(c) not in self.deleted}
-        wanted = {i.lower() for i in ids}
+        wanted, spelt = {i.lower() for i in ids}, {k.lower(): k for k in found}
         for coupling in self.saved.values():
-            if coupling.mapping == mapping and coupling.id_on(side).lower() in wanted:
-                found = {k: c for k, c in found.items() if k.lower() != coupling.id_on(side).lower()}
-                found[coupling.id_on(side)] = copy.deepcopy(coupling)
+            own = coupling.id_on(side)
+            if coupling.mapping == mapping and own.lower() in wanted:
+                found.pop(spelt.pop(own.lower(), None), None)
+                found[own] = copy.deepcopy(coupling)
         return found
 
     def save_many(self, couplings: Sequence[Coupling], follow_up: FollowUp | None = None) -> None:

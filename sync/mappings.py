@@ -6,7 +6,7 @@ field mappings use the API names (salespersonCode) and keep the table caption fo
 
 from __future__ import annotations
 
-from dataclasses import replace
+import functools
 from typing import Iterable, Mapping
 
 from .availability import ItemAvailabilityProcess
@@ -510,12 +510,17 @@ def team_owned(mapping: TableMapping) -> TableMapping:
     New Sales rows get the default owning team (SyncEngine)."""
     fields = tuple(fm for fm in mapping.fields if fm.lookup_mapping not in PERSON_ONLY)
     dependencies = tuple(name for name in mapping.dependencies if name not in PERSON_ONLY)
-    return replace(mapping, fields=fields, dependencies=dependencies)
+    return mapping.with_overrides(fields=fields, dependencies=dependencies)
 
 
 def builtin_names() -> list[str]:
     """The names of the built-in mappings of both unit modes."""
-    return list(dict.fromkeys(m.name for unit_groups in (False, True) for m in builtin_mappings(unit_groups)))
+    return list(_builtin_names())
+
+
+@functools.cache
+def _builtin_names() -> tuple[str, ...]:  # asked per request that names a mapping; the catalogue is built twice
+    return tuple(dict.fromkeys(m.name for unit_groups in (False, True) for m in builtin_mappings(unit_groups)))
 
 
 class Catalog:

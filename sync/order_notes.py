@@ -37,6 +37,11 @@ LINK_FIELDS = ["Link_ID", "Description", "NoteText", "RecordTableNo", "RecordSys
 NOTE_IDS = uuid.UUID("7a0e4a6b-5d0c-4f55-8a8e-0b7c1e2f9d31")  # namespace of the ids of notes made from links
 
 
+def _link_text(note: Record) -> dict:
+    """What a Sales note gives its record link."""
+    return {"Description": (note.values.get("subject") or "")[:250], "NoteText": note.values.get("notetext") or ""}
+
+
 def _coupling(job: JobContext, link: Record, note: Record | None, note_id: str) -> Coupling:
     return Coupling(NOTES, link.id, note_id, bc_etag=link.etag, crm_etag=note.etag if note else None,
                     synced_at=job.clock.now(), job_id=job.job_id)
@@ -61,14 +66,12 @@ class OrderNotes:
         saved = []
         if new:
             results = job.bc.insert(BC_RECORD_LINK, [NewRow({
-                "Description": (n.values.get("subject") or "")[:250], "NoteText": n.values.get("notetext") or "",
-                "RecordTableNo": SALES_HEADER, "RecordSystemId": by_order[str(n.values["objectid"]).lower()].bc_id})
+                **_link_text(n), "RecordTableNo": SALES_HEADER, "RecordSystemId": by_order[str(n.values["objectid"]).lower()].bc_id})
                 for n in new], LINK_FIELDS)
             saved += self._written(job, new, results, "inserted")
         if changed:
-            results = job.bc.update(BC_RECORD_LINK, [RowChange(coupled[n.id].bc_id, None, {
-                "Description": (n.values.get("subject") or "")[:250], "NoteText": n.values.get("notetext") or ""})
-                for n in changed], LINK_FIELDS)  # the note in Sales wins, as in Business Central
+            results = job.bc.update(BC_RECORD_LINK, [RowChange(coupled[n.id].bc_id, None, _link_text(n))
+                                                     for n in changed], LINK_FIELDS)  # the note in Sales wins, as in Business Central
             saved += self._written(job, changed, results, "modified")
         job.couplings.save_many(saved)
 

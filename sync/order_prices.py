@@ -27,18 +27,31 @@ def vat_rates(job: JobContext) -> dict[tuple[str, str], float]:
     return job.cache["vat_rates"]
 
 
+def _known(job: JobContext, name: str, keys: list[str], read) -> dict[str, dict | None]:
+    """The values of `keys` kept in the job's cache under `name`, those not kept yet read in one go (`read`:
+    missing keys -> (key, values) pairs): the orders of a page share their items and often their customer."""
+    kept = job.cache.setdefault(name, {})
+    missing = [k for k in keys if k not in kept]
+    if missing:
+        kept.update(dict.fromkeys(missing))  # none: not found
+        kept.update(read(missing))
+    return {k: kept[k] for k in keys}
+
+
 def net_prices(job: JobContext, customer_id: str, lines: list[dict]) -> list[dict]:
     """The order's lines with the prices of items that include VAT for this customer converted to prices
     without VAT."""
     rates = vat_rates(job)
     numbers = sorted({line["lineObjectNumber"] for line in lines if line.get("lineType") == "Item"})
-    items = {r.values.get("number"): r.values for r in job.bc.read_matching(
-        BC_ITEM, ["number", "priceIncludesTax", "vatBusPostingGrPrice", "vatProdPostingGroup"], "number", numbers)
-        if r.values.get("priceIncludesTax")} if numbers else {}
+    items = {n: v for n, v in _known(job, "vat_items", numbers, lambda missing: (
+        (r.values.get("number"), r.values) for r in job.bc.read_matching(
+            BC_ITEM, ["number", "priceIncludesTax", "vatBusPostingGrPrice", "vatProdPostingGroup"], "number",
+            missing))).items() if v and v.get("priceIncludesTax")}
     if not items:
         return lines
-    [customer] = job.bc.read_ids(BC_CUSTOMER, ["vatBusPostingGroup"], [customer_id]) or [None]
-    group = customer.values.get("vatBusPostingGroup") if customer else None
+    customer = _known(job, "vat_customers", [customer_id], lambda missing: (
+        (r.id, r.values) for r in job.bc.read_ids(BC_CUSTOMER, ["vatBusPostingGroup"], missing)))[customer_id]
+    group = customer.get("vatBusPostingGroup") if customer else None
     converted = []
     for line in lines:
         item = items.get(line.get("lineObjectNumber")) if line.get("lineType") == "Item" else None

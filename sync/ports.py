@@ -171,6 +171,9 @@ class CouplingStore(Protocol):
     def followed_up(self, follow_up: FollowUp) -> None:
         """The follow-up writes of a save_many are done (or their failures recorded): the note goes."""
 
+    def list(self, mapping: str) -> list[Coupling]:
+        """Every coupling of `mapping`."""
+
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
         ...
 
