@@ -28,7 +28,7 @@ from sync.runs import RUN_ID, RunStatus
 
 from . import request
 from .access import Access
-from .http_api import ONE_WAY, route, services
+from .http_api import ONE_WAY, mapping_in_use, route, services
 
 bp = func.Blueprint()
 
@@ -185,8 +185,8 @@ def _mappings(req: func.HttpRequest) -> func.HttpResponse:
 @page("/mappings/{name}")
 def console_mapping(req: func.HttpRequest) -> func.HttpResponse:
     """One mapping's settings in a form; saving sends the changed ones to PATCH /api/mappings/{name}."""
-    name = request.mapping(req.route_params.get("name", ""), field="name")
-    m = next(m for m in services().mappings() if m["name"] == name)
+    m = mapping_in_use(request.mapping(req.route_params.get("name", ""), field="name"))
+    name = m["name"]
     directions = [(d.value, d.value) for d in Direction]
     fields = "".join((
         _select("enabled", "State", (("true", "enabled"), ("false", "disabled")), str(m["enabled"]).lower(),

@@ -155,10 +155,20 @@ def list_mappings(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"mappings": services().mappings()})
 
 
+def mapping_in_use(name: str) -> dict:
+    """A table mapping of the catalogue in use, as listed; a built-in one of the other unit mode or ownership
+    model is not found (it was a 500)."""
+    found = next((m for m in services().mappings() if m["name"] == name), None)
+    if found is None:
+        raise request.BadRequest(f"Table mapping {name} is not in use: it belongs to the other unit mode "
+                                 f"(BCSYNC_UNIT_MODE) or ownership model (BCSYNC_OWNERSHIP_MODEL).", field="name",
+                                 status=404)
+    return found
+
+
 @route("mappings/{name}", ["GET"], Access.READ)
 def mapping(req: func.HttpRequest) -> func.HttpResponse:
-    name = request.mapping(req.route_params.get("name", ""), field="name")
-    return _json(next(m for m in services().mappings() if m["name"] == name))
+    return _json(mapping_in_use(request.mapping(req.route_params.get("name", ""), field="name")))
 
 
 @route("mappings/{name}", ["PATCH"], Access.CHANGE)
