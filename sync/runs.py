@@ -86,7 +86,6 @@ class Job:
     checkpoint: dt.datetime | None = None
     lease_until: dt.datetime | None = None
     etag: str | None = None
-    dry: bool = False               # a dry run's job: planned for real, written nowhere (sync.dryrun)
 
     def fields(self) -> dict[str, str]:
         """Which job this is, as fields of its log records (custom dimensions in Application Insights)."""
@@ -102,7 +101,7 @@ class Job:
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
             "seconds": (round((self.finished_at - self.started_at).total_seconds(), 1)
                         if self.started_at and self.finished_at else None),
-            "checkpoint": iso(self.checkpoint), "dry_run": self.dry,
+            "checkpoint": iso(self.checkpoint),
         }
 
 
@@ -254,7 +253,7 @@ class RunReport:
                                    if j.job_id in self.dry_reports}} if self.dry_reports is not None else {}),
             "status": self.run.status.value, "created_at": iso(self.run.created_at),
             "finished_at": iso(self.run.finished_at), "totals": total.as_dict(),
-            "jobs": [job.to_dict() for job in self.jobs],
+            "jobs": [{**job.to_dict(), "dry_run": self.run.dry} for job in self.jobs],
             "failures": [{"mapping": f.mapping, "direction": f.direction.value, "record": f.record,
                           "field": f.field, "code": f.code, "message": f.message, "count": f.count,
                           "source_id": f.source_id, "target_id": f.target_id} for f in self.failures],
@@ -300,7 +299,7 @@ class RunCoordinator:
         run = Run(f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", kind, trigger, created_at=now,
                   mappings=tuple(dict.fromkeys(p.mapping for p in planned)), dry=dry)
         jobs = [Job(run.run_id, p.job_id, p.mapping, p.direction, p.depends_on, seq=i,
-                    reason=(reasons or {}).get(p.mapping, ""), dry=dry) for i, p in enumerate(planned)]
+                    reason=(reasons or {}).get(p.mapping, "")) for i, p in enumerate(planned)]
         if kind is RunKind.COUPLE:
             self._couple(jobs, mappings is not None, now)
         elif kind is RunKind.FULL:
@@ -487,7 +486,7 @@ class RunCoordinator:
                 raise LeaseLost(f"the lease on {job.mapping} passed to another worker")
 
         dry, reports = None, {}
-        if job.dry:
+        if run.dry:
             reports = self.runs.reports(run.run_id)
             dry = DryRun(self.engine, carried(reports, [j.job_id for j in self.runs.jobs(run.run_id)
                                                          if j.mapping == job.mapping and j.seq < job.seq]))
