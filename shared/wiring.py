@@ -9,6 +9,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Sequence
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -18,7 +19,7 @@ from sync.check import CheckReport, run_checks
 from sync.engine import RecordOutcome, SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, SyncError, TerminalError, cut, shown
 from sync.mappings import Catalog, builtin_mappings
-from sync.model import ConnectionSetup, Direction, OwnershipModel, Side
+from sync.model import ConnectionSetup, Direction, Side, TableMapping
 from sync.orders import OrderResult
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
 from sync.runs import JobMessage, Run, RunCoordinator, RunKind, RunReport
@@ -51,14 +52,12 @@ class StoredCatalog:
     """The built-in mappings with the overrides in Table Storage, read afresh for every run and job
     (one small query), so a change made through any worker applies to the next job everywhere."""
 
-    def __init__(self, store: MappingConfigTable, unit_groups: bool = False,
-                 ownership: OwnershipModel = OwnershipModel.PERSON):
+    def __init__(self, store: MappingConfigTable, builtins: Sequence[TableMapping]):
         self.store = store
-        self.unit_groups = unit_groups  # BCSYNC_UNIT_MODE
-        self.ownership = ownership      # BCSYNC_OWNERSHIP_MODEL
+        self.builtins = builtins  # as the settings select them (Services.builtins)
 
     def current(self) -> Catalog:
-        return config.build_catalog(builtin_mappings(self.unit_groups, self.ownership), self.store.load())
+        return config.build_catalog(self.builtins, self.store.load())
 
 
 # Requests in flight at once per service and user: Business Central serves 5 at a time; Dataverse allows 52
@@ -127,12 +126,14 @@ class Services:
         return MappingConfigTable(self.storage)
 
     @cached_property
-    def catalogs(self) -> "StoredCatalog":
-        return StoredCatalog(self.mapping_config, self.settings.unit_groups, self.ownership)
+    def builtins(self) -> tuple[TableMapping, ...]:
+        """The built-in mappings in use: the one place where settings choose among them."""
+        s = self.settings
+        return tuple(builtin_mappings(unit_groups=s.unit_groups, ownership=s.ownership))
 
-    @property
-    def ownership(self) -> OwnershipModel:
-        return OwnershipModel(self.settings.ownership_model.strip().lower())
+    @cached_property
+    def catalogs(self) -> "StoredCatalog":
+        return StoredCatalog(self.mapping_config, self.builtins)
 
     @cached_property
     def sign_in(self) -> SignIn:
@@ -170,7 +171,7 @@ class Services:
                           watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds),
                           reconcile_every=dt.timedelta(minutes=s.reconcile_minutes),
                           setup=ConnectionSetup(auto_create_sales_orders=s.auto_create_sales_orders,
-                                                ownership_model=self.ownership),
+                                                ownership_model=s.ownership),
                           facts_ttl=dt.timedelta(seconds=s.facts_ttl_seconds))
 
     @cached_property
@@ -182,14 +183,11 @@ class Services:
 
     # -- mappings -------------------------------------------------------------------------------
 
-    def _builtins(self) -> list:
-        return builtin_mappings(self.settings.unit_groups, self.ownership)
-
     def mappings(self) -> list[dict]:
         """Every mapping as configured; one whose stored override no longer validates is shown as built in,
         with the problem and its fix."""
         overrides, problems = self.mapping_config.load_checked()
-        catalog, unusable = config.checked_catalog(self._builtins(), overrides)
+        catalog, unusable = config.checked_catalog(self.builtins, overrides)
         problems.update(unusable)
         schedules = self.state.schedules()
         return [{**config.describe(m, None if m.name in problems else overrides.get(m.name)),
@@ -198,13 +196,13 @@ class Services:
 
     def set_mapping(self, name: str, changes: dict) -> dict:
         """Change a mapping's settings; validated against the mapping and, for filters, by the service."""
-        builtin = {m.name: m for m in self._builtins()}
+        builtin = {m.name: m for m in self.builtins}
         if name not in builtin:
             raise ConfigurationError(f"There is no table mapping named {cut(name)}; known: {', '.join(builtin)}.")
         overrides = self.mapping_config.load()
         override = config.parse_changes(overrides.get(name, config.MappingOverride()), changes, builtin[name])
         mapping = config.apply(builtin[name], override)
-        config.build_catalog(self._builtins(), {**overrides, name: override})  # the whole catalogue stays valid
+        config.build_catalog(self.builtins, {**overrides, name: override})  # the whole catalogue stays valid
         for side, key in ((Side.BC, "bc_filter"), (Side.CRM, "crm_filter")):
             if changes.get(key):
                 self._probe_filter(mapping, side)
@@ -215,7 +213,7 @@ class Services:
         return config.describe(mapping, override)
 
     def reset_mapping(self, name: str) -> dict:
-        builtin = {m.name: m for m in self._builtins()}
+        builtin = {m.name: m for m in self.builtins}
         if name not in builtin:
             raise ConfigurationError(f"There is no table mapping named {cut(name)}.")
         self.mapping_config.delete(name)
@@ -345,7 +343,7 @@ class Services:
         quick = self._checking
         probe = ServiceProbe(quick.settings, quick.sign_in, lambda: quick.dataverse, lambda: quick.business_central,
                              lambda: self.storage_account)
-        return run_checks(config.checked_catalog(self._builtins(), overrides)[0], probe)
+        return run_checks(config.checked_catalog(self.builtins, overrides)[0], probe)
 
     @cached_property
     def _checking(self) -> "Services":
