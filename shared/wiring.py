@@ -48,6 +48,28 @@ from .telemetry import JobTelemetry, configure_telemetry, run_started
 log = logging.getLogger("bcsync.queue")
 
 
+@dataclass(frozen=True)
+class StoredConfiguration:
+    """The mapping configuration as one query of Table Storage found it, for a page or request that uses it in
+    more than one way."""
+
+    builtins: Sequence[TableMapping]
+    overrides: dict[str, config.MappingOverride]  # the stored overrides that can be read
+    unreadable: dict[str, str]                    # what is wrong with the others, by mapping
+
+    def catalog(self) -> Catalog:
+        """The catalogue in force, as jobs use it: refused while a stored override is wrong."""
+        if self.unreadable:
+            raise ConfigurationError(next(iter(self.unreadable.values())))
+        return config.build_catalog(self.builtins, self.overrides)
+
+    def listed(self) -> tuple[Catalog, dict[str, str]]:
+        """Every mapping, with the overrides that still apply, and what is wrong with the others (by mapping),
+        so that the mappings can be listed and a bad override reset."""
+        catalog, unusable = config.checked_catalog(self.builtins, self.overrides)
+        return catalog, {**self.unreadable, **unusable}
+
+
 class StoredCatalog:
     """The built-in mappings with the overrides in Table Storage, read afresh for every run and job
     (one small query), so a change made through any worker applies to the next job everywhere."""
@@ -56,8 +78,11 @@ class StoredCatalog:
         self.store = store
         self.builtins = builtins  # as the settings select them (Services.builtins)
 
+    def read(self) -> StoredConfiguration:
+        return StoredConfiguration(self.builtins, *self.store.load_checked())
+
     def current(self) -> Catalog:
-        return config.build_catalog(self.builtins, self.store.load())
+        return self.read().catalog()
 
 
 # Requests in flight at once per service and user: Business Central serves 5 at a time; Dataverse allows 52
@@ -183,12 +208,12 @@ class Services:
 
     # -- mappings -------------------------------------------------------------------------------
 
-    def mappings(self) -> list[dict]:
-        """Every mapping as configured; one whose stored override no longer validates is shown as built in,
-        with the problem and its fix."""
-        overrides, problems = self.mapping_config.load_checked()
-        catalog, unusable = config.checked_catalog(self.builtins, overrides)
-        problems.update(unusable)
+    def mappings(self, configuration: StoredConfiguration | None = None) -> list[dict]:
+        """Every mapping as configured (read now unless given); one whose stored override no longer validates is
+        shown as built in, with the problem and its fix."""
+        configuration = configuration or self.catalogs.read()
+        catalog, problems = configuration.listed()
+        overrides = configuration.overrides
         schedules = self.state.schedules()
         return [{**config.describe(m, None if m.name in problems else overrides.get(m.name)),
                  "schedule": schedule_status(m, schedules.get(m.name)),
@@ -246,8 +271,10 @@ class Services:
     def uncouple_all(self, mapping: str) -> int:
         return coupling.uncouple_all(mapping, couplings=self.couplings, errors=self.errors)
 
-    def list_couplings(self, mapping: str, search: str | None = None, limit: int = 100) -> list[Coupling]:
-        self.catalogs.current()[mapping]
+    def list_couplings(self, mapping: str, search: str | None = None, limit: int = 100,
+                       catalog: Catalog | None = None) -> list[Coupling]:
+        """A mapping's couplings; `catalog`: the catalogue in force, as the caller read it (else read now)."""
+        (self.catalogs.current() if catalog is None else catalog)[mapping]
         return self.couplings.list(mapping, limit, (lambda c: coupling.matches(c, search)) if search else None)
 
     # -- failed records -----------------------------------------------------------------------------

@@ -371,8 +371,9 @@ class SyncEngine:
                 return mapping.process.has_work(jobs[0])
             return any(job.has_work() for job in jobs)
 
-    def recommend(self, mapping_name: str) -> "Recommendation":
-        return recommend(self.catalogs.current()[mapping_name], self.bc, self.crm)
+    def recommend(self, mapping: TableMapping) -> "Recommendation":
+        """What a full synchronisation of the mapping (of the catalogue in force) should do (sync.review)."""
+        return recommend(mapping, self.bc, self.crm)
 
     def run(self, mapping_name: str, direction: Direction, *, job_id: str, mode: JobMode = JobMode.INCREMENTAL,
             resume_from: dt.datetime | None = None, on_progress: Callable[[Progress], None] | None = None,
