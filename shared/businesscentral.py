@@ -45,7 +45,8 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def error_of(status: int, body: Any) -> SyncError:
     """A Business Central error answer (a whole response's, or one inner answer of a `$batch`) as the domain's error."""
-    return odata_error("Business Central", status, body, already_exists_codes=ALREADY_EXISTS, concurrency_codes=STALE_VERSION)
+    return odata_error("Business Central", status, body, already_exists_codes=ALREADY_EXISTS,
+                       concurrency_codes=STALE_VERSION)
 
 
 def parse_error(response: requests.Response) -> SyncError:
