@@ -10,9 +10,9 @@ work is moved there by the handler itself (Services.handle_message).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import nullcontext
 from typing import Callable
 
 from shared.queue import Delivery
@@ -74,26 +74,32 @@ class LocalWorker:
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None,
                   on_idle: Callable[[], None] | None = None, recover_every: float = 60.0) -> bool:
-        """Work until `done()` says so (checked whenever the queue is empty). False on timeout.
+        """Work until `done()` says so (checked whenever the queue is empty). False on timeout, which is checked
+        between messages and while jobs run: no message is taken after it, and the jobs in hand are not waited
+        for (they end in their threads; one handled without threads, concurrency 1, ends first).
 
         While idle it also does the timer's recovery now and then, so a job stranded by a crashed
         worker is picked up again rather than waited on for ever."""
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="job") if self.concurrency > 1 \
-                else nullcontext() as pool:
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job") if self.concurrency > 1 else None
+        try:
             return self._work(pool, done, timeout, on_idle, recover_every)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     def _work(self, pool: ThreadPoolExecutor | None, done: Callable[[], bool], timeout: float | None,
               on_idle: Callable[[], None] | None, recover_every: float) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
         last_recovery = time.monotonic()
         running: set[Future] = set()
         poll = self.poll_seconds
-        while True:
+        while time.monotonic() <= deadline:
             if pool is not None:
                 taken = self._step_concurrently(pool, running)
                 poll = self.poll_seconds if taken else min(poll * 2, max(MAX_POLL_SECONDS, self.poll_seconds))
             if pool is not None and running:
-                finished, running_now = wait(running, timeout=poll, return_when=FIRST_COMPLETED)
+                finished, running_now = wait(running, timeout=min(poll, max(deadline - time.monotonic(), 0)),
+                                             return_when=FIRST_COMPLETED)
                 running.intersection_update(running_now)
                 for future in finished:
                     future.result()  # what stops a worker (a BaseException) stops this one too
@@ -107,6 +113,5 @@ class LocalWorker:
                 if time.monotonic() - last_recovery > recover_every:
                     self.services.coordinator.recover()
                     last_recovery = time.monotonic()
-                if deadline is not None and time.monotonic() > deadline:
-                    return False
-                time.sleep(self.poll_seconds)
+                time.sleep(max(min(self.poll_seconds, deadline - time.monotonic()), 0))
+        return False

@@ -26,7 +26,7 @@ from sync.facts import BC_COMPANY_NAME, running
 from sync.model import BcTable, Side
 from sync.ports import NewRow, Record, RowChange, WriteResult
 
-from .http import ApiClient, ServiceError, classify
+from .http import ApiClient, odata_error, response_body
 from .odata import both, chunked, consumed, follow_pages, literal, odata_datetime, parse_datetime
 from .telemetry import map_in_context
 
@@ -45,20 +45,12 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def error_of(status: int, body: Any) -> SyncError:
     """A Business Central error answer (a whole response's, or one inner answer of a `$batch`) as the domain's error."""
-    if isinstance(body, dict):
-        error = body.get("error") or {}
-        parsed = ServiceError(status, str(error.get("code", "")), str(error.get("message", "")).strip())
-    else:
-        parsed = ServiceError(status, "", str(body or "")[:300])
-    return classify("Business Central", parsed, already_exists_codes=ALREADY_EXISTS, concurrency_codes=STALE_VERSION)
+    return odata_error("Business Central", status, body, already_exists_codes=ALREADY_EXISTS,
+                       concurrency_codes=STALE_VERSION)
 
 
 def parse_error(response: requests.Response) -> SyncError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = response.text
-    return error_of(response.status_code, body)
+    return error_of(response.status_code, response_body(response))
 
 
 def decode_enum(value: Any) -> Any:

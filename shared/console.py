@@ -20,8 +20,9 @@ from urllib.parse import quote, urlencode, urlsplit
 import azure.functions as func
 
 from sync import coupling
-from sync.errors import RecordError, SettingsError, SyncError, cut
+from sync.errors import ConfigurationError, RecordError, SettingsError, SyncError, cut
 from sync.facts import BC_COMPANY_NAME
+from sync.mappings import Catalog
 from sync.model import DeletionConflictResolution, Direction, UpdateConflictResolution
 from sync.ports import RecordFailure
 from sync.runs import RUN_ID, RunStatus
@@ -226,11 +227,16 @@ def console_mapping(req: func.HttpRequest) -> func.HttpResponse:
 def console_review(req: func.HttpRequest) -> func.HttpResponse:
     """What a full synchronisation would do per enabled mapping (each service asked for a row or two)."""
     s = services()
+    configuration = s.catalogs.read()  # once, for the list and every recommendation
+    try:
+        catalog, refused = configuration.catalog(), ""
+    except ConfigurationError as exc:  # a stored override is wrong: no mapping's recommendation is known
+        catalog, refused = None, f"not known: {exc.message}"
     rows = []
-    for m in (m for m in s.mappings() if m["enabled"]):
+    for m in (m for m in s.mappings(configuration) if m["enabled"]):
         name = m["name"]
         try:
-            recommendation = s.engine.recommend(name).value
+            recommendation = s.engine.recommend(catalog[name]).value if catalog is not None else refused
         except SettingsError:
             raise  # the whole page is the settings' problem, not one mapping's
         except SyncError as exc:
@@ -260,7 +266,8 @@ def console_jobs(req: func.HttpRequest) -> func.HttpResponse:
     chosen = request.named_mapping(req.params)
     reports = services().job_log(limit=request.number(req.params, "limit", 10, 1, 100), mapping=chosen)
     form = (f'<form method="get" class="filters" action="{_href("jobs")}">'
-            + _select("mapping", "Mapping", [("", "all")] + [(n, n) for n in _names()], chosen, "filter-mapping")
+            + _select("mapping", "Mapping", [("", "all")] + [(n, n) for n in services().catalogs.current().names()],
+                      chosen, "filter-mapping")
             + '<button type="submit">Show</button></form>')
     runs = "".join(_run(report.to_dict()) for report in reports) or '<p id="runs-empty">No run yet.</p>'
     return _page(req, "jobs", "Job log", form + runs)
@@ -306,10 +313,6 @@ def _run(run: dict, heading: bool = True) -> str:
             f'<span data-field="totals">{esc(totals)}</span></p>{table}</section>')
 
 
-def _names() -> list[str]:
-    return [m.name for m in services().catalogs.current()]
-
-
 # -- errors ------------------------------------------------------------------------------------------------------
 
 
@@ -318,7 +321,8 @@ def console_errors(req: func.HttpRequest) -> func.HttpResponse:
     chosen, direction = request.named_mapping(req.params), request.choice(req.params, "direction", ONE_WAY)
     skipped = request.flag(req.params, "skipped")
     found = services().failures(chosen, direction, skipped)
-    links = _Links()
+    catalog = services().catalogs.current()  # once, for the links and the filter
+    links = _Links(catalog)
     rows = []
     for f in found:
         scope = {"mapping": f.mapping, "direction": f.direction.value, "source_id": f.source_id}
@@ -332,7 +336,7 @@ def console_errors(req: func.HttpRequest) -> func.HttpResponse:
                     f'<td>{_when(f.last_seen.isoformat() if f.last_seen else None)}</td>'
                     f'<td class="actions">{links.both(f)}</td><td class="actions">{act}</td></tr>')
     form = (f'<form method="get" class="filters" action="{_href("errors")}">'
-            + _select("mapping", "Mapping", [("", "all")] + [(n, n) for n in _names()], chosen, "filter-mapping")
+            + _select("mapping", "Mapping", [("", "all")] + [(n, n) for n in catalog.names()], chosen, "filter-mapping")
             + _select("direction", "Direction", [("", "both"), *((d, d) for d in ONE_WAY)], direction,
                       "filter-direction")
             + _select("skipped", "Records", [("", "failed and skipped"), ("false", "failed"), ("true", "skipped")],
@@ -355,9 +359,9 @@ class _Links:
     """Deep links that open a record in Business Central's web client and in Sales, built from the configured
     environment URLs: BCSYNC_BC_URL (…/v2.0/<tenant>/<environment>) and BCSYNC_DATAVERSE_URL."""
 
-    def __init__(self):
+    def __init__(self, catalog: Catalog):
         s = services()
-        self.catalog = s.catalogs.current()
+        self.catalog = catalog
         self.sales = (s.settings.dataverse_url or "").rstrip("/")
         bc = urlsplit(s.settings.bc_url or "")
         tenant_environment = bc.path.split("/v2.0/", 1)[1].strip("/") if "/v2.0/" in bc.path else ""
@@ -400,11 +404,12 @@ def _company_name(s) -> str | None:
 
 @page("/couplings")
 def console_couplings(req: func.HttpRequest) -> func.HttpResponse:
-    names = _names()
+    catalog = services().catalogs.current()  # once, for the filter, the couplings and the links
+    names = catalog.names()
     chosen = request.named_mapping(req.params) or names[0]
     search = request.text(req.params, "search")
-    found = services().list_couplings(chosen, search, request.number(req.params, "limit", 100, 1, 1000))
-    links = _Links()
+    found = services().list_couplings(chosen, search, request.number(req.params, "limit", 100, 1, 1000), catalog)
+    links = _Links(catalog)
     path = f"/couplings/{quote(chosen, safe='')}"
     rows = []
     for c in map(coupling.to_dict, found):

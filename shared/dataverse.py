@@ -23,7 +23,7 @@ from sync.errors import (AlreadyExistsError, AuthenticationError, ConcurrencyErr
 from sync.model import CrmTable, OptionSet, Side
 from sync.ports import ChangeFeed, FeedPage, NewRow, Record, RowChange, WriteResult
 
-from .http import ApiClient, ServiceError, classify
+from .http import ApiClient, odata_error, response_body
 from .odata import (both, chunked, consumed, follow_pages, odata_datetime, parse_datetime, row_filter,
                     run_concurrently)
 
@@ -62,20 +62,11 @@ def _selected(link: str) -> set[str]:
 
 def error_of(status: int, body: Any) -> SyncError:
     """A Dataverse error answer (a whole response's, or one part of a `$batch`) as the domain's error."""
-    if isinstance(body, dict):
-        error = body.get("error") or {}
-        parsed = ServiceError(status, str(error.get("code", "")), str(error.get("message", "")))
-    else:
-        parsed = ServiceError(status, "", str(body or "")[:300])
-    return classify("Dataverse", parsed, already_exists_codes=ALREADY_EXISTS, concurrency_codes=STALE_VERSION)
+    return odata_error("Dataverse", status, body, already_exists_codes=ALREADY_EXISTS, concurrency_codes=STALE_VERSION)
 
 
 def parse_error(response: requests.Response) -> SyncError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = response.text
-    return error_of(response.status_code, body)
+    return error_of(response.status_code, response_body(response))
 
 
 def _batch_body(boundary: str, requests_: Sequence[Inner]) -> bytes:

@@ -122,6 +122,26 @@ def classify(service: str, error: ServiceError, *, already_exists_codes: frozens
     return RecordError(text, field=field_in(error.message), **kwargs)
 
 
+def odata_error(service: str, status: int, body: Any, *, already_exists_codes: frozenset[str],
+                concurrency_codes: frozenset[str]) -> SyncError:
+    """An OData error answer ({"error": {"code", "message"}}; a whole response's, or one inner answer of a
+    `$batch`) as the domain's error; a body of another shape (a gateway's page) gives its first 300 characters."""
+    if isinstance(body, dict):
+        error = body.get("error") or {}
+        parsed = ServiceError(status, str(error.get("code", "")), str(error.get("message", "")).strip())
+    else:
+        parsed = ServiceError(status, "", str(body or "")[:300])
+    return classify(service, parsed, already_exists_codes=already_exists_codes, concurrency_codes=concurrency_codes)
+
+
+def response_body(response: requests.Response) -> Any:
+    """A response's JSON, else its text."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
 def misconfigured(exc: BaseException, url: str, setting: str) -> SettingsError | None:
     """The setting to fix when a request failed in a way that retrying cannot mend: the host of `url` (from
     `setting`) does not resolve, nothing listens on its port, or its certificate is not one bcsync trusts. None

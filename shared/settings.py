@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from sync.errors import ConfigurationError, SettingsError, shown
+from sync.model import OwnershipModel
 
 DEFAULT_SETTINGS_FILE = "local.settings.json"
 
@@ -455,10 +456,17 @@ class Settings:
         if missing:
             raise ConfigurationError("Missing setting(s): " + ", ".join(missing) + ". See the README's configuration table.")
 
+    # What the settings that choose among the built-in mappings mean, read here only (see Services.builtins).
+
     @property
     def unit_groups(self) -> bool:
         """Unit-group mode (BCSYNC_UNIT_MODE), else legacy."""
         return (self.unit_mode or "").strip().lower() == "unit-groups"
+
+    @property
+    def ownership(self) -> OwnershipModel:
+        """The ownership model (BCSYNC_OWNERSHIP_MODEL)."""
+        return OwnershipModel(self.ownership_model.strip().lower())
 
     def check_services(self) -> None:
         """What reaching Dataverse and Business Central needs (the credential is checked on sign-in)."""

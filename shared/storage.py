@@ -954,7 +954,7 @@ class RunTable:
             "notes": json.dumps([n[:500] for n in job.notes[:40]]), "message": job.message[:30000],
             "attempts": job.attempts, "attempts_without_progress": job.attempts_without_progress,
             "queued_at": _iso(job.queued_at), "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
-            "checkpoint": _iso(job.checkpoint), "lease_until": _iso(job.lease_until), "dry": job.dry,
+            "checkpoint": _iso(job.checkpoint), "lease_until": _iso(job.lease_until),
         }
 
     @staticmethod
@@ -969,7 +969,7 @@ class RunTable:
             attempts_without_progress=int(e.get("attempts_without_progress") or 0),
             queued_at=_dt(e.get("queued_at")), started_at=_dt(e.get("started_at")),
             finished_at=_dt(e.get("finished_at")), checkpoint=_dt(e.get("checkpoint")),
-            lease_until=_dt(e.get("lease_until")), etag=e.metadata.get("etag"), dry=bool(e.get("dry")))
+            lease_until=_dt(e.get("lease_until")), etag=e.metadata.get("etag"))
 
     # -- RunStore -------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Sequence
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -18,7 +19,7 @@ from sync.check import CheckReport, run_checks
 from sync.engine import RecordOutcome, SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, SyncError, TerminalError, cut, shown
 from sync.mappings import Catalog, builtin_mappings
-from sync.model import ConnectionSetup, Direction, OwnershipModel, Side
+from sync.model import ConnectionSetup, Direction, Side, TableMapping
 from sync.orders import OrderResult
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
 from sync.runs import JobMessage, Run, RunCoordinator, RunKind, RunReport
@@ -47,18 +48,41 @@ from .telemetry import JobTelemetry, configure_telemetry, run_started
 log = logging.getLogger("bcsync.queue")
 
 
+@dataclass(frozen=True)
+class StoredConfiguration:
+    """The mapping configuration as one query of Table Storage found it, for a page or request that uses it in
+    more than one way."""
+
+    builtins: Sequence[TableMapping]
+    overrides: dict[str, config.MappingOverride]  # the stored overrides that can be read
+    unreadable: dict[str, str]                    # what is wrong with the others, by mapping
+
+    def catalog(self) -> Catalog:
+        """The catalogue in force, as jobs use it: refused while a stored override is wrong."""
+        if self.unreadable:
+            raise ConfigurationError(next(iter(self.unreadable.values())))
+        return config.build_catalog(self.builtins, self.overrides)
+
+    def listed(self) -> tuple[Catalog, dict[str, str]]:
+        """Every mapping, with the overrides that still apply, and what is wrong with the others (by mapping),
+        so that the mappings can be listed and a bad override reset."""
+        catalog, unusable = config.checked_catalog(self.builtins, self.overrides)
+        return catalog, {**self.unreadable, **unusable}
+
+
 class StoredCatalog:
     """The built-in mappings with the overrides in Table Storage, read afresh for every run and job
     (one small query), so a change made through any worker applies to the next job everywhere."""
 
-    def __init__(self, store: MappingConfigTable, unit_groups: bool = False,
-                 ownership: OwnershipModel = OwnershipModel.PERSON):
+    def __init__(self, store: MappingConfigTable, builtins: Sequence[TableMapping]):
         self.store = store
-        self.unit_groups = unit_groups  # BCSYNC_UNIT_MODE
-        self.ownership = ownership      # BCSYNC_OWNERSHIP_MODEL
+        self.builtins = builtins  # as the settings select them (Services.builtins)
+
+    def read(self) -> StoredConfiguration:
+        return StoredConfiguration(self.builtins, *self.store.load_checked())
 
     def current(self) -> Catalog:
-        return config.build_catalog(builtin_mappings(self.unit_groups, self.ownership), self.store.load())
+        return self.read().catalog()
 
 
 # Requests in flight at once per service and user: Business Central serves 5 at a time; Dataverse allows 52
@@ -127,12 +151,14 @@ class Services:
         return MappingConfigTable(self.storage)
 
     @cached_property
-    def catalogs(self) -> "StoredCatalog":
-        return StoredCatalog(self.mapping_config, self.settings.unit_groups, self.ownership)
+    def builtins(self) -> tuple[TableMapping, ...]:
+        """The built-in mappings in use: the one place where settings choose among them."""
+        s = self.settings
+        return tuple(builtin_mappings(unit_groups=s.unit_groups, ownership=s.ownership))
 
-    @property
-    def ownership(self) -> OwnershipModel:
-        return OwnershipModel(self.settings.ownership_model.strip().lower())
+    @cached_property
+    def catalogs(self) -> "StoredCatalog":
+        return StoredCatalog(self.mapping_config, self.builtins)
 
     @cached_property
     def sign_in(self) -> SignIn:
@@ -170,7 +196,7 @@ class Services:
                           watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds),
                           reconcile_every=dt.timedelta(minutes=s.reconcile_minutes),
                           setup=ConnectionSetup(auto_create_sales_orders=s.auto_create_sales_orders,
-                                                ownership_model=self.ownership),
+                                                ownership_model=s.ownership),
                           facts_ttl=dt.timedelta(seconds=s.facts_ttl_seconds))
 
     @cached_property
@@ -182,15 +208,12 @@ class Services:
 
     # -- mappings -------------------------------------------------------------------------------
 
-    def _builtins(self) -> list:
-        return builtin_mappings(self.settings.unit_groups, self.ownership)
-
-    def mappings(self) -> list[dict]:
-        """Every mapping as configured; one whose stored override no longer validates is shown as built in,
-        with the problem and its fix."""
-        overrides, problems = self.mapping_config.load_checked()
-        catalog, unusable = config.checked_catalog(self._builtins(), overrides)
-        problems.update(unusable)
+    def mappings(self, configuration: StoredConfiguration | None = None) -> list[dict]:
+        """Every mapping as configured (read now unless given); one whose stored override no longer validates is
+        shown as built in, with the problem and its fix."""
+        configuration = configuration or self.catalogs.read()
+        catalog, problems = configuration.listed()
+        overrides = configuration.overrides
         schedules = self.state.schedules()
         return [{**config.describe(m, None if m.name in problems else overrides.get(m.name)),
                  "schedule": schedule_status(m, schedules.get(m.name)),
@@ -198,13 +221,13 @@ class Services:
 
     def set_mapping(self, name: str, changes: dict) -> dict:
         """Change a mapping's settings; validated against the mapping and, for filters, by the service."""
-        builtin = {m.name: m for m in self._builtins()}
+        builtin = {m.name: m for m in self.builtins}
         if name not in builtin:
             raise ConfigurationError(f"There is no table mapping named {cut(name)}; known: {', '.join(builtin)}.")
         overrides = self.mapping_config.load()
         override = config.parse_changes(overrides.get(name, config.MappingOverride()), changes, builtin[name])
         mapping = config.apply(builtin[name], override)
-        config.build_catalog(self._builtins(), {**overrides, name: override})  # the whole catalogue stays valid
+        config.build_catalog(self.builtins, {**overrides, name: override})  # the whole catalogue stays valid
         for side, key in ((Side.BC, "bc_filter"), (Side.CRM, "crm_filter")):
             if changes.get(key):
                 self._probe_filter(mapping, side)
@@ -215,7 +238,7 @@ class Services:
         return config.describe(mapping, override)
 
     def reset_mapping(self, name: str) -> dict:
-        builtin = {m.name: m for m in self._builtins()}
+        builtin = {m.name: m for m in self.builtins}
         if name not in builtin:
             raise ConfigurationError(f"There is no table mapping named {cut(name)}.")
         self.mapping_config.delete(name)
@@ -248,8 +271,10 @@ class Services:
     def uncouple_all(self, mapping: str) -> int:
         return coupling.uncouple_all(mapping, couplings=self.couplings, errors=self.errors)
 
-    def list_couplings(self, mapping: str, search: str | None = None, limit: int = 100) -> list[Coupling]:
-        self.catalogs.current()[mapping]
+    def list_couplings(self, mapping: str, search: str | None = None, limit: int = 100,
+                       catalog: Catalog | None = None) -> list[Coupling]:
+        """A mapping's couplings; `catalog`: the catalogue in force, as the caller read it (else read now)."""
+        (self.catalogs.current() if catalog is None else catalog)[mapping]
         return self.couplings.list(mapping, limit, (lambda c: coupling.matches(c, search)) if search else None)
 
     # -- failed records -----------------------------------------------------------------------------
@@ -345,7 +370,7 @@ class Services:
         quick = self._checking
         probe = ServiceProbe(quick.settings, quick.sign_in, lambda: quick.dataverse, lambda: quick.business_central,
                              lambda: self.storage_account)
-        return run_checks(config.checked_catalog(self._builtins(), overrides)[0], probe)
+        return run_checks(config.checked_catalog(self.builtins, overrides)[0], probe)
 
     @cached_property
     def _checking(self) -> "Services":

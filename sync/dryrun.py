@@ -405,10 +405,16 @@ def _capped(entries: list[dict]) -> list[dict]:
 
 
 def listed(entries: list[dict]) -> dict:
-    records = _capped(entries)
-    counts = Counter(e["kind"] for e in entries)
-    return {"counts": {kind: counts[kind] for kind in KINDS}, "records": records, "listed": LISTED_RECORDS,
-            "truncated": len(records) < len(entries)}
+    """A job's report of these entries."""
+    return _summary(Counter(e["kind"] for e in entries), entries)
+
+
+def _summary(counts: Counter[str], records: list[dict], truncated: bool = False) -> dict:
+    """A job's report: its counts by kind and its records, the first LISTED_RECORDS of each kind (`truncated`:
+    some were left out before)."""
+    kept = _capped(records)
+    return {"counts": {kind: counts[kind] for kind in KINDS}, "records": kept, "listed": LISTED_RECORDS,
+            "truncated": truncated or len(kept) < len(records)}
 
 
 def _identity(entry: dict) -> tuple:
@@ -424,12 +430,10 @@ def merged(earlier: dict | None, later: dict) -> dict:
     records = earlier["records"] + [r for r in later["records"] if _identity(r) not in seen]
     counts = Counter(earlier["counts"])
     counts.update(later["counts"])
-    kept = _capped(records)
     ids = list(dict.fromkeys(earlier.get("carried", []) + later.get("carried", [])))
     carried = ({"carried": ids} if "carried" in earlier and "carried" in later and len(ids) <= CARRIED_IDS
                else {"not_carried": len(ids) + earlier.get("not_carried", 0) + later.get("not_carried", 0)})
-    return {"counts": {kind: counts[kind] for kind in KINDS}, "records": kept, "listed": LISTED_RECORDS,
-            "truncated": earlier["truncated"] or later["truncated"] or len(kept) < len(records), **carried}
+    return {**_summary(counts, records, earlier["truncated"] or later["truncated"]), **carried}
 
 
 def carried(reports: dict[str, dict], job_ids: Sequence[str]) -> list[str]:

@@ -371,8 +371,9 @@ class SyncEngine:
                 return mapping.process.has_work(jobs[0])
             return any(job.has_work() for job in jobs)
 
-    def recommend(self, mapping_name: str) -> "Recommendation":
-        return recommend(self.catalogs.current()[mapping_name], self.bc, self.crm)
+    def recommend(self, mapping: TableMapping) -> "Recommendation":
+        """What a full synchronisation of the mapping (of the catalogue in force) should do (sync.review)."""
+        return recommend(mapping, self.bc, self.crm)
 
     def run(self, mapping_name: str, direction: Direction, *, job_id: str, mode: JobMode = JobMode.INCREMENTAL,
             resume_from: dt.datetime | None = None, on_progress: Callable[[Progress], None] | None = None,
@@ -382,9 +383,8 @@ class SyncEngine:
         if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
         self._retry_follow_ups(mapping, self.couplings.recover(mapping.name))
-        job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
+        job = self._new_job(catalog, mapping, direction, job_id, mode, counts, on_progress)
         with job.facts.in_use():
-            refuse_mixed_modes(job)
             try:
                 if mapping.process is not None:
                     outcome = mapping.process.run(job, deadline)
@@ -421,8 +421,13 @@ class SyncEngine:
         """A job context outside a run, for what a user starts on one record (create one sales order)."""
         catalog = self.catalogs.current()
         mapping = catalog[mapping_name]
-        job = _Job(self, catalog, mapping, mapping.direction.job_directions()[0], job_id, JobMode.INCREMENTAL,
-                   Counts(), None)
+        return self._new_job(catalog, mapping, mapping.direction.job_directions()[0], job_id)
+
+    def _new_job(self, catalog: Catalog, mapping: TableMapping, direction: Direction, job_id: str,
+             mode: JobMode = JobMode.INCREMENTAL, counts: Counts | None = None, on_progress=None) -> "_Job":
+        """A job that works on records (a run's, or one started on some records); refused while couplings of the
+        other unit mode exist (see refuse_mixed_modes)."""
+        job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
         refuse_mixed_modes(job)
         return job
 
@@ -441,12 +446,11 @@ class SyncEngine:
                 or mapping.is_option_mapping or mapping.process is not None):
             raise ConfigurationError(f"Table mapping {mapping.name} does not synchronise single records "
                                      f"{direction.value}{'' if mapping.enabled else ' (it is disabled)'}.")
-        job = _Job(self, catalog, mapping, direction, job_id, JobMode.INCREMENTAL, Counts(), None)
+        job = self._new_job(catalog, mapping, direction, job_id)
         job.outcomes, job.restore_skipped = {}, restore_skipped
         ids = [i for i in dict.fromkeys(ids) if (mapping.name, i.lower()) not in visiting]
         job.visiting = visiting | {(mapping.name, i.lower()) for i in ids}
         with job.facts.in_use():
-            refuse_mixed_modes(job)
             job._process_ids(job.selected(ids, coupled))
         return [job.outcomes.get(i.lower()) or RecordOutcome(i, "missing", error=(
             f"There is no {job._src_name()} with id {i} in {SERVICE[job.src_side]}."

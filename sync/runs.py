@@ -23,6 +23,7 @@ from .config import CatalogSource
 from .dryrun import DryRun, carried, merged, shown_report
 from .engine import Counts, JobMode, Progress, SyncEngine
 from .errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TransientError, shown
+from .mappings import Catalog
 from .model import Direction
 from .planner import plan
 from .ports import Clock, RecordFailure
@@ -86,7 +87,6 @@ class Job:
     checkpoint: dt.datetime | None = None
     lease_until: dt.datetime | None = None
     etag: str | None = None
-    dry: bool = False               # a dry run's job: planned for real, written nowhere (sync.dryrun)
 
     def fields(self) -> dict[str, str]:
         """Which job this is, as fields of its log records (custom dimensions in Application Insights)."""
@@ -102,7 +102,7 @@ class Job:
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
             "seconds": (round((self.finished_at - self.started_at).total_seconds(), 1)
                         if self.started_at and self.finished_at else None),
-            "checkpoint": iso(self.checkpoint), "dry_run": self.dry,
+            "checkpoint": iso(self.checkpoint),
         }
 
 
@@ -254,7 +254,7 @@ class RunReport:
                                    if j.job_id in self.dry_reports}} if self.dry_reports is not None else {}),
             "status": self.run.status.value, "created_at": iso(self.run.created_at),
             "finished_at": iso(self.run.finished_at), "totals": total.as_dict(),
-            "jobs": [job.to_dict() for job in self.jobs],
+            "jobs": [{**job.to_dict(), "dry_run": self.run.dry} for job in self.jobs],
             "failures": [{"mapping": f.mapping, "direction": f.direction.value, "record": f.record,
                           "field": f.field, "code": f.code, "message": f.message, "count": f.count,
                           "source_id": f.source_id, "target_id": f.target_id} for f in self.failures],
@@ -295,16 +295,17 @@ class RunCoordinator:
 
     def start_run(self, kind: RunKind, trigger: str, mappings: Iterable[str] | None = None,
                   reasons: dict[str, str] | None = None, dry: bool = False) -> Run:
-        planned = plan(self.catalogs.current(), mappings)
+        catalog = self.catalogs.current()  # read once for the plan and the review (or coupling)
+        planned = plan(catalog, mappings)
         now = self.clock.now()
         run = Run(f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", kind, trigger, created_at=now,
                   mappings=tuple(dict.fromkeys(p.mapping for p in planned)), dry=dry)
         jobs = [Job(run.run_id, p.job_id, p.mapping, p.direction, p.depends_on, seq=i,
-                    reason=(reasons or {}).get(p.mapping, ""), dry=dry) for i, p in enumerate(planned)]
+                    reason=(reasons or {}).get(p.mapping, "")) for i, p in enumerate(planned)]
         if kind is RunKind.COUPLE:
-            self._couple(jobs, mappings is not None, now)
+            self._couple(catalog, jobs, mappings is not None, now)
         elif kind is RunKind.FULL:
-            self._review(jobs, now)
+            self._review(catalog, jobs, now)
         self.runs.create(run, jobs)
         log.info("run %s (%s) started with %d jobs", run.run_id, kind.value, len(jobs), extra={"run": run.run_id})
         for mapping in {j.mapping: j for j in jobs if j.status is JobStatus.DONE and not dry}.values():
@@ -312,9 +313,8 @@ class RunCoordinator:
         self.advance(run.run_id)
         return self.runs.get(run.run_id) or run
 
-    def _couple(self, jobs: list[Job], asked: bool, now: dt.datetime) -> None:
+    def _couple(self, catalog: Catalog, jobs: list[Job], asked: bool, now: dt.datetime) -> None:
         """Match-based coupling; a job mapping (sales orders, item availability) has no rows to match."""
-        catalog = self.catalogs.current()
         for job in jobs:
             job.mode = JobMode.COUPLE
             if catalog[job.mapping].process is not None:
@@ -323,12 +323,12 @@ class RunCoordinator:
                                              f"job couples what it creates itself.")
                 job.status, job.finished_at, job.message = JobStatus.DONE, now, "nothing to couple by matching"
 
-    def _review(self, jobs: list[Job], now: dt.datetime) -> None:
+    def _review(self, catalog: Catalog, jobs: list[Job], now: dt.datetime) -> None:
         """Full synchronisation as the review recommends, mapping by mapping."""
         recommendations: dict[str, Recommendation] = {}
         for job in jobs:
             if job.mapping not in recommendations:
-                recommendations[job.mapping] = self.engine.recommend(job.mapping)
+                recommendations[job.mapping] = self.engine.recommend(catalog[job.mapping])
             found = recommendations[job.mapping]
             job.recommendation = found.value
             if found is Recommendation.NONE:
@@ -487,7 +487,7 @@ class RunCoordinator:
                 raise LeaseLost(f"the lease on {job.mapping} passed to another worker")
 
         dry, reports = None, {}
-        if job.dry:
+        if run.dry:
             reports = self.runs.reports(run.run_id)
             dry = DryRun(self.engine, carried(reports, [j.job_id for j in self.runs.jobs(run.run_id)
                                                          if j.mapping == job.mapping and j.seq < job.seq]))

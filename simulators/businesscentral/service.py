@@ -153,18 +153,26 @@ class Service:
             return self._odata_v4(call, segments[1:])
         raise errors.no_route(f"{call.base}/{call.path}")
 
-    # -- API (api/v2.0/...) -------------------------------------------------------------------------------
-
-    def _api(self, call: Call, api: str, views: dict[str, View], rest: list[str]) -> Reply:
-        root = f"{call.base}/api/{api}"
+    def _service_root(self, call: Call, rest: list[str], root: str, views: dict[str, View], namespace: str,
+                      batch_path: list[str]) -> Reply | None:
+        """What an OData service root answers itself: its service document, $metadata and $batch (None for a
+        path into an entity set)."""
         if not rest:
             return Reply(200, {"@odata.context": f"{root}/$metadata",
                                "value": [{"name": name, "kind": "EntitySet", "url": name} for name in views]})
         if rest == ["$metadata"]:
-            return Reply(200, self.metadata(views.values(), "Microsoft.NAV"), content_type="application/xml")
+            return Reply(200, self.metadata(views.values(), namespace), content_type="application/xml")
         if rest == ["$batch"]:
-            return self._batch(call, ["api", *api.split("/")])
+            return self._batch(call, batch_path)
+        return None
 
+    # -- API (api/v2.0/...) -------------------------------------------------------------------------------
+
+    def _api(self, call: Call, api: str, views: dict[str, View], rest: list[str]) -> Reply:
+        root = f"{call.base}/api/{api}"
+        served = self._service_root(call, rest, root, views, "Microsoft.NAV", ["api", *api.split("/")])
+        if served is not None:
+            return served
         name, key = parse_segment(rest[0])
         company = None
         context_prefix = ""
@@ -207,13 +215,9 @@ class Service:
     def _odata_v4(self, call: Call, rest: list[str]) -> Reply:
         root = f"{call.base}/ODataV4"
         pages = {n: v for n, v in self.sim.catalog.pages.items() if n not in self.sim.unpublished}
-        if not rest:
-            return Reply(200, {"@odata.context": f"{root}/$metadata",
-                               "value": [{"name": name, "kind": "EntitySet", "url": name} for name in pages]})
-        if rest == ["$metadata"]:
-            return Reply(200, self.metadata(pages.values(), "NAV"), content_type="application/xml")
-        if rest == ["$batch"]:
-            return self._batch(call, ["ODataV4"])
+        served = self._service_root(call, rest, root, pages, "NAV", ["ODataV4"])
+        if served is not None:
+            return served
         name, key = parse_segment(rest[0])
         if name == "Company" and key is not None:
             wanted = parse_key(key)[0] if key.strip() else ""

@@ -141,6 +141,13 @@ class BusinessCentralSimulator:
     def _record(self, view: View, session: Session, id_: str) -> dict | None:
         return self.store.get(view.table, session.company, str(id_))
 
+    def _existing(self, view: View, session: Session, id_: str) -> dict:
+        """The record, else the service's not-found error."""
+        record = self._record(view, session, id_)
+        if record is None:
+            raise view.not_found(id_)
+        return record
+
     def seed(self, entity_set: str, rows: list[dict], *, company_id: str | None = None) -> list[str]:
         """Insert rows given with the view's field names (hidden fields such as the customer's
         shippingAgentCode, and id / lastModifiedDateTime, allowed; also into a seedable read-only entity
@@ -160,18 +167,14 @@ class BusinessCentralSimulator:
         view = self.catalog.view(entity_set)
         with self.store.lock:
             session = self._session(view, company_id)
-            record = self._record(view, session, id_)
-            if record is None:
-                raise view.not_found(id_)
+            record = self._existing(view, session, id_)
             return view.python(session, view.modify(session, record, dict(values), wire=False))
 
     def delete(self, entity_set: str, id_: str, *, company_id: str | None = None) -> None:
         view = self.catalog.view(entity_set)
         with self.store.lock:
             session = self._session(view, company_id)
-            record = self._record(view, session, id_)
-            if record is None:
-                raise view.not_found(id_)
+            record = self._existing(view, session, id_)
             view.delete(session, record, wire=False)
 
     def get(self, entity_set: str, id_: str, *, company_id: str | None = None) -> dict | None:

@@ -275,13 +275,7 @@ class Engine:
             if values.get(attr.name) is None:
                 values[attr.name] = self.next_number(entity, attr)
         change = Change(self, entity, values, targets, None, written.values, row_id, web, caller)
-        if entity.rules is not None:
-            entity.rules.prepare(change)
-        self._apply_state(entity, values, written.values, None, row_id)
-        if entity.compose:
-            entity.compose(values)
-        self._apply_money(entity, values, targets)
-        self._check_unique(entity, values, row_id)
+        self._prepare(change)
         now = self.now()
         overrides = written.overrides
         values["createdon"] = overrides.get("createdon") or values.get("overriddencreatedon") or now
@@ -292,12 +286,7 @@ class Engine:
                 targets[column] = "systemuser"
         for column in ("createdonbehalfby", "modifiedonbehalfby"):
             values[column] = None
-        values["versionnumber"] = self.store.next_version()
-        row = Row(values, targets)
-        self.store.put(entity.logical_name, row_id, row)
-        if entity.rules is not None:
-            entity.rules.after_write(change, row)
-        return row
+        return self._store(change)
 
     def update(self, entity: Entity, row_id: str, written: Written, caller: str | None, *, web: bool = True) -> Row:
         old = self.store.get(entity.logical_name, row_id)
@@ -326,13 +315,7 @@ class Engine:
                 raise errors.invalid_argument("The owner of a record cannot be null.")
             self._apply_owner(values, targets)
         change = Change(self, entity, values, targets, old.values, written.values, row_id, web, caller)
-        if entity.rules is not None:
-            entity.rules.prepare(change)
-        self._apply_state(entity, values, written.values, old.values, row_id)
-        if entity.compose:
-            entity.compose(values)
-        self._apply_money(entity, values, targets)
-        self._check_unique(entity, values, row_id)
+        self._prepare(change)
         overrides = written.overrides
         values["modifiedon"] = overrides.get("modifiedon") or self.now()
         if "createdon" in overrides:
@@ -343,11 +326,27 @@ class Engine:
         for column in ("createdby", "modifiedby"):
             if values.get(column) is not None:
                 targets[column] = "systemuser"
-        values["versionnumber"] = self.store.next_version()
-        row = Row(values, targets)
-        self.store.put(entity.logical_name, row_id, row)
+        return self._store(change)
+
+    def _prepare(self, change: Change) -> None:
+        """What a create and an update do before the row is stamped: the entity's rules, its state, composed and
+        money columns, then its unique columns checked."""
+        entity, values = change.entity, change.values
         if entity.rules is not None:
-            entity.rules.after_write(change, row)
+            entity.rules.prepare(change)
+        self._apply_state(entity, values, change.changed, change.old, change.row_id)
+        if entity.compose:
+            entity.compose(values)
+        self._apply_money(entity, values, change.targets)
+        self._check_unique(entity, values, change.row_id)
+
+    def _store(self, change: Change) -> Row:
+        """The row stored with a new version number, then the entity's rules told."""
+        change.values["versionnumber"] = self.store.next_version()
+        row = Row(change.values, change.targets)
+        self.store.put(change.entity.logical_name, change.row_id, row)
+        if change.entity.rules is not None:
+            change.entity.rules.after_write(change, row)
         return row
 
     def delete(self, entity: Entity, row_id: str, caller: str | None, *, web: bool = True,

@@ -354,9 +354,10 @@ LINE_PRODUCT_TYPE = {1: "Product", 2: "Bundle", 3: "Required Bundle Product", 4:
                      5: "Project-based Service"}
 
 
-def address_columns(prefix: str = "address1") -> list[Attr]:
+def _street(prefix: str) -> list[Attr]:
+    """What a record's address (address1_*) and a document's (billto_*, shipto_*) share: name, street, city,
+    state, postal code."""
     return [
-        picklist(f"{prefix}_addresstypecode", ADDRESS_TYPE),
         string(f"{prefix}_name", 200),
         string(f"{prefix}_line1", 250),
         string(f"{prefix}_line2", 250),
@@ -364,6 +365,13 @@ def address_columns(prefix: str = "address1") -> list[Attr]:
         string(f"{prefix}_city", 80),
         string(f"{prefix}_stateorprovince", 50),
         string(f"{prefix}_postalcode", 20),
+    ]
+
+
+def address_columns(prefix: str = "address1") -> list[Attr]:
+    return [
+        picklist(f"{prefix}_addresstypecode", ADDRESS_TYPE),
+        *_street(prefix),
         string(f"{prefix}_county", 50),
         string(f"{prefix}_country", 80),
         string(f"{prefix}_primarycontactname", 100),
@@ -381,13 +389,7 @@ def address_columns(prefix: str = "address1") -> list[Attr]:
 def document_address(prefix: str) -> list[Attr]:
     """billto_* / shipto_* of orders, invoices and their lines."""
     return [
-        string(f"{prefix}_name", 200),
-        string(f"{prefix}_line1", 250),
-        string(f"{prefix}_line2", 250),
-        string(f"{prefix}_line3", 250),
-        string(f"{prefix}_city", 80),
-        string(f"{prefix}_stateorprovince", 50),
-        string(f"{prefix}_postalcode", 20),
+        *_street(prefix),
         string(f"{prefix}_country", 80),
         string(f"{prefix}_telephone", 50),
         string(f"{prefix}_fax", 50),

@@ -14,7 +14,7 @@ A customer or account that had not changed since its last synchronisation stays 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from ..errors import RecordError
 from ..model import BcTable, Direction, Side
@@ -91,22 +91,6 @@ def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[
     return {a: cache.get(a) for a in account_ids if a}
 
 
-def account_of_company(ctx: RuleContext, company_number: str | None) -> str | None:
-    return _one(ctx, "account_of_company", accounts_of_companies, company_number)
-
-
-def company_of_account(ctx: RuleContext, account_id: str | None) -> str | None:
-    return _one(ctx, "company_of_account", companies_of_accounts, account_id)
-
-
-def _one(ctx: RuleContext, cache_name: str, find: Callable[[RuleContext, Sequence[str]], dict[str, str | None]],
-         key: str | None) -> str | None:
-    """What `find` gives for one key, taken from the job's cache where `find` put it (a page's rows each ask
-    for their own, after `prepare` found them all)."""
-    cache = ctx.cache.get(cache_name, {})
-    return cache[key] if key in cache else find(ctx, [key]).get(key)
-
-
 class ContactRules(MappingRules):
     """A contact's parent takes a read of business relations: a scheduled run reads them only for contacts
     whose company (or parent account) changed since the pair was last synchronised, and keeps the parent
@@ -144,7 +128,7 @@ class ContactRules(MappingRules):
             return kept
         if ctx.direction is Direction.TO_CRM:
             company = row.values.get("companyNumber")
-            account = account_of_company(ctx, company)
+            account = accounts_of_companies(ctx, [company]).get(company)
             if account is None:
                 why = ctx.cache.get("customer_problems", {}).get(company)
                 advice = f"its customer or vendor could not be synchronised first: {why}" if why else \
@@ -154,7 +138,7 @@ class ContactRules(MappingRules):
                                   code="ParentNotCoupled")
             return {"parentcustomerid": account}
         account = row.values.get("parentcustomerid")
-        company = company_of_account(ctx, account)
+        company = companies_of_accounts(ctx, [account]).get(account)
         if company is None:
             why = ctx.cache.get("customer_problems", {}).get(str(account).lower())
             raise RecordError(f"contact '{row.values.get('fullname') or ''}' ({row.id}): its parent account {account} "
@@ -186,7 +170,7 @@ def new_contacts(ctx: RuleContext, written: Sequence[Written]) -> list[NewContac
             continue
         if ctx.direction is Direction.TO_CRM:
             company = w.source.values.get("companyNumber")
-            account, crm, bc = account_of_company(ctx, company), w.target, w.source
+            account, crm, bc = accounts_of_companies(ctx, [company]).get(company), w.target, w.source
         else:
             account, crm, bc = w.source.values.get("parentcustomerid"), w.source, w.target
         if account and bc.values.get("number"):
@@ -278,7 +262,7 @@ class OpportunityRules(MappingRules):
         if ctx.direction is Direction.TO_CRM:
             contact = row.values.get("contactNumber")
             company = self._companies(ctx, [contact]).get(contact, "")
-            account = account_of_company(ctx, company) if company else None
+            account = accounts_of_companies(ctx, [company]).get(company)
             if account is None:
                 return {}
             return {"parentaccountid": account, "customerid": account}

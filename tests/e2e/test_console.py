@@ -126,6 +126,25 @@ def test_every_page_shows_real_data_escaped_and_no_secret(env, host):
     assert '<td data-field="inventory">12.0</td>' in availability
 
 
+def test_each_page_reads_the_mapping_configuration_once(env, host):
+    seed(env)
+    table = env.services.mapping_config.table
+    queries, query = [], table.query_entities
+    table.query_entities = lambda *args, **kwargs: queries.append(args) or query(*args, **kwargs)
+    for url in PAGES:
+        queries.clear()
+        get(host, url + ("&" if "?" in url else "?") + f"code={host.FUNCTION_KEY}")
+        assert len(queries) == 1, url   # the names, the links, the couplings, each recommendation: one read
+
+
+def test_the_review_lists_every_mapping_while_a_stored_override_is_wrong(env, host):
+    env.services.mapping_config.table.upsert_entity({"PartitionKey": "mapping", "RowKey": "CUSTOMER", "name": "CUSTOMER",
+                                                     "override": json.dumps({"interval_minutes": 10 ** 300})})
+    review = get(host, f"/api/console/review?code={host.FUNCTION_KEY}").text
+    shown = re.findall(r'data-recommendation="([^"]+)">not known: The stored overrides of table mapping CUSTOMER', review)
+    assert {"CUSTOMER", "CONTACT"} <= set(shown)   # no job could run: no mapping is reviewed
+
+
 def test_a_hostile_product_lookup_is_escaped_and_a_bad_filter_answers_a_page(env, host):
     answer = host.request("GET", "/api/console/availability", key=host.FUNCTION_KEY, params={"product": HOSTILE})
     assert answer.status_code == 404 and HOSTILE not in answer.get_body().decode()

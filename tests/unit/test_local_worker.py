@@ -75,3 +75,18 @@ def test_while_jobs_run_an_empty_queue_is_looked_at_less_and_less_often():
     assert local.run_until(lambda: not queue.waiting and queue.deleted, timeout=10)
     # every 0.01 s that would be about 150 looks; backing off to MAX_POLL_SECONDS, about 10
     assert len(looks) < 20
+
+
+def test_the_timeout_holds_while_jobs_run():
+    local, queue, _ = worker(40, concurrency=4)   # 40 messages of 0.1 s, 4 at a time: a second of work
+    started = time.monotonic()
+    assert not local.run_until(lambda: False, timeout=0.25)
+    assert time.monotonic() - started < 0.6
+    assert len(queue.waiting) >= 20                 # no message was taken after the timeout
+
+
+def test_the_timeout_holds_between_messages_one_at_a_time():
+    local, queue, _ = worker(20, concurrency=1)   # two seconds of work, one message after the other
+    started = time.monotonic()
+    assert not local.run_until(lambda: False, timeout=0.25)
+    assert time.monotonic() - started < 0.6 and len(queue.waiting) >= 15

@@ -151,3 +151,17 @@ def test_the_function_app_loads_with_settings_in_error(tmp_path):
     loaded = subprocess.run([sys.executable, "-c", "import function_app; print(len(function_app.app.get_functions()))"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert loaded.returncode == 0 and int(loaded.stdout) >= 15, loaded.stderr
+
+
+def test_the_unit_mode_and_ownership_model_select_the_builtin_mappings_in_use():
+    from shared.wiring import Services
+    from sync.model import OwnershipModel
+    from tests.fakes import FakeClock
+
+    default = Settings.load(environ={})
+    assert not default.unit_groups and default.ownership is OwnershipModel.PERSON
+    chosen = Settings.load(environ={"BCSYNC_UNIT_MODE": " Unit-Groups ", "BCSYNC_OWNERSHIP_MODEL": "TEAM"})
+    assert chosen.unit_groups and chosen.ownership is OwnershipModel.TEAM
+    names = {m.name for m in Services(chosen, FakeClock()).builtins}
+    assert {"UNIT GROUP", "ITEM UOM"} <= names and not names & {"UNIT OF MEASURE", "SALESPEOPLE"}
+    assert {"UNIT OF MEASURE", "SALESPEOPLE"} <= {m.name for m in Services(default, FakeClock()).builtins}

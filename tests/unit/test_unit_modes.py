@@ -9,10 +9,12 @@ from sync.config import MappingOverride, build_catalog
 from sync.errors import ConfigurationError
 from sync.facts import Facts
 from sync.mappings import Catalog, builtin_mappings
+from sync.model import Direction
 from sync.planner import plan
 from sync.ports import Coupling
 from sync.rules.units import refuse_mixed_modes
 from tests.fakes import FakeClock, FakeCouplings, FakeState
+from tests.unit.test_engine import World
 
 
 def test_unit_group_mode_replaces_unit_of_measure_and_orders_groups_before_units_before_products():
@@ -59,3 +61,16 @@ def test_couplings_of_the_other_mode_stop_unit_product_and_order_jobs_only_and_a
     assert len(reads) == 1   # the clean mode is kept as a fact: one coupling read per switch, not per job
     refuse_mixed_modes(context(False, "ITEM-PRODUCT", couplings, state, clock))
     assert len(reads) == 4   # switched back: the unit-group mappings' couplings are looked for
+
+
+def test_every_job_that_works_on_records_is_refused_while_the_other_modes_couplings_exist():
+    world = World(Catalog(builtin_mappings(unit_groups=True)))
+    world.couplings.save_many([Coupling("UNIT OF MEASURE", "bc-pcs", "crm-nav-pcs")])
+    refused = pytest.raises(ConfigurationError, match="unit-groups unit mode.*UNIT OF MEASURE")
+    with refused:
+        world.engine.run("ITEM-PRODUCT", Direction.TO_CRM, job_id="run")              # a run's job
+    with refused:
+        world.engine.job("SALESORDER-ORDER", "on-demand")                            # one sales order created
+    with refused:
+        world.engine.sync_records("ITEM-PRODUCT", Direction.TO_CRM, ["bc-item"], job_id="now")  # some records now
+    world.engine.has_work("ITEM-PRODUCT")   # the schedule's check works on no record: not refused
