@@ -105,7 +105,7 @@ class LocalWorker:
                 if on_idle:
                     on_idle()
                 if time.monotonic() - last_recovery > recover_every:
-                    self.services.coordinator.recover()
+                    self.services.recover()
                     last_recovery = time.monotonic()
                 if deadline is not None and time.monotonic() > deadline:
                     return False

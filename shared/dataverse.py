@@ -13,7 +13,7 @@ import re
 import urllib.parse
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import quote
 
 import requests
@@ -52,6 +52,25 @@ ALREADY_EXISTS = frozenset({"0x80040237", "0x80060892", "0x80048cf3", "0x80043b0
 STALE_VERSION = frozenset({"0x80060882"})
 NOT_TRACKED = "0x80072491"             # ChangeTrackingNotEnabledForEntity
 EXPIRED_VERSION_STAMP = "0x80044352"   # the delta token is older than ExpireChangeTrackingInDays
+
+
+# Business Central integration solution: the tables whose rows belong to a company (bcbi_companyid, a lookup to
+# bcbi_company), which Business Central filters on and stamps when several companies share the environment
+COMPANY_TABLES = frozenset({"account", "contact", "invoice", "quote", "salesorder", "opportunity", "product",
+                            "productpricelevel", "pricelevel"})
+COMPANY_SET = "bcbi_companies"
+COMPANY_BIND = "bcbi_CompanyId@odata.bind"
+COMPANY_VALUE = "_bcbi_companyid_value"
+
+
+@dataclass(frozen=True)
+class CompanyRow:
+    """Which Business Central company this endpoint writes for: its rows carry that company's bcbi_company row,
+    found by the company's id in Business Central (bcbi_externalid) or created as Business Central does when its
+    connection is set up. `name` gives the company's name, asked only to create the row."""
+
+    external_id: str
+    name: Callable[[], str]
 
 
 def _selected(link: str) -> set[str]:
@@ -173,6 +192,11 @@ class DataverseClient:
                                     headers={**self.HEADERS, "Content-Type": "application/json"})
         return response.json() if response.content else {}
 
+    def create(self, entity_set: str, body: dict) -> dict:
+        """One row, answered as stored."""
+        return self.api.request("POST", f"{API_PATH}/{entity_set}", json=body, idempotent=False, headers={
+            **self.HEADERS, "Content-Type": "application/json", "Prefer": "return=representation"}).json()
+
     def patch(self, entity_set: str, row_id: str, body: dict, *, etag: str | None, select: Sequence[str],
               lookup_types: bool = False) -> Inner:
         """An update for a `$batch`: applied only to the version `etag` (any version when None; never a
@@ -251,10 +275,49 @@ class DataverseEndpoint:
 
     side = Side.CRM
 
-    def __init__(self, client: DataverseClient, write_concurrency: int = 1):
+    def __init__(self, client: DataverseClient, write_concurrency: int = 1, company: CompanyRow | None = None):
         self.client = client
         self.write_concurrency = write_concurrency
         self._whoami: dict | None = None  # bcsync's application user and its business unit, asked once
+        self.company = company            # several companies: this endpoint's company filters and stamps rows
+        self._company_id: str | None = None  # its bcbi_company row, looked up once
+        self._unclaimed: set[str] = set()    # ids of rows read with no company, which a coupling claims
+
+    # -- the company ------------------------------------------------------------------------------
+
+    def company_row_id(self) -> str:
+        """The bcbi_company row of this endpoint's company, created when Business Central never made it."""
+        if self._company_id is None:
+            external = self.company.external_id
+            found = next(self.client.pages(COMPANY_SET, select=["bcbi_companyid"], top=1,
+                                           filter=f"bcbi_externalid eq '{external}'"), [])
+            if found:
+                self._company_id = found[0]["bcbi_companyid"].lower()
+            else:
+                answer = self.client.create(COMPANY_SET, {"bcbi_externalid": external,
+                                                          "bcbi_name": self.company.name()[:30]})
+                self._company_id = answer["bcbi_companyid"].lower()
+        return self._company_id
+
+    def claim(self, table: CrmTable, ids: Sequence[str]) -> None:
+        """Rows of no company that this company has coupled become its rows, as Business Central stamps an account
+        it created a customer from: the other companies no longer see them."""
+        claimed = [i for i in ids if i.lower() in self._unclaimed] if self._owned(table) else []
+        if not claimed:
+            return
+        for result in self._patch_batch(table, [RowChange(i, None, {}) for i in claimed], []):
+            if result.error is not None:
+                raise result.error
+        self._unclaimed.difference_update(i.lower() for i in claimed)
+
+    def _owned(self, table: CrmTable) -> bool:
+        return self.company is not None and table.logical_name in COMPANY_TABLES
+
+    def _company_filter(self, table: CrmTable) -> str:
+        """Business Central's filter on a company's tables: this company's rows and the rows of no company."""
+        if not self._owned(table):
+            return ""
+        return f"{COMPANY_VALUE} eq {self.company_row_id()} or {COMPANY_VALUE} eq null"
 
     # -- shapes ---------------------------------------------------------------------------------
 
@@ -264,7 +327,7 @@ class DataverseEndpoint:
 
     def _select(self, table: CrmTable, fields: Sequence[str]) -> list[str]:
         typed = {lookup.type_field: name for name, lookup in table.lookups.items() if lookup.type_field}
-        names = [table.primary_id, "modifiedon", "_modifiedby_value"]
+        names = [table.primary_id, "modifiedon", "_modifiedby_value"] + ([COMPANY_VALUE] if self._owned(table) else [])
         names += [self._wire_name(table, typed.get(f, f)) for f in fields]
         return list(dict.fromkeys(names))
 
@@ -277,13 +340,15 @@ class DataverseEndpoint:
         for name, lookup in table.lookups.items():
             if lookup.type_field and lookup.type_field in fields:
                 values[lookup.type_field] = row.get(f"_{name}_value@Microsoft.Dynamics.CRM.lookuplogicalname")
+        if COMPANY_VALUE in row and self._owned(table):
+            (self._unclaimed.discard if row[COMPANY_VALUE] else self._unclaimed.add)(row[table.primary_id].lower())
         return Record(row[table.primary_id], values, row.get("@odata.etag"), parse_datetime(row.get("modifiedon")),
                       row.get("_modifiedby_value"))
 
-    @staticmethod
-    def _body(table: CrmTable, values: dict[str, Any]) -> dict:
+    def _body(self, table: CrmTable, values: dict[str, Any]) -> dict:
         """The row's values as the Web API takes them; a lookup to several tables (an owner) is bound to the table
-        its type field names, which is not written itself."""
+        its type field names, which is not written itself. A company's row gets the company as Business Central
+        stamps it on every write, except with a change of state (a submitted order takes no other column)."""
         type_fields = {lookup.type_field for lookup in table.lookups.values() if lookup.type_field}
         body = {}
         for name, value in values.items():
@@ -296,6 +361,8 @@ class DataverseEndpoint:
                 kind = values.get(lookup.type_field) if lookup.type_field else None
                 entity_set = OWNER_SETS.get(kind, lookup.entity_set)
                 body[f"{lookup.navigation}@odata.bind"] = None if value is None else f"/{entity_set}({value})"
+        if self._owned(table) and "statecode" not in values:
+            body[COMPANY_BIND] = f"/{COMPANY_SET}({self.company_row_id()})"
         return body
 
     # -- reads ----------------------------------------------------------------------------------
@@ -306,7 +373,7 @@ class DataverseEndpoint:
         changed = f"modifiedon ge {odata_datetime(since)}" if since else ""
         others = f"_modifiedby_value ne {not_modified_by}" if not_modified_by else ""
         for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
-                                      filter=both(where, changed, others),
+                                      filter=both(where, self._company_filter(table), changed, others),
                                       orderby=f"modifiedon asc,{table.primary_id} asc", page_size=page_size,
                                       lookup_types=self._typed(table, fields), top=limit):
             yield consumed(rows, lambda row: self._record(table, row, fields))
@@ -316,7 +383,7 @@ class DataverseEndpoint:
 
     def changes(self, table: CrmTable, fields: Sequence[str], cursor: str | None, *, where: str = "",
                 page_size: int = 500, not_modified_by: str | None = None) -> ChangeFeed | None:
-        compiled = row_filter(where)
+        compiled = row_filter(both(where, self._company_filter(table)))
         # without a filter we can apply, the feed only tells deletions: it reads no columns
         select = self._select(table, fields) + sorted(compiled[1]) if compiled else [table.primary_id]
         select = list(dict.fromkeys(select))
@@ -352,6 +419,8 @@ class DataverseEndpoint:
     def read_matching(self, table: CrmTable, fields: Sequence[str], field: str, values: Sequence[Any],
                       where: str = "") -> list[Record]:
         # the query functions name a column by its logical name (a lookup's too, not `_<name>_value`)
+        if field != table.primary_id:  # a match by value sees the company's rows only; an id is an id
+            where = both(where, self._company_filter(table))
         filters = [both(where, listed) for listed in in_filters(field, list(dict.fromkeys(values)))]
         select, typed = self._select(table, fields), self._typed(table, fields)
         if len(filters) == 1:
