@@ -141,8 +141,9 @@ def _follow(services: Services, run, args) -> int:
     """Say the run started, or with --wait process its jobs here and print its report."""
     out = args.out
     if not args.wait:
-        out.result({"run": run.run_id, "status": run.status.value},
-                   f"Run {run.run_id} started; `bcsync status {run.run_id}` shows its progress.")
+        whose = f" --company {run.company}" if run.company else ""
+        out.result({"run": run.run_id, **({"company": run.company} if run.company else {}), "status": run.status.value},
+                   f"Run {run.run_id} started; `bcsync status {run.run_id}{whose}` shows its progress.")
         return OK
     report = _wait(services, run.run_id, out)
     show_report(out, report)

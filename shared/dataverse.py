@@ -310,6 +310,24 @@ class DataverseEndpoint:
                 raise result.error
         self._unclaimed.difference_update(i.lower() for i in claimed)
 
+    def release(self, table: CrmTable, ids: Sequence[str]) -> None:
+        """Uncoupled rows belong to no company again, as Business Central resets the company id when it uncouples;
+        a row of another company is left to it."""
+        if not self._owned(table) or not ids:
+            return
+        mine = self.company_row_id()
+        ours = [row[table.primary_id] for listed in in_filters(table.primary_id, list(dict.fromkeys(ids)))
+                for rows in self.client.pages(table.entity_set, select=[table.primary_id, COMPANY_VALUE],
+                                              filter=listed, page_size=MAX_PAGE_SIZE)
+                for row in rows if str(row.get(COMPANY_VALUE) or "").lower() == mine]
+        for chunk in chunked(ours, PATCH_BATCH_MAX):
+            patches = [self.client.patch(table.entity_set, i, {COMPANY_BIND: None}, etag=None,
+                                         select=[table.primary_id]) for i in chunk]
+            for status, body in self.client.batch(patches):
+                if status >= 400:
+                    raise error_of(status, body)
+            self._unclaimed.update(i.lower() for i in chunk)
+
     def _owned(self, table: CrmTable) -> bool:
         return self.company is not None and table.logical_name in COMPANY_TABLES
 

@@ -323,10 +323,17 @@ class Services:
 
     def uncouple(self, mapping: str, side: Side, record_id: str) -> Coupling:
         return coupling.uncouple(self.catalogs.current(), mapping, side, record_id, couplings=self.couplings,
-                                 errors=self.errors)
+                                 errors=self.errors, crm=self._crm_of_company())
 
     def uncouple_all(self, mapping: str) -> int:
-        return coupling.uncouple_all(mapping, couplings=self.couplings, errors=self.errors)
+        crm = self._crm_of_company()
+        return coupling.uncouple_all(mapping, couplings=self.couplings, errors=self.errors,
+                                     catalog=self.catalogs.current() if crm else None, crm=crm)
+
+    def _crm_of_company(self):
+        """The Dataverse endpoint that resets an uncoupled row's company, with several companies (else None: rows
+        carry no company, and uncoupling asks nothing of Dataverse)."""
+        return self.engine.crm if self._company_row() is not None else None
 
     def list_couplings(self, mapping: str, search: str | None = None, limit: int = 100) -> list[Coupling]:
         self.catalogs.current()[mapping]

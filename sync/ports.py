@@ -123,6 +123,9 @@ class CrmEndpoint(Endpoint, Protocol):
         """Coupled rows that belong to no Business Central company become this company's (several companies share
         the environment); nothing otherwise."""
 
+    def release(self, table: CrmTable, ids: Sequence[str]) -> None:
+        """Uncoupled rows of this company belong to no company again (several companies); nothing otherwise."""
+
 
 @dataclass
 class Coupling:

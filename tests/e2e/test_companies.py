@@ -134,6 +134,9 @@ def test_the_cli_and_the_http_api_name_the_company_and_refuse_to_guess(env, two,
     page = host.request("GET", "/api/console/jobs", key=host.FUNCTION_KEY, params={"company": "FABRIKAM"})
     text = page.get_body().decode()
     assert page.status_code == 200 and "Company: FABRIKAM" in text and 'href="mappings?company=CRONUS"' in text
+    page = host.request("GET", "/api/console/jobs", key=host.FUNCTION_KEY)
+    text = page.get_body().decode()
+    assert page.status_code == 400 and "Choose a company" in text and 'href="mappings?company=FABRIKAM"' in text
 
 
 def test_the_timer_starts_each_company_on_its_own_interval_and_its_messages_name_it(env, two, monkeypatch):
@@ -161,3 +164,25 @@ def test_the_timer_starts_each_company_on_its_own_interval_and_its_messages_name
     job = env.services.for_company("FABRIKAM").runs.get_job(message["run"], message["job"])
     assert job.status.value in ("done", "running", "queued") and job.attempts >= 1
     assert env.services.for_company("CRONUS").runs.get(message["run"]) is None
+
+
+def test_uncoupling_gives_the_row_back_to_no_company(env, two, cli):
+    cronus, fabrikam = two
+    env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"},
+                              {"number": "20000", "displayName": "Trey Research"}])
+    run(env, "CRONUS")
+    mine = company_rows(env)[cronus]
+    assert accounts(env) == {"Adatum": mine, "Trey Research": mine}
+    adatum = next(a["accountid"] for a in env.dv.rows("account") if a["name"] == "Adatum")
+    code, _, err = cli("uncouple", "CUSTOMER", "--crm", adatum, "--company", "CRONUS")
+    assert code == 0, err
+    assert accounts(env) == {"Adatum": None, "Trey Research": mine}
+    code, _, err = cli("uncouple", "CUSTOMER", "--all", "--company", "CRONUS")
+    assert code == 0, err
+    assert accounts(env) == {"Adatum": None, "Trey Research": None}
+    # no company's now: once someone changes it, FABRIKAM's next run sees it, and claims it
+    env.dv.update("account", adatum, {"telephone1": "555-0100"}, as_user=env.stack.ids.user_systemuser_id)
+    run(env, "FABRIKAM")
+    theirs = company_rows(env)[fabrikam]
+    assert accounts(env) == {"Adatum": theirs, "Trey Research": None}
+    assert [c["displayName"] for c in env.bc.rows("customers", company_id=fabrikam)] == ["Adatum"]
