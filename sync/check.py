@@ -253,7 +253,8 @@ def _company_fix(probe: ConnectionProbe) -> str:
     except SyncError:
         found = []
     known = "; the environment has " + ", ".join(f"'{name}' ({id_})" for id_, name in found) if found else ""
-    return f"set BCSYNC_BC_COMPANY_ID to the id of the company to synchronise{known}"
+    return (f"set BCSYNC_BC_COMPANY_ID (with several companies, the company's entry in BCSYNC_COMPANIES) to the id of "
+            f"the company to synchronise{known}")
 
 
 def _bc_table(probe: ConnectionProbe, table: BcTable, who: str) -> Finding:

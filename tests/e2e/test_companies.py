@@ -118,6 +118,9 @@ def test_the_cli_and_the_http_api_name_the_company_and_refuse_to_guess(env, two,
     assert code == 0 and out.startswith(f"Run {report['run']} of company FABRIKAM (full, cli): done")
     code, out, _ = cli("runs", "--company", "CRONUS", "--json")
     assert code == 0 and json.loads(out) == []                            # CRONUS's job log is its own
+    code, out, err = cli("check", "--company", "FABRIKAM", "--json")
+    found = {c["check"]: c for c in json.loads(out)["checks"]}
+    assert found["Business Central company"]["ok"] and "FABRIKAM Inc." in found["Business Central company"]["detail"]
 
     monkeypatch.setattr(function_app, "_services", env.services)
     host = FunctionsHost(function_app.app)
