@@ -432,7 +432,8 @@ class Services:
         quick = self._checking
         probe = ServiceProbe(quick.settings, quick.sign_in, lambda: quick.dataverse, lambda: quick.business_central,
                              lambda: self.storage_account)
-        return run_checks(config.checked_catalog(self._builtins(), overrides)[0], probe)
+        return run_checks(config.checked_catalog(self._builtins(), overrides)[0], probe,
+                          companies=self._company_row() is not None)
 
     @cached_property
     def _checking(self) -> "Services":

@@ -121,6 +121,7 @@ def test_the_cli_and_the_http_api_name_the_company_and_refuse_to_guess(env, two,
     code, out, err = cli("check", "--company", "FABRIKAM", "--json")
     found = {c["check"]: c for c in json.loads(out)["checks"]}
     assert found["Business Central company"]["ok"] and "FABRIKAM Inc." in found["Business Central company"]["detail"]
+    assert found["Dataverse table bcbi_company"]["ok"], found["Dataverse table bcbi_company"]
 
     monkeypatch.setattr(function_app, "_services", env.services)
     host = FunctionsHost(function_app.app)
@@ -140,6 +141,13 @@ def test_the_cli_and_the_http_api_name_the_company_and_refuse_to_guess(env, two,
     page = host.request("GET", "/api/console/jobs", key=host.FUNCTION_KEY)
     text = page.get_body().decode()
     assert page.status_code == 400 and "Choose a company" in text and 'href="mappings?company=FABRIKAM"' in text
+
+    # the connection check asks for what finding and making a company row needs
+    env.dv.revoke_privileges(env.stack.ids.integration_user_id, ["prvCreatebcbi_Company"])
+    code, out, err = cli("check", "--company", "FABRIKAM", "--json")
+    found = {c["check"]: c for c in json.loads(out)["checks"]}
+    assert code == 1 and not found["Dataverse table bcbi_company"]["ok"] and "Create" in json.dumps(
+        found["Dataverse table bcbi_company"])
 
 
 def test_the_timer_starts_each_company_on_its_own_interval_and_its_messages_name_it(env, two, monkeypatch):
