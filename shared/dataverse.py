@@ -10,6 +10,7 @@ import datetime as dt
 import itertools
 import json
 import re
+import threading
 import urllib.parse
 import uuid
 from dataclasses import dataclass
@@ -281,23 +282,27 @@ class DataverseEndpoint:
         self._whoami: dict | None = None  # bcsync's application user and its business unit, asked once
         self.company = company            # several companies: this endpoint's company filters and stamps rows
         self._company_id: str | None = None  # its bcbi_company row, looked up once
+        self._company_lock = threading.Lock()
         self._unclaimed: set[str] = set()    # ids of rows read with no company, which a coupling claims
 
     # -- the company ------------------------------------------------------------------------------
 
     def company_row_id(self) -> str:
-        """The bcbi_company row of this endpoint's company, created when Business Central never made it."""
-        if self._company_id is None:
-            external = self.company.external_id
-            found = next(self.client.pages(COMPANY_SET, select=["bcbi_companyid"], top=1,
-                                           filter=f"bcbi_externalid eq '{external}'"), [])
-            if found:
+        """The bcbi_company row of this endpoint's company, created when Business Central never made it. Two workers
+        that create it at once both go on with the older row, so rows never split between two company rows."""
+        with self._company_lock:
+            if self._company_id is None:
+                found = self._company_rows()
+                if not found:
+                    self.client.create(COMPANY_SET, {"bcbi_externalid": self.company.external_id,
+                                                     "bcbi_name": self.company.name()[:30]})
+                    found = self._company_rows()
                 self._company_id = found[0]["bcbi_companyid"].lower()
-            else:
-                answer = self.client.create(COMPANY_SET, {"bcbi_externalid": external,
-                                                          "bcbi_name": self.company.name()[:30]})
-                self._company_id = answer["bcbi_companyid"].lower()
-        return self._company_id
+            return self._company_id
+
+    def _company_rows(self) -> list[dict]:
+        return next(self.client.pages(COMPANY_SET, select=["bcbi_companyid"], top=1, orderby="createdon asc",
+                                      filter=f"bcbi_externalid eq '{self.company.external_id}'"), [])
 
     def claim(self, table: CrmTable, ids: Sequence[str]) -> None:
         """Rows of no company that this company has coupled become its rows, as Business Central stamps an account
