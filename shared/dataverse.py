@@ -287,17 +287,18 @@ class DataverseEndpoint:
 
     # -- the company ------------------------------------------------------------------------------
 
-    def company_row_id(self) -> str:
-        """The bcbi_company row of this endpoint's company, created when Business Central never made it. Two workers
-        that create it at once both go on with the older row, so rows never split between two company rows."""
+    def company_row_id(self, create: bool = True) -> str | None:
+        """The bcbi_company row of this endpoint's company; a write creates it when Business Central never made it
+        (a read, a dry run's too, creates nothing: no row can belong to a company row that does not exist). Two
+        workers that create it at once both go on with the older row, so rows never split between two."""
         with self._company_lock:
             if self._company_id is None:
                 found = self._company_rows()
-                if not found:
+                if not found and create:
                     self.client.create(COMPANY_SET, {"bcbi_externalid": self.company.external_id,
                                                      "bcbi_name": self.company.name()[:30]})
                     found = self._company_rows()
-                self._company_id = found[0]["bcbi_companyid"].lower()
+                self._company_id = found[0]["bcbi_companyid"].lower() if found else None
             return self._company_id
 
     def _company_rows(self) -> list[dict]:
@@ -318,9 +319,9 @@ class DataverseEndpoint:
     def release(self, table: CrmTable, ids: Sequence[str]) -> None:
         """Uncoupled rows belong to no company again, as Business Central resets the company id when it uncouples;
         a row of another company is left to it."""
-        if not self._owned(table) or not ids:
+        mine = self.company_row_id(create=False) if self._owned(table) and ids else None
+        if mine is None:
             return
-        mine = self.company_row_id()
         ours = [row[table.primary_id] for listed in in_filters(table.primary_id, list(dict.fromkeys(ids)))
                 for rows in self.client.pages(table.entity_set, select=[table.primary_id, COMPANY_VALUE],
                                               filter=listed, page_size=MAX_PAGE_SIZE)
@@ -340,7 +341,8 @@ class DataverseEndpoint:
         """Business Central's filter on a company's tables: this company's rows and the rows of no company."""
         if not self._owned(table):
             return ""
-        return f"{COMPANY_VALUE} eq {self.company_row_id()} or {COMPANY_VALUE} eq null"
+        mine = self.company_row_id(create=False)
+        return f"{COMPANY_VALUE} eq {mine} or {COMPANY_VALUE} eq null" if mine else f"{COMPANY_VALUE} eq null"
 
     # -- shapes ---------------------------------------------------------------------------------
 

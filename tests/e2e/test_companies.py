@@ -197,3 +197,18 @@ def test_uncoupling_gives_the_row_back_to_no_company(env, two, cli):
     theirs = company_rows(env)[fabrikam]
     assert accounts(env) == {"Adatum": theirs, "Trey Research": None}
     assert [c["displayName"] for c in env.bc.rows("customers", company_id=fabrikam)] == ["Adatum"]
+
+
+def test_a_dry_run_of_a_company_writes_not_even_its_company_row(env, two):
+    cronus, fabrikam = two
+    env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}], company_id=fabrikam)
+    env.dv.seed("account", [{"name": "Nobody's", "customertypecode": CUSTOMER}])
+    services = env.services.for_company("FABRIKAM")
+    started = services.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"], dry=True)
+    assert env.worker.run_until(lambda: services.report(started.run_id).run.status is not RunStatus.RUNNING,
+                                timeout=120)
+    report = services.report(started.run_id).to_dict()
+    planned = {job["job"]: job["counts"] for job in report["jobs"]}
+    assert report["dry_run"] and report["company"] == "FABRIKAM"
+    assert planned["CUSTOMER:to-crm"]["inserted"] == 1 and planned["CUSTOMER:from-crm"]["inserted"] == 1, planned
+    assert env.dv.rows("bcbi_company") == [] and accounts(env) == {"Nobody's": None}
