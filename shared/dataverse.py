@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import json
 import re
 import threading
@@ -27,6 +28,8 @@ from sync.ports import ChangeFeed, FeedPage, NewRow, Record, RowChange, WriteRes
 from .http import ApiClient, ServiceError, classify
 from .odata import (both, chunked, consumed, follow_pages, odata_datetime, parse_datetime, row_filter,
                     run_concurrently)
+
+log = logging.getLogger("bcsync.dataverse")
 
 API_PATH = "/api/data/v9.2"
 MAX_PAGE_SIZE = 5000
@@ -329,10 +332,15 @@ class DataverseEndpoint:
         for chunk in chunked(ours, PATCH_BATCH_MAX):
             patches = [self.client.patch(table.entity_set, i, {COMPANY_BIND: None}, etag=None,
                                          select=[table.primary_id]) for i in chunk]
-            for status, body in self.client.batch(patches):
-                if status >= 400:
-                    raise error_of(status, body)
-            self._unclaimed.update(i.lower() for i in chunk)
+            for row_id, (status, body) in zip(chunk, self.client.batch(patches)):
+                if status < 400:
+                    self._unclaimed.add(row_id.lower())
+                    continue
+                error = error_of(status, body)
+                if error.transient:
+                    raise error
+                # the coupling is gone already; a row Dataverse keeps read-only (a submitted order) keeps its company
+                log.warning("the %s %s keeps its company: %s", table.logical_name, row_id, error.message)
 
     def _owned(self, table: CrmTable) -> bool:
         return self.company is not None and table.logical_name in COMPANY_TABLES
