@@ -63,13 +63,16 @@ def scheduled_sync(timer: func.TimerRequest) -> None:
     recovery of stranded jobs included), so a failure is logged with its reason rather than as a traceback."""
     past_due = getattr(timer, "past_due", False) is True  # nothing but a true flag says the tick is late
     try:
-        run = services().start_scheduled_run(trigger="timer" + (" (past due)" if past_due else ""))
+        started = services().start_scheduled_runs(trigger="timer" + (" (past due)" if past_due else ""))
     except SyncError as exc:
-        log.error("no scheduled run started%s: %s The next tick tries again.",
-                  " (a service is unavailable)" if exc.transient else "", exc.message)
-        return
-    if run is None:
-        log.info("previous scheduled run still going; no new run started")
+        started = {"": exc}
+    for company, run in started.items():
+        whose = f" for company {company}" if company else ""
+        if isinstance(run, SyncError):
+            log.error("no scheduled run started%s%s: %s The next tick tries again.", whose,
+                      " (a service is unavailable)" if run.transient else "", run.message)
+        elif run is None:
+            log.info("previous scheduled run still going; no new run started%s", whose)
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%BCSYNC_QUEUE_NAME%", connection="AzureWebJobsStorage")

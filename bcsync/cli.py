@@ -18,6 +18,9 @@
     bcsync check [--json]                                    test every connection and permission bcsync needs
     bcsync serve [--port 7071] [--no-worker]                 the function app's HTTP routes (status page, API) here
 
+`--company NAME` (any command that acts on a company's state) names the Business Central company when
+BCSYNC_COMPANIES lists several; with one it may be left out.
+
 `--wait` drives the local worker until the run finishes, since the Functions host cannot run here; on a terminal it
 shows each job's progress meanwhile. `--json` (any command) prints one JSON document on stdout; errors then are one
 JSON object on stderr. `-v` prints bcsync's own log (INFO), `-vv` everything, the Azure SDK's HTTP logging included.
@@ -138,8 +141,9 @@ def _follow(services: Services, run, args) -> int:
     """Say the run started, or with --wait process its jobs here and print its report."""
     out = args.out
     if not args.wait:
-        out.result({"run": run.run_id, "status": run.status.value},
-                   f"Run {run.run_id} started; `bcsync status {run.run_id}` shows its progress.")
+        whose = f" --company {run.company}" if run.company else ""
+        out.result({"run": run.run_id, **({"company": run.company} if run.company else {}), "status": run.status.value},
+                   f"Run {run.run_id} started; `bcsync status {run.run_id}{whose}` shows its progress.")
         return OK
     report = _wait(services, run.run_id, out)
     show_report(out, report)
@@ -403,13 +407,21 @@ EXAMPLES = """examples:
 """
 
 
+COMPANY_HELP = ("the Business Central company (its name in BCSYNC_COMPANIES, or its id) whose runs, mappings, "
+                "couplings and errors to act on; needed when several are configured")
+# commands that act for no one company: the worker and the host take every company's job messages
+NO_COMPANY = frozenset({"worker", "serve", "settings"})
+
+
 def _command(sub, name: str, text: str, func=None, examples: str = "") -> argparse.ArgumentParser:
-    """A (sub)command with its help; one that runs (`func`) takes --json."""
+    """A (sub)command with its help; one that runs (`func`) takes --json, and --company unless it acts for all."""
     s = sub.add_parser(name, help=text, description=text + ".",
                        epilog=f"examples:\n{examples}" if examples else None)
     if func is not None:
         s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
-        s.set_defaults(func=func)
+        if name not in NO_COMPANY:
+            s.add_argument("--company", default=argparse.SUPPRESS, help=COMPANY_HELP)
+        s.set_defaults(func=func, every_company=name in NO_COMPANY)
     return s
 
 
@@ -428,6 +440,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="print bcsync's log; -vv prints everything, the Azure SDK's HTTP logging included")
     p.add_argument("--json", action="store_true", help=JSON_HELP + " (also after the command)")
+    p.add_argument("--company", help=COMPANY_HELP + " (also after the command)")
     p.add_argument("--version", action="version", version=f"bcsync {_version()}", help="print bcsync's version")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
     for name, func, text, examples in (
@@ -588,7 +601,8 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(None, args)
         settings = Settings.load(file=args.settings)
         start_telemetry(settings)
-        return args.func(build_services(settings), args)
+        services = build_services(settings)
+        return args.func(services if args.every_company else services.for_company(args.company), args)
     except UsageError as exc:
         if json_mode:
             error(exc.message, json_mode, field=exc.field)

@@ -151,7 +151,8 @@ def show_report(out: Output, report: RunReport) -> None:
         lines += [f"  {f.mapping} {f.direction.value}: {f.message}" for f in report.failures]
     if run.dry:
         lines += dry_run_lines(report)
-    out.result(report.to_dict(), f"Run {run.run_id} ({run.kind.value}, {run.trigger}): {run.status.value}",
+    whose = f" of company {run.company}" if run.company else ""
+    out.result(report.to_dict(), f"Run {run.run_id}{whose} ({run.kind.value}, {run.trigger}): {run.status.value}",
                report_table(out.console, report), *lines)
 
 

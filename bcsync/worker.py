@@ -111,7 +111,7 @@ class LocalWorker:
                 if on_idle:
                     on_idle()
                 if time.monotonic() - last_recovery > recover_every:
-                    self.services.coordinator.recover()
+                    self.services.recover()
                     last_recovery = time.monotonic()
                 time.sleep(max(min(self.poll_seconds, deadline - time.monotonic()), 0))
         return False

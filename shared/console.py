@@ -29,7 +29,8 @@ from sync.runs import RUN_ID, RunStatus
 
 from . import request
 from .access import Access
-from .http_api import ONE_WAY, mapping_in_use, route, services
+from .companies import chosen
+from .http_api import ONE_WAY, all_services, company_named, mapping_in_use, route, services
 
 bp = func.Blueprint()
 
@@ -81,7 +82,7 @@ def _page(req: func.HttpRequest | None, section: str, title: str, body: str, sta
 </head>
 <body>
 <a class="skip" href="#main">Skip to content</a>
-<header><p class="brand">bcsync</p><nav aria-label="Sections"><ul id="nav">{links}</ul></nav></header>
+<header><p class="brand">bcsync</p>{_companies_bar()}<nav aria-label="Sections"><ul id="nav">{links}</ul></nav></header>
 <main id="main" tabindex="-1">
 <h1>{esc(title)}</h1>
 <p id="status" role="status" aria-live="polite"></p>
@@ -97,6 +98,24 @@ def _page(req: func.HttpRequest | None, section: str, title: str, body: str, sta
     return func.HttpResponse(document, status_code=status, mimetype="text/html", charset="utf-8",
                              headers={"Content-Security-Policy": policy, "Referrer-Policy": "no-referrer",
                                       "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+
+
+def _companies_bar() -> str:
+    """Which Business Central company the page shows and, with several, a link to each (the links and actions of
+    the page keep the company chosen)."""
+    found, current = [], None
+    try:
+        found = all_services().companies
+        current = chosen(found, company_named()).name if found else None
+    except SyncError:  # settings in error, or several companies and none chosen yet
+        pass
+    if len(found) < 2:
+        return f'<p id="company">Company: {esc(current)}</p>' if current else ""
+    mark = ' aria-current="true"'
+    links = "".join(f'<li><a href="{_href("mappings", company=c.name)}"{mark if c.name == current else ""}>'
+                    f'{esc(c.name)}</a></li>' for c in found)
+    shown = f"Company: {esc(current)}" if current else "Choose a company"
+    return (f'<nav aria-label="Companies" id="company"><p>{shown}</p><ul>{links}</ul></nav>')
 
 
 def _href(section: str, **params) -> str:
@@ -507,6 +526,7 @@ SCRIPT = r"""
 "use strict";
 (function () {
   const key = new URLSearchParams(location.search).get("code");
+  const company = new URLSearchParams(location.search).get("company");
   const api = location.pathname.slice(0, location.pathname.indexOf("/console"));
   const status = document.getElementById("status");
 
@@ -515,16 +535,23 @@ SCRIPT = r"""
   function withKey(href) {
     const url = new URL(href, location.href);
     if (key && url.origin === location.origin) { url.searchParams.set("code", key); }
+    if (company && url.origin === location.origin && !url.searchParams.has("company")) {
+      url.searchParams.set("company", company);
+    }
     return url.origin === location.origin ? url.pathname + url.search + url.hash : url.href;
   }
 
-  // keys mode: the key in the address follows the links and the filter forms (never written into the HTML)
-  if (key) {
+  // keys mode: the key in the address follows the links and the filter forms (never written into the HTML); so
+  // does the company chosen
+  if (key || company) {
     document.querySelectorAll("a[href]").forEach(a => { a.href = withKey(a.href); });
     document.querySelectorAll("form[method=get]").forEach(form => {
-      const hidden = document.createElement("input");
-      hidden.type = "hidden"; hidden.name = "code"; hidden.value = key;
-      form.append(hidden);
+      for (const [name, value] of [["code", key], ["company", company]]) {
+        if (!value) { continue; }
+        const hidden = document.createElement("input");
+        hidden.type = "hidden"; hidden.name = name; hidden.value = value;
+        form.append(hidden);
+      }
     });
   }
 
@@ -532,7 +559,8 @@ SCRIPT = r"""
     const headers = {"Accept": "application/json"};
     if (key) { headers["x-functions-key"] = key; }
     if (body !== undefined) { headers["Content-Type"] = "application/json"; }
-    const response = await fetch(api + path, {method, headers, credentials: "same-origin",
+    const target = company ? path + (path.includes("?") ? "&" : "?") + "company=" + encodeURIComponent(company) : path;
+    const response = await fetch(api + target, {method, headers, credentials: "same-origin",
                                               body: body === undefined ? undefined : JSON.stringify(body)});
     let data = {};
     try { data = await response.json(); } catch (e) { data = {}; }

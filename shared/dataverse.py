@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import json
 import re
+import threading
 import urllib.parse
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import quote
 
 import requests
@@ -26,6 +28,8 @@ from sync.ports import ChangeFeed, FeedPage, NewRow, Record, RowChange, WriteRes
 from .http import ApiClient, odata_error, response_body
 from .odata import (both, chunked, consumed, follow_pages, odata_datetime, parse_datetime, row_filter,
                     run_concurrently)
+
+log = logging.getLogger("bcsync.dataverse")
 
 API_PATH = "/api/data/v9.2"
 MAX_PAGE_SIZE = 5000
@@ -52,6 +56,25 @@ ALREADY_EXISTS = frozenset({"0x80040237", "0x80060892", "0x80048cf3", "0x80043b0
 STALE_VERSION = frozenset({"0x80060882"})
 NOT_TRACKED = "0x80072491"             # ChangeTrackingNotEnabledForEntity
 EXPIRED_VERSION_STAMP = "0x80044352"   # the delta token is older than ExpireChangeTrackingInDays
+
+
+# Business Central integration solution: the tables whose rows belong to a company (bcbi_companyid, a lookup to
+# bcbi_company), which Business Central filters on and stamps when several companies share the environment
+COMPANY_TABLES = frozenset({"account", "contact", "invoice", "quote", "salesorder", "opportunity", "product",
+                            "productpricelevel", "pricelevel"})
+COMPANY_SET = "bcbi_companies"
+COMPANY_BIND = "bcbi_CompanyId@odata.bind"
+COMPANY_VALUE = "_bcbi_companyid_value"
+
+
+@dataclass(frozen=True)
+class CompanyRow:
+    """Which Business Central company this endpoint writes for: its rows carry that company's bcbi_company row,
+    found by the company's id in Business Central (bcbi_externalid) or created as Business Central does when its
+    connection is set up. `name` gives the company's name, asked only to create the row."""
+
+    external_id: str
+    name: Callable[[], str]
 
 
 def _selected(link: str) -> set[str]:
@@ -164,6 +187,11 @@ class DataverseClient:
                                     headers={**self.HEADERS, "Content-Type": "application/json"})
         return response.json() if response.content else {}
 
+    def create(self, entity_set: str, body: dict) -> dict:
+        """One row, answered as stored."""
+        return self.api.request("POST", f"{API_PATH}/{entity_set}", json=body, idempotent=False, headers={
+            **self.HEADERS, "Content-Type": "application/json", "Prefer": "return=representation"}).json()
+
     def patch(self, entity_set: str, row_id: str, body: dict, *, etag: str | None, select: Sequence[str],
               lookup_types: bool = False) -> Inner:
         """An update for a `$batch`: applied only to the version `etag` (any version when None; never a
@@ -242,10 +270,78 @@ class DataverseEndpoint:
 
     side = Side.CRM
 
-    def __init__(self, client: DataverseClient, write_concurrency: int = 1):
+    def __init__(self, client: DataverseClient, write_concurrency: int = 1, company: CompanyRow | None = None):
         self.client = client
         self.write_concurrency = write_concurrency
         self._whoami: dict | None = None  # bcsync's application user and its business unit, asked once
+        self.company = company            # several companies: this endpoint's company filters and stamps rows
+        self._company_id: str | None = None  # its bcbi_company row, looked up once
+        self._company_lock = threading.Lock()
+        self._unclaimed: set[str] = set()    # ids of rows read with no company, which a coupling claims
+
+    # -- the company ------------------------------------------------------------------------------
+
+    def company_row_id(self, create: bool = True) -> str | None:
+        """The bcbi_company row of this endpoint's company; a write creates it when Business Central never made it
+        (a read, a dry run's too, creates nothing: no row can belong to a company row that does not exist). Two
+        workers that create it at once both go on with the older row, so rows never split between two."""
+        with self._company_lock:
+            if self._company_id is None:
+                found = self._company_rows()
+                if not found and create:
+                    self.client.create(COMPANY_SET, {"bcbi_externalid": self.company.external_id,
+                                                     "bcbi_name": self.company.name()[:30]})
+                    found = self._company_rows()
+                self._company_id = found[0]["bcbi_companyid"].lower() if found else None
+            return self._company_id
+
+    def _company_rows(self) -> list[dict]:
+        return next(self.client.pages(COMPANY_SET, select=["bcbi_companyid"], top=1, orderby="createdon asc",
+                                      filter=f"bcbi_externalid eq '{self.company.external_id}'"), [])
+
+    def claim(self, table: CrmTable, ids: Sequence[str]) -> None:
+        """Rows of no company that this company has coupled become its rows, as Business Central stamps an account
+        it created a customer from: the other companies no longer see them."""
+        claimed = [i for i in ids if i.lower() in self._unclaimed] if self._owned(table) else []
+        if not claimed:
+            return
+        for result in self._patch_batch(table, [RowChange(i, None, {}) for i in claimed], []):
+            if result.error is not None:
+                raise result.error
+        self._unclaimed.difference_update(i.lower() for i in claimed)
+
+    def release(self, table: CrmTable, ids: Sequence[str]) -> None:
+        """Uncoupled rows belong to no company again, as Business Central resets the company id when it uncouples;
+        a row of another company is left to it."""
+        mine = self.company_row_id(create=False) if self._owned(table) and ids else None
+        if mine is None:
+            return
+        ours = [row[table.primary_id] for listed in in_filters(table.primary_id, list(dict.fromkeys(ids)))
+                for rows in self.client.pages(table.entity_set, select=[table.primary_id, COMPANY_VALUE],
+                                              filter=listed, page_size=MAX_PAGE_SIZE)
+                for row in rows if str(row.get(COMPANY_VALUE) or "").lower() == mine]
+        for chunk in chunked(ours, PATCH_BATCH_MAX):
+            patches = [self.client.patch(table.entity_set, i, {COMPANY_BIND: None}, etag=None,
+                                         select=[table.primary_id]) for i in chunk]
+            for row_id, (status, body) in zip(chunk, self.client.batch(patches)):
+                if status < 400:
+                    self._unclaimed.add(row_id.lower())
+                    continue
+                error = error_of(status, body)
+                if error.transient:
+                    raise error
+                # the coupling is gone already; a row Dataverse keeps read-only (a submitted order) keeps its company
+                log.warning("the %s %s keeps its company: %s", table.logical_name, row_id, error.message)
+
+    def _owned(self, table: CrmTable) -> bool:
+        return self.company is not None and table.logical_name in COMPANY_TABLES
+
+    def _company_filter(self, table: CrmTable) -> str:
+        """Business Central's filter on a company's tables: this company's rows and the rows of no company."""
+        if not self._owned(table):
+            return ""
+        mine = self.company_row_id(create=False)
+        return f"{COMPANY_VALUE} eq {mine} or {COMPANY_VALUE} eq null" if mine else f"{COMPANY_VALUE} eq null"
 
     # -- shapes ---------------------------------------------------------------------------------
 
@@ -255,7 +351,7 @@ class DataverseEndpoint:
 
     def _select(self, table: CrmTable, fields: Sequence[str]) -> list[str]:
         typed = {lookup.type_field: name for name, lookup in table.lookups.items() if lookup.type_field}
-        names = [table.primary_id, "modifiedon", "_modifiedby_value"]
+        names = [table.primary_id, "modifiedon", "_modifiedby_value"] + ([COMPANY_VALUE] if self._owned(table) else [])
         names += [self._wire_name(table, typed.get(f, f)) for f in fields]
         return list(dict.fromkeys(names))
 
@@ -268,13 +364,15 @@ class DataverseEndpoint:
         for name, lookup in table.lookups.items():
             if lookup.type_field and lookup.type_field in fields:
                 values[lookup.type_field] = row.get(f"_{name}_value@Microsoft.Dynamics.CRM.lookuplogicalname")
+        if COMPANY_VALUE in row and self._owned(table):
+            (self._unclaimed.discard if row[COMPANY_VALUE] else self._unclaimed.add)(row[table.primary_id].lower())
         return Record(row[table.primary_id], values, row.get("@odata.etag"), parse_datetime(row.get("modifiedon")),
                       row.get("_modifiedby_value"))
 
-    @staticmethod
-    def _body(table: CrmTable, values: dict[str, Any]) -> dict:
+    def _body(self, table: CrmTable, values: dict[str, Any]) -> dict:
         """The row's values as the Web API takes them; a lookup to several tables (an owner) is bound to the table
-        its type field names, which is not written itself."""
+        its type field names, which is not written itself. A company's row gets the company as Business Central
+        stamps it on every write, except with a change of state (a submitted order takes no other column)."""
         type_fields = {lookup.type_field for lookup in table.lookups.values() if lookup.type_field}
         body = {}
         for name, value in values.items():
@@ -287,6 +385,8 @@ class DataverseEndpoint:
                 kind = values.get(lookup.type_field) if lookup.type_field else None
                 entity_set = OWNER_SETS.get(kind, lookup.entity_set)
                 body[f"{lookup.navigation}@odata.bind"] = None if value is None else f"/{entity_set}({value})"
+        if self._owned(table) and "statecode" not in values:
+            body[COMPANY_BIND] = f"/{COMPANY_SET}({self.company_row_id()})"
         return body
 
     # -- reads ----------------------------------------------------------------------------------
@@ -297,7 +397,7 @@ class DataverseEndpoint:
         changed = f"modifiedon ge {odata_datetime(since)}" if since else ""
         others = f"_modifiedby_value ne {not_modified_by}" if not_modified_by else ""
         for rows in self.client.pages(table.entity_set, select=self._select(table, fields),
-                                      filter=both(where, changed, others),
+                                      filter=both(where, self._company_filter(table), changed, others),
                                       orderby=f"modifiedon asc,{table.primary_id} asc", page_size=page_size,
                                       lookup_types=self._typed(table, fields), top=limit):
             yield consumed(rows, lambda row: self._record(table, row, fields))
@@ -307,7 +407,7 @@ class DataverseEndpoint:
 
     def changes(self, table: CrmTable, fields: Sequence[str], cursor: str | None, *, where: str = "",
                 page_size: int = 500, not_modified_by: str | None = None) -> ChangeFeed | None:
-        compiled = row_filter(where)
+        compiled = row_filter(both(where, self._company_filter(table)))
         # without a filter we can apply, the feed only tells deletions: it reads no columns
         select = self._select(table, fields) + sorted(compiled[1]) if compiled else [table.primary_id]
         select = list(dict.fromkeys(select))
@@ -343,6 +443,8 @@ class DataverseEndpoint:
     def read_matching(self, table: CrmTable, fields: Sequence[str], field: str, values: Sequence[Any],
                       where: str = "") -> list[Record]:
         # the query functions name a column by its logical name (a lookup's too, not `_<name>_value`)
+        if field != table.primary_id:  # a match by value sees the company's rows only; an id is an id
+            where = both(where, self._company_filter(table))
         filters = [both(where, listed) for listed in in_filters(field, list(dict.fromkeys(values)))]
         select, typed = self._select(table, fields), self._typed(table, fields)
         if len(filters) == 1:

@@ -4,11 +4,13 @@ route parses its request, calls the services and shapes the answer."""
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import logging
 import os
 from typing import Callable
+from urllib.parse import quote
 
 import azure.functions as func
 
@@ -34,6 +36,8 @@ bp = func.Blueprint()
 log = logging.getLogger("bcsync")
 
 _provider: Callable[[], Services] | None = None
+# the company a request names (?company=NAME or its id), for the services its handler asks for
+_company: contextvars.ContextVar[str | None] = contextvars.ContextVar("company", default=None)
 
 
 def serve(provider: Callable[[], Services]) -> None:
@@ -42,10 +46,21 @@ def serve(provider: Callable[[], Services]) -> None:
     _provider = provider
 
 
-def services() -> Services:
+def all_services() -> Services:
+    """The services of the function app, for every company."""
     if _provider is None:
         raise RuntimeError("shared.http_api.serve() was not called: function_app.py registers this blueprint.")
     return _provider()
+
+
+def services() -> Services:
+    """The services of the company the request names (?company=), or of the only one; with several companies and
+    none named, a 400 that names them."""
+    return all_services().for_company(_company.get())
+
+
+def company_named() -> str | None:
+    return _company.get()
 
 
 def _startup_auth_mode() -> str:
@@ -72,8 +87,9 @@ def route(path: str, methods: list[str], access: Access, *, blueprint: func.Blue
     def decorate(handler):
         @functools.wraps(handler)
         def guarded(req: func.HttpRequest) -> func.HttpResponse:
+            named = _company.set((req.params.get("company") or "").strip() or None)
             try:
-                refusal = authorise(AUTH_MODE, access, req.headers, services().settings, os.environ)
+                refusal = authorise(AUTH_MODE, access, req.headers, all_services().settings, os.environ)
                 return answer(refusal.status, refusal.message) if refusal else handler(req)
             except SettingsError as exc:  # 503: the operator's to fix, not the caller's; each setting named
                 return answer(503, exc.message, settings=exc.problems)
@@ -90,6 +106,8 @@ def route(path: str, methods: list[str], access: Access, *, blueprint: func.Blue
             except Exception:
                 log.exception("%s %s failed", req.method, path)
                 return answer(500, "bcsync failed to answer this request; what went wrong is in its log.")
+            finally:
+                _company.reset(named)
         return blueprint.route(route=path, methods=methods, auth_level=level)(guarded)
     return decorate
 
@@ -128,9 +146,10 @@ def _start(req: func.HttpRequest, kind: RunKind) -> func.HttpResponse:
 
 
 def _started(req: func.HttpRequest, run) -> func.HttpResponse:
-    status_url = req.url.split("/api/", 1)[0] + f"/api/runs/{run.run_id}"
-    return _json({"run": run.run_id, "status": run.status.value, "status_url": status_url}, 202,
-                 headers={"Location": status_url})
+    whose = f"?company={quote(run.company)}" if run.company else ""
+    status_url = req.url.split("/api/", 1)[0] + f"/api/runs/{run.run_id}{whose}"
+    return _json({"run": run.run_id, **({"company": run.company} if run.company else {}), "status": run.status.value,
+                  "status_url": status_url}, 202, headers={"Location": status_url})
 
 
 @route("runs/{run_id}", ["GET"], Access.READ)

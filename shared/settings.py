@@ -141,6 +141,15 @@ def _table_prefix(value: str) -> str | None:
             f"starting with a letter, at most {63 - len(longest)} characters")
 
 
+def _companies(value: str) -> str | None:
+    from .companies import parse  # imported here: companies imports sync, as this module's users do
+    try:
+        parse(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _queue_name(value: str) -> str | None:
     return None if _QUEUE_NAME.fullmatch(value) else \
         ("is not a queue name Azure Storage accepts; set 3 to 63 lowercase letters, digits and single hyphens, "
@@ -313,9 +322,17 @@ class Settings:
         "BCSYNC_BC_URL", None,
         "Business Central environment URL: https://api.businesscentral.dynamics.com/v2.0/<tenant>/<environment>.",
         check=_https("https://api.businesscentral.dynamics.com/v2.0/<tenant>/<environment>"))
-    bc_company_id: str | None = _setting("BCSYNC_BC_COMPANY_ID", None,
-                                         "Id (GUID) of the Business Central company to synchronise.",
-                                         check=_guid("id of the Business Central company (bcsync check lists them)"))
+    bc_company_id: str | None = _setting(
+        "BCSYNC_BC_COMPANY_ID", None,
+        "Id (GUID) of the Business Central company to synchronise (required unless BCSYNC_COMPANIES lists the "
+        "companies; with both, this company keeps the tables of BCSYNC_TABLE_PREFIX).", required=False,
+        check=_guid("id of the Business Central company (bcsync check lists them)"))
+    companies: str | None = _setting(
+        "BCSYNC_COMPANIES", None,
+        "Several Business Central companies in one Dataverse environment: NAME=ID entries separated by ;, each "
+        "optionally with :MINUTES, the least time between two of its scheduled runs (e.g. CRONUS=<id>; "
+        "FABRIKAM=<id>:60). Each company has tables of its own (BCSYNC_TABLE_PREFIX + NAME), and its Dataverse rows "
+        "carry its bcbi_companyid.", required=False, check=_companies)
     bc_scope: str = _setting("BCSYNC_BC_SCOPE", "https://api.businesscentral.dynamics.com/.default",
                              "OAuth scope for Business Central.", check=_scope)
     ca_bundle: str | None = _setting(
@@ -447,6 +464,7 @@ class Settings:
                 wrong = str(exc)
             if wrong:
                 problems[f.metadata["env"]] = _problem(f, raw, wrong)
+        problems.update(_company_problems(kwargs, problems))
         if problems:
             raise SettingsError(problems)
         return cls(**kwargs)
@@ -470,7 +488,24 @@ class Settings:
 
     def check_services(self) -> None:
         """What reaching Dataverse and Business Central needs (the credential is checked on sign-in)."""
-        self.require("tenant_id", "client_id", "dataverse_url", "bc_url", "bc_company_id")
+        self.require("tenant_id", "client_id", "dataverse_url", "bc_url", "companies" if self.companies else
+                     "bc_company_id")
+
+
+def _company_problems(values: dict, found: dict) -> dict[str, str]:
+    """What is wrong between BCSYNC_COMPANIES, BCSYNC_BC_COMPANY_ID and BCSYNC_TABLE_PREFIX (each fine alone)."""
+    from .companies import companies, table_prefix_problem
+    from .storage import TABLE_NAMES
+    listed = values.get("companies")
+    if not listed or {"BCSYNC_COMPANIES", "BCSYNC_BC_COMPANY_ID", "BCSYNC_TABLE_PREFIX"} & set(found):
+        return {}
+    prefix = values.get("table_prefix", "bcsync")
+    try:
+        companies(listed, values.get("bc_company_id"), prefix)
+    except ConfigurationError as exc:
+        return {"BCSYNC_BC_COMPANY_ID": exc.message}
+    wrong = table_prefix_problem(listed, prefix, max(TABLE_NAMES, key=len))
+    return {"BCSYNC_COMPANIES": wrong} if wrong else {}
 
 
 def _typed(f, raw: str) -> Any:

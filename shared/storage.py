@@ -936,13 +936,14 @@ class RunTable:
     def _run_entity(run: Run) -> dict:
         return {"PartitionKey": run.run_id, "RowKey": "run", "kind": run.kind.value, "trigger": run.trigger,
                 "status": run.status.value, "created_at": _iso(run.created_at), "finished_at": _iso(run.finished_at),
-                "mappings": json.dumps(list(run.mappings)), "dry": run.dry}
+                "mappings": json.dumps(list(run.mappings)), "dry": run.dry,
+                **({"company": run.company} if run.company else {})}
 
     @staticmethod
     def _run(e: Any) -> Run:
         return Run(e["PartitionKey"], RunKind(e["kind"]), e.get("trigger") or "", RunStatus(e["status"]),
                    _dt(e.get("created_at")), _dt(e.get("finished_at")), tuple(json.loads(e.get("mappings") or "[]")),
-                   e.metadata.get("etag"), bool(e.get("dry")))
+                   e.metadata.get("etag"), bool(e.get("dry")), e.get("company") or "")
 
     @staticmethod
     def _job_entity(job: Job) -> dict:

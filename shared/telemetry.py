@@ -167,7 +167,7 @@ def run_started(start: Callable[[], Run | None]) -> Run | None:
         run = start()
         if run is not None:
             span.set_attributes({"run": run.run_id, "kind": run.kind.value, "trigger": run.trigger,
-                                 "mappings": list(run.mappings)})
+                                 "mappings": list(run.mappings), **({"company": run.company} if run.company else {})})
         return run
 
 
@@ -176,8 +176,9 @@ class JobTelemetry(JobObserver):
 
     @contextmanager
     def running(self, run: Run, job: Job) -> Iterator[None]:
-        with tracer.start_as_current_span("bcsync job", attributes={**job.fields(), "kind": run.kind.value,
-                                                                     "mode": job.mode.value, "attempt": job.attempts}):
+        with tracer.start_as_current_span("bcsync job", attributes={
+                **job.fields(), "kind": run.kind.value, "mode": job.mode.value, "attempt": job.attempts,
+                **({"company": run.company} if run.company else {})}):
             yield
 
     def ended(self, job: Job) -> None:

@@ -17,17 +17,18 @@ from sync import availability, config, coupling, failures, orders
 from sync.availability import ItemAvailabilityProcess
 from sync.check import CheckReport, run_checks
 from sync.engine import RecordOutcome, SyncEngine
-from sync.errors import ConcurrencyError, ConfigurationError, SyncError, TerminalError, cut, shown
+from sync.errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TerminalError, cut, shown
 from sync.mappings import Catalog, builtin_mappings
 from sync.model import ConnectionSetup, Direction, Side, TableMapping
 from sync.orders import OrderResult
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
-from sync.runs import JobMessage, Run, RunCoordinator, RunKind, RunReport
+from sync.runs import RUNS_STATE, JobMessage, Run, RunCoordinator, RunKind, RunReport
 from sync.schedule import schedule_status
 
 from . import businesscentral, dataverse
 from .auth import SignIn
 from .check import ServiceProbe
+from .companies import Company, chosen, companies
 from .http import ApiClient, ConcurrencyLimit, VerifyingSession
 from .identity import ManagedIdentity, ManagedIdentityCredential, storage_account
 from .memory import keep_memory_compact
@@ -94,6 +95,11 @@ DATAVERSE_DOP_HINT = "x-ms-dop-hint"
 # The connection check's longest wait for an answer or a Retry-After, so that it answers in seconds.
 CHECK_TIMEOUT = 10.0
 
+# a company's scheduled runs start at the first tick at least its interval after the last, give or take this much
+# (the timer's ticks are not exact)
+TICK_SLACK = dt.timedelta(seconds=30)
+COMPANY_TICK = "company tick"  # the state store's cursor: when the timer last started a company's scheduled run
+
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
 MAX_REPORTED_FAILURES = 200
 # records one per-record action takes (create, synchronise now); a filter that finds more is refused
@@ -102,13 +108,74 @@ MAX_RECORDS_PER_ACTION = 1000
 
 @dataclass
 class Services:
+    """Everything bcsync does, for one Business Central company. With several companies (BCSYNC_COMPANIES) the
+    services built from the settings act for none until one is named (`for_company`), and hand the clients that
+    are no company's (sessions, sign-in, storage account, queue, Dataverse) to each company's services."""
+
     settings: Settings
     clock: Clock
+    company: Company | None = None  # None: the only company, or none chosen yet among several
+    _root: "Services | None" = field(default=None, repr=False)
     _identities: dict[str | None, ManagedIdentity] = field(default_factory=dict, init=False, repr=False)
+    _children: dict[str, "Services"] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self._root is not None:
+            self._identities = self._root._identities
+        elif self.company is None and len(self.companies) == 1:
+            self.company = self.companies[0]
+
+    # -- companies ------------------------------------------------------------------------------
+
+    @cached_property
+    def companies(self) -> list[Company]:
+        if self._root:
+            return self._root.companies
+        s = self.settings
+        return companies(s.companies, s.bc_company_id, s.table_prefix)
+
+    def for_company(self, asked: str | None) -> "Services":
+        """The services of the company named (its name or id), or of the only one; several and none named is a
+        ConfigurationError that names them."""
+        root = self._root or self
+        if not root.companies:
+            return self
+        company = chosen(root.companies, asked)
+        if company == root.company:
+            return root
+        if company.name not in root._children:
+            settings = replace(root.settings, bc_company_id=company.bc_company_id, table_prefix=company.table_prefix)
+            root._children[company.name] = Services(settings, root.clock, company, root)
+        return root._children[company.name]
+
+    def each_company(self) -> list["Services"]:
+        root = self._root or self
+        return [root.for_company(c.name) for c in root.companies] or [root]
+
+    def _for_message(self, message: JobMessage) -> "Services":
+        """The services of the company a job message names; a message without one (queued before companies were
+        listed) is the company's that keeps the tables of BCSYNC_TABLE_PREFIX."""
+        root = self._root or self
+        if not message.company and len(root.companies) > 1:
+            home = next((c for c in root.companies if c.table_prefix == root.settings.table_prefix), None)
+            if home is None:
+                raise MessageError("The job message names no company, and several are configured.", field="company")
+            return root.for_company(home.name)
+        try:
+            return root.for_company(message.company or None)
+        except ConfigurationError:
+            raise MessageError(f"The job message names the company {shown(message.company)}, which BCSYNC_COMPANIES "
+                               f"does not list.", field="company") from None
+
+    def _named(self, run: Run) -> Run:
+        """A run as reported: with its company, also when it is the only one (its runs do not store it)."""
+        return run if run.company or self.company is None else replace(run, company=self.company.name)
+
+    # -- clients --------------------------------------------------------------------------------
 
     @cached_property
     def session(self) -> VerifyingSession:
-        return VerifyingSession(self.settings.ca_bundle)
+        return self._root.session if self._root else VerifyingSession(self.settings.ca_bundle)
 
     def managed_identity(self, client_id: str | None, setting: str) -> ManagedIdentity:
         """One MSAL managed-identity client per identity, shared by storage, sign-in and telemetry."""
@@ -120,10 +187,13 @@ class Services:
 
     @cached_property
     def storage_account(self) -> StorageAccount:
-        return storage_account(self.settings, self.managed_identity)
+        return self._root.storage_account if self._root else storage_account(self.settings, self.managed_identity)
 
     @cached_property
     def storage(self) -> TableStorage:
+        """The company's tables; among several companies, one must be named first."""
+        if self.company is None and len(self.companies) > 1:
+            chosen(self.companies, None)  # raises, naming them
         return TableStorage(self.storage_account, self.settings.table_prefix)
 
     @cached_property
@@ -144,7 +214,7 @@ class Services:
 
     @cached_property
     def queue(self) -> StorageJobQueue:
-        return StorageJobQueue(self.storage_account, self.settings.queue_name)
+        return self._root.queue if self._root else StorageJobQueue(self.storage_account, self.settings.queue_name)
 
     @cached_property
     def mapping_config(self) -> MappingConfigTable:
@@ -162,7 +232,7 @@ class Services:
 
     @cached_property
     def sign_in(self) -> SignIn:
-        return SignIn(self.settings, self.session, self.managed_identity)
+        return self._root.sign_in if self._root else SignIn(self.settings, self.session, self.managed_identity)
 
     def _api(self, service: str, base_url: str, setting: str, scope: str, parse_error,
              limit: ConcurrencyLimit) -> ApiClient:
@@ -173,6 +243,8 @@ class Services:
 
     @cached_property
     def dataverse(self) -> dataverse.DataverseClient:
+        if self._root:
+            return self._root.dataverse
         self.settings.check_services()
         url = self.settings.dataverse_url.rstrip("/")
         return dataverse.DataverseClient(self._api(
@@ -191,7 +263,8 @@ class Services:
         s = self.settings
         return SyncEngine(self.catalogs,
                           businesscentral.BusinessCentralEndpoint(self.business_central, s.write_concurrency),
-                          dataverse.DataverseEndpoint(self.dataverse, s.write_concurrency), self.couplings, self.errors, self.state,
+                          dataverse.DataverseEndpoint(self.dataverse, s.write_concurrency, self._company_row()),
+                          self.couplings, self.errors, self.state,
                           self.clock, page_size=s.page_size,
                           watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds),
                           reconcile_every=dt.timedelta(minutes=s.reconcile_minutes),
@@ -199,12 +272,19 @@ class Services:
                                                 ownership_model=s.ownership),
                           facts_ttl=dt.timedelta(seconds=s.facts_ttl_seconds))
 
+    def _company_row(self) -> dataverse.CompanyRow | None:
+        """With several companies, the company whose Dataverse rows this engine filters on and stamps."""
+        if self.company is None or not self.company.stamped:
+            return None
+        return dataverse.CompanyRow(self.company.bc_company_id, lambda: self.business_central.company_name())
+
     @cached_property
     def coordinator(self) -> RunCoordinator:
         return RunCoordinator(self.catalogs, self.engine, self.runs, self.queue, self.state, self.state, self.clock,
                               lease_seconds=self.settings.job_lease_seconds,
                               time_budget_seconds=self.settings.job_time_budget_seconds,
-                              log_retention_days=self.settings.log_retention_days, observer=JobTelemetry())
+                              log_retention_days=self.settings.log_retention_days, observer=JobTelemetry(),
+                              company=self.company.name if self.company and self.company.stamped else "")
 
     # -- mappings -------------------------------------------------------------------------------
 
@@ -266,10 +346,17 @@ class Services:
 
     def uncouple(self, mapping: str, side: Side, record_id: str) -> Coupling:
         return coupling.uncouple(self.catalogs.current(), mapping, side, record_id, couplings=self.couplings,
-                                 errors=self.errors)
+                                 errors=self.errors, crm=self._crm_of_company())
 
     def uncouple_all(self, mapping: str) -> int:
-        return coupling.uncouple_all(mapping, couplings=self.couplings, errors=self.errors)
+        crm = self._crm_of_company()
+        return coupling.uncouple_all(mapping, couplings=self.couplings, errors=self.errors,
+                                     catalog=self.catalogs.current() if crm else None, crm=crm)
+
+    def _crm_of_company(self):
+        """The Dataverse endpoint that resets an uncoupled row's company, with several companies (else None: rows
+        carry no company, and uncoupling asks nothing of Dataverse)."""
+        return self.engine.crm if self._company_row() is not None else None
 
     def list_couplings(self, mapping: str, search: str | None = None, limit: int = 100,
                        catalog: Catalog | None = None) -> list[Coupling]:
@@ -370,7 +457,8 @@ class Services:
         quick = self._checking
         probe = ServiceProbe(quick.settings, quick.sign_in, lambda: quick.dataverse, lambda: quick.business_central,
                              lambda: self.storage_account)
-        return run_checks(config.checked_catalog(self.builtins, overrides)[0], probe)
+        return run_checks(config.checked_catalog(self.builtins, overrides)[0], probe,
+                          companies=self._company_row() is not None)
 
     @cached_property
     def _checking(self) -> "Services":
@@ -386,7 +474,8 @@ class Services:
         queue and then counts as handled: delivering it again would give the same answer. A transient error is
         raised, for the message to be delivered again."""
         try:
-            self.coordinator.handle(JobMessage.parse(body))
+            message = JobMessage.parse(body)
+            self._for_message(message).coordinator.handle(message)
         except TerminalError as exc:
             poison = f"{self.queue.name}-poison"
             log.error("queue message moved to %s: %s Job messages come from bcsync only: whatever else writes to "
@@ -399,8 +488,39 @@ class Services:
         return run_started(lambda: self.coordinator.start_run(kind, trigger, mappings, dry=dry))
 
     def start_scheduled_run(self, trigger: str, dry: bool = False) -> Run | None:
-        """What the timer does: the due mappings, after re-queueing what a crash stranded (None: nothing due)."""
+        """The due mappings, after re-queueing what a crash stranded (None: nothing due)."""
         return run_started(lambda: self.coordinator.start_scheduled_run(trigger, dry=dry))
+
+    def start_scheduled_runs(self, trigger: str) -> dict[str, Run | None | SyncError]:
+        """What the timer does: for each company whose interval has passed, its scheduled run (None: nothing due),
+        or what kept it from starting; one company's trouble never stops another's run."""
+        started: dict[str, Run | None | SyncError] = {}
+        for services in self.each_company():
+            name = services.company.name if services.company and services.company.stamped else ""
+            try:
+                if services._company_due():
+                    started[name] = services.start_scheduled_run(trigger)
+            except SyncError as exc:
+                if len(self.each_company()) == 1:
+                    raise
+                started[name] = exc
+        return started
+
+    def _company_due(self) -> bool:
+        """Whether the company's interval (BCSYNC_COMPANIES) has passed since the timer last started its run;
+        noted in its state when it has. A company without an interval runs at every tick."""
+        minutes = self.company.interval_minutes if self.company else None
+        if not minutes:
+            return True
+        now, last = self.clock.now(), self.state.cursor(RUNS_STATE, COMPANY_TICK)
+        if last is not None and now - dt.datetime.fromisoformat(last) < dt.timedelta(minutes=minutes) - TICK_SLACK:
+            return False
+        self.state.save_cursor(RUNS_STATE, COMPANY_TICK, now.isoformat())
+        return True
+
+    def recover(self) -> int:
+        """Re-queue the jobs a crashed worker stranded, of every company."""
+        return sum(services.coordinator.recover() for services in self.each_company())
 
     def job_log(self, limit: int = 20, mapping: str | None = None) -> list[RunReport]:
         """The latest runs with their jobs' counts and timings (only the jobs of `mapping` when given)."""
@@ -408,7 +528,7 @@ class Services:
         for run in self.runs.list_runs(limit=limit):
             jobs = [j for j in self.runs.jobs(run.run_id) if mapping is None or j.mapping == mapping]
             if jobs or mapping is None:
-                reports.append(RunReport(run, jobs))
+                reports.append(RunReport(self._named(run), jobs))
         return reports
 
     def purge_runs(self, days: int | None = None) -> int:
@@ -427,7 +547,7 @@ class Services:
         if run is None:
             return None
         failures = [f for f in self.errors.list_all() if f.job_id.startswith(f"{run_id}/")]
-        return RunReport(run, self.runs.jobs(run_id), failures[:MAX_REPORTED_FAILURES],
+        return RunReport(self._named(run), self.runs.jobs(run_id), failures[:MAX_REPORTED_FAILURES],
                          self.runs.reports(run_id) if run.dry else None)
 
 

@@ -25,6 +25,7 @@ from .errors import AuthenticationError, NotFoundError, SettingsError, SyncError
 from .facts import INTEGRATION_USER
 from .model import EMPTY_GUID, BcTable, CrmTable, Direction, Side, TableMapping
 from .ports import ConnectionProbe
+from .tables import CRM_COMPANY
 
 CREATE, READ, WRITE = "Create", "Read", "Write"
 ORGANIZATION = "organization"
@@ -120,9 +121,12 @@ def reach(mappings: Iterable[TableMapping]) -> Reach:
 
 
 def run_checks(mappings: Iterable[TableMapping], probe: ConnectionProbe,
-               clock: Callable[[], float] = time.monotonic) -> CheckReport:
-    """Every check, the services' in parallel; findings in a fixed order (storage, Dataverse, Business Central)."""
+               clock: Callable[[], float] = time.monotonic, *, companies: bool = False) -> CheckReport:
+    """Every check, the services' in parallel; findings in a fixed order (storage, Dataverse, Business Central).
+    `companies`: several companies share the environment, so bcsync reads their table (and creates a missing row)."""
     needed, started = reach(mappings), clock()
+    if companies:
+        needed.add(CRM_COMPANY, (READ, CREATE))
     with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="check") as pool:
         parts = [pool.submit(_storage, probe), pool.submit(_dataverse, probe, needed),
                  pool.submit(_business_central, probe, needed, pool)]
@@ -253,7 +257,8 @@ def _company_fix(probe: ConnectionProbe) -> str:
     except SyncError:
         found = []
     known = "; the environment has " + ", ".join(f"'{name}' ({id_})" for id_, name in found) if found else ""
-    return f"set BCSYNC_BC_COMPANY_ID to the id of the company to synchronise{known}"
+    return (f"set BCSYNC_BC_COMPANY_ID (with several companies, the company's entry in BCSYNC_COMPANIES) to the id of "
+            f"the company to synchronise{known}")
 
 
 def _bc_table(probe: ConnectionProbe, table: BcTable, who: str) -> Finding:

@@ -6,7 +6,7 @@ import json
 
 from .errors import ConfigurationError, NotFoundError, shown
 from .mappings import Catalog, builtin_names
-from .model import Direction, Side, TableMapping
+from .model import CrmTable, Direction, Side, TableMapping
 from .ports import (
     Coupling,
     CouplingStore,
@@ -70,31 +70,39 @@ def couple(catalog: Catalog, name: str, bc_id: str, crm_id: str, *, bc: Endpoint
 
 
 def uncouple(catalog: Catalog, name: str, side: Side, record_id: str, *, couplings: CouplingStore,
-             errors: ErrorStore) -> Coupling:
+             errors: ErrorStore, crm: CrmEndpoint | None = None) -> Coupling:
+    """Remove one coupling; with `crm`, its Sales row belongs to no company again (several companies)."""
     check_id(catalog[name], side, record_id)
     coupling = couplings.get_many(name, side, [record_id]).get(record_id)
     if coupling is None:
         raise NotFoundError(f"{record_id} is not coupled in table mapping {name}.")
-    _remove(name, [coupling], couplings, errors)
+    _remove(name, [coupling], couplings, errors, catalog[name].table_on(Side.CRM), crm)
     return coupling
 
 
-def uncouple_all(name: str, *, couplings: CouplingStore, errors: ErrorStore) -> int:
+def uncouple_all(name: str, *, couplings: CouplingStore, errors: ErrorStore, catalog: Catalog | None = None,
+                 crm: CrmEndpoint | None = None) -> int:
     """Remove every coupling of a built-in mapping of either unit mode (switching modes leaves the other mode's
-    couplings, which stop the unit, product, price and order jobs); its failed records go too. Returns how many."""
+    couplings, which stop the unit, product, price and order jobs); its failed records go too, and with `crm`
+    the company of its Sales rows, when the mapping is in `catalog`. Returns how many."""
     known = builtin_names()
     if name not in known:
         raise NotFoundError(f"There is no table mapping named {name}; known: {', '.join(known)}.")
     removed = couplings.list(name)
-    _remove(name, removed, couplings, errors)
+    in_use = catalog[name] if catalog is not None and name in catalog else None
+    _remove(name, removed, couplings, errors, in_use.table_on(Side.CRM) if in_use else None, crm)
     return len(removed)
 
 
-def _remove(name: str, removed: list[Coupling], couplings: CouplingStore, errors: ErrorStore) -> None:
-    """Delete couplings with the failed records of their rows, in both directions."""
+def _remove(name: str, removed: list[Coupling], couplings: CouplingStore, errors: ErrorStore, table=None,
+            crm: CrmEndpoint | None = None) -> None:
+    """Delete couplings with the failed records of their rows, in both directions; then their Sales rows belong to
+    no company (Business Central resets the company id when it uncouples)."""
     couplings.delete_many(removed)
     for direction in (Direction.TO_CRM, Direction.FROM_CRM):
         errors.clear_many(name, direction, [c.id_on(direction.source) for c in removed])
+    if crm is not None and isinstance(table, CrmTable):
+        crm.release(table, [c.crm_id for c in removed])
 
 
 def matches(coupling: Coupling, search: str) -> bool:

@@ -48,6 +48,7 @@ from .model import (
     BcTable,
     ConnectionSetup,
     Convert,
+    CrmTable,
     DeletionConflictResolution,
     Direction,
     FieldMapping,
@@ -1724,6 +1725,9 @@ class _Page:
         follow_up = self._follow_up_note()
         if self.saved:
             job.e.couplings.save_many(self.saved, follow_up)
+            crm_table = job.mapping.table_on(Side.CRM)
+            if isinstance(crm_table, CrmTable):
+                job.e.crm.claim(crm_table, [c.crm_id for c in self.saved])
             job._know_versions(self.saved)
             if job.match_index is not None:
                 job.match_index.discard(c.id_on(job.dst_side) for c in self.saved)

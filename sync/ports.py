@@ -119,6 +119,13 @@ class CrmEndpoint(Endpoint, Protocol):
     def option_labels(self, option_set: OptionSet) -> dict[int, str]:
         """Value -> label of the options of one attribute."""
 
+    def claim(self, table: CrmTable, ids: Sequence[str]) -> None:
+        """Coupled rows that belong to no Business Central company become this company's (several companies share
+        the environment); nothing otherwise."""
+
+    def release(self, table: CrmTable, ids: Sequence[str]) -> None:
+        """Uncoupled rows of this company belong to no company again (several companies); nothing otherwise."""
+
 
 @dataclass
 class Coupling:

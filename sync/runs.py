@@ -117,12 +117,14 @@ class Run:
     mappings: tuple[str, ...] = ()
     etag: str | None = None
     dry: bool = False  # a dry run: its jobs report what they would write, and write nothing
+    company: str = ""  # the Business Central company it synchronises, by its configured name
 
 
 # What a job message's ids may be: ours are far shorter (a run id is 22 characters, a job id a table mapping's name
 # and a direction), and Table Storage refuses keys with these characters or over 1 KiB.
 MAX_RUN_ID = 64
 MAX_JOB_ID = 200
+MAX_COMPANY = 64
 KEY_CHARACTERS = "/\\#?"
 JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "true or false", int: "a number",
               float: "a number", type(None): "null"}
@@ -134,9 +136,11 @@ class JobMessage:
 
     run_id: str
     job_id: str
+    company: str = ""  # whose run (several companies); a message without one is the only or the home company's
 
     def to_json(self) -> str:
-        return json.dumps({"run": self.run_id, "job": self.job_id})
+        return json.dumps({"run": self.run_id, "job": self.job_id, **({"company": self.company} if self.company
+                                                                        else {})})
 
     @classmethod
     def parse(cls, body: bytes | str) -> "JobMessage":
@@ -159,7 +163,8 @@ class JobMessage:
         if not isinstance(data, dict):
             raise MessageError(f'The job message must be a JSON object {{"run": "<run id>", "job": "<job id>"}}, '
                                f"not {JSON_TYPES.get(type(data), 'a number')}.")
-        return cls(cls._id(data, "run", MAX_RUN_ID), cls._id(data, "job", MAX_JOB_ID))
+        company = cls._id(data, "company", MAX_COMPANY) if "company" in data else ""
+        return cls(cls._id(data, "run", MAX_RUN_ID), cls._id(data, "job", MAX_JOB_ID), company)
 
     @staticmethod
     def _id(data: dict, field: str, limit: int) -> str:
@@ -249,7 +254,8 @@ class RunReport:
         for job in self.jobs:
             total.add(job.counts)
         return {
-            "run": self.run.run_id, "kind": self.run.kind.value, "trigger": self.run.trigger, "dry_run": self.run.dry,
+            "run": self.run.run_id, "company": self.run.company, "kind": self.run.kind.value,
+            "trigger": self.run.trigger, "dry_run": self.run.dry,
             **({"dry_run_report": {j.job_id: shown_report(self.dry_reports[j.job_id]) for j in self.jobs
                                    if j.job_id in self.dry_reports}} if self.dry_reports is not None else {}),
             "status": self.run.status.value, "created_at": iso(self.run.created_at),
@@ -267,8 +273,9 @@ class RunCoordinator:
     def __init__(self, catalogs: CatalogSource, engine: SyncEngine, runs: RunStore, queue: JobQueue,
                  leases: LeaseStore, schedules: ScheduleStore, clock: Clock, *, lease_seconds: int = 600,
                  max_attempts: int = 5, busy_retry_seconds: int = 30, time_budget_seconds: int = 480,
-                 log_retention_days: int = 0, observer: JobObserver | None = None):
+                 log_retention_days: int = 0, observer: JobObserver | None = None, company: str = ""):
         self.catalogs = catalogs
+        self.company = company  # the company whose runs these are (several companies), named in runs and messages
         self.engine = engine
         self.runs = runs
         self.queue = queue
@@ -281,6 +288,9 @@ class RunCoordinator:
         self.time_budget = dt.timedelta(seconds=time_budget_seconds)
         self.log_retention = dt.timedelta(days=log_retention_days)  # zero: runs are kept for ever
         self.observer = observer or JobObserver()
+
+    def _message(self, run_id: str, job_id: str) -> JobMessage:
+        return JobMessage(run_id, job_id, self.company)
 
     def _once_a_day(self, what: str) -> bool:
         """True at most once a day per `what`, across workers (last time kept in the state store)."""
@@ -299,7 +309,7 @@ class RunCoordinator:
         planned = plan(catalog, mappings)
         now = self.clock.now()
         run = Run(f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", kind, trigger, created_at=now,
-                  mappings=tuple(dict.fromkeys(p.mapping for p in planned)), dry=dry)
+                  mappings=tuple(dict.fromkeys(p.mapping for p in planned)), dry=dry, company=self.company)
         jobs = [Job(run.run_id, p.job_id, p.mapping, p.direction, p.depends_on, seq=i,
                     reason=(reasons or {}).get(p.mapping, "")) for i, p in enumerate(planned)]
         if kind is RunKind.COUPLE:
@@ -406,7 +416,7 @@ class RunCoordinator:
     def _take(self, run: Run, job: Job, deadline: dt.datetime, chained: bool) -> Job | None:
         """Run `job` if it is due and free; returns the job to run next in this delivery, if any. `chained`: the job
         was queued by this delivery, whose message for it is only a safety net (so none is sent again here)."""
-        message = JobMessage(run.run_id, job.job_id)
+        message = self._message(run.run_id, job.job_id)
         now = self.clock.now()
         if job.status in TERMINAL:
             if run.status is RunStatus.RUNNING:  # a closed run has nothing left to queue
@@ -520,7 +530,7 @@ class RunCoordinator:
             job.lease_until = None
             job.message = f"continuing after {int(self.time_budget.total_seconds())} s, from {job.checkpoint}"
             job = self.runs.save_job(job)
-            self.queue.send(JobMessage(job.run_id, job.job_id))
+            self.queue.send(self._message(job.run_id, job.job_id))
             log.info("job %s/%s %s", job.run_id, job.job_id, job.message, extra=job.fields())
             return job
         return self._finish(run, job, JobStatus.DONE, "")
@@ -540,7 +550,7 @@ class RunCoordinator:
             else f"; {stalled} of {self.max_attempts} attempts without progress") + f"; retrying in {delay} s"
         job.lease_until = None
         job = self.runs.save_job(job)
-        self.queue.send(JobMessage(job.run_id, job.job_id), delay_seconds=delay)
+        self.queue.send(self._message(job.run_id, job.job_id), delay_seconds=delay)
         log.warning("job %s/%s %s", job.run_id, job.job_id, job.message, extra=job.fields())
         return job
 
@@ -599,7 +609,7 @@ class RunCoordinator:
                     job.finished_at = self.clock.now()
                 elif all(d.status is JobStatus.DONE for d in deps):
                     # send first, then mark: a crash in between leaves a duplicate, never a lost job
-                    self.queue.send(JobMessage(run_id, job.job_id), delay_seconds=self.busy_retry_seconds if ahead
+                    self.queue.send(self._message(run_id, job.job_id), delay_seconds=self.busy_retry_seconds if ahead
                                     else 0)
                     job.status = JobStatus.QUEUED
                     job.queued_at = self.clock.now()
@@ -630,7 +640,7 @@ class RunCoordinator:
                 stranded = (job.status is JobStatus.RUNNING and (job.lease_until is None or job.lease_until < now)) or (
                     job.status is JobStatus.QUEUED and job.queued_at is not None and now - job.queued_at > self.lease)
                 if stranded:
-                    self.queue.send(JobMessage(run.run_id, job.job_id))
+                    self.queue.send(self._message(run.run_id, job.job_id))
                     job.queued_at = now
                     try:
                         self.runs.save_job(job)

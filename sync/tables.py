@@ -118,6 +118,8 @@ BC_SALES_SETUP = BcTable.page("SalesReceivablesSetup", "Sales & Receivables Setu
 
 # Dataverse.
 CRM_SYSTEMUSER = CrmTable("systemuser", "systemusers", "systemuserid", "fullname")
+# Business Central's integration solution: its companies, which rows belong to when several share the environment
+CRM_COMPANY = CrmTable("bcbi_company", "bcbi_companies", "bcbi_companyid", "bcbi_name")
 CRM_CURRENCY = CrmTable("transactioncurrency", "transactioncurrencies", "transactioncurrencyid", "currencyname")
 CRM_CONTACT = CrmTable("contact", "contacts", "contactid", "fullname", lookups={
     "parentcustomerid": CrmLookup("parentcustomerid_account", "accounts", type_field="parentcustomeridtype"),

@@ -256,6 +256,13 @@ def lookup(name: str, target: str, nav: str | None = None, **kw) -> Attr:
     return Attr(name, "lookup", targets=(target,), navs={nav or name: target}, **kw)
 
 
+def company_id() -> Attr:
+    """bcbi_companyid, the Business Central integration solution's lookup to the company a row belongs to
+    (bcbi_company); bound as `bcbi_CompanyId@odata.bind`, read as `_bcbi_companyid_value`."""
+    return lookup("bcbi_companyid", "bcbi_company", nav="bcbi_CompanyId", display_name="Company Id",
+                  schema_name="bcbi_CompanyId")
+
+
 def customer(name: str, **kw) -> Attr:
     return Attr(name, "customer", targets=("account", "contact"),
                 navs={f"{name}_account": "account", f"{name}_contact": "contact"}, **kw)
@@ -505,7 +512,7 @@ def account() -> Entity:
         state(ACTIVE_INACTIVE_STATE),
         status(ACTIVE_INACTIVE_STATUS),
         memo("description", 2000),
-        guid("bcbi_companyid", display_name="Company Id"),
+        company_id(),
     ], display_name="Account", schema_name="Account", object_type_code=1)
 
 
@@ -536,7 +543,7 @@ def contact() -> Entity:
         state(ACTIVE_INACTIVE_STATE),
         status(ACTIVE_INACTIVE_STATUS),
         memo("description", 2000),
-        guid("bcbi_companyid", display_name="Company Id"),
+        company_id(),
     ], primary_name="fullname", display_name="Contact", schema_name="Contact", object_type_code=2,
         compose=compose_fullname)
 
@@ -602,7 +609,7 @@ def product() -> Entity:
         lookup("transactioncurrencyid", "transactioncurrency", display_name="Currency"),
         state(PRODUCT_STATE, default=2),
         status(PRODUCT_STATUS),
-        guid("bcbi_companyid", display_name="Company Id"),
+        company_id(),
     ], display_name="Product", schema_name="Product", object_type_code=1024, rules=rules.ProductRules())
 
 
@@ -617,7 +624,7 @@ def pricelevel() -> Entity:
         datetime_("enddate", date_only=True),
         state({0: ("Active", 100001), 1: ("Inactive", 100002)}),
         status({100001: ("Active", 0), 100002: ("Inactive", 1)}),
-        guid("bcbi_companyid", display_name="Company Id"),
+        company_id(),
     ], display_name="Price List", schema_name="PriceLevel", object_type_code=1022)
 
 
@@ -632,7 +639,7 @@ def productpricelevel() -> Entity:
         picklist("pricingmethodcode", PRICING_METHOD, default=1, display_name="Pricing Method"),
         decimal("percentage", precision=2, min_value=0.0, max_value=100000.0),
         lookup("transactioncurrencyid", "transactioncurrency", display_name="Currency"),
-        guid("bcbi_companyid", display_name="Company Id"),
+        company_id(),
     ], primary_name="productnumber", display_name="Price List Item", schema_name="ProductPriceLevel",
         object_type_code=1026, rules=rules.PriceListItemRules(),
         unique_keys=[UniqueKey(("pricelevelid", "productid", "uomid"), "0x80043b08",
@@ -655,7 +662,7 @@ def opportunity() -> Entity:
         memo("description", 2000),
         state({0: ("Open", 1), 1: ("Won", 3), 2: ("Lost", 4)}),
         status({1: ("In Progress", 0), 2: ("On Hold", 0), 3: ("Won", 1), 4: ("Canceled", 2), 5: ("Out-Sold", 2)}),
-        guid("bcbi_companyid", display_name="Company Id"),
+        company_id(),
     ], display_name="Opportunity", display_collection_name="Opportunities", schema_name="Opportunity",
         object_type_code=3, rules=rules.OpportunityRules())
 
@@ -673,7 +680,7 @@ def quote() -> Entity:
         state({0: ("Draft", 1), 1: ("Active", 2), 2: ("Won", 4), 3: ("Closed", 5)}),
         status({1: ("In Progress", 0), 2: ("In Progress", 1), 3: ("Open", 1), 4: ("Won", 2), 5: ("Lost", 3),
                 6: ("Canceled", 3), 7: ("Revised", 3)}),
-        guid("bcbi_companyid", display_name="Company Id"),
+        company_id(),
     ], display_name="Quote", schema_name="Quote", object_type_code=1084, rules=rules.BaseCurrencyRules())
 
 
@@ -699,7 +706,7 @@ def document_columns() -> list[Attr]:
         money("totallineitemdiscountamount", display_name="Total Line Item Discount Amount"),
         money("totallineitemamount", read_only=True, display_name="Total Detail Amount"),
         boolean("ispricelocked", ("No", "Yes"), display_name="Prices Locked"),
-        guid("bcbi_companyid", display_name="Company Id"),
+        company_id(),
     ]
 
 
@@ -806,6 +813,19 @@ def annotation() -> Entity:
         rules=rules.NoteRules())
 
 
+def bcbi_company() -> Entity:
+    """The Business Central integration solution's company table (AL table 5393 "CDS Company"): one row per Business
+    Central company, found by its external id (the company's id in Business Central), owned by a team."""
+    return table("bcbi_company", "bcbi_companies", "user", [
+        string("bcbi_name", 30, display_name="Name"),
+        string("bcbi_externalid", 36, display_name="External ID"),
+        lookup("bcbi_defaultowningteam", "team", display_name="Default owning team ID"),
+        state(ACTIVE_INACTIVE_STATE),
+        status(ACTIVE_INACTIVE_STATUS),
+    ], primary_id="bcbi_companyid", primary_name="bcbi_name", display_name="Company", schema_name="bcbi_Company",
+        display_collection_name="Companies")
+
+
 def post() -> Entity:
     """A post on a row's activity wall (what Business Central's status posts are); posts are created, not edited."""
     return table("post", "posts", "organization", [
@@ -822,4 +842,4 @@ def default_schema() -> Schema:
     """The tables served out of the box. Add new tables here."""
     return Schema([organization(), businessunit(), team(), systemuser(), transactioncurrency(), account(), contact(),
                    uomschedule(), uom(), pricelevel(), product(), productpricelevel(), opportunity(), quote(),
-                   salesorder(), salesorderdetail(), invoice(), invoicedetail(), annotation(), post()])
+                   salesorder(), salesorderdetail(), invoice(), invoicedetail(), annotation(), post(), bcbi_company()])

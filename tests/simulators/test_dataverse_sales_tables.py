@@ -53,6 +53,12 @@ def published_product(dv, number: str, group: str, unit: str, **extra) -> str:
     return product
 
 
+def company(env, external_id: str = "7a1b0000-0000-4000-8000-000000000001", name: str = "CRONUS") -> str:
+    """The integration solution's row of a Business Central company (bcbi_company), as Business Central creates it
+    when its connection is set up."""
+    return env.sim.create("bcbi_company", {"bcbi_externalid": external_id, "bcbi_name": name})
+
+
 def price_list(env, dv, name: str = "Default Price List") -> str:
     return created(dv.post("pricelevels", {"name": name, "transactioncurrencyid@odata.bind":
                                            f"/transactioncurrencies({env.sim.base_currency_id})"}))
@@ -238,7 +244,7 @@ def test_an_opportunity_with_a_customer_account(env, dv):
                       "name": "10 bikes", "customerid_account@odata.bind": f"/accounts({acc})",
                       "parentaccountid@odata.bind": f"/accounts({acc})", "parentcontactid@odata.bind": f"/contacts({contact})",
                       "estimatedvalue": 3500, "estimatedclosedate": "2024-06-30", "closeprobability": 60,
-                      "bcbi_companyid": "7a1b0000-0000-4000-8000-000000000001"},
+                      "bcbi_CompanyId@odata.bind": f"/bcbi_companies({company(env)})"},
                   headers=ANNOTATED_REPRESENTATION)
     assert opp.status_code == 201, opp.text
     body = opp.json()
@@ -349,7 +355,8 @@ def test_a_submitted_sales_order_is_read_only_and_written_the_way_business_centr
         "transactioncurrencyid@odata.bind": f"/transactioncurrencies({env.sim.base_currency_id})",
         "pricelevelid@odata.bind": f"/pricelevels({price_list(env, dv)})", "requestdeliveryby": "2024-05-20",
         "freighttermscode": 1, "shippingmethodcode": 3, "paymenttermscode": 2, "willcall": False,
-        "discountpercentage": 2.5, "bcbi_companyid": str(uuid.uuid4())}, headers=REPRESENTATION)
+        "discountpercentage": 2.5, "bcbi_CompanyId@odata.bind": f"/bcbi_companies({company(env)})"},
+        headers=REPRESENTATION)
     assert order.status_code == 201, order.text
     body = order.json()
     assert re.fullmatch(r"ORD-\d{5}-[A-Z0-9]{6}", body["ordernumber"])
@@ -494,19 +501,20 @@ def test_insert_option_value_and_the_metadata_showing_it(env, dv):
 def test_a_contacts_parent_customer_and_its_columns(env, dv):
     acc = env.sim.create("account", {"name": "Adatum"})
     boss = env.sim.create("contact", {"firstname": "Big", "lastname": "Boss"})
+    cronus = company(env)
     contact = dv.post("contacts?$select=fullname,_parentcustomerid_value,middlename,pager,fax,websiteurl,jobtitle,"
-                      "mobilephone,address1_city,_ownerid_value,_transactioncurrencyid_value,bcbi_companyid", {
+                      "mobilephone,address1_city,_ownerid_value,_transactioncurrencyid_value,_bcbi_companyid_value", {
                           "firstname": "Ada", "middlename": "B.", "lastname": "Tum", "pager": "555-0100", "fax": "555-0101",
                           "websiteurl": "https://adatum.example", "jobtitle": "Buyer", "mobilephone": "555-0102",
                           "address1_city": "Atlanta", "parentcustomerid_account@odata.bind": f"/accounts({acc})",
                           "transactioncurrencyid@odata.bind": f"/transactioncurrencies({env.sim.base_currency_id})",
-                          "bcbi_companyid": "7A1B0000-0000-4000-8000-000000000001"},
+                          "bcbi_CompanyId@odata.bind": f"/bcbi_companies({cronus})"},
                       headers=ANNOTATED_REPRESENTATION)
     assert contact.status_code == 201, contact.text
     body = contact.json()
     assert body["fullname"] == "Ada B. Tum" and body["pager"] == "555-0100" and body["websiteurl"] == "https://adatum.example"
     assert body["_parentcustomerid_value"] == acc and body["_parentcustomerid_value" + LOOKUP_TABLE] == "account"
-    assert body["_ownerid_value"] == APP_USER and body["bcbi_companyid"] == "7a1b0000-0000-4000-8000-000000000001"
+    assert body["_ownerid_value"] == APP_USER and body["_bcbi_companyid_value"] == cronus
     url = f"contacts({body['contactid']})"
     assert dv.patch(url, {"parentcustomerid_contact@odata.bind": f"/contacts({boss})"}).status_code == 204
     row = dv.get(f"{url}?$select=_parentcustomerid_value", headers=ANNOTATIONS).json()
@@ -515,11 +523,32 @@ def test_a_contacts_parent_customer_and_its_columns(env, dv):
     plain = dv.get(f"{url}?$select=_parentcustomerid_value").json()
     assert LOOKUP_TABLE not in "".join(plain)
 
-    for table in ("account", "contact", "opportunity", "product", "pricelevel", "productpricelevel", "invoice",
-                  "salesorder"):
+    for table in ("account", "contact", "opportunity", "quote", "product", "pricelevel", "productpricelevel",
+                  "invoice", "salesorder"):
         attrs = dv.get(f"EntityDefinitions(LogicalName='{table}')/Attributes(LogicalName='bcbi_companyid')"
                        "?$select=LogicalName,AttributeType").json()
-        assert attrs["AttributeType"] == "Uniqueidentifier", table
+        assert attrs["AttributeType"] == "Lookup", table
+
+
+def test_rows_belong_to_a_company_by_the_bcbi_companyid_lookup(env, dv):
+    """The integration solution's company table, found by its external id; a row is bound to a company with
+    bcbi_CompanyId@odata.bind, read and filtered as _bcbi_companyid_value, and unbound with null."""
+    first, second = company(env, "11111111-1111-4111-8111-111111111111", "CRONUS"), \
+        company(env, "22222222-2222-4222-8222-222222222222", "FABRIKAM")
+    found = dv.get("bcbi_companies?$select=bcbi_companyid,bcbi_name"
+                   "&$filter=bcbi_externalid eq '22222222-2222-4222-8222-222222222222'").json()["value"]
+    assert [(r["bcbi_companyid"], r["bcbi_name"]) for r in found] == [(second, "FABRIKAM")]
+    a = created(dv.post("accounts", {"name": "A", "bcbi_CompanyId@odata.bind": f"/bcbi_companies({first})"}))
+    b = created(dv.post("accounts", {"name": "B", "bcbi_CompanyId@odata.bind": f"/bcbi_companies({second})"}))
+    created(dv.post("accounts", {"name": "Nobody's"}))
+    mine = dv.get(f"accounts?$select=name,_bcbi_companyid_value&$filter=_bcbi_companyid_value eq {first} "
+                  f"or _bcbi_companyid_value eq null&$orderby=name").json()["value"]
+    assert [(r["name"], r["_bcbi_companyid_value"]) for r in mine] == [("A", first), ("Nobody's", None)]
+    wrong = dv.post("accounts", {"name": "C", "bcbi_companyid": first})
+    assert wrong.status_code == 400, wrong.text  # a lookup is bound, never written as a value
+    assert dv.patch(f"accounts({b})", {"bcbi_CompanyId@odata.bind": None}).status_code == 204
+    assert dv.get(f"accounts({b})?$select=_bcbi_companyid_value").json()["_bcbi_companyid_value"] is None
+    assert dv.get(f"accounts({a})?$select=_bcbi_companyid_value").json()["_bcbi_companyid_value"] == first
 
 
 # --------------------------------------------------------------------------- Microsoft's SDK

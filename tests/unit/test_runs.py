@@ -1,6 +1,7 @@
 """Planning runs and coordinating their jobs, with in-memory ports."""
 
 import contextlib
+import json
 import logging
 
 import pytest
@@ -161,6 +162,9 @@ def test_transient_failure_is_retried_later_then_failed_job_blocks_dependants():
 def test_message_round_trip_and_garbage_is_refused():
     msg = JobMessage("r1", "CUSTOMER:to-crm")
     assert JobMessage.parse(msg.to_json().encode()) == msg == JobMessage.parse(msg.to_json())
+    assert json.loads(msg.to_json()) == {"run": "r1", "job": "CUSTOMER:to-crm"}   # one company: as it always was
+    theirs = JobMessage("r1", "CUSTOMER:to-crm", "FABRIKAM")
+    assert JobMessage.parse(theirs.to_json()) == theirs and json.loads(theirs.to_json())["company"] == "FABRIKAM"
 
 
 @pytest.mark.parametrize("body, field, says", [
@@ -176,6 +180,8 @@ def test_message_round_trip_and_garbage_is_refused():
     (b'{"run": "r1", "job": "a\\u0000b"}', "job", "has characters no job id has"),
     (b'{"run": "r1", "job": "\\ud800"}', "job", "has characters no job id has"),
     (b'{"run": "r/1", "job": "x"}', "run", "has characters no run id has"),
+    (b'{"run": "r1", "job": "x", "company": 7}', "company", '"company" of the job message must be a string'),
+    (b'{"run": "r1", "job": "x", "company": ""}', "company", '"company" of the job message is empty'),
     (b"[" * 100_000, "", "nested too deeply"),
 ])
 def test_a_message_that_is_no_job_message_is_refused_naming_the_field_and_problem(body, field, says):

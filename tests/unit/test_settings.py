@@ -38,6 +38,7 @@ BAD = {
     "BCSYNC_DATAVERSE_URL": ("not a url", "is not a URL"),
     "BCSYNC_BC_URL": ("http://api.businesscentral.dynamics.com/v2.0/t/production", "is not https"),
     "BCSYNC_BC_COMPANY_ID": ("CRONUS", "is not a GUID"),
+    "BCSYNC_COMPANIES": ("CRONUS", "is not NAME=ID"),
     "BCSYNC_BC_SCOPE": ("https://api.businesscentral.dynamics.com", "is not a resource's /.default scope"),
     "BCSYNC_CA_BUNDLE": ("/nowhere/ca.pem", "names no file here"),
     "BCSYNC_QUEUE_NAME": ("Jobs_Queue", "is not a queue name"),

@@ -1,0 +1,214 @@
+"""Several Business Central companies in one Dataverse environment (BCSYNC_COMPANIES), end to end: each company's
+Dataverse rows carry its bcbi_companyid, its jobs see its rows and the rows of no company, its couplings and state
+are its own, the CLI and the HTTP API name it, and the timer starts each company's runs on its own interval."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+
+import pytest
+from azure.functions.queue import QueueMessage
+
+import function_app
+from sync.runs import RunKind, RunStatus
+from tests.support import FunctionsHost
+
+CUSTOMER = 3
+
+
+class Later:
+    """The real clock, moved on by hand."""
+
+    def __init__(self):
+        self.offset = dt.timedelta()
+
+    def now(self):
+        return dt.datetime.now(dt.timezone.utc) + self.offset
+
+
+@pytest.fixture
+def two(env):
+    """CRONUS (the stack's company, which keeps the tables of BCSYNC_TABLE_PREFIX) and FABRIKAM, every hour."""
+    cronus, fabrikam = env.bc.company_id, env.bc.add_company("FABRIKAM Inc.")
+    env.configure(BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}:60")
+    return cronus, fabrikam
+
+
+def run(env, company: str, kind: RunKind = RunKind.FULL, mappings=("CUSTOMER",)):
+    services = env.services.for_company(company)
+    started = services.start_run(kind, trigger="test", mappings=list(mappings))
+    assert env.worker.run_until(lambda: services.report(started.run_id).run.status is not RunStatus.RUNNING,
+                                timeout=120)
+    return services.report(started.run_id)
+
+
+def company_rows(env) -> dict[str, str]:
+    """bcbi_company rows: Business Central company id -> row id."""
+    return {r["bcbi_externalid"]: r["bcbi_companyid"] for r in env.dv.rows("bcbi_company")}
+
+
+def accounts(env) -> dict[str, str | None]:
+    """account name -> its bcbi_companyid."""
+    return {a["name"]: a.get("bcbi_companyid") for a in env.dv.rows("account")}
+
+
+def test_each_company_stamps_its_rows_sees_its_own_and_unclaimed_ones_and_keeps_its_couplings(env, two):
+    cronus, fabrikam = two
+    # Business Central made FABRIKAM's company row when its connection was set up; CRONUS has none yet
+    fabrikam_row = env.dv.create("bcbi_company", {"bcbi_externalid": fabrikam, "bcbi_name": "FABRIKAM"})
+    [a10000] = env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum (CRONUS)"}])
+    [f10000] = env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum (FABRIKAM)"}],
+                           company_id=fabrikam)
+    env.dv.seed("account", [{"name": "Nobody's", "customertypecode": CUSTOMER},
+                            {"name": "FABRIKAM's own", "customertypecode": CUSTOMER, "bcbi_companyid": fabrikam_row}])
+
+    report = run(env, "CRONUS")
+    assert report.run.status is RunStatus.DONE and report.run.company == "CRONUS", report.to_dict()
+    rows = company_rows(env)
+    cronus_row = rows[cronus]                      # looked up by the company's id; made, as it did not exist
+    assert rows == {cronus: cronus_row, fabrikam: fabrikam_row}
+    assert next(r for r in env.dv.rows("bcbi_company") if r["bcbi_companyid"] == cronus_row)["bcbi_name"]
+    # CRONUS's customer became a CRONUS account; the account of no company became a CRONUS customer, and CRONUS's
+    # (claimed, as Business Central stamps the account it made a customer from); FABRIKAM's account stayed away
+    assert accounts(env) == {"Adatum (CRONUS)": cronus_row, "Nobody's": cronus_row, "FABRIKAM's own": fabrikam_row}
+    assert sorted(c["displayName"] for c in env.bc.rows("customers")) == ["Adatum (CRONUS)", "Nobody's"]
+
+    report = run(env, "FABRIKAM")
+    assert report.run.status is RunStatus.DONE and report.run.company == "FABRIKAM", report.to_dict()
+    assert accounts(env) == {"Adatum (CRONUS)": cronus_row, "Nobody's": cronus_row, "FABRIKAM's own": fabrikam_row,
+                             "Adatum (FABRIKAM)": fabrikam_row}
+    assert sorted(c["displayName"] for c in env.bc.rows("customers", company_id=fabrikam)) == [
+        "Adatum (FABRIKAM)", "FABRIKAM's own"]
+    assert sorted(c["displayName"] for c in env.bc.rows("customers")) == ["Adatum (CRONUS)", "Nobody's"]
+
+    # the same customer number in both companies is coupled to two accounts, each in its company's couplings
+    by_name = {a["name"]: a["accountid"] for a in env.dv.rows("account")}
+    pairs = {name: {(c.bc_id, c.crm_id) for c in env.services.for_company(name).couplings.list("CUSTOMER")}
+             for name in ("CRONUS", "FABRIKAM")}
+    assert (a10000, by_name["Adatum (CRONUS)"]) in pairs["CRONUS"]
+    assert (f10000, by_name["Adatum (FABRIKAM)"]) in pairs["FABRIKAM"]
+    assert not {crm for _, crm in pairs["CRONUS"]} & {crm for _, crm in pairs["FABRIKAM"]}
+    assert len(pairs["CRONUS"]) == len(pairs["FABRIKAM"]) == 2
+
+    # a change to FABRIKAM's account reaches FABRIKAM only; CRONUS's scheduled run leaves it alone
+    env.dv.update("account", by_name["FABRIKAM's own"], {"telephone1": "555-0199"}, as_user=env.stack.ids.user_systemuser_id)
+    run(env, "CRONUS", RunKind.SCHEDULED)
+    run(env, "FABRIKAM", RunKind.SCHEDULED)
+    [own] = [c for c in env.bc.rows("customers", company_id=fabrikam) if c["displayName"] == "FABRIKAM's own"]
+    assert own["phoneNumber"] == "555-0199"
+    assert all(c.get("phoneNumber") != "555-0199" for c in env.bc.rows("customers"))
+
+
+def test_the_cli_and_the_http_api_name_the_company_and_refuse_to_guess(env, two, cli, monkeypatch):
+    cronus, fabrikam = two
+    env.bc.seed("customers", [{"number": "20000", "displayName": "Trey Research"}], company_id=fabrikam)
+
+    code, _, err = cli("runs")
+    assert code == 2 and "Several companies are configured (CRONUS, FABRIKAM)" in err and "--company" in err
+    code, _, err = cli("errors", "--company", "CONTOSO")
+    assert code == 2 and "There is no company 'CONTOSO'; configured: CRONUS, FABRIKAM" in err
+
+    code, out, err = cli("fullsync", "--company", "fabrikam", "--mapping", "CUSTOMER", "--wait", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["company"] == "FABRIKAM" and report["status"] == "done"
+    code, out, _ = cli("--company", fabrikam.upper(), "status")           # by its id, before the command
+    assert code == 0 and out.startswith(f"Run {report['run']} of company FABRIKAM (full, cli): done")
+    code, out, _ = cli("runs", "--company", "CRONUS", "--json")
+    assert code == 0 and json.loads(out) == []                            # CRONUS's job log is its own
+    code, out, err = cli("check", "--company", "FABRIKAM", "--json")
+    found = {c["check"]: c for c in json.loads(out)["checks"]}
+    assert found["Business Central company"]["ok"] and "FABRIKAM Inc." in found["Business Central company"]["detail"]
+    assert found["Dataverse table bcbi_company"]["ok"], found["Dataverse table bcbi_company"]
+
+    monkeypatch.setattr(function_app, "_services", env.services)
+    host = FunctionsHost(function_app.app)
+    refused = host.request("GET", "/api/runs", key=host.FUNCTION_KEY)
+    assert refused.status_code == 400 and "Several companies are configured" in json.loads(refused.get_body())["error"]
+    listed = json.loads(host.request("GET", "/api/runs", key=host.FUNCTION_KEY,
+                                     params={"company": "FABRIKAM"}).get_body())["runs"]
+    assert [(r["run"], r["company"]) for r in listed] == [(report["run"], "FABRIKAM")]
+    started = host.request("POST", "/api/fullsync", b'{"mappings": ["CUSTOMER"]}', key=host.MASTER_KEY,
+                           params={"company": "CRONUS"})
+    answer = json.loads(started.get_body())
+    assert started.status_code == 202 and answer["company"] == "CRONUS"
+    assert answer["status_url"].endswith(f"/api/runs/{answer['run']}?company=CRONUS")
+    page = host.request("GET", "/api/console/jobs", key=host.FUNCTION_KEY, params={"company": "FABRIKAM"})
+    text = page.get_body().decode()
+    assert page.status_code == 200 and "Company: FABRIKAM" in text and 'href="mappings?company=CRONUS"' in text
+    page = host.request("GET", "/api/console/jobs", key=host.FUNCTION_KEY)
+    text = page.get_body().decode()
+    assert page.status_code == 400 and "Choose a company" in text and 'href="mappings?company=FABRIKAM"' in text
+
+    # the connection check asks for what finding and making a company row needs
+    env.dv.revoke_privileges(env.stack.ids.integration_user_id, ["prvCreatebcbi_Company"])
+    code, out, err = cli("check", "--company", "FABRIKAM", "--json")
+    found = {c["check"]: c for c in json.loads(out)["checks"]}
+    assert code == 1 and not found["Dataverse table bcbi_company"]["ok"] and "Create" in json.dumps(
+        found["Dataverse table bcbi_company"])
+
+
+def test_the_timer_starts_each_company_on_its_own_interval_and_its_messages_name_it(env, two, monkeypatch):
+    later = Later()
+    env.configure(clock=later)
+    first = env.services.start_scheduled_runs("timer")
+    assert set(first) == {"CRONUS", "FABRIKAM"}                         # FABRIKAM's first tick: due
+    assert all(r is not None and r.company == name for name, r in first.items())
+    later.offset = dt.timedelta(minutes=5)
+    assert set(env.services.start_scheduled_runs("timer")) == {"CRONUS"}  # FABRIKAM: an hour between runs
+    later.offset = dt.timedelta(minutes=61)
+    assert set(env.services.start_scheduled_runs("timer")) == {"CRONUS", "FABRIKAM"}
+
+    # a job message bcsync sent, as the host hands it to the queue trigger (base64 decoded): it names its company,
+    # and the trigger runs that company's job
+    queue = env.services.queue
+    deliveries = list(queue.receive(visibility_timeout=60, max_messages=32))
+    bodies = [base64.b64decode(d.content, validate=True) for d in deliveries]
+    companies = {json.loads(b)["company"] for b in bodies}
+    assert companies == {"CRONUS", "FABRIKAM"}
+    fabrikam = next(b for b in bodies if json.loads(b)["company"] == "FABRIKAM")
+    message = json.loads(fabrikam)
+    monkeypatch.setattr(function_app, "_services", env.services)
+    function_app.run_job(QueueMessage(id="m1", body=fabrikam, dequeue_count=1, pop_receipt="p1"))
+    job = env.services.for_company("FABRIKAM").runs.get_job(message["run"], message["job"])
+    assert job.status.value in ("done", "running", "queued") and job.attempts >= 1
+    assert env.services.for_company("CRONUS").runs.get(message["run"]) is None
+
+
+def test_uncoupling_gives_the_row_back_to_no_company(env, two, cli):
+    cronus, fabrikam = two
+    env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"},
+                              {"number": "20000", "displayName": "Trey Research"}])
+    run(env, "CRONUS")
+    mine = company_rows(env)[cronus]
+    assert accounts(env) == {"Adatum": mine, "Trey Research": mine}
+    adatum = next(a["accountid"] for a in env.dv.rows("account") if a["name"] == "Adatum")
+    code, _, err = cli("uncouple", "CUSTOMER", "--crm", adatum, "--company", "CRONUS")
+    assert code == 0, err
+    assert accounts(env) == {"Adatum": None, "Trey Research": mine}
+    code, _, err = cli("uncouple", "CUSTOMER", "--all", "--company", "CRONUS")
+    assert code == 0, err
+    assert accounts(env) == {"Adatum": None, "Trey Research": None}
+    # no company's now: once someone changes it, FABRIKAM's next run sees it, and claims it
+    env.dv.update("account", adatum, {"telephone1": "555-0100"}, as_user=env.stack.ids.user_systemuser_id)
+    run(env, "FABRIKAM")
+    theirs = company_rows(env)[fabrikam]
+    assert accounts(env) == {"Adatum": theirs, "Trey Research": None}
+    assert [c["displayName"] for c in env.bc.rows("customers", company_id=fabrikam)] == ["Adatum"]
+
+
+def test_a_dry_run_of_a_company_writes_not_even_its_company_row(env, two):
+    cronus, fabrikam = two
+    env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}], company_id=fabrikam)
+    env.dv.seed("account", [{"name": "Nobody's", "customertypecode": CUSTOMER}])
+    services = env.services.for_company("FABRIKAM")
+    started = services.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"], dry=True)
+    assert env.worker.run_until(lambda: services.report(started.run_id).run.status is not RunStatus.RUNNING,
+                                timeout=120)
+    report = services.report(started.run_id).to_dict()
+    planned = {job["job"]: job["counts"] for job in report["jobs"]}
+    assert report["dry_run"] and report["company"] == "FABRIKAM"
+    assert planned["CUSTOMER:to-crm"]["inserted"] == 1 and planned["CUSTOMER:from-crm"]["inserted"] == 1, planned
+    assert env.dv.rows("bcbi_company") == [] and accounts(env) == {"Nobody's": None}
