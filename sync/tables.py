@@ -56,10 +56,16 @@ BC_SALES_ORDER = BcTable("salesOrders", "Sales Order", key_field="number", enum_
                                               # what posting left on the order (added by bcsync's extension)
                                               "lastShipmentDate": "Last_Shipment_Date",
                                               "lastShippingNumber": "Last_Shipping_No",
-                                              "lastPostingNumber": "Last_Posting_No"},
+                                              "lastPostingNumber": "Last_Posting_No",
+                                              # table 36 keeps Quote No. not editable: bcsync's extension adds
+                                              # a control that sets it
+                                              "quoteNumber": "QuoteNo"},
                                              fixed_keys=(("Document_Type", "Order"),),
                                              enum_fields=frozenset({"BillToOptions"})))
 BC_SALES_ORDER_LINE = BcTable("salesOrderLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
+                              modified_field=None)
+BC_SALES_QUOTE = BcTable("salesQuotes", "Sales Quote", key_field="number", enum_fields=frozenset({"status"}))
+BC_SALES_QUOTE_LINE = BcTable("salesQuoteLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
                               modified_field=None)
 # API v2.0 vendors lack the purchaser, fax and posting groups: page 26 "Vendor Card", published as VendorCard.
 BC_VENDOR = BcTable("vendors", "Vendor", key_field="number", enum_fields=frozenset({"blocked"}),
@@ -146,11 +152,22 @@ CRM_SALES_ORDER = CrmTable("salesorder", "salesorders", "salesorderid", "name", 
     "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
     "opportunityid": CrmLookup("opportunityid", "opportunities"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
-    "pricelevelid": CrmLookup("pricelevelid", "pricelevels")})
+    "pricelevelid": CrmLookup("pricelevelid", "pricelevels"),
+    "quoteid": CrmLookup("quoteid", "quotes")})
 CRM_SALES_ORDER_DETAIL = CrmTable("salesorderdetail", "salesorderdetails", "salesorderdetailid", "salesorderdetailname",
                                   lookups={"salesorderid": CrmLookup("salesorderid", "salesorders"),
                                            "productid": CrmLookup("productid", "products"),
                                            "uomid": CrmLookup("uomid", "uoms")})
+CRM_QUOTE = CrmTable("quote", "quotes", "quoteid", "name", lookups={
+    "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
+    "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
+    "opportunityid": CrmLookup("opportunityid", "opportunities"),
+    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
+    "pricelevelid": CrmLookup("pricelevelid", "pricelevels")})
+CRM_QUOTE_DETAIL = CrmTable("quotedetail", "quotedetails", "quotedetailid", "quotedetailname",
+                            lookups={"quoteid": CrmLookup("quoteid", "quotes"),
+                                     "productid": CrmLookup("productid", "products"),
+                                     "uomid": CrmLookup("uomid", "uoms")})
 # a note (annotation) of a sales order: read by the row it is attached to, written to an order
 CRM_NOTE = CrmTable("annotation", "annotations", "annotationid", "subject", lookups={
     "objectid": CrmLookup("objectid_salesorder", "salesorders")})
