@@ -379,21 +379,9 @@ class SalesOrderProcess:
     def _order_body(self, job: JobContext, order: Record, lookups: "Lookups") -> dict:
         """The deep insert of the order with its lines, and the page 42 values written right after it."""
         v = order.values
-        body: dict[str, Any] = {
-            "customerId": lookups.customer(order),
-            "externalDocumentNumber": (v.get("name") or "")[:REFERENCE],
-            "currencyCode": lookups.currency(order),
-        }
+        body = lookups.header(order)
         if v.get("requestdeliveryby"):
             body["requestedDeliveryDate"] = str(v["requestdeliveryby"])[:10]
-        # copied only when Sales has an address (names are not), else the customer's stays
-        if any(v.get(f"shipto_{attr}") for attr, _, _ in ADDRESS):
-            for attr, suffix, length in ADDRESS:
-                body[f"shipTo{suffix}"] = (v.get(f"shipto_{attr}") or "")[:length]
-        for option in API_OPTIONS:
-            value = order_option(job, order, option)
-            if value:
-                body[option[2]] = value
         for values in self._set_after_values(job, order, PAGE_42).values():
             body.update(values)
         body["salesOrderLines"] = net_prices(job, body["customerId"], lookups.lines(order))
@@ -672,6 +660,25 @@ class Lookups:
         self._setup()
         with contextlib.suppress(RecordError):  # no LCY: an error on each order, raised there
             CurrencyRules.lcy_code(job)
+
+    def header(self, document: Record) -> dict[str, Any]:
+        """What an order's or a quote's Business Central header takes alike: the customer, External Document No.
+        = its name, the currency, the ship-to address (copied only when Sales has one, names not: else the
+        customer's stays), payment terms and shipment method through their couplings."""
+        v = document.values
+        body: dict[str, Any] = {
+            "customerId": self.customer(document),
+            "externalDocumentNumber": (v.get("name") or "")[:REFERENCE],
+            "currencyCode": self.currency(document),
+        }
+        if any(v.get(f"shipto_{attr}") for attr, _, _ in ADDRESS):
+            for attr, suffix, length in ADDRESS:
+                body[f"shipTo{suffix}"] = (v.get(f"shipto_{attr}") or "")[:length]
+        for option in API_OPTIONS:
+            value = order_option(self.job, document, option)
+            if value:
+                body[option[2]] = value
+        return body
 
     # customers
 

@@ -29,7 +29,7 @@ from typing import Any
 from .errors import ConcurrencyError, RecordError, SyncError
 from .failures import failed_again
 from .model import Direction, Side
-from .orders import ADDRESS, API_OPTIONS, QUOTES, DocumentKind, Lookups, SalesOrderProcess, order_option
+from .orders import ADDRESS, API_OPTIONS, QUOTES, DocumentKind, Lookups, SalesOrderProcess
 from .ports import Coupling, NewRow, Record, RowChange
 from .process import JobContext
 from .tables import (BC_SALES_ORDER, BC_SALES_QUOTE, BC_SALES_QUOTE_LINE, CRM_QUOTE, CRM_QUOTE_DETAIL,
@@ -41,7 +41,6 @@ ORDERS = "SALESORDER-ORDER"
 ACTIVE, WON, CLOSED = 1, 2, 3
 REVISED = 7                       # statuscode of a quote closed by ReviseQuote
 SUBMITTED = 1                     # salesorder.statecode
-REFERENCE = 35                    # External Document No.
 QUOTE = DocumentKind(CRM_QUOTE_DETAIL, "quoteid", "quote")
 QUOTE_FIELDS = ["name", "quotenumber", "revisionnumber", "statecode", "statuscode", "customerid", "customeridtype",
                 "transactioncurrencyid", "effectiveto", "discountamount", "discountpercentage", "totallineitemamount",
@@ -149,7 +148,7 @@ class SalesQuoteProcess:
         if coupling is not None:
             job.counts.unchanged += 1
             return self._number(job, coupling)
-        body = self._body(job, quote, lookups)
+        body = self._body(quote, lookups)
         previous = self._previous_revision(job, quote)
         if previous is not None:
             return self._replace(job, quote, previous, body)
@@ -164,24 +163,13 @@ class SalesQuoteProcess:
         return rows[0].values.get("number") or ""
 
     @staticmethod
-    def _body(job: JobContext, quote: Record, lookups: Lookups) -> dict[str, Any]:
-        """The Business Central quote's header, as Business Central fills it from a Sales quote, and its lines."""
-        v = quote.values
-        body: dict[str, Any] = {
-            "customerId": lookups.customer(quote),
-            "externalDocumentNumber": (v.get("name") or "")[:REFERENCE],
-            "currencyCode": lookups.currency(quote),
-        }
-        if v.get("effectiveto"):
-            body["validUntilDate"] = str(v["effectiveto"])[:10]
-        if any(v.get(f"shipto_{attr}") for attr, _, _ in ADDRESS):  # else the customer's stays
-            for attr, suffix, length in ADDRESS:
-                body[f"shipTo{suffix}"] = (v.get(f"shipto_{attr}") or "")[:length]
-        # a quote's option sets carry the order's labels: Business Central writes the same labels to both
-        for option in API_OPTIONS:
-            value = order_option(job, quote, option)
-            if value:
-                body[option[2]] = value
+    def _body(quote: Record, lookups: Lookups) -> dict[str, Any]:
+        """The Business Central quote's header, as Business Central fills it from a Sales quote, and its lines. A
+        quote's option sets (payment terms, shipment method) carry the order's labels, which the order's options
+        are read by: Business Central writes the same labels to both."""
+        body = lookups.header(quote)
+        if quote.values.get("effectiveto"):
+            body["validUntilDate"] = str(quote.values["effectiveto"])[:10]
         body[LINES] = lookups.lines(quote)
         return body
 

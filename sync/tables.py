@@ -147,27 +147,27 @@ CRM_INVOICE_DETAIL = CrmTable("invoicedetail", "invoicedetails", "invoicedetaili
     "invoiceid": CrmLookup("invoiceid", "invoices"), "productid": CrmLookup("productid", "products"),
     "uomid": CrmLookup("uomid", "uoms"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
-CRM_SALES_ORDER = CrmTable("salesorder", "salesorders", "salesorderid", "name", lookups={
+# what orders and quotes, and their lines, refer to alike
+_DOCUMENT_LOOKUPS = {
     "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
     "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
     "opportunityid": CrmLookup("opportunityid", "opportunities"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
-    "pricelevelid": CrmLookup("pricelevelid", "pricelevels"),
-    "quoteid": CrmLookup("quoteid", "quotes")})
+    "pricelevelid": CrmLookup("pricelevelid", "pricelevels")}
+
+
+def _line_lookups(parent: str, parent_set: str) -> dict[str, CrmLookup]:
+    return {parent: CrmLookup(parent, parent_set), "productid": CrmLookup("productid", "products"),
+            "uomid": CrmLookup("uomid", "uoms")}
+
+
+CRM_SALES_ORDER = CrmTable("salesorder", "salesorders", "salesorderid", "name",
+                           lookups={**_DOCUMENT_LOOKUPS, "quoteid": CrmLookup("quoteid", "quotes")})
 CRM_SALES_ORDER_DETAIL = CrmTable("salesorderdetail", "salesorderdetails", "salesorderdetailid", "salesorderdetailname",
-                                  lookups={"salesorderid": CrmLookup("salesorderid", "salesorders"),
-                                           "productid": CrmLookup("productid", "products"),
-                                           "uomid": CrmLookup("uomid", "uoms")})
-CRM_QUOTE = CrmTable("quote", "quotes", "quoteid", "name", lookups={
-    "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
-    "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
-    "opportunityid": CrmLookup("opportunityid", "opportunities"),
-    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
-    "pricelevelid": CrmLookup("pricelevelid", "pricelevels")})
+                                  lookups=_line_lookups("salesorderid", "salesorders"))
+CRM_QUOTE = CrmTable("quote", "quotes", "quoteid", "name", lookups=_DOCUMENT_LOOKUPS)
 CRM_QUOTE_DETAIL = CrmTable("quotedetail", "quotedetails", "quotedetailid", "quotedetailname",
-                            lookups={"quoteid": CrmLookup("quoteid", "quotes"),
-                                     "productid": CrmLookup("productid", "products"),
-                                     "uomid": CrmLookup("uomid", "uoms")})
+                            lookups=_line_lookups("quoteid", "quotes"))
 # a note (annotation) of a sales order: read by the row it is attached to, written to an order
 CRM_NOTE = CrmTable("annotation", "annotations", "annotationid", "subject", lookups={
     "objectid": CrmLookup("objectid_salesorder", "salesorders")})
