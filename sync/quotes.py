@@ -220,16 +220,18 @@ class SalesQuoteProcess:
         job.couplings.delete_many([previous])
         job.couplings.save_many([Coupling(MAPPING, row.id, quote.id, synced_at=job.clock.now(), job_id=job.job_id)])
         job.counts.modified += 1
-        self._discount(job, quote, job.bc.read_ids(BC_SALES_QUOTE, ["number"], [row.id])[0])
+        [fresh] = job.bc.read_ids(BC_SALES_QUOTE, ["number", "discountAmount"], [row.id])
+        self._discount(job, quote, fresh, float(fresh.values.get("discountAmount") or 0))
         number = row.values.get("number") or ""
         job.note(f"{quote_label(quote)} replaced the earlier revision in Business Central sales quote {number}")
         return number
 
     @staticmethod
-    def _discount(job: JobContext, quote: Record, row: Record) -> None:
-        """The quote discount as the Business Central quote's invoice discount, once its lines are there."""
+    def _discount(job: JobContext, quote: Record, row: Record, current: float = 0.0) -> None:
+        """The quote discount as the Business Central quote's invoice discount, once its lines are there (a
+        replaced revision's discount goes when the new one has none)."""
         discount = SalesOrderProcess.invoice_discount(quote.values)
-        if not discount:
+        if discount == current:
             return
         [result] = job.bc.update(BC_SALES_QUOTE, [RowChange(row.id, row.etag, {"discountAmount": discount})],
                                  ["number"])
