@@ -272,7 +272,7 @@ class SalesOrderProcess:
                   failed: dict) -> OrderResult:
         """Set what an earlier attempt could not set after creating the order, while the order is open."""
         label, number = order_label(order), row.values.get("number") or ""
-        values = self._set_after_values(job, order, attributes)
+        values = self.set_after_values(job, order, attributes)
         if values and row.values.get("status") != "Draft":  # API v2.0 "Draft" is BC's Open; released takes none
             failed[order.id] = (order, RecordError(
                 f"{label} was created as Business Central sales order {number}, which was released before its "
@@ -308,7 +308,7 @@ class SalesOrderProcess:
             job.counts.coupled += 1
             coupled.append((order, row.values.get("number")))
             complete = row.values.get("status") != "Draft" or self._set_after(
-                job, order, row, self._set_after_values(job, order, ALL_SET_AFTER), failed)
+                job, order, row, self.set_after_values(job, order, ALL_SET_AFTER), failed)
             results[order.id] = OrderResult(order.id, order_label(order), "coupled" if complete else "incomplete",
                                             row.values.get("number") or "",
                                             f"{order_label(order)} was found as Business Central sales order "
@@ -382,7 +382,7 @@ class SalesOrderProcess:
         body = lookups.header(order)
         if v.get("requestdeliveryby"):
             body["requestedDeliveryDate"] = str(v["requestdeliveryby"])[:10]
-        for values in self._set_after_values(job, order, PAGE_42).values():
+        for values in self.set_after_values(job, order, PAGE_42).values():
             body.update(values)
         body["salesOrderLines"] = net_prices(job, body["customerId"], lookups.lines(order))
         return body
@@ -413,7 +413,7 @@ class SalesOrderProcess:
         stamps.append((order, number))
         # the order stands; a page write after it that failed is tried once more, then next run
         # the insert's own page write failed: all of SET_AFTER again, else just the discount
-        later = self._set_after_values(job, order, ALL_SET_AFTER if result.error is not None
+        later = self.set_after_values(job, order, ALL_SET_AFTER if result.error is not None
                                        else ["discountamount"])
         status = "created" if self._set_after(job, order, created, later, failed) else "incomplete"
         return OrderResult(order.id, order_label(order), status, number,
@@ -423,7 +423,8 @@ class SalesOrderProcess:
     def _captions(values: dict) -> str:
         return " and ".join(SET_AFTER[attribute] for attribute in values)
 
-    def _set_after_values(self, job: JobContext, order: Record, attributes: list[str]) -> dict[str, dict]:
+    @staticmethod
+    def set_after_values(job: JobContext, order: Record, attributes: list[str]) -> dict[str, dict]:
         """What the order takes once it exists, for those of the Sales attributes that have a value: Your
         Reference = the order number, the order discount as Business Central's invoice discount, and as
         Business Central does, the shipping agent, Payment Discount % = the order discount %, Work
@@ -432,7 +433,7 @@ class SalesOrderProcess:
         v, values = order.values, {}
         if "ordernumber" in attributes and v.get("ordernumber"):
             values["ordernumber"] = {"yourReference": v["ordernumber"][:REFERENCE]}
-        discount = self.invoice_discount(v)
+        discount = SalesOrderProcess.invoice_discount(v)
         if "discountamount" in attributes and discount:
             values["discountamount"] = {"discountAmount": discount}
         if "shippingmethodcode" in attributes:

@@ -29,7 +29,7 @@ from typing import Any
 from .errors import ConcurrencyError, RecordError, SyncError
 from .failures import failed_again
 from .model import Direction, Side
-from .orders import ADDRESS, API_OPTIONS, QUOTES, DocumentKind, Lookups, SalesOrderProcess
+from .orders import ADDRESS, OPTIONS, QUOTES, REFERENCE, DocumentKind, Lookups, SalesOrderProcess
 from .ports import Coupling, NewRow, Record, RowChange
 from .process import JobContext
 from .tables import (BC_SALES_ORDER, BC_SALES_QUOTE, BC_SALES_QUOTE_LINE, CRM_QUOTE, CRM_QUOTE_DETAIL,
@@ -44,8 +44,9 @@ SUBMITTED = 1                     # salesorder.statecode
 QUOTE = DocumentKind(CRM_QUOTE_DETAIL, "quoteid", "quote")
 QUOTE_FIELDS = ["name", "quotenumber", "revisionnumber", "statecode", "statuscode", "customerid", "customeridtype",
                 "transactioncurrencyid", "effectiveto", "discountamount", "discountpercentage", "totallineitemamount",
-                "totalamountlessfreight", "freightamount", *(o[0] for o in API_OPTIONS),
-                *(f"shipto_{a}" for a, _, _ in ADDRESS)]
+                "totalamountlessfreight", "freightamount", "description", "requestdeliveryby",
+                *(o[0] for o in OPTIONS), *(f"{p}_{a}" for p in ("billto", "shipto") for a, _, _ in ADDRESS)]
+PAGE_41 = ["shippingmethodcode", "description", "billto_composite"]  # what set_after_values gives a quote
 LINES = "salesQuoteLines"
 
 
@@ -148,7 +149,7 @@ class SalesQuoteProcess:
         if coupling is not None:
             job.counts.unchanged += 1
             return self._number(job, coupling)
-        body = self._body(quote, lookups)
+        body = self._body(job, quote, lookups)
         previous = self._previous_revision(job, quote)
         if previous is not None:
             return self._replace(job, quote, previous, body)
@@ -163,13 +164,22 @@ class SalesQuoteProcess:
         return rows[0].values.get("number") or ""
 
     @staticmethod
-    def _body(quote: Record, lookups: Lookups) -> dict[str, Any]:
+    def _body(job: JobContext, quote: Record, lookups: Lookups) -> dict[str, Any]:
         """The Business Central quote's header, as Business Central fills it from a Sales quote, and its lines. A
         quote's option sets (payment terms, shipment method) carry the order's labels, which the order's options
         are read by: Business Central writes the same labels to both."""
+        v = quote.values
         body = lookups.header(quote)
-        if quote.values.get("effectiveto"):
-            body["validUntilDate"] = str(quote.values["effectiveto"])[:10]
+        if v.get("effectiveto"):
+            body["validUntilDate"] = str(v["effectiveto"])[:10]
+        # through page 41: Your Reference = the quote number, the requested delivery date, and as for orders the
+        # shipping agent, Work Description = the description and the bill-to address
+        if v.get("quotenumber"):
+            body["yourReference"] = v["quotenumber"][:REFERENCE]
+        if v.get("requestdeliveryby"):
+            body["requestedDeliveryDate"] = str(v["requestdeliveryby"])[:10]
+        for values in SalesOrderProcess.set_after_values(job, quote, PAGE_41).values():
+            body.update(values)
         body[LINES] = lookups.lines(quote)
         return body
 

@@ -37,22 +37,20 @@ BC_SALES_INVOICE = BcTable("salesInvoices", "Posted Sales Invoice", key_field="n
                                "workDescription": "GetWorkDescription"}))
 BC_SALES_INVOICE_LINE = BcTable("salesInvoiceLines", "Posted Sales Invoice Line", key_field="sequence",
                                 enum_fields=frozenset({"lineType"}), modified_field=None)
+# what pages 41 "Sales Quote" and 42 "Sales Order" have alike that API v2.0 quotes and orders lack, or publish
+# read-only (the bill-to address)
+_DOCUMENT_PAGE = {"yourReference": "Your_Reference", "workDescription": "WorkDescription",
+                  "shippingAgentCode": "Shipping_Agent_Code", "billToOptions": "BillToOptions",
+                  "billToAddressLine1": "Bill_to_Address", "billToAddressLine2": "Bill_to_Address_2",
+                  "billToCity": "Bill_to_City", "billToState": "Bill_to_County", "billToPostCode": "Bill_to_Post_Code",
+                  "billToCountry": "Bill_to_Country_Region_Code"}
 # API v2.0 orders lack Your Reference, the shipping agent, payment discount % and work description, and
 # publish the bill-to address read-only: page 42 "Sales Order", published as SalesOrder, has them all. Its
 # bill-to address controls are editable once BillToOptions (a page variable) says Custom Address.
 BC_SALES_ORDER = BcTable("salesOrders", "Sales Order", key_field="number", enum_fields=frozenset({"status"}),
                          companion=Companion("SalesOrder", ("number", "No"),
-                                             {"yourReference": "Your_Reference",
-                                              "workDescription": "WorkDescription",
+                                             {**_DOCUMENT_PAGE,
                                               "paymentDiscountPercent": "Payment_Discount_Percent",
-                                              "shippingAgentCode": "Shipping_Agent_Code",
-                                              "billToOptions": "BillToOptions",
-                                              "billToAddressLine1": "Bill_to_Address",
-                                              "billToAddressLine2": "Bill_to_Address_2",
-                                              "billToCity": "Bill_to_City",
-                                              "billToState": "Bill_to_County",
-                                              "billToPostCode": "Bill_to_Post_Code",
-                                              "billToCountry": "Bill_to_Country_Region_Code",
                                               # what posting left on the order (added by bcsync's extension)
                                               "lastShipmentDate": "Last_Shipment_Date",
                                               "lastShippingNumber": "Last_Shipping_No",
@@ -64,7 +62,13 @@ BC_SALES_ORDER = BcTable("salesOrders", "Sales Order", key_field="number", enum_
                                              enum_fields=frozenset({"BillToOptions"})))
 BC_SALES_ORDER_LINE = BcTable("salesOrderLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
                               modified_field=None)
-BC_SALES_QUOTE = BcTable("salesQuotes", "Sales Quote", key_field="number", enum_fields=frozenset({"status"}))
+# API v2.0 quotes lack what orders lack, and the requested delivery date: page 41 "Sales Quote", published as
+# SalesQuote, has them all.
+BC_SALES_QUOTE = BcTable("salesQuotes", "Sales Quote", key_field="number", enum_fields=frozenset({"status"}),
+                         companion=Companion("SalesQuote", ("number", "No"),
+                                             {**_DOCUMENT_PAGE, "requestedDeliveryDate": "Requested_Delivery_Date"},
+                                             fixed_keys=(("Document_Type", "Quote"),),
+                                             enum_fields=frozenset({"BillToOptions"})))
 BC_SALES_QUOTE_LINE = BcTable("salesQuoteLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
                               modified_field=None)
 # API v2.0 vendors lack the purchaser, fax and posting groups: page 26 "Vendor Card", published as VendorCard.

@@ -101,6 +101,7 @@ permissionset 50100 "BCS INTEGRATION"
         page "Currency Exchange Rates" = X,
         page "Sales & Receivables Setup" = X,
         page "Sales Order" = X,
+        page "Sales Quote" = X,
         page "Shipping Agents" = X,
         page "Config. Template List" = X,
         page "Config. Template Subform" = X,

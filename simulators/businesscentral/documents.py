@@ -995,23 +995,12 @@ def register(cat: Catalog) -> None:
     # page 42 "Sales Order", its controls in the page's order (a request's values are validated in that order):
     # a header change passes salesOrders' checks (and due date) like one through the API
     cat.add_page(PageView("SalesOrder", cat.tables[ORDERS], [
-        Computed("Document_Type", "option", lambda s, r: "Order", options=DOCUMENT_TYPES, caption="Document Type"),
-        Field("No", "No.", read_only=True),
-        Field("Sell_to_Customer_No", "Sell-to Customer No.", read_only=True),
-        Field("External_Document_No", "External Document No."),
-        Field("Your_Reference", "Your Reference"),
-        Field("WorkDescription", "Work Description", page_variable=True),  # Rec.GetWorkDescription()
+        *_document_controls("Order"),
         Field("Payment_Terms_Code", "Payment Terms Code"),
         Field("Payment_Discount_Percent", "Payment Discount %"),
         Field("Shipment_Method_Code", "Shipment Method Code"),
         Field("Shipping_Agent_Code", "Shipping Agent Code"),
-        BillToOptions(),
-        BillToAddress("Bill_to_Address", "Bill-to Address"),
-        BillToAddress("Bill_to_Address_2", "Bill-to Address 2"),
-        BillToAddress("Bill_to_City", "Bill-to City"),
-        BillToAddress("Bill_to_County", "Bill-to County"),
-        BillToAddress("Bill_to_Post_Code", "Bill-to Post Code"),
-        BillToAddress("Bill_to_Country_Region_Code", "Bill-to Country/Region Code"),
+        *_bill_to_controls(),
         Field("Last_Shipment_Date", "Last Shipment Date", read_only=True),
         Field("Last_Shipping_No", "Last Shipping No.", read_only=True),
         Field("Last_Posting_No", "Last Posting No.", read_only=True),
@@ -1019,3 +1008,36 @@ def register(cat: Catalog) -> None:
         Field("QuoteNo", "Quote No.", page_variable=True),  # bcsync's extension: a control whose OnValidate sets it
         *page_system_fields(),
     ], key=("Document_Type", "No"), insertable=False, deletable=False, before_modify=_header_hooks(ORDERS)[1]))
+
+    # page 41 "Sales Quote": what API v2.0 quotes lack (Your Reference, the requested delivery date, the work
+    # description, the shipping agent) or publish read-only (the bill-to address)
+    cat.add_page(PageView("SalesQuote", cat.tables[QUOTES], [
+        *_document_controls("Quote"),
+        Field("Quote_Valid_Until_Date", "Quote Valid Until Date"),
+        Field("Requested_Delivery_Date", "Requested Delivery Date"),
+        Field("Payment_Terms_Code", "Payment Terms Code"),
+        Field("Shipment_Method_Code", "Shipment Method Code"),
+        Field("Shipping_Agent_Code", "Shipping Agent Code"),
+        *_bill_to_controls(),
+        *page_system_fields(),
+    ], key=("Document_Type", "No"), insertable=False, deletable=False, before_modify=_header_hooks(QUOTES)[1]))
+
+
+def _document_controls(document_type: str) -> list[Field]:
+    """The first controls of pages 41 and 42: the document type (their view's filter), number, customer, and the
+    references; WorkDescription is a page variable over Rec.GetWorkDescription()."""
+    return [
+        Computed("Document_Type", "option", lambda s, r: document_type, options=DOCUMENT_TYPES,
+                 caption="Document Type"),
+        Field("No", "No.", read_only=True),
+        Field("Sell_to_Customer_No", "Sell-to Customer No.", read_only=True),
+        Field("External_Document_No", "External Document No."),
+        Field("Your_Reference", "Your Reference"),
+        Field("WorkDescription", "Work Description", page_variable=True),
+    ]
+
+
+def _bill_to_controls() -> list[Field]:
+    return [BillToOptions(), *(BillToAddress(f"Bill_to_{name}", f"Bill-to {column}") for name, column in (
+        ("Address", "Address"), ("Address_2", "Address 2"), ("City", "City"), ("County", "County"),
+        ("Post_Code", "Post Code"), ("Country_Region_Code", "Country/Region Code")))]

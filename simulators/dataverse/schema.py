@@ -690,7 +690,7 @@ def quotedetail() -> Entity:
 
 
 def document_columns() -> list[Attr]:
-    """What orders and invoices share: customer, prices, addresses, terms, totals."""
+    """What quotes, orders and invoices share: customer, prices, addresses, terms, totals."""
     return [
         memo("description", 2000),
         customer("customerid", required=True, display_name="Customer"),
@@ -716,7 +716,7 @@ def document_columns() -> list[Attr]:
 
 
 def line_columns(parent: str, write_in_length: int) -> list[Attr]:
-    """What order lines and invoice lines share: product or write-in, price, quantity, amounts."""
+    """What quote, order and invoice lines share: product or write-in, price, quantity, amounts."""
     return [
         lookup(f"{parent}id", parent, required=True, create_only=True, on_delete="cascade"),
         lookup("productid", "product", display_name="Existing Product"),

@@ -37,7 +37,8 @@ def test_an_active_quote_becomes_a_coupled_business_central_quote_and_a_revision
     first = quote(env, [product_line(env, "1000", 2, 95, description="Gift wrap, please"),
                         {"isproductoverridden": True, "productdescription": LONG, "quantity": 1, "priceperunit": 250}],
                   effectiveto="2026-12-31", paymenttermscode=1, shipto_line1="1 Harbour Road", shipto_city="Seattle",
-                  discountamount=20)
+                  discountamount=20, shippingmethodcode=4, requestdeliveryby="2026-11-15",
+                  description="Assembled, on site", billto_line1="PO Box 7", billto_city="Tacoma")
     draft = quote(env, [product_line(env, "1000", 1, 100)], activate=False, name="Still a draft")
 
     report = env.sync([QUOTES])
@@ -48,6 +49,11 @@ def test_an_active_quote_becomes_a_coupled_business_central_quote_and_a_revision
         "10000", "10 BIKES FOR THE FLEET", "USD")
     assert str(made["validUntilDate"]) == "2026-12-31" and made["paymentTermsId"] == terms["NET 30"]
     assert (made["shipToAddressLine1"], made["shipToCity"], made["discountAmount"]) == ("1 Harbour Road", "Seattle", 20)
+    [page] = [p for p in env.bc.rows("SalesQuote") if p["No"] == made["number"]]  # page 41 "Sales Quote"
+    assert page["Your_Reference"] == env.dv.get("quote", first)["quotenumber"]
+    assert (str(page["Requested_Delivery_Date"]), page["Shipping_Agent_Code"], page["WorkDescription"]) == (
+        "2026-11-15", "UPS", "Assembled, on site")
+    assert (page["Bill_to_Address"], page["Bill_to_City"]) == ("PO Box 7", "Tacoma")
     assert quote_lines(env, made["id"]) == [
         ("Item", "1000", "Bicycle", 2, 95),
         ("Comment", "", "Gift wrap, please", 0, 0),

@@ -699,6 +699,14 @@ def test_a_sales_quote_with_lines_is_changed_line_by_line_and_an_order_names_it_
     assert [(line["lineType"], line["sequence"]) for line in ok(bc.get(lines_url))["value"]] == [
         ("Item", 10000), ("Resource", 20000)]  # after the last line number left
     assert ok(bc.get(f"{env.company}/salesOrders"))["value"] == []  # quotes are no orders
+    # page 41 "Sales Quote": what API v2.0 quotes lack
+    quote_page = f"{env.odata}/SalesQuote(Document_Type='Quote',No='1001')"
+    written = ok(bc.patch(quote_page, json={"Your_Reference": "QUO-01001-AB12CD", "Requested_Delivery_Date": "2024-07-01",
+                                            "WorkDescription": "Deliver in June"}, headers={"If-Match": "*"}))
+    assert (written["Your_Reference"], written["Requested_Delivery_Date"], written["Quote_Valid_Until_Date"]) == (
+        "QUO-01001-AB12CD", "2024-07-01", "2024-06-30")
+    assert error_of(bc.get(f"{env.odata}/SalesQuote(Document_Type='Order',No='1001')"))[:2] == (
+        404, "Internal_RecordNotFound")
 
     # page 42 shows an order's Quote No. read-only; bcsync's extension adds a control that sets it
     order = created(bc.post(f"{env.company}/salesOrders", json={"customerId": data["customer"]}))
