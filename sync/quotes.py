@@ -13,7 +13,9 @@ tried again at the next run.
 - A new revision (ReviseQuote closes the quote as Revised and copies it to a Draft with the next revision
   number) replaces, once activated, the Business Central quote of the revision before it: its header is
   written again, its lines are deleted and made anew, and the coupling moves to the new revision. Business
-  Central archives the quote first; API v2.0 cannot archive (README: what differs).
+  Central archives the quote first; API v2.0 cannot archive (README: what differs). A quote not coupled whose
+  number is a Business Central quote's Your Reference (an attempt made it, its answer or coupling lost) is
+  written over that quote the same way: nothing is made twice.
 - A Won quote is made a Business Central quote first if it is not one yet. Then the Sales order made from it
   (its quoteid) is looked for: none yet is an error, tried again at the next run; a coupled one gets Quote No. =
   the Business Central quote's number; one submitted but not created yet gets it when SALESORDER-ORDER creates
@@ -145,15 +147,25 @@ class SalesQuoteProcess:
     # -- Active quotes ------------------------------------------------------------------------------
 
     def _active(self, job: JobContext, quote: Record, coupling: Coupling | None, lookups: Lookups) -> str:
-        """The Business Central quote of an Active quote (made, or the previous revision's replaced); its number."""
+        """The Business Central quote of an Active quote (made, or one made before written over); its number."""
         if coupling is not None:
             job.counts.unchanged += 1
             return self._number(job, coupling)
         body = self._body(job, quote, lookups)
+        made = self._made_before(job, quote, body)
+        return self._replace(job, quote, made, body) if made is not None else self._insert(job, quote, body)
+
+    def _made_before(self, job: JobContext, quote: Record, body: dict) -> Record | None:
+        """The Business Central quote this quote is written over: its previous revision's (by that one's coupling),
+        else one whose Your Reference is the quote number, as Business Central finds a quote (one an attempt made
+        whose answer or coupling was lost, or the previous revision's once uncoupled)."""
         previous = self._previous_revision(job, quote)
-        if previous is not None:
-            return self._replace(job, quote, previous, body)
-        return self._insert(job, quote, body)
+        rows = job.bc.read_ids(BC_SALES_QUOTE, ["number"], [previous.bc_id]) if previous else []
+        if previous is not None and not rows:  # deleted in Business Central meanwhile
+            job.couplings.delete_many([previous])
+        if not rows and body.get("yourReference"):
+            rows = job.bc.read_matching(BC_SALES_QUOTE, ["number"], "yourReference", [body["yourReference"]])
+        return rows[-1] if rows else None
 
     @staticmethod
     def _number(job: JobContext, coupling: Coupling) -> str:
@@ -207,15 +219,11 @@ class SalesQuoteProcess:
         coupled = job.couplings.get_many(MAPPING, Side.CRM, revised)
         return next(iter(coupled.values()), None)
 
-    def _replace(self, job: JobContext, quote: Record, previous: Coupling, body: dict) -> str:
-        """The new revision written over the previous revision's Business Central quote: the header again, the
-        lines deleted and made anew (each step safe to repeat: a stopped job redoes them all), then the coupling
-        moved to the new revision."""
-        rows = job.bc.read_ids(BC_SALES_QUOTE, ["number"], [previous.bc_id])
-        if not rows:  # deleted in Business Central meanwhile: the revision gets a quote of its own
-            job.couplings.delete_many([previous])
-            return self._insert(job, quote, body)
-        row, lines = rows[0], body.pop(LINES)
+    def _replace(self, job: JobContext, quote: Record, row: Record, body: dict) -> str:
+        """The quote written over a Business Central quote made before (a previous revision's, or one an attempt
+        made): the header again, the lines deleted and made anew (each step safe to repeat: a stopped job redoes
+        them all), then the coupling moved to this quote."""
+        lines = body.pop(LINES)
         old = job.bc.read_matching(BC_SALES_QUOTE_LINE, ["sequence"], "documentId", [row.id])
         for error in job.bc.delete_rows(BC_SALES_QUOTE_LINE, [RowChange(line.id, line.etag, {}) for line in old]):
             if error is not None:
@@ -227,13 +235,13 @@ class SalesQuoteProcess:
                                   ["sequence"]):
             if made.error is not None:
                 raise self._as_record_error(made.error)
-        job.couplings.delete_many([previous])
+        job.couplings.delete_many(list(job.couplings.get_many(MAPPING, Side.BC, [row.id]).values()))
         job.couplings.save_many([Coupling(MAPPING, row.id, quote.id, synced_at=job.clock.now(), job_id=job.job_id)])
         job.counts.modified += 1
         [fresh] = job.bc.read_ids(BC_SALES_QUOTE, ["number", "discountAmount"], [row.id])
         self._discount(job, quote, fresh, float(fresh.values.get("discountAmount") or 0))
         number = row.values.get("number") or ""
-        job.note(f"{quote_label(quote)} replaced the earlier revision in Business Central sales quote {number}")
+        job.note(f"{quote_label(quote)} was written over Business Central sales quote {number}, made before")
         return number
 
     @staticmethod

@@ -3,6 +3,8 @@ them, and the order made from a won quote given its Quote No."""
 
 from __future__ import annotations
 
+from sync.model import Side
+
 from .conftest import job
 from .test_sales_orders import LONG, account, active_product, lcy, product_line, setup
 
@@ -65,6 +67,13 @@ def test_an_active_quote_becomes_a_coupled_business_central_quote_and_a_revision
     assert draft not in [c.crm_id for c in env.couplings(QUOTES)]
     again = env.sync([QUOTES])                      # an active quote does not change: nothing made twice
     assert job(again, f"{QUOTES}:from-crm").counts.inserted == 0 and len(env.bc.rows("salesQuotes")) == 1
+    # its coupling lost (as after an insert whose answer was lost): found again by Your Reference, not made twice
+    env.services.uncouple(QUOTES, Side.CRM, first)
+    env.dv.update("quote", first, {"description": "Assembled, on site."}, as_user=env.stack.ids.user_systemuser_id)
+    again = env.sync([QUOTES])
+    counts = job(again, f"{QUOTES}:from-crm").counts
+    assert (counts.inserted, counts.modified) == (0, 1) and len(env.bc.rows("salesQuotes")) == 1
+    assert [c.crm_id for c in env.couplings(QUOTES)] == [first] and len(quote_lines(env, made["id"])) == 5
 
     # revised in Sales: the new revision, once active, replaces the quote's header and lines
     second = env.dv.revise_quote(first, as_user=env.stack.ids.user_systemuser_id)
