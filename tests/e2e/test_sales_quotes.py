@@ -4,6 +4,7 @@ them, and the order made from a won quote given its Quote No."""
 from __future__ import annotations
 
 from sync.model import Side
+from sync.runs import RunKind, RunStatus
 
 from .conftest import job
 from .test_sales_orders import LONG, account, active_product, lcy, product_line, setup
@@ -85,6 +86,14 @@ def test_an_active_quote_becomes_a_coupled_business_central_quote_and_a_revision
     env.dv.seed("quotedetail", [{"quoteid": second, **product_line(env, "R0010", 4, 80)}], as_user=user)
     env.dv.update("quote", second, {"name": "Fleet service", "discountamount": 0}, as_user=user)
     env.dv.update("quote", second, {"statecode": 1, "statuscode": 3}, as_user=user)
+    # planned by a dry run first: the lines it would delete are told, and nothing is written
+    before = (env.bc.rows("salesQuotes"), env.bc.rows("salesQuoteLines"), env.couplings(QUOTES))
+    run = env.services.start_run(RunKind.SCHEDULED, trigger="test", mappings=[QUOTES], dry=True)
+    assert env.worker.run_until(lambda: env.services.report(run.run_id).run.status is not RunStatus.RUNNING, 60)
+    planned = env.services.report(run.run_id).to_dict()["dry_run_report"][f"{QUOTES}:from-crm"]["records"]
+    assert sorted((r["kind"], r.get("table")) for r in planned if r.get("table") == "Sales Line") == [
+        ("delete", "Sales Line")] * 5 + [("insert", "Sales Line")]
+    assert (env.bc.rows("salesQuotes"), env.bc.rows("salesQuoteLines"), env.couplings(QUOTES)) == before
     report = env.sync([QUOTES])
     assert job(report, f"{QUOTES}:from-crm").counts.modified == 1
     [replaced] = env.bc.rows("salesQuotes")
