@@ -31,7 +31,8 @@ from typing import Any
 from .errors import ConcurrencyError, RecordError, SyncError
 from .failures import failed_again
 from .model import Direction, Side
-from .orders import ADDRESS, OPTIONS, QUOTES, REFERENCE, DocumentKind, Lookups, SalesOrderProcess
+from .orders import MAPPING as ORDERS
+from .orders import ADDRESS, OPTIONS, QUOTES, REFERENCE, SUBMITTED, DocumentKind, Lookups, SalesOrderProcess
 from .ports import Coupling, NewRow, Record, RowChange
 from .process import JobContext
 from .tables import (BC_SALES_ORDER, BC_SALES_QUOTE, BC_SALES_QUOTE_LINE, CRM_QUOTE, CRM_QUOTE_DETAIL,
@@ -39,10 +40,8 @@ from .tables import (BC_SALES_ORDER, BC_SALES_QUOTE, BC_SALES_QUOTE_LINE, CRM_QU
 from .values import as_guid
 
 MAPPING = QUOTES
-ORDERS = "SALESORDER-ORDER"
-ACTIVE, WON, CLOSED = 1, 2, 3
+ACTIVE, WON, CLOSED = 1, 2, 3     # quote.statecode
 REVISED = 7                       # statuscode of a quote closed by ReviseQuote
-SUBMITTED = 1                     # salesorder.statecode
 QUOTE = DocumentKind(CRM_QUOTE_DETAIL, "quoteid", "quote")
 QUOTE_FIELDS = ["name", "quotenumber", "revisionnumber", "statecode", "statuscode", "customerid", "customeridtype",
                 "transactioncurrencyid", "effectiveto", "discountamount", "discountpercentage", "totallineitemamount",
