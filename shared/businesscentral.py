@@ -121,6 +121,9 @@ class BusinessCentralClient:
     def update(self, table: BcTable, address: str, body: dict, etag: str | None) -> Inner:
         return Inner("PATCH", self.item(table, address), body, {"If-Match": etag or "*"})
 
+    def delete(self, table: BcTable, address: str, etag: str | None) -> Inner:
+        return Inner("DELETE", self.item(table, address), None, {"If-Match": etag or "*"})
+
     def read(self, table: BcTable, *, select: Sequence[str], filter: str,
              schema: dict[str, str] | None = None) -> Inner:
         query = urlencode(_params(select, filter, "", None, schema))
@@ -145,8 +148,8 @@ class BusinessCentralClient:
     def _batch(self, chunk: Sequence[Inner]) -> list[dict]:
         root = PAGE_PATH if chunk[0].path.startswith(PAGE_PATH + "/") else API_PATH
         body = {"requests": [_inner_json(str(n), root, r) for n, r in enumerate(chunk)]}
-        # reads and If-Match updates may be sent again after a lost answer; creates may not (see insert)
-        idempotent = all(r.method in ("GET", "PATCH") for r in chunk)
+        # reads, If-Match updates and deletes may be sent again after a lost answer; creates may not (see insert)
+        idempotent = all(r.method in ("GET", "PATCH", "DELETE") for r in chunk)
         headers = {**self.HEADERS, "Content-Type": "application/json"}
         response = self.api.request("POST", f"{root}/$batch", json=body, headers=headers, idempotent=idempotent)
         by_id = {str(a.get("id")): a for a in response.json().get("responses", [])}
@@ -402,6 +405,21 @@ class BusinessCentralEndpoint:
             else:
                 answers[i] = {"status": 200, "body": row}
         return self._finish(table, answers, writes, [extra for _, extra in splits], fields)
+
+    def delete_rows(self, table: BcTable, rows: Sequence[RowChange]) -> list[SyncError | None]:
+        """Delete the rows (each If-Match its version), batched; per row None when it is gone (one already
+        gone too), else the error."""
+        answers = self._send([self.client.delete(table, self._keys.get(r.id, r.id), r.etag) for r in rows])
+        errors: list[SyncError | None] = []
+        for answer in answers:
+            try:
+                answer_row(answer)
+                errors.append(None)
+            except NotFoundError:
+                errors.append(None)
+            except SyncError as exc:
+                errors.append(exc)
+        return errors
 
     def _split(self, table: BcTable, values: dict) -> tuple[dict, dict]:
         extra_names = table.companion.fields if table.companion else {}

@@ -393,6 +393,11 @@ class Settings:
         "BCSYNC_AUTO_CREATE_SALES_ORDERS", False,
         "Business Central's \"Automatically Create Sales Orders\": the SALESORDER-ORDER job creates every order "
         "submitted in Sales (else orders are created on demand, with bcsync orders create or the HTTP API).")
+    auto_process_sales_quotes: bool = _setting(
+        "BCSYNC_AUTO_PROCESS_SALES_QUOTES", False,
+        "Business Central's \"Automatically Process Sales Quotes\": the SALESQUOTE-QUOTE job makes a Business Central "
+        "sales quote of every quote activated in Sales (a new revision replaces the earlier one's) and gives the "
+        "order made from a won quote its Quote No.; off, no quote is processed.")
     unit_mode: str = _setting(
         "BCSYNC_UNIT_MODE", "legacy",
         "Business Central's \"Unit Group Mapping Enabled\". legacy: each unit of measure is a Sales unit group "

@@ -269,6 +269,7 @@ class Services:
                           watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds),
                           reconcile_every=dt.timedelta(minutes=s.reconcile_minutes),
                           setup=ConnectionSetup(auto_create_sales_orders=s.auto_create_sales_orders,
+                                                auto_process_sales_quotes=s.auto_process_sales_quotes,
                                                 ownership_model=s.ownership),
                           facts_ttl=dt.timedelta(seconds=s.facts_ttl_seconds))
 

@@ -64,11 +64,13 @@ def _value(value: Any) -> Any:
 
 class PlannedWrites:
     """What the endpoints were asked to write, by row id (lower case; both services' ids are GUIDs): the table
-    and the new row's values, or the table and each changed field's old and new value."""
+    and the new row's values, or the table and each changed field's old and new value; and the rows deleted (the
+    lines of a Business Central quote that a new revision replaces), with their table."""
 
     def __init__(self) -> None:
         self.inserts: dict[str, tuple[str, dict[str, Any]]] = {}
         self.updates: dict[str, tuple[str, dict[str, tuple[Any, Any]]]] = {}
+        self.deletes: dict[str, str] = {}
 
     def take_insert(self, row_id: str) -> dict[str, Any] | None:
         return self.inserts.pop(row_id.lower(), ("", None))[1]
@@ -127,6 +129,11 @@ class RecordingEndpoint:
             self.writes.inserts[row_id.lower()] = (_table(table), {k: _value(v) for k, v in row.values.items()})
             results.append(WriteResult(Record(row_id, dict(row.values), DRY_VERSION)))
         return results
+
+    def delete_rows(self, table, rows: Sequence[RowChange]) -> list[None]:
+        for row in rows:
+            self.writes.deletes[row.id.lower()] = _table(table)
+        return [None] * len(rows)
 
     def update(self, table, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         seen = self.seen.pop(_table(table), {})
@@ -394,6 +401,9 @@ class DryRun:
             if fields:
                 entries.append({"kind": "modify", "table": table, "record": f"{table} {row_id}",
                                 "target_id": row_id, "fields": fields})
+        for row_id, table in self.writes.deletes.items():
+            entries.append({"kind": "delete", "table": table, "record": f"{table} {row_id}", "target_id": row_id,
+                            "reason": "replaced by a new revision's lines"})
         return {**listed(entries), **carried}
 
 

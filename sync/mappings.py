@@ -22,6 +22,7 @@ from .model import (
     WhenUncoupled,
 )
 from .orders import SalesOrderProcess
+from .quotes import MAPPING as QUOTES_MAPPING, SalesQuoteProcess
 from .rules.contacts import ContactRules, OpportunityRules
 from .rules.currency import CurrencyRules
 from .rules.customers import CustomerRules
@@ -44,6 +45,7 @@ from .tables import (
     BC_RESOURCE_UNIT,
     BC_SALES_INVOICE,
     BC_SALES_ORDER,
+    BC_SALES_QUOTE,
     BC_SALES_PRICE,
     BC_SALESPERSON,
     BC_SHIPMENT_METHOD,
@@ -59,6 +61,7 @@ from .tables import (
     CRM_PRICE_LIST,
     CRM_PRICE_LIST_ITEM,
     CRM_PRODUCT,
+    CRM_QUOTE,
     CRM_SALES_ORDER,
     CRM_SYSTEMUSER,
     CRM_UNIT,
@@ -459,6 +462,19 @@ SALES_ORDER = TableMapping(
     process=SalesOrderProcess(),
 )
 
+SALES_QUOTE = TableMapping(
+    name=QUOTES_MAPPING,
+    description="Quotes activated in Sales made Business Central sales quotes, a new revision replacing the earlier "
+                "one's; the order made from a won quote gets its Quote No. (when BCSYNC_AUTO_PROCESS_SALES_QUOTES is "
+                "on).",
+    bc=BC_SALES_QUOTE,
+    crm=CRM_QUOTE,
+    direction=FROM,
+    fields=(),
+    dependencies=SALES_ORDER.dependencies,
+    process=SalesQuoteProcess(),
+)
+
 ITEM_AVAILABILITY = TableMapping(
     name="ITEM-AVAILABILITY",
     description="Inventory of coupled items pushed to the products' Quantity On Hand when item ledger entries are "
@@ -490,15 +506,17 @@ def builtin_mappings(unit_groups: bool = False, ownership: OwnershipModel = Owne
     Enabled"), where UNIT GROUP, ITEM UOM and RESOURCE UOM replace UNIT OF MEASURE; in the person ownership model
     or the team one (team_owned)."""
     if not unit_groups:
-        units, items, resources, orders = [UNIT_OF_MEASURE], ITEM_PRODUCT, RESOURCE_PRODUCT, SALES_ORDER
+        units, items, resources = [UNIT_OF_MEASURE], ITEM_PRODUCT, RESOURCE_PRODUCT
+        orders, quotes = SALES_ORDER, SALES_QUOTE
     else:
         units = [UNIT_GROUP, ITEM_UOM, RESOURCE_UOM]
         items = _in_unit_groups(ITEM_PRODUCT, (ITEM_UOM.name,))
         resources = _in_unit_groups(RESOURCE_PRODUCT, (RESOURCE_UOM.name,))
         orders = _in_unit_groups(SALES_ORDER, (ITEM_UOM.name, RESOURCE_UOM.name))
+        quotes = _in_unit_groups(SALES_QUOTE, (ITEM_UOM.name, RESOURCE_UOM.name))
     mappings = [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER, VENDOR, CONTACT,
                 OPPORTUNITY, *units, items, resources, CUSTOMER_PRICE_GROUP, SALES_PRICE, POSTED_SALES_INVOICE, orders,
-                ITEM_AVAILABILITY]
+                quotes, ITEM_AVAILABILITY]
     if ownership is OwnershipModel.PERSON:
         return mappings
     return [team_owned(m) for m in mappings if m.name not in PERSON_ONLY]

@@ -242,6 +242,7 @@ class ConnectionSetup:
     """The switches of Business Central's CRM Connection Setup that change what jobs do."""
 
     auto_create_sales_orders: bool = False  # "Automatically Create Sales Orders": submitted orders on schedule
+    auto_process_sales_quotes: bool = False  # "Automatically Process Sales Quotes": active and won quotes on schedule
     ownership_model: OwnershipModel = OwnershipModel.PERSON
 
 

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 from .errors import ConcurrencyError, RecordError, SyncError
 from .failures import failed_again
 from .values import as_guid
-from .model import BcTable, Direction, OptionSet, Side
+from .model import BcTable, CrmTable, Direction, OptionSet, Side
 from .ports import Coupling, NewRow, Record, RowChange, WriteBack
 from .process import JobContext
 from .rules.currency import CurrencyRules
@@ -47,6 +47,7 @@ from .tables import (
     BC_SALES_INVOICE_LINE,
     BC_SALES_ORDER,
     BC_SALES_ORDER_LINE,
+    BC_SALES_QUOTE,
     BC_SALES_SETUP,
     BC_UNIT_OF_MEASURE,
     BC_VAT_POSTING_SETUP,
@@ -67,6 +68,7 @@ from .rules.units import ITEM_UNITS, RESOURCE_UNITS, unit_groups
 from .writeback import WriteBacks
 
 MAPPING = "SALESORDER-ORDER"
+QUOTES = "SALESQUOTE-QUOTE"  # sync.quotes: a Sales quote coupled to the Business Central quote made from it
 ACTIVE, SUBMITTED, INVOICED = 0, 1, 4
 PENDING, INVOICED_STATUS = 2, 100003
 CUSTOMER_TYPE = 3                 # account.customertypecode Customer
@@ -83,7 +85,8 @@ SHIPPING_AGENT = ("shippingmethodcode", "SHIPPING AGENT", "shippingAgentCode", "
 API_OPTIONS = (("paymenttermscode", "PAYMENT TERMS", "paymentTermsId", "Payment Terms", None),
                ("freighttermscode", "SHIPMENT METHOD", "shipmentMethodId", "Shipment Method", None))
 OPTIONS = (*API_OPTIONS, SHIPPING_AGENT)
-ORDER_FIELDS = ["name", "ordernumber", "description", "statecode", "customerid", "customeridtype", "transactioncurrencyid",
+ORDER_FIELDS = ["name", "ordernumber", "quoteid", "description", "statecode", "customerid", "customeridtype",
+                "transactioncurrencyid",
                 "requestdeliveryby", "lastbackofficesubmit", "submitstatusdescription", "discountamount",
                 "discountpercentage", "totallineitemamount", "totalamountlessfreight", "freightamount",
                 *(o[0] for o in OPTIONS),
@@ -96,7 +99,7 @@ RELEASED = "OrderReleased"       # created, then released before that could be s
 # invoice discount, computed from the lines, and the controls of page 42
 SET_AFTER = {"ordernumber": "Your Reference", "discountamount": "order discount",
              "shippingmethodcode": "shipping agent", "discountpercentage": "payment discount %",
-             "description": "work description", "billto_composite": "bill-to address"}
+             "description": "work description", "billto_composite": "bill-to address", "quoteid": "quote number"}
 ALL_SET_AFTER = list(SET_AFTER)
 PAGE_42 = [attribute for attribute in SET_AFTER if attribute != "discountamount"]
 LINE_PRINT = ["documentId", "sequence", "lineType", "lineObjectNumber", "quantity"]
@@ -235,7 +238,7 @@ class SalesOrderProcess:
                         f"Business Central."))
                 else:
                     todo.append(order)
-            lookups = _Lookups(job, todo)
+            lookups = Lookups(job, todo)
             todo = self._found_again(job, todo, lookups, results, failed)
             for order in todo:
                 try:
@@ -269,7 +272,7 @@ class SalesOrderProcess:
                   failed: dict) -> OrderResult:
         """Set what an earlier attempt could not set after creating the order, while the order is open."""
         label, number = order_label(order), row.values.get("number") or ""
-        values = self._set_after_values(job, order, attributes)
+        values = self.set_after_values(job, order, attributes)
         if values and row.values.get("status") != "Draft":  # API v2.0 "Draft" is BC's Open; released takes none
             failed[order.id] = (order, RecordError(
                 f"{label} was created as Business Central sales order {number}, which was released before its "
@@ -284,7 +287,7 @@ class SalesOrderProcess:
         return OrderResult(order.id, label, "exists", number,
                            f"{label} was already created as Business Central sales order {number}; {what}.")
 
-    def _found_again(self, job: JobContext, orders: list[Record], lookups: "_Lookups", results: dict,
+    def _found_again(self, job: JobContext, orders: list[Record], lookups: "Lookups", results: dict,
                      failed: dict) -> list[Record]:
         """Orders Business Central already has: coupled, not created, and given what is set only after
         creation (the attempt that created them may have stopped short). A posted one is an error."""
@@ -305,7 +308,7 @@ class SalesOrderProcess:
             job.counts.coupled += 1
             coupled.append((order, row.values.get("number")))
             complete = row.values.get("status") != "Draft" or self._set_after(
-                job, order, row, self._set_after_values(job, order, ALL_SET_AFTER), failed)
+                job, order, row, self.set_after_values(job, order, ALL_SET_AFTER), failed)
             results[order.id] = OrderResult(order.id, order_label(order), "coupled" if complete else "incomplete",
                                             row.values.get("number") or "",
                                             f"{order_label(order)} was found as Business Central sales order "
@@ -339,7 +342,7 @@ class SalesOrderProcess:
             table, fields, reference, list(numbers), where=where) if row.values.get(reference) in numbers]
 
     @staticmethod
-    def _lost_answers(job: JobContext, orders: list[Record], lookups: "_Lookups", table: BcTable, line_table: BcTable,
+    def _lost_answers(job: JobContext, orders: list[Record], lookups: "Lookups", table: BcTable, line_table: BcTable,
                       fields: list[str], reference: str, where: str) -> list[tuple[Record, Record]]:
         """Orders (or their posted invoices) an attempt created without hearing back, so before it could write
         Your Reference: those of the same customer whose External Document No. is the order's name, with no
@@ -373,31 +376,19 @@ class SalesOrderProcess:
                     break
         return found
 
-    def _order_body(self, job: JobContext, order: Record, lookups: "_Lookups") -> dict:
+    def _order_body(self, job: JobContext, order: Record, lookups: "Lookups") -> dict:
         """The deep insert of the order with its lines, and the page 42 values written right after it."""
         v = order.values
-        body: dict[str, Any] = {
-            "customerId": lookups.customer(order),
-            "externalDocumentNumber": (v.get("name") or "")[:REFERENCE],
-            "currencyCode": lookups.currency(order),
-        }
+        body = lookups.header(order)
         if v.get("requestdeliveryby"):
             body["requestedDeliveryDate"] = str(v["requestdeliveryby"])[:10]
-        # copied only when Sales has an address (names are not), else the customer's stays
-        if any(v.get(f"shipto_{attr}") for attr, _, _ in ADDRESS):
-            for attr, suffix, length in ADDRESS:
-                body[f"shipTo{suffix}"] = (v.get(f"shipto_{attr}") or "")[:length]
-        for option in API_OPTIONS:
-            value = order_option(job, order, option)
-            if value:
-                body[option[2]] = value
-        for values in self._set_after_values(job, order, PAGE_42).values():
+        for values in self.set_after_values(job, order, PAGE_42).values():
             body.update(values)
         body["salesOrderLines"] = net_prices(job, body["customerId"], lookups.lines(order))
         return body
 
     @staticmethod
-    def _invoice_discount(v: dict) -> float:
+    def invoice_discount(v: dict) -> float:
         """The order discount as Business Central's invoice discount: line total less the total before freight."""
         amount, percent = float(v.get("discountamount") or 0), float(v.get("discountpercentage") or 0)
         if not amount and not percent:
@@ -422,7 +413,7 @@ class SalesOrderProcess:
         stamps.append((order, number))
         # the order stands; a page write after it that failed is tried once more, then next run
         # the insert's own page write failed: all of SET_AFTER again, else just the discount
-        later = self._set_after_values(job, order, ALL_SET_AFTER if result.error is not None
+        later = self.set_after_values(job, order, ALL_SET_AFTER if result.error is not None
                                        else ["discountamount"])
         status = "created" if self._set_after(job, order, created, later, failed) else "incomplete"
         return OrderResult(order.id, order_label(order), status, number,
@@ -432,15 +423,17 @@ class SalesOrderProcess:
     def _captions(values: dict) -> str:
         return " and ".join(SET_AFTER[attribute] for attribute in values)
 
-    def _set_after_values(self, job: JobContext, order: Record, attributes: list[str]) -> dict[str, dict]:
+    @staticmethod
+    def set_after_values(job: JobContext, order: Record, attributes: list[str]) -> dict[str, dict]:
         """What the order takes once it exists, for those of the Sales attributes that have a value: Your
         Reference = the order number, the order discount as Business Central's invoice discount, and as
         Business Central does, the shipping agent, Payment Discount % = the order discount %, Work
-        Description = the order's description; and the bill-to address, as a custom address."""
+        Description = the order's description; the bill-to address, as a custom address; and Quote No. = the
+        Business Central quote of the Sales quote the order was made from."""
         v, values = order.values, {}
         if "ordernumber" in attributes and v.get("ordernumber"):
             values["ordernumber"] = {"yourReference": v["ordernumber"][:REFERENCE]}
-        discount = self._invoice_discount(v)
+        discount = SalesOrderProcess.invoice_discount(v)
         if "discountamount" in attributes and discount:
             values["discountamount"] = {"discountAmount": discount}
         if "shippingmethodcode" in attributes:
@@ -451,6 +444,10 @@ class SalesOrderProcess:
             values["discountpercentage"] = {"paymentDiscountPercent": float(v["discountpercentage"])}
         if "description" in attributes and (v.get("description") or "").strip():
             values["description"] = {"workDescription": v["description"]}
+        if "quoteid" in attributes and v.get("quoteid"):  # made from a won quote coupled to a Business Central one
+            number = coupled_quote_number(job, v["quoteid"])
+            if number:
+                values["quoteid"] = {"quoteNumber": number}
         # copied only when Sales has one (names are not), else the customer's stays
         if "billto_composite" in attributes and any(v.get(f"billto_{attr}") for attr, _, _ in ADDRESS):
             values["billto_composite"] = {"billToOptions": CUSTOM_ADDRESS, **{
@@ -573,6 +570,13 @@ class SalesOrderProcess:
         return said
 
 
+def coupled_quote_number(job: JobContext, quote_id: str) -> str | None:
+    """The number of the Business Central quote a Sales quote is coupled to; None when it is not (or it is gone)."""
+    coupling = job.couplings.get_many(QUOTES, Side.CRM, [quote_id]).get(quote_id)
+    rows = job.bc.read_ids(BC_SALES_QUOTE, ["number"], [coupling.bc_id]) if coupling else []
+    return rows[0].values.get("number") if rows else None
+
+
 def _line_print(lines: Sequence[dict]) -> list[tuple]:
     """What tells one order's lines from another's: per line, in order, its type, number and quantity."""
     ordered = sorted(lines, key=lambda line: line.get("sequence") or 0)
@@ -615,18 +619,33 @@ def order_option(job: JobContext, order: Record, option: tuple) -> str | None:
     return bc_ids[int(value)]
 
 
-class _Lookups:
-    """Everything the orders of one page refer to, read in bulk: accounts, currencies, products,
+@dataclass(frozen=True)
+class DocumentKind:
+    """A Sales document that becomes a Business Central one: its lines' table, the lines' column naming the
+    document, and what error messages call it."""
+
+    details: CrmTable
+    parent: str
+    noun: str
+
+
+ORDER = DocumentKind(CRM_SALES_ORDER_DETAIL, "salesorderid", "order")
+
+
+class Lookups:
+    """Everything the orders (or quotes) of one page refer to, read in bulk: accounts, currencies, products,
     units and their couplings, Business Central's write-in setup."""
 
-    def __init__(self, job: JobContext, orders: list[Record]):
+    def __init__(self, job: JobContext, orders: list[Record], kind: DocumentKind = ORDER):
         self.job = job
+        self.kind = kind
         orders = list(orders)
         self.details: dict[str, list[Record]] = {}
         if not orders:
             return
-        for d in job.crm.read_matching(CRM_SALES_ORDER_DETAIL, DETAIL_FIELDS, "salesorderid", [o.id for o in orders]):
-            self.details.setdefault(str(d.values.get("salesorderid")).lower(), []).append(d)
+        for d in job.crm.read_matching(kind.details, [kind.parent, *DETAIL_FIELDS[1:]], kind.parent,
+                                       [o.id for o in orders]):
+            self.details.setdefault(str(d.values.get(kind.parent)).lower(), []).append(d)
         details = [d for ds in self.details.values() for d in ds]
         self.accounts = self._accounts(orders)
         self.products = {p.id.lower(): p for p in job.crm.read_ids(
@@ -642,6 +661,25 @@ class _Lookups:
         self._setup()
         with contextlib.suppress(RecordError):  # no LCY: an error on each order, raised there
             CurrencyRules.lcy_code(job)
+
+    def header(self, document: Record) -> dict[str, Any]:
+        """What an order's or a quote's Business Central header takes alike: the customer, External Document No.
+        = its name, the currency, the ship-to address (copied only when Sales has one, names not: else the
+        customer's stays), payment terms and shipment method through their couplings."""
+        v = document.values
+        body: dict[str, Any] = {
+            "customerId": self.customer(document),
+            "externalDocumentNumber": (v.get("name") or "")[:REFERENCE],
+            "currencyCode": self.currency(document),
+        }
+        if any(v.get(f"shipto_{attr}") for attr, _, _ in ADDRESS):
+            for attr, suffix, length in ADDRESS:
+                body[f"shipTo{suffix}"] = (v.get(f"shipto_{attr}") or "")[:length]
+        for option in API_OPTIONS:
+            value = order_option(self.job, document, option)
+            if value:
+                body[option[2]] = value
+        return body
 
     # customers
 
@@ -667,18 +705,18 @@ class _Lookups:
         v = order.values
         customer = v.get("customerid")
         if not customer:
-            raise RecordError("There is no customer on the order.", field="customerid", code="NoCustomer")
+            raise RecordError(f"There is no customer on the {self.kind.noun}.", field="customerid", code="NoCustomer")
         if v.get("customeridtype") == "contact":
             parent = self.parent_of.get(customer.lower())
             if not parent:
                 name = self.contact_names.get(customer.lower())
                 what = f"contact '{name}', which has no parent account to bill" if name else \
                     f"contact {customer}, which does not exist in Sales"
-                raise RecordError(f"The order's customer is {what}.", field="customerid", code="NoCustomer")
+                raise RecordError(f"The {self.kind.noun}'s customer is {what}.", field="customerid", code="NoCustomer")
             customer = parent
         account, bc_id = self.accounts.get(customer.lower(), (None, None))
         if account is None:
-            raise RecordError(f"The order's account {customer} does not exist in Sales.", field="customerid",
+            raise RecordError(f"The {self.kind.noun}'s account {customer} does not exist in Sales.", field="customerid",
                               code="NoCustomer")
         name = account.values.get("name")
         if account.values.get("customertypecode") != CUSTOMER_TYPE:
@@ -709,8 +747,8 @@ class _Lookups:
         if not currency or iso.upper() == lcy:
             return lcy  # the local currency: Business Central's blank currency code
         if code is None:
-            raise RecordError(f"Currency {iso} of the order is not coupled to a Business Central currency (table "
-                              f"mapping CURRENCY).", field="transactioncurrencyid", code="NotCoupled")
+            raise RecordError(f"Currency {iso} of the {self.kind.noun} is not coupled to a Business Central currency "
+                              f"(table mapping CURRENCY).", field="transactioncurrencyid", code="NotCoupled")
         return code
 
     # lines
@@ -802,13 +840,14 @@ class _Lookups:
             for piece in pieces:
                 add({"lineType": "Comment", "description": piece})
         if not details:
-            raise RecordError("The order has no lines.", field="salesorderdetail", code="NoLines")
+            raise RecordError(f"The {self.kind.noun} has no lines.", field=self.kind.details.logical_name,
+                              code="NoLines")
         freight = float(order.values.get("freightamount") or 0)
         if freight:
             account = self._setup().get("Freight_G_L_Acc_No")
             if not account:
-                raise RecordError(f"The order has a freight amount of {freight:g}, but Business Central's Sales & "
-                                  f"Receivables Setup has no Freight G/L Acc. No. to charge it to.",
+                raise RecordError(f"The {self.kind.noun} has a freight amount of {freight:g}, but Business Central's "
+                                  f"Sales & Receivables Setup has no Freight G/L Acc. No. to charge it to.",
                                   field="freightamount", code="NoFreightAccount")
             add({"lineType": "Account", "lineObjectNumber": account, "quantity": 1, "unitPrice": freight})
         return lines

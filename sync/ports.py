@@ -84,6 +84,13 @@ class Endpoint(Protocol):
         ...
 
 
+class BcEndpoint(Endpoint, Protocol):
+    """Business Central, which also deletes: the lines of a quote that a new revision replaces."""
+
+    def delete_rows(self, table: BcTable, rows: Sequence[RowChange]) -> list[SyncError | None]:
+        """Delete rows at their version (RowChange values unused); per row None once it is gone, else the error."""
+
+
 @dataclass(frozen=True)
 class FeedPage:
     """One page of a change feed (Dataverse change tracking)."""

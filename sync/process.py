@@ -1,4 +1,4 @@
-"""Jobs that are not a row-by-row field transfer: sales order creation, item availability.
+"""Jobs that are not a row-by-row field transfer: sales order creation, quote processing, item availability.
 
 A table mapping with a `process` runs it instead of the engine's transfer, with the same job
 context (both sides, couplings, failures, counts, notes) and under the same scheduler, leases and
@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .model import ConnectionSetup, Direction
 from .ports import (
+    BcEndpoint,
     Clock,
     Coupling,
     CouplingStore,
     CrmEndpoint,
-    Endpoint,
     ErrorStore,
     Record,
     RecordFailure,
@@ -35,7 +35,7 @@ class JobContext(Protocol):
     direction: Direction
     catalog: "Catalog"
     job_id: str
-    bc: Endpoint
+    bc: BcEndpoint
     crm: CrmEndpoint
     couplings: CouplingStore
     errors: ErrorStore

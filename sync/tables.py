@@ -37,29 +37,39 @@ BC_SALES_INVOICE = BcTable("salesInvoices", "Posted Sales Invoice", key_field="n
                                "workDescription": "GetWorkDescription"}))
 BC_SALES_INVOICE_LINE = BcTable("salesInvoiceLines", "Posted Sales Invoice Line", key_field="sequence",
                                 enum_fields=frozenset({"lineType"}), modified_field=None)
+# what pages 41 "Sales Quote" and 42 "Sales Order" have alike that API v2.0 quotes and orders lack, or publish
+# read-only (the bill-to address)
+_DOCUMENT_PAGE = {"yourReference": "Your_Reference", "workDescription": "WorkDescription",
+                  "shippingAgentCode": "Shipping_Agent_Code", "billToOptions": "BillToOptions",
+                  "billToAddressLine1": "Bill_to_Address", "billToAddressLine2": "Bill_to_Address_2",
+                  "billToCity": "Bill_to_City", "billToState": "Bill_to_County", "billToPostCode": "Bill_to_Post_Code",
+                  "billToCountry": "Bill_to_Country_Region_Code"}
 # API v2.0 orders lack Your Reference, the shipping agent, payment discount % and work description, and
 # publish the bill-to address read-only: page 42 "Sales Order", published as SalesOrder, has them all. Its
 # bill-to address controls are editable once BillToOptions (a page variable) says Custom Address.
 BC_SALES_ORDER = BcTable("salesOrders", "Sales Order", key_field="number", enum_fields=frozenset({"status"}),
                          companion=Companion("SalesOrder", ("number", "No"),
-                                             {"yourReference": "Your_Reference",
-                                              "workDescription": "WorkDescription",
+                                             {**_DOCUMENT_PAGE,
                                               "paymentDiscountPercent": "Payment_Discount_Percent",
-                                              "shippingAgentCode": "Shipping_Agent_Code",
-                                              "billToOptions": "BillToOptions",
-                                              "billToAddressLine1": "Bill_to_Address",
-                                              "billToAddressLine2": "Bill_to_Address_2",
-                                              "billToCity": "Bill_to_City",
-                                              "billToState": "Bill_to_County",
-                                              "billToPostCode": "Bill_to_Post_Code",
-                                              "billToCountry": "Bill_to_Country_Region_Code",
                                               # what posting left on the order (added by bcsync's extension)
                                               "lastShipmentDate": "Last_Shipment_Date",
                                               "lastShippingNumber": "Last_Shipping_No",
-                                              "lastPostingNumber": "Last_Posting_No"},
+                                              "lastPostingNumber": "Last_Posting_No",
+                                              # table 36 keeps Quote No. not editable: bcsync's extension adds
+                                              # a control that sets it
+                                              "quoteNumber": "QuoteNo"},
                                              fixed_keys=(("Document_Type", "Order"),),
                                              enum_fields=frozenset({"BillToOptions"})))
 BC_SALES_ORDER_LINE = BcTable("salesOrderLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
+                              modified_field=None)
+# API v2.0 quotes lack what orders lack, and the requested delivery date: page 41 "Sales Quote", published as
+# SalesQuote, has them all.
+BC_SALES_QUOTE = BcTable("salesQuotes", "Sales Quote", key_field="number", enum_fields=frozenset({"status"}),
+                         companion=Companion("SalesQuote", ("number", "No"),
+                                             {**_DOCUMENT_PAGE, "requestedDeliveryDate": "Requested_Delivery_Date"},
+                                             fixed_keys=(("Document_Type", "Quote"),),
+                                             enum_fields=frozenset({"BillToOptions"})))
+BC_SALES_QUOTE_LINE = BcTable("salesQuoteLines", "Sales Line", key_field="sequence", enum_fields=frozenset({"lineType"}),
                               modified_field=None)
 # API v2.0 vendors lack the purchaser, fax and posting groups: page 26 "Vendor Card", published as VendorCard.
 BC_VENDOR = BcTable("vendors", "Vendor", key_field="number", enum_fields=frozenset({"blocked"}),
@@ -143,16 +153,27 @@ CRM_INVOICE_DETAIL = CrmTable("invoicedetail", "invoicedetails", "invoicedetaili
     "invoiceid": CrmLookup("invoiceid", "invoices"), "productid": CrmLookup("productid", "products"),
     "uomid": CrmLookup("uomid", "uoms"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
-CRM_SALES_ORDER = CrmTable("salesorder", "salesorders", "salesorderid", "name", lookups={
+# what orders and quotes, and their lines, refer to alike
+_DOCUMENT_LOOKUPS = {
     "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
     "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
     "opportunityid": CrmLookup("opportunityid", "opportunities"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
-    "pricelevelid": CrmLookup("pricelevelid", "pricelevels")})
+    "pricelevelid": CrmLookup("pricelevelid", "pricelevels")}
+
+
+def _line_lookups(parent: str, parent_set: str) -> dict[str, CrmLookup]:
+    return {parent: CrmLookup(parent, parent_set), "productid": CrmLookup("productid", "products"),
+            "uomid": CrmLookup("uomid", "uoms")}
+
+
+CRM_SALES_ORDER = CrmTable("salesorder", "salesorders", "salesorderid", "name",
+                           lookups={**_DOCUMENT_LOOKUPS, "quoteid": CrmLookup("quoteid", "quotes")})
 CRM_SALES_ORDER_DETAIL = CrmTable("salesorderdetail", "salesorderdetails", "salesorderdetailid", "salesorderdetailname",
-                                  lookups={"salesorderid": CrmLookup("salesorderid", "salesorders"),
-                                           "productid": CrmLookup("productid", "products"),
-                                           "uomid": CrmLookup("uomid", "uoms")})
+                                  lookups=_line_lookups("salesorderid", "salesorders"))
+CRM_QUOTE = CrmTable("quote", "quotes", "quoteid", "name", lookups=_DOCUMENT_LOOKUPS)
+CRM_QUOTE_DETAIL = CrmTable("quotedetail", "quotedetails", "quotedetailid", "quotedetailname",
+                            lookups=_line_lookups("quoteid", "quotes"))
 # a note (annotation) of a sales order: read by the row it is attached to, written to an order
 CRM_NOTE = CrmTable("annotation", "annotations", "annotationid", "subject", lookups={
     "objectid": CrmLookup("objectid_salesorder", "salesorders")})

@@ -136,6 +136,11 @@ class FakeEndpoint:
                 results.append(WriteResult(self._record(change.id, row, fields)))
         return results
 
+    def delete_rows(self, table, rows: Sequence[RowChange]) -> list:
+        for change in rows:
+            self.rows(table).pop(change.id, None)
+        return [None] * len(rows)
+
     def delete(self, table, row_id: str) -> None:
         del self.rows(table)[row_id]
         self.tombstones.append((self._name(table), row_id, next(self._version)))

@@ -28,7 +28,8 @@ using Microsoft.Sales.Setup;
 using System.IO;
 
 // What bcsync's Microsoft Entra application reads and writes, and nothing else: assign it on the
-// application's card (Microsoft Entra Applications). bcsync never deletes, so no table has D.
+// application's card (Microsoft Entra Applications). bcsync deletes nothing but the lines of a sales quote that
+// a new revision of its Sales quote replaces, so only Sales Line has D.
 // The extension adds two pages of its own (BCS Unit Groups, BCS Record Links); its page extensions run with the
 // base pages below.
 permissionset 50100 "BCS INTEGRATION"
@@ -54,10 +55,12 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "Opportunity Entry" = RIM,
         tabledata "No. Series" = R,
         tabledata "No. Series Line" = RM,
-        // sales orders created from Sales (API v2.0 salesOrders with their lines, page 42 Sales Order)
+        // sales orders created from Sales (API v2.0 salesOrders with their lines, page 42 Sales Order), and sales
+        // quotes (salesQuotes, salesQuoteLines), whose lines a new revision replaces
         tabledata "Sales Header" = RIM,
-        tabledata "Sales Line" = RIM,
+        tabledata "Sales Line" = RIMD,
         tabledata "Sales Order Entity Buffer" = RIM,
+        tabledata "Sales Quote Entity Buffer" = RIM,
         // the notes of those orders, both ways (page BCS Record Links)
         tabledata "Record Link" = RIM,
         // read only
@@ -98,6 +101,7 @@ permissionset 50100 "BCS INTEGRATION"
         page "Currency Exchange Rates" = X,
         page "Sales & Receivables Setup" = X,
         page "Sales Order" = X,
+        page "Sales Quote" = X,
         page "Shipping Agents" = X,
         page "Config. Template List" = X,
         page "Config. Template Subform" = X,

@@ -5,7 +5,8 @@ using Microsoft.Sales.Document;
 // Page 42 "Sales Order", published as SalesOrder (Your Reference, shipping agent, payment discount % and work
 // description, which API v2.0 orders lack, and the bill-to address, which they publish read-only). The extension
 // adds what posting leaves on the order (last shipment date and number, last invoice number), which bcsync
-// reports back to the Sales order.
+// reports back to the Sales order, and a control that sets Quote No. (table 36 makes the field itself not
+// editable, so the base page's control is read-only): bcsync names the quote a Sales order was made from.
 pageextension 50108 "BCS Sales Order" extends "Sales Order"
 {
     layout
@@ -52,6 +53,26 @@ pageextension 50108 "BCS Sales Order" extends "Sales Order"
                 Editable = false;
                 Visible = false;
             }
+            field(QuoteNo; QuoteNo)
+            {
+                ApplicationArea = All;
+                Caption = 'Quote No.';
+                ToolTip = 'Specifies the number of the sales quote the order was made from. bcsync sets it for orders made from a won Sales quote.';
+                Visible = false;
+
+                trigger OnValidate()
+                begin
+                    Rec."Quote No." := QuoteNo;
+                end;
+            }
         }
     }
+
+    trigger OnAfterGetRecord()
+    begin
+        QuoteNo := Rec."Quote No.";
+    end;
+
+    var
+        QuoteNo: Code[20];
 }

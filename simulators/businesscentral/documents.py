@@ -49,9 +49,11 @@ ORDERS = "Sales Order Entity Buffer"
 ORDER_LINES = "Sales Line"
 INVOICES = "Sales Invoice Entity Aggregate"
 INVOICE_LINES = "Sales Invoice Line Aggregate"
+QUOTES = "Sales Quote Entity Buffer"
+QUOTE_LINES = "Sales Quote Line"  # Business Central keeps them in "Sales Line" (Document Type Quote)
 CUSTOMER_LEDGER = "Cust. Ledger Entry"
-LINES_OF = {ORDERS: ORDER_LINES, INVOICES: INVOICE_LINES}
-HEADER_OF = {ORDER_LINES: ORDERS, INVOICE_LINES: INVOICES}
+LINES_OF = {ORDERS: ORDER_LINES, INVOICES: INVOICE_LINES, QUOTES: QUOTE_LINES}
+HEADER_OF = {ORDER_LINES: ORDERS, INVOICE_LINES: INVOICES, QUOTE_LINES: QUOTES}
 
 POSTED_INVOICE_NUMBERS = NumberSeries("103001")
 POSTED_SHIPMENT_NUMBERS = NumberSeries("108001")
@@ -61,6 +63,7 @@ LINE_SOURCES = {"Item": "Item", "Resource": "Resource", "Account": "G/L Account"
 PRICED_BY_LINE = ("Account", "Charge", "Fixed Asset")  # no price or unit of their own: the line keeps what it is given
 ORDER_STATUS = ("Draft", "In Review", "Open")
 INVOICE_STATUS = (" ", "Draft", "In Review", "Open", "Paid", "Canceled", "Corrective")
+QUOTE_STATUS = ("Draft", "Sent", "Accepted", "Expired")  # API v2.0 salesQuote's status
 LINE_STEP = 10000
 DOCUMENT_TYPES = ("Quote", "Order", "Invoice", "Credit Memo", "Blanket Order", "Return Order")  # Sales Header's
 BILL_TO_OPTIONS = ("Default (Customer)", "Another Customer", "Custom Address")  # enum 421
@@ -292,7 +295,8 @@ class BillToAddress(Field):
         super().set(session, view, record, value)
 
 
-def _header_columns(invoice: bool) -> list[Column]:
+def _header_columns(header_table: str) -> list[Column]:
+    invoice = header_table == INVOICES
     columns = [
         Column("No.", "code", 20),
         Column("External Document No.", "code", 35),
@@ -328,13 +332,18 @@ def _header_columns(invoice: bool) -> list[Column]:
         Column("Invoice Discount Amount", "decimal"),
         Column("Payment Discount %", "decimal"),
         Column("Work Description", "text"),  # a BLOB in Business Central; page 42 shows it as text
-        Column("Status", "option", options=INVOICE_STATUS if invoice else ORDER_STATUS),
+        Column("Status", "option", options={INVOICES: INVOICE_STATUS, QUOTES: QUOTE_STATUS}.get(header_table,
+                                                                                                ORDER_STATUS)),
     ]
     if invoice:
         columns += [Column("Posted", "bool"), Column("Order No.", "code", 20), Column("Order Id", "guid")]
-    else:  # what posting leaves on an order: the last shipment's date and number, the last invoice's number
+    elif header_table == QUOTES:
+        columns += [Column("Quote Valid Until Date", "date"), Column("Quote Sent to Customer", "datetime"),
+                    Column("Quote Accepted Date", "date")]
+    else:  # what posting leaves on an order: the last shipment's date and number, the last invoice's number;
+        # and the quote it was made from (table 36's Quote No., not editable)
         columns += [Column("Last Shipment Date", "date"), Column("Last Shipping No.", "code", 20),
-                    Column("Last Posting No.", "code", 20)]
+                    Column("Last Posting No.", "code", 20), Column("Quote No.", "code", 20)]
     return columns
 
 
@@ -427,14 +436,16 @@ def _header_triggers(cat: Catalog, header_table: str) -> None:
 
 
 def _header_fields(header_table: str) -> list[Field]:
-    invoice = header_table == INVOICES
+    invoice, quote = header_table == INVOICES, header_table == QUOTES
     fields: list[Field] = [
         _id(),
         Field("number", "No.", read_only=True),
         Field("externalDocumentNumber", "External Document No."),
-        Field("invoiceDate" if invoice else "orderDate", "Document Date"),
+        Field({INVOICES: "invoiceDate", QUOTES: "documentDate"}.get(header_table, "orderDate"), "Document Date"),
         Field("postingDate", "Posting Date"),
     ]
+    if quote:
+        fields.append(Field("dueDate", "Due Date"))
     if invoice:
         fields += [Field("dueDate", "Due Date"),
                    Field("customerPurchaseOrderReference", "Your Reference")]
@@ -468,7 +479,7 @@ def _header_fields(header_table: str) -> list[Field]:
     ]
     if invoice:
         fields.append(Computed("remainingAmount", "decimal", remaining_amount, page_variable=True))
-    else:
+    elif not quote:
         fields += [
             PartialShipping("partialShipping", "Shipping Advice"),
             Field("requestedDeliveryDate", "Requested Delivery Date"),
@@ -480,10 +491,14 @@ def _header_fields(header_table: str) -> list[Field]:
         _total("totalTaxAmount", header_table),
         _total("totalAmountIncludingTax", header_table),
     ]
-    if not invoice:
+    if not invoice and not quote:
         fields.append(Computed("fullyShipped", "bool", _fully_shipped))
+    fields.append(Field("status", "Status", read_only=True))
+    if quote:
+        fields += [Field("sentDate", "Quote Sent to Customer", read_only=True),
+                   Field("validUntilDate", "Quote Valid Until Date"),
+                   Field("acceptedDate", "Quote Accepted Date")]
     fields += [
-        Field("status", "Status", read_only=True),
         _last_modified(),
         Field("phoneNumber", "Sell-to Phone No."),
         Field("email", "Sell-to E-Mail"),
@@ -493,6 +508,10 @@ def _header_fields(header_table: str) -> list[Field]:
                    # not published by API v2.0 (page 132 has them): seedable on drafts, as a user sets them
                    Field("shippingAgentCode", "Shipping Agent Code", exposed=False),
                    Field("shipmentDate", "Shipment Date", exposed=False),
+                   Field("workDescription", "Work Description", exposed=False)]
+    elif quote:  # API v2.0 quotes publish no Your Reference, shipping agent or work description (page 41 does)
+        fields += [Field("yourReference", "Your Reference", exposed=False),
+                   Field("shippingAgentCode", "Shipping Agent Code", exposed=False),
                    Field("workDescription", "Work Description", exposed=False)]
     else:
         # API v2.0 orders publish no Your Reference (page 42 does, as Your_Reference)
@@ -545,14 +564,14 @@ def _check_source(kind: str, source: dict) -> None:
 
 def _line_hooks(lines_table: str):
     header_table = HEADER_OF[lines_table]
-    orders = header_table == ORDERS
+    orders, invoices = header_table == ORDERS, header_table == INVOICES
 
     def rules(session: Session, old: dict | None, record: dict, values: dict) -> None:
         table = session.table(lines_table)
         header = session.get(header_table, record["Document Id"]) if record["Document Id"] != EMPTY_GUID else None
         if header is None:
             raise errors.dialog("No document with the specified ID exists.")
-        if not orders and header["Posted"]:
+        if invoices and header["Posted"]:
             raise errors.dialog(POSTED)
         if orders and header["Status"] == "Open":
             raise errors.must_be_equal("Status", "Open", "Sales Header",
@@ -655,7 +674,7 @@ def _line_hooks(lines_table: str):
         header = header_of_line(session, lines_table, line)
         if header is None:
             return
-        if not orders and header["Posted"]:
+        if invoices and header["Posted"]:
             raise errors.dialog(POSTED)
         if orders and header["Status"] == "Open":
             raise errors.must_be_equal("Status", "Open", "Sales Header",
@@ -914,14 +933,18 @@ def _refuse_customer_delete(session: Session, customer: dict) -> None:
 # -- registration -------------------------------------------------------------------------------------------------
 
 def register(cat: Catalog) -> None:
-    cat.add_table(Table(5495, ORDERS, _header_columns(False), key=("No.",), series=NumberSeries("101001"),
+    cat.add_table(Table(5495, ORDERS, _header_columns(ORDERS), key=("No.",), series=NumberSeries("101001"),
                         indexes=(("Sell-to Customer No.",),)))
-    cat.add_table(Table(5475, INVOICES, _header_columns(True), key=("No.",), series=NumberSeries("102001"),
+    cat.add_table(Table(5475, INVOICES, _header_columns(INVOICES), key=("No.",), series=NumberSeries("102001"),
                         indexes=(("Sell-to Customer No.",), ("Bill-to Customer No.",))))
+    cat.add_table(Table(5505, QUOTES, _header_columns(QUOTES), key=("No.",), series=NumberSeries("1001"),
+                        indexes=(("Sell-to Customer No.",),)))
     cat.add_table(Table(37, ORDER_LINES, _line_columns(), key=("Document No.", "Line No."), indexes=(("Document No.",),)))
     cat.add_table(Table(5476, INVOICE_LINES, _line_columns(), key=("Document No.", "Line No."),
                         indexes=(("Document No.",),)))
-    for header_table in (ORDERS, INVOICES):
+    cat.add_table(Table(37, QUOTE_LINES, _line_columns(), key=("Document No.", "Line No."),
+                        indexes=(("Document No.",),)))
+    for header_table in (ORDERS, INVOICES, QUOTES):
         _header_triggers(cat, header_table)
     cat.add_table(Table(21, CUSTOMER_LEDGER, [
         Column("Entry No.", "integer"),
@@ -939,7 +962,8 @@ def register(cat: Catalog) -> None:
     views = {}
     for header_table, lines_table, name, entity, lines_name, line_entity in (
             (ORDERS, ORDER_LINES, "salesOrders", "salesOrder", "salesOrderLines", "salesOrderLine"),
-            (INVOICES, INVOICE_LINES, "salesInvoices", "salesInvoice", "salesInvoiceLines", "salesInvoiceLine")):
+            (INVOICES, INVOICE_LINES, "salesInvoices", "salesInvoice", "salesInvoiceLines", "salesInvoiceLine"),
+            (QUOTES, QUOTE_LINES, "salesQuotes", "salesQuote", "salesQuoteLines", "salesQuoteLine")):
         before_insert, before_modify, on_delete = _header_hooks(header_table)
         header_view = cat.add_api(View(name, cat.tables[header_table], _header_fields(header_table), entity_name=entity,
                                        before_insert=before_insert, before_modify=before_modify, on_delete=on_delete))
@@ -971,25 +995,49 @@ def register(cat: Catalog) -> None:
     # page 42 "Sales Order", its controls in the page's order (a request's values are validated in that order):
     # a header change passes salesOrders' checks (and due date) like one through the API
     cat.add_page(PageView("SalesOrder", cat.tables[ORDERS], [
-        Computed("Document_Type", "option", lambda s, r: "Order", options=DOCUMENT_TYPES, caption="Document Type"),
-        Field("No", "No.", read_only=True),
-        Field("Sell_to_Customer_No", "Sell-to Customer No.", read_only=True),
-        Field("External_Document_No", "External Document No."),
-        Field("Your_Reference", "Your Reference"),
-        Field("WorkDescription", "Work Description", page_variable=True),  # Rec.GetWorkDescription()
+        *_document_controls("Order"),
         Field("Payment_Terms_Code", "Payment Terms Code"),
         Field("Payment_Discount_Percent", "Payment Discount %"),
         Field("Shipment_Method_Code", "Shipment Method Code"),
         Field("Shipping_Agent_Code", "Shipping Agent Code"),
-        BillToOptions(),
-        BillToAddress("Bill_to_Address", "Bill-to Address"),
-        BillToAddress("Bill_to_Address_2", "Bill-to Address 2"),
-        BillToAddress("Bill_to_City", "Bill-to City"),
-        BillToAddress("Bill_to_County", "Bill-to County"),
-        BillToAddress("Bill_to_Post_Code", "Bill-to Post Code"),
-        BillToAddress("Bill_to_Country_Region_Code", "Bill-to Country/Region Code"),
+        *_bill_to_controls(),
         Field("Last_Shipment_Date", "Last Shipment Date", read_only=True),
         Field("Last_Shipping_No", "Last Shipping No.", read_only=True),
         Field("Last_Posting_No", "Last Posting No.", read_only=True),
+        Field("Quote_No", "Quote No.", read_only=True),  # table 36 makes it not editable
+        Field("QuoteNo", "Quote No.", page_variable=True),  # bcsync's extension: a control whose OnValidate sets it
         *page_system_fields(),
     ], key=("Document_Type", "No"), insertable=False, deletable=False, before_modify=_header_hooks(ORDERS)[1]))
+
+    # page 41 "Sales Quote": what API v2.0 quotes lack (Your Reference, the requested delivery date, the work
+    # description, the shipping agent) or publish read-only (the bill-to address)
+    cat.add_page(PageView("SalesQuote", cat.tables[QUOTES], [
+        *_document_controls("Quote"),
+        Field("Quote_Valid_Until_Date", "Quote Valid Until Date"),
+        Field("Requested_Delivery_Date", "Requested Delivery Date"),
+        Field("Payment_Terms_Code", "Payment Terms Code"),
+        Field("Shipment_Method_Code", "Shipment Method Code"),
+        Field("Shipping_Agent_Code", "Shipping Agent Code"),
+        *_bill_to_controls(),
+        *page_system_fields(),
+    ], key=("Document_Type", "No"), insertable=False, deletable=False, before_modify=_header_hooks(QUOTES)[1]))
+
+
+def _document_controls(document_type: str) -> list[Field]:
+    """The first controls of pages 41 and 42: the document type (their view's filter), number, customer, and the
+    references; WorkDescription is a page variable over Rec.GetWorkDescription()."""
+    return [
+        Computed("Document_Type", "option", lambda s, r: document_type, options=DOCUMENT_TYPES,
+                 caption="Document Type"),
+        Field("No", "No.", read_only=True),
+        Field("Sell_to_Customer_No", "Sell-to Customer No.", read_only=True),
+        Field("External_Document_No", "External Document No."),
+        Field("Your_Reference", "Your Reference"),
+        Field("WorkDescription", "Work Description", page_variable=True),
+    ]
+
+
+def _bill_to_controls() -> list[Field]:
+    return [BillToOptions(), *(BillToAddress(f"Bill_to_{name}", f"Bill-to {column}") for name, column in (
+        ("Address", "Address"), ("Address_2", "Address 2"), ("City", "City"), ("County", "County"),
+        ("Post_Code", "Post Code"), ("Country_Region_Code", "Country/Region Code")))]

@@ -668,24 +668,38 @@ def opportunity() -> Entity:
 
 
 def quote() -> Entity:
+    """A quote starts as a Draft, which alone can be edited; activating it makes it read-only; it is then won
+    (WinQuote, or converting it to an order), closed (CloseQuote) or revised (ReviseQuote: closed as Revised and
+    copied to a new Draft of the same quote number, revision number one higher)."""
     return table("quote", "quotes", "user", [
         string("name", 300, required=True),
         string("quotenumber", 100, autonumber="QUO", display_name="Quote ID"),
-        customer("customerid", display_name="Potential Customer"),
-        lookup("pricelevelid", "pricelevel", display_name="Price List"),
-        lookup("transactioncurrencyid", "transactioncurrency", display_name="Currency"),
-        lookup("opportunityid", "opportunity", display_name="Opportunity"),
-        memo("description", 2000),
-        money("totalamount", display_name="Total Amount"),
+        integer("revisionnumber", 0, INT_MAX, display_name="Revision ID"),
+        *document_columns(),
+        picklist("freighttermscode", FREIGHT_TERMS, display_name="Freight Terms"),
+        datetime_("requestdeliveryby", date_only=True, display_name="Due By"),
+        datetime_("effectivefrom", date_only=True, display_name="Effective From"),
+        datetime_("effectiveto", date_only=True, display_name="Effective To"),
+        datetime_("closedon", date_only=True, display_name="Closed On"),
         state({0: ("Draft", 1), 1: ("Active", 2), 2: ("Won", 4), 3: ("Closed", 5)}),
         status({1: ("In Progress", 0), 2: ("In Progress", 1), 3: ("Open", 1), 4: ("Won", 2), 5: ("Lost", 3),
                 6: ("Canceled", 3), 7: ("Revised", 3)}),
-        company_id(),
-    ], display_name="Quote", schema_name="Quote", object_type_code=1084, rules=rules.BaseCurrencyRules())
+    ], display_name="Quote", schema_name="Quote", object_type_code=1084,
+        rules=rules.DocumentRules(closing=rules.ClosingMessages(
+            "quote", {2: ("Won", "WinQuote"), 3: ("Closed", "CloseQuote")}, "0x80040203")))
+
+
+def quotedetail() -> Entity:
+    return table("quotedetail", "quotedetails", "user", [
+        string("quotedetailname", 500, display_name="Name"),
+        *line_columns("quote", 500),
+        datetime_("requestdeliveryby", date_only=True, display_name="Requested Delivery Date"),
+    ], primary_name="quotedetailname", display_name="Quote Product", schema_name="QuoteDetail",
+        object_type_code=1085, rules=rules.LineRules("quote"))
 
 
 def document_columns() -> list[Attr]:
-    """What orders and invoices share: customer, prices, addresses, terms, totals."""
+    """What quotes, orders and invoices share: customer, prices, addresses, terms, totals."""
     return [
         memo("description", 2000),
         customer("customerid", required=True, display_name="Customer"),
@@ -711,7 +725,7 @@ def document_columns() -> list[Attr]:
 
 
 def line_columns(parent: str, write_in_length: int) -> list[Attr]:
-    """What order lines and invoice lines share: product or write-in, price, quantity, amounts."""
+    """What quote, order and invoice lines share: product or write-in, price, quantity, amounts."""
     return [
         lookup(f"{parent}id", parent, required=True, create_only=True, on_delete="cascade"),
         lookup("productid", "product", display_name="Existing Product"),
@@ -842,4 +856,4 @@ def default_schema() -> Schema:
     """The tables served out of the box. Add new tables here."""
     return Schema([organization(), businessunit(), team(), systemuser(), transactioncurrency(), account(), contact(),
                    uomschedule(), uom(), pricelevel(), product(), productpricelevel(), opportunity(), quote(),
-                   salesorder(), salesorderdetail(), invoice(), invoicedetail(), annotation(), post(), bcbi_company()])
+                   quotedetail(), salesorder(), salesorderdetail(), invoice(), invoicedetail(), annotation(), post(), bcbi_company()])

@@ -14,7 +14,7 @@ from simulators.token import TokenIssuer
 
 from . import errors
 from .app import WebApi, rows_json
-from .engine import Engine
+from .engine import SYSTEM_COLUMNS, Engine
 from .errors import LIMITS, DataverseError, error_body, protection_refusal
 from .metadata import MetadataService, csdl, insert_option_value
 from .query import QueryRunner, Renderer
@@ -132,6 +132,30 @@ class DataverseSimulator:
             written = self.engine.parse_python(table, values)
             row_id = normalize_guid(id_) or str(id_)
             self.engine.update(table, row_id, written, self._user(as_user), web=False)
+
+    def revise_quote(self, quote_id: str, as_user: str | None = None) -> str:
+        """What ReviseQuote does: an Active or Closed (lost, canceled) quote is closed as Revised, and a new Draft
+        of it, with the same quote number and the next revision number, gets a copy of its columns and lines.
+        Returns the new quote's id."""
+        with self.store.transaction():
+            caller = self._user(as_user)
+            old = self.store.get("quote", normalize_guid(quote_id) or str(quote_id))
+            if old is None:
+                raise errors.does_not_exist("quote", str(quote_id))
+            if old.values.get("statecode") not in (1, 3) or old.values.get("statuscode") == 7:
+                raise errors.invalid_argument("Only an active or closed quote that is not revised yet can be revised.")
+            copied = {k: v for k, v in old.values.items()
+                      if k not in SYSTEM_COLUMNS and k not in ("quoteid", "statecode", "statuscode", "closedon")}
+            self.engine.system_update("quote", old.values["quoteid"], {"statecode": 3, "statuscode": 7},
+                                      caller=caller)
+            new = self.engine.system_create("quote", {**copied, "revisionnumber": (old.values.get("revisionnumber")
+                                                                                  or 0) + 1},
+                                            dict(old.targets), caller)
+            new_id = new.values["quoteid"]
+            for line in [r for r in self.engine.rows("quotedetail") if r.values.get("quoteid") == old.values["quoteid"]]:
+                values = {k: v for k, v in line.values.items() if k not in SYSTEM_COLUMNS and k != "quotedetailid"}
+                self.engine.system_create("quotedetail", {**values, "quoteid": new_id}, dict(line.targets), caller)
+            return new_id
 
     def delete(self, entity: str, id_: str) -> None:
         table = self._entity(entity)

@@ -65,7 +65,8 @@ def page_extensions() -> dict[str, dict]:
         head = re.search(rf'pageextension\s+(\d+)\s+({_NAME})\s+extends\s+({_NAME})', text)
         assert head, f"{path.name}: no pageextension header"
         anchors = re.findall(rf"add(?:first|last|after|before)\(({_NAME})\)", text)
-        controls = [unquote(c) for c in re.findall(rf"\bfield\(({_NAME})\s*;\s*Rec\.{_NAME}\s*\)", text)]
+        # a control shows a field of the record (Rec."Quote No.") or a page variable whose OnValidate sets one
+        controls = [unquote(c) for c in re.findall(rf"\bfield\(({_NAME})\s*;\s*(?:Rec\.)?{_NAME}\s*\)", text)]
         base = unquote(head.group(3))
         assert base not in found, f"two extensions of page {base}"
         found[base] = {"id": int(head.group(1)), "name": unquote(head.group(2)), "file": path.name,
@@ -158,7 +159,7 @@ class Recorder:
 
     def install(self, mp: pytest.MonkeyPatch) -> None:
         pages, create, update = BusinessCentralClient.pages, BusinessCentralClient.create, BusinessCentralClient.update
-        read = BusinessCentralClient.read
+        read, delete = BusinessCentralClient.read, BusinessCentralClient.delete
         rec = self
 
         def recorded_pages(client, table, *, select=(), filter="", orderby="", top=None, page_size=500, **more):
@@ -181,7 +182,12 @@ class Recorder:
         mp.setattr(BusinessCentralClient, "pages", recorded_pages)
         mp.setattr(BusinessCentralClient, "read", recorded_read)
         mp.setattr(BusinessCentralClient, "create", recorded_create)
+        def recorded_delete(client, table, address, etag):
+            rec.add("DELETE", table, set(table.page_keys) if table.is_page else set())
+            return delete(client, table, address, etag)
+
         mp.setattr(BusinessCentralClient, "update", recorded_update)
+        mp.setattr(BusinessCentralClient, "delete", recorded_delete)
 
     def add(self, method: str, table: BcTable, fields: set[str]) -> None:
         self.requests.append((method, table.entity_set, table.is_page, frozenset(fields)))
@@ -245,6 +251,19 @@ def _run_sample(env: Env) -> None:
     env.services.item_availability("1896-S")
     report = env.sync()
     assert report.run.status.name == "DONE", report.to_dict()
+
+    # a quote processed into a Business Central quote, then revised: its lines are replaced
+    env.configure(BCSYNC_AUTO_PROCESS_SALES_QUOTES="true")
+    [quote] = env.dv.seed("quote", [{"name": "Desks", "customerid": accounts["Adatum Corporation"]["accountid"],
+                                     "transactioncurrencyid": usd}], as_user=user)
+    env.dv.seed("quotedetail", [{"quoteid": quote, "productid": desk["productid"], "uomid": desk["defaultuomid"],
+                                 "quantity": 2, "priceperunit": 1000}], as_user=user)
+    env.dv.update("quote", quote, {"statecode": 1, "statuscode": 3}, as_user=user)
+    report = env.sync(["SALESQUOTE-QUOTE"])
+    revision = env.dv.revise_quote(quote, as_user=user)
+    env.dv.update("quote", revision, {"statecode": 1, "statuscode": 3}, as_user=user)
+    report = env.sync(["SALESQUOTE-QUOTE"])
+    assert report.run.status.name == "DONE" and not [f for f in env.errors() if f.mapping == "SALESQUOTE-QUOTE"]
 
     # unit-group mode reads units of measure and unit groups through their pages
     env.services.uncouple_all("UNIT OF MEASURE")
@@ -311,6 +330,8 @@ def test_the_recorded_run_used_every_page_service(observed, used):
     # the run wrote through the pages bcsync writes to, so their write fields were recorded, not assumed
     written = {name for kind, name, method in recorder.calls() if kind == "pages" and method != "GET"}
     assert {"CustomerCard", "ContactCard", "Resources", "SalesOrder"} <= written, written
+    # and the one delete bcsync makes: a revised quote's lines
+    assert ("api", "salesQuoteLines", "DELETE") in recorder.calls()
 
 
 def test_the_extension_publishes_every_page_service_bcsync_calls_and_no_other(used):

@@ -618,7 +618,8 @@ def test_the_sales_order_page_sets_the_shipping_agent_of_an_order(env, bc):
         "BillToOptions": "Default_x0020__x0028_Customer_x0029_", "Bill_to_Address": "1 Main St",
         "Bill_to_Address_2": "", "Bill_to_City": "Atlanta", "Bill_to_County": "GA", "Bill_to_Post_Code": "31772",
         "Bill_to_Country_Region_Code": "US", "Last_Shipment_Date": "0001-01-01", "Last_Shipping_No": "",
-        "Last_Posting_No": "", "SystemId": order["id"], "SystemModifiedAt": order["lastModifiedDateTime"]}
+        "Last_Posting_No": "", "Quote_No": "", "QuoteNo": "", "SystemId": order["id"],
+        "SystemModifiedAt": order["lastModifiedDateTime"]}
     assert ok(bc.get(f"{url}('Order','101001')"))["SystemId"] == order["id"]
 
     assert error_of(bc.patch(key_url, json={"Shipping_Agent_Code": "UPS"}))[:2] == (400, "BadRequest_InvalidToken")
@@ -674,6 +675,46 @@ def test_the_sales_order_page_sets_the_shipping_agent_of_an_order(env, bc):
     posted = env.sim.store.get(env.sim.catalog.tables["Sales Invoice Entity Aggregate"],
                                env.sim.store.companies[env.sim.company_id], invoice["id"])
     assert posted["Shipping Agent Code"] == "UPS"
+
+
+def test_a_sales_quote_with_lines_is_changed_line_by_line_and_an_order_names_it_as_its_quote(env, bc):
+    data = master_data(env)
+    quote = created(bc.post(f"{env.company}/salesQuotes?$expand=salesQuoteLines", json={
+        "customerId": data["customer"], "externalDocumentNumber": "10 bikes", "validUntilDate": "2024-06-30",
+        "salesQuoteLines": [{"lineType": "Item", "lineObjectNumber": data["item_no"], "quantity": 2, "unitPrice": 90},
+                            {"lineType": "Comment", "description": "Gift-wrapped"}]}))
+    assert (quote["number"], quote["status"], quote["validUntilDate"], quote["customerNumber"]) == (
+        "1001", "Draft", "2024-06-30", "C00010")
+    assert quote["totalAmountExcludingTax"] == 180 and "yourReference" not in quote and "orderDate" not in quote
+    lines = quote["salesQuoteLines"]
+    assert [(line["sequence"], line["lineType"], line["quantity"]) for line in lines] == [
+        (10000, "Item", 2), (20000, "Comment", 0)]
+    lines_url = f"{env.company}/salesQuotes({quote['id']})/salesQuoteLines"
+    comment = lines[1]
+    assert bc.delete(f"{lines_url}({comment['id']})", headers={"If-Match": comment["@odata.etag"]}).status_code == 204
+    created(bc.post(lines_url, json={"lineType": "Resource", "lineObjectNumber": data["resource_no"], "quantity": 3}))
+    header = ok(bc.patch(f"{env.company}/salesQuotes({quote['id']})", json={"externalDocumentNumber": "12 bikes"},
+                         headers={"If-Match": "*"}))
+    assert (header["externalDocumentNumber"], header["totalAmountExcludingTax"]) == ("12 BIKES", 330)
+    assert [(line["lineType"], line["sequence"]) for line in ok(bc.get(lines_url))["value"]] == [
+        ("Item", 10000), ("Resource", 20000)]  # after the last line number left
+    assert ok(bc.get(f"{env.company}/salesOrders"))["value"] == []  # quotes are no orders
+    # page 41 "Sales Quote": what API v2.0 quotes lack
+    quote_page = f"{env.odata}/SalesQuote(Document_Type='Quote',No='1001')"
+    written = ok(bc.patch(quote_page, json={"Your_Reference": "QUO-01001-AB12CD", "Requested_Delivery_Date": "2024-07-01",
+                                            "WorkDescription": "Deliver in June"}, headers={"If-Match": "*"}))
+    assert (written["Your_Reference"], written["Requested_Delivery_Date"], written["Quote_Valid_Until_Date"]) == (
+        "QUO-01001-AB12CD", "2024-07-01", "2024-06-30")
+    assert error_of(bc.get(f"{env.odata}/SalesQuote(Document_Type='Order',No='1001')"))[:2] == (
+        404, "Internal_RecordNotFound")
+
+    # page 42 shows an order's Quote No. read-only; bcsync's extension adds a control that sets it
+    order = created(bc.post(f"{env.company}/salesOrders", json={"customerId": data["customer"]}))
+    key_url = f"{env.odata}/SalesOrder(Document_Type='Order',No='{order['number']}')"
+    assert error_of(bc.patch(key_url, json={"Quote_No": "1001"}, headers={"If-Match": "*"})) == (
+        400, "BadRequest_InvalidOperation", "Control 'Quote No.' is read-only.")
+    page = ok(bc.patch(key_url, json={"QuoteNo": "1001"}, headers={"If-Match": "*"}))
+    assert (page["Quote_No"], page["QuoteNo"]) == ("1001", "1001")
 
 
 def test_sales_prices_are_addressed_by_their_composite_key(env, bc):

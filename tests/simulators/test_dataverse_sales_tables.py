@@ -421,6 +421,50 @@ def test_a_submitted_sales_order_is_read_only_and_written_the_way_business_centr
     assert dv.patch(f"salesorders({so})", {"lastbackofficesubmit": "2024-05-03"}).status_code == 400
 
 
+def test_a_quote_is_edited_as_a_draft_activated_revised_and_won(env, dv):
+    group, pcs = unit_group(dv, "Quoted", "PCS")
+    product = published_product(dv, "2000", group, pcs)
+    acc = env.sim.create("account", {"name": "Adatum"})
+    quote = dv.post("quotes?$select=quotenumber,revisionnumber,statecode,statuscode", {
+        "name": "10 bikes", "customerid_account@odata.bind": f"/accounts({acc})",
+        "transactioncurrencyid@odata.bind": f"/transactioncurrencies({env.sim.base_currency_id})",
+        "effectiveto": "2024-06-30", "freighttermscode": 1}, headers=REPRESENTATION)
+    assert quote.status_code == 201, quote.text
+    body = quote.json()
+    assert re.fullmatch(r"QUO-\d{5}-[A-Z0-9]{6}", body["quotenumber"])
+    assert (body["statecode"], body["statuscode"]) == (0, 1)  # Draft, In Progress
+    first = body["quoteid"]
+    line = created(dv.post("quotedetails", {"quoteid@odata.bind": f"/quotes({first})",
+                                            "productid@odata.bind": f"/products({product})", "uomid@odata.bind": f"/uoms({pcs})",
+                                            "quantity": 2, "priceperunit": 100}))
+    created(dv.post("quotedetails", {"quoteid@odata.bind": f"/quotes({first})", "isproductoverridden": True,
+                                     "productdescription": "Engraving", "quantity": 1, "priceperunit": 25}))
+    assert env.sim.get("quote", first)["totallineitemamount"] == 225.0
+    assert dv.patch(f"quotes({first})", {"statecode": 1, "statuscode": 3}).status_code == 204  # activated
+    # an active quote is read-only, and so are its lines
+    refused = dv.patch(f"quotes({first})", {"name": "12 bikes"})
+    assert refused.status_code == 400 and error_code(refused) == "0x8004022e"
+    assert error_code(dv.patch(f"quotedetails({line})", {"quantity": 3})) == "0x80043b09"
+    # Won and Closed need WinQuote and CloseQuote
+    for closing, message_name in (({"statecode": 2, "statuscode": 4}, "WinQuote"),
+                                  ({"statecode": 3, "statuscode": 5}, "CloseQuote")):
+        refused = dv.patch(f"quotes({first})", closing)
+        assert refused.status_code == 400 and message_name in message(refused)
+    # ReviseQuote: the quote is closed as Revised; a Draft copy with its lines takes the next revision number
+    second = env.sim.revise_quote(first)
+    old, new = env.sim.get("quote", first), env.sim.get("quote", second)
+    assert (old["statecode"], old["statuscode"]) == (3, 7)
+    assert (new["statecode"], new["statuscode"], new["revisionnumber"]) == (0, 1, 1)
+    assert (new["quotenumber"], new["name"], new["effectiveto"]) == (old["quotenumber"], "10 bikes", old["effectiveto"])
+    lines = dv.get("quotedetails", params={"$select": "quantity,productdescription",
+                                           "$filter": f"_quoteid_value eq {second}"}).json()["value"]
+    assert sorted((r["quantity"], r["productdescription"]) for r in lines) == [(1.0, "Engraving"), (2.0, None)]
+    assert env.sim.get("quote", second)["totallineitemamount"] == 225.0
+    with pytest.raises(DataverseError):
+        env.sim.revise_quote(first)  # revised already
+    assert dv.patch(f"quotes({second})", {"name": "12 bikes"}).status_code == 204  # a draft again
+
+
 def test_notes_on_an_order(env, dv):
     acc = env.sim.create("account", {"name": "Adatum"})
     so = env.sim.create("salesorder", {"name": "PO 1", "customerid": acc, "transactioncurrencyid": env.sim.base_currency_id})

@@ -1029,9 +1029,9 @@ def test_the_dataverse_sdk_works_unchanged(env, dv, monkeypatch):
         info = client.tables.get("contact")
         assert info is not None and info["entity_set_name"] == "contacts" and info["primary_name_attribute"] == "fullname"
         tables = client.tables.list(filter="OwnershipType eq 'UserOwned'", select=["LogicalName", "EntitySetName"])
-        assert {t["LogicalName"] for t in tables} == {"account", "contact", "opportunity", "quote", "salesorder",
-                                                      "salesorderdetail", "invoice", "invoicedetail", "annotation",
-                                                      "bcbi_company"}
+        assert {t["LogicalName"] for t in tables} == {"account", "contact", "opportunity", "quote", "quotedetail",
+                                                      "salesorder", "salesorderdetail", "invoice", "invoicedetail",
+                                                      "annotation", "bcbi_company"}
 
         env.sim.faults.fail(429, retry_after=7)
         with pytest.raises(HttpError) as throttled:

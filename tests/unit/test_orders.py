@@ -12,7 +12,7 @@ def test_a_memo_becomes_lines_of_at_most_100_characters_one_group_per_memo_line(
 
 
 def test_the_order_discount_is_the_line_total_less_the_total_before_freight():
-    discount = SalesOrderProcess._invoice_discount
+    discount = SalesOrderProcess.invoice_discount
     assert discount({"discountamount": 0, "discountpercentage": 0, "totallineitemamount": 500}) == 0
     # Dataverse's own total wins when it has one
     assert discount({"discountamount": 20, "totallineitemamount": 500, "totalamountlessfreight": 470}) == 30

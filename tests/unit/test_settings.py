@@ -55,6 +55,7 @@ BAD = {
     "BCSYNC_RECONCILE_MINUTES": ("-1", "is out of range"),
     "BCSYNC_FACTS_TTL_SECONDS": ("1e300", "is not a whole number"),
     "BCSYNC_AUTO_CREATE_SALES_ORDERS": ("maybe", "is not true or false"),
+    "BCSYNC_AUTO_PROCESS_SALES_QUOTES": ("sometimes", "is not true or false"),
     "BCSYNC_UNIT_MODE": ("unit groups", "is not one of legacy, unit-groups"),
     "BCSYNC_OWNERSHIP_MODEL": ("owner team", "is not one of person, team"),
     "BCSYNC_SCHEDULE": ("every 5 minutes", "is not an NCRONTAB schedule"),
