@@ -52,13 +52,15 @@ class StoredCatalog:
     (one small query), so a change made through any worker applies to the next job everywhere."""
 
     def __init__(self, store: MappingConfigTable, unit_groups: bool = False,
-                 ownership: OwnershipModel = OwnershipModel.PERSON):
+                 ownership: OwnershipModel = OwnershipModel.PERSON, extended_pricing: bool = False):
         self.store = store
         self.unit_groups = unit_groups  # BCSYNC_UNIT_MODE
         self.ownership = ownership      # BCSYNC_OWNERSHIP_MODEL
+        self.extended_pricing = extended_pricing  # BCSYNC_PRICING
 
     def current(self) -> Catalog:
-        return config.build_catalog(builtin_mappings(self.unit_groups, self.ownership), self.store.load())
+        return config.build_catalog(builtin_mappings(self.unit_groups, self.ownership, self.extended_pricing),
+                                    self.store.load())
 
 
 # Requests in flight at once per service and user: Business Central serves 5 at a time; Dataverse allows 52
@@ -128,7 +130,8 @@ class Services:
 
     @cached_property
     def catalogs(self) -> "StoredCatalog":
-        return StoredCatalog(self.mapping_config, self.settings.unit_groups, self.ownership)
+        return StoredCatalog(self.mapping_config, self.settings.unit_groups, self.ownership,
+                             self.settings.extended_pricing)
 
     @property
     def ownership(self) -> OwnershipModel:
@@ -183,7 +186,7 @@ class Services:
     # -- mappings -------------------------------------------------------------------------------
 
     def _builtins(self) -> list:
-        return builtin_mappings(self.settings.unit_groups, self.ownership)
+        return builtin_mappings(self.settings.unit_groups, self.ownership, self.settings.extended_pricing)
 
     def mappings(self) -> list[dict]:
         """Every mapping as configured; one whose stored override no longer validates is shown as built in,

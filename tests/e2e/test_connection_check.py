@@ -49,6 +49,9 @@ def test_a_disabled_mapping_is_not_checked(env, cli):
     assert problems(check(cli)[1]).keys() == {"Business Central page SalesPrices"}
     env.services.set_mapping("SALESPRC-PRODPRICE", {"enabled": False})
     code, report = check(cli)
+    assert code == 1    # CUSTPRCGRP-PRICE reads the prices too: a price list takes their currency
+    env.services.set_mapping("CUSTPRCGRP-PRICE", {"enabled": False})
+    code, report = check(cli)
     assert code == 0 and not any("SalesPrices" in c["check"] for c in report["checks"])
 
 
