@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+from simulators import sample
 from sync.runs import JobStatus, RunStatus
 
 from .conftest import job
 from .test_unit_groups import UNIT_GROUPS
 
 EXTENDED = {"BCSYNC_PRICING": "extended"}
+EXTENDED_MAPPINGS = ("PLHEADER-PRICE", "PLLINE-PRODPRICE")
 TODAY = dt.date.today()
 
 
@@ -217,3 +219,16 @@ def test_legacy_price_lists_take_their_prices_currency_and_list_the_prices_left_
     assert "BOTH" not in lists(env)
     assert "Customer price group BOTH" in failures["CUSTPRCGRP-PRICE"].message
     assert "EUR" in failures["CUSTPRCGRP-PRICE"].message
+
+
+def test_the_sample_company_in_extended_pricing_gets_its_price_lists_in_their_currencies(env):
+    env.configure(**EXTENDED)
+    sample.seed(env.dv, env.bc)
+    report = env.full_sync(["CURRENCY", *EXTENDED_MAPPINGS])          # items, resources, units synchronised first
+    assert report.run.status is RunStatus.DONE, report.to_dict()
+    assert [f.message for f in env.errors() if f.mapping in EXTENDED_MAPPINGS] == []
+    found = lists(env)
+    assert "RETAIL" not in found                                      # customer price groups are legacy pricing
+    assert found["S00002"]["transactioncurrencyid"] == currency(env, "EUR")
+    assert items_of(env, "S00001") == {("1896-S", "PCS"): 995, ("1900-S", "PCS"): 175, ("R0010", "HOUR"): 80}
+    assert items_of(env, "S00002") == {("1896-S", "PCS"): 920}
