@@ -25,6 +25,7 @@ from ..model import BcTable, Side
 from ..ports import Record
 from ..tables import (
     BC_ITEM,
+    BC_PRICE_LIST_HEADER,
     BC_PRICE_LIST_LINE,
     BC_RESOURCE,
     BC_SALES_PRICE,
@@ -187,18 +188,8 @@ class PriceListRules(MappingRules):
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
         """Extended: only lists whose Allow Updating Defaults is on when Sales & Receivables Setup names a default
         price list, and only the others when it does not (Business Central's filter, which depends on the setup)."""
-        if not self.extended:
-            return None
-        if "default_price_list_code" not in ctx.cache:
-            setup = next(iter(ctx.bc.read_changed(BC_SALES_SETUP, ["Default_Price_List_Code"], since=None)), [])
-            ctx.cache["default_price_list_code"] = (setup[0].values.get("Default_Price_List_Code") or "") \
-                if setup else ""
-        wanted = bool(ctx.cache["default_price_list_code"])
-        if bool(row.values.get("Allow_Updating_Defaults")) != wanted:
-            ctx.note_record(f"price lists left out: their Allow Updating Defaults is {'off' if wanted else 'on'}, and "
-                            f"Business Central synchronises only lists with it "
-                            f"{'on, as Sales & Receivables Setup names a default price list' if wanted else 'off, as Sales & Receivables Setup names no default price list'}",
-                            str(row.values.get("Code")))
+        if self.extended and bool(row.values.get("Allow_Updating_Defaults")) != updating_defaults_wanted(ctx):
+            ctx.note_record(left_out_note(ctx), str(row.values.get("Code")))
             return IGNORE
         return None
 
@@ -254,6 +245,32 @@ class PriceListRules(MappingRules):
         return {}
 
 
+def updating_defaults_wanted(ctx: RuleContext) -> bool:
+    """The Allow Updating Defaults of the price lists synchronised: on when Sales & Receivables Setup names a default
+    price list, else off (Business Central's filter); read once per job."""
+    if "default_price_list_code" not in ctx.cache:
+        setup = next(iter(ctx.bc.read_changed(BC_SALES_SETUP, ["Default_Price_List_Code"], since=None)), [])
+        ctx.cache["default_price_list_code"] = (setup[0].values.get("Default_Price_List_Code") or "") if setup else ""
+    return bool(ctx.cache["default_price_list_code"])
+
+
+def left_out_note(ctx: RuleContext) -> str:
+    if updating_defaults_wanted(ctx):
+        return ("price lists left out: Sales & Receivables Setup names a default price list, so, as in Business "
+                "Central, only lists whose Allow Updating Defaults is on are synchronised")
+    return ("price lists left out: Sales & Receivables Setup names no default price list, so, as in Business Central, "
+            "only lists whose Allow Updating Defaults is off are synchronised")
+
+
+def left_out_lists(ctx: RuleContext) -> set[str]:
+    """The codes of the sales price lists the Allow Updating Defaults rule leaves out, read once per job."""
+    if "left_out_lists" not in ctx.cache:
+        where = f"Price_Type eq 'Sale' and Allow_Updating_Defaults eq {str(not updating_defaults_wanted(ctx)).lower()}"
+        ctx.cache["left_out_lists"] = {str(r.values.get("Code")) for page in ctx.bc.read_changed(
+            BC_PRICE_LIST_HEADER, ["Code"], since=None, where=where) for r in page}
+    return ctx.cache["left_out_lists"]
+
+
 def carried(row: Record) -> str | None:
     """Legacy: why a sales price is not carried to Sales (None when it is). Sales has one price per product and unit
     in a price list: the one in force now, for any quantity and no variant."""
@@ -280,10 +297,18 @@ class PriceRules(MappingRules):
 
     def __init__(self, extended: bool):
         self.legacy = not extended
+        if extended:
+            self.reads = (BC_ITEM, BC_RESOURCE, CRM_UNIT, BC_PRICE_LIST_HEADER, BC_SALES_SETUP)
         self.extra_fields = {Side.BC: tuple(PRICE_FIELDS if self.legacy else LINE_FIELDS)}
 
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
-        why = carried(row) if self.legacy else None
+        if not self.legacy:  # the lines of a list left out go with it, noted under the list
+            code = str(row.values.get("Price_List_Code") or "")
+            if code in left_out_lists(ctx):
+                ctx.note_record(left_out_note(ctx), code)
+                return IGNORE
+            return None
+        why = carried(row)
         if why:
             price = Price(row, True)
             ctx.note_record("sales prices not carried to Sales, which holds one price per product and unit in a "

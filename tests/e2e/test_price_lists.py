@@ -124,6 +124,7 @@ def test_a_price_list_with_lines_in_two_currencies_fails_whole_naming_the_list_a
     price_list(env, "MIXED", [{"Asset_Type": "Item", "Asset_No": "1000", "Unit_Price": 95},
                               {"Asset_Type": "Item", "Asset_No": "1100", "Unit_Price": 15, "Currency_Code": "EUR"}],
                Allow_Updating_Defaults=True)   # only such a list lets its lines have their own currency
+    price_list(env, "OTHER", [{"Asset_Type": "Item", "Asset_No": "1000", "Unit_Price": 97}])
     setup = env.bc.rows("SalesReceivablesSetup")[0]
     env.bc.update("SalesReceivablesSetup", setup["SystemId"], {"Default_Price_List_Code": "MIXED"})
     report = env.full_sync()
@@ -134,6 +135,10 @@ def test_a_price_list_with_lines_in_two_currencies_fails_whole_naming_the_list_a
     assert "Price list MIXED" in message and "line 20000" in message and "EUR" in message, message
     assert failures["PLHEADER-PRICE"].field == "Currency Code"
     assert "MIXED" not in lists(env)                                  # nothing half-written
+    # with a default price list in Sales & Receivables Setup, only lists that allow updating defaults are read
+    assert "OTHER" not in lists(env)
+    notes = job(report, "PLHEADER-PRICE:to-crm").notes
+    assert any("only lists whose Allow Updating Defaults is on" in note and "OTHER" in note for note in notes), notes
     assert not [p for p in env.dv.rows("productpricelevel") if p["amount"] in (95, 15)]
 
     # once the line is moved to the list's currency, the next run writes the list and its lines

@@ -841,6 +841,9 @@ def test_price_lists_and_their_lines_are_read_through_the_extension_pages(env, b
                                                                                   "Active", "Sale")]
     assert ok(bc.get(f"{env.odata}/PriceListLines(Price_List_Code='S00001',Line_No=20000)"))["SystemId"] \
         == resource_line
+    # a property that starts like the lambda operators any and all is a property
+    filtered = ok(bc.get(f"{env.odata}/PriceListHeaders", params={"$filter": "Allow_Updating_Defaults eq false"}))
+    assert [h["Code"] for h in filtered["value"]] == ["S00001"]
     header = ok(bc.get(f"{env.odata}/PriceListHeaders('S00001')"))
     assert header["SystemId"] == listed and header["Ending_Date"] == "0001-01-01"
     # the pages are read only; the header's changes reach its lines
