@@ -82,6 +82,12 @@ def _owner(bc_field: str, direction: Direction = BI, caption: str = "Salesperson
                         bc_key="code", not_null=True, caption=caption)
 
 
+def _currency_code() -> FieldMapping:
+    """A price's (or price list's) Currency Code -> its Sales currency; blank is the local currency's."""
+    return FieldMapping("Currency_Code", "transactioncurrencyid", TO, Convert.LOOKUP, lookup_mapping="CURRENCY",
+                        bc_key="code", caption="Currency Code")
+
+
 def _postal_address() -> tuple[FieldMapping, ...]:
     """Address 1 of an account or contact <-> the address of a customer or contact."""
     return (_text("addressLine1", "address1_line1", BI, 100, "Address"),
@@ -369,8 +375,7 @@ SALES_PRICE = TableMapping(
                      bc_key="Code", caption="Sales Code", use_for_matching=True),
         FieldMapping("Item_No", "productid", TO, Convert.LOOKUP, lookup_mapping="ITEM-PRODUCT", bc_key="number",
                      caption="Item No.", use_for_matching=True),
-        FieldMapping("Currency_Code", "transactioncurrencyid", TO, Convert.LOOKUP, lookup_mapping="CURRENCY",
-                     bc_key="code", caption="Currency Code"),
+        _currency_code(),
         FieldMapping(None, "pricingmethodcode", TO, Convert.NUMBER, constant=1, caption="Pricing Method"),
         FieldMapping("Unit_Price", "amount", TO, Convert.NUMBER, caption="Unit Price"),
     ),
@@ -391,8 +396,7 @@ PRICE_LIST_HEADER = TableMapping(
     fields=(
         _text("Code", "name", TO, 20, "Code", use_for_matching=True),
         _text("Description", "description", TO, 250, "Description"),
-        FieldMapping("Currency_Code", "transactioncurrencyid", TO, Convert.LOOKUP, lookup_mapping="CURRENCY",
-                     bc_key="code", caption="Currency Code"),
+        _currency_code(),
         FieldMapping("Starting_Date", "begindate", TO, Convert.DATE, caption="Starting Date"),
         FieldMapping("Ending_Date", "enddate", TO, Convert.DATE, caption="Ending Date"),
     ),
@@ -415,8 +419,7 @@ PRICE_LIST_LINE = TableMapping(
                      bc_key="Code", caption="Price List Code"),
         # Asset No. -> productid (the item's or the resource's product) and the unit are computed (PriceRules);
         # productnumber, read-only on a price list item, is the product's, which Dataverse fills in
-        FieldMapping("Currency_Code", "transactioncurrencyid", TO, Convert.LOOKUP, lookup_mapping="CURRENCY",
-                     bc_key="code", caption="Currency Code"),
+        _currency_code(),
         FieldMapping(None, "pricingmethodcode", TO, Convert.NUMBER, constant=1, caption="Pricing Method"),
         FieldMapping("Unit_Price", "amount", TO, Convert.NUMBER, caption="Unit Price"),
     ),

@@ -12,6 +12,8 @@ Price_List_Code, Line_No).
 
 from __future__ import annotations
 
+import re
+
 from . import errors
 from .catalog import Catalog, check_gl_account, page_system_fields
 from .model import Column, Table
@@ -170,7 +172,6 @@ def register(cat: Catalog) -> None:
         Column("Ending Date", "date"),
         Column("Status", "option", options=PRICE_STATUSES),
         Column("Allow Updating Defaults", "bool"),
-        Column("Price Includes VAT", "bool"),
     ], key=("Code",)))
     price_line = cat.add_table(Table(7001, "Price List Line", [
         Column("Price List Code", "code", 20),
@@ -233,37 +234,13 @@ def register(cat: Catalog) -> None:
         Field("Unit_Price", "Unit Price"),
         *page_system_fields(),
     ]))
-    # the bcsync extension's own pages over tables 7000 and 7001 (bc-extension/src/PriceList*.Page.al): read only on
-    # the wire, seeded in process as a user keeps price lists
-    cat.add_page(PageView("PriceListHeaders", price_list, [
-        Field("Code", "Code"),
-        Field("Description", "Description"),
-        Field("Price_Type", "Price Type"),
-        Field("Amount_Type", "Amount Type"),
-        Field("Currency_Code", "Currency Code"),
-        Field("Starting_Date", "Starting Date"),
-        Field("Ending_Date", "Ending Date"),
-        Field("Status", "Status"),
-        Field("Allow_Updating_Defaults", "Allow Updating Defaults"),
-        *page_system_fields(),
-    ], insertable=False, modifiable=False, deletable=False, seedable=True))
-    cat.add_page(PageView("PriceListLines", price_line, [
-        Field("Price_List_Code", "Price List Code"),
-        Field("Line_No", "Line No."),
-        Field("Price_Type", "Price Type"),
-        Field("Amount_Type", "Amount Type"),
-        Field("Asset_Type", "Asset Type"),
-        Field("Asset_No", "Asset No."),
-        Field("Variant_Code", "Variant Code"),
-        Field("Currency_Code", "Currency Code"),
-        Field("Starting_Date", "Starting Date"),
-        Field("Ending_Date", "Ending Date"),
-        Field("Unit_of_Measure_Code", "Unit of Measure Code"),
-        Field("Minimum_Quantity", "Minimum Quantity"),
-        Field("Unit_Price", "Unit Price"),
-        Field("Status", "Status"),
-        *page_system_fields(),
-    ], insertable=False, modifiable=False, deletable=False, seedable=True))
+    # the bcsync extension's own pages over tables 7000 and 7001 (bc-extension/src/PriceList*.Page.al), each control
+    # named as its field: read only on the wire, seeded in process as a user keeps price lists
+    for service, table in (("PriceListHeaders", price_list), ("PriceListLines", price_line)):
+        cat.add_page(PageView(service, table, [
+            *(Field(re.sub(r"\W+", "_", c.name).strip("_"), c.name) for c in table.columns),
+            *page_system_fields(),
+        ], insertable=False, modifiable=False, deletable=False, seedable=True))
     cat.add_page(PageView("CurrencyExchangeRates", exchange_rate, [
         Field("Currency_Code", "Currency Code"),
         Field("Starting_Date", "Starting Date"),

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import pytest
 
 from sync.errors import ConfigurationError, RecordError
-from sync.facts import Facts
 from sync.mappings import Catalog, builtin_mappings, builtin_names, mode_setting
 from sync.model import Convert, Direction, FieldMapping, Side
 from sync.planner import plan
@@ -16,6 +15,7 @@ from sync.rules.prices import Price, carried, list_currency
 from sync.rules.units import refuse_mixed_modes
 from sync.values import plain_converter
 from tests.fakes import FakeClock, FakeCouplings, FakeState
+from tests.unit import test_unit_modes as unit_modes
 
 LEGACY = {"CUSTPRCGRP-PRICE", "SALESPRC-PRODPRICE"}
 EXTENDED = {"PLHEADER-PRICE", "PLLINE-PRODPRICE"}
@@ -59,9 +59,7 @@ def test_dates_reach_sales_without_business_centrals_blank_date():
 
 
 def context(extended: bool, mapping: str, couplings: FakeCouplings, state: FakeState, clock: FakeClock):
-    catalog = Catalog(builtin_mappings(extended_pricing=extended))
-    return SimpleNamespace(catalog=catalog, mapping=catalog[mapping], couplings=couplings,
-                           facts=Facts(state, clock, dt.timedelta(hours=1), lambda note: None))
+    return unit_modes.context(False, mapping, couplings, state, clock, extended_pricing=extended)
 
 
 def test_couplings_of_the_other_pricing_experience_stop_the_price_jobs_only():
