@@ -504,7 +504,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--bc", help="the Business Central record's id (SystemId)")
     s.add_argument("--crm", help="the Dataverse row's id")
     s.add_argument("--all", action="store_true",
-                   help="every coupling of the mapping, also of a unit mapping of the other unit mode")
+                   help="every coupling of the mapping, also of a mapping of the other unit mode or pricing "
+                        "experience")
     s = _command(sub, "couplings", "list and search the couplings of a mapping", cmd_couplings)
     s.add_argument("mapping", help="the table mapping's name")
     s.add_argument("--search", help="text found in an id or a synchronised value")
