@@ -82,6 +82,8 @@ def test_a_price_list_of_items_and_resources_becomes_a_sales_price_list_with_its
     assert items_of(env, "S00001") == {("1000", "PCS"): 95, ("1100", "PCS"): 18, ("R0010", "HOUR"): 75}
     header = job(report, "PLHEADER-PRICE:to-crm")
     assert any("minimum quantity" in note and "S00001 line 40000" in note for note in header.notes), header.notes
+    # the resource's product did not exist yet (RESOURCE-PRODUCT runs later): the list's check synchronised it first
+    assert any("synchronised first (table mapping RESOURCE-PRODUCT)" in note for note in header.notes), header.notes
     # a new list's lines follow it at once, in the header's job; the line job finds them done
     assert any("PLLINE-PRODPRICE" in note for note in header.notes), header.notes
     assert job(report, "PLLINE-PRODPRICE:to-crm").counts.inserted == 0
