@@ -40,6 +40,7 @@ from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
 from sync import coupling, failures
 from sync.errors import SettingsError, SyncError, TransientError
+from sync.mappings import not_in_use
 from sync.model import Side
 from sync.runs import RunKind, RunReport, RunStatus
 
@@ -231,7 +232,7 @@ def cmd_mappings(services: Services, args) -> int:
     if action == "show":
         found = next((m for m in services.mappings() if m["name"] == args.name), None)
         if found is None:
-            raise CliError(f"There is no table mapping named {args.name}.", field="name")
+            raise CliError(not_in_use(args.name), field="name")
         args.out.result(found, *format_mapping(args.out.console, found))
         return OK
     if action == "reset":

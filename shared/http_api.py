@@ -22,7 +22,7 @@ from sync.errors import (
     SyncError,
     cut,
 )
-from sync.mappings import mode_setting
+from sync.mappings import not_in_use
 from sync.model import Direction, Side
 from sync.runs import RUN_ID, RunKind
 
@@ -161,8 +161,7 @@ def mapping_in_use(name: str) -> dict:
     or pricing experience is not found, and the answer names the setting that decides (it was a 500)."""
     found = next((m for m in services().mappings() if m["name"] == name), None)
     if found is None:
-        raise request.BadRequest(f"Table mapping {name} is not in use with the current {mode_setting(name)}: it "
-                                 f"belongs to its other mode.", field="name", status=404)
+        raise request.BadRequest(not_in_use(name), field="name", status=404)
     return found
 
 

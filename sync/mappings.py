@@ -580,6 +580,14 @@ def _builtin_names() -> tuple[str, ...]:  # asked per request that names a mappi
                                for m in builtin_mappings(unit_groups, extended_pricing=extended)))
 
 
+def not_in_use(name: str) -> str:
+    """Why a built-in mapping is missing from the catalogue in use: it belongs to another mode, and which setting
+    decides (for a name that is no built-in mapping, that there is none)."""
+    if name not in _builtin_names():
+        return f"There is no table mapping named {name}."
+    return f"Table mapping {name} is not in use with the current {mode_setting(name)}: it belongs to its other mode."
+
+
 def mode_setting(name: str) -> str:
     """The setting that decides whether built-in mapping `name` is in use: BCSYNC_PRICING, BCSYNC_UNIT_MODE or
     BCSYNC_OWNERSHIP_MODEL (for a name of none of them, all three)."""
