@@ -467,14 +467,14 @@ class Settings:
         """Unit-group mode (BCSYNC_UNIT_MODE), else legacy."""
         return (self.unit_mode or "").strip().lower() == "unit-groups"
 
+    def check_services(self) -> None:
+        """What reaching Dataverse and Business Central needs (the credential is checked on sign-in)."""
+        self.require("tenant_id", "client_id", "dataverse_url", "bc_url", "bc_company_id")
+
     @property
     def extended_pricing(self) -> bool:
         """Extended pricing (BCSYNC_PRICING), else legacy."""
         return (self.pricing or "").strip().lower() == "extended"
-
-    def check_services(self) -> None:
-        """What reaching Dataverse and Business Central needs (the credential is checked on sign-in)."""
-        self.require("tenant_id", "client_id", "dataverse_url", "bc_url", "bc_company_id")
 
 
 def _typed(f, raw: str) -> Any:
