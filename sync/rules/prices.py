@@ -55,7 +55,7 @@ class Price:
 
     def __init__(self, row: Record, legacy: bool):
         v = row.values
-        self.row = row
+        self.row, self.legacy = row, legacy
         self.list_code = str(v.get("Sales_Code" if legacy else "Price_List_Code") or "")
         self.kind = ITEM if legacy else str(v.get("Asset_Type") or "")
         self.number = str(v.get("Item_No" if legacy else "Asset_No") or "")
@@ -100,9 +100,8 @@ def product_of(ctx: RuleContext, price: Price) -> str:
     """The Sales product of the price's item or resource, or an error naming both (prepared beforehand)."""
     product, _, why = ctx.cache["price_assets"].get(price.asset, (None, "", "it was not read"))
     if product is None:
-        field = "Item No." if price.label.startswith("Sales Price") else "Asset No."
         raise RecordError(f"{price.label}: {price.kind.lower()} {price.number} has no Sales product: {why.rstrip('.')}.",
-                          field=field, code="NotCoupled")
+                          field="Item No." if price.legacy else "Asset No.", code="NotCoupled")
     return product
 
 
