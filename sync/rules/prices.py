@@ -219,7 +219,9 @@ class PriceListRules(MappingRules):
                 except RecordError as exc:  # the list waits on its price's item or unit: retried at every run
                     raise RecordError(exc.message, field=exc.field, code=exc.code, skippable=False) from None
             elif self.extended:
-                self._note_left_out(ctx, price, f"{price.kind or 'blank'} asset types have no Sales product")
+                self._note_left_out(ctx, price, "a price for every item or resource has no one Sales product"
+                                    if price.kind in ASSETS else "other asset types than items and resources have no "
+                                                                 "Sales product")
             if self.extended and float(price.row.values.get("Minimum_Quantity") or 0) > 0:
                 self._note_left_out(ctx, price, "a Sales price list item has no minimum quantity")
         if self.extended:
@@ -301,12 +303,12 @@ class PriceRules(MappingRules):
         self.extra_fields = {Side.BC: tuple(PRICE_FIELDS if self.legacy else LINE_FIELDS)}
 
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
-        if not self.legacy:  # the lines of a list left out go with it, noted under the list
+        if not self.legacy:  # the lines of a list left out go with it, and its lines without a product: noted there
             code = str(row.values.get("Price_List_Code") or "")
             if code in left_out_lists(ctx):
                 ctx.note_record(left_out_note(ctx), code)
                 return IGNORE
-            return None
+            return IGNORE if not row.values.get("Asset_No") else None
         why = carried(row)
         if why:
             price = Price(row, True)

@@ -63,6 +63,7 @@ def test_a_price_list_of_items_and_resources_becomes_a_sales_price_list_with_its
         {"Asset_Type": "Item", "Asset_No": "1100", "Unit_Price": 18, "Unit_of_Measure_Code": "PCS"},
         {"Asset_Type": "Resource", "Asset_No": "R0010", "Unit_Price": 75},
         {"Asset_Type": "Item", "Asset_No": "1000", "Unit_Price": 90, "Minimum_Quantity": 10},   # not carried
+        {"Asset_Type": "Item", "Asset_No": "", "Unit_Price": 10},                              # every item: neither
     ], Starting_Date="2026-01-01", Ending_Date="2026-12-31")
     price_list(env, "S00002", [], Status="Inactive")                  # no lines: a list in the local currency
     price_list(env, "P00001", [{"Asset_Type": "Item", "Asset_No": "1000", "Unit_Price": 60}], Price_Type="Purchase")
@@ -82,6 +83,7 @@ def test_a_price_list_of_items_and_resources_becomes_a_sales_price_list_with_its
     assert items_of(env, "S00001") == {("1000", "PCS"): 95, ("1100", "PCS"): 18, ("R0010", "HOUR"): 75}
     header = job(report, "PLHEADER-PRICE:to-crm")
     assert any("minimum quantity" in note and "S00001 line 40000" in note for note in header.notes), header.notes
+    assert any("every item or resource" in note and "S00001 line 50000" in note for note in header.notes), header.notes
     # the resource's product did not exist yet (RESOURCE-PRODUCT runs later): the list's check synchronised it first
     assert any("synchronised first (table mapping RESOURCE-PRODUCT)" in note for note in header.notes), header.notes
     # a new list's lines follow it at once, in the header's job; the line job finds them done
