@@ -80,9 +80,8 @@ def uncouple(catalog: Catalog, name: str, side: Side, record_id: str, *, couplin
 
 
 def uncouple_all(name: str, *, couplings: CouplingStore, errors: ErrorStore) -> int:
-    """Remove every coupling of a built-in mapping of either unit mode or pricing experience (switching leaves the other
-    mode's couplings, which stop the unit, product, price and order jobs); its failed records go too. Returns how
-    many."""
+    """Remove every coupling of a built-in mapping of either unit mode (switching modes leaves the other mode's
+    couplings, which stop the unit, product, price and order jobs); its failed records go too. Returns how many."""
     known = builtin_names()
     if name not in known:
         raise NotFoundError(f"There is no table mapping named {name}; known: {', '.join(known)}.")
