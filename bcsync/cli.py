@@ -43,6 +43,7 @@ from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
 from sync import coupling, failures
 from sync.errors import SettingsError, SyncError, TransientError
+from sync.mappings import not_in_use
 from sync.model import Side
 from sync.runs import RunKind, RunReport, RunStatus
 
@@ -235,7 +236,7 @@ def cmd_mappings(services: Services, args) -> int:
     if action == "show":
         found = next((m for m in services.mappings() if m["name"] == args.name), None)
         if found is None:
-            raise CliError(f"There is no table mapping named {args.name}.", field="name")
+            raise CliError(not_in_use(args.name), field="name")
         args.out.result(found, *format_mapping(args.out.console, found))
         return OK
     if action == "reset":
@@ -517,7 +518,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--bc", help="the Business Central record's id (SystemId)")
     s.add_argument("--crm", help="the Dataverse row's id")
     s.add_argument("--all", action="store_true",
-                   help="every coupling of the mapping, also of a unit mapping of the other unit mode")
+                   help="every coupling of the mapping, also of a mapping of the other unit mode or pricing "
+                        "experience")
     s = _command(sub, "couplings", "list and search the couplings of a mapping", cmd_couplings)
     s.add_argument("mapping", help="the table mapping's name")
     s.add_argument("--search", help="text found in an id or a synchronised value")

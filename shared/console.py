@@ -42,7 +42,7 @@ COUNTS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "
 BC_PAGES = {"customers": 22, "vendors": 27, "items": 31, "contacts": 5052, "salespeoplePurchasers": 14,
             "currencies": 5, "unitsOfMeasure": 209, "opportunities": 5123, "salesInvoices": 143, "salesOrders": 9305,
             "paymentTerms": 4, "shipmentMethods": 11, "Resources": 77, "CustomerPriceGroups": 7, "ShippingAgents": 428,
-            "itemLedgerEntries": 38}
+            "itemLedgerEntries": 38, "PriceListHeaders": 7015}
 
 
 def esc(value) -> str:

@@ -24,6 +24,7 @@ from sync.errors import (
     SyncError,
     cut,
 )
+from sync.mappings import not_in_use
 from sync.model import Direction, Side
 from sync.runs import RUN_ID, RunKind
 
@@ -175,13 +176,11 @@ def list_mappings(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def mapping_in_use(name: str) -> dict:
-    """A table mapping of the catalogue in use, as listed; a built-in one of the other unit mode or ownership
-    model is not found (it was a 500)."""
+    """A table mapping of the catalogue in use, as listed; a built-in one of the other unit mode, ownership model
+    or pricing experience is not found, and the answer names the setting that decides (it was a 500)."""
     found = next((m for m in services().mappings() if m["name"] == name), None)
     if found is None:
-        raise request.BadRequest(f"Table mapping {name} is not in use: it belongs to the other unit mode "
-                                 f"(BCSYNC_UNIT_MODE) or ownership model (BCSYNC_OWNERSHIP_MODEL).", field="name",
-                                 status=404)
+        raise request.BadRequest(not_in_use(name), field="name", status=404)
     return found
 
 

@@ -411,6 +411,13 @@ class Settings:
         "(or purchaser), both ways, and SALESPEOPLE synchronises users. team: rows bcsync creates in Sales belong to "
         "the default team of the business unit of bcsync's application user, owners never change a Salesperson "
         "Code nor the other way round, and there is no SALESPEOPLE mapping.", check=_one_of("person", "team"))
+    pricing: str = _setting(
+        "BCSYNC_PRICING", "legacy",
+        "Business Central's pricing experience (its feature \"New sales pricing experience\"). legacy: customer price "
+        "groups and their sales prices become Sales price lists and their items (CUSTPRCGRP-PRICE, "
+        "SALESPRC-PRODPRICE). extended: sales price lists and their lines do, with their currency, dates and state "
+        "(PLHEADER-PRICE, PLLINE-PRODPRICE). Couplings of the other experience stop the price jobs until they are "
+        "removed (see Switching the pricing experience).", check=_one_of("legacy", "extended"))
     schedule: str = _setting("BCSYNC_SCHEDULE", "0 */5 * * * *",
                              "NCRONTAB schedule of the timer that starts scheduled runs (read by the Functions host).",
                              check=_schedule)
@@ -511,6 +518,11 @@ def _company_problems(values: dict, found: dict) -> dict[str, str]:
         return {"BCSYNC_BC_COMPANY_ID": exc.message}
     wrong = table_prefix_problem(listed, prefix, max(TABLE_NAMES, key=len))
     return {"BCSYNC_COMPANIES": wrong} if wrong else {}
+
+    @property
+    def extended_pricing(self) -> bool:
+        """Extended pricing (BCSYNC_PRICING), else legacy."""
+        return (self.pricing or "").strip().lower() == "extended"
 
 
 def _typed(f, raw: str) -> Any:

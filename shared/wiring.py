@@ -224,7 +224,8 @@ class Services:
     def builtins(self) -> tuple[TableMapping, ...]:
         """The built-in mappings in use: the one place where settings choose among them."""
         s = self.settings
-        return tuple(builtin_mappings(unit_groups=s.unit_groups, ownership=s.ownership))
+        return tuple(builtin_mappings(unit_groups=s.unit_groups, ownership=s.ownership,
+                                      extended_pricing=s.extended_pricing))
 
     @cached_property
     def catalogs(self) -> "StoredCatalog":

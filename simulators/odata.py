@@ -35,12 +35,30 @@ def _default_resolver(row: dict, name: str) -> Any:
     return row[name]
 
 
+class _Lexer(ODataLexer):
+    """odata-query's lexer, except that `any` and `all` are the lambda operators only before their parenthesis:
+    its own takes the start of a property such as Allow_Updating_Defaults for the operator, which the services'
+    parsers do not."""
+
+    tokens = ODataLexer.tokens
+
+    @_(r"any(?=\s*\()")  # noqa: F821 (sly's decorator, defined in the class body)
+    def ANY(self, t):
+        t.value = ast.Any()
+        return t
+
+    @_(r"all(?=\s*\()")  # noqa: F821
+    def ALL(self, t):
+        t.value = ast.All()
+        return t
+
+
 @lru_cache(maxsize=64)
 def parse_filter(text: str):
     """The $filter's syntax tree; cached, as a request checks and evaluates the same text several times
     (the trees are never changed)."""
     try:
-        return ODataParser().parse(ODataLexer().tokenize(text))
+        return ODataParser().parse(_Lexer().tokenize(text))
     except (ODataException, Exception) as exc:  # sly raises plain exceptions on some inputs
         raise QueryError(f"Syntax error in $filter '{text}': {exc}") from None
 

@@ -8,7 +8,9 @@ all); currencies with exchange rates and one that is not an ISO code; payment te
 methods and shipping agents, some without an option in Sales; customers with and without
 salespeople, blocked ones, foreign-currency ones; person contacts of customers and of a company
 that is no customer; units, items (one blocked, the write-in item), resources; customer price
-groups and their prices; opportunities; posted invoices, paid, partly paid and open.
+groups and their prices, and price lists of the new pricing experience (read with BCSYNC_PRICING=extended: one in
+the local currency with items, a resource and a quantity price, one in euros); opportunities; posted invoices,
+paid, partly paid and open.
 
 `seed(dataverse, business_central)` takes the simulators themselves (in-process) or
 `AdminClient`s (a running stack): anything with seed/update/post_document/apply_payment.
@@ -236,7 +238,22 @@ def _seed_catalogue(dataverse: Seeder, business_central: Seeder) -> dict[str, in
         {"Item_No": "1900-S", "Sales_Type": "Customer Price Group", "Sales_Code": "DEALER", "Unit_Price": 160},
         {"Item_No": "1900-S", "Sales_Type": "All Customers", "Sales_Code": "", "Unit_Price": 185},  # not a group price
     ])
-    return {"items": 5, "Resources": 2, "SalesPrices": 4, "accounts": 1}
+    # the new sales pricing experience's price lists (legacy mode, the default, does not read them)
+    business_central.seed("PriceListHeaders", [
+        {"Code": "S00001", "Description": "Retail prices 2026", "Price_Type": "Sale", "Amount_Type": "Price",
+         "Starting_Date": "2026-01-01", "Status": "Active"},
+        {"Code": "S00002", "Description": "Euro export prices", "Price_Type": "Sale", "Amount_Type": "Price",
+         "Currency_Code": "EUR", "Status": "Active"},
+    ])
+    line = {"Price_Type": "Sale", "Amount_Type": "Price", "Asset_Type": "Item"}
+    business_central.seed("PriceListLines", [
+        {**line, "Price_List_Code": "S00001", "Asset_No": "1896-S", "Unit_Price": 995},
+        {**line, "Price_List_Code": "S00001", "Asset_No": "1896-S", "Unit_Price": 950, "Minimum_Quantity": 10},
+        {**line, "Price_List_Code": "S00001", "Asset_No": "1900-S", "Unit_Price": 175},
+        {**line, "Price_List_Code": "S00001", "Asset_Type": "Resource", "Asset_No": "R0010", "Unit_Price": 80},
+        {**line, "Price_List_Code": "S00002", "Asset_No": "1896-S", "Unit_Price": 920},
+    ])
+    return {"items": 5, "Resources": 2, "SalesPrices": 4, "PriceListHeaders": 2, "PriceListLines": 5, "accounts": 1}
 
 
 def _seed_invoices(business_central: Seeder) -> dict[str, int]:

@@ -1960,7 +1960,8 @@ class _Page:
             entry = failed_again(previous, error, mapping=job.mapping.name, direction=job.direction, source_id=row.id,
                                  record=record_label(job.src_table, row), message=message, now=now,
                                  job_id=job.job_id, target_id=coupling.id_on(job.dst_side) if coupling else "",
-                                 source_etag=row.etag, skippable=error.code not in MATCH_FAILURES)
+                                 source_etag=row.etag,
+                                 skippable=error.code not in MATCH_FAILURES and getattr(error, "skippable", True))
             job.failures[row.id] = entry
             job.record(row, "failed", entry.target_id, message)
             entries.append(entry)

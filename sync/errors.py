@@ -92,11 +92,15 @@ class MessageError(TerminalError):
 
 
 class RecordError(TerminalError):
-    """A problem with one record's data: the message names the record and the field."""
+    """A problem with one record's data: the message names the record and the field. `skippable` False: the cause
+    lies in other records (a price list's lines), whose changes do not change this one, so it is retried at every
+    run rather than skipped after failing twice the same way."""
 
-    def __init__(self, message: str, *, field: str = "", code: str = "", status: int | None = None):
+    def __init__(self, message: str, *, field: str = "", code: str = "", status: int | None = None,
+                 skippable: bool = True):
         super().__init__(message, code=code, status=status)
         self.field = field
+        self.skippable = skippable
 
 
 class ConflictError(RecordError):

@@ -28,6 +28,7 @@ BC_WRITE_IN_PRODUCT = "bc.write-in-product"       # Sales & Receivables Setup: t
 LCY_CURRENCY = "dataverse.lcy-currency"           # the Sales currency row of the local currency
 DEFAULT_PRICE_LIST = "dataverse.default-price-list"  # "<company> Default Price List"
 UNIT_MODE = "bcsync.unit-mode"                    # the unit mode found free of the other mode's couplings
+PRICING = "bcsync.pricing"                        # the pricing experience found free of the other one's couplings
 # facts a request is built from, and what of each a refusal of that request names
 REFUSABLE: dict[str, Callable[[Any], str]] = {BC_COMPANY_NAME: str, OWNING_TEAM: str,
                                               LCY_CURRENCY: lambda row: row["id"],

@@ -27,10 +27,10 @@ from .rules.contacts import ContactRules, OpportunityRules
 from .rules.currency import CurrencyRules
 from .rules.customers import CustomerRules
 from .rules.invoices import PostedInvoiceRules
-from .rules.prices import PriceListRules, SalesPriceRules
+from .rules.prices import PriceListRules, PriceRules
 from .rules.products import ProductRules
 from .rules.unitgroups import UnitOfMeasureRules
-from .rules.units import ITEM_UNITS, RESOURCE_UNITS, UnitGroupRules, UnitOwner
+from .rules.units import ITEM_UNITS, PRICING_MAPPINGS, RESOURCE_UNITS, UnitGroupRules, UnitOwner
 from .tables import (
     BC_CONTACT,
     BC_CURRENCY,
@@ -39,6 +39,8 @@ from .tables import (
     BC_ITEM,
     BC_ITEM_LEDGER_ENTRY,
     BC_ITEM_UNIT,
+    BC_PRICE_LIST_HEADER,
+    BC_PRICE_LIST_LINE,
     BC_OPPORTUNITY,
     BC_PAYMENT_TERMS,
     BC_RESOURCE,
@@ -81,6 +83,12 @@ def _owner(bc_field: str, direction: Direction = BI, caption: str = "Salesperson
     ownership model only: team_owned drops it."""
     return FieldMapping(bc_field, "ownerid", direction, Convert.LOOKUP, lookup_mapping="SALESPEOPLE",
                         bc_key="code", not_null=True, caption=caption)
+
+
+def _currency_code() -> FieldMapping:
+    """A price's (or price list's) Currency Code -> its Sales currency; blank is the local currency's."""
+    return FieldMapping("Currency_Code", "transactioncurrencyid", TO, Convert.LOOKUP, lookup_mapping="CURRENCY",
+                        bc_key="code", caption="Currency Code")
 
 
 def _postal_address() -> tuple[FieldMapping, ...]:
@@ -345,7 +353,8 @@ RESOURCE_PRODUCT = TableMapping(
 
 CUSTOMER_PRICE_GROUP = TableMapping(
     name="CUSTPRCGRP-PRICE",
-    description="Customer price groups (page CustomerPriceGroups) as Sales price lists in the local currency.",
+    description="Customer price groups (page CustomerPriceGroups) as Sales price lists in their prices' currency "
+                "(legacy pricing).",
     bc=BC_CUSTOMER_PRICE_GROUP,
     crm=CRM_PRICE_LIST,
     direction=TO,
@@ -355,12 +364,12 @@ CUSTOMER_PRICE_GROUP = TableMapping(
     ),
     dependencies=("CURRENCY", "ITEM-PRODUCT"),
     inactivity_timeout_minutes=1440,
-    rules=PriceListRules(),
+    rules=PriceListRules(extended=False),
 )
 
 SALES_PRICE = TableMapping(
     name="SALESPRC-PRODPRICE",
-    description="Sales prices of customer price groups (page SalesPrices) as price list items.",
+    description="Sales prices of customer price groups (page SalesPrices) as price list items (legacy pricing).",
     bc=BC_SALES_PRICE,
     crm=CRM_PRICE_LIST_ITEM,
     direction=TO,
@@ -369,8 +378,7 @@ SALES_PRICE = TableMapping(
                      bc_key="Code", caption="Sales Code", use_for_matching=True),
         FieldMapping("Item_No", "productid", TO, Convert.LOOKUP, lookup_mapping="ITEM-PRODUCT", bc_key="number",
                      caption="Item No.", use_for_matching=True),
-        FieldMapping("Currency_Code", "transactioncurrencyid", TO, Convert.LOOKUP, lookup_mapping="CURRENCY",
-                     bc_key="code", caption="Currency Code"),
+        _currency_code(),
         FieldMapping(None, "pricingmethodcode", TO, Convert.NUMBER, constant=1, caption="Pricing Method"),
         FieldMapping("Unit_Price", "amount", TO, Convert.NUMBER, caption="Unit Price"),
     ),
@@ -378,7 +386,52 @@ SALES_PRICE = TableMapping(
     dependencies=("CUSTPRCGRP-PRICE", "ITEM-PRODUCT"),
     sync_only_coupled=False,
     inactivity_timeout_minutes=1440,
-    rules=SalesPriceRules(),
+    rules=PriceRules(extended=False),
+)
+
+PRICE_LIST_HEADER = TableMapping(
+    name="PLHEADER-PRICE",
+    description="Sales price lists (page PriceListHeaders) as Sales price lists, with their currency, dates and state "
+                "(extended pricing).",
+    bc=BC_PRICE_LIST_HEADER,
+    crm=CRM_PRICE_LIST,
+    direction=TO,
+    fields=(
+        _text("Code", "name", TO, 20, "Code", use_for_matching=True),
+        _text("Description", "description", TO, 250, "Description"),
+        _currency_code(),
+        FieldMapping("Starting_Date", "begindate", TO, Convert.DATE, caption="Starting Date"),
+        FieldMapping("Ending_Date", "enddate", TO, Convert.DATE, caption="Ending Date"),
+    ),
+    # and Allow Updating Defaults as Sales & Receivables Setup has a default price list or not (PriceListRules)
+    bc_filter="Price_Type eq 'Sale' and Amount_Type eq 'Price'",
+    dependencies=("CURRENCY", "ITEM-PRODUCT"),
+    inactivity_timeout_minutes=1440,
+    rules=PriceListRules(extended=True),
+)
+
+PRICE_LIST_LINE = TableMapping(
+    name="PLLINE-PRODPRICE",
+    description="Lines of sales price lists (page PriceListLines) for items and resources as price list items "
+                "(extended pricing).",
+    bc=BC_PRICE_LIST_LINE,
+    crm=CRM_PRICE_LIST_ITEM,
+    direction=TO,
+    fields=(
+        FieldMapping("Price_List_Code", "pricelevelid", TO, Convert.LOOKUP, lookup_mapping="PLHEADER-PRICE",
+                     bc_key="Code", caption="Price List Code"),
+        # Asset No. -> productid (the item's or the resource's product) and the unit are computed (PriceRules);
+        # productnumber, read-only on a price list item, is the product's, which Dataverse fills in
+        _currency_code(),
+        FieldMapping(None, "pricingmethodcode", TO, Convert.NUMBER, constant=1, caption="Pricing Method"),
+        FieldMapping("Unit_Price", "amount", TO, Convert.NUMBER, caption="Unit Price"),
+    ),
+    bc_filter="Price_Type eq 'Sale' and Amount_Type eq 'Price' and (Asset_Type eq 'Item' or Asset_Type eq 'Resource') "
+              "and Minimum_Quantity eq 0",
+    dependencies=("PLHEADER-PRICE", "ITEM-PRODUCT"),
+    sync_only_coupled=False,
+    inactivity_timeout_minutes=1440,
+    rules=PriceRules(extended=True),
 )
 
 CUSTOMER = TableMapping(
@@ -501,10 +554,12 @@ def _in_unit_groups(mapping: TableMapping, units: tuple[str, ...]) -> TableMappi
 PERSON_ONLY = frozenset({"SALESPEOPLE"})
 
 
-def builtin_mappings(unit_groups: bool = False, ownership: OwnershipModel = OwnershipModel.PERSON) -> list[TableMapping]:
+def builtin_mappings(unit_groups: bool = False, ownership: OwnershipModel = OwnershipModel.PERSON,
+                     extended_pricing: bool = False) -> list[TableMapping]:
     """The built-in mappings in legacy unit mode, or in unit-group mode (Business Central's "Unit Group Mapping
     Enabled"), where UNIT GROUP, ITEM UOM and RESOURCE UOM replace UNIT OF MEASURE; in the person ownership model
-    or the team one (team_owned)."""
+    or the team one (team_owned); with legacy pricing, or extended pricing (the new sales pricing experience), where
+    PLHEADER-PRICE and PLLINE-PRODPRICE replace CUSTPRCGRP-PRICE and SALESPRC-PRODPRICE."""
     if not unit_groups:
         units, items, resources = [UNIT_OF_MEASURE], ITEM_PRODUCT, RESOURCE_PRODUCT
         orders, quotes = SALES_ORDER, SALES_QUOTE
@@ -515,8 +570,9 @@ def builtin_mappings(unit_groups: bool = False, ownership: OwnershipModel = Owne
         orders = _in_unit_groups(SALES_ORDER, (ITEM_UOM.name, RESOURCE_UOM.name))
         quotes = _in_unit_groups(SALES_QUOTE, (ITEM_UOM.name, RESOURCE_UOM.name))
     mappings = [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER, VENDOR, CONTACT,
-                OPPORTUNITY, *units, items, resources, CUSTOMER_PRICE_GROUP, SALES_PRICE, POSTED_SALES_INVOICE, orders,
-                quotes, ITEM_AVAILABILITY]
+                OPPORTUNITY, *units, items, resources,
+                *((PRICE_LIST_HEADER, PRICE_LIST_LINE) if extended_pricing else (CUSTOMER_PRICE_GROUP, SALES_PRICE)),
+                POSTED_SALES_INVOICE, orders, quotes, ITEM_AVAILABILITY]
     if ownership is OwnershipModel.PERSON:
         return mappings
     return [team_owned(m) for m in mappings if m.name not in PERSON_ONLY]
@@ -532,13 +588,34 @@ def team_owned(mapping: TableMapping) -> TableMapping:
 
 
 def builtin_names() -> list[str]:
-    """The names of the built-in mappings of both unit modes."""
+    """The names of the built-in mappings of both unit modes and both pricing experiences."""
     return list(_builtin_names())
 
 
 @functools.cache
-def _builtin_names() -> tuple[str, ...]:  # asked per request that names a mapping; the catalogue is built twice
-    return tuple(dict.fromkeys(m.name for unit_groups in (False, True) for m in builtin_mappings(unit_groups)))
+def _builtin_names() -> tuple[str, ...]:  # asked per request that names a mapping; the catalogue is built 4 times
+    return tuple(dict.fromkeys(m.name for unit_groups in (False, True) for extended in (False, True)
+                               for m in builtin_mappings(unit_groups, extended_pricing=extended)))
+
+
+def not_in_use(name: str) -> str:
+    """Why a built-in mapping is missing from the catalogue in use: it belongs to another mode, and which setting
+    decides (for a name that is no built-in mapping, that there is none)."""
+    if name not in _builtin_names():
+        return f"There is no table mapping named {name}."
+    return f"Table mapping {name} is not in use with the current {mode_setting(name)}: it belongs to its other mode."
+
+
+def mode_setting(name: str) -> str:
+    """The setting that decides whether built-in mapping `name` is in use: BCSYNC_PRICING, BCSYNC_UNIT_MODE or
+    BCSYNC_OWNERSHIP_MODEL (for a name of none of them, all three)."""
+    if any(name in names for names in PRICING_MAPPINGS.values()):
+        return "BCSYNC_PRICING"
+    if name in PERSON_ONLY:
+        return "BCSYNC_OWNERSHIP_MODEL"
+    if name in {m.name for m in builtin_mappings(False)} ^ {m.name for m in builtin_mappings(True)}:
+        return "BCSYNC_UNIT_MODE"
+    return "BCSYNC_UNIT_MODE, BCSYNC_OWNERSHIP_MODEL or BCSYNC_PRICING"
 
 
 class Catalog:

@@ -164,6 +164,7 @@ class Convert(str, Enum):
     TEXT = "text"
     NUMBER = "number"
     BOOLEAN = "boolean"
+    DATE = "date"       # a Business Central date; its blank date (0001-01-01) is no date in Sales
     LOOKUP = "lookup"
 
 

@@ -123,6 +123,14 @@ BC_SALES_PRICE = BcTable.page(
     "SalesPrices", "Sales Price",
     ("Item_No", "Sales_Type", "Sales_Code", "Starting_Date", "Currency_Code", "Variant_Code", "Unit_of_Measure_Code",
      "Minimum_Quantity"), enum_fields=frozenset({"Sales_Type"}))
+# Extended pricing (the new sales pricing experience): price lists (table 7000 Price List Header) and their lines (table
+# 7001 Price List Line). No base page publishes them for a service (the line pages are list parts without the
+# price type or status), so bcsync's extension publishes a list page of its own over each.
+BC_PRICE_LIST_HEADER = BcTable.page("PriceListHeaders", "Price List Header", ("Code",),
+                                    enum_fields=frozenset({"Price_Type", "Amount_Type", "Status"}))
+BC_PRICE_LIST_LINE = BcTable.page("PriceListLines", "Price List Line", ("Price_List_Code", "Line_No"),
+                                  key_field="Asset_No",
+                                  enum_fields=frozenset({"Price_Type", "Amount_Type", "Asset_Type", "Status"}))
 BC_SALES_SETUP = BcTable.page("SalesReceivablesSetup", "Sales & Receivables Setup", ("Primary_Key",),
                               enum_fields=frozenset({"Write_in_Product_Type"}))
 

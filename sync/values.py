@@ -18,6 +18,9 @@ def as_guid(value: str) -> str | None:
     return plain.lower() if _GUID.match(plain) else None
 
 
+BC_BLANK_DATE = "0001-01-01"  # Business Central's blank date
+
+
 def is_blank(value: Any) -> bool:
     return value is None or value == "" or value == EMPTY_GUID
 
@@ -93,6 +96,9 @@ def plain_converter(fm: FieldMapping, target: Side) -> Callable[[Any, Any], Any]
         return number
     if fm.convert is Convert.BOOLEAN:
         return lambda value, row=None: bool(value)
+    if fm.convert is Convert.DATE:
+        return (lambda value, row=None: BC_BLANK_DATE if is_blank(value) else str(value)[:10]) if to_bc else \
+            (lambda value, row=None: None if is_blank(value) or str(value)[:10] == BC_BLANK_DATE else str(value)[:10])
     raise ValueError(f"not a plain conversion: {fm.convert}")
 
 

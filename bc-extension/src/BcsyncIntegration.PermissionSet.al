@@ -17,6 +17,7 @@ using Microsoft.Foundation.UOM;
 using Microsoft.Integration.Entity;
 using Microsoft.Inventory.Item;
 using Microsoft.Inventory.Ledger;
+using Microsoft.Pricing.PriceList;
 using Microsoft.Projects.Resources.Resource;
 using Microsoft.Purchases.Vendor;
 using Microsoft.Sales.Customer;
@@ -30,7 +31,7 @@ using System.IO;
 // What bcsync's Microsoft Entra application reads and writes, and nothing else: assign it on the
 // application's card (Microsoft Entra Applications). bcsync deletes nothing but the lines of a sales quote that
 // a new revision of its Sales quote replaces, so only Sales Line has D.
-// The extension adds two pages of its own (BCS Unit Groups, BCS Record Links); its page extensions run with the
+// The extension adds four pages of its own (BCS Unit Groups, BCS Record Links, BCS Price List Headers and Lines); its page extensions run with the
 // base pages below.
 permissionset 50100 "BCS INTEGRATION"
 {
@@ -90,6 +91,9 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "Config. Template Line" = R,
         // unit-group mode: the unit groups of items and resources
         tabledata "Unit Group" = R,
+        // extended pricing: price lists and their lines
+        tabledata "Price List Header" = R,
+        tabledata "Price List Line" = R,
         // the pages published as web services (WebServices.xml)
         page "Customer Card" = X,
         page "Vendor Card" = X,
@@ -110,5 +114,7 @@ permissionset 50100 "BCS INTEGRATION"
         page "Resource Units of Measure" = X,
         page "BCS Unit Groups" = X,
         page "VAT Posting Setup" = X,
-        page "BCS Record Links" = X;
+        page "BCS Record Links" = X,
+        page "BCS Price List Headers" = X,
+        page "BCS Price List Lines" = X;
 }

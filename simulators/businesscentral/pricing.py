@@ -1,12 +1,18 @@
-"""Customer price groups, (legacy) sales prices, currency exchange rates and the Sales & Receivables
-Setup. None of them is in API v2.0; integrations publish their pages as OData v4 web services:
+"""Customer price groups, (legacy) sales prices, price lists and their lines (the new sales pricing experience),
+currency exchange rates and the Sales & Receivables Setup. None of them is in API v2.0; integrations publish their pages as OData v4 web services:
 page 7 `CustomerPriceGroups`, page 7002 `SalesPrices` (composite key), page 483
 `CurrencyExchangeRates` (key Currency_Code, Starting_Date) and page 459 `SalesReceivablesSetup`
 (one record, key Primary_Key=''; with the write-in product and Freight_G_L_Acc_No, the G/L account
 an integration puts freight charges on); page 472 `VATPostingSetup` (the VAT % per posting groups).
+Price lists (table 7000 Price List Header) and their lines (table 7001 Price List Line) have no base page an
+integration can read them through (the line pages are list parts without the price type and status), so the bcsync
+extension publishes a list page of its own over each: `PriceListHeaders` (key Code) and `PriceListLines` (key
+Price_List_Code, Line_No).
 """
 
 from __future__ import annotations
+
+import re
 
 from . import errors
 from .catalog import Catalog, check_gl_account, page_system_fields
@@ -15,6 +21,13 @@ from .views import Field, PageView, Session
 
 SALES_TYPES = ("Customer", "Customer Price Group", "All Customers", "Campaign")
 SALES_CODE_TABLES = {"Customer": "Customer", "Customer Price Group": "Customer Price Group"}
+PRICE_TYPES = ("Any", "Sale", "Purchase")
+AMOUNT_TYPES = ("Any", "Price", "Discount")
+PRICE_STATUSES = ("Draft", "Active", "Inactive")
+ASSET_TYPES = (" ", "Item", "Item Discount Group", "Resource", "Resource Group", "Service Cost", "G/L Account")
+ASSET_TABLES = {"Item": "Item", "Resource": "Resource", "G/L Account": "G/L Account"}
+# what a line of a price list whose Allow Updating Defaults is off takes from its header (Price List Line.CopyFrom)
+HEADER_DEFAULTS = ("Price Type", "Currency Code", "Starting Date", "Ending Date", "Status")
 
 
 def _sales_price_rules(session: Session, old: dict | None, record: dict) -> None:
@@ -31,6 +44,53 @@ def _sales_price_rules(session: Session, old: dict | None, record: dict) -> None
         raise errors.table_relation("Sales Code", table.name, code, SALES_CODE_TABLES[kind])
     if record["Starting Date"] and record["Ending Date"] and record["Starting Date"] > record["Ending Date"]:
         raise errors.dialog("Starting Date cannot be after Ending Date")
+
+
+def _dates_in_order(record: dict) -> None:
+    if record["Starting Date"] and record["Ending Date"] and record["Starting Date"] > record["Ending Date"]:
+        raise errors.dialog(f"Starting Date {record['Starting Date']} cannot be after Ending Date "
+                            f"{record['Ending Date']}.")
+
+
+def _price_list_rules(session: Session, old: dict | None, record: dict) -> None:
+    """Price List Header: dates in order."""
+    _dates_in_order(record)
+
+
+def _price_list_changed(session: Session, old: dict, record: dict) -> None:
+    """A header's currency, dates, price type and status reach the lines of a list that does not allow updating
+    them per line (Allow Updating Defaults off), as the header's validations update its lines."""
+    if record["Allow Updating Defaults"] or all(old[f] == record[f] for f in HEADER_DEFAULTS):
+        return
+    table = session.table("Price List Line")
+    for line in session.find_all("Price List Line", ("Price List Code",), (record["Code"],)):
+        changed = {**line, **{f: record[f] for f in HEADER_DEFAULTS}}
+        if changed != line:
+            session.modify_row(table, line, changed)
+
+
+def _price_line_rules(session: Session, old: dict | None, record: dict) -> None:
+    """Price List Line: its price list must exist, and a list that does not allow updating defaults gives its lines
+    its currency, dates, price type and status; the asset must exist; a new line gets the next line number."""
+    table = session.table("Price List Line")
+    header = session.find("Price List Header", (record["Price List Code"],))
+    if header is None:
+        raise errors.table_relation("Price List Code", table.name, record["Price List Code"], "Price List Header")
+    if not header["Allow Updating Defaults"]:
+        record.update({f: header[f] for f in HEADER_DEFAULTS})
+    related = ASSET_TABLES.get(record["Asset Type"])
+    if related and record["Asset No."] and session.find(related, (record["Asset No."],)) is None:
+        raise errors.table_relation("Asset No.", table.name, record["Asset No."], related)
+    _dates_in_order(record)
+    if old is None and not record["Line No."]:
+        lines = session.find_all("Price List Line", ("Price List Code",), (record["Price List Code"],))
+        record["Line No."] = max((line["Line No."] for line in lines), default=0) + 10000
+
+
+def _delete_lines(session: Session, code: str) -> None:
+    table = session.table("Price List Line")
+    for line in session.find_all("Price List Line", ("Price List Code",), (code,)):
+        session.delete_row(table, line)
 
 
 def _delete_prices(session: Session, sales_type: str | None, column: str, code: str) -> None:
@@ -102,6 +162,34 @@ def register(cat: Catalog) -> None:
         blank_key=("Sales Code", "Starting Date", "Currency Code", "Variant Code", "Unit of Measure Code"),
         indexes=(("Item No.",), ("Sales Code",))))
 
+    price_list = cat.add_table(Table(7000, "Price List Header", [
+        Column("Code", "code", 20),
+        Column("Description", "text", 250),
+        Column("Price Type", "option", options=PRICE_TYPES),
+        Column("Amount Type", "option", options=AMOUNT_TYPES),
+        Column("Currency Code", "code", 10, relation="Currency"),
+        Column("Starting Date", "date"),
+        Column("Ending Date", "date"),
+        Column("Status", "option", options=PRICE_STATUSES),
+        Column("Allow Updating Defaults", "bool"),
+    ], key=("Code",)))
+    price_line = cat.add_table(Table(7001, "Price List Line", [
+        Column("Price List Code", "code", 20),
+        Column("Line No.", "integer"),
+        Column("Price Type", "option", options=PRICE_TYPES),
+        Column("Amount Type", "option", options=AMOUNT_TYPES),
+        Column("Asset Type", "option", options=ASSET_TYPES),
+        Column("Asset No.", "code", 20),
+        Column("Variant Code", "code", 10),
+        Column("Currency Code", "code", 10, relation="Currency"),
+        Column("Starting Date", "date"),
+        Column("Ending Date", "date"),
+        Column("Unit of Measure Code", "code", 10, relation="Unit of Measure"),
+        Column("Minimum Quantity", "decimal"),
+        Column("Unit Price", "decimal"),
+        Column("Status", "option", options=PRICE_STATUSES),
+    ], key=("Price List Code", "Line No."), indexes=(("Price List Code",),)))
+
     exchange_rate = cat.add_table(Table(330, "Currency Exchange Rate", [
         Column("Currency Code", "code", 10, relation="Currency"),
         Column("Starting Date", "date"),
@@ -121,6 +209,9 @@ def register(cat: Catalog) -> None:
     cat.on("Customer Price Group",
            after_delete=lambda s, r: _delete_prices(s, "Customer Price Group", "Sales Code", r["Code"]))
     cat.on("Item", after_delete=lambda s, r: _delete_prices(s, None, "Item No.", r["No."]))
+    cat.on("Price List Header", on_insert=lambda s, r: _price_list_rules(s, None, r), on_modify=_price_list_rules,
+           after_modify=_price_list_changed, after_delete=lambda s, r: _delete_lines(s, r["Code"]))
+    cat.on("Price List Line", on_insert=lambda s, r: _price_line_rules(s, None, r), on_modify=_price_line_rules)
     cat.on("Sales & Receivables Setup", on_insert=lambda s, r: _setup_rules(s, None, r), on_modify=_setup_rules)
 
     cat.add_page(PageView("CustomerPriceGroups", price_group, [
@@ -143,6 +234,13 @@ def register(cat: Catalog) -> None:
         Field("Unit_Price", "Unit Price"),
         *page_system_fields(),
     ]))
+    # the bcsync extension's own pages over tables 7000 and 7001 (bc-extension/src/PriceList*.Page.al), each control
+    # named as its field: read only on the wire, seeded in process as a user keeps price lists
+    for service, table in (("PriceListHeaders", price_list), ("PriceListLines", price_line)):
+        cat.add_page(PageView(service, table, [
+            *(Field(re.sub(r"\W+", "_", c.name).strip("_"), c.name) for c in table.columns),
+            *page_system_fields(),
+        ], insertable=False, modifiable=False, deletable=False, seedable=True))
     cat.add_page(PageView("CurrencyExchangeRates", exchange_rate, [
         Field("Currency_Code", "Currency Code"),
         Field("Starting_Date", "Starting Date"),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..errors import ConfigurationError, RecordError
-from ..facts import UNIT_MODE
+from ..facts import PRICING, UNIT_MODE
 from ..model import Side
 from ..ports import Record
 from ..tables import BC_ITEM_UNIT, BC_RESOURCE_UNIT, BC_UNIT_OF_MEASURE, CRM_UNIT
@@ -26,6 +26,9 @@ GROUP_NAME = "NAV {}"
 LEGACY, UNIT_GROUPS = "legacy", "unit-groups"
 UNIT_GROUP, ITEM_UOM, RESOURCE_UOM = "UNIT GROUP", "ITEM UOM", "RESOURCE UOM"
 MODE_MAPPINGS = {LEGACY: ("UNIT OF MEASURE",), UNIT_GROUPS: (UNIT_GROUP, ITEM_UOM, RESOURCE_UOM)}
+EXTENDED, EXTENDED_PRICE_LIST = "extended", "PLHEADER-PRICE"
+# the price mappings of each pricing experience (BCSYNC_PRICING)
+PRICING_MAPPINGS = {LEGACY: ("CUSTPRCGRP-PRICE", "SALESPRC-PRODPRICE"), EXTENDED: (EXTENDED_PRICE_LIST, "PLLINE-PRODPRICE")}
 
 
 def unit_groups(ctx: RuleContext) -> bool:
@@ -35,22 +38,31 @@ def unit_groups(ctx: RuleContext) -> bool:
 
 def refuse_mixed_modes(ctx: RuleContext) -> None:
     """A job of a unit mapping, or of one that depends on one (products, prices, orders, invoices), stops when
-    couplings of the other mode exist. Checked once per mode switch: the fact keeps the mode found clean."""
+    couplings of the other unit mode exist; a price job, when couplings of the other pricing experience exist.
+    Checked once per mode switch: the facts keep the modes found clean."""
     mode, other = (UNIT_GROUPS, LEGACY) if unit_groups(ctx) else (LEGACY, UNIT_GROUPS)
-    if not _depends_on_units(ctx, ctx.mapping.name, MODE_MAPPINGS[mode]):
-        return
+    if _depends_on_units(ctx, ctx.mapping.name, MODE_MAPPINGS[mode]):
+        _refuse_couplings_of(ctx, UNIT_MODE, "BCSYNC_UNIT_MODE", "unit mode", mode, other, MODE_MAPPINGS[other],
+                             "Switching the unit mode")
+    pricing, other = (EXTENDED, LEGACY) if EXTENDED_PRICE_LIST in ctx.catalog else (LEGACY, EXTENDED)
+    if ctx.mapping.name in PRICING_MAPPINGS[pricing]:
+        _refuse_couplings_of(ctx, PRICING, "BCSYNC_PRICING", "pricing experience", pricing, other,
+                             PRICING_MAPPINGS[other], "Switching the pricing experience")
 
+
+def _refuse_couplings_of(ctx: RuleContext, fact: str, setting: str, what: str, mode: str, other: str,
+                         mappings: tuple[str, ...], section: str) -> None:
     def check() -> str:
-        found = [name for name in MODE_MAPPINGS[other] if next(ctx.couplings.coupled_ids(name, Side.BC, 1), None)]
+        found = [name for name in mappings if next(ctx.couplings.coupled_ids(name, Side.BC, 1), None)]
         if found:
             names = ", ".join(found)
             raise ConfigurationError(
-                f"Table mapping {ctx.mapping.name} does not run: bcsync is in {mode} unit mode (BCSYNC_UNIT_MODE), but "
-                f"couplings of {other} mode exist (table mapping {names}). Either set BCSYNC_UNIT_MODE={other} again, "
-                f"or remove those couplings (bcsync uncouple MAPPING --all for {names}) as README's Switching the "
-                f"unit mode describes.")
+                f"Table mapping {ctx.mapping.name} does not run: bcsync is in the {mode} {what} ({setting}), but "
+                f"couplings of the {other} one exist (table mapping {names}). Either set {setting}={other} again, "
+                f"or remove those couplings (bcsync uncouple MAPPING --all for {names}) as README's {section} "
+                f"describes.")
         return mode
-    ctx.facts.get(UNIT_MODE, check, fits=lambda kept: kept == mode)
+    ctx.facts.get(fact, check, fits=lambda kept: kept == mode)
 
 
 def _depends_on_units(ctx: RuleContext, name: str, units: tuple[str, ...], seen: frozenset = frozenset()) -> bool:

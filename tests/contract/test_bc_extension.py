@@ -130,7 +130,8 @@ def static_usage() -> dict[str, set[str]]:
     (key, fixed keys, fields), the BC fields of mappings on page tables, their rules' extra fields and filters,
     and the key fields that lookups read from page tables."""
     used: dict[str, set[str]] = defaultdict(set)
-    both_modes = [m for unit_groups in (False, True) for m in builtin_mappings(unit_groups)]
+    both_modes = [m for unit_groups in (False, True) for extended in (False, True)
+                  for m in builtin_mappings(unit_groups, extended_pricing=extended)]
     mappings = {m.name: m for m in both_modes}
     tables = declared_tables() + [m.bc for m in both_modes]
     for t in tables:
@@ -269,6 +270,13 @@ def _run_sample(env: Env) -> None:
     env.services.uncouple_all("UNIT OF MEASURE")
     env.configure(BCSYNC_UNIT_MODE="unit-groups")
     report = env.full_sync(["UNIT GROUP", "ITEM UOM", "RESOURCE UOM"])
+    assert report.run.status.name == "DONE", report.to_dict()
+
+    # extended pricing reads price lists and their lines through the extension's own pages
+    for mapping in ("CUSTPRCGRP-PRICE", "SALESPRC-PRODPRICE"):
+        env.services.uncouple_all(mapping)
+    env.configure(BCSYNC_PRICING="extended")
+    report = env.full_sync(["PLHEADER-PRICE", "PLLINE-PRODPRICE"])
     assert report.run.status.name == "DONE", report.to_dict()
 
 

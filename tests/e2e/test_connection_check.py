@@ -49,6 +49,9 @@ def test_a_disabled_mapping_is_not_checked(env, cli):
     assert problems(check(cli)[1]).keys() == {"Business Central page SalesPrices"}
     env.services.set_mapping("SALESPRC-PRODPRICE", {"enabled": False})
     code, report = check(cli)
+    assert code == 1    # CUSTPRCGRP-PRICE reads the prices too: a price list takes their currency
+    env.services.set_mapping("CUSTPRCGRP-PRICE", {"enabled": False})
+    code, report = check(cli)
     assert code == 0 and not any("SalesPrices" in c["check"] for c in report["checks"])
 
 
@@ -184,3 +187,13 @@ def test_a_kept_integration_user_that_is_no_longer_ours(env, cli):
     assert problem["check"] == "Integration user" and "BCSYNC_FACTS_TTL_SECONDS" in problem["fix"]
     assert env.stack.ids.integration_user_id in problem["detail"]
 
+
+
+def test_extended_pricing_checks_the_price_list_pages_instead_of_the_legacy_ones(env, cli):
+    env.configure(BCSYNC_PRICING="extended")
+    env.bc.unpublished = {"PriceListLines"}
+    code, report = check(cli)
+    assert code == 1 and problems(report).keys() == {"Business Central page PriceListLines"}
+    checked = {c["check"] for c in report["checks"]}
+    assert "Business Central page PriceListHeaders" in checked
+    assert not {"Business Central page SalesPrices", "Business Central page CustomerPriceGroups"} & checked

@@ -39,6 +39,7 @@ def stored(services):
 
 CASES = [  # function, method, body, params, route params, status, words the problem must have
     ("mapping", "GET", "", {}, {"name": "UNIT GROUP"}, 404, ["UNIT GROUP", "not in use", "BCSYNC_UNIT_MODE"]),
+    ("mapping", "GET", "", {}, {"name": "PLLINE-PRODPRICE"}, 404, ["PLLINE-PRODPRICE", "not in use", "BCSYNC_PRICING"]),
     ("list_errors", "GET", "", {"direction": "sideways"}, {}, 400, ["direction", "to-crm or from-crm"]),
     ("retry_errors", "POST", '{"all": true, "direction": "sideways"}', {}, {}, 400, ["direction", "sideways"]),
     ("start_full_sync", "POST", '{"mappings": [1, null]}', {}, {}, 400, ["mappings must be text", "1"]),

@@ -9,8 +9,11 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 import test_businesscentral_simulator as base
 from test_businesscentral_simulator import EMPTY_GUID, error_of, when
+
+from simulators.businesscentral.errors import BCError
 
 # the fixtures of the main simulator tests (module-scoped: this module gets its own simulator)
 env = base.env
@@ -860,3 +863,39 @@ def test_the_in_process_api_and_admin_endpoints_cover_every_entity_set_and_page(
     assert admin.post(f"{env.url}/_sim/delete", json={"entity": "SalesPrices", "id": price}).json() == {"ok": True}
     assert env.sim.rows("SalesPrices") == []
     assert admin.post(f"{env.url}/_sim/inventory", json={"item": "NOPE", "quantity": 1}).status_code == 404
+
+
+def test_price_lists_and_their_lines_are_read_through_the_extension_pages(env, bc):
+    data = master_data(env)
+    env.sim.seed("currencies", [{"code": "EUR", "displayName": "Euro"}, {"code": "GBP", "displayName": "Pound"}])
+    [listed] = env.sim.seed("PriceListHeaders", [{"Code": "S00001", "Description": "Retail", "Price_Type": "Sale",
+                                                  "Amount_Type": "Price", "Currency_Code": "EUR",
+                                                  "Starting_Date": "2026-01-01", "Status": "Active"}])
+    item_line, resource_line = env.sim.seed("PriceListLines", [
+        {"Price_List_Code": "S00001", "Asset_Type": "Item", "Asset_No": data["item_no"], "Unit_Price": 90},
+        {"Price_List_Code": "S00001", "Asset_Type": "Resource", "Asset_No": data["resource_no"], "Unit_Price": 45,
+         "Currency_Code": "GBP"}])       # a list without Allow Updating Defaults gives its lines its currency
+    lines = ok(bc.get(f"{env.odata}/PriceListLines", params={"$filter": "Asset_Type eq 'Item' or "
+                                                                        "Asset_Type eq 'Resource'"}))["value"]
+    assert [(line["Line_No"], line["Currency_Code"], line["Starting_Date"], line["Status"], line["Price_Type"])
+            for line in lines] == [(10000, "EUR", "2026-01-01", "Active", "Sale"), (20000, "EUR", "2026-01-01",
+                                                                                  "Active", "Sale")]
+    assert ok(bc.get(f"{env.odata}/PriceListLines(Price_List_Code='S00001',Line_No=20000)"))["SystemId"] \
+        == resource_line
+    # a property that starts like the lambda operators any and all is a property
+    filtered = ok(bc.get(f"{env.odata}/PriceListHeaders", params={"$filter": "Allow_Updating_Defaults eq false"}))
+    assert [h["Code"] for h in filtered["value"]] == ["S00001"]
+    header = ok(bc.get(f"{env.odata}/PriceListHeaders('S00001')"))
+    assert header["SystemId"] == listed and header["Ending_Date"] == "0001-01-01"
+    # the pages are read only; the header's changes reach its lines
+    assert error_of(bc.patch(f"{env.odata}/PriceListHeaders('S00001')", json={"Description": "x"},
+                             headers={"If-Match": header["@odata.etag"]}))[0] == 405
+    env.sim.update("PriceListHeaders", listed, {"Currency_Code": "", "Ending_Date": "2026-12-31"})
+    lines = ok(bc.get(f"{env.odata}/PriceListLines"))["value"]
+    assert {(line["Currency_Code"], line["Ending_Date"]) for line in lines} == {("", "2026-12-31")}
+    with pytest.raises(BCError, match="Asset No."):
+        env.sim.seed("PriceListLines", [{"Price_List_Code": "S00001", "Asset_Type": "Item", "Asset_No": "NOPE"}])
+    with pytest.raises(BCError, match="Price List Code"):
+        env.sim.seed("PriceListLines", [{"Price_List_Code": "NONE", "Asset_Type": "Item", "Asset_No": data["item_no"]}])
+    env.sim.delete("PriceListHeaders", listed)
+    assert env.sim.rows("PriceListLines") == [] and item_line

@@ -58,6 +58,7 @@ BAD = {
     "BCSYNC_AUTO_PROCESS_SALES_QUOTES": ("sometimes", "is not true or false"),
     "BCSYNC_UNIT_MODE": ("unit groups", "is not one of legacy, unit-groups"),
     "BCSYNC_OWNERSHIP_MODEL": ("owner team", "is not one of person, team"),
+    "BCSYNC_PRICING": ("new", "is not one of legacy, extended"),
     "BCSYNC_SCHEDULE": ("every 5 minutes", "is not an NCRONTAB schedule"),
     "BCSYNC_HTTP_AUTH": ("Entra ID", "is not one of keys, entra"),
     "BCSYNC_READER_ROLE": ("bcsync reader", "is not an app role value"),

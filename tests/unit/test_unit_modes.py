@@ -35,8 +35,9 @@ def test_overrides_stored_for_the_other_modes_mappings_are_kept_but_do_not_apply
         build_catalog(builtin_mappings(), {"NOPE": MappingOverride(enabled=False)})
 
 
-def context(unit_groups: bool, mapping: str, couplings: FakeCouplings, state: FakeState, clock: FakeClock):
-    catalog = Catalog(builtin_mappings(unit_groups))
+def context(unit_groups: bool, mapping: str, couplings: FakeCouplings, state: FakeState, clock: FakeClock,
+            extended_pricing: bool = False):
+    catalog = Catalog(builtin_mappings(unit_groups, extended_pricing=extended_pricing))
     return SimpleNamespace(catalog=catalog, mapping=catalog[mapping], couplings=couplings,
                            facts=Facts(state, clock, dt.timedelta(hours=1), lambda note: None))
 
