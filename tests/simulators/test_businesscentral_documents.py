@@ -273,6 +273,7 @@ def test_opportunities_for_contacts(env, bc):
     assert opportunity["creationDate"] != "0001-01-01" and opportunity["dateClosed"] == "0001-01-01"
     assert opportunity["salespersonCode"] == "JR" and opportunity["estimatedClosingDate"] == "2030-06-30"
 
+    later()
     won = ok(bc.patch(f"{url}({opportunity['id']})", json={"status": "Won", "calculatedCurrentValue": 25000},
                       headers={"If-Match": opportunity["@odata.etag"]}))
     assert won["closed"] is True and won["dateClosed"] != "0001-01-01"
