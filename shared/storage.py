@@ -750,8 +750,10 @@ class StateTable:
 
     def advance_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
         current = self.watermark(mapping, direction)
-        if current is not None and current >= value:
-            return
+        if current is None or current < value:
+            self.save_watermark(mapping, direction, value)
+
+    def save_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
         with storage_errors():
             self.table.upsert_entity({"PartitionKey": _key(mapping), "RowKey": f"watermark:{direction.value}",
                                       "value": _iso(value)}, mode=UpdateMode.REPLACE)
