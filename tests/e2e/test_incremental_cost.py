@@ -102,8 +102,7 @@ def test_a_scheduled_run_costs_a_few_requests_per_direction_after_a_full_sync(en
                               for i in range(ROWS)])
     env.dv.seed("account", [{"name": f"Customer {i}", "customertypecode": 3, "address1_city": "Lyon"}
                             for i in range(ROWS)])
-    # the simulator stamps seeded rows some milliseconds apart, into the next seconds: the full
-    # synchronisation starts once they are past, as it would minutes after the rows were made
+    # the full synchronisation starts a second after the rows were made, as it would minutes after
     newest = max(c["lastModifiedDateTime"] for c in env.bc.rows("customers"))
     time.sleep(max(0.0, (newest - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 1)
     full = env.full_sync(["CUSTOMER"])
