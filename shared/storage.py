@@ -750,8 +750,10 @@ class StateTable:
 
     def advance_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
         current = self.watermark(mapping, direction)
-        if current is not None and current >= value:
-            return
+        if current is None or current < value:
+            self.save_watermark(mapping, direction, value)
+
+    def save_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
         with storage_errors():
             self.table.upsert_entity({"PartitionKey": _key(mapping), "RowKey": f"watermark:{direction.value}",
                                       "value": _iso(value)}, mode=UpdateMode.REPLACE)
@@ -811,14 +813,18 @@ class StateTable:
 
     def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
         with storage_errors():
-            old = [[{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}] for e in self.table.query_entities(
+            old = [e["RowKey"] for e in self.table.query_entities(
                 "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi", select=["PartitionKey", "RowKey"],
                 parameters={"pk": _key(mapping), **self._versions_range(direction)})]
-        _delete(self.storage, self.table, old)
         listed = list(versions.items())
-        self.transact([("upsert", {"PartitionKey": _key(mapping), "RowKey": f"versions:{direction.value}:{n:06d}",
-                                   "versions": json.dumps(listed[i:i + VERSIONS_PER_ROW])})
-                       for n, i in enumerate(range(0, len(listed), VERSIONS_PER_ROW))])
+        rows = [{"PartitionKey": _key(mapping), "RowKey": f"versions:{direction.value}:{n:06d}",
+                 "versions": json.dumps(listed[i:i + VERSIONS_PER_ROW])}
+                for n, i in enumerate(range(0, len(listed), VERSIONS_PER_ROW))]
+        # the rows written replace the old ones of their keys; those left over go in the same transaction (one
+        # partition), read just now under the mapping's lease
+        written = {row["RowKey"] for row in rows}
+        self.transact([("upsert", row) for row in rows] + [
+            ("delete", {"PartitionKey": _key(mapping), "RowKey": key}) for key in old if key not in written])
 
     @staticmethod
     def _versions_range(direction: Direction) -> dict[str, str]:

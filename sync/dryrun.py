@@ -285,7 +285,10 @@ class RecordedState:
     def advance_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
         current = self.watermark(mapping, direction)
         if current is None or value > current:
-            self.watermarks[(mapping, direction)] = value
+            self.save_watermark(mapping, direction, value)
+
+    def save_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
+        self.watermarks[(mapping, direction)] = value
 
     def _pending(self, mapping: str, direction: Direction) -> set[str]:
         if (mapping, direction) not in self.pendings:

@@ -175,6 +175,7 @@ class _Keep:
 
 
 KEEP = _Keep()
+UNREAD = object()  # a value not read yet
 
 
 @dataclass
@@ -505,12 +506,20 @@ class _Job:
         self.visiting: frozenset[tuple[str, str]] = frozenset()  # (mapping, id) being synchronised up the chain
         self.reference_problems: dict[tuple[str, Any], str] = {}  # (mapping, looked-up value) -> why not synced first
         self.page_couplings: dict[str, Coupling] = {}  # the couplings of the rows the current page works on
-        # a full job into Business Central of a two-way mapping: the version of each BC row that the couplings it
-        # read or saved hold, by lower-case id (see _pass_own_writes)
+        # a scheduled BC -> Sales pass of a two-way mapping finds rows of a version it knows unchanged without a
+        # lookup, and keeps the versions of those its watermark stops short of (see _keep_known_versions)
+        self.keeps_versions = (mode is JobMode.INCREMENTAL and direction is Direction.TO_CRM
+                               and mapping.direction is Direction.BIDIRECTIONAL and not mapping.reread_all)
+        # a full job into Business Central of a two-way mapping, or a pass that keeps versions: the version of each
+        # BC row that the couplings it read or saved hold (with a snapshot), by lower-case id (see _pass_own_writes)
         self.bc_versions: dict[str, str] | None = (
-            {} if self.full and self.dst_side is Side.BC and mapping.direction.includes(Direction.TO_CRM)
-            and not mapping.reread_all else None)
+            {} if self.keeps_versions or (self.full and self.dst_side is Side.BC and mapping.direction.includes(
+                Direction.TO_CRM) and not mapping.reread_all) else None)
         self.known: dict[str, str] | None = None  # the versions that job left for this one: read when first needed
+        self.read_at: dict[str, dt.datetime | None] = {}  # a pass that keeps versions: the rows' modified-on, by id
+        # this job's own watermark as read or last raised (UNREAD: not read yet); it holds the mapping's lease,
+        # so nobody else moves it meanwhile
+        self.watermark: dt.datetime | None | object = UNREAD
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
@@ -653,7 +662,7 @@ class _Job:
         elif self.full or self.mapping.reread_all:
             since = None
         else:
-            since = self.e.state.watermark(self.mapping.name, self.direction)
+            since = self.watermark = self.e.state.watermark(self.mapping.name, self.direction)
         resume = since  # where a continuation of this job starts: the newest row processed
         # every row is read: their couplings are read once, not looked up page by page
         with self._held() if since is None else nullcontext():
@@ -671,8 +680,7 @@ class _Job:
                         and self.e.clock.now() >= deadline):
                     return self.outcome(resume, complete=False)
         self._pass_own_writes()
-        if self.known:  # read past: the next run's watermark is beyond them, or its lookups find the rest
-            self.e.state.save_known_versions(self.mapping.name, self.direction, {})
+        self._keep_known_versions()
         return self.outcome(resume)
 
     def _held(self) -> ExitStack:
@@ -687,12 +695,26 @@ class _Job:
         return stack
 
     def _known_versions(self) -> dict[str, str]:
-        """The versions of BC rows a full job into Business Central left coupled (see _pass_own_writes)."""
+        """The versions of BC rows a full job into Business Central left coupled (see _pass_own_writes), or that
+        the job before found unchanged short of its watermark (see _keep_known_versions)."""
         if self.known is None:
-            kept = (self.mode is JobMode.INCREMENTAL and self.direction is Direction.TO_CRM
-                    and self.mapping.direction is Direction.BIDIRECTIONAL and not self.mapping.reread_all)
-            self.known = self.e.state.known_versions(self.mapping.name, self.direction) if kept else {}
+            self.known = self.e.state.known_versions(self.mapping.name, self.direction) if self.keeps_versions else {}
         return self.known
+
+    def _keep_known_versions(self) -> None:
+        """Keeps the versions of the rows this job read, found unchanged or synchronised, that its watermark has not
+        passed: the next run reads them again (its read starts at the watermark, which stops a margin short of the
+        job's start) and finds them unchanged without looking their couplings up. The versions of rows it passed
+        are dropped, so the set holds only the newest rows. Written only when it changed; a job that read no rows
+        leaves it as it is."""
+        if self.known is None or not self.keeps_versions:
+            return
+        mark = self.watermark if self.watermark is not UNREAD else self.e.state.watermark(self.mapping.name,
+                                                                                         self.direction)
+        keep = {row_id: etag for row_id, etag in self.bc_versions.items() if row_id in self.read_at and (
+            mark is None or self.read_at[row_id] is None or self.read_at[row_id] >= mark)}
+        if keep != self.known:
+            self.e.state.save_known_versions(self.mapping.name, self.direction, keep)
 
     def _know_versions(self, couplings: Iterable[Coupling]) -> None:
         """Remembers the BC version these couplings hold, where the BC -> Sales pass would find a row of that
@@ -716,7 +738,7 @@ class _Job:
         Rows past where the watermark stops are read again by the next pass; those of a version their coupling
         holds are kept as known versions, so that it finds them unchanged without looking their couplings up.
         Failed and pending rows do not depend on the watermark: the next pass retries them anyway."""
-        if not self.bc_versions:
+        if not self.bc_versions or not self.full:
             return
         since = self.e.state.watermark(self.mapping.name, Direction.TO_CRM)
         if since is None:
@@ -762,8 +784,16 @@ class _Job:
         if newest is None:
             return resume
         if self.moves_watermark:
-            self.e.state.advance_watermark(self.mapping.name, self.direction, min(newest, self.cap))
+            self._raise_watermark(min(newest, self.cap))
         return newest if resume is None else max(resume, newest)
+
+    def _raise_watermark(self, value: dt.datetime) -> None:
+        """Raises this job's watermark to `value`: read once per job, written only when it moves."""
+        if self.watermark is UNREAD:
+            self.watermark = self.e.state.watermark(self.mapping.name, self.direction)
+        if self.watermark is None or value > self.watermark:
+            self.e.state.save_watermark(self.mapping.name, self.direction, value)
+            self.watermark = value
 
     # -- the Sales change feed ---------------------------------------------------------------------
     # Where a Dataverse table tracks changes, one feed (a delta link) tells the rows changed and deleted
@@ -1016,10 +1046,15 @@ class _Job:
 
     def _process(self, rows: list[Record], forced: set[str]) -> None:
         known = self._known_versions() if rows else {}
-        if known:  # unchanged since a full job wrote them: their couplings need no look
-            rows, before = [r for r in rows if r.id in forced or r.id in self.failures
-                            or known.get(r.id.lower()) != r.etag], len(rows)
-            self.counts.unchanged += before - len(rows)
+        if self.keeps_versions:
+            self.read_at.update((r.id.lower(), r.modified_on) for r in rows)
+        if known:  # unchanged since a job wrote or saw them: their couplings need no look
+            same = {r.id: r.etag for r in rows if r.id not in forced and r.id not in self.failures
+                    and known.get(r.id.lower()) == r.etag}
+            if same:
+                rows = [r for r in rows if r.id not in same]
+                self.counts.unchanged += len(same)
+                self.bc_versions.update((i.lower(), v) for i, v in same.items())
         if not rows:
             return
         couplings = self.e.couplings.get_many(self.mapping.name, self.src_side, [r.id for r in rows])
@@ -1524,7 +1559,7 @@ class _Job:
                 self.e.couplings.save_many(new)
             newest = max((r.modified_on for r in page if r.modified_on), default=None)
             if newest is not None:  # read whole every time; the watermark only tells the schedule of changes
-                self.e.state.advance_watermark(self.mapping.name, self.direction, min(newest, self.cap))
+                self._raise_watermark(min(newest, self.cap))
             self.on_progress(Progress(self.counts, None))
         return self.outcome()
 

@@ -287,6 +287,10 @@ class StateStore(Protocol):
     def advance_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
         """Raise the watermark to `value`; never lowers it."""
 
+    def save_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
+        """Set the watermark to `value`, unread: for the job of that mapping and direction, which holds the
+        mapping's lease and knows it lower."""
+
     def pending(self, mapping: str, direction: Direction) -> list[str]:
         """Source ids a job of this direction must process whatever their version: rows where a merge
         in the opposite direction left changes for this one."""

@@ -408,34 +408,39 @@ class RunCoordinator:
         if job is None:
             raise MessageError(f"Run {message.run_id} has no job {shown(message.job_id)}.", field="job")
         deadline = self.clock.now() + self.time_budget
-        chained = False
+        chained, held = False, None
         while job is not None:
-            job = self._take(run, job, deadline, chained)
+            job, held = self._take(run, job, deadline, chained, held)
             chained = True
 
-    def _take(self, run: Run, job: Job, deadline: dt.datetime, chained: bool) -> Job | None:
-        """Run `job` if it is due and free; returns the job to run next in this delivery, if any. `chained`: the job
-        was queued by this delivery, whose message for it is only a safety net (so none is sent again here)."""
+    def _take(self, run: Run, job: Job, deadline: dt.datetime, chained: bool,
+              held: tuple[str, str] | None = None) -> tuple[Job | None, tuple[str, str] | None]:
+        """Run `job` if it is due and free; returns the job to run next in this delivery, if any, and the mapping
+        lease it may keep. `chained`: the job was made ready by this delivery, whose message for it is only a
+        safety net (so none is sent again here). `held`: the lease (name, owner) of this job's mapping that the job
+        before kept for it, renewed instead of released and taken again."""
         message = self._message(run.run_id, job.job_id)
         now = self.clock.now()
+        owner = held[1] if held else f"{run.run_id}/{job.job_id}/{secrets.token_hex(4)}"  # this delivery
+        lease_name = f"mapping:{job.mapping}"
         if job.status in TERMINAL:
             if run.status is RunStatus.RUNNING:  # a closed run has nothing left to queue
                 self.advance(run.run_id)
-            return None
+            return None, None
         if job.status is JobStatus.RUNNING and job.lease_until and job.lease_until > now:
             # another worker runs it, or did until it died: look again when its lease runs out, so a
             # job whose worker vanished is taken over instead of staying "running" for ever
             wait = int((job.lease_until - now).total_seconds()) + 5
             self.queue.send(message, delay_seconds=min(wait, int(self.lease.total_seconds()) + 5))
-            return None
-        if job.status is JobStatus.PENDING and not self._dependencies_done(job):
-            return None  # an early duplicate; advance() queues it when it is ready
-        owner = f"{run.run_id}/{job.job_id}/{secrets.token_hex(4)}"  # this delivery, not the message
-        lease_name = f"mapping:{job.mapping}"
+            return None, None
+        # a job this delivery made ready was seen with its dependencies done (advance); another is an early duplicate
+        # when they are not, and advance() queues it when it is ready
+        if job.status is JobStatus.PENDING and not chained and not self._dependencies_done(job):
+            return None, None
         if not self.leases.acquire(lease_name, owner, now + self.lease):
             if not chained:
                 self.queue.send(message, delay_seconds=self.busy_retry_seconds)
-            return None
+            return None, None
         try:
             job = self._claim(job, now)
         except ConcurrencyError:
@@ -444,18 +449,25 @@ class RunCoordinator:
             self.leases.release(lease_name, owner)
             if not chained:
                 self.queue.send(message)
-            return None
+            return None, None
+        kept = None
         try:
             with self.observer.running(run, job):
                 ended = self._execute(run, job, lease_name, owner, deadline)
                 if ended is not None:
                     self.observer.ended(ended)
+            jobs = self.runs.jobs(run.run_id)  # read once, for the schedule and for what is ready now
+            if ended is not None:
+                self._record_schedule(ended, run, jobs)
+            following = self.advance(run.run_id, jobs, chain=self.clock.now() < deadline - self.time_budget / 2,
+                                     run=run)
+            # the next job of the same mapping keeps the lease (renewed when it claims), and nobody else gets in
+            if ended is not None and following is not None and following.mapping == job.mapping:
+                kept = (lease_name, owner)
+            return following, kept
         finally:
-            self.leases.release(lease_name, owner)
-        jobs = self.runs.jobs(run.run_id)  # read once, for the schedule and for what is ready now
-        if ended is not None:
-            self._record_schedule(ended, run, jobs)
-        return self.advance(run.run_id, jobs, chain=self.clock.now() < deadline - self.time_budget / 2, run=run)
+            if kept is None:
+                self.leases.release(lease_name, owner)
 
     def _claim(self, job: Job, now: dt.datetime) -> Job:
         job.status = JobStatus.RUNNING
@@ -588,9 +600,11 @@ class RunCoordinator:
         """Queue the jobs whose dependencies are done, block those whose dependencies failed,
         and close the run when every job is finished. Idempotent. `jobs`: the run's jobs as just read.
 
-        `chain`: the caller runs the first job queued now itself, right away, and this returns it. Its message
+        `chain`: the caller runs the first job ready now itself, right away, and this returns it. Its message
         is still sent, first as for any job, but to be delivered only after busy_retry_seconds: if the caller
-        stops before claiming it, the message runs it; if the caller got to it, it finds the job running or done."""
+        stops before claiming it, the message runs it; if the caller got to it, it finds the job running or done.
+        That job is not saved as queued: the caller's claim saves it running (one write, not two), and until then
+        it is pending with its dependencies done, which the message and recover() run as well."""
         changed, chained = True, None
         by_id: dict[str, Job] = {}
         while changed:
@@ -598,7 +612,7 @@ class RunCoordinator:
             by_id = {j.job_id: j for j in (jobs if jobs is not None else self.runs.jobs(run_id))}
             jobs = None  # read again in a next round
             for job in by_id.values():
-                if job.status is not JobStatus.PENDING:
+                if job.status is not JobStatus.PENDING or (chained is not None and job.job_id == chained.job_id):
                     continue
                 deps = [by_id[d] for d in job.depends_on if d in by_id]
                 broken = [d for d in deps if d.status in (JobStatus.FAILED, JobStatus.BLOCKED)]
@@ -611,14 +625,15 @@ class RunCoordinator:
                     # send first, then mark: a crash in between leaves a duplicate, never a lost job
                     self.queue.send(self._message(run_id, job.job_id), delay_seconds=self.busy_retry_seconds if ahead
                                     else 0)
-                    job.status = JobStatus.QUEUED
                     job.queued_at = self.clock.now()
+                    if ahead:
+                        chained = job  # claimed by the caller next, from pending
+                        continue
+                    job.status = JobStatus.QUEUED
                 else:
                     continue
                 try:
-                    saved = self.runs.save_job(job)
-                    if ahead and saved.status is JobStatus.QUEUED:
-                        chained = saved
+                    self.runs.save_job(job)
                     # a blocked job may block its dependants: look again (a queued one unblocks nothing yet)
                     changed = changed or job.status is JobStatus.BLOCKED
                 except ConcurrencyError:

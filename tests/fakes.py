@@ -294,6 +294,9 @@ class FakeState:
         if old is None or value > old:
             self.marks[(mapping, direction)] = value
 
+    def save_watermark(self, mapping, direction, value):
+        self.marks[(mapping, direction)] = value
+
     def pending(self, mapping, direction):
         return list(self.pending_ids.get((mapping, direction), []))
 

@@ -1,8 +1,8 @@
 """The database underneath every view: per-company tables of rows keyed by SystemId.
 
 Rows change only through `Store.insert/modify/delete`, which keep the primary-key index and the
-table's secondary indexes, stamp SystemCreatedAt/SystemModifiedAt from a strictly increasing clock,
-bump the row version (the etag changes on every write), and journal the old row when a transaction
+table's secondary indexes, stamp SystemCreatedAt/SystemModifiedAt from the clock in SQL `datetime`
+ticks (writes may tie), bump the row version (the etag changes on every write), and journal the old row when a transaction
 is open so that a `$batch` with `Isolation: snapshot` can be rolled back. `Store.atomic()` opens
 such a transaction (or a nested part of one) around a write and its triggers.
 """
@@ -36,13 +36,13 @@ def new_guid() -> str:
 
 
 class SqlClock:
-    """SystemModifiedAt as SQL Server's `datetime` keeps it: ticks of 1/300 s (so milliseconds end in
-    0, 3 or 7), strictly increasing even when two writes land in the same tick."""
+    """SystemModifiedAt as SQL Server's `datetime` keeps it: the real time rounded to ticks of 1/300 s (so
+    milliseconds end in 0, 3 or 7). Writes within one tick share a stamp, as they do in the service: the
+    stamp follows the clock, never runs ahead of it under a burst of writes."""
 
     def __init__(self, source: Callable[[], dt.datetime] | None = None):
         self.source = source or (lambda: dt.datetime.now(UTC))
         self._system = source is None  # the real clock: read it as integer nanoseconds (cheaper)
-        self._last = None
 
     def now(self) -> dt.datetime:
         if self._system:
@@ -53,9 +53,6 @@ class SqlClock:
                 moment = moment.replace(tzinfo=UTC)
             micros = (moment - EPOCH) // dt.timedelta(microseconds=1)
         ticks = (micros * 3 + 5000) // 10000
-        if self._last is not None and ticks <= self._last:
-            ticks = self._last + 1
-        self._last = ticks
         return EPOCH + dt.timedelta(milliseconds=(ticks * 10 + 1) // 3)
 
 

@@ -48,7 +48,7 @@ VALUES = {"email": ["", "a@example.com", "b@example.com"], "phone": ["", "111", 
 # the ports' writes a worker can be killed right after (the write has reached the service or store)
 WRITES = {"bc": ("insert", "update"), "crm": ("insert", "update"), "couplings": ("save_many", "delete_many"),
           "errors": ("save_many", "clear_many"),
-          "state": ("advance_watermark", "mark_pending", "clear_pending", "save_cursor", "save_pending_inserts",
+          "state": ("advance_watermark", "save_watermark", "mark_pending", "clear_pending", "save_cursor", "save_pending_inserts",
                     "clear_pending_inserts")}
 U, D = UpdateConflictResolution, DeletionConflictResolution
 

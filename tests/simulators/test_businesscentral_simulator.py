@@ -193,9 +193,9 @@ def test_create_returns_201_with_the_full_entity_and_numbers_from_the_series(env
 
 def test_filter_with_escaped_enums_datetimes_and_or_on_one_field_only(env, bc):
     ids = env.sim.seed("customers", [
-        {"displayName": "Alpha", "blocked": " ", "city": "Oslo"},
-        {"displayName": "Bravo", "blocked": "Ship", "city": "Rome"},
-        {"displayName": "Charlie", "blocked": "All", "city": "Oslo"},
+        {"displayName": "Alpha", "blocked": " ", "city": "Oslo", "lastModifiedDateTime": "2024-05-01T12:00:00.000Z"},
+        {"displayName": "Bravo", "blocked": "Ship", "city": "Rome", "lastModifiedDateTime": "2024-05-01T12:00:00.003Z"},
+        {"displayName": "Charlie", "blocked": "All", "city": "Oslo", "lastModifiedDateTime": "2024-05-01T12:00:00.007Z"},
     ])
     url = f"{env.company}/customers"
 
@@ -251,7 +251,8 @@ def test_select_orderby_top_skip_and_count(env, bc):
 
 
 def test_paging_follows_next_links_and_never_skips_a_row_modified_between_pages(env, bc):
-    ids = env.sim.seed("customers", [{"displayName": f"Customer {i:02d}"} for i in range(25)])
+    ids = env.sim.seed("customers", [{"displayName": f"Customer {i:02d}",
+                                      "lastModifiedDateTime": f"2024-05-01T12:00:{i:02d}Z"} for i in range(25)])
     url = f"{env.company}/customers?$filter=lastModifiedDateTime gt 2000-01-01T00:00:00Z&$orderby=lastModifiedDateTime"
     headers = {"Prefer": "odata.maxpagesize=10"}
     seen, pages = [], 0
@@ -292,6 +293,7 @@ def test_patch_needs_if_match_returns_200_and_detects_stale_etags(env, bc):
         400, "BadRequest_InvalidToken",
         "Could not validate the client concurrency token required by the service. "
         "Please provide a valid token in the client request.")
+    time.sleep(0.01)  # past the clock tick of the insert: writes within one tick share a modified time
     updated = bc.patch(url, json={"city": "Redmond"}, headers={"If-Match": created["@odata.etag"]})
     assert updated.status_code == 200
     body = updated.json()
@@ -308,21 +310,35 @@ def test_patch_needs_if_match_returns_200_and_detects_stale_etags(env, bc):
         405, "BadRequest_MethodNotAllowed")
 
 
-def test_last_modified_strictly_increases_even_within_one_clock_tick(env, bc):
-    created = bc.post(f"{env.company}/customers", json={"displayName": "Tick"}).json()
-    url = f"{env.company}/customers({created['id']})"
-    stamps = [created["lastModifiedDateTime"]]
-    for i in range(15):
-        stamps.append(bc.patch(url, json={"city": f"C{i}"}, headers={"If-Match": "*"}).json()["lastModifiedDateTime"])
-    parsed = [when(stamp) for stamp in stamps]
-    assert all(a < b for a, b in zip(parsed, parsed[1:]))
-
-    frozen = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+def test_last_modified_follows_the_clock_in_sql_datetime_ticks_and_writes_may_tie(env, bc):
+    frozen = dt.datetime(2024, 5, 1, 12, 0, 0, 1000, tzinfo=dt.timezone.utc)
     sim = BusinessCentralSimulator(env.issuer, clock=lambda: frozen)
     ids = sim.seed("salespeoplePurchasers", [{"code": f"S{i}"} for i in range(5)])
     times = [sim.get("salespeoplePurchasers", i)["lastModifiedDateTime"] for i in ids]
-    assert all(a < b for a, b in zip(times, times[1:]))
-    assert all(t.microsecond // 1000 % 10 in (0, 3, 7) for t in times)  # SQL datetime ticks
+    # writes within one tick share a stamp (SQL datetime), rounded to the nearest 1/300 s: 1 ms -> 0 ms
+    assert times == [frozen.replace(microsecond=0)] * 5
+
+    # a burst of writes does not run the stamps ahead of the real clock
+    before = dt.datetime.now(dt.timezone.utc)
+    ids = env.sim.seed("customers", [{"displayName": f"Burst {i}"} for i in range(1000)])
+    after = dt.datetime.now(dt.timezone.utc)
+    stamps = [env.sim.get("customers", i)["lastModifiedDateTime"] for i in ids]
+    assert before - dt.timedelta(milliseconds=2) <= min(stamps) and max(stamps) <= after + dt.timedelta(milliseconds=2)
+    assert stamps == sorted(stamps) and len(set(stamps)) < len(stamps)  # in order, some tied
+    assert all(t.microsecond // 1000 % 10 in (0, 3, 7) and t.microsecond % 1000 == 0 for t in stamps)
+
+
+def test_rows_sharing_a_last_modified_time_page_through_once_each(env, bc):
+    ids = env.sim.seed("customers", [{"displayName": f"Tied {i:02d}", "lastModifiedDateTime": "2024-05-01T12:00:00Z"}
+                                     for i in range(25)])
+    url = (f"{env.company}/customers?$filter=lastModifiedDateTime ge 2024-05-01T12:00:00.000Z"
+           "&$orderby=lastModifiedDateTime asc")
+    seen = []
+    while url:
+        body = bc.get(url, headers={"Prefer": "odata.maxpagesize=10"}).json()
+        seen += [c["id"] for c in body["value"] if c["displayName"].startswith("Tied")]
+        url = body.get("@odata.nextLink")
+    assert sorted(seen) == sorted(ids)  # the page boundaries fall inside the tie: none lost, none twice
 
 
 def test_delete_needs_if_match_and_returns_204(env, bc):
@@ -432,6 +448,7 @@ def test_customer_card_page_is_another_view_of_the_same_customer_rows(env, bc):
     assert error_of(bc.patch(card_url, json={"Shipping_Agent_Code": "DHL"}))[:2] == (400, "BadRequest_InvalidToken")
     assert error_of(bc.patch(card_url, json={"Shipping_Agent_Code": "UPS"}, headers={"If-Match": "*"}))[:2] == (
         400, "Internal_InvalidTableRelation")
+    time.sleep(0.01)  # past the clock tick of the customer's last write
     patched = bc.patch(card_url, json={"Shipping_Agent_Code": "dhl"}, headers={"If-Match": body["@odata.etag"]})
     assert patched.status_code == 200 and patched.json()["Shipping_Agent_Code"] == "DHL"
 

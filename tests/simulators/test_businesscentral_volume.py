@@ -19,8 +19,10 @@ PAGE = 200
 @pytest.fixture(scope="module")
 def sim():
     sim = BusinessCentralSimulator(TokenIssuer())
+    seeded = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)  # before any write of a test (stamps of one tick tie)
     sim.ids = sim.seed("customers", [{"number": f"C{i:05d}", "displayName": f"Customer {i:05d}",
-                                      "city": "Oslo" if i % 2 else "Bergen"} for i in range(ROWS)])
+                                      "city": "Oslo" if i % 2 else "Bergen", "lastModifiedDateTime": seeded}
+                                     for i in range(ROWS)])
     return sim
 
 

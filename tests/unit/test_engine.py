@@ -899,7 +899,34 @@ def test_rows_written_within_the_margin_are_read_back_without_looking_up_their_c
     first = w.run("CUSTOMER", TO)
     assert first.counts.unchanged == 3 and first.counts.modified == 0
     assert w.couplings.queries == queries  # the versions the full sync kept told them unchanged
-    assert not w.state.known_versions("CUSTOMER", TO)  # and they are forgotten once read past
+    # read past, their versions are forgotten, but for the newest: the watermark stops at its time, and reads
+    # start there, so every run reads it again and finds it unchanged by the version kept
+    newest = max(w.bc.rows(BC_CUSTOMER).items(), key=lambda item: item[1]["modified_on"])
+    assert w.state.watermark("CUSTOMER", TO) == newest[1]["modified_on"]
+    assert w.state.known_versions("CUSTOMER", TO) == {newest[0].lower(): newest[1]["etag"]}
+    assert w.run("CUSTOMER", TO).counts.unchanged == 1 and w.couplings.queries == queries
+
+
+def test_runs_within_the_margin_find_the_rows_read_again_unchanged_without_lookups():
+    w, _ = _created_in_bc_by_a_full_sync(margin_seconds=600)  # runs 2 minutes apart: the watermark stays short
+    queries = w.couplings.queries
+    for _ in range(3):
+        run = w.run("CUSTOMER", TO)
+        mark = w.state.watermark("CUSTOMER", TO)
+        within = {i.lower(): r["etag"] for i, r in w.bc.rows(BC_CUSTOMER).items() if r["modified_on"] >= mark}
+        assert run.counts.unchanged == 3 and run.counts.modified == 0
+        assert w.state.known_versions("CUSTOMER", TO) == within and len(within) == 3  # kept, each run
+    assert w.couplings.queries == queries
+    for _ in range(5):  # past the margin: the watermark passes them, and their versions are forgotten
+        w.run("CUSTOMER", TO)
+    assert len(w.state.known_versions("CUSTOMER", TO)) == 1 and w.couplings.queries == queries
+    # a row synchronised is kept at its new version (the coupling holds it), as the newest it is read again
+    edited = next(i for i in w.bc.rows(BC_CUSTOMER) if i.lower() not in w.state.known_versions("CUSTOMER", TO))
+    w.bc.edit(BC_CUSTOMER, edited, city="Lyon")
+    assert w.run("CUSTOMER", TO).counts.modified == 1
+    assert w.state.known_versions("CUSTOMER", TO) == {edited.lower(): w.bc.rows(BC_CUSTOMER)[edited]["etag"]}
+    queries = w.couplings.queries
+    assert w.run("CUSTOMER", TO).counts.unchanged == 1 and w.couplings.queries == queries
 
 
 def _first_coupling_run(w, edit_between=None):
