@@ -498,6 +498,11 @@ class Settings:
         """The ownership model (BCSYNC_OWNERSHIP_MODEL)."""
         return OwnershipModel(self.ownership_model.strip().lower())
 
+    @property
+    def extended_pricing(self) -> bool:
+        """Extended pricing (BCSYNC_PRICING), else legacy."""
+        return (self.pricing or "").strip().lower() == "extended"
+
     def check_services(self) -> None:
         """What reaching Dataverse and Business Central needs (the credential is checked on sign-in)."""
         self.require("tenant_id", "client_id", "dataverse_url", "bc_url", "companies" if self.companies else
@@ -518,11 +523,6 @@ def _company_problems(values: dict, found: dict) -> dict[str, str]:
         return {"BCSYNC_BC_COMPANY_ID": exc.message}
     wrong = table_prefix_problem(listed, prefix, max(TABLE_NAMES, key=len))
     return {"BCSYNC_COMPANIES": wrong} if wrong else {}
-
-    @property
-    def extended_pricing(self) -> bool:
-        """Extended pricing (BCSYNC_PRICING), else legacy."""
-        return (self.pricing or "").strip().lower() == "extended"
 
 
 def _typed(f, raw: str) -> Any:
