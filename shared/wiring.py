@@ -52,13 +52,15 @@ class StoredCatalog:
     (one small query), so a change made through any worker applies to the next job everywhere."""
 
     def __init__(self, store: MappingConfigTable, unit_groups: bool = False,
-                 ownership: OwnershipModel = OwnershipModel.PERSON):
+                 ownership: OwnershipModel = OwnershipModel.PERSON, two_way_orders: bool = False):
         self.store = store
-        self.unit_groups = unit_groups  # BCSYNC_UNIT_MODE
-        self.ownership = ownership      # BCSYNC_OWNERSHIP_MODEL
+        self.unit_groups = unit_groups        # BCSYNC_UNIT_MODE
+        self.ownership = ownership            # BCSYNC_OWNERSHIP_MODEL
+        self.two_way_orders = two_way_orders  # BCSYNC_SALES_ORDER_MODE
 
     def current(self) -> Catalog:
-        return config.build_catalog(builtin_mappings(self.unit_groups, self.ownership), self.store.load())
+        return config.build_catalog(builtin_mappings(self.unit_groups, self.ownership, self.two_way_orders),
+                                    self.store.load())
 
 
 # Requests in flight at once per service and user: Business Central serves 5 at a time; Dataverse allows 52
@@ -128,7 +130,8 @@ class Services:
 
     @cached_property
     def catalogs(self) -> "StoredCatalog":
-        return StoredCatalog(self.mapping_config, self.settings.unit_groups, self.ownership)
+        return StoredCatalog(self.mapping_config, self.settings.unit_groups, self.ownership,
+                             self.settings.two_way_orders)
 
     @property
     def ownership(self) -> OwnershipModel:
@@ -170,6 +173,7 @@ class Services:
                           watermark_margin=dt.timedelta(seconds=s.watermark_margin_seconds),
                           reconcile_every=dt.timedelta(minutes=s.reconcile_minutes),
                           setup=ConnectionSetup(auto_create_sales_orders=s.auto_create_sales_orders,
+                                                two_way_orders=s.two_way_orders,
                                                 ownership_model=self.ownership),
                           facts_ttl=dt.timedelta(seconds=s.facts_ttl_seconds))
 
@@ -183,7 +187,7 @@ class Services:
     # -- mappings -------------------------------------------------------------------------------
 
     def _builtins(self) -> list:
-        return builtin_mappings(self.settings.unit_groups, self.ownership)
+        return builtin_mappings(self.settings.unit_groups, self.ownership, self.settings.two_way_orders)
 
     def mappings(self) -> list[dict]:
         """Every mapping as configured; one whose stored override no longer validates is shown as built in,

@@ -125,6 +125,9 @@ class RecordingEndpoint:
             results.append(WriteResult(Record(row_id, dict(row.values), DRY_VERSION)))
         return results
 
+    def delete_rows(self, table, ids: Sequence[str]) -> list:
+        return [None for _ in ids]  # a dry run deletes nothing (only a job's own children are ever deleted)
+
     def update(self, table, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         seen = self.seen.pop(_table(table), {})
         unseen = [c.id for c in changes if c.id.lower() not in seen]

@@ -242,6 +242,7 @@ class ConnectionSetup:
     """The switches of Business Central's CRM Connection Setup that change what jobs do."""
 
     auto_create_sales_orders: bool = False  # "Automatically Create Sales Orders": submitted orders on schedule
+    two_way_orders: bool = False            # "Bidirectional Sales Order Int.": orders made on either side, archived
     ownership_model: OwnershipModel = OwnershipModel.PERSON
 
 

@@ -27,6 +27,7 @@ job completes what a stopped one began (sync.writeback).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -63,6 +64,7 @@ from .tables import (
 from .order_notes import OrderNotes
 from .order_prices import net_prices
 from .order_progress import OrderProgress
+from .order_push import ARCHIVED, OrderPush
 from .rules.units import ITEM_UNITS, RESOURCE_UNITS, unit_groups
 from .writeback import WriteBacks
 
@@ -88,6 +90,8 @@ ORDER_FIELDS = ["name", "ordernumber", "description", "statecode", "customerid",
                 "discountpercentage", "totallineitemamount", "totalamountlessfreight", "freightamount",
                 *(o[0] for o in OPTIONS),
                 *(f"{p}_{a}" for p in ("billto", "shipto") for a, _, _ in ADDRESS)]
+ORDER_NUMBER = "bcbi_businesscentralordernumber"  # two-way mode: the Business Central order's number
+LINE_NUMBER = "bcbi_businesscentrallinenumber"    # and an order product's Line No.
 DETAIL_FIELDS = ["salesorderid", "sequencenumber", "productid", "uomid", "isproductoverridden", "productdescription",
                  "description", "quantity", "priceperunit", "manualdiscountamount", "volumediscountamount"]
 INCOMPLETE = "OrderIncomplete"   # created; what is set after creation is still missing (tried again)
@@ -104,6 +108,12 @@ LINE_PRINT = ["documentId", "sequence", "lineType", "lineObjectNumber", "quantit
 WRITE_BACKS = WriteBacks(CRM_SALES_ORDER, reopens=frozenset({SUBMITTED}))
 PROGRESS = OrderProgress(WRITE_BACKS, MAPPING)
 NOTES = OrderNotes(MAPPING)
+
+
+def order_fields(job: JobContext) -> list[str]:
+    """What is read of a Sales order; in two-way mode also the column of Business Central's integration solution
+    that holds the Business Central order's number (a Sales organisation without the solution has none)."""
+    return [*ORDER_FIELDS, ORDER_NUMBER] if job.setup.two_way_orders else ORDER_FIELDS
 
 
 def order_label(order: Record) -> str:
@@ -153,6 +163,12 @@ class SalesOrderProcess:
     def has_work(self, job: JobContext) -> bool:
         if next(iter(job.couplings.coupled_ids(MAPPING, Side.BC, page_size=1)), []) or job.state.write_backs(MAPPING):
             return True
+        if job.setup.two_way_orders:
+            return bool(next(iter(job.bc.read_changed(
+                BC_SALES_ORDER, ["number"], since=job.state.watermark(MAPPING, Direction.TO_CRM),
+                where=job.mapping.bc_filter, limit=1)), [])) or bool(next(iter(job.crm.read_changed(
+                    CRM_SALES_ORDER, ["name"], since=job.state.watermark(MAPPING, Direction.FROM_CRM),
+                    where=job.mapping.crm_filter, not_modified_by=job.integration_user_id(), limit=1)), []))
         return job.setup.auto_create_sales_orders and bool(
             next(iter(job.crm.read_changed(CRM_SALES_ORDER, ["name"], since=None, where=self._unsent(), limit=1)),
                  []))
@@ -164,12 +180,14 @@ class SalesOrderProcess:
 
     def run(self, job: JobContext, deadline: dt.datetime | None):
         WRITE_BACKS.finish(job)  # first: an order a stopped job left Active is no longer submitted
+        if job.setup.two_way_orders:
+            return self._run_two_way(job, deadline)
         self.follow_coupled(job)
         self._settle_failures(job)
         if not job.setup.auto_create_sales_orders:
             job.note("automatic creation of sales orders is off: submitted orders are created on demand")
             return job.outcome()
-        for page in job.crm.read_changed(CRM_SALES_ORDER, ORDER_FIELDS, since=None, where=self._unsent(),
+        for page in job.crm.read_changed(CRM_SALES_ORDER, order_fields(job), since=None, where=self._unsent(),
                                          page_size=50):
             self._create(job, page)
             job.progress()
@@ -177,11 +195,33 @@ class SalesOrderProcess:
                 return job.outcome(complete=False)
         return job.outcome()
 
+    def _run_two_way(self, job: JobContext, deadline: dt.datetime | None):
+        """Business Central -> Sales: released orders pushed, coupled orders followed (their progress, notes,
+        posting). Sales -> Business Central: submitted orders a user changed since the last job, and those that
+        failed before, are created (sync.order_push has the other direction)."""
+        if job.direction is Direction.TO_CRM:
+            PUSH.run(job)
+            self.follow_coupled(job)
+            return job.outcome()
+        self._settle_failures(job)
+        retried = [i for i, f in job.failures.items() if not f.skipped]
+        if retried:
+            self._create(job, job.crm.read_ids(CRM_SALES_ORDER, order_fields(job), retried))
+        since = job.state.watermark(MAPPING, Direction.FROM_CRM)
+        for page in job.crm.read_changed(CRM_SALES_ORDER, order_fields(job), since=since, where=job.mapping.crm_filter,
+                                         not_modified_by=job.integration_user_id(), page_size=50):
+            self._create(job, [o for o in page if o.id not in retried])
+            job.progress()
+            if deadline is not None and job.clock.now() >= deadline:
+                return job.outcome(complete=False)
+        job.state.advance_watermark(MAPPING, Direction.FROM_CRM, job.cap)
+        return job.outcome()
+
     def create(self, job: JobContext, order_ids: Sequence[str]) -> list[OrderResult]:
         """Create these orders now (bcsync orders create): each must be submitted."""
         WRITE_BACKS.finish(job)
         guids = {i: as_guid(i) for i in order_ids}
-        orders = job.crm.read_ids(CRM_SALES_ORDER, ORDER_FIELDS, list(dict.fromkeys(g for g in guids.values() if g)))
+        orders = job.crm.read_ids(CRM_SALES_ORDER, order_fields(job), list(dict.fromkeys(g for g in guids.values() if g)))
         found = {o.id.lower() for o in orders}
         results = [OrderResult(i, f"Sales order {i}", "failed", message=(
             f"Sales order {i} does not exist in Sales." if guid else
@@ -194,7 +234,7 @@ class SalesOrderProcess:
         created meanwhile); an order created with a part missing gets that part again."""
         if not job.failures:
             return
-        orders = {o.id.lower(): o for o in job.crm.read_ids(CRM_SALES_ORDER, ORDER_FIELDS, list(job.failures))}
+        orders = {o.id.lower(): o for o in job.crm.read_ids(CRM_SALES_ORDER, order_fields(job), list(job.failures))}
         coupled = {i.lower() for i in job.couplings.get_many(MAPPING, Side.CRM, list(orders))}
         incomplete, settled = [], []
         for source_id, failure in list(job.failures.items()):
@@ -217,6 +257,7 @@ class SalesOrderProcess:
         results: dict[str, OrderResult] = {}
         failed: dict[str, tuple[Record, SyncError]] = {}
         stamps: list[tuple[Record, str]] = []   # orders created, with their Business Central number
+        lookups = None
         try:
             coupled = job.couplings.get_many(MAPPING, Side.CRM, [o.id for o in orders])
             bc_orders = {r.id.lower(): r for r in job.bc.read_ids(BC_SALES_ORDER, ["number", "status"],
@@ -247,7 +288,7 @@ class SalesOrderProcess:
         finally:
             # what was done stays recorded when a service gives out midway (the job is retried); the new
             # orders are stamped together, each write-back step for all of them at once
-            self._stamp(job, stamps)
+            self._stamp(job, stamps, lookups.line_numbers if lookups is not None and job.setup.two_way_orders else {})
             self._record(job, [o for o in orders if o.id in results or o.id in failed], results, failed)
         return [results[o.id] for o in orders if o.id in results]
 
@@ -479,13 +520,19 @@ class SalesOrderProcess:
             raise result.error
         return False
 
-    def _stamp(self, job: JobContext, orders: list[tuple[Record, str]]) -> None:
-        """Sent to the back office: today's date, and the Business Central order number for Sales users."""
+    def _stamp(self, job: JobContext, orders: list[tuple[Record, str]], line_numbers: dict[str, int] = {}) -> None:
+        """Sent to the back office: today's date, and the Business Central order number for Sales users. In
+        two-way mode each order product of a new order gets the Line No. of its line (`line_numbers`, by order
+        product id), which pairs them from then on (SOLINE-ORDERDETAIL)."""
         today = job.clock.now().date().isoformat()
+        # two-way mode: the number in the Business Central integration solution's column too
+        number_column = ORDER_NUMBER if job.setup.two_way_orders else None
         self._write_stamps(job, [WriteBack(o.id, {"lastbackofficesubmit": today,
-                                                  "submitstatusdescription": f"Business Central sales order {number}"})
+                                                  "submitstatusdescription": f"Business Central sales order {number}",
+                                                  **({number_column: number} if number_column else {})})
                                  for o, number in orders
-                                 if str(o.values.get("lastbackofficesubmit") or "")[:10] != today])
+                                 if str(o.values.get("lastbackofficesubmit") or "")[:10] != today
+                                 or (number_column and o.values.get(number_column) != number)], line_numbers)
 
     def _describe(self, job: JobContext, orders: list[tuple[Record, str]]) -> None:
         """The Submit Status Description Sales users read, where it differs."""
@@ -493,8 +540,26 @@ class SalesOrderProcess:
                                  for o, text in orders if o.values.get("submitstatusdescription") != text[:2000]])
 
     @staticmethod
-    def _write_stamps(job: JobContext, write_backs: list[WriteBack]) -> None:
-        for order_id, reason in WRITE_BACKS.write(job, write_backs).items():
+    def _write_stamps(job: JobContext, write_backs: list[WriteBack], line_numbers: dict[str, int] = {}) -> None:
+        if not line_numbers:
+            failed = WRITE_BACKS.write(job, write_backs)
+        else:
+            details: dict[str, list[RowChange]] = {}  # the order products to number, by order
+            for d in job.crm.read_matching(CRM_SALES_ORDER_DETAIL, ["salesorderid"], "salesorderid",
+                                           [w.row_id for w in write_backs]):
+                if d.id.lower() in line_numbers:
+                    details.setdefault(str(d.values.get("salesorderid")).lower(), []).append(
+                        RowChange(d.id, None, {LINE_NUMBER: line_numbers[d.id.lower()]}))
+
+            def number_lines(ids: list[str]) -> dict[str, str]:
+                changes = [(i, c) for i in ids for c in details.get(i.lower(), [])]
+                results = job.crm.update(CRM_SALES_ORDER_DETAIL, [c for _, c in changes], [LINE_NUMBER])
+                return {i: f"its lines' Business Central line numbers could not be set: {r.error.message}"
+                        for (i, _), r in zip(changes, results) if r.error is not None}
+
+            failed = WRITE_BACKS.complete(job, WRITE_BACKS.begin(job, write_backs, keep=frozenset(details)),
+                                          while_active=number_lines)
+        for order_id, reason in failed.items():
             job.note(f"sales order {order_id}: its back-office submit status could not be set ({reason}); it is set "
                      f"by the next run")
 
@@ -530,9 +595,11 @@ class SalesOrderProcess:
         coupled = False
         for ids in job.couplings.coupled_ids(MAPPING, Side.BC, page_size=100):
             coupled = True
-            rows = job.bc.read_ids(BC_SALES_ORDER, ["number"], ids)
-            couplings = job.couplings.get_many(MAPPING, Side.BC, ids)
-            PROGRESS.follow(job, rows, couplings)
+            # an archived order (two-way mode) was posted: nothing more comes of it
+            couplings = {i: c for i, c in job.couplings.get_many(MAPPING, Side.BC, ids).items()
+                         if not (c.bc_values or {}).get(ARCHIVED)}
+            rows = job.bc.read_ids(BC_SALES_ORDER, ["number"], list(couplings))
+            PROGRESS.follow(job, rows, couplings, write_values=not job.setup.two_way_orders)
             present = {r.id.lower() for r in rows}
             NOTES.to_business_central(job, [c for i, c in couplings.items() if i.lower() in present])
             gone = [c for i, c in couplings.items() if i.lower() not in present]
@@ -548,11 +615,14 @@ class SalesOrderProcess:
                                         [c.bc_id for c in couplings])
         posted = {str(r.values.get("orderId")).lower(): r for r in invoices}
         said: dict[str, str] = {}
-        write_backs = []
+        write_backs, archived = [], []
         for c in couplings:
             invoice = posted.get(c.bc_id.lower())
             if invoice is not None:
                 write_backs.append(WriteBack(c.crm_id, {}, INVOICED, INVOICED_STATUS))
+                if job.setup.two_way_orders:  # Business Central's "Archived Sales Order": the pair is kept, ignored
+                    archived.append(dataclasses.replace(c, bc_values={**(c.bc_values or {}), ARCHIVED: True},
+                                                        synced_at=job.clock.now(), job_id=job.job_id))
                 said[c.bc_id] = (f"the Business Central order {invoice.values.get('orderNumber')} was posted as "
                                  f"invoice {invoice.values.get('number')}; the Sales order is Invoiced")
                 job.counts.modified += 1
@@ -567,7 +637,9 @@ class SalesOrderProcess:
         # rather than deciding anew (by then a user may have submitted the order again)
         begun = WRITE_BACKS.begin(job, write_backs)
         PROGRESS.posted(job, couplings, posted)
-        job.couplings.delete_many(couplings)
+        job.couplings.save_many(archived)
+        kept = {c.bc_id for c in archived}
+        job.couplings.delete_many([c for c in couplings if c.bc_id not in kept])
         for order_id, reason in WRITE_BACKS.complete(job, begun).items():
             job.note(f"sales order {order_id} could not be updated ({reason}); completed by the next run")
         return said
@@ -580,7 +652,7 @@ def _line_print(lines: Sequence[dict]) -> list[tuple]:
              round(float(line.get("quantity") or 0), 5)) for line in ordered]
 
 
-def _option_codes(job: JobContext, option: tuple) -> tuple[dict[int, str], dict[int, str]]:
+def option_codes(job: JobContext, option: tuple) -> tuple[dict[int, str], dict[int, str]]:
     """The order option's values -> the coupled Business Central ids (or codes), and their labels;
     read once per job. The order's option set is matched to the account's by label."""
     attribute, mapping_name, _, _, code_field = option
@@ -607,7 +679,7 @@ def order_option(job: JobContext, order: Record, option: tuple) -> str | None:
     value = order.values.get(attribute)
     if value is None:
         return None
-    bc_ids, labels = _option_codes(job, option)
+    bc_ids, labels = option_codes(job, option)
     if int(value) not in bc_ids:
         job.note(f"{caption} '{labels.get(int(value), value)}' of an order is not coupled (table mapping "
                  f"{mapping_name}): the customer's {caption} is kept")
@@ -623,6 +695,7 @@ class _Lookups:
         self.job = job
         orders = list(orders)
         self.details: dict[str, list[Record]] = {}
+        self.line_numbers: dict[str, int] = {}  # order product id -> the Line No. of its Business Central line
         if not orders:
             return
         for d in job.crm.read_matching(CRM_SALES_ORDER_DETAIL, DETAIL_FIELDS, "salesorderid", [o.id for o in orders]):
@@ -638,7 +711,7 @@ class _Lookups:
         # read up front, so that a service giving out stops the job before any order is created
         for option in OPTIONS:
             if any(o.values.get(option[0]) is not None for o in orders):
-                _option_codes(job, option)
+                option_codes(job, option)
         self._setup()
         with contextlib.suppress(RecordError):  # no LCY: an error on each order, raised there
             CurrencyRules.lcy_code(job)
@@ -792,12 +865,14 @@ class _Lookups:
                 pieces = text_lines(text)
                 add({**line, "lineType": kind, "lineObjectNumber": number,
                      **({"description": pieces.pop(0)} if pieces else {})})
+                self.line_numbers[d.id.lower()] = len(lines) * LINE_STEP
             else:
                 kind, number = self._product(v, n)
                 line.update(lineType=kind, lineObjectNumber=number)
                 if v.get("uomid"):
                     line["unitOfMeasureCode"] = self._unit(v, n, number)
                 add(line)
+                self.line_numbers[d.id.lower()] = len(lines) * LINE_STEP
                 pieces = text_lines(text)
             for piece in pieces:
                 add({"lineType": "Comment", "description": piece})
@@ -859,3 +934,7 @@ class _Lookups:
             raise RecordError(f"Unit {name} on line {n} is not the unit {code} of its unit group, the one Business "
                               f"Central sells in.", field="uomid", code="UnitNotCoupled")
         return code
+
+
+# two-way mode, Business Central -> Sales
+PUSH = OrderPush(WRITE_BACKS, ADDRESS, OPTIONS, option_codes)

@@ -83,6 +83,9 @@ class Endpoint(Protocol):
     def update(self, table: Table, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         ...
 
+    def delete_rows(self, table: Table, ids: Sequence[str]) -> list[SyncError | None]:
+        """Delete these rows: per row, None when it is gone (now, or before), else the error."""
+
 
 @dataclass(frozen=True)
 class FeedPage:
