@@ -128,6 +128,9 @@ class RecordingEndpoint:
     def delete_rows(self, table, ids: Sequence[str]) -> list:
         return [None for _ in ids]  # a dry run deletes nothing (only a job's own children are ever deleted)
 
+    def run_action(self, table, rows: Sequence[Record], action: str) -> list:
+        return [None for _ in rows]  # nor releases or reopens anything
+
     def update(self, table, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         seen = self.seen.pop(_table(table), {})
         unseen = [c.id for c in changes if c.id.lower() not in seen]

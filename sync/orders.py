@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 from .errors import ConcurrencyError, RecordError, SyncError
 from .failures import failed_again
-from .values import as_guid
+from .values import as_guid, same
 from .model import BcTable, Direction, OptionSet, Side
 from .ports import Coupling, NewRow, Record, RowChange, WriteBack
 from .process import JobContext
@@ -63,8 +63,8 @@ from .tables import (
 )
 from .order_notes import OrderNotes
 from .order_prices import net_prices
-from .order_progress import OrderProgress
-from .order_push import ARCHIVED, OrderPush
+from .order_progress import RELEASED as BC_RELEASED, OrderProgress
+from .order_push import ARCHIVED, PUSHED, OrderPush
 from .rules.units import ITEM_UNITS, RESOURCE_UNITS, unit_groups
 from .writeback import WriteBacks
 
@@ -260,14 +260,16 @@ class SalesOrderProcess:
         lookups = None
         try:
             coupled = job.couplings.get_many(MAPPING, Side.CRM, [o.id for o in orders])
-            bc_orders = {r.id.lower(): r for r in job.bc.read_ids(BC_SALES_ORDER, ["number", "status"],
+            bc_orders = {r.id.lower(): r for r in job.bc.read_ids(BC_SALES_ORDER, ["number", "status", "customerId"],
                                                                   [c.bc_id for c in coupled.values()])}
-            todo = []
+            todo, updates = [], []
             for order in orders:
                 if order.id in coupled:
-                    coupling = coupled[order.id]
-                    results[order.id] = self._existing(job, order, coupling, bc_orders.get(coupling.bc_id.lower()),
-                                                       failed)
+                    coupling, row = coupled[order.id], bc_orders.get(coupled[order.id].bc_id.lower())
+                    if job.setup.two_way_orders and row is not None and order.values.get("statecode") == SUBMITTED:
+                        updates.append((order, coupling, row))  # a user changed the submitted order since
+                        continue
+                    results[order.id] = self._existing(job, order, coupling, row, failed)
                 elif order.values.get("statecode") != SUBMITTED:
                     state = {ACTIVE: "Active", 2: "Canceled", 3: "Fulfilled", INVOICED: "Invoiced"}.get(
                         order.values.get("statecode"), str(order.values.get("statecode")))
@@ -276,7 +278,9 @@ class SalesOrderProcess:
                         f"Business Central."))
                 else:
                     todo.append(order)
-            lookups = _Lookups(job, todo)
+            lookups = _Lookups(job, todo + [order for order, _, _ in updates])
+            for order, coupling, row in updates:
+                results[order.id] = self._update(job, order, coupling, row, lookups, failed)
             todo = self._found_again(job, todo, lookups, results, failed)
             for order in todo:
                 try:
@@ -305,6 +309,93 @@ class SalesOrderProcess:
                                f"{order_label(order)} was already created as Business Central sales order {number}.")
         outcome = self._follow(job, [coupling]).get(coupling.bc_id, "")
         return OrderResult(order.id, order_label(order), "failed", message=f"{order_label(order)}: {outcome}")
+
+    # -- updating (two-way mode) ------------------------------------------------------------------
+
+    def _update(self, job: JobContext, order: Record, coupling: Coupling, row: Record, lookups: "_Lookups",
+                failed: dict) -> OrderResult:
+        """A submitted order a user changed in Sales, onto its Business Central order, as Business Central's
+        bidirectional mode does: reopened, the header written, the lines made the Sales lines (paired by Line No.:
+        changed, added, and deleted when their Sales line is gone), the invoice discount applied again, released."""
+        label, number = order_label(order), row.values.get("number") or ""
+        if (coupling.bc_values or {}).get(ARCHIVED):
+            return OrderResult(order.id, label, "exists", number, f"{label}: its Business Central order {number} "
+                                                                  f"was posted (archived); nothing more is sent.")
+        try:
+            body = self._order_body(job, order, lookups)
+            inserts, changes, deletes, numbers = self._line_changes(job, order, row, body.pop("salesOrderLines"),
+                                                                    lookups)
+        except RecordError as exc:
+            failed[order.id] = (order, exc)
+            return OrderResult(order.id, label, "failed", number, exc.message)
+        if str(body.get("customerId")).lower() == str(row.values.get("customerId")).lower():
+            del body["customerId"]  # validating the same customer again would reset the order's addresses
+        discount = self._set_after_values(job, order, ["discountamount"]).get("discountamount", {"discountAmount": 0})
+
+        def step(what: str, errors: Sequence[SyncError | None]) -> None:
+            error = next((e for e in errors if e is not None), None)
+            if error is not None:
+                failure = RecordError(f"{label}: Business Central sales order {number} could not be updated ({what}): "
+                                      f"{error.message}", field=getattr(error, "field", "") or "", code=error.code)
+                failure.transient = error.transient
+                raise failure
+
+        try:
+            if row.values.get("status") == BC_RELEASED:
+                step("reopen", job.bc.run_action(BC_SALES_ORDER, [row], "Reopen"))
+            step("header", [r.error for r in job.bc.update(BC_SALES_ORDER, [RowChange(row.id, None, body)], ["number"])])
+            step("lines deleted", job.bc.delete_rows(BC_SALES_ORDER_LINE, deletes))
+            step("lines changed", [r.error for r in job.bc.update(BC_SALES_ORDER_LINE, changes, ["sequence"])])
+            step("lines added", [r.error for r in job.bc.insert(BC_SALES_ORDER_LINE, inserts, ["sequence"])])
+            step("invoice discount", [r.error for r in job.bc.update(
+                BC_SALES_ORDER, [RowChange(row.id, None, discount)], ["number"])])
+            step("release", job.bc.run_action(BC_SALES_ORDER, [row], "Release"))
+        except RecordError as exc:
+            failed[order.id] = (order, exc)
+            if exc.transient:
+                raise
+            return OrderResult(order.id, label, "failed", number, exc.message)
+        # what bcsync wrote is not pushed back to Sales (sync.order_push)
+        [now] = job.bc.read_ids(BC_SALES_ORDER, ["number"], [row.id]) or [row]
+        job.couplings.save_many([dataclasses.replace(coupling, bc_values={**(coupling.bc_values or {}),
+                                                                          PUSHED: now.etag},
+                                                     synced_at=job.clock.now(), job_id=job.job_id)])
+        job.counts.modified += 1
+        today = job.clock.now().date().isoformat()
+        self._write_stamps(job, [WriteBack(order.id, {"lastbackofficesubmit": today})], numbers)
+        return OrderResult(order.id, label, "exists", number,
+                           f"{label} updated Business Central sales order {number}.")
+
+    @staticmethod
+    def _line_changes(job: JobContext, order: Record, row: Record, lines: list[dict], lookups: "_Lookups") \
+            -> tuple[list[NewRow], list[RowChange], list[str], dict[str, int]]:
+        """What makes the Business Central order's item and resource lines the Sales order's: lines to add,
+        changes, lines to delete (their Sales line is gone, or now sells something else), and the Line No. each
+        Sales line added gets. Comment lines (long descriptions) and the freight line stay as they are."""
+        existing = {line.values.get("sequence"): line for line in job.bc.read_matching(
+            BC_SALES_ORDER_LINE, [*LINE_PRINT, "unitPrice", "discountAmount", "unitOfMeasureCode", "description"],
+            "documentId", [row.id])}
+        by_position = {line["sequence"]: line for line in lines}
+        inserts, changes, numbers, kept = [], [], {}, set()
+        last = max(existing, default=0)
+        for detail in lookups.details.get(order.id.lower(), []):
+            line = dict(by_position[lookups.line_numbers[detail.id.lower()]])
+            del line["sequence"]
+            current = existing.get(detail.values.get(LINE_NUMBER))
+            if current is not None and (current.values.get("lineType"), current.values.get("lineObjectNumber")) == (
+                    line["lineType"], line["lineObjectNumber"]):
+                kept.add(current.values.get("sequence"))
+                changed = {k: v for k, v in line.items() if k not in ("lineType", "lineObjectNumber")
+                           and not same(current.values.get(k), v)}
+                if changed:
+                    changes.append(RowChange(current.id, None, changed))
+                continue
+            last += LINE_STEP
+            inserts.append(NewRow({"documentId": row.id, "sequence": last, **line}))
+            numbers[detail.id.lower()] = last
+        deletes = [line.id for n, line in existing.items()
+                   if n not in kept and line.values.get("lineType") in ("Item", "Resource")]
+        return inserts, changes, deletes, numbers
 
     def _complete(self, job: JobContext, order: Record, row: Record, attributes: list[str],
                   failed: dict) -> OrderResult:
@@ -698,7 +789,8 @@ class _Lookups:
         self.line_numbers: dict[str, int] = {}  # order product id -> the Line No. of its Business Central line
         if not orders:
             return
-        for d in job.crm.read_matching(CRM_SALES_ORDER_DETAIL, DETAIL_FIELDS, "salesorderid", [o.id for o in orders]):
+        fields = [*DETAIL_FIELDS, LINE_NUMBER] if job.setup.two_way_orders else DETAIL_FIELDS
+        for d in job.crm.read_matching(CRM_SALES_ORDER_DETAIL, fields, "salesorderid", [o.id for o in orders]):
             self.details.setdefault(str(d.values.get("salesorderid")).lower(), []).append(d)
         details = [d for ds in self.details.values() for d in ds]
         self.accounts = self._accounts(orders)

@@ -86,6 +86,10 @@ class Endpoint(Protocol):
     def delete_rows(self, table: Table, ids: Sequence[str]) -> list[SyncError | None]:
         """Delete these rows: per row, None when it is gone (now, or before), else the error."""
 
+    def run_action(self, table: Table, rows: Sequence[Record], action: str) -> list[SyncError | None]:
+        """Business Central: a [ServiceEnabled] procedure of the table's companion page on each row (an order's
+        Reopen, Release): per row, None when it ran, else the error."""
+
 
 @dataclass(frozen=True)
 class FeedPage:

@@ -56,7 +56,7 @@ permissionset 50100 "BCS INTEGRATION"
         tabledata "No. Series Line" = RM,
         // sales orders created from Sales (API v2.0 salesOrders with their lines, page 42 Sales Order)
         tabledata "Sales Header" = RIM,
-        tabledata "Sales Line" = RIM,
+        tabledata "Sales Line" = RIMD,
         tabledata "Sales Order Entity Buffer" = RIM,
         // the notes of those orders, both ways (page BCS Record Links)
         tabledata "Record Link" = RIM,

@@ -993,3 +993,6 @@ def register(cat: Catalog) -> None:
         Field("Last_Posting_No", "Last Posting No.", read_only=True),
         *page_system_fields(),
     ], key=("Document_Type", "No"), insertable=False, deletable=False, before_modify=_header_hooks(ORDERS)[1]))
+    # the bcsync extension's [ServiceEnabled] procedures on page 42: POST SalesOrder(...)/NAV.Reopen, NAV.Release
+    # (API v2.0 orders have no such bound action), as the page's Reopen and Release actions do
+    cat.pages["SalesOrder"].actions.update({"Reopen": reopen, "Release": release})

@@ -99,6 +99,42 @@ def test_a_submitted_sales_order_becomes_a_business_central_order_and_gets_its_n
     assert len([d for d in env.dv.rows("salesorderdetail") if d["salesorderid"] == order]) == 2
 
 
+def test_a_sales_order_changed_and_submitted_again_updates_its_business_central_order(env):
+    two_way(env)
+    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", created["id"], "release")
+    env.sync([MAPPING])
+
+    # a salesperson re-opens the order, raises the bicycles, drops the installation, adds a write-in, submits
+    user = env.stack.ids.user_systemuser_id
+    env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
+    lines = {d["bcbi_businesscentrallinenumber"]: d["salesorderdetailid"] for d in env.dv.rows("salesorderdetail")
+             if d["salesorderid"] == order}
+    env.dv.update("salesorderdetail", lines[10000], {"quantity": 4}, as_user=user)
+    env.dv.delete("salesorderdetail", lines[20000])
+    env.dv.seed("salesorderdetail", [{"salesorderid": order, "isproductoverridden": True,
+                                      "productdescription": "Bell", "quantity": 1, "priceperunit": 12}], as_user=user)
+    env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
+
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.modified == 1, (job(report, PULL), env.errors())
+    bc = env.bc.get("salesOrders", created["id"])
+    assert bc["status"] == "Open"  # released again (API v2.0's name for Released)
+    bc_lines = sorted((x for x in env.bc.rows("salesOrderLines") if x["documentId"] == created["id"]),
+                      key=lambda x: x["sequence"])
+    assert [(x["sequence"], x["lineObjectNumber"], x["quantity"]) for x in bc_lines] == [
+        (10000, "1000", 4), (30000, "WRITE-IN", 1)]
+    numbers = sorted(d["bcbi_businesscentrallinenumber"] for d in env.dv.rows("salesorderdetail")
+                     if d["salesorderid"] == order)
+    assert numbers == [10000, 30000] and env.dv.get("salesorder", order)["statecode"] == 1
+
+    # what bcsync wrote to Business Central does not come back to Sales, nor the other way
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.modified == 0 and job(report, PULL).counts.modified == 0
+
+
 def test_a_posted_order_is_archived_and_its_sales_order_invoiced(env):
     two_way(env)
     released = bc_order(env, [("1000", 1, 100, None)])

@@ -819,3 +819,23 @@ def test_the_in_process_api_and_admin_endpoints_cover_every_entity_set_and_page(
     assert admin.post(f"{env.url}/_sim/delete", json={"entity": "SalesPrices", "id": price}).json() == {"ok": True}
     assert env.sim.rows("SalesPrices") == []
     assert admin.post(f"{env.url}/_sim/inventory", json={"item": "NOPE", "quantity": 1}).status_code == 404
+
+
+def test_page_42_reopens_and_releases_an_order_as_the_extensions_service_enabled_procedures_do(env, bc):
+    data = master_data(env)
+    orders = f"{env.company}/salesOrders"
+    order = created(bc.post(orders, json={"customerId": data["customer"], "salesOrderLines": [
+        {"itemId": data["item"], "quantity": 1}, {"itemId": data["item"], "quantity": 2}]}))
+    page = f"{env.odata}/SalesOrder(Document_Type='Order',No='{order['number']}')"
+    assert bc.post(f"{page}/NAV.Release").status_code == 204
+    assert ok(bc.get(f"{orders}({order['id']})"))["status"] == "Open"  # API v2.0's Released
+    [first, second] = order["salesOrderLines"]
+    assert error_of(bc.delete(f"{env.company}/salesOrderLines({second['id']})", headers={"If-Match": "*"}))[:2] == (
+        400, "Application_FieldValidationException")  # a released order's lines cannot change
+    assert bc.post(f"{page}/NAV.Reopen").status_code == 204
+    assert ok(bc.get(f"{orders}({order['id']})"))["status"] == "Draft"
+    assert bc.delete(f"{env.company}/salesOrderLines({second['id']})", headers={"If-Match": "*"}).status_code == 204
+    assert [line["id"] for line in ok(bc.get(f"{orders}({order['id']})/salesOrderLines"))["value"]] == [first["id"]]
+    assert error_of(bc.get(f"{page}/NAV.Release"))[:2] == (405, "BadRequest_MethodNotAllowed")
+    assert error_of(bc.post(f"{page}/NAV.Post"))[0] == 404
+    assert bc.post(f"{page}/NAV.Release").status_code == 204
