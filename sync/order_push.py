@@ -46,7 +46,8 @@ PUSHED = "~pushed"  # the version of the Business Central order last pushed to S
 SUBMITTED = 1
 LINE_FIELDS = ["documentId", "sequence", "lineType", "lineObjectNumber", "description", "quantity", "unitPrice",
                "discountAmount", "netAmount", "netAmountIncludingTax", "shippedQuantity", "unitOfMeasureCode"]
-DETAIL_FIELDS = ["salesorderid", "bcbi_businesscentrallinenumber", "productid", "uomid", "isproductoverridden",
+LINE_NUMBER = "bcbi_businesscentrallinenumber"  # the Line No. of an order product's Business Central line
+DETAIL_FIELDS = ["salesorderid", "sequencenumber", LINE_NUMBER, "productid", "uomid", "isproductoverridden",
                  "productdescription", "quantity", "priceperunit", "ispriceoverridden", "manualdiscountamount", "tax",
                  "baseamount", "extendedamount", "quantityshipped", "description", "requestdeliveryby"]
 
@@ -73,7 +74,7 @@ class OrderPush:
                                                     for _, suffix, _ in address), *SEEN]
 
     def run(self, job: JobContext) -> None:
-        since = job.state.watermark(job.mapping.name, Direction.TO_CRM)
+        since = None if job.full else job.state.watermark(job.mapping.name, Direction.TO_CRM)
         retried = [i for i, f in job.failures.items() if not f.skipped]
         if retried:
             self.push(job, job.bc.read_ids(BC_SALES_ORDER, self.header, retried), forced=set(retried))
@@ -179,14 +180,17 @@ class OrderPush:
                  units: dict, existing: list[Record]) -> tuple[list[NewRow], list[RowChange], list[str]]:
         """The order products to insert, to update and to delete so that the Sales order has the lines of `row`."""
         _, write_in = write_in_product(job)
-        by_number = {d.values.get("bcbi_businesscentrallinenumber"): d for d in existing}
+        by_number = {d.values[LINE_NUMBER]: d for d in existing if d.values.get(LINE_NUMBER)}
+        # lines of an order created in one-way mode have no number yet: paired by product, in their order
+        unnumbered = sorted((d for d in existing if not d.values.get(LINE_NUMBER)),
+                            key=lambda d: d.values.get("sequencenumber") or 0)
         inserts, updates = [], []
         for line in lines:
             v = line.values
             kind, number = v.get("lineType"), v.get("lineObjectNumber")
             net, quantity = float(v.get("netAmount") or 0), float(v.get("quantity") or 0)
             values: dict[str, Any] = {
-                "bcbi_businesscentrallinenumber": int(v.get("sequence") or 0), "quantity": quantity,
+                LINE_NUMBER: int(v.get("sequence") or 0), "quantity": quantity,
                 "priceperunit": float(v.get("unitPrice") or 0), "ispriceoverridden": True,
                 "manualdiscountamount": float(v.get("discountAmount") or 0),
                 "tax": round(float(v.get("netAmountIncludingTax") or 0) - net, 2), "baseamount": net,
@@ -203,7 +207,11 @@ class OrderPush:
                               description=v.get("description"),
                               uomid=units.get((kind, number, v.get("unitOfMeasureCode")))
                               or product.values.get("defaultuomid"))
-            detail = by_number.pop(values["bcbi_businesscentrallinenumber"], None)
+            detail = by_number.pop(values[LINE_NUMBER], None) or next(
+                (d for d in unnumbered if str(d.values.get("productid") or "").lower()
+                 == str(values.get("productid") or "").lower()), None)
+            if detail in unnumbered:
+                unnumbered.remove(detail)
             if detail is None:
                 inserts.append(NewRow({"salesorderid": order_id, **values}, id=str(uuid.uuid5(DETAILS, line.id))))
             else:
@@ -211,7 +219,7 @@ class OrderPush:
                 if changed:
                     updates.append(RowChange(detail.id, detail.etag, changed))
         # a Sales line that came from Business Central whose line is gone; one added in Sales (no number) stays
-        deletes = [d.id for n, d in by_number.items() if n]
+        deletes = [d.id for d in by_number.values()]
         return inserts, updates, deletes
 
     def _write(self, job: JobContext, plans: list, products: dict, units: dict, failed: dict[str, SyncError]) -> None:

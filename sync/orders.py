@@ -64,7 +64,7 @@ from .tables import (
 from .order_notes import OrderNotes
 from .order_prices import net_prices
 from .order_progress import RELEASED as BC_RELEASED, OrderProgress
-from .order_push import ARCHIVED, PUSHED, OrderPush
+from .order_push import ARCHIVED, LINE_NUMBER, PUSHED, OrderPush
 from .rules.units import ITEM_UNITS, RESOURCE_UNITS, unit_groups
 from .writeback import WriteBacks
 
@@ -91,7 +91,6 @@ ORDER_FIELDS = ["name", "ordernumber", "description", "statecode", "customerid",
                 *(o[0] for o in OPTIONS),
                 *(f"{p}_{a}" for p in ("billto", "shipto") for a, _, _ in ADDRESS)]
 ORDER_NUMBER = "bcbi_businesscentralordernumber"  # two-way mode: the Business Central order's number
-LINE_NUMBER = "bcbi_businesscentrallinenumber"    # and an order product's Line No.
 DETAIL_FIELDS = ["salesorderid", "sequencenumber", "productid", "uomid", "isproductoverridden", "productdescription",
                  "description", "quantity", "priceperunit", "manualdiscountamount", "volumediscountamount"]
 INCOMPLETE = "OrderIncomplete"   # created; what is set after creation is still missing (tried again)
@@ -207,7 +206,7 @@ class SalesOrderProcess:
         retried = [i for i, f in job.failures.items() if not f.skipped]
         if retried:
             self._create(job, job.crm.read_ids(CRM_SALES_ORDER, order_fields(job), retried))
-        since = job.state.watermark(MAPPING, Direction.FROM_CRM)
+        since = None if job.full else job.state.watermark(MAPPING, Direction.FROM_CRM)
         for page in job.crm.read_changed(CRM_SALES_ORDER, order_fields(job), since=since, where=job.mapping.crm_filter,
                                          not_modified_by=job.integration_user_id(), page_size=50):
             self._create(job, [o for o in page if o.id not in retried])
@@ -267,7 +266,10 @@ class SalesOrderProcess:
                 if order.id in coupled:
                     coupling, row = coupled[order.id], bc_orders.get(coupled[order.id].bc_id.lower())
                     if job.setup.two_way_orders and row is not None and order.values.get("statecode") == SUBMITTED:
-                        updates.append((order, coupling, row))  # a user changed the submitted order since
+                        if _changed_since(order, coupling):  # a user changed the submitted order since
+                            updates.append((order, coupling, row))
+                        else:
+                            job.counts.unchanged += 1
                         continue
                     results[order.id] = self._existing(job, order, coupling, row, failed)
                 elif order.values.get("statecode") != SUBMITTED:
@@ -734,6 +736,13 @@ class SalesOrderProcess:
         for order_id, reason in WRITE_BACKS.complete(job, begun).items():
             job.note(f"sales order {order_id} could not be updated ({reason}); completed by the next run")
         return said
+
+
+def _changed_since(order: Record, coupling: Coupling) -> bool:
+    """Whether the order changed after its pair was last synchronised (a full run reads every order). Sales
+    keeps whole seconds: a change in the second of the synchronisation counts as one."""
+    return order.modified_on is None or coupling.synced_at is None or \
+        order.modified_on >= coupling.synced_at.replace(microsecond=0)
 
 
 def _line_print(lines: Sequence[dict]) -> list[tuple]:

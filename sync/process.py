@@ -47,6 +47,7 @@ class JobContext(Protocol):
     failures: dict[str, RecordFailure]
     cache: dict[str, Any]
     facts: "Facts"
+    full: bool                       # a full synchronisation: every row is read, not those since the watermark
 
     def note(self, text: str) -> None: ...
 

@@ -164,3 +164,22 @@ def test_an_order_whose_item_has_no_product_fails_naming_the_line(env):
     assert f"Business Central sales order {released['number']}: item 2000 on line 10000 is not coupled" in error.message
     assert error.field == "No." and not [o for o in env.dv.rows("salesorder")]
 
+
+
+def test_an_order_created_in_one_way_mode_keeps_its_coupling_and_its_lines_after_the_switch(env):
+    setup(env)
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    assert all(d.get("bcbi_businesscentrallinenumber") is None for d in env.dv.rows("salesorderdetail"))
+
+    env.configure(BCSYNC_SALES_ORDER_MODE="two-way")
+    env.bc.act("salesOrders", created["id"], "release")
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.modified == 1 and job(report, PUSH).counts.inserted == 0
+    # the same Sales lines, now paired with their Business Central lines by number
+    assert sorted((d["bcbi_businesscentrallinenumber"], d["quantity"]) for d in env.dv.rows("salesorderdetail")
+                  if d["salesorderid"] == order) == [(10000, 2), (20000, 3)]
+    row = env.dv.get("salesorder", order)
+    assert row["bcbi_businesscentralordernumber"] == created["number"] and len(env.dv.rows("salesorder")) == 1
