@@ -36,8 +36,8 @@ from .process import JobContext
 from .rules.currency import CurrencyRules
 from .rules.invoices import WITH_PRODUCT, check_lines, currency_price_list, line_products, line_units
 from .rules.products import write_in_product
-from .values import same
 from .tables import BC_SALES_ORDER, BC_SALES_ORDER_LINE, CRM_SALES_ORDER, CRM_SALES_ORDER_DETAIL
+from .values import same
 
 ORDERS = uuid.UUID("5d0f7d1e-8a43-4b0c-9f3e-2b7f0c8e6a11")   # namespace of the ids of Sales orders made here
 DETAILS = uuid.UUID("8c1e2f4a-6b5d-4e3f-a7c9-0d1b2e3f4a5b")  # and of their lines
@@ -46,7 +46,8 @@ PUSHED = "~pushed"  # the version of the Business Central order last pushed to S
 SUBMITTED = 1
 LINE_FIELDS = ["documentId", "sequence", "lineType", "lineObjectNumber", "description", "quantity", "unitPrice",
                "discountAmount", "netAmount", "netAmountIncludingTax", "shippedQuantity", "unitOfMeasureCode"]
-LINE_NUMBER = "bcbi_businesscentrallinenumber"  # the Line No. of an order product's Business Central line
+# columns of Business Central's integration solution in Sales: the order's number, an order product's Line No.
+ORDER_NUMBER, LINE_NUMBER = "bcbi_businesscentralordernumber", "bcbi_businesscentrallinenumber"
 DETAIL_FIELDS = ["salesorderid", "sequencenumber", LINE_NUMBER, "productid", "uomid", "isproductoverridden",
                  "productdescription", "quantity", "priceperunit", "ispriceoverridden", "manualdiscountamount", "tax",
                  "baseamount", "extendedamount", "quantityshipped", "description", "requestdeliveryby"]
@@ -67,11 +68,12 @@ class OrderPush:
         self.address = address
         self.options = options
         self.option_codes = option_codes
-        self.header = ["number", "status", "customerId", "customerName", "currencyId", "currencyCode",
-                       "requestedDeliveryDate", "paymentDiscountPercent", "workDescription", "discountAmount",
-                       "totalAmountExcludingTax", "totalAmountIncludingTax", "lastShipmentDate", "shipToName",
-                       *(o[2] for o in options), *(f"{side}{suffix}" for side in ("shipTo", "billTo")
-                                                    for _, suffix, _ in address), *SEEN]
+        self.header = list(dict.fromkeys([
+            "number", "status", "customerId", "customerNumber", "customerName", "currencyId", "currencyCode",
+            "requestedDeliveryDate", "paymentDiscountPercent", "workDescription", "discountAmount",
+            "totalAmountExcludingTax", "totalAmountIncludingTax", "lastShipmentDate", "shipToName",
+            *(o[2] for o in options), *(f"{side}{suffix}" for side in ("shipTo", "billTo") for _, suffix, _ in address),
+            *SEEN]))
 
     def run(self, job: JobContext) -> None:
         since = None if job.full else job.state.watermark(job.mapping.name, Direction.TO_CRM)
@@ -133,7 +135,7 @@ class OrderPush:
         values: dict[str, Any] = {
             "name": v.get("customerName") or v.get("number"), "customerid": account.crm_id, "customeridtype": "account",
             "transactioncurrencyid": self._currency(job, row), "pricelevelid": currency_price_list(job, row, label),
-            "bcbi_businesscentralordernumber": v.get("number"),
+            ORDER_NUMBER: v.get("number"),
             "requestdeliveryby": bc_date(v.get("requestedDeliveryDate")),
             "discountpercentage": float(v.get("paymentDiscountPercent") or 0),
             "description": v.get("workDescription") or None,

@@ -64,7 +64,7 @@ from .tables import (
 from .order_notes import OrderNotes
 from .order_prices import net_prices
 from .order_progress import RELEASED as BC_RELEASED, OrderProgress
-from .order_push import ARCHIVED, LINE_NUMBER, PUSHED, OrderPush
+from .order_push import ARCHIVED, LINE_NUMBER, ORDER_NUMBER, PUSHED, OrderPush
 from .rules.units import ITEM_UNITS, RESOURCE_UNITS, unit_groups
 from .writeback import WriteBacks
 
@@ -90,7 +90,6 @@ ORDER_FIELDS = ["name", "ordernumber", "description", "statecode", "customerid",
                 "discountpercentage", "totallineitemamount", "totalamountlessfreight", "freightamount",
                 *(o[0] for o in OPTIONS),
                 *(f"{p}_{a}" for p in ("billto", "shipto") for a, _, _ in ADDRESS)]
-ORDER_NUMBER = "bcbi_businesscentralordernumber"  # two-way mode: the Business Central order's number
 DETAIL_FIELDS = ["salesorderid", "sequencenumber", "productid", "uomid", "isproductoverridden", "productdescription",
                  "description", "quantity", "priceperunit", "manualdiscountamount", "volumediscountamount"]
 INCOMPLETE = "OrderIncomplete"   # created; what is set after creation is still missing (tried again)
@@ -207,8 +206,9 @@ class SalesOrderProcess:
         if retried:
             self._create(job, job.crm.read_ids(CRM_SALES_ORDER, order_fields(job), retried))
         since = None if job.full else job.state.watermark(MAPPING, Direction.FROM_CRM)
-        for page in job.crm.read_changed(CRM_SALES_ORDER, order_fields(job), since=since, where=job.mapping.crm_filter,
-                                         not_modified_by=job.integration_user_id(), page_size=50):
+        for page in job.crm.read_changed(CRM_SALES_ORDER, order_fields(job), since=since,
+                                         where=job.mapping.crm_filter, not_modified_by=job.integration_user_id(),
+                                         page_size=50):
             self._create(job, [o for o in page if o.id not in retried])
             job.progress()
             if deadline is not None and job.clock.now() >= deadline:
@@ -220,7 +220,8 @@ class SalesOrderProcess:
         """Create these orders now (bcsync orders create): each must be submitted."""
         WRITE_BACKS.finish(job)
         guids = {i: as_guid(i) for i in order_ids}
-        orders = job.crm.read_ids(CRM_SALES_ORDER, order_fields(job), list(dict.fromkeys(g for g in guids.values() if g)))
+        orders = job.crm.read_ids(CRM_SALES_ORDER, order_fields(job),
+                                  list(dict.fromkeys(g for g in guids.values() if g)))
         found = {o.id.lower() for o in orders}
         results = [OrderResult(i, f"Sales order {i}", "failed", message=(
             f"Sales order {i} does not exist in Sales." if guid else
@@ -265,6 +266,10 @@ class SalesOrderProcess:
             for order in orders:
                 if order.id in coupled:
                     coupling, row = coupled[order.id], bc_orders.get(coupled[order.id].bc_id.lower())
+                    if (coupling.bc_values or {}).get(ARCHIVED):  # two-way mode: posted, nothing more is sent
+                        results[order.id] = OrderResult(order.id, order_label(order), "exists", message=(
+                            f"{order_label(order)}: its Business Central order was posted (archived)."))
+                        continue
                     if job.setup.two_way_orders and row is not None and order.values.get("statecode") == SUBMITTED:
                         if _changed_since(order, coupling):  # a user changed the submitted order since
                             updates.append((order, coupling, row))
@@ -294,7 +299,8 @@ class SalesOrderProcess:
         finally:
             # what was done stays recorded when a service gives out midway (the job is retried); the new
             # orders are stamped together, each write-back step for all of them at once
-            self._stamp(job, stamps, lookups.line_numbers if lookups is not None and job.setup.two_way_orders else {})
+            numbered = lookups is not None and job.setup.two_way_orders
+            self._stamp(job, stamps, lookups.line_numbers if numbered else None)
             self._record(job, [o for o in orders if o.id in results or o.id in failed], results, failed)
         return [results[o.id] for o in orders if o.id in results]
 
@@ -320,9 +326,6 @@ class SalesOrderProcess:
         bidirectional mode does: reopened, the header written, the lines made the Sales lines (paired by Line No.:
         changed, added, and deleted when their Sales line is gone), the invoice discount applied again, released."""
         label, number = order_label(order), row.values.get("number") or ""
-        if (coupling.bc_values or {}).get(ARCHIVED):
-            return OrderResult(order.id, label, "exists", number, f"{label}: its Business Central order {number} "
-                                                                  f"was posted (archived); nothing more is sent.")
         try:
             body = self._order_body(job, order, lookups)
             inserts, changes, deletes, numbers = self._line_changes(job, order, row, body.pop("salesOrderLines"),
@@ -332,20 +335,23 @@ class SalesOrderProcess:
             return OrderResult(order.id, label, "failed", number, exc.message)
         if str(body.get("customerId")).lower() == str(row.values.get("customerId")).lower():
             del body["customerId"]  # validating the same customer again would reset the order's addresses
-        discount = self._set_after_values(job, order, ["discountamount"]).get("discountamount", {"discountAmount": 0})
+        discount = self._set_after_values(job, order, ["discountamount"]).get("discountamount",
+                                                                               {"discountAmount": 0})
 
         def step(what: str, errors: Sequence[SyncError | None]) -> None:
             error = next((e for e in errors if e is not None), None)
             if error is not None:
-                failure = RecordError(f"{label}: Business Central sales order {number} could not be updated ({what}): "
-                                      f"{error.message}", field=getattr(error, "field", "") or "", code=error.code)
+                failure = RecordError(f"{label}: Business Central sales order {number} could not be updated "
+                                      f"({what}): {error.message}", field=getattr(error, "field", "") or "",
+                                      code=error.code)
                 failure.transient = error.transient
                 raise failure
 
         try:
             if row.values.get("status") == BC_RELEASED:
                 step("reopen", job.bc.run_action(BC_SALES_ORDER, [row], "Reopen"))
-            step("header", [r.error for r in job.bc.update(BC_SALES_ORDER, [RowChange(row.id, None, body)], ["number"])])
+            step("header", [r.error for r in job.bc.update(BC_SALES_ORDER, [RowChange(row.id, None, body)],
+                                                           ["number"])])
             step("lines deleted", job.bc.delete_rows(BC_SALES_ORDER_LINE, deletes))
             step("lines changed", [r.error for r in job.bc.update(BC_SALES_ORDER_LINE, changes, ["sequence"])])
             step("lines added", [r.error for r in job.bc.insert(BC_SALES_ORDER_LINE, inserts, ["sequence"])])
@@ -613,7 +619,8 @@ class SalesOrderProcess:
             raise result.error
         return False
 
-    def _stamp(self, job: JobContext, orders: list[tuple[Record, str]], line_numbers: dict[str, int] = {}) -> None:
+    def _stamp(self, job: JobContext, orders: list[tuple[Record, str]],
+               line_numbers: dict[str, int] | None = None) -> None:
         """Sent to the back office: today's date, and the Business Central order number for Sales users. In
         two-way mode each order product of a new order gets the Line No. of its line (`line_numbers`, by order
         product id), which pairs them from then on (SOLINE-ORDERDETAIL)."""
@@ -633,7 +640,8 @@ class SalesOrderProcess:
                                  for o, text in orders if o.values.get("submitstatusdescription") != text[:2000]])
 
     @staticmethod
-    def _write_stamps(job: JobContext, write_backs: list[WriteBack], line_numbers: dict[str, int] = {}) -> None:
+    def _write_stamps(job: JobContext, write_backs: list[WriteBack],
+                      line_numbers: dict[str, int] | None = None) -> None:
         if not line_numbers:
             failed = WRITE_BACKS.write(job, write_backs)
         else:

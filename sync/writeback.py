@@ -64,7 +64,8 @@ class WriteBacks:
         begun: Begun = []
         for key, w in wanted.items():
             row = rows.get(key)
-            if key in recorded or (row is not None and (key in keep or self._columns(w, row) or self._set_state(w, row))):
+            if key in recorded or (row is not None and (
+                    key in keep or self._columns(w, row) or self._set_state(w, row))):
                 begun.append((self._resolve(job, w, row), row))
         if begun:
             job.state.save_write_backs(job.mapping.name, [w for w, _ in begun])
