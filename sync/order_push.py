@@ -2,7 +2,8 @@
 Order Int."): a released Business Central order becomes a Sales order, and a released coupled order that changed
 updates its Sales order, lines included (SOLINE-ORDERDETAIL).
 
-- The Sales order is named after the sell-to customer and takes the coupled account, the currency (the local one
+- The Sales order is named after the sell-to customer and takes the coupled account, the salesperson's coupled
+  user as owner (person ownership model; an order without one keeps its owner), the currency (the local one
   for a blank code) and that currency's price list (legacy pricing: the default price list, "Price List in <code>"
   otherwise), the ship-to and bill-to addresses, the payment terms, shipment method and shipping agent (through
   their option couplings), the requested delivery date, Payment Discount % -> discountpercentage, the work
@@ -36,7 +37,7 @@ from .process import JobContext
 from .rules.currency import CurrencyRules
 from .rules.invoices import WITH_PRODUCT, check_lines, currency_price_list, line_products, line_units
 from .rules.products import write_in_product
-from .tables import BC_SALES_ORDER, BC_SALES_ORDER_LINE, CRM_SALES_ORDER, CRM_SALES_ORDER_DETAIL
+from .tables import BC_SALES_ORDER, BC_SALES_ORDER_LINE, BC_SALESPERSON, CRM_SALES_ORDER, CRM_SALES_ORDER_DETAIL
 from .values import same
 
 ORDERS = uuid.UUID("5d0f7d1e-8a43-4b0c-9f3e-2b7f0c8e6a11")   # namespace of the ids of Sales orders made here
@@ -69,7 +70,8 @@ class OrderPush:
         self.options = options
         self.option_codes = option_codes
         self.header = list(dict.fromkeys([
-            "number", "status", "customerId", "customerNumber", "customerName", "currencyId", "currencyCode",
+            "number", "status", "customerId", "customerNumber", "customerName", "salesperson", "currencyId",
+            "currencyCode",
             "requestedDeliveryDate", "paymentDiscountPercent", "workDescription", "discountAmount",
             "totalAmountExcludingTax", "totalAmountIncludingTax", "lastShipmentDate", "shipToName",
             *(o[2] for o in options), *(f"{side}{suffix}" for side in ("shipTo", "billTo") for _, suffix, _ in address),
@@ -111,13 +113,18 @@ class OrderPush:
         units = line_units(job, all_lines, todo)
         accounts, _ = job.coupled_first("CUSTOMER", sorted({str(r.values.get("customerId")) for r in todo
                                                             if r.values.get("customerId")}), todo)
+        owners = self._owners(job, todo)
         failed: dict[str, SyncError] = {}
         plans: list[tuple[Record, Coupling | None, dict, list[Record]]] = []
         for row in todo:
             try:
                 mine = lines.get(row.id.lower(), [])
                 check_lines(job, order_label(row), "order", mine, products, problems, units)
-                plans.append((row, couplings.get(row.id), self._values(job, row, accounts), mine))
+                values = self._values(job, row, accounts)
+                owner = owners.get(str(row.values.get("salesperson") or "").upper())
+                if owner:  # "Not Null": an order without a coupled salesperson keeps its owner
+                    values.update(ownerid=owner, owneridtype="systemuser")
+                plans.append((row, couplings.get(row.id), values, mine))
             except RecordError as exc:
                 failed[row.id] = exc
         self._write(job, plans, products, units or {}, failed)
@@ -150,6 +157,17 @@ class OrderPush:
         for option in self.options:
             values[option[0]] = self._option(job, row, option)
         return values
+
+    @staticmethod
+    def _owners(job: JobContext, rows: list[Record]) -> dict[str, str]:
+        """Salesperson code (upper case) -> the user coupled to it; none in the team ownership model, where owners
+        never follow salespeople (SALESPEOPLE does not exist there)."""
+        codes = sorted({str(r.values["salesperson"]) for r in rows if r.values.get("salesperson")})
+        if not codes or "SALESPEOPLE" not in job.catalog:
+            return {}
+        people = job.bc.read_matching(BC_SALESPERSON, ["code"], "code", codes)
+        coupled = job.couplings.get_many("SALESPEOPLE", Side.BC, [p.id for p in people])
+        return {str(p.values.get("code")).upper(): coupled[p.id].crm_id for p in people if p.id in coupled}
 
     @staticmethod
     def _currency(job: JobContext, row: Record) -> str:
@@ -256,7 +274,7 @@ class OrderPush:
             return self._write_lines(job, {i: changes[i.lower()][1] for i in ids})
 
         write_backs = [WriteBack(order_ids[row.id], {k: x for k, x in values.items()
-                                                     if k not in ("customeridtype",)}, SUBMITTED)
+                                                     if k not in ("customeridtype", "owneridtype")}, SUBMITTED)
                        for row, coupling, values, _ in plans]
         with_lines = frozenset(i for i, (_, (ins, upd, dels)) in changes.items() if ins or upd or dels)
         begun = self.write_backs.begin(job, write_backs, keep=with_lines)

@@ -50,6 +50,8 @@ def test_a_released_business_central_order_becomes_a_submitted_sales_order_with_
         1, "Adatum", next(a["accountid"] for a in env.dv.rows("account") if a["name"] == "Adatum").lower())
     assert order["transactioncurrencyid"] == lcy(env) and order["pricelevelid"]
     assert str(order["requestdeliveryby"])[:10] == "2026-12-10"
+    alicia = next(u["systemuserid"] for u in env.dv.rows("systemuser") if u["fullname"] == "Alicia Thornber")
+    assert released["salesperson"] == "AT" and order["ownerid"].lower() == alicia.lower()  # the salesperson's user
     bike = product(env, "1000")["productid"]
     lines = details(env, order)
     assert [line[:5] for line in lines] == [(10000, bike, None, 2, 100), (20000, None, "Custom bell", 1, 40)]
