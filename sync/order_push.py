@@ -3,7 +3,8 @@ Order Int."): a released Business Central order becomes a Sales order, and a rel
 updates its Sales order, lines included (SOLINE-ORDERDETAIL).
 
 - The Sales order is named after the sell-to customer and takes the coupled account, the salesperson's coupled
-  user as owner (person ownership model; an order without one keeps its owner), the currency (the local one
+  user as owner (person ownership model; an order without one keeps its owner; the team model's default team for
+  a new order), the currency (the local one
   for a blank code) and that currency's price list (legacy pricing: the default price list, "Price List in <code>"
   otherwise), the ship-to and bill-to addresses, the payment terms, shipment method and shipping agent (through
   their option couplings), the requested delivery date, Payment Discount % -> discountpercentage, the work
@@ -247,8 +248,8 @@ class OrderPush:
         new = [(row, values) for row, coupling, values, _ in plans if coupling is None]
         order_ids: dict[str, str] = {row.id: c.crm_id for row, c, _, _ in plans if c is not None}
         if new:
-            rows = [NewRow({k: x for k, x in values.items() if x is not None}, id=str(uuid.uuid5(ORDERS, row.id)))
-                    for row, values in new]
+            rows = [NewRow({**job.team_owner(), **{k: x for k, x in values.items() if x is not None}},
+                           id=str(uuid.uuid5(ORDERS, row.id))) for row, values in new]
             for (row, _), new_row, result in zip(new, rows, job.crm.insert(CRM_SALES_ORDER, rows, ["name"])):
                 if result.error is not None and not isinstance(result.error, AlreadyExistsError):
                     failed[row.id] = result.error

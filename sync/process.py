@@ -59,6 +59,10 @@ class JobContext(Protocol):
     def integration_user_id(self) -> str:
         """systemuserid bcsync acts as in Dataverse (a fact kept across runs)."""
 
+    def team_owner(self) -> dict[str, Any]:
+        """What a new Sales row is owned by in the team ownership model (the default team of the coupled business
+        unit); {} in the person model."""
+
     def progress(self) -> None:
         """Report the counts so far (the runner saves them and renews the job's lease)."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .conftest import job
 from .test_sales_orders import lcy, product, product_line, setup, submitted_order
+from .test_team_ownership import team_model
 
 MAPPING = "SALESORDER-ORDER"
 PUSH, PULL = f"{MAPPING}:to-crm", f"{MAPPING}:from-crm"
@@ -185,3 +186,17 @@ def test_an_order_created_in_one_way_mode_keeps_its_coupling_and_its_lines_after
                   if d["salesorderid"] == order) == [(10000, 2), (20000, 3)]
     row = env.dv.get("salesorder", order)
     assert row["bcbi_businesscentralordernumber"] == created["number"] and len(env.dv.rows("salesorder")) == 1
+
+
+def test_in_the_team_model_an_order_made_in_business_central_belongs_to_the_default_team(env):
+    team = team_model(env)
+    env.configure(BCSYNC_SALES_ORDER_MODE="two-way")
+    env.bc.seed("unitsOfMeasure", [{"code": "PCS", "displayName": "Piece"}])
+    env.bc.seed("items", [{"number": "1000", "displayName": "Bicycle", "baseUnitOfMeasureCode": "PCS"}])
+    env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
+    env.full_sync()
+    released = bc_order(env, [("1000", 1, 100, None)])
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.inserted == 1, env.errors()
+    order = sales_order_of(env, released)
+    assert order["ownerid"] == team and order["owningteam"] == team
