@@ -512,6 +512,7 @@ def in_two_ways(orders: TableMapping) -> TableMapping:
     orders and submitted Sales orders, both ways (its lines, SOLINE-ORDERDETAIL, go with their order)."""
     return orders.with_overrides(
         direction=BI, bc_filter="status eq 'Open'", crm_filter=f"statecode eq {SUBMITTED_ORDER}",
+        process=SalesOrderProcess(two_way=True),
         description="Released Business Central orders and submitted Sales orders, with their lines, both ways "
                     "(BCSYNC_SALES_ORDER_MODE=two-way); posted orders archived and reported back.")
 

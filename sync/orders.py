@@ -56,6 +56,7 @@ from .tables import (
     CRM_CURRENCY,
     CRM_NOTE,
     CRM_POST,
+    CRM_PRICE_LIST,
     CRM_PRODUCT,
     CRM_SALES_ORDER,
     CRM_SALES_ORDER_DETAIL,
@@ -157,6 +158,11 @@ class SalesOrderProcess:
              BC_SALES_SETUP, BC_VAT_POSTING_SETUP)
     writes = (CRM_SALES_ORDER,)
     creates = (BC_SALES_ORDER, BC_RECORD_LINK, CRM_POST, CRM_NOTE)
+
+    def __init__(self, two_way: bool = False):
+        if two_way:  # two-way mode also makes Sales orders with their lines, and changes Business Central lines
+            self.writes = (*self.writes, BC_SALES_ORDER_LINE)
+            self.creates = (*self.creates, CRM_SALES_ORDER, CRM_SALES_ORDER_DETAIL, CRM_PRICE_LIST, BC_SALES_ORDER_LINE)
 
     def has_work(self, job: JobContext) -> bool:
         if next(iter(job.couplings.coupled_ids(MAPPING, Side.BC, page_size=1)), []) or job.state.write_backs(MAPPING):

@@ -31,6 +31,9 @@ def test_two_way_mode_makes_salesorder_order_bidirectional_on_released_and_submi
     assert (one_way.direction, one_way.bc_filter, one_way.crm_filter) == (Direction.FROM_CRM, "", "")
     assert (two_way.direction, two_way.bc_filter, two_way.crm_filter) == (
         Direction.BIDIRECTIONAL, "status eq 'Open'", "statecode eq 1")  # API v2.0's Open is Released
-    assert two_way.dependencies == one_way.dependencies and two_way.process is one_way.process
+    assert two_way.dependencies == one_way.dependencies
+    # the connection check asks for what the mode needs: creating Sales orders and their lines in two-way mode only
+    assert "salesorderdetail" not in {t.logical_name for t in one_way.process.creates if hasattr(t, "logical_name")}
+    assert "salesorderdetail" in {t.logical_name for t in two_way.process.creates if hasattr(t, "logical_name")}
     # the unit mode's dependencies stay
     assert "ITEM UOM" in orders(unit_groups=True, two_way_orders=True).dependencies
