@@ -5,7 +5,7 @@ orders whose number is written back; a posted order is archived and its Sales or
 from __future__ import annotations
 
 from .conftest import job
-from .test_sales_orders import lcy, product, product_line, setup, submitted_order
+from .test_sales_orders import active_product, lcy, product, product_line, setup, submitted_order
 from .test_team_ownership import team_model
 
 MAPPING = "SALESORDER-ORDER"
@@ -200,3 +200,27 @@ def test_in_the_team_model_an_order_made_in_business_central_belongs_to_the_defa
     assert job(report, PUSH).counts.inserted == 1, env.errors()
     order = sales_order_of(env, released)
     assert order["ownerid"] == team and order["owningteam"] == team
+
+
+def test_an_update_from_sales_that_cannot_be_made_is_an_error_naming_the_order_and_field_and_leaves_bc_as_it_was(env):
+    two_way(env)
+    order = submitted_order(env, [product_line(env, "1000", 2, 95)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", created["id"], "release")
+    env.sync([MAPPING])
+    before = env.bc.get("salesOrders", created["id"])
+
+    user = env.stack.ids.user_systemuser_id
+    env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
+    kit = active_product(env, "Gift kit", "KIT-1", 2)  # neither Sales Inventory nor Services
+    env.dv.seed("salesorderdetail", [{"salesorderid": order, "productid": kit, "quantity": 1, "priceperunit": 9,
+                                      "uomid": product(env, "1000")["defaultuomid"]}], as_user=user)
+    env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.failed == 1
+    [error] = [e for e in env.errors() if e.mapping == MAPPING]
+    assert error.message.startswith("Sales order ") and "Product KIT-1 on line 2" in error.message
+    assert error.field == "producttypecode"
+    after = env.bc.get("salesOrders", created["id"])
+    assert (after["status"], after["lastModifiedDateTime"]) == ("Open", before["lastModifiedDateTime"])
