@@ -45,6 +45,7 @@ ORDERS = uuid.UUID("5d0f7d1e-8a43-4b0c-9f3e-2b7f0c8e6a11")   # namespace of the 
 DETAILS = uuid.UUID("8c1e2f4a-6b5d-4e3f-a7c9-0d1b2e3f4a5b")  # and of their lines
 ARCHIVED = "~archived"  # two-way mode: a coupled order posted in Business Central, kept and ignored from then on
 PUSHED = "~pushed"  # the version of the Business Central order last pushed to Sales or pulled from it
+REOPENED = "~reopened"  # reopened by bcsync to be updated from Sales, to be released again (sync.orders)
 SUBMITTED = 1
 LINE_FIELDS = ["documentId", "sequence", "lineType", "lineObjectNumber", "description", "quantity", "unitPrice",
                "discountAmount", "netAmount", "netAmountIncludingTax", "shippedQuantity", "unitOfMeasureCode"]

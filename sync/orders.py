@@ -65,7 +65,7 @@ from .tables import (
 from .order_notes import OrderNotes
 from .order_prices import net_prices
 from .order_progress import RELEASED as BC_RELEASED, OrderProgress
-from .order_push import ARCHIVED, LINE_NUMBER, ORDER_NUMBER, PUSHED, OrderPush
+from .order_push import ARCHIVED, LINE_NUMBER, ORDER_NUMBER, PUSHED, REOPENED, OrderPush
 from .rules.units import ITEM_UNITS, RESOURCE_UNITS, unit_groups
 from .writeback import WriteBacks
 
@@ -249,7 +249,8 @@ class SalesOrderProcess:
                 incomplete.append(order)  # whatever Sales did with the order since: its BC order is still open
             elif order is not None and is_coupled and failure.code == RELEASED:
                 continue  # shown until the order is invoiced or deleted
-            elif order is None or order.values.get("statecode") != SUBMITTED or is_coupled:
+            elif order is None or order.values.get("statecode") != SUBMITTED or (
+                    is_coupled and not job.setup.two_way_orders):  # two-way mode: a coupled order's update waits
                 settled.append(source_id)
                 del job.failures[source_id]
         if settled:
@@ -330,7 +331,8 @@ class SalesOrderProcess:
                 failed: dict) -> OrderResult:
         """A submitted order a user changed in Sales, onto its Business Central order, as Business Central's
         bidirectional mode does: reopened, the header written, the lines made the Sales lines (paired by Line No.:
-        changed, added, and deleted when their Sales line is gone), the invoice discount applied again, released."""
+        changed, added, and deleted when their Sales line is gone), the invoice discount applied again, released
+        again (an order that was open stays open)."""
         label, number = order_label(order), row.values.get("number") or ""
         try:
             body = self._order_body(job, order, lookups)
@@ -353,8 +355,13 @@ class SalesOrderProcess:
                 failure.transient = error.transient
                 raise failure
 
+        # one a user reopened stays open for them; one bcsync reopened before a step failed is released again: the
+        # coupling remembers it (the order's error may go, if the Sales order leaves Submitted meanwhile)
+        released = row.values.get("status") == BC_RELEASED or bool((coupling.bc_values or {}).get(REOPENED))
         try:
             if row.values.get("status") == BC_RELEASED:
+                coupling = dataclasses.replace(coupling, bc_values={**(coupling.bc_values or {}), REOPENED: True})
+                job.couplings.save_many([coupling])
                 step("reopen", job.bc.run_action(BC_SALES_ORDER, [row], "Reopen"))
             step("header", [r.error for r in job.bc.update(BC_SALES_ORDER, [RowChange(row.id, None, body)],
                                                            ["number"])])
@@ -363,7 +370,8 @@ class SalesOrderProcess:
             step("lines added", [r.error for r in job.bc.insert(BC_SALES_ORDER_LINE, inserts, ["sequence"])])
             step("invoice discount", [r.error for r in job.bc.update(
                 BC_SALES_ORDER, [RowChange(row.id, None, discount)], ["number"])])
-            step("release", job.bc.run_action(BC_SALES_ORDER, [row], "Release"))
+            if released:
+                step("release", job.bc.run_action(BC_SALES_ORDER, [row], "Release"))
         except RecordError as exc:
             failed[order.id] = (order, exc)
             if exc.transient:
@@ -371,9 +379,10 @@ class SalesOrderProcess:
             return OrderResult(order.id, label, "failed", number, exc.message)
         # what bcsync wrote is not pushed back to Sales (sync.order_push)
         [now] = job.bc.read_ids(BC_SALES_ORDER, ["number"], [row.id]) or [row]
-        job.couplings.save_many([dataclasses.replace(coupling, bc_values={**(coupling.bc_values or {}),
-                                                                          PUSHED: now.etag},
-                                                     synced_at=job.clock.now(), job_id=job.job_id)])
+        kept = {k: v for k, v in (coupling.bc_values or {}).items() if k != REOPENED}
+        job.couplings.save_many([dataclasses.replace(coupling, bc_values={**kept, PUSHED: now.etag},
+                                                     crm_etag=order.etag, synced_at=job.clock.now(),
+                                                     job_id=job.job_id)])
         job.counts.modified += 1
         today = job.clock.now().date().isoformat()
         self._write_stamps(job, [WriteBack(order.id, {"lastbackofficesubmit": today})], numbers)
@@ -561,7 +570,7 @@ class SalesOrderProcess:
             failed[order.id] = (order, result.error)
             return OrderResult(order.id, order_label(order), "failed", message=result.error.message)
         created = result.record
-        job.couplings.save_many([Coupling(MAPPING, created.id, order.id, bc_etag=created.etag,
+        job.couplings.save_many([Coupling(MAPPING, created.id, order.id, bc_etag=created.etag, crm_etag=order.etag,
                                           synced_at=job.clock.now(), job_id=job.job_id)])
         job.counts.inserted += 1
         number = created.values.get("number") or ""
@@ -753,10 +762,9 @@ class SalesOrderProcess:
 
 
 def _changed_since(order: Record, coupling: Coupling) -> bool:
-    """Whether the order changed after its pair was last synchronised (a full run reads every order). Sales
-    keeps whole seconds: a change in the second of the synchronisation counts as one."""
-    return order.modified_on is None or coupling.synced_at is None or \
-        order.modified_on >= coupling.synced_at.replace(microsecond=0)
+    """Whether a user changed the order since bcsync last took it: its version is not the one the coupling keeps
+    (orders are read without bcsync's own changes, so the version read is a user's; a full run reads them all)."""
+    return coupling.crm_etag is None or order.etag != coupling.crm_etag
 
 
 def _line_print(lines: Sequence[dict]) -> list[tuple]:

@@ -224,3 +224,35 @@ def test_an_update_from_sales_that_cannot_be_made_is_an_error_naming_the_order_a
     assert error.field == "producttypecode"
     after = env.bc.get("salesOrders", created["id"])
     assert (after["status"], after["lastModifiedDateTime"]) == ("Open", before["lastModifiedDateTime"])
+
+
+def test_an_order_bcsync_reopened_is_released_again_once_its_update_passes(env):
+    two_way(env)
+    env.bc.seed("customers", [{"number": "20000", "displayName": "Fabrikam"}])
+    env.full_sync(["CUSTOMER"])
+    order = submitted_order(env, [product_line(env, "1000", 2, 95)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", created["id"], "release")
+    env.sync([MAPPING])
+    [fabrikam] = [c for c in env.bc.rows("customers") if c["number"] == "20000"]
+    env.bc.update("customers", fabrikam["id"], {"blocked": "All"})
+
+    # the order moves to the blocked customer: Business Central refuses the header after the order was reopened
+    user = env.stack.ids.user_systemuser_id
+    env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
+    account = next(a["accountid"] for a in env.dv.rows("account") if a["name"] == "Fabrikam")
+    env.dv.update("salesorder", order, {"customerid": account}, as_user=user)
+    env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.failed == 1
+    [error] = [e for e in env.errors() if e.mapping == MAPPING]
+    assert f"Business Central sales order {created['number']} could not be updated (header)" in error.message
+    assert env.bc.get("salesOrders", created["id"])["status"] == "Draft"
+
+    # unblocked: the retry writes it and releases the order bcsync reopened
+    env.bc.update("customers", fabrikam["id"], {"blocked": " "})
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.modified == 1 and [e for e in env.errors() if e.mapping == MAPPING] == []
+    after = env.bc.get("salesOrders", created["id"])
+    assert (after["status"], after["customerNumber"]) == ("Open", "20000")
