@@ -79,7 +79,9 @@ class OrderPush:
             *(o[2] for o in options), *(f"{side}{suffix}" for side in ("shipTo", "billTo") for _, suffix, _ in address),
             *SEEN]))
 
-    def run(self, job: JobContext) -> None:
+    def run(self, job: JobContext, deadline: dt.datetime | None) -> bool:
+        """Push what changed since the watermark; False when the job's time ran out first (the watermark stays, so
+        the job's continuation reads the rest again)."""
         since = None if job.full else job.state.watermark(job.mapping.name, Direction.TO_CRM)
         retried = [i for i, f in job.failures.items() if not f.skipped]
         if retried:
@@ -88,7 +90,10 @@ class OrderPush:
                                         page_size=50):
             self.push(job, [r for r in page if r.id not in retried], forced=set())
             job.progress()
+            if deadline is not None and job.clock.now() >= deadline:
+                return False
         job.state.advance_watermark(job.mapping.name, Direction.TO_CRM, job.cap)
+        return True
 
     def push(self, job: JobContext, rows: list[Record], forced: set[str]) -> None:
         couplings = job.couplings.get_many(job.mapping.name, Side.BC, [r.id for r in rows])

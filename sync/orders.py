@@ -204,7 +204,8 @@ class SalesOrderProcess:
         posting). Sales -> Business Central: submitted orders a user changed since the last job, and those that
         failed before, are created (sync.order_push has the other direction)."""
         if job.direction is Direction.TO_CRM:
-            PUSH.run(job)
+            if not PUSH.run(job, deadline):
+                return job.outcome(complete=False)
             self.follow_coupled(job)
             return job.outcome()
         self._settle_failures(job)
