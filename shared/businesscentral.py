@@ -121,8 +121,12 @@ class BusinessCentralClient:
     def update(self, table: BcTable, address: str, body: dict, etag: str | None) -> Inner:
         return Inner("PATCH", self.item(table, address), body, {"If-Match": etag or "*"})
 
-    def delete(self, table: BcTable, address: str, etag: str | None) -> Inner:
-        return Inner("DELETE", self.item(table, address), None, {"If-Match": etag or "*"})
+    def delete(self, table: BcTable, address: str) -> Inner:
+        return Inner("DELETE", self.item(table, address), None, {"If-Match": "*"})
+
+    def action(self, table: BcTable, address: str, name: str) -> Inner:
+        """A page's [ServiceEnabled] procedure, bound to one row: `SalesOrder(...)/NAV.Release`."""
+        return Inner("POST", f"{self.item(table, address)}/NAV.{name}", None)
 
     def read(self, table: BcTable, *, select: Sequence[str], filter: str,
              schema: dict[str, str] | None = None) -> Inner:
@@ -406,20 +410,26 @@ class BusinessCentralEndpoint:
                 answers[i] = {"status": 200, "body": row}
         return self._finish(table, answers, writes, [extra for _, extra in splits], fields)
 
-    def delete_rows(self, table: BcTable, rows: Sequence[RowChange]) -> list[SyncError | None]:
-        """Delete the rows (each If-Match its version), batched; per row None when it is gone (one already
-        gone too), else the error."""
-        answers = self._send([self.client.delete(table, self._keys.get(r.id, r.id), r.etag) for r in rows])
-        errors: list[SyncError | None] = []
-        for answer in answers:
-            try:
-                answer_row(answer)
-                errors.append(None)
-            except NotFoundError:
-                errors.append(None)
-            except SyncError as exc:
-                errors.append(exc)
-        return errors
+    def delete_rows(self, table: BcTable, ids: Sequence[str]) -> list[SyncError | None]:
+        return [self._failure(answer, gone=True) for answer in self._send(
+            [self.client.delete(table, self._keys.get(i, i)) for i in ids])]
+
+    def run_action(self, table: BcTable, rows: Sequence[Record], action: str) -> list[SyncError | None]:
+        """A [ServiceEnabled] procedure of the table's companion page (bcsync's extension) on each row, which
+        carries the row's key field (an order's number): per row, None when it ran, else the error."""
+        page, c = self._companion_table(table), table.companion
+        calls = [self.client.action(page, page_key(page, {**dict(c.fixed_keys), c.key[1]: row.values[c.key[0]]}),
+                                    action) for row in rows]
+        return [self._failure(answer) for answer in self._send(calls)]
+
+    @staticmethod
+    def _failure(answer: dict | SyncError, gone: bool = False) -> SyncError | None:
+        """The error of an answer with no row to keep; a row not found is none when it was to be `gone`."""
+        try:
+            answer_row(answer)
+        except SyncError as exc:
+            return None if gone and isinstance(exc, NotFoundError) else exc
+        return None
 
     def _split(self, table: BcTable, values: dict) -> tuple[dict, dict]:
         extra_names = table.companion.fields if table.companion else {}

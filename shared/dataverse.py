@@ -203,6 +203,10 @@ class DataverseClient:
             {"$select": ",".join(select)}, safe=",$")
         return Inner("PATCH", url, {"If-Match": etag or "*", "Prefer": prefer}, body)
 
+    def delete(self, entity_set: str, row_id: str) -> Inner:
+        """A deletion for a `$batch`, whatever the row's version (sent twice, the second answers 404)."""
+        return Inner("DELETE", self.api.url(f"{API_PATH}/{entity_set}({row_id})"), {"If-Match": "*"})
+
     def batch(self, requests_: Sequence[Inner]) -> list[tuple[int, Any]]:
         """One `$batch` of independent requests with `odata.continue-on-error`, so that a failing request does
         not stop those after it: the (status, body) of every request, in order. Only requests that may be
@@ -510,6 +514,17 @@ class DataverseEndpoint:
                 results.append(WriteResult(error=RecordError(
                     f"Dataverse: the {table.logical_name} {change.id} was written but not answered with its values.")))
         return results
+
+    def delete_rows(self, table: CrmTable, ids: Sequence[str]) -> list[SyncError | None]:
+        """Up to PATCH_BATCH_MAX rows in one `$batch`: per row, None when it is gone (deleted now or before),
+        else the error."""
+        if not ids:
+            return []
+        try:
+            answers = self.client.batch([self.client.delete(table.entity_set, i) for i in ids])
+        except SyncError as exc:
+            return [exc for _ in ids]
+        return [None if status < 400 or status == 404 else error_of(status, body) for status, body in answers]
 
     def _target(self, table: CrmTable, values: dict[str, Any], row_id: str | None) -> dict:
         target = {**self._body(table, values), "@odata.type": f"Microsoft.Dynamics.CRM.{table.logical_name}"}

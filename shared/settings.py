@@ -398,6 +398,13 @@ class Settings:
         "Business Central's \"Automatically Process Sales Quotes\": the SALESQUOTE-QUOTE job makes a Business Central "
         "sales quote of every quote activated in Sales (a new revision replaces the earlier one's) and gives the "
         "order made from a won quote its Quote No.; off, no quote is processed.")
+    sales_order_mode: str = _setting(
+        "BCSYNC_SALES_ORDER_MODE", "one-way",
+        "Business Central's \"Bidirectional Sales Order Int.\". one-way: submitted Sales orders become Business "
+        "Central orders, which then report their progress back (SALESORDER-ORDER). two-way: released Business Central "
+        "orders become Submitted Sales orders with their lines too, submitted Sales orders are created in Business "
+        "Central whatever BCSYNC_AUTO_CREATE_SALES_ORDERS says, and posted orders are archived (see Two-way order "
+        "mode). Existing order couplings stay valid in both modes.", check=_one_of("one-way", "two-way"))
     unit_mode: str = _setting(
         "BCSYNC_UNIT_MODE", "legacy",
         "Business Central's \"Unit Group Mapping Enabled\". legacy: each unit of measure is a Sales unit group "
@@ -502,6 +509,11 @@ class Settings:
     def extended_pricing(self) -> bool:
         """Extended pricing (BCSYNC_PRICING), else legacy."""
         return (self.pricing or "").strip().lower() == "extended"
+
+    @property
+    def two_way_orders(self) -> bool:
+        """Two-way order mode (BCSYNC_SALES_ORDER_MODE), else one-way."""
+        return (self.sales_order_mode or "").strip().lower() == "two-way"
 
     def check_services(self) -> None:
         """What reaching Dataverse and Business Central needs (the credential is checked on sign-in)."""

@@ -225,7 +225,8 @@ class Services:
         """The built-in mappings in use: the one place where settings choose among them."""
         s = self.settings
         return tuple(builtin_mappings(unit_groups=s.unit_groups, ownership=s.ownership,
-                                      extended_pricing=s.extended_pricing))
+                                      extended_pricing=s.extended_pricing,
+                                      two_way_orders=s.two_way_orders))
 
     @cached_property
     def catalogs(self) -> "StoredCatalog":
@@ -271,6 +272,7 @@ class Services:
                           reconcile_every=dt.timedelta(minutes=s.reconcile_minutes),
                           setup=ConnectionSetup(auto_create_sales_orders=s.auto_create_sales_orders,
                                                 auto_process_sales_quotes=s.auto_process_sales_quotes,
+                                                two_way_orders=s.two_way_orders,
                                                 ownership_model=s.ownership),
                           facts_ttl=dt.timedelta(seconds=s.facts_ttl_seconds))
 

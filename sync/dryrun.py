@@ -130,10 +130,13 @@ class RecordingEndpoint:
             results.append(WriteResult(Record(row_id, dict(row.values), DRY_VERSION)))
         return results
 
-    def delete_rows(self, table, rows: Sequence[RowChange]) -> list[None]:
-        for row in rows:
-            self.writes.deletes[row.id.lower()] = _table(table)
-        return [None] * len(rows)
+    def delete_rows(self, table, ids: Sequence[str]) -> list[None]:
+        for row_id in ids:  # recorded and reported, never sent
+            self.writes.deletes[row_id.lower()] = _table(table)
+        return [None] * len(ids)
+
+    def run_action(self, table, rows: Sequence[Record], action: str) -> list:
+        return [None for _ in rows]  # nor releases or reopens anything
 
     def update(self, table, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         seen = self.seen.pop(_table(table), {})

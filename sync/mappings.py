@@ -21,7 +21,7 @@ from .model import (
     TableMapping,
     WhenUncoupled,
 )
-from .orders import SalesOrderProcess
+from .orders import SUBMITTED as SUBMITTED_ORDER, SalesOrderProcess
 from .quotes import MAPPING as QUOTES_MAPPING, SalesQuoteProcess
 from .rules.contacts import ContactRules, OpportunityRules
 from .rules.currency import CurrencyRules
@@ -555,11 +555,12 @@ PERSON_ONLY = frozenset({"SALESPEOPLE"})
 
 
 def builtin_mappings(unit_groups: bool = False, ownership: OwnershipModel = OwnershipModel.PERSON,
-                     extended_pricing: bool = False) -> list[TableMapping]:
+                     extended_pricing: bool = False, two_way_orders: bool = False) -> list[TableMapping]:
     """The built-in mappings in legacy unit mode, or in unit-group mode (Business Central's "Unit Group Mapping
     Enabled"), where UNIT GROUP, ITEM UOM and RESOURCE UOM replace UNIT OF MEASURE; in the person ownership model
     or the team one (team_owned); with legacy pricing, or extended pricing (the new sales pricing experience), where
-    PLHEADER-PRICE and PLLINE-PRODPRICE replace CUSTPRCGRP-PRICE and SALESPRC-PRODPRICE."""
+    PLHEADER-PRICE and PLLINE-PRODPRICE replace CUSTPRCGRP-PRICE and SALESPRC-PRODPRICE; with the one-way order
+    flow or the two-way one (in_two_ways)."""
     if not unit_groups:
         units, items, resources = [UNIT_OF_MEASURE], ITEM_PRODUCT, RESOURCE_PRODUCT
         orders, quotes = SALES_ORDER, SALES_QUOTE
@@ -569,6 +570,8 @@ def builtin_mappings(unit_groups: bool = False, ownership: OwnershipModel = Owne
         resources = _in_unit_groups(RESOURCE_PRODUCT, (RESOURCE_UOM.name,))
         orders = _in_unit_groups(SALES_ORDER, (ITEM_UOM.name, RESOURCE_UOM.name))
         quotes = _in_unit_groups(SALES_QUOTE, (ITEM_UOM.name, RESOURCE_UOM.name))
+    if two_way_orders:
+        orders = in_two_ways(orders)
     mappings = [SALESPEOPLE, CURRENCY, PAYMENT_TERMS, SHIPMENT_METHOD, SHIPPING_AGENT, CUSTOMER, VENDOR, CONTACT,
                 OPPORTUNITY, *units, items, resources,
                 *((PRICE_LIST_HEADER, PRICE_LIST_LINE) if extended_pricing else (CUSTOMER_PRICE_GROUP, SALES_PRICE)),
@@ -576,6 +579,16 @@ def builtin_mappings(unit_groups: bool = False, ownership: OwnershipModel = Owne
     if ownership is OwnershipModel.PERSON:
         return mappings
     return [team_owned(m) for m in mappings if m.name not in PERSON_ONLY]
+
+
+def in_two_ways(orders: TableMapping) -> TableMapping:
+    """SALESORDER-ORDER as Business Central's "Bidirectional Sales Order Int." has it: released Business Central
+    orders and submitted Sales orders, both ways (its lines, SOLINE-ORDERDETAIL, go with their order)."""
+    return orders.with_overrides(
+        direction=BI, bc_filter="status eq 'Open'", crm_filter=f"statecode eq {SUBMITTED_ORDER}",
+        process=SalesOrderProcess(two_way=True),
+        description="Released Business Central orders and submitted Sales orders, with their lines, both ways "
+                    "(BCSYNC_SALES_ORDER_MODE=two-way); posted orders archived and reported back.")
 
 
 def team_owned(mapping: TableMapping) -> TableMapping:

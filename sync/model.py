@@ -244,6 +244,7 @@ class ConnectionSetup:
 
     auto_create_sales_orders: bool = False  # "Automatically Create Sales Orders": submitted orders on schedule
     auto_process_sales_quotes: bool = False  # "Automatically Process Sales Quotes": active and won quotes on schedule
+    two_way_orders: bool = False            # "Bidirectional Sales Order Int.": orders made on either side, archived
     ownership_model: OwnershipModel = OwnershipModel.PERSON
 
 

@@ -96,8 +96,10 @@ class OrderProgress:
         self.write_backs = write_backs
         self.mapping = mapping
 
-    def follow(self, job: JobContext, present: list[Record], couplings: dict[str, Coupling]) -> None:
-        """The orders of `present` (read with their version) that changed since their coupling saw them."""
+    def follow(self, job: JobContext, present: list[Record], couplings: dict[str, Coupling],
+               write_values: bool = True) -> None:
+        """The orders of `present` (read with their version) that changed since their coupling saw them. Without
+        `write_values` only the posts (two-way mode, where the order's push writes the values)."""
         couplings = {bc_id.lower(): c for bc_id, c in couplings.items()}
         changed = [r.id for r in present if r.id.lower() in couplings and r.etag != couplings[r.id.lower()].bc_etag]
         if not changed:
@@ -114,14 +116,14 @@ class OrderProgress:
             coupling, v = couplings[row.id.lower()], row.values
             now = {k: v.get(k) for k in SEEN}
             posts += order_posts(coupling, row, now)
-            if v.get("status") == RELEASED:  # Business Central's mapping takes released orders only
+            if v.get("status") == RELEASED and write_values:  # Business Central's mapping takes released orders only
                 values = {"datefulfilled": bc_date(v.get("lastShipmentDate"))}
                 if coupling.crm_id.lower() not in lacking:
                     values.update(totalamountlessfreight=v.get("totalAmountExcludingTax"),
                                   totalamount=v.get("totalAmountIncludingTax"), discountamount=v.get("discountAmount"))
                 write_backs.append(WriteBack(coupling.crm_id, values))
-            seen.append(dataclasses.replace(coupling, bc_etag=row.etag, bc_values=now, synced_at=job.clock.now(),
-                                            job_id=job.job_id))
+            seen.append(dataclasses.replace(coupling, bc_etag=row.etag, bc_values={**(coupling.bc_values or {}), **now},
+                                            synced_at=job.clock.now(), job_id=job.job_id))
         # recorded first, the write-backs outlive a run that stops here; the posts' ids make them unique
         begun = self.write_backs.begin(job, write_backs)
         write_posts(job, posts)

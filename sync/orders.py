@@ -27,13 +27,14 @@ job completes what a stopped one began (sync.writeback).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import ConcurrencyError, RecordError, SyncError
 from .failures import failed_again
-from .values import as_guid
+from .values import as_guid, same
 from .model import BcTable, CrmTable, Direction, OptionSet, Side
 from .ports import Coupling, NewRow, Record, RowChange, WriteBack
 from .process import JobContext
@@ -56,6 +57,7 @@ from .tables import (
     CRM_CURRENCY,
     CRM_NOTE,
     CRM_POST,
+    CRM_PRICE_LIST,
     CRM_PRODUCT,
     CRM_SALES_ORDER,
     CRM_SALES_ORDER_DETAIL,
@@ -63,7 +65,8 @@ from .tables import (
 )
 from .order_notes import OrderNotes
 from .order_prices import net_prices
-from .order_progress import OrderProgress
+from .order_progress import RELEASED as BC_RELEASED, OrderProgress
+from .order_push import ARCHIVED, LINE_NUMBER, ORDER_NUMBER, PUSHED, REOPENED, OrderPush
 from .rules.units import ITEM_UNITS, RESOURCE_UNITS, unit_groups
 from .writeback import WriteBacks
 
@@ -107,6 +110,12 @@ LINE_PRINT = ["documentId", "sequence", "lineType", "lineObjectNumber", "quantit
 WRITE_BACKS = WriteBacks(CRM_SALES_ORDER, reopens=frozenset({SUBMITTED}))
 PROGRESS = OrderProgress(WRITE_BACKS, MAPPING)
 NOTES = OrderNotes(MAPPING)
+
+
+def order_fields(job: JobContext) -> list[str]:
+    """What is read of a Sales order; in two-way mode also the column of Business Central's integration solution
+    that holds the Business Central order's number (a Sales organisation without the solution has none)."""
+    return [*ORDER_FIELDS, ORDER_NUMBER] if job.setup.two_way_orders else ORDER_FIELDS
 
 
 def order_label(order: Record) -> str:
@@ -153,9 +162,20 @@ class SalesOrderProcess:
     writes = (CRM_SALES_ORDER,)
     creates = (BC_SALES_ORDER, BC_RECORD_LINK, CRM_POST, CRM_NOTE)
 
+    def __init__(self, two_way: bool = False):
+        if two_way:  # two-way mode also makes Sales orders with their lines, and changes Business Central lines
+            self.writes = (*self.writes, BC_SALES_ORDER_LINE)
+            self.creates = (*self.creates, CRM_SALES_ORDER, CRM_SALES_ORDER_DETAIL, CRM_PRICE_LIST, BC_SALES_ORDER_LINE)
+
     def has_work(self, job: JobContext) -> bool:
         if next(iter(job.couplings.coupled_ids(MAPPING, Side.BC, page_size=1)), []) or job.state.write_backs(MAPPING):
             return True
+        if job.setup.two_way_orders:
+            return bool(next(iter(job.bc.read_changed(
+                BC_SALES_ORDER, ["number"], since=job.state.watermark(MAPPING, Direction.TO_CRM),
+                where=job.mapping.bc_filter, limit=1)), [])) or bool(next(iter(job.crm.read_changed(
+                    CRM_SALES_ORDER, ["name"], since=job.state.watermark(MAPPING, Direction.FROM_CRM),
+                    where=job.mapping.crm_filter, not_modified_by=job.integration_user_id(), limit=1)), []))
         return job.setup.auto_create_sales_orders and bool(
             next(iter(job.crm.read_changed(CRM_SALES_ORDER, ["name"], since=None, where=self._unsent(), limit=1)),
                  []))
@@ -167,12 +187,14 @@ class SalesOrderProcess:
 
     def run(self, job: JobContext, deadline: dt.datetime | None):
         WRITE_BACKS.finish(job)  # first: an order a stopped job left Active is no longer submitted
+        if job.setup.two_way_orders:
+            return self._run_two_way(job, deadline)
         self.follow_coupled(job)
         self._settle_failures(job)
         if not job.setup.auto_create_sales_orders:
             job.note("automatic creation of sales orders is off: submitted orders are created on demand")
             return job.outcome()
-        for page in job.crm.read_changed(CRM_SALES_ORDER, ORDER_FIELDS, since=None, where=self._unsent(),
+        for page in job.crm.read_changed(CRM_SALES_ORDER, order_fields(job), since=None, where=self._unsent(),
                                          page_size=50):
             self._create(job, page)
             job.progress()
@@ -180,11 +202,36 @@ class SalesOrderProcess:
                 return job.outcome(complete=False)
         return job.outcome()
 
+    def _run_two_way(self, job: JobContext, deadline: dt.datetime | None):
+        """Business Central -> Sales: released orders pushed, coupled orders followed (their progress, notes,
+        posting). Sales -> Business Central: submitted orders a user changed since the last job, and those that
+        failed before, are created (sync.order_push has the other direction)."""
+        if job.direction is Direction.TO_CRM:
+            if not PUSH.run(job, deadline):
+                return job.outcome(complete=False)
+            self.follow_coupled(job)
+            return job.outcome()
+        self._settle_failures(job)
+        retried = [i for i, f in job.failures.items() if not f.skipped]
+        if retried:
+            self._create(job, job.crm.read_ids(CRM_SALES_ORDER, order_fields(job), retried))
+        since = None if job.full else job.state.watermark(MAPPING, Direction.FROM_CRM)
+        for page in job.crm.read_changed(CRM_SALES_ORDER, order_fields(job), since=since,
+                                         where=job.mapping.crm_filter, not_modified_by=job.integration_user_id(),
+                                         page_size=50):
+            self._create(job, [o for o in page if o.id not in retried])
+            job.progress()
+            if deadline is not None and job.clock.now() >= deadline:
+                return job.outcome(complete=False)
+        job.state.advance_watermark(MAPPING, Direction.FROM_CRM, job.cap)
+        return job.outcome()
+
     def create(self, job: JobContext, order_ids: Sequence[str]) -> list[OrderResult]:
         """Create these orders now (bcsync orders create): each must be submitted."""
         WRITE_BACKS.finish(job)
         guids = {i: as_guid(i) for i in order_ids}
-        orders = job.crm.read_ids(CRM_SALES_ORDER, ORDER_FIELDS, list(dict.fromkeys(g for g in guids.values() if g)))
+        orders = job.crm.read_ids(CRM_SALES_ORDER, order_fields(job),
+                                  list(dict.fromkeys(g for g in guids.values() if g)))
         found = {o.id.lower() for o in orders}
         results = [OrderResult(i, f"Sales order {i}", "failed", message=(
             f"Sales order {i} does not exist in Sales." if guid else
@@ -197,7 +244,7 @@ class SalesOrderProcess:
         created meanwhile); an order created with a part missing gets that part again."""
         if not job.failures:
             return
-        orders = {o.id.lower(): o for o in job.crm.read_ids(CRM_SALES_ORDER, ORDER_FIELDS, list(job.failures))}
+        orders = {o.id.lower(): o for o in job.crm.read_ids(CRM_SALES_ORDER, order_fields(job), list(job.failures))}
         coupled = {i.lower() for i in job.couplings.get_many(MAPPING, Side.CRM, list(orders))}
         incomplete, settled = [], []
         for source_id, failure in list(job.failures.items()):
@@ -206,7 +253,8 @@ class SalesOrderProcess:
                 incomplete.append(order)  # whatever Sales did with the order since: its BC order is still open
             elif order is not None and is_coupled and failure.code == RELEASED:
                 continue  # shown until the order is invoiced or deleted
-            elif order is None or order.values.get("statecode") != SUBMITTED or is_coupled:
+            elif order is None or order.values.get("statecode") != SUBMITTED or (
+                    is_coupled and not job.setup.two_way_orders):  # two-way mode: a coupled order's update waits
                 settled.append(source_id)
                 del job.failures[source_id]
         if settled:
@@ -220,16 +268,26 @@ class SalesOrderProcess:
         results: dict[str, OrderResult] = {}
         failed: dict[str, tuple[Record, SyncError]] = {}
         stamps: list[tuple[Record, str]] = []   # orders created, with their Business Central number
+        lookups = None
         try:
             coupled = job.couplings.get_many(MAPPING, Side.CRM, [o.id for o in orders])
-            bc_orders = {r.id.lower(): r for r in job.bc.read_ids(BC_SALES_ORDER, ["number", "status"],
+            bc_orders = {r.id.lower(): r for r in job.bc.read_ids(BC_SALES_ORDER, ["number", "status", "customerId"],
                                                                   [c.bc_id for c in coupled.values()])}
-            todo = []
+            todo, updates = [], []
             for order in orders:
                 if order.id in coupled:
-                    coupling = coupled[order.id]
-                    results[order.id] = self._existing(job, order, coupling, bc_orders.get(coupling.bc_id.lower()),
-                                                       failed)
+                    coupling, row = coupled[order.id], bc_orders.get(coupled[order.id].bc_id.lower())
+                    if (coupling.bc_values or {}).get(ARCHIVED):  # two-way mode: posted, nothing more is sent
+                        results[order.id] = OrderResult(order.id, order_label(order), "exists", message=(
+                            f"{order_label(order)}: its Business Central order was posted (archived)."))
+                        continue
+                    if job.setup.two_way_orders and row is not None and order.values.get("statecode") == SUBMITTED:
+                        if _changed_since(order, coupling):  # a user changed the submitted order since
+                            updates.append((order, coupling, row))
+                        else:
+                            job.counts.unchanged += 1
+                        continue
+                    results[order.id] = self._existing(job, order, coupling, row, failed)
                 elif order.values.get("statecode") != SUBMITTED:
                     state = {ACTIVE: "Active", 2: "Canceled", 3: "Fulfilled", INVOICED: "Invoiced"}.get(
                         order.values.get("statecode"), str(order.values.get("statecode")))
@@ -238,7 +296,9 @@ class SalesOrderProcess:
                         f"Business Central."))
                 else:
                     todo.append(order)
-            lookups = Lookups(job, todo)
+            lookups = Lookups(job, todo + [order for order, _, _ in updates])
+            for order, coupling, row in updates:
+                results[order.id] = self._update(job, order, coupling, row, lookups, failed)
             todo = self._found_again(job, todo, lookups, results, failed)
             for order in todo:
                 try:
@@ -250,7 +310,8 @@ class SalesOrderProcess:
         finally:
             # what was done stays recorded when a service gives out midway (the job is retried); the new
             # orders are stamped together, each write-back step for all of them at once
-            self._stamp(job, stamps)
+            numbered = lookups is not None and job.setup.two_way_orders
+            self._stamp(job, stamps, lookups.line_numbers if numbered else None)
             self._record(job, [o for o in orders if o.id in results or o.id in failed], results, failed)
         return [results[o.id] for o in orders if o.id in results]
 
@@ -267,6 +328,101 @@ class SalesOrderProcess:
                                f"{order_label(order)} was already created as Business Central sales order {number}.")
         outcome = self._follow(job, [coupling]).get(coupling.bc_id, "")
         return OrderResult(order.id, order_label(order), "failed", message=f"{order_label(order)}: {outcome}")
+
+    # -- updating (two-way mode) ------------------------------------------------------------------
+
+    def _update(self, job: JobContext, order: Record, coupling: Coupling, row: Record, lookups: "_Lookups",
+                failed: dict) -> OrderResult:
+        """A submitted order a user changed in Sales, onto its Business Central order, as Business Central's
+        bidirectional mode does: reopened, the header written, the lines made the Sales lines (paired by Line No.:
+        changed, added, and deleted when their Sales line is gone), the invoice discount applied again, released
+        again (an order that was open stays open)."""
+        label, number = order_label(order), row.values.get("number") or ""
+        try:
+            body = self._order_body(job, order, lookups)
+            inserts, changes, deletes, numbers = self._line_changes(job, order, row, body.pop("salesOrderLines"),
+                                                                    lookups)
+        except RecordError as exc:
+            failed[order.id] = (order, exc)
+            return OrderResult(order.id, label, "failed", number, exc.message)
+        if str(body.get("customerId")).lower() == str(row.values.get("customerId")).lower():
+            del body["customerId"]  # validating the same customer again would reset the order's addresses
+        discount = self._set_after_values(job, order, ["discountamount"]).get("discountamount",
+                                                                               {"discountAmount": 0})
+
+        def step(what: str, errors: Sequence[SyncError | None]) -> None:
+            error = next((e for e in errors if e is not None), None)
+            if error is not None:
+                failure = RecordError(f"{label}: Business Central sales order {number} could not be updated "
+                                      f"({what}): {error.message}", field=getattr(error, "field", "") or "",
+                                      code=error.code)
+                failure.transient = error.transient
+                raise failure
+
+        # one a user reopened stays open for them; one bcsync reopened before a step failed is released again: the
+        # coupling remembers it (the order's error may go, if the Sales order leaves Submitted meanwhile)
+        released = row.values.get("status") == BC_RELEASED or bool((coupling.bc_values or {}).get(REOPENED))
+        try:
+            if row.values.get("status") == BC_RELEASED:
+                coupling = dataclasses.replace(coupling, bc_values={**(coupling.bc_values or {}), REOPENED: True})
+                job.couplings.save_many([coupling])
+                step("reopen", job.bc.run_action(BC_SALES_ORDER, [row], "Reopen"))
+            step("header", [r.error for r in job.bc.update(BC_SALES_ORDER, [RowChange(row.id, None, body)],
+                                                           ["number"])])
+            step("lines deleted", job.bc.delete_rows(BC_SALES_ORDER_LINE, deletes))
+            step("lines changed", [r.error for r in job.bc.update(BC_SALES_ORDER_LINE, changes, ["sequence"])])
+            step("lines added", [r.error for r in job.bc.insert(BC_SALES_ORDER_LINE, inserts, ["sequence"])])
+            step("invoice discount", [r.error for r in job.bc.update(
+                BC_SALES_ORDER, [RowChange(row.id, None, discount)], ["number"])])
+            if released:
+                step("release", job.bc.run_action(BC_SALES_ORDER, [row], "Release"))
+        except RecordError as exc:
+            failed[order.id] = (order, exc)
+            if exc.transient:
+                raise
+            return OrderResult(order.id, label, "failed", number, exc.message)
+        # what bcsync wrote is not pushed back to Sales (sync.order_push)
+        [now] = job.bc.read_ids(BC_SALES_ORDER, ["number"], [row.id]) or [row]
+        kept = {k: v for k, v in (coupling.bc_values or {}).items() if k != REOPENED}
+        job.couplings.save_many([dataclasses.replace(coupling, bc_values={**kept, PUSHED: now.etag},
+                                                     crm_etag=order.etag, synced_at=job.clock.now(),
+                                                     job_id=job.job_id)])
+        job.counts.modified += 1
+        today = job.clock.now().date().isoformat()
+        self._write_stamps(job, [WriteBack(order.id, {"lastbackofficesubmit": today})], numbers)
+        return OrderResult(order.id, label, "exists", number,
+                           f"{label} updated Business Central sales order {number}.")
+
+    @staticmethod
+    def _line_changes(job: JobContext, order: Record, row: Record, lines: list[dict], lookups: "_Lookups") \
+            -> tuple[list[NewRow], list[RowChange], list[str], dict[str, int]]:
+        """What makes the Business Central order's item and resource lines the Sales order's: lines to add,
+        changes, lines to delete (their Sales line is gone, or now sells something else), and the Line No. each
+        Sales line added gets. Comment lines (long descriptions) and the freight line stay as they are."""
+        existing = {line.values.get("sequence"): line for line in job.bc.read_matching(
+            BC_SALES_ORDER_LINE, [*LINE_PRINT, "unitPrice", "discountAmount", "unitOfMeasureCode", "description"],
+            "documentId", [row.id])}
+        by_position = {line["sequence"]: line for line in lines}
+        inserts, changes, numbers, kept = [], [], {}, set()
+        last = max(existing, default=0)
+        for detail in lookups.details.get(order.id.lower(), []):
+            line = dict(by_position[lookups.line_numbers[detail.id.lower()]])
+            del line["sequence"]
+            current = existing.get(detail.values.get(LINE_NUMBER))
+            if current is not None and (current.values.get("lineType"), current.values.get("lineObjectNumber")) == (
+                    line["lineType"], line["lineObjectNumber"]):
+                kept.add(current.values.get("sequence"))
+                changed = {k: v for k, v in line.items() if k not in ("lineType", "lineObjectNumber")
+                           and not same(current.values.get(k), v)}
+                if changed:
+                    changes.append(RowChange(current.id, None, changed))
+                continue
+            last += LINE_STEP
+            inserts.append(NewRow({"documentId": row.id, "sequence": last, **line}))
+            numbers[detail.id.lower()] = last
+        deletes = [line.id for n, line in existing.items()
+                   if n not in kept and line.values.get("lineType") in ("Item", "Resource")]
+        return inserts, changes, deletes, numbers
 
     def _complete(self, job: JobContext, order: Record, row: Record, attributes: list[str],
                   failed: dict) -> OrderResult:
@@ -406,7 +562,7 @@ class SalesOrderProcess:
             failed[order.id] = (order, result.error)
             return OrderResult(order.id, order_label(order), "failed", message=result.error.message)
         created = result.record
-        job.couplings.save_many([Coupling(MAPPING, created.id, order.id, bc_etag=created.etag,
+        job.couplings.save_many([Coupling(MAPPING, created.id, order.id, bc_etag=created.etag, crm_etag=order.etag,
                                           synced_at=job.clock.now(), job_id=job.job_id)])
         job.counts.inserted += 1
         number = created.values.get("number") or ""
@@ -476,13 +632,20 @@ class SalesOrderProcess:
             raise result.error
         return False
 
-    def _stamp(self, job: JobContext, orders: list[tuple[Record, str]]) -> None:
-        """Sent to the back office: today's date, and the Business Central order number for Sales users."""
+    def _stamp(self, job: JobContext, orders: list[tuple[Record, str]],
+               line_numbers: dict[str, int] | None = None) -> None:
+        """Sent to the back office: today's date, and the Business Central order number for Sales users. In
+        two-way mode each order product of a new order gets the Line No. of its line (`line_numbers`, by order
+        product id), which pairs them from then on (SOLINE-ORDERDETAIL)."""
         today = job.clock.now().date().isoformat()
+        # two-way mode: the number in the Business Central integration solution's column too
+        number_column = ORDER_NUMBER if job.setup.two_way_orders else None
         self._write_stamps(job, [WriteBack(o.id, {"lastbackofficesubmit": today,
-                                                  "submitstatusdescription": f"Business Central sales order {number}"})
+                                                  "submitstatusdescription": f"Business Central sales order {number}",
+                                                  **({number_column: number} if number_column else {})})
                                  for o, number in orders
-                                 if str(o.values.get("lastbackofficesubmit") or "")[:10] != today])
+                                 if str(o.values.get("lastbackofficesubmit") or "")[:10] != today
+                                 or (number_column and o.values.get(number_column) != number)], line_numbers)
 
     def _describe(self, job: JobContext, orders: list[tuple[Record, str]]) -> None:
         """The Submit Status Description Sales users read, where it differs."""
@@ -490,8 +653,27 @@ class SalesOrderProcess:
                                  for o, text in orders if o.values.get("submitstatusdescription") != text[:2000]])
 
     @staticmethod
-    def _write_stamps(job: JobContext, write_backs: list[WriteBack]) -> None:
-        for order_id, reason in WRITE_BACKS.write(job, write_backs).items():
+    def _write_stamps(job: JobContext, write_backs: list[WriteBack],
+                      line_numbers: dict[str, int] | None = None) -> None:
+        if not line_numbers:
+            failed = WRITE_BACKS.write(job, write_backs)
+        else:
+            details: dict[str, list[RowChange]] = {}  # the order products to number, by order
+            for d in job.crm.read_matching(CRM_SALES_ORDER_DETAIL, ["salesorderid"], "salesorderid",
+                                           [w.row_id for w in write_backs]):
+                if d.id.lower() in line_numbers:
+                    details.setdefault(str(d.values.get("salesorderid")).lower(), []).append(
+                        RowChange(d.id, None, {LINE_NUMBER: line_numbers[d.id.lower()]}))
+
+            def number_lines(ids: list[str]) -> dict[str, str]:
+                changes = [(i, c) for i in ids for c in details.get(i.lower(), [])]
+                results = job.crm.update(CRM_SALES_ORDER_DETAIL, [c for _, c in changes], [LINE_NUMBER])
+                return {i: f"its lines' Business Central line numbers could not be set: {r.error.message}"
+                        for (i, _), r in zip(changes, results) if r.error is not None}
+
+            failed = WRITE_BACKS.complete(job, WRITE_BACKS.begin(job, write_backs, keep=frozenset(details)),
+                                          while_active=number_lines)
+        for order_id, reason in failed.items():
             job.note(f"sales order {order_id}: its back-office submit status could not be set ({reason}); it is set "
                      f"by the next run")
 
@@ -527,9 +709,11 @@ class SalesOrderProcess:
         coupled = False
         for ids in job.couplings.coupled_ids(MAPPING, Side.BC, page_size=100):
             coupled = True
-            rows = job.bc.read_ids(BC_SALES_ORDER, ["number"], ids)
-            couplings = job.couplings.get_many(MAPPING, Side.BC, ids)
-            PROGRESS.follow(job, rows, couplings)
+            # an archived order (two-way mode) was posted: nothing more comes of it
+            couplings = {i: c for i, c in job.couplings.get_many(MAPPING, Side.BC, ids).items()
+                         if not (c.bc_values or {}).get(ARCHIVED)}
+            rows = job.bc.read_ids(BC_SALES_ORDER, ["number"], list(couplings))
+            PROGRESS.follow(job, rows, couplings, write_values=not job.setup.two_way_orders)
             present = {r.id.lower() for r in rows}
             NOTES.to_business_central(job, [c for i, c in couplings.items() if i.lower() in present])
             gone = [c for i, c in couplings.items() if i.lower() not in present]
@@ -545,11 +729,14 @@ class SalesOrderProcess:
                                         [c.bc_id for c in couplings])
         posted = {str(r.values.get("orderId")).lower(): r for r in invoices}
         said: dict[str, str] = {}
-        write_backs = []
+        write_backs, archived = [], []
         for c in couplings:
             invoice = posted.get(c.bc_id.lower())
             if invoice is not None:
                 write_backs.append(WriteBack(c.crm_id, {}, INVOICED, INVOICED_STATUS))
+                if job.setup.two_way_orders:  # Business Central's "Archived Sales Order": the pair is kept, ignored
+                    archived.append(dataclasses.replace(c, bc_values={**(c.bc_values or {}), ARCHIVED: True},
+                                                        synced_at=job.clock.now(), job_id=job.job_id))
                 said[c.bc_id] = (f"the Business Central order {invoice.values.get('orderNumber')} was posted as "
                                  f"invoice {invoice.values.get('number')}; the Sales order is Invoiced")
                 job.counts.modified += 1
@@ -564,7 +751,9 @@ class SalesOrderProcess:
         # rather than deciding anew (by then a user may have submitted the order again)
         begun = WRITE_BACKS.begin(job, write_backs)
         PROGRESS.posted(job, couplings, posted)
-        job.couplings.delete_many(couplings)
+        job.couplings.save_many(archived)
+        kept = {c.bc_id for c in archived}
+        job.couplings.delete_many([c for c in couplings if c.bc_id not in kept])
         for order_id, reason in WRITE_BACKS.complete(job, begun).items():
             job.note(f"sales order {order_id} could not be updated ({reason}); completed by the next run")
         return said
@@ -577,6 +766,12 @@ def coupled_quote_number(job: JobContext, quote_id: str) -> str | None:
     return rows[0].values.get("number") if rows else None
 
 
+def _changed_since(order: Record, coupling: Coupling) -> bool:
+    """Whether a user changed the order since bcsync last took it: its version is not the one the coupling keeps
+    (orders are read without bcsync's own changes, so the version read is a user's; a full run reads them all)."""
+    return coupling.crm_etag is None or order.etag != coupling.crm_etag
+
+
 def _line_print(lines: Sequence[dict]) -> list[tuple]:
     """What tells one order's lines from another's: per line, in order, its type, number and quantity."""
     ordered = sorted(lines, key=lambda line: line.get("sequence") or 0)
@@ -584,7 +779,7 @@ def _line_print(lines: Sequence[dict]) -> list[tuple]:
              round(float(line.get("quantity") or 0), 5)) for line in ordered]
 
 
-def _option_codes(job: JobContext, option: tuple) -> tuple[dict[int, str], dict[int, str]]:
+def option_codes(job: JobContext, option: tuple) -> tuple[dict[int, str], dict[int, str]]:
     """The order option's values -> the coupled Business Central ids (or codes), and their labels;
     read once per job. The order's option set is matched to the account's by label."""
     attribute, mapping_name, _, _, code_field = option
@@ -611,7 +806,7 @@ def order_option(job: JobContext, order: Record, option: tuple) -> str | None:
     value = order.values.get(attribute)
     if value is None:
         return None
-    bc_ids, labels = _option_codes(job, option)
+    bc_ids, labels = option_codes(job, option)
     if int(value) not in bc_ids:
         job.note(f"{caption} '{labels.get(int(value), value)}' of an order is not coupled (table mapping "
                  f"{mapping_name}): the customer's {caption} is kept")
@@ -641,10 +836,13 @@ class Lookups:
         self.kind = kind
         orders = list(orders)
         self.details: dict[str, list[Record]] = {}
+        self.line_numbers: dict[str, int] = {}  # order product id -> the Line No. of its Business Central line
         if not orders:
             return
-        for d in job.crm.read_matching(kind.details, [kind.parent, *DETAIL_FIELDS[1:]], kind.parent,
-                                       [o.id for o in orders]):
+        fields = [kind.parent, *DETAIL_FIELDS[1:]]
+        if kind is ORDER and job.setup.two_way_orders:  # the pairing of lines exists on order products only
+            fields.append(LINE_NUMBER)
+        for d in job.crm.read_matching(kind.details, fields, kind.parent, [o.id for o in orders]):
             self.details.setdefault(str(d.values.get(kind.parent)).lower(), []).append(d)
         details = [d for ds in self.details.values() for d in ds]
         self.accounts = self._accounts(orders)
@@ -657,7 +855,7 @@ class Lookups:
         # read up front, so that a service giving out stops the job before any order is created
         for option in OPTIONS:
             if any(o.values.get(option[0]) is not None for o in orders):
-                _option_codes(job, option)
+                option_codes(job, option)
         self._setup()
         with contextlib.suppress(RecordError):  # no LCY: an error on each order, raised there
             CurrencyRules.lcy_code(job)
@@ -830,12 +1028,14 @@ class Lookups:
                 pieces = text_lines(text)
                 add({**line, "lineType": kind, "lineObjectNumber": number,
                      **({"description": pieces.pop(0)} if pieces else {})})
+                self.line_numbers[d.id.lower()] = len(lines) * LINE_STEP
             else:
                 kind, number = self._product(v, n)
                 line.update(lineType=kind, lineObjectNumber=number)
                 if v.get("uomid"):
                     line["unitOfMeasureCode"] = self._unit(v, n, number)
                 add(line)
+                self.line_numbers[d.id.lower()] = len(lines) * LINE_STEP
                 pieces = text_lines(text)
             for piece in pieces:
                 add({"lineType": "Comment", "description": piece})
@@ -898,3 +1098,7 @@ class Lookups:
             raise RecordError(f"Unit {name} on line {n} is not the unit {code} of its unit group, the one Business "
                               f"Central sells in.", field="uomid", code="UnitNotCoupled")
         return code
+
+
+# two-way mode, Business Central -> Sales
+PUSH = OrderPush(WRITE_BACKS, ADDRESS, OPTIONS, option_codes)

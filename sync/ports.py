@@ -83,12 +83,14 @@ class Endpoint(Protocol):
     def update(self, table: Table, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         ...
 
+    def delete_rows(self, table: Table, ids: Sequence[str]) -> list[SyncError | None]:
+        """Delete these rows: per row, None when it is gone (now, or before), else the error."""
 
-class BcEndpoint(Endpoint, Protocol):
-    """Business Central, which also deletes: the lines of a quote that a new revision replaces."""
+    def run_action(self, table: Table, rows: Sequence[Record], action: str) -> list[SyncError | None]:
+        """Business Central: a [ServiceEnabled] procedure of the table's companion page on each row (an order's
+        Reopen, Release): per row, None when it ran, else the error."""
 
-    def delete_rows(self, table: BcTable, rows: Sequence[RowChange]) -> list[SyncError | None]:
-        """Delete rows at their version (RowChange values unused); per row None once it is gone, else the error."""
+
 
 
 @dataclass(frozen=True)

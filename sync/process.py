@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .model import ConnectionSetup, Direction
 from .ports import (
-    BcEndpoint,
     Clock,
     Coupling,
     CouplingStore,
     CrmEndpoint,
+    Endpoint,
     ErrorStore,
     Record,
     RecordFailure,
@@ -35,7 +35,7 @@ class JobContext(Protocol):
     direction: Direction
     catalog: "Catalog"
     job_id: str
-    bc: BcEndpoint
+    bc: Endpoint
     crm: CrmEndpoint
     couplings: CouplingStore
     errors: ErrorStore
@@ -47,6 +47,7 @@ class JobContext(Protocol):
     failures: dict[str, RecordFailure]
     cache: dict[str, Any]
     facts: "Facts"
+    full: bool                       # a full synchronisation: every row is read, not those since the watermark
 
     def note(self, text: str) -> None: ...
 
@@ -57,6 +58,10 @@ class JobContext(Protocol):
 
     def integration_user_id(self) -> str:
         """systemuserid bcsync acts as in Dataverse (a fact kept across runs)."""
+
+    def team_owner(self) -> dict[str, Any]:
+        """What a new Sales row is owned by in the team ownership model (the default team of the coupled business
+        unit); {} in the person model."""
 
     def progress(self) -> None:
         """Report the counts so far (the runner saves them and renews the job's lease)."""

@@ -224,7 +224,7 @@ class SalesQuoteProcess:
         them all), then the coupling moved to this quote."""
         lines = body.pop(LINES)
         old = job.bc.read_matching(BC_SALES_QUOTE_LINE, ["sequence"], "documentId", [row.id])
-        for error in job.bc.delete_rows(BC_SALES_QUOTE_LINE, [RowChange(line.id, line.etag, {}) for line in old]):
+        for error in job.bc.delete_rows(BC_SALES_QUOTE_LINE, [line.id for line in old]):
             if error is not None:
                 raise self._as_record_error(error)
         [result] = job.bc.update(BC_SALES_QUOTE, [RowChange(row.id, None, body)], ["number"])

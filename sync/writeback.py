@@ -13,7 +13,7 @@ are still written, never a state over theirs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .errors import NotFoundError
 from .model import CrmTable
@@ -46,9 +46,10 @@ class WriteBacks:
         them). A row that no longer exists needs nothing."""
         return self.complete(job, self.begin(job, write_backs))
 
-    def begin(self, job: JobContext, write_backs: Sequence[WriteBack]) -> Begun:
+    def begin(self, job: JobContext, write_backs: Sequence[WriteBack], keep: frozenset[str] = frozenset()) -> Begun:
         """Read the rows and record what is to be written to them; nothing is written yet. A row that
-        still has a write-back recorded (one that failed midway) gets a single one for both."""
+        still has a write-back recorded (one that failed midway) gets a single one for both. Rows `keep`
+        (lower-case ids) are kept even when their columns and state are as wanted (their children change)."""
         if not write_backs:
             return []
         recorded = {w.row_id.lower(): w for w in job.state.write_backs(job.mapping.name)}
@@ -63,7 +64,8 @@ class WriteBacks:
         begun: Begun = []
         for key, w in wanted.items():
             row = rows.get(key)
-            if key in recorded or (row is not None and (self._columns(w, row) or self._set_state(w, row))):
+            if key in recorded or (row is not None and (
+                    key in keep or self._columns(w, row) or self._set_state(w, row))):
                 begun.append((self._resolve(job, w, row), row))
         if begun:
             job.state.save_write_backs(job.mapping.name, [w for w, _ in begun])
@@ -95,8 +97,11 @@ class WriteBacks:
             return dataclasses.replace(w, state=row.values.get("statecode"), status=row.values.get("statuscode"))
         return w
 
-    def complete(self, job: JobContext, begun: Begun) -> dict[str, str]:
-        """Re-activate, write, set the state again; forget each write-back once its row is done (or gone)."""
+    def complete(self, job: JobContext, begun: Begun,
+                 while_active: Callable[[list[str]], dict[str, str]] | None = None) -> dict[str, str]:
+        """Re-activate, write, set the state again; forget each write-back once its row is done (or gone).
+        `while_active`, when given, writes what only an active row takes (an order's lines) to the rows, all
+        re-activated for it, before their state is set again; it answers the rows it failed, with the reason."""
         current = {w.row_id: row for w, row in begun}
         failed: dict[str, str] = {}
         writable = []
@@ -110,8 +115,16 @@ class WriteBacks:
                              f"left it as it is")
                 continue
             writable.append(w)
-        for step in (self._reactivate, self._columns, self._set_state):
+        reactivate = self._reactivate if while_active is None else self._activate
+        for step in (reactivate, self._columns, None, self._set_state):
             writable = [w for w in writable if current[w.row_id] is not None and w.row_id not in failed]
+            if step is None:
+                if while_active is not None and writable:
+                    failed.update(while_active([w.row_id for w in writable]))
+                    # writing children moves the row's version (its totals): the state is set on the new one
+                    fresh = self._read(job, writable)
+                    current.update({w.row_id: fresh.get(w.row_id.lower()) for w in writable})
+                continue
             self._step(job, current, failed, [(w, step(w, current[w.row_id])) for w in writable])
         done = [w.row_id for w, _ in begun if w.row_id not in failed]
         if done:
@@ -141,6 +154,11 @@ class WriteBacks:
         if row.values.get("statecode") == ACTIVE or not self._columns(w, row):
             return {}
         return _state_change(row, ACTIVE, w.status if w.state == ACTIVE else None)
+
+    @staticmethod
+    def _activate(w: WriteBack, row: Record) -> dict:
+        """Step 1 when the row's children are written too: re-activate it whatever its columns."""
+        return _state_change(row, ACTIVE, None)
 
     @staticmethod
     def _columns(w: WriteBack, row: Record) -> dict:

@@ -136,10 +136,10 @@ class FakeEndpoint:
                 results.append(WriteResult(self._record(change.id, row, fields)))
         return results
 
-    def delete_rows(self, table, rows: Sequence[RowChange]) -> list:
-        for change in rows:
-            self.rows(table).pop(change.id, None)
-        return [None] * len(rows)
+    def delete_rows(self, table, ids: Sequence[str]) -> list:
+        for row_id in ids:
+            self.rows(table).pop(row_id, None)
+        return [None] * len(ids)
 
     def delete(self, table, row_id: str) -> None:
         del self.rows(table)[row_id]

@@ -29,8 +29,9 @@ using Microsoft.Sales.Setup;
 using System.IO;
 
 // What bcsync's Microsoft Entra application reads and writes, and nothing else: assign it on the
-// application's card (Microsoft Entra Applications). bcsync deletes nothing but the lines of a sales quote that
-// a new revision of its Sales quote replaces, so only Sales Line has D.
+// application's card (Microsoft Entra Applications). bcsync deletes nothing but sales lines (of a quote that a new
+// revision of its Sales quote replaces; in two-way order mode, of an order whose Sales line is gone), so only Sales
+// Line has D.
 // The extension adds four pages of its own (BCS Unit Groups, BCS Record Links, BCS Price List Headers and Lines); its page extensions run with the
 // base pages below.
 permissionset 50100 "BCS INTEGRATION"

@@ -5,8 +5,11 @@ using Microsoft.Sales.Document;
 // Page 42 "Sales Order", published as SalesOrder (Your Reference, shipping agent, payment discount % and work
 // description, which API v2.0 orders lack, and the bill-to address, which they publish read-only). The extension
 // adds what posting leaves on the order (last shipment date and number, last invoice number), which bcsync
-// reports back to the Sales order, and a control that sets Quote No. (table 36 makes the field itself not
-// editable, so the base page's control is read-only): bcsync names the quote a Sales order was made from.
+// reports back to the Sales order; a control that sets Quote No. (table 36 makes the field itself not
+// editable, so the base page's control is read-only): bcsync names the quote a Sales order was made from; and in
+// two-way order mode the order's Reopen and Release, which API v2.0 orders lack: bcsync reopens an order to update
+// it from Sales and releases it again, as Business Central's bidirectional sales order integration does
+// (POST SalesOrder(Document_Type='Order',No='...')/NAV.Reopen, NAV.Release).
 pageextension 50108 "BCS Sales Order" extends "Sales Order"
 {
     layout
@@ -71,6 +74,34 @@ pageextension 50108 "BCS Sales Order" extends "Sales Order"
     trigger OnAfterGetRecord()
     begin
         QuoteNo := Rec."Quote No.";
+    end;
+
+
+    [ServiceEnabled]
+    procedure Reopen(var ActionContext: WebServiceActionContext)
+    var
+        ReleaseSalesDocument: Codeunit "Release Sales Document";
+    begin
+        ReleaseSalesDocument.PerformManualReopen(Rec);
+        SetUpdated(ActionContext);
+    end;
+
+    [ServiceEnabled]
+    procedure Release(var ActionContext: WebServiceActionContext)
+    var
+        ReleaseSalesDocument: Codeunit "Release Sales Document";
+    begin
+        ReleaseSalesDocument.PerformManualRelease(Rec);
+        SetUpdated(ActionContext);
+    end;
+
+    local procedure SetUpdated(var ActionContext: WebServiceActionContext)
+    begin
+        ActionContext.SetObjectType(ObjectType::Page);
+        ActionContext.SetObjectId(Page::"Sales Order");
+        ActionContext.AddEntityKey(Rec.FieldNo("Document Type"), Rec."Document Type");
+        ActionContext.AddEntityKey(Rec.FieldNo("No."), Rec."No.");
+        ActionContext.SetResultCode(WebServiceActionResultCode::Updated);
     end;
 
     var

@@ -1022,6 +1022,10 @@ def register(cat: Catalog) -> None:
         *page_system_fields(),
     ], key=("Document_Type", "No"), insertable=False, deletable=False, before_modify=_header_hooks(QUOTES)[1]))
 
+    # the bcsync extension's [ServiceEnabled] procedures on page 42: POST SalesOrder(...)/NAV.Reopen, NAV.Release
+    # (API v2.0 orders have no such bound action), as the page's Reopen and Release actions do
+    cat.pages["SalesOrder"].actions.update({"Reopen": reopen, "Release": release})
+
 
 def _document_controls(document_type: str) -> list[Field]:
     """The first controls of pages 41 and 42: the document type (their view's filter), number, customer, and the

@@ -789,6 +789,8 @@ def salesorder() -> Entity:
         integer("submitstatus", display_name="Submit Status"),
         memo("submitstatusdescription", 2000, display_name="Submit Status Description"),
         picklist("freighttermscode", FREIGHT_TERMS, display_name="Freight Terms"),
+        # Business Central's integration solution: the order's number there, in two-way order mode
+        string("bcbi_businesscentralordernumber", 20, display_name="Business Central Order No."),
         boolean("willcall", ("Address", "Will Call"), display_name="Ship To"),
         state({0: ("Active", 1), 1: ("Submitted", 3), 2: ("Canceled", 4), 3: ("Fulfilled", 100001),
                4: ("Invoiced", 100003)}),
@@ -805,6 +807,7 @@ def salesorderdetail() -> Entity:
         *line_columns("salesorder", 500),
         datetime_("requestdeliveryby", date_only=True, display_name="Requested Delivery Date"),
         decimal("quantityshipped", precision=5, display_name="Quantity Shipped"),
+        integer("bcbi_businesscentrallinenumber", display_name="Business Central Line No."),
     ], primary_name="salesorderdetailname", display_name="Order Product", schema_name="SalesOrderDetail",
         object_type_code=1089, rules=rules.LineRules("salesorder"))
 

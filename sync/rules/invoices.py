@@ -142,37 +142,14 @@ class PostedInvoiceRules(MappingRules):
         for line in sorted(lines, key=lambda l: l.values.get("sequence") or 0):
             by_invoice.setdefault(str(line.values["documentId"]).lower(), []).append(line)
         ctx.cache["invoice_lines"] = by_invoice
-        ctx.cache["line_products"], ctx.cache["line_problems"] = self._products(ctx, lines, rows)
-        # unit-group mode: a line is in the Sales unit of its own unit of measure
-        ctx.cache["line_units"] = {(owner.caption, *key): unit[0] for owner in (ITEM_UNITS, RESOURCE_UNITS)
-                                   for key, unit in coupled_units(ctx, owner, [
-                                       l.values.get("lineObjectNumber") for l in lines
-                                       if l.values.get("lineType") == owner.caption], rows).items()} \
-            if unit_groups(ctx) else None
+        ctx.cache["line_products"], ctx.cache["line_problems"] = line_products(ctx, lines, rows)
+        ctx.cache["line_units"] = line_units(ctx, lines, rows)
 
     @staticmethod
     def _check_lines(ctx: RuleContext, row: Record) -> None:
-        """An invoice whose item or resource line (other than the write-in one) has no Sales product is not
-        written at all."""
-        products, problems = ctx.cache["line_products"], ctx.cache["line_problems"]
-        _, write_in = write_in_product(ctx)
-        for line in ctx.cache["invoice_lines"].get(row.id.lower(), []):
-            v = line.values
-            kind, number = v.get("lineType"), v.get("lineObjectNumber")
-            if kind in WITH_PRODUCT and number != write_in and (kind, number) not in products:
-                why = problems.get((kind, number))
-                advice = f"it could not be synchronised first: {why}" if why else \
-                    f"couple it first (table mapping {WITH_PRODUCT[kind]})."
-                raise RecordError(f"Posted Sales Invoice {row.values.get('number')}: {kind.lower()} {number} on line "
-                                  f"{v.get('sequence')} is not coupled to a Sales product, so the invoice is not "
-                                  f"written; {advice}", field="No.", code="NotCoupled")
-            units, code = ctx.cache["line_units"], v.get("unitOfMeasureCode")
-            if units is not None and kind in WITH_PRODUCT and number != write_in and code \
-                    and (kind, number, code) not in units:
-                raise RecordError(f"Posted Sales Invoice {row.values.get('number')}: unit of measure {code} of "
-                                  f"{kind.lower()} {number} on line {v.get('sequence')} is not coupled to a unit of "
-                                  f"its Sales unit group, so the invoice is not written; couple it first (table "
-                                  f"mapping {kind.upper()} UOM).", field="Unit of Measure Code", code="NotCoupled")
+        check_lines(ctx, f"Posted Sales Invoice {row.values.get('number')}", "invoice",
+                    ctx.cache["invoice_lines"].get(row.id.lower(), []), ctx.cache["line_products"],
+                    ctx.cache["line_problems"], ctx.cache["line_units"])
 
     @staticmethod
     def _origin_orders(ctx: RuleContext, refs: list[str], origins: dict) -> None:
@@ -252,29 +229,7 @@ class PostedInvoiceRules(MappingRules):
 
     @staticmethod
     def price_list(ctx: RuleContext, row: Record) -> str:
-        code = (row.values.get("currencyCode") or "").upper()
-        currencies = CurrencyRules()
-        if not code or code == currencies.lcy_code(ctx):
-            return default_price_list(ctx)
-        lists = ctx.cache.setdefault("price_list_in", {})
-        if code not in lists:
-            name = f"Price List in {code}"
-            found = ctx.crm.read_matching(CRM_PRICE_LIST, ["name"], "name", [name])
-            if found:
-                lists[code] = found[0].id
-            else:
-                coupled = ctx.couplings.get_many("CURRENCY", Side.BC, [row.values.get("currencyId")])
-                if not coupled:
-                    raise RecordError(f"Posted Sales Invoice {row.values.get('number')}: currency {code} is not "
-                                      f"coupled to a Sales currency (table mapping CURRENCY).", field="Currency Code",
-                                      code="NotCoupled")
-                currency = next(iter(coupled.values())).crm_id
-                [result] = ctx.crm.insert(CRM_PRICE_LIST, [NewRow({"name": name, "transactioncurrencyid": currency})],
-                                          ["name"])
-                if result.error is not None:
-                    raise RecordError(f"The price list {name!r} could not be created: {result.error.message}")
-                lists[code] = result.record.id
-        return lists[code]
+        return currency_price_list(ctx, row, f"Posted Sales Invoice {row.values.get('number')}")
 
     def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
         # lines go with a new invoice, and with one whose lines failed before (written idempotently)
@@ -313,32 +268,6 @@ class PostedInvoiceRules(MappingRules):
                 failures[w.source.id] = RecordError(f"Posted Sales Invoice {w.source.values.get('number')}: its "
                                                     f"totals and state could not be set: {result.error.message}")
         return failures
-
-    @staticmethod
-    def _products(ctx: RuleContext, lines: Sequence[Record], rows: Sequence[Record]) \
-            -> tuple[dict[tuple[str, str], Record], dict[tuple[str, str], str]]:
-        """(line type, number) -> the coupled Sales product (with its default unit); items and resources not
-        coupled yet are synchronised first (not the write-in one, which needs no product). Also (line type,
-        number) -> why one could not be."""
-        _, write_in = write_in_product(ctx)
-        found: dict[tuple[str, str], Record] = {}
-        problems: dict[tuple[str, str], str] = {}
-        for kind, table, mapping, key in (("Item", BC_ITEM, "ITEM-PRODUCT", "number"),
-                                          ("Resource", BC_RESOURCE, "RESOURCE-PRODUCT", "No")):
-            numbers = sorted({l.values.get("lineObjectNumber") for l in lines if l.values.get("lineType") == kind}
-                             - {write_in})
-            if not numbers:
-                continue
-            records = ctx.bc.read_matching(table, [key], key, numbers)
-            coupled, why = ctx.coupled_first(mapping, [r.id for r in records], rows)
-            problems.update({(kind, r.values.get(key)): why[r.id.lower()] for r in records if r.id.lower() in why})
-            products = {p.id: p for p in ctx.crm.read_ids(CRM_PRODUCT, ["defaultuomid", "productnumber"],
-                                                          [c.crm_id for c in coupled.values()])}
-            for r in records:
-                c = coupled.get(r.id)
-                if c and c.crm_id in products:
-                    found[(kind, r.values.get(key))] = products[c.crm_id]
-        return found, problems
 
     @staticmethod
     def _detail(w: Written, line: Record, products: dict, units: dict) -> NewRow:
@@ -382,6 +311,91 @@ class PostedInvoiceRules(MappingRules):
                         "volumediscountamount": 0, "tax": 0, "baseamount": left, "extendedamount": left},
                        id=str(uuid.uuid5(DETAIL_NAMESPACE, f"{w.source.id}/rounding")))]
 
+
+def currency_price_list(ctx: RuleContext, row: Record, label: str) -> str:
+    """The price list of a Business Central document's currency (legacy pricing): the default price list for the
+    local currency, "Price List in <code>" otherwise, created when missing. `label` names the document."""
+    code = (row.values.get("currencyCode") or "").upper()
+    currencies = CurrencyRules()
+    if not code or code == currencies.lcy_code(ctx):
+        return default_price_list(ctx)
+    lists = ctx.cache.setdefault("price_list_in", {})
+    if code not in lists:
+        name = f"Price List in {code}"
+        found = ctx.crm.read_matching(CRM_PRICE_LIST, ["name"], "name", [name])
+        if found:
+            lists[code] = found[0].id
+        else:
+            coupled = ctx.couplings.get_many("CURRENCY", Side.BC, [row.values.get("currencyId")])
+            if not coupled:
+                raise RecordError(f"{label}: currency {code} is not coupled to a Sales currency (table mapping "
+                                  f"CURRENCY).", field="Currency Code", code="NotCoupled")
+            currency = next(iter(coupled.values())).crm_id
+            [result] = ctx.crm.insert(CRM_PRICE_LIST, [NewRow({"name": name, "transactioncurrencyid": currency})],
+                                      ["name"])
+            if result.error is not None:
+                raise RecordError(f"The price list {name!r} could not be created: {result.error.message}")
+            lists[code] = result.record.id
+    return lists[code]
+
+
+def line_products(ctx: RuleContext, lines: Sequence[Record], rows: Sequence[Record]) \
+        -> tuple[dict[tuple[str, str], Record], dict[tuple[str, str], str]]:
+    """(line type, number) -> the coupled Sales product (with its default unit); items and resources not
+    coupled yet are synchronised first (not the write-in one, which needs no product). Also (line type,
+    number) -> why one could not be."""
+    _, write_in = write_in_product(ctx)
+    found: dict[tuple[str, str], Record] = {}
+    problems: dict[tuple[str, str], str] = {}
+    for kind, table, mapping, key in (("Item", BC_ITEM, "ITEM-PRODUCT", "number"),
+                                      ("Resource", BC_RESOURCE, "RESOURCE-PRODUCT", "No")):
+        numbers = sorted({l.values.get("lineObjectNumber") for l in lines if l.values.get("lineType") == kind}
+                         - {write_in})
+        if not numbers:
+            continue
+        records = ctx.bc.read_matching(table, [key], key, numbers)
+        coupled, why = ctx.coupled_first(mapping, [r.id for r in records], rows)
+        problems.update({(kind, r.values.get(key)): why[r.id.lower()] for r in records if r.id.lower() in why})
+        products = {p.id: p for p in ctx.crm.read_ids(CRM_PRODUCT, ["defaultuomid", "productnumber"],
+                                                      [c.crm_id for c in coupled.values()])}
+        for r in records:
+            c = coupled.get(r.id)
+            if c and c.crm_id in products:
+                found[(kind, r.values.get(key))] = products[c.crm_id]
+    return found, problems
+
+
+def line_units(ctx: RuleContext, lines: Sequence[Record], rows: Sequence[Record]) -> dict | None:
+    """Unit-group mode: (line type, number, unit of measure code) -> the coupled Sales unit, a line being in the
+    unit of its own unit of measure; None in legacy mode (a product's default unit)."""
+    if not unit_groups(ctx):
+        return None
+    return {(owner.caption, *key): unit[0] for owner in (ITEM_UNITS, RESOURCE_UNITS)
+            for key, unit in coupled_units(ctx, owner, [l.values.get("lineObjectNumber") for l in lines
+                                                        if l.values.get("lineType") == owner.caption], rows).items()}
+
+
+def check_lines(ctx: RuleContext, label: str, document: str, lines: Sequence[Record],
+                products: dict, problems: dict, units: dict | None) -> None:
+    """A document (`label`, a `document`) whose item or resource line (other than the write-in one) has no Sales
+    product, or in unit-group mode no Sales unit, is not written at all."""
+    _, write_in = write_in_product(ctx)
+    for line in lines:
+        v = line.values
+        kind, number = v.get("lineType"), v.get("lineObjectNumber")
+        if kind in WITH_PRODUCT and number != write_in and (kind, number) not in products:
+            why = problems.get((kind, number))
+            advice = f"it could not be synchronised first: {why}" if why else \
+                f"couple it first (table mapping {WITH_PRODUCT[kind]})."
+            raise RecordError(f"{label}: {kind.lower()} {number} on line {v.get('sequence')} is not coupled to a Sales "
+                              f"product, so the {document} is not written; {advice}", field="No.", code="NotCoupled")
+        code = v.get("unitOfMeasureCode")
+        if units is not None and kind in WITH_PRODUCT and number != write_in and code \
+                and (kind, number, code) not in units:
+            raise RecordError(f"{label}: unit of measure {code} of {kind.lower()} {number} on line "
+                              f"{v.get('sequence')} is not coupled to a unit of its Sales unit group, so the "
+                              f"{document} is not written; couple it first (table mapping {kind.upper()} UOM).",
+                              field="Unit of Measure Code", code="NotCoupled")
 
 def totals_of(invoice: Record, details: Sequence[NewRow]) -> dict[str, Any]:
     """A Sales invoice's totals as the sums of its lines, less the posted invoice's discount."""

@@ -31,6 +31,7 @@ import pytest
 import sync
 from shared.businesscentral import BusinessCentralClient
 from simulators import sample
+from simulators.businesscentral.catalog import build_catalog
 from sync.mappings import builtin_mappings
 from sync.model import BcTable, Convert, Side
 from tests.e2e.conftest import Env
@@ -478,3 +479,22 @@ def test_the_permission_set_grants_what_bcsync_needs_and_no_more(observed):
     if set(pages) != {d["page_name"] for d in BASE.values()}:
         problems.append(f"the permission set must give X on exactly the published pages, not {sorted(pages)}")
     assert not problems, "\n".join(problems)
+
+
+def test_every_page_action_bcsync_calls_is_a_service_enabled_procedure_the_simulator_serves():
+    """run_action(<table>, ..., "<name>") in the sync package: a [ServiceEnabled] procedure of the extension of the
+    table's companion page (API v2.0 orders have no Reopen or Release), served by the simulator's page."""
+    tables = {name: value for module in pkgutil.walk_packages(sync.__path__, "sync.")
+              for name, value in vars(importlib.import_module(module.name)).items() if isinstance(value, BcTable)}
+    calls = set()
+    for path in (ROOT / "sync").rglob("*.py"):
+        calls |= set(re.findall(r"run_action\((\w+), [^,]+, \"(\w+)\"\)", path.read_text()))
+    assert calls, "no page action found in the sync package"
+    bases = {service: declared["page_name"] for service, declared in BASE.items()}
+    served = build_catalog().pages
+    for table_name, action in sorted(calls):
+        page = tables[table_name].companion.service
+        text = re.sub(r"//[^\n]*", "", (EXT / "src" / page_extensions()[bases[page]]["file"]).read_text())
+        assert re.search(rf"\[ServiceEnabled\]\s*procedure\s+{action}\(var ActionContext: WebServiceActionContext\)",
+                         text), f"{page}: no [ServiceEnabled] procedure {action}"
+        assert action in served[page].actions, f"the simulator's {page} has no action {action}"

@@ -904,3 +904,23 @@ def test_price_lists_and_their_lines_are_read_through_the_extension_pages(env, b
         env.sim.seed("PriceListLines", [{"Price_List_Code": "NONE", "Asset_Type": "Item", "Asset_No": data["item_no"]}])
     env.sim.delete("PriceListHeaders", listed)
     assert env.sim.rows("PriceListLines") == [] and item_line
+
+
+def test_page_42_reopens_and_releases_an_order_as_the_extensions_service_enabled_procedures_do(env, bc):
+    data = master_data(env)
+    orders = f"{env.company}/salesOrders"
+    order = created(bc.post(orders, json={"customerId": data["customer"], "salesOrderLines": [
+        {"itemId": data["item"], "quantity": 1}, {"itemId": data["item"], "quantity": 2}]}))
+    page = f"{env.odata}/SalesOrder(Document_Type='Order',No='{order['number']}')"
+    assert bc.post(f"{page}/NAV.Release").status_code == 204
+    assert ok(bc.get(f"{orders}({order['id']})"))["status"] == "Open"  # API v2.0's Released
+    [first, second] = order["salesOrderLines"]
+    assert error_of(bc.delete(f"{env.company}/salesOrderLines({second['id']})", headers={"If-Match": "*"}))[:2] == (
+        400, "Application_FieldValidationException")  # a released order's lines cannot change
+    assert bc.post(f"{page}/NAV.Reopen").status_code == 204
+    assert ok(bc.get(f"{orders}({order['id']})"))["status"] == "Draft"
+    assert bc.delete(f"{env.company}/salesOrderLines({second['id']})", headers={"If-Match": "*"}).status_code == 204
+    assert [line["id"] for line in ok(bc.get(f"{orders}({order['id']})/salesOrderLines"))["value"]] == [first["id"]]
+    assert error_of(bc.get(f"{page}/NAV.Release"))[:2] == (405, "BadRequest_MethodNotAllowed")
+    assert error_of(bc.post(f"{page}/NAV.Post"))[0] == 404
+    assert bc.post(f"{page}/NAV.Release").status_code == 204

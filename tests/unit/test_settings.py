@@ -59,6 +59,7 @@ BAD = {
     "BCSYNC_UNIT_MODE": ("unit groups", "is not one of legacy, unit-groups"),
     "BCSYNC_OWNERSHIP_MODEL": ("owner team", "is not one of person, team"),
     "BCSYNC_PRICING": ("new", "is not one of legacy, extended"),
+    "BCSYNC_SALES_ORDER_MODE": ("both", "is not one of one-way, two-way"),
     "BCSYNC_SCHEDULE": ("every 5 minutes", "is not an NCRONTAB schedule"),
     "BCSYNC_HTTP_AUTH": ("Entra ID", "is not one of keys, entra"),
     "BCSYNC_READER_ROLE": ("bcsync reader", "is not an app role value"),

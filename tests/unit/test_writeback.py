@@ -119,3 +119,27 @@ def test_a_write_back_failing_midway_is_merged_into_the_next_one_for_the_row_not
     assert (row(j, submitted)["statecode"], row(j, submitted)["lastbackofficesubmit"]) == (SUBMITTED, "2024-05-02")
     assert row(j, submitted)["submitstatusdescription"] == "Its discount could not be set"
     assert j.state.write_backs("SALESORDER-ORDER") == []
+
+
+def test_children_are_written_while_the_row_is_active_even_with_no_column_to_write_and_a_failure_keeps_it_active():
+    j, write_backs = job(), WriteBacks(CRM_SALES_ORDER, reopens=frozenset({SUBMITTED}))
+    lines_only, failing = order(j, **STAMP), order(j, **STAMP)
+    seen = []
+
+    def write_lines(ids):
+        seen.extend((i, row(j, i)["statecode"]) for i in ids)
+        # the children move the row's version (its totals), as Dataverse does
+        for i in ids:
+            j.crm.edit(CRM_SALES_ORDER, i, by="integration", totallineitemamount=10)
+        return {failing: "a line could not be written"}
+
+    # no column differs: dropped unless kept for its children
+    assert write_backs.begin(j, [WriteBack(lines_only, STAMP, SUBMITTED)]) == []
+    begun = write_backs.begin(j, [WriteBack(i, STAMP, SUBMITTED) for i in (lines_only, failing)],
+                              keep=frozenset({lines_only.lower(), failing.lower()}))
+    sent = updates(j, lambda: write_backs.complete(j, begun, while_active=write_lines))
+    assert sorted(seen) == sorted([(lines_only, ACTIVE), (failing, ACTIVE)])
+    assert sent == [{"statecode": ACTIVE}, {"statecode": ACTIVE}, {"statecode": SUBMITTED}]
+    assert row(j, lines_only)["statecode"] == SUBMITTED and row(j, failing)["statecode"] == ACTIVE
+    # the failed one stays recorded: the next job submits it again
+    assert [w.row_id for w in j.state.write_backs("SALESORDER-ORDER")] == [failing]

@@ -1,0 +1,349 @@
+"""SALESORDER-ORDER in two-way order mode, Business Central -> Sales (Business Central's "Bidirectional Sales
+Order Int."): a released Business Central order becomes a Sales order, and a released coupled order that changed
+updates its Sales order, lines included (SOLINE-ORDERDETAIL).
+
+- The Sales order is named after the sell-to customer and takes the coupled account, the salesperson's coupled
+  user as owner (person ownership model; an order without one keeps its owner; the team model's default team for
+  a new order), the currency (the local one
+  for a blank code) and that currency's price list (legacy pricing: the default price list, "Price List in <code>"
+  otherwise), the ship-to and bill-to addresses, the payment terms, shipment method and shipping agent (through
+  their option couplings), the requested delivery date, Payment Discount % -> discountpercentage, the work
+  description, the order's number -> bcbi_businesscentralordernumber, and what posting leaves (date fulfilled,
+  totals, invoice discount).
+- Its Item and Resource lines become order products, each carrying its Line No. in
+  bcbi_businesscentrallinenumber, which pairs it with its line from then on: tax = Amount Including VAT - Amount,
+  the write-in item or resource of Sales & Receivables Setup becomes a write-in product (isproductoverridden,
+  productdescription). An order with an item or resource that has no Sales product is not written at all; the
+  error names the line. A product line gone from Business Central is deleted in Sales.
+- A Sales order is Submitted, so read-only: bcsync re-activates it, writes the columns and the lines, and submits
+  it again (sync.writeback), recorded before the first step so that the next job completes a stopped one.
+
+What bcsync itself wrote to Business Central is not sent back: the coupling keeps the version of the order last
+pushed or pulled (`~pushed`), and an order at that version is left alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any, Sequence
+
+from .errors import AlreadyExistsError, RecordError, SyncError
+from .failures import failed_again
+from .model import Direction, Side
+from .order_progress import SEEN, bc_date
+from .ports import Coupling, NewRow, Record, RowChange, WriteBack
+from .process import JobContext
+from .rules.currency import CurrencyRules
+from .rules.invoices import WITH_PRODUCT, check_lines, currency_price_list, line_products, line_units
+from .rules.products import write_in_product
+from .tables import BC_SALES_ORDER, BC_SALES_ORDER_LINE, BC_SALESPERSON, CRM_SALES_ORDER, CRM_SALES_ORDER_DETAIL
+from .values import same
+
+ORDERS = uuid.UUID("5d0f7d1e-8a43-4b0c-9f3e-2b7f0c8e6a11")   # namespace of the ids of Sales orders made here
+DETAILS = uuid.UUID("8c1e2f4a-6b5d-4e3f-a7c9-0d1b2e3f4a5b")  # and of their lines
+ARCHIVED = "~archived"  # two-way mode: a coupled order posted in Business Central, kept and ignored from then on
+PUSHED = "~pushed"  # the version of the Business Central order last pushed to Sales or pulled from it
+REOPENED = "~reopened"  # reopened by bcsync to be updated from Sales, to be released again (sync.orders)
+SUBMITTED = 1
+LINE_FIELDS = ["documentId", "sequence", "lineType", "lineObjectNumber", "description", "quantity", "unitPrice",
+               "discountAmount", "netAmount", "netAmountIncludingTax", "shippedQuantity", "unitOfMeasureCode"]
+# columns of Business Central's integration solution in Sales: the order's number, an order product's Line No.
+ORDER_NUMBER, LINE_NUMBER = "bcbi_businesscentralordernumber", "bcbi_businesscentrallinenumber"
+DETAIL_FIELDS = ["salesorderid", "sequencenumber", LINE_NUMBER, "productid", "uomid", "isproductoverridden",
+                 "productdescription", "quantity", "priceperunit", "ispriceoverridden", "manualdiscountamount", "tax",
+                 "baseamount", "extendedamount", "quantityshipped", "description", "requestdeliveryby"]
+
+
+def order_label(row: Record) -> str:
+    return f"Business Central sales order {row.values.get('number') or row.id}"
+
+
+class OrderPush:
+    """Released Business Central orders towards Sales (the TO_CRM job of SALESORDER-ORDER in two-way mode).
+
+    `address`: the address parts, (Sales suffix, Business Central suffix, length); `options`: the order's
+    option attributes (SalesOrderProcess's), with `option_codes` answering an option's coupled codes."""
+
+    def __init__(self, write_backs, address: Sequence[tuple], options: Sequence[tuple], option_codes):
+        self.write_backs = write_backs
+        self.address = address
+        self.options = options
+        self.option_codes = option_codes
+        self.header = list(dict.fromkeys([
+            "number", "status", "customerId", "customerNumber", "customerName", "salesperson", "currencyId",
+            "currencyCode",
+            "requestedDeliveryDate", "paymentDiscountPercent", "workDescription", "discountAmount",
+            "totalAmountExcludingTax", "totalAmountIncludingTax", "lastShipmentDate", "shipToName",
+            *(o[2] for o in options), *(f"{side}{suffix}" for side in ("shipTo", "billTo") for _, suffix, _ in address),
+            *SEEN]))
+
+    def run(self, job: JobContext, deadline: dt.datetime | None) -> bool:
+        """Push what changed since the watermark; False when the job's time ran out first (the watermark stays, so
+        the job's continuation reads the rest again)."""
+        since = None if job.full else job.state.watermark(job.mapping.name, Direction.TO_CRM)
+        retried = [i for i, f in job.failures.items() if not f.skipped]
+        if retried:
+            self.push(job, job.bc.read_ids(BC_SALES_ORDER, self.header, retried), forced=set(retried))
+        for page in job.bc.read_changed(BC_SALES_ORDER, self.header, since=since, where=job.mapping.bc_filter,
+                                        page_size=50):
+            self.push(job, [r for r in page if r.id not in retried], forced=set())
+            job.progress()
+            if deadline is not None and job.clock.now() >= deadline:
+                return False
+        job.state.advance_watermark(job.mapping.name, Direction.TO_CRM, job.cap)
+        return True
+
+    def push(self, job: JobContext, rows: list[Record], forced: set[str]) -> None:
+        couplings = job.couplings.get_many(job.mapping.name, Side.BC, [r.id for r in rows])
+        todo = []
+        for row in rows:
+            coupling = couplings.get(row.id)
+            if row.values.get("status") != "Open":  # API v2.0's Released; a failed order reopened waits for it
+                continue
+            if coupling is not None and (coupling.bc_values or {}).get(ARCHIVED):
+                continue
+            if coupling is not None and row.etag == (coupling.bc_values or {}).get(PUSHED) and row.id not in forced:
+                job.counts.unchanged += 1
+                continue
+            todo.append(row)
+        if not todo:
+            return
+        lines: dict[str, list[Record]] = {}
+        found = job.bc.read_matching(BC_SALES_ORDER_LINE, LINE_FIELDS, "documentId", [r.id for r in todo])
+        for line in sorted(found, key=lambda l: l.values.get("sequence") or 0):
+            if line.values.get("lineType") in WITH_PRODUCT:  # SOLINE-ORDERDETAIL: Type = Item|Resource
+                lines.setdefault(str(line.values["documentId"]).lower(), []).append(line)
+        all_lines = [l for ls in lines.values() for l in ls]
+        products, problems = line_products(job, all_lines, todo)
+        units = line_units(job, all_lines, todo)
+        accounts, _ = job.coupled_first("CUSTOMER", sorted({str(r.values.get("customerId")) for r in todo
+                                                            if r.values.get("customerId")}), todo)
+        owners = self._owners(job, todo)
+        failed: dict[str, SyncError] = {}
+        plans: list[tuple[Record, Coupling | None, dict, list[Record]]] = []
+        for row in todo:
+            try:
+                mine = lines.get(row.id.lower(), [])
+                check_lines(job, order_label(row), "order", mine, products, problems, units)
+                values = self._values(job, row, accounts)
+                owner = owners.get(str(row.values.get("salesperson") or "").upper())
+                if owner:  # "Not Null": an order without a coupled salesperson keeps its owner
+                    values.update(ownerid=owner, owneridtype="systemuser")
+                plans.append((row, couplings.get(row.id), values, mine))
+            except RecordError as exc:
+                failed[row.id] = exc
+        self._write(job, plans, products, units or {}, failed)
+        self._record(job, rows, todo, failed)
+
+    # -- the Sales order's values -----------------------------------------------------------------
+
+    def _values(self, job: JobContext, row: Record, accounts: dict[str, Coupling]) -> dict[str, Any]:
+        v, label = row.values, order_label(row)
+        account = accounts.get(str(v.get("customerId")))
+        if account is None:
+            raise RecordError(f"{label}: its customer {v.get('customerNumber') or v.get('customerName') or ''} is not "
+                              f"coupled to a Sales account; couple it first (table mapping CUSTOMER).",
+                              field="Sell-to Customer No.", code="NotCoupled")
+        values: dict[str, Any] = {
+            "name": v.get("customerName") or v.get("number"), "customerid": account.crm_id, "customeridtype": "account",
+            "transactioncurrencyid": self._currency(job, row), "pricelevelid": currency_price_list(job, row, label),
+            ORDER_NUMBER: v.get("number"),
+            "requestdeliveryby": bc_date(v.get("requestedDeliveryDate")),
+            "discountpercentage": float(v.get("paymentDiscountPercent") or 0),
+            "description": v.get("workDescription") or None,
+            "datefulfilled": bc_date(v.get("lastShipmentDate")),
+            "totalamountlessfreight": v.get("totalAmountExcludingTax"), "totalamount": v.get("totalAmountIncludingTax"),
+            "discountamount": v.get("discountAmount"),
+            "shipto_name": v.get("shipToName") or None,
+        }
+        for side, api in (("shipto", "shipTo"), ("billto", "billTo")):
+            for attribute, suffix, _ in self.address:
+                values[f"{side}_{attribute}"] = v.get(f"{api}{suffix}") or None
+        for option in self.options:
+            values[option[0]] = self._option(job, row, option)
+        return values
+
+    @staticmethod
+    def _owners(job: JobContext, rows: list[Record]) -> dict[str, str]:
+        """Salesperson code (upper case) -> the user coupled to it; none in the team ownership model, where owners
+        never follow salespeople (SALESPEOPLE does not exist there)."""
+        codes = sorted({str(r.values["salesperson"]) for r in rows if r.values.get("salesperson")})
+        if not codes or "SALESPEOPLE" not in job.catalog:
+            return {}
+        people = job.bc.read_matching(BC_SALESPERSON, ["code"], "code", codes)
+        coupled = job.couplings.get_many("SALESPEOPLE", Side.BC, [p.id for p in people])
+        return {str(p.values.get("code")).upper(): coupled[p.id].crm_id for p in people if p.id in coupled}
+
+    @staticmethod
+    def _currency(job: JobContext, row: Record) -> str:
+        code = (row.values.get("currencyCode") or "").upper()
+        currencies = CurrencyRules()
+        if not code or code == currencies.lcy_code(job):
+            return currencies.lcy_currency_id(job)
+        coupled = job.couplings.get_many("CURRENCY", Side.BC, [str(row.values.get("currencyId"))])
+        if not coupled:
+            raise RecordError(f"{order_label(row)}: currency {code} is not coupled to a Sales currency (table mapping "
+                              f"CURRENCY).", field="Currency Code", code="NotCoupled")
+        return next(iter(coupled.values())).crm_id
+
+    def _option(self, job: JobContext, row: Record, option: tuple) -> int | None:
+        """The order option whose label is the account option's coupled to the order's code; blank stays blank."""
+        attribute, mapping, field, caption, _ = option
+        code = row.values.get(field)
+        if not code or code == "00000000-0000-0000-0000-000000000000":
+            return None
+        coupled, _ = self.option_codes(job, option)
+        value = next((v for v, c in coupled.items() if str(c).lower() == str(code).lower()), None)
+        if value is None:
+            raise RecordError(f"{order_label(row)}: its {caption} is not coupled to an option of the Sales order's "
+                              f"{attribute} (table mapping {mapping}).", field=f"{caption} Code", code="NotCoupled")
+        return value
+
+    # -- lines ------------------------------------------------------------------------------------
+
+    def _details(self, job: JobContext, order_id: str, row: Record, lines: list[Record], products: dict,
+                 units: dict, existing: list[Record]) -> tuple[list[NewRow], list[RowChange], list[str]]:
+        """The order products to insert, to update and to delete so that the Sales order has the lines of `row`."""
+        _, write_in = write_in_product(job)
+        by_number = {d.values[LINE_NUMBER]: d for d in existing if d.values.get(LINE_NUMBER)}
+        # lines of an order created in one-way mode have no number yet: paired by product, in their order
+        unnumbered = sorted((d for d in existing if not d.values.get(LINE_NUMBER)),
+                            key=lambda d: d.values.get("sequencenumber") or 0)
+        inserts, updates = [], []
+        for line in lines:
+            v = line.values
+            kind, number = v.get("lineType"), v.get("lineObjectNumber")
+            net, quantity = float(v.get("netAmount") or 0), float(v.get("quantity") or 0)
+            values: dict[str, Any] = {
+                LINE_NUMBER: int(v.get("sequence") or 0), "quantity": quantity,
+                "priceperunit": float(v.get("unitPrice") or 0), "ispriceoverridden": True,
+                "manualdiscountamount": float(v.get("discountAmount") or 0),
+                "tax": round(float(v.get("netAmountIncludingTax") or 0) - net, 2), "baseamount": net,
+                "extendedamount": float(v.get("netAmountIncludingTax") or 0),
+                "quantityshipped": float(v.get("shippedQuantity") or 0),
+                "requestdeliveryby": bc_date(row.values.get("requestedDeliveryDate")),
+            }
+            if number == write_in or (kind, number) not in products:  # checked before: only the write-in is not
+                values.update(isproductoverridden=True, productid=None,
+                              productdescription=(v.get("description") or number or "")[:500])
+            else:
+                product = products[(kind, number)]
+                values.update(isproductoverridden=False, productid=product.id, productdescription=None,
+                              description=v.get("description"),
+                              uomid=units.get((kind, number, v.get("unitOfMeasureCode")))
+                              or product.values.get("defaultuomid"))
+            detail = by_number.pop(values[LINE_NUMBER], None) or next(
+                (d for d in unnumbered if str(d.values.get("productid") or "").lower()
+                 == str(values.get("productid") or "").lower()), None)
+            if detail in unnumbered:
+                unnumbered.remove(detail)
+            if detail is None:
+                inserts.append(NewRow({"salesorderid": order_id, **values}, id=str(uuid.uuid5(DETAILS, line.id))))
+            else:
+                changed = {k: x for k, x in values.items() if not same(detail.values.get(k), x)}
+                if changed:
+                    updates.append(RowChange(detail.id, detail.etag, changed))
+        # a Sales line that came from Business Central whose line is gone; one added in Sales (no number) stays
+        deletes = [d.id for d in by_number.values()]
+        return inserts, updates, deletes
+
+    def _write(self, job: JobContext, plans: list, products: dict, units: dict, failed: dict[str, SyncError]) -> None:
+        """Insert the new Sales orders, then for every order: re-activate, columns, lines, submit again."""
+        new = [(row, values) for row, coupling, values, _ in plans if coupling is None]
+        order_ids: dict[str, str] = {row.id: c.crm_id for row, c, _, _ in plans if c is not None}
+        if new:
+            rows = [NewRow({**job.team_owner(), **{k: x for k, x in values.items() if x is not None}},
+                           id=str(uuid.uuid5(ORDERS, row.id))) for row, values in new]
+            for (row, _), new_row, result in zip(new, rows, job.crm.insert(CRM_SALES_ORDER, rows, ["name"])):
+                if result.error is not None and not isinstance(result.error, AlreadyExistsError):
+                    failed[row.id] = result.error
+                    continue
+                order_ids[row.id] = new_row.id
+                job.couplings.save_many([Coupling(job.mapping.name, row.id, new_row.id, synced_at=job.clock.now(),
+                                                  job_id=job.job_id)])
+                job.counts.inserted += 1
+        plans = [p for p in plans if p[0].id in order_ids]
+        if not plans:
+            return
+        existing: dict[str, list[Record]] = {}
+        for d in job.crm.read_matching(CRM_SALES_ORDER_DETAIL, DETAIL_FIELDS, "salesorderid",
+                                       [order_ids[row.id] for row, _, _, _ in plans]):
+            existing.setdefault(str(d.values.get("salesorderid")).lower(), []).append(d)
+        changes = {}
+        for row, _, _, lines in plans:
+            order_id = order_ids[row.id]
+            changes[order_id.lower()] = (row, self._details(job, order_id, row, lines, products, units,
+                                                            existing.get(order_id.lower(), [])))
+
+        def write_lines(ids: list[str]) -> dict[str, str]:
+            return self._write_lines(job, {i: changes[i.lower()][1] for i in ids})
+
+        write_backs = [WriteBack(order_ids[row.id], {k: x for k, x in values.items()
+                                                     if k not in ("customeridtype", "owneridtype")}, SUBMITTED)
+                       for row, coupling, values, _ in plans]
+        with_lines = frozenset(i for i, (_, (ins, upd, dels)) in changes.items() if ins or upd or dels)
+        begun = self.write_backs.begin(job, write_backs, keep=with_lines)
+        failures = self.write_backs.complete(job, begun, while_active=write_lines if with_lines else None)
+        done = []
+        for row, coupling, _, _ in plans:
+            reason = failures.get(order_ids[row.id])
+            if reason is not None:
+                failed[row.id] = RecordError(f"{order_label(row)}: its Sales order could not be written: {reason}")
+                continue
+            if coupling is not None:
+                job.counts.modified += 1
+            current = coupling or Coupling(job.mapping.name, row.id, order_ids[row.id])
+            done.append(dataclasses.replace(
+                current, bc_etag=current.bc_etag or row.etag, synced_at=job.clock.now(), job_id=job.job_id,
+                bc_values={**(current.bc_values or {}), PUSHED: row.etag,
+                           **({} if coupling else {k: row.values.get(k) for k in SEEN})}))
+        job.couplings.save_many(done)
+
+    @staticmethod
+    def _write_lines(job: JobContext, plans: dict[str, tuple[list[NewRow], list[RowChange], list[str]]]) \
+            -> dict[str, str]:
+        """The lines of orders that are active now; the orders whose lines failed, with the reason."""
+        failed: dict[str, str] = {}
+        inserts = [(o, n) for o, (ins, _, _) in plans.items() for n in ins]
+        for (order, _), result in zip(inserts, job.crm.insert(CRM_SALES_ORDER_DETAIL, [n for _, n in inserts],
+                                                              ["quantity"])):
+            if result.error is not None and not isinstance(result.error, AlreadyExistsError):
+                failed.setdefault(order, f"a line could not be written: {result.error.message}")
+        updates = [(o, c) for o, (_, upd, _) in plans.items() for c in upd]
+        for (order, _), result in zip(updates, job.crm.update(CRM_SALES_ORDER_DETAIL, [c for _, c in updates],
+                                                              ["quantity"])):
+            if result.error is not None:
+                failed.setdefault(order, f"a line could not be updated: {result.error.message}")
+        deletes = [(o, d) for o, (_, _, dels) in plans.items() for d in dels]
+        for (order, _), error in zip(deletes, job.crm.delete_rows(CRM_SALES_ORDER_DETAIL, [d for _, d in deletes])):
+            if error is not None:
+                failed.setdefault(order, f"a line could not be deleted: {error.message}")
+        return failed
+
+    # -- errors -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _record(job: JobContext, rows: list[Record], worked: list[Record], failed: dict[str, SyncError]) -> None:
+        now: dt.datetime = job.clock.now()
+        entries = []
+        for row in rows:
+            error = failed.get(row.id)
+            if error is None:
+                continue
+            label = order_label(row)
+            message = error.message if error.message.startswith(label) else f"{label}: {error.message}"
+            entries.append(failed_again(job.failures.get(row.id), error, mapping=job.mapping.name,
+                                        direction=Direction.TO_CRM, source_id=row.id, record=label, message=message,
+                                        now=now, job_id=job.job_id, source_etag=row.etag, skippable=False))
+            job.counts.failed += 1
+        if entries:
+            job.errors.save_many(entries)
+            job.failures.update({e.source_id: e for e in entries})
+        done = [r.id for r in worked if r.id not in failed and r.id in job.failures]
+        if done:
+            job.errors.clear_many(job.mapping.name, Direction.TO_CRM, done)
+            for i in done:
+                del job.failures[i]
+

@@ -1,0 +1,258 @@
+"""Two-way order mode (BCSYNC_SALES_ORDER_MODE=two-way), end to end: released Business Central orders become
+Submitted Sales orders with their lines, and follow their changes; submitted Sales orders become Business Central
+orders whose number is written back; a posted order is archived and its Sales order Invoiced."""
+
+from __future__ import annotations
+
+from .conftest import job
+from .test_sales_orders import active_product, lcy, product, product_line, setup, submitted_order
+from .test_team_ownership import team_model
+
+MAPPING = "SALESORDER-ORDER"
+PUSH, PULL = f"{MAPPING}:to-crm", f"{MAPPING}:from-crm"
+
+
+def two_way(env):
+    env.configure(BCSYNC_SALES_ORDER_MODE="two-way")
+    setup(env)
+
+
+def bc_order(env, lines, **header):
+    """An order made and released in Business Central: (item number, quantity, unit price, description)."""
+    [order] = env.bc.seed("salesOrders", [{"customerNumber": "10000", "externalDocumentNumber": "PHONE 12",
+                                           "requestedDeliveryDate": "2026-12-10", **header}])
+    for number, quantity, price, description in lines:
+        [line] = env.bc.seed("salesOrderLines", [{"documentId": order, "lineType": "Item", "lineObjectNumber": number,
+                                                  "quantity": quantity}])
+        env.bc.update("salesOrderLines", line, {"unitPrice": price, **({"description": description}
+                                                                         if description else {})})
+    env.bc.act("salesOrders", order, "release")
+    return env.bc.get("salesOrders", order)
+
+
+def sales_order_of(env, bc):
+    [order] = [o for o in env.dv.rows("salesorder") if o.get("bcbi_businesscentralordernumber") == bc["number"]]
+    return order
+
+
+def details(env, order):
+    rows = [d for d in env.dv.rows("salesorderdetail") if d["salesorderid"] == order["salesorderid"]]
+    return sorted(((d.get("bcbi_businesscentrallinenumber"), d.get("productid"), d.get("productdescription"),
+                    d["quantity"], d["priceperunit"], d.get("tax")) for d in rows), key=lambda t: t[0] or 0)
+
+
+def test_a_released_business_central_order_becomes_a_submitted_sales_order_with_its_lines(env):
+    two_way(env)
+    released = bc_order(env, [("1000", 2, 100, None), ("WRITE-IN", 1, 40, "Custom bell")])
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.inserted == 1, job(report, PUSH)
+    order = sales_order_of(env, released)
+    assert (order["statecode"], order["name"], order["customerid"].lower()) == (
+        1, "Adatum", next(a["accountid"] for a in env.dv.rows("account") if a["name"] == "Adatum").lower())
+    assert order["transactioncurrencyid"] == lcy(env) and order["pricelevelid"]
+    assert str(order["requestdeliveryby"])[:10] == "2026-12-10"
+    alicia = next(u["systemuserid"] for u in env.dv.rows("systemuser") if u["fullname"] == "Alicia Thornber")
+    assert released["salesperson"] == "AT" and order["ownerid"].lower() == alicia.lower()  # the salesperson's user
+    bike = product(env, "1000")["productid"]
+    lines = details(env, order)
+    assert [line[:5] for line in lines] == [(10000, bike, None, 2, 100), (20000, None, "Custom bell", 1, 40)]
+    bc_lines = sorted((x for x in env.bc.rows("salesOrderLines") if x["documentId"] == released["id"]),
+                      key=lambda x: x["sequence"])
+    assert [line[5] for line in lines] == [round(x["netAmountIncludingTax"] - x["netAmount"], 2) for x in bc_lines]
+
+    # nothing changed: nothing written again
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.inserted == 0 and job(report, PUSH).counts.modified == 0
+
+    # a change in Business Central (reopened, a quantity raised, the write-in deleted, a line added, released): the
+    # new line takes the deleted one's Line No., which pairs it with that Sales line
+    env.bc.act("salesOrders", released["id"], "reopen")
+    env.bc.update("salesOrderLines", bc_lines[0]["id"], {"quantity": 5})
+    env.bc.delete("salesOrderLines", bc_lines[1]["id"])
+    env.bc.seed("salesOrderLines", [{"documentId": released["id"], "lineType": "Item", "lineObjectNumber": "1000",
+                                     "quantity": 1}])
+    env.bc.act("salesOrders", released["id"], "release")
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.modified == 1
+    order = env.dv.get("salesorder", order["salesorderid"])
+    assert order["statecode"] == 1
+    assert [line[:4] for line in details(env, order)] == [(10000, bike, None, 5), (20000, bike, None, 1)]
+
+
+def test_a_submitted_sales_order_becomes_a_business_central_order_and_gets_its_number(env):
+    two_way(env)
+    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.inserted == 1, job(report, PULL)
+    [created] = env.bc.rows("salesOrders")
+    row = env.dv.get("salesorder", order)
+    assert row["bcbi_businesscentralordernumber"] == created["number"] and row["statecode"] == 1
+    numbers = sorted(d["bcbi_businesscentrallinenumber"] for d in env.dv.rows("salesorderdetail")
+                     if d["salesorderid"] == order)
+    assert numbers == sorted(x["sequence"] for x in env.bc.rows("salesOrderLines") if x["documentId"] == created["id"])
+
+    # not sent again, and what bcsync wrote to it is not taken for a user's change
+    report = env.sync([MAPPING])
+    assert len(env.bc.rows("salesOrders")) == 1 and job(report, PULL).counts.inserted == 0
+
+    # released in Business Central: pushed to the Sales order, whose lines are the same ones (paired by number)
+    env.bc.act("salesOrders", created["id"], "release")
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.modified == 1, job(report, PUSH)
+    assert len([d for d in env.dv.rows("salesorderdetail") if d["salesorderid"] == order]) == 2
+
+
+def test_a_sales_order_changed_and_submitted_again_updates_its_business_central_order(env):
+    two_way(env)
+    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", created["id"], "release")
+    env.sync([MAPPING])
+
+    # a salesperson re-opens the order, raises the bicycles, drops the installation, adds a write-in, submits
+    user = env.stack.ids.user_systemuser_id
+    env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
+    lines = {d["bcbi_businesscentrallinenumber"]: d["salesorderdetailid"] for d in env.dv.rows("salesorderdetail")
+             if d["salesorderid"] == order}
+    env.dv.update("salesorderdetail", lines[10000], {"quantity": 4}, as_user=user)
+    env.dv.delete("salesorderdetail", lines[20000])
+    env.dv.seed("salesorderdetail", [{"salesorderid": order, "isproductoverridden": True,
+                                      "productdescription": "Bell", "quantity": 1, "priceperunit": 12}], as_user=user)
+    env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
+
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.modified == 1, (job(report, PULL), env.errors())
+    bc = env.bc.get("salesOrders", created["id"])
+    assert bc["status"] == "Open"  # released again (API v2.0's name for Released)
+    bc_lines = sorted((x for x in env.bc.rows("salesOrderLines") if x["documentId"] == created["id"]),
+                      key=lambda x: x["sequence"])
+    assert [(x["sequence"], x["lineObjectNumber"], x["quantity"]) for x in bc_lines] == [
+        (10000, "1000", 4), (30000, "WRITE-IN", 1)]
+    numbers = sorted(d["bcbi_businesscentrallinenumber"] for d in env.dv.rows("salesorderdetail")
+                     if d["salesorderid"] == order)
+    assert numbers == [10000, 30000] and env.dv.get("salesorder", order)["statecode"] == 1
+
+    # what bcsync wrote to Business Central does not come back to Sales, nor the other way
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.modified == 0 and job(report, PULL).counts.modified == 0
+
+
+def test_a_posted_order_is_archived_and_its_sales_order_invoiced(env):
+    two_way(env)
+    released = bc_order(env, [("1000", 1, 100, None)])
+    env.sync([MAPPING])
+    order = sales_order_of(env, released)
+    env.bc.post_document("salesOrders", released["id"])
+    assert env.bc.rows("salesOrders") == []
+    report = env.sync([MAPPING])
+    row = env.dv.get("salesorder", order["salesorderid"])
+    assert (row["statecode"], row["statuscode"]) == (4, 100003)
+    [coupling] = env.couplings(MAPPING)
+    assert coupling.bc_values.get("~archived") is True
+    # archived: not read, not pushed, not pulled again
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.modified == 0 and job(report, PULL).counts.inserted == 0
+    assert len(env.dv.rows("salesorder")) == 1
+
+
+def test_an_order_whose_item_has_no_product_fails_naming_the_line(env):
+    two_way(env)
+    [item] = env.bc.seed("items", [{"number": "2000", "displayName": "Blocked bike", "baseUnitOfMeasureCode": "PCS"}])
+    released = bc_order(env, [("2000", 1, 100, None)])
+    env.bc.update("items", item, {"blocked": True})  # so ITEM-PRODUCT leaves it out: it has no Sales product
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.failed == 1
+    [error] = [e for e in env.errors() if e.mapping == MAPPING]
+    assert f"Business Central sales order {released['number']}: item 2000 on line 10000 is not coupled" in error.message
+    assert error.field == "No." and not [o for o in env.dv.rows("salesorder")]
+
+
+
+def test_an_order_created_in_one_way_mode_keeps_its_coupling_and_its_lines_after_the_switch(env):
+    setup(env)
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    assert all(d.get("bcbi_businesscentrallinenumber") is None for d in env.dv.rows("salesorderdetail"))
+
+    env.configure(BCSYNC_SALES_ORDER_MODE="two-way")
+    env.bc.act("salesOrders", created["id"], "release")
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.modified == 1 and job(report, PUSH).counts.inserted == 0
+    # the same Sales lines, now paired with their Business Central lines by number
+    assert sorted((d["bcbi_businesscentrallinenumber"], d["quantity"]) for d in env.dv.rows("salesorderdetail")
+                  if d["salesorderid"] == order) == [(10000, 2), (20000, 3)]
+    row = env.dv.get("salesorder", order)
+    assert row["bcbi_businesscentralordernumber"] == created["number"] and len(env.dv.rows("salesorder")) == 1
+
+
+def test_in_the_team_model_an_order_made_in_business_central_belongs_to_the_default_team(env):
+    team = team_model(env)
+    env.configure(BCSYNC_SALES_ORDER_MODE="two-way")
+    env.bc.seed("unitsOfMeasure", [{"code": "PCS", "displayName": "Piece"}])
+    env.bc.seed("items", [{"number": "1000", "displayName": "Bicycle", "baseUnitOfMeasureCode": "PCS"}])
+    env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
+    env.full_sync()
+    released = bc_order(env, [("1000", 1, 100, None)])
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.inserted == 1, env.errors()
+    order = sales_order_of(env, released)
+    assert order["ownerid"] == team and order["owningteam"] == team
+
+
+def test_an_update_from_sales_that_cannot_be_made_is_an_error_naming_the_order_and_field_and_leaves_bc_as_it_was(env):
+    two_way(env)
+    order = submitted_order(env, [product_line(env, "1000", 2, 95)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", created["id"], "release")
+    env.sync([MAPPING])
+    before = env.bc.get("salesOrders", created["id"])
+
+    user = env.stack.ids.user_systemuser_id
+    env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
+    kit = active_product(env, "Gift kit", "KIT-1", 2)  # neither Sales Inventory nor Services
+    env.dv.seed("salesorderdetail", [{"salesorderid": order, "productid": kit, "quantity": 1, "priceperunit": 9,
+                                      "uomid": product(env, "1000")["defaultuomid"]}], as_user=user)
+    env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.failed == 1
+    [error] = [e for e in env.errors() if e.mapping == MAPPING]
+    assert error.message.startswith("Sales order ") and "Product KIT-1 on line 2" in error.message
+    assert error.field == "producttypecode"
+    after = env.bc.get("salesOrders", created["id"])
+    assert (after["status"], after["lastModifiedDateTime"]) == ("Open", before["lastModifiedDateTime"])
+
+
+def test_an_order_bcsync_reopened_is_released_again_once_its_update_passes(env):
+    two_way(env)
+    env.bc.seed("customers", [{"number": "20000", "displayName": "Fabrikam"}])
+    env.full_sync(["CUSTOMER"])
+    order = submitted_order(env, [product_line(env, "1000", 2, 95)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", created["id"], "release")
+    env.sync([MAPPING])
+    [fabrikam] = [c for c in env.bc.rows("customers") if c["number"] == "20000"]
+    env.bc.update("customers", fabrikam["id"], {"blocked": "All"})
+
+    # the order moves to the blocked customer: Business Central refuses the header after the order was reopened
+    user = env.stack.ids.user_systemuser_id
+    env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
+    account = next(a["accountid"] for a in env.dv.rows("account") if a["name"] == "Fabrikam")
+    env.dv.update("salesorder", order, {"customerid": account}, as_user=user)
+    env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.failed == 1
+    [error] = [e for e in env.errors() if e.mapping == MAPPING]
+    assert f"Business Central sales order {created['number']} could not be updated (header)" in error.message
+    assert env.bc.get("salesOrders", created["id"])["status"] == "Draft"
+
+    # unblocked: the retry writes it and releases the order bcsync reopened
+    env.bc.update("customers", fabrikam["id"], {"blocked": " "})
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.modified == 1 and [e for e in env.errors() if e.mapping == MAPPING] == []
+    after = env.bc.get("salesOrders", created["id"])
+    assert (after["status"], after["customerNumber"]) == ("Open", "20000")
