@@ -184,9 +184,10 @@ class Recorder:
         mp.setattr(BusinessCentralClient, "pages", recorded_pages)
         mp.setattr(BusinessCentralClient, "read", recorded_read)
         mp.setattr(BusinessCentralClient, "create", recorded_create)
-        def recorded_delete(client, table, address, etag):
+
+        def recorded_delete(client, table, address):
             rec.add("DELETE", table, set(table.page_keys) if table.is_page else set())
-            return delete(client, table, address, etag)
+            return delete(client, table, address)
 
         mp.setattr(BusinessCentralClient, "update", recorded_update)
         mp.setattr(BusinessCentralClient, "delete", recorded_delete)
