@@ -331,7 +331,7 @@ class SalesOrderProcess:
 
     # -- updating (two-way mode) ------------------------------------------------------------------
 
-    def _update(self, job: JobContext, order: Record, coupling: Coupling, row: Record, lookups: "_Lookups",
+    def _update(self, job: JobContext, order: Record, coupling: Coupling, row: Record, lookups: "Lookups",
                 failed: dict) -> OrderResult:
         """A submitted order a user changed in Sales, onto its Business Central order, as Business Central's
         bidirectional mode does: reopened, the header written, the lines made the Sales lines (paired by Line No.:
@@ -347,7 +347,7 @@ class SalesOrderProcess:
             return OrderResult(order.id, label, "failed", number, exc.message)
         if str(body.get("customerId")).lower() == str(row.values.get("customerId")).lower():
             del body["customerId"]  # validating the same customer again would reset the order's addresses
-        discount = self._set_after_values(job, order, ["discountamount"]).get("discountamount",
+        discount = self.set_after_values(job, order, ["discountamount"]).get("discountamount",
                                                                                {"discountAmount": 0})
 
         def step(what: str, errors: Sequence[SyncError | None]) -> None:
@@ -394,7 +394,7 @@ class SalesOrderProcess:
                            f"{label} updated Business Central sales order {number}.")
 
     @staticmethod
-    def _line_changes(job: JobContext, order: Record, row: Record, lines: list[dict], lookups: "_Lookups") \
+    def _line_changes(job: JobContext, order: Record, row: Record, lines: list[dict], lookups: "Lookups") \
             -> tuple[list[NewRow], list[RowChange], list[str], dict[str, int]]:
         """What makes the Business Central order's item and resource lines the Sales order's: lines to add,
         changes, lines to delete (their Sales line is gone, or now sells something else), and the Line No. each
