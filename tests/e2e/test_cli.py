@@ -27,6 +27,7 @@ def seed(env, n=CUSTOMERS):
 def test_wait_shows_each_jobs_progress_on_a_terminal(env, cli, monkeypatch):
     seed(env)
     env.configure(BCSYNC_PAGE_SIZE=10)  # several pages, so that counts move while the job runs
+    env.dv.faults.latency_ms = 150      # each page's write outlasts the display's refresh, even on a busy machine
     screen = io.StringIO()
     monkeypatch.setattr(bcsync.console, "terminal", lambda: Console(file=screen, force_terminal=True, width=100))
     code, _, err = cli("fullsync", "--mapping", "CUSTOMER", "--wait")
