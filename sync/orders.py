@@ -453,7 +453,7 @@ class SalesOrderProcess:
         fields = ["number", "status", "customerId", "externalDocumentNumber", "yourReference"]
         found = self._referenced(job, BC_SALES_ORDER, fields, "yourReference", numbers, "")
         referenced = {order.id for order, _ in found}
-        found += self._lost_answers(job, [o for o in orders if o.id not in referenced], lookups,
+        found += self.lost_answers(job, [o for o in orders if o.id not in referenced], lookups,
                                     BC_SALES_ORDER, BC_SALES_ORDER_LINE, fields, "yourReference", "")
         coupled: list[tuple[Record, str]] = []
         for order, row in found:
@@ -475,7 +475,7 @@ class SalesOrderProcess:
         posted = self._referenced(job, BC_SALES_INVOICE, fields, "customerPurchaseOrderReference", numbers,
                                   "status ne 'Draft'")
         referenced = {order.id for order, _ in posted}
-        posted += self._lost_answers(job, [o for o in left if o.id not in referenced], lookups,
+        posted += self.lost_answers(job, [o for o in left if o.id not in referenced], lookups,
                                      BC_SALES_INVOICE, BC_SALES_INVOICE_LINE, fields, "customerPurchaseOrderReference",
                                      "status ne 'Draft' and orderNumber ne ''")
         for order, row in posted:
@@ -498,10 +498,10 @@ class SalesOrderProcess:
             table, fields, reference, list(numbers), where=where) if row.values.get(reference) in numbers]
 
     @staticmethod
-    def _lost_answers(job: JobContext, orders: list[Record], lookups: "Lookups", table: BcTable, line_table: BcTable,
+    def lost_answers(job: JobContext, orders: list[Record], lookups: "Lookups", table: BcTable, line_table: BcTable,
                       fields: list[str], reference: str, where: str) -> list[tuple[Record, Record]]:
-        """Orders (or their posted invoices) an attempt created without hearing back, so before it could write
-        Your Reference: those of the same customer whose External Document No. is the order's name, with no
+        """Orders (or their posted invoices, or quotes) an attempt created without hearing back, so before it could
+        write Your Reference: those of the same customer whose External Document No. is the order's name, with no
         Your Reference and, line for line, the lines this order would get. One a user made by hand differs."""
         by_name: dict[str, list[Record]] = {}
         for order in orders:

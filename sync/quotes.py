@@ -14,8 +14,10 @@ tried again at the next run.
   number) replaces, once activated, the Business Central quote of the revision before it: its header is
   written again, its lines are deleted and made anew, and the coupling moves to the new revision. Business
   Central archives the quote first; API v2.0 cannot archive (README: what differs). A quote not coupled whose
-  number is a Business Central quote's Your Reference (an attempt made it, its answer or coupling lost) is
-  written over that quote the same way: nothing is made twice.
+  number is a Business Central quote's Your Reference (an attempt made it, its coupling lost) is written over
+  that quote the same way; so is one an attempt made without hearing back (Your Reference, written through
+  page 41 after the POST, is then missing): of the same customer, with the quote's name as External Document
+  No., no Your Reference and exactly the quote's lines, as orders are found again. Nothing is made twice.
 - A Won quote is made a Business Central quote first if it is not one yet. Then the Sales order made from it
   (its quoteid) is looked for: none yet is an error, tried again at the next run; a coupled one gets Quote No. =
   the Business Central quote's number; one submitted but not created yet gets it when SALESORDER-ORDER creates
@@ -151,19 +153,26 @@ class SalesQuoteProcess:
             job.counts.unchanged += 1
             return self._number(job, coupling)
         body = self._body(job, quote, lookups)
-        made = self._made_before(job, quote, body)
+        made = self._made_before(job, quote, body, lookups)
         return self._replace(job, quote, made, body) if made is not None else self._insert(job, quote, body)
 
-    def _made_before(self, job: JobContext, quote: Record, body: dict) -> Record | None:
+    def _made_before(self, job: JobContext, quote: Record, body: dict, lookups: Lookups) -> Record | None:
         """The Business Central quote this quote is written over: its previous revision's (by that one's coupling),
         else one whose Your Reference is the quote number, as Business Central finds a quote (one an attempt made
-        whose answer or coupling was lost, or the previous revision's once uncoupled)."""
+        whose coupling was lost, or the previous revision's once uncoupled), else one an attempt made without
+        hearing back, so before it could write Your Reference (page 41, written after the POST): as for orders,
+        one of the same customer with the quote's name as External Document No., no Your Reference and exactly
+        the quote's lines."""
         previous = self._previous_revision(job, quote)
         rows = job.bc.read_ids(BC_SALES_QUOTE, ["number"], [previous.bc_id]) if previous else []
         if previous is not None and not rows:  # deleted in Business Central meanwhile
             job.couplings.delete_many([previous])
         if not rows and body.get("yourReference"):
             rows = job.bc.read_matching(BC_SALES_QUOTE, ["number"], "yourReference", [body["yourReference"]])
+        if not rows:
+            rows = [row for _, row in SalesOrderProcess.lost_answers(
+                job, [quote], lookups, BC_SALES_QUOTE, BC_SALES_QUOTE_LINE,
+                ["number", "customerId", "externalDocumentNumber", "yourReference"], "yourReference", "")]
         return rows[-1] if rows else None
 
     @staticmethod

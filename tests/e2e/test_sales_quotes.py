@@ -3,10 +3,13 @@ them, and the order made from a won quote given its Quote No."""
 
 from __future__ import annotations
 
+import requests
+
 from sync.model import Side
 from sync.runs import RunKind, RunStatus
 
 from .conftest import job
+from .test_sales_order_rules import lose_first_order_answer
 from .test_sales_orders import LONG, account, active_product, lcy, product_line, setup
 
 QUOTES = "SALESQUOTE-QUOTE"
@@ -208,3 +211,37 @@ def test_with_automatic_processing_off_no_quote_is_processed(env):
     report = env.sync([QUOTES])
     assert env.bc.rows("salesQuotes") == [] and env.couplings(QUOTES) == []
     assert job(report, f"{QUOTES}:from-crm").counts.inserted == 0
+
+
+def quote_errors(env):
+    return {f.source_id: f for f in env.errors() if f.mapping == QUOTES}
+
+
+def page_41(env, bc_quote):
+    """The quote as page 41 "Sales Quote" (published as SalesQuote) shows it."""
+    return next(p for p in env.bc.rows("SalesQuote") if p["No"] == bc_quote["number"])
+
+
+def test_a_quote_whose_answer_was_lost_is_found_again_by_name_customer_and_lines_never_made_twice(env, monkeypatch):
+    processing_on(env)
+    made = quote(env, [product_line(env, "1000", 2, 95)], requestdeliveryby="2026-11-15")
+    # a quote a user made by hand with the same name and customer, but other lines, is not this quote
+    [by_hand] = env.bc.seed("salesQuotes", [{"customerNumber": "10000",
+                                             "externalDocumentNumber": "10 bikes for the fleet"}])
+    env.bc.seed("salesQuoteLines", [{"documentId": by_hand, "lineType": "Item", "lineObjectNumber": "1000",
+                                     "quantity": 1}])
+    # Business Central makes the quote, but its answer never arrives (so Your Reference was never written); the
+    # job stops and is tried again at once
+    monkeypatch.setattr("sync.runs.RETRY_SECONDS", 0)
+    lose_first_order_answer(env, monkeypatch, requests.exceptions.ReadTimeout("the connection dropped"),
+                            entity_set="salesQuotes")
+    report = env.sync([QUOTES])
+    counts = job(report, f"{QUOTES}:from-crm").counts
+    assert (counts.inserted, counts.modified, counts.failed) == (0, 1, 0)  # found again, written over
+    [first] = [q for q in env.bc.rows("salesQuotes") if q["id"] != by_hand]
+    page = page_41(env, first)
+    assert (page["Your_Reference"], str(page["Requested_Delivery_Date"])) == (
+        env.dv.get("quote", made)["quotenumber"], "2026-11-15")
+    assert page_41(env, env.bc.get("salesQuotes", by_hand))["Your_Reference"] == ""
+    assert [(c.bc_id, c.crm_id) for c in env.couplings(QUOTES)] == [(first["id"], made)]
+    assert quote_errors(env) == {} and len(quote_lines(env, first["id"])) == 1
