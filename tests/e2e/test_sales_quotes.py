@@ -245,3 +245,39 @@ def test_a_quote_whose_answer_was_lost_is_found_again_by_name_customer_and_lines
     assert page_41(env, env.bc.get("salesQuotes", by_hand))["Your_Reference"] == ""
     assert [(c.bc_id, c.crm_id) for c in env.couplings(QUOTES)] == [(first["id"], made)]
     assert quote_errors(env) == {} and len(quote_lines(env, first["id"])) == 1
+
+
+def test_a_quote_whose_page_41_write_or_discount_failed_stays_an_error_until_the_next_run_writes_it(env):
+    processing_on(env)
+    faults = env.stack.business_central.faults
+    locked = {"error": {"code": "Internal_Error", "message": "Locked."}}
+    paged = quote(env, [product_line(env, "1000", 2, 95)], name="Q page", requestdeliveryby="2026-11-15",
+                  description="Assembled, on site")
+    # the page write after the POST fails, and so does the one more try at once: made and coupled, but incomplete
+    faults.fail(400, times=2, methods=("PATCH",), path_contains="SalesQuote(", body=locked)
+    report = env.sync([QUOTES])
+    assert job(report, f"{QUOTES}:from-crm").counts.inserted == 1
+    [made] = env.bc.rows("salesQuotes")
+    failure = quote_errors(env)[paged]
+    assert failure.code == "QuoteIncomplete" and made["number"] in failure.message
+    assert set(failure.field.split(",")) == {"quotenumber", "requestdeliveryby", "description"}
+    assert "Your Reference and requested delivery date and work description could not be written" in failure.message
+    assert page_41(env, made)["Your_Reference"] == ""
+
+    # a second quote whose discount cannot be set once
+    discounted = quote(env, [product_line(env, "1000", 5, 100)], name="Q discount", discountamount=50)
+    faults.fail(400, times=1, methods=("PATCH",), path_contains="salesQuotes(", body=locked)
+    report = env.sync([QUOTES])
+    [other] = [q for q in env.bc.rows("salesQuotes") if q["id"] != made["id"]]
+    assert other["discountAmount"] == 0
+    failure = quote_errors(env)[discounted]
+    assert (failure.code, failure.field) == ("QuoteIncomplete", "discountamount")
+    assert "quote discount could not be written" in failure.message
+    assert paged not in quote_errors(env)  # written at this run: done
+
+    page = page_41(env, made)
+    assert (page["Your_Reference"], str(page["Requested_Delivery_Date"]), page["WorkDescription"]) == (
+        env.dv.get("quote", paged)["quotenumber"], "2026-11-15", "Assembled, on site")
+    report = env.sync([QUOTES])
+    assert job(report, f"{QUOTES}:from-crm").counts.modified == 1 and quote_errors(env) == {}
+    assert env.bc.get("salesQuotes", other["id"])["discountAmount"] == 50 and len(env.bc.rows("salesQuotes")) == 2
