@@ -29,12 +29,14 @@ tried again at the next run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
 from .errors import ConcurrencyError, RecordError, SyncError
 from .failures import failed_again
 from .model import Direction, Side
+from .order_push import PUSHED
 from .orders import MAPPING as ORDERS
 from .orders import ADDRESS, OPTIONS, QUOTES, REFERENCE, SUBMITTED, DocumentKind, Lookups, SalesOrderProcess
 from .ports import Coupling, NewRow, Record, RowChange
@@ -334,6 +336,12 @@ class SalesQuoteProcess:
         [result] = job.bc.update(BC_SALES_ORDER, [RowChange(row.id, row.etag, {"quoteNumber": number})], ["number"])
         if result.error is not None:
             raise self._as_record_error(result.error)
+        kept = order_coupling.bc_values or {}
+        if kept.get(PUSHED) is not None and kept[PUSHED] == row.etag and result.record is not None:
+            # two-way mode: bcsync's own write gives the order a new version, which has nothing for Sales (sync.
+            # order_push would re-activate and submit the Sales order again for it)
+            moved = dataclasses.replace(order_coupling, bc_values={**kept, PUSHED: result.record.etag})
+            job.couplings.save_many([moved])
         job.counts.modified += 1
         job.note(f"{quote_label(quote)} is won: Business Central order {row.values.get('number')} of {label} has "
                  f"Quote No. {number}")

@@ -10,7 +10,7 @@ from sync.runs import RunKind, RunStatus
 
 from .conftest import job
 from .test_sales_order_rules import lose_first_order_answer
-from .test_sales_orders import LONG, account, active_product, lcy, product_line, setup
+from .test_sales_orders import LONG, account, active_product, lcy, product_line, setup, submitted_order
 
 QUOTES = "SALESQUOTE-QUOTE"
 
@@ -281,3 +281,26 @@ def test_a_quote_whose_page_41_write_or_discount_failed_stays_an_error_until_the
     report = env.sync([QUOTES])
     assert job(report, f"{QUOTES}:from-crm").counts.modified == 1 and quote_errors(env) == {}
     assert env.bc.get("salesQuotes", other["id"])["discountAmount"] == 50 and len(env.bc.rows("salesQuotes")) == 2
+
+
+def test_quote_no_written_on_a_released_two_way_order_is_not_pushed_back_to_sales(env):
+    processing_on(env)
+    env.configure(BCSYNC_SALES_ORDER_MODE="two-way")
+    user = env.stack.ids.user_systemuser_id
+    won = quote(env, [product_line(env, "1000", 1, 100)])
+    env.dv.update("quote", won, {"statecode": 2, "statuscode": 4}, as_user=user)
+    submitted_order(env, [product_line(env, "1000", 1, 100)], quoteid=won)
+    env.sync(["SALESORDER-ORDER"])                # made in Business Central before its quote is one
+    [bc_order] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", bc_order["id"], "release")
+    env.sync(["SALESORDER-ORDER"])                # the released order is pushed to Sales once
+    report = env.sync(["SALESORDER-ORDER"])
+    assert job(report, "SALESORDER-ORDER:to-crm").counts.modified == 0
+
+    report = env.sync([QUOTES])                   # Quote No. is written on the released order
+    assert job(report, f"{QUOTES}:from-crm").counts.modified == 1
+    [page] = [p for p in env.bc.rows("SalesOrder") if p["No"] == bc_order["number"]]
+    assert page["Quote_No"] == env.bc.rows("salesQuotes")[0]["number"]
+    report = env.sync(["SALESORDER-ORDER"])       # bcsync's own write: nothing to push to Sales again
+    counts = job(report, "SALESORDER-ORDER:to-crm").counts
+    assert (counts.modified, counts.failed) == (0, 0)
