@@ -345,8 +345,7 @@ class SalesOrderProcess:
         except RecordError as exc:
             failed[order.id] = (order, exc)
             return OrderResult(order.id, label, "failed", number, exc.message)
-        if str(body.get("customerId")).lower() == str(row.values.get("customerId")).lower():
-            del body["customerId"]  # validating the same customer again would reset the order's addresses
+        same_customer_kept(body, row)
         discount = self.set_after_values(job, order, ["discountamount"]).get("discountamount",
                                                                                {"discountAmount": 0})
 
@@ -764,6 +763,13 @@ def coupled_quote_number(job: JobContext, quote_id: str) -> str | None:
     coupling = job.couplings.get_many(QUOTES, Side.CRM, [quote_id]).get(quote_id)
     rows = job.bc.read_ids(BC_SALES_QUOTE, ["number"], [coupling.bc_id]) if coupling else []
     return rows[0].values.get("number") if rows else None
+
+
+def same_customer_kept(body: dict, row: Record) -> None:
+    """A header written over a Business Central order's or quote's (`row`, read with its customerId) names the
+    customer only when it changes: validating the same customer again would reset the document's addresses."""
+    if str(body.get("customerId")).lower() == str(row.values.get("customerId")).lower():
+        del body["customerId"]
 
 
 def _changed_since(order: Record, coupling: Coupling) -> bool:

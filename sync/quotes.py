@@ -38,12 +38,13 @@ from .failures import failed_again
 from .model import Direction, Side
 from .order_push import PUSHED
 from .orders import MAPPING as ORDERS
-from .orders import ADDRESS, OPTIONS, QUOTES, REFERENCE, SUBMITTED, DocumentKind, Lookups, SalesOrderProcess
+from .orders import (ADDRESS, OPTIONS, QUOTES, REFERENCE, SUBMITTED, DocumentKind, Lookups,
+                     SalesOrderProcess, same_customer_kept)
 from .ports import Coupling, NewRow, Record, RowChange
 from .process import JobContext
 from .tables import (BC_SALES_ORDER, BC_SALES_QUOTE, BC_SALES_QUOTE_LINE, CRM_QUOTE, CRM_QUOTE_DETAIL,
                      CRM_SALES_ORDER)
-from .values import as_guid
+from .values import BC_BLANK_DATE, as_guid
 
 MAPPING = QUOTES
 ACTIVE, WON, CLOSED = 1, 2, 3     # quote.statecode
@@ -59,6 +60,11 @@ PAGE_41 = ["shippingmethodcode", "description", "billto_composite"]  # what set_
 SET_AFTER = {"quotenumber": "Your Reference", "requestdeliveryby": "requested delivery date",
              "shippingmethodcode": "shipping agent", "description": "work description",
              "billto_composite": "bill-to address", "discountamount": "quote discount"}
+# a quote written over: its customer (sent only when it changes) and address, the ship-to a new quote would get
+MADE_FIELDS = ["number", "customerId", *(f"sellTo{suffix}" for _, suffix, _ in ADDRESS)]
+# what a replaced revision had and the new one may lack, blank as in a new quote (addresses: the customer's)
+BLANKS = {"validUntilDate": BC_BLANK_DATE, "requestedDeliveryDate": BC_BLANK_DATE, "shippingAgentCode": "",
+          "workDescription": "", "billToOptions": "Default (Customer)"}
 INCOMPLETE = "QuoteIncomplete"    # made (or written over); what is written after that is still missing
 LINES = "salesQuoteLines"
 
@@ -185,15 +191,15 @@ class SalesQuoteProcess:
         one of the same customer with the quote's name as External Document No., no Your Reference and exactly
         the quote's lines."""
         previous = self._previous_revision(job, quote)
-        rows = job.bc.read_ids(BC_SALES_QUOTE, ["number"], [previous.bc_id]) if previous else []
+        rows = job.bc.read_ids(BC_SALES_QUOTE, MADE_FIELDS, [previous.bc_id]) if previous else []
         if previous is not None and not rows:  # deleted in Business Central meanwhile
             job.couplings.delete_many([previous])
         if not rows and body.get("yourReference"):
-            rows = job.bc.read_matching(BC_SALES_QUOTE, ["number"], "yourReference", [body["yourReference"]])
+            rows = job.bc.read_matching(BC_SALES_QUOTE, MADE_FIELDS, "yourReference", [body["yourReference"]])
         if not rows:
             rows = [row for _, row in SalesOrderProcess.lost_answers(
                 job, [quote], lookups, BC_SALES_QUOTE, BC_SALES_QUOTE_LINE,
-                ["number", "customerId", "externalDocumentNumber", "yourReference"], "yourReference", "")]
+                [*MADE_FIELDS, "externalDocumentNumber", "yourReference"], "yourReference", "")]
         return rows[-1] if rows else None
 
     @staticmethod
@@ -256,9 +262,14 @@ class SalesQuoteProcess:
 
     def _replace(self, job: JobContext, quote: Record, row: Record, body: dict) -> str:
         """The quote written over a Business Central quote made before (a previous revision's, or one an attempt
-        made): the header again, the lines deleted and made anew (each step safe to repeat: a stopped job redoes
-        them all), then the coupling moved to this quote."""
+        made): the header again, what this revision lacks blank (BLANKS; the ship-to address the customer's), the
+        lines deleted and made anew (each step safe to repeat: a stopped job redoes them all), then the coupling
+        moved to this quote."""
         lines = body.pop(LINES)
+        same_customer_kept(body, row)
+        body = {**{k: v for k, v in BLANKS.items() if k not in body}, **body}
+        if "customerId" not in body and not any(k.startswith("shipTo") for k in body):
+            body.update({f"shipTo{suffix}": row.values.get(f"sellTo{suffix}") or "" for _, suffix, _ in ADDRESS})
         old = job.bc.read_matching(BC_SALES_QUOTE_LINE, ["sequence"], "documentId", [row.id])
         for error in job.bc.delete_rows(BC_SALES_QUOTE_LINE, [line.id for line in old]):
             if error is not None:

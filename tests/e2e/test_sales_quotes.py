@@ -87,7 +87,11 @@ def test_an_active_quote_becomes_a_coupled_business_central_quote_and_a_revision
     for line in [d for d in env.dv.rows("quotedetail") if d["quoteid"] == second]:
         env.dv.delete("quotedetail", line["quotedetailid"])
     env.dv.seed("quotedetail", [{"quoteid": second, **product_line(env, "R0010", 4, 80)}], as_user=user)
-    env.dv.update("quote", second, {"name": "Fleet service", "discountamount": 0}, as_user=user)
+    # the new revision clears what the first had: its Business Central quote loses it too, as a new quote would
+    env.dv.update("quote", second, {"name": "Fleet service", "discountamount": 0, "effectiveto": None,
+                                    "requestdeliveryby": None, "shipto_line1": None, "shipto_city": None,
+                                    "shippingmethodcode": None, "description": None, "billto_line1": None,
+                                    "billto_city": None}, as_user=user)
     env.dv.update("quote", second, {"statecode": 1, "statuscode": 3}, as_user=user)
     # planned by a dry run first: the lines it would delete are told, and nothing is written
     before = (env.bc.rows("salesQuotes"), env.bc.rows("salesQuoteLines"), env.couplings(QUOTES))
@@ -102,6 +106,12 @@ def test_an_active_quote_becomes_a_coupled_business_central_quote_and_a_revision
     [replaced] = env.bc.rows("salesQuotes")
     assert (replaced["id"], replaced["number"]) == (made["id"], made["number"])
     assert (replaced["externalDocumentNumber"], replaced["discountAmount"]) == ("FLEET SERVICE", 0)
+    assert replaced["validUntilDate"] is None                          # the blank date 0001-01-01
+    assert (replaced["shipToAddressLine1"], replaced["shipToCity"]) == (
+        made["sellToAddressLine1"], made["sellToCity"])                  # the customer's, as in a new quote
+    page = page_41(env, replaced)
+    assert (page["Requested_Delivery_Date"], page["Shipping_Agent_Code"], page["WorkDescription"]) == (None, "", "")
+    assert (page["Bill_to_Address"], page["Bill_to_City"]) == (made["sellToAddressLine1"], made["sellToCity"])
     assert quote_lines(env, made["id"]) == [("Resource", "R0010", "Installation", 4, 80)]
     assert [c.crm_id for c in env.couplings(QUOTES)] == [second]
 
