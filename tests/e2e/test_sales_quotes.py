@@ -7,8 +7,9 @@ import requests
 
 from sync.model import Side
 from sync.runs import RunKind, RunStatus
+from sync.tables import BC_SALES_QUOTE
 
-from .conftest import job
+from .conftest import job, killed_after, taken_over
 from .test_sales_order_rules import lose_first_order_answer
 from .test_sales_orders import LONG, account, active_product, lcy, product_line, setup, submitted_order
 
@@ -71,13 +72,6 @@ def test_an_active_quote_becomes_a_coupled_business_central_quote_and_a_revision
     assert draft not in [c.crm_id for c in env.couplings(QUOTES)]
     again = env.sync([QUOTES])                      # an active quote does not change: nothing made twice
     assert job(again, f"{QUOTES}:from-crm").counts.inserted == 0 and len(env.bc.rows("salesQuotes")) == 1
-    # its coupling lost (as after an insert whose answer was lost): found again by Your Reference, not made twice
-    env.services.uncouple(QUOTES, Side.CRM, first)
-    env.dv.update("quote", first, {"description": "Assembled, on site."}, as_user=env.stack.ids.user_systemuser_id)
-    again = env.sync([QUOTES])
-    counts = job(again, f"{QUOTES}:from-crm").counts
-    assert (counts.inserted, counts.modified) == (0, 1) and len(env.bc.rows("salesQuotes")) == 1
-    assert [c.crm_id for c in env.couplings(QUOTES)] == [first] and len(quote_lines(env, made["id"])) == 5
 
     # revised in Sales: the new revision, once active, replaces the quote's header and lines
     second = env.dv.revise_quote(first, as_user=env.stack.ids.user_systemuser_id)
@@ -314,3 +308,17 @@ def test_quote_no_written_on_a_released_two_way_order_is_not_pushed_back_to_sale
     report = env.sync(["SALESORDER-ORDER"])       # bcsync's own write: nothing to push to Sales again
     counts = job(report, "SALESORDER-ORDER:to-crm").counts
     assert (counts.modified, counts.failed) == (0, 0)
+
+
+def test_a_quote_made_by_a_worker_killed_before_it_saved_the_coupling_is_found_by_your_reference(env):
+    processing_on(env)
+    env.configure(BCSYNC_JOB_LEASE_SECONDS=2)
+    made = quote(env, [product_line(env, "1000", 2, 95)])
+    run = killed_after(env, Side.BC, "insert", lambda table, rows: table == BC_SALES_QUOTE, mappings=[QUOTES])
+    [first] = env.bc.rows("salesQuotes")
+    assert env.couplings(QUOTES) == [] and page_41(env, first)["Your_Reference"]
+    report = taken_over(env, run)
+    counts = job(report, f"{QUOTES}:from-crm").counts
+    assert (counts.inserted, counts.modified) == (0, 1) and [q["id"] for q in env.bc.rows("salesQuotes")] == [
+        first["id"]]
+    assert [c.crm_id for c in env.couplings(QUOTES)] == [made] and len(quote_lines(env, first["id"])) == 1
