@@ -308,7 +308,7 @@ class SalesQuoteProcess:
         if result.record is not None:  # the API write (the discount) went through; the page write after it did not
             values = {attribute: group for attribute, group in values.items() if attribute != "discountamount"}
         missing = " and ".join(SET_AFTER[attribute] for attribute in values)
-        raise RecordError(f"It was made Business Central sales quote {row.values.get('number') or row.id}, but its "
+        raise RecordError(f"It is Business Central sales quote {row.values.get('number') or row.id}, but its "
                           f"{missing} could not be written: {result.error.message} It is written at the next run.",
                           field=",".join(values), code=INCOMPLETE) from result.error
 
