@@ -345,8 +345,7 @@ class SalesOrderProcess:
         except RecordError as exc:
             failed[order.id] = (order, exc)
             return OrderResult(order.id, label, "failed", number, exc.message)
-        if str(body.get("customerId")).lower() == str(row.values.get("customerId")).lower():
-            del body["customerId"]  # validating the same customer again would reset the order's addresses
+        same_customer_kept(body, row)
         discount = self.set_after_values(job, order, ["discountamount"]).get("discountamount",
                                                                                {"discountAmount": 0})
 
@@ -453,7 +452,7 @@ class SalesOrderProcess:
         fields = ["number", "status", "customerId", "externalDocumentNumber", "yourReference"]
         found = self._referenced(job, BC_SALES_ORDER, fields, "yourReference", numbers, "")
         referenced = {order.id for order, _ in found}
-        found += self._lost_answers(job, [o for o in orders if o.id not in referenced], lookups,
+        found += self.lost_answers(job, [o for o in orders if o.id not in referenced], lookups,
                                     BC_SALES_ORDER, BC_SALES_ORDER_LINE, fields, "yourReference", "")
         coupled: list[tuple[Record, str]] = []
         for order, row in found:
@@ -475,7 +474,7 @@ class SalesOrderProcess:
         posted = self._referenced(job, BC_SALES_INVOICE, fields, "customerPurchaseOrderReference", numbers,
                                   "status ne 'Draft'")
         referenced = {order.id for order, _ in posted}
-        posted += self._lost_answers(job, [o for o in left if o.id not in referenced], lookups,
+        posted += self.lost_answers(job, [o for o in left if o.id not in referenced], lookups,
                                      BC_SALES_INVOICE, BC_SALES_INVOICE_LINE, fields, "customerPurchaseOrderReference",
                                      "status ne 'Draft' and orderNumber ne ''")
         for order, row in posted:
@@ -498,10 +497,10 @@ class SalesOrderProcess:
             table, fields, reference, list(numbers), where=where) if row.values.get(reference) in numbers]
 
     @staticmethod
-    def _lost_answers(job: JobContext, orders: list[Record], lookups: "Lookups", table: BcTable, line_table: BcTable,
+    def lost_answers(job: JobContext, orders: list[Record], lookups: "Lookups", table: BcTable, line_table: BcTable,
                       fields: list[str], reference: str, where: str) -> list[tuple[Record, Record]]:
-        """Orders (or their posted invoices) an attempt created without hearing back, so before it could write
-        Your Reference: those of the same customer whose External Document No. is the order's name, with no
+        """Orders (or their posted invoices, or quotes) an attempt created without hearing back, so before it could
+        write Your Reference: those of the same customer whose External Document No. is the order's name, with no
         Your Reference and, line for line, the lines this order would get. One a user made by hand differs."""
         by_name: dict[str, list[Record]] = {}
         for order in orders:
@@ -764,6 +763,13 @@ def coupled_quote_number(job: JobContext, quote_id: str) -> str | None:
     coupling = job.couplings.get_many(QUOTES, Side.CRM, [quote_id]).get(quote_id)
     rows = job.bc.read_ids(BC_SALES_QUOTE, ["number"], [coupling.bc_id]) if coupling else []
     return rows[0].values.get("number") if rows else None
+
+
+def same_customer_kept(body: dict, row: Record) -> None:
+    """A header written over a Business Central order's or quote's (`row`, read with its customerId) names the
+    customer only when it changes: validating the same customer again would reset the document's addresses."""
+    if str(body.get("customerId")).lower() == str(row.values.get("customerId")).lower():
+        del body["customerId"]
 
 
 def _changed_since(order: Record, coupling: Coupling) -> bool:

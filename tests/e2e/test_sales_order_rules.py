@@ -259,14 +259,15 @@ def test_an_order_released_before_its_discount_was_set_keeps_its_error_until_inv
     assert order_errors(env) == {}
 
 
-def lose_first_order_answer(env, monkeypatch, failure: Exception) -> None:
-    """Business Central creates the first order POSTed, but its answer never reaches bcsync."""
+def lose_first_order_answer(env, monkeypatch, failure: Exception, entity_set: str = "salesOrders") -> None:
+    """Business Central creates the first order (or row of `entity_set`) POSTed, but its answer never reaches
+    bcsync."""
     session, lost = env.services.business_central.api.session, []
     send = session.request
 
     def creates_an_order(url, body) -> bool:   # on its own, or inside a $batch
         inner = (body or {}).get("requests", []) if url.endswith("/$batch") else [{"method": "POST", "url": url}]
-        return any(r.get("method") == "POST" and r.get("url", "").endswith("salesOrders") for r in inner)
+        return any(r.get("method") == "POST" and r.get("url", "").endswith(entity_set) for r in inner)
 
     def lose_the_answer(method, url, **kwargs):
         response = send(method, url, **kwargs)

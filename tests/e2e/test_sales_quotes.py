@@ -3,11 +3,15 @@ them, and the order made from a won quote given its Quote No."""
 
 from __future__ import annotations
 
+import requests
+
 from sync.model import Side
 from sync.runs import RunKind, RunStatus
+from sync.tables import BC_SALES_QUOTE
 
-from .conftest import job
-from .test_sales_orders import LONG, account, active_product, lcy, product_line, setup
+from .conftest import job, killed_after, taken_over
+from .test_sales_order_rules import lose_first_order_answer
+from .test_sales_orders import LONG, account, active_product, lcy, product_line, setup, submitted_order
 
 QUOTES = "SALESQUOTE-QUOTE"
 
@@ -68,13 +72,6 @@ def test_an_active_quote_becomes_a_coupled_business_central_quote_and_a_revision
     assert draft not in [c.crm_id for c in env.couplings(QUOTES)]
     again = env.sync([QUOTES])                      # an active quote does not change: nothing made twice
     assert job(again, f"{QUOTES}:from-crm").counts.inserted == 0 and len(env.bc.rows("salesQuotes")) == 1
-    # its coupling lost (as after an insert whose answer was lost): found again by Your Reference, not made twice
-    env.services.uncouple(QUOTES, Side.CRM, first)
-    env.dv.update("quote", first, {"description": "Assembled, on site."}, as_user=env.stack.ids.user_systemuser_id)
-    again = env.sync([QUOTES])
-    counts = job(again, f"{QUOTES}:from-crm").counts
-    assert (counts.inserted, counts.modified) == (0, 1) and len(env.bc.rows("salesQuotes")) == 1
-    assert [c.crm_id for c in env.couplings(QUOTES)] == [first] and len(quote_lines(env, made["id"])) == 5
 
     # revised in Sales: the new revision, once active, replaces the quote's header and lines
     second = env.dv.revise_quote(first, as_user=env.stack.ids.user_systemuser_id)
@@ -84,7 +81,11 @@ def test_an_active_quote_becomes_a_coupled_business_central_quote_and_a_revision
     for line in [d for d in env.dv.rows("quotedetail") if d["quoteid"] == second]:
         env.dv.delete("quotedetail", line["quotedetailid"])
     env.dv.seed("quotedetail", [{"quoteid": second, **product_line(env, "R0010", 4, 80)}], as_user=user)
-    env.dv.update("quote", second, {"name": "Fleet service", "discountamount": 0}, as_user=user)
+    # the new revision clears what the first had: its Business Central quote loses it too, as a new quote would
+    env.dv.update("quote", second, {"name": "Fleet service", "discountamount": 0, "effectiveto": None,
+                                    "requestdeliveryby": None, "shipto_line1": None, "shipto_city": None,
+                                    "shippingmethodcode": None, "description": None, "billto_line1": None,
+                                    "billto_city": None}, as_user=user)
     env.dv.update("quote", second, {"statecode": 1, "statuscode": 3}, as_user=user)
     # planned by a dry run first: the lines it would delete are told, and nothing is written
     before = (env.bc.rows("salesQuotes"), env.bc.rows("salesQuoteLines"), env.couplings(QUOTES))
@@ -99,6 +100,12 @@ def test_an_active_quote_becomes_a_coupled_business_central_quote_and_a_revision
     [replaced] = env.bc.rows("salesQuotes")
     assert (replaced["id"], replaced["number"]) == (made["id"], made["number"])
     assert (replaced["externalDocumentNumber"], replaced["discountAmount"]) == ("FLEET SERVICE", 0)
+    assert replaced["validUntilDate"] is None                          # the blank date 0001-01-01
+    assert (replaced["shipToAddressLine1"], replaced["shipToCity"]) == (
+        made["sellToAddressLine1"], made["sellToCity"])                  # the customer's, as in a new quote
+    page = page_41(env, replaced)
+    assert (page["Requested_Delivery_Date"], page["Shipping_Agent_Code"], page["WorkDescription"]) == (None, "", "")
+    assert (page["Bill_to_Address"], page["Bill_to_City"]) == (made["sellToAddressLine1"], made["sellToCity"])
     assert quote_lines(env, made["id"]) == [("Resource", "R0010", "Installation", 4, 80)]
     assert [c.crm_id for c in env.couplings(QUOTES)] == [second]
 
@@ -208,3 +215,110 @@ def test_with_automatic_processing_off_no_quote_is_processed(env):
     report = env.sync([QUOTES])
     assert env.bc.rows("salesQuotes") == [] and env.couplings(QUOTES) == []
     assert job(report, f"{QUOTES}:from-crm").counts.inserted == 0
+
+
+def quote_errors(env):
+    return {f.source_id: f for f in env.errors() if f.mapping == QUOTES}
+
+
+def page_41(env, bc_quote):
+    """The quote as page 41 "Sales Quote" (published as SalesQuote) shows it."""
+    return next(p for p in env.bc.rows("SalesQuote") if p["No"] == bc_quote["number"])
+
+
+def test_a_quote_whose_answer_was_lost_is_found_again_by_name_customer_and_lines_never_made_twice(env, monkeypatch):
+    processing_on(env)
+    made = quote(env, [product_line(env, "1000", 2, 95)], requestdeliveryby="2026-11-15")
+    # a quote a user made by hand with the same name and customer, but other lines, is not this quote
+    [by_hand] = env.bc.seed("salesQuotes", [{"customerNumber": "10000",
+                                             "externalDocumentNumber": "10 bikes for the fleet"}])
+    env.bc.seed("salesQuoteLines", [{"documentId": by_hand, "lineType": "Item", "lineObjectNumber": "1000",
+                                     "quantity": 1}])
+    # Business Central makes the quote, but its answer never arrives (so Your Reference was never written); the
+    # job stops and is tried again at once
+    monkeypatch.setattr("sync.runs.RETRY_SECONDS", 0)
+    lose_first_order_answer(env, monkeypatch, requests.exceptions.ReadTimeout("the connection dropped"),
+                            entity_set="salesQuotes")
+    report = env.sync([QUOTES])
+    counts = job(report, f"{QUOTES}:from-crm").counts
+    assert (counts.inserted, counts.modified, counts.failed) == (0, 1, 0)  # found again, written over
+    [first] = [q for q in env.bc.rows("salesQuotes") if q["id"] != by_hand]
+    page = page_41(env, first)
+    assert (page["Your_Reference"], str(page["Requested_Delivery_Date"])) == (
+        env.dv.get("quote", made)["quotenumber"], "2026-11-15")
+    assert page_41(env, env.bc.get("salesQuotes", by_hand))["Your_Reference"] == ""
+    assert [(c.bc_id, c.crm_id) for c in env.couplings(QUOTES)] == [(first["id"], made)]
+    assert quote_errors(env) == {} and len(quote_lines(env, first["id"])) == 1
+
+
+def test_a_quote_whose_page_41_write_or_discount_failed_stays_an_error_until_the_next_run_writes_it(env):
+    processing_on(env)
+    faults = env.stack.business_central.faults
+    locked = {"error": {"code": "Internal_Error", "message": "Locked."}}
+    paged = quote(env, [product_line(env, "1000", 2, 95)], name="Q page", requestdeliveryby="2026-11-15",
+                  description="Assembled, on site")
+    # the page write after the POST fails, and so does the one more try at once: made and coupled, but incomplete
+    faults.fail(400, times=2, methods=("PATCH",), path_contains="SalesQuote(", body=locked)
+    report = env.sync([QUOTES])
+    assert job(report, f"{QUOTES}:from-crm").counts.inserted == 1
+    [made] = env.bc.rows("salesQuotes")
+    failure = quote_errors(env)[paged]
+    assert failure.code == "QuoteIncomplete" and made["number"] in failure.message
+    assert set(failure.field.split(",")) == {"quotenumber", "requestdeliveryby", "description"}
+    assert "Your Reference and requested delivery date and work description could not be written" in failure.message
+    assert page_41(env, made)["Your_Reference"] == ""
+
+    # a second quote whose discount cannot be set once
+    discounted = quote(env, [product_line(env, "1000", 5, 100)], name="Q discount", discountamount=50)
+    faults.fail(400, times=1, methods=("PATCH",), path_contains="salesQuotes(", body=locked)
+    report = env.sync([QUOTES])
+    [other] = [q for q in env.bc.rows("salesQuotes") if q["id"] != made["id"]]
+    assert other["discountAmount"] == 0
+    failure = quote_errors(env)[discounted]
+    assert (failure.code, failure.field) == ("QuoteIncomplete", "discountamount")
+    assert "quote discount could not be written" in failure.message
+    assert paged not in quote_errors(env)  # written at this run: done
+
+    page = page_41(env, made)
+    assert (page["Your_Reference"], str(page["Requested_Delivery_Date"]), page["WorkDescription"]) == (
+        env.dv.get("quote", paged)["quotenumber"], "2026-11-15", "Assembled, on site")
+    report = env.sync([QUOTES])
+    assert job(report, f"{QUOTES}:from-crm").counts.modified == 1 and quote_errors(env) == {}
+    assert env.bc.get("salesQuotes", other["id"])["discountAmount"] == 50 and len(env.bc.rows("salesQuotes")) == 2
+
+
+def test_quote_no_written_on_a_released_two_way_order_is_not_pushed_back_to_sales(env):
+    processing_on(env)
+    env.configure(BCSYNC_SALES_ORDER_MODE="two-way")
+    user = env.stack.ids.user_systemuser_id
+    won = quote(env, [product_line(env, "1000", 1, 100)])
+    env.dv.update("quote", won, {"statecode": 2, "statuscode": 4}, as_user=user)
+    submitted_order(env, [product_line(env, "1000", 1, 100)], quoteid=won)
+    env.sync(["SALESORDER-ORDER"])                # made in Business Central before its quote is one
+    [bc_order] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", bc_order["id"], "release")
+    env.sync(["SALESORDER-ORDER"])                # the released order is pushed to Sales once
+    report = env.sync(["SALESORDER-ORDER"])
+    assert job(report, "SALESORDER-ORDER:to-crm").counts.modified == 0
+
+    report = env.sync([QUOTES])                   # Quote No. is written on the released order
+    assert job(report, f"{QUOTES}:from-crm").counts.modified == 1
+    [page] = [p for p in env.bc.rows("SalesOrder") if p["No"] == bc_order["number"]]
+    assert page["Quote_No"] == env.bc.rows("salesQuotes")[0]["number"]
+    report = env.sync(["SALESORDER-ORDER"])       # bcsync's own write: nothing to push to Sales again
+    counts = job(report, "SALESORDER-ORDER:to-crm").counts
+    assert (counts.modified, counts.failed) == (0, 0)
+
+
+def test_a_quote_made_by_a_worker_killed_before_it_saved_the_coupling_is_found_by_your_reference(env):
+    processing_on(env)
+    env.configure(BCSYNC_JOB_LEASE_SECONDS=2)
+    made = quote(env, [product_line(env, "1000", 2, 95)])
+    run = killed_after(env, Side.BC, "insert", lambda table, rows: table == BC_SALES_QUOTE, mappings=[QUOTES])
+    [first] = env.bc.rows("salesQuotes")
+    assert env.couplings(QUOTES) == [] and page_41(env, first)["Your_Reference"]
+    report = taken_over(env, run)
+    counts = job(report, f"{QUOTES}:from-crm").counts
+    assert (counts.inserted, counts.modified) == (0, 1) and [q["id"] for q in env.bc.rows("salesQuotes")] == [
+        first["id"]]
+    assert [c.crm_id for c in env.couplings(QUOTES)] == [made] and len(quote_lines(env, first["id"])) == 1
