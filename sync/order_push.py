@@ -147,7 +147,7 @@ class OrderPush:
                               f"coupled to a Sales account; couple it first (table mapping CUSTOMER).",
                               field="Sell-to Customer No.", code="NotCoupled")
         values: dict[str, Any] = {
-            "name": v.get("customerName") or v.get("number"), "customerid": account.crm_id, "customeridtype": "account",
+            "customerid": account.crm_id, "customeridtype": "account",
             "transactioncurrencyid": self._currency(job, row), "pricelevelid": currency_price_list(job, row, label),
             ORDER_NUMBER: v.get("number"),
             "requestdeliveryby": bc_date(v.get("requestedDeliveryDate")),
@@ -254,7 +254,10 @@ class OrderPush:
         new = [(row, values) for row, coupling, values, _ in plans if coupling is None]
         order_ids: dict[str, str] = {row.id: c.crm_id for row, c, _, _ in plans if c is not None}
         if new:
-            rows = [NewRow({**job.team_owner(), **{k: x for k, x in values.items() if x is not None}},
+            # the name only for a new order: a Sales order's name is its Business Central order's External
+            # Document No. (sync.orders), the customer's reference, never overwritten by the customer's name
+            rows = [NewRow({**job.team_owner(), "name": row.values.get("customerName") or row.values.get("number"),
+                            **{k: x for k, x in values.items() if x is not None}},
                            id=str(uuid.uuid5(ORDERS, row.id))) for row, values in new]
             for (row, _), new_row, result in zip(new, rows, job.crm.insert(CRM_SALES_ORDER, rows, ["name"])):
                 if result.error is not None and not isinstance(result.error, AlreadyExistsError):

@@ -256,3 +256,24 @@ def test_an_order_bcsync_reopened_is_released_again_once_its_update_passes(env):
     assert job(report, PULL).counts.modified == 1 and [e for e in env.errors() if e.mapping == MAPPING] == []
     after = env.bc.get("salesOrders", created["id"])
     assert (after["status"], after["customerNumber"]) == ("Open", "20000")
+
+
+def test_a_push_keeps_the_sales_orders_name_the_business_central_orders_external_document_no(env):
+    two_way(env)
+    order = submitted_order(env, [product_line(env, "1000", 2, 95)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    assert created["externalDocumentNumber"] == "PO 4711"
+    env.bc.act("salesOrders", created["id"], "release")
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.modified == 1
+    assert env.dv.get("salesorder", order)["name"] == "PO 4711"  # not the customer's name
+
+    # the next edit in Sales writes the customer's reference back unchanged
+    user = env.stack.ids.user_systemuser_id
+    env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
+    env.dv.update("salesorder", order, {"requestdeliveryby": "2026-12-20"}, as_user=user)
+    env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.modified == 1, env.errors()
+    assert env.bc.get("salesOrders", created["id"])["externalDocumentNumber"] == "PO 4711"
