@@ -30,7 +30,7 @@ import uuid
 from typing import Any, Sequence
 
 from .errors import AlreadyExistsError, RecordError, SyncError
-from .failures import failed_again
+from .failures import clear_gone, failed_again
 from .model import Direction, Side
 from .order_progress import SEEN, bc_date
 from .ports import Coupling, NewRow, Record, RowChange, WriteBack
@@ -85,7 +85,9 @@ class OrderPush:
         since = None if job.full else job.state.watermark(job.mapping.name, Direction.TO_CRM)
         retried = [i for i, f in job.failures.items() if not f.skipped]
         if retried:
-            self.push(job, job.bc.read_ids(BC_SALES_ORDER, self.header, retried), forced=set(retried))
+            found = job.bc.read_ids(BC_SALES_ORDER, self.header, retried)
+            clear_gone(job, Direction.TO_CRM, retried, found)
+            self.push(job, found, forced=set(retried))
         for page in job.bc.read_changed(BC_SALES_ORDER, self.header, since=since, where=job.mapping.bc_filter,
                                         page_size=50):
             self.push(job, [r for r in page if r.id not in retried], forced=set())

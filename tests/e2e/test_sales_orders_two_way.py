@@ -277,3 +277,16 @@ def test_a_push_keeps_the_sales_orders_name_the_business_central_orders_external
     report = env.sync([MAPPING])
     assert job(report, PULL).counts.modified == 1, env.errors()
     assert env.bc.get("salesOrders", created["id"])["externalDocumentNumber"] == "PO 4711"
+
+
+def test_the_error_of_an_order_that_failed_and_was_deleted_in_business_central_is_cleared(env):
+    two_way(env)
+    [item] = env.bc.seed("items", [{"number": "2000", "displayName": "Blocked bike", "baseUnitOfMeasureCode": "PCS"}])
+    released = bc_order(env, [("2000", 1, 100, None)])
+    env.bc.update("items", item, {"blocked": True})
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.failed == 1 and [e for e in env.errors() if e.mapping == MAPPING]
+    env.bc.act("salesOrders", released["id"], "reopen")
+    env.bc.delete("salesOrders", released["id"])
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.failed == 0 and [e for e in env.errors() if e.mapping == MAPPING] == []
