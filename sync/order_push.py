@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from .errors import AlreadyExistsError, RecordError, SyncError
 from .failures import clear_gone, failed_again
-from .model import Direction, Side
+from .model import DeletionConflictResolution, Direction, Side
 from .order_progress import SEEN, bc_date
 from .ports import Coupling, NewRow, Record, RowChange, WriteBack
 from .process import JobContext
@@ -46,7 +46,7 @@ DETAILS = uuid.UUID("8c1e2f4a-6b5d-4e3f-a7c9-0d1b2e3f4a5b")  # and of their line
 ARCHIVED = "~archived"  # two-way mode: a coupled order posted in Business Central, kept and ignored from then on
 PUSHED = "~pushed"  # the version of the Business Central order last pushed to Sales or pulled from it
 REOPENED = "~reopened"  # reopened by bcsync to be updated from Sales, to be released again (sync.orders)
-SUBMITTED = 1
+ACTIVE, SUBMITTED = 0, 1
 LINE_FIELDS = ["documentId", "sequence", "lineType", "lineObjectNumber", "description", "quantity", "unitPrice",
                "discountAmount", "netAmount", "netAmountIncludingTax", "shippedQuantity", "unitOfMeasureCode"]
 # columns of Business Central's integration solution in Sales: the order's number, an order product's Line No.
@@ -136,8 +136,45 @@ class OrderPush:
                 plans.append((row, couplings.get(row.id), values, mine))
             except RecordError as exc:
                 failed[row.id] = exc
-        self._write(job, plans, products, units or {}, failed)
+        self._write(job, self._counterparts(job, plans, failed), products, units or {}, failed)
         self._record(job, rows, todo, failed)
+
+    @staticmethod
+    def _counterparts(job: JobContext, plans: list, failed: dict[str, SyncError]) -> list:
+        """The plans whose Sales order can be written. A coupled Sales order that is gone is a deletion conflict,
+        decided by the mapping's deletion-conflict resolution as for any mapping (none: an error; restore: made
+        again; remove coupling); one closed in Sales (canceled, fulfilled, invoiced) is an error."""
+        coupled = [p for p in plans if p[1] is not None]
+        if not coupled:
+            return plans
+        orders = {r.id.lower(): r for r in job.crm.read_ids(CRM_SALES_ORDER, ["statecode"],
+                                                           [c.crm_id for _, c, _, _ in coupled])}
+        resolution = job.mapping.deletion_conflict
+        kept, uncoupled = [], []
+        for row, coupling, values, lines in plans:
+            order = orders.get(coupling.crm_id.lower()) if coupling is not None else None
+            if coupling is None or (order is not None and order.values.get("statecode") in (ACTIVE, SUBMITTED)):
+                kept.append((row, coupling, values, lines))
+            elif order is not None:
+                failed[row.id] = RecordError(
+                    f"{order_label(row)}: its Sales order {coupling.crm_id} is closed in Sales (state "
+                    f"{order.values.get('statecode')}), so it cannot be updated.", field="salesorderid",
+                    code="Closed")
+            elif resolution is DeletionConflictResolution.NONE:
+                failed[row.id] = RecordError(
+                    f"{order_label(row)} cannot be pushed because its coupled Sales order {coupling.crm_id} was "
+                    f"deleted. Restore it, remove the coupling, or set a deletion-conflict resolution on "
+                    f"{job.mapping.name}.", field="salesorderid", code="DeletionConflict")
+            else:
+                uncoupled.append(coupling)
+                if resolution is DeletionConflictResolution.RESTORE:  # made again as a new Sales order
+                    kept.append((row, None, values, lines))
+                else:
+                    job.note(f"couplings removed because the Sales order was deleted: {order_label(row)}")
+        if uncoupled:
+            job.couplings.delete_many(uncoupled)
+            job.counts.uncoupled += len(uncoupled)
+        return kept
 
     # -- the Sales order's values -----------------------------------------------------------------
 

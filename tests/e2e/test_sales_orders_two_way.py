@@ -290,3 +290,25 @@ def test_the_error_of_an_order_that_failed_and_was_deleted_in_business_central_i
     env.bc.delete("salesOrders", released["id"])
     report = env.sync([MAPPING])
     assert job(report, PUSH).counts.failed == 0 and [e for e in env.errors() if e.mapping == MAPPING] == []
+
+
+def test_a_pushed_order_whose_sales_order_was_deleted_is_a_deletion_conflict(env):
+    two_way(env)
+    released = bc_order(env, [("1000", 1, 100, None)])
+    env.sync([MAPPING])
+    order = sales_order_of(env, released)
+    env.dv.delete("salesorder", order["salesorderid"])
+    env.bc.act("salesOrders", released["id"], "reopen")
+    env.bc.update("salesOrders", released["id"], {"requestedDeliveryDate": "2026-12-24"})
+    env.bc.act("salesOrders", released["id"], "release")
+    report = env.sync([MAPPING])
+    assert (job(report, PUSH).counts.failed, job(report, PUSH).counts.modified) == (1, 0)
+    [error] = [e for e in env.errors() if e.mapping == MAPPING]
+    assert error.code == "DeletionConflict" and error.field == "salesorderid"
+    assert f"Business Central sales order {released['number']} cannot be pushed" in error.message
+
+    # restore: the order is made again in Sales
+    env.services.set_mapping(MAPPING, {"deletion_conflict": "restore"})
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.inserted == 1 and [e for e in env.errors() if e.mapping == MAPPING] == []
+    assert str(sales_order_of(env, released)["requestdeliveryby"])[:10] == "2026-12-24"
