@@ -300,7 +300,7 @@ class OrderPush:
                            id=str(uuid.uuid5(ORDERS, row.id))) for row, values in new]
             for (row, _), new_row, result in zip(new, rows, job.crm.insert(CRM_SALES_ORDER, rows, ["name"])):
                 if result.error is not None and not isinstance(result.error, AlreadyExistsError):
-                    failed[row.id] = result.error
+                    failed[row.id] = _named(result.error, "salesorderid")
                     continue
                 order_ids[row.id] = new_row.id
                 job.couplings.save_many([Coupling(job.mapping.name, row.id, new_row.id, synced_at=job.clock.now(),
@@ -319,8 +319,12 @@ class OrderPush:
             changes[order_id.lower()] = (row, self._details(job, order_id, row, lines, products, units,
                                                             existing.get(order_id.lower(), [])))
 
+        lines_failed: set[str] = set()
+
         def write_lines(ids: list[str]) -> dict[str, str]:
-            return self._write_lines(job, {i: changes[i.lower()][1] for i in ids})
+            failures = self._write_lines(job, {i: changes[i.lower()][1] for i in ids})
+            lines_failed.update(failures)
+            return failures
 
         write_backs = [WriteBack(order_ids[row.id], {k: x for k, x in values.items()
                                                      if k not in ("customeridtype", "owneridtype")}, SUBMITTED)
@@ -332,7 +336,9 @@ class OrderPush:
         for row, coupling, _, _ in plans:
             reason = failures.get(order_ids[row.id])
             if reason is not None:
-                failed[row.id] = RecordError(f"{order_label(row)}: its Sales order could not be written: {reason}")
+                failed[row.id] = RecordError(
+                    f"{order_label(row)}: its Sales order could not be written: {reason}",
+                    field=CRM_SALES_ORDER_DETAIL.logical_name if order_ids[row.id] in lines_failed else "salesorderid")
                 continue
             if coupling is not None:
                 job.counts.modified += 1
@@ -389,3 +395,11 @@ class OrderPush:
             for i in done:
                 del job.failures[i]
 
+
+def _named(error: SyncError, field: str) -> SyncError:
+    """The error as the order's: with its own field, else `field`."""
+    if getattr(error, "field", ""):
+        return error
+    named = RecordError(error.message, field=field, code=error.code, status=error.status)
+    named.transient = error.transient
+    return named
