@@ -29,9 +29,9 @@ import datetime as dt
 import uuid
 from typing import Any, Sequence
 
-from .errors import AlreadyExistsError, RecordError, SyncError
+from .errors import AlreadyExistsError, ConflictError, RecordError, SyncError
 from .failures import clear_gone, failed_again
-from .model import DeletionConflictResolution, Direction, Side
+from .model import DeletionConflictResolution, Direction, Side, UpdateConflictResolution
 from .order_progress import SEEN, bc_date
 from .ports import Coupling, NewRow, Record, RowChange, WriteBack
 from .process import JobContext
@@ -46,6 +46,7 @@ DETAILS = uuid.UUID("8c1e2f4a-6b5d-4e3f-a7c9-0d1b2e3f4a5b")  # and of their line
 ARCHIVED = "~archived"  # two-way mode: a coupled order posted in Business Central, kept and ignored from then on
 PUSHED = "~pushed"  # the version of the Business Central order last pushed to Sales or pulled from it
 REOPENED = "~reopened"  # reopened by bcsync to be updated from Sales, to be released again (sync.orders)
+UPDATING = "~updating"  # an update from Sales begun (sync.orders): what it wrote is bcsync's own, not a user's
 ACTIVE, SUBMITTED = 0, 1
 LINE_FIELDS = ["documentId", "sequence", "lineType", "lineObjectNumber", "description", "quantity", "unitPrice",
                "discountAmount", "netAmount", "netAmountIncludingTax", "shippedQuantity", "unitOfMeasureCode"]
@@ -58,6 +59,17 @@ DETAIL_FIELDS = ["salesorderid", "sequencenumber", LINE_NUMBER, "productid", "uo
 
 def order_label(row: Record) -> str:
     return f"Business Central sales order {row.values.get('number') or row.id}"
+
+
+def update_conflict(job: JobContext, bc_order: str, crm_id: str) -> ConflictError | None:
+    """Both the Business Central order and its Sales order were changed by users since they were last synchronised:
+    as for any bidirectional mapping, the mapping's update-conflict resolution decides. The error (both orders left
+    as they are) when there is none; None when a side wins."""
+    if job.mapping.update_conflict is not UpdateConflictResolution.NONE:
+        return None
+    return ConflictError(f"{bc_order} and its Sales order {crm_id} were both changed since they were last "
+                         f"synchronised; neither is written. Set an update-conflict resolution on "
+                         f"{job.mapping.name} to say which side wins.", fields=("salesorderid",))
 
 
 class OrderPush:
@@ -143,7 +155,8 @@ class OrderPush:
     def _counterparts(job: JobContext, plans: list, failed: dict[str, SyncError]) -> list:
         """The plans whose Sales order can be written. A coupled Sales order that is gone is a deletion conflict,
         decided by the mapping's deletion-conflict resolution as for any mapping (none: an error; restore: made
-        again; remove coupling); one closed in Sales (canceled, fulfilled, invoiced) is an error."""
+        again; remove coupling); one closed in Sales (canceled, fulfilled, invoiced) is an error. One a Sales user
+        changed since bcsync last wrote or took it is an update conflict (the Business Central order changed too)."""
         coupled = [p for p in plans if p[1] is not None]
         if not coupled:
             return plans
@@ -151,26 +164,36 @@ class OrderPush:
                                                            [c.crm_id for _, c, _, _ in coupled])}
         resolution = job.mapping.deletion_conflict
         kept, uncoupled = [], []
-        for row, coupling, values, lines in plans:
+        for plan in plans:
+            row, coupling = plan[0], plan[1]
             order = orders.get(coupling.crm_id.lower()) if coupling is not None else None
-            if coupling is None or (order is not None and order.values.get("statecode") in (ACTIVE, SUBMITTED)):
-                kept.append((row, coupling, values, lines))
-            elif order is not None:
-                failed[row.id] = RecordError(
-                    f"{order_label(row)}: its Sales order {coupling.crm_id} is closed in Sales (state "
-                    f"{order.values.get('statecode')}), so it cannot be updated.", field="salesorderid",
-                    code="Closed")
-            elif resolution is DeletionConflictResolution.NONE:
+            if coupling is None:
+                kept.append(plan)
+            elif order is None and resolution is DeletionConflictResolution.NONE:
                 failed[row.id] = RecordError(
                     f"{order_label(row)} cannot be pushed because its coupled Sales order {coupling.crm_id} was "
                     f"deleted. Restore it, remove the coupling, or set a deletion-conflict resolution on "
                     f"{job.mapping.name}.", field="salesorderid", code="DeletionConflict")
-            else:
+            elif order is None:
                 uncoupled.append(coupling)
                 if resolution is DeletionConflictResolution.RESTORE:  # made again as a new Sales order
-                    kept.append((row, None, values, lines))
+                    kept.append((row, None, *plan[2:]))
                 else:
                     job.note(f"couplings removed because the Sales order was deleted: {order_label(row)}")
+            elif order.values.get("statecode") not in (ACTIVE, SUBMITTED):
+                failed[row.id] = RecordError(
+                    f"{order_label(row)}: its Sales order {coupling.crm_id} is closed in Sales (state "
+                    f"{order.values.get('statecode')}), so it cannot be updated.", field="salesorderid",
+                    code="Closed")
+            elif _changed_in_sales(job, order, coupling) \
+                    and job.mapping.update_conflict is not UpdateConflictResolution.SEND_TO_CRM:
+                conflict = update_conflict(job, order_label(row), coupling.crm_id)
+                if conflict is not None:
+                    failed[row.id] = conflict
+                else:  # Sales wins: its update reaches Business Central in the job the other way
+                    job.counts.skipped += 1
+            else:
+                kept.append(plan)
         if uncoupled:
             job.couplings.delete_many(uncoupled)
             job.counts.uncoupled += len(uncoupled)
@@ -403,3 +426,9 @@ def _named(error: SyncError, field: str) -> SyncError:
     named = RecordError(error.message, field=field, code=error.code, status=error.status)
     named.transient = error.transient
     return named
+
+
+def _changed_in_sales(job: JobContext, order: Record, coupling: Coupling) -> bool:
+    """Whether a Sales user changed the order since bcsync last wrote it or took it: its version is not the one the
+    coupling keeps, and bcsync did not make it."""
+    return order.etag != coupling.crm_etag and (order.modified_by or "").lower() != job.integration_user_id().lower()

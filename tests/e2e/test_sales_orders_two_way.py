@@ -312,3 +312,75 @@ def test_a_pushed_order_whose_sales_order_was_deleted_is_a_deletion_conflict(env
     report = env.sync([MAPPING])
     assert job(report, PUSH).counts.inserted == 1 and [e for e in env.errors() if e.mapping == MAPPING] == []
     assert str(sales_order_of(env, released)["requestdeliveryby"])[:10] == "2026-12-24"
+
+
+def _changed_in_sales(env, order, quantity):
+    """A salesperson re-opens the order, changes its first line's quantity and submits it again."""
+    user = env.stack.ids.user_systemuser_id
+    env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
+    [line] = [d["salesorderdetailid"] for d in env.dv.rows("salesorderdetail") if d["salesorderid"] == order]
+    env.dv.update("salesorderdetail", line, {"quantity": quantity}, as_user=user)
+    env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
+
+
+def _bc_quantity(env, bc_id):
+    return [x["quantity"] for x in env.bc.rows("salesOrderLines") if x["documentId"] == bc_id
+            and x["lineType"] == "Item"]
+
+
+def test_an_order_a_business_central_user_reopened_and_changed_is_an_update_conflict_for_a_sales_change(env):
+    two_way(env)
+    order = submitted_order(env, [product_line(env, "1000", 2, 95)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", created["id"], "release")
+    env.sync([MAPPING])
+
+    # a Business Central user reopens the order and adds a line (not released: nothing is pushed), a Sales user
+    # changes the quantity
+    env.bc.act("salesOrders", created["id"], "reopen")
+    env.bc.seed("salesOrderLines", [{"documentId": created["id"], "lineType": "Item", "lineObjectNumber": "1000",
+                                     "quantity": 7}])
+    _changed_in_sales(env, order, 4)
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.failed == 1 and job(report, PULL).counts.modified == 0
+    [error] = [e for e in env.errors() if e.mapping == MAPPING]
+    assert error.code == "UpdateConflict" and error.field == "salesorderid"
+    assert f"Business Central sales order {created['number']} and its Sales order" in error.message
+    assert sorted(_bc_quantity(env, created["id"])) == [2, 7]  # the Business Central user's line stays
+
+    # Sales wins
+    env.services.set_mapping(MAPPING, {"update_conflict": "get-from-crm"})
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.modified == 1 and [e for e in env.errors() if e.mapping == MAPPING] == []
+    assert _bc_quantity(env, created["id"]) == [4]
+
+
+def test_orders_changed_on_both_sides_are_an_update_conflict_that_the_resolution_settles(env):
+    two_way(env)
+    order = submitted_order(env, [product_line(env, "1000", 2, 95)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", created["id"], "release")
+    env.sync([MAPPING])
+
+    # changed and released in Business Central, changed and submitted in Sales
+    env.bc.act("salesOrders", created["id"], "reopen")
+    [bc_line] = [x["id"] for x in env.bc.rows("salesOrderLines") if x["documentId"] == created["id"]]
+    env.bc.update("salesOrderLines", bc_line, {"quantity": 9})
+    env.bc.act("salesOrders", created["id"], "release")
+    _changed_in_sales(env, order, 4)
+    report = env.sync([MAPPING])
+    assert (job(report, PUSH).counts.failed, job(report, PUSH).counts.modified) == (1, 0)
+    assert {e.code for e in env.errors() if e.mapping == MAPPING} == {"UpdateConflict"}
+    assert _bc_quantity(env, created["id"]) == [9]
+    assert [d["quantity"] for d in env.dv.rows("salesorderdetail") if d["salesorderid"] == order] == [4]
+
+    # Business Central wins: pushed over the Sales change, which is not written to Business Central
+    env.services.set_mapping(MAPPING, {"update_conflict": "send-to-crm"})
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.modified == 1 and [e for e in env.errors() if e.mapping == MAPPING] == []
+    assert [d["quantity"] for d in env.dv.rows("salesorderdetail") if d["salesorderid"] == order] == [9]
+    assert _bc_quantity(env, created["id"]) == [9]
+    report = env.sync([MAPPING])
+    assert job(report, PUSH).counts.modified == 0 and job(report, PULL).counts.modified == 0
