@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import AlreadyExistsError, ConflictError, RecordError, SyncError
 from .failures import clear_gone, failed_again
@@ -59,6 +59,17 @@ DETAIL_FIELDS = ["salesorderid", "sequencenumber", LINE_NUMBER, "productid", "uo
 
 def order_label(row: Record) -> str:
     return f"Business Central sales order {row.values.get('number') or row.id}"
+
+
+def paired(by_number: dict, unnumbered: list[Record], number: Any, sells_the_same: Callable[[Record], bool]) \
+        -> Record | None:
+    """The other side's line paired with a line (SOLINE-ORDERDETAIL): the one `by_number` has under its Line No.,
+    else the first of `unnumbered` that `sells_the_same` (lines never given a number: an order made in one-way
+    mode, found again, or whose numbers could not be written), in their order. The pair is taken from both."""
+    line = by_number.pop(number, None) or next((x for x in unnumbered if sells_the_same(x)), None)
+    if line in unnumbered:
+        unnumbered.remove(line)
+    return line
 
 
 def update_conflict(job: JobContext, bc_order: str, crm_id: str) -> ConflictError | None:
@@ -296,11 +307,9 @@ class OrderPush:
                               description=v.get("description"),
                               uomid=units.get((kind, number, v.get("unitOfMeasureCode")))
                               or product.values.get("defaultuomid"))
-            detail = by_number.pop(values[LINE_NUMBER], None) or next(
-                (d for d in unnumbered if str(d.values.get("productid") or "").lower()
-                 == str(values.get("productid") or "").lower()), None)
-            if detail in unnumbered:
-                unnumbered.remove(detail)
+            product = str(values.get("productid") or "").lower()
+            detail = paired(by_number, unnumbered, values[LINE_NUMBER],
+                            lambda d: str(d.values.get("productid") or "").lower() == product)
             if detail is None:
                 inserts.append(NewRow({"salesorderid": order_id, **values}, id=str(uuid.uuid5(DETAILS, line.id))))
             else:

@@ -66,7 +66,7 @@ from .tables import (
 from .order_notes import OrderNotes
 from .order_prices import net_prices
 from .order_progress import RELEASED as BC_RELEASED, OrderProgress
-from .order_push import (ARCHIVED, LINE_NUMBER, ORDER_NUMBER, PUSHED, REOPENED, UPDATING, OrderPush,
+from .order_push import (ARCHIVED, LINE_NUMBER, ORDER_NUMBER, PUSHED, REOPENED, UPDATING, OrderPush, paired,
                          update_conflict)
 from .rules.units import ITEM_UNITS, RESOURCE_UNITS, unit_groups
 from .writeback import WriteBacks
@@ -424,13 +424,21 @@ class SalesOrderProcess:
         by_position = {line["sequence"]: line for line in lines}
         inserts, changes, numbers, kept = [], [], {}, set()
         last = max(existing, default=0)
-        for detail in lookups.details.get(order.id.lower(), []):
+        details = lookups.details.get(order.id.lower(), [])
+        # a Sales line with no Line No. pairs with a line of the same item or resource that no Sales line numbers
+        numbered = {d.values.get(LINE_NUMBER) for d in details}
+        by_number, unnumbered = dict(existing), [line for n, line in sorted(existing.items()) if n not in numbered
+                                                 and line.values.get("lineType") in ("Item", "Resource")]
+        for detail in details:
             line = dict(by_position[lookups.line_numbers[detail.id.lower()]])
             del line["sequence"]
-            current = existing.get(detail.values.get(LINE_NUMBER))
-            if current is not None and (current.values.get("lineType"), current.values.get("lineObjectNumber")) == (
-                    line["lineType"], line["lineObjectNumber"]):
+            sells = (line["lineType"], line["lineObjectNumber"])
+            current = paired(by_number, unnumbered, detail.values.get(LINE_NUMBER),
+                             lambda x: (x.values.get("lineType"), x.values.get("lineObjectNumber")) == sells)
+            if current is not None and (current.values.get("lineType"), current.values.get("lineObjectNumber")) == sells:
                 kept.add(current.values.get("sequence"))
+                if detail.values.get(LINE_NUMBER) != current.values.get("sequence"):  # paired by what it sells
+                    numbers[detail.id.lower()] = current.values.get("sequence")
                 changed = {k: v for k, v in line.items() if k not in ("lineType", "lineObjectNumber")
                            and not same(current.values.get(k), v)}
                 if changed:

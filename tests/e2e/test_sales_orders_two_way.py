@@ -384,3 +384,30 @@ def test_orders_changed_on_both_sides_are_an_update_conflict_that_the_resolution
     assert _bc_quantity(env, created["id"]) == [9]
     report = env.sync([MAPPING])
     assert job(report, PUSH).counts.modified == 0 and job(report, PULL).counts.modified == 0
+
+
+def test_a_sales_order_made_in_one_way_mode_and_changed_pairs_its_lines_by_product(env):
+    setup(env)
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    before = {x["lineObjectNumber"]: x["id"] for x in env.bc.rows("salesOrderLines")
+              if x["documentId"] == created["id"]}
+
+    # switched to two-way before the order was ever pushed: a Sales user raises the bicycles
+    env.configure(BCSYNC_SALES_ORDER_MODE="two-way")
+    user = env.stack.ids.user_systemuser_id
+    env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
+    [bikes] = [d["salesorderdetailid"] for d in env.dv.rows("salesorderdetail")
+               if d["salesorderid"] == order and d["quantity"] == 2]
+    env.dv.update("salesorderdetail", bikes, {"quantity": 4}, as_user=user)
+    env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.modified == 1, env.errors()
+    after = {x["lineObjectNumber"]: (x["id"], x["sequence"], x["quantity"]) for x in env.bc.rows("salesOrderLines")
+             if x["documentId"] == created["id"]}
+    # the same Business Central lines, changed in place (a shipped line could not be deleted and added again)
+    assert after == {"1000": (before["1000"], 10000, 4), "R0010": (before["R0010"], 20000, 3)}
+    assert sorted((d["bcbi_businesscentrallinenumber"], d["quantity"]) for d in env.dv.rows("salesorderdetail")
+                  if d["salesorderid"] == order) == [(10000, 4), (20000, 3)]
