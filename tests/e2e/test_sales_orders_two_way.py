@@ -4,7 +4,10 @@ orders whose number is written back; a posted order is archived and its Sales or
 
 from __future__ import annotations
 
+from sync.runs import RunKind
+
 from .conftest import job
+from .test_dry_run import _dry
 from .test_sales_orders import active_product, lcy, product, product_line, setup, submitted_order
 from .test_team_ownership import team_model
 
@@ -411,3 +414,28 @@ def test_a_sales_order_made_in_one_way_mode_and_changed_pairs_its_lines_by_produ
     assert after == {"1000": (before["1000"], 10000, 4), "R0010": (before["R0010"], 20000, 3)}
     assert sorted((d["bcbi_businesscentrallinenumber"], d["quantity"]) for d in env.dv.rows("salesorderdetail")
                   if d["salesorderid"] == order) == [(10000, 4), (20000, 3)]
+
+
+def test_a_dry_run_reports_the_lines_an_update_deletes_and_why_and_the_reopen_and_release(env):
+    two_way(env)
+    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", created["id"], "release")
+    env.sync([MAPPING])
+    user = env.stack.ids.user_systemuser_id
+    env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
+    [install] = [d["salesorderdetailid"] for d in env.dv.rows("salesorderdetail")
+                 if d["salesorderid"] == order and d["bcbi_businesscentrallinenumber"] == 20000]
+    env.dv.delete("salesorderdetail", install)
+    env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
+    [gone] = [x["id"] for x in env.bc.rows("salesOrderLines") if x["documentId"] == created["id"]
+              and x["sequence"] == 20000]
+
+    dry = _dry(env, RunKind.SCHEDULED, [MAPPING]).to_dict()["dry_run_report"][PULL]
+    records = [(r["kind"], r["record"], r.get("reason")) for r in dry["records"] if r["kind"] in ("delete", "action")]
+    assert records == [("delete", f"Sales Line {gone}", "its Sales order line is gone or now sells something else"),
+                       ("action", f"Sales Order {created['number']}", "Reopen"),
+                       ("action", f"Sales Order {created['number']}", "Release")]
+    assert dry["counts"]["action"] == 2
+    assert env.bc.get("salesOrders", created["id"])["status"] == "Open"  # nothing was done
