@@ -433,9 +433,8 @@ class SalesOrderProcess:
             line = dict(by_position[lookups.line_numbers[detail.id.lower()]])
             del line["sequence"]
             sells = (line["lineType"], line["lineObjectNumber"])
-            current = paired(by_number, unnumbered, detail.values.get(LINE_NUMBER),
-                             lambda x: (x.values.get("lineType"), x.values.get("lineObjectNumber")) == sells)
-            if current is not None and (current.values.get("lineType"), current.values.get("lineObjectNumber")) == sells:
+            current = paired(by_number, unnumbered, detail.values.get(LINE_NUMBER), lambda x: _sells(x) == sells)
+            if current is not None and _sells(current) == sells:
                 kept.add(current.values.get("sequence"))
                 if detail.values.get(LINE_NUMBER) != current.values.get("sequence"):  # paired by what it sells
                     numbers[detail.id.lower()] = current.values.get("sequence")
@@ -802,6 +801,11 @@ def _changed_since(order: Record, coupling: Coupling) -> bool:
     """Whether a user changed the order since bcsync last took it: its version is not the one the coupling keeps
     (orders are read without bcsync's own changes, so the version read is a user's; a full run reads them all)."""
     return coupling.crm_etag is None or order.etag != coupling.crm_etag
+
+
+def _sells(line: Record) -> tuple:
+    """What a Business Central line sells: its type and number."""
+    return line.values.get("lineType"), line.values.get("lineObjectNumber")
 
 
 def _line_print(lines: Sequence[dict]) -> list[tuple]:

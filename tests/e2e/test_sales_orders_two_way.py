@@ -33,9 +33,37 @@ def bc_order(env, lines, **header):
     return env.bc.get("salesOrders", order)
 
 
+def created_and_released(env, lines):
+    """A submitted Sales order created in Business Central, whose order a user released, pushed back: (Sales order
+    id, Business Central order)."""
+    order = submitted_order(env, lines)
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    env.bc.act("salesOrders", created["id"], "release")
+    env.sync([MAPPING])
+    return order, created
+
+
+def created_in_one_way_mode(env):
+    """A Sales order of two lines created in Business Central in one-way mode: (Sales order id, its order)."""
+    setup(env)
+    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
+    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
+    env.sync([MAPPING])
+    [created] = env.bc.rows("salesOrders")
+    return order, created
+
+
 def sales_order_of(env, bc):
     [order] = [o for o in env.dv.rows("salesorder") if o.get("bcbi_businesscentralordernumber") == bc["number"]]
     return order
+
+
+def pushed(env, lines):
+    """A released Business Central order pushed to Sales: (Business Central order, Sales order)."""
+    released = bc_order(env, lines)
+    env.sync([MAPPING])
+    return released, sales_order_of(env, released)
 
 
 def details(env, order):
@@ -107,11 +135,7 @@ def test_a_submitted_sales_order_becomes_a_business_central_order_and_gets_its_n
 
 def test_a_sales_order_changed_and_submitted_again_updates_its_business_central_order(env):
     two_way(env)
-    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
-    env.sync([MAPPING])
-    [created] = env.bc.rows("salesOrders")
-    env.bc.act("salesOrders", created["id"], "release")
-    env.sync([MAPPING])
+    order, created = created_and_released(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
 
     # a salesperson re-opens the order, raises the bicycles, drops the installation, adds a write-in, submits
     user = env.stack.ids.user_systemuser_id
@@ -143,9 +167,7 @@ def test_a_sales_order_changed_and_submitted_again_updates_its_business_central_
 
 def test_a_posted_order_is_archived_and_its_sales_order_invoiced(env):
     two_way(env)
-    released = bc_order(env, [("1000", 1, 100, None)])
-    env.sync([MAPPING])
-    order = sales_order_of(env, released)
+    released, order = pushed(env, [("1000", 1, 100, None)])
     env.bc.post_document("salesOrders", released["id"])
     assert env.bc.rows("salesOrders") == []
     report = env.sync([MAPPING])
@@ -173,11 +195,7 @@ def test_an_order_whose_item_has_no_product_fails_naming_the_line(env):
 
 
 def test_an_order_created_in_one_way_mode_keeps_its_coupling_and_its_lines_after_the_switch(env):
-    setup(env)
-    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
-    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
-    env.sync([MAPPING])
-    [created] = env.bc.rows("salesOrders")
+    order, created = created_in_one_way_mode(env)
     assert all(d.get("bcbi_businesscentrallinenumber") is None for d in env.dv.rows("salesorderdetail"))
 
     env.configure(BCSYNC_SALES_ORDER_MODE="two-way")
@@ -207,11 +225,7 @@ def test_in_the_team_model_an_order_made_in_business_central_belongs_to_the_defa
 
 def test_an_update_from_sales_that_cannot_be_made_is_an_error_naming_the_order_and_field_and_leaves_bc_as_it_was(env):
     two_way(env)
-    order = submitted_order(env, [product_line(env, "1000", 2, 95)])
-    env.sync([MAPPING])
-    [created] = env.bc.rows("salesOrders")
-    env.bc.act("salesOrders", created["id"], "release")
-    env.sync([MAPPING])
+    order, created = created_and_released(env, [product_line(env, "1000", 2, 95)])
     before = env.bc.get("salesOrders", created["id"])
 
     user = env.stack.ids.user_systemuser_id
@@ -233,11 +247,7 @@ def test_an_order_bcsync_reopened_is_released_again_once_its_update_passes(env):
     two_way(env)
     env.bc.seed("customers", [{"number": "20000", "displayName": "Fabrikam"}])
     env.full_sync(["CUSTOMER"])
-    order = submitted_order(env, [product_line(env, "1000", 2, 95)])
-    env.sync([MAPPING])
-    [created] = env.bc.rows("salesOrders")
-    env.bc.act("salesOrders", created["id"], "release")
-    env.sync([MAPPING])
+    order, created = created_and_released(env, [product_line(env, "1000", 2, 95)])
     [fabrikam] = [c for c in env.bc.rows("customers") if c["number"] == "20000"]
     env.bc.update("customers", fabrikam["id"], {"blocked": "All"})
 
@@ -297,9 +307,7 @@ def test_the_error_of_an_order_that_failed_and_was_deleted_in_business_central_i
 
 def test_a_pushed_order_whose_sales_order_was_deleted_is_a_deletion_conflict(env):
     two_way(env)
-    released = bc_order(env, [("1000", 1, 100, None)])
-    env.sync([MAPPING])
-    order = sales_order_of(env, released)
+    released, order = pushed(env, [("1000", 1, 100, None)])
     env.dv.delete("salesorder", order["salesorderid"])
     env.bc.act("salesOrders", released["id"], "reopen")
     env.bc.update("salesOrders", released["id"], {"requestedDeliveryDate": "2026-12-24"})
@@ -333,11 +341,7 @@ def _bc_quantity(env, bc_id):
 
 def test_an_order_a_business_central_user_reopened_and_changed_is_an_update_conflict_for_a_sales_change(env):
     two_way(env)
-    order = submitted_order(env, [product_line(env, "1000", 2, 95)])
-    env.sync([MAPPING])
-    [created] = env.bc.rows("salesOrders")
-    env.bc.act("salesOrders", created["id"], "release")
-    env.sync([MAPPING])
+    order, created = created_and_released(env, [product_line(env, "1000", 2, 95)])
 
     # a Business Central user reopens the order and adds a line (not released: nothing is pushed), a Sales user
     # changes the quantity
@@ -361,11 +365,7 @@ def test_an_order_a_business_central_user_reopened_and_changed_is_an_update_conf
 
 def test_orders_changed_on_both_sides_are_an_update_conflict_that_the_resolution_settles(env):
     two_way(env)
-    order = submitted_order(env, [product_line(env, "1000", 2, 95)])
-    env.sync([MAPPING])
-    [created] = env.bc.rows("salesOrders")
-    env.bc.act("salesOrders", created["id"], "release")
-    env.sync([MAPPING])
+    order, created = created_and_released(env, [product_line(env, "1000", 2, 95)])
 
     # changed and released in Business Central, changed and submitted in Sales
     env.bc.act("salesOrders", created["id"], "reopen")
@@ -390,11 +390,7 @@ def test_orders_changed_on_both_sides_are_an_update_conflict_that_the_resolution
 
 
 def test_a_sales_order_made_in_one_way_mode_and_changed_pairs_its_lines_by_product(env):
-    setup(env)
-    env.configure(BCSYNC_AUTO_CREATE_SALES_ORDERS="true")
-    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
-    env.sync([MAPPING])
-    [created] = env.bc.rows("salesOrders")
+    order, created = created_in_one_way_mode(env)
     before = {x["lineObjectNumber"]: x["id"] for x in env.bc.rows("salesOrderLines")
               if x["documentId"] == created["id"]}
 
@@ -418,11 +414,7 @@ def test_a_sales_order_made_in_one_way_mode_and_changed_pairs_its_lines_by_produ
 
 def test_a_dry_run_reports_the_lines_an_update_deletes_and_why_and_the_reopen_and_release(env):
     two_way(env)
-    order = submitted_order(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
-    env.sync([MAPPING])
-    [created] = env.bc.rows("salesOrders")
-    env.bc.act("salesOrders", created["id"], "release")
-    env.sync([MAPPING])
+    order, created = created_and_released(env, [product_line(env, "1000", 2, 95), product_line(env, "R0010", 3, 80)])
     user = env.stack.ids.user_systemuser_id
     env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
     [install] = [d["salesorderdetailid"] for d in env.dv.rows("salesorderdetail")
