@@ -40,12 +40,19 @@ from .ports import (
     StateStore,
     WriteResult,
 )
+from .tables import BC_SALES_ORDER_LINE, BC_SALES_QUOTE_LINE, CRM_SALES_ORDER_DETAIL
 from .values import same
 
 # per job and kind, the records a report lists; the counts are always complete
 LISTED_RECORDS = 50
 CARRIED_IDS = 5_000  # ids of rows written or coupled that a dry job hands to the later jobs of its mapping
-KINDS = ("insert", "modify", "couple", "delete", "restore", "conflict", "fail", "skip")
+KINDS = ("insert", "modify", "couple", "delete", "restore", "conflict", "fail", "skip", "action")
+# why a job deletes rows of a table (by its entity set or logical name): only lines go, with their document
+DELETED_BECAUSE = {
+    BC_SALES_QUOTE_LINE.entity_set: "replaced by a new revision's lines",
+    BC_SALES_ORDER_LINE.entity_set: "its Sales order line is gone or now sells something else",
+    CRM_SALES_ORDER_DETAIL.logical_name: "its Business Central order line is gone",
+}
 DRY_VERSION = 'W/"dry-run"'  # the version of a row a dry run "wrote"
 DRY_IDS = uuid.UUID("0b7e4a8c-21d3-4f5e-8c1a-9d2e3f4a5b6c")
 
@@ -64,13 +71,14 @@ def _value(value: Any) -> Any:
 
 class PlannedWrites:
     """What the endpoints were asked to write, by row id (lower case; both services' ids are GUIDs): the table
-    and the new row's values, or the table and each changed field's old and new value; and the rows deleted (the
-    lines of a Business Central quote that a new revision replaces), with their table."""
+    and the new row's values, or the table and each changed field's old and new value; the rows deleted (lines),
+    with their table and why; and the actions run on Business Central rows (an order reopened, released)."""
 
     def __init__(self) -> None:
         self.inserts: dict[str, tuple[str, dict[str, Any]]] = {}
         self.updates: dict[str, tuple[str, dict[str, tuple[Any, Any]]]] = {}
-        self.deletes: dict[str, str] = {}
+        self.deletes: dict[str, tuple[str, str]] = {}  # with the reason
+        self.actions: list[tuple[str, Record, str]] = []  # a Business Central page's actions: (table, row, action)
 
     def take_insert(self, row_id: str) -> dict[str, Any] | None:
         return self.inserts.pop(row_id.lower(), ("", None))[1]
@@ -132,11 +140,14 @@ class RecordingEndpoint:
 
     def delete_rows(self, table, ids: Sequence[str]) -> list[None]:
         for row_id in ids:  # recorded and reported, never sent
-            self.writes.deletes[row_id.lower()] = _table(table)
+            self.writes.deletes[row_id.lower()] = (_table(table), DELETED_BECAUSE.get(
+                getattr(table, "entity_set", None) or table.logical_name, ""))
         return [None] * len(ids)
 
     def run_action(self, table, rows: Sequence[Record], action: str) -> list:
-        return [None for _ in rows]  # nor releases or reopens anything
+        # nor releases or reopens anything: recorded and reported
+        self.writes.actions += [(_table(table), r, action) for r in rows]
+        return [None for _ in rows]
 
     def update(self, table, changes: Sequence[RowChange], fields: Sequence[str]) -> list[WriteResult]:
         seen = self.seen.pop(_table(table), {})
@@ -407,9 +418,12 @@ class DryRun:
             if fields:
                 entries.append({"kind": "modify", "table": table, "record": f"{table} {row_id}",
                                 "target_id": row_id, "fields": fields})
-        for row_id, table in self.writes.deletes.items():
+        for row_id, (table, reason) in self.writes.deletes.items():
             entries.append({"kind": "delete", "table": table, "record": f"{table} {row_id}", "target_id": row_id,
-                            "reason": "replaced by a new revision's lines"})
+                            **({"reason": reason} if reason else {})})
+        for table, row, action in self.writes.actions:  # in their order: an order reopened, then released
+            entries.append({"kind": "action", "table": table, "record": f"{table} {row.values.get('number') or row.id}",
+                            "target_id": row.id, "reason": action})
         return {**listed(entries), **carried}
 
 
@@ -437,7 +451,8 @@ def _summary(counts: Counter[str], records: list[dict], truncated: bool = False)
 
 
 def _identity(entry: dict) -> tuple:
-    return entry["kind"], entry.get("mapping") or entry.get("table"), entry.get("source_id") or entry.get("target_id")
+    return (entry["kind"], entry.get("mapping") or entry.get("table"), entry.get("source_id") or entry.get("target_id"),
+            entry.get("reason") if entry["kind"] == "action" else None)  # a row's actions are several
 
 
 def merged(earlier: dict | None, later: dict) -> dict:

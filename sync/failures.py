@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 from .errors import SyncError
 from .model import Direction
-from .ports import ErrorStore, RecordFailure
+from .ports import ErrorStore, Record, RecordFailure
 
 
 def select(failures: Iterable[RecordFailure], *, mapping: str | None = None, direction: Direction | None = None,
@@ -37,6 +37,17 @@ def failed_again(previous: RecordFailure | None, error: SyncError, *, mapping: s
         transient=error.transient, count=(previous.count + 1) if previous else 1,
         first_seen=previous.first_seen if previous else now, last_seen=now, job_id=job_id, skipped=skipped,
         source_etag=source_etag)
+
+
+def clear_gone(job: Any, direction: Direction, retried: Sequence[str], found: Iterable[Record]) -> None:
+    """Clear the errors of the retried records that a read by id did not return: they are gone (deleted, or
+    posted), so there is nothing left to retry or to report. `job`: the job (sync.process.JobContext)."""
+    present = {r.id.lower() for r in found}
+    gone = [i for i in retried if i.lower() not in present]
+    for i in gone:
+        del job.failures[i]
+    if gone:
+        job.errors.clear_many(job.mapping.name, direction, gone)
 
 
 def retry(errors: ErrorStore, failures: Iterable[RecordFailure]) -> list[RecordFailure]:

@@ -27,11 +27,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from .errors import AlreadyExistsError, RecordError, SyncError
-from .failures import failed_again
-from .model import Direction, Side
+from .errors import AlreadyExistsError, ConflictError, RecordError, SyncError
+from .failures import clear_gone, failed_again
+from .model import DeletionConflictResolution, Direction, Side, UpdateConflictResolution
 from .order_progress import SEEN, bc_date
 from .ports import Coupling, NewRow, Record, RowChange, WriteBack
 from .process import JobContext
@@ -46,7 +46,8 @@ DETAILS = uuid.UUID("8c1e2f4a-6b5d-4e3f-a7c9-0d1b2e3f4a5b")  # and of their line
 ARCHIVED = "~archived"  # two-way mode: a coupled order posted in Business Central, kept and ignored from then on
 PUSHED = "~pushed"  # the version of the Business Central order last pushed to Sales or pulled from it
 REOPENED = "~reopened"  # reopened by bcsync to be updated from Sales, to be released again (sync.orders)
-SUBMITTED = 1
+UPDATING = "~updating"  # an update from Sales begun (sync.orders): what it wrote is bcsync's own, not a user's
+ACTIVE, SUBMITTED = 0, 1
 LINE_FIELDS = ["documentId", "sequence", "lineType", "lineObjectNumber", "description", "quantity", "unitPrice",
                "discountAmount", "netAmount", "netAmountIncludingTax", "shippedQuantity", "unitOfMeasureCode"]
 # columns of Business Central's integration solution in Sales: the order's number, an order product's Line No.
@@ -58,6 +59,28 @@ DETAIL_FIELDS = ["salesorderid", "sequencenumber", LINE_NUMBER, "productid", "uo
 
 def order_label(row: Record) -> str:
     return f"Business Central sales order {row.values.get('number') or row.id}"
+
+
+def paired(by_number: dict, unnumbered: list[Record], number: Any, sells_the_same: Callable[[Record], bool]) \
+        -> Record | None:
+    """The other side's line paired with a line (SOLINE-ORDERDETAIL): the one `by_number` has under its Line No.,
+    else the first of `unnumbered` that `sells_the_same` (lines never given a number: an order made in one-way
+    mode, found again, or whose numbers could not be written), in their order. The pair is taken from both."""
+    line = by_number.pop(number, None) or next((x for x in unnumbered if sells_the_same(x)), None)
+    if line in unnumbered:
+        unnumbered.remove(line)
+    return line
+
+
+def update_conflict(job: JobContext, bc_order: str, crm_id: str) -> ConflictError | None:
+    """Both the Business Central order and its Sales order were changed by users since they were last synchronised:
+    as for any bidirectional mapping, the mapping's update-conflict resolution decides. The error (both orders left
+    as they are) when there is none; None when a side wins."""
+    if job.mapping.update_conflict is not UpdateConflictResolution.NONE:
+        return None
+    return ConflictError(f"{bc_order} and its Sales order {crm_id} were both changed since they were last "
+                         f"synchronised; neither is written. Set an update-conflict resolution on "
+                         f"{job.mapping.name} to say which side wins.", fields=("salesorderid",))
 
 
 class OrderPush:
@@ -85,7 +108,9 @@ class OrderPush:
         since = None if job.full else job.state.watermark(job.mapping.name, Direction.TO_CRM)
         retried = [i for i, f in job.failures.items() if not f.skipped]
         if retried:
-            self.push(job, job.bc.read_ids(BC_SALES_ORDER, self.header, retried), forced=set(retried))
+            found = job.bc.read_ids(BC_SALES_ORDER, self.header, retried)
+            clear_gone(job, Direction.TO_CRM, retried, found)
+            self.push(job, found, forced=set(retried))
         for page in job.bc.read_changed(BC_SALES_ORDER, self.header, since=since, where=job.mapping.bc_filter,
                                         page_size=50):
             self.push(job, [r for r in page if r.id not in retried], forced=set())
@@ -134,8 +159,56 @@ class OrderPush:
                 plans.append((row, couplings.get(row.id), values, mine))
             except RecordError as exc:
                 failed[row.id] = exc
-        self._write(job, plans, products, units or {}, failed)
+        self._write(job, self._counterparts(job, plans, failed), products, units or {}, failed)
         self._record(job, rows, todo, failed)
+
+    @staticmethod
+    def _counterparts(job: JobContext, plans: list, failed: dict[str, SyncError]) -> list:
+        """The plans whose Sales order can be written. A coupled Sales order that is gone is a deletion conflict,
+        decided by the mapping's deletion-conflict resolution as for any mapping (none: an error; restore: made
+        again; remove coupling); one closed in Sales (canceled, fulfilled, invoiced) is an error. One a Sales user
+        changed since bcsync last wrote or took it is an update conflict (the Business Central order changed too)."""
+        coupled = [p for p in plans if p[1] is not None]
+        if not coupled:
+            return plans
+        orders = {r.id.lower(): r for r in job.crm.read_ids(CRM_SALES_ORDER, ["statecode"],
+                                                           [c.crm_id for _, c, _, _ in coupled])}
+        resolution = job.mapping.deletion_conflict
+        kept, uncoupled = [], []
+        for plan in plans:
+            row, coupling = plan[0], plan[1]
+            order = orders.get(coupling.crm_id.lower()) if coupling is not None else None
+            if coupling is None:
+                kept.append(plan)
+            elif order is None and resolution is DeletionConflictResolution.NONE:
+                failed[row.id] = RecordError(
+                    f"{order_label(row)} cannot be pushed because its coupled Sales order {coupling.crm_id} was "
+                    f"deleted. Restore it, remove the coupling, or set a deletion-conflict resolution on "
+                    f"{job.mapping.name}.", field="salesorderid", code="DeletionConflict")
+            elif order is None:
+                uncoupled.append(coupling)
+                if resolution is DeletionConflictResolution.RESTORE:  # made again as a new Sales order
+                    kept.append((row, None, *plan[2:]))
+                else:
+                    job.note(f"couplings removed because the Sales order was deleted: {order_label(row)}")
+            elif order.values.get("statecode") not in (ACTIVE, SUBMITTED):
+                failed[row.id] = RecordError(
+                    f"{order_label(row)}: its Sales order {coupling.crm_id} is closed in Sales (state "
+                    f"{order.values.get('statecode')}), so it cannot be updated.", field="salesorderid",
+                    code="Closed")
+            elif _changed_in_sales(job, order, coupling) \
+                    and job.mapping.update_conflict is not UpdateConflictResolution.SEND_TO_CRM:
+                conflict = update_conflict(job, order_label(row), coupling.crm_id)
+                if conflict is not None:
+                    failed[row.id] = conflict
+                else:  # Sales wins: its update reaches Business Central in the job the other way
+                    job.counts.skipped += 1
+            else:
+                kept.append(plan)
+        if uncoupled:
+            job.couplings.delete_many(uncoupled)
+            job.counts.uncoupled += len(uncoupled)
+        return kept
 
     # -- the Sales order's values -----------------------------------------------------------------
 
@@ -147,7 +220,7 @@ class OrderPush:
                               f"coupled to a Sales account; couple it first (table mapping CUSTOMER).",
                               field="Sell-to Customer No.", code="NotCoupled")
         values: dict[str, Any] = {
-            "name": v.get("customerName") or v.get("number"), "customerid": account.crm_id, "customeridtype": "account",
+            "customerid": account.crm_id, "customeridtype": "account",
             "transactioncurrencyid": self._currency(job, row), "pricelevelid": currency_price_list(job, row, label),
             ORDER_NUMBER: v.get("number"),
             "requestdeliveryby": bc_date(v.get("requestedDeliveryDate")),
@@ -234,11 +307,9 @@ class OrderPush:
                               description=v.get("description"),
                               uomid=units.get((kind, number, v.get("unitOfMeasureCode")))
                               or product.values.get("defaultuomid"))
-            detail = by_number.pop(values[LINE_NUMBER], None) or next(
-                (d for d in unnumbered if str(d.values.get("productid") or "").lower()
-                 == str(values.get("productid") or "").lower()), None)
-            if detail in unnumbered:
-                unnumbered.remove(detail)
+            product = str(values.get("productid") or "").lower()
+            detail = paired(by_number, unnumbered, values[LINE_NUMBER],
+                            lambda d: str(d.values.get("productid") or "").lower() == product)
             if detail is None:
                 inserts.append(NewRow({"salesorderid": order_id, **values}, id=str(uuid.uuid5(DETAILS, line.id))))
             else:
@@ -254,11 +325,14 @@ class OrderPush:
         new = [(row, values) for row, coupling, values, _ in plans if coupling is None]
         order_ids: dict[str, str] = {row.id: c.crm_id for row, c, _, _ in plans if c is not None}
         if new:
-            rows = [NewRow({**job.team_owner(), **{k: x for k, x in values.items() if x is not None}},
+            # the name only for a new order: a Sales order's name is its Business Central order's External
+            # Document No. (sync.orders), the customer's reference, never overwritten by the customer's name
+            rows = [NewRow({**job.team_owner(), "name": row.values.get("customerName") or row.values.get("number"),
+                            **{k: x for k, x in values.items() if x is not None}},
                            id=str(uuid.uuid5(ORDERS, row.id))) for row, values in new]
             for (row, _), new_row, result in zip(new, rows, job.crm.insert(CRM_SALES_ORDER, rows, ["name"])):
                 if result.error is not None and not isinstance(result.error, AlreadyExistsError):
-                    failed[row.id] = result.error
+                    failed[row.id] = _named(result.error, "salesorderid")
                     continue
                 order_ids[row.id] = new_row.id
                 job.couplings.save_many([Coupling(job.mapping.name, row.id, new_row.id, synced_at=job.clock.now(),
@@ -277,8 +351,12 @@ class OrderPush:
             changes[order_id.lower()] = (row, self._details(job, order_id, row, lines, products, units,
                                                             existing.get(order_id.lower(), [])))
 
+        lines_failed: set[str] = set()
+
         def write_lines(ids: list[str]) -> dict[str, str]:
-            return self._write_lines(job, {i: changes[i.lower()][1] for i in ids})
+            failures = self._write_lines(job, {i: changes[i.lower()][1] for i in ids})
+            lines_failed.update(failures)
+            return failures
 
         write_backs = [WriteBack(order_ids[row.id], {k: x for k, x in values.items()
                                                      if k not in ("customeridtype", "owneridtype")}, SUBMITTED)
@@ -290,7 +368,9 @@ class OrderPush:
         for row, coupling, _, _ in plans:
             reason = failures.get(order_ids[row.id])
             if reason is not None:
-                failed[row.id] = RecordError(f"{order_label(row)}: its Sales order could not be written: {reason}")
+                failed[row.id] = RecordError(
+                    f"{order_label(row)}: its Sales order could not be written: {reason}",
+                    field=CRM_SALES_ORDER_DETAIL.logical_name if order_ids[row.id] in lines_failed else "salesorderid")
                 continue
             if coupling is not None:
                 job.counts.modified += 1
@@ -347,3 +427,17 @@ class OrderPush:
             for i in done:
                 del job.failures[i]
 
+
+def _named(error: SyncError, field: str) -> SyncError:
+    """The error as the order's: with its own field, else `field`."""
+    if getattr(error, "field", ""):
+        return error
+    named = RecordError(error.message, field=field, code=error.code, status=error.status)
+    named.transient = error.transient
+    return named
+
+
+def _changed_in_sales(job: JobContext, order: Record, coupling: Coupling) -> bool:
+    """Whether a Sales user changed the order since bcsync last wrote it or took it: its version is not the one the
+    coupling keeps, and bcsync did not make it."""
+    return order.etag != coupling.crm_etag and (order.modified_by or "").lower() != job.integration_user_id().lower()

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 from .errors import ConcurrencyError, RecordError, SyncError
 from .failures import failed_again
 from .values import as_guid, same
-from .model import BcTable, CrmTable, Direction, OptionSet, Side
+from .model import BcTable, CrmTable, Direction, OptionSet, Side, UpdateConflictResolution
 from .ports import Coupling, NewRow, Record, RowChange, WriteBack
 from .process import JobContext
 from .rules.currency import CurrencyRules
@@ -66,7 +66,8 @@ from .tables import (
 from .order_notes import OrderNotes
 from .order_prices import net_prices
 from .order_progress import RELEASED as BC_RELEASED, OrderProgress
-from .order_push import ARCHIVED, LINE_NUMBER, ORDER_NUMBER, PUSHED, REOPENED, OrderPush
+from .order_push import (ARCHIVED, LINE_NUMBER, ORDER_NUMBER, PUSHED, REOPENED, UPDATING, OrderPush, paired,
+                         update_conflict)
 from .rules.units import ITEM_UNITS, RESOURCE_UNITS, unit_groups
 from .writeback import WriteBacks
 
@@ -338,6 +339,21 @@ class SalesOrderProcess:
         changed, added, and deleted when their Sales line is gone), the invoice discount applied again, released
         again (an order that was open stays open)."""
         label, number = order_label(order), row.values.get("number") or ""
+        marks = coupling.bc_values or {}
+        # a Business Central user changed the order since bcsync last pushed or wrote it (not bcsync's own
+        # update, stopped midway): both sides changed, the mapping's update-conflict resolution decides
+        if PUSHED in marks and row.etag != marks[PUSHED] and not marks.get(UPDATING) \
+                and job.mapping.update_conflict is not UpdateConflictResolution.GET_FROM_CRM:
+            conflict = update_conflict(job, f"Business Central sales order {number}", order.id)
+            if conflict is not None:
+                failed[order.id] = (order, conflict)
+                return OrderResult(order.id, label, "failed", number, conflict.message)
+            # Business Central wins: the Sales change is dropped, the order's next push writes over it
+            job.couplings.save_many([dataclasses.replace(coupling, crm_etag=order.etag, synced_at=job.clock.now(),
+                                                         job_id=job.job_id)])
+            job.counts.skipped += 1
+            return OrderResult(order.id, label, "exists", number, f"{label}: Business Central sales order {number} "
+                               f"was changed too and wins (the mapping's update-conflict resolution).")
         try:
             body = self._order_body(job, order, lookups)
             inserts, changes, deletes, numbers = self._line_changes(job, order, row, body.pop("salesOrderLines"),
@@ -362,9 +378,12 @@ class SalesOrderProcess:
         # coupling remembers it (the order's error may go, if the Sales order leaves Submitted meanwhile)
         released = row.values.get("status") == BC_RELEASED or bool((coupling.bc_values or {}).get(REOPENED))
         try:
+            # what the update writes is bcsync's own: a retry after a failed step takes it for no user's change
+            coupling = dataclasses.replace(coupling, bc_values={
+                **(coupling.bc_values or {}), UPDATING: True,
+                **({REOPENED: True} if row.values.get("status") == BC_RELEASED else {})})
+            job.couplings.save_many([coupling])
             if row.values.get("status") == BC_RELEASED:
-                coupling = dataclasses.replace(coupling, bc_values={**(coupling.bc_values or {}), REOPENED: True})
-                job.couplings.save_many([coupling])
                 step("reopen", job.bc.run_action(BC_SALES_ORDER, [row], "Reopen"))
             step("header", [r.error for r in job.bc.update(BC_SALES_ORDER, [RowChange(row.id, None, body)],
                                                            ["number"])])
@@ -382,7 +401,7 @@ class SalesOrderProcess:
             return OrderResult(order.id, label, "failed", number, exc.message)
         # what bcsync wrote is not pushed back to Sales (sync.order_push)
         [now] = job.bc.read_ids(BC_SALES_ORDER, ["number"], [row.id]) or [row]
-        kept = {k: v for k, v in (coupling.bc_values or {}).items() if k != REOPENED}
+        kept = {k: v for k, v in (coupling.bc_values or {}).items() if k not in (REOPENED, UPDATING)}
         job.couplings.save_many([dataclasses.replace(coupling, bc_values={**kept, PUSHED: now.etag},
                                                      crm_etag=order.etag, synced_at=job.clock.now(),
                                                      job_id=job.job_id)])
@@ -404,13 +423,20 @@ class SalesOrderProcess:
         by_position = {line["sequence"]: line for line in lines}
         inserts, changes, numbers, kept = [], [], {}, set()
         last = max(existing, default=0)
-        for detail in lookups.details.get(order.id.lower(), []):
+        details = lookups.details.get(order.id.lower(), [])
+        # a Sales line with no Line No. pairs with a line of the same item or resource that no Sales line numbers
+        numbered = {d.values.get(LINE_NUMBER) for d in details}
+        by_number, unnumbered = dict(existing), [line for n, line in sorted(existing.items()) if n not in numbered
+                                                 and line.values.get("lineType") in ("Item", "Resource")]
+        for detail in details:
             line = dict(by_position[lookups.line_numbers[detail.id.lower()]])
             del line["sequence"]
-            current = existing.get(detail.values.get(LINE_NUMBER))
-            if current is not None and (current.values.get("lineType"), current.values.get("lineObjectNumber")) == (
-                    line["lineType"], line["lineObjectNumber"]):
+            sells = (line["lineType"], line["lineObjectNumber"])
+            current = paired(by_number, unnumbered, detail.values.get(LINE_NUMBER), lambda x: _sells(x) == sells)
+            if current is not None and _sells(current) == sells:
                 kept.add(current.values.get("sequence"))
+                if detail.values.get(LINE_NUMBER) != current.values.get("sequence"):  # paired by what it sells
+                    numbers[detail.id.lower()] = current.values.get("sequence")
                 changed = {k: v for k, v in line.items() if k not in ("lineType", "lineObjectNumber")
                            and not same(current.values.get(k), v)}
                 if changed:
@@ -571,6 +597,11 @@ class SalesOrderProcess:
         later = self.set_after_values(job, order, ALL_SET_AFTER if result.error is not None
                                        else ["discountamount"])
         status = "created" if self._set_after(job, order, created, later, failed) else "incomplete"
+        if job.setup.two_way_orders:  # its version now is bcsync's own: a later one is a Business Central user's
+            [now] = job.bc.read_ids(BC_SALES_ORDER, ["number"], [created.id]) or [created]
+            job.couplings.save_many([Coupling(MAPPING, created.id, order.id, bc_etag=created.etag,
+                                              crm_etag=order.etag, bc_values={PUSHED: now.etag},
+                                              synced_at=job.clock.now(), job_id=job.job_id)])
         return OrderResult(order.id, order_label(order), status, number,
                            f"{order_label(order)} was created as Business Central sales order {number}.")
 
@@ -776,6 +807,11 @@ def _changed_since(order: Record, coupling: Coupling) -> bool:
     """Whether a user changed the order since bcsync last took it: its version is not the one the coupling keeps
     (orders are read without bcsync's own changes, so the version read is a user's; a full run reads them all)."""
     return coupling.crm_etag is None or order.etag != coupling.crm_etag
+
+
+def _sells(line: Record) -> tuple:
+    """What a Business Central line sells: its type and number."""
+    return line.values.get("lineType"), line.values.get("lineObjectNumber")
 
 
 def _line_print(lines: Sequence[dict]) -> list[tuple]:

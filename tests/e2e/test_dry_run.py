@@ -96,7 +96,8 @@ def test_a_dry_full_synchronisation_reports_per_record_writes_nothing_and_a_real
     assert set(from_crm) == {("insert", f"account 'Woodgrove' ({a_woodgrove})")}
     assert from_crm[("insert", f"account 'Woodgrove' ({a_woodgrove})")]["values"]["displayName"] == "Woodgrove"
     assert dry["dry_run_report"]["CUSTOMER:to-crm"]["counts"] == {
-        "insert": 1, "modify": 0, "couple": 1, "delete": 0, "restore": 0, "conflict": 0, "fail": 0, "skip": 1}
+        "insert": 1, "modify": 0, "couple": 1, "delete": 0, "restore": 0, "conflict": 0, "fail": 0, "skip": 1,
+        "action": 0}
     assert env.couplings("CUSTOMER") == [] and len(env.dv.rows("account")) == 2 and len(env.bc.rows("customers")) == 3
 
     # the text output: a summary per job and the records with their fields
