@@ -169,6 +169,23 @@ def test_a_line_whose_item_cannot_reach_sales_fails_the_list_naming_the_item(env
     assert "S00003" not in lists(env) and job(report, "PLHEADER-PRICE:to-crm").counts.failed == 1
 
 
+def test_a_line_never_sent_does_not_fail_the_list_for_its_item(env):
+    # a minimum-quantity line for an item without a Sales product: PLLINE-PRODPRICE never sends it, so the list's
+    # product check leaves it be
+    env.configure(**EXTENDED)
+    seed(env)
+    env.bc.seed("items", [{"number": "1200", "displayName": "Old Frame", "baseUnitOfMeasureCode": "PCS",
+                           "unitPrice": 50, "blocked": True}])          # outside ITEM-PRODUCT's filter: no product
+    price_list(env, "S00004", [{"Asset_Type": "Item", "Asset_No": "1000", "Unit_Price": 95},
+                               {"Asset_Type": "Item", "Asset_No": "1200", "Unit_Price": 45, "Minimum_Quantity": 5}])
+    report = env.full_sync()
+    assert report.run.status is RunStatus.DONE, report.to_dict()
+    assert env.errors() == []
+    assert items_of(env, "S00004") == {("1000", "PCS"): 95}
+    notes = job(report, "PLHEADER-PRICE:to-crm").notes
+    assert any("minimum quantity" in note and "S00004 line 20000" in note for note in notes), notes
+
+
 def test_unit_group_mode_gives_one_price_list_item_per_unit(env):
     env.configure(**EXTENDED, **UNIT_GROUPS)
     seed(env)
