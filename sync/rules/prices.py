@@ -314,12 +314,15 @@ class PriceRules(MappingRules):
         self.extra_fields = {Side.BC: tuple(PRICE_FIELDS if self.legacy else LINE_FIELDS)}
 
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
-        if not self.legacy:  # the lines of a list left out go with it, and its lines without a product: noted there
+        if not self.legacy:  # the lines of a list left out go with it; a changed line without a product is noted
             code = str(row.values.get("Price_List_Code") or "")
             if code in left_out_lists(ctx):
                 ctx.note_record(left_out_note(ctx), code)
                 return IGNORE
-            return IGNORE if not row.values.get("Asset_No") else None
+            if not row.values.get("Asset_No"):
+                note_left_out(ctx, Price(row, False))
+                return IGNORE
+            return None
         why = carried(row)
         if why:
             price = Price(row, True)

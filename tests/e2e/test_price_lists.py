@@ -106,6 +106,13 @@ def test_a_price_list_of_items_and_resources_becomes_a_sales_price_list_with_its
     s1 = lists(env)["S00001"]
     assert s1["statecode"] == 1 and str(s1["enddate"])[:10] == "2026-06-30"
 
+    # a line for every item added to the unchanged list: the line job reads it and lists it
+    env.bc.seed("PriceListLines", [{"Price_List_Code": "S00001", "Price_Type": "Sale", "Amount_Type": "Price",
+                                    "Asset_Type": "Item", "Asset_No": "", "Unit_Price": 9}])
+    report = env.sync()
+    lines = job(report, "PLLINE-PRODPRICE:to-crm")
+    assert any("every item or resource" in note and "S00001 line 60000" in note for note in lines.notes), lines.notes
+
 
 def test_a_foreign_currency_price_list_becomes_a_sales_price_list_in_that_currency(env):
     env.configure(**EXTENDED)
