@@ -237,7 +237,7 @@ class PriceListRules(MappingRules):
         if not self.extended or not written:
             return {}
         codes = {str(w.source.values.get("Code") or "") for w in written}
-        lines = [p.row for c in codes for p in ctx.cache["list_prices"].get(c, [])]
+        lines = [p.row for c in codes for p in ctx.cache["list_prices"].get(c, []) if p.sent]
         if lines:
             ctx.coupled_first("PLLINE-PRODPRICE", [r.id for r in lines], [w.source for w in written])
         return {}
