@@ -45,7 +45,7 @@ ASSETS: dict[str, tuple[BcTable, str, str, str, UnitOwner]] = {
     RESOURCE: (BC_RESOURCE, "No", "Base_Unit_of_Measure", "RESOURCE-PRODUCT", RESOURCE_UNITS),
 }
 LINE_FIELDS = ["Price_List_Code", "Line_No", "Asset_Type", "Asset_No", "Currency_Code", "Unit_of_Measure_Code",
-               "Minimum_Quantity", "Variant_Code", "Starting_Date", "Ending_Date"]
+               "Minimum_Quantity"]
 PRICE_FIELDS = ["Sales_Code", "Item_No", "Currency_Code", "Unit_of_Measure_Code", "Minimum_Quantity", "Variant_Code",
                 "Starting_Date", "Ending_Date"]
 
