@@ -75,8 +75,12 @@ class LocalWorker:
     def run_until(self, done: Callable[[], bool], timeout: float | None = None,
                   on_idle: Callable[[], None] | None = None, recover_every: float = 60.0) -> bool:
         """Work until `done()` says so (checked whenever the queue is empty). False on timeout, which is checked
-        between messages and while jobs run: no message is taken after it, and the jobs in hand are not waited
-        for (they end in their threads; one handled without threads, concurrency 1, ends first).
+        between messages and while jobs run: no message is taken after it, and this returns without waiting for
+        the jobs in hand (one handled without threads, concurrency 1, ends first). Those go on in the pool's
+        threads, each until it ends or reaches its time budget (BCSYNC_JOB_TIME_BUDGET_SECONDS); the threads are
+        not daemons, so a process that returns from here still waits for them before it exits, and a caller that
+        closes what the jobs use right after (the queue, the storage clients) closes it under them. A job cut short
+        that way is taken over when its lease runs out, as after a crash. No CLI command sets a timeout.
 
         While idle it also does the timer's recovery now and then, so a job stranded by a crashed
         worker is picked up again rather than waited on for ever."""

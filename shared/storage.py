@@ -241,6 +241,15 @@ class TableStorage:
             return self._tables[full]
 
 
+class KnownVersions(dict):
+    """Known versions as StateTable.known_versions read them, with the keys of the rows that hold them, which
+    save_known_versions replaces without reading them again."""
+
+    def __init__(self, versions: dict[str, str], row_keys: list[str]):
+        super().__init__(versions)
+        self.row_keys = row_keys
+
+
 class storage_errors:
     """Context manager: storage trouble in the domain's terms. A 5xx, a timeout or a dropped connection is transient
     (the job is retried); any other refusal (400 for a key it does not accept, 413, 431) is terminal, as the same
@@ -807,24 +816,35 @@ class StateTable:
 
     def known_versions(self, mapping: str, direction: Direction) -> dict[str, str]:
         with storage_errors():
-            return {i: v for e in self.table.query_entities(
+            rows = list(self.table.query_entities(
                 "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-                parameters={"pk": _key(mapping), **self._versions_range(direction)}) for i, v in json.loads(e["versions"])}
+                parameters={"pk": _key(mapping), **self._versions_range(direction)}))
+        return KnownVersions({i: v for e in rows for i, v in json.loads(e["versions"])},
+                             row_keys=[e["RowKey"] for e in rows])
 
-    def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
-        with storage_errors():
-            old = [e["RowKey"] for e in self.table.query_entities(
-                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi", select=["PartitionKey", "RowKey"],
-                parameters={"pk": _key(mapping), **self._versions_range(direction)})]
+    def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str],
+                            replacing: dict[str, str] | None = None) -> None:
+        if isinstance(replacing, KnownVersions):
+            old = replacing.row_keys     # read by this job, under the mapping's lease: still the rows there
+        else:
+            with storage_errors():
+                old = [e["RowKey"] for e in self.table.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi", select=["PartitionKey", "RowKey"],
+                    parameters={"pk": _key(mapping), **self._versions_range(direction)})]
         listed = list(versions.items())
         rows = [{"PartitionKey": _key(mapping), "RowKey": f"versions:{direction.value}:{n:06d}",
                  "versions": json.dumps(listed[i:i + VERSIONS_PER_ROW])}
                 for n, i in enumerate(range(0, len(listed), VERSIONS_PER_ROW))]
-        # the rows written replace the old ones of their keys; those left over go in the same transaction (one
-        # partition), read just now under the mapping's lease
+        # the rows written replace the old ones of their keys; those left over are deleted in the same request
+        # while all fit in one transaction (100 operations: 25,000 versions), else in the next ones
         written = {row["RowKey"] for row in rows}
-        self.transact([("upsert", row) for row in rows] + [
-            ("delete", {"PartitionKey": _key(mapping), "RowKey": key}) for key in old if key not in written])
+        upserts = [("upsert", row) for row in rows]
+        gone = [{"PartitionKey": _key(mapping), "RowKey": key} for key in old if key not in written]
+        try:
+            self.transact(upserts + [("delete", key) for key in gone])
+        except TableTransactionError:   # a row to delete is gone already: the upserts alone, then the deletes
+            self.transact(upserts)      # one by one where they fail (_delete)
+            _delete(self.storage, self.table, [[key] for key in gone])
 
     @staticmethod
     def _versions_range(direction: Direction) -> dict[str, str]:

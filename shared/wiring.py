@@ -365,7 +365,8 @@ class Services:
     def list_couplings(self, mapping: str, search: str | None = None, limit: int = 100,
                        catalog: Catalog | None = None) -> list[Coupling]:
         """A mapping's couplings; `catalog`: the catalogue in force, as the caller read it (else read now)."""
-        (self.catalogs.current() if catalog is None else catalog)[mapping]
+        catalog = self.catalogs.current() if catalog is None else catalog
+        _ = catalog[mapping]  # refuses a mapping the catalogue does not hold, naming it, rather than list nothing
         return self.couplings.list(mapping, limit, (lambda c: coupling.matches(c, search)) if search else None)
 
     # -- failed records -----------------------------------------------------------------------------

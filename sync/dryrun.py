@@ -322,7 +322,8 @@ class RecordedState:
         key = (mapping, direction)
         return dict(self.known[key]) if key in self.known else self.real.known_versions(mapping, direction)
 
-    def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
+    def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str],
+                            replacing: dict[str, str] | None = None) -> None:
         self.known[(mapping, direction)] = dict(versions)
 
     def cursor(self, mapping: str, name: str) -> str | None:

@@ -714,7 +714,7 @@ class _Job:
         keep = {row_id: etag for row_id, etag in self.bc_versions.items() if row_id in self.read_at and (
             mark is None or self.read_at[row_id] is None or self.read_at[row_id] >= mark)}
         if keep != self.known:
-            self.e.state.save_known_versions(self.mapping.name, self.direction, keep)
+            self.e.state.save_known_versions(self.mapping.name, self.direction, keep, replacing=self.known)
 
     def _know_versions(self, couplings: Iterable[Coupling]) -> None:
         """Remembers the BC version these couplings hold, where the BC -> Sales pass would find a row of that

@@ -322,11 +322,15 @@ class StateStore(Protocol):
         ...
 
     def known_versions(self, mapping: str, direction: Direction) -> dict[str, str]:
-        """Versions of source rows (by lower-case id) that a job of the other direction wrote and left coupled
-        with that version: a row still of that version needs no look at its coupling."""
+        """Versions of source rows (by lower-case id) known to be coupled with that version: left by a full job of
+        the other direction that wrote them, or by this direction's previous scheduled job, which found them
+        unchanged or synchronised them short of its watermark. A row still of that version needs no look at its
+        coupling."""
 
-    def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
-        """Replaces the known versions (none: forgets them)."""
+    def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str],
+                            replacing: dict[str, str] | None = None) -> None:
+        """Replaces the known versions (none: forgets them); `replacing`: what known_versions gave this job, when it
+        read them under the mapping's lease (the adapter may replace what it read without reading it again)."""
 
     def cursor(self, mapping: str, name: str) -> str | None:
         """A mapping's bookmark in some feed (a delta link, the time of the last reconciliation)."""

@@ -450,6 +450,9 @@ class RunCoordinator:
             if not chained:
                 self.queue.send(message)
             return None, None
+        except BaseException:  # a transient storage error, say: the lease must not block the mapping until it ends
+            self.leases.release(lease_name, owner)
+            raise
         kept = None
         try:
             with self.observer.running(run, job):

@@ -318,7 +318,7 @@ class FakeState:
     def known_versions(self, mapping, direction):
         return dict(self.versions.get((mapping, direction), {}))
 
-    def save_known_versions(self, mapping, direction, versions):
+    def save_known_versions(self, mapping, direction, versions, replacing=None):
         self.versions[(mapping, direction)] = dict(versions)
 
     def save_cursor(self, mapping, name, value):

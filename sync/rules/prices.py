@@ -45,7 +45,7 @@ ASSETS: dict[str, tuple[BcTable, str, str, str, UnitOwner]] = {
     RESOURCE: (BC_RESOURCE, "No", "Base_Unit_of_Measure", "RESOURCE-PRODUCT", RESOURCE_UNITS),
 }
 LINE_FIELDS = ["Price_List_Code", "Line_No", "Asset_Type", "Asset_No", "Currency_Code", "Unit_of_Measure_Code",
-               "Minimum_Quantity", "Variant_Code", "Starting_Date", "Ending_Date"]
+               "Minimum_Quantity"]
 PRICE_FIELDS = ["Sales_Code", "Item_No", "Currency_Code", "Unit_of_Measure_Code", "Minimum_Quantity", "Variant_Code",
                 "Starting_Date", "Ending_Date"]
 
@@ -67,6 +67,12 @@ class Price:
     @property
     def asset(self) -> tuple[str, str]:
         return self.kind, self.number
+
+    @property
+    def sent(self) -> bool:
+        """Extended: whether PLLINE-PRODPRICE carries this line: an item's or a resource's (its filter), with an Asset
+        No. (its rule), for Minimum Quantity 0 (its filter)."""
+        return self.kind in ASSETS and bool(self.number) and not float(self.row.values.get("Minimum_Quantity") or 0)
 
 
 # -- products and units of the items and resources prices name ---------------------------------------------------
@@ -199,10 +205,9 @@ class PriceListRules(MappingRules):
         else:
             _read_prices(ctx, BC_SALES_PRICE, PRICE_FIELDS, "Sales_Code", codes, legacy=True,
                          where="Sales_Type eq 'Customer_x0020_Price_x0020_Group'")
-        prices = [p for c in codes for p in ctx.cache["list_prices"].get(c, []) if p.kind in ASSETS and p.number]
-        if not self.extended:
-            prices = [p for p in prices if carried(p.row) is None]
-        prepare_assets(ctx, prices, rows)
+        prices = [p for c in codes for p in ctx.cache["list_prices"].get(c, [])]
+        prepare_assets(ctx, [p for p in prices if p.sent] if self.extended else
+                       [p for p in prices if p.kind in ASSETS and p.number and carried(p.row) is None], rows)
 
     def extra_values(self, ctx: RuleContext, row: Record, dst_row: Record | None) -> dict[str, Any]:
         code = str(row.values.get("Code") or "")
@@ -210,29 +215,21 @@ class PriceListRules(MappingRules):
         prices = ctx.cache["list_prices"].get(code, [])
         if not self.extended:  # the prices Sales gets: in force today, for any quantity, no variant
             prices = [p for p in prices if carried(p.row) is None]
+        # the currency: of every line, as Business Central's header check reads them all
         values: dict[str, Any] = {"transactioncurrencyid": list_currency(ctx, label, prices, dst_row)}
         for price in prices:
-            if price.kind in ASSETS and price.number:
-                try:
+            if self.extended:
+                note_left_out(ctx, price)
+            if (price.sent if self.extended else price.kind in ASSETS and price.number):
+                try:  # only the lines sent: a line never sent cannot miss a product or a unit in Sales
                     product_of(ctx, price)
                     unit_of_price(ctx, price)
                 except RecordError as exc:  # the list waits on its price's item or unit: retried at every run
                     raise RecordError(exc.message, field=exc.field, code=exc.code, skippable=False) from None
-            elif self.extended:
-                self._note_left_out(ctx, price, "a price for every item or resource has no one Sales product"
-                                    if price.kind in ASSETS else "other asset types than items and resources have no "
-                                                                 "Sales product")
-            if self.extended and float(price.row.values.get("Minimum_Quantity") or 0) > 0:
-                self._note_left_out(ctx, price, "a Sales price list item has no minimum quantity")
         if self.extended:
             active = row.values.get("Status") == "Active"
             values.update(statecode=0 if active else 1, statuscode=100001 if active else 100002)
         return values
-
-    @staticmethod
-    def _note_left_out(ctx: RuleContext, price: Price, why: str) -> None:
-        ctx.note_record(f"price list lines not carried to Sales ({why})",
-                        f"{price.label}, minimum quantity {price.row.values.get('Minimum_Quantity') or 0}")
 
     def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict:
         """Extended: the lines of a list written now follow it at once (PLLINE-PRODPRICE), as in Business Central;
@@ -240,10 +237,24 @@ class PriceListRules(MappingRules):
         if not self.extended or not written:
             return {}
         codes = {str(w.source.values.get("Code") or "") for w in written}
-        lines = [p.row for c in codes for p in ctx.cache["list_prices"].get(c, [])]
+        lines = [p.row for c in codes for p in ctx.cache["list_prices"].get(c, []) if p.sent]
         if lines:
             ctx.coupled_first("PLLINE-PRODPRICE", [r.id for r in lines], [w.source for w in written])
         return {}
+
+
+def note_left_out(ctx: RuleContext, price: Price) -> None:
+    """Extended: lists in the job log a line PLLINE-PRODPRICE does not carry, with why."""
+    if price.sent:
+        return
+    if price.kind not in ASSETS:
+        why = "other asset types than items and resources have no Sales product"
+    elif not price.number:
+        why = "a price for every item or resource has no one Sales product"
+    else:
+        why = "a Sales price list item has no minimum quantity"
+    ctx.note_record(f"price list lines not carried to Sales ({why})",
+                    f"{price.label}, minimum quantity {price.row.values.get('Minimum_Quantity') or 0}")
 
 
 def updating_defaults_wanted(ctx: RuleContext) -> bool:
@@ -303,12 +314,15 @@ class PriceRules(MappingRules):
         self.extra_fields = {Side.BC: tuple(PRICE_FIELDS if self.legacy else LINE_FIELDS)}
 
     def accept(self, ctx: RuleContext, row: Record, coupling) -> Any:
-        if not self.legacy:  # the lines of a list left out go with it, and its lines without a product: noted there
+        if not self.legacy:  # the lines of a list left out go with it; a changed line without a product is noted
             code = str(row.values.get("Price_List_Code") or "")
             if code in left_out_lists(ctx):
                 ctx.note_record(left_out_note(ctx), code)
                 return IGNORE
-            return IGNORE if not row.values.get("Asset_No") else None
+            if not row.values.get("Asset_No"):
+                note_left_out(ctx, Price(row, False))
+                return IGNORE
+            return None
         why = carried(row)
         if why:
             price = Price(row, True)

@@ -106,6 +106,13 @@ def test_a_price_list_of_items_and_resources_becomes_a_sales_price_list_with_its
     s1 = lists(env)["S00001"]
     assert s1["statecode"] == 1 and str(s1["enddate"])[:10] == "2026-06-30"
 
+    # a line for every item added to the unchanged list: the line job reads it and lists it
+    env.bc.seed("PriceListLines", [{"Price_List_Code": "S00001", "Price_Type": "Sale", "Amount_Type": "Price",
+                                    "Asset_Type": "Item", "Asset_No": "", "Unit_Price": 9}])
+    report = env.sync()
+    lines = job(report, "PLLINE-PRODPRICE:to-crm")
+    assert any("every item or resource" in note and "S00001 line 60000" in note for note in lines.notes), lines.notes
+
 
 def test_a_foreign_currency_price_list_becomes_a_sales_price_list_in_that_currency(env):
     env.configure(**EXTENDED)
@@ -167,6 +174,23 @@ def test_a_line_whose_item_cannot_reach_sales_fails_the_list_naming_the_item(env
     assert "S00003 line 20000" in message and "item 1200 has no Sales product" in message, message
     assert "left out by the rules of table mapping ITEM-PRODUCT." in message and ".." not in message, message
     assert "S00003" not in lists(env) and job(report, "PLHEADER-PRICE:to-crm").counts.failed == 1
+
+
+def test_a_line_never_sent_does_not_fail_the_list_for_its_item(env):
+    # a minimum-quantity line for an item without a Sales product: PLLINE-PRODPRICE never sends it, so the list's
+    # product check leaves it be
+    env.configure(**EXTENDED)
+    seed(env)
+    env.bc.seed("items", [{"number": "1200", "displayName": "Old Frame", "baseUnitOfMeasureCode": "PCS",
+                           "unitPrice": 50, "blocked": True}])          # outside ITEM-PRODUCT's filter: no product
+    price_list(env, "S00004", [{"Asset_Type": "Item", "Asset_No": "1000", "Unit_Price": 95},
+                               {"Asset_Type": "Item", "Asset_No": "1200", "Unit_Price": 45, "Minimum_Quantity": 5}])
+    report = env.full_sync()
+    assert report.run.status is RunStatus.DONE, report.to_dict()
+    assert env.errors() == []
+    assert items_of(env, "S00004") == {("1000", "PCS"): 95}
+    notes = job(report, "PLHEADER-PRICE:to-crm").notes
+    assert any("minimum quantity" in note and "S00004 line 20000" in note for note in notes), notes
 
 
 def test_unit_group_mode_gives_one_price_list_item_per_unit(env):

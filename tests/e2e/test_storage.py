@@ -8,7 +8,7 @@ import uuid
 from collections import Counter
 
 from shared import storage as storage_module
-from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, CouplingTable, StateTable, _bucket
+from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, VERSIONS_PER_ROW, CouplingTable, StateTable, _bucket
 from sync.model import Direction, Side
 from sync.ports import Coupling, FollowUp, RecordFailure
 
@@ -239,3 +239,23 @@ def test_a_lease_is_taken_renewed_and_released_in_one_request_each_and_keeps_oth
     assert theirs.acquire(lease, "run/job/c", later) is False
     mine.release(lease, "run/job/a")
     assert theirs.acquire(lease, "run/job/c", later) is True
+
+
+def test_known_versions_are_replaced_without_reading_them_again_even_when_a_row_is_gone(env):
+    storage, clock = env.services.storage, env.services.clock
+    state, mapping = StateTable(storage, clock), f"M{uuid.uuid4().hex[:8]}"
+    many = {f"id{n:05d}": f"v{n}" for n in range(3 * VERSIONS_PER_ROW)}              # three rows
+    state.save_known_versions(mapping, Direction.TO_CRM, many)
+    read = state.known_versions(mapping, Direction.TO_CRM)
+    assert read == many
+    # a row of those read is gone before the job saves (its delete fails the transaction): the job does not fail
+    state.table.delete_entity(storage_module._key(mapping), f"versions:{Direction.TO_CRM.value}:000002")
+    state.save_known_versions(mapping, Direction.TO_CRM, {"id00001": "v1"}, replacing=read)
+    assert state.known_versions(mapping, Direction.TO_CRM) == {"id00001": "v1"}
+    # and without a row gone: one transaction, no query for the rows read already
+    state.save_known_versions(mapping, Direction.TO_CRM, many)
+    read = state.known_versions(mapping, Direction.TO_CRM)
+    before = storage.requests_sent
+    state.save_known_versions(mapping, Direction.TO_CRM, {"id00002": "v2"}, replacing=read)
+    assert storage.requests_sent - before == 1
+    assert state.known_versions(mapping, Direction.TO_CRM) == {"id00002": "v2"}

@@ -11,7 +11,8 @@ from sync.mappings import Catalog, builtin_mappings, builtin_names, mode_setting
 from sync.model import Convert, Direction, FieldMapping, Side
 from sync.planner import plan
 from sync.ports import Coupling, Record
-from sync.rules.prices import Price, carried, list_currency
+from sync.rules import Written
+from sync.rules.prices import Price, PriceListRules, carried, list_currency
 from sync.rules.units import refuse_mixed_modes
 from sync.values import plain_converter
 from tests.fakes import FakeClock, FakeCouplings, FakeState
@@ -123,3 +124,18 @@ def test_legacy_prices_carried_are_those_in_force_today_for_any_quantity_and_no_
     assert carried(Record("p", {**price, "Ending_Date": today.isoformat()})) is None
     assert carried(Record("p", {**price, "Minimum_Quantity": 5})) == "for a minimum quantity of 5"
     assert carried(Record("p", {**price, "Variant_Code": "RED"})) == "for variant RED"
+
+
+def test_a_written_list_pushes_only_the_lines_plline_prodprice_carries():
+    rows = {"l1": {"Asset_Type": "Item", "Asset_No": "1000", "Minimum_Quantity": 0},
+            "l2": {"Asset_Type": "Item", "Asset_No": "1000", "Minimum_Quantity": 10},   # a minimum quantity
+            "l3": {"Asset_Type": "Item", "Asset_No": "", "Minimum_Quantity": 0},        # every item
+            "l4": {"Asset_Type": "Item_Discount_Group", "Asset_No": "D", "Minimum_Quantity": 0},
+            "l5": {"Asset_Type": "Resource", "Asset_No": "R0010", "Minimum_Quantity": 0}}
+    pushed = []
+    context = SimpleNamespace(cache={"list_prices": {"S1": [Price(Record(i, {"Price_List_Code": "S1", **v}), False)
+                                                            for i, v in rows.items()]}},
+                              coupled_first=lambda mapping, ids, rows: pushed.append((mapping, ids)) or ({}, {}))
+    header = Record("h", {"Code": "S1"})
+    PriceListRules(extended=True).after_write(context, [Written(header, Record("pl", {}), True, None)])
+    assert pushed == [("PLLINE-PRODPRICE", ["l1", "l5"])]

@@ -8,7 +8,7 @@ import pytest
 
 from sync.config import StaticCatalog
 
-from sync.errors import ConfigurationError, MessageError, ThrottledError
+from sync.errors import ConcurrencyError, ConfigurationError, MessageError, ServiceUnavailableError, ThrottledError
 from sync.mappings import Catalog, builtin_mappings
 from sync.planner import plan
 from sync.runs import JobMessage, JobObserver, JobStatus, RunCoordinator, RunKind, RunReport, RunStatus
@@ -414,3 +414,88 @@ def test_a_job_killed_before_any_progress_gives_up_after_the_limit(monkeypatch):
     assert job.status is JobStatus.FAILED and job.attempts == 6 and job.attempts_without_progress == 6
     assert job.message == "gave up after 5 attempts without progress, the last stopped midway"
     assert h.w.crm.rows(CRM_ACCOUNT) == {}
+
+
+def _first_job(h, run, job_id):
+    """Takes a job as a delivery does, and stops there: the job to run next and the lease kept for it."""
+    return h.coordinator._take(h.runs.get(run.run_id), h.runs.get_job(run.run_id, job_id),
+                               h.w.clock.now() + h.coordinator.time_budget, chained=False)
+
+
+def _failing_claim(error):
+    def claim(job, now):
+        raise error
+    return claim
+
+
+def _customer_run(h):
+    h.w.customer("C00010", "Adatum")
+    run = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
+    h.queue.messages.clear()
+    return run
+
+
+def test_a_worker_stopping_after_its_job_leaves_the_chained_job_to_its_delayed_message():
+    h = Harness()
+    run = _customer_run(h)
+    following, kept = _first_job(h, run, "CUSTOMER:to-crm")
+    assert following.job_id == "CUSTOMER:from-crm" and kept[0] == "mapping:CUSTOMER"
+    assert h.w.state.leases["mapping:CUSTOMER"][0] == kept[1]           # kept for the job it returned
+    # the worker stops here; the message sent before the chain still runs the job, once the kept lease runs out
+    assert h.queue.messages == [(JobMessage(run.run_id, "CUSTOMER:from-crm"), h.coordinator.busy_retry_seconds)]
+    h.drain()
+    assert h.report(run.run_id).run.status is RunStatus.DONE
+
+
+@pytest.mark.parametrize("error", [ConcurrencyError("moved"), ServiceUnavailableError("Table Storage: 503")])
+def test_a_chained_claim_that_fails_releases_the_kept_lease(monkeypatch, error):
+    h = Harness()
+    run = _customer_run(h)
+    following, kept = _first_job(h, run, "CUSTOMER:to-crm")
+    monkeypatch.setattr(h.coordinator, "_claim", _failing_claim(error))
+    deadline = h.w.clock.now() + h.coordinator.time_budget
+    if isinstance(error, ConcurrencyError):
+        assert h.coordinator._take(h.runs.get(run.run_id), following, deadline, True, kept) == (None, None)
+    else:
+        with pytest.raises(ServiceUnavailableError):
+            h.coordinator._take(h.runs.get(run.run_id), following, deadline, True, kept)
+    assert "mapping:CUSTOMER" not in h.w.state.leases
+    monkeypatch.undo()
+    h.drain()                                                           # its delayed message runs it
+    assert h.report(run.run_id).run.status is RunStatus.DONE
+
+
+def test_a_claim_that_fails_releases_the_lease_it_took():
+    h = Harness()
+    run = _customer_run(h)
+    h.coordinator._claim = _failing_claim(ServiceUnavailableError("Table Storage: 503"))
+    with pytest.raises(ServiceUnavailableError):
+        _first_job(h, run, "CUSTOMER:to-crm")
+    assert "mapping:CUSTOMER" not in h.w.state.leases
+
+
+def test_a_kept_lease_taken_over_by_another_owner_leaves_the_job_to_its_message():
+    import datetime as dt
+    h = Harness()
+    run = _customer_run(h)
+    following, kept = _first_job(h, run, "CUSTOMER:to-crm")
+    h.w.clock.tick(h.coordinator.lease.total_seconds() + 1)              # the kept lease ran out: another takes it
+    assert h.w.state.acquire("mapping:CUSTOMER", "another", h.w.clock.now() + dt.timedelta(minutes=5))
+    deadline = h.w.clock.now() + h.coordinator.time_budget
+    assert h.coordinator._take(h.runs.get(run.run_id), following, deadline, True, kept) == (None, None)
+    assert h.w.state.leases["mapping:CUSTOMER"][0] == "another"         # not released: it is not ours
+    assert h.runs.get_job(run.run_id, "CUSTOMER:from-crm").status is not JobStatus.DONE
+    h.w.state.release("mapping:CUSTOMER", "another")
+    h.drain()
+    assert h.report(run.run_id).run.status is RunStatus.DONE
+
+
+def test_a_chained_job_of_another_mapping_does_not_keep_the_lease():
+    h = Harness()
+    h.w.user("Alicia", "alicia@contoso.com")
+    h.w.customer("C00010", "Adatum")
+    run = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["SALESPEOPLE", "CUSTOMER"])
+    h.queue.messages.clear()
+    following, kept = _first_job(h, run, "SALESPEOPLE:from-crm")
+    assert following.job_id == "CUSTOMER:to-crm" and kept is None
+    assert "mapping:SALESPEOPLE" not in h.w.state.leases
