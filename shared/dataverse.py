@@ -300,7 +300,8 @@ class DataverseEndpoint:
             return self._company_id
 
     def _company_rows(self) -> list[dict]:
-        return next(self.client.pages(COMPANY_SET, select=["bcbi_companyid"], top=1, orderby="createdon asc",
+        return next(self.client.pages(COMPANY_SET, select=["bcbi_companyid"], top=1,
+                                      orderby="createdon asc,bcbi_companyid asc",
                                       filter=f"bcbi_externalid eq '{self.company.external_id}'"), [])
 
     def claim(self, table: CrmTable, ids: Sequence[str]) -> None:

@@ -212,3 +212,15 @@ def test_a_dry_run_of_a_company_writes_not_even_its_company_row(env, two):
     assert report["dry_run"] and report["company"] == "FABRIKAM"
     assert planned["CUSTOMER:to-crm"]["inserted"] == 1 and planned["CUSTOMER:from-crm"]["inserted"] == 1, planned
     assert env.dv.rows("bcbi_company") == [] and accounts(env) == {"Nobody's": None}
+
+
+def test_two_company_rows_made_in_the_same_second_settle_on_one(env, two):
+    """Two workers that each made the company's row: both take the same one, even when created in the same second
+    (createdon ties; the row id breaks it)."""
+    cronus, _ = two
+    same = "2026-01-01T00:00:00Z"
+    made = [env.dv.create("bcbi_company", {"bcbi_externalid": cronus, "bcbi_name": "CRONUS",
+                                           "overriddencreatedon": same}) for _ in range(6)]
+    env.dv.seed("account", [{"name": "Nobody's", "customertypecode": CUSTOMER}])
+    run(env, "CRONUS")
+    assert accounts(env) == {"Nobody's": min(made)}
