@@ -310,9 +310,10 @@ class DataverseEndpoint:
         claimed = [i for i in ids if i.lower() in self._unclaimed] if self._owned(table) else []
         if not claimed:
             return
-        for result in self._patch_batch(table, [RowChange(i, None, {}) for i in claimed], []):
-            if result.error is not None:
-                raise result.error
+        for chunk in chunked(claimed, PATCH_BATCH_MAX):  # a `$batch` takes at most BATCH_MAX requests
+            for result in self._patch_batch(table, [RowChange(i, None, {}) for i in chunk], []):
+                if result.error is not None:
+                    raise result.error
         self._unclaimed.difference_update(i.lower() for i in claimed)
 
     def release(self, table: CrmTable, ids: Sequence[str]) -> None:
