@@ -54,6 +54,7 @@ _BOUNDARY = re.compile(r'boundary="?([^";,\s]+)"?', re.IGNORECASE)
 
 ALREADY_EXISTS = frozenset({"0x80040237", "0x80060892", "0x80048cf3", "0x80043b06"})
 STALE_VERSION = frozenset({"0x80060882"})
+READ_ONLY = frozenset({"0x8004022e"})  # CannotUpdateBecauseItIsReadOnly: a closed order, quote or invoice
 NOT_TRACKED = "0x80072491"             # ChangeTrackingNotEnabledForEntity
 EXPIRED_VERSION_STAMP = "0x80044352"   # the delta token is older than ExpireChangeTrackingInDays
 
@@ -304,17 +305,32 @@ class DataverseEndpoint:
                                       orderby="createdon asc,bcbi_companyid asc",
                                       filter=f"bcbi_externalid eq '{self.company.external_id}'"), [])
 
-    def claim(self, table: CrmTable, ids: Sequence[str]) -> None:
+    def claim(self, table: CrmTable, ids: Sequence[str]) -> dict[str, SyncError]:
         """Rows of no company that this company has coupled become its rows, as Business Central stamps an account
-        it created a customer from: the other companies no longer see them."""
+        it created a customer from: the other companies no longer see them. Answers the rows it could not claim,
+        by id, with why; a row Dataverse keeps read-only (a closed invoice or quote, a submitted order) is logged
+        and keeps no company, as its next writable write stamps it."""
         claimed = [i for i in ids if i.lower() in self._unclaimed] if self._owned(table) else []
-        if not claimed:
-            return
+        problems: dict[str, SyncError] = {}
         for chunk in chunked(claimed, PATCH_BATCH_MAX):  # a `$batch` takes at most BATCH_MAX requests
-            for result in self._patch_batch(table, [RowChange(i, None, {}) for i in chunk], []):
-                if result.error is not None:
-                    raise result.error
-        self._unclaimed.difference_update(i.lower() for i in claimed)
+            for row_id, result in zip(chunk, self._patch_batch(table, [RowChange(i, None, {}) for i in chunk], [])):
+                if result.error is None or self._read_only(table, row_id, result.error):
+                    self._unclaimed.discard(row_id.lower())
+                else:
+                    problems[row_id] = result.error if result.error.transient else RecordError(
+                        f"Dataverse: the {table.logical_name} {row_id} cannot be made a row of the company "
+                        f"{self.company.external_id} (bcbi_companyid): {result.error.message}",
+                        field="bcbi_companyid", code=result.error.code, status=result.error.status)
+        return problems
+
+    @staticmethod
+    def _read_only(table: CrmTable, row_id: str, error: SyncError) -> bool:
+        """A row whose company cannot change now: logged, as the row is not at fault."""
+        if error.code not in READ_ONLY:
+            return False
+        log.warning("the %s %s keeps its company, as Dataverse keeps it read-only: %s", table.logical_name, row_id,
+                    error.message)
+        return True
 
     def release(self, table: CrmTable, ids: Sequence[str]) -> None:
         """Uncoupled rows belong to no company again, as Business Central resets the company id when it uncouples;

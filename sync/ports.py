@@ -128,9 +128,9 @@ class CrmEndpoint(Endpoint, Protocol):
     def option_labels(self, option_set: OptionSet) -> dict[int, str]:
         """Value -> label of the options of one attribute."""
 
-    def claim(self, table: CrmTable, ids: Sequence[str]) -> None:
+    def claim(self, table: CrmTable, ids: Sequence[str]) -> dict[str, SyncError]:
         """Coupled rows that belong to no Business Central company become this company's (several companies share
-        the environment); nothing otherwise."""
+        the environment); nothing otherwise. Answers the rows that could not be claimed, by id, with the error."""
 
     def release(self, table: CrmTable, ids: Sequence[str]) -> None:
         """Uncoupled rows of this company belong to no company again (several companies); nothing otherwise."""

@@ -72,3 +72,18 @@ def test_a_page_of_more_rows_than_a_batch_takes_is_claimed_in_batches():
     assert not crm.claim(CRM_ACCOUNT, list(client.rows))
     assert all(r[COMPANY_VALUE] == MINE for r in client.rows.values())
     assert max(len(b) for b in client.batches) <= PATCH_BATCH_MAX
+
+
+def test_a_row_that_cannot_be_claimed_is_its_own_problem_and_a_read_only_one_only_logged(caplog):
+    closed, refused, fine = row_id(1), row_id(2), row_id(3)
+    client = Client({i: {COMPANY_VALUE: None, "version": 'W/"1"'} for i in (closed, refused, fine)}, answers={
+        closed: (400, {"error": {"code": "0x8004022e", "message": "The object cannot be updated because it is "
+                                                                  "read-only."}}),
+        refused: (403, {"error": {"code": "0x80040220", "message": "No Write privilege."}})})
+    crm = endpoint(client)
+    read(crm, client)
+    problems = crm.claim(CRM_ACCOUNT, [closed, refused, fine])
+    assert list(problems) == [refused] and problems[refused].field == "bcbi_companyid"
+    assert refused in problems[refused].message and "No Write privilege" in problems[refused].message
+    assert client.rows[fine][COMPANY_VALUE] == MINE and client.rows[closed][COMPANY_VALUE] is None
+    assert f"the account {closed} keeps its company" in caplog.text
