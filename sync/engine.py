@@ -60,6 +60,7 @@ from .model import (
     WhenUncoupled,
 )
 from .ports import (
+    CLAIM_TAKEN,
     ChangeFeed,
     Clock,
     Coupling,
@@ -1808,6 +1809,7 @@ class _Page:
         if not problems:
             return
         rows = {entry[0].id: entry[0] for entry in (*self.inserts, *self.updates, *self.unchanged)}
+        taken = []
         for coupling in self.saved:
             error = problems.pop(coupling.crm_id.lower(), None)
             if error is None:
@@ -1815,7 +1817,15 @@ class _Page:
             source_id = coupling.id_on(job.src_side)
             if source_id in self.succeeded:
                 self.succeeded.remove(source_id)
-            self.fail(rows.get(source_id) or Record(source_id, {}), coupling, error)
+            if error.code == CLAIM_TAKEN:  # another company's row now: this company's coupling goes
+                taken.append(coupling)
+            self.fail(rows.get(source_id) or Record(source_id, {}), None if error.code == CLAIM_TAKEN else coupling,
+                      error)
+        if taken:
+            job.e.couplings.delete_many(taken)
+            job.counts.uncoupled += len(taken)
+            for coupling in taken if job.bc_versions is not None else ():
+                job.bc_versions.pop(coupling.bc_id.lower(), None)
 
     def _follow_up(self) -> None:
         """The rules' follow-up writes, once the couplings are saved. A row whose follow-up fails is a

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import re
 
-from shared.dataverse import (BATCH_MAX, COMPANY_BIND, COMPANY_VALUE, PATCH_BATCH_MAX, CompanyRow, DataverseEndpoint,
-                              Inner)
+from shared.dataverse import (BATCH_MAX, COMPANY_BIND, COMPANY_VALUE, PATCH_BATCH_MAX, UNCLAIMED_KEPT, CompanyRow,
+                              DataverseEndpoint, Inner)
+from sync.ports import CLAIM_TAKEN
 from sync.tables import CRM_ACCOUNT
 
 MINE, THEIRS = "c0000000-0000-4000-8000-000000000001", "c0000000-0000-4000-8000-000000000002"
@@ -87,3 +88,25 @@ def test_a_row_that_cannot_be_claimed_is_its_own_problem_and_a_read_only_one_onl
     assert refused in problems[refused].message and "No Write privilege" in problems[refused].message
     assert client.rows[fine][COMPANY_VALUE] == MINE and client.rows[closed][COMPANY_VALUE] is None
     assert f"the account {closed} keeps its company" in caplog.text
+
+
+def test_a_row_is_claimed_on_the_version_read_and_one_another_company_took_is_not_taken_from_it():
+    taken, edited, fine = row_id(1), row_id(2), row_id(3)
+    client = Client({i: {COMPANY_VALUE: None, "version": 'W/"1"'} for i in (taken, edited, fine)})
+    crm = endpoint(client)
+    read(crm, client)
+    # meanwhile another company claimed one row, and a user changed another (still no company's)
+    client.rows[taken].update({COMPANY_VALUE: THEIRS, "version": 'W/"2"'})
+    client.rows[edited]["version"] = 'W/"2"'
+    problems = crm.claim(CRM_ACCOUNT, [taken, edited, fine])
+    assert list(problems) == [taken] and problems[taken].code == CLAIM_TAKEN
+    assert "another company took it" in problems[taken].message and problems[taken].field == "bcbi_companyid"
+    assert {i: r[COMPANY_VALUE] for i, r in client.rows.items()} == {taken: THEIRS, edited: MINE, fine: MINE}
+    assert [r.headers["If-Match"] for r in client.batches[0]] == ['W/"1"'] * 3
+
+
+def test_the_rows_kept_for_their_claim_are_bounded():
+    client = Client({row_id(n): {COMPANY_VALUE: None, "version": 'W/"1"'} for n in range(UNCLAIMED_KEPT + 10)})
+    crm = endpoint(client)
+    read(crm, client)
+    assert len(crm._unclaimed) == UNCLAIMED_KEPT and row_id(0) not in crm._unclaimed

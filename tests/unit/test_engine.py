@@ -1032,3 +1032,18 @@ def test_a_row_the_company_cannot_claim_is_a_failed_record_and_the_page_is_recor
     w.crm.claim = lambda table, ids: {}
     out = w.run("CUSTOMER", TO)  # tried again next run, and claimed
     assert out.counts.failed == 0 and w.errors.list("CUSTOMER", TO) == []
+
+
+def test_a_row_another_company_took_first_loses_this_companys_coupling():
+    from sync.errors import RecordError
+    from sync.ports import CLAIM_TAKEN
+
+    w = World()
+    adatum = w.customer("10000", "Adatum")
+    w.crm.claim = lambda table, ids: {i: RecordError(f"Dataverse: the account {i} cannot be made a row of the "
+                                                     f"company (bcbi_companyid): another company took it",
+                                                     field="bcbi_companyid", code=CLAIM_TAKEN) for i in ids}
+    out = w.run("CUSTOMER", TO, full=True)
+    assert out.counts.failed == 1 and out.counts.uncoupled == 1 and w.couplings.all("CUSTOMER") == {}
+    [failure] = w.errors.list("CUSTOMER", TO)
+    assert failure.source_id == adatum and "another company took it" in failure.message
