@@ -497,13 +497,17 @@ class Services:
 
     def start_scheduled_runs(self, trigger: str) -> dict[str, Run | None | SyncError]:
         """What the timer does: for each company whose interval has passed, its scheduled run (None: nothing due),
-        or what kept it from starting; one company's trouble never stops another's run."""
+        or what kept it from starting; one company's trouble never stops another's run. A company whose interval
+        has not passed still has its stranded jobs re-queued, at every tick."""
         started: dict[str, Run | None | SyncError] = {}
         for services in self.each_company():
             name = services.company.name if services.company and services.company.stamped else ""
             try:
                 if services._company_due():
                     started[name] = services.start_scheduled_run(trigger)
+                    services._company_ticked()  # only once started: a failed start is tried at the next tick
+                else:
+                    services.coordinator.recover()
             except SyncError as exc:
                 if len(self.each_company()) == 1:
                     raise
@@ -511,16 +515,18 @@ class Services:
         return started
 
     def _company_due(self) -> bool:
-        """Whether the company's interval (BCSYNC_COMPANIES) has passed since the timer last started its run;
-        noted in its state when it has. A company without an interval runs at every tick."""
+        """Whether the company's interval (BCSYNC_COMPANIES) has passed since the timer last started its run. A
+        company without an interval runs at every tick."""
         minutes = self.company.interval_minutes if self.company else None
         if not minutes:
             return True
         now, last = self.clock.now(), self.state.cursor(RUNS_STATE, COMPANY_TICK)
-        if last is not None and now - dt.datetime.fromisoformat(last) < dt.timedelta(minutes=minutes) - TICK_SLACK:
-            return False
-        self.state.save_cursor(RUNS_STATE, COMPANY_TICK, now.isoformat())
-        return True
+        return last is None or now - dt.datetime.fromisoformat(last) >= dt.timedelta(minutes=minutes) - TICK_SLACK
+
+    def _company_ticked(self) -> None:
+        """Note in the company's state that the timer started its run now (companies with an interval only)."""
+        if self.company and self.company.interval_minutes:
+            self.state.save_cursor(RUNS_STATE, COMPANY_TICK, self.clock.now().isoformat())
 
     def recover(self) -> int:
         """Re-queue the jobs a crashed worker stranded, of every company."""

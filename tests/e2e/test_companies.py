@@ -224,3 +224,30 @@ def test_two_company_rows_made_in_the_same_second_settle_on_one(env, two):
     env.dv.seed("account", [{"name": "Nobody's", "customertypecode": CUSTOMER}])
     run(env, "CRONUS")
     assert accounts(env) == {"Nobody's": min(made)}
+
+
+def test_a_company_whose_run_could_not_start_is_tried_at_the_next_tick_and_recovers_at_every_tick(env, two,
+                                                                                                   monkeypatch):
+    from sync.errors import ServiceUnavailableError
+
+    later = Later()
+    env.configure(clock=later)
+    fabrikam = env.services.for_company("FABRIKAM")
+    real, recovered = type(fabrikam).start_scheduled_run, []
+
+    def refused(self, trigger, dry=False):
+        if self.company.name == "FABRIKAM":
+            raise ServiceUnavailableError("Table Storage is down.")
+        return real(self, trigger, dry)
+
+    monkeypatch.setattr(type(fabrikam), "start_scheduled_run", refused)
+    first = env.services.start_scheduled_runs("timer")
+    assert isinstance(first["FABRIKAM"], ServiceUnavailableError) and first["CRONUS"] is not None
+    monkeypatch.setattr(type(fabrikam), "start_scheduled_run", real)
+    later.offset = dt.timedelta(minutes=5)
+    assert set(env.services.start_scheduled_runs("timer")) == {"CRONUS", "FABRIKAM"}  # not an hour later
+    # FABRIKAM's interval has not passed now: its run does not start, its stranded jobs are looked for all the same
+    monkeypatch.setattr(type(fabrikam.coordinator), "recover", lambda self, runs=20: recovered.append(self) or 0)
+    later.offset = dt.timedelta(minutes=10)
+    assert set(env.services.start_scheduled_runs("timer")) == {"CRONUS"}
+    assert fabrikam.coordinator in recovered
