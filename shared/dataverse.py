@@ -285,6 +285,7 @@ class DataverseEndpoint:
         self._whoami: dict | None = None  # bcsync's application user and its business unit, asked once
         self.company = company            # several companies: this endpoint's company filters and stamps rows
         self._company_id: str | None = None  # its bcbi_company row, looked up once
+        self._company_absent = False          # looked up in this job and missing: reads filter on no company
         self._company_lock = threading.Lock()
         # rows read with no company, and their versions, which a coupling claims (the latest UNCLAIMED_KEPT)
         self._unclaimed: OrderedDict[str, str | None] = OrderedDict()
@@ -296,14 +297,21 @@ class DataverseEndpoint:
         (a read, a dry run's too, creates nothing: no row can belong to a company row that does not exist). Two
         workers that create it at once both go on with the older row, so rows never split between two."""
         with self._company_lock:
-            if self._company_id is None:
+            if self._company_id is None and (create or not self._company_absent):
                 found = self._company_rows()
                 if not found and create:
                     self.client.create(COMPANY_SET, {"bcbi_externalid": self.company.external_id,
                                                      "bcbi_name": self.company.name()[:30]})
                     found = self._company_rows()
                 self._company_id = found[0]["bcbi_companyid"].lower() if found else None
+                self._company_absent = not found
             return self._company_id
+
+    def job_started(self) -> None:
+        """A company row found missing is looked for again once per job (another worker may have made it), not
+        at every read."""
+        with self._company_lock:
+            self._company_absent = False
 
     def _company_rows(self) -> list[dict]:
         return next(self.client.pages(COMPANY_SET, select=["bcbi_companyid"], top=1,

@@ -430,6 +430,7 @@ class SyncEngine:
              mode: JobMode = JobMode.INCREMENTAL, counts: Counts | None = None, on_progress=None) -> "_Job":
         """A job that works on records (a run's, or one started on some records); refused while couplings of the
         other unit mode exist (see refuse_mixed_modes)."""
+        self.crm.job_started()
         job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
         refuse_mixed_modes(job)
         return job

@@ -132,6 +132,9 @@ class CrmEndpoint(Endpoint, Protocol):
     def option_labels(self, option_set: OptionSet) -> dict[int, str]:
         """Value -> label of the options of one attribute."""
 
+    def job_started(self) -> None:
+        """A job starts: what the endpoint found missing (a company's row) is looked for again."""
+
     def claim(self, table: CrmTable, ids: Sequence[str]) -> dict[str, SyncError]:
         """Coupled rows that belong to no Business Central company become this company's (several companies share
         the environment); nothing otherwise. Answers the rows that could not be claimed, by id, with the error

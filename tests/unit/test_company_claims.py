@@ -110,3 +110,19 @@ def test_the_rows_kept_for_their_claim_are_bounded():
     crm = endpoint(client)
     read(crm, client)
     assert len(crm._unclaimed) == UNCLAIMED_KEPT and row_id(0) not in crm._unclaimed
+
+
+def test_a_missing_company_row_is_looked_for_once_per_job_and_made_by_the_first_write():
+    client = Client({})
+    client.pages = lambda entity_set, **_: (client.reads.append(entity_set), iter([[]]))[1]
+    made = []
+    client.create = lambda entity_set, body: made.append(body)
+    crm = endpoint(client)
+    for _ in range(3):
+        assert crm._company_filter(CRM_ACCOUNT) == f"{COMPANY_VALUE} eq null"
+    assert client.reads == ["bcbi_companies"]
+    crm.job_started()
+    crm._company_filter(CRM_ACCOUNT)
+    assert client.reads == ["bcbi_companies"] * 2
+    crm.company_row_id()  # a write: looked for again, then made
+    assert len(made) == 1 and client.reads == ["bcbi_companies"] * 4
