@@ -254,10 +254,15 @@ class Services:
             ConcurrencyLimit(DATAVERSE_CONCURRENCY, hint_header=DATAVERSE_DOP_HINT)))
 
     @cached_property
+    def _bc_limit(self) -> ConcurrencyLimit:
+        """Business Central's requests in flight: one limit for all companies, as it counts them per user."""
+        return self._root._bc_limit if self._root else ConcurrencyLimit(BC_CONCURRENCY)
+
+    @cached_property
     def business_central(self) -> businesscentral.BusinessCentralClient:
         self.settings.check_services()
         api = self._api("Business Central", self.settings.bc_url, "BCSYNC_BC_URL", self.settings.bc_scope,
-                        businesscentral.parse_error, ConcurrencyLimit(BC_CONCURRENCY))
+                        businesscentral.parse_error, self._bc_limit)
         return businesscentral.BusinessCentralClient(api, self.settings.bc_company_id)
 
     @cached_property

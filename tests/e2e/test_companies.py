@@ -251,3 +251,10 @@ def test_a_company_whose_run_could_not_start_is_tried_at_the_next_tick_and_recov
     later.offset = dt.timedelta(minutes=10)
     assert set(env.services.start_scheduled_runs("timer")) == {"CRONUS"}
     assert fabrikam.coordinator in recovered
+
+
+def test_the_companies_share_business_centrals_limit_of_requests_in_flight(env, two):
+    """Business Central serves five requests at a time per user, whatever the company they name."""
+    cronus, fabrikam = (env.services.for_company(name).business_central for name in ("CRONUS", "FABRIKAM"))
+    assert cronus.company_id != fabrikam.company_id
+    assert cronus.api.limit is fabrikam.api.limit and cronus.api.limit.maximum == 5
