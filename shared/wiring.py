@@ -168,8 +168,10 @@ class Services:
                                f"does not list.", field="company") from None
 
     def _named(self, run: Run) -> Run:
-        """A run as reported: with its company, also when it is the only one (its runs do not store it)."""
-        return run if run.company or self.company is None else replace(run, company=self.company.name)
+        """A run as reported: with several companies, with its company, also a run of the company of
+        BCSYNC_BC_COMPANY_ID from before they were listed (which does not store it); with one company, as it is."""
+        stamped = self.company is not None and self.company.stamped
+        return run if run.company or not stamped else replace(run, company=self.company.name)
 
     # -- clients --------------------------------------------------------------------------------
 

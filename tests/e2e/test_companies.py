@@ -258,3 +258,13 @@ def test_the_companies_share_business_centrals_limit_of_requests_in_flight(env, 
     cronus, fabrikam = (env.services.for_company(name).business_central for name in ("CRONUS", "FABRIKAM"))
     assert cronus.company_id != fabrikam.company_id
     assert cronus.api.limit is fabrikam.api.limit and cronus.api.limit.maximum == 5
+
+
+def test_with_one_company_reports_name_no_company_as_before(env, cli):
+    env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
+    code, out, err = cli("fullsync", "--mapping", "CUSTOMER", "--wait", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert "company" not in report and report["status"] == "done"
+    code, out, _ = cli("status")
+    assert code == 0 and out.startswith(f"Run {report['run']} (full, cli): done"), out
