@@ -67,6 +67,10 @@ COMPANY_TABLES = frozenset({"account", "contact", "invoice", "quote", "salesorde
 COMPANY_SET = "bcbi_companies"
 COMPANY_BIND = "bcbi_CompanyId@odata.bind"
 COMPANY_VALUE = "_bcbi_companyid_value"
+# tables whose rows of no company only the home company sees: Sales keeps an active quote read-only, so no company
+# can claim it, and every company would make a Business Central quote of its own from it
+HOME_ONLY = frozenset({"quote"})
+NO_ROW = "00000000-0000-0000-0000-000000000000"  # an id no row has
 # rows read with no company whose versions an endpoint keeps for their claim: several pages' worth, as a page's
 # claim follows its own reads
 UNCLAIMED_KEPT = 4 * MAX_PAGE_SIZE
@@ -80,6 +84,7 @@ class CompanyRow:
 
     external_id: str
     name: Callable[[], str]
+    home: bool = True  # sees the Sales quotes of no company (BCSYNC_BC_COMPANY_ID's company, else the first listed)
 
 
 def _selected(link: str) -> set[str]:
@@ -419,6 +424,8 @@ class DataverseEndpoint:
         if not self._owned(table):
             return ""
         mine = self.company_row_id(create=False)
+        if table.logical_name in HOME_ONLY and not self.company.home:
+            return f"{COMPANY_VALUE} eq {mine or NO_ROW}"  # its own only (none before its company row exists)
         return f"{COMPANY_VALUE} eq {mine} or {COMPANY_VALUE} eq null" if mine else f"{COMPANY_VALUE} eq null"
 
     # -- shapes ---------------------------------------------------------------------------------

@@ -287,7 +287,8 @@ class Services:
         """With several companies, the company whose Dataverse rows this engine filters on and stamps."""
         if self.company is None or not self.company.stamped:
             return None
-        return dataverse.CompanyRow(self.company.bc_company_id, lambda: self.business_central.company_name())
+        return dataverse.CompanyRow(self.company.bc_company_id, lambda: self.business_central.company_name(),
+                                    self.company.home)
 
     @cached_property
     def coordinator(self) -> RunCoordinator:

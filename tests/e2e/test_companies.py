@@ -268,3 +268,19 @@ def test_with_one_company_reports_name_no_company_as_before(env, cli):
     assert "company" not in report and report["status"] == "done"
     code, out, _ = cli("status")
     assert code == 0 and out.startswith(f"Run {report['run']} (full, cli): done"), out
+
+
+def test_a_sales_quote_of_no_company_is_processed_by_the_home_company_only(env):
+    from .test_sales_quotes import QUOTES, processing_on, product_line, quote
+
+    processing_on(env)
+    made = quote(env, [product_line(env, "1000", 1, 100)])
+    cronus, fabrikam = env.bc.company_id, env.bc.add_company("FABRIKAM Inc.")
+    env.configure(BCSYNC_COMPANIES=f"FABRIKAM={fabrikam}; CRONUS={cronus}")  # CRONUS: BCSYNC_BC_COMPANY_ID's
+    report = run(env, "FABRIKAM", mappings=(QUOTES,))
+    assert report.run.status is RunStatus.DONE and report.failures == [], report.to_dict()
+    assert env.bc.rows("salesQuotes", company_id=fabrikam) == []
+    report = run(env, "CRONUS", mappings=(QUOTES,))
+    assert report.run.status is RunStatus.DONE and report.failures == [], report.to_dict()
+    [theirs] = env.bc.rows("salesQuotes")
+    assert theirs["externalDocumentNumber"] == env.dv.get("quote", made)["name"].upper()
