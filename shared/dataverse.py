@@ -332,6 +332,17 @@ class DataverseEndpoint:
         writable write stamps it."""
         versions = [(i, self._unclaimed[i.lower()]) for i in ids if i.lower() in self._unclaimed] \
             if self._owned(table) else []
+        return self._claim_chunks(table, versions)
+
+    def claim_coupled(self, table: CrmTable, ids: Sequence[str]) -> dict[str, SyncError]:
+        """Claim those of these coupled rows that have no company, whether read lately or not (their company and
+        version are read first); answered as `claim`."""
+        if not self._owned(table):
+            return {}
+        return self._claim_chunks(table, [(i, version) for i, (company, version) in
+                                          self._companies_of(table, ids).items() if not company])
+
+    def _claim_chunks(self, table: CrmTable, versions: Sequence[tuple[str, str | None]]) -> dict[str, SyncError]:
         problems: dict[str, SyncError] = {}
         for chunk in chunked(versions, PATCH_BATCH_MAX):  # a `$batch` takes at most BATCH_MAX requests
             problems.update(self._claim_versions(table, chunk, again=True))

@@ -19,7 +19,7 @@ from sync.check import CheckReport, run_checks
 from sync.engine import RecordOutcome, SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TerminalError, cut, shown
 from sync.mappings import Catalog, builtin_mappings
-from sync.model import ConnectionSetup, Direction, Side, TableMapping
+from sync.model import ConnectionSetup, CrmTable, Direction, Side, TableMapping
 from sync.orders import OrderResult
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
 from sync.runs import RUNS_STATE, JobMessage, Run, RunCoordinator, RunKind, RunReport
@@ -99,6 +99,7 @@ CHECK_TIMEOUT = 10.0
 # (the timer's ticks are not exact)
 TICK_SLACK = dt.timedelta(seconds=30)
 COMPANY_TICK = "company tick"  # the state store's cursor: when the timer last started a company's scheduled run
+HOME_CLAIMED = "home rows claimed"  # ... when the home company's rows from its one-company days were claimed
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
 MAX_REPORTED_FAILURES = 200
@@ -118,6 +119,7 @@ class Services:
     _root: "Services | None" = field(default=None, repr=False)
     _identities: dict[str | None, ManagedIdentity] = field(default_factory=dict, init=False, repr=False)
     _children: dict[str, "Services"] = field(default_factory=dict, init=False, repr=False)
+    _home_claimed: bool = field(default=False, init=False, repr=False)  # known done in this process
 
     def __post_init__(self) -> None:
         if self._root is not None:
@@ -166,6 +168,29 @@ class Services:
         except ConfigurationError:
             raise MessageError(f"The job message names the company {shown(message.company)}, which BCSYNC_COMPANIES "
                                f"does not list.", field="company") from None
+
+    def _claim_home_rows(self) -> None:
+        """With several companies, once, before any company's run starts: the Sales rows the company of
+        BCSYNC_BC_COMPANY_ID coupled in its one-company days carry no company (one company stamps nothing), and its
+        scheduled runs would never read most of them again; they become its rows now, in bulk, so that no other
+        company sees, couples or claims them. Remembered in its state; a row that cannot be claimed is logged."""
+        root = self._root or self
+        home = next((c for c in root.companies if c.stamped and c.table_prefix == root.settings.table_prefix), None)
+        if root._home_claimed or home is None:
+            return
+        services = root.for_company(home.name)
+        if services.state.cursor(RUNS_STATE, HOME_CLAIMED) is None:
+            for mapping in services.catalogs.current():
+                table = mapping.table_on(Side.CRM)
+                for ids in services.couplings.coupled_ids(mapping.name, Side.CRM) if isinstance(table, CrmTable) \
+                        else ():
+                    for row_id, error in services.engine.crm.claim_coupled(table, ids).items():
+                        if error.transient:
+                            raise error
+                        log.warning("the %s %s coupled by %s stays of no company: %s", table.logical_name, row_id,
+                                    mapping.name, error.message)
+            services.state.save_cursor(RUNS_STATE, HOME_CLAIMED, self.clock.now().isoformat())
+        root._home_claimed = True
 
     def _named(self, run: Run) -> Run:
         """A run as reported: with several companies, with its company, also a run of the company of
@@ -497,10 +522,14 @@ class Services:
 
     def start_run(self, kind: RunKind, trigger: str, mappings: list[str] | None = None, dry: bool = False) -> Run:
         """A run; `dry`: a dry run, which reports what it would write and writes nothing (sync.dryrun)."""
+        if not dry:
+            self._claim_home_rows()
         return run_started(lambda: self.coordinator.start_run(kind, trigger, mappings, dry=dry))
 
     def start_scheduled_run(self, trigger: str, dry: bool = False) -> Run | None:
         """The due mappings, after re-queueing what a crash stranded (None: nothing due)."""
+        if not dry:
+            self._claim_home_rows()
         return run_started(lambda: self.coordinator.start_scheduled_run(trigger, dry=dry))
 
     def start_scheduled_runs(self, trigger: str) -> dict[str, Run | None | SyncError]:

@@ -284,3 +284,22 @@ def test_a_sales_quote_of_no_company_is_processed_by_the_home_company_only(env):
     assert report.run.status is RunStatus.DONE and report.failures == [], report.to_dict()
     [theirs] = env.bc.rows("salesQuotes")
     assert theirs["externalDocumentNumber"] == env.dv.get("quote", made)["name"].upper()
+
+
+def test_the_home_companys_rows_from_one_company_days_become_its_own_before_any_company_runs(env):
+    """A deployment that grows from one company to several: the rows its company coupled carry no company (one
+    company stamps nothing); before any company's first run they become that company's, so another company never
+    sees them."""
+    env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
+    env.dv.seed("account", [{"name": "Trey Research", "customertypecode": CUSTOMER}])
+    report = run(env, env.bc.company_id)
+    assert report.run.status is RunStatus.DONE and accounts(env) == {"Adatum": None, "Trey Research": None}
+    env.dv.seed("account", [{"name": "Nobody's", "customertypecode": CUSTOMER}])  # never coupled
+
+    cronus, fabrikam = env.bc.company_id, env.bc.add_company("FABRIKAM Inc.")
+    env.configure(BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}")
+    report = run(env, "FABRIKAM")  # FABRIKAM first: CRONUS's rows are CRONUS's already
+    assert report.run.status is RunStatus.DONE, report.to_dict()
+    rows = company_rows(env)
+    assert accounts(env) == {"Adatum": rows[cronus], "Trey Research": rows[cronus], "Nobody's": rows[fabrikam]}
+    assert [c["displayName"] for c in env.bc.rows("customers", company_id=fabrikam)] == ["Nobody's"]
