@@ -294,6 +294,7 @@ class DataverseEndpoint:
         self._company_lock = threading.Lock()
         # rows read with no company, and their versions, which a coupling claims (the latest UNCLAIMED_KEPT)
         self._unclaimed: OrderedDict[str, str | None] = OrderedDict()
+        self._unclaimed_lock = threading.Lock()
 
     # -- the company ------------------------------------------------------------------------------
 
@@ -362,7 +363,10 @@ class DataverseEndpoint:
                     table, change.id, result.error.message, code=result.error.code)
         if not moved:
             return problems
-        mine, now = self.company_row_id(), self._companies_of(table, moved)
+        try:
+            mine, now = self.company_row_id(), self._companies_of(table, moved)
+        except SyncError as exc:  # no row's fault: every such row's, as `_patch_batch` answers it
+            return {**problems, **{row_id: exc for row_id in moved}}
         retry = []
         for row_id in moved:
             company, version = now.get(row_id.lower(), ("", None))
@@ -422,10 +426,11 @@ class DataverseEndpoint:
     def _unclaim(self, row_id: str, version: str | None) -> None:
         """Note a row read with no company, at the version read, for a coupling to claim; the oldest notes go
         beyond UNCLAIMED_KEPT (a page's claim follows its reads, and a row left out is claimed when read again)."""
-        self._unclaimed[row_id.lower()] = version
-        self._unclaimed.move_to_end(row_id.lower())
-        while len(self._unclaimed) > UNCLAIMED_KEPT:
-            self._unclaimed.popitem(last=False)
+        with self._unclaimed_lock:  # concurrent writes read their rows back in threads of their own
+            self._unclaimed.pop(row_id.lower(), None)
+            self._unclaimed[row_id.lower()] = version
+            while len(self._unclaimed) > UNCLAIMED_KEPT:
+                self._unclaimed.popitem(last=False)
 
     def _owned(self, table: CrmTable) -> bool:
         return self.company is not None and table.logical_name in COMPANY_TABLES
