@@ -26,10 +26,11 @@ class Company:
     table_prefix: str         # its Table Storage tables: couplings, state, runs, errors, mapping overrides
     interval_minutes: int | None = None  # the least time between two of its scheduled runs (None: every tick)
     stamped: bool = False     # its Dataverse rows carry bcbi_companyid (several companies)
+    home: bool = True         # processes the Sales quotes of no company (BCSYNC_BC_COMPANY_ID's, else the first)
 
     def describe(self) -> dict:
         return {"name": self.name, "id": self.bc_company_id, "interval_minutes": self.interval_minutes,
-                "stamped": self.stamped}
+                "stamped": self.stamped, "home": self.home}
 
 
 def parse(value: str) -> list[tuple[str, str, int | None]]:
@@ -68,11 +69,12 @@ def companies(listed: str | None, single_id: str | None, table_prefix: str) -> l
     deployment that adds companies keeps its couplings and state); the others get BCSYNC_TABLE_PREFIX + name."""
     if not listed:
         return [Company(single_id.lower(), single_id.lower(), table_prefix)] if single_id else []
-    home = (single_id or "").lower()
-    found = [Company(name, company_id, table_prefix if company_id == home else table_prefix + name, interval,
-                     stamped=True) for name, company_id, interval in parse(listed)]
-    if home and not any(c.bc_company_id == home for c in found):
-        raise ConfigurationError(f"BCSYNC_BC_COMPANY_ID ({home}) is not one of the companies of BCSYNC_COMPANIES; "
+    entries, single = parse(listed), (single_id or "").lower()
+    home = single or entries[0][1]  # processes the Sales quotes of no company
+    found = [Company(name, company_id, table_prefix if company_id == single else table_prefix + name, interval,
+                     stamped=True, home=company_id == home) for name, company_id, interval in entries]
+    if single and not any(c.home for c in found):
+        raise ConfigurationError(f"BCSYNC_BC_COMPANY_ID ({single}) is not one of the companies of BCSYNC_COMPANIES; "
                                  f"add it there (its couplings and state stay where they are), or remove the setting.")
     return found
 

@@ -14,6 +14,7 @@ import re
 import threading
 import urllib.parse
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import quote
@@ -23,7 +24,7 @@ import requests
 from sync.errors import (AlreadyExistsError, AuthenticationError, ConcurrencyError, ConfigurationError, RecordError,
                          ServiceUnavailableError, SyncError)
 from sync.model import CrmTable, OptionSet, Side
-from sync.ports import ChangeFeed, FeedPage, NewRow, Record, RowChange, WriteResult
+from sync.ports import CLAIM_TAKEN, ChangeFeed, FeedPage, NewRow, Record, RowChange, WriteResult
 
 from .http import ApiClient, odata_error, response_body
 from .odata import (both, chunked, consumed, follow_pages, odata_datetime, parse_datetime, row_filter,
@@ -54,6 +55,7 @@ _BOUNDARY = re.compile(r'boundary="?([^";,\s]+)"?', re.IGNORECASE)
 
 ALREADY_EXISTS = frozenset({"0x80040237", "0x80060892", "0x80048cf3", "0x80043b06"})
 STALE_VERSION = frozenset({"0x80060882"})
+READ_ONLY = frozenset({"0x8004022e"})  # CannotUpdateBecauseItIsReadOnly: a closed order, quote or invoice
 NOT_TRACKED = "0x80072491"             # ChangeTrackingNotEnabledForEntity
 EXPIRED_VERSION_STAMP = "0x80044352"   # the delta token is older than ExpireChangeTrackingInDays
 
@@ -65,6 +67,13 @@ COMPANY_TABLES = frozenset({"account", "contact", "invoice", "quote", "salesorde
 COMPANY_SET = "bcbi_companies"
 COMPANY_BIND = "bcbi_CompanyId@odata.bind"
 COMPANY_VALUE = "_bcbi_companyid_value"
+# tables whose rows of no company only the home company sees: Sales keeps an active quote read-only, so no company
+# can claim it, and every company would make a Business Central quote of its own from it
+HOME_ONLY = frozenset({"quote"})
+NO_ROW = "00000000-0000-0000-0000-000000000000"  # an id no row has
+# rows read with no company whose versions an endpoint keeps for their claim: several pages' worth, as a page's
+# claim follows its own reads
+UNCLAIMED_KEPT = 4 * MAX_PAGE_SIZE
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class CompanyRow:
 
     external_id: str
     name: Callable[[], str]
+    home: bool = True  # sees the Sales quotes of no company (BCSYNC_BC_COMPANY_ID's company, else the first listed)
 
 
 def _selected(link: str) -> set[str]:
@@ -280,8 +290,11 @@ class DataverseEndpoint:
         self._whoami: dict | None = None  # bcsync's application user and its business unit, asked once
         self.company = company            # several companies: this endpoint's company filters and stamps rows
         self._company_id: str | None = None  # its bcbi_company row, looked up once
+        self._company_absent = False          # looked up in this job and missing: reads filter on no company
         self._company_lock = threading.Lock()
-        self._unclaimed: set[str] = set()    # ids of rows read with no company, which a coupling claims
+        # rows read with no company, and their versions, which a coupling claims (the latest UNCLAIMED_KEPT)
+        self._unclaimed: OrderedDict[str, str | None] = OrderedDict()
+        self._unclaimed_lock = threading.Lock()
 
     # -- the company ------------------------------------------------------------------------------
 
@@ -290,29 +303,105 @@ class DataverseEndpoint:
         (a read, a dry run's too, creates nothing: no row can belong to a company row that does not exist). Two
         workers that create it at once both go on with the older row, so rows never split between two."""
         with self._company_lock:
-            if self._company_id is None:
+            if self._company_id is None and (create or not self._company_absent):
                 found = self._company_rows()
                 if not found and create:
                     self.client.create(COMPANY_SET, {"bcbi_externalid": self.company.external_id,
                                                      "bcbi_name": self.company.name()[:30]})
                     found = self._company_rows()
                 self._company_id = found[0]["bcbi_companyid"].lower() if found else None
+                self._company_absent = not found
             return self._company_id
 
+    def job_started(self) -> None:
+        """A company row found missing is looked for again once per job (another worker may have made it), not
+        at every read."""
+        with self._company_lock:
+            self._company_absent = False
+
     def _company_rows(self) -> list[dict]:
-        return next(self.client.pages(COMPANY_SET, select=["bcbi_companyid"], top=1, orderby="createdon asc",
+        return next(self.client.pages(COMPANY_SET, select=["bcbi_companyid"], top=1,
+                                      orderby="createdon asc,bcbi_companyid asc",
                                       filter=f"bcbi_externalid eq '{self.company.external_id}'"), [])
 
-    def claim(self, table: CrmTable, ids: Sequence[str]) -> None:
+    def claim(self, table: CrmTable, ids: Sequence[str]) -> dict[str, SyncError]:
         """Rows of no company that this company has coupled become its rows, as Business Central stamps an account
-        it created a customer from: the other companies no longer see them."""
-        claimed = [i for i in ids if i.lower() in self._unclaimed] if self._owned(table) else []
-        if not claimed:
-            return
-        for result in self._patch_batch(table, [RowChange(i, None, {}) for i in claimed], []):
-            if result.error is not None:
-                raise result.error
-        self._unclaimed.difference_update(i.lower() for i in claimed)
+        it created a customer from: the other companies no longer see them. Each is written only on the version
+        read (If-Match), so that two companies never both take a row: one another company took meanwhile answers
+        CLAIM_TAKEN, for its coupling to go. Answers the rows it could not claim, by id, with why; a row Dataverse
+        keeps read-only (a closed invoice or quote, a submitted order) is logged and keeps no company, as its next
+        writable write stamps it."""
+        versions = [(i, self._unclaimed[i.lower()]) for i in ids if i.lower() in self._unclaimed] \
+            if self._owned(table) else []
+        return self._claim_chunks(table, versions)
+
+    def claim_coupled(self, table: CrmTable, ids: Sequence[str]) -> dict[str, SyncError]:
+        """Claim those of these coupled rows that have no company, whether read lately or not (their company and
+        version are read first); answered as `claim`."""
+        if not self._owned(table):
+            return {}
+        return self._claim_chunks(table, [(i, version) for i, (company, version) in
+                                          self._companies_of(table, ids).items() if not company])
+
+    def _claim_chunks(self, table: CrmTable, versions: Sequence[tuple[str, str | None]]) -> dict[str, SyncError]:
+        problems: dict[str, SyncError] = {}
+        for chunk in chunked(versions, PATCH_BATCH_MAX):  # a `$batch` takes at most BATCH_MAX requests
+            problems.update(self._claim_versions(table, chunk, again=True))
+        return problems
+
+    def _claim_versions(self, table: CrmTable, versions: Sequence[tuple[str, str | None]],
+                        again: bool) -> dict[str, SyncError]:
+        changes = [RowChange(i, etag, {}) for i, etag in versions]
+        problems: dict[str, SyncError] = {}
+        moved: list[str] = []
+        for change, result in zip(changes, self._patch_batch(table, changes, [])):
+            self._unclaimed.pop(change.id.lower(), None)
+            if isinstance(result.error, ConcurrencyError):
+                moved.append(change.id)  # changed since it was read: by whom, its company tells
+            elif result.error is not None and not self._read_only(table, change.id, result.error):
+                problems[change.id] = result.error if result.error.transient else self._unclaimable(
+                    table, change.id, result.error.message, code=result.error.code)
+        if not moved:
+            return problems
+        try:
+            mine, now = self.company_row_id(), self._companies_of(table, moved)
+        except SyncError as exc:  # no row's fault: every such row's, as `_patch_batch` answers it
+            return {**problems, **{row_id: exc for row_id in moved}}
+        retry = []
+        for row_id in moved:
+            company, version = now.get(row_id.lower(), ("", None))
+            if company == mine or row_id.lower() not in now:
+                continue  # written for this company meanwhile (stamped), or deleted: its coupling's job tells
+            if company:
+                problems[row_id] = self._unclaimable(table, row_id, "another company took it meanwhile; it is "
+                                                     "that company's now", code=CLAIM_TAKEN)
+            elif again:
+                retry.append((row_id, version))  # changed by someone, and still no company's: on the new version
+            else:
+                problems[row_id] = self._unclaimable(table, row_id, "it changed while being claimed",
+                                                     code="ConcurrencyVersionMismatch")
+        return {**problems, **(self._claim_versions(table, retry, again=False) if retry else {})}
+
+    def _unclaimable(self, table: CrmTable, row_id: str, why: str, code: str) -> RecordError:
+        return RecordError(f"Dataverse: the {table.logical_name} {row_id} cannot be made a row of the company "
+                           f"{self.company.external_id} (bcbi_companyid): {why}", field="bcbi_companyid", code=code)
+
+    def _companies_of(self, table: CrmTable, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """The rows' company row ids ("" for none) and versions, by lower-case row id (a row gone is absent)."""
+        return {row[table.primary_id].lower(): (str(row.get(COMPANY_VALUE) or "").lower(), row.get("@odata.etag"))
+                for listed in in_filters(table.primary_id, list(dict.fromkeys(ids)))
+                for rows in self.client.pages(table.entity_set, select=[table.primary_id, COMPANY_VALUE],
+                                              filter=listed, page_size=MAX_PAGE_SIZE)
+                for row in rows}
+
+    @staticmethod
+    def _read_only(table: CrmTable, row_id: str, error: SyncError) -> bool:
+        """A row whose company cannot change now: logged, as the row is not at fault."""
+        if error.code not in READ_ONLY:
+            return False
+        log.warning("the %s %s keeps its company, as Dataverse keeps it read-only: %s", table.logical_name, row_id,
+                    error.message)
+        return True
 
     def release(self, table: CrmTable, ids: Sequence[str]) -> None:
         """Uncoupled rows belong to no company again, as Business Central resets the company id when it uncouples;
@@ -320,22 +409,28 @@ class DataverseEndpoint:
         mine = self.company_row_id(create=False) if self._owned(table) and ids else None
         if mine is None:
             return
-        ours = [row[table.primary_id] for listed in in_filters(table.primary_id, list(dict.fromkeys(ids)))
-                for rows in self.client.pages(table.entity_set, select=[table.primary_id, COMPANY_VALUE],
-                                              filter=listed, page_size=MAX_PAGE_SIZE)
-                for row in rows if str(row.get(COMPANY_VALUE) or "").lower() == mine]
+        ours = [i for i, (company, _) in self._companies_of(table, ids).items() if company == mine]
         for chunk in chunked(ours, PATCH_BATCH_MAX):
             patches = [self.client.patch(table.entity_set, i, {COMPANY_BIND: None}, etag=None,
                                          select=[table.primary_id]) for i in chunk]
             for row_id, (status, body) in zip(chunk, self.client.batch(patches)):
                 if status < 400:
-                    self._unclaimed.add(row_id.lower())
+                    self._unclaim(row_id, (body or {}).get("@odata.etag") if isinstance(body, dict) else None)
                     continue
                 error = error_of(status, body)
                 if error.transient:
                     raise error
                 # the coupling is gone already; a row Dataverse keeps read-only (a submitted order) keeps its company
                 log.warning("the %s %s keeps its company: %s", table.logical_name, row_id, error.message)
+
+    def _unclaim(self, row_id: str, version: str | None) -> None:
+        """Note a row read with no company, at the version read, for a coupling to claim; the oldest notes go
+        beyond UNCLAIMED_KEPT (a page's claim follows its reads, and a row left out is claimed when read again)."""
+        with self._unclaimed_lock:  # concurrent writes read their rows back in threads of their own
+            self._unclaimed.pop(row_id.lower(), None)
+            self._unclaimed[row_id.lower()] = version
+            while len(self._unclaimed) > UNCLAIMED_KEPT:
+                self._unclaimed.popitem(last=False)
 
     def _owned(self, table: CrmTable) -> bool:
         return self.company is not None and table.logical_name in COMPANY_TABLES
@@ -345,6 +440,8 @@ class DataverseEndpoint:
         if not self._owned(table):
             return ""
         mine = self.company_row_id(create=False)
+        if table.logical_name in HOME_ONLY and not self.company.home:
+            return f"{COMPANY_VALUE} eq {mine or NO_ROW}"  # its own only (none before its company row exists)
         return f"{COMPANY_VALUE} eq {mine} or {COMPANY_VALUE} eq null" if mine else f"{COMPANY_VALUE} eq null"
 
     # -- shapes ---------------------------------------------------------------------------------
@@ -369,7 +466,10 @@ class DataverseEndpoint:
             if lookup.type_field and lookup.type_field in fields:
                 values[lookup.type_field] = row.get(f"_{name}_value@Microsoft.Dynamics.CRM.lookuplogicalname")
         if COMPANY_VALUE in row and self._owned(table):
-            (self._unclaimed.discard if row[COMPANY_VALUE] else self._unclaimed.add)(row[table.primary_id].lower())
+            if row[COMPANY_VALUE]:
+                self._unclaimed.pop(row[table.primary_id].lower(), None)
+            else:
+                self._unclaim(row[table.primary_id], row.get("@odata.etag"))
         return Record(row[table.primary_id], values, row.get("@odata.etag"), parse_datetime(row.get("modifiedon")),
                       row.get("_modifiedby_value"))
 

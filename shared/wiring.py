@@ -19,7 +19,7 @@ from sync.check import CheckReport, run_checks
 from sync.engine import RecordOutcome, SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TerminalError, cut, shown
 from sync.mappings import Catalog, builtin_mappings
-from sync.model import ConnectionSetup, Direction, Side, TableMapping
+from sync.model import ConnectionSetup, CrmTable, Direction, Side, TableMapping
 from sync.orders import OrderResult
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
 from sync.runs import RUNS_STATE, JobMessage, Run, RunCoordinator, RunKind, RunReport
@@ -99,6 +99,7 @@ CHECK_TIMEOUT = 10.0
 # (the timer's ticks are not exact)
 TICK_SLACK = dt.timedelta(seconds=30)
 COMPANY_TICK = "company tick"  # the state store's cursor: when the timer last started a company's scheduled run
+HOME_CLAIMED = "home rows claimed"  # ... when the home company's rows from its one-company days were claimed
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
 MAX_REPORTED_FAILURES = 200
@@ -118,6 +119,7 @@ class Services:
     _root: "Services | None" = field(default=None, repr=False)
     _identities: dict[str | None, ManagedIdentity] = field(default_factory=dict, init=False, repr=False)
     _children: dict[str, "Services"] = field(default_factory=dict, init=False, repr=False)
+    _home_claimed: bool = field(default=False, init=False, repr=False)  # known done in this process
 
     def __post_init__(self) -> None:
         if self._root is not None:
@@ -167,9 +169,34 @@ class Services:
             raise MessageError(f"The job message names the company {shown(message.company)}, which BCSYNC_COMPANIES "
                                f"does not list.", field="company") from None
 
+    def _claim_home_rows(self) -> None:
+        """With several companies, once, before any company's run starts: the Sales rows the company of
+        BCSYNC_BC_COMPANY_ID coupled in its one-company days carry no company (one company stamps nothing), and its
+        scheduled runs would never read most of them again; they become its rows now, in bulk, so that no other
+        company sees, couples or claims them. Remembered in its state; a row that cannot be claimed is logged."""
+        root = self._root or self
+        home = next((c for c in root.companies if c.stamped and c.table_prefix == root.settings.table_prefix), None)
+        if root._home_claimed or home is None:
+            return
+        services = root.for_company(home.name)
+        if services.state.cursor(RUNS_STATE, HOME_CLAIMED) is None:
+            for mapping in services.catalogs.current():
+                table = mapping.table_on(Side.CRM)
+                for ids in services.couplings.coupled_ids(mapping.name, Side.CRM) if isinstance(table, CrmTable) \
+                        else ():
+                    for row_id, error in services.engine.crm.claim_coupled(table, ids).items():
+                        if error.transient:
+                            raise error
+                        log.warning("the %s %s coupled by %s stays of no company: %s", table.logical_name, row_id,
+                                    mapping.name, error.message)
+            services.state.save_cursor(RUNS_STATE, HOME_CLAIMED, self.clock.now().isoformat())
+        root._home_claimed = True
+
     def _named(self, run: Run) -> Run:
-        """A run as reported: with its company, also when it is the only one (its runs do not store it)."""
-        return run if run.company or self.company is None else replace(run, company=self.company.name)
+        """A run as reported: with several companies, with its company, also a run of the company of
+        BCSYNC_BC_COMPANY_ID from before they were listed (which does not store it); with one company, as it is."""
+        stamped = self.company is not None and self.company.stamped
+        return run if run.company or not stamped else replace(run, company=self.company.name)
 
     # -- clients --------------------------------------------------------------------------------
 
@@ -254,10 +281,15 @@ class Services:
             ConcurrencyLimit(DATAVERSE_CONCURRENCY, hint_header=DATAVERSE_DOP_HINT)))
 
     @cached_property
+    def _bc_limit(self) -> ConcurrencyLimit:
+        """Business Central's requests in flight: one limit for all companies, as it counts them per user."""
+        return self._root._bc_limit if self._root else ConcurrencyLimit(BC_CONCURRENCY)
+
+    @cached_property
     def business_central(self) -> businesscentral.BusinessCentralClient:
         self.settings.check_services()
         api = self._api("Business Central", self.settings.bc_url, "BCSYNC_BC_URL", self.settings.bc_scope,
-                        businesscentral.parse_error, ConcurrencyLimit(BC_CONCURRENCY))
+                        businesscentral.parse_error, self._bc_limit)
         return businesscentral.BusinessCentralClient(api, self.settings.bc_company_id)
 
     @cached_property
@@ -280,7 +312,8 @@ class Services:
         """With several companies, the company whose Dataverse rows this engine filters on and stamps."""
         if self.company is None or not self.company.stamped:
             return None
-        return dataverse.CompanyRow(self.company.bc_company_id, lambda: self.business_central.company_name())
+        return dataverse.CompanyRow(self.company.bc_company_id, lambda: self.business_central.company_name(),
+                                    self.company.home)
 
     @cached_property
     def coordinator(self) -> RunCoordinator:
@@ -490,21 +523,29 @@ class Services:
 
     def start_run(self, kind: RunKind, trigger: str, mappings: list[str] | None = None, dry: bool = False) -> Run:
         """A run; `dry`: a dry run, which reports what it would write and writes nothing (sync.dryrun)."""
+        if not dry:
+            self._claim_home_rows()
         return run_started(lambda: self.coordinator.start_run(kind, trigger, mappings, dry=dry))
 
     def start_scheduled_run(self, trigger: str, dry: bool = False) -> Run | None:
         """The due mappings, after re-queueing what a crash stranded (None: nothing due)."""
+        if not dry:
+            self._claim_home_rows()
         return run_started(lambda: self.coordinator.start_scheduled_run(trigger, dry=dry))
 
     def start_scheduled_runs(self, trigger: str) -> dict[str, Run | None | SyncError]:
         """What the timer does: for each company whose interval has passed, its scheduled run (None: nothing due),
-        or what kept it from starting; one company's trouble never stops another's run."""
+        or what kept it from starting; one company's trouble never stops another's run. A company whose interval
+        has not passed still has its stranded jobs re-queued, at every tick."""
         started: dict[str, Run | None | SyncError] = {}
         for services in self.each_company():
             name = services.company.name if services.company and services.company.stamped else ""
             try:
                 if services._company_due():
                     started[name] = services.start_scheduled_run(trigger)
+                    services._company_ticked()  # only once started: a failed start is tried at the next tick
+                else:
+                    services.coordinator.recover()
             except SyncError as exc:
                 if len(self.each_company()) == 1:
                     raise
@@ -512,16 +553,18 @@ class Services:
         return started
 
     def _company_due(self) -> bool:
-        """Whether the company's interval (BCSYNC_COMPANIES) has passed since the timer last started its run;
-        noted in its state when it has. A company without an interval runs at every tick."""
+        """Whether the company's interval (BCSYNC_COMPANIES) has passed since the timer last started its run. A
+        company without an interval runs at every tick."""
         minutes = self.company.interval_minutes if self.company else None
         if not minutes:
             return True
         now, last = self.clock.now(), self.state.cursor(RUNS_STATE, COMPANY_TICK)
-        if last is not None and now - dt.datetime.fromisoformat(last) < dt.timedelta(minutes=minutes) - TICK_SLACK:
-            return False
-        self.state.save_cursor(RUNS_STATE, COMPANY_TICK, now.isoformat())
-        return True
+        return last is None or now - dt.datetime.fromisoformat(last) >= dt.timedelta(minutes=minutes) - TICK_SLACK
+
+    def _company_ticked(self) -> None:
+        """Note in the company's state that the timer started its run now (companies with an interval only)."""
+        if self.company and self.company.interval_minutes:
+            self.state.save_cursor(RUNS_STATE, COMPANY_TICK, self.clock.now().isoformat())
 
     def recover(self) -> int:
         """Re-queue the jobs a crashed worker stranded, of every company."""

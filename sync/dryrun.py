@@ -126,8 +126,9 @@ class RecordingEndpoint:
                       where: str = "") -> list[Record]:
         return self._kept(table, self.real.read_matching(table, fields, field, values, where=where))
 
-    def claim(self, table, ids: Sequence[str]) -> None:
+    def claim(self, table, ids: Sequence[str]) -> dict:
         """A dry job claims no row for its company: that is a write."""
+        return {}
 
     def insert(self, table, rows: Sequence[NewRow], fields: Sequence[str]) -> list[WriteResult]:
         results = []

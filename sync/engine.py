@@ -60,6 +60,7 @@ from .model import (
     WhenUncoupled,
 )
 from .ports import (
+    CLAIM_TAKEN,
     ChangeFeed,
     Clock,
     Coupling,
@@ -429,6 +430,7 @@ class SyncEngine:
              mode: JobMode = JobMode.INCREMENTAL, counts: Counts | None = None, on_progress=None) -> "_Job":
         """A job that works on records (a run's, or one started on some records); refused while couplings of the
         other unit mode exist (see refuse_mixed_modes)."""
+        self.crm.job_started()
         job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
         refuse_mixed_modes(job)
         return job
@@ -1760,9 +1762,6 @@ class _Page:
         follow_up = self._follow_up_note()
         if self.saved:
             job.e.couplings.save_many(self.saved, follow_up)
-            crm_table = job.mapping.table_on(Side.CRM)
-            if isinstance(crm_table, CrmTable):
-                job.e.crm.claim(crm_table, [c.crm_id for c in self.saved])
             job._know_versions(self.saved)
             if job.match_index is not None:
                 job.match_index.discard(c.id_on(job.dst_side) for c in self.saved)
@@ -1774,6 +1773,7 @@ class _Page:
                 for sid in settled:
                     job.pending_inserts().pop(sid, None)
         self._follow_up()
+        self._claim()
         self._record_failures()
         if follow_up is not None and follow_up.note is not None:
             job.e.couplings.followed_up(follow_up)
@@ -1797,6 +1797,36 @@ class _Page:
             return None
         ids = [w.source.id for w in self.written if w.inserted and w.source.id not in job.failures]
         return FollowUp(job.direction, ids) if ids else None
+
+    def _claim(self) -> None:
+        """With several companies, the Sales rows of no company coupled now become the company's (sync.ports
+        CrmEndpoint.claim); a row that cannot be claimed is a failed record of its source, tried again next run.
+        After the couplings and follow-ups, so that a row's claim never keeps the others' work from being recorded."""
+        job = self.job
+        crm_table = job.mapping.table_on(Side.CRM)
+        if not self.saved or not isinstance(crm_table, CrmTable):
+            return
+        problems = {i.lower(): e for i, e in job.e.crm.claim(crm_table, [c.crm_id for c in self.saved]).items()}
+        if not problems:
+            return
+        rows = {entry[0].id: entry[0] for entry in (*self.inserts, *self.updates, *self.unchanged)}
+        taken = []
+        for coupling in self.saved:
+            error = problems.pop(coupling.crm_id.lower(), None)
+            if error is None:
+                continue
+            source_id = coupling.id_on(job.src_side)
+            if source_id in self.succeeded:
+                self.succeeded.remove(source_id)
+            if error.code == CLAIM_TAKEN:  # another company's row now: this company's coupling goes
+                taken.append(coupling)
+            self.fail(rows.get(source_id) or Record(source_id, {}), None if error.code == CLAIM_TAKEN else coupling,
+                      error)
+        if taken:
+            job.e.couplings.delete_many(taken)
+            job.counts.uncoupled += len(taken)
+            for coupling in taken if job.bc_versions is not None else ():
+                job.bc_versions.pop(coupling.bc_id.lower(), None)
 
     def _follow_up(self) -> None:
         """The rules' follow-up writes, once the couplings are saved. A row whose follow-up fails is a

@@ -111,6 +111,10 @@ class ChangeFeed:
     filtered: bool = True     # False: the filter cannot be applied to the feed, so `changed` is always empty
 
 
+# the code of a claim's error when another company took the row first: the claiming company's coupling goes
+CLAIM_TAKEN = "ClaimedByAnotherCompany"
+
+
 class CrmEndpoint(Endpoint, Protocol):
     def changes(self, table: CrmTable, fields: Sequence[str], cursor: str | None, *, where: str = "",
                 page_size: int = 500, not_modified_by: str | None = None) -> ChangeFeed | None:
@@ -128,9 +132,13 @@ class CrmEndpoint(Endpoint, Protocol):
     def option_labels(self, option_set: OptionSet) -> dict[int, str]:
         """Value -> label of the options of one attribute."""
 
-    def claim(self, table: CrmTable, ids: Sequence[str]) -> None:
+    def job_started(self) -> None:
+        """A job starts: what the endpoint found missing (a company's row) is looked for again."""
+
+    def claim(self, table: CrmTable, ids: Sequence[str]) -> dict[str, SyncError]:
         """Coupled rows that belong to no Business Central company become this company's (several companies share
-        the environment); nothing otherwise."""
+        the environment); nothing otherwise. Answers the rows that could not be claimed, by id, with the error
+        (code CLAIM_TAKEN: another company took the row first)."""
 
     def release(self, table: CrmTable, ids: Sequence[str]) -> None:
         """Uncoupled rows of this company belong to no company again (several companies); nothing otherwise."""

@@ -254,7 +254,8 @@ class RunReport:
         for job in self.jobs:
             total.add(job.counts)
         return {
-            "run": self.run.run_id, "company": self.run.company, "kind": self.run.kind.value,
+            "run": self.run.run_id, **({"company": self.run.company} if self.run.company else {}),
+            "kind": self.run.kind.value,
             "trigger": self.run.trigger, "dry_run": self.run.dry,
             **({"dry_run_report": {j.job_id: shown_report(self.dry_reports[j.job_id]) for j in self.jobs
                                    if j.job_id in self.dry_reports}} if self.dry_reports is not None else {}),

@@ -167,8 +167,12 @@ class FakeEndpoint:
     def option_labels(self, option_set: OptionSet) -> dict[int, str]:
         return self.options.get((option_set.table.logical_name, option_set.attribute), {})
 
-    def claim(self, table, ids) -> None:
+    def job_started(self) -> None:
+        """One company: nothing is looked up."""
+
+    def claim(self, table, ids) -> dict:
         """One company: rows belong to no company, and nothing is claimed."""
+        return {}
 
 
 def _record_error(message: str):

@@ -212,3 +212,94 @@ def test_a_dry_run_of_a_company_writes_not_even_its_company_row(env, two):
     assert report["dry_run"] and report["company"] == "FABRIKAM"
     assert planned["CUSTOMER:to-crm"]["inserted"] == 1 and planned["CUSTOMER:from-crm"]["inserted"] == 1, planned
     assert env.dv.rows("bcbi_company") == [] and accounts(env) == {"Nobody's": None}
+
+
+def test_two_company_rows_made_in_the_same_second_settle_on_one(env, two):
+    """Two workers that each made the company's row: both take the same one, even when created in the same second
+    (createdon ties; the row id breaks it)."""
+    cronus, _ = two
+    same = "2026-01-01T00:00:00Z"
+    made = [env.dv.create("bcbi_company", {"bcbi_externalid": cronus, "bcbi_name": "CRONUS",
+                                           "overriddencreatedon": same}) for _ in range(6)]
+    env.dv.seed("account", [{"name": "Nobody's", "customertypecode": CUSTOMER}])
+    run(env, "CRONUS")
+    assert accounts(env) == {"Nobody's": min(made)}
+
+
+def test_a_company_whose_run_could_not_start_is_tried_at_the_next_tick_and_recovers_at_every_tick(env, two,
+                                                                                                   monkeypatch):
+    from sync.errors import ServiceUnavailableError
+
+    later = Later()
+    env.configure(clock=later)
+    fabrikam = env.services.for_company("FABRIKAM")
+    real, recovered = type(fabrikam).start_scheduled_run, []
+
+    def refused(self, trigger, dry=False):
+        if self.company.name == "FABRIKAM":
+            raise ServiceUnavailableError("Table Storage is down.")
+        return real(self, trigger, dry)
+
+    monkeypatch.setattr(type(fabrikam), "start_scheduled_run", refused)
+    first = env.services.start_scheduled_runs("timer")
+    assert isinstance(first["FABRIKAM"], ServiceUnavailableError) and first["CRONUS"] is not None
+    monkeypatch.setattr(type(fabrikam), "start_scheduled_run", real)
+    later.offset = dt.timedelta(minutes=5)
+    assert set(env.services.start_scheduled_runs("timer")) == {"CRONUS", "FABRIKAM"}  # not an hour later
+    # FABRIKAM's interval has not passed now: its run does not start, its stranded jobs are looked for all the same
+    monkeypatch.setattr(type(fabrikam.coordinator), "recover", lambda self, runs=20: recovered.append(self) or 0)
+    later.offset = dt.timedelta(minutes=10)
+    assert set(env.services.start_scheduled_runs("timer")) == {"CRONUS"}
+    assert fabrikam.coordinator in recovered
+
+
+def test_the_companies_share_business_centrals_limit_of_requests_in_flight(env, two):
+    """Business Central serves five requests at a time per user, whatever the company they name."""
+    cronus, fabrikam = (env.services.for_company(name).business_central for name in ("CRONUS", "FABRIKAM"))
+    assert cronus.company_id != fabrikam.company_id
+    assert cronus.api.limit is fabrikam.api.limit and cronus.api.limit.maximum == 5
+
+
+def test_with_one_company_reports_name_no_company_as_before(env, cli):
+    env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
+    code, out, err = cli("fullsync", "--mapping", "CUSTOMER", "--wait", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert "company" not in report and report["status"] == "done"
+    code, out, _ = cli("status")
+    assert code == 0 and out.startswith(f"Run {report['run']} (full, cli): done"), out
+
+
+def test_a_sales_quote_of_no_company_is_processed_by_the_home_company_only(env):
+    from .test_sales_quotes import QUOTES, processing_on, product_line, quote
+
+    processing_on(env)
+    made = quote(env, [product_line(env, "1000", 1, 100)])
+    cronus, fabrikam = env.bc.company_id, env.bc.add_company("FABRIKAM Inc.")
+    env.configure(BCSYNC_COMPANIES=f"FABRIKAM={fabrikam}; CRONUS={cronus}")  # CRONUS: BCSYNC_BC_COMPANY_ID's
+    report = run(env, "FABRIKAM", mappings=(QUOTES,))
+    assert report.run.status is RunStatus.DONE and report.failures == [], report.to_dict()
+    assert env.bc.rows("salesQuotes", company_id=fabrikam) == []
+    report = run(env, "CRONUS", mappings=(QUOTES,))
+    assert report.run.status is RunStatus.DONE and report.failures == [], report.to_dict()
+    [theirs] = env.bc.rows("salesQuotes")
+    assert theirs["externalDocumentNumber"] == env.dv.get("quote", made)["name"].upper()
+
+
+def test_the_home_companys_rows_from_one_company_days_become_its_own_before_any_company_runs(env):
+    """A deployment that grows from one company to several: the rows its company coupled carry no company (one
+    company stamps nothing); before any company's first run they become that company's, so another company never
+    sees them."""
+    env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
+    env.dv.seed("account", [{"name": "Trey Research", "customertypecode": CUSTOMER}])
+    report = run(env, env.bc.company_id)
+    assert report.run.status is RunStatus.DONE and accounts(env) == {"Adatum": None, "Trey Research": None}
+    env.dv.seed("account", [{"name": "Nobody's", "customertypecode": CUSTOMER}])  # never coupled
+
+    cronus, fabrikam = env.bc.company_id, env.bc.add_company("FABRIKAM Inc.")
+    env.configure(BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}")
+    report = run(env, "FABRIKAM")  # FABRIKAM first: CRONUS's rows are CRONUS's already
+    assert report.run.status is RunStatus.DONE, report.to_dict()
+    rows = company_rows(env)
+    assert accounts(env) == {"Adatum": rows[cronus], "Trey Research": rows[cronus], "Nobody's": rows[fabrikam]}
+    assert [c["displayName"] for c in env.bc.rows("customers", company_id=fabrikam)] == ["Nobody's"]

@@ -83,3 +83,12 @@ def test_a_command_names_its_company_by_name_or_id_and_several_need_one():
     with pytest.raises(ConfigurationError, match="There is no company 'CONTOSO'; configured: CRONUS, FABRIKAM"):
         chosen(found, "CONTOSO")
     assert chosen(found[:1], None).name == "CRONUS"
+
+
+def test_the_home_company_is_bcsync_bc_company_ids_else_the_first_listed():
+    s = load(BCSYNC_COMPANIES=f"CRONUS={A}; FABRIKAM={B}", BCSYNC_BC_COMPANY_ID=B)
+    assert {c.name: c.home for c in companies(s.companies, s.bc_company_id, s.table_prefix)} == {
+        "CRONUS": False, "FABRIKAM": True}
+    s = load(BCSYNC_COMPANIES=f"CRONUS={A}; FABRIKAM={B}")
+    assert {c.name: c.home for c in companies(s.companies, s.bc_company_id, s.table_prefix)} == {
+        "CRONUS": True, "FABRIKAM": False}

@@ -1006,3 +1006,44 @@ def test_a_page_is_planned_and_written_in_batches_of_work_rows_so_a_large_page_h
     outcome = w.run("CUSTOMER", TO, full=True)
     assert worked == [2, 2, 1]                     # one page of five rows, in batches of two
     assert outcome.counts.inserted == 5 and len(w.crm.rows(CRM_ACCOUNT)) == 5
+
+
+def test_a_row_the_company_cannot_claim_is_a_failed_record_and_the_page_is_recorded():
+    """Several companies: a coupled row of no company whose claim fails is that source row's failed record (naming
+    bcbi_companyid); the page's couplings, counts and other rows are recorded as usual, and the job ends."""
+    from sync.errors import RecordError
+
+    w = World()
+    adatum, trey = w.customer("10000", "Adatum"), w.customer("20000", "Trey")
+    asked = []
+
+    def claim(table, ids):
+        asked.extend(ids)
+        account = w.couplings.all("CUSTOMER")[adatum].crm_id
+        return {account: RecordError("Dataverse: the account cannot be made the company's (bcbi_companyid): no.",
+                                     field="bcbi_companyid")} if account in ids else {}
+
+    w.crm.claim = claim
+    out = w.run("CUSTOMER", TO, full=True)
+    assert out.counts.inserted == 2 and out.counts.failed == 1 and len(asked) == 2
+    [failure] = w.errors.list("CUSTOMER", TO)
+    assert failure.source_id == adatum and "bcbi_companyid" in failure.message
+    assert set(w.couplings.all("CUSTOMER")) == {adatum, trey}
+    w.crm.claim = lambda table, ids: {}
+    out = w.run("CUSTOMER", TO)  # tried again next run, and claimed
+    assert out.counts.failed == 0 and w.errors.list("CUSTOMER", TO) == []
+
+
+def test_a_row_another_company_took_first_loses_this_companys_coupling():
+    from sync.errors import RecordError
+    from sync.ports import CLAIM_TAKEN
+
+    w = World()
+    adatum = w.customer("10000", "Adatum")
+    w.crm.claim = lambda table, ids: {i: RecordError(f"Dataverse: the account {i} cannot be made a row of the "
+                                                     f"company (bcbi_companyid): another company took it",
+                                                     field="bcbi_companyid", code=CLAIM_TAKEN) for i in ids}
+    out = w.run("CUSTOMER", TO, full=True)
+    assert out.counts.failed == 1 and out.counts.uncoupled == 1 and w.couplings.all("CUSTOMER") == {}
+    [failure] = w.errors.list("CUSTOMER", TO)
+    assert failure.source_id == adatum and "another company took it" in failure.message
