@@ -28,10 +28,6 @@ class Company:
     stamped: bool = False     # its Dataverse rows carry bcbi_companyid (several companies)
     home: bool = True         # processes the Sales quotes of no company (BCSYNC_BC_COMPANY_ID's, else the first)
 
-    def describe(self) -> dict:
-        return {"name": self.name, "id": self.bc_company_id, "interval_minutes": self.interval_minutes,
-                "stamped": self.stamped, "home": self.home}
-
 
 def parse(value: str) -> list[tuple[str, str, int | None]]:
     """BCSYNC_COMPANIES as (name, id, minutes); ValueError says what is wrong and how to fix it."""

@@ -34,7 +34,7 @@ import datetime as dt
 from typing import Any
 
 from .errors import ConcurrencyError, RecordError, SyncError
-from .failures import failed_again
+from .failures import clear_gone, failed_again
 from .model import Direction, Side
 from .order_push import PUSHED
 from .orders import MAPPING as ORDERS
@@ -101,12 +101,7 @@ class SalesQuoteProcess:
         retried = list(job.failures)
         if retried:
             found = job.crm.read_ids(CRM_QUOTE, QUOTE_FIELDS, [i for i in retried if as_guid(i)])
-            present = {q.id.lower() for q in found}
-            gone = [i for i in retried if i.lower() not in present]
-            for i in gone:
-                del job.failures[i]
-            if gone:
-                job.errors.clear_many(MAPPING, Direction.FROM_CRM, gone)
+            clear_gone(job, Direction.FROM_CRM, retried, found)  # deleted since they failed
             self._process(job, found)
         done = {i.lower() for i in retried}
         since = job.state.watermark(MAPPING, Direction.FROM_CRM)
