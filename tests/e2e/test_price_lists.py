@@ -161,11 +161,16 @@ def test_a_price_list_with_lines_in_two_currencies_fails_whole_naming_the_list_a
     assert env.errors() == []
 
 
+def item_without_product(env) -> None:
+    """Item 1200, blocked: outside ITEM-PRODUCT's filter, so it has no Sales product."""
+    env.bc.seed("items", [{"number": "1200", "displayName": "Old Frame", "baseUnitOfMeasureCode": "PCS",
+                           "unitPrice": 50, "blocked": True}])
+
+
 def test_a_line_whose_item_cannot_reach_sales_fails_the_list_naming_the_item(env):
     env.configure(**EXTENDED)
     seed(env)
-    env.bc.seed("items", [{"number": "1200", "displayName": "Old Frame", "baseUnitOfMeasureCode": "PCS",
-                           "unitPrice": 50, "blocked": True}])          # outside ITEM-PRODUCT's filter: no product
+    item_without_product(env)
     price_list(env, "S00003", [{"Asset_Type": "Item", "Asset_No": "1000", "Unit_Price": 95},
                                {"Asset_Type": "Item", "Asset_No": "1200", "Unit_Price": 45}])
     report = env.full_sync()
@@ -181,8 +186,7 @@ def test_a_line_never_sent_does_not_fail_the_list_for_its_item(env):
     # product check leaves it be
     env.configure(**EXTENDED)
     seed(env)
-    env.bc.seed("items", [{"number": "1200", "displayName": "Old Frame", "baseUnitOfMeasureCode": "PCS",
-                           "unitPrice": 50, "blocked": True}])          # outside ITEM-PRODUCT's filter: no product
+    item_without_product(env)
     price_list(env, "S00004", [{"Asset_Type": "Item", "Asset_No": "1000", "Unit_Price": 95},
                                {"Asset_Type": "Item", "Asset_No": "1200", "Unit_Price": 45, "Minimum_Quantity": 5}])
     report = env.full_sync()
