@@ -331,8 +331,10 @@ class DataverseEndpoint:
         CLAIM_TAKEN, for its coupling to go. Answers the rows it could not claim, by id, with why; a row Dataverse
         keeps read-only (a closed invoice or quote, a submitted order) is logged and keeps no company, as its next
         writable write stamps it."""
-        versions = [(i, self._unclaimed[i.lower()]) for i in ids if i.lower() in self._unclaimed] \
-            if self._owned(table) else []
+        versions: list[tuple[str, str | None]] = []
+        if self._owned(table):
+            with self._unclaimed_lock:  # concurrent writes read their rows back in threads of their own
+                versions = [(i, self._unclaimed[i.lower()]) for i in ids if i.lower() in self._unclaimed]
         return self._claim_chunks(table, versions)
 
     def claim_coupled(self, table: CrmTable, ids: Sequence[str]) -> dict[str, SyncError]:
@@ -355,7 +357,8 @@ class DataverseEndpoint:
         problems: dict[str, SyncError] = {}
         moved: list[str] = []
         for change, result in zip(changes, self._patch_batch(table, changes, [])):
-            self._unclaimed.pop(change.id.lower(), None)
+            with self._unclaimed_lock:
+                self._unclaimed.pop(change.id.lower(), None)
             if isinstance(result.error, ConcurrencyError):
                 moved.append(change.id)  # changed since it was read: by whom, its company tells
             elif result.error is not None and not self._read_only(table, change.id, result.error):
@@ -467,7 +470,8 @@ class DataverseEndpoint:
                 values[lookup.type_field] = row.get(f"_{name}_value@Microsoft.Dynamics.CRM.lookuplogicalname")
         if COMPANY_VALUE in row and self._owned(table):
             if row[COMPANY_VALUE]:
-                self._unclaimed.pop(row[table.primary_id].lower(), None)
+                with self._unclaimed_lock:
+                    self._unclaimed.pop(row[table.primary_id].lower(), None)
             else:
                 self._unclaim(row[table.primary_id], row.get("@odata.etag"))
         return Record(row[table.primary_id], values, row.get("@odata.etag"), parse_datetime(row.get("modifiedon")),

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from .errors import RecordError
 from .model import Direction, Side
-from .failures import failed_again
+from .failures import clear_gone, failed_again
 from .ports import Record, RowChange
 from .process import JobContext
 from .tables import BC_ITEM, BC_ITEM_LEDGER_ENTRY, CRM_PRODUCT
@@ -46,14 +46,9 @@ class ItemAvailabilityProcess:
             retried: set[str] = set()
             if job.failures:  # items whose inventory could not be written last time
                 items = job.bc.read_ids(BC_ITEM, ["number", "inventory"], list(job.failures))
-                present = {i.id.lower() for i in items}
-                gone = [i for i in job.failures if i.lower() not in present]
-                for i in gone:
-                    del job.failures[i]
-                if gone:
-                    job.errors.clear_many(MAPPING, Direction.TO_CRM, gone)
+                clear_gone(job, Direction.TO_CRM, list(job.failures), items)  # deleted since they failed
                 self._push(job, items)
-                retried = present
+                retried = {i.id.lower() for i in items}
             for page in job.bc.read_changed(BC_ITEM_LEDGER_ENTRY, ["itemNumber"], since=since, page_size=500):
                 numbers = sorted({r.values.get("itemNumber") for r in page if r.values.get("itemNumber")})
                 items = job.bc.read_matching(BC_ITEM, ["number", "inventory"], "number", numbers)
