@@ -72,6 +72,15 @@ def accounts_of_companies(ctx: RuleContext, company_numbers: Sequence[str]) -> d
     return {n: cache.get(n) for n in company_numbers if n}
 
 
+def account_of_company(ctx: RuleContext, company_number: str | None) -> str | None:
+    """The account of one company contact (see accounts_of_companies): asked per row, so taken straight from
+    what the page's `prepare` found."""
+    cache = ctx.cache.get("account_of_company")
+    if cache is not None and company_number in cache:
+        return cache[company_number]
+    return accounts_of_companies(ctx, [company_number]).get(company_number)
+
+
 def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[str, str | None]:
     """Account ids -> the number of the company contact of the customer or vendor coupled to each (or None)."""
     cache = ctx.cache.setdefault("company_of_account", {})
@@ -89,6 +98,14 @@ def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[
             related = related_of.get(a)
             cache[a] = company_of_related.get(related.lower()) if related else None
     return {a: cache.get(a) for a in account_ids if a}
+
+
+def company_of_account(ctx: RuleContext, account_id: str | None) -> str | None:
+    """The company contact of one account (see companies_of_accounts), as found by the page's `prepare`."""
+    cache = ctx.cache.get("company_of_account")
+    if cache is not None and account_id in cache:
+        return cache[account_id]
+    return companies_of_accounts(ctx, [account_id]).get(account_id)
 
 
 class ContactRules(MappingRules):
@@ -128,7 +145,7 @@ class ContactRules(MappingRules):
             return kept
         if ctx.direction is Direction.TO_CRM:
             company = row.values.get("companyNumber")
-            account = accounts_of_companies(ctx, [company]).get(company)
+            account = account_of_company(ctx, company)
             if account is None:
                 why = ctx.cache.get("customer_problems", {}).get(company)
                 advice = f"its customer or vendor could not be synchronised first: {why}" if why else \
@@ -138,7 +155,7 @@ class ContactRules(MappingRules):
                                   code="ParentNotCoupled")
             return {"parentcustomerid": account}
         account = row.values.get("parentcustomerid")
-        company = companies_of_accounts(ctx, [account]).get(account)
+        company = company_of_account(ctx, account)
         if company is None:
             why = ctx.cache.get("customer_problems", {}).get(str(account).lower())
             raise RecordError(f"contact '{row.values.get('fullname') or ''}' ({row.id}): its parent account {account} "
@@ -170,7 +187,7 @@ def new_contacts(ctx: RuleContext, written: Sequence[Written]) -> list[NewContac
             continue
         if ctx.direction is Direction.TO_CRM:
             company = w.source.values.get("companyNumber")
-            account, crm, bc = accounts_of_companies(ctx, [company]).get(company), w.target, w.source
+            account, crm, bc = account_of_company(ctx, company), w.target, w.source
         else:
             account, crm, bc = w.source.values.get("parentcustomerid"), w.source, w.target
         if account and bc.values.get("number"):
@@ -262,7 +279,7 @@ class OpportunityRules(MappingRules):
         if ctx.direction is Direction.TO_CRM:
             contact = row.values.get("contactNumber")
             company = self._companies(ctx, [contact]).get(contact, "")
-            account = accounts_of_companies(ctx, [company]).get(company)
+            account = account_of_company(ctx, company)
             if account is None:
                 return {}
             return {"parentaccountid": account, "customerid": account}
