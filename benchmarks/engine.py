@@ -1,5 +1,7 @@
 """The sync logic alone: records/s per core of a full synchronisation against in-memory fakes.
 
+CUSTOMER, CONTACT and ITEM-PRODUCT, each in both directions.
+
 No network, no storage: the engine, the rules and the fakes of tests/fakes.py, measured in CPU seconds
 of this process, so the figure is per core whatever else the machine runs. The time spent inside the
 fakes (filtering and copying rows, as the services would) is shown apart: "sync logic alone" leaves it out.
@@ -22,7 +24,8 @@ from sync.mappings import Catalog, builtin_mappings
 from sync.model import Direction, Side
 from sync.rules.contacts import BC_CONTACT_RELATIONS
 from sync.rules.currency import BC_COMPANY_INFORMATION, CRM_ORGANIZATION
-from sync.tables import BC_CONTACT, BC_CUSTOMER, CRM_ACCOUNT, CRM_CONTACT, CRM_CURRENCY, CRM_SYSTEMUSER
+from sync.tables import BC_CONTACT, BC_CUSTOMER, BC_ITEM, BC_UNIT_OF_MEASURE, CRM_ACCOUNT, CRM_CONTACT, CRM_CURRENCY, \
+    CRM_PRODUCT, CRM_SYSTEMUSER, CRM_UNIT, CRM_UNIT_GROUP
 from tests.fakes import FakeClock, FakeCouplings, FakeEndpoint, FakeErrors, FakeState
 
 TO, FROM = Direction.TO_CRM, Direction.FROM_CRM
@@ -69,7 +72,7 @@ class Stopwatch:
 
 
 class Company:
-    """`rows` customers, accounts, person contacts on each side, and what they refer to."""
+    """`rows` customers, accounts, person contacts, items and products on each side, and what they refer to."""
 
     def __init__(self, rows: int, page_size: int, stopwatch: Stopwatch):
         self.clock = FakeClock()
@@ -106,6 +109,18 @@ class Company:
                                        "emailaddress1": f"bob{i}@example.com", "statecode": 0,
                                        "parentcustomerid": account, "_parentcustomerid_value": account,
                                        "parentcustomeridtype": "account"})
+        # one unit of measure, whose Sales unit group (and its base unit) UNIT OF MEASURE couples by name
+        self.bc.put(BC_UNIT_OF_MEASURE, {"code": "PCS", "displayName": "Piece"})
+        group = self.crm.put(CRM_UNIT_GROUP, {"name": "NAV PCS", "baseuomname": "PCS"})
+        unit = self.crm.put(CRM_UNIT, {"name": "PCS", "quantity": 1, "isschedulebaseuom": True,
+                                       "uomscheduleid": group, "_uomscheduleid_value": group})
+        for i in range(rows):
+            self.bc.put(BC_ITEM, {"number": f"I{i:06d}", "displayName": f"Bolt type {i}", "type": "Inventory",
+                                  "blocked": False, "baseUnitOfMeasureCode": "PCS", "unitPrice": 1 + i % 500,
+                                  "unitCost": 0.5 + i % 300, "inventory": i % 40})
+            self.crm.put(CRM_PRODUCT, {"productnumber": f"P{i:06d}", "name": f"Valve kit {i}", "producttypecode": 1,
+                                       "defaultuomscheduleid": group, "_defaultuomscheduleid_value": group,
+                                       "defaultuomid": unit, "statecode": 0, "statuscode": 1})
 
     def run(self, mapping: str, direction: Direction):
         self.jobs += 1
@@ -114,8 +129,9 @@ class Company:
 
 
 PREPARATION = [("SALESPEOPLE", FROM), ("CURRENCY", TO), ("PAYMENT TERMS", TO), ("SHIPMENT METHOD", TO),
-               ("SHIPPING AGENT", TO)]
-MEASURED = [("CUSTOMER", TO), ("CUSTOMER", FROM), ("CONTACT", TO), ("CONTACT", FROM)]
+               ("SHIPPING AGENT", TO), ("UNIT OF MEASURE", TO)]
+MEASURED = [("CUSTOMER", TO), ("CUSTOMER", FROM), ("CONTACT", TO), ("CONTACT", FROM), ("ITEM-PRODUCT", TO),
+            ("ITEM-PRODUCT", FROM)]
 
 
 def measure(rows: int, page_size: int, profile: cProfile.Profile | None) -> list[dict]:
@@ -148,7 +164,8 @@ def measure(rows: int, page_size: int, profile: cProfile.Profile | None) -> list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=5000, help="customers, accounts and contacts per side")
+    parser.add_argument("--rows", type=int, default=5000,
+                        help="customers, accounts, contacts, items and products per side")
     parser.add_argument("--page-size", type=int, default=5000)
     parser.add_argument("--profile", action="store_true", help="print the top functions by own time")
     args = parser.parse_args()
