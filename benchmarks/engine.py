@@ -122,6 +122,17 @@ class Company:
                                        "defaultuomscheduleid": group, "_defaultuomscheduleid_value": group,
                                        "defaultuomid": unit, "statecode": 0, "statuscode": 1})
 
+    def relate_new_customers(self) -> None:
+        """What Business Central does for a customer created from an account: a company contact related to
+        it, which the accounts' Sales contacts are created under (the fakes do not do it themselves)."""
+        related = {r["values"]["relatedId"] for r in self.bc.rows(BC_CONTACT_RELATIONS).values()}
+        for customer in [c for c in self.bc.rows(BC_CUSTOMER) if c not in related]:
+            number = f"KC{len(related):06d}"
+            related.add(customer)
+            self.bc.put(BC_CONTACT, {"number": number, "type": "Company", "displayName": number})
+            self.bc.put(BC_CONTACT_RELATIONS, {"contactNumber": number, "contactType": "Company",
+                                               "relatedType": "Customer", "relatedId": customer})
+
     def run(self, mapping: str, direction: Direction):
         self.jobs += 1
         self.clock.tick(120)
@@ -141,6 +152,8 @@ def measure(rows: int, page_size: int, profile: cProfile.Profile | None) -> list
         company.run(mapping, direction)
     results = []
     for mapping, direction in MEASURED:
+        if mapping == "CONTACT":
+            company.relate_new_customers()
         # the fakes' tables stand for data the services hold in their own processes: kept out of the
         # collector's way, which would otherwise walk them over and over; frozen again before each job,
         # as the jobs before it added rows and couplings to them
