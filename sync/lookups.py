@@ -39,7 +39,8 @@ class LookupResolver:
         """Resolve every value of a page that is not cached yet."""
         bucket = self._bucket(fm, target)
         page_values = {normalize(v) for v in values if not is_blank(v)}
-        wanted = page_values - set(bucket)
+        # not a copy of the bucket, which holds the job's values: rules ask for one at a time (a row's unit group)
+        wanted = {v for v in page_values if v not in bucket}
         if not wanted:
             return
         if len(bucket) + len(wanted) > self.max_cached:
