@@ -50,20 +50,13 @@ class Facts:
             self._kept = self.state.facts() if self.ttl > dt.timedelta(0) else {}
         return self._kept
 
-    def fresh(self, name: str) -> Fact | None:
-        """The fact `name` as kept, while it is fresh; None when `get` would read it. A caller that asks per
-        record takes it from here and builds its reader only when there is none."""
-        fact = self._facts().get(name)
-        # read in this job: fresh for the rest of it, so the clock is not asked (a job asks for some per record)
-        if fact is None or (name not in self._read and self.clock.now() - fact.read_at >= self.ttl):
-            return None
-        return fact
-
     def get(self, name: str, read: Callable[[], Any], fits: Callable[[Any], bool] = lambda value: True) -> Any:
         """The fact `name`: as kept while it is fresh (and `fits` it, where it derives from another fact),
         else `read()` now and kept from now on."""
-        fact = self.fresh(name)
-        if fact is None or not fits(fact.value):
+        fact = self._facts().get(name)
+        # read in this job: fresh for the rest of it, so the clock is not asked (a job asks for some per record)
+        stale = fact is None or (name not in self._read and self.clock.now() - fact.read_at >= self.ttl)
+        if stale or not fits(fact.value):
             now = self.clock.now()
             fact = self._facts()[name] = Fact(read(), now)
             self._read.add(name)  # fresh for the rest of the job, however short the time to live

@@ -42,10 +42,6 @@ VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA 
 
 def company_information(ctx: RuleContext) -> dict[str, Any]:
     """Business Central's Company Information: the local currency code (LCY) and the company's display name."""
-    kept = ctx.facts.fresh(facts.BC_COMPANY_INFORMATION)
-    if kept is not None:
-        return kept.value
-
     def read() -> dict[str, Any]:
         rows = next(iter(ctx.bc.read_changed(BC_COMPANY_INFORMATION, ["currencyCode", "displayName"], since=None)), [])
         if not rows or not rows[0].values.get("currencyCode"):
@@ -69,9 +65,6 @@ class CurrencyRules(MappingRules):
         """The Dataverse currency that stands for Business Central's blank (local) currency code;
         created when Sales has none (name and symbol = the code, the organisation's precision)."""
         code = self.lcy_code(ctx)
-        kept = ctx.facts.fresh(facts.LCY_CURRENCY)
-        if kept is not None and kept.value["code"] == code:
-            return kept.value["id"]
         # found again when the local currency changed since
         return ctx.facts.get(facts.LCY_CURRENCY, lambda: {"code": code, "id": self._lcy_row(ctx, code)},
                              fits=lambda kept: kept["code"] == code)["id"]

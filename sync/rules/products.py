@@ -34,11 +34,6 @@ STATUS_OF = {ACTIVE: 1, RETIRED: 2}
 
 def write_in_product(ctx: RuleContext) -> tuple[str, str]:
     """(type, number) of the write-in product in Sales & Receivables Setup, blanks when none."""
-    kept = ctx.facts.fresh(BC_WRITE_IN_PRODUCT)
-    if kept is not None:
-        kind, number = kept.value
-        return kind, number
-
     def read() -> list[str]:
         rows = next(iter(ctx.bc.read_changed(BC_SALES_SETUP, ["Write_in_Product_Type", "Write_in_Product_No"],
                                              since=None)), [])
@@ -52,9 +47,6 @@ def default_price_list(ctx: RuleContext) -> str:
     """The id of "<company> Default Price List" in the local currency, created when missing (found again
     when the local currency's row changed since)."""
     lcy_id = CurrencyRules().lcy_currency_id(ctx)
-    kept = ctx.facts.fresh(DEFAULT_PRICE_LIST)
-    if kept is not None and kept.value["currency"] == lcy_id:
-        return kept.value["id"]
     return ctx.facts.get(DEFAULT_PRICE_LIST, lambda: {"currency": lcy_id, "id": _default_price_list(ctx, lcy_id)},
                          fits=lambda kept: kept["currency"] == lcy_id)["id"]
 
