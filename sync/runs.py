@@ -237,6 +237,20 @@ class JobObserver:
         lost, as another worker carries on with it."""
 
 
+class DeliveryCatalog:
+    """The catalogue in force as one delivery of a job message reads it: once, at the first job it runs; the jobs
+    it runs next (see advance) run with it, and an override saved meanwhile applies from the next delivery on."""
+
+    def __init__(self, catalogs: CatalogSource):
+        self.catalogs = catalogs
+        self.catalog: Catalog | None = None
+
+    def current(self) -> Catalog:
+        if self.catalog is None:
+            self.catalog = self.catalogs.current()
+        return self.catalog
+
+
 class LeaseLost(TransientError):
     """Another worker took the job over (our lease expired); stop without saving anything more."""
 
@@ -409,17 +423,18 @@ class RunCoordinator:
         if job is None:
             raise MessageError(f"Run {message.run_id} has no job {shown(message.job_id)}.", field="job")
         deadline = self.clock.now() + self.time_budget
-        chained, held = False, None
+        chained, held, catalogs = False, None, DeliveryCatalog(self.catalogs)
         while job is not None:
-            job, held = self._take(run, job, deadline, chained, held)
+            job, held = self._take(run, job, deadline, chained, held, catalogs)
             chained = True
 
     def _take(self, run: Run, job: Job, deadline: dt.datetime, chained: bool,
-              held: tuple[str, str] | None = None) -> tuple[Job | None, tuple[str, str] | None]:
+              held: tuple[str, str] | None = None, catalogs: CatalogSource | None = None) \
+            -> tuple[Job | None, tuple[str, str] | None]:
         """Run `job` if it is due and free; returns the job to run next in this delivery, if any, and the mapping
         lease it may keep. `chained`: the job was made ready by this delivery, whose message for it is only a
         safety net (so none is sent again here). `held`: the lease (name, owner) of this job's mapping that the job
-        before kept for it, renewed instead of released and taken again."""
+        before kept for it, renewed instead of released and taken again. `catalogs`: the delivery's (DeliveryCatalog)."""
         message = self._message(run.run_id, job.job_id)
         now = self.clock.now()
         owner = held[1] if held else f"{run.run_id}/{job.job_id}/{secrets.token_hex(4)}"  # this delivery
@@ -457,7 +472,7 @@ class RunCoordinator:
         kept = None
         try:
             with self.observer.running(run, job):
-                ended = self._execute(run, job, lease_name, owner, deadline)
+                ended = self._execute(run, job, lease_name, owner, deadline, catalogs or self.catalogs)
                 if ended is not None:
                     self.observer.ended(ended)
             jobs = self.runs.jobs(run.run_id)  # read once, for the schedule and for what is ready now
@@ -481,7 +496,8 @@ class RunCoordinator:
         job.lease_until = now + self.lease
         return self.runs.save_job(job)
 
-    def _execute(self, run: Run, job: Job, lease_name: str, owner: str, deadline: dt.datetime) -> Job | None:
+    def _execute(self, run: Run, job: Job, lease_name: str, owner: str, deadline: dt.datetime,
+                 catalogs: CatalogSource) -> Job | None:
         """Run the job once, until `deadline` at most; returns it as it ended (None: it lost its lease to another
         worker)."""
         saved_at = self.clock.now()  # the claim saved the job and took its lease
@@ -522,7 +538,7 @@ class RunCoordinator:
                 outcome = (dry.engine if dry else self.engine).run(
                     job.mapping, job.direction, job_id=f"{run.run_id}/{job.job_id}", mode=job.mode,
                     resume_from=job.checkpoint, counts=job.counts, on_progress=progress,
-                    deadline=deadline)
+                    deadline=deadline, catalog=catalogs.current())
             finally:
                 if dry is not None:  # what it planned up to a failure, too (the job log tells the failure)
                     self.runs.save_report(run.run_id, job.job_id, merged(reports.get(job.job_id), dry.report()))
