@@ -41,7 +41,7 @@ from .errors import (
     SettingsError,
     SyncError,
 )
-from .facts import INTEGRATION_USER, OWNING_TEAM, Facts
+from .facts import INTEGRATION_USER, OWNING_TEAM, Facts, KeptFacts
 from .failures import failed_again
 from .lookups import LookupResolver
 from .mappings import Catalog
@@ -383,15 +383,15 @@ class SyncEngine:
     def run(self, mapping_name: str, direction: Direction, *, job_id: str, mode: JobMode = JobMode.INCREMENTAL,
             resume_from: dt.datetime | None = None, on_progress: Callable[[Progress], None] | None = None,
             counts: Counts | None = None, deadline: dt.datetime | None = None,
-            catalog: Catalog | None = None) -> JobOutcome:
-        """`catalog`: as the caller read it for this delivery of jobs; else read now (overrides saved since the
-        last read apply from now on)."""
+            catalog: Catalog | None = None, kept_facts: KeptFacts | None = None) -> JobOutcome:
+        """`catalog` and `kept_facts`: as the caller read them for the jobs it runs one after another; else read now
+        (overrides saved since the last read apply from now on)."""
         catalog = catalog or self.catalogs.current()
         mapping = catalog[mapping_name]
         if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
         self._retry_follow_ups(mapping, self.couplings.recover(mapping.name))
-        job = self._new_job(catalog, mapping, direction, job_id, mode, counts, on_progress)
+        job = self._new_job(catalog, mapping, direction, job_id, mode, counts, on_progress, kept_facts)
         with job.facts.in_use():
             try:
                 try:
@@ -437,11 +437,13 @@ class SyncEngine:
         return self._new_job(catalog, mapping, mapping.direction.job_directions()[0], job_id)
 
     def _new_job(self, catalog: Catalog, mapping: TableMapping, direction: Direction, job_id: str,
-             mode: JobMode = JobMode.INCREMENTAL, counts: Counts | None = None, on_progress=None) -> "_Job":
+             mode: JobMode = JobMode.INCREMENTAL, counts: Counts | None = None, on_progress=None,
+             kept_facts: KeptFacts | None = None) -> "_Job":
         """A job that works on records (a run's, or one started on some records); refused while couplings of the
         other unit mode exist (see refuse_mixed_modes)."""
         self.crm.job_started()
-        job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
+        job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress,
+                   kept_facts=kept_facts)
         refuse_mixed_modes(job)
         return job
 
@@ -476,7 +478,7 @@ class _Job:
 
     def __init__(self, engine: SyncEngine, catalog: Catalog, mapping: TableMapping, direction: Direction,
                  job_id: str, mode: JobMode, counts: Counts, on_progress,
-                 states: dict[Direction, JobState] | None = None):
+                 states: dict[Direction, JobState] | None = None, kept_facts: KeptFacts | None = None):
         self.e = engine
         self.catalog = catalog
         self.mapping = mapping
@@ -495,7 +497,7 @@ class _Job:
         self.notes: Counter[str] = Counter()
         self.resolver = LookupResolver(catalog, engine.bc, engine.couplings)
         self.failures = {f.source_id: f for f in engine.errors.list(mapping.name, direction)}
-        self.facts = Facts(engine.state, engine.clock, engine.facts_ttl, self.note)
+        self.facts = Facts(engine.state, engine.clock, engine.facts_ttl, self.note, kept_facts)
         self.integration_user = self.integration_user_id() if self.src_side is Side.CRM else None
         self.rules: MappingRules = mapping.rules or MappingRules()
         self.src_fields = self._field_list(self.src_side, self.src_table)
@@ -1060,7 +1062,7 @@ class _Job:
     def _pass(self, direction: Direction) -> "_Job":
         """An incremental pass of this mapping in `direction` within this job, counted with it."""
         return _Job(self.e, self.catalog, self.mapping, direction, self.job_id, JobMode.INCREMENTAL, self.counts,
-                    self.on_progress, self.states)
+                    self.on_progress, self.states, self.facts.kept)
 
     def _nothing_coupled(self, side: Side) -> bool:
         return next(iter(self.e.couplings.coupled_ids(self.mapping.name, side, page_size=1)), None) is None

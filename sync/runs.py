@@ -23,6 +23,7 @@ from .config import CatalogSource
 from .dryrun import DryRun, carried, merged, shown_report
 from .engine import Counts, JobMode, Progress, SyncEngine
 from .errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TransientError, shown
+from .facts import KeptFacts
 from .mappings import Catalog
 from .model import Direction
 from .planner import plan
@@ -237,18 +238,20 @@ class JobObserver:
         lost, as another worker carries on with it."""
 
 
-class DeliveryCatalog:
-    """The catalogue in force as one delivery of a job message reads it: once, at the first job it runs; the jobs
-    it runs next (see advance) run with it, and an override saved meanwhile applies from the next delivery on."""
+class Delivery:
+    """What one delivery of a job message reads once, at the first job it runs, for the jobs it runs next (see
+    advance): the catalogue in force (an override saved meanwhile applies from the next delivery on) and the kept
+    facts about the services' set-up (sync.facts)."""
 
     def __init__(self, catalogs: CatalogSource):
         self.catalogs = catalogs
-        self.catalog: Catalog | None = None
+        self._catalog: Catalog | None = None
+        self.facts = KeptFacts()
 
-    def current(self) -> Catalog:
-        if self.catalog is None:
-            self.catalog = self.catalogs.current()
-        return self.catalog
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = self.catalogs.current()
+        return self._catalog
 
 
 class LeaseLost(TransientError):
@@ -423,18 +426,18 @@ class RunCoordinator:
         if job is None:
             raise MessageError(f"Run {message.run_id} has no job {shown(message.job_id)}.", field="job")
         deadline = self.clock.now() + self.time_budget
-        chained, held, catalogs = False, None, DeliveryCatalog(self.catalogs)
+        chained, held, delivery = False, None, Delivery(self.catalogs)
         while job is not None:
-            job, held = self._take(run, job, deadline, chained, held, catalogs)
+            job, held = self._take(run, job, deadline, chained, held, delivery)
             chained = True
 
     def _take(self, run: Run, job: Job, deadline: dt.datetime, chained: bool,
-              held: tuple[str, str] | None = None, catalogs: CatalogSource | None = None) \
+              held: tuple[str, str] | None = None, delivery: Delivery | None = None) \
             -> tuple[Job | None, tuple[str, str] | None]:
         """Run `job` if it is due and free; returns the job to run next in this delivery, if any, and the mapping
         lease it may keep. `chained`: the job was made ready by this delivery, whose message for it is only a
         safety net (so none is sent again here). `held`: the lease (name, owner) of this job's mapping that the job
-        before kept for it, renewed instead of released and taken again. `catalogs`: the delivery's (DeliveryCatalog)."""
+        before kept for it, renewed instead of released and taken again. `delivery`: what the jobs run so far read for it."""
         message = self._message(run.run_id, job.job_id)
         now = self.clock.now()
         owner = held[1] if held else f"{run.run_id}/{job.job_id}/{secrets.token_hex(4)}"  # this delivery
@@ -472,7 +475,7 @@ class RunCoordinator:
         kept = None
         try:
             with self.observer.running(run, job):
-                ended = self._execute(run, job, lease_name, owner, deadline, catalogs or self.catalogs)
+                ended = self._execute(run, job, lease_name, owner, deadline, delivery or Delivery(self.catalogs))
                 if ended is not None:
                     self.observer.ended(ended)
             jobs = self.runs.jobs(run.run_id)  # read once, for the schedule and for what is ready now
@@ -497,7 +500,7 @@ class RunCoordinator:
         return self.runs.save_job(job)
 
     def _execute(self, run: Run, job: Job, lease_name: str, owner: str, deadline: dt.datetime,
-                 catalogs: CatalogSource) -> Job | None:
+                 delivery: Delivery) -> Job | None:
         """Run the job once, until `deadline` at most; returns it as it ended (None: it lost its lease to another
         worker)."""
         saved_at = self.clock.now()  # the claim saved the job and took its lease
@@ -538,7 +541,7 @@ class RunCoordinator:
                 outcome = (dry.engine if dry else self.engine).run(
                     job.mapping, job.direction, job_id=f"{run.run_id}/{job.job_id}", mode=job.mode,
                     resume_from=job.checkpoint, counts=job.counts, on_progress=progress,
-                    deadline=deadline, catalog=catalogs.current())
+                    deadline=deadline, catalog=delivery.catalog(), kept_facts=delivery.facts)
             finally:
                 if dry is not None:  # what it planned up to a failure, too (the job log tells the failure)
                     self.runs.save_report(run.run_id, job.job_id, merged(reports.get(job.job_id), dry.report()))
