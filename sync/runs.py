@@ -432,12 +432,13 @@ class RunCoordinator:
             chained = True
 
     def _take(self, run: Run, job: Job, deadline: dt.datetime, chained: bool,
-              held: tuple[str, str] | None = None, delivery: Delivery | None = None) \
-            -> tuple[Job | None, tuple[str, str] | None]:
+              held: tuple[str, str, dt.datetime] | None = None, delivery: Delivery | None = None) \
+            -> tuple[Job | None, tuple[str, str, dt.datetime] | None]:
         """Run `job` if it is due and free; returns the job to run next in this delivery, if any, and the mapping
         lease it may keep. `chained`: the job was made ready by this delivery, whose message for it is only a
-        safety net (so none is sent again here). `held`: the lease (name, owner) of this job's mapping that the job
-        before kept for it, renewed instead of released and taken again. `delivery`: what the jobs run so far read for it."""
+        safety net (so none is sent again here). `held`: the lease (name, owner, when taken) of this job's mapping that
+        the job before kept for it, renewed instead of released and taken again (unless taken so recently that a
+        progress save of this job renews it in time). `delivery`: what the jobs run so far read for it."""
         message = self._message(run.run_id, job.job_id)
         now = self.clock.now()
         owner = held[1] if held else f"{run.run_id}/{job.job_id}/{secrets.token_hex(4)}"  # this delivery
@@ -456,7 +457,8 @@ class RunCoordinator:
         # when they are not, and advance() queues it when it is ready
         if job.status is JobStatus.PENDING and not chained and not self._dependencies_done(job):
             return None, None
-        if not self.leases.acquire(lease_name, owner, now + self.lease):
+        fresh = held is not None and now - held[2] < self.lease / PROGRESS_SAVES_PER_LEASE
+        if not fresh and not self.leases.acquire(lease_name, owner, now + self.lease):
             if not chained:
                 self.queue.send(message, delay_seconds=self.busy_retry_seconds)
             return None, None
@@ -483,9 +485,10 @@ class RunCoordinator:
                 self._record_schedule(ended, run, jobs)
             following = self.advance(run.run_id, jobs, chain=self.clock.now() < deadline - self.time_budget / 2,
                                      run=run)
-            # the next job of the same mapping keeps the lease (renewed when it claims), and nobody else gets in
+            # the next job of the same mapping keeps the lease (renewed when it claims, unless taken just now), and
+            # nobody else gets in
             if ended is not None and following is not None and following.mapping == job.mapping:
-                kept = (lease_name, owner)
+                kept = (lease_name, owner, held[2] if fresh else now)
             return following, kept
         finally:
             if kept is None:
@@ -503,7 +506,7 @@ class RunCoordinator:
                  delivery: Delivery) -> Job | None:
         """Run the job once, until `deadline` at most; returns it as it ended (None: it lost its lease to another
         worker)."""
-        saved_at = self.clock.now()  # the claim saved the job and took its lease
+        saved_at = self.clock.now()  # the claim saved the job and took its lease (or the job before, just now)
         claimed_from = job.checkpoint
         if job.attempts_without_progress > self.max_attempts:
             # the attempts before stopped midway (a worker killed, out of memory) or failed, none saving progress
