@@ -21,11 +21,13 @@ sides to different values is a conflict; a row whose version is the one we wrote
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime as dt
 import hashlib
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
@@ -390,8 +392,12 @@ class SyncEngine:
         mapping = catalog[mapping_name]
         if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
-        self._retry_follow_ups(mapping, self.couplings.recover(mapping.name))
-        job = self._new_job(catalog, mapping, direction, job_id, mode, counts, on_progress, kept_facts)
+        kept_facts = kept_facts or KeptFacts()
+        left, failures, states = self._read_start(mapping, direction, mode, kept_facts)
+        self._retry_follow_ups(mapping, left)
+        # failures are read again where the follow-ups just added some
+        job = self._new_job(catalog, mapping, direction, job_id, mode, counts, on_progress, kept_facts,
+                            None if left else failures, states)
         with job.facts.in_use():
             try:
                 try:
@@ -416,6 +422,26 @@ class SyncEngine:
                 job.facts.drop(job.rules.stales)
             return outcome
 
+    def _read_start(self, mapping: TableMapping, direction: Direction, mode: JobMode, kept_facts: KeptFacts) \
+            -> tuple[list[FollowUp], list[RecordFailure], dict[Direction, JobState]]:
+        """What a job reads before its first row, side by side rather than one after another: the couplings a stopped
+        job left half written (completed now) and its follow-ups, the job's failed records, the mapping's state (a
+        job mapping keeps its own) and the kept facts, unless a job before it in the delivery read them."""
+        reads: dict[str, Callable[[], Any]] = {"left": lambda: self.couplings.recover(mapping.name),
+                                                "failures": lambda: self.errors.list(mapping.name, direction)}
+        if mapping.process is None:
+            reads["state"] = lambda: self.state.job_state(mapping.name, direction,
+                                                          versions=keeps_versions(mapping, direction, mode))
+        if kept_facts.facts is None and self.facts_ttl > dt.timedelta(0):
+            reads["facts"] = self.state.facts
+        with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="job-start") as pool:
+            # each in a copy of this context: the adapters' telemetry counts the requests for this job
+            started = {name: pool.submit(contextvars.copy_context().run, read) for name, read in reads.items()}
+            read = {name: future.result() for name, future in started.items()}
+        if "facts" in read:
+            kept_facts.facts = read["facts"]
+        return read["left"], read["failures"], {direction: read["state"]} if "state" in read else {}
+
     def _retry_follow_ups(self, mapping: TableMapping, left: list[FollowUp]) -> None:
         """New rows whose follow-up writes a stopped job may not have done (see _Page.write) are logged as failed
         records, so the next pass retries them (the follow-up is written idempotently); then their note goes."""
@@ -438,12 +464,13 @@ class SyncEngine:
 
     def _new_job(self, catalog: Catalog, mapping: TableMapping, direction: Direction, job_id: str,
              mode: JobMode = JobMode.INCREMENTAL, counts: Counts | None = None, on_progress=None,
-             kept_facts: KeptFacts | None = None) -> "_Job":
+             kept_facts: KeptFacts | None = None, failures: list[RecordFailure] | None = None,
+             states: dict[Direction, JobState] | None = None) -> "_Job":
         """A job that works on records (a run's, or one started on some records); refused while couplings of the
-        other unit mode exist (see refuse_mixed_modes)."""
+        other unit mode exist (see refuse_mixed_modes). `failures` and `states`: as read already (_read_start)."""
         self.crm.job_started()
-        job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress,
-                   kept_facts=kept_facts)
+        job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress, states,
+                   kept_facts, failures)
         refuse_mixed_modes(job)
         return job
 
@@ -473,12 +500,20 @@ class SyncEngine:
         )) for i in ids]
 
 
+def keeps_versions(mapping: TableMapping, direction: Direction, mode: JobMode) -> bool:
+    """Whether a job keeps known versions (see _Job.keeps_versions): a scheduled BC -> Sales pass of a two-way
+    mapping."""
+    return (mode is JobMode.INCREMENTAL and direction is Direction.TO_CRM
+            and mapping.direction is Direction.BIDIRECTIONAL and not mapping.reread_all)
+
+
 class _Job:
     """The state of one running job; one instance per run of SyncEngine.run."""
 
     def __init__(self, engine: SyncEngine, catalog: Catalog, mapping: TableMapping, direction: Direction,
                  job_id: str, mode: JobMode, counts: Counts, on_progress,
-                 states: dict[Direction, JobState] | None = None, kept_facts: KeptFacts | None = None):
+                 states: dict[Direction, JobState] | None = None, kept_facts: KeptFacts | None = None,
+                 failures: list[RecordFailure] | None = None):
         self.e = engine
         self.catalog = catalog
         self.mapping = mapping
@@ -496,7 +531,8 @@ class _Job:
         self.cap = self.started - engine.watermark_margin
         self.notes: Counter[str] = Counter()
         self.resolver = LookupResolver(catalog, engine.bc, engine.couplings)
-        self.failures = {f.source_id: f for f in engine.errors.list(mapping.name, direction)}
+        self.failures = {f.source_id: f for f in (engine.errors.list(mapping.name, direction) if failures is None
+                                                  else failures)}
         self.facts = Facts(engine.state, engine.clock, engine.facts_ttl, self.note, kept_facts)
         self.integration_user = self.integration_user_id() if self.src_side is Side.CRM else None
         self.rules: MappingRules = mapping.rules or MappingRules()
@@ -523,8 +559,7 @@ class _Job:
         self.page_couplings: dict[str, Coupling] = {}  # the couplings of the rows the current page works on
         # a scheduled BC -> Sales pass of a two-way mapping finds rows of a version it knows unchanged without a
         # lookup, and keeps the versions of those its watermark stops short of (see _keep_known_versions)
-        self.keeps_versions = (mode is JobMode.INCREMENTAL and direction is Direction.TO_CRM
-                               and mapping.direction is Direction.BIDIRECTIONAL and not mapping.reread_all)
+        self.keeps_versions = keeps_versions(mapping, direction, mode)
         # a full job into Business Central of a two-way mapping, or a pass that keeps versions: the version of each
         # BC row that the couplings it read or saved hold (with a snapshot), by lower-case id (see _pass_own_writes)
         self.bc_versions: dict[str, str] | None = (

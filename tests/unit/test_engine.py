@@ -1148,3 +1148,19 @@ def test_a_job_reads_its_state_in_one_go_and_saves_its_end_in_one_go():
     reads, saves = w.state.job_state_reads, w.state.job_state_saves
     w.run("CUSTOMER", TO)  # watermark, pending rows, cursors and known versions read together, written together
     assert (w.state.job_state_reads - reads, w.state.job_state_saves - saves) == (1, 1)
+
+
+def test_a_job_reads_what_it_needs_before_its_first_row_side_by_side():
+    """The couplings' journal, the failed records, the mapping's state and the kept facts: four reads, each waiting
+    here until the four are under way together (one after another, the first would wait in vain)."""
+    import threading
+    w = World()
+    w.customer("C00010", "Adatum")
+    together = threading.Barrier(4, timeout=5)
+    for port, name in ((w.couplings, "recover"), (w.errors, "list"), (w.state, "job_state"), (w.state, "facts")):
+        def first_waits(*args, read=getattr(port, name), waited=[], **kwargs):
+            if not waited:
+                waited.append(together.wait())
+            return read(*args, **kwargs)
+        setattr(port, name, first_waits)
+    assert w.run("CUSTOMER", TO).complete
