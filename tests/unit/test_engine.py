@@ -1109,35 +1109,26 @@ def test_a_job_out_of_time_keeps_the_watermark_of_the_page_it_stopped_at():
     assert not out.complete and out.checkpoint == newest[0] and written == [newest[0]]
 
 
-def test_a_job_that_lost_its_lease_keeps_the_watermark_of_the_pages_it_passed():
+def _lease_lost():
     from sync.runs import LeaseLost
+    return LeaseLost("the lease on CUSTOMER passed to another worker")
+
+
+@pytest.mark.parametrize("stop, pages", [(_lease_lost, 2), (lambda: KeyError("a bug"), 1)],
+                         ids=["lease lost", "a bug"])
+def test_a_job_stopped_by_its_progress_keeps_the_watermark_of_the_pages_it_passed(stop, pages):
     w = World()
     newest = _three_pages_of_customers(w)
     written = _watermarks_written(w)
-    pages = []
+    seen = []
 
     def progress(p):
-        pages.append(p.checkpoint)
-        if len(pages) == 2:
-            raise LeaseLost("the lease on CUSTOMER passed to another worker")
-    with pytest.raises(LeaseLost):
+        seen.append(p.checkpoint)
+        if len(seen) == pages:
+            raise stop()
+    with pytest.raises(type(stop())):
         w.engine.run("CUSTOMER", TO, job_id="j", mode=JobMode.FULL, on_progress=progress)
-    assert written == [newest[1]]
-
-
-def test_a_job_that_crashes_on_a_bug_keeps_the_watermark_of_the_pages_it_passed():
-    w = World()
-    newest = _three_pages_of_customers(w)
-    written = _watermarks_written(w)
-    pages = []
-
-    def progress(p):
-        pages.append(p.checkpoint)
-        if len(pages) == 1:
-            raise KeyError("a bug")
-    with pytest.raises(KeyError):
-        w.engine.run("CUSTOMER", TO, job_id="j", mode=JobMode.FULL, on_progress=progress)
-    assert written == [newest[0]]
+    assert written == [newest[pages - 1]]
 
 
 def test_a_job_reads_its_state_in_one_go_and_saves_its_end_in_one_go():
