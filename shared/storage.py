@@ -66,7 +66,7 @@ from sync.errors import (
     TerminalError,
 )
 from sync.model import Direction, Side
-from sync.ports import Clock, Coupling, Fact, FollowUp, PendingInsert, RecordFailure, WriteBack
+from sync.ports import Clock, Coupling, Fact, FollowUp, JobState, PendingInsert, RecordFailure, WriteBack
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
 from sync.schedule import MappingSchedule
 
@@ -824,22 +824,67 @@ class StateTable:
 
     def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str],
                             replacing: dict[str, str] | None = None) -> None:
-        if isinstance(replacing, KnownVersions):
-            old = replacing.row_keys     # read by this job, under the mapping's lease: still the rows there
-        else:
-            with storage_errors():
-                old = [e["RowKey"] for e in self.table.query_entities(
-                    "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi", select=["PartitionKey", "RowKey"],
-                    parameters={"pk": _key(mapping), **self._versions_range(direction)})]
-        listed = list(versions.items())
-        rows = [{"PartitionKey": _key(mapping), "RowKey": f"versions:{direction.value}:{n:06d}",
-                 "versions": json.dumps(listed[i:i + VERSIONS_PER_ROW])}
-                for n, i in enumerate(range(0, len(listed), VERSIONS_PER_ROW))]
-        # the rows written replace the old ones of their keys; those left over are deleted in the same request
-        # while all fit in one transaction (100 operations: 25,000 versions), else in the next ones
-        written = {row["RowKey"] for row in rows}
-        upserts = [("upsert", row) for row in rows]
-        gone = [{"PartitionKey": _key(mapping), "RowKey": key} for key in old if key not in written]
+        self.save_job_state(mapping, direction, versions=versions, replacing=replacing)
+
+    def job_state(self, mapping: str, direction: Direction, versions: bool = False) -> JobState:
+        """One query of the mapping's partition, for the watermark's row and the ranges of cursors, pending rows and
+        (with `versions`) known versions: eight comparisons of the fifteen a filter may hold."""
+        ranges = {"cursors": ("cursor:", "cursor;"),
+                  "pending": (f"pending:{direction.value}:", f"pending:{direction.value};"),
+                  **({"versions": tuple(self._versions_range(direction).values())} if versions else {})}
+        parameters = {"pk": _key(mapping), "watermark": f"watermark:{direction.value}",
+                      **{f"{name}{end}": bound for name, (lo, hi) in ranges.items()
+                         for end, bound in (("_lo", lo), ("_hi", hi))}}
+        # (the SDK substitutes parameters between spaces: the parentheses stand apart)
+        wanted = " or ".join(["RowKey eq @watermark", *(f"( RowKey ge @{n}_lo and RowKey lt @{n}_hi )" for n in ranges)])
+        with storage_errors():
+            rows = list(self.table.query_entities(f"PartitionKey eq @pk and ( {wanted} )", parameters=parameters))
+        state, version_rows = JobState(), []
+        for e in rows:
+            key = e["RowKey"]
+            if key == parameters["watermark"]:
+                state.watermark = _dt(e.get("value"))
+            elif key.startswith("cursor:"):
+                state.cursors[key[len("cursor:"):]] = e.get("value")
+            elif key.startswith("pending:"):
+                state.pending.append(e["source_id"])
+            else:
+                version_rows.append(e)
+        if versions:
+            state.known_versions = KnownVersions({i: v for e in version_rows for i, v in json.loads(e["versions"])},
+                                                 row_keys=[e["RowKey"] for e in version_rows])
+        return state
+
+    def save_job_state(self, mapping: str, direction: Direction, *, watermark: dt.datetime | None = None,
+                       cursors: dict[str, str] | None = None, versions: dict[str, str] | None = None,
+                       replacing: dict[str, str] | None = None) -> None:
+        """One transaction of the mapping's partition while all fits in one (100 operations: the watermark, the
+        cursors and up to 25,000 known versions), else several."""
+        pk = _key(mapping)
+        upserts = [("upsert", {"PartitionKey": pk, "RowKey": _key(f"cursor:{name}"), "value": value})
+                   for name, value in (cursors or {}).items()]
+        if watermark is not None:
+            upserts.append(("upsert", {"PartitionKey": pk, "RowKey": f"watermark:{direction.value}",
+                                       "value": _iso(watermark)}))
+        gone = []
+        if versions is not None:
+            if isinstance(replacing, KnownVersions):
+                old = replacing.row_keys     # read by this job, under the mapping's lease: still the rows there
+            else:
+                with storage_errors():
+                    old = [e["RowKey"] for e in self.table.query_entities(
+                        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi", select=["PartitionKey", "RowKey"],
+                        parameters={"pk": pk, **self._versions_range(direction)})]
+            listed = list(versions.items())
+            rows = [{"PartitionKey": pk, "RowKey": f"versions:{direction.value}:{n:06d}",
+                     "versions": json.dumps(listed[i:i + VERSIONS_PER_ROW])}
+                    for n, i in enumerate(range(0, len(listed), VERSIONS_PER_ROW))]
+            # the rows written replace the old ones of their keys; those left over are deleted in the same request
+            written = {row["RowKey"] for row in rows}
+            upserts += [("upsert", row) for row in rows]
+            gone = [{"PartitionKey": pk, "RowKey": key} for key in old if key not in written]
+        if not upserts and not gone:
+            return
         try:
             self.transact(upserts + [("delete", key) for key in gone])
         except TableTransactionError:   # a row to delete is gone already: the upserts alone, then the deletes

@@ -72,8 +72,8 @@ class StoredConfiguration:
 
 
 class StoredCatalog:
-    """The built-in mappings with the overrides in Table Storage, read afresh for every run and job
-    (one small query), so a change made through any worker applies to the next job everywhere."""
+    """The built-in mappings with the overrides in Table Storage, read afresh for every run and every delivery of a
+    job message (one small query), so a change made through any worker applies to the next delivery everywhere."""
 
     def __init__(self, store: MappingConfigTable, builtins: Sequence[TableMapping]):
         self.store = store

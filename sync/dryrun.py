@@ -33,6 +33,7 @@ from .ports import (
     ErrorStore,
     Fact,
     FollowUp,
+    JobState,
     NewRow,
     Record,
     RecordFailure,
@@ -296,6 +297,24 @@ class RecordedState:
 
     def watermark(self, mapping: str, direction: Direction) -> dt.datetime | None:
         return self.watermarks.get((mapping, direction)) or self.real.watermark(mapping, direction)
+
+    def job_state(self, mapping: str, direction: Direction, versions: bool = False) -> JobState:
+        stored = self.real.job_state(mapping, direction, versions)
+        self.pendings.setdefault((mapping, direction), set(stored.pending))
+        known = self.known.get((mapping, direction), stored.known_versions)
+        return JobState(self.watermarks.get((mapping, direction)) or stored.watermark,
+                        {**stored.cursors, **{name: value for (m, name), value in self.cursors.items() if m == mapping}},
+                        self.pending(mapping, direction), dict(known) if versions and known is not None else None)
+
+    def save_job_state(self, mapping: str, direction: Direction, *, watermark: dt.datetime | None = None,
+                       cursors: dict[str, str] | None = None, versions: dict[str, str] | None = None,
+                       replacing: dict[str, str] | None = None) -> None:
+        if watermark is not None:
+            self.save_watermark(mapping, direction, watermark)
+        for name, value in (cursors or {}).items():
+            self.save_cursor(mapping, name, value)
+        if versions is not None:
+            self.save_known_versions(mapping, direction, versions)
 
     def advance_watermark(self, mapping: str, direction: Direction, value: dt.datetime) -> None:
         current = self.watermark(mapping, direction)

@@ -5,9 +5,11 @@ Per job:
    with the rows a merge in the opposite direction left pending for this one.
 2. Then the source rows changed since the last run: from Sales, the change feed (rows changed and
    deleted, with its cursor saved after each page); elsewhere the rows changed since the watermark,
-   oldest first, page by page. After each page the watermark advances (never past the job's start minus
-   a safety margin), so an interrupted job resumes where it stopped and a row changed while the job ran
-   is read again next time.
+   oldest first, page by page. After each page the job's watermark advances (never past the job's start minus
+   a safety margin), so a row changed while the job ran is read again next time; it is saved once, when the job
+   ends or stops (failed, out of time, its lease lost), with the feed's cursor and the known versions, so that
+   what it passed is not read again. A worker killed midway saves nothing: its job continues from the checkpoint
+   its job log holds.
 3. Per page: couplings are looked up in bulk, coupled destination rows are read in bulk, lookups
    are resolved in bulk, then every row becomes an insert, an update, unchanged, skipped or failed;
    the writes go to the destination a page at a time, and couplings and errors are saved in bulk.
@@ -19,11 +21,13 @@ sides to different values is a conflict; a row whose version is the one we wrote
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime as dt
 import hashlib
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
@@ -39,7 +43,7 @@ from .errors import (
     SettingsError,
     SyncError,
 )
-from .facts import INTEGRATION_USER, OWNING_TEAM, Facts
+from .facts import INTEGRATION_USER, OWNING_TEAM, Facts, KeptFacts
 from .failures import failed_again
 from .lookups import LookupResolver
 from .mappings import Catalog
@@ -69,6 +73,7 @@ from .ports import (
     Endpoint,
     ErrorStore,
     FollowUp,
+    JobState,
     NewRow,
     PendingInsert,
     Record,
@@ -176,7 +181,6 @@ class _Keep:
 
 
 KEEP = _Keep()
-UNREAD = object()  # a value not read yet
 
 
 @dataclass
@@ -380,21 +384,33 @@ class SyncEngine:
 
     def run(self, mapping_name: str, direction: Direction, *, job_id: str, mode: JobMode = JobMode.INCREMENTAL,
             resume_from: dt.datetime | None = None, on_progress: Callable[[Progress], None] | None = None,
-            counts: Counts | None = None, deadline: dt.datetime | None = None) -> JobOutcome:
-        catalog = self.catalogs.current()  # overrides saved since the last job apply from now on
+            counts: Counts | None = None, deadline: dt.datetime | None = None,
+            catalog: Catalog | None = None, kept_facts: KeptFacts | None = None) -> JobOutcome:
+        """`catalog` and `kept_facts`: as the caller read them for the jobs it runs one after another; else read now
+        (overrides saved since the last read apply from now on)."""
+        catalog = catalog or self.catalogs.current()
         mapping = catalog[mapping_name]
         if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
-        self._retry_follow_ups(mapping, self.couplings.recover(mapping.name))
-        job = self._new_job(catalog, mapping, direction, job_id, mode, counts, on_progress)
+        kept_facts = kept_facts or KeptFacts()
+        left, failures, states = self._read_start(mapping, direction, mode, kept_facts)
+        self._retry_follow_ups(mapping, left)
+        # failures are read again where the follow-ups just added some
+        job = self._new_job(catalog, mapping, direction, job_id, mode, counts, on_progress, kept_facts,
+                            None if left else failures, states)
         with job.facts.in_use():
             try:
-                if mapping.process is not None:
-                    outcome = mapping.process.run(job, deadline)
-                elif mapping.is_option_mapping:
-                    outcome = job.run_option_mapping()
-                else:
-                    outcome = job.run(resume_from, deadline)
+                try:
+                    if mapping.process is not None:
+                        outcome = mapping.process.run(job, deadline)
+                    elif mapping.is_option_mapping:
+                        outcome = job.run_option_mapping()
+                    else:
+                        outcome = job.run(resume_from, deadline)
+                except BaseException:
+                    job.save_state(stopping=True)
+                    raise
+                job.save_state()
             except SyncError as exc:
                 job.facts.drop(job.rules.stales)  # it may have written some rows
                 dropped = [] if exc.transient else job.facts.refused(exc.message)
@@ -405,6 +421,26 @@ class SyncEngine:
             if any(getattr(outcome.counts, name) for name in WRITES):
                 job.facts.drop(job.rules.stales)
             return outcome
+
+    def _read_start(self, mapping: TableMapping, direction: Direction, mode: JobMode, kept_facts: KeptFacts) \
+            -> tuple[list[FollowUp], list[RecordFailure], dict[Direction, JobState]]:
+        """What a job reads before its first row, side by side rather than one after another: the couplings a stopped
+        job left half written (completed now) and its follow-ups, the job's failed records, the mapping's state (a
+        job mapping keeps its own) and the kept facts, unless a job before it in the delivery read them."""
+        reads: dict[str, Callable[[], Any]] = {"left": lambda: self.couplings.recover(mapping.name),
+                                                "failures": lambda: self.errors.list(mapping.name, direction)}
+        if mapping.process is None:
+            reads["state"] = lambda: self.state.job_state(mapping.name, direction,
+                                                          versions=keeps_versions(mapping, direction, mode))
+        if kept_facts.facts is None and self.facts_ttl > dt.timedelta(0):
+            reads["facts"] = self.state.facts
+        with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="job-start") as pool:
+            # each in a copy of this context: the adapters' telemetry counts the requests for this job
+            started = {name: pool.submit(contextvars.copy_context().run, read) for name, read in reads.items()}
+            read = {name: future.result() for name, future in started.items()}
+        if "facts" in read:
+            kept_facts.facts = read["facts"]
+        return read["left"], read["failures"], {direction: read["state"]} if "state" in read else {}
 
     def _retry_follow_ups(self, mapping: TableMapping, left: list[FollowUp]) -> None:
         """New rows whose follow-up writes a stopped job may not have done (see _Page.write) are logged as failed
@@ -427,11 +463,14 @@ class SyncEngine:
         return self._new_job(catalog, mapping, mapping.direction.job_directions()[0], job_id)
 
     def _new_job(self, catalog: Catalog, mapping: TableMapping, direction: Direction, job_id: str,
-             mode: JobMode = JobMode.INCREMENTAL, counts: Counts | None = None, on_progress=None) -> "_Job":
+             mode: JobMode = JobMode.INCREMENTAL, counts: Counts | None = None, on_progress=None,
+             kept_facts: KeptFacts | None = None, failures: list[RecordFailure] | None = None,
+             states: dict[Direction, JobState] | None = None) -> "_Job":
         """A job that works on records (a run's, or one started on some records); refused while couplings of the
-        other unit mode exist (see refuse_mixed_modes)."""
+        other unit mode exist (see refuse_mixed_modes). `failures` and `states`: as read already (_read_start)."""
         self.crm.job_started()
-        job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress)
+        job = _Job(self, catalog, mapping, direction, job_id, mode, counts or Counts(), on_progress, states,
+                   kept_facts, failures)
         refuse_mixed_modes(job)
         return job
 
@@ -461,11 +500,20 @@ class SyncEngine:
         )) for i in ids]
 
 
+def keeps_versions(mapping: TableMapping, direction: Direction, mode: JobMode) -> bool:
+    """Whether a job keeps known versions (see _Job.keeps_versions): a scheduled BC -> Sales pass of a two-way
+    mapping."""
+    return (mode is JobMode.INCREMENTAL and direction is Direction.TO_CRM
+            and mapping.direction is Direction.BIDIRECTIONAL and not mapping.reread_all)
+
+
 class _Job:
     """The state of one running job; one instance per run of SyncEngine.run."""
 
     def __init__(self, engine: SyncEngine, catalog: Catalog, mapping: TableMapping, direction: Direction,
-                 job_id: str, mode: JobMode, counts: Counts, on_progress):
+                 job_id: str, mode: JobMode, counts: Counts, on_progress,
+                 states: dict[Direction, JobState] | None = None, kept_facts: KeptFacts | None = None,
+                 failures: list[RecordFailure] | None = None):
         self.e = engine
         self.catalog = catalog
         self.mapping = mapping
@@ -483,8 +531,9 @@ class _Job:
         self.cap = self.started - engine.watermark_margin
         self.notes: Counter[str] = Counter()
         self.resolver = LookupResolver(catalog, engine.bc, engine.couplings)
-        self.failures = {f.source_id: f for f in engine.errors.list(mapping.name, direction)}
-        self.facts = Facts(engine.state, engine.clock, engine.facts_ttl, self.note)
+        self.failures = {f.source_id: f for f in (engine.errors.list(mapping.name, direction) if failures is None
+                                                  else failures)}
+        self.facts = Facts(engine.state, engine.clock, engine.facts_ttl, self.note, kept_facts)
         self.integration_user = self.integration_user_id() if self.src_side is Side.CRM else None
         self.rules: MappingRules = mapping.rules or MappingRules()
         self.src_fields = self._field_list(self.src_side, self.src_table)
@@ -510,8 +559,7 @@ class _Job:
         self.page_couplings: dict[str, Coupling] = {}  # the couplings of the rows the current page works on
         # a scheduled BC -> Sales pass of a two-way mapping finds rows of a version it knows unchanged without a
         # lookup, and keeps the versions of those its watermark stops short of (see _keep_known_versions)
-        self.keeps_versions = (mode is JobMode.INCREMENTAL and direction is Direction.TO_CRM
-                               and mapping.direction is Direction.BIDIRECTIONAL and not mapping.reread_all)
+        self.keeps_versions = keeps_versions(mapping, direction, mode)
         # a full job into Business Central of a two-way mapping, or a pass that keeps versions: the version of each
         # BC row that the couplings it read or saved hold (with a snapshot), by lower-case id (see _pass_own_writes)
         self.bc_versions: dict[str, str] | None = (
@@ -519,9 +567,13 @@ class _Job:
                 Direction.TO_CRM) and not mapping.reread_all) else None)
         self.known: dict[str, str] | None = None  # the versions that job left for this one: read when first needed
         self.read_at: dict[str, dt.datetime | None] = {}  # a pass that keeps versions: the rows' modified-on, by id
-        # this job's own watermark as read or last raised (UNREAD: not read yet); it holds the mapping's lease,
-        # so nobody else moves it meanwhile
-        self.watermark: dt.datetime | None | object = UNREAD
+        # the mapping's state by direction, each read in one go when first needed, shared with the passes this job
+        # runs in the other direction (_pass); the job holds the mapping's lease, so nobody else moves it meanwhile
+        self.states: dict[Direction, JobState] = {} if states is None else states
+        # what this job moved and saves when it ends or stops (save_state): its watermark, cursors, known versions
+        self.unsaved_watermark: dt.datetime | None = None
+        self.unsaved_cursors: dict[str, str] = {}
+        self.unsaved_versions: dict[str, str] | None = None
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
@@ -664,7 +716,7 @@ class _Job:
         elif self.full or self.mapping.reread_all:
             since = None
         else:
-            since = self.watermark = self.e.state.watermark(self.mapping.name, self.direction)
+            since = self._job_state().watermark
         resume = since  # where a continuation of this job starts: the newest row processed
         # every row is read: their couplings are read once, not looked up page by page
         with self._held() if since is None else nullcontext():
@@ -700,23 +752,24 @@ class _Job:
         """The versions of BC rows a full job into Business Central left coupled (see _pass_own_writes), or that
         the job before found unchanged short of its watermark (see _keep_known_versions)."""
         if self.known is None:
-            self.known = self.e.state.known_versions(self.mapping.name, self.direction) if self.keeps_versions else {}
+            known = self._job_state().known_versions if self.keeps_versions else {}
+            self.known = known if known is not None else self.e.state.known_versions(self.mapping.name,
+                                                                                      self.direction)
         return self.known
 
     def _keep_known_versions(self) -> None:
         """Keeps the versions of the rows this job read, found unchanged or synchronised, that its watermark has not
         passed: the next run reads them again (its read starts at the watermark, which stops a margin short of the
         job's start) and finds them unchanged without looking their couplings up. The versions of rows it passed
-        are dropped, so the set holds only the newest rows. Written only when it changed; a job that read no rows
-        leaves it as it is."""
+        are dropped, so the set holds only the newest rows. Written only when it changed, with the watermark
+        (save_state); a job that read no rows leaves it as it is."""
         if self.known is None or not self.keeps_versions:
             return
-        mark = self.watermark if self.watermark is not UNREAD else self.e.state.watermark(self.mapping.name,
-                                                                                         self.direction)
+        mark = self._job_state().watermark
         keep = {row_id: etag for row_id, etag in self.bc_versions.items() if row_id in self.read_at and (
             mark is None or self.read_at[row_id] is None or self.read_at[row_id] >= mark)}
         if keep != self.known:
-            self.e.state.save_known_versions(self.mapping.name, self.direction, keep, replacing=self.known)
+            self.unsaved_versions = keep
 
     def _know_versions(self, couplings: Iterable[Coupling]) -> None:
         """Remembers the BC version these couplings hold, where the BC -> Sales pass would find a row of that
@@ -776,7 +829,7 @@ class _Job:
         is then this job's to carry: coupled rows synchronised before whose version changed since (edited while
         the BC -> Sales pass ran) are synchronised, not left alone as a coupling job otherwise leaves them."""
         return (self.mode is JobMode.COUPLE and self.src_side is Side.CRM and resume_from is None
-                and self.mapping.sync_after_coupling and self.e.state.cursor(self.mapping.name, FEED_CURSOR) is None)
+                and self.mapping.sync_after_coupling and self._job_state().cursors.get(FEED_CURSOR) is None)
 
     def _advance(self, page: list[Record], resume: dt.datetime | None) -> dt.datetime | None:
         """The newest modified-on seen so far. The mapping's watermark follows it, but never passes the
@@ -790,12 +843,52 @@ class _Job:
         return newest if resume is None else max(resume, newest)
 
     def _raise_watermark(self, value: dt.datetime) -> None:
-        """Raises this job's watermark to `value`: read once per job, written only when it moves."""
-        if self.watermark is UNREAD:
-            self.watermark = self.e.state.watermark(self.mapping.name, self.direction)
-        if self.watermark is None or value > self.watermark:
-            self.e.state.save_watermark(self.mapping.name, self.direction, value)
-            self.watermark = value
+        """Raises this job's watermark to `value`, saved once, when the job ends or stops (save_state)."""
+        state = self._job_state()
+        if state.watermark is None or value > state.watermark:
+            state.watermark = self.unsaved_watermark = value
+
+    def _job_state(self, direction: Direction | None = None) -> JobState:
+        """The mapping's state in `direction` (this job's by default), read in one request when first needed."""
+        direction = direction or self.direction
+        if direction not in self.states:
+            self.states[direction] = self.e.state.job_state(
+                self.mapping.name, direction, versions=self.keeps_versions and direction is self.direction)
+        return self.states[direction]
+
+    def _save_cursor(self, name: str, value: str) -> None:
+        """Moves one of the mapping's cursors, saved with the watermark (save_state)."""
+        self._job_state().cursors[name] = self.unsaved_cursors[name] = value
+
+    def _mark_pending(self, direction: Direction, ids: list[str]) -> None:
+        """Rows for a pass in `direction` whatever their version, saved at once (a crash must not lose them)."""
+        self.e.state.mark_pending(self.mapping.name, direction, ids)
+        if direction in self.states:
+            state = self.states[direction]
+            state.pending = list(dict.fromkeys([*state.pending, *ids]))
+
+    def _clear_pending(self, direction: Direction, ids: list[str]) -> None:
+        self.e.state.clear_pending(self.mapping.name, direction, ids)
+        if direction in self.states:
+            done = set(ids)
+            self.states[direction].pending = [i for i in self.states[direction].pending if i not in done]
+
+    def save_state(self, stopping: bool = False) -> None:
+        """Saves what this job moved, in one write: its watermark, cursors and known versions. `stopping`: the job
+        failed, ran into a bug or lost its lease; what it passed is saved all the same, so that the next run does
+        not read it again, and a failure to save it is left at that (the job's own error is what it reports; the
+        next run reads those rows again)."""
+        if self.unsaved_watermark is None and not self.unsaved_cursors and self.unsaved_versions is None:
+            return
+        try:
+            self.e.state.save_job_state(self.mapping.name, self.direction, watermark=self.unsaved_watermark,
+                                        cursors=self.unsaved_cursors or None, versions=self.unsaved_versions,
+                                        replacing=self.known)
+        except SyncError:
+            if not stopping:
+                raise
+            return
+        self.unsaved_watermark, self.unsaved_cursors, self.unsaved_versions = None, {}, None
 
     # -- the Sales change feed ---------------------------------------------------------------------
     # Where a Dataverse table tracks changes, one feed (a delta link) tells the rows changed and deleted
@@ -814,7 +907,7 @@ class _Job:
     def _feed(self, page_size: int) -> tuple[ChangeFeed | None, bool]:
         """The feed from where the mapping's last reader left it (None: the table tracks no changes),
         and whether this job takes its changed rows."""
-        cursor = self.e.state.cursor(self.mapping.name, FEED_CURSOR)
+        cursor = self._job_state().cursors.get(FEED_CURSOR)
         if self.src_side is Side.CRM:
             feed = self.e.crm.changes(self.src_table, self.src_fields, cursor, where=self.mapping.crm_filter,
                                       page_size=page_size, not_modified_by=self._not_modified_by())
@@ -846,7 +939,7 @@ class _Job:
                 if not feed.complete:
                     for ids in self.e.couplings.coupled_ids(self.mapping.name, Side.CRM):
                         self._deleted(Side.CRM, [i for i in ids if i.lower() not in present])
-                self.e.state.save_cursor(self.mapping.name, FEED_CURSOR, page.cursor)
+                self._save_cursor(FEED_CURSOR, page.cursor)
             self.on_progress(Progress(self.counts, resume))
             # out of time: a continuation goes on from the saved cursor (a full read is not cut short here:
             # its continuation would start from the checkpoint instead)
@@ -863,12 +956,11 @@ class _Job:
     def has_work(self) -> bool:
         """Would this job do anything now? A few cheap reads, so that a mapping held after a quiet run
         is woken by changes on either side instead of waiting for its inactivity timeout."""
-        name, state = self.mapping.name, self.e.state
-        watermark = state.watermark(name, self.direction)
+        watermark = self._job_state().watermark
         if self.mapping.is_option_mapping:
             newest = next(iter(self.src.read_changed(self.src_table, [], since=watermark, limit=PEEK_ROWS)), [])
             return any(watermark is None or (r.modified_on and r.modified_on > watermark) for r in newest)
-        if (self.mapping.reread_all or state.pending(name, self.direction)
+        if (self.mapping.reread_all or self._job_state().pending
                 or any(not f.skipped for f in self.failures.values())):
             return True
         peek = self._peek_feed() if self._reads_feed() else None
@@ -893,7 +985,7 @@ class _Job:
     def _process_forced(self) -> set[str]:
         """Records that failed earlier are tried again first, changed or not, and so are
         rows a merge left pending for this direction."""
-        pending = self.e.state.pending(self.mapping.name, self.direction)
+        pending = list(self._job_state().pending)
         # rows are marked pending while coupled; one uncoupled since (its coupling removed by a deletion-conflict
         # resolution in a job stopped before the mark was cleared) is not created here, unless it was being
         # restored (then matched first: it finds the row an earlier attempt created)
@@ -903,7 +995,7 @@ class _Job:
                                  + [i for i in pending if i in coupled or restoring]))
         self._process_ids(ids)
         if pending:
-            self.e.state.clear_pending(self.mapping.name, self.direction, pending)
+            self._clear_pending(self.direction, pending)
         self._let_go_deleted([sid for sid, f in self.failures.items() if f.skipped])
         return set(ids) | set(pending)
 
@@ -947,7 +1039,7 @@ class _Job:
         with the forced rows; marked pending first, so that a crash before then does not lose them."""
         changed = self.rules.unversioned_changes(self)
         if changed:
-            self.e.state.mark_pending(self.mapping.name, self.direction, changed)
+            self._mark_pending(self.direction, changed)
 
     # -- deletions ------------------------------------------------------------------------------
 
@@ -973,7 +1065,7 @@ class _Job:
             return  # a coupling job leaves coupled rows alone: the next scheduled run checks them
         # (a full synchronisation's coupling with nothing coupled before it has nothing to check until the
         # next interval, so the first scheduled run after it is as cheap as any other)
-        self.e.state.save_cursor(self.mapping.name, f"reconciled:{side.value}", self.started.isoformat())
+        self._save_cursor(f"reconciled:{side.value}", self.started.isoformat())
 
     def _deleted(self, side: Side, gone: list[str]) -> None:
         """Coupled rows deleted on `side`: where the mapping writes to that side, the coupled source row goes
@@ -994,24 +1086,24 @@ class _Job:
     def _hand_over(self, direction: Direction, ids: list[str]) -> None:
         """Rows for `direction`'s pass, marked pending first so that a crash in between loses nothing. A
         later job of this run takes them with its forced rows; otherwise they are processed now."""
-        self.e.state.mark_pending(self.mapping.name, direction, ids)
+        self._mark_pending(direction, ids)
         order = self.mapping.direction.job_directions()
         if order.index(direction) > order.index(self.direction):
             return
         worker = self if direction is self.direction and self.mode is not JobMode.COUPLE else self._pass(direction)
         worker._process_ids(ids)
-        self.e.state.clear_pending(self.mapping.name, direction, ids)
+        self._clear_pending(direction, ids)
 
     def _pass(self, direction: Direction) -> "_Job":
         """An incremental pass of this mapping in `direction` within this job, counted with it."""
         return _Job(self.e, self.catalog, self.mapping, direction, self.job_id, JobMode.INCREMENTAL, self.counts,
-                    self.on_progress)
+                    self.on_progress, self.states, self.facts.kept)
 
     def _nothing_coupled(self, side: Side) -> bool:
         return next(iter(self.e.couplings.coupled_ids(self.mapping.name, side, page_size=1)), None) is None
 
     def _reconcile_due(self, side: Side) -> bool:
-        last = self.e.state.cursor(self.mapping.name, f"reconciled:{side.value}")
+        last = self._job_state().cursors.get(f"reconciled:{side.value}")
         return last is None or self.started - dt.datetime.fromisoformat(last) >= self.e.reconcile_every
 
     def _deletions_waiting(self, feed_looked: bool) -> bool:
@@ -1026,7 +1118,7 @@ class _Job:
     def _peek_feed(self) -> tuple[bool, bool] | None:
         """A look at the first page of the change feed, which is left where it is: whether it holds rows to
         process or coupled rows deleted, and whether it tells this job's changes. None: no feed yet."""
-        if self.e.state.cursor(self.mapping.name, FEED_CURSOR) is None:
+        if self._job_state().cursors.get(FEED_CURSOR) is None:
             return None
         feed, takes = self._feed(PEEK_ROWS)
         if feed is None:
@@ -1754,7 +1846,7 @@ class _Page:
                                             retried=row.id in job.failures))
         if self.pending:  # before the couplings: a crash in between must not lose the pending mark
             opposite = Direction.FROM_CRM if job.direction is Direction.TO_CRM else Direction.TO_CRM
-            job.e.state.mark_pending(job.mapping.name, opposite, self.pending)
+            job._mark_pending(opposite, self.pending)
         if self.removed:
             job.e.couplings.delete_many(self.removed)
             for coupling in self.removed if job.bc_versions is not None else ():

@@ -3,7 +3,8 @@
 A scheduled run may start in a worker that ran nothing before (Functions scale to zero between runs), and
 each job would read the same set-up again: who bcsync acts as in Dataverse, the Business Central company's
 name, its local currency. Such a fact is kept with the time it was read and used while younger than the
-time to live; a job reads all kept facts at most once, in one query, when it first needs one.
+time to live; a job reads all kept facts at most once, in one query, when it first needs one, and the jobs one
+delivery of a job message runs one after another read them once between them (KeptFacts).
 
 Reference rows that mappings write or couple (a currency, a price list) are facts only as long as nothing
 changes them: a job of a mapping that may change one drops it when it wrote (`MappingRules.stales`), and a fact
@@ -37,18 +38,30 @@ REFUSABLE: dict[str, Callable[[Any], str]] = {BC_COMPANY_NAME: str, OWNING_TEAM:
 _running: contextvars.ContextVar["Facts | None"] = contextvars.ContextVar("bcsync_facts", default=None)
 
 
-class Facts:
-    """The facts one job sees: the kept ones, read once when first needed, and those it reads afresh."""
+class KeptFacts:
+    """The kept facts as read for one or more jobs in a row (None: not read yet). Each job still looks at their age,
+    and what one job saves or drops the next one sees."""
 
-    def __init__(self, state: StateStore, clock: Clock, ttl: dt.timedelta, note: Callable[[str], None]):
+    def __init__(self):
+        self.facts: dict[str, Fact] | None = None
+
+
+class Facts:
+    """The facts one job sees: the kept ones, read once when first needed (or by a job before it in the same
+    delivery, `kept`), and those it reads afresh."""
+
+    def __init__(self, state: StateStore, clock: Clock, ttl: dt.timedelta, note: Callable[[str], None],
+                 kept: KeptFacts | None = None):
         self.state, self.clock, self.ttl, self.note = state, clock, ttl, note
-        self._kept: dict[str, Fact] | None = None
+        self.kept = kept or KeptFacts()
         self._read: set[str] = set()
+        self._used = False  # whether this job looked at the kept facts
 
     def _facts(self) -> dict[str, Fact]:
-        if self._kept is None:
-            self._kept = self.state.facts() if self.ttl > dt.timedelta(0) else {}
-        return self._kept
+        self._used = True
+        if self.kept.facts is None:
+            self.kept.facts = self.state.facts() if self.ttl > dt.timedelta(0) else {}
+        return self.kept.facts
 
     def get(self, name: str, read: Callable[[], Any], fits: Callable[[Any], bool] = lambda value: True) -> Any:
         """The fact `name`: as kept while it is fresh (and `fits` it, where it derives from another fact),
@@ -79,7 +92,7 @@ class Facts:
     def refused(self, message: str) -> list[str]:
         """A service refused a request as unknown or bad: a kept fact it names (a company, a reference row)
         is wrong and dropped. Returns what was dropped, as told in the job log."""
-        kept = self._kept or {}  # a job that used no fact was not built from one
+        kept = (self.kept.facts if self._used else None) or {}  # a job that used no fact was not built from one
         told = []
         for name, value in [(n, named(kept[n].value)) for n, named in REFUSABLE.items() if n in kept]:
             if value and value.lower() in message.lower():

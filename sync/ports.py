@@ -290,7 +290,30 @@ class Fact:
     read_at: dt.datetime
 
 
+@dataclass
+class JobState:
+    """What a job of one mapping and direction reads of the state store, in one read when it first needs it: the
+    watermark of its direction, the mapping's cursors (by name), the rows pending for its direction and, where asked
+    for, its known versions (None: not asked for)."""
+
+    watermark: dt.datetime | None = None
+    cursors: dict[str, str] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)
+    known_versions: dict[str, str] | None = None
+
+
 class StateStore(Protocol):
+    def job_state(self, mapping: str, direction: Direction, versions: bool = False) -> JobState:
+        """The watermark, cursors and pending rows of a mapping and direction, with its known versions when
+        `versions`: one request where the store allows."""
+
+    def save_job_state(self, mapping: str, direction: Direction, *, watermark: dt.datetime | None = None,
+                       cursors: dict[str, str] | None = None, versions: dict[str, str] | None = None,
+                       replacing: dict[str, str] | None = None) -> None:
+        """What a job leaves for the next one, written together (one request where the store allows): its watermark
+        and cursors, and its known versions replacing those it read (`replacing`, as save_known_versions takes
+        it); None leaves a part as it is."""
+
     def watermark(self, mapping: str, direction: Direction) -> dt.datetime | None:
         ...
 

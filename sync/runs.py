@@ -23,6 +23,7 @@ from .config import CatalogSource
 from .dryrun import DryRun, carried, merged, shown_report
 from .engine import Counts, JobMode, Progress, SyncEngine
 from .errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TransientError, shown
+from .facts import KeptFacts
 from .mappings import Catalog
 from .model import Direction
 from .planner import plan
@@ -237,6 +238,22 @@ class JobObserver:
         lost, as another worker carries on with it."""
 
 
+class Delivery:
+    """What one delivery of a job message reads once, at the first job it runs, for the jobs it runs next (see
+    advance): the catalogue in force (an override saved meanwhile applies from the next delivery on) and the kept
+    facts about the services' set-up (sync.facts)."""
+
+    def __init__(self, catalogs: CatalogSource):
+        self.catalogs = catalogs
+        self._catalog: Catalog | None = None
+        self.facts = KeptFacts()
+
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = self.catalogs.current()
+        return self._catalog
+
+
 class LeaseLost(TransientError):
     """Another worker took the job over (our lease expired); stop without saving anything more."""
 
@@ -409,17 +426,19 @@ class RunCoordinator:
         if job is None:
             raise MessageError(f"Run {message.run_id} has no job {shown(message.job_id)}.", field="job")
         deadline = self.clock.now() + self.time_budget
-        chained, held = False, None
+        chained, held, delivery = False, None, Delivery(self.catalogs)
         while job is not None:
-            job, held = self._take(run, job, deadline, chained, held)
+            job, held = self._take(run, job, deadline, chained, held, delivery)
             chained = True
 
     def _take(self, run: Run, job: Job, deadline: dt.datetime, chained: bool,
-              held: tuple[str, str] | None = None) -> tuple[Job | None, tuple[str, str] | None]:
+              held: tuple[str, str, dt.datetime] | None = None, delivery: Delivery | None = None) \
+            -> tuple[Job | None, tuple[str, str, dt.datetime] | None]:
         """Run `job` if it is due and free; returns the job to run next in this delivery, if any, and the mapping
         lease it may keep. `chained`: the job was made ready by this delivery, whose message for it is only a
-        safety net (so none is sent again here). `held`: the lease (name, owner) of this job's mapping that the job
-        before kept for it, renewed instead of released and taken again."""
+        safety net (so none is sent again here). `held`: the lease (name, owner, when taken) of this job's mapping that
+        the job before kept for it, renewed instead of released and taken again (unless taken so recently that a
+        progress save of this job renews it in time). `delivery`: what the jobs run so far read for it."""
         message = self._message(run.run_id, job.job_id)
         now = self.clock.now()
         owner = held[1] if held else f"{run.run_id}/{job.job_id}/{secrets.token_hex(4)}"  # this delivery
@@ -438,7 +457,8 @@ class RunCoordinator:
         # when they are not, and advance() queues it when it is ready
         if job.status is JobStatus.PENDING and not chained and not self._dependencies_done(job):
             return None, None
-        if not self.leases.acquire(lease_name, owner, now + self.lease):
+        fresh = held is not None and now - held[2] < self.lease / PROGRESS_SAVES_PER_LEASE
+        if not fresh and not self.leases.acquire(lease_name, owner, now + self.lease):
             if not chained:
                 self.queue.send(message, delay_seconds=self.busy_retry_seconds)
             return None, None
@@ -457,7 +477,7 @@ class RunCoordinator:
         kept = None
         try:
             with self.observer.running(run, job):
-                ended = self._execute(run, job, lease_name, owner, deadline)
+                ended = self._execute(run, job, lease_name, owner, deadline, delivery or Delivery(self.catalogs))
                 if ended is not None:
                     self.observer.ended(ended)
             jobs = self.runs.jobs(run.run_id)  # read once, for the schedule and for what is ready now
@@ -465,9 +485,10 @@ class RunCoordinator:
                 self._record_schedule(ended, run, jobs)
             following = self.advance(run.run_id, jobs, chain=self.clock.now() < deadline - self.time_budget / 2,
                                      run=run)
-            # the next job of the same mapping keeps the lease (renewed when it claims), and nobody else gets in
+            # the next job of the same mapping keeps the lease (renewed when it claims, unless taken just now), and
+            # nobody else gets in
             if ended is not None and following is not None and following.mapping == job.mapping:
-                kept = (lease_name, owner)
+                kept = (lease_name, owner, held[2] if fresh else now)
             return following, kept
         finally:
             if kept is None:
@@ -481,10 +502,11 @@ class RunCoordinator:
         job.lease_until = now + self.lease
         return self.runs.save_job(job)
 
-    def _execute(self, run: Run, job: Job, lease_name: str, owner: str, deadline: dt.datetime) -> Job | None:
+    def _execute(self, run: Run, job: Job, lease_name: str, owner: str, deadline: dt.datetime,
+                 delivery: Delivery) -> Job | None:
         """Run the job once, until `deadline` at most; returns it as it ended (None: it lost its lease to another
         worker)."""
-        saved_at = self.clock.now()  # the claim saved the job and took its lease
+        saved_at = self.clock.now()  # the claim saved the job and took its lease (or the job before, just now)
         claimed_from = job.checkpoint
         if job.attempts_without_progress > self.max_attempts:
             # the attempts before stopped midway (a worker killed, out of memory) or failed, none saving progress
@@ -522,7 +544,7 @@ class RunCoordinator:
                 outcome = (dry.engine if dry else self.engine).run(
                     job.mapping, job.direction, job_id=f"{run.run_id}/{job.job_id}", mode=job.mode,
                     resume_from=job.checkpoint, counts=job.counts, on_progress=progress,
-                    deadline=deadline)
+                    deadline=deadline, catalog=delivery.catalog(), kept_facts=delivery.facts)
             finally:
                 if dry is not None:  # what it planned up to a failure, too (the job log tells the failure)
                     self.runs.save_report(run.run_id, job.job_id, merged(reports.get(job.job_id), dry.report()))

@@ -14,7 +14,8 @@ from typing import Sequence
 from simulators.odata import compile_filter
 from sync.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
 from sync.model import BcTable, Direction, OptionSet, Side
-from sync.ports import ChangeFeed, Coupling, FeedPage, NewRow, Record, RecordFailure, RowChange, WriteResult
+from sync.ports import (ChangeFeed, Coupling, FeedPage, JobState, NewRow, Record, RecordFailure, RowChange,
+                        WriteResult)
 from sync.runs import Job, JobMessage, Run
 
 
@@ -283,6 +284,7 @@ class FakeState:
         self.leases: dict[str, tuple[str, dt.datetime]] = {}
         self.kept_facts: dict = {}
         self.fact_reads = 0
+        self.job_state_reads = self.job_state_saves = 0
         self.cursors: dict[tuple[str, str], str] = {}
         self.versions: dict[tuple[str, Direction], dict[str, str]] = {}
         self.schedule_rows: dict = {}
@@ -292,6 +294,21 @@ class FakeState:
 
     def watermark(self, mapping, direction):
         return self.marks.get((mapping, direction))
+
+    def job_state(self, mapping, direction, versions=False):
+        self.job_state_reads += 1
+        return JobState(self.marks.get((mapping, direction)),
+                        {name: value for (m, name), value in self.cursors.items() if m == mapping},
+                        self.pending(mapping, direction), self.known_versions(mapping, direction) if versions else None)
+
+    def save_job_state(self, mapping, direction, *, watermark=None, cursors=None, versions=None, replacing=None):
+        self.job_state_saves += 1
+        if watermark is not None:
+            self.marks[(mapping, direction)] = watermark
+        for name, value in (cursors or {}).items():
+            self.cursors[(mapping, name)] = value
+        if versions is not None:
+            self.versions[(mapping, direction)] = dict(versions)
 
     def advance_watermark(self, mapping, direction, value):
         old = self.marks.get((mapping, direction))

@@ -1047,3 +1047,111 @@ def test_a_row_another_company_took_first_loses_this_companys_coupling():
     assert out.counts.failed == 1 and out.counts.uncoupled == 1 and w.couplings.all("CUSTOMER") == {}
     [failure] = w.errors.list("CUSTOMER", TO)
     assert failure.source_id == adatum and "another company took it" in failure.message
+
+
+# -- the watermark: saved once per job, and on every stop path what the job passed --------------------------------
+
+def _watermarks_written(w):
+    """The watermarks of CUSTOMER BC -> Sales the state store is given, in order, by any of its methods."""
+    written = []
+    save_watermark, save_job_state = w.state.save_watermark, w.state.save_job_state
+
+    def saved(mapping, direction, value):
+        written.append(value)
+        save_watermark(mapping, direction, value)
+
+    def saved_with_state(mapping, direction, **parts):
+        if parts.get("watermark") is not None:
+            written.append(parts["watermark"])
+        save_job_state(mapping, direction, **parts)
+    w.state.save_watermark, w.state.save_job_state = saved, saved_with_state
+    return written
+
+
+def _three_pages_of_customers(w):
+    """Six customers changed after the last run, three pages of two: the modified-on of each page's newest row."""
+    ids = [w.customer(f"C{i:05d}", f"Customer {i}") for i in range(6)]
+    w.clock.tick(120)  # past the safety margin of the job that reads them
+    return [w.bc.rows(BC_CUSTOMER)[ids[i]]["modified_on"] for i in (1, 3, 5)]
+
+
+def test_a_job_saves_its_watermark_once_however_many_pages_it_reads():
+    w = World()
+    newest = _three_pages_of_customers(w)
+    written = _watermarks_written(w)
+    out = w.engine.run("CUSTOMER", TO, job_id="j", mode=JobMode.FULL)
+    assert out.complete and out.counts.inserted == 6
+    assert written == [newest[2]]
+
+
+def test_a_job_that_fails_midway_keeps_the_watermark_of_the_pages_it_passed():
+    w = World()
+    newest = _three_pages_of_customers(w)
+    written = _watermarks_written(w)
+    real_insert, calls = w.crm.insert, []
+
+    def failing_third_page(table, rows, fields):
+        calls.append(rows)
+        if len(calls) == 3:
+            raise ServiceUnavailableError("503")
+        return real_insert(table, rows, fields)
+    w.crm.insert = failing_third_page
+    with pytest.raises(ServiceUnavailableError):
+        w.engine.run("CUSTOMER", TO, job_id="j", mode=JobMode.FULL)
+    assert written == [newest[1]]   # the third page is read again by the next job, the first two are not
+
+
+def test_a_job_out_of_time_keeps_the_watermark_of_the_page_it_stopped_at():
+    w = World()
+    newest = _three_pages_of_customers(w)
+    written = _watermarks_written(w)
+    out = w.engine.run("CUSTOMER", TO, job_id="j", mode=JobMode.FULL, deadline=w.clock.now() - dt.timedelta(seconds=1))
+    assert not out.complete and out.checkpoint == newest[0] and written == [newest[0]]
+
+
+def _lease_lost():
+    from sync.runs import LeaseLost
+    return LeaseLost("the lease on CUSTOMER passed to another worker")
+
+
+@pytest.mark.parametrize("stop, pages", [(_lease_lost, 2), (lambda: KeyError("a bug"), 1)],
+                         ids=["lease lost", "a bug"])
+def test_a_job_stopped_by_its_progress_keeps_the_watermark_of_the_pages_it_passed(stop, pages):
+    w = World()
+    newest = _three_pages_of_customers(w)
+    written = _watermarks_written(w)
+    seen = []
+
+    def progress(p):
+        seen.append(p.checkpoint)
+        if len(seen) == pages:
+            raise stop()
+    with pytest.raises(type(stop())):
+        w.engine.run("CUSTOMER", TO, job_id="j", mode=JobMode.FULL, on_progress=progress)
+    assert written == [newest[pages - 1]]
+
+
+def test_a_job_reads_its_state_in_one_go_and_saves_its_end_in_one_go():
+    w = World()
+    _three_pages_of_customers(w)
+    w.run("CUSTOMER", TO, full=True)
+    w.bc.edit(BC_CUSTOMER, next(iter(w.bc.rows(BC_CUSTOMER))), displayName="Renamed")
+    reads, saves = w.state.job_state_reads, w.state.job_state_saves
+    w.run("CUSTOMER", TO)  # watermark, pending rows, cursors and known versions read together, written together
+    assert (w.state.job_state_reads - reads, w.state.job_state_saves - saves) == (1, 1)
+
+
+def test_a_job_reads_what_it_needs_before_its_first_row_side_by_side():
+    """The couplings' journal, the failed records, the mapping's state and the kept facts: four reads, each waiting
+    here until the four are under way together (one after another, the first would wait in vain)."""
+    import threading
+    w = World()
+    w.customer("C00010", "Adatum")
+    together = threading.Barrier(4, timeout=5)
+    for port, name in ((w.couplings, "recover"), (w.errors, "list"), (w.state, "job_state"), (w.state, "facts")):
+        def first_waits(*args, read=getattr(port, name), waited=[], **kwargs):
+            if not waited:
+                waited.append(together.wait())
+            return read(*args, **kwargs)
+        setattr(port, name, first_waits)
+    assert w.run("CUSTOMER", TO).complete

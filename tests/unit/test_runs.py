@@ -499,3 +499,24 @@ def test_a_chained_job_of_another_mapping_does_not_keep_the_lease():
     following, kept = _first_job(h, run, "SALESPEOPLE:from-crm")
     assert following.job_id == "CUSTOMER:to-crm" and kept is None
     assert "mapping:SALESPEOPLE" not in h.w.state.leases
+
+
+def test_a_kept_lease_taken_just_now_is_not_renewed_by_the_next_job_and_one_taken_a_while_ago_is():
+    h = Harness()
+    run = _customer_run(h)
+    following, kept = _first_job(h, run, "CUSTOMER:to-crm")
+    acquired = []
+    acquire = h.w.state.acquire
+    h.w.state.acquire = lambda *args: acquired.append(args) or acquire(*args)
+    deadline = h.w.clock.now() + h.coordinator.time_budget
+    assert h.coordinator._take(h.runs.get(run.run_id), following, deadline, True, kept) == (None, None)
+    assert acquired == [] and h.runs.get_job(run.run_id, "CUSTOMER:from-crm").status is JobStatus.DONE
+    assert "mapping:CUSTOMER" not in h.w.state.leases                   # released at the end all the same
+
+    again = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
+    following, kept = _first_job(h, again, "CUSTOMER:to-crm")
+    acquired.clear()
+    h.w.clock.tick(h.coordinator.lease.total_seconds() / 20)            # as long as a progress save waits
+    deadline = h.w.clock.now() + h.coordinator.time_budget
+    assert h.coordinator._take(h.runs.get(again.run_id), following, deadline, True, kept) == (None, None)
+    assert [name for name, *_ in acquired] == ["mapping:CUSTOMER"]       # renewed before the job ran
