@@ -846,6 +846,15 @@ class StateTable:
             self.transact(upserts)      # one by one where they fail (_delete)
             _delete(self.storage, self.table, [[key] for key in gone])
 
+    def add_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
+        # rows of their own, under keys nobody else writes and sorted after the job's own (which they outdate):
+        # read with those, and replaced with them by the job's save_known_versions when it read them
+        added = f"versions:{direction.value}:added:{uuid.uuid4().hex}"
+        listed = list(versions.items())
+        self.transact([("upsert", {"PartitionKey": _key(mapping), "RowKey": f"{added}:{n:06d}",
+                                   "versions": json.dumps(listed[i:i + VERSIONS_PER_ROW])})
+                       for n, i in enumerate(range(0, len(listed), VERSIONS_PER_ROW))])
+
     @staticmethod
     def _versions_range(direction: Direction) -> dict[str, str]:
         return {"lo": f"versions:{direction.value}:", "hi": f"versions:{direction.value};"}
