@@ -9,6 +9,8 @@
 | <p>state         | mapping      | writeback:<row id>          | a write-back to Sales begun, not finished  |
 | <p>state         | mapping      | inserting:<source id>       | a Business Central insert sent, not coupled |
 | <p>state         | mapping      | versions:<direction>:<n>    | versions a full job left, ids and versions  |
+| <p>state         | mapping      | versions:<direction>:added: | versions another mapping's job added (a     |
+|                  |              | <uuid>:<n>                  | rule's writes), until the job reads them   |
 | <p>state         | lease        | <name>                      | who holds a lease, until when              |
 | <p>state         | facts        | <name>                      | a fact about a service's set-up, read when |
 | <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
