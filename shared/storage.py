@@ -9,6 +9,8 @@
 | <p>state         | mapping      | writeback:<row id>          | a write-back to Sales begun, not finished  |
 | <p>state         | mapping      | inserting:<source id>       | a Business Central insert sent, not coupled |
 | <p>state         | mapping      | versions:<direction>:<n>    | versions a full job left, ids and versions  |
+| <p>state         | mapping      | versions:<direction>:added: | versions another mapping's job added (a     |
+|                  |              | <uuid>:<n>                  | rule's writes), until the job reads them   |
 | <p>state         | lease        | <name>                      | who holds a lease, until when              |
 | <p>state         | facts        | <name>                      | a fact about a service's set-up, read when |
 | <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
@@ -890,6 +892,15 @@ class StateTable:
         except TableTransactionError:   # a row to delete is gone already: the upserts alone, then the deletes
             self.transact(upserts)      # one by one where they fail (_delete)
             _delete(self.storage, self.table, [[key] for key in gone])
+
+    def add_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
+        # rows of their own, under keys nobody else writes and sorted after the job's own (which they outdate):
+        # read with those, and replaced with them by the job's save_known_versions when it read them
+        added = f"versions:{direction.value}:added:{uuid.uuid4().hex}"
+        listed = list(versions.items())
+        self.transact([("upsert", {"PartitionKey": _key(mapping), "RowKey": f"{added}:{n:06d}",
+                                   "versions": json.dumps(listed[i:i + VERSIONS_PER_ROW])})
+                       for n, i in enumerate(range(0, len(listed), VERSIONS_PER_ROW))])
 
     @staticmethod
     def _versions_range(direction: Direction) -> dict[str, str]:

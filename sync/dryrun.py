@@ -346,6 +346,9 @@ class RecordedState:
                             replacing: dict[str, str] | None = None) -> None:
         self.known[(mapping, direction)] = dict(versions)
 
+    def add_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
+        self.known[(mapping, direction)] = {**self.known_versions(mapping, direction), **versions}
+
     def cursor(self, mapping: str, name: str) -> str | None:
         return self.cursors.get((mapping, name)) or self.real.cursor(mapping, name)
 

@@ -169,6 +169,11 @@ def _table_name(table) -> str:
     return table.caption if isinstance(table, BcTable) else table.logical_name
 
 
+def keeps_known_versions(mapping: TableMapping) -> bool:
+    """Whether the scheduled BC -> Sales pass of a mapping reads known versions (StateStore.known_versions)."""
+    return mapping.direction is Direction.BIDIRECTIONAL and not mapping.reread_all
+
+
 def record_label(table, record: Record) -> str:
     """How a user recognises a record: 'Customer C00010' or "account 'Adatum' (id)"."""
     if isinstance(table, BcTable):
@@ -503,8 +508,7 @@ class SyncEngine:
 def keeps_versions(mapping: TableMapping, direction: Direction, mode: JobMode) -> bool:
     """Whether a job keeps known versions (see _Job.keeps_versions): a scheduled BC -> Sales pass of a two-way
     mapping."""
-    return (mode is JobMode.INCREMENTAL and direction is Direction.TO_CRM
-            and mapping.direction is Direction.BIDIRECTIONAL and not mapping.reread_all)
+    return mode is JobMode.INCREMENTAL and direction is Direction.TO_CRM and keeps_known_versions(mapping)
 
 
 class _Job:
@@ -776,6 +780,20 @@ class _Job:
         version unchanged (the coupling has its snapshot)."""
         if self.bc_versions is not None:
             self.bc_versions.update((c.bc_id.lower(), c.bc_etag) for c in couplings if c.bc_etag and c.bc_values)
+
+    def keep_synchronised(self, mapping_name: str, couplings: list[Coupling], bc_written: Iterable[str]) -> None:
+        """Saves the couplings of another mapping whose rows a rule wrote while each pair stayed synchronised (they
+        hold the new versions and values). Those whose Business Central rows it wrote (`bc_written`, their ids)
+        are added to that mapping's known versions, so that its next BC -> Sales pass finds them unchanged without
+        looking their couplings up. Added, not replaced: that pass, under its own mapping's lease, may be running."""
+        self.e.couplings.save_many(couplings)
+        if not keeps_known_versions(self.catalog[mapping_name]):
+            return
+        written = {i.lower() for i in bc_written}
+        versions = {c.bc_id.lower(): c.bc_etag for c in couplings
+                    if c.bc_id.lower() in written and c.bc_etag and c.bc_values}
+        if versions:
+            self.e.state.add_known_versions(mapping_name, Direction.TO_CRM, versions)
 
     def _pass_own_writes(self) -> None:
         """After a full job into Business Central, moves the BC -> Sales watermark past the rows this job wrote,

@@ -354,14 +354,18 @@ class StateStore(Protocol):
 
     def known_versions(self, mapping: str, direction: Direction) -> dict[str, str]:
         """Versions of source rows (by lower-case id) known to be coupled with that version: left by a full job of
-        the other direction that wrote them, or by this direction's previous scheduled job, which found them
-        unchanged or synchronised them short of its watermark. A row still of that version needs no look at its
-        coupling."""
+        the other direction that wrote them, by this direction's previous scheduled job, which found them
+        unchanged or synchronised them short of its watermark, or added by another mapping's job that wrote them
+        (add_known_versions). A row still of that version needs no look at its coupling."""
 
     def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str],
                             replacing: dict[str, str] | None = None) -> None:
         """Replaces the known versions (none: forgets them); `replacing`: what known_versions gave this job, when it
         read them under the mapping's lease (the adapter may replace what it read without reading it again)."""
+
+    def add_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str]) -> None:
+        """Adds versions to the known ones, for a job that does not hold the mapping's lease: what the mapping's
+        job saves replaces those it read, and leaves those added after its read."""
 
     def cursor(self, mapping: str, name: str) -> str | None:
         """A mapping's bookmark in some feed (a delta link, the time of the last reconciliation)."""

@@ -342,6 +342,9 @@ class FakeState:
     def save_known_versions(self, mapping, direction, versions, replacing=None):
         self.versions[(mapping, direction)] = dict(versions)
 
+    def add_known_versions(self, mapping, direction, versions):
+        self.versions.setdefault((mapping, direction), {}).update(versions)
+
     def save_cursor(self, mapping, name, value):
         self.cursors[(mapping, name)] = value
 

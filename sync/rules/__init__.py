@@ -24,7 +24,7 @@ Rules are pure domain code: they reach the services only through the job's ports
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 from ..errors import RecordError
 from ..model import Side
@@ -89,6 +89,12 @@ class RuleContext(Protocol):
             -> tuple[dict[str, Coupling], dict[str, str]]:
         """The couplings of records `rows` refer to in another mapping; those not coupled yet are synchronised
         first, in the job's direction (SyncEngine.sync_records). Also why one could not be, by lower-case id."""
+
+    def keep_synchronised(self, mapping_name: str, couplings: list[Coupling], bc_written: Iterable[str]) -> None:
+        """Saves couplings of another mapping whose rows the rules wrote while each pair stayed synchronised (with
+        the new versions and values); the versions of the Business Central rows written (`bc_written`, their ids)
+        are left for that mapping's next BC -> Sales pass, which then finds those rows unchanged without looking
+        their couplings up."""
 
 
 class MappingRules:

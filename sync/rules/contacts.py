@@ -198,7 +198,8 @@ def new_contacts(ctx: RuleContext, written: Sequence[Written]) -> list[NewContac
 def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
     """Primary contacts left empty because the contact was not coupled yet, set now that it is. As Business
     Central does, a customer or account that had not changed since it was last synchronised is kept so:
-    its CUSTOMER coupling takes the new version and value, and the next CUSTOMER job has nothing to do."""
+    its CUSTOMER coupling takes the new version and value, and the next CUSTOMER job has nothing to do: the
+    customers' new versions are left to it as known, so it does not even look their couplings up."""
     new = new_contacts(ctx, written)
     if not new or "CUSTOMER" not in ctx.catalog:
         return {}
@@ -229,6 +230,7 @@ def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> 
     key = fm.key if fm is not None else None  # the primary contact's in CUSTOMER's snapshots
     failures: dict[str, RecordError] = {}
     kept: dict[int, Coupling] = {}
+    customers_written: list[str] = []
     for side, table, what, changes in ((Side.CRM, CRM_ACCOUNT, "account", account_changes),
                                        (Side.BC, BC_CUSTOMER, "customer", customer_changes)):
         field = "primarycontactid" if side is Side.CRM else "primaryContactNo"
@@ -246,10 +248,11 @@ def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> 
                     coupling.crm_etag = result.record.etag
                 else:
                     coupling.bc_etag = result.record.etag
+                    customers_written.append(row.id)
                 coupling.bc_values[key], coupling.crm_values[key] = n.number, n.contact
                 kept[id(coupling)] = coupling
     if kept:
-        ctx.couplings.save_many(list(kept.values()))
+        ctx.keep_synchronised("CUSTOMER", list(kept.values()), customers_written)
     return failures
 
 

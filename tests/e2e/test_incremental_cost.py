@@ -234,3 +234,50 @@ def test_contacts_items_and_products_cost_four_requests_per_direction_too(env):
     assert {(r["uomid"], r["amount"]) for r in env.dv.rows("productpricelevel")
             if r["productid"] == product["productid"]} >= {(box_unit, 777)}
     assert box["code"] == "BOX"
+
+
+def test_the_first_scheduled_run_finds_the_customers_whose_primary_contact_was_back_filled_unchanged(env):
+    # The CONTACT jobs of a full synchronisation back-fill the primary contact of every customer, after the
+    # CUSTOMER jobs ran: the customers' new versions are left to the next CUSTOMER BC -> Sales pass as known, so
+    # it finds them unchanged without looking their couplings up (a range query per few dozen of them)
+    env.configure(BCSYNC_WATERMARK_MARGIN_SECONDS=0)
+    rows = 40
+    seed_contacts(env, rows)
+    full = env.full_sync(["CUSTOMER", "CONTACT"])
+    assert full.to_dict()["totals"]["failed"] == 0, full.to_dict()
+    person = {c["number"]: c["displayName"] for c in env.bc.rows("contacts") if c["type"] == "Person"}
+    cards = env.bc.rows("CustomerCard")
+    assert len(cards) == 2 * rows and all(c["Primary_Contact_No"] in person for c in cards)  # all back-filled
+    accounts = {a["accountid"]: a for a in env.dv.rows("account")}
+    assert all(a["primarycontactid"] for a in accounts.values())
+    time.sleep(1)  # the rows the full synchronisation wrote are behind the next run's watermark
+
+    env.configure(BCSYNC_WATERMARK_MARGIN_SECONDS=0)  # a cold worker
+    count, storage = RequestCount(env), StorageCount(env)
+    quiet = count.measure("first scheduled run after the full synchronisation", lambda: env.sync(["CUSTOMER"]))
+    to_crm = job(quiet, "CUSTOMER:to-crm").counts
+    assert (to_crm.unchanged, to_crm.modified, to_crm.failed) == (2 * rows, 0, 0)  # read, as changed since
+    assert job(quiet, "CUSTOMER:from-crm").counts.modified == 0
+    looked_up = {key: n for key, n in storage.purposes["CUSTOMER:to-crm"].items()
+                 if key[1].endswith("couplings") and key[2].startswith(("CUSTOMER|bc", "CUSTOMER|crm"))}
+    assert looked_up == {}, storage.purposes["CUSTOMER:to-crm"]
+    assert count.writes == {}, count.sent
+    assert {a["accountid"]: a for a in env.dv.rows("account")} == accounts  # nothing changed in Sales
+
+    # a real change of such a customer still reaches Sales, and one of its account Business Central, with the
+    # primary contacts as they were
+    customer = next(c for c in env.bc.rows("customers") if c["displayName"] == "Customer 0")
+    env.bc.update("customers", customer["id"], {"city": "Marseille"})
+    account = next(a for a in accounts.values() if a["name"] == "Account 1")
+    env.dv.update("account", account["accountid"], {"telephone1": "+33 1 23 45 67 89"},
+                  as_user=env.stack.ids.user_systemuser_id)
+    busy = env.sync(["CUSTOMER"])
+    assert job(busy, "CUSTOMER:to-crm").counts.modified == 1 and job(busy, "CUSTOMER:from-crm").counts.modified == 1
+    assert busy.to_dict()["totals"]["failed"] == 0, busy.to_dict()
+    in_sales = next(a for a in env.dv.rows("account") if a["name"] == "Customer 0")
+    assert in_sales["address1_city"] == "Marseille"
+    assert in_sales["primarycontactid"] == accounts[in_sales["accountid"]]["primarycontactid"]
+    assert next(c for c in env.bc.rows("customers") if c["displayName"] == "Account 1")["phoneNumber"] == \
+        "+33 1 23 45 67 89"
+    assert next(c for c in env.bc.rows("CustomerCard") if c["Name"] == "Account 1")["Primary_Contact_No"] == \
+        next(c for c in cards if c["Name"] == "Account 1")["Primary_Contact_No"]

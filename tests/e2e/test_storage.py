@@ -259,3 +259,24 @@ def test_known_versions_are_replaced_without_reading_them_again_even_when_a_row_
     state.save_known_versions(mapping, Direction.TO_CRM, {"id00002": "v2"}, replacing=read)
     assert storage.requests_sent - before == 1
     assert state.known_versions(mapping, Direction.TO_CRM) == {"id00002": "v2"}
+
+
+def test_versions_added_by_another_mapping_s_job_are_read_with_the_others_and_replaced_only_once_read(env):
+    storage, clock = env.services.storage, env.services.clock
+    state, mapping = StateTable(storage, clock), f"M{uuid.uuid4().hex[:8]}"
+    state.save_known_versions(mapping, Direction.TO_CRM, {"id00001": "v1", "id00002": "v2"})
+    # a contact's job wrote rows of this mapping (one of them a second time): added in one request, newest wins
+    before = storage.requests_sent
+    state.add_known_versions(mapping, Direction.TO_CRM, {"id00002": "v3", "id00003": "v3"})
+    assert storage.requests_sent - before == 1
+    read = state.known_versions(mapping, Direction.TO_CRM)
+    assert read == {"id00001": "v1", "id00002": "v3", "id00003": "v3"}
+    assert state.known_versions(mapping, Direction.FROM_CRM) == {}
+    # the mapping's job is running meanwhile: what is added after its read outlives its save
+    state.add_known_versions(mapping, Direction.TO_CRM, {"id00004": "v4"})
+    state.save_known_versions(mapping, Direction.TO_CRM, {"id00003": "v3"}, replacing=read)
+    assert state.known_versions(mapping, Direction.TO_CRM) == {"id00003": "v3", "id00004": "v4"}
+    # more than one row's worth at once
+    many = {f"id{n:05d}": f"v{n}" for n in range(2 * VERSIONS_PER_ROW + 1)}
+    state.add_known_versions(mapping, Direction.TO_CRM, many)
+    assert state.known_versions(mapping, Direction.TO_CRM) == {**many, "id00003": "v3", "id00004": "v4"}

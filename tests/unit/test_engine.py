@@ -1155,3 +1155,21 @@ def test_a_job_reads_what_it_needs_before_its_first_row_side_by_side():
             return read(*args, **kwargs)
         setattr(port, name, first_waits)
     assert w.run("CUSTOMER", TO).complete
+
+
+@pytest.mark.parametrize("direction", [Direction.BIDIRECTIONAL, Direction.TO_CRM])
+def test_couplings_a_rule_keeps_synchronised_leave_their_bc_versions_where_the_bc_to_sales_pass_reads_them(direction):
+    w = World()
+    w.engine.catalogs = StaticCatalog(Catalog([apply(m, MappingOverride(direction=direction))
+                                               if m.name == "CUSTOMER" else m for m in w.catalog]))
+    w.state.save_known_versions("CUSTOMER", TO, {"kept": "v0"})
+    written = Coupling("CUSTOMER", "BC-1", "crm-1", bc_etag="v2", crm_etag="w1", bc_values={"name": "A"},
+                       crm_values={"name": "A"})
+    only_in_sales = Coupling("CUSTOMER", "BC-2", "crm-2", bc_etag="v1", crm_etag="w2", bc_values={"name": "B"},
+                             crm_values={"name": "B"})
+    w.engine.job("CONTACT", "job1").keep_synchronised("CUSTOMER", [written, only_in_sales], ["bc-1"])
+    assert w.couplings.all("CUSTOMER")["BC-1"].bc_etag == "v2" and "BC-2" in w.couplings.all("CUSTOMER")
+    # a one-way mapping's pass reads no known versions: none left to pile up there; the others are added to
+    # those kept, and only the version of the row the rule wrote in Business Central
+    assert w.state.known_versions("CUSTOMER", TO) == (
+        {"kept": "v0", "bc-1": "v2"} if direction is Direction.BIDIRECTIONAL else {"kept": "v0"})
