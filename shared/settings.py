@@ -133,8 +133,7 @@ def _scope(value: str) -> str | None:
 
 
 def _table_prefix(value: str) -> str | None:
-    from .storage import TABLE_NAMES  # imported here: storage imports this module's users
-    longest = max(TABLE_NAMES, key=len)
+    from .storage import LONGEST_TABLE as longest  # imported here: storage imports this module's users
     if _TABLE_NAME.fullmatch(value + longest):
         return None
     return (f"makes table names Azure Storage refuses ({value + longest!r} is one); set letters and digits only, "
@@ -524,7 +523,7 @@ class Settings:
 def _company_problems(values: dict, found: dict) -> dict[str, str]:
     """What is wrong between BCSYNC_COMPANIES, BCSYNC_BC_COMPANY_ID and BCSYNC_TABLE_PREFIX (each fine alone)."""
     from .companies import companies, table_prefix_problem
-    from .storage import TABLE_NAMES
+    from .storage import LONGEST_TABLE
     listed = values.get("companies")
     if not listed or {"BCSYNC_COMPANIES", "BCSYNC_BC_COMPANY_ID", "BCSYNC_TABLE_PREFIX"} & set(found):
         return {}
@@ -533,7 +532,7 @@ def _company_problems(values: dict, found: dict) -> dict[str, str]:
         companies(listed, values.get("bc_company_id"), prefix)
     except ConfigurationError as exc:
         return {"BCSYNC_BC_COMPANY_ID": exc.message}
-    wrong = table_prefix_problem(listed, prefix, max(TABLE_NAMES, key=len))
+    wrong = table_prefix_problem(listed, prefix, LONGEST_TABLE)
     return {"BCSYNC_COMPANIES": wrong} if wrong else {}
 
 
