@@ -342,8 +342,11 @@ class Settings:
         "BCSYNC_QUEUE_NAME", "bcsync-jobs",
         "Storage queue of sync jobs; the queue trigger listens on it (set it in the function app).",
         check=_queue_name)
-    table_prefix: str = _setting("BCSYNC_TABLE_PREFIX", "bcsync", "Prefix of the Table Storage tables.",
-                                 check=_table_prefix)
+    table_prefix: str = _setting(
+        "BCSYNC_TABLE_PREFIX", "bcsync",
+        "Prefix of the Table Storage tables (`state`, `runs`, `errors`, `config`, and a couplings table per mapping, "
+        "see \"How couplings are stored\"); at most 54 characters, which leaves the 9 a couplings table's name needs "
+        "at least.", check=_table_prefix)
     page_size: int = _setting(
         "BCSYNC_PAGE_SIZE", 20000,
         "Rows read and written per page; each service is asked for at most its largest page (Dataverse 5,000).",
