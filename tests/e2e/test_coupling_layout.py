@@ -47,13 +47,14 @@ def _as_an_earlier_release_left_them(env, mapping: str, first_layout: bool = Fal
     return rows
 
 
-def test_couplings_of_the_shared_table_are_moved_to_the_mappings_own_and_found_by_the_next_run(env):
+@pytest.mark.parametrize("first_layout", [False, True], ids=["by side and bucket", "first layout"])
+def test_couplings_of_the_shared_table_are_moved_to_the_mappings_own_and_found_by_the_next_run(env, first_layout):
     _customers(env, 6)
     env.full_sync(["CUSTOMER"])
     coupled = env.couplings("CUSTOMER")
     assert len(coupled) == 6
     shared = env.services.storage.table(SHARED_COUPLINGS)
-    assert len(_as_an_earlier_release_left_them(env, "CUSTOMER")) == 12
+    assert len(_as_an_earlier_release_left_them(env, "CUSTOMER", first_layout)) == 12
     shared.upsert_entity({"PartitionKey": "CONTACT|bc|00", "RowKey": "another-mapping", "mapping": "CONTACT"})
 
     env.configure()   # a new process: it has moved nothing yet
@@ -68,32 +69,6 @@ def test_couplings_of_the_shared_table_are_moved_to_the_mappings_own_and_found_b
     assert len(env.dv.rows("account")) == 6 and len(env.bc.rows("customers")) == 6
     assert _entities(shared, "CUSTOMER", "CUSTOMER}") == []                  # nothing of the mapping is left there
     assert len(_entities(shared, "CONTACT", "CONTACT}")) == 1                # another mapping's rows wait for it
-    moved = _entities(env.services.couplings.table("CUSTOMER"), "CUSTOMER|", "CUSTOMER}")
-    assert {e["PartitionKey"].rsplit("|", 1)[0] for e in moved} == {"CUSTOMER|bc", "CUSTOMER|crm"}
-    assert len(moved) == 12
-    assert {(c.bc_id, c.crm_id) for c in env.couplings("CUSTOMER")} == {(c.bc_id, c.crm_id) for c in coupled}
-
-
-def test_couplings_of_the_first_layout_are_moved_and_found_by_the_next_scheduled_run(env):
-    _customers(env, 6)
-    env.full_sync(["CUSTOMER"])
-    coupled = env.couplings("CUSTOMER")
-    assert len(coupled) == 6
-    shared = env.services.storage.table(SHARED_COUPLINGS)
-    _as_an_earlier_release_left_them(env, "CUSTOMER", first_layout=True)
-    assert len(_entities(shared, "CUSTOMER", "CUSTOMER|")) == 12
-
-    env.configure()   # a new process: it knows nothing of the layout yet
-    customer, account = env.bc.rows("customers")[0], env.dv.rows("account")[-1]
-    env.bc.update("customers", customer["id"], {"city": "Marseille"})
-    env.dv.update("account", account["accountid"], {"telephone1": "+33 1 23 45 67 89"},
-                  as_user=env.stack.ids.user_systemuser_id)
-    report = env.sync(["CUSTOMER"])
-    assert report.run.status is RunStatus.DONE
-    assert sum(j.counts.inserted for j in report.jobs) == 0
-    assert job(report, "CUSTOMER:to-crm").counts.modified == 1 and job(report, "CUSTOMER:from-crm").counts.modified == 1
-    assert len(env.dv.rows("account")) == 6 and len(env.bc.rows("customers")) == 6
-    assert _entities(shared, "CUSTOMER", "CUSTOMER}") == []                  # the first layout's rows are gone
     moved = _entities(env.services.couplings.table("CUSTOMER"), "CUSTOMER|", "CUSTOMER}")
     assert {e["PartitionKey"].rsplit("|", 1)[0] for e in moved} == {"CUSTOMER|bc", "CUSTOMER|crm"}
     assert len(moved) == 12
