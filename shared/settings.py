@@ -133,7 +133,8 @@ def _scope(value: str) -> str | None:
 
 
 def _table_prefix(value: str) -> str | None:
-    from .storage import LONGEST_TABLE as longest  # imported here: storage imports this module's users
+    from .storage import TABLE_NAMES  # imported here: storage imports this module's users
+    longest = max(TABLE_NAMES, key=len)
     if _TABLE_NAME.fullmatch(value + longest):
         return None
     return (f"makes table names Azure Storage refuses ({value + longest!r} is one); set letters and digits only, "
@@ -342,11 +343,8 @@ class Settings:
         "BCSYNC_QUEUE_NAME", "bcsync-jobs",
         "Storage queue of sync jobs; the queue trigger listens on it (set it in the function app).",
         check=_queue_name)
-    table_prefix: str = _setting(
-        "BCSYNC_TABLE_PREFIX", "bcsync",
-        "Prefix of the Table Storage tables (`state`, `runs`, `errors`, `config`, and a couplings table per mapping, "
-        "see \"How couplings are stored\"); at most 54 characters, which leaves the 9 a couplings table's name needs "
-        "at least.", check=_table_prefix)
+    table_prefix: str = _setting("BCSYNC_TABLE_PREFIX", "bcsync", "Prefix of the Table Storage tables.",
+                                 check=_table_prefix)
     page_size: int = _setting(
         "BCSYNC_PAGE_SIZE", 20000,
         "Rows read and written per page; each service is asked for at most its largest page (Dataverse 5,000).",
@@ -526,7 +524,7 @@ class Settings:
 def _company_problems(values: dict, found: dict) -> dict[str, str]:
     """What is wrong between BCSYNC_COMPANIES, BCSYNC_BC_COMPANY_ID and BCSYNC_TABLE_PREFIX (each fine alone)."""
     from .companies import companies, table_prefix_problem
-    from .storage import LONGEST_TABLE
+    from .storage import TABLE_NAMES
     listed = values.get("companies")
     if not listed or {"BCSYNC_COMPANIES", "BCSYNC_BC_COMPANY_ID", "BCSYNC_TABLE_PREFIX"} & set(found):
         return {}
@@ -535,7 +533,7 @@ def _company_problems(values: dict, found: dict) -> dict[str, str]:
         companies(listed, values.get("bc_company_id"), prefix)
     except ConfigurationError as exc:
         return {"BCSYNC_BC_COMPANY_ID": exc.message}
-    wrong = table_prefix_problem(listed, prefix, LONGEST_TABLE)
+    wrong = table_prefix_problem(listed, prefix, max(TABLE_NAMES, key=len))
     return {"BCSYNC_COMPANIES": wrong} if wrong else {}
 
 

@@ -29,12 +29,10 @@ pays one storage round trip per record.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import re
 import threading
-import time
 import uuid
 import zlib
 from collections import Counter
@@ -68,7 +66,7 @@ from sync.errors import (
     TerminalError,
 )
 from sync.model import Direction, Side
-from sync.ports import Clock, Coupling, Fact, FollowUp, PendingInsert, RecordFailure, SystemClock, WriteBack
+from sync.ports import Clock, Coupling, Fact, FollowUp, PendingInsert, RecordFailure, WriteBack
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
 from sync.schedule import MappingSchedule
 
@@ -201,25 +199,8 @@ def counting_responses(service: str):
     return lambda response: count_request(service, response.http_response.status_code)
 
 
-# bcsync's tables, each named with BCSYNC_TABLE_PREFIX in front; couplings have a table per mapping (couplings_table)
-TABLE_NAMES = ("errors", "state", "runs", "config")
-# the table that held the couplings of every mapping until they had a table each; read only to move them
-SHARED_COUPLINGS = "couplings"
-# A couplings table's name after the prefix: "cpl", the mapping's letters and digits as far as they fit, and a digest
-# of the mapping's name, which keeps names apart that the letters do not (`ITEM-PRODUCT`, `ITEMPRODUCT`; case).
-_DIGEST = 6
-TABLE_ROOM = len("cpl") + _DIGEST  # what a prefix leaves at least: Azure's 63 characters, less the longest prefix
-
-
-def couplings_table(mapping: str, prefix: str) -> str:
-    """The name after `prefix` of the table that holds `mapping`'s couplings: the same in every process and release."""
-    room = 63 - len(prefix) - TABLE_ROOM
-    slug = re.sub(r"[^a-z0-9]", "", mapping.lower())[:max(room, 0)]
-    return f"cpl{slug}{hashlib.sha256(mapping.encode()).hexdigest()[:_DIGEST]}"
-
-
-# the most a prefix must leave room for, as its checks count it: a couplings table's name at its shortest
-LONGEST_TABLE = couplings_table("CUSTOMER", "p" * (63 - TABLE_ROOM))
+# bcsync's tables, each named with BCSYNC_TABLE_PREFIX in front
+TABLE_NAMES = ("couplings", "errors", "state", "runs", "config")
 
 
 class TableStorage:
@@ -243,8 +224,7 @@ class TableStorage:
     def requests_by_purpose(self) -> Counter[tuple[str, str, str]]:
         return self._counter.by_purpose
 
-    def table(self, name: str, create: bool = True) -> TableClient:
-        """The client of a table, which is created at the first call for it in this process (`create`)."""
+    def table(self, name: str) -> TableClient:
         full = f"{self.prefix}{name}"
         with self._lock:
             if full not in self._tables:
@@ -253,7 +233,7 @@ class TableStorage:
                                                    **({"retry_total": 0} if self.read_only else {}))
                 with storage_errors():
                     try:
-                        if create and not self.read_only:
+                        if not self.read_only:
                             client.create_table()
                     except ResourceExistsError:
                         pass
@@ -405,46 +385,22 @@ _EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 _WHOLE = {"mode": UpdateMode.MERGE}
 
 
-# A move of a mapping's couplings out of the shared table holds a lease, renewed at each page; when it lapses (the
-# process stopped), another takes the move over. Processes that need the mapping meanwhile look again every second.
-MOVE_LEASE_SECONDS = 60
-MOVE_WAIT_SECONDS = 1.0
-
-
 class CouplingTable:
-    """Couplings, each stored once per side (see the module's notes), in a table per mapping (couplings_table): every
-    write, key lookup and query costs Azurite in proportion to its table, not to the couplings of all mappings.
-    Built-in mapping names never hold "|", so the partitions of one mapping (`<mapping>|...`) never met another's
-    nor the first layout's single partition per mapping (`<mapping>`) in the shared table they are moved from."""
+    """Couplings, each stored once per side (see the module's notes). Built-in mapping names never hold
+    "|", so the partitions of one mapping (`<mapping>|...`) never meet another's nor the first layout's
+    single partition per mapping (`<mapping>`)."""
 
     def __init__(self, storage: TableStorage):
         self.storage = storage
-        self._tables: dict[str, TableClient] = {}  # by mapping: its table, once its couplings are all there
-        self._moving: dict[str, threading.Lock] = {}  # by mapping: held while its table is made ready
+        self.table = storage.table("couplings")
+        self.transact = partial(_transact, storage, self.table)
         self._sizes: dict[tuple[str, Side], int] = {}  # couplings per mapping and side, as last counted
+        self._current: set[str] = set()  # mappings whose couplings this process found in today's layout
         self._lock = threading.Lock()
         # couplings of a mapping's side held in memory (see held): by row key, their stored fields; None until read
         self._held: dict[tuple[str, Side], dict[str, str] | None] = {}
         self._partly: set[tuple[str, Side]] = set()  # held sides whose missing ids are looked up in storage
-        self._held_lock = threading.Lock()
-
-    def table(self, mapping: str) -> TableClient:
-        """The table of a mapping's couplings: created at its first use in this process, and ready once what the
-        shared table still holds of the mapping is moved into it (_move)."""
-        table = self._tables.get(mapping)
-        if table is None:
-            with self._lock:
-                ready = self._moving.setdefault(mapping, threading.Lock())
-            with ready:
-                if mapping not in self._tables:
-                    table = self.storage.table(couplings_table(mapping, self.storage.prefix))
-                    self._move(mapping, table)
-                    self._tables[mapping] = table
-            table = self._tables[mapping]
-        return table
-
-    def _transact(self, mapping: str, operations: list[tuple], build=None) -> None:
-        _transact(self.storage, self.table(mapping), operations, build)
+        self._held_lock = threading.Lock()  # not _lock: _migrate saves while it holds that one
 
     @staticmethod
     def _address(mapping: str, side: Side, id_: str) -> tuple[str, str]:
@@ -511,10 +467,9 @@ class CouplingTable:
         with self._held_lock:
             if key in self._held and self._held[key] is None:
                 with storage_errors():
-                    entities = self.table(mapping).query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
-                                                                  parameters=self._side_range(mapping, side),
-                                                                  select=["RowKey", *_HELD],
-                                                                  results_per_page=SCAN_PAGE)
+                    entities = self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
+                                                         parameters=self._side_range(mapping, side),
+                                                         select=["RowKey", *_HELD], results_per_page=SCAN_PAGE)
                     self._held[key] = {e["RowKey"]: _packed(e) for e in entities}
             return self._held.get(key)
 
@@ -533,7 +488,7 @@ class CouplingTable:
         couplings few enough, one range query over the side instead, cut short when it costs what the key queries
         would.
         Held couplings (see held) are answered from memory."""
-        table = self.table(mapping)
+        self._migrate(mapping)
         held, result = self._held_couplings(mapping, side), {}
         if held is not None:
             found = (held.get(_key(i)) for i in ids)
@@ -550,7 +505,7 @@ class CouplingTable:
         if queries > 1 and (known is None or -(-known // SCAN_PAGE) < queries) and len(keys) >= SCAN_MIN_IDS:
             entities, keys = self._scan(mapping, side, keys, queries - 1)
         if keys:
-            entities += _query_keys(self.storage, table, _key_queries(keys))
+            entities += _query_keys(self.storage, self.table, _key_queries(keys))
         found = (self._coupling(e) for e in entities)
         return {**result, **{c.id_on(side): c for c in found}}
 
@@ -560,9 +515,9 @@ class CouplingTable:
         The answers come sorted by partition, then row key, as the keys are."""
         wanted, found, seen, last = set(keys), [], 0, ("", "")
         with storage_errors():
-            answers = self.table(mapping).query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
-                                                         parameters=self._side_range(mapping, side),
-                                                         results_per_page=SCAN_PAGE).by_page()
+            answers = self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
+                                                parameters=self._side_range(mapping, side),
+                                                results_per_page=SCAN_PAGE).by_page()
             for read, answer in enumerate(answers, start=1):
                 for entity in answer:
                     seen += 1
@@ -574,12 +529,17 @@ class CouplingTable:
         self._sizes[(mapping, side)] = seen  # read to the end: how many there are, for the next choice
         return found, []
 
+    def save_many(self, couplings: Sequence[Coupling], follow_up: FollowUp | None = None) -> None:
+        for mapping in {c.mapping for c in couplings}:
+            self._migrate(mapping)
+        self._save(couplings, follow_up)
+
     def followed_up(self, follow_up: FollowUp) -> None:
         if follow_up.note:
             self._forget(follow_up.note)
             follow_up.note = None
 
-    def save_many(self, couplings: Sequence[Coupling], follow_up: FollowUp | None = None) -> None:
+    def _save(self, couplings: Sequence[Coupling], follow_up: FollowUp | None = None) -> None:
         for counted in [k for k in self._sizes if k[0] in {c.mapping for c in couplings}]:
             self._sizes[counted] += len(couplings)  # at most this many more (some were there)
         # the entities (their snapshots in JSON) are made per transaction: a page's couplings held at once
@@ -597,22 +557,15 @@ class CouplingTable:
                 held.append((c.mapping, side, entity["RowKey"], _packed(entity)))
             return "upsert", entity, _WHOLE
 
-        def write() -> None:
-            for mapping in {c.mapping for c in couplings}:
-                self._transact(mapping, [("upsert", {"PartitionKey": partition, "RowKey": row})
-                                         for (partition, row), (c, _) in sources.items() if c.mapping == mapping],
-                               build=build)
-
-        self._journaled("save", couplings, follow_up, write)
+        self._journaled("save", couplings, follow_up, lambda: self.transact(
+            [("upsert", {"PartitionKey": partition, "RowKey": row}) for partition, row in sources], build=build))
         self._hold(held)
 
     def delete_many(self, couplings: Sequence[Coupling]) -> None:
-        def write() -> None:
-            for mapping in {c.mapping for c in couplings}:
-                _delete(self.storage, self.table(mapping), [[self._row(c.mapping, side, c.id_on(side))]
-                                                            for c in couplings if c.mapping == mapping for side in _SIDES])
-
-        self._journaled("delete", couplings, None, write)
+        for mapping in {c.mapping for c in couplings}:
+            self._migrate(mapping)
+        self._journaled("delete", couplings, None, lambda: _delete(self.storage, self.table, [
+            [self._row(c.mapping, side, c.id_on(side))] for c in couplings for side in _SIDES]))
         self._hold((c.mapping, side, _key(c.id_on(side)), None) for c in couplings for side in _SIDES)
 
     def _journaled(self, op: str, couplings: Sequence[Coupling], follow_up: FollowUp | None, write) -> None:
@@ -626,39 +579,34 @@ class CouplingTable:
         pairs: dict[str, list[list[str]]] = {}
         for c in couplings:
             pairs.setdefault(c.mapping, []).append([c.bc_id, c.crm_id])
-        noted = follow_up is not None and bool(follow_up.source_ids)
-        entries: dict[str, list[dict]] = {}  # by mapping: its journal rows, and the note of the follow-up
-        for mapping, listed in pairs.items():
-            partition = self._journal_partition(mapping)
-            entries[mapping] = [{"PartitionKey": partition, "RowKey": uuid.uuid4().hex, "op": op, "at": at,
-                                 "pairs": json.dumps(listed[i:i + JOURNAL_PAIRS])}
-                                for i in range(0, len(listed), JOURNAL_PAIRS)]
-            entries[mapping] += [{"PartitionKey": partition, "RowKey": uuid.uuid4().hex, "op": "follow-up", "at": at,
-                                  "direction": follow_up.direction.value,
-                                  "ids": json.dumps(follow_up.source_ids[i:i + JOURNAL_PAIRS * 2])}
-                                 for i in (range(0, len(follow_up.source_ids), JOURNAL_PAIRS * 2) if noted else ())]
-        for mapping, written in entries.items():
-            self._transact(mapping, [("upsert", entry) for entry in written])
+        journal = [{"PartitionKey": self._journal_partition(mapping), "RowKey": uuid.uuid4().hex, "op": op, "at": at,
+                    "pairs": json.dumps(listed[i:i + JOURNAL_PAIRS])}
+                   for mapping, listed in pairs.items() for i in range(0, len(listed), JOURNAL_PAIRS)]
+        notes = [{"PartitionKey": self._journal_partition(mapping), "RowKey": uuid.uuid4().hex, "op": "follow-up",
+                  "at": at, "direction": follow_up.direction.value,
+                  "ids": json.dumps(follow_up.source_ids[i:i + JOURNAL_PAIRS * 2])}
+                 for mapping in (pairs if follow_up and follow_up.source_ids else ())
+                 for i in range(0, len(follow_up.source_ids), JOURNAL_PAIRS * 2)]
+        self.transact([("upsert", entry) for entry in journal + notes])
         write()
-        journal = [(mapping, entry) for mapping, written in entries.items() for entry in written]
-        if noted:  # removed with the note, in one transaction (a crash before leaves pairs already complete)
-            follow_up.note = journal
+        if notes:  # removed with the note, in one transaction (a crash before leaves pairs already complete)
+            follow_up.note = journal + notes
         else:
             self._forget(journal)
 
-    def _forget(self, journal: Sequence[tuple[str, dict]]) -> None:
-        """Deletes journal rows, given with their mappings."""
-        for mapping in {mapping for mapping, _ in journal}:
-            _delete(self.storage, self.table(mapping), [[{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}]
-                                                        for of, e in journal if of == mapping])
+    def _forget(self, journal: Sequence[dict]) -> None:
+        _delete(self.storage, self.table,
+                [[{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}] for e in journal])
 
     def recover(self, mapping: str) -> list[FollowUp]:
+        self._migrate(mapping)
         with storage_errors():
-            entries = sorted(self.table(mapping).query_entities("PartitionKey eq @pk",
-                                                                parameters={"pk": self._journal_partition(mapping)}),
+            entries = sorted(self.table.query_entities("PartitionKey eq @pk",
+                                                       parameters={"pk": self._journal_partition(mapping)}),
                              key=lambda e: e["at"])
         journal = [e for e in entries if e["op"] != "follow-up"]
-        follow_ups = [FollowUp(Direction(e["direction"]), json.loads(e["ids"]), [(mapping, e)])
+        follow_ups = [FollowUp(Direction(e["direction"]), json.loads(e["ids"]),
+                               [{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}])
                       for e in entries if e["op"] == "follow-up"]
         if journal:
             self._complete(mapping, journal)
@@ -682,65 +630,46 @@ class CouplingTable:
             completed += any(now.get(end) != outcome for end in ours)
             now.update((end, outcome) for end in ours)
         changed = [end for end in now if now[end] != stored.get(end)]
-        self._transact(mapping, [("upsert", self._entity(now[end], end[0]), _WHOLE)
-                                 for end in changed if now[end] is not None])
-        _delete(self.storage, self.table(mapping), [[self._row(mapping, *end)] for end in changed if now[end] is None])
-        self._forget([(mapping, e) for e in journal])
+        self.transact([("upsert", self._entity(now[end], end[0]), _WHOLE)
+                       for end in changed if now[end] is not None])
+        _delete(self.storage, self.table, [[self._row(mapping, *end)] for end in changed if now[end] is None])
+        self._forget(journal)
         log.info("Couplings of %s: %d left half written by a stopped job completed", mapping, completed)
 
-    def _move(self, mapping: str, table: TableClient) -> int:
-        """Moves what the shared table (SHARED_COUPLINGS) holds of the mapping into `table`, its own, and how many rows
-        it moved: its couplings and journal, and couplings of the first layout (one partition per mapping, row keys
-        bc:<id> and crm:<id>), which are written as today's. One process moves them, under a lease, a page at a time,
-        each page written to `table` before it is deleted from the shared table, so a move that stops midway is
-        taken over where it stopped, and a row is never in neither table. The other processes wait for the shared
-        table to hold nothing of the mapping: reading while rows are still there would miss some. One query per
-        mapping and process once nothing is left (none when the shared table does not exist)."""
-        shared, key = self.storage.table(SHARED_COUPLINGS, create=False), _key(mapping)
-        query = {"query_filter": "PartitionKey eq @pk or ( PartitionKey ge @lo and PartitionKey lt @hi )",
-                 "parameters": {"pk": key, "lo": f"{key}|", "hi": f"{key}}}"}}
-        lease, owner, state = f"couplings move:{key}", uuid.uuid4().hex, None
-
-        def take() -> bool:
-            return state.acquire(lease, owner, state.clock.now() + dt.timedelta(seconds=MOVE_LEASE_SECONDS))
-
-        while True:
-            with storage_errors():
-                try:
-                    left = next(iter(shared.query_entities(**query, select=["RowKey"], results_per_page=1)), None)
-                except ResourceNotFoundError:
-                    return 0  # a deployment that began with a table per mapping
-            if left is None:
+    def _migrate(self, mapping: str) -> int:
+        """Moves the mapping's couplings from the first layout (one partition per mapping, row keys bc:<id> and
+        crm:<id>) to today's, once; how many it moved. One query per mapping and process when none are left."""
+        if mapping in self._current:
+            return 0
+        with self._lock:
+            if mapping in self._current:
                 return 0
-            state = state or StateTable(self.storage, SystemClock())
-            if take():
-                break
-            time.sleep(MOVE_WAIT_SECONDS)
-        moved = 0
-        try:
+            old, moved = _key(mapping), 0
             with storage_errors():
-                for page in shared.query_entities(**query, results_per_page=SCAN_PAGE).by_page():
-                    entities = list(page)
-                    if not take():  # it lapsed and another process moves them now: this one must not write
-                        raise ServiceUnavailableError(f"Couplings of {mapping}: their move was taken over")
-                    rows = [self._entity(self._coupling(e), side) if e["PartitionKey"] == key else dict(e)
-                            for e in entities for side in (_SIDES if e["PartitionKey"] == key else _SIDES[:1])]
-                    _transact(self.storage, table, [("upsert", row, _WHOLE) for row in rows])
-                    _delete(self.storage, shared, [[{"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}]
-                                                   for e in entities])
-                    moved += len(entities)
-        finally:
-            state.release(lease, owner)
-        log.info("Couplings of %s: %d rows moved from the table of all mappings to %s", mapping, moved,
-                 table.table_name)
-        return moved
+                first = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": old}, select=["RowKey"],
+                                                  results_per_page=1).by_page()
+                if next(iter(next(first, [])), None) is not None:
+                    # the rows of Business Central's side, then any row left without its pair
+                    for rows in (" and RowKey ge 'bc:' and RowKey lt 'bc;'", ""):
+                        for page in self.table.query_entities(f"PartitionKey eq @pk{rows}", parameters={"pk": old},
+                                                              results_per_page=SCAN_PAGE).by_page():
+                            couplings = [self._coupling(e) for e in page]
+                            self._save(couplings)
+                            _delete(self.storage, self.table, [[{"PartitionKey": old,
+                                                                 "RowKey": _key(f"{side.value}:{c.id_on(side)}")}
+                                                                for side in _SIDES] for c in couplings])
+                            moved += len(couplings)
+                    log.info("Couplings of %s: %d moved to partitions by side and bucket", mapping, moved)
+            self._current.add(mapping)
+            return moved
 
     def coupled_ids(self, mapping: str, side: Side, page_size: int = 1000) -> Iterator[list[str]]:
+        self._migrate(mapping)
         column = "bc_id" if side is Side.BC else "crm_id"
         with storage_errors():
-            pages = self.table(mapping).query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
-                                                       parameters=self._side_range(mapping, side),
-                                                       select=[column], results_per_page=page_size).by_page()
+            pages = self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
+                                              parameters=self._side_range(mapping, side),
+                                              select=[column], results_per_page=page_size).by_page()
             for page in pages:
                 ids = [e[column] for e in page]
                 if ids:
@@ -748,9 +677,10 @@ class CouplingTable:
 
     def list(self, mapping: str, limit: int | None = None, where=None) -> list[Coupling]:
         """The couplings of a mapping (that satisfy `where`), streamed from Business Central's side, at most `limit`."""
+        self._migrate(mapping)
         with storage_errors():
-            entities = self.table(mapping).query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
-                                                          parameters=self._side_range(mapping, Side.BC))
+            entities = self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
+                                                 parameters=self._side_range(mapping, Side.BC))
             result = []
             for e in entities:
                 coupling = self._coupling(e)

@@ -23,11 +23,9 @@ def _writes(env) -> dict[str, int]:
 
 
 def _stored(env) -> dict:
-    """Every entity of the couplings (of CUSTOMER, the mapping these tests run), failed records and state (watermarks,
-    feed cursors, ...), with its version."""
+    """Every entity of the couplings, failed records and state (watermarks, feed cursors, ...), with its version."""
     return {name: {(e["PartitionKey"], e["RowKey"]): e.metadata["etag"] for e in table.query_entities("")}
-            for name, table in (("couplings", env.services.couplings.table("CUSTOMER")),
-                                ("errors", env.services.errors.table),
+            for name, table in (("couplings", env.services.couplings.table), ("errors", env.services.errors.table),
                                 ("state", env.services.state.table))}
 
 

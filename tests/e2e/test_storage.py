@@ -8,15 +8,7 @@ import uuid
 from collections import Counter
 
 from shared import storage as storage_module
-from shared.storage import (
-    COUPLING_BUCKETS,
-    SCAN_PAGE,
-    VERSIONS_PER_ROW,
-    CouplingTable,
-    StateTable,
-    _bucket,
-    couplings_table,
-)
+from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, VERSIONS_PER_ROW, CouplingTable, StateTable, _bucket
 from sync.model import Direction, Side
 from sync.ports import Coupling, FollowUp, RecordFailure
 
@@ -46,7 +38,7 @@ def test_many_ids_are_looked_up_by_one_range_query_while_the_couplings_are_few(e
     wanted = [c.bc_id for c in saved[:200]] + ["not-coupled"]
     before = storage.requests_sent
     found = CouplingTable(storage).get_many("CUSTOMER", Side.BC, wanted)   # nothing known about the size yet
-    # a new store looks once for couplings in the table of all mappings; 200 ids in 16 buckets are 24 key queries
+    # a new store looks once for couplings in the first layout; 200 ids in 16 buckets are 24 key queries
     assert storage.requests_sent - before == 2
     assert set(found) == set(wanted[:200])
     assert found[saved[7].bc_id].crm_id == saved[7].crm_id
@@ -98,9 +90,9 @@ def test_transactions_go_in_parallel_and_deletes_in_transactions(env):
     saved = _couplings(260) + _couplings(10, mapping="CONTACT")
     before = storage.requests_sent
     store.save_many(saved)
-    # per mapping, its table created and a look for its couplings in the table of all mappings; a journal row written
-    # and deleted per mapping, and a transaction per partition (no partition holds 100 of these 540 rows)
-    assert storage.requests_sent - before == 4 + 2 + _partitions(saved) + 2
+    # a look for the first layout per mapping, a journal row written and deleted per mapping, and a transaction
+    # per partition (no partition holds 100 of these 540 rows)
+    assert storage.requests_sent - before == 2 + 2 + _partitions(saved) + 2
     assert len(store.list("CUSTOMER")) == 260 and len(store.list("CONTACT")) == 10
     store.delete_many(saved[:3])
     before = storage.requests_sent
@@ -133,8 +125,7 @@ def test_held_couplings_are_read_once_and_follow_what_the_store_saves_and_delete
         found = store.get_many("CUSTOMER", Side.CRM, [c.crm_id for c in saved[:700]] + ["not-coupled"])
         assert storage.requests_sent - before == 2                   # the side's 1,200 rows, a thousand a request
         # counted by what they were for: a query of the couplings table from the side's first partition on
-        assert storage.requests_by_purpose - purposes == {
-            ("query", f"{storage.prefix}{couplings_table('CUSTOMER', storage.prefix)}", "CUSTOMER|crm|"): 2}
+        assert storage.requests_by_purpose - purposes == {("query", f"{storage.prefix}couplings", "CUSTOMER|crm|"): 2}
         assert found[saved[5].crm_id] == saved[5]
         added, changed = _couplings(3), Coupling(**{**saved[6].__dict__, "crm_etag": "c-new"})
         store.save_many([*added, changed])
@@ -174,7 +165,7 @@ def test_a_side_held_in_part_answers_what_it_holds_from_memory_and_looks_up_the_
 def test_a_follow_up_note_costs_no_request_and_a_stopped_job_leaves_it_to_recover(env):
     store, storage = CouplingTable(env.services.storage), env.services.storage
     plain, noted = _couplings(50), _couplings(50)
-    store.get_many("CUSTOMER", Side.BC, ["warm-up"])                  # the look in the shared table, done
+    store.get_many("CUSTOMER", Side.BC, ["warm-up"])                  # the first layout's look, done
     before = storage.requests_sent
     store.save_many(plain)
     plain_cost = storage.requests_sent - before
@@ -211,7 +202,7 @@ def _range_queries_of_a_full_synchronisation(stack, page_size: int) -> Counter:
     queries: Counter = Counter()
     for (operation, table, partition), n in (storage.requests_by_purpose - purposes).items():
         # a range query's partition is where it starts, the side's first one: `CUSTOMER|bc|`
-        if operation == "query" and table.startswith(f"{storage.prefix}cpl") and partition.endswith("|"):
+        if operation == "query" and table.endswith("couplings") and partition.endswith("|"):
             queries[partition] += n
     return queries
 

@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from collections import Counter
 
-from shared.storage import (
-    COUPLING_BUCKETS,
-    LONGEST_TABLE,
-    TABLE_ROOM,
-    CouplingTable,
-    _bucket,
-    _packed,
-    _unpacked,
-    couplings_table,
-)
-from sync.mappings import builtin_mappings
-from sync.order_notes import NOTES
+from shared.storage import COUPLING_BUCKETS, CouplingTable, _bucket, _packed, _unpacked
 from sync.model import Side
 from sync.ports import Coupling
 
@@ -48,15 +36,3 @@ def test_a_held_coupling_is_one_string_that_gives_back_the_coupling_stored():
         assert _unpacked(packed)["crm_etag"] == entity["crm_etag"]
     older = {"mapping": "CUSTOMER", "bc_id": "bc-3", "crm_id": "crm-3"}   # a row written before every property was
     assert _unpacked(_packed(older))["job_id"] is None                     # a missing property stays None, not ""
-
-
-def test_each_mapping_has_a_couplings_table_of_its_own_with_a_name_azure_accepts():
-    names = [m.name for flag in (False, True) for m in builtin_mappings(unit_groups=flag, extended_pricing=flag)]
-    names += [NOTES, "ITEMPRODUCT", "item-product"]
-    for prefix in ("bcsync", "bcsyncFABRIKAM", "p" * (63 - TABLE_ROOM)):
-        tables = [prefix + couplings_table(name, prefix) for name in dict.fromkeys(names)]
-        assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", table) for table in tables), tables
-        assert len({table.lower() for table in tables}) == len(tables)   # Azure compares table names without case
-    assert couplings_table("ITEM-PRODUCT", "bcsync") == couplings_table("ITEM-PRODUCT", "bcsync")
-    assert couplings_table("UNIT OF MEASURE", "bcsync").startswith("cplunitofmeasure")
-    assert len(LONGEST_TABLE) == TABLE_ROOM
