@@ -365,17 +365,22 @@ def _bucket(id_: str) -> str:
 
 _SIDES = (Side.BC, Side.CRM)
 _HELD = ("mapping", "bc_id", "crm_id", "bc_etag", "crm_etag", "bc_values", "crm_values", "synced_at", "job_id")
-# a held coupling is one string of its stored fields: a tuple of nine strings takes about 500 bytes more per
-# coupling, tens of MB for a side of 100,000 rows. Neither separator occurs in ids, versions, times or JSON.
+# a held coupling is one string of its stored fields, compressed: a tuple of nine strings takes about 500 bytes more
+# per coupling, and the string itself is mostly its snapshots' field names (2 to 3 KB for a customer, a quarter of
+# that compressed); tens of MB for a side of 100,000 rows, and a job may hold three sides. Neither separator occurs
+# in ids, versions, times or JSON.
 _SEPARATOR, _NONE = "\x1f", "\x00"
+_HELD_LEVEL = 1  # zlib's fastest: a coupling is packed per row saved and unpacked per lookup
 
 
-def _packed(entity: dict) -> str:
-    return _SEPARATOR.join(_NONE if (v := entity.get(f)) is None else v for f in _HELD)
+def _packed(entity: dict) -> bytes:
+    text = _SEPARATOR.join(_NONE if (v := entity.get(f)) is None else v for f in _HELD)
+    return zlib.compress(text.encode(), _HELD_LEVEL)
 
 
-def _unpacked(packed: str) -> dict:
-    return {f: None if v == _NONE else v for f, v in zip(_HELD, packed.split(_SEPARATOR))}
+def _unpacked(packed: bytes) -> dict:
+    text = zlib.decompress(packed).decode()
+    return {f: None if v == _NONE else v for f, v in zip(_HELD, text.split(_SEPARATOR))}
 
 
 _EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -398,7 +403,7 @@ class CouplingTable:
         self._current: set[str] = set()  # mappings whose couplings this process found in today's layout
         self._lock = threading.Lock()
         # couplings of a mapping's side held in memory (see held): by row key, their stored fields; None until read
-        self._held: dict[tuple[str, Side], dict[str, str] | None] = {}
+        self._held: dict[tuple[str, Side], dict[str, bytes] | None] = {}
         self._partly: set[tuple[str, Side]] = set()  # held sides whose missing ids are looked up in storage
         self._held_lock = threading.Lock()  # not _lock: _migrate saves while it holds that one
 
@@ -460,7 +465,7 @@ class CouplingTable:
                     self._held.pop(key, None)
                     self._partly.discard(key)
 
-    def _held_couplings(self, mapping: str, side: Side) -> dict[str, str] | None:
+    def _held_couplings(self, mapping: str, side: Side) -> dict[str, bytes] | None:
         key = (mapping, side)
         if key not in self._held:
             return None
@@ -473,7 +478,7 @@ class CouplingTable:
                     self._held[key] = {e["RowKey"]: _packed(e) for e in entities}
             return self._held.get(key)
 
-    def _hold(self, changes: Iterable[tuple[str, Side, str, str | None]]) -> None:
+    def _hold(self, changes: Iterable[tuple[str, Side, str, bytes | None]]) -> None:
         """Couplings saved (their fields) or deleted (None), by mapping, side and row key, applied to those held."""
         with self._held_lock:
             for mapping, side, row, fields in changes:
@@ -548,7 +553,7 @@ class CouplingTable:
         for c in couplings:
             for side in _SIDES:
                 sources[self._address(c.mapping, side, c.id_on(side))] = (c, side)
-        held: list[tuple[str, Side, str, str]] = []  # what the held couplings take once the rows are written
+        held: list[tuple[str, Side, str, bytes]] = []  # what the held couplings take once the rows are written
 
         def build(op: tuple) -> tuple:
             c, side = sources[op[1]["PartitionKey"], op[1]["RowKey"]]
