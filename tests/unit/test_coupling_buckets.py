@@ -50,3 +50,12 @@ def test_a_held_coupling_takes_a_fraction_of_its_stored_fields():
     stored = sum(len(str(entity[f])) for f in _HELD)
     assert sys.getsizeof(_packed(entity)) < stored / 3   # a side of 100,000 customers held in tens of MB less
     assert CouplingTable._coupling(_unpacked(_packed(entity))) == coupling
+
+
+def test_couplings_looked_up_share_their_snapshots_field_names():
+    fields = [fm.key for fm in CUSTOMER.fields]
+    entities = [CouplingTable._entity(Coupling("CUSTOMER", f"bc-{i}", f"crm-{i}", None, None, {f: i for f in fields},
+                                               {f: i for f in fields}), Side.BC) for i in range(2)]
+    first, second = (CouplingTable._coupling(_unpacked(_packed(e))) for e in entities)
+    # one string per name for every coupling of a batch, not one per name per coupling (half a coupling's size)
+    assert all(a is b for a, b in zip([*first.bc_values, *first.crm_values], [*second.bc_values, *second.crm_values]))
