@@ -752,7 +752,12 @@ class _Job:
             self.dst_table, [], since=since, where=self.mapping.filter_on(Side.BC), page_size=self.e.page_size)
                 for r in page]
         unknown = [row_id for row_id, _, _ in rows if row_id not in self.bc_versions]
-        self._know_versions(self.e.couplings.get_many(self.mapping.name, Side.BC, unknown).values() if unknown else ())
+        # many: the side is read once and held (compressed), then looked up a batch at a time, so that the couplings
+        # parsed at once (their snapshots some kB each) are a batch's, not every row's
+        with self.e.couplings.held(self.mapping.name, Side.BC) if len(unknown) > WORK_ROWS else nullcontext():
+            for start in range(0, len(unknown), WORK_ROWS):
+                self._know_versions(self.e.couplings.get_many(self.mapping.name, Side.BC,
+                                                              unknown[start:start + WORK_ROWS]).values())
         passed: dt.datetime | None = None
         known: dict[str, str] = {}
         for row_id, etag, modified_on in rows:
