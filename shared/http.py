@@ -337,6 +337,11 @@ class ApiClient:
     def get_json(self, path: str, **kwargs) -> Any:
         return self.request("GET", path, **kwargs).json()
 
+    def get_text(self, path: str, **kwargs) -> str:
+        """A JSON answer's text, not parsed (in the encoding `requests` would parse it in); its bytes are not kept."""
+        content = self.request("GET", path, **kwargs).content
+        return content.decode(requests.utils.guess_json_utf(content) or "utf-8")
+
 
 def retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence, TypeVar
@@ -61,27 +62,137 @@ def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield values[start:start + size]
 
 
+# rows of a page parsed at once: a page of 20,000 rows of Python objects (its parsed JSON, then its records) is
+# tens of MB, its text a third of that; so a page is kept as text and its rows parsed and handed on in parts
+PART_ROWS = 5_000
+NEXT_LINK = "@odata.nextLink"
+_DECODE = json.JSONDecoder().raw_decode
+_BLANKS = " \t\n\r"
+_SPACE = re.compile(f"[{_BLANKS}]*")
+
+
+class CollectionPage:
+    """One page of a collection as the service answered it, in JSON text: its rows are parsed `PART_ROWS` at a
+    time (`parts`), so that the rows held as Python objects are one part's, not the page's.
+
+    The next page's link is known before any row is parsed, so that the next page can be read meanwhile: from the
+    members before the rows, or else the last `"@odata.nextLink"` member after them (only an object's member can
+    be that name followed by a colon, as quotes inside a JSON string are escaped, and only the answer itself
+    carries the bare annotation). The members after the rows are read once the rows are, and must agree."""
+
+    def __init__(self, service: str, text: str):
+        self.service, self.text = service, text
+        self.members: dict[str, Any] = {}
+        try:
+            at = self._member_start(0, "{")
+            self.rows_at = self._members(at)
+        except (ValueError, IndexError) as exc:
+            raise self._unreadable(exc) from None
+        self.next_link = self.members.get(NEXT_LINK)
+        if self.rows_at is not None and NEXT_LINK not in self.members:
+            self.next_link = self._link_after_rows()
+
+    def _unreadable(self, why: Exception) -> ServiceUnavailableError:
+        problem = "it ends too soon" if isinstance(why, IndexError) else str(why)
+        return ServiceUnavailableError(f"{self.service} answered a page that is not readable JSON ({problem}).")
+
+    def _skip(self, at: int) -> int:
+        return _SPACE.match(self.text, at).end()
+
+    def _member_start(self, at: int, expected: str) -> int:
+        at = self._skip(at)
+        if self.text[at] != expected:
+            raise ValueError(f"{expected!r} expected at {at}")
+        return at + 1
+
+    def _members(self, at: int, into: dict[str, Any] | None = None) -> int | None:
+        """Reads the members from `at` up to the rows (`value`), or to the object's end: where the rows start."""
+        into = self.members if into is None else into
+        at = self._skip(at)
+        if self.text[at] == "}":
+            return None
+        while True:
+            name, at = _DECODE(self.text, self._skip(at))
+            at = self._skip(self._member_start(at, ":"))
+            if name == "value":
+                return self._member_start(at, "[")
+            into[name], at = _DECODE(self.text, at)
+            at = self._skip(at)
+            if self.text[at] == "}":
+                return None
+            at = self._member_start(at, ",")
+
+    def _link_after_rows(self) -> str | None:
+        at = self.text.rfind(f'"{NEXT_LINK}"', self.rows_at)
+        if at < 0:
+            return None
+        try:
+            value, _ = _DECODE(self.text, self._skip(self._member_start(at + len(NEXT_LINK) + 2, ":")))
+        except (ValueError, IndexError) as exc:
+            raise self._unreadable(exc) from None
+        return value
+
+    def parts(self) -> Iterator[list[dict]]:
+        """The rows, PART_ROWS at a time (one empty part when there are none); the text goes once they are read."""
+        text, part, size = self.text, [], PART_ROWS
+        try:
+            at = None if self.rows_at is None else self._skip(self.rows_at)
+            more = at is not None and text[at] != "]"
+            if at is not None and not more:
+                at = self._skip(at + 1)
+            while more:
+                row, at = _DECODE(text, at)
+                part.append(row)
+                if text[at] in _BLANKS:
+                    at = self._skip(at)
+                more = text[at] == ","
+                if not more and text[at] != "]":
+                    raise ValueError(f"',' or ']' expected at {at}")
+                at += 1
+                if text[at] in _BLANKS:
+                    at = self._skip(at)
+                if len(part) == size and more:
+                    yield part
+                    part = []
+            yield part
+            after: dict[str, Any] = {}
+            if at is not None and text[at] == ",":
+                self._members(at + 1, after)
+            elif at is not None and text[at] != "}":
+                raise ValueError(f"'}}' expected at {at}")
+        except (ValueError, IndexError) as exc:
+            raise self._unreadable(exc) from None
+        finally:
+            self.text = ""
+        if after.get(NEXT_LINK, self.next_link) != self.next_link:
+            raise self._unreadable(ValueError("the next link after the rows is not the one found before them"))
+
+
 def follow_pages(api: ApiClient, path: str, params: dict | None, headers: dict[str, str]) -> Iterator[list[dict]]:
-    """GET a collection and follow @odata.nextLink verbatim, resending the same headers.
+    """GET a collection and follow @odata.nextLink verbatim, resending the same headers; the rows come in parts of
+    at most PART_ROWS (see CollectionPage).
 
     The next page is requested in the background while the caller works on the current one, so reading
-    overlaps writing; never more than one page ahead, so memory holds two pages at most. A failed read
+    overlaps writing; never more than one page ahead, and that page held as text. A failed read
     raises when the caller asks for that page. A caller that stops early (closes the iterator, or drops
     it) waits here for a request in flight to be answered, so no thread or half-read answer is left behind.
     Only a next link is read ahead: a read of one page costs one request. A caller that wants only the first
     rows asks for them with `$top`, whose answer has no next link, so that no page is read for nothing.
     """
+    def read(url: str, query: dict | None) -> CollectionPage:
+        return CollectionPage(api.service, api.get_text(url, params=query, headers=headers))
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="next-page") as pool:
-        pending: Future | None = submit_in_context(pool, api.get_json, path, params=params, headers=headers)
+        pending: Future | None = submit_in_context(pool, read, path, params)
         seen: set[str] = set()
         try:
             while pending is not None:
-                body = pending.result()
-                url, pending = body.get("@odata.nextLink"), None
+                page = pending.result()
+                url, pending = page.next_link, None
                 if url and url not in seen:
                     seen.add(url)
-                    pending = submit_in_context(pool, api.get_json, url, headers=headers)
-                yield body.get("value", [])
+                    pending = submit_in_context(pool, read, url, None)
+                yield from page.parts()
                 if url and pending is None:
                     raise ServiceUnavailableError(f"{api.service} returned the same next page link twice: {url}")
         finally:

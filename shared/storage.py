@@ -35,6 +35,7 @@ import json
 import logging
 import re
 import threading
+import sys
 import uuid
 import zlib
 from collections import Counter
@@ -367,17 +368,28 @@ def _bucket(id_: str) -> str:
 
 _SIDES = (Side.BC, Side.CRM)
 _HELD = ("mapping", "bc_id", "crm_id", "bc_etag", "crm_etag", "bc_values", "crm_values", "synced_at", "job_id")
-# a held coupling is one string of its stored fields: a tuple of nine strings takes about 500 bytes more per
-# coupling, tens of MB for a side of 100,000 rows. Neither separator occurs in ids, versions, times or JSON.
+# a held coupling is one string of its stored fields, compressed: a tuple of nine strings takes about 500 bytes more
+# per coupling, and the string itself is mostly its snapshots' field names (2 to 3 KB for a customer, a quarter of
+# that compressed); tens of MB for a side of 100,000 rows, and a job may hold three sides. Neither separator occurs
+# in ids, versions, times or JSON.
 _SEPARATOR, _NONE = "\x1f", "\x00"
+_HELD_LEVEL = 1  # zlib's fastest: a coupling is packed per row saved and unpacked per lookup
 
 
-def _packed(entity: dict) -> str:
-    return _SEPARATOR.join(_NONE if (v := entity.get(f)) is None else v for f in _HELD)
+def _packed(entity: dict) -> bytes:
+    text = _SEPARATOR.join(_NONE if (v := entity.get(f)) is None else v for f in _HELD)
+    return zlib.compress(text.encode(), _HELD_LEVEL)
 
 
-def _unpacked(packed: str) -> dict:
-    return {f: None if v == _NONE else v for f, v in zip(_HELD, packed.split(_SEPARATOR))}
+def _unpacked(packed: bytes) -> dict:
+    text = zlib.decompress(packed).decode()
+    return {f: None if v == _NONE else v for f, v in zip(_HELD, text.split(_SEPARATOR))}
+
+
+def _snapshot(text: str | None) -> dict:
+    """A coupling's snapshot, its field names shared by every coupling (each parse makes its own: two snapshots of
+    20 names came to some 3 kB per coupling, and a batch looks up thousands)."""
+    return {sys.intern(name): value for name, value in json.loads(text or "{}").items()}
 
 
 _EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -400,7 +412,7 @@ class CouplingTable:
         self._current: set[str] = set()  # mappings whose couplings this process found in today's layout
         self._lock = threading.Lock()
         # couplings of a mapping's side held in memory (see held): by row key, their stored fields; None until read
-        self._held: dict[tuple[str, Side], dict[str, str] | None] = {}
+        self._held: dict[tuple[str, Side], dict[str, bytes] | None] = {}
         self._partly: set[tuple[str, Side]] = set()  # held sides whose missing ids are looked up in storage
         self._held_lock = threading.Lock()  # not _lock: _migrate saves while it holds that one
 
@@ -436,7 +448,7 @@ class CouplingTable:
     @staticmethod
     def _coupling(e: dict) -> Coupling:
         return Coupling(e["mapping"], e["bc_id"], e["crm_id"], e.get("bc_etag") or None, e.get("crm_etag") or None,
-                        json.loads(e.get("bc_values") or "{}"), json.loads(e.get("crm_values") or "{}"),
+                        _snapshot(e.get("bc_values")), _snapshot(e.get("crm_values")),
                         _dt(e.get("synced_at")), e.get("job_id") or "")
 
     @contextmanager
@@ -462,7 +474,7 @@ class CouplingTable:
                     self._held.pop(key, None)
                     self._partly.discard(key)
 
-    def _held_couplings(self, mapping: str, side: Side) -> dict[str, str] | None:
+    def _held_couplings(self, mapping: str, side: Side) -> dict[str, bytes] | None:
         key = (mapping, side)
         if key not in self._held:
             return None
@@ -475,7 +487,7 @@ class CouplingTable:
                     self._held[key] = {e["RowKey"]: _packed(e) for e in entities}
             return self._held.get(key)
 
-    def _hold(self, changes: Iterable[tuple[str, Side, str, str | None]]) -> None:
+    def _hold(self, changes: Iterable[tuple[str, Side, str, bytes | None]]) -> None:
         """Couplings saved (their fields) or deleted (None), by mapping, side and row key, applied to those held."""
         with self._held_lock:
             for mapping, side, row, fields in changes:
@@ -550,7 +562,7 @@ class CouplingTable:
         for c in couplings:
             for side in _SIDES:
                 sources[self._address(c.mapping, side, c.id_on(side))] = (c, side)
-        held: list[tuple[str, Side, str, str]] = []  # what the held couplings take once the rows are written
+        held: list[tuple[str, Side, str, bytes]] = []  # what the held couplings take once the rows are written
 
         def build(op: tuple) -> tuple:
             c, side = sources[op[1]["PartitionKey"], op[1]["RowKey"]]

@@ -100,9 +100,9 @@ FEED_CURSOR = "feed:crm"         # the state store's name for a mapping's Datave
 PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
 LISTED = 10                      # records a job-log note about many records names (the rest are counted)
 # rows of a page planned and written together: a job's plans, written rows and new couplings stay this many
-# whatever the page size (a page of 20,000 is worked on in halves; what is read per batch of rows, such as
-# references and the destination rows, is then read per half)
-WORK_ROWS = 10_000
+# whatever the page size (the endpoints hand a page of 20,000 on in parts of this size already; what is read per
+# batch of rows, such as references and the destination rows, is read per part)
+WORK_ROWS = 5_000
 SERVICE = {Side.BC: "Business Central", Side.CRM: "Sales"}
 
 
@@ -823,7 +823,12 @@ class _Job:
             self.dst_table, [], since=since, where=self.mapping.filter_on(Side.BC), page_size=self.e.page_size)
                 for r in page]
         unknown = [row_id for row_id, _, _ in rows if row_id not in self.bc_versions]
-        self._know_versions(self.e.couplings.get_many(self.mapping.name, Side.BC, unknown).values() if unknown else ())
+        # many: the side is read once and held (compressed), then looked up a batch at a time, so that the couplings
+        # parsed at once (their snapshots some kB each) are a batch's, not every row's
+        with self.e.couplings.held(self.mapping.name, Side.BC) if len(unknown) > WORK_ROWS else nullcontext():
+            for start in range(0, len(unknown), WORK_ROWS):
+                self._know_versions(self.e.couplings.get_many(self.mapping.name, Side.BC,
+                                                              unknown[start:start + WORK_ROWS]).values())
         passed: dt.datetime | None = None
         known: dict[str, str] = {}
         for row_id, etag, modified_on in rows:

@@ -1173,3 +1173,27 @@ def test_couplings_a_rule_keeps_synchronised_leave_their_bc_versions_where_the_b
     # those kept, and only the version of the row the rule wrote in Business Central
     assert w.state.known_versions("CUSTOMER", TO) == (
         {"kept": "v0", "bc-1": "v2"} if direction is Direction.BIDIRECTIONAL else {"kept": "v0"})
+
+
+def test_passing_its_own_writes_a_full_job_looks_up_many_unknown_couplings_a_batch_at_a_time(monkeypatch):
+    """A full Sales -> BC job checks the BC rows changed since the other pass's watermark against their couplings;
+    those it did not read or write itself (here: accounts its Sales filter leaves out) are many at volume, so the
+    side is held once and looked up WORK_ROWS at a time: the couplings parsed at once are a batch's."""
+    catalog = Catalog([dataclasses.replace(m, crm_filter="name eq 'Sales only'") if m.name == "CUSTOMER" else m
+                       for m in builtin_mappings()])
+    w = World(catalog)
+    customers = [w.customer(f"C{i:05d}", f"Customer {i}") for i in range(5)]
+    w.run("CUSTOMER", TO, full=True)
+    for customer in customers:                      # changed since that pass, so read by the check
+        w.bc.edit(BC_CUSTOMER, customer, city="Lyon")
+    w.account("Sales only")
+    monkeypatch.setattr(engine_module, "WORK_ROWS", 2)
+    looked_up: list[int] = []
+    held: list[tuple[str, Side]] = []
+    get_many, hold = w.couplings.get_many, w.couplings.held
+    monkeypatch.setattr(w.couplings, "get_many", lambda mapping, side, ids: (
+        looked_up.append(len(ids)) if side is Side.BC else None, get_many(mapping, side, ids))[1])
+    monkeypatch.setattr(w.couplings, "held", lambda mapping, side, complete=True: (
+        held.append((mapping, side)), hold(mapping, side, complete))[1])
+    w.run("CUSTOMER", FROM, full=True)
+    assert looked_up[-3:] == [2, 2, 1] and ("CUSTOMER", Side.BC) in held

@@ -3,13 +3,16 @@ ahead at most, errors when the caller reaches the page, nothing left running whe
 
 from __future__ import annotations
 
+import json
 import threading
+import tracemalloc
 
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from shared.businesscentral import BusinessCentralClient, BusinessCentralEndpoint
+from shared import odata
 from shared.odata import follow_pages
 from sync.errors import ServiceUnavailableError
 from sync.model import BcTable
@@ -32,7 +35,10 @@ class FakeApi:
         self.release.set()
         self.held = threading.Event()
 
-    def get_json(self, url, params=None, headers=None):
+    def get_text(self, url, params=None, headers=None):
+        return json.dumps(self.body(url, params, headers))
+
+    def body(self, url, params=None, headers=None):
         self.sent.append((url, params, headers))
         self.threads.add(threading.current_thread().name)
         self.contexts.append(trace.get_current_span())
@@ -138,18 +144,80 @@ class RowsApi(FakeApi):
         super().__init__(pages)
         self.answers: list[dict] = []
 
-    def get_json(self, url, params=None, headers=None):
-        body = super().get_json(url if "svc" in url else "p0", params, headers)  # the first asks for the collection
+    def body(self, url, params=None, headers=None):
+        body = super().body(url if "svc" in url else "p0", params, headers)  # the first asks for the collection
         body["value"] = [{"id": row, "number": row, "@odata.etag": "W/\"1\""} for row in body["value"]]
         self.answers.append(body)
         return body
 
 
-def test_a_page_of_records_leaves_its_answer_empty_so_that_only_the_records_are_held():
+def test_a_page_of_records_comes_in_parts_read_as_the_caller_asks(monkeypatch):
+    monkeypatch.setattr(odata, "PART_ROWS", 1)
     api = RowsApi(3)
     endpoint = BusinessCentralEndpoint(BusinessCentralClient(api, "company"))
     pages = endpoint.read_changed(BcTable("customers", "Customer", modified_field=None), ["number"], since=None)
-    first = next(pages)
-    assert [r.values["number"] for r in first] == ["row 0.0", "row 0.1"]
-    assert api.answers[0]["value"] == []   # the parsed rows are gone while the caller works on the records
-    assert [r.id for page in pages for r in page] == ["row 1.0", "row 1.1", "row 2.0", "row 2.1"]
+    assert [r.values["number"] for r in next(pages)] == ["row 0.0"]
+    assert [[r.id for r in page] for page in pages] == [["row 0.1"], ["row 1.0"], ["row 1.1"], ["row 2.0"],
+                                                         ["row 2.1"]]
+    assert len(api.sent) == 3
+
+
+def _held_at_peak(read) -> int:
+    """Bytes Python held at most while `read` ran, beyond what it held before."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        read()
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+class LargePageApi(FakeApi):
+    """One page of 20,000 customers, as Business Central sends its largest pages; its text made beforehand."""
+
+    def __init__(self):
+        super().__init__(1)
+        self.text = json.dumps({"value": [
+            {"id": f"{i:08d}-0000-0000-0000-000000000000", "number": f"C{i:06d}", "displayName": f"Customer {i}",
+             "@odata.etag": f"W/\"{i}\""} for i in range(20_000)]})
+
+    def get_text(self, url, params=None, headers=None):
+        self.sent.append((url, params, headers))
+        return self.text
+
+
+def test_a_large_page_is_held_as_text_and_parsed_a_part_at_a_time():
+    api = LargePageApi()
+    parsed = _held_at_peak(lambda: json.loads(api.text))
+
+    def read_all() -> None:
+        for part in follow_pages(api, "p0", None, {}):
+            assert len(part) <= odata.PART_ROWS
+            part.clear()  # as the endpoints do while they make records of the rows
+
+    # one part of the rows at a time: well under the page parsed at once
+    assert _held_at_peak(read_all) < parsed / 2
+
+
+def _page(text: str) -> tuple[str | None, list[list[dict]]]:
+    page = odata.CollectionPage("Business Central", text)
+    return page.next_link, list(page.parts())
+
+
+def test_the_next_link_is_found_before_the_rows_are_parsed_wherever_the_answer_puts_it(monkeypatch):
+    monkeypatch.setattr(odata, "PART_ROWS", 2)
+    tricky = {"a": 2, "note": 'a text with "@odata.nextLink": "https://wrong" in it'}
+    assert _page(json.dumps({"@odata.context": "c", "value": [{"a": 1}, tricky, {"a": 3}],
+                             "@odata.nextLink": "https://next"})) == ("https://next", [[{"a": 1}, tricky], [{"a": 3}]])
+    assert _page(' { "@odata.nextLink" : "https://first" ,\n "value" : [ {"a": 1} ] } ') == (
+        "https://first", [[{"a": 1}]])
+    assert _page('{"value": []}') == (None, [[]])
+
+
+@pytest.mark.parametrize("text", ['{"value": [{"a": 1}', '{"value": [{"a": 1} {"a": 2}]}', "<html>busy</html>",
+                                  '{"@odata.nextLink": "https://a", "value": [], "@odata.nextLink": "https://b"}'])
+def test_an_unreadable_page_is_a_service_in_trouble(text):
+    with pytest.raises(ServiceUnavailableError, match="not readable JSON"):
+        _page(text)
