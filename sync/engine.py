@@ -36,12 +36,12 @@ from typing import Any, Callable, Iterable, Iterator
 from .config import CatalogSource
 from .errors import (
     AlreadyExistsError,
-    ConcurrencyError,
     ConfigurationError,
     ConflictError,
     RecordError,
     SettingsError,
     SyncError,
+    stops_job,
 )
 from .facts import INTEGRATION_USER, OWNING_TEAM, Facts, KeptFacts
 from .failures import failed_again
@@ -1848,7 +1848,7 @@ class _Page:
         self.job.counts.coupled += 1
 
     def fail(self, row: Record, coupling: Coupling | None, error: SyncError) -> None:
-        if (error.transient and not isinstance(error, ConcurrencyError)) or isinstance(error, SettingsError):
+        if stops_job(error) or isinstance(error, SettingsError):
             # not the record's fault: no failure recorded; a setting that can never work fails the job
             self.interrupted = self.interrupted or error
             return
