@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from sync.errors import ServiceUnavailableError, SyncError
-from sync.ports import Record, WriteResult
+from sync.ports import WORK_ROWS, Record, WriteResult
 
 from .http import ApiClient
 from .telemetry import map_in_context, submit_in_context
@@ -62,9 +62,9 @@ def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield values[start:start + size]
 
 
-# rows of a page parsed at once: a page of 20,000 rows of Python objects (its parsed JSON, then its records) is
-# tens of MB, its text a third of that; so a page is kept as text and its rows parsed and handed on in parts
-PART_ROWS = 5_000
+# rows of a page parsed at once (the domain's WORK_ROWS): a page's text is a third of its rows as Python objects, so
+# a page is kept as text and its rows parsed and handed on in parts
+PART_ROWS = WORK_ROWS
 NEXT_LINK = "@odata.nextLink"
 _DECODE = json.JSONDecoder().raw_decode
 _BLANKS = " \t\n\r"

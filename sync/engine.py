@@ -65,6 +65,7 @@ from .model import (
 )
 from .ports import (
     CLAIM_TAKEN,
+    WORK_ROWS,
     ChangeFeed,
     Clock,
     Coupling,
@@ -99,10 +100,6 @@ MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
 FEED_CURSOR = "feed:crm"         # the state store's name for a mapping's Dataverse delta link
 PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
 LISTED = 10                      # records a job-log note about many records names (the rest are counted)
-# rows of a page planned and written together: a job's plans, written rows and new couplings stay this many
-# whatever the page size (the endpoints hand a page of 20,000 on in parts of this size already; what is read per
-# batch of rows, such as references and the destination rows, is read per part)
-WORK_ROWS = 5_000
 SERVICE = {Side.BC: "Business Central", Side.CRM: "Sales"}
 
 
