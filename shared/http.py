@@ -338,9 +338,11 @@ class ApiClient:
         return self.request("GET", path, **kwargs).json()
 
     def get_text(self, path: str, **kwargs) -> str:
-        """A JSON answer's text, not parsed (in the encoding `requests` would parse it in); its bytes are not kept."""
+        """A JSON answer's text, not parsed; its bytes are not kept. Decoded as `requests` decodes JSON (the encoding
+        guessed from its first bytes, as JSON allows only UTF-8, -16 and -32), and, as `requests` does, bytes that
+        do not decode become replacement characters: a value garbled in transit, not an answer to refuse."""
         content = self.request("GET", path, **kwargs).content
-        return content.decode(requests.utils.guess_json_utf(content) or "utf-8")
+        return content.decode(requests.utils.guess_json_utf(content) or "utf-8", errors="replace")
 
 
 def retry_after(response: requests.Response) -> float | None:

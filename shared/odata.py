@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from sync.errors import ServiceUnavailableError, SyncError
-from sync.ports import Record, WriteResult
+from sync.ports import WORK_ROWS, Record, WriteResult
 
 from .http import ApiClient
 from .telemetry import map_in_context, submit_in_context
@@ -62,9 +62,9 @@ def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield values[start:start + size]
 
 
-# rows of a page parsed at once: a page of 20,000 rows of Python objects (its parsed JSON, then its records) is
-# tens of MB, its text a third of that; so a page is kept as text and its rows parsed and handed on in parts
-PART_ROWS = 5_000
+# rows of a page parsed at once (the domain's WORK_ROWS): a page's text is a third of its rows as Python objects, so
+# a page is kept as text and its rows parsed and handed on in parts
+PART_ROWS = WORK_ROWS
 NEXT_LINK = "@odata.nextLink"
 _DECODE = json.JSONDecoder().raw_decode
 _BLANKS = " \t\n\r"
@@ -76,9 +76,11 @@ class CollectionPage:
     time (`parts`), so that the rows held as Python objects are one part's, not the page's.
 
     The next page's link is known before any row is parsed, so that the next page can be read meanwhile: from the
-    members before the rows, or else the last `"@odata.nextLink"` member after them (only an object's member can
-    be that name followed by a colon, as quotes inside a JSON string are escaped, and only the answer itself
-    carries the bare annotation). The members after the rows are read once the rows are, and must agree."""
+    members before the rows, or else from those after them: the last `"@odata.nextLink"` in the text from which
+    members run to the object's end and the end of the text (a row's value or nested member of that name has at
+    least the rows' `]` and the answer's `}` after it). The members after the rows are read once the rows are, and
+    must agree. Rows share their field names (one string per name and page, as `json.loads` of a whole page
+    would), which a row parsed on its own does not."""
 
     def __init__(self, service: str, text: str):
         self.service, self.text = service, text
@@ -123,18 +125,32 @@ class CollectionPage:
             at = self._member_start(at, ",")
 
     def _link_after_rows(self) -> str | None:
-        at = self.text.rfind(f'"{NEXT_LINK}"', self.rows_at)
-        if at < 0:
-            return None
+        end = len(self.text)
+        while (at := self.text.rfind(f'"{NEXT_LINK}"', self.rows_at, end)) >= 0:
+            link = self._last_members(at).get(NEXT_LINK)
+            if isinstance(link, str):
+                return link
+            end = at
+        return None
+
+    def _last_members(self, at: int) -> dict[str, Any]:
+        """The members from `at` (a member's name) when they end the object and the text; else none."""
+        members: dict[str, Any] = {}
         try:
-            value, _ = _DECODE(self.text, self._skip(self._member_start(at + len(NEXT_LINK) + 2, ":")))
-        except (ValueError, IndexError) as exc:
-            raise self._unreadable(exc) from None
-        return value
+            while True:
+                name, at = _DECODE(self.text, at)
+                members[name], at = _DECODE(self.text, self._skip(self._member_start(at, ":")))
+                at = self._skip(at)
+                if self.text[at] == "}":
+                    return members if self._skip(at + 1) == len(self.text) else {}
+                at = self._skip(self._member_start(at, ","))
+        except (ValueError, IndexError, TypeError):  # TypeError: a name that is not a string, unhashable
+            return {}
 
     def parts(self) -> Iterator[list[dict]]:
         """The rows, PART_ROWS at a time (one empty part when there are none); the text goes once they are read."""
         text, part, size = self.text, [], PART_ROWS
+        names: dict[str, str] = {}
         try:
             at = None if self.rows_at is None else self._skip(self.rows_at)
             more = at is not None and text[at] != "]"
@@ -142,7 +158,7 @@ class CollectionPage:
                 at = self._skip(at + 1)
             while more:
                 row, at = _DECODE(text, at)
-                part.append(row)
+                part.append({names.setdefault(k, k): v for k, v in row.items()} if isinstance(row, dict) else row)
                 if text[at] in _BLANKS:
                     at = self._skip(at)
                 more = text[at] == ","
@@ -157,14 +173,16 @@ class CollectionPage:
             yield part
             after: dict[str, Any] = {}
             if at is not None and text[at] == ",":
-                self._members(at + 1, after)
-            elif at is not None and text[at] != "}":
-                raise ValueError(f"'}}' expected at {at}")
+                after = self._last_members(self._skip(at + 1))
+                if not after:
+                    raise ValueError(f"members to the end of the answer expected at {at + 1}")
+            elif at is not None and (text[at] != "}" or self._skip(at + 1) != len(text)):
+                raise ValueError(f"the answer's end expected at {at}")
         except (ValueError, IndexError) as exc:
             raise self._unreadable(exc) from None
         finally:
             self.text = ""
-        if after.get(NEXT_LINK, self.next_link) != self.next_link:
+        if after.get(NEXT_LINK, self.members.get(NEXT_LINK)) != self.next_link:
             raise self._unreadable(ValueError("the next link after the rows is not the one found before them"))
 
 

@@ -36,12 +36,12 @@ from typing import Any, Callable, Iterable, Iterator
 from .config import CatalogSource
 from .errors import (
     AlreadyExistsError,
-    ConcurrencyError,
     ConfigurationError,
     ConflictError,
     RecordError,
     SettingsError,
     SyncError,
+    stops_job,
 )
 from .facts import INTEGRATION_USER, OWNING_TEAM, Facts, KeptFacts
 from .failures import failed_again
@@ -65,6 +65,7 @@ from .model import (
 )
 from .ports import (
     CLAIM_TAKEN,
+    WORK_ROWS,
     ChangeFeed,
     Clock,
     Coupling,
@@ -99,10 +100,6 @@ MATCH_FAILURES = (NO_MATCH, SEVERAL_MATCHES)
 FEED_CURSOR = "feed:crm"         # the state store's name for a mapping's Dataverse delta link
 PEEK_ROWS = 100                  # rows a schedule check looks through before it just runs the job
 LISTED = 10                      # records a job-log note about many records names (the rest are counted)
-# rows of a page planned and written together: a job's plans, written rows and new couplings stay this many
-# whatever the page size (the endpoints hand a page of 20,000 on in parts of this size already; what is read per
-# batch of rows, such as references and the destination rows, is read per part)
-WORK_ROWS = 5_000
 SERVICE = {Side.BC: "Business Central", Side.CRM: "Sales"}
 
 
@@ -1848,7 +1845,7 @@ class _Page:
         self.job.counts.coupled += 1
 
     def fail(self, row: Record, coupling: Coupling | None, error: SyncError) -> None:
-        if (error.transient and not isinstance(error, ConcurrencyError)) or isinstance(error, SettingsError):
+        if stops_job(error) or isinstance(error, SettingsError):
             # not the record's fault: no failure recorded; a setting that can never work fails the job
             self.interrupted = self.interrupted or error
             return

@@ -103,6 +103,12 @@ class RecordError(TerminalError):
         self.skippable = skippable
 
 
+def stops_job(error: BaseException | None) -> bool:
+    """Whether a record's write error stops its job rather than fail the record: the service giving out. A row
+    changed meanwhile (ConcurrencyError) is the record's error, retried at the next run."""
+    return isinstance(error, SyncError) and error.transient and not isinstance(error, ConcurrencyError)
+
+
 class ConflictError(RecordError):
     """Both sides changed the same field since the last synchronisation."""
 

@@ -32,7 +32,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .errors import ConcurrencyError, RecordError, SyncError
+from .errors import RecordError, SyncError, stops_job
 from .failures import failed_again
 from .values import as_guid, same
 from .model import BcTable, CrmTable, Direction, OptionSet, Side, UpdateConflictResolution
@@ -658,7 +658,7 @@ class SalesOrderProcess:
             field=",".join(values), code=INCOMPLETE)
         error.transient = result.error.transient
         failed[order.id] = (order, error)
-        if result.error.transient and not isinstance(result.error, ConcurrencyError):
+        if stops_job(result.error):
             raise result.error
         return False
 

@@ -111,6 +111,12 @@ class ChangeFeed:
     filtered: bool = True     # False: the filter cannot be applied to the feed, so `changed` is always empty
 
 
+# rows worked on together: a read hands a page on in parts of at most this many rows (a page of 20,000 rows of
+# Python objects is tens of MB), and the engine plans and writes as many at once, so that what it reads per batch
+# of rows (references, the destination rows) is read per part
+WORK_ROWS = 5_000
+
+
 # the code of a claim's error when another company took the row first: the claiming company's coupling goes
 CLAIM_TAKEN = "ClaimedByAnotherCompany"
 

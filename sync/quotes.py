@@ -33,7 +33,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from .errors import ConcurrencyError, RecordError, SyncError
+from .errors import RecordError, SyncError, stops_job
 from .failures import clear_gone, failed_again
 from .model import Direction, Side
 from .order_push import PUSHED
@@ -133,7 +133,7 @@ class SalesQuoteProcess:
                     done.append(quote.id)  # a closed quote (or one made a draft again) waits no more
                 except RecordError as exc:
                     failed[quote.id] = (quote, exc)
-                    if _stops(exc.__cause__):  # a quote left incomplete is recorded, then the job stops
+                    if stops_job(exc.__cause__):  # a quote left incomplete is recorded, then the job stops
                         raise exc.__cause__ from None
         finally:
             self._record(job, done, failed)
@@ -312,7 +312,7 @@ class SalesQuoteProcess:
         """A write's error as the quote's: a service giving out stops the job (raised as it is)."""
         if error is None:
             return RecordError("Business Central answered without the quote.", code="NoAnswer")
-        if _stops(error):
+        if stops_job(error):
             raise error
         return error if isinstance(error, RecordError) else RecordError(error.message, code=error.code)
 
@@ -351,8 +351,3 @@ class SalesQuoteProcess:
         job.counts.modified += 1
         job.note(f"{quote_label(quote)} is won: Business Central order {row.values.get('number')} of {label} has "
                  f"Quote No. {number}")
-
-
-def _stops(error: BaseException | None) -> bool:
-    """Whether a write's error stops the job: a service giving out (one changed meanwhile is the quote's error)."""
-    return isinstance(error, SyncError) and error.transient and not isinstance(error, ConcurrencyError)

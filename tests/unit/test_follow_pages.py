@@ -216,8 +216,30 @@ def test_the_next_link_is_found_before_the_rows_are_parsed_wherever_the_answer_p
     assert _page('{"value": []}') == (None, [[]])
 
 
+@pytest.mark.parametrize("text, link, rows", [
+    # a row's value that is the annotation's name, on a last page and on a page with a next link
+    ('{"value": [{"a": "@odata.nextLink"}, {"a": "x \\"@odata.nextLink"}]}', None,
+     [{"a": "@odata.nextLink"}, {"a": 'x "@odata.nextLink'}]),
+    ('{"value": [{"a": "@odata.nextLink"}], "@odata.nextLink": "https://next"}', "https://next",
+     [{"a": "@odata.nextLink"}]),
+    # a nested member of that name, in the last row of a last page and of a page with a next link
+    ('{"value": [{"n": {"@odata.nextLink": "https://wrong"}}]}', None, [{"n": {"@odata.nextLink": "https://wrong"}}]),
+    ('{"value": [{"n": {"@odata.nextLink": "https://wrong"}}],\n "@odata.nextLink" : "https://next" ,"x": 1 }\n',
+     "https://next", [{"n": {"@odata.nextLink": "https://wrong"}}]),
+])
+def test_only_the_answer_s_own_next_link_counts_never_a_row_s(text, link, rows):
+    assert _page(text) == (link, [rows])
+
+
+def test_rows_share_their_field_names():
+    first, second = _page(json.dumps({"value": [{"name" + "": 1}, {"name": 2}]}))[1][0]
+    [a], [b] = first, second
+    assert a is b
+
+
 @pytest.mark.parametrize("text", ['{"value": [{"a": 1}', '{"value": [{"a": 1} {"a": 2}]}', "<html>busy</html>",
-                                  '{"@odata.nextLink": "https://a", "value": [], "@odata.nextLink": "https://b"}'])
+                                  '{"@odata.nextLink": "https://a", "value": [], "@odata.nextLink": "https://b"}',
+                                  '{"value": [{"a": 1}]} and more', '{"value": [], "x": 1} {}'])
 def test_an_unreadable_page_is_a_service_in_trouble(text):
     with pytest.raises(ServiceUnavailableError, match="not readable JSON"):
         _page(text)

@@ -136,3 +136,10 @@ def test_a_request_that_got_no_answer_frees_its_slot():
 def test_a_limit_is_at_least_one():
     with pytest.raises(ValueError):
         ConcurrencyLimit(0)
+
+
+def test_a_page_s_text_keeps_bytes_that_do_not_decode_as_replacement_characters_as_its_json_would():
+    reply = answer(200)
+    reply._content = '{"value": [{"name": "Café '.encode() + b"\xff" + b'"}]}'
+    api = client(FakeSession(hold=0, script=[reply]), ConcurrencyLimit(5))
+    assert api.get_text("rows") == '{"value": [{"name": "Café \ufffd"}]}'
