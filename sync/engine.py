@@ -872,7 +872,7 @@ class _Job:
         return newest if resume is None else max(resume, newest)
 
     def _raise_watermark(self, value: dt.datetime) -> None:
-        """Raises this job's watermark to `value`, saved once, when the job ends or stops (save_state)."""
+        """Raises this job's watermark to `value`, saved with the job's progress and when it ends (save_state)."""
         state = self._job_state()
         if state.watermark is None or value > state.watermark:
             state.watermark = self.unsaved_watermark = value
@@ -957,9 +957,9 @@ class _Job:
 
     def _read_feed(self, retried: set[str], deadline: dt.datetime | None) -> JobOutcome | None:
         """Reads the feed: deletions are dealt with, changed rows processed (a full synchronisation reads
-        every row anyway), and the feed's cursor saved after each page it covers. When the feed starts
-        over, rows coupled before it that it does not list were deleted; its cursor is saved only at its
-        end, once those are known. Returns the job's outcome when the feed was its source of changes or
+        every row anyway), and the feed's cursor moved on after each page it covers (saved with the job's
+        progress, see progress). When the feed starts over, rows coupled before it that it does not list were
+        deleted; its cursor moves only at its end, once those are known. Returns the job's outcome when the feed was its source of changes or
         it ran out of time; None when it goes on to read changes by watermark (or every row)."""
         feed, takes = self._feed(self.e.page_size)
         if feed is None:
