@@ -396,14 +396,20 @@ def _killed_again_and_again(h, monkeypatch, pages):
         h.w.customer(f"C{i:05d}", f"Customer {i}")
     _worker_dies_reading(h, pages)
     run = h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    _taken_over_whenever_killed(h)
+    return h.runs.get_job(run.run_id, "CUSTOMER:to-crm")
+
+
+def _taken_over_whenever_killed(h):
+    """Delivers the queued messages; each time the worker dies, its job is taken over once its lease has run out (the
+    timer's recovery)."""
     for _ in range(20):
         try:
             h.drain()
-            break
+            return
         except WorkerDied:
             h.w.clock.tick(700)              # its lease runs out
             h.coordinator.recover()
-    return h.runs.get_job(run.run_id, "CUSTOMER:to-crm")
 
 
 def test_a_job_killed_after_every_page_starts_its_attempts_again_and_finishes(monkeypatch):
@@ -446,13 +452,7 @@ def test_a_job_reading_the_sales_feed_killed_after_every_page_gets_further_at_ea
         return dataclasses.replace(feed, pages=pages())
     h.w.crm.changes = dies_at_its_second_page
     run = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
-    for _ in range(10):
-        try:
-            h.drain()
-            break
-        except WorkerDied:
-            h.w.clock.tick(700)              # its lease runs out
-            h.coordinator.recover()
+    _taken_over_whenever_killed(h)
     assert h.runs.get_job(run.run_id, "CUSTOMER:from-crm").status is JobStatus.DONE
     assert cursors == ["0"] + [h.w.crm.rows(CRM_ACCOUNT)[a]["etag"][1:] for a in accounts[:3]]
 
