@@ -136,7 +136,7 @@ def test_a_scheduled_run_costs_a_few_requests_per_direction_after_a_full_sync(en
     # of the mapping, which does not renew it just after it was taken), the configuration (once per delivery of
     # jobs), the kept facts, failed records, the coupling journal; the mapping's state (watermark, cursors, pending
     # rows, known versions) read in one query and written in one transaction; the schedule
-    assert storage.bookkeeping() == {"CUSTOMER:to-crm": 13, "CUSTOMER:from-crm": 13}, storage.purposes
+    assert storage.bookkeeping() == {"CUSTOMER:to-crm": 13, "CUSTOMER:from-crm": 14}, storage.purposes
     assert job(busy, "CUSTOMER:to-crm").counts.modified == CHANGED
     assert job(busy, "CUSTOMER:from-crm").counts.modified == CHANGED
     assert sum(1 for a in env.dv.rows("account") if a.get("address1_city") == "Marseille") == CHANGED
