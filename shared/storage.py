@@ -873,7 +873,11 @@ class StateTable:
                        cursors: dict[str, str] | None = None, versions: dict[str, str] | None = None,
                        replacing: dict[str, str] | None = None) -> None:
         """One transaction of the mapping's partition while all fits in one (100 operations: the watermark, the
-        cursors and up to 25,000 known versions), else several."""
+        cursors and up to 25,000 known versions), all or nothing. Else several, not atomic: the upserts (side by
+        side), then, once all are written, the deletes of the version rows left over. A save cut short leaves the
+        watermark and cursors it wrote, and new version rows beside old ones: known versions only spare the next job
+        a look at the couplings of rows still of a version it knew, so a version kept too many costs nothing wrong,
+        and none is dropped before its replacement is written."""
         pk = _key(mapping)
         upserts = [("upsert", {"PartitionKey": pk, "RowKey": _key(f"cursor:{name}"), "value": value})
                    for name, value in (cursors or {}).items()]
@@ -897,10 +901,16 @@ class StateTable:
             written = {row["RowKey"] for row in rows}
             upserts += [("upsert", row) for row in rows]
             gone = [{"PartitionKey": pk, "RowKey": key} for key in old if key not in written]
-        if not upserts and not gone:
+        deletes = [("delete", key) for key in gone]
+        if not upserts and not deletes:
             return
         try:
-            self.transact(upserts + [("delete", key) for key in gone])
+            if len(upserts) + len(deletes) <= TRANSACTION_SIZE:
+                self.transact(upserts + deletes)
+            else:  # (_transact sends its transactions in parallel)
+                self.transact(upserts)
+                if deletes:
+                    self.transact(deletes)
         except TableTransactionError:   # a row to delete is gone already: the upserts alone, then the deletes
             self.transact(upserts)      # one by one where they fail (_delete)
             _delete(self.storage, self.table, [[key] for key in gone])

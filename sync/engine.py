@@ -4,12 +4,12 @@ Per job:
 1. Records that failed before (and are not skipped) are retried first, whatever their modified-on,
    with the rows a merge in the opposite direction left pending for this one.
 2. Then the source rows changed since the last run: from Sales, the change feed (rows changed and
-   deleted, with its cursor saved after each page); elsewhere the rows changed since the watermark,
+   deleted, its cursor moving on after each page); elsewhere the rows changed since the watermark,
    oldest first, page by page. After each page the job's watermark advances (never past the job's start minus
-   a safety margin), so a row changed while the job ran is read again next time; it is saved once, when the job
-   ends or stops (failed, out of time, its lease lost), with the feed's cursor and the known versions, so that
-   what it passed is not read again. A worker killed midway saves nothing: its job continues from the checkpoint
-   its job log holds.
+   a safety margin), so a row changed while the job ran is read again next time. Both are saved, with the known
+   versions, when the job ends or stops (failed, out of time), so that what it passed is not read again, and with
+   its progress (every twentieth of a lease), so that a worker killed midway leaves them at most one progress
+   save behind; a short job saves them once. A job whose lease another worker took saves nothing more.
 3. Per page: couplings are looked up in bulk, coupled destination rows are read in bulk, lookups
    are resolved in bulk, then every row becomes an insert, an update, unchanged, skipped or failed;
    the writes go to the destination a page at a time, and couplings and errors are saved in bulk.
@@ -38,6 +38,7 @@ from .errors import (
     AlreadyExistsError,
     ConfigurationError,
     ConflictError,
+    LeaseLost,
     RecordError,
     SettingsError,
     SyncError,
@@ -385,16 +386,17 @@ class SyncEngine:
         return recommend(mapping, self.bc, self.crm)
 
     def run(self, mapping_name: str, direction: Direction, *, job_id: str, mode: JobMode = JobMode.INCREMENTAL,
-            resume_from: dt.datetime | None = None, on_progress: Callable[[Progress], None] | None = None,
+            resume_from: dt.datetime | None = None, on_progress: Callable[[Progress], bool | None] | None = None,
             counts: Counts | None = None, deadline: dt.datetime | None = None,
-            catalog: Catalog | None = None, kept_facts: KeptFacts | None = None) -> JobOutcome:
-        """`catalog` and `kept_facts`: as the caller read them for the jobs it runs one after another; else read now
-        (overrides saved since the last read apply from now on)."""
+            catalog: Catalog | None = None) -> JobOutcome:
+        """`catalog`: as the caller read it for the jobs it runs one after another; else read now (overrides saved
+        since the last read apply from now on). `on_progress` returns True when it saved the job's progress (and
+        renewed its lease): the job then saves what it moved too (_Job.progress)."""
         catalog = catalog or self.catalogs.current()
         mapping = catalog[mapping_name]
         if not mapping.direction.includes(direction) or direction is Direction.BIDIRECTIONAL:
             raise SyncError(f"Table mapping {mapping.name} does not synchronise {direction.value}.")
-        kept_facts = kept_facts or KeptFacts()
+        kept_facts = KeptFacts()
         left, failures, states = self._read_start(mapping, direction, mode, kept_facts)
         self._retry_follow_ups(mapping, left)
         # failures are read again where the follow-ups just added some
@@ -409,7 +411,9 @@ class SyncEngine:
                         outcome = job.run_option_mapping()
                     else:
                         outcome = job.run(resume_from, deadline)
-                except BaseException:
+                except LeaseLost:
+                    raise  # another worker carries on: what this one holds may be behind what that one saved
+                except Exception:  # (not an interpreter's exit: nothing is written then)
                     job.save_state(stopping=True)
                     raise
                 job.save_state()
@@ -428,13 +432,14 @@ class SyncEngine:
             -> tuple[list[FollowUp], list[RecordFailure], dict[Direction, JobState]]:
         """What a job reads before its first row, side by side rather than one after another: the couplings a stopped
         job left half written (completed now) and its follow-ups, the job's failed records, the mapping's state (a
-        job mapping keeps its own) and the kept facts, unless a job before it in the delivery read them."""
+        job mapping keeps its own) and the kept facts: read afresh for each job, as another worker's job may have
+        dropped one (a job that changed the reference rows a fact holds drops it, sync.facts)."""
         reads: dict[str, Callable[[], Any]] = {"left": lambda: self.couplings.recover(mapping.name),
                                                 "failures": lambda: self.errors.list(mapping.name, direction)}
         if mapping.process is None:
             reads["state"] = lambda: self.state.job_state(mapping.name, direction,
                                                           versions=keeps_versions(mapping, direction, mode))
-        if kept_facts.facts is None and self.facts_ttl > dt.timedelta(0):
+        if self.facts_ttl > dt.timedelta(0):
             reads["facts"] = self.state.facts
         with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="job-start") as pool:
             # each in a copy of this context: the adapters' telemetry counts the requests for this job
@@ -497,6 +502,7 @@ class SyncEngine:
         job.visiting = visiting | {(mapping.name, i.lower()) for i in ids}
         with job.facts.in_use():
             job._process_ids(job.selected(ids, coupled))
+        job.moved_nothing()
         return [job.outcomes.get(i.lower()) or RecordOutcome(i, "missing", error=(
             f"There is no {job._src_name()} with id {i} in {SERVICE[job.src_side]}."
         )) for i in ids]
@@ -728,7 +734,7 @@ class _Job:
                 for start in range(0, len(rows), WORK_ROWS):
                     self._process(rows[start:start + WORK_ROWS], forced=set())
                 resume = self._advance(page, resume)
-                self.on_progress(Progress(self.counts, resume))
+                self.progress(resume)
                 # Out of time: stop at this page, but only past where this invocation started, so that a
                 # continuation always gets further (rows sharing one timestamp are read again, not stuck on)
                 if (deadline is not None and resume is not None and (since is None or resume > since)
@@ -753,7 +759,7 @@ class _Job:
         """The versions of BC rows a full job into Business Central left coupled (see _pass_own_writes), or that
         the job before found unchanged short of its watermark (see _keep_known_versions)."""
         if self.known is None:
-            known = self._job_state().known_versions if self.keeps_versions else {}
+            known = self._job_state(versions=True).known_versions if self.keeps_versions else {}
             self.known = known if known is not None else self.e.state.known_versions(self.mapping.name,
                                                                                       self.direction)
         return self.known
@@ -863,17 +869,18 @@ class _Job:
         return newest if resume is None else max(resume, newest)
 
     def _raise_watermark(self, value: dt.datetime) -> None:
-        """Raises this job's watermark to `value`, saved once, when the job ends or stops (save_state)."""
+        """Raises this job's watermark to `value`, saved with the job's progress and when it ends (save_state)."""
         state = self._job_state()
         if state.watermark is None or value > state.watermark:
             state.watermark = self.unsaved_watermark = value
 
-    def _job_state(self, direction: Direction | None = None) -> JobState:
-        """The mapping's state in `direction` (this job's by default), read in one request when first needed."""
+    def _job_state(self, direction: Direction | None = None, versions: bool = False) -> JobState:
+        """The mapping's state in `direction` (this job's by default), read in one request when first needed; with
+        the known versions when the job reads them now (`versions`): a schedule check or a pass of forced rows
+        reads none (up to a hundred rows of the state store for a large mapping)."""
         direction = direction or self.direction
         if direction not in self.states:
-            self.states[direction] = self.e.state.job_state(
-                self.mapping.name, direction, versions=self.keeps_versions and direction is self.direction)
+            self.states[direction] = self.e.state.job_state(self.mapping.name, direction, versions=versions)
         return self.states[direction]
 
     def _save_cursor(self, name: str, value: str) -> None:
@@ -893,11 +900,19 @@ class _Job:
             done = set(ids)
             self.states[direction].pending = [i for i in self.states[direction].pending if i not in done]
 
+    def moved_nothing(self) -> None:
+        """A job run within another (a pass in the other direction, records synchronised first) reads and works on
+        rows by id only, so it moves no watermark, cursor or known versions: nothing would save them (the job that
+        runs it saves its own)."""
+        assert self.unsaved_watermark is None and not self.unsaved_cursors and self.unsaved_versions is None, (
+            f"a job within another moved the state of {self.mapping.name} {self.direction.value}, which nothing saves")
+
     def save_state(self, stopping: bool = False) -> None:
-        """Saves what this job moved, in one write: its watermark, cursors and known versions. `stopping`: the job
-        failed, ran into a bug or lost its lease; what it passed is saved all the same, so that the next run does
-        not read it again, and a failure to save it is left at that (the job's own error is what it reports; the
-        next run reads those rows again)."""
+        """Saves what this job moved since it last saved, in one write: its watermark, cursors and known versions.
+        Called when the job ends, and with its progress (see progress). `stopping`: the job failed or ran into a bug;
+        what it passed is saved all the same, so that the next run does not read it again, and a failure to save it
+        is left at that (the job's own error is what it reports; the next run reads those rows again). A job whose
+        lease another worker took never gets here: that worker's job moves the mapping's state now."""
         if self.unsaved_watermark is None and not self.unsaved_cursors and self.unsaved_versions is None:
             return
         try:
@@ -939,9 +954,9 @@ class _Job:
 
     def _read_feed(self, retried: set[str], deadline: dt.datetime | None) -> JobOutcome | None:
         """Reads the feed: deletions are dealt with, changed rows processed (a full synchronisation reads
-        every row anyway), and the feed's cursor saved after each page it covers. When the feed starts
-        over, rows coupled before it that it does not list were deleted; its cursor is saved only at its
-        end, once those are known. Returns the job's outcome when the feed was its source of changes or
+        every row anyway), and the feed's cursor moved on after each page it covers (saved with the job's
+        progress, see progress). When the feed starts over, rows coupled before it that it does not list were
+        deleted; its cursor moves only at its end, once those are known. Returns the job's outcome when the feed was its source of changes or
         it ran out of time; None when it goes on to read changes by watermark (or every row)."""
         feed, takes = self._feed(self.e.page_size)
         if feed is None:
@@ -960,7 +975,7 @@ class _Job:
                     for ids in self.e.couplings.coupled_ids(self.mapping.name, Side.CRM):
                         self._deleted(Side.CRM, [i for i in ids if i.lower() not in present])
                 self._save_cursor(FEED_CURSOR, page.cursor)
-            self.on_progress(Progress(self.counts, resume))
+            self.progress(resume)
             # out of time: a continuation goes on from the saved cursor (a full read is not cut short here:
             # its continuation would start from the checkpoint instead)
             source = takes and self.mode is JobMode.INCREMENTAL
@@ -1052,7 +1067,7 @@ class _Job:
             rows = self.src.read_ids(self.src_table, self.src_fields, chunk)
             self._let_go(sorted(set(chunk) - {r.id for r in rows}))
             self._process(rows, forced={r.id for r in rows})
-            self.on_progress(Progress(self.counts, None))
+            self.progress()
 
     def _detect_unversioned_changes(self) -> None:
         """Rows whose change their version does not show (the rules find them, in bulk) are worked on
@@ -1080,7 +1095,7 @@ class _Job:
         if self.mode is not JobMode.COUPLE:
             for gone in self._reconcile(side):
                 self._deleted(side, gone)
-                self.on_progress(Progress(self.counts, None))  # a long reconciliation keeps its lease
+                self.progress()  # a long reconciliation keeps its lease
         elif not self._nothing_coupled(side):
             return  # a coupling job leaves coupled rows alone: the next scheduled run checks them
         # (a full synchronisation's coupling with nothing coupled before it has nothing to check until the
@@ -1112,12 +1127,15 @@ class _Job:
             return
         worker = self if direction is self.direction and self.mode is not JobMode.COUPLE else self._pass(direction)
         worker._process_ids(ids)
+        if worker is not self:
+            worker.moved_nothing()
         self._clear_pending(direction, ids)
 
     def _pass(self, direction: Direction) -> "_Job":
         """An incremental pass of this mapping in `direction` within this job, counted with it."""
+        # its progress is this job's: saved, it saves what this job moved
         return _Job(self.e, self.catalog, self.mapping, direction, self.job_id, JobMode.INCREMENTAL, self.counts,
-                    self.on_progress, self.states, self.facts.kept)
+                    lambda progress: self.progress(progress.checkpoint), self.states, self.facts.kept)
 
     def _nothing_coupled(self, side: Side) -> bool:
         return next(iter(self.e.couplings.coupled_ids(self.mapping.name, side, page_size=1)), None) is None
@@ -1159,7 +1177,8 @@ class _Job:
     # -- one page --------------------------------------------------------------------------------
 
     def _process(self, rows: list[Record], forced: set[str]) -> None:
-        known = self._known_versions() if rows else {}
+        # forced rows are worked on whatever their version: known versions are read for the others only
+        known = self._known_versions() if any(r.id not in forced for r in rows) else {}
         if self.keeps_versions:
             self.read_at.update((r.id.lower(), r.modified_on) for r in rows)
         if known:  # unchanged since a job wrote or saw them: their couplings need no look
@@ -1606,8 +1625,15 @@ class _Job:
             return convert(value, row)
         return fitted
 
-    def progress(self) -> None:
-        self.on_progress(Progress(self.counts, None))
+    def progress(self, checkpoint: dt.datetime | None = None) -> bool:
+        """Reports the job's counts and checkpoint. When the runner saved them (now and then, renewing the mapping's
+        lease), what the job moved is saved as well (save_state): a worker killed midway (out of memory, the host's
+        time limit) leaves the watermark and the change feed's cursor at most one progress save behind, and its
+        next attempt gets further. Returns whether it was saved."""
+        if not self.on_progress(Progress(self.counts, checkpoint)):
+            return False
+        self.save_state()
+        return True
 
     def outcome(self, checkpoint: dt.datetime | None = None, complete: bool = True) -> JobOutcome:
         listed = [f"{text}, {len(records)} record(s): {'; '.join(list(records)[:LISTED])}"
@@ -1674,7 +1700,7 @@ class _Job:
             newest = max((r.modified_on for r in page if r.modified_on), default=None)
             if newest is not None:  # read whole every time; the watermark only tells the schedule of changes
                 self._raise_watermark(min(newest, self.cap))
-            self.on_progress(Progress(self.counts, None))
+            self.progress()
         return self.outcome()
 
 

@@ -78,6 +78,11 @@ class ConcurrencyError(TransientError):
     """The record changed between our read and our write (stale ETag); re-read and try again."""
 
 
+class LeaseLost(TransientError):
+    """Another worker took the job over (our lease expired): the job stops without saving anything more, as what it
+    would save (its watermark, its cursors) may now be behind what the new owner saved."""
+
+
 class AlreadyExistsError(TerminalError):
     """A record with the same key already exists."""
 

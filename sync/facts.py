@@ -3,8 +3,8 @@
 A scheduled run may start in a worker that ran nothing before (Functions scale to zero between runs), and
 each job would read the same set-up again: who bcsync acts as in Dataverse, the Business Central company's
 name, its local currency. Such a fact is kept with the time it was read and used while younger than the
-time to live; a job reads all kept facts at most once, in one query, when it first needs one, and the jobs one
-delivery of a job message runs one after another read them once between them (KeptFacts).
+time to live; a job reads all kept facts once, in one query, with its other first reads (the passes it runs
+within itself share them, KeptFacts).
 
 Reference rows that mappings write or couple (a currency, a price list) are facts only as long as nothing
 changes them: a job of a mapping that may change one drops it when it wrote (`MappingRules.stales`), and a fact
@@ -39,16 +39,16 @@ _running: contextvars.ContextVar["Facts | None"] = contextvars.ContextVar("bcsyn
 
 
 class KeptFacts:
-    """The kept facts as read for one or more jobs in a row (None: not read yet). Each job still looks at their age,
-    and what one job saves or drops the next one sees."""
+    """The kept facts as read for one job and the passes it runs within itself (None: not read yet): what one of them
+    saves or drops the others see."""
 
     def __init__(self):
         self.facts: dict[str, Fact] | None = None
 
 
 class Facts:
-    """The facts one job sees: the kept ones, read once when first needed (or by a job before it in the same
-    delivery, `kept`), and those it reads afresh."""
+    """The facts one job sees: the kept ones, read once (at the job's start, or when first needed; `kept`, shared with
+    the job that runs this one within itself), and those it reads afresh."""
 
     def __init__(self, state: StateStore, clock: Clock, ttl: dt.timedelta, note: Callable[[str], None],
                  kept: KeptFacts | None = None):

@@ -22,8 +22,7 @@ from typing import Iterable, Iterator, Protocol, Sequence
 from .config import CatalogSource
 from .dryrun import DryRun, carried, merged, shown_report
 from .engine import Counts, JobMode, Progress, SyncEngine
-from .errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TransientError, shown
-from .facts import KeptFacts
+from .errors import ConcurrencyError, ConfigurationError, LeaseLost, MessageError, SyncError, TransientError, shown
 from .mappings import Catalog
 from .model import Direction
 from .planner import plan
@@ -240,22 +239,18 @@ class JobObserver:
 
 class Delivery:
     """What one delivery of a job message reads once, at the first job it runs, for the jobs it runs next (see
-    advance): the catalogue in force (an override saved meanwhile applies from the next delivery on) and the kept
-    facts about the services' set-up (sync.facts)."""
+    advance): the catalogue in force (an override saved meanwhile applies from the next delivery on). The kept facts
+    about the services' set-up are read by each job (side by side with its other first reads): a job of another
+    worker may drop one meanwhile (sync.facts)."""
 
     def __init__(self, catalogs: CatalogSource):
         self.catalogs = catalogs
         self._catalog: Catalog | None = None
-        self.facts = KeptFacts()
 
     def catalog(self) -> Catalog:
         if self._catalog is None:
             self._catalog = self.catalogs.current()
         return self._catalog
-
-
-class LeaseLost(TransientError):
-    """Another worker took the job over (our lease expired); stop without saving anything more."""
 
 
 @dataclass
@@ -513,7 +508,9 @@ class RunCoordinator:
             stopped = f"gave up after {self.max_attempts} attempts without progress, the last stopped midway"
             return self._finish(run, job, JobStatus.FAILED, f"{stopped} ({job.message})" if job.message else stopped)
 
-        def progress(p: Progress) -> None:
+        def progress(p: Progress) -> bool:
+            """Saves the job's progress and renews its lease now and then; True when it did (the engine then saves
+            what the job moved: its watermark, its cursors)."""
             nonlocal job, saved_at
             now = self.clock.now()
             job.counts = p.counts
@@ -524,7 +521,7 @@ class RunCoordinator:
             # Saved now and then, not after every page: the lease is renewed long before it runs out, and
             # a continuation after a crash resumes from an older checkpoint, redoing pages harmlessly.
             if now - saved_at < self.lease / PROGRESS_SAVES_PER_LEASE:
-                return
+                return False
             saved_at = now
             job.lease_until = now + self.lease
             try:
@@ -533,6 +530,7 @@ class RunCoordinator:
                 raise LeaseLost(f"job {job.job_id} was taken over by another worker") from None
             if not self.leases.acquire(lease_name, owner, now + self.lease):
                 raise LeaseLost(f"the lease on {job.mapping} passed to another worker")
+            return True
 
         dry, reports = None, {}
         if run.dry:
@@ -544,7 +542,7 @@ class RunCoordinator:
                 outcome = (dry.engine if dry else self.engine).run(
                     job.mapping, job.direction, job_id=f"{run.run_id}/{job.job_id}", mode=job.mode,
                     resume_from=job.checkpoint, counts=job.counts, on_progress=progress,
-                    deadline=deadline, catalog=delivery.catalog(), kept_facts=delivery.facts)
+                    deadline=deadline, catalog=delivery.catalog())
             finally:
                 if dry is not None:  # what it planned up to a failure, too (the job log tells the failure)
                     self.runs.save_report(run.run_id, job.job_id, merged(reports.get(job.job_id), dry.report()))

@@ -276,6 +276,12 @@ class _PerMapping:
         return self.list, self.save, self.clear
 
 
+class _KnownVersions(dict):
+    """Known versions as FakeState.known_versions read them, with the keys of the added batches among them."""
+
+    batches: list[str] = []
+
+
 class FakeState:
     def __init__(self, clock: FakeClock):
         self.clock = clock
@@ -285,8 +291,12 @@ class FakeState:
         self.kept_facts: dict = {}
         self.fact_reads = 0
         self.job_state_reads = self.job_state_saves = 0
+        self.version_reads = 0  # reads of known versions, with the job's state or alone
         self.cursors: dict[tuple[str, str], str] = {}
+        # known versions as the adapter keeps them: those the mapping's job saved, and batches other jobs added (by a
+        # key of their own), which its next save replaces only where it read them
         self.versions: dict[tuple[str, Direction], dict[str, str]] = {}
+        self.added_versions: dict[tuple[str, Direction], dict[str, dict[str, str]]] = {}
         self.schedule_rows: dict = {}
         write_backs, inserting = _PerMapping("row_id"), _PerMapping("source_id")
         self.write_backs, self.save_write_backs, self.clear_write_backs = write_backs.ports()
@@ -308,7 +318,15 @@ class FakeState:
         for name, value in (cursors or {}).items():
             self.cursors[(mapping, name)] = value
         if versions is not None:
-            self.versions[(mapping, direction)] = dict(versions)
+            self._replace_versions(mapping, direction, versions, replacing)
+
+    def _replace_versions(self, mapping, direction, versions, replacing):
+        """As the adapter: the versions saved replace the job's own and the batches added that `replacing` (what
+        known_versions gave the job) holds; without it, every batch (the adapter reads the rows there now)."""
+        self.versions[(mapping, direction)] = dict(versions)
+        added = self.added_versions.get((mapping, direction), {})
+        for key in getattr(replacing, "batches", list(added)):
+            added.pop(key, None)
 
     def advance_watermark(self, mapping, direction, value):
         old = self.marks.get((mapping, direction))
@@ -337,13 +355,19 @@ class FakeState:
         return self.cursors.get((mapping, name))
 
     def known_versions(self, mapping, direction):
-        return dict(self.versions.get((mapping, direction), {}))
+        self.version_reads += 1
+        added = self.added_versions.get((mapping, direction), {})
+        known = _KnownVersions(self.versions.get((mapping, direction), {}))
+        for batch in added.values():  # sorted after the job's own, which they outdate
+            known.update(batch)
+        known.batches = list(added)
+        return known
 
     def save_known_versions(self, mapping, direction, versions, replacing=None):
-        self.versions[(mapping, direction)] = dict(versions)
+        self._replace_versions(mapping, direction, versions, replacing)
 
     def add_known_versions(self, mapping, direction, versions):
-        self.versions.setdefault((mapping, direction), {}).update(versions)
+        self.added_versions.setdefault((mapping, direction), {})[uuid.uuid4().hex] = dict(versions)
 
     def save_cursor(self, mapping, name, value):
         self.cursors[(mapping, name)] = value

@@ -19,7 +19,8 @@ def _stored(w: World):
     state = w.state
     return copy.deepcopy([{name: rows for name, rows in side.tables.items() if rows} for side in (w.bc, w.crm)]
                          + [w.couplings.by_side, w.errors.entries, state.marks, state.pending_ids, state.kept_facts,
-                            state.cursors, state.versions, state.schedule_rows, state.write_backs("CUSTOMER"),
+                            state.cursors, state.versions, state.added_versions, state.schedule_rows,
+                            state.write_backs("CUSTOMER"),
                             state.pending_inserts("CUSTOMER")])
 
 

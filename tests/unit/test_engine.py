@@ -8,11 +8,11 @@ import pytest
 
 from sync import engine as engine_module
 from sync.config import MappingOverride, StaticCatalog, apply
-from sync.engine import CRM_ID_NAMESPACE, JobMode, SyncEngine, plan_row
-from sync.errors import ConfigurationError, ServiceUnavailableError
+from sync.engine import CRM_ID_NAMESPACE, FEED_CURSOR, JobMode, SyncEngine, plan_row
+from sync.errors import ConfigurationError, LeaseLost, ServiceUnavailableError
 from sync.mappings import CUSTOMER, Catalog, builtin_mappings
 from sync.model import DeletionConflictResolution, Direction, Side, UpdateConflictResolution
-from sync.ports import Coupling, Record
+from sync.ports import Coupling, FeedPage, Record
 from sync.rules.currency import BC_COMPANY_INFORMATION, CRM_ORGANIZATION
 from sync.tables import BC_CUSTOMER, BC_PAYMENT_TERMS, BC_SALESPERSON, CRM_ACCOUNT, CRM_CURRENCY, CRM_SYSTEMUSER
 from tests.fakes import FakeClock, FakeCouplings, FakeEndpoint, FakeErrors, FakeState
@@ -1109,14 +1109,18 @@ def test_a_job_out_of_time_keeps_the_watermark_of_the_page_it_stopped_at():
     assert not out.complete and out.checkpoint == newest[0] and written == [newest[0]]
 
 
-def _lease_lost():
-    from sync.runs import LeaseLost
-    return LeaseLost("the lease on CUSTOMER passed to another worker")
+class _Interrupted(BaseException):
+    """Stands for the interpreter's exit (SystemExit, KeyboardInterrupt)."""
 
 
-@pytest.mark.parametrize("stop, pages", [(_lease_lost, 2), (lambda: KeyError("a bug"), 1)],
-                         ids=["lease lost", "a bug"])
-def test_a_job_stopped_by_its_progress_keeps_the_watermark_of_the_pages_it_passed(stop, pages):
+@pytest.mark.parametrize("stop, saves", [(lambda: KeyError("a bug"), True),
+                                         (lambda: LeaseLost("the lease on CUSTOMER passed to another worker"), False),
+                                         (_Interrupted, False)],
+                         ids=["a bug", "lease lost", "interpreter exit"])
+def test_a_job_stopped_by_its_progress_keeps_the_watermark_of_the_pages_it_passed_unless_it_lost_its_lease(stop, saves):
+    """A bug stops the job after its second page: that page's watermark is saved. A job whose lease another worker
+    took writes nothing more: that worker's job may have saved a later watermark already. Nor does an interpreter's
+    exit (no storage request then)."""
     w = World()
     newest = _three_pages_of_customers(w)
     written = _watermarks_written(w)
@@ -1124,11 +1128,49 @@ def test_a_job_stopped_by_its_progress_keeps_the_watermark_of_the_pages_it_passe
 
     def progress(p):
         seen.append(p.checkpoint)
-        if len(seen) == pages:
+        if len(seen) == 2:
             raise stop()
     with pytest.raises(type(stop())):
         w.engine.run("CUSTOMER", TO, job_id="j", mode=JobMode.FULL, on_progress=progress)
-    assert written == [newest[pages - 1]]
+    assert written == ([newest[1]] if saves else [])
+
+
+def test_a_running_job_saves_its_watermark_when_its_progress_is_saved():
+    """A worker killed midway (out of memory, the host's time limit) saves nothing then: what the store holds is what
+    the job saved with its last progress save, so that its next attempt gets further."""
+    w = World()
+    newest = _three_pages_of_customers(w)
+    stored, saves = [], [False, True, False]  # the runner saves the second report of progress only
+
+    def progress(p):
+        stored.append(w.state.watermark("CUSTOMER", TO))
+        return saves[len(stored) - 1]
+    assert w.engine.run("CUSTOMER", TO, job_id="j", mode=JobMode.FULL, on_progress=progress).complete
+    assert stored == [None, None, newest[1]] and w.state.watermark("CUSTOMER", TO) == newest[2]
+
+
+def test_a_job_reading_the_sales_feed_saves_its_cursor_when_its_progress_is_saved():
+    w = World()
+    w.state.save_cursor("CUSTOMER", FEED_CURSOR, "0")
+    accounts = [w.account(f"Account {i}") for i in range(3)]
+    changes = w.crm.changes
+
+    def a_page_per_row(table, fields, cursor, **kwargs):
+        feed = changes(table, fields, cursor, **kwargs)
+        [page] = feed.pages
+        return dataclasses.replace(feed, pages=iter([FeedPage([row], [], row.etag[1:], last=False)
+                                                     for row in page.changed[:-1]]
+                                                    + [FeedPage(page.changed[-1:], [], page.cursor)]))
+    w.crm.changes = a_page_per_row
+    stored = []
+
+    def progress(p):
+        stored.append(w.state.cursor("CUSTOMER", FEED_CURSOR))
+        return True
+    w.clock.tick(120)
+    assert w.engine.run("CUSTOMER", FROM, job_id="j", on_progress=progress).complete
+    versions = [w.crm.rows(CRM_ACCOUNT)[a]["etag"][1:] for a in accounts]
+    assert stored == ["0", versions[0], versions[1]] and w.state.cursor("CUSTOMER", FEED_CURSOR) == versions[2]
 
 
 def test_a_job_reads_its_state_in_one_go_and_saves_its_end_in_one_go():
@@ -1197,3 +1239,56 @@ def test_passing_its_own_writes_a_full_job_looks_up_many_unknown_couplings_a_bat
         held.append((mapping, side)), hold(mapping, side, complete))[1])
     w.run("CUSTOMER", FROM, full=True)
     assert looked_up[-3:] == [2, 2, 1] and ("CUSTOMER", Side.BC) in held
+
+
+def test_the_schedules_look_and_a_pass_of_forced_rows_read_no_known_versions():
+    """Known versions spare the BC -> Sales pass a look at the couplings of the rows it reads by watermark; a look
+    whether the mapping has work reads none, nor does a pass of rows it works on whatever their version (here a
+    Sales deletion the Sales -> BC job hands to it), as for a large mapping they are up to a hundred rows."""
+    w = World()
+    cid = w.customer("C00010", "Adatum")
+    w.full_sync()
+    w.run("CUSTOMER", TO)
+    assert w.state.known_versions("CUSTOMER", TO)  # (the full job left the version it wrote)
+    w.clock.tick(120)
+    reads = w.state.version_reads
+    w.engine.has_work("CUSTOMER")
+    assert w.state.version_reads == reads
+    w.crm.delete(CRM_ACCOUNT, w.couplings.all("CUSTOMER")[cid].crm_id)
+    out = w.run("CUSTOMER", FROM)
+    assert out.counts.failed == 1 and w.state.version_reads == reads   # the pass reported the deletion conflict
+
+
+def test_versions_another_mapping_added_while_the_bc_to_sales_pass_ran_outlive_its_save():
+    """A CONTACT job adds versions of customers it wrote (keep_synchronised) while CUSTOMER's BC -> Sales pass runs
+    (another lease): the pass's save replaces what it read, and leaves what was added since."""
+    w = World()
+    customers = [w.customer(f"C{i:05d}", f"Customer {i}") for i in range(3)]
+    w.full_sync()
+    w.bc.edit(BC_CUSTOMER, customers[0], displayName="Renamed")
+    added = Coupling("CUSTOMER", customers[1], w.couplings.all("CUSTOMER")[customers[1]].crm_id, bc_etag="v-added",
+                     crm_etag="w-added", bc_values={"displayName": "Customer 1"}, crm_values={"name": "Customer 1"})
+
+    def contact_job_adds(progress):
+        w.engine.job("CONTACT", "contact-job").keep_synchronised("CUSTOMER", [added], [customers[1]])
+    saved, save = [], w.state.save_job_state
+    w.state.save_job_state = lambda *a, **k: (saved.append(k.get("versions")), save(*a, **k))[1]
+    w.clock.tick(120)
+    w.engine.run("CUSTOMER", TO, job_id="j", on_progress=contact_job_adds)
+    [kept] = saved
+    assert kept is not None and w.state.known_versions("CUSTOMER", TO) == {**kept, customers[1].lower(): "v-added"}
+
+
+def test_a_job_run_within_another_may_not_move_what_only_a_job_of_its_own_saves(monkeypatch):
+    """Records synchronised first (sync_records) and a pass in the other direction keep no watermark, cursor or
+    known versions of their own: moving one there would be lost."""
+    w = World()
+    cid = w.customer("C00010", "Adatum")
+    process_ids = engine_module._Job._process_ids
+
+    def moves_its_watermark(job, ids):
+        process_ids(job, ids)
+        job._raise_watermark(w.clock.now())
+    monkeypatch.setattr(engine_module._Job, "_process_ids", moves_its_watermark)
+    with pytest.raises(AssertionError, match="a job within another moved the state of CUSTOMER"):
+        w.engine.sync_records("CUSTOMER", TO, [cid], job_id="j")

@@ -1,6 +1,7 @@
 """Planning runs and coordinating their jobs, with in-memory ports."""
 
 import contextlib
+import dataclasses
 import json
 import logging
 
@@ -8,9 +9,13 @@ import pytest
 
 from sync.config import StaticCatalog
 
+from sync.engine import FEED_CURSOR
 from sync.errors import ConcurrencyError, ConfigurationError, MessageError, ServiceUnavailableError, ThrottledError
 from sync.mappings import Catalog, builtin_mappings
+from sync.facts import INTEGRATION_USER
+from sync.model import Direction
 from sync.planner import plan
+from sync.ports import Fact, FeedPage
 from sync.runs import JobMessage, JobObserver, JobStatus, RunCoordinator, RunKind, RunReport, RunStatus
 from tests.unit.test_engine import CRM_ACCOUNT, World
 from tests.fakes import FakeQueue, FakeRuns
@@ -391,14 +396,20 @@ def _killed_again_and_again(h, monkeypatch, pages):
         h.w.customer(f"C{i:05d}", f"Customer {i}")
     _worker_dies_reading(h, pages)
     run = h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    _taken_over_whenever_killed(h)
+    return h.runs.get_job(run.run_id, "CUSTOMER:to-crm")
+
+
+def _taken_over_whenever_killed(h):
+    """Delivers the queued messages; each time the worker dies, its job is taken over once its lease has run out (the
+    timer's recovery)."""
     for _ in range(20):
         try:
             h.drain()
-            break
+            return
         except WorkerDied:
             h.w.clock.tick(700)              # its lease runs out
             h.coordinator.recover()
-    return h.runs.get_job(run.run_id, "CUSTOMER:to-crm")
 
 
 def test_a_job_killed_after_every_page_starts_its_attempts_again_and_finishes(monkeypatch):
@@ -414,6 +425,57 @@ def test_a_job_killed_before_any_progress_gives_up_after_the_limit(monkeypatch):
     assert job.status is JobStatus.FAILED and job.attempts == 6 and job.attempts_without_progress == 6
     assert job.message == "gave up after 5 attempts without progress, the last stopped midway"
     assert h.w.crm.rows(CRM_ACCOUNT) == {}
+
+
+def test_a_job_reading_the_sales_feed_killed_after_every_page_gets_further_at_each_attempt(monkeypatch):
+    """The feed's cursor is saved with the job's progress: a worker killed midway (out of memory, the host's time
+    limit) leaves it at most one progress save behind, and the next attempt reads on from there. Kept until the job
+    ended, every attempt read the feed from where the run before left it, and died at the same page."""
+    h = Harness()
+    monkeypatch.setattr("sync.runs.PROGRESS_SAVES_PER_LEASE", 10**9)  # progress saved after every page
+    h.w.state.save_cursor("CUSTOMER", FEED_CURSOR, "0")
+    accounts = [h.w.account(f"Account {i}") for i in range(4)]
+    changes, cursors = h.w.crm.changes, []
+
+    def dies_at_its_second_page(table, fields, cursor, **kwargs):
+        feed = changes(table, fields, cursor, **kwargs)
+        [page] = feed.pages
+        cursors.append(cursor)
+
+        def pages():
+            for n, row in enumerate(page.changed):
+                if n == 1:
+                    raise WorkerDied()
+                h.w.clock.tick(1)
+                last = n == len(page.changed) - 1
+                yield FeedPage([row], [], page.cursor if last else row.etag[1:], last=last)
+        return dataclasses.replace(feed, pages=pages())
+    h.w.crm.changes = dies_at_its_second_page
+    run = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
+    _taken_over_whenever_killed(h)
+    assert h.runs.get_job(run.run_id, "CUSTOMER:from-crm").status is JobStatus.DONE
+    assert cursors == ["0"] + [h.w.crm.rows(CRM_ACCOUNT)[a]["etag"][1:] for a in accounts[:3]]
+
+
+def test_each_job_of_a_delivery_reads_the_kept_facts_afresh():
+    """Jobs chained in one delivery read the kept facts each: another worker's job may drop one meanwhile (a
+    reference row it changed), and the next job must not go on using it."""
+    h = Harness()
+    h.w.state.save_fact(INTEGRATION_USER, Fact("a user bcsync acted as before", h.w.clock.now()))
+    run = _customer_run(h)
+    real_run, ran = h.w.engine.run, []
+
+    def then_dropped_by_another_worker(*args, **kwargs):
+        outcome = real_run(*args, **kwargs)
+        if not ran:
+            h.w.state.drop_facts([INTEGRATION_USER])
+        ran.append(args[:2])
+        return outcome
+    h.w.engine.run = then_dropped_by_another_worker
+    h.coordinator.handle(JobMessage(run.run_id, "CUSTOMER:to-crm"))
+    assert ran == [("CUSTOMER", Direction.TO_CRM), ("CUSTOMER", Direction.FROM_CRM)]
+    # the Sales -> BC job (run second, in the same delivery) read who bcsync acts as afresh, and kept it
+    assert h.w.state.kept_facts[INTEGRATION_USER].value == "crm-integration"
 
 
 def _first_job(h, run, job_id):

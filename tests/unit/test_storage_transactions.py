@@ -52,3 +52,24 @@ def test_deletes_are_not_sent_again_here():
     with pytest.raises(ServiceUnavailableError):
         _transact(None, table, _ops("delete"))
     assert len(table.sent) == 1
+
+
+def test_a_job_state_of_several_transactions_deletes_the_old_version_rows_only_once_the_new_ones_are_written():
+    """_transact sends the transactions of many operations side by side: the leftover version rows' deletes must not
+    land before the upserts that replace them (a save cut short would leave fewer known versions than either set)."""
+    import datetime as dt
+    from shared.storage import KnownVersions, StateTable, VERSIONS_PER_ROW
+    from sync.model import Direction
+
+    state, sent = StateTable.__new__(StateTable), []
+    state.transact = sent.append
+    read = KnownVersions({}, row_keys=[f"versions:to-crm:{n:06d}" for n in range(150)])
+    versions = {f"bc-{i}": "v1" for i in range(120 * VERSIONS_PER_ROW)}
+    state.save_job_state("CUSTOMER", Direction.TO_CRM, watermark=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+                         versions=versions, replacing=read)
+    assert [{kind for kind, _ in ops} for ops in sent] == [{"upsert"}, {"delete"}]
+    assert len(sent[0]) == 121 and len(sent[1]) == 30
+    sent.clear()
+    state.save_job_state("CUSTOMER", Direction.TO_CRM, versions={"bc-1": "v2"},
+                         replacing=KnownVersions({}, row_keys=read.row_keys[:50]))
+    assert [len(ops) for ops in sent] == [50]   # one transaction: all or nothing
