@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
-from ..errors import RecordError
+from ..errors import RecordError, SyncError
 from ..model import Side
 from ..ports import Coupling, CouplingStore, CrmEndpoint, Endpoint, Record
 
@@ -146,6 +146,6 @@ class MappingRules:
         """Values that make `dst_row` writable again before `values` are written to it; {} when it is."""
         return {}
 
-    def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
+    def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, SyncError]:
         """Follow-up writes; returns the source rows whose follow-up failed (retried next run)."""
         return {}

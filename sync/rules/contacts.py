@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Sequence
 
-from ..errors import RecordError
+from ..errors import ConcurrencyError, RecordError, SyncError
 from ..model import BcTable, Direction, Side
 from ..ports import Coupling, Record, RowChange
 from ..tables import BC_CONTACT, BC_CUSTOMER, CRM_ACCOUNT
@@ -168,7 +168,7 @@ class ContactRules(MappingRules):
             values["displayName"] = row.values.get("fullname") or ""
         return values
 
-    def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
+    def after_write(self, ctx: RuleContext, written: Sequence[Written]) -> dict[str, SyncError]:
         return back_fill_primary_contacts(ctx, written)
 
 
@@ -195,11 +195,17 @@ def new_contacts(ctx: RuleContext, written: Sequence[Written]) -> list[NewContac
     return found
 
 
-def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> dict[str, RecordError]:
+def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> dict[str, SyncError]:
     """Primary contacts left empty because the contact was not coupled yet, set now that it is. As Business
     Central does, a customer or account that had not changed since it was last synchronised is kept so:
     its CUSTOMER coupling takes the new version and value, and the next CUSTOMER job has nothing to do: the
-    customers' new versions are left to it as known, so it does not even look their couplings up."""
+    customers' new versions are left to it as known, so it does not even look their couplings up.
+
+    Each parent is written at the version read (If-Match), so that a user's edit made since is refused
+    rather than taken into a version recorded as synchronised (where it would never reach the other side).
+    A refused write fails the contact's follow-up, tried again at the next run, as Business Central fails
+    a contact whose parent it could not modify; the pair's coupling is then left as it was, so the CUSTOMER
+    job carries the user's edit, and whatever side the back-fill did write, as changes."""
     new = new_contacts(ctx, written)
     if not new or "CUSTOMER" not in ctx.catalog:
         return {}
@@ -226,34 +232,64 @@ def back_fill_primary_contacts(ctx: RuleContext, written: Sequence[Written]) -> 
             chosen = next((n for n in mine if n.contact.lower() == named_in_sales), None) if named_in_sales else mine[0]
             if chosen:
                 customer_changes.append((chosen, customer, coupling))
-    fm = next((f for f in ctx.catalog["CUSTOMER"].fields if f.crm == "primarycontactid"), None)
-    key = fm.key if fm is not None else None  # the primary contact's in CUSTOMER's snapshots
-    failures: dict[str, RecordError] = {}
-    kept: dict[int, Coupling] = {}
-    customers_written: list[str] = []
+    failures: dict[str, SyncError] = {}
+    done: dict[int, tuple[Coupling, list[tuple[Side, NewContact, Record, Record]]]] = {}  # by pair: what went through
+    refused: set[int] = set()  # pairs with a side that was not written
     for side, table, what, changes in ((Side.CRM, CRM_ACCOUNT, "account", account_changes),
                                        (Side.BC, BC_CUSTOMER, "customer", customer_changes)):
         field = "primarycontactid" if side is Side.CRM else "primaryContactNo"
-        endpoint = ctx.endpoint(side)
         values = [n.contact if side is Side.CRM else n.number for n, _, _ in changes]
-        results = endpoint.update(table, [RowChange(row.id, None, {field: value})
-                                          for (_, row, _), value in zip(changes, values)], [field]) if changes else []
+        results = ctx.endpoint(side).update(table, [RowChange(row.id, row.etag, {field: value}) for (_, row, _), value
+                                                    in zip(changes, values)], [field]) if changes else []
         for (n, row, coupling), result in zip(changes, results):
             if result.error is not None:
-                failures[n.source] = RecordError(f"Contact {n.number}: it could not be made the primary contact of "
-                                                 f"its {what}: {result.error.message}", code=result.error.code)
-            elif coupling is not None and key is not None and coupling.etag_on(side) == row.etag and result.record:
-                # unchanged since synchronised: the pair stays synchronised, with the primary contact
-                if side is Side.CRM:
-                    coupling.crm_etag = result.record.etag
-                else:
-                    coupling.bc_etag = result.record.etag
-                    customers_written.append(row.id)
-                coupling.bc_values[key], coupling.crm_values[key] = n.number, n.contact
-                kept[id(coupling)] = coupling
-    if kept:
-        ctx.keep_synchronised("CUSTOMER", list(kept.values()), customers_written)
+                failures[n.source] = _not_made_primary(n, what, result.error)
+                if coupling is not None:
+                    refused.add(id(coupling))
+            elif coupling is not None and result.record:
+                done.setdefault(id(coupling), (coupling, []))[1].append((side, n, row, result.record))
+    _keep_synchronised(ctx, [entry for pair, entry in done.items() if pair not in refused])
     return failures
+
+
+def _not_made_primary(n: NewContact, what: str, error: SyncError) -> SyncError:
+    """The contact's follow-up error for a parent not written: one a user changed since it was read is tried again
+    at the next run, however often that happens (never skipped as the same error twice in a row)."""
+    if isinstance(error, ConcurrencyError):
+        retried = ConcurrencyError(f"Contact {n.number}: its {what} changed while it was being made the primary "
+                                   f"contact; tried again at the next run.", code=error.code, status=error.status)
+        retried.skippable = False
+        return retried
+    return RecordError(f"Contact {n.number}: it could not be made the primary contact of its {what}: "
+                       f"{error.message}", code=error.code)
+
+
+def _keep_synchronised(ctx: RuleContext,
+                       pairs: list[tuple[Coupling, list[tuple[Side, NewContact, Record, Record]]]]) -> None:
+    """The CUSTOMER couplings of the pairs the back-fill wrote in full: each side written takes its new value into
+    the coupling's snapshot, and a side that had not changed since the pair was synchronised (the version read,
+    which the write was made at, is the coupling's) takes its new version too, so it stays synchronised."""
+    fm = next((f for f in ctx.catalog["CUSTOMER"].fields if f.crm == "primarycontactid"), None)
+    if fm is None:
+        return  # the primary contact is not in CUSTOMER's snapshots
+    kept: list[Coupling] = []
+    customers_written: list[str] = []
+    for coupling, sides in pairs:
+        unchanged = False
+        for side, n, row, stored in sides:
+            coupling.values_on(side)[fm.key] = n.number if side is Side.BC else n.contact
+            if coupling.etag_on(side) != row.etag:
+                continue  # changed since synchronised: the CUSTOMER job carries that change
+            unchanged = True
+            if side is Side.CRM:
+                coupling.crm_etag = stored.etag
+            else:
+                coupling.bc_etag = stored.etag
+                customers_written.append(row.id)
+        if unchanged:
+            kept.append(coupling)
+    if kept:
+        ctx.keep_synchronised("CUSTOMER", kept, customers_written)
 
 
 class OpportunityRules(MappingRules):

@@ -3,6 +3,9 @@ customer couplings; owners from salespeople; filters on both sides."""
 
 from __future__ import annotations
 
+from sync.model import Side
+from sync.tables import BC_CUSTOMER
+
 from .conftest import job
 
 
@@ -163,3 +166,43 @@ def test_the_primary_contact_is_back_filled_once_the_contact_is_coupled_after_it
     # nothing left for the next run to write back and forth
     report = env.sync()
     assert job(report, "CUSTOMER:to-crm").counts.failed == 0 and job(report, "CUSTOMER:from-crm").counts.modified == 0
+
+
+def test_a_customer_edited_while_its_primary_contact_is_back_filled_keeps_the_edit_flowing_to_sales(env):
+    # The back-fill reads the customer, then writes its primary contact. A user who edits the customer in between
+    # must not see the edit taken into the version the coupling records as synchronised: the write is refused,
+    # the CUSTOMER job carries the edit to Sales, and the primary contact still reaches the customer.
+    [contoso] = env.dv.seed("account", [{"name": "Contoso", "customertypecode": 3, "telephone1": "+1 555 0100"}])
+    env.full_sync(mappings=["CUSTOMER"])
+    customer = next(c for c in env.bc.rows("customers") if c["displayName"] == "Contoso")
+    [bob] = env.dv.seed("contact", [{"firstname": "Bob", "lastname": "Smith", "parentcustomerid": contoso}])
+
+    endpoint = env.services.engine.endpoint(Side.BC)
+    real = endpoint.update
+
+    def update(table, changes, fields):
+        if table is BC_CUSTOMER and any("primaryContactNo" in c.values for c in changes):
+            env.bc.update("customers", customer["id"], {"phoneNumber": "+1 555 0199"})  # the user, meanwhile
+        return real(table, changes, fields)
+
+    endpoint.update = update
+    try:
+        report = env.full_sync(mappings=["CONTACT"])
+    finally:
+        endpoint.update = real
+    bob_in_bc = next(c for c in env.bc.rows("contacts") if c["displayName"] == "Bob Smith")
+    assert next(a for a in env.dv.rows("account") if a["name"] == "Contoso")["primarycontactid"] == bob
+    assert next(c for c in env.bc.rows("CustomerCard") if c["Name"] == "Contoso")["Primary_Contact_No"] == ""
+    assert job(report, "CONTACT:from-crm").counts.failed == 1
+    [failure] = env.errors()
+    assert failure.transient and not failure.skipped
+    assert f"Contact {bob_in_bc['number']}: its customer changed while it was being made the primary contact" in \
+        failure.message
+
+    env.sync()
+    account = next(a for a in env.dv.rows("account") if a["name"] == "Contoso")
+    assert account["telephone1"] == "+1 555 0199"                   # the user's edit reached Sales
+    assert account["primarycontactid"] == bob
+    assert next(c for c in env.bc.rows("CustomerCard") if c["Name"] == "Contoso")["Primary_Contact_No"] == \
+        bob_in_bc["number"]                                           # and the primary contact the customer
+    assert env.errors() == []

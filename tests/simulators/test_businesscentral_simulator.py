@@ -451,6 +451,9 @@ def test_customer_card_page_is_another_view_of_the_same_customer_rows(env, bc):
     time.sleep(0.01)  # past the clock tick of the customer's last write
     patched = bc.patch(card_url, json={"Shipping_Agent_Code": "dhl"}, headers={"If-Match": body["@odata.etag"]})
     assert patched.status_code == 200 and patched.json()["Shipping_Agent_Code"] == "DHL"
+    # the page checks the record's version as the API does: the one read before that write is stale now
+    assert error_of(bc.patch(card_url, json={"Primary_Contact_No": ""}, headers={"If-Match": body["@odata.etag"]}))[
+        :2] == (409, "Request_EntityChanged")
 
     again = bc.get(f"{env.company}/customers({customer['id']})").json()
     assert when(again["lastModifiedDateTime"]) > when(customer["lastModifiedDateTime"])
