@@ -372,7 +372,7 @@ class SalesOrderProcess:
                                       f"({what}): {error.message}", field=getattr(error, "field", "") or "",
                                       code=error.code)
                 failure.transient = error.transient
-                raise failure
+                raise failure from error
 
         # one a user reopened stays open for them; one bcsync reopened before a step failed is released again: the
         # coupling remembers it (the order's error may go, if the Sales order leaves Submitted meanwhile)
@@ -396,7 +396,7 @@ class SalesOrderProcess:
                 step("release", job.bc.run_action(BC_SALES_ORDER, [row], "Release"))
         except RecordError as exc:
             failed[order.id] = (order, exc)
-            if exc.transient:
+            if stops_job(exc.__cause__):  # a service giving out; a row changed meanwhile fails this order only
                 raise
             return OrderResult(order.id, label, "failed", number, exc.message)
         # what bcsync wrote is not pushed back to Sales (sync.order_push)

@@ -4,6 +4,9 @@ orders whose number is written back; a posted order is archived and its Sales or
 
 from __future__ import annotations
 
+from sync.errors import ConcurrencyError
+from sync.model import Side
+from sync.ports import WriteResult
 from sync.runs import RunKind
 
 from .conftest import job
@@ -431,3 +434,35 @@ def test_a_dry_run_reports_the_lines_an_update_deletes_and_why_and_the_reopen_an
                        ("action", f"Sales Order {created['number']}", "Release")]
     assert dry["counts"]["action"] == 2
     assert env.bc.get("salesOrders", created["id"])["status"] == "Open"  # nothing was done
+
+
+def test_a_line_changed_in_business_central_meanwhile_fails_that_order_only_and_the_next_run_writes_it(env):
+    two_way(env)
+    order, created = created_and_released(env, [product_line(env, "1000", 2, 95)])
+    user = env.stack.ids.user_systemuser_id
+    env.dv.update("salesorder", order, {"statecode": 0, "statuscode": 1}, as_user=user)
+    [line] = [d for d in env.dv.rows("salesorderdetail") if d["salesorderid"] == order]
+    env.dv.update("salesorderdetail", line["salesorderdetailid"], {"quantity": 4}, as_user=user)
+    env.dv.update("salesorder", order, {"statecode": 1, "statuscode": 3}, as_user=user)
+
+    endpoint = env.services.engine.endpoint(Side.BC)
+    real = endpoint.update
+
+    def changed_meanwhile(table, changes, fields):
+        if table.entity_set == "salesOrderLines":
+            return [WriteResult(error=ConcurrencyError("The line changed since it was read.")) for _ in changes]
+        return real(table, changes, fields)
+
+    endpoint.update = changed_meanwhile
+    try:
+        report = env.sync([MAPPING])
+    finally:
+        endpoint.update = real
+    # the order's error, not the job's: the job goes on and the next run writes the order
+    assert job(report, PULL).status.value == "done" and job(report, PULL).counts.failed == 1
+    [error] = [e for e in env.errors() if e.mapping == MAPPING]
+    assert "could not be updated (lines changed)" in error.message
+    report = env.sync([MAPPING])
+    assert job(report, PULL).counts.modified == 1 and [e for e in env.errors() if e.mapping == MAPPING] == []
+    [bc_line] = [x for x in env.bc.rows("salesOrderLines") if x["documentId"] == created["id"]]
+    assert bc_line["quantity"] == 4 and env.bc.get("salesOrders", created["id"])["status"] == "Open"
