@@ -253,6 +253,11 @@ class KnownVersions(dict):
         self.row_keys = row_keys
 
 
+def _known(rows: list[dict]) -> KnownVersions:
+    """Known versions from their rows of the state table, with those rows' keys."""
+    return KnownVersions({i: v for e in rows for i, v in json.loads(e["versions"])},
+                         row_keys=[e["RowKey"] for e in rows])
+
 class storage_errors:
     """Context manager: storage trouble in the domain's terms. A 5xx, a timeout or a dropped connection is transient
     (the job is retried); any other refusal (400 for a key it does not accept, 413, 431) is terminal, as the same
@@ -833,8 +838,7 @@ class StateTable:
             rows = list(self.table.query_entities(
                 "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
                 parameters={"pk": _key(mapping), **self._versions_range(direction)}))
-        return KnownVersions({i: v for e in rows for i, v in json.loads(e["versions"])},
-                             row_keys=[e["RowKey"] for e in rows])
+        return _known(rows)
 
     def save_known_versions(self, mapping: str, direction: Direction, versions: dict[str, str],
                             replacing: dict[str, str] | None = None) -> None:
@@ -865,8 +869,7 @@ class StateTable:
             else:
                 version_rows.append(e)
         if versions:
-            state.known_versions = KnownVersions({i: v for e in version_rows for i, v in json.loads(e["versions"])},
-                                                 row_keys=[e["RowKey"] for e in version_rows])
+            state.known_versions = _known(version_rows)
         return state
 
     def save_job_state(self, mapping: str, direction: Direction, *, watermark: dt.datetime | None = None,

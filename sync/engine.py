@@ -167,11 +167,6 @@ def _table_name(table) -> str:
     return table.caption if isinstance(table, BcTable) else table.logical_name
 
 
-def keeps_known_versions(mapping: TableMapping) -> bool:
-    """Whether the scheduled BC -> Sales pass of a mapping reads known versions (StateStore.known_versions)."""
-    return mapping.direction is Direction.BIDIRECTIONAL and not mapping.reread_all
-
-
 def record_label(table, record: Record) -> str:
     """How a user recognises a record: 'Customer C00010' or "account 'Adatum' (id)"."""
     if isinstance(table, BcTable):
@@ -511,7 +506,8 @@ class SyncEngine:
 def keeps_versions(mapping: TableMapping, direction: Direction, mode: JobMode) -> bool:
     """Whether a job keeps known versions (see _Job.keeps_versions): a scheduled BC -> Sales pass of a two-way
     mapping."""
-    return mode is JobMode.INCREMENTAL and direction is Direction.TO_CRM and keeps_known_versions(mapping)
+    return (mode is JobMode.INCREMENTAL and direction is Direction.TO_CRM
+            and mapping.direction is Direction.BIDIRECTIONAL and not mapping.reread_all)
 
 
 class _Job:
@@ -759,9 +755,7 @@ class _Job:
         """The versions of BC rows a full job into Business Central left coupled (see _pass_own_writes), or that
         the job before found unchanged short of its watermark (see _keep_known_versions)."""
         if self.known is None:
-            known = self._job_state(versions=True).known_versions if self.keeps_versions else {}
-            self.known = known if known is not None else self.e.state.known_versions(self.mapping.name,
-                                                                                      self.direction)
+            self.known = self._job_state(versions=True).known_versions if self.keeps_versions else {}
         return self.known
 
     def _keep_known_versions(self) -> None:
@@ -790,7 +784,7 @@ class _Job:
         are added to that mapping's known versions, so that its next BC -> Sales pass finds them unchanged without
         looking their couplings up. Added, not replaced: that pass, under its own mapping's lease, may be running."""
         self.e.couplings.save_many(couplings)
-        if not keeps_known_versions(self.catalog[mapping_name]):
+        if not keeps_versions(self.catalog[mapping_name], Direction.TO_CRM, JobMode.INCREMENTAL):
             return
         written = {i.lower() for i in bc_written}
         versions = {c.bc_id.lower(): c.bc_etag for c in couplings
@@ -874,14 +868,17 @@ class _Job:
         if state.watermark is None or value > state.watermark:
             state.watermark = self.unsaved_watermark = value
 
-    def _job_state(self, direction: Direction | None = None, versions: bool = False) -> JobState:
-        """The mapping's state in `direction` (this job's by default), read in one request when first needed; with
-        the known versions when the job reads them now (`versions`): a schedule check or a pass of forced rows
-        reads none (up to a hundred rows of the state store for a large mapping)."""
-        direction = direction or self.direction
-        if direction not in self.states:
-            self.states[direction] = self.e.state.job_state(self.mapping.name, direction, versions=versions)
-        return self.states[direction]
+    def _job_state(self, versions: bool = False) -> JobState:
+        """The mapping's state in this job's direction, read in one request when first needed; with the known
+        versions when the job reads them (`versions`), read then if the state was read without: a schedule check or
+        a pass of forced rows reads none (up to a hundred rows of the state store for a large mapping)."""
+        state = self.states.get(self.direction)
+        if state is None:
+            state = self.states[self.direction] = self.e.state.job_state(self.mapping.name, self.direction,
+                                                                         versions=versions)
+        elif versions and state.known_versions is None:
+            state.known_versions = self.e.state.known_versions(self.mapping.name, self.direction)
+        return state
 
     def _save_cursor(self, name: str, value: str) -> None:
         """Moves one of the mapping's cursors, saved with the watermark (save_state)."""
