@@ -2161,7 +2161,7 @@ class _Page:
                                  record=record_label(job.src_table, row), message=message, now=now,
                                  job_id=job.job_id, target_id=coupling.id_on(job.dst_side) if coupling else "",
                                  source_etag=row.etag,
-                                 skippable=error.code not in MATCH_FAILURES and getattr(error, "skippable", True))
+                                 skippable=error.code not in MATCH_FAILURES and error.skippable)
             job.failures[row.id] = entry
             job.record(row, "failed", entry.target_id, message)
             entries.append(entry)

@@ -14,9 +14,12 @@ class SyncError(Exception):
 
     `code` is the service's own error code when there is one (a Dataverse HRESULT such as
     0x80044331, a Business Central code such as Application_StringExceededLength), else ours.
+    `skippable` False: a record failing with it is retried at every run, never skipped for failing twice the same
+    way (see RecordError).
     """
 
     transient = False
+    skippable = True
 
     def __init__(self, message: str, *, code: str = "", status: int | None = None, retry_after: float | None = None):
         super().__init__(message)

@@ -14,7 +14,7 @@ A customer or account that had not changed since its last synchronisation stays 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from ..errors import ConcurrencyError, RecordError, SyncError
 from ..model import BcTable, Direction, Side
@@ -72,13 +72,18 @@ def accounts_of_companies(ctx: RuleContext, company_numbers: Sequence[str]) -> d
     return {n: cache.get(n) for n in company_numbers if n}
 
 
+def _one(ctx: RuleContext, cache_name: str, bulk: Callable, key: str | None) -> str | None:
+    """One row's answer of a bulk lookup that caches under `cache_name`: asked per row, so taken straight from what
+    the page's `prepare` found."""
+    cache = ctx.cache.get(cache_name)
+    if cache is not None and key in cache:
+        return cache[key]
+    return bulk(ctx, [key]).get(key)
+
+
 def account_of_company(ctx: RuleContext, company_number: str | None) -> str | None:
-    """The account of one company contact (see accounts_of_companies): asked per row, so taken straight from
-    what the page's `prepare` found."""
-    cache = ctx.cache.get("account_of_company")
-    if cache is not None and company_number in cache:
-        return cache[company_number]
-    return accounts_of_companies(ctx, [company_number]).get(company_number)
+    """The account of one company contact (see accounts_of_companies)."""
+    return _one(ctx, "account_of_company", accounts_of_companies, company_number)
 
 
 def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[str, str | None]:
@@ -101,11 +106,8 @@ def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[
 
 
 def company_of_account(ctx: RuleContext, account_id: str | None) -> str | None:
-    """The company contact of one account (see companies_of_accounts), as found by the page's `prepare`."""
-    cache = ctx.cache.get("company_of_account")
-    if cache is not None and account_id in cache:
-        return cache[account_id]
-    return companies_of_accounts(ctx, [account_id]).get(account_id)
+    """The company contact of one account (see companies_of_accounts)."""
+    return _one(ctx, "company_of_account", companies_of_accounts, account_id)
 
 
 class ContactRules(MappingRules):
