@@ -330,14 +330,16 @@ class OrderPush:
             rows = [NewRow({**job.team_owner(), "name": row.values.get("customerName") or row.values.get("number"),
                             **{k: x for k, x in values.items() if x is not None}},
                            id=str(uuid.uuid5(ORDERS, row.id))) for row, values in new]
+            made = []
             for (row, _), new_row, result in zip(new, rows, job.crm.insert(CRM_SALES_ORDER, rows, ["name"])):
                 if result.error is not None and not isinstance(result.error, AlreadyExistsError):
                     failed[row.id] = _named(result.error, "salesorderid")
                     continue
                 order_ids[row.id] = new_row.id
-                job.couplings.save_many([Coupling(job.mapping.name, row.id, new_row.id, synced_at=job.clock.now(),
-                                                  job_id=job.job_id)])
+                made.append(Coupling(job.mapping.name, row.id, new_row.id, synced_at=job.clock.now(),
+                                     job_id=job.job_id))
                 job.counts.inserted += 1
+            job.couplings.save_many(made)  # at once: a write after it that fails leaves no order uncoupled
         plans = [p for p in plans if p[0].id in order_ids]
         if not plans:
             return
