@@ -150,17 +150,6 @@ CRM_OPPORTUNITY = CrmTable("opportunity", "opportunities", "opportunityid", "nam
     "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
     "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 CRM_UNIT_GROUP = CrmTable("uomschedule", "uomschedules", "uomscheduleid", "name")
-CRM_INVOICE = CrmTable("invoice", "invoices", "invoiceid", "name", lookups={
-    "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
-    "ownerid": CrmLookup("ownerid", "systemusers", type_field="owneridtype"),
-    "salesorderid": CrmLookup("salesorderid", "salesorders"),
-    "opportunityid": CrmLookup("opportunityid", "opportunities"),
-    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies"),
-    "pricelevelid": CrmLookup("pricelevelid", "pricelevels")})
-CRM_INVOICE_DETAIL = CrmTable("invoicedetail", "invoicedetails", "invoicedetailid", "invoicedetailname", lookups={
-    "invoiceid": CrmLookup("invoiceid", "invoices"), "productid": CrmLookup("productid", "products"),
-    "uomid": CrmLookup("uomid", "uoms"),
-    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 # what orders and quotes, and their lines, refer to alike
 _DOCUMENT_LOOKUPS = {
     "customerid": CrmLookup("customerid_account", "accounts", type_field="customeridtype"),
@@ -175,6 +164,12 @@ def _line_lookups(parent: str, parent_set: str) -> dict[str, CrmLookup]:
             "uomid": CrmLookup("uomid", "uoms")}
 
 
+# a posted invoice refers to what its order did, and to the order
+CRM_INVOICE = CrmTable("invoice", "invoices", "invoiceid", "name", lookups={
+    **_DOCUMENT_LOOKUPS, "salesorderid": CrmLookup("salesorderid", "salesorders")})
+CRM_INVOICE_DETAIL = CrmTable("invoicedetail", "invoicedetails", "invoicedetailid", "invoicedetailname", lookups={
+    **_line_lookups("invoiceid", "invoices"),
+    "transactioncurrencyid": CrmLookup("transactioncurrencyid", "transactioncurrencies")})
 CRM_SALES_ORDER = CrmTable("salesorder", "salesorders", "salesorderid", "name",
                            lookups={**_DOCUMENT_LOOKUPS, "quoteid": CrmLookup("quoteid", "quotes")})
 CRM_SALES_ORDER_DETAIL = CrmTable("salesorderdetail", "salesorderdetails", "salesorderdetailid", "salesorderdetailname",
