@@ -159,15 +159,19 @@ class Services:
         listed) is the company's that keeps the tables of BCSYNC_TABLE_PREFIX."""
         root = self._root or self
         if not message.company and len(root.companies) > 1:
-            home = next((c for c in root.companies if c.table_prefix == root.settings.table_prefix), None)
-            if home is None:
+            keeper = root._keeper_of_unprefixed_tables()
+            if keeper is None:
                 raise MessageError("The job message names no company, and several are configured.", field="company")
-            return root.for_company(home.name)
+            return root.for_company(keeper.name)
         try:
             return root.for_company(message.company or None)
         except ConfigurationError:
             raise MessageError(f"The job message names the company {shown(message.company)}, which BCSYNC_COMPANIES "
                                f"does not list.", field="company") from None
+
+    def _keeper_of_unprefixed_tables(self) -> "Company | None":
+        """The company whose tables are BCSYNC_TABLE_PREFIX's own (BCSYNC_BC_COMPANY_ID's), if one is listed."""
+        return next((c for c in self.companies if c.table_prefix == self.settings.table_prefix), None)
 
     def _claim_home_rows(self) -> None:
         """With several companies, once, before any company's run starts: the Sales rows the company of
@@ -175,22 +179,25 @@ class Services:
         scheduled runs would never read most of them again; they become its rows now, in bulk, so that no other
         company sees, couples or claims them. Remembered in its state; a row that cannot be claimed is logged."""
         root = self._root or self
-        home = next((c for c in root.companies if c.stamped and c.table_prefix == root.settings.table_prefix), None)
-        if root._home_claimed or home is None:
+        home = root._keeper_of_unprefixed_tables()
+        if root._home_claimed or home is None or not home.stamped:
             return
         services = root.for_company(home.name)
         if services.state.cursor(RUNS_STATE, HOME_CLAIMED) is None:
             for mapping in services.catalogs.current():
                 table = mapping.table_on(Side.CRM)
-                for ids in services.couplings.coupled_ids(mapping.name, Side.CRM) if isinstance(table, CrmTable) \
-                        else ():
-                    for row_id, error in services.engine.crm.claim_coupled(table, ids).items():
-                        if error.transient:
-                            raise error
-                        log.warning("the %s %s coupled by %s stays of no company: %s", table.logical_name, row_id,
-                                    mapping.name, error.message)
+                if isinstance(table, CrmTable):
+                    services._claim_coupled(mapping.name, table)
             services.state.save_cursor(RUNS_STATE, HOME_CLAIMED, self.clock.now().isoformat())
         root._home_claimed = True
+
+    def _claim_coupled(self, mapping: str, table: CrmTable) -> None:
+        for ids in self.couplings.coupled_ids(mapping, Side.CRM):
+            for row_id, error in self.engine.crm.claim_coupled(table, ids).items():
+                if error.transient:
+                    raise error
+                log.warning("the %s %s coupled by %s stays of no company: %s", table.logical_name, row_id, mapping,
+                            error.message)
 
     def _named(self, run: Run) -> Run:
         """A run as reported: with several companies, with its company, also a run of the company of
