@@ -62,9 +62,8 @@ def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield values[start:start + size]
 
 
-# rows of a page parsed at once (the domain's WORK_ROWS): a page's text is a third of its rows as Python objects, so
-# a page is kept as text and its rows parsed and handed on in parts
-PART_ROWS = WORK_ROWS
+# a page's text is a third of its rows as Python objects: a page is kept as text and its rows parsed and handed on
+# in parts of WORK_ROWS
 NEXT_LINK = "@odata.nextLink"
 _DECODE = json.JSONDecoder().raw_decode
 _BLANKS = " \t\n\r"
@@ -72,7 +71,7 @@ _SPACE = re.compile(f"[{_BLANKS}]*")
 
 
 class CollectionPage:
-    """One page of a collection as the service answered it, in JSON text: its rows are parsed `PART_ROWS` at a
+    """One page of a collection as the service answered it, in JSON text: its rows are parsed `WORK_ROWS` at a
     time (`parts`), so that the rows held as Python objects are one part's, not the page's.
 
     The next page's link is known before any row is parsed, so that the next page can be read meanwhile: from the
@@ -148,8 +147,8 @@ class CollectionPage:
             return {}
 
     def parts(self) -> Iterator[list[dict]]:
-        """The rows, PART_ROWS at a time (one empty part when there are none); the text goes once they are read."""
-        text, part, size = self.text, [], PART_ROWS
+        """The rows, WORK_ROWS at a time (one empty part when there are none); the text goes once they are read."""
+        text, part, size = self.text, [], WORK_ROWS
         names: dict[str, str] = {}
         try:
             at = None if self.rows_at is None else self._skip(self.rows_at)
@@ -188,7 +187,7 @@ class CollectionPage:
 
 def follow_pages(api: ApiClient, path: str, params: dict | None, headers: dict[str, str]) -> Iterator[list[dict]]:
     """GET a collection and follow @odata.nextLink verbatim, resending the same headers; the rows come in parts of
-    at most PART_ROWS (see CollectionPage).
+    at most WORK_ROWS (see CollectionPage).
 
     The next page is requested in the background while the caller works on the current one, so reading
     overlaps writing; never more than one page ahead, and that page held as text. A failed read

@@ -152,7 +152,7 @@ class RowsApi(FakeApi):
 
 
 def test_a_page_of_records_comes_in_parts_read_as_the_caller_asks(monkeypatch):
-    monkeypatch.setattr(odata, "PART_ROWS", 1)
+    monkeypatch.setattr(odata, "WORK_ROWS", 1)
     api = RowsApi(3)
     endpoint = BusinessCentralEndpoint(BusinessCentralClient(api, "company"))
     pages = endpoint.read_changed(BcTable("customers", "Customer", modified_field=None), ["number"], since=None)
@@ -194,7 +194,7 @@ def test_a_large_page_is_held_as_text_and_parsed_a_part_at_a_time():
 
     def read_all() -> None:
         for part in follow_pages(api, "p0", None, {}):
-            assert len(part) <= odata.PART_ROWS
+            assert len(part) <= odata.WORK_ROWS
             part.clear()  # as the endpoints do while they make records of the rows
 
     # one part of the rows at a time: well under the page parsed at once
@@ -207,7 +207,7 @@ def _page(text: str) -> tuple[str | None, list[list[dict]]]:
 
 
 def test_the_next_link_is_found_before_the_rows_are_parsed_wherever_the_answer_puts_it(monkeypatch):
-    monkeypatch.setattr(odata, "PART_ROWS", 2)
+    monkeypatch.setattr(odata, "WORK_ROWS", 2)
     tricky = {"a": 2, "note": 'a text with "@odata.nextLink": "https://wrong" in it'}
     assert _page(json.dumps({"@odata.context": "c", "value": [{"a": 1}, tricky, {"a": 3}],
                              "@odata.nextLink": "https://next"})) == ("https://next", [[{"a": 1}, tricky], [{"a": 3}]])
