@@ -72,6 +72,13 @@ def _https(example: str, *, path: bool = True) -> Check:
     return check
 
 
+def _webhook_url(value: str) -> str | None:
+    """Where the services post notifications: https, except on this machine (the local stack)."""
+    if urlsplit(value).scheme == "http" and urlsplit(value).hostname in ("localhost", "127.0.0.1"):
+        value = "https" + value[4:]
+    return _https("https://<app>.azurewebsites.net", path=False)(value)
+
+
 def _in_range(low: float, unit: str, high: float | None = None) -> Check:
     """A number in range: outside it the sync stops (0 rows per page, no time to answer) or a date overflows."""
     def check(value: float) -> str | None:
@@ -429,6 +436,12 @@ class Settings:
                              "NCRONTAB schedule of the timer that starts scheduled runs (read by the Functions host).",
                              check=_schedule)
 
+    webhook_url: str | None = _setting(
+        "BCSYNC_WEBHOOK_URL", None,
+        "Public base URL of the function app (https://<app>.azurewebsites.net) to which Business Central and "
+        "Dataverse post their notifications (webhooks); unset, nothing is registered and the scheduled runs alone "
+        "find changes. Plain http is accepted for localhost only (the local stack).",
+        required=False, check=_webhook_url)
     http_auth: str = _setting(
         "BCSYNC_HTTP_AUTH", "keys",
         "Who may call the HTTP API. keys: reading needs a function key, changing needs the admin (master) key. "

@@ -99,6 +99,7 @@ CHECK_TIMEOUT = 10.0
 # (the timer's ticks are not exact)
 TICK_SLACK = dt.timedelta(seconds=30)
 COMPANY_TICK = "company tick"  # the state store's cursor: when the timer last started a company's scheduled run
+WEBHOOK_KEY = "webhook key"  # ... the secret the receivers of notifications check (webhook_key)
 HOME_CLAIMED = "home rows claimed"  # ... when the home company's rows from its one-company days were claimed
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
@@ -198,6 +199,20 @@ class Services:
                     raise error
                 log.warning("the %s %s coupled by %s stays of no company: %s", table.logical_name, row_id, mapping,
                             error.message)
+
+    def webhook_key(self, create: bool = False) -> str | None:
+        """The secret the services send with every notification (Business Central's clientState, a header of
+        Dataverse's service endpoint), which the receivers compare. No setting holds it: the first registration
+        (`create`) makes it and keeps it in the state table of the company that keeps BCSYNC_TABLE_PREFIX's tables
+        (else the first company listed), where every worker reads the same one."""
+        root = self._root or self
+        keeper = root._keeper_of_unprefixed_tables() or next(iter(root.companies), None)
+        services = root.for_company(keeper.name) if keeper else root
+        key = services.state.cursor(RUNS_STATE, WEBHOOK_KEY)
+        if key is None and create:
+            services.state.save_cursor(RUNS_STATE, WEBHOOK_KEY, secrets.token_urlsafe(32))
+            key = services.state.cursor(RUNS_STATE, WEBHOOK_KEY)  # the one kept, should two have raced
+        return key
 
     def _named(self, run: Run) -> Run:
         """A run as reported: with several companies, with its company, also a run of the company of

@@ -61,6 +61,7 @@ BAD = {
     "BCSYNC_PRICING": ("new", "is not one of legacy, extended"),
     "BCSYNC_SALES_ORDER_MODE": ("both", "is not one of one-way, two-way"),
     "BCSYNC_SCHEDULE": ("every 5 minutes", "is not an NCRONTAB schedule"),
+    "BCSYNC_WEBHOOK_URL": ("http://bcsync.example.com", "is not https (http)"),
     "BCSYNC_HTTP_AUTH": ("Entra ID", "is not one of keys, entra"),
     "BCSYNC_READER_ROLE": ("bcsync reader", "is not an app role value"),
     "BCSYNC_ADMIN_ROLE": ("bcsync admin", "is not an app role value"),
@@ -169,3 +170,10 @@ def test_the_unit_mode_and_ownership_model_select_the_builtin_mappings_in_use():
     names = {m.name for m in Services(chosen, FakeClock()).builtins}
     assert {"UNIT GROUP", "ITEM UOM"} <= names and not names & {"UNIT OF MEASURE", "SALESPEOPLE"}
     assert {"UNIT OF MEASURE", "SALESPEOPLE"} <= {m.name for m in Services(default, FakeClock()).builtins}
+
+
+def test_webhook_url_may_be_plain_http_on_this_machine_only():
+    assert Settings.load(environ={"BCSYNC_WEBHOOK_URL": "http://127.0.0.1:7071"}).webhook_url == "http://127.0.0.1:7071"
+    with pytest.raises(SettingsError) as refused:
+        Settings.load(environ={"BCSYNC_WEBHOOK_URL": "https://app.azurewebsites.net/api"})
+    assert "BCSYNC_WEBHOOK_URL" in refused.value.problems
