@@ -32,6 +32,9 @@ PRINCIPAL_HEADER = "x-ms-client-principal"
 class Access(Enum):
     READ = "read"
     CHANGE = "change"
+    # a service posting notifications (webhooks): no key level and no app role, as neither service can send one;
+    # the route itself checks the secret the registration gave the service
+    SERVICE = "service"
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ def auth_mode(settings: Settings) -> str:
 def authorise(mode: str, access: Access, headers: Mapping[str, str], settings: Settings,
               environ: Mapping[str, str]) -> Refusal | None:
     """None when the caller may do this; else why not. In keys mode the host has already decided."""
-    if mode != ENTRA:
+    if mode != ENTRA or access is Access.SERVICE:
         return None
     if str(environ.get("WEBSITE_AUTH_ENABLED", "")).lower() != "true":
         return Refusal(401, "BCSYNC_HTTP_AUTH is entra but App Service Authentication is not enabled on this "

@@ -78,10 +78,11 @@ AUTH_MODE = _startup_auth_mode()
 def route(path: str, methods: list[str], access: Access, *, blueprint: func.Blueprint = bp, problem=None):
     """An HTTP route that reads or changes. In keys mode the host enforces the key level (function
     key to read, master key to change); in entra mode every caller's app roles are checked here,
-    before anything is read or written. Whatever the handler raises becomes a problem here (JSON unless
+    before anything is read or written. A service's notifications (Access.SERVICE) pass both: the
+    handler checks their secret. Whatever the handler raises becomes a problem here (JSON unless
     `problem` shapes it otherwise): a bad request 400 or 404, a service's trouble 502 or 503, and anything
     unforeseen a logged 500, so that no traceback reaches the host."""
-    level = func.AuthLevel.ANONYMOUS if AUTH_MODE == ENTRA else \
+    level = func.AuthLevel.ANONYMOUS if AUTH_MODE == ENTRA or access is Access.SERVICE else \
         func.AuthLevel.FUNCTION if access is Access.READ else func.AuthLevel.ADMIN
     answer = problem or _problem
 
