@@ -346,6 +346,9 @@ class BusinessCentralEndpoint:
     def read_ids(self, table: BcTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
         return self.read_matching(table, fields, table.id_field, ids)
 
+    def read_visible(self, table: BcTable, fields: Sequence[str], ids: Sequence[str], where: str = "") -> list[Record]:
+        return self.read_matching(table, fields, table.id_field, ids, where)  # the company is in the URL
+
     def read_matching(self, table: BcTable, fields: Sequence[str], field: str, values: Sequence[Any],
                       where: str = "") -> list[Record]:
         if table.companion and field in table.companion.fields:

@@ -553,6 +553,13 @@ class DataverseEndpoint:
         # the query functions name a column by its logical name (a lookup's too, not `_<name>_value`)
         if field != table.primary_id:  # a match by value sees the company's rows only; an id is an id
             where = both(where, self._company_filter(table))
+        return self._read_matching(table, fields, field, values, where)
+
+    def read_visible(self, table: CrmTable, fields: Sequence[str], ids: Sequence[str], where: str = "") -> list[Record]:
+        return self._read_matching(table, fields, table.primary_id, ids, both(where, self._company_filter(table)))
+
+    def _read_matching(self, table: CrmTable, fields: Sequence[str], field: str, values: Sequence[Any],
+                       where: str) -> list[Record]:
         filters = [both(where, listed) for listed in in_filters(field, list(dict.fromkeys(values)))]
         select, typed = self._select(table, fields), self._typed(table, fields)
         if len(filters) == 1:

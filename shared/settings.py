@@ -442,6 +442,11 @@ class Settings:
         "Dataverse post their notifications (webhooks); unset, nothing is registered and the scheduled runs alone "
         "find changes. Plain http is accepted for localhost only (the local stack).",
         required=False, check=_webhook_url)
+    webhook_window_seconds: int = _setting(
+        "BCSYNC_WEBHOOK_WINDOW_SECONDS", 5,
+        "How long the first notification of a table mapping waits before its targeted job starts, so that the "
+        "notifications arriving meanwhile (a burst of changes) join that one job; 0 starts it at once.",
+        check=_in_range(0, "seconds", 300))
     http_auth: str = _setting(
         "BCSYNC_HTTP_AUTH", "keys",
         "Who may call the HTTP API. keys: reading needs a function key, changing needs the admin (master) key. "

@@ -11,6 +11,9 @@
 | <p>state         | mapping      | versions:<direction>:<n>    | versions a full job left, ids and versions  |
 | <p>state         | mapping      | versions:<direction>:added: | versions another mapping's job added (a     |
 |                  |              | <uuid>:<n>                  | rule's writes), until the job reads them   |
+| <p>state         | mapping      | notified:<direction>:<id>   | a row a notification named, for a targeted |
+|                  |              |                             | job ("*": a collection, read the changes)  |
+| <p>state         | mapping      | notified run                | the targeted run waiting for those rows    |
 | <p>state         | lease        | <name>                      | who holds a lease, until when              |
 | <p>state         | facts        | <name>                      | a fact about a service's set-up, read when |
 | <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
@@ -69,9 +72,11 @@ from sync.errors import (
     TerminalError,
 )
 from sync.model import Direction, Side
+from sync.notifications import Change
 from sync.ports import Clock, Coupling, Fact, FollowUp, JobState, PendingInsert, RecordFailure, WriteBack
 from sync.runs import Job, JobStatus, Run, RunKind, RunStatus
 from sync.schedule import MappingSchedule
+from sync.targeted import NotifiedRow
 
 from .telemetry import count_request, map_in_context
 from .transactions import submit_transaction
@@ -89,6 +94,7 @@ SCAN_MIN_IDS = SCAN_PAGE // 10
 # one server (about 2,000 entities/s). More buckets would cost more requests for a handful of couplings.
 COUPLING_BUCKETS = 16
 VERSIONS_PER_ROW = 250   # known versions per row: an id and a version are under 100 of a property's 32K characters
+AWAIT_ATTEMPTS = 5       # tries at the marker of the targeted run that waits for a mapping (StateTable.await_run)
 JOURNAL_PAIRS = 300      # pairs per journal row: 300 pairs of GUIDs are about 24,000 of a property's 32K characters
 
 log = logging.getLogger("bcsync.storage")
@@ -942,6 +948,75 @@ class StateTable:
         with storage_errors():
             self.table.upsert_entity({"PartitionKey": _key(mapping), "RowKey": _key(f"cursor:{name}"), "value": value},
                                      mode=UpdateMode.REPLACE)
+
+    def notify(self, mapping: str, direction: Direction, rows: Sequence[NotifiedRow]) -> None:
+        self.transact([("upsert", {"PartitionKey": _key(mapping),
+                                   "RowKey": _key(f"notified:{direction.value}:{row.record_id}"),
+                                   "source_id": row.record_id, "change": row.change.value}, {"mode": UpdateMode.REPLACE})
+                       for row in rows])
+
+    def notified(self, mapping: str, direction: Direction) -> list[NotifiedRow]:
+        with storage_errors():
+            return [NotifiedRow(e["source_id"], Change(e["change"]), e.metadata["etag"])
+                    for e in self.table.query_entities(
+                        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                        parameters={"pk": _key(mapping), "lo": f"notified:{direction.value}:",
+                                    "hi": f"notified:{direction.value};"})]
+
+    def clear_notified(self, mapping: str, direction: Direction, rows: Sequence[NotifiedRow]) -> None:
+        """Deletes by ETag, in transactions; one that fails (a row notified again meanwhile, or gone) is redone a
+        row at a time, leaving those that changed."""
+        keys = [({"PartitionKey": _key(mapping), "RowKey": _key(f"notified:{direction.value}:{row.record_id}")},
+                 row.etag) for row in rows]
+        try:
+            self.transact([("delete", key, {"etag": etag}) for key, etag in keys])
+        except TableTransactionError:
+            for key, etag in keys:
+                with storage_errors():
+                    try:
+                        self.table.delete_entity(key["PartitionKey"], key["RowKey"], etag=etag,
+                                                 match_condition=MatchConditions.IfNotModified)
+                    except (ResourceModifiedError, ResourceNotFoundError):
+                        pass
+
+    NOTIFIED_RUN = "notified run"
+
+    def await_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> str:
+        """Created if absent; one too old is replaced by its ETag. Two receivers racing: one creates it, the other
+        finds it (or, replacing a stale one, loses the race and reads again). A marker that keeps moving under it
+        (runs starting and ending meanwhile) has it start a run of its own: at worst a spare one."""
+        entity = {"PartitionKey": _key(mapping), "RowKey": self.NOTIFIED_RUN, "run_id": run_id,
+                  "since": _iso(self.clock.now())}
+        with storage_errors():
+            for _ in range(AWAIT_ATTEMPTS):
+                try:
+                    self.table.create_entity(entity)
+                    return run_id
+                except ResourceExistsError:
+                    pass
+                try:
+                    current = self.table.get_entity(entity["PartitionKey"], self.NOTIFIED_RUN)
+                except ResourceNotFoundError:
+                    continue  # its run started just now: create it again
+                if _dt(current.get("since")) >= stale_before:
+                    return current["run_id"]
+                try:
+                    self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                             match_condition=MatchConditions.IfNotModified)
+                    return run_id
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    continue
+        return run_id
+
+    def run_started(self, mapping: str, run_id: str) -> None:
+        with storage_errors():
+            try:
+                current = self.table.get_entity(_key(mapping), self.NOTIFIED_RUN)
+                if current.get("run_id") == run_id:
+                    self.table.delete_entity(_key(mapping), self.NOTIFIED_RUN, etag=current.metadata["etag"],
+                                             match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                pass
 
     def facts(self) -> dict[str, Fact]:
         with storage_errors():

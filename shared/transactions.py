@@ -38,7 +38,7 @@ def _operation(table: TableClient, number: int, operation: tuple) -> str:
     headers = _HEADERS.format(version=table.api_version)
     body = ""
     if kind == "delete":
-        method, headers = "DELETE", headers + "If-Match: *\r\n"
+        method, headers = "DELETE", headers + f"If-Match: {options.get('etag', '*')}\r\n"
     elif kind == "upsert":
         method = "PUT" if options.get("mode", UpdateMode.MERGE) == UpdateMode.REPLACE else "MERGE"
         body = json.dumps(_add_entity_properties(entity), separators=(",", ":"))
@@ -51,7 +51,7 @@ def _operation(table: TableClient, number: int, operation: tuple) -> str:
 
 
 def submit_transaction(table: TableClient, operations: Sequence[tuple]) -> None:
-    """One entity-group transaction (operations ("upsert", entity[, {"mode": ...}]) or ("delete", keys), one
+    """One entity-group transaction (operations ("upsert", entity[, {"mode": ...}]) or ("delete", keys[, {"etag": ...}]), one
     partition); raises TableTransactionError when the service refused an operation (nothing was applied),
     RequestTooLargeError when the body was too large, HttpResponseError for other answers."""
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"

@@ -20,6 +20,7 @@ from sync.engine import RecordOutcome, SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TerminalError, cut, shown
 from sync.mappings import Catalog, builtin_mappings
 from sync.model import ConnectionSetup, CrmTable, Direction, Side, TableMapping
+from sync.notifications import Notification
 from sync.orders import OrderResult
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
 from sync.runs import RUNS_STATE, JobMessage, Run, RunCoordinator, RunKind, RunReport
@@ -213,6 +214,32 @@ class Services:
             services.state.save_cursor(RUNS_STATE, WEBHOOK_KEY, secrets.token_urlsafe(32))
             key = services.state.cursor(RUNS_STATE, WEBHOOK_KEY)  # the one kept, should two have raced
         return key
+
+    def notify(self, notifications: Sequence[Notification]) -> dict:
+        """What the receivers hand over (sync.notifications): each Business Central notification goes to the company
+        whose id it names (an unknown one is logged and left out), each Sales one to every company; there its rows
+        are recorded and a targeted run started or joined (sync.targeted). Reads and writes Table Storage only; a
+        transient storage error is raised (the receiver answers 503, and the service sends again)."""
+        root = self._root or self
+        by_company: dict[str, list[Notification]] = {}
+        ignored = 0
+        for notification in notifications:
+            if notification.side is Side.CRM:
+                targets = [c.name for c in root.companies]
+            else:
+                targets = [c.name for c in root.companies if c.bc_company_id == notification.company_id.lower()]
+                if not targets:
+                    log.warning("a Business Central notification of %s names the company %s, which bcsync does not "
+                                "synchronise; ignored", notification.table, shown(notification.company_id))
+                    ignored += 1
+            for name in targets:
+                by_company.setdefault(name, []).append(notification)
+        if by_company:
+            root._claim_home_rows()
+        window = self.settings.webhook_window_seconds
+        companies = {name: root.for_company(name).coordinator.notify(found, window)
+                     for name, found in by_company.items()}
+        return {"notifications": len(notifications), "ignored": ignored, "companies": companies}
 
     def _named(self, run: Run) -> Run:
         """A run as reported: with several companies, with its company, also a run of the company of

@@ -127,6 +127,9 @@ class RecordingEndpoint:
                       where: str = "") -> list[Record]:
         return self._kept(table, self.real.read_matching(table, fields, field, values, where=where))
 
+    def read_visible(self, table, fields: Sequence[str], ids: Sequence[str], where: str = "") -> list[Record]:
+        return self._kept(table, self.real.read_visible(table, fields, ids, where=where))
+
     def claim(self, table, ids: Sequence[str]) -> dict:
         """A dry job claims no row for its company: that is a write."""
         return {}

@@ -339,6 +339,7 @@ class JobMode(str, Enum):
     INCREMENTAL = "incremental"  # rows changed since the watermark (scheduled runs)
     FULL = "full"                # every row, creating counterparts of uncoupled ones (full synchronisation)
     COUPLE = "couple"            # match-based coupling of the uncoupled rows only
+    NOTIFIED = "notified"        # the rows notifications named, read by id (sync.targeted); moves no watermark
 
 
 class SyncEngine:
@@ -523,7 +524,7 @@ class _Job:
         self.direction = direction
         self.job_id = job_id
         self.mode = mode
-        self.full = mode is not JobMode.INCREMENTAL  # every row is read, uncoupled ones are worked on
+        self.full = mode in (JobMode.FULL, JobMode.COUPLE)  # every row is read, uncoupled ones are worked on
         self.counts = counts
         self.on_progress = on_progress or (lambda progress: None)
         self.src_side, self.dst_side = direction.source, direction.target
@@ -695,6 +696,8 @@ class _Job:
     # -- the two phases ------------------------------------------------------------------------
 
     def run(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
+        if self.mode is JobMode.NOTIFIED:
+            return self._run_notified(deadline)
         # A coupling job leaves coupled rows alone, so their changes must still be found by the next run:
         # its watermark stays, unless nothing was coupled before it and it synchronises what it couples
         # (then it reads every row as a full one does, and the first scheduled run need not read them again)
@@ -739,6 +742,54 @@ class _Job:
         self._pass_own_writes()
         self._keep_known_versions()
         return self.outcome(resume)
+
+    def _run_notified(self, deadline: dt.datetime | None) -> JobOutcome:
+        """A targeted job (sync.targeted): the rows notifications named, as a scheduled job would find them changed.
+        Rows handed over for this direction go first, as in any job (a deletion's conflict found by the other
+        direction's job of this run); a collection reads this direction's changes since the watermark. Nothing
+        this job reads moves the watermark, the change feed's cursor, the reconciliation's or the known versions:
+        the next scheduled job finds what it would have found without it, and versions tell it what is unchanged.
+        The notified rows it took go once worked on, unless notified again meanwhile (their version moved)."""
+        self.moves_watermark = False
+        taken = self.e.state.notified(self.mapping.name, self.direction)
+        pending, ids = self._pending_ids()
+        self._process_ids(ids)
+        if pending:
+            self._clear_pending(self.direction, pending)
+        if any(row.collection for row in taken):
+            for page in self.src.read_changed(self.src_table, self.src_fields, since=self._job_state().watermark,
+                                              where=self.mapping.filter_on(self.src_side), page_size=self.e.page_size,
+                                              not_modified_by=self._not_modified_by()):
+                for start in range(0, len(page), WORK_ROWS):
+                    self._process(page[start:start + WORK_ROWS], forced=set())
+                self.progress()
+        rows = [row for row in taken if not row.collection]
+        for start in range(0, len(rows), self.e.page_size):
+            chunk = rows[start:start + self.e.page_size]
+            self._process_notified([row.record_id for row in chunk])
+            self.e.state.clear_notified(self.mapping.name, self.direction, chunk)
+            self.progress()
+            if deadline is not None and self.e.clock.now() >= deadline and start + self.e.page_size < len(rows):
+                return self.outcome(complete=False)  # a continuation takes the rows left
+        self.e.state.clear_notified(self.mapping.name, self.direction, [row for row in taken if row.collection])
+        if taken:
+            self.note(f"{len(taken)} notified row(s) looked at" if len(rows) == len(taken)
+                      else f"{len(rows)} notified row(s) looked at, and the changes a collection notification told of")
+        return self.outcome()
+
+    def _process_notified(self, ids: list[str]) -> None:
+        """Notified rows, read by id through the mapping's filter (and the company's), worked on where changed;
+        those not found that the service no longer has go through the mapping's deletion handling, as a deletion
+        found by a scheduled job does. A row outside the filter or of another company is left alone."""
+        rows = self.src.read_visible(self.src_table, self.src_fields, ids, where=self.mapping.filter_on(self.src_side))
+        found = {r.id.lower() for r in rows}
+        missing = [i for i in ids if i.lower() not in found]
+        there = {r.id.lower() for r in self.src.read_ids(self.src_table, [], missing)} if missing else set()
+        gone = [i for i in missing if i.lower() not in there]
+        if gone:
+            self._deleted(self.src_side, gone)
+            self._let_go(gone)
+        self._process(rows, forced=set())
 
     def _held(self) -> ExitStack:
         """The couplings a job that reads every row looks up: those of its source side, and, read at the first
@@ -1017,19 +1068,23 @@ class _Job:
     def _process_forced(self) -> set[str]:
         """Records that failed earlier are tried again first, changed or not, and so are
         rows a merge left pending for this direction."""
+        pending, handed_over = self._pending_ids()
+        ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if not f.skipped] + handed_over))
+        self._process_ids(ids)
+        if pending:
+            self._clear_pending(self.direction, pending)
+        self._let_go_deleted([sid for sid, f in self.failures.items() if f.skipped])
+        return set(ids) | set(pending)
+
+    def _pending_ids(self) -> tuple[list[str], list[str]]:
+        """The rows marked pending for this direction, and those of them to work on."""
         pending = list(self._job_state().pending)
         # rows are marked pending while coupled; one uncoupled since (its coupling removed by a deletion-conflict
         # resolution in a job stopped before the mark was cleared) is not created here, unless it was being
         # restored (then matched first: it finds the row an earlier attempt created)
         coupled = self.e.couplings.get_many(self.mapping.name, self.src_side, pending) if pending else {}
         restoring = self.mapping.deletion_conflict is DeletionConflictResolution.RESTORE
-        ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if not f.skipped]
-                                 + [i for i in pending if i in coupled or restoring]))
-        self._process_ids(ids)
-        if pending:
-            self._clear_pending(self.direction, pending)
-        self._let_go_deleted([sid for sid, f in self.failures.items() if f.skipped])
-        return set(ids) | set(pending)
+        return pending, [i for i in pending if i in coupled or restoring]
 
     def _let_go_deleted(self, skipped: list[str]) -> None:
         """Skipped records are not retried, but one deleted at the source has nothing left to report: its
@@ -1269,7 +1324,7 @@ class _Job:
         if self.mode is JobMode.COUPLE:
             return not self.mapping.create_new_if_no_match
         failure = self.failures.get(row.id)
-        return (self.mode is JobMode.INCREMENTAL and self.mapping.sync_only_coupled and failure is not None
+        return (not self.full and self.mapping.sync_only_coupled and failure is not None
                 and failure.code in MATCH_FAILURES)
 
     def _triage(self, row: Record, coupling: Coupling | None, forced: bool) -> str:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
 from .errors import SyncError
 from .model import BcTable, CrmTable, Direction, OptionSet, Side
+
+if TYPE_CHECKING:
+    from .targeted import NotifiedRow
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ class Endpoint(Protocol):
     def read_matching(self, table: Table, fields: Sequence[str], field: str, values: Sequence[Any],
                       where: str = "") -> list[Record]:
         """The rows whose `field` equals one of `values` (and that match `where`)."""
+
+    def read_visible(self, table: Table, fields: Sequence[str], ids: Sequence[str], where: str = "") -> list[Record]:
+        """The rows with these ids that read_changed would give with `where`: in Sales with several companies, the
+        company's rows and those of no company only (read_ids finds a row of any company)."""
 
     def last_key(self, table: Table, field: str, prefix: str) -> str | None:
         """The highest value of `field` starting with `prefix` (for number series)."""
@@ -378,6 +385,25 @@ class StateStore(Protocol):
 
     def save_cursor(self, mapping: str, name: str, value: str) -> None:
         ...
+
+    def notify(self, mapping: str, direction: Direction, rows: Sequence["NotifiedRow"]) -> None:
+        """Records rows a notification named for a targeted job of this mapping and direction, one transaction per
+        partition: a row recorded again replaces its record (and its version), so that repeats coalesce."""
+
+    def notified(self, mapping: str, direction: Direction) -> list["NotifiedRow"]:
+        """The notified rows recorded, each with the version of its record."""
+
+    def clear_notified(self, mapping: str, direction: Direction, rows: Sequence["NotifiedRow"]) -> None:
+        """Removes the records of these rows that are still of the version read: a row notified again meanwhile
+        stays, for the next targeted job."""
+
+    def await_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> str:
+        """The targeted run that waits for the mapping's notified rows: `run_id`, now recorded as the one, when none
+        waits (or the one recorded was recorded before `stale_before`: its start failed), else the one waiting."""
+
+    def run_started(self, mapping: str, run_id: str) -> None:
+        """The targeted run `run_id` took up the mapping's notified rows: a notification from now on starts
+        another (nothing when another run is recorded as the one waiting)."""
 
     def facts(self) -> dict[str, Fact]:
         """Every fact kept, by name, in one read."""

@@ -28,7 +28,9 @@ from .model import Direction
 from .planner import plan
 from .ports import Clock, RecordFailure
 from .review import Recommendation
+from .notifications import Notification
 from .schedule import ScheduleStore, after_run, due_mappings, iso
+from .targeted import notified_rows
 
 log = logging.getLogger("bcsync.runs")
 # the shape of the run ids start_run gives out (when it started, then a random suffix)
@@ -42,6 +44,7 @@ class RunKind(str, Enum):
     FULL = "full"            # BC's full synchronisation: per mapping as the review recommends
     SCHEDULED = "scheduled"  # rows changed since the watermark, as the timer runs it
     COUPLE = "couple"        # match-based coupling of the uncoupled rows of the chosen mappings
+    NOTIFIED = "notified"    # targeted: the rows the services' notifications named (sync.targeted)
 
 
 class JobStatus(str, Enum):
@@ -317,11 +320,14 @@ class RunCoordinator:
     # -- starting ---------------------------------------------------------------------------------
 
     def start_run(self, kind: RunKind, trigger: str, mappings: Iterable[str] | None = None,
-                  reasons: dict[str, str] | None = None, dry: bool = False) -> Run:
-        catalog = self.catalogs.current()  # read once for the plan and the review (or coupling)
+                  reasons: dict[str, str] | None = None, dry: bool = False, run_id: str | None = None,
+                  delay_seconds: int = 0, catalog: Catalog | None = None) -> Run:
+        """`run_id`: the run's id, given out before (a targeted run's); `delay_seconds`: its first jobs wait that
+        long on the queue; `catalog`: as the caller read it (else read now)."""
+        catalog = catalog or self.catalogs.current()  # read once for the plan and the review (or coupling)
         planned = plan(catalog, mappings)
         now = self.clock.now()
-        run = Run(f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", kind, trigger, created_at=now,
+        run = Run(run_id or self._new_run_id(), kind, trigger, created_at=now,
                   mappings=tuple(dict.fromkeys(p.mapping for p in planned)), dry=dry, company=self.company)
         jobs = [Job(run.run_id, p.job_id, p.mapping, p.direction, p.depends_on, seq=i,
                     reason=(reasons or {}).get(p.mapping, "")) for i, p in enumerate(planned)]
@@ -329,12 +335,46 @@ class RunCoordinator:
             self._couple(catalog, jobs, mappings is not None, now)
         elif kind is RunKind.FULL:
             self._review(catalog, jobs, now)
+        elif kind is RunKind.NOTIFIED:  # a job mapping (sales orders, availability) runs its job as scheduled
+            for job in jobs:
+                job.mode = JobMode.NOTIFIED if catalog[job.mapping].process is None else JobMode.INCREMENTAL
         self.runs.create(run, jobs)
         log.info("run %s (%s) started with %d jobs", run.run_id, kind.value, len(jobs), extra={"run": run.run_id})
         for mapping in {j.mapping: j for j in jobs if j.status is JobStatus.DONE and not dry}.values():
             self._record_schedule(mapping, run, jobs)  # nothing to synchronise: it counts as a quiet run
-        self.advance(run.run_id)
+        self.advance(run.run_id, delay_seconds=delay_seconds)
         return self.runs.get(run.run_id) or run
+
+    def _new_run_id(self) -> str:
+        return f"{self.clock.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+    def notify(self, notifications: Sequence[Notification], window_seconds: int) -> dict:
+        """Records what notifications named (sync.targeted) and starts or joins the targeted runs that take it up.
+        A mapping notified while a targeted run of it waits (its jobs not started) joins that run; the others start
+        one run together, planned in dependency order, whose first jobs wait `window_seconds` for more to join.
+        Writes nothing to the services; returns what it did, by mapping."""
+        catalog = self.catalogs.current()
+        notified = notified_rows(catalog, notifications)
+        for (mapping, direction), rows in notified.items():
+            if catalog[mapping].process is None:  # a job mapping's job reads its changes as a scheduled one does
+                self.engine.state.notify(mapping, direction, rows)
+        mappings = list(dict.fromkeys(mapping for mapping, _ in notified))
+        run_id = self._new_run_id()
+        # a waiting run older than this never started (its start failed): replaced, not joined
+        stale = self.clock.now() - dt.timedelta(seconds=window_seconds) - self.lease
+        waiting = {mapping: self.engine.state.await_run(mapping, run_id, stale) for mapping in mappings}
+        new = [mapping for mapping in mappings if waiting[mapping] == run_id]
+        if new:
+            try:
+                self.start_run(RunKind.NOTIFIED, "webhook", new, run_id=run_id, delay_seconds=window_seconds,
+                               catalog=catalog)
+            except BaseException:  # notifications from now on start a run of their own
+                for mapping in new:
+                    self.engine.state.run_started(mapping, run_id)
+                raise
+        return {mapping: {"run": waiting[mapping], "joined": mapping not in new,
+                          "rows": {direction.value: len(rows) for (m, direction), rows in notified.items()
+                                   if m == mapping}} for mapping in mappings}
 
     def _couple(self, catalog: Catalog, jobs: list[Job], asked: bool, now: dt.datetime) -> None:
         """Match-based coupling; a job mapping (sales orders, item availability) has no rows to match."""
@@ -401,8 +441,11 @@ class RunCoordinator:
         return purged
 
     def busy_mappings(self, runs: int = 50) -> set[str]:
-        """Mappings with an unfinished job in one of the recent unfinished runs."""
-        return {job.mapping for run in self.runs.list_runs(limit=runs) if run.status is RunStatus.RUNNING
+        """Mappings with an unfinished job in one of the recent unfinished runs, targeted runs aside: those come
+        and go with notifications and must never keep the scheduled job, the safety net, from running (the
+        mapping's lease keeps the two apart)."""
+        return {job.mapping for run in self.runs.list_runs(limit=runs)
+                if run.status is RunStatus.RUNNING and run.kind is not RunKind.NOTIFIED
                 for job in self.runs.jobs(run.run_id) if job.status not in TERMINAL}
 
     # -- executing --------------------------------------------------------------------------------
@@ -532,6 +575,8 @@ class RunCoordinator:
                 raise LeaseLost(f"the lease on {job.mapping} passed to another worker")
             return True
 
+        if run.kind is RunKind.NOTIFIED:  # its notified rows are taken up: notifications from now on start a run
+            self.engine.state.run_started(job.mapping, run.run_id)
         dry, reports = None, {}
         if run.dry:
             reports = self.runs.reports(run.run_id)
@@ -604,7 +649,7 @@ class RunCoordinator:
         """Once every job of the mapping in this run has finished (`jobs`: the run's, as read after `finished`
         was saved), its schedule moves on: held when the run changed nothing (nothing inserted, modified, deleted
         or failed)."""
-        if run.kind is RunKind.COUPLE or run.dry:
+        if run.kind in (RunKind.COUPLE, RunKind.NOTIFIED) or run.dry:  # (the schedule is the safety net)
             return
         mine = [j for j in jobs if j.mapping == finished.mapping]
         if any(j.status not in TERMINAL for j in mine) or all(j.status is JobStatus.BLOCKED for j in mine):
@@ -620,7 +665,7 @@ class RunCoordinator:
         return all(jobs[d].status is JobStatus.DONE for d in job.depends_on if d in jobs)
 
     def advance(self, run_id: str, jobs: list[Job] | None = None, chain: bool = False,
-                run: Run | None = None) -> Job | None:
+                run: Run | None = None, delay_seconds: int = 0) -> Job | None:
         """Queue the jobs whose dependencies are done, block those whose dependencies failed,
         and close the run when every job is finished. Idempotent. `jobs`: the run's jobs as just read.
 
@@ -628,7 +673,8 @@ class RunCoordinator:
         is still sent, first as for any job, but to be delivered only after busy_retry_seconds: if the caller
         stops before claiming it, the message runs it; if the caller got to it, it finds the job running or done.
         That job is not saved as queued: the caller's claim saves it running (one write, not two), and until then
-        it is pending with its dependencies done, which the message and recover() run as well."""
+        it is pending with its dependencies done, which the message and recover() run as well. `delay_seconds`: the
+        messages of the jobs queued now wait that long (a targeted run's window)."""
         changed, chained = True, None
         by_id: dict[str, Job] = {}
         while changed:
@@ -648,7 +694,7 @@ class RunCoordinator:
                 elif all(d.status is JobStatus.DONE for d in deps):
                     # send first, then mark: a crash in between leaves a duplicate, never a lost job
                     self.queue.send(self._message(run_id, job.job_id), delay_seconds=self.busy_retry_seconds if ahead
-                                    else 0)
+                                    else delay_seconds)
                     job.queued_at = self.clock.now()
                     if ahead:
                         chained = job  # claimed by the caller next, from pending

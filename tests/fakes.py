@@ -9,6 +9,7 @@ import datetime as dt
 import itertools
 import uuid
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Sequence
 
 from simulators.odata import compile_filter
@@ -99,6 +100,10 @@ class FakeEndpoint:
         match = self._filter(table, where)
         return [self._record(rid, r, fields) for rid, r in self.rows(table).items()
                 if str(r["values"].get(field) or "").casefold() in wanted and match(r)]
+
+    def read_visible(self, table, fields, ids, where=""):
+        rows, match = self.rows(table), self._filter(table, where)
+        return [self._record(i, rows[i], fields) for i in ids if i in rows and match(rows[i])]
 
     def last_key(self, table, field, prefix):
         keys = sorted(r["values"].get(field) or "" for r in self.rows(table).values())
@@ -298,6 +303,9 @@ class FakeState:
         self.versions: dict[tuple[str, Direction], dict[str, str]] = {}
         self.added_versions: dict[tuple[str, Direction], dict[str, dict[str, str]]] = {}
         self.schedule_rows: dict = {}
+        self.notified_rows: dict = {}  # (mapping, direction) -> {record id: NotifiedRow}
+        self.waiting_runs: dict = {}   # mapping -> (run id, since)
+        self.etags = itertools.count(1)
         write_backs, inserting = _PerMapping("row_id"), _PerMapping("source_id")
         self.write_backs, self.save_write_backs, self.clear_write_backs = write_backs.ports()
         self.pending_inserts, self.save_pending_inserts, self.clear_pending_inserts = inserting.ports()
@@ -371,6 +379,31 @@ class FakeState:
 
     def save_cursor(self, mapping, name, value):
         self.cursors[(mapping, name)] = value
+
+    def notify(self, mapping, direction, rows):
+        for row in rows:
+            self.notified_rows.setdefault((mapping, direction), {})[row.record_id] = replace(
+                row, etag=str(next(self.etags)))
+
+    def notified(self, mapping, direction):
+        return list(self.notified_rows.get((mapping, direction), {}).values())
+
+    def clear_notified(self, mapping, direction, rows):
+        kept = self.notified_rows.get((mapping, direction), {})
+        for row in rows:
+            if row.record_id in kept and kept[row.record_id].etag == row.etag:
+                del kept[row.record_id]
+
+    def await_run(self, mapping, run_id, stale_before):
+        waiting = self.waiting_runs.get(mapping)
+        if waiting is None or waiting[1] < stale_before:
+            self.waiting_runs[mapping] = (run_id, self.clock.now())
+            return run_id
+        return waiting[0]
+
+    def run_started(self, mapping, run_id):
+        if self.waiting_runs.get(mapping, (None,))[0] == run_id:
+            del self.waiting_runs[mapping]
 
     def facts(self):
         self.fact_reads += 1

@@ -1,0 +1,69 @@
+"""Targeted jobs: what the services' notifications (sync.notifications) become.
+
+A notification names a row (or, for a collection, a table) to look at again; it is recorded as a notified row of
+every enabled table mapping and direction that reads that table, in the state store, where a row notified twice is
+recorded once. The first notification of a mapping starts a targeted run whose first jobs wait a short window; those
+that arrive before its job starts join it (one run waits per mapping, named by a marker row). The targeted job reads
+its notified rows again, by id, from their service, and treats them as a scheduled job treats changed rows: their
+versions tell what changed, so a repeated, replayed or forged notification reads and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from .mappings import Catalog
+from .model import BcTable, CrmTable, Direction, Side, TableMapping
+from .notifications import Change, Notification
+
+COLLECTION_ID = "*"  # the notified row of a collection: "read this direction's changes" (no row id has it)
+
+
+@dataclass(frozen=True)
+class NotifiedRow:
+    """A row a notification named for one mapping and direction, as the state store keeps it until a targeted job
+    took it. `etag`: the stored row's version as read, so that the job removes only what it took."""
+
+    record_id: str  # COLLECTION_ID for a collection
+    change: Change
+    etag: str = ""
+
+    @property
+    def collection(self) -> bool:
+        return self.change is Change.COLLECTION
+
+
+def names_table(mapping: TableMapping, side: Side, table: str) -> bool:
+    """Whether the mapping's table on `side` is the one a notification names (an entity set, a logical name)."""
+    found = mapping.table_on(side)
+    if isinstance(found, CrmTable):
+        return found.logical_name.lower() == table.lower()
+    return isinstance(found, BcTable) and not found.is_page and found.entity_set == table
+
+
+def directions(catalog: Catalog, notification: Notification) -> Iterator[tuple[TableMapping, Direction]]:
+    """The enabled mappings and directions that read the notified table: where it is the source."""
+    for mapping in catalog:
+        if not mapping.enabled or mapping.is_option_mapping:
+            continue
+        for direction in mapping.direction.job_directions():
+            if direction.source is notification.side and names_table(mapping, notification.side, notification.table):
+                yield mapping, direction
+
+
+def notified_rows(catalog: Catalog, notifications: Sequence[Notification]) \
+        -> dict[tuple[str, Direction], list[NotifiedRow]]:
+    """The notified rows by mapping and direction, each id once (the last change told wins); a notification of a
+    row without an id, or of a table no mapping reads, records nothing."""
+    found: dict[tuple[str, Direction], dict[str, NotifiedRow]] = {}
+    for notification in notifications:
+        collection = notification.change is Change.COLLECTION
+        if not collection and not notification.record_id:
+            continue
+        record_id = COLLECTION_ID if collection else notification.record_id
+        for mapping, direction in directions(catalog, notification):
+            rows = found.setdefault((mapping.name, direction), {})
+            rows.pop(record_id.lower(), None)
+            rows[record_id.lower()] = NotifiedRow(record_id, notification.change)
+    return {key: list(rows.values()) for key, rows in found.items()}
