@@ -1,0 +1,129 @@
+"""What notifications become: notified rows per mapping and direction, and one waiting targeted run per mapping
+that later notifications join (sync.targeted, RunCoordinator.notify), with in-memory ports."""
+
+import datetime as dt
+from dataclasses import replace
+
+from sync.mappings import Catalog, builtin_mappings
+from sync.engine import JobMode
+from sync.model import Direction, Side
+from sync.notifications import Change, Notification
+from sync.runs import JobStatus, RunKind
+from sync.targeted import COLLECTION_ID, notified_rows
+from tests.unit.test_runs import Harness
+
+ID1, ID2 = "0a1b2c3d-0000-0000-0000-000000000001", "0a1b2c3d-0000-0000-0000-000000000002"
+
+
+def bc(change, record_id="", table="customers"):
+    return Notification(Side.BC, table, Change(change), record_id, "company")
+
+
+def crm(change, record_id="", table="account"):
+    return Notification(Side.CRM, table, Change(change), record_id)
+
+
+def test_a_notification_names_the_directions_that_read_its_table():
+    catalog = Catalog(builtin_mappings())
+    assert list(notified_rows(catalog, [bc("updated", ID1)])) == [("CUSTOMER", Direction.TO_CRM)]
+    assert ("CUSTOMER", Direction.FROM_CRM) in notified_rows(catalog, [crm("deleted", ID1)])
+    # Sales logical names are compared without case, as Dataverse spells them
+    assert ("CUSTOMER", Direction.FROM_CRM) in notified_rows(catalog, [crm("created", ID1, "Account")])
+    # a table no enabled mapping reads from (CURRENCY goes to Sales only), or a row without an id: nothing
+    assert notified_rows(catalog, [crm("updated", ID1, "transactioncurrency"), crm("updated", ID1, "task"),
+                                   bc("updated", "")]) == {}
+    disabled = Catalog([replace(m, enabled=False) if m.name == "CUSTOMER" else m for m in builtin_mappings()])
+    assert notified_rows(disabled, [bc("updated", ID1)]) == {}
+
+
+def test_repeated_notifications_of_a_row_coalesce_and_a_collection_is_one_row():
+    catalog = Catalog(builtin_mappings())
+    found = notified_rows(catalog, [bc("created", ID1), bc("updated", ID1), bc("updated", ID2),
+                                    bc("deleted", ID1), bc("collection"), bc("collection")])
+    rows = found[("CUSTOMER", Direction.TO_CRM)]
+    assert [(r.record_id, r.change) for r in rows] == [(ID2, Change.UPDATED), (ID1, Change.DELETED),
+                                                        (COLLECTION_ID, Change.COLLECTION)]
+
+
+def test_notifications_before_the_job_starts_join_its_run_and_later_ones_start_another():
+    h = Harness()
+    first = h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
+    run_id = first["CUSTOMER"]["run"]
+    run = h.runs.get(run_id)
+    assert run.kind is RunKind.NOTIFIED and run.trigger == "webhook" and not first["CUSTOMER"]["joined"]
+    assert [(m.job_id, delay) for m, delay in h.queue.messages] == [("CUSTOMER:to-crm", 5)]  # the window
+    assert all(j.mode is JobMode.NOTIFIED for j in h.runs.jobs(run_id))
+
+    second = h.coordinator.notify([bc("updated", ID2), crm("updated", ID1)], window_seconds=5)
+    assert second["CUSTOMER"] == {"run": run_id, "joined": True, "rows": {"to-crm": 1, "from-crm": 1}}
+    # VENDOR reads accounts too (of another relationship type): it had no run waiting, so it starts one
+    assert not second["VENDOR"]["joined"] and second["VENDOR"]["run"] != run_id
+    assert [m.job_id for m, _ in h.queue.messages].count("CUSTOMER:to-crm") == 1
+    assert {r.record_id for r in h.w.state.notified("CUSTOMER", Direction.TO_CRM)} == {ID1, ID2}
+
+    h.drain()
+    assert all(j.status is JobStatus.DONE for j in h.runs.jobs(run_id))
+    assert h.w.state.notified("CUSTOMER", Direction.TO_CRM) == []  # taken (the rows do not exist: nothing to do)
+    third = h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
+    assert third["CUSTOMER"]["run"] != run_id and not third["CUSTOMER"]["joined"]
+
+
+def test_a_row_notified_again_while_its_job_runs_is_kept_for_the_next_one():
+    h = Harness()
+    h.coordinator.notify([bc("updated", ID1)], window_seconds=0)
+    taken = h.w.state.notified("CUSTOMER", Direction.TO_CRM)
+    h.w.state.notify("CUSTOMER", Direction.TO_CRM, [replace(taken[0], change=Change.UPDATED)])  # arrives meanwhile
+    h.w.state.clear_notified("CUSTOMER", Direction.TO_CRM, taken)
+    assert [r.record_id for r in h.w.state.notified("CUSTOMER", Direction.TO_CRM)] == [ID1]
+
+
+def test_a_waiting_run_that_never_started_is_replaced():
+    h = Harness()
+    h.w.state.await_run("CUSTOMER", "20260101-000000-dead00", h.w.clock.now())  # its start failed after the marker
+    joined = h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
+    assert joined["CUSTOMER"]["run"] == "20260101-000000-dead00"
+    h.w.clock.tick(5 + h.coordinator.lease.total_seconds() + 1)
+    started = h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
+    assert not started["CUSTOMER"]["joined"] and h.runs.get(started["CUSTOMER"]["run"]) is not None
+
+
+def test_several_mappings_notified_together_share_a_run_in_dependency_order():
+    h = Harness()
+    found = h.coordinator.notify([crm("updated", ID1, "contact"), crm("updated", ID2, "account")], window_seconds=0)
+    assert found["CONTACT"]["run"] == found["CUSTOMER"]["run"]
+    jobs = {j.job_id: j for j in h.runs.jobs(found["CUSTOMER"]["run"])}
+    assert "CUSTOMER:from-crm" in jobs["CONTACT:to-crm"].depends_on
+
+
+def test_a_job_mapping_runs_its_normal_job_and_records_no_rows():
+    h = Harness()
+    found = h.coordinator.notify([crm("updated", ID1, "salesorder")], window_seconds=0)
+    [order_job] = [j for j in h.runs.jobs(found["SALESORDER-ORDER"]["run"]) if j.mapping == "SALESORDER-ORDER"]
+    assert order_job.mode is JobMode.INCREMENTAL
+    assert h.w.state.notified("SALESORDER-ORDER", Direction.FROM_CRM) == []
+
+
+def test_targeted_runs_never_keep_the_scheduled_run_from_a_mapping_and_leave_its_schedule():
+    h = Harness()
+    h.coordinator.notify([bc("updated", ID1)], window_seconds=60)
+    assert "CUSTOMER" not in h.coordinator.busy_mappings()
+    h.drain()
+    assert "CUSTOMER" not in h.w.state.schedules()
+
+
+def test_a_notified_row_unchanged_since_its_coupling_writes_nothing():
+    h = Harness()
+    h.w.customer("C00010", "Adatum")
+    h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    h.drain()
+    [coupling] = h.w.couplings.all("CUSTOMER").values()
+    mark = h.w.state.watermark("CUSTOMER", Direction.TO_CRM)
+    h.w.clock.tick(600)
+    found = h.coordinator.notify([bc("deleted", coupling.bc_id), crm("updated", coupling.crm_id)], window_seconds=0)
+    h.drain()
+    report = h.report(found["CUSTOMER"]["run"]).to_dict()
+    assert report["totals"]["unchanged"] == 2
+    assert sum(report["totals"][k] for k in ("inserted", "modified", "deleted", "failed", "uncoupled")) == 0
+    assert h.w.state.watermark("CUSTOMER", Direction.TO_CRM) == mark
+    assert list(h.w.couplings.all("CUSTOMER").values()) == [coupling]
+    assert isinstance(mark, dt.datetime)
