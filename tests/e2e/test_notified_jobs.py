@@ -223,3 +223,39 @@ def test_a_targeted_job_leaves_other_rows_to_the_scheduled_run(env):
     to_crm = job(scheduled, "CUSTOMER:to-crm")
     assert to_crm.counts.modified == 1 and to_crm.counts.unchanged == 1   # Fabrikam is found unchanged
     assert env.dv.get("account", pair_of(env, adatum).crm_id)["address1_city"] == "Madrid"
+
+
+def test_several_companies_a_bc_notification_goes_to_its_company_and_a_sales_one_to_each(env):
+    cronus, fabrikam = env.bc.company_id, env.bc.add_company("FABRIKAM Inc.")
+    env.configure(BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}")
+    fabrikam_row = env.dv.create("bcbi_company", {"bcbi_externalid": fabrikam, "bcbi_name": "FABRIKAM"})
+    [customer] = env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum (FABRIKAM)"}],
+                             company_id=fabrikam)
+    [own] = env.dv.seed("account", [{"name": "FABRIKAM's own", "customertypecode": 3,
+                                     "bcbi_companyid": fabrikam_row}])
+    for name in ("CRONUS", "FABRIKAM"):
+        services = env.services.for_company(name)
+        started = services.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+        assert env.worker.run_until(lambda: services.report(started.run_id).run.status is not RunStatus.RUNNING,
+                                    timeout=60)
+    # CRONUS would create customers from new accounts: of its own, or of no company, never of FABRIKAM
+    env.services.for_company("CRONUS").set_mapping("CUSTOMER", {"sync_only_coupled": False})
+    env.bc.update("customers", customer, {"city": "Oslo"}, company_id=fabrikam)
+    env.dv.update("account", own, {"telephone1": "555-0199"}, as_user=env.stack.ids.user_systemuser_id)
+
+    summary = env.services.notify([Notification(Side.BC, "customers", Change.UPDATED, customer, fabrikam),
+                                   crm("updated", own)])
+    assert set(summary["companies"]) == {"CRONUS", "FABRIKAM"}
+    assert summary["companies"]["CRONUS"]["CUSTOMER"]["rows"] == {"from-crm": 1}   # the Sales one only
+    reports = {}
+    for name, found in summary["companies"].items():
+        services, run_id = env.services.for_company(name), found["CUSTOMER"]["run"]
+        assert env.worker.run_until(lambda: services.report(run_id).run.status is not RunStatus.RUNNING, timeout=60)
+        reports[name] = services.report(run_id)
+    assert job(reports["FABRIKAM"], "CUSTOMER:to-crm").counts.modified == 1
+    assert job(reports["FABRIKAM"], "CUSTOMER:from-crm").counts.modified == 1
+    assert written(reports["CRONUS"]) == 0   # FABRIKAM's account is not CRONUS's to read
+    assert env.bc.get("customers", customer, company_id=fabrikam)["city"] == "Oslo"
+    [fabrikams] = [c for c in env.bc.rows("customers", company_id=fabrikam) if c["displayName"] == "FABRIKAM's own"]
+    assert fabrikams["phoneNumber"] == "555-0199"
+    assert all(c.get("phoneNumber") != "555-0199" for c in env.bc.rows("customers"))

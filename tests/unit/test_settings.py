@@ -62,6 +62,7 @@ BAD = {
     "BCSYNC_SALES_ORDER_MODE": ("both", "is not one of one-way, two-way"),
     "BCSYNC_SCHEDULE": ("every 5 minutes", "is not an NCRONTAB schedule"),
     "BCSYNC_WEBHOOK_URL": ("http://bcsync.example.com", "is not https (http)"),
+    "BCSYNC_WEBHOOK_WINDOW_SECONDS": ("3600", "is out of range"),
     "BCSYNC_HTTP_AUTH": ("Entra ID", "is not one of keys, entra"),
     "BCSYNC_READER_ROLE": ("bcsync reader", "is not an app role value"),
     "BCSYNC_ADMIN_ROLE": ("bcsync admin", "is not an app role value"),
