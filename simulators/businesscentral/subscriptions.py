@@ -102,6 +102,7 @@ class Subscriptions:
         self.pending: dict[str, Pending] = {}
         self.delivered: list[dict] = []  # every notification POSTed: {"url", "status", "body"} (for tests)
         self.http = requests.Session()
+        self.http.trust_env = False  # straight to the subscriber, as BC does, whatever proxy this machine has
         self._thread: threading.Thread | None = None
         self.clear()
         sim.store.listeners.append(self._changed)
