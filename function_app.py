@@ -85,6 +85,8 @@ def _renew_webhooks() -> None:
     goes wrong is logged, and the next tick tries again."""
     try:
         renewed = services().renew_webhooks()
+    except SettingsError:
+        return  # the scheduled run's start has said which settings to fix
     except SyncError as exc:
         log.error("webhooks not renewed%s: %s The next tick tries again.",
                   " (a service is unavailable)" if exc.transient else "", exc.message)

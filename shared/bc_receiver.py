@@ -68,8 +68,8 @@ def _entries(raw: bytes) -> list[dict]:
         raise request.BadRequest("The body is not JSON; Business Central sends {\"value\": [...]}.",
                                  field="body") from None
     value = body.get("value") if isinstance(body, dict) else None
-    if not isinstance(value, list):
-        raise request.BadRequest("The body has no array value; Business Central sends {\"value\": [...]}.",
+    if not isinstance(value, list) or not value:
+        raise request.BadRequest("The body has no entries in value; Business Central sends {\"value\": [...]}.",
                                  field="value")
     for n, entry in enumerate(value):
         if not isinstance(entry, dict):

@@ -223,7 +223,7 @@ def test_a_wrong_or_missing_key_is_refused_and_nothing_handed_over(hooked, notif
 
 def test_a_malformed_body_is_a_400_naming_the_field(hooked, notified):
     hooked.services.register_webhooks()
-    cases = [(b"not json", "body"), (b'{"items": []}', "value"), (b'{"value": [1]}', "value[0]"),
+    cases = [(b"not json", "body"), (b'{"items": []}', "value"), (b'{"value": []}', "value"), (b'{"value": [1]}', "value[0]"),
              (json.dumps({"value": [entry(hooked, changeType="moved")]}).encode(), "value[0].changeType"),
              (json.dumps({"value": [entry(hooked), entry(hooked, resource="api/v2.0/customers")]}).encode(),
               "value[1].resource"),
