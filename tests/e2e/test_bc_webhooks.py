@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
 import types
-import urllib.error
-import urllib.request
 
 import pytest
 from azure.functions.timer import TimerRequest
@@ -23,6 +20,7 @@ from shared.wiring import Services, build_services
 from sync.errors import ConfigurationError, ServiceUnavailableError
 from sync.model import Side
 from sync.notifications import BC_ROUTE, Change, Notification
+from tests.support import call
 
 HOOKED = {"currencies", "customers", "vendors", "unitsOfMeasure", "items", "salesInvoices"}  # the built-in mappings'
 
@@ -63,16 +61,6 @@ def notified(monkeypatch):
         return {"notified": len(notifications)}
     monkeypatch.setattr(Services, "notify", notify, raising=False)
     return calls
-
-
-def call(method, url, body=None, raw: bytes | None = None):
-    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, answer.headers, answer.read()
-    except urllib.error.HTTPError as answer:
-        return answer.code, answer.headers, answer.read()
 
 
 def states(report: dict) -> dict[str, str]:
