@@ -4,7 +4,7 @@ A subscription names one entity set of one company (`/api/v2.0/companies(<id>)/<
 carries the receivers' key as its clientState, which Business Central sends back with every notification. It lives
 three days: `register` renews the ones that expire within a day (and the ones that carry another key, or post to an
 earlier URL of the receiver), creates the ones missing (expired, or deleted by Business Central after an answer it
-took as final), and removes the receiver's subscriptions of entity sets no longer wanted. Subscriptions of other
+took as final), and removes this URL's subscriptions of entity sets no longer wanted. Subscriptions of other
 companies, and other subscribers', are left alone.
 """
 
@@ -38,11 +38,12 @@ class BcSubscriptions:
         ours = self._ours(lambda posted: posted.rstrip("/").endswith(f"/api/{BC_ROUTE}"))
         hooks = []
         for entity_set in tables:
-            found = ours.pop(entity_set, [])
+            # one posting to this URL first; else one posting to an earlier URL of the receiver, moved here
+            found = sorted(ours.pop(entity_set, []), key=lambda subscription: subscription["notificationUrl"] != url)
             hooks.append(self._kept(entity_set, found[0], url, key) if found else self._created(entity_set, url, key))
             ours[entity_set] = found[1:]  # a duplicate goes with the entity sets no longer wanted
-        for entity_set, extra in ours.items():
-            hooks += [self._removed(entity_set, subscription) for subscription in extra]
+        for entity_set, extra in ours.items():  # this URL's only: another URL may be another deployment's
+            hooks += [self._removed(entity_set, s) for s in extra if s["notificationUrl"] == url]
         return hooks
 
     def hooks(self, url: str) -> list[Hook]:

@@ -124,6 +124,19 @@ def test_the_timer_renews_what_expires_within_a_day_and_recreates_what_is_gone(h
         s for s in hooked.services.webhook_status()["hooks"] if s["table"] == "items"))["id"]
 
 
+def test_a_subscription_to_an_earlier_url_is_moved_and_another_subscribers_is_left_alone(hooked):
+    hooked.services.register_webhooks()
+    found = {s.entity_set: s for s in hooked.subscriptions()}
+    found["items"].notification_url = f"https://old.example/api/{BC_ROUTE}"  # an earlier BCSYNC_WEBHOOK_URL
+    found["customers"].notification_url = "https://elsewhere.example/hooks"  # not bcsync's receiver
+    report = hooked.services.register_webhooks()
+    assert states(report)["items"] == "renewed" and states(report)["customers"] == "created"
+    urls = sorted((s.entity_set, s.notification_url) for s in hooked.subscriptions() if s.entity_set in
+                  ("items", "customers"))
+    assert urls == [("customers", hooked.receiver), ("customers", "https://elsewhere.example/hooks"),
+                    ("items", hooked.receiver)]
+
+
 def test_the_timer_logs_a_failed_renewal_and_still_starts_the_scheduled_run(hooked, caplog, monkeypatch):
     hooked.services.register_webhooks()
 
