@@ -94,6 +94,19 @@ def test_register_subscribes_each_hooked_entity_set_through_the_handshake_then_s
     assert states(hooked.services.webhook_status()) == dict.fromkeys(HOOKED, "missing")
 
 
+def test_each_company_gets_its_own_subscriptions_under_one_key(hooked):
+    cronus, fabrikam = hooked.sim.company_id, hooked.sim.add_company("FABRIKAM Inc.")
+    services = hooked.rewire(BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}")
+    report = services.register_webhooks()
+    assert {(hook["company"], hook["table"], hook["state"]) for hook in report["hooks"]} == {
+        (company, table, "created") for company in ("CRONUS", "FABRIKAM") for table in HOOKED}
+    found = hooked.subscriptions()
+    assert {(s.company_id, s.entity_set) for s in found} == {(c, t) for c in (cronus, fabrikam) for t in HOOKED}
+    assert {s.client_state for s in found} == {services.webhook_key()}
+    # a company's registrar leaves the other company's subscriptions alone
+    assert {hook["state"] for hook in services.register_webhooks()["hooks"]} == {"active"}
+
+
 def test_a_table_no_longer_mapped_loses_its_subscription(hooked):
     hooked.services.register_webhooks()
     hooked.services.set_mapping("VENDOR", {"enabled": False})
@@ -279,3 +292,8 @@ def test_the_cli_registers_shows_and_removes(hooked, tmp_path, capsys):
     assert code == 0 and "customers" in out and "active" in out
     code, out = run("webhooks", "remove", "--json")
     assert code == 0 and states(json.loads(out)) == dict.fromkeys(HOOKED, "removed")
+
+    settings.write_text(json.dumps({"Values": {k: v for k, v in hooked.values.items() if k != "BCSYNC_WEBHOOK_URL"}}))
+    assert main(["--settings", str(settings), "webhooks", "register", "--json"]) == 2
+    error = json.loads(capsys.readouterr().err)
+    assert error["code"] == "ConfigurationError" and "BCSYNC_WEBHOOK_URL" in error["error"]
