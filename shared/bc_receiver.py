@@ -43,17 +43,16 @@ def business_central_notifications(req: func.HttpRequest) -> func.HttpResponse:
     if token is not None:  # the handshake of a subscription being created or renewed
         return func.HttpResponse(token, status_code=200, mimetype="text/plain")
     entries = _entries(req.get_body())
-    key = all_services().webhook_key()
-    for entry in entries:
-        state = entry.get("clientState")
-        if key is None or not isinstance(state, str) or not hmac.compare_digest(state.encode(), key.encode()):
-            return func.HttpResponse(json.dumps({"error": "The notification does not carry bcsync's key as its "
-                                                          "clientState."}), status_code=401,
-                                     mimetype="application/json")
-    notifications = [_notification(n, entry) for n, entry in enumerate(entries)]
     try:
-        summary = all_services().notify(notifications)
-    except SyncError as exc:  # never a 4xx here: Business Central would delete the subscription
+        key = all_services().webhook_key()
+        for entry in entries:
+            state = entry.get("clientState")
+            if key is None or not isinstance(state, str) or not hmac.compare_digest(state.encode(), key.encode()):
+                return func.HttpResponse(json.dumps({"error": "The notification does not carry bcsync's key as its "
+                                                              "clientState."}), status_code=401,
+                                         mimetype="application/json")
+        summary = all_services().notify([_notification(n, entry) for n, entry in enumerate(entries)])
+    except SyncError as exc:  # never a 4xx for our own trouble: Business Central would delete the subscription
         log.error("Business Central notifications not taken%s: %s", " (retried by Business Central)"
                   if exc.transient else "", exc.message)
         return func.HttpResponse(json.dumps({"error": exc.message}), status_code=503 if exc.transient else 500,
