@@ -171,6 +171,13 @@ def test_a_refused_handshake_is_a_clear_error_and_subscribes_nothing(hooked):
     assert hooked.subscriptions() == []
 
 
+def test_an_entity_set_business_central_refuses_is_that_tables_failure_only(hooked):
+    registrar = hooked.services.webhook_registrars()[0].registrar
+    hooks = registrar.register(["contacts", "customers"], hooked.receiver, "k")
+    assert [(h.table, h.state.value) for h in hooks] == [("contacts", "failed"), ("customers", "created")]
+    assert "does not support webhook subscriptions" in hooks[0].detail
+
+
 def test_register_without_the_url_names_the_setting(hooked):
     values = {k: v for k, v in hooked.values.items() if k != "BCSYNC_WEBHOOK_URL"}
     services = build_services(Settings.load(environ=values))
