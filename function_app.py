@@ -8,7 +8,7 @@ import logging
 
 import azure.functions as func
 
-from shared import console, http_api
+from shared import bc_receiver, console, http_api
 from shared.http_api import (  # noqa: F401 (re-exported: callers and tests reach the routes as function_app.<name>)
     change_mapping,
     couple,
@@ -22,6 +22,8 @@ from shared.http_api import (  # noqa: F401 (re-exported: callers and tests reac
     list_runs,
     mapping,
     match,
+    register_webhooks,
+    remove_webhooks,
     reset_mapping,
     retry_errors,
     run_status,
@@ -29,6 +31,7 @@ from shared.http_api import (  # noqa: F401 (re-exported: callers and tests reac
     start_sync,
     synchronise_records,
     uncouple,
+    webhook_status,
 )
 from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
@@ -55,6 +58,7 @@ def services() -> Services:
 http_api.serve(services)
 app.register_blueprint(http_api.bp)
 app.register_blueprint(console.bp)
+app.register_blueprint(bc_receiver.bp)
 
 
 @app.timer_trigger(schedule="%BCSYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
@@ -73,6 +77,23 @@ def scheduled_sync(timer: func.TimerRequest) -> None:
                       " (a service is unavailable)" if run.transient else "", run.message)
         elif run is None:
             log.info("previous scheduled run still going; no new run started%s", whose)
+    _renew_webhooks()
+
+
+def _renew_webhooks() -> None:
+    """Webhook subscriptions expiring within a day renewed, the ones gone created again (once registered); what
+    goes wrong is logged, and the next tick tries again."""
+    try:
+        renewed = services().renew_webhooks()
+    except SettingsError:
+        return  # the scheduled run's start has said which settings to fix
+    except SyncError as exc:
+        log.error("webhooks not renewed%s: %s The next tick tries again.",
+                  " (a service is unavailable)" if exc.transient else "", exc.message)
+        return
+    failed = [hook for hook in (renewed or {}).get("hooks", []) if hook["state"] == "failed"]
+    for hook in failed:
+        log.error("webhook of %s not registered: %s", hook["table"], hook["detail"])
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%BCSYNC_QUEUE_NAME%", connection="AzureWebJobsStorage")

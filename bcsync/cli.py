@@ -365,6 +365,18 @@ def cmd_availability(services: Services, args) -> int:
     return OK
 
 
+def cmd_webhooks(services: Services, args) -> int:
+    act = {"register": services.register_webhooks, "status": services.webhook_status,
+           "remove": services.remove_webhooks}[args.action]
+    report = act()
+    rows = [[hook.get("company", ""), hook["side"], hook["table"], hook["state"], hook["expires"] or "",
+             hook["detail"] or hook["id"]] for hook in report["hooks"]]
+    args.out.result(report, f"Receivers under {report['url']}/api/webhooks/",
+                    table(args.out.console, ("company", "side", "table", "state", "expires", "id or detail"), rows),
+                    f"{len(rows)} webhook(s)")
+    return OK if report["ok"] else FAILED
+
+
 def cmd_worker(services: Services, args) -> int:
     worker = LocalWorker(services)
     worker.run_until(lambda: bool(args.until_idle))
@@ -414,15 +426,18 @@ COMPANY_HELP = ("the Business Central company (its name in BCSYNC_COMPANIES, or 
 NO_COMPANY = frozenset({"worker", "serve", "settings"})
 
 
-def _command(sub, name: str, text: str, func=None, examples: str = "") -> argparse.ArgumentParser:
-    """A (sub)command with its help; one that runs (`func`) takes --json, and --company unless it acts for all."""
+def _command(sub, name: str, text: str, func=None, examples: str = "", every_company: bool = False
+             ) -> argparse.ArgumentParser:
+    """A (sub)command with its help; one that runs (`func`) takes --json, and --company unless it acts for all
+    (`every_company`, or named in NO_COMPANY)."""
     s = sub.add_parser(name, help=text, description=text + ".",
                        epilog=f"examples:\n{examples}" if examples else None)
     if func is not None:
+        every_company = every_company or name in NO_COMPANY
         s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
-        if name not in NO_COMPANY:
+        if not every_company:
             s.add_argument("--company", default=argparse.SUPPRESS, help=COMPANY_HELP)
-        s.set_defaults(func=func, every_company=name in NO_COMPANY)
+        s.set_defaults(func=func, every_company=every_company)
     return s
 
 
@@ -555,6 +570,14 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("order_ids", nargs="+", metavar="ID", help="the Sales order's id (salesorderid)")
     s = _command(sub, "availability", "Business Central inventory of a Sales product", cmd_availability)
     s.add_argument("product", help="the product's id or product number")
+    s = _command(sub, "webhooks", "the webhooks through which both services tell of changes in seconds",
+                 examples="  bcsync webhooks register     after setting BCSYNC_WEBHOOK_URL\n"
+                          "  bcsync webhooks status --json\n  bcsync webhooks remove\n")
+    actions = s.add_subparsers(dest="action", required=True, metavar="ACTION", help="register, status or remove")
+    for name, text in (("register", "register the webhooks of every company (renews and recreates what it must)"),
+                       ("status", "what is registered for BCSYNC_WEBHOOK_URL, and what is missing"),
+                       ("remove", "remove every webhook registered for BCSYNC_WEBHOOK_URL")):
+        _command(actions, name, text, cmd_webhooks, every_company=True)
     s = _command(sub, "worker", "process the job queue as the Functions host would", cmd_worker)
     s.add_argument("--until-idle", action="store_true", help="stop when the queue is empty")
     _command(sub, "check", "test every connection and permission bcsync needs (writes nothing)", cmd_check)

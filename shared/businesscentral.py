@@ -163,6 +163,34 @@ class BusinessCentralClient:
     def companies(self) -> list[dict]:
         return self.api.get_json(f"{API_PATH}/companies", headers=self.HEADERS).get("value", [])
 
+    # webhook subscriptions: the environment's (`api/v2.0/subscriptions`), each naming its company in `resource`
+
+    def resource(self, entity_set: str) -> str:
+        """What a subscription to one of this company's entity sets names."""
+        return f"/{API_PATH}/companies({self.company_id})/{entity_set}"
+
+    def subscriptions(self) -> list[dict]:
+        return self.api.get_json(f"{API_PATH}/subscriptions", headers=self.HEADERS).get("value", [])
+
+    def subscribe(self, entity_set: str, url: str, client_state: str) -> dict:
+        """Business Central first POSTs the validation handshake to `url`; the subscription only if it was answered."""
+        body = {"notificationUrl": url, "resource": self.resource(entity_set), "clientState": client_state}
+        return self.api.request("POST", f"{API_PATH}/subscriptions", json=body, headers=self.HEADERS).json()
+
+    def renew_subscription(self, subscription: dict, url: str, client_state: str) -> dict:
+        """A new expiry three days on (after the handshake again), with this URL and client state."""
+        body = {"notificationUrl": url, "resource": subscription["resource"], "clientState": client_state}
+        headers = {**self.HEADERS, "If-Match": subscription.get("@odata.etag") or "*"}
+        return self.api.request("PATCH", _subscription(subscription), json=body, headers=headers).json()
+
+    def unsubscribe(self, subscription: dict) -> None:
+        self.api.request("DELETE", _subscription(subscription), headers={**self.HEADERS, "If-Match": "*"})
+
+
+def _subscription(subscription: dict) -> str:
+    key = str(subscription["subscriptionId"]).replace("'", "''")
+    return f"{API_PATH}/subscriptions('{quote(key, safe=chr(39))}')"
+
 
 def _params(select: Sequence[str], filter: str, orderby: str, top: int | None,
            schema: dict[str, str] | None) -> dict[str, str]:

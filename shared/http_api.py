@@ -328,3 +328,25 @@ def item_availability(req: func.HttpRequest) -> func.HttpResponse:
         return _json(services().item_availability(product))
     except RecordError as exc:
         return _problem(404, exc.message)
+
+
+@route("webhooks", ["POST"], Access.CHANGE)
+def register_webhooks(req: func.HttpRequest) -> func.HttpResponse:
+    """Register the webhooks of every company at both services (idempotent: renews and recreates what it must)."""
+    return _webhooks(all_services().register_webhooks())
+
+
+@route("webhooks", ["GET"], Access.READ)
+def webhook_status(req: func.HttpRequest) -> func.HttpResponse:
+    """What is registered for this function app's receivers, and what is missing."""
+    return _webhooks(all_services().webhook_status())
+
+
+@route("webhooks", ["DELETE"], Access.CHANGE)
+def remove_webhooks(req: func.HttpRequest) -> func.HttpResponse:
+    """Remove every webhook registered for this function app's receivers."""
+    return _webhooks(all_services().remove_webhooks())
+
+
+def _webhooks(report: dict) -> func.HttpResponse:
+    return _json(report, 200 if report["ok"] else 502)

@@ -20,7 +20,7 @@ from sync.engine import RecordOutcome, SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TerminalError, cut, shown
 from sync.mappings import Catalog, builtin_mappings
 from sync.model import ConnectionSetup, CrmTable, Direction, Side, TableMapping
-from sync.notifications import Notification
+from sync.notifications import BC_ROUTE, CRM_ROUTE, Hook, HookState, Notification, Registrar, hookable_tables
 from sync.orders import OrderResult
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
 from sync.runs import RUNS_STATE, JobMessage, Run, RunCoordinator, RunKind, RunReport
@@ -28,6 +28,7 @@ from sync.schedule import schedule_status
 
 from . import businesscentral, dataverse
 from .auth import SignIn
+from .bc_webhooks import BcSubscriptions
 from .check import ServiceProbe
 from .companies import Company, chosen, companies
 from .http import ApiClient, ConcurrencyLimit, VerifyingSession
@@ -107,6 +108,15 @@ HOME_CLAIMED = "home rows claimed"  # ... when the home company's rows from its 
 MAX_REPORTED_FAILURES = 200
 # records one per-record action takes (create, synchronise now); a filter that finds more is refused
 MAX_RECORDS_PER_ACTION = 1000
+
+
+@dataclass(frozen=True)
+class Hooked:
+    """A registrar with the tables it hooks, and the company they are of ("" when they are no one company's)."""
+
+    registrar: Registrar
+    tables: list[str]
+    company: str = ""
 
 
 @dataclass
@@ -240,6 +250,52 @@ class Services:
         companies = {name: root.for_company(name).coordinator.notify(found, window)
                      for name, found in by_company.items()}
         return {"notifications": len(notifications), "ignored": ignored, "companies": companies}
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    def webhook_registrars(self) -> list["Hooked"]:
+        """Who keeps webhooks registered, with the tables each hooks: a Business Central registrar per company."""
+        return [Hooked(BcSubscriptions(s.business_central, self.clock), hookable_tables(s.catalogs.current(), Side.BC),
+                       s.company.name if s.company and s.company.stamped else "") for s in self.each_company()]
+
+    def register_webhooks(self) -> dict:
+        """Register (or bring up to date) every webhook bcsync wants, making the receivers' key on the first call."""
+        return self._webhooks(lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key), create=True)
+
+    def renew_webhooks(self) -> dict | None:
+        """What the timer does: renew what expires within a day and recreate what is gone, once webhooks were
+        registered (a key exists) and BCSYNC_WEBHOOK_URL is set; else None."""
+        if not self.settings.webhook_url or self.webhook_key() is None:
+            return None
+        return self.register_webhooks()
+
+    def webhook_status(self) -> dict:
+        """What is registered for the receivers now, and each table wanted but not hooked (missing); reads only."""
+        def listed(hooked: Hooked, url: str, key: str | None) -> list[Hook]:
+            found = hooked.registrar.hooks(url)
+            hooked_tables = {hook.table for hook in found}
+            return found + [Hook(hooked.registrar.side, table, "", HookState.MISSING) for table in hooked.tables
+                            if table not in hooked_tables]
+        return self._webhooks(listed)
+
+    def remove_webhooks(self) -> dict:
+        """Remove every webhook registered for the receivers of BCSYNC_WEBHOOK_URL (the key is kept)."""
+        return self._webhooks(lambda hooked, url, key: hooked.registrar.remove(url))
+
+    def _webhooks(self, act, create: bool = False) -> dict:
+        root = self._root or self
+        base = (root.settings.webhook_url or "").rstrip("/")
+        if not base:
+            raise ConfigurationError("BCSYNC_WEBHOOK_URL is not set: set it to the function app's public base URL "
+                                     "(https://<app>.azurewebsites.net), to which the services post notifications.")
+        key = root.webhook_key(create=create)
+        hooks = []
+        for hooked in root.webhook_registrars():
+            url = f"{base}/api/{BC_ROUTE if hooked.registrar.side is Side.BC else CRM_ROUTE}"
+            hooks += [{**({"company": hooked.company} if hooked.company else {}), **hook.to_dict()}
+                      for hook in act(hooked, url, key)]
+        return {"url": base, "registered": key is not None, "hooks": hooks,
+                "ok": all(hook["state"] != HookState.FAILED.value for hook in hooks)}
 
     def _named(self, run: Run) -> Run:
         """A run as reported: with several companies, with its company, also a run of the company of

@@ -6,11 +6,24 @@ import dataclasses
 import datetime as dt
 import json
 import re
+import urllib.error
+import urllib.request
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
 from bcsync.host import functions_of  # noqa: F401  (the tests' one index of the app's functions)
+
+
+def call(method: str, url: str, body=None, raw: bytes | None = None):
+    """One request over real HTTP (a JSON `body`, or `raw` bytes): (status, headers, body bytes), errors included."""
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as answer:
+        return answer.code, answer.headers, answer.read()
 
 
 def rewind_schedules(services, minutes: float) -> None:

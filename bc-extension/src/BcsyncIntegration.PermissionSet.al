@@ -26,6 +26,7 @@ using Microsoft.Sales.History;
 using Microsoft.Sales.Pricing;
 using Microsoft.Sales.Receivables;
 using Microsoft.Sales.Setup;
+using System.Integration;
 using System.IO;
 
 // What bcsync's Microsoft Entra application reads and writes, and nothing else: assign it on the
@@ -95,6 +96,9 @@ permissionset 50100 "BCS INTEGRATION"
         // extended pricing: price lists and their lines
         tabledata "Price List Header" = R,
         tabledata "Price List Line" = R,
+        // webhooks (bcsync webhooks register, and the timer's renewal): its own subscriptions, created, renewed and
+        // removed through api/v2.0/subscriptions
+        tabledata "API Webhook Subscription" = RIMD,
         // the pages published as web services (WebServices.xml)
         page "Customer Card" = X,
         page "Vendor Card" = X,

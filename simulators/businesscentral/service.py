@@ -185,6 +185,8 @@ class Service:
             else:
                 return self._entity_request(call, views["companies"], key, rest[1:], Session(
                     self.sim.store, self.sim.catalog, None, call.user), f"{root}/$metadata#", f"{root}/")
+        if name == "subscriptions" and company is None and api == "v2.0":
+            return self.sim.subscriptions.handle(call, key, rest[1:], root)
         view = views.get(name)
         if view is None:
             raise errors.resource_not_found(name)

@@ -31,6 +31,7 @@ from .model import EMPTY_GUID, format_datetime
 from .query import QueryCache, QueryOptions, run_query
 from .service import Call, Reply, Service, new_request_id
 from .store import Company, Store
+from .subscriptions import Subscriptions
 from .views import Session, View
 
 AUDIENCE = "https://api.businesscentral.dynamics.com"
@@ -57,6 +58,8 @@ class BusinessCentralSimulator:
         self.validator = TokenValidator(issuer, audiences=(AUDIENCE,))
         self.catalog: Catalog = build_catalog()
         self.store = Store(clock)
+        self.clock_offset = dt.timedelta(0)  # how far tests moved the subscriptions' time on (advance)
+        self.subscriptions = Subscriptions(self)
         self.query_cache = QueryCache()
         self.faults = FaultKnobs(protection=ServiceProtection(errors.LIMITS))
         self.max_page_size = DEFAULT_MAX_PAGE_SIZE
@@ -75,6 +78,17 @@ class BusinessCentralSimulator:
     def root_path(self) -> str:
         return f"/v2.0/{self.tenant_id}/{self.environment}"
 
+    def now(self) -> dt.datetime:
+        """The time webhook subscriptions go by: the store's clock, moved on by `advance`."""
+        moment = self.store.clock.source()
+        return (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)) + self.clock_offset
+
+    def advance(self, delta: dt.timedelta) -> None:
+        """Move the subscriptions' time on (expiry, coalescing, retries); row stamps keep the store's clock."""
+        with self.subscriptions.lock:
+            self.clock_offset += delta
+            self.subscriptions.wake.notify_all()
+
     # -- environment set-up --------------------------------------------------------------------------------
 
     def reset(self) -> None:
@@ -85,6 +99,8 @@ class BusinessCentralSimulator:
             self.query_cache.clear()
             self.faults.clear()
             self.unpublished.clear()
+            self.subscriptions.clear()
+            self.clock_offset = dt.timedelta(0)
             company_id, name, lcy = self._default_company
             self.add_company(name, lcy_code=lcy, company_id=company_id)
 
@@ -366,6 +382,14 @@ class BusinessCentralSimulator:
             return self._plain_json({"user_id": self.register_application(body["client_id"], body.get("description", ""))})
         if path == "users" and request.method == "POST":
             return self._plain_json({"user_id": self.register_user(body["object_id"], body.get("name", ""))})
+        if path == "subscriptions" and request.method == "POST":
+            period = body.get("retry_period_seconds")
+            self.subscriptions.configure(delay=body.get("delay"), retry_interval=body.get("retry_interval"),
+                                         retry_period=dt.timedelta(seconds=period) if period is not None else None)
+            if body.get("advance_seconds"):
+                self.advance(dt.timedelta(seconds=float(body["advance_seconds"])))
+            return self._plain_json({"delivered": self.subscriptions.deliver_due()} if body.get("deliver") else
+                                    {"ok": True})
         if path == "settings" and request.method == "POST":
             if "max_page_size" in body:
                 self.max_page_size = int(body["max_page_size"])

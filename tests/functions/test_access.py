@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import function_app
-from shared import console, http_api
+from shared import bc_receiver, console, http_api
 from shared.access import Access
 from shared.settings import Settings
 from shared.wiring import build_services
@@ -51,6 +51,14 @@ ROUTES = [
     ("GET", "/api/console/errors?direction=x", None, Access.READ),
     ("GET", "/api/console/couplings", None, Access.READ),
     ("GET", "/api/console/availability", None, Access.READ),
+    ("POST", "/api/webhooks", None, Access.CHANGE),  # refused: BCSYNC_WEBHOOK_URL is not set
+    ("GET", "/api/webhooks", None, Access.READ),
+    ("DELETE", "/api/webhooks", None, Access.CHANGE),
+]
+# The services' notification receivers: anonymous to the host and to Easy Auth (their handler checks the key the
+# registration gave the service); the validation handshake shows that a request without key or sign-in gets through.
+SERVICE_ROUTES = [
+    ("POST", "/api/webhooks/businesscentral?validationToken=t0k3n", None, Access.SERVICE),
 ]
 
 
@@ -79,7 +87,7 @@ def test_every_route_is_classified_as_reading_or_changing():
     host = FunctionsHost(function_app.app)
     declared = {(m, p.pattern) for p, methods, _, _ in host.routes for m in methods}
     classified = set()
-    for method, url, _, _ in ROUTES:
+    for method, url, _, _ in ROUTES + SERVICE_ROUTES:
         path = url.split("?")[0]
         found = next(p.pattern for p, methods, _, _ in host.routes if p.match(path) and method in methods)
         classified.add((method, found))
@@ -113,6 +121,7 @@ def reload_app():
     """The function app as the host loads it: the blueprints fix their routes' key levels when built."""
     importlib.reload(http_api)
     importlib.reload(console)
+    importlib.reload(bc_receiver)
     return importlib.reload(function_app)
 
 
@@ -131,6 +140,18 @@ def test_entra_mode_checks_app_roles_on_every_route(services, entra, method, url
     admin = entra.request(method, url, body, headers={"X-MS-CLIENT-PRINCIPAL": principal("bcsync.Admin")})
     assert admin.status_code in (200, 400, 404)
     assert written(services) == before
+
+
+@pytest.mark.parametrize("method, url, body, access", SERVICE_ROUTES, ids=[f"{r[0]} {r[1]}" for r in SERVICE_ROUTES])
+@pytest.mark.parametrize("mode", ["keys", "entra"])
+def test_a_services_receiver_needs_neither_key_nor_sign_in(services, monkeypatch, mode, method, url, body, access):
+    monkeypatch.setenv("BCSYNC_HTTP_AUTH", mode)
+    try:
+        answer = FunctionsHost(reload_app().app).request(method, url, body)
+        assert (answer.status_code, answer.get_body()) == (200, b"t0k3n")
+    finally:
+        monkeypatch.delenv("BCSYNC_HTTP_AUTH")
+        reload_app()
 
 
 def test_entra_mode_without_app_service_authentication_trusts_no_header(services, entra, monkeypatch):
@@ -154,12 +175,12 @@ def test_entra_mode_roles_can_be_renamed(services, entra):
 def test_the_readme_documents_each_routes_access():
     """The README's HTTP API table says, per route, whether it reads or changes; it matches the code."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    rows = re.findall(r"^\| `(GET|POST|PATCH|DELETE) (/api/[^` ?]+)[^|]*\| (read|change) \|", readme, re.M)
+    rows = re.findall(r"^\| `(GET|POST|PATCH|DELETE) (/api/[^` ?]+)[^|]*\| (read|change|service) \|", readme, re.M)
     documented = {(method, path.replace("{", "<").replace("}", ">")): access for method, path, access in rows}
     host = FunctionsHost(function_app.app)
     actual = {}
     for pattern, methods, level, _ in host.routes:
         path = re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"<\1>", pattern.pattern.strip("^$"))
         for method in methods:
-            actual[(method, path)] = "read" if level == "FUNCTION" else "change"
+            actual[(method, path)] = {"FUNCTION": "read", "ANONYMOUS": "service"}.get(level, "change")
     assert documented == actual

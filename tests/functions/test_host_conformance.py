@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import function_app
+from sync.notifications import BC_ROUTE
 from tests.support import functions_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,9 @@ def test_bindings_name_settings_and_levels_the_host_can_resolve():
     [queue] = bindings["run_job"]
     assert queue["queueName"] == "%BCSYNC_QUEUE_NAME%" and queue["connection"] == "AzureWebJobsStorage"
     http = [b[0] for b in bindings.values() if b[0]["type"] == "httpTrigger"]
-    assert http and {b["authLevel"] for b in http} == {"FUNCTION", "ADMIN"}  # keys mode: read and change
+    # keys mode: read and change; the services' notification receivers are anonymous (their handler checks a key)
+    assert http and {b["authLevel"] for b in http} == {"FUNCTION", "ADMIN", "ANONYMOUS"}
+    assert {b["route"] for b in http if b["authLevel"] == "ANONYMOUS"} == {BC_ROUTE}
 
 
 def deployable_copy(target: Path) -> Path:

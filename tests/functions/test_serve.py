@@ -6,8 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ import function_app
 from bcsync import host
 from shared.settings import Settings
 from shared.wiring import build_services
+from tests.support import call
 
 
 @pytest.fixture
@@ -24,16 +23,6 @@ def served(isolated, monkeypatch):
     monkeypatch.setattr(function_app, "_services", build_services(Settings.load(environ=isolated)))
     with host.serving(function_app.app) as url:
         yield url
-
-
-def call(method, url, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, answer.headers, answer.read()
-    except urllib.error.HTTPError as answer:
-        return answer.code, answer.headers, answer.read()
 
 
 def test_json_routes_answer_over_http_with_status_headers_and_body(served):

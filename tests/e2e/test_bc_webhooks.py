@@ -1,0 +1,306 @@
+"""Business Central webhooks end to end: the function app served over HTTP registers subscriptions at the Business
+Central simulator, which validates the receiver's URL with its handshake and POSTs its notifications there.
+
+`Services.notify` (the core's, which starts targeted jobs) is stood in by a recorder in these tests only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import types
+
+import pytest
+from azure.functions.timer import TimerRequest
+
+import function_app
+from bcsync import host
+from shared.settings import Settings
+from shared.wiring import Services, build_services
+from sync.errors import ConfigurationError, ServiceUnavailableError
+from sync.model import Side
+from sync.notifications import BC_ROUTE, Change, Notification
+from tests.support import call
+
+HOOKED = {"currencies", "customers", "vendors", "unitsOfMeasure", "items", "salesInvoices"}  # the built-in mappings'
+
+
+class Hooked:
+    def __init__(self, url: str, sim, values: dict):
+        self.url, self.sim, self.values = url, sim, values
+        self.receiver = f"{url}/api/{BC_ROUTE}"
+        self.services = self.rewire()
+
+    def rewire(self, **values) -> Services:
+        """The function app's services with these settings, on the simulator's time (which tests move on)."""
+        self.values = {**self.values, **values}
+        self.services = build_services(Settings.load(environ=self.values), types.SimpleNamespace(now=self.sim.now))
+        function_app._services = self.services
+        return self.services
+
+    def subscriptions(self) -> list:
+        return self.sim.subscriptions.live()
+
+
+@pytest.fixture
+def hooked(stack, isolated, monkeypatch):
+    monkeypatch.setattr(function_app, "_services", None)
+    with host.serving(function_app.app) as url:
+        found = Hooked(url, stack.business_central, {**isolated, "BCSYNC_WEBHOOK_URL": url})
+        stack.business_central.subscriptions.configure(delay=0.2)
+        yield found
+
+
+@pytest.fixture
+def notified(monkeypatch):
+    """What the receiver hands to Services.notify, recorded (and answered with a summary)."""
+    calls: list[list[Notification]] = []
+
+    def notify(self, notifications):
+        calls.append(list(notifications))
+        return {"notified": len(notifications)}
+    monkeypatch.setattr(Services, "notify", notify, raising=False)
+    return calls
+
+
+def states(report: dict) -> dict[str, str]:
+    return {hook["table"]: hook["state"] for hook in report["hooks"]}
+
+
+def tick():
+    function_app.scheduled_sync(TimerRequest(past_due=False))
+
+
+def test_register_subscribes_each_hooked_entity_set_through_the_handshake_then_status_and_remove(hooked):
+    report = hooked.services.register_webhooks()
+    assert report["ok"] and report["url"] == hooked.url
+    assert states(report) == dict.fromkeys(HOOKED, "created")
+    found = hooked.subscriptions()
+    assert {s.entity_set for s in found} == HOOKED  # created only after our receiver answered the handshake
+    assert {s.notification_url for s in found} == {hooked.receiver}
+    assert {s.client_state for s in found} == {hooked.services.webhook_key()}
+
+    # idempotent: nothing new, nothing renewed
+    assert states(hooked.services.register_webhooks()) == dict.fromkeys(HOOKED, "active")
+    assert len(hooked.subscriptions()) == len(HOOKED)
+
+    status = hooked.services.webhook_status()
+    assert states(status) == dict.fromkeys(HOOKED, "active") and status["registered"]
+    assert all(hook["expires"] and hook["id"] for hook in status["hooks"])
+
+    removed = hooked.services.remove_webhooks()
+    assert states(removed) == dict.fromkeys(HOOKED, "removed")
+    assert hooked.subscriptions() == []
+    assert states(hooked.services.webhook_status()) == dict.fromkeys(HOOKED, "missing")
+
+
+def test_each_company_gets_its_own_subscriptions_under_one_key(hooked):
+    cronus, fabrikam = hooked.sim.company_id, hooked.sim.add_company("FABRIKAM Inc.")
+    services = hooked.rewire(BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}")
+    report = services.register_webhooks()
+    assert {(hook["company"], hook["table"], hook["state"]) for hook in report["hooks"]} == {
+        (company, table, "created") for company in ("CRONUS", "FABRIKAM") for table in HOOKED}
+    found = hooked.subscriptions()
+    assert {(s.company_id, s.entity_set) for s in found} == {(c, t) for c in (cronus, fabrikam) for t in HOOKED}
+    assert {s.client_state for s in found} == {services.webhook_key()}
+    # a company's registrar leaves the other company's subscriptions alone
+    assert {hook["state"] for hook in services.register_webhooks()["hooks"]} == {"active"}
+
+
+def test_a_table_no_longer_mapped_loses_its_subscription(hooked):
+    hooked.services.register_webhooks()
+    hooked.services.set_mapping("VENDOR", {"enabled": False})
+    report = hooked.services.register_webhooks()
+    assert states(report)["vendors"] == "removed"
+    assert "vendors" not in {s.entity_set for s in hooked.subscriptions()}
+
+
+def test_the_timer_renews_what_expires_within_a_day_and_recreates_what_is_gone(hooked):
+    tick()  # not registered yet: the timer registers nothing
+    assert hooked.subscriptions() == []
+    hooked.services.register_webhooks()
+    first = {s.entity_set: s.expires for s in hooked.subscriptions()}
+
+    hooked.sim.advance(dt.timedelta(hours=36))
+    tick()  # more than a day left: left alone
+    assert {s.entity_set: s.expires for s in hooked.subscriptions()} == first
+
+    hooked.sim.advance(dt.timedelta(hours=20))
+    gone = next(s for s in hooked.subscriptions() if s.entity_set == "customers")
+    del hooked.sim.subscriptions.items[gone.subscription_id]  # deleted behind our back (as after a 4xx)
+    tick()
+    now = {s.entity_set: s for s in hooked.subscriptions()}
+    assert set(now) == HOOKED
+    assert now["customers"].subscription_id != gone.subscription_id
+    assert all(s.expires > hooked.sim.now() + dt.timedelta(days=2) for s in now.values())
+    assert now["items"].subscription_id == next(iter(
+        s for s in hooked.services.webhook_status()["hooks"] if s["table"] == "items"))["id"]
+
+
+def test_a_subscription_to_an_earlier_url_is_moved_and_another_subscribers_is_left_alone(hooked):
+    hooked.services.register_webhooks()
+    found = {s.entity_set: s for s in hooked.subscriptions()}
+    found["items"].notification_url = f"https://old.example/api/{BC_ROUTE}"  # an earlier BCSYNC_WEBHOOK_URL
+    found["customers"].notification_url = "https://elsewhere.example/hooks"  # not bcsync's receiver
+    report = hooked.services.register_webhooks()
+    assert states(report)["items"] == "renewed" and states(report)["customers"] == "created"
+    urls = sorted((s.entity_set, s.notification_url) for s in hooked.subscriptions() if s.entity_set in
+                  ("items", "customers"))
+    assert urls == [("customers", hooked.receiver), ("customers", "https://elsewhere.example/hooks"),
+                    ("items", hooked.receiver)]
+
+
+def test_the_timer_logs_a_failed_renewal_and_still_starts_the_scheduled_run(hooked, caplog, monkeypatch):
+    hooked.services.register_webhooks()
+
+    def down(self):
+        raise ServiceUnavailableError("Business Central: down")
+    monkeypatch.setattr(Services, "register_webhooks", down)
+    runs = hooked.services.job_log()
+    tick()
+    assert "webhooks not renewed (a service is unavailable): Business Central: down" in caplog.text
+    assert len(hooked.services.job_log()) == len(runs) + 1
+
+
+def test_a_refused_handshake_is_a_clear_error_and_subscribes_nothing(hooked):
+    dead = "http://127.0.0.1:9"  # nothing answers there
+    services = hooked.rewire(BCSYNC_WEBHOOK_URL=dead)
+    with pytest.raises(ConfigurationError) as raised:
+        services.register_webhooks()
+    assert f"{dead}/api/{BC_ROUTE}" in raised.value.message and "reachable" in raised.value.message
+    assert hooked.subscriptions() == []
+
+
+def test_an_entity_set_business_central_refuses_is_that_tables_failure_only(hooked):
+    registrar = hooked.services.webhook_registrars()[0].registrar
+    hooks = registrar.register(["contacts", "customers"], hooked.receiver, "k")
+    assert [(h.table, h.state.value) for h in hooks] == [("contacts", "failed"), ("customers", "created")]
+    assert "does not support webhook subscriptions" in hooks[0].detail
+
+
+def test_register_without_the_url_names_the_setting(hooked):
+    values = {k: v for k, v in hooked.values.items() if k != "BCSYNC_WEBHOOK_URL"}
+    services = build_services(Settings.load(environ=values))
+    with pytest.raises(ConfigurationError, match="BCSYNC_WEBHOOK_URL"):
+        services.register_webhooks()
+    assert services.renew_webhooks() is None
+
+
+# -- the receiver -----------------------------------------------------------------------------------------------
+
+def test_the_receiver_echoes_the_handshake_and_does_nothing_else(hooked, notified):
+    status, headers, body = call("POST", f"{hooked.receiver}?validationToken=abc%2Bdef", raw=b"")
+    assert (status, body) == (200, b"abc+def") and headers["Content-Type"].startswith("text/plain")
+    assert notified == [] and hooked.services.webhook_key() is None
+
+
+def test_notifications_from_the_simulator_reach_notify(hooked, notified):
+    hooked.services.register_webhooks()
+    customer = hooked.sim.create("customers", {"displayName": "Adatum"})
+    item = hooked.sim.create("items", {"displayName": "Bike"})
+    hooked.sim.update("customers", customer, {"displayName": "Adatum Corp"})
+    hooked.sim.delete("customers", customer)
+    hooked.sim.create("contacts", {"displayName": "Not hooked"})
+    deadline = time.monotonic() + 10
+    while sum(map(len, notified)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    company = hooked.sim.company_id
+    assert sorted((n for batch in notified for n in batch), key=repr) == sorted([
+        Notification(Side.BC, "customers", Change.CREATED, customer, company),
+        Notification(Side.BC, "customers", Change.UPDATED, customer, company),
+        Notification(Side.BC, "customers", Change.DELETED, customer, company),
+        Notification(Side.BC, "items", Change.CREATED, item, company)], key=repr)
+    assert {d["status"] for d in hooked.sim.subscriptions.delivered} == {202}
+
+
+def test_a_collection_notification_reaches_notify_without_an_id(hooked, notified):
+    hooked.services.register_webhooks()
+    hooked.sim.subscriptions.configure(automatic=False)
+    hooked.sim.seed("currencies", [{"code": f"C{n:04d}", "displayName": str(n)} for n in range(1001)])
+    hooked.sim.subscriptions.deliver_due(everything=True)
+    assert notified == [[Notification(Side.BC, "currencies", Change.COLLECTION, "", hooked.sim.company_id)]]
+
+
+def entry(hooked, **changed) -> dict:
+    return {"subscriptionId": "s1", "clientState": hooked.services.webhook_key(), "expirationDateTime":
+            "2030-01-01T00:00:00Z", "resource": f"api/v2.0/companies({hooked.sim.company_id})/customers"
+            f"(11111111-2222-3333-4444-555555555555)", "changeType": "updated",
+            "lastModifiedDateTime": "2030-01-01T00:00:00Z", **changed}
+
+
+def test_a_wrong_or_missing_key_is_refused_and_nothing_handed_over(hooked, notified):
+    assert call("POST", hooked.receiver, {"value": [entry(hooked)]})[0] == 401  # no key yet: nothing registered
+    hooked.services.register_webhooks()
+    good = entry(hooked)
+    for forged in (entry(hooked, clientState="guess"), {k: v for k, v in good.items() if k != "clientState"}):
+        status, _, body = call("POST", hooked.receiver, {"value": [good, forged]})
+        assert status == 401 and "clientState" in json.loads(body)["error"]
+    assert notified == []
+    status, _, body = call("POST", hooked.receiver, {"value": [good]})
+    assert status == 202 and json.loads(body) == {"notified": 1}
+    assert notified == [[Notification(Side.BC, "customers", Change.UPDATED, "11111111-2222-3333-4444-555555555555",
+                                      hooked.sim.company_id)]]
+
+
+def test_a_malformed_body_is_a_400_naming_the_field(hooked, notified):
+    hooked.services.register_webhooks()
+    cases = [(b"not json", "body"), (b'{"items": []}', "value"), (b'{"value": []}', "value"), (b'{"value": [1]}', "value[0]"),
+             (json.dumps({"value": [entry(hooked, changeType="moved")]}).encode(), "value[0].changeType"),
+             (json.dumps({"value": [entry(hooked), entry(hooked, resource="api/v2.0/customers")]}).encode(),
+              "value[1].resource"),
+             (json.dumps({"value": [entry(hooked, resource=f"api/v2.0/companies({hooked.sim.company_id})/items")]}
+                         ).encode(), "value[0].resource")]
+    for raw, field in cases:
+        status, _, body = call("POST", hooked.receiver, raw=raw)
+        assert (status, json.loads(body).get("field")) == (400, field), raw
+    assert notified == []
+
+
+def test_a_transient_error_in_notify_is_a_503_for_business_central_to_retry(hooked, monkeypatch):
+    hooked.services.register_webhooks()
+
+    def notify(self, notifications):
+        raise ServiceUnavailableError("Table Storage: down")
+    monkeypatch.setattr(Services, "notify", notify, raising=False)
+    status, _, body = call("POST", hooked.receiver, {"value": [entry(hooked)]})
+    assert status == 503 and "down" in json.loads(body)["error"]
+
+    # and the simulator keeps the subscription and tries again later
+    hooked.sim.subscriptions.configure(automatic=False, retry_interval=60)
+    hooked.sim.create("customers", {"displayName": "Adatum"})
+    hooked.sim.subscriptions.deliver_due(everything=True)
+    assert hooked.sim.subscriptions.delivered[-1]["status"] == 503
+    assert len(hooked.subscriptions()) == len(HOOKED) and hooked.sim.subscriptions.pending
+
+
+# -- the HTTP API and the CLI ----------------------------------------------------------------------------------
+
+def test_the_http_routes_register_show_and_remove(hooked):
+    status, _, body = call("POST", f"{hooked.url}/api/webhooks")
+    assert status == 200 and states(json.loads(body)) == dict.fromkeys(HOOKED, "created")
+    status, _, body = call("GET", f"{hooked.url}/api/webhooks")
+    assert status == 200 and states(json.loads(body)) == dict.fromkeys(HOOKED, "active")
+    status, _, body = call("DELETE", f"{hooked.url}/api/webhooks")
+    assert status == 200 and states(json.loads(body)) == dict.fromkeys(HOOKED, "removed")
+    assert hooked.subscriptions() == []
+
+
+def test_the_cli_registers_shows_and_removes(hooked, tmp_path, capsys):
+    from bcsync.cli import main
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"Values": hooked.values}))
+
+    def run(*args):
+        code = main(["--settings", str(settings), *args])
+        return code, capsys.readouterr().out
+    code, out = run("webhooks", "register", "--json")
+    assert code == 0 and states(json.loads(out)) == dict.fromkeys(HOOKED, "created")
+    code, out = run("webhooks", "status")
+    assert code == 0 and "customers" in out and "active" in out
+    code, out = run("webhooks", "remove", "--json")
+    assert code == 0 and states(json.loads(out)) == dict.fromkeys(HOOKED, "removed")
+
+    settings.write_text(json.dumps({"Values": {k: v for k, v in hooked.values.items() if k != "BCSYNC_WEBHOOK_URL"}}))
+    assert main(["--settings", str(settings), "webhooks", "register", "--json"]) == 2
+    error = json.loads(capsys.readouterr().err)
+    assert error["code"] == "ConfigurationError" and "BCSYNC_WEBHOOK_URL" in error["error"]
