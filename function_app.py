@@ -8,7 +8,7 @@ import logging
 
 import azure.functions as func
 
-from shared import console, http_api
+from shared import console, dataverse_receiver, http_api
 from shared.http_api import (  # noqa: F401 (re-exported: callers and tests reach the routes as function_app.<name>)
     change_mapping,
     couple,
@@ -55,6 +55,7 @@ def services() -> Services:
 http_api.serve(services)
 app.register_blueprint(http_api.bp)
 app.register_blueprint(console.bp)
+app.register_blueprint(dataverse_receiver.bp)
 
 
 @app.timer_trigger(schedule="%BCSYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)

@@ -19,6 +19,7 @@ from sync.check import CheckReport, run_checks
 from sync.engine import RecordOutcome, SyncEngine
 from sync.errors import ConcurrencyError, ConfigurationError, MessageError, SyncError, TerminalError, cut, shown
 from sync.mappings import Catalog, builtin_mappings
+from sync.notifications import Registrar
 from sync.model import ConnectionSetup, CrmTable, Direction, Side, TableMapping
 from sync.orders import OrderResult
 from sync.ports import Clock, Coupling, RecordFailure, SystemClock
@@ -26,6 +27,7 @@ from sync.runs import RUNS_STATE, JobMessage, Run, RunCoordinator, RunKind, RunR
 from sync.schedule import schedule_status
 
 from . import businesscentral, dataverse
+from .dataverse_webhooks import DataverseWebhooks, update_columns
 from .auth import SignIn
 from .check import ServiceProbe
 from .companies import Company, chosen, companies
@@ -213,6 +215,13 @@ class Services:
             services.state.save_cursor(RUNS_STATE, WEBHOOK_KEY, secrets.token_urlsafe(32))
             key = services.state.cursor(RUNS_STATE, WEBHOOK_KEY)  # the one kept, should two have raced
         return key
+
+    def webhook_registrars(self) -> list[Registrar]:
+        """What registers bcsync's webhooks at each service (sync.notifications.Registrar): Dataverse's steps post
+        only the updates of columns some company's mappings read."""
+        root = self._root or self
+        mappings = [m for services in root.each_company() for m in services.catalogs.current()]
+        return [DataverseWebhooks(root.dataverse, update_columns(mappings))]
 
     def _named(self, run: Run) -> Run:
         """A run as reported: with several companies, with its company, also a run of the company of
