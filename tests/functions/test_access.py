@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import function_app
-from shared import console, http_api
+from shared import console, dataverse_receiver, http_api
 from shared.access import Access
 from shared.settings import Settings
 from shared.wiring import build_services
@@ -52,6 +52,10 @@ ROUTES = [
     ("GET", "/api/console/couplings", None, Access.READ),
     ("GET", "/api/console/availability", None, Access.READ),
 ]
+# routes the services post their notifications to: anonymous to the host in both modes, checked by their handler
+SERVICE_ROUTES = [
+    ("POST", "/api/webhooks/dataverse", {"MessageName": "Create"}, Access.SERVICE),
+]
 
 
 def principal(*roles: str) -> str:
@@ -79,7 +83,7 @@ def test_every_route_is_classified_as_reading_or_changing():
     host = FunctionsHost(function_app.app)
     declared = {(m, p.pattern) for p, methods, _, _ in host.routes for m in methods}
     classified = set()
-    for method, url, _, _ in ROUTES:
+    for method, url, _, _ in ROUTES + SERVICE_ROUTES:
         path = url.split("?")[0]
         found = next(p.pattern for p, methods, _, _ in host.routes if p.match(path) and method in methods)
         classified.add((method, found))
@@ -113,6 +117,7 @@ def reload_app():
     """The function app as the host loads it: the blueprints fix their routes' key levels when built."""
     importlib.reload(http_api)
     importlib.reload(console)
+    importlib.reload(dataverse_receiver)
     return importlib.reload(function_app)
 
 
@@ -131,6 +136,25 @@ def test_entra_mode_checks_app_roles_on_every_route(services, entra, method, url
     admin = entra.request(method, url, body, headers={"X-MS-CLIENT-PRINCIPAL": principal("bcsync.Admin")})
     assert admin.status_code in (200, 400, 404)
     assert written(services) == before
+
+
+@pytest.mark.parametrize("method, url, body, access", SERVICE_ROUTES, ids=[f"{r[0]} {r[1]}" for r in SERVICE_ROUTES])
+@pytest.mark.parametrize("mode", ["keys", "entra"])
+def test_a_services_route_needs_no_host_key_nor_role_but_its_secret(services, monkeypatch, mode, method, url, body,
+                                                                     access):
+    if mode == "entra":
+        monkeypatch.setenv("BCSYNC_HTTP_AUTH", "entra")
+        monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+    module = reload_app()
+    module._services = services
+    try:
+        before = written(services)
+        refused = FunctionsHost(module.app).request(method, url, body)  # no key, no sign-in: the handler answers
+        assert refused.status_code == 401 and "x-bcsync-key" in json.loads(refused.get_body())["error"]
+        assert written(services) == before
+    finally:
+        monkeypatch.delenv("BCSYNC_HTTP_AUTH", raising=False)
+        reload_app()
 
 
 def test_entra_mode_without_app_service_authentication_trusts_no_header(services, entra, monkeypatch):
@@ -152,14 +176,15 @@ def test_entra_mode_roles_can_be_renamed(services, entra):
 
 
 def test_the_readme_documents_each_routes_access():
-    """The README's HTTP API table says, per route, whether it reads or changes; it matches the code."""
+    """The README's HTTP API table says, per route, whether it reads or changes (or is a service's, posting
+    notifications); it matches the code."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    rows = re.findall(r"^\| `(GET|POST|PATCH|DELETE) (/api/[^` ?]+)[^|]*\| (read|change) \|", readme, re.M)
+    rows = re.findall(r"^\| `(GET|POST|PATCH|DELETE) (/api/[^` ?]+)[^|]*\| (read|change|service) \|", readme, re.M)
     documented = {(method, path.replace("{", "<").replace("}", ">")): access for method, path, access in rows}
     host = FunctionsHost(function_app.app)
     actual = {}
     for pattern, methods, level, _ in host.routes:
         path = re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"<\1>", pattern.pattern.strip("^$"))
         for method in methods:
-            actual[(method, path)] = "read" if level == "FUNCTION" else "change"
+            actual[(method, path)] = {"FUNCTION": "read", "ANONYMOUS": "service"}.get(level, "change")
     assert documented == actual

@@ -32,7 +32,9 @@ def test_bindings_name_settings_and_levels_the_host_can_resolve():
     [queue] = bindings["run_job"]
     assert queue["queueName"] == "%BCSYNC_QUEUE_NAME%" and queue["connection"] == "AzureWebJobsStorage"
     http = [b[0] for b in bindings.values() if b[0]["type"] == "httpTrigger"]
-    assert http and {b["authLevel"] for b in http} == {"FUNCTION", "ADMIN"}  # keys mode: read and change
+    # keys mode: read and change; the services' notifications are anonymous to the host (their handler checks a key)
+    assert http and {b["authLevel"] for b in http} == {"FUNCTION", "ADMIN", "ANONYMOUS"}
+    assert {n for n, b in bindings.items() if b[0].get("authLevel") == "ANONYMOUS"} == {"dataverse_notification"}
 
 
 def deployable_copy(target: Path) -> Path:
