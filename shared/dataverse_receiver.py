@@ -59,8 +59,8 @@ def _accepted(summary: dict) -> func.HttpResponse:
 def _field(context: dict, name: str, pattern: re.Pattern, what: str) -> str:
     value = context.get(name)
     if not isinstance(value, str) or not pattern.match(value):
-        shown = f"{kind(value)}" if not isinstance(value, str) else repr(value[:80])
-        raise BadRequest(f"{name} of the execution context must be {what}; it is {shown}.", field=name)
+        got = repr(value[:80]) if isinstance(value, str) else kind(value)
+        raise BadRequest(f"{name} of the execution context must be {what}; it is {got}.", field=name)
     return value
 
 

@@ -145,12 +145,18 @@ class DataverseWebhooks:
                 "authvalue": f"<settings><setting name={quoteattr(KEY_HEADER)} value={quoteattr(key)} /></settings>",
                 "messageformat": JSON_FORMAT, "description": "bcsync: changes in Sales start targeted jobs"}
         endpoint = self._endpoint(url)
-        if endpoint is None:
-            endpoint = self.client.create("serviceendpoints", body)
-            hooks = [self._endpoint_hook(endpoint, HookState.CREATED)]
-        else:
-            self._patch("serviceendpoints", endpoint["serviceendpointid"], body)
-            hooks = [self._endpoint_hook(endpoint, HookState.ACTIVE)]
+        try:
+            if endpoint is None:
+                endpoint = self.client.create("serviceendpoints", body)
+                hooks = [self._endpoint_hook(endpoint, HookState.CREATED)]
+            else:
+                self._patch("serviceendpoints", endpoint["serviceendpointid"], body)
+                hooks = [self._endpoint_hook(endpoint, HookState.ACTIVE)]
+        except SyncError as exc:  # refused (a privilege missing): no step can be registered without it
+            if exc.transient:
+                raise
+            return [Hook(Side.CRM, "", endpoint["serviceendpointid"] if endpoint else "", HookState.FAILED,
+                         detail=f"service endpoint: {exc.message}")]
         endpoint_id = endpoint["serviceendpointid"]
         wanted = list(dict.fromkeys(tables))
         steps, messages, by_pair, existing = self._registered(endpoint_id, wanted)

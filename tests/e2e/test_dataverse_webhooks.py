@@ -18,6 +18,7 @@ from bcsync import host
 from shared.wiring import Services
 from sync.errors import ServiceUnavailableError
 from sync.model import Side
+from shared.dataverse_webhooks import update_columns
 from sync.notifications import CRM_ROUTE, Change, HookState, Notification, hookable_tables
 
 
@@ -72,6 +73,11 @@ def test_register_is_idempotent_recreates_what_is_missing_and_remove_removes_eve
     assert endpoint["authvalue"] == f'<settings><setting name="x-bcsync-key" value="{key}" /></settings>'
     assert len(steps(env)) == 3 * len(tables)
     assert {(s["stage"], s["mode"], s["eventhandler"]) for s in steps(env)} == {(40, 1, endpoint["serviceendpointid"])}
+    # updates post only when a column bcsync reads changed, where the mappings say which; else every update
+    filtering = {s["name"]: s["filteringattributes"] for s in steps(env)}
+    columns = update_columns(env.services.catalogs.current())
+    assert filtering["bcsync: Update of systemuser"] == ",".join(columns["systemuser"])
+    assert filtering["bcsync: Update of account"] is None and filtering["bcsync: Create of systemuser"] is None
     ids = sorted(s["sdkmessageprocessingstepid"] for s in steps(env))
 
     # twice: nothing new, nothing changed
@@ -101,6 +107,14 @@ def test_register_is_idempotent_recreates_what_is_missing_and_remove_removes_eve
     assert {h.state for h in removed} == {HookState.REMOVED} and len(removed) == 1 + 3 * len(fewer)
     assert steps(env) == [] and env.dv.rows("serviceendpoint") == []
     assert registrar.hooks(served) == [] and registrar.remove(served) == []
+
+
+def test_a_refused_registration_is_reported_with_the_reason(env, served):
+    env.dv.revoke_privileges(env.stack.ids.integration_user_id, ["prvCreateServiceEndpoint"])
+    registrar, hooks = registered(env, served, ["account"])
+    assert [(h.table, h.state) for h in hooks] == [("", HookState.FAILED)]
+    assert "prvCreateServiceEndpoint" in hooks[0].detail
+    assert env.dv.rows("serviceendpoint") == [] and steps(env) == []
 
 
 def wait_for(condition, seconds: float = 10.0) -> None:
