@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.simulators.test_dataverse_simulator import APP_USER, dv, entity_id, env, error_code  # noqa: F401
+from tests.simulators.test_dataverse_simulator import (APP_USER, batch_body, dv, entity_id, env,  # noqa: F401
+                                                       error_code, http_part)
 
 
 class Receiver:
@@ -160,6 +161,23 @@ def test_bulk_writes_post_one_context_per_row_and_a_rollback_posts_none(dv, hook
         {"@odata.type": "Microsoft.Dynamics.CRM.contact", "nosuchcolumn": 1}]})
     assert refused.status_code == 400
     assert hooks.deliver() == 0
+
+
+def test_update_multiple_and_a_batch_post_per_row(env, dv, hooks, receiver):
+    register(dv, receiver.url, "Update", "account")
+    ids = env.sim.seed("account", [{"name": f"Row {i}"} for i in range(4)])
+    assert hooks.deliver() == 0  # creates: no Create step
+    answer = dv.post("accounts/Microsoft.Dynamics.CRM.UpdateMultiple", {"Targets": [
+        {"@odata.type": "Microsoft.Dynamics.CRM.account", "accountid": i, "telephone1": "555"} for i in ids[:2]]})
+    assert answer.status_code == 204, answer.text
+    changeset = batch_body("cs", [http_part(f"PATCH {env.api}/accounts({i}) HTTP/1.1", {"telephone1": "556"},
+                                            content_id=str(n)) for n, i in enumerate(ids[2:])])
+    answer = dv.post("$batch", data=batch_body("b", ["Content-Type: multipart/mixed; boundary=cs\r\n\r\n" + changeset]),
+                     headers={"Content-Type": "multipart/mixed; boundary=b"})
+    assert answer.status_code == 200, answer.text
+    assert hooks.deliver() == 4
+    assert sorted(p["body"]["PrimaryEntityId"] for p in receiver.posts) == sorted(ids)
+    assert {p["body"]["MessageName"] for p in receiver.posts} == {"Update"}
 
 
 def test_a_failed_post_is_retried_then_its_system_job_fails(dv, hooks, receiver):
