@@ -161,6 +161,8 @@ def test_bulk_writes_post_one_context_per_row_and_a_rollback_posts_none(dv, hook
         {"@odata.type": "Microsoft.Dynamics.CRM.contact", "nosuchcolumn": 1}]})
     assert refused.status_code == 400
     assert hooks.deliver() == 0
+    later = entity_id(dv.post("contacts", {"lastname": "Committed"}))  # the rolled-back row stays untold after it
+    assert hooks.deliver() == 1 and receiver.posts[-1]["body"]["PrimaryEntityId"] == later
 
 
 def test_update_multiple_and_a_batch_post_per_row(env, dv, hooks, receiver):
