@@ -30,6 +30,7 @@ from shared.http_api import (  # noqa: F401 (re-exported: callers and tests reac
     synchronise_records,
     uncouple,
 )
+from shared.dataverse_receiver import dataverse_notification  # noqa: F401 (re-exported as the routes above)
 from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
 from sync.errors import SettingsError, SyncError

@@ -25,6 +25,7 @@ from sync.notifications import CRM_ROUTE, Change, Notification
 
 from .access import Access
 from .dataverse import DataverseClient
+from .dataverse_webhooks import KEY_HEADER
 from .http_api import all_services, route
 from .request import BadRequest, kind
 from .wiring import Services
@@ -32,7 +33,6 @@ from .wiring import Services
 bp = func.Blueprint()
 log = logging.getLogger("bcsync.webhooks")
 
-KEY_HEADER = "x-bcsync-key"
 CHANGES = {"Create": Change.CREATED, "Update": Change.UPDATED, "Delete": Change.DELETED}
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 LOGICAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
