@@ -93,6 +93,14 @@ def test_register_is_idempotent_recreates_what_is_missing_and_remove_removes_eve
     assert [(h.table, h.detail) for h in again if h.state is HookState.CREATED] == [("account", "Update")]
     assert len(steps(env)) == 3 * len(tables)
 
+    # a step disabled in Sales, or made synchronous, is brought back in line
+    changed = next(s for s in steps(env) if s["name"] == "bcsync: Create of account")
+    env.dv.update("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"], {"statecode": 1, "mode": 0})
+    again = registrar.register(tables, served, key)
+    assert [(h.table, h.detail) for h in again if h.state is HookState.RENEWED] == [("account", "Create")]
+    fixed = env.dv.get("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"])
+    assert (fixed["statecode"], fixed["mode"]) == (0, 1)
+
     # a table no longer wanted loses its steps; what is registered reads back
     fewer = [t for t in tables if t != "contact"]
     again = registrar.register(fewer, served, key)
