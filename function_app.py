@@ -8,7 +8,7 @@ import logging
 
 import azure.functions as func
 
-from shared import bc_receiver, console, http_api
+from shared import bc_receiver, console, dataverse_receiver, http_api
 from shared.http_api import (  # noqa: F401 (re-exported: callers and tests reach the routes as function_app.<name>)
     change_mapping,
     couple,
@@ -33,6 +33,7 @@ from shared.http_api import (  # noqa: F401 (re-exported: callers and tests reac
     uncouple,
     webhook_status,
 )
+from shared.dataverse_receiver import dataverse_notification  # noqa: F401 (re-exported as the routes above)
 from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
 from sync.errors import SettingsError, SyncError
@@ -59,6 +60,7 @@ http_api.serve(services)
 app.register_blueprint(http_api.bp)
 app.register_blueprint(console.bp)
 app.register_blueprint(bc_receiver.bp)
+app.register_blueprint(dataverse_receiver.bp)
 
 
 @app.timer_trigger(schedule="%BCSYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)

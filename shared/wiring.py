@@ -31,6 +31,7 @@ from .auth import SignIn
 from .bc_webhooks import BcSubscriptions
 from .check import ServiceProbe
 from .companies import Company, chosen, companies
+from .dataverse_webhooks import DataverseWebhooks, update_columns
 from .http import ApiClient, ConcurrencyLimit, VerifyingSession
 from .identity import ManagedIdentity, ManagedIdentityCredential, storage_account
 from .memory import keep_memory_compact
@@ -254,9 +255,17 @@ class Services:
     # -- webhooks -------------------------------------------------------------------------------
 
     def webhook_registrars(self) -> list["Hooked"]:
-        """Who keeps webhooks registered, with the tables each hooks: a Business Central registrar per company."""
-        return [Hooked(BcSubscriptions(s.business_central, self.clock), hookable_tables(s.catalogs.current(), Side.BC),
-                       s.company.name if s.company and s.company.stamped else "") for s in self.each_company()]
+        """Who keeps webhooks registered, with the tables each hooks: a Business Central registrar per company (its
+        subscriptions name the company), and one for Dataverse, whose steps serve every company and post only the
+        updates of columns some company's mappings read."""
+        root = self._root or self
+        companies = root.each_company()
+        catalogs = [s.catalogs.current() for s in companies]
+        crm_tables = list(dict.fromkeys(t for catalog in catalogs for t in hookable_tables(catalog, Side.CRM)))
+        return [*(Hooked(BcSubscriptions(s.business_central, self.clock), hookable_tables(catalog, Side.BC),
+                         s.company.name if s.company and s.company.stamped else "")
+                  for s, catalog in zip(companies, catalogs)),
+                Hooked(DataverseWebhooks(root.dataverse, update_columns([m for c in catalogs for m in c])), crm_tables)]
 
     def register_webhooks(self) -> dict:
         """Register (or bring up to date) every webhook bcsync wants, making the receivers' key on the first call."""

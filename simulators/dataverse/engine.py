@@ -18,7 +18,7 @@ from . import errors
 from .errors import DataverseError
 from .rules import Change
 from .schema import Attr, Entity, Schema
-from .store import Row, Store
+from .store import Event, Row, Store
 from .values import check_value, normalize_guid, utc_seconds
 
 # columns a client may send but the service silently ignores
@@ -341,12 +341,15 @@ class Engine:
         self._check_unique(entity, values, change.row_id)
 
     def _store(self, change: Change) -> Row:
-        """The row stored with a new version number, then the entity's rules told."""
+        """The row stored with a new version number, then the entity's rules told and the message noted for the
+        post-operation steps."""
         change.values["versionnumber"] = self.store.next_version()
         row = Row(change.values, change.targets)
         self.store.put(change.entity.logical_name, change.row_id, row)
         if change.entity.rules is not None:
             change.entity.rules.after_write(change, row)
+        self.store.note(Event("Create" if change.creating else "Update", change.entity.logical_name, change.row_id,
+                              change.changed, row.targets, change.caller, row.version))
         return row
 
     def delete(self, entity: Entity, row_id: str, caller: str | None, *, web: bool = True,
@@ -379,6 +382,7 @@ class Engine:
                 self.update(other, rid, unlink, caller, web=False)
         if entity.rules is not None:
             entity.rules.after_delete(change)
+        self.store.note(Event("Delete", entity.logical_name, row_id, {}, {}, caller, None))
 
     # ------------------------------------------------------------------ what platform rules build on
 

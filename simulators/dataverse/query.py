@@ -171,7 +171,7 @@ class Renderer:
         annotate = prefs is not None and bool(prefs.annotations)
         values = row.values
         for attr in attrs:
-            value = values.get(attr.name)
+            value = None if attr.unreadable else values.get(attr.name)
             wire = attr.wire_name
             if annotate and value is not None:
                 if prefs.wants(FORMATTED):

@@ -74,6 +74,8 @@ class Attr:
     on_delete: str = "remove_link"
     # string columns numbered by the service when a create leaves them empty: the prefix ("ORD" -> ORD-01001-X7K2PQ)
     autonumber: str | None = None
+    # written but never read back (IsValidForRead false): a secret such as a service endpoint's authvalue reads null
+    unreadable: bool = False
 
     def __post_init__(self) -> None:
         if not self.display_name:
@@ -855,8 +857,86 @@ def post() -> Entity:
     ], primary_name="text", display_name="Post", schema_name="Post", object_type_code=8000)
 
 
+# --------------------------------------------------------------------------- event registration (webhooks)
+
+CONTRACT = {1: "OneWay", 2: "Queue", 3: "Rest", 4: "TwoWay", 5: "Topic", 6: "Queue_Persistent", 7: "EventHub",
+            8: "Webhook", 9: "EventGrid", 10: "ManagedDataLake", 11: "ContainerStorage"}
+AUTH_TYPE = {1: "ACS", 2: "SAS Key", 3: "SAS Token", 4: "Webhook Key", 5: "Http Header", 6: "Http Query String",
+             7: "Connection String", 8: "Access Key"}
+STAGE = {5: "Initial Pre-operation (For internal use only)", 10: "Pre-validation",
+         15: "Internal Pre-operation Before External Plugins (For internal use only)", 20: "Pre-operation",
+         25: "Internal Pre-operation After External Plugins (For internal use only)", 30: "Main Operation",
+         40: "Post-operation", 45: "Internal Post-operation Before External Plugins (For internal use only)",
+         50: "Post-operation (Deprecated)", 55: "Internal Post-operation After External Plugins (For internal use only)"}
+
+
+def serviceendpoint() -> Entity:
+    """Where Dataverse sends the execution context of a registered step: for a webhook (contract 8), an HTTPS URL and
+    how the call authenticates (authtype, with authvalue the header settings or key, never read back)."""
+    return table("serviceendpoint", "serviceendpoints", "organization", [
+        string("name", 256, required=True),
+        memo("description", 2000),
+        string("url", 2000, display_name="Url"),
+        picklist("contract", CONTRACT, required=True),
+        picklist("authtype", AUTH_TYPE),
+        string("authvalue", 2048, unreadable=True, display_name="Authentication Value"),
+        picklist("connectionmode", {1: "Normal", 2: "Federated"}, default=1, display_name="Connection Mode"),
+        picklist("messageformat", {1: "BinaryXML", 2: "Json", 3: "TextXML"}, default=2, display_name="Message Format"),
+        picklist("userclaim", {1: "None", 2: "UserId", 3: "UserInfo"}, default=1, display_name="User Information Sent"),
+    ], display_name="Service Endpoint", schema_name="ServiceEndpoint", object_type_code=4618, change_tracking=False)
+
+
+def sdkmessage() -> Entity:
+    """An operation of the organization service (Create, Update, Delete ...) that steps can be registered on."""
+    return table("sdkmessage", "sdkmessages", "organization", [
+        string("name", 256, required=True),
+        string("categoryname", 25, display_name="Category Name"),
+        boolean("isprivate", display_name="Is Private"),
+        boolean("autotransact", default=True, display_name="Auto Transact"),
+    ], display_name="Sdk Message", schema_name="SdkMessage", object_type_code=4606, change_tracking=False)
+
+
+def sdkmessagefilter() -> Entity:
+    """Which table a message serves (primaryobjecttypecode, a logical name): a step names one."""
+    return table("sdkmessagefilter", "sdkmessagefilters", "organization", [
+        lookup("sdkmessageid", "sdkmessage", required=True, create_only=True, display_name="SDK Message ID"),
+        string("primaryobjecttypecode", 64, create_only=True, display_name="Primary Object Type Code"),
+        string("secondaryobjecttypecode", 64, create_only=True, display_name="Secondary Object Type Code"),
+        boolean("iscustomprocessingstepallowed", default=True, display_name="Custom Processing Step Allowed"),
+        integer("availability", 0, 2, default=0),
+    ], primary_name="primaryobjecttypecode", display_name="Sdk Message Filter", schema_name="SdkMessageFilter",
+        object_type_code=4607, change_tracking=False)
+
+
+def sdkmessageprocessingstep() -> Entity:
+    """A step: run the event handler (here a service endpoint; plug-in types are not served) when a message runs on a
+    table, at a stage, synchronously or not; an Update step may name the columns that fire it."""
+    return table("sdkmessageprocessingstep", "sdkmessageprocessingsteps", "organization", [
+        string("name", 256, required=True),
+        memo("description", 256),
+        polymorphic("eventhandler", ("serviceendpoint",), required=True, display_name="Event Handler"),
+        lookup("sdkmessageid", "sdkmessage", required=True, display_name="SDK Message"),
+        lookup("sdkmessagefilterid", "sdkmessagefilter", display_name="Sdk Message Filter"),
+        picklist("stage", STAGE, required=True, display_name="Execution Stage"),
+        picklist("mode", {0: "Synchronous", 1: "Asynchronous"}, default=0, display_name="Execution Mode"),
+        integer("rank", default=1, display_name="Execution Order"),
+        picklist("supporteddeployment", {0: "Server Only", 1: "Microsoft Dynamics 365 Client for Outlook Only",
+                                         2: "Both"}, default=0, display_name="Deployment"),
+        boolean("asyncautodelete", display_name="Asynchronous Automatic Delete"),
+        memo("filteringattributes", 100000, display_name="Filtering Attributes"),
+        memo("configuration", 1073741823),
+        state({0: ("Enabled", 1), 1: ("Disabled", 2)}),
+        status({1: ("Enabled", 0), 2: ("Disabled", 1)}),
+    ], display_name="Sdk Message Processing Step", schema_name="SdkMessageProcessingStep", object_type_code=4608,
+        change_tracking=False)
+
+
+REGISTRATION_TABLES = ("serviceendpoint", "sdkmessage", "sdkmessagefilter", "sdkmessageprocessingstep")
+
+
 def default_schema() -> Schema:
     """The tables served out of the box. Add new tables here."""
     return Schema([organization(), businessunit(), team(), systemuser(), transactioncurrency(), account(), contact(),
                    uomschedule(), uom(), pricelevel(), product(), productpricelevel(), opportunity(), quote(),
-                   quotedetail(), salesorder(), salesorderdetail(), invoice(), invoicedetail(), annotation(), post(), bcbi_company()])
+                   quotedetail(), salesorder(), salesorderdetail(), invoice(), invoicedetail(), annotation(), post(),
+                   bcbi_company(), serviceendpoint(), sdkmessage(), sdkmessagefilter(), sdkmessageprocessingstep()])

@@ -18,10 +18,11 @@ from .engine import SYSTEM_COLUMNS, Engine
 from .errors import LIMITS, DataverseError, error_body, protection_refusal
 from .metadata import MetadataService, csdl, insert_option_value
 from .query import QueryRunner, Renderer
-from .schema import Schema, default_schema
+from .schema import REGISTRATION_TABLES, Schema, default_schema
 from .security import Security
 from .store import Row, Store
 from .values import normalize_guid
+from .webhooks import Webhooks
 
 DOP_HINT = 4
 
@@ -57,6 +58,8 @@ class DataverseSimulator:
         # environment (it varies with the servers allotted; Microsoft's bulk samples report 4)
         self.dop_hint = DOP_HINT
         self.web = WebApi(self)
+        self.webhooks = Webhooks(self)  # what the asynchronous service posts for registered steps
+        self.store.on_commit = self.webhooks.committed
         self.app = FaultMiddleware(self.web, self.faults, error_body, protection_refusal)
         # the organisation's own rows keep their ids across resets
         self.root_business_unit_id = str(uuid.uuid4())
@@ -68,9 +71,11 @@ class DataverseSimulator:
 
     def reset(self) -> None:
         """Back to a fresh organisation: the organization row, root business unit, its default team, the base
-        currency (USD), and the option sets as the tables ship them."""
+        currency (USD), the option sets as the tables ship them, the messages Create, Update and Delete with a
+        filter for each table, and no steps nor webhook jobs."""
         with self.store.lock:
             self.store.clear()
+            self.webhooks.clear()
             self.security.clear()
             self.schema.restore_options()
             engine = self.engine
@@ -90,6 +95,16 @@ class DataverseSimulator:
             self.create("team", {"teamid": self.default_team_id, "name": name,
                                  "businessunitid": self.root_business_unit_id, "teamtype": 0})
             self._put_system("team", self.default_team_id, {"isdefault": True})
+            self._seed_messages()
+
+    def _seed_messages(self) -> None:
+        """The SDK messages steps are registered on, and one filter per message and table it serves (the tables
+        that register steps serve none here)."""
+        tables = [name for name in self.schema.entities if name not in REGISTRATION_TABLES]
+        for message in ("Create", "Update", "Delete"):
+            message_id = self.create("sdkmessage", {"name": message, "categoryname": message})
+            self.seed("sdkmessagefilter", [{"sdkmessageid": message_id, "primaryobjecttypecode": table,
+                                            "secondaryobjecttypecode": "none"} for table in tables])
 
     def _put_system(self, entity: str, row_id: str, values: dict) -> None:
         row = self.store.get(entity, row_id)

@@ -17,7 +17,7 @@ import threading
 from bisect import bisect_left, insort
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from .schema import Schema
 
@@ -49,6 +49,18 @@ def sort_component(value) -> tuple:
     return (1, value)
 
 
+class Event(NamedTuple):
+    """A message that ran on a row (Create, Update, Delete): what the event pipeline's post-operation steps see."""
+
+    message: str
+    table: str
+    row_id: str
+    target: dict           # the columns the request named, in stored form (empty for a delete)
+    targets: dict          # lookup column -> table it points into
+    caller: str | None     # the systemuser who made the request
+    version: int | None    # the row's version after the write (None for a delete)
+
+
 class Table:
     def __init__(self, logical_name: str):
         self.logical_name = logical_name
@@ -74,6 +86,9 @@ class Store:
         self.sequences: dict[tuple[str, str], int] = {}
         # ordered indexes, built on first use: (table, sort columns) -> sorted keys (components..., primary id)
         self.orders: dict[tuple[str, tuple[str, ...]], list[tuple]] = {}
+        # the messages run in the open transaction, handed to `on_commit` when it commits and dropped on rollback
+        self.events: list[Event] = []
+        self.on_commit: Callable[[list[Event]], None] | None = None
 
     def clear(self) -> None:
         with self.lock:
@@ -84,6 +99,7 @@ class Store:
             self.indexes = {}
             self.sequences = {}
             self.orders = {}
+            self.events = []
 
     def next_version(self) -> int:
         self.row_version += 1
@@ -115,17 +131,31 @@ class Store:
             table.version += 1
             self._reindex(logical_name, row_id, old, None)
 
+    def note(self, event: Event) -> None:
+        """A message ran on a row; told to `on_commit` once its transaction commits."""
+        self.events.append(event)
+        if self._undo is None:
+            self._committed()
+
+    def _committed(self) -> None:
+        events, self.events = self.events, []
+        if events and self.on_commit is not None:
+            self.on_commit(events)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All-or-nothing: undo every put/remove made inside when the block raises."""
+        """All-or-nothing: undo every put/remove made inside when the block raises. The messages run inside are
+        told to `on_commit` after it commits (never for a rollback)."""
         with self.lock:
             if self._undo is not None:  # nested: the outer transaction decides
                 yield
                 return
             self._undo = []
+            events_before = len(self.events)
             try:
                 yield
             except BaseException:
+                del self.events[events_before:]
                 for logical_name, row_id, old in reversed(self._undo):
                     if logical_name is None:  # the delete log as it was before a remove
                         del self.deleted[old:]
@@ -141,6 +171,7 @@ class Store:
                 raise
             finally:
                 self._undo = None
+            self._committed()
 
     # ------------------------------------------------------------------ unique indexes
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import function_app
-from shared import bc_receiver, console, http_api
+from shared import bc_receiver, console, dataverse_receiver, http_api
 from shared.access import Access
 from shared.settings import Settings
 from shared.wiring import build_services
@@ -57,8 +57,13 @@ ROUTES = [
 ]
 # The services' notification receivers: anonymous to the host and to Easy Auth (their handler checks the key the
 # registration gave the service); the validation handshake shows that a request without key or sign-in gets through.
-SERVICE_ROUTES = [
+HANDSHAKE_ROUTES = [
     ("POST", "/api/webhooks/businesscentral?validationToken=t0k3n", None, Access.SERVICE),
+]
+# ... and without the key, each answers 401 and writes nothing
+SERVICE_ROUTES = [
+    ("POST", "/api/webhooks/dataverse", {"MessageName": "Create"}, Access.SERVICE),
+    ("POST", "/api/webhooks/businesscentral", {"value": [{"clientState": "forged"}]}, Access.SERVICE),
 ]
 
 
@@ -122,6 +127,7 @@ def reload_app():
     importlib.reload(http_api)
     importlib.reload(console)
     importlib.reload(bc_receiver)
+    importlib.reload(dataverse_receiver)
     return importlib.reload(function_app)
 
 
@@ -143,6 +149,25 @@ def test_entra_mode_checks_app_roles_on_every_route(services, entra, method, url
 
 
 @pytest.mark.parametrize("method, url, body, access", SERVICE_ROUTES, ids=[f"{r[0]} {r[1]}" for r in SERVICE_ROUTES])
+@pytest.mark.parametrize("mode", ["keys", "entra"])
+def test_a_services_route_needs_no_host_key_nor_role_but_its_secret(services, monkeypatch, mode, method, url, body,
+                                                                     access):
+    if mode == "entra":
+        monkeypatch.setenv("BCSYNC_HTTP_AUTH", "entra")
+        monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+    module = reload_app()
+    module._services = services
+    try:
+        before = written(services)
+        refused = FunctionsHost(module.app).request(method, url, body)  # no key, no sign-in: the handler answers
+        assert refused.status_code == 401
+        assert written(services) == before
+    finally:
+        monkeypatch.delenv("BCSYNC_HTTP_AUTH", raising=False)
+        reload_app()
+
+
+@pytest.mark.parametrize("method, url, body, access", HANDSHAKE_ROUTES, ids=[f"{r[0]} {r[1]}" for r in HANDSHAKE_ROUTES])
 @pytest.mark.parametrize("mode", ["keys", "entra"])
 def test_a_services_receiver_needs_neither_key_nor_sign_in(services, monkeypatch, mode, method, url, body, access):
     monkeypatch.setenv("BCSYNC_HTTP_AUTH", mode)
@@ -173,7 +198,8 @@ def test_entra_mode_roles_can_be_renamed(services, entra):
 
 
 def test_the_readme_documents_each_routes_access():
-    """The README's HTTP API table says, per route, whether it reads or changes; it matches the code."""
+    """The README's HTTP API table says, per route, whether it reads or changes (or is a service's, posting
+    notifications); it matches the code."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     rows = re.findall(r"^\| `(GET|POST|PATCH|DELETE) (/api/[^` ?]+)[^|]*\| (read|change|service) \|", readme, re.M)
     documented = {(method, path.replace("{", "<").replace("}", ">")): access for method, path, access in rows}

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import function_app
-from sync.notifications import BC_ROUTE
+from sync.notifications import BC_ROUTE, CRM_ROUTE
 from tests.support import functions_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def test_bindings_name_settings_and_levels_the_host_can_resolve():
     http = [b[0] for b in bindings.values() if b[0]["type"] == "httpTrigger"]
     # keys mode: read and change; the services' notification receivers are anonymous (their handler checks a key)
     assert http and {b["authLevel"] for b in http} == {"FUNCTION", "ADMIN", "ANONYMOUS"}
-    assert {b["route"] for b in http if b["authLevel"] == "ANONYMOUS"} == {BC_ROUTE}
+    assert {b["route"] for b in http if b["authLevel"] == "ANONYMOUS"} == {BC_ROUTE, CRM_ROUTE}
 
 
 def deployable_copy(target: Path) -> Path:

@@ -1,0 +1,91 @@
+"""The receiver of Dataverse's webhooks (POST /api/webhooks/dataverse), a blueprint function_app.py registers next
+to the HTTP API.
+
+Dataverse posts the execution context of a step bcsync registered (shared.dataverse_webhooks) with the header
+`x-bcsync-key`; a post without the key bcsync keeps is refused (401) before its body is read. The context names a
+message (Create, Update, Delete), a table and a row: that becomes a Notification, handed to the services, which read
+the row again in a targeted job. A change bcsync's own connection user made is not synchronised back (as a scheduled
+run skips the rows it modified), so its notification is dropped here. The receiver answers at once and writes
+nothing to either service.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import threading
+import weakref
+
+import azure.functions as func
+
+from sync.model import Side
+from sync.notifications import CRM_ROUTE, Change, Notification
+
+from .access import Access
+from .dataverse import DataverseClient
+from .dataverse_webhooks import KEY_HEADER
+from .http_api import all_services, route
+from .request import BadRequest, kind
+from .wiring import Services
+
+bp = func.Blueprint()
+log = logging.getLogger("bcsync.webhooks")
+
+CHANGES = {"Create": Change.CREATED, "Update": Change.UPDATED, "Delete": Change.DELETED}
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+LOGICAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+# the systemuserid bcsync acts as in Dataverse, by the client of the worker's services: asked once (WhoAmI), not per
+# notification, as it changes only when the application user is replaced
+_integration_users: "weakref.WeakKeyDictionary[DataverseClient, str]" = weakref.WeakKeyDictionary()
+_asking = threading.Lock()
+
+
+def integration_user(services: Services) -> str:
+    client = services.dataverse
+    if client not in _integration_users:
+        with _asking:
+            if client not in _integration_users:
+                _integration_users[client] = str(client.whoami()["UserId"]).lower()
+    return _integration_users[client]
+
+
+def _accepted(summary: dict) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(summary, indent=2), status_code=202, mimetype="application/json")
+
+
+def _field(context: dict, name: str, pattern: re.Pattern, what: str) -> str:
+    value = context.get(name)
+    if not isinstance(value, str) or not pattern.match(value):
+        got = repr(value[:80]) if isinstance(value, str) else kind(value)
+        raise BadRequest(f"{name} of the execution context must be {what}; it is {got}.", field=name)
+    return value
+
+
+@route(CRM_ROUTE, ["POST"], Access.SERVICE, blueprint=bp)
+def dataverse_notification(req: func.HttpRequest) -> func.HttpResponse:
+    """A step's execution context: 202 with what the services made of it; 401 without the key."""
+    services = all_services()
+    expected, given = services.webhook_key(), req.headers.get(KEY_HEADER) or ""
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise BadRequest(f"The {KEY_HEADER} header does not hold the key bcsync registered.", status=401)
+    try:
+        context = json.loads(req.get_body() or b"null")
+    except (ValueError, RecursionError):
+        raise BadRequest("The body is not JSON: Dataverse posts the execution context as JSON.", field="body") from None
+    if not isinstance(context, dict):
+        raise BadRequest(f"The body is {kind(context)}, not an execution context (a JSON object).", field="body")
+    message = context.get("MessageName")
+    if not isinstance(message, str) or not message:
+        raise BadRequest("MessageName of the execution context is missing.", field="MessageName")
+    if message not in CHANGES:
+        log.info("Dataverse posted a %s notification, which bcsync does not register: ignored", message[:40])
+        return _accepted({"ignored": f"message {message[:40]}"})
+    table = _field(context, "PrimaryEntityName", LOGICAL_NAME, "a table's logical name")
+    row_id = _field(context, "PrimaryEntityId", GUID, "a row's id (a GUID)").lower()
+    users = {str(context.get(name) or "").lower() for name in ("UserId", "InitiatingUserId")}
+    if integration_user(services) in users:
+        return _accepted({"ignored": "a change bcsync made itself"})
+    return _accepted(services.notify([Notification(Side.CRM, table, CHANGES[message], row_id)]))

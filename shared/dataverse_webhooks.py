@@ -1,0 +1,231 @@
+"""Dataverse webhooks (sync.notifications.Registrar): one service endpoint per receiver URL and a step per message and
+table, registered through the Web API.
+
+The service endpoint is of the webhook contract (8) and authenticates with an HTTP header (authtype 5): authvalue
+holds `<settings><setting name="x-bcsync-key" value="<key>" /></settings>`, which Dataverse sends as the header
+`x-bcsync-key: <key>` with every post. It is named for bcsync and the URL, so that bcsync finds its own endpoint
+again and never touches anyone else's. Each step runs the endpoint asynchronously after the operation commits (stage
+40 Post-operation, mode 1 Asynchronous, server only, its system job deleted when it succeeds), on the message
+(Create, Update, Delete) and the table's message filter. An Update step names the columns bcsync reads from the table
+(`update_columns`), so an update of other columns posts nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Iterable, Mapping, Sequence
+from xml.sax.saxutils import quoteattr
+
+from sync.errors import NotFoundError, SyncError
+from sync.model import CrmTable, Side, TableMapping
+from sync.notifications import Hook, HookState
+
+from .dataverse import API_PATH, DataverseClient
+from .odata import row_filter
+
+log = logging.getLogger("bcsync.webhooks")
+
+KEY_HEADER = "x-bcsync-key"
+MESSAGES = ("Create", "Update", "Delete")
+WEBHOOK_CONTRACT, HTTP_HEADER, JSON_FORMAT = 8, 5, 2
+POST_OPERATION, ASYNCHRONOUS, SERVER_ONLY = 40, 1, 0
+STEP_COLUMNS = ["sdkmessageprocessingstepid", "name", "filteringattributes", "stage", "mode", "statecode",
+                "_sdkmessageid_value", "_sdkmessagefilterid_value"]
+
+
+def endpoint_name(url: str) -> str:
+    """The service endpoint's name: bcsync's, and the URL's (a digest: the URL itself may be longer than a name)."""
+    return f"bcsync webhook {hashlib.sha256(url.encode()).hexdigest()[:16]}"
+
+
+def update_columns(mappings: Iterable[TableMapping]) -> dict[str, list[str]]:
+    """Per Sales table, the columns whose update should be posted: those the enabled mappings (of every company) that
+    read the table transfer or filter on. A table read by a mapping that also reads beyond its field mappings (a process such as
+    sales orders, rules of its own) or whose filter cannot be parsed gets no list: every update is posted."""
+    columns: dict[str, set[str] | None] = {}
+    for mapping in mappings:
+        table = mapping.table_on(Side.CRM)
+        directions = [d for d in mapping.direction.job_directions() if d.source is Side.CRM]
+        if not mapping.enabled or not isinstance(table, CrmTable) or not directions:
+            continue
+        name = table.logical_name
+        compiled = row_filter(mapping.crm_filter)
+        if mapping.process is not None or mapping.rules is not None or compiled is None or name in columns and \
+                columns[name] is None:
+            columns[name] = None
+            continue
+        read = {f.crm for d in directions for f in mapping.fields_for(d) if f.crm}
+        read |= {c[1:-len("_value")] if c.startswith("_") and c.endswith("_value") else c for c in compiled[1]}
+        columns[name] = columns.get(name, set()) | read
+    return {name: sorted(found) for name, found in columns.items() if found}
+
+
+class DataverseWebhooks:
+    """bcsync's webhooks in one Dataverse organisation, by the receiver URL they post to."""
+
+    side = Side.CRM
+
+    def __init__(self, client: DataverseClient, columns: Mapping[str, Sequence[str]] | None = None):
+        self.client = client
+        self.columns = columns or {}  # Update steps' filtering attributes, by table (update_columns)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _rows(self, entity_set: str, select: Sequence[str], filter: str) -> list[dict]:
+        return [row for page in self.client.pages(entity_set, select=select, filter=filter, page_size=5000)
+                for row in page]
+
+    def _endpoint(self, url: str) -> dict | None:
+        found = self._rows("serviceendpoints", ["serviceendpointid", "name", "url"],
+                           f"name eq '{endpoint_name(url)}'")
+        return found[0] if found else None
+
+    def _steps(self, endpoint_id: str) -> list[dict]:
+        return self._rows("sdkmessageprocessingsteps", STEP_COLUMNS, f"_eventhandler_value eq {endpoint_id}")
+
+    def _messages(self) -> dict[str, str]:
+        """Message name -> sdkmessageid."""
+        rows = self._rows("sdkmessages", ["sdkmessageid", "name"],
+                          " or ".join(f"name eq '{message}'" for message in MESSAGES))
+        return {row["name"]: row["sdkmessageid"] for row in rows}
+
+    def _filters(self, messages: Mapping[str, str], tables: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """sdkmessagefilterid -> (message name, table) for the messages on these tables."""
+        if not tables:
+            return {}
+        names = {message_id.lower(): name for name, message_id in messages.items()}
+        listed = " or ".join(f"primaryobjecttypecode eq '{table}'" for table in tables)
+        rows = self._rows("sdkmessagefilters", ["sdkmessagefilterid", "primaryobjecttypecode", "_sdkmessageid_value"],
+                          f"({listed})")
+        return {row["sdkmessagefilterid"].lower(): (names[str(row["_sdkmessageid_value"]).lower()],
+                                                    row["primaryobjecttypecode"])
+                for row in rows if str(row.get("_sdkmessageid_value") or "").lower() in names}
+
+    def _registered(self, endpoint_id: str, tables: Sequence[str] = ()) \
+            -> tuple[list[dict], dict[str, str], dict[tuple[str, str], str], dict[tuple[str, str], dict]]:
+        """The endpoint's steps; the messages' ids; the filter of each (message, table) for `tables` and the steps'
+        tables; each step by its (message, table)."""
+        steps = self._steps(endpoint_id)
+        messages = self._messages()
+        filters = self._filters(messages, sorted(set(tables) | set(self._step_tables(steps))))
+        named = {filters[str(step["_sdkmessagefilterid_value"]).lower()]: step for step in steps
+                 if str(step.get("_sdkmessagefilterid_value") or "").lower() in filters}
+        return steps, messages, {pair: filter_id for filter_id, pair in filters.items()}, named
+
+    def hooks(self, url: str) -> list[Hook]:
+        endpoint = self._endpoint(url)
+        if endpoint is None:
+            return []
+        named = self._registered(endpoint["serviceendpointid"])[3]
+        return [self._endpoint_hook(endpoint, HookState.ACTIVE)] + [
+            Hook(Side.CRM, table, step["sdkmessageprocessingstepid"], HookState.ACTIVE, detail=message)
+            for (message, table), step in sorted(named.items(), key=lambda item: (item[0][1], item[0][0]))]
+
+    def _step_tables(self, steps: list[dict]) -> list[str]:
+        """The tables of these steps' filters, read by the filters' ids."""
+        ids = sorted({str(s["_sdkmessagefilterid_value"]) for s in steps if s.get("_sdkmessagefilterid_value")})
+        if not ids:
+            return []
+        rows = self._rows("sdkmessagefilters", ["primaryobjecttypecode"],
+                          " or ".join(f"sdkmessagefilterid eq {i}" for i in ids))
+        return sorted({row["primaryobjecttypecode"] for row in rows})
+
+    @staticmethod
+    def _endpoint_hook(endpoint: dict, state: HookState) -> Hook:
+        return Hook(Side.CRM, "", endpoint["serviceendpointid"], state, detail="service endpoint")
+
+    # -- registering -----------------------------------------------------------------------------
+
+    def register(self, tables: Sequence[str], url: str, key: str) -> list[Hook]:
+        """The endpoint created, or brought to this URL and key (the key cannot be read back, so it is always
+        written); a step per message and table created where missing, brought in line where it differs; the
+        endpoint's steps for tables no longer wanted removed."""
+        body = {"name": endpoint_name(url), "url": url, "contract": WEBHOOK_CONTRACT, "authtype": HTTP_HEADER,
+                "authvalue": f"<settings><setting name={quoteattr(KEY_HEADER)} value={quoteattr(key)} /></settings>",
+                "messageformat": JSON_FORMAT, "description": "bcsync: changes in Sales start targeted jobs"}
+        endpoint = self._endpoint(url)
+        try:
+            if endpoint is None:
+                endpoint = self.client.create("serviceendpoints", body)
+                hooks = [self._endpoint_hook(endpoint, HookState.CREATED)]
+            else:
+                self._patch("serviceendpoints", endpoint["serviceendpointid"], body)
+                hooks = [self._endpoint_hook(endpoint, HookState.ACTIVE)]
+        except SyncError as exc:  # refused (a privilege missing): no step can be registered without it
+            if exc.transient:
+                raise
+            return [Hook(Side.CRM, "", endpoint["serviceendpointid"] if endpoint else "", HookState.FAILED,
+                         detail=f"service endpoint: {exc.message}")]
+        endpoint_id = endpoint["serviceendpointid"]
+        wanted = list(dict.fromkeys(tables))
+        steps, messages, by_pair, existing = self._registered(endpoint_id, wanted)
+        for table in wanted:
+            for message in MESSAGES:
+                hooks.append(self._ensure(endpoint_id, message, table, messages, by_pair, existing.get((message, table))))
+        for (message, table), step in existing.items():
+            if table not in wanted:
+                hooks.append(self._remove_step(step, message, table))
+        for step in steps:  # this endpoint's steps that serve no filter bcsync knows: not bcsync's shape
+            if step not in existing.values():
+                hooks.append(self._remove_step(step, "", ""))
+        return hooks
+
+    def _ensure(self, endpoint_id: str, message: str, table: str, messages: Mapping[str, str],
+                by_pair: Mapping[tuple[str, str], str], step: dict | None) -> Hook:
+        filter_id = by_pair.get((message, table))
+        if filter_id is None or message not in messages:
+            return Hook(Side.CRM, table, "", HookState.FAILED,
+                        detail=f"{message}: Dataverse has no {message} message for the table {table}")
+        columns = ",".join(self.columns.get(table, ())) if message == "Update" else ""
+        wanted = {"stage": POST_OPERATION, "mode": ASYNCHRONOUS, "statecode": 0,
+                  "filteringattributes": columns or None}
+        try:
+            if step is None:
+                created = self.client.create("sdkmessageprocessingsteps", {
+                    "name": f"bcsync: {message} of {table}", "rank": 1, "supporteddeployment": SERVER_ONLY,
+                    "asyncautodelete": True, **{k: v for k, v in wanted.items() if k != "statecode"},
+                    "eventhandler_serviceendpoint@odata.bind": f"/serviceendpoints({endpoint_id})",
+                    "sdkmessageid@odata.bind": f"/sdkmessages({messages[message]})",
+                    "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_id})"})
+                return Hook(Side.CRM, table, created["sdkmessageprocessingstepid"], HookState.CREATED, detail=message)
+            changed = {k: v for k, v in wanted.items() if (step.get(k) if step.get(k) != "" else None) != v}
+            if changed:
+                self._patch("sdkmessageprocessingsteps", step["sdkmessageprocessingstepid"], changed)
+                return Hook(Side.CRM, table, step["sdkmessageprocessingstepid"], HookState.RENEWED, detail=message)
+            return Hook(Side.CRM, table, step["sdkmessageprocessingstepid"], HookState.ACTIVE, detail=message)
+        except SyncError as exc:
+            if exc.transient:
+                raise
+            return Hook(Side.CRM, table, step["sdkmessageprocessingstepid"] if step else "", HookState.FAILED,
+                        detail=f"{message}: {exc.message}")
+
+    def _patch(self, entity_set: str, row_id: str, body: dict) -> None:
+        self.client.api.request("PATCH", f"{API_PATH}/{entity_set}({row_id})", json=body, idempotent=True,
+                                headers={**self.client.HEADERS, "Content-Type": "application/json",
+                                         "If-Match": "*"})
+
+    def _delete(self, entity_set: str, row_id: str) -> None:
+        """Gone already counts as deleted."""
+        try:
+            self.client.api.request("DELETE", f"{API_PATH}/{entity_set}({row_id})", idempotent=True,
+                                    headers=self.client.HEADERS)
+        except NotFoundError:
+            pass
+
+    def _remove_step(self, step: dict, message: str, table: str) -> Hook:
+        self._delete("sdkmessageprocessingsteps", step["sdkmessageprocessingstepid"])
+        return Hook(Side.CRM, table, step["sdkmessageprocessingstepid"], HookState.REMOVED, detail=message)
+
+    # -- removing --------------------------------------------------------------------------------
+
+    def remove(self, url: str) -> list[Hook]:
+        """The endpoint's steps, then the endpoint (a step without its endpoint would fail at every change)."""
+        endpoint = self._endpoint(url)
+        if endpoint is None:
+            return []
+        steps, _, _, named = self._registered(endpoint["serviceendpointid"])
+        pairs = {step["sdkmessageprocessingstepid"]: pair for pair, step in named.items()}
+        gone = [self._remove_step(step, *pairs.get(step["sdkmessageprocessingstepid"], ("", ""))) for step in steps]
+        self._delete("serviceendpoints", endpoint["serviceendpointid"])
+        return gone + [self._endpoint_hook(endpoint, HookState.REMOVED)]

@@ -1,0 +1,208 @@
+"""Dataverse webhooks end to end: bcsync registers its service endpoint and steps in the Dataverse simulator, the
+function app is served over HTTP, and rows changed in Sales reach its receiver as notifications.
+
+`Services.notify` (the targeted jobs) is stood in with a recorder here until it is merged."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+import function_app
+from bcsync import host
+from shared.wiring import Services
+from sync.errors import ServiceUnavailableError
+from sync.model import Side
+from shared.dataverse_webhooks import update_columns
+from sync.notifications import CRM_ROUTE, Change, HookState, Notification, hookable_tables
+
+
+@pytest.fixture
+def served(env, monkeypatch):
+    """The function app over HTTP with BCSYNC_WEBHOOK_URL naming it; the receiver's URL."""
+    with host.serving(function_app.app) as base:
+        env.configure(BCSYNC_WEBHOOK_URL=base)
+        monkeypatch.setattr(function_app, "_services", env.services)
+        yield f"{base}/api/{CRM_ROUTE}"
+
+
+class Recorder(list):
+    """The notifications handed over; an error in `fail` is raised by the next hand-over instead."""
+
+    def __init__(self):
+        super().__init__()
+        self.fail: list[Exception] = []
+
+
+@pytest.fixture
+def notified(monkeypatch):
+    recorded = Recorder()
+
+    def notify(self, notifications):
+        if recorded.fail:
+            raise recorded.fail.pop()
+        recorded.extend(notifications)
+        return {"notified": len(notifications)}
+
+    monkeypatch.setattr(Services, "notify", notify, raising=False)
+    return recorded
+
+
+def steps(env) -> list[dict]:
+    return env.dv.rows("sdkmessageprocessingstep")
+
+
+def registered(env, url: str, tables):
+    registrar = env.services.webhook_registrars()[0]
+    return registrar, registrar.register(tables, url, env.services.webhook_key(create=True))
+
+
+def test_register_is_idempotent_recreates_what_is_missing_and_remove_removes_everything(env, served):
+    tables = hookable_tables(env.services.catalogs.current(), Side.CRM)
+    assert "account" in tables
+    registrar, hooks = registered(env, served, tables)
+    assert [h.state for h in hooks] == [HookState.CREATED] * (1 + 3 * len(tables))
+    endpoint = env.dv.rows("serviceendpoint")[0]
+    key = env.services.webhook_key()
+    assert (endpoint["url"], endpoint["contract"], endpoint["authtype"]) == (served, 8, 5)
+    assert endpoint["authvalue"] == f'<settings><setting name="x-bcsync-key" value="{key}" /></settings>'
+    assert len(steps(env)) == 3 * len(tables)
+    assert {(s["stage"], s["mode"], s["eventhandler"]) for s in steps(env)} == {(40, 1, endpoint["serviceendpointid"])}
+    # updates post only when a column bcsync reads changed, where the mappings say which; else every update
+    filtering = {s["name"]: s["filteringattributes"] for s in steps(env)}
+    columns = update_columns(env.services.catalogs.current())
+    assert filtering["bcsync: Update of systemuser"] == ",".join(columns["systemuser"])
+    assert filtering["bcsync: Update of account"] is None and filtering["bcsync: Create of systemuser"] is None
+    ids = sorted(s["sdkmessageprocessingstepid"] for s in steps(env))
+
+    # twice: nothing new, nothing changed
+    again = registrar.register(tables, served, key)
+    assert {h.state for h in again} == {HookState.ACTIVE}
+    assert sorted(s["sdkmessageprocessingstepid"] for s in steps(env)) == ids
+    assert len(env.dv.rows("serviceendpoint")) == 1
+
+    # a step deleted in Sales is made again, and only that one
+    gone = next(s for s in steps(env) if s["name"] == "bcsync: Update of account")
+    env.dv.delete("sdkmessageprocessingstep", gone["sdkmessageprocessingstepid"])
+    again = registrar.register(tables, served, key)
+    assert [(h.table, h.detail) for h in again if h.state is HookState.CREATED] == [("account", "Update")]
+    assert len(steps(env)) == 3 * len(tables)
+
+    # a step disabled in Sales, or made synchronous, is brought back in line
+    changed = next(s for s in steps(env) if s["name"] == "bcsync: Create of account")
+    env.dv.update("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"], {"statecode": 1, "mode": 0})
+    again = registrar.register(tables, served, key)
+    assert [(h.table, h.detail) for h in again if h.state is HookState.RENEWED] == [("account", "Create")]
+    fixed = env.dv.get("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"])
+    assert (fixed["statecode"], fixed["mode"]) == (0, 1)
+
+    # a table no longer wanted loses its steps; what is registered reads back
+    fewer = [t for t in tables if t != "contact"]
+    again = registrar.register(fewer, served, key)
+    assert sorted((h.table, h.detail) for h in again if h.state is HookState.REMOVED) == \
+        [("contact", "Create"), ("contact", "Delete"), ("contact", "Update")]
+    listed = registrar.hooks(served)
+    assert listed[0].table == "" and listed[0].state is HookState.ACTIVE
+    assert sorted((h.table, h.detail) for h in listed[1:]) == sorted((t, m) for t in fewer
+                                                                     for m in ("Create", "Update", "Delete"))
+
+    removed = registrar.remove(served)
+    assert {h.state for h in removed} == {HookState.REMOVED} and len(removed) == 1 + 3 * len(fewer)
+    assert steps(env) == [] and env.dv.rows("serviceendpoint") == []
+    assert registrar.hooks(served) == [] and registrar.remove(served) == []
+
+
+def test_a_refused_registration_is_reported_with_the_reason(env, served):
+    env.dv.revoke_privileges(env.stack.ids.integration_user_id, ["prvCreateServiceEndpoint"])
+    registrar, hooks = registered(env, served, ["account"])
+    assert [(h.table, h.state) for h in hooks] == [("", HookState.FAILED)]
+    assert "prvCreateServiceEndpoint" in hooks[0].detail
+    assert env.dv.rows("serviceendpoint") == [] and steps(env) == []
+
+
+def wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not posted in time"
+        time.sleep(0.02)
+
+
+def test_rows_changed_in_sales_reach_the_receiver_as_notifications(env, served, notified):
+    registered(env, served, ["account"])
+    user = env.stack.ids.user_systemuser_id
+    account = env.dv.create("account", {"name": "Posted"}, as_user=user)
+    wait_for(lambda: len(notified) == 1)
+    env.dv.update("account", account, {"telephone1": "555-0100"}, as_user=user)
+    wait_for(lambda: len(notified) == 2)
+    env.dv.delete("account", account)
+    wait_for(lambda: len(notified) == 3)
+    assert notified == [Notification(Side.CRM, "account", change, account)
+                        for change in (Change.CREATED, Change.UPDATED, Change.DELETED)]
+    wait_for(lambda: {job.status for job in env.dv.webhooks.jobs} == {"succeeded"})  # each answered 2xx
+
+
+def test_bcsyncs_own_changes_are_dropped(env, served, notified):
+    registered(env, served, ["account"])
+    webhooks = env.dv.webhooks
+    webhooks.auto = False
+    try:
+        env.dv.create("account", {"name": "Written by bcsync"}, as_user=env.stack.ids.integration_user_id)
+        assert webhooks.deliver() == 1
+    finally:
+        webhooks.auto = True
+    assert webhooks.jobs[-1].status == "succeeded" and notified == []
+
+
+def post(url: str, body, key: str | None) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", **({"x-bcsync-key": key} if key is not None else {})}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers, method="POST"),
+                                    timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as answer:
+        return answer.code, json.loads(answer.read())
+
+
+def context(**changes) -> dict:
+    return {"MessageName": "Update", "PrimaryEntityName": "account", "PrimaryEntityId": str(uuid.uuid4()),
+            "UserId": str(uuid.uuid4()), "InitiatingUserId": str(uuid.uuid4()), "InputParameters": [], **changes}
+
+
+def test_the_receiver_refuses_a_wrong_key_and_a_malformed_context(env, served, notified):
+    key = env.services.webhook_key(create=True)
+    assert post(served, context(), None)[0] == 401
+    assert post(served, context(), key[:-1] + ("x" if key[-1] != "x" else "y"))[0] == 401
+    assert notified == []
+
+    assert post(served, b"{not json", key) == (400, {"error": post(served, b"{not json", key)[1]["error"],
+                                                     "field": "body"})
+    for field, value in (("MessageName", None), ("PrimaryEntityName", 7), ("PrimaryEntityId", "not-a-guid")):
+        status, answer = post(served, context(**{field: value}), key)
+        assert (status, answer["field"]) == (400, field) and field in answer["error"]
+    assert post(served, context(MessageName="Assign"), key) == (202, {"ignored": "message Assign"})
+    assert notified == []
+
+    row = str(uuid.uuid4())
+    assert post(served, context(PrimaryEntityId=row.upper()), key) == (202, {"notified": 1})
+    assert notified == [Notification(Side.CRM, "account", Change.UPDATED, row)]
+
+
+def test_a_transient_failure_answers_503_and_dataverse_posts_again(env, served, notified):
+    registered(env, served, ["account"])
+    webhooks = env.dv.webhooks
+    webhooks.auto, webhooks.retry_seconds = False, 0.0
+    try:
+        notified.fail.append(ServiceUnavailableError("Table Storage is down"))
+        account = env.dv.create("account", {"name": "Later"}, as_user=env.stack.ids.user_systemuser_id)
+        assert webhooks.deliver() == 2  # 503, then accepted
+    finally:
+        webhooks.auto, webhooks.retry_seconds = True, 1.0
+    job = webhooks.jobs[-1]
+    assert job.status == "succeeded" and job.errors[0].startswith("503")
+    assert notified == [Notification(Side.CRM, "account", Change.CREATED, account)]
