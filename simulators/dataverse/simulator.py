@@ -264,6 +264,14 @@ class DataverseSimulator:
                 self.dop_hint = int(body.get("dop_hint", self.dop_hint))
                 self.faults.configure(body)
                 return json_response({"ok": True})
+            if path == "webhooks" and request.method == "POST":
+                # how long the asynchronous service takes to post a committed change, and to retry a failed post
+                with self.webhooks._due:
+                    for knob in ("delay_seconds", "retry_seconds"):
+                        if knob in body:
+                            setattr(self.webhooks, knob, float(body[knob]))
+                return json_response({"delay_seconds": self.webhooks.delay_seconds,
+                                      "retry_seconds": self.webhooks.retry_seconds})
             return json_response({"error": {"code": "0x80060888", "message": f"No admin endpoint '{path}'."}}, 404)
         except DataverseError as exc:
             return json_response(exc.body(), exc.status)

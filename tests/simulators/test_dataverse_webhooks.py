@@ -201,3 +201,16 @@ def test_the_background_delivery_posts_without_being_asked(env, dv, receiver):
     while not receiver.posts and time.monotonic() < deadline:
         time.sleep(0.02)
     assert receiver.posts and receiver.posts[0]["body"]["MessageName"] == "Create"
+
+
+def test_the_admin_route_sets_how_long_the_asynchronous_service_waits_before_posting(dv, hooks, receiver):
+    register(dv, receiver.url, "Create", "account")
+    admin = f"{dv.env.dv_url}/_sim/webhooks"
+    answer = dv.env.session.post(admin, json={"delay_seconds": 30})
+    assert answer.json() == {"delay_seconds": 30.0, "retry_seconds": 0.0}
+    dv.post("accounts", {"name": "Later"})
+    assert hooks.deliver() == 0 and receiver.posts == []  # not due for half a minute
+    assert dv.env.session.post(admin, json={"delay_seconds": 0}).json()["delay_seconds"] == 0.0
+    dv.post("accounts", {"name": "Now"})
+    assert hooks.deliver() == 1 and len(receiver.posts) == 1
+    assert dv.env.session.post(admin, json={"delay_seconds": "soon"}).status_code == 400
