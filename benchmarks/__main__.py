@@ -6,10 +6,12 @@ accounts; ITEM-PRODUCT: items and products), with latency injected on both servi
 protection limits on. A worker process runs a full synchronisation; then a first scheduled run, which
 reads back what the full one wrote; then, after 10 changes per side among the coupled rows, a scheduled
 run. Scheduled runs start past the watermark margin, as they would minutes apart. Results go to the console, benchmarks/results.json and the
-Performance table of the README.
+Performance table of the README. Then, unless --no-webhooks, the webhook benchmark (benchmarks.webhooks, which runs
+alone too) measures how long a change takes to reach the other side through the services' notifications.
 
     python -m benchmarks [--sizes 10000,100000] [--mappings CUSTOMER,CONTACT,ITEM-PRODUCT]
                          [--latency-ms 50] [--changes 10] [--quick] [--profile DIR] [--trace-memory DIR]
+                         [--no-webhooks]
 
 --profile and --trace-memory keep, per size and run, the worker's CPU profile (`<size>-<run>.prof`) and the
 lines holding most memory near its peak (`<size>-<run>-memory.txt`); the figures of such runs are not
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from shared.settings import Settings
 
+from . import webhooks
 from .dataset import Dataset
 from .report import full_sync_bound, refresh_readme, run_result, scheduled_bound, table
 from .stack import BenchStack
@@ -115,6 +118,7 @@ def main(argv=None) -> int:
     p.add_argument("--profile", type=Path, metavar="DIR", help="keep the worker's CPU profile of each run here")
     p.add_argument("--trace-memory", type=Path, metavar="DIR",
                    help="keep the largest holders of the worker's memory near its peak, per run, here")
+    p.add_argument("--no-webhooks", action="store_true", help="leave out the webhook benchmark (benchmarks.webhooks)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # so that the stack and worker are stopped too
     mappings = [m.strip() for m in args.mappings.split(",") if m.strip()]
@@ -128,13 +132,14 @@ def main(argv=None) -> int:
     for size in sizes:
         runs += bench(size, mappings, args.latency_ms, args.changes, args.profile, args.trace_memory)
         print(table(runs[-len(RUNS):]), flush=True)
-    results = {"generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}  # the webhook benchmark's entry stays
+    results = {**previous, "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "latency_ms": args.latency_ms, "cpus": os.cpu_count(), "runs": runs}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{table(runs)}\n\nwritten to {RESULTS.relative_to(ROOT)}")
     readme = ROOT / "README.md"
     readme.write_text(refresh_readme(readme.read_text(), results))
-    return 0
+    return 0 if args.no_webhooks else webhooks.main(["--latency-ms", str(args.latency_ms)])
 
 
 if __name__ == "__main__":

@@ -106,7 +106,84 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 def refresh_readme(text: str, results: dict) -> str:
     """The README with the table between the bench markers replaced by these results."""
-    start, end = text.index(README_START) + len(README_START), text.index(README_END)
     note = (f"\n{table(results['runs'])}\n\nMeasured {results['generated_at'][:10]} on {results['cpus']} cores, "
             f"{results['latency_ms']} ms latency on both services.\n")
-    return text[:start] + note + text[end:]
+    return _between(text, README_START, README_END, note)
+
+
+# -- the webhook benchmark (benchmarks.webhooks) ---------------------------------------------------------------
+
+DIRECTIONS = {"Business Central": "Business Central -> Sales", "Dataverse": "Sales -> Business Central"}
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The nearest-rank percentile: the smallest value that at least q % of the values are at or below."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    return ordered[max(math.ceil(q / 100 * len(ordered)), 1) - 1]
+
+
+def latency_summary(arrivals: list[dict]) -> dict:
+    """p50, p95 and max seconds of the changes that arrived, and how many did not."""
+    seconds = [a["seconds"] for a in arrivals if a["seconds"] is not None]
+    summary = {"changes": len(arrivals), "arrived": len(seconds), "not_arrived": len(arrivals) - len(seconds)}
+    if seconds:
+        summary.update({f"p{q}": round(percentile(seconds, q), 2) for q in (50, 95)}, max=round(max(seconds), 2))
+    return summary
+
+
+def webhook_result(*, arrivals: list[dict], requests: dict[str, dict[str, int]], storage_requests: int,
+                   **conditions) -> dict:
+    """The "webhooks" entry of results.json: `arrivals` holds per change its side and the seconds it took to arrive
+    (None: it did not); `requests` the simulators' counts by kind over the changes; `conditions` what was set."""
+    changes = len(arrivals)
+    total = {service: sum(requests[service][kind] for kind in KINDS) for service in SERVICES}
+    overall = latency_summary(arrivals)
+    return {
+        **conditions, **overall,
+        "by_direction": {DIRECTIONS[side]: latency_summary([a for a in arrivals if a["side"] == side])
+                         for side in SERVICES if any(a["side"] == side for a in arrivals)},
+        "requests": requests,
+        "requests_per_change": {**{s: round(total[s] / changes, 2) for s in SERVICES},
+                                "total": round(sum(total.values()) / changes, 2)},
+        "storage_requests": storage_requests, "storage_requests_per_change": round(storage_requests / changes, 2),
+    }
+
+
+WEBHOOK_HEADER = "| changes | p50 s | p95 s | max s | not arrived |"
+
+
+def webhook_table(result: dict) -> str:
+    def row(name: str, s: dict) -> str:
+        times = " | ".join(f"{s[k]:.1f}" if k in s else "-" for k in ("p50", "p95", "max"))
+        return f"| {name} | {s['changes']} | {times} | {s['not_arrived']} |"
+
+    lines = ["| direction " + WEBHOOK_HEADER, "|---" * 6 + "|",
+             *(row(name, summary) for name, summary in result["by_direction"].items()), row("both", result)]
+    per = result["requests_per_change"]
+    lines += ["", "| per notified change | Dataverse r/w/b | Business Central r/w/b | API requests | "
+              "Table Storage requests |", "|---|---|---|---|---|",
+              f"| {result['changes']} changes | "
+              + " | ".join("/".join(str(result["requests"][s][k]) for k in KINDS) + f" ({per[s]:.2f})"
+                           for s in SERVICES)
+              + f" | {per['total']:.2f} | {result['storage_requests_per_change']:.2f} |"]
+    return "\n".join(lines)
+
+
+WEBHOOKS_START, WEBHOOKS_END = "<!-- bench-webhooks:start -->", "<!-- bench-webhooks:end -->"
+
+
+def refresh_webhooks_readme(text: str, result: dict) -> str:
+    """The README with the webhook table between its markers replaced by this result."""
+    note = (f"\n{webhook_table(result)}\n\nMeasured {result['generated_at'][:10]} on {result['cpus']} cores (load "
+            f"average {result['load_average']:.1f}): {result['rows']:,} customers and accounts per side, "
+            f"{result['changes']} changes at {result['per_second']:g} a second, {result['latency_ms']} ms latency, "
+            f"Business Central notifying after {result['bc_delay_seconds']:g} s, Dataverse after "
+            f"{result['dataverse_delay_seconds']:g} s, BCSYNC_WEBHOOK_WINDOW_SECONDS={result['window_seconds']}.\n")
+    return _between(text, WEBHOOKS_START, WEBHOOKS_END, note)
+
+
+def _between(text: str, start_marker: str, end_marker: str, content: str) -> str:
+    start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
+    return text[:start] + content + text[end:]

@@ -122,3 +122,66 @@ def test_a_job_line_tells_the_wait_after_its_dependencies_and_where_its_time_wen
         "CUSTOMER:to-crm: done, attempt 1, waited 0.50 s, handled 1.50 s (engine 1.20 s), 4 API requests, "
         "20 storage requests")
     assert "waited 0.25 s" in job_line(second, [first, second], start, Counter())
+
+
+def arrivals(bc: list, dataverse: list) -> list[dict]:
+    return [{"side": "Business Central", "seconds": s} for s in bc] + [{"side": "Dataverse", "seconds": s}
+                                                                       for s in dataverse]
+
+
+def canned_webhooks(**changes) -> dict:
+    requests = {"Dataverse": {"read": 6, "write": 0, "batch": 2, "throttled": 0},
+                "Business Central": {"read": 5, "write": 1, "batch": 2, "throttled": 0}}
+    values = dict(arrivals=arrivals([1.0, 2.0, 3.0, None], [4.0, 1.5, 2.5, 9.0]), requests=requests,
+                  storage_requests=100, rows=1000, per_second=4.0, latency_ms=50, window_seconds=1,
+                  bc_delay_seconds=1.0, dataverse_delay_seconds=1.0, generated_at="2026-12-04T22:00:00+00:00",
+                  cpus=2, load_average=1.23)
+    return report.webhook_result(**{**values, **changes})
+
+
+def test_percentiles_are_nearest_rank():
+    values = [float(v) for v in range(100, 0, -1)]         # 1 .. 100, in any order
+    assert report.percentile(values, 50) == 50.0 and report.percentile(values, 95) == 95.0
+    assert report.percentile(values, 100) == 100.0 and report.percentile(values, 0) == 1.0
+    assert report.percentile([3.0, 1.0, 2.0], 50) == 2.0 and report.percentile([7.5], 95) == 7.5
+    assert report.percentile([1.0, 2.0], 50) == 1.0       # the smallest value with half at or below it
+    with pytest.raises(ValueError):
+        report.percentile([], 50)
+
+
+def test_a_webhook_result_summarises_each_direction_and_counts_what_did_not_arrive():
+    result = canned_webhooks()
+    assert (result["changes"], result["arrived"], result["not_arrived"]) == (8, 7, 1)
+    # the 7 that arrived: 1.0 1.5 2.0 2.5 3.0 4.0 9.0
+    assert (result["p50"], result["p95"], result["max"]) == (2.5, 9.0, 9.0)
+    assert result["by_direction"]["Business Central -> Sales"] == {
+        "changes": 4, "arrived": 3, "not_arrived": 1, "p50": 2.0, "p95": 3.0, "max": 3.0}
+    assert result["by_direction"]["Sales -> Business Central"]["p50"] == 2.5
+    # requests of every kind (throttled ones are in their kinds) over the changes made
+    assert result["requests_per_change"] == {"Dataverse": 1.0, "Business Central": 1.0, "total": 2.0}
+    assert result["storage_requests_per_change"] == 12.5
+    nothing = report.webhook_result(arrivals=arrivals([None], []), requests=result["requests"], storage_requests=0)
+    assert nothing["not_arrived"] == 1 and "p95" not in nothing
+    assert "| Business Central -> Sales | 1 | - | - | - | 1 |" in report.webhook_table(nothing)
+
+
+def test_the_webhook_table_and_its_readme_block():
+    result = canned_webhooks()
+    lines = report.webhook_table(result).splitlines()
+    assert lines[2] == "| Sales -> Business Central | 4 | 2.5 | 9.0 | 9.0 | 0 |"
+    assert lines[3] == "| Business Central -> Sales | 4 | 2.0 | 3.0 | 3.0 | 1 |"
+    assert lines[4] == "| both | 8 | 2.5 | 9.0 | 9.0 | 1 |"
+    assert lines[-1] == "| 8 changes | 6/0/2 (1.00) | 5/1/2 (1.00) | 2.00 | 12.50 |"
+    text = (f"# bcsync\n{report.README_START}\nsizes\n{report.README_END}\n"
+            f"{report.WEBHOOKS_START}\nold\n{report.WEBHOOKS_END}\n## Next\n")
+    refreshed = report.refresh_webhooks_readme(text, result)
+    assert "old" not in refreshed and f"{report.README_START}\nsizes\n{report.README_END}" in refreshed
+    assert report.webhook_table(result) in refreshed and refreshed.endswith(f"{report.WEBHOOKS_END}\n## Next\n")
+    assert "on 2 cores (load average 1.2): 1,000 customers" in refreshed
+    assert report.refresh_webhooks_readme(refreshed, result) == refreshed
+
+
+def test_the_committed_webhook_results_all_arrived_and_are_the_readmes_table():
+    result = json.loads(RESULTS.read_text())["webhooks"]
+    assert result["not_arrived"] == 0 and result["changes"] == 200
+    assert report.refresh_webhooks_readme(README.read_text(), result) == README.read_text()
