@@ -2,7 +2,7 @@
 #   make run    full sync of the sample company on the local stack (Azurite + simulators)
 #   make test   the test suite
 #   make up / make down   start / stop the local stack in the background (documented ports)
-#   make bench  benchmarks (speed, memory)
+#   make bench  benchmarks (speed, memory, webhook latency)
 #   make soak   faults, killed workers and duplicate messages at volume: nothing lost or duplicated (not in make test)
 
 PYTHON ?= python3

@@ -188,9 +188,9 @@ def bench(rows: int, changes: int, per_second: float, latency_ms: int, window: i
         return webhook_result(
             arrivals=arrivals, requests=requests_made, storage_requests=storage, rows=rows, per_second=per_second,
             latency_ms=latency_ms, window_seconds=window, bc_delay_seconds=bc_delay,
-            dataverse_delay_seconds=dataverse_delay, timeout_seconds=timeout, wall_seconds=seconds,
+            dataverse_delay_seconds=dataverse_delay, timeout_seconds=timeout, wall_seconds=round(seconds, 2),
             generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), cpus=os.cpu_count(),
-            load_average=os.getloadavg()[0])
+            load_average=round(os.getloadavg()[0], 2))
     finally:
         if served is not None:
             served.stop()
