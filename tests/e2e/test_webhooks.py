@@ -62,7 +62,7 @@ class Chain:
         """A run started here and taken by the served worker, once it ended."""
         return self.finished(self.services.start_run(kind, trigger="test", mappings=mappings).run_id, 60)
 
-    def quiet(self, seconds: float = 1.5, within: float = 15.0) -> list:
+    def quiet(self, seconds: float = 1.0, within: float = 15.0) -> list:
         """Waits until no run is going and none started for `seconds`; the runs then."""
         deadline = time.monotonic() + within
         last, since = None, time.monotonic()
@@ -82,12 +82,18 @@ class Chain:
 
 
 @pytest.fixture
-def chain(env, monkeypatch):
+def window() -> int:
+    """BCSYNC_WEBHOOK_WINDOW_SECONDS (a test parametrizes it to change it)."""
+    return 0
+
+
+@pytest.fixture
+def chain(env, monkeypatch, window):
     """Customers coupled by a full sync, then webhooks registered at both simulators for the served app."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # the services go by the BC simulator's time, which the renewal test moves on
-    env.configure(BCSYNC_WEBHOOK_URL=url, BCSYNC_WEBHOOK_WINDOW_SECONDS=0, clock=types.SimpleNamespace(now=env.bc.now))
+    env.configure(BCSYNC_WEBHOOK_URL=url, BCSYNC_WEBHOOK_WINDOW_SECONDS=window, clock=types.SimpleNamespace(now=env.bc.now))
     monkeypatch.setattr(function_app, "_services", env.services)
     env.bc.subscriptions.configure(delay=0.1)
     env.dv.webhooks.delay_seconds, env.dv.webhooks.retry_seconds = 0.0, 0.2
@@ -128,6 +134,26 @@ def test_a_change_on_either_side_arrives_by_notification_and_the_system_quiets_d
     assert {d["status"] for d in delivered} == {202} and len(delivered) >= 2
     assert {job.status for job in env.dv.webhooks.jobs} == {"succeeded"}
     assert env.errors() == []
+    # the next scheduled run finds both changes synchronised (the versions the targeted runs left agree)
+    assert written(chain.ran(RunKind.SCHEDULED, ["CUSTOMER"])) == 0
+
+
+@pytest.mark.parametrize("window", [1])
+def test_notifications_within_the_window_from_both_services_make_one_run(chain):
+    env = chain.env
+    adatum, adatum_account = coupled(chain, "Adatum")
+    fabrikam, fabrikam_account = coupled(chain, "Fabrikam")
+    before = chain.quiet()
+    env.dv.update("account", adatum_account, {"telephone1": "555-0101"}, as_user=chain.user)
+    env.dv.update("account", fabrikam_account, {"telephone1": "555-0102"}, as_user=chain.user)
+    env.bc.update("customers", fabrikam, {"city": "Oslo"})
+    wait_for(lambda: (env.bc.get("customers", adatum)["phoneNumber"], env.bc.get("customers", fabrikam)["phoneNumber"],
+                      env.dv.get("account", fabrikam_account)["address1_city"]) == ("555-0101", "555-0102", "Oslo"))
+    chain.quiet()
+    runs = sorted(chain.new_runs(before), key=lambda r: r.run.created_at)
+    first = {j.job_id: j.counts for j in runs[0].jobs}
+    assert (first["CUSTOMER:from-crm"].modified, first["CUSTOMER:to-crm"].modified) == (2, 1)
+    assert sum(map(written, runs[1:])) == 0   # what bcsync's writes were notified of
 
 
 def test_created_and_deleted_on_each_side(chain):
@@ -155,7 +181,49 @@ def test_created_and_deleted_on_each_side(chain):
     [error] = wait_for(lambda: env.errors())
     assert error.code == "DeletionConflict" and error.source_id == adatum
     assert env.bc.get("customers", adatum)["displayName"] == "Adatum"
-    assert {r.run.kind for r in chain.new_runs([])} <= {RunKind.FULL, RunKind.NOTIFIED}
+    assert {r.run.kind for r in chain.new_runs([])} == {RunKind.FULL, RunKind.NOTIFIED}
+    assert written(chain.ran(RunKind.SCHEDULED, ["CUSTOMER"])) == 0
+
+
+def test_a_deletion_restored_on_each_side_settles(chain):
+    """bcsync's restoring inserts are notified back like any of its writes, and lead to nothing more."""
+    env = chain.env
+    env.services.set_mapping("CUSTOMER", {"deletion_conflict": "restore"})
+    adatum, adatum_account = coupled(chain, "Adatum")
+    fabrikam, fabrikam_account = coupled(chain, "Fabrikam")
+    before = chain.quiet()
+    env.bc.delete("customers", adatum)
+    wait_for(lambda: [c for c in env.bc.rows("customers") if c["displayName"] == "Adatum"])
+    env.dv.delete("account", fabrikam_account)
+    wait_for(lambda: [a for a in env.dv.rows("account") if a["name"] == "Fabrikam"])
+    chain.quiet()
+    runs = chain.new_runs(before)
+    assert {r.run.kind for r in runs} == {RunKind.NOTIFIED}
+    assert sum(j.counts.inserted for r in runs for j in r.jobs) == 2   # one restore each, no more
+    assert sum(j.counts.modified + j.counts.deleted for r in runs for j in r.jobs) == 0
+    assert env.errors() == [] and written(chain.ran(RunKind.SCHEDULED, ["CUSTOMER"])) == 0
+
+
+def test_an_item_and_a_contact_arrive_by_notification(chain):
+    env = chain.env
+    env.bc.seed("unitsOfMeasure", [{"code": "PCS", "displayName": "Piece"}])
+    [bolt] = env.bc.seed("items", [{"number": "1000", "displayName": "Bolt", "baseUnitOfMeasureCode": "PCS",
+                                    "unitPrice": 1}])
+    company = next(c for c in env.bc.rows("contacts") if c["displayName"] == "Adatum")["number"]
+    [ann] = env.bc.seed("contacts", [{"type": "Person", "displayName": "Ann Lee", "companyNumber": company}])
+    assert chain.ran(RunKind.FULL).run.status is RunStatus.DONE
+    product = next(c.crm_id for c in env.couplings("ITEM-PRODUCT") if c.bc_id == bolt)
+    contact = next(c.crm_id for c in env.couplings("CONTACT") if c.bc_id == ann)
+    before = chain.quiet()
+
+    env.bc.update("items", bolt, {"displayName": "Hex bolt"})
+    wait_for(lambda: env.dv.get("product", product)["name"] == "Hex bolt")
+    # Business Central takes no subscription to contacts; a Sales contact is notified all the same
+    env.dv.update("contact", contact, {"lastname": "Leigh"}, as_user=chain.user)
+    number = env.bc.get("contacts", ann)["number"]
+    wait_for(lambda: next(c for c in env.bc.rows("ContactCard") if c["No"] == number)["Surname"] == "Leigh")
+    chain.quiet()
+    assert {r.run.kind for r in chain.new_runs(before)} == {RunKind.NOTIFIED}
 
 
 def test_a_collection_notification_reads_the_changes(chain):
