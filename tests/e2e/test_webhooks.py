@@ -9,18 +9,17 @@ import json
 import socket
 import time
 import types
-import uuid
 
 import pytest
 from azure.functions.timer import TimerRequest
 
 import function_app
 from bcsync import host
-from shared.dataverse_webhooks import KEY_HEADER
 from sync.notifications import BC_ROUTE, CRM_ROUTE
 from sync.runs import RunKind, RunStatus
 from tests.support import call
 
+from .test_dataverse_webhooks import context, post
 from .test_incremental_cost import RequestCount
 from .test_notified_jobs import pair_of, written
 
@@ -265,8 +264,8 @@ def test_a_lost_notification_is_caught_by_the_next_scheduled_run(chain):
     assert env.bc.get("customers", fabrikam)["phoneNumber"] == "555-0199"
 
 
-def accepted_runs(body: bytes) -> set[str]:
-    return {m["run"] for found in json.loads(body)["companies"].values() for m in found.values()}
+def accepted_runs(summary: dict) -> set[str]:
+    return {m["run"] for found in summary["companies"].values() for m in found.values()}
 
 
 def test_a_forged_notification_with_the_key_writes_nothing_and_one_without_it_is_refused(chain):
@@ -283,12 +282,11 @@ def test_a_forged_notification_with_the_key_writes_nothing_and_one_without_it_is
                "lastModifiedDateTime": "2030-01-01T00:00:00Z"}
     status, _, body = call("POST", chain.bc_receiver, {"value": [deleted]})
     assert status == 202
-    runs = accepted_runs(body)
-    context = {"MessageName": "Delete", "PrimaryEntityName": "account", "PrimaryEntityId": account,
-               "UserId": str(uuid.uuid4()), "InitiatingUserId": str(uuid.uuid4()), "InputParameters": []}
-    status, _, body = call_with_key(chain.crm_receiver, context, key)
+    runs = accepted_runs(json.loads(body))
+    delete = context(MessageName="Delete", PrimaryEntityId=account)
+    status, summary = post(chain.crm_receiver, delete, key)
     assert status == 202
-    runs |= accepted_runs(body)
+    runs |= accepted_runs(summary)
     reports = [chain.finished(run_id) for run_id in runs]
     assert sum(map(written, reports)) == 0 and all(j.counts.failed == 0 for r in reports for j in r.jobs)
     assert sum(count.writes.values()) == 0, count.sent
@@ -298,21 +296,9 @@ def test_a_forged_notification_with_the_key_writes_nothing_and_one_without_it_is
 
     before = chain.runs()
     assert call("POST", chain.bc_receiver, {"value": [{**deleted, "clientState": key[:-1]}]})[0] == 401
-    assert call_with_key(chain.crm_receiver, context, key[:-1])[0] == 401
-    assert call_with_key(chain.crm_receiver, context, None)[0] == 401
+    assert post(chain.crm_receiver, delete, key[:-1])[0] == 401
+    assert post(chain.crm_receiver, delete, None)[0] == 401
     assert chain.runs() == before
-
-
-def call_with_key(url: str, body: dict, key: str | None):
-    import urllib.error
-    import urllib.request
-    headers = {"Content-Type": "application/json", **({KEY_HEADER: key} if key is not None else {})}
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, answer.headers, answer.read()
-    except urllib.error.HTTPError as answer:
-        return answer.code, answer.headers, answer.read()
 
 
 def test_renewal_by_the_timer_keeps_notifications_coming(chain):
