@@ -89,13 +89,14 @@ def window() -> int:
 @pytest.fixture
 def chain(env, monkeypatch, window):
     """Customers coupled by a full sync, then webhooks registered at both simulators for the served app."""
-    port = free_port()
+    port = free_port()  # the served worker's services must hold the URL before serving starts
     url = f"http://127.0.0.1:{port}"
     # the services go by the BC simulator's time, which the renewal test moves on
-    env.configure(BCSYNC_WEBHOOK_URL=url, BCSYNC_WEBHOOK_WINDOW_SECONDS=window, clock=types.SimpleNamespace(now=env.bc.now))
+    env.configure(BCSYNC_WEBHOOK_URL=url, BCSYNC_WEBHOOK_WINDOW_SECONDS=window,
+                  clock=types.SimpleNamespace(now=env.bc.now))
     monkeypatch.setattr(function_app, "_services", env.services)
     env.bc.subscriptions.configure(delay=0.1)
-    env.dv.webhooks.delay_seconds, env.dv.webhooks.retry_seconds = 0.0, 0.2
+    monkeypatch.setattr(env.dv.webhooks, "retry_seconds", 0.2)  # kept across a reset of the simulator
     with host.serving(function_app.app, worker=env.services, port=port):
         found = Chain(env, url)
         env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum", "city": "Atlanta"},
@@ -238,7 +239,7 @@ def test_a_collection_notification_reads_the_changes(chain):
     assert [e["changeType"] for e in posted["body"]["value"]] == ["collection"]
 
 
-def test_a_lost_notification_is_caught_by_the_next_scheduled_run(chain):
+def test_a_lost_notification_is_caught_by_the_next_scheduled_run(chain, monkeypatch):
     env = chain.env
     adatum, adatum_account = coupled(chain, "Adatum")
     fabrikam, fabrikam_account = coupled(chain, "Fabrikam")
@@ -247,8 +248,9 @@ def test_a_lost_notification_is_caught_by_the_next_scheduled_run(chain):
     for subscription in env.bc.subscriptions.live():
         subscription.notification_url = "http://127.0.0.1:9/api/webhooks/businesscentral"
     [endpoint] = env.dv.rows("serviceendpoint")
-    env.dv.update("serviceendpoint", endpoint["serviceendpointid"], {"url": "http://127.0.0.1:9/api/webhooks/dataverse"})
-    env.dv.webhooks.max_attempts = 1
+    env.dv.update("serviceendpoint", endpoint["serviceendpointid"],
+                  {"url": "http://127.0.0.1:9/api/webhooks/dataverse"})
+    monkeypatch.setattr(env.dv.webhooks, "max_attempts", 1)
     before = chain.quiet()
 
     env.bc.update("customers", adatum, {"city": "Lost"})
