@@ -332,4 +332,11 @@ def test_one_notified_change_costs_a_few_requests(chain):
     # the customer by id, its page fields, the account, the account's write; the Sales post of that write is
     # dropped without a request
     assert count.total() - start <= 4, count.sent[sent:]
+
+    # the other way: CUSTOMER's read and write, VENDOR's reads of the account, and the echo from Business Central
+    start, sent = count.total(), len(count.sent)
+    env.dv.update("account", account, {"telephone1": "555-0142"}, as_user=chain.user)
+    wait_for(lambda: env.bc.get("customers", adatum)["phoneNumber"] == "555-0142")
+    chain.quiet()
+    assert count.total() - start <= 8, count.sent[sent:]
     assert sum("WhoAmI" in line for line in count.sent) == 1
