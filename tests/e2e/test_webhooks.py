@@ -122,7 +122,7 @@ def test_a_change_on_either_side_arrives_by_notification_and_the_system_quiets_d
     env.dv.update("account", account, {"telephone1": "555-0100"}, as_user=chain.user)
     wait_for(lambda: env.bc.get("customers", customer)["phoneNumber"] == "555-0100")
 
-    chain.quiet()
+    chain.quiet(seconds=3)   # no run going, and none started for three seconds
     runs = chain.new_runs(before)
     assert runs and {r.run.kind for r in runs} == {RunKind.NOTIFIED}   # no scheduled run started
     assert all(r.run.status is RunStatus.DONE for r in runs)
