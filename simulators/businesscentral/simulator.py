@@ -385,7 +385,8 @@ class BusinessCentralSimulator:
         if path == "subscriptions" and request.method == "POST":
             period = body.get("retry_period_seconds")
             self.subscriptions.configure(delay=body.get("delay"), retry_interval=body.get("retry_interval"),
-                                         retry_period=dt.timedelta(seconds=period) if period is not None else None)
+                                         retry_period=dt.timedelta(seconds=period) if period is not None else None,
+                                         collection_after=body.get("collection_after"))
             if body.get("advance_seconds"):
                 self.advance(dt.timedelta(seconds=float(body["advance_seconds"])))
             return self._plain_json({"delivered": self.subscriptions.deliver_due()} if body.get("deliver") else

@@ -114,15 +114,20 @@ class Subscriptions:
             self.pending.clear()
             self.delivered.clear()
             self.delay, self.retry_interval, self.retry_period = DELAY, RETRY_INTERVAL, RETRY_PERIOD
+            self.collection_after = COLLECTION_AFTER
             self.automatic = True  # False: only deliver_due() delivers (a test that steps through retries)
 
     def configure(self, *, delay: float | None = None, retry_interval: float | None = None,
-                  retry_period: dt.timedelta | None = None, automatic: bool | None = None) -> None:
+                  retry_period: dt.timedelta | None = None, automatic: bool | None = None,
+                  collection_after: int | None = None) -> None:
+        """`collection_after`: changes of one subscription in one window beyond which they become one collection
+        entry (Business Central's is 1,000; tests lower it rather than write a thousand rows)."""
         with self.lock:
+            self.collection_after = self.collection_after if collection_after is None else int(collection_after)
             self.automatic = self.automatic if automatic is None else automatic
             self.delay = self.delay if delay is None else float(delay)
             self.retry_interval = self.retry_interval if retry_interval is None else float(retry_interval)
-            self.retry_period = retry_period or self.retry_period
+            self.retry_period = self.retry_period if retry_period is None else retry_period
             self.wake.notify_all()
 
     # -- the wire ---------------------------------------------------------------------------------------
@@ -311,7 +316,8 @@ class Subscriptions:
                     del self.pending[subscription_id]
                     batches.setdefault(subscription.notification_url, []).append((subscription, pending))
         for url, due in batches.items():
-            body = {"value": [entry for subscription, pending in due for entry in _entries(subscription, pending)]}
+            body = {"value": [entry for subscription, pending in due for entry in _entries(subscription, pending,
+                                                                                       self.collection_after)]}
             self._post(url, body, due)
         return len(batches)
 
@@ -341,11 +347,11 @@ class Subscriptions:
                 self.pending.pop(subscription.subscription_id, None)
 
 
-def _entries(subscription: Subscription, pending: Pending) -> list[dict]:
+def _entries(subscription: Subscription, pending: Pending, collection_after: int) -> list[dict]:
     common = {"subscriptionId": subscription.subscription_id, "clientState": subscription.client_state,
               "expirationDateTime": format_datetime(subscription.expires)}
     collection = f"api/v2.0/companies({subscription.company_id})/{subscription.entity_set}"
-    if len(pending.changes) > COLLECTION_AFTER:
+    if len(pending.changes) > collection_after:
         since = min(modified for _, _, modified in pending.changes) - dt.timedelta(milliseconds=10)
         latest = max(modified for _, _, modified in pending.changes)
         return [{**common, "resource": f"{collection}?$filter=lastModifiedDateTime gt {format_datetime(since)}",

@@ -173,6 +173,17 @@ def test_more_than_a_thousand_changes_become_one_collection_entry(env, bc, subsc
     assert len(changed["value"]) == 1001
 
 
+def test_a_lowered_collection_threshold_turns_a_few_changes_into_a_collection(env, bc, subscriber):
+    subscribe(env, bc, subscriber, "currencies")
+    env.sim.subscriptions.configure(collection_after=2)
+    env.sim.seed("currencies", [{"code": f"C{n}", "displayName": str(n)} for n in range(2)])
+    env.sim.subscriptions.deliver_due(everything=True)
+    assert [e["changeType"] for e in subscriber.entries()] == ["created", "created"]  # not beyond the threshold
+    env.sim.seed("currencies", [{"code": f"D{n}", "displayName": str(n)} for n in range(3)])
+    env.sim.subscriptions.deliver_due(everything=True)
+    assert [e["changeType"] for e in subscriber.entries()][2:] == ["collection"]
+
+
 def test_failed_deliveries_are_retried_or_delete_the_subscription(env, bc, subscriber):
     env.sim.subscriptions.configure(delay=0, retry_interval=60, retry_period=dt.timedelta(hours=36),
                                     automatic=False)  # deliveries only when this test asks
