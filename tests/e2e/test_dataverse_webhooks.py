@@ -59,7 +59,7 @@ def steps(env) -> list[dict]:
 
 def registered(env, url: str, tables):
     registrar = next(h.registrar for h in env.services.webhook_registrars() if h.registrar.side is Side.CRM)
-    return registrar, registrar.register(tables, url, env.services.webhook_key(create=True))
+    return registrar, registrar.register(tables, url, env.services.webhook_key(Side.CRM, create=True))
 
 
 def test_register_is_idempotent_recreates_what_is_missing_and_remove_removes_everything(env, served):
@@ -68,7 +68,7 @@ def test_register_is_idempotent_recreates_what_is_missing_and_remove_removes_eve
     registrar, hooks = registered(env, served, tables)
     assert [h.state for h in hooks] == [HookState.CREATED] * (1 + 3 * len(tables))
     endpoint = env.dv.rows("serviceendpoint")[0]
-    key = env.services.webhook_key()
+    key = env.services.webhook_key(Side.CRM)
     assert (endpoint["url"], endpoint["contract"], endpoint["authtype"]) == (served, 8, 5)
     assert endpoint["authvalue"] == f'<settings><setting name="x-bcsync-key" value="{key}" /></settings>'
     assert len(steps(env)) == 3 * len(tables)
@@ -175,7 +175,7 @@ def context(**changes) -> dict:
 
 
 def test_the_receiver_refuses_a_wrong_key_and_a_malformed_context(env, served, notified):
-    key = env.services.webhook_key(create=True)
+    key = env.services.webhook_key(Side.CRM, create=True)
     assert post(served, context(), None)[0] == 401
     assert post(served, context(), key[:-1] + ("x" if key[-1] != "x" else "y"))[0] == 401
     assert notified == []
