@@ -275,14 +275,18 @@ def test_the_receiver_echoes_the_handshake_and_does_nothing_else(hooked, notifie
 
 def test_notifications_from_the_simulator_reach_notify(hooked, notified):
     hooked.services.register_webhooks()
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while sum(map(len, notified)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
     customer = hooked.sim.create("customers", {"displayName": "Adatum"})
     item = hooked.sim.create("items", {"displayName": "Bike"})
-    hooked.sim.update("customers", customer, {"displayName": "Adatum Corp"})
-    hooked.sim.delete("customers", customer)
     hooked.sim.create("contacts", {"displayName": "Not hooked"})
-    deadline = time.monotonic() + 10
-    while sum(map(len, notified)) < 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(2)  # each window's changes of a row are one notification: wait for one before the next change
+    hooked.sim.update("customers", customer, {"displayName": "Adatum Corp"})
+    wait_for(3)
+    hooked.sim.delete("customers", customer)
+    wait_for(4)
     company = hooked.sim.company_id
     assert sorted((n for batch in notified for n in batch), key=repr) == sorted([
         Notification(Side.BC, "customers", Change.CREATED, customer, company),
