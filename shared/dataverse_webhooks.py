@@ -77,9 +77,10 @@ class DataverseWebhooks:
                 for row in page]
 
     def _endpoints(self, url: str) -> list[dict]:
-        """The service endpoints bcsync registered for `url`: one, unless two registrations raced (oldest first)."""
+        """The service endpoints bcsync registered for `url`: one, unless two registrations raced (oldest first, in
+        an order every worker agrees on)."""
         return sorted(self._rows("serviceendpoints", ["serviceendpointid", "name", "url", "createdon"],
-                                 f"name eq '{endpoint_name(url)}'"), key=lambda e: str(e.get("createdon") or ""))
+                                 f"name eq '{endpoint_name(url)}'"), key=lambda e: (str(e.get("createdon") or ""), e["serviceendpointid"]))
 
     def _steps(self, endpoint_id: str) -> list[dict]:
         return self._rows("sdkmessageprocessingsteps", STEP_COLUMNS, f"_eventhandler_value eq {endpoint_id}")
