@@ -62,8 +62,9 @@ def _own_change(services: Services, context: dict) -> bool:
     users = {str(context.get(name) or "").lower() for name in ("UserId", "InitiatingUserId")}
     try:
         return integration_user(services) in users
-    except SyncError as exc:
-        log.warning("Dataverse's WhoAmI failed (%s); the notification is handed over", exc.message)
+    except Exception as exc:  # noqa: BLE001 - an optimisation failing must not lose the notification
+        log.warning("Dataverse's WhoAmI failed (%s); the notification is handed over",
+                    exc.message if isinstance(exc, SyncError) else repr(exc))
         return False
 
 
