@@ -93,9 +93,14 @@ def _renew_webhooks() -> None:
         log.error("webhooks not renewed%s: %s The next tick tries again.",
                   " (a service is unavailable)" if exc.transient else "", exc.message)
         return
+    except Exception:  # the scheduled runs have started; nothing here may stop the timer's function
+        log.exception("webhooks not renewed; the next tick tries again")
+        return
     failed = [hook for hook in (renewed or {}).get("hooks", []) if hook["state"] == "failed"]
     for hook in failed:
-        log.error("webhook of %s not registered: %s", hook["table"], hook["detail"])
+        log.error("webhook of %s not registered: %s", " ".join(filter(None, (
+            hook.get("company"), "Business Central" if hook["side"] == "bc" else "Dataverse", hook["table"]))),
+            hook["detail"])
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%BCSYNC_QUEUE_NAME%", connection="AzureWebJobsStorage")

@@ -3,12 +3,13 @@ function_app.py registers next to the HTTP API.
 
 Business Central first validates the URL (`?validationToken=`: answered with the token, nothing else done), then
 POSTs `{"value": [...]}`, one entry per changed record of a subscription (or one "collection" entry for a burst).
-Every entry must carry the receivers' key as its clientState, else the whole POST is refused (401) and nothing is
-handed over. Accepted entries become `Notification`s for the core (`Services.notify`), which only reads what they
-name again. How Business Central takes the answers: 2xx done; 408, 429 and 5xx retried for up to 36 hours; any other
-status deletes the subscription. So only a request that is not Business Central's own (a wrong key: 401; a body it
-would never send: 400) gets a 4xx, and trouble on our side (storage down) is a 503 for it to try again; a
-subscription deleted after a 4xx is created again by the timer.
+One POST may carry entries of several subscriptions, and Business Central takes the answer for all of them: 2xx
+done; 408, 429 and 5xx retried for up to 36 hours; any other status deletes every subscription of the POST. So the
+entries are checked one by one: one without bcsync's Business Central key as its clientState, or one bcsync cannot
+read, is logged and left out, and the others are handed over as `Notification`s to the core (`Services.notify`),
+which only reads what they name again. A 4xx is only for a request with nothing of Business Central's in it (no
+entry with the key: 401; a body it would never send: 400). Trouble on bcsync's side (storage down, no key stored)
+is a 503, for Business Central to try again; a subscription deleted after a 4xx is created again by the timer.
 """
 
 from __future__ import annotations
@@ -16,24 +17,22 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
 
 import azure.functions as func
 
-from sync.errors import SyncError, shown
+from sync.errors import shown
 from sync.model import Side
 from sync.notifications import BC_ROUTE, Change, Notification
 
 from . import request
 from .access import Access
-from .http_api import all_services, route
+from .bc_webhooks import RESOURCE
+from .http_api import all_services, json_answer, not_taken, problem_answer, route
 
 bp = func.Blueprint()
-log = logging.getLogger("bcsync")
+log = logging.getLogger("bcsync.webhooks")
 
-_GUID = r"\{?([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})\}?"
-# api/v2.0/companies(<company id>)/<entity set>(<id>), or the entity set with a $filter for a collection
-_RESOURCE = re.compile(rf"^/?api/v2\.0/companies\({_GUID}\)/([A-Za-z]+)(?:\({_GUID}\))?(\?.*)?$")
+SERVICE = "Business Central"
 _CHANGES = {change.value: change for change in Change}
 
 
@@ -44,23 +43,41 @@ def business_central_notifications(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(token, status_code=200, mimetype="text/plain")
     entries = _entries(req.get_body())
     try:
-        key = all_services().webhook_key()
-        for entry in entries:
-            state = entry.get("clientState")
-            if key is None or not isinstance(state, str) or not hmac.compare_digest(state.encode(), key.encode()):
-                return func.HttpResponse(json.dumps({"error": "The notification does not carry bcsync's key as its "
-                                                              "clientState."}), status_code=401,
-                                         mimetype="application/json")
-        summary = all_services().notify([_notification(n, entry) for n, entry in enumerate(entries)])
-    except SyncError as exc:  # never a 4xx for our own trouble: Business Central would delete the subscription
-        log.error("Business Central notifications not taken%s: %s", " (retried by Business Central)"
-                  if exc.transient else "", exc.message)
-        return func.HttpResponse(json.dumps({"error": exc.message}), status_code=503 if exc.transient else 500,
-                                 mimetype="application/json")
-    return func.HttpResponse(json.dumps(summary), status_code=202, mimetype="application/json")
+        key = all_services().webhook_key(Side.BC)
+    except Exception as exc:  # never a 4xx for our own trouble: Business Central would delete the subscriptions
+        return not_taken(SERVICE, exc)
+    if key is None:
+        return not_taken(SERVICE, None)
+    keyed = [(n, entry) for n, entry in enumerate(entries) if _carries(entry, key)]
+    if not keyed:
+        return problem_answer(401, "No notification carries bcsync's key as its clientState.")
+    if len(keyed) < len(entries):
+        log.warning("%d of %d Business Central notifications do not carry bcsync's key as their clientState: left out",
+                    len(entries) - len(keyed), len(entries))
+    notifications, unreadable = [], []
+    for n, entry in keyed:
+        try:
+            notifications.append(_notification(n, entry))
+        except request.BadRequest as exc:
+            unreadable.append(exc)
+    if not notifications:
+        raise unreadable[0]
+    for exc in unreadable:
+        log.warning("a Business Central notification left out: %s", exc)
+    try:
+        summary = all_services().notify(notifications)
+    except Exception as exc:
+        return not_taken(SERVICE, exc)
+    left_out = len(entries) - len(notifications)
+    return json_answer({**summary, **({"left_out": left_out} if left_out else {})}, 202)
 
 
-def _entries(raw: bytes) -> list[dict]:
+def _carries(entry, key: str) -> bool:
+    state = entry.get("clientState") if isinstance(entry, dict) else None
+    return isinstance(state, str) and hmac.compare_digest(state.encode(), key.encode())
+
+
+def _entries(raw: bytes) -> list:
     try:
         body = json.loads(raw.decode("utf-8-sig")) if raw else None  # a byte order mark came before BC 19
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -70,9 +87,8 @@ def _entries(raw: bytes) -> list[dict]:
     if not isinstance(value, list) or not value:
         raise request.BadRequest("The body has no entries in value; Business Central sends {\"value\": [...]}.",
                                  field="value")
-    for n, entry in enumerate(value):
-        if not isinstance(entry, dict):
-            raise request.BadRequest(f"value[{n}] is {request.kind(entry)}, not an object.", field=f"value[{n}]")
+    if not any(isinstance(entry, dict) for entry in value):
+        raise request.BadRequest(f"value[0] is {request.kind(value[0])}, not an object.", field="value[0]")
     return value
 
 
@@ -82,7 +98,7 @@ def _notification(n: int, entry: dict) -> Notification:
         raise request.BadRequest(f"value[{n}].changeType is {shown(entry.get('changeType'))}; it is one of "
                                  f"{', '.join(_CHANGES)}.", field=f"value[{n}].changeType")
     resource = entry.get("resource")
-    match = _RESOURCE.match(resource) if isinstance(resource, str) else None
+    match = RESOURCE.match(resource) if isinstance(resource, str) else None
     if match is None or (change is not Change.COLLECTION and match.group(3) is None):
         raise request.BadRequest(f"value[{n}].resource is {shown(resource)}; it is "
                                  f"api/v2.0/companies(<id>)/<entity set>(<id>) (a collection: without the row's id).",

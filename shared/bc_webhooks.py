@@ -1,18 +1,25 @@
 """Business Central webhook subscriptions of one company, kept as bcsync wants them (sync.notifications.Registrar).
 
 A subscription names one entity set of one company (`/api/v2.0/companies(<id>)/<set>`) and the receiver's URL, and
-carries the receivers' key as its clientState, which Business Central sends back with every notification. It lives
-three days: `register` renews the ones that expire within a day (and the ones that carry another key, or post to an
-earlier URL of the receiver), creates the ones missing (expired, or deleted by Business Central after an answer it
-took as final), and removes this URL's subscriptions of entity sets no longer wanted. Subscriptions of other
-companies, and other subscribers', are left alone.
+carries the Business Central key of the receiver as its clientState, which Business Central sends back with every
+notification. Only a subscription that posts to the receiver's URL or carries that key is bcsync's (another deployment
+of bcsync, staging say, posts to its own URL with its own key). It lives three days: `register` renews the ones that
+expire within a day, replaces the ones at an earlier URL or with an earlier key (a new subscription first, then the
+old one deleted: the documentation describes PATCH as a renewal), creates the ones missing (expired, or deleted by
+Business Central after an answer it took as final), and removes bcsync's subscriptions of entity sets no longer
+wanted. Before it asks Business Central for anything that needs the handshake, it does the handshake with its own
+receiver, so that an unreachable BCSYNC_WEBHOOK_URL is one clear failure.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import re
-from typing import Sequence
+import secrets
+from typing import Callable, Sequence
+
+import requests
 
 from sync.errors import ConfigurationError, NotFoundError, SyncError
 from sync.model import Side
@@ -23,51 +30,69 @@ from .businesscentral import BusinessCentralClient
 from .odata import parse_datetime
 
 RENEW_WITHIN = dt.timedelta(days=1)  # the timer ticks far more often; a day leaves room for a service outage
-_RESOURCE = re.compile(r"companies\(\{?([0-9A-Fa-f-]{36})\}?\)/([A-Za-z]+)")
+HANDSHAKE_TIMEOUT = 10.0
+_GUID = r"\{?([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})\}?"
+# a subscription's or a notification's resource: api/v2.0/companies(<company id>)/<entity set>, with the row's id
+# (a notification of one row) or a query (a collection notification)
+RESOURCE = re.compile(rf"^/?api/v2\.0/companies\({_GUID}\)/([A-Za-z]+)(?:\({_GUID}\))?(?:\?.*)?$")
 
 
 class BcSubscriptions:
     side = Side.BC
 
-    def __init__(self, client: BusinessCentralClient, clock: Clock):
+    def __init__(self, client: BusinessCentralClient, clock: Clock,
+                 listed: Callable[[], list[dict]] | None = None, reachable: Callable[[str], None] | None = None):
         self.client = client
         self.clock = clock
+        # the environment's subscriptions (every company's): the facade lists them once for all companies
+        self.listed = listed or client.subscriptions
+        self.reachable = reachable or once(check_handshake)
 
-    def register(self, tables: Sequence[str], url: str, key: str) -> list[Hook]:
-        """Every entity set in `tables` subscribed with `url` and `key`, expiring no sooner than a day from now."""
-        ours = self._ours(lambda posted: posted.rstrip("/").endswith(f"/api/{BC_ROUTE}"))
+    def register(self, tables: Sequence[str], url: str, key: str, renewing: bool = False) -> list[Hook]:
+        """Every entity set in `tables` subscribed with `url` and `key`, expiring no sooner than a day from now
+        (which is all a renewal needs too)."""
+        ours = self._ours(url, key)
         hooks = []
         for entity_set in tables:
-            # one posting to this URL first; else one posting to an earlier URL of the receiver, moved here
-            found = sorted(ours.pop(entity_set, []), key=lambda subscription: subscription["notificationUrl"] != url)
-            hooks.append(self._kept(entity_set, found[0], url, key) if found else self._created(entity_set, url, key))
-            ours[entity_set] = found[1:]  # a duplicate goes with the entity sets no longer wanted
-        for entity_set, extra in ours.items():  # this URL's only: another URL may be another deployment's
-            hooks += [self._removed(entity_set, s) for s in extra if s["notificationUrl"] == url]
+            found = sorted(ours.pop(entity_set, []), key=lambda s: not _current(s, url, key))
+            if found and _current(found[0], url, key):
+                hooks.append(self._kept(entity_set, found.pop(0), url, key))
+            else:
+                hooks.append(self._created(entity_set, url, key))
+            if hooks[-1].state is not HookState.FAILED:  # an earlier URL's or key's goes once its successor is there
+                hooks += [self._removed(entity_set, s) for s in found]
+        for entity_set, extra in ours.items():
+            hooks += [self._removed(entity_set, s) for s in extra]
         return hooks
 
-    def hooks(self, url: str) -> list[Hook]:
-        return [_hook(entity_set, subscription, HookState.ACTIVE)
-                for entity_set, found in self._ours(lambda posted: posted == url).items() for subscription in found]
+    def hooks(self, url: str, key: str | None) -> list[Hook]:
+        return [_hook(entity_set, s, self._state(s, url, key))
+                for entity_set, found in self._ours(url, key).items() for s in found]
 
-    def remove(self, url: str) -> list[Hook]:
-        return [self._removed(entity_set, subscription)
-                for entity_set, found in self._ours(lambda posted: posted == url).items() for subscription in found]
+    def remove(self, url: str, key: str | None) -> list[Hook]:
+        return [self._removed(entity_set, s) for entity_set, found in self._ours(url, key).items() for s in found]
 
-    def _ours(self, posts_to) -> dict[str, list[dict]]:
-        """This company's subscriptions whose notification URL `posts_to` accepts, by entity set."""
+    def _state(self, subscription: dict, url: str, key: str | None) -> HookState:
+        if not _current(subscription, url, key):
+            return HookState.STALE
+        return HookState.EXPIRING if self._expiring(subscription) else HookState.ACTIVE
+
+    def _expiring(self, subscription: dict) -> bool:
+        expires = parse_datetime(subscription.get("expirationDateTime"))
+        return expires is None or expires - self.clock.now() <= RENEW_WITHIN
+
+    def _ours(self, url: str, key: str | None) -> dict[str, list[dict]]:
+        """This company's subscriptions that post to `url` or carry `key`, by entity set."""
         found: dict[str, list[dict]] = {}
-        for subscription in self.client.subscriptions():
-            match = _RESOURCE.search(str(subscription.get("resource", "")))
+        for subscription in self.listed():
+            match = RESOURCE.match(str(subscription.get("resource", "")))
             if match and match.group(1).lower() == self.client.company_id.lower() and \
-                    posts_to(str(subscription.get("notificationUrl", ""))):
+                    (subscription.get("notificationUrl") == url or _carries(subscription, key)):
                 found.setdefault(match.group(2), []).append(subscription)
         return found
 
     def _kept(self, entity_set: str, subscription: dict, url: str, key: str) -> Hook:
-        expires = parse_datetime(subscription.get("expirationDateTime"))
-        current = subscription.get("notificationUrl") == url and subscription.get("clientState") == key
-        if current and expires is not None and expires - self.clock.now() > RENEW_WITHIN:
+        if not self._expiring(subscription):
             return _hook(entity_set, subscription, HookState.ACTIVE)
         try:
             return self._answer(entity_set, HookState.RENEWED, url,
@@ -79,19 +104,15 @@ class BcSubscriptions:
         return self._answer(entity_set, HookState.CREATED, url, lambda: self.client.subscribe(entity_set, url, key))
 
     def _answer(self, entity_set: str, state: HookState, url: str, send) -> Hook:
-        """What Business Central made of a create or renewal: a refused handshake stops the registration (no other
-        entity set can fare better), any other refusal is this entity set's failure; transient errors are raised."""
+        """What Business Central made of a create or renewal, once the receiver was found to answer the handshake
+        (else a ConfigurationError: no entity set can fare better); a refusal is this entity set's failure,
+        transient errors are raised."""
+        self.reachable(url)
         try:
             return _hook(entity_set, send(), state)
         except SyncError as exc:
             if exc.transient or exc.status not in (400, 422):
                 raise
-            if _handshake_refused(exc.message):
-                raise ConfigurationError(
-                    f"Business Central could not validate the notification URL {url}: {exc.message} Business "
-                    f"Central POSTs a validationToken to it before it subscribes, so the function app must be "
-                    f"reachable there from the internet (BCSYNC_WEBHOOK_URL is its public base URL) and answer "
-                    f"the route /api/{BC_ROUTE} anonymously.", code=exc.code) from None
             return Hook(Side.BC, entity_set, "", HookState.FAILED, detail=exc.message)
 
     def _removed(self, entity_set: str, subscription: dict) -> Hook:
@@ -102,9 +123,43 @@ class BcSubscriptions:
         return _hook(entity_set, subscription, HookState.REMOVED)
 
 
-def _handshake_refused(message: str) -> bool:
-    text = message.lower()
-    return "validat" in text or "notification url" in text or "notificationurl" in text
+def once(check: Callable[[str], None]) -> Callable[[str], None]:
+    """`check` done once per URL (a failure is raised again each time it is asked)."""
+    passed: set[str] = set()
+
+    def checked(url: str) -> None:
+        if url not in passed:
+            check(url)
+            passed.add(url)
+    return checked
+
+
+def check_handshake(url: str) -> None:
+    """Business Central's validation request, sent to our own receiver: a ConfigurationError unless it answers 200
+    with the token."""
+    token = secrets.token_urlsafe(16)
+    try:
+        with requests.Session() as session:
+            session.trust_env = False  # as Business Central would reach it: directly
+            answer = session.post(url, params={"validationToken": token}, timeout=HANDSHAKE_TIMEOUT)
+        if answer.status_code == 200 and answer.text == token:
+            return
+        what = f"answered {answer.status_code} without the validation token"
+    except requests.RequestException as exc:
+        what = f"did not answer ({type(exc).__name__})"
+    raise ConfigurationError(
+        f"The receiver of Business Central's notifications at {url} {what}. Business Central POSTs a validationToken "
+        f"to it before it subscribes or renews, so the function app must be reachable there from the internet "
+        f"(BCSYNC_WEBHOOK_URL is its public base URL) and answer the route /api/{BC_ROUTE} anonymously.")
+
+
+def _carries(subscription: dict, key: str | None) -> bool:
+    state = subscription.get("clientState")
+    return bool(key) and isinstance(state, str) and hmac.compare_digest(state.encode(), key.encode())
+
+
+def _current(subscription: dict, url: str, key: str | None) -> bool:
+    return subscription.get("notificationUrl") == url and _carries(subscription, key)
 
 
 def _hook(entity_set: str, subscription: dict, state: HookState) -> Hook:

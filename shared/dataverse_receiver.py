@@ -2,11 +2,13 @@
 to the HTTP API.
 
 Dataverse posts the execution context of a step bcsync registered (shared.dataverse_webhooks) with the header
-`x-bcsync-key`; a post without the key bcsync keeps is refused (401) before its body is read. The context names a
-message (Create, Update, Delete), a table and a row: that becomes a Notification, handed to the services, which read
-the row again in a targeted job. A change bcsync's own connection user made is not synchronised back (as a scheduled
-run skips the rows it modified), so its notification is dropped here. The receiver answers at once and writes
-nothing to either service.
+`x-bcsync-key`; a post without bcsync's Dataverse key is refused (401) before its body is read, a body that is no
+execution context is a 400, and any trouble on bcsync's side (no key stored, storage down) a 503, which Dataverse's
+asynchronous service retries. The context names a message (Create, Update, Delete), a table and a row: that becomes
+a Notification, handed to the services, which read the row again in a targeted job. A change bcsync's own connection
+user made is not synchronised back (as a scheduled run skips the rows it modified), so its notification is dropped
+here; should WhoAmI fail, it is handed over all the same (the targeted job finds the row unchanged). The receiver
+answers at once and writes nothing to either service.
 """
 
 from __future__ import annotations
@@ -20,19 +22,21 @@ import weakref
 
 import azure.functions as func
 
+from sync.errors import SyncError
 from sync.model import Side
 from sync.notifications import CRM_ROUTE, Change, Notification
 
 from .access import Access
 from .dataverse import DataverseClient
 from .dataverse_webhooks import KEY_HEADER
-from .http_api import all_services, route
+from .http_api import all_services, json_answer, not_taken, route
 from .request import BadRequest, kind
 from .wiring import Services
 
 bp = func.Blueprint()
 log = logging.getLogger("bcsync.webhooks")
 
+SERVICE = "Dataverse"
 CHANGES = {"Create": Change.CREATED, "Update": Change.UPDATED, "Delete": Change.DELETED}
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 LOGICAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -52,8 +56,16 @@ def integration_user(services: Services) -> str:
     return _integration_users[client]
 
 
-def _accepted(summary: dict) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(summary, indent=2), status_code=202, mimetype="application/json")
+def _own_change(services: Services, context: dict) -> bool:
+    """Whether bcsync's own connection user made the change; unknown (WhoAmI failed) counts as no: dropping our own
+    changes only saves a read."""
+    users = {str(context.get(name) or "").lower() for name in ("UserId", "InitiatingUserId")}
+    try:
+        return integration_user(services) in users
+    except Exception as exc:  # noqa: BLE001 - an optimisation failing must not lose the notification
+        log.warning("Dataverse's WhoAmI failed (%s); the notification is handed over",
+                    exc.message if isinstance(exc, SyncError) else repr(exc))
+        return False
 
 
 def _field(context: dict, name: str, pattern: re.Pattern, what: str) -> str:
@@ -68,8 +80,14 @@ def _field(context: dict, name: str, pattern: re.Pattern, what: str) -> str:
 def dataverse_notification(req: func.HttpRequest) -> func.HttpResponse:
     """A step's execution context: 202 with what the services made of it; 401 without the key."""
     services = all_services()
-    expected, given = services.webhook_key(), req.headers.get(KEY_HEADER) or ""
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+    try:
+        expected = services.webhook_key(Side.CRM)
+    except Exception as exc:
+        return not_taken(SERVICE, exc)
+    if expected is None:
+        return not_taken(SERVICE, None)
+    given = req.headers.get(KEY_HEADER) or ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
         raise BadRequest(f"The {KEY_HEADER} header does not hold the key bcsync registered.", status=401)
     try:
         context = json.loads(req.get_body() or b"null")
@@ -82,10 +100,12 @@ def dataverse_notification(req: func.HttpRequest) -> func.HttpResponse:
         raise BadRequest("MessageName of the execution context is missing.", field="MessageName")
     if message not in CHANGES:
         log.info("Dataverse posted a %s notification, which bcsync does not register: ignored", message[:40])
-        return _accepted({"ignored": f"message {message[:40]}"})
+        return json_answer({"ignored": f"message {message[:40]}"}, 202)
     table = _field(context, "PrimaryEntityName", LOGICAL_NAME, "a table's logical name")
     row_id = _field(context, "PrimaryEntityId", GUID, "a row's id (a GUID)").lower()
-    users = {str(context.get(name) or "").lower() for name in ("UserId", "InitiatingUserId")}
-    if integration_user(services) in users:
-        return _accepted({"ignored": "a change bcsync made itself"})
-    return _accepted(services.notify([Notification(Side.CRM, table, CHANGES[message], row_id)]))
+    if _own_change(services, context):
+        return json_answer({"ignored": "a change bcsync made itself"}, 202)
+    try:
+        return json_answer(services.notify([Notification(Side.CRM, table, CHANGES[message], row_id)]), 202)
+    except Exception as exc:
+        return not_taken(SERVICE, exc)

@@ -76,10 +76,11 @@ class DataverseWebhooks:
         return [row for page in self.client.pages(entity_set, select=select, filter=filter, page_size=5000)
                 for row in page]
 
-    def _endpoint(self, url: str) -> dict | None:
-        found = self._rows("serviceendpoints", ["serviceendpointid", "name", "url"],
-                           f"name eq '{endpoint_name(url)}'")
-        return found[0] if found else None
+    def _endpoints(self, url: str) -> list[dict]:
+        """The service endpoints bcsync registered for `url`: one, unless two registrations raced (oldest first, in
+        an order every worker agrees on)."""
+        return sorted(self._rows("serviceendpoints", ["serviceendpointid", "name", "url", "createdon"],
+                                 f"name eq '{endpoint_name(url)}'"), key=lambda e: (str(e.get("createdon") or ""), e["serviceendpointid"]))
 
     def _steps(self, endpoint_id: str) -> list[dict]:
         return self._rows("sdkmessageprocessingsteps", STEP_COLUMNS, f"_eventhandler_value eq {endpoint_id}")
@@ -90,14 +91,17 @@ class DataverseWebhooks:
                           " or ".join(f"name eq '{message}'" for message in MESSAGES))
         return {row["name"]: row["sdkmessageid"] for row in rows}
 
-    def _filters(self, messages: Mapping[str, str], tables: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """sdkmessagefilterid -> (message name, table) for the messages on these tables."""
-        if not tables:
+    def _filters(self, messages: Mapping[str, str], tables: Sequence[str], steps: Sequence[dict]) \
+            -> dict[str, tuple[str, str]]:
+        """sdkmessagefilterid -> (message name, table) for the messages on these tables and the filters of these
+        steps (read in one request)."""
+        ids = sorted({str(s["_sdkmessagefilterid_value"]) for s in steps if s.get("_sdkmessagefilterid_value")})
+        listed = [f"primaryobjecttypecode eq '{table}'" for table in tables] + [f"sdkmessagefilterid eq {i}" for i in ids]
+        if not listed:
             return {}
         names = {message_id.lower(): name for name, message_id in messages.items()}
-        listed = " or ".join(f"primaryobjecttypecode eq '{table}'" for table in tables)
         rows = self._rows("sdkmessagefilters", ["sdkmessagefilterid", "primaryobjecttypecode", "_sdkmessageid_value"],
-                          f"({listed})")
+                          " or ".join(listed))
         return {row["sdkmessagefilterid"].lower(): (names[str(row["_sdkmessageid_value"]).lower()],
                                                     row["primaryobjecttypecode"])
                 for row in rows if str(row.get("_sdkmessageid_value") or "").lower() in names}
@@ -108,13 +112,13 @@ class DataverseWebhooks:
         tables; each step by its (message, table)."""
         steps = self._steps(endpoint_id)
         messages = self._messages()
-        filters = self._filters(messages, sorted(set(tables) | set(self._step_tables(steps))))
+        filters = self._filters(messages, sorted(set(tables)), steps)
         named = {filters[str(step["_sdkmessagefilterid_value"]).lower()]: step for step in steps
                  if str(step.get("_sdkmessagefilterid_value") or "").lower() in filters}
         return steps, messages, {pair: filter_id for filter_id, pair in filters.items()}, named
 
-    def hooks(self, url: str) -> list[Hook]:
-        endpoint = self._endpoint(url)
+    def hooks(self, url: str, key: str | None = None) -> list[Hook]:
+        endpoint = next(iter(self._endpoints(url)), None)
         if endpoint is None:
             return []
         named = self._registered(endpoint["serviceendpointid"])[3]
@@ -122,36 +126,30 @@ class DataverseWebhooks:
             Hook(Side.CRM, table, step["sdkmessageprocessingstepid"], HookState.ACTIVE, detail=message)
             for (message, table), step in sorted(named.items(), key=lambda item: (item[0][1], item[0][0]))]
 
-    def _step_tables(self, steps: list[dict]) -> list[str]:
-        """The tables of these steps' filters, read by the filters' ids."""
-        ids = sorted({str(s["_sdkmessagefilterid_value"]) for s in steps if s.get("_sdkmessagefilterid_value")})
-        if not ids:
-            return []
-        rows = self._rows("sdkmessagefilters", ["primaryobjecttypecode"],
-                          " or ".join(f"sdkmessagefilterid eq {i}" for i in ids))
-        return sorted({row["primaryobjecttypecode"] for row in rows})
-
     @staticmethod
     def _endpoint_hook(endpoint: dict, state: HookState) -> Hook:
         return Hook(Side.CRM, "", endpoint["serviceendpointid"], state, detail="service endpoint")
 
     # -- registering -----------------------------------------------------------------------------
 
-    def register(self, tables: Sequence[str], url: str, key: str) -> list[Hook]:
-        """The endpoint created, or brought to this URL and key (the key cannot be read back, so it is always
-        written); a step per message and table created where missing, brought in line where it differs; the
-        endpoint's steps for tables no longer wanted removed."""
+    def register(self, tables: Sequence[str], url: str, key: str, renewing: bool = False) -> list[Hook]:
+        """The endpoint created, or brought to this URL and key (the key cannot be read back, so it is written on
+        every registration, but not by the timer's `renewing`); a step per message and table created where missing,
+        brought in line where it differs (unless `renewing`); the endpoint's steps for tables no longer wanted
+        removed. A second endpoint for the URL (two registrations that raced) is removed with its steps."""
         body = {"name": endpoint_name(url), "url": url, "contract": WEBHOOK_CONTRACT, "authtype": HTTP_HEADER,
                 "authvalue": f"<settings><setting name={quoteattr(KEY_HEADER)} value={quoteattr(key)} /></settings>",
                 "messageformat": JSON_FORMAT, "description": "bcsync: changes in Sales start targeted jobs"}
-        endpoint = self._endpoint(url)
+        endpoint, *extras = self._endpoints(url) or [None]
         try:
             if endpoint is None:
                 endpoint = self.client.create("serviceendpoints", body)
                 hooks = [self._endpoint_hook(endpoint, HookState.CREATED)]
             else:
-                self._patch("serviceendpoints", endpoint["serviceendpointid"], body)
+                if not renewing:
+                    self._patch("serviceendpoints", endpoint["serviceendpointid"], body)
                 hooks = [self._endpoint_hook(endpoint, HookState.ACTIVE)]
+                hooks += [hook for extra in extras for hook in self._remove_endpoint(extra)]
         except SyncError as exc:  # refused (a privilege missing): no step can be registered without it
             if exc.transient:
                 raise
@@ -162,7 +160,8 @@ class DataverseWebhooks:
         steps, messages, by_pair, existing = self._registered(endpoint_id, wanted)
         for table in wanted:
             for message in MESSAGES:
-                hooks.append(self._ensure(endpoint_id, message, table, messages, by_pair, existing.get((message, table))))
+                hooks.append(self._ensure(endpoint_id, message, table, messages, by_pair, existing.get((message, table)),
+                                          renewing))
         for (message, table), step in existing.items():
             if table not in wanted:
                 hooks.append(self._remove_step(step, message, table))
@@ -172,7 +171,7 @@ class DataverseWebhooks:
         return hooks
 
     def _ensure(self, endpoint_id: str, message: str, table: str, messages: Mapping[str, str],
-                by_pair: Mapping[tuple[str, str], str], step: dict | None) -> Hook:
+                by_pair: Mapping[tuple[str, str], str], step: dict | None, renewing: bool = False) -> Hook:
         filter_id = by_pair.get((message, table))
         if filter_id is None or message not in messages:
             return Hook(Side.CRM, table, "", HookState.FAILED,
@@ -189,7 +188,8 @@ class DataverseWebhooks:
                     "sdkmessageid@odata.bind": f"/sdkmessages({messages[message]})",
                     "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_id})"})
                 return Hook(Side.CRM, table, created["sdkmessageprocessingstepid"], HookState.CREATED, detail=message)
-            changed = {k: v for k, v in wanted.items() if (step.get(k) if step.get(k) != "" else None) != v}
+            changed = {} if renewing else \
+                {k: v for k, v in wanted.items() if (step.get(k) if step.get(k) != "" else None) != v}
             if changed:
                 self._patch("sdkmessageprocessingsteps", step["sdkmessageprocessingstepid"], changed)
                 return Hook(Side.CRM, table, step["sdkmessageprocessingstepid"], HookState.RENEWED, detail=message)
@@ -219,11 +219,11 @@ class DataverseWebhooks:
 
     # -- removing --------------------------------------------------------------------------------
 
-    def remove(self, url: str) -> list[Hook]:
+    def remove(self, url: str, key: str | None = None) -> list[Hook]:
+        return [hook for endpoint in self._endpoints(url) for hook in self._remove_endpoint(endpoint)]
+
+    def _remove_endpoint(self, endpoint: dict) -> list[Hook]:
         """The endpoint's steps, then the endpoint (a step without its endpoint would fail at every change)."""
-        endpoint = self._endpoint(url)
-        if endpoint is None:
-            return []
         steps, _, _, named = self._registered(endpoint["serviceendpointid"])
         pairs = {step["sdkmessageprocessingstepid"]: pair for pair, step in named.items()}
         gone = [self._remove_step(step, *pairs.get(step["sdkmessageprocessingstepid"], ("", ""))) for step in steps]

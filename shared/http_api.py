@@ -84,7 +84,7 @@ def route(path: str, methods: list[str], access: Access, *, blueprint: func.Blue
     unforeseen a logged 500, so that no traceback reaches the host."""
     level = func.AuthLevel.ANONYMOUS if AUTH_MODE == ENTRA or access is Access.SERVICE else \
         func.AuthLevel.FUNCTION if access is Access.READ else func.AuthLevel.ADMIN
-    answer = problem or _problem
+    answer = problem or problem_answer
 
     def decorate(handler):
         @functools.wraps(handler)
@@ -114,15 +114,29 @@ def route(path: str, methods: list[str], access: Access, *, blueprint: func.Blue
     return decorate
 
 
-def _json(body, status: int = 200, headers: dict | None = None) -> func.HttpResponse:
+def json_answer(body, status: int = 200, headers: dict | None = None) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body, indent=2), status_code=status, mimetype="application/json",
                              headers=headers)
 
 
-def _problem(status: int, message: str, field: str = "", settings: dict | None = None) -> func.HttpResponse:
+def problem_answer(status: int, message: str, field: str = "", settings: dict | None = None) -> func.HttpResponse:
     """The JSON problem; with settings in error, each setting with its problem and fix."""
-    return _json({"error": message, **({"field": field} if field else {}),
-                  **({"settings": settings} if settings is not None else {})}, status)
+    return json_answer({"error": message, **({"field": field} if field else {}),
+                        **({"settings": settings} if settings is not None else {})}, status)
+
+
+def not_taken(service: str, exc: Exception | None) -> func.HttpResponse:
+    """A service's notification that bcsync could not take (`exc`; None: it keeps no webhook key): logged, and a 503,
+    which both services retry (any 4xx would have Business Central delete its subscriptions)."""
+    if exc is None:
+        log.error("%s notifications not taken: no webhook key is stored (the state table of BCSYNC_TABLE_PREFIX lost "
+                  "it?); %s retries. Run `bcsync webhooks register`.", service, service)
+        return problem_answer(503, "bcsync keeps no webhook key; try again later.")
+    if isinstance(exc, SyncError):
+        log.error("%s notifications not taken (%s retries): %s", service, service, exc.message)
+        return problem_answer(503, exc.message)
+    log.exception("%s notifications not taken (%s retries)", service, service)
+    return problem_answer(503, "bcsync failed to take the notifications; what went wrong is in its log.")
 
 
 @route("fullsync", ["POST"], Access.CHANGE)
@@ -150,7 +164,7 @@ def _start(req: func.HttpRequest, kind: RunKind) -> func.HttpResponse:
 def _started(req: func.HttpRequest, run) -> func.HttpResponse:
     whose = f"?company={quote(run.company)}" if run.company else ""
     status_url = req.url.split("/api/", 1)[0] + f"/api/runs/{run.run_id}{whose}"
-    return _json({"run": run.run_id, **({"company": run.company} if run.company else {}), "status": run.status.value,
+    return json_answer({"run": run.run_id, **({"company": run.company} if run.company else {}), "status": run.status.value,
                   "status_url": status_url}, 202, headers={"Location": status_url})
 
 
@@ -160,7 +174,7 @@ def run_status(req: func.HttpRequest) -> func.HttpResponse:
     report = services().report(run_id) if RUN_ID.fullmatch(run_id) else None
     if report is None:
         raise request.BadRequest(f"There is no run {cut(run_id)}; GET /api/runs lists them.", status=404)
-    return _json(report.to_dict())
+    return json_answer(report.to_dict())
 
 
 @route("runs", ["GET"], Access.READ)
@@ -168,12 +182,12 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     """The job log: the latest runs (?limit=20) with every job's counts and timings (?mapping= filters)."""
     limit = request.number(req.params, "limit", 20, 1, 200)
     reports = services().job_log(limit=limit, mapping=request.named_mapping(req.params))
-    return _json({"runs": [report.to_dict() for report in reports]})
+    return json_answer({"runs": [report.to_dict() for report in reports]})
 
 
 @route("mappings", ["GET"], Access.READ)
 def list_mappings(req: func.HttpRequest) -> func.HttpResponse:
-    return _json({"mappings": services().mappings()})
+    return json_answer({"mappings": services().mappings()})
 
 
 def mapping_in_use(name: str) -> dict:
@@ -187,19 +201,19 @@ def mapping_in_use(name: str) -> dict:
 
 @route("mappings/{name}", ["GET"], Access.READ)
 def mapping(req: func.HttpRequest) -> func.HttpResponse:
-    return _json(mapping_in_use(request.mapping(req.route_params.get("name", ""), field="name")))
+    return json_answer(mapping_in_use(request.mapping(req.route_params.get("name", ""), field="name")))
 
 
 @route("mappings/{name}", ["PATCH"], Access.CHANGE)
 def change_mapping(req: func.HttpRequest) -> func.HttpResponse:
     name = request.mapping(req.route_params.get("name", ""), field="name")
     changes = request.body(req.get_body(), '{"interval_minutes": 30}', config.SETTABLE)
-    return _json(services().set_mapping(name, changes))
+    return json_answer(services().set_mapping(name, changes))
 
 
 @route("mappings/{name}/overrides", ["DELETE"], Access.CHANGE)
 def reset_mapping(req: func.HttpRequest) -> func.HttpResponse:
-    return _json(services().reset_mapping(request.mapping(req.route_params.get("name", ""), field="name")))
+    return json_answer(services().reset_mapping(request.mapping(req.route_params.get("name", ""), field="name")))
 
 
 ONE_WAY = (Direction.TO_CRM.value, Direction.FROM_CRM.value)
@@ -210,7 +224,7 @@ def list_errors(req: func.HttpRequest) -> func.HttpResponse:
     found = services().failures(request.named_mapping(req.params),
                                 request.choice(req.params, "direction", ONE_WAY),
                                 request.flag(req.params, "skipped"))
-    return _json({"errors": [failures.to_dict(f) for f in found]})
+    return json_answer({"errors": [failures.to_dict(f) for f in found]})
 
 
 @route("errors/retry", ["POST"], Access.CHANGE)
@@ -224,7 +238,7 @@ def retry_errors(req: func.HttpRequest) -> func.HttpResponse:
         raise request.BadRequest(f"Say which records: {which}.", field="source_id")
     done = services().retry_failures(mapping=chosen, direction=direction,
                                      source_id=source_id, skipped=True if skipped else None)
-    return _json({"retried": [failures.to_dict(f) for f in done]})
+    return json_answer({"retried": [failures.to_dict(f) for f in done]})
 
 
 @route("couplings/{mapping}", ["GET"], Access.READ)
@@ -232,7 +246,7 @@ def list_couplings(req: func.HttpRequest) -> func.HttpResponse:
     found = services().list_couplings(request.mapping(req.route_params.get("mapping", "")),
                                       request.text(req.params, "search"),
                                       request.number(req.params, "limit", 100, 1, 1000))
-    return _json({"couplings": [coupling.to_dict(c) for c in found]})
+    return json_answer({"couplings": [coupling.to_dict(c) for c in found]})
 
 
 @route("couplings/{mapping}", ["POST"], Access.CHANGE)
@@ -241,7 +255,7 @@ def couple(req: func.HttpRequest) -> func.HttpResponse:
     body = request.body(req.get_body(), example, ("bc_id", "crm_id"))
     ids = [request.text(body, key, required=True, hint=f"send {example}", limit=100) for key in ("bc_id", "crm_id")]
     pair = services().couple(request.mapping(req.route_params.get("mapping", "")), *ids)
-    return _json(coupling.to_dict(pair), 201)
+    return json_answer(coupling.to_dict(pair), 201)
 
 
 @route("couplings/{mapping}", ["DELETE"], Access.CHANGE)
@@ -251,7 +265,7 @@ def uncouple(req: func.HttpRequest) -> func.HttpResponse:
     if bool(bc_id) == bool(crm_id):
         raise request.BadRequest("Give ?bc=<id> or ?crm=<id> (one of the two).", field="bc")
     side, record_id = (Side.BC, bc_id) if bc_id else (Side.CRM, crm_id)
-    return _json(coupling.to_dict(services().uncouple(name, side, record_id)))
+    return json_answer(coupling.to_dict(services().uncouple(name, side, record_id)))
 
 
 @route("match/{mapping}", ["POST"], Access.CHANGE)
@@ -276,7 +290,7 @@ def _records_answer(req: func.HttpRequest, keys: tuple[str, ...], act) -> func.H
     if bool(ids) == bool(where):
         raise request.BadRequest(f"The body must {RECORDS} (one of the two).", field="ids")
     done = act(name, body, ids, where)
-    return _json({"records": [r.to_dict() for r in done]}, 200 if all(r.ok for r in done) else 422)
+    return json_answer({"records": [r.to_dict() for r in done]}, 200 if all(r.ok for r in done) else 422)
 
 
 @route("records/{mapping}/create", ["POST"], Access.CHANGE)
@@ -308,7 +322,7 @@ def create_orders(req: func.HttpRequest) -> func.HttpResponse:
     if ids is None:
         raise request.BadRequest(f"orders is missing; send {example}.", field="orders")
     results = services().create_sales_orders(ids)
-    return _json({"orders": [r.to_dict() for r in results]},
+    return json_answer({"orders": [r.to_dict() for r in results]},
                  200 if all(r.ok for r in results) else 422)
 
 
@@ -316,7 +330,7 @@ def create_orders(req: func.HttpRequest) -> func.HttpResponse:
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """The connection check: 200 when every check passes, else 503 with the problems and their fixes."""
     report = services().check()
-    return _json(report.to_dict(), 200 if report.ok else 503)
+    return json_answer(report.to_dict(), 200 if report.ok else 503)
 
 
 @route("items/availability", ["GET"], Access.READ)
@@ -325,9 +339,9 @@ def item_availability(req: func.HttpRequest) -> func.HttpResponse:
     product = request.text({"product": (req.params.get("product") or "").strip()}, "product", required=True,
                            limit=100, hint="give ?product=<the product's id or product number>")
     try:
-        return _json(services().item_availability(product))
+        return json_answer(services().item_availability(product))
     except RecordError as exc:
-        return _problem(404, exc.message)
+        return problem_answer(404, exc.message)
 
 
 @route("webhooks", ["POST"], Access.CHANGE)
@@ -349,4 +363,4 @@ def remove_webhooks(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _webhooks(report: dict) -> func.HttpResponse:
-    return _json(report, 200 if report["ok"] else 502)
+    return json_answer(report, 200 if report["ok"] else 502)

@@ -28,10 +28,10 @@ from sync.schedule import schedule_status
 
 from . import businesscentral, dataverse
 from .auth import SignIn
-from .bc_webhooks import BcSubscriptions
+from .bc_webhooks import BcSubscriptions, check_handshake, once
 from .check import ServiceProbe
 from .companies import Company, chosen, companies
-from .dataverse_webhooks import DataverseWebhooks, update_columns
+from .dataverse_webhooks import MESSAGES as DATAVERSE_MESSAGES, DataverseWebhooks, update_columns
 from .http import ApiClient, ConcurrencyLimit, VerifyingSession
 from .identity import ManagedIdentity, ManagedIdentityCredential, storage_account
 from .memory import keep_memory_compact
@@ -102,7 +102,8 @@ CHECK_TIMEOUT = 10.0
 # (the timer's ticks are not exact)
 TICK_SLACK = dt.timedelta(seconds=30)
 COMPANY_TICK = "company tick"  # the state store's cursor: when the timer last started a company's scheduled run
-WEBHOOK_KEY = "webhook key"  # ... the secret the receivers of notifications check (webhook_key)
+# ... the secrets the receivers of notifications check (webhook_key)
+WEBHOOK_KEYS = {Side.BC: "webhook key (Business Central)", Side.CRM: "webhook key (Sales)"}
 HOME_CLAIMED = "home rows claimed"  # ... when the home company's rows from its one-company days were claimed
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
@@ -212,18 +213,18 @@ class Services:
                 log.warning("the %s %s coupled by %s stays of no company: %s", table.logical_name, row_id, mapping,
                             error.message)
 
-    def webhook_key(self, create: bool = False) -> str | None:
-        """The secret the services send with every notification (Business Central's clientState, a header of
-        Dataverse's service endpoint), which the receivers compare. No setting holds it: the first registration
-        (`create`) makes it and keeps it in the state table of the company that keeps BCSYNC_TABLE_PREFIX's tables
-        (else the first company listed), where every worker reads the same one."""
+    def webhook_key(self, side: Side, create: bool = False) -> str | None:
+        """The secret a service sends with every notification (Business Central's clientState, a header of
+        Dataverse's service endpoint), which its receiver compares: one per service, as Business Central shows its
+        clientState to whoever may read its subscriptions. No setting holds them: the first registration (`create`)
+        makes them and keeps them in the state table of BCSYNC_TABLE_PREFIX (whatever BCSYNC_COMPANIES lists, so
+        that a change of companies never loses them), where every worker reads the same ones."""
         root = self._root or self
-        keeper = root._keeper_of_unprefixed_tables() or next(iter(root.companies), None)
-        services = root.for_company(keeper.name) if keeper else root
-        key = services.state.cursor(RUNS_STATE, WEBHOOK_KEY)
+        name = WEBHOOK_KEYS[side]
+        key = root.prefix_state.cursor(RUNS_STATE, name)
         if key is None and create:
-            services.state.save_cursor(RUNS_STATE, WEBHOOK_KEY, secrets.token_urlsafe(32))
-            key = services.state.cursor(RUNS_STATE, WEBHOOK_KEY)  # the one kept, should two have raced
+            root.prefix_state.save_cursor(RUNS_STATE, name, secrets.token_urlsafe(32))
+            key = root.prefix_state.cursor(RUNS_STATE, name)  # the one kept, should two have raced
         return key
 
     def notify(self, notifications: Sequence[Notification]) -> dict:
@@ -256,54 +257,82 @@ class Services:
 
     def webhook_registrars(self) -> list["Hooked"]:
         """Who keeps webhooks registered, with the tables each hooks: a Business Central registrar per company (its
-        subscriptions name the company), and one for Dataverse, whose steps serve every company and post only the
-        updates of columns some company's mappings read."""
+        subscriptions name the company; the environment's subscriptions are listed once for all of them), and one for
+        Dataverse, whose steps serve every company and post only the updates of columns some company's mappings
+        read."""
         root = self._root or self
         companies = root.each_company()
         catalogs = [s.catalogs.current() for s in companies]
         crm_tables = list(dict.fromkeys(t for catalog in catalogs for t in hookable_tables(catalog, Side.CRM)))
-        return [*(Hooked(BcSubscriptions(s.business_central, self.clock), hookable_tables(catalog, Side.BC),
-                         s.company.name if s.company and s.company.stamped else "")
+        listed: list[list[dict]] = []
+        reachable = once(check_handshake)
+
+        def subscriptions() -> list[dict]:
+            if not listed:
+                listed.append(companies[0].business_central.subscriptions())
+            return listed[0]
+        return [*(Hooked(BcSubscriptions(s.business_central, self.clock, subscriptions, reachable),
+                         hookable_tables(catalog, Side.BC), s.company.name if s.company and s.company.stamped else "")
                   for s, catalog in zip(companies, catalogs)),
                 Hooked(DataverseWebhooks(root.dataverse, update_columns([m for c in catalogs for m in c])), crm_tables)]
 
     def register_webhooks(self) -> dict:
-        """Register (or bring up to date) every webhook bcsync wants, making the receivers' key on the first call."""
+        """Register (or bring up to date) every webhook bcsync wants, making the receivers' keys on the first call."""
         return self._webhooks(lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key), create=True)
 
     def renew_webhooks(self) -> dict | None:
-        """What the timer does: renew what expires within a day and recreate what is gone, once webhooks were
-        registered (a key exists) and BCSYNC_WEBHOOK_URL is set; else None."""
-        if not self.settings.webhook_url or self.webhook_key() is None:
+        """What the timer does, once webhooks were registered (the keys exist) and BCSYNC_WEBHOOK_URL is set (else
+        None): renew what expires within a day and recreate what is gone, writing nothing else. A URL set without
+        keys is logged as an error: the services' notifications are refused until `bcsync webhooks register`."""
+        if not self.settings.webhook_url:
             return None
-        return self.register_webhooks()
+        if any(self.webhook_key(side) is None for side in WEBHOOK_KEYS):
+            log.error("BCSYNC_WEBHOOK_URL is set, but no webhook key is stored (webhooks were never registered, or "
+                      "the state table of BCSYNC_TABLE_PREFIX lost them): the services' notifications are refused "
+                      "and only scheduled runs synchronise. Run `bcsync webhooks register`.")
+            return None
+        return self._webhooks(lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key,
+                                                                                 renewing=True))
 
     def webhook_status(self) -> dict:
-        """What is registered for the receivers now, and each table wanted but not hooked (missing); reads only."""
+        """What is registered for the receivers now, and each hook wanted but not registered (missing: a Business
+        Central entity set, a Dataverse message of a table); reads only."""
         def listed(hooked: Hooked, url: str, key: str | None) -> list[Hook]:
-            found = hooked.registrar.hooks(url)
-            hooked_tables = {hook.table for hook in found}
-            return found + [Hook(hooked.registrar.side, table, "", HookState.MISSING) for table in hooked.tables
-                            if table not in hooked_tables]
+            found = hooked.registrar.hooks(url, key)
+            if hooked.registrar.side is Side.BC:
+                there = {hook.table for hook in found if hook.state is not HookState.STALE}
+                return found + [Hook(Side.BC, table, "", HookState.MISSING) for table in hooked.tables
+                                if table not in there]
+            there = {(hook.table, hook.detail) for hook in found}
+            return found + [Hook(Side.CRM, table, "", HookState.MISSING, detail=message)
+                            for table in hooked.tables for message in DATAVERSE_MESSAGES
+                            if (table, message) not in there]
         return self._webhooks(listed)
 
     def remove_webhooks(self) -> dict:
-        """Remove every webhook registered for the receivers of BCSYNC_WEBHOOK_URL (the key is kept)."""
-        return self._webhooks(lambda hooked, url, key: hooked.registrar.remove(url))
+        """Remove every webhook registered for the receivers of BCSYNC_WEBHOOK_URL or with the keys (which are
+        kept)."""
+        return self._webhooks(lambda hooked, url, key: hooked.registrar.remove(url, key))
 
     def _webhooks(self, act, create: bool = False) -> dict:
+        """`act` for each registrar; one that fails (a service refuses, or is down) is reported as a failed hook with
+        the reason, and the others go on."""
         root = self._root or self
         base = (root.settings.webhook_url or "").rstrip("/")
         if not base:
             raise ConfigurationError("BCSYNC_WEBHOOK_URL is not set: set it to the function app's public base URL "
                                      "(https://<app>.azurewebsites.net), to which the services post notifications.")
-        key = root.webhook_key(create=create)
+        keys = {side: root.webhook_key(side, create=create) for side in WEBHOOK_KEYS}
         hooks = []
         for hooked in root.webhook_registrars():
-            url = f"{base}/api/{BC_ROUTE if hooked.registrar.side is Side.BC else CRM_ROUTE}"
-            hooks += [{**({"company": hooked.company} if hooked.company else {}), **hook.to_dict()}
-                      for hook in act(hooked, url, key)]
-        return {"url": base, "registered": key is not None, "hooks": hooks,
+            side = hooked.registrar.side
+            url = f"{base}/api/{BC_ROUTE if side is Side.BC else CRM_ROUTE}"
+            try:
+                found = act(hooked, url, keys[side])
+            except SyncError as exc:
+                found = [Hook(side, "", "", HookState.FAILED, detail=exc.message)]
+            hooks += [{**({"company": hooked.company} if hooked.company else {}), **hook.to_dict()} for hook in found]
+        return {"url": base, "registered": all(key is not None for key in keys.values()), "hooks": hooks,
                 "ok": all(hook["state"] != HookState.FAILED.value for hook in hooks)}
 
     def _named(self, run: Run) -> Run:
@@ -348,6 +377,13 @@ class Services:
     @cached_property
     def state(self) -> StateTable:
         return StateTable(self.storage, self.clock)
+
+    @cached_property
+    def prefix_state(self) -> StateTable:
+        """The state table of BCSYNC_TABLE_PREFIX itself, whichever companies BCSYNC_COMPANIES lists (with one, or
+        when a company keeps that prefix's tables, it is that company's state table)."""
+        root = self._root or self
+        return StateTable(TableStorage(root.storage_account, root.settings.table_prefix), root.clock)
 
     @cached_property
     def runs(self) -> RunTable:

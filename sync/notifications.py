@@ -51,6 +51,8 @@ class Notification:
 
 class HookState(str, Enum):
     ACTIVE = "active"      # registered and not about to expire
+    EXPIRING = "expiring"  # registered, but expires within a day: the timer renews it
+    STALE = "stale"        # registered with an earlier URL or key: the next registration replaces it
     CREATED = "created"    # registered just now
     RENEWED = "renewed"    # its expiry moved on just now
     REMOVED = "removed"    # removed just now
@@ -81,17 +83,19 @@ class Registrar(Protocol):
 
     side: Side
 
-    def register(self, tables: Sequence[str], url: str, key: str) -> list[Hook]:
+    def register(self, tables: Sequence[str], url: str, key: str, renewing: bool = False) -> list[Hook]:
         """Make sure each table is hooked to `url`, authenticated with `key`: create what is missing or gone, renew
-        what expires soon (Business Central), remove what this receiver has for tables no longer wanted."""
+        what expires soon (Business Central), remove what this receiver has for tables no longer wanted.
+        `renewing` (the timer's call, every few minutes): the fewest requests that keep it working; what exists is
+        read, not written again."""
         ...
 
-    def hooks(self, url: str) -> list[Hook]:
-        """What is registered at the service for `url` now, read only."""
+    def hooks(self, url: str, key: str | None) -> list[Hook]:
+        """What is registered at the service for `url` (or with `key`) now, read only."""
         ...
 
-    def remove(self, url: str) -> list[Hook]:
-        """Remove everything registered for `url`; returns what went."""
+    def remove(self, url: str, key: str | None) -> list[Hook]:
+        """Remove everything registered for `url` (or with `key`); returns what went."""
         ...
 
 

@@ -4,9 +4,11 @@
   `notificationUrl?validationToken=<token>` over real HTTP; anything but 200 with the token as the body refuses
   the request (400 `BadRequest`, the subscription is neither created nor renewed). A subscription lives three days.
 - Every create, update and delete of a row of a subscribed entity set in the subscription's company is queued for
-  it. Once the coalescing delay after its first queued change has passed, what is due is POSTed to each
-  notification URL as `{"value": [...]}` (with what the other subscriptions of that URL have queued); more than 1,000
-  changes of one subscription become one `collection` entry naming the entity set filtered on lastModifiedDateTime.
+  it, one entry per row: a row changed again within the window keeps one entry (created stays created until it is
+  deleted; otherwise the latest change). Once the coalescing delay after its first queued change has passed, what
+  is due is POSTed to each notification URL as `{"value": [...]}` (with what the other subscriptions of that URL
+  have queued); more than 1,000 rows of one subscription become one `collection` entry naming the entity set
+  filtered on lastModifiedDateTime.
 - Delivery: 2xx done; 408, 429, 5xx or no answer retried every `retry_interval` until `retry_period` (BC's 36 hours)
   has passed since the first failure, then dropped; any other status deletes the subscriptions of that POST.
 - A subscription past its expirationDateTime gets no notifications and is gone from the list.
@@ -48,7 +50,7 @@ SUPPORTED = frozenset({
 })
 MAX_SUBSCRIPTIONS = 200
 LIFETIME = dt.timedelta(days=3)
-COLLECTION_AFTER = 1000  # changes of one subscription in one window; more become one collection entry
+COLLECTION_AFTER = 1000  # rows changed for one subscription in one window; more become one collection entry
 DELAY = 30.0  # seconds from a subscription's first queued change to its notification
 RETRY_INTERVAL = 300.0  # seconds between attempts at a notification the subscriber answered 408, 429 or 5xx
 RETRY_PERIOD = dt.timedelta(hours=36)
@@ -86,11 +88,18 @@ class Subscription:
 
 @dataclass
 class Pending:
-    """The changes queued for one subscription: (changeType, row id, lastModifiedDateTime), oldest first."""
+    """The changes queued for one subscription: row id -> (changeType, lastModifiedDateTime), oldest row first."""
 
     due: dt.datetime
-    changes: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
+    changes: dict[str, tuple[str, dt.datetime]] = field(default_factory=dict)
     failing_since: dt.datetime | None = None
+
+    def add(self, change: str, row_id: str, modified: dt.datetime) -> None:
+        """One entry per row: a row created within the window is told as created (unless deleted since)."""
+        earlier = self.changes.get(row_id)
+        if earlier is not None and earlier[0] == "created" and change == "updated":
+            change = "created"
+        self.changes[row_id] = (change, modified)
 
 
 class Subscriptions:
@@ -120,7 +129,7 @@ class Subscriptions:
     def configure(self, *, delay: float | None = None, retry_interval: float | None = None,
                   retry_period: dt.timedelta | None = None, automatic: bool | None = None,
                   collection_after: int | None = None) -> None:
-        """`collection_after`: changes of one subscription in one window beyond which they become one collection
+        """`collection_after`: rows changed for one subscription in one window beyond which they become one collection
         entry (Business Central's is 1,000; tests lower it rather than write a thousand rows)."""
         with self.lock:
             self.collection_after = self.collection_after if collection_after is None else int(collection_after)
@@ -277,7 +286,7 @@ class Subscriptions:
                     pending = self.pending[subscription.subscription_id] = Pending(
                         now + dt.timedelta(seconds=self.delay))
                 modified = (new or {}).get("SystemModifiedAt") or now
-                pending.changes.append((change, row["SystemId"], modified))
+                pending.add(change, row["SystemId"], modified)
             if self.pending:
                 self._start()
                 self.wake.notify_all()
@@ -337,7 +346,8 @@ class Subscriptions:
                     if now - pending.failing_since >= self.retry_period:
                         continue  # BC gives up on it: the changes are never told
                     later = self.pending.pop(subscription.subscription_id, None)
-                    pending.changes += later.changes if later else []
+                    for row_id, (change, modified) in (later.changes if later else {}).items():
+                        pending.add(change, row_id, modified)
                     pending.due = now + dt.timedelta(seconds=self.retry_interval)
                     if subscription.subscription_id in self.items:
                         self.pending[subscription.subscription_id] = pending
@@ -352,12 +362,12 @@ def _entries(subscription: Subscription, pending: Pending, collection_after: int
               "expirationDateTime": format_datetime(subscription.expires)}
     collection = f"api/v2.0/companies({subscription.company_id})/{subscription.entity_set}"
     if len(pending.changes) > collection_after:
-        since = min(modified for _, _, modified in pending.changes) - dt.timedelta(milliseconds=10)
-        latest = max(modified for _, _, modified in pending.changes)
+        since = min(modified for _, modified in pending.changes.values()) - dt.timedelta(milliseconds=10)
+        latest = max(modified for _, modified in pending.changes.values())
         return [{**common, "resource": f"{collection}?$filter=lastModifiedDateTime gt {format_datetime(since)}",
                  "changeType": "collection", "lastModifiedDateTime": format_datetime(latest)}]
     return [{**common, "resource": f"{collection}({row_id})", "changeType": change,
-             "lastModifiedDateTime": format_datetime(modified)} for change, row_id, modified in pending.changes]
+             "lastModifiedDateTime": format_datetime(modified)} for row_id, (change, modified) in pending.changes.items()]
 
 
 def _text(body: dict, name: str, required: bool = False) -> str:

@@ -15,6 +15,7 @@ from azure.functions.timer import TimerRequest
 
 import function_app
 from bcsync import host
+from shared.businesscentral import BusinessCentralClient
 from shared.settings import Settings
 from shared.wiring import Services, build_services
 from sync.errors import ConfigurationError, ServiceUnavailableError
@@ -80,7 +81,7 @@ def test_register_subscribes_each_hooked_entity_set_through_the_handshake_then_s
     found = hooked.subscriptions()
     assert {s.entity_set for s in found} == HOOKED  # created only after our receiver answered the handshake
     assert {s.notification_url for s in found} == {hooked.receiver}
-    assert {s.client_state for s in found} == {hooked.services.webhook_key()}
+    assert {s.client_state for s in found} == {hooked.services.webhook_key(Side.BC)}
 
     # idempotent: nothing new, nothing renewed
     assert states(hooked.services.register_webhooks()) == dict.fromkeys(HOOKED, "active")
@@ -104,7 +105,7 @@ def test_each_company_gets_its_own_subscriptions_under_one_key(hooked):
         (company, table, "created") for company in ("CRONUS", "FABRIKAM") for table in HOOKED}
     found = hooked.subscriptions()
     assert {(s.company_id, s.entity_set) for s in found} == {(c, t) for c in (cronus, fabrikam) for t in HOOKED}
-    assert {s.client_state for s in found} == {services.webhook_key()}
+    assert {s.client_state for s in found} == {services.webhook_key(Side.BC)}
     # a company's registrar leaves the other company's subscriptions alone
     assert {hook["state"] for hook in services.register_webhooks()["hooks"]} == {"active"}
 
@@ -139,17 +140,35 @@ def test_the_timer_renews_what_expires_within_a_day_and_recreates_what_is_gone(h
         s for s in hooked.services.webhook_status()["hooks"] if s["table"] == "items"))["id"]
 
 
-def test_a_subscription_to_an_earlier_url_is_moved_and_another_subscribers_is_left_alone(hooked):
+def test_a_subscription_to_an_earlier_url_is_replaced_and_other_subscribers_are_left_alone(hooked):
     hooked.services.register_webhooks()
     found = {s.entity_set: s for s in hooked.subscriptions()}
-    found["items"].notification_url = f"https://old.example/api/{BC_ROUTE}"  # an earlier BCSYNC_WEBHOOK_URL
-    found["customers"].notification_url = "https://elsewhere.example/hooks"  # not bcsync's receiver
+    earlier = found["items"]
+    earlier.notification_url = f"https://old.example/api/{BC_ROUTE}"  # an earlier BCSYNC_WEBHOOK_URL, our key
+    other = found["customers"]  # another subscriber's
+    other.notification_url, other.client_state = "https://elsewhere.example/hooks", "theirs"
+    # another deployment of bcsync (staging): the same route at another host, with its own key
+    staging = found["vendors"]
+    staging.notification_url, staging.client_state = f"https://staging.example/api/{BC_ROUTE}", "staging's key"
+    status = [(h["table"], h["state"]) for h in hooked.services.webhook_status()["hooks"] if h["side"] == "bc"]
+    assert ("items", "stale") in status and ("items", "missing") in status and ("vendors", "missing") in status
+
     report = hooked.services.register_webhooks()
-    assert states(report)["items"] == "renewed" and states(report)["customers"] == "created"
-    urls = sorted((s.entity_set, s.notification_url) for s in hooked.subscriptions() if s.entity_set in
-                  ("items", "customers"))
-    assert urls == [("customers", hooked.receiver), ("customers", "https://elsewhere.example/hooks"),
-                    ("items", hooked.receiver)]
+    changed = sorted((h["table"], h["state"], h["id"] == earlier.subscription_id) for h in report["hooks"]
+                     if h["side"] == "bc" and h["state"] != "active")
+    # a new subscription first, then the earlier one deleted (PATCH is documented as a renewal only)
+    assert changed == [("customers", "created", False), ("items", "created", False), ("items", "removed", True),
+                       ("vendors", "created", False)]
+    urls = {(s.entity_set, s.notification_url, s.client_state == hooked.services.webhook_key(Side.BC))
+                  for s in hooked.subscriptions() if s.entity_set in ("items", "customers", "vendors")}
+    assert urls == {("customers", "https://elsewhere.example/hooks", False), ("customers", hooked.receiver, True),
+                    ("items", hooked.receiver, True),
+                    ("vendors", hooked.receiver, True), ("vendors", f"https://staging.example/api/{BC_ROUTE}", False)}
+    # and staging's keeps posting to staging, however often either deployment's timer ticks
+    tick()
+    hooked.services.remove_webhooks()
+    assert sorted((s.notification_url, s.client_state) for s in hooked.subscriptions()) == [
+        ("https://elsewhere.example/hooks", "theirs"), (f"https://staging.example/api/{BC_ROUTE}", "staging's key")]
 
 
 def test_the_timer_logs_a_failed_renewal_and_still_starts_the_scheduled_run(hooked, caplog, monkeypatch):
@@ -157,20 +176,78 @@ def test_the_timer_logs_a_failed_renewal_and_still_starts_the_scheduled_run(hook
 
     def down(self):
         raise ServiceUnavailableError("Business Central: down")
-    monkeypatch.setattr(Services, "register_webhooks", down)
+    monkeypatch.setattr(Services, "webhook_registrars", down)
     runs = hooked.services.job_log()
     tick()
     assert "webhooks not renewed (a service is unavailable): Business Central: down" in caplog.text
     assert len(hooked.services.job_log()) == len(runs) + 1
 
+    def bug(self):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(Services, "webhook_registrars", bug)
+    tick()  # does not raise: the host would report the timer's function failed
+    assert "webhooks not renewed; the next tick tries again" in caplog.text and "RuntimeError: a bug" in caplog.text
 
-def test_a_refused_handshake_is_a_clear_error_and_subscribes_nothing(hooked):
+
+def test_an_unreachable_receiver_fails_business_centrals_hooks_only_and_subscribes_nothing(hooked):
     dead = "http://127.0.0.1:9"  # nothing answers there
-    services = hooked.rewire(BCSYNC_WEBHOOK_URL=dead)
-    with pytest.raises(ConfigurationError) as raised:
-        services.register_webhooks()
-    assert f"{dead}/api/{BC_ROUTE}" in raised.value.message and "reachable" in raised.value.message
+    report = hooked.rewire(BCSYNC_WEBHOOK_URL=dead).register_webhooks()
+    bc = [hook for hook in report["hooks"] if hook["side"] == "bc"]
+    assert not report["ok"] and [(h["table"], h["state"]) for h in bc] == [("", "failed")]
+    assert f"{dead}/api/{BC_ROUTE} did not answer" in bc[0]["detail"] and "reachable" in bc[0]["detail"]
     assert hooked.subscriptions() == []
+    # Dataverse's registrar went on all the same
+    assert {h["state"] for h in report["hooks"] if h["side"] == "crm"} == {"created"}
+
+
+def test_one_companys_failure_is_reported_and_the_others_are_registered(hooked, monkeypatch):
+    cronus, fabrikam = hooked.sim.company_id, hooked.sim.add_company("FABRIKAM Inc.")
+    services = hooked.rewire(BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}")
+
+    def locked(*args):
+        raise ServiceUnavailableError("Business Central: CRONUS is locked")
+    monkeypatch.setattr(services.for_company("CRONUS").business_central, "subscribe", locked)
+    report = services.register_webhooks()
+    assert [(h["company"], h["table"], h["detail"]) for h in report["hooks"] if h["state"] == "failed"] == [
+        ("CRONUS", "", "Business Central: CRONUS is locked")] and not report["ok"]
+    assert {s.company_id for s in hooked.subscriptions()} == {fabrikam}
+    assert {h["state"] for h in report["hooks"] if h["side"] == "crm"} == {"created"}
+
+
+def test_the_keys_stay_where_they_are_when_the_companies_change(hooked):
+    cronus, fabrikam = hooked.sim.company_id, hooked.sim.add_company("FABRIKAM Inc.")
+    # no company keeps BCSYNC_TABLE_PREFIX's own tables (no BCSYNC_BC_COMPANY_ID)
+    hooked.values = {k: v for k, v in hooked.values.items() if k != "BCSYNC_BC_COMPANY_ID"}
+    services = hooked.rewire(BCSYNC_COMPANIES=f"FABRIKAM={fabrikam}; CRONUS={cronus}")
+    services.register_webhooks()
+    keys = {side: services.webhook_key(side) for side in Side}
+    assert keys[Side.BC] != keys[Side.CRM]  # Business Central shows its clientState to whoever reads subscriptions
+    for companies in (f"CRONUS={cronus}; FABRIKAM={fabrikam}", f"CRONUS={cronus}"):
+        assert {side: hooked.rewire(BCSYNC_COMPANIES=companies).webhook_key(side) for side in Side} == keys
+
+
+def test_the_timer_logs_an_error_when_the_url_is_set_and_no_key_is_stored(hooked, caplog):
+    tick()
+    assert "BCSYNC_WEBHOOK_URL is set, but no webhook key is stored" in caplog.text
+
+
+def test_the_timer_lists_the_environments_subscriptions_once_for_all_companies(hooked, monkeypatch):
+    cronus, fabrikam = hooked.sim.company_id, hooked.sim.add_company("FABRIKAM Inc.")
+    services = hooked.rewire(BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}")
+    services.register_webhooks()
+    listings = []
+    listed = BusinessCentralClient.subscriptions
+    monkeypatch.setattr(BusinessCentralClient, "subscriptions", lambda self: listings.append(1) or listed(self))
+    tick()
+    assert len(listings) == 1
+
+
+def test_status_tells_a_subscription_that_expires_within_a_day(hooked):
+    hooked.services.register_webhooks()
+    hooked.sim.advance(dt.timedelta(hours=49))
+    assert set(states(hooked.services.webhook_status()).values()) == {"expiring"}
+    tick()
+    assert set(states(hooked.services.webhook_status()).values()) == {"active"}
 
 
 def test_an_entity_set_business_central_refuses_is_that_tables_failure_only(hooked):
@@ -193,19 +270,23 @@ def test_register_without_the_url_names_the_setting(hooked):
 def test_the_receiver_echoes_the_handshake_and_does_nothing_else(hooked, notified):
     status, headers, body = call("POST", f"{hooked.receiver}?validationToken=abc%2Bdef", raw=b"")
     assert (status, body) == (200, b"abc+def") and headers["Content-Type"].startswith("text/plain")
-    assert notified == [] and hooked.services.webhook_key() is None
+    assert notified == [] and hooked.services.webhook_key(Side.BC) is None
 
 
 def test_notifications_from_the_simulator_reach_notify(hooked, notified):
     hooked.services.register_webhooks()
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while sum(map(len, notified)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
     customer = hooked.sim.create("customers", {"displayName": "Adatum"})
     item = hooked.sim.create("items", {"displayName": "Bike"})
-    hooked.sim.update("customers", customer, {"displayName": "Adatum Corp"})
-    hooked.sim.delete("customers", customer)
     hooked.sim.create("contacts", {"displayName": "Not hooked"})
-    deadline = time.monotonic() + 10
-    while sum(map(len, notified)) < 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(2)  # each window's changes of a row are one notification: wait for one before the next change
+    hooked.sim.update("customers", customer, {"displayName": "Adatum Corp"})
+    wait_for(3)
+    hooked.sim.delete("customers", customer)
+    wait_for(4)
     company = hooked.sim.company_id
     assert sorted((n for batch in notified for n in batch), key=repr) == sorted([
         Notification(Side.BC, "customers", Change.CREATED, customer, company),
@@ -224,48 +305,58 @@ def test_a_collection_notification_reaches_notify_without_an_id(hooked, notified
 
 
 def entry(hooked, **changed) -> dict:
-    return {"subscriptionId": "s1", "clientState": hooked.services.webhook_key(), "expirationDateTime":
+    return {"subscriptionId": "s1", "clientState": hooked.services.webhook_key(Side.BC), "expirationDateTime":
             "2030-01-01T00:00:00Z", "resource": f"api/v2.0/companies({hooked.sim.company_id})/customers"
             f"(11111111-2222-3333-4444-555555555555)", "changeType": "updated",
             "lastModifiedDateTime": "2030-01-01T00:00:00Z", **changed}
 
 
-def test_a_wrong_or_missing_key_is_refused_and_nothing_handed_over(hooked, notified):
-    assert call("POST", hooked.receiver, {"value": [entry(hooked)]})[0] == 401  # no key yet: nothing registered
+def test_without_a_stored_key_notifications_are_a_503_for_business_central_to_retry(hooked, notified, caplog):
+    status, _, body = call("POST", hooked.receiver, {"value": [entry(hooked, clientState="anything")]})
+    assert status == 503 and "no webhook key" in json.loads(body)["error"]
+    assert "no webhook key is stored" in caplog.text and notified == []
+
+
+def test_entries_without_the_key_are_left_out_and_only_a_post_without_any_is_refused(hooked, notified):
     hooked.services.register_webhooks()
     good = entry(hooked)
     for forged in (entry(hooked, clientState="guess"), {k: v for k, v in good.items() if k != "clientState"}):
-        status, _, body = call("POST", hooked.receiver, {"value": [good, forged]})
+        status, _, body = call("POST", hooked.receiver, {"value": [forged]})
         assert status == 401 and "clientState" in json.loads(body)["error"]
+    # Dataverse's key is not Business Central's
+    assert call("POST", hooked.receiver, {"value": [entry(hooked, clientState=hooked.services.webhook_key(
+        Side.CRM))]})[0] == 401
     assert notified == []
-    status, _, body = call("POST", hooked.receiver, {"value": [good]})
-    assert status == 202 and json.loads(body) == {"notified": 1}
+    status, _, body = call("POST", hooked.receiver, {"value": [good, entry(hooked, clientState="guess"), 7]})
+    assert status == 202 and json.loads(body) == {"notified": 1, "left_out": 2}
     assert notified == [[Notification(Side.BC, "customers", Change.UPDATED, "11111111-2222-3333-4444-555555555555",
                                       hooked.sim.company_id)]]
 
 
-def test_a_malformed_body_is_a_400_naming_the_field(hooked, notified):
+def test_a_malformed_body_is_a_400_naming_the_field_and_a_bad_entry_beside_good_ones_is_left_out(hooked, notified):
     hooked.services.register_webhooks()
     cases = [(b"not json", "body"), (b'{"items": []}', "value"), (b'{"value": []}', "value"), (b'{"value": [1]}', "value[0]"),
              (json.dumps({"value": [entry(hooked, changeType="moved")]}).encode(), "value[0].changeType"),
-             (json.dumps({"value": [entry(hooked), entry(hooked, resource="api/v2.0/customers")]}).encode(),
-              "value[1].resource"),
              (json.dumps({"value": [entry(hooked, resource=f"api/v2.0/companies({hooked.sim.company_id})/items")]}
                          ).encode(), "value[0].resource")]
     for raw, field in cases:
         status, _, body = call("POST", hooked.receiver, raw=raw)
         assert (status, json.loads(body).get("field")) == (400, field), raw
     assert notified == []
+    status, _, body = call("POST", hooked.receiver, {"value": [entry(hooked), entry(hooked, resource="api/v2.0/x")]})
+    assert (status, json.loads(body)) == (202, {"notified": 1, "left_out": 1}) and len(notified) == 1
 
 
-def test_a_transient_error_in_notify_is_a_503_for_business_central_to_retry(hooked, monkeypatch):
+def test_any_failure_on_bcsyncs_side_is_a_503_for_business_central_to_retry(hooked, monkeypatch):
     hooked.services.register_webhooks()
-
-    def notify(self, notifications):
-        raise ServiceUnavailableError("Table Storage: down")
-    monkeypatch.setattr(Services, "notify", notify, raising=False)
-    status, _, body = call("POST", hooked.receiver, {"value": [entry(hooked)]})
-    assert status == 503 and "down" in json.loads(body)["error"]
+    for failure in (ServiceUnavailableError("Table Storage: down"), ConfigurationError("Table Storage: refused"),
+                    RuntimeError("a bug")):
+        def notify(self, notifications, failure=failure):
+            raise failure
+        monkeypatch.setattr(Services, "notify", notify, raising=False)
+        status, _, body = call("POST", hooked.receiver, {"value": [entry(hooked)]})
+        assert status == 503, failure
+        assert ("log" if isinstance(failure, RuntimeError) else failure.message) in json.loads(body)["error"]
 
     # and the simulator keeps the subscription and tries again later
     hooked.sim.subscriptions.configure(automatic=False, retry_interval=60)

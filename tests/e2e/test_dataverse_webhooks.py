@@ -10,13 +10,16 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import weakref
 
 import pytest
 
 import function_app
 from bcsync import host
+from shared import dataverse_receiver
+from shared.dataverse import DataverseClient
 from shared.wiring import Services
-from sync.errors import ServiceUnavailableError
+from sync.errors import ConfigurationError, ServiceUnavailableError
 from sync.model import Side
 from shared.dataverse_webhooks import update_columns
 from sync.notifications import CRM_ROUTE, Change, HookState, Notification, hookable_tables
@@ -59,7 +62,7 @@ def steps(env) -> list[dict]:
 
 def registered(env, url: str, tables):
     registrar = next(h.registrar for h in env.services.webhook_registrars() if h.registrar.side is Side.CRM)
-    return registrar, registrar.register(tables, url, env.services.webhook_key(create=True))
+    return registrar, registrar.register(tables, url, env.services.webhook_key(Side.CRM, create=True))
 
 
 def test_register_is_idempotent_recreates_what_is_missing_and_remove_removes_everything(env, served):
@@ -68,7 +71,7 @@ def test_register_is_idempotent_recreates_what_is_missing_and_remove_removes_eve
     registrar, hooks = registered(env, served, tables)
     assert [h.state for h in hooks] == [HookState.CREATED] * (1 + 3 * len(tables))
     endpoint = env.dv.rows("serviceendpoint")[0]
-    key = env.services.webhook_key()
+    key = env.services.webhook_key(Side.CRM)
     assert (endpoint["url"], endpoint["contract"], endpoint["authtype"]) == (served, 8, 5)
     assert endpoint["authvalue"] == f'<settings><setting name="x-bcsync-key" value="{key}" /></settings>'
     assert len(steps(env)) == 3 * len(tables)
@@ -175,7 +178,7 @@ def context(**changes) -> dict:
 
 
 def test_the_receiver_refuses_a_wrong_key_and_a_malformed_context(env, served, notified):
-    key = env.services.webhook_key(create=True)
+    key = env.services.webhook_key(Side.CRM, create=True)
     assert post(served, context(), None)[0] == 401
     assert post(served, context(), key[:-1] + ("x" if key[-1] != "x" else "y"))[0] == 401
     assert notified == []
@@ -206,3 +209,64 @@ def test_a_transient_failure_answers_503_and_dataverse_posts_again(env, served, 
     job = webhooks.jobs[-1]
     assert job.status == "succeeded" and job.errors[0].startswith("503")
     assert notified == [Notification(Side.CRM, "account", Change.CREATED, account)]
+
+
+def test_any_failure_on_bcsyncs_side_is_a_503_and_a_missing_key_too(env, served, notified, caplog):
+    assert post(served, context(), "anything")[0] == 503  # no key stored: bcsync's to fix, Dataverse retries
+    assert "no webhook key is stored" in caplog.text
+    key = env.services.webhook_key(Side.CRM, create=True)
+    assert post(served, context(), env.services.webhook_key(Side.BC, create=True))[0] == 401  # the other service's
+    for failure in (ConfigurationError("Table Storage refused"), RuntimeError("a bug")):
+        notified.fail.append(failure)
+        status, answer = post(served, context(), key)
+        assert status == 503, failure
+    assert notified == []
+
+
+def test_a_failing_whoami_hands_the_notification_over(env, served, notified, monkeypatch):
+    key = env.services.webhook_key(Side.CRM, create=True)
+    monkeypatch.setattr(dataverse_receiver, "_integration_users", weakref.WeakKeyDictionary())
+
+    def whoami(self):
+        raise ServiceUnavailableError("Dataverse: WhoAmI timed out")
+    monkeypatch.setattr(DataverseClient, "whoami", whoami)
+    row = str(uuid.uuid4())
+    assert post(served, context(PrimaryEntityId=row), key) == (202, {"notified": 1})
+    assert notified == [Notification(Side.CRM, "account", Change.UPDATED, row)]
+
+
+def endpoint_of(env, description: str) -> dict:
+    return next(e for e in env.dv.rows("serviceendpoint") if e["description"] == description)
+
+
+def test_the_timer_only_recreates_what_is_missing_and_register_brings_the_rest_in_line(env, served):
+    env.services.register_webhooks()
+    endpoint = env.dv.rows("serviceendpoint")[0]
+    env.dv.update("serviceendpoint", endpoint["serviceendpointid"], {"description": "edited by hand"})
+    changed = next(s for s in steps(env) if s["name"] == "bcsync: Create of account")
+    env.dv.update("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"], {"mode": 0})
+    gone = next(s for s in steps(env) if s["name"] == "bcsync: Update of account")
+    env.dv.delete("sdkmessageprocessingstep", gone["sdkmessageprocessingstepid"])
+    status = env.services.webhook_status()["hooks"]
+    assert [(h["table"], h["detail"]) for h in status if h["state"] == "missing"] == [("account", "Update")]
+
+    renewed = env.services.renew_webhooks()
+    assert [(h["table"], h["detail"]) for h in renewed["hooks"] if h["side"] == "crm" and h["state"] != "active"] \
+        == [("account", "Update")]
+    assert endpoint_of(env, "edited by hand")  # not written: the timer only reads what exists
+    assert env.dv.get("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"])["mode"] == 0
+
+    env.services.register_webhooks()
+    assert [e["description"] for e in env.dv.rows("serviceendpoint")] == [
+        "bcsync: changes in Sales start targeted jobs"]
+    assert env.dv.get("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"])["mode"] == 1
+
+
+def test_a_second_endpoint_from_a_raced_registration_is_removed_with_its_steps(env, served):
+    registrar, _ = registered(env, served, ["account"])
+    first = env.dv.rows("serviceendpoint")[0]
+    env.dv.create("serviceendpoint", {k: first[k] for k in (
+        "name", "url", "contract", "authtype", "authvalue", "messageformat")} | {"description": "the twin"})
+    registrar.register(["account"], served, env.services.webhook_key(Side.CRM))
+    [kept] = env.dv.rows("serviceendpoint")  # one is kept (the oldest), the other removed with its steps
+    assert {s["eventhandler"] for s in steps(env)} == {kept["serviceendpointid"]} and len(steps(env)) == 3

@@ -273,7 +273,7 @@ def accepted_runs(summary: dict) -> set[str]:
 def test_a_forged_notification_with_the_key_writes_nothing_and_one_without_it_is_refused(chain):
     env = chain.env
     adatum, account = coupled(chain, "Adatum")
-    key = env.services.webhook_key()
+    key, crm_key = env.services.webhook_key(Side.BC), env.services.webhook_key(Side.CRM)
     chain.quiet()
     accounts = {a["accountid"]: a["versionnumber"] for a in env.dv.rows("account")}
     customers = {c["id"]: c["lastModifiedDateTime"] for c in env.bc.rows("customers")}
@@ -286,7 +286,7 @@ def test_a_forged_notification_with_the_key_writes_nothing_and_one_without_it_is
     assert status == 202
     runs = accepted_runs(json.loads(body))
     delete = context(MessageName="Delete", PrimaryEntityId=account)
-    status, summary = post(chain.crm_receiver, delete, key)
+    status, summary = post(chain.crm_receiver, delete, crm_key)
     assert status == 202
     runs |= accepted_runs(summary)
     reports = [chain.finished(run_id) for run_id in runs]
@@ -298,7 +298,8 @@ def test_a_forged_notification_with_the_key_writes_nothing_and_one_without_it_is
 
     before = chain.runs()
     assert call("POST", chain.bc_receiver, {"value": [{**deleted, "clientState": key[:-1]}]})[0] == 401
-    assert post(chain.crm_receiver, delete, key[:-1])[0] == 401
+    assert post(chain.crm_receiver, delete, crm_key[:-1])[0] == 401
+    assert post(chain.crm_receiver, delete, key)[0] == 401  # each service has its own key
     assert post(chain.crm_receiver, delete, None)[0] == 401
     assert chain.runs() == before
 
