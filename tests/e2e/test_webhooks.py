@@ -15,6 +15,7 @@ from azure.functions.timer import TimerRequest
 
 import function_app
 from bcsync import host
+from sync.model import Side
 from sync.notifications import BC_ROUTE, CRM_ROUTE
 from sync.runs import RunKind, RunStatus
 from tests.support import call
