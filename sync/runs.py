@@ -191,7 +191,8 @@ class JobMessage:
 class RunStore(Protocol):
     def create(self, run: Run, jobs: Sequence[Job]) -> None: ...
     def get(self, run_id: str) -> Run | None: ...
-    def list_runs(self, limit: int = 20) -> list[Run]: ...
+    def list_runs(self, limit: int = 20, targeted: bool | None = None) -> list[Run]:
+        """The newest runs, newest first; `targeted`: of targeted runs only (True) or of the others (False)."""
     def jobs(self, run_id: str) -> list[Job]: ...
     def get_job(self, run_id: str, job_id: str) -> Job | None: ...
 
@@ -362,19 +363,34 @@ class RunCoordinator:
         run_id = self._new_run_id()
         # a waiting run older than this never started (its start failed): replaced, not joined
         stale = self.clock.now() - dt.timedelta(seconds=window_seconds) - self.lease
-        waiting = {mapping: self.engine.state.await_run(mapping, run_id, stale) for mapping in mappings}
+        waiting = {mapping: self._waiting_run(mapping, run_id, stale) for mapping in mappings}
         new = [mapping for mapping in mappings if waiting[mapping] == run_id]
         if new:
             try:
                 self.start_run(RunKind.NOTIFIED, "webhook", new, run_id=run_id, delay_seconds=window_seconds,
                                catalog=catalog)
-            except BaseException:  # notifications from now on start a run of their own
+            except BaseException:
+                # The rows stay recorded, those of notifications that joined meanwhile too; notifications from now
+                # on start a run of their own, which takes them all: this one's sender, told of the failure,
+                # sends again
                 for mapping in new:
-                    self.engine.state.run_started(mapping, run_id)
+                    self.engine.state.release_waiting_run(mapping, run_id)
                 raise
         return {mapping: {"run": waiting[mapping], "joined": mapping not in new,
                           "rows": {direction.value: len(rows) for (m, direction), rows in notified.items()
                                    if m == mapping}} for mapping in mappings}
+
+    def _waiting_run(self, mapping: str, run_id: str, stale: dt.datetime) -> str:
+        """The targeted run a notification of the mapping joins, else `run_id`, now recorded as the one waiting. One
+        recorded that has finished (its job blocked before its marker was released) is released, not joined; one
+        not created yet is joined (its start is under way; should it fail, the rows stay for the next run)."""
+        waiting = self.engine.state.join_waiting_run(mapping, run_id, stale)
+        if waiting != run_id:
+            run = self.runs.get(waiting)
+            if run is not None and run.status is not RunStatus.RUNNING:
+                self.engine.state.release_waiting_run(mapping, waiting)
+                waiting = self.engine.state.join_waiting_run(mapping, run_id, stale)
+        return waiting
 
     def _couple(self, catalog: Catalog, jobs: list[Job], asked: bool, now: dt.datetime) -> None:
         """Match-based coupling; a job mapping (sales orders, item availability) has no rows to match."""
@@ -444,8 +460,8 @@ class RunCoordinator:
         """Mappings with an unfinished job in one of the recent unfinished runs, targeted runs aside: those come
         and go with notifications and must never keep the scheduled job, the safety net, from running (the
         mapping's lease keeps the two apart)."""
-        return {job.mapping for run in self.runs.list_runs(limit=runs)
-                if run.status is RunStatus.RUNNING and run.kind is not RunKind.NOTIFIED
+        return {job.mapping for run in self.runs.list_runs(limit=runs, targeted=False)
+                if run.status is RunStatus.RUNNING
                 for job in self.runs.jobs(run.run_id) if job.status not in TERMINAL}
 
     # -- executing --------------------------------------------------------------------------------
@@ -575,14 +591,14 @@ class RunCoordinator:
                 raise LeaseLost(f"the lease on {job.mapping} passed to another worker")
             return True
 
-        if run.kind is RunKind.NOTIFIED:  # its notified rows are taken up: notifications from now on start a run
-            self.engine.state.run_started(job.mapping, run.run_id)
         dry, reports = None, {}
         if run.dry:
             reports = self.runs.reports(run.run_id)
             dry = DryRun(self.engine, carried(reports, [j.job_id for j in self.runs.jobs(run.run_id)
                                                          if j.mapping == job.mapping and j.seq < job.seq]))
         try:
+            if run.kind is RunKind.NOTIFIED:  # its notified rows are taken up: notifications from now on start a run
+                self.engine.state.release_waiting_run(job.mapping, run.run_id)
             try:
                 outcome = (dry.engine if dry else self.engine).run(
                     job.mapping, job.direction, job_id=f"{run.run_id}/{job.job_id}", mode=job.mode,
@@ -677,6 +693,7 @@ class RunCoordinator:
         messages of the jobs queued now wait that long (a targeted run's window)."""
         changed, chained = True, None
         by_id: dict[str, Job] = {}
+        blocked: set[str] = set()  # mappings of jobs blocked now
         while changed:
             changed = False
             by_id = {j.job_id: j for j in (jobs if jobs is not None else self.runs.jobs(run_id))}
@@ -705,9 +722,16 @@ class RunCoordinator:
                 try:
                     self.runs.save_job(job)
                     # a blocked job may block its dependants: look again (a queued one unblocks nothing yet)
-                    changed = changed or job.status is JobStatus.BLOCKED
+                    if job.status is JobStatus.BLOCKED:
+                        changed = True
+                        blocked.add(job.mapping)
                 except ConcurrencyError:
                     changed = True  # someone else moved it; read again
+        if blocked:
+            run = run or self.runs.get(run_id)
+            if run is not None and run.kind is RunKind.NOTIFIED:  # it takes up no more notified rows of them
+                for mapping in blocked:
+                    self.engine.state.release_waiting_run(mapping, run_id)
         if all(j.status in TERMINAL for j in by_id.values()):
             self._close(run_id, by_id.values(), run)
         return chained
@@ -715,10 +739,11 @@ class RunCoordinator:
     def recover(self, runs: int = 20) -> int:
         """Put back on the queue what a crash may have stranded in the recent unfinished runs: a job
         queued long ago without a message arriving, a running job whose lease ran out, dependants
-        never queued. Safe to call at any time (the timer does); returns how many jobs were re-sent."""
+        never queued. Safe to call at any time (the timer does); returns how many jobs were re-sent.
+        The recent runs are counted apart for targeted runs, which may be many, and the others."""
         now = self.clock.now()
         resent = 0
-        for run in self.runs.list_runs(limit=runs):
+        for run in self.runs.list_runs(limit=runs, targeted=False) + self.runs.list_runs(limit=runs, targeted=True):
             if run.status is not RunStatus.RUNNING:
                 continue
             for job in self.runs.jobs(run.run_id):
