@@ -141,6 +141,7 @@ class Progress:
 
     counts: Counts
     checkpoint: dt.datetime | None
+    moved: bool = False  # got further where no checkpoint tells it (a targeted job's notified rows taken)
 
 
 @dataclass
@@ -767,7 +768,7 @@ class _Job:
             chunk = taken[start:start + self.e.page_size]
             self._process_notified([row.record_id for row in chunk])
             self.e.state.clear_notified(self.mapping.name, self.direction, chunk)
-            self.progress()
+            self.progress(moved=True)  # a next attempt starts after these rows
             if deadline is not None and self.e.clock.now() >= deadline and start + self.e.page_size < len(taken):
                 return self.outcome(complete=False)  # a continuation takes the rows left
         if taken:
@@ -1685,12 +1686,12 @@ class _Job:
             return convert(value, row)
         return fitted
 
-    def progress(self, checkpoint: dt.datetime | None = None) -> bool:
-        """Reports the job's counts and checkpoint. When the runner saved them (now and then, renewing the mapping's
-        lease), what the job moved is saved as well (save_state): a worker killed midway (out of memory, the host's
-        time limit) leaves the watermark and the change feed's cursor at most one progress save behind, and its
-        next attempt gets further. Returns whether it was saved."""
-        if not self.on_progress(Progress(self.counts, checkpoint)):
+    def progress(self, checkpoint: dt.datetime | None = None, moved: bool = False) -> bool:
+        """Reports the job's counts and checkpoint (`moved`: it got further without one). When the runner saved them
+        (now and then, renewing the mapping's lease), what the job moved is saved as well (save_state): a worker
+        killed midway (out of memory, the host's time limit) leaves the watermark and the change feed's cursor at
+        most one progress save behind, and its next attempt gets further. Returns whether it was saved."""
+        if not self.on_progress(Progress(self.counts, checkpoint, moved)):
             return False
         self.save_state()
         return True

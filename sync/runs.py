@@ -575,7 +575,7 @@ class RunCoordinator:
             job.counts = p.counts
             job.checkpoint = p.checkpoint or job.checkpoint
             self.observer.progress(job)
-            if job.checkpoint and (claimed_from is None or job.checkpoint > claimed_from):
+            if p.moved or job.checkpoint and (claimed_from is None or job.checkpoint > claimed_from):
                 job.attempts_without_progress = 0  # a next attempt starts further on: it counts from one again
             # Saved now and then, not after every page: the lease is renewed long before it runs out, and
             # a continuation after a crash resumes from an older checkpoint, redoing pages harmlessly.
@@ -625,7 +625,8 @@ class RunCoordinator:
             job.status = JobStatus.QUEUED
             job.attempts = job.attempts_without_progress = 0
             job.lease_until = None
-            job.message = f"continuing after {int(self.time_budget.total_seconds())} s, from {job.checkpoint}"
+            job.message = f"continuing after {int(self.time_budget.total_seconds())} s" + (
+                f", from {job.checkpoint}" if job.checkpoint else "")  # (a targeted job's rows left tell where)
             job = self.runs.save_job(job)
             self.queue.send(self._message(job.run_id, job.job_id))
             log.info("job %s/%s %s", job.run_id, job.job_id, job.message, extra=job.fields())

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from sync.errors import ServiceUnavailableError, TerminalError
+from sync.errors import ServiceUnavailableError, TerminalError, ThrottledError
 from sync.config import StaticCatalog
 from sync.mappings import Catalog, builtin_mappings
 from sync.engine import JobMode
@@ -229,11 +229,50 @@ def test_many_targeted_runs_keep_no_crashed_scheduled_run_from_the_safety_net():
     job = h.runs.get_job(run.run_id, message.job_id)  # its worker died: running, its lease run out
     job.status, job.lease_until = JobStatus.RUNNING, h.w.clock.now()
     h.runs.save_job(job)
-    for i in range(60):
-        h.w.clock.tick(1)
+    for i in range(60):  # targeted runs one after another, each newer than the crashed run
         h.coordinator.notify([bc("updated", f"0a1b2c3d-0000-0000-0001-{i:012d}", "vendors")], window_seconds=0)
-    h.w.clock.tick(h.coordinator.lease.total_seconds())
+        h.drain()
+    assert len(h.runs.list_runs(limit=100)) == 61
     assert "CUSTOMER" in h.coordinator.busy_mappings()
     assert h.coordinator.recover() >= 1
     h.drain()
     assert h.runs.get(run.run_id).status is RunStatus.DONE
+
+
+def test_a_storage_error_releasing_the_waiting_run_at_a_jobs_start_retries_the_job():
+    h = Harness()
+    found = h.coordinator.notify([bc("updated", ID1)], window_seconds=0)
+    real = h.w.state.release_waiting_run
+
+    def unavailable(mapping, run_id):
+        h.w.state.release_waiting_run = real
+        raise ServiceUnavailableError("503 storage")
+
+    h.w.state.release_waiting_run = unavailable
+    [(message, _)] = h.queue.messages
+    h.queue.messages.clear()
+    h.coordinator.handle(message)
+    job = h.runs.get_job(found["CUSTOMER"]["run"], message.job_id)
+    assert job.status is JobStatus.QUEUED and "503 storage" in job.message  # not left running until its lease ends
+    h.drain()
+    assert h.runs.get(found["CUSTOMER"]["run"]).status is RunStatus.DONE
+
+
+def test_a_targeted_job_that_fails_after_taking_some_rows_each_time_is_not_given_up():
+    h = Harness()
+    h.w.engine.page_size = 1  # a page of notified rows at a time
+    real, calls = h.w.bc.read_visible, []
+
+    def every_second_read_throttled(*args, **kwargs):  # each attempt takes one page, then fails
+        calls.append(1)
+        if len(calls) % 2 == 0:
+            raise ThrottledError("429 Too Many Requests")
+        return real(*args, **kwargs)
+
+    h.w.bc.read_visible = every_second_read_throttled
+    ids = [f"0a1b2c3d-0000-0000-0002-{i:012d}" for i in range(h.coordinator.max_attempts + 3)]
+    found = h.coordinator.notify([bc("updated", i) for i in ids], window_seconds=0)
+    h.drain()
+    [job] = [j for j in h.runs.jobs(found["CUSTOMER"]["run"]) if j.job_id == "CUSTOMER:to-crm"]
+    assert job.status is JobStatus.DONE and job.attempts > h.coordinator.max_attempts
+    assert h.w.state.notified("CUSTOMER", Direction.TO_CRM) == []
