@@ -38,6 +38,9 @@ RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 RUNS_STATE = "(runs)"  # the state store's partition for what belongs to no mapping
 PROGRESS_SAVES_PER_LEASE = 20  # a running job saves its progress (and renews its lease) every 1/20 of a lease
 RETRY_SECONDS = 15  # a job that failed transiently runs again after this, doubled for each attempt without progress
+# notify reuses the catalogue it read for this long (a read fewer per notification in a burst); a mapping changed
+# meanwhile is seen a few seconds late, as by a run started just before the change
+NOTIFY_CATALOG_SECONDS = 5
 
 
 class RunKind(str, Enum):
@@ -305,6 +308,7 @@ class RunCoordinator:
         self.time_budget = dt.timedelta(seconds=time_budget_seconds)
         self.log_retention = dt.timedelta(days=log_retention_days)  # zero: runs are kept for ever
         self.observer = observer or JobObserver()
+        self._notify_catalog: tuple[dt.datetime, Catalog] | None = None  # as notify read it, and when
 
     def _message(self, run_id: str, job_id: str) -> JobMessage:
         return JobMessage(run_id, job_id, self.company)
@@ -354,7 +358,10 @@ class RunCoordinator:
         A mapping notified while a targeted run of it waits (its jobs not started) joins that run; the others start
         one run together, planned in dependency order, whose first jobs wait `window_seconds` for more to join.
         Writes nothing to the services; returns what it did, by mapping."""
-        catalog = self.catalogs.current()
+        now, read = self.clock.now(), self._notify_catalog
+        if read is None or not dt.timedelta(0) <= now - read[0] < dt.timedelta(seconds=NOTIFY_CATALOG_SECONDS):
+            read = self._notify_catalog = (now, self.catalogs.current())
+        catalog = read[1]
         notified = notified_rows(catalog, notifications)
         for (mapping, direction), rows in notified.items():
             if catalog[mapping].process is None:  # a job mapping's job reads its changes as a scheduled one does

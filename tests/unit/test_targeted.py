@@ -12,7 +12,7 @@ from sync.mappings import Catalog, builtin_mappings
 from sync.engine import JobMode
 from sync.model import Direction, Side
 from sync.notifications import Change, Notification
-from sync.runs import JobStatus, RunKind, RunStatus
+from sync.runs import NOTIFY_CATALOG_SECONDS, JobStatus, RunKind, RunStatus
 from sync.tables import BC_CUSTOMER, CRM_ACCOUNT
 from sync.targeted import COLLECTION_ID, notified_rows
 from tests.unit.test_runs import Harness
@@ -276,3 +276,22 @@ def test_a_targeted_job_that_fails_after_taking_some_rows_each_time_is_not_given
     [job] = [j for j in h.runs.jobs(found["CUSTOMER"]["run"]) if j.job_id == "CUSTOMER:to-crm"]
     assert job.status is JobStatus.DONE and job.attempts > h.coordinator.max_attempts
     assert h.w.state.notified("CUSTOMER", Direction.TO_CRM) == []
+
+
+def test_notifications_in_a_burst_read_the_catalogue_once_every_few_seconds():
+    h = Harness()
+    reads, real = [], h.coordinator.catalogs
+
+    class Counted:
+        def current(self):
+            reads.append(1)
+            return real.current()
+
+    h.coordinator.catalogs = Counted()
+    for _ in range(3):
+        h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
+        h.w.clock.tick(1)
+    assert len(reads) == 1
+    h.w.clock.tick(NOTIFY_CATALOG_SECONDS)
+    h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
+    assert len(reads) == 2
