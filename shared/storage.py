@@ -1169,7 +1169,9 @@ class RunTable:
         with storage_errors():
             ids = []
             for e in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.INDEX},
-                                               select=["run_id", "kind"], results_per_page=limit):
+                                               select=["run_id", "kind"],
+                                               # (filtered: the others' rows in between come in full pages)
+                                               results_per_page=limit if targeted is None else 1000):
                 # (an index row without a kind predates targeted runs)
                 if targeted is not None and (e.get("kind") == RunKind.NOTIFIED.value) is not targeted:
                     continue

@@ -303,3 +303,14 @@ def test_a_row_notified_again_while_its_job_works_stays_for_the_next_job(env):
     state.notify("CUSTOMER", Direction.TO_CRM, [NotifiedRow(second, Change.DELETED)])  # while the job works
     state.clear_notified("CUSTOMER", Direction.TO_CRM, taken)  # in one transaction, by ETag
     assert [(r.record_id, r.change) for r in state.notified("CUSTOMER", Direction.TO_CRM)] == [(second, Change.DELETED)]
+
+
+def test_the_run_list_tells_targeted_runs_from_the_others(env):
+    customer, account = customer_pair(env)   # a full run
+    targeted = notified(env, bc(env, "updated", customer)).run.run_id
+    scheduled = env.sync(["CUSTOMER"]).run.run_id
+    runs = env.services.runs
+    assert [r.run_id for r in runs.list_runs(limit=1, targeted=True)] == [targeted]
+    assert [r.run_id for r in runs.list_runs(limit=2, targeted=False)][0] == scheduled
+    assert targeted not in {r.run_id for r in runs.list_runs(limit=10, targeted=False)}
+    assert {targeted, scheduled} <= {r.run_id for r in runs.list_runs(limit=10)}
