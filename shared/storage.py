@@ -328,18 +328,19 @@ def _delete(storage: TableStorage, table: TableClient, groups: list[list[dict]],
     """Delete entities (given by their keys) in transactions, each group within one; a transaction that
     fails because an entity is gone already is redone one entity at a time. `etags`: by RowKey, the versions
     to delete only (one changed since is left, as one gone is)."""
-    def condition(key: dict) -> dict:
-        etag = (etags or {}).get(key["RowKey"])
-        return {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+    def etag(key: dict) -> dict:
+        found = (etags or {}).get(key["RowKey"])
+        return {"etag": found} if found else {}
 
     def remove(chunk: list[list[dict]]) -> None:
         try:
-            _transact(storage, table, [("delete", key, condition(key)) for group in chunk for key in group])
+            _transact(storage, table, [("delete", key, etag(key)) for group in chunk for key in group])
         except TableTransactionError:
             for key in (key for group in chunk for key in group):
                 with storage_errors():
                     try:
-                        table.delete_entity(key["PartitionKey"], key["RowKey"], **condition(key))
+                        table.delete_entity(key["PartitionKey"], key["RowKey"], **etag(key), **(
+                            {"match_condition": MatchConditions.IfNotModified} if etag(key) else {}))
                     except (ResourceNotFoundError, ResourceModifiedError):
                         pass
 

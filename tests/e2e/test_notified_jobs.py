@@ -303,6 +303,8 @@ def test_a_row_notified_again_while_its_job_works_stays_for_the_next_job(env):
     state.notify("CUSTOMER", Direction.TO_CRM, [NotifiedRow(second, Change.DELETED)])  # while the job works
     state.clear_notified("CUSTOMER", Direction.TO_CRM, taken)  # in one transaction, by ETag
     assert [(r.record_id, r.change) for r in state.notified("CUSTOMER", Direction.TO_CRM)] == [(second, Change.DELETED)]
+    state.clear_notified("CUSTOMER", Direction.TO_CRM, taken)  # the first gone: a row at a time, by ETag still
+    assert [(r.record_id, r.change) for r in state.notified("CUSTOMER", Direction.TO_CRM)] == [(second, Change.DELETED)]
 
 
 def test_the_run_list_tells_targeted_runs_from_the_others(env):
