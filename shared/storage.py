@@ -94,7 +94,7 @@ SCAN_MIN_IDS = SCAN_PAGE // 10
 # one server (about 2,000 entities/s). More buckets would cost more requests for a handful of couplings.
 COUPLING_BUCKETS = 16
 VERSIONS_PER_ROW = 250   # known versions per row: an id and a version are under 100 of a property's 32K characters
-AWAIT_ATTEMPTS = 5       # tries at the marker of the targeted run that waits for a mapping (StateTable.await_run)
+AWAIT_ATTEMPTS = 5       # tries at the marker of the targeted run that waits for a mapping (StateTable.join_waiting_run)
 JOURNAL_PAIRS = 300      # pairs per journal row: 300 pairs of GUIDs are about 24,000 of a property's 32K characters
 
 log = logging.getLogger("bcsync.storage")
@@ -323,18 +323,25 @@ def _transact(storage: TableStorage, table: TableClient, operations: list[tuple]
         list(map_in_context(storage.pool, submit, chunks))
 
 
-def _delete(storage: TableStorage, table: TableClient, groups: list[list[dict]]) -> None:
+def _delete(storage: TableStorage, table: TableClient, groups: list[list[dict]], etags: dict[str, str] | None = None) \
+        -> None:
     """Delete entities (given by their keys) in transactions, each group within one; a transaction that
-    fails because an entity is gone already is redone one entity at a time."""
+    fails because an entity is gone already is redone one entity at a time. `etags`: by RowKey, the versions
+    to delete only (one changed since is left, as one gone is)."""
+    def etag(key: dict) -> dict:
+        found = (etags or {}).get(key["RowKey"])
+        return {"etag": found} if found else {}
+
     def remove(chunk: list[list[dict]]) -> None:
         try:
-            _transact(storage, table, [("delete", key) for group in chunk for key in group])
+            _transact(storage, table, [("delete", key, etag(key)) for group in chunk for key in group])
         except TableTransactionError:
             for key in (key for group in chunk for key in group):
                 with storage_errors():
                     try:
-                        table.delete_entity(key["PartitionKey"], key["RowKey"])
-                    except ResourceNotFoundError:
+                        table.delete_entity(key["PartitionKey"], key["RowKey"], **etag(key), **(
+                            {"match_condition": MatchConditions.IfNotModified} if etag(key) else {}))
+                    except (ResourceNotFoundError, ResourceModifiedError):
                         pass
 
     chunks, chunk, size = [], [], 0
@@ -964,24 +971,13 @@ class StateTable:
                                     "hi": f"notified:{direction.value};"})]
 
     def clear_notified(self, mapping: str, direction: Direction, rows: Sequence[NotifiedRow]) -> None:
-        """Deletes by ETag, in transactions; one that fails (a row notified again meanwhile, or gone) is redone a
-        row at a time, leaving those that changed."""
-        keys = [({"PartitionKey": _key(mapping), "RowKey": _key(f"notified:{direction.value}:{row.record_id}")},
-                 row.etag) for row in rows]
-        try:
-            self.transact([("delete", key, {"etag": etag}) for key, etag in keys])
-        except TableTransactionError:
-            for key, etag in keys:
-                with storage_errors():
-                    try:
-                        self.table.delete_entity(key["PartitionKey"], key["RowKey"], etag=etag,
-                                                 match_condition=MatchConditions.IfNotModified)
-                    except (ResourceModifiedError, ResourceNotFoundError):
-                        pass
+        """Deletes by ETag: a row notified again meanwhile stays."""
+        keys = {_key(f"notified:{direction.value}:{row.record_id}"): row.etag for row in rows}
+        _delete(self.storage, self.table, [[{"PartitionKey": _key(mapping), "RowKey": key}] for key in keys], keys)
 
     NOTIFIED_RUN = "notified run"
 
-    def await_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> str:
+    def join_waiting_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> str:
         """Created if absent; one too old is replaced by its ETag. Two receivers racing: one creates it, the other
         finds it (or, replacing a stale one, loses the race and reads again). A marker that keeps moving under it
         (runs starting and ending meanwhile) has it start a run of its own: at worst a spare one."""
@@ -1008,7 +1004,7 @@ class StateTable:
                     continue
         return run_id
 
-    def run_started(self, mapping: str, run_id: str) -> None:
+    def release_waiting_run(self, mapping: str, run_id: str) -> None:
         with storage_errors():
             try:
                 current = self.table.get_entity(_key(mapping), self.NOTIFIED_RUN)
@@ -1160,7 +1156,7 @@ class RunTable:
         inverted = self._index_key(run.created_at)
         with storage_errors():
             self.table.upsert_entity({"PartitionKey": self.INDEX, "RowKey": f"{inverted}-{run.run_id}",
-                                      "run_id": run.run_id})
+                                      "run_id": run.run_id, "kind": run.kind.value})
         self.transact([("upsert", self._run_entity(run))] + [("upsert", self._job_entity(j)) for j in jobs])
 
     def get(self, run_id: str) -> Run | None:
@@ -1170,11 +1166,16 @@ class RunTable:
             except ResourceNotFoundError:
                 return None
 
-    def list_runs(self, limit: int = 20) -> list[Run]:
+    def list_runs(self, limit: int = 20, targeted: bool | None = None) -> list[Run]:
         with storage_errors():
             ids = []
             for e in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.INDEX},
-                                               results_per_page=limit):
+                                               select=["run_id", "kind"],
+                                               # (filtered: the others' rows in between come in full pages)
+                                               results_per_page=limit if targeted is None else 1000):
+                # (an index row without a kind predates targeted runs)
+                if targeted is not None and (e.get("kind") == RunKind.NOTIFIED.value) is not targeted:
+                    continue
                 ids.append(e["run_id"])
                 if len(ids) >= limit:
                     break

@@ -246,8 +246,6 @@ class Services:
                     ignored += 1
             for name in targets:
                 by_company.setdefault(name, []).append(notification)
-        if by_company:
-            root._claim_home_rows()
         window = self.settings.webhook_window_seconds
         companies = {name: root.for_company(name).coordinator.notify(found, window)
                      for name, found in by_company.items()}
@@ -660,7 +658,10 @@ class Services:
         """What the queue trigger and the local worker do with one message's body. A message that can never work
         (terminal: not a job message, no such job, a request storage refuses) is reported, copied to the poison
         queue and then counts as handled: delivering it again would give the same answer. A transient error is
-        raised, for the message to be delivered again."""
+        raised, for the message to be delivered again. The home company's rows are claimed first, should no run of
+        the timer or the HTTP API have claimed them yet (a targeted run starts in a receiver, which writes Table
+        Storage only)."""
+        self._claim_home_rows()
         try:
             message = JobMessage.parse(body)
             self._for_message(message).coordinator.handle(message)

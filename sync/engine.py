@@ -141,6 +141,7 @@ class Progress:
 
     counts: Counts
     checkpoint: dt.datetime | None
+    moved: bool = False  # got further where no checkpoint tells it (a targeted job's notified rows taken)
 
 
 @dataclass
@@ -558,6 +559,7 @@ class _Job:
         # records asked for by id (sync_records): what became of each, by lower-case id
         self.outcomes: dict[str, RecordOutcome] | None = None
         self.restore_skipped = False
+        self.scheduled_versions: dict[str, str] | None = None  # a targeted job's look at the known versions (_passed)
         self.visiting: frozenset[tuple[str, str]] = frozenset()  # (mapping, id) being synchronised up the chain
         self.reference_problems: dict[tuple[str, Any], str] = {}  # (mapping, looked-up value) -> why not synced first
         self.page_couplings: dict[str, Coupling] = {}  # the couplings of the rows the current page works on
@@ -697,7 +699,7 @@ class _Job:
 
     def run(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
         if self.mode is JobMode.NOTIFIED:
-            return self._run_notified(deadline)
+            return self._run_targeted(resume_from, deadline)
         # A coupling job leaves coupled rows alone, so their changes must still be found by the next run:
         # its watermark stays, unless nothing was coupled before it and it synchronises what it couples
         # (then it reads every row as a full one does, and the first scheduled run need not read them again)
@@ -743,38 +745,35 @@ class _Job:
         self._keep_known_versions()
         return self.outcome(resume)
 
-    def _run_notified(self, deadline: dt.datetime | None) -> JobOutcome:
+    def _run_targeted(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
         """A targeted job (sync.targeted): the rows notifications named, as a scheduled job would find them changed.
         Rows handed over for this direction go first, as in any job (a deletion's conflict found by the other
-        direction's job of this run); a collection reads this direction's changes since the watermark. Nothing
-        this job reads moves the watermark, the change feed's cursor, the reconciliation's or the known versions:
-        the next scheduled job finds what it would have found without it, and versions tell it what is unchanged.
-        The notified rows it took go once worked on, unless notified again meanwhile (their version moved)."""
-        self.moves_watermark = False
+        direction's job of this run). Nothing it reads moves the watermark, the change feed's cursor, the
+        reconciliation's or the known versions: the next scheduled job finds what it would have found without it,
+        and versions tell it what is unchanged. The notified rows it took go once worked on, unless notified again
+        meanwhile (their version moved).
+
+        A collection notification (more changes than told one by one) makes it the direction's incremental job
+        instead, as a scheduled run's: it reads the changes since the watermark and moves it, stops at its deadline
+        and goes on from its checkpoint (`resume_from`); that read covers the rows notified before it started."""
         taken = self.e.state.notified(self.mapping.name, self.direction)
-        pending, ids = self._pending_ids()
-        self._process_ids(ids)
-        if pending:
-            self._clear_pending(self.direction, pending)
-        if any(row.collection for row in taken):
-            for page in self.src.read_changed(self.src_table, self.src_fields, since=self._job_state().watermark,
-                                              where=self.mapping.filter_on(self.src_side), page_size=self.e.page_size,
-                                              not_modified_by=self._not_modified_by()):
-                for start in range(0, len(page), WORK_ROWS):
-                    self._process(page[start:start + WORK_ROWS], forced=set())
-                self.progress()
-        rows = [row for row in taken if not row.collection]
-        for start in range(0, len(rows), self.e.page_size):
-            chunk = rows[start:start + self.e.page_size]
+        if resume_from is not None or any(row.collection for row in taken):
+            self.mode = JobMode.INCREMENTAL
+            outcome = self.run(resume_from, deadline)
+            if outcome.complete:
+                self.e.state.clear_notified(self.mapping.name, self.direction, taken)
+            return outcome
+        self.moves_watermark = False
+        self._process_forced(failed=False)
+        for start in range(0, len(taken), self.e.page_size):
+            chunk = taken[start:start + self.e.page_size]
             self._process_notified([row.record_id for row in chunk])
             self.e.state.clear_notified(self.mapping.name, self.direction, chunk)
-            self.progress()
-            if deadline is not None and self.e.clock.now() >= deadline and start + self.e.page_size < len(rows):
+            self.progress(moved=True)  # a next attempt starts after these rows
+            if deadline is not None and self.e.clock.now() >= deadline and start + self.e.page_size < len(taken):
                 return self.outcome(complete=False)  # a continuation takes the rows left
-        self.e.state.clear_notified(self.mapping.name, self.direction, [row for row in taken if row.collection])
         if taken:
-            self.note(f"{len(taken)} notified row(s) looked at" if len(rows) == len(taken)
-                      else f"{len(rows)} notified row(s) looked at, and the changes a collection notification told of")
+            self.note(f"{len(taken)} notified row(s) looked at")
         return self.outcome()
 
     def _process_notified(self, ids: list[str]) -> None:
@@ -1065,15 +1064,17 @@ class _Job:
         return any(self._triage(row, couplings.get(row.id), False) == "work"
                    and self.rules.accept(self, row, couplings.get(row.id)) != IGNORE for row in rows)
 
-    def _process_forced(self) -> set[str]:
+    def _process_forced(self, failed: bool = True) -> set[str]:
         """Records that failed earlier are tried again first, changed or not, and so are
-        rows a merge left pending for this direction."""
+        rows a merge left pending for this direction. `failed`: False in a targeted job, which leaves the records
+        that failed to the scheduled job."""
         pending, handed_over = self._pending_ids()
-        ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if not f.skipped] + handed_over))
+        ids = list(dict.fromkeys([sid for sid, f in self.failures.items() if failed and not f.skipped] + handed_over))
         self._process_ids(ids)
         if pending:
             self._clear_pending(self.direction, pending)
-        self._let_go_deleted([sid for sid, f in self.failures.items() if f.skipped])
+        if failed:
+            self._let_go_deleted([sid for sid, f in self.failures.items() if f.skipped])
         return set(ids) | set(pending)
 
     def _pending_ids(self) -> tuple[list[str], list[str]]:
@@ -1339,6 +1340,10 @@ class _Job:
         if coupling is None:
             if self.mapping.sync_only_coupled and not self.full and not forced and failure is None:
                 return "ignored"  # BC: uncoupled rows are not counted under Synch. Only Coupled Records
+            if self.mode is JobMode.NOTIFIED and not forced and failure is None and self._passed(row):
+                # a targeted job creates no counterpart a scheduled job would not: a replayed notification of a
+                # row uncoupled since (its counterpart deleted) must not bring the counterpart back
+                return "ignored"
             return "work"
         if self.mode is JobMode.COUPLE and not forced and not (
                 self.starts_feed and coupling.values_on(self.src_side) and coupling.etag_on(self.src_side) != row.etag):
@@ -1350,6 +1355,18 @@ class _Job:
                 and coupling.values_on(self.src_side)):
             return "unchanged"
         return "work"
+
+    def _passed(self, row: Record) -> bool:
+        """Whether a scheduled job would pass the row by: changed before the watermark, where its read starts, or of a
+        version it knows unchanged (its known versions, read here only when an uncoupled row asks)."""
+        mark = self._job_state().watermark
+        if mark is not None and row.modified_on is not None and row.modified_on < mark:
+            return True
+        if not keeps_versions(self.mapping, self.direction, JobMode.INCREMENTAL):
+            return False
+        if self.scheduled_versions is None:
+            self.scheduled_versions = self.e.state.known_versions(self.mapping.name, self.direction)
+        return self.scheduled_versions.get(row.id.lower()) == row.etag
 
     def _read_destinations(self, couplings: list[Coupling]) -> dict[str, Record]:
         ids = [c.id_on(self.dst_side) for c in couplings]
@@ -1677,12 +1694,12 @@ class _Job:
             return convert(value, row)
         return fitted
 
-    def progress(self, checkpoint: dt.datetime | None = None) -> bool:
-        """Reports the job's counts and checkpoint. When the runner saved them (now and then, renewing the mapping's
-        lease), what the job moved is saved as well (save_state): a worker killed midway (out of memory, the host's
-        time limit) leaves the watermark and the change feed's cursor at most one progress save behind, and its
-        next attempt gets further. Returns whether it was saved."""
-        if not self.on_progress(Progress(self.counts, checkpoint)):
+    def progress(self, checkpoint: dt.datetime | None = None, moved: bool = False) -> bool:
+        """Reports the job's counts and checkpoint (`moved`: it got further without one). When the runner saved them
+        (now and then, renewing the mapping's lease), what the job moved is saved as well (save_state): a worker
+        killed midway (out of memory, the host's time limit) leaves the watermark and the change feed's cursor at
+        most one progress save behind, and its next attempt gets further. Returns whether it was saved."""
+        if not self.on_progress(Progress(self.counts, checkpoint, moved)):
             return False
         self.save_state()
         return True

@@ -397,13 +397,14 @@ class StateStore(Protocol):
         """Removes the records of these rows that are still of the version read: a row notified again meanwhile
         stays, for the next targeted job."""
 
-    def await_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> str:
+    def join_waiting_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> str:
         """The targeted run that waits for the mapping's notified rows: `run_id`, now recorded as the one, when none
         waits (or the one recorded was recorded before `stale_before`: its start failed), else the one waiting."""
 
-    def run_started(self, mapping: str, run_id: str) -> None:
-        """The targeted run `run_id` took up the mapping's notified rows: a notification from now on starts
-        another (nothing when another run is recorded as the one waiting)."""
+    def release_waiting_run(self, mapping: str, run_id: str) -> None:
+        """The targeted run `run_id` no longer waits for the mapping's notified rows (its job started, was blocked,
+        or its start failed): a notification from now on starts another (nothing when another run is recorded as
+        the one waiting)."""
 
     def facts(self) -> dict[str, Fact]:
         """Every fact kept, by name, in one read."""

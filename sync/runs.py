@@ -38,6 +38,9 @@ RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 RUNS_STATE = "(runs)"  # the state store's partition for what belongs to no mapping
 PROGRESS_SAVES_PER_LEASE = 20  # a running job saves its progress (and renews its lease) every 1/20 of a lease
 RETRY_SECONDS = 15  # a job that failed transiently runs again after this, doubled for each attempt without progress
+# notify reuses the catalogue it read for this long (a read fewer per notification in a burst); a mapping changed
+# meanwhile is seen a few seconds late, as by a run started just before the change
+NOTIFY_CATALOG_SECONDS = 5
 
 
 class RunKind(str, Enum):
@@ -191,7 +194,8 @@ class JobMessage:
 class RunStore(Protocol):
     def create(self, run: Run, jobs: Sequence[Job]) -> None: ...
     def get(self, run_id: str) -> Run | None: ...
-    def list_runs(self, limit: int = 20) -> list[Run]: ...
+    def list_runs(self, limit: int = 20, targeted: bool | None = None) -> list[Run]:
+        """The newest runs, newest first; `targeted`: of targeted runs only (True) or of the others (False)."""
     def jobs(self, run_id: str) -> list[Job]: ...
     def get_job(self, run_id: str, job_id: str) -> Job | None: ...
 
@@ -304,6 +308,7 @@ class RunCoordinator:
         self.time_budget = dt.timedelta(seconds=time_budget_seconds)
         self.log_retention = dt.timedelta(days=log_retention_days)  # zero: runs are kept for ever
         self.observer = observer or JobObserver()
+        self._notify_catalog: tuple[dt.datetime, Catalog] | None = None  # as notify read it, and when
 
     def _message(self, run_id: str, job_id: str) -> JobMessage:
         return JobMessage(run_id, job_id, self.company)
@@ -353,7 +358,10 @@ class RunCoordinator:
         A mapping notified while a targeted run of it waits (its jobs not started) joins that run; the others start
         one run together, planned in dependency order, whose first jobs wait `window_seconds` for more to join.
         Writes nothing to the services; returns what it did, by mapping."""
-        catalog = self.catalogs.current()
+        now, read = self.clock.now(), self._notify_catalog
+        if read is None or not dt.timedelta(0) <= now - read[0] < dt.timedelta(seconds=NOTIFY_CATALOG_SECONDS):
+            read = self._notify_catalog = (now, self.catalogs.current())
+        catalog = read[1]
         notified = notified_rows(catalog, notifications)
         for (mapping, direction), rows in notified.items():
             if catalog[mapping].process is None:  # a job mapping's job reads its changes as a scheduled one does
@@ -362,19 +370,34 @@ class RunCoordinator:
         run_id = self._new_run_id()
         # a waiting run older than this never started (its start failed): replaced, not joined
         stale = self.clock.now() - dt.timedelta(seconds=window_seconds) - self.lease
-        waiting = {mapping: self.engine.state.await_run(mapping, run_id, stale) for mapping in mappings}
+        waiting = {mapping: self._waiting_run(mapping, run_id, stale) for mapping in mappings}
         new = [mapping for mapping in mappings if waiting[mapping] == run_id]
         if new:
             try:
                 self.start_run(RunKind.NOTIFIED, "webhook", new, run_id=run_id, delay_seconds=window_seconds,
                                catalog=catalog)
-            except BaseException:  # notifications from now on start a run of their own
+            except BaseException:
+                # The rows stay recorded, those of notifications that joined meanwhile too; notifications from now
+                # on start a run of their own, which takes them all: this one's sender, told of the failure,
+                # sends again
                 for mapping in new:
-                    self.engine.state.run_started(mapping, run_id)
+                    self.engine.state.release_waiting_run(mapping, run_id)
                 raise
         return {mapping: {"run": waiting[mapping], "joined": mapping not in new,
                           "rows": {direction.value: len(rows) for (m, direction), rows in notified.items()
                                    if m == mapping}} for mapping in mappings}
+
+    def _waiting_run(self, mapping: str, run_id: str, stale: dt.datetime) -> str:
+        """The targeted run a notification of the mapping joins, else `run_id`, now recorded as the one waiting. One
+        recorded that has finished (its job blocked before its marker was released) is released, not joined; one
+        not created yet is joined (its start is under way; should it fail, the rows stay for the next run)."""
+        waiting = self.engine.state.join_waiting_run(mapping, run_id, stale)
+        if waiting != run_id:
+            run = self.runs.get(waiting)
+            if run is not None and run.status is not RunStatus.RUNNING:
+                self.engine.state.release_waiting_run(mapping, waiting)
+                waiting = self.engine.state.join_waiting_run(mapping, run_id, stale)
+        return waiting
 
     def _couple(self, catalog: Catalog, jobs: list[Job], asked: bool, now: dt.datetime) -> None:
         """Match-based coupling; a job mapping (sales orders, item availability) has no rows to match."""
@@ -444,8 +467,8 @@ class RunCoordinator:
         """Mappings with an unfinished job in one of the recent unfinished runs, targeted runs aside: those come
         and go with notifications and must never keep the scheduled job, the safety net, from running (the
         mapping's lease keeps the two apart)."""
-        return {job.mapping for run in self.runs.list_runs(limit=runs)
-                if run.status is RunStatus.RUNNING and run.kind is not RunKind.NOTIFIED
+        return {job.mapping for run in self.runs.list_runs(limit=runs, targeted=False)
+                if run.status is RunStatus.RUNNING
                 for job in self.runs.jobs(run.run_id) if job.status not in TERMINAL}
 
     # -- executing --------------------------------------------------------------------------------
@@ -559,7 +582,7 @@ class RunCoordinator:
             job.counts = p.counts
             job.checkpoint = p.checkpoint or job.checkpoint
             self.observer.progress(job)
-            if job.checkpoint and (claimed_from is None or job.checkpoint > claimed_from):
+            if p.moved or job.checkpoint and (claimed_from is None or job.checkpoint > claimed_from):
                 job.attempts_without_progress = 0  # a next attempt starts further on: it counts from one again
             # Saved now and then, not after every page: the lease is renewed long before it runs out, and
             # a continuation after a crash resumes from an older checkpoint, redoing pages harmlessly.
@@ -575,14 +598,14 @@ class RunCoordinator:
                 raise LeaseLost(f"the lease on {job.mapping} passed to another worker")
             return True
 
-        if run.kind is RunKind.NOTIFIED:  # its notified rows are taken up: notifications from now on start a run
-            self.engine.state.run_started(job.mapping, run.run_id)
         dry, reports = None, {}
         if run.dry:
             reports = self.runs.reports(run.run_id)
             dry = DryRun(self.engine, carried(reports, [j.job_id for j in self.runs.jobs(run.run_id)
                                                          if j.mapping == job.mapping and j.seq < job.seq]))
         try:
+            if run.kind is RunKind.NOTIFIED:  # its notified rows are taken up: notifications from now on start a run
+                self.engine.state.release_waiting_run(job.mapping, run.run_id)
             try:
                 outcome = (dry.engine if dry else self.engine).run(
                     job.mapping, job.direction, job_id=f"{run.run_id}/{job.job_id}", mode=job.mode,
@@ -609,7 +632,8 @@ class RunCoordinator:
             job.status = JobStatus.QUEUED
             job.attempts = job.attempts_without_progress = 0
             job.lease_until = None
-            job.message = f"continuing after {int(self.time_budget.total_seconds())} s, from {job.checkpoint}"
+            job.message = f"continuing after {int(self.time_budget.total_seconds())} s" + (
+                f", from {job.checkpoint}" if job.checkpoint else "")  # (a targeted job's rows left tell where)
             job = self.runs.save_job(job)
             self.queue.send(self._message(job.run_id, job.job_id))
             log.info("job %s/%s %s", job.run_id, job.job_id, job.message, extra=job.fields())
@@ -677,6 +701,7 @@ class RunCoordinator:
         messages of the jobs queued now wait that long (a targeted run's window)."""
         changed, chained = True, None
         by_id: dict[str, Job] = {}
+        blocked: set[str] = set()  # mappings of jobs blocked now
         while changed:
             changed = False
             by_id = {j.job_id: j for j in (jobs if jobs is not None else self.runs.jobs(run_id))}
@@ -705,9 +730,16 @@ class RunCoordinator:
                 try:
                     self.runs.save_job(job)
                     # a blocked job may block its dependants: look again (a queued one unblocks nothing yet)
-                    changed = changed or job.status is JobStatus.BLOCKED
+                    if job.status is JobStatus.BLOCKED:
+                        changed = True
+                        blocked.add(job.mapping)
                 except ConcurrencyError:
                     changed = True  # someone else moved it; read again
+        if blocked:
+            run = run or self.runs.get(run_id)
+            if run is not None and run.kind is RunKind.NOTIFIED:  # it takes up no more notified rows of them
+                for mapping in blocked:
+                    self.engine.state.release_waiting_run(mapping, run_id)
         if all(j.status in TERMINAL for j in by_id.values()):
             self._close(run_id, by_id.values(), run)
         return chained
@@ -715,10 +747,11 @@ class RunCoordinator:
     def recover(self, runs: int = 20) -> int:
         """Put back on the queue what a crash may have stranded in the recent unfinished runs: a job
         queued long ago without a message arriving, a running job whose lease ran out, dependants
-        never queued. Safe to call at any time (the timer does); returns how many jobs were re-sent."""
+        never queued. Safe to call at any time (the timer does); returns how many jobs were re-sent.
+        The recent runs are counted apart for targeted runs, which may be many, and the others."""
         now = self.clock.now()
         resent = 0
-        for run in self.runs.list_runs(limit=runs):
+        for run in self.runs.list_runs(limit=runs, targeted=False) + self.runs.list_runs(limit=runs, targeted=True):
             if run.status is not RunStatus.RUNNING:
                 continue
             for job in self.runs.jobs(run.run_id):

@@ -17,7 +17,7 @@ from sync.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
 from sync.model import BcTable, Direction, OptionSet, Side
 from sync.ports import (ChangeFeed, Coupling, FeedPage, JobState, NewRow, Record, RecordFailure, RowChange,
                         WriteResult)
-from sync.runs import Job, JobMessage, Run
+from sync.runs import Job, JobMessage, Run, RunKind
 
 
 class FakeClock:
@@ -394,14 +394,14 @@ class FakeState:
             if row.record_id in kept and kept[row.record_id].etag == row.etag:
                 del kept[row.record_id]
 
-    def await_run(self, mapping, run_id, stale_before):
+    def join_waiting_run(self, mapping, run_id, stale_before):
         waiting = self.waiting_runs.get(mapping)
         if waiting is None or waiting[1] < stale_before:
             self.waiting_runs[mapping] = (run_id, self.clock.now())
             return run_id
         return waiting[0]
 
-    def run_started(self, mapping, run_id):
+    def release_waiting_run(self, mapping, run_id):
         if self.waiting_runs.get(mapping, (None,))[0] == run_id:
             del self.waiting_runs[mapping]
 
@@ -447,8 +447,9 @@ class FakeRuns:
         run = self.runs.get(run_id)
         return None if run is None else Run(**run.__dict__)
 
-    def list_runs(self, limit=20):
-        return [Run(**r.__dict__) for r in sorted(self.runs.values(), key=lambda r: r.created_at, reverse=True)[:limit]]
+    def list_runs(self, limit=20, targeted=None):
+        runs = [r for r in self.runs.values() if targeted is None or (r.kind is RunKind.NOTIFIED) is targeted]
+        return [Run(**r.__dict__) for r in sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]]
 
     def older_than(self, when):
         return [r for r in self.list_runs(limit=len(self.runs)) if r.created_at < when]

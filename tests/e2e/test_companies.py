@@ -303,3 +303,23 @@ def test_the_home_companys_rows_from_one_company_days_become_its_own_before_any_
     rows = company_rows(env)
     assert accounts(env) == {"Adatum": rows[cronus], "Trey Research": rows[cronus], "Nobody's": rows[fabrikam]}
     assert [c["displayName"] for c in env.bc.rows("customers", company_id=fabrikam)] == ["Nobody's"]
+
+
+def test_a_notification_before_any_run_writes_nothing_and_its_job_claims_the_home_companys_rows(env):
+    """The receivers write Table Storage only: the home company's rows from its one-company days are claimed by the
+    queue worker before the targeted job runs, when no run of the timer or the HTTP API claimed them yet."""
+    from sync.model import Side
+    from sync.notifications import Change, Notification
+
+    [adatum] = env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
+    assert run(env, env.bc.company_id).run.status is RunStatus.DONE
+    cronus, fabrikam = env.bc.company_id, env.bc.add_company("FABRIKAM Inc.")
+    env.configure(BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}", BCSYNC_WEBHOOK_WINDOW_SECONDS=0)
+    env.bc.update("customers", adatum, {"city": "Oslo"})
+    versions = {a["accountid"]: a["versionnumber"] for a in env.dv.rows("account")}
+    summary = env.services.notify([Notification(Side.BC, "customers", Change.UPDATED, adatum, cronus)])
+    assert {a["accountid"]: a["versionnumber"] for a in env.dv.rows("account")} == versions  # nothing claimed yet
+    services, run_id = env.services.for_company("CRONUS"), summary["companies"]["CRONUS"]["CUSTOMER"]["run"]
+    assert env.worker.run_until(lambda: services.report(run_id).run.status is not RunStatus.RUNNING, timeout=60)
+    assert accounts(env) == {"Adatum": company_rows(env)[cronus]}
+    assert env.dv.rows("account")[0]["address1_city"] == "Oslo"

@@ -4,11 +4,14 @@ notified are left to the scheduled runs, and a notification that tells nothing t
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from sync.model import Direction, Side
 from sync.notifications import Change, Notification
 from sync.runs import RunKind, RunStatus
+from sync.targeted import NotifiedRow
 
 from .conftest import job
 from .test_incremental_cost import RequestCount
@@ -128,17 +131,48 @@ def test_items_and_products_by_notification(env):
     assert env.dv.get("product", nut_product)["name"] == "Nut"
 
 
-def test_a_collection_reads_the_changes_since_the_watermark_and_leaves_the_watermark(env):
+def test_a_collection_runs_the_incremental_job_which_moves_the_watermark(env):
     customer, account = customer_pair(env)
     [fabrikam] = env.bc.seed("customers", [{"number": "20000", "displayName": "Fabrikam"}])
     env.bc.update("customers", customer, {"city": "Boston"})
     mark = env.services.state.watermark("CUSTOMER", Direction.TO_CRM)
-    report = notified(env, bc(env, "collection"))
+    report = notified(env, bc(env, "collection"), bc(env, "updated", customer))
     to_crm = job(report, "CUSTOMER:to-crm")
     assert (to_crm.counts.inserted, to_crm.counts.modified) == (1, 1)
     assert env.dv.get("account", account)["address1_city"] == "Boston"
     assert pair_of(env, fabrikam) is not None
-    assert env.services.state.watermark("CUSTOMER", Direction.TO_CRM) == mark
+    assert env.services.state.watermark("CUSTOMER", Direction.TO_CRM) > mark  # as a scheduled job's
+    assert env.services.state.notified("CUSTOMER", Direction.TO_CRM) == []  # the row notified too is taken
+
+
+def test_a_replayed_notification_never_brings_back_a_counterpart_deleted_after_uncoupling(env):
+    env.configure(BCSYNC_WATERMARK_MARGIN_SECONDS=0)
+    customer, account = customer_pair(env)
+    [contoso] = env.bc.seed("customers", [{"number": "20000", "displayName": "Contoso"}])
+    env.sync(["CUSTOMER"])
+    contoso_account = pair_of(env, contoso).crm_id
+    env.dv.update("account", contoso_account, {"telephone1": "555-0100"})  # last changed by a user, not bcsync
+    env.sync(["CUSTOMER"])
+    # the user uncouples both pairs, deletes Adatum's account and Contoso's customer; scheduled runs go by, after
+    # later changes on both sides (a second on: Sales keeps whole seconds)
+    env.services.uncouple("CUSTOMER", Side.BC, customer)
+    env.services.uncouple("CUSTOMER", Side.BC, contoso)
+    env.dv.delete("account", account)
+    env.bc.delete("customers", contoso)
+    time.sleep(1.1)
+    env.bc.seed("customers", [{"number": "30000", "displayName": "Litware"}])
+    env.dv.seed("account", [{"name": "Northwind", "customertypecode": 3}])
+    env.sync(["CUSTOMER"])
+    customers, accounts = len(env.bc.rows("customers")), len(env.dv.rows("account"))
+    # both services send their old notifications again (Business Central retries for 36 hours)
+    report = notified(env, bc(env, "updated", customer), crm("updated", contoso_account))
+    assert written(report) == 0 and sum(j.counts.failed for j in report.jobs) == 0
+    assert (len(env.bc.rows("customers")), len(env.dv.rows("account"))) == (customers, accounts)
+    assert pair_of(env, customer) is None
+    # a change made since is synchronised as a scheduled run would: the uncoupled customer gets an account again
+    env.bc.update("customers", customer, {"city": "Tulsa"})
+    report = notified(env, bc(env, "updated", customer))
+    assert job(report, "CUSTOMER:to-crm").counts.inserted == 1
 
 
 def test_the_same_notification_twice_writes_once(env):
@@ -259,3 +293,26 @@ def test_several_companies_a_bc_notification_goes_to_its_company_and_a_sales_one
     [fabrikams] = [c for c in env.bc.rows("customers", company_id=fabrikam) if c["displayName"] == "FABRIKAM's own"]
     assert fabrikams["phoneNumber"] == "555-0199"
     assert all(c.get("phoneNumber") != "555-0199" for c in env.bc.rows("customers"))
+
+
+def test_a_row_notified_again_while_its_job_works_stays_for_the_next_job(env):
+    state = env.services.state
+    first, second = "00000000-0000-0000-0000-0000000000a1", "00000000-0000-0000-0000-0000000000a2"
+    state.notify("CUSTOMER", Direction.TO_CRM, [NotifiedRow(first, Change.UPDATED), NotifiedRow(second, Change.UPDATED)])
+    taken = state.notified("CUSTOMER", Direction.TO_CRM)
+    state.notify("CUSTOMER", Direction.TO_CRM, [NotifiedRow(second, Change.DELETED)])  # while the job works
+    state.clear_notified("CUSTOMER", Direction.TO_CRM, taken)  # in one transaction, by ETag
+    assert [(r.record_id, r.change) for r in state.notified("CUSTOMER", Direction.TO_CRM)] == [(second, Change.DELETED)]
+    state.clear_notified("CUSTOMER", Direction.TO_CRM, taken)  # the first gone: a row at a time, by ETag still
+    assert [(r.record_id, r.change) for r in state.notified("CUSTOMER", Direction.TO_CRM)] == [(second, Change.DELETED)]
+
+
+def test_the_run_list_tells_targeted_runs_from_the_others(env):
+    customer, account = customer_pair(env)   # a full run
+    targeted = notified(env, bc(env, "updated", customer)).run.run_id
+    scheduled = env.sync(["CUSTOMER"]).run.run_id
+    runs = env.services.runs
+    assert [r.run_id for r in runs.list_runs(limit=1, targeted=True)] == [targeted]
+    assert [r.run_id for r in runs.list_runs(limit=2, targeted=False)][0] == scheduled
+    assert targeted not in {r.run_id for r in runs.list_runs(limit=10, targeted=False)}
+    assert {targeted, scheduled} <= {r.run_id for r in runs.list_runs(limit=10)}

@@ -4,11 +4,16 @@ that later notifications join (sync.targeted, RunCoordinator.notify), with in-me
 import datetime as dt
 from dataclasses import replace
 
+import pytest
+
+from sync.errors import ServiceUnavailableError, TerminalError, ThrottledError
+from sync.config import StaticCatalog
 from sync.mappings import Catalog, builtin_mappings
 from sync.engine import JobMode
 from sync.model import Direction, Side
 from sync.notifications import Change, Notification
-from sync.runs import JobStatus, RunKind
+from sync.runs import NOTIFY_CATALOG_SECONDS, JobStatus, RunKind, RunStatus
+from sync.tables import BC_CUSTOMER, CRM_ACCOUNT
 from sync.targeted import COLLECTION_ID, notified_rows
 from tests.unit.test_runs import Harness
 
@@ -79,7 +84,7 @@ def test_a_row_notified_again_while_its_job_runs_is_kept_for_the_next_one():
 
 def test_a_waiting_run_that_never_started_is_replaced():
     h = Harness()
-    h.w.state.await_run("CUSTOMER", "20260101-000000-dead00", h.w.clock.now())  # its start failed after the marker
+    h.w.state.join_waiting_run("CUSTOMER", "20260101-000000-dead00", h.w.clock.now())  # its start failed after the marker
     joined = h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
     assert joined["CUSTOMER"]["run"] == "20260101-000000-dead00"
     h.w.clock.tick(5 + h.coordinator.lease.total_seconds() + 1)
@@ -127,3 +132,166 @@ def test_a_notified_row_unchanged_since_its_coupling_writes_nothing():
     assert h.w.state.watermark("CUSTOMER", Direction.TO_CRM) == mark
     assert list(h.w.couplings.all("CUSTOMER").values()) == [coupling]
     assert isinstance(mark, dt.datetime)
+
+
+def uncoupled_rows_synchronised():
+    """A harness whose CUSTOMER mapping synchronises uncoupled rows too (not only coupled ones)."""
+    h = Harness()
+    catalog = Catalog([replace(m, sync_only_coupled=False) if m.name == "CUSTOMER" else m for m in h.w.catalog])
+    h.w.engine.catalogs = h.coordinator.catalogs = StaticCatalog(catalog)
+    return h
+
+
+def test_a_replayed_notification_of_a_row_uncoupled_before_the_watermark_creates_no_counterpart():
+    h = uncoupled_rows_synchronised()
+    old = h.w.customer("C00010", "Adatum")
+    h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    h.drain()
+    [coupling] = h.w.couplings.all("CUSTOMER").values()
+    # the user uncouples it and deletes the account; a later scheduled run moves the watermark past the customer
+    h.w.couplings.delete_many([coupling])
+    h.w.crm.delete(CRM_ACCOUNT, coupling.crm_id)
+    h.w.clock.tick(600)
+    h.w.state.advance_watermark("CUSTOMER", Direction.TO_CRM, h.w.clock.now() - dt.timedelta(seconds=60))
+    new = h.w.customer("C00020", "Fabrikam")  # an uncoupled customer changed since: a scheduled run creates it
+    found = h.coordinator.notify([bc("updated", old), bc("created", new)], window_seconds=0)
+    h.drain()
+    assert [r["values"]["name"] for r in h.w.crm.rows(CRM_ACCOUNT).values()] == ["Fabrikam"]
+    assert h.report(found["CUSTOMER"]["run"]).to_dict()["totals"]["inserted"] == 1
+
+
+def test_a_collection_notification_runs_the_directions_incremental_job_moving_its_watermark():
+    h = uncoupled_rows_synchronised()
+    h.w.customer("C00010", "Adatum")
+    h.coordinator.notify([bc("collection"), bc("updated", ID1)], window_seconds=0)
+    h.drain()
+    assert [r["values"]["name"] for r in h.w.crm.rows(CRM_ACCOUNT).values()] == ["Adatum"]
+    assert h.w.state.watermark("CUSTOMER", Direction.TO_CRM) is not None
+    assert h.w.state.notified("CUSTOMER", Direction.TO_CRM) == []
+
+
+def test_a_job_blocked_in_a_targeted_run_releases_its_waiting_run():
+    h = Harness()
+    h.w.crm.read_visible = lambda *a, **k: (_ for _ in ()).throw(TerminalError("refused"))
+    first = h.coordinator.notify([crm("updated", ID1, "contact"), crm("updated", ID2, "account")], window_seconds=60)
+    run_id = first["CONTACT"]["run"]
+    while ready := [m for m, _ in h.queue.messages if not m.job_id.startswith("VENDOR")]:  # VENDOR's wait
+        h.queue.messages = [(m, d) for m, d in h.queue.messages if m.job_id.startswith("VENDOR")]
+        for message in ready:
+            h.w.clock.tick(60)
+            h.coordinator.handle(message)
+    # CUSTOMER failed: CONTACT's jobs, waiting behind it, are blocked, while the run goes on (VENDOR's jobs)
+    jobs = {j.job_id: j for j in h.runs.jobs(run_id)}
+    assert jobs["CUSTOMER:from-crm"].status is JobStatus.FAILED
+    assert jobs["CONTACT:to-crm"].status is jobs["CONTACT:from-crm"].status is JobStatus.BLOCKED
+    assert h.runs.get(run_id).status is RunStatus.RUNNING
+    later = h.coordinator.notify([crm("updated", ID1, "contact")], window_seconds=60)
+    assert later["CONTACT"]["run"] != run_id and not later["CONTACT"]["joined"]
+
+
+def test_a_waiting_run_found_finished_is_not_joined():
+    h = Harness()
+    first = h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
+    run = h.runs.get(first["CUSTOMER"]["run"])
+    run.status = RunStatus.FAILED  # closed with its marker left (a release that failed)
+    h.runs.save_run(run)
+    later = h.coordinator.notify([bc("updated", ID2)], window_seconds=5)
+    assert later["CUSTOMER"]["run"] != run.run_id and not later["CUSTOMER"]["joined"]
+
+
+def test_rows_joined_to_a_run_whose_start_failed_are_taken_by_the_next_run():
+    h = uncoupled_rows_synchronised()
+    real = h.coordinator.start_run
+
+    def joined_then_failed(*args, **kwargs):  # another receiver joins while this one starts the run, which fails
+        h.coordinator.start_run = real
+        assert h.coordinator.notify([bc("updated", ID2)], window_seconds=0)["CUSTOMER"]["joined"]
+        raise ServiceUnavailableError("503 storage")
+
+    customer = h.w.customer("C00010", "Adatum")
+    h.coordinator.start_run = joined_then_failed
+    with pytest.raises(ServiceUnavailableError):
+        h.coordinator.notify([bc("updated", customer)], window_seconds=0)
+    assert {r.record_id for r in h.w.state.notified("CUSTOMER", Direction.TO_CRM)} == {customer, ID2}
+    again = h.coordinator.notify([bc("updated", customer)], window_seconds=0)  # the failed sender sends again
+    assert not again["CUSTOMER"]["joined"]
+    h.drain()
+    assert h.w.state.notified("CUSTOMER", Direction.TO_CRM) == []
+    assert [r["values"]["name"] for r in h.w.crm.rows(CRM_ACCOUNT).values()] == ["Adatum"]
+
+
+def test_many_targeted_runs_keep_no_crashed_scheduled_run_from_the_safety_net():
+    h = Harness()
+    h.w.customer("C00010", "Adatum")
+    run = h.coordinator.start_run(RunKind.SCHEDULED, trigger="timer", mappings=["CUSTOMER"])
+    [message] = [m for m, _ in h.queue.messages if m.job_id == "CUSTOMER:to-crm"]
+    h.queue.messages.clear()
+    job = h.runs.get_job(run.run_id, message.job_id)  # its worker died: running, its lease run out
+    job.status, job.lease_until = JobStatus.RUNNING, h.w.clock.now()
+    h.runs.save_job(job)
+    for i in range(60):  # targeted runs one after another, each newer than the crashed run
+        h.coordinator.notify([bc("updated", f"0a1b2c3d-0000-0000-0001-{i:012d}", "vendors")], window_seconds=0)
+        h.drain()
+    assert len(h.runs.list_runs(limit=100)) == 61
+    assert "CUSTOMER" in h.coordinator.busy_mappings()
+    assert h.coordinator.recover() >= 1
+    h.drain()
+    assert h.runs.get(run.run_id).status is RunStatus.DONE
+
+
+def test_a_storage_error_releasing_the_waiting_run_at_a_jobs_start_retries_the_job():
+    h = Harness()
+    found = h.coordinator.notify([bc("updated", ID1)], window_seconds=0)
+    real = h.w.state.release_waiting_run
+
+    def unavailable(mapping, run_id):
+        h.w.state.release_waiting_run = real
+        raise ServiceUnavailableError("503 storage")
+
+    h.w.state.release_waiting_run = unavailable
+    [(message, _)] = h.queue.messages
+    h.queue.messages.clear()
+    h.coordinator.handle(message)
+    job = h.runs.get_job(found["CUSTOMER"]["run"], message.job_id)
+    assert job.status is JobStatus.QUEUED and "503 storage" in job.message  # not left running until its lease ends
+    h.drain()
+    assert h.runs.get(found["CUSTOMER"]["run"]).status is RunStatus.DONE
+
+
+def test_a_targeted_job_that_fails_after_taking_some_rows_each_time_is_not_given_up():
+    h = Harness()
+    h.w.engine.page_size = 1  # a page of notified rows at a time
+    real, calls = h.w.bc.read_visible, []
+
+    def every_second_read_throttled(*args, **kwargs):  # each attempt takes one page, then fails
+        calls.append(1)
+        if len(calls) % 2 == 0:
+            raise ThrottledError("429 Too Many Requests")
+        return real(*args, **kwargs)
+
+    h.w.bc.read_visible = every_second_read_throttled
+    ids = [f"0a1b2c3d-0000-0000-0002-{i:012d}" for i in range(h.coordinator.max_attempts + 3)]
+    found = h.coordinator.notify([bc("updated", i) for i in ids], window_seconds=0)
+    h.drain()
+    [job] = [j for j in h.runs.jobs(found["CUSTOMER"]["run"]) if j.job_id == "CUSTOMER:to-crm"]
+    assert job.status is JobStatus.DONE and job.attempts > h.coordinator.max_attempts
+    assert h.w.state.notified("CUSTOMER", Direction.TO_CRM) == []
+
+
+def test_notifications_in_a_burst_read_the_catalogue_once_every_few_seconds():
+    h = Harness()
+    reads, real = [], h.coordinator.catalogs
+
+    class Counted:
+        def current(self):
+            reads.append(1)
+            return real.current()
+
+    h.coordinator.catalogs = Counted()
+    for _ in range(3):
+        h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
+        h.w.clock.tick(1)
+    assert len(reads) == 1
+    h.w.clock.tick(NOTIFY_CATALOG_SECONDS)
+    h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
+    assert len(reads) == 2
