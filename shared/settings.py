@@ -439,8 +439,9 @@ class Settings:
     webhook_url: str | None = _setting(
         "BCSYNC_WEBHOOK_URL", None,
         "Public base URL of the function app (https://<app>.azurewebsites.net) to which Business Central and "
-        "Dataverse post their notifications (webhooks); unset, nothing is registered and the scheduled runs alone "
-        "find changes. Plain http is accepted for localhost only (the local stack).",
+        "Dataverse post their notifications (webhooks), once `bcsync webhooks register` has run. Unset, the app's own "
+        "host name in Azure (WEBSITE_HOSTNAME); set it for a custom domain or gateway. Plain http is accepted for "
+        "localhost only (the local stack).",
         required=False, check=_webhook_url)
     webhook_window_seconds: int = _setting(
         "BCSYNC_WEBHOOK_WINDOW_SECONDS", 5,

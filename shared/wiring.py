@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 import secrets
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -274,6 +275,16 @@ class Services:
                   for s, catalog in zip(companies, catalogs)),
                 Hooked(DataverseWebhooks(root.dataverse, update_columns([m for c in catalogs for m in c])), crm_tables)]
 
+    @property
+    def webhook_base_url(self) -> str:
+        """Where the services post notifications: BCSYNC_WEBHOOK_URL, else, in Azure, the function app's own default
+        host name, which the platform sets as WEBSITE_HOSTNAME ("" when neither is known)."""
+        root = self._root or self
+        if root.settings.webhook_url:
+            return root.settings.webhook_url.rstrip("/")
+        host = os.environ.get("WEBSITE_HOSTNAME", "").strip()
+        return f"https://{host}" if host else ""
+
     def register_webhooks(self) -> dict:
         """Register (or bring up to date) every webhook bcsync wants, making the receivers' keys on the first call."""
         return self._webhooks(lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key), create=True)
@@ -282,9 +293,11 @@ class Services:
         """What the timer does, once webhooks were registered (the keys exist) and BCSYNC_WEBHOOK_URL is set (else
         None): renew what expires within a day and recreate what is gone, writing nothing else. A URL set without
         keys is logged as an error: the services' notifications are refused until `bcsync webhooks register`."""
-        if not self.settings.webhook_url:
+        if not self.webhook_base_url:
             return None
         if any(self.webhook_key(side) is None for side in WEBHOOK_KEYS):
+            if not self.settings.webhook_url:
+                return None  # webhooks never turned on: the app's own host name alone says nothing
             log.error("BCSYNC_WEBHOOK_URL is set, but no webhook key is stored (webhooks were never registered, or "
                       "the state table of BCSYNC_TABLE_PREFIX lost them): the services' notifications are refused "
                       "and only scheduled runs synchronise. Run `bcsync webhooks register`.")
@@ -316,7 +329,7 @@ class Services:
         """`act` for each registrar; one that fails (a service refuses, or is down) is reported as a failed hook with
         the reason, and the others go on."""
         root = self._root or self
-        base = (root.settings.webhook_url or "").rstrip("/")
+        base = root.webhook_base_url
         if not base:
             raise ConfigurationError("BCSYNC_WEBHOOK_URL is not set: set it to the function app's public base URL "
                                      "(https://<app>.azurewebsites.net), to which the services post notifications.")

@@ -31,6 +31,11 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
+      // the services' notifications (webhooks) carry no Entra token: bcsync checks their key instead
+      excludedPaths: [
+        '/api/webhooks/businesscentral'
+        '/api/webhooks/dataverse'
+      ]
     }
     httpSettings: {
       requireHttps: true

@@ -265,6 +265,17 @@ def test_register_without_the_url_names_the_setting(hooked):
     assert services.renew_webhooks() is None
 
 
+def test_in_azure_the_url_defaults_to_the_apps_own_host_name(hooked, monkeypatch, caplog):
+    """The platform sets WEBSITE_HOSTNAME; with BCSYNC_WEBHOOK_URL unset the receivers are under that host, and until
+    webhooks are registered the timer does nothing and logs nothing."""
+    monkeypatch.setenv("WEBSITE_HOSTNAME", "bcsync-x1.azurewebsites.net")
+    values = {k: v for k, v in hooked.values.items() if k != "BCSYNC_WEBHOOK_URL"}
+    services = build_services(Settings.load(environ=values))
+    assert services.webhook_base_url == "https://bcsync-x1.azurewebsites.net"
+    assert services.renew_webhooks() is None and "no webhook key" not in caplog.text
+    assert hooked.services.webhook_base_url == hooked.url  # a URL set is used as it is
+
+
 # -- the receiver -----------------------------------------------------------------------------------------------
 
 def test_the_receiver_echoes_the_handshake_and_does_nothing_else(hooked, notified):

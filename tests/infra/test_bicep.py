@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sync.notifications import BC_ROUTE, CRM_ROUTE
+
 from . import bicep
 from .bicep import INFRA, MAIN, ROOT, parse, resources, unwrap
 
@@ -158,6 +160,8 @@ def test_entra_http_auth_turns_on_app_service_authentication():
     assert auth["name"] == "authsettingsV2"
     assert auth["properties"]["platform"]["enabled"] is True
     assert auth["properties"]["globalValidation"]["requireAuthentication"] is True
+    # the notification receivers pass Easy Auth (they carry no token; their handler checks the service's key)
+    assert set(auth["properties"]["globalValidation"]["excludedPaths"]) == {f"/api/{BC_ROUTE}", f"/api/{CRM_ROUTE}"}
 
 
 def test_outputs_for_azd_and_the_federated_credential():
