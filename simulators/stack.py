@@ -158,7 +158,7 @@ class LocalStack:
         self.ca = LocalCA(self.folder / "tls")
         self.issuer = TokenIssuer()
         self.ids = Identities()
-        self.dataverse = DataverseSimulator(self.issuer)
+        self.dataverse = DataverseSimulator(self.issuer, any_webhook_port=True)  # bcsync's receivers: any port
         self.business_central = BusinessCentralSimulator(self.issuer, tenant_id=self.issuer.tenant_id)
         self.azurite = Azurite(self.ports, self.folder / "azurite.log") if with_azurite else None
         self.secure_azurite: Azurite | None = None

@@ -48,6 +48,8 @@ class Engine:
         self.base_currency_id: str | None = None
         self.default_team_id: str | None = None
         self.root_business_unit_id: str | None = None
+        # webhooks go to ports 80 and 443 only; the local stack's receivers listen on others
+        self.any_webhook_port = False
 
     def now(self) -> dt.datetime:
         return utc_seconds(self.clock())

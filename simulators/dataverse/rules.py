@@ -17,9 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from . import errors
 from .errors import DataverseError
+
+WEBHOOK_CONTRACT = 8  # serviceendpoint.contract of a webhook
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -88,6 +91,28 @@ class BaseCurrencyRules(TableRules):
     def prepare(self, change: Change) -> None:
         if change.creating and change.values.get("transactioncurrencyid") is None:
             change.set("transactioncurrencyid", change.engine.base_currency_id, "transactioncurrency")
+
+
+# --------------------------------------------------------------------------- webhooks
+
+class ServiceEndpointRules(TableRules):
+    """A webhook (contract 8) posts to port 80 (http) or 443 (https) only: Dataverse refuses any other port when the
+    endpoint is registered or its URL changed (unless the simulator allows any, for the local stack)."""
+
+    def prepare(self, change: Change) -> None:
+        url = change.values.get("url")
+        if not change.web or change.values.get("contract") != WEBHOOK_CONTRACT or not url:
+            return
+        if not (change.creating or change.touched("url", "contract")) or change.engine.any_webhook_port:
+            return
+        try:
+            parts = urlsplit(url)
+            port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        except ValueError:
+            port = None
+        if port not in (80, 443):
+            raise errors.invalid_argument(f"The webhook URL '{url}' is not supported: registered webhooks support "
+                                          f"only port 80 for HTTP and port 443 for HTTPS.")
 
 
 # --------------------------------------------------------------------------- units

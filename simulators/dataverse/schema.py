@@ -883,7 +883,8 @@ def serviceendpoint() -> Entity:
         picklist("connectionmode", {1: "Normal", 2: "Federated"}, default=1, display_name="Connection Mode"),
         picklist("messageformat", {1: "BinaryXML", 2: "Json", 3: "TextXML"}, default=2, display_name="Message Format"),
         picklist("userclaim", {1: "None", 2: "UserId", 3: "UserInfo"}, default=1, display_name="User Information Sent"),
-    ], display_name="Service Endpoint", schema_name="ServiceEndpoint", object_type_code=4618, change_tracking=False)
+    ], display_name="Service Endpoint", schema_name="ServiceEndpoint", object_type_code=4618, change_tracking=False,
+        rules=rules.ServiceEndpointRules())
 
 
 def sdkmessage() -> Entity:

@@ -40,13 +40,14 @@ class DataverseSimulator:
     """
 
     def __init__(self, issuer: TokenIssuer, clock: Callable[[], dt.datetime] | None = None,
-                 schema: Schema | None = None, organization_id: str | None = None):
+                 schema: Schema | None = None, organization_id: str | None = None, any_webhook_port: bool = False):
         self.issuer = issuer
         self.clock = clock or _utc_now
         self.schema = schema or default_schema()
         self.organization_id = organization_id or str(uuid.uuid4())
         self.store = Store(self.schema)
         self.engine = Engine(self.schema, self.store, lambda: self.clock())
+        self.engine.any_webhook_port = any_webhook_port  # kept across resets: a property of the deployment
         self.runner = QueryRunner(self.store)
         self.renderer = Renderer(self.store)
         self.metadata = MetadataService(self.schema)

@@ -12,11 +12,14 @@ UpdateMultiple, UpsertMultiple, a `$batch`) runs the message once per row, so ea
 Jobs are delivered by a background thread (`auto`, after `delay_seconds`), or by `deliver()` in the caller's thread
 (tests turn `auto` off and call it). A post that fails (no answer, or a status outside 2xx) is retried after
 `retry_seconds` × the attempts so far, `max_attempts` times in all, then the job is failed and kept in `jobs` with
-its error, as a failed system job is. Synchronous steps and plug-in types are not served.
+its error, as a failed system job is. `duplicate` and `newest_first` post each context twice and the latest first, as
+the service may (it promises neither one post nor an order). `clear()` (on reset) restores every knob's default.
+Synchronous steps and plug-in types are not served.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -29,6 +32,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from .rules import WEBHOOK_CONTRACT
 from .store import Event
 
 if TYPE_CHECKING:
@@ -36,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_CONTRACT = 8
 WEBHOOK_KEY, HTTP_HEADER, HTTP_QUERY_STRING = 4, 5, 6
 POST_OPERATION, ASYNCHRONOUS = 40, 1
 CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
@@ -75,20 +78,26 @@ class Webhooks:
 
     def __init__(self, sim: "DataverseSimulator"):
         self.sim = sim
-        self.auto = True            # a background thread delivers the jobs as they fall due
-        self.delay_seconds = 0.0    # how long after the commit a job falls due
-        self.retry_seconds = 1.0    # a failed post is tried again after this × the attempts made
-        self.max_attempts = 3       # posts of one job before it is failed
         self.timeout = 10.0
-        self.jobs: list[SystemJob] = []
         self._due = threading.Condition()
         self._thread: threading.Thread | None = None
         self._session = requests.Session()
         self._session.trust_env = False  # a proxy from the environment must not take loopback posts
+        self.clear()
 
     def clear(self) -> None:
+        """No jobs, and the documented knobs (a test's settings do not outlive a reset)."""
         with self._due:
-            self.jobs = []
+            self.jobs: list[SystemJob] = []
+            self.auto = True            # a background thread delivers the jobs as they fall due
+            self.delay_seconds = 0.0    # how long after the commit a job falls due
+            self.retry_seconds = 1.0    # a failed post is tried again after this × the attempts made
+            self.max_attempts = 3       # posts of one job before it is failed
+            # the asynchronous service may post a context more than once and promises no order: `duplicate` makes
+            # two jobs of each, `newest_first` delivers the latest due job first
+            self.duplicate = False
+            self.newest_first = False
+            self._due.notify_all()
 
     # ------------------------------------------------------------------ jobs from committed writes
 
@@ -105,7 +114,8 @@ class Webhooks:
             for step in steps:
                 endpoint = self._endpoint_for(step, event)
                 if endpoint is not None:
-                    jobs.append(self._job(step, endpoint, event))
+                    job = self._job(step, endpoint, event)
+                    jobs += [job, dataclasses.replace(job, errors=[])] if self.duplicate else [job]
         if jobs:
             with self._due:
                 self.jobs.extend(jobs)
@@ -227,18 +237,20 @@ class Webhooks:
 
     # ------------------------------------------------------------------ delivery
 
-    def deliver(self) -> int:
-        """Post every job that is due now, in this thread; returns how many posts were made."""
+    def deliver(self, at_most: int | None = None) -> int:
+        """Post every job that is due now (or `at_most` of them), in this thread; returns how many posts were made."""
         made = 0
-        while True:
+        while at_most is None or made < at_most:
             with self._due:
                 now = time.monotonic()
-                job = next((j for j in self.jobs if j.status == "waiting" and j.due <= now), None)
-                if job is None:
+                due = [j for j in self.jobs if j.status == "waiting" and j.due <= now]
+                if not due:
                     return made
+                job = due[-1] if self.newest_first else due[0]
                 job.status = "in progress"
             self._post(job)
             made += 1
+        return made
 
     def _post(self, job: SystemJob) -> None:
         job.attempts += 1

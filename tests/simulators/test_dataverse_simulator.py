@@ -63,7 +63,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tenant):
     clock = Clock()
-    sim = DataverseSimulator(tenant.issuer, clock=clock)
+    sim = DataverseSimulator(tenant.issuer, clock=clock, any_webhook_port=True)  # receivers on loopback ports
     dv_server = tenant.serve(sim.app)
     session = tenant.session()
     client = tenant.issuer.add_client(Client(str(uuid.uuid4()), secret="integration-secret", name="bcsync"))

@@ -36,7 +36,7 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/api/hook"
 
 
@@ -49,11 +49,10 @@ def receiver():
 
 @pytest.fixture
 def hooks(env, dv):
-    """Deliveries in the test's thread only, and at once."""
+    """Deliveries in the test's thread only, and at once (the next test's reset restores the knobs)."""
     webhooks = env.sim.webhooks
     webhooks.auto, webhooks.delay_seconds, webhooks.retry_seconds = False, 0.0, 0.0
-    yield webhooks
-    webhooks.auto, webhooks.retry_seconds = True, 1.0
+    return webhooks
 
 
 def ids_of(dv, entity_set: str, key: str, filter_: str) -> list[str]:
@@ -214,3 +213,26 @@ def test_the_admin_route_sets_how_long_the_asynchronous_service_waits_before_pos
     dv.post("accounts", {"name": "Now"})
     assert hooks.deliver() == 1 and len(receiver.posts) == 1
     assert dv.env.session.post(admin, json={"delay_seconds": "soon"}).status_code == 400
+
+
+def test_a_webhook_posts_to_port_80_or_443_only(env, dv, monkeypatch):
+    monkeypatch.setattr(env.sim.engine, "any_webhook_port", False)  # as in Dataverse (the local stack allows any)
+    endpoint = {"name": "hook", "contract": 8, "authtype": 5, "authvalue": "<settings/>", "messageformat": 2}
+    refused = dv.post("serviceendpoints", {**endpoint, "url": "https://bcsync.example:8443/api/hook"})
+    assert refused.status_code == 400 and "port 80" in refused.json()["error"]["message"]
+    for url in ("https://bcsync.example/api/hook", "http://bcsync.example:80/api/hook"):
+        created = dv.post("serviceendpoints", {**endpoint, "url": url})
+        assert created.status_code == 204, created.text
+    moved = dv.patch(f"serviceendpoints({entity_id(created)})", {"url": "http://127.0.0.1:7071/api/hook"})
+    assert moved.status_code == 400
+
+
+def test_a_context_can_be_posted_twice_and_the_latest_first(env, dv, hooks, receiver):
+    register(dv, receiver.url, "Create", "account")
+    hooks.duplicate, hooks.newest_first = True, True
+    first = entity_id(dv.post("accounts", {"name": "First"}))
+    second = entity_id(dv.post("accounts", {"name": "Second"}))
+    assert hooks.deliver(at_most=1) == 1 and hooks.deliver() == 3
+    assert [p["body"]["PrimaryEntityId"] for p in receiver.posts] == [second, second, first, first]
+    env.sim.reset()
+    assert (env.sim.webhooks.duplicate, env.sim.webhooks.newest_first, env.sim.webhooks.auto) == (False, False, True)
