@@ -6,8 +6,10 @@ import dataclasses
 import datetime as dt
 import json
 import re
+import time
 import urllib.error
 import urllib.request
+import uuid
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
@@ -15,15 +17,33 @@ import azure.functions as func
 from bcsync.host import functions_of  # noqa: F401  (the tests' one index of the app's functions)
 
 
-def call(method: str, url: str, body=None, raw: bytes | None = None):
+def call(method: str, url: str, body=None, raw: bytes | None = None, headers: dict | None = None):
     """One request over real HTTP (a JSON `body`, or `raw` bytes): (status, headers, body bytes), errors included."""
     data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, answer.headers, answer.read()
     except urllib.error.HTTPError as answer:
         return answer.code, answer.headers, answer.read()
+
+
+def wait_for(condition, seconds: float = 10.0, what: str = "the change"):
+    """Polls `condition` every 0.05 s until it gives something true, which it returns; fails after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = condition()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"{what} did not arrive within {seconds} s"
+        time.sleep(0.05)
+
+
+def execution_context(**changes) -> dict:
+    """The least of a Dataverse webhook's execution context bcsync's receiver reads (an Update of an account)."""
+    return {"MessageName": "Update", "PrimaryEntityName": "account", "PrimaryEntityId": str(uuid.uuid4()),
+            "UserId": str(uuid.uuid4()), "InitiatingUserId": str(uuid.uuid4()), "InputParameters": [], **changes}
 
 
 def rewind_schedules(services, minutes: float) -> None:
