@@ -49,8 +49,9 @@ class BcSubscriptions:
         self.reachable = reachable or once(check_handshake)
 
     def register(self, tables: Sequence[str], url: str, key: str, renewing: bool = False) -> list[Hook]:
-        """Every entity set in `tables` subscribed with `url` and `key`, expiring no sooner than a day from now
-        (which is all a renewal needs too)."""
+        """Every entity set in `tables` subscribed with `url` and `key`, expiring no sooner than a day from now.
+        The timer's `renewing` only renews or recreates these: it replaces no subscription of another URL or key and
+        removes none, which only an explicit registration does."""
         ours = self._ours(url, key)
         hooks = []
         for entity_set in tables:
@@ -59,10 +60,11 @@ class BcSubscriptions:
                 hooks.append(self._kept(entity_set, found.pop(0), url, key))
             else:
                 hooks.append(self._created(entity_set, url, key))
-            if hooks[-1].state is not HookState.FAILED:  # an earlier URL's or key's goes once its successor is there
-                hooks += [self._removed(entity_set, s) for s in found]
-        for entity_set, extra in ours.items():
-            hooks += [self._removed(entity_set, s) for s in extra]
+            if hooks[-1].state is not HookState.FAILED and not renewing:  # an earlier URL's or key's goes once its
+                hooks += [self._removed(entity_set, s) for s in found]  # successor is there
+        if not renewing:
+            for entity_set, extra in ours.items():
+                hooks += [self._removed(entity_set, s) for s in extra]
         return hooks
 
     def hooks(self, url: str, key: str | None) -> list[Hook]:
@@ -87,7 +89,7 @@ class BcSubscriptions:
         for subscription in self.listed():
             match = RESOURCE.match(str(subscription.get("resource", "")))
             if match and match.group(1).lower() == self.client.company_id.lower() and \
-                    (subscription.get("notificationUrl") == url or _carries(subscription, key)):
+                    (subscription.get("notificationUrl") == url or carries(subscription, key)):
                 found.setdefault(match.group(2), []).append(subscription)
         return found
 
@@ -153,13 +155,15 @@ def check_handshake(url: str) -> None:
         f"(BCSYNC_WEBHOOK_URL is its public base URL) and answer the route /api/{BC_ROUTE} anonymously.")
 
 
-def _carries(subscription: dict, key: str | None) -> bool:
-    state = subscription.get("clientState")
+def carries(found, key: str | None) -> bool:
+    """Whether a subscription or a notification (`found`, as Business Central gave it) holds `key` as its
+    clientState."""
+    state = found.get("clientState") if isinstance(found, dict) else None
     return bool(key) and isinstance(state, str) and hmac.compare_digest(state.encode(), key.encode())
 
 
 def _current(subscription: dict, url: str, key: str | None) -> bool:
-    return subscription.get("notificationUrl") == url and _carries(subscription, key)
+    return subscription.get("notificationUrl") == url and carries(subscription, key)
 
 
 def _hook(entity_set: str, subscription: dict, state: HookState) -> Hook:

@@ -239,27 +239,74 @@ def endpoint_of(env, description: str) -> dict:
     return next(e for e in env.dv.rows("serviceendpoint") if e["description"] == description)
 
 
-def test_the_timer_only_recreates_what_is_missing_and_register_brings_the_rest_in_line(env, served):
+def test_the_timer_recreates_what_is_missing_and_enables_steps_again_and_register_brings_the_rest_in_line(env, served):
     env.services.register_webhooks()
     endpoint = env.dv.rows("serviceendpoint")[0]
     env.dv.update("serviceendpoint", endpoint["serviceendpointid"], {"description": "edited by hand"})
-    changed = next(s for s in steps(env) if s["name"] == "bcsync: Create of account")
-    env.dv.update("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"], {"mode": 0})
+    synchronous = next(s for s in steps(env) if s["name"] == "bcsync: Create of account")
+    env.dv.update("sdkmessageprocessingstep", synchronous["sdkmessageprocessingstepid"], {"mode": 0})
+    disabled = next(s for s in steps(env) if s["name"] == "bcsync: Delete of account")
+    env.dv.update("sdkmessageprocessingstep", disabled["sdkmessageprocessingstepid"], {"statecode": 1, "statuscode": 2})
+    columns = next(s for s in steps(env) if s["name"] == "bcsync: Update of contact")
+    env.dv.update("sdkmessageprocessingstep", columns["sdkmessageprocessingstepid"], {"filteringattributes": "fax"})
     gone = next(s for s in steps(env) if s["name"] == "bcsync: Update of account")
     env.dv.delete("sdkmessageprocessingstep", gone["sdkmessageprocessingstepid"])
     status = env.services.webhook_status()["hooks"]
-    assert [(h["table"], h["detail"]) for h in status if h["state"] == "missing"] == [("account", "Update")]
+    assert sorted((h["table"], h["detail"], h["state"]) for h in status if h["state"] != "active") == [
+        ("account", "Create", "stale"), ("account", "Delete", "stale"), ("account", "Update", "missing"),
+        ("contact", "Update", "stale")]
 
     renewed = env.services.renew_webhooks()
-    assert [(h["table"], h["detail"]) for h in renewed["hooks"] if h["side"] == "crm" and h["state"] != "active"] \
-        == [("account", "Update")]
-    assert endpoint_of(env, "edited by hand")  # not written: the timer only reads what exists
-    assert env.dv.get("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"])["mode"] == 0
+    assert sorted((h["table"], h["detail"], h["state"]) for h in renewed["hooks"]
+                  if h["side"] == "crm" and h["state"] != "active") == [
+        ("account", "Create", "renewed"), ("account", "Delete", "renewed"), ("account", "Update", "created")]
+    step = env.dv.get("sdkmessageprocessingstep", synchronous["sdkmessageprocessingstepid"])
+    assert step["mode"] == 1  # a synchronous step would have users' saves wait on the receiver
+    step = env.dv.get("sdkmessageprocessingstep", disabled["sdkmessageprocessingstepid"])
+    assert (step["statecode"], step["statuscode"]) == (0, 1)
+    assert endpoint_of(env, "edited by hand")  # the rest is not written by the timer
+    assert env.dv.get("sdkmessageprocessingstep", columns["sdkmessageprocessingstepid"])["filteringattributes"] == "fax"
 
     env.services.register_webhooks()
     assert [e["description"] for e in env.dv.rows("serviceendpoint")] == [
         "bcsync: changes in Sales start targeted jobs"]
-    assert env.dv.get("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"])["mode"] == 1
+    assert env.dv.get("sdkmessageprocessingstep", columns["sdkmessageprocessingstepid"])["filteringattributes"] != "fax"
+    assert {h["state"] for h in env.services.webhook_status()["hooks"] if h["side"] == "crm"} == {"active"}
+
+
+def test_the_timer_removes_nothing_and_an_explicit_registration_removes_what_is_no_longer_wanted(env, served):
+    registrar, _ = registered(env, served, ["account", "contact"])
+    key = env.services.webhook_key(Side.CRM)
+    assert {h.state for h in registrar.register(["account"], served, key, renewing=True)} == {HookState.ACTIVE}
+    assert len(steps(env)) == 6
+    assert [h.table for h in registrar.register(["account"], served, key) if h.state is HookState.REMOVED] == [
+        "contact"] * 3
+    assert len(steps(env)) == 3
+
+
+def test_an_endpoint_at_an_earlier_url_is_moved_and_remove_finds_it(env, served):
+    env.services.register_webhooks()
+    [earlier] = env.dv.rows("serviceendpoint")
+    assert earlier["url"] == served
+    moved = served.replace("127.0.0.1", "localhost")
+    env.configure(BCSYNC_WEBHOOK_URL=moved.removesuffix(f"/api/{CRM_ROUTE}"))
+    status = [h for h in env.services.webhook_status()["hooks"] if h["side"] == "crm" and h["detail"] ==
+              "service endpoint"]
+    assert [h["state"] for h in status] == ["active"]  # the URL registered last is the one shown
+    registrar = next(h.registrar for h in env.services.webhook_registrars() if h.registrar.side is Side.CRM)
+    assert [h.state for h in registrar.hooks(moved, env.services.webhook_key(Side.CRM))][0] is HookState.STALE
+    env.services.register_webhooks()
+    [endpoint] = env.dv.rows("serviceendpoint")  # one endpoint, posting to the new URL: never two posts per change
+    assert (endpoint["serviceendpointid"], endpoint["url"]) == (earlier["serviceendpointid"], moved)
+    # one left at an earlier URL (as registered before endpoints were named for the deployment) is removed
+    env.dv.create("serviceendpoint", {k: earlier[k] for k in ("contract", "authtype", "authvalue", "messageformat")} |
+                  {"name": earlier["name"], "url": served, "description": "earlier"})
+    env.services.register_webhooks()
+    assert [e["url"] for e in env.dv.rows("serviceendpoint")] == [moved]
+    env.dv.create("serviceendpoint", {k: earlier[k] for k in ("contract", "authtype", "authvalue", "messageformat")} |
+                  {"name": earlier["name"], "url": served, "description": "earlier"})
+    env.services.remove_webhooks()
+    assert env.dv.rows("serviceendpoint") == [] and steps(env) == []
 
 
 def test_a_second_endpoint_from_a_raced_registration_is_removed_with_its_steps(env, served):
