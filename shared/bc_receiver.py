@@ -35,14 +35,14 @@ log = logging.getLogger("bcsync.webhooks")
 SERVICE = "Business Central"
 _CHANGES = {change.value: change for change in Change}
 TOKEN_LENGTH = 1024
-VALIDATION_TOKEN = re.compile(rf"^[ -~]{{1,{TOKEN_LENGTH}}}$")
+VALIDATION_TOKEN = re.compile(rf"[ -~]{{1,{TOKEN_LENGTH}}}")
 
 
 @route(BC_ROUTE, ["POST"], Access.SERVICE, blueprint=bp)
 def business_central_notifications(req: func.HttpRequest) -> func.HttpResponse:
     token = req.params.get("validationToken")
     if token is not None:  # the handshake of a subscription being created or renewed
-        if not VALIDATION_TOKEN.match(token):  # echoed as it came: nothing a browser could take for a page
+        if not VALIDATION_TOKEN.fullmatch(token):  # echoed as it came: nothing a browser could take for a page
             return problem_answer(400, f"The validationToken is not 1 to {TOKEN_LENGTH} printable characters.")
         return func.HttpResponse(token, status_code=200, mimetype="text/plain",
                                  headers={"X-Content-Type-Options": "nosniff"})

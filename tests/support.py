@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import parse_qsl, urlsplit
@@ -13,6 +14,17 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 
 from bcsync.host import functions_of  # noqa: F401  (the tests' one index of the app's functions)
+
+
+def wait_for(condition, seconds: float = 10.0, what: str = "the change"):
+    """What `condition` returns once it is true; an assertion error naming `what` if it is not within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = condition()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"{what} did not arrive within {seconds} s"
+        time.sleep(0.05)
 
 
 def call(method: str, url: str, body=None, raw: bytes | None = None):
