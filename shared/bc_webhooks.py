@@ -4,10 +4,10 @@ A subscription names one entity set of one company (`/api/v2.0/companies(<id>)/<
 carries the Business Central key of the receiver as its clientState, which Business Central sends back with every
 notification. Only a subscription that posts to the receiver's URL or carries that key is bcsync's (another deployment
 of bcsync, staging say, posts to its own URL with its own key). It lives three days: `register` renews the ones that
-expire within a day, replaces the ones at an earlier URL or with an earlier key (a new subscription first, then the
-old one deleted: the documentation describes PATCH as a renewal), creates the ones missing (expired, or deleted by
-Business Central after an answer it took as final), and removes bcsync's subscriptions of entity sets no longer
-wanted. Before it asks Business Central for anything that needs the handshake, it does the handshake with its own
+expire within a day, creates the ones missing (expired, or deleted by Business Central after an answer it took as
+final), and, unless the timer is `renewing`, replaces the ones at an earlier URL or with an earlier key (a new
+subscription first, then the old one deleted: the documentation describes PATCH as a renewal) and removes bcsync's
+subscriptions of entity sets no longer wanted. Before it asks Business Central for anything that needs the handshake, it does the handshake with its own
 receiver, so that an unreachable BCSYNC_WEBHOOK_URL is one clear failure.
 """
 

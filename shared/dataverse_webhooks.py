@@ -3,8 +3,8 @@ table, registered through the Web API.
 
 The service endpoint is of the webhook contract (8) and authenticates with an HTTP header (authtype 5): authvalue
 holds `<settings><setting name="x-bcsync-key" value="<key>" /></settings>`, which Dataverse sends as the header
-`x-bcsync-key: <key>` with every post. It is named for bcsync and the URL, so that bcsync finds its own endpoint
-again and never touches anyone else's. Each step runs the endpoint asynchronously after the operation commits (stage
+`x-bcsync-key: <key>` with every post. It is named for bcsync and the deployment (a digest of its key), so that
+bcsync finds its own endpoint again at whatever URL, and never touches anyone else's. Each step runs the endpoint asynchronously after the operation commits (stage
 40 Post-operation, mode 1 Asynchronous, server only, its system job deleted when it succeeds), on the message
 (Create, Update, Delete) and the table's message filter. An Update step names the columns bcsync reads from the table
 (`update_columns`), so an update of other columns posts nothing.

@@ -385,4 +385,6 @@ def remove_webhooks(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _webhooks(report: dict) -> func.HttpResponse:
-    return json_answer(report, 200 if report["ok"] else 502)
+    """200 when every hook is as wanted; else, as other routes that act on many things, 503 when a service was
+    unavailable (try again later) and 422 when something was refused (the others were still registered)."""
+    return json_answer(report, 200 if report["ok"] else 503 if report["unavailable"] else 422)

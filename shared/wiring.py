@@ -274,12 +274,17 @@ class Services:
         companies = root.each_company()
         catalogs = [s.catalogs.current() for s in companies]
         crm_tables = list(dict.fromkeys(t for catalog in catalogs for t in hookable_tables(catalog, Side.CRM)))
-        listed: list[list[dict]] = []
+        listed: list[list[dict] | SyncError] = []
         reachable = once(check_handshake)
 
         def subscriptions() -> list[dict]:
             if not listed:
-                listed.append(companies[0].business_central.subscriptions())
+                try:
+                    listed.append(companies[0].business_central.subscriptions())
+                except SyncError as exc:  # each company's registrar fails with it: Business Central is asked once
+                    listed.append(exc)
+            if isinstance(listed[0], SyncError):
+                raise listed[0]
             return listed[0]
         return [*(Hooked(BcSubscriptions(s.business_central, self.clock, subscriptions, reachable),
                          hookable_tables(catalog, Side.BC), s.company.name if s.company and s.company.stamped else "")
@@ -368,7 +373,7 @@ class Services:
         down) is reported as a failed hook with the reason, and the others go on."""
         root = self._root or self
         keys = {side: root.webhook_key(side, create=create) for side in WEBHOOK_KEYS}
-        hooks = []
+        hooks, unavailable = [], False
         for hooked in root.webhook_registrars():
             side = hooked.registrar.side
             url = f"{base}/api/{BC_ROUTE if side is Side.BC else CRM_ROUTE}"
@@ -376,9 +381,11 @@ class Services:
                 found = act(hooked, url, keys[side])
             except SyncError as exc:
                 found = [Hook(side, "", "", HookState.FAILED, detail=exc.message)]
+                unavailable = unavailable or exc.transient
             hooks += [{**({"company": hooked.company} if hooked.company else {}), **hook.to_dict()} for hook in found]
+        # unavailable: a service was down or throttling (try again later), rather than something refused
         return {"url": base, "registered": all(key is not None for key in keys.values()), "hooks": hooks,
-                "ok": all(hook["state"] != HookState.FAILED.value for hook in hooks)}
+                "ok": all(hook["state"] != HookState.FAILED.value for hook in hooks), "unavailable": unavailable}
 
     def _named(self, run: Run) -> Run:
         """A run as reported: with several companies, with its company, also a run of the company of

@@ -463,6 +463,28 @@ def test_any_failure_on_bcsyncs_side_is_a_503_for_business_central_to_retry(hook
 
 # -- the HTTP API and the CLI ----------------------------------------------------------------------------------
 
+def test_a_refused_registration_is_a_422_and_business_central_down_a_503_listed_once(hooked):
+    dead = "http://127.0.0.1:9"  # nothing answers there: a refusal of bcsync's settings, the rest registered
+    hooked.rewire(BCSYNC_WEBHOOK_URL=dead)
+    status, _, body = call("POST", f"{hooked.url}/api/webhooks")
+    assert status == 422 and not json.loads(body)["unavailable"]
+
+    cronus, fabrikam = hooked.sim.company_id, hooked.sim.add_company("FABRIKAM Inc.")
+    services = hooked.rewire(BCSYNC_WEBHOOK_URL=hooked.url, BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}")
+    faults = hooked.sim.faults
+    try:
+        faults.fail(503, times=1000, retry_after=0, path_contains="subscriptions", methods=("GET",))
+        listings = lambda: sum(1 for method, path in faults.requests if method == "GET" and "subscriptions" in path)
+        with pytest.raises(ServiceUnavailableError):
+            services.for_company("CRONUS").business_central.subscriptions()
+        once = listings()
+        status, _, body = call("POST", f"{hooked.url}/api/webhooks")
+        assert status == 503 and json.loads(body)["unavailable"]
+        assert listings() - once <= once  # one listing for both companies, not one each
+    finally:
+        faults.clear()
+
+
 def test_the_http_routes_register_show_and_remove(hooked):
     status, _, body = call("POST", f"{hooked.url}/api/webhooks")
     assert status == 200 and states(json.loads(body)) == dict.fromkeys(HOOKED, "created")
