@@ -1,12 +1,12 @@
 """Dataverse webhooks end to end: bcsync registers its service endpoint and steps in the Dataverse simulator, the
 function app is served over HTTP, and rows changed in Sales reach its receiver as notifications.
 
-`Services.notify` (the targeted jobs) is stood in with a recorder here until it is merged."""
+The notifications go to the real `Services.notify`, and the tests check what it recorded (the rows notified to a
+mapping, a targeted run); where bcsync's side must fail, `Services.notify` raises what the test sets."""
 
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -16,13 +16,15 @@ import pytest
 
 import function_app
 from bcsync import host
-from shared import dataverse_receiver
+from shared import dataverse_receiver, http_api
 from shared.dataverse import DataverseClient
 from shared.wiring import Services
 from sync.errors import ConfigurationError, ServiceUnavailableError
-from sync.model import Side
+from sync.model import Direction, Side
 from shared.dataverse_webhooks import update_columns
-from sync.notifications import CRM_ROUTE, Change, HookState, Notification, hookable_tables
+from sync.notifications import CRM_ROUTE, HookState, hookable_tables
+from sync.runs import RunKind
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -31,29 +33,27 @@ def served(env, monkeypatch):
     with host.serving(function_app.app) as base:
         env.configure(BCSYNC_WEBHOOK_URL=base)
         monkeypatch.setattr(function_app, "_services", env.services)
+        monkeypatch.setattr(http_api, "_keyless_logged", {})
         yield f"{base}/api/{CRM_ROUTE}"
 
 
-class Recorder(list):
-    """The notifications handed over; an error in `fail` is raised by the next hand-over instead."""
-
-    def __init__(self):
-        super().__init__()
-        self.fail: list[Exception] = []
+def notified(env, mapping: str = "CUSTOMER") -> dict[str, str]:
+    """The Sales rows notified to `mapping` and not yet taken up: change by id."""
+    return {row.record_id: row.change.value for row in env.services.state.notified(mapping, Direction.FROM_CRM)}
 
 
 @pytest.fixture
-def notified(monkeypatch):
-    recorded = Recorder()
+def failing(monkeypatch):
+    """Errors for Services.notify to raise, one per hand-over, before it does its work."""
+    errors: list[Exception] = []
+    notify = Services.notify
 
-    def notify(self, notifications):
-        if recorded.fail:
-            raise recorded.fail.pop()
-        recorded.extend(notifications)
-        return {"notified": len(notifications)}
-
-    monkeypatch.setattr(Services, "notify", notify, raising=False)
-    return recorded
+    def failing_notify(self, notifications):
+        if errors:
+            raise errors.pop()
+        return notify(self, notifications)
+    monkeypatch.setattr(Services, "notify", failing_notify)
+    return errors
 
 
 def steps(env) -> list[dict]:
@@ -128,28 +128,20 @@ def test_a_refused_registration_is_reported_with_the_reason(env, served):
     assert env.dv.rows("serviceendpoint") == [] and steps(env) == []
 
 
-def wait_for(condition, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not posted in time"
-        time.sleep(0.02)
-
-
-def test_rows_changed_in_sales_reach_the_receiver_as_notifications(env, served, notified):
+def test_rows_changed_in_sales_reach_the_receiver_as_notifications(env, served):
     registered(env, served, ["account"])
     user = env.stack.ids.user_systemuser_id
     account = env.dv.create("account", {"name": "Posted"}, as_user=user)
-    wait_for(lambda: len(notified) == 1)
+    wait_for(lambda: notified(env) == {account: "created"}, what="the creation")
     env.dv.update("account", account, {"telephone1": "555-0100"}, as_user=user)
-    wait_for(lambda: len(notified) == 2)
+    wait_for(lambda: notified(env) == {account: "updated"}, what="the update")
     env.dv.delete("account", account)
-    wait_for(lambda: len(notified) == 3)
-    assert notified == [Notification(Side.CRM, "account", change, account)
-                        for change in (Change.CREATED, Change.UPDATED, Change.DELETED)]
-    wait_for(lambda: {job.status for job in env.dv.webhooks.jobs} == {"succeeded"})  # each answered 2xx
+    wait_for(lambda: notified(env) == {account: "deleted"}, what="the deletion")
+    wait_for(lambda: {job.status for job in env.dv.webhooks.jobs} == {"succeeded"}, what="2xx answers")
+    assert any(report.run.kind is RunKind.NOTIFIED for report in env.services.job_log())
 
 
-def test_bcsyncs_own_changes_are_dropped(env, served, notified):
+def test_bcsyncs_own_changes_are_dropped(env, served):
     registered(env, served, ["account"])
     webhooks = env.dv.webhooks
     webhooks.auto = False
@@ -158,7 +150,7 @@ def test_bcsyncs_own_changes_are_dropped(env, served, notified):
         assert webhooks.deliver() == 1
     finally:
         webhooks.auto = True
-    assert webhooks.jobs[-1].status == "succeeded" and notified == []
+    assert webhooks.jobs[-1].status == "succeeded" and notified(env) == {}
 
 
 def post(url: str, body, key: str | None) -> tuple[int, dict]:
@@ -177,53 +169,54 @@ def context(**changes) -> dict:
             "UserId": str(uuid.uuid4()), "InitiatingUserId": str(uuid.uuid4()), "InputParameters": [], **changes}
 
 
-def test_the_receiver_refuses_a_wrong_key_and_a_malformed_context(env, served, notified):
+def test_the_receiver_refuses_a_wrong_key_and_a_malformed_context(env, served):
     key = env.services.webhook_key(Side.CRM, create=True)
     assert post(served, context(), None)[0] == 401
     assert post(served, context(), key[:-1] + ("x" if key[-1] != "x" else "y"))[0] == 401
-    assert notified == []
+    assert notified(env) == {}
 
-    assert post(served, b"{not json", key) == (400, {"error": post(served, b"{not json", key)[1]["error"],
-                                                     "field": "body"})
+    status, answer = post(served, b"{not json", key)
+    assert (status, answer["field"]) == (400, "body") and "not JSON" in answer["error"]
     for field, value in (("MessageName", None), ("PrimaryEntityName", 7), ("PrimaryEntityId", "not-a-guid")):
         status, answer = post(served, context(**{field: value}), key)
         assert (status, answer["field"]) == (400, field) and field in answer["error"]
     assert post(served, context(MessageName="Assign"), key) == (202, {"ignored": "message Assign"})
-    assert notified == []
+    assert notified(env) == {}
 
     row = str(uuid.uuid4())
-    assert post(served, context(PrimaryEntityId=row.upper()), key) == (202, {"notified": 1})
-    assert notified == [Notification(Side.CRM, "account", Change.UPDATED, row)]
+    status, answer = post(served, context(PrimaryEntityId=row.upper()), key)
+    assert (status, answer["notifications"]) == (202, 1)
+    assert notified(env) == {row: "updated"}
 
 
-def test_a_transient_failure_answers_503_and_dataverse_posts_again(env, served, notified):
+def test_a_transient_failure_answers_503_and_dataverse_posts_again(env, served, failing):
     registered(env, served, ["account"])
     webhooks = env.dv.webhooks
     webhooks.auto, webhooks.retry_seconds = False, 0.0
     try:
-        notified.fail.append(ServiceUnavailableError("Table Storage is down"))
+        failing.append(ServiceUnavailableError("Table Storage is down"))
         account = env.dv.create("account", {"name": "Later"}, as_user=env.stack.ids.user_systemuser_id)
         assert webhooks.deliver() == 2  # 503, then accepted
     finally:
         webhooks.auto, webhooks.retry_seconds = True, 1.0
     job = webhooks.jobs[-1]
     assert job.status == "succeeded" and job.errors[0].startswith("503")
-    assert notified == [Notification(Side.CRM, "account", Change.CREATED, account)]
+    assert notified(env) == {account: "created"}
 
 
-def test_any_failure_on_bcsyncs_side_is_a_503_and_a_missing_key_too(env, served, notified, caplog):
+def test_any_failure_on_bcsyncs_side_is_a_503_and_a_missing_key_too(env, served, failing, caplog):
     assert post(served, context(), "anything")[0] == 503  # no key stored: bcsync's to fix, Dataverse retries
     assert "no webhook key is stored" in caplog.text
     key = env.services.webhook_key(Side.CRM, create=True)
     assert post(served, context(), env.services.webhook_key(Side.BC, create=True))[0] == 401  # the other service's
     for failure in (ConfigurationError("Table Storage refused"), RuntimeError("a bug")):
-        notified.fail.append(failure)
+        failing.append(failure)
         status, answer = post(served, context(), key)
         assert status == 503, failure
-    assert notified == []
+    assert notified(env) == {}
 
 
-def test_a_failing_whoami_hands_the_notification_over(env, served, notified, monkeypatch):
+def test_a_failing_whoami_hands_the_notification_over(env, served, monkeypatch):
     key = env.services.webhook_key(Side.CRM, create=True)
     monkeypatch.setattr(dataverse_receiver, "_integration_users", weakref.WeakKeyDictionary())
 
@@ -231,8 +224,8 @@ def test_a_failing_whoami_hands_the_notification_over(env, served, notified, mon
         raise ServiceUnavailableError("Dataverse: WhoAmI timed out")
     monkeypatch.setattr(DataverseClient, "whoami", whoami)
     row = str(uuid.uuid4())
-    assert post(served, context(PrimaryEntityId=row), key) == (202, {"notified": 1})
-    assert notified == [Notification(Side.CRM, "account", Change.UPDATED, row)]
+    assert post(served, context(PrimaryEntityId=row), key)[0] == 202
+    assert notified(env) == {row: "updated"}
 
 
 def endpoint_of(env, description: str) -> dict:
