@@ -18,7 +18,7 @@ from bcsync import host
 from sync.model import Side
 from sync.notifications import BC_ROUTE, CRM_ROUTE
 from sync.runs import RunKind, RunStatus
-from tests.support import call
+from tests.support import call, wait_for
 
 from .test_dataverse_webhooks import context, post
 from .test_incremental_cost import RequestCount
@@ -29,16 +29,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def wait_for(condition, seconds: float = 10.0, what: str = "the change"):
-    deadline = time.monotonic() + seconds
-    while True:
-        found = condition()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what} did not arrive within {seconds} s"
-        time.sleep(0.05)
 
 
 class Chain:
