@@ -142,6 +142,8 @@ class Services:
     _home_claimed: bool = field(default=False, init=False, repr=False)  # known done in this process
     # the webhook keys as last read, with when (time.monotonic()): the receivers' cache (webhook_key's max_age)
     _webhook_keys: dict[Side, tuple[float, str | None]] = field(default_factory=dict, init=False, repr=False)
+    # Business Central's refusals to subscribe, which the timer does not ask again at every tick (BcSubscriptions)
+    _refused_subscriptions: dict[tuple[str, str], dt.datetime] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self._root is not None:
@@ -286,7 +288,8 @@ class Services:
             if isinstance(listed[0], SyncError):
                 raise listed[0]
             return listed[0]
-        return [*(Hooked(BcSubscriptions(s.business_central, self.clock, subscriptions, reachable),
+        return [*(Hooked(BcSubscriptions(s.business_central, self.clock, subscriptions, reachable,
+                                         root._refused_subscriptions),
                          hookable_tables(catalog, Side.BC), s.company.name if s.company and s.company.stamped else "")
                   for s, catalog in zip(companies, catalogs)),
                 Hooked(DataverseWebhooks(root.dataverse, update_columns([m for c in catalogs for m in c])), crm_tables)]

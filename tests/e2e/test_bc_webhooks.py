@@ -309,6 +309,23 @@ def test_an_entity_set_business_central_refuses_is_that_tables_failure_only(hook
     assert "does not support webhook subscriptions" in hooks[0].detail
 
 
+def test_the_timer_asks_again_for_a_refused_subscription_only_after_some_hours(hooked):
+    registrar = hooked.services.webhook_registrars()[0].registrar
+    posts = lambda: sum(1 for method, path in hooked.sim.faults.requests
+                        if method == "POST" and path.endswith("/subscriptions"))
+    before = posts()
+    assert registrar.register(["contacts"], hooked.receiver, "k", renewing=True)[0].state.value == "failed"
+    assert posts() == before + 1
+    registrar = hooked.services.webhook_registrars()[0].registrar  # the next tick's
+    [hook] = registrar.register(["contacts"], hooked.receiver, "k", renewing=True)
+    assert (hook.state.value, posts()) == ("missing", before + 1) and "refused at" in hook.detail
+    # an explicit registration asks at once, and so does the timer some hours later
+    assert registrar.register(["contacts"], hooked.receiver, "k")[0].state.value == "failed"
+    hooked.sim.advance(dt.timedelta(hours=7))
+    assert registrar.register(["contacts"], hooked.receiver, "k", renewing=True)[0].state.value == "failed"
+    assert posts() == before + 3
+
+
 def test_register_without_the_url_names_the_setting(hooked):
     values = {k: v for k, v in hooked.values.items() if k != "BCSYNC_WEBHOOK_URL"}
     services = build_services(Settings.load(environ=values))
