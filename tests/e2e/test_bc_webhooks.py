@@ -270,17 +270,16 @@ def test_after_remove_the_timer_registers_nothing_again(hooked):
 def test_two_first_registrations_keep_one_key(hooked, monkeypatch):
     """Both read no key before either stored one: the second keeps the first's, not its own."""
     first, second = hooked.services, hooked.rewire()
-    read = type(second.prefix_state).cursor
-    unread = iter([None])
-    monkeypatch.setattr(second.prefix_state, "cursor",
-                        lambda *args: next(unread, None) if args[1] == WEBHOOK_KEYS[Side.BC] and not unread_done()
-                        else read(second.prefix_state, *args))
-    done = []
+    read, raced = type(second.prefix_state).cursor, []
 
-    def unread_done() -> bool:
-        return bool(done) or done.append(True)
+    def cursor(state, mapping, name):  # the second's first read comes before the first's write
+        if state is second.prefix_state and name == WEBHOOK_KEYS[Side.BC] and not raced:
+            raced.append(name)
+            return None
+        return read(state, mapping, name)
+    monkeypatch.setattr(type(second.prefix_state), "cursor", cursor)
     key = first.webhook_key(Side.BC, create=True)
-    assert second.webhook_key(Side.BC, create=True) == key == first.webhook_key(Side.BC)
+    assert second.webhook_key(Side.BC, create=True) == key == first.webhook_key(Side.BC) and raced
 
 
 def test_the_timer_lists_the_environments_subscriptions_once_for_all_companies(hooked, monkeypatch):
