@@ -33,7 +33,8 @@ from shared.http_api import (  # noqa: F401 (re-exported: callers and tests reac
     uncouple,
     webhook_status,
 )
-from shared.dataverse_receiver import dataverse_notification  # noqa: F401 (re-exported as the routes above)
+from shared.bc_receiver import business_central_notifications  # noqa: F401 (re-exported as the routes above)
+from shared.dataverse_receiver import dataverse_notifications  # noqa: F401 (re-exported as the routes above)
 from shared.telemetry import set_log_levels
 from shared.wiring import Services, build_services, start_telemetry
 from sync.errors import SettingsError, SyncError

@@ -571,12 +571,12 @@ def parser() -> argparse.ArgumentParser:
     s = _command(sub, "availability", "Business Central inventory of a Sales product", cmd_availability)
     s.add_argument("product", help="the product's id or product number")
     s = _command(sub, "webhooks", "the webhooks through which both services tell of changes in seconds",
-                 examples="  bcsync webhooks register     after setting BCSYNC_WEBHOOK_URL\n"
+                 examples="  bcsync webhooks register     (in Azure; elsewhere set BCSYNC_WEBHOOK_URL first)\n"
                           "  bcsync webhooks status --json\n  bcsync webhooks remove\n")
     actions = s.add_subparsers(dest="action", required=True, metavar="ACTION", help="register, status or remove")
     for name, text in (("register", "register the webhooks of every company (renews and recreates what it must)"),
-                       ("status", "what is registered for BCSYNC_WEBHOOK_URL, and what is missing"),
-                       ("remove", "remove every webhook registered for BCSYNC_WEBHOOK_URL")):
+                       ("status", "what is registered for the URL registered last, and what is missing"),
+                       ("remove", "remove every webhook registered for the URL registered last")):
         _command(actions, name, text, cmd_webhooks, every_company=True)
     s = _command(sub, "worker", "process the job queue as the Functions host would", cmd_worker)
     s.add_argument("--until-idle", action="store_true", help="stop when the queue is empty")

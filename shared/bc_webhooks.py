@@ -4,10 +4,10 @@ A subscription names one entity set of one company (`/api/v2.0/companies(<id>)/<
 carries the Business Central key of the receiver as its clientState, which Business Central sends back with every
 notification. Only a subscription that posts to the receiver's URL or carries that key is bcsync's (another deployment
 of bcsync, staging say, posts to its own URL with its own key). It lives three days: `register` renews the ones that
-expire within a day, replaces the ones at an earlier URL or with an earlier key (a new subscription first, then the
-old one deleted: the documentation describes PATCH as a renewal), creates the ones missing (expired, or deleted by
-Business Central after an answer it took as final), and removes bcsync's subscriptions of entity sets no longer
-wanted. Before it asks Business Central for anything that needs the handshake, it does the handshake with its own
+expire within a day, creates the ones missing (expired, or deleted by Business Central after an answer it took as
+final), and, unless the timer is `renewing`, replaces the ones at an earlier URL or with an earlier key (a new
+subscription first, then the old one deleted: the documentation describes PATCH as a renewal) and removes bcsync's
+subscriptions of entity sets no longer wanted. Before it asks Business Central for anything that needs the handshake, it does the handshake with its own
 receiver, so that an unreachable BCSYNC_WEBHOOK_URL is one clear failure.
 """
 
@@ -31,6 +31,9 @@ from .odata import parse_datetime
 
 RENEW_WITHIN = dt.timedelta(days=1)  # the timer ticks far more often; a day leaves room for a service outage
 HANDSHAKE_TIMEOUT = 10.0
+# how long the timer leaves an entity set whose subscription Business Central refused (its 200-subscription limit,
+# say) before it asks again: not a handshake, a POST and an error in the log at every tick
+REFUSED_RETRY = dt.timedelta(hours=6)
 _GUID = r"\{?([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})\}?"
 # a subscription's or a notification's resource: api/v2.0/companies(<company id>)/<entity set>, with the row's id
 # (a notification of one row) or a query (a collection notification)
@@ -41,28 +44,33 @@ class BcSubscriptions:
     side = Side.BC
 
     def __init__(self, client: BusinessCentralClient, clock: Clock,
-                 listed: Callable[[], list[dict]] | None = None, reachable: Callable[[str], None] | None = None):
+                 listed: Callable[[], list[dict]] | None = None, reachable: Callable[[str], None] | None = None,
+                 refused: dict[tuple[str, str], dt.datetime] | None = None):
         self.client = client
         self.clock = clock
+        # when Business Central last refused to subscribe (company id, entity set): kept by the process's services
+        self.refused = refused if refused is not None else {}
         # the environment's subscriptions (every company's): the facade lists them once for all companies
         self.listed = listed or client.subscriptions
         self.reachable = reachable or once(check_handshake)
 
     def register(self, tables: Sequence[str], url: str, key: str, renewing: bool = False) -> list[Hook]:
-        """Every entity set in `tables` subscribed with `url` and `key`, expiring no sooner than a day from now
-        (which is all a renewal needs too)."""
+        """Every entity set in `tables` subscribed with `url` and `key`, expiring no sooner than a day from now.
+        The timer's `renewing` only renews or recreates these: it replaces no subscription of another URL or key and
+        removes none, which only an explicit registration does."""
         ours = self._ours(url, key)
         hooks = []
         for entity_set in tables:
             found = sorted(ours.pop(entity_set, []), key=lambda s: not _current(s, url, key))
             if found and _current(found[0], url, key):
-                hooks.append(self._kept(entity_set, found.pop(0), url, key))
+                hooks.append(self._kept(entity_set, found.pop(0), url, key, renewing))
             else:
-                hooks.append(self._created(entity_set, url, key))
-            if hooks[-1].state is not HookState.FAILED:  # an earlier URL's or key's goes once its successor is there
-                hooks += [self._removed(entity_set, s) for s in found]
-        for entity_set, extra in ours.items():
-            hooks += [self._removed(entity_set, s) for s in extra]
+                hooks.append(self._created(entity_set, url, key, renewing))
+            if hooks[-1].state is not HookState.FAILED and not renewing:  # an earlier URL's or key's goes once its
+                hooks += [self._removed(entity_set, s) for s in found]  # successor is there
+        if not renewing:
+            for entity_set, extra in ours.items():
+                hooks += [self._removed(entity_set, s) for s in extra]
         return hooks
 
     def hooks(self, url: str, key: str | None) -> list[Hook]:
@@ -87,21 +95,32 @@ class BcSubscriptions:
         for subscription in self.listed():
             match = RESOURCE.match(str(subscription.get("resource", "")))
             if match and match.group(1).lower() == self.client.company_id.lower() and \
-                    (subscription.get("notificationUrl") == url or _carries(subscription, key)):
+                    (subscription.get("notificationUrl") == url or carries(subscription, key)):
                 found.setdefault(match.group(2), []).append(subscription)
         return found
 
-    def _kept(self, entity_set: str, subscription: dict, url: str, key: str) -> Hook:
+    def _kept(self, entity_set: str, subscription: dict, url: str, key: str, renewing: bool) -> Hook:
         if not self._expiring(subscription):
             return _hook(entity_set, subscription, HookState.ACTIVE)
         try:
             return self._answer(entity_set, HookState.RENEWED, url,
                                 lambda: self.client.renew_subscription(subscription, url, key))
         except NotFoundError:  # expired or deleted since it was listed
-            return self._created(entity_set, url, key)
+            return self._created(entity_set, url, key, renewing)
 
-    def _created(self, entity_set: str, url: str, key: str) -> Hook:
-        return self._answer(entity_set, HookState.CREATED, url, lambda: self.client.subscribe(entity_set, url, key))
+    def _created(self, entity_set: str, url: str, key: str, renewing: bool) -> Hook:
+        """A new subscription; the timer asks again for one Business Central refused only after REFUSED_RETRY."""
+        which, now = (self.client.company_id.lower(), entity_set), self.clock.now()
+        refused = self.refused.get(which)
+        if renewing and refused is not None and now - refused < REFUSED_RETRY:
+            return Hook(Side.BC, entity_set, "", HookState.MISSING,
+                        detail=f"refused at {refused:%Y-%m-%d %H:%M}; asked again from {refused + REFUSED_RETRY:%H:%M}")
+        hook = self._answer(entity_set, HookState.CREATED, url, lambda: self.client.subscribe(entity_set, url, key))
+        if hook.state is HookState.FAILED:
+            self.refused[which] = now
+        else:
+            self.refused.pop(which, None)
+        return hook
 
     def _answer(self, entity_set: str, state: HookState, url: str, send) -> Hook:
         """What Business Central made of a create or renewal, once the receiver was found to answer the handshake
@@ -153,13 +172,15 @@ def check_handshake(url: str) -> None:
         f"(BCSYNC_WEBHOOK_URL is its public base URL) and answer the route /api/{BC_ROUTE} anonymously.")
 
 
-def _carries(subscription: dict, key: str | None) -> bool:
-    state = subscription.get("clientState")
+def carries(found, key: str | None) -> bool:
+    """Whether a subscription or a notification (`found`, as Business Central gave it) holds `key` as its
+    clientState."""
+    state = found.get("clientState") if isinstance(found, dict) else None
     return bool(key) and isinstance(state, str) and hmac.compare_digest(state.encode(), key.encode())
 
 
 def _current(subscription: dict, url: str, key: str | None) -> bool:
-    return subscription.get("notificationUrl") == url and _carries(subscription, key)
+    return subscription.get("notificationUrl") == url and carries(subscription, key)
 
 
 def _hook(entity_set: str, subscription: dict, state: HookState) -> Hook:

@@ -29,7 +29,8 @@ from sync.notifications import CRM_ROUTE, Change, Notification
 from .access import Access
 from .dataverse import DataverseClient
 from .dataverse_webhooks import KEY_HEADER
-from .http_api import all_services, json_answer, not_taken, route
+from .http_api import all_services, json_answer, not_taken, receiver_key, route
+from .odata import GUID
 from .request import BadRequest, kind
 from .wiring import Services
 
@@ -38,7 +39,6 @@ log = logging.getLogger("bcsync.webhooks")
 
 SERVICE = "Dataverse"
 CHANGES = {"Create": Change.CREATED, "Update": Change.UPDATED, "Delete": Change.DELETED}
-GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 LOGICAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 # the systemuserid bcsync acts as in Dataverse, by the client of the worker's services: asked once (WhoAmI), not per
@@ -77,17 +77,17 @@ def _field(context: dict, name: str, pattern: re.Pattern, what: str) -> str:
 
 
 @route(CRM_ROUTE, ["POST"], Access.SERVICE, blueprint=bp)
-def dataverse_notification(req: func.HttpRequest) -> func.HttpResponse:
+def dataverse_notifications(req: func.HttpRequest) -> func.HttpResponse:
     """A step's execution context: 202 with what the services made of it; 401 without the key."""
     services = all_services()
+    given = (req.headers.get(KEY_HEADER) or "").encode()
     try:
-        expected = services.webhook_key(Side.CRM)
+        expected = receiver_key(Side.CRM, lambda key: hmac.compare_digest(given, key.encode()))
     except Exception as exc:
         return not_taken(SERVICE, exc)
     if expected is None:
         return not_taken(SERVICE, None)
-    given = req.headers.get(KEY_HEADER) or ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not hmac.compare_digest(given, expected.encode()):
         raise BadRequest(f"The {KEY_HEADER} header does not hold the key bcsync registered.", status=401)
     try:
         context = json.loads(req.get_body() or b"null")

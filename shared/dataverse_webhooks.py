@@ -3,8 +3,8 @@ table, registered through the Web API.
 
 The service endpoint is of the webhook contract (8) and authenticates with an HTTP header (authtype 5): authvalue
 holds `<settings><setting name="x-bcsync-key" value="<key>" /></settings>`, which Dataverse sends as the header
-`x-bcsync-key: <key>` with every post. It is named for bcsync and the URL, so that bcsync finds its own endpoint
-again and never touches anyone else's. Each step runs the endpoint asynchronously after the operation commits (stage
+`x-bcsync-key: <key>` with every post. It is named for bcsync and the deployment (a digest of its key), so that
+bcsync finds its own endpoint again at whatever URL, and never touches anyone else's. Each step runs the endpoint asynchronously after the operation commits (stage
 40 Post-operation, mode 1 Asynchronous, server only, its system job deleted when it succeeds), on the message
 (Create, Update, Delete) and the table's message filter. An Update step names the columns bcsync reads from the table
 (`update_columns`), so an update of other columns posts nothing.
@@ -13,7 +13,6 @@ again and never touches anyone else's. Each step runs the endpoint asynchronousl
 from __future__ import annotations
 
 import hashlib
-import logging
 from typing import Iterable, Mapping, Sequence
 from xml.sax.saxutils import quoteattr
 
@@ -24,8 +23,6 @@ from sync.notifications import Hook, HookState
 from .dataverse import API_PATH, DataverseClient
 from .odata import row_filter
 
-log = logging.getLogger("bcsync.webhooks")
-
 KEY_HEADER = "x-bcsync-key"
 MESSAGES = ("Create", "Update", "Delete")
 WEBHOOK_CONTRACT, HTTP_HEADER, JSON_FORMAT = 8, 5, 2
@@ -34,9 +31,13 @@ STEP_COLUMNS = ["sdkmessageprocessingstepid", "name", "filteringattributes", "st
                 "_sdkmessageid_value", "_sdkmessagefilterid_value"]
 
 
-def endpoint_name(url: str) -> str:
-    """The service endpoint's name: bcsync's, and the URL's (a digest: the URL itself may be longer than a name)."""
-    return f"bcsync webhook {hashlib.sha256(url.encode()).hexdigest()[:16]}"
+ENDPOINT_NAMED = "bcsync webhook "
+
+
+def endpoint_name(key: str) -> str:
+    """The service endpoint's name: bcsync's, and the deployment's, whatever URL it posts to (a digest of its Sales
+    key, which the deployment's state table keeps), so that an endpoint at an earlier URL is found again."""
+    return f"{ENDPOINT_NAMED}{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def update_columns(mappings: Iterable[TableMapping]) -> dict[str, list[str]]:
@@ -76,11 +77,15 @@ class DataverseWebhooks:
         return [row for page in self.client.pages(entity_set, select=select, filter=filter, page_size=5000)
                 for row in page]
 
-    def _endpoints(self, url: str) -> list[dict]:
-        """The service endpoints bcsync registered for `url`: one, unless two registrations raced (oldest first, in
-        an order every worker agrees on)."""
-        return sorted(self._rows("serviceendpoints", ["serviceendpointid", "name", "url", "createdon"],
-                                 f"name eq '{endpoint_name(url)}'"), key=lambda e: (str(e.get("createdon") or ""), e["serviceendpointid"]))
+    def _endpoints(self, url: str, key: str | None) -> list[dict]:
+        """The service endpoints of this deployment (named for `key`, at whatever URL) and bcsync's at `url`: one,
+        unless two registrations raced or the URL moved (those at `url` first, then oldest first, in an order every
+        worker agrees on)."""
+        named = [f"url eq '{url.replace(chr(39), chr(39) * 2)}'"] + ([f"name eq '{endpoint_name(key)}'"] if key else [])
+        found = [e for e in self._rows("serviceendpoints", ["serviceendpointid", "name", "url", "createdon"],
+                                       " or ".join(named))
+                 if str(e.get("name") or "").startswith(ENDPOINT_NAMED)]
+        return sorted(found, key=lambda e: (e.get("url") != url, str(e.get("createdon") or ""), e["serviceendpointid"]))
 
     def _steps(self, endpoint_id: str) -> list[dict]:
         return self._rows("sdkmessageprocessingsteps", STEP_COLUMNS, f"_eventhandler_value eq {endpoint_id}")
@@ -118,13 +123,26 @@ class DataverseWebhooks:
         return steps, messages, {pair: filter_id for filter_id, pair in filters.items()}, named
 
     def hooks(self, url: str, key: str | None = None) -> list[Hook]:
-        endpoint = next(iter(self._endpoints(url)), None)
+        """The endpoint and its steps; stale: an endpoint at another URL, a step that differs from what bcsync
+        registers (disabled in Sales, switched to synchronous, other columns)."""
+        endpoint = next(iter(self._endpoints(url, key)), None)
         if endpoint is None:
             return []
         named = self._registered(endpoint["serviceendpointid"])[3]
-        return [self._endpoint_hook(endpoint, HookState.ACTIVE)] + [
-            Hook(Side.CRM, table, step["sdkmessageprocessingstepid"], HookState.ACTIVE, detail=message)
+        return [self._endpoint_hook(endpoint, HookState.ACTIVE if endpoint.get("url") == url else HookState.STALE)] + [
+            Hook(Side.CRM, table, step["sdkmessageprocessingstepid"],
+                 HookState.STALE if self._differs(step, message, table) else HookState.ACTIVE, detail=message)
             for (message, table), step in sorted(named.items(), key=lambda item: (item[0][1], item[0][0]))]
+
+    def _wanted(self, message: str, table: str) -> dict:
+        """A step's settings as bcsync registers them."""
+        columns = ",".join(self.columns.get(table, ())) if message == "Update" else ""
+        return {"stage": POST_OPERATION, "mode": ASYNCHRONOUS, "statecode": 0, "filteringattributes": columns or None}
+
+    def _differs(self, step: dict, message: str, table: str, only: Sequence[str] = ()) -> dict:
+        """What of `step` differs from bcsync's settings (of the columns `only`, when given)."""
+        return {k: v for k, v in self._wanted(message, table).items()
+                if (not only or k in only) and (step.get(k) if step.get(k) != "" else None) != v}
 
     @staticmethod
     def _endpoint_hook(endpoint: dict, state: HookState) -> Hook:
@@ -134,13 +152,15 @@ class DataverseWebhooks:
 
     def register(self, tables: Sequence[str], url: str, key: str, renewing: bool = False) -> list[Hook]:
         """The endpoint created, or brought to this URL and key (the key cannot be read back, so it is written on
-        every registration, but not by the timer's `renewing`); a step per message and table created where missing,
-        brought in line where it differs (unless `renewing`); the endpoint's steps for tables no longer wanted
-        removed. A second endpoint for the URL (two registrations that raced) is removed with its steps."""
-        body = {"name": endpoint_name(url), "url": url, "contract": WEBHOOK_CONTRACT, "authtype": HTTP_HEADER,
+        every registration); a step per message and table created where missing, brought in line where it differs;
+        the endpoint's steps for tables no longer wanted removed; a second endpoint (two registrations that raced, or
+        one at an earlier URL) removed with its steps. The timer's `renewing` only creates the missing steps and
+        enables again a step disabled or made synchronous (which would have users' saves wait on the receiver); it
+        writes nothing else and removes nothing."""
+        body = {"name": endpoint_name(key), "url": url, "contract": WEBHOOK_CONTRACT, "authtype": HTTP_HEADER,
                 "authvalue": f"<settings><setting name={quoteattr(KEY_HEADER)} value={quoteattr(key)} /></settings>",
                 "messageformat": JSON_FORMAT, "description": "bcsync: changes in Sales start targeted jobs"}
-        endpoint, *extras = self._endpoints(url) or [None]
+        endpoint, *extras = self._endpoints(url, key) or [None]
         try:
             if endpoint is None:
                 endpoint = self.client.create("serviceendpoints", body)
@@ -149,7 +169,8 @@ class DataverseWebhooks:
                 if not renewing:
                     self._patch("serviceendpoints", endpoint["serviceendpointid"], body)
                 hooks = [self._endpoint_hook(endpoint, HookState.ACTIVE)]
-                hooks += [hook for extra in extras for hook in self._remove_endpoint(extra)]
+                if not renewing:
+                    hooks += [hook for extra in extras for hook in self._remove_endpoint(extra)]
         except SyncError as exc:  # refused (a privilege missing): no step can be registered without it
             if exc.transient:
                 raise
@@ -162,6 +183,8 @@ class DataverseWebhooks:
             for message in MESSAGES:
                 hooks.append(self._ensure(endpoint_id, message, table, messages, by_pair, existing.get((message, table)),
                                           renewing))
+        if renewing:
+            return hooks
         for (message, table), step in existing.items():
             if table not in wanted:
                 hooks.append(self._remove_step(step, message, table))
@@ -176,9 +199,7 @@ class DataverseWebhooks:
         if filter_id is None or message not in messages:
             return Hook(Side.CRM, table, "", HookState.FAILED,
                         detail=f"{message}: Dataverse has no {message} message for the table {table}")
-        columns = ",".join(self.columns.get(table, ())) if message == "Update" else ""
-        wanted = {"stage": POST_OPERATION, "mode": ASYNCHRONOUS, "statecode": 0,
-                  "filteringattributes": columns or None}
+        wanted = self._wanted(message, table)
         try:
             if step is None:
                 created = self.client.create("sdkmessageprocessingsteps", {
@@ -188,9 +209,10 @@ class DataverseWebhooks:
                     "sdkmessageid@odata.bind": f"/sdkmessages({messages[message]})",
                     "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_id})"})
                 return Hook(Side.CRM, table, created["sdkmessageprocessingstepid"], HookState.CREATED, detail=message)
-            changed = {} if renewing else \
-                {k: v for k, v in wanted.items() if (step.get(k) if step.get(k) != "" else None) != v}
+            changed = self._differs(step, message, table, ("stage", "mode", "statecode") if renewing else ())
             if changed:
+                if "statecode" in changed:
+                    changed["statuscode"] = 1  # Enabled, the status that goes with the state
                 self._patch("sdkmessageprocessingsteps", step["sdkmessageprocessingstepid"], changed)
                 return Hook(Side.CRM, table, step["sdkmessageprocessingstepid"], HookState.RENEWED, detail=message)
             return Hook(Side.CRM, table, step["sdkmessageprocessingstepid"], HookState.ACTIVE, detail=message)
@@ -220,7 +242,7 @@ class DataverseWebhooks:
     # -- removing --------------------------------------------------------------------------------
 
     def remove(self, url: str, key: str | None = None) -> list[Hook]:
-        return [hook for endpoint in self._endpoints(url) for hook in self._remove_endpoint(endpoint)]
+        return [hook for endpoint in self._endpoints(url, key) for hook in self._remove_endpoint(endpoint)]
 
     def _remove_endpoint(self, endpoint: dict) -> list[Hook]:
         """The endpoint's steps, then the endpoint (a step without its endpoint would fail at every change)."""

@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import os
+import time
 from typing import Callable
 from urllib.parse import quote
 
@@ -125,12 +126,33 @@ def problem_answer(status: int, message: str, field: str = "", settings: dict | 
                         **({"settings": settings} if settings is not None else {})}, status)
 
 
+KEY_CACHED = 60.0  # seconds a receiver goes on with the webhook key it read (a notification costs no storage read)
+KEY_RECHECKED = 5.0  # ... but a key that does not match, or none stored, is read again after this long (registered?)
+KEYLESS_LOGGED = 300.0  # seconds between two warnings that notifications came while no key is stored
+_keyless_logged: dict[str, float] = {}  # service -> when (time.monotonic()) that was last logged
+
+
+def receiver_key(side: Side, matches: Callable[[str], bool]) -> str | None:
+    """The webhook key of `side` (None: none stored), from the process's cache unless `matches` it not (read again
+    at most every KEY_RECHECKED seconds, so that a registration since is seen but a flood of guesses costs little)."""
+    services = all_services()
+    key = services.webhook_key(side, max_age=KEY_CACHED)
+    if key is None or not matches(key):
+        key = services.webhook_key(side, max_age=KEY_RECHECKED)
+    return key
+
+
 def not_taken(service: str, exc: Exception | None) -> func.HttpResponse:
     """A service's notification that bcsync could not take (`exc`; None: it keeps no webhook key): logged, and a 503,
-    which both services retry (any 4xx would have Business Central delete its subscriptions)."""
+    which both services retry (any 4xx would have Business Central delete its subscriptions). Without a key, anyone
+    may be posting (this deployment never registered), so that is a warning at most every KEYLESS_LOGGED seconds."""
     if exc is None:
-        log.error("%s notifications not taken: no webhook key is stored (the state table of BCSYNC_TABLE_PREFIX lost "
-                  "it?); %s retries. Run `bcsync webhooks register`.", service, service)
+        now = time.monotonic()
+        if now - _keyless_logged.get(service, -KEYLESS_LOGGED) >= KEYLESS_LOGGED:
+            _keyless_logged[service] = now
+            log.warning("%s notifications not taken: no webhook key is stored (webhooks never registered here, or the "
+                        "state table of BCSYNC_TABLE_PREFIX lost them); answered 503, which %s retries. Run `bcsync "
+                        "webhooks register` if they should be taken.", service, service)
         return problem_answer(503, "bcsync keeps no webhook key; try again later.")
     if isinstance(exc, SyncError):
         log.error("%s notifications not taken (%s retries): %s", service, service, exc.message)
@@ -363,4 +385,6 @@ def remove_webhooks(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _webhooks(report: dict) -> func.HttpResponse:
-    return json_answer(report, 200 if report["ok"] else 502)
+    """200 when every hook is as wanted; else, as other routes that act on many things, 503 when a service was
+    unavailable (try again later) and 422 when something was refused (the others were still registered)."""
+    return json_answer(report, 200 if report["ok"] else 503 if report["unavailable"] else 422)

@@ -14,7 +14,7 @@ from sync.ports import WORK_ROWS, Record, WriteResult
 from .http import ApiClient
 from .telemetry import map_in_context, submit_in_context
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def literal(value: Any) -> str:
@@ -28,7 +28,7 @@ def literal(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return odata_datetime(value)
     text = str(value)
-    if _GUID.match(text):
+    if GUID.match(text):
         return text
     return "'" + text.replace("'", "''") + "'"
 

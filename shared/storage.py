@@ -956,6 +956,16 @@ class StateTable:
             self.table.upsert_entity({"PartitionKey": _key(mapping), "RowKey": _key(f"cursor:{name}"), "value": value},
                                      mode=UpdateMode.REPLACE)
 
+    def first_cursor(self, mapping: str, name: str, value: str) -> str:
+        """The cursor, `value` if it had none: inserted, never replaced, so that two callers racing keep the same."""
+        with storage_errors():
+            try:
+                self.table.create_entity({"PartitionKey": _key(mapping), "RowKey": _key(f"cursor:{name}"),
+                                          "value": value})
+                return value
+            except ResourceExistsError:
+                return self.table.get_entity(_key(mapping), _key(f"cursor:{name}")).get("value")
+
     def notify(self, mapping: str, direction: Direction, rows: Sequence[NotifiedRow]) -> None:
         self.transact([("upsert", {"PartitionKey": _key(mapping),
                                    "RowKey": _key(f"notified:{direction.value}:{row.record_id}"),

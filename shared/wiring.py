@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Sequence
@@ -105,6 +106,10 @@ TICK_SLACK = dt.timedelta(seconds=30)
 COMPANY_TICK = "company tick"  # the state store's cursor: when the timer last started a company's scheduled run
 # ... the secrets the receivers of notifications check (webhook_key)
 WEBHOOK_KEYS = {Side.BC: "webhook key (Business Central)", Side.CRM: "webhook key (Sales)"}
+# ... and the base URL webhooks were last registered for, which the timer renews and status shows ("" once removed):
+# not each process's own webhook_base_url, or a staging slot sharing the state table, or a CLI run with another
+# BCSYNC_WEBHOOK_URL, would make the timer move the services' subscriptions to itself
+WEBHOOK_URL = "webhook url (registered)"
 HOME_CLAIMED = "home rows claimed"  # ... when the home company's rows from its one-company days were claimed
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
@@ -135,6 +140,10 @@ class Services:
     _identities: dict[str | None, ManagedIdentity] = field(default_factory=dict, init=False, repr=False)
     _children: dict[str, "Services"] = field(default_factory=dict, init=False, repr=False)
     _home_claimed: bool = field(default=False, init=False, repr=False)  # known done in this process
+    # the webhook keys as last read, with when (time.monotonic()): the receivers' cache (webhook_key's max_age)
+    _webhook_keys: dict[Side, tuple[float, str | None]] = field(default_factory=dict, init=False, repr=False)
+    # Business Central's refusals to subscribe, which the timer does not ask again at every tick (BcSubscriptions)
+    _refused_subscriptions: dict[tuple[str, str], dt.datetime] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self._root is not None:
@@ -214,18 +223,22 @@ class Services:
                 log.warning("the %s %s coupled by %s stays of no company: %s", table.logical_name, row_id, mapping,
                             error.message)
 
-    def webhook_key(self, side: Side, create: bool = False) -> str | None:
+    def webhook_key(self, side: Side, create: bool = False, max_age: float = 0.0) -> str | None:
         """The secret a service sends with every notification (Business Central's clientState, a header of
         Dataverse's service endpoint), which its receiver compares: one per service, as Business Central shows its
         clientState to whoever may read its subscriptions. No setting holds them: the first registration (`create`)
         makes them and keeps them in the state table of BCSYNC_TABLE_PREFIX (whatever BCSYNC_COMPANIES lists, so
-        that a change of companies never loses them), where every worker reads the same ones."""
+        that a change of companies never loses them), where every worker reads the same ones. `max_age`: the key
+        read within that many seconds will do (the receivers' cache: a notification costs no storage read)."""
         root = self._root or self
+        cached = root._webhook_keys.get(side)
+        if max_age and not create and cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
         name = WEBHOOK_KEYS[side]
         key = root.prefix_state.cursor(RUNS_STATE, name)
-        if key is None and create:
-            root.prefix_state.save_cursor(RUNS_STATE, name, secrets.token_urlsafe(32))
-            key = root.prefix_state.cursor(RUNS_STATE, name)  # the one kept, should two have raced
+        if key is None and create:  # inserted, never replaced: of two first registrations racing, one key is kept
+            key = root.prefix_state.first_cursor(RUNS_STATE, name, secrets.token_urlsafe(32))
+        root._webhook_keys[side] = (time.monotonic(), key)
         return key
 
     def notify(self, notifications: Sequence[Notification]) -> dict:
@@ -263,14 +276,20 @@ class Services:
         companies = root.each_company()
         catalogs = [s.catalogs.current() for s in companies]
         crm_tables = list(dict.fromkeys(t for catalog in catalogs for t in hookable_tables(catalog, Side.CRM)))
-        listed: list[list[dict]] = []
+        listed: list[list[dict] | SyncError] = []
         reachable = once(check_handshake)
 
         def subscriptions() -> list[dict]:
             if not listed:
-                listed.append(companies[0].business_central.subscriptions())
+                try:
+                    listed.append(companies[0].business_central.subscriptions())
+                except SyncError as exc:  # each company's registrar fails with it: Business Central is asked once
+                    listed.append(exc)
+            if isinstance(listed[0], SyncError):
+                raise listed[0]
             return listed[0]
-        return [*(Hooked(BcSubscriptions(s.business_central, self.clock, subscriptions, reachable),
+        return [*(Hooked(BcSubscriptions(s.business_central, self.clock, subscriptions, reachable,
+                                         root._refused_subscriptions),
                          hookable_tables(catalog, Side.BC), s.company.name if s.company and s.company.stamped else "")
                   for s, catalog in zip(companies, catalogs)),
                 Hooked(DataverseWebhooks(root.dataverse, update_columns([m for c in catalogs for m in c])), crm_tables)]
@@ -286,28 +305,36 @@ class Services:
         return f"https://{host}" if host else ""
 
     def register_webhooks(self) -> dict:
-        """Register (or bring up to date) every webhook bcsync wants, making the receivers' keys on the first call."""
-        return self._webhooks(lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key), create=True)
+        """Register (or bring up to date) every webhook bcsync wants for this process's webhook_base_url, making the
+        receivers' keys on the first call, and keep that URL as the one the timer renews."""
+        root = self._root or self
+        base = root._base_url(root.webhook_base_url)
+        report = self._webhooks(base, lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key),
+                                create=True)
+        root.prefix_state.save_cursor(RUNS_STATE, WEBHOOK_URL, base)
+        return report
 
     def renew_webhooks(self) -> dict | None:
-        """What the timer does, once webhooks were registered (the keys exist) and BCSYNC_WEBHOOK_URL is set (else
-        None): renew what expires within a day and recreate what is gone, writing nothing else. A URL set without
-        keys is logged as an error: the services' notifications are refused until `bcsync webhooks register`."""
-        if not self.webhook_base_url:
+        """What the timer does, once webhooks were registered (None before, and after `remove`): for the URL they
+        were registered with, renew what expires within a day and recreate what is gone, and nothing else (no
+        subscription of another URL replaced, none removed). Registered without keys (the state table lost them) is
+        logged as an error: the services' notifications are refused until `bcsync webhooks register`."""
+        root = self._root or self
+        base = root.registered_webhook_url
+        if not base:
             return None
-        if any(self.webhook_key(side) is None for side in WEBHOOK_KEYS):
-            if not self.settings.webhook_url:
-                return None  # webhooks never turned on: the app's own host name alone says nothing
-            log.error("BCSYNC_WEBHOOK_URL is set, but no webhook key is stored (webhooks were never registered, or "
-                      "the state table of BCSYNC_TABLE_PREFIX lost them): the services' notifications are refused "
-                      "and only scheduled runs synchronise. Run `bcsync webhooks register`.")
+        if any(root.webhook_key(side) is None for side in WEBHOOK_KEYS):
+            log.error("Webhooks were registered for %s, but no webhook key is stored (the state table of "
+                      "BCSYNC_TABLE_PREFIX lost them): the services' notifications are refused and only scheduled "
+                      "runs synchronise. Run `bcsync webhooks register`.", base)
             return None
-        return self._webhooks(lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key,
-                                                                                 renewing=True))
+        return self._webhooks(base, lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key,
+                                                                                       renewing=True))
 
     def webhook_status(self) -> dict:
-        """What is registered for the receivers now, and each hook wanted but not registered (missing: a Business
-        Central entity set, a Dataverse message of a table); reads only."""
+        """What is registered for the receivers (of the URL registered last, else of webhook_base_url) now, and each
+        hook wanted but not registered (missing: a Business Central entity set, a Dataverse message of a table);
+        reads only."""
         def listed(hooked: Hooked, url: str, key: str | None) -> list[Hook]:
             found = hooked.registrar.hooks(url, key)
             if hooked.registrar.side is Side.BC:
@@ -318,23 +345,38 @@ class Services:
             return found + [Hook(Side.CRM, table, "", HookState.MISSING, detail=message)
                             for table in hooked.tables for message in DATAVERSE_MESSAGES
                             if (table, message) not in there]
-        return self._webhooks(listed)
+        root = self._root or self
+        return self._webhooks(root._base_url(root.registered_webhook_url or root.webhook_base_url), listed)
 
     def remove_webhooks(self) -> dict:
-        """Remove every webhook registered for the receivers of BCSYNC_WEBHOOK_URL or with the keys (which are
-        kept)."""
-        return self._webhooks(lambda hooked, url, key: hooked.registrar.remove(url, key))
-
-    def _webhooks(self, act, create: bool = False) -> dict:
-        """`act` for each registrar; one that fails (a service refuses, or is down) is reported as a failed hook with
-        the reason, and the others go on."""
+        """Remove every webhook registered for the receivers (of the URL registered last, else of webhook_base_url)
+        or with the keys (which are kept); the timer renews nothing until the next registration."""
         root = self._root or self
-        base = root.webhook_base_url
+        base = root._base_url(root.registered_webhook_url or root.webhook_base_url)
+        report = self._webhooks(base, lambda hooked, url, key: hooked.registrar.remove(url, key))
+        if report["ok"]:
+            root.prefix_state.save_cursor(RUNS_STATE, WEBHOOK_URL, "")
+        return report
+
+    @property
+    def registered_webhook_url(self) -> str:
+        """The base URL webhooks were last registered for ("" when never, or removed since)."""
+        root = self._root or self
+        return root.prefix_state.cursor(RUNS_STATE, WEBHOOK_URL) or ""
+
+    @staticmethod
+    def _base_url(base: str) -> str:
         if not base:
             raise ConfigurationError("BCSYNC_WEBHOOK_URL is not set: set it to the function app's public base URL "
                                      "(https://<app>.azurewebsites.net), to which the services post notifications.")
+        return base
+
+    def _webhooks(self, base: str, act, create: bool = False) -> dict:
+        """`act` for each registrar, with the receivers' URLs under `base`; one that fails (a service refuses, or is
+        down) is reported as a failed hook with the reason, and the others go on."""
+        root = self._root or self
         keys = {side: root.webhook_key(side, create=create) for side in WEBHOOK_KEYS}
-        hooks = []
+        hooks, unavailable = [], False
         for hooked in root.webhook_registrars():
             side = hooked.registrar.side
             url = f"{base}/api/{BC_ROUTE if side is Side.BC else CRM_ROUTE}"
@@ -342,9 +384,11 @@ class Services:
                 found = act(hooked, url, keys[side])
             except SyncError as exc:
                 found = [Hook(side, "", "", HookState.FAILED, detail=exc.message)]
+                unavailable = unavailable or exc.transient
             hooks += [{**({"company": hooked.company} if hooked.company else {}), **hook.to_dict()} for hook in found]
+        # unavailable: a service was down or throttling (try again later), rather than something refused
         return {"url": base, "registered": all(key is not None for key in keys.values()), "hooks": hooks,
-                "ok": all(hook["state"] != HookState.FAILED.value for hook in hooks)}
+                "ok": all(hook["state"] != HookState.FAILED.value for hook in hooks), "unavailable": unavailable}
 
     def _named(self, run: Run) -> Run:
         """A run as reported: with several companies, with its company, also a run of the company of

@@ -1,7 +1,8 @@
 """Business Central webhooks end to end: the function app served over HTTP registers subscriptions at the Business
 Central simulator, which validates the receiver's URL with its handshake and POSTs its notifications there.
 
-`Services.notify` (the core's, which starts targeted jobs) is stood in by a recorder in these tests only."""
+The notifications go to the real `Services.notify`: what it recorded (the notified rows of each mapping, a
+targeted run) is what these tests check; tests/e2e/test_notified_jobs.py covers the targeted runs themselves."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ from azure.functions.timer import TimerRequest
 
 import function_app
 from bcsync import host
+from shared import http_api
 from shared.businesscentral import BusinessCentralClient
 from shared.settings import Settings
-from shared.wiring import Services, build_services
+from shared.wiring import WEBHOOK_KEYS, Services, build_services
 from sync.errors import ConfigurationError, ServiceUnavailableError
-from sync.model import Side
-from sync.notifications import BC_ROUTE, Change, Notification
-from tests.support import call
+from sync.model import Direction, Side
+from sync.notifications import BC_ROUTE
+from sync.runs import RUNS_STATE, RunKind
+from tests.support import call, wait_for
 
 HOOKED = {"currencies", "customers", "vendors", "unitsOfMeasure", "items", "salesInvoices"}  # the built-in mappings'
 
@@ -46,22 +49,20 @@ class Hooked:
 @pytest.fixture
 def hooked(stack, isolated, monkeypatch):
     monkeypatch.setattr(function_app, "_services", None)
+    monkeypatch.setattr(http_api, "_keyless_logged", {})
     with host.serving(function_app.app) as url:
         found = Hooked(url, stack.business_central, {**isolated, "BCSYNC_WEBHOOK_URL": url})
         stack.business_central.subscriptions.configure(delay=0.2)
         yield found
 
 
-@pytest.fixture
-def notified(monkeypatch):
-    """What the receiver hands to Services.notify, recorded (and answered with a summary)."""
-    calls: list[list[Notification]] = []
+def notified(hooked, mapping: str = "CUSTOMER") -> dict[str, str]:
+    """The rows notified to `mapping` (Business Central's side) and not yet taken up: change by id."""
+    return {row.record_id: row.change.value for row in hooked.services.state.notified(mapping, Direction.TO_CRM)}
 
-    def notify(self, notifications):
-        calls.append(list(notifications))
-        return {"notified": len(notifications)}
-    monkeypatch.setattr(Services, "notify", notify, raising=False)
-    return calls
+
+def targeted_runs(hooked) -> list:
+    return [report.run for report in hooked.services.job_log() if report.run.kind is RunKind.NOTIFIED]
 
 
 def states(report: dict) -> dict[str, str]:
@@ -226,9 +227,59 @@ def test_the_keys_stay_where_they_are_when_the_companies_change(hooked):
         assert {side: hooked.rewire(BCSYNC_COMPANIES=companies).webhook_key(side) for side in Side} == keys
 
 
-def test_the_timer_logs_an_error_when_the_url_is_set_and_no_key_is_stored(hooked, caplog):
+def test_the_timer_logs_an_error_when_webhooks_were_registered_and_the_keys_are_lost(hooked, caplog):
+    tick()  # never registered: the timer does nothing and says nothing, whatever BCSYNC_WEBHOOK_URL says
+    assert "no webhook key" not in caplog.text and hooked.subscriptions() == []
+    hooked.services.register_webhooks()
+    for name in WEBHOOK_KEYS.values():  # the state table lost them
+        hooked.services.prefix_state.table.delete_entity(RUNS_STATE, f"cursor:{name}")
     tick()
-    assert "BCSYNC_WEBHOOK_URL is set, but no webhook key is stored" in caplog.text
+    assert f"Webhooks were registered for {hooked.url}, but no webhook key is stored" in caplog.text
+
+
+def test_the_timer_renews_for_the_url_registered_and_never_moves_or_removes_a_subscription(hooked):
+    hooked.services.register_webhooks()
+    first = {s.subscription_id: (s.entity_set, s.notification_url) for s in hooked.subscriptions()}
+    # a process whose own URL differs (a staging slot on the same state table, a custom domain set for the CLI),
+    # with a table no longer mapped: its timer leaves every subscription where it is
+    services = hooked.rewire(BCSYNC_WEBHOOK_URL="https://staging.example")
+    services.set_mapping("VENDOR", {"enabled": False})
+    gone = next(s for s in hooked.subscriptions() if s.entity_set == "customers")
+    del hooked.sim.subscriptions.items[gone.subscription_id]
+    hooked.sim.advance(dt.timedelta(hours=56))
+    tick()
+    now = {s.entity_set: s for s in hooked.subscriptions()}
+    assert set(now) == HOOKED and {s.notification_url for s in now.values()} == {hooked.receiver}
+    assert now["customers"].subscription_id not in first  # recreated, at the URL registered
+    # renewed there, but the one no longer wanted (left to expire, or to the next explicit registration)
+    assert [t for t, s in now.items() if s.expires < hooked.sim.now() + dt.timedelta(days=2)] == ["vendors"]
+    status = services.webhook_status()
+    assert status["url"] == hooked.url and states(status)["vendors"] == "expiring"
+    # an explicit registration moves them, and then the timer renews at the new URL
+    assert services.register_webhooks()["url"] == "https://staging.example"
+    assert services.registered_webhook_url == "https://staging.example"
+
+
+def test_after_remove_the_timer_registers_nothing_again(hooked):
+    hooked.services.register_webhooks()
+    hooked.services.remove_webhooks()
+    tick()
+    assert hooked.subscriptions() == [] and hooked.services.renew_webhooks() is None
+
+
+def test_two_first_registrations_keep_one_key(hooked, monkeypatch):
+    """Both read no key before either stored one: the second keeps the first's, not its own."""
+    first, second = hooked.services, hooked.rewire()
+    read, raced = type(second.prefix_state).cursor, []
+
+    def cursor(state, mapping, name):  # the second's first read comes before the first's write
+        if state is second.prefix_state and name == WEBHOOK_KEYS[Side.BC] and not raced:
+            raced.append(name)
+            return None
+        return read(state, mapping, name)
+    monkeypatch.setattr(type(second.prefix_state), "cursor", cursor)
+    key = first.webhook_key(Side.BC, create=True)
+    assert second.webhook_key(Side.BC, create=True) == key == first.webhook_key(Side.BC) and raced
 
 
 def test_the_timer_lists_the_environments_subscriptions_once_for_all_companies(hooked, monkeypatch):
@@ -257,6 +308,23 @@ def test_an_entity_set_business_central_refuses_is_that_tables_failure_only(hook
     assert "does not support webhook subscriptions" in hooks[0].detail
 
 
+def test_the_timer_asks_again_for_a_refused_subscription_only_after_some_hours(hooked):
+    registrar = hooked.services.webhook_registrars()[0].registrar
+    posts = lambda: sum(1 for method, path in hooked.sim.faults.requests
+                        if method == "POST" and path.endswith("/subscriptions"))
+    before = posts()
+    assert registrar.register(["contacts"], hooked.receiver, "k", renewing=True)[0].state.value == "failed"
+    assert posts() == before + 1
+    registrar = hooked.services.webhook_registrars()[0].registrar  # the next tick's
+    [hook] = registrar.register(["contacts"], hooked.receiver, "k", renewing=True)
+    assert (hook.state.value, posts()) == ("missing", before + 1) and "refused at" in hook.detail
+    # an explicit registration asks at once, and so does the timer some hours later
+    assert registrar.register(["contacts"], hooked.receiver, "k")[0].state.value == "failed"
+    hooked.sim.advance(dt.timedelta(hours=7))
+    assert registrar.register(["contacts"], hooked.receiver, "k", renewing=True)[0].state.value == "failed"
+    assert posts() == before + 3
+
+
 def test_register_without_the_url_names_the_setting(hooked):
     values = {k: v for k, v in hooked.values.items() if k != "BCSYNC_WEBHOOK_URL"}
     services = build_services(Settings.load(environ=values))
@@ -278,41 +346,52 @@ def test_in_azure_the_url_defaults_to_the_apps_own_host_name(hooked, monkeypatch
 
 # -- the receiver -----------------------------------------------------------------------------------------------
 
-def test_the_receiver_echoes_the_handshake_and_does_nothing_else(hooked, notified):
+def test_the_receiver_echoes_the_handshake_and_does_nothing_else(hooked):
     status, headers, body = call("POST", f"{hooked.receiver}?validationToken=abc%2Bdef", raw=b"")
     assert (status, body) == (200, b"abc+def") and headers["Content-Type"].startswith("text/plain")
-    assert notified == [] and hooked.services.webhook_key(Side.BC) is None
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert hooked.services.webhook_key(Side.BC) is None and targeted_runs(hooked) == []
+    # no page of anyone's making: a token too long, or with what is no printable character, is not echoed
+    for token in ("x" * 1025, "%3Cscript%3E%0A", ""):
+        status, _, body = call("POST", f"{hooked.receiver}?validationToken={token}", raw=b"")
+        assert status == 400 and b"validationToken" in body, token
 
 
-def test_notifications_from_the_simulator_reach_notify(hooked, notified):
+def test_notifications_from_the_simulator_are_recorded_and_start_a_targeted_run(hooked):
     hooked.services.register_webhooks()
-    def wait_for(count: int) -> None:
-        deadline = time.monotonic() + 10
-        while sum(map(len, notified)) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
     customer = hooked.sim.create("customers", {"displayName": "Adatum"})
     item = hooked.sim.create("items", {"displayName": "Bike"})
     hooked.sim.create("contacts", {"displayName": "Not hooked"})
-    wait_for(2)  # each window's changes of a row are one notification: wait for one before the next change
-    hooked.sim.update("customers", customer, {"displayName": "Adatum Corp"})
-    wait_for(3)
+    wait_for(lambda: notified(hooked) == {customer: "created"} and notified(hooked, "ITEM-PRODUCT") == {
+        item: "created"}, what="the notifications of the created rows")
     hooked.sim.delete("customers", customer)
-    wait_for(4)
-    company = hooked.sim.company_id
-    assert sorted((n for batch in notified for n in batch), key=repr) == sorted([
-        Notification(Side.BC, "customers", Change.CREATED, customer, company),
-        Notification(Side.BC, "customers", Change.UPDATED, customer, company),
-        Notification(Side.BC, "customers", Change.DELETED, customer, company),
-        Notification(Side.BC, "items", Change.CREATED, item, company)], key=repr)
+    wait_for(lambda: notified(hooked) == {customer: "deleted"}, what="the notification of the deletion")
     assert {d["status"] for d in hooked.sim.subscriptions.delivered} == {202}
+    assert targeted_runs(hooked)
 
 
-def test_a_collection_notification_reaches_notify_without_an_id(hooked, notified):
+def test_a_collection_notification_is_recorded_without_an_id(hooked):
     hooked.services.register_webhooks()
     hooked.sim.subscriptions.configure(automatic=False)
     hooked.sim.seed("currencies", [{"code": f"C{n:04d}", "displayName": str(n)} for n in range(1001)])
     hooked.sim.subscriptions.deliver_due(everything=True)
-    assert notified == [[Notification(Side.BC, "currencies", Change.COLLECTION, "", hooked.sim.company_id)]]
+    assert hooked.sim.subscriptions.delivered[-1]["status"] == 202
+    assert [run.mappings for run in targeted_runs(hooked)] == [("CURRENCY",)]
+
+
+def test_the_documented_collection_sample_is_taken(hooked):
+    """Microsoft Learn's sample of a collection notification, as it stands: a 400 would have Business Central delete
+    the subscription."""
+    hooked.services.register_webhooks()
+    cid = hooked.sim.company_id
+    sample = {"value": [{"subscriptionId": "webhookItemsTest", "clientState": hooked.services.webhook_key(Side.BC),
+                         "expirationDateTime": "2018-10-29T07:52:31Z",
+                         "resource": f"/api/v2.0/companies({cid})/salesInvoices?$filter=lastDateTimeModified%20gt"
+                                     "%202018-10-15T11:00:00Z",
+                         "changeType": "collection", "lastModifiedDateTime": "2018-10-26T12:54:20.467Z"}]}
+    status, _, body = call("POST", hooked.receiver, sample)
+    assert status == 202 and json.loads(body)["notifications"] == 1, body
+    assert [run.mappings for run in targeted_runs(hooked)] == [("POSTEDSALESINV-INV",)]
 
 
 def entry(hooked, **changed) -> dict:
@@ -322,13 +401,31 @@ def entry(hooked, **changed) -> dict:
             "lastModifiedDateTime": "2030-01-01T00:00:00Z", **changed}
 
 
-def test_without_a_stored_key_notifications_are_a_503_for_business_central_to_retry(hooked, notified, caplog):
-    status, _, body = call("POST", hooked.receiver, {"value": [entry(hooked, clientState="anything")]})
-    assert status == 503 and "no webhook key" in json.loads(body)["error"]
-    assert "no webhook key is stored" in caplog.text and notified == []
+def test_without_a_stored_key_notifications_are_a_503_warned_of_at_most_every_few_minutes(hooked, caplog):
+    for _ in range(3):
+        status, _, body = call("POST", hooked.receiver, {"value": [entry(hooked, clientState="anything")]})
+        assert status == 503 and "no webhook key" in json.loads(body)["error"]
+    warned = [r for r in caplog.records if "no webhook key is stored" in r.getMessage()]
+    assert [r.levelname for r in warned] == ["WARNING"]  # anyone may post here: no error, and not each time
+    assert targeted_runs(hooked) == []
 
 
-def test_entries_without_the_key_are_left_out_and_only_a_post_without_any_is_refused(hooked, notified):
+def test_the_receiver_reads_the_key_once_in_a_while_and_sees_a_new_registration(hooked, monkeypatch):
+    assert call("POST", hooked.receiver, {"value": [entry(hooked, clientState="anything")]})[0] == 503
+    hooked.services.register_webhooks()  # a registration in this process is seen at once
+    good, forged = entry(hooked), entry(hooked, clientState="guess")
+    reads = []
+    read = type(hooked.services.prefix_state).cursor
+    monkeypatch.setattr(type(hooked.services.prefix_state), "cursor",
+                        lambda self, *args: reads.append(args) or read(self, *args))
+    for _ in range(3):
+        assert call("POST", hooked.receiver, {"value": [good]})[0] == 202
+    for _ in range(3):  # a guess has the key read again, but not more often than every few seconds
+        assert call("POST", hooked.receiver, {"value": [forged]})[0] == 401
+    assert len([args for args in reads if args[1] == WEBHOOK_KEYS[Side.BC]]) <= 1
+
+
+def test_entries_without_the_key_are_left_out_and_only_a_post_without_any_is_refused(hooked):
     hooked.services.register_webhooks()
     good = entry(hooked)
     for forged in (entry(hooked, clientState="guess"), {k: v for k, v in good.items() if k != "clientState"}):
@@ -337,25 +434,28 @@ def test_entries_without_the_key_are_left_out_and_only_a_post_without_any_is_ref
     # Dataverse's key is not Business Central's
     assert call("POST", hooked.receiver, {"value": [entry(hooked, clientState=hooked.services.webhook_key(
         Side.CRM))]})[0] == 401
-    assert notified == []
+    assert notified(hooked) == {}
     status, _, body = call("POST", hooked.receiver, {"value": [good, entry(hooked, clientState="guess"), 7]})
-    assert status == 202 and json.loads(body) == {"notified": 1, "left_out": 2}
-    assert notified == [[Notification(Side.BC, "customers", Change.UPDATED, "11111111-2222-3333-4444-555555555555",
-                                      hooked.sim.company_id)]]
+    assert status == 202 and (json.loads(body)["notifications"], json.loads(body)["left_out"]) == (1, 2)
+    assert notified(hooked) == {"11111111-2222-3333-4444-555555555555": "updated"}
 
 
-def test_a_malformed_body_is_a_400_naming_the_field_and_a_bad_entry_beside_good_ones_is_left_out(hooked, notified):
+def test_a_body_not_of_business_centrals_shape_is_a_400_and_a_keyed_entry_never_is(hooked, caplog):
     hooked.services.register_webhooks()
-    cases = [(b"not json", "body"), (b'{"items": []}', "value"), (b'{"value": []}', "value"), (b'{"value": [1]}', "value[0]"),
-             (json.dumps({"value": [entry(hooked, changeType="moved")]}).encode(), "value[0].changeType"),
-             (json.dumps({"value": [entry(hooked, resource=f"api/v2.0/companies({hooked.sim.company_id})/items")]}
-                         ).encode(), "value[0].resource")]
+    cases = [(b"not json", "body"), (b'{"items": []}', "value"), (b'{"value": []}', "value"), (b'{"value": [1]}', "value[0]")]
     for raw, field in cases:
         status, _, body = call("POST", hooked.receiver, raw=raw)
         assert (status, json.loads(body).get("field")) == (400, field), raw
-    assert notified == []
+    # entries carrying the key are Business Central's own: a 400 would have it delete their subscriptions
+    for unreadable in (entry(hooked, changeType="moved"),
+                       entry(hooked, resource=f"api/v2.0/companies({hooked.sim.company_id})/items")):
+        status, _, body = call("POST", hooked.receiver, {"value": [unreadable]})
+        assert (status, json.loads(body)["left_out"]) == (202, 1)
+    assert [r.levelname for r in caplog.records if "cannot read" in r.getMessage()] == ["ERROR", "ERROR"]
+    assert "value[0].changeType" in caplog.text and notified(hooked) == {}
     status, _, body = call("POST", hooked.receiver, {"value": [entry(hooked), entry(hooked, resource="api/v2.0/x")]})
-    assert (status, json.loads(body)) == (202, {"notified": 1, "left_out": 1}) and len(notified) == 1
+    assert (status, json.loads(body)["notifications"], json.loads(body)["left_out"]) == (202, 1, 1)
+    assert notified(hooked) == {"11111111-2222-3333-4444-555555555555": "updated"}
 
 
 def test_any_failure_on_bcsyncs_side_is_a_503_for_business_central_to_retry(hooked, monkeypatch):
@@ -378,6 +478,28 @@ def test_any_failure_on_bcsyncs_side_is_a_503_for_business_central_to_retry(hook
 
 
 # -- the HTTP API and the CLI ----------------------------------------------------------------------------------
+
+def test_a_refused_registration_is_a_422_and_business_central_down_a_503_listed_once(hooked):
+    dead = "http://127.0.0.1:9"  # nothing answers there: a refusal of bcsync's settings, the rest registered
+    hooked.rewire(BCSYNC_WEBHOOK_URL=dead)
+    status, _, body = call("POST", f"{hooked.url}/api/webhooks")
+    assert status == 422 and not json.loads(body)["unavailable"]
+
+    cronus, fabrikam = hooked.sim.company_id, hooked.sim.add_company("FABRIKAM Inc.")
+    services = hooked.rewire(BCSYNC_WEBHOOK_URL=hooked.url, BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}")
+    faults = hooked.sim.faults
+    try:
+        faults.fail(503, times=1000, retry_after=0, path_contains="subscriptions", methods=("GET",))
+        listings = lambda: sum(1 for method, path in faults.requests if method == "GET" and "subscriptions" in path)
+        with pytest.raises(ServiceUnavailableError):
+            services.for_company("CRONUS").business_central.subscriptions()
+        once = listings()
+        status, _, body = call("POST", f"{hooked.url}/api/webhooks")
+        assert status == 503 and json.loads(body)["unavailable"]
+        assert listings() - once <= once  # one listing for both companies, not one each
+    finally:
+        faults.clear()
+
 
 def test_the_http_routes_register_show_and_remove(hooked):
     status, _, body = call("POST", f"{hooked.url}/api/webhooks")

@@ -1,12 +1,12 @@
 """Dataverse webhooks end to end: bcsync registers its service endpoint and steps in the Dataverse simulator, the
 function app is served over HTTP, and rows changed in Sales reach its receiver as notifications.
 
-`Services.notify` (the targeted jobs) is stood in with a recorder here until it is merged."""
+The notifications go to the real `Services.notify`, and the tests check what it recorded (the rows notified to a
+mapping, a targeted run); where bcsync's side must fail, `Services.notify` raises what the test sets."""
 
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -16,13 +16,15 @@ import pytest
 
 import function_app
 from bcsync import host
-from shared import dataverse_receiver
+from shared import dataverse_receiver, http_api
 from shared.dataverse import DataverseClient
 from shared.wiring import Services
 from sync.errors import ConfigurationError, ServiceUnavailableError
-from sync.model import Side
+from sync.model import Direction, Side
 from shared.dataverse_webhooks import update_columns
-from sync.notifications import CRM_ROUTE, Change, HookState, Notification, hookable_tables
+from sync.notifications import CRM_ROUTE, HookState, hookable_tables
+from sync.runs import RunKind
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -31,29 +33,27 @@ def served(env, monkeypatch):
     with host.serving(function_app.app) as base:
         env.configure(BCSYNC_WEBHOOK_URL=base)
         monkeypatch.setattr(function_app, "_services", env.services)
+        monkeypatch.setattr(http_api, "_keyless_logged", {})
         yield f"{base}/api/{CRM_ROUTE}"
 
 
-class Recorder(list):
-    """The notifications handed over; an error in `fail` is raised by the next hand-over instead."""
-
-    def __init__(self):
-        super().__init__()
-        self.fail: list[Exception] = []
+def notified(env, mapping: str = "CUSTOMER") -> dict[str, str]:
+    """The Sales rows notified to `mapping` and not yet taken up: change by id."""
+    return {row.record_id: row.change.value for row in env.services.state.notified(mapping, Direction.FROM_CRM)}
 
 
 @pytest.fixture
-def notified(monkeypatch):
-    recorded = Recorder()
+def failing(monkeypatch):
+    """Errors for Services.notify to raise, one per hand-over, before it does its work."""
+    errors: list[Exception] = []
+    notify = Services.notify
 
-    def notify(self, notifications):
-        if recorded.fail:
-            raise recorded.fail.pop()
-        recorded.extend(notifications)
-        return {"notified": len(notifications)}
-
-    monkeypatch.setattr(Services, "notify", notify, raising=False)
-    return recorded
+    def failing_notify(self, notifications):
+        if errors:
+            raise errors.pop()
+        return notify(self, notifications)
+    monkeypatch.setattr(Services, "notify", failing_notify)
+    return errors
 
 
 def steps(env) -> list[dict]:
@@ -128,28 +128,20 @@ def test_a_refused_registration_is_reported_with_the_reason(env, served):
     assert env.dv.rows("serviceendpoint") == [] and steps(env) == []
 
 
-def wait_for(condition, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not posted in time"
-        time.sleep(0.02)
-
-
-def test_rows_changed_in_sales_reach_the_receiver_as_notifications(env, served, notified):
+def test_rows_changed_in_sales_reach_the_receiver_as_notifications(env, served):
     registered(env, served, ["account"])
     user = env.stack.ids.user_systemuser_id
     account = env.dv.create("account", {"name": "Posted"}, as_user=user)
-    wait_for(lambda: len(notified) == 1)
+    wait_for(lambda: notified(env) == {account: "created"}, what="the creation")
     env.dv.update("account", account, {"telephone1": "555-0100"}, as_user=user)
-    wait_for(lambda: len(notified) == 2)
+    wait_for(lambda: notified(env) == {account: "updated"}, what="the update")
     env.dv.delete("account", account)
-    wait_for(lambda: len(notified) == 3)
-    assert notified == [Notification(Side.CRM, "account", change, account)
-                        for change in (Change.CREATED, Change.UPDATED, Change.DELETED)]
-    wait_for(lambda: {job.status for job in env.dv.webhooks.jobs} == {"succeeded"})  # each answered 2xx
+    wait_for(lambda: notified(env) == {account: "deleted"}, what="the deletion")
+    wait_for(lambda: {job.status for job in env.dv.webhooks.jobs} == {"succeeded"}, what="2xx answers")
+    assert any(report.run.kind is RunKind.NOTIFIED for report in env.services.job_log())
 
 
-def test_bcsyncs_own_changes_are_dropped(env, served, notified):
+def test_bcsyncs_own_changes_are_dropped(env, served):
     registered(env, served, ["account"])
     webhooks = env.dv.webhooks
     webhooks.auto = False
@@ -158,7 +150,7 @@ def test_bcsyncs_own_changes_are_dropped(env, served, notified):
         assert webhooks.deliver() == 1
     finally:
         webhooks.auto = True
-    assert webhooks.jobs[-1].status == "succeeded" and notified == []
+    assert webhooks.jobs[-1].status == "succeeded" and notified(env) == {}
 
 
 def post(url: str, body, key: str | None) -> tuple[int, dict]:
@@ -177,53 +169,54 @@ def context(**changes) -> dict:
             "UserId": str(uuid.uuid4()), "InitiatingUserId": str(uuid.uuid4()), "InputParameters": [], **changes}
 
 
-def test_the_receiver_refuses_a_wrong_key_and_a_malformed_context(env, served, notified):
+def test_the_receiver_refuses_a_wrong_key_and_a_malformed_context(env, served):
     key = env.services.webhook_key(Side.CRM, create=True)
     assert post(served, context(), None)[0] == 401
     assert post(served, context(), key[:-1] + ("x" if key[-1] != "x" else "y"))[0] == 401
-    assert notified == []
+    assert notified(env) == {}
 
-    assert post(served, b"{not json", key) == (400, {"error": post(served, b"{not json", key)[1]["error"],
-                                                     "field": "body"})
+    status, answer = post(served, b"{not json", key)
+    assert (status, answer["field"]) == (400, "body") and "not JSON" in answer["error"]
     for field, value in (("MessageName", None), ("PrimaryEntityName", 7), ("PrimaryEntityId", "not-a-guid")):
         status, answer = post(served, context(**{field: value}), key)
         assert (status, answer["field"]) == (400, field) and field in answer["error"]
     assert post(served, context(MessageName="Assign"), key) == (202, {"ignored": "message Assign"})
-    assert notified == []
+    assert notified(env) == {}
 
     row = str(uuid.uuid4())
-    assert post(served, context(PrimaryEntityId=row.upper()), key) == (202, {"notified": 1})
-    assert notified == [Notification(Side.CRM, "account", Change.UPDATED, row)]
+    status, answer = post(served, context(PrimaryEntityId=row.upper()), key)
+    assert (status, answer["notifications"]) == (202, 1)
+    assert notified(env) == {row: "updated"}
 
 
-def test_a_transient_failure_answers_503_and_dataverse_posts_again(env, served, notified):
+def test_a_transient_failure_answers_503_and_dataverse_posts_again(env, served, failing):
     registered(env, served, ["account"])
     webhooks = env.dv.webhooks
     webhooks.auto, webhooks.retry_seconds = False, 0.0
     try:
-        notified.fail.append(ServiceUnavailableError("Table Storage is down"))
+        failing.append(ServiceUnavailableError("Table Storage is down"))
         account = env.dv.create("account", {"name": "Later"}, as_user=env.stack.ids.user_systemuser_id)
         assert webhooks.deliver() == 2  # 503, then accepted
     finally:
         webhooks.auto, webhooks.retry_seconds = True, 1.0
     job = webhooks.jobs[-1]
     assert job.status == "succeeded" and job.errors[0].startswith("503")
-    assert notified == [Notification(Side.CRM, "account", Change.CREATED, account)]
+    assert notified(env) == {account: "created"}
 
 
-def test_any_failure_on_bcsyncs_side_is_a_503_and_a_missing_key_too(env, served, notified, caplog):
+def test_any_failure_on_bcsyncs_side_is_a_503_and_a_missing_key_too(env, served, failing, caplog):
     assert post(served, context(), "anything")[0] == 503  # no key stored: bcsync's to fix, Dataverse retries
     assert "no webhook key is stored" in caplog.text
     key = env.services.webhook_key(Side.CRM, create=True)
     assert post(served, context(), env.services.webhook_key(Side.BC, create=True))[0] == 401  # the other service's
     for failure in (ConfigurationError("Table Storage refused"), RuntimeError("a bug")):
-        notified.fail.append(failure)
+        failing.append(failure)
         status, answer = post(served, context(), key)
         assert status == 503, failure
-    assert notified == []
+    assert notified(env) == {}
 
 
-def test_a_failing_whoami_hands_the_notification_over(env, served, notified, monkeypatch):
+def test_a_failing_whoami_hands_the_notification_over(env, served, monkeypatch):
     key = env.services.webhook_key(Side.CRM, create=True)
     monkeypatch.setattr(dataverse_receiver, "_integration_users", weakref.WeakKeyDictionary())
 
@@ -231,35 +224,82 @@ def test_a_failing_whoami_hands_the_notification_over(env, served, notified, mon
         raise ServiceUnavailableError("Dataverse: WhoAmI timed out")
     monkeypatch.setattr(DataverseClient, "whoami", whoami)
     row = str(uuid.uuid4())
-    assert post(served, context(PrimaryEntityId=row), key) == (202, {"notified": 1})
-    assert notified == [Notification(Side.CRM, "account", Change.UPDATED, row)]
+    assert post(served, context(PrimaryEntityId=row), key)[0] == 202
+    assert notified(env) == {row: "updated"}
 
 
 def endpoint_of(env, description: str) -> dict:
     return next(e for e in env.dv.rows("serviceendpoint") if e["description"] == description)
 
 
-def test_the_timer_only_recreates_what_is_missing_and_register_brings_the_rest_in_line(env, served):
+def test_the_timer_recreates_what_is_missing_and_enables_steps_again_and_register_brings_the_rest_in_line(env, served):
     env.services.register_webhooks()
     endpoint = env.dv.rows("serviceendpoint")[0]
     env.dv.update("serviceendpoint", endpoint["serviceendpointid"], {"description": "edited by hand"})
-    changed = next(s for s in steps(env) if s["name"] == "bcsync: Create of account")
-    env.dv.update("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"], {"mode": 0})
+    synchronous = next(s for s in steps(env) if s["name"] == "bcsync: Create of account")
+    env.dv.update("sdkmessageprocessingstep", synchronous["sdkmessageprocessingstepid"], {"mode": 0})
+    disabled = next(s for s in steps(env) if s["name"] == "bcsync: Delete of account")
+    env.dv.update("sdkmessageprocessingstep", disabled["sdkmessageprocessingstepid"], {"statecode": 1, "statuscode": 2})
+    columns = next(s for s in steps(env) if s["name"] == "bcsync: Update of contact")
+    env.dv.update("sdkmessageprocessingstep", columns["sdkmessageprocessingstepid"], {"filteringattributes": "fax"})
     gone = next(s for s in steps(env) if s["name"] == "bcsync: Update of account")
     env.dv.delete("sdkmessageprocessingstep", gone["sdkmessageprocessingstepid"])
     status = env.services.webhook_status()["hooks"]
-    assert [(h["table"], h["detail"]) for h in status if h["state"] == "missing"] == [("account", "Update")]
+    assert sorted((h["table"], h["detail"], h["state"]) for h in status if h["state"] != "active") == [
+        ("account", "Create", "stale"), ("account", "Delete", "stale"), ("account", "Update", "missing"),
+        ("contact", "Update", "stale")]
 
     renewed = env.services.renew_webhooks()
-    assert [(h["table"], h["detail"]) for h in renewed["hooks"] if h["side"] == "crm" and h["state"] != "active"] \
-        == [("account", "Update")]
-    assert endpoint_of(env, "edited by hand")  # not written: the timer only reads what exists
-    assert env.dv.get("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"])["mode"] == 0
+    assert sorted((h["table"], h["detail"], h["state"]) for h in renewed["hooks"]
+                  if h["side"] == "crm" and h["state"] != "active") == [
+        ("account", "Create", "renewed"), ("account", "Delete", "renewed"), ("account", "Update", "created")]
+    step = env.dv.get("sdkmessageprocessingstep", synchronous["sdkmessageprocessingstepid"])
+    assert step["mode"] == 1  # a synchronous step would have users' saves wait on the receiver
+    step = env.dv.get("sdkmessageprocessingstep", disabled["sdkmessageprocessingstepid"])
+    assert (step["statecode"], step["statuscode"]) == (0, 1)
+    assert endpoint_of(env, "edited by hand")  # the rest is not written by the timer
+    assert env.dv.get("sdkmessageprocessingstep", columns["sdkmessageprocessingstepid"])["filteringattributes"] == "fax"
 
     env.services.register_webhooks()
     assert [e["description"] for e in env.dv.rows("serviceendpoint")] == [
         "bcsync: changes in Sales start targeted jobs"]
-    assert env.dv.get("sdkmessageprocessingstep", changed["sdkmessageprocessingstepid"])["mode"] == 1
+    assert env.dv.get("sdkmessageprocessingstep", columns["sdkmessageprocessingstepid"])["filteringattributes"] != "fax"
+    assert {h["state"] for h in env.services.webhook_status()["hooks"] if h["side"] == "crm"} == {"active"}
+
+
+def test_the_timer_removes_nothing_and_an_explicit_registration_removes_what_is_no_longer_wanted(env, served):
+    registrar, _ = registered(env, served, ["account", "contact"])
+    key = env.services.webhook_key(Side.CRM)
+    assert {h.state for h in registrar.register(["account"], served, key, renewing=True)} == {HookState.ACTIVE}
+    assert len(steps(env)) == 6
+    assert [h.table for h in registrar.register(["account"], served, key) if h.state is HookState.REMOVED] == [
+        "contact"] * 3
+    assert len(steps(env)) == 3
+
+
+def test_an_endpoint_at_an_earlier_url_is_moved_and_remove_finds_it(env, served):
+    env.services.register_webhooks()
+    [earlier] = env.dv.rows("serviceendpoint")
+    assert earlier["url"] == served
+    moved = served.replace("127.0.0.1", "localhost")
+    env.configure(BCSYNC_WEBHOOK_URL=moved.removesuffix(f"/api/{CRM_ROUTE}"))
+    status = [h for h in env.services.webhook_status()["hooks"] if h["side"] == "crm" and h["detail"] ==
+              "service endpoint"]
+    assert [h["state"] for h in status] == ["active"]  # the URL registered last is the one shown
+    registrar = next(h.registrar for h in env.services.webhook_registrars() if h.registrar.side is Side.CRM)
+    assert [h.state for h in registrar.hooks(moved, env.services.webhook_key(Side.CRM))][0] is HookState.STALE
+    env.services.register_webhooks()
+    [endpoint] = env.dv.rows("serviceendpoint")  # one endpoint, posting to the new URL: never two posts per change
+    assert (endpoint["serviceendpointid"], endpoint["url"]) == (earlier["serviceendpointid"], moved)
+    # one left at an earlier URL (as registered before endpoints were named for the deployment) is removed
+    env.dv.create("serviceendpoint", {k: earlier[k] for k in ("contract", "authtype", "authvalue", "messageformat")} |
+                  {"name": earlier["name"], "url": served, "description": "earlier"})
+    env.services.register_webhooks()
+    assert [e["url"] for e in env.dv.rows("serviceendpoint")] == [moved]
+    env.dv.create("serviceendpoint", {k: earlier[k] for k in ("contract", "authtype", "authvalue", "messageformat")} |
+                  {"name": earlier["name"], "url": served, "description": "earlier"})
+    env.services.remove_webhooks()
+    assert env.dv.rows("serviceendpoint") == [] and steps(env) == []
 
 
 def test_a_second_endpoint_from_a_raced_registration_is_removed_with_its_steps(env, served):

@@ -18,9 +18,9 @@ from azure.functions.timer import TimerRequest
 
 import function_app
 from bcsync import host
+from simulators.stack import free_port
 from sync.model import Side
 from sync.notifications import BC_ROUTE, CRM_ROUTE
-from simulators.stack import free_port
 from sync.runs import RunKind, RunStatus
 from tests.support import call, execution_context, wait_for
 

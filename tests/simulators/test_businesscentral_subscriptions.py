@@ -121,6 +121,7 @@ def test_renew_needs_if_match_repeats_the_handshake_and_moves_the_expiry(env, bc
     assert bc.patch(item, json={}, headers={"If-Match": created["@odata.etag"]}).status_code == 409
     subscriber.echo = False
     assert bc.patch(item, json={}, headers={"If-Match": "*"}).status_code == 400
+    assert error_of(bc.delete(item))[1] == "BadRequest_InvalidToken"  # a DELETE needs If-Match too
     assert bc.delete(item, headers={"If-Match": "*"}).status_code == 204
     assert bc.get(item).status_code == 404
 
