@@ -753,28 +753,38 @@ class _Job:
         and versions tell it what is unchanged. The notified rows it took go once worked on, unless notified again
         meanwhile (their version moved).
 
-        A collection notification (more changes than told one by one) makes it the direction's incremental job
-        instead, as a scheduled run's: it reads the changes since the watermark and moves it, stops at its deadline
-        and goes on from its checkpoint (`resume_from`); that read covers the rows notified before it started."""
+        A collection notification (more changes than told one by one) makes it, once the rows notified one by one
+        are done (deletions among them: reading changes finds no Business Central deletion), the direction's
+        incremental job, as a scheduled run's: it reads the changes since the watermark and moves it, keeps and uses
+        known versions, stops at its deadline and goes on from its checkpoint (`resume_from`)."""
         taken = self.e.state.notified(self.mapping.name, self.direction)
-        if resume_from is not None or any(row.collection for row in taken):
-            self.mode = JobMode.INCREMENTAL
-            outcome = self.run(resume_from, deadline)
-            if outcome.complete:
-                self.e.state.clear_notified(self.mapping.name, self.direction, taken)
-            return outcome
-        self.moves_watermark = False
-        self._process_forced(failed=False)
-        for start in range(0, len(taken), self.e.page_size):
-            chunk = taken[start:start + self.e.page_size]
-            self._process_notified([row.record_id for row in chunk])
-            self.e.state.clear_notified(self.mapping.name, self.direction, chunk)
-            self.progress(moved=True)  # a next attempt starts after these rows
-            if deadline is not None and self.e.clock.now() >= deadline and start + self.e.page_size < len(taken):
-                return self.outcome(complete=False)  # a continuation takes the rows left
-        if taken:
-            self.note(f"{len(taken)} notified row(s) looked at")
-        return self.outcome()
+        collection = [row for row in taken if row.collection]
+        if resume_from is None:  # a continuation of the incremental job goes on from its checkpoint
+            rows = [row for row in taken if not row.collection]
+            if not collection:
+                self._process_forced(failed=False)  # else the incremental job does them
+            self.moves_watermark = False
+            for start in range(0, len(rows), self.e.page_size):
+                chunk = rows[start:start + self.e.page_size]
+                self._process_notified([row.record_id for row in chunk])
+                self.e.state.clear_notified(self.mapping.name, self.direction, chunk)
+                self.progress(moved=True)  # a next attempt starts after these rows
+                if deadline is not None and self.e.clock.now() >= deadline and (
+                        collection or start + self.e.page_size < len(rows)):
+                    return self.outcome(complete=False)  # a continuation takes the rows left
+            if rows:
+                self.note(f"{len(rows)} notified row(s) looked at")
+        if resume_from is None and not collection:
+            return self.outcome()
+        # the incremental job, as a scheduled run's: it keeps and uses known versions as that one does
+        self.mode = JobMode.INCREMENTAL
+        self.keeps_versions = keeps_versions(self.mapping, self.direction, self.mode)
+        if self.keeps_versions and self.bc_versions is None:
+            self.bc_versions = {}
+        outcome = self.run(resume_from, deadline)
+        if outcome.complete:
+            self.e.state.clear_notified(self.mapping.name, self.direction, collection)
+        return outcome
 
     def _process_notified(self, ids: list[str]) -> None:
         """Notified rows, read by id through the mapping's filter (and the company's), worked on where changed;
@@ -1357,10 +1367,13 @@ class _Job:
         return "work"
 
     def _passed(self, row: Record) -> bool:
-        """Whether a scheduled job would pass the row by: changed before the watermark, where its read starts, or of a
-        version it knows unchanged (its known versions, read here only when an uncoupled row asks)."""
+        """Whether a scheduled job has already seen the row as it is: changed at or before the watermark, or of a
+        version it knows unchanged (its known versions, read here only when an uncoupled row asks). The watermark
+        never passes the start, less the margin, of the job that moved it, so a row stamped at or before it was
+        committed when that job (or its continuation, or the change feed's later pages) read: a row at the
+        watermark itself, the newest of a quiet table, counts as seen. Left to the scheduled job, never created."""
         mark = self._job_state().watermark
-        if mark is not None and row.modified_on is not None and row.modified_on < mark:
+        if mark is not None and row.modified_on is not None and row.modified_on <= mark:
             return True
         if not keeps_versions(self.mapping, self.direction, JobMode.INCREMENTAL):
             return False
