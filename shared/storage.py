@@ -94,7 +94,7 @@ SCAN_MIN_IDS = SCAN_PAGE // 10
 # one server (about 2,000 entities/s). More buckets would cost more requests for a handful of couplings.
 COUPLING_BUCKETS = 16
 VERSIONS_PER_ROW = 250   # known versions per row: an id and a version are under 100 of a property's 32K characters
-AWAIT_ATTEMPTS = 5       # tries at the marker of the targeted run that waits for a mapping (StateTable.join_waiting_run)
+MARKER_ATTEMPTS = 5      # tries at the marker of the targeted run that waits for a mapping (StateTable.join_waiting_run)
 JOURNAL_PAIRS = 300      # pairs per journal row: 300 pairs of GUIDs are about 24,000 of a property's 32K characters
 
 log = logging.getLogger("bcsync.storage")
@@ -984,7 +984,7 @@ class StateTable:
         entity = {"PartitionKey": _key(mapping), "RowKey": self.NOTIFIED_RUN, "run_id": run_id,
                   "since": _iso(self.clock.now())}
         with storage_errors():
-            for _ in range(AWAIT_ATTEMPTS):
+            for _ in range(MARKER_ATTEMPTS):
                 try:
                     self.table.create_entity(entity)
                     return run_id

@@ -505,6 +505,12 @@ class SyncEngine:
         )) for i in ids]
 
 
+def _absent(ids: Iterable[str], rows: Iterable[Record]) -> list[str]:
+    """The ids of no row among `rows`, compared without case (both services' ids are GUIDs)."""
+    found = {r.id.lower() for r in rows}
+    return [i for i in ids if i.lower() not in found]
+
+
 def keeps_versions(mapping: TableMapping, direction: Direction, mode: JobMode) -> bool:
     """Whether a job keeps known versions (see _Job.keeps_versions): a scheduled BC -> Sales pass of a two-way
     mapping."""
@@ -791,10 +797,8 @@ class _Job:
         those not found that the service no longer has go through the mapping's deletion handling, as a deletion
         found by a scheduled job does. A row outside the filter or of another company is left alone."""
         rows = self.src.read_visible(self.src_table, self.src_fields, ids, where=self.mapping.filter_on(self.src_side))
-        found = {r.id.lower() for r in rows}
-        missing = [i for i in ids if i.lower() not in found]
-        there = {r.id.lower() for r in self.src.read_ids(self.src_table, [], missing)} if missing else set()
-        gone = [i for i in missing if i.lower() not in there]
+        missing = _absent(ids, rows)
+        gone = _absent(missing, self.src.read_ids(self.src_table, [], missing)) if missing else []
         if gone:
             self._deleted(self.src_side, gone)
             self._let_go(gone)
@@ -1102,8 +1106,7 @@ class _Job:
         failure goes (one read of ids a page, only while some record is skipped)."""
         for start in range(0, len(skipped), self.e.page_size):
             chunk = skipped[start:start + self.e.page_size]
-            found = {r.id for r in self.src.read_ids(self.src_table, [], chunk)}
-            self._let_go([sid for sid in chunk if sid not in found])
+            self._let_go(_absent(chunk, self.src.read_ids(self.src_table, [], chunk)))
 
     def _let_go(self, gone: list[str]) -> None:
         """Source rows deleted: the couplings of those deleted on both sides go (one whose destination is still
@@ -1128,7 +1131,7 @@ class _Job:
         for start in range(0, len(ids), self.e.page_size):
             chunk = ids[start:start + self.e.page_size]
             rows = self.src.read_ids(self.src_table, self.src_fields, chunk)
-            self._let_go(sorted(set(chunk) - {r.id for r in rows}))
+            self._let_go(_absent(chunk, rows))
             self._process(rows, forced={r.id for r in rows})
             self.progress()
 

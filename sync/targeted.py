@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from .mappings import Catalog
-from .model import BcTable, CrmTable, Direction, Side, TableMapping
-from .notifications import Change, Notification
+from .model import Direction, Side, TableMapping
+from .notifications import Change, Notification, hooked_table
 
 COLLECTION_ID = "*"  # the notified row of a collection: "read this direction's changes" (no row id has it)
 
@@ -36,22 +36,16 @@ class NotifiedRow:
         return self.change is Change.COLLECTION
 
 
-def names_table(mapping: TableMapping, side: Side, table: str) -> bool:
-    """Whether the mapping's table on `side` is the one a notification names (an entity set, a logical name)."""
-    found = mapping.table_on(side)
-    if isinstance(found, CrmTable):
-        return found.logical_name.lower() == table.lower()
-    return isinstance(found, BcTable) and not found.is_page and found.entity_set == table
-
-
 def directions(catalog: Catalog, notification: Notification) -> Iterator[tuple[TableMapping, Direction]]:
-    """The enabled mappings and directions that read the notified table: where it is the source."""
+    """The enabled mappings and directions that read the notified table: where it is the source. Sales logical
+    names are compared without case, as Dataverse spells them."""
+    side, table = notification.side, notification.table
     for mapping in catalog:
-        if not mapping.enabled or mapping.is_option_mapping:
-            continue
-        for direction in mapping.direction.job_directions():
-            if direction.source is notification.side and names_table(mapping, notification.side, notification.table):
-                yield mapping, direction
+        name = hooked_table(mapping, side)
+        if name and (name.lower() == table.lower() if side is Side.CRM else name == table):
+            for direction in mapping.direction.job_directions():
+                if direction.source is side:
+                    yield mapping, direction
 
 
 def notified_rows(catalog: Catalog, notifications: Sequence[Notification]) \
