@@ -858,10 +858,11 @@ class StateTable:
         self.save_job_state(mapping, direction, versions=versions, replacing=replacing)
 
     def job_state(self, mapping: str, direction: Direction, versions: bool = False) -> JobState:
-        """One query of the mapping's partition, for the watermark's row and the ranges of cursors, pending rows and
-        (with `versions`) known versions: eight comparisons of the fifteen a filter may hold."""
+        """One query of the mapping's partition, for the watermark's row and the ranges of cursors, pending and
+        notified rows and (with `versions`) known versions: ten comparisons of the fifteen a filter may hold."""
         ranges = {"cursors": ("cursor:", "cursor;"),
                   "pending": (f"pending:{direction.value}:", f"pending:{direction.value};"),
+                  "notified": (f"notified:{direction.value}:", f"notified:{direction.value};"),
                   **({"versions": tuple(self._versions_range(direction).values())} if versions else {})}
         parameters = {"pk": _key(mapping), "watermark": f"watermark:{direction.value}",
                       **{f"{name}{end}": bound for name, (lo, hi) in ranges.items()
@@ -879,6 +880,8 @@ class StateTable:
                 state.cursors[key[len("cursor:"):]] = e.get("value")
             elif key.startswith("pending:"):
                 state.pending.append(e["source_id"])
+            elif key.startswith("notified:"):
+                state.notified.append(NotifiedRow(e["source_id"], Change(e["change"]), e.metadata["etag"]))
             else:
                 version_rows.append(e)
         if versions:

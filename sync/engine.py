@@ -572,6 +572,9 @@ class _Job:
         # a scheduled BC -> Sales pass of a two-way mapping finds rows of a version it knows unchanged without a
         # lookup, and keeps the versions of those its watermark stops short of (see _keep_known_versions)
         self.keeps_versions = keeps_versions(mapping, direction, mode)
+        # rows named by notifications are being worked on (_passed), and a scheduled job takes those left over
+        self.notified_pass = mode is JobMode.NOTIFIED
+        self.takes_notified = mode is JobMode.INCREMENTAL
         # a full job into Business Central of a two-way mapping, or a pass that keeps versions: the version of each
         # BC row that the couplings it read or saved hold (with a snapshot), by lower-case id (see _pass_own_writes)
         self.bc_versions: dict[str, str] | None = (
@@ -706,6 +709,28 @@ class _Job:
     def run(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
         if self.mode is JobMode.NOTIFIED:
             return self._run_targeted(resume_from, deadline)
+        outcome = self._run_changes(resume_from, deadline)
+        if outcome.complete and self.takes_notified:
+            self._take_notified(resume_from)
+        return outcome
+
+    def _take_notified(self, resume_from: dt.datetime | None) -> None:
+        """A scheduled job takes its direction's notified rows that no targeted job took (their run never ran: a
+        start that failed, a message lost), as the waiting targeted job would: the rows named one by one, by id (a
+        Business Central deletion is found no other way), and collections, which its read of the changes covered
+        when it read them before it (not a continuation's). Cleared by version, so a row notified again stays."""
+        taken = [row for row in self._job_state().notified if resume_from is None or not row.collection]
+        if not taken:
+            return
+        self.notified_pass = True
+        ids = [row.record_id for row in taken if not row.collection]
+        for start in range(0, len(ids), self.e.page_size):
+            self._process_notified(ids[start:start + self.e.page_size])
+        self.notified_pass = False
+        self.e.state.clear_notified(self.mapping.name, self.direction, taken)
+        self.note(f"{len(taken)} notified row(s) no targeted job took looked at")
+
+    def _run_changes(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
         # A coupling job leaves coupled rows alone, so their changes must still be found by the next run:
         # its watermark stays, unless nothing was coupled before it and it synchronises what it couples
         # (then it reads every row as a full one does, and the first scheduled run need not read them again)
@@ -783,11 +808,11 @@ class _Job:
         if resume_from is None and not collection:
             return self.outcome()
         # the incremental job, as a scheduled run's: it keeps and uses known versions as that one does
-        self.mode = JobMode.INCREMENTAL
+        self.mode, self.notified_pass = JobMode.INCREMENTAL, False
         self.keeps_versions = keeps_versions(self.mapping, self.direction, self.mode)
         if self.keeps_versions and self.bc_versions is None:
             self.bc_versions = {}
-        outcome = self.run(resume_from, deadline)
+        outcome = self._run_changes(resume_from, deadline)
         if outcome.complete:
             self.e.state.clear_notified(self.mapping.name, self.direction, collection)
         return outcome
@@ -1056,7 +1081,7 @@ class _Job:
         if self.mapping.is_option_mapping:
             newest = next(iter(self.src.read_changed(self.src_table, [], since=watermark, limit=PEEK_ROWS)), [])
             return any(watermark is None or (r.modified_on and r.modified_on > watermark) for r in newest)
-        if (self.mapping.reread_all or self._job_state().pending
+        if (self.mapping.reread_all or self._job_state().pending or self._job_state().notified
                 or any(not f.skipped for f in self.failures.values())):
             return True
         peek = self._peek_feed() if self._reads_feed() else None
@@ -1353,7 +1378,7 @@ class _Job:
         if coupling is None:
             if self.mapping.sync_only_coupled and not self.full and not forced and failure is None:
                 return "ignored"  # BC: uncoupled rows are not counted under Synch. Only Coupled Records
-            if self.mode is JobMode.NOTIFIED and not forced and failure is None and self._passed(row):
+            if self.notified_pass and not forced and failure is None and self._passed(row):
                 # a targeted job creates no counterpart a scheduled job would not: a replayed notification of a
                 # row uncoupled since (its counterpart deleted) must not bring the counterpart back
                 return "ignored"
