@@ -5,9 +5,10 @@ every enabled table mapping and direction that reads that table, in the state st
 recorded once. The first notification of a mapping starts a targeted run whose first jobs wait a short window; those
 that arrive before its job starts join it (one run waits per mapping, named by a marker row). The targeted job reads
 its notified rows again, by id, from their service, and treats them as a scheduled job treats changed rows: their
-versions tell what changed, and an uncoupled row changed before the watermark is left alone, so a repeated,
-replayed or forged notification writes nothing a scheduled run would not. A collection makes the job the
-direction's incremental job (sync.engine, _Job._run_targeted).
+versions tell what changed, and an uncoupled row changed at or before the watermark (one the scheduled job has seen)
+is left alone, so a repeated, replayed or forged notification writes nothing a scheduled run would not. A collection
+makes the job, after the rows notified one by one, the direction's incremental job (sync.engine,
+_Job._run_targeted). Rows no targeted job took are taken by the direction's next scheduled job (_Job._take_notified).
 """
 
 from __future__ import annotations
