@@ -981,22 +981,22 @@ class StateTable:
     NOTIFIED_RUN = "notified run"
 
     def join_waiting_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> str:
-        """Created if absent; one too old is replaced by its ETag. Two receivers racing: one creates it, the other
-        finds it (or, replacing a stale one, loses the race and reads again). A marker that keeps moving under it
-        (runs starting and ending meanwhile) has it start a run of its own: at worst a spare one."""
+        """Read first (a notification in a burst joins: one read, no refused create); created if absent; one too old
+        is replaced by its ETag. Two receivers racing: one creates it, the other finds it (or, replacing a stale one,
+        loses the race and reads again). A marker that keeps moving under it (runs starting and ending meanwhile) has
+        it start a run of its own: at worst a spare one."""
         entity = {"PartitionKey": _key(mapping), "RowKey": self.NOTIFIED_RUN, "run_id": run_id,
                   "since": _iso(self.clock.now())}
         with storage_errors():
             for _ in range(MARKER_ATTEMPTS):
                 try:
-                    self.table.create_entity(entity)
-                    return run_id
-                except ResourceExistsError:
-                    pass
-                try:
                     current = self.table.get_entity(entity["PartitionKey"], self.NOTIFIED_RUN)
                 except ResourceNotFoundError:
-                    continue  # its run started just now: create it again
+                    try:
+                        self.table.create_entity(entity)
+                        return run_id
+                    except ResourceExistsError:
+                        continue  # another receiver created it just now: read it
                 if _dt(current.get("since")) >= stale_before:
                     return current["run_id"]
                 try:

@@ -10,7 +10,9 @@ from collections import Counter
 from shared import storage as storage_module
 from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, VERSIONS_PER_ROW, CouplingTable, StateTable, _bucket
 from sync.model import Direction, Side
+from sync.notifications import Change
 from sync.ports import Coupling, FollowUp, RecordFailure
+from sync.targeted import COLLECTION_ID, NotifiedRow
 
 from ..conftest import fresh
 from .conftest import Env, job
@@ -280,3 +282,23 @@ def test_versions_added_by_another_mapping_s_job_are_read_with_the_others_and_re
     many = {f"id{n:05d}": f"v{n}" for n in range(2 * VERSIONS_PER_ROW + 1)}
     state.add_known_versions(mapping, Direction.TO_CRM, many)
     assert state.known_versions(mapping, Direction.TO_CRM) == {**many, "id00003": "v3", "id00004": "v4"}
+
+
+def test_a_notification_joins_a_waiting_run_with_one_read_and_a_job_reads_its_notified_rows_with_its_state(env):
+    storage, clock = env.services.storage, env.services.clock
+    state, mapping = StateTable(storage, clock), f"M{uuid.uuid4().hex[:8]}"
+    stale = clock.now() - dt.timedelta(minutes=5)
+    assert state.join_waiting_run(mapping, "run-a", stale) == "run-a"          # absent: created
+    before = storage.requests_sent
+    assert state.join_waiting_run(mapping, "run-b", stale) == "run-a"          # waiting: joined
+    assert storage.requests_sent - before == 1
+    state.release_waiting_run(mapping, "run-a")
+    assert state.join_waiting_run(mapping, "run-c", stale) == "run-c"
+    state.notify(mapping, Direction.TO_CRM, [NotifiedRow("id1", Change.DELETED), NotifiedRow(COLLECTION_ID,
+                                                                                           Change.COLLECTION)])
+    state.mark_pending(mapping, Direction.TO_CRM, ["id2"])
+    before = storage.requests_sent
+    read = state.job_state(mapping, Direction.TO_CRM)
+    assert storage.requests_sent - before == 1 and read.pending == ["id2"]
+    assert read.notified == state.notified(mapping, Direction.TO_CRM) and len(read.notified) == 2
+    assert state.job_state(mapping, Direction.FROM_CRM).notified == []
