@@ -210,16 +210,24 @@ def test_a_collection_notification_runs_the_directions_incremental_job_moving_it
     assert h.w.state.known_versions("CUSTOMER", Direction.TO_CRM)
 
 
+def customer_deleted_in_business_central(**engine):
+    """A harness whose customer was coupled by a full run, then deleted in Business Central; and its coupling."""
+    h = Harness()
+    for name, value in engine.items():
+        setattr(h.w.engine, name, value)
+    h.w.customer("C00010", "Adatum")
+    h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    h.drain()
+    [coupling] = h.w.couplings.all("CUSTOMER").values()
+    h.w.clock.tick(600)
+    h.w.bc.delete(BC_CUSTOMER, coupling.bc_id)
+    return h, coupling
+
+
 def test_a_notified_deletion_goes_through_its_resolution_with_a_collection_too():
     outcomes = []
     for notifications in ([], [bc("collection")]):
-        h = Harness()
-        h.w.customer("C00010", "Adatum")
-        h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
-        h.drain()
-        [coupling] = h.w.couplings.all("CUSTOMER").values()
-        h.w.clock.tick(600)
-        h.w.bc.delete(BC_CUSTOMER, coupling.bc_id)
+        h, coupling = customer_deleted_in_business_central()
         found = h.coordinator.notify([bc("deleted", coupling.bc_id), *notifications], window_seconds=0)
         h.drain()
         outcomes.append(h.report(found["CUSTOMER"]["run"]).to_dict()["totals"])
@@ -379,14 +387,7 @@ def test_notifications_in_a_burst_read_the_catalogue_once_every_few_seconds():
 
 
 def test_a_scheduled_job_takes_the_notified_rows_no_targeted_job_took():
-    h = Harness()
-    h.w.engine.reconcile_every = dt.timedelta(days=1)
-    h.w.customer("C00010", "Adatum")
-    h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
-    h.drain()
-    [coupling] = h.w.couplings.all("CUSTOMER").values()
-    h.w.clock.tick(600)
-    h.w.bc.delete(BC_CUSTOMER, coupling.bc_id)
+    h, coupling = customer_deleted_in_business_central(reconcile_every=dt.timedelta(days=1))
     real = h.coordinator.start_run
 
     def down(*args, **kwargs):
