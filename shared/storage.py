@@ -17,6 +17,8 @@
 | <p>state         | lease        | <name>                      | who holds a lease, until when              |
 | <p>state         | facts        | <name>                      | a fact about a service's set-up, read when |
 | <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
+| <p>runs          | index:       | <inverted time>-<run id>    | the same, of targeted runs (listed apart)  |
+|                  | targeted     |                             |                                            |
 | <p>runs          | <run id>     | run, job:<job id>           | the run and each of its jobs               |
 | <p>errors        | mapping      | <direction>:<source id>     | a record that failed, until it succeeds    |
 
@@ -46,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import unquote
 
@@ -1105,6 +1108,9 @@ REPORT_PART = 30_000
 
 class RunTable:
     INDEX = "index"
+    # targeted runs are indexed apart, so that the newest other runs (the timer's look for busy mappings and stranded
+    # jobs) are read without the targeted ones between them, which may be many
+    TARGETED_INDEX = "index:targeted"
 
     def __init__(self, storage: TableStorage):
         self.storage = storage
@@ -1158,7 +1164,7 @@ class RunTable:
     def create(self, run: Run, jobs: Sequence[Job]) -> None:
         inverted = self._index_key(run.created_at)
         with storage_errors():
-            self.table.upsert_entity({"PartitionKey": self.INDEX, "RowKey": f"{inverted}-{run.run_id}",
+            self.table.upsert_entity({"PartitionKey": self._index(run), "RowKey": f"{inverted}-{run.run_id}",
                                       "run_id": run.run_id, "kind": run.kind.value})
         self.transact([("upsert", self._run_entity(run))] + [("upsert", self._job_entity(j)) for j in jobs])
 
@@ -1170,31 +1176,26 @@ class RunTable:
                 return None
 
     def list_runs(self, limit: int = 20, targeted: bool | None = None) -> list[Run]:
+        """The newest first: of one index, or of both merged (an index row without a kind predates targeted runs)."""
+        partitions = [p for p, kind in ((self.INDEX, False), (self.TARGETED_INDEX, True)) if targeted in (None, kind)]
         with storage_errors():
-            ids = []
-            for e in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.INDEX},
-                                               select=["run_id", "kind"],
-                                               # (filtered: the others' rows in between come in full pages)
-                                               results_per_page=limit if targeted is None else 1000):
-                # (an index row without a kind predates targeted runs)
-                if targeted is not None and (e.get("kind") == RunKind.NOTIFIED.value) is not targeted:
-                    continue
-                ids.append(e["run_id"])
-                if len(ids) >= limit:
-                    break
-        return [run for run in (self.get(i) for i in ids) if run is not None]
+            rows = sorted((e["RowKey"], e["run_id"]) for pk in partitions for e in islice(self.table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey", "run_id"], results_per_page=limit),
+                limit))
+        return [run for run in (self.get(run_id) for _, run_id in rows[:limit]) if run is not None]
 
     def older_than(self, when: dt.datetime) -> Iterator[Run]:
         with storage_errors():
-            entries = self.table.query_entities(
-                "PartitionKey eq @pk and RowKey gt @lo", parameters={"pk": self.INDEX, "lo": self._index_key(when)},
-                select=["RowKey", "run_id"])
-            for entry in entries:
-                run = self.get(entry["run_id"])
-                if run is None:  # its rows went, the index row did not (a purge that stopped halfway)
-                    self.table.delete_entity(self.INDEX, entry["RowKey"])
-                else:
-                    yield run
+            for pk in (self.INDEX, self.TARGETED_INDEX):
+                entries = self.table.query_entities(
+                    "PartitionKey eq @pk and RowKey gt @lo", parameters={"pk": pk, "lo": self._index_key(when)},
+                    select=["RowKey", "run_id"])
+                for entry in entries:
+                    run = self.get(entry["run_id"])
+                    if run is None:  # its rows went, the index row did not (a purge that stopped halfway)
+                        self.table.delete_entity(pk, entry["RowKey"])
+                    else:
+                        yield run
 
     def delete(self, run: Run) -> None:
         with storage_errors():
@@ -1202,9 +1203,12 @@ class RunTable:
                                                       select=["PartitionKey", "RowKey"]))
             self.transact([("delete", e) for e in entities])
             try:  # the index row last: a crash before it leaves the run listed, and purged next time
-                self.table.delete_entity(self.INDEX, f"{self._index_key(run.created_at)}-{run.run_id}")
+                self.table.delete_entity(self._index(run), f"{self._index_key(run.created_at)}-{run.run_id}")
             except ResourceNotFoundError:
                 pass
+
+    def _index(self, run: Run) -> str:
+        return self.TARGETED_INDEX if run.kind is RunKind.NOTIFIED else self.INDEX
 
     @staticmethod
     def _index_key(when: dt.datetime) -> str:
