@@ -811,7 +811,7 @@ class _Job:
         self.mode, self.notified_pass = JobMode.INCREMENTAL, False
         self.keeps_versions = keeps_versions(self.mapping, self.direction, self.mode)
         if self.keeps_versions and self.bc_versions is None:
-            self.bc_versions = {}
+            self.bc_versions, self.known = {}, None  # (the rows notified one by one knew none: read them now)
         outcome = self._run_changes(resume_from, deadline)
         if outcome.complete:
             self.e.state.clear_notified(self.mapping.name, self.direction, collection)
