@@ -17,6 +17,8 @@
 | <p>state         | lease        | <name>                      | who holds a lease, until when              |
 | <p>state         | facts        | <name>                      | a fact about a service's set-up, read when |
 | <p>runs          | index        | <inverted time>-<run id>    | newest-first list of runs                  |
+| <p>runs          | index:       | <inverted time>-<run id>    | the same, of targeted runs (listed apart)  |
+|                  | targeted     |                             |                                            |
 | <p>runs          | <run id>     | run, job:<job id>           | the run and each of its jobs               |
 | <p>errors        | mapping      | <direction>:<source id>     | a record that failed, until it succeeds    |
 
@@ -46,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import unquote
 
@@ -94,7 +97,7 @@ SCAN_MIN_IDS = SCAN_PAGE // 10
 # one server (about 2,000 entities/s). More buckets would cost more requests for a handful of couplings.
 COUPLING_BUCKETS = 16
 VERSIONS_PER_ROW = 250   # known versions per row: an id and a version are under 100 of a property's 32K characters
-AWAIT_ATTEMPTS = 5       # tries at the marker of the targeted run that waits for a mapping (StateTable.join_waiting_run)
+MARKER_ATTEMPTS = 5      # tries at the marker of the targeted run that waits for a mapping (StateTable.join_waiting_run)
 JOURNAL_PAIRS = 300      # pairs per journal row: 300 pairs of GUIDs are about 24,000 of a property's 32K characters
 
 log = logging.getLogger("bcsync.storage")
@@ -858,10 +861,11 @@ class StateTable:
         self.save_job_state(mapping, direction, versions=versions, replacing=replacing)
 
     def job_state(self, mapping: str, direction: Direction, versions: bool = False) -> JobState:
-        """One query of the mapping's partition, for the watermark's row and the ranges of cursors, pending rows and
-        (with `versions`) known versions: eight comparisons of the fifteen a filter may hold."""
+        """One query of the mapping's partition, for the watermark's row and the ranges of cursors, pending and
+        notified rows and (with `versions`) known versions: ten comparisons of the fifteen a filter may hold."""
         ranges = {"cursors": ("cursor:", "cursor;"),
                   "pending": (f"pending:{direction.value}:", f"pending:{direction.value};"),
+                  "notified": (f"notified:{direction.value}:", f"notified:{direction.value};"),
                   **({"versions": tuple(self._versions_range(direction).values())} if versions else {})}
         parameters = {"pk": _key(mapping), "watermark": f"watermark:{direction.value}",
                       **{f"{name}{end}": bound for name, (lo, hi) in ranges.items()
@@ -879,6 +883,8 @@ class StateTable:
                 state.cursors[key[len("cursor:"):]] = e.get("value")
             elif key.startswith("pending:"):
                 state.pending.append(e["source_id"])
+            elif key.startswith("notified:"):
+                state.notified.append(NotifiedRow(e["source_id"], Change(e["change"]), e.metadata["etag"]))
             else:
                 version_rows.append(e)
         if versions:
@@ -988,22 +994,22 @@ class StateTable:
     NOTIFIED_RUN = "notified run"
 
     def join_waiting_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> str:
-        """Created if absent; one too old is replaced by its ETag. Two receivers racing: one creates it, the other
-        finds it (or, replacing a stale one, loses the race and reads again). A marker that keeps moving under it
-        (runs starting and ending meanwhile) has it start a run of its own: at worst a spare one."""
+        """Read first (a notification in a burst joins: one read, no refused create); created if absent; one too old
+        is replaced by its ETag. Two receivers racing: one creates it, the other finds it (or, replacing a stale one,
+        loses the race and reads again). A marker that keeps moving under it (runs starting and ending meanwhile) has
+        it start a run of its own: at worst a spare one."""
         entity = {"PartitionKey": _key(mapping), "RowKey": self.NOTIFIED_RUN, "run_id": run_id,
                   "since": _iso(self.clock.now())}
         with storage_errors():
-            for _ in range(AWAIT_ATTEMPTS):
-                try:
-                    self.table.create_entity(entity)
-                    return run_id
-                except ResourceExistsError:
-                    pass
+            for _ in range(MARKER_ATTEMPTS):
                 try:
                     current = self.table.get_entity(entity["PartitionKey"], self.NOTIFIED_RUN)
                 except ResourceNotFoundError:
-                    continue  # its run started just now: create it again
+                    try:
+                        self.table.create_entity(entity)
+                        return run_id
+                    except ResourceExistsError:
+                        continue  # another receiver created it just now: read it
                 if _dt(current.get("since")) >= stale_before:
                     return current["run_id"]
                 try:
@@ -1112,6 +1118,9 @@ REPORT_PART = 30_000
 
 class RunTable:
     INDEX = "index"
+    # targeted runs are indexed apart, so that the newest other runs (the timer's look for busy mappings and stranded
+    # jobs) are read without the targeted ones between them, which may be many
+    TARGETED_INDEX = "index:targeted"
 
     def __init__(self, storage: TableStorage):
         self.storage = storage
@@ -1165,7 +1174,7 @@ class RunTable:
     def create(self, run: Run, jobs: Sequence[Job]) -> None:
         inverted = self._index_key(run.created_at)
         with storage_errors():
-            self.table.upsert_entity({"PartitionKey": self.INDEX, "RowKey": f"{inverted}-{run.run_id}",
+            self.table.upsert_entity({"PartitionKey": self._index(run), "RowKey": f"{inverted}-{run.run_id}",
                                       "run_id": run.run_id, "kind": run.kind.value})
         self.transact([("upsert", self._run_entity(run))] + [("upsert", self._job_entity(j)) for j in jobs])
 
@@ -1177,31 +1186,26 @@ class RunTable:
                 return None
 
     def list_runs(self, limit: int = 20, targeted: bool | None = None) -> list[Run]:
+        """The newest first: of one index, or of both merged (an index row without a kind predates targeted runs)."""
+        partitions = [p for p, kind in ((self.INDEX, False), (self.TARGETED_INDEX, True)) if targeted in (None, kind)]
         with storage_errors():
-            ids = []
-            for e in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.INDEX},
-                                               select=["run_id", "kind"],
-                                               # (filtered: the others' rows in between come in full pages)
-                                               results_per_page=limit if targeted is None else 1000):
-                # (an index row without a kind predates targeted runs)
-                if targeted is not None and (e.get("kind") == RunKind.NOTIFIED.value) is not targeted:
-                    continue
-                ids.append(e["run_id"])
-                if len(ids) >= limit:
-                    break
-        return [run for run in (self.get(i) for i in ids) if run is not None]
+            rows = sorted((e["RowKey"], e["run_id"]) for pk in partitions for e in islice(self.table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey", "run_id"], results_per_page=limit),
+                limit))
+        return [run for run in (self.get(run_id) for _, run_id in rows[:limit]) if run is not None]
 
     def older_than(self, when: dt.datetime) -> Iterator[Run]:
         with storage_errors():
-            entries = self.table.query_entities(
-                "PartitionKey eq @pk and RowKey gt @lo", parameters={"pk": self.INDEX, "lo": self._index_key(when)},
-                select=["RowKey", "run_id"])
-            for entry in entries:
-                run = self.get(entry["run_id"])
-                if run is None:  # its rows went, the index row did not (a purge that stopped halfway)
-                    self.table.delete_entity(self.INDEX, entry["RowKey"])
-                else:
-                    yield run
+            for pk in (self.INDEX, self.TARGETED_INDEX):
+                entries = self.table.query_entities(
+                    "PartitionKey eq @pk and RowKey gt @lo", parameters={"pk": pk, "lo": self._index_key(when)},
+                    select=["RowKey", "run_id"])
+                for entry in entries:
+                    run = self.get(entry["run_id"])
+                    if run is None:  # its rows went, the index row did not (a purge that stopped halfway)
+                        self.table.delete_entity(pk, entry["RowKey"])
+                    else:
+                        yield run
 
     def delete(self, run: Run) -> None:
         with storage_errors():
@@ -1209,9 +1213,12 @@ class RunTable:
                                                       select=["PartitionKey", "RowKey"]))
             self.transact([("delete", e) for e in entities])
             try:  # the index row last: a crash before it leaves the run listed, and purged next time
-                self.table.delete_entity(self.INDEX, f"{self._index_key(run.created_at)}-{run.run_id}")
+                self.table.delete_entity(self._index(run), f"{self._index_key(run.created_at)}-{run.run_id}")
             except ResourceNotFoundError:
                 pass
+
+    def _index(self, run: Run) -> str:
+        return self.TARGETED_INDEX if run.kind is RunKind.NOTIFIED else self.INDEX
 
     @staticmethod
     def _index_key(when: dt.datetime) -> str:

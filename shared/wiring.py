@@ -717,8 +717,14 @@ class Services:
         queue and then counts as handled: delivering it again would give the same answer. A transient error is
         raised, for the message to be delivered again. The home company's rows are claimed first, should no run of
         the timer or the HTTP API have claimed them yet (a targeted run starts in a receiver, which writes Table
-        Storage only)."""
-        self._claim_home_rows()
+        Storage only). A claim that can never work is logged, as a row that cannot be claimed is, and the message
+        handled all the same: otherwise no job message of any company would ever be handled again."""
+        try:
+            self._claim_home_rows()
+        except TerminalError as exc:
+            (self._root or self)._home_claimed = True  # tried again when the worker starts again
+            log.error("the home company's rows from its one-company days could not be claimed: %s", exc.message,
+                      extra={"code": exc.code})
         try:
             message = JobMessage.parse(body)
             self._for_message(message).coordinator.handle(message)

@@ -505,6 +505,12 @@ class SyncEngine:
         )) for i in ids]
 
 
+def _absent(ids: Iterable[str], rows: Iterable[Record]) -> list[str]:
+    """The ids of no row among `rows`, compared without case (both services' ids are GUIDs)."""
+    found = {r.id.lower() for r in rows}
+    return [i for i in ids if i.lower() not in found]
+
+
 def keeps_versions(mapping: TableMapping, direction: Direction, mode: JobMode) -> bool:
     """Whether a job keeps known versions (see _Job.keeps_versions): a scheduled BC -> Sales pass of a two-way
     mapping."""
@@ -566,6 +572,9 @@ class _Job:
         # a scheduled BC -> Sales pass of a two-way mapping finds rows of a version it knows unchanged without a
         # lookup, and keeps the versions of those its watermark stops short of (see _keep_known_versions)
         self.keeps_versions = keeps_versions(mapping, direction, mode)
+        # rows named by notifications are being worked on (_passed), and a scheduled job takes those left over
+        self.notified_pass = mode is JobMode.NOTIFIED
+        self.takes_notified = mode is JobMode.INCREMENTAL
         # a full job into Business Central of a two-way mapping, or a pass that keeps versions: the version of each
         # BC row that the couplings it read or saved hold (with a snapshot), by lower-case id (see _pass_own_writes)
         self.bc_versions: dict[str, str] | None = (
@@ -700,6 +709,28 @@ class _Job:
     def run(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
         if self.mode is JobMode.NOTIFIED:
             return self._run_targeted(resume_from, deadline)
+        outcome = self._run_changes(resume_from, deadline)
+        if outcome.complete and self.takes_notified:
+            self._take_notified(resume_from)
+        return outcome
+
+    def _take_notified(self, resume_from: dt.datetime | None) -> None:
+        """A scheduled job takes its direction's notified rows that no targeted job took (their run never ran: a
+        start that failed, a message lost), as the waiting targeted job would: the rows named one by one, by id (a
+        Business Central deletion is found no other way), and collections, which its read of the changes covered
+        when it read them before it (not a continuation's). Cleared by version, so a row notified again stays."""
+        taken = [row for row in self._job_state().notified if resume_from is None or not row.collection]
+        if not taken:
+            return
+        self.notified_pass = True
+        ids = [row.record_id for row in taken if not row.collection]
+        for start in range(0, len(ids), self.e.page_size):
+            self._process_notified(ids[start:start + self.e.page_size])
+        self.notified_pass = False
+        self.e.state.clear_notified(self.mapping.name, self.direction, taken)
+        self.note(f"{len(taken)} notified row(s) no targeted job took looked at")
+
+    def _run_changes(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
         # A coupling job leaves coupled rows alone, so their changes must still be found by the next run:
         # its watermark stays, unless nothing was coupled before it and it synchronises what it couples
         # (then it reads every row as a full one does, and the first scheduled run need not read them again)
@@ -753,38 +784,46 @@ class _Job:
         and versions tell it what is unchanged. The notified rows it took go once worked on, unless notified again
         meanwhile (their version moved).
 
-        A collection notification (more changes than told one by one) makes it the direction's incremental job
-        instead, as a scheduled run's: it reads the changes since the watermark and moves it, stops at its deadline
-        and goes on from its checkpoint (`resume_from`); that read covers the rows notified before it started."""
+        A collection notification (more changes than told one by one) makes it, once the rows notified one by one
+        are done (deletions among them: reading changes finds no Business Central deletion), the direction's
+        incremental job, as a scheduled run's: it reads the changes since the watermark and moves it, keeps and uses
+        known versions, stops at its deadline and goes on from its checkpoint (`resume_from`)."""
         taken = self.e.state.notified(self.mapping.name, self.direction)
-        if resume_from is not None or any(row.collection for row in taken):
-            self.mode = JobMode.INCREMENTAL
-            outcome = self.run(resume_from, deadline)
-            if outcome.complete:
-                self.e.state.clear_notified(self.mapping.name, self.direction, taken)
-            return outcome
-        self.moves_watermark = False
-        self._process_forced(failed=False)
-        for start in range(0, len(taken), self.e.page_size):
-            chunk = taken[start:start + self.e.page_size]
-            self._process_notified([row.record_id for row in chunk])
-            self.e.state.clear_notified(self.mapping.name, self.direction, chunk)
-            self.progress(moved=True)  # a next attempt starts after these rows
-            if deadline is not None and self.e.clock.now() >= deadline and start + self.e.page_size < len(taken):
-                return self.outcome(complete=False)  # a continuation takes the rows left
-        if taken:
-            self.note(f"{len(taken)} notified row(s) looked at")
-        return self.outcome()
+        collection = [row for row in taken if row.collection]
+        if resume_from is None:  # a continuation of the incremental job goes on from its checkpoint
+            rows = [row for row in taken if not row.collection]
+            if not collection:
+                self._process_forced(failed=False)  # else the incremental job does them
+            self.moves_watermark = False
+            for start in range(0, len(rows), self.e.page_size):
+                chunk = rows[start:start + self.e.page_size]
+                self._process_notified([row.record_id for row in chunk])
+                self.e.state.clear_notified(self.mapping.name, self.direction, chunk)
+                self.progress(moved=True)  # a next attempt starts after these rows
+                if deadline is not None and self.e.clock.now() >= deadline and (
+                        collection or start + self.e.page_size < len(rows)):
+                    return self.outcome(complete=False)  # a continuation takes the rows left
+            if rows:
+                self.note(f"{len(rows)} notified row(s) looked at")
+        if resume_from is None and not collection:
+            return self.outcome()
+        # the incremental job, as a scheduled run's: it keeps and uses known versions as that one does
+        self.mode, self.notified_pass = JobMode.INCREMENTAL, False
+        self.keeps_versions = keeps_versions(self.mapping, self.direction, self.mode)
+        if self.keeps_versions and self.bc_versions is None:
+            self.bc_versions, self.known = {}, None  # (the rows notified one by one knew none: read them now)
+        outcome = self._run_changes(resume_from, deadline)
+        if outcome.complete:
+            self.e.state.clear_notified(self.mapping.name, self.direction, collection)
+        return outcome
 
     def _process_notified(self, ids: list[str]) -> None:
         """Notified rows, read by id through the mapping's filter (and the company's), worked on where changed;
         those not found that the service no longer has go through the mapping's deletion handling, as a deletion
         found by a scheduled job does. A row outside the filter or of another company is left alone."""
         rows = self.src.read_visible(self.src_table, self.src_fields, ids, where=self.mapping.filter_on(self.src_side))
-        found = {r.id.lower() for r in rows}
-        missing = [i for i in ids if i.lower() not in found]
-        there = {r.id.lower() for r in self.src.read_ids(self.src_table, [], missing)} if missing else set()
-        gone = [i for i in missing if i.lower() not in there]
+        missing = _absent(ids, rows)
+        gone = _absent(missing, self.src.read_ids(self.src_table, [], missing)) if missing else []
         if gone:
             self._deleted(self.src_side, gone)
             self._let_go(gone)
@@ -1042,7 +1081,7 @@ class _Job:
         if self.mapping.is_option_mapping:
             newest = next(iter(self.src.read_changed(self.src_table, [], since=watermark, limit=PEEK_ROWS)), [])
             return any(watermark is None or (r.modified_on and r.modified_on > watermark) for r in newest)
-        if (self.mapping.reread_all or self._job_state().pending
+        if (self.mapping.reread_all or self._job_state().pending or self._job_state().notified
                 or any(not f.skipped for f in self.failures.values())):
             return True
         peek = self._peek_feed() if self._reads_feed() else None
@@ -1092,8 +1131,7 @@ class _Job:
         failure goes (one read of ids a page, only while some record is skipped)."""
         for start in range(0, len(skipped), self.e.page_size):
             chunk = skipped[start:start + self.e.page_size]
-            found = {r.id for r in self.src.read_ids(self.src_table, [], chunk)}
-            self._let_go([sid for sid in chunk if sid not in found])
+            self._let_go(_absent(chunk, self.src.read_ids(self.src_table, [], chunk)))
 
     def _let_go(self, gone: list[str]) -> None:
         """Source rows deleted: the couplings of those deleted on both sides go (one whose destination is still
@@ -1118,7 +1156,7 @@ class _Job:
         for start in range(0, len(ids), self.e.page_size):
             chunk = ids[start:start + self.e.page_size]
             rows = self.src.read_ids(self.src_table, self.src_fields, chunk)
-            self._let_go(sorted(set(chunk) - {r.id for r in rows}))
+            self._let_go(_absent(chunk, rows))
             self._process(rows, forced={r.id for r in rows})
             self.progress()
 
@@ -1340,7 +1378,7 @@ class _Job:
         if coupling is None:
             if self.mapping.sync_only_coupled and not self.full and not forced and failure is None:
                 return "ignored"  # BC: uncoupled rows are not counted under Synch. Only Coupled Records
-            if self.mode is JobMode.NOTIFIED and not forced and failure is None and self._passed(row):
+            if self.notified_pass and not forced and failure is None and self._passed(row):
                 # a targeted job creates no counterpart a scheduled job would not: a replayed notification of a
                 # row uncoupled since (its counterpart deleted) must not bring the counterpart back
                 return "ignored"
@@ -1357,10 +1395,13 @@ class _Job:
         return "work"
 
     def _passed(self, row: Record) -> bool:
-        """Whether a scheduled job would pass the row by: changed before the watermark, where its read starts, or of a
-        version it knows unchanged (its known versions, read here only when an uncoupled row asks)."""
+        """Whether a scheduled job has already seen the row as it is: changed at or before the watermark, or of a
+        version it knows unchanged (its known versions, read here only when an uncoupled row asks). The watermark
+        never passes the start, less the margin, of the job that moved it, so a row stamped at or before it was
+        committed when that job (or its continuation, or the change feed's later pages) read: a row at the
+        watermark itself, the newest of a quiet table, counts as seen. Left to the scheduled job, never created."""
         mark = self._job_state().watermark
-        if mark is not None and row.modified_on is not None and row.modified_on < mark:
+        if mark is not None and row.modified_on is not None and row.modified_on <= mark:
             return True
         if not keeps_versions(self.mapping, self.direction, JobMode.INCREMENTAL):
             return False

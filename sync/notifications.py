@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Protocol, Sequence
 
 from .mappings import Catalog
-from .model import BcTable, CrmTable, Side
+from .model import BcTable, CrmTable, Side, TableMapping
 
 # The receivers' routes under the function app's route prefix ("api"): BCSYNC_WEBHOOK_URL + "/api/" + route.
 BC_ROUTE = "webhooks/businesscentral"
@@ -99,18 +99,21 @@ class Registrar(Protocol):
         ...
 
 
+def hooked_table(mapping: TableMapping, side: Side) -> str:
+    """The name notifications of `side` give the table an enabled table mapping reads from there (a Sales logical
+    name, a Business Central entity set that takes subscriptions); "" when none is hooked."""
+    if not mapping.enabled or mapping.is_option_mapping:
+        return ""
+    if not any(direction.source is side for direction in mapping.direction.job_directions()):
+        return ""
+    table = mapping.table_on(side)
+    if isinstance(table, CrmTable):
+        return table.logical_name
+    if isinstance(table, BcTable) and not table.is_page and table.entity_set in BC_HOOKABLE:
+        return table.entity_set
+    return ""
+
+
 def hookable_tables(catalog: Catalog, side: Side) -> list[str]:
-    """The tables on `side` that enabled table mappings read from, as the notifications name them: Sales logical
-    names, Business Central entity sets that take subscriptions."""
-    found: dict[str, None] = {}
-    for mapping in catalog:
-        if not mapping.enabled or mapping.is_option_mapping:
-            continue
-        if not any(direction.source is side for direction in mapping.direction.job_directions()):
-            continue
-        table = mapping.table_on(side)
-        if isinstance(table, CrmTable):
-            found[table.logical_name] = None
-        elif isinstance(table, BcTable) and not table.is_page and table.entity_set in BC_HOOKABLE:
-            found[table.entity_set] = None
-    return list(found)
+    """The tables on `side` that enabled table mappings read from, as the notifications name them (hooked_table)."""
+    return list(dict.fromkeys(name for mapping in catalog if (name := hooked_table(mapping, side))))

@@ -306,18 +306,20 @@ class Fact:
 @dataclass
 class JobState:
     """What a job of one mapping and direction reads of the state store, in one read when it first needs it: the
-    watermark of its direction, the mapping's cursors (by name), the rows pending for its direction and, where asked
-    for, its known versions (None: not asked for)."""
+    watermark of its direction, the mapping's cursors (by name), the rows pending and notified for its direction and,
+    where asked for, its known versions (None: not asked for)."""
 
     watermark: dt.datetime | None = None
     cursors: dict[str, str] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
     known_versions: dict[str, str] | None = None
+    # the rows notified for its direction (sync.targeted) that no targeted job took yet: a scheduled job takes them
+    notified: list["NotifiedRow"] = field(default_factory=list)
 
 
 class StateStore(Protocol):
     def job_state(self, mapping: str, direction: Direction, versions: bool = False) -> JobState:
-        """The watermark, cursors and pending rows of a mapping and direction, with its known versions when
+        """The watermark, cursors, pending and notified rows of a mapping and direction, with its known versions when
         `versions`: one request where the store allows."""
 
     def save_job_state(self, mapping: str, direction: Direction, *, watermark: dt.datetime | None = None,

@@ -41,6 +41,16 @@ RETRY_SECONDS = 15  # a job that failed transiently runs again after this, doubl
 # notify reuses the catalogue it read for this long (a read fewer per notification in a burst); a mapping changed
 # meanwhile is seen a few seconds late, as by a run started just before the change
 NOTIFY_CATALOG_SECONDS = 5
+# a waiting run's marker whose run does not exist this long after its window (its start failed, and so did the
+# release of its marker) is stale: a notification starts a run of its own instead of joining one that never runs
+ORPHAN_MARKER_SECONDS = 30
+
+
+def _started_at(run_id: str) -> dt.datetime:
+    """When start_run gave out the run id (RUN_ID); the end of time for an id of another shape, never stale."""
+    if not RUN_ID.fullmatch(run_id):
+        return dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=dt.timezone.utc)
 
 
 class RunKind(str, Enum):
@@ -370,7 +380,7 @@ class RunCoordinator:
         run_id = self._new_run_id()
         # a waiting run older than this never started (its start failed): replaced, not joined
         stale = self.clock.now() - dt.timedelta(seconds=window_seconds) - self.lease
-        waiting = {mapping: self._waiting_run(mapping, run_id, stale) for mapping in mappings}
+        waiting = {mapping: self._waiting_run(mapping, run_id, stale, window_seconds) for mapping in mappings}
         new = [mapping for mapping in mappings if waiting[mapping] == run_id]
         if new:
             try:
@@ -387,14 +397,16 @@ class RunCoordinator:
                           "rows": {direction.value: len(rows) for (m, direction), rows in notified.items()
                                    if m == mapping}} for mapping in mappings}
 
-    def _waiting_run(self, mapping: str, run_id: str, stale: dt.datetime) -> str:
+    def _waiting_run(self, mapping: str, run_id: str, stale: dt.datetime, window_seconds: int) -> str:
         """The targeted run a notification of the mapping joins, else `run_id`, now recorded as the one waiting. One
         recorded that has finished (its job blocked before its marker was released) is released, not joined; one
         not created yet is joined (its start is under way; should it fail, the rows stay for the next run)."""
         waiting = self.engine.state.join_waiting_run(mapping, run_id, stale)
         if waiting != run_id:
             run = self.runs.get(waiting)
-            if run is not None and run.status is not RunStatus.RUNNING:
+            if run is None and _started_at(waiting) < self.clock.now() - dt.timedelta(
+                    seconds=window_seconds + ORPHAN_MARKER_SECONDS) or (
+                    run is not None and run.status is not RunStatus.RUNNING):
                 self.engine.state.release_waiting_run(mapping, waiting)
                 waiting = self.engine.state.join_waiting_run(mapping, run_id, stale)
         return waiting
@@ -571,6 +583,8 @@ class RunCoordinator:
         claimed_from = job.checkpoint
         if job.attempts_without_progress > self.max_attempts:
             # the attempts before stopped midway (a worker killed, out of memory) or failed, none saving progress
+            if run.kind is RunKind.NOTIFIED:  # notifications from now on start a run of their own
+                self.engine.state.release_waiting_run(job.mapping, run.run_id)
             stopped = f"gave up after {self.max_attempts} attempts without progress, the last stopped midway"
             return self._finish(run, job, JobStatus.FAILED, f"{stopped} ({job.message})" if job.message else stopped)
 

@@ -5,9 +5,10 @@ every enabled table mapping and direction that reads that table, in the state st
 recorded once. The first notification of a mapping starts a targeted run whose first jobs wait a short window; those
 that arrive before its job starts join it (one run waits per mapping, named by a marker row). The targeted job reads
 its notified rows again, by id, from their service, and treats them as a scheduled job treats changed rows: their
-versions tell what changed, and an uncoupled row changed before the watermark is left alone, so a repeated,
-replayed or forged notification writes nothing a scheduled run would not. A collection makes the job the
-direction's incremental job (sync.engine, _Job._run_targeted).
+versions tell what changed, and an uncoupled row changed at or before the watermark (one the scheduled job has seen)
+is left alone, so a repeated, replayed or forged notification writes nothing a scheduled run would not. A collection
+makes the job, after the rows notified one by one, the direction's incremental job (sync.engine,
+_Job._run_targeted). Rows no targeted job took are taken by the direction's next scheduled job (_Job._take_notified).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from .mappings import Catalog
-from .model import BcTable, CrmTable, Direction, Side, TableMapping
-from .notifications import Change, Notification
+from .model import Direction, Side, TableMapping
+from .notifications import Change, Notification, hooked_table
 
 COLLECTION_ID = "*"  # the notified row of a collection: "read this direction's changes" (no row id has it)
 
@@ -36,22 +37,16 @@ class NotifiedRow:
         return self.change is Change.COLLECTION
 
 
-def names_table(mapping: TableMapping, side: Side, table: str) -> bool:
-    """Whether the mapping's table on `side` is the one a notification names (an entity set, a logical name)."""
-    found = mapping.table_on(side)
-    if isinstance(found, CrmTable):
-        return found.logical_name.lower() == table.lower()
-    return isinstance(found, BcTable) and not found.is_page and found.entity_set == table
-
-
 def directions(catalog: Catalog, notification: Notification) -> Iterator[tuple[TableMapping, Direction]]:
-    """The enabled mappings and directions that read the notified table: where it is the source."""
+    """The enabled mappings and directions that read the notified table: where it is the source. Sales logical
+    names are compared without case, as Dataverse spells them."""
+    side, table = notification.side, notification.table
     for mapping in catalog:
-        if not mapping.enabled or mapping.is_option_mapping:
-            continue
-        for direction in mapping.direction.job_directions():
-            if direction.source is notification.side and names_table(mapping, notification.side, notification.table):
-                yield mapping, direction
+        name = hooked_table(mapping, side)
+        if name and (name.lower() == table.lower() if side is Side.CRM else name == table):
+            for direction in mapping.direction.job_directions():
+                if direction.source is side:
+                    yield mapping, direction
 
 
 def notified_rows(catalog: Catalog, notifications: Sequence[Notification]) \

@@ -317,7 +317,8 @@ class FakeState:
         self.job_state_reads += 1
         return JobState(self.marks.get((mapping, direction)),
                         {name: value for (m, name), value in self.cursors.items() if m == mapping},
-                        self.pending(mapping, direction), self.known_versions(mapping, direction) if versions else None)
+                        self.pending(mapping, direction), self.known_versions(mapping, direction) if versions else None,
+                        self.notified(mapping, direction))
 
     def save_job_state(self, mapping, direction, *, watermark=None, cursors=None, versions=None, replacing=None):
         self.job_state_saves += 1

@@ -323,3 +323,28 @@ def test_a_notification_before_any_run_writes_nothing_and_its_job_claims_the_hom
     assert env.worker.run_until(lambda: services.report(run_id).run.status is not RunStatus.RUNNING, timeout=60)
     assert accounts(env) == {"Adatum": company_rows(env)[cronus]}
     assert env.dv.rows("account")[0]["address1_city"] == "Oslo"
+
+
+def test_a_claim_of_the_home_companys_rows_that_can_never_work_keeps_no_job_message_from_running(env, monkeypatch,
+                                                                                                   caplog):
+    from shared.wiring import Services
+    from sync.errors import TerminalError
+    from sync.model import Side
+    from sync.notifications import Change, Notification
+
+    [adatum] = env.bc.seed("customers", [{"number": "10000", "displayName": "Adatum"}])
+    assert run(env, env.bc.company_id).run.status is RunStatus.DONE
+    cronus, fabrikam = env.bc.company_id, env.bc.add_company("FABRIKAM Inc.")
+    env.configure(BCSYNC_COMPANIES=f"CRONUS={cronus}; FABRIKAM={fabrikam}", BCSYNC_WEBHOOK_WINDOW_SECONDS=0)
+
+    def refused(self, mapping, table):
+        raise TerminalError("400 the claim is refused")
+
+    monkeypatch.setattr(Services, "_claim_coupled", refused)
+    env.bc.update("customers", adatum, {"city": "Oslo"})
+    summary = env.services.notify([Notification(Side.BC, "customers", Change.UPDATED, adatum, cronus)])
+    services, run_id = env.services.for_company("CRONUS"), summary["companies"]["CRONUS"]["CUSTOMER"]["run"]
+    assert env.worker.run_until(lambda: services.report(run_id).run.status is not RunStatus.RUNNING, timeout=20)
+    assert services.report(run_id).run.status is RunStatus.DONE
+    assert env.dv.rows("account")[0]["address1_city"] == "Oslo"
+    assert "could not be claimed: 400 the claim is refused" in caplog.text

@@ -8,9 +8,12 @@ import uuid
 from collections import Counter
 
 from shared import storage as storage_module
-from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, VERSIONS_PER_ROW, CouplingTable, StateTable, _bucket
+from shared.storage import COUPLING_BUCKETS, SCAN_PAGE, VERSIONS_PER_ROW, CouplingTable, RunTable, StateTable, _bucket
 from sync.model import Direction, Side
+from sync.notifications import Change
 from sync.ports import Coupling, FollowUp, RecordFailure
+from sync.runs import Run, RunKind
+from sync.targeted import COLLECTION_ID, NotifiedRow
 
 from ..conftest import fresh
 from .conftest import Env, job
@@ -280,3 +283,52 @@ def test_versions_added_by_another_mapping_s_job_are_read_with_the_others_and_re
     many = {f"id{n:05d}": f"v{n}" for n in range(2 * VERSIONS_PER_ROW + 1)}
     state.add_known_versions(mapping, Direction.TO_CRM, many)
     assert state.known_versions(mapping, Direction.TO_CRM) == {**many, "id00003": "v3", "id00004": "v4"}
+
+
+def test_a_notification_joins_a_waiting_run_with_one_read_and_a_job_reads_its_notified_rows_with_its_state(env):
+    storage, clock = env.services.storage, env.services.clock
+    state, mapping = StateTable(storage, clock), f"M{uuid.uuid4().hex[:8]}"
+    stale = clock.now() - dt.timedelta(minutes=5)
+    assert state.join_waiting_run(mapping, "run-a", stale) == "run-a"          # absent: created
+    before = storage.requests_sent
+    assert state.join_waiting_run(mapping, "run-b", stale) == "run-a"          # waiting: joined
+    assert storage.requests_sent - before == 1
+    state.release_waiting_run(mapping, "run-a")
+    assert state.join_waiting_run(mapping, "run-c", stale) == "run-c"
+    state.notify(mapping, Direction.TO_CRM, [NotifiedRow("id1", Change.DELETED), NotifiedRow(COLLECTION_ID,
+                                                                                           Change.COLLECTION)])
+    state.mark_pending(mapping, Direction.TO_CRM, ["id2"])
+    before = storage.requests_sent
+    read = state.job_state(mapping, Direction.TO_CRM)
+    assert storage.requests_sent - before == 1 and read.pending == ["id2"]
+    assert read.notified == state.notified(mapping, Direction.TO_CRM) and len(read.notified) == 2
+    assert state.job_state(mapping, Direction.FROM_CRM).notified == []
+
+
+def test_the_newest_runs_of_one_kind_are_read_without_the_other_kinds_index_rows(env):
+    storage, clock = env.services.storage, env.services.clock
+    runs = RunTable(storage)
+    start = clock.now() + dt.timedelta(days=3650)  # newer than any run other tests made
+    made = {}
+    for n, kind in enumerate([RunKind.SCHEDULED, RunKind.FULL, *[RunKind.NOTIFIED] * 5]):
+        run = Run(f"{uuid.uuid4().hex[:6]}-{n}", kind, "test", created_at=start + dt.timedelta(seconds=n))
+        runs.create(run, [])
+        made[run.run_id] = run
+    index_rows, query = [], runs.table.query_entities
+
+    def counted(*args, **kwargs):
+        for entity in query(*args, **kwargs):
+            index_rows.append(entity)
+            yield entity
+
+    runs.table.query_entities = counted
+    newest = lambda **kw: [r.run_id for r in runs.list_runs(**kw)]
+    by_kind = lambda *kinds: [i for i in reversed(made) if made[i].kind in kinds]
+    assert newest(limit=1, targeted=False) == by_kind(RunKind.SCHEDULED, RunKind.FULL)[:1]
+    assert len(index_rows) == 1  # not the five targeted runs' rows newer than it
+    assert newest(limit=2, targeted=True) == by_kind(RunKind.NOTIFIED)[:2]
+    assert newest(limit=7) == list(reversed(made))
+    runs.table.query_entities = query
+    for run in made.values():
+        runs.delete(runs.get(run.run_id))
+    assert not set(made) & {r.run_id for r in runs.list_runs(limit=50)}

@@ -10,9 +10,9 @@ from sync.errors import ServiceUnavailableError, TerminalError, ThrottledError
 from sync.config import StaticCatalog
 from sync.mappings import Catalog, builtin_mappings
 from sync.engine import JobMode
-from sync.model import Direction, Side
+from sync.model import DeletionConflictResolution, Direction, Side
 from sync.notifications import Change, Notification
-from sync.runs import NOTIFY_CATALOG_SECONDS, JobStatus, RunKind, RunStatus
+from sync.runs import NOTIFY_CATALOG_SECONDS, ORPHAN_MARKER_SECONDS, JobStatus, RunKind, RunStatus
 from sync.tables import BC_CUSTOMER, CRM_ACCOUNT
 from sync.targeted import COLLECTION_ID, notified_rows
 from tests.unit.test_runs import Harness
@@ -82,14 +82,52 @@ def test_a_row_notified_again_while_its_job_runs_is_kept_for_the_next_one():
     assert [r.record_id for r in h.w.state.notified("CUSTOMER", Direction.TO_CRM)] == [ID1]
 
 
-def test_a_waiting_run_that_never_started_is_replaced():
+def test_a_waiting_run_that_never_started_is_replaced_once_its_window_has_passed():
     h = Harness()
-    h.w.state.join_waiting_run("CUSTOMER", "20260101-000000-dead00", h.w.clock.now())  # its start failed after the marker
+    orphan = f"{h.w.clock.now():%Y%m%d-%H%M%S}-dead00"  # its start failed after the marker, and so did the release
+    h.w.state.join_waiting_run("CUSTOMER", orphan, h.w.clock.now())
     joined = h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
-    assert joined["CUSTOMER"]["run"] == "20260101-000000-dead00"
-    h.w.clock.tick(5 + h.coordinator.lease.total_seconds() + 1)
+    assert joined["CUSTOMER"]["run"] == orphan  # its start may still be under way
+    h.w.clock.tick(5 + ORPHAN_MARKER_SECONDS + 1)  # long before the lease would make the marker stale
     started = h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
     assert not started["CUSTOMER"]["joined"] and h.runs.get(started["CUSTOMER"]["run"]) is not None
+
+
+def test_the_services_retry_after_a_failed_start_and_release_starts_a_run():
+    h = uncoupled_rows_synchronised()
+    customer = h.w.customer("C00010", "Adatum")
+    real_start, real_release = h.coordinator.start_run, h.w.state.release_waiting_run
+
+    def down(*args, **kwargs):
+        raise ServiceUnavailableError("503 storage")
+
+    h.coordinator.start_run = h.w.state.release_waiting_run = down
+    with pytest.raises(ServiceUnavailableError):
+        h.coordinator.notify([bc("updated", customer)], window_seconds=5)
+    h.coordinator.start_run, h.w.state.release_waiting_run = real_start, real_release
+    h.w.clock.tick(60)  # storage is back; the service sends again
+    again = h.coordinator.notify([bc("updated", customer)], window_seconds=5)
+    assert not again["CUSTOMER"]["joined"]
+    h.drain()
+    assert [r["values"]["name"] for r in h.w.crm.rows(CRM_ACCOUNT).values()] == ["Adatum"]
+    assert h.w.state.notified("CUSTOMER", Direction.TO_CRM) == []
+
+
+def test_a_targeted_job_given_up_releases_its_waiting_run():
+    h = Harness()
+    # CURRENCY goes to Sales only: one job, whose start is where its marker would be released
+    found = h.coordinator.notify([bc("updated", ID1, "currencies"), bc("updated", ID2, "unitsOfMeasure")],
+                                 window_seconds=0)
+    run_id = found["CURRENCY"]["run"]
+    job = h.runs.get_job(run_id, "CURRENCY:to-crm")
+    job.attempts_without_progress = h.coordinator.max_attempts  # the attempts before all died midway
+    h.runs.save_job(job)
+    [message] = [m for m, _ in h.queue.messages if m.job_id == "CURRENCY:to-crm"]
+    h.coordinator.handle(message)
+    assert h.runs.get_job(run_id, "CURRENCY:to-crm").status is JobStatus.FAILED
+    assert h.runs.get(run_id).status is RunStatus.RUNNING  # UNIT OF MEASURE's job is still to run
+    later = h.coordinator.notify([bc("updated", ID2, "currencies")], window_seconds=0)
+    assert not later["CURRENCY"]["joined"] and later["CURRENCY"]["run"] != run_id
 
 
 def test_several_mappings_notified_together_share_a_run_in_dependency_order():
@@ -160,7 +198,7 @@ def test_a_replayed_notification_of_a_row_uncoupled_before_the_watermark_creates
     assert h.report(found["CUSTOMER"]["run"]).to_dict()["totals"]["inserted"] == 1
 
 
-def test_a_collection_notification_runs_the_directions_incremental_job_moving_its_watermark():
+def test_a_collection_notification_runs_the_directions_incremental_job_moving_its_watermark_and_keeping_versions():
     h = uncoupled_rows_synchronised()
     h.w.customer("C00010", "Adatum")
     h.coordinator.notify([bc("collection"), bc("updated", ID1)], window_seconds=0)
@@ -168,6 +206,57 @@ def test_a_collection_notification_runs_the_directions_incremental_job_moving_it
     assert [r["values"]["name"] for r in h.w.crm.rows(CRM_ACCOUNT).values()] == ["Adatum"]
     assert h.w.state.watermark("CUSTOMER", Direction.TO_CRM) is not None
     assert h.w.state.notified("CUSTOMER", Direction.TO_CRM) == []
+    # as a scheduled run's: it keeps the versions of the rows its watermark stops short of
+    assert h.w.state.known_versions("CUSTOMER", Direction.TO_CRM)
+
+
+def customer_deleted_in_business_central(**engine):
+    """A harness whose customer was coupled by a full run, then deleted in Business Central; and its coupling."""
+    h = Harness()
+    for name, value in engine.items():
+        setattr(h.w.engine, name, value)
+    h.w.customer("C00010", "Adatum")
+    h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    h.drain()
+    [coupling] = h.w.couplings.all("CUSTOMER").values()
+    h.w.clock.tick(600)
+    h.w.bc.delete(BC_CUSTOMER, coupling.bc_id)
+    return h, coupling
+
+
+def test_a_notified_deletion_goes_through_its_resolution_with_a_collection_too():
+    outcomes = []
+    for notifications in ([], [bc("collection")]):
+        h, coupling = customer_deleted_in_business_central()
+        found = h.coordinator.notify([bc("deleted", coupling.bc_id), *notifications], window_seconds=0)
+        h.drain()
+        outcomes.append(h.report(found["CUSTOMER"]["run"]).to_dict()["totals"])
+        assert h.w.state.notified("CUSTOMER", Direction.TO_CRM) == []
+    assert outcomes[0] == outcomes[1] and outcomes[0]["failed"] == 1  # the deletion conflict, reported alike
+
+
+def test_a_replayed_sales_notification_of_a_row_uncoupled_since_the_scheduled_run_creates_no_counterpart():
+    h = Harness()
+    catalog = Catalog([replace(m, sync_only_coupled=False, deletion_conflict=DeletionConflictResolution.REMOVE_COUPLING)
+                       if m.name == "CUSTOMER" else m for m in h.w.catalog])
+    h.w.engine.catalogs = h.coordinator.catalogs = StaticCatalog(catalog)
+    account = h.w.account("Adatum", customertypecode=3)
+    h.coordinator.start_run(RunKind.FULL, trigger="test", mappings=["CUSTOMER"])
+    h.drain()
+    [coupling] = h.w.couplings.all("CUSTOMER").values()
+    h.w.clock.tick(3600)
+    h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
+    h.drain()
+    # the account is the newest row the scheduled run read: the watermark sits at its modified-on
+    assert h.w.state.watermark("CUSTOMER", Direction.FROM_CRM) == h.w.crm.rows(CRM_ACCOUNT)[account]["modified_on"]
+    h.w.bc.delete(BC_CUSTOMER, coupling.bc_id)  # its resolution removes the coupling
+    h.coordinator.notify([bc("deleted", coupling.bc_id)], window_seconds=0)
+    h.drain()
+    assert h.w.couplings.all("CUSTOMER") == {}
+    h.w.clock.tick(3600)
+    found = h.coordinator.notify([crm("created", account)], window_seconds=0)  # replayed
+    h.drain()
+    assert h.w.bc.rows(BC_CUSTOMER) == {} and h.report(found["CUSTOMER"]["run"]).to_dict()["totals"]["inserted"] == 0
 
 
 def test_a_job_blocked_in_a_targeted_run_releases_its_waiting_run():
@@ -295,3 +384,21 @@ def test_notifications_in_a_burst_read_the_catalogue_once_every_few_seconds():
     h.w.clock.tick(NOTIFY_CATALOG_SECONDS)
     h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
     assert len(reads) == 2
+
+
+def test_a_scheduled_job_takes_the_notified_rows_no_targeted_job_took():
+    h, coupling = customer_deleted_in_business_central(reconcile_every=dt.timedelta(days=1))
+    real = h.coordinator.start_run
+
+    def down(*args, **kwargs):
+        raise ServiceUnavailableError("503 storage")
+
+    h.coordinator.start_run = down  # the run that would take the deletion never starts, and nobody sends again
+    with pytest.raises(ServiceUnavailableError):
+        h.coordinator.notify([bc("deleted", coupling.bc_id), bc("collection")], window_seconds=0)
+    h.coordinator.start_run = real
+    run = h.coordinator.start_run(RunKind.SCHEDULED, trigger="test", mappings=["CUSTOMER"])
+    h.drain()
+    assert h.w.state.notified("CUSTOMER", Direction.TO_CRM) == []
+    # the deletion went through its resolution (the default reports the conflict), found by no reconciliation
+    assert h.report(run.run_id).to_dict()["totals"]["failed"] == 1
