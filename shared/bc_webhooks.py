@@ -27,6 +27,7 @@ from sync.notifications import BC_ROUTE, Hook, HookState
 from sync.ports import Clock
 
 from .businesscentral import BusinessCentralClient
+from .http import VerifyingSession
 from .odata import parse_datetime
 
 RENEW_WITHIN = dt.timedelta(days=1)  # the timer ticks far more often; a day leaves room for a service outage
@@ -153,12 +154,12 @@ def once(check: Callable[[str], None]) -> Callable[[str], None]:
     return checked
 
 
-def check_handshake(url: str) -> None:
+def check_handshake(url: str, ca_bundle: str | None = None) -> None:
     """Business Central's validation request, sent to our own receiver: a ConfigurationError unless it answers 200
-    with the token."""
+    with the token. `ca_bundle`: BCSYNC_CA_BUNDLE, for a receiver whose certificate a private CA signed."""
     token = secrets.token_urlsafe(16)
     try:
-        with requests.Session() as session:
+        with VerifyingSession(ca_bundle) as session:
             session.trust_env = False  # as Business Central would reach it: directly
             answer = session.post(url, params={"validationToken": token}, timeout=HANDSHAKE_TIMEOUT)
         if answer.status_code == 200 and answer.text == token:

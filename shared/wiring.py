@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 import secrets
@@ -277,7 +278,7 @@ class Services:
         catalogs = [s.catalogs.current() for s in companies]
         crm_tables = list(dict.fromkeys(t for catalog in catalogs for t in hookable_tables(catalog, Side.CRM)))
         listed: list[list[dict] | SyncError] = []
-        reachable = once(check_handshake)
+        reachable = once(functools.partial(check_handshake, ca_bundle=root.settings.ca_bundle))
 
         def subscriptions() -> list[dict]:
             if not listed:

@@ -7,9 +7,12 @@ targeted run) is what these tests check; tests/e2e/test_notified_jobs.py covers 
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import json
+import threading
 import time
 import types
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from azure.functions.timer import TimerRequest
@@ -17,6 +20,7 @@ from azure.functions.timer import TimerRequest
 import function_app
 from bcsync import host
 from shared import http_api
+from shared.bc_webhooks import check_handshake
 from shared.businesscentral import BusinessCentralClient
 from shared.settings import Settings
 from shared.wiring import WEBHOOK_KEYS, Services, build_services
@@ -530,3 +534,30 @@ def test_the_cli_registers_shows_and_removes(hooked, tmp_path, capsys):
     assert main(["--settings", str(settings), "webhooks", "register", "--json"]) == 2
     error = json.loads(capsys.readouterr().err)
     assert error["code"] == "ConfigurationError" and "BCSYNC_WEBHOOK_URL" in error["error"]
+
+
+def test_the_own_handshake_trusts_the_configured_ca(stack):
+    """A receiver whose certificate a private CA signed (BCSYNC_CA_BUNDLE) answers bcsync's own handshake; without
+    that CA it is refused, as any unverified certificate is."""
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            token = parse_qs(urlsplit(self.path).query)["validationToken"][0].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(token)))
+            self.end_headers()
+            self.wfile.write(token)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    server.socket = stack.ca.server_context().wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/api/{BC_ROUTE}"
+        check_handshake(url, ca_bundle=str(stack.ca.ca_file))
+        with pytest.raises(ConfigurationError, match="did not answer"):
+            check_handshake(url)
+    finally:
+        server.shutdown()
+        server.server_close()
