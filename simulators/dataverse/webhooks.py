@@ -88,7 +88,8 @@ class Webhooks:
     def clear(self) -> None:
         """No jobs, and the documented knobs (a test's settings do not outlive a reset)."""
         with self._due:
-            self.jobs: list[SystemJob] = []
+            self.jobs: list[SystemJob] = []     # every job made, as the system jobs list keeps them (for tests)
+            self.waiting: list[SystemJob] = []  # those waiting for a post: delivery looks at these only
             self.auto = True            # a background thread delivers the jobs as they fall due
             self.delay_seconds = 0.0    # how long after the commit a job falls due
             self.retry_seconds = 1.0    # a failed post is tried again after this × the attempts made
@@ -119,6 +120,7 @@ class Webhooks:
         if jobs:
             with self._due:
                 self.jobs.extend(jobs)
+                self.waiting.extend(jobs)
                 self._due.notify_all()
             if self.auto:
                 self._start()
@@ -243,11 +245,12 @@ class Webhooks:
         while at_most is None or made < at_most:
             with self._due:
                 now = time.monotonic()
-                due = [j for j in self.jobs if j.status == "waiting" and j.due <= now]
+                due = [j for j in self.waiting if j.due <= now]
                 if not due:
                     return made
                 job = due[-1] if self.newest_first else due[0]
                 job.status = "in progress"
+                self.waiting.remove(job)
             self._post(job)
             made += 1
         return made
@@ -269,6 +272,7 @@ class Webhooks:
                     log.warning("webhook job to %s failed after %d attempts: %s", job.url, job.attempts, error)
                 else:
                     job.status, job.due = "waiting", time.monotonic() + self.retry_seconds * job.attempts
+                    self.waiting.append(job)
             self._due.notify_all()
 
     def _start(self) -> None:
@@ -282,6 +286,6 @@ class Webhooks:
             if self.auto:
                 self.deliver()
             with self._due:
-                waiting = [j.due for j in self.jobs if j.status == "waiting"]
+                waiting = [j.due for j in self.waiting]
                 pause = max(0.0, min(waiting) - time.monotonic()) if waiting and self.auto else 1.0
                 self._due.wait(timeout=max(pause, 0.01))
