@@ -110,6 +110,7 @@ class Subscriptions:
         self.items: dict[str, Subscription] = {}
         self.pending: dict[str, Pending] = {}
         self.delivered: list[dict] = []  # every notification POSTed: {"url", "status", "body"} (for tests)
+        self.in_flight = 0  # POSTs taken from the queue and not answered yet (kept across clear(): they still end)
         self.http = requests.Session()
         self.http.trust_env = False  # straight to the subscriber, as BC does, whatever proxy this machine has
         self._thread: threading.Thread | None = None
@@ -324,6 +325,7 @@ class Subscriptions:
                                                                   pending.failing_since is None):
                     del self.pending[subscription_id]
                     batches.setdefault(subscription.notification_url, []).append((subscription, pending))
+            self.in_flight += len(batches)
         for url, due in batches.items():
             body = {"value": [entry for subscription, pending in due for entry in _entries(subscription, pending,
                                                                                        self.collection_after)]}
@@ -336,6 +338,7 @@ class Subscriptions:
         except requests.RequestException:
             status = 0
         with self.lock:
+            self.in_flight -= 1
             self.delivered.append({"url": url, "status": status, "body": body})
             now = self.sim.now()
             if 200 <= status < 300:

@@ -72,6 +72,7 @@ class Chain:
             runs = self.runs()
             busy = [r.run_id for r in runs if r.status is RunStatus.RUNNING]
             busy += [job.url for job in self.env.dv.webhooks.jobs if job.status == "in progress"]
+            busy += ["a Business Central post"] * self.env.bc.subscriptions.in_flight
             if not posted and not busy:
                 return runs
             assert time.monotonic() < deadline, f"still going: {busy[:5]}"
