@@ -788,7 +788,7 @@ class _Job:
         are done (deletions among them: reading changes finds no Business Central deletion), the direction's
         incremental job, as a scheduled run's: it reads the changes since the watermark and moves it, keeps and uses
         known versions, stops at its deadline and goes on from its checkpoint (`resume_from`)."""
-        taken = self.e.state.notified(self.mapping.name, self.direction)
+        taken = self._job_state().notified
         collection = [row for row in taken if row.collection]
         if resume_from is None:  # a continuation of the incremental job goes on from its checkpoint
             rows = [row for row in taken if not row.collection]
