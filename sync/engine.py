@@ -565,7 +565,6 @@ class _Job:
         # records asked for by id (sync_records): what became of each, by lower-case id
         self.outcomes: dict[str, RecordOutcome] | None = None
         self.restore_skipped = False
-        self.scheduled_versions: dict[str, str] | None = None  # a targeted job's look at the known versions (_passed)
         self.visiting: frozenset[tuple[str, str]] = frozenset()  # (mapping, id) being synchronised up the chain
         self.reference_problems: dict[tuple[str, Any], str] = {}  # (mapping, looked-up value) -> why not synced first
         self.page_couplings: dict[str, Coupling] = {}  # the couplings of the rows the current page works on
@@ -1405,9 +1404,7 @@ class _Job:
             return True
         if not keeps_versions(self.mapping, self.direction, JobMode.INCREMENTAL):
             return False
-        if self.scheduled_versions is None:
-            self.scheduled_versions = self.e.state.known_versions(self.mapping.name, self.direction)
-        return self.scheduled_versions.get(row.id.lower()) == row.etag
+        return self._job_state(versions=True).known_versions.get(row.id.lower()) == row.etag
 
     def _read_destinations(self, couplings: list[Coupling]) -> dict[str, Record]:
         ids = [c.id_on(self.dst_side) for c in couplings]
