@@ -86,6 +86,7 @@ from .ports import (
 from .review import Recommendation, recommend
 from .rules import IGNORE, MappingRules, SkipRow, Written
 from .rules.units import refuse_mixed_modes
+from .targeted import NotifiedRow
 from .templates import template_values, without_template
 from .values import blank_for, is_blank, normalize, plain_converter, same
 
@@ -722,11 +723,9 @@ class _Job:
         if not taken:
             return
         self.notified_pass = True
-        ids = [row.record_id for row in taken if not row.collection]
-        for start in range(0, len(ids), self.e.page_size):
-            self._process_notified(ids[start:start + self.e.page_size])
+        self._work_notified([row for row in taken if not row.collection])
         self.notified_pass = False
-        self.e.state.clear_notified(self.mapping.name, self.direction, taken)
+        self.e.state.clear_notified(self.mapping.name, self.direction, [row for row in taken if row.collection])
         self.note(f"{len(taken)} notified row(s) no targeted job took looked at")
 
     def _run_changes(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
@@ -794,14 +793,8 @@ class _Job:
             if not collection:
                 self._process_forced(failed=False)  # else the incremental job does them
             self.moves_watermark = False
-            for start in range(0, len(rows), self.e.page_size):
-                chunk = rows[start:start + self.e.page_size]
-                self._process_notified([row.record_id for row in chunk])
-                self.e.state.clear_notified(self.mapping.name, self.direction, chunk)
-                self.progress(moved=True)  # a next attempt starts after these rows
-                if deadline is not None and self.e.clock.now() >= deadline and (
-                        collection or start + self.e.page_size < len(rows)):
-                    return self.outcome(complete=False)  # a continuation takes the rows left
+            if not self._work_notified(rows, deadline, then=bool(collection)):
+                return self.outcome(complete=False)  # a continuation takes the rows left
             if rows:
                 self.note(f"{len(rows)} notified row(s) looked at")
         if resume_from is None and not collection:
@@ -815,6 +808,21 @@ class _Job:
         if outcome.complete:
             self.e.state.clear_notified(self.mapping.name, self.direction, collection)
         return outcome
+
+    def _work_notified(self, rows: list[NotifiedRow], deadline: dt.datetime | None = None,
+                       then: bool = False) -> bool:
+        """Works on rows named one by one page by page, each page's cleared once done and reported as progress (a
+        next attempt starts after it, and the mapping's lease is renewed). False: the deadline passed with rows left,
+        or with work to do after them (`then`)."""
+        for start in range(0, len(rows), self.e.page_size):
+            page = rows[start:start + self.e.page_size]
+            self._process_notified([row.record_id for row in page])
+            self.e.state.clear_notified(self.mapping.name, self.direction, page)
+            self.progress(moved=True)
+            if deadline is not None and self.e.clock.now() >= deadline and (
+                    then or start + self.e.page_size < len(rows)):
+                return False
+        return True
 
     def _process_notified(self, ids: list[str]) -> None:
         """Notified rows, read by id through the mapping's filter (and the company's), worked on where changed;
