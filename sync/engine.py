@@ -531,8 +531,7 @@ class _Job:
         self.mapping = mapping
         self.direction = direction
         self.job_id = job_id
-        self.mode = mode
-        self.full = mode in (JobMode.FULL, JobMode.COUPLE)  # every row is read, uncoupled ones are worked on
+        self._set_mode(mode)
         self.counts = counts
         self.on_progress = on_progress or (lambda progress: None)
         self.src_side, self.dst_side = direction.source, direction.target
@@ -569,18 +568,6 @@ class _Job:
         self.visiting: frozenset[tuple[str, str]] = frozenset()  # (mapping, id) being synchronised up the chain
         self.reference_problems: dict[tuple[str, Any], str] = {}  # (mapping, looked-up value) -> why not synced first
         self.page_couplings: dict[str, Coupling] = {}  # the couplings of the rows the current page works on
-        # a scheduled BC -> Sales pass of a two-way mapping finds rows of a version it knows unchanged without a
-        # lookup, and keeps the versions of those its watermark stops short of (see _keep_known_versions)
-        self.keeps_versions = keeps_versions(mapping, direction, mode)
-        # rows named by notifications are being worked on (_passed), and a scheduled job takes those left over
-        self.notified_pass = mode is JobMode.NOTIFIED
-        self.takes_notified = mode is JobMode.INCREMENTAL
-        # a full job into Business Central of a two-way mapping, or a pass that keeps versions: the version of each
-        # BC row that the couplings it read or saved hold (with a snapshot), by lower-case id (see _pass_own_writes)
-        self.bc_versions: dict[str, str] | None = (
-            {} if self.keeps_versions or (self.full and self.dst_side is Side.BC and mapping.direction.includes(
-                Direction.TO_CRM) and not mapping.reread_all) else None)
-        self.known: dict[str, str] | None = None  # the versions that job left for this one: read when first needed
         self.read_at: dict[str, dt.datetime | None] = {}  # a pass that keeps versions: the rows' modified-on, by id
         # the mapping's state by direction, each read in one go when first needed, shared with the passes this job
         # runs in the other direction (_pass); the job holds the mapping's lease, so nobody else moves it meanwhile
@@ -589,6 +576,23 @@ class _Job:
         self.unsaved_watermark: dt.datetime | None = None
         self.unsaved_cursors: dict[str, str] = {}
         self.unsaved_versions: dict[str, str] | None = None
+
+    def _set_mode(self, mode: JobMode) -> None:
+        """The job's mode and what it decides; a targeted job that a collection notification makes the incremental
+        job changes it (_run_targeted)."""
+        self.mode = mode
+        self.full = mode in (JobMode.FULL, JobMode.COUPLE)  # every row is read, uncoupled ones are worked on
+        # a scheduled BC -> Sales pass of a two-way mapping finds rows of a version it knows unchanged without a
+        # lookup, and keeps the versions of those its watermark stops short of (see _keep_known_versions)
+        self.keeps_versions = keeps_versions(self.mapping, self.direction, mode)
+        # rows named by notifications are being worked on (_passed)
+        self.notified_pass = mode is JobMode.NOTIFIED
+        # a full job into Business Central of a two-way mapping, or a pass that keeps versions: the version of each
+        # BC row that the couplings it read or saved hold (with a snapshot), by lower-case id (see _pass_own_writes)
+        self.bc_versions: dict[str, str] | None = (
+            {} if self.keeps_versions or (self.full and self.direction.target is Side.BC and self.mapping.direction
+                                          .includes(Direction.TO_CRM) and not self.mapping.reread_all) else None)
+        self.known: dict[str, str] | None = None  # the versions that job left for this one: read when first needed
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
@@ -710,7 +714,7 @@ class _Job:
         if self.mode is JobMode.NOTIFIED:
             return self._run_targeted(resume_from, deadline)
         outcome = self._run_changes(resume_from, deadline)
-        if outcome.complete and self.takes_notified:
+        if outcome.complete and self.mode is JobMode.INCREMENTAL:  # it takes the notified rows left over
             self._take_notified(resume_from)
         return outcome
 
@@ -800,10 +804,7 @@ class _Job:
         if resume_from is None and not collection:
             return self.outcome()
         # the incremental job, as a scheduled run's: it keeps and uses known versions as that one does
-        self.mode, self.notified_pass = JobMode.INCREMENTAL, False
-        self.keeps_versions = keeps_versions(self.mapping, self.direction, self.mode)
-        if self.keeps_versions and self.bc_versions is None:
-            self.bc_versions, self.known = {}, None  # (the rows notified one by one knew none: read them now)
+        self._set_mode(JobMode.INCREMENTAL)  # (the rows notified one by one knew no versions: read them now)
         outcome = self._run_changes(resume_from, deadline)
         if outcome.complete:
             self.e.state.clear_notified(self.mapping.name, self.direction, collection)
