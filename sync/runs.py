@@ -46,13 +46,6 @@ NOTIFY_CATALOG_SECONDS = 5
 ORPHAN_MARKER_SECONDS = 30
 
 
-def _started_at(run_id: str) -> dt.datetime:
-    """When start_run gave out the run id (RUN_ID); the end of time for an id of another shape, never stale."""
-    if not RUN_ID.fullmatch(run_id):
-        return dt.datetime.max.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=dt.timezone.utc)
-
-
 class RunKind(str, Enum):
     FULL = "full"            # BC's full synchronisation: per mapping as the review recommends
     SCHEDULED = "scheduled"  # rows changed since the watermark, as the timer runs it
@@ -401,14 +394,14 @@ class RunCoordinator:
         """The targeted run a notification of the mapping joins, else `run_id`, now recorded as the one waiting. One
         recorded that has finished (its job blocked before its marker was released) is released, not joined; one
         not created yet is joined (its start is under way; should it fail, the rows stay for the next run)."""
-        waiting = self.engine.state.join_waiting_run(mapping, run_id, stale)
+        waiting, since = self.engine.state.join_waiting_run(mapping, run_id, stale)
         if waiting != run_id:
             run = self.runs.get(waiting)
-            if run is None and _started_at(waiting) < self.clock.now() - dt.timedelta(
+            if run is None and since < self.clock.now() - dt.timedelta(
                     seconds=window_seconds + ORPHAN_MARKER_SECONDS) or (
                     run is not None and run.status is not RunStatus.RUNNING):
                 self.engine.state.release_waiting_run(mapping, waiting)
-                waiting = self.engine.state.join_waiting_run(mapping, run_id, stale)
+                waiting, _ = self.engine.state.join_waiting_run(mapping, run_id, stale)
         return waiting
 
     def _couple(self, catalog: Catalog, jobs: list[Job], asked: bool, now: dt.datetime) -> None:
