@@ -311,7 +311,6 @@ class RunCoordinator:
         self.time_budget = dt.timedelta(seconds=time_budget_seconds)
         self.log_retention = dt.timedelta(days=log_retention_days)  # zero: runs are kept for ever
         self.observer = observer or JobObserver()
-        self._notify_catalog: tuple[dt.datetime, Catalog] | None = None  # as notify read it, and when
 
     def _message(self, run_id: str, job_id: str) -> JobMessage:
         return JobMessage(run_id, job_id, self.company)
@@ -361,10 +360,7 @@ class RunCoordinator:
         A mapping notified while a targeted run of it waits (its jobs not started) joins that run; the others start
         one run together, planned in dependency order, whose first jobs wait `window_seconds` for more to join.
         Writes nothing to the services; returns what it did, by mapping."""
-        now, read = self.clock.now(), self._notify_catalog
-        if read is None or not dt.timedelta(0) <= now - read[0] < dt.timedelta(seconds=NOTIFY_CATALOG_SECONDS):
-            read = self._notify_catalog = (now, self.catalogs.current())
-        catalog = read[1]
+        catalog = self.catalogs.current(max_age=NOTIFY_CATALOG_SECONDS)
         notified = notified_rows(catalog, notifications)
         for (mapping, direction), rows in notified.items():
             if catalog[mapping].process is None:  # a job mapping's job reads its changes as a scheduled one does
