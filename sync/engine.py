@@ -1234,7 +1234,7 @@ class _Job:
         """An incremental pass of this mapping in `direction` within this job, counted with it."""
         # its progress is this job's: saved, it saves what this job moved
         return _Job(self.e, self.catalog, self.mapping, direction, self.job_id, JobMode.INCREMENTAL, self.counts,
-                    lambda progress: self.progress(progress.checkpoint), self.states, self.facts.kept)
+                    lambda progress: self.progress(progress.checkpoint, progress.moved), self.states, self.facts.kept)
 
     def _nothing_coupled(self, side: Side) -> bool:
         return next(iter(self.e.couplings.coupled_ids(self.mapping.name, side, page_size=1)), None) is None
