@@ -993,13 +993,13 @@ class StateTable:
 
     NOTIFIED_RUN = "notified run"
 
-    def join_waiting_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> str:
+    def join_waiting_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> tuple[str, dt.datetime]:
         """Read first (a notification in a burst joins: one read, no refused create); created if absent; one too old
         is replaced by its ETag. Two receivers racing: one creates it, the other finds it (or, replacing a stale one,
         loses the race and reads again). A marker that keeps moving under it (runs starting and ending meanwhile) has
         it start a run of its own: at worst a spare one."""
-        entity = {"PartitionKey": _key(mapping), "RowKey": self.NOTIFIED_RUN, "run_id": run_id,
-                  "since": _iso(self.clock.now())}
+        now = self.clock.now()
+        entity = {"PartitionKey": _key(mapping), "RowKey": self.NOTIFIED_RUN, "run_id": run_id, "since": _iso(now)}
         with storage_errors():
             for _ in range(MARKER_ATTEMPTS):
                 try:
@@ -1007,18 +1007,19 @@ class StateTable:
                 except ResourceNotFoundError:
                     try:
                         self.table.create_entity(entity)
-                        return run_id
+                        return run_id, now
                     except ResourceExistsError:
                         continue  # another receiver created it just now: read it
-                if _dt(current.get("since")) >= stale_before:
-                    return current["run_id"]
+                since = _dt(current.get("since"))
+                if since >= stale_before:
+                    return current["run_id"], since
                 try:
                     self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
                                              match_condition=MatchConditions.IfNotModified)
-                    return run_id
+                    return run_id, now
                 except (ResourceModifiedError, ResourceNotFoundError):
                     continue
-        return run_id
+        return run_id, now
 
     def release_waiting_run(self, mapping: str, run_id: str) -> None:
         with storage_errors():

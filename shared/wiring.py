@@ -81,15 +81,21 @@ class StoredCatalog:
     """The built-in mappings with the overrides in Table Storage, read afresh for every run and every delivery of a
     job message (one small query), so a change made through any worker applies to the next delivery everywhere."""
 
-    def __init__(self, store: MappingConfigTable, builtins: Sequence[TableMapping]):
+    def __init__(self, store: MappingConfigTable, builtins: Sequence[TableMapping], clock: Clock):
         self.store = store
         self.builtins = builtins  # as the settings select them (Services.builtins)
+        self.clock = clock
+        self._last: tuple[dt.datetime, Catalog] | None = None  # the catalogue current() read last, and when
 
     def read(self) -> StoredConfiguration:
         return StoredConfiguration(self.builtins, *self.store.load_checked())
 
-    def current(self) -> Catalog:
-        return self.read().catalog()
+    def current(self, max_age: float = 0) -> Catalog:
+        """`max_age`: the catalogue read up to that many seconds ago will do (a notification in a burst)."""
+        now, last = self.clock.now(), self._last
+        if last is None or not dt.timedelta(0) <= now - last[0] < dt.timedelta(seconds=max_age):
+            last = self._last = (now, self.read().catalog())
+        return last[1]
 
 
 # Requests in flight at once per service and user: Business Central serves 5 at a time; Dataverse allows 52
@@ -463,7 +469,7 @@ class Services:
 
     @cached_property
     def catalogs(self) -> "StoredCatalog":
-        return StoredCatalog(self.mapping_config, self.builtins)
+        return StoredCatalog(self.mapping_config, self.builtins, self.clock)
 
     @cached_property
     def sign_in(self) -> SignIn:

@@ -71,15 +71,16 @@ class MappingConfigStore(Protocol):
 
 
 class CatalogSource(Protocol):
-    def current(self) -> Catalog:
-        """The catalogue in force now (built-ins with the stored overrides)."""
+    def current(self, max_age: float = 0) -> Catalog:
+        """The catalogue in force now (built-ins with the stored overrides); `max_age`: one read up to that many
+        seconds ago will do."""
 
 
 class StaticCatalog:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
 
-    def current(self) -> Catalog:
+    def current(self, max_age: float = 0) -> Catalog:
         return self.catalog
 
 

@@ -86,6 +86,7 @@ from .ports import (
 from .review import Recommendation, recommend
 from .rules import IGNORE, MappingRules, SkipRow, Written
 from .rules.units import refuse_mixed_modes
+from .targeted import NotifiedRow
 from .templates import template_values, without_template
 from .values import blank_for, is_blank, normalize, plain_converter, same
 
@@ -530,8 +531,7 @@ class _Job:
         self.mapping = mapping
         self.direction = direction
         self.job_id = job_id
-        self.mode = mode
-        self.full = mode in (JobMode.FULL, JobMode.COUPLE)  # every row is read, uncoupled ones are worked on
+        self._set_mode(mode)
         self.counts = counts
         self.on_progress = on_progress or (lambda progress: None)
         self.src_side, self.dst_side = direction.source, direction.target
@@ -565,22 +565,9 @@ class _Job:
         # records asked for by id (sync_records): what became of each, by lower-case id
         self.outcomes: dict[str, RecordOutcome] | None = None
         self.restore_skipped = False
-        self.scheduled_versions: dict[str, str] | None = None  # a targeted job's look at the known versions (_passed)
         self.visiting: frozenset[tuple[str, str]] = frozenset()  # (mapping, id) being synchronised up the chain
         self.reference_problems: dict[tuple[str, Any], str] = {}  # (mapping, looked-up value) -> why not synced first
         self.page_couplings: dict[str, Coupling] = {}  # the couplings of the rows the current page works on
-        # a scheduled BC -> Sales pass of a two-way mapping finds rows of a version it knows unchanged without a
-        # lookup, and keeps the versions of those its watermark stops short of (see _keep_known_versions)
-        self.keeps_versions = keeps_versions(mapping, direction, mode)
-        # rows named by notifications are being worked on (_passed), and a scheduled job takes those left over
-        self.notified_pass = mode is JobMode.NOTIFIED
-        self.takes_notified = mode is JobMode.INCREMENTAL
-        # a full job into Business Central of a two-way mapping, or a pass that keeps versions: the version of each
-        # BC row that the couplings it read or saved hold (with a snapshot), by lower-case id (see _pass_own_writes)
-        self.bc_versions: dict[str, str] | None = (
-            {} if self.keeps_versions or (self.full and self.dst_side is Side.BC and mapping.direction.includes(
-                Direction.TO_CRM) and not mapping.reread_all) else None)
-        self.known: dict[str, str] | None = None  # the versions that job left for this one: read when first needed
         self.read_at: dict[str, dt.datetime | None] = {}  # a pass that keeps versions: the rows' modified-on, by id
         # the mapping's state by direction, each read in one go when first needed, shared with the passes this job
         # runs in the other direction (_pass); the job holds the mapping's lease, so nobody else moves it meanwhile
@@ -589,6 +576,23 @@ class _Job:
         self.unsaved_watermark: dt.datetime | None = None
         self.unsaved_cursors: dict[str, str] = {}
         self.unsaved_versions: dict[str, str] | None = None
+
+    def _set_mode(self, mode: JobMode) -> None:
+        """The job's mode and what it decides; a targeted job that a collection notification makes the incremental
+        job changes it (_run_targeted)."""
+        self.mode = mode
+        self.full = mode in (JobMode.FULL, JobMode.COUPLE)  # every row is read, uncoupled ones are worked on
+        # a scheduled BC -> Sales pass of a two-way mapping finds rows of a version it knows unchanged without a
+        # lookup, and keeps the versions of those its watermark stops short of (see _keep_known_versions)
+        self.keeps_versions = keeps_versions(self.mapping, self.direction, mode)
+        # rows named by notifications are being worked on (_passed)
+        self.notified_pass = mode is JobMode.NOTIFIED
+        # a full job into Business Central of a two-way mapping, or a pass that keeps versions: the version of each
+        # BC row that the couplings it read or saved hold (with a snapshot), by lower-case id (see _pass_own_writes)
+        self.bc_versions: dict[str, str] | None = (
+            {} if self.keeps_versions or (self.full and self.direction.target is Side.BC and self.mapping.direction
+                                          .includes(Direction.TO_CRM) and not self.mapping.reread_all) else None)
+        self.known: dict[str, str] | None = None  # the versions that job left for this one: read when first needed
 
     def note(self, text: str) -> None:
         self.notes[text] += 1
@@ -710,7 +714,7 @@ class _Job:
         if self.mode is JobMode.NOTIFIED:
             return self._run_targeted(resume_from, deadline)
         outcome = self._run_changes(resume_from, deadline)
-        if outcome.complete and self.takes_notified:
+        if outcome.complete and self.mode is JobMode.INCREMENTAL:  # it takes the notified rows left over
             self._take_notified(resume_from)
         return outcome
 
@@ -723,11 +727,9 @@ class _Job:
         if not taken:
             return
         self.notified_pass = True
-        ids = [row.record_id for row in taken if not row.collection]
-        for start in range(0, len(ids), self.e.page_size):
-            self._process_notified(ids[start:start + self.e.page_size])
+        self._work_notified([row for row in taken if not row.collection])
         self.notified_pass = False
-        self.e.state.clear_notified(self.mapping.name, self.direction, taken)
+        self.e.state.clear_notified(self.mapping.name, self.direction, [row for row in taken if row.collection])
         self.note(f"{len(taken)} notified row(s) no targeted job took looked at")
 
     def _run_changes(self, resume_from: dt.datetime | None, deadline: dt.datetime | None) -> JobOutcome:
@@ -788,34 +790,40 @@ class _Job:
         are done (deletions among them: reading changes finds no Business Central deletion), the direction's
         incremental job, as a scheduled run's: it reads the changes since the watermark and moves it, keeps and uses
         known versions, stops at its deadline and goes on from its checkpoint (`resume_from`)."""
-        taken = self.e.state.notified(self.mapping.name, self.direction)
+        taken = self._job_state().notified
         collection = [row for row in taken if row.collection]
         if resume_from is None:  # a continuation of the incremental job goes on from its checkpoint
             rows = [row for row in taken if not row.collection]
             if not collection:
                 self._process_forced(failed=False)  # else the incremental job does them
             self.moves_watermark = False
-            for start in range(0, len(rows), self.e.page_size):
-                chunk = rows[start:start + self.e.page_size]
-                self._process_notified([row.record_id for row in chunk])
-                self.e.state.clear_notified(self.mapping.name, self.direction, chunk)
-                self.progress(moved=True)  # a next attempt starts after these rows
-                if deadline is not None and self.e.clock.now() >= deadline and (
-                        collection or start + self.e.page_size < len(rows)):
-                    return self.outcome(complete=False)  # a continuation takes the rows left
+            if not self._work_notified(rows, deadline, then=bool(collection)):
+                return self.outcome(complete=False)  # a continuation takes the rows left
             if rows:
                 self.note(f"{len(rows)} notified row(s) looked at")
         if resume_from is None and not collection:
             return self.outcome()
         # the incremental job, as a scheduled run's: it keeps and uses known versions as that one does
-        self.mode, self.notified_pass = JobMode.INCREMENTAL, False
-        self.keeps_versions = keeps_versions(self.mapping, self.direction, self.mode)
-        if self.keeps_versions and self.bc_versions is None:
-            self.bc_versions, self.known = {}, None  # (the rows notified one by one knew none: read them now)
+        self._set_mode(JobMode.INCREMENTAL)  # (the rows notified one by one knew no versions: read them now)
         outcome = self._run_changes(resume_from, deadline)
         if outcome.complete:
             self.e.state.clear_notified(self.mapping.name, self.direction, collection)
         return outcome
+
+    def _work_notified(self, rows: list[NotifiedRow], deadline: dt.datetime | None = None,
+                       then: bool = False) -> bool:
+        """Works on rows named one by one page by page, each page's cleared once done and reported as progress (a
+        next attempt starts after it, and the mapping's lease is renewed). False: the deadline passed with rows left,
+        or with work to do after them (`then`)."""
+        for start in range(0, len(rows), self.e.page_size):
+            page = rows[start:start + self.e.page_size]
+            self._process_notified([row.record_id for row in page])
+            self.e.state.clear_notified(self.mapping.name, self.direction, page)
+            self.progress(moved=True)
+            if deadline is not None and self.e.clock.now() >= deadline and (
+                    then or start + self.e.page_size < len(rows)):
+                return False
+        return True
 
     def _process_notified(self, ids: list[str]) -> None:
         """Notified rows, read by id through the mapping's filter (and the company's), worked on where changed;
@@ -1226,7 +1234,7 @@ class _Job:
         """An incremental pass of this mapping in `direction` within this job, counted with it."""
         # its progress is this job's: saved, it saves what this job moved
         return _Job(self.e, self.catalog, self.mapping, direction, self.job_id, JobMode.INCREMENTAL, self.counts,
-                    lambda progress: self.progress(progress.checkpoint), self.states, self.facts.kept)
+                    lambda progress: self.progress(progress.checkpoint, progress.moved), self.states, self.facts.kept)
 
     def _nothing_coupled(self, side: Side) -> bool:
         return next(iter(self.e.couplings.coupled_ids(self.mapping.name, side, page_size=1)), None) is None
@@ -1405,9 +1413,7 @@ class _Job:
             return True
         if not keeps_versions(self.mapping, self.direction, JobMode.INCREMENTAL):
             return False
-        if self.scheduled_versions is None:
-            self.scheduled_versions = self.e.state.known_versions(self.mapping.name, self.direction)
-        return self.scheduled_versions.get(row.id.lower()) == row.etag
+        return self._job_state(versions=True).known_versions.get(row.id.lower()) == row.etag
 
     def _read_destinations(self, couplings: list[Coupling]) -> dict[str, Record]:
         ids = [c.id_on(self.dst_side) for c in couplings]

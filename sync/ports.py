@@ -399,9 +399,10 @@ class StateStore(Protocol):
         """Removes the records of these rows that are still of the version read: a row notified again meanwhile
         stays, for the next targeted job."""
 
-    def join_waiting_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> str:
+    def join_waiting_run(self, mapping: str, run_id: str, stale_before: dt.datetime) -> tuple[str, dt.datetime]:
         """The targeted run that waits for the mapping's notified rows: `run_id`, now recorded as the one, when none
-        waits (or the one recorded was recorded before `stale_before`: its start failed), else the one waiting."""
+        waits (or the one recorded was recorded before `stale_before`: its start failed), else the one waiting; with
+        when it was recorded."""
 
     def release_waiting_run(self, mapping: str, run_id: str) -> None:
         """The targeted run `run_id` no longer waits for the mapping's notified rows (its job started, was blocked,

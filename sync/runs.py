@@ -46,13 +46,6 @@ NOTIFY_CATALOG_SECONDS = 5
 ORPHAN_MARKER_SECONDS = 30
 
 
-def _started_at(run_id: str) -> dt.datetime:
-    """When start_run gave out the run id (RUN_ID); the end of time for an id of another shape, never stale."""
-    if not RUN_ID.fullmatch(run_id):
-        return dt.datetime.max.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=dt.timezone.utc)
-
-
 class RunKind(str, Enum):
     FULL = "full"            # BC's full synchronisation: per mapping as the review recommends
     SCHEDULED = "scheduled"  # rows changed since the watermark, as the timer runs it
@@ -318,7 +311,6 @@ class RunCoordinator:
         self.time_budget = dt.timedelta(seconds=time_budget_seconds)
         self.log_retention = dt.timedelta(days=log_retention_days)  # zero: runs are kept for ever
         self.observer = observer or JobObserver()
-        self._notify_catalog: tuple[dt.datetime, Catalog] | None = None  # as notify read it, and when
 
     def _message(self, run_id: str, job_id: str) -> JobMessage:
         return JobMessage(run_id, job_id, self.company)
@@ -368,10 +360,7 @@ class RunCoordinator:
         A mapping notified while a targeted run of it waits (its jobs not started) joins that run; the others start
         one run together, planned in dependency order, whose first jobs wait `window_seconds` for more to join.
         Writes nothing to the services; returns what it did, by mapping."""
-        now, read = self.clock.now(), self._notify_catalog
-        if read is None or not dt.timedelta(0) <= now - read[0] < dt.timedelta(seconds=NOTIFY_CATALOG_SECONDS):
-            read = self._notify_catalog = (now, self.catalogs.current())
-        catalog = read[1]
+        catalog = self.catalogs.current(max_age=NOTIFY_CATALOG_SECONDS)
         notified = notified_rows(catalog, notifications)
         for (mapping, direction), rows in notified.items():
             if catalog[mapping].process is None:  # a job mapping's job reads its changes as a scheduled one does
@@ -401,14 +390,14 @@ class RunCoordinator:
         """The targeted run a notification of the mapping joins, else `run_id`, now recorded as the one waiting. One
         recorded that has finished (its job blocked before its marker was released) is released, not joined; one
         not created yet is joined (its start is under way; should it fail, the rows stay for the next run)."""
-        waiting = self.engine.state.join_waiting_run(mapping, run_id, stale)
+        waiting, since = self.engine.state.join_waiting_run(mapping, run_id, stale)
         if waiting != run_id:
             run = self.runs.get(waiting)
-            if run is None and _started_at(waiting) < self.clock.now() - dt.timedelta(
+            if run is None and since < self.clock.now() - dt.timedelta(
                     seconds=window_seconds + ORPHAN_MARKER_SECONDS) or (
                     run is not None and run.status is not RunStatus.RUNNING):
                 self.engine.state.release_waiting_run(mapping, waiting)
-                waiting = self.engine.state.join_waiting_run(mapping, run_id, stale)
+                waiting, _ = self.engine.state.join_waiting_run(mapping, run_id, stale)
         return waiting
 
     def _couple(self, catalog: Catalog, jobs: list[Job], asked: bool, now: dt.datetime) -> None:

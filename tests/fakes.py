@@ -398,9 +398,8 @@ class FakeState:
     def join_waiting_run(self, mapping, run_id, stale_before):
         waiting = self.waiting_runs.get(mapping)
         if waiting is None or waiting[1] < stale_before:
-            self.waiting_runs[mapping] = (run_id, self.clock.now())
-            return run_id
-        return waiting[0]
+            waiting = self.waiting_runs[mapping] = (run_id, self.clock.now())
+        return waiting
 
     def release_waiting_run(self, mapping, run_id):
         if self.waiting_runs.get(mapping, (None,))[0] == run_id:

@@ -14,7 +14,7 @@ A customer or account that had not changed since its last synchronisation stays 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from ..errors import ConcurrencyError, RecordError, SyncError
 from ..model import BcTable, Direction, Side
@@ -72,20 +72,6 @@ def accounts_of_companies(ctx: RuleContext, company_numbers: Sequence[str]) -> d
     return {n: cache.get(n) for n in company_numbers if n}
 
 
-def _one(ctx: RuleContext, cache_name: str, bulk: Callable, key: str | None) -> str | None:
-    """One row's answer of a bulk lookup that caches under `cache_name`: asked per row, so taken straight from what
-    the page's `prepare` found."""
-    cache = ctx.cache.get(cache_name)
-    if cache is not None and key in cache:
-        return cache[key]
-    return bulk(ctx, [key]).get(key)
-
-
-def account_of_company(ctx: RuleContext, company_number: str | None) -> str | None:
-    """The account of one company contact (see accounts_of_companies)."""
-    return _one(ctx, "account_of_company", accounts_of_companies, company_number)
-
-
 def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[str, str | None]:
     """Account ids -> the number of the company contact of the customer or vendor coupled to each (or None)."""
     cache = ctx.cache.setdefault("company_of_account", {})
@@ -103,11 +89,6 @@ def companies_of_accounts(ctx: RuleContext, account_ids: Sequence[str]) -> dict[
             related = related_of.get(a)
             cache[a] = company_of_related.get(related.lower()) if related else None
     return {a: cache.get(a) for a in account_ids if a}
-
-
-def company_of_account(ctx: RuleContext, account_id: str | None) -> str | None:
-    """The company contact of one account (see companies_of_accounts)."""
-    return _one(ctx, "company_of_account", companies_of_accounts, account_id)
 
 
 class ContactRules(MappingRules):
@@ -147,7 +128,7 @@ class ContactRules(MappingRules):
             return kept
         if ctx.direction is Direction.TO_CRM:
             company = row.values.get("companyNumber")
-            account = account_of_company(ctx, company)
+            account = accounts_of_companies(ctx, [company]).get(company)
             if account is None:
                 why = ctx.cache.get("customer_problems", {}).get(company)
                 advice = f"its customer or vendor could not be synchronised first: {why}" if why else \
@@ -157,7 +138,7 @@ class ContactRules(MappingRules):
                                   code="ParentNotCoupled")
             return {"parentcustomerid": account}
         account = row.values.get("parentcustomerid")
-        company = company_of_account(ctx, account)
+        company = companies_of_accounts(ctx, [account]).get(account)
         if company is None:
             why = ctx.cache.get("customer_problems", {}).get(str(account).lower())
             raise RecordError(f"contact '{row.values.get('fullname') or ''}' ({row.id}): its parent account {account} "
@@ -189,7 +170,7 @@ def new_contacts(ctx: RuleContext, written: Sequence[Written]) -> list[NewContac
             continue
         if ctx.direction is Direction.TO_CRM:
             company = w.source.values.get("companyNumber")
-            account, crm, bc = account_of_company(ctx, company), w.target, w.source
+            account, crm, bc = accounts_of_companies(ctx, [company]).get(company), w.target, w.source
         else:
             account, crm, bc = w.source.values.get("parentcustomerid"), w.source, w.target
         if account and bc.values.get("number"):
@@ -320,7 +301,7 @@ class OpportunityRules(MappingRules):
         if ctx.direction is Direction.TO_CRM:
             contact = row.values.get("contactNumber")
             company = self._companies(ctx, [contact]).get(contact, "")
-            account = account_of_company(ctx, company)
+            account = accounts_of_companies(ctx, [company]).get(company)
             if account is None:
                 return {}
             return {"parentaccountid": account, "customerid": account}

@@ -289,12 +289,12 @@ def test_a_notification_joins_a_waiting_run_with_one_read_and_a_job_reads_its_no
     storage, clock = env.services.storage, env.services.clock
     state, mapping = StateTable(storage, clock), f"M{uuid.uuid4().hex[:8]}"
     stale = clock.now() - dt.timedelta(minutes=5)
-    assert state.join_waiting_run(mapping, "run-a", stale) == "run-a"          # absent: created
+    assert state.join_waiting_run(mapping, "run-a", stale)[0] == "run-a"       # absent: created
     before = storage.requests_sent
-    assert state.join_waiting_run(mapping, "run-b", stale) == "run-a"          # waiting: joined
+    assert state.join_waiting_run(mapping, "run-b", stale)[0] == "run-a"       # waiting: joined
     assert storage.requests_sent - before == 1
     state.release_waiting_run(mapping, "run-a")
-    assert state.join_waiting_run(mapping, "run-c", stale) == "run-c"
+    assert state.join_waiting_run(mapping, "run-c", stale)[0] == "run-c"
     state.notify(mapping, Direction.TO_CRM, [NotifiedRow("id1", Change.DELETED), NotifiedRow(COLLECTION_ID,
                                                                                            Change.COLLECTION)])
     state.mark_pending(mapping, Direction.TO_CRM, ["id2"])

@@ -15,6 +15,7 @@ from sync.notifications import Change, Notification
 from sync.runs import NOTIFY_CATALOG_SECONDS, ORPHAN_MARKER_SECONDS, JobStatus, RunKind, RunStatus
 from sync.tables import BC_CUSTOMER, CRM_ACCOUNT
 from sync.targeted import COLLECTION_ID, notified_rows
+from shared.wiring import StoredCatalog
 from tests.unit.test_runs import Harness
 
 ID1, ID2 = "0a1b2c3d-0000-0000-0000-000000000001", "0a1b2c3d-0000-0000-0000-000000000002"
@@ -369,14 +370,14 @@ def test_a_targeted_job_that_fails_after_taking_some_rows_each_time_is_not_given
 
 def test_notifications_in_a_burst_read_the_catalogue_once_every_few_seconds():
     h = Harness()
-    reads, real = [], h.coordinator.catalogs
+    reads = []
 
-    class Counted:
-        def current(self):
+    class CountedStore:  # the stored overrides (none), as StoredCatalog reads them
+        def load_checked(self):
             reads.append(1)
-            return real.current()
+            return {}, {}
 
-    h.coordinator.catalogs = Counted()
+    h.coordinator.catalogs = StoredCatalog(CountedStore(), tuple(h.coordinator.catalogs.current()), h.w.clock)
     for _ in range(3):
         h.coordinator.notify([bc("updated", ID1)], window_seconds=5)
         h.w.clock.tick(1)
