@@ -17,8 +17,6 @@ import hmac
 import json
 import logging
 import re
-import threading
-import weakref
 
 import azure.functions as func
 
@@ -27,7 +25,6 @@ from sync.model import Side
 from sync.notifications import CRM_ROUTE, Change, Notification
 
 from .access import Access
-from .dataverse import DataverseClient
 from .dataverse_webhooks import KEY_HEADER
 from .http_api import all_services, json_answer, not_taken, receiver_key, route
 from .odata import GUID
@@ -41,27 +38,12 @@ SERVICE = "Dataverse"
 CHANGES = {"Create": Change.CREATED, "Update": Change.UPDATED, "Delete": Change.DELETED}
 LOGICAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
-# the systemuserid bcsync acts as in Dataverse, by the client of the worker's services: asked once (WhoAmI), not per
-# notification, as it changes only when the application user is replaced
-_integration_users: "weakref.WeakKeyDictionary[DataverseClient, str]" = weakref.WeakKeyDictionary()
-_asking = threading.Lock()
-
-
-def integration_user(services: Services) -> str:
-    client = services.dataverse
-    if client not in _integration_users:
-        with _asking:
-            if client not in _integration_users:
-                _integration_users[client] = str(client.whoami()["UserId"]).lower()
-    return _integration_users[client]
-
-
 def _own_change(services: Services, context: dict) -> bool:
     """Whether bcsync's own connection user made the change; unknown (WhoAmI failed) counts as no: dropping our own
     changes only saves a read."""
     users = {str(context.get(name) or "").lower() for name in ("UserId", "InitiatingUserId")}
     try:
-        return integration_user(services) in users
+        return services.engine.crm.integration_user_id() in users  # asked once per process (WhoAmI)
     except Exception as exc:  # noqa: BLE001 - an optimisation failing must not lose the notification
         log.warning("Dataverse's WhoAmI failed (%s); the notification is handed over",
                     exc.message if isinstance(exc, SyncError) else repr(exc))

@@ -10,13 +10,12 @@ import json
 import urllib.error
 import urllib.request
 import uuid
-import weakref
 
 import pytest
 
 import function_app
 from bcsync import host
-from shared import dataverse_receiver, http_api
+from shared import http_api
 from shared.dataverse import DataverseClient
 from shared.wiring import Services
 from sync.errors import ConfigurationError, ServiceUnavailableError
@@ -218,7 +217,7 @@ def test_any_failure_on_bcsyncs_side_is_a_503_and_a_missing_key_too(env, served,
 
 def test_a_failing_whoami_hands_the_notification_over(env, served, monkeypatch):
     key = env.services.webhook_key(Side.CRM, create=True)
-    monkeypatch.setattr(dataverse_receiver, "_integration_users", weakref.WeakKeyDictionary())
+    monkeypatch.setattr(env.services.engine.crm, "_whoami", None)  # not asked yet in this process
 
     def whoami(self):
         raise ServiceUnavailableError("Dataverse: WhoAmI timed out")
