@@ -360,7 +360,7 @@ def test_one_notified_change_costs_a_few_requests(chain):
     env = chain.env
     adatum, account = coupled(chain, "Adatum")
     count = RequestCount(env)
-    for city in ("Warm", "Counted"):   # the first also asks WhoAmI once for this worker's Dataverse receiver
+    for city in ("Warm", "Counted"):
         chain.settle()
         start, sent = count.total(), len(count.sent)
         env.bc.update("customers", adatum, {"city": city})
@@ -376,4 +376,5 @@ def test_one_notified_change_costs_a_few_requests(chain):
     chain.settle()
     assert env.bc.get("customers", adatum)["phoneNumber"] == "555-0142"
     assert count.total() - start <= 8, count.sent[sent:]
-    assert sum("WhoAmI" in line for line in count.sent) == 1
+    # the Dataverse receiver asks the engine's WhoAmI, which the synchronisation asked already in this worker
+    assert sum("WhoAmI" in line for line in count.sent) == 0
