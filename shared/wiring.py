@@ -311,7 +311,7 @@ class Services:
         root = self._root or self
         base = root._base_url(root.webhook_base_url)
         report = self._webhooks(base, lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key),
-                                create=True)
+                                root._keys(create=True))
         root.prefix_state.save_cursor(RUNS_STATE, WEBHOOK_URL, base)
         return report
 
@@ -324,13 +324,14 @@ class Services:
         base = root.registered_webhook_url
         if not base:
             return None
-        if any(root.webhook_key(side) is None for side in WEBHOOK_KEYS):
+        keys = root._keys()
+        if any(key is None for key in keys.values()):
             log.error("Webhooks were registered for %s, but no webhook key is stored (the state table of "
                       "BCSYNC_TABLE_PREFIX lost them): the services' notifications are refused and only scheduled "
                       "runs synchronise. Run `bcsync webhooks register`.", base)
             return None
         return self._webhooks(base, lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key,
-                                                                                       renewing=True))
+                                                                                       renewing=True), keys)
 
     def webhook_status(self) -> dict:
         """What is registered for the receivers (of the URL registered last, else of webhook_base_url) now, and each
@@ -347,14 +348,15 @@ class Services:
                             for table in hooked.tables for message in DATAVERSE_MESSAGES
                             if (table, message) not in there]
         root = self._root or self
-        return self._webhooks(root._base_url(root.registered_webhook_url or root.webhook_base_url), listed)
+        return self._webhooks(root._base_url(root.registered_webhook_url or root.webhook_base_url), listed,
+                              root._keys())
 
     def remove_webhooks(self) -> dict:
         """Remove every webhook registered for the receivers (of the URL registered last, else of webhook_base_url)
         or with the keys (which are kept); the timer renews nothing until the next registration."""
         root = self._root or self
         base = root._base_url(root.registered_webhook_url or root.webhook_base_url)
-        report = self._webhooks(base, lambda hooked, url, key: hooked.registrar.remove(url, key))
+        report = self._webhooks(base, lambda hooked, url, key: hooked.registrar.remove(url, key), root._keys())
         if report["ok"]:
             root.prefix_state.save_cursor(RUNS_STATE, WEBHOOK_URL, "")
         return report
@@ -372,11 +374,13 @@ class Services:
                                      "(https://<app>.azurewebsites.net), to which the services post notifications.")
         return base
 
-    def _webhooks(self, base: str, act, create: bool = False) -> dict:
-        """`act` for each registrar, with the receivers' URLs under `base`; one that fails (a service refuses, or is
-        down) is reported as a failed hook with the reason, and the others go on."""
+    def _keys(self, create: bool = False) -> dict[Side, str | None]:
+        return {side: self.webhook_key(side, create=create) for side in WEBHOOK_KEYS}
+
+    def _webhooks(self, base: str, act, keys: dict[Side, str | None]) -> dict:
+        """`act` for each registrar, with the receivers' URLs under `base` and `keys` (_keys); one that fails (a
+        service refuses, or is down) is reported as a failed hook with the reason, and the others go on."""
         root = self._root or self
-        keys = {side: root.webhook_key(side, create=create) for side in WEBHOOK_KEYS}
         hooks, unavailable = [], False
         for hooked in root.webhook_registrars():
             side = hooked.registrar.side
