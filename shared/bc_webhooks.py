@@ -74,9 +74,11 @@ class BcSubscriptions:
                 hooks += [self._removed(entity_set, s) for s in extra]
         return hooks
 
-    def hooks(self, url: str, key: str | None) -> list[Hook]:
-        return [_hook(entity_set, s, self._state(s, url, key))
-                for entity_set, found in self._ours(url, key).items() for s in found]
+    def hooks(self, url: str, key: str | None, tables: Sequence[str] = ()) -> list[Hook]:
+        found = [_hook(entity_set, s, self._state(s, url, key))
+                 for entity_set, listed in self._ours(url, key).items() for s in listed]
+        there = {hook.table for hook in found if hook.state is not HookState.STALE}
+        return found + [Hook(Side.BC, table, "", HookState.MISSING) for table in tables if table not in there]
 
     def remove(self, url: str, key: str | None) -> list[Hook]:
         return [self._removed(entity_set, s) for entity_set, found in self._ours(url, key).items() for s in found]

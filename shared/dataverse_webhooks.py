@@ -122,17 +122,19 @@ class DataverseWebhooks:
                  if str(step.get("_sdkmessagefilterid_value") or "").lower() in filters}
         return steps, messages, {pair: filter_id for filter_id, pair in filters.items()}, named
 
-    def hooks(self, url: str, key: str | None = None) -> list[Hook]:
+    def hooks(self, url: str, key: str | None = None, tables: Sequence[str] = ()) -> list[Hook]:
         """The endpoint and its steps; stale: an endpoint at another URL, a step that differs from what bcsync
-        registers (disabled in Sales, switched to synchronous, other columns)."""
+        registers (disabled in Sales, switched to synchronous, other columns); then each message of `tables` with
+        no step, missing."""
         endpoint = next(iter(self._endpoints(url, key)), None)
-        if endpoint is None:
-            return []
-        named = self._registered(endpoint["serviceendpointid"])[3]
-        return [self._endpoint_hook(endpoint, HookState.ACTIVE if endpoint.get("url") == url else HookState.STALE)] + [
-            Hook(Side.CRM, table, step["sdkmessageprocessingstepid"],
-                 HookState.STALE if self._differs(step, message, table) else HookState.ACTIVE, detail=message)
-            for (message, table), step in sorted(named.items(), key=lambda item: (item[0][1], item[0][0]))]
+        named = self._registered(endpoint["serviceendpointid"])[3] if endpoint is not None else {}
+        found = [self._endpoint_hook(endpoint, HookState.ACTIVE if endpoint.get("url") == url else HookState.STALE)
+                 ] if endpoint is not None else []
+        found += [Hook(Side.CRM, table, step["sdkmessageprocessingstepid"],
+                       HookState.STALE if self._differs(step, message, table) else HookState.ACTIVE, detail=message)
+                  for (message, table), step in sorted(named.items(), key=lambda item: (item[0][1], item[0][0]))]
+        return found + [Hook(Side.CRM, table, "", HookState.MISSING, detail=message)
+                        for table in tables for message in MESSAGES if (message, table) not in named]
 
     def _wanted(self, message: str, table: str) -> dict:
         """A step's settings as bcsync registers them."""

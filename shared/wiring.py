@@ -34,7 +34,7 @@ from .auth import SignIn
 from .bc_webhooks import BcSubscriptions, check_handshake, once
 from .check import ServiceProbe
 from .companies import Company, chosen, companies
-from .dataverse_webhooks import MESSAGES as DATAVERSE_MESSAGES, DataverseWebhooks, update_columns
+from .dataverse_webhooks import DataverseWebhooks, update_columns
 from .http import ApiClient, ConcurrencyLimit, VerifyingSession
 from .identity import ManagedIdentity, ManagedIdentityCredential, storage_account
 from .memory import keep_memory_compact
@@ -337,19 +337,9 @@ class Services:
         """What is registered for the receivers (of the URL registered last, else of webhook_base_url) now, and each
         hook wanted but not registered (missing: a Business Central entity set, a Dataverse message of a table);
         reads only."""
-        def listed(hooked: Hooked, url: str, key: str | None) -> list[Hook]:
-            found = hooked.registrar.hooks(url, key)
-            if hooked.registrar.side is Side.BC:
-                there = {hook.table for hook in found if hook.state is not HookState.STALE}
-                return found + [Hook(Side.BC, table, "", HookState.MISSING) for table in hooked.tables
-                                if table not in there]
-            there = {(hook.table, hook.detail) for hook in found}
-            return found + [Hook(Side.CRM, table, "", HookState.MISSING, detail=message)
-                            for table in hooked.tables for message in DATAVERSE_MESSAGES
-                            if (table, message) not in there]
         root = self._root or self
-        return self._webhooks(root._base_url(root.registered_webhook_url or root.webhook_base_url), listed,
-                              root._keys())
+        return self._webhooks(root._base_url(root.registered_webhook_url or root.webhook_base_url),
+                              lambda hooked, url, key: hooked.registrar.hooks(url, key, hooked.tables), root._keys())
 
     def remove_webhooks(self) -> dict:
         """Remove every webhook registered for the receivers (of the URL registered last, else of webhook_base_url)
