@@ -111,6 +111,10 @@ WEBHOOK_KEYS = {Side.BC: "webhook key (Business Central)", Side.CRM: "webhook ke
 # not each process's own webhook_base_url, or a staging slot sharing the state table, or a CLI run with another
 # BCSYNC_WEBHOOK_URL, would make the timer move the services' subscriptions to itself
 WEBHOOK_URL = "webhook url (registered)"
+# ... and when the timer last renewed them: at most every RENEW_EVERY, as a subscription lives three days and is renewed
+# within its last day, while a renewal costs a listing, storage reads and queries of both services
+WEBHOOKS_RENEWED = "webhooks renewed"
+RENEW_EVERY = dt.timedelta(hours=1)
 HOME_CLAIMED = "home rows claimed"  # ... when the home company's rows from its one-company days were claimed
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
@@ -316,11 +320,16 @@ class Services:
         return report
 
     def renew_webhooks(self) -> dict | None:
-        """What the timer does, once webhooks were registered (None before, and after `remove`): for the URL they
-        were registered with, renew what expires within a day and recreate what is gone, and nothing else (no
-        subscription of another URL replaced, none removed). Registered without keys (the state table lost them) is
-        logged as an error: the services' notifications are refused until `bcsync webhooks register`."""
+        """What the timer does, once webhooks were registered (None before, and after `remove`), at most every
+        RENEW_EVERY (None in between: one storage read): for the URL they were registered with, renew what expires
+        within a day and recreate what is gone, and nothing else (no subscription of another URL replaced, none
+        removed); a renewal a service was unavailable for is tried again at the next tick. Registered without keys
+        (the state table lost them) is logged as an error: the services' notifications are refused until `bcsync
+        webhooks register`."""
         root = self._root or self
+        now, last = self.clock.now(), root.prefix_state.cursor(RUNS_STATE, WEBHOOKS_RENEWED)
+        if last is not None and dt.timedelta(0) <= now - dt.datetime.fromisoformat(last) < RENEW_EVERY - TICK_SLACK:
+            return None
         base = root.registered_webhook_url
         if not base:
             return None
@@ -330,8 +339,11 @@ class Services:
                       "BCSYNC_TABLE_PREFIX lost them): the services' notifications are refused and only scheduled "
                       "runs synchronise. Run `bcsync webhooks register`.", base)
             return None
-        return self._webhooks(base, lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key,
-                                                                                       renewing=True), keys)
+        report = self._webhooks(base, lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key,
+                                                                                         renewing=True), keys)
+        if not report["unavailable"]:
+            root.prefix_state.save_cursor(RUNS_STATE, WEBHOOKS_RENEWED, now.isoformat())
+        return report
 
     def webhook_status(self) -> dict:
         """What is registered for the receivers (of the URL registered last, else of webhook_base_url) now, and each
