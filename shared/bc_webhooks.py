@@ -44,16 +44,16 @@ RESOURCE = re.compile(rf"^/?api/v2\.0/companies\({_GUID}\)/([A-Za-z]+)(?:\({_GUI
 class BcSubscriptions:
     side = Side.BC
 
-    def __init__(self, client: BusinessCentralClient, clock: Clock,
-                 listed: Callable[[], list[dict]] | None = None, reachable: Callable[[str], None] | None = None,
-                 refused: dict[tuple[str, str], dt.datetime] | None = None):
+    def __init__(self, client: BusinessCentralClient, clock: Clock, listed: Callable[[], list[dict]],
+                 reachable: Callable[[str], None], refused: dict[tuple[str, str], dt.datetime]):
         self.client = client
         self.clock = clock
         # when Business Central last refused to subscribe (company id, entity set): kept by the process's services
-        self.refused = refused if refused is not None else {}
+        self.refused = refused
         # the environment's subscriptions (every company's): the facade lists them once for all companies
-        self.listed = listed or client.subscriptions
-        self.reachable = reachable or once(check_handshake)
+        self.listed = listed
+        # the handshake with the receiver (check_handshake), which the facade does once per URL
+        self.reachable = reachable
 
     def register(self, tables: Sequence[str], url: str, key: str, renewing: bool = False) -> list[Hook]:
         """Every entity set in `tables` subscribed with `url` and `key`, expiring no sooner than a day from now.
@@ -143,17 +143,6 @@ class BcSubscriptions:
         except NotFoundError:
             pass  # gone already
         return _hook(entity_set, subscription, HookState.REMOVED)
-
-
-def once(check: Callable[[str], None]) -> Callable[[str], None]:
-    """`check` done once per URL (a failure is raised again each time it is asked)."""
-    passed: set[str] = set()
-
-    def checked(url: str) -> None:
-        if url not in passed:
-            check(url)
-            passed.add(url)
-    return checked
 
 
 def check_handshake(url: str, ca_bundle: str | None = None) -> None:

@@ -31,7 +31,7 @@ from sync.schedule import schedule_status
 
 from . import businesscentral, dataverse
 from .auth import SignIn
-from .bc_webhooks import BcSubscriptions, check_handshake, once
+from .bc_webhooks import BcSubscriptions, check_handshake
 from .check import ServiceProbe
 from .companies import Company, chosen, companies
 from .dataverse_webhooks import DataverseWebhooks, update_columns
@@ -282,7 +282,8 @@ class Services:
         catalogs = [s.catalogs.current() for s in companies]
         crm_tables = list(dict.fromkeys(t for catalog in catalogs for t in hookable_tables(catalog, Side.CRM)))
         listed: list[list[dict] | SyncError] = []
-        reachable = once(functools.partial(check_handshake, ca_bundle=root.settings.ca_bundle))
+        # the handshake once per URL: functools.cache keeps no exception, so a failed one is tried again when asked
+        reachable = functools.cache(functools.partial(check_handshake, ca_bundle=root.settings.ca_bundle))
 
         def subscriptions() -> list[dict]:
             if not listed:
