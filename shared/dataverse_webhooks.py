@@ -13,6 +13,7 @@ bcsync finds its own endpoint again at whatever URL, and never touches anyone el
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from typing import Iterable, Mapping, Sequence
 from xml.sax.saxutils import quoteattr
 
@@ -90,8 +91,9 @@ class DataverseWebhooks:
     def _steps(self, endpoint_id: str) -> list[dict]:
         return self._rows("sdkmessageprocessingsteps", STEP_COLUMNS, f"_eventhandler_value eq {endpoint_id}")
 
+    @cached_property
     def _messages(self) -> dict[str, str]:
-        """Message name -> sdkmessageid."""
+        """Message name -> sdkmessageid, asked once per registrar (each call of the facade makes one)."""
         rows = self._rows("sdkmessages", ["sdkmessageid", "name"],
                           " or ".join(f"name eq '{message}'" for message in MESSAGES))
         return {row["name"]: row["sdkmessageid"] for row in rows}
@@ -116,7 +118,7 @@ class DataverseWebhooks:
         """The endpoint's steps; the messages' ids; the filter of each (message, table) for `tables` and the steps'
         tables; each step by its (message, table)."""
         steps = self._steps(endpoint_id)
-        messages = self._messages()
+        messages = self._messages
         filters = self._filters(messages, sorted(set(tables)), steps)
         named = {filters[str(step["_sdkmessagefilterid_value"]).lower()]: step for step in steps
                  if str(step.get("_sdkmessagefilterid_value") or "").lower() in filters}
