@@ -22,16 +22,10 @@ from simulators.stack import free_port
 from sync.model import Side
 from sync.notifications import BC_ROUTE, CRM_ROUTE
 from sync.runs import RunKind, RunStatus
-from tests.support import call, execution_context, wait_for
+from tests.support import call, execution_context, post, wait_for
 
 from .test_incremental_cost import RequestCount
 from .test_notified_jobs import pair_of, written
-
-
-def post(url: str, context: dict, key: str | None) -> tuple[int, dict]:
-    """A Dataverse execution context posted to the receiver with `key` in its header."""
-    status, _, body = call("POST", url, context, headers={"x-bcsync-key": key} if key is not None else None)
-    return status, json.loads(body)
 
 
 class Chain:
