@@ -30,10 +30,10 @@ from .businesscentral import BusinessCentralClient
 from .http import VerifyingSession
 from .odata import parse_datetime
 
-RENEW_WITHIN = dt.timedelta(days=1)  # the timer ticks far more often; a day leaves room for a service outage
+RENEW_WITHIN = dt.timedelta(days=1)  # the timer renews hourly; a day leaves room for a service outage
 HANDSHAKE_TIMEOUT = 10.0
 # how long the timer leaves an entity set whose subscription Business Central refused (its 200-subscription limit,
-# say) before it asks again: not a handshake, a POST and an error in the log at every tick
+# say) before it asks again: not a handshake, a POST and an error in the log at every renewal
 REFUSED_RETRY = dt.timedelta(hours=6)
 _GUID = r"\{?([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})\}?"
 # a subscription's or a notification's resource: api/v2.0/companies(<company id>)/<entity set>, with the row's id

@@ -147,7 +147,7 @@ class Services:
     _home_claimed: bool = field(default=False, init=False, repr=False)  # known done in this process
     # the webhook keys as last read, with when (time.monotonic()): the receivers' cache (webhook_key's max_age)
     _webhook_keys: dict[Side, tuple[float, str | None]] = field(default_factory=dict, init=False, repr=False)
-    # Business Central's refusals to subscribe, which the timer does not ask again at every tick (BcSubscriptions)
+    # Business Central's refusals to subscribe, which the timer does not ask again at every renewal (BcSubscriptions)
     _refused_subscriptions: dict[tuple[str, str], dt.datetime] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
