@@ -84,8 +84,8 @@ def scheduled_sync(timer: func.TimerRequest) -> None:
 
 
 def _renew_webhooks() -> None:
-    """Webhook subscriptions expiring within a day renewed, the ones gone created again (once registered); what
-    goes wrong is logged, and the next tick tries again."""
+    """Webhook subscriptions expiring within a day renewed, the ones gone created again (once registered, at most
+    hourly: Services.renew_webhooks); what goes wrong is logged, and the next tick tries again."""
     try:
         renewed = services().renew_webhooks()
     except SettingsError:

@@ -27,7 +27,7 @@ from sync.notifications import BC_ROUTE, Change, Notification
 from . import request
 from .access import Access
 from .bc_webhooks import RESOURCE, carries
-from .http_api import all_services, json_answer, not_taken, problem_answer, receiver_key, route
+from .http_api import problem_answer, route, take_notifications
 
 bp = func.Blueprint()
 log = logging.getLogger("bcsync.webhooks")
@@ -47,31 +47,26 @@ def business_central_notifications(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(token, status_code=200, mimetype="text/plain",
                                  headers={"X-Content-Type-Options": "nosniff"})
     entries = _entries(req.get_body())
-    try:
-        key = receiver_key(Side.BC, lambda key: any(carries(entry, key) for entry in entries))
-    except Exception as exc:  # never a 4xx for our own trouble: Business Central would delete the subscriptions
-        return not_taken(SERVICE, exc)
-    if key is None:
-        return not_taken(SERVICE, None)
-    keyed = [(n, entry) for n, entry in enumerate(entries) if carries(entry, key)]
-    if not keyed:
-        return problem_answer(401, "No notification carries bcsync's key as its clientState.")
-    if len(keyed) < len(entries):
-        log.warning("%d of %d Business Central notifications do not carry bcsync's key as their clientState: left out",
-                    len(entries) - len(keyed), len(entries))
-    notifications = []
-    for n, entry in keyed:
-        try:
-            notifications.append(_notification(n, entry))
-        except request.BadRequest as exc:  # Business Central's own (it carries the key): a 4xx would have it delete
-            log.error("a Business Central notification bcsync cannot read is left out (polling catches its "
-                      "change): %s", exc)  # the subscription, so it is answered 202 with the others
-    try:
-        summary = all_services().notify(notifications) if notifications else {"notifications": 0}
-    except Exception as exc:
-        return not_taken(SERVICE, exc)
-    left_out = len(entries) - len(notifications)
-    return json_answer({**summary, **({"left_out": left_out} if left_out else {})}, 202)
+
+    def keyed(key: str) -> list | None:
+        return [(n, entry) for n, entry in enumerate(entries) if carries(entry, key)] or None
+
+    def read(keyed: list) -> tuple[list[Notification], dict]:
+        if len(keyed) < len(entries):
+            log.warning("%d of %d Business Central notifications do not carry bcsync's key as their clientState: "
+                        "left out", len(entries) - len(keyed), len(entries))
+        notifications = []
+        for n, entry in keyed:
+            try:
+                notifications.append(_notification(n, entry))
+            except request.BadRequest as exc:  # Business Central's own (it carries the key): a 4xx would have it
+                log.error("a Business Central notification bcsync cannot read is left out (polling catches its "
+                          "change): %s", exc)  # delete the subscription, so it is answered 202 with the others
+        left_out = len(entries) - len(notifications)
+        said = {"left_out": left_out} if left_out else {}
+        return notifications, said if notifications else {"notifications": 0, **said}
+    return take_notifications(SERVICE, Side.BC, keyed, "No notification carries bcsync's key as its clientState.",
+                              read)
 
 
 def _entries(raw: bytes) -> list:

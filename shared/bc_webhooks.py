@@ -30,10 +30,10 @@ from .businesscentral import BusinessCentralClient
 from .http import VerifyingSession
 from .odata import parse_datetime
 
-RENEW_WITHIN = dt.timedelta(days=1)  # the timer ticks far more often; a day leaves room for a service outage
+RENEW_WITHIN = dt.timedelta(days=1)  # the timer renews hourly; a day leaves room for a service outage
 HANDSHAKE_TIMEOUT = 10.0
 # how long the timer leaves an entity set whose subscription Business Central refused (its 200-subscription limit,
-# say) before it asks again: not a handshake, a POST and an error in the log at every tick
+# say) before it asks again: not a handshake, a POST and an error in the log at every renewal
 REFUSED_RETRY = dt.timedelta(hours=6)
 _GUID = r"\{?([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})\}?"
 # a subscription's or a notification's resource: api/v2.0/companies(<company id>)/<entity set>, with the row's id
@@ -44,16 +44,16 @@ RESOURCE = re.compile(rf"^/?api/v2\.0/companies\({_GUID}\)/([A-Za-z]+)(?:\({_GUI
 class BcSubscriptions:
     side = Side.BC
 
-    def __init__(self, client: BusinessCentralClient, clock: Clock,
-                 listed: Callable[[], list[dict]] | None = None, reachable: Callable[[str], None] | None = None,
-                 refused: dict[tuple[str, str], dt.datetime] | None = None):
+    def __init__(self, client: BusinessCentralClient, clock: Clock, listed: Callable[[], list[dict]],
+                 reachable: Callable[[str], None], refused: dict[tuple[str, str], dt.datetime]):
         self.client = client
         self.clock = clock
         # when Business Central last refused to subscribe (company id, entity set): kept by the process's services
-        self.refused = refused if refused is not None else {}
+        self.refused = refused
         # the environment's subscriptions (every company's): the facade lists them once for all companies
-        self.listed = listed or client.subscriptions
-        self.reachable = reachable or once(check_handshake)
+        self.listed = listed
+        # the handshake with the receiver (check_handshake), which the facade does once per URL
+        self.reachable = reachable
 
     def register(self, tables: Sequence[str], url: str, key: str, renewing: bool = False) -> list[Hook]:
         """Every entity set in `tables` subscribed with `url` and `key`, expiring no sooner than a day from now.
@@ -74,9 +74,11 @@ class BcSubscriptions:
                 hooks += [self._removed(entity_set, s) for s in extra]
         return hooks
 
-    def hooks(self, url: str, key: str | None) -> list[Hook]:
-        return [_hook(entity_set, s, self._state(s, url, key))
-                for entity_set, found in self._ours(url, key).items() for s in found]
+    def hooks(self, url: str, key: str | None, tables: Sequence[str] = ()) -> list[Hook]:
+        found = [_hook(entity_set, s, self._state(s, url, key))
+                 for entity_set, listed in self._ours(url, key).items() for s in listed]
+        there = {hook.table for hook in found if hook.state is not HookState.STALE}
+        return found + [Hook(Side.BC, table, "", HookState.MISSING) for table in tables if table not in there]
 
     def remove(self, url: str, key: str | None) -> list[Hook]:
         return [self._removed(entity_set, s) for entity_set, found in self._ours(url, key).items() for s in found]
@@ -141,17 +143,6 @@ class BcSubscriptions:
         except NotFoundError:
             pass  # gone already
         return _hook(entity_set, subscription, HookState.REMOVED)
-
-
-def once(check: Callable[[str], None]) -> Callable[[str], None]:
-    """`check` done once per URL (a failure is raised again each time it is asked)."""
-    passed: set[str] = set()
-
-    def checked(url: str) -> None:
-        if url not in passed:
-            check(url)
-            passed.add(url)
-    return checked
 
 
 def check_handshake(url: str, ca_bundle: str | None = None) -> None:

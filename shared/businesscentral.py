@@ -371,11 +371,10 @@ class BusinessCentralEndpoint:
                                       orderby=order, page_size=limit or page_size, top=limit):
             yield self._rows_to_records(table, rows, fields)
 
-    def read_ids(self, table: BcTable, fields: Sequence[str], ids: Sequence[str]) -> list[Record]:
-        return self.read_matching(table, fields, table.id_field, ids)
+    def read_ids(self, table: BcTable, fields: Sequence[str], ids: Sequence[str], where: str = "") -> list[Record]:
+        return self.read_matching(table, fields, table.id_field, ids, where)
 
-    def read_visible(self, table: BcTable, fields: Sequence[str], ids: Sequence[str], where: str = "") -> list[Record]:
-        return self.read_matching(table, fields, table.id_field, ids, where)  # the company is in the URL
+    read_visible = read_ids  # the company is in the URL: every row read is the company's
 
     def read_matching(self, table: BcTable, fields: Sequence[str], field: str, values: Sequence[Any],
                       where: str = "") -> list[Record]:

@@ -17,8 +17,6 @@ import hmac
 import json
 import logging
 import re
-import threading
-import weakref
 
 import azure.functions as func
 
@@ -27,9 +25,8 @@ from sync.model import Side
 from sync.notifications import CRM_ROUTE, Change, Notification
 
 from .access import Access
-from .dataverse import DataverseClient
 from .dataverse_webhooks import KEY_HEADER
-from .http_api import all_services, json_answer, not_taken, receiver_key, route
+from .http_api import all_services, route, take_notifications
 from .odata import GUID
 from .request import BadRequest, kind
 from .wiring import Services
@@ -41,27 +38,12 @@ SERVICE = "Dataverse"
 CHANGES = {"Create": Change.CREATED, "Update": Change.UPDATED, "Delete": Change.DELETED}
 LOGICAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
-# the systemuserid bcsync acts as in Dataverse, by the client of the worker's services: asked once (WhoAmI), not per
-# notification, as it changes only when the application user is replaced
-_integration_users: "weakref.WeakKeyDictionary[DataverseClient, str]" = weakref.WeakKeyDictionary()
-_asking = threading.Lock()
-
-
-def integration_user(services: Services) -> str:
-    client = services.dataverse
-    if client not in _integration_users:
-        with _asking:
-            if client not in _integration_users:
-                _integration_users[client] = str(client.whoami()["UserId"]).lower()
-    return _integration_users[client]
-
-
 def _own_change(services: Services, context: dict) -> bool:
     """Whether bcsync's own connection user made the change; unknown (WhoAmI failed) counts as no: dropping our own
     changes only saves a read."""
     users = {str(context.get(name) or "").lower() for name in ("UserId", "InitiatingUserId")}
     try:
-        return integration_user(services) in users
+        return services.engine.crm.integration_user_id() in users  # asked once per process (WhoAmI)
     except Exception as exc:  # noqa: BLE001 - an optimisation failing must not lose the notification
         log.warning("Dataverse's WhoAmI failed (%s); the notification is handed over",
                     exc.message if isinstance(exc, SyncError) else repr(exc))
@@ -79,18 +61,16 @@ def _field(context: dict, name: str, pattern: re.Pattern, what: str) -> str:
 @route(CRM_ROUTE, ["POST"], Access.SERVICE, blueprint=bp)
 def dataverse_notifications(req: func.HttpRequest) -> func.HttpResponse:
     """A step's execution context: 202 with what the services made of it; 401 without the key."""
-    services = all_services()
     given = (req.headers.get(KEY_HEADER) or "").encode()
+    return take_notifications(SERVICE, Side.CRM, lambda key: hmac.compare_digest(given, key.encode()) or None,
+                              f"The {KEY_HEADER} header does not hold the key bcsync registered.",
+                              lambda _: _notifications(req.get_body()))
+
+
+def _notifications(body: bytes) -> tuple[list[Notification], dict]:
+    """The notification of an execution context, or none with why it is ignored."""
     try:
-        expected = receiver_key(Side.CRM, lambda key: hmac.compare_digest(given, key.encode()))
-    except Exception as exc:
-        return not_taken(SERVICE, exc)
-    if expected is None:
-        return not_taken(SERVICE, None)
-    if not hmac.compare_digest(given, expected.encode()):
-        raise BadRequest(f"The {KEY_HEADER} header does not hold the key bcsync registered.", status=401)
-    try:
-        context = json.loads(req.get_body() or b"null")
+        context = json.loads(body or b"null")
     except (ValueError, RecursionError):
         raise BadRequest("The body is not JSON: Dataverse posts the execution context as JSON.", field="body") from None
     if not isinstance(context, dict):
@@ -100,12 +80,9 @@ def dataverse_notifications(req: func.HttpRequest) -> func.HttpResponse:
         raise BadRequest("MessageName of the execution context is missing.", field="MessageName")
     if message not in CHANGES:
         log.info("Dataverse posted a %s notification, which bcsync does not register: ignored", message[:40])
-        return json_answer({"ignored": f"message {message[:40]}"}, 202)
+        return [], {"ignored": f"message {message[:40]}"}
     table = _field(context, "PrimaryEntityName", LOGICAL_NAME, "a table's logical name")
     row_id = _field(context, "PrimaryEntityId", GUID, "a row's id (a GUID)").lower()
-    if _own_change(services, context):
-        return json_answer({"ignored": "a change bcsync made itself"}, 202)
-    try:
-        return json_answer(services.notify([Notification(Side.CRM, table, CHANGES[message], row_id)]), 202)
-    except Exception as exc:
-        return not_taken(SERVICE, exc)
+    if _own_change(all_services(), context):
+        return [], {"ignored": "a change bcsync made itself"}
+    return [Notification(Side.CRM, table, CHANGES[message], row_id)], {}

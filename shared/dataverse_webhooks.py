@@ -13,6 +13,7 @@ bcsync finds its own endpoint again at whatever URL, and never touches anyone el
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from typing import Iterable, Mapping, Sequence
 from xml.sax.saxutils import quoteattr
 
@@ -90,8 +91,9 @@ class DataverseWebhooks:
     def _steps(self, endpoint_id: str) -> list[dict]:
         return self._rows("sdkmessageprocessingsteps", STEP_COLUMNS, f"_eventhandler_value eq {endpoint_id}")
 
+    @cached_property
     def _messages(self) -> dict[str, str]:
-        """Message name -> sdkmessageid."""
+        """Message name -> sdkmessageid, asked once per registrar (each call of the facade makes one)."""
         rows = self._rows("sdkmessages", ["sdkmessageid", "name"],
                           " or ".join(f"name eq '{message}'" for message in MESSAGES))
         return {row["name"]: row["sdkmessageid"] for row in rows}
@@ -116,23 +118,25 @@ class DataverseWebhooks:
         """The endpoint's steps; the messages' ids; the filter of each (message, table) for `tables` and the steps'
         tables; each step by its (message, table)."""
         steps = self._steps(endpoint_id)
-        messages = self._messages()
+        messages = self._messages
         filters = self._filters(messages, sorted(set(tables)), steps)
         named = {filters[str(step["_sdkmessagefilterid_value"]).lower()]: step for step in steps
                  if str(step.get("_sdkmessagefilterid_value") or "").lower() in filters}
         return steps, messages, {pair: filter_id for filter_id, pair in filters.items()}, named
 
-    def hooks(self, url: str, key: str | None = None) -> list[Hook]:
+    def hooks(self, url: str, key: str | None = None, tables: Sequence[str] = ()) -> list[Hook]:
         """The endpoint and its steps; stale: an endpoint at another URL, a step that differs from what bcsync
-        registers (disabled in Sales, switched to synchronous, other columns)."""
+        registers (disabled in Sales, switched to synchronous, other columns); then each message of `tables` with
+        no step, missing."""
         endpoint = next(iter(self._endpoints(url, key)), None)
-        if endpoint is None:
-            return []
-        named = self._registered(endpoint["serviceendpointid"])[3]
-        return [self._endpoint_hook(endpoint, HookState.ACTIVE if endpoint.get("url") == url else HookState.STALE)] + [
-            Hook(Side.CRM, table, step["sdkmessageprocessingstepid"],
-                 HookState.STALE if self._differs(step, message, table) else HookState.ACTIVE, detail=message)
-            for (message, table), step in sorted(named.items(), key=lambda item: (item[0][1], item[0][0]))]
+        named = self._registered(endpoint["serviceendpointid"])[3] if endpoint is not None else {}
+        found = [self._endpoint_hook(endpoint, HookState.ACTIVE if endpoint.get("url") == url else HookState.STALE)
+                 ] if endpoint is not None else []
+        found += [Hook(Side.CRM, table, step["sdkmessageprocessingstepid"],
+                       HookState.STALE if self._differs(step, message, table) else HookState.ACTIVE, detail=message)
+                  for (message, table), step in sorted(named.items(), key=lambda item: (item[0][1], item[0][0]))]
+        return found + [Hook(Side.CRM, table, "", HookState.MISSING, detail=message)
+                        for table in tables for message in MESSAGES if (message, table) not in named]
 
     def _wanted(self, message: str, table: str) -> dict:
         """A step's settings as bcsync registers them."""

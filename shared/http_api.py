@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import time
-from typing import Callable
+from typing import Callable, TypeVar
 from urllib.parse import quote
 
 import azure.functions as func
@@ -27,6 +27,7 @@ from sync.errors import (
 )
 from sync.mappings import not_in_use
 from sync.model import Direction, Side
+from sync.notifications import Notification
 from sync.runs import RUN_ID, RunKind
 
 from . import request
@@ -40,6 +41,7 @@ log = logging.getLogger("bcsync")
 _provider: Callable[[], Services] | None = None
 # the company a request names (?company=NAME or its id), for the services its handler asks for
 _company: contextvars.ContextVar[str | None] = contextvars.ContextVar("company", default=None)
+T = TypeVar("T")
 
 
 def serve(provider: Callable[[], Services]) -> None:
@@ -132,14 +134,34 @@ KEYLESS_LOGGED = 300.0  # seconds between two warnings that notifications came w
 _keyless_logged: dict[str, float] = {}  # service -> when (time.monotonic()) that was last logged
 
 
-def receiver_key(side: Side, matches: Callable[[str], bool]) -> str | None:
-    """The webhook key of `side` (None: none stored), from the process's cache unless `matches` it not (read again
-    at most every KEY_RECHECKED seconds, so that a registration since is seen but a flood of guesses costs little)."""
+def take_notifications(service: str, side: Side, keyed: Callable[[str], T | None], refused: str,
+                       read: Callable[[T], tuple[list[Notification], dict]]) -> func.HttpResponse:
+    """A service's notifications, as both receivers take them. `keyed(key)` is what of the post carries bcsync's
+    webhook key of `side` (None: nothing, a 401 saying `refused`); the key comes from the process's cache, read again
+    at most every KEY_RECHECKED seconds when it does not match (a registration since is seen, a flood of guesses costs
+    little). `read` makes the notifications of what is keyed, and what else the 202 says; the services take them.
+    Trouble on bcsync's side, or no key stored, is a 503 (`not_taken`), never a 4xx."""
     services = all_services()
-    key = services.webhook_key(side, max_age=KEY_CACHED)
-    if key is None or not matches(key):
-        key = services.webhook_key(side, max_age=KEY_RECHECKED)
-    return key
+    try:
+        key = services.webhook_key(side, max_age=KEY_CACHED)
+        taken = None if key is None else keyed(key)
+        if taken is None:
+            fresh = services.webhook_key(side, max_age=KEY_RECHECKED)
+            if fresh is not None and fresh != key:
+                taken = keyed(fresh)
+            key = fresh
+    except Exception as exc:  # our own trouble: a 4xx would have Business Central delete its subscriptions
+        return not_taken(service, exc)
+    if key is None:
+        return not_taken(service, None)
+    if taken is None:
+        return problem_answer(401, refused)
+    notifications, said = read(taken)
+    try:
+        summary = services.notify(notifications) if notifications else {}
+    except Exception as exc:
+        return not_taken(service, exc)
+    return json_answer({**summary, **said}, 202)
 
 
 def not_taken(service: str, exc: Exception | None) -> func.HttpResponse:

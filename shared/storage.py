@@ -1176,7 +1176,7 @@ class RunTable:
         inverted = self._index_key(run.created_at)
         with storage_errors():
             self.table.upsert_entity({"PartitionKey": self._index(run), "RowKey": f"{inverted}-{run.run_id}",
-                                      "run_id": run.run_id, "kind": run.kind.value})
+                                      "run_id": run.run_id})
         self.transact([("upsert", self._run_entity(run))] + [("upsert", self._job_entity(j)) for j in jobs])
 
     def get(self, run_id: str) -> Run | None:
@@ -1187,7 +1187,8 @@ class RunTable:
                 return None
 
     def list_runs(self, limit: int = 20, targeted: bool | None = None) -> list[Run]:
-        """The newest first: of one index, or of both merged (an index row without a kind predates targeted runs)."""
+        """The newest first: of one index (`targeted`: the partition of notified runs, else that of the others), or
+        of both merged."""
         partitions = [p for p, kind in ((self.INDEX, False), (self.TARGETED_INDEX, True)) if targeted in (None, kind)]
         with storage_errors():
             rows = sorted((e["RowKey"], e["run_id"]) for pk in partitions for e in islice(self.table.query_entities(

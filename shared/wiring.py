@@ -31,10 +31,10 @@ from sync.schedule import schedule_status
 
 from . import businesscentral, dataverse
 from .auth import SignIn
-from .bc_webhooks import BcSubscriptions, check_handshake, once
+from .bc_webhooks import BcSubscriptions, check_handshake
 from .check import ServiceProbe
 from .companies import Company, chosen, companies
-from .dataverse_webhooks import MESSAGES as DATAVERSE_MESSAGES, DataverseWebhooks, update_columns
+from .dataverse_webhooks import DataverseWebhooks, update_columns
 from .http import ApiClient, ConcurrencyLimit, VerifyingSession
 from .identity import ManagedIdentity, ManagedIdentityCredential, storage_account
 from .memory import keep_memory_compact
@@ -117,6 +117,10 @@ WEBHOOK_KEYS = {Side.BC: "webhook key (Business Central)", Side.CRM: "webhook ke
 # not each process's own webhook_base_url, or a staging slot sharing the state table, or a CLI run with another
 # BCSYNC_WEBHOOK_URL, would make the timer move the services' subscriptions to itself
 WEBHOOK_URL = "webhook url (registered)"
+# ... and when the timer last renewed them: at most every RENEW_EVERY, as a subscription lives three days and is renewed
+# within its last day, while a renewal costs a listing, storage reads and queries of both services
+WEBHOOKS_RENEWED = "webhooks renewed"
+RENEW_EVERY = dt.timedelta(hours=1)
 HOME_CLAIMED = "home rows claimed"  # ... when the home company's rows from its one-company days were claimed
 
 # A scheduled run older than this that never finished is treated as dead and no longer blocks new ones.
@@ -149,7 +153,7 @@ class Services:
     _home_claimed: bool = field(default=False, init=False, repr=False)  # known done in this process
     # the webhook keys as last read, with when (time.monotonic()): the receivers' cache (webhook_key's max_age)
     _webhook_keys: dict[Side, tuple[float, str | None]] = field(default_factory=dict, init=False, repr=False)
-    # Business Central's refusals to subscribe, which the timer does not ask again at every tick (BcSubscriptions)
+    # Business Central's refusals to subscribe, which the timer does not ask again at every renewal (BcSubscriptions)
     _refused_subscriptions: dict[tuple[str, str], dt.datetime] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -284,7 +288,8 @@ class Services:
         catalogs = [s.catalogs.current() for s in companies]
         crm_tables = list(dict.fromkeys(t for catalog in catalogs for t in hookable_tables(catalog, Side.CRM)))
         listed: list[list[dict] | SyncError] = []
-        reachable = once(functools.partial(check_handshake, ca_bundle=root.settings.ca_bundle))
+        # the handshake once per URL: functools.cache keeps no exception, so a failed one is tried again when asked
+        reachable = functools.cache(functools.partial(check_handshake, ca_bundle=root.settings.ca_bundle))
 
         def subscriptions() -> list[dict]:
             if not listed:
@@ -317,50 +322,50 @@ class Services:
         root = self._root or self
         base = root._base_url(root.webhook_base_url)
         report = self._webhooks(base, lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key),
-                                create=True)
+                                root._keys(create=True))
         root.prefix_state.save_cursor(RUNS_STATE, WEBHOOK_URL, base)
         return report
 
     def renew_webhooks(self) -> dict | None:
-        """What the timer does, once webhooks were registered (None before, and after `remove`): for the URL they
-        were registered with, renew what expires within a day and recreate what is gone, and nothing else (no
-        subscription of another URL replaced, none removed). Registered without keys (the state table lost them) is
-        logged as an error: the services' notifications are refused until `bcsync webhooks register`."""
+        """What the timer does, once webhooks were registered (None before, and after `remove`), at most every
+        RENEW_EVERY (None in between: one storage read): for the URL they were registered with, renew what expires
+        within a day and recreate what is gone, and nothing else (no subscription of another URL replaced, none
+        removed); a renewal a service was unavailable for is tried again at the next tick. Registered without keys
+        (the state table lost them) is logged as an error: the services' notifications are refused until `bcsync
+        webhooks register`."""
         root = self._root or self
+        now, last = self.clock.now(), root.prefix_state.cursor(RUNS_STATE, WEBHOOKS_RENEWED)
+        if last is not None and dt.timedelta(0) <= now - dt.datetime.fromisoformat(last) < RENEW_EVERY - TICK_SLACK:
+            return None
         base = root.registered_webhook_url
         if not base:
             return None
-        if any(root.webhook_key(side) is None for side in WEBHOOK_KEYS):
+        keys = root._keys()
+        if any(key is None for key in keys.values()):
             log.error("Webhooks were registered for %s, but no webhook key is stored (the state table of "
                       "BCSYNC_TABLE_PREFIX lost them): the services' notifications are refused and only scheduled "
                       "runs synchronise. Run `bcsync webhooks register`.", base)
             return None
-        return self._webhooks(base, lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key,
-                                                                                       renewing=True))
+        report = self._webhooks(base, lambda hooked, url, key: hooked.registrar.register(hooked.tables, url, key,
+                                                                                         renewing=True), keys)
+        if not report["unavailable"]:
+            root.prefix_state.save_cursor(RUNS_STATE, WEBHOOKS_RENEWED, now.isoformat())
+        return report
 
     def webhook_status(self) -> dict:
         """What is registered for the receivers (of the URL registered last, else of webhook_base_url) now, and each
         hook wanted but not registered (missing: a Business Central entity set, a Dataverse message of a table);
         reads only."""
-        def listed(hooked: Hooked, url: str, key: str | None) -> list[Hook]:
-            found = hooked.registrar.hooks(url, key)
-            if hooked.registrar.side is Side.BC:
-                there = {hook.table for hook in found if hook.state is not HookState.STALE}
-                return found + [Hook(Side.BC, table, "", HookState.MISSING) for table in hooked.tables
-                                if table not in there]
-            there = {(hook.table, hook.detail) for hook in found}
-            return found + [Hook(Side.CRM, table, "", HookState.MISSING, detail=message)
-                            for table in hooked.tables for message in DATAVERSE_MESSAGES
-                            if (table, message) not in there]
         root = self._root or self
-        return self._webhooks(root._base_url(root.registered_webhook_url or root.webhook_base_url), listed)
+        return self._webhooks(root._base_url(root.registered_webhook_url or root.webhook_base_url),
+                              lambda hooked, url, key: hooked.registrar.hooks(url, key, hooked.tables), root._keys())
 
     def remove_webhooks(self) -> dict:
         """Remove every webhook registered for the receivers (of the URL registered last, else of webhook_base_url)
         or with the keys (which are kept); the timer renews nothing until the next registration."""
         root = self._root or self
         base = root._base_url(root.registered_webhook_url or root.webhook_base_url)
-        report = self._webhooks(base, lambda hooked, url, key: hooked.registrar.remove(url, key))
+        report = self._webhooks(base, lambda hooked, url, key: hooked.registrar.remove(url, key), root._keys())
         if report["ok"]:
             root.prefix_state.save_cursor(RUNS_STATE, WEBHOOK_URL, "")
         return report
@@ -378,11 +383,13 @@ class Services:
                                      "(https://<app>.azurewebsites.net), to which the services post notifications.")
         return base
 
-    def _webhooks(self, base: str, act, create: bool = False) -> dict:
-        """`act` for each registrar, with the receivers' URLs under `base`; one that fails (a service refuses, or is
-        down) is reported as a failed hook with the reason, and the others go on."""
+    def _keys(self, create: bool = False) -> dict[Side, str | None]:
+        return {side: self.webhook_key(side, create=create) for side in WEBHOOK_KEYS}
+
+    def _webhooks(self, base: str, act, keys: dict[Side, str | None]) -> dict:
+        """`act` for each registrar, with the receivers' URLs under `base` and `keys` (_keys); one that fails (a
+        service refuses, or is down) is reported as a failed hook with the reason, and the others go on."""
         root = self._root or self
-        keys = {side: root.webhook_key(side, create=create) for side in WEBHOOK_KEYS}
         hooks, unavailable = [], False
         for hooked in root.webhook_registrars():
             side = hooked.registrar.side

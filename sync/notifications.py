@@ -90,8 +90,9 @@ class Registrar(Protocol):
         read, not written again."""
         ...
 
-    def hooks(self, url: str, key: str | None) -> list[Hook]:
-        """What is registered at the service for `url` (or with `key`) now, read only."""
+    def hooks(self, url: str, key: str | None, tables: Sequence[str] = ()) -> list[Hook]:
+        """What is registered at the service for `url` (or with `key`) now, then each hook `tables` want that is not
+        there (MISSING: a Business Central entity set, a Dataverse message of a table); read only."""
         ...
 
     def remove(self, url: str, key: str | None) -> list[Hook]:

@@ -46,6 +46,15 @@ def execution_context(**changes) -> dict:
             "UserId": str(uuid.uuid4()), "InitiatingUserId": str(uuid.uuid4()), "InputParameters": [], **changes}
 
 
+def post(url: str, body, key: str | None) -> tuple[int, dict]:
+    """A Dataverse execution context (or raw bytes) posted to bcsync's receiver with `key` in its x-bcsync-key
+    header: the status and the JSON answer."""
+    raw = body if isinstance(body, bytes) else None
+    status, _, answer = call("POST", url, None if raw is not None else body, raw=raw,
+                             headers={"x-bcsync-key": key} if key is not None else None)
+    return status, json.loads(answer)
+
+
 def rewind_schedules(services, minutes: float) -> None:
     """Make every mapping's last run look `minutes` older, as if that much time had passed."""
     for mapping, schedule in services.state.schedules().items():

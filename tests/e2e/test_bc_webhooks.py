@@ -297,6 +297,31 @@ def test_the_timer_lists_the_environments_subscriptions_once_for_all_companies(h
     assert len(listings) == 1
 
 
+def test_the_timer_renews_at_most_hourly_and_asks_neither_service_in_between(hooked, monkeypatch):
+    hooked.services.register_webhooks()
+    sent = []
+    for api in (hooked.services.business_central.api, hooked.services.dataverse.api):
+        request = api.session.request
+
+        def logged(method, url, request=request, **kwargs):
+            sent.append(f"{method} {url.split('?')[0]}")
+            return request(method, url, **kwargs)
+        monkeypatch.setattr(api.session, "request", logged)
+
+    def webhook_requests() -> list[str]:
+        return [line for line in sent if any(part in line for part in ("subscriptions", "serviceendpoints",
+                                                                         "sdkmessage"))]
+    tick()
+    assert webhook_requests(), sent  # the first renewal lists both services' registrations
+    sent.clear()
+    hooked.sim.advance(dt.timedelta(minutes=50))
+    tick()
+    assert webhook_requests() == []
+    hooked.sim.advance(dt.timedelta(minutes=10))
+    tick()
+    assert webhook_requests()
+
+
 def test_status_tells_a_subscription_that_expires_within_a_day(hooked):
     hooked.services.register_webhooks()
     hooked.sim.advance(dt.timedelta(hours=49))

@@ -6,17 +6,13 @@ mapping, a targeted run); where bcsync's side must fail, `Services.notify` raise
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 import uuid
-import weakref
 
 import pytest
 
 import function_app
 from bcsync import host
-from shared import dataverse_receiver, http_api
+from shared import http_api
 from shared.dataverse import DataverseClient
 from shared.wiring import Services
 from sync.errors import ConfigurationError, ServiceUnavailableError
@@ -24,7 +20,7 @@ from sync.model import Direction, Side
 from shared.dataverse_webhooks import update_columns
 from sync.notifications import CRM_ROUTE, HookState, hookable_tables
 from sync.runs import RunKind
-from tests.support import wait_for
+from tests.support import execution_context, post, wait_for
 
 
 @pytest.fixture
@@ -153,38 +149,22 @@ def test_bcsyncs_own_changes_are_dropped(env, served):
     assert webhooks.jobs[-1].status == "succeeded" and notified(env) == {}
 
 
-def post(url: str, body, key: str | None) -> tuple[int, dict]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json", **({"x-bcsync-key": key} if key is not None else {})}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers, method="POST"),
-                                    timeout=30) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as answer:
-        return answer.code, json.loads(answer.read())
-
-
-def context(**changes) -> dict:
-    return {"MessageName": "Update", "PrimaryEntityName": "account", "PrimaryEntityId": str(uuid.uuid4()),
-            "UserId": str(uuid.uuid4()), "InitiatingUserId": str(uuid.uuid4()), "InputParameters": [], **changes}
-
-
 def test_the_receiver_refuses_a_wrong_key_and_a_malformed_context(env, served):
     key = env.services.webhook_key(Side.CRM, create=True)
-    assert post(served, context(), None)[0] == 401
-    assert post(served, context(), key[:-1] + ("x" if key[-1] != "x" else "y"))[0] == 401
+    assert post(served, execution_context(), None)[0] == 401
+    assert post(served, execution_context(), key[:-1] + ("x" if key[-1] != "x" else "y"))[0] == 401
     assert notified(env) == {}
 
     status, answer = post(served, b"{not json", key)
     assert (status, answer["field"]) == (400, "body") and "not JSON" in answer["error"]
     for field, value in (("MessageName", None), ("PrimaryEntityName", 7), ("PrimaryEntityId", "not-a-guid")):
-        status, answer = post(served, context(**{field: value}), key)
+        status, answer = post(served, execution_context(**{field: value}), key)
         assert (status, answer["field"]) == (400, field) and field in answer["error"]
-    assert post(served, context(MessageName="Assign"), key) == (202, {"ignored": "message Assign"})
+    assert post(served, execution_context(MessageName="Assign"), key) == (202, {"ignored": "message Assign"})
     assert notified(env) == {}
 
     row = str(uuid.uuid4())
-    status, answer = post(served, context(PrimaryEntityId=row.upper()), key)
+    status, answer = post(served, execution_context(PrimaryEntityId=row.upper()), key)
     assert (status, answer["notifications"]) == (202, 1)
     assert notified(env) == {row: "updated"}
 
@@ -205,26 +185,26 @@ def test_a_transient_failure_answers_503_and_dataverse_posts_again(env, served, 
 
 
 def test_any_failure_on_bcsyncs_side_is_a_503_and_a_missing_key_too(env, served, failing, caplog):
-    assert post(served, context(), "anything")[0] == 503  # no key stored: bcsync's to fix, Dataverse retries
+    assert post(served, execution_context(), "anything")[0] == 503  # no key stored: bcsync's to fix, Dataverse retries
     assert "no webhook key is stored" in caplog.text
     key = env.services.webhook_key(Side.CRM, create=True)
-    assert post(served, context(), env.services.webhook_key(Side.BC, create=True))[0] == 401  # the other service's
+    assert post(served, execution_context(), env.services.webhook_key(Side.BC, create=True))[0] == 401  # the other service's
     for failure in (ConfigurationError("Table Storage refused"), RuntimeError("a bug")):
         failing.append(failure)
-        status, answer = post(served, context(), key)
+        status, answer = post(served, execution_context(), key)
         assert status == 503, failure
     assert notified(env) == {}
 
 
 def test_a_failing_whoami_hands_the_notification_over(env, served, monkeypatch):
     key = env.services.webhook_key(Side.CRM, create=True)
-    monkeypatch.setattr(dataverse_receiver, "_integration_users", weakref.WeakKeyDictionary())
+    monkeypatch.setattr(env.services.engine.crm, "_whoami", None)  # not asked yet in this process
 
     def whoami(self):
         raise ServiceUnavailableError("Dataverse: WhoAmI timed out")
     monkeypatch.setattr(DataverseClient, "whoami", whoami)
     row = str(uuid.uuid4())
-    assert post(served, context(PrimaryEntityId=row), key)[0] == 202
+    assert post(served, execution_context(PrimaryEntityId=row), key)[0] == 202
     assert notified(env) == {row: "updated"}
 
 
